@@ -1,0 +1,183 @@
+// DNS: getaddrinfo blocks, so it runs on a few worker threads; answers come
+// back to the event loop as posted jobs. A slow lookup never stalls the loop,
+// and up to MAX_WORKERS lookups run at once.
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "ugate.h"
+
+#define MAX_WORKERS 4
+#define MAX_ADDRS 32
+
+typedef struct lookup {
+  ug_job job;  // first: the loop hands this pointer back
+  struct lookup *qnext;
+  struct lookup *all_prev, *all_next;  // every lookup not yet completed
+  JSValue cb;
+  char *host;
+  int gai_err;
+  int naddrs;
+  char addrs[MAX_ADDRS][INET6_ADDRSTRLEN];
+} lookup;
+
+static struct {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  lookup *qhead, *qtail;
+  lookup *all;  // owned by the loop thread
+  int workers, idle;
+  bool closed;
+} D = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void resolve_now(lookup *l) {
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+  l->gai_err = getaddrinfo(l->host, NULL, &hints, &res);
+  for (struct addrinfo *ai = res; ai && l->naddrs < MAX_ADDRS; ai = ai->ai_next) {
+    char buf[INET6_ADDRSTRLEN];
+    if (ai->ai_family == AF_INET)
+      inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, buf, sizeof buf);
+    else if (ai->ai_family == AF_INET6)
+      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, buf, sizeof buf);
+    else
+      continue;
+    bool dup = false;
+    for (int i = 0; i < l->naddrs && !dup; i++) dup = !strcmp(l->addrs[i], buf);
+    if (!dup) strcpy(l->addrs[l->naddrs++], buf);
+  }
+  if (res) freeaddrinfo(res);
+}
+
+static void *worker(void *arg) {
+  (void)arg;
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);  // signals belong to the loop's signalfd
+  pthread_mutex_lock(&D.lock);
+  for (;;) {
+    while (!D.qhead && !D.closed) {
+      D.idle++;
+      pthread_cond_wait(&D.cond, &D.lock);
+      D.idle--;
+    }
+    if (D.closed) break;
+    lookup *l = D.qhead;
+    D.qhead = l->qnext;
+    if (!D.qhead) D.qtail = NULL;
+    pthread_mutex_unlock(&D.lock);
+    resolve_now(l);
+    pthread_mutex_lock(&D.lock);
+    if (D.closed) {  // the runtime is gone; nobody waits for this answer
+      free(l->host);
+      free(l);
+      break;
+    }
+    ug_loop_post(&l->job);
+  }
+  D.workers--;
+  pthread_mutex_unlock(&D.lock);
+  return NULL;
+}
+
+static void unlink_lookup(lookup *l) {
+  if (l->all_prev)
+    l->all_prev->all_next = l->all_next;
+  else
+    D.all = l->all_next;
+  if (l->all_next) l->all_next->all_prev = l->all_prev;
+}
+
+static void complete(JSContext *ctx, ug_job *job) {
+  lookup *l = (lookup *)job;
+  unlink_lookup(l);
+  ug_loop_unref();
+  JSValue args[2];
+  if (l->gai_err || l->naddrs == 0) {
+    args[0] = JS_NewString(ctx, l->gai_err ? gai_strerror(l->gai_err) : "no address");
+    args[1] = JS_NewArray(ctx);
+  } else {
+    args[0] = JS_NULL;
+    args[1] = JS_NewArray(ctx);
+    for (int i = 0; i < l->naddrs; i++) JS_SetPropertyUint32(ctx, args[1], i, JS_NewString(ctx, l->addrs[i]));
+  }
+  ug_call(ctx, l->cb, 2, args);
+  JS_FreeValue(ctx, args[0]);
+  JS_FreeValue(ctx, args[1]);
+  JS_FreeValue(ctx, l->cb);
+  free(l->host);
+  free(l);
+}
+
+static JSValue js_resolve(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  if (!JS_IsFunction(ctx, argv[1])) return JS_ThrowTypeError(ctx, "resolve: callback is not a function");
+  const char *host = JS_ToCString(ctx, argv[0]);
+  if (!host) return JS_EXCEPTION;
+  lookup *l = calloc(1, sizeof *l);
+  char *h = strdup(host);
+  JS_FreeCString(ctx, host);
+  if (!l || !h) {
+    free(l);
+    free(h);
+    return JS_ThrowOutOfMemory(ctx);
+  }
+  l->host = h;
+  l->job.complete = complete;
+  l->cb = JS_DupValue(ctx, argv[1]);
+  l->all_next = D.all;
+  if (D.all) D.all->all_prev = l;
+  D.all = l;
+  ug_loop_ref();
+  pthread_mutex_lock(&D.lock);
+  if (D.qtail)
+    D.qtail->qnext = l;
+  else
+    D.qhead = l;
+  D.qtail = l;
+  if (D.idle == 0 && D.workers < MAX_WORKERS) {
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &at, worker, NULL) == 0) D.workers++;
+    pthread_attr_destroy(&at);
+  }
+  bool stuck = D.workers == 0;  // no thread could be made: the lookup would never end
+  pthread_cond_signal(&D.cond);
+  pthread_mutex_unlock(&D.lock);
+  UG_CHECK(!stuck);
+  return JS_UNDEFINED;
+}
+
+// At exit: drop callbacks of lookups still running; workers free their own.
+void ug_dns_shutdown(JSContext *ctx) {
+  pthread_mutex_lock(&D.lock);
+  D.closed = true;
+  for (lookup *l = D.all, *next; l; l = next) {
+    next = l->all_next;
+    JS_FreeValue(ctx, l->cb);
+    l->cb = JS_UNDEFINED;
+    bool queued = false;
+    for (lookup *q = D.qhead; q && !queued; q = q->qnext) queued = q == l;
+    if (queued) {
+      free(l->host);
+      free(l);
+    }
+  }
+  D.all = NULL;
+  D.qhead = D.qtail = NULL;
+  pthread_cond_broadcast(&D.cond);
+  pthread_mutex_unlock(&D.lock);
+}
+
+static const JSCFunctionListEntry dns_funcs[] = {
+    JS_CFUNC_DEF("resolve", 2, js_resolve),
+};
+
+ug_exports ug_dns_exports(void) { return (ug_exports){dns_funcs, sizeof dns_funcs / sizeof dns_funcs[0]}; }

@@ -1,0 +1,344 @@
+// TCP sockets for the handshake phase: everything non-blocking, fds as numbers.
+// After a route is chosen, relay.c takes the fds over and JS stops touching them.
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ugate.h"
+
+#define READ_MAX (1 << 20)
+
+// Kernel ABI (linux/netfilter_ipv4.h, netfilter_ipv6/ip6_tables.h), spelled
+// out because musl toolchains ship without the kernel headers.
+#ifndef SO_ORIGINAL_DST
+#define SO_ORIGINAL_DST 80
+#endif
+#ifndef IP6T_SO_ORIGINAL_DST
+#define IP6T_SO_ORIGINAL_DST 80
+#endif
+
+int ug_get_bytes(JSContext *ctx, JSValueConst v, const uint8_t **p, size_t *len) {
+  if (JS_IsArrayBuffer(v)) {
+    *p = JS_GetArrayBuffer(ctx, len, v);
+    return *p || *len == 0 ? 0 : -1;
+  }
+  if (JS_GetTypedArrayType(v) == JS_TYPED_ARRAY_UINT8) {
+    *p = JS_GetUint8Array(ctx, len, v);
+    return *p || *len == 0 ? 0 : -1;
+  }
+  JS_ThrowTypeError(ctx, "expected an ArrayBuffer or a Uint8Array");
+  return -1;
+}
+
+// Numeric IPv4 or IPv6 text → sockaddr; returns its length or 0.
+static socklen_t parse_ip(const char *s, int port, struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof *ss);
+  struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+  if (inet_pton(AF_INET, s, &a4->sin_addr) == 1) {
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons(port);
+    return sizeof *a4;
+  }
+  if (inet_pton(AF_INET6, s, &a6->sin6_addr) == 1) {
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons(port);
+    return sizeof *a6;
+  }
+  return 0;
+}
+
+static JSValue addr_to_js(JSContext *ctx, const struct sockaddr_storage *ss) {
+  char buf[INET6_ADDRSTRLEN];
+  int port = 0, family = 4;
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const void *)ss;
+    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
+    port = ntohs(a->sin_port);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const void *)ss;
+    if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
+      inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], buf, sizeof buf);
+    } else {
+      inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
+      family = 6;
+    }
+    port = ntohs(a->sin6_port);
+  } else {
+    return JS_NULL;
+  }
+  JSValue o = JS_NewObject(ctx);
+  JS_SetPropertyStr(ctx, o, "addr", JS_NewString(ctx, buf));
+  JS_SetPropertyStr(ctx, o, "port", JS_NewInt32(ctx, port));
+  JS_SetPropertyStr(ctx, o, "family", JS_NewInt32(ctx, family));
+  return o;
+}
+
+static int arg_fd(JSContext *ctx, JSValueConst v, int *fd) {
+  if (JS_ToInt32(ctx, fd, v)) return -1;
+  if (*fd < 0) {
+    JS_ThrowRangeError(ctx, "bad fd %d", *fd);
+    return -1;
+  }
+  return 0;
+}
+
+static JSValue js_listen(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  int port, backlog;
+  if (JS_ToInt32(ctx, &port, argv[1]) || JS_ToInt32(ctx, &backlog, argv[2])) return JS_EXCEPTION;
+  const char *host = JS_ToCString(ctx, argv[0]);
+  if (!host) return JS_EXCEPTION;
+  struct sockaddr_storage ss;
+  socklen_t sl = port >= 0 && port <= 65535 ? parse_ip(host, port, &ss) : 0;
+  JS_FreeCString(ctx, host);
+  if (!sl) return JS_ThrowRangeError(ctx, "listen: not a numeric IP address and port");
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ug_throw_errno(ctx, "socket", errno);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (ss.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, backlog) < 0) {
+    int e = errno;
+    close(fd);
+    return ug_throw_errno(ctx, "listen", e);
+  }
+  return JS_NewInt32(ctx, fd);
+}
+
+static void set_nodelay(int fd) {
+  int one = 1;  // a relay must not add latency to small writes
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static JSValue js_accept(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  int lfd;
+  if (arg_fd(ctx, argv[0], &lfd)) return JS_EXCEPTION;
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  int fd;
+  do fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    if (errno == EAGAIN || errno == ECONNABORTED) return JS_NULL;
+    return ug_throw_errno(ctx, "accept", errno);
+  }
+  set_nodelay(fd);
+  JSValue o = addr_to_js(ctx, &ss);
+  if (JS_IsNull(o)) o = JS_NewObject(ctx);
+  JS_SetPropertyStr(ctx, o, "fd", JS_NewInt32(ctx, fd));
+  return o;
+}
+
+static JSValue js_connect(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  int port;
+  if (JS_ToInt32(ctx, &port, argv[1])) return JS_EXCEPTION;
+  const char *host = JS_ToCString(ctx, argv[0]);
+  if (!host) return JS_EXCEPTION;
+  struct sockaddr_storage ss;
+  socklen_t sl = port > 0 && port <= 65535 ? parse_ip(host, port, &ss) : 0;
+  JS_FreeCString(ctx, host);
+  if (!sl) return JS_ThrowRangeError(ctx, "connect: not a numeric IP address and port");
+  int mark = 0;
+  struct sockaddr_storage src;
+  socklen_t srcl = 0;
+  if (argc > 2 && JS_IsObject(argv[2])) {
+    JSValue v = JS_GetPropertyStr(ctx, argv[2], "mark");
+    if (!JS_IsUndefined(v) && JS_ToInt32(ctx, &mark, v)) {
+      JS_FreeValue(ctx, v);
+      return JS_EXCEPTION;
+    }
+    JS_FreeValue(ctx, v);
+    v = JS_GetPropertyStr(ctx, argv[2], "bind");
+    if (!JS_IsUndefined(v)) {
+      const char *b = JS_ToCString(ctx, v);
+      JS_FreeValue(ctx, v);
+      if (!b) return JS_EXCEPTION;
+      srcl = parse_ip(b, 0, &src);
+      JS_FreeCString(ctx, b);
+      if (!srcl || src.ss_family != ss.ss_family)
+        return JS_ThrowRangeError(ctx, "connect: bind address is not a numeric IP of the target's family");
+    }
+  }
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ug_throw_errno(ctx, "socket", errno);
+  const char *step = NULL;
+  if (mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) < 0) step = "setsockopt(SO_MARK)";
+  if (!step && srcl && bind(fd, (struct sockaddr *)&src, srcl) < 0) step = "bind";
+  if (!step && connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) step = "connect";
+  if (step) {
+    int e = errno;
+    close(fd);
+    return ug_throw_errno(ctx, step, e);
+  }
+  set_nodelay(fd);
+  return JS_NewInt32(ctx, fd);
+}
+
+static JSValue js_socket_error(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  int fd, err = 0;
+  socklen_t l = sizeof err;
+  if (arg_fd(ctx, argv[0], &fd)) return JS_EXCEPTION;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0) err = errno;
+  return JS_NewInt32(ctx, err);
+}
+
+static JSValue recv_common(JSContext *ctx, JSValueConst *argv, int flags) {
+  int fd, max;
+  if (arg_fd(ctx, argv[0], &fd) || JS_ToInt32(ctx, &max, argv[1])) return JS_EXCEPTION;
+  if (max <= 0 || max > READ_MAX) return JS_ThrowRangeError(ctx, "read: max must be 1..%d", READ_MAX);
+  uint8_t stackbuf[16384];
+  uint8_t *buf = max <= (int)sizeof stackbuf ? stackbuf : malloc(max);
+  if (!buf) return JS_ThrowOutOfMemory(ctx);
+  ssize_t n;
+  do n = recv(fd, buf, max, flags | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  JSValue r;
+  if (n >= 0)
+    r = JS_NewArrayBufferCopy(ctx, buf, n);
+  else if (errno == EAGAIN)
+    r = JS_NULL;
+  else
+    r = ug_throw_errno(ctx, flags & MSG_PEEK ? "peek" : "read", errno);
+  if (buf != stackbuf) free(buf);
+  return r;
+}
+
+static JSValue js_read(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  return recv_common(ctx, argv, 0);
+}
+
+static JSValue js_peek(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  return recv_common(ctx, argv, MSG_PEEK);
+}
+
+static JSValue js_write(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  int fd;
+  const uint8_t *p;
+  size_t len;
+  if (arg_fd(ctx, argv[0], &fd) || ug_get_bytes(ctx, argv[1], &p, &len)) return JS_EXCEPTION;
+  if (len == 0) return JS_NewInt32(ctx, 0);
+  ssize_t n;
+  do n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return errno == EAGAIN ? JS_NewInt32(ctx, 0) : ug_throw_errno(ctx, "write", errno);
+  return JS_NewInt64(ctx, n);
+}
+
+static JSValue js_shutdown(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  int fd, how;
+  if (arg_fd(ctx, argv[0], &fd) || JS_ToInt32(ctx, &how, argv[1])) return JS_EXCEPTION;
+  if (shutdown(fd, how) < 0 && errno != ENOTCONN) return ug_throw_errno(ctx, "shutdown", errno);
+  return JS_UNDEFINED;
+}
+
+static JSValue close_common(JSContext *ctx, JSValueConst *argv, bool rst) {
+  int fd;
+  if (arg_fd(ctx, argv[0], &fd)) return JS_EXCEPTION;
+  ug_loop_forget_fd(ctx, fd);
+  if (rst) {
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  }
+  // Linux closes the fd even when close() reports an error; only EBADF is a bug.
+  if (close(fd) < 0 && errno == EBADF) return ug_throw_errno(ctx, "close", errno);
+  return JS_UNDEFINED;
+}
+
+static JSValue js_close(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  return close_common(ctx, argv, false);
+}
+
+static JSValue js_reset(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  return close_common(ctx, argv, true);
+}
+
+static JSValue name_common(JSContext *ctx, JSValueConst *argv, bool peer) {
+  int fd;
+  if (arg_fd(ctx, argv[0], &fd)) return JS_EXCEPTION;
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  int r = peer ? getpeername(fd, (struct sockaddr *)&ss, &sl) : getsockname(fd, (struct sockaddr *)&ss, &sl);
+  if (r < 0) return ug_throw_errno(ctx, peer ? "getpeername" : "getsockname", errno);
+  return addr_to_js(ctx, &ss);
+}
+
+static JSValue js_local_address(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  return name_common(ctx, argv, false);
+}
+
+static JSValue js_peer_address(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  return name_common(ctx, argv, true);
+}
+
+// The destination a REDIRECT rule rewrote, from conntrack (needs nf_conntrack).
+static JSValue js_original_dst(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  int fd;
+  if (arg_fd(ctx, argv[0], &fd)) return JS_EXCEPTION;
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) return ug_throw_errno(ctx, "getsockname", errno);
+  bool v6 = ss.ss_family == AF_INET6;
+  memset(&ss, 0, sizeof ss);
+  sl = sizeof ss;
+  int r = v6 ? getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &ss, &sl)
+              : getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &ss, &sl);
+  if (r < 0 && v6) {
+    // An IPv6 socket may carry a v4-mapped connection: try the IPv4 option too.
+    sl = sizeof ss;
+    r = getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &ss, &sl);
+  }
+  if (r < 0) return (errno == ENOENT || errno == ENOPROTOOPT) ? JS_NULL : ug_throw_errno(ctx, "getsockopt(SO_ORIGINAL_DST)", errno);
+  return addr_to_js(ctx, &ss);
+}
+
+static const JSCFunctionListEntry net_funcs[] = {
+    JS_CFUNC_DEF("listen", 3, js_listen),
+    JS_CFUNC_DEF("accept", 1, js_accept),
+    JS_CFUNC_DEF("connect", 3, js_connect),
+    JS_CFUNC_DEF("socketError", 1, js_socket_error),
+    JS_CFUNC_DEF("read", 2, js_read),
+    JS_CFUNC_DEF("peek", 2, js_peek),
+    JS_CFUNC_DEF("write", 2, js_write),
+    JS_CFUNC_DEF("shutdown", 2, js_shutdown),
+    JS_CFUNC_DEF("close", 1, js_close),
+    JS_CFUNC_DEF("reset", 1, js_reset),
+    JS_CFUNC_DEF("localAddress", 1, js_local_address),
+    JS_CFUNC_DEF("peerAddress", 1, js_peer_address),
+    JS_CFUNC_DEF("originalDst", 1, js_original_dst),
+    JS_PROP_INT32_DEF("SHUT_RD", SHUT_RD, 0),
+    JS_PROP_INT32_DEF("SHUT_WR", SHUT_WR, 0),
+    JS_PROP_INT32_DEF("SHUT_RDWR", SHUT_RDWR, 0),
+};
+
+ug_exports ug_net_exports(void) { return (ug_exports){net_funcs, sizeof net_funcs / sizeof net_funcs[0]}; }

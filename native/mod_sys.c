@@ -1,0 +1,216 @@
+// Process-level functions: argv, clocks, stdio, files, errno names.
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ugate.h"
+
+static int g_argc;
+static char **g_argv;
+
+void ug_sys_set_argv(int argc, char **argv) {
+  g_argc = argc;
+  g_argv = argv;
+}
+
+// Only the errno values a network daemon meets; others print as E<n>.
+static const struct {
+  int n;
+  const char *name;
+} errnames[] = {
+    {EPERM, "EPERM"},         {ENOENT, "ENOENT"},           {EINTR, "EINTR"},
+    {EIO, "EIO"},             {EBADF, "EBADF"},             {EAGAIN, "EAGAIN"},
+    {ENOMEM, "ENOMEM"},       {EACCES, "EACCES"},           {EFAULT, "EFAULT"},
+    {EBUSY, "EBUSY"},         {EEXIST, "EEXIST"},           {ENOTDIR, "ENOTDIR"},
+    {EISDIR, "EISDIR"},       {EINVAL, "EINVAL"},           {ENFILE, "ENFILE"},
+    {EMFILE, "EMFILE"},       {ENOSPC, "ENOSPC"},           {EPIPE, "EPIPE"},
+    {ENOSYS, "ENOSYS"},       {ENOTSOCK, "ENOTSOCK"},       {EMSGSIZE, "EMSGSIZE"},
+    {ENOPROTOOPT, "ENOPROTOOPT"}, {EPROTONOSUPPORT, "EPROTONOSUPPORT"}, {EOPNOTSUPP, "EOPNOTSUPP"},
+    {EAFNOSUPPORT, "EAFNOSUPPORT"}, {EADDRINUSE, "EADDRINUSE"}, {EADDRNOTAVAIL, "EADDRNOTAVAIL"},
+    {ENETDOWN, "ENETDOWN"},   {ENETUNREACH, "ENETUNREACH"}, {ENETRESET, "ENETRESET"},
+    {ECONNABORTED, "ECONNABORTED"}, {ECONNRESET, "ECONNRESET"}, {ENOBUFS, "ENOBUFS"},
+    {EISCONN, "EISCONN"},     {ENOTCONN, "ENOTCONN"},       {ETIMEDOUT, "ETIMEDOUT"},
+    {ECONNREFUSED, "ECONNREFUSED"}, {EHOSTDOWN, "EHOSTDOWN"}, {EHOSTUNREACH, "EHOSTUNREACH"},
+    {EALREADY, "EALREADY"},   {EINPROGRESS, "EINPROGRESS"}, {ENOTEMPTY, "ENOTEMPTY"},
+    {ENAMETOOLONG, "ENAMETOOLONG"}, {ELOOP, "ELOOP"},   {EPROTO, "EPROTO"},
+};
+
+const char *ug_errno_name(int err) {
+  for (size_t i = 0; i < sizeof errnames / sizeof errnames[0]; i++)
+    if (errnames[i].n == err) return errnames[i].name;
+  return NULL;
+}
+
+JSValue ug_throw_errno(JSContext *ctx, const char *syscall, int err) {
+  const char *name = ug_errno_name(err);
+  char code[16];
+  if (!name) {
+    snprintf(code, sizeof code, "E%d", err);
+    name = code;
+  }
+  JSValue e = JS_NewError(ctx);
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: %s (%s)", syscall, strerror(err), name);
+  JS_SetPropertyStr(ctx, e, "message", JS_NewString(ctx, msg));
+  JS_SetPropertyStr(ctx, e, "code", JS_NewString(ctx, name));
+  JS_SetPropertyStr(ctx, e, "errno", JS_NewInt32(ctx, err));
+  JS_SetPropertyStr(ctx, e, "syscall", JS_NewString(ctx, syscall));
+  return JS_Throw(ctx, e);
+}
+
+static JSValue js_errno_name(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  int err;
+  if (JS_ToInt32(ctx, &err, argv[0])) return JS_EXCEPTION;
+  const char *name = ug_errno_name(err);
+  if (name) return JS_NewString(ctx, name);
+  char code[16];
+  snprintf(code, sizeof code, "E%d", err);
+  return JS_NewString(ctx, code);
+}
+
+static JSValue js_strerror(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  int err;
+  if (JS_ToInt32(ctx, &err, argv[0])) return JS_EXCEPTION;
+  return JS_NewString(ctx, strerror(err));
+}
+
+JSValue ug_sys_argv(JSContext *ctx) {
+  JSValue a = JS_NewArray(ctx);
+  for (int i = 1; i < g_argc; i++) JS_SetPropertyUint32(ctx, a, i - 1, JS_NewString(ctx, g_argv[i]));
+  return a;
+}
+
+static JSValue js_wall_clock(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  (void)argv;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return JS_NewFloat64(ctx, ts.tv_sec * 1e3 + (double)(ts.tv_nsec / 1000000));
+}
+
+static JSValue write_all(JSContext *ctx, int fd, JSValueConst v) {
+  size_t len;
+  const char *s = JS_ToCStringLen(ctx, &len, v);
+  if (!s) return JS_EXCEPTION;
+  size_t off = 0;
+  while (off < len) {
+    ssize_t n = write(fd, s + off, len - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // nowhere to report a broken stderr; drop the rest
+    off += n;
+  }
+  JS_FreeCString(ctx, s);
+  return JS_UNDEFINED;
+}
+
+static JSValue js_write_stderr(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  return write_all(ctx, 2, argv[0]);
+}
+
+static JSValue js_write_stdout(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  return write_all(ctx, 1, argv[0]);
+}
+
+static JSValue js_read_file(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  const char *path = JS_ToCString(ctx, argv[0]);
+  if (!path) return JS_EXCEPTION;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  JS_FreeCString(ctx, path);
+  if (fd < 0) return ug_throw_errno(ctx, "open", errno);
+  struct stat st;
+  if (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) {
+    int e = S_ISDIR(st.st_mode) ? EISDIR : errno;
+    close(fd);
+    return ug_throw_errno(ctx, "read", e);
+  }
+  size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096, len = 0;
+  char *buf = malloc(cap);
+  if (!buf) {
+    close(fd);
+    return JS_ThrowOutOfMemory(ctx);
+  }
+  for (;;) {
+    if (len == cap) {
+      char *nb = realloc(buf, cap *= 2);
+      if (!nb) {
+        free(buf);
+        close(fd);
+        return JS_ThrowOutOfMemory(ctx);
+      }
+      buf = nb;
+    }
+    ssize_t n = read(fd, buf + len, cap - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      free(buf);
+      close(fd);
+      return ug_throw_errno(ctx, "read", e);
+    }
+    if (n == 0) break;
+    len += n;
+  }
+  close(fd);
+  JSValue s = JS_NewStringLen(ctx, buf, len);
+  free(buf);
+  return s;
+}
+
+static JSValue js_fd_count(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  (void)argv;
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return ug_throw_errno(ctx, "opendir", errno);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (e->d_name[0] != '.') n++;
+  closedir(d);
+  return JS_NewInt32(ctx, n - 1);  // minus the directory's own fd
+}
+
+static JSValue js_peak_rss(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  (void)argv;
+  FILE *f = fopen("/proc/self/status", "re");
+  if (!f) return ug_throw_errno(ctx, "fopen", errno);
+  char line[256];
+  long kib = -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmHWM: %ld", &kib) == 1) break;
+  fclose(f);
+  return JS_NewInt64(ctx, kib);
+}
+
+static const JSCFunctionListEntry sys_funcs[] = {
+    JS_CFUNC_DEF("wallClock", 0, js_wall_clock),
+    JS_CFUNC_DEF("writeStderr", 1, js_write_stderr),
+    JS_CFUNC_DEF("writeStdout", 1, js_write_stdout),
+    JS_CFUNC_DEF("readFile", 1, js_read_file),
+    JS_CFUNC_DEF("fdCount", 0, js_fd_count),
+    JS_CFUNC_DEF("peakRssKiB", 0, js_peak_rss),
+    JS_CFUNC_DEF("errnoName", 1, js_errno_name),
+    JS_CFUNC_DEF("strerror", 1, js_strerror),
+};
+
+ug_exports ug_sys_exports(void) { return (ug_exports){sys_funcs, sizeof sys_funcs / sizeof sys_funcs[0]}; }

@@ -1,0 +1,425 @@
+// The relay thread. Once a route is chosen, both sockets come here and the
+// payload never enters JS again: splice(2) through a pipe per direction
+// (pipes come from a small pool and are held only while bytes are in them),
+// or a read/write loop through one scratch buffer. Edge-triggered epoll:
+// every event pumps both directions of its relay until they would block.
+#define _GNU_SOURCE
+#include "relay.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PIPE_SIZE (512 * 1024)  // bytes moved per splice call pair
+#define POOL_MAX 64             // idle pipes kept for reuse
+#define SCRATCH_SIZE (64 * 1024)
+#define SWEEP_MS 1000           // idle timeouts are checked this often
+
+static struct {
+  pthread_t thread;
+  bool running;
+  int ep, ctlfd;
+  pthread_mutex_t lock;  // guards the fields below
+  relay *incoming;       // started, not yet picked up by the thread
+  bool abort_all, stop;
+  relay_counters published;
+} E = {.ep = -1, .ctlfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+
+// Owned by the relay thread.
+static relay *live;
+static relay *finished;  // closed in this batch; posted once no event can name them
+static int pool[POOL_MAX][2];
+static int npool;
+static relay_counters cnt;
+static uint8_t scratch[SCRATCH_SIZE];
+
+static double mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+// ---- pipes --------------------------------------------------------------------
+static bool pipe_get(relay_dir *d) {
+  if (npool > 0) {
+    npool--;
+    d->pipe[0] = pool[npool][0];
+    d->pipe[1] = pool[npool][1];
+    return true;
+  }
+  if (pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) < 0) return false;
+  fcntl(d->pipe[1], F_SETPIPE_SZ, PIPE_SIZE);  // a smaller pipe still works
+  return true;
+}
+
+// A pipe that still holds bytes cannot be reused: its data belongs to a dead stream.
+static void pipe_put(relay_dir *d) {
+  if (d->pipe[0] < 0) return;
+  if (d->inpipe == 0 && npool < POOL_MAX) {
+    pool[npool][0] = d->pipe[0];
+    pool[npool][1] = d->pipe[1];
+    npool++;
+  } else {
+    close(d->pipe[0]);
+    close(d->pipe[1]);
+  }
+  d->pipe[0] = d->pipe[1] = -1;
+  d->inpipe = 0;
+}
+
+// Idle pipes are only worth keeping while relays come and go.
+static void pool_drain(void) {
+  while (npool > 0) {
+    npool--;
+    close(pool[npool][0]);
+    close(pool[npool][1]);
+  }
+}
+
+// ---- one direction ----------------------------------------------------------------
+// Result of a pump: 0 = waiting for readiness (or finished); otherwise the side
+// (1 = from, 2 = to) whose socket failed, with errno in *err.
+enum { PUMP_OK = 0, PUMP_FROM_ERR = 1, PUMP_TO_ERR = 2 };
+
+static int write_buffered(relay *r, relay_dir *d, int *err) {
+  while (d->off < d->len) {
+    ssize_t n = send(d->to, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    cnt.copy_calls++;
+    if (n > 0) {
+      d->off += n;
+      d->bytes += n;
+      r->last_ms = mono_ms();
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return PUMP_OK;
+    *err = n < 0 ? errno : EPIPE;
+    return PUMP_TO_ERR;
+  }
+  free(d->buf);
+  d->buf = NULL;
+  d->off = d->len = 0;
+  return PUMP_OK;
+}
+
+static int pump_splice(relay *r, relay_dir *d, int *err) {
+  for (;;) {
+    if (d->inpipe) {
+      ssize_t w = splice(d->pipe[0], NULL, d->to, NULL, d->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      cnt.splice_calls++;
+      if (w > 0) {
+        d->inpipe -= w;
+        d->bytes += w;
+        r->last_ms = mono_ms();
+        continue;
+      }
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && errno == EAGAIN) return PUMP_OK;  // `to` is full: wait for EPOLLOUT
+      *err = w < 0 ? errno : EPIPE;
+      return PUMP_TO_ERR;
+    }
+    if (d->eof) break;
+    if (d->pipe[0] < 0 && !pipe_get(d)) {  // out of fds for pipes: copy instead
+      d->copy = true;
+      return PUMP_OK;
+    }
+    ssize_t n = splice(d->from, NULL, d->pipe[1], NULL, PIPE_SIZE, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    cnt.splice_calls++;
+    if (n > 0) {
+      d->inpipe += n;
+      r->spliced = true;
+      continue;
+    }
+    if (n == 0) {
+      d->eof = true;
+      break;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) {
+      pipe_put(d);  // empty here: give it back while the socket is quiet
+      return PUMP_OK;
+    }
+    if (errno == EINVAL || errno == ENOSYS) {  // this socket cannot splice
+      pipe_put(d);
+      d->copy = true;
+      return PUMP_OK;
+    }
+    *err = errno;
+    return PUMP_FROM_ERR;
+  }
+  pipe_put(d);
+  return PUMP_OK;
+}
+
+static int pump_copy(relay *r, relay_dir *d, int *err) {
+  while (!d->eof) {
+    ssize_t n = recv(d->from, scratch, SCRATCH_SIZE, MSG_DONTWAIT);
+    cnt.copy_calls++;
+    if (n == 0) {
+      d->eof = true;
+      break;
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return PUMP_OK;
+      *err = errno;
+      return PUMP_FROM_ERR;
+    }
+    ssize_t w = send(d->to, scratch, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    cnt.copy_calls++;
+    if (w < 0 && errno != EAGAIN && errno != EINTR) {
+      *err = errno;
+      return PUMP_TO_ERR;
+    }
+    if (w < 0) w = 0;
+    d->bytes += w;
+    r->last_ms = mono_ms();
+    if (w < n) {  // `to` is full: keep the rest and wait for EPOLLOUT
+      d->buf = malloc(n - w);
+      if (!d->buf) {
+        *err = ENOMEM;
+        return PUMP_TO_ERR;
+      }
+      memcpy(d->buf, scratch + w, n - w);
+      d->off = 0;
+      d->len = n - w;
+      return PUMP_OK;
+    }
+  }
+  return PUMP_OK;
+}
+
+static int pump(relay *r, relay_dir *d, int *err) {
+  if (d->shut) return PUMP_OK;
+  int rc = write_buffered(r, d, err);  // bytes read earlier go first, in order
+  if (rc || d->buf) return rc;
+  if (!d->copy) rc = pump_splice(r, d, err);
+  if (rc == PUMP_OK && d->copy) rc = pump_copy(r, d, err);  // copy mode, or splice just fell back
+  if (rc) return rc;
+  if (d->eof && !d->buf && d->inpipe == 0) {
+    shutdown(d->to, SHUT_WR);  // pass the FIN on: half-close
+    d->shut = true;
+  }
+  return PUMP_OK;
+}
+
+// ---- lifecycle ------------------------------------------------------------------
+static void finish(relay *r, const char *reason, int err) {
+  if (r->done) return;
+  r->done = true;
+  r->reason = reason;
+  r->err = err;
+  bool rst = err != 0;  // an error on one side is passed on as a reset
+  int fds[2] = {r->up.from, r->up.to};
+  for (int i = 0; i < 2; i++) {
+    if (rst) {
+      struct linger lg = {.l_onoff = 1, .l_linger = 0};
+      setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    close(fds[i]);  // also leaves the epoll set
+  }
+  pipe_put(&r->up);
+  pipe_put(&r->down);
+  free(r->up.buf);
+  free(r->down.buf);
+  r->up.buf = r->down.buf = NULL;
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    live = r->next;
+  if (r->next) r->next->prev = r->prev;
+  r->prev = NULL;
+  r->next = finished;
+  finished = r;
+}
+
+static void run_pumps(relay *r) {
+  int err = 0;
+  int rc = pump(r, &r->up, &err);
+  if (rc) return finish(r, rc == PUMP_FROM_ERR ? "client-error" : "server-error", err);
+  rc = pump(r, &r->down, &err);
+  if (rc) return finish(r, rc == PUMP_FROM_ERR ? "server-error" : "client-error", err);
+  if (r->up.shut && r->down.shut) finish(r, "eof", 0);
+}
+
+static void on_event(relay_end *e, uint32_t events) {
+  relay *r = e->r;
+  if (r->done) return;  // closed earlier in this batch
+  if (events & EPOLLERR) {
+    int err = 0;
+    socklen_t l = sizeof err;
+    getsockopt(e->side ? r->up.to : r->up.from, SOL_SOCKET, SO_ERROR, &err, &l);
+    if (err) return finish(r, e->side ? "server-error" : "client-error", err);
+  }
+  run_pumps(r);
+}
+
+static void adopt(relay *r) {
+  r->next = live;
+  if (live) live->prev = r;
+  live = r;
+  r->ea = (relay_end){r, 0};
+  r->eb = (relay_end){r, 1};
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
+  ev.data.ptr = &r->ea;
+  int ok = epoll_ctl(E.ep, EPOLL_CTL_ADD, r->up.from, &ev);
+  ev.data.ptr = &r->eb;
+  if (ok == 0) ok = epoll_ctl(E.ep, EPOLL_CTL_ADD, r->up.to, &ev);
+  if (ok < 0) return finish(r, "client-error", errno);
+  run_pumps(r);  // initial bytes, and data that arrived before the hand-over
+}
+
+static void sweep_idle(double now) {
+  for (relay *r = live, *next; r; r = next) {
+    next = r->next;
+    if (r->idle_ms > 0 && now - r->last_ms >= r->idle_ms) finish(r, "idle", 0);
+  }
+}
+
+static void publish_counters(void) {
+  cnt.pipes_pooled = npool;
+  pthread_mutex_lock(&E.lock);
+  E.published = cnt;
+  pthread_mutex_unlock(&E.lock);
+}
+
+static void post_finished(void) {
+  if (!live) pool_drain();  // before the last result: fds are back to baseline when JS hears of it
+  publish_counters();
+  while (finished) {
+    relay *r = finished;
+    finished = r->next;
+    r->next = NULL;
+    r->posted = true;
+    ug_loop_post(&r->job);
+  }
+}
+
+static void *relay_thread(void *arg) {
+  (void)arg;
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);  // signals belong to the loop's signalfd
+  struct epoll_event evs[128];
+  double last_sweep = mono_ms();
+  for (;;) {
+    int n = epoll_wait(E.ep, evs, 128, live ? SWEEP_MS : -1);
+    for (int i = 0; i < n; i++) {
+      if (evs[i].data.ptr == NULL) {
+        uint64_t v;
+        ssize_t rd = read(E.ctlfd, &v, sizeof v);
+        (void)rd;
+      } else {
+        on_event(evs[i].data.ptr, evs[i].events);
+      }
+    }
+    pthread_mutex_lock(&E.lock);
+    bool stop = E.stop, abort_all = E.abort_all;
+    relay *in = E.incoming;
+    E.incoming = NULL;
+    E.abort_all = false;
+    pthread_mutex_unlock(&E.lock);
+    while (in) {
+      relay *next = in->next;
+      in->next = NULL;
+      adopt(in);
+      in = next;
+    }
+    double now = mono_ms();
+    if (now - last_sweep >= SWEEP_MS) {
+      sweep_idle(now);
+      last_sweep = now;
+    }
+    if (abort_all || stop)
+      while (live) finish(live, "shutdown", 0);
+    if (stop) {  // the loop is going away: nobody reads results any more
+      finished = NULL;
+      pool_drain();
+      break;
+    }
+    if (finished || n == 0) post_finished();
+    else publish_counters();
+  }
+  return NULL;
+}
+
+// ---- called from the loop thread ---------------------------------------------------
+void relay_init(relay *r, int a, int b, bool splice, int idle_ms) {
+  memset(r, 0, sizeof *r);
+  r->up = (relay_dir){.from = a, .to = b, .pipe = {-1, -1}, .copy = !splice};
+  r->down = (relay_dir){.from = b, .to = a, .pipe = {-1, -1}, .copy = !splice};
+  r->idle_ms = idle_ms;
+  r->start_ms = r->last_ms = mono_ms();
+  r->cb = JS_UNDEFINED;
+}
+
+int relay_set_initial(relay_dir *d, const uint8_t *p, size_t len) {
+  if (len == 0) return 0;
+  d->buf = malloc(len);
+  if (!d->buf) return -1;
+  memcpy(d->buf, p, len);
+  d->off = 0;
+  d->len = len;
+  return 0;
+}
+
+int relay_engine_start(void) {
+  if (E.running) return 0;
+  E.ep = epoll_create1(EPOLL_CLOEXEC);
+  E.ctlfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (E.ep < 0 || E.ctlfd < 0) return -1;
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+  if (epoll_ctl(E.ep, EPOLL_CTL_ADD, E.ctlfd, &ev) < 0) return -1;
+  if (pthread_create(&E.thread, NULL, relay_thread, NULL) != 0) return -1;
+  E.running = true;
+  return 0;
+}
+
+static void wake(void) {
+  uint64_t one = 1;
+  ssize_t n = write(E.ctlfd, &one, sizeof one);
+  (void)n;
+}
+
+int relay_start(relay *r) {
+  pthread_mutex_lock(&E.lock);
+  r->next = E.incoming;
+  E.incoming = r;
+  pthread_mutex_unlock(&E.lock);
+  wake();
+  return 0;
+}
+
+void relay_abort_all(void) {
+  if (!E.running) return;
+  pthread_mutex_lock(&E.lock);
+  E.abort_all = true;
+  pthread_mutex_unlock(&E.lock);
+  wake();
+}
+
+void relay_counters_get(relay_counters *out) {
+  pthread_mutex_lock(&E.lock);
+  *out = E.published;
+  pthread_mutex_unlock(&E.lock);
+}
+
+void relay_engine_stop(void) {
+  if (!E.running) return;
+  pthread_mutex_lock(&E.lock);
+  E.stop = true;
+  pthread_mutex_unlock(&E.lock);
+  wake();
+  pthread_join(E.thread, NULL);
+  close(E.ep);
+  close(E.ctlfd);
+  E.running = false;
+}

@@ -1,0 +1,154 @@
+// Types of the C module `ugate:native` (native/mod_*.c). Only src/io/ imports it.
+// Sockets are plain file descriptors (numbers). Failing calls throw a NativeError.
+
+declare module 'ugate:native' {
+  /** Error thrown by native calls: `code` is the errno name, e.g. 'ECONNREFUSED'. */
+  export interface NativeError extends Error {
+    code: string
+    errno: number
+    syscall: string
+  }
+
+  // ---- process -----------------------------------------------------------
+  /** Command-line arguments after the program name. */
+  export const argv: string[]
+  /** quickjs-ng version the binary was built with. */
+  export const engineVersion: string
+  /** Monotonic clock in milliseconds. */
+  export function now(): number
+  /** Wall clock in milliseconds since the epoch. */
+  export function wallClock(): number
+  /** Write a string to stderr (fd 2), unbuffered. */
+  export function writeStderr(s: string): void
+  /** Write a string to stdout (fd 1), unbuffered. */
+  export function writeStdout(s: string): void
+  /** Read a whole file as UTF-8 text; throws NativeError (code ENOENT, ...). */
+  export function readFile(path: string): string
+  /** Leave the process at once with this status (stdout/stderr are unbuffered). */
+  export function exit(code: number): never
+  /** Open file descriptors of this process (counts /proc/self/fd). */
+  export function fdCount(): number
+  /** Peak resident set size in KiB (VmHWM). */
+  export function peakRssKiB(): number
+
+  // ---- event loop (epoll in native/loop.c) -------------------------------
+  /** One-shot timer; returns an id for clearTimeout. Keeps the loop alive. */
+  export function setTimeout(cb: () => void, ms: number): number
+  export function clearTimeout(id: number): void
+  export const EV_READ: number
+  export const EV_WRITE: number
+  /**
+   * Level-triggered watch of fd: cb(revents) on every loop turn while ready.
+   * revents may include EV_ERR/EV_HUP. A new watch on the same fd replaces
+   * the old one. Keeps the loop alive until unwatch(fd) or close(fd).
+   */
+  export function watch(fd: number, events: number, cb: (revents: number) => void): void
+  export function unwatch(fd: number): void
+  export const EV_ERR: number
+  export const EV_HUP: number
+  /** Handle a signal through signalfd (the default action is blocked). cb null restores it. */
+  export function onSignal(signo: number, cb: (() => void) | null): void
+  export const SIGINT: number
+  export const SIGTERM: number
+  export const SIGHUP: number
+
+  // ---- TCP sockets (native/mod_net.c); all non-blocking, CLOEXEC --------
+  export interface SockAddr {
+    /** Numeric IP, IPv6 without brackets, IPv4-mapped IPv6 shown as IPv4. */
+    addr: string
+    port: number
+    family: 4 | 6
+  }
+  /** Bind + listen on a numeric IP (IPv6 listeners are V6ONLY). SO_REUSEADDR set. */
+  export function listen(addr: string, port: number, backlog: number): number
+  /** Accept one connection; null when none is pending (EAGAIN). */
+  export function accept(fd: number): (SockAddr & { fd: number }) | null
+  export interface ConnectOptions {
+    /** SO_MARK for the outbound socket (needs CAP_NET_ADMIN). */
+    mark?: number
+    /** Numeric source address to bind before connecting. */
+    bind?: string
+  }
+  /**
+   * Start a non-blocking connect to a numeric IP. Returns the fd at once;
+   * wait for EV_WRITE, then socketError(fd) tells the outcome (0 = connected).
+   */
+  export function connect(addr: string, port: number, opts?: ConnectOptions): number
+  /** getsockopt(SO_ERROR): 0 or an errno; see errnoName. */
+  export function socketError(fd: number): number
+  /** errno number → name ('ECONNREFUSED'); unknown numbers give 'E<n>'. */
+  export function errnoName(errno: number): string
+  /** errno number → strerror text. */
+  export function strerror(errno: number): string
+  /** recv up to max bytes. null = would block; byteLength 0 = EOF. */
+  export function read(fd: number, max: number): ArrayBuffer | null
+  /** recv with MSG_PEEK. */
+  export function peek(fd: number, max: number): ArrayBuffer | null
+  /** send (MSG_NOSIGNAL) part of data; returns bytes written, 0 when it would block. */
+  export function write(fd: number, data: ArrayBuffer | Uint8Array): number
+  export const SHUT_RD: number
+  export const SHUT_WR: number
+  export const SHUT_RDWR: number
+  export function shutdown(fd: number, how: number): void
+  /** Close fd and drop its watch, if any. Closing a closed fd throws EBADF. */
+  export function close(fd: number): void
+  /** close with SO_LINGER 0: the peer gets a RST. */
+  export function reset(fd: number): void
+  export function localAddress(fd: number): SockAddr
+  export function peerAddress(fd: number): SockAddr
+  /** Original destination of a REDIRECTed socket (IPv4 or IPv6); null when there is none. */
+  export function originalDst(fd: number): SockAddr | null
+
+  // ---- DNS (native/mod_dns.c): getaddrinfo on worker threads -------------
+  /**
+   * Resolve a host name (or numeric address) to all its addresses,
+   * IPv6 and IPv4 as getaddrinfo orders them. cb(null, addrs) or
+   * cb(errorText, []) e.g. 'Name or service not known'.
+   */
+  export function resolve(host: string, cb: (err: string | null, addrs: string[]) => void): void
+
+  // ---- relay (native/relay.c): C moves the bytes from here on -------------
+  export interface RelayOptions {
+    /** Bytes already read from a (client) to send to b first. */
+    up?: ArrayBuffer | Uint8Array
+    /** Bytes already read from b (server) to send to a first. */
+    down?: ArrayBuffer | Uint8Array
+    /** splice(2) through pipes (true) or a read/write copy loop (false). */
+    splice: boolean
+    /** Close both sides after this long without traffic (ms). */
+    idleMs: number
+  }
+  export interface RelayResult {
+    /** Bytes a→b, including opts.up. */
+    bytesUp: number
+    /** Bytes b→a, including opts.down. */
+    bytesDown: number
+    ms: number
+    /** 'eof' (both sides finished), 'idle', 'client-error', 'server-error', 'shutdown'. */
+    reason: string
+    /** errno name for the *-error reasons, else ''. */
+    error: string
+    /** Whether any byte went through splice(2). */
+    spliced: boolean
+  }
+  /**
+   * Hand both sockets to the relay thread; from then on JS must not touch
+   * a or b (the relay closes them). cb runs once, on the event loop.
+   * Returns a relay id.
+   */
+  export function relay(a: number, b: number, opts: RelayOptions, cb: (r: RelayResult) => void): number
+  /** Close every live relay now (their callbacks run with reason 'shutdown'). */
+  export function relayAbortAll(): void
+  export interface RelayStats {
+    /** Relays currently live. */
+    active: number
+    /** Relays started since the process began. */
+    total: number
+    /** splice(2) calls made, and read/write calls of the copy loop. */
+    spliceCalls: number
+    copyCalls: number
+    /** Pipes held idle in the pool (closed when no relay is live). */
+    pipesPooled: number
+  }
+  export function relayStats(): RelayStats
+}
