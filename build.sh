@@ -3,6 +3,7 @@
 #   ./build.sh          build/ugate (musl, static)
 #   ./build.sh asan     build/ugate-asan (glibc, AddressSanitizer + UBSan), for the tests
 #   ./build.sh all      both
+#   ./build.sh deps     install what building and testing need (Debian packages, npm ci)
 #   ./build.sh clean    remove build/ (the cached QuickJS-ng sources too)
 # QuickJS-ng comes from Debian's qjs-src package, fetched by name with apt-get
 # into build/ through a private sources list; the machine's apt setup is only read.
@@ -23,6 +24,31 @@ warn() { printf '\n!!! WARNING: %s\n\n' "$*" >&2; }
 
 need() {  # need COMMAND DEBIAN-PACKAGE
   command -v "$1" >/dev/null 2>&1 || die "'$1' not found: install it with: apt-get install $2"
+}
+
+# ---- dependencies ------------------------------------------------------------
+# Debian packages for building (musl-tools, gcc, make) and for the tests' real
+# clients and peers (curl, iperf3, strace, openssl).
+DEB_PKGS=(musl-tools gcc make curl iperf3 strace openssl ca-certificates debian-archive-keyring)
+
+install_deps() {
+  local missing=() p
+  for p in "${DEB_PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    say "apt-get install ${missing[*]}"
+    "${sudo[@]}" apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
+      || die "apt-get install ${missing[*]} failed"
+  fi
+  need node "nodejs (version 20 or newer)"
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  [ "$major" -ge 20 ] || die "Node.js $(node --version) is too old: the build and tests need Node.js 20 or newer"
+  npm_deps
 }
 
 # ---- JS toolchain -------------------------------------------------------------
@@ -177,8 +203,9 @@ main() {
   local what=${1:-ugate}
   case $what in
     clean) rm -rf "$B"; return ;;
+    deps) install_deps; return ;;
     ugate | asan | all) ;;
-    *) die "unknown target '$what' (ugate, asan, all, clean)" ;;
+    *) die "unknown target '$what' (ugate, asan, all, deps, clean)" ;;
   esac
   mkdir -p "$B"
   npm_deps

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Run the test suites and print one closing line "N passed, N failed".
+#   test/run.sh          unit tests, then e2e against build/ugate and build/ugate-asan
+#   test/run.sh unit     unit tests only (Node, no binary needed)
+#   test/run.sh e2e      e2e suites only
+set -uo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+passed=0 failed=0 status=0
+
+suite() {  # suite NAME ENV... -- TAP-ARGS...
+  local name=$1; shift
+  local envs=()
+  while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  shift
+  echo "### $name" >&2
+  local out rc
+  out=$(mktemp)
+  env "${envs[@]}" npx tap "$@" 2>&1 | tee "$out"
+  rc=${PIPESTATUS[0]}
+  # tap's closing line: "# { total: N, pass: N, fail: N, ... }"
+  local summary p f
+  summary=$(grep -E '^# \{ total: ' "$out" | tail -n 1)
+  p=$(sed -nE 's/.*pass: ([0-9]+).*/\1/p' <<<"$summary")
+  f=$(sed -nE 's/.*fail: ([0-9]+).*/\1/p' <<<"$summary")
+  rm -f "$out"
+  passed=$((passed + ${p:-0}))
+  failed=$((failed + ${f:-0}))
+  if [ "$rc" -ne 0 ]; then
+    status=1
+    [ "${f:-0}" -gt 0 ] || failed=$((failed + 1))  # a crash or a bail-out counts as a failure
+    echo "### $name: FAILED (tap exit $rc)" >&2
+  fi
+}
+
+echo "### type check of the tests" >&2
+if ! npx tsc --noEmit -p test; then status=1; failed=$((failed + 1)); fi
+
+case $what in
+  all | unit) suite unit -- test/unit ;;
+esac
+case $what in
+  all | e2e)
+    suite "e2e (build/ugate)" UGATE_BIN=build/ugate -- test/e2e
+    suite "e2e (build/ugate-asan)" UGATE_BIN=build/ugate-asan \
+      ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 -- test/e2e
+    ;;
+esac
+echo "$passed passed, $failed failed"
+exit $status
