@@ -1,5 +1,14 @@
 // Types of the C module `ugate:native` (native/mod_*.c). Only src/io/ imports it.
 // Sockets are plain file descriptors (numbers). Failing calls throw a NativeError.
+//
+// The loop (native/loop.c): after every callback (watch, timer, signal,
+// DNS answer, relay result) it runs all pending QuickJS jobs, so promise
+// continuations never wait for the next I/O event. An exception escaping a
+// callback, or a promise rejection still unhandled once the jobs are drained,
+// is a bug: it is printed with its stack and the process exits with status 70.
+// The process ends with status 0 when nothing keeps the loop alive (watches,
+// timers, DNS lookups and relays do; signal handlers do not), or with the
+// status given to exit().
 
 declare module 'ugate:native' {
   /** Error thrown by native calls: `code` is the errno name, e.g. 'ECONNREFUSED'. */
@@ -14,7 +23,7 @@ declare module 'ugate:native' {
   export const argv: string[]
   /** quickjs-ng version the binary was built with. */
   export const engineVersion: string
-  /** Monotonic clock in milliseconds. */
+  /** Monotonic clock in milliseconds (with fractions). */
   export function now(): number
   /** Wall clock in milliseconds since the epoch. */
   export function wallClock(): number
@@ -24,7 +33,10 @@ declare module 'ugate:native' {
   export function writeStdout(s: string): void
   /** Read a whole file as UTF-8 text; throws NativeError (code ENOENT, ...). */
   export function readFile(path: string): string
-  /** Leave the process at once with this status (stdout/stderr are unbuffered). */
+  /**
+   * Stop the loop with this status: the current JS stack unwinds at once
+   * (an uncatchable error), live relays are closed, the process exits.
+   */
   export function exit(code: number): never
   /** Open file descriptors of this process (counts /proc/self/fd). */
   export function fdCount(): number
@@ -34,6 +46,7 @@ declare module 'ugate:native' {
   // ---- event loop (epoll in native/loop.c) -------------------------------
   /** One-shot timer; returns an id for clearTimeout. Keeps the loop alive. */
   export function setTimeout(cb: () => void, ms: number): number
+  /** A timer that already fired or was cleared is ignored. */
   export function clearTimeout(id: number): void
   export const EV_READ: number
   export const EV_WRITE: number
@@ -43,10 +56,14 @@ declare module 'ugate:native' {
    * the old one. Keeps the loop alive until unwatch(fd) or close(fd).
    */
   export function watch(fd: number, events: number, cb: (revents: number) => void): void
+  /** No-op for an fd that is not watched. */
   export function unwatch(fd: number): void
   export const EV_ERR: number
   export const EV_HUP: number
-  /** Handle a signal through signalfd (the default action is blocked). cb null restores it. */
+  /**
+   * Handle a signal through signalfd (the default action is blocked); cb null
+   * restores it. Handlers do not keep the loop alive.
+   */
   export function onSignal(signo: number, cb: (() => void) | null): void
   export const SIGINT: number
   export const SIGTERM: number
@@ -103,7 +120,8 @@ declare module 'ugate:native' {
   /**
    * Resolve a host name (or numeric address) to all its addresses,
    * IPv6 and IPv4 as getaddrinfo orders them. cb(null, addrs) or
-   * cb(errorText, []) e.g. 'Name or service not known'.
+   * cb(errorText, []) e.g. 'Name or service not known'. A pending lookup keeps
+   * the loop alive; it cannot be cancelled (getaddrinfo has its own timeouts).
    */
   export function resolve(host: string, cb: (err: string | null, addrs: string[]) => void): void
 
@@ -115,7 +133,7 @@ declare module 'ugate:native' {
     down?: ArrayBuffer | Uint8Array
     /** splice(2) through pipes (true) or a read/write copy loop (false). */
     splice: boolean
-    /** Close both sides after this long without traffic (ms). */
+    /** Close both sides after this long without traffic (ms); 0 = never. */
     idleMs: number
   }
   export interface RelayResult {
@@ -125,7 +143,7 @@ declare module 'ugate:native' {
     bytesDown: number
     ms: number
     /** 'eof' (both sides finished), 'idle', 'client-error', 'server-error', 'shutdown'. */
-    reason: string
+    reason: 'eof' | 'idle' | 'client-error' | 'server-error' | 'shutdown'
     /** errno name for the *-error reasons, else ''. */
     error: string
     /** Whether any byte went through splice(2). */
@@ -133,11 +151,12 @@ declare module 'ugate:native' {
   }
   /**
    * Hand both sockets to the relay thread; from then on JS must not touch
-   * a or b (the relay closes them). cb runs once, on the event loop.
-   * Returns a relay id.
+   * a or b (the relay closes them). cb runs once, on a later loop turn.
+   * Returns a relay id. When it throws (bad arguments, out of memory) it has
+   * not taken the sockets. An error on one side resets both.
    */
   export function relay(a: number, b: number, opts: RelayOptions, cb: (r: RelayResult) => void): number
-  /** Close every live relay now (their callbacks run with reason 'shutdown'). */
+  /** Close every live relay now; their callbacks run on a later turn with reason 'shutdown'. */
   export function relayAbortAll(): void
   export interface RelayStats {
     /** Relays currently live. */

@@ -1,0 +1,173 @@
+// HOST:PORT endpoints as written in configs and on the command line.
+// Listen addresses must be IP literals (the native listen() takes a numeric
+// IP); targets may also be host names, resolved when a connection is dialed.
+
+import { AddressError, show } from './errors.js'
+
+export type HostKind = 'ipv4' | 'ipv6' | 'name'
+
+/** A parsed endpoint; IPv6 hosts are kept without brackets. */
+export interface Endpoint {
+  host: string
+  port: number
+  kind: HostKind
+}
+
+/** 'listen' allows port 0 ("any free port") but no host names. */
+export type EndpointRole = 'listen' | 'target'
+
+export function isIPv4(s: string): boolean {
+  return parseIPv4(s) !== null
+}
+
+export function isIPv6(s: string): boolean {
+  return parseIPv6(s) !== null
+}
+
+export function isIpLiteral(s: string): boolean {
+  return isIPv4(s) || isIPv6(s)
+}
+
+/**
+ * RFC 1123 host name: dot-separated labels of letters, digits and '-'
+ * (plus '_', seen in real internal names), no label starting or ending
+ * with '-', and a last label that is not all digits (that would be a
+ * mistyped IPv4 address).
+ */
+export function isHostName(s: string): boolean {
+  if (s.length === 0 || s.length > 253) return false
+  const labels = s.split('.')
+  for (const label of labels) {
+    if (!/^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/.test(label)) return false
+  }
+  return !/^[0-9]+$/.test(labels[labels.length - 1]!)
+}
+
+/** Parse "HOST:PORT" or "[IPV6]:PORT"; throws AddressError naming the problem. */
+export function parseEndpoint(text: string, role: EndpointRole): Endpoint {
+  const bad = (why: string) => new AddressError(`${show(text)} is not HOST:PORT (${why})`)
+  let host: string
+  let portText: string
+  if (text.startsWith('[')) {
+    const close = text.indexOf(']')
+    if (close < 0) throw bad('missing "]" after the IPv6 address')
+    host = text.slice(1, close)
+    if (text[close + 1] !== ':') throw bad('missing ":PORT" after "]"')
+    portText = text.slice(close + 2)
+    if (!isIPv6(host)) throw bad(`${show(host)} is not an IPv6 address`)
+  } else {
+    const colon = text.lastIndexOf(':')
+    if (colon < 0) throw bad('missing ":PORT"')
+    host = text.slice(0, colon)
+    portText = text.slice(colon + 1)
+    if (host.includes(':')) throw bad('an IPv6 address needs brackets, e.g. "[::1]:80"')
+    if (host === '') throw bad('missing HOST before ":"')
+  }
+  const minPort = role === 'listen' ? 0 : 1
+  const port = parsePort(portText, minPort)
+  if (port === null) throw bad(`port ${show(portText)} is not a number ${minPort}-65535`)
+  const kind = hostKind(host)
+  if (kind === null) {
+    const what = /^[0-9.]+$/.test(host) ? 'a valid IPv4 address' : 'a valid host name'
+    throw bad(`host ${show(host)} is not ${what}`)
+  }
+  if (role === 'listen' && kind === 'name') {
+    throw new AddressError(
+      `${show(text)} is not a listen address (host ${show(host)} must be an IP address, e.g. 0.0.0.0 or [::])`,
+    )
+  }
+  return { host, port, kind }
+}
+
+/** "1.2.3.4:80", "[::1]:80", "example.com:80". */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+}
+
+export function formatEndpoint(ep: Endpoint): string {
+  return formatHostPort(ep.host, ep.port)
+}
+
+/**
+ * Whether two listen endpoints would fight over the same socket: same port
+ * and same address, or a wildcard (0.0.0.0 / ::) of the same family. Port 0
+ * never clashes, each such listener gets its own free port. IPv6 listeners
+ * are V6ONLY, so :: and 0.0.0.0 do not clash either.
+ */
+export function listenAddressesClash(a: Endpoint, b: Endpoint): boolean {
+  if (a.port === 0 || a.port !== b.port || a.kind !== b.kind) return false
+  const ka = ipKey(a.host)
+  const kb = ipKey(b.host)
+  return ka === kb || ka === wildcardKey(a.kind) || kb === wildcardKey(b.kind)
+}
+
+/** One spelling per IP address ("::0001" and "::1" give the same key). */
+export function ipKey(host: string): string {
+  const v4 = parseIPv4(host)
+  if (v4) return v4.join('.')
+  const v6 = parseIPv6(host)
+  if (v6) return v6.map((g) => g.toString(16)).join(':')
+  return host.toLowerCase()
+}
+
+function wildcardKey(kind: HostKind): string {
+  return kind === 'ipv4' ? '0.0.0.0' : '0:0:0:0:0:0:0:0'
+}
+
+function hostKind(host: string): HostKind | null {
+  if (isIPv4(host)) return 'ipv4'
+  if (isIPv6(host)) return 'ipv6'
+  return isHostName(host) ? 'name' : null
+}
+
+function parsePort(text: string, min: number): number | null {
+  if (!/^[0-9]{1,5}$/.test(text)) return null
+  const n = Number(text)
+  return n >= min && n <= 65535 ? n : null
+}
+
+/** Dotted quad without leading zeros (which some parsers read as octal). */
+function parseIPv4(s: string): number[] | null {
+  const parts = s.split('.')
+  if (parts.length !== 4) return null
+  const octets: number[] = []
+  for (const p of parts) {
+    if (!/^(?:0|[1-9][0-9]{0,2})$/.test(p)) return null
+    const n = Number(p)
+    if (n > 255) return null
+    octets.push(n)
+  }
+  return octets
+}
+
+/** The 8 groups of an IPv6 address (with "::" and a trailing dotted quad); no zone ids. */
+function parseIPv6(s: string): number[] | null {
+  const halves = s.split('::')
+  if (halves.length > 2) return null
+  const head = parseGroups(halves[0]!)
+  const tail = halves.length === 2 ? parseGroups(halves[1]!) : []
+  if (head === null || tail === null) return null
+  if (halves.length === 1) return head.length === 8 ? head : null
+  const missing = 8 - head.length - tail.length
+  if (missing < 1) return null
+  return [...head, ...new Array<number>(missing).fill(0), ...tail]
+}
+
+function parseGroups(part: string): number[] | null {
+  if (part === '') return []
+  const fields = part.split(':')
+  const groups: number[] = []
+  for (let i = 0; i < fields.length; i++) {
+    const f = fields[i]!
+    if (i === fields.length - 1 && f.includes('.')) {
+      const v4 = parseIPv4(f)
+      if (v4 === null) return null
+      groups.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!)
+    } else if (/^[0-9A-Fa-f]{1,4}$/.test(f)) {
+      groups.push(parseInt(f, 16))
+    } else {
+      return null
+    }
+  }
+  return groups
+}

@@ -1,0 +1,206 @@
+// argv → a command. Values are checked here, so a bad one is reported with
+// the flag that carried it; run-config.ts later merges them with the file.
+
+import { parseEndpoint } from './address.js'
+import { SECONDS, type SecondsRange, describeSeconds, inSecondsRange } from './config.js'
+import { AddressError, CliError, show } from './errors.js'
+import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
+
+/** A --forward LISTEN=TARGET, both sides already known to parse. */
+export interface ForwardSpec {
+  listen: string
+  target: string
+}
+
+/** `ugate run` flags; an absent field leaves the file's (or default) value. */
+export interface RunOptions {
+  configFile?: string
+  forwards: ForwardSpec[]
+  logLevel?: LogLevel
+  /** false from --no-splice. */
+  splice?: boolean
+  /** Seconds. */
+  idleTimeout?: number
+  /** Seconds. */
+  grace?: number
+}
+
+export type Command =
+  | { kind: 'run'; options: RunOptions }
+  | { kind: 'check'; configFile: string }
+  | { kind: 'help' }
+  | { kind: 'version' }
+
+const SEE_HELP = '(see "ugate --help")'
+
+/** Parse the arguments after the program name; throws CliError. */
+export function parseArgs(argv: readonly string[]): Command {
+  const [first, ...rest] = argv
+  switch (first) {
+    case undefined:
+      throw new CliError(`missing command ${SEE_HELP}`)
+    case 'help':
+    case '--help':
+    case '-h':
+      return { kind: 'help' }
+    case '--version':
+    case '-V':
+      return { kind: 'version' }
+    case 'run':
+      return parseRun(rest)
+    case 'check':
+      return parseCheck(rest)
+    default:
+      if (first.startsWith('-')) throw new CliError(`unknown option ${show(first)} ${SEE_HELP}`)
+      throw new CliError(`unknown command ${show(first)} ${SEE_HELP}`)
+  }
+}
+
+function parseRun(args: readonly string[]): Command {
+  const options: RunOptions = { forwards: [] }
+  for (const opt of readOptions(args, 'run', RUN_FLAGS)) {
+    switch (opt.flag) {
+      case '--help':
+      case '-h':
+        return { kind: 'help' }
+      case '--config':
+        options.configFile = opt.value
+        break
+      case '--forward':
+        options.forwards.push(forwardSpec(opt.value))
+        break
+      case '--log-level':
+        if (!isLogLevel(opt.value)) {
+          throw new CliError(`--log-level: ${show(opt.value)} is not one of ${LOG_LEVELS.join(', ')}`)
+        }
+        options.logLevel = opt.value
+        break
+      case '--no-splice':
+        options.splice = false
+        break
+      case '--idle-timeout':
+        options.idleTimeout = seconds(opt, SECONDS.idleTimeout)
+        break
+      case '--grace':
+        options.grace = seconds(opt, SECONDS.shutdownGrace)
+        break
+    }
+  }
+  return { kind: 'run', options }
+}
+
+function parseCheck(args: readonly string[]): Command {
+  let configFile: string | undefined
+  for (const opt of readOptions(args, 'check', CHECK_FLAGS)) {
+    if (opt.flag === '--help' || opt.flag === '-h') return { kind: 'help' }
+    configFile = opt.value
+  }
+  if (configFile === undefined) throw new CliError('"ugate check" needs --config FILE')
+  return { kind: 'check', configFile }
+}
+
+// ---- option reading -------------------------------------------------------------
+
+/** Flag → the name of its value, or null for a flag without one. */
+type FlagTable = Record<string, string | null>
+
+const RUN_FLAGS: FlagTable = {
+  '--config': 'FILE',
+  '--forward': 'LISTEN=TARGET',
+  '--log-level': 'LEVEL',
+  '--no-splice': null,
+  '--idle-timeout': 'SEC',
+  '--grace': 'SEC',
+  '--help': null,
+  '-h': null,
+}
+
+const CHECK_FLAGS: FlagTable = { '--config': 'FILE', '--help': null, '-h': null }
+
+interface Option {
+  flag: string
+  value: string
+}
+
+/** Accepts "--flag value" and "--flag=value"; later flags override earlier ones. */
+function readOptions(args: readonly string[], command: string, table: FlagTable): Option[] {
+  const out: Option[] = []
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!
+    if (!arg.startsWith('-')) throw new CliError(`unexpected argument ${show(arg)} for "ugate ${command}" ${SEE_HELP}`)
+    const eq = arg.indexOf('=')
+    const flag = eq >= 0 ? arg.slice(0, eq) : arg
+    const valueName = table[flag]
+    if (valueName === undefined || !Object.hasOwn(table, flag)) {
+      throw new CliError(`unknown option ${show(flag)} for "ugate ${command}" ${SEE_HELP}`)
+    }
+    if (valueName === null) {
+      if (eq >= 0) throw new CliError(`option ${flag} takes no value, got ${show(arg.slice(eq + 1))}`)
+      out.push({ flag, value: '' })
+      continue
+    }
+    // "--config --no-splice" is a forgotten value, not a file named "--no-splice".
+    const value = eq >= 0 ? arg.slice(eq + 1) : args[i + 1]?.startsWith('--') ? undefined : args[++i]
+    if (value === undefined || value === '') throw new CliError(`option ${flag} needs a value (${valueName})`)
+    out.push({ flag, value })
+  }
+  return out
+}
+
+function forwardSpec(value: string): ForwardSpec {
+  const parts = value.split('=')
+  if (parts.length !== 2) {
+    throw new CliError(`--forward ${show(value)}: expected LISTEN=TARGET, e.g. 127.0.0.1:6000=127.0.0.1:5201`)
+  }
+  const [listen, target] = parts as [string, string]
+  try {
+    parseEndpoint(listen, 'listen')
+    parseEndpoint(target, 'target')
+  } catch (e) {
+    if (e instanceof AddressError) throw new CliError(`--forward ${show(value)}: ${e.message}`)
+    throw e
+  }
+  return { listen, target }
+}
+
+function seconds(opt: Option, range: SecondsRange): number {
+  const n = /^[0-9]+(\.[0-9]+)?$/.test(opt.value) ? Number(opt.value) : NaN
+  if (!inSecondsRange(n, range)) throw new CliError(`${opt.flag}: ${show(opt.value)} is not ${describeSeconds(range)}`)
+  return n
+}
+
+// ---- help ----------------------------------------------------------------------------
+
+export function helpText(): string {
+  return `ugate - a tiny TCP gateway
+
+Usage:
+  ugate run [--config FILE] [--forward LISTEN=TARGET]... [options]
+  ugate check --config FILE
+  ugate help | --help | -h
+  ugate --version | -V
+
+Commands:
+  run       Start the gateway. Without --config and --forward it forwards
+            127.0.0.1:6000 to 127.0.0.1:5201 (an iperf3 server).
+  check     Validate a config file and print "config ok".
+  help      Show this text.
+
+Options of run:
+  --config FILE            JSON config file.
+  --forward LISTEN=TARGET  Add a forward listener (repeatable), named fwd1,
+                           fwd2, ...; e.g. 127.0.0.1:6000=127.0.0.1:5201,
+                           [::1]:6000=[::1]:5201, 127.0.0.1:0=localhost:80
+                           (port 0 = any free port). Added to the file's
+                           listeners when --config is given too.
+  --log-level LEVEL        ${LOG_LEVELS.join(', ')} (default info).
+  --no-splice              Copy bytes with read/write instead of splice(2).
+  --idle-timeout SEC       Close connections idle this long (default 900,
+                           0 = never).
+  --grace SEC              On SIGINT/SIGTERM, let connections finish for
+                           this long before closing them (default 5).
+  Flags override values from the config file.
+
+Exit status: 0 ok, 1 runtime error, 2 bad command line or config.
+`
+}

@@ -1,0 +1,115 @@
+// Log levels and the one line format:
+//   2026-11-25T07:30:00.123Z info <event> key=value key="value with spaces"
+// Pure: the clock and the output are passed in, so formatting is testable.
+
+export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+
+export function isLogLevel(s: unknown): s is LogLevel {
+  return typeof s === 'string' && (LOG_LEVELS as readonly string[]).includes(s)
+}
+
+/** Whether a line at `level` is written when the configured level is `threshold`. */
+export function levelEnabled(threshold: LogLevel, level: LogLevel): boolean {
+  return LOG_LEVELS.indexOf(level) <= LOG_LEVELS.indexOf(threshold)
+}
+
+export type FieldValue = string | number | boolean | undefined
+/** Key order is kept; undefined values are left out. */
+export type Fields = Record<string, FieldValue>
+
+/**
+ * A value as written after "key=": bare when unambiguous, else double-quoted
+ * with escapes. Control characters always force quoting so a peer-supplied
+ * string can never start a fake log line.
+ */
+export function formatValue(v: string | number | boolean): string {
+  const s = String(v)
+  if (s !== '' && !/[\s"=\\\x00-\x1f\x7f]/.test(s)) return s
+  return '"' + s.replace(/[\\"\x00-\x1f\x7f]/g, escapeChar) + '"'
+}
+
+function escapeChar(c: string): string {
+  switch (c) {
+    case '\\': return '\\\\'
+    case '"': return '\\"'
+    case '\n': return '\\n'
+    case '\r': return '\\r'
+    case '\t': return '\\t'
+    default: return '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0')
+  }
+}
+
+export function formatFields(fields: Fields): string {
+  let out = ''
+  for (const key of Object.keys(fields)) {
+    const v = fields[key]
+    if (v !== undefined) out += ` ${key}=${formatValue(v)}`
+  }
+  return out
+}
+
+/** One log line, without the trailing newline. */
+export function formatLine(wallMs: number, level: LogLevel, event: string, fields: Fields = {}): string {
+  return `${new Date(wallMs).toISOString()} ${level} ${event}${formatFields(fields)}`
+}
+
+/** What the access line `conn` says about one client connection, at its close. */
+export interface AccessRecord {
+  listener: string
+  /** Client address, IP:PORT. */
+  src: string
+  /** Requested destination, HOST:PORT. */
+  dst: string
+  /** Bytes client → server and server → client. */
+  up: number
+  down: number
+  /** From accept to close. */
+  ms: number
+  /** 'eof', 'idle', 'shutdown', 'client-error:ECONNRESET', 'connect-timeout', ... */
+  reason: string
+  /** Whether splice(2) moved any byte. */
+  splice: boolean
+}
+
+export function accessFields(r: AccessRecord): Fields {
+  return {
+    listener: r.listener,
+    src: r.src,
+    dst: r.dst,
+    up: r.up,
+    down: r.down,
+    ms: Math.round(r.ms),
+    reason: r.reason,
+    splice: r.splice ? 1 : 0,
+  }
+}
+
+/** The relay's reason joined with its errno name: 'client-error:ECONNRESET'. */
+export function relayReason(reason: string, error: string): string {
+  return error === '' ? reason : `${reason}:${error}`
+}
+
+export interface Logger {
+  readonly level: LogLevel
+  enabled(level: LogLevel): boolean
+  error(event: string, fields?: Fields): void
+  warn(event: string, fields?: Fields): void
+  info(event: string, fields?: Fields): void
+  debug(event: string, fields?: Fields): void
+}
+
+/** A logger writing whole lines (no newline) to `write`, dropping those below `threshold`. */
+export function createLogger(threshold: LogLevel, wallClock: () => number, write: (line: string) => void): Logger {
+  const emit = (level: LogLevel) => (event: string, fields?: Fields) => {
+    if (levelEnabled(threshold, level)) write(formatLine(wallClock(), level, event, fields))
+  }
+  return {
+    level: threshold,
+    enabled: (level) => levelEnabled(threshold, level),
+    error: emit('error'),
+    warn: emit('warn'),
+    info: emit('info'),
+    debug: emit('debug'),
+  }
+}

@@ -1,0 +1,106 @@
+// A listening socket that hands each accepted connection to a handler.
+// Accepting is bounded per wake so one busy listener cannot starve the
+// others, and pauses when out of fds instead of spinning on EMFILE.
+
+import * as native from 'ugate:native'
+import { type Endpoint, formatEndpoint, formatHostPort } from '../core/address.js'
+import { StartupError } from '../core/errors.js'
+import type { Logger } from '../core/log.js'
+import { closeQuietly, describeError, errorCode } from './sockets.js'
+
+/** An accepted client socket: the handler owns `fd` from here on. */
+export interface Accepted {
+  fd: number
+  addr: string
+  port: number
+  family: 4 | 6
+}
+
+export interface ListenerOptions {
+  name: string
+  type: string
+  listen: Endpoint
+  backlog: number
+  log: Logger
+  onAccept: (client: Accepted) => void
+}
+
+export interface Listener {
+  readonly name: string
+  /** The address actually bound (port 0 resolved to the real port). */
+  readonly bound: native.SockAddr
+  /** Stop accepting; pending connections in the backlog are reset by the kernel. */
+  close(): void
+}
+
+const ACCEPT_BATCH = 64
+const PAUSE_MS = 1000
+/** Out of fds or memory: retrying at once would spin. */
+const RESOURCE_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM'])
+/** Errors of one aborted connection (see accept(2)): just try the next one. */
+const TRANSIENT_ERRORS = new Set([
+  'ECONNABORTED', 'EINTR', 'EPROTO', 'EPERM', 'ENETDOWN', 'ENOPROTOOPT', 'EHOSTDOWN',
+  'ENONET', 'EHOSTUNREACH', 'EOPNOTSUPP', 'ENETUNREACH',
+])
+
+/** Bind, listen and start accepting; throws StartupError when the address cannot be bound. */
+export function openListener(o: ListenerOptions): Listener {
+  let fd: number
+  try {
+    fd = native.listen(o.listen.host, o.listen.port, o.backlog)
+  } catch (e) {
+    throw new StartupError(`listener "${o.name}" cannot listen on ${formatEndpoint(o.listen)}: ${describeError(e)}`)
+  }
+  const bound = native.localAddress(fd)
+  let closed = false
+  let pauseTimer: number | null = null
+
+  const acceptBatch = () => {
+    for (let i = 0; i < ACCEPT_BATCH && !closed; i++) {
+      let client: Accepted | null
+      try {
+        client = native.accept(fd)
+      } catch (e) {
+        if (TRANSIENT_ERRORS.has(errorCode(e))) continue
+        pause(e)
+        return
+      }
+      if (client === null) return
+      handOver(client)
+    }
+  }
+
+  const handOver = (client: Accepted) => {
+    try {
+      o.onAccept(client)
+    } catch (e) {
+      // A handler bug must not stop the listener; the handler owned the fd, so it is left alone.
+      o.log.error('handler-failed', { name: o.name, error: describeError(e) })
+    }
+  }
+
+  const pause = (e: unknown) => {
+    native.unwatch(fd)
+    const fields = { name: o.name, error: errorCode(e), ms: PAUSE_MS }
+    if (RESOURCE_ERRORS.has(errorCode(e))) o.log.warn('accept-paused', fields)
+    else o.log.error('accept-paused', fields)
+    pauseTimer = native.setTimeout(() => {
+      pauseTimer = null
+      if (!closed) native.watch(fd, native.EV_READ, acceptBatch)
+    }, PAUSE_MS)
+  }
+
+  native.watch(fd, native.EV_READ, acceptBatch)
+  o.log.info('listening', { name: o.name, type: o.type, addr: formatHostPort(bound.addr, bound.port) })
+
+  return {
+    name: o.name,
+    bound,
+    close() {
+      if (closed) return
+      closed = true
+      if (pauseTimer !== null) native.clearTimeout(pauseTimer)
+      closeQuietly(fd)
+    },
+  }
+}

@@ -1,0 +1,81 @@
+import t from 'tap'
+import { type Command, helpText, parseArgs } from '../../src/core/cli.js'
+import { CliError } from '../../src/core/errors.js'
+
+const run = (options: Partial<Extract<Command, { kind: 'run' }>['options']>): Command => ({
+  kind: 'run',
+  options: { forwards: [], ...options },
+})
+
+t.test('commands', async (t) => {
+  for (const a of [['help'], ['--help'], ['-h'], ['run', '--help'], ['run', '-h'], ['check', '--help']]) {
+    t.same(parseArgs(a), { kind: 'help' }, a.join(' '))
+  }
+  for (const a of [['--version'], ['-V']]) t.same(parseArgs(a), { kind: 'version' }, a.join(' '))
+  t.same(parseArgs(['check', '--config', 'a.json']), { kind: 'check', configFile: 'a.json' })
+  t.same(parseArgs(['check', '--config=a.json']), { kind: 'check', configFile: 'a.json' })
+})
+
+t.test('run options', async (t) => {
+  t.same(parseArgs(['run']), run({}))
+  t.same(parseArgs(['run', '--config', '/etc/ugate.json']), run({ configFile: '/etc/ugate.json' }))
+  t.same(
+    parseArgs(['run', '--forward', '127.0.0.1:6000=127.0.0.1:5201', '--forward=[::1]:6000=[::1]:5201',
+      '--forward', '127.0.0.1:0=localhost:80']),
+    run({
+      forwards: [
+        { listen: '127.0.0.1:6000', target: '127.0.0.1:5201' },
+        { listen: '[::1]:6000', target: '[::1]:5201' },
+        { listen: '127.0.0.1:0', target: 'localhost:80' },
+      ],
+    }),
+  )
+  t.same(
+    parseArgs(['run', '--log-level', 'debug', '--no-splice', '--idle-timeout', '30', '--grace=0.5']),
+    run({ logLevel: 'debug', splice: false, idleTimeout: 30, grace: 0.5 }),
+  )
+  t.same(parseArgs(['run', '--idle-timeout', '0']), run({ idleTimeout: 0 }))
+  t.same(parseArgs(['run', '--log-level', 'warn', '--log-level', 'error']), run({ logLevel: 'error' }), 'last wins')
+})
+
+t.test('errors name the bad value', async (t) => {
+  const cases: Array<[string[], string]> = [
+    [[], 'missing command (see "ugate --help")'],
+    [['start'], 'unknown command "start" (see "ugate --help")'],
+    [['--verbose'], 'unknown option "--verbose" (see "ugate --help")'],
+    [['run', '--port', '1'], 'unknown option "--port" for "ugate run" (see "ugate --help")'],
+    [['run', 'extra'], 'unexpected argument "extra" for "ugate run" (see "ugate --help")'],
+    [['run', '--config'], 'option --config needs a value (FILE)'],
+    [['run', '--config='], 'option --config needs a value (FILE)'],
+    [['run', '--config', '--no-splice'], 'option --config needs a value (FILE)'],
+    [['run', '--no-splice=1'], 'option --no-splice takes no value, got "1"'],
+    [['run', '--log-level', 'verbose'], '--log-level: "verbose" is not one of error, warn, info, debug'],
+    [['run', '--idle-timeout', 'abc'], '--idle-timeout: "abc" is not a number of seconds from 0 to 2147483 (0 = never)'],
+    [['run', '--idle-timeout', '-1'], '--idle-timeout: "-1" is not a number of seconds from 0 to 2147483 (0 = never)'],
+    [['run', '--grace', '9999'], '--grace: "9999" is not a number of seconds from 0 to 3600'],
+    [['run', '--grace', '1e3'], '--grace: "1e3" is not a number of seconds from 0 to 3600'],
+    [['run', '--forward', '127.0.0.1:6000'],
+      '--forward "127.0.0.1:6000": expected LISTEN=TARGET, e.g. 127.0.0.1:6000=127.0.0.1:5201'],
+    [['run', '--forward', 'a=b=c'], '--forward "a=b=c": expected LISTEN=TARGET, e.g. 127.0.0.1:6000=127.0.0.1:5201'],
+    [['run', '--forward', '127.0.0.1:6000=127.0.0.1:x'],
+      '--forward "127.0.0.1:6000=127.0.0.1:x": "127.0.0.1:x" is not HOST:PORT (port "x" is not a number 1-65535)'],
+    [['run', '--forward', 'localhost:6000=127.0.0.1:1'],
+      '--forward "localhost:6000=127.0.0.1:1": "localhost:6000" is not a listen address (host "localhost" must be an IP address, e.g. 0.0.0.0 or [::])'],
+    [['run', '--forward', '::1:6000=[::1]:1'],
+      '--forward "::1:6000=[::1]:1": "::1:6000" is not HOST:PORT (an IPv6 address needs brackets, e.g. "[::1]:80")'],
+    [['check'], '"ugate check" needs --config FILE'],
+    [['check', '--forward', 'a=b'], 'unknown option "--forward" for "ugate check" (see "ugate --help")'],
+  ]
+  for (const [argv, message] of cases) {
+    t.throws(() => parseArgs(argv), { name: 'CliError', message }, argv.join(' ') || '(no arguments)')
+  }
+  t.throws(() => parseArgs(['nope']), CliError)
+})
+
+t.test('help lists every command and flag', async (t) => {
+  const help = helpText()
+  for (const word of ['run', 'check', 'help', '--help', '-h', '--version', '-V', '--config', '--forward',
+    '--log-level', '--no-splice', '--idle-timeout', '--grace']) {
+    t.match(help, word, word)
+  }
+})

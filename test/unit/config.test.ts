@@ -1,0 +1,140 @@
+import t from 'tap'
+import { type Config, parseConfigText, validateConfig } from '../../src/core/config.js'
+import { ConfigError } from '../../src/core/errors.js'
+
+const fwd = (over: Record<string, unknown> = {}) => ({
+  name: 'iperf',
+  type: 'forward',
+  listen: '127.0.0.1:6000',
+  target: '127.0.0.1:5201',
+  ...over,
+})
+
+t.test('full example from the docs', async (t) => {
+  const config = validateConfig({
+    log: { level: 'debug' },
+    relay: { splice: false, idleTimeout: 60, shutdownGrace: 2.5 },
+    dial: { connectTimeout: 3, mark: 255 },
+    listeners: [fwd({ backlog: 128 })],
+  })
+  const want: Config = {
+    log: { level: 'debug' },
+    relay: { splice: false, idleTimeoutMs: 60000, shutdownGraceMs: 2500 },
+    dial: { connectTimeoutMs: 3000, mark: 255 },
+    listeners: [
+      {
+        name: 'iperf',
+        type: 'forward',
+        listen: { host: '127.0.0.1', port: 6000, kind: 'ipv4' },
+        target: { host: '127.0.0.1', port: 5201, kind: 'ipv4' },
+        backlog: 128,
+      },
+    ],
+  }
+  t.same(config, want)
+})
+
+t.test('defaults are filled in', async (t) => {
+  const config = validateConfig({ listeners: [fwd()] })
+  t.same(config.log, { level: 'info' })
+  t.same(config.relay, { splice: true, idleTimeoutMs: 900000, shutdownGraceMs: 5000 })
+  t.same(config.dial, { connectTimeoutMs: 10000, mark: 0 })
+  t.equal(config.listeners[0]!.backlog, 511)
+})
+
+t.test('good variants', async (t) => {
+  const ok = (raw: unknown) => t.doesNotThrow(() => validateConfig(raw), JSON.stringify(raw))
+  ok({ relay: { idleTimeout: 0, shutdownGrace: 0 }, listeners: [fwd()] })
+  ok({ dial: { mark: 4294967295 }, listeners: [fwd()] })
+  ok({ listeners: [fwd({ listen: '[::1]:6000', target: '[::1]:5201' })] })
+  ok({ listeners: [fwd({ listen: '127.0.0.1:0' }), fwd({ name: 'b', listen: '127.0.0.1:0' })] })
+  ok({ listeners: [fwd({ target: 'localhost:80' })] })
+  ok({ listeners: [fwd({ name: 'A_b-9' })] })
+  ok({ listeners: [fwd({ listen: '0.0.0.0:6000' }), fwd({ name: 'v6', listen: '[::]:6000' })] })
+})
+
+t.test('bad configs name the path and the value', async (t) => {
+  const cases: Array<[unknown, string]> = [
+    [null, 'config: expected an object, got null'],
+    [[], 'config: expected an object, got []'],
+    [{ listeners: [fwd()], foo: 1 }, 'foo: unknown key (expected one of: log, relay, dial, listeners)'],
+    [{ listeners: [fwd()], log: 'info' }, 'log: expected an object, got "info"'],
+    [{ listeners: [fwd()], log: { level: 'verbose' } }, 'log.level: "verbose" is not one of error, warn, info, debug'],
+    [{ listeners: [fwd()], log: { lvl: 'info' } }, 'log.lvl: unknown key (expected one of: level)'],
+    [{ listeners: [fwd()], relay: { splice: 'yes' } }, 'relay.splice: "yes" is not true or false'],
+    [{ listeners: [fwd()], relay: { splice: null } }, 'relay.splice: null is not true or false'],
+    [{ listeners: [fwd()], relay: { idleTimeout: -1 } },
+      'relay.idleTimeout: -1 is not a number of seconds from 0 to 2147483 (0 = never)'],
+    [{ listeners: [fwd()], relay: { idleTimeout: '900' } },
+      'relay.idleTimeout: "900" is not a number of seconds from 0 to 2147483 (0 = never)'],
+    [{ listeners: [fwd()], relay: { shutdownGrace: 3601 } },
+      'relay.shutdownGrace: 3601 is not a number of seconds from 0 to 3600'],
+    [{ listeners: [fwd()], relay: { idle: 1 } },
+      'relay.idle: unknown key (expected one of: splice, idleTimeout, shutdownGrace)'],
+    [{ listeners: [fwd()], dial: { connectTimeout: 0 } },
+      'dial.connectTimeout: 0 is not a number of seconds from 0.001 to 3600'],
+    [{ listeners: [fwd()], dial: { mark: -1 } }, 'dial.mark: -1 is not an integer 0-4294967295'],
+    [{ listeners: [fwd()], dial: { mark: 1.5 } }, 'dial.mark: 1.5 is not an integer 0-4294967295'],
+    [{ listeners: [fwd()], dial: { mark: '0x10' } }, 'dial.mark: "0x10" is not an integer 0-4294967295'],
+    [{}, 'listeners: missing (at least one listener is required)'],
+    [{ listeners: [] }, 'listeners: at least one listener is required'],
+    [{ listeners: {} }, 'listeners: expected an array, got {}'],
+    [{ listeners: ['x'] }, 'listeners[0]: expected an object, got "x"'],
+    [{ listeners: [fwd({ type: undefined })] }, 'listeners[0].type: missing (known: forward)'],
+    [{ listeners: [fwd({ type: 'socks' })] }, 'listeners[0].type: "socks" is not a listener type (known: forward)'],
+    [{ listeners: [fwd({ name: undefined })] }, 'listeners[0].name: missing'],
+    [{ listeners: [fwd({ name: 'a b' })] }, 'listeners[0].name: "a b" is not a name of 1-64 letters, digits, "_" or "-"'],
+    [{ listeners: [fwd({ name: '' })] }, 'listeners[0].name: "" is not a name of 1-64 letters, digits, "_" or "-"'],
+    [{ listeners: [fwd({ name: 7 })] }, 'listeners[0].name: 7 is not a name of 1-64 letters, digits, "_" or "-"'],
+    [{ listeners: [fwd({ extra: true })] },
+      'listeners[0].extra: unknown key (expected one of: name, type, listen, backlog, target)'],
+    [{ listeners: [fwd({ listen: undefined })] }, 'listeners[0].listen: missing'],
+    [{ listeners: [fwd({ listen: 6000 })] }, 'listeners[0].listen: 6000 is not a string "IP:PORT"'],
+    [{ listeners: [fwd({ listen: 'localhost:6000' })] },
+      'listeners[0].listen: "localhost:6000" is not a listen address (host "localhost" must be an IP address, e.g. 0.0.0.0 or [::])'],
+    [{ listeners: [fwd({ target: undefined })] }, 'listeners[0].target: missing'],
+    [{ listeners: [fwd({ target: 5201 })] }, 'listeners[0].target: 5201 is not a string "HOST:PORT"'],
+    [{ listeners: [fwd({ target: '127.0.0.1:x' })] },
+      'listeners[0].target: "127.0.0.1:x" is not HOST:PORT (port "x" is not a number 1-65535)'],
+    [{ listeners: [fwd({ target: '127.0.0.1:0' })] },
+      'listeners[0].target: "127.0.0.1:0" is not HOST:PORT (port "0" is not a number 1-65535)'],
+    [{ listeners: [fwd({ backlog: 0 })] }, 'listeners[0].backlog: 0 is not an integer 1-65535'],
+    [{ listeners: [fwd(), fwd({ listen: '127.0.0.1:6001' })] },
+      'listeners[1].name: "iperf" is already the name of listeners[0]'],
+    [{ listeners: [fwd(), fwd({ name: 'b' })] },
+      'listeners[1].listen: "127.0.0.1:6000" is already used by listeners[0] ("iperf", 127.0.0.1:6000)'],
+    [{ listeners: [fwd(), fwd({ name: 'b', listen: '0.0.0.0:6000' })] },
+      'listeners[1].listen: "0.0.0.0:6000" is already used by listeners[0] ("iperf", 127.0.0.1:6000)'],
+  ]
+  for (const [raw, message] of cases) {
+    t.throws(() => validateConfig(raw), { name: 'ConfigError', message }, message)
+  }
+})
+
+t.test('ConfigError carries path and detail', async (t) => {
+  try {
+    validateConfig({ listeners: [fwd({ target: 'x' })] })
+    t.fail('should throw')
+  } catch (e) {
+    t.type(e, ConfigError)
+    const err = e as ConfigError
+    t.equal(err.path, 'listeners[0].target')
+    t.equal(err.detail, '"x" is not HOST:PORT (missing ":PORT")')
+  }
+})
+
+t.test('parseConfigText', async (t) => {
+  t.same(parseConfigText('{"a":1}', 'f.json'), { a: 1 })
+  t.same(parseConfigText('\uFEFF{"a":1}', 'f.json'), { a: 1 }, 'BOM is skipped')
+  t.throws(() => parseConfigText('{"a":', '/etc/ugate.json'), {
+    name: 'ConfigError',
+    path: '/etc/ugate.json',
+    message: /^\/etc\/ugate\.json: invalid JSON: /,
+  })
+})
+
+t.test('long bad values are cut short', async (t) => {
+  t.throws(() => validateConfig({ listeners: [fwd({ name: 'x'.repeat(200) })] }), {
+    message: `listeners[0].name: "${'x'.repeat(76)}... is not a name of 1-64 letters, digits, "_" or "-"`,
+  })
+})

@@ -1,0 +1,98 @@
+import t from 'tap'
+import {
+  accessFields,
+  createLogger,
+  formatLine,
+  formatValue,
+  isLogLevel,
+  levelEnabled,
+  relayReason,
+} from '../../src/core/log.js'
+
+const T = Date.UTC(2026, 10, 25, 7, 30, 0, 123)
+
+t.test('formatValue', async (t) => {
+  const cases: Array<[string | number | boolean, string]> = [
+    ['plain', 'plain'],
+    [42, '42'],
+    [true, 'true'],
+    ['127.0.0.1:80', '127.0.0.1:80'],
+    ['[::1]:80', '[::1]:80'],
+    ['client-error:ECONNRESET', 'client-error:ECONNRESET'],
+    ['', '""'],
+    ['a b', '"a b"'],
+    ['say "hi"', '"say \\"hi\\""'],
+    ['k=v', '"k=v"'],
+    ['back\\slash', '"back\\\\slash"'],
+    ['line\nbreak', '"line\\nbreak"'],
+    ['tab\there', '"tab\\there"'],
+    ['bell\x07', '"bell\\u0007"'],
+  ]
+  for (const [v, want] of cases) t.equal(formatValue(v), want, JSON.stringify(v))
+})
+
+t.test('formatLine', async (t) => {
+  t.equal(formatLine(T, 'info', 'ready', { listeners: 2 }), '2026-11-25T07:30:00.123Z info ready listeners=2')
+  t.equal(formatLine(T, 'info', 'stopped'), '2026-11-25T07:30:00.123Z info stopped')
+  t.equal(
+    formatLine(T, 'warn', 'accept-paused', { name: 'iperf', error: 'EMFILE', skipped: undefined, ms: 1000 }),
+    '2026-11-25T07:30:00.123Z warn accept-paused name=iperf error=EMFILE ms=1000',
+  )
+  t.equal(
+    formatLine(T, 'debug', 'dns-failed', { host: 'x.invalid', error: 'Name or service not known' }),
+    '2026-11-25T07:30:00.123Z debug dns-failed host=x.invalid error="Name or service not known"',
+  )
+})
+
+t.test('access line', async (t) => {
+  const fields = accessFields({
+    listener: 'iperf',
+    src: '127.0.0.1:40000',
+    dst: '127.0.0.1:5201',
+    up: 1024,
+    down: 2048,
+    ms: 12.6,
+    reason: relayReason('client-error', 'ECONNRESET'),
+    splice: true,
+  })
+  t.equal(
+    formatLine(T, 'info', 'conn', fields),
+    '2026-11-25T07:30:00.123Z info conn listener=iperf src=127.0.0.1:40000 dst=127.0.0.1:5201 ' +
+      'up=1024 down=2048 ms=13 reason=client-error:ECONNRESET splice=1',
+  )
+  const failed = accessFields({
+    listener: 'x', src: '[::1]:5', dst: 'localhost:80', up: 0, down: 0, ms: 0, reason: 'connect-timeout', splice: false,
+  })
+  t.equal(formatLine(T, 'info', 'conn', failed),
+    '2026-11-25T07:30:00.123Z info conn listener=x src=[::1]:5 dst=localhost:80 up=0 down=0 ms=0 reason=connect-timeout splice=0')
+})
+
+t.test('relayReason', async (t) => {
+  t.equal(relayReason('eof', ''), 'eof')
+  t.equal(relayReason('idle', ''), 'idle')
+  t.equal(relayReason('server-error', 'EPIPE'), 'server-error:EPIPE')
+})
+
+t.test('levels', async (t) => {
+  t.ok(isLogLevel('warn'))
+  t.notOk(isLogLevel('trace'))
+  t.notOk(isLogLevel(1))
+  t.ok(levelEnabled('info', 'error'))
+  t.ok(levelEnabled('info', 'info'))
+  t.notOk(levelEnabled('info', 'debug'))
+  t.ok(levelEnabled('debug', 'debug'))
+  t.notOk(levelEnabled('error', 'warn'))
+})
+
+t.test('createLogger honors the level', async (t) => {
+  const lines: string[] = []
+  const log = createLogger('warn', () => T, (l) => lines.push(l))
+  log.debug('a')
+  log.info('b')
+  log.warn('c', { k: 'v w' })
+  log.error('d')
+  t.same(lines, ['2026-11-25T07:30:00.123Z warn c k="v w"', '2026-11-25T07:30:00.123Z error d'])
+  t.equal(log.level, 'warn')
+  t.ok(log.enabled('error'))
+  t.notOk(log.enabled('info'))
+})
