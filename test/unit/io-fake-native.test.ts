@@ -172,7 +172,7 @@ class FakeNative {
     const l = [...this.fds.values()].find((s) => s.kind === 'listen' && s.port === port)!
     l.pending!.push(from)
   }
-  endRelay(r: FakeRelay, reason = 'eof', error = ''): void {
+  endRelay(r: FakeRelay, reason: RelayResult['reason'] = 'eof', error = ''): void {
     if (r.done) return
     r.done = true
     r.cb({ bytesUp: 10, bytesDown: 20, ms: 5, reason, error, spliced: r.opts.splice })
