@@ -1,0 +1,92 @@
+// splice(2) is really used in splice mode and not in copy mode: checked
+// from ugate's own stats/conn lines, and cross-checked with strace.
+
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import type { Test } from 'tap'
+import { connect, dataServer, hashIncoming, MiB, sendPrng, within } from '../lib/servers.js'
+import { finish, fwd, parseLogLine, startUgate } from '../lib/ugate.js'
+import type { StartOptions, Ugate } from '../lib/ugate.js'
+
+const SIZE = 4 * MiB
+type Mode = 'splice' | 'copy'
+
+/** Run one 4 MiB-each-way transfer; stop ugate; return conn and stats fields. */
+async function transfer(t: Test, mode: Mode, opts: StartOptions = {}) {
+  const srv = await dataServer(t, { bytes: SIZE, seed: 0x5b1c, mode: 'simultaneous' })
+  const ug: Ugate = await startUgate(
+    t,
+    ['run', ...fwd('127.0.0.1:0', srv.target), ...(mode === 'copy' ? ['--no-splice'] : [])],
+    { readyTimeoutMs: 30_000, ...opts },
+  )
+  const c = await connect(ug.port())
+  const [got, sent] = await within(Promise.all([hashIncoming(c), sendPrng(c, 0x5eed, SIZE)]), 60_000, 'transfer')
+  const sc = await srv.conn(0)
+  const [sgot, ssent] = await within(Promise.all([sc.received, sc.sent]), 30_000, 'server side')
+  t.equal(got.hash, ssent.hash, 'downstream data intact')
+  t.equal(sgot.hash, sent.hash, 'upstream data intact')
+  c.destroy()
+  const [conn] = await ug.waitForConns(1)
+  const res = await finish(t, ug, 1)
+  const statsLine = res.stderr.find((l) => / info stats /.test(l))
+  const stats = statsLine ? parseLogLine(statsLine)!.fields : {}
+  return { conn: conn!.fields, stats }
+}
+
+for (const mode of ['splice', 'copy'] as const) {
+  t.test(`stats and conn line report the relay mode (${mode})`, async (t) => {
+    const { conn, stats } = await transfer(t, mode)
+    t.equal(stats.relays, '1', 'stats relays=1')
+    const spliceCalls = Number(stats.spliceCalls)
+    const copyCalls = Number(stats.copyCalls)
+    t.ok(Number.isInteger(spliceCalls) && Number.isInteger(copyCalls), 'stats has numeric spliceCalls and copyCalls', stats)
+    if (mode === 'splice') {
+      t.ok(spliceCalls > 0, `spliceCalls > 0 (${stats.spliceCalls})`)
+      t.equal(conn.splice, '1', 'conn line splice=1')
+    } else {
+      t.equal(spliceCalls, 0, 'spliceCalls = 0')
+      t.ok(copyCalls > 0, `copyCalls > 0 (${stats.copyCalls})`)
+      t.equal(conn.splice, '0', 'conn line splice=0')
+    }
+  })
+}
+
+t.test('strace cross-check', async (t) => {
+  const probe = spawnSync('strace', ['-V'], { encoding: 'utf8' })
+  if (probe.error || probe.status !== 0) {
+    t.fail(`strace is required for the splice cross-check but could not be run: ${probe.error?.message ?? probe.stderr}`)
+    return
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'ugate-strace-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  // LeakSanitizer cannot run under ptrace; everything else of ASan still does.
+  const asan = process.env.ASAN_OPTIONS ? `${process.env.ASAN_OPTIONS}:detect_leaks=0` : 'detect_leaks=0'
+
+  for (const mode of ['splice', 'copy'] as const) {
+    await t.test(mode, async (t) => {
+      const out = join(dir, `${mode}.strace`)
+      const { conn, stats } = await transfer(t, mode, {
+        wrap: ['strace', '-f', '-q', '-e', 'trace=splice', '-o', out],
+        env: { ASAN_OPTIONS: asan },
+      })
+      const trace = readFileSync(out, 'utf8').split('\n')
+      t.ok(trace.some((l) => /\+\+\+ exited with 0 \+\+\+/.test(l)), 'strace saw ugate exit 0')
+      // `splice(` starts a call; with -f a call may be split into
+      // `<unfinished ...>` and `<... splice resumed>` lines.
+      const calls = trace.filter((l) => /\bsplice\(/.test(l))
+      const ok = trace.filter((l) => /\bsplice\b/.test(l) && /= [1-9]\d*$/.test(l))
+      t.comment(`strace: ${calls.length} splice calls, ${ok.length} moved bytes; ugate stats spliceCalls=${stats.spliceCalls}`)
+      if (mode === 'splice') {
+        t.ok(calls.length > 0, `strace shows splice(2) calls (${calls.length})`)
+        t.ok(ok.length > 0, `some splice(2) calls moved data (${ok.length})`, { sample: calls.slice(0, 5) })
+        t.equal(conn.splice, '1', 'conn line splice=1 under strace')
+      } else {
+        t.equal(calls.length, 0, 'strace shows no splice(2) calls with --no-splice', { sample: calls.slice(0, 5) })
+        t.equal(stats.spliceCalls, '0', 'stats spliceCalls=0 under strace')
+      }
+    })
+  }
+})
