@@ -1,0 +1,291 @@
+// Byte helpers shared by the protocol parsers (socks.ts, http-proxy.ts).
+// Runtime-free: no TextEncoder/TextDecoder (not every QuickJS build has
+// them), so Latin-1 and UTF-8 are converted by hand here, as are IP
+// literals to and from their 4/16 network-order bytes.
+
+/** The parser has seen a proper prefix of a message: call again with more bytes. */
+export interface NeedMore {
+  readonly status: 'need-more'
+}
+
+/** The bytes can never become a valid message; `error` names the bad value. */
+export interface Invalid {
+  readonly status: 'invalid'
+  readonly error: string
+}
+
+/** A complete message: its fields, and how many bytes of the buffer it used. */
+export type Ok<T> = { readonly status: 'ok'; readonly consumed: number } & T
+
+export const NEED_MORE: NeedMore = Object.freeze({ status: 'need-more' as const })
+
+export function invalid(error: string): Invalid {
+  return { status: 'invalid', error }
+}
+
+/** 7 → "0x07" (how single protocol bytes appear in error messages). */
+export function hexByte(n: number): string {
+  return '0x' + (n & 0xff).toString(16).padStart(2, '0')
+}
+
+/** Big-endian 16-bit value at `off` (the caller has checked the length). */
+export function readU16(buf: Uint8Array, off: number): number {
+  return (buf[off]! << 8) | buf[off + 1]!
+}
+
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  let n = 0
+  for (const p of parts) n += p.length
+  const out = new Uint8Array(n)
+  let off = 0
+  for (const p of parts) {
+    out.set(p, off)
+    off += p.length
+  }
+  return out
+}
+
+/** One char per byte: every byte value round-trips through latin1Encode. */
+export function latin1Decode(buf: Uint8Array, start = 0, end = buf.length): string {
+  let s = ''
+  const STEP = 4096 // keep fromCharCode's argument count small
+  for (let i = start; i < end; i += STEP) {
+    s += String.fromCharCode.apply(null, Array.from(buf.subarray(i, Math.min(end, i + STEP))))
+  }
+  return s
+}
+
+/** Inverse of latin1Decode; a char above U+00FF is a caller bug (RangeError). */
+export function latin1Encode(s: string): Uint8Array {
+  const out = new Uint8Array(s.length)
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c > 0xff) throw new RangeError(`latin1Encode: char U+${c.toString(16).padStart(4, '0')} is not Latin-1`)
+    out[i] = c
+  }
+  return out
+}
+
+/** UTF-8 bytes of a string; a lone surrogate becomes U+FFFD. */
+export function utf8Encode(s: string): Uint8Array {
+  const out: number[] = []
+  for (let i = 0; i < s.length; i++) {
+    let c = s.charCodeAt(i)
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1)
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00)
+        i++
+      }
+    }
+    if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd
+    if (c < 0x80) out.push(c)
+    else if (c < 0x800) out.push(0xc0 | (c >> 6), 0x80 | (c & 0x3f))
+    else if (c < 0x10000) out.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 0x3f), 0x80 | (c & 0x3f))
+    else out.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 0x3f), 0x80 | ((c >> 6) & 0x3f), 0x80 | (c & 0x3f))
+  }
+  return Uint8Array.from(out)
+}
+
+/**
+ * Strict UTF-8 decoding of buf[start, end): null on a truncated sequence,
+ * an overlong form, a surrogate or a code point above U+10FFFF.
+ */
+export function utf8Decode(buf: Uint8Array, start = 0, end = buf.length): string | null {
+  let s = ''
+  let i = start
+  while (i < end) {
+    const b = buf[i]!
+    let cp: number
+    let n: number
+    let min: number
+    if (b < 0x80) {
+      s += String.fromCharCode(b)
+      i++
+      continue
+    } else if (b >= 0xc2 && b <= 0xdf) {
+      cp = b & 0x1f
+      n = 1
+      min = 0x80
+    } else if (b >= 0xe0 && b <= 0xef) {
+      cp = b & 0x0f
+      n = 2
+      min = 0x800
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      cp = b & 0x07
+      n = 3
+      min = 0x10000
+    } else {
+      return null
+    }
+    if (i + n >= end) return null // truncated sequence
+    for (let k = 1; k <= n; k++) {
+      const c = buf[i + k]!
+      if ((c & 0xc0) !== 0x80) return null
+      cp = (cp << 6) | (c & 0x3f)
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return null
+    s += String.fromCodePoint(cp)
+    i += n + 1
+  }
+  return s
+}
+
+/** Quote raw bytes for an error message: printable ASCII as is, others as \xNN, cut at `max` bytes. */
+export function showBytes(buf: Uint8Array, start = 0, end = buf.length, max = 40): string {
+  let s = '"'
+  const stop = Math.min(end, start + max)
+  for (let i = start; i < stop; i++) {
+    const b = buf[i]!
+    if (b === 0x22 || b === 0x5c) s += '\\' + String.fromCharCode(b)
+    else if (b >= 0x20 && b < 0x7f) s += String.fromCharCode(b)
+    else s += '\\x' + b.toString(16).padStart(2, '0')
+  }
+  return s + (end > stop ? '..."' : '"')
+}
+
+/** Dotted quad from the 4 bytes at `off`. */
+export function formatIPv4(buf: Uint8Array, off = 0): string {
+  return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`
+}
+
+/**
+ * RFC 5952 text of the 16 bytes at `off`: lower-case hex without leading
+ * zeros, the longest run (first on a tie) of two or more zero groups as
+ * "::", and IPv4-mapped addresses as ::ffff:a.b.c.d.
+ */
+export function formatIPv6(buf: Uint8Array, off = 0): string {
+  const g: number[] = []
+  for (let i = 0; i < 8; i++) g.push(readU16(buf, off + 2 * i))
+  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
+    return '::ffff:' + formatIPv4(buf, off + 12)
+  }
+  let bestAt = -1
+  let bestLen = 1
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) {
+      i++
+      continue
+    }
+    let j = i
+    while (j < 8 && g[j] === 0) j++
+    if (j - i > bestLen) {
+      bestAt = i
+      bestLen = j - i
+    }
+    i = j
+  }
+  const hex = g.map((x) => x.toString(16))
+  if (bestAt < 0) return hex.join(':')
+  return hex.slice(0, bestAt).join(':') + '::' + hex.slice(bestAt + bestLen).join(':')
+}
+
+/** "1.2.3.4" → 4 bytes; null unless a dotted quad of 0-255 without leading zeros. */
+export function ipv4ToBytes(s: string): Uint8Array | null {
+  const parts = s.split('.')
+  if (parts.length !== 4) return null
+  const out = new Uint8Array(4)
+  for (let i = 0; i < 4; i++) {
+    const p = parts[i]!
+    if (!/^(?:0|[1-9][0-9]{0,2})$/.test(p)) return null
+    const n = Number(p)
+    if (n > 255) return null
+    out[i] = n
+  }
+  return out
+}
+
+/** IPv6 text (with "::" and an optional trailing dotted quad; no brackets, no zone) → 16 bytes, or null. */
+export function ipv6ToBytes(s: string): Uint8Array | null {
+  if (s.length > 45) return null
+  const halves = s.split('::')
+  if (halves.length > 2) return null
+  const head = v6Groups(halves[0]!)
+  const tail = halves.length === 2 ? v6Groups(halves[1]!) : []
+  if (head === null || tail === null) return null
+  let groups: number[]
+  if (halves.length === 1) {
+    if (head.length !== 8) return null
+    groups = head
+  } else {
+    const missing = 8 - head.length - tail.length
+    if (missing < 1) return null
+    groups = [...head, ...new Array<number>(missing).fill(0), ...tail]
+  }
+  const out = new Uint8Array(16)
+  for (let i = 0; i < 8; i++) {
+    out[2 * i] = groups[i]! >> 8
+    out[2 * i + 1] = groups[i]! & 0xff
+  }
+  return out
+}
+
+function v6Groups(part: string): number[] | null {
+  if (part === '') return []
+  const fields = part.split(':')
+  const groups: number[] = []
+  for (let i = 0; i < fields.length; i++) {
+    const f = fields[i]!
+    if (i === fields.length - 1 && f.includes('.')) {
+      const v4 = ipv4ToBytes(f)
+      if (v4 === null) return null
+      groups.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!)
+    } else if (/^[0-9A-Fa-f]{1,4}$/.test(f)) {
+      groups.push(parseInt(f, 16))
+    } else {
+      return null
+    }
+  }
+  return groups
+}
+
+const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+
+/** RFC 4648 base64 with padding. */
+export function base64Encode(buf: Uint8Array): string {
+  let s = ''
+  for (let i = 0; i < buf.length; i += 3) {
+    const a = buf[i]!
+    const b = i + 1 < buf.length ? buf[i + 1]! : 0
+    const c = i + 2 < buf.length ? buf[i + 2]! : 0
+    const n = (a << 16) | (b << 8) | c
+    s += B64[n >> 18]! + B64[(n >> 12) & 63]!
+    s += i + 1 < buf.length ? B64[(n >> 6) & 63]! : '='
+    s += i + 2 < buf.length ? B64[n & 63]! : '='
+  }
+  return s
+}
+
+/**
+ * Strict RFC 4648 base64: the standard alphabet only, padded to a multiple
+ * of 4, '=' only at the end, and zero bits in the unused tail (so every
+ * byte string has exactly one accepted spelling). null otherwise.
+ */
+export function base64Decode(s: string): Uint8Array | null {
+  if (s.length % 4 !== 0) return null
+  let pad = 0
+  if (s.endsWith('==')) pad = 2
+  else if (s.endsWith('=')) pad = 1
+  const out = new Uint8Array((s.length / 4) * 3 - pad)
+  let o = 0
+  for (let i = 0; i < s.length; i += 4) {
+    const last = i + 4 === s.length
+    let n = 0
+    for (let k = 0; k < 4; k++) {
+      const ch = s[i + k]!
+      let v: number
+      if (ch === '=' && last && k >= 4 - pad) v = 0
+      else {
+        v = B64.indexOf(ch)
+        if (v < 0 || ch === '=') return null
+      }
+      n = (n << 6) | v
+    }
+    if (last && pad === 2 && (n & 0xffff) !== 0) return null
+    if (last && pad === 1 && (n & 0xff) !== 0) return null
+    out[o++] = n >> 16
+    if (o < out.length) out[o++] = (n >> 8) & 0xff
+    if (o < out.length) out[o++] = n & 0xff
+  }
+  return out
+}
