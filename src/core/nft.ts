@@ -1,0 +1,280 @@
+// The nftables ruleset for transparent TCP capture (REDIRECT), as text for
+// `nft -f -`. Everything lives in ugate's own table, `table inet ugate`,
+// which fw4 never flushes (it flushes only `table inet fw4`), and every set
+// and chain is named ugate_*, so stopping is one `delete table`.
+//
+// The text is one nft transaction: it first creates the table if missing and
+// deletes it, then defines it afresh. Loading it replaces whatever an earlier
+// run (or a crashed one) left, atomically, and loading it twice gives the
+// same result. Every user-supplied value is parsed and re-formatted from the
+// parsed form (addresses, ports, MACs) or checked against a strict pattern
+// (interface names) before it reaches the text: nothing is pasted in as is.
+//
+// Chains (see docs/routing.md for the reasoning):
+//   ugate_prerouting  nat, hook prerouting, priority dstnat: LAN traffic
+//   ugate_output      nat, hook output, priority -100: the router's own
+//                     traffic (only with routerSelf)
+// Rule order: not a LAN interface → return; IPv6 when off → return; ugate's
+// own mark → return; to the router itself (fib daddr type local) → return;
+// bypassed destinations → return; excluded sources → return; then
+// redirect to :PORT when the TCP port is in ugate_ports — only for included
+// sources when any include list is set.
+
+import { formatCidr, parseCidr, samePrefix, type Cidr } from './rules/ip.js'
+
+export const NFT_TABLE = 'inet ugate'
+
+/** Reserved IPv4 ranges never captured (conventions §5). */
+export const DEFAULT_BYPASS4: readonly string[] = Object.freeze([
+  '0.0.0.0/8',
+  '10.0.0.0/8',
+  '100.64.0.0/10',
+  '127.0.0.0/8',
+  '169.254.0.0/16',
+  '172.16.0.0/12',
+  '192.168.0.0/16',
+  '224.0.0.0/4',
+  '240.0.0.0/4',
+])
+
+/** Reserved IPv6 ranges never captured (conventions §5). */
+export const DEFAULT_BYPASS6: readonly string[] = Object.freeze(['::1/128', 'fc00::/7', 'fe80::/10', 'ff00::/8'])
+
+export const DEFAULT_CAPTURE_PORTS: readonly number[] = Object.freeze([80, 443])
+
+export interface CaptureOptions {
+  /** ugate's redirect listener port. */
+  redirectPort: number
+  /**
+   * ugate's SO_MARK: its own connections are skipped (`meta mark M return`).
+   * Must be non-zero with routerSelf (else ugate would capture itself);
+   * 0 without routerSelf leaves the rule out.
+   */
+  mark: number
+  /** Interfaces whose incoming traffic is captured, e.g. ['br-lan']. */
+  lanInterfaces: string[]
+  /** Also capture the router's own traffic (a nat output chain). */
+  routerSelf: boolean
+  /** Capture IPv6 too. */
+  ipv6: boolean
+  /** Destination TCP ports to capture (set ugate_ports); DEFAULT_CAPTURE_PORTS when empty. */
+  ports: number[]
+  /**
+   * Destinations never captured, added to DEFAULT_BYPASS4/6 (the reserved
+   * ranges are always bypassed: capturing them would break the LAN).
+   */
+  bypass4: string[]
+  bypass6: string[]
+  /** When any include list is non-empty, only matching sources are captured. */
+  includeSrc4?: string[]
+  includeSrc6?: string[]
+  excludeSrc4?: string[]
+  excludeSrc6?: string[]
+  /** MACs "aa:bb:cc:dd:ee:ff" (LAN traffic only). */
+  includeMac?: string[]
+  excludeMac?: string[]
+}
+
+/** A bad capture option; `field` names it ("lanInterfaces[1]"). */
+export class NftError extends Error {
+  readonly field: string
+  readonly value: unknown
+  constructor(field: string, detail: string, value: unknown) {
+    super(`${field}: ${detail}`)
+    this.name = 'NftError'
+    this.field = field
+    this.value = value
+  }
+}
+
+/** The whole ruleset, for `nft -f -`. Throws NftError naming a bad value. */
+export function nftRuleset(opts: CaptureOptions): string {
+  if (opts === null || typeof opts !== 'object') throw new NftError('capture', 'options missing', opts)
+  const redirectPort = port(opts.redirectPort, 'redirectPort')
+  const mark = markValue(opts.mark, opts.routerSelf === true)
+  const routerSelf = bool(opts.routerSelf, 'routerSelf')
+  const ipv6 = bool(opts.ipv6, 'ipv6')
+  const lan = strings(opts.lanInterfaces, 'lanInterfaces', ifname)
+  const uniqueLan = [...new Set(lan)]
+  if (uniqueLan.length === 0 && !routerSelf) {
+    throw new NftError('lanInterfaces', 'is empty and routerSelf is off: nothing would be captured', opts.lanInterfaces)
+  }
+  const portList = strings(opts.ports ?? [], 'ports', port)
+  const ports = [...new Set(portList.length > 0 ? portList : DEFAULT_CAPTURE_PORTS)].sort((a, b) => a - b)
+  const bypass4 = cidrs([...DEFAULT_BYPASS4], 4, 'bypass4').concat(cidrs(opts.bypass4 ?? [], 4, 'bypass4'))
+  const bypass6 = cidrs([...DEFAULT_BYPASS6], 6, 'bypass6').concat(cidrs(opts.bypass6 ?? [], 6, 'bypass6'))
+  const inc4 = cidrs(opts.includeSrc4 ?? [], 4, 'includeSrc4')
+  const inc6 = cidrs(opts.includeSrc6 ?? [], 6, 'includeSrc6')
+  const exc4 = cidrs(opts.excludeSrc4 ?? [], 4, 'excludeSrc4')
+  const exc6 = cidrs(opts.excludeSrc6 ?? [], 6, 'excludeSrc6')
+  const incMac = strings(opts.includeMac ?? [], 'includeMac', mac)
+  const excMac = strings(opts.excludeMac ?? [], 'excludeMac', mac)
+  if (!ipv6 && inc6.length > 0) throw new NftError('includeSrc6', 'is set but ipv6 is off', opts.includeSrc6)
+
+  const out: string[] = []
+  const line = (depth: number, text: string) => out.push('\t'.repeat(depth) + text)
+  const set = (name: string, type: string, elements: string[], interval: boolean) => {
+    line(1, `set ${name} {`)
+    line(2, `type ${type}`)
+    if (interval) {
+      line(2, 'flags interval')
+      line(2, 'auto-merge')
+    }
+    if (elements.length > 0) line(2, `elements = { ${elements.join(', ')} }`)
+    line(1, '}')
+    out.push('')
+  }
+  const including = inc4.length + inc6.length + incMac.length > 0
+  const redirect = `tcp dport @ugate_ports redirect to :${redirectPort}`
+
+  out.push('# ugate transparent TCP capture; generated, load with: nft -f FILE')
+  out.push(`table ${NFT_TABLE}`)
+  out.push(`delete table ${NFT_TABLE}`)
+  out.push(`table ${NFT_TABLE} {`)
+  set('ugate_ports', 'inet_service', ports.map(String), false)
+  set('ugate_bypass4', 'ipv4_addr', setElements(bypass4), true)
+  if (ipv6) set('ugate_bypass6', 'ipv6_addr', setElements(bypass6), true)
+  // Exclude sets are always there (empty or not), so a script can add
+  // devices at run time: nft add element inet ugate ugate_exclude_mac { ... }
+  set('ugate_exclude_src4', 'ipv4_addr', setElements(exc4), true)
+  if (ipv6) set('ugate_exclude_src6', 'ipv6_addr', setElements(exc6), true)
+  set('ugate_exclude_mac', 'ether_addr', uniqueSorted(excMac), false)
+  if (inc4.length > 0) set('ugate_include_src4', 'ipv4_addr', setElements(inc4), true)
+  if (inc6.length > 0) set('ugate_include_src6', 'ipv6_addr', setElements(inc6), true)
+  if (incMac.length > 0) set('ugate_include_mac', 'ether_addr', uniqueSorted(incMac), false)
+
+  const common = () => {
+    if (!ipv6) line(2, 'meta nfproto ipv6 return')
+    if (mark !== 0) line(2, `meta mark ${hex32(mark)} return`)
+    line(2, 'fib daddr type local return')
+    line(2, 'ip daddr @ugate_bypass4 return')
+    if (ipv6) line(2, 'ip6 daddr @ugate_bypass6 return')
+  }
+  if (uniqueLan.length > 0) {
+    line(1, 'chain ugate_prerouting {')
+    line(2, 'type nat hook prerouting priority dstnat; policy accept;')
+    line(2, `iifname != { ${uniqueLan.map((n) => `"${n}"`).join(', ')} } return`)
+    common()
+    line(2, 'ip saddr @ugate_exclude_src4 return')
+    if (ipv6) line(2, 'ip6 saddr @ugate_exclude_src6 return')
+    line(2, 'ether saddr @ugate_exclude_mac return')
+    if (including) {
+      if (inc4.length > 0) line(2, `ip saddr @ugate_include_src4 ${redirect}`)
+      if (inc6.length > 0) line(2, `ip6 saddr @ugate_include_src6 ${redirect}`)
+      if (incMac.length > 0) line(2, `ether saddr @ugate_include_mac ${redirect}`)
+    } else {
+      line(2, redirect)
+    }
+    line(1, '}')
+  }
+  if (routerSelf) {
+    if (uniqueLan.length > 0) out.push('')
+    line(1, 'chain ugate_output {')
+    line(2, 'type nat hook output priority -100; policy accept;')
+    common()
+    line(2, redirect)
+    line(1, '}')
+  }
+  out.push('}')
+  return out.join('\n') + '\n'
+}
+
+/**
+ * Removes ugate's table, for `nft -f -`. Idempotent: the first line creates
+ * the table when it is missing, so stopping twice (or after a crash that
+ * already lost it) is not an error.
+ */
+export function nftDeleteCommand(): string {
+  return `table ${NFT_TABLE}\ndelete table ${NFT_TABLE}\n`
+}
+
+// ---- validation ---------------------------------------------------------------------
+
+function bool(v: unknown, field: string): boolean {
+  if (typeof v !== 'boolean') throw new NftError(field, `${show(v)} is not true or false`, v)
+  return v
+}
+
+function port(v: unknown, field: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) {
+    throw new NftError(field, `${show(v)} is not a port number 1-65535`, v)
+  }
+  return v
+}
+
+function markValue(v: unknown, routerSelf: boolean): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) {
+    throw new NftError('mark', `${show(v)} is not a mark 0-4294967295`, v)
+  }
+  if (v === 0 && routerSelf) {
+    throw new NftError('mark', '0 with routerSelf: ugate needs a non-zero SO_MARK, or it would capture its own connections', v)
+  }
+  return v
+}
+
+const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/
+
+function ifname(v: unknown, field: string): string {
+  if (typeof v !== 'string' || !IFNAME.test(v)) {
+    throw new NftError(field, `${show(v)} is not an interface name (1-15 of A-Z a-z 0-9 _ . -)`, v)
+  }
+  return v
+}
+
+const MAC = /^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}$/
+
+function mac(v: unknown, field: string): string {
+  if (typeof v !== 'string' || !MAC.test(v)) throw new NftError(field, `${show(v)} is not a MAC address (aa:bb:cc:dd:ee:ff)`, v)
+  return v.toLowerCase()
+}
+
+function strings<T>(v: unknown, field: string, check: (x: unknown, field: string) => T): T[] {
+  if (!Array.isArray(v)) throw new NftError(field, `${show(v)} is not a list`, v)
+  return v.map((x, i) => check(x, `${field}[${i}]`))
+}
+
+function cidrs(v: unknown, family: 4 | 6, field: string): Cidr[] {
+  return strings(v, field, (x, f) => {
+    const c = typeof x === 'string' ? parseCidr(x, false) : null
+    if (c === null || c.family !== family) {
+      throw new NftError(f, `${show(x)} is not an IPv${family} address or CIDR`, x)
+    }
+    return c
+  })
+}
+
+/** Sorted, without duplicates and without prefixes inside other prefixes of the list. */
+function setElements(list: Cidr[]): string[] {
+  const sorted = list.slice().sort((a, b) => {
+    for (let w = 0; w < 4; w++) {
+      const d = (a.words[w]! >>> 0) - (b.words[w]! >>> 0)
+      if (d !== 0) return d
+    }
+    return a.len - b.len
+  })
+  const kept: Cidr[] = []
+  for (const c of sorted) {
+    const last = kept[kept.length - 1]
+    if (last !== undefined && last.len <= c.len && samePrefix(last.words, c.words, last.len)) continue
+    kept.push(c)
+  }
+  return kept.map(formatCidr)
+}
+
+function uniqueSorted(list: string[]): string[] {
+  return [...new Set(list)].sort()
+}
+
+function hex32(n: number): string {
+  return '0x' + n.toString(16).padStart(8, '0')
+}
+
+function show(value: unknown): string {
+  let text: string
+  try {
+    text = JSON.stringify(value) ?? String(value)
+  } catch {
+    text = String(value)
+  }
+  return text.length > 80 ? text.slice(0, 77) + '...' : text
+}
