@@ -60,6 +60,7 @@ ug_exports ug_loop_exports(void);
 ug_exports ug_net_exports(void);
 ug_exports ug_dns_exports(void);
 ug_exports ug_relay_exports(void);
+ug_exports ug_proc_exports(void);
 void ug_sys_set_argv(int argc, char **argv);
 JSValue ug_sys_argv(JSContext *ctx);
 

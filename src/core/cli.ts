@@ -181,8 +181,9 @@ Usage:
   ugate --version | -V
 
 Commands:
-  run       Start the gateway. Without --config and --forward it forwards
-            127.0.0.1:6000 to 127.0.0.1:5201 (an iperf3 server).
+  run       Start the gateway. Without --config and --forward it runs a
+            mixed SOCKS4/4a/5 + HTTP proxy on 127.0.0.1:1080, routing
+            everything direct.
   check     Validate a config file and print "config ok".
   help      Show this text.
 

@@ -5,6 +5,9 @@
 import { type Endpoint, formatEndpoint, listenAddressesClash, parseEndpoint } from './address.js'
 import { AddressError, ConfigError, show } from './errors.js'
 import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
+import { type CaptureOptions, NftError, nftRuleset } from './nft.js'
+import { type RuleSpec, RuleError, compileRules, parseRulesJson } from './rules.js'
+import { parseCidr } from './rules/ip.js'
 
 export interface Config {
   log: { level: LogLevel }
@@ -19,13 +22,63 @@ export interface Config {
     /** SO_MARK of outbound sockets; 0 = none. */
     mark: number
   }
+  limits: {
+    /** Live connections at once, over all listeners; 0 = no limit. */
+    maxConnections: number
+    /** Live connections from one source IP; 0 = no limit. */
+    maxPerSource: number
+    /** Time a client has to finish its handshake (SOCKS, HTTP request head). */
+    handshakeTimeoutMs: number
+  }
+  sniff: {
+    /** Bytes read at most before routing a captured connection. */
+    maxBytes: number
+    /** Time waited at most for them. */
+    timeoutMs: number
+  }
   listeners: ListenerConfig[]
+  upstreams: UpstreamConfig[]
+  /** Ordered; first match wins; default direct. */
+  rules: RuleSpec[]
+  capture: CaptureConfig
+}
+
+export interface User {
+  username: string
+  password: string
+}
+
+/** An upstream proxy that rules can chain through ("upstream:NAME"). */
+export interface UpstreamConfig {
+  name: string
+  type: 'socks5' | 'http'
+  server: Endpoint
+  username?: string
+  password?: string
+}
+
+/** Transparent capture with nftables (see src/core/nft.ts). */
+export interface CaptureConfig {
+  enabled: boolean
+  /** Name of the redirect listener the rules send traffic to. */
+  listener: string
+  lanInterfaces: string[]
+  routerSelf: boolean
+  ipv6: boolean
+  ports: number[]
+  bypass: string[]
+  includeSrc: string[]
+  excludeSrc: string[]
+  includeMac: string[]
+  excludeMac: string[]
 }
 
 interface ListenerCommon {
   name: string
   listen: Endpoint
   backlog: number
+  /** Source CIDRs allowed to connect; others are closed and logged. */
+  allow: string[]
 }
 
 /** Relays every accepted connection to one fixed target. */
@@ -34,8 +87,28 @@ export interface ForwardListenerConfig extends ListenerCommon {
   target: Endpoint
 }
 
+/** SOCKS4/4a/5 (`socks`), HTTP proxy (`http`), or both on one port (`mixed`). */
+export interface ProxyListenerConfig extends ListenerCommon {
+  type: 'socks' | 'http' | 'mixed'
+  /** When non-empty, clients must authenticate (SOCKS5 user/pass, HTTP Basic). */
+  users: User[]
+}
+
+/** Transparent TCP: the destination comes from SO_ORIGINAL_DST (nftables REDIRECT). */
+export interface RedirectListenerConfig extends ListenerCommon {
+  type: 'redirect'
+}
+
+/** TLS passthrough routed by SNI, plain HTTP routed by Host. */
+export interface SniListenerConfig extends ListenerCommon {
+  type: 'sni'
+  /** Port dialed for a TLS name (default 443) and for an HTTP Host without a port (default 80). */
+  tlsPort: number
+  httpPort: number
+}
+
 /** Discriminated on `type`; a new listener type adds a member here and a parser below. */
-export type ListenerConfig = ForwardListenerConfig
+export type ListenerConfig = ForwardListenerConfig | ProxyListenerConfig | RedirectListenerConfig | SniListenerConfig
 export type ListenerType = ListenerConfig['type']
 
 /** Defaults of the JSON config (seconds). */
@@ -47,6 +120,13 @@ export const DEFAULTS = {
   connectTimeout: 10,
   mark: 0,
   backlog: 511,
+  maxConnections: 1024,
+  maxPerSource: 256,
+  handshakeTimeout: 10,
+  sniffMaxBytes: 16384,
+  sniffTimeout: 0.3,
+  /** Loopback, RFC 1918 and ULA: a listener never serves the WAN unless told to. */
+  allow: ['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],
 }
 
 export interface SecondsRange {
@@ -56,11 +136,16 @@ export interface SecondsRange {
 }
 
 /** Accepted ranges of the duration settings, shared with the CLI flags. */
-export const SECONDS: Record<'idleTimeout' | 'shutdownGrace' | 'connectTimeout', SecondsRange> = {
+export const SECONDS: Record<
+  'idleTimeout' | 'shutdownGrace' | 'connectTimeout' | 'handshakeTimeout' | 'sniffTimeout',
+  SecondsRange
+> = {
   // The upper bounds keep milliseconds within a signed 32-bit timer value.
   idleTimeout: { min: 0, max: 2147483, note: '0 = never' },
   shutdownGrace: { min: 0, max: 3600 },
   connectTimeout: { min: 0.001, max: 3600 },
+  handshakeTimeout: { min: 0.001, max: 3600 },
+  sniffTimeout: { min: 0.001, max: 60 },
 }
 
 export function inSecondsRange(v: unknown, range: SecondsRange): v is number {
@@ -87,7 +172,7 @@ export function parseConfigText(text: string, source: string): unknown {
 /** Validate a plain JSON-like value and fill in defaults; throws ConfigError. */
 export function validateConfig(input: unknown): Config {
   const root = object(input, '')
-  checkKeys(root, '', ['log', 'relay', 'dial', 'listeners'])
+  checkKeys(root, '', ['log', 'relay', 'dial', 'limits', 'sniff', 'listeners', 'upstreams', 'rules', 'capture'])
 
   const log = object(given(root.log, {}), 'log')
   checkKeys(log, 'log', ['level'])
@@ -95,8 +180,12 @@ export function validateConfig(input: unknown): Config {
   checkKeys(relay, 'relay', ['splice', 'idleTimeout', 'shutdownGrace'])
   const dial = object(given(root.dial, {}), 'dial')
   checkKeys(dial, 'dial', ['connectTimeout', 'mark'])
+  const limits = object(given(root.limits, {}), 'limits')
+  checkKeys(limits, 'limits', ['maxConnections', 'maxPerSource', 'handshakeTimeout'])
+  const sniff = object(given(root.sniff, {}), 'sniff')
+  checkKeys(sniff, 'sniff', ['maxBytes', 'timeout'])
 
-  return {
+  const config: Config = {
     log: { level: logLevel(given(log.level, DEFAULTS.logLevel), 'log.level') },
     relay: {
       splice: boolean(given(relay.splice, DEFAULTS.splice), 'relay.splice'),
@@ -107,7 +196,143 @@ export function validateConfig(input: unknown): Config {
       connectTimeoutMs: ms(given(dial.connectTimeout, DEFAULTS.connectTimeout), 'dial.connectTimeout', SECONDS.connectTimeout),
       mark: integer(given(dial.mark, DEFAULTS.mark), 'dial.mark', 0, 0xffffffff),
     },
+    limits: {
+      maxConnections: integer(given(limits.maxConnections, DEFAULTS.maxConnections), 'limits.maxConnections', 0, 1000000),
+      maxPerSource: integer(given(limits.maxPerSource, DEFAULTS.maxPerSource), 'limits.maxPerSource', 0, 1000000),
+      handshakeTimeoutMs: ms(given(limits.handshakeTimeout, DEFAULTS.handshakeTimeout), 'limits.handshakeTimeout', SECONDS.handshakeTimeout),
+    },
+    sniff: {
+      maxBytes: integer(given(sniff.maxBytes, DEFAULTS.sniffMaxBytes), 'sniff.maxBytes', 64, 65536),
+      timeoutMs: ms(given(sniff.timeout, DEFAULTS.sniffTimeout), 'sniff.timeout', SECONDS.sniffTimeout),
+    },
     listeners: listeners(root.listeners),
+    upstreams: upstreams(given(root.upstreams, [])),
+    rules: rules(given(root.rules, [])),
+    capture: capture(given(root.capture, {})),
+  }
+  checkReferences(config)
+  return config
+}
+
+// ---- upstreams, rules, capture ---------------------------------------------------------
+
+function upstreams(value: unknown): UpstreamConfig[] {
+  const list = array(value, 'upstreams').map((v, i): UpstreamConfig => {
+    const path = `upstreams[${i}]`
+    const obj = object(v, path)
+    checkKeys(obj, path, ['name', 'type', 'server', 'username', 'password'])
+    const type = required(obj, 'type', path)
+    if (type !== 'socks5' && type !== 'http') throw new ConfigError(`${path}.type`, `${show(type)} is not "socks5" or "http"`)
+    const up: UpstreamConfig = {
+      name: name(required(obj, 'name', path), `${path}.name`),
+      type,
+      server: endpoint(required(obj, 'server', path), `${path}.server`, 'target'),
+    }
+    if (obj.username !== undefined || obj.password !== undefined) {
+      up.username = credential(obj.username, `${path}.username`)
+      up.password = credential(obj.password, `${path}.password`)
+    }
+    return up
+  })
+  list.forEach((u, i) => {
+    const j = list.findIndex((o) => o.name === u.name)
+    if (j < i) throw new ConfigError(`upstreams[${i}].name`, `${show(u.name)} is already the name of upstreams[${j}]`)
+  })
+  return list
+}
+
+function rules(value: unknown): RuleSpec[] {
+  try {
+    const specs = parseRulesJson(value, 'rules')
+    compileRules(specs) // every value checked here, not at the first connection
+    return specs
+  } catch (e) {
+    if (e instanceof RuleError) throw new ConfigError(e.path, e.detail)
+    throw e
+  }
+}
+
+function capture(value: unknown): CaptureConfig {
+  const obj = object(value, 'capture')
+  checkKeys(obj, 'capture', [
+    'enabled', 'listener', 'lanInterfaces', 'routerSelf', 'ipv6', 'ports',
+    'bypass', 'includeSrc', 'excludeSrc', 'includeMac', 'excludeMac',
+  ])
+  const strs = (key: string, fallback: string[]): string[] =>
+    array(given(obj[key], fallback), `capture.${key}`).map((v, i) => {
+      if (typeof v !== 'string') throw new ConfigError(`capture.${key}[${i}]`, `${show(v)} is not a string`)
+      return v
+    })
+  const ports = array(given(obj.ports, [80, 443]), 'capture.ports').map((v, i) => integer(v, `capture.ports[${i}]`, 1, 65535))
+  const listenerName = given(obj.listener, '')
+  if (typeof listenerName !== 'string') throw new ConfigError('capture.listener', `${show(listenerName)} is not a listener name`)
+  return {
+    enabled: boolean(given(obj.enabled, false), 'capture.enabled'),
+    listener: listenerName,
+    lanInterfaces: strs('lanInterfaces', ['br-lan']),
+    routerSelf: boolean(given(obj.routerSelf, false), 'capture.routerSelf'),
+    ipv6: boolean(given(obj.ipv6, true), 'capture.ipv6'),
+    ports,
+    bypass: strs('bypass', []),
+    includeSrc: strs('includeSrc', []),
+    excludeSrc: strs('excludeSrc', []),
+    includeMac: strs('includeMac', []),
+    excludeMac: strs('excludeMac', []),
+  }
+}
+
+/** The capture options for nftRuleset, CIDR lists split by family. */
+export function captureOptions(config: Config, redirectPort: number): CaptureOptions {
+  const c = config.capture
+  const byFamily = (list: string[], family: 4 | 6) => list.filter((x) => parseCidr(x)?.family === family)
+  return {
+    redirectPort,
+    mark: config.dial.mark,
+    lanInterfaces: c.lanInterfaces,
+    routerSelf: c.routerSelf,
+    ipv6: c.ipv6,
+    ports: c.ports,
+    bypass4: byFamily(c.bypass, 4),
+    bypass6: byFamily(c.bypass, 6),
+    includeSrc4: byFamily(c.includeSrc, 4),
+    includeSrc6: byFamily(c.includeSrc, 6),
+    excludeSrc4: byFamily(c.excludeSrc, 4),
+    excludeSrc6: byFamily(c.excludeSrc, 6),
+    includeMac: c.includeMac,
+    excludeMac: c.excludeMac,
+  }
+}
+
+/** Names that point elsewhere in the config must exist; capture must build a valid ruleset. */
+function checkReferences(config: Config): void {
+  config.rules.forEach((r, i) => {
+    if (r.action.type === 'upstream') {
+      const wanted = r.action.name
+      if (!config.upstreams.some((u) => u.name === wanted)) {
+        const known = config.upstreams.map((u) => u.name).join(', ') || 'none configured'
+        throw new ConfigError(`rules[${i}].action`, `upstream ${show(wanted)} is not in upstreams (known: ${known})`)
+      }
+    }
+  })
+  const c = config.capture
+  if (!c.enabled) return
+  const l = config.listeners.find((x) => x.name === c.listener)
+  if (c.listener === '') throw new ConfigError('capture.listener', 'missing: name the redirect listener that captured traffic goes to')
+  if (!l) throw new ConfigError('capture.listener', `${show(c.listener)} is not the name of a listener`)
+  if (l.type !== 'redirect') throw new ConfigError('capture.listener', `${show(c.listener)} is a ${l.type} listener, not a redirect listener`)
+  for (const key of ['bypass', 'includeSrc', 'excludeSrc'] as const) {
+    c[key].forEach((x, i) => {
+      if (parseCidr(x) === null) throw new ConfigError(`capture.${key}[${i}]`, `${show(x)} is not an IPv4/IPv6 address or CIDR`)
+    })
+  }
+  try {
+    nftRuleset(captureOptions(config, l.listen.port || 1))
+  } catch (e) {
+    if (e instanceof NftError) {
+      const field = e.field === 'mark' ? 'dial.mark' : `capture.${e.field.replace(/^(bypass|includeSrc|excludeSrc)[46]/, '$1')}`
+      throw new ConfigError(field, e.message.slice(e.field.length + 2))
+    }
+    throw e
   }
 }
 
@@ -121,6 +346,11 @@ interface ListenerSpec<T extends ListenerType> {
   parse(obj: Obj, path: string, common: ListenerCommon): Extract<ListenerConfig, { type: T }>
 }
 
+const proxySpec = <T extends 'socks' | 'http' | 'mixed'>(type: T): ListenerSpec<T> => ({
+  keys: ['users'],
+  parse: (obj, path, common) => ({ ...common, type, users: users(given(obj.users, []), `${path}.users`) }) as Extract<ListenerConfig, { type: T }>,
+})
+
 const LISTENER_SPECS: { [T in ListenerType]: ListenerSpec<T> } = {
   forward: {
     keys: ['target'],
@@ -130,10 +360,23 @@ const LISTENER_SPECS: { [T in ListenerType]: ListenerSpec<T> } = {
       target: endpoint(required(obj, 'target', path), `${path}.target`, 'target'),
     }),
   },
+  socks: proxySpec('socks'),
+  http: proxySpec('http'),
+  mixed: proxySpec('mixed'),
+  redirect: { keys: [], parse: (_obj, _path, common) => ({ ...common, type: 'redirect' }) },
+  sni: {
+    keys: ['tlsPort', 'httpPort'],
+    parse: (obj, path, common) => ({
+      ...common,
+      type: 'sni',
+      tlsPort: integer(given(obj.tlsPort, 443), `${path}.tlsPort`, 1, 65535),
+      httpPort: integer(given(obj.httpPort, 80), `${path}.httpPort`, 1, 65535),
+    }),
+  },
 }
 
 const LISTENER_TYPES = Object.keys(LISTENER_SPECS) as ListenerType[]
-const COMMON_KEYS = ['name', 'type', 'listen', 'backlog']
+const COMMON_KEYS = ['name', 'type', 'listen', 'backlog', 'allow']
 
 function listeners(value: unknown): ListenerConfig[] {
   if (value === undefined) throw new ConfigError('listeners', 'missing (at least one listener is required)')
@@ -151,7 +394,7 @@ function listener(value: unknown, path: string): ListenerConfig {
   if (!isListenerType(type)) {
     throw new ConfigError(`${path}.type`, `${show(type)} is not a listener type (known: ${LISTENER_TYPES.join(', ')})`)
   }
-  const spec: ListenerSpec<ListenerType> = LISTENER_SPECS[type]
+  const spec = LISTENER_SPECS[type] as unknown as ListenerSpec<ListenerType>
   checkKeys(obj, path, [...COMMON_KEYS, ...spec.keys])
   const name = required(obj, 'name', path)
   if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
@@ -161,6 +404,7 @@ function listener(value: unknown, path: string): ListenerConfig {
     name,
     listen: endpoint(required(obj, 'listen', path), `${path}.listen`, 'listen'),
     backlog: integer(given(obj.backlog, DEFAULTS.backlog), `${path}.backlog`, 1, 65535),
+    allow: cidrs(given(obj.allow, DEFAULTS.allow), `${path}.allow`),
   }
   return spec.parse(obj, path, common)
 }
@@ -187,6 +431,52 @@ function checkUnique(list: ListenerConfig[]): void {
 }
 
 // ---- value readers: each returns the typed value or throws ConfigError at `path` -----
+
+function array(value: unknown, path: string): unknown[] {
+  if (!Array.isArray(value)) throw new ConfigError(path, `expected an array, got ${show(value)}`)
+  return value
+}
+
+function name(v: unknown, path: string): string {
+  if (typeof v !== 'string' || !NAME_PATTERN.test(v)) {
+    throw new ConfigError(path, `${show(v)} is not a name of 1-64 letters, digits, "_" or "-"`)
+  }
+  return v
+}
+
+function cidrs(value: unknown, path: string): string[] {
+  return array(value, path).map((v, i) => {
+    if (typeof v !== 'string' || parseCidr(v) === null) {
+      throw new ConfigError(`${path}[${i}]`, `${show(v)} is not an IPv4/IPv6 address or CIDR`)
+    }
+    return v
+  })
+}
+
+/** 1-255 bytes: what SOCKS5 (RFC 1929) can carry. */
+function credential(v: unknown, path: string): string {
+  if (typeof v !== 'string' || v.length === 0 || v.length > 255 || /[\x00-\x1f]/.test(v)) {
+    throw new ConfigError(path, `${v === undefined ? 'missing' : show(typeof v === 'string' ? '***' : v)}: expected 1-255 printable characters`)
+  }
+  return v
+}
+
+function users(value: unknown, path: string): User[] {
+  const list = array(value, path).map((v, i) => {
+    const p = `${path}[${i}]`
+    const obj = object(v, p)
+    checkKeys(obj, p, ['username', 'password'])
+    const username = credential(obj.username, `${p}.username`)
+    if (username.includes(':')) throw new ConfigError(`${p}.username`, `${show(username)} contains ":" (HTTP Basic cannot carry it)`)
+    return { username, password: credential(obj.password, `${p}.password`) }
+  })
+  list.forEach((u, i) => {
+    if (list.findIndex((o) => o.username === u.username) < i) {
+      throw new ConfigError(`${path}[${i}].username`, `${show(u.username)} is listed twice`)
+    }
+  })
+  return list
+}
 
 function object(value: unknown, path: string): Obj {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {

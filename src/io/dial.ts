@@ -27,6 +27,8 @@ export interface DialOptions {
   /** Cancelling it (e.g. with 'shutdown') ends the dial with that reason. */
   cancel: Cancel
   log: Logger
+  /** Addresses never to connect to (ugate's own listeners: a loop); reason 'loop'. */
+  refuse?: (addr: string, port: number) => boolean
 }
 
 export interface Dialed {
@@ -41,6 +43,11 @@ export async function dial(host: string, port: number, opts: DialOptions): Promi
   const addrs = isIpLiteral(host) ? [host] : await resolve(host, opts)
   let reason = 'connect-error'
   for (const addr of addrs) {
+    if (opts.refuse?.(addr, port)) {
+      reason = 'loop'
+      opts.log.debug('connect-refused', { host, addr: formatHostPort(addr, port), reason })
+      continue
+    }
     const fd = await attempt(addr, port, opts)
     if (typeof fd === 'number') return { fd, addr: formatHostPort(addr, port) }
     reason = fd.reason

@@ -43,6 +43,19 @@ declare module 'ugate:native' {
   /** Peak resident set size in KiB (VmHWM). */
   export function peakRssKiB(): number
 
+  export interface RunResult {
+    /** Exit status; 128 + signal number when the program was killed. */
+    code: number
+    stdout: string
+    stderr: string
+  }
+  /**
+   * Run a program (looked up in PATH) with `input` on its stdin and wait for
+   * it. Blocks the event loop (the relay thread keeps running): only for
+   * short helpers such as `nft -f -`. Throws NativeError when it cannot start.
+   */
+  export function runSync(argv: string[], input?: string): RunResult
+
   // ---- event loop (epoll in native/loop.c) -------------------------------
   /** One-shot timer; returns an id for clearTimeout. Keeps the loop alive. */
   export function setTimeout(cb: () => void, ms: number): number

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { parseArgs } from '../../src/core/cli.js'
-import { validateConfig } from '../../src/core/config.js'
+import { type ForwardListenerConfig, validateConfig } from '../../src/core/config.js'
 import { defaultConfigJson } from '../../src/core/defaults.js'
 import { runConfig } from '../../src/core/run-config.js'
 
@@ -22,12 +22,15 @@ t.test('embedded default config', async (t) => {
   t.same(config.listeners, [
     {
       name: 'default',
-      type: 'forward',
-      listen: { host: '127.0.0.1', port: 6000, kind: 'ipv4' },
-      target: { host: '127.0.0.1', port: 5201, kind: 'ipv4' },
+      type: 'mixed',
+      listen: { host: '127.0.0.1', port: 1080, kind: 'ipv4' },
       backlog: 511,
+      allow: ['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],
+      users: [],
     },
   ])
+  t.equal(config.capture.enabled, false)
+  t.same(config.rules, [])
   t.not(defaultConfigJson(), defaultConfigJson(), 'a fresh object each call')
 })
 
@@ -39,7 +42,7 @@ t.test('--forward alone replaces the default', async (t) => {
   const c = runConfig(undefined, runOpts('--forward', '127.0.0.1:0=localhost:80', '--forward', '[::1]:7000=[::1]:5201'))
   t.same(c.listeners.map((l) => l.name), ['fwd1', 'fwd2'])
   t.same(c.listeners[0]!.listen, { host: '127.0.0.1', port: 0, kind: 'ipv4' })
-  t.same(c.listeners[0]!.target, { host: 'localhost', port: 80, kind: 'name' })
+  t.same((c.listeners[0] as ForwardListenerConfig).target, { host: 'localhost', port: 80, kind: 'name' })
   t.same(c.listeners[1]!.listen, { host: '::1', port: 7000, kind: 'ipv6' })
 })
 

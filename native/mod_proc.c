@@ -1,0 +1,156 @@
+// Running a helper program (nft) with input on stdin, collecting its output.
+// Synchronous: it is used at start, reload and stop, takes milliseconds, and
+// the relay thread keeps moving bytes meanwhile.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ugate.h"
+
+extern char **environ;
+
+#define MAX_ARGS 64
+#define MAX_OUTPUT (256 * 1024)
+
+typedef struct {
+  char *data;
+  size_t len;
+} outbuf;
+
+static void append(outbuf *o, const char *p, size_t n) {
+  if (o->len + n > MAX_OUTPUT) n = MAX_OUTPUT - o->len;  // keep the head of a flood
+  if (n == 0) return;
+  char *nd = realloc(o->data, o->len + n);
+  if (!nd) return;
+  memcpy(nd + o->len, p, n);
+  o->data = nd;
+  o->len += n;
+}
+
+// Feed `in` to the child's stdin while draining stdout and stderr, so a
+// child that writes a lot before reading cannot deadlock us.
+static void exchange(int fin, int fout, int ferr, const char *in, size_t inlen, outbuf *out, outbuf *err) {
+  size_t off = 0;
+  if (inlen == 0) {
+    close(fin);
+    fin = -1;
+  }
+  while (fout >= 0 || ferr >= 0 || fin >= 0) {
+    struct pollfd p[3] = {{fin, POLLOUT, 0}, {fout, POLLIN, 0}, {ferr, POLLIN, 0}};
+    if (poll(p, 3, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (fin >= 0 && p[0].revents) {
+      ssize_t n = write(fin, in + off, inlen - off);
+      if (n > 0) off += n;
+      if (n < 0 && errno != EAGAIN && errno != EINTR) off = inlen;  // child closed stdin
+      if (off >= inlen) {
+        close(fin);
+        fin = -1;
+      }
+    }
+    for (int i = 1; i < 3; i++) {
+      int *fd = i == 1 ? &fout : &ferr;
+      if (*fd < 0 || !p[i].revents) continue;
+      char buf[4096];
+      ssize_t n = read(*fd, buf, sizeof buf);
+      if (n > 0) {
+        append(i == 1 ? out : err, buf, n);
+      } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+        close(*fd);
+        *fd = -1;
+      }
+    }
+  }
+}
+
+static JSValue js_run_sync(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  int64_t n;
+  if (JS_GetLength(ctx, argv[0], &n) || n < 1 || n >= MAX_ARGS) return JS_ThrowRangeError(ctx, "runSync: argv must have 1..%d strings", MAX_ARGS - 1);
+  const char *args[MAX_ARGS] = {0};
+  size_t inlen = 0;
+  const char *in = NULL;
+  JSValue result = JS_EXCEPTION;
+  int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1};
+  outbuf out = {0}, err = {0};
+  for (int i = 0; i < n; i++) {
+    JSValue v = JS_GetPropertyUint32(ctx, argv[0], i);
+    args[i] = JS_ToCString(ctx, v);
+    JS_FreeValue(ctx, v);
+    if (!args[i]) goto done;
+  }
+  in = JS_IsUndefined(argv[1]) ? NULL : JS_ToCStringLen(ctx, &inlen, argv[1]);
+  if (!JS_IsUndefined(argv[1]) && !in) goto done;
+  if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC)) {
+    result = ug_throw_errno(ctx, "pipe2", errno);
+    goto done;
+  }
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, pin[0], 0);
+  posix_spawn_file_actions_adddup2(&fa, pout[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, perr[1], 2);
+  // The child must not inherit our blocked signal mask (signalfd needs it blocked here).
+  posix_spawnattr_t at;
+  posix_spawnattr_init(&at);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&at, &none);
+  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, args[0], &fa, &at, (char *const *)args, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&at);
+  close(pin[0]);
+  close(pout[1]);
+  close(perr[1]);
+  pin[0] = pout[1] = perr[1] = -1;
+  if (rc != 0) {
+    close(pin[1]);
+    close(pout[0]);
+    close(perr[0]);
+    pin[1] = pout[0] = perr[0] = -1;
+    result = ug_throw_errno(ctx, args[0], rc);
+    goto done;
+  }
+  fcntl(pin[1], F_SETFL, O_NONBLOCK);  // poll decides; a big input must not block the write
+  fcntl(pout[0], F_SETFL, O_NONBLOCK);
+  fcntl(perr[0], F_SETFL, O_NONBLOCK);
+  exchange(pin[1], pout[0], perr[0], in ? in : "", inlen, &out, &err);
+  pin[1] = pout[0] = perr[0] = -1;  // exchange closed them
+  int st;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  result = JS_NewObject(ctx);
+  JS_SetPropertyStr(ctx, result, "code", JS_NewInt32(ctx, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st)));
+  JS_SetPropertyStr(ctx, result, "stdout", JS_NewStringLen(ctx, out.data ? out.data : "", out.len));
+  JS_SetPropertyStr(ctx, result, "stderr", JS_NewStringLen(ctx, err.data ? err.data : "", err.len));
+done:
+  for (int i = 0; i < 3; i++) {
+    int *p = i == 0 ? pin : i == 1 ? pout : perr;
+    if (p[0] >= 0) close(p[0]);
+    if (p[1] >= 0) close(p[1]);
+  }
+  free(out.data);
+  free(err.data);
+  if (in) JS_FreeCString(ctx, in);
+  for (int i = 0; i < MAX_ARGS; i++)
+    if (args[i]) JS_FreeCString(ctx, args[i]);
+  return result;
+}
+
+static const JSCFunctionListEntry proc_funcs[] = {
+    JS_CFUNC_DEF("runSync", 2, js_run_sync),
+};
+
+ug_exports ug_proc_exports(void) { return (ug_exports){proc_funcs, sizeof proc_funcs / sizeof proc_funcs[0]}; }

@@ -1,0 +1,91 @@
+// From a destination to a connected upstream socket: route it (first
+// matching rule), then act: reject, dial directly, dial a rewritten
+// destination, or tunnel through an upstream proxy. Every outbound socket
+// carries the configured SO_MARK; ugate's own listeners are never dialed.
+
+import type * as native from 'ugate:native'
+import { formatHostPort, isIpLiteral } from '../core/address.js'
+import { type RouteQuery, type SniffProto, route } from '../core/rules.js'
+import { DialError, dial } from './dial.js'
+import type { GatewayContext, Session } from './session.js'
+import { closeQuietly } from './sockets.js'
+import { openTunnel } from './upstream.js'
+
+export interface Destination {
+  /** What the client asked for: a host name or an IP literal. */
+  host: string
+  port: number
+  /** The destination IP when known (an IP literal, or a redirect's original address). */
+  ip?: string
+  /** Name learnt by sniffing (SNI, Host), when the client gave only an address. */
+  sniffedHost?: string
+  proto?: SniffProto
+}
+
+/** The route said reject. */
+export class RejectedError extends DialError {
+  constructor(rule: string) {
+    super('rejected', `by rule ${rule}`)
+  }
+}
+
+export interface Outbound {
+  fd: number
+  /** Bytes an upstream proxy sent after its reply: the relay's first bytes to the client. */
+  down: Uint8Array
+}
+
+/** Route and connect; fills s.fields (rule, action, via). Throws DialError/RejectedError. */
+export async function connectOut(d: Destination, s: Session, ctx: GatewayContext): Promise<Outbound> {
+  const name = d.sniffedHost ?? (isIpLiteral(d.host) ? undefined : d.host)
+  const query: RouteQuery = { dstPort: d.port, srcIp: s.client.addr, listener: s.listener.name }
+  if (name !== undefined) query.host = name
+  const ip = d.ip ?? (isIpLiteral(d.host) ? d.host : undefined)
+  if (ip !== undefined) query.dstIp = ip
+  if (d.proto !== undefined) query.proto = d.proto
+  const r = route(ctx.rules, query)
+  const rule = r.ruleIndex < 0 ? 'default' : (r.ruleName ?? `#${r.ruleIndex}`)
+  s.fields.rule = rule
+  const a = r.action
+  s.fields.action = a.type
+  const opts = {
+    timeoutMs: ctx.config.dial.connectTimeoutMs,
+    mark: ctx.config.dial.mark,
+    cancel: s.cancel,
+    log: ctx.log,
+    refuse: (addr: string, port: number) => isOwnAddress(ctx.own, addr, port),
+  }
+  switch (a.type) {
+    case 'reject':
+      throw new RejectedError(rule)
+    case 'direct': {
+      // A redirected connection goes where the client was going: its original IP.
+      const dialed = await dial(ip ?? d.host, d.port, opts)
+      return { fd: dialed.fd, down: new Uint8Array(0) }
+    }
+    case 'forward': {
+      s.fields.via = formatHostPort(a.host, a.port)
+      const dialed = await dial(a.host, a.port, opts)
+      return { fd: dialed.fd, down: new Uint8Array(0) }
+    }
+    case 'upstream': {
+      const u = ctx.upstreams.get(a.name)!
+      s.fields.via = a.name
+      const dialed = await dial(u.server.host, u.server.port, opts)
+      try {
+        // The upstream resolves names itself: pass the name when there is one.
+        const down = await openTunnel(u, dialed.fd, name ?? ip ?? d.host, d.port, s.cancel)
+        return { fd: dialed.fd, down }
+      } catch (e) {
+        closeQuietly(dialed.fd)
+        throw e
+      }
+    }
+  }
+}
+
+/** Whether addr:port is one of ugate's listening sockets (wildcard listeners match local addresses). */
+export function isOwnAddress(own: native.SockAddr[], addr: string, port: number): boolean {
+  const local = /^127\./.test(addr) || addr === '::1' || addr === '0.0.0.0' || addr === '::'
+  return own.some((o) => o.port === port && (o.addr === addr || ((o.addr === '0.0.0.0' || o.addr === '::') && local)))
+}

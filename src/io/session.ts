@@ -1,0 +1,176 @@
+// One client connection from accept to its access line. The same frame for
+// every listener type: admission (allow-list, connection limits), the
+// handshake timeout, the protocol handler, then the hand-over to the native
+// relay. Handlers only speak their protocol and say how the connection ends.
+
+import * as native from 'ugate:native'
+import { formatHostPort } from '../core/address.js'
+import { Cancel, CancelledError } from '../core/cancel.js'
+import type { Config, ListenerConfig, UpstreamConfig } from '../core/config.js'
+import type { ConnTracker } from '../core/conn-tracker.js'
+import { type Fields, type Logger, relayReason } from '../core/log.js'
+import type { CompiledRules } from '../core/rules.js'
+import { CidrSet } from '../core/rules/cidr-tree.js'
+import { parseCidr, parseIpInto } from '../core/rules/ip.js'
+import { DialError } from './dial.js'
+import type { Accepted } from './listener.js'
+import { closeQuietly, errorCode, resetQuietly } from './sockets.js'
+import { EofError, HandshakeStream, TooLargeError } from './stream.js'
+
+/** What every handler may use; one per running gateway. */
+export interface GatewayContext {
+  config: Config
+  log: Logger
+  conns: ConnTracker
+  rules: CompiledRules
+  upstreams: Map<string, UpstreamConfig>
+  /** Addresses ugate listens on: dialing one of them would loop. */
+  own: native.SockAddr[]
+  admission: Admission
+}
+
+export interface Session {
+  readonly listener: ListenerConfig
+  readonly client: Accepted
+  /** Client IP:PORT. */
+  readonly src: string
+  readonly stream: HandshakeStream
+  /** Cancelled by the handshake timeout ('handshake-timeout') or shutdown ('shutdown'). */
+  readonly cancel: Cancel
+  /** Extra fields of the access line: dst, host, proto, rule, action, via... */
+  readonly fields: Fields
+  /** The client's handshake is over: stop its timer (dialing has its own). */
+  handshakeDone(): void
+}
+
+/** How a handler ends: relay the two sockets, or close the client. */
+export type Outcome =
+  | { kind: 'relay'; upstream: number; up?: Uint8Array; down?: Uint8Array }
+  | { kind: 'close'; reason: string; reset?: boolean }
+
+export type Handler = (s: Session, ctx: GatewayContext) => Promise<Outcome>
+
+/** idleTimeout 0 means never; the relay gets 0, which it reads as never. */
+function relayOptions(ctx: GatewayContext, up?: Uint8Array, down?: Uint8Array): native.RelayOptions {
+  const o: native.RelayOptions = { splice: ctx.config.relay.splice, idleMs: ctx.config.relay.idleTimeoutMs }
+  if (up && up.length > 0) o.up = up
+  if (down && down.length > 0) o.down = down
+  return o
+}
+
+/** The accept callback of a listener running `handler`. */
+export function serveWith(handler: Handler, l: ListenerConfig, ctx: GatewayContext): (client: Accepted) => void {
+  const allow = new CidrSet(l.allow.map((c) => parseCidr(c)!))
+  const scratch = new Int32Array(4)
+
+  return (client) => {
+    const src = formatHostPort(client.addr, client.port)
+    const family = parseIpInto(client.addr, scratch, true)
+    if (family === 0 || !allow.matches(family, scratch)) {
+      ctx.log.warn('denied', { listener: l.name, src, why: 'source not in allow list' })
+      return resetQuietly(client.fd)
+    }
+    const refused = ctx.admission.admit(client.addr)
+    if (refused !== null) {
+      ctx.log.warn('limit-reached', { listener: l.name, src, limit: refused })
+      return resetQuietly(client.fd)
+    }
+    run(handler, l, ctx, client, src).catch((e: unknown) => {
+      ctx.log.error('internal-error', { listener: l.name, src, error: e instanceof Error ? e.message : String(e) })
+    })
+  }
+}
+
+async function run(handler: Handler, l: ListenerConfig, ctx: GatewayContext, client: Accepted, src: string): Promise<void> {
+  const conn = ctx.conns.open()
+  const startedAt = native.now()
+  const cancel = new Cancel(conn.cancel)
+  const timer = native.setTimeout(() => cancel.cancel('handshake-timeout'), ctx.config.limits.handshakeTimeoutMs)
+  const fields: Fields = {}
+  const session: Session = {
+    listener: l,
+    client,
+    src,
+    stream: new HandshakeStream(client.fd, cancel),
+    cancel,
+    fields,
+    handshakeDone: () => native.clearTimeout(timer),
+  }
+  const finish = (up: number, down: number, reason: string, splice: boolean) => {
+    native.clearTimeout(timer)
+    cancel.release()
+    ctx.admission.release(client.addr)
+    const access = { listener: l.name, src, dst: fields.dst ?? '-', up, down, ms: Math.round(native.now() - startedAt) }
+    const { dst: _dst, ...extra } = fields
+    ctx.log.info('conn', { ...access, reason, splice: splice ? 1 : 0, ...extra })
+    conn.done()
+  }
+
+  let outcome: Outcome
+  try {
+    outcome = await handler(session, ctx)
+  } catch (e) {
+    outcome = { kind: 'close', reason: failureReason(e), reset: true }
+  }
+  if (outcome.kind === 'relay' && cancel.cancelled) {
+    // Shutdown began while the last step completed.
+    closeQuietly(outcome.upstream)
+    outcome = { kind: 'close', reason: cancel.reason!, reset: true }
+  }
+  if (outcome.kind === 'close') {
+    if (outcome.reset) resetQuietly(client.fd)
+    else closeQuietly(client.fd)
+    return finish(0, 0, outcome.reason, false)
+  }
+  native.clearTimeout(timer)
+  conn.relaying()
+  const upstream = outcome.upstream
+  try {
+    native.relay(client.fd, upstream, relayOptions(ctx, outcome.up, outcome.down), (r) => {
+      finish(r.bytesUp, r.bytesDown, relayReason(r.reason, r.error), r.spliced)
+    })
+  } catch (e) {
+    // A throwing relay() has not taken the sockets.
+    resetQuietly(client.fd)
+    closeQuietly(upstream)
+    finish(0, 0, `relay-error:${errorCode(e)}`, false)
+  }
+}
+
+/** The access line's reason for an error escaping a handler. */
+export function failureReason(e: unknown): string {
+  if (e instanceof CancelledError) return e.reason
+  if (e instanceof DialError) return e.reason
+  if (e instanceof EofError) return 'client-eof'
+  if (e instanceof TooLargeError) return 'too-large'
+  if ((e as { code?: unknown } | null)?.code !== undefined) return `client-error:${errorCode(e)}`
+  return 'internal-error'
+}
+
+/** Global and per-source connection limits. */
+export class Admission {
+  private total = 0
+  private perSource = new Map<string, number>()
+
+  constructor(
+    private readonly max: number,
+    private readonly maxPerSource: number,
+  ) {}
+
+  /** null when admitted (and counted), else which limit refused it. */
+  admit(ip: string): string | null {
+    const n = this.perSource.get(ip) ?? 0
+    if (this.max > 0 && this.total >= this.max) return `maxConnections=${this.max}`
+    if (this.maxPerSource > 0 && n >= this.maxPerSource) return `maxPerSource=${this.maxPerSource}`
+    this.total++
+    this.perSource.set(ip, n + 1)
+    return null
+  }
+
+  release(ip: string): void {
+    this.total--
+    const n = (this.perSource.get(ip) ?? 1) - 1
+    if (n <= 0) this.perSource.delete(ip)
+    else this.perSource.set(ip, n)
+  }
+}

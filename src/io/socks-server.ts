@@ -1,0 +1,118 @@
+// The SOCKS listener: SOCKS5 (RFC 1928, user/pass per RFC 1929 when users
+// are configured) and SOCKS4/4a on one port, told apart by the first byte.
+// The success reply is sent after the dial and carries the outbound socket's
+// bound address; a failed dial gets the reply code that says why.
+
+import * as native from 'ugate:native'
+import { formatHostPort } from '../core/address.js'
+import type { ProxyListenerConfig } from '../core/config.js'
+import {
+  SOCKS5_CMD,
+  SOCKS5_METHOD,
+  SOCKS5_REPLY,
+  chooseSocks5Method,
+  encodeSocks4Reply,
+  encodeSocks5MethodChoice,
+  encodeSocks5Reply,
+  encodeSocks5UserPassReply,
+  parseSocks4Request,
+  parseSocks5Greeting,
+  parseSocks5Request,
+  parseSocks5UserPass,
+  socks5ReplyForErrno,
+} from '../core/socks.js'
+import { DialError } from './dial.js'
+import { RejectedError, connectOut } from './outbound.js'
+import type { GatewayContext, Outcome, Session } from './session.js'
+
+/** A SOCKS handshake is small; more than this before the request ends is abuse. */
+const HANDSHAKE_LIMIT = 1024
+
+export async function serveSocks(s: Session, ctx: GatewayContext): Promise<Outcome> {
+  if (s.stream.buffered.length === 0) await s.stream.fill(HANDSHAKE_LIMIT)
+  const version = s.stream.buffered[0]
+  if (version === 5) return socks5(s, ctx)
+  if (version === 4) return socks4(s, ctx)
+  return { kind: 'close', reason: `bad-protocol:first-byte-0x${(version ?? 0).toString(16).padStart(2, '0')}`, reset: true }
+}
+
+function users(s: Session): ProxyListenerConfig['users'] {
+  const l = s.listener
+  return l.type === 'socks' || l.type === 'mixed' || l.type === 'http' ? l.users : []
+}
+
+async function socks5(s: Session, ctx: GatewayContext): Promise<Outcome> {
+  const hello = await s.stream.read(parseSocks5Greeting, HANDSHAKE_LIMIT)
+  if (hello.status !== 'ok') return { kind: 'close', reason: 'socks5-invalid', reset: true }
+  const accounts = users(s)
+  const method = chooseSocks5Method(hello.methods, accounts.length > 0)
+  await s.stream.writeAll(encodeSocks5MethodChoice(method))
+  if (method === SOCKS5_METHOD.NO_ACCEPTABLE) return { kind: 'close', reason: 'auth-required' }
+  if (method === SOCKS5_METHOD.USER_PASS) {
+    const cred = await s.stream.read(parseSocks5UserPass, HANDSHAKE_LIMIT)
+    if (cred.status !== 'ok') return { kind: 'close', reason: 'socks5-invalid', reset: true }
+    const ok = accounts.some((u) => u.username === cred.username && u.password === cred.password)
+    await s.stream.writeAll(encodeSocks5UserPassReply(ok))
+    if (!ok) return { kind: 'close', reason: 'auth-failed' }
+    s.fields.user = cred.username
+  }
+  const req = await s.stream.read(parseSocks5Request, HANDSHAKE_LIMIT)
+  if (req.status !== 'ok') {
+    await s.stream.writeAll(encodeSocks5Reply(req.reply))
+    return { kind: 'close', reason: 'socks5-invalid' }
+  }
+  s.fields.dst = formatHostPort(req.host, req.port)
+  if (req.cmd !== SOCKS5_CMD.CONNECT) {
+    await s.stream.writeAll(encodeSocks5Reply(SOCKS5_REPLY.COMMAND_NOT_SUPPORTED))
+    return { kind: 'close', reason: `command-not-supported:${req.cmd}` }
+  }
+  s.handshakeDone()
+  let out
+  try {
+    out = await connectOut({ host: req.host, port: req.port }, s, ctx)
+  } catch (e) {
+    if (!(e instanceof DialError)) throw e
+    await s.stream.writeAll(encodeSocks5Reply(socks5Reply(e)))
+    return { kind: 'close', reason: e.reason }
+  }
+  const bound = native.localAddress(out.fd)
+  await s.stream.writeAll(encodeSocks5Reply(SOCKS5_REPLY.SUCCEEDED, bound.addr, bound.port))
+  return { kind: 'relay', upstream: out.fd, up: s.stream.takeRest(), down: out.down }
+}
+
+/** Reply code for a failed route or dial. */
+function socks5Reply(e: DialError): number {
+  if (e instanceof RejectedError || e.reason === 'loop') return SOCKS5_REPLY.NOT_ALLOWED
+  return socks5ReplyForErrno(e.reason)
+}
+
+async function socks4(s: Session, ctx: GatewayContext): Promise<Outcome> {
+  const req = await s.stream.read(parseSocks4Request, HANDSHAKE_LIMIT)
+  if (req.status !== 'ok') {
+    await s.stream.writeAll(encodeSocks4Reply(false))
+    return { kind: 'close', reason: 'socks4-invalid' }
+  }
+  s.fields.dst = formatHostPort(req.host, req.port)
+  // SOCKS4 carries no password: with users configured it cannot authenticate.
+  if (users(s).length > 0) {
+    await s.stream.writeAll(encodeSocks4Reply(false))
+    return { kind: 'close', reason: 'auth-required' }
+  }
+  if (req.cmd !== SOCKS5_CMD.CONNECT) {
+    await s.stream.writeAll(encodeSocks4Reply(false))
+    return { kind: 'close', reason: `command-not-supported:${req.cmd}` }
+  }
+  s.handshakeDone()
+  let out
+  try {
+    out = await connectOut({ host: req.host, port: req.port }, s, ctx)
+  } catch (e) {
+    if (!(e instanceof DialError)) throw e
+    await s.stream.writeAll(encodeSocks4Reply(false))
+    return { kind: 'close', reason: e.reason }
+  }
+  const bound = native.localAddress(out.fd)
+  const v4 = bound.family === 4 ? bound.addr : '0.0.0.0'
+  await s.stream.writeAll(encodeSocks4Reply(true, bound.port, v4))
+  return { kind: 'relay', upstream: out.fd, up: s.stream.takeRest(), down: out.down }
+}

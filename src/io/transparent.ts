@@ -1,0 +1,91 @@
+// Listeners without a proxy handshake: `redirect` (nftables REDIRECT; the
+// destination comes from conntrack through SO_ORIGINAL_DST) and `sni` (TLS
+// passthrough routed by the ClientHello's server name, plain HTTP by Host).
+// Both sniff the first bytes without consuming them: everything read goes
+// upstream first, so the server sees the client's exact byte stream.
+
+import * as native from 'ugate:native'
+import { formatHostPort } from '../core/address.js'
+import { Cancel, CancelledError } from '../core/cancel.js'
+import { type SniffResult, sniff } from '../core/sniff/index.js'
+import { cancelAfter } from './loop.js'
+import { DialError } from './dial.js'
+import { connectOut } from './outbound.js'
+import type { GatewayContext, Outcome, Session } from './session.js'
+import { EofError } from './stream.js'
+
+/**
+ * Read until the sniffer decides, the buffer holds maxBytes, or the time is
+ * up. A client that sends nothing in time (server-speaks-first protocols)
+ * is 'unknown'; so is anything the sniffers do not recognise.
+ */
+async function sniffFirstBytes(s: Session, ctx: GatewayContext, timeoutMs: number): Promise<SniffResult> {
+  const { maxBytes } = ctx.config.sniff
+  const wait = new Cancel(s.cancel)
+  const stop = cancelAfter(wait, timeoutMs, 'sniff-timeout')
+  try {
+    for (;;) {
+      const r = sniff(s.stream.buffered, { maxBytes })
+      if (r.status !== 'need-more') return r
+      if (s.stream.buffered.length >= maxBytes) return { status: 'invalid', error: `no decision within ${maxBytes} bytes` }
+      try {
+        await s.stream.fill(maxBytes, wait)
+      } catch (e) {
+        if (e instanceof CancelledError && e.reason === 'sniff-timeout') return { status: 'ok', proto: 'unknown' }
+        if (e instanceof EofError && s.stream.buffered.length > 0) return { status: 'ok', proto: 'unknown' }
+        throw e
+      }
+    }
+  } finally {
+    stop()
+    wait.release()
+  }
+}
+
+function noteSniff(s: Session, r: SniffResult): void {
+  s.fields.proto = r.status === 'ok' ? (r.proto ?? 'unknown') : 'unknown'
+  if (r.host !== undefined) s.fields.host = r.host
+  if (r.status === 'invalid') s.fields.sniff = r.error
+}
+
+export async function serveRedirect(s: Session, ctx: GatewayContext): Promise<Outcome> {
+  const orig = native.originalDst(s.client.fd)
+  const local = native.localAddress(s.client.fd)
+  if (orig === null || (orig.addr === local.addr && orig.port === local.port)) {
+    // Connected to the redirect port itself: there is no destination to go to.
+    return { kind: 'close', reason: 'not-redirected', reset: true }
+  }
+  s.fields.dst = formatHostPort(orig.addr, orig.port)
+  const r = await sniffFirstBytes(s, ctx, ctx.config.sniff.timeoutMs)
+  noteSniff(s, r)
+  s.handshakeDone()
+  const dest = { host: orig.addr, ip: orig.addr, port: orig.port, proto: r.proto ?? 'unknown' }
+  try {
+    const out = await connectOut(r.host === undefined ? dest : { ...dest, sniffedHost: r.host }, s, ctx)
+    return { kind: 'relay', upstream: out.fd, up: s.stream.takeRest(), down: out.down }
+  } catch (e) {
+    if (e instanceof DialError) return { kind: 'close', reason: e.reason, reset: true }
+    throw e
+  }
+}
+
+export async function serveSni(s: Session, ctx: GatewayContext): Promise<Outcome> {
+  const l = s.listener
+  if (l.type !== 'sni') throw new Error(`serveSni on a ${l.type} listener`)
+  // Without a name there is nowhere to go, so wait as long as a handshake may take.
+  const r = await sniffFirstBytes(s, ctx, ctx.config.limits.handshakeTimeoutMs)
+  noteSniff(s, r)
+  if (r.status !== 'ok' || r.host === undefined || (r.proto !== 'tls' && r.proto !== 'http')) {
+    return { kind: 'close', reason: r.status === 'invalid' ? 'sniff-invalid' : 'no-server-name', reset: true }
+  }
+  const port = r.proto === 'tls' ? l.tlsPort : l.httpPort
+  s.fields.dst = formatHostPort(r.host, port)
+  s.handshakeDone()
+  try {
+    const out = await connectOut({ host: r.host, port, sniffedHost: r.host, proto: r.proto }, s, ctx)
+    return { kind: 'relay', upstream: out.fd, up: s.stream.takeRest(), down: out.down }
+  } catch (e) {
+    if (e instanceof DialError) return { kind: 'close', reason: e.reason, reset: true }
+    throw e
+  }
+}
