@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "ugate.h"
@@ -322,7 +324,71 @@ static JSValue js_original_dst(JSContext *ctx, JSValueConst this_val, int argc, 
   return addr_to_js(ctx, &ss);
 }
 
+// ---- unix sockets (the admin socket) -------------------------------------------------
+static int unix_addr(JSContext *ctx, JSValueConst v, struct sockaddr_un *sa) {
+  size_t len;
+  const char *path = JS_ToCStringLen(ctx, &len, v);
+  if (!path) return -1;
+  memset(sa, 0, sizeof *sa);
+  sa->sun_family = AF_UNIX;
+  int ok = len > 0 && len < sizeof sa->sun_path && strlen(path) == len;
+  if (ok) memcpy(sa->sun_path, path, len);
+  JS_FreeCString(ctx, path);
+  if (!ok) JS_ThrowRangeError(ctx, "unix socket path must be 1..%zu bytes", sizeof sa->sun_path - 1);
+  return ok ? 0 : -1;
+}
+
+static JSValue js_listen_unix(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  struct sockaddr_un sa;
+  int backlog;
+  if (unix_addr(ctx, argv[0], &sa) || JS_ToInt32(ctx, &backlog, argv[1])) return JS_EXCEPTION;
+  // A socket file left by a crash blocks bind; remove it, but never a regular file.
+  struct stat st;
+  if (lstat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(sa.sun_path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ug_throw_errno(ctx, "socket", errno);
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, backlog) < 0) {
+    int e = errno;
+    close(fd);
+    return ug_throw_errno(ctx, "listen", e);
+  }
+  chmod(sa.sun_path, 0600);  // status and connections are root's business
+  return JS_NewInt32(ctx, fd);
+}
+
+static JSValue js_connect_unix(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  struct sockaddr_un sa;
+  if (unix_addr(ctx, argv[0], &sa)) return JS_EXCEPTION;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ug_throw_errno(ctx, "socket", errno);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS && errno != EAGAIN) {
+    int e = errno;
+    close(fd);
+    return ug_throw_errno(ctx, "connect", e);
+  }
+  return JS_NewInt32(ctx, fd);
+}
+
+static JSValue js_unlink(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  const char *path = JS_ToCString(ctx, argv[0]);
+  if (!path) return JS_EXCEPTION;
+  int r = unlink(path);
+  int e = errno;
+  JS_FreeCString(ctx, path);
+  if (r < 0 && e != ENOENT) return ug_throw_errno(ctx, "unlink", e);
+  return JS_UNDEFINED;
+}
+
 static const JSCFunctionListEntry net_funcs[] = {
+    JS_CFUNC_DEF("listenUnix", 2, js_listen_unix),
+    JS_CFUNC_DEF("connectUnix", 1, js_connect_unix),
+    JS_CFUNC_DEF("unlink", 1, js_unlink),
     JS_CFUNC_DEF("listen", 3, js_listen),
     JS_CFUNC_DEF("accept", 1, js_accept),
     JS_CFUNC_DEF("connect", 3, js_connect),

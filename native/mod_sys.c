@@ -202,7 +202,15 @@ static JSValue js_peak_rss(JSContext *ctx, JSValueConst this_val, int argc, JSVa
   return JS_NewInt64(ctx, kib);
 }
 
+static JSValue js_pid(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  (void)argv;
+  return JS_NewInt32(ctx, getpid());
+}
+
 static const JSCFunctionListEntry sys_funcs[] = {
+    JS_CFUNC_DEF("pid", 0, js_pid),
     JS_CFUNC_DEF("wallClock", 0, js_wall_clock),
     JS_CFUNC_DEF("writeStderr", 1, js_write_stderr),
     JS_CFUNC_DEF("writeStdout", 1, js_write_stdout),

@@ -2,13 +2,14 @@
 // runtime failures exit 1; both print "ugate: <message>" to stderr.
 
 import { type Command, helpText, parseArgs } from './core/cli.js'
-import { parseConfigText, validateConfig } from './core/config.js'
 import { CliError, ConfigError, StartupError } from './core/errors.js'
-import { runConfig } from './core/run-config.js'
+import { UciError } from './core/uci.js'
 import { VERSION } from './core/version.js'
+import { loadRunConfig } from './io/config-file.js'
+import { runCtl } from './io/ctl.js'
 import { startGateway } from './io/gateway.js'
 import { stderrLogger } from './io/log-sink.js'
-import { argv, engineVersion, exit, readConfigText, writeStderr, writeStdout } from './io/process.js'
+import { argv, engineVersion, exit, writeStderr, writeStdout } from './io/process.js'
 
 function main(): void {
   const cmd: Command = parseArgs(argv)
@@ -20,27 +21,26 @@ function main(): void {
       writeStdout(`ugate ${VERSION} (quickjs-ng ${engineVersion})\n`)
       return exit(0)
     case 'check':
-      validateConfig(readConfigFile(cmd.configFile))
+      loadRunConfig({ configFile: cmd.configFile, forwards: [] })
       writeStdout('config ok\n')
       return exit(0)
+    case 'ctl':
+      // Asks a running gateway over its admin socket; exits from the callback.
+      return runCtl(cmd.socket, cmd.method)
     case 'run': {
-      const file = cmd.options.configFile
-      const config = runConfig(file === undefined ? undefined : readConfigFile(file), cmd.options)
+      const config = loadRunConfig(cmd.options)
       const log = stderrLogger(config.log.level)
       log.info('starting', { version: VERSION, listeners: config.listeners.length })
       // From here on the event loop drives everything; the gateway exits the process.
-      startGateway(config, log)
+      // SIGHUP reloads the same file with the same flags.
+      startGateway(config, log, () => loadRunConfig(cmd.options))
       return
     }
   }
 }
 
-function readConfigFile(path: string): unknown {
-  return parseConfigText(readConfigText(path), path)
-}
-
 function fail(e: unknown): never {
-  if (e instanceof CliError || e instanceof ConfigError) {
+  if (e instanceof CliError || e instanceof ConfigError || e instanceof UciError) {
     writeStderr(`ugate: ${e.message}\n`)
     return exit(2)
   }

@@ -28,10 +28,17 @@ export interface RunOptions {
 export type Command =
   | { kind: 'run'; options: RunOptions }
   | { kind: 'check'; configFile: string }
+  | { kind: 'ctl'; socket: string; method: CtlMethod }
   | { kind: 'help' }
   | { kind: 'version' }
 
 const SEE_HELP = '(see "ugate --help")'
+
+/** What `ugate ctl` can ask a running gateway (over its admin socket). */
+export const CTL_METHODS = ['status', 'connections'] as const
+export type CtlMethod = (typeof CTL_METHODS)[number]
+/** The admin socket of the OpenWrt package (files/etc/config/ugate). */
+export const DEFAULT_ADMIN_SOCKET = '/var/run/ugate.sock'
 
 /** Parse the arguments after the program name; throws CliError. */
 export function parseArgs(argv: readonly string[]): Command {
@@ -50,6 +57,8 @@ export function parseArgs(argv: readonly string[]): Command {
       return parseRun(rest)
     case 'check':
       return parseCheck(rest)
+    case 'ctl':
+      return parseCtl(rest)
     default:
       if (first.startsWith('-')) throw new CliError(`unknown option ${show(first)} ${SEE_HELP}`)
       throw new CliError(`unknown command ${show(first)} ${SEE_HELP}`)
@@ -99,6 +108,22 @@ function parseCheck(args: readonly string[]): Command {
   return { kind: 'check', configFile }
 }
 
+function parseCtl(args: readonly string[]): Command {
+  const methodAt = args.findIndex((a) => !a.startsWith('-') && args[args.indexOf(a) - 1] !== '--socket')
+  const method = methodAt >= 0 ? args[methodAt]! : undefined
+  const flags = methodAt >= 0 ? [...args.slice(0, methodAt), ...args.slice(methodAt + 1)] : args
+  let socket = DEFAULT_ADMIN_SOCKET
+  for (const opt of readOptions(flags, 'ctl', CTL_FLAGS)) {
+    if (opt.flag === '--help' || opt.flag === '-h') return { kind: 'help' }
+    socket = opt.value
+  }
+  if (method === undefined) throw new CliError(`"ugate ctl" needs a method: ${CTL_METHODS.join(', ')}`)
+  if (!(CTL_METHODS as readonly string[]).includes(method)) {
+    throw new CliError(`ctl: ${show(method)} is not a method (known: ${CTL_METHODS.join(', ')})`)
+  }
+  return { kind: 'ctl', socket, method: method as CtlMethod }
+}
+
 // ---- option reading -------------------------------------------------------------
 
 /** Flag → the name of its value, or null for a flag without one. */
@@ -116,6 +141,7 @@ const RUN_FLAGS: FlagTable = {
 }
 
 const CHECK_FLAGS: FlagTable = { '--config': 'FILE', '--help': null, '-h': null }
+const CTL_FLAGS: FlagTable = { '--socket': 'PATH', '--help': null, '-h': null }
 
 interface Option {
   flag: string
@@ -177,6 +203,7 @@ export function helpText(): string {
 Usage:
   ugate run [--config FILE] [--forward LISTEN=TARGET]... [options]
   ugate check --config FILE
+  ugate ctl [--socket PATH] status|connections
   ugate help | --help | -h
   ugate --version | -V
 
@@ -185,10 +212,14 @@ Commands:
             mixed SOCKS4/4a/5 + HTTP proxy on 127.0.0.1:1080, routing
             everything direct.
   check     Validate a config file and print "config ok".
+  ctl       Ask a running gateway, over its admin socket (default
+            ${DEFAULT_ADMIN_SOCKET}), for its status or its live
+            connections; prints one JSON object.
   help      Show this text.
 
 Options of run:
-  --config FILE            JSON config file.
+  --config FILE            Config file: JSON, or uci (/etc/config/ugate).
+                           SIGHUP reloads it without dropping connections.
   --forward LISTEN=TARGET  Add a forward listener (repeatable), named fwd1,
                            fwd2, ...; e.g. 127.0.0.1:6000=127.0.0.1:5201,
                            [::1]:6000=[::1]:5201, 127.0.0.1:0=localhost:80

@@ -36,6 +36,10 @@ export interface Config {
     /** Time waited at most for them. */
     timeoutMs: number
   }
+  admin: {
+    /** Unix socket path for `ugate ctl` and the LuCI status page; '' = none. */
+    socket: string
+  }
   listeners: ListenerConfig[]
   upstreams: UpstreamConfig[]
   /** Ordered; first match wins; default direct. */
@@ -172,7 +176,7 @@ export function parseConfigText(text: string, source: string): unknown {
 /** Validate a plain JSON-like value and fill in defaults; throws ConfigError. */
 export function validateConfig(input: unknown): Config {
   const root = object(input, '')
-  checkKeys(root, '', ['log', 'relay', 'dial', 'limits', 'sniff', 'listeners', 'upstreams', 'rules', 'capture'])
+  checkKeys(root, '', ['log', 'relay', 'dial', 'limits', 'sniff', 'admin', 'listeners', 'upstreams', 'rules', 'capture'])
 
   const log = object(given(root.log, {}), 'log')
   checkKeys(log, 'log', ['level'])
@@ -184,6 +188,8 @@ export function validateConfig(input: unknown): Config {
   checkKeys(limits, 'limits', ['maxConnections', 'maxPerSource', 'handshakeTimeout'])
   const sniff = object(given(root.sniff, {}), 'sniff')
   checkKeys(sniff, 'sniff', ['maxBytes', 'timeout'])
+  const admin = object(given(root.admin, {}), 'admin')
+  checkKeys(admin, 'admin', ['socket'])
 
   const config: Config = {
     log: { level: logLevel(given(log.level, DEFAULTS.logLevel), 'log.level') },
@@ -205,6 +211,7 @@ export function validateConfig(input: unknown): Config {
       maxBytes: integer(given(sniff.maxBytes, DEFAULTS.sniffMaxBytes), 'sniff.maxBytes', 64, 65536),
       timeoutMs: ms(given(sniff.timeout, DEFAULTS.sniffTimeout), 'sniff.timeout', SECONDS.sniffTimeout),
     },
+    admin: { socket: socketPath(given(admin.socket, ''), 'admin.socket') },
     listeners: listeners(root.listeners),
     upstreams: upstreams(given(root.upstreams, [])),
     rules: rules(given(root.rules, [])),
@@ -431,6 +438,15 @@ function checkUnique(list: ListenerConfig[]): void {
 }
 
 // ---- value readers: each returns the typed value or throws ConfigError at `path` -----
+
+/** An absolute path that fits sockaddr_un (107 bytes), or '' for none. */
+function socketPath(v: unknown, path: string): string {
+  if (v === '') return ''
+  if (typeof v !== 'string' || !v.startsWith('/') || v.length > 107 || /[\x00-\x1f]/.test(v)) {
+    throw new ConfigError(path, `${show(v)} is not an absolute socket path of at most 107 bytes`)
+  }
+  return v
+}
 
 function array(value: unknown, path: string): unknown[] {
   if (!Array.isArray(value)) throw new ConfigError(path, `expected an array, got ${show(value)}`)

@@ -1,19 +1,22 @@
 // Runs a Config: opens every listener, applies the nftables capture rules
-// when enabled, tracks live connections and drives the shutdown on
-// SIGINT/SIGTERM. The process exits from the callback that ends the last
-// connection; nothing polls.
+// when enabled, serves the admin socket, tracks live connections, reloads
+// on SIGHUP and drives the shutdown on SIGINT/SIGTERM. The process exits
+// from the callback that ends the last connection; nothing polls.
 
 import * as native from 'ugate:native'
+import { formatEndpoint } from '../core/address.js'
 import { type Config, type ListenerConfig, captureOptions } from '../core/config.js'
 import { ConnTracker } from '../core/conn-tracker.js'
 import { StartupError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { nftDeleteCommand, nftRuleset } from '../core/nft.js'
 import { compileRules } from '../core/rules.js'
+import { type AdminServer, openAdmin } from './admin.js'
+import type { Accepted } from './listener.js'
 import { serveForward } from './forward.js'
 import { serveHttp } from './http-server.js'
 import { type Listener, openListener } from './listener.js'
-import { Admission, type GatewayContext, type Handler, type Session, serveWith } from './session.js'
+import { Admission, type GatewayContext, GatewayStats, type Handler, type Session, serveWith } from './session.js'
 import { serveSocks } from './socks-server.js'
 import { describeError } from './sockets.js'
 import { serveRedirect, serveSni } from './transparent.js'
@@ -21,10 +24,18 @@ import { serveRedirect, serveSni } from './transparent.js'
 export interface Gateway {
   /** What SIGINT/SIGTERM do; a second call stops waiting for relays. */
   shutdown(signal: string): void
+  /** What SIGHUP does: read the config again and apply it without dropping connections. */
+  reload(): void
+}
+
+/** A listening socket and the handler its connections go to (swapped on reload). */
+interface Entry {
+  listener: Listener
+  accept: (client: Accepted) => void
 }
 
 /** Start serving; throws StartupError (with every opened listener closed) if one cannot listen. */
-export function startGateway(config: Config, log: Logger): Gateway {
+export function startGateway(config: Config, log: Logger, readConfig?: () => Config): Gateway {
   const conns = new ConnTracker()
   const ctx: GatewayContext = {
     config,
@@ -34,21 +45,23 @@ export function startGateway(config: Config, log: Logger): Gateway {
     upstreams: new Map(config.upstreams.map((u) => [u.name, u])),
     own: [],
     admission: new Admission(config.limits.maxConnections, config.limits.maxPerSource),
+    stats: new GatewayStats(),
   }
-  const listeners: Listener[] = []
+  // Keyed by the listen address: a reload that keeps an address keeps its socket.
+  let entries = new Map<string, Entry>()
+  let admin: AdminServer | null = null
+  const listeners = () => [...entries.values()].map((e) => e.listener)
   try {
-    for (const l of config.listeners) {
-      const { name, type, listen, backlog } = l
-      const listener = openListener({ name, type, listen, backlog, log, onAccept: serveWith(handlerFor(l), l, ctx) })
-      listeners.push(listener)
-      ctx.own.push(listener.bound)
-    }
-    if (config.capture.enabled) applyCapture(config, listeners, log)
+    entries = openEntries(config, ctx, new Map())
+    ctx.own = listeners().map((l) => l.bound)
+    if (config.capture.enabled) applyCapture(config, listeners(), log)
+    if (config.admin.socket !== '') admin = openAdmin(config.admin.socket, ctx, listeners)
   } catch (e) {
-    for (const l of listeners) l.close()
-    throw e
+    for (const l of listeners()) l.close()
+    if (config.capture.enabled) removeCapture(log)
+    throw e instanceof StartupError ? e : new StartupError(describeError(e))
   }
-  log.info('ready', { listeners: listeners.length })
+  log.info('ready', { listeners: entries.size })
 
   let stopping = false
   const shutdown = (signal: string) => {
@@ -59,9 +72,10 @@ export function startGateway(config: Config, log: Logger): Gateway {
     }
     stopping = true
     // Traffic must never stay redirected to a port nobody listens on.
-    if (config.capture.enabled) removeCapture(log)
-    for (const l of listeners) l.close()
-    const graceMs = config.relay.shutdownGraceMs
+    if (ctx.config.capture.enabled) removeCapture(log)
+    for (const l of listeners()) l.close()
+    admin?.close()
+    const graceMs = ctx.config.relay.shutdownGraceMs
     log.info('stopping', { signal, live: conns.size, graceMs })
     conns.cancelDialing('shutdown')
     // Relays get the grace period to finish on their own, then are closed.
@@ -79,9 +93,96 @@ export function startGateway(config: Config, log: Logger): Gateway {
     native.exit(0)
   }
 
+  const reload = () => {
+    if (stopping || !readConfig) return
+    let next: Config
+    try {
+      next = readConfig()
+    } catch (e) {
+      log.error('reload-failed', { error: e instanceof Error ? e.message : String(e), kept: 'old config' })
+      return
+    }
+    let nextEntries: Map<string, Entry>
+    try {
+      nextEntries = openEntries(next, ctx, entries)
+    } catch (e) {
+      log.error('reload-failed', { error: describeError(e), kept: 'old config' })
+      return
+    }
+    // Listeners whose address is gone stop accepting; their live relays go on.
+    for (const [key, e] of entries) if (!nextEntries.has(key)) e.listener.close()
+    entries = nextEntries
+    const before = ctx.config
+    ctx.config = next
+    ctx.rules = compileRules(next.rules)
+    ctx.upstreams = new Map(next.upstreams.map((u) => [u.name, u]))
+    ctx.own = listeners().map((l) => l.bound)
+    ctx.admission.setLimits(next.limits.maxConnections, next.limits.maxPerSource)
+    if (next.capture.enabled) {
+      try {
+        applyCapture(next, listeners(), log)
+      } catch (e) {
+        log.error('capture-failed', { error: describeError(e) })
+      }
+    } else if (before.capture.enabled) {
+      removeCapture(log)
+    }
+    if (next.admin.socket !== before.admin.socket) {
+      admin?.close()
+      admin = null
+      if (next.admin.socket !== '') {
+        try {
+          admin = openAdmin(next.admin.socket, ctx, listeners)
+        } catch (e) {
+          log.error('admin-failed', { socket: next.admin.socket, error: describeError(e) })
+        }
+      }
+    }
+    log.info('reloaded', { listeners: entries.size, rules: next.rules.length, live: conns.size })
+  }
+
   native.onSignal(native.SIGINT, () => shutdown('SIGINT'))
   native.onSignal(native.SIGTERM, () => shutdown('SIGTERM'))
-  return { shutdown }
+  native.onSignal(native.SIGHUP, reload)
+  return { shutdown, reload }
+}
+
+/**
+ * The listeners of `config`: sockets of `old` at the same address are kept
+ * (with the new handler), others are opened. If one cannot be opened, the
+ * ones opened here are closed again and the error is thrown: all or nothing.
+ */
+function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry>): Map<string, Entry> {
+  const next = new Map<string, Entry>()
+  const opened: Listener[] = []
+  try {
+    for (const l of config.listeners) {
+      const key = formatEndpoint(l.listen)
+      const accept = serveWith(handlerFor(l), l, ctx)
+      const kept = old.get(key)
+      if (kept && kept.listener.name === l.name && kept.listener.type === l.type) {
+        kept.accept = accept
+        next.set(key, kept)
+        continue
+      }
+      if (kept) {
+        // Same address, other name or type: the socket stays, the listener is renamed.
+        const listener = { ...kept.listener, name: l.name, type: l.type }
+        const entry: Entry = { listener, accept }
+        next.set(key, entry)
+        continue
+      }
+      const entry: Entry = { listener: null as unknown as Listener, accept }
+      const { name, type, listen, backlog } = l
+      entry.listener = openListener({ name, type, listen, backlog, log: ctx.log, onAccept: (c) => entry.accept(c) })
+      opened.push(entry.listener)
+      next.set(key, entry)
+    }
+  } catch (e) {
+    for (const l of opened) l.close()
+    throw e
+  }
+  return next
 }
 
 /** The protocol handler for a listener's type; new types add a case. */
@@ -113,21 +214,21 @@ const serveMixed: Handler = async (s: Session, ctx: GatewayContext) => {
 function applyCapture(config: Config, listeners: Listener[], log: Logger): void {
   const target = listeners.find((l) => l.name === config.capture.listener)!
   const ruleset = nftRuleset(captureOptions(config, target.bound.port))
-  const r = runNft(['nft', '-f', '-'], ruleset)
+  const r = runNft(ruleset)
   if (r !== null) throw new StartupError(`capture: nft -f - failed: ${r}`)
   log.info('capture-on', { table: 'inet ugate', port: target.bound.port, interfaces: config.capture.lanInterfaces.join(',') })
 }
 
 function removeCapture(log: Logger): void {
-  const r = runNft(['nft', '-f', '-'], nftDeleteCommand() + '\n')
+  const r = runNft(nftDeleteCommand() + '\n')
   if (r === null) log.info('capture-off', { table: 'inet ugate' })
   else log.error('capture-off-failed', { error: r })
 }
 
 /** null on success, else what went wrong. */
-function runNft(argv: string[], input: string): string | null {
+function runNft(input: string): string | null {
   try {
-    const r = native.runSync(argv, input)
+    const r = native.runSync(['nft', '-f', '-'], input)
     return r.code === 0 ? null : `exit ${r.code}: ${r.stderr.trim().split('\n').slice(0, 3).join(' | ')}`
   } catch (e) {
     return describeError(e)

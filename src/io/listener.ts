@@ -27,6 +27,7 @@ export interface ListenerOptions {
 
 export interface Listener {
   readonly name: string
+  readonly type: string
   /** The address actually bound (port 0 resolved to the real port). */
   readonly bound: native.SockAddr
   /** Stop accepting; pending connections in the backlog are reset by the kernel. */
@@ -95,6 +96,7 @@ export function openListener(o: ListenerOptions): Listener {
 
   return {
     name: o.name,
+    type: o.type,
     bound,
     close() {
       if (closed) return

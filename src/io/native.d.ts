@@ -40,6 +40,8 @@ declare module 'ugate:native' {
   export function exit(code: number): never
   /** Open file descriptors of this process (counts /proc/self/fd). */
   export function fdCount(): number
+  /** This process's id. */
+  export function pid(): number
   /** Peak resident set size in KiB (VmHWM). */
   export function peakRssKiB(): number
 
@@ -128,6 +130,16 @@ declare module 'ugate:native' {
   export function peerAddress(fd: number): SockAddr
   /** Original destination of a REDIRECTed socket (IPv4 or IPv6); null when there is none. */
   export function originalDst(fd: number): SockAddr | null
+
+  /**
+   * Listen on a unix stream socket (mode 0600). A stale socket file at `path`
+   * is removed first; any other file there makes it fail (EADDRINUSE).
+   */
+  export function listenUnix(path: string, backlog: number): number
+  /** Start a non-blocking connect to a unix socket; wait for EV_WRITE, then socketError. */
+  export function connectUnix(path: string): number
+  /** Remove a file; a missing one is fine. */
+  export function unlink(path: string): void
 
   // ---- DNS (native/mod_dns.c): getaddrinfo on worker threads -------------
   /**

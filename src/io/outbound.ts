@@ -46,6 +46,7 @@ export async function connectOut(d: Destination, s: Session, ctx: GatewayContext
   const r = route(ctx.rules, query)
   const rule = r.ruleIndex < 0 ? 'default' : (r.ruleName ?? `#${r.ruleIndex}`)
   s.fields.rule = rule
+  ctx.stats.hit(rule)
   const a = r.action
   s.fields.action = a.type
   const opts = {

@@ -27,6 +27,32 @@ export interface GatewayContext {
   /** Addresses ugate listens on: dialing one of them would loop. */
   own: native.SockAddr[]
   admission: Admission
+  stats: GatewayStats
+}
+
+/** A connection not yet closed, for `ugate ctl connections`. */
+export interface LiveConn {
+  listener: string
+  src: string
+  startedAt: number
+  stage: 'handshake' | 'relay'
+  fields: Fields
+}
+
+/** Counters for the admin socket's status. */
+export class GatewayStats {
+  readonly startedAt = native.now()
+  total = 0
+  /** Bytes of connections already closed. */
+  bytesUp = 0
+  bytesDown = 0
+  readonly live = new Set<LiveConn>()
+  /** Rule ('default', '#3' or its name) → connections it routed. */
+  readonly ruleHits = new Map<string, number>()
+
+  hit(rule: string): void {
+    this.ruleHits.set(rule, (this.ruleHits.get(rule) ?? 0) + 1)
+  }
 }
 
 export interface Session {
@@ -87,6 +113,9 @@ async function run(handler: Handler, l: ListenerConfig, ctx: GatewayContext, cli
   const cancel = new Cancel(conn.cancel)
   const timer = native.setTimeout(() => cancel.cancel('handshake-timeout'), ctx.config.limits.handshakeTimeoutMs)
   const fields: Fields = {}
+  const live: LiveConn = { listener: l.name, src, startedAt, stage: 'handshake', fields }
+  ctx.stats.live.add(live)
+  ctx.stats.total++
   const session: Session = {
     listener: l,
     client,
@@ -100,6 +129,9 @@ async function run(handler: Handler, l: ListenerConfig, ctx: GatewayContext, cli
     native.clearTimeout(timer)
     cancel.release()
     ctx.admission.release(client.addr)
+    ctx.stats.live.delete(live)
+    ctx.stats.bytesUp += up
+    ctx.stats.bytesDown += down
     const access = { listener: l.name, src, dst: fields.dst ?? '-', up, down, ms: Math.round(native.now() - startedAt) }
     const { dst: _dst, ...extra } = fields
     ctx.log.info('conn', { ...access, reason, splice: splice ? 1 : 0, ...extra })
@@ -124,6 +156,7 @@ async function run(handler: Handler, l: ListenerConfig, ctx: GatewayContext, cli
   }
   native.clearTimeout(timer)
   conn.relaying()
+  live.stage = 'relay'
   const upstream = outcome.upstream
   try {
     native.relay(client.fd, upstream, relayOptions(ctx, outcome.up, outcome.down), (r) => {
@@ -153,9 +186,15 @@ export class Admission {
   private perSource = new Map<string, number>()
 
   constructor(
-    private readonly max: number,
-    private readonly maxPerSource: number,
+    private max: number,
+    private maxPerSource: number,
   ) {}
+
+  /** New limits (reload); connections already admitted stay. */
+  setLimits(max: number, maxPerSource: number): void {
+    this.max = max
+    this.maxPerSource = maxPerSource
+  }
 
   /** null when admitted (and counted), else which limit refused it. */
   admit(ip: string): string | null {

@@ -23,6 +23,7 @@ t.test('full example from the docs', async (t) => {
     dial: { connectTimeoutMs: 3000, mark: 255 },
     limits: { maxConnections: 1024, maxPerSource: 256, handshakeTimeoutMs: 10000 },
     sniff: { maxBytes: 16384, timeoutMs: 300 },
+    admin: { socket: '' },
     listeners: [
       {
         name: 'iperf',
@@ -75,7 +76,7 @@ t.test('bad configs name the path and the value', async (t) => {
   const cases: Array<[unknown, string]> = [
     [null, 'config: expected an object, got null'],
     [[], 'config: expected an object, got []'],
-    [{ listeners: [fwd()], foo: 1 }, 'foo: unknown key (expected one of: log, relay, dial, limits, sniff, listeners, upstreams, rules, capture)'],
+    [{ listeners: [fwd()], foo: 1 }, 'foo: unknown key (expected one of: log, relay, dial, limits, sniff, admin, listeners, upstreams, rules, capture)'],
     [{ listeners: [fwd()], log: 'info' }, 'log: expected an object, got "info"'],
     [{ listeners: [fwd()], log: { level: 'verbose' } }, 'log.level: "verbose" is not one of error, warn, info, debug'],
     [{ listeners: [fwd()], log: { lvl: 'info' } }, 'log.lvl: unknown key (expected one of: level)'],

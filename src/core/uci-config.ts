@@ -1,0 +1,283 @@
+// /etc/config/ugate (uci) → the JSON-shaped config, so uci and JSON files
+// share one validator. Errors name the uci file, line and section:
+//   /etc/config/ugate:12: @listener[1].port: "80x" is not an integer 0-65535
+// The option names are the contract with the LuCI app (luci/) and the shipped
+// default config (files/etc/config/ugate); docs/openwrt.md lists them.
+
+import { ConfigError, show } from './errors.js'
+import { type Config, validateConfig } from './config.js'
+import { type UciPackage, type UciSection, type UciValue, parseUci, uciSectionRef, uciSectionsOfType } from './uci.js'
+
+type Obj = Record<string, unknown>
+
+/** Where a JSON path came from, so errors point into the uci file. */
+interface Origin {
+  jsonPath: string
+  section: UciSection
+  ref: string
+}
+
+/** A config file's text: JSON when it starts with "{", else uci. */
+export function looksLikeJson(text: string): boolean {
+  return /^\uFEFF?\s*\{/.test(text)
+}
+
+export interface UciJson {
+  json: Obj
+  /** A validator error about `json`, pointed at the uci file, line and option. */
+  relocate(e: ConfigError): ConfigError
+}
+
+/** Parse a uci file into the JSON shape (throws UciError/ConfigError naming file:line). */
+export function uciConfigJson(text: string, file: string): UciJson {
+  const pkg = parseUci(text, file)
+  const origins: Origin[] = []
+  const json = uciToJson(pkg, file, origins)
+  return { json, relocate: (e) => locate(e, file, origins) }
+}
+
+/** Parse and validate a uci config file; throws ConfigError (or UciError for syntax). */
+export function configFromUci(text: string, file: string): Config {
+  const u = uciConfigJson(text, file)
+  try {
+    return validateConfig(u.json)
+  } catch (e) {
+    if (e instanceof ConfigError) throw u.relocate(e)
+    throw e
+  }
+}
+
+/** Map a JSON-path error back to the uci section it came from. */
+function locate(e: ConfigError, file: string, origins: Origin[]): ConfigError {
+  // Longest matching prefix: "listeners[1].listen" → the second listener section.
+  let best: Origin | undefined
+  for (const o of origins) {
+    const hit = e.path === o.jsonPath || e.path.startsWith(`${o.jsonPath}.`) || e.path.startsWith(`${o.jsonPath}[`)
+    if (hit && (!best || o.jsonPath.length > best.jsonPath.length)) best = o
+  }
+  if (!best) return new ConfigError(`${file}: ${e.path}`, e.detail)
+  const rest = e.path.slice(best.jsonPath.length).replace(/^\./, '')
+  return new ConfigError(`${file}:${best.section.line}: ${best.ref}${rest ? `.${UCI_NAME[rest] ?? rest}` : ''}`, e.detail)
+}
+
+/** JSON key → uci option name, for error messages. */
+const UCI_NAME: Record<string, string> = {
+  listen: 'address/port',
+  server: 'server/port',
+  level: 'log_level',
+  maxConnections: 'max_connections',
+  maxPerSource: 'max_per_source',
+  handshakeTimeout: 'handshake_timeout',
+  idleTimeout: 'idle_timeout',
+  connectTimeout: 'connect_timeout',
+  shutdownGrace: 'shutdown_grace',
+  lanInterfaces: 'lan',
+  routerSelf: 'router_self',
+  includeSrc: 'include_src',
+  excludeSrc: 'exclude_src',
+  includeMac: 'include_mac',
+  excludeMac: 'exclude_mac',
+  tlsPort: 'tls_port',
+  httpPort: 'http_port',
+  domainSuffix: 'domain_suffix',
+  domainKeyword: 'domain_keyword',
+  dstCidr: 'dst_cidr',
+  dstPort: 'dst_port',
+  srcCidr: 'src_cidr',
+}
+
+/** The JSON shape of a uci package; `origins` records where each part came from. */
+export function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
+  const root: Obj = {}
+  const at = (s: UciSection) => `${file}:${s.line}: ${uciSectionRef(pkg, s)}`
+  const reader = (s: UciSection) => new SectionReader(s, at(s))
+
+  const mains = uciSectionsOfType(pkg, 'ugate')
+  if (mains.length > 1) throw new ConfigError(at(mains[1]!), 'only one "config ugate" section is allowed')
+  if (mains[0]) {
+    const r = reader(mains[0])
+    r.only(['enabled', 'log_level', 'splice', 'mark', 'admin_socket', 'max_connections', 'max_per_source',
+      'handshake_timeout', 'idle_timeout', 'connect_timeout', 'shutdown_grace', 'sniff_max_bytes', 'sniff_timeout'])
+    put(root, 'log', { level: r.str('log_level') })
+    put(root, 'relay', { splice: r.bool('splice'), idleTimeout: r.num('idle_timeout'), shutdownGrace: r.num('shutdown_grace') })
+    put(root, 'dial', { connectTimeout: r.num('connect_timeout'), mark: r.num('mark') })
+    put(root, 'limits', {
+      maxConnections: r.num('max_connections'),
+      maxPerSource: r.num('max_per_source'),
+      handshakeTimeout: r.num('handshake_timeout'),
+    })
+    put(root, 'sniff', { maxBytes: r.num('sniff_max_bytes'), timeout: r.num('sniff_timeout') })
+    put(root, 'admin', { socket: r.str('admin_socket') })
+    for (const key of ['log', 'relay', 'dial', 'limits', 'sniff', 'admin']) {
+      origins.push({ jsonPath: key, section: mains[0], ref: uciSectionRef(pkg, mains[0]) })
+    }
+  }
+
+  root.listeners = uciSectionsOfType(pkg, 'listener').map((s, i) => {
+    origins.push({ jsonPath: `listeners[${i}]`, section: s, ref: uciSectionRef(pkg, s) })
+    const r = reader(s)
+    r.only(['name', 'type', 'address', 'port', 'backlog', 'allow', 'users', 'target', 'tls_port', 'http_port'])
+    const l: Obj = { name: r.str('name') ?? s.name ?? `listener${i + 1}`, type: r.str('type') }
+    const address = r.str('address')
+    const port = r.str('port')
+    if (address === undefined || port === undefined) throw new ConfigError(`${at(s)}.${address === undefined ? 'address' : 'port'}`, 'missing')
+    l.listen = `${address.includes(':') ? `[${address}]` : address}:${port}`
+    assign(l, {
+      backlog: r.num('backlog'),
+      allow: r.list('allow'),
+      users: r.list('users')?.map((u, j) => userPass(u, `${at(s)}.users[${j}]`)),
+      target: r.str('target'),
+      tlsPort: r.num('tls_port'),
+      httpPort: r.num('http_port'),
+    })
+    return l
+  })
+
+  root.upstreams = uciSectionsOfType(pkg, 'upstream').map((s, i) => {
+    origins.push({ jsonPath: `upstreams[${i}]`, section: s, ref: uciSectionRef(pkg, s) })
+    const r = reader(s)
+    r.only(['name', 'type', 'server', 'port', 'username', 'password'])
+    const server = r.str('server')
+    const port = r.str('port')
+    if (server === undefined || port === undefined) throw new ConfigError(`${at(s)}.${server === undefined ? 'server' : 'port'}`, 'missing')
+    const u: Obj = { name: r.str('name') ?? s.name ?? `upstream${i + 1}`, type: r.str('type') }
+    u.server = `${server.includes(':') ? `[${server}]` : server}:${port}`
+    assign(u, { username: r.str('username'), password: r.str('password') })
+    return u
+  })
+
+  root.rules = uciSectionsOfType(pkg, 'rule').map((s, i) => {
+    origins.push({ jsonPath: `rules[${i}]`, section: s, ref: uciSectionRef(pkg, s) })
+    const r = reader(s)
+    r.only(['name', 'domain', 'domain_suffix', 'domain_keyword', 'dst_cidr', 'dst_port', 'src_cidr', 'listener', 'proto',
+      'action', 'upstream', 'forward'])
+    const rule: Obj = {}
+    assign(rule, {
+      name: r.str('name') ?? s.name ?? undefined,
+      domain: r.list('domain'),
+      domainSuffix: r.list('domain_suffix'),
+      domainKeyword: r.list('domain_keyword'),
+      dstCidr: r.list('dst_cidr'),
+      dstPort: r.list('dst_port'),
+      srcCidr: r.list('src_cidr'),
+      listener: r.list('listener'),
+      proto: r.list('proto'),
+    })
+    rule.action = ruleAction(r, at(s))
+    return rule
+  })
+
+  const captures = uciSectionsOfType(pkg, 'capture')
+  if (captures.length > 1) throw new ConfigError(at(captures[1]!), 'only one "config capture" section is allowed')
+  if (captures[0]) {
+    origins.push({ jsonPath: 'capture', section: captures[0], ref: uciSectionRef(pkg, captures[0]) })
+    const r = reader(captures[0])
+    r.only(['enabled', 'listener', 'lan', 'ports', 'router_self', 'ipv6', 'bypass', 'include_src', 'exclude_src',
+      'include_mac', 'exclude_mac'])
+    const c: Obj = {}
+    assign(c, {
+      enabled: r.bool('enabled'),
+      listener: r.str('listener'),
+      lanInterfaces: r.list('lan'),
+      ports: r.list('ports')?.map((p, j) => intText(p, `${at(captures[0]!)}.ports[${j}]`)),
+      routerSelf: r.bool('router_self'),
+      ipv6: r.bool('ipv6'),
+      bypass: r.list('bypass'),
+      includeSrc: r.list('include_src'),
+      excludeSrc: r.list('exclude_src'),
+      includeMac: r.list('include_mac'),
+      excludeMac: r.list('exclude_mac'),
+    })
+    root.capture = c
+  }
+  for (const s of pkg.sections) {
+    if (!['ugate', 'listener', 'upstream', 'rule', 'capture'].includes(s.type)) {
+      throw new ConfigError(at(s), `unknown section type ${show(s.type)} (known: ugate, listener, rule, upstream, capture)`)
+    }
+  }
+  return root
+}
+
+function ruleAction(r: SectionReader, where: string): string {
+  const action = r.str('action') ?? 'direct'
+  if (action === 'upstream') {
+    const name = r.str('upstream')
+    if (name === undefined) throw new ConfigError(`${where}.upstream`, 'missing (action is "upstream")')
+    return `upstream:${name}`
+  }
+  if (action === 'forward') {
+    const to = r.str('forward')
+    if (to === undefined) throw new ConfigError(`${where}.forward`, 'missing (action is "forward")')
+    return `forward:${to}`
+  }
+  return action
+}
+
+function userPass(text: string, where: string): Obj {
+  const colon = text.indexOf(':')
+  if (colon <= 0 || colon === text.length - 1) throw new ConfigError(where, `${show(text.replace(/:.*/, ':***'))} is not "user:password"`)
+  return { username: text.slice(0, colon), password: text.slice(colon + 1) }
+}
+
+function intText(text: string, where: string): number {
+  if (!/^[0-9]{1,10}$/.test(text)) throw new ConfigError(where, `${show(text)} is not a whole number`)
+  return Number(text)
+}
+
+/** Set obj[key] = values without the undefined ones; nothing when all are undefined. */
+function put(root: Obj, key: string, values: Obj): void {
+  const o: Obj = {}
+  assign(o, values)
+  if (Object.keys(o).length > 0) root[key] = o
+}
+
+function assign(target: Obj, values: Obj): void {
+  for (const [k, v] of Object.entries(values)) if (v !== undefined) target[k] = v
+}
+
+/** Typed reads of one section's options, with errors naming file:line: section.option. */
+class SectionReader {
+  constructor(
+    private readonly s: UciSection,
+    private readonly where: string,
+  ) {}
+
+  only(known: string[]): void {
+    for (const key of this.s.options.keys()) {
+      if (!known.includes(key)) {
+        throw new ConfigError(`${this.where}.${key}`, `unknown option (known for "${this.s.type}": ${known.join(', ')})`)
+      }
+    }
+  }
+
+  private raw(key: string): UciValue | undefined {
+    return this.s.options.get(key)
+  }
+
+  str(key: string): string | undefined {
+    const v = this.raw(key)
+    if (Array.isArray(v)) throw new ConfigError(`${this.where}.${key}`, 'is a list; use "option", not "list"')
+    return v
+  }
+
+  list(key: string): string[] | undefined {
+    const v = this.raw(key)
+    if (v === undefined) return undefined
+    return Array.isArray(v) ? v : [v] // uci lets a single "option" stand for a one-item list
+  }
+
+  bool(key: string): boolean | undefined {
+    const v = this.str(key)
+    if (v === undefined) return undefined
+    if (['1', 'true', 'yes', 'on', 'enabled'].includes(v)) return true
+    if (['0', 'false', 'no', 'off', 'disabled'].includes(v)) return false
+    throw new ConfigError(`${this.where}.${key}`, `${show(v)} is not a boolean (1/0, true/false, yes/no, on/off)`)
+  }
+
+  num(key: string): number | undefined {
+    const v = this.str(key)
+    if (v === undefined) return undefined
+    if (!/^-?[0-9]+(\.[0-9]+)?$/.test(v)) throw new ConfigError(`${this.where}.${key}`, `${show(v)} is not a number`)
+    return Number(v)
+  }
+}
