@@ -157,7 +157,8 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
   const opened: Listener[] = []
   try {
     for (const l of config.listeners) {
-      const key = formatEndpoint(l.listen)
+      // Port 0 ("any free port") names no fixed address: such listeners are told apart by name.
+      const key = l.listen.port === 0 ? `${formatEndpoint(l.listen)}/${l.name}` : formatEndpoint(l.listen)
       const accept = serveWith(handlerFor(l), l, ctx)
       const kept = old.get(key)
       if (kept && kept.listener.name === l.name && kept.listener.type === l.type) {
