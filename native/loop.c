@@ -338,7 +338,7 @@ static JSValue js_on_signal(JSContext *ctx, JSValueConst this_val, int argc, JSV
     L.sig_cb[sig] = JS_DupValue(ctx, argv[1]);
     sigaddset(&L.sigmask, sig);
     sigprocmask(SIG_BLOCK, &L.sigmask, NULL);
-  } else {
+  } else if (sig != SIGINT && sig != SIGTERM && sig != SIGHUP) {  // those three stay on the signalfd
     sigset_t one;
     sigemptyset(&one);
     sigaddset(&one, sig);
@@ -352,7 +352,11 @@ static JSValue js_on_signal(JSContext *ctx, JSValueConst this_val, int argc, JSV
 static void dispatch_signals(JSContext *ctx) {
   struct signalfd_siginfo si;
   while (read(L.sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
-    if (si.ssi_signo < 65 && JS_IsFunction(ctx, L.sig_cb[si.ssi_signo])) {
+    if (si.ssi_signo < 65 && !JS_IsFunction(ctx, L.sig_cb[si.ssi_signo])) {
+      ug_loop_request_exit(128 + (int)si.ssi_signo);  // no handler: what the default action would do
+      return;
+    }
+    if (si.ssi_signo < 65) {
       JSValue cb = JS_DupValue(ctx, L.sig_cb[si.ssi_signo]);
       ug_call(ctx, cb, 0, NULL);
       JS_FreeValue(ctx, cb);
@@ -402,7 +406,14 @@ static JSValue js_now(JSContext *ctx, JSValueConst this_val, int argc, JSValueCo
 
 int ug_loop_init(JSContext *ctx) {
   for (int i = 0; i < 65; i++) L.sig_cb[i] = JS_UNDEFINED;
+  // Blocked before any thread starts, so every thread inherits the block and
+  // these signals reach only the signalfd (a thread without the block, e.g. a
+  // sanitizer's, would otherwise take the default action: death).
   sigemptyset(&L.sigmask);
+  sigaddset(&L.sigmask, SIGINT);
+  sigaddset(&L.sigmask, SIGTERM);
+  sigaddset(&L.sigmask, SIGHUP);
+  sigprocmask(SIG_BLOCK, &L.sigmask, NULL);
   L.ep = epoll_create1(EPOLL_CLOEXEC);
   L.sigfd = signalfd(-1, &L.sigmask, SFD_NONBLOCK | SFD_CLOEXEC);
   L.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
