@@ -2,7 +2,9 @@
 // runtime failures exit 1; both print "ugate: <message>" to stderr.
 
 import { type Command, helpText, parseArgs } from './core/cli.js'
+import { type Config, captureOptions } from './core/config.js'
 import { CliError, ConfigError, StartupError } from './core/errors.js'
+import { nftRuleset } from './core/nft.js'
 import { UciError } from './core/uci.js'
 import { VERSION } from './core/version.js'
 import { loadRunConfig } from './io/config-file.js'
@@ -24,6 +26,11 @@ function main(): void {
       loadRunConfig({ configFile: cmd.configFile, forwards: [] })
       writeStdout('config ok\n')
       return exit(0)
+    case 'nft': {
+      const config = loadRunConfig({ configFile: cmd.configFile, forwards: [] })
+      writeStdout(nftText(config))
+      return exit(0)
+    }
     case 'ctl':
       // Asks a running gateway over its admin socket; exits from the callback.
       return runCtl(cmd.socket, cmd.method)
@@ -37,6 +44,15 @@ function main(): void {
       return
     }
   }
+}
+
+/** The ruleset `run` would load; the capture listener must have a fixed port. */
+function nftText(config: Config): string {
+  const c = config.capture
+  if (!c.enabled) throw new ConfigError('capture.enabled', 'is false: there is no ruleset to print')
+  const l = config.listeners.find((x) => x.name === c.listener)!
+  if (l.listen.port === 0) throw new ConfigError('capture.listener', `${c.listener} listens on port 0: the port is only known at run time`)
+  return nftRuleset(captureOptions(config, l.listen.port))
 }
 
 function fail(e: unknown): never {

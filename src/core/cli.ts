@@ -28,6 +28,7 @@ export interface RunOptions {
 export type Command =
   | { kind: 'run'; options: RunOptions }
   | { kind: 'check'; configFile: string }
+  | { kind: 'nft'; configFile: string }
   | { kind: 'ctl'; socket: string; method: CtlMethod }
   | { kind: 'help' }
   | { kind: 'version' }
@@ -57,6 +58,10 @@ export function parseArgs(argv: readonly string[]): Command {
       return parseRun(rest)
     case 'check':
       return parseCheck(rest)
+    case 'nft': {
+      const c = parseCheck(rest, 'nft')
+      return c.kind === 'check' ? { kind: 'nft', configFile: c.configFile } : c
+    }
     case 'ctl':
       return parseCtl(rest)
     default:
@@ -98,13 +103,13 @@ function parseRun(args: readonly string[]): Command {
   return { kind: 'run', options }
 }
 
-function parseCheck(args: readonly string[]): Command {
+function parseCheck(args: readonly string[], command = 'check'): Command {
   let configFile: string | undefined
-  for (const opt of readOptions(args, 'check', CHECK_FLAGS)) {
+  for (const opt of readOptions(args, command, CHECK_FLAGS)) {
     if (opt.flag === '--help' || opt.flag === '-h') return { kind: 'help' }
     configFile = opt.value
   }
-  if (configFile === undefined) throw new CliError('"ugate check" needs --config FILE')
+  if (configFile === undefined) throw new CliError(`"ugate ${command}" needs --config FILE`)
   return { kind: 'check', configFile }
 }
 
@@ -203,6 +208,7 @@ export function helpText(): string {
 Usage:
   ugate run [--config FILE] [--forward LISTEN=TARGET]... [options]
   ugate check --config FILE
+  ugate nft --config FILE
   ugate ctl [--socket PATH] status|connections
   ugate help | --help | -h
   ugate --version | -V
@@ -212,6 +218,8 @@ Commands:
             mixed SOCKS4/4a/5 + HTTP proxy on 127.0.0.1:1080, routing
             everything direct.
   check     Validate a config file and print "config ok".
+  nft       Print the nftables ruleset (table inet ugate) that "run"
+            loads for the config's capture section.
   ctl       Ask a running gateway, over its admin socket (default
             ${DEFAULT_ADMIN_SOCKET}), for its status or its live
             connections; prints one JSON object.

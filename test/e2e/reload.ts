@@ -135,3 +135,28 @@ t.test('SIGHUP reload: new listener set, live relay kept, broken file keeps the 
   t.equal(ug.fdCount(), ug.baselineFds + 1, 'fds: baseline + the new listener', { fds: ug.fdList() })
   checkCleanExit(t, ug, await ug.stop())
 })
+
+t.test('ugate nft prints the capture ruleset of a config', async (t) => {
+  const dir = tempDir(t)
+  const file = join(dir, 'cap.json')
+  const config = {
+    dial: { mark: 255 },
+    listeners: [{ name: 'tp', type: 'redirect', listen: '0.0.0.0:15001' }],
+    capture: { enabled: true, listener: 'tp', lanInterfaces: ['br-lan'], ports: [80, 443, 8443] },
+  }
+  writeFileSync(file, JSON.stringify(config))
+  const r = runUgate(['nft', '--config', file])
+  t.equal(r.code, 0, 'exit 0')
+  t.match(r.stdout, /^table inet ugate\ndelete table inet ugate\ntable inet ugate \{/m, 'replaces a stale table in one transaction')
+  t.match(r.stdout, /redirect to :15001/, 'redirects to the listener port')
+  t.match(r.stdout, /meta mark 0x000000ff return|meta mark 255 return/, "skips ugate's own marked traffic")
+  t.match(r.stdout, /elements = \{ 80, 443, 8443 \}/, 'the port set')
+  writeFileSync(file, JSON.stringify({ ...config, capture: { ...config.capture, enabled: false } }))
+  const off = runUgate(['nft', '--config', file])
+  t.equal(off.code, 2, 'no ruleset without capture')
+  t.match(off.stderr.join('\n'), /capture\.enabled/)
+  writeFileSync(file, JSON.stringify({ ...config, capture: { ...config.capture, lanInterfaces: ['br-lan; flush ruleset'] } }))
+  const bad = runUgate(['nft', '--config', file])
+  t.equal(bad.code, 2, 'a hostile interface name is a config error')
+  t.match(bad.stderr.join('\n'), /capture\.lanInterfaces/)
+})
