@@ -106,7 +106,12 @@ static JSValue js_listen(JSContext *ctx, JSValueConst this_val, int argc, JSValu
   if (fd < 0) return ug_throw_errno(ctx, "socket", errno);
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (ss.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (ss.ss_family == AF_INET6) {
+    // "::" takes IPv4 too (as v4-mapped): one transparent listener serves both
+    // families. A specific IPv6 address stays IPv6-only.
+    int v6only = !IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr);
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+  }
   if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, backlog) < 0) {
     int e = errno;
     close(fd);
@@ -344,11 +349,21 @@ static JSValue js_listen_unix(JSContext *ctx, JSValueConst this_val, int argc, J
   struct sockaddr_un sa;
   int backlog;
   if (unix_addr(ctx, argv[0], &sa) || JS_ToInt32(ctx, &backlog, argv[1])) return JS_EXCEPTION;
-  // A socket file left by a crash blocks bind; remove it, but never a regular file.
-  struct stat st;
-  if (lstat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(sa.sun_path);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return ug_throw_errno(ctx, "socket", errno);
+  // A socket file left by a crash blocks bind: remove it, but only when
+  // nobody answers on it (never a live instance's socket, never a regular file).
+  struct stat st;
+  if (lstat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int alive = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
+    if (probe >= 0) close(probe);
+    if (alive) {
+      close(fd);
+      return ug_throw_errno(ctx, "listen", EADDRINUSE);
+    }
+    unlink(sa.sun_path);
+  }
   if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, backlog) < 0) {
     int e = errno;
     close(fd);

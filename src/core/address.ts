@@ -95,7 +95,9 @@ export function formatEndpoint(ep: Endpoint): string {
  * are V6ONLY, so :: and 0.0.0.0 do not clash either.
  */
 export function listenAddressesClash(a: Endpoint, b: Endpoint): boolean {
-  if (a.port === 0 || a.port !== b.port || a.kind !== b.kind) return false
+  if (a.port === 0 || a.port !== b.port) return false
+  // "::" is dual-stack: it holds the port for IPv4 too.
+  if (a.kind !== b.kind) return ipKey(a.host) === wildcardKey('ipv6') || ipKey(b.host) === wildcardKey('ipv6')
   const ka = ipKey(a.host)
   const kb = ipKey(b.host)
   return ka === kb || ka === wildcardKey(a.kind) || kb === wildcardKey(b.kind)

@@ -2,7 +2,7 @@
 // output is typed, with defaults filled in and durations in milliseconds.
 // Every error names the path and the bad value.
 
-import { type Endpoint, formatEndpoint, listenAddressesClash, parseEndpoint } from './address.js'
+import { type Endpoint, formatEndpoint, ipKey, listenAddressesClash, parseEndpoint } from './address.js'
 import { AddressError, ConfigError, show } from './errors.js'
 import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
 import { type CaptureOptions, NftError, nftRuleset } from './nft.js'
@@ -288,6 +288,11 @@ function capture(value: unknown): CaptureConfig {
   }
 }
 
+function isWildcard(host: string): boolean {
+  const k = ipKey(host)
+  return k === '0.0.0.0' || k === '0:0:0:0:0:0:0:0'
+}
+
 /** The capture options for nftRuleset, CIDR lists split by family. */
 export function captureOptions(config: Config, redirectPort: number): CaptureOptions {
   const c = config.capture
@@ -327,6 +332,16 @@ function checkReferences(config: Config): void {
   if (c.listener === '') throw new ConfigError('capture.listener', 'missing: name the redirect listener that captured traffic goes to')
   if (!l) throw new ConfigError('capture.listener', `${show(c.listener)} is not the name of a listener`)
   if (l.type !== 'redirect') throw new ConfigError('capture.listener', `${show(c.listener)} is a ${l.type} listener, not a redirect listener`)
+  // REDIRECT rewrites to the incoming interface's address: only a wildcard
+  // listener receives it, and with IPv6 capture it must take both families.
+  const wildcard6 = l.listen.kind === 'ipv6' && isWildcard(l.listen.host)
+  const wildcard4 = l.listen.kind === 'ipv4' && isWildcard(l.listen.host)
+  if (!wildcard4 && !wildcard6) {
+    throw new ConfigError('capture.listener', `${show(c.listener)} listens on ${formatEndpoint(l.listen)}: a redirect listener for capture must listen on [::]:PORT (both families) or 0.0.0.0:PORT`)
+  }
+  if (c.ipv6 && !wildcard6) {
+    throw new ConfigError('capture.ipv6', `is true but ${show(c.listener)} listens on ${formatEndpoint(l.listen)} (IPv4 only): listen on [::]:${l.listen.port} to capture both families, or set capture.ipv6 to false`)
+  }
   for (const key of ['bypass', 'includeSrc', 'excludeSrc'] as const) {
     c[key].forEach((x, i) => {
       if (parseCidr(x) === null) throw new ConfigError(`capture.${key}[${i}]`, `${show(x)} is not an IPv4/IPv6 address or CIDR`)

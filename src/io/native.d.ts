@@ -91,7 +91,7 @@ declare module 'ugate:native' {
     port: number
     family: 4 | 6
   }
-  /** Bind + listen on a numeric IP (IPv6 listeners are V6ONLY). SO_REUSEADDR set. */
+  /** Bind + listen on a numeric IP. SO_REUSEADDR set. "::" is dual-stack (IPv4 arrives v4-mapped); other IPv6 addresses are V6ONLY. */
   export function listen(addr: string, port: number, backlog: number): number
   /** Accept one connection; null when none is pending (EAGAIN). */
   export function accept(fd: number): (SockAddr & { fd: number }) | null

@@ -93,6 +93,12 @@ export interface StartOptions {
   /** Wait for the `ready` line (default true). */
   waitReady?: boolean
   readyTimeoutMs?: number
+  /**
+   * Run ugate inside this network namespace: `ip netns exec NETNS ugate ...`.
+   * `ip netns exec` execs in place, so the child's pid is ugate's (checked at
+   * `ready`). Cannot be combined with `wrap`.
+   */
+  netns?: string
 }
 
 /** A running ugate process. */
@@ -110,12 +116,20 @@ export class Ugate {
   private partial = ''
   private waiters: Waiter[] = []
   private readonly wrapped: boolean
+  /** Network namespace ugate runs in (StartOptions.netns), if any. */
+  readonly netns: string | undefined
 
   constructor(args: string[], opts: StartOptions = {}) {
     const wrap = opts.wrap ?? []
+    if (opts.netns !== undefined && wrap.length > 0) throw new Error('StartOptions: netns and wrap cannot be combined')
     this.wrapped = wrap.length > 0
-    const cmd = this.wrapped ? wrap[0]! : ugateBin
-    const argv = this.wrapped ? [...wrap.slice(1), ugateBin, ...args] : args
+    this.netns = opts.netns
+    let cmd = this.wrapped ? wrap[0]! : ugateBin
+    let argv = this.wrapped ? [...wrap.slice(1), ugateBin, ...args] : args
+    if (opts.netns !== undefined) {
+      cmd = 'ip'
+      argv = ['netns', 'exec', opts.netns, ugateBin, ...args]
+    }
     this.proc = spawn(cmd, argv, {
       cwd: repoRoot,
       env: { ...process.env, ...opts.env },
@@ -250,6 +264,7 @@ export class Ugate {
       throw new Error(`ready says listeners=${n} but ${this.listeners.length} listening lines:\n${this.lines.join('\n')}`)
     }
     if (this.wrapped) this.pid = findDescendant(this.proc.pid!, ugateBin)
+    if (this.netns !== undefined) this.pid = execedPid(this.proc.pid!, ugateBin)
     this.baselineFds = this.fdCount()
   }
 
@@ -372,6 +387,19 @@ export function findDescendant(root: number, bin: string): number {
     queue.push(...(kids.get(pid) ?? []))
   }
   throw new Error(`no descendant of ${root} runs ${bin}`)
+}
+
+/**
+ * The pid running `bin` for a child started through a launcher that normally
+ * execs in place (`ip netns exec`): the child itself, else a descendant.
+ */
+export function execedPid(pid: number, bin: string): number {
+  try {
+    if (readlinkSync(`/proc/${pid}/exe`) === realpathSync(bin)) return pid
+  } catch {
+    /* gone: findDescendant reports it */
+  }
+  return findDescendant(pid, bin)
 }
 
 /** Assert the binary exists; fail (never skip) if it does not. */

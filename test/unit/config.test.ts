@@ -69,7 +69,7 @@ t.test('good variants', async (t) => {
   ok({ listeners: [fwd({ listen: '127.0.0.1:0' }), fwd({ name: 'b', listen: '127.0.0.1:0' })] })
   ok({ listeners: [fwd({ target: 'localhost:80' })] })
   ok({ listeners: [fwd({ name: 'A_b-9' })] })
-  ok({ listeners: [fwd({ listen: '0.0.0.0:6000' }), fwd({ name: 'v6', listen: '[::]:6000' })] })
+  ok({ listeners: [fwd({ listen: '0.0.0.0:6000' }), fwd({ name: 'v6', listen: '[::1]:6000' })] })
 })
 
 t.test('bad configs name the path and the value', async (t) => {
@@ -122,6 +122,8 @@ t.test('bad configs name the path and the value', async (t) => {
       'listeners[1].name: "iperf" is already the name of listeners[0]'],
     [{ listeners: [fwd(), fwd({ name: 'b' })] },
       'listeners[1].listen: "127.0.0.1:6000" is already used by listeners[0] ("iperf", 127.0.0.1:6000)'],
+    [{ listeners: [fwd({ listen: '0.0.0.0:6000' }), fwd({ name: 'v6', listen: '[::]:6000' })] },
+      'listeners[1].listen: "[::]:6000" is already used by listeners[0] ("iperf", 0.0.0.0:6000)'],
     [{ listeners: [fwd(), fwd({ name: 'b', listen: '0.0.0.0:6000' })] },
       'listeners[1].listen: "0.0.0.0:6000" is already used by listeners[0] ("iperf", 127.0.0.1:6000)'],
   ]
