@@ -146,7 +146,8 @@ function parseIPv4(s: string): number[] | null {
 function parseIPv6(s: string): number[] | null {
   const halves = s.split('::')
   if (halves.length > 2) return null
-  const head = parseGroups(halves[0]!)
+  // A dotted quad may only end the address: "::1.2.3.4", never "1.2.3.4::".
+  const head = halves.length === 2 && halves[0]!.includes('.') ? null : parseGroups(halves[0]!)
   const tail = halves.length === 2 ? parseGroups(halves[1]!) : []
   if (head === null || tail === null) return null
   if (halves.length === 1) return head.length === 8 ? head : null

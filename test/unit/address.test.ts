@@ -96,5 +96,7 @@ t.test('ipKey and clashes', async (t) => {
   t.ok(listenAddressesClash(ep('0.0.0.0:6000'), ep('[::]:6000')), '[::] is dual-stack: it holds the IPv4 port too')
   t.ok(listenAddressesClash(ep('[::]:6000'), ep('127.0.0.1:6000')), '[::] clashes with a specific IPv4 address')
   t.notOk(listenAddressesClash(ep('0.0.0.0:6000'), ep('[::1]:6000')), 'a specific IPv6 address is V6ONLY')
+  t.notOk(isIPv6('1.2.3.4::'), 'a dotted quad only ends an IPv6 address')
+  t.ok(isIPv6('::ffff:1.2.3.4'), 'as in a v4-mapped address')
   t.notOk(listenAddressesClash(ep('127.0.0.1:0'), ep('127.0.0.1:0')), 'port 0 picks distinct ports')
 })
