@@ -141,7 +141,7 @@ t.test('ugate nft prints the capture ruleset of a config', async (t) => {
   const file = join(dir, 'cap.json')
   const config = {
     dial: { mark: 255 },
-    listeners: [{ name: 'tp', type: 'redirect', listen: '0.0.0.0:15001' }],
+    listeners: [{ name: 'tp', type: 'redirect', listen: '[::]:15001' }],
     capture: { enabled: true, listener: 'tp', lanInterfaces: ['br-lan'], ports: [80, 443, 8443] },
   }
   writeFileSync(file, JSON.stringify(config))
