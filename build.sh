@@ -28,8 +28,12 @@ need() {  # need COMMAND DEBIAN-PACKAGE
 
 # ---- dependencies ------------------------------------------------------------
 # Debian packages for building (musl-tools, gcc, make) and for the tests' real
-# clients and peers (curl, iperf3, strace, openssl).
-DEB_PKGS=(musl-tools gcc make curl iperf3 strace openssl ca-certificates debian-archive-keyring)
+# clients and peers: curl, iperf3, strace, openssl; nftables + iproute2 for
+# the capture tests in network namespaces; microsocks and tinyproxy as
+# upstream proxies; busybox for the rpcd plugin test; qemu-system-x86 and cpio
+# for the router-image test.
+DEB_PKGS=(musl-tools gcc make curl iperf3 strace openssl ca-certificates debian-archive-keyring
+  nftables iproute2 microsocks tinyproxy-bin busybox qemu-system-x86 cpio)
 
 install_deps() {
   local missing=() p

@@ -72,9 +72,17 @@ static JSValue js_relay(JSContext *ctx, JSValueConst this_val, int argc, JSValue
   int bad = !JS_IsUndefined(v) && JS_ToInt32(ctx, &idle_ms, v);
   JS_FreeValue(ctx, v);
   if (bad) return JS_EXCEPTION;
+  double up_limit = -1;
+  v = JS_GetPropertyStr(ctx, argv[2], "upLimit");
+  int lim = 0;  // 0 ok, -1 exception pending, -2 out of range
+  if (!JS_IsUndefined(v)) lim = JS_ToFloat64(ctx, &up_limit, v) ? -1 : up_limit >= 0 ? 0 : -2;
+  JS_FreeValue(ctx, v);
+  if (lim == -1) return JS_EXCEPTION;
+  if (lim == -2) return JS_ThrowRangeError(ctx, "relay: upLimit must be >= 0");
   relay *r = malloc(sizeof *r);
   if (!r) return JS_ThrowOutOfMemory(ctx);
   relay_init(r, a, b, splice, idle_ms);
+  if (up_limit >= 0) relay_set_limit(&r->up, (uint64_t)up_limit);
   if (get_initial(ctx, argv[2], "up", &r->up) || get_initial(ctx, argv[2], "down", &r->down)) {
     free(r->up.buf);
     free(r->down.buf);

@@ -110,6 +110,17 @@ static int write_buffered(relay *r, relay_dir *d, int *err) {
   return PUMP_OK;
 }
 
+// Count bytes read against the limit; at the limit the direction stops
+// reading (like EOF) but will not pass a FIN on.
+static bool took_last(relay_dir *d, size_t n) {
+  if (!d->limited) return false;
+  d->left -= n;
+  if (d->left > 0) return false;
+  d->eof = true;
+  d->nofin = true;
+  return true;
+}
+
 static int pump_splice(relay *r, relay_dir *d, int *err) {
   for (;;) {
     if (d->inpipe) {
@@ -131,11 +142,13 @@ static int pump_splice(relay *r, relay_dir *d, int *err) {
       d->copy = true;
       return PUMP_OK;
     }
-    ssize_t n = splice(d->from, NULL, d->pipe[1], NULL, PIPE_SIZE, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    size_t want = d->limited && d->left < PIPE_SIZE ? (size_t)d->left : PIPE_SIZE;
+    ssize_t n = splice(d->from, NULL, d->pipe[1], NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     cnt.splice_calls++;
     if (n > 0) {
       d->inpipe += n;
       r->spliced = true;
+      took_last(d, n);  // at the limit: flush the pipe, then the loop ends at `eof`
       continue;
     }
     if (n == 0) {
@@ -161,7 +174,8 @@ static int pump_splice(relay *r, relay_dir *d, int *err) {
 
 static int pump_copy(relay *r, relay_dir *d, int *err) {
   while (!d->eof) {
-    ssize_t n = recv(d->from, scratch, SCRATCH_SIZE, MSG_DONTWAIT);
+    size_t want = d->limited && d->left < SCRATCH_SIZE ? (size_t)d->left : SCRATCH_SIZE;
+    ssize_t n = recv(d->from, scratch, want, MSG_DONTWAIT);
     cnt.copy_calls++;
     if (n == 0) {
       d->eof = true;
@@ -173,6 +187,7 @@ static int pump_copy(relay *r, relay_dir *d, int *err) {
       *err = errno;
       return PUMP_FROM_ERR;
     }
+    took_last(d, n);
     ssize_t w = send(d->to, scratch, n, MSG_NOSIGNAL | MSG_DONTWAIT);
     cnt.copy_calls++;
     if (w < 0 && errno != EAGAIN && errno != EINTR) {
@@ -205,7 +220,7 @@ static int pump(relay *r, relay_dir *d, int *err) {
   if (rc == PUMP_OK && d->copy) rc = pump_copy(r, d, err);  // copy mode, or splice just fell back
   if (rc) return rc;
   if (d->eof && !d->buf && d->inpipe == 0) {
-    shutdown(d->to, SHUT_WR);  // pass the FIN on: half-close
+    if (!d->nofin) shutdown(d->to, SHUT_WR);  // pass the FIN on: half-close
     d->shut = true;
   }
   return PUMP_OK;
@@ -359,6 +374,15 @@ void relay_init(relay *r, int a, int b, bool splice, int idle_ms) {
   r->idle_ms = idle_ms;
   r->start_ms = r->last_ms = mono_ms();
   r->cb = JS_UNDEFINED;
+}
+
+void relay_set_limit(relay_dir *d, uint64_t limit) {
+  d->limited = true;
+  d->left = limit;
+  if (limit == 0) {
+    d->eof = true;
+    d->nofin = true;
+  }
 }
 
 int relay_set_initial(relay_dir *d, const uint8_t *p, size_t len) {

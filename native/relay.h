@@ -19,6 +19,9 @@ typedef struct {
   uint8_t *buf;       // user-space bytes still to write (initial data, copy remainder)
   size_t off, len;
   bool copy;          // this direction uses the read/write loop
+  bool limited;       // only `left` more bytes may be read from `from`
+  bool nofin;         // finished by the limit: `to` gets no FIN
+  uint64_t left;
   bool eof;           // `from` reached EOF
   bool shut;          // shutdown(to, SHUT_WR) done: the direction is finished
   uint64_t bytes;
@@ -62,5 +65,7 @@ void relay_engine_stop(void);
 // Set up r (fds, options); initial bytes are copied.
 void relay_init(relay *r, int a, int b, bool splice, int idle_ms);
 int relay_set_initial(relay_dir *d, const uint8_t *p, size_t len);
+// Read at most `limit` bytes from d->from; then stop reading it and send no FIN.
+void relay_set_limit(relay_dir *d, uint64_t limit);
 
 #endif

@@ -160,6 +160,12 @@ declare module 'ugate:native' {
     splice: boolean
     /** Close both sides after this long without traffic (ms); 0 = never. */
     idleMs: number
+    /**
+     * Read at most this many bytes from a (after `up`); then a is no longer
+     * read and b gets no FIN: what follows one HTTP request is never
+     * forwarded. Unlimited when absent.
+     */
+    upLimit?: number
   }
   export interface RelayResult {
     /** Bytes a→b, including opts.up. */

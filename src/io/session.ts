@@ -71,16 +71,25 @@ export interface Session {
 
 /** How a handler ends: relay the two sockets, or close the client. */
 export type Outcome =
-  | { kind: 'relay'; upstream: number; up?: Uint8Array; down?: Uint8Array }
+  | {
+      kind: 'relay'
+      upstream: number
+      up?: Uint8Array
+      down?: Uint8Array
+      upLimit?: number
+      /** Bytes the handler already sent upstream itself (a chunked request body), for the access line. */
+      sentUp?: number
+    }
   | { kind: 'close'; reason: string; reset?: boolean }
 
 export type Handler = (s: Session, ctx: GatewayContext) => Promise<Outcome>
 
 /** idleTimeout 0 means never; the relay gets 0, which it reads as never. */
-function relayOptions(ctx: GatewayContext, up?: Uint8Array, down?: Uint8Array): native.RelayOptions {
+function relayOptions(ctx: GatewayContext, out: Extract<Outcome, { kind: 'relay' }>): native.RelayOptions {
   const o: native.RelayOptions = { splice: ctx.config.relay.splice, idleMs: ctx.config.relay.idleTimeoutMs }
-  if (up && up.length > 0) o.up = up
-  if (down && down.length > 0) o.down = down
+  if (out.up && out.up.length > 0) o.up = out.up
+  if (out.down && out.down.length > 0) o.down = out.down
+  if (out.upLimit !== undefined) o.upLimit = out.upLimit
   return o
 }
 
@@ -158,9 +167,10 @@ async function run(handler: Handler, l: ListenerConfig, ctx: GatewayContext, cli
   conn.relaying()
   live.stage = 'relay'
   const upstream = outcome.upstream
+  const sent = outcome.sentUp
   try {
-    native.relay(client.fd, upstream, relayOptions(ctx, outcome.up, outcome.down), (r) => {
-      finish(r.bytesUp, r.bytesDown, relayReason(r.reason, r.error), r.spliced)
+    native.relay(client.fd, upstream, relayOptions(ctx, outcome), (r) => {
+      finish(r.bytesUp + (sent ?? 0), r.bytesDown, relayReason(r.reason, r.error), r.spliced)
     })
   } catch (e) {
     // A throwing relay() has not taken the sockets.

@@ -19,7 +19,7 @@ import { EofError } from './stream.js'
  * up. A client that sends nothing in time (server-speaks-first protocols)
  * is 'unknown'; so is anything the sniffers do not recognise.
  */
-async function sniffFirstBytes(s: Session, ctx: GatewayContext, timeoutMs: number): Promise<SniffResult> {
+async function sniffFirstBytes(s: Session, ctx: GatewayContext, timeoutMs: number, eofIsUnknown: boolean): Promise<SniffResult> {
   const { maxBytes } = ctx.config.sniff
   const wait = new Cancel(s.cancel)
   const stop = cancelAfter(wait, timeoutMs, 'sniff-timeout')
@@ -32,7 +32,8 @@ async function sniffFirstBytes(s: Session, ctx: GatewayContext, timeoutMs: numbe
         await s.stream.fill(maxBytes, wait)
       } catch (e) {
         if (e instanceof CancelledError && e.reason === 'sniff-timeout') return { status: 'ok', proto: 'unknown' }
-        if (e instanceof EofError && s.stream.buffered.length > 0) return { status: 'ok', proto: 'unknown' }
+        // A redirected client that sent something and closed still gets it delivered.
+        if (e instanceof EofError && eofIsUnknown && s.stream.buffered.length > 0) return { status: 'ok', proto: 'unknown' }
         throw e
       }
     }
@@ -56,7 +57,7 @@ export async function serveRedirect(s: Session, ctx: GatewayContext): Promise<Ou
     return { kind: 'close', reason: 'not-redirected', reset: true }
   }
   s.fields.dst = formatHostPort(orig.addr, orig.port)
-  const r = await sniffFirstBytes(s, ctx, ctx.config.sniff.timeoutMs)
+  const r = await sniffFirstBytes(s, ctx, ctx.config.sniff.timeoutMs, true)
   noteSniff(s, r)
   s.handshakeDone()
   const dest = { host: orig.addr, ip: orig.addr, port: orig.port, proto: r.proto ?? 'unknown' }
@@ -73,7 +74,7 @@ export async function serveSni(s: Session, ctx: GatewayContext): Promise<Outcome
   const l = s.listener
   if (l.type !== 'sni') throw new Error(`serveSni on a ${l.type} listener`)
   // Without a name there is nowhere to go, so wait as long as a handshake may take.
-  const r = await sniffFirstBytes(s, ctx, ctx.config.limits.handshakeTimeoutMs)
+  const r = await sniffFirstBytes(s, ctx, ctx.config.limits.handshakeTimeoutMs, false)
   noteSniff(s, r)
   if (r.status !== 'ok' || r.host === undefined || (r.proto !== 'tls' && r.proto !== 'http')) {
     return { kind: 'close', reason: r.status === 'invalid' ? 'sniff-invalid' : 'no-server-name', reset: true }

@@ -11,8 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { refusedPort, track, within } from './servers.js'
 import { requireCommand } from './http.js'
-import { startConfig } from './config.js'
-import type { TestLike, Ugate } from './ugate.js'
+import type { TestLike } from './ugate.js'
 
 // ---------------------------------------------------------------------------
 // reading a socket by byte counts
@@ -287,9 +286,4 @@ export async function startTinyproxy(t: TestLike, connectPorts: number[]): Promi
     `tinyproxy ready on ${port}`,
   )
   return d
-}
-
-/** A second ugate process used as an upstream proxy (its own fd/exit checks stay with the caller). */
-export async function startUpstreamUgate(t: TestLike, config: unknown): Promise<Ugate> {
-  return startConfig(t, config)
 }
