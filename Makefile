@@ -1,5 +1,5 @@
 # Thin wrapper: build.sh does the work (and caches what it can).
-.PHONY: all ugate asan deps run test unit e2e bench clean
+.PHONY: all ugate asan ipk deps run test unit e2e bench clean
 
 all: ugate
 
@@ -9,6 +9,10 @@ ugate:
 asan:
 	./build.sh asan
 
+# OpenWrt packages (5 archs + luci-app-ugate) in build/ipk; no SDK needed.
+ipk:
+	./build.sh ipk
+
 deps:
 	./build.sh deps
 
@@ -16,10 +20,12 @@ deps:
 run: deps ugate
 	build/ugate run
 
-# Everything: unit tests on Node, then the end-to-end suite against the
-# release binary and again against the AddressSanitizer build.
+# Everything: unit tests on Node, the end-to-end suite against the release
+# binary and again against the AddressSanitizer build, then the packages
+# (cross builds under qemu-user, .ipk checks, the QEMU router image).
 test: deps
 	./build.sh all
+	./build.sh ipk
 	test/run.sh
 
 unit: deps

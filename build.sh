@@ -3,6 +3,7 @@
 #   ./build.sh          build/ugate (musl, static)
 #   ./build.sh asan     build/ugate-asan (glibc, AddressSanitizer + UBSan), for the tests
 #   ./build.sh all      both
+#   ./build.sh ipk      OpenWrt packages for every arch in build/ipk (openwrt/build-ipk.sh)
 #   ./build.sh deps     install what building and testing need (Debian packages, npm ci)
 #   ./build.sh clean    remove build/ (the cached QuickJS-ng sources too)
 # QuickJS-ng comes from Debian's qjs-src package, fetched by name with apt-get
@@ -31,9 +32,11 @@ need() {  # need COMMAND DEBIAN-PACKAGE
 # clients and peers: curl, iperf3, strace, openssl; nftables + iproute2 for
 # the capture tests in network namespaces; microsocks and tinyproxy as
 # upstream proxies; busybox for the rpcd plugin test; qemu-system-x86 and cpio
-# for the router-image test.
+# for the router-image test; clang/lld/llvm/dpkg-dev for the OpenWrt cross
+# builds, qemu-user-static to run them, shellcheck for the init script.
 DEB_PKGS=(musl-tools gcc make curl iperf3 strace openssl ca-certificates debian-archive-keyring
-  nftables iproute2 microsocks tinyproxy-bin busybox qemu-system-x86 cpio)
+  nftables iproute2 microsocks tinyproxy-bin busybox qemu-system-x86 cpio
+  clang lld llvm dpkg-dev qemu-user-static shellcheck)
 
 install_deps() {
   local missing=() p
@@ -164,8 +167,10 @@ bundle() {
     --minify-syntax --log-level=warning --outfile="$B/ugate.js" >&2 || die "esbuild failed"
 }
 
-# jsc (static, musl) compiles the bundle to bytecode as C; the format is
-# portable across word size and endianness, so one jsc serves every target.
+# jsc (static, musl) compiles the bundle to bytecode as C. The format is
+# portable across word size but not byte order: little-endian targets share
+# this output, big-endian ones get their own (openwrt/toolchain.sh runs that
+# target's jsc under qemu-user).
 bytecode() {
   local o=$B/obj/musl
   compile "$o/tools" musl-gcc "-O2 -I$QJS ${WARN[*]}" native/tools/jsc.c
@@ -208,8 +213,8 @@ main() {
   case $what in
     clean) rm -rf "$B"; return ;;
     deps) install_deps; return ;;
-    ugate | asan | all) ;;
-    *) die "unknown target '$what' (ugate, asan, all, deps, clean)" ;;
+    ugate | asan | all | ipk) ;;
+    *) die "unknown target '$what' (ugate, asan, all, ipk, deps, clean)" ;;
   esac
   mkdir -p "$B"
   npm_deps
@@ -222,6 +227,7 @@ main() {
     ugate) build_musl ;;
     asan) bytecode; build_asan ;;
     all) build_musl; build_asan ;;
+    ipk) build_musl; UGATE_BUNDLE_FRESH=1 openwrt/build-ipk.sh "$VERSION" ;;
   esac
 }
 

@@ -149,8 +149,78 @@ done:
   return result;
 }
 
+// ---- the exit command: cleanup that must happen however the process ends --------
+// (the nft table: a crash must not leave LAN traffic redirected to a dead port)
+static char *exit_argv[MAX_ARGS];
+static char *exit_input;
+
+static void clear_exit_command(void) {
+  for (int i = 0; i < MAX_ARGS; i++) {
+    free(exit_argv[i]);
+    exit_argv[i] = NULL;
+  }
+  free(exit_input);
+  exit_input = NULL;
+}
+
+static JSValue js_set_exit_command(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+  (void)this_val;
+  (void)argc;
+  clear_exit_command();
+  if (JS_IsNull(argv[0]) || JS_IsUndefined(argv[0])) return JS_UNDEFINED;
+  int64_t n;
+  if (JS_GetLength(ctx, argv[0], &n) || n < 1 || n >= MAX_ARGS) return JS_ThrowRangeError(ctx, "setExitCommand: argv must have 1..%d strings", MAX_ARGS - 1);
+  for (int i = 0; i < n; i++) {
+    JSValue v = JS_GetPropertyUint32(ctx, argv[0], i);
+    const char *a = JS_ToCString(ctx, v);
+    JS_FreeValue(ctx, v);
+    if (!a) return JS_EXCEPTION;
+    exit_argv[i] = strdup(a);
+    JS_FreeCString(ctx, a);
+  }
+  const char *in = JS_ToCString(ctx, argv[1]);
+  if (!in) return JS_EXCEPTION;
+  exit_input = strdup(in);
+  JS_FreeCString(ctx, in);
+  return JS_UNDEFINED;
+}
+
+void ug_proc_run_exit_command(void) {
+  if (!exit_argv[0]) return;
+  int pin[2];
+  if (pipe2(pin, O_CLOEXEC) == 0) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, pin[0], 0);
+    posix_spawnattr_t at;
+    posix_spawnattr_init(&at);
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, exit_argv[0], &fa, &at, exit_argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    close(pin[0]);
+    size_t len = strlen(exit_input), off = 0;
+    while (rc == 0 && off < len) {
+      ssize_t w = write(pin[1], exit_input + off, len - off);
+      if (w <= 0 && errno != EINTR) break;
+      if (w > 0) off += w;
+    }
+    close(pin[1]);
+    int st;
+    if (rc == 0)
+      while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+      }
+  }
+  clear_exit_command();
+}
+
 static const JSCFunctionListEntry proc_funcs[] = {
     JS_CFUNC_DEF("runSync", 2, js_run_sync),
+    JS_CFUNC_DEF("setExitCommand", 2, js_set_exit_command),
 };
 
 ug_exports ug_proc_exports(void) { return (ug_exports){proc_funcs, sizeof proc_funcs / sizeof proc_funcs[0]}; }

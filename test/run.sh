@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run the test suites and print one closing line "N passed, N failed".
-#   test/run.sh          unit tests, then e2e against build/ugate and build/ugate-asan
+#   test/run.sh          unit, e2e against build/ugate and build/ugate-asan, package
 #   test/run.sh unit     unit tests only (Node, no binary needed)
 #   test/run.sh e2e      e2e suites only
+#   test/run.sh package  cross builds, .ipk files, the QEMU router image (needs ./build.sh ipk)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -45,6 +46,9 @@ case $what in
     suite "e2e (build/ugate-asan)" UGATE_BIN=build/ugate-asan \
       ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 -- test/e2e
     ;;
+esac
+case $what in
+  all | package) suite package -- test/package ;;
 esac
 echo "$passed passed, $failed failed"
 exit $status

@@ -217,11 +217,14 @@ function applyCapture(config: Config, listeners: Listener[], log: Logger): void 
   const ruleset = nftRuleset(captureOptions(config, target.bound.port))
   const r = runNft(ruleset)
   if (r !== null) throw new StartupError(`capture: nft -f - failed: ${r}`)
+  // Whatever ends the process from here (even a fatal error), the table goes with it.
+  native.setExitCommand(['nft', '-f', '-'], nftDeleteCommand() + '\n')
   log.info('capture-on', { table: 'inet ugate', port: target.bound.port, interfaces: config.capture.lanInterfaces.join(',') })
 }
 
 function removeCapture(log: Logger): void {
   const r = runNft(nftDeleteCommand() + '\n')
+  native.setExitCommand(null)
   if (r === null) log.info('capture-off', { table: 'inet ugate' })
   else log.error('capture-off-failed', { error: r })
 }

@@ -57,6 +57,12 @@ declare module 'ugate:native' {
    * short helpers such as `nft -f -`. Throws NativeError when it cannot start.
    */
   export function runSync(argv: string[], input?: string): RunResult
+  /**
+   * A command (with `input` on stdin) run when the process ends however it
+   * ends — a clean exit, exit(), or a fatal error — unless cleared with null.
+   * For cleanup that must not be skipped: the nft table.
+   */
+  export function setExitCommand(argv: string[] | null, input?: string): void
 
   // ---- event loop (epoll in native/loop.c) -------------------------------
   /** One-shot timer; returns an id for clearTimeout. Keeps the loop alive. */

@@ -386,8 +386,8 @@ const CASES: Case[] = [
   { what: 'listen on a host name', at: 'listener:0', set: { address: 'localhost' }, daemon: false },
   // LuCI's ipaddr datatype miscounts a "::" that stands for a single group
   { what: 'listen on 1:2:3:4:5:6:7::', at: 'listener:0', set: { address: '1:2:3:4:5:6:7::' }, daemon: true, luci: 'stricter' },
-  // address.ts takes a dotted quad before "::" (not IPv6 by RFC 4291); rules/ip.ts and the form refuse it
-  { what: 'listen on 1.2.3.4:: (a dotted quad before "::")', at: 'listener:0', set: { address: '1.2.3.4::' }, daemon: true, luci: 'stricter' },
+  // A dotted quad only ends an IPv6 address (RFC 4291): daemon and form both refuse it
+  { what: 'listen on 1.2.3.4:: (a dotted quad before "::")', at: 'listener:0', set: { address: '1.2.3.4::' }, daemon: false },
   { what: 'port 70000', at: 'listener:0', set: { port: '70000' }, daemon: false },
   { what: 'port 0 (any free port)', at: 'listener:0', set: { port: '0' }, daemon: true },
   { what: 'port -1', at: 'listener:0', set: { port: '-1' }, daemon: false },
@@ -616,10 +616,6 @@ const KNOWN_DIFFERENCES: Array<{ why: string; test: (kind: string, v: string) =>
   {
     why: 'LuCI\'s hostname wants a letter or digit at the end unless the name has only letters, digits and "_"',
     test: (k, v) => k === 'server' && /_$/.test(v) && /[^A-Za-z0-9_]/.test(v),
-  },
-  {
-    why: 'address.ts (listen addresses, targets, servers) takes a dotted quad before "::"; the form follows rules/ip.ts and RFC 4291',
-    test: (k, v) => ['address', 'target', 'server'].includes(k) && /\.[^:]*::/.test(v),
   },
 ]
 

@@ -1,0 +1,122 @@
+# shellcheck shell=bash
+# Shared shell helpers for openwrt/toolchain.sh and openwrt/build-ipk.sh.
+# Sourced, never run. Expects bash with `set -euo pipefail`.
+#
+# Debian sources come through a private apt set-up under build/cross/apt: its
+# own sources list (deb-src lines for the suites asked for, the archive URI
+# read from this machine's apt config), its own lists, cache and status. The
+# machine's apt state is only read, never written.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+B=$ROOT/build
+# shellcheck disable=SC2034  # used by the scripts that source this file
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf '%s: error: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
+warn() { printf '\n!!! WARNING: %s\n\n' "$*" >&2; }
+
+need() {  # need COMMAND DEBIAN-PACKAGE
+  command -v "$1" >/dev/null 2>&1 || die "'$1' not found: install it with: apt-get install $2"
+}
+
+# Install Debian packages that are missing (root or sudo).
+apt_install() {  # apt_install PACKAGE...
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  say "apt-get install ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq >&2 || true
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
+    || die "apt-get install ${missing[*]} failed"
+}
+
+# The Debian archive's URI as this machine's apt knows it (deb822 or one-line
+# format); the security archive is skipped. Same rules as build.sh.
+debian_uri() {
+  local f uri
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -r "$f" ] || continue
+    uri=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' "$f")
+    [ -n "$uri" ] && { echo "$uri"; return; }
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -r "$f" ] || continue
+    uri=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { if ($i !~ /security/) { print $i; exit } else break } }' "$f")
+    [ -n "$uri" ] && { echo "$uri"; return; }
+  done
+}
+
+# The private apt: PRIVATE_APT is the apt-get command line, set by apt_private.
+PRIVATE_APT=()
+APT_DIR=$B/cross/apt
+# Suites whose Sources indices the private apt knows. bookworm holds the LLVM
+# 14 sources (compiler-rt), trixie the pinned musl; testing and unstable are
+# the fall-backs when a pin has left the archive.
+APT_SUITES=(bookworm trixie testing unstable)
+
+apt_private() {
+  [ ${#PRIVATE_APT[@]} -gt 0 ] && return 0
+  need apt-get apt
+  local A=$APT_DIR uri keyring=/usr/share/keyrings/debian-archive-keyring.gpg s
+  uri=$(debian_uri)
+  [ -n "$uri" ] || die "cannot find a Debian archive URI in /etc/apt/sources.list{,.d}"
+  [ -r "$keyring" ] || die "$keyring missing: apt-get install debian-archive-keyring"
+  mkdir -p "$A/lists/partial" "$A/cache/archives/partial"
+  [ -e "$A/status" ] || : > "$A/status"
+  : > "$A/sources.list.new"
+  for s in "${APT_SUITES[@]}"; do
+    printf 'deb-src [signed-by=%s] %s %s main\n' "$keyring" "$uri" "$s" >> "$A/sources.list.new"
+  done
+  mv "$A/sources.list.new" "$A/sources.list"
+  PRIVATE_APT=(-o "Dir::Etc::SourceList=$A/sources.list" -o Dir::Etc::SourceParts=/dev/null
+    -o "Dir::State=$A" -o "Dir::State::Lists=$A/lists" -o "Dir::State::status=$A/status"
+    -o "Dir::Cache=$A/cache" -o APT::Sandbox::User=root -o Debug::NoLocking=1)
+  say "apt-get update (private deb-src lists for ${APT_SUITES[*]}, under build/cross/apt)"
+  apt-get -q "${PRIVATE_APT[@]}" update >"$A/update.log" 2>&1 \
+    || die "apt-get update of the private source lists failed (see $A/update.log)"
+}
+
+# Download a Debian source package (.dsc, orig and debian tarballs) into DIR.
+# apt checks every file against the signed Sources index; the caller then
+# checks the pinned sha256 sums (check_sha256). Tries PKG=PIN, then, with a
+# warning, any version (FETCHED_PIN=0: the pinned sums do not apply).
+FETCHED_PIN=1
+fetch_debian_source() {  # fetch_debian_source PKG PIN DIR
+  local pkg=$1 pin=$2 dir=$3
+  apt_private
+  rm -rf "$dir" && mkdir -p "$dir"
+  FETCHED_PIN=1
+  say "apt-get source --download-only $pkg=$pin"
+  if (cd "$dir" && apt-get -q "${PRIVATE_APT[@]}" source --download-only "$pkg=$pin") >"$dir/download.log" 2>&1; then
+    :
+  elif (cd "$dir" && apt-get -q "${PRIVATE_APT[@]}" source --download-only "$pkg") >>"$dir/download.log" 2>&1; then
+    FETCHED_PIN=0
+    warn "Debian source $pkg $pin is gone from ${APT_SUITES[*]}; using $(basename "$(ls "$dir"/*.dsc)") UNVERIFIED (no pinned sha256). Update the pin in openwrt/toolchain.sh."
+  else
+    die "cannot download the Debian source package $pkg (tried $pkg=$pin, then any version, from ${APT_SUITES[*]}; see $dir/download.log)"
+  fi
+}
+
+# sha256 check of a pinned download (skipped after a fall-back download).
+check_sha256() {  # check_sha256 FILE SHA256
+  [ "$FETCHED_PIN" = 1 ] || return 0
+  [ -e "$1" ] || die "$1 missing from the download of the pinned source"
+  echo "$2  $1" | sha256sum -c --quiet - >&2 || die "$1: sha256 differs from the pinned $2; refusing it"
+}
+
+# Reproducible time stamp: $SOURCE_DATE_EPOCH, else the last commit's time,
+# else package.json's mtime (a tree that is not a git checkout).
+source_date_epoch() {
+  if [ -n "${SOURCE_DATE_EPOCH:-}" ]; then
+    echo "$SOURCE_DATE_EPOCH"
+  elif git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1 && git -C "$ROOT" log -1 --format=%ct >/dev/null 2>&1; then
+    git -C "$ROOT" log -1 --format=%ct
+  else
+    stat -c %Y "$ROOT/package.json"
+  fi
+}
