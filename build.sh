@@ -10,22 +10,15 @@
 # into build/ through a private sources list; the machine's apt setup is only read.
 set -euo pipefail
 cd "$(dirname "$0")"
-ROOT=$PWD
-B=$ROOT/build
-JOBS=$(nproc 2>/dev/null || echo 2)
+# say, die, warn, need, apt_install, debian_uri; ROOT, B, JOBS
+# shellcheck source=openwrt/lib.sh
+. openwrt/lib.sh
 
 QJS_PKG=qjs-src
 QJS_PIN=0.17.0-1
 QJS_PIN_SHA256=04631979bdadaccffd76c1cb0aff5d07389aa889a90b6a902eba858a3a3b3988
 SIZE_BUDGET=$((1536 * 1024))  # 1.5 MiB
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'build.sh: error: %s\n' "$*" >&2; exit 1; }
-warn() { printf '\n!!! WARNING: %s\n\n' "$*" >&2; }
-
-need() {  # need COMMAND DEBIAN-PACKAGE
-  command -v "$1" >/dev/null 2>&1 || die "'$1' not found: install it with: apt-get install $2"
-}
 
 # ---- dependencies ------------------------------------------------------------
 # Debian packages for building (musl-tools, gcc, make) and for the tests' real
@@ -39,18 +32,7 @@ DEB_PKGS=(musl-tools gcc make curl iperf3 strace openssl ca-certificates debian-
   clang lld llvm dpkg-dev qemu-user-static shellcheck)
 
 install_deps() {
-  local missing=() p
-  for p in "${DEB_PKGS[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    local sudo=()
-    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-    say "apt-get install ${missing[*]}"
-    "${sudo[@]}" apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
-      || die "apt-get install ${missing[*]} failed"
-  fi
+  apt_install "${DEB_PKGS[@]}"
   need node "nodejs (version 20 or newer)"
   local major
   major=$(node -p 'process.versions.node.split(".")[0]')
@@ -69,22 +51,6 @@ npm_deps() {
 }
 
 # ---- QuickJS-ng sources ----------------------------------------------------------
-# The Debian archive's URI as this machine's apt knows it (deb822 or one-line
-# format); the security archive is skipped.
-debian_uri() {
-  local f uri
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -r "$f" ] || continue
-    uri=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' "$f")
-    [ -n "$uri" ] && { echo "$uri"; return; }
-  done
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -r "$f" ] || continue
-    uri=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { if ($i !~ /security/) { print $i; exit } else break } }' "$f")
-    [ -n "$uri" ] && { echo "$uri"; return; }
-  done
-}
-
 fetch_qjs() {
   QJS=$B/qjs-src
   [ -f "$QJS/.version" ] && return

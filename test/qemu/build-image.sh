@@ -36,9 +36,9 @@ BUSYBOX_PKG=busybox-static
 # ruleset (src/core/nft.ts) needs: nat chains, redirect, fib.
 MODULES=(virtio_pci virtio_net bridge veth nf_tables nft_chain_nat nft_nat nft_redir nft_fib_inet nft_fib_ipv4 nft_fib_ipv6)
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'build-image.sh: error: %s\n' "$*" >&2; exit 1; }
-need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found: install it with: apt-get install $2"; }
+# say, die, need, debian_uri (shared with build.sh and openwrt/)
+# shellcheck source=openwrt/lib.sh
+. "$ROOT/openwrt/lib.sh"
 
 force=0 refresh=0
 for arg in "$@"; do
@@ -58,20 +58,6 @@ need nft nftables
 need ldd libc-bin
 
 # ---- Debian packages, fetched by name ---------------------------------------------
-debian_uri() {  # the archive URI this machine's apt uses (the security archive skipped)
-  local f uri
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -r "$f" ] || continue
-    uri=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' "$f")
-    [ -n "$uri" ] && { echo "$uri"; return; }
-  done
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -r "$f" ] || continue
-    uri=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { if ($i !~ /security/) { print $i; exit } else break } }' "$f")
-    [ -n "$uri" ] && { echo "$uri"; return; }
-  done
-}
-
 APT=()
 private_apt() {
   [ ${#APT[@]} -gt 0 ] && return 0
