@@ -129,7 +129,7 @@ function parsePort(text: string, min: number): number | null {
 }
 
 /** Dotted quad without leading zeros (which some parsers read as octal). */
-function parseIPv4(s: string): number[] | null {
+export function parseIPv4(s: string): number[] | null {
   const parts = s.split('.')
   if (parts.length !== 4) return null
   const octets: number[] = []
@@ -143,7 +143,7 @@ function parseIPv4(s: string): number[] | null {
 }
 
 /** The 8 groups of an IPv6 address (with "::" and a trailing dotted quad); no zone ids. */
-function parseIPv6(s: string): number[] | null {
+export function parseIPv6(s: string): number[] | null {
   const halves = s.split('::')
   if (halves.length > 2) return null
   // A dotted quad may only end the address: "::1.2.3.4", never "1.2.3.4::".

@@ -3,6 +3,8 @@
 // them), so Latin-1 and UTF-8 are converted by hand here, as are IP
 // literals to and from their 4/16 network-order bytes.
 
+import { parseIPv4, parseIPv6 } from './address.js'
+
 /** The parser has seen a proper prefix of a message: call again with more bytes. */
 export interface NeedMore {
   readonly status: 'need-more'
@@ -182,61 +184,21 @@ export function formatIPv6(buf: Uint8Array, off = 0): string {
 
 /** "1.2.3.4" → 4 bytes; null unless a dotted quad of 0-255 without leading zeros. */
 export function ipv4ToBytes(s: string): Uint8Array | null {
-  const parts = s.split('.')
-  if (parts.length !== 4) return null
-  const out = new Uint8Array(4)
-  for (let i = 0; i < 4; i++) {
-    const p = parts[i]!
-    if (!/^(?:0|[1-9][0-9]{0,2})$/.test(p)) return null
-    const n = Number(p)
-    if (n > 255) return null
-    out[i] = n
-  }
-  return out
+  const octets = parseIPv4(s)
+  return octets === null ? null : Uint8Array.from(octets)
 }
 
 /** IPv6 text (with "::" and an optional trailing dotted quad; no brackets, no zone) → 16 bytes, or null. */
 export function ipv6ToBytes(s: string): Uint8Array | null {
   if (s.length > 45) return null
-  const halves = s.split('::')
-  if (halves.length > 2) return null
-  const head = v6Groups(halves[0]!)
-  const tail = halves.length === 2 ? v6Groups(halves[1]!) : []
-  if (head === null || tail === null) return null
-  let groups: number[]
-  if (halves.length === 1) {
-    if (head.length !== 8) return null
-    groups = head
-  } else {
-    const missing = 8 - head.length - tail.length
-    if (missing < 1) return null
-    groups = [...head, ...new Array<number>(missing).fill(0), ...tail]
-  }
+  const groups = parseIPv6(s)
+  if (groups === null) return null
   const out = new Uint8Array(16)
   for (let i = 0; i < 8; i++) {
     out[2 * i] = groups[i]! >> 8
     out[2 * i + 1] = groups[i]! & 0xff
   }
   return out
-}
-
-function v6Groups(part: string): number[] | null {
-  if (part === '') return []
-  const fields = part.split(':')
-  const groups: number[] = []
-  for (let i = 0; i < fields.length; i++) {
-    const f = fields[i]!
-    if (i === fields.length - 1 && f.includes('.')) {
-      const v4 = ipv4ToBytes(f)
-      if (v4 === null) return null
-      groups.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!)
-    } else if (/^[0-9A-Fa-f]{1,4}$/.test(f)) {
-      groups.push(parseInt(f, 16))
-    } else {
-      return null
-    }
-  }
-  return groups
 }
 
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
