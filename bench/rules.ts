@@ -40,11 +40,13 @@ const word = (min: number, max: number) => {
 const TLDS = ['com', 'net', 'org', 'io', 'de', 'cn', 'co.uk', 'ru', 'info', 'dev']
 const domain = () => `${word(4, 10)}.${pick(TLDS)}`
 const v4 = () => [1 + int(222), int(256), int(256), int(256)].join('.')
-const v6 = () => `2${int(0x1000).toString(16).padStart(3, '0')}:${int(0x10000).toString(16)}:${int(0x10000).toString(16)}::${int(0x10000).toString(16)}`
+const v6 = () =>
+  `2${int(0x1000).toString(16).padStart(3, '0')}:${int(0x10000).toString(16)}:${int(0x10000).toString(16)}::${int(0x10000).toString(16)}`
 const REJECT = { type: 'reject' } as const
 const UP = { type: 'upstream', name: 'vpn' } as const
 
-type Kind = 'suffix' | 'exact' | 'keyword' | 'cidr4' | 'cidr6' | 'suffix+port' | 'cidr+range' | 'src+listener' | 'port' | 'proto'
+type Kind =
+  'suffix' | 'exact' | 'keyword' | 'cidr4' | 'cidr6' | 'suffix+port' | 'cidr+range' | 'src+listener' | 'port' | 'proto'
 
 function makeRule(kind: Kind): RuleSpec {
   switch (kind) {
@@ -153,11 +155,23 @@ const cases: Array<[string, RouteQuery[]]> = [
   ['hit late, src+listener', pickQueries(late - 2000, RULES, (k) => k === 'src+listener', N)],
   [
     'miss, name + address',
-    Array.from({ length: N }, () => ({ ...base, host: `${word(3, 6)}.${word(5, 9)}.example`, dstIp: `198.18.${int(256)}.${int(256)}` }))
-      .filter((q) => route(compiled, q).ruleIndex === -1),
+    Array.from({ length: N }, () => ({
+      ...base,
+      host: `${word(3, 6)}.${word(5, 9)}.example`,
+      dstIp: `198.18.${int(256)}.${int(256)}`,
+    })).filter((q) => route(compiled, q).ruleIndex === -1),
   ],
-  ['miss, IPv6 address only', Array.from({ length: N }, () => ({ ...base, dstIp: `fd00:${int(0x10000).toString(16)}::${int(0x10000).toString(16)}` }))],
-  ['miss, long name', Array.from({ length: N }, () => ({ ...base, host: `a.b.c.d.e.${word(20, 30)}.cdn.${word(8, 12)}.example` }))],
+  [
+    'miss, IPv6 address only',
+    Array.from({ length: N }, () => ({
+      ...base,
+      dstIp: `fd00:${int(0x10000).toString(16)}::${int(0x10000).toString(16)}`,
+    })),
+  ],
+  [
+    'miss, long name',
+    Array.from({ length: N }, () => ({ ...base, host: `a.b.c.d.e.${word(20, 30)}.cdn.${word(8, 12)}.example` })),
+  ],
 ]
 
 function bench(qs: RouteQuery[]): number {
@@ -179,8 +193,10 @@ out(
   `index sizes: ${s.domainNames} names, ${s.keywords} keywords, ${s.dstPrefixes} dst + ${s.srcPrefixes} src prefixes ` +
     `(${s.treeNodes} tree nodes), ${s.portValues} ports + ${s.portRanges} ranges, ${s.listenerNames} listeners, ${s.scanned} scanned`,
 )
-out(`compile: ${compileMs.toFixed(1)} ms first, ${compileAvgMs.toFixed(1)} ms average of ${compileRuns}` +
-  (Number.isFinite(memAfter - memBefore) ? `; memory +${((memAfter - memBefore) / 1048576).toFixed(1)} MB` : ''))
+out(
+  `compile: ${compileMs.toFixed(1)} ms first, ${compileAvgMs.toFixed(1)} ms average of ${compileRuns}` +
+    (Number.isFinite(memAfter - memBefore) ? `; memory +${((memAfter - memBefore) / 1048576).toFixed(1)} MB` : ''),
+)
 out('')
 out('| case | queries | matched rule (median) | µs/route |')
 out('|---|---:|---:|---:|')

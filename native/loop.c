@@ -79,8 +79,12 @@ void ug_loop_request_exit(int code) {
   L.exit_requested = true;
 }
 
-void ug_loop_ref(void) { L.refs++; }
-void ug_loop_unref(void) { L.refs--; }
+void ug_loop_ref(void) {
+  L.refs++;
+}
+void ug_loop_unref(void) {
+  L.refs--;
+}
 
 static void report_exception(JSContext *ctx, const char *what) {
   JSValue exc = JS_GetException(ctx);
@@ -117,9 +121,11 @@ static void drain_jobs(JSContext *ctx) {
   }
   if (L.rej_len && !L.exit_requested) {
     const char *msg = JS_ToCString(ctx, L.rejections[0]);
-    JSValue stack = JS_IsObject(L.rejections[0]) ? JS_GetPropertyStr(ctx, L.rejections[0], "stack") : JS_UNDEFINED;
+    JSValue stack = JS_IsObject(L.rejections[0]) ? JS_GetPropertyStr(ctx, L.rejections[0], "stack")
+                                                 : JS_UNDEFINED;
     const char *st = JS_IsString(stack) ? JS_ToCString(ctx, stack) : NULL;
-    fprintf(stderr, "ugate: fatal: unhandled promise rejection: %s\n%s", msg ? msg : "?", st ? st : "");
+    fprintf(stderr, "ugate: fatal: unhandled promise rejection: %s\n%s", msg ? msg : "?",
+            st ? st : "");
     if (msg) JS_FreeCString(ctx, msg);
     if (st) JS_FreeCString(ctx, st);
     JS_FreeValue(ctx, stack);
@@ -131,8 +137,8 @@ static void drain_jobs(JSContext *ctx) {
 
 // Rejections are judged after the job queue is drained, so a handler
 // attached in a later microtask still counts.
-static void track_rejection(JSContext *ctx, JSValueConst promise, JSValueConst reason, bool is_handled,
-                            void *opaque) {
+static void track_rejection(JSContext *ctx, JSValueConst promise, JSValueConst reason,
+                            bool is_handled, void *opaque) {
   (void)promise;
   (void)opaque;
   if (is_handled) {
@@ -207,7 +213,8 @@ static JSValue js_set_timeout(JSContext *ctx, JSValueConst this_val, int argc, J
   (void)this_val;
   (void)argc;
   double ms;
-  if (!JS_IsFunction(ctx, argv[0])) return JS_ThrowTypeError(ctx, "setTimeout: callback is not a function");
+  if (!JS_IsFunction(ctx, argv[0]))
+    return JS_ThrowTypeError(ctx, "setTimeout: callback is not a function");
   if (JS_ToFloat64(ctx, &ms, argv[1])) return JS_EXCEPTION;
   if (!(ms >= 0)) ms = 0;
   if (L.t_nfree == 0) {
@@ -234,7 +241,8 @@ static JSValue js_set_timeout(JSContext *ctx, JSValueConst this_val, int argc, J
   return JS_NewFloat64(ctx, (double)t->gen * TIMER_SLOT_MAX + slot);
 }
 
-static JSValue js_clear_timeout(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+static JSValue js_clear_timeout(JSContext *ctx, JSValueConst this_val, int argc,
+                                JSValueConst *argv) {
   (void)this_val;
   (void)argc;
   double id;
@@ -271,7 +279,9 @@ static void unwatch(JSContext *ctx, int fd, bool del) {
   L.w_active--;
 }
 
-void ug_loop_forget_fd(JSContext *ctx, int fd) { unwatch(ctx, fd, true); }
+void ug_loop_forget_fd(JSContext *ctx, int fd) {
+  unwatch(ctx, fd, true);
+}
 
 static JSValue js_watch(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
   (void)this_val;
@@ -283,7 +293,8 @@ static JSValue js_watch(JSContext *ctx, JSValueConst this_val, int argc, JSValue
     unwatch(ctx, fd, true);
     return JS_UNDEFINED;
   }
-  if (!JS_IsFunction(ctx, argv[2])) return JS_ThrowTypeError(ctx, "watch: callback is not a function");
+  if (!JS_IsFunction(ctx, argv[2]))
+    return JS_ThrowTypeError(ctx, "watch: callback is not a function");
   if (fd >= L.w_cap) {
     int ncap = L.w_cap ? L.w_cap : 64;
     while (ncap <= fd) ncap *= 2;
@@ -297,7 +308,8 @@ static JSValue js_watch(JSContext *ctx, JSValueConst this_val, int argc, JSValue
   bool was = w->active;
   if (!was) w->gen++;
   struct epoll_event e = {.events = ev, .data.u64 = ((uint64_t)w->gen << 32) | (uint32_t)fd};
-  if (epoll_ctl(L.ep, was ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &e) < 0) return ug_throw_errno(ctx, "epoll_ctl", errno);
+  if (epoll_ctl(L.ep, was ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &e) < 0)
+    return ug_throw_errno(ctx, "epoll_ctl", errno);
   JS_FreeValue(ctx, w->cb);
   w->cb = JS_DupValue(ctx, argv[2]);
   w->events = ev;
@@ -338,14 +350,16 @@ static JSValue js_on_signal(JSContext *ctx, JSValueConst this_val, int argc, JSV
     L.sig_cb[sig] = JS_DupValue(ctx, argv[1]);
     sigaddset(&L.sigmask, sig);
     sigprocmask(SIG_BLOCK, &L.sigmask, NULL);
-  } else if (sig != SIGINT && sig != SIGTERM && sig != SIGHUP) {  // those three stay on the signalfd
+  } else if (sig != SIGINT && sig != SIGTERM &&
+             sig != SIGHUP) {  // those three stay on the signalfd
     sigset_t one;
     sigemptyset(&one);
     sigaddset(&one, sig);
     sigdelset(&L.sigmask, sig);
     sigprocmask(SIG_UNBLOCK, &one, NULL);
   }
-  if (signalfd(L.sigfd, &L.sigmask, SFD_NONBLOCK | SFD_CLOEXEC) < 0) return ug_throw_errno(ctx, "signalfd", errno);
+  if (signalfd(L.sigfd, &L.sigmask, SFD_NONBLOCK | SFD_CLOEXEC) < 0)
+    return ug_throw_errno(ctx, "signalfd", errno);
   return JS_UNDEFINED;
 }
 
@@ -353,7 +367,8 @@ static void dispatch_signals(JSContext *ctx) {
   struct signalfd_siginfo si;
   while (read(L.sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
     if (si.ssi_signo < 65 && !JS_IsFunction(ctx, L.sig_cb[si.ssi_signo])) {
-      ug_loop_request_exit(128 + (int)si.ssi_signo);  // no handler: what the default action would do
+      ug_loop_request_exit(128 +
+                           (int)si.ssi_signo);  // no handler: what the default action would do
       return;
     }
     if (si.ssi_signo < 65) {
@@ -513,4 +528,6 @@ static const JSCFunctionListEntry loop_funcs[] = {
     JS_PROP_INT32_DEF("SIGHUP", SIGHUP, 0),
 };
 
-ug_exports ug_loop_exports(void) { return (ug_exports){loop_funcs, sizeof loop_funcs / sizeof loop_funcs[0]}; }
+ug_exports ug_loop_exports(void) {
+  return (ug_exports){loop_funcs, sizeof loop_funcs / sizeof loop_funcs[0]};
+}

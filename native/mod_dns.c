@@ -103,7 +103,8 @@ static void complete(JSContext *ctx, ug_job *job) {
   } else {
     args[0] = JS_NULL;
     args[1] = JS_NewArray(ctx);
-    for (int i = 0; i < l->naddrs; i++) JS_SetPropertyUint32(ctx, args[1], i, JS_NewString(ctx, l->addrs[i]));
+    for (int i = 0; i < l->naddrs; i++)
+      JS_SetPropertyUint32(ctx, args[1], i, JS_NewString(ctx, l->addrs[i]));
   }
   ug_call(ctx, l->cb, 2, args);
   JS_FreeValue(ctx, args[0]);
@@ -116,7 +117,8 @@ static void complete(JSContext *ctx, ug_job *job) {
 static JSValue js_resolve(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
   (void)this_val;
   (void)argc;
-  if (!JS_IsFunction(ctx, argv[1])) return JS_ThrowTypeError(ctx, "resolve: callback is not a function");
+  if (!JS_IsFunction(ctx, argv[1]))
+    return JS_ThrowTypeError(ctx, "resolve: callback is not a function");
   const char *host = JS_ToCString(ctx, argv[0]);
   if (!host) return JS_EXCEPTION;
   lookup *l = calloc(1, sizeof *l);
@@ -180,4 +182,6 @@ static const JSCFunctionListEntry dns_funcs[] = {
     JS_CFUNC_DEF("resolve", 2, js_resolve),
 };
 
-ug_exports ug_dns_exports(void) { return (ug_exports){dns_funcs, sizeof dns_funcs / sizeof dns_funcs[0]}; }
+ug_exports ug_dns_exports(void) {
+  return (ug_exports){dns_funcs, sizeof dns_funcs / sizeof dns_funcs[0]};
+}

@@ -174,15 +174,18 @@ static JSValue js_connect(JSContext *ctx, JSValueConst this_val, int argc, JSVal
       srcl = parse_ip(b, 0, &src);
       JS_FreeCString(ctx, b);
       if (!srcl || src.ss_family != ss.ss_family)
-        return JS_ThrowRangeError(ctx, "connect: bind address is not a numeric IP of the target's family");
+        return JS_ThrowRangeError(
+            ctx, "connect: bind address is not a numeric IP of the target's family");
     }
   }
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return ug_throw_errno(ctx, "socket", errno);
   const char *step = NULL;
-  if (mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) < 0) step = "setsockopt(SO_MARK)";
+  if (mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) < 0)
+    step = "setsockopt(SO_MARK)";
   if (!step && srcl && bind(fd, (struct sockaddr *)&src, srcl) < 0) step = "bind";
-  if (!step && connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) step = "connect";
+  if (!step && connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS)
+    step = "connect";
   if (step) {
     int e = errno;
     close(fd);
@@ -192,7 +195,8 @@ static JSValue js_connect(JSContext *ctx, JSValueConst this_val, int argc, JSVal
   return JS_NewInt32(ctx, fd);
 }
 
-static JSValue js_socket_error(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+static JSValue js_socket_error(JSContext *ctx, JSValueConst this_val, int argc,
+                               JSValueConst *argv) {
   (void)this_val;
   (void)argc;
   int fd, err = 0;
@@ -205,7 +209,8 @@ static JSValue js_socket_error(JSContext *ctx, JSValueConst this_val, int argc, 
 static JSValue recv_common(JSContext *ctx, JSValueConst *argv, int flags) {
   int fd, max;
   if (arg_fd(ctx, argv[0], &fd) || JS_ToInt32(ctx, &max, argv[1])) return JS_EXCEPTION;
-  if (max <= 0 || max > READ_MAX) return JS_ThrowRangeError(ctx, "read: max must be 1..%d", READ_MAX);
+  if (max <= 0 || max > READ_MAX)
+    return JS_ThrowRangeError(ctx, "read: max must be 1..%d", READ_MAX);
   uint8_t stackbuf[16384];
   uint8_t *buf = max <= (int)sizeof stackbuf ? stackbuf : malloc(max);
   if (!buf) return JS_ThrowOutOfMemory(ctx);
@@ -289,43 +294,51 @@ static JSValue name_common(JSContext *ctx, JSValueConst *argv, bool peer) {
   if (arg_fd(ctx, argv[0], &fd)) return JS_EXCEPTION;
   struct sockaddr_storage ss;
   socklen_t sl = sizeof ss;
-  int r = peer ? getpeername(fd, (struct sockaddr *)&ss, &sl) : getsockname(fd, (struct sockaddr *)&ss, &sl);
+  int r = peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
+               : getsockname(fd, (struct sockaddr *)&ss, &sl);
   if (r < 0) return ug_throw_errno(ctx, peer ? "getpeername" : "getsockname", errno);
   return addr_to_js(ctx, &ss);
 }
 
-static JSValue js_local_address(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+static JSValue js_local_address(JSContext *ctx, JSValueConst this_val, int argc,
+                                JSValueConst *argv) {
   (void)this_val;
   (void)argc;
   return name_common(ctx, argv, false);
 }
 
-static JSValue js_peer_address(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+static JSValue js_peer_address(JSContext *ctx, JSValueConst this_val, int argc,
+                               JSValueConst *argv) {
   (void)this_val;
   (void)argc;
   return name_common(ctx, argv, true);
 }
 
 // The destination a REDIRECT rule rewrote, from conntrack (needs nf_conntrack).
-static JSValue js_original_dst(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+static JSValue js_original_dst(JSContext *ctx, JSValueConst this_val, int argc,
+                               JSValueConst *argv) {
   (void)this_val;
   (void)argc;
   int fd;
   if (arg_fd(ctx, argv[0], &fd)) return JS_EXCEPTION;
   struct sockaddr_storage ss;
   socklen_t sl = sizeof ss;
-  if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) return ug_throw_errno(ctx, "getsockname", errno);
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+    return ug_throw_errno(ctx, "getsockname", errno);
   bool v6 = ss.ss_family == AF_INET6;
   memset(&ss, 0, sizeof ss);
   sl = sizeof ss;
   int r = v6 ? getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &ss, &sl)
-              : getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &ss, &sl);
+             : getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &ss, &sl);
   if (r < 0 && v6) {
     // An IPv6 socket may carry a v4-mapped connection: try the IPv4 option too.
     sl = sizeof ss;
     r = getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &ss, &sl);
   }
-  if (r < 0) return (errno == ENOENT || errno == ENOPROTOOPT) ? JS_NULL : ug_throw_errno(ctx, "getsockopt(SO_ORIGINAL_DST)", errno);
+  if (r < 0)
+    return (errno == ENOENT || errno == ENOPROTOOPT)
+               ? JS_NULL
+               : ug_throw_errno(ctx, "getsockopt(SO_ORIGINAL_DST)", errno);
   return addr_to_js(ctx, &ss);
 }
 
@@ -339,7 +352,8 @@ static int unix_addr(JSContext *ctx, JSValueConst v, struct sockaddr_un *sa) {
   int ok = len > 0 && len < sizeof sa->sun_path && strlen(path) == len;
   if (ok) memcpy(sa->sun_path, path, len);
   JS_FreeCString(ctx, path);
-  if (!ok) JS_ThrowRangeError(ctx, "unix socket path must be 1..%zu bytes", sizeof sa->sun_path - 1);
+  if (!ok)
+    JS_ThrowRangeError(ctx, "unix socket path must be 1..%zu bytes", sizeof sa->sun_path - 1);
   return ok ? 0 : -1;
 }
 
@@ -373,14 +387,16 @@ static JSValue js_listen_unix(JSContext *ctx, JSValueConst this_val, int argc, J
   return JS_NewInt32(ctx, fd);
 }
 
-static JSValue js_connect_unix(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+static JSValue js_connect_unix(JSContext *ctx, JSValueConst this_val, int argc,
+                               JSValueConst *argv) {
   (void)this_val;
   (void)argc;
   struct sockaddr_un sa;
   if (unix_addr(ctx, argv[0], &sa)) return JS_EXCEPTION;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return ug_throw_errno(ctx, "socket", errno);
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS && errno != EAGAIN) {
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS &&
+      errno != EAGAIN) {
     int e = errno;
     close(fd);
     return ug_throw_errno(ctx, "connect", e);
@@ -422,4 +438,6 @@ static const JSCFunctionListEntry net_funcs[] = {
     JS_PROP_INT32_DEF("SHUT_RDWR", SHUT_RDWR, 0),
 };
 
-ug_exports ug_net_exports(void) { return (ug_exports){net_funcs, sizeof net_funcs / sizeof net_funcs[0]}; }
+ug_exports ug_net_exports(void) {
+  return (ug_exports){net_funcs, sizeof net_funcs / sizeof net_funcs[0]};
+}

@@ -36,7 +36,8 @@ static void append(outbuf *o, const char *p, size_t n) {
 
 // Feed `in` to the child's stdin while draining stdout and stderr, so a
 // child that writes a lot before reading cannot deadlock us.
-static void exchange(int fin, int fout, int ferr, const char *in, size_t inlen, outbuf *out, outbuf *err) {
+static void exchange(int fin, int fout, int ferr, const char *in, size_t inlen, outbuf *out,
+                     outbuf *err) {
   size_t off = 0;
   if (inlen == 0) {
     close(fin);
@@ -76,7 +77,8 @@ static JSValue js_run_sync(JSContext *ctx, JSValueConst this_val, int argc, JSVa
   (void)this_val;
   (void)argc;
   int64_t n;
-  if (JS_GetLength(ctx, argv[0], &n) || n < 1 || n >= MAX_ARGS) return JS_ThrowRangeError(ctx, "runSync: argv must have 1..%d strings", MAX_ARGS - 1);
+  if (JS_GetLength(ctx, argv[0], &n) || n < 1 || n >= MAX_ARGS)
+    return JS_ThrowRangeError(ctx, "runSync: argv must have 1..%d strings", MAX_ARGS - 1);
   const char *args[MAX_ARGS] = {0};
   size_t inlen = 0;
   const char *in = NULL;
@@ -132,7 +134,8 @@ static JSValue js_run_sync(JSContext *ctx, JSValueConst this_val, int argc, JSVa
   while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
   }
   result = JS_NewObject(ctx);
-  JS_SetPropertyStr(ctx, result, "code", JS_NewInt32(ctx, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st)));
+  JS_SetPropertyStr(ctx, result, "code",
+                    JS_NewInt32(ctx, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st)));
   JS_SetPropertyStr(ctx, result, "stdout", JS_NewStringLen(ctx, out.data ? out.data : "", out.len));
   JS_SetPropertyStr(ctx, result, "stderr", JS_NewStringLen(ctx, err.data ? err.data : "", err.len));
 done:
@@ -163,13 +166,15 @@ static void clear_exit_command(void) {
   exit_input = NULL;
 }
 
-static JSValue js_set_exit_command(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+static JSValue js_set_exit_command(JSContext *ctx, JSValueConst this_val, int argc,
+                                   JSValueConst *argv) {
   (void)this_val;
   (void)argc;
   clear_exit_command();
   if (JS_IsNull(argv[0]) || JS_IsUndefined(argv[0])) return JS_UNDEFINED;
   int64_t n;
-  if (JS_GetLength(ctx, argv[0], &n) || n < 1 || n >= MAX_ARGS) return JS_ThrowRangeError(ctx, "setExitCommand: argv must have 1..%d strings", MAX_ARGS - 1);
+  if (JS_GetLength(ctx, argv[0], &n) || n < 1 || n >= MAX_ARGS)
+    return JS_ThrowRangeError(ctx, "setExitCommand: argv must have 1..%d strings", MAX_ARGS - 1);
   for (int i = 0; i < n; i++) {
     JSValue v = JS_GetPropertyUint32(ctx, argv[0], i);
     const char *a = JS_ToCString(ctx, v);
@@ -223,4 +228,6 @@ static const JSCFunctionListEntry proc_funcs[] = {
     JS_CFUNC_DEF("setExitCommand", 2, js_set_exit_command),
 };
 
-ug_exports ug_proc_exports(void) { return (ug_exports){proc_funcs, sizeof proc_funcs / sizeof proc_funcs[0]}; }
+ug_exports ug_proc_exports(void) {
+  return (ug_exports){proc_funcs, sizeof proc_funcs / sizeof proc_funcs[0]};
+}

@@ -27,7 +27,8 @@ static void complete(JSContext *ctx, ug_job *job) {
   JSValue res = JS_NewObject(ctx);
   JS_SetPropertyStr(ctx, res, "bytesUp", JS_NewFloat64(ctx, (double)r->up.bytes));
   JS_SetPropertyStr(ctx, res, "bytesDown", JS_NewFloat64(ctx, (double)r->down.bytes));
-  JS_SetPropertyStr(ctx, res, "ms", JS_NewFloat64(ctx, (double)(int64_t)(ug_now_ms() - r->start_ms)));
+  JS_SetPropertyStr(ctx, res, "ms",
+                    JS_NewFloat64(ctx, (double)(int64_t)(ug_now_ms() - r->start_ms)));
   JS_SetPropertyStr(ctx, res, "reason", JS_NewString(ctx, r->reason));
   char en[16] = "";
   if (r->err) snprintf(en, sizeof en, "%s", ug_errno_name(r->err) ? ug_errno_name(r->err) : "E?");
@@ -64,7 +65,8 @@ static JSValue js_relay(JSContext *ctx, JSValueConst this_val, int argc, JSValue
   if (JS_ToInt32(ctx, &a, argv[0]) || JS_ToInt32(ctx, &b, argv[1])) return JS_EXCEPTION;
   if (a < 0 || b < 0 || a == b) return JS_ThrowRangeError(ctx, "relay: bad fds %d, %d", a, b);
   if (!JS_IsObject(argv[2])) return JS_ThrowTypeError(ctx, "relay: options must be an object");
-  if (!JS_IsFunction(ctx, argv[3])) return JS_ThrowTypeError(ctx, "relay: callback is not a function");
+  if (!JS_IsFunction(ctx, argv[3]))
+    return JS_ThrowTypeError(ctx, "relay: callback is not a function");
   JSValue v = JS_GetPropertyStr(ctx, argv[2], "splice");
   bool splice = JS_ToBool(ctx, v);
   JS_FreeValue(ctx, v);
@@ -104,7 +106,8 @@ static JSValue js_relay(JSContext *ctx, JSValueConst this_val, int argc, JSValue
   return JS_NewFloat64(ctx, total);
 }
 
-static JSValue js_relay_abort_all(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+static JSValue js_relay_abort_all(JSContext *ctx, JSValueConst this_val, int argc,
+                                  JSValueConst *argv) {
   (void)ctx;
   (void)this_val;
   (void)argc;
@@ -128,7 +131,9 @@ static JSValue js_relay_stats(JSContext *ctx, JSValueConst this_val, int argc, J
   return o;
 }
 
-int ug_relay_init(void) { return relay_engine_start(); }
+int ug_relay_init(void) {
+  return relay_engine_start();
+}
 
 // At exit: stop the thread, then drop what is left without calling back.
 void ug_relay_shutdown(JSContext *ctx) {
@@ -148,4 +153,6 @@ static const JSCFunctionListEntry relay_funcs[] = {
     JS_CFUNC_DEF("relayStats", 0, js_relay_stats),
 };
 
-ug_exports ug_relay_exports(void) { return (ug_exports){relay_funcs, sizeof relay_funcs / sizeof relay_funcs[0]}; }
+ug_exports ug_relay_exports(void) {
+  return (ug_exports){relay_funcs, sizeof relay_funcs / sizeof relay_funcs[0]};
+}

@@ -25,21 +25,51 @@ static const struct {
   int n;
   const char *name;
 } errnames[] = {
-    {EPERM, "EPERM"},         {ENOENT, "ENOENT"},           {EINTR, "EINTR"},
-    {EIO, "EIO"},             {EBADF, "EBADF"},             {EAGAIN, "EAGAIN"},
-    {ENOMEM, "ENOMEM"},       {EACCES, "EACCES"},           {EFAULT, "EFAULT"},
-    {EBUSY, "EBUSY"},         {EEXIST, "EEXIST"},           {ENOTDIR, "ENOTDIR"},
-    {EISDIR, "EISDIR"},       {EINVAL, "EINVAL"},           {ENFILE, "ENFILE"},
-    {EMFILE, "EMFILE"},       {ENOSPC, "ENOSPC"},           {EPIPE, "EPIPE"},
-    {ENOSYS, "ENOSYS"},       {ENOTSOCK, "ENOTSOCK"},       {EMSGSIZE, "EMSGSIZE"},
-    {ENOPROTOOPT, "ENOPROTOOPT"}, {EPROTONOSUPPORT, "EPROTONOSUPPORT"}, {EOPNOTSUPP, "EOPNOTSUPP"},
-    {EAFNOSUPPORT, "EAFNOSUPPORT"}, {EADDRINUSE, "EADDRINUSE"}, {EADDRNOTAVAIL, "EADDRNOTAVAIL"},
-    {ENETDOWN, "ENETDOWN"},   {ENETUNREACH, "ENETUNREACH"}, {ENETRESET, "ENETRESET"},
-    {ECONNABORTED, "ECONNABORTED"}, {ECONNRESET, "ECONNRESET"}, {ENOBUFS, "ENOBUFS"},
-    {EISCONN, "EISCONN"},     {ENOTCONN, "ENOTCONN"},       {ETIMEDOUT, "ETIMEDOUT"},
-    {ECONNREFUSED, "ECONNREFUSED"}, {EHOSTDOWN, "EHOSTDOWN"}, {EHOSTUNREACH, "EHOSTUNREACH"},
-    {EALREADY, "EALREADY"},   {EINPROGRESS, "EINPROGRESS"}, {ENOTEMPTY, "ENOTEMPTY"},
-    {ENAMETOOLONG, "ENAMETOOLONG"}, {ELOOP, "ELOOP"},   {EPROTO, "EPROTO"},
+    {EPERM, "EPERM"},
+    {ENOENT, "ENOENT"},
+    {EINTR, "EINTR"},
+    {EIO, "EIO"},
+    {EBADF, "EBADF"},
+    {EAGAIN, "EAGAIN"},
+    {ENOMEM, "ENOMEM"},
+    {EACCES, "EACCES"},
+    {EFAULT, "EFAULT"},
+    {EBUSY, "EBUSY"},
+    {EEXIST, "EEXIST"},
+    {ENOTDIR, "ENOTDIR"},
+    {EISDIR, "EISDIR"},
+    {EINVAL, "EINVAL"},
+    {ENFILE, "ENFILE"},
+    {EMFILE, "EMFILE"},
+    {ENOSPC, "ENOSPC"},
+    {EPIPE, "EPIPE"},
+    {ENOSYS, "ENOSYS"},
+    {ENOTSOCK, "ENOTSOCK"},
+    {EMSGSIZE, "EMSGSIZE"},
+    {ENOPROTOOPT, "ENOPROTOOPT"},
+    {EPROTONOSUPPORT, "EPROTONOSUPPORT"},
+    {EOPNOTSUPP, "EOPNOTSUPP"},
+    {EAFNOSUPPORT, "EAFNOSUPPORT"},
+    {EADDRINUSE, "EADDRINUSE"},
+    {EADDRNOTAVAIL, "EADDRNOTAVAIL"},
+    {ENETDOWN, "ENETDOWN"},
+    {ENETUNREACH, "ENETUNREACH"},
+    {ENETRESET, "ENETRESET"},
+    {ECONNABORTED, "ECONNABORTED"},
+    {ECONNRESET, "ECONNRESET"},
+    {ENOBUFS, "ENOBUFS"},
+    {EISCONN, "EISCONN"},
+    {ENOTCONN, "ENOTCONN"},
+    {ETIMEDOUT, "ETIMEDOUT"},
+    {ECONNREFUSED, "ECONNREFUSED"},
+    {EHOSTDOWN, "EHOSTDOWN"},
+    {EHOSTUNREACH, "EHOSTUNREACH"},
+    {EALREADY, "EALREADY"},
+    {EINPROGRESS, "EINPROGRESS"},
+    {ENOTEMPTY, "ENOTEMPTY"},
+    {ENAMETOOLONG, "ENAMETOOLONG"},
+    {ELOOP, "ELOOP"},
+    {EPROTO, "EPROTO"},
 };
 
 const char *ug_errno_name(int err) {
@@ -87,7 +117,8 @@ static JSValue js_strerror(JSContext *ctx, JSValueConst this_val, int argc, JSVa
 
 JSValue ug_sys_argv(JSContext *ctx) {
   JSValue a = JS_NewArray(ctx);
-  for (int i = 1; i < g_argc; i++) JS_SetPropertyUint32(ctx, a, i - 1, JS_NewString(ctx, g_argv[i]));
+  for (int i = 1; i < g_argc; i++)
+    JS_SetPropertyUint32(ctx, a, i - 1, JS_NewString(ctx, g_argv[i]));
   return a;
 }
 
@@ -115,13 +146,15 @@ static JSValue write_all(JSContext *ctx, int fd, JSValueConst v) {
   return JS_UNDEFINED;
 }
 
-static JSValue js_write_stderr(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+static JSValue js_write_stderr(JSContext *ctx, JSValueConst this_val, int argc,
+                               JSValueConst *argv) {
   (void)this_val;
   (void)argc;
   return write_all(ctx, 2, argv[0]);
 }
 
-static JSValue js_write_stdout(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+static JSValue js_write_stdout(JSContext *ctx, JSValueConst this_val, int argc,
+                               JSValueConst *argv) {
   (void)this_val;
   (void)argc;
   return write_all(ctx, 1, argv[0]);
@@ -221,4 +254,6 @@ static const JSCFunctionListEntry sys_funcs[] = {
     JS_CFUNC_DEF("strerror", 1, js_strerror),
 };
 
-ug_exports ug_sys_exports(void) { return (ug_exports){sys_funcs, sizeof sys_funcs / sizeof sys_funcs[0]}; }
+ug_exports ug_sys_exports(void) {
+  return (ug_exports){sys_funcs, sizeof sys_funcs / sizeof sys_funcs[0]};
+}

@@ -2,8 +2,8 @@
 #include "ugate.h"
 
 typedef ug_exports (*exports_fn)(void);
-static const exports_fn parts[] = {ug_sys_exports, ug_loop_exports, ug_net_exports, ug_dns_exports,
-                                   ug_relay_exports, ug_proc_exports};
+static const exports_fn parts[] = {ug_sys_exports, ug_loop_exports,  ug_net_exports,
+                                   ug_dns_exports, ug_relay_exports, ug_proc_exports};
 #define NPARTS (int)(sizeof parts / sizeof parts[0])
 
 static int init_module(JSContext *ctx, JSModuleDef *m) {
@@ -22,6 +22,7 @@ JSModuleDef *ug_native_module(JSContext *ctx, const char *name) {
     ug_exports e = parts[i]();
     if (JS_AddModuleExportList(ctx, m, e.tab, e.len)) return NULL;
   }
-  if (JS_AddModuleExport(ctx, m, "argv") || JS_AddModuleExport(ctx, m, "engineVersion")) return NULL;
+  if (JS_AddModuleExport(ctx, m, "argv") || JS_AddModuleExport(ctx, m, "engineVersion"))
+    return NULL;
   return m;
 }

@@ -21,7 +21,7 @@
 #define PIPE_SIZE (512 * 1024)  // bytes moved per splice call pair
 #define POOL_MAX 64             // idle pipes kept for reuse
 #define SCRATCH_SIZE (64 * 1024)
-#define SWEEP_MS 1000           // idle timeouts are checked this often
+#define SWEEP_MS 1000  // idle timeouts are checked this often
 
 static struct {
   pthread_t thread;
@@ -124,7 +124,8 @@ static bool took_last(relay_dir *d, size_t n) {
 static int pump_splice(relay *r, relay_dir *d, int *err) {
   for (;;) {
     if (d->inpipe) {
-      ssize_t w = splice(d->pipe[0], NULL, d->to, NULL, d->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      ssize_t w =
+          splice(d->pipe[0], NULL, d->to, NULL, d->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       cnt.splice_calls++;
       if (w > 0) {
         d->inpipe -= w;
@@ -360,8 +361,10 @@ static void *relay_thread(void *arg) {
       pool_drain();
       break;
     }
-    if (finished || n == 0) post_finished();
-    else publish_counters();
+    if (finished || n == 0)
+      post_finished();
+    else
+      publish_counters();
   }
   return NULL;
 }

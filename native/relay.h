@@ -14,16 +14,16 @@ typedef struct relay relay;
 // One direction: bytes read from `from` are written to `to`.
 typedef struct {
   int from, to;
-  int pipe[2];        // splice mode: holds bytes in flight, -1 when none is held
-  size_t inpipe;      // bytes sitting in the pipe
-  uint8_t *buf;       // user-space bytes still to write (initial data, copy remainder)
+  int pipe[2];    // splice mode: holds bytes in flight, -1 when none is held
+  size_t inpipe;  // bytes sitting in the pipe
+  uint8_t *buf;   // user-space bytes still to write (initial data, copy remainder)
   size_t off, len;
-  bool copy;          // this direction uses the read/write loop
-  bool limited;       // only `left` more bytes may be read from `from`
-  bool nofin;         // finished by the limit: `to` gets no FIN
+  bool copy;     // this direction uses the read/write loop
+  bool limited;  // only `left` more bytes may be read from `from`
+  bool nofin;    // finished by the limit: `to` gets no FIN
   uint64_t left;
-  bool eof;           // `from` reached EOF
-  bool shut;          // shutdown(to, SHUT_WR) done: the direction is finished
+  bool eof;   // `from` reached EOF
+  bool shut;  // shutdown(to, SHUT_WR) done: the direction is finished
   uint64_t bytes;
 } relay_dir;
 
@@ -34,19 +34,19 @@ typedef struct {
 } relay_end;
 
 struct relay {
-  ug_job job;                      // first: posted back to the loop thread when done
-  relay *prev, *next;              // the relay thread's live list
-  relay *all_prev, *all_next;      // the loop thread's list of unfinished relays
-  relay_dir up, down;              // up: a→b, down: b→a
+  ug_job job;                  // first: posted back to the loop thread when done
+  relay *prev, *next;          // the relay thread's live list
+  relay *all_prev, *all_next;  // the loop thread's list of unfinished relays
+  relay_dir up, down;          // up: a→b, down: b→a
   relay_end ea, eb;
   int idle_ms;
   double start_ms, last_ms;
   bool spliced;
-  bool done;                       // closed; result ready
+  bool done;  // closed; result ready
   bool posted;
-  const char *reason;              // "eof", "idle", "client-error", "server-error", "shutdown"
-  int err;                         // errno for the *-error reasons
-  JSValue cb;                      // touched only on the loop thread
+  const char *reason;  // "eof", "idle", "client-error", "server-error", "shutdown"
+  int err;             // errno for the *-error reasons
+  JSValue cb;          // touched only on the loop thread
 };
 
 typedef struct {

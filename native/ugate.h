@@ -11,9 +11,9 @@
 #include "quickjs.h"
 
 // Invariants that must hold; a broken one is a bug, so stop loudly.
-#define UG_CHECK(x)                                                          \
-  do {                                                                       \
-    if (!(x)) ug_fatal(__FILE__, __LINE__, #x);                              \
+#define UG_CHECK(x)                             \
+  do {                                          \
+    if (!(x)) ug_fatal(__FILE__, __LINE__, #x); \
   } while (0)
 void ug_fatal(const char *file, int line, const char *what);
 

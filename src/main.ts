@@ -51,7 +51,8 @@ function nftText(config: Config): string {
   const c = config.capture
   if (!c.enabled) throw new ConfigError('capture.enabled', 'is false: there is no ruleset to print')
   const l = config.listeners.find((x) => x.name === c.listener)!
-  if (l.listen.port === 0) throw new ConfigError('capture.listener', `${c.listener} listens on port 0: the port is only known at run time`)
+  if (l.listen.port === 0)
+    throw new ConfigError('capture.listener', `${c.listener} listens on port 0: the port is only known at run time`)
   return nftRuleset(captureOptions(config, l.listen.port))
 }
 

@@ -164,7 +164,7 @@ export function formatIPv6(buf: Uint8Array, off = 0): string {
   }
   let bestAt = -1
   let bestLen = 1
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (g[i] !== 0) {
       i++
       continue

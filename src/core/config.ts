@@ -176,7 +176,18 @@ export function parseConfigText(text: string, source: string): unknown {
 /** Validate a plain JSON-like value and fill in defaults; throws ConfigError. */
 export function validateConfig(input: unknown): Config {
   const root = object(input, '')
-  checkKeys(root, '', ['log', 'relay', 'dial', 'limits', 'sniff', 'admin', 'listeners', 'upstreams', 'rules', 'capture'])
+  checkKeys(root, '', [
+    'log',
+    'relay',
+    'dial',
+    'limits',
+    'sniff',
+    'admin',
+    'listeners',
+    'upstreams',
+    'rules',
+    'capture',
+  ])
 
   const log = object(given(root.log, {}), 'log')
   checkKeys(log, 'log', ['level'])
@@ -196,16 +207,33 @@ export function validateConfig(input: unknown): Config {
     relay: {
       splice: boolean(given(relay.splice, DEFAULTS.splice), 'relay.splice'),
       idleTimeoutMs: ms(given(relay.idleTimeout, DEFAULTS.idleTimeout), 'relay.idleTimeout', SECONDS.idleTimeout),
-      shutdownGraceMs: ms(given(relay.shutdownGrace, DEFAULTS.shutdownGrace), 'relay.shutdownGrace', SECONDS.shutdownGrace),
+      shutdownGraceMs: ms(
+        given(relay.shutdownGrace, DEFAULTS.shutdownGrace),
+        'relay.shutdownGrace',
+        SECONDS.shutdownGrace,
+      ),
     },
     dial: {
-      connectTimeoutMs: ms(given(dial.connectTimeout, DEFAULTS.connectTimeout), 'dial.connectTimeout', SECONDS.connectTimeout),
+      connectTimeoutMs: ms(
+        given(dial.connectTimeout, DEFAULTS.connectTimeout),
+        'dial.connectTimeout',
+        SECONDS.connectTimeout,
+      ),
       mark: integer(given(dial.mark, DEFAULTS.mark), 'dial.mark', 0, 0xffffffff),
     },
     limits: {
-      maxConnections: integer(given(limits.maxConnections, DEFAULTS.maxConnections), 'limits.maxConnections', 0, 1000000),
+      maxConnections: integer(
+        given(limits.maxConnections, DEFAULTS.maxConnections),
+        'limits.maxConnections',
+        0,
+        1000000,
+      ),
       maxPerSource: integer(given(limits.maxPerSource, DEFAULTS.maxPerSource), 'limits.maxPerSource', 0, 1000000),
-      handshakeTimeoutMs: ms(given(limits.handshakeTimeout, DEFAULTS.handshakeTimeout), 'limits.handshakeTimeout', SECONDS.handshakeTimeout),
+      handshakeTimeoutMs: ms(
+        given(limits.handshakeTimeout, DEFAULTS.handshakeTimeout),
+        'limits.handshakeTimeout',
+        SECONDS.handshakeTimeout,
+      ),
     },
     sniff: {
       maxBytes: integer(given(sniff.maxBytes, DEFAULTS.sniffMaxBytes), 'sniff.maxBytes', 64, 65536),
@@ -229,7 +257,8 @@ function upstreams(value: unknown): UpstreamConfig[] {
     const obj = object(v, path)
     checkKeys(obj, path, ['name', 'type', 'server', 'username', 'password'])
     const type = required(obj, 'type', path)
-    if (type !== 'socks5' && type !== 'http') throw new ConfigError(`${path}.type`, `${show(type)} is not "socks5" or "http"`)
+    if (type !== 'socks5' && type !== 'http')
+      throw new ConfigError(`${path}.type`, `${show(type)} is not "socks5" or "http"`)
     const up: UpstreamConfig = {
       name: name(required(obj, 'name', path), `${path}.name`),
       type,
@@ -262,17 +291,29 @@ function rules(value: unknown): RuleSpec[] {
 function capture(value: unknown): CaptureConfig {
   const obj = object(value, 'capture')
   checkKeys(obj, 'capture', [
-    'enabled', 'listener', 'lanInterfaces', 'routerSelf', 'ipv6', 'ports',
-    'bypass', 'includeSrc', 'excludeSrc', 'includeMac', 'excludeMac',
+    'enabled',
+    'listener',
+    'lanInterfaces',
+    'routerSelf',
+    'ipv6',
+    'ports',
+    'bypass',
+    'includeSrc',
+    'excludeSrc',
+    'includeMac',
+    'excludeMac',
   ])
   const strs = (key: string, fallback: string[]): string[] =>
     array(given(obj[key], fallback), `capture.${key}`).map((v, i) => {
       if (typeof v !== 'string') throw new ConfigError(`capture.${key}[${i}]`, `${show(v)} is not a string`)
       return v
     })
-  const ports = array(given(obj.ports, [80, 443]), 'capture.ports').map((v, i) => integer(v, `capture.ports[${i}]`, 1, 65535))
+  const ports = array(given(obj.ports, [80, 443]), 'capture.ports').map((v, i) =>
+    integer(v, `capture.ports[${i}]`, 1, 65535),
+  )
   const listenerName = given(obj.listener, '')
-  if (typeof listenerName !== 'string') throw new ConfigError('capture.listener', `${show(listenerName)} is not a listener name`)
+  if (typeof listenerName !== 'string')
+    throw new ConfigError('capture.listener', `${show(listenerName)} is not a listener name`)
   return {
     enabled: boolean(given(obj.enabled, false), 'capture.enabled'),
     listener: listenerName,
@@ -329,29 +370,39 @@ function checkReferences(config: Config): void {
   const c = config.capture
   if (!c.enabled) return
   const l = config.listeners.find((x) => x.name === c.listener)
-  if (c.listener === '') throw new ConfigError('capture.listener', 'missing: name the redirect listener that captured traffic goes to')
+  if (c.listener === '')
+    throw new ConfigError('capture.listener', 'missing: name the redirect listener that captured traffic goes to')
   if (!l) throw new ConfigError('capture.listener', `${show(c.listener)} is not the name of a listener`)
-  if (l.type !== 'redirect') throw new ConfigError('capture.listener', `${show(c.listener)} is a ${l.type} listener, not a redirect listener`)
+  if (l.type !== 'redirect')
+    throw new ConfigError('capture.listener', `${show(c.listener)} is a ${l.type} listener, not a redirect listener`)
   // REDIRECT rewrites to the incoming interface's address: only a wildcard
   // listener receives it, and with IPv6 capture it must take both families.
   const wildcard6 = l.listen.kind === 'ipv6' && isWildcard(l.listen.host)
   const wildcard4 = l.listen.kind === 'ipv4' && isWildcard(l.listen.host)
   if (!wildcard4 && !wildcard6) {
-    throw new ConfigError('capture.listener', `${show(c.listener)} listens on ${formatEndpoint(l.listen)}: a redirect listener for capture must listen on [::]:PORT (both families) or 0.0.0.0:PORT`)
+    throw new ConfigError(
+      'capture.listener',
+      `${show(c.listener)} listens on ${formatEndpoint(l.listen)}: a redirect listener for capture must listen on [::]:PORT (both families) or 0.0.0.0:PORT`,
+    )
   }
   if (c.ipv6 && !wildcard6) {
-    throw new ConfigError('capture.ipv6', `is true but ${show(c.listener)} listens on ${formatEndpoint(l.listen)} (IPv4 only): listen on [::]:${l.listen.port} to capture both families, or set capture.ipv6 to false`)
+    throw new ConfigError(
+      'capture.ipv6',
+      `is true but ${show(c.listener)} listens on ${formatEndpoint(l.listen)} (IPv4 only): listen on [::]:${l.listen.port} to capture both families, or set capture.ipv6 to false`,
+    )
   }
   for (const key of ['bypass', 'includeSrc', 'excludeSrc'] as const) {
     c[key].forEach((x, i) => {
-      if (parseCidr(x) === null) throw new ConfigError(`capture.${key}[${i}]`, `${show(x)} is not an IPv4/IPv6 address or CIDR`)
+      if (parseCidr(x) === null)
+        throw new ConfigError(`capture.${key}[${i}]`, `${show(x)} is not an IPv4/IPv6 address or CIDR`)
     })
   }
   try {
     nftRuleset(captureOptions(config, l.listen.port || 1))
   } catch (e) {
     if (e instanceof NftError) {
-      const field = e.field === 'mark' ? 'dial.mark' : `capture.${e.field.replace(/^(bypass|includeSrc|excludeSrc)[46]/, '$1')}`
+      const field =
+        e.field === 'mark' ? 'dial.mark' : `capture.${e.field.replace(/^(bypass|includeSrc|excludeSrc)[46]/, '$1')}`
       throw new ConfigError(field, e.message.slice(e.field.length + 2))
     }
     throw e
@@ -370,7 +421,8 @@ interface ListenerSpec<T extends ListenerType> {
 
 const proxySpec = <T extends 'socks' | 'http' | 'mixed'>(type: T): ListenerSpec<T> => ({
   keys: ['users'],
-  parse: (obj, path, common) => ({ ...common, type, users: users(given(obj.users, []), `${path}.users`) }) as Extract<ListenerConfig, { type: T }>,
+  parse: (obj, path, common) =>
+    ({ ...common, type, users: users(given(obj.users, []), `${path}.users`) }) as Extract<ListenerConfig, { type: T }>,
 })
 
 const LISTENER_SPECS: { [T in ListenerType]: ListenerSpec<T> } = {
@@ -487,7 +539,10 @@ function cidrs(value: unknown, path: string): string[] {
 /** 1-255 bytes: what SOCKS5 (RFC 1929) can carry. */
 function credential(v: unknown, path: string): string {
   if (typeof v !== 'string' || v.length === 0 || v.length > 255 || /[\x00-\x1f]/.test(v)) {
-    throw new ConfigError(path, `${v === undefined ? 'missing' : show(typeof v === 'string' ? '***' : v)}: expected 1-255 printable characters`)
+    throw new ConfigError(
+      path,
+      `${v === undefined ? 'missing' : show(typeof v === 'string' ? '***' : v)}: expected 1-255 printable characters`,
+    )
   }
   return v
 }
@@ -498,7 +553,8 @@ function users(value: unknown, path: string): User[] {
     const obj = object(v, p)
     checkKeys(obj, p, ['username', 'password'])
     const username = credential(obj.username, `${p}.username`)
-    if (username.includes(':')) throw new ConfigError(`${p}.username`, `${show(username)} contains ":" (HTTP Basic cannot carry it)`)
+    if (username.includes(':'))
+      throw new ConfigError(`${p}.username`, `${show(username)} contains ":" (HTTP Basic cannot carry it)`)
     return { username, password: credential(obj.password, `${p}.password`) }
   })
   list.forEach((u, i) => {

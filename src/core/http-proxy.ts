@@ -101,7 +101,9 @@ function scanHead(buf: Uint8Array, max: number, what: string, skipEmptyLines: bo
     const b = buf[p]!
     if (b === LF) {
       if (p === start || buf[p - 1] !== CR) {
-        return bad(`http: line ${showBytes(buf, lineStart, p)} in ${what} ends with a bare LF (lines must end with CRLF)`)
+        return bad(
+          `http: line ${showBytes(buf, lineStart, p)} in ${what} ends with a bare LF (lines must end with CRLF)`,
+        )
       }
       if (p - 1 === lineStart) return { status: 'found', start, end: p + 1 }
       if (firstLineEnd < 0) firstLineEnd = p - 1
@@ -119,7 +121,8 @@ function scanHead(buf: Uint8Array, max: number, what: string, skipEmptyLines: bo
 }
 
 function parseFields(lines: string[], what: string): Header[] | HttpInvalid {
-  if (lines.length > MAX_HEADER_FIELDS) return bad(`http: ${what} has ${lines.length} header fields, more than ${MAX_HEADER_FIELDS}`, 431)
+  if (lines.length > MAX_HEADER_FIELDS)
+    return bad(`http: ${what} has ${lines.length} header fields, more than ${MAX_HEADER_FIELDS}`, 431)
   const headers: Header[] = []
   for (const line of lines) {
     if (line[0] === ' ' || line[0] === '\t') {
@@ -248,10 +251,7 @@ function listTokens(headers: readonly Header[], name: string): string[] {
 // ------------------------------------------------------------ body framing
 
 export type BodyFraming =
-  | { kind: 'none' }
-  | { kind: 'length'; length: number }
-  | { kind: 'chunked' }
-  | { kind: 'until-close' }
+  { kind: 'none' } | { kind: 'length'; length: number } | { kind: 'chunked' } | { kind: 'until-close' }
 
 export type FramingResult = BodyFraming | { kind: 'invalid'; error: string }
 
@@ -300,9 +300,12 @@ export function bodyFraming(head: Pick<RequestHead, 'version' | 'headers'>): Fra
   const te = transferCodings(head.headers)
   const cl = contentLength(head.headers)
   if (te.present) {
-    if (cl !== undefined) return { kind: 'invalid', error: 'http: request has both Content-Length and Transfer-Encoding' }
-    if (head.version === 'HTTP/1.0') return { kind: 'invalid', error: `http: Transfer-Encoding ${show(te.text)} in an HTTP/1.0 request` }
-    if (!te.chunkedLast) return { kind: 'invalid', error: `http: Transfer-Encoding ${show(te.text)} does not end with chunked` }
+    if (cl !== undefined)
+      return { kind: 'invalid', error: 'http: request has both Content-Length and Transfer-Encoding' }
+    if (head.version === 'HTTP/1.0')
+      return { kind: 'invalid', error: `http: Transfer-Encoding ${show(te.text)} in an HTTP/1.0 request` }
+    if (!te.chunkedLast)
+      return { kind: 'invalid', error: `http: Transfer-Encoding ${show(te.text)} does not end with chunked` }
     return { kind: 'chunked' }
   }
   if (cl === undefined) return { kind: 'none' }
@@ -317,8 +320,13 @@ export function bodyFraming(head: Pick<RequestHead, 'version' | 'headers'>): Fra
  * Transfer-Encoding: until-close); else Content-Length; else until-close.
  * Bad or conflicting Content-Length values are invalid (answer 502).
  */
-export function responseFraming(status: number, head: Pick<ResponseHead, 'headers'>, requestMethod: string): FramingResult {
-  if ((status >= 100 && status < 200) || status === 204 || status === 304 || requestMethod === 'HEAD') return { kind: 'none' }
+export function responseFraming(
+  status: number,
+  head: Pick<ResponseHead, 'headers'>,
+  requestMethod: string,
+): FramingResult {
+  if ((status >= 100 && status < 200) || status === 204 || status === 304 || requestMethod === 'HEAD')
+    return { kind: 'none' }
   if (requestMethod === 'CONNECT' && status >= 200 && status < 300) return { kind: 'none' }
   const te = transferCodings(head.headers)
   if (te.present) return te.chunkedLast ? { kind: 'chunked' } : { kind: 'until-close' }
@@ -446,7 +454,8 @@ export class ChunkedScanner {
         if ((b < 0x20 && b !== HT) || b === 0x7f) {
           return `http: control character ${hexByte(b)} in chunk extension of ${show(this.line)}`
         }
-        if (++this.lineBytes > this.maxLine) return `http: chunk size line ${show(this.line)}... exceeds ${this.maxLine} bytes`
+        if (++this.lineBytes > this.maxLine)
+          return `http: chunk size line ${show(this.line)}... exceeds ${this.maxLine} bytes`
         this.note(b)
         return null
       case St.SizeLf:
@@ -493,7 +502,8 @@ export class ChunkedScanner {
 
   /** After the size digits: optional whitespace, then ';' extensions or CR. */
   private afterSize(b: number): string | null {
-    if (++this.lineBytes > this.maxLine) return `http: chunk size line ${show(this.line)}... exceeds ${this.maxLine} bytes`
+    if (++this.lineBytes > this.maxLine)
+      return `http: chunk size line ${show(this.line)}... exceeds ${this.maxLine} bytes`
     if (b === CR) {
       this.st = St.SizeLf
       return null
@@ -602,7 +612,11 @@ export function parseProxyTarget(head: Pick<RequestHead, 'method' | 'target'>): 
 }
 
 /** host[:port] or [v6][:port]; an error string otherwise. */
-function parseAuthority(text: string, defaultPort: number, emptyPortOk: boolean): { host: string; port: number } | string {
+function parseAuthority(
+  text: string,
+  defaultPort: number,
+  emptyPortOk: boolean,
+): { host: string; port: number } | string {
   let host: string
   let portText: string | undefined
   if (text.startsWith('[')) {

@@ -31,12 +31,18 @@ export function formatValue(v: string | number | boolean): string {
 
 function escapeChar(c: string): string {
   switch (c) {
-    case '\\': return '\\\\'
-    case '"': return '\\"'
-    case '\n': return '\\n'
-    case '\r': return '\\r'
-    case '\t': return '\\t'
-    default: return '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0')
+    case '\\':
+      return '\\\\'
+    case '"':
+      return '\\"'
+    case '\n':
+      return '\\n'
+    case '\r':
+      return '\\r'
+    case '\t':
+      return '\\t'
+    default:
+      return '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0')
   }
 }
 

@@ -207,7 +207,11 @@ function markValue(v: unknown, routerSelf: boolean): number {
     throw new NftError('mark', `${show(v)} is not a mark 0-4294967295`, v)
   }
   if (v === 0 && routerSelf) {
-    throw new NftError('mark', '0 with routerSelf: ugate needs a non-zero SO_MARK, or it would capture its own connections', v)
+    throw new NftError(
+      'mark',
+      '0 with routerSelf: ugate needs a non-zero SO_MARK, or it would capture its own connections',
+      v,
+    )
   }
   return v
 }
@@ -224,7 +228,8 @@ function ifname(v: unknown, field: string): string {
 const MAC = /^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}$/
 
 function mac(v: unknown, field: string): string {
-  if (typeof v !== 'string' || !MAC.test(v)) throw new NftError(field, `${show(v)} is not a MAC address (aa:bb:cc:dd:ee:ff)`, v)
+  if (typeof v !== 'string' || !MAC.test(v))
+    throw new NftError(field, `${show(v)} is not a MAC address (aa:bb:cc:dd:ee:ff)`, v)
   return v.toLowerCase()
 }
 

@@ -124,7 +124,6 @@ const K_SRC = 5
 const K_PORT = 6
 const K_LISTENER = 7
 
-
 /** A set of short strings: linear compares for a few, a Set beyond. */
 class StringSet {
   private readonly list: string[]
@@ -447,7 +446,8 @@ export function compileRules(
   defaultAction: RuleAction = DEFAULT_ACTION,
   basePath = 'rules',
 ): CompiledRules {
-  if (!Array.isArray(specs)) throw new RuleError(basePath, `must be an array of rules, not ${show(specs)}`, -1, '', specs)
+  if (!Array.isArray(specs))
+    throw new RuleError(basePath, `must be an array of rules, not ${show(specs)}`, -1, '', specs)
   const def = checkAction(defaultAction, 'default action', -1, 'action')
   const actions = new Map<string, RuleAction>() // identical actions shared: less memory
   const compiled = specs.map((spec, i) => compileRule(spec, `${basePath}[${i}]`, i, actions))
@@ -471,7 +471,8 @@ function compileRule(spec: RuleSpec, path: string, index: number, actions?: Map<
   const fail = (field: string, detail: string, value: unknown, sub = ''): never => {
     throw new RuleError(`${path}${field === '' ? '' : '.' + field}${sub}`, detail, index, field, value)
   }
-  if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) fail('', `must be a rule object, not ${show(spec)}`, spec)
+  if (spec === null || typeof spec !== 'object' || Array.isArray(spec))
+    fail('', `must be a rule object, not ${show(spec)}`, spec)
   for (const key in spec) {
     if (!RULE_FIELD_SET.has(key)) fail('', `unknown field ${show(key)} (known: ${RULE_FIELDS.join(', ')})`, key)
   }
@@ -519,12 +520,17 @@ function compileRule(spec: RuleSpec, path: string, index: number, actions?: Map<
 
   if (actions !== undefined) {
     const key =
-      action.type === 'upstream' ? `u:${action.name}` : action.type === 'forward' ? `f:${action.host}:${action.port}` : action.type
+      action.type === 'upstream'
+        ? `u:${action.name}`
+        : action.type === 'forward'
+          ? `f:${action.host}:${action.port}`
+          : action.type
     const shared = actions.get(key)
     if (shared === undefined) actions.set(key, action)
     else action = shared
   }
-  const result: RouteResult = name === undefined ? { action, ruleIndex: index } : { action, ruleIndex: index, ruleName: name }
+  const result: RouteResult =
+    name === undefined ? { action, ruleIndex: index } : { action, ruleIndex: index, ruleName: name }
   // Matchers for the conditions verify() checks: all but the primary one,
   // which the primary index has already checked when a rule is a candidate.
   const needs = (kind: number, n: number) => n > 0 && kind !== primary
@@ -594,7 +600,9 @@ function domainName(v: unknown, suffix: boolean): string {
   let s = v.toLowerCase()
   if (s.endsWith('.')) s = s.slice(0, -1)
   if (suffix && (s.startsWith('.') || s.startsWith('*.'))) {
-    throw new Why(`is not a domain suffix (write ${show(s.replace(/^\*?\./, ''))}: a suffix already matches the names below it)`)
+    throw new Why(
+      `is not a domain suffix (write ${show(s.replace(/^\*?\./, ''))}: a suffix already matches the names below it)`,
+    )
   }
   if (s.length === 0 || s.length > 253) throw new Why('is not a domain name (1-253 characters)')
   if (NON_ASCII.test(s)) throw new Why('is not a domain name (write non-ASCII names in punycode, "xn--...")')
@@ -623,7 +631,8 @@ function listenerName(v: unknown): string {
 }
 
 function protoName(v: unknown): SniffProto {
-  if (v !== 'tls' && v !== 'http' && v !== 'h2' && v !== 'unknown') throw new Why('is not a protocol (tls, http, h2, unknown)')
+  if (v !== 'tls' && v !== 'http' && v !== 'h2' && v !== 'unknown')
+    throw new Why('is not a protocol (tls, http, h2, unknown)')
   return v
 }
 
@@ -667,7 +676,8 @@ function checkAction(a: unknown, path: string, index: number, field: string): Ru
   if (a === null || typeof a !== 'object') return fail(`${show(a)} is not an action`)
   const o = a as Record<string, unknown>
   const extra = (allowed: string[]) => {
-    for (const k of Object.keys(o)) if (!allowed.includes(k)) fail(`unknown field ${show(k)} in a ${String(o.type)} action`)
+    for (const k of Object.keys(o))
+      if (!allowed.includes(k)) fail(`unknown field ${show(k)} in a ${String(o.type)} action`)
   }
   switch (o.type) {
     case 'direct':
@@ -751,7 +761,8 @@ function splitHostPort(s: string): [string, number] | string {
     portText = s.slice(colon + 1)
     if (host.includes(':')) return 'an IPv6 HOST needs brackets: "[ADDR]:PORT"'
   }
-  if (!/^[1-9][0-9]{0,4}$/.test(portText) || Number(portText) > 65535) return `port ${show(portText)} is not a number 1-65535`
+  if (!/^[1-9][0-9]{0,4}$/.test(portText) || Number(portText) > 65535)
+    return `port ${show(portText)} is not a number 1-65535`
   if (checkForwardHost(host) === null) return `${show(host)} is not an IP address or host name`
   return [host, Number(portText)]
 }
@@ -811,7 +822,13 @@ export function originalLookupRules(routes: Record<string, { forwardTo?: string 
     if (route.forwardTo !== undefined) {
       const hp = typeof route.forwardTo === 'string' ? splitHostPort(route.forwardTo) : 'not a string'
       if (typeof hp === 'string') {
-        throw new RuleError(`${where}.forwardTo`, `${show(route.forwardTo)} is not HOST:PORT (${hp})`, -1, 'forwardTo', route.forwardTo)
+        throw new RuleError(
+          `${where}.forwardTo`,
+          `${show(route.forwardTo)} is not HOST:PORT (${hp})`,
+          -1,
+          'forwardTo',
+          route.forwardTo,
+        )
       }
       action = { type: 'forward', host: checkForwardHost(hp[0])!, port: hp[1] }
     }

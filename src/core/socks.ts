@@ -431,7 +431,8 @@ export function parseSocks4Request(buf: Uint8Array): Socks4RequestResult {
   if (buf[0] !== SOCKS4_VERSION) return invalid(`socks4: unsupported version ${hexByte(buf[0]!)}`)
   if (buf.length < 2) return NEED_MORE
   const cmd = buf[1]!
-  if (cmd !== SOCKS5_CMD.CONNECT && cmd !== SOCKS5_CMD.BIND) return invalid(`socks4: unsupported command ${hexByte(cmd)}`)
+  if (cmd !== SOCKS5_CMD.CONNECT && cmd !== SOCKS5_CMD.BIND)
+    return invalid(`socks4: unsupported command ${hexByte(cmd)}`)
   if (buf.length < 8) return NEED_MORE
   const port = readU16(buf, 2)
   const socks4a = buf[4] === 0 && buf[5] === 0 && buf[6] === 0 && buf[7] !== 0
@@ -454,7 +455,9 @@ export function parseSocks4Request(buf: Uint8Array): Socks4RequestResult {
   if (nameError !== null) return invalid(`socks4a: ${nameError}`)
   if (hostEnd < 0) {
     if (buf.length > hostAt + SOCKS4_MAX_FIELD) {
-      return invalid(`socks4a: host name ${showBytes(buf, hostAt, buf.length)} is longer than ${SOCKS4_MAX_FIELD} bytes`)
+      return invalid(
+        `socks4a: host name ${showBytes(buf, hostAt, buf.length)} is longer than ${SOCKS4_MAX_FIELD} bytes`,
+      )
     }
     return NEED_MORE
   }

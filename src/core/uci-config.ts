@@ -57,7 +57,10 @@ function locate(e: ConfigError, file: string, origins: Origin[]): ConfigError {
   }
   if (!best) return new ConfigError(`${file}: ${e.path}`, e.detail)
   const rest = e.path.slice(best.jsonPath.length).replace(/^\./, '')
-  return new ConfigError(`${file}:${best.section.line}: ${best.ref}${rest ? `.${UCI_NAME[rest] ?? rest}` : ''}`, e.detail)
+  return new ConfigError(
+    `${file}:${best.section.line}: ${best.ref}${rest ? `.${UCI_NAME[rest] ?? rest}` : ''}`,
+    e.detail,
+  )
 }
 
 /** JSON key → uci option name, for error messages. */
@@ -96,10 +99,27 @@ export function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = [])
   if (mains.length > 1) throw new ConfigError(at(mains[1]!), 'only one "config ugate" section is allowed')
   if (mains[0]) {
     const r = reader(mains[0])
-    r.only(['enabled', 'log_level', 'splice', 'mark', 'admin_socket', 'max_connections', 'max_per_source',
-      'handshake_timeout', 'idle_timeout', 'connect_timeout', 'shutdown_grace', 'sniff_max_bytes', 'sniff_timeout'])
+    r.only([
+      'enabled',
+      'log_level',
+      'splice',
+      'mark',
+      'admin_socket',
+      'max_connections',
+      'max_per_source',
+      'handshake_timeout',
+      'idle_timeout',
+      'connect_timeout',
+      'shutdown_grace',
+      'sniff_max_bytes',
+      'sniff_timeout',
+    ])
     put(root, 'log', { level: r.str('log_level') })
-    put(root, 'relay', { splice: r.bool('splice'), idleTimeout: r.num('idle_timeout'), shutdownGrace: r.num('shutdown_grace') })
+    put(root, 'relay', {
+      splice: r.bool('splice'),
+      idleTimeout: r.num('idle_timeout'),
+      shutdownGrace: r.num('shutdown_grace'),
+    })
     put(root, 'dial', { connectTimeout: r.num('connect_timeout'), mark: r.num('mark') })
     put(root, 'limits', {
       maxConnections: r.num('max_connections'),
@@ -120,7 +140,8 @@ export function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = [])
     const l: Obj = { name: r.str('name') ?? s.name ?? `listener${i + 1}`, type: r.str('type') }
     const address = r.str('address')
     const port = r.str('port')
-    if (address === undefined || port === undefined) throw new ConfigError(`${at(s)}.${address === undefined ? 'address' : 'port'}`, 'missing')
+    if (address === undefined || port === undefined)
+      throw new ConfigError(`${at(s)}.${address === undefined ? 'address' : 'port'}`, 'missing')
     l.listen = `${address.includes(':') ? `[${address}]` : address}:${port}`
     assign(l, {
       backlog: r.num('backlog'),
@@ -139,7 +160,8 @@ export function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = [])
     r.only(['name', 'type', 'server', 'port', 'username', 'password'])
     const server = r.str('server')
     const port = r.str('port')
-    if (server === undefined || port === undefined) throw new ConfigError(`${at(s)}.${server === undefined ? 'server' : 'port'}`, 'missing')
+    if (server === undefined || port === undefined)
+      throw new ConfigError(`${at(s)}.${server === undefined ? 'server' : 'port'}`, 'missing')
     const u: Obj = { name: r.str('name') ?? s.name ?? `upstream${i + 1}`, type: r.str('type') }
     u.server = `${server.includes(':') ? `[${server}]` : server}:${port}`
     assign(u, { username: r.str('username'), password: r.str('password') })
@@ -149,8 +171,20 @@ export function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = [])
   root.rules = uciSectionsOfType(pkg, 'rule').map((s, i) => {
     origins.push({ jsonPath: `rules[${i}]`, section: s, ref: uciSectionRef(pkg, s) })
     const r = reader(s)
-    r.only(['name', 'domain', 'domain_suffix', 'domain_keyword', 'dst_cidr', 'dst_port', 'src_cidr', 'listener', 'proto',
-      'action', 'upstream', 'forward'])
+    r.only([
+      'name',
+      'domain',
+      'domain_suffix',
+      'domain_keyword',
+      'dst_cidr',
+      'dst_port',
+      'src_cidr',
+      'listener',
+      'proto',
+      'action',
+      'upstream',
+      'forward',
+    ])
     const rule: Obj = {}
     assign(rule, {
       name: r.str('name') ?? s.name ?? undefined,
@@ -172,8 +206,19 @@ export function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = [])
   if (captures[0]) {
     origins.push({ jsonPath: 'capture', section: captures[0], ref: uciSectionRef(pkg, captures[0]) })
     const r = reader(captures[0])
-    r.only(['enabled', 'listener', 'lan', 'ports', 'router_self', 'ipv6', 'bypass', 'include_src', 'exclude_src',
-      'include_mac', 'exclude_mac'])
+    r.only([
+      'enabled',
+      'listener',
+      'lan',
+      'ports',
+      'router_self',
+      'ipv6',
+      'bypass',
+      'include_src',
+      'exclude_src',
+      'include_mac',
+      'exclude_mac',
+    ])
     const c: Obj = {}
     assign(c, {
       enabled: r.bool('enabled'),
@@ -192,7 +237,10 @@ export function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = [])
   }
   for (const s of pkg.sections) {
     if (!['ugate', 'listener', 'upstream', 'rule', 'capture'].includes(s.type)) {
-      throw new ConfigError(at(s), `unknown section type ${show(s.type)} (known: ugate, listener, rule, upstream, capture)`)
+      throw new ConfigError(
+        at(s),
+        `unknown section type ${show(s.type)} (known: ugate, listener, rule, upstream, capture)`,
+      )
     }
   }
   return root
@@ -215,7 +263,8 @@ function ruleAction(r: SectionReader, where: string): string {
 
 function userPass(text: string, where: string): Obj {
   const colon = text.indexOf(':')
-  if (colon <= 0 || colon === text.length - 1) throw new ConfigError(where, `${show(text.replace(/:.*/, ':***'))} is not "user:password"`)
+  if (colon <= 0 || colon === text.length - 1)
+    throw new ConfigError(where, `${show(text.replace(/:.*/, ':***'))} is not "user:password"`)
   return { username: text.slice(0, colon), password: text.slice(colon + 1) }
 }
 
@@ -245,7 +294,10 @@ class SectionReader {
   only(known: string[]): void {
     for (const key of this.s.options.keys()) {
       if (!known.includes(key)) {
-        throw new ConfigError(`${this.where}.${key}`, `unknown option (known for "${this.s.type}": ${known.join(', ')})`)
+        throw new ConfigError(
+          `${this.where}.${key}`,
+          `unknown option (known for "${this.s.type}": ${known.join(', ')})`,
+        )
       }
     }
   }

@@ -253,11 +253,7 @@ class Parser {
   private parseBackslash(): boolean {
     this.pos++
     const c = this.ch(this.pos)
-    if (
-      c === EOS ||
-      c === '\n' ||
-      (c === '\r' && this.ch(this.pos + 1) === '\n' && this.ch(this.pos + 2) === EOS)
-    ) {
+    if (c === EOS || c === '\n' || (c === '\r' && this.ch(this.pos + 1) === '\n' && this.ch(this.pos + 2) === EOS)) {
       this.getln(this.pos)
       return false
     }

@@ -34,7 +34,9 @@ export function openAdmin(path: string, ctx: GatewayContext, listeners: Listener
         return
       }
       if (c === null) return
-      serve(c.fd, ctx, listeners).catch((e: unknown) => ctx.log.debug('admin-request-failed', { error: describeError(e) }))
+      serve(c.fd, ctx, listeners).catch((e: unknown) =>
+        ctx.log.debug('admin-request-failed', { error: describeError(e) }),
+      )
     }
   })
   ctx.log.info('admin', { socket: path })

@@ -20,6 +20,12 @@ export async function serveForward(s: Session, ctx: GatewayContext): Promise<Out
     log: ctx.log,
     refuse: (addr, port) => isOwnAddress(ctx.own, addr, port),
   })
-  ctx.log.debug('connected', { listener: l.name, src: s.src, dst: s.fields.dst, addr: dialed.addr, ms: Math.round(native.now() - startedAt) })
+  ctx.log.debug('connected', {
+    listener: l.name,
+    src: s.src,
+    dst: s.fields.dst,
+    addr: dialed.addr,
+    ms: Math.round(native.now() - startedAt),
+  })
   return { kind: 'relay', upstream: dialed.fd }
 }

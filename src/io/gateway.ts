@@ -219,7 +219,11 @@ function applyCapture(config: Config, listeners: Listener[], log: Logger): void 
   if (r !== null) throw new StartupError(`capture: nft -f - failed: ${r}`)
   // Whatever ends the process from here (even a fatal error), the table goes with it.
   native.setExitCommand(['nft', '-f', '-'], nftDeleteCommand() + '\n')
-  log.info('capture-on', { table: 'inet ugate', port: target.bound.port, interfaces: config.capture.lanInterfaces.join(',') })
+  log.info('capture-on', {
+    table: 'inet ugate',
+    port: target.bound.port,
+    interfaces: config.capture.lanInterfaces.join(','),
+  })
 }
 
 function removeCapture(log: Logger): void {

@@ -38,7 +38,8 @@ export async function serveHttp(s: Session, ctx: GatewayContext): Promise<Outcom
   try {
     head = await s.stream.read((b) => parseRequestHead(b, DEFAULT_MAX_HEADER_BYTES), DEFAULT_MAX_HEADER_BYTES + 1)
   } catch (e) {
-    if (e instanceof TooLargeError) return reply(431, `request head exceeds ${DEFAULT_MAX_HEADER_BYTES} bytes`, 'too-large')
+    if (e instanceof TooLargeError)
+      return reply(431, `request head exceeds ${DEFAULT_MAX_HEADER_BYTES} bytes`, 'too-large')
     throw e
   }
   if (head.status !== 'ok') return reply(head.code, head.error, head.code === 431 ? 'too-large' : 'http-invalid')
@@ -80,7 +81,13 @@ export async function serveHttp(s: Session, ctx: GatewayContext): Promise<Outcom
         // What is buffered beyond the body belongs to a later request: dropped.
         const have = s.stream.takeRest()
         const body = have.subarray(0, Math.min(have.length, framing.length))
-        return { kind: 'relay', upstream: out.fd, up: concatBytes([first, body]), down: out.down, upLimit: framing.length - body.length }
+        return {
+          kind: 'relay',
+          upstream: out.fd,
+          up: concatBytes([first, body]),
+          down: out.down,
+          upLimit: framing.length - body.length,
+        }
       }
       case 'chunked': {
         const sentUp = await sendChunkedBody(s, out.fd, first)

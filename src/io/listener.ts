@@ -40,8 +40,17 @@ const PAUSE_MS = 1000
 const RESOURCE_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM'])
 /** Errors of one aborted connection (see accept(2)): just try the next one. */
 const TRANSIENT_ERRORS = new Set([
-  'ECONNABORTED', 'EINTR', 'EPROTO', 'EPERM', 'ENETDOWN', 'ENOPROTOOPT', 'EHOSTDOWN',
-  'ENONET', 'EHOSTUNREACH', 'EOPNOTSUPP', 'ENETUNREACH',
+  'ECONNABORTED',
+  'EINTR',
+  'EPROTO',
+  'EPERM',
+  'ENETDOWN',
+  'ENOPROTOOPT',
+  'EHOSTDOWN',
+  'ENONET',
+  'EHOSTUNREACH',
+  'EOPNOTSUPP',
+  'ENETUNREACH',
 ])
 
 /** Bind, listen and start accepting; throws StartupError when the address cannot be bound. */

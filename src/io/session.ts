@@ -116,7 +116,13 @@ export function serveWith(handler: Handler, l: ListenerConfig, ctx: GatewayConte
   }
 }
 
-async function run(handler: Handler, l: ListenerConfig, ctx: GatewayContext, client: Accepted, src: string): Promise<void> {
+async function run(
+  handler: Handler,
+  l: ListenerConfig,
+  ctx: GatewayContext,
+  client: Accepted,
+  src: string,
+): Promise<void> {
   const conn = ctx.conns.open()
   const startedAt = native.now()
   const cancel = new Cancel(conn.cancel)

@@ -33,7 +33,11 @@ export async function serveSocks(s: Session, ctx: GatewayContext): Promise<Outco
   const version = s.stream.buffered[0]
   if (version === 5) return socks5(s, ctx)
   if (version === 4) return socks4(s, ctx)
-  return { kind: 'close', reason: `bad-protocol:first-byte-0x${(version ?? 0).toString(16).padStart(2, '0')}`, reset: true }
+  return {
+    kind: 'close',
+    reason: `bad-protocol:first-byte-0x${(version ?? 0).toString(16).padStart(2, '0')}`,
+    reset: true,
+  }
 }
 
 function users(s: Session): ProxyListenerConfig['users'] {

@@ -19,7 +19,12 @@ import { EofError } from './stream.js'
  * up. A client that sends nothing in time (server-speaks-first protocols)
  * is 'unknown'; so is anything the sniffers do not recognise.
  */
-async function sniffFirstBytes(s: Session, ctx: GatewayContext, timeoutMs: number, eofIsUnknown: boolean): Promise<SniffResult> {
+async function sniffFirstBytes(
+  s: Session,
+  ctx: GatewayContext,
+  timeoutMs: number,
+  eofIsUnknown: boolean,
+): Promise<SniffResult> {
   const { maxBytes } = ctx.config.sniff
   const wait = new Cancel(s.cancel)
   const stop = cancelAfter(wait, timeoutMs, 'sniff-timeout')
@@ -27,13 +32,15 @@ async function sniffFirstBytes(s: Session, ctx: GatewayContext, timeoutMs: numbe
     for (;;) {
       const r = sniff(s.stream.buffered, { maxBytes })
       if (r.status !== 'need-more') return r
-      if (s.stream.buffered.length >= maxBytes) return { status: 'invalid', error: `no decision within ${maxBytes} bytes` }
+      if (s.stream.buffered.length >= maxBytes)
+        return { status: 'invalid', error: `no decision within ${maxBytes} bytes` }
       try {
         await s.stream.fill(maxBytes, wait)
       } catch (e) {
         if (e instanceof CancelledError && e.reason === 'sniff-timeout') return { status: 'ok', proto: 'unknown' }
         // A redirected client that sent something and closed still gets it delivered.
-        if (e instanceof EofError && eofIsUnknown && s.stream.buffered.length > 0) return { status: 'ok', proto: 'unknown' }
+        if (e instanceof EofError && eofIsUnknown && s.stream.buffered.length > 0)
+          return { status: 'ok', proto: 'unknown' }
         throw e
       }
     }

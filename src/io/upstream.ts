@@ -22,13 +22,20 @@ import { EofError, HandshakeStream } from './stream.js'
 const REPLY_LIMIT = 16384
 
 /** Negotiate a tunnel to host:port on `fd` (connected to u.server). */
-export async function openTunnel(u: UpstreamConfig, fd: number, host: string, port: number, cancel: Cancel): Promise<Uint8Array> {
+export async function openTunnel(
+  u: UpstreamConfig,
+  fd: number,
+  host: string,
+  port: number,
+  cancel: Cancel,
+): Promise<Uint8Array> {
   const s = new HandshakeStream(fd, cancel)
   try {
     if (u.type === 'socks5') await socks5(u, s, host, port)
     else await httpConnect(u, s, host, port)
   } catch (e) {
-    if (e instanceof EofError) throw new DialError('upstream-error', `${u.name} closed the connection during the handshake`)
+    if (e instanceof EofError)
+      throw new DialError('upstream-error', `${u.name} closed the connection during the handshake`)
     throw e
   }
   return s.takeRest()

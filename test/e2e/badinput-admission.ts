@@ -32,10 +32,17 @@ t.test('allow list: a 127.0.0.1 client on a 10.0.0.0/8 listener is denied', asyn
   )
   const r = await within(tryConnect(ug.port('lan-only')), 10_000, 'denied client closed')
   t.equal(r.info.bytes, 0, 'denied client got no bytes')
-  t.ok(r.info.error?.code === 'ECONNRESET' || r.info.ended, 'denied client was reset (or saw EOF)', { error: r.info.error?.code })
+  t.ok(r.info.error?.code === 'ECONNRESET' || r.info.ended, 'denied client was reset (or saw EOF)', {
+    error: r.info.error?.code,
+  })
   const line = parseLogLine(await ug.waitForLine(/ warn denied /))!
-  t.match(line.fields, { listener: 'lan-only', src: /^127\.0\.0\.1:\d+$/, why: 'source not in allow list' }, 'denied line')
-  if (r.localPort !== undefined) t.equal(line.fields.src, `127.0.0.1:${r.localPort}`, 'denied line names the client port')
+  t.match(
+    line.fields,
+    { listener: 'lan-only', src: /^127\.0\.0\.1:\d+$/, why: 'source not in allow list' },
+    'denied line',
+  )
+  if (r.localPort !== undefined)
+    t.equal(line.fields.src, `127.0.0.1:${r.localPort}`, 'denied line names the client port')
 
   const h = await curl(['-x', `http://127.0.0.1:${ug.port('lan-http')}`, `http://localhost:${origin.port}/`])
   t.not(h.code, 0, 'curl through the denied http listener fails', curlInfo(h))
@@ -45,7 +52,11 @@ t.test('allow list: a 127.0.0.1 client on a 10.0.0.0/8 listener is denied', asyn
   const ok = await curl(['--socks5-hostname', `127.0.0.1:${ug.port('local')}`, `http://localhost:${origin.port}/ok`])
   t.equal(ok.code, 0, 'curl through the 127.0.0.1/32 listener works', curlInfo(ok))
   await waitConnsOf(ug, 'local', 1)
-  t.equal(ug.events('conn').filter((c) => c.fields.listener !== 'local').length, 0, 'denied clients write no access line')
+  t.equal(
+    ug.events('conn').filter((c) => c.fields.listener !== 'local').length,
+    0,
+    'denied clients write no access line',
+  )
   t.equal(origin.requests.length, 1, 'only the allowed request reached the origin')
   await finish(t, ug, 1)
 })
@@ -75,12 +86,18 @@ t.test('maxPerSource: 2 refuses a third concurrent connection', async (t) => {
   // The limit is per source address, over all listeners.
   const third = await within(tryConnect(ug.port('http')), 10_000, 'third connection closed')
   t.equal(third.info.bytes, 0, 'third connection got no bytes')
-  t.ok(third.info.error?.code === 'ECONNRESET' || third.info.ended, 'third connection was reset', { error: third.info.error?.code })
+  t.ok(third.info.error?.code === 'ECONNRESET' || third.info.ended, 'third connection was reset', {
+    error: third.info.error?.code,
+  })
   const limit = parseLogLine(await ug.waitForLine(/ warn limit-reached /))!
   t.match(limit.fields, { listener: 'http', src: /^127\.0\.0\.1:\d+$/, limit: 'maxPerSource=2' }, 'limit-reached line')
   const viaCurl = await curl(['--socks5-hostname', `127.0.0.1:${ug.port('socks')}`, `http://localhost:${origin.port}/`])
   // Reset right after the accept: curl says 7 (connect) or 97 (proxy handshake), by timing.
-  t.ok(viaCurl.code === 7 || viaCurl.code === 97, 'curl is refused too while two connections are open', curlInfo(viaCurl))
+  t.ok(
+    viaCurl.code === 7 || viaCurl.code === 97,
+    'curl is refused too while two connections are open',
+    curlInfo(viaCurl),
+  )
   await ug.waitForLines(/ warn limit-reached /, 2)
   t.equal(ug.events('conn').length, 0, 'refused connections write no access line')
 

@@ -40,8 +40,18 @@ const socks5Ok = b(5, 1, 0)
 const junk64k = Buffer.alloc(64 * KiB, 'A')
 
 const SOCKS_CASES: Case[] = [
-  { what: 'HTTP request to a socks port', send: s('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), reason: 'bad-protocol:first-byte-0x47', reply: '' },
-  { what: 'random garbage', send: Buffer.concat([b(0x00), prngBytes(0xbad, 999)]), reason: 'bad-protocol:first-byte-0x00', reply: '' },
+  {
+    what: 'HTTP request to a socks port',
+    send: s('GET / HTTP/1.1\r\nHost: x\r\n\r\n'),
+    reason: 'bad-protocol:first-byte-0x47',
+    reply: '',
+  },
+  {
+    what: 'random garbage',
+    send: Buffer.concat([b(0x00), prngBytes(0xbad, 999)]),
+    reason: 'bad-protocol:first-byte-0x00',
+    reply: '',
+  },
   { what: 'SOCKS5 greeting with no methods', send: b(5, 0), reason: 'socks5-invalid', reply: '' },
   {
     what: 'SOCKS5 request with version 4',
@@ -92,12 +102,43 @@ const SOCKS_CASES: Case[] = [
 ]
 
 const HTTP_CASES: Case[] = [
-  { what: 'binary garbage', send: Buffer.concat([b(0x00, 0xff), prngBytes(0xbad2, 998), s('\r\n\r\n')]), reason: 'http-invalid', reply: /^HTTP\/1\.1 400 Bad Request\r\n/ },
-  { what: 'origin-form request to a proxy', send: s('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), reason: 'http-invalid', reply: /^HTTP\/1\.1 400 Bad Request\r\n/ },
-  { what: 'ftp:// URI', send: s('GET ftp://x/ HTTP/1.1\r\nHost: x\r\n\r\n'), reason: 'http-invalid', reply: /^HTTP\/1\.1 400 Bad Request\r\n/ },
-  { what: 'CONNECT without host:port', send: s('CONNECT /x HTTP/1.1\r\nHost: x\r\n\r\n'), reason: 'http-invalid', reply: /^HTTP\/1\.1 400 Bad Request\r\n/ },
-  { what: 'bad header line', send: s('GET http://x/ HTTP/1.1\r\nno colon here\r\n\r\n'), reason: 'http-invalid', reply: /^HTTP\/1\.1 400 Bad Request\r\n/ },
-  { what: 'truncated request head', send: s('GET http://127.0.0.1:9/ HTTP/1.1\r\nHost: 127.0.0.1:9\r\n'), fin: true, reason: 'client-eof', reply: '' },
+  {
+    what: 'binary garbage',
+    send: Buffer.concat([b(0x00, 0xff), prngBytes(0xbad2, 998), s('\r\n\r\n')]),
+    reason: 'http-invalid',
+    reply: /^HTTP\/1\.1 400 Bad Request\r\n/,
+  },
+  {
+    what: 'origin-form request to a proxy',
+    send: s('GET / HTTP/1.1\r\nHost: x\r\n\r\n'),
+    reason: 'http-invalid',
+    reply: /^HTTP\/1\.1 400 Bad Request\r\n/,
+  },
+  {
+    what: 'ftp:// URI',
+    send: s('GET ftp://x/ HTTP/1.1\r\nHost: x\r\n\r\n'),
+    reason: 'http-invalid',
+    reply: /^HTTP\/1\.1 400 Bad Request\r\n/,
+  },
+  {
+    what: 'CONNECT without host:port',
+    send: s('CONNECT /x HTTP/1.1\r\nHost: x\r\n\r\n'),
+    reason: 'http-invalid',
+    reply: /^HTTP\/1\.1 400 Bad Request\r\n/,
+  },
+  {
+    what: 'bad header line',
+    send: s('GET http://x/ HTTP/1.1\r\nno colon here\r\n\r\n'),
+    reason: 'http-invalid',
+    reply: /^HTTP\/1\.1 400 Bad Request\r\n/,
+  },
+  {
+    what: 'truncated request head',
+    send: s('GET http://127.0.0.1:9/ HTTP/1.1\r\nHost: 127.0.0.1:9\r\n'),
+    fin: true,
+    reason: 'client-eof',
+    reply: '',
+  },
   {
     what: 'request line of 64 KiB',
     send: Buffer.concat([s('GET http://x/'), junk64k, s(' HTTP/1.1\r\n\r\n')]),
@@ -111,7 +152,13 @@ const hello = fixture('curl-tls.bin')
 const bigHello = Buffer.concat([b(0x16, 3, 1, 0x40, 0x00, 0x01, 0x00, 0xff, 0xff), junk64k])
 
 const SNI_CASES: Case[] = [
-  { what: 'binary garbage', send: Buffer.concat([b(0x00), prngBytes(0xbad3, 999)]), reason: 'no-server-name', reply: '', fields: { proto: 'unknown' } },
+  {
+    what: 'binary garbage',
+    send: Buffer.concat([b(0x00), prngBytes(0xbad3, 999)]),
+    reason: 'no-server-name',
+    reply: '',
+    fields: { proto: 'unknown' },
+  },
   {
     what: 'TLS record that is not a ClientHello',
     send: b(0x16, 3, 1, 0, 4, 0x02, 0, 0, 0),
@@ -126,7 +173,13 @@ const SNI_CASES: Case[] = [
     reason: 'sniff-invalid',
     reply: '',
   },
-  { what: 'HTTP/1.0 request without Host', send: s('GET / HTTP/1.0\r\n\r\n'), reason: 'no-server-name', reply: '', fields: { proto: 'http' } },
+  {
+    what: 'HTTP/1.0 request without Host',
+    send: s('GET / HTTP/1.0\r\n\r\n'),
+    reason: 'no-server-name',
+    reply: '',
+    fields: { proto: 'http' },
+  },
 ]
 
 /** Send one bad handshake; check the reply, the close and the access line. */
@@ -140,11 +193,18 @@ async function runCase(t: Test, ug: Ugate, lname: string, c: Case, n: number): P
   r.sock.destroy()
   const got = res.data
   if (c.reply === '') t.equal(got.length, 0, `${lname} ${c.what}: nothing sent back`, { got: got.toString('hex') })
-  else if (Buffer.isBuffer(c.reply)) t.same([...got], [...c.reply], `${lname} ${c.what}: reply bytes ${c.reply.toString('hex')}`)
+  else if (Buffer.isBuffer(c.reply))
+    t.same([...got], [...c.reply], `${lname} ${c.what}: reply bytes ${c.reply.toString('hex')}`)
   else t.match(got.toString('latin1'), c.reply, `${lname} ${c.what}: reply`)
   const line = (await waitConnsOf(ug, lname, n))[n - 1]!
-  t.match(line.fields, { listener: lname, up: '0', down: '0', splice: '0', reason: c.reason, ...c.fields }, `${lname} ${c.what}: reason ${String(c.reason)}`)
-  t.comment(`${lname} ${c.what}: reason=${line.fields.reason} client saw ${res.ended ? 'FIN' : (res.error?.code ?? 'close')}`)
+  t.match(
+    line.fields,
+    { listener: lname, up: '0', down: '0', splice: '0', reason: c.reason, ...c.fields },
+    `${lname} ${c.what}: reason ${String(c.reason)}`,
+  )
+  t.comment(
+    `${lname} ${c.what}: reason=${line.fields.reason} client saw ${res.ended ? 'FIN' : (res.error?.code ?? 'close')}`,
+  )
 }
 
 // The access line should say what happened. These two cases are logged
@@ -174,14 +234,21 @@ t.test('bad handshakes on socks, http and sni listeners', async (t) => {
   const origin = await httpOrigin(t, { name: 'still-up' })
   const ug = await startConfig(
     t,
-    proxyConfig([listener('socks', 'socks'), listener('http', 'http'), listener('sni', 'sni', { httpPort: origin.port })], {
-      limits: { handshakeTimeout: 5 },
-      rules: [{ domain: ['ok.test'], action: `forward:127.0.0.1:${origin.port}` }],
-    }),
+    proxyConfig(
+      [listener('socks', 'socks'), listener('http', 'http'), listener('sni', 'sni', { httpPort: origin.port })],
+      {
+        limits: { handshakeTimeout: 5 },
+        rules: [{ domain: ['ok.test'], action: `forward:127.0.0.1:${origin.port}` }],
+      },
+    ),
   )
   let served = 0
   const stillServing = async (after: string) => {
-    const r = await curl(['--socks5-hostname', `127.0.0.1:${ug.port('socks')}`, `http://localhost:${origin.port}/after`])
+    const r = await curl([
+      '--socks5-hostname',
+      `127.0.0.1:${ug.port('socks')}`,
+      `http://localhost:${origin.port}/after`,
+    ])
     t.equal(r.code, 0, `still serving after the ${after} cases`, curlInfo(r))
     const req = await origin.request(served++)
     t.equal(r.stdout.toString(), originSummary('still-up', req), `answer after the ${after} cases`)
@@ -196,7 +263,11 @@ t.test('bad handshakes on socks, http and sni listeners', async (t) => {
     for (const c of cases) await runCase(t, ug, lname, c, ++n)
     await stillServing(lname)
   }
-  const r = await curl(['--resolve', `ok.test:${ug.port('sni')}:127.0.0.1`, `http://ok.test:${ug.port('sni')}/sni-after`])
+  const r = await curl([
+    '--resolve',
+    `ok.test:${ug.port('sni')}:127.0.0.1`,
+    `http://ok.test:${ug.port('sni')}/sni-after`,
+  ])
   t.equal(r.code, 0, 'the sni listener still routes', curlInfo(r))
   const total = SOCKS_CASES.length + HTTP_CASES.length + SNI_CASES.length + groups.length + 1
   await finish(t, ug, total)

@@ -90,14 +90,19 @@ t.test(`slowloris and silent clients are closed at the ${TIMEOUT_S} s handshake 
   const results = await within(Promise.all(slow.map((x) => x.run)), 15_000, 'slow clients closed')
   results.forEach((r, i) => {
     const { lname, kind } = slow[i]!
-    t.ok(r.ms >= TIMEOUT_S * 1000 - 100, `${lname} ${kind}: not closed before the timeout (${r.ms} ms, ${r.sent} bytes sent)`)
+    t.ok(
+      r.ms >= TIMEOUT_S * 1000 - 100,
+      `${lname} ${kind}: not closed before the timeout (${r.ms} ms, ${r.sent} bytes sent)`,
+    )
     t.ok(r.ms < TIMEOUT_S * 1000 + 3000, `${lname} ${kind}: closed at the timeout (${r.ms} ms)`)
     t.equal(r.info.bytes, 0, `${lname} ${kind}: nothing sent back`)
   })
   for (const lname of ['socks', 'http', 'sni']) {
     const conns = await waitConnsOf(ug, lname, 3)
     const timedOut = conns.filter((c) => c.fields.reason === 'handshake-timeout')
-    t.equal(timedOut.length, 2, `${lname}: two conn lines with reason=handshake-timeout`, { conns: conns.map((c) => c.raw) })
+    t.equal(timedOut.length, 2, `${lname}: two conn lines with reason=handshake-timeout`, {
+      conns: conns.map((c) => c.raw),
+    })
     for (const c of timedOut) {
       t.match(c.fields, { up: '0', down: '0', dst: '-', splice: '0' }, `${lname}: handshake-timeout line`)
       const ms = Number(c.fields.ms)

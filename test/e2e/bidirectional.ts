@@ -23,11 +23,7 @@ for (const mode of ['splice', 'copy'] as const) {
       'client transfer',
     )
     const sc = await srv.conn(0)
-    const [serverGot, serverSent] = await within(
-      Promise.all([sc.received, sc.sent]),
-      30_000,
-      'server transfer',
-    )
+    const [serverGot, serverSent] = await within(Promise.all([sc.received, sc.sent]), 30_000, 'server transfer')
 
     t.equal(clientSent.bytes, SIZE, 'client sent 64 MiB')
     t.equal(serverSent.bytes, SIZE, 'server sent 64 MiB')

@@ -53,9 +53,13 @@ function checkConn(t: Test, conn: LogLine | undefined, p: Probe, dst: string, na
     `${p.what}: conn line with the original destination ${dst} and ${p.proto === 'tls' ? 'SNI' : 'Host'} ${name}`,
     { line: conn?.raw },
   )
-  t.ok(Number(conn?.fields.up) > bytes && Number(conn?.fields.down) > bytes, `${p.what}: conn line counts the body both ways`, {
-    line: conn?.raw,
-  })
+  t.ok(
+    Number(conn?.fields.up) > bytes && Number(conn?.fields.down) > bytes,
+    `${p.what}: conn line counts the body both ways`,
+    {
+      line: conn?.raw,
+    },
+  )
 }
 
 function captureOn(t: Test, ug: Ugate): void {
@@ -69,44 +73,51 @@ function captureOn(t: Test, ug: Ugate): void {
 
 async function stopAndCheck(t: Test, ug: Ugate, conns: number, topo: Topology): Promise<void> {
   const res = await finish(t, ug, conns)
-  t.ok(res.stderr.some((l) => / info capture-off /.test(l)), 'capture-off logged on SIGTERM', { stderr: res.stderr })
+  t.ok(
+    res.stderr.some((l) => / info capture-off /.test(l)),
+    'capture-off logged on SIGTERM',
+    { stderr: res.stderr },
+  )
   await checkTableGone(t, topo, 'after SIGTERM')
 }
 
-t.test('captured: IPv4 and IPv6, HTTP by Host and TLS by SNI, original destination logged, response intact', async (t) => {
-  const topo = await createTopology(t)
-  const cfg = topo.writeJson('ugate.json', captureConfig({ port: PORT }))
-  const ug = await startUgate(t, ['run', '--config', cfg], { netns: topo.router })
-  captureOn(t, ug)
+t.test(
+  'captured: IPv4 and IPv6, HTTP by Host and TLS by SNI, original destination logged, response intact',
+  async (t) => {
+    const topo = await createTopology(t)
+    const cfg = topo.writeJson('ugate.json', captureConfig({ port: PORT }))
+    const ug = await startUgate(t, ['run', '--config', cfg], { netns: topo.router })
+    captureOn(t, ug)
 
-  const probes: Probe[] = [
-    { what: 'IPv4 HTTP', proto: 'http', src: ADDR.client4, dst: ADDR.server4 },
-    { what: 'IPv4 TLS', proto: 'tls', src: ADDR.client4, dst: ADDR.server4 },
-    { what: 'IPv6 HTTP', proto: 'http', src: ADDR.client6, dst: ADDR.server6 },
-    { what: 'IPv6 TLS', proto: 'tls', src: ADDR.client6, dst: ADDR.server6 },
-  ]
-  for (const [i, p] of probes.entries()) {
-    const r = await probe(topo, p, prngBytes(0xca70 + i, BODY))
-    // Captured: ugate dialed the server from the router's WAN address.
-    await checkResponse(t, topo, p, r, p.dst.includes(':') ? ADDR.routerWan6 : ADDR.routerWan4)
-    const conns = await ug.waitForConns(i + 1)
-    checkConn(t, conns[i], p, r.dst, r.name, BODY)
-  }
+    const probes: Probe[] = [
+      { what: 'IPv4 HTTP', proto: 'http', src: ADDR.client4, dst: ADDR.server4 },
+      { what: 'IPv4 TLS', proto: 'tls', src: ADDR.client4, dst: ADDR.server4 },
+      { what: 'IPv6 HTTP', proto: 'http', src: ADDR.client6, dst: ADDR.server6 },
+      { what: 'IPv6 TLS', proto: 'tls', src: ADDR.client6, dst: ADDR.server6 },
+    ]
+    for (const [i, p] of probes.entries()) {
+      const r = await probe(topo, p, prngBytes(0xca70 + i, BODY))
+      // Captured: ugate dialed the server from the router's WAN address.
+      await checkResponse(t, topo, p, r, p.dst.includes(':') ? ADDR.routerWan6 : ADDR.routerWan4)
+      const conns = await ug.waitForConns(i + 1)
+      checkConn(t, conns[i], p, r.dst, r.name, BODY)
+    }
 
-  // A client connecting to the redirect port itself has no original destination: reset, not relayed.
-  for (const [i, ip] of [ADDR.routerLan4, ADDR.routerLan6].entries()) {
-    const url = `http://${hostPort(ip, PORT)}/`
-    const r = await topo.exec(topo.client, ['curl', '-sS', '--globoff', '--max-time', '10', '-o', '/dev/null', url])
-    t.not(r.code, 0, `direct connection to ${hostPort(ip, PORT)}: curl fails`, { stderr: r.stderr })
-    const conns = await ug.waitForConns(probes.length + i + 1)
-    t.match(
-      conns[probes.length + i]?.fields,
-      { listener: 'cap', dst: '-', up: '0', down: '0', reason: 'not-redirected' },
-      `direct connection to ${hostPort(ip, PORT)}: conn line reason=not-redirected`,
-    )
-  }
-  await stopAndCheck(t, ug, probes.length + 2, topo)
-})
+    // A client connecting to the redirect port itself has no original destination: reset, not relayed.
+    for (const [i, ip] of [ADDR.routerLan4, ADDR.routerLan6].entries()) {
+      const url = `http://${hostPort(ip, PORT)}/`
+      const r = await topo.exec(topo.client, ['curl', '-sS', '--globoff', '--max-time', '10', '-o', '/dev/null', url])
+      t.not(r.code, 0, `direct connection to ${hostPort(ip, PORT)}: curl fails`, { stderr: r.stderr })
+      const conns = await ug.waitForConns(probes.length + i + 1)
+      t.match(
+        conns[probes.length + i]?.fields,
+        { listener: 'cap', dst: '-', up: '0', down: '0', reason: 'not-redirected' },
+        `direct connection to ${hostPort(ip, PORT)}: conn line reason=not-redirected`,
+      )
+    }
+    await stopAndCheck(t, ug, probes.length + 2, topo)
+  },
+)
 
 t.test('ipv6 false: IPv4 is captured, IPv6 is only forwarded', async (t) => {
   const topo = await createTopology(t)
@@ -125,7 +136,7 @@ t.test('ipv6 false: IPv4 is captured, IPv6 is only forwarded', async (t) => {
   await stopAndCheck(t, ug, 1, topo)
 })
 
-t.test('not captured: bypassed destinations, excluded sources, ugate\'s mark', async (t) => {
+t.test("not captured: bypassed destinations, excluded sources, ugate's mark", async (t) => {
   const topo = await createTopology(t)
   // The test's own table in the router marks the "marked" clients' packets.
   const marks = await topo.nft(['-f', '-'], markClientsRuleset())
@@ -173,7 +184,9 @@ t.test('not captured: bypassed destinations, excluded sources, ugate\'s mark', a
   const srcs = ug.events('conn').map((c) => c.fields.src ?? '')
   const dsts = ug.events('conn').map((c) => c.fields.dst ?? '')
   t.same(
-    srcs.filter((s) => [ADDR.clientExcluded4, ADDR.clientExcluded6, ADDR.clientMarked4, ADDR.clientMarked6].some((a) => s.includes(a))),
+    srcs.filter((s) =>
+      [ADDR.clientExcluded4, ADDR.clientExcluded6, ADDR.clientMarked4, ADDR.clientMarked6].some((a) => s.includes(a)),
+    ),
     [],
     'no conn line from an excluded or marked source',
   )

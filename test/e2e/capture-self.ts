@@ -16,9 +16,14 @@ t.test("routerSelf: the router's own traffic is captured, ugate's marked dials a
   const cfg = topo.writeJson('ugate.json', captureConfig({ port: PORT, routerSelf: true }))
   const ug = await startUgate(t, ['run', '--config', cfg], { netns: topo.router })
   const table = await topo.nft(['list', 'table', 'inet', 'ugate'])
-  t.match(table.stdout, /chain ugate_output \{[^}]*meta mark 0x000000ff return[^}]*redirect to :15080/, 'output chain skips ugate\'s mark, then redirects', {
-    table: table.stdout,
-  })
+  t.match(
+    table.stdout,
+    /chain ugate_output \{[^}]*meta mark 0x000000ff return[^}]*redirect to :15080/,
+    "output chain skips ugate's mark, then redirects",
+    {
+      table: table.stdout,
+    },
+  )
 
   const probes: Probe[] = [
     { what: 'router itself, IPv4 HTTP', proto: 'http', ns: topo.router, dst: ADDR.server4 },
@@ -52,6 +57,9 @@ t.test("routerSelf: the router's own traffic is captured, ugate's marked dials a
     stderr: ug.lines,
   })
   await finish(t, ug, probes.length)
-  t.ok(ug.lines.some((l) => / info capture-off /.test(l)), 'capture-off logged')
+  t.ok(
+    ug.lines.some((l) => / info capture-off /.test(l)),
+    'capture-off logged',
+  )
   await checkTableGone(t, topo, 'after SIGTERM')
 })

@@ -12,7 +12,17 @@
 // too.
 
 import t from 'tap'
-import { ADDR, IFACE, type Probe, TEST_ALLOW, UGATE_MARK, checkResponse, checkTableGone, createTopology, probe } from '../lib/netns.js'
+import {
+  ADDR,
+  IFACE,
+  type Probe,
+  TEST_ALLOW,
+  UGATE_MARK,
+  checkResponse,
+  checkTableGone,
+  createTopology,
+  probe,
+} from '../lib/netns.js'
 import { KiB, prngBytes } from '../lib/servers.js'
 import { finish, startUgate } from '../lib/ugate.js'
 
@@ -35,7 +45,11 @@ for (const listen of [`0.0.0.0:${PORT}`, `[::]:${PORT}`]) {
     if (!started) {
       const res = await ug.waitExit()
       t.equal(res.code, 2, 'config rejected at start: exit 2', { stderr: res.stderr })
-      t.ok(res.stderr.some((l) => /capture/.test(l)), 'the error names capture', { stderr: res.stderr })
+      t.ok(
+        res.stderr.some((l) => /capture/.test(l)),
+        'the error names capture',
+        { stderr: res.stderr },
+      )
       t.same(ug.sanitizerLines(), [], 'no sanitizer reports')
       await checkTableGone(t, topo, 'config rejected')
       return

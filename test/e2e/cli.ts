@@ -10,7 +10,11 @@ import { runUgate, SANITIZER_RE } from '../lib/ugate.js'
 import type { ExitResult } from '../lib/ugate.js'
 
 function noSanitizer(t: Test, r: ExitResult) {
-  t.same(r.stderr.filter((l) => SANITIZER_RE.test(l)), [], 'no sanitizer reports')
+  t.same(
+    r.stderr.filter((l) => SANITIZER_RE.test(l)),
+    [],
+    'no sanitizer reports',
+  )
 }
 
 const bad: Array<[string, string[], string]> = [
@@ -19,7 +23,11 @@ const bad: Array<[string, string[], string]> = [
   ['target port out of range', ['run', '--forward', '127.0.0.1:0=127.0.0.1:70000'], '70000'],
   ['non-numeric port', ['run', '--forward', '127.0.0.1:abc=127.0.0.1:80'], 'abc'],
   ['bad idle timeout', ['run', '--forward', '127.0.0.1:0=127.0.0.1:80', '--idle-timeout', 'soon'], 'soon'],
-  ['missing config file', ['run', '--config', '/nonexistent-ugate-dir/missing-config.json'], '/nonexistent-ugate-dir/missing-config.json'],
+  [
+    'missing config file',
+    ['run', '--config', '/nonexistent-ugate-dir/missing-config.json'],
+    '/nonexistent-ugate-dir/missing-config.json',
+  ],
 ]
 
 for (const [name, args, value] of bad) {
@@ -28,7 +36,11 @@ for (const [name, args, value] of bad) {
     t.same({ code: r.code, signal: r.signal }, { code: 2, signal: null }, `exit status 2 for ${args.join(' ')}`, {
       stderr: r.stderr,
     })
-    t.ok(r.stderr.some((l) => l.includes(value)), `stderr names the bad value ${value}`, { stderr: r.stderr })
+    t.ok(
+      r.stderr.some((l) => l.includes(value)),
+      `stderr names the bad value ${value}`,
+      { stderr: r.stderr },
+    )
     t.equal(r.stderr.filter((l) => / info ready /.test(l)).length, 0, 'never became ready')
     noSanitizer(t, r)
   })

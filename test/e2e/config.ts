@@ -39,7 +39,11 @@ for (const [name, splice, flags, want] of [
     const echoed = await within(echoRoundTrip(ug.port('cfg-fwd'), payload), 10_000, 'echo via config listener')
     t.equal(sha256(echoed), sha256(payload), 'payload echoed intact')
     const [conn] = await ug.waitForConns(1)
-    t.match(conn!.fields, { listener: 'cfg-fwd', dst: srv.target, reason: 'eof', splice: want }, `conn line splice=${want}`)
+    t.match(
+      conn!.fields,
+      { listener: 'cfg-fwd', dst: srv.target, reason: 'eof', splice: want },
+      `conn line splice=${want}`,
+    )
     await finish(t, ug, 1)
   })
 }
@@ -50,11 +54,7 @@ const badConfigs: Array<[string, unknown, string]> = [
     { listeners: [{ name: 'x', type: 'forward', listen: '127.0.0.1:99999', target: '127.0.0.1:80' }] },
     '99999',
   ],
-  [
-    'unknown key in the config',
-    { listeners: [], bogusKey: 1 },
-    'bogusKey',
-  ],
+  ['unknown key in the config', { listeners: [], bogusKey: 1 }, 'bogusKey'],
   [
     'bad idle timeout in the config',
     {
@@ -70,7 +70,15 @@ for (const [name, config, value] of badConfigs) {
     const file = writeConfig(t, config)
     const r = runUgate(['run', '--config', file])
     t.same({ code: r.code, signal: r.signal }, { code: 2, signal: null }, 'exit status 2', { stderr: r.stderr })
-    t.ok(r.stderr.some((l) => l.includes(value)), `stderr names the bad value ${value}`, { stderr: r.stderr })
-    t.same(r.stderr.filter((l) => SANITIZER_RE.test(l)), [], 'no sanitizer reports')
+    t.ok(
+      r.stderr.some((l) => l.includes(value)),
+      `stderr names the bad value ${value}`,
+      { stderr: r.stderr },
+    )
+    t.same(
+      r.stderr.filter((l) => SANITIZER_RE.test(l)),
+      [],
+      'no sanitizer reports',
+    )
   })
 }

@@ -34,7 +34,13 @@ for (const mode of ['splice', 'copy'] as const) {
     const [conn] = await ug.waitForConns(1)
     t.match(
       conn!.fields,
-      { listener: 'fwd1', up: String(REQUEST), down: String(REPLY), reason: 'eof', splice: mode === 'splice' ? '1' : '0' },
+      {
+        listener: 'fwd1',
+        up: String(REQUEST),
+        down: String(REPLY),
+        reason: 'eof',
+        splice: mode === 'splice' ? '1' : '0',
+      },
       'conn line',
     )
     c.destroy()

@@ -80,7 +80,14 @@ t.test('absolute-URI requests through an http listener', async (t) => {
   t.match(c.fields, { dst: host, up: String(raw1.length), reason: 'eof' }, 'POST: access line')
 
   // Chunked upload.
-  const ch = await curl([...proxy, '-H', 'Transfer-Encoding: chunked', '--data-binary', `@${file}`, `http://${host}/chunked`])
+  const ch = await curl([
+    ...proxy,
+    '-H',
+    'Transfer-Encoding: chunked',
+    '--data-binary',
+    `@${file}`,
+    `http://${host}/chunked`,
+  ])
   t.equal(ch.code, 0, 'chunked: curl exit 0', curlInfo(ch))
   const r2 = await origin.request(2)
   t.equal(sha256(r2.body), sha256(body), 'chunked: decoded body intact')
@@ -127,7 +134,11 @@ t.test('CONNECT for https:// to a TLS origin', async (t) => {
   t.ok(hello, 'origin received a ClientHello first: nothing of the CONNECT head leaked into the tunnel')
   t.equal(hello?.sni, 'localhost', 'ClientHello SNI is localhost')
   let c = (await waitConnsOf(ug, 'http', 1))[0]!
-  t.match(c.fields, { dst: host, up: String(r0.conn.bytes), reason: TLS_TUNNEL_REASON, rule: 'default', action: 'direct' }, 'access line')
+  t.match(
+    c.fields,
+    { dst: host, up: String(r0.conn.bytes), reason: TLS_TUNNEL_REASON, rule: 'default', action: 'direct' },
+    'access line',
+  )
 
   // POST and a download through the tunnel.
   const body = prngBytes(0x7115, 200_000)
@@ -146,7 +157,11 @@ t.test('CONNECT for https:// to a TLS origin', async (t) => {
   t.equal(refused.code, 56, 'CONNECT to a closed port: curl exit 56', curlInfo(refused))
   t.equal(refused.w.http_connect, 502, 'CONNECT to a closed port: 502')
   c = (await waitConnsOf(ug, 'http', 4))[3]!
-  t.match(c.fields, { dst: `127.0.0.1:${dead}`, up: '0', down: '0', reason: 'connect-error:ECONNREFUSED' }, 'refused dial: access line')
+  t.match(
+    c.fields,
+    { dst: `127.0.0.1:${dead}`, up: '0', down: '0', reason: 'connect-error:ECONNREFUSED' },
+    'refused dial: access line',
+  )
   await finish(t, ug, 4)
 })
 
@@ -162,7 +177,14 @@ t.test('http listener with users: Basic auth, 407 otherwise', async (t) => {
   const base = ['-A', CURL_UA, '--cacert', pki.caFile]
   let n = 0
 
-  const ok = await curl([...base, '-x', `http://127.0.0.1:${p}`, '-U', 'carol:pa:ss wörd', `http://localhost:${origin.port}/a`])
+  const ok = await curl([
+    ...base,
+    '-x',
+    `http://127.0.0.1:${p}`,
+    '-U',
+    'carol:pa:ss wörd',
+    `http://localhost:${origin.port}/a`,
+  ])
   t.equal(ok.code, 0, 'http:// with -U: curl exit 0', curlInfo(ok))
   t.equal(ok.w.http_code, 200, 'http:// with -U: 200')
   const r0 = await origin.request(0)
@@ -174,11 +196,22 @@ t.test('http listener with users: Basic auth, 407 otherwise', async (t) => {
   let c = (await waitConnsOf(ug, 'http-auth', ++n))[n - 1]!
   t.match(c.fields, { user: 'carol', reason: 'eof', dst: `localhost:${origin.port}` }, 'access line user=carol')
 
-  const okTls = await curl([...base, '-x', `http://127.0.0.1:${p}`, '--proxy-user', 'carol:pa:ss wörd', `https://localhost:${tlsOrigin.port}/b`])
+  const okTls = await curl([
+    ...base,
+    '-x',
+    `http://127.0.0.1:${p}`,
+    '--proxy-user',
+    'carol:pa:ss wörd',
+    `https://localhost:${tlsOrigin.port}/b`,
+  ])
   t.equal(okTls.code, 0, 'https:// with --proxy-user: curl exit 0', curlInfo(okTls))
   t.equal(okTls.w.http_connect, 200, 'CONNECT with credentials: 200')
   c = (await waitConnsOf(ug, 'http-auth', ++n))[n - 1]!
-  t.match(c.fields, { user: 'carol', reason: TLS_TUNNEL_REASON, dst: `localhost:${tlsOrigin.port}` }, 'CONNECT access line user=carol')
+  t.match(
+    c.fields,
+    { user: 'carol', reason: TLS_TUNNEL_REASON, dst: `localhost:${tlsOrigin.port}` },
+    'CONNECT access line user=carol',
+  )
 
   for (const [what, creds] of [
     ['wrong password', ['-U', 'carol:nope']],
@@ -191,7 +224,13 @@ t.test('http listener with users: Basic auth, 407 otherwise', async (t) => {
     c = (await waitConnsOf(ug, 'http-auth', ++n))[n - 1]!
     t.match(c.fields, { dst: '-', up: '0', down: '0', reason: 'auth-failed' }, `${what}: reason=auth-failed`)
     t.equal(c.fields.user, undefined, `${what}: no user=`)
-    const s = await curl([...base, '-x', `http://127.0.0.1:${p}`, ...creds, `https://localhost:${tlsOrigin.port}/denied`])
+    const s = await curl([
+      ...base,
+      '-x',
+      `http://127.0.0.1:${p}`,
+      ...creds,
+      `https://localhost:${tlsOrigin.port}/denied`,
+    ])
     t.equal(s.code, 56, `${what}, https://: curl exit 56 (CONNECT refused)`, curlInfo(s))
     t.equal(s.w.http_connect, 407, `${what}, https://: CONNECT answered 407`)
     c = (await waitConnsOf(ug, 'http-auth', ++n))[n - 1]!
@@ -200,7 +239,9 @@ t.test('http listener with users: Basic auth, 407 otherwise', async (t) => {
 
   // The 407 by hand: status line, Proxy-Authenticate, Connection: close, then FIN.
   const raw = await connectReader(p)
-  raw.sock.write(`GET http://localhost:${origin.port}/ HTTP/1.1\r\nHost: localhost\r\nProxy-Authorization: Basic ${Buffer.from('carol:bad').toString('base64')}\r\n\r\n`)
+  raw.sock.write(
+    `GET http://localhost:${origin.port}/ HTTP/1.1\r\nHost: localhost\r\nProxy-Authorization: Basic ${Buffer.from('carol:bad').toString('base64')}\r\n\r\n`,
+  )
   const res = await within(raw.rest(), 10_000, 'raw 407 response')
   const head = splitHead(res.data).head
   t.match(head, /^HTTP\/1\.1 407 Proxy Authentication Required\r\n/, 'raw: status line 407')
@@ -230,9 +271,19 @@ t.test('CONNECT with data in the same segment, and to an IPv6 literal', async (t
   await within(r.rest(), 10_000, 'tunnel closed')
   t.ok((await echo.conn(0)).received().equals(payload), 'the target got exactly the payload, none of the head')
   let c = (await ug.waitForConns(1))[0]!
-  t.match(c.fields, { dst: echo.target, up: String(payload.length), down: String(payload.length), reason: 'eof' }, 'access line')
+  t.match(
+    c.fields,
+    { dst: echo.target, up: String(payload.length), down: String(payload.length), reason: 'eof' },
+    'access line',
+  )
 
-  const res = await curl(['-x', `http://127.0.0.1:${ug.port('http')}`, '--cacert', pki.caFile, `https://[::1]:${v6.port}/six`])
+  const res = await curl([
+    '-x',
+    `http://127.0.0.1:${ug.port('http')}`,
+    '--cacert',
+    pki.caFile,
+    `https://[::1]:${v6.port}/six`,
+  ])
   t.equal(res.code, 0, 'curl https://[::1]:PORT/ through CONNECT', curlInfo(res))
   t.equal(res.stdout.toString(), originSummary('v6', await v6.request(0)), 'answer from the IPv6 origin')
   c = (await ug.waitForConns(2))[1]!
@@ -248,17 +299,25 @@ t.test('a pipelined second request does not carry the proxy credentials to the o
   // A plain origin: answers the first request head it sees, then closes.
   const origin = await recordingServer(t, {
     onConn: (rc) => {
-      void rc.waitBytes(1).then(async () => {
-        while (!rc.received().includes('\r\n\r\n')) await rc.waitBytes(rc.bytes + 1)
-        rc.socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok')
-      }).catch(() => {})
+      void rc
+        .waitBytes(1)
+        .then(async () => {
+          while (!rc.received().includes('\r\n\r\n')) await rc.waitBytes(rc.bytes + 1)
+          rc.socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok')
+        })
+        .catch(() => {})
     },
   })
-  const ug = await startConfig(t, proxyConfig([listener('http-auth', 'http', { users: [{ username: 'pip', password: 'secret' }] })]))
+  const ug = await startConfig(
+    t,
+    proxyConfig([listener('http-auth', 'http', { users: [{ username: 'pip', password: 'secret' }] })]),
+  )
   const auth = `Proxy-Authorization: Basic ${Buffer.from('pip:secret').toString('base64')}\r\n`
   const target = `http://${origin.target}`
   const r = await connectReader(ug.port('http-auth'))
-  r.sock.write(`GET ${target}/first HTTP/1.1\r\nHost: x\r\n${auth}\r\nGET ${target}/second HTTP/1.1\r\nHost: x\r\n${auth}\r\n`)
+  r.sock.write(
+    `GET ${target}/first HTTP/1.1\r\nHost: x\r\n${auth}\r\nGET ${target}/second HTTP/1.1\r\nHost: x\r\n${auth}\r\n`,
+  )
   const res = await within(r.rest(), 10_000, 'answer and close')
   r.sock.end()
   t.match(res.data.toString('latin1'), /^HTTP\/1\.1 200 OK\r\n/, 'the first request is answered')

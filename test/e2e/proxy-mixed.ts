@@ -48,7 +48,11 @@ t.test('SOCKS5, SOCKS4, SOCKS4a and HTTP on one mixed port', async (t) => {
   t.equal(s.w.http_connect, 200, 'HTTP CONNECT: 200')
   const tr = await tlsOrigin.request(0)
   t.equal(s.stdout.toString(), originSummary('mixed-tls', tr), 'HTTP CONNECT: answer from the TLS origin')
-  t.equal(parseClientHello(tr.conn.received())?.sni, 'localhost', 'HTTP CONNECT: the tunnel starts with the ClientHello')
+  t.equal(
+    parseClientHello(tr.conn.received())?.sni,
+    'localhost',
+    'HTTP CONNECT: the tunnel starts with the ClientHello',
+  )
   let c = (await waitConnsOf(ug, 'mix', ++n))[n - 1]!
   t.match(c.fields, { dst: `localhost:${tlsOrigin.port}`, reason: TLS_TUNNEL_REASON }, 'HTTP CONNECT: access line')
 
@@ -64,7 +68,10 @@ t.test('SOCKS5, SOCKS4, SOCKS4a and HTTP on one mixed port', async (t) => {
 
 t.test('mixed listener with users', async (t) => {
   const origin = await httpOrigin(t, { name: 'm' })
-  const ug = await startConfig(t, proxyConfig([listener('mix-auth', 'mixed', { users: [{ username: 'u1', password: 'p1' }] })]))
+  const ug = await startConfig(
+    t,
+    proxyConfig([listener('mix-auth', 'mixed', { users: [{ username: 'u1', password: 'p1' }] })]),
+  )
   const proxy = `127.0.0.1:${ug.port('mix-auth')}`
   const url = `http://localhost:${origin.port}/`
   const cases: Array<[string, string[], number | null, string]> = [
@@ -78,7 +85,8 @@ t.test('mixed listener with users', async (t) => {
   for (const [what, args, code, reason] of cases) {
     const r = await curl([...args, url])
     t.equal(r.code, code, `${what}: curl exit ${code}`, curlInfo(r))
-    if (what.startsWith('HTTP')) t.equal(r.w.http_code, reason === 'eof' ? 200 : 407, `${what}: HTTP ${reason === 'eof' ? 200 : 407}`)
+    if (what.startsWith('HTTP'))
+      t.equal(r.w.http_code, reason === 'eof' ? 200 : 407, `${what}: HTTP ${reason === 'eof' ? 200 : 407}`)
     const c = (await waitConnsOf(ug, 'mix-auth', ++n))[n - 1]!
     t.equal(c.fields.reason, reason, `${what}: reason=${reason}`)
     t.equal(c.fields.user, reason === 'eof' ? 'u1' : undefined, `${what}: user field`)

@@ -5,7 +5,16 @@
 
 import t from 'tap'
 import { listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
-import { CURL_UA, curl, curlHead, curlInfo, httpOrigin, originSummary, recordingEchoServer, splitHead } from '../lib/http.js'
+import {
+  CURL_UA,
+  curl,
+  curlHead,
+  curlInfo,
+  httpOrigin,
+  originSummary,
+  recordingEchoServer,
+  splitHead,
+} from '../lib/http.js'
 import { connectReader, socks4Connect, socks5Connect } from '../lib/proxy.js'
 import { prngBytes, refusedPort, sha256, within } from '../lib/servers.js'
 import { finish } from '../lib/ugate.js'
@@ -41,11 +50,19 @@ t.test('reject and forward rules on socks and http listeners', async (t) => {
 
   const raw5 = await socks5Connect(sp, { host: 'blocked.test', port: 443 })
   t.same([...raw5.choice], [5, 0], 'raw SOCKS5: no auth chosen')
-  t.same([...raw5.reply!], [5, 0x02, 0, 1, 0, 0, 0, 0, 0, 0], 'raw SOCKS5: reply 0x02 (not allowed by ruleset), 0.0.0.0:0')
+  t.same(
+    [...raw5.reply!],
+    [5, 0x02, 0, 1, 0, 0, 0, 0, 0, 0],
+    'raw SOCKS5: reply 0x02 (not allowed by ruleset), 0.0.0.0:0',
+  )
   const after5 = await within(raw5.reader.rest(), 10_000, 'raw SOCKS5: closed after the reply')
   t.equal(after5.data.length, 0, 'raw SOCKS5: nothing after the reply')
   c = await nextSocks()
-  t.match(c.fields, { dst: 'blocked.test:443', reason: 'rejected', rule: 'block-name' }, 'raw SOCKS5 reject: access line')
+  t.match(
+    c.fields,
+    { dst: 'blocked.test:443', reason: 'rejected', rule: 'block-name' },
+    'raw SOCKS5 reject: access line',
+  )
 
   const raw5ip = await socks5Connect(sp, { host: '127.0.0.1', port: 9 })
   t.equal(raw5ip.reply![1], 0x02, 'raw SOCKS5 to an IP on a rejected port: reply 0x02')
@@ -66,7 +83,11 @@ t.test('reject and forward rules on socks and http listeners', async (t) => {
   t.equal(h.w.http_code, 403, 'HTTP reject: 403')
   t.match(h.stdout.toString(), /block-name/, 'HTTP reject: the body names the rule')
   c = await nextHttp()
-  t.match(c.fields, { dst: 'blocked.test:80', reason: 'rejected', rule: 'block-name', action: 'reject' }, 'HTTP reject: access line')
+  t.match(
+    c.fields,
+    { dst: 'blocked.test:80', reason: 'rejected', rule: 'block-name', action: 'reject' },
+    'HTTP reject: access line',
+  )
 
   const hc = await curl(['-x', `http://127.0.0.1:${hp}`, 'https://blocked.test/'])
   t.equal(hc.code, 56, 'CONNECT reject: curl exit 56', curlInfo(hc))
@@ -87,7 +108,11 @@ t.test('reject and forward rules on socks and http listeners', async (t) => {
   t.equal(f5.code, 0, 'SOCKS5 forward: curl exit 0', curlInfo(f5))
   const q0 = await origin.request(0)
   t.equal(f5.stdout.toString(), originSummary('fwd-origin', q0), 'SOCKS5 forward: answered by the origin')
-  t.equal(q0.conn.received().toString('latin1'), curlHead('GET', '/via-socks', 'fwd.test:1'), 'SOCKS5 forward: bytes unchanged')
+  t.equal(
+    q0.conn.received().toString('latin1'),
+    curlHead('GET', '/via-socks', 'fwd.test:1'),
+    'SOCKS5 forward: bytes unchanged',
+  )
   c = await nextSocks()
   t.match(
     c.fields,
@@ -129,28 +154,48 @@ t.test('reject and forward rules on socks and http listeners', async (t) => {
   c = await nextSocks()
   t.match(
     c.fields,
-    { dst: '192.0.2.1:7005', up: '1000000', down: '1000000', reason: 'eof', rule: 'to-echo', action: 'forward', via: echo.target },
+    {
+      dst: '192.0.2.1:7005',
+      up: '1000000',
+      down: '1000000',
+      reason: 'eof',
+      rule: 'to-echo',
+      action: 'forward',
+      via: echo.target,
+    },
     'port-range forward: access line',
   )
   const ph = await curl(['-x', `http://127.0.0.1:${hp}`, 'http://127.0.0.1:7005/'])
   t.not(ph.w.http_code, 200, 'the listener-limited rule does not apply on the http listener', curlInfo(ph))
   c = await nextHttp()
-  t.match(c.fields, { dst: '127.0.0.1:7005', rule: 'default', action: 'direct', reason: /^connect-error:/ }, 'http listener: default route')
+  t.match(
+    c.fields,
+    { dst: '127.0.0.1:7005', rule: 'default', action: 'direct', reason: /^connect-error:/ },
+    'http listener: default route',
+  )
   t.equal(echo.conns.length, 1, 'echo saw only the socks connection')
 
   // --- failed dials and loops -----------------------------------------------
   const dead = await refusedPort()
   const refused = await socks5Connect(sp, { host: '127.0.0.1', port: dead })
-  t.same([...refused.reply!], [5, 0x05, 0, 1, 0, 0, 0, 0, 0, 0], 'SOCKS5 to a closed port: reply 0x05 (connection refused)')
+  t.same(
+    [...refused.reply!],
+    [5, 0x05, 0, 1, 0, 0, 0, 0, 0, 0],
+    'SOCKS5 to a closed port: reply 0x05 (connection refused)',
+  )
   c = await nextSocks()
-  t.match(c.fields, { dst: `127.0.0.1:${dead}`, reason: 'connect-error:ECONNREFUSED', rule: 'default', action: 'direct' }, 'refused: access line')
+  t.match(
+    c.fields,
+    { dst: `127.0.0.1:${dead}`, reason: 'connect-error:ECONNREFUSED', rule: 'default', action: 'direct' },
+    'refused: access line',
+  )
   const refused4 = await socks4Connect(sp, { host: '127.0.0.1', port: dead })
   t.equal(refused4.reply[1], 0x5b, 'SOCKS4 to a closed port: reply 0x5B')
   c = await nextSocks()
   t.equal(c.fields.reason, 'connect-error:ECONNREFUSED', 'SOCKS4 refused: access line')
   // Asking ugate to connect to its own listeners would loop.
   const loop5 = await socks5Connect(sp, { host: '127.0.0.1', port: hp })
-  t.equal(loop5.reply![1], 0x02, 'SOCKS5 to ugate\'s own http listener: reply 0x02')
+  t.equal(loop5.reply![1], 0x02, "SOCKS5 to ugate's own http listener: reply 0x02")
   c = await nextSocks()
   t.match(c.fields, { dst: `127.0.0.1:${hp}`, reason: 'loop' }, 'loop: access line')
   const loopH = await curl(['-x', `http://127.0.0.1:${hp}`, `http://127.0.0.1:${sp}/`])

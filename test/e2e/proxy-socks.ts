@@ -127,7 +127,11 @@ t.test('curl through a socks listener with users', async (t) => {
   t.equal(bad.code, 97, 'wrong password: curl exit 97 (CURLE_PROXY)', curlInfo(bad))
   t.match(bad.stderr, /User was rejected by the SOCKS5 server \(1 1\)/, 'curl: user rejected, status 0x01')
   let c = (await waitConnsOf(ug, 'socks-auth', ++n))[n - 1]!
-  t.match(c.fields, { dst: '-', up: '0', down: '0', reason: 'auth-failed', splice: '0' }, 'wrong password: reason=auth-failed')
+  t.match(
+    c.fields,
+    { dst: '-', up: '0', down: '0', reason: 'auth-failed', splice: '0' },
+    'wrong password: reason=auth-failed',
+  )
   t.equal(c.fields.user, undefined, 'no user= after a failed login')
 
   // Unknown user.
@@ -203,21 +207,35 @@ t.test('POST and chunked upload through SOCKS5 arrive byte for byte', async (t) 
   t.equal(splitHead(raw1).head, head1, 'POST: exact request head')
   t.ok(raw1.equals(Buffer.concat([Buffer.from(head1, 'latin1'), body])), 'POST: the origin got exactly head + body')
 
-  const chunked = await curl([...proxy, '-H', 'Transfer-Encoding: chunked', '--data-binary', `@${file}`, `http://${host}/chunked`])
+  const chunked = await curl([
+    ...proxy,
+    '-H',
+    'Transfer-Encoding: chunked',
+    '--data-binary',
+    `@${file}`,
+    `http://${host}/chunked`,
+  ])
   t.equal(chunked.code, 0, 'chunked: curl exit 0', curlInfo(chunked))
   const r2 = await origin.request(1)
   t.equal(sha256(r2.body), sha256(body), 'chunked: decoded body intact')
   const raw2 = splitHead(r2.conn.received())
   t.equal(
     raw2.head,
-    curlHead('POST', '/chunked', host, ['Transfer-Encoding: chunked', 'Content-Type: application/x-www-form-urlencoded']),
+    curlHead('POST', '/chunked', host, [
+      'Transfer-Encoding: chunked',
+      'Content-Type: application/x-www-form-urlencoded',
+    ]),
     'chunked: exact request head',
   )
   t.equal(sha256(dechunk(raw2.body)), sha256(body), 'chunked: the chunk stream on the wire decodes to the body')
 
   const conns = await ug.waitForConns(2)
   t.match(conns[0]!.fields, { reason: 'eof', up: String(raw1.length), dst: host }, 'POST access line counts the upload')
-  t.match(conns[1]!.fields, { reason: 'eof', up: String(r2.conn.bytes), dst: host }, 'chunked access line counts the upload')
+  t.match(
+    conns[1]!.fields,
+    { reason: 'eof', up: String(r2.conn.bytes), dst: host },
+    'chunked access line counts the upload',
+  )
 
   // Download 2 MiB through SOCKS4a.
   const dl = await curl(['--socks4a', `127.0.0.1:${ug.port('socks')}`, `http://localhost:${origin.port}/bytes/2097152`])
@@ -248,7 +266,11 @@ t.test('handshake and first data in one segment (optimistic data)', async (t) =>
     // greeting + CONNECT 127.0.0.1:port + payload; the reply is 2 + 10 bytes
     ['SOCKS5', Buffer.concat([Buffer.from([5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1]), port, payload]), 12],
     // SOCKS4a CONNECT localhost:port + payload; the reply is 8 bytes
-    ['SOCKS4a', Buffer.concat([Buffer.from([4, 1]), port, Buffer.from([0, 0, 0, 1, 0]), Buffer.from('localhost\0'), payload]), 8],
+    [
+      'SOCKS4a',
+      Buffer.concat([Buffer.from([4, 1]), port, Buffer.from([0, 0, 0, 1, 0]), Buffer.from('localhost\0'), payload]),
+      8,
+    ],
   ]
   let i = 0
   for (const [what, bytes, replyLen] of cases) {
@@ -263,7 +285,11 @@ t.test('handshake and first data in one segment (optimistic data)', async (t) =>
     const rc = await echo.conn(i)
     t.ok(rc.received().equals(payload), `${what}: the target got exactly the payload, no handshake bytes`)
     const c = (await ug.waitForConns(++i))[i - 1]!
-    t.match(c.fields, { up: String(payload.length), down: String(payload.length), reason: 'eof' }, `${what}: access line`)
+    t.match(
+      c.fields,
+      { up: String(payload.length), down: String(payload.length), reason: 'eof' },
+      `${what}: access line`,
+    )
   }
   await finish(t, ug, i)
 })

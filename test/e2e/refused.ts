@@ -55,6 +55,10 @@ t.test('upstream refuses the connection', async (t) => {
   t.equal(echoed.length, payload.length, 'following connection echoed all bytes')
   t.equal(sha256(echoed), sha256(payload), 'following connection echoed the right bytes')
   const conns = await ug.waitForConns(2)
-  t.match(conns[1]!.fields, { reason: 'eof', up: String(payload.length), down: String(payload.length) }, 'second conn line')
+  t.match(
+    conns[1]!.fields,
+    { reason: 'eof', up: String(payload.length), down: String(payload.length) },
+    'second conn line',
+  )
   await finish(t, ug, 2)
 })

@@ -75,10 +75,21 @@ t.test('uci config: a forward works, ctl status and connections answer', async (
 t.test('uci errors name file and line', async (t) => {
   const dir = tempDir(t)
   const file = join(dir, 'ugate')
-  writeFileSync(file, uci('127.0.0.1:80', join(dir, 's'), "\nconfig listener\n\toption name 'bad'\n\toption type 'forward'\n\toption address '127.0.0.1'\n\toption port '80x'\n\toption target '127.0.0.1:1'\n"))
+  writeFileSync(
+    file,
+    uci(
+      '127.0.0.1:80',
+      join(dir, 's'),
+      "\nconfig listener\n\toption name 'bad'\n\toption type 'forward'\n\toption address '127.0.0.1'\n\toption port '80x'\n\toption target '127.0.0.1:1'\n",
+    ),
+  )
   const r = runUgate(['check', '--config', file])
   t.equal(r.code, 2)
-  t.match(r.stderr.join('\n'), new RegExp(`${file}:14: @listener\\[1\\]\\.address/port: .*80x`), 'file:line, section, value')
+  t.match(
+    r.stderr.join('\n'),
+    new RegExp(`${file}:14: @listener\\[1\\]\\.address/port: .*80x`),
+    'file:line, section, value',
+  )
   writeFileSync(file, "config ugate 'main'\n\toption log_level 'loud\n")
   const q = runUgate(['check', '--config', file])
   t.equal(q.code, 2)
@@ -105,14 +116,26 @@ t.test('SIGHUP reload: new listener set, live relay kept, broken file keeps the 
   // Reload 1: the same listener now goes to b, and a second listener appears.
   writeFileSync(
     file,
-    uci(b.target, socket, `\nconfig listener\n\toption name 'extra'\n\toption type 'forward'\n\toption address '127.0.0.1'\n\toption port '0'\n\toption target '${a.target}'\n`),
+    uci(
+      b.target,
+      socket,
+      `\nconfig listener\n\toption name 'extra'\n\toption type 'forward'\n\toption address '127.0.0.1'\n\toption port '0'\n\toption target '${a.target}'\n`,
+    ),
   )
   process.kill(ug.pid, 'SIGHUP')
   await ug.waitForLine(/ info reloaded listeners=2 /)
   t.equal(ug.matching(/ info listening name=fwd /).length, 1, 'the kept listener was not reopened')
-  t.equal(ug.matching(/ info listening name=extra type=forward addr=127\.0\.0\.1:\d+/).length, 1, 'the new listener is listening')
+  t.equal(
+    ug.matching(/ info listening name=extra type=forward addr=127\.0\.0\.1:\d+/).length,
+    1,
+    'the new listener is listening',
+  )
   const viaFwd = prngBytes(2, 10_000)
-  t.equal(sha256(await within(echoRoundTrip(oldPort, viaFwd), 10_000, 'echo after reload')), sha256(viaFwd), 'kept port serves')
+  t.equal(
+    sha256(await within(echoRoundTrip(oldPort, viaFwd), 10_000, 'echo after reload')),
+    sha256(viaFwd),
+    'kept port serves',
+  )
   await ug.waitForConns(1)
   t.match(ug.events('conn').at(-1)!.fields, { listener: 'fwd', dst: b.target }, 'new connections use the new target')
 
@@ -121,7 +144,11 @@ t.test('SIGHUP reload: new listener set, live relay kept, broken file keeps the 
   process.kill(ug.pid, 'SIGHUP')
   await ug.waitForLine(/ error reload-failed error=.*@listener\[0\]/)
   const again = prngBytes(3, 10_000)
-  t.equal(sha256(await within(echoRoundTrip(oldPort, again), 10_000, 'echo after bad reload')), sha256(again), 'still serving')
+  t.equal(
+    sha256(await within(echoRoundTrip(oldPort, again), 10_000, 'echo after bad reload')),
+    sha256(again),
+    'still serving',
+  )
 
   // The relay that started before both reloads still carries data both ways.
   const more = prngBytes(4, 50_000)
@@ -130,7 +157,10 @@ t.test('SIGHUP reload: new listener set, live relay kept, broken file keeps the 
   await waitClose(live)
   t.equal(sha256(Buffer.concat(got)), sha256(Buffer.concat([first, more])), 'the live relay kept every byte')
   const conns = await ug.waitForConns(3)
-  t.match(conns.find((c) => c.fields.up === String(first.length + more.length))?.fields, { dst: a.target, reason: 'eof' })
+  t.match(conns.find((c) => c.fields.up === String(first.length + more.length))?.fields, {
+    dst: a.target,
+    reason: 'eof',
+  })
   // The reload added one listening socket; nothing else may stay open.
   t.equal(ug.fdCount(), ug.baselineFds + 1, 'fds: baseline + the new listener', { fds: ug.fdList() })
   checkCleanExit(t, ug, await ug.stop())
@@ -147,7 +177,11 @@ t.test('ugate nft prints the capture ruleset of a config', async (t) => {
   writeFileSync(file, JSON.stringify(config))
   const r = runUgate(['nft', '--config', file])
   t.equal(r.code, 0, 'exit 0')
-  t.match(r.stdout, /^table inet ugate\ndelete table inet ugate\ntable inet ugate \{/m, 'replaces a stale table in one transaction')
+  t.match(
+    r.stdout,
+    /^table inet ugate\ndelete table inet ugate\ntable inet ugate \{/m,
+    'replaces a stale table in one transaction',
+  )
   t.match(r.stdout, /redirect to :15001/, 'redirects to the listener port')
   t.match(r.stdout, /meta mark 0x000000ff return|meta mark 255 return/, "skips ugate's own marked traffic")
   t.match(r.stdout, /elements = \{ 80, 443, 8443 \}/, 'the port set')
@@ -155,7 +189,10 @@ t.test('ugate nft prints the capture ruleset of a config', async (t) => {
   const off = runUgate(['nft', '--config', file])
   t.equal(off.code, 2, 'no ruleset without capture')
   t.match(off.stderr.join('\n'), /capture\.enabled/)
-  writeFileSync(file, JSON.stringify({ ...config, capture: { ...config.capture, lanInterfaces: ['br-lan; flush ruleset'] } }))
+  writeFileSync(
+    file,
+    JSON.stringify({ ...config, capture: { ...config.capture, lanInterfaces: ['br-lan; flush ruleset'] } }),
+  )
   const bad = runUgate(['nft', '--config', file])
   t.equal(bad.code, 2, 'a hostile interface name is a config error')
   t.match(bad.stderr.join('\n'), /capture\.lanInterfaces/)

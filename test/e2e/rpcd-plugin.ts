@@ -40,7 +40,10 @@ t.test('rpcd plugin against a running ugate', async (t) => {
   const file = join(dir, 'ugate.json')
   writeFileSync(
     file,
-    JSON.stringify({ admin: { socket }, listeners: [{ name: 'fwd', type: 'forward', listen: '127.0.0.1:0', target: srv.target }] }),
+    JSON.stringify({
+      admin: { socket },
+      listeners: [{ name: 'fwd', type: 'forward', listen: '127.0.0.1:0', target: srv.target }],
+    }),
   )
   const gw = await startUgate(t, ['run', '--config', file])
   const env = { UGATE_BIN: ugateBin, UGATE_SOCKET: socket }
@@ -56,11 +59,19 @@ t.test('rpcd plugin against a running ugate', async (t) => {
 
     const status = rpcd(sh, ['call', 'status'], env)
     t.equal(status.code, 0, `${name}: call status exits 0`)
-    t.match(status.json, { running: true, pid: gw.pid, listeners: [{ name: 'fwd', type: 'forward' }], connections: { live: 1 } }, `${name}: status from the daemon`)
+    t.match(
+      status.json,
+      { running: true, pid: gw.pid, listeners: [{ name: 'fwd', type: 'forward' }], connections: { live: 1 } },
+      `${name}: status from the daemon`,
+    )
 
     const conns = rpcd(sh, ['call', 'connections'], env)
     t.equal(conns.code, 0, `${name}: call connections exits 0`)
-    t.match(conns.json, { connections: [{ listener: 'fwd', stage: 'relay', dst: srv.target }] }, `${name}: the live connection`)
+    t.match(
+      conns.json,
+      { connections: [{ listener: 'fwd', stage: 'relay', dst: srv.target }] },
+      `${name}: the live connection`,
+    )
   }
   live.end()
   await waitClose(live)
@@ -68,6 +79,10 @@ t.test('rpcd plugin against a running ugate', async (t) => {
 
   for (const sh of shells) {
     const down = rpcd(sh, ['call', 'status'], env)
-    t.match(down.json, { running: false, error: /ugate\.sock/ }, `${sh.join(' ')}: still one JSON object when the daemon is gone`)
+    t.match(
+      down.json,
+      { running: false, error: /ugate\.sock/ },
+      `${sh.join(' ')}: still one JSON object when the daemon is gone`,
+    )
   }
 })

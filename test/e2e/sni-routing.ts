@@ -9,7 +9,16 @@ import { join } from 'node:path'
 import type { Socket } from 'node:net'
 import t from 'tap'
 import { listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
-import { CURL_UA, TLS_TUNNEL_REASON, curl, curlHead, curlInfo, httpOrigin, originSummary, recordingServer } from '../lib/http.js'
+import {
+  CURL_UA,
+  TLS_TUNNEL_REASON,
+  curl,
+  curlHead,
+  curlInfo,
+  httpOrigin,
+  originSummary,
+  recordingServer,
+} from '../lib/http.js'
 import { connectReader } from '../lib/proxy.js'
 import { connect, waitClose, within } from '../lib/servers.js'
 import { makePki, parseClientHello, reframe, tlsConnectRecording } from '../lib/tls.js'
@@ -48,7 +57,13 @@ t.test('TLS by SNI and HTTP by Host to backends chosen by rules', async (t) => {
   ] as const) {
     const before = backend.conns.length
     const r = await curl([
-      '--resolve', `${name}:${port}:127.0.0.1`, '--cacert', pki.caFile, '-A', CURL_UA, `https://${name}:${port}/tls-${name}`,
+      '--resolve',
+      `${name}:${port}:127.0.0.1`,
+      '--cacert',
+      pki.caFile,
+      '-A',
+      CURL_UA,
+      `https://${name}:${port}/tls-${name}`,
     ])
     t.equal(r.code, 0, `${name}: curl exit 0 (the backend's certificate verified for ${name})`, curlInfo(r))
     const req = await backend.request(backend.requests.length - 1)
@@ -60,7 +75,11 @@ t.test('TLS by SNI and HTTP by Host to backends chosen by rules', async (t) => {
     t.ok(hello, `${name}: backend's first bytes are a complete ClientHello`)
     t.equal(hello?.sni, name, `${name}: ClientHello SNI`)
     t.equal(rec[0], 0x16, `${name}: first byte is a TLS handshake record`)
-    t.equal(other.conns.filter((c) => parseClientHello(c.received())?.sni === name).length, 0, `${name}: never sent to backend ${other.name}`)
+    t.equal(
+      other.conns.filter((c) => parseClientHello(c.received())?.sni === name).length,
+      0,
+      `${name}: never sent to backend ${other.name}`,
+    )
     const c = (await waitConnsOf(ug, 'sni', ++n))[n - 1]!
     t.match(
       c.fields,
@@ -92,19 +111,34 @@ t.test('TLS by SNI and HTTP by Host to backends chosen by rules', async (t) => {
     })
   })
   rt.socket.write('GET /recorded HTTP/1.1\r\nHost: b.test\r\n\r\n')
-  t.match(await within(response, 10_000, 'recording TLS client: response'), /^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nB GET \/recorded 0 /, 'recording TLS client: answered by B')
+  t.match(
+    await within(response, 10_000, 'recording TLS client: response'),
+    /^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nB GET \/recorded 0 /,
+    'recording TLS client: answered by B',
+  )
   // The client closes first (close_notify, FIN), so every byte it sent is due at B.
   rt.socket.end()
   await within(rt.raw.closed, 10_000, 'recording TLS client: closed')
   const c = (await waitConnsOf(ug, 'sni', ++n))[n - 1]!
   const sent = Buffer.concat(rt.sent)
-  const atB = await within(B.conns[before]!.ended.then(() => B.conns[before]!.received()), 10_000, 'B saw the FIN')
+  const atB = await within(
+    B.conns[before]!.ended.then(() => B.conns[before]!.received()),
+    10_000,
+    'B saw the FIN',
+  )
   t.equal(atB.length, sent.length, `backend B got as many bytes as the client sent (${sent.length})`)
   t.ok(atB.equals(sent), 'backend B got exactly the bytes the client sent, ClientHello included')
   const hello = parseClientHello(sent)
-  t.ok(hello && atB.subarray(0, hello.bytes).equals(sent.subarray(0, hello.bytes)), 'the ClientHello records are byte-identical')
+  t.ok(
+    hello && atB.subarray(0, hello.bytes).equals(sent.subarray(0, hello.bytes)),
+    'the ClientHello records are byte-identical',
+  )
   t.equal(hello?.sni, 'b.test', 'the recorded ClientHello names b.test')
-  t.match(c.fields, { dst: 'b.test:443', up: String(sent.length), host: 'b.test', rule: 'b-tls', reason: TLS_TUNNEL_REASON }, 'recording client: access line')
+  t.match(
+    c.fields,
+    { dst: 'b.test:443', up: String(sent.length), host: 'b.test', rule: 'b-tls', reason: TLS_TUNNEL_REASON },
+    'recording client: access line',
+  )
 
   // Plain HTTP by Host, to other backends; the bytes arrive untouched (no proxy rewrite here).
   for (const [name, backend] of [
@@ -115,7 +149,11 @@ t.test('TLS by SNI and HTTP by Host to backends chosen by rules', async (t) => {
     t.equal(r.code, 0, `http ${name}: curl exit 0`, curlInfo(r))
     const req = await backend.request(0)
     t.equal(r.stdout.toString(), originSummary(backend.name, req), `http ${name}: answered by ${backend.name}`)
-    t.equal(req.conn.received().toString('latin1'), curlHead('GET', '/plain', `${name}:${port}`), `http ${name}: exact bytes`)
+    t.equal(
+      req.conn.received().toString('latin1'),
+      curlHead('GET', '/plain', `${name}:${port}`),
+      `http ${name}: exact bytes`,
+    )
     const hc = (await waitConnsOf(ug, 'sni', ++n))[n - 1]!
     t.match(
       hc.fields,
@@ -137,7 +175,11 @@ t.test('TLS by SNI and HTTP by Host to backends chosen by rules', async (t) => {
   const rej = await curl(['--resolve', `c.test:${port}:127.0.0.1`, '--cacert', pki.caFile, `https://c.test:${port}/`])
   t.not(rej.code, 0, 'c.test: curl fails', curlInfo(rej))
   const rc = (await waitConnsOf(ug, 'sni', ++n))[n - 1]!
-  t.match(rc.fields, { dst: 'c.test:443', up: '0', down: '0', reason: 'rejected', host: 'c.test', rule: 'other', action: 'reject' }, 'c.test: rejected')
+  t.match(
+    rc.fields,
+    { dst: 'c.test:443', up: '0', down: '0', reason: 'rejected', host: 'c.test', rule: 'other', action: 'reject' },
+    'c.test: rejected',
+  )
 
   // No server name at all.
   const s = await connect(port)
@@ -153,7 +195,13 @@ t.test('TLS by SNI and HTTP by Host to backends chosen by rules', async (t) => {
 
 t.test('a ClientHello arriving one byte per segment still routes, byte-exact', async (t) => {
   const R = await recordingServer(t)
-  const rules = [{ name: 'captures', domainSuffix: ['openssl.test', 'chromium.test', 'example.test'], action: `forward:${R.target}` }]
+  const rules = [
+    {
+      name: 'captures',
+      domainSuffix: ['openssl.test', 'chromium.test', 'example.test'],
+      action: `forward:${R.target}`,
+    },
+  ]
   const ug = await startConfig(t, proxyConfig([listener('sni', 'sni')], { rules }))
   const cases: Array<[string, Buffer, string]> = [
     ['openssl-fragmented.bin (3 records)', fixture('openssl-fragmented.bin'), 'frag.openssl.test'],

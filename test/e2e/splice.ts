@@ -42,7 +42,11 @@ for (const mode of ['splice', 'copy'] as const) {
     t.equal(stats.relays, '1', 'stats relays=1')
     const spliceCalls = Number(stats.spliceCalls)
     const copyCalls = Number(stats.copyCalls)
-    t.ok(Number.isInteger(spliceCalls) && Number.isInteger(copyCalls), 'stats has numeric spliceCalls and copyCalls', stats)
+    t.ok(
+      Number.isInteger(spliceCalls) && Number.isInteger(copyCalls),
+      'stats has numeric spliceCalls and copyCalls',
+      stats,
+    )
     if (mode === 'splice') {
       t.ok(spliceCalls > 0, `spliceCalls > 0 (${stats.spliceCalls})`)
       t.equal(conn.splice, '1', 'conn line splice=1')
@@ -57,7 +61,9 @@ for (const mode of ['splice', 'copy'] as const) {
 t.test('strace cross-check', async (t) => {
   const probe = spawnSync('strace', ['-V'], { encoding: 'utf8' })
   if (probe.error || probe.status !== 0) {
-    t.fail(`strace is required for the splice cross-check but could not be run: ${probe.error?.message ?? probe.stderr}`)
+    t.fail(
+      `strace is required for the splice cross-check but could not be run: ${probe.error?.message ?? probe.stderr}`,
+    )
     return
   }
   const dir = mkdtempSync(join(tmpdir(), 'ugate-strace-'))
@@ -73,12 +79,17 @@ t.test('strace cross-check', async (t) => {
         env: { ASAN_OPTIONS: asan },
       })
       const trace = readFileSync(out, 'utf8').split('\n')
-      t.ok(trace.some((l) => /\+\+\+ exited with 0 \+\+\+/.test(l)), 'strace saw ugate exit 0')
+      t.ok(
+        trace.some((l) => /\+\+\+ exited with 0 \+\+\+/.test(l)),
+        'strace saw ugate exit 0',
+      )
       // `splice(` starts a call; with -f a call may be split into
       // `<unfinished ...>` and `<... splice resumed>` lines.
       const calls = trace.filter((l) => /\bsplice\(/.test(l))
       const ok = trace.filter((l) => /\bsplice\b/.test(l) && /= [1-9]\d*$/.test(l))
-      t.comment(`strace: ${calls.length} splice calls, ${ok.length} moved bytes; ugate stats spliceCalls=${stats.spliceCalls}`)
+      t.comment(
+        `strace: ${calls.length} splice calls, ${ok.length} moved bytes; ugate stats spliceCalls=${stats.spliceCalls}`,
+      )
       if (mode === 'splice') {
         t.ok(calls.length > 0, `strace shows splice(2) calls (${calls.length})`)
         t.ok(ok.length > 0, `some splice(2) calls moved data (${ok.length})`, { sample: calls.slice(0, 5) })

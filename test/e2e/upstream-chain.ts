@@ -7,7 +7,16 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
-import { CURL_UA, curl, curlHead, curlInfo, httpOrigin, originBytes, originSummary, recordingEchoServer } from '../lib/http.js'
+import {
+  CURL_UA,
+  curl,
+  curlHead,
+  curlInfo,
+  httpOrigin,
+  originBytes,
+  originSummary,
+  recordingEchoServer,
+} from '../lib/http.js'
 import type { Origin, RecServer } from '../lib/http.js'
 import { socks5Connect, startMicrosocks, startTinyproxy } from '../lib/proxy.js'
 import { prngBytes, sha256, within } from '../lib/servers.js'
@@ -15,7 +24,9 @@ import { finish } from '../lib/ugate.js'
 import type { Ugate } from '../lib/ugate.js'
 
 /** One socks listener per upstream, routed by a listener rule. */
-function frontConfig(ups: Array<{ name: string; type: 'socks5' | 'http'; server: string; username?: string; password?: string }>) {
+function frontConfig(
+  ups: Array<{ name: string; type: 'socks5' | 'http'; server: string; username?: string; password?: string }>,
+) {
   const listeners = ups.map((u) => listener(`via-${u.name}`, 'socks'))
   listeners.push(listener('front-http', 'http'))
   const rules = ups.map((u) => ({ name: `to-${u.name}`, listener: [`via-${u.name}`], action: `upstream:${u.name}` }))
@@ -27,11 +38,21 @@ function frontConfig(ups: Array<{ name: string; type: 'socks5' | 'http'; server:
 async function getVia(t: Test, front: Ugate, lname: string, origin: Origin, up: string, n: number) {
   const path = `/through-${up}`
   const before = origin.requests.length
-  const r = await curl(['--socks5-hostname', `127.0.0.1:${front.port(lname)}`, '-A', CURL_UA, `http://localhost:${origin.port}${path}`])
+  const r = await curl([
+    '--socks5-hostname',
+    `127.0.0.1:${front.port(lname)}`,
+    '-A',
+    CURL_UA,
+    `http://localhost:${origin.port}${path}`,
+  ])
   t.equal(r.code, 0, `via ${up}: curl exit 0`, curlInfo(r))
   const req = await within(origin.request(before), 10_000, `via ${up}: request at the origin`)
   t.equal(r.stdout.toString(), originSummary(origin.name, req), `via ${up}: answer from the origin`)
-  t.equal(req.conn.received().toString('latin1'), curlHead('GET', path, `localhost:${origin.port}`), `via ${up}: exact bytes at the origin`)
+  t.equal(
+    req.conn.received().toString('latin1'),
+    curlHead('GET', path, `localhost:${origin.port}`),
+    `via ${up}: exact bytes at the origin`,
+  )
   const c = (await waitConnsOf(front, lname, n))[n - 1]!
   t.match(
     c.fields,
@@ -64,7 +85,11 @@ async function echoVia(t: Test, front: Ugate, lname: string, echo: RecServer, up
   t.equal(rest.data.length, 0, `via ${up}: nothing after the echo`)
   t.equal(sha256(back), sha256(payload), `via ${up}: 1 MB echoed back intact`)
   const c = (await waitConnsOf(front, lname, n))[n - 1]!
-  t.match(c.fields, { dst: echo.target, up: '1000000', down: '1000000', reason: 'eof', via: up }, `via ${up}: echo access line`)
+  t.match(
+    c.fields,
+    { dst: echo.target, up: '1000000', down: '1000000', reason: 'eof', via: up },
+    `via ${up}: echo access line`,
+  )
 }
 
 t.test('through a second ugate (SOCKS5 and HTTP upstream, with credentials)', async (t) => {
@@ -93,20 +118,41 @@ t.test('through a second ugate (SOCKS5 and HTTP upstream, with credentials)', as
   const f = (await waitConnsOf(front, 'via-ug2', 1))[0]!
   t.match(
     b.fields,
-    { dst: `localhost:${origin.port}`, user: 'chain', reason: 'eof', up: f.fields.up, down: f.fields.down, action: 'direct' },
+    {
+      dst: `localhost:${origin.port}`,
+      user: 'chain',
+      reason: 'eof',
+      up: f.fields.up,
+      down: f.fields.down,
+      action: 'direct',
+    },
     'second ugate: the name went upstream, user=chain, same byte counts',
   )
   await echoVia(t, front, 'via-ug2', echo, 'ug2', 2, 0xc4a1)
   b = (await waitConnsOf(back, 'back-socks', 2))[1]!
-  t.match(b.fields, { dst: echo.target, user: 'chain', up: '1000000', down: '1000000' }, 'second ugate: echo access line')
+  t.match(
+    b.fields,
+    { dst: echo.target, user: 'chain', up: '1000000', down: '1000000' },
+    'second ugate: echo access line',
+  )
 
   // HTTP CONNECT upstream.
   await getVia(t, front, 'via-ug2http', origin, 'ug2http', 1)
   b = (await waitConnsOf(back, 'back-http', 1))[0]!
-  t.match(b.fields, { dst: `localhost:${origin.port}`, user: 'chain', reason: 'eof' }, 'second ugate (http): CONNECT with Basic auth')
+  t.match(
+    b.fields,
+    { dst: `localhost:${origin.port}`, user: 'chain', reason: 'eof' },
+    'second ugate (http): CONNECT with Basic auth',
+  )
 
   // An http front listener chained through the SOCKS5 upstream: absolute-URI, rewritten, then tunnelled.
-  const hr = await curl(['-x', `http://127.0.0.1:${front.port('front-http')}`, '-A', CURL_UA, `http://localhost:${origin.port}/http-front`])
+  const hr = await curl([
+    '-x',
+    `http://127.0.0.1:${front.port('front-http')}`,
+    '-A',
+    CURL_UA,
+    `http://localhost:${origin.port}/http-front`,
+  ])
   t.equal(hr.code, 0, 'http front via ug2: curl exit 0', curlInfo(hr))
   const hq = await origin.request(origin.requests.length - 1)
   t.equal(
@@ -115,15 +161,27 @@ t.test('through a second ugate (SOCKS5 and HTTP upstream, with credentials)', as
     'http front via ug2: rewritten head at the origin',
   )
   const fh = (await waitConnsOf(front, 'front-http', 1))[0]!
-  t.match(fh.fields, { dst: `localhost:${origin.port}`, via: 'ug2', action: 'upstream', reason: 'eof' }, 'http front: access line')
+  t.match(
+    fh.fields,
+    { dst: `localhost:${origin.port}`, via: 'ug2', action: 'upstream', reason: 'eof' },
+    'http front: access line',
+  )
   b = (await waitConnsOf(back, 'back-socks', 3))[2]!
-  t.match(b.fields, { dst: `localhost:${origin.port}`, user: 'chain', reason: 'eof' }, 'second ugate: the http front arrived over SOCKS5')
+  t.match(
+    b.fields,
+    { dst: `localhost:${origin.port}`, user: 'chain', reason: 'eof' },
+    'second ugate: the http front arrived over SOCKS5',
+  )
 
   // Wrong credentials for the upstream: it refuses the login, the client gets 0x01.
   const bad = await socks5Connect(front.port('via-ug2bad'), { host: 'localhost', port: origin.port })
   t.equal(bad.reply?.[1], 0x01, 'wrong upstream password: SOCKS5 reply 0x01 (general failure)')
   const fb = (await waitConnsOf(front, 'via-ug2bad', 1))[0]!
-  t.match(fb.fields, { dst: `localhost:${origin.port}`, reason: 'upstream-error', via: 'ug2bad', up: '0', down: '0' }, 'front: reason=upstream-error')
+  t.match(
+    fb.fields,
+    { dst: `localhost:${origin.port}`, reason: 'upstream-error', via: 'ug2bad', up: '0', down: '0' },
+    'front: reason=upstream-error',
+  )
   b = (await waitConnsOf(back, 'back-socks', 4))[3]!
   t.equal(b.fields.reason, 'auth-failed', 'second ugate: reason=auth-failed')
 
@@ -157,7 +215,11 @@ t.test('through microsocks (SOCKS5), without and with -u/-P', async (t) => {
   await echoVia(t, front, 'via-ms', echo, 'ms', 2, 0x4d53)
   await getVia(t, front, 'via-msauth', origin, 'msauth', 1)
   await echoVia(t, front, 'via-msauth', echo, 'msauth', 2, 0x4d54)
-  const dl = await curl(['--socks5-hostname', `127.0.0.1:${front.port('via-msauth')}`, `http://localhost:${origin.port}/bytes/2000000`])
+  const dl = await curl([
+    '--socks5-hostname',
+    `127.0.0.1:${front.port('via-msauth')}`,
+    `http://localhost:${origin.port}/bytes/2000000`,
+  ])
   t.equal(sha256(dl.stdout), sha256(originBytes(2_000_000)), 'via msauth: 2 MB download intact')
   await waitConnsOf(front, 'via-msauth', 3)
 
@@ -182,11 +244,21 @@ t.test('through tinyproxy (HTTP CONNECT upstream)', async (t) => {
   await getVia(t, front, 'via-tp', origin, 'tp', 1)
   await echoVia(t, front, 'via-tp', echo, 'tp', 2, 0x7470)
 
-  const hr = await curl(['-x', `http://127.0.0.1:${front.port('front-http')}`, '-A', CURL_UA, `http://localhost:${origin.port}/http-front`])
+  const hr = await curl([
+    '-x',
+    `http://127.0.0.1:${front.port('front-http')}`,
+    '-A',
+    CURL_UA,
+    `http://localhost:${origin.port}/http-front`,
+  ])
   t.equal(hr.code, 0, 'http front via tinyproxy: curl exit 0', curlInfo(hr))
   t.equal(hr.w.http_code, 200, 'http front via tinyproxy: 200')
   const fh = (await waitConnsOf(front, 'front-http', 1))[0]!
-  t.match(fh.fields, { dst: `localhost:${origin.port}`, via: 'tp', reason: 'eof' }, 'http front via tinyproxy: access line')
+  t.match(
+    fh.fields,
+    { dst: `localhost:${origin.port}`, via: 'tp', reason: 'eof' },
+    'http front via tinyproxy: access line',
+  )
 
   // tinyproxy only CONNECTs to its ConnectPorts: 403 → upstream-refused:403, reply 0x01.
   const other = await socks5Connect(front.port('via-tp'), { host: '127.0.0.1', port: 9 })
@@ -196,6 +268,10 @@ t.test('through tinyproxy (HTTP CONNECT upstream)', async (t) => {
   const hx = await curl(['-x', `http://127.0.0.1:${front.port('front-http')}`, 'http://127.0.0.1:9/'])
   t.equal(hx.w.http_code, 502, 'http front: the upstream refusal is a 502', curlInfo(hx))
   await waitConnsOf(front, 'front-http', 2)
-  t.match(tp.output(), /Established connection to host "localhost" using file descriptor/, 'tinyproxy log shows its CONNECTs')
+  t.match(
+    tp.output(),
+    /Established connection to host "localhost" using file descriptor/,
+    'tinyproxy log shows its CONNECTs',
+  )
   await finish(t, front, 5)
 })

@@ -18,7 +18,11 @@ export function writeConfigFile(t: TestLike, config: unknown): string {
 }
 
 /** `ugate run --config FILE [args]` with `config` in a temp file; waits for `ready`. */
-export function startConfig(t: TestLike, config: unknown, opts: StartOptions & { args?: string[] } = {}): Promise<Ugate> {
+export function startConfig(
+  t: TestLike,
+  config: unknown,
+  opts: StartOptions & { args?: string[] } = {},
+): Promise<Ugate> {
   return startUgate(t, ['run', '--config', writeConfigFile(t, config), ...(opts.args ?? [])], opts)
 }
 

@@ -276,7 +276,11 @@ export async function httpOrigin(
       requests.push(r)
       const m = /^\/bytes\/(\d+)$/.exec(r.url)
       const body = m ? originBytes(Number(m[1])) : Buffer.from(originSummary(name, r))
-      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length, 'X-Origin': name })
+      res.writeHead(200, {
+        'Content-Type': 'application/octet-stream',
+        'Content-Length': body.length,
+        'X-Origin': name,
+      })
       res.end(body)
       const w = waiters.get(requests.length - 1)
       if (w) {
@@ -305,7 +309,8 @@ export async function httpOrigin(
   const o = rs as Origin
   o.name = name
   o.requests = requests
-  o.request = (i) => (requests[i] ? Promise.resolve(requests[i]!) : new Promise<OriginRequest>((res) => waiters.set(i, res)))
+  o.request = (i) =>
+    requests[i] ? Promise.resolve(requests[i]!) : new Promise<OriginRequest>((res) => waiters.set(i, res))
   return o
 }
 
@@ -399,7 +404,15 @@ export const CURL_UA = 'ugate-test'
  * `extra` holds what follows Accept: body fields, "Connection: close"...).
  */
 export function curlHead(method: string, path: string, host: string, extra: string[] = []): string {
-  return [`${method} ${path} HTTP/1.1`, `Host: ${host}`, `User-Agent: ${CURL_UA}`, 'Accept: */*', ...extra, '', ''].join('\r\n')
+  return [
+    `${method} ${path} HTTP/1.1`,
+    `Host: ${host}`,
+    `User-Agent: ${CURL_UA}`,
+    'Accept: */*',
+    ...extra,
+    '',
+    '',
+  ].join('\r\n')
 }
 
 /** Decode an HTTP/1.1 chunked body (the whole of it, trailers ignored); throws on a malformed one. */

@@ -75,7 +75,10 @@ function num(b: Buffer, off: number, len: number, what: string, where: string): 
     if (!Number.isSafeInteger(v)) fail('bad-number', `${where}: ${what} is too large`)
     return v
   }
-  const text = field.toString('latin1').replace(/[\0 ]+$/, '').replace(/^ +/, '')
+  const text = field
+    .toString('latin1')
+    .replace(/[\0 ]+$/, '')
+    .replace(/^ +/, '')
   if (text === '') return 0
   if (!/^[0-7]+$/.test(text)) fail('bad-number', `${where}: ${what} field ${JSON.stringify(text)} is not octal`)
   return parseInt(text, 8)
@@ -120,7 +123,11 @@ export function parseTar(buf: Buffer, what: string): TarEntry[] {
     let format: 'gnu' | 'ustar'
     if (magic === 'ustar  \0') format = 'gnu'
     else if (magic === 'ustar\u000000') format = 'ustar'
-    else fail('bad-magic', `${where}: magic ${JSON.stringify(magic)} is neither GNU ("ustar  ") nor ustar ("ustar\\0" "00")`)
+    else
+      fail(
+        'bad-magic',
+        `${where}: magic ${JSON.stringify(magic)} is neither GNU ("ustar  ") nor ustar ("ustar\\0" "00")`,
+      )
 
     const typeflag = String.fromCharCode(h[156]!)
     const size = num(h, 124, 12, 'size', where)
@@ -158,7 +165,10 @@ export function parseTar(buf: Buffer, what: string): TarEntry[] {
         type = 'hardlink'
         break
       default:
-        fail('bad-typeflag', `${where}: typeflag ${JSON.stringify(typeflag)} (only files, directories and links belong in a package)`)
+        fail(
+          'bad-typeflag',
+          `${where}: typeflag ${JSON.stringify(typeflag)} (only files, directories and links belong in a package)`,
+        )
     }
 
     let name = cstr(h, 0, 100)
@@ -251,15 +261,33 @@ function gunzip(buf: Buffer, what: string): Buffer {
 
 /** Control fields in OpenWrt's order (include/package-ipkg.mk, conventions §1). */
 export const CONTROL_FIELDS = [
-  'Package', 'Version', 'Depends', 'Conflicts', 'Provides', 'Source', 'SourceName', 'License',
-  'LicenseFiles', 'Section', 'URL', 'Maintainer', 'Architecture', 'Installed-Size', 'Description',
+  'Package',
+  'Version',
+  'Depends',
+  'Conflicts',
+  'Provides',
+  'Source',
+  'SourceName',
+  'License',
+  'LicenseFiles',
+  'Section',
+  'URL',
+  'Maintainer',
+  'Architecture',
+  'Installed-Size',
+  'Description',
 ] as const
 
 export const REQUIRED_FIELDS = ['Package', 'Version', 'Architecture', 'Installed-Size'] as const
 
 /** The package archs ugate ships, plus "all" for arch-free packages. */
 export const DEFAULT_ARCHS = [
-  'x86_64', 'aarch64_generic', 'arm_cortex-a7_neon-vfpv4', 'mipsel_24kc', 'mips_24kc', 'all',
+  'x86_64',
+  'aarch64_generic',
+  'arm_cortex-a7_neon-vfpv4',
+  'mipsel_24kc',
+  'mips_24kc',
+  'all',
 ] as const
 
 export const PACKAGE_NAME_RE = /^[a-z0-9][a-z0-9.+-]*$/
@@ -273,7 +301,10 @@ export function checkVersion(v: string): void {
   const upstream = dash < 0 ? rest : rest.slice(0, dash)
   const revision = dash < 0 ? null : rest.slice(dash + 1)
   if (!/^[0-9][A-Za-z0-9.+~-]*$/.test(upstream) || (dash < 0 && upstream.includes('-'))) {
-    fail('bad-version', `Version ${JSON.stringify(v)}: upstream part ${JSON.stringify(upstream)} must start with a digit and hold only [A-Za-z0-9.+~-]`)
+    fail(
+      'bad-version',
+      `Version ${JSON.stringify(v)}: upstream part ${JSON.stringify(upstream)} must start with a digit and hold only [A-Za-z0-9.+~-]`,
+    )
   }
   if (revision !== null && !/^[A-Za-z0-9.+~]+$/.test(revision)) {
     fail('bad-version', `Version ${JSON.stringify(v)}: revision ${JSON.stringify(revision)} must be [A-Za-z0-9.+~]+`)
@@ -309,7 +340,11 @@ export function parseControl(text: string, archs: readonly string[] = DEFAULT_AR
     const idx = (CONTROL_FIELDS as readonly string[]).indexOf(n)
     if (idx < 0) fail('unknown-field', `control field ${n} is not one OpenWrt writes (${CONTROL_FIELDS.join(', ')})`)
     if (idx === last) fail('duplicate-field', `control field ${n} appears twice`)
-    if (idx < last) fail('field-order', `control field ${n} comes after ${CONTROL_FIELDS[last]} (OpenWrt order: ${CONTROL_FIELDS.join(', ')})`)
+    if (idx < last)
+      fail(
+        'field-order',
+        `control field ${n} comes after ${CONTROL_FIELDS[last]} (OpenWrt order: ${CONTROL_FIELDS.join(', ')})`,
+      )
     last = idx
   }
   const get = (name: string) => fields.find(([n]) => n === name)?.[1]
@@ -318,14 +353,16 @@ export function parseControl(text: string, archs: readonly string[] = DEFAULT_AR
   }
   for (const [n, v] of fields) {
     if (n !== 'Description' && v.includes('\n')) fail('control-syntax', `control field ${n} spans lines`)
-    if (v.trim() === '' || v !== v.trim()) fail('control-syntax', `control field ${n} is empty or has surrounding blanks`)
+    if (v.trim() === '' || v !== v.trim())
+      fail('control-syntax', `control field ${n} is empty or has surrounding blanks`)
   }
   const pkg = get('Package')!
   if (!PACKAGE_NAME_RE.test(pkg)) fail('bad-package', `Package ${JSON.stringify(pkg)} is not [a-z0-9][a-z0-9.+-]*`)
   checkVersion(get('Version')!)
   const arch = get('Architecture')!
   if (!archs.includes(arch)) fail('bad-arch', `Architecture ${JSON.stringify(arch)} is not one of ${archs.join(', ')}`)
-  if (!/^(0|[1-9][0-9]*)$/.test(get('Installed-Size')!)) fail('bad-installed-size', `Installed-Size ${JSON.stringify(get('Installed-Size'))} is not a byte count`)
+  if (!/^(0|[1-9][0-9]*)$/.test(get('Installed-Size')!))
+    fail('bad-installed-size', `Installed-Size ${JSON.stringify(get('Installed-Size'))} is not a byte count`)
   const deps = get('Depends')
   if (deps !== undefined) {
     for (const d of deps.split(',').map((x) => x.trim())) {
@@ -369,7 +406,8 @@ export function readIpk(file: Buffer, opts: ReadOptions = {}): Ipk {
   const outer = parseTar(outerTar, 'package')
   const names = outer.map((e) => e.name)
   const sameSet = names.length === OUTER_MEMBERS.length && OUTER_MEMBERS.every((m) => names.includes(m))
-  if (!sameSet) fail('member-names', `package members are ${JSON.stringify(names)}, not ${JSON.stringify(OUTER_MEMBERS)}`)
+  if (!sameSet)
+    fail('member-names', `package members are ${JSON.stringify(names)}, not ${JSON.stringify(OUTER_MEMBERS)}`)
   if (names.some((n, i) => n !== OUTER_MEMBERS[i])) {
     fail('member-order', `package members are in the order ${names.join(', ')}, not ${OUTER_MEMBERS.join(', ')}`)
   }
@@ -385,7 +423,8 @@ export function readIpk(file: Buffer, opts: ReadOptions = {}): Ipk {
   for (const e of controlEntries) {
     if (e.name === './' && e.type === 'dir') continue
     const bare = e.name.slice(2)
-    if (e.type !== 'file' || bare.includes('/')) fail('control-not-flat', `control.tar.gz holds ${e.name} (${e.type}); it must be flat files`)
+    if (e.type !== 'file' || bare.includes('/'))
+      fail('control-not-flat', `control.tar.gz holds ${e.name} (${e.type}); it must be flat files`)
     if (!(CONTROL_MEMBERS as readonly string[]).includes(bare)) {
       fail('unknown-control-file', `control.tar.gz holds ${e.name} (known: ${CONTROL_MEMBERS.join(', ')})`)
     }
@@ -406,11 +445,13 @@ export function readIpk(file: Buffer, opts: ReadOptions = {}): Ipk {
     const e = controlFiles.get(s)
     if (!e) continue
     if (!e.data.subarray(0, 2).equals(Buffer.from('#!'))) fail('script-no-shebang', `${s} does not start with "#!"`)
-    if ((e.mode & 0o111) !== 0o111) fail('script-not-executable', `${s} has mode ${e.mode.toString(8)}, not executable by all`)
+    if ((e.mode & 0o111) !== 0o111)
+      fail('script-not-executable', `${s} has mode ${e.mode.toString(8)}, not executable by all`)
   }
   for (const s of SOURCED_SCRIPTS) {
     const e = controlFiles.get(s)
-    if (e && (e.mode & 0o111) !== 0o111) fail('script-not-executable', `${s} has mode ${e.mode.toString(8)}, not executable by all`)
+    if (e && (e.mode & 0o111) !== 0o111)
+      fail('script-not-executable', `${s} has mode ${e.mode.toString(8)}, not executable by all`)
   }
 
   const conffiles: string[] = []
@@ -419,7 +460,8 @@ export function readIpk(file: Buffer, opts: ReadOptions = {}): Ipk {
     const text = cf.data.toString('utf8')
     if (text !== '' && !text.endsWith('\n')) fail('conffiles-syntax', 'conffiles does not end with a newline')
     for (const line of text.split('\n').slice(0, -1)) {
-      if (!line.startsWith('/')) fail('conffile-not-absolute', `conffile ${JSON.stringify(line)} is not an absolute path`)
+      if (!line.startsWith('/'))
+        fail('conffile-not-absolute', `conffile ${JSON.stringify(line)} is not an absolute path`)
       const inData = data.find((e) => e.name === `.${line}`)
       if (!inData) fail('conffile-missing', `conffile ${line} is not in data.tar.gz`)
       if (inData.type !== 'file') fail('conffile-missing', `conffile ${line} is a ${inData.type}, not a file`)
@@ -478,7 +520,8 @@ export function tarEntry(s: TarSpec): Buffer {
   const flag = { file: '0', dir: '5', symlink: '2', hardlink: '1', pax: 'x', raw: s.typeflag ?? '0' }[type]
   h.write(flag, 156, 'latin1')
   h.write(s.linkname ?? '', 157, 100, 'latin1')
-  const magic = s.magic === undefined || s.magic === 'gnu' ? 'ustar  \0' : s.magic === 'ustar' ? 'ustar\u000000' : s.magic
+  const magic =
+    s.magic === undefined || s.magic === 'gnu' ? 'ustar  \0' : s.magic === 'ustar' ? 'ustar\u000000' : s.magic
   h.write(magic, 257, 8, 'latin1')
   h.write(s.uname ?? '', 265, 32, 'latin1')
   h.write(s.gname ?? '', 297, 32, 'latin1')

@@ -121,7 +121,10 @@ function makeBaseclass(): Any {
         let res = proto[key]
         if (arguments.length > 1) {
           if (typeof res !== 'function') throw new ReferenceError(`${key} is not a function in base class`)
-          const args = typeof callArgs === 'object' && callArgs !== null ? Array.from(callArgs as ArrayLike<unknown>) : Array.prototype.slice.call(arguments, 1)
+          const args =
+            typeof callArgs === 'object' && callArgs !== null
+              ? Array.from(callArgs as ArrayLike<unknown>)
+              : Array.prototype.slice.call(arguments, 1)
           if (stack) stack.unshift(proto)
           else superStacks[slot] = [proto]
           try {
@@ -250,7 +253,14 @@ function matches(n: FakeNode, selector: string): boolean {
     any = true
     if (m[1] !== undefined) {
       const t = m[1]
-      if (t.startsWith('#') ? n.id !== t.slice(1) : t.startsWith('.') ? !n.classList.contains(t.slice(1)) : n.tagName !== t.toUpperCase()) return false
+      if (
+        t.startsWith('#')
+          ? n.id !== t.slice(1)
+          : t.startsWith('.')
+            ? !n.classList.contains(t.slice(1))
+            : n.tagName !== t.toUpperCase()
+      )
+        return false
     } else if (m[3] === undefined ? n.getAttribute(m[2]!) === null : n.getAttribute(m[2]!) !== m[3]) {
       return false
     }
@@ -309,7 +319,8 @@ function makeDom(baseclass: Any): Any {
     },
     attr(node: unknown, key: unknown, val?: unknown) {
       if (!(node instanceof FakeNode)) return null
-      const attrs: Record<string, unknown> = typeof key === 'object' && key !== null ? (key as Record<string, unknown>) : { [String(key)]: val }
+      const attrs: Record<string, unknown> =
+        typeof key === 'object' && key !== null ? (key as Record<string, unknown>) : { [String(key)]: val }
       for (const [k, v] of Object.entries(attrs)) {
         if (v == null) continue
         if (typeof v === 'function') node.addEventListener(k, v as (...a: unknown[]) => unknown)
@@ -418,7 +429,8 @@ function luciIPv6(x: string): number[] | null {
   if (ps.length > 2) return null
   const prefix = (ps[0] || '0').split(/:/)
   const suffix = ps.length > 1 ? (ps[1] || '0').split(/:/) : []
-  if (suffix.length ? prefix.length + suffix.length > 7 : (ps.length < 2 && prefix.length < 8) || prefix.length > 8) return null
+  if (suffix.length ? prefix.length + suffix.length > 7 : (ps.length < 2 && prefix.length < 8) || prefix.length > 8)
+    return null
   const words: number[] = []
   const group = (g: string) => {
     const w = parseInt(g, 16)
@@ -450,7 +462,10 @@ const DATATYPES: Record<string, DatatypeFn> = {
     return this.assert(parseDecimal(this.value) >= 0, 'positive decimal value')
   },
   ipaddr(nomask?: unknown) {
-    return this.assert(this.apply('ip4addr', null, [nomask]) || this.apply('ip6addr', null, [nomask]), nomask ? 'valid IP address' : 'valid IP address or prefix')
+    return this.assert(
+      this.apply('ip4addr', null, [nomask]) || this.apply('ip6addr', null, [nomask]),
+      nomask ? 'valid IP address' : 'valid IP address or prefix',
+    )
   },
   ip4addr(nomask?: unknown) {
     const re = nomask ? /^(\d+\.\d+\.\d+\.\d+)$/ : /^(\d+\.\d+\.\d+\.\d+)(?:\/(\d+\.\d+\.\d+\.\d+)|\/(\d{1,2}))?$/
@@ -463,7 +478,10 @@ const DATATYPES: Record<string, DatatypeFn> = {
   ip6addr(nomask?: unknown) {
     const re = nomask ? /^([0-9a-fA-F:.]+)$/ : /^([0-9a-fA-F:.]+)(?:\/(\d{1,3}))?$/
     const m = re.exec(this.value)
-    return this.assert(m && luciIPv6(m[1]!) && (m[2] ? this.apply('ip6prefix', m[2]) : true), nomask ? 'valid IPv6 address' : 'valid IPv6 address or prefix')
+    return this.assert(
+      m && luciIPv6(m[1]!) && (m[2] ? this.apply('ip6prefix', m[2]) : true),
+      nomask ? 'valid IPv6 address' : 'valid IPv6 address or prefix',
+    )
   },
   ip4prefix() {
     return this.assert(!isNaN(+this.value) && +this.value >= 0 && +this.value <= 32, 'valid IPv4 prefix value (0-32)')
@@ -472,7 +490,10 @@ const DATATYPES: Record<string, DatatypeFn> = {
     return this.assert(!isNaN(+this.value) && +this.value >= 0 && +this.value <= 128, 'valid IPv6 prefix value (0-128)')
   },
   cidr(negative?: unknown) {
-    return this.assert(this.apply('cidr4', null, [negative]) || this.apply('cidr6', null, [negative]), 'valid IPv4 or IPv6 CIDR')
+    return this.assert(
+      this.apply('cidr4', null, [negative]) || this.apply('cidr6', null, [negative]),
+      'valid IPv4 or IPv6 CIDR',
+    )
   },
   cidr4(negative?: unknown) {
     const m = /^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})\/(-)?(\d{1,2})$/.exec(this.value)
@@ -491,13 +512,22 @@ const DATATYPES: Record<string, DatatypeFn> = {
     return this.assert(m && luciIPv6(m[1]!) && luciIPv6(m[2]!), 'IPv6 network in address/netmask notation')
   },
   ipmask(negative?: unknown) {
-    return this.assert(this.apply('ipmask4', null, [negative]) || this.apply('ipmask6', null, [negative]), 'valid network in address/netmask notation')
+    return this.assert(
+      this.apply('ipmask4', null, [negative]) || this.apply('ipmask6', null, [negative]),
+      'valid network in address/netmask notation',
+    )
   },
   ipmask4(negative?: unknown) {
-    return this.assert(this.apply('cidr4', null, [negative]) || this.apply('ipnet4', null) || this.apply('ip4addr', null), 'valid IPv4 network')
+    return this.assert(
+      this.apply('cidr4', null, [negative]) || this.apply('ipnet4', null) || this.apply('ip4addr', null),
+      'valid IPv4 network',
+    )
   },
   ipmask6(negative?: unknown) {
-    return this.assert(this.apply('cidr6', null, [negative]) || this.apply('ipnet6', null) || this.apply('ip6addr', null), 'valid IPv6 network')
+    return this.assert(
+      this.apply('cidr6', null, [negative]) || this.apply('ipnet6', null) || this.apply('ip6addr', null),
+      'valid IPv6 network',
+    )
   },
   port() {
     const p = parseInteger(this.value)
@@ -511,16 +541,23 @@ const DATATYPES: Record<string, DatatypeFn> = {
   macaddr(multicast?: unknown) {
     const m = /^([a-fA-F0-9]{2}):([a-fA-F0-9]{2}:){4}[a-fA-F0-9]{2}$/.exec(this.value)
     // As validation.js: the first octet's parity is read with +m[1], a decimal number.
-    return this.assert(m != null && !(+m[1]! & 1) === !multicast, multicast ? 'valid multicast MAC address' : 'valid MAC address')
+    return this.assert(
+      m != null && !(+m[1]! & 1) === !multicast,
+      multicast ? 'valid multicast MAC address' : 'valid MAC address',
+    )
   },
   host(ipv4only?: unknown) {
-    return this.assert(this.apply('hostname', null) || this.apply(ipv4only == 1 ? 'ip4addr' : 'ipaddr', null, ['nomask']), 'valid hostname or IP address')
+    return this.assert(
+      this.apply('hostname', null) || this.apply(ipv4only == 1 ? 'ip4addr' : 'ipaddr', null, ['nomask']),
+      'valid hostname or IP address',
+    )
   },
   hostname(strict?: unknown) {
     const v = this.value
     if (v.length <= 253) {
       return this.assert(
-        (/^[a-zA-Z0-9_]+$/.test(v) || (/^[a-zA-Z0-9_][a-zA-Z0-9_\-.]*[a-zA-Z0-9]$/.test(v) && /[^0-9.]/.test(v))) && (!strict || !/^_/.test(v)),
+        (/^[a-zA-Z0-9_]+$/.test(v) || (/^[a-zA-Z0-9_][a-zA-Z0-9_\-.]*[a-zA-Z0-9]$/.test(v) && /[^0-9.]/.test(v))) &&
+          (!strict || !/^_/.test(v)),
         'valid hostname',
       )
     }
@@ -528,7 +565,10 @@ const DATATYPES: Record<string, DatatypeFn> = {
   },
   hostport(ipv4only?: unknown) {
     const hp = this.value.split(/:/)
-    return this.assert(hp.length === 2 && this.apply('host', hp[0]!, [ipv4only]) && this.apply('port', hp[1]!), 'valid host:port')
+    return this.assert(
+      hp.length === 2 && this.apply('host', hp[0]!, [ipv4only]) && this.apply('port', hp[1]!),
+      'valid host:port',
+    )
   },
   uciname() {
     return this.assert(/^[a-zA-Z0-9_]+$/.test(this.value), 'valid UCI identifier')
@@ -536,7 +576,10 @@ const DATATYPES: Record<string, DatatypeFn> = {
   netdevname() {
     const v = this.value
     if (v === '.' || v === '..') return this.assert(false, 'valid network device name, not "." or ".."')
-    return this.assert(/^[^:/%\s]{1,15}$/.test(v), 'valid network device name between 1 and 15 characters not containing ":", "/", "%" or spaces')
+    return this.assert(
+      /^[^:/%\s]{1,15}$/.test(v),
+      'valid network device name between 1 and 15 characters not containing ":", "/", "%" or spaces',
+    )
   },
   range(min: unknown, max: unknown) {
     const v = parseDecimal(this.value)
@@ -839,7 +882,13 @@ function makeUci(session: Session): Any {
           if (k.startsWith('.')) continue
           if (Array.isArray(v) ? v.length > 0 : v !== '' && v != null) options.set(k, v)
         }
-        pkg.sections.push({ type: s['.type'], name: s['.anonymous'] ? null : s['.name'], index: pkg.sections.length, options, line: 0 })
+        pkg.sections.push({
+          type: s['.type'],
+          name: s['.anonymous'] ? null : s['.name'],
+          index: pkg.sections.length,
+          options,
+          line: 0,
+        })
       }
       return writeUci(pkg)
     },
@@ -883,7 +932,8 @@ function makeRpc(session: Session, baseclass: Any): Any {
       return (...args: unknown[]) => {
         const params: Record<string, unknown> = {}
         let off = 0
-        if (Array.isArray(options.params)) for (; off < options.params.length; off++) params[options.params[off]] = args[off]
+        if (Array.isArray(options.params))
+          for (; off < options.params.length; off++) params[options.params[off]] = args[off]
         const priv: unknown[] = [undefined, undefined, ...args.slice(off)]
         session.calls.push({ object: options.object, method: options.method, params })
         return Promise.resolve().then(() => {
@@ -891,19 +941,26 @@ function makeRpc(session: Session, baseclass: Any): Any {
           let result: unknown[]
           const key = `${options.object}.${options.method}`
           const handler = session.rpcHandlers[key]
-          if (session.grants && !session.grants.ubus.has(key)) result = [6] // permission denied
-          else if (handler === undefined) result = [4] // not found
+          if (session.grants && !session.grants.ubus.has(key))
+            result = [6] // permission denied
+          else if (handler === undefined)
+            result = [4] // not found
           else {
             const answer = handler(params) as Any
             result = answer && typeof answer === 'object' && 'ubusStatus' in answer ? [answer.ubusStatus] : [0, answer]
           }
-          if (options.reject && result[0] !== 0) throw new Error(`RPCError: RPC call to ${key} failed with ubus code ${result[0]}`)
+          if (options.reject && result[0] !== 0)
+            throw new Error(`RPCError: RPC call to ${key} failed with ubus code ${result[0]}`)
           let ret: Any = result.length > 1 ? result[1] : result[0]
           // rpc.js handleCallReply: expect picks a key and replaces a missing or mistyped value
           if (options.expect) {
             for (const k of Object.keys(options.expect)) {
               if (ret != null && k !== '') ret = ret[k]
-              if (ret == null || Object.prototype.toString.call(ret) !== Object.prototype.toString.call(options.expect[k])) ret = options.expect[k]
+              if (
+                ret == null ||
+                Object.prototype.toString.call(ret) !== Object.prototype.toString.call(options.expect[k])
+              )
+                ret = options.expect[k]
               break
             }
           }
@@ -1283,7 +1340,8 @@ function makeForm(session: Session, baseclass: Any, uci: Any): Any {
     // widgets keep what was typed into them (nothing is saved or redrawn).
     handleAdd(this: Any, _ev: unknown, name?: string) {
       const sid = this.map.data.add(this.uciconfig || this.map.config, this.sectiontype, name)
-      for (const o of this.children) if (!o.disable && o.modalonly !== false) this.map.widgets.set(o.cbid(sid), o.createWidget(sid))
+      for (const o of this.children)
+        if (!o.disable && o.modalonly !== false) this.map.widgets.set(o.cbid(sid), o.createWidget(sid))
       this.map.checkDepends()
       return Promise.resolve(sid)
     },
@@ -1291,7 +1349,8 @@ function makeForm(session: Session, baseclass: Any, uci: Any): Any {
     // the modal of each row. Here every row is taken as edited in its modal.
     parse(this: Any) {
       const tasks: Promise<unknown>[] = []
-      for (const sid of this.cfgsections()) for (const o of this.children) if (o.modalonly !== false) tasks.push(o.parse(sid))
+      for (const sid of this.cfgsections())
+        for (const o of this.children) if (o.modalonly !== false) tasks.push(o.parse(sid))
       return Promise.all(tasks)
     },
   })
@@ -1343,13 +1402,23 @@ function makeForm(session: Session, baseclass: Any, uci: Any): Any {
     },
     load(this: Any, sid: string) {
       if (sid == null) throw new TypeError('Section ID required')
-      return this.map.data.get(this.uciconfig || this.section.uciconfig || this.map.config, this.ucisection || sid, this.ucioption || this.option)
+      return this.map.data.get(
+        this.uciconfig || this.section.uciconfig || this.map.config,
+        this.ucisection || sid,
+        this.ucioption || this.option,
+      )
     },
     /** The widget this option would draw for one section (stand-in for renderWidget). */
     createWidget(this: Any, sid: string): Widget {
       const cfg = this.cfgvalue(sid)
       const value = cfg != null ? cfg : this.default
-      return { option: this, sid, kind: 'text', value: Array.isArray(value) ? value.join(' ') : value == null ? '' : String(value), hidden: false }
+      return {
+        option: this,
+        sid,
+        kind: 'text',
+        value: Array.isArray(value) ? value.join(' ') : value == null ? '' : String(value),
+        hidden: false,
+      }
     },
     getUIElement(this: Any, sid: string) {
       const w: Widget | undefined = this.map.widgets.get(this.cbid(sid))
@@ -1415,7 +1484,9 @@ function makeForm(session: Session, baseclass: Any, uci: Any): Any {
       const active = this.isActive(sid)
       const title = this.stripTags(this.displayname || this.title).trim() || this.option
       if (active && !this.isValid(sid)) {
-        return Promise.reject(new TypeError(`Option "${title}" contains an invalid input value. ${this.getValidationError(sid)}`))
+        return Promise.reject(
+          new TypeError(`Option "${title}" contains an invalid input value. ${this.getValidationError(sid)}`),
+        )
       }
       if (active) {
         const cval = this.cfgvalue(sid)
@@ -1431,7 +1502,12 @@ function makeForm(session: Session, baseclass: Any, uci: Any): Any {
       return Promise.resolve()
     },
     write(this: Any, sid: string, value: unknown) {
-      return this.map.data.set(this.uciconfig || this.section.uciconfig || this.map.config, this.ucisection || sid, this.ucioption || this.option, value)
+      return this.map.data.set(
+        this.uciconfig || this.section.uciconfig || this.map.config,
+        this.ucisection || sid,
+        this.ucioption || this.option,
+        value,
+      )
     },
     remove(this: Any, sid: string) {
       const cfg = this.uciconfig || this.section.uciconfig || this.map.config
@@ -1462,7 +1538,13 @@ function makeForm(session: Session, baseclass: Any, uci: Any): Any {
     __name__: 'CBI.DynamicList',
     createWidget(this: Any, sid: string): Widget {
       const cfg = this.cfgvalue(sid)
-      return { option: this, sid, kind: 'dynlist', value: toArray(cfg != null ? cfg : this.default).map(String), hidden: false }
+      return {
+        option: this,
+        sid,
+        kind: 'dynlist',
+        value: toArray(cfg != null ? cfg : this.default).map(String),
+        hidden: false,
+      }
     },
   })
 
@@ -1491,7 +1573,13 @@ function makeForm(session: Session, baseclass: Any, uci: Any): Any {
     },
     createWidget(this: Any, sid: string): Widget {
       const cfg = this.cfgvalue(sid)
-      return { option: this, sid, kind: 'checkbox', value: (cfg != null ? cfg : this.default) == this.enabled, hidden: false }
+      return {
+        option: this,
+        sid,
+        kind: 'checkbox',
+        value: (cfg != null ? cfg : this.default) == this.enabled,
+        hidden: false,
+      }
     },
     formvalue(this: Any, sid: string) {
       const elem = this.getUIElement(sid)
@@ -1504,7 +1592,8 @@ function makeForm(session: Session, baseclass: Any, uci: Any): Any {
     parse(this: Any, sid: string) {
       if (this.isActive(sid)) {
         const fval = this.formvalue(sid)
-        if (!this.isValid(sid)) return Promise.reject(new TypeError(`Option "${this.title || this.option}" contains an invalid input value.`))
+        if (!this.isValid(sid))
+          return Promise.reject(new TypeError(`Option "${this.title || this.option}" contains an invalid input value.`))
         if (fval == this.default && (this.optional || this.rmempty)) return Promise.resolve(this.remove(sid))
         return Promise.resolve(this.write(sid, fval))
       }
@@ -1521,7 +1610,13 @@ function makeForm(session: Session, baseclass: Any, uci: Any): Any {
     },
     createWidget(this: Any, sid: string): Widget {
       const cfg = this.cfgvalue(sid)
-      return { option: this, sid, kind: 'multi', value: toArray(cfg != null ? cfg : this.default).map(String), hidden: false }
+      return {
+        option: this,
+        sid,
+        kind: 'multi',
+        value: toArray(cfg != null ? cfg : this.default).map(String),
+        hidden: false,
+      }
     },
   })
 
@@ -1586,7 +1681,13 @@ function widgetValue(w: Widget): Any {
 }
 
 /** Validate one typed value as ui.js/validation.js do: true or the message shown. */
-function checkValue(o: Any, sid: string, value: string, optional: boolean, datatype: string | undefined): true | string {
+function checkValue(
+  o: Any,
+  sid: string,
+  value: string,
+  optional: boolean,
+  datatype: string | undefined,
+): true | string {
   if (value.length === 0) {
     if (!optional) return 'Expecting: non-empty value'
   } else if (datatype) {
@@ -1684,7 +1785,17 @@ export interface SectionInfo {
   options: OptionInfo[]
 }
 
-const CLASS_NAMES = ['MultiValue', 'DynamicList', 'ListValue', 'Flag', 'DummyValue', 'ButtonValue', 'TextValue', 'HiddenValue', 'Value']
+const CLASS_NAMES = [
+  'MultiValue',
+  'DynamicList',
+  'ListValue',
+  'Flag',
+  'DummyValue',
+  'ButtonValue',
+  'TextValue',
+  'HiddenValue',
+  'Value',
+]
 const SECTION_NAMES = ['GridSection', 'TableSection', 'NamedSection', 'TypedSection']
 
 /** A loaded view: the instance, what it rendered, and handles on the stand-in's records. */
@@ -1735,7 +1846,11 @@ export class LuciPage {
   /** The save/apply/reset buttons LuCI's footer would show. */
   get footer() {
     const v = this.view
-    return { save: typeof v.handleSave === 'function', saveApply: typeof v.handleSaveApply === 'function', reset: typeof v.handleReset === 'function' }
+    return {
+      save: typeof v.handleSave === 'function',
+      saveApply: typeof v.handleSaveApply === 'function',
+      reset: typeof v.handleReset === 'function',
+    }
   }
 
   /** Run every poll.add() function once (a poll tick), and wait for them. */
@@ -1983,7 +2098,14 @@ export async function loadView(path: string, opts: LoadOptions = {}): Promise<Lu
     addEventListener() {},
   }
   // The browser window the views run in: LuCI's globals E, _ and N_, String.prototype.format.
-  const context = vm.createContext({ E, _: (s: string) => s, N_: (_n: number, s: string) => s, console, window, document })
+  const context = vm.createContext({
+    E,
+    _: (s: string) => s,
+    N_: (_n: number, s: string) => s,
+    console,
+    window,
+    document,
+  })
   vm.runInContext(FORMAT_SOURCE, context)
 
   const L: Any = {
@@ -2013,11 +2135,17 @@ export async function loadView(path: string, opts: LoadOptions = {}): Promise<Lu
 
   async function requireClass(name: string, from: string[]): Promise<Any> {
     if (classes[name] != null) {
-      if (from.includes(name)) throw new Error(`DependencyError: Circular dependency: class "${name}" depends on "${from.join('" which depends on "')}"`)
+      if (from.includes(name))
+        throw new Error(
+          `DependencyError: Circular dependency: class "${name}" depends on "${from.join('" which depends on "')}"`,
+        )
       return classes[name]
     }
     const file = resolve(resourcesDir, `${name.replace(/\./g, '/')}.js`)
-    if (!existsSync(file)) throw new Error(`NetworkError: HTTP error 404 while loading class file "${file}" (not a file of luci-app-ugate, nor a module of the stand-in)`)
+    if (!existsSync(file))
+      throw new Error(
+        `NetworkError: HTTP error 404 while loading class file "${file}" (not a file of luci-app-ugate, nor a module of the stand-in)`,
+      )
     const chain = [name, ...from]
     const source = readFileSync(file, 'utf8')
     const reqs = scanRequires(source)

@@ -141,7 +141,8 @@ export function requireTools(): void {
         return false
       }
     })
-    if (!found) throw new Error(`the capture tests need \`${cmd}\` (not in PATH): install it with apt-get install ${pkg}`)
+    if (!found)
+      throw new Error(`the capture tests need \`${cmd}\` (not in PATH): install it with apt-get install ${pkg}`)
   }
 }
 
@@ -304,7 +305,9 @@ export async function createTopology(t: TestLike): Promise<Topology> {
   })
 
   const caFile = join(dir, 'ca.crt')
-  const made = await run(['ip', '-batch', '-'], { input: [client, router, server].map((ns) => `netns add ${ns}\n`).join('') })
+  const made = await run(['ip', '-batch', '-'], {
+    input: [client, router, server].map((ns) => `netns add ${ns}\n`).join(''),
+  })
   const mine = listNetns().filter((ns) => ns === client || ns === router || ns === server)
   for (const ns of mine) live.add(ns)
   if (made.code !== 0 || mine.length < 3) {
@@ -343,8 +346,12 @@ export async function createTopology(t: TestLike): Promise<Topology> {
   await Promise.all([
     ipBatch(client, [
       'link set lo up',
-      ...[ADDR.client4, ADDR.clientExcluded4, ADDR.clientMarked4, ADDR.clientOtherMark4].map((a) => addr(`${a}/24`, IFACE.clientLan)),
-      ...[ADDR.client6, ADDR.clientExcluded6, ADDR.clientMarked6, ADDR.clientOtherMark6].map((a) => addr(`${a}/64`, IFACE.clientLan)),
+      ...[ADDR.client4, ADDR.clientExcluded4, ADDR.clientMarked4, ADDR.clientOtherMark4].map((a) =>
+        addr(`${a}/24`, IFACE.clientLan),
+      ),
+      ...[ADDR.client6, ADDR.clientExcluded6, ADDR.clientMarked6, ADDR.clientOtherMark6].map((a) =>
+        addr(`${a}/64`, IFACE.clientLan),
+      ),
       `link set ${IFACE.clientLan} up`,
       `route add default via ${ADDR.routerLan4}`,
       `route add ::/0 via ${ADDR.routerLan6}`,
@@ -385,9 +392,24 @@ export async function createTopology(t: TestLike): Promise<Topology> {
       const hdrFile = join(dir, `resp-${i}.hdr`)
       writeFileSync(inFile, q.body)
       const argv = [
-        'curl', '-sS', '--globoff', '--fail', '--max-time', '10', '--connect-timeout', '5',
-        '-H', 'Expect:', '-H', 'Content-Type: application/octet-stream',
-        '--data-binary', `@${inFile}`, '-D', hdrFile, '-o', outFile,
+        'curl',
+        '-sS',
+        '--globoff',
+        '--fail',
+        '--max-time',
+        '10',
+        '--connect-timeout',
+        '5',
+        '-H',
+        'Expect:',
+        '-H',
+        'Content-Type: application/octet-stream',
+        '--data-binary',
+        `@${inFile}`,
+        '-D',
+        hdrFile,
+        '-o',
+        outFile,
         ...(q.src ? ['--interface', q.src] : []),
         ...(q.resolve ? ['--resolve', q.resolve] : []),
         ...(q.url.startsWith('https:') ? ['--cacert', caFile] : []),
@@ -426,16 +448,44 @@ async function makeCertificates(dir: string): Promise<void> {
   const what = 'making the test certificates'
   await must(
     [
-      'openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', f('ca.key'), '-out', f('ca.crt'), '-days', '1', '-subj', '/CN=ugate test CA',
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+      'openssl',
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      f('ca.key'),
+      '-out',
+      f('ca.crt'),
+      '-days',
+      '1',
+      '-subj',
+      '/CN=ugate test CA',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
     ],
     { what },
   )
   await must(
     [
-      'openssl', 'req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', `/CN=${TLS_NAME}`,
+      'openssl',
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      f('server.key'),
+      '-out',
+      f('server.csr'),
+      '-subj',
+      `/CN=${TLS_NAME}`,
     ],
     { what },
   )
@@ -445,8 +495,22 @@ async function makeCertificates(dir: string): Promise<void> {
   )
   await must(
     [
-      'openssl', 'x509', '-req', '-in', f('server.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'),
-      '-CAcreateserial', '-days', '1', '-out', f('server.crt'), '-extfile', f('server.ext'),
+      'openssl',
+      'x509',
+      '-req',
+      '-in',
+      f('server.csr'),
+      '-CA',
+      f('ca.crt'),
+      '-CAkey',
+      f('ca.key'),
+      '-CAcreateserial',
+      '-days',
+      '1',
+      '-out',
+      f('server.crt'),
+      '-extfile',
+      f('server.ext'),
     ],
     { what },
   )
@@ -497,10 +561,14 @@ async function startServers(ns: string, dir: string, children: Child[]): Promise
   // Without tap's NODE_OPTIONS (its loaders would slow the start down and track the child).
   const env = { ...process.env }
   delete env.NODE_OPTIONS
-  const proc = spawn('ip', inNs(ns, [process.execPath, script, join(dir, 'server.key'), join(dir, 'server.crt')]).slice(1), {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env,
-  })
+  const proc = spawn(
+    'ip',
+    inNs(ns, [process.execPath, script, join(dir, 'server.key'), join(dir, 'server.crt')]).slice(1),
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env,
+    },
+  )
   const closed = new Promise<void>((res) => proc.once('close', () => res()))
   children.push({ proc, closed })
   let out = ''
@@ -556,9 +624,7 @@ export function captureConfig(s: CaptureSettings): Record<string, unknown> {
     log: { level: 'info' },
     relay: { idleTimeout: 60, shutdownGrace: 2 },
     dial: { connectTimeout: 5, mark: UGATE_MARK },
-    listeners: [
-      { name: 'cap', type: 'redirect', listen: `[::]:${s.port}`, allow: TEST_ALLOW },
-    ],
+    listeners: [{ name: 'cap', type: 'redirect', listen: `[::]:${s.port}`, allow: TEST_ALLOW }],
     capture: {
       enabled: true,
       listener: 'cap',
@@ -642,7 +708,13 @@ export async function probe(topo: Topology, p: Probe, payload: Buffer): Promise<
  * dialed, with the client's Host/SNI. On failure the router's ruleset is
  * printed.
  */
-export async function checkResponse(t: AssertLike, topo: Topology, p: Probe, r: ProbeResult, remote: string): Promise<boolean> {
+export async function checkResponse(
+  t: AssertLike,
+  topo: Topology,
+  p: Probe,
+  r: ProbeResult,
+  remote: string,
+): Promise<boolean> {
   const { res } = r
   let ok = t.equal(res.code, 0, `${p.what}: curl succeeds`, { stderr: res.stderr, argv: res.argv.join(' ') })
   ok = t.equal(res.status, 200, `${p.what}: HTTP 200`) && ok

@@ -219,7 +219,12 @@ function spawnDaemon(t: TestLike, cmd: string, args: string[], port: number): Da
  * daemon that prints nothing when it is ready (microsocks): each refused
  * attempt is retried after its 'error' event, 20 ms apart, up to timeoutMs.
  */
-export async function waitListening(port: number, what: string, exited?: () => boolean, timeoutMs = 10_000): Promise<void> {
+export async function waitListening(
+  port: number,
+  what: string,
+  exited?: () => boolean,
+  timeoutMs = 10_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const r = await new Promise<string>((res) => {
@@ -279,7 +284,9 @@ export async function startTinyproxy(t: TestLike, connectPorts: number[]): Promi
       }
       d.proc.stdout!.on('data', check)
       d.proc.stderr!.on('data', check)
-      d.proc.once('close', (code) => reject(new Error(`tinyproxy exited (${code}) before it was ready:\n${d.output()}`)))
+      d.proc.once('close', (code) =>
+        reject(new Error(`tinyproxy exited (${code}) before it was ready:\n${d.output()}`)),
+      )
       check()
     }),
     10_000,

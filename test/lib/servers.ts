@@ -218,11 +218,7 @@ export interface Fixture {
   close(): Promise<void>
 }
 
-function listenFixture(
-  t: TestLike,
-  host: string,
-  onConn: (s: Socket, f: Fixture) => void,
-): Promise<Fixture> {
+function listenFixture(t: TestLike, host: string, onConn: (s: Socket, f: Fixture) => void): Promise<Fixture> {
   return new Promise<Fixture>((resolve, reject) => {
     const sockets = new Set<Socket>()
     const server = net.createServer({ allowHalfOpen: true })
@@ -311,8 +307,7 @@ export async function dataServer(
     }
   })
   const df = f as DataFixture
-  df.conn = (i: number) =>
-    conns[i] ? Promise.resolve(conns[i]!) : new Promise<DataConn>((res) => waiters.set(i, res))
+  df.conn = (i: number) => (conns[i] ? Promise.resolve(conns[i]!) : new Promise<DataConn>((res) => waiters.set(i, res)))
   return df
 }
 

@@ -40,18 +40,54 @@ export function makePki(t: TestLike, names: string[], ips: string[] = ['127.0.0.
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
   openssl(dir, [
-    'req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=ugate test CA',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.pem',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=ugate test CA',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
   ])
-  openssl(dir, ['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', `/CN=${names[0] ?? 'ugate-test'}`])
+  openssl(dir, [
+    'req',
+    ...ec,
+    '-keyout',
+    'server.key',
+    '-out',
+    'server.csr',
+    '-subj',
+    `/CN=${names[0] ?? 'ugate-test'}`,
+  ])
   const san = [...names.map((n) => `DNS:${n}`), ...ips.map((ip) => `IP:${ip}`)].join(',')
   writeFileSync(
     join(dir, 'server.ext'),
     `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=${san}\n`,
   )
   openssl(dir, [
-    'x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial',
-    '-days', '2', '-sha256', '-extfile', 'server.ext', '-out', 'server.pem',
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-sha256',
+    '-extfile',
+    'server.ext',
+    '-out',
+    'server.pem',
   ])
   return {
     dir,
@@ -115,7 +151,8 @@ export function parseClientHello(buf: Buffer): ClientHelloInfo | null {
       const type = body.readUInt16BE(p)
       const len = body.readUInt16BE(p + 2)
       const ext = body.subarray(p + 4, p + 4 + len)
-      if (type === 0 && ext.length >= 5 && ext[2] === 0) sni = ext.subarray(5, 5 + ext.readUInt16BE(3)).toString('latin1')
+      if (type === 0 && ext.length >= 5 && ext[2] === 0)
+        sni = ext.subarray(5, 5 + ext.readUInt16BE(3)).toString('latin1')
       if (type === 16) {
         let q = 2
         while (q < ext.length) {
@@ -175,7 +212,12 @@ export function tlsConnectRecording(
     }
     const raw = rawConnFor(sock)
     const d = duplexOver(raw)
-    const socket = tls.connect({ socket: d, servername: opts.servername, ca: opts.ca, ALPNProtocols: opts.alpn ?? ['http/1.1'] })
+    const socket = tls.connect({
+      socket: d,
+      servername: opts.servername,
+      ca: opts.ca,
+      ALPNProtocols: opts.alpn ?? ['http/1.1'],
+    })
     socket.once('secureConnect', () => {
       socket.off('error', reject)
       resolve({ socket, sent, raw })

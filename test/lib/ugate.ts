@@ -199,9 +199,7 @@ export class Ugate {
 
   /** Parsed log lines of one event seen so far. */
   events(event: string): LogLine[] {
-    return this.lines
-      .map(parseLogLine)
-      .filter((l): l is LogLine => l !== null && l.event === event)
+    return this.lines.map(parseLogLine).filter((l): l is LogLine => l !== null && l.event === event)
   }
 
   /** Resolve with the first line matching re (already seen or future). */
@@ -261,7 +259,9 @@ export class Ugate {
       }
     })
     if (this.listeners.length !== n) {
-      throw new Error(`ready says listeners=${n} but ${this.listeners.length} listening lines:\n${this.lines.join('\n')}`)
+      throw new Error(
+        `ready says listeners=${n} but ${this.listeners.length} listening lines:\n${this.lines.join('\n')}`,
+      )
     }
     if (this.wrapped) this.pid = findDescendant(this.proc.pid!, ugateBin)
     if (this.netns !== undefined) this.pid = execedPid(this.proc.pid!, ugateBin)
@@ -358,7 +358,6 @@ export class Ugate {
 }
 
 export const CONN_RE = / info conn /
-
 
 /** Find the pid of a descendant of `root` whose /proc/<pid>/exe is `bin` (e.g. under strace). */
 export function findDescendant(root: number, bin: string): number {
@@ -470,7 +469,13 @@ export function checkCleanExit(t: AssertLike, ug: Ugate, res: ExitResult): void 
   t.same({ code: res.code, signal: res.signal }, { code: 0, signal: null }, 'ugate exits 0 after SIGTERM', {
     stderr: res.stderr,
   })
-  t.ok(res.stderr.some((l) => / info stats /.test(l)), 'stats line logged')
-  t.ok(res.stderr.some((l) => / info stopped/.test(l)), 'stopped line logged')
+  t.ok(
+    res.stderr.some((l) => / info stats /.test(l)),
+    'stats line logged',
+  )
+  t.ok(
+    res.stderr.some((l) => / info stopped/.test(l)),
+    'stopped line logged',
+  )
   t.same(ug.sanitizerLines(), [], 'no sanitizer reports on stderr')
 }

@@ -35,14 +35,27 @@ interface Arch {
 
 const ALL: Arch[] = [
   { name: 'x86_64', qemu: 'qemu-x86_64-static', elfClass: 'ELF64', endian: 'little', machine: /X86-64/, abi: [] },
-  { name: 'aarch64_generic', qemu: 'qemu-aarch64-static', elfClass: 'ELF64', endian: 'little', machine: /AArch64/, abi: [] },
+  {
+    name: 'aarch64_generic',
+    qemu: 'qemu-aarch64-static',
+    elfClass: 'ELF64',
+    endian: 'little',
+    machine: /AArch64/,
+    abi: [],
+  },
   {
     name: 'arm_cortex-a7_neon-vfpv4',
     qemu: 'qemu-arm-static',
     elfClass: 'ELF32',
     endian: 'little',
     machine: /\bARM\b/,
-    abi: [/Flags:.*Version5 EABI.*hard-float ABI/, /Tag_CPU_arch: v7\b/, /Tag_FP_arch: VFPv4/, /Tag_Advanced_SIMD_arch: NEON/, /Tag_ABI_VFP_args: VFP registers/],
+    abi: [
+      /Flags:.*Version5 EABI.*hard-float ABI/,
+      /Tag_CPU_arch: v7\b/,
+      /Tag_FP_arch: VFPv4/,
+      /Tag_Advanced_SIMD_arch: NEON/,
+      /Tag_ABI_VFP_args: VFP registers/,
+    ],
   },
   {
     name: 'mipsel_24kc',
@@ -117,7 +130,11 @@ function run(cmd: string, args: string[], timeout = WAIT_MS) {
 }
 
 /** Run a build script without blocking the event loop; resolves with its status and stderr. */
-function build(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ status: number | null; stderr: string }> {
+function build(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ status: number | null; stderr: string }> {
   return new Promise((res) => {
     const p = spawn(cmd, args, { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] })
     let stderr = ''
@@ -131,7 +148,12 @@ function build(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promis
 
 async function forward(t: Test, arch: Arch, bin: string, mode: 'splice' | 'copy') {
   const srv = await dataServer(t, { bytes: SIZE, seed: 0xc0de, mode: 'simultaneous' })
-  const ug = new Guest(arch.qemu, bin, ['run', '--forward', `127.0.0.1:0=${srv.target}`, ...(mode === 'copy' ? ['--no-splice'] : [])])
+  const ug = new Guest(arch.qemu, bin, [
+    'run',
+    '--forward',
+    `127.0.0.1:0=${srv.target}`,
+    ...(mode === 'copy' ? ['--no-splice'] : []),
+  ])
   t.teardown(() => {
     destroyClients()
     ug.kill()
@@ -141,7 +163,11 @@ async function forward(t: Test, arch: Arch, bin: string, mode: 'splice' | 'copy'
   const port = Number(/:(\d+)$/.exec(addr)?.[1])
   t.ok(port > 0, `listening on ${addr}`)
   const c = await connect(port)
-  const [got, sent] = await within(Promise.all([hashIncoming(c), sendPrng(c, 0x5eed, SIZE)]), 120_000, 'client transfer')
+  const [got, sent] = await within(
+    Promise.all([hashIncoming(c), sendPrng(c, 0x5eed, SIZE)]),
+    120_000,
+    'client transfer',
+  )
   const sc = await srv.conn(0)
   const [srvGot, srvSent] = await within(Promise.all([sc.received, sc.sent]), 60_000, 'server transfer')
   t.equal(srvGot.bytes, SIZE, 'server received 8 MiB')
@@ -158,7 +184,10 @@ async function forward(t: Test, arch: Arch, bin: string, mode: 'splice' | 'copy'
   ug.proc.kill('SIGTERM')
   const res = await within(ug.exited, WAIT_MS, 'exit after SIGTERM')
   t.same(res, { code: 0, signal: null }, 'exits 0 after SIGTERM (signals reach the guest)', { stderr: ug.lines })
-  t.ok(ug.lines.some((l) => / info stopped/.test(l)), 'stopped line logged')
+  t.ok(
+    ug.lines.some((l) => / info stopped/.test(l)),
+    'stopped line logged',
+  )
 }
 
 /** The bytes of a jsc output file (the C array), without its comment line. */
@@ -170,7 +199,10 @@ if (process.env.UGATE_BIN && resolve(repoRoot, process.env.UGATE_BIN) !== resolv
   t.fail(`test/package/ tests the packaged binaries, not UGATE_BIN=${process.env.UGATE_BIN}: run it without UGATE_BIN`)
 } else {
   t.test('openwrt/toolchain.sh builds every arch', async (t) => {
-    const r = await build('openwrt/toolchain.sh', ARCHS.map((a) => a.name))
+    const r = await build(
+      'openwrt/toolchain.sh',
+      ARCHS.map((a) => a.name),
+    )
     t.equal(r.status, 0, 'toolchain.sh exits 0', { stderr: r.stderr.split('\n').slice(-30) })
     for (const l of r.stderr.split('\n').filter((x) => /: \d+ bytes/.test(x))) t.comment(l)
   })
@@ -220,10 +252,16 @@ if (process.env.UGATE_BIN && resolve(repoRoot, process.env.UGATE_BIN) !== resolv
         t.equal(r.status, 0, 'jsc runs under qemu', { stderr: r.stderr })
         const host = bundleArray(resolve(repoRoot, 'build/gen/bundle.c'))
         if (arch.endian === 'little') {
-          t.ok(bundleArray(out) === host, `${arch.elfClass} little endian: same bytes as the x86_64 jsc (build/gen/bundle.c)`)
+          t.ok(
+            bundleArray(out) === host,
+            `${arch.elfClass} little endian: same bytes as the x86_64 jsc (build/gen/bundle.c)`,
+          )
         } else {
           t.ok(bundleArray(out) !== host, 'big endian: the bytes differ from the little-endian bundle')
-          t.ok(bundleArray(out) === bundleArray(join(CROSS, arch.name, 'gen/bundle.c')), 'big endian: same bytes as the bundle toolchain.sh embedded')
+          t.ok(
+            bundleArray(out) === bundleArray(join(CROSS, arch.name, 'gen/bundle.c')),
+            'big endian: same bytes as the bundle toolchain.sh embedded',
+          )
         }
       })
     })

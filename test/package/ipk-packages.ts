@@ -38,7 +38,11 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 
 function buildIpk(env: NodeJS.ProcessEnv): Promise<{ status: number | null; stderr: string }> {
   return new Promise((res) => {
-    const p = spawn('openwrt/build-ipk.sh', [], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] })
+    const p = spawn('openwrt/build-ipk.sh', [], {
+      cwd: repoRoot,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
     let stderr = ''
     p.stderr!.setEncoding('utf8')
     p.stderr!.on('data', (d: string) => {
@@ -87,7 +91,10 @@ function commonChecks(t: Test, ipk: Ipk, epoch: number) {
   }
   const stamps = new Set([...ipk.outer, ...ipk.data, ...ipk.controlFiles.values()].map((e) => e.mtime))
   t.same([...stamps], [epoch], `every entry's mtime is SOURCE_DATE_EPOCH (${epoch})`)
-  t.ok([...ipk.outer, ...ipk.data, ...ipk.controlFiles.values()].every((e) => e.format === 'gnu'), 'GNU tar headers throughout')
+  t.ok(
+    [...ipk.outer, ...ipk.data, ...ipk.controlFiles.values()].every((e) => e.format === 'gnu'),
+    'GNU tar headers throughout',
+  )
   t.equal(ipk.controlFiles.get('postinst')?.data.toString(), POSTINST, "postinst is OpenWrt's default_postinst body")
   t.equal(ipk.controlFiles.get('prerm')?.data.toString(), PRERM, "prerm is OpenWrt's default_prerm body")
   t.equal(ipk.controlFiles.get('postinst')?.mode, 0o755, 'postinst 0755')
@@ -129,10 +136,18 @@ if (process.env.UGATE_BIN && resolve(repoRoot, process.env.UGATE_BIN) !== resolv
     for (const l of r.stderr.split('\n').filter((x) => /\.ipk: \d+ bytes/.test(x))) t.comment(l)
   })
 
-  const expectedNames = [...ARCHS.map((a) => `ugate_${VERSION}-r1_${a}.ipk`), `luci-app-ugate_${VERSION}_all.ipk`].sort()
+  const expectedNames = [
+    ...ARCHS.map((a) => `ugate_${VERSION}-r1_${a}.ipk`),
+    `luci-app-ugate_${VERSION}_all.ipk`,
+  ].sort()
 
   t.test('the output directory holds exactly the expected packages', async (t) => {
-    t.same(readdirSync(first).filter((f) => f.endsWith('.ipk')).sort(), expectedNames)
+    t.same(
+      readdirSync(first)
+        .filter((f) => f.endsWith('.ipk'))
+        .sort(),
+      expectedNames,
+    )
   })
 
   for (const arch of ARCHS) {
@@ -169,7 +184,10 @@ if (process.env.UGATE_BIN && resolve(repoRoot, process.env.UGATE_BIN) !== resolv
         'data files and modes',
       )
       const content = (name: string) => ipk.data.find((e) => e.name === name)!.data
-      t.ok(content('./usr/bin/ugate').equals(readFileSync(resolve(repoRoot, `build/cross/${arch}/ugate`))), `./usr/bin/ugate is build/cross/${arch}/ugate`)
+      t.ok(
+        content('./usr/bin/ugate').equals(readFileSync(resolve(repoRoot, `build/cross/${arch}/ugate`))),
+        `./usr/bin/ugate is build/cross/${arch}/ugate`,
+      )
       for (const f of ['etc/init.d/ugate', 'etc/config/ugate', 'etc/uci-defaults/99-ugate']) {
         t.ok(content(`./${f}`).equals(readFileSync(resolve(repoRoot, 'files', f))), `./${f} is files/${f}`)
       }
@@ -193,14 +211,21 @@ if (process.env.UGATE_BIN && resolve(repoRoot, process.env.UGATE_BIN) !== resolv
     t.equal(ipk.control.get('Section'), 'luci')
     t.same([...ipk.controlFiles.keys()].sort(), ['control', 'postinst', 'postinst-pkg', 'prerm'], 'control.tar members')
     t.same(ipk.conffiles, [], 'no conffiles')
-    t.same(ipk.data.map((e) => e.name), withDirs(luciFiles.map((f) => f.name)), 'htdocs → /www, root → /')
+    t.same(
+      ipk.data.map((e) => e.name),
+      withDirs(luciFiles.map((f) => f.name)),
+      'htdocs → /www, root → /',
+    )
     for (const f of luciFiles) {
       const e = ipk.data.find((x) => x.name === `./${f.name}`)!
       const exec = (statSync(f.src).mode & 0o100) !== 0
       t.equal(e.mode, exec ? 0o755 : 0o644, `./${f.name} ${exec ? '0755 (run bit kept)' : '0644'}`)
       t.ok(e.data.equals(readFileSync(f.src)), `./${f.name} content`)
     }
-    t.ok(ipk.data.filter((e) => e.type === 'dir').every((e) => e.mode === 0o755), 'directories 0755')
+    t.ok(
+      ipk.data.filter((e) => e.type === 'dir').every((e) => e.mode === 0o755),
+      'directories 0755',
+    )
     const pkgScript = ipk.controlFiles.get('postinst-pkg')!
     t.equal(pkgScript.mode, 0o755, 'postinst-pkg 0755 (default_postinst sources it)')
     const body = pkgScript.data.toString()

@@ -44,10 +44,14 @@ const IPK_DIR = resolve(repoRoot, 'build/ipk')
 /** The one build/ipk/ugate_<ver>-r<rel>_x86_64.ipk (or $UGATE_QEMU_IPK), or why there is none. */
 function findIpk(): { file?: string; problem?: string } {
   const given = process.env.UGATE_QEMU_IPK
-  if (given) return existsSync(given) ? { file: resolve(repoRoot, given) } : { problem: `UGATE_QEMU_IPK=${given}: no such file` }
+  if (given)
+    return existsSync(given) ? { file: resolve(repoRoot, given) } : { problem: `UGATE_QEMU_IPK=${given}: no such file` }
   const names = existsSync(IPK_DIR) ? readdirSync(IPK_DIR).filter((n) => /^ugate_.+_x86_64\.ipk$/.test(n)) : []
   if (names.length === 0) {
-    return { problem: 'build/ipk/ugate_<version>-r<release>_x86_64.ipk is missing: build it with `UGATE_ARCHS=x86_64 openwrt/build-ipk.sh`' }
+    return {
+      problem:
+        'build/ipk/ugate_<version>-r<release>_x86_64.ipk is missing: build it with `UGATE_ARCHS=x86_64 openwrt/build-ipk.sh`',
+    }
   }
   if (names.length > 1) return { problem: `several x86_64 packages in build/ipk: ${names.join(', ')}` }
   return { file: join(IPK_DIR, names[0]!) }
@@ -62,10 +66,14 @@ class VmRun {
   private readonly proc: ChildProcess
 
   constructor(ipk: string) {
-    this.proc = spawn(resolve(repoRoot, 'test/qemu/run.sh'), ['--hold', '--ipk', ipk, '--timeout', String(RUN_MS / 1000 - 30)], {
-      cwd: repoRoot,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
+    this.proc = spawn(
+      resolve(repoRoot, 'test/qemu/run.sh'),
+      ['--hold', '--ipk', ipk, '--timeout', String(RUN_MS / 1000 - 30)],
+      {
+        cwd: repoRoot,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    )
     createInterface({ input: this.proc.stdout! }).on('line', (l) => this.add(l))
     createInterface({ input: this.proc.stderr! }).on('line', (l) => this.stderr.push(l))
     this.exited = new Promise((res) => this.proc.on('close', (code) => res(code)))
@@ -136,116 +144,147 @@ async function readHead(r: Reader): Promise<string> {
 if (process.env.UGATE_BIN && resolve(repoRoot, process.env.UGATE_BIN) !== resolve(repoRoot, 'build/ugate')) {
   t.fail(`test/package/ tests the packaged binaries, not UGATE_BIN=${process.env.UGATE_BIN}: run it without UGATE_BIN`)
 } else {
-  t.test('router VM: opkg install of the x86_64 .ipk, init script, uci capture + reload, relays from the host', async (t) => {
-    const { file: ipk, problem } = findIpk()
-    if (!ipk) {
-      t.fail(problem!)
-      return
-    }
-    const vm = new VmRun(ipk)
-    t.teardown(() => {
-      destroyClients()
-      vm.kill()
-    })
-    t.comment(`booting the router VM with ${relative(repoRoot, ipk)} (software emulation)`)
-
-    const phase = await within(vm.wait('phase'), RUN_MS, 'the guest to reach phase=host-checks')
-    const results = { socks: false, connect: false, captured: false }
-    if (phase !== 'host-checks') {
-      t.fail('the guest never asked for the host checks', { lines: vm.lines.slice(-60), stderr: vm.stderr.slice(-30) })
-    } else {
-      // (a run that had to start again with other ports prints them again)
-      const socksPort = Number(vm.last('socks-port'))
-      const capturePort = Number(vm.last('capture-port'))
-      const controlPort = Number(vm.last('control-port'))
-
-      await t.test('SOCKS5 through the mixed listener to server.test:8000', async (t) => {
-        const s = await within(socks5Connect(socksPort, { host: 'server.test', port: 8000 }), 60_000, 'SOCKS5 handshake')
-        t.same([...s.choice], [5, 0], 'method: no authentication')
-        t.equal(s.reply?.[1], 0, 'CONNECT succeeded (REP 0)', { reply: s.reply?.toString('hex') })
-        if (s.reply?.[1] === 0) results.socks = await echoed(t, s.reader, prngBytes(0x50c5, BODY), 'SOCKS5')
-        else s.reader.sock.destroy()
+  t.test(
+    'router VM: opkg install of the x86_64 .ipk, init script, uci capture + reload, relays from the host',
+    async (t) => {
+      const { file: ipk, problem } = findIpk()
+      if (!ipk) {
+        t.fail(problem!)
+        return
+      }
+      const vm = new VmRun(ipk)
+      t.teardown(() => {
+        destroyClients()
+        vm.kill()
       })
+      t.comment(`booting the router VM with ${relative(repoRoot, ipk)} (software emulation)`)
 
-      await t.test('HTTP CONNECT through the mixed listener to 203.0.113.10:8080', async (t) => {
-        const r = await within(connectReader(socksPort), 30_000, 'connect to the mixed listener')
-        r.sock.write('CONNECT 203.0.113.10:8080 HTTP/1.1\r\nHost: 203.0.113.10:8080\r\n\r\n')
-        const head = await within(readHead(r), 60_000, 'CONNECT response')
-        t.match(head, /^HTTP\/1\.1 200 /, 'CONNECT answered 200', { head })
-        if (/^HTTP\/1\.1 200 /.test(head)) results.connect = await echoed(t, r, prngBytes(0xc0de, BODY), 'HTTP CONNECT')
-        else r.sock.destroy()
+      const phase = await within(vm.wait('phase'), RUN_MS, 'the guest to reach phase=host-checks')
+      const results = { socks: false, connect: false, captured: false }
+      if (phase !== 'host-checks') {
+        t.fail('the guest never asked for the host checks', {
+          lines: vm.lines.slice(-60),
+          stderr: vm.stderr.slice(-30),
+        })
+      } else {
+        // (a run that had to start again with other ports prints them again)
+        const socksPort = Number(vm.last('socks-port'))
+        const capturePort = Number(vm.last('capture-port'))
+        const controlPort = Number(vm.last('control-port'))
+
+        await t.test('SOCKS5 through the mixed listener to server.test:8000', async (t) => {
+          const s = await within(
+            socks5Connect(socksPort, { host: 'server.test', port: 8000 }),
+            60_000,
+            'SOCKS5 handshake',
+          )
+          t.same([...s.choice], [5, 0], 'method: no authentication')
+          t.equal(s.reply?.[1], 0, 'CONNECT succeeded (REP 0)', { reply: s.reply?.toString('hex') })
+          if (s.reply?.[1] === 0) results.socks = await echoed(t, s.reader, prngBytes(0x50c5, BODY), 'SOCKS5')
+          else s.reader.sock.destroy()
+        })
+
+        await t.test('HTTP CONNECT through the mixed listener to 203.0.113.10:8080', async (t) => {
+          const r = await within(connectReader(socksPort), 30_000, 'connect to the mixed listener')
+          r.sock.write('CONNECT 203.0.113.10:8080 HTTP/1.1\r\nHost: 203.0.113.10:8080\r\n\r\n')
+          const head = await within(readHead(r), 60_000, 'CONNECT response')
+          t.match(head, /^HTTP\/1\.1 200 /, 'CONNECT answered 200', { head })
+          if (/^HTTP\/1\.1 200 /.test(head))
+            results.connect = await echoed(t, r, prngBytes(0xc0de, BODY), 'HTTP CONNECT')
+          else r.sock.destroy()
+        })
+
+        await t.test('captured: a LAN connection to 203.0.113.10:8000, REDIRECTed by nft into ugate', async (t) => {
+          const r = await within(connectReader(capturePort), 30_000, 'connect to the capture forward')
+          results.captured = await echoed(t, r, prngBytes(0xca97, BODY), 'captured connection')
+        })
+
+        const control = await within(connectReader(controlPort), 30_000, 'connect to the control port')
+        control.sock.write(
+          `host checks: socks=${results.socks} connect=${results.connect} captured=${results.captured}\n`,
+        )
+        const ack = (await within(control.rest(), 60_000, 'control answer')).data.toString().trim()
+        t.equal(ack, 'ok', 'the guest took the control line')
+      }
+
+      const code = await within(vm.exited, RUN_MS, 'run.sh to finish')
+      const diag = { tail: vm.lines.slice(-40), stderr: vm.stderr.slice(-30), console: 'build/qemu/console.log' }
+      t.equal(code, 0, 'run.sh exits 0 (result=pass)', diag)
+      t.equal(vm.get('qemu-exit'), '0', 'the VM powered off by itself (qemu exit 0)', diag)
+      t.equal(vm.get('guest-done'), 'ok', 'every guest-side check passed', {
+        failed: vm.all('check-failed'),
+        ...diag,
       })
+      t.same(vm.all('check-failed'), [], 'no guest-side check failed')
 
-      await t.test('captured: a LAN connection to 203.0.113.10:8000, REDIRECTed by nft into ugate', async (t) => {
-        const r = await within(connectReader(capturePort), 30_000, 'connect to the capture forward')
-        results.captured = await echoed(t, r, prngBytes(0xca97, BODY), 'captured connection')
-      })
-
-      const control = await within(connectReader(controlPort), 30_000, 'connect to the control port')
-      control.sock.write(`host checks: socks=${results.socks} connect=${results.connect} captured=${results.captured}\n`)
-      const ack = (await within(control.rest(), 60_000, 'control answer')).data.toString().trim()
-      t.equal(ack, 'ok', 'the guest took the control line')
-    }
-
-    const code = await within(vm.exited, RUN_MS, 'run.sh to finish')
-    const diag = { tail: vm.lines.slice(-40), stderr: vm.stderr.slice(-30), console: 'build/qemu/console.log' }
-    t.equal(code, 0, 'run.sh exits 0 (result=pass)', diag)
-    t.equal(vm.get('qemu-exit'), '0', 'the VM powered off by itself (qemu exit 0)', diag)
-    t.equal(vm.get('guest-done'), 'ok', 'every guest-side check passed', {
-      failed: vm.all('check-failed'),
-      ...diag,
-    })
-    t.same(vm.all('check-failed'), [], 'no guest-side check failed')
-
-    // install
-    t.equal(vm.get('ipk-members'), './debian-binary ./data.tar.gz ./control.tar.gz', 'outer tar: debian-binary, data, control')
-    t.equal(vm.get('ipk-arch'), 'x86_64', 'Architecture: x86_64')
-    t.equal(vm.get('ipk-postinst-exit'), '0', 'postinst configure exits 0', { output: vm.all('postinst-output') })
-    t.same(vm.all('uci-defaults-left'), [], 'default_postinst ran and removed /etc/uci-defaults/*')
-    t.match(vm.get('init-enabled') ?? '', /\bS99ugate\b/, 'default_postinst enabled /etc/init.d/ugate (S99ugate)')
-    t.match(vm.get('procd-param-command') ?? '', /^\/usr\/bin\/ugate run --config \/etc\/config\/ugate$/, 'procd command')
-    t.equal(vm.get('procd-param-stderr'), '1', 'stderr to syslog')
-    t.equal(vm.get('nofile-limit'), '65535 65535', 'limits nofile applied to the running ugate')
-
-    // start, reload
-    const ready = Number(vm.get('boot-to-ready'))
-    t.ok(ready > 0, `ugate ready ${ready.toFixed(2)} s after QEMU started`, { line: vm.get('ready-line') })
-    t.equal(vm.get('reload-same-pid'), '1', '/etc/init.d/ugate reload kept the process (SIGHUP, no restart)')
-    t.match(vm.get('capture-on') ?? '', / info capture-on .*port=15001 interfaces=br-lan/, 'capture-on after the reload')
-    const nft = vm.all('nft-ugate').join('\n')
-    t.match(nft, /iifname != "br-lan" return/, "ugate's table matches the LAN interface br-lan")
-    t.match(nft, /elements = \{ 80, 443, 8000 \}/, 'capture ports: the shipped 80, 443 + the added 8000')
-    t.match(nft, /tcp dport @ugate_ports redirect to :15001/, 'REDIRECT to the tp listener')
-
-    // what ugate logged for the host's connections
-    const conns = vm
-      .all('conn')
-      .map((l) => parseLogLine(l))
-      .filter((l): l is LogLine => l !== null)
-    const one = (what: string, listener: string, dst: string) => {
-      const c = conns.find((x) => x.fields.listener === listener && x.fields.dst === dst)
-      t.match(
-        c?.fields,
-        { src: /^192\.168\.1\.2:\d+$/, up: String(BODY), down: String(BODY), reason: 'eof', action: 'direct' },
-        `${what}: access line listener=${listener} dst=${dst}, ${BODY} bytes each way`,
-        { conns: conns.map((x) => x.raw) },
+      // install
+      t.equal(
+        vm.get('ipk-members'),
+        './debian-binary ./data.tar.gz ./control.tar.gz',
+        'outer tar: debian-binary, data, control',
       )
-    }
-    one('SOCKS5', 'lan', 'server.test:8000')
-    one('HTTP CONNECT', 'lan', '203.0.113.10:8080')
-    one('captured', 'tp', '203.0.113.10:8000')
-    t.equal(vm.get('forward-dropped-packets'), '0', 'the router forwarded nothing: every byte went through ugate')
-    t.match(vm.get('ctl-status') ?? '', /"capture":\{"enabled":true,"listener":"tp"\}/, 'ugate ctl status: capture on')
+      t.equal(vm.get('ipk-arch'), 'x86_64', 'Architecture: x86_64')
+      t.equal(vm.get('ipk-postinst-exit'), '0', 'postinst configure exits 0', { output: vm.all('postinst-output') })
+      t.same(vm.all('uci-defaults-left'), [], 'default_postinst ran and removed /etc/uci-defaults/*')
+      t.match(vm.get('init-enabled') ?? '', /\bS99ugate\b/, 'default_postinst enabled /etc/init.d/ugate (S99ugate)')
+      t.match(
+        vm.get('procd-param-command') ?? '',
+        /^\/usr\/bin\/ugate run --config \/etc\/config\/ugate$/,
+        'procd command',
+      )
+      t.equal(vm.get('procd-param-stderr'), '1', 'stderr to syslog')
+      t.equal(vm.get('nofile-limit'), '65535 65535', 'limits nofile applied to the running ugate')
 
-    // stop
-    t.equal(vm.get('capture-off'), '1', '/etc/init.d/ugate stop: capture-off logged')
-    t.equal(vm.get('table-after-stop'), 'absent', 'table inet ugate gone after stop')
-    t.equal(vm.get('process-after-stop'), 'gone', 'ugate gone after stop')
-    t.equal(vm.get('exits'), '', 'no exit (or respawn) of ugate before the stop')
+      // start, reload
+      const ready = Number(vm.get('boot-to-ready'))
+      t.ok(ready > 0, `ugate ready ${ready.toFixed(2)} s after QEMU started`, { line: vm.get('ready-line') })
+      t.equal(vm.get('reload-same-pid'), '1', '/etc/init.d/ugate reload kept the process (SIGHUP, no restart)')
+      t.match(
+        vm.get('capture-on') ?? '',
+        / info capture-on .*port=15001 interfaces=br-lan/,
+        'capture-on after the reload',
+      )
+      const nft = vm.all('nft-ugate').join('\n')
+      t.match(nft, /iifname != "br-lan" return/, "ugate's table matches the LAN interface br-lan")
+      t.match(nft, /elements = \{ 80, 443, 8000 \}/, 'capture ports: the shipped 80, 443 + the added 8000')
+      t.match(nft, /tcp dport @ugate_ports redirect to :15001/, 'REDIRECT to the tp listener')
 
-    t.comment(`boot-to-ready: ${vm.get('boot-to-ready')} s (QEMU start → ugate's "ready" line on the console)`)
-    t.comment(`boot-to-init: ${vm.get('boot-to-init')} s; whole VM run: ${vm.get('total-seconds')} s`)
-    t.comment(`kernel/userland: ${vm.get('image')}`)
-    t.comment(`ugate ctl status after the host checks: ${(/"relays":\{[^}]*\}/.exec(vm.get('ctl-status') ?? '') ?? [''])[0]}`)
-  })
+      // what ugate logged for the host's connections
+      const conns = vm
+        .all('conn')
+        .map((l) => parseLogLine(l))
+        .filter((l): l is LogLine => l !== null)
+      const one = (what: string, listener: string, dst: string) => {
+        const c = conns.find((x) => x.fields.listener === listener && x.fields.dst === dst)
+        t.match(
+          c?.fields,
+          { src: /^192\.168\.1\.2:\d+$/, up: String(BODY), down: String(BODY), reason: 'eof', action: 'direct' },
+          `${what}: access line listener=${listener} dst=${dst}, ${BODY} bytes each way`,
+          { conns: conns.map((x) => x.raw) },
+        )
+      }
+      one('SOCKS5', 'lan', 'server.test:8000')
+      one('HTTP CONNECT', 'lan', '203.0.113.10:8080')
+      one('captured', 'tp', '203.0.113.10:8000')
+      t.equal(vm.get('forward-dropped-packets'), '0', 'the router forwarded nothing: every byte went through ugate')
+      t.match(
+        vm.get('ctl-status') ?? '',
+        /"capture":\{"enabled":true,"listener":"tp"\}/,
+        'ugate ctl status: capture on',
+      )
+
+      // stop
+      t.equal(vm.get('capture-off'), '1', '/etc/init.d/ugate stop: capture-off logged')
+      t.equal(vm.get('table-after-stop'), 'absent', 'table inet ugate gone after stop')
+      t.equal(vm.get('process-after-stop'), 'gone', 'ugate gone after stop')
+      t.equal(vm.get('exits'), '', 'no exit (or respawn) of ugate before the stop')
+
+      t.comment(`boot-to-ready: ${vm.get('boot-to-ready')} s (QEMU start → ugate's "ready" line on the console)`)
+      t.comment(`boot-to-init: ${vm.get('boot-to-init')} s; whole VM run: ${vm.get('total-seconds')} s`)
+      t.comment(`kernel/userland: ${vm.get('image')}`)
+      t.comment(
+        `ugate ctl status after the host checks: ${(/"relays":\{[^}]*\}/.exec(vm.get('ctl-status') ?? '') ?? [''])[0]}`,
+      )
+    },
+  )
 }

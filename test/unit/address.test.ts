@@ -19,17 +19,53 @@ t.test('isIPv4', async (t) => {
 })
 
 t.test('isIPv6', async (t) => {
-  const good = ['::', '::1', '1::', 'fe80::1', '2001:db8::8a2e:370:7334', '1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7::',
-    '::ffff:192.0.2.1', '64:ff9b::10.0.0.1', 'ABCD:ef01::']
+  const good = [
+    '::',
+    '::1',
+    '1::',
+    'fe80::1',
+    '2001:db8::8a2e:370:7334',
+    '1:2:3:4:5:6:7:8',
+    '1:2:3:4:5:6:7::',
+    '::ffff:192.0.2.1',
+    '64:ff9b::10.0.0.1',
+    'ABCD:ef01::',
+  ]
   for (const s of good) t.ok(isIPv6(s), s)
-  const bad = ['', ':', ':::', '1:2:3:4:5:6:7:8:9', '1::2::3', '12345::', 'g::1', '1:2:3:4:5:6:7', '::1.2.3',
-    '::ffff:256.0.0.1', 'fe80::1%eth0', '[::1]', '1:2:3:4:5:6:7:8::']
+  const bad = [
+    '',
+    ':',
+    ':::',
+    '1:2:3:4:5:6:7:8:9',
+    '1::2::3',
+    '12345::',
+    'g::1',
+    '1:2:3:4:5:6:7',
+    '::1.2.3',
+    '::ffff:256.0.0.1',
+    'fe80::1%eth0',
+    '[::1]',
+    '1:2:3:4:5:6:7:8::',
+  ]
   for (const s of bad) t.notOk(isIPv6(s), JSON.stringify(s))
 })
 
 t.test('isHostName', async (t) => {
-  for (const s of ['localhost', 'example.com', 'a-b.c_d.example', 'x1', 'openwrt.lan', '1.example.com']) t.ok(isHostName(s), s)
-  for (const s of ['', '-a.com', 'a-.com', 'a..b', 'a b', 'a.com.', 'ex!ample', '1.2.3', '999', 'a'.repeat(64), 'é.com']) {
+  for (const s of ['localhost', 'example.com', 'a-b.c_d.example', 'x1', 'openwrt.lan', '1.example.com'])
+    t.ok(isHostName(s), s)
+  for (const s of [
+    '',
+    '-a.com',
+    'a-.com',
+    'a..b',
+    'a b',
+    'a.com.',
+    'ex!ample',
+    '1.2.3',
+    '999',
+    'a'.repeat(64),
+    'é.com',
+  ]) {
     t.notOk(isHostName(s), JSON.stringify(s))
   }
 })
@@ -66,8 +102,11 @@ t.test('parseEndpoint: bad, with exact messages', async (t) => {
     ['[1.2.3.4]:80', 'target', '"[1.2.3.4]:80" is not HOST:PORT ("1.2.3.4" is not an IPv6 address)'],
     ['1.2.3.256:80', 'target', '"1.2.3.256:80" is not HOST:PORT (host "1.2.3.256" is not a valid IPv4 address)'],
     ['a b:80', 'target', '"a b:80" is not HOST:PORT (host "a b" is not a valid host name)'],
-    ['localhost:6000', 'listen',
-      '"localhost:6000" is not a listen address (host "localhost" must be an IP address, e.g. 0.0.0.0 or [::])'],
+    [
+      'localhost:6000',
+      'listen',
+      '"localhost:6000" is not a listen address (host "localhost" must be an IP address, e.g. 0.0.0.0 or [::])',
+    ],
   ]
   for (const [text, role, message] of cases) {
     t.throws(() => parseEndpoint(text, role), { name: 'AddressError', message }, `${role} ${JSON.stringify(text)}`)

@@ -20,8 +20,14 @@ t.test('run options', async (t) => {
   t.same(parseArgs(['run']), run({}))
   t.same(parseArgs(['run', '--config', '/etc/ugate.json']), run({ configFile: '/etc/ugate.json' }))
   t.same(
-    parseArgs(['run', '--forward', '127.0.0.1:6000=127.0.0.1:5201', '--forward=[::1]:6000=[::1]:5201',
-      '--forward', '127.0.0.1:0=localhost:80']),
+    parseArgs([
+      'run',
+      '--forward',
+      '127.0.0.1:6000=127.0.0.1:5201',
+      '--forward=[::1]:6000=[::1]:5201',
+      '--forward',
+      '127.0.0.1:0=localhost:80',
+    ]),
     run({
       forwards: [
         { listen: '127.0.0.1:6000', target: '127.0.0.1:5201' },
@@ -50,19 +56,30 @@ t.test('errors name the bad value', async (t) => {
     [['run', '--config', '--no-splice'], 'option --config needs a value (FILE)'],
     [['run', '--no-splice=1'], 'option --no-splice takes no value, got "1"'],
     [['run', '--log-level', 'verbose'], '--log-level: "verbose" is not one of error, warn, info, debug'],
-    [['run', '--idle-timeout', 'abc'], '--idle-timeout: "abc" is not a number of seconds from 0 to 2147483 (0 = never)'],
+    [
+      ['run', '--idle-timeout', 'abc'],
+      '--idle-timeout: "abc" is not a number of seconds from 0 to 2147483 (0 = never)',
+    ],
     [['run', '--idle-timeout', '-1'], '--idle-timeout: "-1" is not a number of seconds from 0 to 2147483 (0 = never)'],
     [['run', '--grace', '9999'], '--grace: "9999" is not a number of seconds from 0 to 3600'],
     [['run', '--grace', '1e3'], '--grace: "1e3" is not a number of seconds from 0 to 3600'],
-    [['run', '--forward', '127.0.0.1:6000'],
-      '--forward "127.0.0.1:6000": expected LISTEN=TARGET, e.g. 127.0.0.1:6000=127.0.0.1:5201'],
+    [
+      ['run', '--forward', '127.0.0.1:6000'],
+      '--forward "127.0.0.1:6000": expected LISTEN=TARGET, e.g. 127.0.0.1:6000=127.0.0.1:5201',
+    ],
     [['run', '--forward', 'a=b=c'], '--forward "a=b=c": expected LISTEN=TARGET, e.g. 127.0.0.1:6000=127.0.0.1:5201'],
-    [['run', '--forward', '127.0.0.1:6000=127.0.0.1:x'],
-      '--forward "127.0.0.1:6000=127.0.0.1:x": "127.0.0.1:x" is not HOST:PORT (port "x" is not a number 1-65535)'],
-    [['run', '--forward', 'localhost:6000=127.0.0.1:1'],
-      '--forward "localhost:6000=127.0.0.1:1": "localhost:6000" is not a listen address (host "localhost" must be an IP address, e.g. 0.0.0.0 or [::])'],
-    [['run', '--forward', '::1:6000=[::1]:1'],
-      '--forward "::1:6000=[::1]:1": "::1:6000" is not HOST:PORT (an IPv6 address needs brackets, e.g. "[::1]:80")'],
+    [
+      ['run', '--forward', '127.0.0.1:6000=127.0.0.1:x'],
+      '--forward "127.0.0.1:6000=127.0.0.1:x": "127.0.0.1:x" is not HOST:PORT (port "x" is not a number 1-65535)',
+    ],
+    [
+      ['run', '--forward', 'localhost:6000=127.0.0.1:1'],
+      '--forward "localhost:6000=127.0.0.1:1": "localhost:6000" is not a listen address (host "localhost" must be an IP address, e.g. 0.0.0.0 or [::])',
+    ],
+    [
+      ['run', '--forward', '::1:6000=[::1]:1'],
+      '--forward "::1:6000=[::1]:1": "::1:6000" is not HOST:PORT (an IPv6 address needs brackets, e.g. "[::1]:80")',
+    ],
     [['check'], '"ugate check" needs --config FILE'],
     [['check', '--forward', 'a=b'], 'unknown option "--forward" for "ugate check" (see "ugate --help")'],
   ]
@@ -74,8 +91,21 @@ t.test('errors name the bad value', async (t) => {
 
 t.test('help lists every command and flag', async (t) => {
   const help = helpText()
-  for (const word of ['run', 'check', 'help', '--help', '-h', '--version', '-V', '--config', '--forward',
-    '--log-level', '--no-splice', '--idle-timeout', '--grace']) {
+  for (const word of [
+    'run',
+    'check',
+    'help',
+    '--help',
+    '-h',
+    '--version',
+    '-V',
+    '--config',
+    '--forward',
+    '--log-level',
+    '--no-splice',
+    '--idle-timeout',
+    '--grace',
+  ]) {
     t.match(help, word, word)
   }
 })

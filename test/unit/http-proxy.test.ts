@@ -47,12 +47,20 @@ function good(t: Test, parse: Parser, name: string, text: string | Uint8Array, w
   })
 }
 
-function bad(t: Test, parse: Parser, name: string, text: string | Uint8Array, error: string | RegExp, code = 400): void {
+function bad(
+  t: Test,
+  parse: Parser,
+  name: string,
+  text: string | Uint8Array,
+  error: string | RegExp,
+  code = 400,
+): void {
   const bytes = typeof text === 'string' ? enc(text) : text
   t.test(name, async (t) => {
     const r = run(parse, bytes)
     t.equal(r.status, 'invalid', 'invalid')
-    if (typeof error === 'string') t.ok(r.error?.includes(error), `error ${JSON.stringify(r.error)} contains ${JSON.stringify(error)}`)
+    if (typeof error === 'string')
+      t.ok(r.error?.includes(error), `error ${JSON.stringify(r.error)} contains ${JSON.stringify(error)}`)
     else t.match(r.error, error)
     t.equal(r.code, code, `code ${code}`)
     const oks: number[] = []
@@ -138,10 +146,18 @@ t.test('parseRequestHead: good', async (t) => {
   })
   good(t, P, 'extension method', 'PROPFIND http://a/d HTTP/1.1\r\n\r\n', { method: 'PROPFIND' })
   good(t, P, 'HTTP/1.9 accepted as 1.x', 'GET http://a/ HTTP/1.9\r\n\r\n', { version: 'HTTP/1.9' })
-  good(t, P, 'repeated equal Content-Length', 'POST http://a/ HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5, 5\r\n\r\n', {
+  good(
+    t,
+    P,
+    'repeated equal Content-Length',
+    'POST http://a/ HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5, 5\r\n\r\n',
+    {
+      method: 'POST',
+    },
+  )
+  good(t, P, 'chunked request', 'POST http://a/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n', {
     method: 'POST',
   })
-  good(t, P, 'chunked request', 'POST http://a/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n', { method: 'POST' })
   const exact = 'GET http://a/ HTTP/1.1\r\nX: ' + 'x'.repeat(16384 - 31) + '\r\n\r\n'
   t.equal(exact.length, 16384)
   t.match(parseRequestHead(enc(exact), 16384), { status: 'ok', consumed: 16384 }, 'a head of exactly the limit')
@@ -156,11 +172,23 @@ t.test('parseRequestHead: bad', async (t) => {
   bad(t, P, 'lower-case version', 'GET http://a/ http/1.1\r\n\r\n', 'bad HTTP version "http/1.1"')
   bad(t, P, 'HTTP/2.0', 'GET http://a/ HTTP/2.0\r\n\r\n', 'unsupported HTTP version "HTTP/2.0"', 505)
   bad(t, P, 'double space', 'GET  http://a/ HTTP/1.1\r\n\r\n', 'bad request line "GET  http://a/ HTTP/1.1"')
-  bad(t, P, 'tab separator', 'GET\thttp://a/ HTTP/1.1\r\n\r\n', 'bad request line "GET\\thttp://a/ HTTP/1.1" (fields are separated by one space)')
+  bad(
+    t,
+    P,
+    'tab separator',
+    'GET\thttp://a/ HTTP/1.1\r\n\r\n',
+    'bad request line "GET\\thttp://a/ HTTP/1.1" (fields are separated by one space)',
+  )
   bad(t, P, 'missing target', 'GET HTTP/1.1\r\n\r\n', 'bad request line "GET HTTP/1.1"')
   bad(t, P, 'HTTP/0.9 style', 'GET /\r\n\r\n', 'request line "GET /" has no HTTP version')
   bad(t, P, 'non-ASCII target', 'GET http://a/\xe9 HTTP/1.1\r\n\r\n', 'bad request target "http://a/\xe9"')
-  bad(t, P, 'bare LF line ends', 'GET http://a/ HTTP/1.1\nHost: a\n\n', 'line "GET http://a/ HTTP/1.1" in request head ends with a bare LF')
+  bad(
+    t,
+    P,
+    'bare LF line ends',
+    'GET http://a/ HTTP/1.1\nHost: a\n\n',
+    'line "GET http://a/ HTTP/1.1" in request head ends with a bare LF',
+  )
   bad(t, P, 'bare LF in a field', L + 'Host: a\n\r\n', 'line "Host: a" in request head ends with a bare LF')
   bad(t, P, 'bare CR', L + 'Host: a\rb\r\n\r\n', 'bare CR in line "Host: a\\x0db"')
   bad(t, P, 'obs-fold', L + 'X-A: 1\r\n  continued\r\n\r\n', 'obsolete line folding: header line "  continued"')
@@ -172,17 +200,53 @@ t.test('parseRequestHead: bad', async (t) => {
   bad(t, P, 'NUL in a value', L + 'X: a\x00b\r\n\r\n', 'control character 0x00 in line "X: a\\x00"')
   bad(t, P, 'DEL in a value', L + 'X: a\x7f\r\n\r\n', 'control character 0x7f')
   bad(t, P, 'ESC in the request line', 'GET http://a/\x1b HTTP/1.1\r\n\r\n', 'control character 0x1b')
-  bad(t, P, 'conflicting Content-Length', L + 'Content-Length: 5\r\nContent-Length: 6\r\n\r\n', 'conflicting Content-Length values "5" and "6"')
+  bad(
+    t,
+    P,
+    'conflicting Content-Length',
+    L + 'Content-Length: 5\r\nContent-Length: 6\r\n\r\n',
+    'conflicting Content-Length values "5" and "6"',
+  )
   bad(t, P, 'conflicting list', L + 'Content-Length: 5, 6\r\n\r\n', 'conflicting Content-Length values "5" and "6"')
   bad(t, P, 'bad Content-Length', L + 'Content-Length: abc\r\n\r\n', 'bad Content-Length "abc"')
   bad(t, P, 'negative Content-Length', L + 'Content-Length: -1\r\n\r\n', 'bad Content-Length "-1"')
-  bad(t, P, 'huge Content-Length', L + 'Content-Length: 99999999999999999999\r\n\r\n', 'bad Content-Length "99999999999999999999"')
+  bad(
+    t,
+    P,
+    'huge Content-Length',
+    L + 'Content-Length: 99999999999999999999\r\n\r\n',
+    'bad Content-Length "99999999999999999999"',
+  )
   bad(t, P, 'empty Content-Length', L + 'Content-Length:\r\n\r\n', 'bad Content-Length ""')
-  bad(t, P, 'CL with TE', L + 'Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n', 'both Content-Length and Transfer-Encoding')
-  bad(t, P, 'TE not ending with chunked', L + 'Transfer-Encoding: chunked, gzip\r\n\r\n', 'Transfer-Encoding "chunked, gzip" does not end with chunked')
+  bad(
+    t,
+    P,
+    'CL with TE',
+    L + 'Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n',
+    'both Content-Length and Transfer-Encoding',
+  )
+  bad(
+    t,
+    P,
+    'TE not ending with chunked',
+    L + 'Transfer-Encoding: chunked, gzip\r\n\r\n',
+    'Transfer-Encoding "chunked, gzip" does not end with chunked',
+  )
   bad(t, P, 'TE identity', L + 'Transfer-Encoding: identity\r\n\r\n', 'Transfer-Encoding "identity"')
-  bad(t, P, 'TE twice chunked', L + 'Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n', 'does not end with chunked')
-  bad(t, P, 'TE in HTTP/1.0', 'POST http://a/ HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n', 'Transfer-Encoding "chunked" in an HTTP/1.0 request')
+  bad(
+    t,
+    P,
+    'TE twice chunked',
+    L + 'Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n',
+    'does not end with chunked',
+  )
+  bad(
+    t,
+    P,
+    'TE in HTTP/1.0',
+    'POST http://a/ HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n',
+    'Transfer-Encoding "chunked" in an HTTP/1.0 request',
+  )
   bad(t, P, 'two Host fields', L + 'Host: a\r\nHost: b\r\n\r\n', '2 Host header fields ("a", "b")')
   bad(t, P, 'too many fields', L + 'X: 1\r\n'.repeat(129) + '\r\n', 'has 129 header fields, more than 128', 431)
   bad(t, P, '64 KiB field', L + 'X: ' + 'x'.repeat(65536), 'http: request head exceeds 16384 bytes', 431)
@@ -190,8 +254,16 @@ t.test('parseRequestHead: bad', async (t) => {
   bad(t, P, 'TLS ClientHello on the proxy port', Buffer.from('160301020001', 'hex'), 'control character 0x16')
   const over = 'GET http://a/ HTTP/1.1\r\nX: ' + 'x'.repeat(16384 - 30) + '\r\n\r\n'
   t.equal(over.length, 16385)
-  t.match(parseRequestHead(enc(over), 16384), { status: 'invalid', error: /exceeds 16384 bytes/ }, 'one byte over the limit')
-  t.match(parseRequestHead(enc(L), 10), { status: 'invalid', error: 'http: request head exceeds 10 bytes' }, 'custom limit')
+  t.match(
+    parseRequestHead(enc(over), 16384),
+    { status: 'invalid', error: /exceeds 16384 bytes/ },
+    'one byte over the limit',
+  )
+  t.match(
+    parseRequestHead(enc(L), 10),
+    { status: 'invalid', error: 'http: request head exceeds 10 bytes' },
+    'custom limit',
+  )
 })
 
 t.test('parseRequestHead: a bad request line is refused before the head ends', async (t) => {
@@ -244,7 +316,11 @@ t.test('parseProxyTarget: good', async (t) => {
     ['CONNECT', '[2001:db8::1]:443', { kind: 'connect', host: '2001:db8::1', port: 443 }],
     ['CONNECT', '[::1]', { kind: 'connect', host: '::1', port: 443 }],
     ['CONNECT', 'fqdn.example.:8443', { kind: 'connect', host: 'fqdn.example.', port: 8443 }],
-    ['GET', 'http://example.com/a/b?q=1&r=2', { kind: 'absolute', host: 'example.com', port: 80, path: '/a/b?q=1&r=2' }],
+    [
+      'GET',
+      'http://example.com/a/b?q=1&r=2',
+      { kind: 'absolute', host: 'example.com', port: 80, path: '/a/b?q=1&r=2' },
+    ],
     ['GET', 'http://example.com', { kind: 'absolute', host: 'example.com', port: 80, path: '/' }],
     ['GET', 'http://example.com?x=1', { kind: 'absolute', host: 'example.com', path: '/?x=1' }],
     ['GET', 'HTTP://Example.COM:8080/x', { kind: 'absolute', host: 'Example.COM', port: 8080, path: '/x' }],
@@ -300,13 +376,35 @@ t.test('bodyFraming (requests)', async (t) => {
     [[['content-length', '0']], 'HTTP/1.0', { kind: 'length', length: 0 }],
     [[['Content-Length', '7, 7']], 'HTTP/1.1', { kind: 'length', length: 7 }],
     [[['Transfer-Encoding', 'chunked']], 'HTTP/1.1', { kind: 'chunked' }],
-    [[['Transfer-Encoding', 'gzip'], ['Transfer-Encoding', 'Chunked']], 'HTTP/1.1', { kind: 'chunked' }],
-    [[['Content-Length', '1'], ['Transfer-Encoding', 'chunked']], 'HTTP/1.1', { kind: 'invalid', error: /both/ }],
+    [
+      [
+        ['Transfer-Encoding', 'gzip'],
+        ['Transfer-Encoding', 'Chunked'],
+      ],
+      'HTTP/1.1',
+      { kind: 'chunked' },
+    ],
+    [
+      [
+        ['Content-Length', '1'],
+        ['Transfer-Encoding', 'chunked'],
+      ],
+      'HTTP/1.1',
+      { kind: 'invalid', error: /both/ },
+    ],
     [[['Transfer-Encoding', 'gzip']], 'HTTP/1.1', { kind: 'invalid', error: /"gzip" does not end with chunked/ }],
-    [[['Content-Length', '1'], ['Content-Length', '2']], 'HTTP/1.1', { kind: 'invalid', error: /conflicting/ }],
+    [
+      [
+        ['Content-Length', '1'],
+        ['Content-Length', '2'],
+      ],
+      'HTTP/1.1',
+      { kind: 'invalid', error: /conflicting/ },
+    ],
     [[['Content-Length', '1.5']], 'HTTP/1.1', { kind: 'invalid', error: /bad Content-Length "1.5"/ }],
   ]
-  for (const [headers, version, want] of cases) t.match(bodyFraming({ version, headers }), want, JSON.stringify(headers))
+  for (const [headers, version, want] of cases)
+    t.match(bodyFraming({ version, headers }), want, JSON.stringify(headers))
   t.same(bodyFraming({ version: 'HTTP/1.1', headers: [['Content-Length', '9007199254740991']] }), {
     kind: 'length',
     length: Number.MAX_SAFE_INTEGER,
@@ -331,7 +429,15 @@ t.test('responseFraming', async (t) => {
     [200, [], 'GET', { kind: 'until-close' }],
     [404, [], 'POST', { kind: 'until-close' }],
     [200, [['Content-Length', 'x']], 'GET', { kind: 'invalid', error: /bad Content-Length "x"/ }],
-    [200, [['Content-Length', '1'], ['Content-Length', '2']], 'GET', { kind: 'invalid', error: /conflicting/ }],
+    [
+      200,
+      [
+        ['Content-Length', '1'],
+        ['Content-Length', '2'],
+      ],
+      'GET',
+      { kind: 'invalid', error: /conflicting/ },
+    ],
   ]
   for (const [status, headers, method, want] of cases) {
     t.match(responseFraming(status, { headers }, method), want, `${method} → ${status} ${JSON.stringify(headers)}`)
@@ -341,7 +447,11 @@ t.test('responseFraming', async (t) => {
 // ---------------------------------------------------------- chunked scanner
 
 /** Feed `body` (+ `tail`) split at the given sizes; the total consumed must be body.length and the end found once. */
-function scanSplit(body: Uint8Array, tail: Uint8Array, sizes: () => number): { consumed: number; done: boolean; error?: string } {
+function scanSplit(
+  body: Uint8Array,
+  tail: Uint8Array,
+  sizes: () => number,
+): { consumed: number; done: boolean; error?: string } {
   const all = cat(body, tail)
   const s = new ChunkedScanner()
   let off = 0
@@ -376,14 +486,26 @@ t.test('ChunkedScanner: good bodies, whole, byte by byte, random splits, with th
     const body = enc(text)
     const whole = new ChunkedScanner().feed(body)
     t.same(whole, { status: 'done', consumed: body.length }, `${name}: whole`)
-    t.same(scanSplit(body, new Uint8Array(), () => 1), { consumed: body.length, done: true }, `${name}: byte by byte`)
-    t.same(scanSplit(body, NEXT, () => 1), { consumed: body.length, done: true }, `${name}: byte by byte, next request after`)
+    t.same(
+      scanSplit(body, new Uint8Array(), () => 1),
+      { consumed: body.length, done: true },
+      `${name}: byte by byte`,
+    )
+    t.same(
+      scanSplit(body, NEXT, () => 1),
+      { consumed: body.length, done: true },
+      `${name}: byte by byte, next request after`,
+    )
     const rand = rng(body.length)
     for (let i = 0; i < 20; i++) {
       const r = scanSplit(body, NEXT, () => 1 + Math.floor(rand() * 8))
       if (r.consumed !== body.length || !r.done) t.fail(`${name}: random split ${i}: ${JSON.stringify(r)}`)
     }
-    t.same(new ChunkedScanner().feed(cat(body, NEXT)), { status: 'done', consumed: body.length }, `${name}: whole + next`)
+    t.same(
+      new ChunkedScanner().feed(cat(body, NEXT)),
+      { status: 'done', consumed: body.length },
+      `${name}: whole + next`,
+    )
   }
   const s = new ChunkedScanner()
   t.same(s.feed(enc('0\r\n\r\n')), { status: 'done', consumed: 5 })
@@ -423,7 +545,8 @@ t.test('ChunkedScanner: bad bodies', async (t) => {
     const body = enc(text)
     const r = new ChunkedScanner().feed(body)
     t.equal(r.status, 'invalid', `${name}: invalid`)
-    if (r.status === 'invalid') t.ok(r.error.includes(error), `${name}: ${JSON.stringify(r.error)} contains ${JSON.stringify(error)}`)
+    if (r.status === 'invalid')
+      t.ok(r.error.includes(error), `${name}: ${JSON.stringify(r.error)} contains ${JSON.stringify(error)}`)
     const split = scanSplit(body, new Uint8Array(), () => 1)
     t.ok(split.error?.includes(error), `${name}: byte by byte gives the same error (${JSON.stringify(split.error)})`)
   }
@@ -483,7 +606,11 @@ t.test('rewriteForOrigin', async (t) => {
     'GET / HTTP/1.0\r\nHost: a.example\r\nAccept: */*\r\n\r\n',
     'missing Host added first',
   )
-  t.equal(fwd('GET http://a/?q HTTP/1.1\r\nHost: a\r\n\r\n', true), 'GET /?q HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', 'close option')
+  t.equal(
+    fwd('GET http://a/?q HTTP/1.1\r\nHost: a\r\n\r\n', true),
+    'GET /?q HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n',
+    'close option',
+  )
   t.equal(
     fwd('GET http://a/ HTTP/1.1\r\nX-L: caf\xe9\r\n\r\n'),
     'GET / HTTP/1.1\r\nHost: a\r\nX-L: caf\xe9\r\n\r\n',
@@ -501,9 +628,17 @@ t.test('keepAlive', async (t) => {
     ['HTTP/1.0', [], false],
     ['HTTP/1.0', [['Connection', 'keep-alive']], true],
     ['HTTP/1.0', [['Proxy-Connection', 'Keep-Alive']], true],
-    ['HTTP/1.0', [['Connection', 'keep-alive'], ['Proxy-Connection', 'close']], false],
+    [
+      'HTTP/1.0',
+      [
+        ['Connection', 'keep-alive'],
+        ['Proxy-Connection', 'close'],
+      ],
+      false,
+    ],
   ]
-  for (const [version, headers, want] of cases) t.equal(keepAlive({ version, headers }), want, `${version} ${JSON.stringify(headers)}`)
+  for (const [version, headers, want] of cases)
+    t.equal(keepAlive({ version, headers }), want, `${version} ${JSON.stringify(headers)}`)
 })
 
 // ------------------------------------------------------ proxy authentication
@@ -583,7 +718,12 @@ t.test('encodeResponse and CONNECT_ESTABLISHED', async (t) => {
   const utf = encodeResponse(400, 'Bad Request', 'é')
   t.match(txt(utf), /Content-Length: 2\r\n/, 'Content-Length counts UTF-8 bytes')
   const back = parseResponseHead(encodeResponse(504, 'Gateway Timeout', 'x', [['Retry-After', '5']]))
-  t.match(back, { status: 'ok', statusCode: 504, reason: 'Gateway Timeout', headers: [[], ['Content-Length', '1'], [], ['Retry-After', '5']] })
+  t.match(back, {
+    status: 'ok',
+    statusCode: 504,
+    reason: 'Gateway Timeout',
+    headers: [[], ['Content-Length', '1'], [], ['Retry-After', '5']],
+  })
   t.throws(() => encodeResponse(400, 'Bad', '', [['X', 'a\r\nInjected: 1']]), RangeError)
   t.throws(() => encodeResponse(400, 'Bad\r\n', ''), RangeError)
   t.throws(() => encodeResponse(99, 'x', ''), RangeError)
@@ -611,7 +751,8 @@ t.test('fuzz: mutated heads and bodies never throw', async (t) => {
   for (let i = 0; i < 3000; i++) {
     let buf = Uint8Array.from(seeds[i % seeds.length]!)
     const flips = 1 + Math.floor(rand() * 4)
-    for (let f = 0; f < flips; f++) buf[Math.floor(rand() * buf.length)] = alphabet[Math.floor(rand() * alphabet.length)]!
+    for (let f = 0; f < flips; f++)
+      buf[Math.floor(rand() * buf.length)] = alphabet[Math.floor(rand() * alphabet.length)]!
     if (rand() < 0.3) buf = buf.subarray(0, Math.floor(rand() * buf.length))
     try {
       const r = parseRequestHead(buf)

@@ -13,20 +13,66 @@ import { createLogger } from '../../src/core/log.js'
 // Resolve `ugate:native` to a module whose functions call the current fake
 // (globalThis.__ugateFake), so each test can install a fresh one. (tap's
 // mockImport cannot follow the .js → .ts imports of nested modules.)
-const FUNCTIONS = ['now', 'wallClock', 'writeStderr', 'writeStdout', 'readFile', 'exit', 'fdCount', 'peakRssKiB',
-  'setTimeout', 'clearTimeout', 'watch', 'unwatch', 'onSignal', 'listen', 'accept', 'connect', 'socketError',
-  'errnoName', 'strerror', 'read', 'peek', 'write', 'shutdown', 'close', 'reset', 'localAddress', 'peerAddress',
-  'originalDst', 'resolve', 'relay', 'relayAbortAll', 'relayStats']
-const CONSTANTS = { EV_READ: 1, EV_WRITE: 4, EV_ERR: 8, EV_HUP: 16, SIGINT: 2, SIGTERM: 15, SIGHUP: 1,
-  SHUT_RD: 0, SHUT_WR: 1, SHUT_RDWR: 2, argv: [], engineVersion: 'fake' }
+const FUNCTIONS = [
+  'now',
+  'wallClock',
+  'writeStderr',
+  'writeStdout',
+  'readFile',
+  'exit',
+  'fdCount',
+  'peakRssKiB',
+  'setTimeout',
+  'clearTimeout',
+  'watch',
+  'unwatch',
+  'onSignal',
+  'listen',
+  'accept',
+  'connect',
+  'socketError',
+  'errnoName',
+  'strerror',
+  'read',
+  'peek',
+  'write',
+  'shutdown',
+  'close',
+  'reset',
+  'localAddress',
+  'peerAddress',
+  'originalDst',
+  'resolve',
+  'relay',
+  'relayAbortAll',
+  'relayStats',
+]
+const CONSTANTS = {
+  EV_READ: 1,
+  EV_WRITE: 4,
+  EV_ERR: 8,
+  EV_HUP: 16,
+  SIGINT: 2,
+  SIGTERM: 15,
+  SIGHUP: 1,
+  SHUT_RD: 0,
+  SHUT_WR: 1,
+  SHUT_RDWR: 2,
+  argv: [],
+  engineVersion: 'fake',
+}
 const fakeModule =
   FUNCTIONS.map((f) => `export function ${f}(...a) { return globalThis.__ugateFake.${f}(...a) }`).join('\n') +
-  Object.entries(CONSTANTS).map(([k, v]) => `\nexport const ${k} = ${JSON.stringify(v)}`).join('')
+  Object.entries(CONSTANTS)
+    .map(([k, v]) => `\nexport const ${k} = ${JSON.stringify(v)}`)
+    .join('')
 const dataUrl = (src: string) => 'data:text/javascript,' + encodeURIComponent(src)
-register(dataUrl(`export async function resolve(spec, ctx, next) {
+register(
+  dataUrl(`export async function resolve(spec, ctx, next) {
   if (spec === 'ugate:native') return { url: ${JSON.stringify(dataUrl(fakeModule))}, shortCircuit: true }
   return next(spec, ctx)
-}`))
+}`),
+)
 const { startGateway } = await import('../../src/io/gateway.js')
 
 type Behaviour = 'ok' | 'refused' | 'hang' | 'unreachable'
@@ -326,8 +372,14 @@ t.test('dns failures', async (t) => {
   fake.arrive(40001)
   await fake.run()
   const conn = events(lines, 'conn')
-  t.match(conn.find((l) => l.includes('listener=t')), /dst=nx\.lan:80 .*reason=dns-error splice=0$/)
-  t.match(conn.find((l) => l.includes('listener=u')), /ms=3000 reason=dns-timeout splice=0$/)
+  t.match(
+    conn.find((l) => l.includes('listener=t')),
+    /dst=nx\.lan:80 .*reason=dns-error splice=0$/,
+  )
+  t.match(
+    conn.find((l) => l.includes('listener=u')),
+    /ms=3000 reason=dns-timeout splice=0$/,
+  )
   t.match(events(lines, 'dns-failed'), [/host=nx\.lan error="Name or service not known"$/])
   t.same(fake.openKinds(), ['listen', 'listen'])
 })
@@ -400,8 +452,14 @@ t.test('shutdown: dialing ones cancelled, relays get the grace, then exit 0', as
   t.same(fake.openKinds(), [], 'nothing left open')
   const conn = events(lines, 'conn')
   t.equal(conn.length, 3)
-  t.match(conn.find((l) => l.includes('listener=slow')), /reason=shutdown splice=0$/)
-  t.match(conn.filter((l) => l.includes('listener=t')), [/reason=eof/, /reason=shutdown/])
+  t.match(
+    conn.find((l) => l.includes('listener=slow')),
+    /reason=shutdown splice=0$/,
+  )
+  t.match(
+    conn.filter((l) => l.includes('listener=t')),
+    [/reason=eof/, /reason=shutdown/],
+  )
   t.equal(lines.at(-2), 'info stats relays=2 spliceCalls=7 copyCalls=0')
   t.equal(lines.at(-1), 'info stopped')
   t.match(events(lines, 'stopping'), [/^info stopping signal=SIGTERM live=2 graceMs=5000$/])

@@ -15,7 +15,9 @@ const INIT = resolve(repoRoot, 'files/etc/init.d/ugate')
 const DEFAULTS = resolve(repoRoot, 'files/etc/uci-defaults/99-ugate')
 const CONFIG = resolve(repoRoot, 'files/etc/config/ugate')
 
-const SHELLS = [['dash'], ['busybox', 'sh']].filter(([cmd]) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0)
+const SHELLS = [['dash'], ['busybox', 'sh']].filter(
+  ([cmd]) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0,
+)
 
 // Stand-ins: each records its call as "name [arg] [arg]..." in $LOG.
 const STUBS = String.raw`
@@ -51,7 +53,11 @@ stop() {
 }
 `
 
-function runInit(shell: string[], action: string, env: Record<string, string> = {}): { lines: string[]; code: number | null; stderr: string } {
+function runInit(
+  shell: string[],
+  action: string,
+  env: Record<string, string> = {},
+): { lines: string[]; code: number | null; stderr: string } {
   const dir = mkdtempSync(join(tmpdir(), 'ipk-init-'))
   try {
     const log = join(dir, 'log')
@@ -62,7 +68,13 @@ function runInit(shell: string[], action: string, env: Record<string, string> = 
       encoding: 'utf8',
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LOG: log, ...env },
     })
-    return { lines: readFileSync(log, 'utf8').split('\n').filter((l) => l !== ''), code: r.status, stderr: r.stderr }
+    return {
+      lines: readFileSync(log, 'utf8')
+        .split('\n')
+        .filter((l) => l !== ''),
+      code: r.status,
+      stderr: r.stderr,
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
@@ -111,14 +123,23 @@ for (const shell of SHELLS) {
   })
 
   t.test(`${sh}: term_timeout follows shutdown_grace`, async (t) => {
-    t.ok(runInit(shell, 'start', { UGATE_GRACE: '30' }).lines.includes('procd_set_param [term_timeout] [32]'), 'grace 30 → 32')
-    t.ok(runInit(shell, 'start', { UGATE_GRACE: 'soon' }).lines.includes('procd_set_param [term_timeout] [7]'), 'junk → default 5 + 2')
+    t.ok(
+      runInit(shell, 'start', { UGATE_GRACE: '30' }).lines.includes('procd_set_param [term_timeout] [32]'),
+      'grace 30 → 32',
+    )
+    t.ok(
+      runInit(shell, 'start', { UGATE_GRACE: 'soon' }).lines.includes('procd_set_param [term_timeout] [7]'),
+      'junk → default 5 + 2',
+    )
   })
 
   t.test(`${sh}: enabled '0' starts nothing and drops the nft table`, async (t) => {
     const r = runInit(shell, 'start', { UGATE_ENABLED: '0' })
     t.equal(r.code, 0, 'exit 0', { stderr: r.stderr })
-    t.notOk(r.lines.some((l) => l.startsWith('procd_open_instance')), 'no instance')
+    t.notOk(
+      r.lines.some((l) => l.startsWith('procd_open_instance')),
+      'no instance',
+    )
     t.ok(r.lines.includes(DROP), 'nft delete table inet ugate')
   })
 
@@ -137,14 +158,20 @@ for (const shell of SHELLS) {
   t.test(`${sh}: reload while stopped starts it`, async (t) => {
     const r = runInit(shell, 'reload_service', { UGATE_RUNNING: '0' })
     t.ok(r.lines.includes('start') && r.lines.includes('procd_open_instance'), 'started', { lines: r.lines })
-    t.notOk(r.lines.some((l) => l.startsWith('procd_send_signal')), 'no signal')
+    t.notOk(
+      r.lines.some((l) => l.startsWith('procd_send_signal')),
+      'no signal',
+    )
   })
 
   t.test(`${sh}: reload after enabled '0' stops it and drops the table`, async (t) => {
     const r = runInit(shell, 'reload_service', { UGATE_RUNNING: '1', UGATE_ENABLED: '0' })
     t.ok(r.lines.includes('procd_kill [ugate]'), 'stopped', { lines: r.lines })
     t.ok(r.lines.includes(DROP), 'table dropped')
-    t.notOk(r.lines.some((l) => l.startsWith('procd_send_signal') || l.startsWith('procd_open_instance')), 'no signal, no instance')
+    t.notOk(
+      r.lines.some((l) => l.startsWith('procd_send_signal') || l.startsWith('procd_open_instance')),
+      'no signal, no instance',
+    )
   })
 
   t.test(`${sh}: triggers: config change, WAN and LAN up`, async (t) => {
@@ -178,7 +205,10 @@ uci() {
 }
 `
 
-function runDefaults(shell: string[], db: string[]): { code: number | null; db: string[]; log: string[]; stderr: string } {
+function runDefaults(
+  shell: string[],
+  db: string[],
+): { code: number | null; db: string[]; log: string[]; stderr: string } {
   const dir = mkdtempSync(join(tmpdir(), 'ipk-defaults-'))
   try {
     const dbFile = join(dir, 'db')
@@ -192,7 +222,10 @@ function runDefaults(shell: string[], db: string[]): { code: number | null; db: 
       encoding: 'utf8',
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', DB: dbFile, LOG: log },
     })
-    const lines = (f: string) => readFileSync(f, 'utf8').split('\n').filter((l) => l !== '')
+    const lines = (f: string) =>
+      readFileSync(f, 'utf8')
+        .split('\n')
+        .filter((l) => l !== '')
     return { code: r.status, db: lines(dbFile).sort(), log: lines(log), stderr: r.stderr }
   } finally {
     rmSync(dir, { recursive: true, force: true })
@@ -226,7 +259,13 @@ for (const shell of SHELLS) {
     const cases: Array<[string, string[]]> = [
       ['LAN is 192.168.1.1', ['network.lan.ipaddr=192.168.1.1', ...LISTENERS]],
       ['no network.lan.ipaddr', LISTENERS],
-      ['the user chose an address', ['network.lan.ipaddr=10.0.0.1', ...LISTENERS.map((l) => l.replace('[1].address=192.168.1.1', '[1].address=10.9.9.9'))]],
+      [
+        'the user chose an address',
+        [
+          'network.lan.ipaddr=10.0.0.1',
+          ...LISTENERS.map((l) => l.replace('[1].address=192.168.1.1', '[1].address=10.9.9.9')),
+        ],
+      ],
       ['ipaddr is not IPv4', ['network.lan.ipaddr=fd00::1', ...LISTENERS]],
       ['no listeners', ['network.lan.ipaddr=10.0.0.1']],
     ]
@@ -245,7 +284,11 @@ for (const shell of SHELLS) {
 
 t.test('the shipped config is what the daemon and the init script expect', async (t) => {
   const text = readFileSync(CONFIG, 'utf8')
-  t.match(text, /^config ugate 'main'\n(\t.*\n|#.*\n)*\toption enabled '1'\n/m, "config ugate 'main' with option enabled '1'")
+  t.match(
+    text,
+    /^config ugate 'main'\n(\t.*\n|#.*\n)*\toption enabled '1'\n/m,
+    "config ugate 'main' with option enabled '1'",
+  )
   for (const line of [
     "\toption log_level 'info'",
     "\toption splice '1'",

@@ -119,14 +119,27 @@ t.test('GNU long names (typeflag L) are accepted', async (t) => {
     { name: long.slice(0, 100), data: 'x' },
   ]
   const ipk = readIpk(build({ data }))
-  t.ok(ipk.data.some((e) => e.name === long), 'the long name is restored')
+  t.ok(
+    ipk.data.some((e) => e.name === long),
+    'the long name is restored',
+  )
 })
 
 t.test('container deviations are rejected', async (t) => {
-  rejects(t, Buffer.from('!<arch>\ndebian-binary   0           0     0     100644  4         `\n2.0\n'), 'ar-format', 'an ar archive')
+  rejects(
+    t,
+    Buffer.from('!<arch>\ndebian-binary   0           0     0     100644  4         `\n2.0\n'),
+    'ar-format',
+    'an ar archive',
+  )
   rejects(t, gzipSync(Buffer.from('hello')).subarray(0, 10), 'not-gzip', 'a truncated gzip stream')
   rejects(t, tarArchive([{ name: './debian-binary', data: '2.0\n' }]), 'not-gzip', 'a plain (uncompressed) tar')
-  rejects(t, build({ outer: (m) => [m.debianBinary, m.control, m.data] }), 'member-order', 'control.tar.gz before data.tar.gz')
+  rejects(
+    t,
+    build({ outer: (m) => [m.debianBinary, m.control, m.data] }),
+    'member-order',
+    'control.tar.gz before data.tar.gz',
+  )
   rejects(t, build({ outer: (m) => [m.data, m.debianBinary, m.control] }), 'member-order', 'debian-binary not first')
   rejects(t, build({ outer: (m) => [m.debianBinary, m.data] }), 'member-names', 'no control.tar.gz')
   rejects(
@@ -154,18 +167,45 @@ t.test('tar header deviations are rejected', async (t) => {
     'pax-header',
     'a PAX global header (g) in data.tar',
   )
-  rejects(t, build({ outer: (m) => [{ ...pax, name: './PaxHeaders/x' }, m.debianBinary, m.data, m.control] }), 'pax-header', 'a PAX header in the outer tar')
+  rejects(
+    t,
+    build({ outer: (m) => [{ ...pax, name: './PaxHeaders/x' }, m.debianBinary, m.data, m.control] }),
+    'pax-header',
+    'a PAX header in the outer tar',
+  )
   const v7 = dataEntries().map((e) => ({ ...e, magic: '\0\0\0\0\0\0\0\0' }))
   rejects(t, build({ data: v7 }), 'bad-magic', 'old v7 headers (no magic)')
-  rejects(t, build({ data: dataEntries().map((e) => ({ ...e, magic: 'ustar\u0000  ' })) }), 'bad-magic', 'a mixed-up magic')
+  rejects(
+    t,
+    build({ data: dataEntries().map((e) => ({ ...e, magic: 'ustar\u0000  ' })) }),
+    'bad-magic',
+    'a mixed-up magic',
+  )
   const ustar = readIpk(build({ data: dataEntries().map((e) => ({ ...e, magic: 'ustar' })) }))
   t.equal(ustar.data[0]!.format, 'ustar', 'POSIX ustar headers are accepted')
   const bad = dataEntries()
   bad[3] = { ...bad[3]!, badChecksum: true }
   rejects(t, build({ data: bad }), 'bad-checksum', 'a wrong header checksum')
-  rejects(t, build({ data: [...dataEntries(), { name: './dev/', type: 'dir' }, { name: './dev/null', type: 'raw', typeflag: '3' }] }), 'bad-typeflag', 'a character device')
-  rejects(t, build({ data: [...dataEntries(), { name: './fifo', type: 'raw', typeflag: '6' }] }), 'bad-typeflag', 'a FIFO')
-  rejects(t, build({ data: [...dataEntries(), { name: './usr/bin/ugate', data: 'again', mode: 0o755 }] }), 'duplicate-entry', 'a duplicate entry')
+  rejects(
+    t,
+    build({
+      data: [...dataEntries(), { name: './dev/', type: 'dir' }, { name: './dev/null', type: 'raw', typeflag: '3' }],
+    }),
+    'bad-typeflag',
+    'a character device',
+  )
+  rejects(
+    t,
+    build({ data: [...dataEntries(), { name: './fifo', type: 'raw', typeflag: '6' }] }),
+    'bad-typeflag',
+    'a FIFO',
+  )
+  rejects(
+    t,
+    build({ data: [...dataEntries(), { name: './usr/bin/ugate', data: 'again', mode: 0o755 }] }),
+    'duplicate-entry',
+    'a duplicate entry',
+  )
   rejects(t, build({ data: [...dataEntries(), { name: './../etc/passwd', data: 'x' }] }), 'unsafe-path', 'a ".." path')
   rejects(t, build({ data: [...dataEntries(), { name: '/etc/passwd', data: 'x' }] }), 'bad-name', 'an absolute path')
   const owned = dataEntries()
@@ -192,46 +232,173 @@ t.test('tar header deviations are rejected', async (t) => {
 })
 
 t.test('control.tar deviations are rejected', async (t) => {
-  rejects(t, build({ controlFiles: [{ name: './CONTROL/', type: 'dir' }, { name: './CONTROL/control', data: 'x' }] }), 'control-not-flat', 'a subdirectory in control.tar')
+  rejects(
+    t,
+    build({
+      controlFiles: [
+        { name: './CONTROL/', type: 'dir' },
+        { name: './CONTROL/control', data: 'x' },
+      ],
+    }),
+    'control-not-flat',
+    'a subdirectory in control.tar',
+  )
   rejects(t, build({ dropControl: ['./control'] }), 'missing-control', 'no ./control')
-  rejects(t, build({ controlFiles: [{ name: './md5sums', data: 'x' }] }), 'unknown-control-file', 'an unknown control member')
-  rejects(t, build({ controlFiles: [{ name: './postinst', data: 'default_postinst $0 $@\n', mode: 0o755 }] }), 'script-no-shebang', 'postinst without a shebang')
-  rejects(t, build({ controlFiles: [{ name: './prerm', data: POSTINST, mode: 0o644 }] }), 'script-not-executable', 'prerm without the run bit')
-  rejects(t, build({ controlFiles: [{ name: './postrm', data: '#!/bin/sh\n', mode: 0o744 }] }), 'script-not-executable', 'postrm executable by the owner only')
-  rejects(t, build({ controlFiles: [{ name: './postinst-pkg', data: '#!/bin/sh\n', mode: 0o644 }] }), 'script-not-executable', 'postinst-pkg without the run bit')
-  rejects(t, build({ controlFiles: [{ name: './conffiles', data: 'etc/config/ugate\n' }] }), 'conffile-not-absolute', 'a relative conffile')
-  rejects(t, build({ controlFiles: [{ name: './conffiles', data: '/etc/config/other\n' }] }), 'conffile-missing', 'a conffile not in data.tar')
-  rejects(t, build({ controlFiles: [{ name: './conffiles', data: '/etc/config\n' }] }), 'conffile-missing', 'a conffile that is a directory')
+  rejects(
+    t,
+    build({ controlFiles: [{ name: './md5sums', data: 'x' }] }),
+    'unknown-control-file',
+    'an unknown control member',
+  )
+  rejects(
+    t,
+    build({ controlFiles: [{ name: './postinst', data: 'default_postinst $0 $@\n', mode: 0o755 }] }),
+    'script-no-shebang',
+    'postinst without a shebang',
+  )
+  rejects(
+    t,
+    build({ controlFiles: [{ name: './prerm', data: POSTINST, mode: 0o644 }] }),
+    'script-not-executable',
+    'prerm without the run bit',
+  )
+  rejects(
+    t,
+    build({ controlFiles: [{ name: './postrm', data: '#!/bin/sh\n', mode: 0o744 }] }),
+    'script-not-executable',
+    'postrm executable by the owner only',
+  )
+  rejects(
+    t,
+    build({ controlFiles: [{ name: './postinst-pkg', data: '#!/bin/sh\n', mode: 0o644 }] }),
+    'script-not-executable',
+    'postinst-pkg without the run bit',
+  )
+  rejects(
+    t,
+    build({ controlFiles: [{ name: './conffiles', data: 'etc/config/ugate\n' }] }),
+    'conffile-not-absolute',
+    'a relative conffile',
+  )
+  rejects(
+    t,
+    build({ controlFiles: [{ name: './conffiles', data: '/etc/config/other\n' }] }),
+    'conffile-missing',
+    'a conffile not in data.tar',
+  )
+  rejects(
+    t,
+    build({ controlFiles: [{ name: './conffiles', data: '/etc/config\n' }] }),
+    'conffile-missing',
+    'a conffile that is a directory',
+  )
   t.ok(readIpk(build({ dropControl: ['./conffiles', './postinst', './prerm'] })), 'control alone is enough')
 })
 
 t.test('control field deviations are rejected', async (t) => {
-  const swap = CONTROL.replace('Version: 0.1.0-r1\n', '').replace('Architecture: mipsel_24kc\n', 'Architecture: mipsel_24kc\nVersion: 0.1.0-r1\n')
+  const swap = CONTROL.replace('Version: 0.1.0-r1\n', '').replace(
+    'Architecture: mipsel_24kc\n',
+    'Architecture: mipsel_24kc\nVersion: 0.1.0-r1\n',
+  )
   rejects(t, build({ control: swap }), 'field-order', 'Version after Architecture')
-  rejects(t, build({ control: CONTROL.replace('License: Apache-2.0\nSection: net\n', 'Section: net\nLicense: Apache-2.0\n') }), 'field-order', 'Section before License')
-  rejects(t, build({ control: CONTROL.replace('Section: net\n', 'Section: net\nPriority: optional\n') }), 'unknown-field', 'a Priority field')
-  rejects(t, build({ control: CONTROL.replace('Section: net\n', 'Section: net\nSection: utils\n') }), 'duplicate-field', 'Section twice')
+  rejects(
+    t,
+    build({ control: CONTROL.replace('License: Apache-2.0\nSection: net\n', 'Section: net\nLicense: Apache-2.0\n') }),
+    'field-order',
+    'Section before License',
+  )
+  rejects(
+    t,
+    build({ control: CONTROL.replace('Section: net\n', 'Section: net\nPriority: optional\n') }),
+    'unknown-field',
+    'a Priority field',
+  )
+  rejects(
+    t,
+    build({ control: CONTROL.replace('Section: net\n', 'Section: net\nSection: utils\n') }),
+    'duplicate-field',
+    'Section twice',
+  )
   rejects(t, build({ control: CONTROL.replace('Package: ugate\n', '') }), 'missing-field', 'no Package')
   rejects(t, build({ control: CONTROL.replace('Version: 0.1.0-r1\n', '') }), 'missing-field', 'no Version')
   rejects(t, build({ control: CONTROL.replace('Architecture: mipsel_24kc\n', '') }), 'missing-field', 'no Architecture')
-  rejects(t, build({ control: CONTROL.replace('Installed-Size: INSTALLED\n', '') }), 'missing-field', 'no Installed-Size')
+  rejects(
+    t,
+    build({ control: CONTROL.replace('Installed-Size: INSTALLED\n', '') }),
+    'missing-field',
+    'no Installed-Size',
+  )
   rejects(t, build({ control: CONTROL.replace('mipsel_24kc', 'mipsel') }), 'bad-arch', 'Architecture mipsel')
-  rejects(t, build({ control: CONTROL.replace('mipsel_24kc', 'aarch64_cortex-a53') }), 'bad-arch', 'an arch ugate does not ship')
-  rejects(t, build({ control: CONTROL.replace('Installed-Size: INSTALLED', 'Installed-Size: 1') }), 'installed-size', 'a wrong Installed-Size')
-  rejects(t, build({ control: CONTROL.replace('Installed-Size: INSTALLED', 'Installed-Size: 10k') }), 'bad-installed-size', 'Installed-Size in kB')
+  rejects(
+    t,
+    build({ control: CONTROL.replace('mipsel_24kc', 'aarch64_cortex-a53') }),
+    'bad-arch',
+    'an arch ugate does not ship',
+  )
+  rejects(
+    t,
+    build({ control: CONTROL.replace('Installed-Size: INSTALLED', 'Installed-Size: 1') }),
+    'installed-size',
+    'a wrong Installed-Size',
+  )
+  rejects(
+    t,
+    build({ control: CONTROL.replace('Installed-Size: INSTALLED', 'Installed-Size: 10k') }),
+    'bad-installed-size',
+    'Installed-Size in kB',
+  )
   rejects(t, build({ control: CONTROL.replace('0.1.0-r1', 'v0.1.0') }), 'bad-version', 'Version v0.1.0')
-  rejects(t, build({ control: CONTROL.replace('Package: ugate', 'Package: UGate') }), 'bad-package', 'an upper-case package name')
-  rejects(t, build({ control: CONTROL.replace('Package: ugate', 'Package: u_gate') }), 'bad-package', 'an underscore in the package name')
-  rejects(t, build({ control: CONTROL.replace('Section: net\n', 'Section: net\nDepends: libc,, ugate\n') }), 'field-order', 'Depends after Section')
-  rejects(t, build({ control: CONTROL.replace('Version: 0.1.0-r1\n', 'Version: 0.1.0-r1\nDepends: libc,, luci-base\n') }), 'bad-depends', 'an empty Depends item')
+  rejects(
+    t,
+    build({ control: CONTROL.replace('Package: ugate', 'Package: UGate') }),
+    'bad-package',
+    'an upper-case package name',
+  )
+  rejects(
+    t,
+    build({ control: CONTROL.replace('Package: ugate', 'Package: u_gate') }),
+    'bad-package',
+    'an underscore in the package name',
+  )
+  rejects(
+    t,
+    build({ control: CONTROL.replace('Section: net\n', 'Section: net\nDepends: libc,, ugate\n') }),
+    'field-order',
+    'Depends after Section',
+  )
+  rejects(
+    t,
+    build({ control: CONTROL.replace('Version: 0.1.0-r1\n', 'Version: 0.1.0-r1\nDepends: libc,, luci-base\n') }),
+    'bad-depends',
+    'an empty Depends item',
+  )
   t.ok(
-    readIpk(build({ control: CONTROL.replace('Version: 0.1.0-r1\n', 'Version: 0.1.0-r1\nDepends: luci-base, ugate (>= 0.1.0)\n') })),
+    readIpk(
+      build({
+        control: CONTROL.replace('Version: 0.1.0-r1\n', 'Version: 0.1.0-r1\nDepends: luci-base, ugate (>= 0.1.0)\n'),
+      }),
+    ),
     'Depends with a version constraint',
   )
   rejects(t, build({ control: CONTROL.slice(0, -1) }), 'control-syntax', 'control without a final newline')
-  rejects(t, build({ control: CONTROL.replace('Section: net\n', 'Section: net\n\n') }), 'control-syntax', 'a blank line inside control')
-  rejects(t, build({ control: CONTROL.replace('Section: net\n', 'Section net\n') }), 'control-syntax', 'a line without a colon')
-  rejects(t, build({ control: CONTROL.replace('License: Apache-2.0\n', 'License: Apache-2.0\n continued\n') }), 'control-syntax', 'a continuation of License')
+  rejects(
+    t,
+    build({ control: CONTROL.replace('Section: net\n', 'Section: net\n\n') }),
+    'control-syntax',
+    'a blank line inside control',
+  )
+  rejects(
+    t,
+    build({ control: CONTROL.replace('Section: net\n', 'Section net\n') }),
+    'control-syntax',
+    'a line without a colon',
+  )
+  rejects(
+    t,
+    build({ control: CONTROL.replace('License: Apache-2.0\n', 'License: Apache-2.0\n continued\n') }),
+    'control-syntax',
+    'a continuation of License',
+  )
 })
 
 t.test('Version syntax', async (t) => {

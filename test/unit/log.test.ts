@@ -61,10 +61,19 @@ t.test('access line', async (t) => {
       'up=1024 down=2048 ms=13 reason=client-error:ECONNRESET splice=1',
   )
   const failed = accessFields({
-    listener: 'x', src: '[::1]:5', dst: 'localhost:80', up: 0, down: 0, ms: 0, reason: 'connect-timeout', splice: false,
+    listener: 'x',
+    src: '[::1]:5',
+    dst: 'localhost:80',
+    up: 0,
+    down: 0,
+    ms: 0,
+    reason: 'connect-timeout',
+    splice: false,
   })
-  t.equal(formatLine(T, 'info', 'conn', failed),
-    '2026-11-25T07:30:00.123Z info conn listener=x src=[::1]:5 dst=localhost:80 up=0 down=0 ms=0 reason=connect-timeout splice=0')
+  t.equal(
+    formatLine(T, 'info', 'conn', failed),
+    '2026-11-25T07:30:00.123Z info conn listener=x src=[::1]:5 dst=localhost:80 up=0 down=0 ms=0 reason=connect-timeout splice=0',
+  )
 })
 
 t.test('relayReason', async (t) => {
@@ -86,7 +95,11 @@ t.test('levels', async (t) => {
 
 t.test('createLogger honors the level', async (t) => {
   const lines: string[] = []
-  const log = createLogger('warn', () => T, (l) => lines.push(l))
+  const log = createLogger(
+    'warn',
+    () => T,
+    (l) => lines.push(l),
+  )
   log.debug('a')
   log.info('b')
   log.warn('c', { k: 'v w' })

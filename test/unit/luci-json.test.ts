@@ -46,11 +46,18 @@ function menuProblems(menu: unknown, aclGroups: string[]): string[] {
   const paths = Object.keys(menu)
   if (paths.length === 0) out.push('no menu nodes')
   const typeOk = (v: unknown, t: string) =>
-    t === 'object' ? isObj(v) : t === 'bool' ? typeof v === 'boolean' : t === 'int' ? Number.isInteger(v) : typeof v === 'string'
+    t === 'object'
+      ? isObj(v)
+      : t === 'bool'
+        ? typeof v === 'boolean'
+        : t === 'int'
+          ? Number.isInteger(v)
+          : typeof v === 'string'
   for (const path of paths) {
     const spec = menu[path]
     const at = `${JSON.stringify(path)}`
-    if (!/^[A-Za-z0-9_.%,;-]+(?:\/[A-Za-z0-9_.%,;-]+)*$/.test(path)) out.push(`${at}: not a path of "/"-separated words`)
+    if (!/^[A-Za-z0-9_.%,;-]+(?:\/[A-Za-z0-9_.%,;-]+)*$/.test(path))
+      out.push(`${at}: not a path of "/"-separated words`)
     if (!isObj(spec)) {
       out.push(`${at}: not an object (LuCI skips it)`)
       continue
@@ -58,10 +65,12 @@ function menuProblems(menu: unknown, aclGroups: string[]): string[] {
     for (const [k, v] of Object.entries(spec)) {
       const want = MENU_FIELDS[k]
       if (want === undefined) out.push(`${at}: unknown field ${JSON.stringify(k)} (LuCI ignores it)`)
-      else if (!typeOk(v, want)) out.push(`${at}.${k}: must be ${want === 'int' ? 'an integer' : `a ${want}`} (LuCI ignores it otherwise)`)
+      else if (!typeOk(v, want))
+        out.push(`${at}.${k}: must be ${want === 'int' ? 'an integer' : `a ${want}`} (LuCI ignores it otherwise)`)
     }
     const parent = path.split('/').slice(0, -1).join('/')
-    if (parent !== '' && !paths.includes(parent) && !CORE_NODES.includes(parent)) out.push(`${at}: parent ${JSON.stringify(parent)} is not a menu node`)
+    if (parent !== '' && !paths.includes(parent) && !CORE_NODES.includes(parent))
+      out.push(`${at}: parent ${JSON.stringify(parent)} is not a menu node`)
 
     const action = spec.action
     if (isObj(action)) {
@@ -69,7 +78,8 @@ function menuProblems(menu: unknown, aclGroups: string[]): string[] {
       switch (type) {
         case 'view':
           if (typeof action.path !== 'string') out.push(`${at}.action: a view needs "path"`)
-          else if (!existsSync(join(resourcesDir, 'view', `${action.path}.js`))) out.push(`${at}.action: no file view/${action.path}.js`)
+          else if (!existsSync(join(resourcesDir, 'view', `${action.path}.js`)))
+            out.push(`${at}.action: no file view/${action.path}.js`)
           break
         case 'alias':
         case 'rewrite':
@@ -87,7 +97,8 @@ function menuProblems(menu: unknown, aclGroups: string[]): string[] {
           break
         case 'call':
         case 'function':
-          if (typeof action.module !== 'string' || typeof action.function !== 'string') out.push(`${at}.action: ${type} needs "module" and "function"`)
+          if (typeof action.module !== 'string' || typeof action.function !== 'string')
+            out.push(`${at}.action: ${type} needs "module" and "function"`)
           break
         case 'arcombine':
           if (!Array.isArray(action.targets)) out.push(`${at}.action: arcombine needs "targets"`)
@@ -104,14 +115,18 @@ function menuProblems(menu: unknown, aclGroups: string[]): string[] {
       for (const [k, v] of Object.entries(depends)) {
         if (k === 'acl') {
           if (!isStringArray(v)) out.push(`${at}.depends.acl: must be a list of ACL group names`)
-          else for (const g of v) if (!aclGroups.includes(g)) out.push(`${at}.depends.acl: group ${JSON.stringify(g)} is not defined in acl.d`)
+          else
+            for (const g of v)
+              if (!aclGroups.includes(g))
+                out.push(`${at}.depends.acl: group ${JSON.stringify(g)} is not defined in acl.d`)
         } else if (k === 'uci') {
           const alternatives = Array.isArray(v) ? v : [v]
           for (const alt of alternatives) {
             if (!isObj(alt)) out.push(`${at}.depends.uci: must be an object { config: true | { section: ... } }`)
             else {
               for (const [config, want] of Object.entries(alt)) {
-                if (!/^[A-Za-z0-9_-]+$/.test(config)) out.push(`${at}.depends.uci: ${JSON.stringify(config)} is not a uci package name`)
+                if (!/^[A-Za-z0-9_-]+$/.test(config))
+                  out.push(`${at}.depends.uci: ${JSON.stringify(config)} is not a uci package name`)
                 if (want !== true && !isObj(want)) out.push(`${at}.depends.uci.${config}: must be true or an object`)
               }
             }
@@ -119,7 +134,10 @@ function menuProblems(menu: unknown, aclGroups: string[]): string[] {
         } else if (k === 'fs') {
           const alternatives = Array.isArray(v) ? v : [v]
           for (const alt of alternatives) {
-            if (!isObj(alt) || !Object.values(alt).every((kind) => ['file', 'directory', 'executable', 'absent'].includes(String(kind)))) {
+            if (
+              !isObj(alt) ||
+              !Object.values(alt).every((kind) => ['file', 'directory', 'executable', 'absent'].includes(String(kind)))
+            ) {
               out.push(`${at}.depends.fs: must map paths to file, directory, executable or absent`)
             }
           }
@@ -162,16 +180,21 @@ function aclProblems(acl: unknown): string[] {
         const where = `${at}.${perm}.${scope}`
         if (scope === 'ubus' || scope === 'file') {
           // table notation: object → [functions]; rpcd skips non-arrays and non-strings
-          if (!isObj(objects) || !Object.values(objects).every(isStringArray)) out.push(`${where}: must map each object to a list of names`)
+          if (!isObj(objects) || !Object.values(objects).every(isStringArray))
+            out.push(`${where}: must map each object to a list of names`)
           if (scope === 'file' && isObj(objects)) {
             for (const perms of Object.values(objects)) {
-              if (isStringArray(perms) && !perms.every((p) => ['read', 'write', 'exec', 'list'].includes(p))) out.push(`${where}: file permissions are read, write, exec, list`)
+              if (isStringArray(perms) && !perms.every((p) => ['read', 'write', 'exec', 'list'].includes(p)))
+                out.push(`${where}: file permissions are read, write, exec, list`)
             }
           }
         } else if (scope === 'uci' || scope === 'cgi-io') {
           // array notation: the permission itself is the function
           if (!isStringArray(objects)) out.push(`${where}: must be a list of names`)
-          else if (scope === 'uci') for (const c of objects) if (!/^[A-Za-z0-9_-]+$/.test(c) && c !== '*') out.push(`${where}: ${JSON.stringify(c)} is not a uci package`)
+          else if (scope === 'uci')
+            for (const c of objects)
+              if (!/^[A-Za-z0-9_-]+$/.test(c) && c !== '*')
+                out.push(`${where}: ${JSON.stringify(c)} is not a uci package`)
         } else {
           out.push(`${where}: unknown scope`)
         }
@@ -186,7 +209,7 @@ function aclProblems(acl: unknown): string[] {
 const menu = JSON.parse(readFileSync(MENU_FILE, 'utf8')) as Obj
 const acl = JSON.parse(readFileSync(ACL_FILE, 'utf8')) as Obj
 
-t.test('menu.d: the shape LuCI\'s dispatcher reads', async (t) => {
+t.test("menu.d: the shape LuCI's dispatcher reads", async (t) => {
   t.same(menuProblems(menu, Object.keys(acl)), [])
   t.same(Object.keys(menu), ['admin/services/ugate', 'admin/services/ugate/settings', 'admin/services/ugate/status'])
   t.same(menu['admin/services/ugate'], {
@@ -197,25 +220,47 @@ t.test('menu.d: the shape LuCI\'s dispatcher reads', async (t) => {
   })
   t.same((menu['admin/services/ugate/settings'] as Obj).action, { type: 'view', path: 'ugate/settings' })
   t.same((menu['admin/services/ugate/status'] as Obj).action, { type: 'view', path: 'ugate/status' })
-  for (const p of Object.keys(menu)) t.type((menu[p] as Obj).title, 'string', `${p} has a title (untitled nodes are not shown)`)
+  for (const p of Object.keys(menu))
+    t.type((menu[p] as Obj).title, 'string', `${p} has a title (untitled nodes are not shown)`)
 })
 
 t.test('menu.d: the checks catch what LuCI would silently ignore', async (t) => {
   const bad = {
-    'admin/services/x': { title: 'x', order: '10', action: { type: 'view', path: 'x/missing' }, depends: { acl: ['nope'], uci: { 'b a d': true } } },
+    'admin/services/x': {
+      title: 'x',
+      order: '10',
+      action: { type: 'view', path: 'x/missing' },
+      depends: { acl: ['nope'], uci: { 'b a d': true } },
+    },
     'admin/nowhere/y': { title: 'y', action: { type: 'alias', path: 'admin/services/z' }, dependz: {} },
     'admin/services/w': { title: 'w', action: { type: 'viewz' } },
   }
   const problems = menuProblems(bad, ['luci-app-ugate'])
-  for (const re of [/order: must be an integer/, /no file view\/x\/missing\.js/, /group "nope"/, /"b a d" is not a uci package/, /parent "admin\/nowhere"/, /alias to "admin\/services\/z"/, /unknown field "dependz"/, /unknown type "viewz"/]) {
-    t.ok(problems.some((p) => re.test(p)), String(re))
+  for (const re of [
+    /order: must be an integer/,
+    /no file view\/x\/missing\.js/,
+    /group "nope"/,
+    /"b a d" is not a uci package/,
+    /parent "admin\/nowhere"/,
+    /alias to "admin\/services\/z"/,
+    /unknown field "dependz"/,
+    /unknown type "viewz"/,
+  ]) {
+    t.ok(
+      problems.some((p) => re.test(p)),
+      String(re),
+    )
   }
 })
 
 t.test('acl.d: the shape rpcd reads', async (t) => {
   t.same(aclProblems(acl), [])
   t.same(Object.keys(acl), ['luci-app-ugate'])
-  t.same(aclProblems({ g: { read: { ubus: { o: 'm' }, uci: 'ugate', files: [] }, writ: {} } }).length, 4, 'the checks catch misshapen grants')
+  t.same(
+    aclProblems({ g: { read: { ubus: { o: 'm' }, uci: 'ugate', files: [] }, writ: {} } }).length,
+    4,
+    'the checks catch misshapen grants',
+  )
 })
 
 /** Every (scope, object, function) the ACL grants, as rpcd would (read and write alike). */
@@ -227,7 +272,8 @@ function grants(a: Obj): Array<[string, string, string, string]> {
       if (!isObj(scopes)) continue
       for (const [scope, objects] of Object.entries(scopes)) {
         if (Array.isArray(objects)) for (const o of objects) out.push([perm, scope, String(o), perm])
-        else if (isObj(objects)) for (const [o, fns] of Object.entries(objects)) for (const f of fns as string[]) out.push([perm, scope, o, f])
+        else if (isObj(objects))
+          for (const [o, fns] of Object.entries(objects)) for (const f of fns as string[]) out.push([perm, scope, o, f])
       }
     }
   }
@@ -242,7 +288,10 @@ t.test('acl.d grants exactly what the views use', async (t) => {
 
   const ubus = new Set(g.filter(([, scope]) => scope === 'ubus').map(([, , o, f]) => `${o}.${f}`))
   t.same([...ubus].sort(), [...used].sort(), 'ubus: every rpc.declare is granted, and nothing else')
-  t.ok(g.filter(([, scope]) => scope === 'ubus').every(([perm]) => perm === 'read'), 'ubus grants are read grants')
+  t.ok(
+    g.filter(([, scope]) => scope === 'ubus').every(([perm]) => perm === 'read'),
+    'ubus grants are read grants',
+  )
   t.same([...used].sort(), ['luci.ugate.connections', 'luci.ugate.status', 'service.list'])
 
   const uciRead = g.filter(([perm, scope]) => perm === 'read' && scope === 'uci').map(([, , c]) => c)
@@ -265,7 +314,13 @@ t.test('the plugin, the ACL and the status view name the same methods', async (t
   const granted = ((acl['luci-app-ugate'] as Obj).read as { ubus: Record<string, string[]> }).ubus['luci.ugate']!
   t.same([...granted].sort(), methods)
   const status = await loadView('ugate/status')
-  t.same(status.declared.filter((d) => d.object === 'luci.ugate').map((d) => d.method).sort(), methods)
+  t.same(
+    status.declared
+      .filter((d) => d.object === 'luci.ugate')
+      .map((d) => d.method)
+      .sort(),
+    methods,
+  )
 })
 
 t.test('package layout', async (t) => {

@@ -54,7 +54,8 @@ const busybox = ['/usr/bin/busybox', '/bin/busybox'].find((p) => existsSync(p))
 if (busybox) {
   const bb = join(dir, 'busybox-bin')
   spawnSync('mkdir', ['-p', bb])
-  for (const applet of ['sh', 'tr', 'sed', 'head', 'mktemp', 'rm', 'cat', 'printf', 'mkdir']) symlinkSync(busybox, join(bb, applet))
+  for (const applet of ['sh', 'tr', 'sed', 'head', 'mktemp', 'rm', 'cat', 'printf', 'mkdir'])
+    symlinkSync(busybox, join(bb, applet))
   shells.push({ name: 'busybox sh', cmd: busybox, args: ['sh'], path: bb })
 }
 
@@ -76,7 +77,12 @@ function run(shell: Shell, args: string[], env: Record<string, string> = {}, std
     env: { PATH: pathPrefix ? `${pathPrefix}:${shell.path}` : shell.path, UGATE_BIN: FAKE, FAKE_LOG: log, ...env },
     timeout: 10_000,
   })
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr, calls: readFileSync(log, 'utf8').split('\n').filter(Boolean) }
+  return {
+    status: r.status,
+    stdout: r.stdout,
+    stderr: r.stderr,
+    calls: readFileSync(log, 'utf8').split('\n').filter(Boolean),
+  }
 }
 
 /** rpcd's reading: the output is one JSON object (json-c parses it; anything else is an error). */
@@ -182,11 +188,16 @@ for (const shell of shells) {
       r = run(shell, ['call', 'connections'], { FAKE_OUT: '{}' }, '{}', UCI_DIR)
       t.same(r.calls, ['ctl --socket /tmp/from-uci.sock connections'], 'ugate.@ugate[0].admin_socket')
       r = run(shell, ['call', 'status'], { FAKE_OUT: '{}' })
-      t.same(r.calls, ['ctl status'], 'no uci: ugate\'s default socket')
+      t.same(r.calls, ['ctl status'], "no uci: ugate's default socket")
     })
 
     t.test('arguments on stdin are ignored', async (t) => {
-      const r = run(shell, ['call', 'status'], { FAKE_OUT: JSON.stringify(STATUS) }, '{"ubus_rpc_session":"x","extra":[1,2,3]}')
+      const r = run(
+        shell,
+        ['call', 'status'],
+        { FAKE_OUT: JSON.stringify(STATUS) },
+        '{"ubus_rpc_session":"x","extra":[1,2,3]}',
+      )
       t.same(rpcdObject(t, r.stdout), STATUS)
     })
 
@@ -207,14 +218,18 @@ for (const shell of shells) {
 }
 
 const built = resolve(repoRoot, 'build/ugate')
-t.test('with the real ugate (when built): no gateway listening', { skip: existsSync(built) ? false : 'build/ugate not built' }, async (t) => {
-  const r = spawnSync('sh', [PLUGIN, 'call', 'status'], {
-    input: '{}',
-    encoding: 'utf8',
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', UGATE_BIN: built, UGATE_SOCKET: join(dir, 'no-gateway.sock') },
-  })
-  t.equal(r.status, 0)
-  const o = rpcdObject(t, r.stdout)
-  t.equal(o.running, false)
-  t.match(String(o.error), /no-gateway\.sock/)
-})
+t.test(
+  'with the real ugate (when built): no gateway listening',
+  { skip: existsSync(built) ? false : 'build/ugate not built' },
+  async (t) => {
+    const r = spawnSync('sh', [PLUGIN, 'call', 'status'], {
+      input: '{}',
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', UGATE_BIN: built, UGATE_SOCKET: join(dir, 'no-gateway.sock') },
+    })
+    t.equal(r.status, 0)
+    const o = rpcdObject(t, r.stdout)
+    t.equal(o.running, false)
+    t.match(String(o.error), /no-gateway\.sock/)
+  },
+)

@@ -14,7 +14,15 @@ import { join } from 'node:path'
 import t from 'tap'
 import { configFromUci } from '../../src/core/uci-config.js'
 import { type UciPackage, writeUci } from '../../src/core/uci.js'
-import { checkDatatype, compileDatatype, loadView, luciDir, scanRequires, type LuciPage, type SectionInfo } from '../lib/luci-standin.js'
+import {
+  checkDatatype,
+  compileDatatype,
+  loadView,
+  luciDir,
+  scanRequires,
+  type LuciPage,
+  type SectionInfo,
+} from '../lib/luci-standin.js'
 
 // ---- a config as data -----------------------------------------------------------------
 
@@ -27,22 +35,51 @@ interface Sec {
 
 /** A valid config that uses every section type and most options. */
 const BASE: Sec[] = [
-  { type: 'ugate', name: 'main', options: { enabled: '1', log_level: 'info', mark: '255', admin_socket: '/var/run/ugate.sock' } },
+  {
+    type: 'ugate',
+    name: 'main',
+    options: { enabled: '1', log_level: 'info', mark: '255', admin_socket: '/var/run/ugate.sock' },
+  },
   {
     type: 'listener',
-    options: { name: 'proxy', type: 'mixed', address: '127.0.0.1', port: '1080', users: ['alice:secret'], allow: ['127.0.0.0/8', '192.168.1.0/24'] },
+    options: {
+      name: 'proxy',
+      type: 'mixed',
+      address: '127.0.0.1',
+      port: '1080',
+      users: ['alice:secret'],
+      allow: ['127.0.0.0/8', '192.168.1.0/24'],
+    },
   },
   { type: 'listener', options: { name: 'redir', type: 'redirect', address: '::', port: '1081' } },
-  { type: 'listener', options: { name: 'fwd', type: 'forward', address: '::1', port: '6000', target: 'example.com:80' } },
-  { type: 'listener', options: { name: 'sni', type: 'sni', address: '127.0.0.1', port: '8443', tls_port: '443', http_port: '80' } },
-  { type: 'upstream', options: { name: 'vpn', type: 'socks5', server: '10.0.0.2', port: '1080', username: 'u', password: 'p' } },
+  {
+    type: 'listener',
+    options: { name: 'fwd', type: 'forward', address: '::1', port: '6000', target: 'example.com:80' },
+  },
+  {
+    type: 'listener',
+    options: { name: 'sni', type: 'sni', address: '127.0.0.1', port: '8443', tls_port: '443', http_port: '80' },
+  },
+  {
+    type: 'upstream',
+    options: { name: 'vpn', type: 'socks5', server: '10.0.0.2', port: '1080', username: 'u', password: 'p' },
+  },
   { type: 'upstream', options: { name: 'corp', type: 'http', server: 'proxy.example.com', port: '3128' } },
   { type: 'rule', options: { name: 'ads', domain_keyword: ['doubleclick'], action: 'reject' } },
-  { type: 'rule', options: { domain_suffix: ['example.com'], dst_port: ['443', '8000-8080'], action: 'upstream', upstream: 'vpn' } },
+  {
+    type: 'rule',
+    options: { domain_suffix: ['example.com'], dst_port: ['443', '8000-8080'], action: 'upstream', upstream: 'vpn' },
+  },
   { type: 'rule', options: { domain: ['printer.lan'], action: 'forward', forward: '192.168.1.20:631' } },
   {
     type: 'rule',
-    options: { dst_cidr: ['10.0.0.0/8'], src_cidr: ['192.168.1.0/24'], listener: ['redir'], proto: ['tls', 'http'], action: 'direct' },
+    options: {
+      dst_cidr: ['10.0.0.0/8'],
+      src_cidr: ['192.168.1.0/24'],
+      listener: ['redir'],
+      proto: ['tls', 'http'],
+      action: 'direct',
+    },
   },
   {
     type: 'capture',
@@ -130,13 +167,18 @@ t.test('the base config is valid for the daemon and for the form', async (t) => 
 // ---- the stand-in itself ------------------------------------------------------------
 
 t.test('stand-in: the loader scans directives like luci.js', async (t) => {
-  t.same(scanRequires(`'use strict';\n'require view';\n'require form';\n'require tools.widgets as widgets';\nreturn 1;`), [
-    { name: 'view', as: 'view' },
-    { name: 'form', as: 'form' },
-    { name: 'tools.widgets', as: 'widgets' },
-  ])
+  t.same(
+    scanRequires(`'use strict';\n'require view';\n'require form';\n'require tools.widgets as widgets';\nreturn 1;`),
+    [
+      { name: 'view', as: 'view' },
+      { name: 'form', as: 'form' },
+      { name: 'tools.widgets', as: 'widgets' },
+    ],
+  )
   t.same(scanRequires(`'require view.ugate.x';`), [{ name: 'view.ugate.x', as: 'view_ugate_x' }])
-  t.same(scanRequires(`// 'require nope'\n/* 'require nope2' */ 'require rpc'; 'other'; 'require late';`), [{ name: 'rpc', as: 'rpc' }])
+  t.same(scanRequires(`// 'require nope'\n/* 'require nope2' */ 'require rpc'; 'other'; 'require late';`), [
+    { name: 'rpc', as: 'rpc' },
+  ])
   t.same(scanRequires(`"use strict"; "require uci"`), [{ name: 'uci', as: 'uci' }])
   await t.rejects(loadView('ugate/nonexistent'), /HTTP error 404/)
 })
@@ -177,7 +219,8 @@ t.test('stand-in: LuCI datatypes behave as validation.js', async (t) => {
     ['list(port)', '80 x', false],
     ['neg(port)', '!80', true],
   ]
-  for (const [type, value, ok] of cases) t.equal(checkDatatype(type, value) === true, ok, `${type} ${JSON.stringify(value)}`)
+  for (const [type, value, ok] of cases)
+    t.equal(checkDatatype(type, value) === true, ok, `${type} ${JSON.stringify(value)}`)
   t.throws(() => compileDatatype('portt'), /Unhandled token "portt"/)
 })
 
@@ -191,7 +234,18 @@ interface Expect {
   required?: boolean
 }
 
-const SCHEMA: Record<string, { kind: string; type: string; name?: string; anonymous?: boolean; addremove: boolean; sortable?: boolean; options: Record<string, Expect> }> = {
+const SCHEMA: Record<
+  string,
+  {
+    kind: string
+    type: string
+    name?: string
+    anonymous?: boolean
+    addremove: boolean
+    sortable?: boolean
+    options: Record<string, Expect>
+  }
+> = {
   main: {
     kind: 'NamedSection',
     type: 'ugate',
@@ -307,11 +361,7 @@ t.test('settings: sections, widgets, datatypes and depends', async (t) => {
       t.equal(s.addremove, want.addremove, 'addremove')
       if (want.anonymous !== undefined) t.equal(s.anonymous, want.anonymous, 'anonymous')
       if (want.sortable !== undefined) t.equal(s.sortable, want.sortable, 'sortable (first match wins: order matters)')
-      t.same(
-        s.options.map((o) => o.name).sort(),
-        Object.keys(want.options).sort(),
-        'exactly these options',
-      )
+      t.same(s.options.map((o) => o.name).sort(), Object.keys(want.options).sort(), 'exactly these options')
       for (const [name, exp] of Object.entries(want.options)) {
         const o = s.options.find((x) => x.name === name)!
         t.equal(o.widget, exp.widget, `${name}: widget`)
@@ -319,7 +369,8 @@ t.test('settings: sections, widgets, datatypes and depends', async (t) => {
         t.same(JSON.parse(JSON.stringify(o.depends)), exp.depends ?? [], `${name}: depends`)
         if (exp.choices) t.same([...o.choices].sort(), [...exp.choices].sort(), `${name}: choices`)
         if (exp.required) t.equal(o.rmempty || o.optional, false, `${name}: required`)
-        if (o.widget !== 'Flag' && !['type', 'action', 'log_level'].includes(name)) t.ok(o.validate, `${name}: has a validator`)
+        if (o.widget !== 'Flag' && !['type', 'action', 'log_level'].includes(name))
+          t.ok(o.validate, `${name}: has a validator`)
       }
     })
   }
@@ -385,9 +436,20 @@ const CASES: Case[] = [
   { what: 'listen on 10.0.0.1/24 (a prefix)', at: 'listener:0', set: { address: '10.0.0.1/24' }, daemon: false },
   { what: 'listen on a host name', at: 'listener:0', set: { address: 'localhost' }, daemon: false },
   // LuCI's ipaddr datatype miscounts a "::" that stands for a single group
-  { what: 'listen on 1:2:3:4:5:6:7::', at: 'listener:0', set: { address: '1:2:3:4:5:6:7::' }, daemon: true, luci: 'stricter' },
+  {
+    what: 'listen on 1:2:3:4:5:6:7::',
+    at: 'listener:0',
+    set: { address: '1:2:3:4:5:6:7::' },
+    daemon: true,
+    luci: 'stricter',
+  },
   // A dotted quad only ends an IPv6 address (RFC 4291): daemon and form both refuse it
-  { what: 'listen on 1.2.3.4:: (a dotted quad before "::")', at: 'listener:0', set: { address: '1.2.3.4::' }, daemon: false },
+  {
+    what: 'listen on 1.2.3.4:: (a dotted quad before "::")',
+    at: 'listener:0',
+    set: { address: '1.2.3.4::' },
+    daemon: false,
+  },
   { what: 'port 70000', at: 'listener:0', set: { port: '70000' }, daemon: false },
   { what: 'port 0 (any free port)', at: 'listener:0', set: { port: '0' }, daemon: true },
   { what: 'port -1', at: 'listener:0', set: { port: '-1' }, daemon: false },
@@ -395,16 +457,55 @@ const CASES: Case[] = [
   { what: 'no port', at: 'listener:0', set: { port: null }, daemon: false },
   { what: 'port 01080 (leading zero)', at: 'listener:0', set: { port: '01080' }, daemon: true },
   { what: '127.0.0.1:1080 twice', at: 'listener:3', set: { port: '1080' }, daemon: false },
-  { what: '0.0.0.0:1080 next to 127.0.0.1:1080', at: 'listener:3', set: { address: '0.0.0.0', port: '1080' }, daemon: false, errorOn: 'port' },
-  { what: '[::]:1080 next to 127.0.0.1:1080 ("::" is dual-stack)', at: 'listener:3', set: { address: '::', port: '1080' }, daemon: false, errorOn: 'port' },
-  { what: '[::1]:1080 next to 127.0.0.1:1080 (other family)', at: 'listener:3', set: { address: '::1', port: '1080' }, daemon: true },
-  { what: '[0::1]:6000 next to [::1]:6000 (one address)', at: 'listener:3', set: { address: '0::1', port: '6000' }, daemon: false, errorOn: 'port' },
-  { what: '127.0.0.2:1080 next to 127.0.0.1:1080', at: 'listener:3', set: { address: '127.0.0.2', port: '1080' }, daemon: true },
-  { what: 'two listeners on port 0', at: 'listener:3', set: { port: '0' }, daemon: true, more: [['listener:0', { port: '0' }]] },
+  {
+    what: '0.0.0.0:1080 next to 127.0.0.1:1080',
+    at: 'listener:3',
+    set: { address: '0.0.0.0', port: '1080' },
+    daemon: false,
+    errorOn: 'port',
+  },
+  {
+    what: '[::]:1080 next to 127.0.0.1:1080 ("::" is dual-stack)',
+    at: 'listener:3',
+    set: { address: '::', port: '1080' },
+    daemon: false,
+    errorOn: 'port',
+  },
+  {
+    what: '[::1]:1080 next to 127.0.0.1:1080 (other family)',
+    at: 'listener:3',
+    set: { address: '::1', port: '1080' },
+    daemon: true,
+  },
+  {
+    what: '[0::1]:6000 next to [::1]:6000 (one address)',
+    at: 'listener:3',
+    set: { address: '0::1', port: '6000' },
+    daemon: false,
+    errorOn: 'port',
+  },
+  {
+    what: '127.0.0.2:1080 next to 127.0.0.1:1080',
+    at: 'listener:3',
+    set: { address: '127.0.0.2', port: '1080' },
+    daemon: true,
+  },
+  {
+    what: 'two listeners on port 0',
+    at: 'listener:3',
+    set: { port: '0' },
+    daemon: true,
+    more: [['listener:0', { port: '0' }]],
+  },
   { what: 'allow a bad CIDR', at: 'listener:0', set: { allow: ['10.0.0.0/33'] }, daemon: false },
   { what: 'allow a plain address', at: 'listener:0', set: { allow: ['10.0.0.1', 'fe80::1'] }, daemon: true },
   { what: 'allow 1.2.3.4/24/1', at: 'listener:0', set: { allow: ['1.2.3.4/24/1'] }, daemon: false },
-  { what: 'allow 10.0.0.0/255.0.0.0 (netmask)', at: 'listener:0', set: { allow: ['10.0.0.0/255.0.0.0'] }, daemon: false },
+  {
+    what: 'allow 10.0.0.0/255.0.0.0 (netmask)',
+    at: 'listener:0',
+    set: { allow: ['10.0.0.0/255.0.0.0'] },
+    daemon: false,
+  },
   { what: 'allow a prefix with a leading zero', at: 'listener:0', set: { allow: ['10.0.0.0/08'] }, daemon: false },
   { what: 'allow everyone', at: 'listener:0', set: { allow: ['0.0.0.0/0', '::/0'] }, daemon: true },
   { what: 'a user without password', at: 'listener:0', set: { users: ['bob'] }, daemon: false },
@@ -415,7 +516,13 @@ const CASES: Case[] = [
   { what: 'a user name of 256 characters', at: 'listener:0', set: { users: [`${'u'.repeat(256)}:pw`] }, daemon: false },
   { what: 'a tab in a password', at: 'listener:0', set: { users: ['bob:p\tw'] }, daemon: false },
   { what: 'users on a forward listener', at: 'listener:2', set: { users: ['a:b'] }, daemon: false, luci: 'repairs' },
-  { what: 'a target on a mixed listener', at: 'listener:0', set: { target: 'example.com:80' }, daemon: false, luci: 'repairs' },
+  {
+    what: 'a target on a mixed listener',
+    at: 'listener:0',
+    set: { target: 'example.com:80' },
+    daemon: false,
+    luci: 'repairs',
+  },
   { what: 'a forward target without port', at: 'listener:2', set: { target: 'example.com' }, daemon: false },
   { what: 'a forward target [::1]:80', at: 'listener:2', set: { target: '[::1]:80' }, daemon: true },
   { what: 'a forward target ::1:80 (no brackets)', at: 'listener:2', set: { target: '::1:80' }, daemon: false },
@@ -442,8 +549,18 @@ const CASES: Case[] = [
   { what: 'no mark while capturing the router itself', at: 'main', set: { mark: null }, daemon: false },
   { what: 'mark 255.0', at: 'main', set: { mark: '255.0' }, daemon: true, luci: 'stricter' },
   { what: 'a relative admin socket', at: 'main', set: { admin_socket: 'ugate.sock' }, daemon: false },
-  { what: 'an admin socket path of 108 characters', at: 'main', set: { admin_socket: `/${'a'.repeat(107)}` }, daemon: false },
-  { what: 'an admin socket path of 107 characters', at: 'main', set: { admin_socket: `/${'a'.repeat(106)}` }, daemon: true },
+  {
+    what: 'an admin socket path of 108 characters',
+    at: 'main',
+    set: { admin_socket: `/${'a'.repeat(107)}` },
+    daemon: false,
+  },
+  {
+    what: 'an admin socket path of 107 characters',
+    at: 'main',
+    set: { admin_socket: `/${'a'.repeat(106)}` },
+    daemon: true,
+  },
   { what: 'max_connections 1000001', at: 'main', set: { max_connections: '1000001' }, daemon: false },
   { what: 'max_connections 0 (no limit)', at: 'main', set: { max_connections: '0' }, daemon: true },
   { what: 'max_per_source 1.5', at: 'main', set: { max_per_source: '1.5' }, daemon: false },
@@ -472,7 +589,12 @@ const CASES: Case[] = [
   { what: 'an upstream on port 65536', at: 'upstream:0', set: { port: '65536' }, daemon: false },
   { what: 'a user name without password', at: 'upstream:0', set: { password: null }, daemon: false },
   { what: 'a password without user name', at: 'upstream:0', set: { username: null }, daemon: false },
-  { what: 'an upstream user name of 256 characters', at: 'upstream:0', set: { username: 'u'.repeat(256) }, daemon: false },
+  {
+    what: 'an upstream user name of 256 characters',
+    at: 'upstream:0',
+    set: { username: 'u'.repeat(256) },
+    daemon: false,
+  },
   { what: 'an upstream type https', at: 'upstream:0', set: { type: 'https' }, daemon: false, luci: 'repairs' },
   // rules
   { what: 'a rule name with a space', at: 'rule:0', set: { name: 'my rule' }, daemon: false },
@@ -503,16 +625,53 @@ const CASES: Case[] = [
   { what: 'a forward to [2001:db8::5]:22', at: 'rule:2', set: { forward: '[2001:db8::5]:22' }, daemon: true },
   { what: 'a forward port with a leading zero', at: 'rule:2', set: { forward: 'printer.lan:0631' }, daemon: false },
   { what: 'a forward host whose last label is a number', at: 'rule:2', set: { forward: 'a.b.c.1:80' }, daemon: false },
-  { what: 'a forward to an IPv6 address in brackets that is IPv4', at: 'rule:2', set: { forward: '[1.2.3.4]:80' }, daemon: false },
-  { what: 'an upstream action without upstream', at: 'rule:1', set: { upstream: null }, daemon: false, luci: 'repairs' },
+  {
+    what: 'a forward to an IPv6 address in brackets that is IPv4',
+    at: 'rule:2',
+    set: { forward: '[1.2.3.4]:80' },
+    daemon: false,
+  },
+  {
+    what: 'an upstream action without upstream',
+    at: 'rule:1',
+    set: { upstream: null },
+    daemon: false,
+    luci: 'repairs',
+  },
   // capture
   { what: 'capture to a mixed listener', at: 'capture', set: { listener: 'proxy' }, daemon: false },
   { what: 'capture to a listener that does not exist', at: 'capture', set: { listener: 'nosuch' }, daemon: false },
   { what: 'capture without listener', at: 'capture', set: { listener: null }, daemon: false },
-  { what: 'capture off with a mixed listener', at: 'capture', set: { enabled: '0', listener: 'proxy' }, daemon: true, errorOn: 'listener' },
-  { what: 'capture to a redirect listener on 127.0.0.1', at: 'listener:1', set: { address: '127.0.0.1' }, daemon: false, errorAt: 'capture', errorOn: 'listener' },
-  { what: 'IPv6 capture to a redirect listener on 0.0.0.0', at: 'listener:1', set: { address: '0.0.0.0' }, daemon: false, errorAt: 'capture', errorOn: 'listener' },
-  { what: 'IPv4 capture to a redirect listener on 0.0.0.0', at: 'listener:1', set: { address: '0.0.0.0' }, more: [['capture', { ipv6: '0' }]], daemon: true },
+  {
+    what: 'capture off with a mixed listener',
+    at: 'capture',
+    set: { enabled: '0', listener: 'proxy' },
+    daemon: true,
+    errorOn: 'listener',
+  },
+  {
+    what: 'capture to a redirect listener on 127.0.0.1',
+    at: 'listener:1',
+    set: { address: '127.0.0.1' },
+    daemon: false,
+    errorAt: 'capture',
+    errorOn: 'listener',
+  },
+  {
+    what: 'IPv6 capture to a redirect listener on 0.0.0.0',
+    at: 'listener:1',
+    set: { address: '0.0.0.0' },
+    daemon: false,
+    errorAt: 'capture',
+    errorOn: 'listener',
+  },
+  {
+    what: 'IPv4 capture to a redirect listener on 0.0.0.0',
+    at: 'listener:1',
+    set: { address: '0.0.0.0' },
+    more: [['capture', { ipv6: '0' }]],
+    daemon: true,
+  },
   { what: 'IPv6 capture to a redirect listener on 0::0', at: 'listener:1', set: { address: '0::0' }, daemon: true },
   { what: 'a LAN device name with a space', at: 'capture', set: { lan: ['br lan'] }, daemon: false },
   { what: 'a VLAN device', at: 'capture', set: { lan: ['eth0.2'] }, daemon: true },
@@ -520,7 +679,13 @@ const CASES: Case[] = [
   { what: 'capture port 0', at: 'capture', set: { ports: ['0'] }, daemon: false },
   { what: 'capture port 65536', at: 'capture', set: { ports: ['65536'] }, daemon: false },
   { what: 'capture port 8080', at: 'capture', set: { ports: ['8080'] }, daemon: true },
-  { what: 'an IPv6 include without IPv6 capture', at: 'capture', set: { ipv6: '0', include_src: ['fd00::/8'] }, daemon: false, errorOn: 'include_src' },
+  {
+    what: 'an IPv6 include without IPv6 capture',
+    at: 'capture',
+    set: { ipv6: '0', include_src: ['fd00::/8'] },
+    daemon: false,
+    errorOn: 'include_src',
+  },
   { what: 'an IPv6 include with IPv6 capture', at: 'capture', set: { include_src: ['fd00::/8'] }, daemon: true },
   { what: 'an IPv4-mapped bypass', at: 'capture', set: { bypass: ['::ffff:1.2.3.4'] }, daemon: false },
   { what: 'a bad bypass', at: 'capture', set: { bypass: ['10.0.0.0/40'] }, daemon: false },
@@ -529,9 +694,22 @@ const CASES: Case[] = [
   { what: 'a MAC in capitals', at: 'capture', set: { include_mac: ['AA:BB:CC:DD:EE:01'] }, daemon: true },
   { what: 'a MAC with "-"', at: 'capture', set: { exclude_mac: ['aa-bb-cc-dd-ee-ff'] }, daemon: false },
   // LuCI's macaddr refuses group addresses whose first octet is written in digits; no device sends from one
-  { what: 'a multicast MAC', at: 'capture', set: { exclude_mac: ['01:00:5e:00:00:01'] }, daemon: true, luci: 'stricter' },
+  {
+    what: 'a multicast MAC',
+    at: 'capture',
+    set: { exclude_mac: ['01:00:5e:00:00:01'] },
+    daemon: true,
+    luci: 'stricter',
+  },
   // the form checks capture values also while capture is off (the daemon only when it is on)
-  { what: 'a bad MAC while capture is off', at: 'capture', set: { enabled: '0', exclude_mac: ['zz'] }, daemon: true, luci: 'stricter', errorOn: 'exclude_mac' },
+  {
+    what: 'a bad MAC while capture is off',
+    at: 'capture',
+    set: { enabled: '0', exclude_mac: ['zz'] },
+    daemon: true,
+    luci: 'stricter',
+    errorOn: 'exclude_mac',
+  },
 ]
 
 t.test('settings: validators agree with the daemon', async (t) => {
@@ -560,7 +738,8 @@ t.test('settings: validators agree with the daemon', async (t) => {
       await page.save()
       const saved = page.uci.export('ugate')
       t.equal(daemon(saved), true, 'the daemon accepts the saved config')
-      if (c.daemon) t.same(configFromUci(saved, 'saved'), configFromUci(text, 'given'), 'saving changes nothing the daemon sees')
+      if (c.daemon)
+        t.same(configFromUci(saved, 'saved'), configFromUci(text, 'given'), 'saving changes nothing the daemon sees')
     })
   }
 })
@@ -610,8 +789,14 @@ function oneGroupGap(v: string): boolean {
  */
 const KNOWN_DIFFERENCES: Array<{ why: string; test: (kind: string, v: string) => boolean }> = [
   { why: 'LuCI\'s IPv6 parser refuses a "::" that stands for one group', test: (_k, v) => oneGroupGap(v) },
-  { why: 'LuCI\'s uinteger/port want digits only; the uci reader also takes 5.0 and -0', test: (k, v) => k === 'number' && /^-?[0-9]+\.[0-9]+$|^-0+$/.test(v) },
-  { why: 'LuCI\'s macaddr refuses group addresses with a first octet in digits', test: (k, v) => k === 'mac' && /^[0-9]{2}:/.test(v) && Number(v.slice(0, 2)) % 2 === 1 },
+  {
+    why: "LuCI's uinteger/port want digits only; the uci reader also takes 5.0 and -0",
+    test: (k, v) => k === 'number' && /^-?[0-9]+\.[0-9]+$|^-0+$/.test(v),
+  },
+  {
+    why: "LuCI's macaddr refuses group addresses with a first octet in digits",
+    test: (k, v) => k === 'mac' && /^[0-9]{2}:/.test(v) && Number(v.slice(0, 2)) % 2 === 1,
+  },
   { why: 'LuCI\'s netdevname refuses "." and ".."', test: (k, v) => k === 'ifname' && (v === '.' || v === '..') },
   {
     why: 'LuCI\'s hostname wants a letter or digit at the end unless the name has only letters, digits and "_"',
@@ -629,28 +814,134 @@ interface Fuzz {
 }
 
 const FUZZ: Fuzz[] = [
-  { kind: 'address', at: 'listener:0', option: 'address', seeds: ['127.0.0.1', '::1', '0.0.0.0', '::', 'fe80::1', '2001:db8::1:2', '::ffff:10.0.0.1', '1:2:3:4:5:6:7:8'], alphabet: '0123456789abcdef:.:./[]%' },
-  { kind: 'cidr', at: 'listener:0', option: 'allow', list: true, seeds: ['10.0.0.0/8', '192.168.1.1', 'fd00::/8', '::/0', '::ffff:1.2.3.0/120', '1::2:3'], alphabet: '0123456789abcdef:./' },
-  { kind: 'cidr', at: 'capture', option: 'bypass', list: true, seeds: ['10.0.0.0/8', '203.0.113.7', 'fd00::/8', '::ffff:1.2.3.0/120', '2001:db8::/96'], alphabet: '0123456789abcdef:./f' },
-  { kind: 'target', at: 'listener:2', option: 'target', seeds: ['example.com:80', '[::1]:80', '10.0.0.1:65535', 'a_b.example:8080', 'h:1', '[::ffff:1.2.3.4]:443'], alphabet: 'abc019.:-[]_' },
-  { kind: 'forward', at: 'rule:2', option: 'forward', seeds: ['192.168.1.20:631', '[2001:db8::5]:22', 'printer.lan:80', 'A.example:443', 'x_y.z:65535'], alphabet: 'ab019.:-[]_*' },
-  { kind: 'domain', at: 'rule:2', option: 'domain', list: true, seeds: ['printer.lan', 'Example.COM.', 'a-b.c_d', 'xn--x.y', 'a'.repeat(63) + '.b'], alphabet: 'az09.-_*A' },
-  { kind: 'suffix', at: 'rule:1', option: 'domain_suffix', list: true, seeds: ['example.com', 'com', 'a.b.c'], alphabet: 'az09.-_*' },
-  { kind: 'keyword', at: 'rule:0', option: 'domain_keyword', list: true, seeds: ['doubleclick', 'ad-service', 'x.y'], alphabet: 'aZ09.-_ /' },
-  { kind: 'portrange', at: 'rule:1', option: 'dst_port', list: true, seeds: ['80', '8000-8080', '1-65535', '65535'], alphabet: '0123456789--' },
-  { kind: 'users', at: 'listener:0', option: 'users', list: true, seeds: ['alice:secret', 'a:b:c', 'x:y'], alphabet: 'ab:\t :' },
+  {
+    kind: 'address',
+    at: 'listener:0',
+    option: 'address',
+    seeds: ['127.0.0.1', '::1', '0.0.0.0', '::', 'fe80::1', '2001:db8::1:2', '::ffff:10.0.0.1', '1:2:3:4:5:6:7:8'],
+    alphabet: '0123456789abcdef:.:./[]%',
+  },
+  {
+    kind: 'cidr',
+    at: 'listener:0',
+    option: 'allow',
+    list: true,
+    seeds: ['10.0.0.0/8', '192.168.1.1', 'fd00::/8', '::/0', '::ffff:1.2.3.0/120', '1::2:3'],
+    alphabet: '0123456789abcdef:./',
+  },
+  {
+    kind: 'cidr',
+    at: 'capture',
+    option: 'bypass',
+    list: true,
+    seeds: ['10.0.0.0/8', '203.0.113.7', 'fd00::/8', '::ffff:1.2.3.0/120', '2001:db8::/96'],
+    alphabet: '0123456789abcdef:./f',
+  },
+  {
+    kind: 'target',
+    at: 'listener:2',
+    option: 'target',
+    seeds: ['example.com:80', '[::1]:80', '10.0.0.1:65535', 'a_b.example:8080', 'h:1', '[::ffff:1.2.3.4]:443'],
+    alphabet: 'abc019.:-[]_',
+  },
+  {
+    kind: 'forward',
+    at: 'rule:2',
+    option: 'forward',
+    seeds: ['192.168.1.20:631', '[2001:db8::5]:22', 'printer.lan:80', 'A.example:443', 'x_y.z:65535'],
+    alphabet: 'ab019.:-[]_*',
+  },
+  {
+    kind: 'domain',
+    at: 'rule:2',
+    option: 'domain',
+    list: true,
+    seeds: ['printer.lan', 'Example.COM.', 'a-b.c_d', 'xn--x.y', 'a'.repeat(63) + '.b'],
+    alphabet: 'az09.-_*A',
+  },
+  {
+    kind: 'suffix',
+    at: 'rule:1',
+    option: 'domain_suffix',
+    list: true,
+    seeds: ['example.com', 'com', 'a.b.c'],
+    alphabet: 'az09.-_*',
+  },
+  {
+    kind: 'keyword',
+    at: 'rule:0',
+    option: 'domain_keyword',
+    list: true,
+    seeds: ['doubleclick', 'ad-service', 'x.y'],
+    alphabet: 'aZ09.-_ /',
+  },
+  {
+    kind: 'portrange',
+    at: 'rule:1',
+    option: 'dst_port',
+    list: true,
+    seeds: ['80', '8000-8080', '1-65535', '65535'],
+    alphabet: '0123456789--',
+  },
+  {
+    kind: 'users',
+    at: 'listener:0',
+    option: 'users',
+    list: true,
+    seeds: ['alice:secret', 'a:b:c', 'x:y'],
+    alphabet: 'ab:\t :',
+  },
   { kind: 'number', at: 'main', option: 'mark', seeds: ['0', '1', '4294967295', '255'], alphabet: '0123456789.-e ' },
   { kind: 'number', at: 'main', option: 'max_connections', seeds: ['0', '1000000', '1024'], alphabet: '0123456789.-' },
-  { kind: 'number', at: 'main', option: 'idle_timeout', seeds: ['0', '2147483', '0.5', '900'], alphabet: '0123456789.-' },
+  {
+    kind: 'number',
+    at: 'main',
+    option: 'idle_timeout',
+    seeds: ['0', '2147483', '0.5', '900'],
+    alphabet: '0123456789.-',
+  },
   { kind: 'number', at: 'main', option: 'connect_timeout', seeds: ['0.001', '3600', '10'], alphabet: '0123456789.-' },
   { kind: 'number', at: 'listener:3', option: 'tls_port', seeds: ['443', '1', '65535'], alphabet: '0123456789.-' },
   { kind: 'port', at: 'listener:0', option: 'port', seeds: ['1080', '0', '65535'], alphabet: '0123456789.-+ ' },
-  { kind: 'port', at: 'capture', option: 'ports', list: true, seeds: ['80', '443', '65535', '1'], alphabet: '0123456789.-' },
-  { kind: 'mac', at: 'capture', option: 'exclude_mac', list: true, seeds: ['aa:bb:cc:dd:ee:ff', '00:11:22:33:44:55', '12:34:56:78:9a:bc'], alphabet: '0123456789abcdefABF:-' },
-  { kind: 'ifname', at: 'capture', option: 'lan', list: true, seeds: ['br-lan', 'eth0.2', 'wan_6', 'abcdefghijklmno', '.'], alphabet: 'abr-._ 0:/%' },
-  { kind: 'server', at: 'upstream:0', option: 'server', seeds: ['10.0.0.2', 'proxy.example.com', '2001:db8::1', 'a_b', 'x.y_'], alphabet: 'ab.-_019:' },
+  {
+    kind: 'port',
+    at: 'capture',
+    option: 'ports',
+    list: true,
+    seeds: ['80', '443', '65535', '1'],
+    alphabet: '0123456789.-',
+  },
+  {
+    kind: 'mac',
+    at: 'capture',
+    option: 'exclude_mac',
+    list: true,
+    seeds: ['aa:bb:cc:dd:ee:ff', '00:11:22:33:44:55', '12:34:56:78:9a:bc'],
+    alphabet: '0123456789abcdefABF:-',
+  },
+  {
+    kind: 'ifname',
+    at: 'capture',
+    option: 'lan',
+    list: true,
+    seeds: ['br-lan', 'eth0.2', 'wan_6', 'abcdefghijklmno', '.'],
+    alphabet: 'abr-._ 0:/%',
+  },
+  {
+    kind: 'server',
+    at: 'upstream:0',
+    option: 'server',
+    seeds: ['10.0.0.2', 'proxy.example.com', '2001:db8::1', 'a_b', 'x.y_'],
+    alphabet: 'ab.-_019:',
+  },
   { kind: 'name', at: 'listener:0', option: 'name', seeds: ['proxy', 'a-b_c', 'x'.repeat(64)], alphabet: 'aZ9-_. !' },
-  { kind: 'socket', at: 'main', option: 'admin_socket', seeds: ['/var/run/ugate.sock', '/' + 'a'.repeat(106)], alphabet: '/a.\t ' },
+  {
+    kind: 'socket',
+    at: 'main',
+    option: 'admin_socket',
+    seeds: ['/var/run/ugate.sock', '/' + 'a'.repeat(106)],
+    alphabet: '/a.\t ',
+  },
 ]
 
 const SAMPLES = 200
@@ -680,7 +971,10 @@ t.test('settings: random mutations get the same verdict from the form and the da
       }
       const known = !luci ? KNOWN_DIFFERENCES.find((k) => k.test(f.kind, v)) : undefined
       if (known) (seen[known.why] ??= []).push(`${f.option}=${JSON.stringify(v)}`)
-      else unexplained.push(`${JSON.stringify(v)}: daemon ${d === true ? 'accepts' : `refuses (${d})`}, form ${luci ? 'accepts' : `refuses (${errors.map((e) => e.message).join('; ')})`}`)
+      else
+        unexplained.push(
+          `${JSON.stringify(v)}: daemon ${d === true ? 'accepts' : `refuses (${d})`}, form ${luci ? 'accepts' : `refuses (${errors.map((e) => e.message).join('; ')})`}`,
+        )
     }
     t.same(unexplained, [], `${f.at}.${f.option}: ${agreed} of ${SAMPLES} agree, no unexplained disagreement`)
   }
@@ -737,7 +1031,10 @@ t.test('settings: a listener, an upstream and a rule added in the form reach the
 
   const config = configFromUci(page.uci.export('ugate'), 'saved')
   t.ok(config.listeners.some((x) => x.name === 'kids' && x.type === 'socks'))
-  t.same(config.upstreams.map((x) => x.name), ['vpn', 'corp', 'tor'])
+  t.same(
+    config.upstreams.map((x) => x.name),
+    ['vpn', 'corp', 'tor'],
+  )
   t.same(config.rules.at(-1), { listener: ['kids'], action: { type: 'upstream', name: 'tor' } })
 })
 
@@ -765,16 +1062,24 @@ t.test('settings: a config without capture and options loads with defaults', asy
 })
 
 const shipped = join(luciDir, '..', 'files/etc/config/ugate')
-t.test('settings: the shipped /etc/config/ugate', { skip: existsSync(shipped) ? false : 'files/etc/config/ugate not there' }, async (t) => {
-  const text = readFileSync(shipped, 'utf8')
-  t.equal(daemon(text), true, 'the daemon accepts it')
-  const page = await settings(text)
-  t.same(page.errors(), [], 'the form accepts it')
-  await page.save()
-  t.same(configFromUci(page.uci.export('ugate'), 'saved'), configFromUci(text, 'shipped'), 'saving it unchanged changes nothing')
-  page.set('capture', 'enabled', true)
-  t.match(page.check('capture', 'listener'), /redirect listener/, 'capture needs a redirect listener first')
-})
+t.test(
+  'settings: the shipped /etc/config/ugate',
+  { skip: existsSync(shipped) ? false : 'files/etc/config/ugate not there' },
+  async (t) => {
+    const text = readFileSync(shipped, 'utf8')
+    t.equal(daemon(text), true, 'the daemon accepts it')
+    const page = await settings(text)
+    t.same(page.errors(), [], 'the form accepts it')
+    await page.save()
+    t.same(
+      configFromUci(page.uci.export('ugate'), 'saved'),
+      configFromUci(text, 'shipped'),
+      'saving it unchanged changes nothing',
+    )
+    page.set('capture', 'enabled', true)
+    t.match(page.check('capture', 'listener'), /redirect listener/, 'capture needs a redirect listener first')
+  },
+)
 
 t.test('settings: loads with only the ACL of luci-app-ugate', async (t) => {
   const acl = JSON.parse(readFileSync(join(luciDir, 'root/usr/share/rpcd/acl.d/luci-app-ugate.json'), 'utf8'))
@@ -812,16 +1117,30 @@ const STATUS = {
 
 const CONNECTIONS = {
   connections: [
-    { listener: 'proxy', src: '127.0.0.1:50000', stage: 'relay', ms: 1500, dst: 'example.com:443', up: 100, down: 2048 },
+    {
+      listener: 'proxy',
+      src: '127.0.0.1:50000',
+      stage: 'relay',
+      ms: 1500,
+      dst: 'example.com:443',
+      up: 100,
+      down: 2048,
+    },
     { listener: 'redir', src: '192.168.1.20:40000', stage: 'sniff', ms: 20 },
   ],
 }
 
-const SERVICE = { ugate: { instances: { instance1: { running: true, pid: 4242, command: ['/usr/bin/ugate', 'run'] } } } }
+const SERVICE = {
+  ugate: { instances: { instance1: { running: true, pid: 4242, command: ['/usr/bin/ugate', 'run'] } } },
+}
 
 t.test('status: declares its rpc calls, polls every 5 s and has no save buttons', async (t) => {
   const page = await loadView('ugate/status', {
-    rpc: { 'service.list': () => SERVICE, 'luci.ugate.status': () => STATUS, 'luci.ugate.connections': () => CONNECTIONS },
+    rpc: {
+      'service.list': () => SERVICE,
+      'luci.ugate.status': () => STATUS,
+      'luci.ugate.connections': () => CONNECTIONS,
+    },
   })
   t.same(JSON.parse(JSON.stringify(page.declared)), [
     { object: 'service', method: 'list', params: ['name'], expect: { '': {} } },
@@ -846,7 +1165,11 @@ t.test('status: declares its rpc calls, polls every 5 s and has no save buttons'
 t.test('status: shows service, listeners, traffic, rule hits and connections, and refreshes', async (t) => {
   let status: Record<string, unknown> = STATUS
   const page = await loadView('ugate/status', {
-    rpc: { 'service.list': () => SERVICE, 'luci.ugate.status': () => status, 'luci.ugate.connections': () => CONNECTIONS },
+    rpc: {
+      'service.list': () => SERVICE,
+      'luci.ugate.status': () => status,
+      'luci.ugate.connections': () => CONNECTIONS,
+    },
   })
   const text = page.text
   for (const s of [
@@ -891,7 +1214,11 @@ t.test('status: ugate not running, or the plugin missing', async (t) => {
   t.ok(noPlugin.text.includes('No answer from the rpcd plugin luci.ugate'))
 
   const denied = await loadView('ugate/status', {
-    rpc: { 'service.list': () => SERVICE, 'luci.ugate.status': () => STATUS, 'luci.ugate.connections': () => CONNECTIONS },
+    rpc: {
+      'service.list': () => SERVICE,
+      'luci.ugate.status': () => STATUS,
+      'luci.ugate.connections': () => CONNECTIONS,
+    },
     acl: {},
   })
   t.ok(denied.text.includes('No answer from the rpcd plugin'), 'permission denied looks like no answer')
@@ -900,7 +1227,11 @@ t.test('status: ugate not running, or the plugin missing', async (t) => {
 t.test('status: works with only the ACL of luci-app-ugate', async (t) => {
   const acl = JSON.parse(readFileSync(join(luciDir, 'root/usr/share/rpcd/acl.d/luci-app-ugate.json'), 'utf8'))
   const page = await loadView('ugate/status', {
-    rpc: { 'service.list': () => SERVICE, 'luci.ugate.status': () => STATUS, 'luci.ugate.connections': () => CONNECTIONS },
+    rpc: {
+      'service.list': () => SERVICE,
+      'luci.ugate.status': () => STATUS,
+      'luci.ugate.connections': () => CONNECTIONS,
+    },
     acl,
   })
   t.ok(page.text.includes('Running'))
@@ -908,7 +1239,14 @@ t.test('status: works with only the ACL of luci-app-ugate', async (t) => {
 })
 
 t.test('status: lists at most 200 connections', async (t) => {
-  const many = { connections: Array.from({ length: 250 }, (_, i) => ({ listener: 'proxy', src: `10.0.0.${i % 250}:1`, stage: 'relay', ms: 1 })) }
+  const many = {
+    connections: Array.from({ length: 250 }, (_, i) => ({
+      listener: 'proxy',
+      src: `10.0.0.${i % 250}:1`,
+      stage: 'relay',
+      ms: 1,
+    })),
+  }
   const page = await loadView('ugate/status', {
     rpc: { 'service.list': () => SERVICE, 'luci.ugate.status': () => STATUS, 'luci.ugate.connections': () => many },
   })

@@ -3,7 +3,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { DEFAULT_BYPASS4, DEFAULT_BYPASS6, nftDeleteCommand, nftRuleset, type CaptureOptions } from '../../src/core/nft.js'
+import {
+  DEFAULT_BYPASS4,
+  DEFAULT_BYPASS6,
+  nftDeleteCommand,
+  nftRuleset,
+  type CaptureOptions,
+} from '../../src/core/nft.js'
 
 /** A typical router: LAN bridge, the router's own traffic, IPv6, one excluded device. */
 const TYPICAL: CaptureOptions = {
@@ -122,15 +128,28 @@ t.test('include lists, IPv4 only, no output chain', async (t) => {
 `,
   )
   t.match(text, 'elements = { 80, 443, 8443 }')
-  t.match(text, /set ugate_include_src4 \{[^}]*elements = \{ 192\.168\.1\.0\/25 \}/, '192.168.1.77 is inside /25: dropped')
-  t.match(text, 'elements = { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 172.16.0.0/12, 192.168.0.0/16, 198.51.100.0/24, 224.0.0.0/4, 240.0.0.0/4 }')
+  t.match(
+    text,
+    /set ugate_include_src4 \{[^}]*elements = \{ 192\.168\.1\.0\/25 \}/,
+    '192.168.1.77 is inside /25: dropped',
+  )
+  t.match(
+    text,
+    'elements = { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 172.16.0.0/12, 192.168.0.0/16, 198.51.100.0/24, 224.0.0.0/4, 240.0.0.0/4 }',
+  )
   t.notMatch(text, 'ip6', 'no IPv6 rules or sets')
   t.notMatch(text, 'meta mark', 'mark 0 without routerSelf: no mark rule')
   t.notMatch(text, 'ugate_output')
 })
 
 t.test('router only; ports default; host bits cleared', async (t) => {
-  const text = nftRuleset({ ...TYPICAL, lanInterfaces: [], ports: [], bypass4: ['198.51.100.77/24'], bypass6: ['2001:DB8:0:0:1::/64'] })
+  const text = nftRuleset({
+    ...TYPICAL,
+    lanInterfaces: [],
+    ports: [],
+    bypass4: ['198.51.100.77/24'],
+    bypass6: ['2001:DB8:0:0:1::/64'],
+  })
   t.notMatch(text, 'ugate_prerouting')
   t.match(text, 'chain ugate_output')
   t.match(text, 'elements = { 80, 443 }')
@@ -139,7 +158,17 @@ t.test('router only; ports default; host bits cleared', async (t) => {
 })
 
 t.test('defaults are the reserved ranges of conventions §5', async (t) => {
-  t.same(DEFAULT_BYPASS4, ['0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.168.0.0/16', '224.0.0.0/4', '240.0.0.0/4'])
+  t.same(DEFAULT_BYPASS4, [
+    '0.0.0.0/8',
+    '10.0.0.0/8',
+    '100.64.0.0/10',
+    '127.0.0.0/8',
+    '169.254.0.0/16',
+    '172.16.0.0/12',
+    '192.168.0.0/16',
+    '224.0.0.0/4',
+    '240.0.0.0/4',
+  ])
   t.same(DEFAULT_BYPASS6, ['::1/128', 'fc00::/7', 'fe80::/10', 'ff00::/8'])
   t.equal(nftDeleteCommand(), 'table inet ugate\ndelete table inet ugate\n')
 })
@@ -153,14 +182,26 @@ t.test('validation: every bad value is named, nothing reaches the text', async (
     [{ mark: 2 ** 32 }, 'mark: 4294967296 is not a mark 0-4294967295'],
     [{ mark: 1.5 }, 'mark: 1.5 is not a mark 0-4294967295'],
     [{ mark: 0 }, 'mark: 0 with routerSelf: ugate needs a non-zero SO_MARK, or it would capture its own connections'],
-    [{ lanInterfaces: ['br-lan', 'br-lan" } accept; #'] }, 'lanInterfaces[1]: "br-lan\\" } accept; #" is not an interface name (1-15 of A-Z a-z 0-9 _ . -)'],
-    [{ lanInterfaces: ['a-very-long-interface'] }, 'lanInterfaces[0]: "a-very-long-interface" is not an interface name (1-15 of A-Z a-z 0-9 _ . -)'],
+    [
+      { lanInterfaces: ['br-lan', 'br-lan" } accept; #'] },
+      'lanInterfaces[1]: "br-lan\\" } accept; #" is not an interface name (1-15 of A-Z a-z 0-9 _ . -)',
+    ],
+    [
+      { lanInterfaces: ['a-very-long-interface'] },
+      'lanInterfaces[0]: "a-very-long-interface" is not an interface name (1-15 of A-Z a-z 0-9 _ . -)',
+    ],
     [{ lanInterfaces: ['eth*'] }, 'lanInterfaces[0]: "eth*" is not an interface name (1-15 of A-Z a-z 0-9 _ . -)'],
     [{ lanInterfaces: [''] }, 'lanInterfaces[0]: "" is not an interface name (1-15 of A-Z a-z 0-9 _ . -)'],
     [{ lanInterfaces: 'br-lan' as unknown as string[] }, 'lanInterfaces: "br-lan" is not a list'],
-    [{ lanInterfaces: [], routerSelf: false }, 'lanInterfaces: is empty and routerSelf is off: nothing would be captured'],
+    [
+      { lanInterfaces: [], routerSelf: false },
+      'lanInterfaces: is empty and routerSelf is off: nothing would be captured',
+    ],
     [{ ports: [80, 0] }, 'ports[1]: 0 is not a port number 1-65535'],
-    [{ ports: ['443; flush ruleset' as unknown as number] }, 'ports[0]: "443; flush ruleset" is not a port number 1-65535'],
+    [
+      { ports: ['443; flush ruleset' as unknown as number] },
+      'ports[0]: "443; flush ruleset" is not a port number 1-65535',
+    ],
     [{ bypass4: ['10.0.0.0/8', '2001:db8::/32'] }, 'bypass4[1]: "2001:db8::/32" is not an IPv4 address or CIDR'],
     [{ bypass4: ['10.0.0.0/8 }'] }, 'bypass4[0]: "10.0.0.0/8 }" is not an IPv4 address or CIDR'],
     [{ bypass6: ['10.0.0.0/8'] }, 'bypass6[0]: "10.0.0.0/8" is not an IPv6 address or CIDR'],
@@ -169,8 +210,14 @@ t.test('validation: every bad value is named, nothing reaches the text', async (
     [{ excludeSrc6: ['::1/-1'] }, 'excludeSrc6[0]: "::1/-1" is not an IPv6 address or CIDR'],
     [{ includeSrc6: ['fd00::/8'], ipv6: false }, 'includeSrc6: is set but ipv6 is off'],
     [{ excludeMac: ['aa:bb:cc:dd:ee'] }, 'excludeMac[0]: "aa:bb:cc:dd:ee" is not a MAC address (aa:bb:cc:dd:ee:ff)'],
-    [{ includeMac: ['aa-bb-cc-dd-ee-ff'] }, 'includeMac[0]: "aa-bb-cc-dd-ee-ff" is not a MAC address (aa:bb:cc:dd:ee:ff)'],
-    [{ includeMac: ['aa:bb:cc:dd:ee:fg'] }, 'includeMac[0]: "aa:bb:cc:dd:ee:fg" is not a MAC address (aa:bb:cc:dd:ee:ff)'],
+    [
+      { includeMac: ['aa-bb-cc-dd-ee-ff'] },
+      'includeMac[0]: "aa-bb-cc-dd-ee-ff" is not a MAC address (aa:bb:cc:dd:ee:ff)',
+    ],
+    [
+      { includeMac: ['aa:bb:cc:dd:ee:fg'] },
+      'includeMac[0]: "aa:bb:cc:dd:ee:fg" is not a MAC address (aa:bb:cc:dd:ee:ff)',
+    ],
     [{ ipv6: 'yes' as unknown as boolean }, 'ipv6: "yes" is not true or false'],
   ]
   for (const [over, message] of cases) {
@@ -189,7 +236,9 @@ function run(cmd: string, args: string[], input?: string): { status: number; out
 t.test('loads into nftables, twice, and is deleted (network namespace)', async (t) => {
   const nft = run('nft', ['--version'])
   if (nft.status !== 0) {
-    t.fail(`nft is not installed (${nft.out.trim()}): install it with "apt-get install nftables" — this test loads the ruleset for real`)
+    t.fail(
+      `nft is not installed (${nft.out.trim()}): install it with "apt-get install nftables" — this test loads the ruleset for real`,
+    )
     return
   }
   const ns = `ugate-nft-test-${process.pid}`
@@ -209,7 +258,10 @@ t.test('loads into nftables, twice, and is deleted (network namespace)', async (
   const variants: Array<[string, CaptureOptions]> = [
     ['typical', TYPICAL],
     ['include-only', INCLUDE_ONLY],
-    ['router-only', { ...TYPICAL, lanInterfaces: [], includeSrc6: ['fd00::/8'], bypass6: ['2001:db8::/32', '::ffff:0:0/96'] }],
+    [
+      'router-only',
+      { ...TYPICAL, lanInterfaces: [], includeSrc6: ['fd00::/8'], bypass6: ['2001:db8::/32', '::ffff:0:0/96'] },
+    ],
   ]
   for (const [name, opts] of variants) {
     const file = join(dir, `${name}.nft`)
@@ -254,5 +306,8 @@ t.test('loads into nftables, twice, and is deleted (network namespace)', async (
   t.equal(del2.status, 0, `second delete is not an error ${del2.out}`)
   // the ruleset loads through stdin too (how ugate will run it)
   t.equal(inNs(['-f', '-'], nftRuleset(TYPICAL)).status, 0, 'load through stdin')
-  t.equal(execFileSync('ip', ['netns', 'exec', ns, 'nft', 'list', 'tables'], { encoding: 'utf8' }).trim(), 'table inet ugate')
+  t.equal(
+    execFileSync('ip', ['netns', 'exec', ns, 'nft', 'list', 'tables'], { encoding: 'utf8' }).trim(),
+    'table inet ugate',
+  )
 })

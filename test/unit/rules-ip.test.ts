@@ -19,8 +19,28 @@ t.test('parseIpInto', async (t) => {
   t.same(words('::ffff:1.2.3.4'), [6, [0, 0, 0xffff, 0x01020304]], 'mapped stays IPv6 for configs')
   t.same(words('::ffff:1.2.3.4', true), [4, [0x01020304]], 'mapped becomes IPv4 for queries')
   t.same(words('fe80::1%br-lan', true), [6, [0xfe800000, 0, 0, 1]], 'zone id ignored for queries')
-  for (const bad of ['', '1.2.3', '1.2.3.4.', '01.2.3.4', '1.2.3.256', '1.2.3.-1', ' 1.2.3.4', ':', ':::', '1:2', '1::2::3', '12345::',
-    ':1::', '1:2:3:4:5:6:7:8:9', '::1.2.3', '::ffff:1.2.3.04', 'fe80::1%eth0', 'g::', '1:2:3:4:5:6:7:8::', '1.2.3.4::']) {
+  for (const bad of [
+    '',
+    '1.2.3',
+    '1.2.3.4.',
+    '01.2.3.4',
+    '1.2.3.256',
+    '1.2.3.-1',
+    ' 1.2.3.4',
+    ':',
+    ':::',
+    '1:2',
+    '1::2::3',
+    '12345::',
+    ':1::',
+    '1:2:3:4:5:6:7:8:9',
+    '::1.2.3',
+    '::ffff:1.2.3.04',
+    'fe80::1%eth0',
+    'g::',
+    '1:2:3:4:5:6:7:8::',
+    '1.2.3.4::',
+  ]) {
     t.equal(parseIpInto(bad, new Int32Array(4)), 0, JSON.stringify(bad))
   }
 })
@@ -82,18 +102,20 @@ t.test('CidrTree agrees with a linear scan', async (t) => {
     for (let i = 0; i < 400; i++) {
       const len = family === 4 ? Math.floor(rand() * 33) : Math.floor(rand() * 129)
       // few distinct top bits, so prefixes nest and share paths
-      const addr = family === 4
-        ? `${[10, 11][Math.floor(rand() * 2)]}.${Math.floor(rand() * 4)}.${Math.floor(rand() * 256)}.${Math.floor(rand() * 256)}`
-        : `2001:db8:${Math.floor(rand() * 4).toString(16)}::${Math.floor(rand() * 65536).toString(16)}`
+      const addr =
+        family === 4
+          ? `${[10, 11][Math.floor(rand() * 2)]}.${Math.floor(rand() * 4)}.${Math.floor(rand() * 256)}.${Math.floor(rand() * 256)}`
+          : `2001:db8:${Math.floor(rand() * 4).toString(16)}::${Math.floor(rand() * 65536).toString(16)}`
       prefixes.push(`${addr}/${len}`)
     }
     prefixes.forEach((p, i) => tree.insert(parseCidr(p)!, i))
     tree.finish()
     let mismatches = 0
     for (let k = 0; k < 2000; k++) {
-      const q = family === 4
-        ? `${[10, 11, 12][Math.floor(rand() * 3)]}.${Math.floor(rand() * 4)}.${Math.floor(rand() * 256)}.${Math.floor(rand() * 256)}`
-        : `2001:db8:${Math.floor(rand() * 5).toString(16)}::${Math.floor(rand() * 65536).toString(16)}`
+      const q =
+        family === 4
+          ? `${[10, 11, 12][Math.floor(rand() * 3)]}.${Math.floor(rand() * 4)}.${Math.floor(rand() * 256)}.${Math.floor(rand() * 256)}`
+          : `2001:db8:${Math.floor(rand() * 5).toString(16)}::${Math.floor(rand() * 65536).toString(16)}`
       const addr = new Int32Array(4)
       parseIpInto(q, addr)
       const got: number[] = []
@@ -108,7 +130,13 @@ t.test('CidrTree agrees with a linear scan', async (t) => {
           return true
         })
         .map(([, i]) => i)
-      if (got.slice().sort((a, b) => a - b).join() !== want.join()) mismatches++
+      if (
+        got
+          .slice()
+          .sort((a, b) => a - b)
+          .join() !== want.join()
+      )
+        mismatches++
     }
     t.equal(mismatches, 0, `IPv${family}: 2000 lookups in 400 nested prefixes`)
   }
@@ -118,7 +146,18 @@ t.test('AddressCache returns what parseIpInto returns', async (t) => {
   const cache = new AddressCache(3)
   const a = new Int32Array(4)
   const b = new Int32Array(4)
-  for (const s of ['1.2.3.4', '2001:db8::1', '::ffff:9.8.7.6', 'junk', '1.2.3.4', '2001:db8::1', '::ffff:9.8.7.6', '5.5.5.5', '6.6.6.6', '1.2.3.4']) {
+  for (const s of [
+    '1.2.3.4',
+    '2001:db8::1',
+    '::ffff:9.8.7.6',
+    'junk',
+    '1.2.3.4',
+    '2001:db8::1',
+    '::ffff:9.8.7.6',
+    '5.5.5.5',
+    '6.6.6.6',
+    '1.2.3.4',
+  ]) {
     const f1 = cache.parse(s, a)
     const f2 = parseIpInto(s, b, true)
     t.equal(f1, f2, `${s} family`)

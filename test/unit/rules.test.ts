@@ -24,8 +24,28 @@ function winners(rules: RuleSpec[], queries: Array<Partial<RouteQuery>>): number
 
 t.test('domainSuffix: label boundary, case, trailing dot', async (t) => {
   const c = compileRules([{ domainSuffix: ['example.com', 'Co.UK.'], action: REJECT }])
-  const good = ['example.com', 'a.example.com', 'a.b.example.com', 'EXAMPLE.COM', 'www.Example.Com.', 'example.com.', 'x.co.uk', 'co.uk']
-  const bad = ['badexample.com', 'example.com.evil', 'example.co', 'com', 'xexample.com', 'example-com', 'uk', 'aco.uk', '', '.']
+  const good = [
+    'example.com',
+    'a.example.com',
+    'a.b.example.com',
+    'EXAMPLE.COM',
+    'www.Example.Com.',
+    'example.com.',
+    'x.co.uk',
+    'co.uk',
+  ]
+  const bad = [
+    'badexample.com',
+    'example.com.evil',
+    'example.co',
+    'com',
+    'xexample.com',
+    'example-com',
+    'uk',
+    'aco.uk',
+    '',
+    '.',
+  ]
   for (const host of good) t.equal(route(c, q({ host })).ruleIndex, 0, `matches ${JSON.stringify(host)}`)
   for (const host of bad) t.equal(route(c, q({ host })).ruleIndex, -1, `no match ${JSON.stringify(host)}`)
   t.equal(route(c, q({})).ruleIndex, -1, 'no host: a domain rule does not match')
@@ -34,7 +54,8 @@ t.test('domainSuffix: label boundary, case, trailing dot', async (t) => {
 
 t.test('domain: exact only', async (t) => {
   const c = compileRules([{ domain: ['example.com', 'Mixed.Case.ORG.'], action: REJECT }])
-  for (const host of ['example.com', 'EXAMPLE.com.', 'mixed.case.org', 'MIXED.case.org']) t.equal(route(c, q({ host })).ruleIndex, 0, host)
+  for (const host of ['example.com', 'EXAMPLE.com.', 'mixed.case.org', 'MIXED.case.org'])
+    t.equal(route(c, q({ host })).ruleIndex, 0, host)
   for (const host of ['a.example.com', 'badexample.com', 'example.com.x', 'case.org', 'x.mixed.case.org']) {
     t.equal(route(c, q({ host })).ruleIndex, -1, host)
   }
@@ -44,47 +65,50 @@ t.test('domain: exact only', async (t) => {
 // the keyword tests run with both.
 const FILLER: RuleSpec[] = [{ domainKeyword: Array.from({ length: 20 }, (_, i) => `qqz${i}`), action: REJECT }]
 
-for (const [mode, filler] of [['includes', []], ['automaton', FILLER]] as const) {
-t.test(`domainKeyword: substring anywhere (${mode})`, async (t) => {
-  const c = compileRules([
-    { domainKeyword: ['ads'], action: REJECT },
-    { domainKeyword: ['tracker', 'ker.i'], action: REJECT },
-    { domainKeyword: ['abcab'], action: REJECT },
-    ...filler,
-  ])
-  const cases: Array<[string, number]> = [
-    ['ads.example.com', 0],
-    ['myad-server.net', -1],
-    ['myadserver.net', 0],
-    ['x.ADS', 0],
-    ['tracker.io', 1],
-    ['bunker.io', 1], // 'ker.i'
-    ['trackeR', 1],
-    ['xxabcabx', 2],
-    ['abcaabcab', 2], // needs the automaton's failure links
-    ['abcaabca', -1],
-    ['münchen-ads.de', 0], // non-ASCII characters reset the automaton
-  ]
-  for (const [host, want] of cases) t.equal(route(c, q({ host })).ruleIndex, want, host)
-  // overlapping keywords: every keyword a host contains is found, not only the first
-  const overlap = compileRules([
-    { domainKeyword: ['bcd'], action: REJECT },
-    { domainKeyword: ['abc'], action: REJECT },
-    { domainKeyword: ['cdef-x'], dstPort: [1], action: REJECT },
-    { domainKeyword: ['c'], action: REJECT },
-    ...filler,
-  ])
-  const o = (host: string, dstPort = 443) => route(overlap, q({ host, dstPort })).ruleIndex
-  t.equal(o('abcd'), 0, 'abc matches first, but bcd (rule 0) is found too')
-  t.equal(o('xabcx'), 1)
-  t.equal(o('zzcdef-x', 1), 2)
-  t.equal(o('zzcdef-x'), 3, 'port fails for rule 2, the shorter keyword c wins')
-  t.equal(o('zzz'), -1)
-  t.equal(o('xqqz19x'), filler.length > 0 ? 4 : -1)
-  // through a state with many edges (qqz → 0-19): no edge for 'q' → failure link → root
-  t.equal(o('qqzqqz7'), filler.length > 0 ? 4 : -1)
-  t.equal(o('qqzqq'), filler.length > 0 ? -1 : -1)
-})
+for (const [mode, filler] of [
+  ['includes', []],
+  ['automaton', FILLER],
+] as const) {
+  t.test(`domainKeyword: substring anywhere (${mode})`, async (t) => {
+    const c = compileRules([
+      { domainKeyword: ['ads'], action: REJECT },
+      { domainKeyword: ['tracker', 'ker.i'], action: REJECT },
+      { domainKeyword: ['abcab'], action: REJECT },
+      ...filler,
+    ])
+    const cases: Array<[string, number]> = [
+      ['ads.example.com', 0],
+      ['myad-server.net', -1],
+      ['myadserver.net', 0],
+      ['x.ADS', 0],
+      ['tracker.io', 1],
+      ['bunker.io', 1], // 'ker.i'
+      ['trackeR', 1],
+      ['xxabcabx', 2],
+      ['abcaabcab', 2], // needs the automaton's failure links
+      ['abcaabca', -1],
+      ['münchen-ads.de', 0], // non-ASCII characters reset the automaton
+    ]
+    for (const [host, want] of cases) t.equal(route(c, q({ host })).ruleIndex, want, host)
+    // overlapping keywords: every keyword a host contains is found, not only the first
+    const overlap = compileRules([
+      { domainKeyword: ['bcd'], action: REJECT },
+      { domainKeyword: ['abc'], action: REJECT },
+      { domainKeyword: ['cdef-x'], dstPort: [1], action: REJECT },
+      { domainKeyword: ['c'], action: REJECT },
+      ...filler,
+    ])
+    const o = (host: string, dstPort = 443) => route(overlap, q({ host, dstPort })).ruleIndex
+    t.equal(o('abcd'), 0, 'abc matches first, but bcd (rule 0) is found too')
+    t.equal(o('xabcx'), 1)
+    t.equal(o('zzcdef-x', 1), 2)
+    t.equal(o('zzcdef-x'), 3, 'port fails for rule 2, the shorter keyword c wins')
+    t.equal(o('zzz'), -1)
+    t.equal(o('xqqz19x'), filler.length > 0 ? 4 : -1)
+    // through a state with many edges (qqz → 0-19): no edge for 'q' → failure link → root
+    t.equal(o('qqzqqz7'), filler.length > 0 ? 4 : -1)
+    t.equal(o('qqzqq'), filler.length > 0 ? -1 : -1)
+  })
 }
 
 t.test('dstCidr: IPv4 edges', async (t) => {
@@ -271,10 +295,18 @@ t.test('results: action, name, default', async (t) => {
     ],
     { type: 'reject' },
   )
-  t.same(route(c, q({ host: 'example.com' })), { action: { type: 'upstream', name: 'vpn' }, ruleIndex: 0, ruleName: 'vpn-sites' })
+  t.same(route(c, q({ host: 'example.com' })), {
+    action: { type: 'upstream', name: 'vpn' },
+    ruleIndex: 0,
+    ruleName: 'vpn-sites',
+  })
   t.same(route(c, q({ dstPort: 22 })), { action: { type: 'forward', host: '10.0.0.2', port: 2222 }, ruleIndex: 1 })
   t.same(route(c, q({ dstPort: 80 })), { action: { type: 'reject' }, ruleIndex: -1 })
-  t.equal(route(c, q({ host: 'example.com' })), route(c, q({ host: 'a.example.com' })), 'results are shared, not allocated')
+  t.equal(
+    route(c, q({ host: 'example.com' })),
+    route(c, q({ host: 'a.example.com' })),
+    'results are shared, not allocated',
+  )
   t.same([...c.upstreams], ['vpn'])
   t.same(route(compileRules([]), q({})), { action: { type: 'direct' }, ruleIndex: -1 }, 'default: direct')
 })
@@ -310,7 +342,11 @@ t.test('large per-rule lists use their own indexes', async (t) => {
   const names = Array.from({ length: 30 }, (_, i) => `n${i}.test`)
   const c = compileRules([
     // primary = domain (exact); the suffix list is verified by the rule's own trie
-    { domain: names.map((n) => `x.s3.${n}`).concat(['a.s7.test', 'a.s49.test']), domainSuffix: suffixes, action: REJECT },
+    {
+      domain: names.map((n) => `x.s3.${n}`).concat(['a.s7.test', 'a.s49.test']),
+      domainSuffix: suffixes,
+      action: REJECT,
+    },
     // primary = dstCidr; the srcCidr list is verified by the rule's own trees
     { dstCidr: ['198.51.100.0/24'], srcCidr: [...nets, ...nets6], action: REJECT },
   ])
@@ -325,33 +361,87 @@ t.test('large per-rule lists use their own indexes', async (t) => {
 
 t.test('compile errors name the rule, field and value', async (t) => {
   const bad: Array<[unknown, string]> = [
-    [{ domain: ['exa mple.com'], action: REJECT }, 'rules[0].domain[0]: "exa mple.com" is not a domain name (labels of a-z 0-9 _ -, 1-63 characters each)'],
-    [{ domainSuffix: ['.example.com'], action: REJECT }, 'rules[0].domainSuffix[0]: ".example.com" is not a domain suffix (write "example.com": a suffix already matches the names below it)'],
-    [{ domainSuffix: ['*.example.com'], action: REJECT }, 'rules[0].domainSuffix[0]: "*.example.com" is not a domain suffix (write "example.com": a suffix already matches the names below it)'],
-    [{ domain: ['bücher.de'], action: REJECT }, 'rules[0].domain[0]: "bücher.de" is not a domain name (write non-ASCII names in punycode, "xn--...")'],
+    [
+      { domain: ['exa mple.com'], action: REJECT },
+      'rules[0].domain[0]: "exa mple.com" is not a domain name (labels of a-z 0-9 _ -, 1-63 characters each)',
+    ],
+    [
+      { domainSuffix: ['.example.com'], action: REJECT },
+      'rules[0].domainSuffix[0]: ".example.com" is not a domain suffix (write "example.com": a suffix already matches the names below it)',
+    ],
+    [
+      { domainSuffix: ['*.example.com'], action: REJECT },
+      'rules[0].domainSuffix[0]: "*.example.com" is not a domain suffix (write "example.com": a suffix already matches the names below it)',
+    ],
+    [
+      { domain: ['bücher.de'], action: REJECT },
+      'rules[0].domain[0]: "bücher.de" is not a domain name (write non-ASCII names in punycode, "xn--...")',
+    ],
     [{ domain: [''], action: REJECT }, 'rules[0].domain[0]: "" is not a domain name (1-253 characters)'],
     [{ domain: [5], action: REJECT }, 'rules[0].domain[0]: 5 is not a string'],
     [{ domain: 'example.com', action: REJECT }, 'rules[0].domain: must be an array, not "example.com"'],
     [{ domain: [], action: REJECT }, 'rules[0].domain: must not be empty (leave the field out to match anything)'],
-    [{ domainKeyword: ['a b'], action: REJECT }, 'rules[0].domainKeyword[0]: "a b" is not a domain keyword (1-253 of a-z 0-9 . _ -)'],
-    [{ dstCidr: ['10.0.0.0/8', '10.0.0.300/8'], action: REJECT }, 'rules[0].dstCidr[1]: "10.0.0.300/8" is not an IPv4 or IPv6 address or CIDR'],
-    [{ dstCidr: ['10.0.0.0/33'], action: REJECT }, 'rules[0].dstCidr[0]: "10.0.0.0/33" is not an IPv4 or IPv6 address or CIDR'],
+    [
+      { domainKeyword: ['a b'], action: REJECT },
+      'rules[0].domainKeyword[0]: "a b" is not a domain keyword (1-253 of a-z 0-9 . _ -)',
+    ],
+    [
+      { dstCidr: ['10.0.0.0/8', '10.0.0.300/8'], action: REJECT },
+      'rules[0].dstCidr[1]: "10.0.0.300/8" is not an IPv4 or IPv6 address or CIDR',
+    ],
+    [
+      { dstCidr: ['10.0.0.0/33'], action: REJECT },
+      'rules[0].dstCidr[0]: "10.0.0.0/33" is not an IPv4 or IPv6 address or CIDR',
+    ],
     [{ dstCidr: ['::/129'], action: REJECT }, 'rules[0].dstCidr[0]: "::/129" is not an IPv4 or IPv6 address or CIDR'],
-    [{ srcCidr: ['fe80::1%eth0'], action: REJECT }, 'rules[0].srcCidr[0]: "fe80::1%eth0" is not an IPv4 or IPv6 address or CIDR'],
-    [{ srcCidr: ['10.0.0.0/08'], action: REJECT }, 'rules[0].srcCidr[0]: "10.0.0.0/08" is not an IPv4 or IPv6 address or CIDR'],
-    [{ dstPort: [0], action: REJECT }, 'rules[0].dstPort[0]: 0 is not a port (1-65535) or a range ("8000-8080" or [8000, 8080])'],
-    [{ dstPort: ['90-80'], action: REJECT }, 'rules[0].dstPort[0]: "90-80" is not a port (1-65535) or a range ("8000-8080" or [8000, 8080])'],
-    [{ dstPort: [[1, 70000]], action: REJECT }, 'rules[0].dstPort[0]: [1,70000] is not a port (1-65535) or a range ("8000-8080" or [8000, 8080])'],
-    [{ dstPort: [80.5], action: REJECT }, 'rules[0].dstPort[0]: 80.5 is not a port (1-65535) or a range ("8000-8080" or [8000, 8080])'],
+    [
+      { srcCidr: ['fe80::1%eth0'], action: REJECT },
+      'rules[0].srcCidr[0]: "fe80::1%eth0" is not an IPv4 or IPv6 address or CIDR',
+    ],
+    [
+      { srcCidr: ['10.0.0.0/08'], action: REJECT },
+      'rules[0].srcCidr[0]: "10.0.0.0/08" is not an IPv4 or IPv6 address or CIDR',
+    ],
+    [
+      { dstPort: [0], action: REJECT },
+      'rules[0].dstPort[0]: 0 is not a port (1-65535) or a range ("8000-8080" or [8000, 8080])',
+    ],
+    [
+      { dstPort: ['90-80'], action: REJECT },
+      'rules[0].dstPort[0]: "90-80" is not a port (1-65535) or a range ("8000-8080" or [8000, 8080])',
+    ],
+    [
+      { dstPort: [[1, 70000]], action: REJECT },
+      'rules[0].dstPort[0]: [1,70000] is not a port (1-65535) or a range ("8000-8080" or [8000, 8080])',
+    ],
+    [
+      { dstPort: [80.5], action: REJECT },
+      'rules[0].dstPort[0]: 80.5 is not a port (1-65535) or a range ("8000-8080" or [8000, 8080])',
+    ],
     [{ proto: ['quic'], action: REJECT }, 'rules[0].proto[0]: "quic" is not a protocol (tls, http, h2, unknown)'],
     [{ listener: ['a b'], action: REJECT }, 'rules[0].listener[0]: "a b" is not a listener name'],
-    [{ name: 'has space', action: REJECT }, 'rules[0].name: "has space" is not a rule name (1-64 printable ASCII characters, no spaces)'],
-    [{ domainsuffix: ['x.com'], action: REJECT }, 'rules[0]: unknown field "domainsuffix" (known: name, domain, domainSuffix, domainKeyword, dstCidr, dstPort, srcCidr, listener, proto, action)'],
+    [
+      { name: 'has space', action: REJECT },
+      'rules[0].name: "has space" is not a rule name (1-64 printable ASCII characters, no spaces)',
+    ],
+    [
+      { domainsuffix: ['x.com'], action: REJECT },
+      'rules[0]: unknown field "domainsuffix" (known: name, domain, domainSuffix, domainKeyword, dstCidr, dstPort, srcCidr, listener, proto, action)',
+    ],
     [{ domain: ['x.com'] }, 'rules[0].action: is missing'],
     [{ action: { type: 'drop' } }, 'rules[0].action: "drop" is not an action type (direct, reject, upstream, forward)'],
-    [{ action: { type: 'upstream', name: '' } }, 'rules[0].action: upstream name "" is not a name (1-64 of A-Z a-z 0-9 _ . -)'],
-    [{ action: { type: 'forward', host: 'a b', port: 1 } }, 'rules[0].action: forward host "a b" is not an IP address or host name'],
-    [{ action: { type: 'forward', host: '10.0.0.1', port: 0 } }, 'rules[0].action: forward port 0 is not a number 1-65535'],
+    [
+      { action: { type: 'upstream', name: '' } },
+      'rules[0].action: upstream name "" is not a name (1-64 of A-Z a-z 0-9 _ . -)',
+    ],
+    [
+      { action: { type: 'forward', host: 'a b', port: 1 } },
+      'rules[0].action: forward host "a b" is not an IP address or host name',
+    ],
+    [
+      { action: { type: 'forward', host: '10.0.0.1', port: 0 } },
+      'rules[0].action: forward port 0 is not a number 1-65535',
+    ],
     [{ action: { type: 'reject', extra: 1 } }, 'rules[0].action: unknown field "extra" in a reject action'],
     [null, 'rules[0]: must be a rule object, not null'],
   ]
@@ -372,7 +462,9 @@ t.test('compile errors name the rule, field and value', async (t) => {
     t.equal(err.field, 'dstCidr')
     t.equal(err.value, 'nope')
   }
-  t.throws(() => compileRules([], { type: 'upstream', name: '-x' }), { message: 'default action: upstream name "-x" is not a name (1-64 of A-Z a-z 0-9 _ . -)' })
+  t.throws(() => compileRules([], { type: 'upstream', name: '-x' }), {
+    message: 'default action: upstream name "-x" is not a name (1-64 of A-Z a-z 0-9 _ . -)',
+  })
 })
 
 // ---- differential test against a naive matcher ---------------------------------
@@ -405,7 +497,11 @@ function naiveCidr(cidr: string, ip: string | undefined): boolean {
     return Math.floor(v4num(net!) / div) === Math.floor(v4num(ip) / div)
   }
   // the generator writes full 8-group IPv6 text
-  const bits = (s: string) => s.split(':').map((g) => parseInt(g, 16).toString(2).padStart(16, '0')).join('')
+  const bits = (s: string) =>
+    s
+      .split(':')
+      .map((g) => parseInt(g, 16).toString(2).padStart(16, '0'))
+      .join('')
   const len = Number(lenText ?? 128)
   return bits(net!).slice(0, len) === bits(ip).slice(0, len)
 }
@@ -414,11 +510,18 @@ function naiveRoute(rules: RuleSpec[], x: RouteQuery): number {
   const host = x.host?.toLowerCase().replace(/\.$/, '')
   return rules.findIndex((r) => {
     if (r.domain && !(host !== undefined && r.domain.includes(host))) return false
-    if (r.domainSuffix && !(host !== undefined && r.domainSuffix.some((s) => host === s || host.endsWith('.' + s)))) return false
+    if (r.domainSuffix && !(host !== undefined && r.domainSuffix.some((s) => host === s || host.endsWith('.' + s))))
+      return false
     if (r.domainKeyword && !(host !== undefined && r.domainKeyword.some((k) => host.includes(k)))) return false
     if (r.dstCidr && !r.dstCidr.some((c) => naiveCidr(c, x.dstIp))) return false
     if (r.srcCidr && !r.srcCidr.some((c) => naiveCidr(c, x.srcIp))) return false
-    if (r.dstPort && !r.dstPort.some((p) => (typeof p === 'number' ? p === x.dstPort : Array.isArray(p) && x.dstPort >= p[0] && x.dstPort <= p[1]))) return false
+    if (
+      r.dstPort &&
+      !r.dstPort.some((p) =>
+        typeof p === 'number' ? p === x.dstPort : Array.isArray(p) && x.dstPort >= p[0] && x.dstPort <= p[1],
+      )
+    )
+      return false
     if (r.listener && !r.listener.includes(x.listener)) return false
     if (r.proto && !(x.proto !== undefined && r.proto.includes(x.proto))) return false
     return true
@@ -447,13 +550,27 @@ t.test('random rule sets agree with a naive first-match scan', async (t) => {
       if (rand() < 0.25) r.domain = many(name)
       if (rand() < 0.3) r.domainSuffix = many(name)
       if (rand() < 0.15) r.domainKeyword = many(() => pick(['a', 'ab', 'b.c', 'aba', 'om']))
-      if (rand() < 0.25) r.dstCidr = many(() => (rand() < 0.5 ? `${v4()}/${pick([0, 8, 16, 17, 24, 31, 32])}` : `${v6()}/${pick([0, 32, 48, 63, 64, 127, 128])}`))
+      if (rand() < 0.25)
+        r.dstCidr = many(() =>
+          rand() < 0.5
+            ? `${v4()}/${pick([0, 8, 16, 17, 24, 31, 32])}`
+            : `${v6()}/${pick([0, 32, 48, 63, 64, 127, 128])}`,
+        )
       if (rand() < 0.15) r.srcCidr = many(() => `${v4()}/${pick([8, 16, 24, 32])}`)
-      if (rand() < 0.25) r.dstPort = many(() => (rand() < 0.5 ? pick([80, 443, 8080]) : ([pick([1, 80, 444]), pick([443, 8080, 65535])] as [number, number]).sort((a, b) => a - b) as [number, number]))
+      if (rand() < 0.25)
+        r.dstPort = many(() =>
+          rand() < 0.5
+            ? pick([80, 443, 8080])
+            : (([pick([1, 80, 444]), pick([443, 8080, 65535])] as [number, number]).sort((a, b) => a - b) as [
+                number,
+                number,
+              ]),
+        )
       if (rand() < 0.15) r.listener = many(() => pick(listeners))
       if (rand() < 0.15) r.proto = many(() => pick(protos))
       // mostly selective rules, a few broad ones (port, listener or proto only, or catch-all)
-      if (!r.domain && !r.domainSuffix && !r.domainKeyword && !r.dstCidr && !r.srcCidr && rand() < 0.85) r.domain = [name()]
+      if (!r.domain && !r.domainSuffix && !r.domainKeyword && !r.dstCidr && !r.srcCidr && rand() < 0.85)
+        r.domain = [name()]
       rules.push(r)
     }
     // half of the rounds: enough keywords (never matching) for the automaton path
@@ -477,5 +594,8 @@ t.test('random rule sets agree with a naive first-match scan', async (t) => {
   }
   t.equal(mismatches, 0, `${checked} queries (${matched} matched a rule) agree`)
   t.ok(deepest > 30, `winners reach deep into the list (rule ${deepest})`)
-  t.ok(matched > checked / 5 && matched < checked * 0.9, `the generator produces a useful mix of hits and misses (${matched}/${checked})`)
+  t.ok(
+    matched > checked / 5 && matched < checked * 0.9,
+    `the generator produces a useful mix of hits and misses (${matched}/${checked})`,
+  )
 })

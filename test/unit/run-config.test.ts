@@ -40,7 +40,10 @@ t.test('no --config, no --forward: the default', async (t) => {
 
 t.test('--forward alone replaces the default', async (t) => {
   const c = runConfig(undefined, runOpts('--forward', '127.0.0.1:0=localhost:80', '--forward', '[::1]:7000=[::1]:5201'))
-  t.same(c.listeners.map((l) => l.name), ['fwd1', 'fwd2'])
+  t.same(
+    c.listeners.map((l) => l.name),
+    ['fwd1', 'fwd2'],
+  )
   t.same(c.listeners[0]!.listen, { host: '127.0.0.1', port: 0, kind: 'ipv4' })
   t.same((c.listeners[0] as ForwardListenerConfig).target, { host: 'localhost', port: 80, kind: 'name' })
   t.same(c.listeners[1]!.listen, { host: '::1', port: 7000, kind: 'ipv6' })
@@ -48,7 +51,10 @@ t.test('--forward alone replaces the default', async (t) => {
 
 t.test('--config with --forward: forwards are added', async (t) => {
   const c = runConfig(file, runOpts('--forward', '127.0.0.1:6000=127.0.0.1:5201'))
-  t.same(c.listeners.map((l) => l.name), ['web', 'fwd1'])
+  t.same(
+    c.listeners.map((l) => l.name),
+    ['web', 'fwd1'],
+  )
   t.equal(c.relay.idleTimeoutMs, 60000, 'file values kept')
   t.same(file.listeners.length, 1, 'the file object is not modified')
 })

@@ -33,11 +33,15 @@ t.test('real requests: curl HTTP/1.1 and curl h2 prior knowledge', async (t) => 
       const expect = n < decided ? 'need-more' : 'ok'
       const r = sniffHttp(buf.subarray(0, n), MAX)
       if (r.status !== expect && bad++ < 3) t.fail(`${name}: prefix ${n} gave ${JSON.stringify(r)}`)
-      if (sniff(buf.subarray(0, n), { maxBytes: MAX }).status !== expect && bad++ < 3) t.fail(`${name}: sniff() prefix ${n}`)
+      if (sniff(buf.subarray(0, n), { maxBytes: MAX }).status !== expect && bad++ < 3)
+        t.fail(`${name}: sniff() prefix ${n}`)
     }
     t.equal(bad, 0, `${name}: every prefix shorter than ${decided} is need-more, the rest ok`)
   }
-  t.ok(bytes(H2_PREFACE).every((b, i) => fixture('curl-h2c')[i] === b), 'curl-h2c starts with the preface')
+  t.ok(
+    bytes(H2_PREFACE).every((b, i) => fixture('curl-h2c')[i] === b),
+    'curl-h2c starts with the preface',
+  )
 })
 
 t.test('good requests: host', async (t) => {
@@ -84,7 +88,10 @@ t.test('bad requests: invalid, with the reason', async (t) => {
   const cases: Array<[string, RegExp]> = [
     ['GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n', /^http: more than one Host header$/],
     ['GET / HTTP/1.1\r\nHost: a.test\r\nhost: a.test\r\n\r\n', /^http: more than one Host header$/],
-    ['GET / HTTP/1.1\r\nHost: exa mple.test\r\n\r\n', /^http: bad Host header: "exa mple.test": bad character 0x20 at 3$/],
+    [
+      'GET / HTTP/1.1\r\nHost: exa mple.test\r\n\r\n',
+      /^http: bad Host header: "exa mple.test": bad character 0x20 at 3$/,
+    ],
     ['GET / HTTP/1.1\r\nHost: a..b\r\n\r\n', /^http: bad Host header: "a..b": empty label at 2$/],
     ['GET / HTTP/1.1\r\nHost: [::1\r\n\r\n', /^http: bad Host header: "\[::1" has no closing \]$/],
     ['GET / HTTP/1.1\r\nHost: [zz::1]:80\r\n\r\n', /is not an IPv6 address in brackets$/],
@@ -125,7 +132,11 @@ t.test('not HTTP: not-mine', async (t) => {
   const cases: Array<[string, Uint8Array, RegExp]> = [
     ['TLS', tls, /^http: first byte 0x16 is not a method character$/],
     ['SOCKS5', new Uint8Array([5, 1, 0]), /first byte 0x05/],
-    ['SSH banner', bytes('SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n'), /^http: byte 0x0d after the request target is not a space$/],
+    [
+      'SSH banner',
+      bytes('SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n'),
+      /^http: byte 0x0d after the request target is not a space$/,
+    ],
     ['SSH banner, no spaces', bytes('SSH-2.0-OpenSSH_9.2\r\n'), /^http: byte 0x0d after the method is not a space$/],
     ['HTTP/0.9', bytes('GET /\r\n'), /^http: byte 0x0d after the request target is not a space$/],
     ['words', bytes('HELLO WORLD THERE\r\n'), /^http: request line does not end in an HTTP version$/],
@@ -142,19 +153,41 @@ t.test('not HTTP: not-mine', async (t) => {
     const r = sniffHttp(buf, MAX)
     t.equal(r.status, 'not-mine', label)
     t.match(r.error ?? '', re, `${label}: ${r.error}`)
-    if (label !== 'TLS') t.same(sniff(buf, { maxBytes: MAX }), { status: 'ok', proto: 'unknown' }, `${label}: sniff() says unknown`)
+    if (label !== 'TLS')
+      t.same(sniff(buf, { maxBytes: MAX }), { status: 'ok', proto: 'unknown' }, `${label}: sniff() says unknown`)
   }
 })
 
 t.test('need-more while incomplete', async (t) => {
-  for (const s of ['', 'G', 'GET', 'GET ', 'GET /index', 'GET / ', 'GET / HTT', 'GET / HTTP/1.1', 'GET / HTTP/1.1\r',
-    'GET / HTTP/1.1\r\n', 'GET / HTTP/1.1\r\nHost: a', 'GET / HTTP/1.1\r\nHost: a.test\r\n', 'GET / HTTP/1.1\r\nHost: a.test\r\n\r',
-    'GET / HTTP/1.0\r\n']) {
+  for (const s of [
+    '',
+    'G',
+    'GET',
+    'GET ',
+    'GET /index',
+    'GET / ',
+    'GET / HTT',
+    'GET / HTTP/1.1',
+    'GET / HTTP/1.1\r',
+    'GET / HTTP/1.1\r\n',
+    'GET / HTTP/1.1\r\nHost: a',
+    'GET / HTTP/1.1\r\nHost: a.test\r\n',
+    'GET / HTTP/1.1\r\nHost: a.test\r\n\r',
+    'GET / HTTP/1.0\r\n',
+  ]) {
     t.equal(sniffHttp(bytes(s), MAX).status, 'need-more', JSON.stringify(s))
   }
-  t.same(sniffHttp(bytes('GET / HTTP/1.1\r\n'), MAX), { status: 'need-more', proto: 'http' }, 'proto once the request line is in')
+  t.same(
+    sniffHttp(bytes('GET / HTTP/1.1\r\n'), MAX),
+    { status: 'need-more', proto: 'http' },
+    'proto once the request line is in',
+  )
   // Errors in complete header lines are reported before the head ends.
-  t.equal(sniffHttp(bytes('GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n'), MAX).status, 'invalid', 'second Host line')
+  t.equal(
+    sniffHttp(bytes('GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n'), MAX).status,
+    'invalid',
+    'second Host line',
+  )
 })
 
 t.test('request head over the limit', async (t) => {
@@ -164,16 +197,28 @@ t.test('request head over the limit', async (t) => {
     const s = head + 'a'.repeat(Math.max(0, n - head.length))
     const r = sniffHttp(bytes(s), limit)
     if (n < limit) t.same(r, { status: 'need-more', proto: 'http' }, `${n} bytes: need-more`)
-    else t.same(r, { status: 'invalid', proto: 'http', error: `http: request head exceeds ${limit} bytes` }, `${n} bytes: invalid`)
+    else
+      t.same(
+        r,
+        { status: 'invalid', proto: 'http', error: `http: request head exceeds ${limit} bytes` },
+        `${n} bytes: invalid`,
+      )
   }
   // A complete head that ends past the limit is refused too.
   const whole = `GET / HTTP/1.1\r\nHost: big.test\r\nX-Pad: ${'a'.repeat(2000)}\r\n\r\n`
   t.match(sniffHttp(bytes(whole), limit), { status: 'invalid', error: /exceeds 1024 bytes/ })
   t.same(sniffHttp(bytes(whole), whole.length), want('http', 'big.test'), 'exactly at the limit')
   // Request line longer than the limit.
-  t.match(sniffHttp(bytes(`GET /${'a'.repeat(70000)}`), limit), { status: 'not-mine', error: /no request line within 1024 bytes/ })
+  t.match(sniffHttp(bytes(`GET /${'a'.repeat(70000)}`), limit), {
+    status: 'not-mine',
+    error: /no request line within 1024 bytes/,
+  })
   t.match(sniffHttp(bytes(`GET /${'a'.repeat(2000)} HTTP/1.1\r\n\r\n`), limit), { status: 'not-mine' })
-  t.match(sniffHttp(bytes(`GET / HTTP/1.1\r\n${'X: y\r\n'.repeat(20000)}\r\n`), limit), { status: 'invalid', error: /exceeds 1024/ }, '64 KiB+ head')
+  t.match(
+    sniffHttp(bytes(`GET / HTTP/1.1\r\n${'X: y\r\n'.repeat(20000)}\r\n`), limit),
+    { status: 'invalid', error: /exceeds 1024/ },
+    '64 KiB+ head',
+  )
   // Through sniff(): the same limit.
   t.match(sniff(bytes(head + 'a'.repeat(5000)), { maxBytes: 4096 }), { status: 'invalid', proto: 'http' })
   t.same(sniff(bytes(head), { maxBytes: 4096 }), { status: 'need-more', proto: 'http' })
@@ -190,7 +235,10 @@ t.test('HTTP/2 preface', async (t) => {
   const withFrames = new Uint8Array([...pre, 0, 0, 0, 4, 0, 0, 0, 0, 0])
   t.same(sniffHttp(withFrames, MAX), want('h2'), 'preface and an empty SETTINGS frame')
   // Diverging from the preface falls back to HTTP/1 parsing.
-  t.match(sniffHttp(bytes('PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n'), MAX), { status: 'invalid', error: /unsupported version "HTTP\/2.0"/ })
+  t.match(sniffHttp(bytes('PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n'), MAX), {
+    status: 'invalid',
+    error: /unsupported version "HTTP\/2.0"/,
+  })
   t.same(sniffHttp(bytes('POST / HTTP/1.1\r\nHost: p.test\r\n\r\n'), MAX), want('http', 'p.test'))
   t.same(sniffHttp(bytes('PUT'), MAX), { status: 'need-more' })
 })

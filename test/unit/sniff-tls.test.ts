@@ -33,7 +33,9 @@ function records(buf: Uint8Array): Rec[] {
 
 /** The whole ClientHello handshake message (4-byte header + body) from a capture. */
 function handshake(buf: Uint8Array): Uint8Array {
-  const parts = records(buf).filter((r) => r.type === 22).map((r) => r.payload)
+  const parts = records(buf)
+    .filter((r) => r.type === 22)
+    .map((r) => r.payload)
   const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
   let o = 0
   for (const p of parts) {
@@ -141,8 +143,11 @@ const FIXTURES: Array<[string, string | undefined, string[] | undefined]> = [
   ['curl-tls', 'example.test', ['h2', 'http/1.1']],
   ['openssl-sni-alpn', 'openssl.test', ['http/1.1']],
   ['openssl-noservername', undefined, undefined],
-  ['openssl-fragmented', 'frag.openssl.test', [
-    ...Array.from({ length: 12 }, (_, i) => `x${String(i).padStart(2, '0')}-${'x'.repeat(56)}`), 'http/1.1']],
+  [
+    'openssl-fragmented',
+    'frag.openssl.test',
+    [...Array.from({ length: 12 }, (_, i) => `x${String(i).padStart(2, '0')}-${'x'.repeat(56)}`), 'http/1.1'],
+  ],
   ['chromium-tls', 'chromium.test', ['h2', 'http/1.1']],
 ]
 
@@ -164,7 +169,8 @@ t.test('real ClientHellos: every prefix is need-more', async (t) => {
     // and through sniff(), with a limit above the size
     const buf = fixture(name)
     let bad = 0
-    for (let n = 1; n < buf.length; n++) if (sniff(buf.subarray(0, n), { maxBytes: 65536 }).status !== 'need-more') bad++
+    for (let n = 1; n < buf.length; n++)
+      if (sniff(buf.subarray(0, n), { maxBytes: 65536 }).status !== 'need-more') bad++
     t.equal(bad, 0, `${name}: sniff() prefixes are need-more`)
   }
 })
@@ -172,7 +178,10 @@ t.test('real ClientHellos: every prefix is need-more', async (t) => {
 t.test('openssl -max_send_frag 512: a real ClientHello in several records', async (t) => {
   const recs = records(fixture('openssl-fragmented'))
   t.ok(recs.length >= 3, `${recs.length} records`)
-  t.ok(recs.every((r) => r.type === 22 && r.payload.length <= 512), 'all handshake records of <= 512 bytes')
+  t.ok(
+    recs.every((r) => r.type === 22 && r.payload.length <= 512),
+    'all handshake records of <= 512 bytes',
+  )
   const hs = handshake(fixture('openssl-fragmented'))
   t.ok(hs.length > 1024, `hello of ${hs.length} bytes`)
 })
@@ -182,7 +191,10 @@ t.test('chromium: large, GREASE, post-quantum key share', async (t) => {
   t.ok(hs.length > 1500, `hello of ${hs.length} bytes`)
   const exts = extensions(hs)
   const isGrease = (v: number): boolean => (v & 0x0f0f) === 0x0a0a && v >> 8 === (v & 0xff)
-  t.ok(exts.some(([type]) => isGrease(type)), 'a GREASE extension')
+  t.ok(
+    exts.some(([type]) => isGrease(type)),
+    'a GREASE extension',
+  )
   const ks = exts.find(([type]) => type === 51)
   t.ok(ks, 'key_share present')
   const groups: number[] = []
@@ -245,7 +257,11 @@ t.test('synthetic: SNI forms', async (t) => {
   const ok: Array<[number[][] | null, string | undefined, string[] | undefined]> = [
     [[sniExt('Example.TEST.')], 'example.test', undefined], // lower-cased, trailing dot stripped
     [[sniExt('a-b_c.1.example')], 'a-b_c.1.example', undefined],
-    [[sniExt(`${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`)], `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`, undefined],
+    [
+      [sniExt(`${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`)],
+      `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`,
+      undefined,
+    ],
     [[alpnExt(['h2'])], undefined, ['h2']],
     [[], undefined, undefined], // empty extensions block
     [null, undefined, undefined], // no extensions block (TLS 1.2 and older)
@@ -264,28 +280,62 @@ t.test('synthetic: SNI forms', async (t) => {
 t.test('synthetic: bad ClientHellos are invalid, with the reason', async (t) => {
   const long = `${'a'.repeat(63)}.`.repeat(4) + 'b' // 257 chars
   const cases: Array<[string, number[], RegExp]> = [
-    ['SNI length overruns', hello({ rawExts: vec16([...u16(0), ...u16(9), 0, 2, 0, 0]) }),
-      /^tls: extension 0 length 9 exceeds remaining 4$/],
-    ['extensions length too big', hello({ rawExts: [...u16(20), ...sniExt('a.b')] }),
-      /^tls: extensions length 20 does not match remaining 12$/],
-    ['extensions length too small', hello({ rawExts: [...u16(3), ...sniExt('a.b')] }),
-      /^tls: extensions length 3 does not match remaining 12$/],
+    [
+      'SNI length overruns',
+      hello({ rawExts: vec16([...u16(0), ...u16(9), 0, 2, 0, 0]) }),
+      /^tls: extension 0 length 9 exceeds remaining 4$/,
+    ],
+    [
+      'extensions length too big',
+      hello({ rawExts: [...u16(20), ...sniExt('a.b')] }),
+      /^tls: extensions length 20 does not match remaining 12$/,
+    ],
+    [
+      'extensions length too small',
+      hello({ rawExts: [...u16(3), ...sniExt('a.b')] }),
+      /^tls: extensions length 3 does not match remaining 12$/,
+    ],
     ['one stray byte', hello({ rawExts: [0] }), /^tls: 1 stray byte after compression_methods$/],
-    ['extension header cut', hello({ rawExts: vec16([0, 0, 0]) }), /^tls: extension header truncated \(3 bytes left\)$/],
-    ['duplicate extension', hello({ exts: [sniExt('a.test'), alpnExt(['h2']), sniExt('b.test')] }), /^tls: extension 0 appears twice$/],
-    ['server_name_list too long', hello({ exts: [ext(0, [...u16(12), 0, ...vec16(ascii('a.test'))])] }),
-      /^tls: server_name_list length 12 does not match remaining 9$/],
+    [
+      'extension header cut',
+      hello({ rawExts: vec16([0, 0, 0]) }),
+      /^tls: extension header truncated \(3 bytes left\)$/,
+    ],
+    [
+      'duplicate extension',
+      hello({ exts: [sniExt('a.test'), alpnExt(['h2']), sniExt('b.test')] }),
+      /^tls: extension 0 appears twice$/,
+    ],
+    [
+      'server_name_list too long',
+      hello({ exts: [ext(0, [...u16(12), 0, ...vec16(ascii('a.test'))])] }),
+      /^tls: server_name_list length 12 does not match remaining 9$/,
+    ],
     ['server_name_list empty', hello({ exts: [ext(0, [0, 0])] }), /^tls: server_name_list is empty$/],
     ['server_name extension empty', hello({ exts: [ext(0, [])] }), /^tls: server_name extension length 0 too short/],
-    ['host_name overruns', hello({ exts: [ext(0, vec16([0, ...u16(30), ...ascii('a.test')]))] }),
-      /^tls: server_name length 30 exceeds remaining 6$/],
+    [
+      'host_name overruns',
+      hello({ exts: [ext(0, vec16([0, ...u16(30), ...ascii('a.test')]))] }),
+      /^tls: server_name length 30 exceeds remaining 6$/,
+    ],
     ['server_name entry cut', hello({ exts: [ext(0, vec16([0, 0]))] }), /^tls: server_name entry truncated/],
-    ['two host_names', hello({ exts: [ext(0, vec16([0, ...vec16(ascii('a.test')), 0, ...vec16(ascii('b.test'))]))] }),
-      /^tls: more than one host_name/],
+    [
+      'two host_names',
+      hello({ exts: [ext(0, vec16([0, ...vec16(ascii('a.test')), 0, ...vec16(ascii('b.test'))]))] }),
+      /^tls: more than one host_name/,
+    ],
     ['empty host_name', hello({ exts: [sniExt('')] }), /^tls: server_name host_name is empty$/],
     ['just a dot', hello({ exts: [sniExt('.')] }), /is not a DNS name: empty name$/],
-    ['space in name', hello({ exts: [sniExt('exa mple.test')] }), /^tls: server_name "exa mple.test" is not a DNS name: bad character 0x20 at 3$/],
-    ['NUL in name', hello({ exts: [sniExt([0x61, 0, 0x62])] }), /"a\\x00b" is not a DNS name: bad character 0x00 at 1$/],
+    [
+      'space in name',
+      hello({ exts: [sniExt('exa mple.test')] }),
+      /^tls: server_name "exa mple.test" is not a DNS name: bad character 0x20 at 3$/,
+    ],
+    [
+      'NUL in name',
+      hello({ exts: [sniExt([0x61, 0, 0x62])] }),
+      /"a\\x00b" is not a DNS name: bad character 0x00 at 1$/,
+    ],
     ['UTF-8 in name', hello({ exts: [sniExt([0xc3, 0xa9, 0x2e, 0x63, 0x6f])] }), /bad character 0xc3 at 0$/],
     ['empty label', hello({ exts: [sniExt('a..b')] }), /empty label at 2$/],
     ['IPv6 literal', hello({ exts: [sniExt('::1')] }), /bad character 0x3a/],
@@ -293,20 +343,52 @@ t.test('synthetic: bad ClientHellos are invalid, with the reason', async (t) => 
     ['name of 257', hello({ exts: [sniExt(long)] }), /^tls: server_name host_name length 257 exceeds 253$/],
     ['name of 254', hello({ exts: [sniExt(long.slice(0, 254))] }), /name longer than 253 \(254\)$/],
     ['ALPN list empty', hello({ exts: [ext(16, [0, 0])] }), /^tls: ALPN protocol_name_list is empty$/],
-    ['ALPN list mismatch', hello({ exts: [ext(16, [0, 9, 2, 0x68, 0x32])] }), /^tls: ALPN protocol_name_list length 9 does not match remaining 3$/],
+    [
+      'ALPN list mismatch',
+      hello({ exts: [ext(16, [0, 9, 2, 0x68, 0x32])] }),
+      /^tls: ALPN protocol_name_list length 9 does not match remaining 3$/,
+    ],
     ['ALPN name empty', hello({ exts: [ext(16, vec16([0]))] }), /^tls: empty ALPN protocol name$/],
-    ['ALPN name overruns', hello({ exts: [ext(16, vec16([5, 0x68, 0x32]))] }), /^tls: ALPN protocol name length 5 exceeds remaining 2$/],
+    [
+      'ALPN name overruns',
+      hello({ exts: [ext(16, vec16([5, 0x68, 0x32]))] }),
+      /^tls: ALPN protocol name length 5 exceeds remaining 2$/,
+    ],
     ['ALPN extension too short', hello({ exts: [ext(16, [2])] }), /^tls: ALPN extension length 1 too short/],
     ['session_id of 33', hello({ sid: vec8(new Array<number>(33).fill(0)) }), /^tls: session_id length 33 exceeds 32$/],
-    ['cipher_suites odd', hello({ cs: vec16([0x13, 0x01, 0x13]) }), /^tls: cipher_suites length 3 is not a positive even number$/],
+    [
+      'cipher_suites odd',
+      hello({ cs: vec16([0x13, 0x01, 0x13]) }),
+      /^tls: cipher_suites length 3 is not a positive even number$/,
+    ],
     ['cipher_suites empty', hello({ cs: [0, 0] }), /^tls: cipher_suites length 0/],
-    ['cipher_suites overrun', hello({ cs: [0x7f, 0xfe, 0x13, 0x01], cm: [], exts: null }), /^tls: cipher_suites length 32766 exceeds remaining 2$/],
+    [
+      'cipher_suites overrun',
+      hello({ cs: [0x7f, 0xfe, 0x13, 0x01], cm: [], exts: null }),
+      /^tls: cipher_suites length 32766 exceeds remaining 2$/,
+    ],
     ['no compression method', hello({ cm: [0] }), /^tls: compression_methods is empty$/],
-    ['compression overrun', hello({ cm: [9, 0], exts: null }), /^tls: compression_methods length 9 exceeds remaining 1$/],
+    [
+      'compression overrun',
+      hello({ cm: [9, 0], exts: null }),
+      /^tls: compression_methods length 9 exceeds remaining 1$/,
+    ],
     ['legacy version 0x0200', hello({ version: [2, 0] }), /^tls: client_hello version 0x0200 is not 0x0300-0x0304$/],
-    ['too short', [1, 0, 0, 10, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0], /^tls: client_hello length 10 too short for version and random$/],
-    ['ends before session_id', [1, 0, 0, 34, 3, 3, ...new Array<number>(32).fill(0)], /^tls: client_hello ends before session_id$/],
-    ['ends before cipher_suites', [1, 0, 0, 36, 3, 3, ...new Array<number>(32).fill(0), 0, 0], /^tls: client_hello ends before cipher_suites$/],
+    [
+      'too short',
+      [1, 0, 0, 10, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0],
+      /^tls: client_hello length 10 too short for version and random$/,
+    ],
+    [
+      'ends before session_id',
+      [1, 0, 0, 34, 3, 3, ...new Array<number>(32).fill(0)],
+      /^tls: client_hello ends before session_id$/,
+    ],
+    [
+      'ends before cipher_suites',
+      [1, 0, 0, 36, 3, 3, ...new Array<number>(32).fill(0), 0, 0],
+      /^tls: client_hello ends before cipher_suites$/,
+    ],
   ]
   for (const [label, hs, re] of cases) {
     const r = sniffTls(wrap(hs))
@@ -327,18 +409,59 @@ t.test('record layer: bad records are invalid, with the reason', async (t) => {
   }
   const cases: Array<[string, Uint8Array, RegExp]> = [
     ['empty record', new Uint8Array([22, 3, 1, 0, 0]), /^tls: empty handshake record at offset 0$/],
-    ['record of 16385', new Uint8Array([22, 3, 1, 0x40, 0x01, 1, 0, 0, 5]), /^tls: record length 16385 at offset 0 exceeds 16384$/],
+    [
+      'record of 16385',
+      new Uint8Array([22, 3, 1, 0x40, 0x01, 1, 0, 0, 5]),
+      /^tls: record length 16385 at offset 0 exceeds 16384$/,
+    ],
     ['server_hello', new Uint8Array([22, 3, 3, 0, 4, 2, 0, 0, 0]), /^tls: handshake type 2 is not client_hello \(1\)$/],
     ['handshake type seen in the first byte', new Uint8Array([22, 3, 1, 0, 200, 11]), /^tls: handshake type 11 /],
-    ['alert inside the hello', mut((b) => { b[second] = 21 }), /^tls: record type 21 at offset 305 interrupts the client_hello \(want 22\)$/],
-    ['application data inside the hello', mut((b) => { b[second] = 23 }), /^tls: record type 23 at offset 305/],
-    ['bad version in record 2', mut((b) => { b[second + 2] = 9 }), /^tls: record version 0x0309 at offset 305 is not 0x0301-0x0304$/],
-    ['empty record 2', new Uint8Array([...good.subarray(0, second), 22, 3, 1, 0, 0]), /^tls: empty handshake record at offset 305$/],
-    ['hello length 1 short', reframe(withLength(hs, hs.length - 5), [300]), /^tls: extensions length \d+ does not match remaining \d+$/],
-    ['hello length 1 long, 1 byte more', reframe(new Uint8Array([...withLength(hs, hs.length - 3), 0]), [300]),
-      /^tls: extensions length \d+ does not match remaining \d+$/],
-    ['declared 64 KiB hello', new Uint8Array([22, 3, 1, 0, 4, 1, 1, 0, 0]), /^tls: client_hello length 65536 exceeds limit 16384$/],
-    ['declared 16 MiB hello', new Uint8Array([22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff]), /^tls: client_hello length 16777215 exceeds limit 16384$/],
+    [
+      'alert inside the hello',
+      mut((b) => {
+        b[second] = 21
+      }),
+      /^tls: record type 21 at offset 305 interrupts the client_hello \(want 22\)$/,
+    ],
+    [
+      'application data inside the hello',
+      mut((b) => {
+        b[second] = 23
+      }),
+      /^tls: record type 23 at offset 305/,
+    ],
+    [
+      'bad version in record 2',
+      mut((b) => {
+        b[second + 2] = 9
+      }),
+      /^tls: record version 0x0309 at offset 305 is not 0x0301-0x0304$/,
+    ],
+    [
+      'empty record 2',
+      new Uint8Array([...good.subarray(0, second), 22, 3, 1, 0, 0]),
+      /^tls: empty handshake record at offset 305$/,
+    ],
+    [
+      'hello length 1 short',
+      reframe(withLength(hs, hs.length - 5), [300]),
+      /^tls: extensions length \d+ does not match remaining \d+$/,
+    ],
+    [
+      'hello length 1 long, 1 byte more',
+      reframe(new Uint8Array([...withLength(hs, hs.length - 3), 0]), [300]),
+      /^tls: extensions length \d+ does not match remaining \d+$/,
+    ],
+    [
+      'declared 64 KiB hello',
+      new Uint8Array([22, 3, 1, 0, 4, 1, 1, 0, 0]),
+      /^tls: client_hello length 65536 exceeds limit 16384$/,
+    ],
+    [
+      'declared 16 MiB hello',
+      new Uint8Array([22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff]),
+      /^tls: client_hello length 16777215 exceeds limit 16384$/,
+    ],
   ]
   for (const [label, buf, re] of cases) {
     const r = sniffTls(buf)
@@ -349,15 +472,20 @@ t.test('record layer: bad records are invalid, with the reason', async (t) => {
   t.equal(sniffTls(new Uint8Array([22, 3, 1, 0, 4, 1, 0, 0x40, 0x01])).status, 'invalid', 'limit + 1')
   t.equal(sniffTls(new Uint8Array([22, 3, 1, 0, 4, 1, 0, 0x40, 0x00])).status, 'need-more', 'limit itself')
   // Header split across 1-byte records: still caught.
-  t.match(sniffTls(new Uint8Array([22, 3, 1, 0, 1, 1, 22, 3, 1, 0, 1, 1, 22, 3, 1, 0, 1, 0, 22, 3, 1, 0, 1, 0])),
-    { status: 'invalid', error: /client_hello length 65536 exceeds limit/ })
+  t.match(sniffTls(new Uint8Array([22, 3, 1, 0, 1, 1, 22, 3, 1, 0, 1, 1, 22, 3, 1, 0, 1, 0, 22, 3, 1, 0, 1, 0])), {
+    status: 'invalid',
+    error: /client_hello length 65536 exceeds limit/,
+  })
 })
 
 t.test('maxHello option', async (t) => {
   const buf = fixture('chromium-tls')
   const len = handshake(buf).length - 4
   t.equal(sniffTls(buf, { maxHello: len }).status, 'ok', 'exactly at the limit')
-  t.match(sniffTls(buf, { maxHello: len - 1 }), { status: 'invalid', error: `tls: client_hello length ${len} exceeds limit ${len - 1}` })
+  t.match(sniffTls(buf, { maxHello: len - 1 }), {
+    status: 'invalid',
+    error: `tls: client_hello length ${len} exceeds limit ${len - 1}`,
+  })
   t.equal(TLS_MAX_HELLO, 16384)
   t.match(sniff(buf, { maxBytes: 65536, maxHello: 512 }), { status: 'invalid', error: /exceeds limit 512/ })
   // A 16 KiB hello (padding extension) in records of 16384: accepted at the default limit.
@@ -372,7 +500,11 @@ t.test('maxHello option', async (t) => {
 t.test('not TLS: not-mine', async (t) => {
   const zeros = new Uint8Array(65536)
   const cases: Array<[string, Uint8Array, RegExp]> = [
-    ['HTTP', new Uint8Array(ascii('GET / HTTP/1.1\r\n\r\n')), /^tls: first byte 0x47 is not a handshake record \(0x16\)$/],
+    [
+      'HTTP',
+      new Uint8Array(ascii('GET / HTTP/1.1\r\n\r\n')),
+      /^tls: first byte 0x47 is not a handshake record \(0x16\)$/,
+    ],
     ['application data', new Uint8Array([23, 3, 3, 0, 1, 0]), /first byte 0x17/],
     ['SSLv2 hello', new Uint8Array([0x80, 0x2e, 1, 3, 1]), /first byte 0x80/],
     ['bad major', new Uint8Array([22, 2, 0]), /^tls: record version major 0x02 is not 0x03$/],
@@ -435,17 +567,35 @@ t.test('truncated captures are need-more; garbage never throws', async (t) => {
 
 t.test('sniff(): dispatch and the byte limit', async (t) => {
   const buf = fixture('curl-tls')
-  t.match(sniff(buf.subarray(0, 100), { maxBytes: 100 }), { status: 'invalid', proto: 'tls', error: /^sniff: first flight incomplete after 100 bytes \(limit 100\)$/ })
+  t.match(sniff(buf.subarray(0, 100), { maxBytes: 100 }), {
+    status: 'invalid',
+    proto: 'tls',
+    error: /^sniff: first flight incomplete after 100 bytes \(limit 100\)$/,
+  })
   t.equal(sniff(buf.subarray(0, 99), { maxBytes: 100 }).status, 'need-more')
-  t.same(sniff(new Uint8Array([22, 2, 0]), { maxBytes: 100 }), { status: 'ok', proto: 'unknown' }, 'not-mine TLS-like bytes are unknown')
+  t.same(
+    sniff(new Uint8Array([22, 2, 0]), { maxBytes: 100 }),
+    { status: 'ok', proto: 'unknown' },
+    'not-mine TLS-like bytes are unknown',
+  )
   t.same(sniff(new Uint8Array(0), { maxBytes: 100 }), { status: 'need-more' })
-  t.same(sniff(new Uint8Array([22, 3, 1, 0, 0]), { maxBytes: 100 }), { status: 'invalid', proto: 'tls', error: 'tls: empty handshake record at offset 0' })
+  t.same(sniff(new Uint8Array([22, 3, 1, 0, 0]), { maxBytes: 100 }), {
+    status: 'invalid',
+    proto: 'tls',
+    error: 'tls: empty handshake record at offset 0',
+  })
 })
 
 t.test('detectFirstByte', async (t) => {
   const cases: Array<[number, string]> = [
-    [0x04, 'socks4'], [0x05, 'socks5'], [0x16, 'tls'], [0x47, 'http-or-other'], [0x00, 'http-or-other'],
-    [0x50, 'http-or-other'], [0x17, 'http-or-other'], [0xff, 'http-or-other'],
+    [0x04, 'socks4'],
+    [0x05, 'socks5'],
+    [0x16, 'tls'],
+    [0x47, 'http-or-other'],
+    [0x00, 'http-or-other'],
+    [0x50, 'http-or-other'],
+    [0x17, 'http-or-other'],
+    [0xff, 'http-or-other'],
   ]
   for (const [b, want] of cases) t.equal(detectFirstByte(b), want, `0x${b.toString(16)}`)
 })

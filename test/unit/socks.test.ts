@@ -66,11 +66,19 @@ function good(t: Test, parse: Parser, name: string, bytes: Uint8Array, want: Rec
 }
 
 /** Invalid, with the error containing `text`; no prefix is ok, none throws. */
-function bad(t: Test, parse: Parser, name: string, bytes: Uint8Array, text: string | RegExp, extra: Record<string, unknown> = {}): void {
+function bad(
+  t: Test,
+  parse: Parser,
+  name: string,
+  bytes: Uint8Array,
+  text: string | RegExp,
+  extra: Record<string, unknown> = {},
+): void {
   t.test(name, async (t) => {
     const r = run(parse, bytes)
     t.equal(r.status, 'invalid', 'invalid')
-    if (typeof text === 'string') t.ok(r.error?.includes(text), `error ${JSON.stringify(r.error)} contains ${JSON.stringify(text)}`)
+    if (typeof text === 'string')
+      t.ok(r.error?.includes(text), `error ${JSON.stringify(r.error)} contains ${JSON.stringify(text)}`)
     else t.match(r.error, text)
     t.match(r, extra)
     const oks: number[] = []
@@ -177,8 +185,17 @@ t.test('parseSocks5UserPass: bad', async (t) => {
 })
 
 t.test('RFC 1929 round trips and status replies', async (t) => {
-  for (const [u, p] of [['alice', 's3cret'], ['', ''], ['ü', 'пароль'], ['x'.repeat(255), 'y'.repeat(255)]] as const) {
-    t.match(parseSocks5UserPass(encodeSocks5UserPass(u, p)), { status: 'ok', username: u, password: p }, `${u.slice(0, 8)}`)
+  for (const [u, p] of [
+    ['alice', 's3cret'],
+    ['', ''],
+    ['ü', 'пароль'],
+    ['x'.repeat(255), 'y'.repeat(255)],
+  ] as const) {
+    t.match(
+      parseSocks5UserPass(encodeSocks5UserPass(u, p)),
+      { status: 'ok', username: u, password: p },
+      `${u.slice(0, 8)}`,
+    )
   }
   t.same(encodeSocks5UserPass('alice', 's3cret'), CURL_SOCKS5_USERPASS, 'same bytes as curl')
   t.throws(() => encodeSocks5UserPass('x'.repeat(256), ''), RangeError)
@@ -354,10 +371,29 @@ t.test('SOCKS5 reply codes: names and errno mapping', async (t) => {
 
 t.test('parseSocks4Request: good', async (t) => {
   const P = parseSocks4Request
-  good(t, P, 'curl --socks4', CURL_SOCKS4, { cmd: 1, host: '10.1.2.3', port: 8080, atyp: 'ipv4', userid: '', socks4a: false })
-  good(t, P, 'curl --socks4a', CURL_SOCKS4A, { cmd: 1, host: 'example.com', port: 80, atyp: 'domain', userid: '', socks4a: true })
+  good(t, P, 'curl --socks4', CURL_SOCKS4, {
+    cmd: 1,
+    host: '10.1.2.3',
+    port: 8080,
+    atyp: 'ipv4',
+    userid: '',
+    socks4a: false,
+  })
+  good(t, P, 'curl --socks4a', CURL_SOCKS4A, {
+    cmd: 1,
+    host: 'example.com',
+    port: 80,
+    atyp: 'domain',
+    userid: '',
+    socks4a: true,
+  })
   good(t, P, 'curl socks4a://bob@', CURL_SOCKS4A_USER, { host: 'example.com', userid: 'bob', socks4a: true })
-  good(t, P, 'BIND with user id', b(4, 2, 0, 21, 192, 0, 2, 7, 'ftp-user', 0), { cmd: 2, host: '192.0.2.7', port: 21, userid: 'ftp-user' })
+  good(t, P, 'BIND with user id', b(4, 2, 0, 21, 192, 0, 2, 7, 'ftp-user', 0), {
+    cmd: 2,
+    host: '192.0.2.7',
+    port: 21,
+    userid: 'ftp-user',
+  })
   good(t, P, '0.0.0.0 is plain SOCKS4', b(4, 1, 0, 80, 0, 0, 0, 0, 0), { host: '0.0.0.0', socks4a: false })
   good(t, P, '0.0.0.255 is SOCKS4a', b(4, 1, 0, 80, 0, 0, 0, 255, 0, 'h', 0), { host: 'h', socks4a: true })
   const u = 'u'.repeat(255)
@@ -372,7 +408,13 @@ t.test('parseSocks4Request: bad', async (t) => {
   const P = parseSocks4Request
   bad(t, P, 'version 5', b(5, 1, 0, 80, 1, 2, 3, 4, 0), 'unsupported version 0x05')
   bad(t, P, 'command 3', b(4, 3, 0, 80, 1, 2, 3, 4, 0), 'unsupported command 0x03')
-  bad(t, P, 'user id of 256 bytes', b(4, 1, 0, 80, 1, 2, 3, 4, 'u'.repeat(256), 0), /user id "u+\.\.\." is longer than 255 bytes/)
+  bad(
+    t,
+    P,
+    'user id of 256 bytes',
+    b(4, 1, 0, 80, 1, 2, 3, 4, 'u'.repeat(256), 0),
+    /user id "u+\.\.\." is longer than 255 bytes/,
+  )
   bad(t, P, '64 KiB user id, no NUL', b(4, 1, 0, 80, 1, 2, 3, 4, 'u'.repeat(65536)), 'longer than 255 bytes')
   bad(t, P, 'user id not UTF-8', b(4, 1, 0, 80, 1, 2, 3, 4, 0xff, 0), 'user id "\\xff" is not UTF-8')
   bad(t, P, 'SOCKS4a empty host', b(4, 1, 0, 80, 0, 0, 0, 1, 0, 0), 'empty host name')

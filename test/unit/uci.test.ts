@@ -123,8 +123,24 @@ t.test('keywords: whole word or first letter only', async (t) => {
   const ok = parseUci("p x\nc s 'n'\no a 1\nl b 2\npackage y\nconfig s\noption a 1\nlist b 2\n", 'f')
   t.equal(ok.name, 'x', 'the first package line names the package')
   t.same(plain(ok, false).sections, [
-    { type: 's', name: 'n', index: 0, options: [['a', '1'], ['b', ['2']]] },
-    { type: 's', name: null, index: 1, options: [['a', '1'], ['b', ['2']]] },
+    {
+      type: 's',
+      name: 'n',
+      index: 0,
+      options: [
+        ['a', '1'],
+        ['b', ['2']],
+      ],
+    },
+    {
+      type: 's',
+      name: null,
+      index: 1,
+      options: [
+        ['a', '1'],
+        ['b', ['2']],
+      ],
+    },
   ])
   for (const word of ['conf', 'opt', 'pack', 'li', 'Config', 'OPTION', 'configs', 'cc', 'x']) {
     t.equal(parseError(`config s 'n'\n${word} a b\n`).message, `test:2: invalid command ${JSON.stringify(word)}`)
@@ -269,7 +285,10 @@ t.test('writeUci refuses what would not read back the same', async (t) => {
   ]
   for (const [what, pkg] of bad) t.throws(() => writeUci(pkg), RangeError, what)
   // A named section before an anonymous one with the same generated name is fine.
-  const pkg: UciPackage = { name: null, sections: [section({ type: 'rule', name: 'cfg0292bd' }), section({ type: 'rule' })] }
+  const pkg: UciPackage = {
+    name: null,
+    sections: [section({ type: 'rule', name: 'cfg0292bd' }), section({ type: 'rule' })],
+  }
   t.same(plain(parseUci(writeUci(pkg), 'x'), false).sections.length, 2)
 })
 
@@ -288,8 +307,35 @@ t.test('property: write then parse gives the same package, for tricky values', a
   const int = (n: number) => Math.floor(random() * n)
   const pick = <T>(items: readonly T[]): T => items[int(items.length)]
   const pieces = [
-    "'", '"', '\\', '\n', '\r', '\r\n', '\t', ' ', '#', ';', '$', '`', "'\\''", '\\\n', '\\\r\n', 'a', 'Z', '0',
-    '\u00e9', '\u{1F600}', '\v', '\f', 'option', 'config', '@', '[0]', "''", '""', '\x01',
+    "'",
+    '"',
+    '\\',
+    '\n',
+    '\r',
+    '\r\n',
+    '\t',
+    ' ',
+    '#',
+    ';',
+    '$',
+    '`',
+    "'\\''",
+    '\\\n',
+    '\\\r\n',
+    'a',
+    'Z',
+    '0',
+    '\u00e9',
+    '\u{1F600}',
+    '\v',
+    '\f',
+    'option',
+    'config',
+    '@',
+    '[0]',
+    "''",
+    '""',
+    '\x01',
   ]
   const value = () => Array.from({ length: int(6) }, () => pick(pieces)).join('')
   const nameChars = 'abcXYZ019_'
@@ -332,8 +378,35 @@ t.test('property: write then parse gives the same package, for tricky values', a
 t.test('property: random text parses or throws a UciError, and what parses round-trips', async (t) => {
   const random = prng(7)
   const pieces = [
-    'config ', 'c ', 'option ', 'o ', 'list ', 'l ', 'package ', 'p ', 'rule ', 'cfg0192bd ', 'a', 'b', 'x ', '1',
-    "'", '"', '\\', '\n', '\r\n', ' ', '\t', '\v', '#', ';', '-', '.', '\u00e9', '\n\tlist a ', '\nconfig s ',
+    'config ',
+    'c ',
+    'option ',
+    'o ',
+    'list ',
+    'l ',
+    'package ',
+    'p ',
+    'rule ',
+    'cfg0192bd ',
+    'a',
+    'b',
+    'x ',
+    '1',
+    "'",
+    '"',
+    '\\',
+    '\n',
+    '\r\n',
+    ' ',
+    '\t',
+    '\v',
+    '#',
+    ';',
+    '-',
+    '.',
+    '\u00e9',
+    '\n\tlist a ',
+    '\nconfig s ',
   ]
   let parsed = 0
   let refused = 0

@@ -275,5 +275,3 @@ export class CidrSet {
     return false
   }
 }
-
-

@@ -213,7 +213,7 @@ export function formatIp(family: 4 | 6, words: Words): string {
   for (let w = 0; w < 4; w++) g.push((words[w]! >>> 16) & 0xffff, words[w]! & 0xffff)
   let bestStart = -1
   let bestLen = 1 // RFC 5952: a single zero group is not shortened
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (g[i] !== 0) {
       i++
       continue

@@ -59,21 +59,29 @@ export function sniffHttp(buf: Uint8Array, maxHeader: number): SniffResult {
 
   const limit = Math.min(buf.length, maxHeader)
   const tooLong = (): SniffResult =>
-    buf.length >= maxHeader ? invalid(`http: request head exceeds ${maxHeader} bytes`) : { status: 'need-more', proto: 'http' }
+    buf.length >= maxHeader
+      ? invalid(`http: request head exceeds ${maxHeader} bytes`)
+      : { status: 'need-more', proto: 'http' }
 
   // Method.
   let i = 0
   while (i < limit && i <= MAX_METHOD && isTchar(buf[i]!)) i++
   if (i === 0) return notMine(`http: first byte ${hexByte(buf[0]!)} is not a method character`)
   if (i > MAX_METHOD) return notMine(`http: no method token within ${MAX_METHOD} bytes`)
-  if (i === limit) return buf.length >= maxHeader ? notMine(`http: no request line within ${maxHeader} bytes`) : { status: 'need-more' }
+  if (i === limit)
+    return buf.length >= maxHeader
+      ? notMine(`http: no request line within ${maxHeader} bytes`)
+      : { status: 'need-more' }
   if (buf[i] !== SP) return notMine(`http: byte ${hexByte(buf[i]!)} after the method is not a space`)
   const methodEnd = i
 
   // Request target: visible ASCII and obs-text, up to the next space.
   const targetStart = ++i
   while (i < limit && buf[i]! > SP && buf[i] !== 0x7f) i++
-  if (i === limit) return buf.length >= maxHeader ? notMine(`http: no request line within ${maxHeader} bytes`) : { status: 'need-more' }
+  if (i === limit)
+    return buf.length >= maxHeader
+      ? notMine(`http: no request line within ${maxHeader} bytes`)
+      : { status: 'need-more' }
   if (i === targetStart) return notMine('http: empty request target')
   if (buf[i] !== SP) return notMine(`http: byte ${hexByte(buf[i]!)} after the request target is not a space`)
   const targetEnd = i++

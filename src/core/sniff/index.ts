@@ -29,10 +29,14 @@ export interface SniffOptions {
  */
 export function sniff(buf: Uint8Array, opts: SniffOptions): SniffResult {
   if (buf.length === 0) return { status: 'need-more' }
-  const r = buf[0] === 0x16 ? sniffTls(buf, { maxHello: opts.maxHello ?? TLS_MAX_HELLO }) : sniffHttp(buf, opts.maxBytes)
+  const r =
+    buf[0] === 0x16 ? sniffTls(buf, { maxHello: opts.maxHello ?? TLS_MAX_HELLO }) : sniffHttp(buf, opts.maxBytes)
   if (r.status === 'not-mine') return { status: 'ok', proto: 'unknown' }
   if (r.status === 'need-more' && buf.length >= opts.maxBytes) {
-    const out: SniffResult = { status: 'invalid', error: `sniff: first flight incomplete after ${buf.length} bytes (limit ${opts.maxBytes})` }
+    const out: SniffResult = {
+      status: 'invalid',
+      error: `sniff: first flight incomplete after ${buf.length} bytes (limit ${opts.maxBytes})`,
+    }
     if (r.proto !== undefined) out.proto = r.proto
     return out
   }

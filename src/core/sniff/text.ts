@@ -95,8 +95,8 @@ export function checkDnsName(s: string): NameCheck {
       out += '.'
       continue
     }
-    const ok = (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) ||
-      c === 0x2d || c === 0x5f
+    const ok =
+      (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x2d || c === 0x5f
     if (!ok) return { why: `bad character ${hexByte(c & 0xff)} at ${i}` }
     if (++label > 63) return { why: 'label longer than 63' }
     out += String.fromCharCode(lower(c))

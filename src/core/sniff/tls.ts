@@ -109,7 +109,8 @@ const NEED_MORE: SniffResult = { status: 'need-more', proto: 'tls' }
 export function sniffTls(buf: Uint8Array, opts: TlsSniffOptions = {}): SniffResult {
   const maxHello = opts.maxHello ?? TLS_MAX_HELLO
   if (buf.length === 0) return { status: 'need-more' }
-  if (buf[0] !== CONTENT_HANDSHAKE) return notMine(`tls: first byte ${hexByte(buf[0]!)} is not a handshake record (0x16)`)
+  if (buf[0] !== CONTENT_HANDSHAKE)
+    return notMine(`tls: first byte ${hexByte(buf[0]!)} is not a handshake record (0x16)`)
   if (buf.length >= 2 && buf[1] !== 3) return notMine(`tls: record version major ${hexByte(buf[1]!)} is not 0x03`)
   if (buf.length >= 3 && (buf[2]! < 1 || buf[2]! > 4)) {
     return notMine(`tls: record version ${hexU16(0x300 | buf[2]!)} is not 0x0301-0x0304`)
@@ -126,7 +127,9 @@ export function sniffTls(buf: Uint8Array, opts: TlsSniffOptions = {}): SniffResu
         return invalid(`tls: record type ${buf[pos]} at offset ${pos} interrupts the client_hello (want 22)`)
       }
       if (pos + 2 < buf.length && (buf[pos + 1] !== 3 || buf[pos + 2]! < 1 || buf[pos + 2]! > 4)) {
-        return invalid(`tls: record version ${hexU16((buf[pos + 1]! << 8) | buf[pos + 2]!)} at offset ${pos} is not 0x0301-0x0304`)
+        return invalid(
+          `tls: record version ${hexU16((buf[pos + 1]! << 8) | buf[pos + 2]!)} at offset ${pos} is not 0x0301-0x0304`,
+        )
       }
     }
     if (pos + RECORD_HEADER > buf.length) return NEED_MORE
@@ -162,7 +165,8 @@ function parseClientHello(r: Reader): SniffResult {
   const total = r.left()
   if (r.left() < 2 + 32) return invalid(`tls: client_hello length ${total} too short for version and random`)
   const version = r.u16()
-  if (version >> 8 !== 3 || (version & 0xff) > 4) return invalid(`tls: client_hello version ${hexU16(version)} is not 0x0300-0x0304`)
+  if (version >> 8 !== 3 || (version & 0xff) > 4)
+    return invalid(`tls: client_hello version ${hexU16(version)} is not 0x0300-0x0304`)
   r.pos += 32 // random
 
   if (r.left() < 1) return invalid('tls: client_hello ends before session_id')
@@ -220,7 +224,8 @@ function parseServerName(r: Reader): { host: string | undefined } | { why: strin
   const extLen = r.left()
   if (r.left() < 2) return { why: `tls: server_name extension length ${extLen} too short for its list` }
   const listLen = r.u16()
-  if (listLen !== r.left()) return { why: `tls: server_name_list length ${listLen} does not match remaining ${r.left()}` }
+  if (listLen !== r.left())
+    return { why: `tls: server_name_list length ${listLen} does not match remaining ${r.left()}` }
   if (listLen === 0) return { why: 'tls: server_name_list is empty' }
   let host: string | undefined
   while (r.left() > 0) {

@@ -13,7 +13,7 @@
 const callServiceList = rpc.declare({
 	object: 'service',
 	method: 'list',
-	params: [ 'name' ],
+	params: ['name'],
 	expect: { '': {} }
 });
 
@@ -33,7 +33,7 @@ const callConnections = rpc.declare({
 const MAX_ROWS = 200;
 
 function formatBytes(n) {
-	const units = [ 'B', 'KiB', 'MiB', 'GiB', 'TiB' ];
+	const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
 	let i = 0;
 
 	n = Number(n) || 0;
@@ -48,117 +48,147 @@ function formatBytes(n) {
 
 function formatDuration(seconds) {
 	let s = Math.max(0, Math.floor(Number(seconds) || 0));
-	const d = Math.floor(s / 86400), h = Math.floor(s / 3600) % 24, m = Math.floor(s / 60) % 60;
+	const d = Math.floor(s / 86400),
+		h = Math.floor(s / 3600) % 24,
+		m = Math.floor(s / 60) % 60;
 
 	s %= 60;
 
-	if (d > 0)
-		return '%dd %dh %dm'.format(d, h, m);
+	if (d > 0) return '%dd %dh %dm'.format(d, h, m);
 
-	if (h > 0)
-		return '%dh %dm %ds'.format(h, m, s);
+	if (h > 0) return '%dh %dm %ds'.format(h, m, s);
 
-	return (m > 0) ? '%dm %ds'.format(m, s) : '%ds'.format(s);
+	return m > 0 ? '%dm %ds'.format(m, s) : '%ds'.format(s);
 }
 
 /* procd's view: { pid } of the first running instance, or null. */
 function serviceInstance(list) {
 	const instances = (list && list.ugate && list.ugate.instances) || {};
 
-	for (const name in instances)
-		if (instances[name] && instances[name].running)
-			return instances[name];
+	for (const name in instances) if (instances[name] && instances[name].running) return instances[name];
 
 	return null;
 }
 
 function table(titles, rows, empty) {
-	return E('table', { 'class': 'table' }, [
-		E('tr', { 'class': 'tr table-titles' }, titles.map(function(t) {
-			return E('th', { 'class': 'th' }, t);
-		}))
-	].concat(rows.length ? rows.map(function(r) {
-		return E('tr', { 'class': 'tr' }, r.map(function(c, i) {
-			return E('td', { 'class': 'td', 'data-title': titles[i] }, (c == null) ? '-' : String(c));
-		}));
-	}) : [
-		E('tr', { 'class': 'tr placeholder' }, E('td', { 'class': 'td', 'colspan': titles.length }, E('em', empty)))
-	]));
+	return E(
+		'table',
+		{ class: 'table' },
+		[
+			E(
+				'tr',
+				{ class: 'tr table-titles' },
+				titles.map(function (t) {
+					return E('th', { class: 'th' }, t);
+				})
+			)
+		].concat(
+			rows.length
+				? rows.map(function (r) {
+						return E(
+							'tr',
+							{ class: 'tr' },
+							r.map(function (c, i) {
+								return E('td', { class: 'td', 'data-title': titles[i] }, c == null ? '-' : String(c));
+							})
+						);
+					})
+				: [E('tr', { class: 'tr placeholder' }, E('td', { class: 'td', colspan: titles.length }, E('em', empty)))]
+		)
+	);
 }
 
 function keyValueTable(pairs) {
-	return E('table', { 'class': 'table' }, pairs.map(function(p) {
-		return E('tr', { 'class': 'tr' }, [
-			E('td', { 'class': 'td left', 'width': '33%' }, p[0]),
-			E('td', { 'class': 'td left' }, (p[1] == null) ? '-' : p[1])
-		]);
-	}));
+	return E(
+		'table',
+		{ class: 'table' },
+		pairs.map(function (p) {
+			return E('tr', { class: 'tr' }, [
+				E('td', { class: 'td left', width: '33%' }, p[0]),
+				E('td', { class: 'td left' }, p[1] == null ? '-' : p[1])
+			]);
+		})
+	);
 }
 
 return view.extend({
 	load() {
-		return Promise.all([ callServiceList('ugate'), callStatus(), callConnections() ]);
+		return Promise.all([callServiceList('ugate'), callStatus(), callConnections()]);
 	},
 
 	/* Fill the page's boxes from [ service list, status, connections ]. */
 	update(nodes, data) {
 		const service = serviceInstance(data[0]),
-		      st = data[1] || {},
-		      conns = (data[2] && Array.isArray(data[2].connections)) ? data[2].connections : [];
+			st = data[1] || {},
+			conns = data[2] && Array.isArray(data[2].connections) ? data[2].connections : [];
 		const running = st.running === true;
 
 		let state;
 
-		if (running)
-			state = E('span', { 'style': 'color:green' }, _('Running'));
+		if (running) state = E('span', { style: 'color:green' }, _('Running'));
 		else if (service)
-			state = E('span', { 'style': 'color:orange' }, _('Started by procd, not answering on its admin socket'));
-		else
-			state = E('span', { 'style': 'color:red' }, _('Not running'));
+			state = E('span', { style: 'color:orange' }, _('Started by procd, not answering on its admin socket'));
+		else state = E('span', { style: 'color:red' }, _('Not running'));
 
 		const pairs = [
-			[ _('Service'), state ],
-			[ _('Process'), service ? 'PID %d'.format(service.pid) : (running && st.pid ? 'PID %d'.format(st.pid) : null) ]
+			[_('Service'), state],
+			[_('Process'), service ? 'PID %d'.format(service.pid) : running && st.pid ? 'PID %d'.format(st.pid) : null]
 		];
 
 		if (running) {
 			pairs.push(
-				[ _('Version'), st.version ],
-				[ _('Uptime'), formatDuration(st.uptime) ],
-				[ _('Live connections'), st.connections ? String(st.connections.live) : null ],
-				[ _('Connections since start'), st.connections ? String(st.connections.total) : null ],
-				[ _('Bytes up (client to server)'), st.bytes ? formatBytes(st.bytes.up) : null ],
-				[ _('Bytes down (server to client)'), st.bytes ? formatBytes(st.bytes.down) : null ]
+				[_('Version'), st.version],
+				[_('Uptime'), formatDuration(st.uptime)],
+				[_('Live connections'), st.connections ? String(st.connections.live) : null],
+				[_('Connections since start'), st.connections ? String(st.connections.total) : null],
+				[_('Bytes up (client to server)'), st.bytes ? formatBytes(st.bytes.up) : null],
+				[_('Bytes down (server to client)'), st.bytes ? formatBytes(st.bytes.down) : null]
 			);
 
 			if (st.capture)
-				pairs.push([ _('Transparent capture'),
-					st.capture.enabled ? _('on, to listener "%s"').format(st.capture.listener) : _('off') ]);
-		}
-		else if (st.error) {
-			pairs.push([ _('Admin socket'), String(st.error) ]);
-		}
-		else if (Object.keys(st).length === 0) {
-			pairs.push([ _('Admin socket'), _('No answer from the rpcd plugin luci.ugate') ]);
+				pairs.push([
+					_('Transparent capture'),
+					st.capture.enabled ? _('on, to listener "%s"').format(st.capture.listener) : _('off')
+				]);
+		} else if (st.error) {
+			pairs.push([_('Admin socket'), String(st.error)]);
+		} else if (Object.keys(st).length === 0) {
+			pairs.push([_('Admin socket'), _('No answer from the rpcd plugin luci.ugate')]);
 		}
 
 		dom.content(nodes.overview, keyValueTable(pairs));
 
-		const listeners = (running && Array.isArray(st.listeners)) ? st.listeners : [];
+		const listeners = running && Array.isArray(st.listeners) ? st.listeners : [];
 
-		dom.content(nodes.listeners, table([ _('Name'), _('Type'), _('Address') ],
-			listeners.map(function(l) { return [ l.name, l.type, l.addr ] }),
-			_('No listeners')));
+		dom.content(
+			nodes.listeners,
+			table(
+				[_('Name'), _('Type'), _('Address')],
+				listeners.map(function (l) {
+					return [l.name, l.type, l.addr];
+				}),
+				_('No listeners')
+			)
+		);
 
-		const rules = (running && Array.isArray(st.rules)) ? st.rules.slice() : [];
+		const rules = running && Array.isArray(st.rules) ? st.rules.slice() : [];
 
-		rules.sort(function(a, b) { return (b.hits || 0) - (a.hits || 0) });
+		rules.sort(function (a, b) {
+			return (b.hits || 0) - (a.hits || 0);
+		});
 
-		dom.content(nodes.rules, table([ _('Rule'), _('Hits') ],
-			rules.map(function(r) { return [ r.rule, r.hits ] }),
-			_('No rule has matched yet')));
+		dom.content(
+			nodes.rules,
+			table(
+				[_('Rule'), _('Hits')],
+				rules.map(function (r) {
+					return [r.rule, r.hits];
+				}),
+				_('No rule has matched yet')
+			)
+		);
 
-		const rows = conns.slice(0, MAX_ROWS).map(function(c) {
+		const rows = conns.slice(0, MAX_ROWS).map(function (c) {
 			return [
 				c.listener,
 				c.src,
@@ -171,9 +201,12 @@ return view.extend({
 		});
 
 		dom.content(nodes.connections, [
-			table([ _('Listener'), _('Client'), _('Destination'), _('Stage'), _('Age'), _('Up'), _('Down') ],
-				rows, running ? _('No live connections') : _('Not running')),
-			(conns.length > MAX_ROWS) ? E('p', {}, _('%d more connections not shown').format(conns.length - MAX_ROWS)) : ''
+			table(
+				[_('Listener'), _('Client'), _('Destination'), _('Stage'), _('Age'), _('Up'), _('Down')],
+				rows,
+				running ? _('No live connections') : _('Not running')
+			),
+			conns.length > MAX_ROWS ? E('p', {}, _('%d more connections not shown').format(conns.length - MAX_ROWS)) : ''
 		]);
 	},
 
@@ -187,18 +220,22 @@ return view.extend({
 
 		this.update(nodes, data);
 
-		poll.add(L.bind(function() {
-			return Promise.all([ callServiceList('ugate'), callStatus(), callConnections() ])
-				.then(L.bind(this.update, this, nodes));
-		}, this), 5);
+		poll.add(
+			L.bind(function () {
+				return Promise.all([callServiceList('ugate'), callStatus(), callConnections()]).then(
+					L.bind(this.update, this, nodes)
+				);
+			}, this),
+			5
+		);
 
 		/* not a .cbi-map: nothing here to save, and the footer stays away */
 		return E('div', {}, [
 			E('h2', {}, _('ugate status')),
-			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Service')), nodes.overview ]),
-			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Listeners')), nodes.listeners ]),
-			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Rule hits')), nodes.rules ]),
-			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Live connections')), nodes.connections ])
+			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Service')), nodes.overview]),
+			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Listeners')), nodes.listeners]),
+			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Rule hits')), nodes.rules]),
+			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Live connections')), nodes.connections])
 		]);
 	},
 
