@@ -34,8 +34,16 @@ suite() {  # suite NAME ENV... -- TAP-ARGS...
   fi
 }
 
-echo "### type check of the tests" >&2
-if ! npx tsc --noEmit -p test; then status=1; failed=$((failed + 1)); fi
+check() {  # check NAME COMMAND...: a failing check counts as one failure
+  local name=$1; shift
+  echo "### $name" >&2
+  if "$@"; then passed=$((passed + 1)); else status=1; failed=$((failed + 1)); echo "### $name: FAILED" >&2; fi
+}
+
+check "type check of the tests" npx tsc --noEmit -p test
+check "format (prettier)" npx prettier --check --log-level=warn 'src/**/*.ts' 'test/**/*.ts' 'test/**/*.mjs' 'bench/**/*.ts' 'luci/**/*.js'
+check "format (clang-format)" clang-format --dry-run --Werror native/*.c native/*.h native/tools/*.c
+check "no unused exports in src/" node test/tools/unused-exports.mjs
 
 case $what in
   all | unit) suite unit -- test/unit ;;
