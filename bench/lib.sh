@@ -106,3 +106,19 @@ machine() {  # one line: CPUs, model, kernel
   m=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
   echo "$(nproc) CPUs, ${m:-$(uname -m)}, kernel $(uname -r)"
 }
+
+# ---------------------------------------------------------------- docs
+# write_section DOC BEGIN_MARK END_MARK REPORT: replace what lies between the
+# marker lines of DOC with REPORT (markers appended when missing)
+write_section() {
+  local doc=$1 b=$2 e=$3 rep=$4
+  if [[ ! -f $doc ]]; then mkdir -p "$(dirname "$doc")"; printf '# Performance\n' >"$doc"; fi
+  if ! grep -qF "$b" "$doc" || ! grep -qF "$e" "$doc"; then printf '\n%s\n%s\n' "$b" "$e" >>"$doc"; fi
+  awk -v b="$b" -v e="$e" -v rep="$rep" '
+    $0 == b { print; while ((getline l < rep) > 0) print l; skip = 1; next }
+    $0 == e { skip = 0 }
+    !skip { print }
+  ' "$doc" >"$TMP/doc.new"
+  cat "$TMP/doc.new" >"$doc"
+  log "wrote $doc"
+}

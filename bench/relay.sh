@@ -3,7 +3,8 @@
 #
 # Measures iperf3 throughput on 127.0.0.1 through several TCP relays ("peers"),
 # all in the same run, in rotation, and prints a table + ratio lines + targets.
-# It then rewrites the marked section of docs/performance.md.
+# `make bench` (bench/run.sh) runs it as the suite's throughput section and
+# puts its report into docs/performance.md; alone it only prints (BENCH_DOC).
 #
 # Usage:  bench/relay.sh              full benchmark (default settings)
 #         bench/relay.sh --strace     short strace -c run per splicing peer: shows
@@ -14,7 +15,7 @@
 #   BENCH_STREAMS="1 4" iperf3 parallel streams (-P) to measure
 #   BENCH_PEERS="direct ugate-splice ugate-copy haproxy-splice haproxy-nosplice socat limit_relay"
 #                       peers to run (leave the ugate-* ones out to bench without build/ugate)
-#   BENCH_DOC=docs/performance.md   file whose marked section is rewritten; "-" = don't write
+#   BENCH_DOC=-         a file whose "bench/relay.sh output" section is rewritten; "-" = none
 #   UGATE_BIN=build/ugate           ugate executable
 #   LIMIT_RELAY_SRC=../shared/bench/limit_relay.c   yardstick relay source (compiled to a temp dir)
 #   BENCH_OUT=DIR       also leave results.tsv and report.md there (bench/run.sh uses them)
@@ -26,7 +27,7 @@ BENCH_ROUNDS=${BENCH_ROUNDS:-2}
 BENCH_STREAMS=${BENCH_STREAMS:-"1 4"}
 ALL_PEERS="direct ugate-splice ugate-copy haproxy-splice haproxy-nosplice socat limit_relay"
 BENCH_PEERS=${BENCH_PEERS:-$ALL_PEERS}
-BENCH_DOC=${BENCH_DOC:-$ROOT/docs/performance.md}
+BENCH_DOC=${BENCH_DOC:--}
 UGATE_BIN=${UGATE_BIN:-$ROOT/build/ugate}
 LIMIT_RELAY_SRC=${LIMIT_RELAY_SRC:-$ROOT/../shared/bench/limit_relay.c}
 MODE=bench
@@ -347,20 +348,5 @@ cat "$REPORT"
 # ---------------------------------------------------------------- docs/performance.md
 BEGIN_MARK='<!-- BEGIN bench/relay.sh output (generated; edit outside these markers) -->'
 END_MARK='<!-- END bench/relay.sh output -->'
-if [[ $BENCH_DOC != - ]]; then
-  if [[ ! -f $BENCH_DOC ]]; then
-    mkdir -p "$(dirname "$BENCH_DOC")"
-    printf '# Performance\n\n%s\n%s\n' "$BEGIN_MARK" "$END_MARK" >"$BENCH_DOC"
-  fi
-  if ! grep -qF "$BEGIN_MARK" "$BENCH_DOC" || ! grep -qF "$END_MARK" "$BENCH_DOC"; then
-    printf '\n%s\n%s\n' "$BEGIN_MARK" "$END_MARK" >>"$BENCH_DOC"
-  fi
-  awk -v b="$BEGIN_MARK" -v e="$END_MARK" -v rep="$REPORT" '
-    $0 == b { print; while ((getline l < rep) > 0) print l; skip = 1; next }
-    $0 == e { skip = 0 }
-    !skip { print }
-  ' "$BENCH_DOC" >"$TMP/doc.new"
-  cat "$TMP/doc.new" >"$BENCH_DOC"
-  log "wrote $BENCH_DOC"
-fi
+[[ $BENCH_DOC == - ]] || write_section "$BENCH_DOC" "$BEGIN_MARK" "$END_MARK" "$REPORT"
 if [[ -n ${BENCH_OUT:-} ]]; then cp "$RESULTS" "$REPORT" "$BENCH_OUT/"; fi

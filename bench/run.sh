@@ -191,6 +191,11 @@ section_relay() {
   BENCH_PEERS=$plist BENCH_STREAMS=${BENCH_STREAMS:-$streams} BENCH_ROUNDS=${BENCH_ROUNDS:-$rounds} \
     BENCH_SECONDS=$SECONDS_RUN BENCH_DOC=- BENCH_OUT=$TMP/relay UGATE_BIN=$UGATE_BIN LIMIT_RELAY_SRC=$LIMIT_RELAY_SRC \
     "$ROOT/bench/relay.sh" >"$TMP/relay.out" || { cat "$TMP/relay.out" >&2; die "bench/relay.sh failed"; }
+  # relay.sh's rows: round streams peer gbps bytes cpu_ticks peak_kb idle_kb
+  awk -F'\t' -v tck="$CLK_TCK" '$4 != "NA" {
+    printf "relay\t%s\t%s -P%s\tgbps\t%s\n", $1, $3, $2, $4
+    if ($6 != "NA" && $5 > 0) printf "relay\t%s\t%s -P%s\tcpu_s_gb\t%.6g\n", $1, $3, $2, ($6 / tck) / ($5 / 1e9)
+  }' "$TMP/relay/results.tsv" >>"$RESULTS"
 }
 
 # ---------------------------------------------------------------- conn
@@ -386,4 +391,50 @@ log "bench: sections [$SECTIONS], $ROUNDS rounds, ${SECONDS_RUN}s runs$([[ $QUIC
 for s in $SECTIONS; do "section_$s"; done
 LOAD1=$(load1)
 ELAPSED=$(($(date +%s) - STARTED))
-cat "$RESULTS"
+
+# ---------------------------------------------------------------- report
+# chart titles and y labels, by the data files report.awk writes
+declare -A CHART=(
+  [bench-relay]="iperf3 through a TCP relay on loopback (bench/relay.sh)|Gbit/s"
+  [bench-conn]="one HTTP request per connection through a relay|connections/s"
+  [bench-conn-cpu]="relay CPU per connection|µs per connection"
+  [bench-socks]="SOCKS5 bulk download (curl --socks5-hostname)|Gbit/s"
+  [bench-transparent]="iperf3 captured by nftables REDIRECT (namespaces)|Gbit/s"
+  [bench-memory]="RSS per idle relayed connection|bytes"
+  [bench-start]="start → accepting|ms"
+)
+if [[ $BENCH_DOC == - ]]; then IMG=$TMP/img; else IMG=$(dirname "$BENCH_DOC")/img; fi
+mkdir -p "$TMP/charts" "$IMG"
+REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo "no commit")
+ver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "?"; }
+REPORT=$TMP/report.md
+{
+  echo "Last run: $(date -u '+%Y-%m-%d %H:%M UTC') — $(machine); load average $LOAD0 before, $LOAD1 after;" \
+    "$((ELAPSED / 60)) min $((ELAPSED % 60)) s; ugate rev $REV$([[ $QUICK == 1 ]] && echo '; **BENCH_QUICK** (small sizes: a check of the suite, not figures)')."
+  echo "Settings: sections [$SECTIONS], $ROUNDS rounds, ${SECONDS_RUN} s per timed run, $CONNS concurrent connections," \
+    "$SOCKS_MIB MiB SOCKS5 download, $HOLD idle connections, $STARTS starts per round."
+  echo "Peers: haproxy $(ver haproxy), nginx $(ver nginx-light), wrk $(ver wrk), iperf3 $(ver iperf3), dante-server $(ver dante-server)," \
+    "redsocks $(ver redsocks), microsocks $(ver microsocks), curl $(ver curl)."
+  echo
+  awk -f "$ROOT/bench/report.awk" -v rounds="$ROUNDS" -v charts="$TMP/charts" -v img=img "$RESULTS" |
+    awk -v rep="$TMP/relay/report.md" '$0 == "@RELAY_REPORT@" { while ((getline l < rep) > 0) print l; next } { print }'
+} >"$REPORT"
+for dat in "$TMP"/charts/*.dat; do
+  [[ -f $dat ]] || continue
+  name=$(basename "$dat" .dat)
+  IFS='|' read -r title ylabel <<<"${CHART[$name]:-$name|}"
+  gnuplot -e "set terminal pngcairo size 900,420 font 'sans,10' noenhanced; set output '$IMG/$name.png'" \
+    -e "set title '$title'; set ylabel '$ylabel'; set style data histogram; set style histogram clustered gap 1" \
+    -e "set style fill solid 0.8 border -1; set grid ytics; set yrange [0:*]; set key top right; set xtics rotate by -25" \
+    -e "plot for [i=2:$((ROUNDS + 1))] '$dat' using i:xtic(1) title sprintf('round %d', i - 1)" 2>"$TMP/gnuplot.err" ||
+    { cat "$TMP/gnuplot.err" >&2; die "gnuplot failed on $name"; }
+done
+
+echo
+cat "$REPORT"
+BEGIN_MARK='<!-- BEGIN make bench output (bench/run.sh; generated, edit outside these markers) -->'
+END_MARK='<!-- END make bench output -->'
+if [[ $BENCH_DOC != - ]]; then
+  write_section "$BENCH_DOC" "$BEGIN_MARK" "$END_MARK" "$REPORT"
+  log "charts in $IMG/"
+fi
