@@ -8,6 +8,9 @@
 . "$(dirname "${BASH_SOURCE[0]}")/../openwrt/lib.sh"
 
 log() { echo "$*" >&2; }
+# -h/--help: the calling script's header comment (sourced before the script reads its arguments)
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0; fi
+bad_arg() { echo "$(basename "$0"): unknown argument '$1' (try --help)" >&2; exit 2; }
 # shellcheck disable=SC2034  # used by the scripts that source this file
 CLK_TCK=$(getconf CLK_TCK)
 

@@ -20,13 +20,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-case "${1:-}" in
-  "") ;;
-  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-  *) echo "profile.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
-esac
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
+[[ $# -eq 0 ]] || bad_arg "$1"
 SECS=${PROFILE_SECONDS:-5}
 CONNS=${PROFILE_CONNS:-50}
 COUNT=${PROFILE_COUNT:-300}
@@ -128,7 +124,7 @@ GROUP=ubench$$
 CLEANUP+=("perf probe -q -d '$GROUP:*' 2>/dev/null")
 PROBES=(JS_CallInternal js_call_c_function js_arena_malloc ug_call)
 mapfile -t -O ${#PROBES[@]} PROBES < <(grep -E '^js_' "$TMP/native.syms")
-for f in "${PROBES[@]}"; do perf probe -q -x "$BIN" -a "$GROUP:$f=$f" 2>/dev/null || log "no probe on $f"; done
+for f in "${PROBES[@]}"; do perf probe -q -x "$BIN" -a "$GROUP:$f=$f" >/dev/null 2>&1 || log "no probe on $f"; done
 start_ugate probes ""
 fetch_n() { local i; for ((i = 0; i < $1; i++)); do curl -sf "http://127.0.0.1:$UG_PORT/small" >/dev/null || return 1; done; }
 fetch_n 20 || die "curl through ugate failed"  # warm-up: first-time shapes, atoms and pools are not per connection

@@ -30,17 +30,15 @@ BENCH_PEERS=${BENCH_PEERS:-$ALL_PEERS}
 BENCH_DOC=${BENCH_DOC:--}
 UGATE_BIN=${UGATE_BIN:-$ROOT/build/ugate}
 LIMIT_RELAY_SRC=${LIMIT_RELAY_SRC:-$ROOT/../shared/bench/limit_relay.c}
+# log, die, need, start_bg, stop_pid, free_port, wait_listen, cpu_ticks, ...; TMP, PIDS
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 MODE=bench
 case "${1:-}" in
   "") ;;
   --strace) MODE=strace ;;
-  -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-  *) echo "relay.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  *) bad_arg "$1" ;;
 esac
-
-# log, die, need, start_bg, stop_pid, free_port, wait_listen, cpu_ticks, ...; TMP, PIDS
-# shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh"
 
 [[ $BENCH_SECONDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a positive integer"
 [[ $BENCH_ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"

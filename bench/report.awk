@@ -44,10 +44,20 @@ function chart(name, sec, m,   i, p, r, out) {
   close(out)
   printf "![%s](%s/%s.png)\n\n", name, img, name
 }
+# a bulk section's table: Gbit/s per peer, per round, against two reference peers, CPU s/GB
+function bulk_table(sec, ref1, ref2,   i, p) {
+  printf "| peer | Gbit/s (median) | per round | × %s | × %s | CPU s/GB |\n", ref1, ref2
+  print "|---|---:|---|---:|---:|---:|"
+  for (i = 1; i <= NP[sec]; i++) {
+    p = PEER[sec, i]
+    printf "| %s | %s | %s | %s | %s | %s |\n", p, f(med(sec, p, "gbps"), "%.2f"), rounds_of(sec, p, "gbps", "%.2f"), \
+      f(ratio(sec, p, ref1, "gbps"), "%.2f"), f(ratio(sec, p, ref2, "gbps"), "%.2f"), f(med(sec, p, "cpu_s_gb"), "%.2f")
+  }
+}
+function heading(title, text) { print "### " title; print ""; if (text != "") { print text; print "" } }
 function verdict(ok, x) { return x == "" ? "n/a" : (ok ? "**PASS**" : "**MISS**") }
 END {
-  print "### Targets (issue 8, section 2)"
-  print ""
+  heading("Targets (issue 8, section 2)", "")
   x = ratio("conn", "ugate-forward", "haproxy", "rps")
   printf "- %s connections/s through a forward ≥ 1.2 × haproxy mode tcp: %s\n", verdict(x >= 1.2, x), f(x, "%.2f ×")
   x = ratio("conn", "ugate-forward", "haproxy", "cpu_us")
@@ -69,113 +79,81 @@ END {
   print ""
 
   if (NP["relay"]) {
-  print "### Throughput (bench/relay.sh)"
-  print ""
-  chart("bench-relay", "relay", "gbps")
-  print "@RELAY_REPORT@"
-  print ""
+    heading("Throughput (bench/relay.sh)", "")
+    chart("bench-relay", "relay", "gbps")
+    print "@RELAY_REPORT@"
+    print ""
   }
 
   if (NP["conn"]) {
-  print "### Connection rate and latency"
-  print ""
-  print "One HTTP request per connection (`Connection: close`, a 6-byte file from nginx), " \
-    "the relay a fresh process per run. Clients: wrk, or bench/connload (SOCKS5, and the `-connload` rows: " \
-    "the same peers with connload, so the SOCKS5 row has a same-client yardstick; `direct-connload` vs `direct` shows " \
-    "whether connload keeps up with wrk). × haproxy: per-round ratio to haproxy with the same client."
-  print ""
-  chart("bench-conn", "conn", "rps")
-  chart("bench-conn-cpu", "conn", "cpu_us")
-  print "| peer | conn/s (median) | per round | × haproxy | CPU µs/conn | × haproxy | p50 ms | p99 ms | × haproxy p99 | errors |"
-  print "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
-  for (i = 1; i <= NP["conn"]; i++) {
-    p = PEER["conn", i]; ref = (p ~ /connload|mixed/) ? "haproxy-connload" : "haproxy"
-    printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p, f(med("conn", p, "rps"), "%.0f"), \
-      rounds_of("conn", p, "rps", "%.0f"), f(p == ref ? 1 : ratio("conn", p, ref, "rps"), "%.2f"), \
-      f(med("conn", p, "cpu_us"), "%.0f"), f(p == ref ? 1 : ratio("conn", p, ref, "cpu_us"), "%.2f"), \
-      f(med("conn", p, "p50_ms"), "%.2f"), f(med("conn", p, "p99_ms"), "%.2f"), \
-      f(p == ref ? 1 : ratio("conn", p, ref, "p99_ms"), "%.2f"), f(med("conn", p, "errors"), "%d")
-  }
-  print ""
-
+    heading("Connection rate and latency", "One HTTP request per connection (`Connection: close`, a 6-byte file from nginx), " \
+      "the relay a fresh process per run. Clients: wrk, or bench/connload (SOCKS5, and the `-connload` rows: " \
+      "the same peers with connload, so the SOCKS5 row has a same-client yardstick; `direct-connload` vs `direct` shows " \
+      "whether connload keeps up with wrk). × haproxy: per-round ratio to haproxy with the same client.")
+    chart("bench-conn", "conn", "rps")
+    chart("bench-conn-cpu", "conn", "cpu_us")
+    print "| peer | conn/s (median) | per round | × haproxy | CPU µs/conn | × haproxy | p50 ms | p99 ms | × haproxy p99 | errors |"
+    print "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+    for (i = 1; i <= NP["conn"]; i++) {
+      p = PEER["conn", i]; ref = (p ~ /connload|mixed/) ? "haproxy-connload" : "haproxy"
+      printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p, f(med("conn", p, "rps"), "%.0f"), \
+        rounds_of("conn", p, "rps", "%.0f"), f(p == ref ? 1 : ratio("conn", p, ref, "rps"), "%.2f"), \
+        f(med("conn", p, "cpu_us"), "%.0f"), f(p == ref ? 1 : ratio("conn", p, ref, "cpu_us"), "%.2f"), \
+        f(med("conn", p, "p50_ms"), "%.2f"), f(med("conn", p, "p99_ms"), "%.2f"), \
+        f(p == ref ? 1 : ratio("conn", p, ref, "p99_ms"), "%.2f"), f(med("conn", p, "errors"), "%d")
+    }
+    print ""
   }
   if (NP["socks"]) {
-  print "### SOCKS5 bulk"
-  print ""
-  print "`curl --socks5-hostname` downloading one file from nginx through each SOCKS5 server."
-  print ""
-  chart("bench-socks", "socks", "gbps")
-  print "| peer | Gbit/s (median) | per round | × microsocks | × dante | CPU s/GB |"
-  print "|---|---:|---|---:|---:|---:|"
-  for (i = 1; i <= NP["socks"]; i++) {
-    p = PEER["socks", i]
-    printf "| %s | %s | %s | %s | %s | %s |\n", p, f(med("socks", p, "gbps"), "%.2f"), rounds_of("socks", p, "gbps", "%.2f"), \
-      f(ratio("socks", p, "microsocks", "gbps"), "%.2f"), f(ratio("socks", p, "dante", "gbps"), "%.2f"), f(med("socks", p, "cpu_s_gb"), "%.2f")
-  }
-  print ""
-
+    heading("SOCKS5 bulk", "`curl --socks5-hostname` downloading one file from nginx through each SOCKS5 server.")
+    chart("bench-socks", "socks", "gbps")
+    bulk_table("socks", "microsocks", "dante")
+    print ""
   }
   if (NP["transparent"]) {
-  print "### Transparent bulk (nftables REDIRECT)"
-  print ""
-  print "iperf3 from a client namespace to a server namespace through a router namespace; there, nftables " \
-    "REDIRECTs the client's port 5201 to the relay (direct: routed, no relay). CPU: the relay processes " \
-    "(redsocks: redsocks + microsocks)."
-  print ""
-  chart("bench-transparent", "transparent", "gbps")
-  print "| peer | Gbit/s (median) | per round | × direct | × redsocks | CPU s/GB |"
-  print "|---|---:|---|---:|---:|---:|"
-  for (i = 1; i <= NP["transparent"]; i++) {
-    p = PEER["transparent", i]
-    printf "| %s | %s | %s | %s | %s | %s |\n", p, f(med("transparent", p, "gbps"), "%.2f"), rounds_of("transparent", p, "gbps", "%.2f"), \
-      f(ratio("transparent", p, "direct", "gbps"), "%.2f"), f(ratio("transparent", p, "redsocks", "gbps"), "%.2f"), \
-      f(med("transparent", p, "cpu_s_gb"), "%.2f")
-  }
-  print ""
-
+    heading("Transparent bulk (nftables REDIRECT)", "iperf3 from a client namespace to a server namespace through a " \
+      "router namespace; there, nftables REDIRECTs the client's port 5201 to the relay (direct: routed, no relay). " \
+      "CPU: the relay processes (redsocks: redsocks + microsocks).")
+    chart("bench-transparent", "transparent", "gbps")
+    bulk_table("transparent", "direct", "redsocks")
+    print ""
   }
   if (NP["memory"]) {
-  print "### Memory"
-  print ""
-  print "Idle: RSS (all processes of the peer) once it listens. Per connection: (RSS with the idle relayed " \
-    "connections open − idle RSS) / their number; each connection has done one byte's round trip to an echo server."
-  print ""
-  chart("bench-memory", "memory", "conn_bytes")
-  print "| peer | idle RSS MiB | bytes per idle relayed connection (median) | per round | × haproxy |"
-  print "|---|---:|---:|---|---:|"
-  for (i = 1; i <= NP["memory"]; i++) {
-    p = PEER["memory", i]
-    printf "| %s | %s | %s | %s | %s |\n", p, f(med("memory", p, "idle_kb") / 1024, "%.1f"), f(med("memory", p, "conn_bytes"), "%.0f"), \
-      rounds_of("memory", p, "conn_bytes", "%.0f"), f(ratio("memory", p, "haproxy", "conn_bytes"), "%.2f")
-  }
-  print ""
-
+    heading("Memory", "Idle: RSS (all processes of the peer) once it listens. Per connection: (RSS with the idle " \
+      "relayed connections open − idle RSS) / their number; each connection has done one byte's round trip to an echo server.")
+    chart("bench-memory", "memory", "conn_bytes")
+    print "| peer | idle RSS MiB | bytes per idle relayed connection (median) | per round | × haproxy |"
+    print "|---|---:|---:|---|---:|"
+    for (i = 1; i <= NP["memory"]; i++) {
+      p = PEER["memory", i]
+      printf "| %s | %s | %s | %s | %s |\n", p, f(med("memory", p, "idle_kb") / 1024, "%.1f"), f(med("memory", p, "conn_bytes"), "%.0f"), \
+        rounds_of("memory", p, "conn_bytes", "%.0f"), f(ratio("memory", p, "haproxy", "conn_bytes"), "%.2f")
+    }
+    print ""
   }
   if (NP["footprint"]) {
-  print "### Footprint"
-  print ""
-  print "| file | KiB |"
-  print "|---|---:|"
-  for (i = 1; i <= NP["footprint"]; i++) {
-    p = PEER["footprint", i]
-    if ((("footprint", p, "binary_kib") in L)) printf "| build/ugate (static, stripped) | %s |\n", f(med("footprint", p, "binary_kib"), "%.0f")
-    if ((("footprint", p, "ipk_kib") in L)) printf "| %s | %s |\n", p, f(med("footprint", p, "ipk_kib"), "%.0f")
-  }
-  if (!(("footprint", "ugate", "binary_kib") in L)) print "| (footprint not measured) | – |"
-  else if (NP["footprint"] && !ipk_seen()) print "| .ipk packages: not built (`make ipk`) | – |"
-  print ""
-  print "Start → accepting: from fork to the first accepted connect() (bench/connload polls every 100 µs)."
-  print ""
-  chart("bench-start", "footprint", "start_ms")
-  print "| peer | start → accepting ms (median) | per round (median) | × ugate |"
-  print "|---|---:|---|---:|"
-  for (i = 1; i <= NP["footprint"]; i++) {
-    p = PEER["footprint", i]
-    if (!(("footprint", p, "start_ms") in L)) continue
+    heading("Footprint", "")
+    print "| file | KiB |"
+    print "|---|---:|"
+    x = med("footprint", "ugate", "binary_kib")
+    printf "| build/ugate (static, stripped) | %s |\n", f(x, "%.0f")
+    for (i = 1; i <= NP["footprint"]; i++) {
+      p = PEER["footprint", i]
+      if ((("footprint", p, "ipk_kib") in L)) { printf "| %s | %s |\n", p, f(med("footprint", p, "ipk_kib"), "%.0f"); ipk = 1 }
+    }
+    if (!ipk) print "| .ipk packages: not built (`make ipk`) | – |"
+    print ""
+    print "Start → accepting: from fork to the first accepted connect() (bench/connload polls every 100 µs)."
+    print ""
+    chart("bench-start", "footprint", "start_ms")
+    print "| peer | start → accepting ms (median) | per round (median) | × ugate |"
+    print "|---|---:|---|---:|"
     x = med("footprint", "ugate", "start_ms")
-    printf "| %s | %s | %s | %s |\n", p, f(med("footprint", p, "start_ms"), "%.1f"), rounds_of("footprint", p, "start_ms", "%.1f"), \
-      f(x > 0 ? med("footprint", p, "start_ms") / x : "", "%.2f")
-  }
+    for (i = 1; i <= NP["footprint"]; i++) {
+      p = PEER["footprint", i]
+      if (!(("footprint", p, "start_ms") in L)) continue
+      printf "| %s | %s | %s | %s |\n", p, f(med("footprint", p, "start_ms"), "%.1f"), rounds_of("footprint", p, "start_ms", "%.1f"), \
+        f(x > 0 ? med("footprint", p, "start_ms") / x : "", "%.2f")
+    }
   }
 }
-function ipk_seen(   i) { for (i = 1; i <= NP["footprint"]; i++) if (("footprint", PEER["footprint", i], "ipk_kib") in L) return 1; return 0 }

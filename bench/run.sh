@@ -33,14 +33,10 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-case "${1:-}" in
-  "") ;;
-  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-  *) echo "run.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
-esac
 # log, die, start_bg, stop_bg, free_port, wait_listen, cpu_ticks, ...; TMP, CLEANUP
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
+[[ $# -eq 0 ]] || bad_arg "$1"
 
 QUICK=${BENCH_QUICK:-0}
 ALL_SECTIONS="relay conn socks transparent memory footprint"
