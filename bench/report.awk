@@ -139,6 +139,7 @@ END {
     printf "| build/ugate (static, stripped) | %s |\n", f(x, "%.0f")
     for (i = 1; i <= NP["footprint"]; i++) {
       p = PEER["footprint", i]
+      if (p != "ugate" && (("footprint", p, "binary_kib") in L)) printf "| %s | %s |\n", p, f(med("footprint", p, "binary_kib"), "%.0f")
       if ((("footprint", p, "ipk_kib") in L)) { printf "| %s | %s |\n", p, f(med("footprint", p, "ipk_kib"), "%.0f"); ipk = 1 }
     }
     if (!ipk) print "| .ipk packages: not built (`make ipk`) | – |"

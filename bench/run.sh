@@ -331,12 +331,15 @@ start_run() {  # ROUND PEER
   done
 }
 section_footprint() {
-  local f arch
+  local f arch size
   record footprint 1 ugate binary_kib "$(per_sec "$(stat -c %s "$UGATE_BIN")" 1024)"
   for f in "$ROOT"/build/ipk/ugate_*.ipk; do
     [[ -f $f ]] || continue
     arch=$(basename "$f" .ipk); arch=${arch#ugate_*_}
     record footprint 1 "ipk $arch" ipk_kib "$(per_sec "$(stat -c %s "$f")" 1024)"
+    # the executable inside: the .ipk is a tar.gz holding ./data.tar.gz with usr/bin/ugate
+    size=$(tar -xzOf "$f" ./data.tar.gz 2>/dev/null | tar -tvzf - 2>/dev/null | awk '$NF ~ /bin\/ugate$/ {print $3}')
+    [[ -z $size ]] || record footprint 1 "usr/bin/ugate $arch" binary_kib "$(per_sec "$size" 1024)"
   done
   rotate footprint start_run ugate haproxy nginx-stream microsocks
 }
