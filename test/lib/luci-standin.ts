@@ -2065,12 +2065,8 @@ export function scanRequires(source: string): Array<{ name: string; as: string }
   return out
 }
 
-/**
- * Load a view the way LuCI's dispatcher does for a menu action
- * {"type": "view", "path": PATH}: ui.instantiateView → L.require('view.' +
- * PATH with "/" → "."), then wait for its load() and render().
- */
-export async function loadView(path: string, opts: LoadOptions = {}): Promise<LuciPage> {
+/** A page's runtime: the session it records into, the module classes and L.require. */
+function makeRuntime(opts: LoadOptions) {
   const session: Session = {
     uciText: { ...(opts.uci ?? {}) },
     rpcHandlers: { ...(opts.rpc ?? {}) },
@@ -2165,8 +2161,27 @@ export async function loadView(path: string, opts: LoadOptions = {}): Promise<Lu
     return instance
   }
 
+  return { session, modules, requireClass }
+}
+
+/**
+ * Load a view the way LuCI's dispatcher does for a menu action
+ * {"type": "view", "path": PATH}: ui.instantiateView → L.require('view.' +
+ * PATH with "/" → "."), then wait for its load() and render().
+ */
+export async function loadView(path: string, opts: LoadOptions = {}): Promise<LuciPage> {
+  const { session, modules, requireClass } = makeRuntime(opts)
   const view = await requireClass(`view.${path.replace(/\//g, '.')}`, [])
   if (!(view instanceof modules.view)) throw new TypeError(`Loaded class view.${path} is not a descendant of View`)
   const nodes = await view.__rendered
   return new LuciPage(session, view, nodes, modules.form, modules.uci)
+}
+
+/**
+ * Load a class module of luci-app-ugate (e.g. "ugate" for resources/ugate.js)
+ * as L.require does for a view's 'require ugate as ug': the instance the
+ * view gets.
+ */
+export async function loadModule(name: string, opts: LoadOptions = {}): Promise<Any> {
+  return makeRuntime(opts).requireClass(name, [])
 }

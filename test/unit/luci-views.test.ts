@@ -5,18 +5,23 @@
 //
 // The validators are compared with the daemon on whole configs: the same uci
 // text is given to configFromUci (the daemon) and to the form (every shown
-// field checked as LuCI checks it). Table cases pin the verdicts; seeded
-// random mutations of valid values look for disagreements. A few are known
-// and allowed, each for a stated reason (KNOWN_DIFFERENCES below).
+// field checked as LuCI checks it). Table cases pin the verdicts. Seeded
+// random mutations of valid values look for disagreements twice: the checks
+// of resources/ugate.js (ug.*) called directly, which must agree with the
+// daemon on every value, and the whole form (LuCI's datatypes in front of
+// ug.*), where a few disagreements are known and allowed, each for a stated
+// reason (KNOWN_DIFFERENCES below).
 
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import { formatHostPort, listenAddressesClash, parseEndpoint } from '../../src/core/address.js'
 import { configFromUci } from '../../src/core/uci-config.js'
 import { type UciPackage, writeUci } from '../../src/core/uci.js'
 import {
   checkDatatype,
   compileDatatype,
+  loadModule,
   loadView,
   luciDir,
   scanRequires,
@@ -783,9 +788,9 @@ function oneGroupGap(v: string): boolean {
 }
 
 /**
- * Disagreements that are known and accepted: the form refuses, the daemon
- * accepts. Each is a quirk of LuCI's own datatypes (the form keeps the
- * datatypes for LuCI's hints) or a daemon parser being looser than the RFC.
+ * Disagreements of the whole form that are known and accepted: the form
+ * refuses, the daemon accepts. Each is a quirk of LuCI's own datatypes (the
+ * form keeps the datatypes for LuCI's hints), in front of ug.*.
  */
 const KNOWN_DIFFERENCES: Array<{ why: string; test: (kind: string, v: string) => boolean }> = [
   { why: 'LuCI\'s IPv6 parser refuses a "::" that stands for one group', test: (_k, v) => oneGroupGap(v) },
@@ -804,6 +809,10 @@ const KNOWN_DIFFERENCES: Array<{ why: string; test: (kind: string, v: string) =>
   },
 ]
 
+/* eslint-disable @typescript-eslint/no-explicit-any */
+/** resources/ugate.js as a view gets it ('require ugate as ug'): each check returns true or its message. */
+type Ug = Record<string, (...args: any[]) => any>
+
 interface Fuzz {
   kind: string
   at: string
@@ -811,7 +820,22 @@ interface Fuzz {
   list?: boolean
   seeds: string[]
   alphabet: string
+  /** ug's verdict on the value at `at`.`option` of BASE, the other fields as in BASE. */
+  ug: (ug: Ug, v: string) => true | string
 }
+
+/** BASE's listeners other than the N-th, as ug.checkListenPort takes them. */
+function otherListeners(n: number): Array<{ name: string; address: string; port: string }> {
+  return BASE.filter((s) => s.type === 'listener')
+    .filter((_s, i) => i !== n)
+    .map((s) => ({ name: String(s.options.name), address: String(s.options.address), port: String(s.options.port) }))
+}
+
+/** The first failing check, or true. */
+const all = (...verdicts: Array<true | string>): true | string => verdicts.find((v) => v !== true) ?? true
+
+const capture = locate(BASE, 'capture').options
+const listener0 = locate(BASE, 'listener:0').options
 
 const FUZZ: Fuzz[] = [
   {
@@ -820,6 +844,7 @@ const FUZZ: Fuzz[] = [
     option: 'address',
     seeds: ['127.0.0.1', '::1', '0.0.0.0', '::', 'fe80::1', '2001:db8::1:2', '::ffff:10.0.0.1', '1:2:3:4:5:6:7:8'],
     alphabet: '0123456789abcdef:.:./[]%',
+    ug: (ug, v) => all(ug.checkListenAddress(v), ug.checkListenPort(String(listener0.port), v, otherListeners(0))),
   },
   {
     kind: 'cidr',
@@ -828,6 +853,7 @@ const FUZZ: Fuzz[] = [
     list: true,
     seeds: ['10.0.0.0/8', '192.168.1.1', 'fd00::/8', '::/0', '::ffff:1.2.3.0/120', '1::2:3'],
     alphabet: '0123456789abcdef:./',
+    ug: (ug, v) => ug.checkCidr(v),
   },
   {
     kind: 'cidr',
@@ -836,6 +862,7 @@ const FUZZ: Fuzz[] = [
     list: true,
     seeds: ['10.0.0.0/8', '203.0.113.7', 'fd00::/8', '::ffff:1.2.3.0/120', '2001:db8::/96'],
     alphabet: '0123456789abcdef:./f',
+    ug: (ug, v) => ug.checkCaptureCidr(v, false),
   },
   {
     kind: 'target',
@@ -843,6 +870,7 @@ const FUZZ: Fuzz[] = [
     option: 'target',
     seeds: ['example.com:80', '[::1]:80', '10.0.0.1:65535', 'a_b.example:8080', 'h:1', '[::ffff:1.2.3.4]:443'],
     alphabet: 'abc019.:-[]_',
+    ug: (ug, v) => ug.checkTarget(v),
   },
   {
     kind: 'forward',
@@ -850,6 +878,7 @@ const FUZZ: Fuzz[] = [
     option: 'forward',
     seeds: ['192.168.1.20:631', '[2001:db8::5]:22', 'printer.lan:80', 'A.example:443', 'x_y.z:65535'],
     alphabet: 'ab019.:-[]_*',
+    ug: (ug, v) => ug.checkForward(v),
   },
   {
     kind: 'domain',
@@ -858,6 +887,7 @@ const FUZZ: Fuzz[] = [
     list: true,
     seeds: ['printer.lan', 'Example.COM.', 'a-b.c_d', 'xn--x.y', 'a'.repeat(63) + '.b'],
     alphabet: 'az09.-_*A',
+    ug: (ug, v) => ug.checkDomainName(v),
   },
   {
     kind: 'suffix',
@@ -866,6 +896,7 @@ const FUZZ: Fuzz[] = [
     list: true,
     seeds: ['example.com', 'com', 'a.b.c'],
     alphabet: 'az09.-_*',
+    ug: (ug, v) => ug.checkDomainSuffix(v),
   },
   {
     kind: 'keyword',
@@ -874,6 +905,7 @@ const FUZZ: Fuzz[] = [
     list: true,
     seeds: ['doubleclick', 'ad-service', 'x.y'],
     alphabet: 'aZ09.-_ /',
+    ug: (ug, v) => ug.checkKeyword(v),
   },
   {
     kind: 'portrange',
@@ -882,6 +914,7 @@ const FUZZ: Fuzz[] = [
     list: true,
     seeds: ['80', '8000-8080', '1-65535', '65535'],
     alphabet: '0123456789--',
+    ug: (ug, v) => ug.checkPortRange(v),
   },
   {
     kind: 'users',
@@ -890,19 +923,56 @@ const FUZZ: Fuzz[] = [
     list: true,
     seeds: ['alice:secret', 'a:b:c', 'x:y'],
     alphabet: 'ab:\t :',
+    ug: (ug, v) => all(ug.checkUsers([v], v), ug.checkUsers([v], '')),
   },
-  { kind: 'number', at: 'main', option: 'mark', seeds: ['0', '1', '4294967295', '255'], alphabet: '0123456789.-e ' },
-  { kind: 'number', at: 'main', option: 'max_connections', seeds: ['0', '1000000', '1024'], alphabet: '0123456789.-' },
+  {
+    kind: 'number',
+    at: 'main',
+    option: 'mark',
+    seeds: ['0', '1', '4294967295', '255'],
+    alphabet: '0123456789.-e ',
+    ug: (ug, v) => ug.checkMark(v, capture.enabled === '1' && capture.router_self === '1'),
+  },
+  {
+    kind: 'number',
+    at: 'main',
+    option: 'max_connections',
+    seeds: ['0', '1000000', '1024'],
+    alphabet: '0123456789.-',
+    ug: (ug, v) => ug.checkInteger(v, 0, 1000000),
+  },
   {
     kind: 'number',
     at: 'main',
     option: 'idle_timeout',
     seeds: ['0', '2147483', '0.5', '900'],
     alphabet: '0123456789.-',
+    ug: (ug, v) => ug.checkSeconds(v, 'idle_timeout'),
   },
-  { kind: 'number', at: 'main', option: 'connect_timeout', seeds: ['0.001', '3600', '10'], alphabet: '0123456789.-' },
-  { kind: 'number', at: 'listener:3', option: 'tls_port', seeds: ['443', '1', '65535'], alphabet: '0123456789.-' },
-  { kind: 'port', at: 'listener:0', option: 'port', seeds: ['1080', '0', '65535'], alphabet: '0123456789.-+ ' },
+  {
+    kind: 'number',
+    at: 'main',
+    option: 'connect_timeout',
+    seeds: ['0.001', '3600', '10'],
+    alphabet: '0123456789.-',
+    ug: (ug, v) => ug.checkSeconds(v, 'connect_timeout'),
+  },
+  {
+    kind: 'number',
+    at: 'listener:3',
+    option: 'tls_port',
+    seeds: ['443', '1', '65535'],
+    alphabet: '0123456789.-',
+    ug: (ug, v) => ug.checkInteger(v, 1, 65535),
+  },
+  {
+    kind: 'port',
+    at: 'listener:0',
+    option: 'port',
+    seeds: ['1080', '0', '65535'],
+    alphabet: '0123456789.-+ ',
+    ug: (ug, v) => ug.checkListenPort(v, String(listener0.address), otherListeners(0)),
+  },
   {
     kind: 'port',
     at: 'capture',
@@ -910,6 +980,7 @@ const FUZZ: Fuzz[] = [
     list: true,
     seeds: ['80', '443', '65535', '1'],
     alphabet: '0123456789.-',
+    ug: (ug, v) => ug.checkCapturePort(v),
   },
   {
     kind: 'mac',
@@ -918,6 +989,7 @@ const FUZZ: Fuzz[] = [
     list: true,
     seeds: ['aa:bb:cc:dd:ee:ff', '00:11:22:33:44:55', '12:34:56:78:9a:bc'],
     alphabet: '0123456789abcdefABF:-',
+    ug: (ug, v) => ug.checkMac(v),
   },
   {
     kind: 'ifname',
@@ -926,6 +998,7 @@ const FUZZ: Fuzz[] = [
     list: true,
     seeds: ['br-lan', 'eth0.2', 'wan_6', 'abcdefghijklmno', '.'],
     alphabet: 'abr-._ 0:/%',
+    ug: (ug, v) => ug.checkIfname(v),
   },
   {
     kind: 'server',
@@ -933,35 +1006,96 @@ const FUZZ: Fuzz[] = [
     option: 'server',
     seeds: ['10.0.0.2', 'proxy.example.com', '2001:db8::1', 'a_b', 'x.y_'],
     alphabet: 'ab.-_019:',
+    ug: (ug, v) => ug.checkServer(v),
   },
-  { kind: 'name', at: 'listener:0', option: 'name', seeds: ['proxy', 'a-b_c', 'x'.repeat(64)], alphabet: 'aZ9-_. !' },
+  {
+    kind: 'name',
+    at: 'listener:0',
+    option: 'name',
+    seeds: ['proxy', 'a-b_c', 'x'.repeat(64)],
+    alphabet: 'aZ9-_. !',
+    ug: (ug, v) =>
+      ug.checkName(
+        v,
+        otherListeners(0).map((l) => l.name),
+        'listener',
+      ),
+  },
   {
     kind: 'socket',
     at: 'main',
     option: 'admin_socket',
     seeds: ['/var/run/ugate.sock', '/' + 'a'.repeat(106)],
     alphabet: '/a.\t ',
+    ug: (ug, v) => ug.checkSocketPath(v),
   },
 ]
 
-const SAMPLES = 200
+const SAMPLES = 200 // per field: 22 fields, 4 400 values
+const FORM_SAMPLES = 40 // of those, per field, also through the whole form
 
-t.test('settings: random mutations get the same verdict from the form and the daemon', async (t) => {
+/** The generated values of each field (seeded, so failures reproduce), with the daemon's verdict on each. */
+const generated = (() => {
   const rand = prng(0x75676174)
-  const text = uciText(BASE)
-  const page = await settings(text)
+  return FUZZ.map((f) => {
+    const values: Array<{ v: string; daemon: true | string }> = []
+    for (let i = 0; i < SAMPLES; i++) {
+      const v = mutate(rand, f.seeds, f.alphabet)
+      if (v === '') continue // empty means "unset": covered by the table
+      values.push({ v, daemon: daemon(uciText(edited(f.at, { [f.option]: f.list ? [v] : v }))) })
+    }
+    return { f, values }
+  })
+})()
+
+t.test("random mutations: ug's checks and the daemon give the same verdict", async (t) => {
+  const ug: Ug = await loadModule('ugate')
+  let total = 0
+  for (const { f, values } of generated) {
+    const unexplained: string[] = []
+    for (const { v, daemon: d } of values) {
+      const u = f.ug(ug, v)
+      if (u !== true && (typeof u !== 'string' || u === '')) unexplained.push(`${JSON.stringify(v)}: ug returned ${u}`)
+      else if ((u === true) !== (d === true))
+        unexplained.push(
+          `${JSON.stringify(v)}: daemon ${d === true ? 'accepts' : `refuses (${d})`}, ug ${u === true ? 'accepts' : `refuses (${u})`}`,
+        )
+    }
+    total += values.length
+    t.same(unexplained, [], `${f.at}.${f.option}: ${values.length} values, the same verdict on each`)
+  }
+  t.ok(total > SAMPLES * FUZZ.length * 0.9, `${total} values checked`)
+})
+
+t.test("ug.checkListenPort's clash agrees with address.ts listenAddressesClash", async (t) => {
+  const ug: Ug = await loadModule('ugate')
+  const addresses = ['0.0.0.0', '127.0.0.1', '10.0.0.1', '::', '0:0::0', '::1', '0::01', '::ffff:127.0.0.1', 'fe80::1']
+  const ports = ['0', '80', '080', '81']
+  let clashes = 0
+  for (const a of addresses)
+    for (const b of addresses)
+      for (const pa of ports)
+        for (const pb of ports) {
+          const ep = (host: string, port: string) => parseEndpoint(formatHostPort(host, Number(port)), 'listen')
+          const daemonClash = listenAddressesClash(ep(a, pa), ep(b, pb))
+          const r = ug.checkListenPort(pa, a, [{ name: 'other', address: b, port: pb }])
+          if (daemonClash) clashes++
+          t.equal(r !== true, daemonClash, `${a} port ${pa} / ${b} port ${pb}: ${r}`)
+          if (daemonClash) t.equal(r, `${a} port ${pa} is already used by listener "other"`)
+        }
+  t.ok(clashes > 0, `${clashes} clashes among the pairs`)
+})
+
+t.test('random mutations: the whole form and the daemon give the same verdict', async (t) => {
+  const page = await settings(uciText(BASE))
   const seen: Record<string, string[]> = {}
-  for (const f of FUZZ) {
+  for (const { f, values } of generated) {
     const sid = sidOf(page, f.at)
     const original = page.get(sid, f.option) as Value
     const unexplained: string[] = []
     let agreed = 0
-    for (let i = 0; i < SAMPLES; i++) {
-      const v = mutate(rand, f.seeds, f.alphabet)
-      if (v === '') continue // empty means "unset": covered by the table
-      const value: Value = f.list ? [v] : v
-      const d = daemon(uciText(edited(f.at, { [f.option]: value })))
-      page.set(sid, f.option, value)
+    for (const { v, daemon: d } of values.slice(0, FORM_SAMPLES)) {
+      page.set(sid, f.option, f.list ? [v] : v)
       const errors = page.errors()
       page.set(sid, f.option, original)
       const luci = errors.length === 0
@@ -976,7 +1110,7 @@ t.test('settings: random mutations get the same verdict from the form and the da
           `${JSON.stringify(v)}: daemon ${d === true ? 'accepts' : `refuses (${d})`}, form ${luci ? 'accepts' : `refuses (${errors.map((e) => e.message).join('; ')})`}`,
         )
     }
-    t.same(unexplained, [], `${f.at}.${f.option}: ${agreed} of ${SAMPLES} agree, no unexplained disagreement`)
+    t.same(unexplained, [], `${f.at}.${f.option}: ${agreed} of ${FORM_SAMPLES} agree, no unexplained disagreement`)
   }
   for (const [why, examples] of Object.entries(seen)) t.comment(`known: ${why}: ${examples.slice(0, 4).join(', ')}`)
 })
