@@ -1,6 +1,7 @@
 // A recording stand-in of LuCI's client-side runtime, for testing the views
-// of luci-app-ugate (luci/htdocs/luci-static/resources/view/ugate/*.js) on
-// Node without a browser or a router.
+// of luci-app-ugate (luci/htdocs/luci-static/resources/view/ugate/*.js) and
+// the module they share (resources/ugate.js, loadModule) on Node without a
+// browser or a router.
 //
 // What it emulates (read from openwrt/luci modules/luci-base/htdocs/
 // luci-static/resources/{luci,form,ui,uci,rpc,validation}.js):
