@@ -1001,16 +1001,22 @@ const UG_CHECK: Record<string, (ug: Ug, v: string) => true | string> = {
 const SAMPLES = 200 // per field: 22 fields, 4 400 values
 const FORM_SAMPLES = 40 // of those, per field, also through the whole form
 
-/** The generated values of each field (seeded, so failures reproduce), with the daemon's verdict on each. */
+/**
+ * The generated values of each field (seeded, so failures reproduce), then
+ * the seeds themselves (the edges: 65535, 4294967295, 64 characters, ...),
+ * with the daemon's verdict on each.
+ */
 const generated = (() => {
   const rand = prng(0x75676174)
   return FUZZ.map((f) => {
     const values: Array<{ v: string; daemon: true | string }> = []
+    const add = (v: string) =>
+      values.push({ v, daemon: daemon(uciText(edited(f.at, { [f.option]: f.list ? [v] : v }))) })
     for (let i = 0; i < SAMPLES; i++) {
       const v = mutate(rand, f.seeds, f.alphabet)
-      if (v === '') continue // empty means "unset": covered by the table
-      values.push({ v, daemon: daemon(uciText(edited(f.at, { [f.option]: f.list ? [v] : v }))) })
+      if (v !== '') add(v) // empty means "unset": covered by the table
     }
+    f.seeds.forEach(add)
     return { f, values }
   })
 })()
