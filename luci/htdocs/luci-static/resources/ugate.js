@@ -574,7 +574,6 @@ function checkMac(v) {
 return baseclass.extend({
 	__name__: 'ugate',
 
-	ipFamily: ipFamily,
 	isTrue: isTrue,
 
 	checkCapturePort: checkCapturePort,
