@@ -1,9 +1,7 @@
 // Byte helpers shared by the protocol parsers (socks.ts, http-proxy.ts).
 // Runtime-free: no TextEncoder/TextDecoder (not every QuickJS build has
-// them), so Latin-1 and UTF-8 are converted by hand here, as are IP
-// literals to and from their 4/16 network-order bytes.
-
-import { parseIPv4, parseIPv6 } from './address.js'
+// them), so Latin-1 and UTF-8 are converted by hand here. IP literals and
+// their network-order bytes are in ip.ts.
 
 /** The parser has seen a proper prefix of a message: call again with more bytes. */
 export interface NeedMore {
@@ -144,61 +142,6 @@ export function showBytes(buf: Uint8Array, start = 0, end = buf.length, max = 40
     else s += '\\x' + b.toString(16).padStart(2, '0')
   }
   return s + (end > stop ? '..."' : '"')
-}
-
-/** Dotted quad from the 4 bytes at `off`. */
-export function formatIPv4(buf: Uint8Array, off = 0): string {
-  return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`
-}
-
-/**
- * RFC 5952 text of the 16 bytes at `off`: lower-case hex without leading
- * zeros, the longest run (first on a tie) of two or more zero groups as
- * "::", and IPv4-mapped addresses as ::ffff:a.b.c.d.
- */
-export function formatIPv6(buf: Uint8Array, off = 0): string {
-  const g: number[] = []
-  for (let i = 0; i < 8; i++) g.push(readU16(buf, off + 2 * i))
-  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
-    return '::ffff:' + formatIPv4(buf, off + 12)
-  }
-  let bestAt = -1
-  let bestLen = 1
-  for (let i = 0; i < 8;) {
-    if (g[i] !== 0) {
-      i++
-      continue
-    }
-    let j = i
-    while (j < 8 && g[j] === 0) j++
-    if (j - i > bestLen) {
-      bestAt = i
-      bestLen = j - i
-    }
-    i = j
-  }
-  const hex = g.map((x) => x.toString(16))
-  if (bestAt < 0) return hex.join(':')
-  return hex.slice(0, bestAt).join(':') + '::' + hex.slice(bestAt + bestLen).join(':')
-}
-
-/** "1.2.3.4" → 4 bytes; null unless a dotted quad of 0-255 without leading zeros. */
-export function ipv4ToBytes(s: string): Uint8Array | null {
-  const octets = parseIPv4(s)
-  return octets === null ? null : Uint8Array.from(octets)
-}
-
-/** IPv6 text (with "::" and an optional trailing dotted quad; no brackets, no zone) → 16 bytes, or null. */
-export function ipv6ToBytes(s: string): Uint8Array | null {
-  if (s.length > 45) return null
-  const groups = parseIPv6(s)
-  if (groups === null) return null
-  const out = new Uint8Array(16)
-  for (let i = 0; i < 8; i++) {
-    out[2 * i] = groups[i]! >> 8
-    out[2 * i + 1] = groups[i]! & 0xff
-  }
-  return out
 }
 
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'

@@ -2,12 +2,12 @@
 // output is typed, with defaults filled in and durations in milliseconds.
 // Every error names the path and the bad value.
 
-import { type Endpoint, formatEndpoint, ipKey, listenAddressesClash, parseEndpoint } from './address.js'
+import { type Endpoint, formatEndpoint, listenAddressesClash, parseEndpoint } from './address.js'
 import { AddressError, ConfigError, show } from './errors.js'
 import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
 import { type CaptureOptions, NftError, nftRuleset } from './nft.js'
 import { type RuleSpec, RuleError, compileRules, parseRulesJson } from './rules.js'
-import { parseCidr } from './rules/ip.js'
+import { ipKey, parseCidr } from './ip.js'
 
 export interface Config {
   log: { level: LogLevel }
@@ -331,7 +331,7 @@ function capture(value: unknown): CaptureConfig {
 
 function isWildcard(host: string): boolean {
   const k = ipKey(host)
-  return k === '0.0.0.0' || k === '0:0:0:0:0:0:0:0'
+  return k === '0.0.0.0' || k === '::'
 }
 
 /** The capture options for nftRuleset, CIDR lists split by family. */

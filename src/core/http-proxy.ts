@@ -15,7 +15,8 @@
 // one Host field, Content-Length values that agree, and no Content-Length
 // next to Transfer-Encoding in a request.
 
-import { isHostName, isIPv4, isIPv6 } from './address.js'
+import { isHostName } from './address.js'
+import { isIPv4, isIPv6 } from './ip.js'
 import { show } from './errors.js'
 import {
   NEED_MORE,

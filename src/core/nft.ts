@@ -20,7 +20,7 @@
 // redirect to :PORT when the TCP port is in ugate_ports — only for included
 // sources when any include list is set.
 
-import { formatCidr, parseCidr, samePrefix, type Cidr } from './rules/ip.js'
+import { formatCidr, parseCidr, samePrefix, type Cidr } from './ip.js'
 
 export const NFT_TABLE = 'inet ugate'
 

@@ -38,7 +38,7 @@
 
 import { CidrSet, CidrTree, type ListSink } from './rules/cidr-tree.js'
 import { DomainTrie } from './rules/domain-trie.js'
-import { AddressCache, parseCidr, parseIpInto, type Cidr, type Family } from './rules/ip.js'
+import { AddressCache, parseCidr, parseIpInto, type Cidr, type Family } from './ip.js'
 import { KeywordMatcher } from './rules/keywords.js'
 
 // ---- public types -----------------------------------------------------------------

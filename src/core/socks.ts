@@ -11,12 +11,8 @@
 
 import {
   NEED_MORE,
-  formatIPv4,
-  formatIPv6,
   hexByte,
   invalid,
-  ipv4ToBytes,
-  ipv6ToBytes,
   readU16,
   showBytes,
   utf8Decode,
@@ -25,6 +21,7 @@ import {
   type NeedMore,
   type Ok,
 } from './bytes.js'
+import { formatIPv4, formatIPv6, ipv4ToBytes, ipv6ToBytes } from './ip.js'
 
 export type SocksAddressType = 'ipv4' | 'domain' | 'ipv6'
 
