@@ -2,6 +2,7 @@
 // Listen addresses must be IP literals (the native listen() takes a numeric
 // IP); targets may also be host names, resolved when a connection is dialed.
 
+import { hexByte } from './bytes.js'
 import { AddressError, show } from './errors.js'
 import { ipKey, isIPv4, isIPv6 } from './ip.js'
 
@@ -18,18 +19,41 @@ export interface Endpoint {
 export type EndpointRole = 'listen' | 'target'
 
 /**
- * RFC 1123 host name: dot-separated labels of letters, digits and '-'
- * (plus '_', seen in real internal names), no label starting or ending
- * with '-', and a last label that is not all digits (that would be a
- * mistyped IPv4 address).
+ * The one host-name check (callers drop a trailing root dot first): why `s`
+ * is not dot-separated RFC 1123 labels, or null. Labels are 1-63 letters,
+ * digits, '-' and '_' (seen in real internal names), the name at most 253
+ * characters. A label may start or end with '-' only when `lenient` (what
+ * the sniffers accept from the wire).
+ */
+export function hostNameProblem(s: string, lenient = false): string | null {
+  if (s.length === 0) return 'empty name'
+  if (s.length > 253) return `name longer than 253 (${s.length})`
+  let label = 0
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c === 0x2e) {
+      if (label === 0) return `empty label at ${i}`
+      if (!lenient && s.charCodeAt(i - 1) === 0x2d) return `label ending with '-' at ${i - 1}`
+      label = 0
+      continue
+    }
+    const ok =
+      (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x2d || c === 0x5f
+    if (!ok) return `bad character ${hexByte(c & 0xff)} at ${i}`
+    if (!lenient && label === 0 && c === 0x2d) return `label starting with '-' at ${i}`
+    if (++label > 63) return 'label longer than 63'
+  }
+  if (label === 0) return `empty label at ${s.length}`
+  if (!lenient && s.charCodeAt(s.length - 1) === 0x2d) return `label ending with '-' at ${s.length - 1}`
+  return null
+}
+
+/**
+ * A host name as configs write it (hostNameProblem, no trailing dot) whose
+ * last label is not all digits (that would be a mistyped IPv4 address).
  */
 export function isHostName(s: string): boolean {
-  if (s.length === 0 || s.length > 253) return false
-  const labels = s.split('.')
-  for (const label of labels) {
-    if (!/^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/.test(label)) return false
-  }
-  return !/^[0-9]+$/.test(labels[labels.length - 1]!)
+  return hostNameProblem(s) === null && !/(^|\.)[0-9]+$/.test(s)
 }
 
 /** Parse "HOST:PORT" or "[IPV6]:PORT"; throws AddressError naming the problem. */

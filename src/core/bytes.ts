@@ -23,9 +23,14 @@ export function invalid(error: string): Invalid {
   return { status: 'invalid', error }
 }
 
-/** 7 → "0x07" (how single protocol bytes appear in error messages). */
+/** hex(0x303, 4) → "0x0303": how protocol numbers appear in error messages and nft rules. */
+export function hex(n: number, digits: number): string {
+  return '0x' + n.toString(16).padStart(digits, '0')
+}
+
+/** 7 → "0x07" */
 export function hexByte(n: number): string {
-  return '0x' + (n & 0xff).toString(16).padStart(2, '0')
+  return hex(n & 0xff, 2)
 }
 
 /** Big-endian 16-bit value at `off` (the caller has checked the length). */

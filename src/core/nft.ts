@@ -20,6 +20,8 @@
 // redirect to :PORT when the TCP port is in ugate_ports — only for included
 // sources when any include list is set.
 
+import { hex } from './bytes.js'
+import { show } from './errors.js'
 import { formatCidr, parseCidr, samePrefix, type Cidr } from './ip.js'
 
 export const NFT_TABLE = 'inet ugate'
@@ -145,7 +147,7 @@ export function nftRuleset(opts: CaptureOptions): string {
 
   const common = () => {
     if (!ipv6) line(2, 'meta nfproto ipv6 return')
-    if (mark !== 0) line(2, `meta mark ${hex32(mark)} return`)
+    if (mark !== 0) line(2, `meta mark ${hex(mark, 8)} return`)
     line(2, 'fib daddr type local return')
     line(2, 'ip daddr @ugate_bypass4 return')
     if (ipv6) line(2, 'ip6 daddr @ugate_bypass6 return')
@@ -268,18 +270,4 @@ function setElements(list: Cidr[]): string[] {
 
 function uniqueSorted(list: string[]): string[] {
   return [...new Set(list)].sort()
-}
-
-function hex32(n: number): string {
-  return '0x' + n.toString(16).padStart(8, '0')
-}
-
-function show(value: unknown): string {
-  let text: string
-  try {
-    text = JSON.stringify(value) ?? String(value)
-  } catch {
-    text = String(value)
-  }
-  return text.length > 80 ? text.slice(0, 77) + '...' : text
 }

@@ -40,10 +40,11 @@ import { CidrSet, CidrTree, type ListSink } from './rules/cidr-tree.js'
 import { DomainTrie } from './rules/domain-trie.js'
 import { AddressCache, parseCidr, parseIpInto, type Cidr, type Family } from './ip.js'
 import { KeywordMatcher } from './rules/keywords.js'
+import { hostNameProblem } from './address.js'
+import { show } from './errors.js'
+import type { SniffProto } from './sniff/types.js'
 
 // ---- public types -----------------------------------------------------------------
-
-export type SniffProto = 'tls' | 'http' | 'h2' | 'unknown'
 
 export type RuleAction =
   | { type: 'direct' }
@@ -585,7 +586,6 @@ class Why {
   constructor(readonly why: string) {}
 }
 
-const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/
 const PRINTABLE = /^[\x21-\x7e]{1,64}$/ // names: printable ASCII, no spaces
 const NON_ASCII = /[^\x00-\x7f]/
 const KEYWORD = /^[a-z0-9._-]{1,253}$/
@@ -606,9 +606,7 @@ function domainName(v: unknown, suffix: boolean): string {
   }
   if (s.length === 0 || s.length > 253) throw new Why('is not a domain name (1-253 characters)')
   if (NON_ASCII.test(s)) throw new Why('is not a domain name (write non-ASCII names in punycode, "xn--...")')
-  for (const label of s.split('.')) {
-    if (!LABEL.test(label)) throw new Why('is not a domain name (labels of a-z 0-9 _ -, 1-63 characters each)')
-  }
+  if (hostNameProblem(s) !== null) throw new Why('is not a domain name (labels of a-z 0-9 _ -, 1-63 characters each)')
   return s
 }
 
@@ -860,18 +858,4 @@ export function originalLookupRules(routes: Record<string, { forwardTo?: string 
     else groups[0]!.push({ name, ...condition, dstPort: [port], action })
   }
   return groups.flat()
-}
-
-/** A value the way it looks in JSON, cut short: for error messages. */
-function show(value: unknown): string {
-  let text: string
-  if (value === undefined) text = 'undefined'
-  else {
-    try {
-      text = JSON.stringify(value) ?? String(value)
-    } catch {
-      text = String(value)
-    }
-  }
-  return text.length > 80 ? text.slice(0, 77) + '...' : text
 }

@@ -16,7 +16,8 @@
 // Header fields: token name, ':' with no whitespace before it, no obsolete
 // line folding, no control characters in values (RFC 9112 5, RFC 9110 5.5).
 
-import { bytesEqualLower, byteString, checkDnsName, hexByte, isTchar, shown } from './text.js'
+import { hexByte } from '../bytes.js'
+import { bytesEqualLower, byteString, checkDnsName, isTchar, shown } from './text.js'
 import { isIPv6 } from '../ip.js'
 import type { SniffResult } from './types.js'
 

@@ -1,14 +1,7 @@
 // Small byte/text helpers for the sniffers: no TextDecoder, no runtime APIs.
 
-/** "0x16" */
-export function hexByte(b: number): string {
-  return `0x${(b < 16 ? '0' : '') + b.toString(16)}`
-}
-
-/** "0x0303" */
-export function hexU16(v: number): string {
-  return `0x${v.toString(16).padStart(4, '0')}`
-}
+import { hexByte } from '../bytes.js'
+import { hostNameProblem } from '../address.js'
 
 /** RFC 9110 tchar: the characters of a method or header-name token. */
 export function isTchar(b: number): boolean {
@@ -76,30 +69,12 @@ export function bytesEqualLower(buf: Uint8Array, start: number, end: number, lit
 export type NameCheck = { name: string } | { why: string }
 
 /**
- * A host name as it may appear in SNI or a Host header, normalised:
- * one trailing dot stripped, lower-cased; labels of letters, digits, '-'
- * and '_' (seen in real internal names), 1-63 each, at most 253 in all.
- * IPv4 literals pass too (digits and dots).
+ * A host name as it may appear in SNI or a Host header (hostNameProblem,
+ * lenient), normalised: one trailing dot stripped, lower-cased. IPv4
+ * literals pass too (digits and dots).
  */
 export function checkDnsName(s: string): NameCheck {
   const t = s.endsWith('.') ? s.slice(0, -1) : s
-  if (t.length === 0) return { why: 'empty name' }
-  if (t.length > 253) return { why: `name longer than 253 (${t.length})` }
-  let out = ''
-  let label = 0
-  for (let i = 0; i < t.length; i++) {
-    const c = t.charCodeAt(i)
-    if (c === 0x2e) {
-      if (label === 0) return { why: `empty label at ${i}` }
-      label = 0
-      out += '.'
-      continue
-    }
-    const ok =
-      (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x2d || c === 0x5f
-    if (!ok) return { why: `bad character ${hexByte(c & 0xff)} at ${i}` }
-    if (++label > 63) return { why: 'label longer than 63' }
-    out += String.fromCharCode(lower(c))
-  }
-  return { name: out }
+  const why = hostNameProblem(t, true)
+  return why === null ? { name: t.toLowerCase() } : { why }
 }
