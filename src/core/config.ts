@@ -5,8 +5,8 @@
 import { type Endpoint, formatEndpoint, listenAddressesClash, parseEndpoint } from './address.js'
 import { AddressError, ConfigError, show } from './errors.js'
 import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
-import { type CaptureOptions, NftError, nftRuleset } from './nft.js'
-import { type RuleSpec, RuleError, compileRules, parseRulesJson } from './rules.js'
+import { type CaptureOptions, nftRuleset } from './nft.js'
+import { type RuleSpec, compileRules, parseRulesJson } from './rules.js'
 import { ipKey, parseCidr } from './ip.js'
 
 export interface Config {
@@ -278,14 +278,9 @@ function upstreams(value: unknown): UpstreamConfig[] {
 }
 
 function rules(value: unknown): RuleSpec[] {
-  try {
-    const specs = parseRulesJson(value, 'rules')
-    compileRules(specs) // every value checked here, not at the first connection
-    return specs
-  } catch (e) {
-    if (e instanceof RuleError) throw new ConfigError(e.path, e.detail)
-    throw e
-  }
+  const specs = parseRulesJson(value, 'rules')
+  compileRules(specs) // every value checked here, not at the first connection
+  return specs
 }
 
 function capture(value: unknown): CaptureConfig {
@@ -400,10 +395,10 @@ function checkReferences(config: Config): void {
   try {
     nftRuleset(captureOptions(config, l.listen.port || 1))
   } catch (e) {
-    if (e instanceof NftError) {
+    if (e instanceof ConfigError) {
       const field =
-        e.field === 'mark' ? 'dial.mark' : `capture.${e.field.replace(/^(bypass|includeSrc|excludeSrc)[46]/, '$1')}`
-      throw new ConfigError(field, e.message.slice(e.field.length + 2))
+        e.path === 'mark' ? 'dial.mark' : `capture.${e.path.replace(/^(bypass|includeSrc|excludeSrc)[46]/, '$1')}`
+      throw new ConfigError(field, e.detail, e.value)
     }
     throw e
   }

@@ -41,7 +41,7 @@ import { DomainTrie } from './rules/domain-trie.js'
 import { AddressCache, parseCidr, parseIpInto, type Cidr, type Family } from './ip.js'
 import { KeywordMatcher } from './rules/keywords.js'
 import { hostNameProblem } from './address.js'
-import { show } from './errors.js'
+import { ConfigError, show } from './errors.js'
 import type { SniffProto } from './sniff/types.js'
 
 // ---- public types -----------------------------------------------------------------
@@ -89,26 +89,6 @@ export interface RouteResult {
   ruleIndex: number
   /** The rule's name, when it has one. */
   ruleName?: string
-}
-
-/** A bad rule. `path` names the rule and field ("rules[3].dstCidr[1]"). */
-export class RuleError extends Error {
-  readonly path: string
-  readonly detail: string
-  /** Rule index, or -1 when the error is not about one rule. */
-  readonly index: number
-  /** Field name ("dstCidr", "action", ...), or "" for the rule itself. */
-  readonly field: string
-  readonly value: unknown
-  constructor(path: string, detail: string, index: number, field: string, value: unknown) {
-    super(path === '' ? detail : `${path}: ${detail}`)
-    this.name = 'RuleError'
-    this.path = path
-    this.detail = detail
-    this.index = index
-    this.field = field
-    this.value = value
-  }
 }
 
 export const DEFAULT_ACTION: RuleAction = Object.freeze({ type: 'direct' })
@@ -439,7 +419,7 @@ const RULE_FIELD_SET: ReadonlySet<string> = new Set(RULE_FIELDS)
 
 /**
  * Compile rules (in order; first match wins) into indexed lookups. Throws
- * RuleError naming the rule ("rules[3]"), the field and the bad value.
+ * ConfigError naming the rule ("rules[3]"), the field and the bad value.
  * `basePath` is the config path of the array (default "rules").
  */
 export function compileRules(
@@ -447,9 +427,8 @@ export function compileRules(
   defaultAction: RuleAction = DEFAULT_ACTION,
   basePath = 'rules',
 ): CompiledRules {
-  if (!Array.isArray(specs))
-    throw new RuleError(basePath, `must be an array of rules, not ${show(specs)}`, -1, '', specs)
-  const def = checkAction(defaultAction, 'default action', -1, 'action')
+  if (!Array.isArray(specs)) throw new ConfigError(basePath, `must be an array of rules, not ${show(specs)}`, specs)
+  const def = checkAction(defaultAction, 'default action')
   const actions = new Map<string, RuleAction>() // identical actions shared: less memory
   const compiled = specs.map((spec, i) => compileRule(spec, `${basePath}[${i}]`, i, actions))
   return new CompiledRules(compiled, def)
@@ -470,7 +449,7 @@ interface CompiledRule {
 
 function compileRule(spec: RuleSpec, path: string, index: number, actions?: Map<string, RuleAction>): CompiledRule {
   const fail = (field: string, detail: string, value: unknown, sub = ''): never => {
-    throw new RuleError(`${path}${field === '' ? '' : '.' + field}${sub}`, detail, index, field, value)
+    throw new ConfigError(`${path}${field === '' ? '' : '.' + field}${sub}`, detail, value)
   }
   if (spec === null || typeof spec !== 'object' || Array.isArray(spec))
     fail('', `must be a rule object, not ${show(spec)}`, spec)
@@ -508,7 +487,7 @@ function compileRule(spec: RuleSpec, path: string, index: number, actions?: Map<
   const listener = list('listener', listenerName)
   const proto = list('proto', protoName)
   if (spec.action === undefined) fail('action', 'is missing', undefined)
-  let action = checkAction(spec.action, `${path}.action`, index, 'action')
+  let action = checkAction(spec.action, `${path}.action`)
 
   let primary = K_NONE
   if (domain.length > 0) primary = K_DOMAIN
@@ -667,9 +646,9 @@ function portRange(v: unknown): [number, number] {
 
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/
 
-function checkAction(a: unknown, path: string, index: number, field: string): RuleAction {
+function checkAction(a: unknown, path: string): RuleAction {
   const fail = (detail: string): never => {
-    throw new RuleError(path, detail, index, field, a)
+    throw new ConfigError(path, detail, a)
   }
   if (a === null || typeof a !== 'object') return fail(`${show(a)} is not an action`)
   const o = a as Record<string, unknown>
@@ -723,9 +702,9 @@ function checkForwardHost(h: string): string | null {
  * Parse an action string: "direct", "reject", "upstream:NAME",
  * "forward:HOST:PORT" (IPv6 hosts in brackets: "forward:[2001:db8::1]:443").
  */
-export function parseActionString(text: unknown, path: string, index = -1): RuleAction {
+export function parseActionString(text: unknown, path: string): RuleAction {
   const fail = (why: string): never => {
-    throw new RuleError(path, `${show(text)} is not an action (${why})`, index, 'action', text)
+    throw new ConfigError(path, `${show(text)} is not an action (${why})`, text)
   }
   if (typeof text !== 'string') return fail('"direct", "reject", "upstream:NAME" or "forward:HOST:PORT"')
   if (text === 'direct' || text === 'reject') return Object.freeze({ type: text })
@@ -737,7 +716,7 @@ export function parseActionString(text: unknown, path: string, index = -1): Rule
   if (text.startsWith('forward:')) {
     const hp = splitHostPort(text.slice('forward:'.length))
     if (typeof hp === 'string') return fail(hp)
-    return checkAction({ type: 'forward', host: hp[0], port: hp[1] }, path, index, 'action')
+    return checkAction({ type: 'forward', host: hp[0], port: hp[1] }, path)
   }
   return fail('"direct", "reject", "upstream:NAME" or "forward:HOST:PORT"')
 }
@@ -771,26 +750,26 @@ function splitHostPort(s: string): [string, number] | string {
  * path: `{"domainSuffix": ["example.com"], "dstPort": [443, "8000-8080"],
  * "action": "upstream:vpn"}`. `path` is the rule's path ("rules[3]").
  */
-export function parseRuleJson(obj: unknown, path: string, index = -1): RuleSpec {
+export function parseRuleJson(obj: unknown, path: string): RuleSpec {
   if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
-    throw new RuleError(path, `must be a rule object, not ${show(obj)}`, index, '', obj)
+    throw new ConfigError(path, `must be a rule object, not ${show(obj)}`, obj)
   }
   const o = obj as Record<string, unknown>
   for (const key of Object.keys(o)) {
     if (!(RULE_FIELDS as readonly string[]).includes(key)) {
-      throw new RuleError(path, `unknown field ${show(key)} (known: ${RULE_FIELDS.join(', ')})`, index, key, key)
+      throw new ConfigError(path, `unknown field ${show(key)} (known: ${RULE_FIELDS.join(', ')})`, key)
     }
   }
-  if (o.action === undefined) throw new RuleError(`${path}.action`, 'is missing', index, 'action', undefined)
-  const spec = { ...o, action: parseActionString(o.action, `${path}.action`, index) } as RuleSpec
-  compileRule(spec, path, index) // every value checked, errors named by path
+  if (o.action === undefined) throw new ConfigError(`${path}.action`, 'is missing', undefined)
+  const spec = { ...o, action: parseActionString(o.action, `${path}.action`) } as RuleSpec
+  compileRule(spec, path, -1) // every value checked, errors named by path
   return spec
 }
 
 /** The config's whole `rules` array (see parseRuleJson). */
 export function parseRulesJson(arr: unknown, path = 'rules'): RuleSpec[] {
-  if (!Array.isArray(arr)) throw new RuleError(path, `must be an array of rules, not ${show(arr)}`, -1, '', arr)
-  return arr.map((r, i) => parseRuleJson(r, `${path}[${i}]`, i))
+  if (!Array.isArray(arr)) throw new ConfigError(path, `must be an array of rules, not ${show(arr)}`, arr)
+  return arr.map((r, i) => parseRuleJson(r, `${path}[${i}]`))
 }
 
 // ---- the original ugate's lookup order ----------------------------------------------
@@ -802,17 +781,17 @@ export function parseRulesJson(arr: unknown, path = 'rules'): RuleSpec[] {
  * (direct). This returns the same decisions as ordered rules: all
  * "host:port" keys first, then "host", ":port" and "*". A host that is an IP
  * literal becomes a dstCidr condition (the original compared the address
- * text; ugate routes addresses by value). Throws RuleError naming the key.
+ * text; ugate routes addresses by value). Throws ConfigError naming the key.
  */
 export function originalLookupRules(routes: Record<string, { forwardTo?: string }>, path = 'routes'): RuleSpec[] {
   if (routes === null || typeof routes !== 'object' || Array.isArray(routes)) {
-    throw new RuleError(path, `must be an object of routes, not ${show(routes)}`, -1, '', routes)
+    throw new ConfigError(path, `must be an object of routes, not ${show(routes)}`, routes)
   }
   const groups: RuleSpec[][] = [[], [], [], []]
   for (const [key, route] of Object.entries(routes)) {
     const where = `${path}[${show(key)}]`
     const bad = (detail: string): never => {
-      throw new RuleError(where, detail, -1, 'key', key)
+      throw new ConfigError(where, detail, key)
     }
     if (route === null || typeof route !== 'object') bad(`must be an object with "forwardTo", not ${show(route)}`)
     for (const k of Object.keys(route)) if (k !== 'forwardTo') bad(`unknown field ${show(k)}`)
@@ -820,11 +799,9 @@ export function originalLookupRules(routes: Record<string, { forwardTo?: string 
     if (route.forwardTo !== undefined) {
       const hp = typeof route.forwardTo === 'string' ? splitHostPort(route.forwardTo) : 'not a string'
       if (typeof hp === 'string') {
-        throw new RuleError(
+        throw new ConfigError(
           `${where}.forwardTo`,
           `${show(route.forwardTo)} is not HOST:PORT (${hp})`,
-          -1,
-          'forwardTo',
           route.forwardTo,
         )
       }
