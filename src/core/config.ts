@@ -6,7 +6,7 @@ import { type Endpoint, formatEndpoint, listenAddressesClash, parseEndpoint } fr
 import { AddressError, ConfigError, show } from './errors.js'
 import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
 import { type CaptureOptions, nftRuleset } from './nft.js'
-import { type RuleSpec, compileRules, parseRulesJson } from './rules.js'
+import { type RuleSpec, compileRules, parseRulesJson } from './rules/index.js'
 import { ipKey, parseCidr } from './ip.js'
 
 export interface Config {

@@ -6,7 +6,7 @@
 import type * as native from 'ugate:native'
 import { formatHostPort } from '../core/address.js'
 import { isIpLiteral } from '../core/ip.js'
-import { type RouteQuery, route } from '../core/rules.js'
+import { type RouteQuery, route } from '../core/rules/index.js'
 import type { SniffProto } from '../core/sniff/types.js'
 import { DialError, dial } from './dial.js'
 import type { GatewayContext, Session } from './session.js'

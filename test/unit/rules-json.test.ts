@@ -1,13 +1,13 @@
 import t from 'tap'
 import {
   compileRules,
-  originalLookupRules,
   parseActionString,
   parseRuleJson,
   parseRulesJson,
   route,
   type RouteQuery,
-} from '../../src/core/rules.js'
+} from '../../src/core/rules/index.js'
+import { originalLookupRules } from '../lib/original-lookup.js'
 
 function q(over: Partial<RouteQuery>): RouteQuery {
   return { dstPort: 443, srcIp: '192.168.1.50', listener: 'redir', ...over }

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { ConfigError } from '../../src/core/errors.js'
-import { compileRules, route, type RouteQuery, type RuleAction, type RuleSpec } from '../../src/core/rules.js'
+import { compileRules, route, type RouteQuery, type RuleAction, type RuleSpec } from '../../src/core/rules/index.js'
 
 const REJECT: RuleAction = { type: 'reject' }
 const up = (name: string): RuleAction => ({ type: 'upstream', name })
