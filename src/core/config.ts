@@ -115,6 +115,11 @@ export interface SniListenerConfig extends ListenerCommon {
 export type ListenerConfig = ForwardListenerConfig | ProxyListenerConfig | RedirectListenerConfig | SniListenerConfig
 export type ListenerType = ListenerConfig['type']
 
+/** The accounts a listener asks clients for; none for types without authentication. */
+export function listenerUsers(l: ListenerConfig): readonly User[] {
+  return l.type === 'socks' || l.type === 'http' || l.type === 'mixed' ? l.users : []
+}
+
 /** Defaults of the JSON config (seconds). */
 export const DEFAULTS = {
   logLevel: 'info' as LogLevel,

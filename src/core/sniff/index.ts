@@ -42,11 +42,3 @@ export function sniff(buf: Uint8Array, opts: SniffOptions): SniffResult {
   }
   return r
 }
-
-/** What the first byte of a connection suggests, for listeners that accept several protocols. */
-export function detectFirstByte(b: number): 'socks4' | 'socks5' | 'tls' | 'http-or-other' {
-  if (b === 0x04) return 'socks4'
-  if (b === 0x05) return 'socks5'
-  if (b === 0x16) return 'tls'
-  return 'http-or-other'
-}
