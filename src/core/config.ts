@@ -121,7 +121,7 @@ export function listenerUsers(l: ListenerConfig): readonly User[] {
 }
 
 /** Defaults of the JSON config (seconds). */
-export const DEFAULTS = {
+const DEFAULTS = {
   logLevel: 'info' as LogLevel,
   splice: true,
   idleTimeout: 900,
@@ -167,7 +167,7 @@ export function describeSeconds(range: SecondsRange): string {
   return `a number of seconds from ${range.min} to ${range.max}${note}`
 }
 
-export const NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
+const NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
 
 /** JSON text → plain value; a syntax error names the source (a file name). */
 export function parseConfigText(text: string, source: string): unknown {

@@ -65,7 +65,7 @@ export type ResponseHeadResult = NeedMore | HttpInvalid | Ok<ResponseHead>
 
 export const DEFAULT_MAX_HEADER_BYTES = 16384
 /** Most header fields accepted in one head. */
-export const MAX_HEADER_FIELDS = 128
+const MAX_HEADER_FIELDS = 128
 
 const CR = 0x0d
 const LF = 0x0a
@@ -223,7 +223,7 @@ export function parseResponseHead(buf: Uint8Array, maxHeaderBytes = DEFAULT_MAX_
 // ---------------------------------------------------------- field helpers
 
 /** Values of every field named `name` (case-insensitive), in order. */
-export function fieldValues(headers: readonly Header[], name: string): string[] {
+function fieldValues(headers: readonly Header[], name: string): string[] {
   const want = name.toLowerCase()
   const out: string[] = []
   for (const [n, v] of headers) if (n.toLowerCase() === want) out.push(v)
@@ -231,7 +231,7 @@ export function fieldValues(headers: readonly Header[], name: string): string[] 
 }
 
 /** First value of the field `name`, or undefined. */
-export function fieldValue(headers: readonly Header[], name: string): string | undefined {
+function fieldValue(headers: readonly Header[], name: string): string | undefined {
   const want = name.toLowerCase()
   for (const [n, v] of headers) if (n.toLowerCase() === want) return v
   return undefined
@@ -768,7 +768,7 @@ function sameString(a: string, b: string): boolean {
 // ----------------------------------------------------------- ugate replies
 
 /** Reason phrases for the statuses ugate sends. */
-export const HTTP_REASON: Readonly<Record<number, string>> = {
+const HTTP_REASON: Readonly<Record<number, string>> = {
   200: 'OK',
   400: 'Bad Request',
   403: 'Forbidden',

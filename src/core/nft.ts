@@ -24,7 +24,7 @@ import { hex } from './bytes.js'
 import { ConfigError, show } from './errors.js'
 import { formatCidr, parseCidr, samePrefix, type Cidr } from './ip.js'
 
-export const NFT_TABLE = 'inet ugate'
+const NFT_TABLE = 'inet ugate'
 
 /** Reserved IPv4 ranges never captured (conventions §5). */
 export const DEFAULT_BYPASS4: readonly string[] = Object.freeze([
@@ -42,7 +42,7 @@ export const DEFAULT_BYPASS4: readonly string[] = Object.freeze([
 /** Reserved IPv6 ranges never captured (conventions §5). */
 export const DEFAULT_BYPASS6: readonly string[] = Object.freeze(['::1/128', 'fc00::/7', 'fe80::/10', 'ff00::/8'])
 
-export const DEFAULT_CAPTURE_PORTS: readonly number[] = Object.freeze([80, 443])
+const DEFAULT_CAPTURE_PORTS: readonly number[] = Object.freeze([80, 443])
 
 export interface CaptureOptions {
   /** ugate's redirect listener port. */

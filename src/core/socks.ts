@@ -27,8 +27,8 @@ export type SocksAddressType = 'ipv4' | 'domain' | 'ipv6'
 
 // ---------------------------------------------------------------- constants
 
-export const SOCKS5_VERSION = 0x05
-export const SOCKS4_VERSION = 0x04
+const SOCKS5_VERSION = 0x05
+const SOCKS4_VERSION = 0x04
 
 /** Authentication methods (RFC 1928 §3). */
 export const SOCKS5_METHOD = {
@@ -44,7 +44,7 @@ export const SOCKS5_CMD = {
   UDP_ASSOCIATE: 0x03,
 } as const
 
-export const SOCKS5_ATYP = {
+const SOCKS5_ATYP = {
   IPV4: 0x01,
   DOMAIN: 0x03,
   IPV6: 0x04,
@@ -81,13 +81,13 @@ export function socks5ReplyText(code: number): string {
 }
 
 /** SOCKS4 reply codes (CD field). */
-export const SOCKS4_REPLY = {
+const SOCKS4_REPLY = {
   GRANTED: 0x5a,
   REJECTED: 0x5b,
 } as const
 
 /** Longest SOCKS4 user id / SOCKS4a host name accepted (bytes, without the NUL). */
-export const SOCKS4_MAX_FIELD = 255
+const SOCKS4_MAX_FIELD = 255
 
 // ------------------------------------------------------------ SOCKS5 server
 

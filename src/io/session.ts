@@ -187,7 +187,7 @@ async function run(
 }
 
 /** The access line's reason for an error escaping a handler. */
-export function failureReason(e: unknown): string {
+function failureReason(e: unknown): string {
   if (e instanceof CancelledError) return e.reason
   if (e instanceof DialError) return e.reason
   if (e instanceof EofError) return 'client-eof'
