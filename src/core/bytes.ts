@@ -1,27 +1,8 @@
-// Byte helpers shared by the protocol parsers (socks.ts, http-proxy.ts).
+// Byte helpers shared by the protocol parsers (socks.ts, http-proxy.ts,
+// the sniffers); their result type is in parse-result.ts.
 // Runtime-free: no TextEncoder/TextDecoder (not every QuickJS build has
 // them), so Latin-1 and UTF-8 are converted by hand here. IP literals and
 // their network-order bytes are in ip.ts.
-
-/** The parser has seen a proper prefix of a message: call again with more bytes. */
-export interface NeedMore {
-  readonly status: 'need-more'
-}
-
-/** The bytes can never become a valid message; `error` names the bad value. */
-export interface Invalid {
-  readonly status: 'invalid'
-  readonly error: string
-}
-
-/** A complete message: its fields, and how many bytes of the buffer it used. */
-export type Ok<T> = { readonly status: 'ok'; readonly consumed: number } & T
-
-export const NEED_MORE: NeedMore = Object.freeze({ status: 'need-more' as const })
-
-export function invalid(error: string): Invalid {
-  return { status: 'invalid', error }
-}
 
 /** hex(0x303, 4) → "0x0303": how protocol numbers appear in error messages and nft rules. */
 export function hex(n: number, digits: number): string {

@@ -4,10 +4,8 @@
 // changing it, the request head ugate sends an origin, Basic proxy
 // authentication, and ugate's own replies.
 //
-// Parsers take every byte received so far in the current phase and return
-// need-more, invalid (the message names the bad value; `code` is the status
-// to answer with) or ok with `consumed`, the length of the head: bytes after
-// it are the body or the next message. Nothing here throws on bad input.
+// Parsers answer need-more, invalid (`code` is the status to answer with)
+// or ok (parse-result.ts); after a head come its body or the next message.
 //
 // Strictness, on purpose (request smuggling lives in lenient parsers):
 // lines end with CRLF (a bare LF or bare CR is refused), no obs-fold, no
@@ -18,19 +16,8 @@
 import { isHostName } from './address.js'
 import { isIPv4, isIPv6 } from './ip.js'
 import { show } from './errors.js'
-import {
-  NEED_MORE,
-  base64Decode,
-  hexByte,
-  latin1Decode,
-  latin1Encode,
-  showBytes,
-  utf8Decode,
-  utf8Encode,
-  type Invalid,
-  type NeedMore,
-  type Ok,
-} from './bytes.js'
+import { base64Decode, hexByte, latin1Decode, latin1Encode, showBytes, utf8Decode, utf8Encode } from './bytes.js'
+import { NEED_MORE, type Invalid, type NeedMore, type Ok } from './parse-result.js'
 
 // ------------------------------------------------------------------- types
 

@@ -3,24 +3,11 @@
 // client sends ugate, what ugate replies) and the client side (ugate
 // chaining through a SOCKS5 upstream).
 //
-// Every parse function takes all bytes received so far in the current phase
-// and returns need-more, invalid (with a message naming the bad value) or ok
-// with `consumed`, the length of the message: bytes after it belong to the
-// next phase. Nothing here throws on bad input; encoders throw RangeError
-// only for arguments no parser in ugate produces (a caller bug).
+// Parsers answer need-more, invalid or ok (parse-result.ts). Encoders throw
+// RangeError only for arguments no parser in ugate produces (a caller bug).
 
-import {
-  NEED_MORE,
-  hexByte,
-  invalid,
-  readU16,
-  showBytes,
-  utf8Decode,
-  utf8Encode,
-  type Invalid,
-  type NeedMore,
-  type Ok,
-} from './bytes.js'
+import { hexByte, readU16, showBytes, utf8Decode, utf8Encode } from './bytes.js'
+import { NEED_MORE, invalid, type Invalid, type NeedMore, type Ok } from './parse-result.js'
 import { formatIPv4, formatIPv6, ipv4ToBytes, ipv6ToBytes } from './ip.js'
 
 export type SocksAddressType = 'ipv4' | 'domain' | 'ipv6'

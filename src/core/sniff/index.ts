@@ -5,7 +5,7 @@ import { sniffHttp } from './http.js'
 import { sniffTls, TLS_MAX_HELLO } from './tls.js'
 import type { SniffResult } from './types.js'
 
-export type { SniffProto, SniffResult, SniffStatus } from './types.js'
+export type { SniffProto, SniffResult } from './types.js'
 export { H2_PREFACE, sniffHttp } from './http.js'
 export { sniffTls, TLS_MAX_HELLO } from './tls.js'
 export type { TlsSniffOptions } from './tls.js'
