@@ -5,6 +5,7 @@
 
 import * as native from 'ugate:native'
 import { formatHostPort } from '../core/address.js'
+import { hexByte } from '../core/bytes.js'
 import { listenerUsers } from '../core/config.js'
 import {
   SOCKS5_CMD,
@@ -35,7 +36,7 @@ export async function serveSocks(s: Session, ctx: GatewayContext): Promise<Outco
   if (version === 4) return socks4(s, ctx)
   return {
     kind: 'close',
-    reason: `bad-protocol:first-byte-0x${(version ?? 0).toString(16).padStart(2, '0')}`,
+    reason: `bad-protocol:first-byte-${hexByte(version ?? 0)}`,
     reset: true,
   }
 }
