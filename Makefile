@@ -27,7 +27,7 @@ run: deps ugate
 
 # Everything: unit tests on Node, the end-to-end suite against the release
 # binary and again against the AddressSanitizer build, then the packages
-# (cross builds under qemu-user, .ipk checks, the QEMU router image).
+# (cross builds under qemu-user, .ipk and .apk checks, the QEMU router image).
 test: deps
 	./build.sh all
 	./build.sh packages
