@@ -34,22 +34,20 @@ import { join } from 'node:path'
 import { deflateRawSync } from 'node:zlib'
 
 // ---- the format's numbers (apk-v3(5); adb.h, apk_adb.h) ----------------------
-export const T_SPECIAL = 0x0
-export const T_INT = 0x1
-export const T_INT32 = 0x2
-export const T_INT64 = 0x3
-export const T_BLOB8 = 0x8
-export const T_BLOB16 = 0x9
-export const T_BLOB32 = 0xa
-export const T_ARRAY = 0xd
-export const T_OBJECT = 0xe
-export const BLOCK_ADB = 0
-export const BLOCK_SIG = 1
-export const BLOCK_DATA = 2
-export const SCHEMA_PACKAGE = 0x676b6370 // "pckg"
-export const DIGEST_SHA512 = 4
+const T_INT = 0x1
+const T_INT32 = 0x2
+const T_INT64 = 0x3
+const T_BLOB8 = 0x8
+const T_BLOB16 = 0x9
+const T_BLOB32 = 0xa
+const T_OBJECT = 0xe
+const BLOCK_ADB = 0
+const BLOCK_SIG = 1
+const BLOCK_DATA = 2
+const SCHEMA_PACKAGE = 0x676b6370 // "pckg"
+const DIGEST_SHA512 = 4
 /** info slots (apk-package(5) order). */
-export const INFO_FIELDS = [
+const INFO_FIELDS = [
   'name',
   'version',
   'hashes',
@@ -235,7 +233,7 @@ function byteOrder(a: string, b: string): number {
 }
 
 /** The public key's id as apk computes it: SHA-512 of its DER form, first 16 bytes. */
-export function keyId(privateKey: KeyObject): Buffer {
+function keyId(privateKey: KeyObject): Buffer {
   const key = createPublicKey(privateKey)
   let der: Buffer
   if (key.asymmetricKeyType === 'rsa') {
