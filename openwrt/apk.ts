@@ -46,30 +46,21 @@ const BLOCK_SIG = 1
 const BLOCK_DATA = 2
 const SCHEMA_PACKAGE = 0x676b6370 // "pckg"
 const DIGEST_SHA512 = 4
-/** info slots (apk-package(5) order). */
-const INFO_FIELDS = [
-  'name',
-  'version',
-  'hashes',
-  'description',
-  'arch',
-  'license',
-  'origin',
-  'maintainer',
-  'url',
-  'repo-commit',
-  'build-time',
-  'installed-size',
-  'file-size',
-  'provider-priority',
-  'depends',
-  'provides',
-  'replaces',
-  'install-if',
-  'recommends',
-  'layer',
-  'tags',
-] as const
+/** The info slots this writer fills (apk_adb.h ADBI_PI_*); 21 in all. */
+const INFO_SLOTS = {
+  name: 1,
+  version: 2,
+  hashes: 3,
+  description: 4,
+  arch: 5,
+  license: 6,
+  origin: 7,
+  maintainer: 8,
+  url: 9,
+  'installed-size': 12,
+  depends: 15,
+} as const
+const INFO_MAX = 21
 export const SCRIPT_TYPES = [
   'trigger',
   'pre-install',
@@ -82,7 +73,7 @@ export const SCRIPT_TYPES = [
 export type ScriptType = (typeof SCRIPT_TYPES)[number]
 /** The string fields `--info` may set (OpenWrt's package-pack.mk sets these). */
 const STRING_INFO = ['name', 'version', 'description', 'arch', 'license', 'origin', 'maintainer', 'url'] as const
-const slot = (f: (typeof INFO_FIELDS)[number]) => INFO_FIELDS.indexOf(f) + 1
+const slot = (f: keyof typeof INFO_SLOTS) => INFO_SLOTS[f]
 
 const NULL = 0
 const val = (type: number, v: number) => ((type << 28) | v) >>> 0
@@ -251,7 +242,7 @@ function keyId(privateKey: KeyObject): Buffer {
 /** Build the package; returns the .apk bytes. */
 export function writeApk(spec: PackageSpec): Buffer {
   const adb = new Adb()
-  const info: number[] = new Array<number>(INFO_FIELDS.length).fill(NULL)
+  const info: number[] = new Array<number>(INFO_MAX).fill(NULL)
   // mkpkg's order: the info fields by slot, then the tree, then sizes/hashes.
   for (const f of STRING_INFO) info[slot(f) - 1] = adb.blob(spec.info[f] ?? null)
   const deps = [...new Set(spec.depends)].sort(byteOrder).map((d) => {

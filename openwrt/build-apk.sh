@@ -20,13 +20,8 @@ set -euo pipefail
 . "$(dirname "$0")/stage.sh"
 cd "$ROOT"
 
-VERSION=${1:-$(node -p 'require("./package.json").version')}
-RELEASE=${UGATE_PKG_RELEASE:-1}
+package_settings "$@"
 OUT=${UGATE_APK_OUT:-$B/apk}
-LUCI=${UGATE_LUCI_DIR:-$ROOT/luci}
-read -r -a ARCHS <<<"${UGATE_ARCHS:-$(openwrt/toolchain.sh list | tr '\n' ' ')}"
-SDE=$(source_date_epoch)
-export SOURCE_DATE_EPOCH=$SDE
 
 # apk's version syntax (apk-package(5)): number{.number}...{letter}{_suffix{number}}...{~hash}{-r#}
 [[ $VERSION =~ ^[0-9]+(\.[0-9]+)*[a-z]?(_(alpha|beta|pre|rc|cvs|svn|git|hg|p)[0-9]*)*(~[0-9a-f]+)?$ ]] \

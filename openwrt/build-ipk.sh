@@ -27,13 +27,8 @@ set -euo pipefail
 . "$(dirname "$0")/stage.sh"
 cd "$ROOT"
 
-VERSION=${1:-$(node -p 'require("./package.json").version')}
-RELEASE=${UGATE_PKG_RELEASE:-1}
+package_settings "$@"
 OUT=${UGATE_IPK_OUT:-$B/ipk}
-LUCI=${UGATE_LUCI_DIR:-$ROOT/luci}
-read -r -a ARCHS <<<"${UGATE_ARCHS:-$(openwrt/toolchain.sh list | tr '\n' ' ')}"
-SDE=$(source_date_epoch)
-export SOURCE_DATE_EPOCH=$SDE
 
 # opkg's version: [epoch:]upstream[-revision]; upstream starts with a digit.
 case $VERSION in

@@ -3,6 +3,21 @@
 # formats (build-ipk.sh: .ipk for opkg, build-apk.sh: APK v3 for apk).
 # Sourced, never run; expects lib.sh ($ROOT, $B, die) to be sourced first.
 
+# The settings both package scripts take (see their headers): VERSION,
+# RELEASE, LUCI, ARCHS, SOURCE_DATE_EPOCH (exported, also as SDE).
+package_settings() {  # package_settings [VERSION]
+  # shellcheck disable=SC2034  # used by the scripts that source this file
+  VERSION=${1:-$(node -p 'require("./package.json").version')}
+  # shellcheck disable=SC2034
+  RELEASE=${UGATE_PKG_RELEASE:-1}
+  # shellcheck disable=SC2034
+  LUCI=${UGATE_LUCI_DIR:-$ROOT/luci}
+  # shellcheck disable=SC2034
+  read -r -a ARCHS <<<"${UGATE_ARCHS:-$("$ROOT/openwrt/toolchain.sh" list | tr '\n' ' ')}"
+  SDE=$(source_date_epoch)
+  export SOURCE_DATE_EPOCH=$SDE
+}
+
 # shellcheck disable=SC2034  # used by the scripts that source this file
 # Kept across upgrades (opkg: conffiles; apk: /lib/apk/packages/<name>.conffiles).
 UGATE_CONFFILES=(/etc/config/ugate)

@@ -4,7 +4,7 @@
 // .ipk (when build/ipk holds them), a second build gives the same bytes, and a
 // build signed with a test key verifies with its public key.
 
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { createHash, generateKeyPairSync } from 'node:crypto'
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -14,6 +14,7 @@ import type { Test } from 'tap'
 import { readApk } from '../lib/apk-reader.js'
 import type { Apk } from '../lib/apk-reader.js'
 import { readIpk } from '../lib/ipk-reader.js'
+import { runBuild, sourceDateEpoch } from '../lib/packages.js'
 import { repoRoot } from '../lib/ugate.js'
 
 t.setTimeout(60 * 60_000)
@@ -48,27 +49,7 @@ default_prerm
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 
-function buildApk(env: NodeJS.ProcessEnv): Promise<{ status: number | null; stderr: string }> {
-  return new Promise((res) => {
-    const p = spawn('openwrt/build-apk.sh', [], {
-      cwd: repoRoot,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    })
-    let stderr = ''
-    p.stderr!.setEncoding('utf8')
-    p.stderr!.on('data', (d: string) => {
-      stderr += d
-    })
-    p.on('close', (status) => res({ status, stderr }))
-  })
-}
-
-function sourceDateEpoch(): number {
-  if (process.env.SOURCE_DATE_EPOCH) return Number(process.env.SOURCE_DATE_EPOCH)
-  const r = spawnSync('git', ['log', '-1', '--format=%ct'], { cwd: repoRoot, encoding: 'utf8' })
-  return Number(r.stdout.trim())
-}
+const buildApk = (env: NodeJS.ProcessEnv) => runBuild('openwrt/build-apk.sh', env)
 
 /** The same files, modes and contents as the .ipk's data.tar (apk's own db files aside). */
 function sameAsIpk(t: Test, apk: Apk, ipkFile: string) {
