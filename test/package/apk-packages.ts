@@ -19,7 +19,14 @@ import { repoRoot } from '../lib/ugate.js'
 
 t.setTimeout(60 * 60_000)
 
-const ARCHS = ['x86_64', 'aarch64_generic', 'arm_cortex-a7_neon-vfpv4', 'mipsel_24kc', 'mips_24kc']
+// All five (UGATE_ARCHS, which build-apk.sh reads too, narrows it for a quick run).
+const ARCHS = process.env.UGATE_ARCHS?.split(/\s+/).filter(Boolean) ?? [
+  'x86_64',
+  'aarch64_generic',
+  'arm_cortex-a7_neon-vfpv4',
+  'mipsel_24kc',
+  'mips_24kc',
+]
 const VERSION = (JSON.parse(readFileSync(resolve(repoRoot, 'package.json'), 'utf8')) as { version: string }).version
 const PKGVER = `${VERSION}-r1`
 
