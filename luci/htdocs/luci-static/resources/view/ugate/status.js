@@ -112,8 +112,13 @@ function keyValueTable(pairs) {
 }
 
 return view.extend({
+	/* uhttpd answers a missing plugin or a call the ACL denies with a JSON-RPC
+	 * error, which rpc.js turns into a rejection: show "no answer" instead. */
 	load() {
-		return Promise.all([callServiceList('ugate'), callStatus(), callConnections()]);
+		const none = function () {
+			return {};
+		};
+		return Promise.all([callServiceList('ugate').catch(none), callStatus().catch(none), callConnections().catch(none)]);
 	},
 
 	/* Fill the page's boxes from [ service list, status, connections ]. */
@@ -222,9 +227,7 @@ return view.extend({
 
 		poll.add(
 			L.bind(function () {
-				return Promise.all([callServiceList('ugate'), callStatus(), callConnections()]).then(
-					L.bind(this.update, this, nodes)
-				);
+				return this.load().then(L.bind(this.update, this, nodes));
 			}, this),
 			5
 		);
