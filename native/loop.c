@@ -63,11 +63,6 @@ static struct {
   int rej_len, rej_cap;
 } L = {.ep = -1, .sigfd = -1, .wakefd = -1, .post_lock = PTHREAD_MUTEX_INITIALIZER};
 
-void ug_fatal(const char *file, int line, const char *what) {
-  fprintf(stderr, "ugate: internal error at %s:%d: %s\n", file, line, what);
-  abort();
-}
-
 double ug_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

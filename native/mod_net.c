@@ -25,19 +25,6 @@
 #define IP6T_SO_ORIGINAL_DST 80
 #endif
 
-int ug_get_bytes(JSContext *ctx, JSValueConst v, const uint8_t **p, size_t *len) {
-  if (JS_IsArrayBuffer(v)) {
-    *p = JS_GetArrayBuffer(ctx, len, v);
-    return *p || *len == 0 ? 0 : -1;
-  }
-  if (JS_GetTypedArrayType(v) == JS_TYPED_ARRAY_UINT8) {
-    *p = JS_GetUint8Array(ctx, len, v);
-    return *p || *len == 0 ? 0 : -1;
-  }
-  JS_ThrowTypeError(ctx, "expected an ArrayBuffer or a Uint8Array");
-  return -1;
-}
-
 // Numeric IPv4 or IPv6 text → sockaddr; returns its length or 0.
 static socklen_t parse_ip(const char *s, int port, struct sockaddr_storage *ss) {
   memset(ss, 0, sizeof *ss);
@@ -157,26 +144,19 @@ static JSValue js_connect(JSContext *ctx, JSValueConst this_val, int argc, JSVal
   JS_FreeCString(ctx, host);
   if (!sl) return JS_ThrowRangeError(ctx, "connect: not a numeric IP address and port");
   int mark = 0;
+  const char *bind_to = NULL;
   struct sockaddr_storage src;
   socklen_t srcl = 0;
-  if (argc > 2 && JS_IsObject(argv[2])) {
-    JSValue v = JS_GetPropertyStr(ctx, argv[2], "mark");
-    if (!JS_IsUndefined(v) && JS_ToInt32(ctx, &mark, v)) {
-      JS_FreeValue(ctx, v);
-      return JS_EXCEPTION;
-    }
-    JS_FreeValue(ctx, v);
-    v = JS_GetPropertyStr(ctx, argv[2], "bind");
-    if (!JS_IsUndefined(v)) {
-      const char *b = JS_ToCString(ctx, v);
-      JS_FreeValue(ctx, v);
-      if (!b) return JS_EXCEPTION;
-      srcl = parse_ip(b, 0, &src);
-      JS_FreeCString(ctx, b);
-      if (!srcl || src.ss_family != ss.ss_family)
-        return JS_ThrowRangeError(
-            ctx, "connect: bind address is not a numeric IP of the target's family");
-    }
+  if (argc > 2 && JS_IsObject(argv[2]) &&
+      (ug_opt_int(ctx, argv[2], "mark", &mark) < 0 ||
+       ug_opt_string(ctx, argv[2], "bind", &bind_to) < 0))
+    return JS_EXCEPTION;
+  if (bind_to) {
+    srcl = parse_ip(bind_to, 0, &src);
+    JS_FreeCString(ctx, bind_to);
+    if (!srcl || src.ss_family != ss.ss_family)
+      return JS_ThrowRangeError(ctx,
+                                "connect: bind address is not a numeric IP of the target's family");
   }
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return ug_throw_errno(ctx, "socket", errno);

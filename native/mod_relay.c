@@ -30,32 +30,15 @@ static void complete(JSContext *ctx, ug_job *job) {
   JS_SetPropertyStr(ctx, res, "ms",
                     JS_NewFloat64(ctx, (double)(int64_t)(ug_now_ms() - r->start_ms)));
   JS_SetPropertyStr(ctx, res, "reason", JS_NewString(ctx, r->reason));
-  char en[16] = "";
-  if (r->err) snprintf(en, sizeof en, "%s", ug_errno_name(r->err) ? ug_errno_name(r->err) : "E?");
-  if (r->err && !ug_errno_name(r->err)) snprintf(en, sizeof en, "E%d", r->err);
-  JS_SetPropertyStr(ctx, res, "error", JS_NewString(ctx, en));
+  char spare[UG_ERRNO_NAME_MAX];
+  JS_SetPropertyStr(ctx, res, "error",
+                    JS_NewString(ctx, r->err ? ug_errno_name(r->err, spare) : ""));
   JS_SetPropertyStr(ctx, res, "spliced", JS_NewBool(ctx, r->spliced));
   JSValue cb = r->cb;
   free(r);
   ug_call(ctx, cb, 1, &res);
   JS_FreeValue(ctx, res);
   JS_FreeValue(ctx, cb);
-}
-
-static int get_initial(JSContext *ctx, JSValueConst opts, const char *key, relay_dir *d) {
-  JSValue v = JS_GetPropertyStr(ctx, opts, key);
-  int rc = 0;
-  if (!JS_IsUndefined(v) && !JS_IsNull(v)) {
-    const uint8_t *p;
-    size_t len;
-    rc = ug_get_bytes(ctx, v, &p, &len);
-    if (rc == 0 && relay_set_initial(d, p, len) < 0) {
-      JS_ThrowOutOfMemory(ctx);
-      rc = -1;
-    }
-  }
-  JS_FreeValue(ctx, v);
-  return rc;
 }
 
 static JSValue js_relay(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
@@ -67,30 +50,31 @@ static JSValue js_relay(JSContext *ctx, JSValueConst this_val, int argc, JSValue
   if (!JS_IsObject(argv[2])) return JS_ThrowTypeError(ctx, "relay: options must be an object");
   if (!JS_IsFunction(ctx, argv[3]))
     return JS_ThrowTypeError(ctx, "relay: callback is not a function");
-  JSValue v = JS_GetPropertyStr(ctx, argv[2], "splice");
-  bool splice = JS_ToBool(ctx, v);
-  JS_FreeValue(ctx, v);
-  v = JS_GetPropertyStr(ctx, argv[2], "idleMs");
-  int bad = !JS_IsUndefined(v) && JS_ToInt32(ctx, &idle_ms, v);
-  JS_FreeValue(ctx, v);
-  if (bad) return JS_EXCEPTION;
-  double up_limit = -1;
-  v = JS_GetPropertyStr(ctx, argv[2], "upLimit");
-  int lim = 0;  // 0 ok, -1 exception pending, -2 out of range
-  if (!JS_IsUndefined(v)) lim = JS_ToFloat64(ctx, &up_limit, v) ? -1 : up_limit >= 0 ? 0 : -2;
-  JS_FreeValue(ctx, v);
-  if (lim == -1) return JS_EXCEPTION;
-  if (lim == -2) return JS_ThrowRangeError(ctx, "relay: upLimit must be >= 0");
-  relay *r = malloc(sizeof *r);
-  if (!r) return JS_ThrowOutOfMemory(ctx);
-  relay_init(r, a, b, splice, idle_ms);
-  if (up_limit >= 0) relay_set_limit(&r->up, (uint64_t)up_limit);
-  if (get_initial(ctx, argv[2], "up", &r->up) || get_initial(ctx, argv[2], "down", &r->down)) {
-    free(r->up.buf);
-    free(r->down.buf);
-    free(r);
+  bool splice = false;
+  double up_limit = 0;
+  int limited = 0;
+  uint8_t *up = NULL, *down = NULL;
+  size_t up_len = 0, down_len = 0;
+  if (ug_opt_bool(ctx, argv[2], "splice", &splice) < 0 ||
+      ug_opt_int(ctx, argv[2], "idleMs", &idle_ms) < 0 ||
+      (limited = ug_opt_number(ctx, argv[2], "upLimit", &up_limit)) < 0)
+    return JS_EXCEPTION;
+  if (limited && !(up_limit >= 0)) return JS_ThrowRangeError(ctx, "relay: upLimit must be >= 0");
+  if (ug_opt_bytes(ctx, argv[2], "up", &up, &up_len) < 0 ||
+      ug_opt_bytes(ctx, argv[2], "down", &down, &down_len) < 0) {
+    free(up);
     return JS_EXCEPTION;
   }
+  relay *r = malloc(sizeof *r);
+  if (!r) {
+    free(up);
+    free(down);
+    return JS_ThrowOutOfMemory(ctx);
+  }
+  relay_init(r, a, b, splice, idle_ms);
+  if (limited) relay_set_limit(&r->up, (uint64_t)up_limit);
+  relay_set_initial(&r->up, up, up_len);
+  relay_set_initial(&r->down, down, down_len);
   // JS's watches on these fds end here: the relay thread owns them now.
   ug_loop_forget_fd(ctx, a);
   ug_loop_forget_fd(ctx, b);

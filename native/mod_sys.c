@@ -20,91 +20,13 @@ void ug_sys_set_argv(int argc, char **argv) {
   g_argv = argv;
 }
 
-// Only the errno values a network daemon meets; others print as E<n>.
-static const struct {
-  int n;
-  const char *name;
-} errnames[] = {
-    {EPERM, "EPERM"},
-    {ENOENT, "ENOENT"},
-    {EINTR, "EINTR"},
-    {EIO, "EIO"},
-    {EBADF, "EBADF"},
-    {EAGAIN, "EAGAIN"},
-    {ENOMEM, "ENOMEM"},
-    {EACCES, "EACCES"},
-    {EFAULT, "EFAULT"},
-    {EBUSY, "EBUSY"},
-    {EEXIST, "EEXIST"},
-    {ENOTDIR, "ENOTDIR"},
-    {EISDIR, "EISDIR"},
-    {EINVAL, "EINVAL"},
-    {ENFILE, "ENFILE"},
-    {EMFILE, "EMFILE"},
-    {ENOSPC, "ENOSPC"},
-    {EPIPE, "EPIPE"},
-    {ENOSYS, "ENOSYS"},
-    {ENOTSOCK, "ENOTSOCK"},
-    {EMSGSIZE, "EMSGSIZE"},
-    {ENOPROTOOPT, "ENOPROTOOPT"},
-    {EPROTONOSUPPORT, "EPROTONOSUPPORT"},
-    {EOPNOTSUPP, "EOPNOTSUPP"},
-    {EAFNOSUPPORT, "EAFNOSUPPORT"},
-    {EADDRINUSE, "EADDRINUSE"},
-    {EADDRNOTAVAIL, "EADDRNOTAVAIL"},
-    {ENETDOWN, "ENETDOWN"},
-    {ENETUNREACH, "ENETUNREACH"},
-    {ENETRESET, "ENETRESET"},
-    {ECONNABORTED, "ECONNABORTED"},
-    {ECONNRESET, "ECONNRESET"},
-    {ENOBUFS, "ENOBUFS"},
-    {EISCONN, "EISCONN"},
-    {ENOTCONN, "ENOTCONN"},
-    {ETIMEDOUT, "ETIMEDOUT"},
-    {ECONNREFUSED, "ECONNREFUSED"},
-    {EHOSTDOWN, "EHOSTDOWN"},
-    {EHOSTUNREACH, "EHOSTUNREACH"},
-    {EALREADY, "EALREADY"},
-    {EINPROGRESS, "EINPROGRESS"},
-    {ENOTEMPTY, "ENOTEMPTY"},
-    {ENAMETOOLONG, "ENAMETOOLONG"},
-    {ELOOP, "ELOOP"},
-    {EPROTO, "EPROTO"},
-};
-
-const char *ug_errno_name(int err) {
-  for (size_t i = 0; i < sizeof errnames / sizeof errnames[0]; i++)
-    if (errnames[i].n == err) return errnames[i].name;
-  return NULL;
-}
-
-JSValue ug_throw_errno(JSContext *ctx, const char *syscall, int err) {
-  const char *name = ug_errno_name(err);
-  char code[16];
-  if (!name) {
-    snprintf(code, sizeof code, "E%d", err);
-    name = code;
-  }
-  JSValue e = JS_NewError(ctx);
-  char msg[256];
-  snprintf(msg, sizeof msg, "%s: %s (%s)", syscall, strerror(err), name);
-  JS_SetPropertyStr(ctx, e, "message", JS_NewString(ctx, msg));
-  JS_SetPropertyStr(ctx, e, "code", JS_NewString(ctx, name));
-  JS_SetPropertyStr(ctx, e, "errno", JS_NewInt32(ctx, err));
-  JS_SetPropertyStr(ctx, e, "syscall", JS_NewString(ctx, syscall));
-  return JS_Throw(ctx, e);
-}
-
 static JSValue js_errno_name(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
   (void)this_val;
   (void)argc;
   int err;
   if (JS_ToInt32(ctx, &err, argv[0])) return JS_EXCEPTION;
-  const char *name = ug_errno_name(err);
-  if (name) return JS_NewString(ctx, name);
-  char code[16];
-  snprintf(code, sizeof code, "E%d", err);
-  return JS_NewString(ctx, code);
+  char spare[UG_ERRNO_NAME_MAX];
+  return JS_NewString(ctx, ug_errno_name(err, spare));
 }
 
 static JSValue js_strerror(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {

@@ -388,14 +388,10 @@ void relay_set_limit(relay_dir *d, uint64_t limit) {
   }
 }
 
-int relay_set_initial(relay_dir *d, const uint8_t *p, size_t len) {
-  if (len == 0) return 0;
-  d->buf = malloc(len);
-  if (!d->buf) return -1;
-  memcpy(d->buf, p, len);
+void relay_set_initial(relay_dir *d, uint8_t *bytes, size_t len) {
+  d->buf = bytes;
   d->off = 0;
-  d->len = len;
-  return 0;
+  d->len = bytes ? len : 0;
 }
 
 int relay_engine_start(void) {

@@ -62,9 +62,10 @@ void relay_abort_all(void);
 void relay_counters_get(relay_counters *out);
 // Stop the thread; live relays are closed. Returns after the thread ended.
 void relay_engine_stop(void);
-// Set up r (fds, options); initial bytes are copied.
+// Set up r (fds, options).
 void relay_init(relay *r, int a, int b, bool splice, int idle_ms);
-int relay_set_initial(relay_dir *d, const uint8_t *p, size_t len);
+// Bytes to write to d->to before anything read: a malloc'd buffer r now owns (or NULL).
+void relay_set_initial(relay_dir *d, uint8_t *bytes, size_t len);
 // Read at most `limit` bytes from d->from; then stop reading it and send no FIN.
 void relay_set_limit(relay_dir *d, uint64_t limit);
 

@@ -10,6 +10,7 @@
 
 #include "quickjs.h"
 
+// ---- util.c ----------------------------------------------------------------
 // Invariants that must hold; a broken one is a bug, so stop loudly.
 #define UG_CHECK(x)                             \
   do {                                          \
@@ -17,13 +18,24 @@
   } while (0)
 void ug_fatal(const char *file, int line, const char *what);
 
-// ---- errors ---------------------------------------------------------------
 // Throw an Error with .code (errno name), .errno and .syscall; returns JS_EXCEPTION.
 JSValue ug_throw_errno(JSContext *ctx, const char *syscall, int err);
-const char *ug_errno_name(int err);
+// "ECONNRESET" for the errno values a network daemon meets, else "E<n>" written to spare.
+#define UG_ERRNO_NAME_MAX 16
+const char *ug_errno_name(int err, char spare[UG_ERRNO_NAME_MAX]);
 
 // ArrayBuffer or Uint8Array → bytes (borrowed); -1 with an exception otherwise.
 int ug_get_bytes(JSContext *ctx, JSValueConst v, const uint8_t **p, size_t *len);
+
+// Option readers: opts[key] converted into *out. Return 1 = read, 0 = absent
+// (undefined or null: *out is left as it was), -1 = an exception is pending.
+int ug_opt_bool(JSContext *ctx, JSValueConst opts, const char *key, bool *out);
+int ug_opt_int(JSContext *ctx, JSValueConst opts, const char *key, int *out);
+int ug_opt_number(JSContext *ctx, JSValueConst opts, const char *key, double *out);
+// *out is freed by the caller with JS_FreeCString.
+int ug_opt_string(JSContext *ctx, JSValueConst opts, const char *key, const char **out);
+// A malloc'd copy the caller owns (left NULL when empty) and its length.
+int ug_opt_bytes(JSContext *ctx, JSValueConst opts, const char *key, uint8_t **out, size_t *len);
 
 // ---- event loop (loop.c) ----------------------------------------------------
 // Work finished on another thread, handed back to the loop thread.
