@@ -18,8 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PIPE_SIZE (512 * 1024)  // bytes moved per splice call pair
-#define POOL_MAX 64             // idle pipes kept for reuse
 #define SCRATCH_SIZE (64 * 1024)
 #define SWEEP_MS 1000  // idle timeouts are checked this often
 
@@ -36,8 +34,6 @@ static struct {
 // Owned by the relay thread.
 static relay *live;
 static relay *finished;  // closed in this batch; posted once no event can name them
-static int pool[POOL_MAX][2];
-static int npool;
 static relay_counters cnt;
 static uint8_t scratch[SCRATCH_SIZE];
 
@@ -45,43 +41,6 @@ static double mono_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-// ---- pipes --------------------------------------------------------------------
-static bool pipe_get(relay_dir *d) {
-  if (npool > 0) {
-    npool--;
-    d->pipe[0] = pool[npool][0];
-    d->pipe[1] = pool[npool][1];
-    return true;
-  }
-  if (pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) < 0) return false;
-  fcntl(d->pipe[1], F_SETPIPE_SZ, PIPE_SIZE);  // a smaller pipe still works
-  return true;
-}
-
-// A pipe that still holds bytes cannot be reused: its data belongs to a dead stream.
-static void pipe_put(relay_dir *d) {
-  if (d->pipe[0] < 0) return;
-  if (d->inpipe == 0 && npool < POOL_MAX) {
-    pool[npool][0] = d->pipe[0];
-    pool[npool][1] = d->pipe[1];
-    npool++;
-  } else {
-    close(d->pipe[0]);
-    close(d->pipe[1]);
-  }
-  d->pipe[0] = d->pipe[1] = -1;
-  d->inpipe = 0;
-}
-
-// Idle pipes are only worth keeping while relays come and go.
-static void pool_drain(void) {
-  while (npool > 0) {
-    npool--;
-    close(pool[npool][0]);
-    close(pool[npool][1]);
-  }
 }
 
 // ---- one direction ----------------------------------------------------------------
@@ -123,12 +82,12 @@ static bool took_last(relay_dir *d, size_t n) {
 
 static int pump_splice(relay *r, relay_dir *d, int *err) {
   for (;;) {
-    if (d->inpipe) {
+    if (d->pipe.data) {
       ssize_t w =
-          splice(d->pipe[0], NULL, d->to, NULL, d->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+          splice(d->pipe.cons, NULL, d->to, NULL, d->pipe.data, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       cnt.splice_calls++;
       if (w > 0) {
-        d->inpipe -= w;
+        d->pipe.data -= w;
         d->bytes += w;
         r->last_ms = mono_ms();
         continue;
@@ -139,15 +98,15 @@ static int pump_splice(relay *r, relay_dir *d, int *err) {
       return PUMP_TO_ERR;
     }
     if (d->eof) break;
-    if (d->pipe[0] < 0 && !pipe_get(d)) {  // out of fds for pipes: copy instead
+    if (!pipe_held(&d->pipe) && !pipe_get(&d->pipe)) {  // out of fds for pipes: copy instead
       d->copy = true;
       return PUMP_OK;
     }
     size_t want = d->limited && d->left < PIPE_SIZE ? (size_t)d->left : PIPE_SIZE;
-    ssize_t n = splice(d->from, NULL, d->pipe[1], NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    ssize_t n = splice(d->from, NULL, d->pipe.prod, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     cnt.splice_calls++;
     if (n > 0) {
-      d->inpipe += n;
+      d->pipe.data += n;
       r->spliced = true;
       took_last(d, n);  // at the limit: flush the pipe, then the loop ends at `eof`
       continue;
@@ -158,18 +117,18 @@ static int pump_splice(relay *r, relay_dir *d, int *err) {
     }
     if (errno == EINTR) continue;
     if (errno == EAGAIN) {
-      pipe_put(d);  // empty here: give it back while the socket is quiet
+      pipe_put(&d->pipe);  // empty here: give it back while the socket is quiet
       return PUMP_OK;
     }
     if (errno == EINVAL || errno == ENOSYS) {  // this socket cannot splice
-      pipe_put(d);
+      pipe_put(&d->pipe);
       d->copy = true;
       return PUMP_OK;
     }
     *err = errno;
     return PUMP_FROM_ERR;
   }
-  pipe_put(d);
+  pipe_put(&d->pipe);
   return PUMP_OK;
 }
 
@@ -220,7 +179,7 @@ static int pump(relay *r, relay_dir *d, int *err) {
   if (!d->copy) rc = pump_splice(r, d, err);
   if (rc == PUMP_OK && d->copy) rc = pump_copy(r, d, err);  // copy mode, or splice just fell back
   if (rc) return rc;
-  if (d->eof && !d->buf && d->inpipe == 0) {
+  if (d->eof && !d->buf && d->pipe.data == 0) {
     if (!d->nofin) shutdown(d->to, SHUT_WR);  // pass the FIN on: half-close
     d->shut = true;
   }
@@ -242,8 +201,8 @@ static void finish(relay *r, const char *reason, int err) {
     }
     close(fds[i]);  // also leaves the epoll set
   }
-  pipe_put(&r->up);
-  pipe_put(&r->down);
+  pipe_put(&r->up.pipe);
+  pipe_put(&r->down.pipe);
   free(r->up.buf);
   free(r->down.buf);
   r->up.buf = r->down.buf = NULL;
@@ -301,14 +260,15 @@ static void sweep_idle(double now) {
 }
 
 static void publish_counters(void) {
-  cnt.pipes_pooled = npool;
+  cnt.pipes_pooled = pipe_pool_size();
   pthread_mutex_lock(&E.lock);
   E.published = cnt;
   pthread_mutex_unlock(&E.lock);
 }
 
 static void post_finished(void) {
-  if (!live) pool_drain();  // before the last result: fds are back to baseline when JS hears of it
+  if (!live)
+    pipe_pool_drain();  // before the last result: fds are back to baseline when JS hears of it
   publish_counters();
   while (finished) {
     relay *r = finished;
@@ -358,7 +318,7 @@ static void *relay_thread(void *arg) {
       while (live) finish(live, "shutdown", 0);
     if (stop) {  // the loop is going away: nobody reads results any more
       finished = NULL;
-      pool_drain();
+      pipe_pool_drain();
       break;
     }
     if (finished || n == 0)
@@ -372,8 +332,8 @@ static void *relay_thread(void *arg) {
 // ---- called from the loop thread ---------------------------------------------------
 void relay_init(relay *r, int a, int b, bool splice, int idle_ms) {
   memset(r, 0, sizeof *r);
-  r->up = (relay_dir){.from = a, .to = b, .pipe = {-1, -1}, .copy = !splice};
-  r->down = (relay_dir){.from = b, .to = a, .pipe = {-1, -1}, .copy = !splice};
+  r->up = (relay_dir){.from = a, .to = b, .pipe = PIPE_NONE, .copy = !splice};
+  r->down = (relay_dir){.from = b, .to = a, .pipe = PIPE_NONE, .copy = !splice};
   r->idle_ms = idle_ms;
   r->start_ms = r->last_ms = mono_ms();
   r->cb = JS_UNDEFINED;

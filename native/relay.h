@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pipe.h"
 #include "ugate.h"
 
 typedef struct relay relay;
@@ -14,9 +15,8 @@ typedef struct relay relay;
 // One direction: bytes read from `from` are written to `to`.
 typedef struct {
   int from, to;
-  int pipe[2];    // splice mode: holds bytes in flight, -1 when none is held
-  size_t inpipe;  // bytes sitting in the pipe
-  uint8_t *buf;   // user-space bytes still to write (initial data, copy remainder)
+  struct pipe pipe;  // splice mode: holds bytes in flight; held only while they are
+  uint8_t *buf;      // user-space bytes still to write (initial data, copy remainder)
   size_t off, len;
   bool copy;     // this direction uses the read/write loop
   bool limited;  // only `left` more bytes may be read from `from`
