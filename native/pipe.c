@@ -1,7 +1,8 @@
-// The pipe pool (see pipe.h). No lock: one thread owns it.
+// The pipe pool and the splice moves (see pipe.h). No lock: one thread owns them.
 #define _GNU_SOURCE
 #include "pipe.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 
 static struct pipe pool[POOL_MAX];
 static int pooled;
+static uint64_t calls;
 
 bool pipe_get(struct pipe *p) {
   if (pooled > 0) {
@@ -41,4 +43,40 @@ void pipe_pool_drain(void) {
 
 int pipe_pool_size(void) {
   return pooled;
+}
+
+// ---- the two moves ----------------------------------------------------------------
+ssize_t splice_to_pipe(int fd, struct pipe *p, size_t max) {
+  ssize_t n;
+  do {
+    n = splice(fd, NULL, p->prod, NULL, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    calls++;
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    p->data += n;
+    return n;
+  }
+  if (n == 0) return SPLICE_EOF;
+  if (errno == EAGAIN) return SPLICE_WAIT;
+  if (errno == EINVAL || errno == ENOSYS) return SPLICE_UNSUPPORTED;
+  return SPLICE_ERROR;
+}
+
+ssize_t splice_from_pipe(struct pipe *p, int fd) {
+  ssize_t n;
+  do {
+    n = splice(p->cons, NULL, fd, NULL, p->data, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    calls++;
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    p->data -= n;
+    return n;
+  }
+  if (n < 0 && errno == EAGAIN) return SPLICE_WAIT;
+  if (n == 0) errno = EPIPE;
+  return SPLICE_ERROR;
+}
+
+uint64_t splice_calls(void) {
+  return calls;
 }

@@ -83,19 +83,15 @@ static bool took_last(relay_dir *d, size_t n) {
 static int pump_splice(relay *r, relay_dir *d, int *err) {
   for (;;) {
     if (d->pipe.data) {
-      ssize_t w =
-          splice(d->pipe.cons, NULL, d->to, NULL, d->pipe.data, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-      cnt.splice_calls++;
-      if (w > 0) {
-        d->pipe.data -= w;
-        d->bytes += w;
-        r->last_ms = mono_ms();
-        continue;
+      ssize_t w = splice_from_pipe(&d->pipe, d->to);
+      if (w == SPLICE_WAIT) return PUMP_OK;  // `to` is full: wait for EPOLLOUT
+      if (w < 0) {
+        *err = errno;
+        return PUMP_TO_ERR;
       }
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0 && errno == EAGAIN) return PUMP_OK;  // `to` is full: wait for EPOLLOUT
-      *err = w < 0 ? errno : EPIPE;
-      return PUMP_TO_ERR;
+      d->bytes += w;
+      r->last_ms = mono_ms();
+      continue;
     }
     if (d->eof) break;
     if (!pipe_held(&d->pipe) && !pipe_get(&d->pipe)) {  // out of fds for pipes: copy instead
@@ -103,30 +99,25 @@ static int pump_splice(relay *r, relay_dir *d, int *err) {
       return PUMP_OK;
     }
     size_t want = d->limited && d->left < PIPE_SIZE ? (size_t)d->left : PIPE_SIZE;
-    ssize_t n = splice(d->from, NULL, d->pipe.prod, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    cnt.splice_calls++;
+    ssize_t n = splice_to_pipe(d->from, &d->pipe, want);
     if (n > 0) {
-      d->pipe.data += n;
       r->spliced = true;
       took_last(d, n);  // at the limit: flush the pipe, then the loop ends at `eof`
       continue;
     }
-    if (n == 0) {
+    if (n == SPLICE_EOF) {
       d->eof = true;
       break;
     }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN) {
-      pipe_put(&d->pipe);  // empty here: give it back while the socket is quiet
-      return PUMP_OK;
+    if (n == SPLICE_ERROR) {
+      *err = errno;
+      return PUMP_FROM_ERR;
     }
-    if (errno == EINVAL || errno == ENOSYS) {  // this socket cannot splice
-      pipe_put(&d->pipe);
-      d->copy = true;
-      return PUMP_OK;
-    }
-    *err = errno;
-    return PUMP_FROM_ERR;
+    // The pipe is empty here, so SPLICE_WAIT means `from` is quiet: give the
+    // pipe back meanwhile. SPLICE_UNSUPPORTED: this socket copies from now on.
+    pipe_put(&d->pipe);
+    d->copy = n == SPLICE_UNSUPPORTED;
+    return PUMP_OK;
   }
   pipe_put(&d->pipe);
   return PUMP_OK;
@@ -260,6 +251,7 @@ static void sweep_idle(double now) {
 }
 
 static void publish_counters(void) {
+  cnt.splice_calls = splice_calls();
   cnt.pipes_pooled = pipe_pool_size();
   pthread_mutex_lock(&E.lock);
   E.published = cnt;
