@@ -7,7 +7,6 @@
 #include "relay.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -260,14 +259,13 @@ static void publish_counters(void) {
 
 static void post_finished(void) {
   if (!live)
-    pipe_pool_drain();  // before the last result: fds are back to baseline when JS hears of it
+    pipe_pool_drain();  // before the last result: fds are back to baseline when it is reported
   publish_counters();
   while (finished) {
     relay *r = finished;
     finished = r->next;
     r->next = NULL;
-    r->posted = true;
-    ug_loop_post(&r->job);
+    r->on_done(r);
   }
 }
 
@@ -322,13 +320,13 @@ static void *relay_thread(void *arg) {
 }
 
 // ---- called from the loop thread ---------------------------------------------------
-void relay_init(relay *r, int a, int b, bool splice, int idle_ms) {
+void relay_init(relay *r, int a, int b, bool splice, int idle_ms, relay_done_fn *on_done) {
   memset(r, 0, sizeof *r);
   r->up = (relay_dir){.from = a, .to = b, .pipe = PIPE_NONE, .copy = !splice};
   r->down = (relay_dir){.from = b, .to = a, .pipe = PIPE_NONE, .copy = !splice};
   r->idle_ms = idle_ms;
   r->start_ms = r->last_ms = mono_ms();
-  r->cb = JS_UNDEFINED;
+  r->on_done = on_done;
 }
 
 void relay_set_limit(relay_dir *d, uint64_t limit) {
@@ -364,13 +362,12 @@ static void wake(void) {
   (void)n;
 }
 
-int relay_start(relay *r) {
+void relay_start(relay *r) {
   pthread_mutex_lock(&E.lock);
   r->next = E.incoming;
   E.incoming = r;
   pthread_mutex_unlock(&E.lock);
   wake();
-  return 0;
 }
 
 void relay_abort_all(void) {

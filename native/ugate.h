@@ -17,6 +17,8 @@
     if (!(x)) ug_fatal(__FILE__, __LINE__, #x); \
   } while (0)
 void ug_fatal(const char *file, int line, const char *what);
+// The struct of `type` whose field `member` is at p.
+#define UG_CONTAINER_OF(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 // Throw an Error with .code (errno name), .errno and .syscall; returns JS_EXCEPTION.
 JSValue ug_throw_errno(JSContext *ctx, const char *syscall, int err);
