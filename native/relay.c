@@ -28,12 +28,12 @@ static struct {
   relay *incoming;       // started, not yet picked up by the thread
   bool abort_all, stop;
   relay_counters published;
-} E = {.ep = -1, .ctlfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+} engine = {.ep = -1, .ctlfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
 // Owned by the relay thread.
 static relay *live;
 static relay *finished;  // closed in this batch; posted once no event can name them
-static relay_counters cnt;
+static relay_counters counters;
 static uint8_t scratch[SCRATCH_SIZE];
 
 static double mono_ms(void) {
@@ -50,7 +50,7 @@ enum { PUMP_OK = 0, PUMP_FROM_ERR = 1, PUMP_TO_ERR = 2 };
 static int write_buffered(relay *r, relay_dir *d, int *err) {
   while (d->off < d->len) {
     ssize_t n = send(d->to, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL | MSG_DONTWAIT);
-    cnt.copy_calls++;
+    counters.copy_calls++;
     if (n > 0) {
       d->off += n;
       d->bytes += n;
@@ -126,7 +126,7 @@ static int pump_copy(relay *r, relay_dir *d, int *err) {
   while (!d->eof) {
     size_t want = d->limited && d->left < SCRATCH_SIZE ? (size_t)d->left : SCRATCH_SIZE;
     ssize_t n = recv(d->from, scratch, want, MSG_DONTWAIT);
-    cnt.copy_calls++;
+    counters.copy_calls++;
     if (n == 0) {
       d->eof = true;
       break;
@@ -139,7 +139,7 @@ static int pump_copy(relay *r, relay_dir *d, int *err) {
     }
     took_last(d, n);
     ssize_t w = send(d->to, scratch, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    cnt.copy_calls++;
+    counters.copy_calls++;
     if (w < 0 && errno != EAGAIN && errno != EINTR) {
       *err = errno;
       return PUMP_TO_ERR;
@@ -235,9 +235,9 @@ static void adopt(relay *r) {
   r->eb = (relay_end){r, 1};
   struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
   ev.data.ptr = &r->ea;
-  int ok = epoll_ctl(E.ep, EPOLL_CTL_ADD, r->up.from, &ev);
+  int ok = epoll_ctl(engine.ep, EPOLL_CTL_ADD, r->up.from, &ev);
   ev.data.ptr = &r->eb;
-  if (ok == 0) ok = epoll_ctl(E.ep, EPOLL_CTL_ADD, r->up.to, &ev);
+  if (ok == 0) ok = epoll_ctl(engine.ep, EPOLL_CTL_ADD, r->up.to, &ev);
   if (ok < 0) return finish(r, "client-error", errno);
   run_pumps(r);  // initial bytes, and data that arrived before the hand-over
 }
@@ -250,11 +250,11 @@ static void sweep_idle(double now) {
 }
 
 static void publish_counters(void) {
-  cnt.splice_calls = splice_calls();
-  cnt.pipes_pooled = pipe_pool_size();
-  pthread_mutex_lock(&E.lock);
-  E.published = cnt;
-  pthread_mutex_unlock(&E.lock);
+  counters.splice_calls = splice_calls();
+  counters.pipes_pooled = pipe_pool_size();
+  pthread_mutex_lock(&engine.lock);
+  engine.published = counters;
+  pthread_mutex_unlock(&engine.lock);
 }
 
 static void post_finished(void) {
@@ -277,22 +277,22 @@ static void *relay_thread(void *arg) {
   struct epoll_event evs[128];
   double last_sweep = mono_ms();
   for (;;) {
-    int n = epoll_wait(E.ep, evs, 128, live ? SWEEP_MS : -1);
+    int n = epoll_wait(engine.ep, evs, 128, live ? SWEEP_MS : -1);
     for (int i = 0; i < n; i++) {
       if (evs[i].data.ptr == NULL) {
         uint64_t v;
-        ssize_t rd = read(E.ctlfd, &v, sizeof v);
+        ssize_t rd = read(engine.ctlfd, &v, sizeof v);
         (void)rd;
       } else {
         on_event(evs[i].data.ptr, evs[i].events);
       }
     }
-    pthread_mutex_lock(&E.lock);
-    bool stop = E.stop, abort_all = E.abort_all;
-    relay *in = E.incoming;
-    E.incoming = NULL;
-    E.abort_all = false;
-    pthread_mutex_unlock(&E.lock);
+    pthread_mutex_lock(&engine.lock);
+    bool stop = engine.stop, abort_all = engine.abort_all;
+    relay *in = engine.incoming;
+    engine.incoming = NULL;
+    engine.abort_all = false;
+    pthread_mutex_unlock(&engine.lock);
     while (in) {
       relay *next = in->next;
       in->next = NULL;
@@ -345,53 +345,54 @@ void relay_set_initial(relay_dir *d, uint8_t *bytes, size_t len) {
 }
 
 int relay_engine_start(void) {
-  if (E.running) return 0;
-  E.ep = epoll_create1(EPOLL_CLOEXEC);
-  E.ctlfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (E.ep < 0 || E.ctlfd < 0) return -1;
+  if (engine.running) return 0;
+  engine.ep = epoll_create1(EPOLL_CLOEXEC);
+  engine.ctlfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (engine.ep < 0 || engine.ctlfd < 0) return -1;
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-  if (epoll_ctl(E.ep, EPOLL_CTL_ADD, E.ctlfd, &ev) < 0) return -1;
-  if (pthread_create(&E.thread, NULL, relay_thread, NULL) != 0) return -1;
-  E.running = true;
+  if (epoll_ctl(engine.ep, EPOLL_CTL_ADD, engine.ctlfd, &ev) < 0) return -1;
+  if (pthread_create(&engine.thread, NULL, relay_thread, NULL) != 0) return -1;
+  engine.running = true;
   return 0;
 }
 
 static void wake(void) {
   uint64_t one = 1;
-  ssize_t n = write(E.ctlfd, &one, sizeof one);
+  ssize_t n = write(engine.ctlfd, &one, sizeof one);
   (void)n;
 }
 
 void relay_start(relay *r) {
-  pthread_mutex_lock(&E.lock);
-  r->next = E.incoming;
-  E.incoming = r;
-  pthread_mutex_unlock(&E.lock);
+  pthread_mutex_lock(&engine.lock);
+  r->next = engine.incoming;
+  engine.incoming = r;
+  pthread_mutex_unlock(&engine.lock);
+  wake();
+}
+
+// Raise one of the thread's request flags and wake it.
+static void request(bool *flag) {
+  pthread_mutex_lock(&engine.lock);
+  *flag = true;
+  pthread_mutex_unlock(&engine.lock);
   wake();
 }
 
 void relay_abort_all(void) {
-  if (!E.running) return;
-  pthread_mutex_lock(&E.lock);
-  E.abort_all = true;
-  pthread_mutex_unlock(&E.lock);
-  wake();
+  if (engine.running) request(&engine.abort_all);
 }
 
 void relay_counters_get(relay_counters *out) {
-  pthread_mutex_lock(&E.lock);
-  *out = E.published;
-  pthread_mutex_unlock(&E.lock);
+  pthread_mutex_lock(&engine.lock);
+  *out = engine.published;
+  pthread_mutex_unlock(&engine.lock);
 }
 
 void relay_engine_stop(void) {
-  if (!E.running) return;
-  pthread_mutex_lock(&E.lock);
-  E.stop = true;
-  pthread_mutex_unlock(&E.lock);
-  wake();
-  pthread_join(E.thread, NULL);
-  close(E.ep);
-  close(E.ctlfd);
-  E.running = false;
+  if (!engine.running) return;
+  request(&engine.stop);
+  pthread_join(engine.thread, NULL);
+  close(engine.ep);
+  close(engine.ctlfd);
+  engine.running = false;
 }
