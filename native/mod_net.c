@@ -186,7 +186,11 @@ static JSValue js_socket_error(JSContext *ctx, JSValueConst this_val, int argc,
   return JS_NewInt32(ctx, err);
 }
 
-static JSValue recv_common(JSContext *ctx, JSValueConst *argv, int flags) {
+// read(fd, max) and peek(fd, max): `flags` is the magic, 0 or MSG_PEEK.
+static JSValue js_recv(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv,
+                       int flags) {
+  (void)this_val;
+  (void)argc;
   int fd, max;
   if (arg_fd(ctx, argv[0], &fd) || JS_ToInt32(ctx, &max, argv[1])) return JS_EXCEPTION;
   if (max <= 0 || max > READ_MAX)
@@ -206,18 +210,6 @@ static JSValue recv_common(JSContext *ctx, JSValueConst *argv, int flags) {
     r = ug_throw_errno(ctx, flags & MSG_PEEK ? "peek" : "read", errno);
   if (buf != stackbuf) free(buf);
   return r;
-}
-
-static JSValue js_read(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
-  return recv_common(ctx, argv, 0);
-}
-
-static JSValue js_peek(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
-  return recv_common(ctx, argv, MSG_PEEK);
 }
 
 static JSValue js_write(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
@@ -244,7 +236,11 @@ static JSValue js_shutdown(JSContext *ctx, JSValueConst this_val, int argc, JSVa
   return JS_UNDEFINED;
 }
 
-static JSValue close_common(JSContext *ctx, JSValueConst *argv, bool rst) {
+// close(fd) and reset(fd): `rst` is the magic, true to send an RST (SO_LINGER 0).
+static JSValue js_close(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv,
+                        int rst) {
+  (void)this_val;
+  (void)argc;
   int fd;
   if (arg_fd(ctx, argv[0], &fd)) return JS_EXCEPTION;
   ug_loop_forget_fd(ctx, fd);
@@ -257,19 +253,11 @@ static JSValue close_common(JSContext *ctx, JSValueConst *argv, bool rst) {
   return JS_UNDEFINED;
 }
 
-static JSValue js_close(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+// localAddress(fd) and peerAddress(fd): `peer` is the magic.
+static JSValue js_address(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv,
+                          int peer) {
   (void)this_val;
   (void)argc;
-  return close_common(ctx, argv, false);
-}
-
-static JSValue js_reset(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
-  return close_common(ctx, argv, true);
-}
-
-static JSValue name_common(JSContext *ctx, JSValueConst *argv, bool peer) {
   int fd;
   if (arg_fd(ctx, argv[0], &fd)) return JS_EXCEPTION;
   struct sockaddr_storage ss;
@@ -278,20 +266,6 @@ static JSValue name_common(JSContext *ctx, JSValueConst *argv, bool peer) {
                : getsockname(fd, (struct sockaddr *)&ss, &sl);
   if (r < 0) return ug_throw_errno(ctx, peer ? "getpeername" : "getsockname", errno);
   return addr_to_js(ctx, &ss);
-}
-
-static JSValue js_local_address(JSContext *ctx, JSValueConst this_val, int argc,
-                                JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
-  return name_common(ctx, argv, false);
-}
-
-static JSValue js_peer_address(JSContext *ctx, JSValueConst this_val, int argc,
-                               JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
-  return name_common(ctx, argv, true);
 }
 
 // The destination a REDIRECT rule rewrote, from conntrack (needs nf_conntrack).
@@ -404,14 +378,14 @@ static const JSCFunctionListEntry net_funcs[] = {
     JS_CFUNC_DEF("accept", 1, js_accept),
     JS_CFUNC_DEF("connect", 3, js_connect),
     JS_CFUNC_DEF("socketError", 1, js_socket_error),
-    JS_CFUNC_DEF("read", 2, js_read),
-    JS_CFUNC_DEF("peek", 2, js_peek),
+    JS_CFUNC_MAGIC_DEF("read", 2, js_recv, 0),
+    JS_CFUNC_MAGIC_DEF("peek", 2, js_recv, MSG_PEEK),
     JS_CFUNC_DEF("write", 2, js_write),
     JS_CFUNC_DEF("shutdown", 2, js_shutdown),
-    JS_CFUNC_DEF("close", 1, js_close),
-    JS_CFUNC_DEF("reset", 1, js_reset),
-    JS_CFUNC_DEF("localAddress", 1, js_local_address),
-    JS_CFUNC_DEF("peerAddress", 1, js_peer_address),
+    JS_CFUNC_MAGIC_DEF("close", 1, js_close, false),
+    JS_CFUNC_MAGIC_DEF("reset", 1, js_close, true),
+    JS_CFUNC_MAGIC_DEF("localAddress", 1, js_address, false),
+    JS_CFUNC_MAGIC_DEF("peerAddress", 1, js_address, true),
     JS_CFUNC_DEF("originalDst", 1, js_original_dst),
     JS_PROP_INT32_DEF("SHUT_RD", SHUT_RD, 0),
     JS_PROP_INT32_DEF("SHUT_WR", SHUT_WR, 0),

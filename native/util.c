@@ -115,19 +115,19 @@ int ug_opt_bool(JSContext *ctx, JSValueConst opts, const char *key, bool *out) {
   return rc;
 }
 
-int ug_opt_int(JSContext *ctx, JSValueConst opts, const char *key, int *out) {
-  JSValue v;
-  int rc = opt_get(ctx, opts, key, &v);
-  if (rc > 0 && JS_ToInt32(ctx, out, v)) rc = -1;
-  JS_FreeValue(ctx, v);
-  return rc;
-}
-
 int ug_opt_number(JSContext *ctx, JSValueConst opts, const char *key, double *out) {
   JSValue v;
   int rc = opt_get(ctx, opts, key, &v);
   if (rc > 0 && JS_ToFloat64(ctx, out, v)) rc = -1;
   JS_FreeValue(ctx, v);
+  return rc;
+}
+
+// ToInt32 of the number read, as `opts[key] | 0` would give in JS.
+int ug_opt_int(JSContext *ctx, JSValueConst opts, const char *key, int *out) {
+  double d;
+  int rc = ug_opt_number(ctx, opts, key, &d);
+  if (rc > 0) JS_ToInt32(ctx, out, JS_NewFloat64(ctx, d));  // a number: cannot throw
   return rc;
 }
 
