@@ -58,7 +58,7 @@ static struct {
   bool exit_requested;
   int exit_code;
   pthread_mutex_t post_lock;
-  ug_job *posted_head, *posted_tail;
+  ug_job_queue posted;
   JSValue *rejections;  // unhandled promise rejections seen since the last drain
   int rej_len, rej_cap;
 } loop = {.ep = -1, .sigfd = -1, .wakefd = -1, .post_lock = PTHREAD_MUTEX_INITIALIZER};
@@ -205,9 +205,7 @@ static void timer_release(JSContext *ctx, uint32_t slot) {
   loop.t_free[loop.t_nfree++] = slot;
 }
 
-static JSValue js_set_timeout(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_set_timeout(UG_JS_PARAMS) {
   double ms;
   if (!JS_IsFunction(ctx, argv[0]))
     return JS_ThrowTypeError(ctx, "setTimeout: callback is not a function");
@@ -237,10 +235,7 @@ static JSValue js_set_timeout(JSContext *ctx, JSValueConst this_val, int argc, J
   return JS_NewFloat64(ctx, (double)t->gen * TIMER_SLOT_MAX + slot);
 }
 
-static JSValue js_clear_timeout(JSContext *ctx, JSValueConst this_val, int argc,
-                                JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_clear_timeout(UG_JS_PARAMS) {
   double id;
   if (JS_ToFloat64(ctx, &id, argv[0]) || !(id >= 0)) return JS_UNDEFINED;
   uint64_t v = (uint64_t)id;
@@ -280,9 +275,7 @@ void ug_loop_forget_fd(JSContext *ctx, int fd) {
   unwatch(ctx, fd, true);
 }
 
-static JSValue js_watch(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_watch(UG_JS_PARAMS) {
   int fd, events;
   if (JS_ToInt32(ctx, &fd, argv[0]) || JS_ToInt32(ctx, &events, argv[1])) return JS_EXCEPTION;
   if (fd < 0) return JS_ThrowRangeError(ctx, "watch: bad fd %d", fd);
@@ -315,9 +308,7 @@ static JSValue js_watch(JSContext *ctx, JSValueConst this_val, int argc, JSValue
   return JS_UNDEFINED;
 }
 
-static JSValue js_unwatch(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_unwatch(UG_JS_PARAMS) {
   int fd;
   if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
   unwatch(ctx, fd, true);
@@ -335,9 +326,7 @@ static void dispatch_fd(JSContext *ctx, uint64_t tag, uint32_t events) {
 }
 
 // ---- signals ----------------------------------------------------------------
-static JSValue js_on_signal(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_on_signal(UG_JS_PARAMS) {
   int sig;
   if (JS_ToInt32(ctx, &sig, argv[0])) return JS_EXCEPTION;
   if (sig < 1 || sig > 64) return JS_ThrowRangeError(ctx, "onSignal: bad signal %d", sig);
@@ -378,14 +367,25 @@ static void dispatch_signals(JSContext *ctx) {
 }
 
 // ---- work handed back by other threads ---------------------------------------
-void ug_loop_post(ug_job *job) {
+void ug_job_queue_push(ug_job_queue *q, ug_job *job) {
   job->next = NULL;
-  pthread_mutex_lock(&loop.post_lock);
-  if (loop.posted_tail)
-    loop.posted_tail->next = job;
+  if (q->tail)
+    q->tail->next = job;
   else
-    loop.posted_head = job;
-  loop.posted_tail = job;
+    q->head = job;
+  q->tail = job;
+}
+
+ug_job *ug_job_queue_pop(ug_job_queue *q) {
+  ug_job *job = q->head;
+  if (job) q->head = job->next;
+  if (!q->head) q->tail = NULL;
+  return job;
+}
+
+void ug_loop_post(ug_job *job) {
+  pthread_mutex_lock(&loop.post_lock);
+  ug_job_queue_push(&loop.posted, job);
   pthread_mutex_unlock(&loop.post_lock);
   uint64_t one = 1;
   ssize_t n = write(loop.wakefd, &one, sizeof one);
@@ -397,8 +397,8 @@ static void dispatch_posted(JSContext *ctx) {
   ssize_t n = read(loop.wakefd, &wakeups, sizeof wakeups);
   (void)n;
   pthread_mutex_lock(&loop.post_lock);
-  ug_job *j = loop.posted_head;
-  loop.posted_head = loop.posted_tail = NULL;
+  ug_job *j = loop.posted.head;  // the whole chain: jobs posted meanwhile wait for the next wake
+  loop.posted = (ug_job_queue){0};
   pthread_mutex_unlock(&loop.post_lock);
   while (j) {
     ug_job *next = j->next;
@@ -409,10 +409,7 @@ static void dispatch_posted(JSContext *ctx) {
 }
 
 // ---- the loop ---------------------------------------------------------------
-static JSValue js_now(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
-  (void)argv;
+static JSValue js_now(UG_JS_PARAMS) {
   return JS_NewFloat64(ctx, ug_now_ms());
 }
 
@@ -496,9 +493,7 @@ void ug_loop_free(JSContext *ctx) {
   close(loop.wakefd);
 }
 
-static JSValue js_exit(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_exit(UG_JS_PARAMS) {
   int code;
   if (JS_ToInt32(ctx, &code, argv[0])) code = 1;
   ug_loop_request_exit(code);

@@ -16,8 +16,7 @@
 #define MAX_ADDRS 32
 
 typedef struct lookup {
-  ug_job job;  // first: the loop hands this pointer back
-  struct lookup *qnext;
+  ug_job job;  // first: the loop hands this pointer back; job.next links the work queue
   struct lookup *all_prev, *all_next;  // every lookup not yet completed
   JSValue cb;
   char *host;
@@ -29,8 +28,8 @@ typedef struct lookup {
 static struct {
   pthread_mutex_t lock;
   pthread_cond_t cond;
-  lookup *qhead, *qtail;
-  lookup *all;  // owned by the loop thread
+  ug_job_queue queue;  // lookups waiting for a worker
+  lookup *all;         // owned by the loop thread
   int workers, idle;
   bool closed;
 } resolver = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
@@ -60,15 +59,13 @@ static void *worker(void *arg) {
   pthread_sigmask(SIG_BLOCK, &all, NULL);  // signals belong to the loop's signalfd
   pthread_mutex_lock(&resolver.lock);
   for (;;) {
-    while (!resolver.qhead && !resolver.closed) {
+    while (!resolver.queue.head && !resolver.closed) {
       resolver.idle++;
       pthread_cond_wait(&resolver.cond, &resolver.lock);
       resolver.idle--;
     }
     if (resolver.closed) break;
-    lookup *l = resolver.qhead;
-    resolver.qhead = l->qnext;
-    if (!resolver.qhead) resolver.qtail = NULL;
+    lookup *l = (lookup *)ug_job_queue_pop(&resolver.queue);
     pthread_mutex_unlock(&resolver.lock);
     resolve_now(l);
     pthread_mutex_lock(&resolver.lock);
@@ -114,9 +111,7 @@ static void complete(JSContext *ctx, ug_job *job) {
   free(l);
 }
 
-static JSValue js_resolve(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_resolve(UG_JS_PARAMS) {
   if (!JS_IsFunction(ctx, argv[1]))
     return JS_ThrowTypeError(ctx, "resolve: callback is not a function");
   const char *host = JS_ToCString(ctx, argv[0]);
@@ -137,11 +132,7 @@ static JSValue js_resolve(JSContext *ctx, JSValueConst this_val, int argc, JSVal
   resolver.all = l;
   ug_loop_ref();
   pthread_mutex_lock(&resolver.lock);
-  if (resolver.qtail)
-    resolver.qtail->qnext = l;
-  else
-    resolver.qhead = l;
-  resolver.qtail = l;
+  ug_job_queue_push(&resolver.queue, &l->job);
   if (resolver.idle == 0 && resolver.workers < MAX_WORKERS) {
     pthread_t t;
     pthread_attr_t at;
@@ -166,14 +157,14 @@ void ug_dns_shutdown(JSContext *ctx) {
     JS_FreeValue(ctx, l->cb);
     l->cb = JS_UNDEFINED;
     bool queued = false;
-    for (lookup *q = resolver.qhead; q && !queued; q = q->qnext) queued = q == l;
+    for (ug_job *q = resolver.queue.head; q && !queued; q = q->next) queued = q == &l->job;
     if (queued) {
       free(l->host);
       free(l);
     }
   }
   resolver.all = NULL;
-  resolver.qhead = resolver.qtail = NULL;
+  resolver.queue = (ug_job_queue){0};
   pthread_cond_broadcast(&resolver.cond);
   pthread_mutex_unlock(&resolver.lock);
 }

@@ -78,9 +78,7 @@ static int arg_fd(JSContext *ctx, JSValueConst v, int *fd) {
   return 0;
 }
 
-static JSValue js_listen(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_listen(UG_JS_PARAMS) {
   int port, backlog;
   if (JS_ToInt32(ctx, &port, argv[1]) || JS_ToInt32(ctx, &backlog, argv[2])) return JS_EXCEPTION;
   const char *host = JS_ToCString(ctx, argv[0]);
@@ -112,9 +110,7 @@ static void set_nodelay(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-static JSValue js_accept(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_accept(UG_JS_PARAMS) {
   int lfd;
   if (arg_fd(ctx, argv[0], &lfd)) return JS_EXCEPTION;
   struct sockaddr_storage ss;
@@ -133,8 +129,7 @@ static JSValue js_accept(JSContext *ctx, JSValueConst this_val, int argc, JSValu
   return o;
 }
 
-static JSValue js_connect(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
+static JSValue js_connect(UG_JS_PARAMS) {
   int port;
   if (JS_ToInt32(ctx, &port, argv[1])) return JS_EXCEPTION;
   const char *host = JS_ToCString(ctx, argv[0]);
@@ -175,10 +170,7 @@ static JSValue js_connect(JSContext *ctx, JSValueConst this_val, int argc, JSVal
   return JS_NewInt32(ctx, fd);
 }
 
-static JSValue js_socket_error(JSContext *ctx, JSValueConst this_val, int argc,
-                               JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_socket_error(UG_JS_PARAMS) {
   int fd, err = 0;
   socklen_t l = sizeof err;
   if (arg_fd(ctx, argv[0], &fd)) return JS_EXCEPTION;
@@ -187,10 +179,7 @@ static JSValue js_socket_error(JSContext *ctx, JSValueConst this_val, int argc,
 }
 
 // read(fd, max) and peek(fd, max): `flags` is the magic, 0 or MSG_PEEK.
-static JSValue js_recv(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv,
-                       int flags) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_recv(UG_JS_PARAMS, int flags) {
   int fd, max;
   if (arg_fd(ctx, argv[0], &fd) || JS_ToInt32(ctx, &max, argv[1])) return JS_EXCEPTION;
   if (max <= 0 || max > READ_MAX)
@@ -212,9 +201,7 @@ static JSValue js_recv(JSContext *ctx, JSValueConst this_val, int argc, JSValueC
   return r;
 }
 
-static JSValue js_write(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_write(UG_JS_PARAMS) {
   int fd;
   const uint8_t *p;
   size_t len;
@@ -227,9 +214,7 @@ static JSValue js_write(JSContext *ctx, JSValueConst this_val, int argc, JSValue
   return JS_NewInt64(ctx, n);
 }
 
-static JSValue js_shutdown(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_shutdown(UG_JS_PARAMS) {
   int fd, how;
   if (arg_fd(ctx, argv[0], &fd) || JS_ToInt32(ctx, &how, argv[1])) return JS_EXCEPTION;
   if (shutdown(fd, how) < 0 && errno != ENOTCONN) return ug_throw_errno(ctx, "shutdown", errno);
@@ -237,10 +222,7 @@ static JSValue js_shutdown(JSContext *ctx, JSValueConst this_val, int argc, JSVa
 }
 
 // close(fd) and reset(fd): `rst` is the magic, true to send an RST (SO_LINGER 0).
-static JSValue js_close(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv,
-                        int rst) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_close(UG_JS_PARAMS, int rst) {
   int fd;
   if (arg_fd(ctx, argv[0], &fd)) return JS_EXCEPTION;
   ug_loop_forget_fd(ctx, fd);
@@ -254,10 +236,7 @@ static JSValue js_close(JSContext *ctx, JSValueConst this_val, int argc, JSValue
 }
 
 // localAddress(fd) and peerAddress(fd): `peer` is the magic.
-static JSValue js_address(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv,
-                          int peer) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_address(UG_JS_PARAMS, int peer) {
   int fd;
   if (arg_fd(ctx, argv[0], &fd)) return JS_EXCEPTION;
   struct sockaddr_storage ss;
@@ -269,10 +248,7 @@ static JSValue js_address(JSContext *ctx, JSValueConst this_val, int argc, JSVal
 }
 
 // The destination a REDIRECT rule rewrote, from conntrack (needs nf_conntrack).
-static JSValue js_original_dst(JSContext *ctx, JSValueConst this_val, int argc,
-                               JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_original_dst(UG_JS_PARAMS) {
   int fd;
   if (arg_fd(ctx, argv[0], &fd)) return JS_EXCEPTION;
   struct sockaddr_storage ss;
@@ -311,9 +287,7 @@ static int unix_addr(JSContext *ctx, JSValueConst v, struct sockaddr_un *sa) {
   return ok ? 0 : -1;
 }
 
-static JSValue js_listen_unix(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_listen_unix(UG_JS_PARAMS) {
   struct sockaddr_un sa;
   int backlog;
   if (unix_addr(ctx, argv[0], &sa) || JS_ToInt32(ctx, &backlog, argv[1])) return JS_EXCEPTION;
@@ -341,10 +315,7 @@ static JSValue js_listen_unix(JSContext *ctx, JSValueConst this_val, int argc, J
   return JS_NewInt32(ctx, fd);
 }
 
-static JSValue js_connect_unix(JSContext *ctx, JSValueConst this_val, int argc,
-                               JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_connect_unix(UG_JS_PARAMS) {
   struct sockaddr_un sa;
   if (unix_addr(ctx, argv[0], &sa)) return JS_EXCEPTION;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -358,9 +329,7 @@ static JSValue js_connect_unix(JSContext *ctx, JSValueConst this_val, int argc,
   return JS_NewInt32(ctx, fd);
 }
 
-static JSValue js_unlink(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_unlink(UG_JS_PARAMS) {
   const char *path = JS_ToCString(ctx, argv[0]);
   if (!path) return JS_EXCEPTION;
   int r = unlink(path);

@@ -130,9 +130,7 @@ static int wait_child(pid_t pid) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static JSValue js_run_sync(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_run_sync(UG_JS_PARAMS) {
   char *args[MAX_ARGS];
   size_t inlen = 0;
   const char *in = NULL;
@@ -189,10 +187,7 @@ static void clear_exit_command(void) {
   exit_input = NULL;
 }
 
-static JSValue js_set_exit_command(JSContext *ctx, JSValueConst this_val, int argc,
-                                   JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_set_exit_command(UG_JS_PARAMS) {
   clear_exit_command();
   if (JS_IsNull(argv[0]) || JS_IsUndefined(argv[0])) return JS_UNDEFINED;
   char *args[MAX_ARGS];

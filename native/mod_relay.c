@@ -59,9 +59,7 @@ static void complete(JSContext *ctx, ug_job *job) {
   JS_FreeValue(ctx, cb);
 }
 
-static JSValue js_relay(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_relay(UG_JS_PARAMS) {
   int a, b, idle_ms = 0;
   if (JS_ToInt32(ctx, &a, argv[0]) || JS_ToInt32(ctx, &b, argv[1])) return JS_EXCEPTION;
   if (a < 0 || b < 0 || a == b) return JS_ThrowRangeError(ctx, "relay: bad fds %d, %d", a, b);
@@ -108,20 +106,13 @@ static JSValue js_relay(JSContext *ctx, JSValueConst this_val, int argc, JSValue
   return JS_NewFloat64(ctx, relays_total);
 }
 
-static JSValue js_relay_abort_all(JSContext *ctx, JSValueConst this_val, int argc,
-                                  JSValueConst *argv) {
+static JSValue js_relay_abort_all(UG_JS_PARAMS) {
   (void)ctx;
-  (void)this_val;
-  (void)argc;
-  (void)argv;
   relay_abort_all();
   return JS_UNDEFINED;
 }
 
-static JSValue js_relay_stats(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
-  (void)argv;
+static JSValue js_relay_stats(UG_JS_PARAMS) {
   relay_counters c;
   relay_counters_get(&c);
   JSValue o = JS_NewObject(ctx);

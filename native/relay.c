@@ -1,8 +1,8 @@
-// The relay thread. Once a route is chosen, both sockets come here and the
-// payload never enters JS again: splice(2) through a pipe per direction
-// (pipes come from a small pool and are held only while bytes are in them),
-// or a read/write loop through one scratch buffer. Edge-triggered epoll:
-// every event pumps both directions of its relay until they would block.
+// The TCP relay thread. Once a route is chosen, both sockets come here and
+// the payload never enters JS again: splice(2) through a pipe per direction
+// (pipe.c: held only while bytes are in it), or a read/write loop through one
+// scratch buffer. Edge-triggered epoll: every event pumps both directions of
+// its relay until they would block. A finished relay goes to its on_done.
 #define _GNU_SOURCE
 #include "relay.h"
 
@@ -23,16 +23,16 @@
 static struct {
   pthread_t thread;
   bool running;
-  int ep, ctlfd;
+  int ep, wakefd;
   pthread_mutex_t lock;  // guards the fields below
   relay *incoming;       // started, not yet picked up by the thread
   bool abort_all, stop;
   relay_counters published;
-} engine = {.ep = -1, .ctlfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+} engine = {.ep = -1, .wakefd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
 // Owned by the relay thread.
 static relay *live;
-static relay *finished;  // closed in this batch; posted once no event can name them
+static relay *finished;  // closed in this batch; to on_done once no event can name them
 static relay_counters counters;
 static uint8_t scratch[SCRATCH_SIZE];
 
@@ -281,7 +281,7 @@ static void *relay_thread(void *arg) {
     for (int i = 0; i < n; i++) {
       if (evs[i].data.ptr == NULL) {
         uint64_t v;
-        ssize_t rd = read(engine.ctlfd, &v, sizeof v);
+        ssize_t rd = read(engine.wakefd, &v, sizeof v);
         (void)rd;
       } else {
         on_event(evs[i].data.ptr, evs[i].events);
@@ -347,10 +347,10 @@ void relay_set_initial(relay_dir *d, uint8_t *bytes, size_t len) {
 int relay_engine_start(void) {
   if (engine.running) return 0;
   engine.ep = epoll_create1(EPOLL_CLOEXEC);
-  engine.ctlfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (engine.ep < 0 || engine.ctlfd < 0) return -1;
+  engine.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (engine.ep < 0 || engine.wakefd < 0) return -1;
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-  if (epoll_ctl(engine.ep, EPOLL_CTL_ADD, engine.ctlfd, &ev) < 0) return -1;
+  if (epoll_ctl(engine.ep, EPOLL_CTL_ADD, engine.wakefd, &ev) < 0) return -1;
   if (pthread_create(&engine.thread, NULL, relay_thread, NULL) != 0) return -1;
   engine.running = true;
   return 0;
@@ -358,7 +358,7 @@ int relay_engine_start(void) {
 
 static void wake(void) {
   uint64_t one = 1;
-  ssize_t n = write(engine.ctlfd, &one, sizeof one);
+  ssize_t n = write(engine.wakefd, &one, sizeof one);
   (void)n;
 }
 
@@ -393,6 +393,6 @@ void relay_engine_stop(void) {
   request(&engine.stop);
   pthread_join(engine.thread, NULL);
   close(engine.ep);
-  close(engine.ctlfd);
+  close(engine.wakefd);
   engine.running = false;
 }

@@ -10,6 +10,12 @@
 
 #include "quickjs.h"
 
+// What every function JS calls receives (quickjs.h's JSCFunction). QuickJS
+// pads argv to the length the export table declares, so few need argc.
+#define UG_UNUSED __attribute__((unused))
+#define UG_JS_PARAMS \
+  JSContext *ctx, UG_UNUSED JSValueConst this_val, UG_UNUSED int argc, UG_UNUSED JSValueConst *argv
+
 // ---- util.c ----------------------------------------------------------------
 // Invariants that must hold; a broken one is a bug, so stop loudly.
 #define UG_CHECK(x)                             \
@@ -46,6 +52,13 @@ struct ug_job {
   ug_job *next;
   void (*complete)(JSContext *ctx, ug_job *job);  // runs on the loop thread
 };
+
+// A FIFO of jobs linked through job->next; threads that share one lock it.
+typedef struct {
+  ug_job *head, *tail;
+} ug_job_queue;
+void ug_job_queue_push(ug_job_queue *q, ug_job *job);
+ug_job *ug_job_queue_pop(ug_job_queue *q);  // NULL when empty
 
 int ug_loop_init(JSContext *ctx);
 // Runs until nothing keeps the loop alive or exit() was called; returns the exit code.
