@@ -33,7 +33,7 @@ void pipe_kill(struct pipe *p);
 void pipe_pool_drain(void);
 int pipe_pool_size(void);
 
-// ---- splicing: two one-way moves, one splice(2) call each ----------------------------
+// ---- splicing: two one-way moves, one splice(2) call each (retried on EINTR) ---------
 // What a move returns when it moved no bytes (a byte count is > 0).
 enum {
   SPLICE_EOF = 0,           // the socket reached end of stream (socket → pipe only)
