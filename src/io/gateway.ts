@@ -20,6 +20,8 @@ import { Admission, type GatewayContext, GatewayStats, type Handler, type Sessio
 import { serveSocks } from './socks-server.js'
 import { describeError } from './sockets.js'
 import { serveRedirect, serveSni } from './transparent.js'
+import { type UbusClient, startUbus } from './ubus.js'
+import { ugateMethods } from './ubus-object.js'
 
 export interface Gateway {
   /** What SIGINT/SIGTERM do; a second call stops waiting for relays. */
@@ -50,6 +52,7 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
   // Keyed by the listen address: a reload that keeps an address keeps its socket.
   let entries = new Map<string, Entry>()
   let admin: AdminServer | null = null
+  let ubus: UbusClient | null = null
   const listeners = () => [...entries.values()].map((e) => e.listener)
   try {
     entries = openEntries(config, ctx, new Map())
@@ -75,6 +78,7 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
     if (ctx.config.capture.enabled) removeCapture(log)
     for (const l of listeners()) l.close()
     admin?.close()
+    ubus?.close()
     const graceMs = ctx.config.relay.shutdownGraceMs
     log.info('stopping', { signal, live: conns.size, graceMs })
     conns.cancelDialing('shutdown')
@@ -121,11 +125,13 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
     if (next.capture.enabled) {
       try {
         applyCapture(next, listeners(), log)
+        ubus?.event('ugate.capture', { enabled: true })
       } catch (e) {
         log.error('capture-failed', { error: describeError(e) })
       }
     } else if (before.capture.enabled) {
       removeCapture(log)
+      ubus?.event('ugate.capture', { enabled: false })
     }
     if (next.admin.socket !== before.admin.socket) {
       admin?.close()
@@ -139,7 +145,12 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
       }
     }
     log.info('reloaded', { listeners: entries.size, rules: next.rules.length, live: conns.size })
+    ubus?.event('ugate.reload', { listeners: entries.size, rules: next.rules.length, live: conns.size })
   }
+
+  // Not reopened on reload: the socket is ubusd's, not ours to move.
+  if (config.ubus.socket !== '')
+    ubus = startUbus(config.ubus.socket, 'ugate', ugateMethods(ctx, listeners, reload), log)
 
   native.onSignal(native.SIGINT, () => shutdown('SIGINT'))
   native.onSignal(native.SIGTERM, () => shutdown('SIGTERM'))
