@@ -64,7 +64,6 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
     if (config.capture.enabled) removeCapture(log)
     throw e instanceof StartupError ? e : new StartupError(describeError(e))
   }
-  log.info('ready', { listeners: entries.size })
 
   let stopping = false
   const shutdown = (signal: string) => {
@@ -151,6 +150,7 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
   // Not reopened on reload: the socket is ubusd's, not ours to move.
   if (config.ubus.socket !== '')
     ubus = startUbus(config.ubus.socket, 'ugate', ugateMethods(ctx, listeners, reload), log)
+  log.info('ready', { listeners: entries.size })
 
   native.onSignal(native.SIGINT, () => shutdown('SIGINT'))
   native.onSignal(native.SIGTERM, () => shutdown('SIGTERM'))
