@@ -97,7 +97,7 @@ fetch_qjs() {
 # ---- C compilation, cached: an object is rebuilt when its source, our headers
 # or the QuickJS-ng sources are newer ------------------------------------------------
 QJS_SRCS=(quickjs libregexp libunicode dtoa)
-NATIVE_SRCS=(main loop module mod_sys mod_net mod_dns mod_relay relay mod_proc mod_unix)
+NATIVE_SRCS=(main loop module mod_sys mod_net mod_dns mod_relay relay mod_proc mod_unix mod_nlmon)
 WARN=(-Wall -Wextra -Werror)
 
 compile() {  # compile OUTDIR CC "FLAGS" SRC... (parallel; stale objects only)

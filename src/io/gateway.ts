@@ -20,6 +20,7 @@ import { Admission, type GatewayContext, GatewayStats, type Handler, type Sessio
 import { serveSocks } from './socks-server.js'
 import { describeError } from './sockets.js'
 import { serveRedirect, serveSni } from './transparent.js'
+import { watchTable } from './nft-watch.js'
 import { type UbusClient, startUbus } from './ubus.js'
 import { ugateMethods } from './ubus-object.js'
 
@@ -53,11 +54,32 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
   let entries = new Map<string, Entry>()
   let admin: AdminServer | null = null
   let ubus: UbusClient | null = null
+  let unwatch: (() => void) | null = null
   const listeners = () => [...entries.values()].map((e) => e.listener)
+  // A flushed ruleset (fw4 flush, firewall stop) takes our table: load it again.
+  const watchCapture = () => {
+    unwatch ??= watchTable(
+      'inet ugate',
+      () => {
+        try {
+          applyCapture(ctx.config, listeners(), log)
+          ubus?.event('ugate.capture', { enabled: true, restored: true })
+        } catch (e) {
+          log.error('capture-failed', { error: describeError(e) })
+        }
+      },
+      log,
+    )
+  }
+  const unwatchCapture = () => {
+    unwatch?.()
+    unwatch = null
+  }
   try {
     entries = openEntries(config, ctx, new Map())
     ctx.own = listeners().map((l) => l.bound)
     if (config.capture.enabled) applyCapture(config, listeners(), log)
+    if (config.capture.enabled) watchCapture()
     if (config.admin.socket !== '') admin = openAdmin(config.admin.socket, ctx, listeners)
   } catch (e) {
     for (const l of listeners()) l.close()
@@ -74,6 +96,7 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
     }
     stopping = true
     // Traffic must never stay redirected to a port nobody listens on.
+    unwatchCapture()
     if (ctx.config.capture.enabled) removeCapture(log)
     for (const l of listeners()) l.close()
     admin?.close()
@@ -124,11 +147,13 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
     if (next.capture.enabled) {
       try {
         applyCapture(next, listeners(), log)
+        watchCapture()
         ubus?.event('ugate.capture', { enabled: true })
       } catch (e) {
         log.error('capture-failed', { error: describeError(e) })
       }
     } else if (before.capture.enabled) {
+      unwatchCapture()
       removeCapture(log)
       ubus?.event('ugate.capture', { enabled: false })
     }

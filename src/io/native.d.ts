@@ -149,6 +149,12 @@ declare module 'ugate:native' {
    * send with write(). Throws ENOENT/ECONNREFUSED when nobody reads there.
    */
   export function connectUnixDgram(path: string): number
+  /**
+   * A netlink socket that becomes readable whenever the nftables ruleset
+   * changes (NFNLGRP_NFTABLES; native/mod_nlmon.c). Drain it with read();
+   * the messages are not parsed. Needs CAP_NET_ADMIN.
+   */
+  export function nftMonitor(): number
   /** Remove a file; a missing one is fine. */
   export function unlink(path: string): void
 
