@@ -8,7 +8,7 @@ import type { LogLevel } from './log.js'
 /** LOG_DAEMON. */
 const FACILITY = 3
 /** syslog severities: err 3, warning 4, info 6, debug 7. */
-export const SEVERITY: Record<LogLevel, number> = { error: 3, warn: 4, info: 6, debug: 7 }
+const SEVERITY: Record<LogLevel, number> = { error: 3, warn: 4, info: 6, debug: 7 }
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
 /** logd reads at most 1024 bytes (LOG_LINE_SIZE); longer messages are cut here, marked. */
 export const MAX_MESSAGE = 960

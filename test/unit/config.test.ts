@@ -79,11 +79,11 @@ t.test('bad configs name the path and the value', async (t) => {
     [[], 'config: expected an object, got []'],
     [
       { listeners: [fwd()], foo: 1 },
-      'foo: unknown key (expected one of: log, relay, dial, limits, sniff, admin, listeners, upstreams, rules, capture)',
+      'foo: unknown key (expected one of: log, relay, dial, limits, sniff, admin, ubus, listeners, upstreams, rules, capture)',
     ],
     [{ listeners: [fwd()], log: 'info' }, 'log: expected an object, got "info"'],
     [{ listeners: [fwd()], log: { level: 'verbose' } }, 'log.level: "verbose" is not one of error, warn, info, debug'],
-    [{ listeners: [fwd()], log: { lvl: 'info' } }, 'log.lvl: unknown key (expected one of: level)'],
+    [{ listeners: [fwd()], log: { lvl: 'info' } }, 'log.lvl: unknown key (expected one of: level, syslog)'],
     [{ listeners: [fwd()], relay: { splice: 'yes' } }, 'relay.splice: "yes" is not true or false'],
     [{ listeners: [fwd()], relay: { splice: null } }, 'relay.splice: null is not true or false'],
     [

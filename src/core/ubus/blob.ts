@@ -140,7 +140,7 @@ export interface Field {
 }
 
 /** One blobmsg attribute → name, type and JSON value. */
-export function decodeField(a: Attr, depth = 0): Field {
+function decodeField(a: Attr, depth = 0): Field {
   if (!a.extended) throw new BlobError(`blobmsg attribute (type ${a.id}) without the extended bit`)
   if (a.data.length < 2) throw new BlobError('blobmsg name header cut short')
   const nameLen = (a.data[0] << 8) | a.data[1]

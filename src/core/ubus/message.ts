@@ -55,9 +55,9 @@ export const STATUS = {
 /** The object ubusd routes `ubus send` / `ubus listen` through. */
 export const EVENT_OBJECT = 1
 
-export const HEADER_LEN = 8
+const HEADER_LEN = 8
 /** ubusd refuses messages above UBUS_MAX_MSGLEN (1 MiB); so do we. */
-export const MAX_MESSAGE = 1 << 20
+const MAX_MESSAGE = 1 << 20
 
 type AttrKind = 'u32' | 'string' | 'u8' | 'nested'
 const KIND: Record<number, AttrKind> = {
@@ -110,7 +110,7 @@ export function encodeMessage(m: Message): Uint8Array {
 }
 
 /** The message's length from its first 12 bytes, or null when fewer are there. Throws on a bad length. */
-export function messageLength(buf: Uint8Array): number | null {
+function messageLength(buf: Uint8Array): number | null {
   if (buf.length < HEADER_LEN + 4) return null
   const len = new DataView(buf.buffer, buf.byteOffset + HEADER_LEN, 4).getUint32(0) & 0xffffff
   if (len < 4) throw new BlobError(`message blob length ${len} is below its header`)
