@@ -29,6 +29,7 @@ import {
   utf8Decode,
   utf8Encode,
 } from '../../src/core/bytes.js'
+import { rng } from '../lib/rng.js'
 
 // ------------------------------------------------------------------ helpers
 
@@ -88,17 +89,6 @@ function bad(
 }
 
 /** Deterministic PRNG for the fuzz loops. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    return x / 2 ** 32
-  }
-}
 
 // ------------------------------------------------ real-world captures (curl)
 // Recorded from curl 7.88.1 pointed at a local listener on 127.0.0.1.
