@@ -35,8 +35,10 @@ e2e: deps
 	./build.sh all
 	test/run.sh e2e
 
+# The benchmark suite (bench/run.sh; not part of test): rewrites docs/performance.md
+# and docs/img/bench-*.png. BENCH_QUICK=1 for a ~2 min check of the suite.
 bench: ugate
-	bench/relay.sh
+	bench/run.sh
 
 clean:
 	./build.sh clean

@@ -3,7 +3,8 @@
 #
 # Measures iperf3 throughput on 127.0.0.1 through several TCP relays ("peers"),
 # all in the same run, in rotation, and prints a table + ratio lines + targets.
-# It then rewrites the marked section of docs/performance.md.
+# `make bench` (bench/run.sh) runs it as the suite's throughput section and
+# puts its report into docs/performance.md; alone it only prints (BENCH_DOC).
 #
 # Usage:  bench/relay.sh              full benchmark (default settings)
 #         bench/relay.sh --strace     short strace -c run per splicing peer: shows
@@ -14,9 +15,10 @@
 #   BENCH_STREAMS="1 4" iperf3 parallel streams (-P) to measure
 #   BENCH_PEERS="direct ugate-splice ugate-copy haproxy-splice haproxy-nosplice socat limit_relay"
 #                       peers to run (leave the ugate-* ones out to bench without build/ugate)
-#   BENCH_DOC=docs/performance.md   file whose marked section is rewritten; "-" = don't write
+#   BENCH_DOC=-         a file whose "bench/relay.sh output" section is rewritten; "-" = none
 #   UGATE_BIN=build/ugate           ugate executable
 #   LIMIT_RELAY_SRC=../shared/bench/limit_relay.c   yardstick relay source (compiled to a temp dir)
+#   BENCH_OUT=DIR       also leave results.tsv and report.md there (bench/run.sh uses them)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,19 +27,18 @@ BENCH_ROUNDS=${BENCH_ROUNDS:-2}
 BENCH_STREAMS=${BENCH_STREAMS:-"1 4"}
 ALL_PEERS="direct ugate-splice ugate-copy haproxy-splice haproxy-nosplice socat limit_relay"
 BENCH_PEERS=${BENCH_PEERS:-$ALL_PEERS}
-BENCH_DOC=${BENCH_DOC:-$ROOT/docs/performance.md}
+BENCH_DOC=${BENCH_DOC:--}
 UGATE_BIN=${UGATE_BIN:-$ROOT/build/ugate}
 LIMIT_RELAY_SRC=${LIMIT_RELAY_SRC:-$ROOT/../shared/bench/limit_relay.c}
+# log, die, need, start_bg, stop_pid, free_port, wait_listen, cpu_ticks, ...; TMP, PIDS
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 MODE=bench
 case "${1:-}" in
   "") ;;
   --strace) MODE=strace ;;
-  -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-  *) echo "relay.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  *) bad_arg "$1" ;;
 esac
-
-die() { echo "relay.sh: error: $*" >&2; exit 1; }
-log() { echo "$*" >&2; }
 
 [[ $BENCH_SECONDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a positive integer"
 [[ $BENCH_ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
@@ -48,7 +49,6 @@ done
 has_peer() { [[ " $BENCH_PEERS " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------- tools
-need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found: install it (apt-get install $2)"; }
 need iperf3 iperf3
 need jq jq
 need awk mawk
@@ -69,82 +69,6 @@ if has_peer ugate-splice || has_peer ugate-copy; then
   [[ -x $UGATE_BIN ]] || die "$UGATE_BIN not found or not executable: run ./build.sh first" \
     "(or leave ugate out: BENCH_PEERS=\"direct haproxy-splice haproxy-nosplice socat limit_relay\")"
 fi
-CLK_TCK=$(getconf CLK_TCK)
-
-# ---------------------------------------------------------------- processes
-TMP=$(mktemp -d /tmp/ugate-relay-bench.XXXXXX)
-PIDS=()
-stop_pid() {  # stop a process started by start_bg (its whole process group)
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'echo "relay.sh: error: command failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
-trap 'log "relay.sh: interrupted"; exit 130' INT TERM
-
-# start_bg LOGFILE CMD... : run CMD in its own session/process group; sets BG_PID
-start_bg() {
-  local logf=$1; shift
-  setsid "$@" >"$logf" 2>&1 </dev/null &
-  BG_PID=$!
-  PIDS+=("$BG_PID")
-}
-forget_pid() { local p out=(); for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || out+=("$p"); done; PIDS=("${out[@]}"); }
-
-hexport() { printf '%04X' "$1"; }
-port_in_use() {  # any socket bound to this local port (tcp/tcp6, any state)
-  grep -qE "^ *[0-9]+: [0-9A-F]+:$(hexport "$1") " /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
-port_listening() {
-  grep -qE "^ *[0-9]+: [0-9A-F]+:$(hexport "$1") [0-9A-F]+:[0-9A-F]+ 0A " /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
-EPH_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-TAKEN=" "
-free_port() {  # VAR : a free port below the ephemeral range (outgoing connections never take it)
-  local p i lo=10000 hi=$((EPH_LOW - 1))
-  ((hi > lo + 1000)) || { lo=40000; hi=60000; }
-  for i in $(seq 500); do
-    p=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo)))
-    [[ $TAKEN == *" $p "* ]] && continue
-    port_in_use "$p" && continue
-    TAKEN+="$p "; printf -v "$1" '%s' "$p"; return 0
-  done
-  die "no free TCP port found"
-}
-show_log() { log "---- $1 (last lines)"; tail -n 20 "$1" >&2 || true; log "----"; }
-wait_listen() {  # PORT PID LOG
-  local i
-  for i in $(seq 200); do
-    port_listening "$1" && return 0
-    kill -0 "$2" 2>/dev/null || { show_log "$3"; die "process $2 exited before listening on port $1"; }
-    sleep 0.05
-  done
-  show_log "$3"; die "nothing listens on port $1 after 10 s"
-}
-wait_ready_line() {  # PID LOG : ugate prints "... info ready listeners=1"
-  local i
-  for i in $(seq 200); do
-    grep -qE 'ready listeners=[0-9]+' "$2" 2>/dev/null && return 0
-    kill -0 "$1" 2>/dev/null || { show_log "$2"; die "ugate exited before printing its ready line"; }
-    sleep 0.05
-  done
-  show_log "$2"; die "ugate printed no 'ready listeners=' line within 10 s"
-}
-cpu_ticks() {  # LEADER: its utime+stime+cutime+cstime (reaped children) + utime+stime of
-  # the live processes of its process group (start_bg gives each relay its own group)
-  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | sed 's/^\([0-9]*\) (.*) /\1 /' |
-    awk -v g="$1" '$4 == g { t += $13 + $14; if ($1 == g) t += $15 + $16 } END { print t + 0 }'
-}
-status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || true; }
 
 # ---------------------------------------------------------------- iperf3 server
 SRV_PORT=5201
@@ -251,7 +175,7 @@ if [[ $MODE == strace ]]; then
 fi
 
 # ---------------------------------------------------------------- benchmark
-LOAD0=$(awk '{print $1}' /proc/loadavg)
+LOAD0=$(load1)
 if awk -v l="$LOAD0" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
   log "warning: load average is $LOAD0 on $(nproc) CPUs: other work will skew the figures"
 fi
@@ -264,10 +188,10 @@ log "relay bench: peers=[$BENCH_PEERS] streams=[$BENCH_STREAMS] ${BENCH_SECONDS}
   "(~$((NPEERS * NSTREAMS * BENCH_ROUNDS * (BENCH_SECONDS + 1))) s)"
 
 sample_children_hwm() {  # PARENT OUTFILE : max VmHWM (kB) over the parent's children, until killed
-  local parent=$1 out=$2 max=0 c v
+  local parent=$1 outf=$2 max=0 c v
   while :; do
     for c in $(pgrep -P "$parent" 2>/dev/null); do
-      v=$(status_kb "$c" VmHWM); [[ -n $v ]] && ((v > max)) && max=$v && echo "$max" >"$out"
+      v=$(status_kb "$c" VmHWM); [[ -n $v ]] && ((v > max)) && max=$v && echo "$max" >"$outf"
     done
     sleep 0.2
   done
@@ -275,7 +199,7 @@ sample_children_hwm() {  # PARENT OUTFILE : max VmHWM (kB) over the parent's chi
 
 measure() {  # ROUND STREAMS PEER
   local round=$1 streams=$2 peer=$3 json=$TMP/r$1-p$2-$3.json
-  local c0=0 c1=0 peak= sampler= hwmf=$TMP/hwm-$peer i gbps bytes
+  local c0=0 c1=0 peak="" sampler="" hwmf=$TMP/hwm-$peer gbps bytes
   ensure_server
   start_peer "$peer"
   if [[ -n $PEER_PID ]]; then
@@ -296,7 +220,7 @@ measure() {  # ROUND STREAMS PEER
     if [[ $peer == socat ]]; then
       # socat forks one child per connection; its CPU time reaches the parent's
       # cutime/cstime once the child is reaped, so wait for that.
-      for i in $(seq 100); do [[ -z $(pgrep -P "$PEER_PID") ]] && break; sleep 0.05; done
+      for _ in $(seq 100); do [[ -z $(pgrep -P "$PEER_PID") ]] && break; sleep 0.05; done
       stop_pid "$sampler"; forget_pid "$sampler"
       peak=$(cat "$hwmf")
     else
@@ -325,9 +249,7 @@ done
 
 # ---------------------------------------------------------------- report
 DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
-CPU_MODEL=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-[[ -n $CPU_MODEL ]] || CPU_MODEL=$(uname -m)
-MACHINE="$(nproc) CPUs, $CPU_MODEL, kernel $(uname -r); load average $LOAD0 before, $(awk '{print $1}' /proc/loadavg) after"
+MACHINE="$(machine); load average $LOAD0 before, $(load1) after"
 REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo "no commit")
 VERSIONS="$(iperf3 --version | head -1 | awk '{print "iperf3 " $2}')"
 if has_peer haproxy-splice || has_peer haproxy-nosplice; then VERSIONS+=", haproxy $(haproxy -v | awk 'NR==1 {print $3}')"; fi
@@ -424,19 +346,5 @@ cat "$REPORT"
 # ---------------------------------------------------------------- docs/performance.md
 BEGIN_MARK='<!-- BEGIN bench/relay.sh output (generated; edit outside these markers) -->'
 END_MARK='<!-- END bench/relay.sh output -->'
-if [[ $BENCH_DOC != - ]]; then
-  if [[ ! -f $BENCH_DOC ]]; then
-    mkdir -p "$(dirname "$BENCH_DOC")"
-    printf '# Performance\n\n%s\n%s\n' "$BEGIN_MARK" "$END_MARK" >"$BENCH_DOC"
-  fi
-  if ! grep -qF "$BEGIN_MARK" "$BENCH_DOC" || ! grep -qF "$END_MARK" "$BENCH_DOC"; then
-    printf '\n%s\n%s\n' "$BEGIN_MARK" "$END_MARK" >>"$BENCH_DOC"
-  fi
-  awk -v b="$BEGIN_MARK" -v e="$END_MARK" -v rep="$REPORT" '
-    $0 == b { print; while ((getline l < rep) > 0) print l; skip = 1; next }
-    $0 == e { skip = 0 }
-    !skip { print }
-  ' "$BENCH_DOC" >"$TMP/doc.new"
-  cat "$TMP/doc.new" >"$BENCH_DOC"
-  log "wrote $BENCH_DOC"
-fi
+[[ $BENCH_DOC == - ]] || write_section "$BENCH_DOC" "$BEGIN_MARK" "$END_MARK" "$REPORT"
+if [[ -n ${BENCH_OUT:-} ]]; then cp "$RESULTS" "$REPORT" "$BENCH_OUT/"; fi

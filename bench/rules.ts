@@ -7,7 +7,7 @@
 // Runs on Node and on QuickJS-ng (bench/rules.sh --qjs): it uses only
 // performance.now() and a print function.
 
-import { compileRules, route, type RouteQuery, type RuleSpec } from '../src/core/rules.js'
+import { compileRules, route, type RouteQuery, type RuleSpec } from '../src/core/rules/index.js'
 
 declare const print: ((...a: unknown[]) => void) | undefined
 declare const memoryUsed: (() => number) | undefined // QuickJS runner: bytes after a GC

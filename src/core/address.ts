@@ -2,7 +2,9 @@
 // Listen addresses must be IP literals (the native listen() takes a numeric
 // IP); targets may also be host names, resolved when a connection is dialed.
 
+import { hexByte } from './bytes.js'
 import { AddressError, show } from './errors.js'
+import { ipKey, isIPv4, isIPv6 } from './ip.js'
 
 export type HostKind = 'ipv4' | 'ipv6' | 'name'
 
@@ -16,31 +18,42 @@ export interface Endpoint {
 /** 'listen' allows port 0 ("any free port") but no host names. */
 export type EndpointRole = 'listen' | 'target'
 
-export function isIPv4(s: string): boolean {
-  return parseIPv4(s) !== null
-}
-
-export function isIPv6(s: string): boolean {
-  return parseIPv6(s) !== null
-}
-
-export function isIpLiteral(s: string): boolean {
-  return isIPv4(s) || isIPv6(s)
+/**
+ * The one host-name check (callers drop a trailing root dot first): why `s`
+ * is not dot-separated RFC 1123 labels, or null. Labels are 1-63 letters,
+ * digits, '-' and '_' (seen in real internal names), the name at most 253
+ * characters. A label may start or end with '-' only when `lenient` (what
+ * the sniffers accept from the wire).
+ */
+export function hostNameProblem(s: string, lenient = false): string | null {
+  if (s.length === 0) return 'empty name'
+  if (s.length > 253) return `name longer than 253 (${s.length})`
+  let label = 0
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c === 0x2e) {
+      if (label === 0) return `empty label at ${i}`
+      if (!lenient && s.charCodeAt(i - 1) === 0x2d) return `label ending with '-' at ${i - 1}`
+      label = 0
+      continue
+    }
+    const ok =
+      (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x2d || c === 0x5f
+    if (!ok) return `bad character ${hexByte(c & 0xff)} at ${i}`
+    if (!lenient && label === 0 && c === 0x2d) return `label starting with '-' at ${i}`
+    if (++label > 63) return 'label longer than 63'
+  }
+  if (label === 0) return `empty label at ${s.length}`
+  if (!lenient && s.charCodeAt(s.length - 1) === 0x2d) return `label ending with '-' at ${s.length - 1}`
+  return null
 }
 
 /**
- * RFC 1123 host name: dot-separated labels of letters, digits and '-'
- * (plus '_', seen in real internal names), no label starting or ending
- * with '-', and a last label that is not all digits (that would be a
- * mistyped IPv4 address).
+ * A host name as configs write it (hostNameProblem, no trailing dot) whose
+ * last label is not all digits (that would be a mistyped IPv4 address).
  */
 export function isHostName(s: string): boolean {
-  if (s.length === 0 || s.length > 253) return false
-  const labels = s.split('.')
-  for (const label of labels) {
-    if (!/^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/.test(label)) return false
-  }
-  return !/^[0-9]+$/.test(labels[labels.length - 1]!)
+  return hostNameProblem(s) === null && !/(^|\.)[0-9]+$/.test(s)
 }
 
 /** Parse "HOST:PORT" or "[IPV6]:PORT"; throws AddressError naming the problem. */
@@ -103,17 +116,8 @@ export function listenAddressesClash(a: Endpoint, b: Endpoint): boolean {
   return ka === kb || ka === wildcardKey(a.kind) || kb === wildcardKey(b.kind)
 }
 
-/** One spelling per IP address ("::0001" and "::1" give the same key). */
-export function ipKey(host: string): string {
-  const v4 = parseIPv4(host)
-  if (v4) return v4.join('.')
-  const v6 = parseIPv6(host)
-  if (v6) return v6.map((g) => g.toString(16)).join(':')
-  return host.toLowerCase()
-}
-
 function wildcardKey(kind: HostKind): string {
-  return kind === 'ipv4' ? '0.0.0.0' : '0:0:0:0:0:0:0:0'
+  return kind === 'ipv4' ? '0.0.0.0' : '::'
 }
 
 function hostKind(host: string): HostKind | null {
@@ -126,51 +130,4 @@ function parsePort(text: string, min: number): number | null {
   if (!/^[0-9]{1,5}$/.test(text)) return null
   const n = Number(text)
   return n >= min && n <= 65535 ? n : null
-}
-
-/** Dotted quad without leading zeros (which some parsers read as octal). */
-export function parseIPv4(s: string): number[] | null {
-  const parts = s.split('.')
-  if (parts.length !== 4) return null
-  const octets: number[] = []
-  for (const p of parts) {
-    if (!/^(?:0|[1-9][0-9]{0,2})$/.test(p)) return null
-    const n = Number(p)
-    if (n > 255) return null
-    octets.push(n)
-  }
-  return octets
-}
-
-/** The 8 groups of an IPv6 address (with "::" and a trailing dotted quad); no zone ids. */
-export function parseIPv6(s: string): number[] | null {
-  const halves = s.split('::')
-  if (halves.length > 2) return null
-  // A dotted quad may only end the address: "::1.2.3.4", never "1.2.3.4::".
-  const head = halves.length === 2 && halves[0]!.includes('.') ? null : parseGroups(halves[0]!)
-  const tail = halves.length === 2 ? parseGroups(halves[1]!) : []
-  if (head === null || tail === null) return null
-  if (halves.length === 1) return head.length === 8 ? head : null
-  const missing = 8 - head.length - tail.length
-  if (missing < 1) return null
-  return [...head, ...new Array<number>(missing).fill(0), ...tail]
-}
-
-function parseGroups(part: string): number[] | null {
-  if (part === '') return []
-  const fields = part.split(':')
-  const groups: number[] = []
-  for (let i = 0; i < fields.length; i++) {
-    const f = fields[i]!
-    if (i === fields.length - 1 && f.includes('.')) {
-      const v4 = parseIPv4(f)
-      if (v4 === null) return null
-      groups.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!)
-    } else if (/^[0-9A-Fa-f]{1,4}$/.test(f)) {
-      groups.push(parseInt(f, 16))
-    } else {
-      return null
-    }
-  }
-  return groups
 }

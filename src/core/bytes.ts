@@ -1,33 +1,17 @@
-// Byte helpers shared by the protocol parsers (socks.ts, http-proxy.ts).
+// Byte helpers shared by the protocol parsers (socks.ts, http-proxy.ts,
+// the sniffers); their result type is in parse-result.ts.
 // Runtime-free: no TextEncoder/TextDecoder (not every QuickJS build has
-// them), so Latin-1 and UTF-8 are converted by hand here, as are IP
-// literals to and from their 4/16 network-order bytes.
+// them), so Latin-1 and UTF-8 are converted by hand here. IP literals and
+// their network-order bytes are in ip.ts.
 
-import { parseIPv4, parseIPv6 } from './address.js'
-
-/** The parser has seen a proper prefix of a message: call again with more bytes. */
-export interface NeedMore {
-  readonly status: 'need-more'
+/** hex(0x303, 4) → "0x0303": how protocol numbers appear in error messages and nft rules. */
+export function hex(n: number, digits: number): string {
+  return '0x' + n.toString(16).padStart(digits, '0')
 }
 
-/** The bytes can never become a valid message; `error` names the bad value. */
-export interface Invalid {
-  readonly status: 'invalid'
-  readonly error: string
-}
-
-/** A complete message: its fields, and how many bytes of the buffer it used. */
-export type Ok<T> = { readonly status: 'ok'; readonly consumed: number } & T
-
-export const NEED_MORE: NeedMore = Object.freeze({ status: 'need-more' as const })
-
-export function invalid(error: string): Invalid {
-  return { status: 'invalid', error }
-}
-
-/** 7 → "0x07" (how single protocol bytes appear in error messages). */
+/** 7 → "0x07" */
 export function hexByte(n: number): string {
-  return '0x' + (n & 0xff).toString(16).padStart(2, '0')
+  return hex(n & 0xff, 2)
 }
 
 /** Big-endian 16-bit value at `off` (the caller has checked the length). */
@@ -144,61 +128,6 @@ export function showBytes(buf: Uint8Array, start = 0, end = buf.length, max = 40
     else s += '\\x' + b.toString(16).padStart(2, '0')
   }
   return s + (end > stop ? '..."' : '"')
-}
-
-/** Dotted quad from the 4 bytes at `off`. */
-export function formatIPv4(buf: Uint8Array, off = 0): string {
-  return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`
-}
-
-/**
- * RFC 5952 text of the 16 bytes at `off`: lower-case hex without leading
- * zeros, the longest run (first on a tie) of two or more zero groups as
- * "::", and IPv4-mapped addresses as ::ffff:a.b.c.d.
- */
-export function formatIPv6(buf: Uint8Array, off = 0): string {
-  const g: number[] = []
-  for (let i = 0; i < 8; i++) g.push(readU16(buf, off + 2 * i))
-  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
-    return '::ffff:' + formatIPv4(buf, off + 12)
-  }
-  let bestAt = -1
-  let bestLen = 1
-  for (let i = 0; i < 8;) {
-    if (g[i] !== 0) {
-      i++
-      continue
-    }
-    let j = i
-    while (j < 8 && g[j] === 0) j++
-    if (j - i > bestLen) {
-      bestAt = i
-      bestLen = j - i
-    }
-    i = j
-  }
-  const hex = g.map((x) => x.toString(16))
-  if (bestAt < 0) return hex.join(':')
-  return hex.slice(0, bestAt).join(':') + '::' + hex.slice(bestAt + bestLen).join(':')
-}
-
-/** "1.2.3.4" → 4 bytes; null unless a dotted quad of 0-255 without leading zeros. */
-export function ipv4ToBytes(s: string): Uint8Array | null {
-  const octets = parseIPv4(s)
-  return octets === null ? null : Uint8Array.from(octets)
-}
-
-/** IPv6 text (with "::" and an optional trailing dotted quad; no brackets, no zone) → 16 bytes, or null. */
-export function ipv6ToBytes(s: string): Uint8Array | null {
-  if (s.length > 45) return null
-  const groups = parseIPv6(s)
-  if (groups === null) return null
-  const out = new Uint8Array(16)
-  for (let i = 0; i < 8; i++) {
-    out[2 * i] = groups[i]! >> 8
-    out[2 * i + 1] = groups[i]! & 0xff
-  }
-  return out
 }
 
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'

@@ -36,10 +36,10 @@ export type Command =
 const SEE_HELP = '(see "ugate --help")'
 
 /** What `ugate ctl` can ask a running gateway (over its admin socket). */
-export const CTL_METHODS = ['status', 'connections'] as const
+const CTL_METHODS = ['status', 'connections'] as const
 export type CtlMethod = (typeof CTL_METHODS)[number]
 /** The admin socket of the OpenWrt package (files/etc/config/ugate). */
-export const DEFAULT_ADMIN_SOCKET = '/var/run/ugate.sock'
+const DEFAULT_ADMIN_SOCKET = '/var/run/ugate.sock'
 
 /** Parse the arguments after the program name; throws CliError. */
 export function parseArgs(argv: readonly string[]): Command {

@@ -2,12 +2,12 @@
 // output is typed, with defaults filled in and durations in milliseconds.
 // Every error names the path and the bad value.
 
-import { type Endpoint, formatEndpoint, ipKey, listenAddressesClash, parseEndpoint } from './address.js'
+import { type Endpoint, formatEndpoint, listenAddressesClash, parseEndpoint } from './address.js'
 import { AddressError, ConfigError, show } from './errors.js'
 import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
-import { type CaptureOptions, NftError, nftRuleset } from './nft.js'
-import { type RuleSpec, RuleError, compileRules, parseRulesJson } from './rules.js'
-import { parseCidr } from './rules/ip.js'
+import { type CaptureOptions, nftRuleset } from './nft.js'
+import { type RuleSpec, compileRules, parseRulesJson } from './rules/index.js'
+import { ipKey, parseCidr } from './ip.js'
 
 export interface Config {
   log: {
@@ -121,8 +121,13 @@ export interface SniListenerConfig extends ListenerCommon {
 export type ListenerConfig = ForwardListenerConfig | ProxyListenerConfig | RedirectListenerConfig | SniListenerConfig
 export type ListenerType = ListenerConfig['type']
 
+/** The accounts a listener asks clients for; none for types without authentication. */
+export function listenerUsers(l: ListenerConfig): readonly User[] {
+  return l.type === 'socks' || l.type === 'http' || l.type === 'mixed' ? l.users : []
+}
+
 /** Defaults of the JSON config (seconds). */
-export const DEFAULTS = {
+const DEFAULTS = {
   logLevel: 'info' as LogLevel,
   splice: true,
   idleTimeout: 900,
@@ -168,7 +173,7 @@ export function describeSeconds(range: SecondsRange): string {
   return `a number of seconds from ${range.min} to ${range.max}${note}`
 }
 
-export const NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
+const NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
 
 /** JSON text → plain value; a syntax error names the source (a file name). */
 export function parseConfigText(text: string, source: string): unknown {
@@ -291,14 +296,9 @@ function upstreams(value: unknown): UpstreamConfig[] {
 }
 
 function rules(value: unknown): RuleSpec[] {
-  try {
-    const specs = parseRulesJson(value, 'rules')
-    compileRules(specs) // every value checked here, not at the first connection
-    return specs
-  } catch (e) {
-    if (e instanceof RuleError) throw new ConfigError(e.path, e.detail)
-    throw e
-  }
+  const specs = parseRulesJson(value, 'rules')
+  compileRules(specs) // every value checked here, not at the first connection
+  return specs
 }
 
 function capture(value: unknown): CaptureConfig {
@@ -344,7 +344,7 @@ function capture(value: unknown): CaptureConfig {
 
 function isWildcard(host: string): boolean {
   const k = ipKey(host)
-  return k === '0.0.0.0' || k === '0:0:0:0:0:0:0:0'
+  return k === '0.0.0.0' || k === '::'
 }
 
 /** The capture options for nftRuleset, CIDR lists split by family. */
@@ -413,10 +413,10 @@ function checkReferences(config: Config): void {
   try {
     nftRuleset(captureOptions(config, l.listen.port || 1))
   } catch (e) {
-    if (e instanceof NftError) {
+    if (e instanceof ConfigError) {
       const field =
-        e.field === 'mark' ? 'dial.mark' : `capture.${e.field.replace(/^(bypass|includeSrc|excludeSrc)[46]/, '$1')}`
-      throw new ConfigError(field, e.message.slice(e.field.length + 2))
+        e.path === 'mark' ? 'dial.mark' : `capture.${e.path.replace(/^(bypass|includeSrc|excludeSrc)[46]/, '$1')}`
+      throw new ConfigError(field, e.detail, e.value)
     }
     throw e
   }

@@ -1,15 +1,20 @@
 // Error classes that carry a user-facing message. main.ts maps them to exit
 // statuses: CliError/ConfigError → 2 (usage), StartupError → 1 (runtime).
 
-/** A bad config value; the message starts with the path to it. */
+/**
+ * A bad config value (a rule, a capture option, ...); the message starts
+ * with the path to it ("rules[3].dstCidr[1]"), `value` is the bad value.
+ */
 export class ConfigError extends Error {
   readonly path: string
   readonly detail: string
-  constructor(path: string, detail: string) {
+  readonly value: unknown
+  constructor(path: string, detail: string, value?: unknown) {
     super(path === '' ? detail : `${path}: ${detail}`)
     this.name = 'ConfigError'
     this.path = path
     this.detail = detail
+    this.value = value
   }
 }
 

@@ -4,10 +4,8 @@
 // changing it, the request head ugate sends an origin, Basic proxy
 // authentication, and ugate's own replies.
 //
-// Parsers take every byte received so far in the current phase and return
-// need-more, invalid (the message names the bad value; `code` is the status
-// to answer with) or ok with `consumed`, the length of the head: bytes after
-// it are the body or the next message. Nothing here throws on bad input.
+// Parsers answer need-more, invalid (`code` is the status to answer with)
+// or ok (parse-result.ts); after a head come its body or the next message.
 //
 // Strictness, on purpose (request smuggling lives in lenient parsers):
 // lines end with CRLF (a bare LF or bare CR is refused), no obs-fold, no
@@ -15,21 +13,11 @@
 // one Host field, Content-Length values that agree, and no Content-Length
 // next to Transfer-Encoding in a request.
 
-import { isHostName, isIPv4, isIPv6 } from './address.js'
+import { isHostName } from './address.js'
+import { isIPv4, isIPv6 } from './ip.js'
 import { show } from './errors.js'
-import {
-  NEED_MORE,
-  base64Decode,
-  hexByte,
-  latin1Decode,
-  latin1Encode,
-  showBytes,
-  utf8Decode,
-  utf8Encode,
-  type Invalid,
-  type NeedMore,
-  type Ok,
-} from './bytes.js'
+import { base64Decode, hexByte, latin1Decode, latin1Encode, showBytes, utf8Decode, utf8Encode } from './bytes.js'
+import { NEED_MORE, type Invalid, type NeedMore, type Ok } from './parse-result.js'
 
 // ------------------------------------------------------------------- types
 
@@ -64,7 +52,7 @@ export type ResponseHeadResult = NeedMore | HttpInvalid | Ok<ResponseHead>
 
 export const DEFAULT_MAX_HEADER_BYTES = 16384
 /** Most header fields accepted in one head. */
-export const MAX_HEADER_FIELDS = 128
+const MAX_HEADER_FIELDS = 128
 
 const CR = 0x0d
 const LF = 0x0a
@@ -222,7 +210,7 @@ export function parseResponseHead(buf: Uint8Array, maxHeaderBytes = DEFAULT_MAX_
 // ---------------------------------------------------------- field helpers
 
 /** Values of every field named `name` (case-insensitive), in order. */
-export function fieldValues(headers: readonly Header[], name: string): string[] {
+function fieldValues(headers: readonly Header[], name: string): string[] {
   const want = name.toLowerCase()
   const out: string[] = []
   for (const [n, v] of headers) if (n.toLowerCase() === want) out.push(v)
@@ -230,7 +218,7 @@ export function fieldValues(headers: readonly Header[], name: string): string[] 
 }
 
 /** First value of the field `name`, or undefined. */
-export function fieldValue(headers: readonly Header[], name: string): string | undefined {
+function fieldValue(headers: readonly Header[], name: string): string | undefined {
   const want = name.toLowerCase()
   for (const [n, v] of headers) if (n.toLowerCase() === want) return v
   return undefined
@@ -767,7 +755,7 @@ function sameString(a: string, b: string): boolean {
 // ----------------------------------------------------------- ugate replies
 
 /** Reason phrases for the statuses ugate sends. */
-export const HTTP_REASON: Readonly<Record<number, string>> = {
+const HTTP_REASON: Readonly<Record<number, string>> = {
   200: 'OK',
   400: 'Bad Request',
   403: 'Forbidden',

@@ -46,7 +46,7 @@ function escapeChar(c: string): string {
   }
 }
 
-export function formatFields(fields: Fields): string {
+function formatFields(fields: Fields): string {
   let out = ''
   for (const key of Object.keys(fields)) {
     const v = fields[key]

@@ -20,9 +20,11 @@
 // redirect to :PORT when the TCP port is in ugate_ports — only for included
 // sources when any include list is set.
 
-import { formatCidr, parseCidr, samePrefix, type Cidr } from './rules/ip.js'
+import { hex } from './bytes.js'
+import { ConfigError, show } from './errors.js'
+import { formatCidr, parseCidr, samePrefix, type Cidr } from './ip.js'
 
-export const NFT_TABLE = 'inet ugate'
+const NFT_TABLE = 'inet ugate'
 
 /** Reserved IPv4 ranges never captured (conventions §5). */
 export const DEFAULT_BYPASS4: readonly string[] = Object.freeze([
@@ -40,7 +42,7 @@ export const DEFAULT_BYPASS4: readonly string[] = Object.freeze([
 /** Reserved IPv6 ranges never captured (conventions §5). */
 export const DEFAULT_BYPASS6: readonly string[] = Object.freeze(['::1/128', 'fc00::/7', 'fe80::/10', 'ff00::/8'])
 
-export const DEFAULT_CAPTURE_PORTS: readonly number[] = Object.freeze([80, 443])
+const DEFAULT_CAPTURE_PORTS: readonly number[] = Object.freeze([80, 443])
 
 export interface CaptureOptions {
   /** ugate's redirect listener port. */
@@ -75,21 +77,9 @@ export interface CaptureOptions {
   excludeMac?: string[]
 }
 
-/** A bad capture option; `field` names it ("lanInterfaces[1]"). */
-export class NftError extends Error {
-  readonly field: string
-  readonly value: unknown
-  constructor(field: string, detail: string, value: unknown) {
-    super(`${field}: ${detail}`)
-    this.name = 'NftError'
-    this.field = field
-    this.value = value
-  }
-}
-
-/** The whole ruleset, for `nft -f -`. Throws NftError naming a bad value. */
+/** The whole ruleset, for `nft -f -`. Throws ConfigError whose path is the capture option ("lanInterfaces[1]"). */
 export function nftRuleset(opts: CaptureOptions): string {
-  if (opts === null || typeof opts !== 'object') throw new NftError('capture', 'options missing', opts)
+  if (opts === null || typeof opts !== 'object') throw new ConfigError('capture', 'options missing', opts)
   const redirectPort = port(opts.redirectPort, 'redirectPort')
   const mark = markValue(opts.mark, opts.routerSelf === true)
   const routerSelf = bool(opts.routerSelf, 'routerSelf')
@@ -97,7 +87,11 @@ export function nftRuleset(opts: CaptureOptions): string {
   const lan = strings(opts.lanInterfaces, 'lanInterfaces', ifname)
   const uniqueLan = [...new Set(lan)]
   if (uniqueLan.length === 0 && !routerSelf) {
-    throw new NftError('lanInterfaces', 'is empty and routerSelf is off: nothing would be captured', opts.lanInterfaces)
+    throw new ConfigError(
+      'lanInterfaces',
+      'is empty and routerSelf is off: nothing would be captured',
+      opts.lanInterfaces,
+    )
   }
   const portList = strings(opts.ports ?? [], 'ports', port)
   const ports = [...new Set(portList.length > 0 ? portList : DEFAULT_CAPTURE_PORTS)].sort((a, b) => a - b)
@@ -109,7 +103,7 @@ export function nftRuleset(opts: CaptureOptions): string {
   const exc6 = cidrs(opts.excludeSrc6 ?? [], 6, 'excludeSrc6')
   const incMac = strings(opts.includeMac ?? [], 'includeMac', mac)
   const excMac = strings(opts.excludeMac ?? [], 'excludeMac', mac)
-  if (!ipv6 && inc6.length > 0) throw new NftError('includeSrc6', 'is set but ipv6 is off', opts.includeSrc6)
+  if (!ipv6 && inc6.length > 0) throw new ConfigError('includeSrc6', 'is set but ipv6 is off', opts.includeSrc6)
 
   const out: string[] = []
   const line = (depth: number, text: string) => out.push('\t'.repeat(depth) + text)
@@ -145,7 +139,7 @@ export function nftRuleset(opts: CaptureOptions): string {
 
   const common = () => {
     if (!ipv6) line(2, 'meta nfproto ipv6 return')
-    if (mark !== 0) line(2, `meta mark ${hex32(mark)} return`)
+    if (mark !== 0) line(2, `meta mark ${hex(mark, 8)} return`)
     line(2, 'fib daddr type local return')
     line(2, 'ip daddr @ugate_bypass4 return')
     if (ipv6) line(2, 'ip6 daddr @ugate_bypass6 return')
@@ -191,23 +185,23 @@ export function nftDeleteCommand(): string {
 // ---- validation ---------------------------------------------------------------------
 
 function bool(v: unknown, field: string): boolean {
-  if (typeof v !== 'boolean') throw new NftError(field, `${show(v)} is not true or false`, v)
+  if (typeof v !== 'boolean') throw new ConfigError(field, `${show(v)} is not true or false`, v)
   return v
 }
 
 function port(v: unknown, field: string): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) {
-    throw new NftError(field, `${show(v)} is not a port number 1-65535`, v)
+    throw new ConfigError(field, `${show(v)} is not a port number 1-65535`, v)
   }
   return v
 }
 
 function markValue(v: unknown, routerSelf: boolean): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) {
-    throw new NftError('mark', `${show(v)} is not a mark 0-4294967295`, v)
+    throw new ConfigError('mark', `${show(v)} is not a mark 0-4294967295`, v)
   }
   if (v === 0 && routerSelf) {
-    throw new NftError(
+    throw new ConfigError(
       'mark',
       '0 with routerSelf: ugate needs a non-zero SO_MARK, or it would capture its own connections',
       v,
@@ -220,7 +214,7 @@ const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/
 
 function ifname(v: unknown, field: string): string {
   if (typeof v !== 'string' || !IFNAME.test(v)) {
-    throw new NftError(field, `${show(v)} is not an interface name (1-15 of A-Z a-z 0-9 _ . -)`, v)
+    throw new ConfigError(field, `${show(v)} is not an interface name (1-15 of A-Z a-z 0-9 _ . -)`, v)
   }
   return v
 }
@@ -229,12 +223,12 @@ const MAC = /^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}$/
 
 function mac(v: unknown, field: string): string {
   if (typeof v !== 'string' || !MAC.test(v))
-    throw new NftError(field, `${show(v)} is not a MAC address (aa:bb:cc:dd:ee:ff)`, v)
+    throw new ConfigError(field, `${show(v)} is not a MAC address (aa:bb:cc:dd:ee:ff)`, v)
   return v.toLowerCase()
 }
 
 function strings<T>(v: unknown, field: string, check: (x: unknown, field: string) => T): T[] {
-  if (!Array.isArray(v)) throw new NftError(field, `${show(v)} is not a list`, v)
+  if (!Array.isArray(v)) throw new ConfigError(field, `${show(v)} is not a list`, v)
   return v.map((x, i) => check(x, `${field}[${i}]`))
 }
 
@@ -242,7 +236,7 @@ function cidrs(v: unknown, family: 4 | 6, field: string): Cidr[] {
   return strings(v, field, (x, f) => {
     const c = typeof x === 'string' ? parseCidr(x, false) : null
     if (c === null || c.family !== family) {
-      throw new NftError(f, `${show(x)} is not an IPv${family} address or CIDR`, x)
+      throw new ConfigError(f, `${show(x)} is not an IPv${family} address or CIDR`, x)
     }
     return c
   })
@@ -268,18 +262,4 @@ function setElements(list: Cidr[]): string[] {
 
 function uniqueSorted(list: string[]): string[] {
   return [...new Set(list)].sort()
-}
-
-function hex32(n: number): string {
-  return '0x' + n.toString(16).padStart(8, '0')
-}
-
-function show(value: unknown): string {
-  let text: string
-  try {
-    text = JSON.stringify(value) ?? String(value)
-  } catch {
-    text = String(value)
-  }
-  return text.length > 80 ? text.slice(0, 77) + '...' : text
 }

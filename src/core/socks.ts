@@ -3,35 +3,19 @@
 // client sends ugate, what ugate replies) and the client side (ugate
 // chaining through a SOCKS5 upstream).
 //
-// Every parse function takes all bytes received so far in the current phase
-// and returns need-more, invalid (with a message naming the bad value) or ok
-// with `consumed`, the length of the message: bytes after it belong to the
-// next phase. Nothing here throws on bad input; encoders throw RangeError
-// only for arguments no parser in ugate produces (a caller bug).
+// Parsers answer need-more, invalid or ok (parse-result.ts). Encoders throw
+// RangeError only for arguments no parser in ugate produces (a caller bug).
 
-import {
-  NEED_MORE,
-  formatIPv4,
-  formatIPv6,
-  hexByte,
-  invalid,
-  ipv4ToBytes,
-  ipv6ToBytes,
-  readU16,
-  showBytes,
-  utf8Decode,
-  utf8Encode,
-  type Invalid,
-  type NeedMore,
-  type Ok,
-} from './bytes.js'
+import { hexByte, readU16, showBytes, utf8Decode, utf8Encode } from './bytes.js'
+import { NEED_MORE, invalid, type Invalid, type NeedMore, type Ok } from './parse-result.js'
+import { formatIPv4, formatIPv6, ipv4ToBytes, ipv6ToBytes } from './ip.js'
 
 export type SocksAddressType = 'ipv4' | 'domain' | 'ipv6'
 
 // ---------------------------------------------------------------- constants
 
-export const SOCKS5_VERSION = 0x05
-export const SOCKS4_VERSION = 0x04
+const SOCKS5_VERSION = 0x05
+const SOCKS4_VERSION = 0x04
 
 /** Authentication methods (RFC 1928 §3). */
 export const SOCKS5_METHOD = {
@@ -47,7 +31,7 @@ export const SOCKS5_CMD = {
   UDP_ASSOCIATE: 0x03,
 } as const
 
-export const SOCKS5_ATYP = {
+const SOCKS5_ATYP = {
   IPV4: 0x01,
   DOMAIN: 0x03,
   IPV6: 0x04,
@@ -84,13 +68,13 @@ export function socks5ReplyText(code: number): string {
 }
 
 /** SOCKS4 reply codes (CD field). */
-export const SOCKS4_REPLY = {
+const SOCKS4_REPLY = {
   GRANTED: 0x5a,
   REJECTED: 0x5b,
 } as const
 
 /** Longest SOCKS4 user id / SOCKS4a host name accepted (bytes, without the NUL). */
-export const SOCKS4_MAX_FIELD = 255
+const SOCKS4_MAX_FIELD = 255
 
 // ------------------------------------------------------------ SOCKS5 server
 

@@ -91,7 +91,7 @@ const UCI_NAME: Record<string, string> = {
 }
 
 /** The JSON shape of a uci package; `origins` records where each part came from. */
-export function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
+function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
   const root: Obj = {}
   const at = (s: UciSection) => `${file}:${s.line}: ${uciSectionRef(pkg, s)}`
   const reader = (s: UciSection) => new SectionReader(s, at(s))

@@ -84,17 +84,17 @@ function validateStr(s: string, kind: 'name' | 'package' | 'type'): boolean {
 }
 
 /** A valid section or option name: `[A-Za-z0-9_]+`. */
-export function isUciName(s: string): boolean {
+function isUciName(s: string): boolean {
   return validateStr(s, 'name')
 }
 
 /** A valid section type: printable ASCII (33..126), at least one character. */
-export function isUciType(s: string): boolean {
+function isUciType(s: string): boolean {
   return validateStr(s, 'type')
 }
 
 /** A valid package name: `[A-Za-z0-9_-]+`. */
-export function isUciPackageName(s: string): boolean {
+function isUciPackageName(s: string): boolean {
   return validateStr(s, 'package')
 }
 

@@ -3,7 +3,8 @@
 // timeout. Every fd opened here is closed again unless it is returned.
 
 import * as native from 'ugate:native'
-import { formatHostPort, isIpLiteral } from '../core/address.js'
+import { formatHostPort } from '../core/address.js'
+import { isIpLiteral } from '../core/ip.js'
 import { Cancel, CancelledError } from '../core/cancel.js'
 import type { Logger } from '../core/log.js'
 import { cancelAfter, waitWritable } from './loop.js'

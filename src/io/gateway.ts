@@ -10,13 +10,14 @@ import { ConnTracker } from '../core/conn-tracker.js'
 import { StartupError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { nftDeleteCommand, nftRuleset } from '../core/nft.js'
-import { compileRules } from '../core/rules.js'
+import { compileRules } from '../core/rules/index.js'
 import { type AdminServer, openAdmin } from './admin.js'
 import type { Accepted } from './listener.js'
 import { serveForward } from './forward.js'
 import { serveHttp } from './http-server.js'
 import { type Listener, openListener } from './listener.js'
-import { Admission, type GatewayContext, GatewayStats, type Handler, type Session, serveWith } from './session.js'
+import { serveMixed } from './mixed-server.js'
+import { Admission, type GatewayContext, GatewayStats, type Handler, serveWith } from './session.js'
 import { serveSocks } from './socks-server.js'
 import { describeError } from './sockets.js'
 import { serveRedirect, serveSni } from './transparent.js'
@@ -238,13 +239,6 @@ function handlerFor(l: ListenerConfig): Handler {
     case 'sni':
       return serveSni
   }
-}
-
-/** SOCKS4/4a/5 and HTTP on one port, told apart by the first byte (0x04, 0x05, else HTTP). */
-const serveMixed: Handler = async (s: Session, ctx: GatewayContext) => {
-  await s.stream.fill(1)
-  const first = s.stream.buffered[0]
-  return first === 0x04 || first === 0x05 ? serveSocks(s, ctx) : serveHttp(s, ctx)
 }
 
 /** Load ugate's nftables table (replacing a stale one in the same transaction). */

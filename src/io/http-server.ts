@@ -11,6 +11,7 @@
 
 import { formatHostPort } from '../core/address.js'
 import { concatBytes } from '../core/bytes.js'
+import { listenerUsers } from '../core/config.js'
 import {
   CONNECT_ESTABLISHED,
   ChunkedScanner,
@@ -43,8 +44,7 @@ export async function serveHttp(s: Session, ctx: GatewayContext): Promise<Outcom
     throw e
   }
   if (head.status !== 'ok') return reply(head.code, head.error, head.code === 431 ? 'too-large' : 'http-invalid')
-  const l = s.listener
-  const users = l.type === 'http' || l.type === 'mixed' || l.type === 'socks' ? l.users : []
+  const users = listenerUsers(s.listener)
   if (users.length > 0) {
     const user = checkProxyAuth(head, new Map(users.map((u) => [u.username, u.password])))
     if (user === null) return reply(407, 'proxy authentication required', 'auth-failed')

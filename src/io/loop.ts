@@ -5,26 +5,8 @@
 import * as native from 'ugate:native'
 import { type Cancel, CancelledError } from '../core/cancel.js'
 
-/** Resolve after `ms`; reject with CancelledError if `cancel` fires first. */
-export function sleep(ms: number, cancel?: Cancel): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (cancel?.cancelled) return reject(new CancelledError(cancel.reason!))
-    let off = () => {}
-    const timer = native.setTimeout(() => {
-      off()
-      resolve()
-    }, ms)
-    if (cancel) {
-      off = cancel.onCancel((reason) => {
-        native.clearTimeout(timer)
-        reject(new CancelledError(reason))
-      })
-    }
-  })
-}
-
 /** Resolve with revents once `fd` is ready for `events` (EV_ERR/EV_HUP also wake it). */
-export function waitFd(fd: number, events: number, cancel?: Cancel): Promise<number> {
+function waitFd(fd: number, events: number, cancel?: Cancel): Promise<number> {
   return new Promise((resolve, reject) => {
     if (cancel?.cancelled) return reject(new CancelledError(cancel.reason!))
     let off = () => {}

@@ -4,8 +4,10 @@
 // carries the configured SO_MARK; ugate's own listeners are never dialed.
 
 import type * as native from 'ugate:native'
-import { formatHostPort, isIpLiteral } from '../core/address.js'
-import { type RouteQuery, type SniffProto, route } from '../core/rules.js'
+import { formatHostPort } from '../core/address.js'
+import { isIpLiteral } from '../core/ip.js'
+import { type RouteQuery, route } from '../core/rules/index.js'
+import type { SniffProto } from '../core/sniff/types.js'
 import { DialError, dial } from './dial.js'
 import type { GatewayContext, Session } from './session.js'
 import { closeQuietly } from './sockets.js'

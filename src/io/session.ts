@@ -9,9 +9,9 @@ import { Cancel, CancelledError } from '../core/cancel.js'
 import type { Config, ListenerConfig, UpstreamConfig } from '../core/config.js'
 import type { ConnTracker } from '../core/conn-tracker.js'
 import { type Fields, type Logger, relayReason } from '../core/log.js'
-import type { CompiledRules } from '../core/rules.js'
+import type { CompiledRules } from '../core/rules/index.js'
 import { CidrSet } from '../core/rules/cidr-tree.js'
-import { parseCidr, parseIpInto } from '../core/rules/ip.js'
+import { parseCidr, parseIpInto } from '../core/ip.js'
 import { DialError } from './dial.js'
 import type { Accepted } from './listener.js'
 import { closeQuietly, errorCode, resetQuietly } from './sockets.js'
@@ -191,7 +191,7 @@ async function run(
 }
 
 /** The access line's reason for an error escaping a handler. */
-export function failureReason(e: unknown): string {
+function failureReason(e: unknown): string {
   if (e instanceof CancelledError) return e.reason
   if (e instanceof DialError) return e.reason
   if (e instanceof EofError) return 'client-eof'

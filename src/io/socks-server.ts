@@ -5,7 +5,8 @@
 
 import * as native from 'ugate:native'
 import { formatHostPort } from '../core/address.js'
-import type { ProxyListenerConfig } from '../core/config.js'
+import { hexByte } from '../core/bytes.js'
+import { listenerUsers } from '../core/config.js'
 import {
   SOCKS5_CMD,
   SOCKS5_METHOD,
@@ -35,20 +36,15 @@ export async function serveSocks(s: Session, ctx: GatewayContext): Promise<Outco
   if (version === 4) return socks4(s, ctx)
   return {
     kind: 'close',
-    reason: `bad-protocol:first-byte-0x${(version ?? 0).toString(16).padStart(2, '0')}`,
+    reason: `bad-protocol:first-byte-${hexByte(version ?? 0)}`,
     reset: true,
   }
-}
-
-function users(s: Session): ProxyListenerConfig['users'] {
-  const l = s.listener
-  return l.type === 'socks' || l.type === 'mixed' || l.type === 'http' ? l.users : []
 }
 
 async function socks5(s: Session, ctx: GatewayContext): Promise<Outcome> {
   const hello = await s.stream.read(parseSocks5Greeting, HANDSHAKE_LIMIT)
   if (hello.status !== 'ok') return { kind: 'close', reason: 'socks5-invalid', reset: true }
-  const accounts = users(s)
+  const accounts = listenerUsers(s.listener)
   const method = chooseSocks5Method(hello.methods, accounts.length > 0)
   await s.stream.writeAll(encodeSocks5MethodChoice(method))
   if (method === SOCKS5_METHOD.NO_ACCEPTABLE) return { kind: 'close', reason: 'auth-required' }
@@ -98,7 +94,7 @@ async function socks4(s: Session, ctx: GatewayContext): Promise<Outcome> {
   }
   s.fields.dst = formatHostPort(req.host, req.port)
   // SOCKS4 carries no password: with users configured it cannot authenticate.
-  if (users(s).length > 0) {
+  if (listenerUsers(s.listener).length > 0) {
     await s.stream.writeAll(encodeSocks4Reply(false))
     return { kind: 'close', reason: 'auth-required' }
   }

@@ -4,7 +4,7 @@
 // handshake ends goes to the relay as initial data, so nothing read is lost.
 
 import * as native from 'ugate:native'
-import { type Cancel, CancelledError } from '../core/cancel.js'
+import type { Cancel } from '../core/cancel.js'
 import { waitReadable, waitWritable } from './loop.js'
 
 const READ_CHUNK = 16384
@@ -100,8 +100,4 @@ export class HandshakeStream {
       await this.fill(limit)
     }
   }
-}
-
-export function isCancel(e: unknown): e is CancelledError {
-  return e instanceof CancelledError
 }

@@ -5,7 +5,7 @@
 
 import type { Cancel } from '../core/cancel.js'
 import type { UpstreamConfig } from '../core/config.js'
-import { base64Encode, latin1Encode, utf8Encode } from '../core/bytes.js'
+import { base64Encode, hexByte, latin1Encode, utf8Encode } from '../core/bytes.js'
 import { parseResponseHead } from '../core/http-proxy.js'
 import {
   SOCKS5_METHOD,
@@ -61,7 +61,7 @@ async function socks5(u: UpstreamConfig, s: HandshakeStream, host: string, port:
   await s.writeAll(encodeSocks5Connect(host, port))
   const reply = await s.read(parseSocks5ServerReply, REPLY_LIMIT)
   if (reply.status !== 'ok') return fail(u, reply.error)
-  if (reply.reply !== 0) throw new DialError(`upstream-refused:0x${reply.reply.toString(16).padStart(2, '0')}`)
+  if (reply.reply !== 0) throw new DialError(`upstream-refused:${hexByte(reply.reply)}`)
 }
 
 async function httpConnect(u: UpstreamConfig, s: HandshakeStream, host: string, port: number): Promise<void> {

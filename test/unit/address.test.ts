@@ -2,13 +2,11 @@ import t from 'tap'
 import {
   formatEndpoint,
   formatHostPort,
-  ipKey,
   isHostName,
-  isIPv4,
-  isIPv6,
   listenAddressesClash,
   parseEndpoint,
 } from '../../src/core/address.js'
+import { ipKey, isIPv4, isIPv6 } from '../../src/core/ip.js'
 import { AddressError } from '../../src/core/errors.js'
 
 t.test('isIPv4', async (t) => {

@@ -221,7 +221,7 @@ t.test('validation: every bad value is named, nothing reaches the text', async (
     [{ ipv6: 'yes' as unknown as boolean }, 'ipv6: "yes" is not true or false'],
   ]
   for (const [over, message] of cases) {
-    t.throws(() => nftRuleset({ ...TYPICAL, ...over }), { name: 'NftError', message }, message)
+    t.throws(() => nftRuleset({ ...TYPICAL, ...over }), { name: 'ConfigError', message }, message)
   }
 })
 

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { CidrTree } from '../../src/core/rules/cidr-tree.js'
-import { AddressCache, formatCidr, formatIp, parseCidr, parseIpInto } from '../../src/core/rules/ip.js'
+import { AddressCache, formatCidr, formatIp, parseCidr, parseIpInto } from '../../src/core/ip.js'
 
 const words = (s: string, query = false): [number, number[]] => {
   const out = new Int32Array(4)

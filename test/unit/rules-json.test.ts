@@ -1,13 +1,13 @@
 import t from 'tap'
 import {
   compileRules,
-  originalLookupRules,
   parseActionString,
   parseRuleJson,
   parseRulesJson,
   route,
   type RouteQuery,
-} from '../../src/core/rules.js'
+} from '../../src/core/rules/index.js'
+import { originalLookupRules } from '../lib/original-lookup.js'
 
 function q(over: Partial<RouteQuery>): RouteQuery {
   return { dstPort: 443, srcIp: '192.168.1.50', listener: 'redir', ...over }
@@ -54,7 +54,7 @@ t.test('parseActionString: bad', async (t) => {
   for (const [text, message] of cases) {
     t.throws(
       () => parseActionString(text, 'rules[2].action'),
-      { name: 'RuleError', message: `rules[2].action: ${message}` },
+      { name: 'ConfigError', message: `rules[2].action: ${message}` },
       String(text),
     )
   }
@@ -101,7 +101,7 @@ t.test('parseRuleJson / parseRulesJson', async (t) => {
     [[], 'rules[3]: must be a rule object, not []'],
   ]
   for (const [obj, message] of bad) {
-    t.throws(() => parseRuleJson(obj, 'rules[3]', 3), { name: 'RuleError', message }, message)
+    t.throws(() => parseRuleJson(obj, 'rules[3]'), { name: 'ConfigError', message }, message)
   }
   t.throws(() => parseRulesJson({}, 'gw.rules'), { message: 'gw.rules: must be an array of rules, not {}' })
   t.throws(() => parseRulesJson([{ action: 'direct' }, { action: 'nope' }], 'gw.rules'), {
@@ -176,7 +176,7 @@ t.test('originalLookupRules: bad keys and targets', async (t) => {
   for (const [routes, message] of cases) {
     t.throws(
       () => originalLookupRules(routes as Record<string, { forwardTo?: string }>),
-      { name: 'RuleError', message },
+      { name: 'ConfigError', message },
       message,
     )
   }

@@ -1,12 +1,6 @@
 import t from 'tap'
-import {
-  compileRules,
-  route,
-  RuleError,
-  type RouteQuery,
-  type RuleAction,
-  type RuleSpec,
-} from '../../src/core/rules.js'
+import { ConfigError } from '../../src/core/errors.js'
+import { compileRules, route, type RouteQuery, type RuleAction, type RuleSpec } from '../../src/core/rules/index.js'
 
 const REJECT: RuleAction = { type: 'reject' }
 const up = (name: string): RuleAction => ({ type: 'upstream', name })
@@ -449,17 +443,17 @@ t.test('compile errors name the rule, field and value', async (t) => {
     // the bad rule is placed second, after a good one: the index must say 1
     const specs = [{ action: REJECT }, spec] as RuleSpec[]
     const want = message.replace('rules[0]', 'rules[1]')
-    t.throws(() => compileRules(specs), { name: 'RuleError', message: want }, want)
+    t.throws(() => compileRules(specs), { name: 'ConfigError', message: want }, want)
   }
   try {
     compileRules([{ action: REJECT }, { dstCidr: ['10.0.0.0/8', 'nope'], action: REJECT }], undefined, 'gateway.rules')
     t.fail('no error')
   } catch (e) {
-    t.ok(e instanceof RuleError)
-    const err = e as RuleError
+    t.ok(e instanceof ConfigError)
+    const err = e as ConfigError
     t.equal(err.path, 'gateway.rules[1].dstCidr[1]')
-    t.equal(err.index, 1)
-    t.equal(err.field, 'dstCidr')
+    t.match(err.path, /\.rules\[1\]\./, 'the path names the rule index')
+    t.match(err.path, /\]\.dstCidr\[/, 'the path names the field')
     t.equal(err.value, 'nope')
   }
   t.throws(() => compileRules([], { type: 'upstream', name: '-x' }), {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import type { Test } from 'tap'
-import { detectFirstByte, sniff } from '../../src/core/sniff/index.js'
+import { sniff } from '../../src/core/sniff/index.js'
 import { sniffTls, TLS_MAX_HELLO } from '../../src/core/sniff/tls.js'
 import type { SniffResult } from '../../src/core/sniff/types.js'
 
@@ -584,18 +584,4 @@ t.test('sniff(): dispatch and the byte limit', async (t) => {
     proto: 'tls',
     error: 'tls: empty handshake record at offset 0',
   })
-})
-
-t.test('detectFirstByte', async (t) => {
-  const cases: Array<[number, string]> = [
-    [0x04, 'socks4'],
-    [0x05, 'socks5'],
-    [0x16, 'tls'],
-    [0x47, 'http-or-other'],
-    [0x00, 'http-or-other'],
-    [0x50, 'http-or-other'],
-    [0x17, 'http-or-other'],
-    [0xff, 'http-or-other'],
-  ]
-  for (const [b, want] of cases) t.equal(detectFirstByte(b), want, `0x${b.toString(16)}`)
 })

@@ -20,15 +20,8 @@ import {
   socks5ReplyForErrno,
   socks5ReplyText,
 } from '../../src/core/socks.js'
-import {
-  base64Decode,
-  base64Encode,
-  formatIPv6,
-  ipv4ToBytes,
-  ipv6ToBytes,
-  utf8Decode,
-  utf8Encode,
-} from '../../src/core/bytes.js'
+import { base64Decode, base64Encode, utf8Decode, utf8Encode } from '../../src/core/bytes.js'
+import { formatIPv6, ipv4ToBytes, ipv6ToBytes } from '../../src/core/ip.js'
 import { rng } from '../lib/rng.js'
 
 // ------------------------------------------------------------------ helpers

@@ -9,7 +9,7 @@
 // and allocates nothing. The id lists stay plain arrays: most hold one or two
 // ids, and a small typed array costs several objects in QuickJS.
 
-import { bitAt, commonPrefixLength, type Cidr, type Words } from './ip.js'
+import { bitAt, commonPrefixLength, type Cidr, type Words } from '../ip.js'
 
 /** Receives the id lists found by a lookup (see CompiledRules). */
 export interface ListSink {

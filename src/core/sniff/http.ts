@@ -16,7 +16,9 @@
 // Header fields: token name, ':' with no whitespace before it, no obsolete
 // line folding, no control characters in values (RFC 9112 5, RFC 9110 5.5).
 
-import { bytesEqualLower, byteString, checkDnsName, hexByte, isTchar, normalizeIPv6, shown } from './text.js'
+import { hexByte } from '../bytes.js'
+import { bytesEqualLower, byteString, checkDnsName, isTchar, shown } from './text.js'
+import { isIPv6 } from '../ip.js'
 import type { SniffResult } from './types.js'
 
 export const H2_PREFACE = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'
@@ -178,9 +180,9 @@ export function parseHostPort(s: string, needPort: boolean): { host: string | un
   if (s[0] === '[') {
     const close = s.indexOf(']')
     if (close < 0) return { why: `${shown(s)} has no closing ]` }
-    const v6 = normalizeIPv6(s.slice(1, close))
-    if (v6 === null) return { why: `${shown(s)} is not an IPv6 address in brackets` }
-    host = v6
+    const v6 = s.slice(1, close)
+    if (!isIPv6(v6)) return { why: `${shown(s)} is not an IPv6 address in brackets` }
+    host = v6.toLowerCase()
     rest = s.slice(close + 1)
     if (rest.length > 0 && rest[0] !== ':') return { why: `${shown(s)} has bytes after ]` }
   } else {

@@ -5,7 +5,7 @@ import { sniffHttp } from './http.js'
 import { sniffTls, TLS_MAX_HELLO } from './tls.js'
 import type { SniffResult } from './types.js'
 
-export type { SniffProto, SniffResult, SniffStatus } from './types.js'
+export type { SniffProto, SniffResult } from './types.js'
 export { H2_PREFACE, sniffHttp } from './http.js'
 export { sniffTls, TLS_MAX_HELLO } from './tls.js'
 export type { TlsSniffOptions } from './tls.js'
@@ -41,12 +41,4 @@ export function sniff(buf: Uint8Array, opts: SniffOptions): SniffResult {
     return out
   }
   return r
-}
-
-/** What the first byte of a connection suggests, for listeners that accept several protocols. */
-export function detectFirstByte(b: number): 'socks4' | 'socks5' | 'tls' | 'http-or-other' {
-  if (b === 0x04) return 'socks4'
-  if (b === 0x05) return 'socks5'
-  if (b === 0x16) return 'tls'
-  return 'http-or-other'
 }

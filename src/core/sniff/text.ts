@@ -1,14 +1,7 @@
 // Small byte/text helpers for the sniffers: no TextDecoder, no runtime APIs.
 
-/** "0x16" */
-export function hexByte(b: number): string {
-  return `0x${(b < 16 ? '0' : '') + b.toString(16)}`
-}
-
-/** "0x0303" */
-export function hexU16(v: number): string {
-  return `0x${v.toString(16).padStart(4, '0')}`
-}
+import { hexByte } from '../bytes.js'
+import { hostNameProblem } from '../address.js'
 
 /** RFC 9110 tchar: the characters of a method or header-name token. */
 export function isTchar(b: number): boolean {
@@ -76,76 +69,12 @@ export function bytesEqualLower(buf: Uint8Array, start: number, end: number, lit
 export type NameCheck = { name: string } | { why: string }
 
 /**
- * A host name as it may appear in SNI or a Host header, normalised:
- * one trailing dot stripped, lower-cased; labels of letters, digits, '-'
- * and '_' (seen in real internal names), 1-63 each, at most 253 in all.
- * IPv4 literals pass too (digits and dots).
+ * A host name as it may appear in SNI or a Host header (hostNameProblem,
+ * lenient), normalised: one trailing dot stripped, lower-cased. IPv4
+ * literals pass too (digits and dots).
  */
 export function checkDnsName(s: string): NameCheck {
   const t = s.endsWith('.') ? s.slice(0, -1) : s
-  if (t.length === 0) return { why: 'empty name' }
-  if (t.length > 253) return { why: `name longer than 253 (${t.length})` }
-  let out = ''
-  let label = 0
-  for (let i = 0; i < t.length; i++) {
-    const c = t.charCodeAt(i)
-    if (c === 0x2e) {
-      if (label === 0) return { why: `empty label at ${i}` }
-      label = 0
-      out += '.'
-      continue
-    }
-    const ok =
-      (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x2d || c === 0x5f
-    if (!ok) return { why: `bad character ${hexByte(c & 0xff)} at ${i}` }
-    if (++label > 63) return { why: 'label longer than 63' }
-    out += String.fromCharCode(lower(c))
-  }
-  return { name: out }
-}
-
-function isHexDigit(c: number): boolean {
-  return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66)
-}
-
-function isDottedQuad(s: string): boolean {
-  const parts = s.split('.')
-  if (parts.length !== 4) return false
-  for (const p of parts) {
-    if (p.length === 0 || p.length > 3 || (p.length > 1 && p[0] === '0')) return false
-    for (let i = 0; i < p.length; i++) {
-      const c = p.charCodeAt(i)
-      if (c < 0x30 || c > 0x39) return false
-    }
-    if (Number(p) > 255) return false
-  }
-  return true
-}
-
-/** An IPv6 address in text form (RFC 4291 2.2), no zone; returned lower-cased, else null. */
-export function normalizeIPv6(s: string): string | null {
-  if (s.length < 2 || s.length > 45) return null
-  const dbl = s.indexOf('::')
-  if (dbl >= 0 && s.indexOf('::', dbl + 1) >= 0) return null
-  const halves = dbl >= 0 ? [s.slice(0, dbl), s.slice(dbl + 2)] : [s]
-  let groups = 0
-  for (let h = 0; h < halves.length; h++) {
-    const half = halves[h]!
-    if (half.length === 0) continue
-    const parts = half.split(':')
-    for (let i = 0; i < parts.length; i++) {
-      const p = parts[i]!
-      const last = h === halves.length - 1 && i === parts.length - 1
-      if (last && p.indexOf('.') >= 0) {
-        if (!isDottedQuad(p)) return null
-        groups += 2
-        continue
-      }
-      if (p.length === 0 || p.length > 4) return null
-      for (let k = 0; k < p.length; k++) if (!isHexDigit(p.charCodeAt(k))) return null
-      groups++
-    }
-  }
-  if (dbl >= 0 ? groups > 7 : groups !== 8) return null
-  return s.toLowerCase()
+  const why = hostNameProblem(t, true)
+  return why === null ? { name: t.toLowerCase() } : { why }
 }

@@ -13,7 +13,8 @@
 // Bytes after the ClientHello (in its last record or later records) are not
 // looked at.
 
-import { checkDnsName, escapeBytes, hexByte, hexU16, shown } from './text.js'
+import { hex, hexByte } from '../bytes.js'
+import { checkDnsName, escapeBytes, shown } from './text.js'
 import type { SniffResult } from './types.js'
 
 /** Default limit on the ClientHello body (the handshake message's length field). */
@@ -113,7 +114,7 @@ export function sniffTls(buf: Uint8Array, opts: TlsSniffOptions = {}): SniffResu
     return notMine(`tls: first byte ${hexByte(buf[0]!)} is not a handshake record (0x16)`)
   if (buf.length >= 2 && buf[1] !== 3) return notMine(`tls: record version major ${hexByte(buf[1]!)} is not 0x03`)
   if (buf.length >= 3 && (buf[2]! < 1 || buf[2]! > 4)) {
-    return notMine(`tls: record version ${hexU16(0x300 | buf[2]!)} is not 0x0301-0x0304`)
+    return notMine(`tls: record version ${hex(0x300 | buf[2]!, 4)} is not 0x0301-0x0304`)
   }
 
   const frags = new Fragments(buf)
@@ -128,7 +129,7 @@ export function sniffTls(buf: Uint8Array, opts: TlsSniffOptions = {}): SniffResu
       }
       if (pos + 2 < buf.length && (buf[pos + 1] !== 3 || buf[pos + 2]! < 1 || buf[pos + 2]! > 4)) {
         return invalid(
-          `tls: record version ${hexU16((buf[pos + 1]! << 8) | buf[pos + 2]!)} at offset ${pos} is not 0x0301-0x0304`,
+          `tls: record version ${hex((buf[pos + 1]! << 8) | buf[pos + 2]!, 4)} at offset ${pos} is not 0x0301-0x0304`,
         )
       }
     }
@@ -166,7 +167,7 @@ function parseClientHello(r: Reader): SniffResult {
   if (r.left() < 2 + 32) return invalid(`tls: client_hello length ${total} too short for version and random`)
   const version = r.u16()
   if (version >> 8 !== 3 || (version & 0xff) > 4)
-    return invalid(`tls: client_hello version ${hexU16(version)} is not 0x0300-0x0304`)
+    return invalid(`tls: client_hello version ${hex(version, 4)} is not 0x0300-0x0304`)
   r.pos += 32 // random
 
   if (r.left() < 1) return invalid('tls: client_hello ends before session_id')

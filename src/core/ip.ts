@@ -1,5 +1,6 @@
-// IP addresses and CIDR prefixes as 32-bit words, for the routing engine and
-// the nftables generator. Runtime-free and allocation-free on the query path:
+// IP addresses: the one parser (text → 32-bit words), the one formatter
+// (words → RFC 5952 text), CIDR prefixes, and the 4/16 network-order bytes
+// of the wire protocols. Runtime-free and allocation-free on the query path:
 // parseIpInto() writes into a caller-owned Int32Array(4) and returns the
 // family, so route() parses a connection's addresses without creating objects.
 //
@@ -24,7 +25,7 @@ const scratch16 = new Uint16Array(8) // the 8 groups while parsing IPv6
 const cidrScratch = new Int32Array(4)
 
 /** Mask with the top `bits` (0-32) bits set. */
-export function maskBits(bits: number): number {
+function maskBits(bits: number): number {
   return bits >= 32 ? -1 : bits <= 0 ? 0 : ~(-1 >>> bits)
 }
 
@@ -269,4 +270,64 @@ export class AddressCache {
     this.map.set(s, family === 4 ? out[0]! : Int32Array.of(out[0]!, out[1]!, out[2]!, out[3]!))
     return family
   }
+}
+
+const checkScratch = new Int32Array(4)
+
+/** Dotted quad, strict (no leading zeros, which some parsers read as octal). */
+export function isIPv4(s: string): boolean {
+  return parseIpInto(s, checkScratch) === 4
+}
+
+/** IPv6 text with "::" and a trailing dotted quad; no brackets, no zone id. */
+export function isIPv6(s: string): boolean {
+  return parseIpInto(s, checkScratch) === 6
+}
+
+export function isIpLiteral(s: string): boolean {
+  return parseIpInto(s, checkScratch) !== 0
+}
+
+/** One spelling per IP address ("::0001" and "::1" give the same key); other text lower-cased. */
+export function ipKey(host: string): string {
+  const family = parseIpInto(host, checkScratch)
+  return family === 0 ? host.toLowerCase() : formatIp(family, checkScratch)
+}
+
+/** Dotted quad from the 4 bytes at `off`. */
+export function formatIPv4(buf: Uint8Array, off = 0): string {
+  return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`
+}
+
+/** RFC 5952 text of the 16 bytes at `off` (formatIp), IPv4-mapped addresses as ::ffff:a.b.c.d. */
+export function formatIPv6(buf: Uint8Array, off = 0): string {
+  const w = checkScratch
+  for (let i = 0; i < 4; i++) {
+    const o = off + 4 * i
+    w[i] = (buf[o]! << 24) | (buf[o + 1]! << 16) | (buf[o + 2]! << 8) | buf[o + 3]!
+  }
+  if (w[0] === 0 && w[1] === 0 && w[2] === 0xffff) return '::ffff:' + formatIPv4(buf, off + 12)
+  return formatIp(6, w)
+}
+
+/** "1.2.3.4" → 4 bytes; null unless a strict dotted quad. */
+export function ipv4ToBytes(s: string): Uint8Array | null {
+  return parseIpInto(s, checkScratch) === 4 ? wordBytes(1) : null
+}
+
+/** IPv6 text (isIPv6) → 16 bytes, or null. */
+export function ipv6ToBytes(s: string): Uint8Array | null {
+  return parseIpInto(s, checkScratch) === 6 ? wordBytes(4) : null
+}
+
+function wordBytes(words: number): Uint8Array {
+  const out = new Uint8Array(4 * words)
+  for (let i = 0; i < words; i++) {
+    const v = checkScratch[i]!
+    out[4 * i] = v >>> 24
+    out[4 * i + 1] = (v >>> 16) & 255
+    out[4 * i + 2] = (v >>> 8) & 255
+    out[4 * i + 3] = v & 255
+  }
+  return out
 }

@@ -1,0 +1,169 @@
+# shellcheck shell=bash
+# Shared helpers of the bench scripts (bench/relay.sh, bench/run.sh): processes
+# started in their own process group and always stopped on exit, free ports,
+# readiness by event, CPU and memory of a process. Sourced, never run; expects
+# bash with `set -euo pipefail`. Builds on openwrt/lib.sh (say, die, need,
+# apt_install; ROOT).
+# shellcheck source=openwrt/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../openwrt/lib.sh"
+
+log() { echo "$*" >&2; }
+# -h/--help: the calling script's header comment (sourced before the script reads its arguments)
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0; fi
+bad_arg() { echo "$(basename "$0"): unknown argument '$1' (try --help)" >&2; exit 2; }
+# shellcheck disable=SC2034  # used by the scripts that source this file
+CLK_TCK=$(getconf CLK_TCK)
+
+# ---------------------------------------------------------------- processes
+# TMP: this run's scratch directory; PIDS: what start_bg started; CLEANUP:
+# commands run first on exit (network namespaces, nft tables).
+TMP=$(mktemp -d "/tmp/ugate-$(basename "$0" .sh)-bench.XXXXXX")
+PIDS=()
+CLEANUP=()
+stop_pid() {  # stop a process started by start_bg (its whole process group)
+  local pid=$1 _
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  local pid c
+  trap - ERR
+  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+  for c in "${CLEANUP[@]}"; do eval "$c" || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'echo "$(basename "$0"): error: command failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
+trap 'log "$(basename "$0"): interrupted"; exit 130' INT TERM
+
+# start_bg LOGFILE CMD... : run CMD in its own session/process group; sets BG_PID
+start_bg() {
+  local logf=$1; shift
+  setsid "$@" >"$logf" 2>&1 </dev/null &
+  BG_PID=$!
+  PIDS+=("$BG_PID")
+}
+forget_pid() { local p out=(); for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || out+=("$p"); done; PIDS=("${out[@]}"); }
+stop_bg() { stop_pid "$1"; forget_pid "$1"; }
+
+# ---------------------------------------------------------------- ports
+hexport() { printf '%04X' "$1"; }
+port_in_use() {  # any socket bound to this local port (tcp/tcp6, any state)
+  grep -qE "^ *[0-9]+: [0-9A-F]+:$(hexport "$1") " /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+port_listening() {
+  grep -qE "^ *[0-9]+: [0-9A-F]+:$(hexport "$1") [0-9A-F]+:[0-9A-F]+ 0A " /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+EPH_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+TAKEN=" "
+free_port() {  # VAR : a free port below the ephemeral range (outgoing connections never take it)
+  local p _ lo=10000 hi=$((EPH_LOW - 1))
+  ((hi > lo + 1000)) || { lo=40000; hi=60000; }
+  for _ in $(seq 500); do
+    p=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo)))
+    [[ $TAKEN == *" $p "* ]] && continue
+    port_in_use "$p" && continue
+    TAKEN+="$p "; printf -v "$1" '%s' "$p"; return 0
+  done
+  die "no free TCP port found"
+}
+show_log() { log "---- $1 (last lines)"; tail -n 20 "$1" >&2 || true; log "----"; }
+wait_listen() {  # PORT PID LOG [NETNS]
+  local _ tcp=(/proc/net/tcp /proc/net/tcp6)
+  [[ -z ${4:-} ]] || tcp=(/proc/"$2"/net/tcp /proc/"$2"/net/tcp6)
+  for _ in $(seq 200); do
+    grep -qE "^ *[0-9]+: [0-9A-F]+:$(hexport "$1") [0-9A-F]+:[0-9A-F]+ 0A " "${tcp[@]}" 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || { show_log "$3"; die "process $2 exited before listening on port $1"; }
+    sleep 0.05
+  done
+  show_log "$3"; die "nothing listens on port $1 after 10 s"
+}
+wait_ready_line() {  # PID LOG : ugate prints "... info ready listeners=1"
+  local _
+  for _ in $(seq 200); do
+    grep -qE 'ready listeners=[0-9]+' "$2" 2>/dev/null && return 0
+    kill -0 "$1" 2>/dev/null || { show_log "$2"; die "ugate exited before printing its ready line"; }
+    sleep 0.05
+  done
+  show_log "$2"; die "ugate printed no 'ready listeners=' line within 10 s"
+}
+
+# ---------------------------------------------------------------- measures
+cpu_ticks() {  # LEADER...: utime+stime+cutime+cstime (reaped children) of each leader +
+  # utime+stime of the live processes of their process groups (start_bg gives each its own group)
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | sed 's/^\([0-9]*\) (.*) /\1 /' |
+    awk -v gs=" $* " 'index(gs, " " $4 " ") { t += $13 + $14; if ($1 == $4) t += $15 + $16 } END { print t + 0 }'
+}
+status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || true; }
+group_rss_kb() {  # LEADER: VmRSS summed over the live processes of its process group
+  local p s=0 v
+  for p in $(ps -o pid= -g "$1" 2>/dev/null); do v=$(status_kb "$p" VmRSS); s=$((s + ${v:-0})); done
+  echo "$s"
+}
+load1() { awk '{print $1}' /proc/loadavg; }
+machine() {  # one line: CPUs, model, kernel
+  local m
+  m=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+  echo "$(nproc) CPUs, ${m:-$(uname -m)}, kernel $(uname -r)"
+}
+
+# ---------------------------------------------------------------- peers
+NGX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so
+nginx_conf() {  # FILE NAME BODY : an nginx config running in the foreground from $TMP/NAME
+  [[ -f $NGX_STREAM ]] || die "$NGX_STREAM missing: apt-get install libnginx-mod-stream"
+  mkdir -p "$TMP/$2"
+  cat >"$1" <<EOF
+# generated by $(basename "$0")
+load_module $NGX_STREAM;
+daemon off;
+worker_processes auto;
+pid $TMP/$2/nginx.pid;
+error_log $TMP/$2/error.log warn;
+events { worker_connections 8192; }
+$3
+EOF
+}
+# start_origin MIB: nginx on 127.0.0.1:$ORIGIN serving $WWW/small (6 bytes) and $WWW/big (MIB MiB)
+start_origin() {
+  WWW=$TMP/www
+  chmod 755 "$TMP"  # nginx workers run as nobody and read the files served from here
+  mkdir -p "$WWW"
+  printf 'hello\n' >"$WWW/small"
+  truncate -s "${1}M" "$WWW/big"
+  free_port ORIGIN
+  nginx_conf "$TMP/origin.conf" origin "http {
+  access_log off; sendfile on; keepalive_timeout 0;
+  client_body_temp_path $TMP/origin/body; proxy_temp_path $TMP/origin/proxy;
+  fastcgi_temp_path $TMP/origin/fcgi; uwsgi_temp_path $TMP/origin/uwsgi; scgi_temp_path $TMP/origin/scgi;
+  server { listen 127.0.0.1:$ORIGIN; root $WWW; }
+}"
+  start_bg "$TMP/origin.log" nginx -c "$TMP/origin.conf" -p "$TMP/origin"
+  wait_listen "$ORIGIN" "$BG_PID" "$TMP/origin.log"
+  [[ $(curl -s "http://127.0.0.1:$ORIGIN/small") == hello ]] || die "the origin nginx does not serve /small"
+}
+ugate_conf() {  # FILE LISTENER-JSON: limits out of the way, no shutdown grace
+  cat >"$1" <<EOF
+{ "limits": { "maxConnections": 20000, "maxPerSource": 20000 },
+  "relay": { "shutdownGrace": 0 },
+  "listeners": [ $2 ] }
+EOF
+}
+
+# ---------------------------------------------------------------- docs
+# write_section DOC BEGIN_MARK END_MARK REPORT: replace what lies between the
+# marker lines of DOC with REPORT (markers appended when missing)
+write_section() {
+  local doc=$1 b=$2 e=$3 rep=$4
+  if [[ ! -f $doc ]]; then mkdir -p "$(dirname "$doc")"; printf '# Performance\n' >"$doc"; fi
+  if ! grep -qF "$b" "$doc" || ! grep -qF "$e" "$doc"; then printf '\n%s\n%s\n' "$b" "$e" >>"$doc"; fi
+  awk -v b="$b" -v e="$e" -v rep="$rep" '
+    $0 == b { print; while ((getline l < rep) > 0) print l; skip = 1; next }
+    $0 == e { skip = 0 }
+    !skip { print }
+  ' "$doc" >"$TMP/doc.new"
+  cat "$TMP/doc.new" >"$doc"
+  log "wrote $doc"
+}

@@ -1,0 +1,12 @@
+// The mixed listener: SOCKS4/4a/5 and the HTTP proxy on one port, told
+// apart by the first byte (0x04, 0x05, else HTTP).
+
+import { serveHttp } from './http-server.js'
+import type { GatewayContext, Outcome, Session } from './session.js'
+import { serveSocks } from './socks-server.js'
+
+export async function serveMixed(s: Session, ctx: GatewayContext): Promise<Outcome> {
+  await s.stream.fill(1)
+  const first = s.stream.buffered[0]
+  return first === 0x04 || first === 0x05 ? serveSocks(s, ctx) : serveHttp(s, ctx)
+}
