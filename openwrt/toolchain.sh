@@ -55,12 +55,12 @@ LLVM_ORIG_SHA256=d9bce5f42381d781e273c724db1ab0acd66259bf2782b79891664dbf1953d22
 # cortex-a7 has VFPv4 + NEON; Thumb-2 code is what OpenWrt builds and smaller.
 # The 24Kc is mips32r2 without an FPU: o32 soft-float.
 ARCH_TABLE='
-arch                     | triple                  | endian | float | qemu                | elf              | readelf                                               | cflags
-x86_64                   | x86_64-linux-musl       | little | hard  | qemu-x86_64-static  | ELF64 X86-64     | -                                                     | -march=x86-64 -mtune=generic
-aarch64_generic          | aarch64-linux-musl      | little | hard  | qemu-aarch64-static | ELF64 AArch64    | -                                                     | -march=armv8-a -mno-outline-atomics
-arm_cortex-a7_neon-vfpv4 | armv7a-linux-musleabihf | little | hard  | qemu-arm-static     | ELF32 ARM        | Tag_CPU_arch: v7;Tag_FP_arch: VFPv4;Tag_Advanced_SIMD_arch: NEON | -mcpu=cortex-a7 -mfpu=neon-vfpv4 -mfloat-abi=hard -mthumb
-mipsel_24kc              | mipsel-linux-musl       | little | soft  | qemu-mipsel-static  | ELF32 MIPS R3000 | Flags: .*o32;Flags: .*mips32r2                        | -march=mips32r2 -mabi=32 -msoft-float
-mips_24kc                | mips-linux-musl         | big    | soft  | qemu-mips-static    | ELF32 MIPS R3000 | Flags: .*o32;Flags: .*mips32r2                        | -march=mips32r2 -mabi=32 -msoft-float
+arch                     | triple                  | endian | float | qemu                | elf              | readelf                                     | cflags
+x86_64                   | x86_64-linux-musl       | little | hard  | qemu-x86_64-static  | ELF64 X86-64     | -                                           | -march=x86-64 -mtune=generic
+aarch64_generic          | aarch64-linux-musl      | little | hard  | qemu-aarch64-static | ELF64 AArch64    | -                                           | -march=armv8-a -mno-outline-atomics
+arm_cortex-a7_neon-vfpv4 | armv7a-linux-musleabihf | little | hard  | qemu-arm-static     | ELF32 ARM        | CPU_arch: v7;FP_arch: VFPv4;SIMD_arch: NEON | -mcpu=cortex-a7 -mfpu=neon-vfpv4 -mfloat-abi=hard -mthumb
+mipsel_24kc              | mipsel-linux-musl       | little | soft  | qemu-mipsel-static  | ELF32 MIPS R3000 | Flags: .*o32;Flags: .*mips32r2              | -march=mips32r2 -mabi=32 -msoft-float
+mips_24kc                | mips-linux-musl         | big    | soft  | qemu-mips-static    | ELF32 MIPS R3000 | Flags: .*o32;Flags: .*mips32r2              | -march=mips32r2 -mabi=32 -msoft-float
 '
 # Fields of the rows, trimmed, a tab between; the heading is not a row.
 arch_rows() { awk -F' *[|] *' -v OFS='\t' 'NF > 1 && $1 != "arch" { $1 = $1; sub(/ +$/, ""); print }' <<<"$ARCH_TABLE"; }
