@@ -1,6 +1,7 @@
 // A recording stand-in of LuCI's client-side runtime, for testing the views
-// of luci-app-ugate (luci/htdocs/luci-static/resources/view/ugate/*.js) on
-// Node without a browser or a router.
+// of luci-app-ugate (luci/htdocs/luci-static/resources/view/ugate/*.js) and
+// the module they share (resources/ugate.js, loadModule) on Node without a
+// browser or a router.
 //
 // What it emulates (read from openwrt/luci modules/luci-base/htdocs/
 // luci-static/resources/{luci,form,ui,uci,rpc,validation}.js):
@@ -2065,12 +2066,8 @@ export function scanRequires(source: string): Array<{ name: string; as: string }
   return out
 }
 
-/**
- * Load a view the way LuCI's dispatcher does for a menu action
- * {"type": "view", "path": PATH}: ui.instantiateView → L.require('view.' +
- * PATH with "/" → "."), then wait for its load() and render().
- */
-export async function loadView(path: string, opts: LoadOptions = {}): Promise<LuciPage> {
+/** A page's runtime: the session it records into, the module classes and L.require. */
+function makeRuntime(opts: LoadOptions) {
   const session: Session = {
     uciText: { ...(opts.uci ?? {}) },
     rpcHandlers: { ...(opts.rpc ?? {}) },
@@ -2165,8 +2162,27 @@ export async function loadView(path: string, opts: LoadOptions = {}): Promise<Lu
     return instance
   }
 
+  return { session, modules, requireClass }
+}
+
+/**
+ * Load a view the way LuCI's dispatcher does for a menu action
+ * {"type": "view", "path": PATH}: ui.instantiateView → L.require('view.' +
+ * PATH with "/" → "."), then wait for its load() and render().
+ */
+export async function loadView(path: string, opts: LoadOptions = {}): Promise<LuciPage> {
+  const { session, modules, requireClass } = makeRuntime(opts)
   const view = await requireClass(`view.${path.replace(/\//g, '.')}`, [])
   if (!(view instanceof modules.view)) throw new TypeError(`Loaded class view.${path} is not a descendant of View`)
   const nodes = await view.__rendered
   return new LuciPage(session, view, nodes, modules.form, modules.uci)
+}
+
+/**
+ * Load a class module of luci-app-ugate (e.g. "ugate" for resources/ugate.js)
+ * as L.require does for a view's 'require ugate as ug': the instance the
+ * view gets.
+ */
+export async function loadModule(name: string, opts: LoadOptions = {}): Promise<Any> {
+  return makeRuntime(opts).requireClass(name, [])
 }

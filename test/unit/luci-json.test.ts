@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process'
 import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { loadView, luciDir, resourcesDir } from '../lib/luci-standin.js'
+import { loadView, luciDir, resourcesDir, scanRequires } from '../lib/luci-standin.js'
 
 const MENU_FILE = join(luciDir, 'root/usr/share/luci/menu.d/luci-app-ugate.json')
 const ACL_FILE = join(luciDir, 'root/usr/share/rpcd/acl.d/luci-app-ugate.json')
@@ -341,6 +341,12 @@ t.test('package layout', async (t) => {
     .map((a) => `${a!.path!.replace(/^ugate\//, '')}.js`)
     .sort()
   t.same(menuViews, views, 'every view has a menu entry')
+  t.same(readdirSync(resourcesDir).sort(), ['ugate.js', 'view'], "the views' shared module, resources/ugate.js")
+  t.same(
+    scanRequires(readFileSync(join(resourcesDir, 'ugate.js'), 'utf8')),
+    [{ name: 'baseclass', as: 'baseclass' }],
+    'ugate.js only checks values: it needs no uci or rpc access of its own',
+  )
 
   t.doesNotThrow(() => accessSync(PLUGIN, constants.X_OK), 'the plugin is executable')
   t.ok(statSync(PLUGIN).mode & 0o001, 'executable by everyone (rpcd runs it as root, opkg keeps the mode)')

@@ -5,18 +5,23 @@
 //
 // The validators are compared with the daemon on whole configs: the same uci
 // text is given to configFromUci (the daemon) and to the form (every shown
-// field checked as LuCI checks it). Table cases pin the verdicts; seeded
-// random mutations of valid values look for disagreements. A few are known
-// and allowed, each for a stated reason (KNOWN_DIFFERENCES below).
+// field checked as LuCI checks it). Table cases pin the verdicts. Seeded
+// random mutations of valid values look for disagreements twice: the checks
+// of resources/ugate.js (ug.*) called directly, which must agree with the
+// daemon on every value, and the whole form on the same values (LuCI's
+// datatypes in front of ug.*), where a few disagreements are known and
+// allowed, each for a stated reason (KNOWN_DIFFERENCES below).
 
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import { formatHostPort, listenAddressesClash, parseEndpoint } from '../../src/core/address.js'
 import { configFromUci } from '../../src/core/uci-config.js'
 import { type UciPackage, writeUci } from '../../src/core/uci.js'
 import {
   checkDatatype,
   compileDatatype,
+  loadModule,
   loadView,
   luciDir,
   scanRequires,
@@ -783,9 +788,9 @@ function oneGroupGap(v: string): boolean {
 }
 
 /**
- * Disagreements that are known and accepted: the form refuses, the daemon
- * accepts. Each is a quirk of LuCI's own datatypes (the form keeps the
- * datatypes for LuCI's hints) or a daemon parser being looser than the RFC.
+ * Disagreements of the whole form that are known and accepted: the form
+ * refuses, the daemon accepts. Each is a quirk of LuCI's own datatypes (the
+ * form keeps the datatypes for LuCI's hints), in front of ug.*.
  */
 const KNOWN_DIFFERENCES: Array<{ why: string; test: (kind: string, v: string) => boolean }> = [
   { why: 'LuCI\'s IPv6 parser refuses a "::" that stands for one group', test: (_k, v) => oneGroupGap(v) },
@@ -804,14 +809,33 @@ const KNOWN_DIFFERENCES: Array<{ why: string; test: (kind: string, v: string) =>
   },
 ]
 
+/* eslint-disable @typescript-eslint/no-explicit-any */
+/** resources/ugate.js as a view gets it ('require ugate as ug'): each check returns true or its message. */
+type Ug = Record<string, (...args: any[]) => any>
+
 interface Fuzz {
   kind: string
   at: string
   option: string
   list?: boolean
+  /** A select (ListValue) in the form: the browser offers only its choices, so other values go to ug's check only. */
+  select?: boolean
   seeds: string[]
   alphabet: string
 }
+
+/** BASE's listeners other than the N-th, as ug.checkListenPort takes them. */
+function otherListeners(n: number): Array<{ name: string; address: string; port: string }> {
+  return BASE.filter((s) => s.type === 'listener')
+    .filter((_s, i) => i !== n)
+    .map((s) => ({ name: String(s.options.name), address: String(s.options.address), port: String(s.options.port) }))
+}
+
+/** The first failing check, or true. */
+const all = (...verdicts: Array<true | string>): true | string => verdicts.find((v) => v !== true) ?? true
+
+const capture = locate(BASE, 'capture').options
+const listener0 = locate(BASE, 'listener:0').options
 
 const FUZZ: Fuzz[] = [
   {
@@ -942,26 +966,149 @@ const FUZZ: Fuzz[] = [
     seeds: ['/var/run/ugate.sock', '/' + 'a'.repeat(106)],
     alphabet: '/a.\t ',
   },
+  { kind: 'port', at: 'upstream:0', option: 'port', seeds: ['1080', '1', '65535'], alphabet: '0123456789.-+ ' },
+  { kind: 'credential', at: 'upstream:0', option: 'username', seeds: ['u', 'x'.repeat(255)], alphabet: 'ab:\t ' },
+  { kind: 'rulename', at: 'rule:0', option: 'name', seeds: ['ads', 'a!~', 'x'.repeat(64)], alphabet: 'aZ9 !~\t' },
+  { kind: 'ref', at: 'rule:3', option: 'listener', list: true, seeds: ['redir', 'proxy'], alphabet: 'ab !\t' },
+  { kind: 'proto', at: 'rule:3', option: 'proto', list: true, seeds: ['tls', 'http', 'h2'], alphabet: 'tlshp2unkow' },
+  { kind: 'ref', at: 'rule:1', option: 'upstream', select: true, seeds: ['vpn', 'corp'], alphabet: 'vpncorx' },
+  {
+    kind: 'ref',
+    at: 'capture',
+    option: 'listener',
+    select: true,
+    seeds: ['redir', 'proxy', 'sni'],
+    alphabet: 'redixpsn',
+  },
 ]
 
-const SAMPLES = 200
+/** BASE's listener named `name` as ug.checkCaptureListener takes it, or null. */
+function baseListener(name: string): { type: string; address: string } | null {
+  const l = BASE.find((s) => s.type === 'listener' && s.options.name === name)
+  return l ? { type: String(l.options.type), address: String(l.options.address) } : null
+}
 
-t.test('settings: random mutations get the same verdict from the form and the daemon', async (t) => {
+const upstream0 = locate(BASE, 'upstream:0').options
+
+/** ug's verdict on a value of each fuzzed field (at.option), the other fields as in BASE. */
+const UG_CHECK: Record<string, (ug: Ug, v: string) => true | string> = {
+  'listener:0.address': (ug, v) =>
+    all(ug.checkListenAddress(v), ug.checkListenPort(String(listener0.port), v, otherListeners(0))),
+  'listener:0.allow': (ug, v) => ug.checkCidr(v),
+  'capture.bypass': (ug, v) => ug.checkCaptureCidr(v, false),
+  'listener:2.target': (ug, v) => ug.checkTarget(v),
+  'rule:2.forward': (ug, v) => ug.checkForward(v),
+  'rule:2.domain': (ug, v) => ug.checkDomainName(v),
+  'rule:1.domain_suffix': (ug, v) => ug.checkDomainSuffix(v),
+  'rule:0.domain_keyword': (ug, v) => ug.checkKeyword(v),
+  'rule:1.dst_port': (ug, v) => ug.checkPortRange(v),
+  'listener:0.users': (ug, v) => all(ug.checkUsers([v], v), ug.checkUsers([v], '')),
+  'main.mark': (ug, v) => ug.checkMark(v, capture.enabled === '1' && capture.router_self === '1'),
+  'main.max_connections': (ug, v) => ug.checkInteger(v, 0, 1000000),
+  'main.idle_timeout': (ug, v) => ug.checkSeconds(v, 'idle_timeout'),
+  'main.connect_timeout': (ug, v) => ug.checkSeconds(v, 'connect_timeout'),
+  'listener:3.tls_port': (ug, v) => ug.checkInteger(v, 1, 65535),
+  'listener:0.port': (ug, v) => ug.checkListenPort(v, String(listener0.address), otherListeners(0)),
+  'capture.ports': (ug, v) => ug.checkCapturePort(v),
+  'capture.exclude_mac': (ug, v) => ug.checkMac(v),
+  'capture.lan': (ug, v) => ug.checkIfname(v),
+  'upstream:0.server': (ug, v) => ug.checkServer(v),
+  'listener:0.name': (ug, v) =>
+    ug.checkName(
+      v,
+      otherListeners(0).map((l) => l.name),
+      'listener',
+    ),
+  'main.admin_socket': (ug, v) => ug.checkSocketPath(v),
+  'upstream:0.port': (ug, v) => ug.checkEndpointPort(v, 1),
+  'upstream:0.username': (ug, v) =>
+    all(ug.checkCredentialPair(v, String(upstream0.password)), ug.checkCredentialPair(String(upstream0.password), v)),
+  'rule:0.name': (ug, v) => ug.checkRuleName(v),
+  'rule:3.listener': (ug, v) => ug.checkListenerName(v),
+  'rule:3.proto': (ug, v) => ug.checkProto(v),
+  'rule:1.upstream': (ug, v) =>
+    ug.checkUpstreamRef(
+      v,
+      BASE.filter((s) => s.type === 'upstream').map((s) => s.options.name),
+    ),
+  'capture.listener': (ug, v) => ug.checkCaptureListener(v, baseListener(v), capture.ipv6 === '1'),
+}
+
+const SAMPLES = 200 // per field: 29 fields, 5 800 values
+
+/**
+ * The generated values of each field (seeded, so failures reproduce), then
+ * the seeds themselves (the edges: 65535, 4294967295, 64 characters, ...),
+ * with the daemon's verdict on each.
+ */
+const generated = (() => {
   const rand = prng(0x75676174)
-  const text = uciText(BASE)
-  const page = await settings(text)
+  return FUZZ.map((f) => {
+    const values: Array<{ v: string; daemon: true | string }> = []
+    const add = (v: string) =>
+      values.push({ v, daemon: daemon(uciText(edited(f.at, { [f.option]: f.list ? [v] : v }))) })
+    for (let i = 0; i < SAMPLES; i++) {
+      const v = mutate(rand, f.seeds, f.alphabet)
+      if (v !== '') add(v) // empty means "unset": covered by the table
+    }
+    f.seeds.forEach(add)
+    return { f, values }
+  })
+})()
+
+t.test("random mutations: ug's checks and the daemon give the same verdict", async (t) => {
+  const ug: Ug = await loadModule('ugate')
+  let total = 0
+  for (const { f, values } of generated) {
+    const unexplained: string[] = []
+    const check = UG_CHECK[`${f.at}.${f.option}`]
+    if (!check) {
+      t.fail(`no ug check for ${f.at}.${f.option}`)
+      continue
+    }
+    for (const { v, daemon: d } of values) {
+      const u = check(ug, v)
+      if (u !== true && (typeof u !== 'string' || u === '')) unexplained.push(`${JSON.stringify(v)}: ug returned ${u}`)
+      else if ((u === true) !== (d === true))
+        unexplained.push(
+          `${JSON.stringify(v)}: daemon ${d === true ? 'accepts' : `refuses (${d})`}, ug ${u === true ? 'accepts' : `refuses (${u})`}`,
+        )
+    }
+    total += values.length
+    t.same(unexplained, [], `${f.at}.${f.option}: ${values.length} values, the same verdict on each`)
+  }
+  t.ok(total > SAMPLES * FUZZ.length * 0.9, `${total} values checked`)
+})
+
+t.test("ug.checkListenPort's clash agrees with address.ts listenAddressesClash", async (t) => {
+  const ug: Ug = await loadModule('ugate')
+  const addresses = ['0.0.0.0', '127.0.0.1', '10.0.0.1', '::', '0:0::0', '::1', '0::01', '::ffff:127.0.0.1', 'fe80::1']
+  const ports = ['0', '80', '080', '81']
+  let clashes = 0
+  for (const a of addresses)
+    for (const b of addresses)
+      for (const pa of ports)
+        for (const pb of ports) {
+          const ep = (host: string, port: string) => parseEndpoint(formatHostPort(host, Number(port)), 'listen')
+          const daemonClash = listenAddressesClash(ep(a, pa), ep(b, pb))
+          const r = ug.checkListenPort(pa, a, [{ name: 'other', address: b, port: pb }])
+          if (daemonClash) clashes++
+          t.equal(r !== true, daemonClash, `${a} port ${pa} / ${b} port ${pb}: ${r}`)
+          if (daemonClash) t.equal(r, `${a} port ${pa} is already used by listener "other"`)
+        }
+  t.ok(clashes > 0, `${clashes} clashes among the pairs`)
+})
+
+t.test('random mutations: the whole form and the daemon give the same verdict', async (t) => {
+  const page = await settings(uciText(BASE))
   const seen: Record<string, string[]> = {}
-  for (const f of FUZZ) {
+  for (const { f, values } of generated.filter((g) => !g.f.select)) {
     const sid = sidOf(page, f.at)
     const original = page.get(sid, f.option) as Value
     const unexplained: string[] = []
     let agreed = 0
-    for (let i = 0; i < SAMPLES; i++) {
-      const v = mutate(rand, f.seeds, f.alphabet)
-      if (v === '') continue // empty means "unset": covered by the table
-      const value: Value = f.list ? [v] : v
-      const d = daemon(uciText(edited(f.at, { [f.option]: value })))
-      page.set(sid, f.option, value)
+    for (const { v, daemon: d } of values) {
+      page.set(sid, f.option, f.list ? [v] : v)
       const errors = page.errors()
       page.set(sid, f.option, original)
       const luci = errors.length === 0
@@ -976,7 +1123,7 @@ t.test('settings: random mutations get the same verdict from the form and the da
           `${JSON.stringify(v)}: daemon ${d === true ? 'accepts' : `refuses (${d})`}, form ${luci ? 'accepts' : `refuses (${errors.map((e) => e.message).join('; ')})`}`,
         )
     }
-    t.same(unexplained, [], `${f.at}.${f.option}: ${agreed} of ${SAMPLES} agree, no unexplained disagreement`)
+    t.same(unexplained, [], `${f.at}.${f.option}: ${agreed} of ${values.length} agree, no unexplained disagreement`)
   }
   for (const [why, examples] of Object.entries(seen)) t.comment(`known: ${why}: ${examples.slice(0, 4).join(', ')}`)
 })
