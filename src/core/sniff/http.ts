@@ -19,7 +19,8 @@
 import { hexByte } from '../bytes.js'
 import { bytesEqualLower, byteString, checkDnsName, isTchar, shown } from './text.js'
 import { isIPv6 } from '../ip.js'
-import type { SniffResult } from './types.js'
+import { NEED_MORE, notMine, type Ok } from '../parse-result.js'
+import type { Sniffed, SniffResult } from './types.js'
 
 export const H2_PREFACE = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'
 
@@ -31,10 +32,6 @@ const HT = 0x09
 const CR = 0x0d
 const LF = 0x0a
 const COLON = 0x3a
-
-function notMine(error: string): SniffResult {
-  return { status: 'not-mine', error }
-}
 
 function invalid(error: string): SniffResult {
   return { status: 'invalid', proto: 'http', error }
@@ -53,11 +50,11 @@ function matchPrefix(buf: Uint8Array, start: number, lit: string): 'all' | 'pref
  * a head that has not ended within maxHeader bytes is 'invalid'.
  */
 export function sniffHttp(buf: Uint8Array, maxHeader: number): SniffResult {
-  if (buf.length === 0) return { status: 'need-more' }
+  if (buf.length === 0) return NEED_MORE
 
   const pre = matchPrefix(buf, 0, H2_PREFACE)
   if (pre === 'all') return { status: 'ok', proto: 'h2' }
-  if (pre === 'prefix') return { status: 'need-more' }
+  if (pre === 'prefix') return NEED_MORE
 
   const limit = Math.min(buf.length, maxHeader)
   const tooLong = (): SniffResult =>
@@ -71,9 +68,7 @@ export function sniffHttp(buf: Uint8Array, maxHeader: number): SniffResult {
   if (i === 0) return notMine(`http: first byte ${hexByte(buf[0]!)} is not a method character`)
   if (i > MAX_METHOD) return notMine(`http: no method token within ${MAX_METHOD} bytes`)
   if (i === limit)
-    return buf.length >= maxHeader
-      ? notMine(`http: no request line within ${maxHeader} bytes`)
-      : { status: 'need-more' }
+    return buf.length >= maxHeader ? notMine(`http: no request line within ${maxHeader} bytes`) : NEED_MORE
   if (buf[i] !== SP) return notMine(`http: byte ${hexByte(buf[i]!)} after the method is not a space`)
   const methodEnd = i
 
@@ -81,9 +76,7 @@ export function sniffHttp(buf: Uint8Array, maxHeader: number): SniffResult {
   const targetStart = ++i
   while (i < limit && buf[i]! > SP && buf[i] !== 0x7f) i++
   if (i === limit)
-    return buf.length >= maxHeader
-      ? notMine(`http: no request line within ${maxHeader} bytes`)
-      : { status: 'need-more' }
+    return buf.length >= maxHeader ? notMine(`http: no request line within ${maxHeader} bytes`) : NEED_MORE
   if (i === targetStart) return notMine('http: empty request target')
   if (buf[i] !== SP) return notMine(`http: byte ${hexByte(buf[i]!)} after the request target is not a space`)
   const targetEnd = i++
@@ -152,7 +145,7 @@ export function sniffHttp(buf: Uint8Array, maxHeader: number): SniffResult {
       host = h.host
     }
   }
-  const out: SniffResult = { status: 'ok', proto: 'http' }
+  const out: Ok<Sniffed> = { status: 'ok', proto: 'http' }
   if (host !== undefined) out.host = host
   return out
 }
