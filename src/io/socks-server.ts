@@ -100,11 +100,9 @@ async function socks4(s: Session, ctx: GatewayContext): Promise<Outcome> {
   })
 }
 
-type BoundAddress = ReturnType<typeof native.localAddress>
-
 /** The two replies of a SOCKS version: success carries the outbound socket's bound address. */
 interface DialReplies {
-  ok(bound: BoundAddress): Uint8Array
+  ok(bound: native.SockAddr): Uint8Array
   failed(e: DialError): Uint8Array
 }
 
