@@ -13,8 +13,8 @@
 // Bytes after the ClientHello (in its last record or later records) are not
 // looked at.
 
-import { hex, hexByte } from '../bytes.js'
-import { checkDnsName, escapeBytes, shown } from './text.js'
+import { escapeBytes, hex, hexByte, showText } from '../bytes.js'
+import { checkDnsName } from './text.js'
 import { NEED_MORE, notMine, type Ok } from '../parse-result.js'
 import type { Sniffed, SniffResult } from './types.js'
 
@@ -240,7 +240,7 @@ function parseServerName(r: Reader): { host: string | undefined } | { why: strin
     let s = ''
     for (let i = n.pos; i < n.end; i++) s += String.fromCharCode(n.f.at(i))
     const c = checkDnsName(s)
-    if ('why' in c) return { why: `tls: server_name ${shown(s)} is not a DNS name: ${c.why}` }
+    if ('why' in c) return { why: `tls: server_name ${showText(s)} is not a DNS name: ${c.why}` }
     host = c.name
   }
   return { host }
