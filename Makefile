@@ -1,5 +1,5 @@
 # Thin wrapper: build.sh does the work (and caches what it can).
-.PHONY: all ugate asan ipk deps run test unit e2e bench clean
+.PHONY: all ugate asan ipk packages deps run test unit e2e bench clean
 
 all: ugate
 
@@ -13,6 +13,11 @@ asan:
 ipk:
 	./build.sh ipk
 
+# Both package formats: .ipk (opkg, OpenWrt 24.10 and older) in build/ipk and
+# APK v3 (apk, OpenWrt 25.12 and later) in build/apk/<arch>.
+packages:
+	./build.sh packages
+
 deps:
 	./build.sh deps
 
@@ -22,10 +27,10 @@ run: deps ugate
 
 # Everything: unit tests on Node, the end-to-end suite against the release
 # binary and again against the AddressSanitizer build, then the packages
-# (cross builds under qemu-user, .ipk checks, the QEMU router image).
+# (cross builds under qemu-user, .ipk and .apk checks, the QEMU router image).
 test: deps
 	./build.sh all
-	./build.sh ipk
+	./build.sh packages
 	test/run.sh
 
 unit: deps

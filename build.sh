@@ -4,6 +4,7 @@
 #   ./build.sh asan     build/ugate-asan (glibc, AddressSanitizer + UBSan), for the tests
 #   ./build.sh all      both
 #   ./build.sh ipk      OpenWrt packages for every arch in build/ipk (openwrt/build-ipk.sh)
+#   ./build.sh packages the .ipk files and the APK v3 ones in build/apk (openwrt/build-apk.sh)
 #   ./build.sh deps     install what building and testing need (Debian packages, npm ci)
 #   ./build.sh clean    remove build/ (the cached QuickJS-ng sources too)
 # QuickJS-ng comes from Debian's qjs-src package, fetched by name with apt-get
@@ -180,8 +181,8 @@ main() {
   case $what in
     clean) rm -rf "$B"; return ;;
     deps) install_deps; return ;;
-    ugate | asan | all | ipk) ;;
-    *) die "unknown target '$what' (ugate, asan, all, ipk, deps, clean)" ;;
+    ugate | asan | all | ipk | packages) ;;
+    *) die "unknown target '$what' (ugate, asan, all, ipk, packages, deps, clean)" ;;
   esac
   mkdir -p "$B"
   npm_deps
@@ -195,6 +196,11 @@ main() {
     asan) bytecode; build_asan ;;
     all) build_musl; build_asan ;;
     ipk) build_musl; UGATE_BUNDLE_FRESH=1 openwrt/build-ipk.sh "$VERSION" ;;
+    packages)
+      build_musl
+      UGATE_BUNDLE_FRESH=1 openwrt/build-ipk.sh "$VERSION"
+      UGATE_BUNDLE_FRESH=1 openwrt/build-apk.sh "$VERSION"
+      ;;
   esac
 }
 

@@ -23,15 +23,12 @@
 set -euo pipefail
 # shellcheck source=openwrt/lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=openwrt/stage.sh
+. "$(dirname "$0")/stage.sh"
 cd "$ROOT"
 
-VERSION=${1:-$(node -p 'require("./package.json").version')}
-RELEASE=${UGATE_PKG_RELEASE:-1}
+package_settings "$@"
 OUT=${UGATE_IPK_OUT:-$B/ipk}
-LUCI=${UGATE_LUCI_DIR:-$ROOT/luci}
-read -r -a ARCHS <<<"${UGATE_ARCHS:-$(openwrt/toolchain.sh list | tr '\n' ' ')}"
-SDE=$(source_date_epoch)
-export SOURCE_DATE_EPOCH=$SDE
 
 # opkg's version: [epoch:]upstream[-revision]; upstream starts with a digit.
 case $VERSION in
@@ -130,24 +127,14 @@ mkdir -p "$OUT" "$STAGE"
 rm -f "$OUT"/ugate_*.ipk "$OUT"/luci-app-ugate_*.ipk
 
 # ---- ugate, per arch ------------------------------------------------------------------
-UGATE_DESC=(
-  "Tiny TCP gateway: SOCKS4/4a/5 and HTTP proxy, transparent nftables"
-  "capture and SNI routing; relays in the kernel with splice(2). One static"
-  "executable (QuickJS-ng bytecode + C), no shared libraries."
-)
-
 for arch in "${ARCHS[@]}"; do
   w=$STAGE/ugate-$arch
   d=$w/data c=$w/control
-  install -d -m 0755 "$d" "$c" "$d/usr" "$d/usr/bin" "$d/etc" "$d/etc/init.d" "$d/etc/config" "$d/etc/uci-defaults"
-  install -m 0755 "$B/cross/$arch/ugate" "$d/usr/bin/ugate"
-  install -m 0755 files/etc/init.d/ugate "$d/etc/init.d/ugate"
-  # OpenWrt's INSTALL_CONF mode: it may hold proxy passwords.
-  install -m 0600 files/etc/config/ugate "$d/etc/config/ugate"
-  install -m 0755 files/etc/uci-defaults/99-ugate "$d/etc/uci-defaults/99-ugate"
+  install -d -m 0755 "$c"
+  stage_ugate "$d" "$arch"
   tar_dir "$d" "$w/data.tar.gz"
   write_control "$c/control" ugate "$PKG_VERSION" "" net "$arch" "$TAR_SIZE" "${UGATE_DESC[@]}"
-  printf '/etc/config/ugate\n' > "$c/conffiles"
+  printf '%s\n' "${UGATE_CONFFILES[@]}" > "$c/conffiles"
   chmod 0644 "$c/conffiles"
   write_scripts "$c"
   tar_dir "$c" "$w/control.tar.gz"
@@ -156,47 +143,15 @@ for arch in "${ARCHS[@]}"; do
 done
 
 # ---- luci-app-ugate ----------------------------------------------------------------------
-# luci/htdocs → /www, luci/root → /; a file keeps its run bit (rpcd plugins,
-# uci-defaults), every other file is 0644, every directory 0755.
-stage_tree() {  # stage_tree SRC DEST
-  local src=$1 dest=$2 rel
-  [ -d "$src" ] || return 0
-  install -d -m 0755 "$dest"
-  while IFS= read -r -d '' rel; do
-    rel=${rel#./}
-    if [ -d "$src/$rel" ]; then
-      install -d -m 0755 "$dest/$rel"
-    elif [ -f "$src/$rel" ]; then
-      if [ -x "$src/$rel" ]; then install -m 0755 "$src/$rel" "$dest/$rel"; else install -m 0644 "$src/$rel" "$dest/$rel"; fi
-    else
-      die "$src/$rel: only plain files and directories can be packaged"
-    fi
-  done < <(cd "$src" && find . -mindepth 1 -print0 | LC_ALL=C sort -z)
-}
-
 w=$STAGE/luci-app-ugate
 d=$w/data c=$w/control
-install -d -m 0755 "$d" "$c"
-stage_tree "$LUCI/htdocs" "$d/www"
-stage_tree "$LUCI/root" "$d"
-[ -n "$(find "$d" -type f -print -quit)" ] || die "$LUCI/htdocs and $LUCI/root hold no files: nothing to package for luci-app-ugate"
+install -d -m 0755 "$c"
+stage_luci "$d" "$LUCI"
 tar_dir "$d" "$w/data.tar.gz"
-write_control "$c/control" luci-app-ugate "$VERSION" "luci-base, ugate" luci all "$TAR_SIZE" \
-  "LuCI support for ugate: settings (listeners, rules, upstreams, transparent" \
-  "capture) and live status."
+write_control "$c/control" luci-app-ugate "$VERSION" "luci-base, ugate" luci all "$TAR_SIZE" "${LUCI_DESC[@]}"
 write_scripts "$c"
-# Sourced by default_postinst (package-ipkg.mk's postinst-pkg): LuCI's
-# caches go, rpcd rereads its ACLs and exec plugins.
-cat > "$c/postinst-pkg" <<'EOF'
-#!/bin/sh
-[ -n "${IPKG_INSTROOT}" ] || {
-	rm -f /tmp/luci-indexcache*
-	rm -rf /tmp/luci-modulecache/
-	killall -HUP rpcd 2>/dev/null
-	exit 0
-}
-EOF
-chmod 0755 "$c/postinst-pkg"
+# Sourced by default_postinst (package-ipkg.mk's postinst-pkg).
+write_luci_postinst_pkg "$c/postinst-pkg"
 tar_dir "$c" "$w/control.tar.gz"
 pack "$w" "$OUT/luci-app-ugate_${VERSION}_all.ipk"
 report "$OUT/luci-app-ugate_${VERSION}_all.ipk"

@@ -3,7 +3,7 @@
 #   test/run.sh          unit, e2e against build/ugate and build/ugate-asan, package
 #   test/run.sh unit     unit tests only (Node, no binary needed)
 #   test/run.sh e2e      e2e suites only
-#   test/run.sh package  cross builds, .ipk files, the QEMU router image (needs ./build.sh ipk)
+#   test/run.sh package  cross builds, .ipk and .apk files, the QEMU router image (needs ./build.sh packages)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}

@@ -7,7 +7,7 @@
 // files, else from a placeholder tree made here. Like ipk-cross.ts this runs
 // once, in the build/ugate suite.
 
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -16,6 +16,7 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { readIpk } from '../lib/ipk-reader.js'
 import type { Ipk } from '../lib/ipk-reader.js'
+import { runBuild, sourceDateEpoch } from '../lib/packages.js'
 import { repoRoot } from '../lib/ugate.js'
 
 t.setTimeout(60 * 60_000)
@@ -36,21 +37,7 @@ default_prerm $0 $@
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 
-function buildIpk(env: NodeJS.ProcessEnv): Promise<{ status: number | null; stderr: string }> {
-  return new Promise((res) => {
-    const p = spawn('openwrt/build-ipk.sh', [], {
-      cwd: repoRoot,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    })
-    let stderr = ''
-    p.stderr!.setEncoding('utf8')
-    p.stderr!.on('data', (d: string) => {
-      stderr += d
-    })
-    p.on('close', (status) => res({ status, stderr }))
-  })
-}
+const buildIpk = (env: NodeJS.ProcessEnv) => runBuild('openwrt/build-ipk.sh', env)
 
 /** Files under dir (relative, sorted), for the LuCI tree. */
 function walk(dir: string): string[] {
@@ -76,12 +63,6 @@ function withDirs(files: string[]): string[] {
     all.add(`./${f}`)
   }
   return [...all].sort()
-}
-
-function sourceDateEpoch(): number {
-  if (process.env.SOURCE_DATE_EPOCH) return Number(process.env.SOURCE_DATE_EPOCH)
-  const r = spawnSync('git', ['log', '-1', '--format=%ct'], { cwd: repoRoot, encoding: 'utf8' })
-  return Number(r.stdout.trim())
 }
 
 function commonChecks(t: Test, ipk: Ipk, epoch: number) {
