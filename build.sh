@@ -31,7 +31,7 @@ SIZE_BUDGET=$((1536 * 1024))  # 1.5 MiB
 # clang-format for the C style check.
 DEB_PKGS=(musl-tools gcc make curl iperf3 strace openssl ca-certificates debian-archive-keyring
   nftables iproute2 microsocks tinyproxy-bin busybox qemu-system-x86 cpio
-  clang lld llvm dpkg-dev qemu-user-static shellcheck clang-format)
+  clang lld llvm dpkg-dev qemu-user-static shellcheck clang-format python3)
 
 install_deps() {
   apt_install "${DEB_PKGS[@]}"
@@ -98,7 +98,7 @@ fetch_qjs() {
 # ---- C compilation, cached: an object is rebuilt when its source, our headers
 # or the QuickJS-ng sources are newer ------------------------------------------------
 QJS_SRCS=(quickjs libregexp libunicode dtoa)
-NATIVE_SRCS=(main loop module mod_sys mod_net mod_dns mod_relay relay mod_proc)
+NATIVE_SRCS=(main loop module mod_sys mod_net mod_dns mod_relay relay mod_proc mod_unix mod_nlmon)
 WARN=(-Wall -Wextra -Werror)
 
 compile() {  # compile OUTDIR CC "FLAGS" SRC... (parallel; stale objects only)

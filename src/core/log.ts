@@ -105,10 +105,20 @@ export interface Logger {
   debug(event: string, fields?: Fields): void
 }
 
-/** A logger writing whole lines (no newline) to `write`, dropping those below `threshold`. */
-export function createLogger(threshold: LogLevel, wallClock: () => number, write: (line: string) => void): Logger {
+/**
+ * A logger writing whole lines (no newline) to `write`, dropping those below
+ * `threshold`. `write` also gets the level and the line without time and
+ * level (`event key=value…`), for sinks that carry those themselves (syslog).
+ */
+export function createLogger(
+  threshold: LogLevel,
+  wallClock: () => number,
+  write: (line: string, level: LogLevel, message: string) => void,
+): Logger {
   const emit = (level: LogLevel) => (event: string, fields?: Fields) => {
-    if (levelEnabled(threshold, level)) write(formatLine(wallClock(), level, event, fields))
+    if (!levelEnabled(threshold, level)) return
+    const line = formatLine(wallClock(), level, event, fields)
+    write(line, level, line.slice(line.indexOf(' ', line.indexOf(' ') + 1) + 1))
   }
   return {
     level: threshold,

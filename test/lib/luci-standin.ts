@@ -45,9 +45,10 @@
 //   save), backed by uci text parsed with src/core/uci.ts and written back
 //   with writeUci, so a saved form can be fed to the daemon's own reader.
 // - rpc.declare (params, expect, filter, reject) answered by handlers the
-//   test gives, with ubus status codes for missing objects and, when an ACL
-//   file is given, rpcd's permission check (a denied call answers code 6,
-//   a denied uci package loads empty, a denied uci write fails).
+//   test gives, the way uhttpd's /ubus answers: a missing object (-32000)
+//   and, when an ACL file is given, a call the ACL does not grant (-32002)
+//   reject the call's promise; a missing method answers ubus status 3; a
+//   denied uci package loads empty, a denied uci write fails.
 // - poll (add, remove, tick) and ui (notifications, modals), recording.
 // - E() and dom.* on a small fake DOM, and String.prototype.format.
 
@@ -938,20 +939,30 @@ function makeRpc(session: Session, baseclass: Any): Any {
         const priv: unknown[] = [undefined, undefined, ...args.slice(off)]
         session.calls.push({ object: options.object, method: options.method, params })
         return Promise.resolve().then(() => {
-          // The ubus reply: [status] on failure, [0, data] on success.
-          let result: unknown[]
+          // What uhttpd's /ubus answers (checked against the real uhttpd and
+          // rpcd): an object ubusd does not know, or a call the session's ACL
+          // does not grant, is a JSON-RPC error (-32000 "Object not found",
+          // -32002 "Access denied"), which rpc.js always turns into a rejection
+          // whatever `reject` says. Otherwise the ubus reply: [status] on
+          // failure (3: method not found), [0, data] on success.
           const key = `${options.object}.${options.method}`
           const handler = session.rpcHandlers[key]
-          if (session.grants && !session.grants.ubus.has(key))
-            result = [6] // permission denied
-          else if (handler === undefined)
-            result = [4] // not found
+          const objectKnown = Object.keys(session.rpcHandlers).some((k) => k.startsWith(`${options.object}.`))
+          const rpcError = (code: number, message: string) =>
+            new Error(`RPCError: RPC call to ${options.object}/${options.method} failed with error ${code}: ${message}`)
+          if (!objectKnown) throw rpcError(-32000, 'Object not found')
+          if (session.grants && !session.grants.ubus.has(key)) throw rpcError(-32002, 'Access denied')
+          let result: unknown[]
+          if (handler === undefined)
+            result = [3] // method not found
           else {
             const answer = handler(params) as Any
             result = answer && typeof answer === 'object' && 'ubusStatus' in answer ? [answer.ubusStatus] : [0, answer]
           }
           if (options.reject && result[0] !== 0)
-            throw new Error(`RPCError: RPC call to ${key} failed with ubus code ${result[0]}`)
+            throw new Error(
+              `RPCError: RPC call to ${options.object}/${options.method} failed with ubus code ${result[0]}`,
+            )
           let ret: Any = result.length > 1 ? result[1] : result[0]
           // rpc.js handleCallReply: expect picks a key and replaces a missing or mistyped value
           if (options.expect) {

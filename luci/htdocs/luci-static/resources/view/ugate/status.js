@@ -6,8 +6,8 @@
 
 /*
  * ugate status: the service state from procd, and what the running gateway
- * reports over its admin socket (through the rpcd plugin luci.ugate, which
- * runs `ugate ctl status` and `ugate ctl connections`). Refreshed every 5 s.
+ * reports on its ubus object `ugate` (the same JSON as `ugate ctl status`
+ * and `ugate ctl connections`). Refreshed every 5 s.
  */
 
 const callServiceList = rpc.declare({
@@ -18,13 +18,13 @@ const callServiceList = rpc.declare({
 });
 
 const callStatus = rpc.declare({
-	object: 'luci.ugate',
+	object: 'ugate',
 	method: 'status',
 	expect: { '': {} }
 });
 
 const callConnections = rpc.declare({
-	object: 'luci.ugate',
+	object: 'ugate',
 	method: 'connections',
 	expect: { '': {} }
 });
@@ -112,8 +112,13 @@ function keyValueTable(pairs) {
 }
 
 return view.extend({
+	/* uhttpd answers a missing plugin or a call the ACL denies with a JSON-RPC
+	 * error, which rpc.js turns into a rejection: show "no answer" instead. */
 	load() {
-		return Promise.all([callServiceList('ugate'), callStatus(), callConnections()]);
+		const none = function () {
+			return {};
+		};
+		return Promise.all([callServiceList('ugate').catch(none), callStatus().catch(none), callConnections().catch(none)]);
 	},
 
 	/* Fill the page's boxes from [ service list, status, connections ]. */
@@ -153,7 +158,7 @@ return view.extend({
 		} else if (st.error) {
 			pairs.push([_('Admin socket'), String(st.error)]);
 		} else if (Object.keys(st).length === 0) {
-			pairs.push([_('Admin socket'), _('No answer from the rpcd plugin luci.ugate')]);
+			pairs.push([_('ubus'), _('No answer from the ubus object ugate (not running, or option ubus_socket is empty)')]);
 		}
 
 		dom.content(nodes.overview, keyValueTable(pairs));
@@ -222,9 +227,7 @@ return view.extend({
 
 		poll.add(
 			L.bind(function () {
-				return Promise.all([callServiceList('ugate'), callStatus(), callConnections()]).then(
-					L.bind(this.update, this, nodes)
-				);
+				return this.load().then(L.bind(this.update, this, nodes));
 			}, this),
 			5
 		);
