@@ -31,7 +31,7 @@ SIZE_BUDGET=$((1536 * 1024))  # 1.5 MiB
 # clang-format for the C style check.
 DEB_PKGS=(musl-tools gcc make curl iperf3 strace openssl ca-certificates debian-archive-keyring
   nftables iproute2 microsocks tinyproxy-bin busybox qemu-system-x86 cpio
-  clang lld llvm dpkg-dev qemu-user-static shellcheck clang-format)
+  clang lld llvm dpkg-dev qemu-user-static shellcheck clang-format python3)
 
 install_deps() {
   apt_install "${DEB_PKGS[@]}"
@@ -95,34 +95,6 @@ fetch_qjs() {
   say "QuickJS-ng sources: $QJS_PKG $(cat "$QJS/.version")"
 }
 
-# ---- C compilation, cached: an object is rebuilt when its source, our headers
-# or the QuickJS-ng sources are newer ------------------------------------------------
-QJS_SRCS=(quickjs libregexp libunicode dtoa)
-NATIVE_SRCS=(main loop module mod_sys mod_net mod_dns mod_relay relay mod_proc)
-WARN=(-Wall -Wextra -Werror)
-
-compile() {  # compile OUTDIR CC "FLAGS" SRC... (parallel; stale objects only)
-  local out=$1 cc=$2 flags=$3; shift 3
-  mkdir -p "$out"
-  local src obj pids=() n=0
-  for src in "$@"; do
-    obj=$out/$(basename "${src%.c}").o
-    if [ -e "$obj" ] && [ "$obj" -nt "$src" ] && [ "$obj" -nt "$QJS/.version" ] \
-      && [ -z "$(find native -name '*.h' -newer "$obj" 2>/dev/null)" ]; then
-      continue
-    fi
-    # shellcheck disable=SC2086
-    $cc $flags -c "$src" -o "$obj" &
-    pids+=($!)
-    n=$((n + 1))
-    if [ $((n % JOBS)) -eq 0 ]; then wait "${pids[@]}" || die "compile failed"; pids=(); fi
-  done
-  [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}" || die "compile failed"
-}
-
-qjs_paths() { local f; for f in "${QJS_SRCS[@]}"; do echo "$QJS/$f.c"; done; }
-native_paths() { local f; for f in "${NATIVE_SRCS[@]}"; do echo "native/$f.c"; done; }
-
 # ---- the JS bundle ---------------------------------------------------------------------
 VERSION=
 bundle() {
@@ -130,34 +102,23 @@ bundle() {
   say "tsc --noEmit (strict)"
   npx tsc --noEmit -p . >&2 || die "type check failed"
   say "esbuild src/main.ts → build/ugate.js"
-  npx esbuild src/main.ts --bundle --format=esm --platform=neutral --target=es2023 \
-    --external:ugate:native --define:__UGATE_VERSION__="\"$VERSION\"" \
-    --minify-syntax --log-level=warning --outfile="$B/ugate.js" >&2 || die "esbuild failed"
+  esbuild_bundle "$B/ugate.js" "$VERSION" || die "esbuild failed"
 }
 
+# ---- C: native/build.mk (sources, flags, cached objects) -------------------------
 # jsc (static, musl) compiles the bundle to bytecode as C. The format is
 # portable across word size but not byte order: little-endian targets share
 # this output, big-endian ones get their own (openwrt/toolchain.sh runs that
 # target's jsc under qemu-user).
-bytecode() {
-  local o=$B/obj/musl
-  compile "$o/tools" musl-gcc "-O2 -I$QJS ${WARN[*]}" native/tools/jsc.c
-  if [ ! -x "$B/jsc" ] || [ "$o/tools/jsc.o" -nt "$B/jsc" ] || [ "$QJS/.version" -nt "$B/jsc" ]; then
-    musl-gcc -static -o "$B/jsc" "$o/tools/jsc.o" "$o"/qjs/*.o -lm
-  fi
-  mkdir -p "$B/gen"
-  "$B/jsc" "$B/ugate.js" "$B/gen/bundle.c.tmp" && mv "$B/gen/bundle.c.tmp" "$B/gen/bundle.c"
+musl_make() {  # musl_make TARGET...
+  need musl-gcc musl-tools
+  native_make O="$B/obj/musl" CC=musl-gcc QJS="$QJS" BIN="$B/ugate" JSC="$B/jsc" \
+    JS="$B/ugate.js" BUNDLE="$B/gen/bundle.c" "$@" || die "musl build failed"
 }
 
 build_musl() {
-  need musl-gcc musl-tools
-  local o=$B/obj/musl opt="-Os -D_GNU_SOURCE -DNDEBUG -ffunction-sections -fdata-sections"
-  say "compile QuickJS-ng (musl, cached)"
-  compile "$o/qjs" musl-gcc "$opt -w" $(qjs_paths)
-  bytecode
-  say "compile native/ (musl, -Wall -Wextra)"
-  compile "$o/native" musl-gcc "${opt/-D_GNU_SOURCE /} -I$QJS ${WARN[*]}" $(native_paths) "$B/gen/bundle.c"
-  musl-gcc -static -s -Wl,--gc-sections -o "$B/ugate" "$o"/native/*.o "$o"/qjs/*.o -lm -lpthread
+  say "build/ugate (musl, static; -Wall -Wextra -Werror)"
+  musl_make "$B/ugate"
   local size
   size=$(stat -c %s "$B/ugate")
   say "build/ugate: $size bytes ($((size / 1024)) KiB, static, stripped; budget $((SIZE_BUDGET / 1024)) KiB)"
@@ -166,14 +127,10 @@ build_musl() {
 
 build_asan() {
   need gcc gcc
-  local o=$B/obj/asan
-  say "compile QuickJS-ng (ASan, cached)"
-  compile "$o/qjs" gcc "-O1 -g -D_GNU_SOURCE -fsanitize=address -fno-omit-frame-pointer -w" $(qjs_paths)
-  [ -f "$B/gen/bundle.c" ] || bytecode
-  say "compile native/ (ASan + UBSan)"
-  compile "$o/native" gcc "-O1 -g -I$QJS -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer ${WARN[*]}" $(native_paths) "$B/gen/bundle.c"
-  gcc -fsanitize=address,undefined -o "$B/ugate-asan" "$o"/native/*.o "$o"/qjs/*.o -lm -lpthread
-  say "build/ugate-asan built"
+  musl_make "$B/gen/bundle.c"
+  say "build/ugate-asan (glibc, ASan + UBSan)"
+  native_make O="$B/obj/asan" CC=gcc PROFILE=asan QJS="$QJS" BIN="$B/ugate-asan" \
+    BUNDLE="$B/gen/bundle.c" "$B/ugate-asan" || die "ASan build failed"
 }
 
 main() {
@@ -187,13 +144,10 @@ main() {
   mkdir -p "$B"
   npm_deps
   fetch_qjs
-  QJS=$B/qjs-src
-  need musl-gcc musl-tools
-  compile "$B/obj/musl/qjs" musl-gcc "-Os -D_GNU_SOURCE -DNDEBUG -ffunction-sections -fdata-sections -w" $(qjs_paths)
   bundle
   case $what in
     ugate) build_musl ;;
-    asan) bytecode; build_asan ;;
+    asan) build_asan ;;
     all) build_musl; build_asan ;;
     ipk) build_musl; UGATE_BUNDLE_FRESH=1 openwrt/build-ipk.sh "$VERSION" ;;
     packages)

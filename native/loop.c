@@ -58,15 +58,10 @@ static struct {
   bool exit_requested;
   int exit_code;
   pthread_mutex_t post_lock;
-  ug_job *posted_head, *posted_tail;
+  ug_job_queue posted;
   JSValue *rejections;  // unhandled promise rejections seen since the last drain
   int rej_len, rej_cap;
-} L = {.ep = -1, .sigfd = -1, .wakefd = -1, .post_lock = PTHREAD_MUTEX_INITIALIZER};
-
-void ug_fatal(const char *file, int line, const char *what) {
-  fprintf(stderr, "ugate: internal error at %s:%d: %s\n", file, line, what);
-  abort();
-}
+} loop = {.ep = -1, .sigfd = -1, .wakefd = -1, .post_lock = PTHREAD_MUTEX_INITIALIZER};
 
 double ug_now_ms(void) {
   struct timespec ts;
@@ -75,20 +70,20 @@ double ug_now_ms(void) {
 }
 
 void ug_loop_request_exit(int code) {
-  if (!L.exit_requested) L.exit_code = code;
-  L.exit_requested = true;
+  if (!loop.exit_requested) loop.exit_code = code;
+  loop.exit_requested = true;
 }
 
 void ug_loop_ref(void) {
-  L.refs++;
+  loop.refs++;
 }
 void ug_loop_unref(void) {
-  L.refs--;
+  loop.refs--;
 }
 
 static void report_exception(JSContext *ctx, const char *what) {
   JSValue exc = JS_GetException(ctx);
-  if (JS_IsUncatchableError(exc) && L.exit_requested) {  // exit() unwinding
+  if (JS_IsUncatchableError(exc) && loop.exit_requested) {  // exit() unwinding
     JS_FreeValue(ctx, exc);
     return;
   }
@@ -117,12 +112,13 @@ static void drain_jobs(JSContext *ctx) {
     int r = JS_ExecutePendingJob(rt, &jctx);
     if (r == 0) break;
     if (r < 0) report_exception(jctx, "uncaught exception in a job");
-    if (L.exit_requested) break;
+    if (loop.exit_requested) break;
   }
-  if (L.rej_len && !L.exit_requested) {
-    const char *msg = JS_ToCString(ctx, L.rejections[0]);
-    JSValue stack = JS_IsObject(L.rejections[0]) ? JS_GetPropertyStr(ctx, L.rejections[0], "stack")
-                                                 : JS_UNDEFINED;
+  if (loop.rej_len && !loop.exit_requested) {
+    const char *msg = JS_ToCString(ctx, loop.rejections[0]);
+    JSValue stack = JS_IsObject(loop.rejections[0])
+                        ? JS_GetPropertyStr(ctx, loop.rejections[0], "stack")
+                        : JS_UNDEFINED;
     const char *st = JS_IsString(stack) ? JS_ToCString(ctx, stack) : NULL;
     fprintf(stderr, "ugate: fatal: unhandled promise rejection: %s\n%s", msg ? msg : "?",
             st ? st : "");
@@ -131,8 +127,8 @@ static void drain_jobs(JSContext *ctx) {
     JS_FreeValue(ctx, stack);
     ug_loop_request_exit(70);
   }
-  for (int i = 0; i < L.rej_len; i++) JS_FreeValue(ctx, L.rejections[i]);
-  L.rej_len = 0;
+  for (int i = 0; i < loop.rej_len; i++) JS_FreeValue(ctx, loop.rejections[i]);
+  loop.rej_len = 0;
 }
 
 // Rejections are judged after the job queue is drained, so a handler
@@ -143,125 +139,121 @@ static void track_rejection(JSContext *ctx, JSValueConst promise, JSValueConst r
   (void)opaque;
   if (is_handled) {
     // Handled late: forget the most recent matching entry (same reason).
-    for (int i = L.rej_len - 1; i >= 0; i--) {
-      if (JS_IsStrictEqual(ctx, L.rejections[i], reason)) {
-        JS_FreeValue(ctx, L.rejections[i]);
-        L.rejections[i] = L.rejections[--L.rej_len];
+    for (int i = loop.rej_len - 1; i >= 0; i--) {
+      if (JS_IsStrictEqual(ctx, loop.rejections[i], reason)) {
+        JS_FreeValue(ctx, loop.rejections[i]);
+        loop.rejections[i] = loop.rejections[--loop.rej_len];
         return;
       }
     }
     return;
   }
-  if (L.rej_len == L.rej_cap) {
-    L.rej_cap = L.rej_cap ? L.rej_cap * 2 : 8;
-    L.rejections = realloc(L.rejections, L.rej_cap * sizeof *L.rejections);
-    UG_CHECK(L.rejections);
+  if (loop.rej_len == loop.rej_cap) {
+    loop.rej_cap = loop.rej_cap ? loop.rej_cap * 2 : 8;
+    loop.rejections = realloc(loop.rejections, loop.rej_cap * sizeof *loop.rejections);
+    UG_CHECK(loop.rejections);
   }
-  L.rejections[L.rej_len++] = JS_DupValue(ctx, reason);
+  loop.rejections[loop.rej_len++] = JS_DupValue(ctx, reason);
 }
 
 // ---- timers: a binary min-heap of slot numbers ------------------------------
 static bool t_less(uint32_t a, uint32_t b) {
-  timer *x = &L.t[a], *y = &L.t[b];
+  timer *x = &loop.t[a], *y = &loop.t[b];
   return x->deadline < y->deadline || (x->deadline == y->deadline && x->seq < y->seq);
 }
 static void heap_set(int i, uint32_t slot) {
-  L.heap[i] = slot;
-  L.t[slot].heap_idx = i;
+  loop.heap[i] = slot;
+  loop.t[slot].heap_idx = i;
 }
 static void heap_up(int i) {
-  uint32_t s = L.heap[i];
+  uint32_t s = loop.heap[i];
   while (i > 0) {
     int p = (i - 1) / 2;
-    if (!t_less(s, L.heap[p])) break;
-    heap_set(i, L.heap[p]);
+    if (!t_less(s, loop.heap[p])) break;
+    heap_set(i, loop.heap[p]);
     i = p;
   }
   heap_set(i, s);
 }
 static void heap_down(int i) {
-  uint32_t s = L.heap[i];
+  uint32_t s = loop.heap[i];
   for (;;) {
     int c = 2 * i + 1;
-    if (c >= L.heap_len) break;
-    if (c + 1 < L.heap_len && t_less(L.heap[c + 1], L.heap[c])) c++;
-    if (!t_less(L.heap[c], s)) break;
-    heap_set(i, L.heap[c]);
+    if (c >= loop.heap_len) break;
+    if (c + 1 < loop.heap_len && t_less(loop.heap[c + 1], loop.heap[c])) c++;
+    if (!t_less(loop.heap[c], s)) break;
+    heap_set(i, loop.heap[c]);
     i = c;
   }
   heap_set(i, s);
 }
 static void heap_remove(int i) {
-  uint32_t gone = L.heap[i];
-  L.t[gone].heap_idx = -1;
-  L.heap_len--;
-  if (i == L.heap_len) return;
-  heap_set(i, L.heap[L.heap_len]);
+  uint32_t gone = loop.heap[i];
+  loop.t[gone].heap_idx = -1;
+  loop.heap_len--;
+  if (i == loop.heap_len) return;
+  heap_set(i, loop.heap[loop.heap_len]);
   heap_up(i);
-  heap_down(L.t[L.heap[i]].heap_idx);
+  heap_down(loop.t[loop.heap[i]].heap_idx);
 }
 
 static void timer_release(JSContext *ctx, uint32_t slot) {
-  timer *t = &L.t[slot];
+  timer *t = &loop.t[slot];
   JS_FreeValue(ctx, t->cb);
   t->cb = JS_UNDEFINED;
   t->gen++;
-  L.t_free[L.t_nfree++] = slot;
+  loop.t_free[loop.t_nfree++] = slot;
 }
 
-static JSValue js_set_timeout(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_set_timeout(UG_JS_PARAMS) {
   double ms;
   if (!JS_IsFunction(ctx, argv[0]))
     return JS_ThrowTypeError(ctx, "setTimeout: callback is not a function");
   if (JS_ToFloat64(ctx, &ms, argv[1])) return JS_EXCEPTION;
   if (!(ms >= 0)) ms = 0;
-  if (L.t_nfree == 0) {
-    if (L.t_cap == TIMER_SLOT_MAX) return JS_ThrowRangeError(ctx, "setTimeout: too many timers");
-    uint32_t ncap = L.t_cap ? L.t_cap * 2 : 64;
-    L.t = realloc(L.t, ncap * sizeof *L.t);
-    L.t_free = realloc(L.t_free, ncap * sizeof *L.t_free);
-    L.heap = realloc(L.heap, ncap * sizeof *L.heap);
-    UG_CHECK(L.t && L.t_free && L.heap);
-    for (uint32_t s = ncap; s-- > L.t_cap;) {
-      L.t[s] = (timer){.cb = JS_UNDEFINED, .heap_idx = -1};
-      L.t_free[L.t_nfree++] = s;
+  if (loop.t_nfree == 0) {
+    if (loop.t_cap == TIMER_SLOT_MAX) return JS_ThrowRangeError(ctx, "setTimeout: too many timers");
+    uint32_t ncap = loop.t_cap ? loop.t_cap * 2 : 64;
+    loop.t = realloc(loop.t, ncap * sizeof *loop.t);
+    loop.t_free = realloc(loop.t_free, ncap * sizeof *loop.t_free);
+    loop.heap = realloc(loop.heap, ncap * sizeof *loop.heap);
+    UG_CHECK(loop.t && loop.t_free && loop.heap);
+    for (uint32_t s = ncap; s-- > loop.t_cap;) {
+      loop.t[s] = (timer){.cb = JS_UNDEFINED, .heap_idx = -1};
+      loop.t_free[loop.t_nfree++] = s;
     }
-    L.t_cap = ncap;
+    loop.t_cap = ncap;
   }
-  uint32_t slot = L.t_free[--L.t_nfree];
-  timer *t = &L.t[slot];
+  uint32_t slot = loop.t_free[--loop.t_nfree];
+  timer *t = &loop.t[slot];
   t->deadline = ug_now_ms() + ms;
-  t->seq = L.seq++;
+  t->seq = loop.seq++;
   t->cb = JS_DupValue(ctx, argv[0]);
-  L.heap_len++;
-  heap_set(L.heap_len - 1, slot);
-  heap_up(L.heap_len - 1);
+  loop.heap_len++;
+  heap_set(loop.heap_len - 1, slot);
+  heap_up(loop.heap_len - 1);
   return JS_NewFloat64(ctx, (double)t->gen * TIMER_SLOT_MAX + slot);
 }
 
-static JSValue js_clear_timeout(JSContext *ctx, JSValueConst this_val, int argc,
-                                JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_clear_timeout(UG_JS_PARAMS) {
   double id;
   if (JS_ToFloat64(ctx, &id, argv[0]) || !(id >= 0)) return JS_UNDEFINED;
   uint64_t v = (uint64_t)id;
   uint32_t slot = v % TIMER_SLOT_MAX, gen = (uint32_t)(v / TIMER_SLOT_MAX);
-  if (slot >= L.t_cap || L.t[slot].gen != gen || L.t[slot].heap_idx < 0) return JS_UNDEFINED;
-  heap_remove(L.t[slot].heap_idx);
+  if (slot >= loop.t_cap || loop.t[slot].gen != gen || loop.t[slot].heap_idx < 0)
+    return JS_UNDEFINED;
+  heap_remove(loop.t[slot].heap_idx);
   timer_release(ctx, slot);
   return JS_UNDEFINED;
 }
 
 static void run_timers(JSContext *ctx) {
   double now = ug_now_ms();
-  while (L.heap_len && L.t[L.heap[0]].deadline <= now && !L.exit_requested) {
-    uint32_t slot = L.heap[0];
+  while (loop.heap_len && loop.t[loop.heap[0]].deadline <= now && !loop.exit_requested) {
+    uint32_t slot = loop.heap[0];
     heap_remove(0);
-    JSValue cb = L.t[slot].cb;
-    L.t[slot].cb = JS_UNDEFINED;
+    JSValue cb = loop.t[slot].cb;
+    loop.t[slot].cb = JS_UNDEFINED;
     timer_release(ctx, slot);  // before the call: the callback may set new timers
     ug_call(ctx, cb, 0, NULL);
     JS_FreeValue(ctx, cb);
@@ -271,21 +263,19 @@ static void run_timers(JSContext *ctx) {
 
 // ---- fd watches -------------------------------------------------------------
 static void unwatch(JSContext *ctx, int fd, bool del) {
-  if (fd < 0 || fd >= L.w_cap || !L.w[fd].active) return;
-  if (del) epoll_ctl(L.ep, EPOLL_CTL_DEL, fd, NULL);  // fails harmlessly if fd is gone
-  JS_FreeValue(ctx, L.w[fd].cb);
-  L.w[fd].cb = JS_UNDEFINED;
-  L.w[fd].active = false;
-  L.w_active--;
+  if (fd < 0 || fd >= loop.w_cap || !loop.w[fd].active) return;
+  if (del) epoll_ctl(loop.ep, EPOLL_CTL_DEL, fd, NULL);  // fails harmlessly if fd is gone
+  JS_FreeValue(ctx, loop.w[fd].cb);
+  loop.w[fd].cb = JS_UNDEFINED;
+  loop.w[fd].active = false;
+  loop.w_active--;
 }
 
 void ug_loop_forget_fd(JSContext *ctx, int fd) {
   unwatch(ctx, fd, true);
 }
 
-static JSValue js_watch(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_watch(UG_JS_PARAMS) {
   int fd, events;
   if (JS_ToInt32(ctx, &fd, argv[0]) || JS_ToInt32(ctx, &events, argv[1])) return JS_EXCEPTION;
   if (fd < 0) return JS_ThrowRangeError(ctx, "watch: bad fd %d", fd);
@@ -295,32 +285,30 @@ static JSValue js_watch(JSContext *ctx, JSValueConst this_val, int argc, JSValue
   }
   if (!JS_IsFunction(ctx, argv[2]))
     return JS_ThrowTypeError(ctx, "watch: callback is not a function");
-  if (fd >= L.w_cap) {
-    int ncap = L.w_cap ? L.w_cap : 64;
+  if (fd >= loop.w_cap) {
+    int ncap = loop.w_cap ? loop.w_cap : 64;
     while (ncap <= fd) ncap *= 2;
-    L.w = realloc(L.w, ncap * sizeof *L.w);
-    UG_CHECK(L.w);
-    for (int i = L.w_cap; i < ncap; i++) L.w[i] = (watcher){.cb = JS_UNDEFINED};
-    L.w_cap = ncap;
+    loop.w = realloc(loop.w, ncap * sizeof *loop.w);
+    UG_CHECK(loop.w);
+    for (int i = loop.w_cap; i < ncap; i++) loop.w[i] = (watcher){.cb = JS_UNDEFINED};
+    loop.w_cap = ncap;
   }
-  watcher *w = &L.w[fd];
+  watcher *w = &loop.w[fd];
   int ev = events & (EPOLLIN | EPOLLOUT);
   bool was = w->active;
   if (!was) w->gen++;
   struct epoll_event e = {.events = ev, .data.u64 = ((uint64_t)w->gen << 32) | (uint32_t)fd};
-  if (epoll_ctl(L.ep, was ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &e) < 0)
+  if (epoll_ctl(loop.ep, was ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &e) < 0)
     return ug_throw_errno(ctx, "epoll_ctl", errno);
   JS_FreeValue(ctx, w->cb);
   w->cb = JS_DupValue(ctx, argv[2]);
   w->events = ev;
-  if (!was) L.w_active++;
+  if (!was) loop.w_active++;
   w->active = true;
   return JS_UNDEFINED;
 }
 
-static JSValue js_unwatch(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_unwatch(UG_JS_PARAMS) {
   int fd;
   if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
   unwatch(ctx, fd, true);
@@ -330,49 +318,47 @@ static JSValue js_unwatch(JSContext *ctx, JSValueConst this_val, int argc, JSVal
 static void dispatch_fd(JSContext *ctx, uint64_t tag, uint32_t events) {
   int fd = (int)(uint32_t)tag;
   uint32_t gen = (uint32_t)(tag >> 32);
-  if (fd >= L.w_cap || !L.w[fd].active || L.w[fd].gen != gen) return;  // stale event
-  JSValue cb = JS_DupValue(ctx, L.w[fd].cb);  // the callback may unwatch itself
+  if (fd >= loop.w_cap || !loop.w[fd].active || loop.w[fd].gen != gen) return;  // stale event
+  JSValue cb = JS_DupValue(ctx, loop.w[fd].cb);  // the callback may unwatch itself
   JSValue arg = JS_NewInt32(ctx, (int32_t)events);
   ug_call(ctx, cb, 1, &arg);
   JS_FreeValue(ctx, cb);
 }
 
 // ---- signals ----------------------------------------------------------------
-static JSValue js_on_signal(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_on_signal(UG_JS_PARAMS) {
   int sig;
   if (JS_ToInt32(ctx, &sig, argv[0])) return JS_EXCEPTION;
   if (sig < 1 || sig > 64) return JS_ThrowRangeError(ctx, "onSignal: bad signal %d", sig);
-  JS_FreeValue(ctx, L.sig_cb[sig]);
-  L.sig_cb[sig] = JS_UNDEFINED;
+  JS_FreeValue(ctx, loop.sig_cb[sig]);
+  loop.sig_cb[sig] = JS_UNDEFINED;
   if (JS_IsFunction(ctx, argv[1])) {
-    L.sig_cb[sig] = JS_DupValue(ctx, argv[1]);
-    sigaddset(&L.sigmask, sig);
-    sigprocmask(SIG_BLOCK, &L.sigmask, NULL);
+    loop.sig_cb[sig] = JS_DupValue(ctx, argv[1]);
+    sigaddset(&loop.sigmask, sig);
+    sigprocmask(SIG_BLOCK, &loop.sigmask, NULL);
   } else if (sig != SIGINT && sig != SIGTERM &&
              sig != SIGHUP) {  // those three stay on the signalfd
     sigset_t one;
     sigemptyset(&one);
     sigaddset(&one, sig);
-    sigdelset(&L.sigmask, sig);
+    sigdelset(&loop.sigmask, sig);
     sigprocmask(SIG_UNBLOCK, &one, NULL);
   }
-  if (signalfd(L.sigfd, &L.sigmask, SFD_NONBLOCK | SFD_CLOEXEC) < 0)
+  if (signalfd(loop.sigfd, &loop.sigmask, SFD_NONBLOCK | SFD_CLOEXEC) < 0)
     return ug_throw_errno(ctx, "signalfd", errno);
   return JS_UNDEFINED;
 }
 
 static void dispatch_signals(JSContext *ctx) {
   struct signalfd_siginfo si;
-  while (read(L.sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
-    if (si.ssi_signo < 65 && !JS_IsFunction(ctx, L.sig_cb[si.ssi_signo])) {
+  while (read(loop.sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+    if (si.ssi_signo < 65 && !JS_IsFunction(ctx, loop.sig_cb[si.ssi_signo])) {
       ug_loop_request_exit(128 +
                            (int)si.ssi_signo);  // no handler: what the default action would do
       return;
     }
     if (si.ssi_signo < 65) {
-      JSValue cb = JS_DupValue(ctx, L.sig_cb[si.ssi_signo]);
+      JSValue cb = JS_DupValue(ctx, loop.sig_cb[si.ssi_signo]);
       ug_call(ctx, cb, 0, NULL);
       JS_FreeValue(ctx, cb);
       drain_jobs(ctx);
@@ -381,28 +367,39 @@ static void dispatch_signals(JSContext *ctx) {
 }
 
 // ---- work handed back by other threads ---------------------------------------
-void ug_loop_post(ug_job *job) {
+void ug_job_queue_push(ug_job_queue *q, ug_job *job) {
   job->next = NULL;
-  pthread_mutex_lock(&L.post_lock);
-  if (L.posted_tail)
-    L.posted_tail->next = job;
+  if (q->tail)
+    q->tail->next = job;
   else
-    L.posted_head = job;
-  L.posted_tail = job;
-  pthread_mutex_unlock(&L.post_lock);
+    q->head = job;
+  q->tail = job;
+}
+
+ug_job *ug_job_queue_pop(ug_job_queue *q) {
+  ug_job *job = q->head;
+  if (job) q->head = job->next;
+  if (!q->head) q->tail = NULL;
+  return job;
+}
+
+void ug_loop_post(ug_job *job) {
+  pthread_mutex_lock(&loop.post_lock);
+  ug_job_queue_push(&loop.posted, job);
+  pthread_mutex_unlock(&loop.post_lock);
   uint64_t one = 1;
-  ssize_t n = write(L.wakefd, &one, sizeof one);
+  ssize_t n = write(loop.wakefd, &one, sizeof one);
   (void)n;  // EAGAIN means the counter is already non-zero: the loop will wake
 }
 
 static void dispatch_posted(JSContext *ctx) {
-  uint64_t cnt;
-  ssize_t n = read(L.wakefd, &cnt, sizeof cnt);
+  uint64_t wakeups;
+  ssize_t n = read(loop.wakefd, &wakeups, sizeof wakeups);
   (void)n;
-  pthread_mutex_lock(&L.post_lock);
-  ug_job *j = L.posted_head;
-  L.posted_head = L.posted_tail = NULL;
-  pthread_mutex_unlock(&L.post_lock);
+  pthread_mutex_lock(&loop.post_lock);
+  ug_job *j = loop.posted.head;  // the whole chain: jobs posted meanwhile wait for the next wake
+  loop.posted = (ug_job_queue){0};
+  pthread_mutex_unlock(&loop.post_lock);
   while (j) {
     ug_job *next = j->next;
     j->complete(ctx, j);  // frees j
@@ -412,31 +409,28 @@ static void dispatch_posted(JSContext *ctx) {
 }
 
 // ---- the loop ---------------------------------------------------------------
-static JSValue js_now(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
-  (void)argv;
+static JSValue js_now(UG_JS_PARAMS) {
   return JS_NewFloat64(ctx, ug_now_ms());
 }
 
 int ug_loop_init(JSContext *ctx) {
-  for (int i = 0; i < 65; i++) L.sig_cb[i] = JS_UNDEFINED;
+  for (int i = 0; i < 65; i++) loop.sig_cb[i] = JS_UNDEFINED;
   // Blocked before any thread starts, so every thread inherits the block and
   // these signals reach only the signalfd (a thread without the block, e.g. a
   // sanitizer's, would otherwise take the default action: death).
-  sigemptyset(&L.sigmask);
-  sigaddset(&L.sigmask, SIGINT);
-  sigaddset(&L.sigmask, SIGTERM);
-  sigaddset(&L.sigmask, SIGHUP);
-  sigprocmask(SIG_BLOCK, &L.sigmask, NULL);
-  L.ep = epoll_create1(EPOLL_CLOEXEC);
-  L.sigfd = signalfd(-1, &L.sigmask, SFD_NONBLOCK | SFD_CLOEXEC);
-  L.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (L.ep < 0 || L.sigfd < 0 || L.wakefd < 0) return -1;
+  sigemptyset(&loop.sigmask);
+  sigaddset(&loop.sigmask, SIGINT);
+  sigaddset(&loop.sigmask, SIGTERM);
+  sigaddset(&loop.sigmask, SIGHUP);
+  sigprocmask(SIG_BLOCK, &loop.sigmask, NULL);
+  loop.ep = epoll_create1(EPOLL_CLOEXEC);
+  loop.sigfd = signalfd(-1, &loop.sigmask, SFD_NONBLOCK | SFD_CLOEXEC);
+  loop.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (loop.ep < 0 || loop.sigfd < 0 || loop.wakefd < 0) return -1;
   struct epoll_event e = {.events = EPOLLIN, .data.u64 = TAG_SIGNAL};
-  if (epoll_ctl(L.ep, EPOLL_CTL_ADD, L.sigfd, &e) < 0) return -1;
+  if (epoll_ctl(loop.ep, EPOLL_CTL_ADD, loop.sigfd, &e) < 0) return -1;
   e.data.u64 = TAG_WAKE;
-  if (epoll_ctl(L.ep, EPOLL_CTL_ADD, L.wakefd, &e) < 0) return -1;
+  if (epoll_ctl(loop.ep, EPOLL_CTL_ADD, loop.wakefd, &e) < 0) return -1;
   JS_SetHostPromiseRejectionTracker(JS_GetRuntime(ctx), track_rejection, NULL);
   return 0;
 }
@@ -444,21 +438,21 @@ int ug_loop_init(JSContext *ctx) {
 int ug_loop_run(JSContext *ctx) {
   struct epoll_event evs[64];
   drain_jobs(ctx);
-  while (!L.exit_requested) {
-    bool alive = L.w_active > 0 || L.heap_len > 0 || L.refs > 0;
+  while (!loop.exit_requested) {
+    bool alive = loop.w_active > 0 || loop.heap_len > 0 || loop.refs > 0;
     if (!alive) break;
     int timeout = -1;
-    if (L.heap_len) {
-      double d = L.t[L.heap[0]].deadline - ug_now_ms();
+    if (loop.heap_len) {
+      double d = loop.t[loop.heap[0]].deadline - ug_now_ms();
       timeout = d <= 0 ? 0 : (int)(d + 0.999);
     }
-    int n = epoll_wait(L.ep, evs, 64, timeout);
+    int n = epoll_wait(loop.ep, evs, 64, timeout);
     if (n < 0 && errno != EINTR) {
       fprintf(stderr, "ugate: fatal: epoll_wait: %s\n", strerror(errno));
       ug_loop_request_exit(70);
       break;
     }
-    for (int i = 0; i < n && !L.exit_requested; i++) {
+    for (int i = 0; i < n && !loop.exit_requested; i++) {
       if (evs[i].data.u64 == TAG_SIGNAL)
         dispatch_signals(ctx);
       else if (evs[i].data.u64 == TAG_WAKE)
@@ -470,38 +464,36 @@ int ug_loop_run(JSContext *ctx) {
     }
     run_timers(ctx);
   }
-  return L.exit_code;
+  return loop.exit_code;
 }
 
 void ug_loop_free(JSContext *ctx) {
-  for (int fd = 0; fd < L.w_cap; fd++) unwatch(ctx, fd, false);
-  for (int i = 0; i < L.heap_len; i++) {
-    JS_FreeValue(ctx, L.t[L.heap[i]].cb);
-    L.t[L.heap[i]].cb = JS_UNDEFINED;
+  for (int fd = 0; fd < loop.w_cap; fd++) unwatch(ctx, fd, false);
+  for (int i = 0; i < loop.heap_len; i++) {
+    JS_FreeValue(ctx, loop.t[loop.heap[i]].cb);
+    loop.t[loop.heap[i]].cb = JS_UNDEFINED;
   }
-  L.heap_len = 0;
+  loop.heap_len = 0;
   for (int i = 0; i < 65; i++) {
-    JS_FreeValue(ctx, L.sig_cb[i]);
-    L.sig_cb[i] = JS_UNDEFINED;
+    JS_FreeValue(ctx, loop.sig_cb[i]);
+    loop.sig_cb[i] = JS_UNDEFINED;
   }
-  for (int i = 0; i < L.rej_len; i++) JS_FreeValue(ctx, L.rejections[i]);
-  free(L.rejections);
-  free(L.w);
-  free(L.t);
-  free(L.t_free);
-  free(L.heap);
-  L.w = NULL;
-  L.t = NULL;
-  L.t_free = NULL;
-  L.heap = NULL;
-  close(L.ep);
-  close(L.sigfd);
-  close(L.wakefd);
+  for (int i = 0; i < loop.rej_len; i++) JS_FreeValue(ctx, loop.rejections[i]);
+  free(loop.rejections);
+  free(loop.w);
+  free(loop.t);
+  free(loop.t_free);
+  free(loop.heap);
+  loop.w = NULL;
+  loop.t = NULL;
+  loop.t_free = NULL;
+  loop.heap = NULL;
+  close(loop.ep);
+  close(loop.sigfd);
+  close(loop.wakefd);
 }
 
-static JSValue js_exit(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_exit(UG_JS_PARAMS) {
   int code;
   if (JS_ToInt32(ctx, &code, argv[0])) code = 1;
   ug_loop_request_exit(code);

@@ -16,8 +16,7 @@
 #define MAX_ADDRS 32
 
 typedef struct lookup {
-  ug_job job;  // first: the loop hands this pointer back
-  struct lookup *qnext;
+  ug_job job;  // first: the loop hands this pointer back; job.next links the work queue
   struct lookup *all_prev, *all_next;  // every lookup not yet completed
   JSValue cb;
   char *host;
@@ -29,11 +28,11 @@ typedef struct lookup {
 static struct {
   pthread_mutex_t lock;
   pthread_cond_t cond;
-  lookup *qhead, *qtail;
-  lookup *all;  // owned by the loop thread
+  ug_job_queue queue;  // lookups waiting for a worker
+  lookup *all;         // owned by the loop thread
   int workers, idle;
   bool closed;
-} D = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+} resolver = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 static void resolve_now(lookup *l) {
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
@@ -58,29 +57,27 @@ static void *worker(void *arg) {
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, NULL);  // signals belong to the loop's signalfd
-  pthread_mutex_lock(&D.lock);
+  pthread_mutex_lock(&resolver.lock);
   for (;;) {
-    while (!D.qhead && !D.closed) {
-      D.idle++;
-      pthread_cond_wait(&D.cond, &D.lock);
-      D.idle--;
+    while (!resolver.queue.head && !resolver.closed) {
+      resolver.idle++;
+      pthread_cond_wait(&resolver.cond, &resolver.lock);
+      resolver.idle--;
     }
-    if (D.closed) break;
-    lookup *l = D.qhead;
-    D.qhead = l->qnext;
-    if (!D.qhead) D.qtail = NULL;
-    pthread_mutex_unlock(&D.lock);
+    if (resolver.closed) break;
+    lookup *l = (lookup *)ug_job_queue_pop(&resolver.queue);
+    pthread_mutex_unlock(&resolver.lock);
     resolve_now(l);
-    pthread_mutex_lock(&D.lock);
-    if (D.closed) {  // the runtime is gone; nobody waits for this answer
+    pthread_mutex_lock(&resolver.lock);
+    if (resolver.closed) {  // the runtime is gone; nobody waits for this answer
       free(l->host);
       free(l);
       break;
     }
     ug_loop_post(&l->job);
   }
-  D.workers--;
-  pthread_mutex_unlock(&D.lock);
+  resolver.workers--;
+  pthread_mutex_unlock(&resolver.lock);
   return NULL;
 }
 
@@ -88,7 +85,7 @@ static void unlink_lookup(lookup *l) {
   if (l->all_prev)
     l->all_prev->all_next = l->all_next;
   else
-    D.all = l->all_next;
+    resolver.all = l->all_next;
   if (l->all_next) l->all_next->all_prev = l->all_prev;
 }
 
@@ -114,9 +111,7 @@ static void complete(JSContext *ctx, ug_job *job) {
   free(l);
 }
 
-static JSValue js_resolve(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_resolve(UG_JS_PARAMS) {
   if (!JS_IsFunction(ctx, argv[1]))
     return JS_ThrowTypeError(ctx, "resolve: callback is not a function");
   const char *host = JS_ToCString(ctx, argv[0]);
@@ -132,50 +127,46 @@ static JSValue js_resolve(JSContext *ctx, JSValueConst this_val, int argc, JSVal
   l->host = h;
   l->job.complete = complete;
   l->cb = JS_DupValue(ctx, argv[1]);
-  l->all_next = D.all;
-  if (D.all) D.all->all_prev = l;
-  D.all = l;
+  l->all_next = resolver.all;
+  if (resolver.all) resolver.all->all_prev = l;
+  resolver.all = l;
   ug_loop_ref();
-  pthread_mutex_lock(&D.lock);
-  if (D.qtail)
-    D.qtail->qnext = l;
-  else
-    D.qhead = l;
-  D.qtail = l;
-  if (D.idle == 0 && D.workers < MAX_WORKERS) {
+  pthread_mutex_lock(&resolver.lock);
+  ug_job_queue_push(&resolver.queue, &l->job);
+  if (resolver.idle == 0 && resolver.workers < MAX_WORKERS) {
     pthread_t t;
     pthread_attr_t at;
     pthread_attr_init(&at);
     pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &at, worker, NULL) == 0) D.workers++;
+    if (pthread_create(&t, &at, worker, NULL) == 0) resolver.workers++;
     pthread_attr_destroy(&at);
   }
-  bool stuck = D.workers == 0;  // no thread could be made: the lookup would never end
-  pthread_cond_signal(&D.cond);
-  pthread_mutex_unlock(&D.lock);
+  bool stuck = resolver.workers == 0;  // no thread could be made: the lookup would never end
+  pthread_cond_signal(&resolver.cond);
+  pthread_mutex_unlock(&resolver.lock);
   UG_CHECK(!stuck);
   return JS_UNDEFINED;
 }
 
 // At exit: drop callbacks of lookups still running; workers free their own.
 void ug_dns_shutdown(JSContext *ctx) {
-  pthread_mutex_lock(&D.lock);
-  D.closed = true;
-  for (lookup *l = D.all, *next; l; l = next) {
+  pthread_mutex_lock(&resolver.lock);
+  resolver.closed = true;
+  for (lookup *l = resolver.all, *next; l; l = next) {
     next = l->all_next;
     JS_FreeValue(ctx, l->cb);
     l->cb = JS_UNDEFINED;
     bool queued = false;
-    for (lookup *q = D.qhead; q && !queued; q = q->qnext) queued = q == l;
+    for (ug_job *q = resolver.queue.head; q && !queued; q = q->next) queued = q == &l->job;
     if (queued) {
       free(l->host);
       free(l);
     }
   }
-  D.all = NULL;
-  D.qhead = D.qtail = NULL;
-  pthread_cond_broadcast(&D.cond);
-  pthread_mutex_unlock(&D.lock);
+  resolver.all = NULL;
+  resolver.queue = (ug_job_queue){0};
+  pthread_cond_broadcast(&resolver.cond);
+  pthread_mutex_unlock(&resolver.lock);
 }
 
 static const JSCFunctionListEntry dns_funcs[] = {

@@ -25,19 +25,6 @@
 #define IP6T_SO_ORIGINAL_DST 80
 #endif
 
-int ug_get_bytes(JSContext *ctx, JSValueConst v, const uint8_t **p, size_t *len) {
-  if (JS_IsArrayBuffer(v)) {
-    *p = JS_GetArrayBuffer(ctx, len, v);
-    return *p || *len == 0 ? 0 : -1;
-  }
-  if (JS_GetTypedArrayType(v) == JS_TYPED_ARRAY_UINT8) {
-    *p = JS_GetUint8Array(ctx, len, v);
-    return *p || *len == 0 ? 0 : -1;
-  }
-  JS_ThrowTypeError(ctx, "expected an ArrayBuffer or a Uint8Array");
-  return -1;
-}
-
 // Numeric IPv4 or IPv6 text → sockaddr; returns its length or 0.
 static socklen_t parse_ip(const char *s, int port, struct sockaddr_storage *ss) {
   memset(ss, 0, sizeof *ss);
@@ -91,9 +78,7 @@ static int arg_fd(JSContext *ctx, JSValueConst v, int *fd) {
   return 0;
 }
 
-static JSValue js_listen(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_listen(UG_JS_PARAMS) {
   int port, backlog;
   if (JS_ToInt32(ctx, &port, argv[1]) || JS_ToInt32(ctx, &backlog, argv[2])) return JS_EXCEPTION;
   const char *host = JS_ToCString(ctx, argv[0]);
@@ -125,9 +110,7 @@ static void set_nodelay(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-static JSValue js_accept(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_accept(UG_JS_PARAMS) {
   int lfd;
   if (arg_fd(ctx, argv[0], &lfd)) return JS_EXCEPTION;
   struct sockaddr_storage ss;
@@ -146,8 +129,7 @@ static JSValue js_accept(JSContext *ctx, JSValueConst this_val, int argc, JSValu
   return o;
 }
 
-static JSValue js_connect(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
+static JSValue js_connect(UG_JS_PARAMS) {
   int port;
   if (JS_ToInt32(ctx, &port, argv[1])) return JS_EXCEPTION;
   const char *host = JS_ToCString(ctx, argv[0]);
@@ -157,26 +139,19 @@ static JSValue js_connect(JSContext *ctx, JSValueConst this_val, int argc, JSVal
   JS_FreeCString(ctx, host);
   if (!sl) return JS_ThrowRangeError(ctx, "connect: not a numeric IP address and port");
   int mark = 0;
+  const char *bind_to = NULL;
   struct sockaddr_storage src;
   socklen_t srcl = 0;
-  if (argc > 2 && JS_IsObject(argv[2])) {
-    JSValue v = JS_GetPropertyStr(ctx, argv[2], "mark");
-    if (!JS_IsUndefined(v) && JS_ToInt32(ctx, &mark, v)) {
-      JS_FreeValue(ctx, v);
-      return JS_EXCEPTION;
-    }
-    JS_FreeValue(ctx, v);
-    v = JS_GetPropertyStr(ctx, argv[2], "bind");
-    if (!JS_IsUndefined(v)) {
-      const char *b = JS_ToCString(ctx, v);
-      JS_FreeValue(ctx, v);
-      if (!b) return JS_EXCEPTION;
-      srcl = parse_ip(b, 0, &src);
-      JS_FreeCString(ctx, b);
-      if (!srcl || src.ss_family != ss.ss_family)
-        return JS_ThrowRangeError(
-            ctx, "connect: bind address is not a numeric IP of the target's family");
-    }
+  if (argc > 2 && JS_IsObject(argv[2]) &&
+      (ug_opt_int(ctx, argv[2], "mark", &mark) < 0 ||
+       ug_opt_string(ctx, argv[2], "bind", &bind_to) < 0))
+    return JS_EXCEPTION;
+  if (bind_to) {
+    srcl = parse_ip(bind_to, 0, &src);
+    JS_FreeCString(ctx, bind_to);
+    if (!srcl || src.ss_family != ss.ss_family)
+      return JS_ThrowRangeError(ctx,
+                                "connect: bind address is not a numeric IP of the target's family");
   }
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return ug_throw_errno(ctx, "socket", errno);
@@ -195,10 +170,7 @@ static JSValue js_connect(JSContext *ctx, JSValueConst this_val, int argc, JSVal
   return JS_NewInt32(ctx, fd);
 }
 
-static JSValue js_socket_error(JSContext *ctx, JSValueConst this_val, int argc,
-                               JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_socket_error(UG_JS_PARAMS) {
   int fd, err = 0;
   socklen_t l = sizeof err;
   if (arg_fd(ctx, argv[0], &fd)) return JS_EXCEPTION;
@@ -206,7 +178,8 @@ static JSValue js_socket_error(JSContext *ctx, JSValueConst this_val, int argc,
   return JS_NewInt32(ctx, err);
 }
 
-static JSValue recv_common(JSContext *ctx, JSValueConst *argv, int flags) {
+// read(fd, max) and peek(fd, max): `flags` is the magic, 0 or MSG_PEEK.
+static JSValue js_recv(UG_JS_PARAMS, int flags) {
   int fd, max;
   if (arg_fd(ctx, argv[0], &fd) || JS_ToInt32(ctx, &max, argv[1])) return JS_EXCEPTION;
   if (max <= 0 || max > READ_MAX)
@@ -228,21 +201,7 @@ static JSValue recv_common(JSContext *ctx, JSValueConst *argv, int flags) {
   return r;
 }
 
-static JSValue js_read(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
-  return recv_common(ctx, argv, 0);
-}
-
-static JSValue js_peek(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
-  return recv_common(ctx, argv, MSG_PEEK);
-}
-
-static JSValue js_write(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_write(UG_JS_PARAMS) {
   int fd;
   const uint8_t *p;
   size_t len;
@@ -255,16 +214,15 @@ static JSValue js_write(JSContext *ctx, JSValueConst this_val, int argc, JSValue
   return JS_NewInt64(ctx, n);
 }
 
-static JSValue js_shutdown(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_shutdown(UG_JS_PARAMS) {
   int fd, how;
   if (arg_fd(ctx, argv[0], &fd) || JS_ToInt32(ctx, &how, argv[1])) return JS_EXCEPTION;
   if (shutdown(fd, how) < 0 && errno != ENOTCONN) return ug_throw_errno(ctx, "shutdown", errno);
   return JS_UNDEFINED;
 }
 
-static JSValue close_common(JSContext *ctx, JSValueConst *argv, bool rst) {
+// close(fd) and reset(fd): `rst` is the magic, true to send an RST (SO_LINGER 0).
+static JSValue js_close(UG_JS_PARAMS, int rst) {
   int fd;
   if (arg_fd(ctx, argv[0], &fd)) return JS_EXCEPTION;
   ug_loop_forget_fd(ctx, fd);
@@ -277,19 +235,8 @@ static JSValue close_common(JSContext *ctx, JSValueConst *argv, bool rst) {
   return JS_UNDEFINED;
 }
 
-static JSValue js_close(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
-  return close_common(ctx, argv, false);
-}
-
-static JSValue js_reset(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
-  return close_common(ctx, argv, true);
-}
-
-static JSValue name_common(JSContext *ctx, JSValueConst *argv, bool peer) {
+// localAddress(fd) and peerAddress(fd): `peer` is the magic.
+static JSValue js_address(UG_JS_PARAMS, int peer) {
   int fd;
   if (arg_fd(ctx, argv[0], &fd)) return JS_EXCEPTION;
   struct sockaddr_storage ss;
@@ -300,25 +247,8 @@ static JSValue name_common(JSContext *ctx, JSValueConst *argv, bool peer) {
   return addr_to_js(ctx, &ss);
 }
 
-static JSValue js_local_address(JSContext *ctx, JSValueConst this_val, int argc,
-                                JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
-  return name_common(ctx, argv, false);
-}
-
-static JSValue js_peer_address(JSContext *ctx, JSValueConst this_val, int argc,
-                               JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
-  return name_common(ctx, argv, true);
-}
-
 // The destination a REDIRECT rule rewrote, from conntrack (needs nf_conntrack).
-static JSValue js_original_dst(JSContext *ctx, JSValueConst this_val, int argc,
-                               JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_original_dst(UG_JS_PARAMS) {
   int fd;
   if (arg_fd(ctx, argv[0], &fd)) return JS_EXCEPTION;
   struct sockaddr_storage ss;
@@ -357,9 +287,7 @@ static int unix_addr(JSContext *ctx, JSValueConst v, struct sockaddr_un *sa) {
   return ok ? 0 : -1;
 }
 
-static JSValue js_listen_unix(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_listen_unix(UG_JS_PARAMS) {
   struct sockaddr_un sa;
   int backlog;
   if (unix_addr(ctx, argv[0], &sa) || JS_ToInt32(ctx, &backlog, argv[1])) return JS_EXCEPTION;
@@ -387,10 +315,7 @@ static JSValue js_listen_unix(JSContext *ctx, JSValueConst this_val, int argc, J
   return JS_NewInt32(ctx, fd);
 }
 
-static JSValue js_connect_unix(JSContext *ctx, JSValueConst this_val, int argc,
-                               JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_connect_unix(UG_JS_PARAMS) {
   struct sockaddr_un sa;
   if (unix_addr(ctx, argv[0], &sa)) return JS_EXCEPTION;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -404,9 +329,7 @@ static JSValue js_connect_unix(JSContext *ctx, JSValueConst this_val, int argc,
   return JS_NewInt32(ctx, fd);
 }
 
-static JSValue js_unlink(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_unlink(UG_JS_PARAMS) {
   const char *path = JS_ToCString(ctx, argv[0]);
   if (!path) return JS_EXCEPTION;
   int r = unlink(path);
@@ -424,14 +347,14 @@ static const JSCFunctionListEntry net_funcs[] = {
     JS_CFUNC_DEF("accept", 1, js_accept),
     JS_CFUNC_DEF("connect", 3, js_connect),
     JS_CFUNC_DEF("socketError", 1, js_socket_error),
-    JS_CFUNC_DEF("read", 2, js_read),
-    JS_CFUNC_DEF("peek", 2, js_peek),
+    JS_CFUNC_MAGIC_DEF("read", 2, js_recv, 0),
+    JS_CFUNC_MAGIC_DEF("peek", 2, js_recv, MSG_PEEK),
     JS_CFUNC_DEF("write", 2, js_write),
     JS_CFUNC_DEF("shutdown", 2, js_shutdown),
-    JS_CFUNC_DEF("close", 1, js_close),
-    JS_CFUNC_DEF("reset", 1, js_reset),
-    JS_CFUNC_DEF("localAddress", 1, js_local_address),
-    JS_CFUNC_DEF("peerAddress", 1, js_peer_address),
+    JS_CFUNC_MAGIC_DEF("close", 1, js_close, false),
+    JS_CFUNC_MAGIC_DEF("reset", 1, js_close, true),
+    JS_CFUNC_MAGIC_DEF("localAddress", 1, js_address, false),
+    JS_CFUNC_MAGIC_DEF("peerAddress", 1, js_address, true),
     JS_CFUNC_DEF("originalDst", 1, js_original_dst),
     JS_PROP_INT32_DEF("SHUT_RD", SHUT_RD, 0),
     JS_PROP_INT32_DEF("SHUT_WR", SHUT_WR, 0),

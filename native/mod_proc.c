@@ -73,55 +73,84 @@ static void exchange(int fin, int fout, int ferr, const char *in, size_t inlen, 
   }
 }
 
-static JSValue js_run_sync(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+// ---- starting a child ------------------------------------------------------------
+// A JS array of 1..MAX_ARGS-1 strings → a NULL-terminated argv of malloc'd
+// copies (free with free_argv). -1 with an exception pending otherwise.
+static int argv_from_js(JSContext *ctx, JSValueConst arr, const char *fn, char *out[MAX_ARGS]) {
   int64_t n;
-  if (JS_GetLength(ctx, argv[0], &n) || n < 1 || n >= MAX_ARGS)
-    return JS_ThrowRangeError(ctx, "runSync: argv must have 1..%d strings", MAX_ARGS - 1);
-  const char *args[MAX_ARGS] = {0};
-  size_t inlen = 0;
-  const char *in = NULL;
-  JSValue result = JS_EXCEPTION;
-  int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1};
-  outbuf out = {0}, err = {0};
+  memset(out, 0, MAX_ARGS * sizeof *out);
+  if (JS_GetLength(ctx, arr, &n) || n < 1 || n >= MAX_ARGS) {
+    JS_ThrowRangeError(ctx, "%s: argv must have 1..%d strings", fn, MAX_ARGS - 1);
+    return -1;
+  }
   for (int i = 0; i < n; i++) {
-    JSValue v = JS_GetPropertyUint32(ctx, argv[0], i);
-    args[i] = JS_ToCString(ctx, v);
+    JSValue v = JS_GetPropertyUint32(ctx, arr, i);
+    const char *a = JS_ToCString(ctx, v);
     JS_FreeValue(ctx, v);
-    if (!args[i]) goto done;
+    out[i] = a ? strdup(a) : NULL;
+    if (a) JS_FreeCString(ctx, a);
+    if (a && !out[i]) JS_ThrowOutOfMemory(ctx);
+    if (!out[i]) return -1;
   }
-  in = JS_IsUndefined(argv[1]) ? NULL : JS_ToCStringLen(ctx, &inlen, argv[1]);
-  if (!JS_IsUndefined(argv[1]) && !in) goto done;
-  if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC)) {
-    result = ug_throw_errno(ctx, "pipe2", errno);
-    goto done;
+  return 0;
+}
+
+static void free_argv(char *args[MAX_ARGS]) {
+  for (int i = 0; i < MAX_ARGS; i++) {
+    free(args[i]);
+    args[i] = NULL;
   }
+}
+
+// Start argv[0] (found on PATH) with fds[i] as its fd i for i < n (0 = stdin,
+// 1 = stdout, 2 = stderr; the rest are ours, inherited) and an empty signal
+// mask: ours blocks the signals the loop's signalfd takes, and a child must
+// not keep them blocked. Returns 0 with *pid set, or an errno value.
+static int spawn(char *const argv[], const int fds[], int n, pid_t *pid) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, pin[0], 0);
-  posix_spawn_file_actions_adddup2(&fa, pout[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, perr[1], 2);
-  // The child must not inherit our blocked signal mask (signalfd needs it blocked here).
+  for (int i = 0; i < n; i++) posix_spawn_file_actions_adddup2(&fa, fds[i], i);
   posix_spawnattr_t at;
   posix_spawnattr_init(&at);
   sigset_t none;
   sigemptyset(&none);
   posix_spawnattr_setsigmask(&at, &none);
   posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
-  pid_t pid;
-  int rc = posix_spawnp(&pid, args[0], &fa, &at, (char *const *)args, environ);
+  int rc = posix_spawnp(pid, argv[0], &fa, &at, argv, environ);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&at);
+  return rc;
+}
+
+// The child's exit code, or 128 + the signal that ended it.
+static int wait_child(pid_t pid) {
+  int st;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR) return -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static JSValue js_run_sync(UG_JS_PARAMS) {
+  char *args[MAX_ARGS];
+  size_t inlen = 0;
+  const char *in = NULL;
+  JSValue result = JS_EXCEPTION;
+  int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1};
+  outbuf out = {0}, err = {0};
+  if (argv_from_js(ctx, argv[0], "runSync", args)) goto done;
+  in = JS_IsUndefined(argv[1]) ? NULL : JS_ToCStringLen(ctx, &inlen, argv[1]);
+  if (!JS_IsUndefined(argv[1]) && !in) goto done;
+  if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC)) {
+    result = ug_throw_errno(ctx, "pipe2", errno);
+    goto done;
+  }
+  pid_t pid;
+  int rc = spawn(args, (int[]){pin[0], pout[1], perr[1]}, 3, &pid);
   close(pin[0]);
   close(pout[1]);
   close(perr[1]);
   pin[0] = pout[1] = perr[1] = -1;
   if (rc != 0) {
-    close(pin[1]);
-    close(pout[0]);
-    close(perr[0]);
-    pin[1] = pout[0] = perr[0] = -1;
     result = ug_throw_errno(ctx, args[0], rc);
     goto done;
   }
@@ -130,12 +159,8 @@ static JSValue js_run_sync(JSContext *ctx, JSValueConst this_val, int argc, JSVa
   fcntl(perr[0], F_SETFL, O_NONBLOCK);
   exchange(pin[1], pout[0], perr[0], in ? in : "", inlen, &out, &err);
   pin[1] = pout[0] = perr[0] = -1;  // exchange closed them
-  int st;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
   result = JS_NewObject(ctx);
-  JS_SetPropertyStr(ctx, result, "code",
-                    JS_NewInt32(ctx, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st)));
+  JS_SetPropertyStr(ctx, result, "code", JS_NewInt32(ctx, wait_child(pid)));
   JS_SetPropertyStr(ctx, result, "stdout", JS_NewStringLen(ctx, out.data ? out.data : "", out.len));
   JS_SetPropertyStr(ctx, result, "stderr", JS_NewStringLen(ctx, err.data ? err.data : "", err.len));
 done:
@@ -147,8 +172,7 @@ done:
   free(out.data);
   free(err.data);
   if (in) JS_FreeCString(ctx, in);
-  for (int i = 0; i < MAX_ARGS; i++)
-    if (args[i]) JS_FreeCString(ctx, args[i]);
+  free_argv(args);
   return result;
 }
 
@@ -158,35 +182,28 @@ static char *exit_argv[MAX_ARGS];
 static char *exit_input;
 
 static void clear_exit_command(void) {
-  for (int i = 0; i < MAX_ARGS; i++) {
-    free(exit_argv[i]);
-    exit_argv[i] = NULL;
-  }
+  free_argv(exit_argv);
   free(exit_input);
   exit_input = NULL;
 }
 
-static JSValue js_set_exit_command(JSContext *ctx, JSValueConst this_val, int argc,
-                                   JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_set_exit_command(UG_JS_PARAMS) {
   clear_exit_command();
   if (JS_IsNull(argv[0]) || JS_IsUndefined(argv[0])) return JS_UNDEFINED;
-  int64_t n;
-  if (JS_GetLength(ctx, argv[0], &n) || n < 1 || n >= MAX_ARGS)
-    return JS_ThrowRangeError(ctx, "setExitCommand: argv must have 1..%d strings", MAX_ARGS - 1);
-  for (int i = 0; i < n; i++) {
-    JSValue v = JS_GetPropertyUint32(ctx, argv[0], i);
-    const char *a = JS_ToCString(ctx, v);
-    JS_FreeValue(ctx, v);
-    if (!a) return JS_EXCEPTION;
-    exit_argv[i] = strdup(a);
-    JS_FreeCString(ctx, a);
+  char *args[MAX_ARGS];
+  if (argv_from_js(ctx, argv[0], "setExitCommand", args)) {
+    free_argv(args);
+    return JS_EXCEPTION;
   }
   const char *in = JS_ToCString(ctx, argv[1]);
-  if (!in) return JS_EXCEPTION;
-  exit_input = strdup(in);
-  JS_FreeCString(ctx, in);
+  char *input = in ? strdup(in) : NULL;
+  if (in) JS_FreeCString(ctx, in);
+  if (!input) {
+    free_argv(args);
+    return in ? JS_ThrowOutOfMemory(ctx) : JS_EXCEPTION;
+  }
+  memcpy(exit_argv, args, sizeof args);
+  exit_input = input;
   return JS_UNDEFINED;
 }
 
@@ -194,19 +211,8 @@ void ug_proc_run_exit_command(void) {
   if (!exit_argv[0]) return;
   int pin[2];
   if (pipe2(pin, O_CLOEXEC) == 0) {
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, pin[0], 0);
-    posix_spawnattr_t at;
-    posix_spawnattr_init(&at);
-    sigset_t none;
-    sigemptyset(&none);
-    posix_spawnattr_setsigmask(&at, &none);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
     pid_t pid;
-    int rc = posix_spawnp(&pid, exit_argv[0], &fa, &at, exit_argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
+    int rc = spawn(exit_argv, pin, 1, &pid);
     close(pin[0]);
     size_t len = strlen(exit_input), off = 0;
     while (rc == 0 && off < len) {
@@ -215,10 +221,7 @@ void ug_proc_run_exit_command(void) {
       if (w > 0) off += w;
     }
     close(pin[1]);
-    int st;
-    if (rc == 0)
-      while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-      }
+    if (rc == 0) wait_child(pid);
   }
   clear_exit_command();
 }

@@ -20,96 +20,14 @@ void ug_sys_set_argv(int argc, char **argv) {
   g_argv = argv;
 }
 
-// Only the errno values a network daemon meets; others print as E<n>.
-static const struct {
-  int n;
-  const char *name;
-} errnames[] = {
-    {EPERM, "EPERM"},
-    {ENOENT, "ENOENT"},
-    {EINTR, "EINTR"},
-    {EIO, "EIO"},
-    {EBADF, "EBADF"},
-    {EAGAIN, "EAGAIN"},
-    {ENOMEM, "ENOMEM"},
-    {EACCES, "EACCES"},
-    {EFAULT, "EFAULT"},
-    {EBUSY, "EBUSY"},
-    {EEXIST, "EEXIST"},
-    {ENOTDIR, "ENOTDIR"},
-    {EISDIR, "EISDIR"},
-    {EINVAL, "EINVAL"},
-    {ENFILE, "ENFILE"},
-    {EMFILE, "EMFILE"},
-    {ENOSPC, "ENOSPC"},
-    {EPIPE, "EPIPE"},
-    {ENOSYS, "ENOSYS"},
-    {ENOTSOCK, "ENOTSOCK"},
-    {EMSGSIZE, "EMSGSIZE"},
-    {ENOPROTOOPT, "ENOPROTOOPT"},
-    {EPROTONOSUPPORT, "EPROTONOSUPPORT"},
-    {EOPNOTSUPP, "EOPNOTSUPP"},
-    {EAFNOSUPPORT, "EAFNOSUPPORT"},
-    {EADDRINUSE, "EADDRINUSE"},
-    {EADDRNOTAVAIL, "EADDRNOTAVAIL"},
-    {ENETDOWN, "ENETDOWN"},
-    {ENETUNREACH, "ENETUNREACH"},
-    {ENETRESET, "ENETRESET"},
-    {ECONNABORTED, "ECONNABORTED"},
-    {ECONNRESET, "ECONNRESET"},
-    {ENOBUFS, "ENOBUFS"},
-    {EISCONN, "EISCONN"},
-    {ENOTCONN, "ENOTCONN"},
-    {ETIMEDOUT, "ETIMEDOUT"},
-    {ECONNREFUSED, "ECONNREFUSED"},
-    {EHOSTDOWN, "EHOSTDOWN"},
-    {EHOSTUNREACH, "EHOSTUNREACH"},
-    {EALREADY, "EALREADY"},
-    {EINPROGRESS, "EINPROGRESS"},
-    {ENOTEMPTY, "ENOTEMPTY"},
-    {ENAMETOOLONG, "ENAMETOOLONG"},
-    {ELOOP, "ELOOP"},
-    {EPROTO, "EPROTO"},
-};
-
-const char *ug_errno_name(int err) {
-  for (size_t i = 0; i < sizeof errnames / sizeof errnames[0]; i++)
-    if (errnames[i].n == err) return errnames[i].name;
-  return NULL;
-}
-
-JSValue ug_throw_errno(JSContext *ctx, const char *syscall, int err) {
-  const char *name = ug_errno_name(err);
-  char code[16];
-  if (!name) {
-    snprintf(code, sizeof code, "E%d", err);
-    name = code;
-  }
-  JSValue e = JS_NewError(ctx);
-  char msg[256];
-  snprintf(msg, sizeof msg, "%s: %s (%s)", syscall, strerror(err), name);
-  JS_SetPropertyStr(ctx, e, "message", JS_NewString(ctx, msg));
-  JS_SetPropertyStr(ctx, e, "code", JS_NewString(ctx, name));
-  JS_SetPropertyStr(ctx, e, "errno", JS_NewInt32(ctx, err));
-  JS_SetPropertyStr(ctx, e, "syscall", JS_NewString(ctx, syscall));
-  return JS_Throw(ctx, e);
-}
-
-static JSValue js_errno_name(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_errno_name(UG_JS_PARAMS) {
   int err;
   if (JS_ToInt32(ctx, &err, argv[0])) return JS_EXCEPTION;
-  const char *name = ug_errno_name(err);
-  if (name) return JS_NewString(ctx, name);
-  char code[16];
-  snprintf(code, sizeof code, "E%d", err);
-  return JS_NewString(ctx, code);
+  char spare[UG_ERRNO_NAME_MAX];
+  return JS_NewString(ctx, ug_errno_name(err, spare));
 }
 
-static JSValue js_strerror(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_strerror(UG_JS_PARAMS) {
   int err;
   if (JS_ToInt32(ctx, &err, argv[0])) return JS_EXCEPTION;
   return JS_NewString(ctx, strerror(err));
@@ -122,10 +40,7 @@ JSValue ug_sys_argv(JSContext *ctx) {
   return a;
 }
 
-static JSValue js_wall_clock(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
-  (void)argv;
+static JSValue js_wall_clock(UG_JS_PARAMS) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return JS_NewFloat64(ctx, ts.tv_sec * 1e3 + (double)(ts.tv_nsec / 1000000));
@@ -146,23 +61,15 @@ static JSValue write_all(JSContext *ctx, int fd, JSValueConst v) {
   return JS_UNDEFINED;
 }
 
-static JSValue js_write_stderr(JSContext *ctx, JSValueConst this_val, int argc,
-                               JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_write_stderr(UG_JS_PARAMS) {
   return write_all(ctx, 2, argv[0]);
 }
 
-static JSValue js_write_stdout(JSContext *ctx, JSValueConst this_val, int argc,
-                               JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_write_stdout(UG_JS_PARAMS) {
   return write_all(ctx, 1, argv[0]);
 }
 
-static JSValue js_read_file(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
+static JSValue js_read_file(UG_JS_PARAMS) {
   const char *path = JS_ToCString(ctx, argv[0]);
   if (!path) return JS_EXCEPTION;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -207,10 +114,7 @@ static JSValue js_read_file(JSContext *ctx, JSValueConst this_val, int argc, JSV
   return s;
 }
 
-static JSValue js_fd_count(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
-  (void)argv;
+static JSValue js_fd_count(UG_JS_PARAMS) {
   DIR *d = opendir("/proc/self/fd");
   if (!d) return ug_throw_errno(ctx, "opendir", errno);
   int n = 0;
@@ -221,10 +125,7 @@ static JSValue js_fd_count(JSContext *ctx, JSValueConst this_val, int argc, JSVa
   return JS_NewInt32(ctx, n - 1);  // minus the directory's own fd
 }
 
-static JSValue js_peak_rss(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
-  (void)argv;
+static JSValue js_peak_rss(UG_JS_PARAMS) {
   FILE *f = fopen("/proc/self/status", "re");
   if (!f) return ug_throw_errno(ctx, "fopen", errno);
   char line[256];
@@ -235,10 +136,7 @@ static JSValue js_peak_rss(JSContext *ctx, JSValueConst this_val, int argc, JSVa
   return JS_NewInt64(ctx, kib);
 }
 
-static JSValue js_pid(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
-  (void)this_val;
-  (void)argc;
-  (void)argv;
+static JSValue js_pid(UG_JS_PARAMS) {
   return JS_NewInt32(ctx, getpid());
 }
 

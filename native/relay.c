@@ -1,13 +1,12 @@
-// The relay thread. Once a route is chosen, both sockets come here and the
-// payload never enters JS again: splice(2) through a pipe per direction
-// (pipes come from a small pool and are held only while bytes are in them),
-// or a read/write loop through one scratch buffer. Edge-triggered epoll:
-// every event pumps both directions of its relay until they would block.
+// The TCP relay thread. Once a route is chosen, both sockets come here and
+// the payload never enters JS again: splice(2) through a pipe per direction
+// (pipe.c: held only while bytes are in it), or a read/write loop through one
+// scratch buffer. Edge-triggered epoll: every event pumps both directions of
+// its relay until they would block. A finished relay goes to its on_done.
 #define _GNU_SOURCE
 #include "relay.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -18,70 +17,29 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PIPE_SIZE (512 * 1024)  // bytes moved per splice call pair
-#define POOL_MAX 64             // idle pipes kept for reuse
 #define SCRATCH_SIZE (64 * 1024)
 #define SWEEP_MS 1000  // idle timeouts are checked this often
 
 static struct {
   pthread_t thread;
   bool running;
-  int ep, ctlfd;
+  int ep, wakefd;
   pthread_mutex_t lock;  // guards the fields below
   relay *incoming;       // started, not yet picked up by the thread
   bool abort_all, stop;
   relay_counters published;
-} E = {.ep = -1, .ctlfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+} engine = {.ep = -1, .wakefd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
 // Owned by the relay thread.
 static relay *live;
-static relay *finished;  // closed in this batch; posted once no event can name them
-static int pool[POOL_MAX][2];
-static int npool;
-static relay_counters cnt;
+static relay *finished;  // closed in this batch; to on_done once no event can name them
+static relay_counters counters;
 static uint8_t scratch[SCRATCH_SIZE];
 
 static double mono_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-// ---- pipes --------------------------------------------------------------------
-static bool pipe_get(relay_dir *d) {
-  if (npool > 0) {
-    npool--;
-    d->pipe[0] = pool[npool][0];
-    d->pipe[1] = pool[npool][1];
-    return true;
-  }
-  if (pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) < 0) return false;
-  fcntl(d->pipe[1], F_SETPIPE_SZ, PIPE_SIZE);  // a smaller pipe still works
-  return true;
-}
-
-// A pipe that still holds bytes cannot be reused: its data belongs to a dead stream.
-static void pipe_put(relay_dir *d) {
-  if (d->pipe[0] < 0) return;
-  if (d->inpipe == 0 && npool < POOL_MAX) {
-    pool[npool][0] = d->pipe[0];
-    pool[npool][1] = d->pipe[1];
-    npool++;
-  } else {
-    close(d->pipe[0]);
-    close(d->pipe[1]);
-  }
-  d->pipe[0] = d->pipe[1] = -1;
-  d->inpipe = 0;
-}
-
-// Idle pipes are only worth keeping while relays come and go.
-static void pool_drain(void) {
-  while (npool > 0) {
-    npool--;
-    close(pool[npool][0]);
-    close(pool[npool][1]);
-  }
 }
 
 // ---- one direction ----------------------------------------------------------------
@@ -92,7 +50,7 @@ enum { PUMP_OK = 0, PUMP_FROM_ERR = 1, PUMP_TO_ERR = 2 };
 static int write_buffered(relay *r, relay_dir *d, int *err) {
   while (d->off < d->len) {
     ssize_t n = send(d->to, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL | MSG_DONTWAIT);
-    cnt.copy_calls++;
+    counters.copy_calls++;
     if (n > 0) {
       d->off += n;
       d->bytes += n;
@@ -123,53 +81,44 @@ static bool took_last(relay_dir *d, size_t n) {
 
 static int pump_splice(relay *r, relay_dir *d, int *err) {
   for (;;) {
-    if (d->inpipe) {
-      ssize_t w =
-          splice(d->pipe[0], NULL, d->to, NULL, d->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-      cnt.splice_calls++;
-      if (w > 0) {
-        d->inpipe -= w;
-        d->bytes += w;
-        r->last_ms = mono_ms();
-        continue;
+    if (d->pipe.data) {
+      ssize_t w = splice_from_pipe(&d->pipe, d->to);
+      if (w == SPLICE_WAIT) return PUMP_OK;  // `to` is full: wait for EPOLLOUT
+      if (w < 0) {
+        *err = errno;
+        return PUMP_TO_ERR;
       }
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0 && errno == EAGAIN) return PUMP_OK;  // `to` is full: wait for EPOLLOUT
-      *err = w < 0 ? errno : EPIPE;
-      return PUMP_TO_ERR;
+      d->bytes += w;
+      r->last_ms = mono_ms();
+      continue;
     }
     if (d->eof) break;
-    if (d->pipe[0] < 0 && !pipe_get(d)) {  // out of fds for pipes: copy instead
+    if (!pipe_held(&d->pipe) && !pipe_get(&d->pipe)) {  // out of fds for pipes: copy instead
       d->copy = true;
       return PUMP_OK;
     }
     size_t want = d->limited && d->left < PIPE_SIZE ? (size_t)d->left : PIPE_SIZE;
-    ssize_t n = splice(d->from, NULL, d->pipe[1], NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    cnt.splice_calls++;
+    ssize_t n = splice_to_pipe(d->from, &d->pipe, want);
     if (n > 0) {
-      d->inpipe += n;
       r->spliced = true;
       took_last(d, n);  // at the limit: flush the pipe, then the loop ends at `eof`
       continue;
     }
-    if (n == 0) {
+    if (n == SPLICE_EOF) {
       d->eof = true;
       break;
     }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN) {
-      pipe_put(d);  // empty here: give it back while the socket is quiet
-      return PUMP_OK;
+    if (n == SPLICE_ERROR) {
+      *err = errno;
+      return PUMP_FROM_ERR;
     }
-    if (errno == EINVAL || errno == ENOSYS) {  // this socket cannot splice
-      pipe_put(d);
-      d->copy = true;
-      return PUMP_OK;
-    }
-    *err = errno;
-    return PUMP_FROM_ERR;
+    // The pipe is empty here, so SPLICE_WAIT means `from` is quiet: give the
+    // pipe back meanwhile. SPLICE_UNSUPPORTED: this socket copies from now on.
+    pipe_put(&d->pipe);
+    d->copy = n == SPLICE_UNSUPPORTED;
+    return PUMP_OK;
   }
-  pipe_put(d);
+  pipe_put(&d->pipe);
   return PUMP_OK;
 }
 
@@ -177,7 +126,7 @@ static int pump_copy(relay *r, relay_dir *d, int *err) {
   while (!d->eof) {
     size_t want = d->limited && d->left < SCRATCH_SIZE ? (size_t)d->left : SCRATCH_SIZE;
     ssize_t n = recv(d->from, scratch, want, MSG_DONTWAIT);
-    cnt.copy_calls++;
+    counters.copy_calls++;
     if (n == 0) {
       d->eof = true;
       break;
@@ -190,7 +139,7 @@ static int pump_copy(relay *r, relay_dir *d, int *err) {
     }
     took_last(d, n);
     ssize_t w = send(d->to, scratch, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    cnt.copy_calls++;
+    counters.copy_calls++;
     if (w < 0 && errno != EAGAIN && errno != EINTR) {
       *err = errno;
       return PUMP_TO_ERR;
@@ -220,7 +169,7 @@ static int pump(relay *r, relay_dir *d, int *err) {
   if (!d->copy) rc = pump_splice(r, d, err);
   if (rc == PUMP_OK && d->copy) rc = pump_copy(r, d, err);  // copy mode, or splice just fell back
   if (rc) return rc;
-  if (d->eof && !d->buf && d->inpipe == 0) {
+  if (d->eof && !d->buf && d->pipe.data == 0) {
     if (!d->nofin) shutdown(d->to, SHUT_WR);  // pass the FIN on: half-close
     d->shut = true;
   }
@@ -242,8 +191,8 @@ static void finish(relay *r, const char *reason, int err) {
     }
     close(fds[i]);  // also leaves the epoll set
   }
-  pipe_put(&r->up);
-  pipe_put(&r->down);
+  pipe_put(&r->up.pipe);
+  pipe_put(&r->down.pipe);
   free(r->up.buf);
   free(r->down.buf);
   r->up.buf = r->down.buf = NULL;
@@ -286,9 +235,9 @@ static void adopt(relay *r) {
   r->eb = (relay_end){r, 1};
   struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
   ev.data.ptr = &r->ea;
-  int ok = epoll_ctl(E.ep, EPOLL_CTL_ADD, r->up.from, &ev);
+  int ok = epoll_ctl(engine.ep, EPOLL_CTL_ADD, r->up.from, &ev);
   ev.data.ptr = &r->eb;
-  if (ok == 0) ok = epoll_ctl(E.ep, EPOLL_CTL_ADD, r->up.to, &ev);
+  if (ok == 0) ok = epoll_ctl(engine.ep, EPOLL_CTL_ADD, r->up.to, &ev);
   if (ok < 0) return finish(r, "client-error", errno);
   run_pumps(r);  // initial bytes, and data that arrived before the hand-over
 }
@@ -301,21 +250,22 @@ static void sweep_idle(double now) {
 }
 
 static void publish_counters(void) {
-  cnt.pipes_pooled = npool;
-  pthread_mutex_lock(&E.lock);
-  E.published = cnt;
-  pthread_mutex_unlock(&E.lock);
+  counters.splice_calls = splice_calls();
+  counters.pipes_pooled = pipe_pool_size();
+  pthread_mutex_lock(&engine.lock);
+  engine.published = counters;
+  pthread_mutex_unlock(&engine.lock);
 }
 
 static void post_finished(void) {
-  if (!live) pool_drain();  // before the last result: fds are back to baseline when JS hears of it
+  if (!live)
+    pipe_pool_drain();  // before the last result: fds are back to baseline when it is reported
   publish_counters();
   while (finished) {
     relay *r = finished;
     finished = r->next;
     r->next = NULL;
-    r->posted = true;
-    ug_loop_post(&r->job);
+    r->on_done(r);
   }
 }
 
@@ -327,22 +277,22 @@ static void *relay_thread(void *arg) {
   struct epoll_event evs[128];
   double last_sweep = mono_ms();
   for (;;) {
-    int n = epoll_wait(E.ep, evs, 128, live ? SWEEP_MS : -1);
+    int n = epoll_wait(engine.ep, evs, 128, live ? SWEEP_MS : -1);
     for (int i = 0; i < n; i++) {
       if (evs[i].data.ptr == NULL) {
         uint64_t v;
-        ssize_t rd = read(E.ctlfd, &v, sizeof v);
+        ssize_t rd = read(engine.wakefd, &v, sizeof v);
         (void)rd;
       } else {
         on_event(evs[i].data.ptr, evs[i].events);
       }
     }
-    pthread_mutex_lock(&E.lock);
-    bool stop = E.stop, abort_all = E.abort_all;
-    relay *in = E.incoming;
-    E.incoming = NULL;
-    E.abort_all = false;
-    pthread_mutex_unlock(&E.lock);
+    pthread_mutex_lock(&engine.lock);
+    bool stop = engine.stop, abort_all = engine.abort_all;
+    relay *in = engine.incoming;
+    engine.incoming = NULL;
+    engine.abort_all = false;
+    pthread_mutex_unlock(&engine.lock);
     while (in) {
       relay *next = in->next;
       in->next = NULL;
@@ -358,7 +308,7 @@ static void *relay_thread(void *arg) {
       while (live) finish(live, "shutdown", 0);
     if (stop) {  // the loop is going away: nobody reads results any more
       finished = NULL;
-      pool_drain();
+      pipe_pool_drain();
       break;
     }
     if (finished || n == 0)
@@ -370,13 +320,13 @@ static void *relay_thread(void *arg) {
 }
 
 // ---- called from the loop thread ---------------------------------------------------
-void relay_init(relay *r, int a, int b, bool splice, int idle_ms) {
+void relay_init(relay *r, int a, int b, bool splice, int idle_ms, relay_done_fn *on_done) {
   memset(r, 0, sizeof *r);
-  r->up = (relay_dir){.from = a, .to = b, .pipe = {-1, -1}, .copy = !splice};
-  r->down = (relay_dir){.from = b, .to = a, .pipe = {-1, -1}, .copy = !splice};
+  r->up = (relay_dir){.from = a, .to = b, .pipe = PIPE_NONE, .copy = !splice};
+  r->down = (relay_dir){.from = b, .to = a, .pipe = PIPE_NONE, .copy = !splice};
   r->idle_ms = idle_ms;
   r->start_ms = r->last_ms = mono_ms();
-  r->cb = JS_UNDEFINED;
+  r->on_done = on_done;
 }
 
 void relay_set_limit(relay_dir *d, uint64_t limit) {
@@ -388,65 +338,61 @@ void relay_set_limit(relay_dir *d, uint64_t limit) {
   }
 }
 
-int relay_set_initial(relay_dir *d, const uint8_t *p, size_t len) {
-  if (len == 0) return 0;
-  d->buf = malloc(len);
-  if (!d->buf) return -1;
-  memcpy(d->buf, p, len);
+void relay_set_initial(relay_dir *d, uint8_t *bytes, size_t len) {
+  d->buf = bytes;
   d->off = 0;
-  d->len = len;
-  return 0;
+  d->len = bytes ? len : 0;
 }
 
 int relay_engine_start(void) {
-  if (E.running) return 0;
-  E.ep = epoll_create1(EPOLL_CLOEXEC);
-  E.ctlfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (E.ep < 0 || E.ctlfd < 0) return -1;
+  if (engine.running) return 0;
+  engine.ep = epoll_create1(EPOLL_CLOEXEC);
+  engine.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (engine.ep < 0 || engine.wakefd < 0) return -1;
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-  if (epoll_ctl(E.ep, EPOLL_CTL_ADD, E.ctlfd, &ev) < 0) return -1;
-  if (pthread_create(&E.thread, NULL, relay_thread, NULL) != 0) return -1;
-  E.running = true;
+  if (epoll_ctl(engine.ep, EPOLL_CTL_ADD, engine.wakefd, &ev) < 0) return -1;
+  if (pthread_create(&engine.thread, NULL, relay_thread, NULL) != 0) return -1;
+  engine.running = true;
   return 0;
 }
 
 static void wake(void) {
   uint64_t one = 1;
-  ssize_t n = write(E.ctlfd, &one, sizeof one);
+  ssize_t n = write(engine.wakefd, &one, sizeof one);
   (void)n;
 }
 
-int relay_start(relay *r) {
-  pthread_mutex_lock(&E.lock);
-  r->next = E.incoming;
-  E.incoming = r;
-  pthread_mutex_unlock(&E.lock);
+void relay_start(relay *r) {
+  pthread_mutex_lock(&engine.lock);
+  r->next = engine.incoming;
+  engine.incoming = r;
+  pthread_mutex_unlock(&engine.lock);
   wake();
-  return 0;
+}
+
+// Raise one of the thread's request flags and wake it.
+static void request(bool *flag) {
+  pthread_mutex_lock(&engine.lock);
+  *flag = true;
+  pthread_mutex_unlock(&engine.lock);
+  wake();
 }
 
 void relay_abort_all(void) {
-  if (!E.running) return;
-  pthread_mutex_lock(&E.lock);
-  E.abort_all = true;
-  pthread_mutex_unlock(&E.lock);
-  wake();
+  if (engine.running) request(&engine.abort_all);
 }
 
 void relay_counters_get(relay_counters *out) {
-  pthread_mutex_lock(&E.lock);
-  *out = E.published;
-  pthread_mutex_unlock(&E.lock);
+  pthread_mutex_lock(&engine.lock);
+  *out = engine.published;
+  pthread_mutex_unlock(&engine.lock);
 }
 
 void relay_engine_stop(void) {
-  if (!E.running) return;
-  pthread_mutex_lock(&E.lock);
-  E.stop = true;
-  pthread_mutex_unlock(&E.lock);
-  wake();
-  pthread_join(E.thread, NULL);
-  close(E.ep);
-  close(E.ctlfd);
-  E.running = false;
+  if (!engine.running) return;
+  request(&engine.stop);
+  pthread_join(engine.thread, NULL);
+  close(engine.ep);
+  close(engine.wakefd);
+  engine.running = false;
 }

@@ -1,5 +1,6 @@
-// The relay engine: moves bytes between two connected sockets on its own
-// thread until both directions are done, then hands a result back.
+// The TCP relay: moves bytes between two connected sockets on its own thread
+// until both directions are done, then reports the result through a plain C
+// callback. Knows nothing of JS (mod_relay.c is the JS side).
 #ifndef UGATE_RELAY_H
 #define UGATE_RELAY_H
 
@@ -7,24 +8,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ugate.h"
+#include "pipe.h"
 
 typedef struct relay relay;
+
+// Runs on the relay thread once r is finished: its fds are closed and the
+// result fields below are final. From then on r belongs to the callback's
+// owner; the relay thread never touches it again.
+typedef void relay_done_fn(relay *r);
 
 // One direction: bytes read from `from` are written to `to`.
 typedef struct {
   int from, to;
-  int pipe[2];    // splice mode: holds bytes in flight, -1 when none is held
-  size_t inpipe;  // bytes sitting in the pipe
-  uint8_t *buf;   // user-space bytes still to write (initial data, copy remainder)
+  struct pipe pipe;  // splice mode: holds bytes in flight; held only while they are
+  uint8_t *buf;      // user-space bytes still to write (initial data, copy remainder)
   size_t off, len;
   bool copy;     // this direction uses the read/write loop
   bool limited;  // only `left` more bytes may be read from `from`
   bool nofin;    // finished by the limit: `to` gets no FIN
   uint64_t left;
-  bool eof;   // `from` reached EOF
-  bool shut;  // shutdown(to, SHUT_WR) done: the direction is finished
-  uint64_t bytes;
+  bool eof;        // `from` reached EOF
+  bool shut;       // shutdown(to, SHUT_WR) done: the direction is finished
+  uint64_t bytes;  // result: bytes written to `to`
 } relay_dir;
 
 // What an epoll event points to: one socket of one relay.
@@ -34,19 +39,18 @@ typedef struct {
 } relay_end;
 
 struct relay {
-  ug_job job;                  // first: posted back to the loop thread when done
-  relay *prev, *next;          // the relay thread's live list
-  relay *all_prev, *all_next;  // the loop thread's list of unfinished relays
-  relay_dir up, down;          // up: a→b, down: b→a
+  relay *prev, *next;  // the relay thread's lists (hand-over, live, finished)
+  relay_dir up, down;  // up: a→b, down: b→a
   relay_end ea, eb;
   int idle_ms;
-  double start_ms, last_ms;
-  bool spliced;
-  bool done;  // closed; result ready
-  bool posted;
+  double last_ms;
+  relay_done_fn *on_done;
+  bool done;  // closed; on_done is due
+  // The result, final when on_done runs:
+  double start_ms;     // CLOCK_MONOTONIC_COARSE, in ms
   const char *reason;  // "eof", "idle", "client-error", "server-error", "shutdown"
   int err;             // errno for the *-error reasons
-  JSValue cb;          // touched only on the loop thread
+  bool spliced;        // some byte went through splice(2)
 };
 
 typedef struct {
@@ -56,16 +60,20 @@ typedef struct {
 
 // Start the thread (once, at start-up, so its fds are part of the baseline).
 int relay_engine_start(void);
-// Loop thread → relay thread. relay_start takes ownership of r's fds.
-int relay_start(relay *r);
-void relay_abort_all(void);
-void relay_counters_get(relay_counters *out);
-// Stop the thread; live relays are closed. Returns after the thread ended.
+// Stop the thread; live relays are closed and their on_done is never called.
+// Returns after the thread ended.
 void relay_engine_stop(void);
-// Set up r (fds, options); initial bytes are copied.
-void relay_init(relay *r, int a, int b, bool splice, int idle_ms);
-int relay_set_initial(relay_dir *d, const uint8_t *p, size_t len);
+
+// Set up r for sockets a (client) and b (server); r is the caller's memory.
+void relay_init(relay *r, int a, int b, bool splice, int idle_ms, relay_done_fn *on_done);
+// Bytes to write to d->to before anything read: a malloc'd buffer r now owns (or NULL).
+void relay_set_initial(relay_dir *d, uint8_t *bytes, size_t len);
 // Read at most `limit` bytes from d->from; then stop reading it and send no FIN.
 void relay_set_limit(relay_dir *d, uint64_t limit);
+// Hand r to the relay thread, which owns r and its fds until on_done.
+void relay_start(relay *r);
+// Close every live relay (reason "shutdown"); their on_done follows.
+void relay_abort_all(void);
+void relay_counters_get(relay_counters *out);
 
 #endif

@@ -10,20 +10,40 @@
 
 #include "quickjs.h"
 
+// What every function JS calls receives (quickjs.h's JSCFunction). QuickJS
+// pads argv to the length the export table declares, so few need argc.
+#define UG_UNUSED __attribute__((unused))
+#define UG_JS_PARAMS \
+  JSContext *ctx, UG_UNUSED JSValueConst this_val, UG_UNUSED int argc, UG_UNUSED JSValueConst *argv
+
+// ---- util.c ----------------------------------------------------------------
 // Invariants that must hold; a broken one is a bug, so stop loudly.
 #define UG_CHECK(x)                             \
   do {                                          \
     if (!(x)) ug_fatal(__FILE__, __LINE__, #x); \
   } while (0)
 void ug_fatal(const char *file, int line, const char *what);
+// The struct of `type` whose field `member` is at p.
+#define UG_CONTAINER_OF(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
-// ---- errors ---------------------------------------------------------------
 // Throw an Error with .code (errno name), .errno and .syscall; returns JS_EXCEPTION.
 JSValue ug_throw_errno(JSContext *ctx, const char *syscall, int err);
-const char *ug_errno_name(int err);
+// "ECONNRESET" for the errno values a network daemon meets, else "E<n>" written to spare.
+#define UG_ERRNO_NAME_MAX 16
+const char *ug_errno_name(int err, char spare[UG_ERRNO_NAME_MAX]);
 
 // ArrayBuffer or Uint8Array → bytes (borrowed); -1 with an exception otherwise.
 int ug_get_bytes(JSContext *ctx, JSValueConst v, const uint8_t **p, size_t *len);
+
+// Option readers: opts[key] converted into *out. Return 1 = read, 0 = absent
+// (undefined or null: *out is left as it was), -1 = an exception is pending.
+int ug_opt_bool(JSContext *ctx, JSValueConst opts, const char *key, bool *out);
+int ug_opt_int(JSContext *ctx, JSValueConst opts, const char *key, int *out);
+int ug_opt_number(JSContext *ctx, JSValueConst opts, const char *key, double *out);
+// *out is freed by the caller with JS_FreeCString.
+int ug_opt_string(JSContext *ctx, JSValueConst opts, const char *key, const char **out);
+// A malloc'd copy the caller owns (left NULL when empty) and its length.
+int ug_opt_bytes(JSContext *ctx, JSValueConst opts, const char *key, uint8_t **out, size_t *len);
 
 // ---- event loop (loop.c) ----------------------------------------------------
 // Work finished on another thread, handed back to the loop thread.
@@ -32,6 +52,13 @@ struct ug_job {
   ug_job *next;
   void (*complete)(JSContext *ctx, ug_job *job);  // runs on the loop thread
 };
+
+// A FIFO of jobs linked through job->next; threads that share one lock it.
+typedef struct {
+  ug_job *head, *tail;
+} ug_job_queue;
+void ug_job_queue_push(ug_job_queue *q, ug_job *job);
+ug_job *ug_job_queue_pop(ug_job_queue *q);  // NULL when empty
 
 int ug_loop_init(JSContext *ctx);
 // Runs until nothing keeps the loop alive or exit() was called; returns the exit code.
@@ -61,6 +88,8 @@ ug_exports ug_net_exports(void);
 ug_exports ug_dns_exports(void);
 ug_exports ug_relay_exports(void);
 ug_exports ug_proc_exports(void);
+ug_exports ug_unix_exports(void);
+ug_exports ug_nlmon_exports(void);
 // Run the command JS set with setExitCommand (if any); called on the way out.
 void ug_proc_run_exit_command(void);
 void ug_sys_set_argv(int argc, char **argv);

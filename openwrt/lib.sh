@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Shared shell helpers for openwrt/toolchain.sh and openwrt/build-ipk.sh.
-# Sourced, never run. Expects bash with `set -euo pipefail`.
+# Shared shell helpers for build.sh and openwrt/*.sh. Sourced, never run.
+# Expects bash with `set -euo pipefail`.
 #
 # Debian sources come through a private apt set-up under build/cross/apt: its
 # own sources list (deb-src lines for the suites asked for, the archive URI
@@ -18,6 +18,21 @@ warn() { printf '\n!!! WARNING: %s\n\n' "$*" >&2; }
 
 need() {  # need COMMAND DEBIAN-PACKAGE
   command -v "$1" >/dev/null 2>&1 || die "'$1' not found: install it with: apt-get install $2"
+}
+
+# esbuild: src/main.ts → one ES module, the version baked in. Paths in the
+# output are relative to the root, wherever the checkout is.
+esbuild_bundle() (  # esbuild_bundle OUTFILE(absolute) VERSION
+  cd "$ROOT" && node_modules/.bin/esbuild src/main.ts --bundle --format=esm --platform=neutral --target=es2023 \
+    --external:ugate:native --define:__UGATE_VERSION__="\"$2\"" \
+    --minify-syntax --log-level=warning --outfile="$1" >&2
+)
+
+# The C build: native/build.mk, the one description of sources and flags
+# (its head lists the variables), run from the repository's root.
+native_make() {  # native_make VAR=VALUE... TARGET...
+  need make make
+  make -s --no-print-directory -j"$JOBS" -C "$ROOT" -f native/build.mk "$@"
 }
 
 # Install Debian packages that are missing (root or sudo).

@@ -28,8 +28,8 @@ set -euo pipefail
 cd "$ROOT"
 
 X=$B/cross
+QJS=$B/qjs-src
 SRC=$X/src
-ARCHS=(x86_64 aarch64_generic arm_cortex-a7_neon-vfpv4 mipsel_24kc mips_24kc)
 
 # Pinned Debian sources.
 MUSL_PKG=musl
@@ -41,46 +41,40 @@ LLVM_PIN=1:14.0.6-12
 LLVM_ORIG_SHA256=d9bce5f42381d781e273c724db1ab0acd66259bf2782b79891664dbf1953d22c      # llvm-toolchain-14_14.0.6.orig.tar.xz
 
 # ---- the targets -----------------------------------------------------------------
-# arch → clang target triple and ABI flags (OpenWrt include/target.mk + the
-# CPU_TYPE/CPU_SUBTYPE of the targets that use each package arch).
-triple() {
-  case $1 in
-    x86_64) echo x86_64-linux-musl ;;
-    aarch64_generic) echo aarch64-linux-musl ;;
-    arm_cortex-a7_neon-vfpv4) echo armv7a-linux-musleabihf ;;
-    mipsel_24kc) echo mipsel-linux-musl ;;
-    mips_24kc) echo mips-linux-musl ;;
-    *) die "unknown arch '$1' (known: ${ARCHS[*]})" ;;
-  esac
-}
+# One row an arch, the only place that knows one:
+#   arch     OpenWrt package arch
+#   triple   clang target (musl libc)
+#   endian   byte order (big: the bytecode comes from the target's own jsc)
+#   float    float ABI, checked in the ELF (hard: FP registers carry floats)
+#   qemu     the qemu-user binary that runs it on the build host
+#   elf      ELF class and machine as readelf -h shows them
+#   readelf  more of what `readelf -h -A` must show, ';' between (regexps)
+#   cflags   ABI flags: OpenWrt's include/target.mk and the CPU_TYPE and
+#            CPU_SUBTYPE of the targets that use the package arch
+# aarch64 is armv8.0 (no LSE): atomics inline as LL/SC instead of libcalls.
+# cortex-a7 has VFPv4 + NEON; Thumb-2 code is what OpenWrt builds and smaller.
+# The 24Kc is mips32r2 without an FPU: o32 soft-float.
+ARCH_TABLE='
+arch                     | triple                  | endian | float | qemu                | elf              | readelf                                     | cflags
+x86_64                   | x86_64-linux-musl       | little | hard  | qemu-x86_64-static  | ELF64 X86-64     | -                                           | -march=x86-64 -mtune=generic
+aarch64_generic          | aarch64-linux-musl      | little | hard  | qemu-aarch64-static | ELF64 AArch64    | -                                           | -march=armv8-a -mno-outline-atomics
+arm_cortex-a7_neon-vfpv4 | armv7a-linux-musleabihf | little | hard  | qemu-arm-static     | ELF32 ARM        | CPU_arch: v7;FP_arch: VFPv4;SIMD_arch: NEON | -mcpu=cortex-a7 -mfpu=neon-vfpv4 -mfloat-abi=hard -mthumb
+mipsel_24kc              | mipsel-linux-musl       | little | soft  | qemu-mipsel-static  | ELF32 MIPS R3000 | Flags: .*o32;Flags: .*mips32r2              | -march=mips32r2 -mabi=32 -msoft-float
+mips_24kc                | mips-linux-musl         | big    | soft  | qemu-mips-static    | ELF32 MIPS R3000 | Flags: .*o32;Flags: .*mips32r2              | -march=mips32r2 -mabi=32 -msoft-float
+'
+# Fields of the rows, trimmed, a tab between; the heading is not a row.
+arch_rows() { awk -F' *[|] *' -v OFS='\t' 'NF > 1 && $1 != "arch" { $1 = $1; sub(/ +$/, ""); print }' <<<"$ARCH_TABLE"; }
+read -r -a ARCHS <<<"$(arch_rows | cut -f1 | tr '\n' ' ')"
 
-abi_flags() {
-  case $1 in
-    x86_64) echo "-march=x86-64 -mtune=generic" ;;
-    # armv8.0: no LSE; atomics inline as LL/SC instead of libcalls.
-    aarch64_generic) echo "-march=armv8-a -mno-outline-atomics" ;;
-    # cortex-a7, VFPv4 + NEON, hard-float calling convention; Thumb-2 code
-    # (what OpenWrt builds these targets with, and smaller).
-    arm_cortex-a7_neon-vfpv4) echo "-mcpu=cortex-a7 -mfpu=neon-vfpv4 -mfloat-abi=hard -mthumb" ;;
-    # mips32r2 (24Kc has no FPU): o32 soft-float.
-    mipsel_24kc | mips_24kc) echo "-march=mips32r2 -mabi=32 -msoft-float" ;;
-  esac
-}
-
-big_endian() { [ "$1" = mips_24kc ]; }
-
-qemu_of() {
-  case $1 in
-    x86_64) echo qemu-x86_64-static ;;
-    aarch64_generic) echo qemu-aarch64-static ;;
-    arm_cortex-a7_neon-vfpv4) echo qemu-arm-static ;;
-    mipsel_24kc) echo qemu-mipsel-static ;;
-    mips_24kc) echo qemu-mips-static ;;
-  esac
-}
-
-cc_of() {  # the compiler command for an arch (no sysroot)
-  echo "clang --target=$(triple "$1") $(abi_flags "$1") -ffile-prefix-map=$ROOT=."
+# Select ARCH: its row's fields, its compiler (no sysroot) and its sysroot.
+A='' TRIPLE='' ENDIAN='' FLOAT='' QEMU='' ELF='' ELF_SHOWS='' ABI_FLAGS='' TCC='' S=''
+use_arch() {  # use_arch ARCH
+  local row
+  row=$(arch_rows | awk -F'\t' -v a="$1" '$1 == a')
+  [ -n "$row" ] || die "unknown arch '$1' (known: ${ARCHS[*]})"
+  IFS=$'\t' read -r A TRIPLE ENDIAN FLOAT QEMU ELF ELF_SHOWS ABI_FLAGS <<<"$row"
+  TCC="clang --target=$TRIPLE $ABI_FLAGS -ffile-prefix-map=$ROOT=."
+  S=$X/$A/sysroot
 }
 
 tools() {
@@ -143,23 +137,23 @@ fetch_compiler_rt() {
 # ---- musl, per arch ------------------------------------------------------------------
 MUSL_CFLAGS="-Os -ffunction-sections -fdata-sections"
 
-build_musl() {  # build_musl ARCH
-  local a=$1 s=$X/$1/sysroot stamp
-  stamp="musl $(cat "$MUSL_SRC/.debian-version") | $(cc_of "$a") | $MUSL_CFLAGS | $(clang --version | head -n 1)"
-  if [ -f "$s/.musl" ] && [ "$(cat "$s/.musl")" = "$stamp" ]; then return; fi
-  say "$a: build musl $(cat "$MUSL_SRC/.debian-version") (once; a few minutes)"
-  local w=$X/$a/musl-build
-  rm -rf "$w" "$s" && mkdir -p "$w"
+build_musl() {  # the selected arch's libc in $S
+  local stamp
+  stamp="musl $(cat "$MUSL_SRC/.debian-version") | $TCC | $MUSL_CFLAGS | $(clang --version | head -n 1)"
+  if [ -f "$S/.musl" ] && [ "$(cat "$S/.musl")" = "$stamp" ]; then return; fi
+  say "$A: build musl $(cat "$MUSL_SRC/.debian-version") (once; a few minutes)"
+  local w=$X/$A/musl-build
+  rm -rf "$w" "$S" && mkdir -p "$w"
   (
     cd "$w"
-    "$MUSL_SRC/configure" --target="$(triple "$a")" --prefix=/usr --disable-shared \
-      CC="$(cc_of "$a")" CFLAGS="$MUSL_CFLAGS" AR=llvm-ar RANLIB=llvm-ranlib LIBCC= >configure.log 2>&1 \
+    "$MUSL_SRC/configure" --target="$TRIPLE" --prefix=/usr --disable-shared \
+      CC="$TCC" CFLAGS="$MUSL_CFLAGS" AR=llvm-ar RANLIB=llvm-ranlib LIBCC= >configure.log 2>&1 \
       || { tail -n 30 configure.log >&2; exit 1; }
     make -j"$JOBS" >make.log 2>&1 || { tail -n 30 make.log >&2; exit 1; }
-    make install DESTDIR="$s" >install.log 2>&1 || { tail -n 30 install.log >&2; exit 1; }
-  ) || die "$a: musl build failed (logs in $w)"
+    make install DESTDIR="$S" >install.log 2>&1 || { tail -n 30 install.log >&2; exit 1; }
+  ) || die "$A: musl build failed (logs in $w)"
   rm -rf "$w"
-  echo "$stamp" > "$s/.musl"
+  echo "$stamp" > "$S/.musl"
 }
 
 # ---- compiler-rt builtins, per arch ------------------------------------------------------
@@ -191,16 +185,19 @@ CRT_ARM="arm/fp_mode.c arm/bswapdi2.S arm/bswapsi2.S arm/clzdi2.S arm/clzsi2.S a
   arm/aeabi_frsub.c arm/aeabi_idivmod.S arm/aeabi_ldivmod.S arm/aeabi_memcmp.S arm/aeabi_memcpy.S
   arm/aeabi_memmove.S arm/aeabi_memset.S arm/aeabi_uidivmod.S arm/aeabi_uldivmod.S"
 
-crt_sources() {  # crt_sources ARCH: paths relative to lib/builtins
-  local a=$1 extra="" f b
-  case $a in
-    x86_64) extra="x86_64/floatdidf.c x86_64/floatdisf.c x86_64/floatdixf.c x86_64/floatundidf.S x86_64/floatundisf.S x86_64/floatundixf.S"
+# compiler-rt's own arch directories, chosen by the triple's CPU as its CMake
+# build does.
+crt_sources() {  # paths relative to lib/builtins, for the selected arch
+  local extra="" f b
+  case $TRIPLE in
+    x86_64-*) extra="x86_64/floatdidf.c x86_64/floatdisf.c x86_64/floatdixf.c x86_64/floatundidf.S x86_64/floatundisf.S x86_64/floatundixf.S"
       for f in $CRT_XF; do extra+=" $f.c"; done ;;
-    aarch64_generic) extra="aarch64/fp_mode.c"
+    aarch64-*) extra="aarch64/fp_mode.c"
       for f in $CRT_TF; do extra+=" $f.c"; done ;;
-    arm_cortex-a7_neon-vfpv4) extra=$CRT_ARM ;;
+    arm*) extra=$CRT_ARM ;;
     # 64-bit __atomic_* libcalls (mips32 has no 64-bit LL/SC): lock-based.
-    mipsel_24kc | mips_24kc) extra="atomic.c" ;;
+    mips*) extra="atomic.c" ;;
+    *) die "$A: no compiler-rt sources known for $TRIPLE" ;;
   esac
   local over=" "
   for f in $extra; do
@@ -212,138 +209,83 @@ crt_sources() {  # crt_sources ARCH: paths relative to lib/builtins
   for f in $extra; do echo "$f"; done
 }
 
-build_builtins() {  # build_builtins ARCH
-  local a=$1 s=$X/$1/sysroot lib stamp
-  lib=$s/usr/lib/libclang_rt.builtins.a
-  stamp="$(cat "$CRT_SRC/.debian-version") | $(cc_of "$a") | $(cat "$s/.musl")"
-  if [ -f "$lib" ] && [ -f "$s/.builtins" ] && [ "$(cat "$s/.builtins")" = "$stamp" ]; then return; fi
-  say "$a: build compiler-rt builtins"
-  local o=$X/$a/obj/builtins f obj pids=() n=0 cc
+build_builtins() {  # the selected arch's libclang_rt.builtins.a in $S
+  local lib=$S/usr/lib/libclang_rt.builtins.a stamp
+  stamp="$(cat "$CRT_SRC/.debian-version") | $TCC | $(cat "$S/.musl")"
+  if [ -f "$lib" ] && [ -f "$S/.builtins" ] && [ "$(cat "$S/.builtins")" = "$stamp" ]; then return; fi
+  say "$A: build compiler-rt builtins"
+  local o=$X/$A/obj/builtins f obj pids=() n=0 cc
   rm -rf "$o" && mkdir -p "$o"
-  cc="$(cc_of "$a") --sysroot=$s -Os -std=c11 -fno-builtin -ffreestanding -fvisibility=hidden -DVISIBILITY_HIDDEN -ffunction-sections -fdata-sections -w"
+  cc="$TCC --sysroot=$S -Os -std=c11 -fno-builtin -ffreestanding -fvisibility=hidden -DVISIBILITY_HIDDEN -ffunction-sections -fdata-sections -w"
   while read -r f; do
     obj=$o/$(echo "${f%.*}" | tr / _).o
     # shellcheck disable=SC2086
     $cc -c "$CRT_SRC/builtins/$f" -o "$obj" &
     pids+=($!)
     n=$((n + 1))
-    if [ $((n % (JOBS * 4))) -eq 0 ]; then wait "${pids[@]}" || die "$a: compiler-rt: compile failed"; pids=(); fi
-  done < <(crt_sources "$a")
-  [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}" || die "$a: compiler-rt: compile failed"
+    if [ $((n % (JOBS * 4))) -eq 0 ]; then wait "${pids[@]}" || die "$A: compiler-rt: compile failed"; pids=(); fi
+  done < <(crt_sources)
+  [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}" || die "$A: compiler-rt: compile failed"
   rm -f "$lib"
   llvm-ar rcsD "$lib" "$o"/*.o
-  echo "$stamp" > "$s/.builtins"
+  echo "$stamp" > "$S/.builtins"
 }
 
 # ---- ugate, per arch ------------------------------------------------------------------------
-QJS=$B/qjs-src
-QJS_SRCS=(quickjs libregexp libunicode dtoa)   # as build.sh
-WARN=(-Wall -Wextra)
-
-compile() {  # compile ARCH OUTDIR "FLAGS" SRC... (parallel; stale objects only)
-  local a=$1 out=$2 flags=$3; shift 3
-  mkdir -p "$out"
-  # Other flags (or another compiler): every object here is stale.
-  local stamp
-  stamp="$(cc_of "$a") $flags"
-  if [ ! -f "$out/.flags" ] || [ "$(cat "$out/.flags")" != "$stamp" ]; then
-    rm -f "$out"/*.o
-    echo "$stamp" > "$out/.flags"
-  fi
-  local src obj pids=() n=0 s=$X/$a/sysroot
-  for src in "$@"; do
-    obj=$out/$(basename "${src%.c}").o
-    if [ -e "$obj" ] && [ "$obj" -nt "$src" ] && [ "$obj" -nt "$QJS/.version" ] && [ "$obj" -nt "$s/.builtins" ] \
-      && [ -z "$(find native -name '*.h' -newer "$obj" 2>/dev/null)" ]; then
-      continue
-    fi
-    # shellcheck disable=SC2086
-    $(cc_of "$a") --sysroot="$s" $flags -c "$src" -o "$obj" &
-    pids+=($!)
-    n=$((n + 1))
-    if [ $((n % JOBS)) -eq 0 ]; then wait "${pids[@]}" || die "$a: compile failed"; pids=(); fi
-  done
-  [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}" || die "$a: compile failed"
-}
-
-link() {  # link ARCH OUT OBJ...
-  local a=$1 out=$2 s=$X/$1/sysroot; shift 2
-  # No libgcc anywhere: crt from musl, libc.a, compiler-rt builtins; lld
-  # resolves archive members in any order.
-  # shellcheck disable=SC2046
-  $(cc_of "$a") -fuse-ld=lld -static -nostdlib -Wl,--gc-sections -Wl,--build-id=none -s -o "$out.tmp" \
-    "$s/usr/lib/crt1.o" "$s/usr/lib/crti.o" "$@" \
-    "$s/usr/lib/libc.a" "$s/usr/lib/libclang_rt.builtins.a" "$s/usr/lib/crtn.o" \
-    || die "$a: link of $out failed"
-  mv "$out.tmp" "$out"
-}
-
-# Check the ELF header and ABI attributes against what the arch promises.
-check_elf() {  # check_elf ARCH FILE
-  local a=$1 f=$2 h attrs want_class want_data want_machine
-  h=$(readelf -h "$f")
-  case $a in
-    x86_64) want_class=ELF64 want_data=little want_machine='X86-64' ;;
-    aarch64_generic) want_class=ELF64 want_data=little want_machine='AArch64' ;;
-    arm_cortex-a7_neon-vfpv4) want_class=ELF32 want_data=little want_machine='ARM' ;;
-    mipsel_24kc) want_class=ELF32 want_data=little want_machine='MIPS R3000' ;;
-    mips_24kc) want_class=ELF32 want_data=big want_machine='MIPS R3000' ;;
+# The float ABI an ELF file records (readelf -h in $1, readelf -A in $2).
+elf_float() {
+  case $ELF in
+    *' ARM')
+      if grep -q 'Flags: .*hard-float ABI' <<<"$1" && grep -q 'Tag_ABI_VFP_args: VFP registers' <<<"$2"; then
+        echo hard
+      else echo soft; fi ;;
+    *' MIPS '*)
+      if grep -q 'FP ABI: Soft float' <<<"$2"; then echo soft; else echo hard; fi ;;
+    *) echo hard ;;  # x86-64, AArch64: floats in FP registers is the only ABI
   esac
-  grep -q "Class: *$want_class" <<<"$h" || die "$f: not $want_class"
-  grep -q "Data: .*$want_data endian" <<<"$h" || die "$f: not $want_data endian"
-  grep -q "Machine: .*$want_machine" <<<"$h" || die "$f: machine is not $want_machine"
+}
+
+# Check the ELF header and ABI attributes against the selected arch's row.
+check_elf() {  # check_elf FILE
+  local f=$1 h attrs pat pats float
+  h=$(readelf -h "$f")
+  attrs=$(readelf -A "$f" 2>/dev/null || true)
+  grep -q "Class: *${ELF%% *}" <<<"$h" || die "$f: not ${ELF%% *}"
+  grep -q "Data: .*$ENDIAN endian" <<<"$h" || die "$f: not $ENDIAN endian"
+  grep -q "Machine: .*${ELF#* }" <<<"$h" || die "$f: machine is not ${ELF#* }"
   grep -q 'Type: *EXEC' <<<"$h" || die "$f: not a static (ET_EXEC) executable"
   if readelf -lW "$f" | grep -qE 'INTERP|DYNAMIC'; then die "$f: has an interpreter or dynamic section: not static"; fi
-  attrs=$(readelf -A "$f" 2>/dev/null || true)
-  case $a in
-    arm_cortex-a7_neon-vfpv4)
-      grep -q 'Flags: .*hard-float ABI' <<<"$h" || die "$f: e_flags lack hard-float ABI"
-      grep -q 'Tag_ABI_VFP_args: VFP registers' <<<"$attrs" || die "$f: Tag_ABI_VFP_args is not 'VFP registers'"
-      grep -q 'Tag_CPU_arch: v7' <<<"$attrs" || die "$f: Tag_CPU_arch is not v7"
-      grep -q 'Tag_FP_arch: VFPv4' <<<"$attrs" || die "$f: Tag_FP_arch is not VFPv4"
-      ;;
-    mipsel_24kc | mips_24kc)
-      grep -q 'Flags: .*mips32r2' <<<"$h" || die "$f: e_flags lack mips32r2"
-      grep -q 'Flags: .*o32' <<<"$h" || die "$f: e_flags lack o32"
-      grep -q 'FP ABI: Soft float' <<<"$attrs" || die "$f: .MIPS.abiflags FP ABI is not 'Soft float'"
-      ;;
-  esac
+  float=$(elf_float "$h" "$attrs")
+  [ "$float" = "$FLOAT" ] || die "$f: float ABI is $float, not $FLOAT"
+  [ "$ELF_SHOWS" = - ] && return
+  IFS=';' read -r -a pats <<<"$ELF_SHOWS"
+  for pat in "${pats[@]}"; do
+    grep -qE "$pat" <<<"$h$attrs" || die "$f: readelf -h -A shows no /$pat/"
+  done
 }
 
-build_ugate() {  # build_ugate ARCH
-  # -fno-pic: a static, non-PIE executable (on MIPS: non-PIC abicalls, as
-  # gcc builds executables; 8% smaller than clang's PIC default).
-  local a=$1 d=$X/$1 o=$X/$1/obj opt="-Os -fno-pic -DNDEBUG -ffunction-sections -fdata-sections"
-  local natives=() f
-  for f in native/*.c; do natives+=("$f"); done
-  local qjs_c=()
-  for f in "${QJS_SRCS[@]}"; do qjs_c+=("$QJS/$f.c"); done
-  compile "$a" "$o/qjs" "$opt -D_GNU_SOURCE -w" "${qjs_c[@]}"
-  compile "$a" "$o/tools" "$opt -I$QJS ${WARN[*]}" native/tools/jsc.c
-  link "$a" "$d/jsc" "$o/tools/jsc.o" "$o"/qjs/*.o
-  local bundle=$B/gen/bundle.c
-  if big_endian "$a"; then
+build_ugate() {  # the selected arch's ugate and jsc in build/cross/ARCH
+  local d=$X/$A bundle=$B/gen/bundle.c own=()
+  if [ "$ENDIAN" = big ]; then
     # Bytecode in the target's byte order, written by the target's own jsc.
-    local q
-    q=$(qemu_of "$a")
-    command -v "$q" >/dev/null 2>&1 || apt_install qemu-user-static
-    need "$q" qemu-user-static
+    command -v "$QEMU" >/dev/null 2>&1 || apt_install qemu-user-static
+    need "$QEMU" qemu-user-static
     bundle=$d/gen/bundle.c
-    if [ ! -f "$bundle" ] || [ "$B/ugate.js" -nt "$bundle" ] || [ "$d/jsc" -nt "$bundle" ]; then
-      mkdir -p "$d/gen"
-      "$q" "$d/jsc" "$B/ugate.js" "$bundle.tmp" || die "$a: jsc under $q failed"
-      mv "$bundle.tmp" "$bundle"
-    fi
+    own=(JS="$B/ugate.js" EMU="$QEMU")
   fi
-  # bundle.c is named bundle.o in either case; rebuild when the bundle changes.
-  compile "$a" "$o/native" "$opt -I$QJS ${WARN[*]}" "${natives[@]}" "$bundle"
-  local objs=()
-  for f in "${natives[@]}"; do objs+=("$o/native/$(basename "${f%.c}").o"); done
-  link "$a" "$d/ugate" "${objs[@]}" "$o/native/bundle.o" "$o"/qjs/*.o
-  check_elf "$a" "$d/ugate"
+  # -fno-pic: a static, non-PIE executable (on MIPS: non-PIC abicalls, as
+  # gcc builds executables; 8% smaller than clang's PIC default). No libgcc
+  # anywhere: crt from musl, libc.a, compiler-rt builtins; lld resolves
+  # archive members in any order.
+  native_make O="$d/obj" CC="$TCC" CFLAGS="--sysroot=$S -fno-pic" DEPS="$S/.builtins" QJS="$QJS" \
+    LDFLAGS="-fuse-ld=lld -nostdlib -Wl,--build-id=none $S/usr/lib/crt1.o $S/usr/lib/crti.o" \
+    LDLIBS="$S/usr/lib/libc.a $S/usr/lib/libclang_rt.builtins.a $S/usr/lib/crtn.o" \
+    BIN="$d/ugate" JSC="$d/jsc" BUNDLE="$bundle" "${own[@]}" "$d/ugate" "$d/jsc" \
+    || die "$A: build failed"
+  check_elf "$d/ugate"
   local size
   size=$(stat -c %s "$d/ugate")
-  say "build/cross/$a/ugate: $size bytes ($((size / 1024)) KiB; static, stripped; $(triple "$a") $(abi_flags "$a"))"
+  say "build/cross/$A/ugate: $size bytes ($((size / 1024)) KiB; static, stripped; $TRIPLE $ABI_FLAGS)"
 }
 
 main() {
@@ -353,7 +295,7 @@ main() {
     case $a in
       all) want+=("${ARCHS[@]}") ;;
       list) printf '%s\n' "${ARCHS[@]}"; return ;;
-      *) triple "$a" >/dev/null; want+=("$a") ;;
+      *) use_arch "$a"; want+=("$a") ;;
     esac
   done
   tools
@@ -368,9 +310,10 @@ main() {
   fetch_musl
   fetch_compiler_rt
   for a in "${want[@]}"; do
-    build_musl "$a"
-    build_builtins "$a"
-    build_ugate "$a"
+    use_arch "$a"
+    build_musl
+    build_builtins
+    build_ugate
   done
 }
 

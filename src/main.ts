@@ -10,7 +10,7 @@ import { VERSION } from './core/version.js'
 import { loadRunConfig } from './io/config-file.js'
 import { runCtl } from './io/ctl.js'
 import { startGateway } from './io/gateway.js'
-import { stderrLogger } from './io/log-sink.js'
+import { stderrLogger, syslogLogger } from './io/log-sink.js'
 import { argv, engineVersion, exit, writeStderr, writeStdout } from './io/process.js'
 
 function main(): void {
@@ -36,7 +36,9 @@ function main(): void {
       return runCtl(cmd.socket, cmd.method)
     case 'run': {
       const config = loadRunConfig(cmd.options)
-      const log = stderrLogger(config.log.level)
+      // The sink is chosen once: a reload changes the level of neither.
+      const log =
+        config.log.syslog !== '' ? syslogLogger(config.log.level, config.log.syslog) : stderrLogger(config.log.level)
       log.info('starting', { version: VERSION, listeners: config.listeners.length })
       // From here on the event loop drives everything; the gateway exits the process.
       // SIGHUP reloads the same file with the same flags.

@@ -56,26 +56,59 @@ export function isHostName(s: string): boolean {
   return hostNameProblem(s) === null && !/(^|\.)[0-9]+$/.test(s)
 }
 
+/** Why a text is not of the form HOST:PORT or [IPV6]:PORT (before HOST and PORT are checked). */
+export type HostPortProblem =
+  | { why: 'no-bracket-close' }
+  | { why: 'no-port-after-bracket' }
+  | { why: 'not-ipv6'; host: string }
+  | { why: 'no-port' }
+  | { why: 'unbracketed-ipv6' }
+  | { why: 'no-host' }
+
+/**
+ * Split "HOST:PORT" or "[IPV6]:PORT" at the port's colon; a bracketed host
+ * must be an IPv6 address. The one splitter of endpoints, forward actions and
+ * proxy targets; each caller checks HOST and PORT its own way and words the
+ * problem for its context.
+ */
+export function splitHostPort(text: string): { host: string; portText: string } | HostPortProblem {
+  if (text.startsWith('[')) {
+    const close = text.indexOf(']')
+    if (close < 0) return { why: 'no-bracket-close' }
+    const host = text.slice(1, close)
+    if (text[close + 1] !== ':') return { why: 'no-port-after-bracket' }
+    if (!isIPv6(host)) return { why: 'not-ipv6', host }
+    return { host, portText: text.slice(close + 2) }
+  }
+  const colon = text.lastIndexOf(':')
+  if (colon < 0) return { why: 'no-port' }
+  const host = text.slice(0, colon)
+  if (host.includes(':')) return { why: 'unbracketed-ipv6' }
+  if (host === '') return { why: 'no-host' }
+  return { host, portText: text.slice(colon + 1) }
+}
+
 /** Parse "HOST:PORT" or "[IPV6]:PORT"; throws AddressError naming the problem. */
 export function parseEndpoint(text: string, role: EndpointRole): Endpoint {
   const bad = (why: string) => new AddressError(`${show(text)} is not HOST:PORT (${why})`)
-  let host: string
-  let portText: string
-  if (text.startsWith('[')) {
-    const close = text.indexOf(']')
-    if (close < 0) throw bad('missing "]" after the IPv6 address')
-    host = text.slice(1, close)
-    if (text[close + 1] !== ':') throw bad('missing ":PORT" after "]"')
-    portText = text.slice(close + 2)
-    if (!isIPv6(host)) throw bad(`${show(host)} is not an IPv6 address`)
-  } else {
-    const colon = text.lastIndexOf(':')
-    if (colon < 0) throw bad('missing ":PORT"')
-    host = text.slice(0, colon)
-    portText = text.slice(colon + 1)
-    if (host.includes(':')) throw bad('an IPv6 address needs brackets, e.g. "[::1]:80"')
-    if (host === '') throw bad('missing HOST before ":"')
+  const split = splitHostPort(text)
+  if ('why' in split) {
+    switch (split.why) {
+      case 'no-bracket-close':
+        throw bad('missing "]" after the IPv6 address')
+      case 'no-port-after-bracket':
+        throw bad('missing ":PORT" after "]"')
+      case 'not-ipv6':
+        throw bad(`${show(split.host)} is not an IPv6 address`)
+      case 'no-port':
+        throw bad('missing ":PORT"')
+      case 'unbracketed-ipv6':
+        throw bad('an IPv6 address needs brackets, e.g. "[::1]:80"')
+      case 'no-host':
+        throw bad('missing HOST before ":"')
+    }
   }
+  const { host, portText } = split
   const minPort = role === 'listen' ? 0 : 1
   const port = parsePort(portText, minPort)
   if (port === null) throw bad(`port ${show(portText)} is not a number ${minPort}-65535`)

@@ -117,17 +117,36 @@ export function utf8Decode(buf: Uint8Array, start = 0, end = buf.length): string
   return s
 }
 
-/** Quote raw bytes for an error message: printable ASCII as is, others as \xNN, cut at `max` bytes. */
-export function showBytes(buf: Uint8Array, start = 0, end = buf.length, max = 40): string {
-  let s = '"'
-  const stop = Math.min(end, start + max)
-  for (let i = start; i < stop; i++) {
-    const b = buf[i]!
-    if (b === 0x22 || b === 0x5c) s += '\\' + String.fromCharCode(b)
-    else if (b >= 0x20 && b < 0x7f) s += String.fromCharCode(b)
+/**
+ * Bytes [start, end) read through `get` as log-safe text: printable ASCII as
+ * is, every other byte as \xNN. Plain, `\` is \x5c too, so the text is
+ * lossless; quoted (inside an error message's double quotes), `"` and `\`
+ * are \" and \\.
+ */
+export function escapeBytes(get: (i: number) => number, start: number, end: number, quoted = false): string {
+  let s = ''
+  for (let i = start; i < end; i++) {
+    const b = get(i) & 0xff
+    if (quoted && (b === 0x22 || b === 0x5c)) s += '\\' + String.fromCharCode(b)
+    else if (b >= 0x20 && b < 0x7f && b !== 0x5c) s += String.fromCharCode(b)
     else s += '\\x' + b.toString(16).padStart(2, '0')
   }
-  return s + (end > stop ? '..."' : '"')
+  return s
+}
+
+function quote(get: (i: number) => number, start: number, end: number, max: number): string {
+  const stop = Math.min(end, start + max)
+  return `"${escapeBytes(get, start, stop, true)}${end > stop ? '...' : ''}"`
+}
+
+/** Quote raw bytes for an error message, cut at `max` bytes. */
+export function showBytes(buf: Uint8Array, start = 0, end = buf.length, max = 40): string {
+  return quote((i) => buf[i]!, start, end, max)
+}
+
+/** Quote a string of byte-valued chars (text sniffed from the wire) the same way. */
+export function showText(s: string, max = 64): string {
+  return quote((i) => s.charCodeAt(i), 0, s.length, max)
 }
 
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'

@@ -10,7 +10,11 @@ import { type RuleSpec, compileRules, parseRulesJson } from './rules/index.js'
 import { ipKey, parseCidr } from './ip.js'
 
 export interface Config {
-  log: { level: LogLevel }
+  log: {
+    level: LogLevel
+    /** Syslog socket (RFC 3164 datagrams, facility daemon, ident ugate); '' = lines to stderr. */
+    syslog: string
+  }
   relay: {
     splice: boolean
     /** 0 = never close for idleness. */
@@ -40,6 +44,8 @@ export interface Config {
     /** Unix socket path for `ugate ctl` and the LuCI status page; '' = none. */
     socket: string
   }
+  /** ubusd's socket, where ugate registers its object `ugate`; '' = not on ubus. */
+  ubus: { socket: string }
   listeners: ListenerConfig[]
   upstreams: UpstreamConfig[]
   /** Ordered; first match wins; default direct. */
@@ -188,6 +194,7 @@ export function validateConfig(input: unknown): Config {
     'limits',
     'sniff',
     'admin',
+    'ubus',
     'listeners',
     'upstreams',
     'rules',
@@ -195,7 +202,7 @@ export function validateConfig(input: unknown): Config {
   ])
 
   const log = object(given(root.log, {}), 'log')
-  checkKeys(log, 'log', ['level'])
+  checkKeys(log, 'log', ['level', 'syslog'])
   const relay = object(given(root.relay, {}), 'relay')
   checkKeys(relay, 'relay', ['splice', 'idleTimeout', 'shutdownGrace'])
   const dial = object(given(root.dial, {}), 'dial')
@@ -206,9 +213,14 @@ export function validateConfig(input: unknown): Config {
   checkKeys(sniff, 'sniff', ['maxBytes', 'timeout'])
   const admin = object(given(root.admin, {}), 'admin')
   checkKeys(admin, 'admin', ['socket'])
+  const ubus = object(given(root.ubus, {}), 'ubus')
+  checkKeys(ubus, 'ubus', ['socket'])
 
   const config: Config = {
-    log: { level: logLevel(given(log.level, DEFAULTS.logLevel), 'log.level') },
+    log: {
+      level: logLevel(given(log.level, DEFAULTS.logLevel), 'log.level'),
+      syslog: socketPath(given(log.syslog, ''), 'log.syslog'),
+    },
     relay: {
       splice: boolean(given(relay.splice, DEFAULTS.splice), 'relay.splice'),
       idleTimeoutMs: ms(given(relay.idleTimeout, DEFAULTS.idleTimeout), 'relay.idleTimeout', SECONDS.idleTimeout),
@@ -245,6 +257,7 @@ export function validateConfig(input: unknown): Config {
       timeoutMs: ms(given(sniff.timeout, DEFAULTS.sniffTimeout), 'sniff.timeout', SECONDS.sniffTimeout),
     },
     admin: { socket: socketPath(given(admin.socket, ''), 'admin.socket') },
+    ubus: { socket: socketPath(given(ubus.socket, ''), 'ubus.socket') },
     listeners: listeners(root.listeners),
     upstreams: upstreams(given(root.upstreams, [])),
     rules: rules(given(root.rules, [])),

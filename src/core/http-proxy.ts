@@ -17,7 +17,7 @@ import { isHostName } from './address.js'
 import { isIPv4, isIPv6 } from './ip.js'
 import { show } from './errors.js'
 import { base64Decode, hexByte, latin1Decode, latin1Encode, showBytes, utf8Decode, utf8Encode } from './bytes.js'
-import { NEED_MORE, type Invalid, type NeedMore, type Ok } from './parse-result.js'
+import { NEED_MORE, type Invalid, type NeedMore, type Ok, type Parsed } from './parse-result.js'
 
 // ------------------------------------------------------------------- types
 
@@ -47,8 +47,8 @@ export interface HttpInvalid extends Invalid {
   readonly code: number
 }
 
-export type RequestHeadResult = NeedMore | HttpInvalid | Ok<RequestHead>
-export type ResponseHeadResult = NeedMore | HttpInvalid | Ok<ResponseHead>
+export type RequestHeadResult = NeedMore | HttpInvalid | Parsed<RequestHead>
+export type ResponseHeadResult = NeedMore | HttpInvalid | Parsed<ResponseHead>
 
 export const DEFAULT_MAX_HEADER_BYTES = 16384
 /** Most header fields accepted in one head. */
@@ -553,7 +553,7 @@ export type ProxyTarget =
   /** GET http://host:port/path?q: forward with `path` (origin-form, at least "/"). */
   | { kind: 'absolute'; host: string; port: number; path: string }
 
-export type ProxyTargetResult = ({ status: 'ok' } & ProxyTarget) | HttpInvalid
+export type ProxyTargetResult = Ok<ProxyTarget> | HttpInvalid
 
 /**
  * Where a proxy request goes. CONNECT takes authority-form host:port

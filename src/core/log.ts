@@ -135,13 +135,23 @@ export interface Logger {
   debug(event: string, fields?: Fields): void
 }
 
-/** A logger writing whole lines (no newline) to `write`, dropping those below `threshold`. */
-export function createLogger(threshold: LogLevel, wallClock: () => number, write: (line: string) => void): Logger {
+/**
+ * A logger writing whole lines (no newline) to `write`, dropping those below
+ * `threshold`. `write` also gets the level and the line without time and
+ * level (`event key=value…`), for sinks that carry those themselves (syslog).
+ */
+export function createLogger(
+  threshold: LogLevel,
+  wallClock: () => number,
+  write: (line: string, level: LogLevel, message: string) => void,
+): Logger {
   // Decided once: every call (one access line per connection) tests a boolean.
   const on = { error: true, warn: true, info: true, debug: true }
   for (const level of LOG_LEVELS) on[level] = levelEnabled(threshold, level)
   const emit = (level: LogLevel) => (event: string, fields?: Fields) => {
-    if (on[level]) write(formatLine(wallClock(), level, event, fields))
+    if (!on[level]) return
+    const line = formatLine(wallClock(), level, event, fields)
+    write(line, level, line.slice(line.indexOf(' ', line.indexOf(' ') + 1) + 1))
   }
   return {
     level: threshold,

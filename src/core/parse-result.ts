@@ -10,8 +10,11 @@
 //              the sniffers answer it, which guess among protocols)
 //   invalid    this parser's protocol, but malformed or over a limit; `error`
 //              names the bad value
-//   ok         complete and understood; a message parser adds `consumed`,
-//              its length (bytes after it belong to the next phase)
+//   ok         complete and understood: Ok<T> carries the parser's fields;
+//              a message parser answers Parsed<T>, which adds `consumed`, the
+//              message's length (bytes after it belong to the next phase). A
+//              sniffer consumes nothing and answers Ok<T>; its need-more and
+//              invalid may also name the protocol once it is recognised.
 
 export type ParseStatus = 'need-more' | 'not-mine' | 'invalid' | 'ok'
 
@@ -24,11 +27,23 @@ export interface Invalid {
   readonly error: string
 }
 
+export interface NotMine {
+  readonly status: 'not-mine'
+  readonly error: string
+}
+
+/** Complete and understood: the parser's fields. */
+export type Ok<T> = { readonly status: 'ok' } & T
+
 /** A complete message: its fields, and how many bytes of the buffer it used. */
-export type Ok<T> = { readonly status: 'ok'; readonly consumed: number } & T
+export type Parsed<T> = Ok<{ readonly consumed: number } & T>
 
 export const NEED_MORE: NeedMore = Object.freeze({ status: 'need-more' as const })
 
 export function invalid(error: string): Invalid {
   return { status: 'invalid', error }
+}
+
+export function notMine(error: string): NotMine {
+  return { status: 'not-mine', error }
 }

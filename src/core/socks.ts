@@ -7,7 +7,7 @@
 // RangeError only for arguments no parser in ugate produces (a caller bug).
 
 import { hexByte, readU16, showBytes, utf8Decode, utf8Encode } from './bytes.js'
-import { NEED_MORE, invalid, type Invalid, type NeedMore, type Ok } from './parse-result.js'
+import { NEED_MORE, invalid, type Invalid, type NeedMore, type Ok, type Parsed } from './parse-result.js'
 import { formatIPv4, formatIPv6, ipv4ToBytes, ipv6ToBytes } from './ip.js'
 
 export type SocksAddressType = 'ipv4' | 'domain' | 'ipv6'
@@ -78,7 +78,7 @@ const SOCKS4_MAX_FIELD = 255
 
 // ------------------------------------------------------------ SOCKS5 server
 
-export type Socks5GreetingResult = NeedMore | Invalid | Ok<{ methods: number[] }>
+export type Socks5GreetingResult = NeedMore | Invalid | Parsed<{ methods: number[] }>
 
 /** VER NMETHODS METHODS... (RFC 1928 §3). */
 export function parseSocks5Greeting(buf: Uint8Array): Socks5GreetingResult {
@@ -106,7 +106,7 @@ export function encodeSocks5MethodChoice(method: number): Uint8Array {
   return Uint8Array.of(SOCKS5_VERSION, method & 0xff)
 }
 
-export type Socks5UserPassResult = NeedMore | Invalid | Ok<{ username: string; password: string }>
+export type Socks5UserPassResult = NeedMore | Invalid | Parsed<{ username: string; password: string }>
 
 /** RFC 1929: VER(0x01) ULEN UNAME PLEN PASSWD, both strings UTF-8 (empty allowed). */
 export function parseSocks5UserPass(buf: Uint8Array): Socks5UserPassResult {
@@ -145,7 +145,7 @@ export interface Socks5RequestInvalid extends Invalid {
   readonly reply: number
 }
 
-export type Socks5RequestResult = NeedMore | Socks5RequestInvalid | Ok<Socks5Request>
+export type Socks5RequestResult = NeedMore | Socks5RequestInvalid | Parsed<Socks5Request>
 
 /** VER CMD RSV ATYP DST.ADDR DST.PORT (RFC 1928 §4). */
 export function parseSocks5Request(buf: Uint8Array): Socks5RequestResult {
@@ -251,7 +251,7 @@ export function encodeSocks5Connect(host: string, port: number): Uint8Array {
   return out
 }
 
-export type Socks5ServerChoiceResult = NeedMore | Invalid | Ok<{ method: number }>
+export type Socks5ServerChoiceResult = NeedMore | Invalid | Parsed<{ method: number }>
 
 /** VER METHOD from an upstream; 0xFF (no acceptable method) is returned as a value. */
 export function parseSocks5ServerChoice(buf: Uint8Array): Socks5ServerChoiceResult {
@@ -261,7 +261,7 @@ export function parseSocks5ServerChoice(buf: Uint8Array): Socks5ServerChoiceResu
   return { status: 'ok', consumed: 2, method: buf[1]! }
 }
 
-export type Socks5UserPassReplyResult = NeedMore | Invalid | Ok<{ success: boolean }>
+export type Socks5UserPassReplyResult = NeedMore | Invalid | Parsed<{ success: boolean }>
 
 /** RFC 1929 status from an upstream: VER(0x01) STATUS; any non-zero status is a failure. */
 export function parseSocks5UserPassReply(buf: Uint8Array): Socks5UserPassReplyResult {
@@ -279,7 +279,7 @@ export interface Socks5ServerReply {
   atyp: SocksAddressType
 }
 
-export type Socks5ServerReplyResult = NeedMore | Invalid | Ok<Socks5ServerReply>
+export type Socks5ServerReplyResult = NeedMore | Invalid | Parsed<Socks5ServerReply>
 
 /** VER REP RSV ATYP BND.ADDR BND.PORT from an upstream; its length depends on ATYP. */
 export function parseSocks5ServerReply(buf: Uint8Array): Socks5ServerReplyResult {
@@ -296,9 +296,7 @@ export function parseSocks5ServerReply(buf: Uint8Array): Socks5ServerReplyResult
 // --------------------------------------------------------- SOCKS5 addresses
 
 type AddressResult =
-  | NeedMore
-  | (Invalid & { reply: number })
-  | { status: 'ok'; host: string; port: number; atyp: SocksAddressType; end: number }
+  NeedMore | (Invalid & { reply: number }) | Ok<{ host: string; port: number; atyp: SocksAddressType; end: number }>
 
 /** ATYP ADDR PORT at buf[off]; `end` is the offset just past the port. */
 function parseSocks5Address(buf: Uint8Array, off: number, what: string): AddressResult {
@@ -403,7 +401,7 @@ export interface Socks4Request {
   socks4a: boolean
 }
 
-export type Socks4RequestResult = NeedMore | Invalid | Ok<Socks4Request>
+export type Socks4RequestResult = NeedMore | Invalid | Parsed<Socks4Request>
 
 /**
  * VN(4) CD DSTPORT DSTIP USERID NUL, and for SOCKS4a (DSTIP 0.0.0.x with

@@ -68,6 +68,7 @@ const UCI_NAME: Record<string, string> = {
   listen: 'address/port',
   server: 'server/port',
   level: 'log_level',
+  syslog: 'log_syslog',
   maxConnections: 'max_connections',
   maxPerSource: 'max_per_source',
   handshakeTimeout: 'handshake_timeout',
@@ -105,6 +106,8 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       'splice',
       'mark',
       'admin_socket',
+      'log_syslog',
+      'ubus_socket',
       'max_connections',
       'max_per_source',
       'handshake_timeout',
@@ -114,7 +117,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       'sniff_max_bytes',
       'sniff_timeout',
     ])
-    put(root, 'log', { level: r.str('log_level') })
+    put(root, 'log', { level: r.str('log_level'), syslog: r.str('log_syslog') })
     put(root, 'relay', {
       splice: r.bool('splice'),
       idleTimeout: r.num('idle_timeout'),
@@ -128,7 +131,8 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
     })
     put(root, 'sniff', { maxBytes: r.num('sniff_max_bytes'), timeout: r.num('sniff_timeout') })
     put(root, 'admin', { socket: r.str('admin_socket') })
-    for (const key of ['log', 'relay', 'dial', 'limits', 'sniff', 'admin']) {
+    put(root, 'ubus', { socket: r.str('ubus_socket') })
+    for (const key of ['log', 'relay', 'dial', 'limits', 'sniff', 'admin', 'ubus']) {
       origins.push({ jsonPath: key, section: mains[0], ref: uciSectionRef(pkg, mains[0]) })
     }
   }

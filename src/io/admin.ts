@@ -74,38 +74,44 @@ async function serve(fd: number, ctx: GatewayContext, listeners: ListenerView): 
 
 function respond(req: unknown, ctx: GatewayContext, listeners: ListenerView): unknown {
   const method = (req as { method?: unknown } | null)?.method
-  const now = native.now()
-  if (method === 'status') {
-    const r = native.relayStats()
-    const st = ctx.stats
-    return {
-      running: true,
-      version: VERSION,
-      pid: native.pid(),
-      uptime: Math.round((now - st.startedAt) / 1000),
-      listeners: listeners().map((l) => ({ name: l.name, type: l.type, addr: formatAddr(l.bound) })),
-      connections: { live: st.live.size, total: st.total },
-      relays: { active: r.active, total: r.total, spliceCalls: r.spliceCalls, copyCalls: r.copyCalls },
-      bytes: { up: st.bytesUp, down: st.bytesDown },
-      rules: [...st.ruleHits.entries()].map(([rule, hits]) => ({ rule, hits })),
-      capture: { enabled: ctx.config.capture.enabled, listener: ctx.config.capture.listener },
-    }
-  }
-  if (method === 'connections') {
-    return {
-      connections: [...st(ctx).live].map((c) => ({
-        listener: c.listener,
-        src: c.src,
-        stage: c.stage,
-        ms: Math.round(now - c.startedAt),
-        ...c.fields,
-      })),
-    }
-  }
+  if (method === 'status') return statusView(ctx, listeners)
+  if (method === 'connections') return connectionsView(ctx)
   return { error: `unknown method ${JSON.stringify(method)} (known: status, connections)` }
 }
 
-const st = (ctx: GatewayContext) => ctx.stats
+/** What `status` answers (here and on ubus). */
+export function statusView(ctx: GatewayContext, listeners: ListenerView) {
+  const now = native.now()
+  const r = native.relayStats()
+  const st = ctx.stats
+  return {
+    running: true,
+    version: VERSION,
+    pid: native.pid(),
+    uptime: Math.round((now - st.startedAt) / 1000),
+    listeners: listeners().map((l) => ({ name: l.name, type: l.type, addr: formatAddr(l.bound) })),
+    connections: { live: st.live.size, total: st.total },
+    relays: { active: r.active, total: r.total, spliceCalls: r.spliceCalls, copyCalls: r.copyCalls },
+    bytes: { up: st.bytesUp, down: st.bytesDown },
+    rules: [...st.ruleHits.entries()].map(([rule, hits]) => ({ rule, hits })),
+    capture: { enabled: ctx.config.capture.enabled, listener: ctx.config.capture.listener },
+  }
+}
+
+/** What `connections` answers (here and on ubus). */
+export function connectionsView(ctx: GatewayContext) {
+  const now = native.now()
+  return {
+    connections: [...ctx.stats.live].map((c) => ({
+      id: c.id,
+      listener: c.listener,
+      src: c.src,
+      stage: c.stage,
+      ms: Math.round(now - c.startedAt),
+      ...c.fields,
+    })),
+  }
+}
 
 function formatAddr(a: native.SockAddr): string {
   return a.family === 6 ? `[${a.addr}]:${a.port}` : `${a.addr}:${a.port}`

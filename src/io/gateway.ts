@@ -21,6 +21,9 @@ import { Admission, type GatewayContext, GatewayStats, type Handler, serveWith }
 import { serveSocks } from './socks-server.js'
 import { describeError } from './sockets.js'
 import { serveRedirect, serveSni } from './transparent.js'
+import { watchTable } from './nft-watch.js'
+import { type UbusClient, startUbus } from './ubus.js'
+import { ugateMethods } from './ubus-object.js'
 
 export interface Gateway {
   /** What SIGINT/SIGTERM do; a second call stops waiting for relays. */
@@ -51,18 +54,39 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
   // Keyed by the listen address: a reload that keeps an address keeps its socket.
   let entries = new Map<string, Entry>()
   let admin: AdminServer | null = null
+  let ubus: UbusClient | null = null
+  let unwatch: (() => void) | null = null
   const listeners = () => [...entries.values()].map((e) => e.listener)
+  // A flushed ruleset (fw4 flush, firewall stop) takes our table: load it again.
+  const watchCapture = () => {
+    unwatch ??= watchTable(
+      'inet ugate',
+      () => {
+        try {
+          applyCapture(ctx.config, listeners(), log)
+          ubus?.event('ugate.capture', { enabled: true, restored: true })
+        } catch (e) {
+          log.error('capture-failed', { error: describeError(e) })
+        }
+      },
+      log,
+    )
+  }
+  const unwatchCapture = () => {
+    unwatch?.()
+    unwatch = null
+  }
   try {
     entries = openEntries(config, ctx, new Map())
     ctx.own = listeners().map((l) => l.bound)
     if (config.capture.enabled) applyCapture(config, listeners(), log)
+    if (config.capture.enabled) watchCapture()
     if (config.admin.socket !== '') admin = openAdmin(config.admin.socket, ctx, listeners)
   } catch (e) {
     for (const l of listeners()) l.close()
     if (config.capture.enabled) removeCapture(log)
     throw e instanceof StartupError ? e : new StartupError(describeError(e))
   }
-  log.info('ready', { listeners: entries.size })
 
   let stopping = false
   const shutdown = (signal: string) => {
@@ -73,9 +97,11 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
     }
     stopping = true
     // Traffic must never stay redirected to a port nobody listens on.
+    unwatchCapture()
     if (ctx.config.capture.enabled) removeCapture(log)
     for (const l of listeners()) l.close()
     admin?.close()
+    ubus?.close()
     const graceMs = ctx.config.relay.shutdownGraceMs
     log.info('stopping', { signal, live: conns.size, graceMs })
     conns.cancelDialing('shutdown')
@@ -122,11 +148,15 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
     if (next.capture.enabled) {
       try {
         applyCapture(next, listeners(), log)
+        watchCapture()
+        ubus?.event('ugate.capture', { enabled: true })
       } catch (e) {
         log.error('capture-failed', { error: describeError(e) })
       }
     } else if (before.capture.enabled) {
+      unwatchCapture()
       removeCapture(log)
+      ubus?.event('ugate.capture', { enabled: false })
     }
     if (next.admin.socket !== before.admin.socket) {
       admin?.close()
@@ -140,7 +170,13 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
       }
     }
     log.info('reloaded', { listeners: entries.size, rules: next.rules.length, live: conns.size })
+    ubus?.event('ugate.reload', { listeners: entries.size, rules: next.rules.length, live: conns.size })
   }
+
+  // Not reopened on reload: the socket is ubusd's, not ours to move.
+  if (config.ubus.socket !== '')
+    ubus = startUbus(config.ubus.socket, 'ugate', ugateMethods(ctx, listeners, reload), log)
+  log.info('ready', { listeners: entries.size })
 
   native.onSignal(native.SIGINT, () => shutdown('SIGINT'))
   native.onSignal(native.SIGTERM, () => shutdown('SIGTERM'))

@@ -144,6 +144,17 @@ declare module 'ugate:native' {
   export function listenUnix(path: string, backlog: number): number
   /** Start a non-blocking connect to a unix socket; wait for EV_WRITE, then socketError. */
   export function connectUnix(path: string): number
+  /**
+   * A non-blocking unix datagram socket connected to `path` (native/mod_unix.c);
+   * send with write(). Throws ENOENT/ECONNREFUSED when nobody reads there.
+   */
+  export function connectUnixDgram(path: string): number
+  /**
+   * A netlink socket that becomes readable whenever the nftables ruleset
+   * changes (NFNLGRP_NFTABLES; native/mod_nlmon.c). Drain it with read();
+   * the messages are not parsed. Needs CAP_NET_ADMIN.
+   */
+  export function nftMonitor(): number
   /** Remove a file; a missing one is fine. */
   export function unlink(path: string): void
 

@@ -32,11 +32,15 @@ export interface GatewayContext {
 
 /** A connection not yet closed, for `ugate ctl connections`. */
 export interface LiveConn {
+  /** The connection's number since start (its place in `total`). */
+  id: number
   listener: string
   src: string
   startedAt: number
   stage: 'handshake' | 'relay'
   fields: Fields
+  /** Ends the connection during its handshake (a relay belongs to the relay thread). */
+  cancel: Cancel
 }
 
 /** Counters for the admin socket's status. */
@@ -137,10 +141,10 @@ async function run(
     timer = null
   }
   const fields: Fields = {}
-  const live: LiveConn = { listener: l.name, src, startedAt, stage: 'handshake', fields }
-  ctx.stats.live.add(live)
   ctx.stats.total++
   let stream: HandshakeStream | undefined
+  const live: LiveConn = { id: ctx.stats.total, listener: l.name, src, startedAt, stage: 'handshake', fields, cancel }
+  ctx.stats.live.add(live)
   const session: Session = {
     listener: l,
     client,

@@ -66,18 +66,10 @@ async function socks5(s: Session, ctx: GatewayContext): Promise<Outcome> {
     await s.stream.writeAll(encodeSocks5Reply(SOCKS5_REPLY.COMMAND_NOT_SUPPORTED))
     return { kind: 'close', reason: `command-not-supported:${req.cmd}` }
   }
-  s.handshakeDone()
-  let out
-  try {
-    out = await connectOut({ host: req.host, port: req.port }, s, ctx)
-  } catch (e) {
-    if (!(e instanceof DialError)) throw e
-    await s.stream.writeAll(encodeSocks5Reply(socks5Reply(e)))
-    return { kind: 'close', reason: e.reason }
-  }
-  const bound = native.localAddress(out.fd)
-  await s.stream.writeAll(encodeSocks5Reply(SOCKS5_REPLY.SUCCEEDED, bound.addr, bound.port))
-  return { kind: 'relay', upstream: out.fd, up: s.stream.takeRest(), down: out.down }
+  return dialAndReply(s, ctx, req, {
+    ok: (bound) => encodeSocks5Reply(SOCKS5_REPLY.SUCCEEDED, bound.addr, bound.port),
+    failed: (e) => encodeSocks5Reply(socks5Reply(e)),
+  })
 }
 
 /** Reply code for a failed route or dial. */
@@ -102,17 +94,37 @@ async function socks4(s: Session, ctx: GatewayContext): Promise<Outcome> {
     await s.stream.writeAll(encodeSocks4Reply(false))
     return { kind: 'close', reason: `command-not-supported:${req.cmd}` }
   }
+  return dialAndReply(s, ctx, req, {
+    ok: (bound) => encodeSocks4Reply(true, bound.port, bound.family === 4 ? bound.addr : '0.0.0.0'),
+    failed: () => encodeSocks4Reply(false),
+  })
+}
+
+/** The two replies of a SOCKS version: success carries the outbound socket's bound address. */
+interface DialReplies {
+  ok(bound: native.SockAddr): Uint8Array
+  failed(e: DialError): Uint8Array
+}
+
+/**
+ * The handshake is over: dial the requested target, then send the success
+ * reply and relay, or the failure reply and close with the dial's reason.
+ */
+async function dialAndReply(
+  s: Session,
+  ctx: GatewayContext,
+  target: { host: string; port: number },
+  replies: DialReplies,
+): Promise<Outcome> {
   s.handshakeDone()
   let out
   try {
-    out = await connectOut({ host: req.host, port: req.port }, s, ctx)
+    out = await connectOut({ host: target.host, port: target.port }, s, ctx)
   } catch (e) {
     if (!(e instanceof DialError)) throw e
-    await s.stream.writeAll(encodeSocks4Reply(false))
+    await s.stream.writeAll(replies.failed(e))
     return { kind: 'close', reason: e.reason }
   }
-  const bound = native.localAddress(out.fd)
-  const v4 = bound.family === 4 ? bound.addr : '0.0.0.0'
-  await s.stream.writeAll(encodeSocks4Reply(true, bound.port, v4))
+  await s.stream.writeAll(replies.ok(native.localAddress(out.fd)))
   return { kind: 'relay', upstream: out.fd, up: s.stream.takeRest(), down: out.down }
 }

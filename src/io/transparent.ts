@@ -7,7 +7,7 @@
 import * as native from 'ugate:native'
 import { formatHostPort } from '../core/address.js'
 import { Cancel, CancelledError } from '../core/cancel.js'
-import { type SniffResult, sniff } from '../core/sniff/index.js'
+import { type SniffOutcome, sniff } from '../core/sniff/index.js'
 import { cancelAfter } from './loop.js'
 import { DialError } from './dial.js'
 import { connectOut } from './outbound.js'
@@ -24,7 +24,7 @@ async function sniffFirstBytes(
   ctx: GatewayContext,
   timeoutMs: number,
   eofIsUnknown: boolean,
-): Promise<SniffResult> {
+): Promise<SniffOutcome> {
   const { maxBytes } = ctx.config.sniff
   const wait = new Cancel(s.cancel)
   const stop = cancelAfter(wait, timeoutMs, 'sniff-timeout')
@@ -50,9 +50,9 @@ async function sniffFirstBytes(
   }
 }
 
-function noteSniff(s: Session, r: SniffResult): void {
+function noteSniff(s: Session, r: SniffOutcome): void {
   s.fields.proto = r.status === 'ok' ? (r.proto ?? 'unknown') : 'unknown'
-  if (r.host !== undefined) s.fields.host = r.host
+  if (r.status === 'ok' && r.host !== undefined) s.fields.host = r.host
   if (r.status === 'invalid') s.fields.sniff = r.error
 }
 
@@ -68,8 +68,9 @@ export async function serveRedirect(s: Session, ctx: GatewayContext): Promise<Ou
   noteSniff(s, r)
   s.handshakeDone()
   const dest = { host: orig.addr, ip: orig.addr, port: orig.port, proto: r.proto ?? 'unknown' }
+  const sniffedHost = r.status === 'ok' ? r.host : undefined
   try {
-    const out = await connectOut(r.host === undefined ? dest : { ...dest, sniffedHost: r.host }, s, ctx)
+    const out = await connectOut(sniffedHost === undefined ? dest : { ...dest, sniffedHost }, s, ctx)
     return { kind: 'relay', upstream: out.fd, up: s.stream.takeRest(), down: out.down }
   } catch (e) {
     if (e instanceof DialError) return { kind: 'close', reason: e.reason, reset: true }

@@ -3,7 +3,7 @@
 
 import { ConfigError, show } from '../../src/core/errors.js'
 import { parseIpInto } from '../../src/core/ip.js'
-import { checkForwardHost, splitHostPort } from '../../src/core/rules/compile.js'
+import { checkForwardHost, forwardTarget } from '../../src/core/rules/compile.js'
 import type { RuleAction, RuleSpec } from '../../src/core/rules/index.js'
 
 const ipScratch = new Int32Array(4)
@@ -31,7 +31,7 @@ export function originalLookupRules(routes: Record<string, { forwardTo?: string 
     for (const k of Object.keys(route)) if (k !== 'forwardTo') bad(`unknown field ${show(k)}`)
     let action: RuleAction = { type: 'direct' }
     if (route.forwardTo !== undefined) {
-      const hp = typeof route.forwardTo === 'string' ? splitHostPort(route.forwardTo) : 'not a string'
+      const hp = typeof route.forwardTo === 'string' ? forwardTarget(route.forwardTo) : 'not a string'
       if (typeof hp === 'string') {
         throw new ConfigError(
           `${where}.forwardTo`,
@@ -56,7 +56,7 @@ export function originalLookupRules(routes: Record<string, { forwardTo?: string 
     let host = key
     let port: number | null = null
     if (parseIpInto(key, ipScratch) === 0 && (key.startsWith('[') || key.includes(':'))) {
-      const hp = splitHostPort(key)
+      const hp = forwardTarget(key)
       if (typeof hp === 'string') return bad(`is not "host:port", "host", ":port" or "*" (${hp})`)
       host = hp[0]
       port = hp[1]

@@ -18,12 +18,13 @@ t.test('full example from the docs', async (t) => {
     listeners: [fwd({ backlog: 128 })],
   })
   const want: Config = {
-    log: { level: 'debug' },
+    log: { level: 'debug', syslog: '' },
     relay: { splice: false, idleTimeoutMs: 60000, shutdownGraceMs: 2500 },
     dial: { connectTimeoutMs: 3000, mark: 255 },
     limits: { maxConnections: 1024, maxPerSource: 256, handshakeTimeoutMs: 10000 },
     sniff: { maxBytes: 16384, timeoutMs: 300 },
     admin: { socket: '' },
+    ubus: { socket: '' },
     listeners: [
       {
         name: 'iperf',
@@ -55,7 +56,7 @@ t.test('full example from the docs', async (t) => {
 
 t.test('defaults are filled in', async (t) => {
   const config = validateConfig({ listeners: [fwd()] })
-  t.same(config.log, { level: 'info' })
+  t.same(config.log, { level: 'info', syslog: '' })
   t.same(config.relay, { splice: true, idleTimeoutMs: 900000, shutdownGraceMs: 5000 })
   t.same(config.dial, { connectTimeoutMs: 10000, mark: 0 })
   t.equal(config.listeners[0]!.backlog, 511)
@@ -78,11 +79,11 @@ t.test('bad configs name the path and the value', async (t) => {
     [[], 'config: expected an object, got []'],
     [
       { listeners: [fwd()], foo: 1 },
-      'foo: unknown key (expected one of: log, relay, dial, limits, sniff, admin, listeners, upstreams, rules, capture)',
+      'foo: unknown key (expected one of: log, relay, dial, limits, sniff, admin, ubus, listeners, upstreams, rules, capture)',
     ],
     [{ listeners: [fwd()], log: 'info' }, 'log: expected an object, got "info"'],
     [{ listeners: [fwd()], log: { level: 'verbose' } }, 'log.level: "verbose" is not one of error, warn, info, debug'],
-    [{ listeners: [fwd()], log: { lvl: 'info' } }, 'log.lvl: unknown key (expected one of: level)'],
+    [{ listeners: [fwd()], log: { lvl: 'info' } }, 'log.lvl: unknown key (expected one of: level, syslog)'],
     [{ listeners: [fwd()], relay: { splice: 'yes' } }, 'relay.splice: "yes" is not true or false'],
     [{ listeners: [fwd()], relay: { splice: null } }, 'relay.splice: null is not true or false'],
     [

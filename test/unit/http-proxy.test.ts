@@ -17,6 +17,7 @@ import {
   type Header,
   type RequestHead,
 } from '../../src/core/http-proxy.js'
+import { rng } from '../lib/rng.js'
 
 // ------------------------------------------------------------------ helpers
 
@@ -67,18 +68,6 @@ function bad(
     for (let k = 0; k < Math.min(bytes.length, 400); k++) if (parse(bytes.subarray(0, k)).status === 'ok') oks.push(k)
     t.same(oks, [], 'no prefix parses as ok')
   })
-}
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    return x / 2 ** 32
-  }
 }
 
 const head = (method: string, target: string, headers: Header[] = [], version = 'HTTP/1.1'): RequestHead => ({

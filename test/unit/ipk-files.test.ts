@@ -294,6 +294,8 @@ t.test('the shipped config is what the daemon and the init script expect', async
     "\toption splice '1'",
     "\toption mark '255'",
     "\toption admin_socket '/var/run/ugate.sock'",
+    "\toption log_syslog '/dev/log'",
+    "\toption ubus_socket '/var/run/ubus/ubus.sock'",
     "\toption name 'lan'",
     "\toption type 'mixed'",
     "\toption address '192.168.1.1'",

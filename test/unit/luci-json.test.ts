@@ -292,7 +292,7 @@ t.test('acl.d grants exactly what the views use', async (t) => {
     g.filter(([, scope]) => scope === 'ubus').every(([perm]) => perm === 'read'),
     'ubus grants are read grants',
   )
-  t.same([...used].sort(), ['luci.ugate.connections', 'luci.ugate.status', 'service.list'])
+  t.same([...used].sort(), ['service.list', 'ugate.connections', 'ugate.status'])
 
   const uciRead = g.filter(([perm, scope]) => perm === 'read' && scope === 'uci').map(([, , c]) => c)
   const uciWrite = g.filter(([perm, scope]) => perm === 'write' && scope === 'uci').map(([, , c]) => c)
@@ -307,16 +307,16 @@ t.test('acl.d grants exactly what the views use', async (t) => {
   )
 })
 
-t.test('the plugin, the ACL and the status view name the same methods', async (t) => {
+t.test('the fallback plugin, the ACL and the status view name the same methods', async (t) => {
   const r = spawnSync('sh', [PLUGIN, 'list'], { encoding: 'utf8' })
   t.equal(r.status, 0)
   const methods = Object.keys(JSON.parse(r.stdout) as Obj).sort()
-  const granted = ((acl['luci-app-ugate'] as Obj).read as { ubus: Record<string, string[]> }).ubus['luci.ugate']!
+  const granted = ((acl['luci-app-ugate'] as Obj).read as { ubus: Record<string, string[]> }).ubus['ugate']!
   t.same([...granted].sort(), methods)
   const status = await loadView('ugate/status')
   t.same(
     status.declared
-      .filter((d) => d.object === 'luci.ugate')
+      .filter((d) => d.object === 'ugate')
       .map((d) => d.method)
       .sort(),
     methods,

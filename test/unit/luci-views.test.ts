@@ -1285,19 +1285,19 @@ t.test('status: declares its rpc calls, polls every 5 s and has no save buttons'
   const page = await loadView('ugate/status', {
     rpc: {
       'service.list': () => SERVICE,
-      'luci.ugate.status': () => STATUS,
-      'luci.ugate.connections': () => CONNECTIONS,
+      'ugate.status': () => STATUS,
+      'ugate.connections': () => CONNECTIONS,
     },
   })
   t.same(JSON.parse(JSON.stringify(page.declared)), [
     { object: 'service', method: 'list', params: ['name'], expect: { '': {} } },
-    { object: 'luci.ugate', method: 'status', expect: { '': {} } },
-    { object: 'luci.ugate', method: 'connections', expect: { '': {} } },
+    { object: 'ugate', method: 'status', expect: { '': {} } },
+    { object: 'ugate', method: 'connections', expect: { '': {} } },
   ])
   t.same(page.calls, [
     { object: 'service', method: 'list', params: { name: 'ugate' } },
-    { object: 'luci.ugate', method: 'status', params: {} },
-    { object: 'luci.ugate', method: 'connections', params: {} },
+    { object: 'ugate', method: 'status', params: {} },
+    { object: 'ugate', method: 'connections', params: {} },
   ])
   t.equal(page.polls.length, 1)
   t.equal(page.polls[0]!.interval, 5)
@@ -1314,8 +1314,8 @@ t.test('status: shows service, listeners, traffic, rule hits and connections, an
   const page = await loadView('ugate/status', {
     rpc: {
       'service.list': () => SERVICE,
-      'luci.ugate.status': () => status,
-      'luci.ugate.connections': () => CONNECTIONS,
+      'ugate.status': () => status,
+      'ugate.connections': () => CONNECTIONS,
     },
   })
   const text = page.text
@@ -1344,31 +1344,26 @@ t.test('status: shows service, listeners, traffic, rule hits and connections, an
   t.equal(page.calls.length, 6, 'one poll: the same three calls')
 })
 
-t.test('status: ugate not running, or the plugin missing', async (t) => {
-  const stopped = await loadView('ugate/status', {
-    rpc: {
-      'service.list': () => ({}),
-      'luci.ugate.status': () => ({ running: false, error: '/var/run/ugate.sock: ENOENT (No such file or directory)' }),
-      'luci.ugate.connections': () => ({ running: false, error: 'x' }),
-    },
-  })
+t.test('status: ugate not running, or not on ubus', async (t) => {
+  // Not running: procd lists nothing and the ubus object does not exist.
+  const stopped = await loadView('ugate/status', { rpc: { 'service.list': () => ({}) } })
   t.ok(stopped.text.includes('Not running'))
-  t.ok(stopped.text.includes('/var/run/ugate.sock: ENOENT'), 'the error is shown')
+  t.ok(stopped.text.includes('No answer from the ubus object ugate'), 'says why there are no figures')
   t.ok(stopped.text.includes('No listeners'))
 
   const noPlugin = await loadView('ugate/status', { rpc: { 'service.list': () => SERVICE } })
   t.ok(noPlugin.text.includes('Started by procd, not answering'))
-  t.ok(noPlugin.text.includes('No answer from the rpcd plugin luci.ugate'))
+  t.ok(noPlugin.text.includes('No answer from the ubus object ugate'))
 
   const denied = await loadView('ugate/status', {
     rpc: {
       'service.list': () => SERVICE,
-      'luci.ugate.status': () => STATUS,
-      'luci.ugate.connections': () => CONNECTIONS,
+      'ugate.status': () => STATUS,
+      'ugate.connections': () => CONNECTIONS,
     },
     acl: {},
   })
-  t.ok(denied.text.includes('No answer from the rpcd plugin'), 'permission denied looks like no answer')
+  t.ok(denied.text.includes('No answer from the ubus object ugate'), 'permission denied looks like no answer')
 })
 
 t.test('status: works with only the ACL of luci-app-ugate', async (t) => {
@@ -1376,8 +1371,8 @@ t.test('status: works with only the ACL of luci-app-ugate', async (t) => {
   const page = await loadView('ugate/status', {
     rpc: {
       'service.list': () => SERVICE,
-      'luci.ugate.status': () => STATUS,
-      'luci.ugate.connections': () => CONNECTIONS,
+      'ugate.status': () => STATUS,
+      'ugate.connections': () => CONNECTIONS,
     },
     acl,
   })
@@ -1395,7 +1390,7 @@ t.test('status: lists at most 200 connections', async (t) => {
     })),
   }
   const page = await loadView('ugate/status', {
-    rpc: { 'service.list': () => SERVICE, 'luci.ugate.status': () => STATUS, 'luci.ugate.connections': () => many },
+    rpc: { 'service.list': () => SERVICE, 'ugate.status': () => STATUS, 'ugate.connections': () => many },
   })
   t.ok(page.text.includes('50 more connections not shown'))
   const rows = (page.nodes as { querySelectorAll(s: string): unknown[] }).querySelectorAll('tr')

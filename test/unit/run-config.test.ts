@@ -64,7 +64,7 @@ t.test('flags override file values', async (t) => {
     { ...file, log: { level: 'error' }, relay: { splice: true, idleTimeout: 60, shutdownGrace: 9 } },
     runOpts('--log-level', 'debug', '--no-splice', '--idle-timeout', '5', '--grace', '1'),
   )
-  t.same(c.log, { level: 'debug' })
+  t.same(c.log, { level: 'debug', syslog: '' })
   t.same(c.relay, { splice: false, idleTimeoutMs: 5000, shutdownGraceMs: 1000 })
 })
 

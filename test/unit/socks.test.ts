@@ -22,6 +22,7 @@ import {
 } from '../../src/core/socks.js'
 import { base64Decode, base64Encode, utf8Decode, utf8Encode } from '../../src/core/bytes.js'
 import { formatIPv6, ipv4ToBytes, ipv6ToBytes } from '../../src/core/ip.js'
+import { rng } from '../lib/rng.js'
 
 // ------------------------------------------------------------------ helpers
 
@@ -81,17 +82,6 @@ function bad(
 }
 
 /** Deterministic PRNG for the fuzz loops. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    return x / 2 ** 32
-  }
-}
 
 // ------------------------------------------------ real-world captures (curl)
 // Recorded from curl 7.88.1 pointed at a local listener on 127.0.0.1.

@@ -2,7 +2,7 @@
 // ConfigErrors naming the path, "rules[3].dstCidr[1]"), the primary
 // condition chosen, and the matchers verify() needs for the others.
 
-import { hostNameProblem } from '../address.js'
+import { hostNameProblem, splitHostPort } from '../address.js'
 import { ConfigError, show } from '../errors.js'
 import { parseCidr, parseIpInto, type Cidr } from '../ip.js'
 import type { SniffProto } from '../sniff/types.js'
@@ -278,22 +278,23 @@ export function checkForwardHost(h: string): string | null {
 }
 
 /** "host:port" / "[v6]:port" → [host, port], or why not. */
-export function splitHostPort(s: string): [string, number] | string {
-  let host: string
-  let portText: string
-  if (s.startsWith('[')) {
-    const close = s.indexOf(']')
-    if (close < 0 || s[close + 1] !== ':') return 'an IPv6 HOST is written "[ADDR]:PORT"'
-    host = s.slice(1, close)
-    portText = s.slice(close + 2)
-    if (parseIpInto(host, ipScratch) !== 6) return `${show(host)} is not an IPv6 address`
-  } else {
-    const colon = s.lastIndexOf(':')
-    if (colon <= 0) return 'missing HOST:PORT'
-    host = s.slice(0, colon)
-    portText = s.slice(colon + 1)
-    if (host.includes(':')) return 'an IPv6 HOST needs brackets: "[ADDR]:PORT"'
+export function forwardTarget(s: string): [string, number] | string {
+  const split = splitHostPort(s)
+  if ('why' in split) {
+    switch (split.why) {
+      case 'no-bracket-close':
+      case 'no-port-after-bracket':
+        return 'an IPv6 HOST is written "[ADDR]:PORT"'
+      case 'not-ipv6':
+        return `${show(split.host)} is not an IPv6 address`
+      case 'no-port':
+      case 'no-host':
+        return 'missing HOST:PORT'
+      case 'unbracketed-ipv6':
+        return 'an IPv6 HOST needs brackets: "[ADDR]:PORT"'
+    }
   }
+  const { host, portText } = split
   if (!/^[1-9][0-9]{0,4}$/.test(portText) || Number(portText) > 65535)
     return `port ${show(portText)} is not a number 1-65535`
   if (checkForwardHost(host) === null) return `${show(host)} is not an IP address or host name`

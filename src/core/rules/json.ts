@@ -2,7 +2,7 @@
 // and rule objects, checked completely so `ugate check` names every problem.
 
 import { ConfigError, show } from '../errors.js'
-import { NAME, RULE_FIELDS, checkAction, compileRule, splitHostPort } from './compile.js'
+import { NAME, RULE_FIELDS, checkAction, compileRule, forwardTarget } from './compile.js'
 import type { RuleAction, RuleSpec } from './types.js'
 
 /**
@@ -21,7 +21,7 @@ export function parseActionString(text: unknown, path: string): RuleAction {
     return Object.freeze({ type: 'upstream', name })
   }
   if (text.startsWith('forward:')) {
-    const hp = splitHostPort(text.slice('forward:'.length))
+    const hp = forwardTarget(text.slice('forward:'.length))
     if (typeof hp === 'string') return fail(hp)
     return checkAction({ type: 'forward', host: hp[0], port: hp[1] }, path)
   }

@@ -16,10 +16,11 @@
 // Header fields: token name, ':' with no whitespace before it, no obsolete
 // line folding, no control characters in values (RFC 9112 5, RFC 9110 5.5).
 
-import { hexByte } from '../bytes.js'
-import { bytesEqualLower, byteString, checkDnsName, isTchar, shown } from './text.js'
+import { hexByte, showText } from '../bytes.js'
+import { bytesEqualLower, byteString, checkDnsName, isTchar } from './text.js'
 import { isIPv6 } from '../ip.js'
-import type { SniffResult } from './types.js'
+import { NEED_MORE, notMine, type Ok } from '../parse-result.js'
+import type { Sniffed, SniffResult } from './types.js'
 
 export const H2_PREFACE = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'
 
@@ -31,10 +32,6 @@ const HT = 0x09
 const CR = 0x0d
 const LF = 0x0a
 const COLON = 0x3a
-
-function notMine(error: string): SniffResult {
-  return { status: 'not-mine', error }
-}
 
 function invalid(error: string): SniffResult {
   return { status: 'invalid', proto: 'http', error }
@@ -53,11 +50,11 @@ function matchPrefix(buf: Uint8Array, start: number, lit: string): 'all' | 'pref
  * a head that has not ended within maxHeader bytes is 'invalid'.
  */
 export function sniffHttp(buf: Uint8Array, maxHeader: number): SniffResult {
-  if (buf.length === 0) return { status: 'need-more' }
+  if (buf.length === 0) return NEED_MORE
 
   const pre = matchPrefix(buf, 0, H2_PREFACE)
   if (pre === 'all') return { status: 'ok', proto: 'h2' }
-  if (pre === 'prefix') return { status: 'need-more' }
+  if (pre === 'prefix') return NEED_MORE
 
   const limit = Math.min(buf.length, maxHeader)
   const tooLong = (): SniffResult =>
@@ -71,9 +68,7 @@ export function sniffHttp(buf: Uint8Array, maxHeader: number): SniffResult {
   if (i === 0) return notMine(`http: first byte ${hexByte(buf[0]!)} is not a method character`)
   if (i > MAX_METHOD) return notMine(`http: no method token within ${MAX_METHOD} bytes`)
   if (i === limit)
-    return buf.length >= maxHeader
-      ? notMine(`http: no request line within ${maxHeader} bytes`)
-      : { status: 'need-more' }
+    return buf.length >= maxHeader ? notMine(`http: no request line within ${maxHeader} bytes`) : NEED_MORE
   if (buf[i] !== SP) return notMine(`http: byte ${hexByte(buf[i]!)} after the method is not a space`)
   const methodEnd = i
 
@@ -81,9 +76,7 @@ export function sniffHttp(buf: Uint8Array, maxHeader: number): SniffResult {
   const targetStart = ++i
   while (i < limit && buf[i]! > SP && buf[i] !== 0x7f) i++
   if (i === limit)
-    return buf.length >= maxHeader
-      ? notMine(`http: no request line within ${maxHeader} bytes`)
-      : { status: 'need-more' }
+    return buf.length >= maxHeader ? notMine(`http: no request line within ${maxHeader} bytes`) : NEED_MORE
   if (i === targetStart) return notMine('http: empty request target')
   if (buf[i] !== SP) return notMine(`http: byte ${hexByte(buf[i]!)} after the request target is not a space`)
   const targetEnd = i++
@@ -98,7 +91,7 @@ export function sniffHttp(buf: Uint8Array, maxHeader: number): SniffResult {
   if (lineEnd === limit) return tooLong()
   const verEnd = lineEnd > i && buf[lineEnd - 1] === CR ? lineEnd - 1 : lineEnd
   if (!(verEnd - i === 3 && buf[i] === 0x31 && buf[i + 1] === 0x2e && (buf[i + 2] === 0x30 || buf[i + 2] === 0x31))) {
-    return invalid(`http: unsupported version ${shown(byteString(buf, i - 5, Math.min(verEnd, i + 16)))}`)
+    return invalid(`http: unsupported version ${showText(byteString(buf, i - 5, Math.min(verEnd, i + 16)))}`)
   }
   i = lineEnd + 1
 
@@ -115,7 +108,7 @@ export function sniffHttp(buf: Uint8Array, maxHeader: number): SniffResult {
     let n = i
     while (n < end && isTchar(buf[n]!)) n++
     if (n === i || n === end || buf[n] !== COLON) {
-      return invalid(`http: bad header field name in ${shown(byteString(buf, i, Math.min(end, i + 64)))}`)
+      return invalid(`http: bad header field name in ${showText(byteString(buf, i, Math.min(end, i + 64)))}`)
     }
     let vs = n + 1
     let ve = end
@@ -124,7 +117,7 @@ export function sniffHttp(buf: Uint8Array, maxHeader: number): SniffResult {
     for (let k = vs; k < ve; k++) {
       const c = buf[k]!
       if ((c < SP && c !== HT) || c === 0x7f) {
-        return invalid(`http: bad character ${hexByte(c)} in header ${shown(byteString(buf, i, n))}`)
+        return invalid(`http: bad character ${hexByte(c)} in header ${showText(byteString(buf, i, n))}`)
       }
     }
     if (bytesEqualLower(buf, i, n, 'host')) {
@@ -152,7 +145,7 @@ export function sniffHttp(buf: Uint8Array, maxHeader: number): SniffResult {
       host = h.host
     }
   }
-  const out: SniffResult = { status: 'ok', proto: 'http' }
+  const out: Ok<Sniffed> = { status: 'ok', proto: 'http' }
   if (host !== undefined) out.host = host
   return out
 }
@@ -174,34 +167,34 @@ function absoluteAuthority(buf: Uint8Array, start: number, end: number): string 
  */
 export function parseHostPort(s: string, needPort: boolean): { host: string | undefined } | { why: string } {
   if (s.length === 0) return needPort ? { why: 'empty' } : { host: undefined }
-  if (s.indexOf('@') >= 0) return { why: `${shown(s)} has user info` }
+  if (s.indexOf('@') >= 0) return { why: `${showText(s)} has user info` }
   let host: string
   let rest: string
   if (s[0] === '[') {
     const close = s.indexOf(']')
-    if (close < 0) return { why: `${shown(s)} has no closing ]` }
+    if (close < 0) return { why: `${showText(s)} has no closing ]` }
     const v6 = s.slice(1, close)
-    if (!isIPv6(v6)) return { why: `${shown(s)} is not an IPv6 address in brackets` }
+    if (!isIPv6(v6)) return { why: `${showText(s)} is not an IPv6 address in brackets` }
     host = v6.toLowerCase()
     rest = s.slice(close + 1)
-    if (rest.length > 0 && rest[0] !== ':') return { why: `${shown(s)} has bytes after ]` }
+    if (rest.length > 0 && rest[0] !== ':') return { why: `${showText(s)} has bytes after ]` }
   } else {
     const colon = s.indexOf(':')
     const name = colon < 0 ? s : s.slice(0, colon)
     rest = colon < 0 ? '' : s.slice(colon)
-    if (name.length === 0) return { why: `${shown(s)} has no host` }
+    if (name.length === 0) return { why: `${showText(s)} has no host` }
     const c = checkDnsName(name)
-    if ('why' in c) return { why: `${shown(s)}: ${c.why}` }
+    if ('why' in c) return { why: `${showText(s)}: ${c.why}` }
     host = c.name
   }
   if (rest.length > 0) {
     const port = rest.slice(1)
     let ok = port.length <= 5
     for (let k = 0; ok && k < port.length; k++) ok = port.charCodeAt(k) >= 0x30 && port.charCodeAt(k) <= 0x39
-    if (!ok || (port.length > 0 && Number(port) > 65535)) return { why: `${shown(s)} has a bad port` }
-    if (needPort && port.length === 0) return { why: `${shown(s)} has no port` }
+    if (!ok || (port.length > 0 && Number(port) > 65535)) return { why: `${showText(s)} has a bad port` }
+    if (needPort && port.length === 0) return { why: `${showText(s)} has no port` }
   } else if (needPort) {
-    return { why: `${shown(s)} has no port` }
+    return { why: `${showText(s)} has no port` }
   }
   return { host }
 }

@@ -3,9 +3,13 @@
 
 import { sniffHttp } from './http.js'
 import { sniffTls, TLS_MAX_HELLO } from './tls.js'
+import { NEED_MORE, type NotMine } from '../parse-result.js'
 import type { SniffResult } from './types.js'
 
-export type { SniffProto, SniffResult } from './types.js'
+export type { Sniffed, SniffProto, SniffResult } from './types.js'
+
+/** What sniff() answers: a guess among protocols is never not-mine. */
+export type SniffOutcome = Exclude<SniffResult, NotMine>
 export { H2_PREFACE, sniffHttp } from './http.js'
 export { sniffTls, TLS_MAX_HELLO } from './tls.js'
 export type { TlsSniffOptions } from './tls.js'
@@ -27,13 +31,13 @@ export interface SniffOptions {
  * by the first bytes: 0x16 TLS, else the h2 preface or HTTP/1. Bytes that
  * are none of these give status 'ok', proto 'unknown'.
  */
-export function sniff(buf: Uint8Array, opts: SniffOptions): SniffResult {
-  if (buf.length === 0) return { status: 'need-more' }
+export function sniff(buf: Uint8Array, opts: SniffOptions): SniffOutcome {
+  if (buf.length === 0) return NEED_MORE
   const r =
     buf[0] === 0x16 ? sniffTls(buf, { maxHello: opts.maxHello ?? TLS_MAX_HELLO }) : sniffHttp(buf, opts.maxBytes)
   if (r.status === 'not-mine') return { status: 'ok', proto: 'unknown' }
   if (r.status === 'need-more' && buf.length >= opts.maxBytes) {
-    const out: SniffResult = {
+    const out: SniffOutcome = {
       status: 'invalid',
       error: `sniff: first flight incomplete after ${buf.length} bytes (limit ${opts.maxBytes})`,
     }

@@ -1,6 +1,5 @@
 // Small byte/text helpers for the sniffers: no TextDecoder, no runtime APIs.
 
-import { hexByte } from '../bytes.js'
 import { hostNameProblem } from '../address.js'
 
 /** RFC 9110 tchar: the characters of a method or header-name token. */
@@ -33,26 +32,6 @@ export function byteString(buf: Uint8Array, start: number, end: number): string 
   let s = ''
   for (let i = start; i < end; i++) s += String.fromCharCode(buf[i]!)
   return s
-}
-
-/** Printable ASCII kept, every other byte (and '\') written as \xNN: safe for logs, lossless. */
-export function escapeBytes(get: (i: number) => number, start: number, end: number): string {
-  let s = ''
-  for (let i = start; i < end; i++) {
-    const b = get(i)
-    s += b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${hexByte(b).slice(2)}`
-  }
-  return s
-}
-
-/** A string for an error message: quoted, escaped, at most about 64 characters. */
-export function shown(s: string): string {
-  let out = ''
-  for (let i = 0; i < s.length && i < 64; i++) {
-    const c = s.charCodeAt(i)
-    out += c >= 0x20 && c < 0x7f && c !== 0x22 && c !== 0x5c ? s[i] : `\\x${hexByte(c & 0xff).slice(2)}`
-  }
-  return `"${out}${s.length > 64 ? '...' : ''}"`
 }
 
 function lower(c: number): number {

@@ -13,9 +13,10 @@
 // Bytes after the ClientHello (in its last record or later records) are not
 // looked at.
 
-import { hex, hexByte } from '../bytes.js'
-import { checkDnsName, escapeBytes, shown } from './text.js'
-import type { SniffResult } from './types.js'
+import { escapeBytes, hex, hexByte, showText } from '../bytes.js'
+import { checkDnsName } from './text.js'
+import { NEED_MORE, notMine, type Ok } from '../parse-result.js'
+import type { Sniffed, SniffResult } from './types.js'
 
 /** Default limit on the ClientHello body (the handshake message's length field). */
 export const TLS_MAX_HELLO = 16 * 1024
@@ -96,11 +97,7 @@ function invalid(error: string): SniffResult {
   return { status: 'invalid', proto: 'tls', error }
 }
 
-function notMine(error: string): SniffResult {
-  return { status: 'not-mine', error }
-}
-
-const NEED_MORE: SniffResult = { status: 'need-more', proto: 'tls' }
+const NEED_MORE_TLS: SniffResult = { status: 'need-more', proto: 'tls' }
 
 /**
  * Sniff a TLS ClientHello at the start of buf (all bytes read so far).
@@ -109,7 +106,7 @@ const NEED_MORE: SniffResult = { status: 'need-more', proto: 'tls' }
  */
 export function sniffTls(buf: Uint8Array, opts: TlsSniffOptions = {}): SniffResult {
   const maxHello = opts.maxHello ?? TLS_MAX_HELLO
-  if (buf.length === 0) return { status: 'need-more' }
+  if (buf.length === 0) return NEED_MORE
   if (buf[0] !== CONTENT_HANDSHAKE)
     return notMine(`tls: first byte ${hexByte(buf[0]!)} is not a handshake record (0x16)`)
   if (buf.length >= 2 && buf[1] !== 3) return notMine(`tls: record version major ${hexByte(buf[1]!)} is not 0x03`)
@@ -121,7 +118,7 @@ export function sniffTls(buf: Uint8Array, opts: TlsSniffOptions = {}): SniffResu
   let helloEnd = -1 // 4 + ClientHello length, once the handshake header is in
   let pos = 0 // start of the next record in buf
   for (;;) {
-    if (pos >= buf.length) return NEED_MORE
+    if (pos >= buf.length) return NEED_MORE_TLS
     // pos > 0: the first record's type and version were checked above.
     if (pos > 0) {
       if (buf[pos] !== CONTENT_HANDSHAKE) {
@@ -133,7 +130,7 @@ export function sniffTls(buf: Uint8Array, opts: TlsSniffOptions = {}): SniffResu
         )
       }
     }
-    if (pos + RECORD_HEADER > buf.length) return NEED_MORE
+    if (pos + RECORD_HEADER > buf.length) return NEED_MORE_TLS
     const recLen = (buf[pos + 3]! << 8) | buf[pos + 4]!
     if (recLen === 0) return invalid(`tls: empty handshake record at offset ${pos}`)
     if (recLen > MAX_RECORD) return invalid(`tls: record length ${recLen} at offset ${pos} exceeds ${MAX_RECORD}`)
@@ -151,7 +148,7 @@ export function sniffTls(buf: Uint8Array, opts: TlsSniffOptions = {}): SniffResu
       }
     }
     if (helloEnd >= 0 && frags.length >= helloEnd) break
-    if (avail < recLen) return NEED_MORE
+    if (avail < recLen) return NEED_MORE_TLS
     pos += RECORD_HEADER + recLen
   }
   return parseClientHello(new Reader(frags, HANDSHAKE_HEADER, helloEnd))
@@ -191,7 +188,7 @@ function parseClientHello(r: Reader): SniffResult {
   if (e) return invalid(e)
   r.pos += cm
 
-  const out: SniffResult = { status: 'ok', proto: 'tls' }
+  const out: Ok<Sniffed> = { status: 'ok', proto: 'tls' }
   if (r.left() === 0) return out // no extensions (allowed before TLS 1.3)
   if (r.left() < 2) return invalid(`tls: ${r.left()} stray byte after compression_methods`)
   const extLen = r.u16()
@@ -243,7 +240,7 @@ function parseServerName(r: Reader): { host: string | undefined } | { why: strin
     let s = ''
     for (let i = n.pos; i < n.end; i++) s += String.fromCharCode(n.f.at(i))
     const c = checkDnsName(s)
-    if ('why' in c) return { why: `tls: server_name ${shown(s)} is not a DNS name: ${c.why}` }
+    if ('why' in c) return { why: `tls: server_name ${showText(s)} is not a DNS name: ${c.why}` }
     host = c.name
   }
   return { host }

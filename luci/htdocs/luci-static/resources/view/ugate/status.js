@@ -6,8 +6,8 @@
 
 /*
  * ugate status: the service state from procd, and what the running gateway
- * reports over its admin socket (through the rpcd plugin luci.ugate, which
- * runs `ugate ctl status` and `ugate ctl connections`). Refreshed every 5 s.
+ * reports on its ubus object `ugate` (the same JSON as `ugate ctl status`
+ * and `ugate ctl connections`). Refreshed every 5 s.
  */
 
 const callServiceList = rpc.declare({
@@ -18,13 +18,13 @@ const callServiceList = rpc.declare({
 });
 
 const callStatus = rpc.declare({
-	object: 'luci.ugate',
+	object: 'ugate',
 	method: 'status',
 	expect: { '': {} }
 });
 
 const callConnections = rpc.declare({
-	object: 'luci.ugate',
+	object: 'ugate',
 	method: 'connections',
 	expect: { '': {} }
 });
@@ -158,7 +158,7 @@ return view.extend({
 		} else if (st.error) {
 			pairs.push([_('Admin socket'), String(st.error)]);
 		} else if (Object.keys(st).length === 0) {
-			pairs.push([_('Admin socket'), _('No answer from the rpcd plugin luci.ugate')]);
+			pairs.push([_('ubus'), _('No answer from the ubus object ugate (not running, or option ubus_socket is empty)')]);
 		}
 
 		dom.content(nodes.overview, keyValueTable(pairs));

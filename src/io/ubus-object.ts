@@ -1,0 +1,40 @@
+// The ubus object `ugate`: its methods and their argument signatures
+// (`ubus -v list ugate`). status and connections answer what the admin
+// socket answers; reload is SIGHUP; close ends one connection by id.
+
+import { ARG } from '../core/ubus/client.js'
+import { STATUS } from '../core/ubus/message.js'
+import { type ListenerView, connectionsView, statusView } from './admin.js'
+import type { GatewayContext } from './session.js'
+import type { JsonObject, UbusMethod } from './ubus.js'
+
+export function ugateMethods(
+  ctx: GatewayContext,
+  listeners: ListenerView,
+  reload: () => void,
+): Record<string, UbusMethod> {
+  return {
+    status: { args: {}, call: () => statusView(ctx, listeners) as unknown as JsonObject },
+    connections: { args: {}, call: () => connectionsView(ctx) as unknown as JsonObject },
+    reload: {
+      args: {},
+      call: () => {
+        reload()
+        return {}
+      },
+    },
+    close: {
+      args: { id: ARG.INT32 },
+      call: (args) => {
+        const id = args.id
+        if (typeof id !== 'number') return STATUS.INVALID_ARGUMENT
+        const conn = [...ctx.stats.live].find((c) => c.id === id)
+        if (conn === undefined) return STATUS.NOT_FOUND
+        // Relays live on the relay thread, which has no per-connection abort yet.
+        if (conn.stage !== 'handshake') return STATUS.NOT_SUPPORTED
+        conn.cancel.cancel('closed')
+        return { closed: id }
+      },
+    },
+  }
+}
