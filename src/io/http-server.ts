@@ -55,14 +55,10 @@ export async function serveHttp(s: Session, ctx: GatewayContext): Promise<Outcom
   s.fields.dst = formatHostPort(target.host, target.port)
   s.handshakeDone()
 
-  let out
-  try {
-    out = await connectOut({ host: target.host, port: target.port }, s, ctx)
-  } catch (e) {
-    if (!(e instanceof DialError)) throw e
-    if (e instanceof RejectedError) return reply(403, `rejected by rule ${s.fields.rule}`, e.reason)
-    return reply(httpStatusForErrno(e.reason), `cannot reach ${s.fields.dst}: ${e.reason}`, e.reason)
-  }
+  const out = await connectOut({ host: target.host, port: target.port }, s, ctx)
+  if (out instanceof RejectedError) return reply(403, `rejected by rule ${s.fields.rule}`, out.reason)
+  if (out instanceof DialError)
+    return reply(httpStatusForErrno(out.reason), `cannot reach ${s.fields.dst}: ${out.reason}`, out.reason)
   if (target.kind === 'connect') {
     await s.stream.writeAll(CONNECT_ESTABLISHED)
     return { kind: 'relay', upstream: out.fd, up: s.stream.takeRest(), down: out.down }

@@ -37,8 +37,21 @@ export interface Outbound {
   down: Uint8Array
 }
 
-/** Route and connect; fills s.fields (rule, action, via). Throws DialError/RejectedError. */
-export async function connectOut(d: Destination, s: Session, ctx: GatewayContext): Promise<Outbound> {
+/**
+ * Route and connect; fills s.fields (rule, action, via). A failed dial (or a
+ * RejectedError) is returned, not thrown: every caller answers it in its
+ * protocol. Anything else (cancellation) is thrown.
+ */
+export async function connectOut(d: Destination, s: Session, ctx: GatewayContext): Promise<Outbound | DialError> {
+  try {
+    return await routeAndDial(d, s, ctx)
+  } catch (e) {
+    if (e instanceof DialError) return e
+    throw e
+  }
+}
+
+async function routeAndDial(d: Destination, s: Session, ctx: GatewayContext): Promise<Outbound> {
   const name = d.sniffedHost ?? (isIpLiteral(d.host) ? undefined : d.host)
   const query: RouteQuery = { dstPort: d.port, srcIp: s.client.addr, listener: s.listener.name }
   if (name !== undefined) query.host = name

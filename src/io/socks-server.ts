@@ -117,13 +117,10 @@ async function dialAndReply(
   replies: DialReplies,
 ): Promise<Outcome> {
   s.handshakeDone()
-  let out
-  try {
-    out = await connectOut({ host: target.host, port: target.port }, s, ctx)
-  } catch (e) {
-    if (!(e instanceof DialError)) throw e
-    await s.stream.writeAll(replies.failed(e))
-    return { kind: 'close', reason: e.reason }
+  const out = await connectOut({ host: target.host, port: target.port }, s, ctx)
+  if (out instanceof DialError) {
+    await s.stream.writeAll(replies.failed(out))
+    return { kind: 'close', reason: out.reason }
   }
   await s.stream.writeAll(replies.ok(native.localAddress(out.fd)))
   return { kind: 'relay', upstream: out.fd, up: s.stream.takeRest(), down: out.down }

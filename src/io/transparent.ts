@@ -10,7 +10,7 @@ import { Cancel, CancelledError } from '../core/cancel.js'
 import { type SniffOutcome, sniff } from '../core/sniff/index.js'
 import { cancelAfter } from './loop.js'
 import { DialError } from './dial.js'
-import { connectOut } from './outbound.js'
+import { type Outbound, connectOut } from './outbound.js'
 import type { GatewayContext, Outcome, Session } from './session.js'
 import { EofError } from './stream.js'
 
@@ -69,13 +69,7 @@ export async function serveRedirect(s: Session, ctx: GatewayContext): Promise<Ou
   s.handshakeDone()
   const dest = { host: orig.addr, ip: orig.addr, port: orig.port, proto: r.proto ?? 'unknown' }
   const sniffedHost = r.status === 'ok' ? r.host : undefined
-  try {
-    const out = await connectOut(sniffedHost === undefined ? dest : { ...dest, sniffedHost }, s, ctx)
-    return { kind: 'relay', upstream: out.fd, up: s.stream.takeRest(), down: out.down }
-  } catch (e) {
-    if (e instanceof DialError) return { kind: 'close', reason: e.reason, reset: true }
-    throw e
-  }
+  return relayOrReset(await connectOut(sniffedHost === undefined ? dest : { ...dest, sniffedHost }, s, ctx), s)
 }
 
 export async function serveSni(s: Session, ctx: GatewayContext): Promise<Outcome> {
@@ -90,11 +84,11 @@ export async function serveSni(s: Session, ctx: GatewayContext): Promise<Outcome
   const port = r.proto === 'tls' ? l.tlsPort : l.httpPort
   s.fields.dst = formatHostPort(r.host, port)
   s.handshakeDone()
-  try {
-    const out = await connectOut({ host: r.host, port, sniffedHost: r.host, proto: r.proto }, s, ctx)
-    return { kind: 'relay', upstream: out.fd, up: s.stream.takeRest(), down: out.down }
-  } catch (e) {
-    if (e instanceof DialError) return { kind: 'close', reason: e.reason, reset: true }
-    throw e
-  }
+  return relayOrReset(await connectOut({ host: r.host, port, sniffedHost: r.host, proto: r.proto }, s, ctx), s)
+}
+
+/** A transparent client gets no protocol reply: a failed dial resets it. */
+function relayOrReset(out: Outbound | DialError, s: Session): Outcome {
+  if (out instanceof DialError) return { kind: 'close', reason: out.reason, reset: true }
+  return { kind: 'relay', upstream: out.fd, up: s.stream.takeRest(), down: out.down }
 }
