@@ -14,6 +14,7 @@ struct relay_call {
   relay_call *prev, *next;  // unfinished relays, loop thread only
   JSValue cb;               // touched only on the loop thread
   bool posted;              // set on the relay thread; read after it was joined
+  double id;                // what js_relay returned
 };
 
 static relay_call *unfinished;
@@ -101,6 +102,7 @@ static JSValue js_relay(UG_JS_PARAMS) {
   unfinished = call;
   relays_active++;
   relays_total++;
+  call->id = relays_total;
   ug_loop_ref();
   relay_start(r);
   return JS_NewFloat64(ctx, relays_total);
@@ -110,6 +112,19 @@ static JSValue js_relay_abort_all(UG_JS_PARAMS) {
   (void)ctx;
   relay_abort_all();
   return JS_UNDEFINED;
+}
+
+// relayAbort(id): close one relay (reason "closed"); false when it is already over.
+static JSValue js_relay_abort(UG_JS_PARAMS) {
+  double id;
+  if (JS_ToFloat64(ctx, &id, argv[0])) return JS_EXCEPTION;
+  for (relay_call *call = unfinished; call; call = call->next) {
+    if (call->id != id) continue;
+    // Still unfinished here, so its memory stays valid until complete() runs.
+    relay_abort(&call->relay);
+    return JS_TRUE;
+  }
+  return JS_FALSE;
 }
 
 static JSValue js_relay_stats(UG_JS_PARAMS) {
@@ -142,6 +157,7 @@ void ug_relay_shutdown(JSContext *ctx) {
 
 static const JSCFunctionListEntry relay_funcs[] = {
     JS_CFUNC_DEF("relay", 4, js_relay),
+    JS_CFUNC_DEF("relayAbort", 1, js_relay_abort),
     JS_CFUNC_DEF("relayAbortAll", 0, js_relay_abort_all),
     JS_CFUNC_DEF("relayStats", 0, js_relay_stats),
 };

@@ -24,9 +24,9 @@ static struct {
   pthread_t thread;
   bool running;
   int ep, wakefd;
-  pthread_mutex_t lock;  // guards the fields below
-  relay *incoming;       // started, not yet picked up by the thread
-  bool abort_all, stop;
+  pthread_mutex_t lock;              // guards the fields below
+  relay *incoming;                   // started, not yet picked up by the thread
+  bool abort_all, abort_some, stop;  // abort_some: some relay has its abort flag set
   relay_counters published;
 } engine = {.ep = -1, .wakefd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -269,6 +269,17 @@ static void post_finished(void) {
   }
 }
 
+// Finish the live relays whose abort flag relay_abort() set.
+static void close_requested(void) {
+  for (relay *r = live, *next; r; r = next) {
+    next = r->next;
+    pthread_mutex_lock(&engine.lock);
+    bool abort = r->abort;
+    pthread_mutex_unlock(&engine.lock);
+    if (abort) finish(r, "closed", 0);
+  }
+}
+
 static void *relay_thread(void *arg) {
   (void)arg;
   sigset_t all;
@@ -288,10 +299,10 @@ static void *relay_thread(void *arg) {
       }
     }
     pthread_mutex_lock(&engine.lock);
-    bool stop = engine.stop, abort_all = engine.abort_all;
+    bool stop = engine.stop, abort_all = engine.abort_all, abort_some = engine.abort_some;
     relay *in = engine.incoming;
     engine.incoming = NULL;
-    engine.abort_all = false;
+    engine.abort_all = engine.abort_some = false;
     pthread_mutex_unlock(&engine.lock);
     while (in) {
       relay *next = in->next;
@@ -299,6 +310,7 @@ static void *relay_thread(void *arg) {
       adopt(in);
       in = next;
     }
+    if (abort_some) close_requested();
     double now = mono_ms();
     if (now - last_sweep >= SWEEP_MS) {
       sweep_idle(now);
@@ -380,6 +392,15 @@ static void request(bool *flag) {
 
 void relay_abort_all(void) {
   if (engine.running) request(&engine.abort_all);
+}
+
+void relay_abort(relay *r) {
+  if (!engine.running) return;
+  pthread_mutex_lock(&engine.lock);
+  r->abort = true;
+  engine.abort_some = true;
+  pthread_mutex_unlock(&engine.lock);
+  wake();
 }
 
 void relay_counters_get(relay_counters *out) {

@@ -45,10 +45,11 @@ struct relay {
   int idle_ms;
   double last_ms;
   relay_done_fn *on_done;
-  bool done;  // closed; on_done is due
+  bool done;   // closed; on_done is due
+  bool abort;  // relay_abort() asked to close it; guarded by the engine's lock
   // The result, final when on_done runs:
   double start_ms;     // CLOCK_MONOTONIC_COARSE, in ms
-  const char *reason;  // "eof", "idle", "client-error", "server-error", "shutdown"
+  const char *reason;  // "eof", "idle", "client-error", "server-error", "shutdown", "closed"
   int err;             // errno for the *-error reasons
   bool spliced;        // some byte went through splice(2)
 };
@@ -74,6 +75,9 @@ void relay_set_limit(relay_dir *d, uint64_t limit);
 void relay_start(relay *r);
 // Close every live relay (reason "shutdown"); their on_done follows.
 void relay_abort_all(void);
+// Close r (reason "closed") if it is still live; its on_done follows. Loop thread
+// only, and only while r's on_done has not been seen there (r's memory is valid).
+void relay_abort(relay *r);
 void relay_counters_get(relay_counters *out);
 
 #endif

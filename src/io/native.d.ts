@@ -191,7 +191,7 @@ declare module 'ugate:native' {
     bytesDown: number
     ms: number
     /** 'eof' (both sides finished), 'idle', 'client-error', 'server-error', 'shutdown'. */
-    reason: 'eof' | 'idle' | 'client-error' | 'server-error' | 'shutdown'
+    reason: 'eof' | 'idle' | 'client-error' | 'server-error' | 'shutdown' | 'closed'
     /** errno name for the *-error reasons, else ''. */
     error: string
     /** Whether any byte went through splice(2). */
@@ -204,6 +204,11 @@ declare module 'ugate:native' {
    * not taken the sockets. An error on one side resets both.
    */
   export function relay(a: number, b: number, opts: RelayOptions, cb: (r: RelayResult) => void): number
+  /**
+   * Close the relay with this id now; its callback runs on a later turn with
+   * reason 'closed'. False when that relay is already over.
+   */
+  export function relayAbort(id: number): boolean
   /** Close every live relay now; their callbacks run on a later turn with reason 'shutdown'. */
   export function relayAbortAll(): void
   export interface RelayStats {

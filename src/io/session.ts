@@ -41,6 +41,8 @@ export interface LiveConn {
   fields: Fields
   /** Ends the connection during its handshake (a relay belongs to the relay thread). */
   cancel: Cancel
+  /** The relay's id once stage is 'relay': native.relayAbort ends it. */
+  relay?: number
 }
 
 /** Counters for the admin socket's status. */
@@ -191,7 +193,7 @@ async function run(
   const upstream = outcome.upstream
   const sent = outcome.sentUp
   try {
-    native.relay(client.fd, upstream, relayOptions(ctx, outcome), (r) => {
+    live.relay = native.relay(client.fd, upstream, relayOptions(ctx, outcome), (r) => {
       finish(r.bytesUp + (sent ?? 0), r.bytesDown, relayReason(r.reason, r.error), r.spliced)
     })
   } catch (e) {

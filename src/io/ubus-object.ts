@@ -2,6 +2,8 @@
 // (`ubus -v list ugate`). status and connections answer what the admin
 // socket answers; reload is SIGHUP; close ends one connection by id.
 
+import * as native from 'ugate:native'
+
 import { ARG } from '../core/ubus/client.js'
 import { STATUS } from '../core/ubus/message.js'
 import { type ListenerView, connectionsView, statusView } from './admin.js'
@@ -30,9 +32,8 @@ export function ugateMethods(
         if (typeof id !== 'number') return STATUS.INVALID_ARGUMENT
         const conn = [...ctx.stats.live].find((c) => c.id === id)
         if (conn === undefined) return STATUS.NOT_FOUND
-        // Relays live on the relay thread, which has no per-connection abort yet.
-        if (conn.stage !== 'handshake') return STATUS.NOT_SUPPORTED
-        conn.cancel.cancel('closed')
+        if (conn.relay !== undefined) native.relayAbort(conn.relay)
+        else conn.cancel.cancel('closed')
         return { closed: id }
       },
     },

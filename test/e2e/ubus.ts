@@ -1,5 +1,6 @@
 // ugate on ubus, against the ubusd stand-in (test/lib/ubusd-standin.ts): the
-// object's signature, calls answered as the admin socket answers them, events,
+// object's signature, calls answered as the admin socket answers them, close
+// of a handshaking and of a relaying connection, events,
 // and ubusd absent at start, restarting, or sending garbage. The stand-in's
 // ids are the real ubusd's from the capture, so ugate's bytes are compared
 // with what it sent to the real ubusd (test/fixtures/ubus/real-ugate.txt).
@@ -80,6 +81,25 @@ t.test('the ugate object on ubus', async (t) => {
   const closed = new Promise<void>((res) => c.on('close', () => res()))
   t.same(await ubusd.call('close', { id: live[0]!.id }), { status: 0, data: { closed: live[0]!.id } })
   await closed
+
+  // A relaying connection: close {id} asks the relay thread to end it.
+  const fdsBefore = ug.fdCount()
+  const r = net.connect(ug.port('fwd'), '127.0.0.1')
+  r.on('error', () => {})
+  const relayClosed = new Promise<void>((res) => r.on('close', () => res()))
+  await new Promise<void>((res) => r.once('connect', () => res()))
+  r.write('ping')
+  await new Promise<void>((res) => r.once('data', () => res())) // echoed: the relay moves bytes
+  live = ((await ubusd.call('connections')).data as { connections: typeof live }).connections
+  t.same(
+    live.map((l) => l.stage),
+    ['relay'],
+  )
+  t.same(await ubusd.call('close', { id: live[0]!.id }), { status: 0, data: { closed: live[0]!.id } })
+  await relayClosed
+  await ug.waitForLine(/ info conn listener=fwd .* reason=closed /)
+  t.equal(ug.fdCount(), fdsBefore, 'fds back to what they were before the relayed connection')
+  t.same(await ubusd.call('close', { id: live[0]!.id }), { status: 4, data: undefined }, 'closed once: NOT_FOUND')
   t.same(await ubusd.call('close', { id: 999 }), { status: 4, data: undefined }, 'unknown id: NOT_FOUND')
   t.same(await ubusd.call('close', {}), { status: 2, data: undefined }, 'no id: INVALID_ARGUMENT')
   t.same(await ubusd.call('nope'), { status: 3, data: undefined }, 'unknown method: METHOD_NOT_FOUND')

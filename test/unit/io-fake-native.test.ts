@@ -44,6 +44,7 @@ const FUNCTIONS = [
   'originalDst',
   'resolve',
   'relay',
+  'relayAbort',
   'relayAbortAll',
   'relayStats',
 ]
@@ -74,6 +75,8 @@ register(
 }`),
 )
 const { startGateway } = await import('../../src/io/gateway.js')
+const { ugateMethods } = await import('../../src/io/ubus-object.js')
+const { GatewayStats } = await import('../../src/io/session.js')
 
 type Behaviour = 'ok' | 'refused' | 'hang' | 'unreachable'
 
@@ -196,6 +199,12 @@ class FakeNative {
     this.relays.push({ a, b, opts, cb, done: false })
     return this.relays.length
   }
+  relayAbort = (id: number) => {
+    const r = this.relays[id - 1]
+    if (!r || r.done) return false
+    this.setTimeout(() => this.endRelay(r, 'closed'), 0)
+    return true
+  }
   relayAbortAll = () => {
     for (const r of this.relays) if (!r.done) this.setTimeout(() => this.endRelay(r, 'shutdown'), 0)
   }
@@ -314,6 +323,25 @@ t.test('relay reasons with errors, no splice, idle 0', async (t) => {
   t.same(fake.relays[0]!.opts, { splice: false, idleMs: 0 }) // 0 = never
   fake.endRelay(fake.relays[0]!, 'server-error', 'EPIPE')
   t.match(events(lines, 'conn')[0], /reason=server-error:EPIPE splice=0$/)
+})
+
+t.test('ubus close ends a relaying connection through relayAbort', async (t) => {
+  const { fake, lines, start } = await setup(forward())
+  fake.routes.set('127.0.0.1:5201', 'ok')
+  start()
+  fake.arrive(40000)
+  await fake.run()
+  t.equal(fake.relays.length, 1)
+  // A context holding just this relay's live entry, as session.ts records it.
+  const stats = new GatewayStats()
+  const cancel = { cancel: () => t.fail('a relay is not cancelled through its handshake Cancel') }
+  stats.live.add({ id: 7, listener: 't', src: '', startedAt: 0, stage: 'relay', fields: {}, cancel, relay: 1 } as never)
+  const close = ugateMethods({ stats } as never, {} as never, () => {}).close!
+  t.same(close.call({ id: 7 }), { closed: 7 })
+  await fake.run()
+  t.ok(fake.relays[0]!.done)
+  t.match(events(lines, 'conn')[0], /reason=closed splice=1$/)
+  t.not(close.call({ id: 8 }), { closed: 8 }, 'an unknown id is not closed')
 })
 
 t.test('connect refused: client reset, access line, listener keeps serving', async (t) => {
