@@ -17,6 +17,8 @@ export interface RunOptions {
   configFile?: string
   forwards: ForwardSpec[]
   logLevel?: LogLevel
+  /** Syslog socket (the init script passes /dev/log under procd). */
+  logSyslog?: string
   /** false from --no-splice. */
   splice?: boolean
   /** Seconds. */
@@ -89,6 +91,9 @@ function parseRun(args: readonly string[]): Command {
         }
         options.logLevel = opt.value
         break
+      case '--log-syslog':
+        options.logSyslog = opt.value
+        break
       case '--no-splice':
         options.splice = false
         break
@@ -138,6 +143,7 @@ const RUN_FLAGS: FlagTable = {
   '--config': 'FILE',
   '--forward': 'LISTEN=TARGET',
   '--log-level': 'LEVEL',
+  '--log-syslog': 'PATH',
   '--no-splice': null,
   '--idle-timeout': 'SEC',
   '--grace': 'SEC',
@@ -234,6 +240,8 @@ Options of run:
                            (port 0 = any free port). Added to the file's
                            listeners when --config is given too.
   --log-level LEVEL        ${LOG_LEVELS.join(', ')} (default info).
+  --log-syslog PATH        Log to this syslog socket (/dev/log) at each
+                           line's priority instead of to stderr.
   --no-splice              Copy bytes with read/write instead of splice(2).
   --idle-timeout SEC       Close connections idle this long (default 900,
                            0 = never).

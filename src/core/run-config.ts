@@ -14,7 +14,7 @@ export function runConfig(fileJson: unknown, opts: RunOptions): Config {
   // A malformed root is left alone so the validator reports it.
   if (!isObj(base)) return validateConfig(base)
   const root: Obj = { ...base }
-  if (opts.logLevel !== undefined) override(root, 'log', { level: opts.logLevel })
+  override(root, 'log', { level: opts.logLevel, syslog: opts.logSyslog })
   override(root, 'relay', {
     splice: opts.splice,
     idleTimeout: opts.idleTimeout,

@@ -41,6 +41,7 @@ t.test('run options', async (t) => {
     run({ logLevel: 'debug', splice: false, idleTimeout: 30, grace: 0.5 }),
   )
   t.same(parseArgs(['run', '--idle-timeout', '0']), run({ idleTimeout: 0 }))
+  t.same(parseArgs(['run', '--log-syslog', '/dev/log']), run({ logSyslog: '/dev/log' }))
   t.same(parseArgs(['run', '--log-level', 'warn', '--log-level', 'error']), run({ logLevel: 'error' }), 'last wins')
 })
 
@@ -102,6 +103,7 @@ t.test('help lists every command and flag', async (t) => {
     '--config',
     '--forward',
     '--log-level',
+    '--log-syslog',
     '--no-splice',
     '--idle-timeout',
     '--grace',

@@ -26,6 +26,7 @@ config_load() { log config_load "$@"; }
 config_get() {
 	case "$3" in
 	shutdown_grace) eval "$1=\${UGATE_GRACE:-\$4}" ;;
+	log_syslog) eval "$1=\${UGATE_SYSLOG:-\$4}" ;;
 	*) eval "$1=\$4" ;;
 	esac
 }
@@ -110,7 +111,7 @@ for (const shell of SHELLS) {
       'start',
       'config_load [ugate]',
       'procd_open_instance',
-      'procd_set_param [command] [/usr/bin/ugate] [run] [--config] [/etc/config/ugate]',
+      'procd_set_param [command] [/usr/bin/ugate] [run] [--config] [/etc/config/ugate] [--log-syslog] [/dev/log]',
       'procd_set_param [respawn]',
       'procd_set_param [stdout] [1]',
       'procd_set_param [stderr] [1]',
@@ -130,6 +131,15 @@ for (const shell of SHELLS) {
     t.ok(
       runInit(shell, 'start', { UGATE_GRACE: 'soon' }).lines.includes('procd_set_param [term_timeout] [7]'),
       'junk → default 5 + 2',
+    )
+  })
+
+  t.test(`${sh}: option log_syslog picks the socket passed as --log-syslog`, async (t) => {
+    t.ok(
+      runInit(shell, 'start', { UGATE_SYSLOG: '/tmp/log.sock' }).lines.some((l) =>
+        l.endsWith('[--log-syslog] [/tmp/log.sock]'),
+      ),
+      'log_syslog /tmp/log.sock → --log-syslog /tmp/log.sock',
     )
   })
 

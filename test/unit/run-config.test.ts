@@ -66,6 +66,9 @@ t.test('flags override file values', async (t) => {
   )
   t.same(c.log, { level: 'debug', syslog: '' })
   t.same(c.relay, { splice: false, idleTimeoutMs: 5000, shutdownGraceMs: 1000 })
+  const s = runConfig({ ...file, log: { syslog: '' } }, runOpts('--log-syslog', '/dev/log'))
+  t.same(s.log, { level: 'info', syslog: '/dev/log' }, '--log-syslog overrides log.syslog (an old config has none)')
+  t.throws(() => runConfig(file, runOpts('--log-syslog', 'dev/log')), { name: 'ConfigError', message: /log\.syslog/ })
 })
 
 t.test('conflicts between file and forwards are config errors', async (t) => {
