@@ -92,3 +92,13 @@ t.test('no syslog socket: one notice, then the lines on stderr', async (t) => {
   t.match(ug.lines[0], /^ugate: syslog \S+absent: ENOENT .*logging to stderr until it is back$/)
   checkCleanExit(t, ug, await ug.stop())
 })
+
+t.test('--log-syslog (what the init script passes) selects syslog for a config without log.syslog', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ugate-syslog-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'ugate.json')
+  writeFileSync(file, JSON.stringify({ listeners: [{ name: 'lan', type: 'mixed', listen: '127.0.0.1:0' }] }))
+  const ug = await startUgate(t, ['run', '--config', file, '--log-syslog', join(dir, 'absent')])
+  t.match(ug.lines[0], /^ugate: syslog \S+absent: ENOENT .*logging to stderr until it is back$/)
+  checkCleanExit(t, ug, await ug.stop())
+})
