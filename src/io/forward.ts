@@ -12,7 +12,8 @@ export async function serveForward(s: Session, ctx: GatewayContext): Promise<Out
   if (l.type !== 'forward') throw new Error(`serveForward on a ${l.type} listener`)
   s.fields.dst = formatEndpoint(l.target)
   s.handshakeDone()
-  const startedAt = native.now()
+  const debug = ctx.log.enabled('debug')
+  const startedAt = debug ? native.now() : 0
   const dialed = await dial(l.target.host, l.target.port, {
     timeoutMs: ctx.config.dial.connectTimeoutMs,
     mark: ctx.config.dial.mark,
@@ -20,12 +21,9 @@ export async function serveForward(s: Session, ctx: GatewayContext): Promise<Out
     log: ctx.log,
     refuse: (addr, port) => isOwnAddress(ctx.own, addr, port),
   })
-  ctx.log.debug('connected', {
-    listener: l.name,
-    src: s.src,
-    dst: s.fields.dst,
-    addr: dialed.addr,
-    ms: Math.round(native.now() - startedAt),
-  })
+  if (debug) {
+    const ms = Math.round(native.now() - startedAt)
+    ctx.log.debug('connected', { listener: l.name, src: s.src, dst: s.fields.dst, addr: dialed.addr, ms })
+  }
   return { kind: 'relay', upstream: dialed.fd }
 }

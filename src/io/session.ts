@@ -130,30 +130,42 @@ async function run(
   const conn = ctx.conns.open()
   const startedAt = native.now()
   const cancel = new Cancel(conn.cancel)
-  const timer = native.setTimeout(() => cancel.cancel('handshake-timeout'), ctx.config.limits.handshakeTimeoutMs)
+  let timer: number | null = native.setTimeout(
+    () => cancel.cancel('handshake-timeout'),
+    ctx.config.limits.handshakeTimeoutMs,
+  )
+  // Cleared once: by the handler (handshakeDone), before the relay, or at the end.
+  const stopTimer = () => {
+    if (timer === null) return
+    native.clearTimeout(timer)
+    timer = null
+  }
   const fields: Fields = {}
   ctx.stats.total++
+  let stream: HandshakeStream | undefined
   const live: LiveConn = { id: ctx.stats.total, listener: l.name, src, startedAt, stage: 'handshake', fields, cancel }
   ctx.stats.live.add(live)
   const session: Session = {
     listener: l,
     client,
     src,
-    stream: new HandshakeStream(client.fd, cancel),
+    // Made on first use: a forward never reads the client before the relay.
+    get stream() {
+      return (stream ??= new HandshakeStream(client.fd, cancel))
+    },
     cancel,
     fields,
-    handshakeDone: () => native.clearTimeout(timer),
+    handshakeDone: stopTimer,
   }
   const finish = (up: number, down: number, reason: string, splice: boolean) => {
-    native.clearTimeout(timer)
+    stopTimer()
     cancel.release()
     ctx.admission.release(client.addr)
     ctx.stats.live.delete(live)
     ctx.stats.bytesUp += up
     ctx.stats.bytesDown += down
-    const access = { listener: l.name, src, dst: fields.dst ?? '-', up, down, ms: Math.round(native.now() - startedAt) }
-    const { dst: _dst, ...extra } = fields
-    ctx.log.info('conn', { ...access, reason, splice: splice ? 1 : 0, ...extra })
+    if (ctx.log.enabled('info'))
+      ctx.log.info('conn', accessLine(l.name, src, up, down, startedAt, reason, splice, fields))
     conn.done()
   }
 
@@ -173,7 +185,7 @@ async function run(
     else closeQuietly(client.fd)
     return finish(0, 0, outcome.reason, false)
   }
-  native.clearTimeout(timer)
+  stopTimer()
   conn.relaying()
   live.stage = 'relay'
   const upstream = outcome.upstream
@@ -188,6 +200,27 @@ async function run(
     closeQuietly(upstream)
     finish(0, 0, `relay-error:${errorCode(e)}`, false)
   }
+}
+
+/**
+ * The access line's fields: listener, src, dst, up, down, ms, reason, splice,
+ * then the handler's other fields in their order. Built in one object, only
+ * when the line is written.
+ */
+function accessLine(
+  listener: string,
+  src: string,
+  up: number,
+  down: number,
+  startedAt: number,
+  reason: string,
+  splice: boolean,
+  fields: Fields,
+): Fields {
+  const ms = Math.round(native.now() - startedAt)
+  const line: Fields = { listener, src, dst: fields.dst ?? '-', up, down, ms, reason, splice: splice ? 1 : 0 }
+  for (const key in fields) if (key !== 'dst') line[key] = fields[key]
+  return line
 }
 
 /** The access line's reason for an error escaping a handler. */

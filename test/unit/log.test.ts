@@ -31,6 +31,22 @@ t.test('formatValue', async (t) => {
   for (const [v, want] of cases) t.equal(formatValue(v), want, JSON.stringify(v))
 })
 
+t.test('formatValue quotes exactly the characters \\s, ", =, \\ and controls match', async (t) => {
+  // Every UTF-16 code unit, alone and inside a word: quoted iff the regex the
+  // char scan replaced matches.
+  const needsQuotes = /[\s"=\\\x00-\x1f\x7f]/
+  const wrong: string[] = []
+  for (let c = 0; c <= 0xffff; c++) {
+    const ch = String.fromCharCode(c)
+    for (const s of [ch, `a${ch}b`]) {
+      const quoted = formatValue(s).startsWith('"')
+      if (quoted !== needsQuotes.test(s)) wrong.push(`U+${c.toString(16)}`)
+    }
+  }
+  t.same(wrong, [])
+  t.equal(formatValue(''), '""')
+})
+
 t.test('formatLine', async (t) => {
   t.equal(formatLine(T, 'info', 'ready', { listeners: 2 }), '2026-11-25T07:30:00.123Z info ready listeners=2')
   t.equal(formatLine(T, 'info', 'stopped'), '2026-11-25T07:30:00.123Z info stopped')
