@@ -33,7 +33,6 @@ NATIVE_SRCS := \
 	mod_proc \
 	mod_relay \
 	mod_sys \
-	mod_unix \
 	module \
 	pipe \
 	relay \

@@ -1,4 +1,4 @@
-// TCP sockets for the handshake phase: everything non-blocking, fds as numbers.
+// Sockets for the handshake phase (TCP, and unix sockets for admin, ubus and syslog):
 // After a route is chosen, relay.c takes the fds over and JS stops touching them.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -315,10 +315,13 @@ static JSValue js_listen_unix(UG_JS_PARAMS) {
   return JS_NewInt32(ctx, fd);
 }
 
-static JSValue js_connect_unix(UG_JS_PARAMS) {
+// connectUnix (stream: admin socket, ubusd) or connectUnixDgram (/dev/log).
+// A connected datagram socket lets send() report a reader that went away
+// (ECONNREFUSED), so the caller can reconnect after logd restarts.
+static JSValue js_connect_unix(UG_JS_PARAMS, int type) {
   struct sockaddr_un sa;
   if (unix_addr(ctx, argv[0], &sa)) return JS_EXCEPTION;
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return ug_throw_errno(ctx, "socket", errno);
   if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS &&
       errno != EAGAIN) {
@@ -341,7 +344,8 @@ static JSValue js_unlink(UG_JS_PARAMS) {
 
 static const JSCFunctionListEntry net_funcs[] = {
     JS_CFUNC_DEF("listenUnix", 2, js_listen_unix),
-    JS_CFUNC_DEF("connectUnix", 1, js_connect_unix),
+    JS_CFUNC_MAGIC_DEF("connectUnix", 1, js_connect_unix, SOCK_STREAM),
+    JS_CFUNC_MAGIC_DEF("connectUnixDgram", 1, js_connect_unix, SOCK_DGRAM),
     JS_CFUNC_DEF("unlink", 1, js_unlink),
     JS_CFUNC_DEF("listen", 3, js_listen),
     JS_CFUNC_DEF("accept", 1, js_accept),

@@ -145,7 +145,7 @@ declare module 'ugate:native' {
   /** Start a non-blocking connect to a unix socket; wait for EV_WRITE, then socketError. */
   export function connectUnix(path: string): number
   /**
-   * A non-blocking unix datagram socket connected to `path` (native/mod_unix.c);
+   * A non-blocking unix datagram socket connected to `path` (native/mod_net.c);
    * send with write(). Throws ENOENT/ECONNREFUSED when nobody reads there.
    */
   export function connectUnixDgram(path: string): number

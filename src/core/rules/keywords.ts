@@ -2,7 +2,7 @@
 // over the host's characters finds every stored keyword it contains, so the
 // cost depends on the host's length, not on the number of keywords.
 //
-// Keywords are ASCII (rules.ts allows a-z 0-9 . _ -); a character >= 128
+// Keywords are ASCII (rules/compile.ts allows a-z 0-9 . _ -); a character >= 128
 // cannot be part of one and resets the automaton to the root. After
 // finish() the automaton is flat typed arrays: states with many transitions
 // (the root, and the shallow states of a big keyword set) get a dense
