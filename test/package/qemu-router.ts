@@ -229,8 +229,8 @@ if (process.env.UGATE_BIN && resolve(repoRoot, process.env.UGATE_BIN) !== resolv
       t.match(vm.get('init-enabled') ?? '', /\bS99ugate\b/, 'default_postinst enabled /etc/init.d/ugate (S99ugate)')
       t.match(
         vm.get('procd-param-command') ?? '',
-        /^\/usr\/bin\/ugate run --config \/etc\/config\/ugate$/,
-        'procd command',
+        /^\/usr\/bin\/ugate run --config \/etc\/config\/ugate --log-syslog \/dev\/log$/,
+        'procd command (syslog selected by the init script)',
       )
       t.equal(vm.get('procd-param-stderr'), '1', 'stderr to syslog')
       t.equal(vm.get('nofile-limit'), '65535 65535', 'limits nofile applied to the running ugate')
