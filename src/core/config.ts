@@ -2,12 +2,12 @@
 // output is typed, with defaults filled in and durations in milliseconds.
 // Every error names the path and the bad value.
 
-import { type Endpoint, formatEndpoint, listenAddressesClash, parseEndpoint } from './address.js'
+import { type Endpoint, formatEndpoint, hostNameProblem, listenAddressesClash, parseEndpoint } from './address.js'
 import { AddressError, ConfigError, show } from './errors.js'
 import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
 import { type CaptureOptions, nftRuleset } from './nft.js'
 import { type RuleSpec, compileRules, parseRulesJson } from './rules/index.js'
-import { ipKey, parseCidr } from './ip.js'
+import { ipKey, isIpLiteral, parseCidr } from './ip.js'
 
 export interface Config {
   log: {
@@ -81,6 +81,9 @@ export interface CaptureConfig {
   excludeSrc: string[]
   includeMac: string[]
   excludeMac: string[]
+  /** Redirect LAN clients' DNS (port 53, UDP and TCP) to the dns listener `dnsListener`. */
+  dns: boolean
+  dnsListener: string
 }
 
 interface ListenerCommon {
@@ -117,8 +120,24 @@ export interface SniListenerConfig extends ListenerCommon {
   httpPort: number
 }
 
+/** A DNS server (UDP and TCP on one address) forwarding to `servers`, with cache, static names and the rules. */
+export interface DnsListenerConfig extends ListenerCommon {
+  type: 'dns'
+  /** Upstream resolvers, tried in order (IP literals: a resolver cannot resolve its own resolver). */
+  servers: Endpoint[]
+  /** Static names → addresses (A/AAAA answered without an upstream). */
+  hosts: Record<string, string[]>
+  /** What a rejected name gets: these addresses (by family), or NXDOMAIN when empty. */
+  rejectAddresses: string[]
+  /** Time one upstream gets per query before the next is asked. */
+  timeoutMs: number
+  /** Answers kept at most; 0 = no cache. */
+  cacheSize: number
+}
+
 /** Discriminated on `type`; a new listener type adds a member here and a parser below. */
-export type ListenerConfig = ForwardListenerConfig | ProxyListenerConfig | RedirectListenerConfig | SniListenerConfig
+export type ListenerConfig =
+  ForwardListenerConfig | ProxyListenerConfig | RedirectListenerConfig | SniListenerConfig | DnsListenerConfig
 export type ListenerType = ListenerConfig['type']
 
 /** The accounts a listener asks clients for; none for types without authentication. */
@@ -140,6 +159,8 @@ const DEFAULTS = {
   handshakeTimeout: 10,
   sniffMaxBytes: 16384,
   sniffTimeout: 0.3,
+  dnsTimeout: 2,
+  dnsCacheSize: 4096,
   /** Loopback, RFC 1918 and ULA: a listener never serves the WAN unless told to. */
   allow: ['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],
 }
@@ -152,7 +173,7 @@ export interface SecondsRange {
 
 /** Accepted ranges of the duration settings, shared with the CLI flags. */
 export const SECONDS: Record<
-  'idleTimeout' | 'shutdownGrace' | 'connectTimeout' | 'handshakeTimeout' | 'sniffTimeout',
+  'idleTimeout' | 'shutdownGrace' | 'connectTimeout' | 'handshakeTimeout' | 'sniffTimeout' | 'dnsTimeout',
   SecondsRange
 > = {
   // The upper bounds keep milliseconds within a signed 32-bit timer value.
@@ -161,6 +182,7 @@ export const SECONDS: Record<
   connectTimeout: { min: 0.001, max: 3600 },
   handshakeTimeout: { min: 0.001, max: 3600 },
   sniffTimeout: { min: 0.001, max: 60 },
+  dnsTimeout: { min: 0.001, max: 60 },
 }
 
 export function inSecondsRange(v: unknown, range: SecondsRange): v is number {
@@ -315,6 +337,8 @@ function capture(value: unknown): CaptureConfig {
     'excludeSrc',
     'includeMac',
     'excludeMac',
+    'dns',
+    'dnsListener',
   ])
   const strs = (key: string, fallback: string[]): string[] =>
     array(given(obj[key], fallback), `capture.${key}`).map((v, i) => {
@@ -327,6 +351,9 @@ function capture(value: unknown): CaptureConfig {
   const listenerName = given(obj.listener, '')
   if (typeof listenerName !== 'string')
     throw new ConfigError('capture.listener', `${show(listenerName)} is not a listener name`)
+  const dnsListener = given(obj.dnsListener, '')
+  if (typeof dnsListener !== 'string')
+    throw new ConfigError('capture.dnsListener', `${show(dnsListener)} is not a listener name`)
   return {
     enabled: boolean(given(obj.enabled, false), 'capture.enabled'),
     listener: listenerName,
@@ -339,6 +366,8 @@ function capture(value: unknown): CaptureConfig {
     excludeSrc: strs('excludeSrc', []),
     includeMac: strs('includeMac', []),
     excludeMac: strs('excludeMac', []),
+    dns: boolean(given(obj.dns, false), 'capture.dns'),
+    dnsListener,
   }
 }
 
@@ -348,11 +377,12 @@ function isWildcard(host: string): boolean {
 }
 
 /** The capture options for nftRuleset, CIDR lists split by family. */
-export function captureOptions(config: Config, redirectPort: number): CaptureOptions {
+export function captureOptions(config: Config, redirectPort: number, dnsPort = 0): CaptureOptions {
   const c = config.capture
   const byFamily = (list: string[], family: 4 | 6) => list.filter((x) => parseCidr(x)?.family === family)
   return {
     redirectPort,
+    dnsPort: c.dns ? dnsPort : 0,
     mark: config.dial.mark,
     lanInterfaces: c.lanInterfaces,
     routerSelf: c.routerSelf,
@@ -388,21 +418,17 @@ function checkReferences(config: Config): void {
   if (!l) throw new ConfigError('capture.listener', `${show(c.listener)} is not the name of a listener`)
   if (l.type !== 'redirect')
     throw new ConfigError('capture.listener', `${show(c.listener)} is a ${l.type} listener, not a redirect listener`)
-  // REDIRECT rewrites to the incoming interface's address: only a wildcard
-  // listener receives it, and with IPv6 capture it must take both families.
-  const wildcard6 = l.listen.kind === 'ipv6' && isWildcard(l.listen.host)
-  const wildcard4 = l.listen.kind === 'ipv4' && isWildcard(l.listen.host)
-  if (!wildcard4 && !wildcard6) {
-    throw new ConfigError(
-      'capture.listener',
-      `${show(c.listener)} listens on ${formatEndpoint(l.listen)}: a redirect listener for capture must listen on [::]:PORT (both families) or 0.0.0.0:PORT`,
-    )
-  }
-  if (c.ipv6 && !wildcard6) {
-    throw new ConfigError(
-      'capture.ipv6',
-      `is true but ${show(c.listener)} listens on ${formatEndpoint(l.listen)} (IPv4 only): listen on [::]:${l.listen.port} to capture both families, or set capture.ipv6 to false`,
-    )
+  checkCaptureTarget(l, 'listener', c.ipv6)
+  let dnsPort = 0
+  if (c.dns) {
+    const d = config.listeners.find((x) => x.name === c.dnsListener)
+    if (c.dnsListener === '')
+      throw new ConfigError('capture.dnsListener', 'missing: name the dns listener that captured queries go to')
+    if (!d) throw new ConfigError('capture.dnsListener', `${show(c.dnsListener)} is not the name of a listener`)
+    if (d.type !== 'dns')
+      throw new ConfigError('capture.dnsListener', `${show(c.dnsListener)} is a ${d.type} listener, not a dns listener`)
+    checkCaptureTarget(d, 'dnsListener', c.ipv6)
+    dnsPort = d.listen.port || 1
   }
   for (const key of ['bypass', 'includeSrc', 'excludeSrc'] as const) {
     c[key].forEach((x, i) => {
@@ -411,7 +437,7 @@ function checkReferences(config: Config): void {
     })
   }
   try {
-    nftRuleset(captureOptions(config, l.listen.port || 1))
+    nftRuleset(captureOptions(config, l.listen.port || 1, dnsPort))
   } catch (e) {
     if (e instanceof ConfigError) {
       const field =
@@ -419,6 +445,27 @@ function checkReferences(config: Config): void {
       throw new ConfigError(field, e.detail, e.value)
     }
     throw e
+  }
+}
+
+/**
+ * REDIRECT rewrites to the incoming interface's address: only a wildcard
+ * listener receives it, and with IPv6 capture it must take both families.
+ */
+function checkCaptureTarget(l: ListenerConfig, key: 'listener' | 'dnsListener', ipv6: boolean): void {
+  const wildcard6 = l.listen.kind === 'ipv6' && isWildcard(l.listen.host)
+  const wildcard4 = l.listen.kind === 'ipv4' && isWildcard(l.listen.host)
+  if (!wildcard4 && !wildcard6) {
+    throw new ConfigError(
+      `capture.${key}`,
+      `${show(l.name)} listens on ${formatEndpoint(l.listen)}: a ${l.type} listener for capture must listen on [::]:PORT (both families) or 0.0.0.0:PORT`,
+    )
+  }
+  if (ipv6 && !wildcard6) {
+    throw new ConfigError(
+      'capture.ipv6',
+      `is true but ${show(l.name)} listens on ${formatEndpoint(l.listen)} (IPv4 only): listen on [::]:${l.listen.port} to capture both families, or set capture.ipv6 to false`,
+    )
   }
 }
 
@@ -451,6 +498,18 @@ const LISTENER_SPECS: { [T in ListenerType]: ListenerSpec<T> } = {
   http: proxySpec('http'),
   mixed: proxySpec('mixed'),
   redirect: { keys: [], parse: (_obj, _path, common) => ({ ...common, type: 'redirect' }) },
+  dns: {
+    keys: ['servers', 'hosts', 'rejectAddresses', 'timeout', 'cacheSize'],
+    parse: (obj, path, common) => ({
+      ...common,
+      type: 'dns',
+      servers: dnsServers(required(obj, 'servers', path), `${path}.servers`),
+      hosts: staticHosts(given(obj.hosts, {}), `${path}.hosts`),
+      rejectAddresses: ipList(given(obj.rejectAddresses, []), `${path}.rejectAddresses`),
+      timeoutMs: ms(given(obj.timeout, DEFAULTS.dnsTimeout), `${path}.timeout`, SECONDS.dnsTimeout),
+      cacheSize: integer(given(obj.cacheSize, DEFAULTS.dnsCacheSize), `${path}.cacheSize`, 0, 1000000),
+    }),
+  },
   sni: {
     keys: ['tlsPort', 'httpPort'],
     parse: (obj, path, common) => ({
@@ -547,6 +606,42 @@ function cidrs(value: unknown, path: string): string[] {
     }
     return v
   })
+}
+
+/** Upstream resolvers: "IP", "IP:PORT" or "[IPv6]:PORT"; port 53 when not given. */
+function dnsServers(value: unknown, path: string): Endpoint[] {
+  const list = array(value, path)
+  if (list.length === 0) throw new ConfigError(path, 'at least one upstream resolver is required')
+  return list.map((v, i) => {
+    const p = `${path}[${i}]`
+    if (typeof v === 'string' && isIpLiteral(v)) return endpoint(v.includes(':') ? `[${v}]:53` : `${v}:53`, p, 'target')
+    const ep = endpoint(v, p, 'target')
+    if (ep.kind === 'name')
+      throw new ConfigError(p, `${show(v)} is not an IP address (a resolver is named by its address)`)
+    return ep
+  })
+}
+
+function ipList(value: unknown, path: string): string[] {
+  return array(value, path).map((v, i) => {
+    if (typeof v !== 'string' || !isIpLiteral(v))
+      throw new ConfigError(`${path}[${i}]`, `${show(v)} is not an IP address`)
+    return v
+  })
+}
+
+/** name → addresses; names as the rules take them. */
+function staticHosts(value: unknown, path: string): Record<string, string[]> {
+  const obj = object(value, path)
+  const out: Record<string, string[]> = {}
+  for (const [name, addrs] of Object.entries(obj)) {
+    const problem = hostNameProblem(name.replace(/\.$/, ''))
+    if (problem !== null) throw new ConfigError(`${path}.${name}`, `${show(name)} is not a host name: ${problem}`)
+    const list = ipList(addrs, `${path}.${name}`)
+    if (list.length === 0) throw new ConfigError(`${path}.${name}`, 'no addresses')
+    out[name] = list
+  }
+  return out
 }
 
 /** 1-255 bytes: what SOCKS5 (RFC 1929) can carry. */

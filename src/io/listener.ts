@@ -1,4 +1,5 @@
-// A listening socket that hands each accepted connection to a handler.
+// A listening socket that hands each accepted connection to a handler (and,
+// for a listener that also speaks UDP, a datagram socket on the same port).
 // Accepting is bounded per wake so one busy listener cannot starve the
 // others, and pauses when out of fds instead of spinning on EMFILE.
 
@@ -23,6 +24,8 @@ export interface ListenerOptions {
   backlog: number
   log: Logger
   onAccept: (client: Accepted) => void
+  /** Also bind a UDP socket on the same address and port; called whenever it is readable. */
+  onDatagram?: (fd: number) => void
 }
 
 export interface Listener {
@@ -62,6 +65,19 @@ export function openListener(o: ListenerOptions): Listener {
     throw new StartupError(`listener "${o.name}" cannot listen on ${formatEndpoint(o.listen)}: ${describeError(e)}`)
   }
   const bound = native.localAddress(fd)
+  let udp = -1
+  if (o.onDatagram) {
+    const onDatagram = o.onDatagram
+    try {
+      udp = native.udpBind(o.listen.host, bound.port)
+    } catch (e) {
+      closeQuietly(fd)
+      throw new StartupError(
+        `listener "${o.name}" cannot bind UDP ${formatHostPort(o.listen.host, bound.port)}: ${describeError(e)}`,
+      )
+    }
+    native.watch(udp, native.EV_READ, () => onDatagram(udp))
+  }
   let closed = false
   let pauseTimer: number | null = null
 
@@ -112,6 +128,7 @@ export function openListener(o: ListenerOptions): Listener {
       closed = true
       if (pauseTimer !== null) native.clearTimeout(pauseTimer)
       closeQuietly(fd)
+      if (udp >= 0) closeQuietly(udp)
     },
   }
 }

@@ -137,6 +137,30 @@ declare module 'ugate:native' {
   /** Original destination of a REDIRECTed socket (IPv4 or IPv6); null when there is none. */
   export function originalDst(fd: number): SockAddr | null
 
+  // ---- UDP sockets JS answers itself (the DNS listener; native/mod_net.c) ----
+  /**
+   * A non-blocking UDP socket bound to a numeric IP and port (0 = any free
+   * one). "::" is dual-stack. Each datagram's destination address is
+   * recorded (IP_PKTINFO / IPV6_RECVPKTINFO) for recvFrom's `local`.
+   */
+  export function udpBind(addr: string, port: number, opts?: { mark?: number }): number
+  export interface Datagram extends SockAddr {
+    /** The first `max` bytes of the datagram. */
+    data: ArrayBuffer
+    /** The datagram's real size: larger than data.byteLength when it was cut. */
+    size: number
+    /** The address it was sent to (a wildcard socket's actual local address), when known. */
+    local: string | null
+  }
+  /** One datagram (at most `max` bytes of it, 1-65535), or null when none is waiting. */
+  export function recvFrom(fd: number, max: number): Datagram | null
+  /**
+   * Send one datagram to addr:port, from the local address `from` when
+   * given (a reply leaves from where the request arrived). Returns the bytes
+   * sent, 0 when the socket buffer is full. IPv4 targets work on a "::" socket.
+   */
+  export function sendTo(fd: number, data: ArrayBuffer | Uint8Array, addr: string, port: number, from?: string): number
+
   /**
    * Listen on a unix stream socket (mode 0600). A stale socket file at `path`
    * is removed first; any other file there makes it fail (EADDRINUSE).

@@ -9,6 +9,7 @@ import { Cancel, CancelledError } from '../core/cancel.js'
 import type { Config, ListenerConfig, UpstreamConfig } from '../core/config.js'
 import type { ConnTracker } from '../core/conn-tracker.js'
 import { type Fields, type Logger, relayReason } from '../core/log.js'
+import type { AddressNames } from '../core/dns/names.js'
 import type { CompiledRules } from '../core/rules/index.js'
 import { CidrSet } from '../core/rules/cidr-tree.js'
 import { parseCidr, parseIpInto } from '../core/ip.js'
@@ -28,6 +29,8 @@ export interface GatewayContext {
   own: native.SockAddr[]
   admission: Admission
   stats: GatewayStats
+  /** Address → name, learnt from the answers of ugate's DNS listeners; kept across reloads. */
+  names: AddressNames
 }
 
 /** A connection not yet closed, for `ugate ctl connections`. */

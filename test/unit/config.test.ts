@@ -49,6 +49,8 @@ t.test('full example from the docs', async (t) => {
       excludeSrc: [],
       includeMac: [],
       excludeMac: [],
+      dns: false,
+      dnsListener: '',
     },
   }
   t.same(config, want)
