@@ -59,12 +59,13 @@ async function routeAndDial(d: Destination, s: Session, ctx: GatewayContext): Pr
   if (name !== undefined) query.host = name
   const ip = d.ip ?? (isIpLiteral(d.host) ? d.host : undefined)
   if (ip !== undefined) query.dstIp = ip
-  // No name, but the client got this address from ugate's DNS: route by the name it asked for.
-  const learnt = name === undefined && ip !== undefined ? ctx.names.lookup(ip, native.now()) : undefined
+  // No name (or only an address as the Host), but the client got this address
+  // from ugate's DNS: route by the name it asked for.
+  const nameless = name === undefined || isIpLiteral(name)
+  const learnt = nameless && ip !== undefined ? ctx.names.lookup(ip, native.now()) : undefined
   if (learnt !== undefined) {
     query.host = learnt
-    s.fields.host ??= learnt
-    s.fields.named = 'dns'
+    s.fields.dnsName = learnt
   }
   if (d.proto !== undefined) query.proto = d.proto
   const r = route(ctx.rules, query)

@@ -179,9 +179,9 @@ t.test('a later SOCKS5 / HTTP CONNECT to an answered address is routed by its na
   http.sock.destroy()
   const conns = await waitConnsOf(ug, 'proxy', 3)
   t.match(conns[0]?.fields, { rule: 'default' }, 'before the answer: default rule')
-  t.notOk(conns[0]?.fields.named, 'before the answer: no learnt name')
+  t.notOk(conns[0]?.fields.dnsName, 'before the answer: no learnt name')
   for (const c of conns.slice(1)) {
-    t.match(c.fields, { rule: 'web-by-name', host: 'web.example.test', named: 'dns' }, 'after: routed by the name', {
+    t.match(c.fields, { rule: 'web-by-name', dnsName: 'web.example.test' }, 'after: routed by the name', {
       line: c.raw,
     })
   }

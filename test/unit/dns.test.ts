@@ -378,8 +378,11 @@ t.test('clientReply, servfail, answersQuery', async (t) => {
   up.id = 999
   t.ok(answersQuery({ ...q, id: 999 }, up))
   t.notOk(answersQuery(q, up), 'other id')
+  up.flags |= FLAG.AA
+  up.flags &= ~FLAG.RA
   const mine = clientReply(q, up)
   t.equal(mine.id, 5)
+  t.equal(mine.flags & (FLAG.AA | FLAG.RA), FLAG.RA, 'AA cleared, RA set: a forwarder recurses')
   t.equal(mine.questions[0]?.name, 'Mixed.Case')
   t.equal(mine.additional.filter((r) => r.type === TYPE.OPT).length, 1)
   t.equal(rcodeOf(servfail(q)), RCODE.SERVFAIL)

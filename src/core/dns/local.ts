@@ -110,7 +110,9 @@ function withOpt(q: DnsMessage, reply: DnsMessage): DnsMessage {
 
 /** The upstream's reply as the client's: its id, its question's spelling, OPT as the client asked. */
 export function clientReply(q: DnsMessage, upstream: DnsMessage): DnsMessage {
-  return withOpt(q, { ...upstream, id: q.id, questions: q.questions.slice() })
+  // A forwarder's answer is not authoritative, and it does recurse.
+  const flags = (upstream.flags & ~FLAG.AA) | FLAG.RA
+  return withOpt(q, { ...upstream, id: q.id, flags, questions: q.questions.slice() })
 }
 
 /** SERVFAIL for `q` (every upstream failed). */
