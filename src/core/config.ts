@@ -498,6 +498,15 @@ const LISTENER_SPECS: { [T in ListenerType]: ListenerSpec<T> } = {
   http: proxySpec('http'),
   mixed: proxySpec('mixed'),
   redirect: { keys: [], parse: (_obj, _path, common) => ({ ...common, type: 'redirect' }) },
+  sni: {
+    keys: ['tlsPort', 'httpPort'],
+    parse: (obj, path, common) => ({
+      ...common,
+      type: 'sni',
+      tlsPort: integer(given(obj.tlsPort, 443), `${path}.tlsPort`, 1, 65535),
+      httpPort: integer(given(obj.httpPort, 80), `${path}.httpPort`, 1, 65535),
+    }),
+  },
   dns: {
     keys: ['servers', 'hosts', 'rejectAddresses', 'timeout', 'cacheSize'],
     parse: (obj, path, common) => ({
@@ -508,15 +517,6 @@ const LISTENER_SPECS: { [T in ListenerType]: ListenerSpec<T> } = {
       rejectAddresses: ipList(given(obj.rejectAddresses, []), `${path}.rejectAddresses`),
       timeoutMs: ms(given(obj.timeout, DEFAULTS.dnsTimeout), `${path}.timeout`, SECONDS.dnsTimeout),
       cacheSize: integer(given(obj.cacheSize, DEFAULTS.dnsCacheSize), `${path}.cacheSize`, 0, 1000000),
-    }),
-  },
-  sni: {
-    keys: ['tlsPort', 'httpPort'],
-    parse: (obj, path, common) => ({
-      ...common,
-      type: 'sni',
-      tlsPort: integer(given(obj.tlsPort, 443), `${path}.tlsPort`, 1, 65535),
-      httpPort: integer(given(obj.httpPort, 80), `${path}.httpPort`, 1, 65535),
     }),
   },
 }
