@@ -37,6 +37,7 @@ import type { Fields } from '../core/log.js'
 import { CidrSet } from '../core/rules/cidr-tree.js'
 import { DialError, dial } from './dial.js'
 import { cancelAfter, waitReadable } from './loop.js'
+import type { DatagramSocket } from './listener.js'
 import type { GatewayContext, Outcome, Session } from './session.js'
 import { closeQuietly, describeError, errorCode } from './sockets.js'
 import { EofError, HandshakeStream } from './stream.js'
@@ -79,22 +80,22 @@ export class DnsService {
   }
 
   /** The UDP socket is readable: answer what is waiting (a bounded batch). */
-  readonly onDatagram = (fd: number): void => {
+  readonly onDatagram = (sock: DatagramSocket): void => {
     for (let i = 0; i < UDP_BATCH; i++) {
       let d: native.Datagram | null
       try {
-        d = native.recvFrom(fd, MAX_QUERY)
+        d = native.recvFrom(sock.fd, MAX_QUERY)
       } catch (e) {
         // ICMP errors of earlier replies surface here (ECONNREFUSED); the socket is fine.
         this.ctx.log.debug('dns-recv-error', { listener: this.l.name, error: errorCode(e) })
         continue
       }
       if (d === null) return
-      this.datagram(fd, d)
+      this.datagram(sock, d)
     }
   }
 
-  private datagram(fd: number, d: native.Datagram): void {
+  private datagram(sock: DatagramSocket, d: native.Datagram): void {
     const src = formatHostPort(d.addr, d.port)
     const family = parseIpInto(d.addr, this.scratch, true)
     if (family === 0 || !this.allow.matches(family, this.scratch)) {
@@ -104,8 +105,9 @@ export class DnsService {
     }
     if (d.size > MAX_QUERY) return this.bad(src, `oversized datagram of ${d.size} bytes`)
     const send = (bytes: Uint8Array) => {
+      if (!sock.open) return // the listener closed while the upstream answered
       try {
-        native.sendTo(fd, bytes, d.addr, d.port, d.local ?? undefined)
+        native.sendTo(sock.fd, bytes, d.addr, d.port, d.local ?? undefined)
       } catch (e) {
         this.ctx.log.debug('dns-send-error', { listener: this.l.name, src, error: describeError(e) })
       }

@@ -12,7 +12,7 @@ import type { Logger } from '../core/log.js'
 import { nftDeleteCommand, nftRuleset } from '../core/nft.js'
 import { compileRules } from '../core/rules/index.js'
 import { type AdminServer, openAdmin } from './admin.js'
-import type { Accepted } from './listener.js'
+import type { Accepted, DatagramSocket } from './listener.js'
 import { serveForward } from './forward.js'
 import { serveHttp } from './http-server.js'
 import { type Listener, openListener } from './listener.js'
@@ -39,7 +39,7 @@ interface Entry {
   listener: Listener
   accept: (client: Accepted) => void
   /** A dns listener's UDP socket is readable. */
-  datagram?: (fd: number) => void
+  datagram?: (sock: DatagramSocket) => void
 }
 
 /** Start serving; throws StartupError (with every opened listener closed) if one cannot listen. */
@@ -225,7 +225,7 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
       const entry: Entry = { listener: null as unknown as Listener, accept }
       if (dns) entry.datagram = dns.onDatagram
       const { name, type, listen, backlog } = l
-      const onDatagram = dns ? (fd: number) => entry.datagram?.(fd) : undefined
+      const onDatagram = dns ? (sock: DatagramSocket) => entry.datagram?.(sock) : undefined
       entry.listener = openListener({
         name,
         type,

@@ -25,7 +25,16 @@ export interface ListenerOptions {
   log: Logger
   onAccept: (client: Accepted) => void
   /** Also bind a UDP socket on the same address and port; called whenever it is readable. */
-  onDatagram?: (fd: number) => void
+  onDatagram?: (sock: DatagramSocket) => void
+}
+
+/**
+ * A listener's UDP socket. An answer finished after the listener closed
+ * must check `open`: the fd number may already belong to another socket.
+ */
+export interface DatagramSocket {
+  readonly fd: number
+  readonly open: boolean
 }
 
 export interface Listener {
@@ -65,18 +74,19 @@ export function openListener(o: ListenerOptions): Listener {
     throw new StartupError(`listener "${o.name}" cannot listen on ${formatEndpoint(o.listen)}: ${describeError(e)}`)
   }
   const bound = native.localAddress(fd)
-  let udp = -1
+  let udp: { fd: number; open: boolean } | null = null
   if (o.onDatagram) {
     const onDatagram = o.onDatagram
     try {
-      udp = native.udpBind(o.listen.host, bound.port)
+      udp = { fd: native.udpBind(o.listen.host, bound.port), open: true }
     } catch (e) {
       closeQuietly(fd)
       throw new StartupError(
         `listener "${o.name}" cannot bind UDP ${formatHostPort(o.listen.host, bound.port)}: ${describeError(e)}`,
       )
     }
-    native.watch(udp, native.EV_READ, () => onDatagram(udp))
+    const sock = udp
+    native.watch(sock.fd, native.EV_READ, () => onDatagram(sock))
   }
   let closed = false
   let pauseTimer: number | null = null
@@ -128,7 +138,10 @@ export function openListener(o: ListenerOptions): Listener {
       closed = true
       if (pauseTimer !== null) native.clearTimeout(pauseTimer)
       closeQuietly(fd)
-      if (udp >= 0) closeQuietly(udp)
+      if (udp !== null) {
+        udp.open = false
+        closeQuietly(udp.fd)
+      }
     },
   }
 }

@@ -205,7 +205,7 @@ function udpAsk(port: number, payload: Buffer, ms = 1000): Promise<Buffer | null
 }
 
 t.test('bad input: garbage, truncated, oversized, lying counts — counted or FORMERR, still serving', async (t) => {
-  const { ug, port } = await startDns(t)
+  const { up, ug, port } = await startDns(t)
   t.equal(await udpAsk(port, Buffer.from([1, 2, 3])), null, '3 bytes: no reply')
   const formerr = await udpAsk(port, Buffer.from([0xab, 0xcd, 1, 0, 0, 5, 0, 0, 0, 0, 0, 0, 3, 97]))
   t.ok(formerr !== null, 'a header that lies about its questions gets a reply')
@@ -231,5 +231,14 @@ t.test('bad input: garbage, truncated, oversized, lying counts — counted or FO
 
   const ok = await dig(port, 'www.example.test', 'A')
   t.equal(ok.status, 'NOERROR', 'still answering after the bad input')
-  await finish(t, ug, 2)
+
+  // A reload keeps the sockets (same address) and starts a fresh cache.
+  ug.signal('SIGHUP')
+  await ug.waitForLine(/ info reloaded /)
+  const again = await dig(port, 'www.example.test', 'A', ['+tcp'])
+  t.equal(again.status, 'NOERROR', 'answering over TCP after a reload')
+  const udpAgain = await dig(port, 'www.example.test', 'A')
+  t.equal(udpAgain.status, 'NOERROR', 'answering over UDP after a reload')
+  t.equal(up.seen('www.example.test').length, 2, 'the reload emptied the cache: asked upstream once more')
+  await finish(t, ug, 3)
 })
