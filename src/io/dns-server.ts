@@ -51,7 +51,7 @@ const MAX_PENDING = 256
 /** A TCP client idle this long between queries is closed (RFC 7766 §6.2.3 suggests seconds). */
 const TCP_IDLE_MS = 10_000
 
-/** Counters of one DNS listener (since it was configured). */
+/** Counters of one DNS listener since start (in `ugate ctl status`). */
 export interface DnsCounters {
   queries: number
   cached: number
@@ -63,7 +63,7 @@ export interface DnsCounters {
 
 /** One configured `dns` listener: its cache, static names and counters (new on each reload). */
 export class DnsService {
-  readonly counters: DnsCounters = { queries: 0, cached: 0, forwarded: 0, failed: 0, malformed: 0, dropped: 0 }
+  private readonly counters: DnsCounters
   private readonly cache: DnsCache
   private readonly hosts: StaticHosts
   private readonly allow: CidrSet
@@ -77,6 +77,9 @@ export class DnsService {
     this.cache = new DnsCache({ ...DEFAULT_CACHE_LIMITS, maxEntries: l.cacheSize })
     this.hosts = new StaticHosts(l.hosts)
     this.allow = new CidrSet(l.allow.map((c) => parseCidr(c)!))
+    const known = ctx.stats.dns.get(l.name)
+    this.counters = known ?? { queries: 0, cached: 0, forwarded: 0, failed: 0, malformed: 0, dropped: 0 }
+    if (!known) ctx.stats.dns.set(l.name, this.counters)
   }
 
   /** The UDP socket is readable: answer what is waiting (a bounded batch). */

@@ -10,6 +10,7 @@ import type { Config, ListenerConfig, UpstreamConfig } from '../core/config.js'
 import type { ConnTracker } from '../core/conn-tracker.js'
 import { type Fields, type Logger, relayReason } from '../core/log.js'
 import type { AddressNames } from '../core/dns/names.js'
+import type { DnsCounters } from './dns-server.js'
 import type { CompiledRules } from '../core/rules/index.js'
 import { CidrSet } from '../core/rules/cidr-tree.js'
 import { parseCidr, parseIpInto } from '../core/ip.js'
@@ -58,6 +59,8 @@ export class GatewayStats {
   readonly live = new Set<LiveConn>()
   /** Rule ('default', '#3' or its name) → connections it routed. */
   readonly ruleHits = new Map<string, number>()
+  /** dns listener name → its query counters (kept across reloads). */
+  readonly dns = new Map<string, DnsCounters>()
 
   hit(rule: string): void {
     this.ruleHits.set(rule, (this.ruleHits.get(rule) ?? 0) + 1)

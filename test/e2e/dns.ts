@@ -18,7 +18,7 @@ import { BIG_NAME, ZONE_TTL, digArgs, parseDig, startDnsStandin } from '../lib/d
 import { run } from '../lib/netns.js'
 import { connectReader, socks5Connect } from '../lib/proxy.js'
 import { echoServer, refusedPort } from '../lib/servers.js'
-import { type Ugate, finish } from '../lib/ugate.js'
+import { type Ugate, finish, runUgate } from '../lib/ugate.js'
 
 const ZONE = {
   'www.example.test': { A: ['192.0.2.10', '192.0.2.11'], AAAA: ['2001:db8::10'] },
@@ -42,11 +42,14 @@ function dnsLines(ug: Ugate, name: string) {
 }
 
 async function startDns(t: Test, extraListeners: unknown[] = [], rules: unknown[] = []) {
-  const up = await startDnsStandin(t, tempDir(t), ZONE, { host: '::1' })
+  const dir = tempDir(t)
+  const up = await startDnsStandin(t, dir, ZONE, { host: '::1' })
+  const socket = join(dir, 'ugate.sock')
   const ug = await startConfig(
     t,
     {
       log: { level: 'debug' },
+      admin: { socket },
       relay: { shutdownGrace: 1 },
       listeners: [
         listener('dns', 'dns', {
@@ -60,7 +63,7 @@ async function startDns(t: Test, extraListeners: unknown[] = [], rules: unknown[
     },
     { env: { ASAN_OPTIONS: 'detect_leaks=1' } },
   )
-  return { up, ug, port: ug.port('dns') }
+  return { up, ug, port: ug.port('dns'), socket }
 }
 
 t.test('answers, cache with TTLs counted down, +tcp, truncation, rules, static names', async (t) => {
@@ -205,7 +208,7 @@ function udpAsk(port: number, payload: Buffer, ms = 1000): Promise<Buffer | null
 }
 
 t.test('bad input: garbage, truncated, oversized, lying counts — counted or FORMERR, still serving', async (t) => {
-  const { up, ug, port } = await startDns(t)
+  const { up, ug, port, socket } = await startDns(t)
   t.equal(await udpAsk(port, Buffer.from([1, 2, 3])), null, '3 bytes: no reply')
   const formerr = await udpAsk(port, Buffer.from([0xab, 0xcd, 1, 0, 0, 5, 0, 0, 0, 0, 0, 0, 3, 97]))
   t.ok(formerr !== null, 'a header that lies about its questions gets a reply')
@@ -240,5 +243,16 @@ t.test('bad input: garbage, truncated, oversized, lying counts — counted or FO
   const udpAgain = await dig(port, 'www.example.test', 'A')
   t.equal(udpAgain.status, 'NOERROR', 'answering over UDP after a reload')
   t.equal(up.seen('www.example.test').length, 2, 'the reload emptied the cache: asked upstream once more')
+  const status = runUgate(['ctl', '--socket', socket, 'status'])
+  t.match(
+    JSON.parse(status.stdout),
+    {
+      dns: {
+        names: 2,
+        listeners: [{ name: 'dns', queries: 3, forwarded: 2, cached: 1, failed: 0, malformed: 5, dropped: 0 }],
+      },
+    },
+    'ctl status: the DNS counters (kept across the reload) and the learnt addresses',
+  )
   await finish(t, ug, 3)
 })

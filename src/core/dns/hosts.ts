@@ -6,7 +6,7 @@
 import { ipKey, isIPv4, isIPv6 } from '../ip.js'
 import { CLASS_IN, type DnsQuestion, type DnsRecord, TYPE } from './message.js'
 
-/** TTL (s) of the static answers: short, so an edit shows soon after a reload. */
+/** TTL (s) of static and sinkhole answers: short, so an edit shows soon after a reload. */
 export const STATIC_TTL = 60
 
 export class StaticHosts {

@@ -6,7 +6,7 @@
 import type { CompiledRules } from '../rules/index.js'
 import { route } from '../rules/index.js'
 import type { DnsCache } from './cache.js'
-import { type StaticHosts, addressRecord } from './hosts.js'
+import { STATIC_TTL, type StaticHosts, addressRecord } from './hosts.js'
 import { isIPv4, isIPv6 } from '../ip.js'
 import {
   CLASS_IN,
@@ -22,7 +22,7 @@ import {
 } from './message.js'
 
 /** The EDNS UDP payload size ugate announces (the DNS flag day 2020 value). */
-export const EDNS_UDP_SIZE = 1232
+const EDNS_UDP_SIZE = 1232
 
 export interface LocalContext {
   rules: CompiledRules
@@ -65,7 +65,7 @@ export function answerLocally(q: DnsMessage, c: LocalContext): LocalDecision {
       const fits = question.type === TYPE.A ? isIPv4 : isIPv6
       reply.answers = c.rejectAddresses
         .filter((a) => fits(a))
-        .map((a) => addressRecord(question.name, question.type, a, 60))
+        .map((a) => addressRecord(question.name, question.type, a, STATIC_TTL))
     }
     return local(q, reply, 'reject', rule)
   }

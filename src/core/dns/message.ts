@@ -433,8 +433,3 @@ export function encodeWithin(m: DnsMessage, limit: number): Uint8Array {
     additional: m.additional.filter((r) => r.type === TYPE.OPT),
   })
 }
-
-/** Whether names are equal as DNS names (ASCII case-insensitive). */
-export function sameName(a: string, b: string): boolean {
-  return a.length === b.length && a.toLowerCase() === b.toLowerCase()
-}

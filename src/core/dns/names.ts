@@ -13,7 +13,7 @@ interface Entry {
   expiresAt: number
 }
 
-export const DEFAULT_NAME_ENTRIES = 16384
+const DEFAULT_NAME_ENTRIES = 16384
 
 export class AddressNames {
   private readonly map = new Map<string, Entry>()
