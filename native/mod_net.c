@@ -70,6 +70,17 @@ static JSValue addr_to_js(JSContext *ctx, const struct sockaddr_storage *ss) {
   return o;
 }
 
+// JS (host, port) → sockaddr for `what`; returns its length, or 0 with a RangeError thrown.
+static socklen_t arg_ip(JSContext *ctx, JSValueConst host_v, int port, int min_port,
+                        struct sockaddr_storage *ss, const char *what) {
+  const char *host = JS_ToCString(ctx, host_v);
+  if (!host) return 0;
+  socklen_t sl = port >= min_port && port <= 65535 ? parse_ip(host, port, ss) : 0;
+  JS_FreeCString(ctx, host);
+  if (!sl) JS_ThrowRangeError(ctx, "%s: not a numeric IP address and port", what);
+  return sl;
+}
+
 static int arg_fd(JSContext *ctx, JSValueConst v, int *fd) {
   if (JS_ToInt32(ctx, fd, v)) return -1;
   if (*fd < 0) {
@@ -79,25 +90,32 @@ static int arg_fd(JSContext *ctx, JSValueConst v, int *fd) {
   return 0;
 }
 
+// A non-blocking socket of `type` for binding to *ss, or -1 with an exception thrown.
+// "::" takes IPv4 too (as v4-mapped): one transparent listener serves both
+// families. A specific IPv6 address stays IPv6-only.
+static int bind_socket(JSContext *ctx, const struct sockaddr_storage *ss, int type) {
+  int fd = socket(ss->ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ug_throw_errno(ctx, "socket", errno);
+    return -1;
+  }
+  if (ss->ss_family == AF_INET6) {
+    int v6only = !IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+  }
+  return fd;
+}
+
 static JSValue js_listen(UG_JS_PARAMS) {
   int port, backlog;
   if (JS_ToInt32(ctx, &port, argv[1]) || JS_ToInt32(ctx, &backlog, argv[2])) return JS_EXCEPTION;
-  const char *host = JS_ToCString(ctx, argv[0]);
-  if (!host) return JS_EXCEPTION;
   struct sockaddr_storage ss;
-  socklen_t sl = port >= 0 && port <= 65535 ? parse_ip(host, port, &ss) : 0;
-  JS_FreeCString(ctx, host);
-  if (!sl) return JS_ThrowRangeError(ctx, "listen: not a numeric IP address and port");
-  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return ug_throw_errno(ctx, "socket", errno);
+  socklen_t sl = arg_ip(ctx, argv[0], port, 0, &ss, "listen");
+  if (!sl) return JS_EXCEPTION;
+  int fd = bind_socket(ctx, &ss, SOCK_STREAM);
+  if (fd < 0) return JS_EXCEPTION;
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (ss.ss_family == AF_INET6) {
-    // "::" takes IPv4 too (as v4-mapped): one transparent listener serves both
-    // families. A specific IPv6 address stays IPv6-only.
-    int v6only = !IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr);
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
-  }
   if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, backlog) < 0) {
     int e = errno;
     close(fd);
@@ -133,12 +151,9 @@ static JSValue js_accept(UG_JS_PARAMS) {
 static JSValue js_connect(UG_JS_PARAMS) {
   int port;
   if (JS_ToInt32(ctx, &port, argv[1])) return JS_EXCEPTION;
-  const char *host = JS_ToCString(ctx, argv[0]);
-  if (!host) return JS_EXCEPTION;
   struct sockaddr_storage ss;
-  socklen_t sl = port > 0 && port <= 65535 ? parse_ip(host, port, &ss) : 0;
-  JS_FreeCString(ctx, host);
-  if (!sl) return JS_ThrowRangeError(ctx, "connect: not a numeric IP address and port");
+  socklen_t sl = arg_ip(ctx, argv[0], port, 1, &ss, "connect");
+  if (!sl) return JS_EXCEPTION;
   int mark = 0;
   const char *bind_to = NULL;
   struct sockaddr_storage src;
@@ -284,19 +299,14 @@ static JSValue js_udp_bind(UG_JS_PARAMS) {
   if (JS_ToInt32(ctx, &port, argv[1])) return JS_EXCEPTION;
   if (argc > 2 && JS_IsObject(argv[2]) && ug_opt_int(ctx, argv[2], "mark", &mark) < 0)
     return JS_EXCEPTION;
-  const char *host = JS_ToCString(ctx, argv[0]);
-  if (!host) return JS_EXCEPTION;
   struct sockaddr_storage ss;
-  socklen_t sl = port >= 0 && port <= 65535 ? parse_ip(host, port, &ss) : 0;
-  JS_FreeCString(ctx, host);
-  if (!sl) return JS_ThrowRangeError(ctx, "udpBind: not a numeric IP address and port");
-  int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return ug_throw_errno(ctx, "socket", errno);
+  socklen_t sl = arg_ip(ctx, argv[0], port, 0, &ss, "udpBind");
+  if (!sl) return JS_EXCEPTION;
+  int fd = bind_socket(ctx, &ss, SOCK_DGRAM);
+  if (fd < 0) return JS_EXCEPTION;
   int one = 1;
   const char *step = NULL;
   if (ss.ss_family == AF_INET6) {
-    int v6only = !IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr);
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
     if (setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) < 0)
       step = "setsockopt(IPV6_RECVPKTINFO)";
   } else if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) < 0) {
@@ -377,12 +387,9 @@ static JSValue js_send_to(UG_JS_PARAMS) {
   socklen_t ol = sizeof own;
   if (getsockname(fd, (struct sockaddr *)&own, &ol) < 0)
     return ug_throw_errno(ctx, "getsockname", errno);
-  const char *host = JS_ToCString(ctx, argv[2]);
-  if (!host) return JS_EXCEPTION;
   struct sockaddr_storage ss;
-  socklen_t sl = port > 0 && port <= 65535 ? parse_ip(host, port, &ss) : 0;
-  JS_FreeCString(ctx, host);
-  if (!sl) return JS_ThrowRangeError(ctx, "sendTo: not a numeric IP address and port");
+  socklen_t sl = arg_ip(ctx, argv[2], port, 1, &ss, "sendTo");
+  if (!sl) return JS_EXCEPTION;
   struct sockaddr_storage src;
   socklen_t srcl = 0;
   if (argc > 4 && JS_IsString(argv[4])) {

@@ -412,24 +412,8 @@ function checkReferences(config: Config): void {
   })
   const c = config.capture
   if (!c.enabled) return
-  const l = config.listeners.find((x) => x.name === c.listener)
-  if (c.listener === '')
-    throw new ConfigError('capture.listener', 'missing: name the redirect listener that captured traffic goes to')
-  if (!l) throw new ConfigError('capture.listener', `${show(c.listener)} is not the name of a listener`)
-  if (l.type !== 'redirect')
-    throw new ConfigError('capture.listener', `${show(c.listener)} is a ${l.type} listener, not a redirect listener`)
-  checkCaptureTarget(l, 'listener', c.ipv6)
-  let dnsPort = 0
-  if (c.dns) {
-    const d = config.listeners.find((x) => x.name === c.dnsListener)
-    if (c.dnsListener === '')
-      throw new ConfigError('capture.dnsListener', 'missing: name the dns listener that captured queries go to')
-    if (!d) throw new ConfigError('capture.dnsListener', `${show(c.dnsListener)} is not the name of a listener`)
-    if (d.type !== 'dns')
-      throw new ConfigError('capture.dnsListener', `${show(c.dnsListener)} is a ${d.type} listener, not a dns listener`)
-    checkCaptureTarget(d, 'dnsListener', c.ipv6)
-    dnsPort = d.listen.port || 1
-  }
+  const l = captureTarget(config, 'listener', 'redirect', 'traffic goes')
+  const dnsPort = c.dns ? captureTarget(config, 'dnsListener', 'dns', 'queries go').listen.port || 1 : 0
   for (const key of ['bypass', 'includeSrc', 'excludeSrc'] as const) {
     c[key].forEach((x, i) => {
       if (parseCidr(x) === null)
@@ -449,24 +433,39 @@ function checkReferences(config: Config): void {
 }
 
 /**
- * REDIRECT rewrites to the incoming interface's address: only a wildcard
- * listener receives it, and with IPv6 capture it must take both families.
+ * The listener capture.listener (or capture.dnsListener) names, checked: it
+ * exists, has the type, and, since REDIRECT rewrites to the incoming
+ * interface's address, listens on a wildcard address (both families with
+ * IPv6 capture).
  */
-function checkCaptureTarget(l: ListenerConfig, key: 'listener' | 'dnsListener', ipv6: boolean): void {
+function captureTarget(
+  config: Config,
+  key: 'listener' | 'dnsListener',
+  type: 'redirect' | 'dns',
+  goes: string,
+): ListenerConfig {
+  const name = config.capture[key]
+  if (name === '')
+    throw new ConfigError(`capture.${key}`, `missing: name the ${type} listener that captured ${goes} to`)
+  const l = config.listeners.find((x) => x.name === name)
+  if (!l) throw new ConfigError(`capture.${key}`, `${show(name)} is not the name of a listener`)
+  if (l.type !== type)
+    throw new ConfigError(`capture.${key}`, `${show(name)} is a ${l.type} listener, not a ${type} listener`)
   const wildcard6 = l.listen.kind === 'ipv6' && isWildcard(l.listen.host)
   const wildcard4 = l.listen.kind === 'ipv4' && isWildcard(l.listen.host)
   if (!wildcard4 && !wildcard6) {
     throw new ConfigError(
       `capture.${key}`,
-      `${show(l.name)} listens on ${formatEndpoint(l.listen)}: a ${l.type} listener for capture must listen on [::]:PORT (both families) or 0.0.0.0:PORT`,
+      `${show(name)} listens on ${formatEndpoint(l.listen)}: a ${type} listener for capture must listen on [::]:PORT (both families) or 0.0.0.0:PORT`,
     )
   }
-  if (ipv6 && !wildcard6) {
+  if (config.capture.ipv6 && !wildcard6) {
     throw new ConfigError(
       'capture.ipv6',
-      `is true but ${show(l.name)} listens on ${formatEndpoint(l.listen)} (IPv4 only): listen on [::]:${l.listen.port} to capture both families, or set capture.ipv6 to false`,
+      `is true but ${show(name)} listens on ${formatEndpoint(l.listen)} (IPv4 only): listen on [::]:${l.listen.port} to capture both families, or set capture.ipv6 to false`,
     )
   }
+  return l
 }
 
 // ---- listeners ---------------------------------------------------------------

@@ -156,19 +156,22 @@ export function nftRuleset(opts: CaptureOptions): string {
     line(2, 'ip daddr @ugate_bypass4 return')
     if (ipv6) line(2, 'ip6 daddr @ugate_bypass6 return')
   }
-  if (uniqueLan.length > 0 && dnsPort !== 0) {
-    const dnsRedirect = `meta l4proto { tcp, udp } redirect to :${dnsPort}`
-    line(1, 'chain ugate_dns {')
+  // Excluded sources return; then `action` for the included ones (all when no include list).
+  const bySource = (action: string) => {
     line(2, 'ip saddr @ugate_exclude_src4 return')
     if (ipv6) line(2, 'ip6 saddr @ugate_exclude_src6 return')
     line(2, 'ether saddr @ugate_exclude_mac return')
     if (including) {
-      if (inc4.length > 0) line(2, `ip saddr @ugate_include_src4 ${dnsRedirect}`)
-      if (inc6.length > 0) line(2, `ip6 saddr @ugate_include_src6 ${dnsRedirect}`)
-      if (incMac.length > 0) line(2, `ether saddr @ugate_include_mac ${dnsRedirect}`)
+      if (inc4.length > 0) line(2, `ip saddr @ugate_include_src4 ${action}`)
+      if (inc6.length > 0) line(2, `ip6 saddr @ugate_include_src6 ${action}`)
+      if (incMac.length > 0) line(2, `ether saddr @ugate_include_mac ${action}`)
     } else {
-      line(2, dnsRedirect)
+      line(2, action)
     }
+  }
+  if (uniqueLan.length > 0 && dnsPort !== 0) {
+    line(1, 'chain ugate_dns {')
+    bySource(`meta l4proto { tcp, udp } redirect to :${dnsPort}`)
     line(1, '}')
     out.push('')
   }
@@ -177,16 +180,7 @@ export function nftRuleset(opts: CaptureOptions): string {
     line(2, 'type nat hook prerouting priority dstnat; policy accept;')
     line(2, `iifname != { ${uniqueLan.map((n) => `"${n}"`).join(', ')} } return`)
     common(dnsPort !== 0)
-    line(2, 'ip saddr @ugate_exclude_src4 return')
-    if (ipv6) line(2, 'ip6 saddr @ugate_exclude_src6 return')
-    line(2, 'ether saddr @ugate_exclude_mac return')
-    if (including) {
-      if (inc4.length > 0) line(2, `ip saddr @ugate_include_src4 ${redirect}`)
-      if (inc6.length > 0) line(2, `ip6 saddr @ugate_include_src6 ${redirect}`)
-      if (incMac.length > 0) line(2, `ether saddr @ugate_include_mac ${redirect}`)
-    } else {
-      line(2, redirect)
-    }
+    bySource(redirect)
     line(1, '}')
   }
   if (routerSelf) {

@@ -5,6 +5,7 @@
 // at all without a SOA (§5). SERVFAIL, truncated replies and other rcodes
 // are never kept. Bounded: past `maxEntries` the least recently used goes.
 
+import { ExpiringMap } from './expiring.js'
 import { CLASS_IN, type DnsMessage, type DnsQuestion, type DnsRecord, FLAG, RCODE, TYPE, rcodeOf } from './message.js'
 
 interface Entry {
@@ -12,7 +13,6 @@ interface Entry {
   answers: DnsRecord[]
   authority: DnsRecord[]
   storedAt: number
-  expiresAt: number
 }
 
 /** What the cache answers: the records with their remaining TTLs. */
@@ -47,9 +47,11 @@ export function cacheTtl(reply: DnsMessage): number {
 }
 
 export class DnsCache {
-  private readonly map = new Map<string, Entry>()
+  private readonly map: ExpiringMap<Entry>
 
-  constructor(private readonly limits: CacheLimits = DEFAULT_CACHE_LIMITS) {}
+  constructor(private readonly limits: CacheLimits = DEFAULT_CACHE_LIMITS) {
+    this.map = new ExpiringMap(limits.maxEntries)
+  }
 
   get size(): number {
     return this.map.size
@@ -60,36 +62,22 @@ export class DnsCache {
     const q = reply.questions[0]
     const ttl = Math.min(cacheTtl(reply), this.limits.maxTtl)
     if (q === undefined || q.class !== CLASS_IN || ttl <= 0 || this.limits.maxEntries <= 0) return false
-    const key = keyOf(q)
-    this.map.delete(key)
-    while (this.map.size >= this.limits.maxEntries) this.map.delete(this.map.keys().next().value!)
-    this.map.set(key, {
+    const entry = {
       rcode: rcodeOf(reply),
       answers: reply.answers,
       authority: reply.authority.filter((r) => r.type === TYPE.SOA),
       storedAt: nowMs,
-      expiresAt: nowMs + ttl * 1000,
-    })
+    }
+    this.map.set(keyOf(q), entry, nowMs + ttl * 1000)
     return true
   }
 
   /** The cached answer to `q` with TTLs counted down, or undefined. */
   lookup(q: DnsQuestion, nowMs: number): CachedAnswer | undefined {
-    const key = keyOf(q)
-    const e = this.map.get(key)
+    const e = this.map.get(keyOf(q), nowMs, true)
     if (e === undefined) return undefined
-    if (nowMs >= e.expiresAt) {
-      this.map.delete(key)
-      return undefined
-    }
-    this.map.delete(key) // most recently used goes last
-    this.map.set(key, e)
     const age = Math.floor((nowMs - e.storedAt) / 1000)
     const aged = (r: DnsRecord): DnsRecord => ({ ...r, ttl: Math.max(0, r.ttl - age) })
     return { rcode: e.rcode, answers: e.answers.map(aged), authority: e.authority.map(aged) }
-  }
-
-  clear(): void {
-    this.map.clear()
   }
 }

@@ -6,19 +6,17 @@
 // CNAME target's: it is the name the client asked for and the rules name.
 
 import { ipKey, isIpLiteral } from '../ip.js'
+import { ExpiringMap } from './expiring.js'
 import { type DnsMessage, RCODE, TYPE, rcodeOf } from './message.js'
-
-interface Entry {
-  name: string
-  expiresAt: number
-}
 
 const DEFAULT_NAME_ENTRIES = 16384
 
 export class AddressNames {
-  private readonly map = new Map<string, Entry>()
+  private readonly map: ExpiringMap<string>
 
-  constructor(private readonly maxEntries = DEFAULT_NAME_ENTRIES) {}
+  constructor(maxEntries = DEFAULT_NAME_ENTRIES) {
+    this.map = new ExpiringMap(maxEntries)
+  }
 
   get size(): number {
     return this.map.size
@@ -26,11 +24,8 @@ export class AddressNames {
 
   /** Remember `address` → `name` for `ttl` seconds (a later answer replaces an earlier one). */
   add(address: string, name: string, ttl: number, nowMs: number): void {
-    if (ttl <= 0 || this.maxEntries <= 0 || name === '' || !isIpLiteral(address)) return
-    const key = ipKey(address)
-    this.map.delete(key)
-    while (this.map.size >= this.maxEntries) this.map.delete(this.map.keys().next().value!)
-    this.map.set(key, { name: name.toLowerCase(), expiresAt: nowMs + ttl * 1000 })
+    if (ttl <= 0 || name === '' || !isIpLiteral(address)) return
+    this.map.set(ipKey(address), name.toLowerCase(), nowMs + ttl * 1000)
   }
 
   /** Every A/AAAA answer of a NOERROR reply, under the question's name; returns how many. */
@@ -49,13 +44,6 @@ export class AddressNames {
 
   /** The name an address was an answer for, while that answer lives. */
   lookup(address: string, nowMs: number): string | undefined {
-    const key = ipKey(address)
-    const e = this.map.get(key)
-    if (e === undefined) return undefined
-    if (nowMs >= e.expiresAt) {
-      this.map.delete(key)
-      return undefined
-    }
-    return e.name
+    return this.map.get(ipKey(address), nowMs)
   }
 }
