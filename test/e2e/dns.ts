@@ -156,6 +156,20 @@ t.test('upstream down: SERVFAIL and a warning naming the resolver', async (t) =>
   await finish(t, ug, 0)
 })
 
+t.test('a resolver that fails is skipped: the next one answers', async (t) => {
+  const dead = await refusedPort()
+  const up = await startDnsStandin(t, tempDir(t), ZONE, { host: '::1' })
+  const ug = await startConfig(t, {
+    log: { level: 'debug' },
+    listeners: [listener('dns', 'dns', { servers: [`127.0.0.1:${dead}`, `[::1]:${up.port}`], timeout: 0.3 })],
+  })
+  const r = await dig(ug.port('dns'), 'www.example.test', 'A')
+  t.equal(r.status, 'NOERROR', 'answered by the second resolver', { raw: r.raw })
+  t.equal(up.seen('www.example.test').length, 1)
+  t.same(ug.events('dns-failed'), [], 'no dns-failed warning: one resolver answered')
+  await finish(t, ug, 0)
+})
+
 t.test('a later SOCKS5 / HTTP CONNECT to an answered address is routed by its name', async (t) => {
   const echo = await echoServer(t)
   const { ug, port } = await startDns(
