@@ -48,8 +48,6 @@ const MAX_QUERY = 4096
 const UDP_BATCH = 64
 /** Queries waiting for an upstream at once; more are dropped (each holds a socket). */
 const MAX_PENDING = 256
-/** A TCP client idle this long between queries is closed (RFC 7766 §6.2.3 suggests seconds). */
-const TCP_IDLE_MS = 10_000
 
 /** Counters of one DNS listener since start (in `ugate ctl status`). */
 export interface DnsCounters {
@@ -296,34 +294,37 @@ export class DnsService {
     s.handshakeDone() // the idle timer below bounds the connection instead
     let answered = 0
     for (;;) {
-      const wait = new Cancel(s.cancel)
-      const stop = cancelAfter(wait, TCP_IDLE_MS, 'idle')
-      let bytes: Uint8Array
+      // Each exchange (read, answer, write) must end within the idle time: a
+      // client that stops sending, or stops reading its answers, is closed.
+      // (limits.handshakeTimeout, default 10 s: RFC 7766 §6.2.3 suggests seconds.)
+      const stop = cancelAfter(s.cancel, this.ctx.config.limits.handshakeTimeoutMs, 'idle')
       try {
-        bytes = await readFrame(s.stream, wait)
-      } catch (e) {
-        s.fields.queries = answered
-        if (e instanceof EofError && s.stream.buffered.length === 0) return { kind: 'close', reason: 'eof' }
-        if (e instanceof CancelledError && e.reason === 'idle') return { kind: 'close', reason: 'idle' }
-        throw e
+        let bytes: Uint8Array
+        try {
+          bytes = await readFrame(s.stream, s.cancel)
+        } catch (e) {
+          s.fields.queries = answered
+          if (e instanceof EofError && s.stream.buffered.length === 0) return { kind: 'close', reason: 'eof' }
+          if (e instanceof CancelledError && e.reason === 'idle') return { kind: 'close', reason: 'idle' }
+          throw e
+        }
+        let query: DnsMessage
+        try {
+          query = decodeMessage(bytes)
+        } catch (e) {
+          if (!(e instanceof DnsError)) throw e
+          this.bad(s.src, e.message)
+          s.fields.queries = answered
+          if (bytes.length >= HEADER_BYTES) await s.stream.writeAll(frame(formErrBytes(messageId(bytes))))
+          return { kind: 'close', reason: 'dns-formerr' }
+        }
+        const reply = await this.answer(query, s.client.addr, s.src)
+        if (reply === null) continue
+        await s.stream.writeAll(frame(encodeWithin(reply, 0xffff)))
+        answered++
       } finally {
         stop()
-        wait.release()
       }
-      let query: DnsMessage
-      try {
-        query = decodeMessage(bytes)
-      } catch (e) {
-        if (!(e instanceof DnsError)) throw e
-        this.bad(s.src, e.message)
-        s.fields.queries = answered
-        if (bytes.length >= HEADER_BYTES) await s.stream.writeAll(frame(formErrBytes(messageId(bytes))))
-        return { kind: 'close', reason: 'dns-formerr' }
-      }
-      const reply = await this.answer(query, s.client.addr, s.src)
-      if (reply === null) continue
-      await s.stream.writeAll(frame(encodeWithin(reply, 0xffff)))
-      answered++
     }
   }
 }

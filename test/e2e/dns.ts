@@ -49,6 +49,7 @@ async function startDns(t: Test, extraListeners: unknown[] = [], rules: unknown[
     t,
     {
       log: { level: 'debug' },
+      limits: { handshakeTimeout: 1 },
       admin: { socket },
       relay: { shutdownGrace: 1 },
       listeners: [
@@ -246,6 +247,13 @@ t.test('bad input: garbage, truncated, oversized, lying counts — counted or FO
   t.same([...reply.subarray(0, 6)], [0, 12, 0x12, 0x34, 0x80, 0x81], 'TCP garbage: FORMERR frame, then closed')
   garbage.sock.destroy()
 
+  // A TCP client that sends nothing is closed after limits.handshakeTimeout.
+  const idle = await connectReader(port)
+  const end = await idle.rest()
+  t.equal(end.data.length, 0, 'idle TCP client: closed without a byte')
+  const idleConn = (await waitConnsOf(ug, 'dns', 3)).find((c) => c.fields.reason === 'idle')
+  t.match(idleConn?.fields, { reason: 'idle', queries: '0' }, 'idle TCP client: conn line reason=idle')
+
   const ok = await dig(port, 'www.example.test', 'A')
   t.equal(ok.status, 'NOERROR', 'still answering after the bad input')
 
@@ -268,5 +276,5 @@ t.test('bad input: garbage, truncated, oversized, lying counts — counted or FO
     },
     'ctl status: the DNS counters (kept across the reload) and the learnt addresses',
   )
-  await finish(t, ug, 3)
+  await finish(t, ug, 4)
 })
