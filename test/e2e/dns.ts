@@ -18,6 +18,7 @@ import { BIG_NAME, ZONE_TTL, digArgs, parseDig, startDnsStandin } from '../lib/d
 import { run } from '../lib/netns.js'
 import { connectReader, socks5Connect } from '../lib/proxy.js'
 import { echoServer, refusedPort } from '../lib/servers.js'
+import { rng } from '../lib/rng.js'
 import { type Ugate, finish, runUgate } from '../lib/ugate.js'
 
 const ZONE = {
@@ -277,4 +278,28 @@ t.test('bad input: garbage, truncated, oversized, lying counts — counted or FO
     'ctl status: the DNS counters (kept across the reload) and the learnt addresses',
   )
   await finish(t, ug, 4)
+})
+
+t.test('a flood of random datagrams (fixed seed): each counted, the process stays up, fds back', async (t) => {
+  const { ug, port, socket } = await startDns(t)
+  const next = rng(0xd15)
+  const sock = dgram.createSocket('udp4')
+  const N = 300
+  for (let i = 0; i < N; i++) {
+    const len = 1 + Math.floor(next() * 300)
+    const b = Buffer.from(Array.from({ length: len }, () => Math.floor(next() * 256)))
+    await new Promise<void>((r) => sock.send(b, port, '127.0.0.1', () => r()))
+  }
+  sock.close()
+  // The dig's datagram queues behind the flood on the same socket: answered means all were read.
+  const ok = await dig(port, 'www.example.test', 'A')
+  t.equal(ok.status, 'NOERROR', 'still answering')
+  const c = (
+    JSON.parse(runUgate(['ctl', '--socket', socket, 'status']).stdout) as {
+      dns: { listeners: Array<Record<string, number>> }
+    }
+  ).dns.listeners[0]!
+  t.equal(c.malformed! + c.dropped! + c.queries!, N + 1, 'every datagram counted once', { counters: c })
+  t.ok(c.malformed! > N / 2, 'most random datagrams are malformed', { counters: c })
+  await finish(t, ug, 0)
 })
