@@ -8,8 +8,10 @@
 
 import t from 'tap'
 import { ADDR, TEST_ALLOW, IFACE, UGATE_MARK, checkTableGone, createTopology } from '../lib/netns.js'
-import { digArgs, parseDig, startDnsStandin } from '../lib/dns-standin.js'
+import { digArgs, parseDig, requireDig, startDnsStandin } from '../lib/dns-standin.js'
 import { finish, startUgate } from '../lib/ugate.js'
+
+requireDig()
 
 const CAP_PORT = 15080
 const DNS_PORT = 15353

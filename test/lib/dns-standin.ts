@@ -7,7 +7,7 @@
 // must retry over TCP). Every query it receives is printed as a JSON line
 // {name, type, proto, from}, which the tests count.
 
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -228,4 +228,11 @@ export function digArgs(server: string, port: number, name: string, type: string
     '+answer',
     ...extra,
   ]
+}
+
+/** Fail early, naming the package, when dig is missing. */
+export function requireDig(): void {
+  const r = spawnSync('dig', ['-v'], { encoding: 'utf8' })
+  if (r.error)
+    throw new Error(`the DNS tests need \`dig\` (${r.error.message}): install it with apt-get install bind9-dnsutils`)
 }
