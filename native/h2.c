@@ -41,6 +41,9 @@ enum {
 #define MAX_STREAM_ID 0x7fffffff
 #define CTRL_MAX (256 * 1024)  // largest non-DATA frame, and header block, we hold
 #define RESET_RING 64          // streams we reset lately: their late frames are ignored
+// Replies the peer's frames cause (SETTINGS and PING ACKs, resets) while this
+// much output is unsent: a peer that sends them without reading is cut off.
+#define REPLY_BACKLOG_MAX (1 << 20)
 
 static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #define PREFACE_LEN 24
@@ -228,6 +231,13 @@ static bool recently_reset(const h2_conn *c, uint32_t id) {
   return false;
 }
 
+// False (and the connection failed) when the peer makes us queue replies it does not read.
+static bool reply_room(h2_conn *c) {
+  if (c->out_len - c->out_off <= REPLY_BACKLOG_MAX) return true;
+  conn_error(c, H2_ENHANCE_YOUR_CALM);
+  return false;
+}
+
 // Send RST_STREAM and forget the stream; it is ignored if it sends more.
 static void send_reset(h2_conn *c, uint32_t id, uint32_t code) {
   send_u32(c, F_RST, id, code);
@@ -237,6 +247,7 @@ static void send_reset(h2_conn *c, uint32_t id, uint32_t code) {
 
 // A stream error found in the peer's frames: the owner hears of it if it knew the stream.
 static void stream_error(h2_conn *c, uint32_t id, uint32_t code) {
+  if (!reply_room(c)) return;
   bool known = find(c, id) != NULL;
   send_reset(c, id, code);
   if (known && c->ev.closed) c->ev.closed(c->ctx, id, code, false);
@@ -302,18 +313,18 @@ void h2_config_default(struct h2_config *cfg, bool server) {
 }
 
 static void send_settings(h2_conn *c) {
-  struct {
+  struct setting {
     uint16_t id;
     uint32_t v;
   } s[5];
   int n = 0;
   if (c->server)
-    s[n++] = (typeof(s[0])){S_MAX_STREAMS, c->cfg.max_streams};
+    s[n++] = (struct setting){S_MAX_STREAMS, c->cfg.max_streams};
   else
-    s[n++] = (typeof(s[0])){S_ENABLE_PUSH, 0};
-  s[n++] = (typeof(s[0])){S_INITIAL_WINDOW, c->cfg.stream_window};
-  s[n++] = (typeof(s[0])){S_MAX_FRAME, c->cfg.max_frame};
-  s[n++] = (typeof(s[0])){S_MAX_HEADER_LIST, c->cfg.max_header_list};
+    s[n++] = (struct setting){S_ENABLE_PUSH, 0};
+  s[n++] = (struct setting){S_INITIAL_WINDOW, c->cfg.stream_window};
+  s[n++] = (struct setting){S_MAX_FRAME, c->cfg.max_frame};
+  s[n++] = (struct setting){S_MAX_HEADER_LIST, c->cfg.max_header_list};
   uint8_t *p = frame(c, n * 6, F_SETTINGS, 0, 0);
   if (!p) return;
   for (int i = 0; i < n; i++, p += 6) {
@@ -646,6 +657,7 @@ static void on_settings(h2_conn *c, const uint8_t *p, uint32_t len) {
     }
   }
   c->got_settings = true;
+  if (!reply_room(c)) return;
   frame(c, 0, F_SETTINGS, FL_ACK, 0);
   if (opened && c->ev.writable) c->ev.writable(c->ctx, 0);
 }
@@ -691,6 +703,7 @@ static void on_ping(h2_conn *c, const uint8_t *p, uint32_t len) {
   if (c->fsid != 0) return (void)conn_error(c, H2_PROTOCOL_ERROR);
   uint64_t v = (uint64_t)get32(p) << 32 | get32(p + 4);
   if (!(c->fflags & FL_ACK)) {
+    if (!reply_room(c)) return;
     uint8_t *q = frame(c, 8, F_PING, FL_ACK, 0);
     if (q) memcpy(q, p, 8);
     return;

@@ -1151,6 +1151,15 @@ static void test_errors(void) {
   read_output(s.c, &seen);
   check(r == 0 && seen.ping_ack, "server: PING answered after an unknown frame");
   h2_free(s.c);
+  // A PING flood from a peer that never reads our ACKs.
+  side_init(&s, true, NULL);
+  read_output(s.c, &seen);
+  preface_settings(true);
+  for (int i = 0; i < 70000; i++) fr_auto(6, 0, 0, pl, 8);
+  r = h2_recv(s.c, raw, rawlen);
+  check(r == H2_ENHANCE_YOUR_CALM,
+        "server: PING flood with 1 MiB of unread ACKs → ENHANCE_YOUR_CALM");
+  h2_free(s.c);
   // Bad preface.
   side_init(&s, true, NULL);
   read_output(s.c, &seen);
