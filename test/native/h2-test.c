@@ -1015,6 +1015,57 @@ B(r_data_first) {
   fr_auto(0, 0, 1, "x", 1);
 }
 
+// Frames follow the peer's SETTINGS_MAX_FRAME_SIZE; SETTINGS_INITIAL_WINDOW_SIZE
+// changes move every stream's window by the difference (§6.9.2).
+static void test_peer_settings(void) {
+  struct h2_config sc;
+  h2_config_default(&sc, true);
+  sc.max_frame = 16384;
+  sc.stream_window = 100000;
+  struct side cl, sv;
+  side_init(&cl, false, NULL);
+  side_init(&sv, true, &sc);
+  sv.respond = true;
+  pump(&cl, &sv);
+  int64_t id = h2_open(cl.c, "f:1", NULL, 0);
+  pump(&cl, &sv);
+  static uint8_t buf[40000];
+  check(h2_send(cl.c, id, buf, sizeof buf, false) == 40000, "settings: 40000 bytes taken");
+  pump(&cl, &sv);
+  int frames = 0;
+  for (int i = 0; i < sv.nev; i++) frames += sv.ev[i].type == 'd' && sv.ev[i].n <= 16384;
+  check(frames == 3 && sv.data_bytes == 40000,
+        "settings: sent as 3 DATA frames under the server's 16384 max frame size");
+  h2_free(cl.c);
+  h2_free(sv.c);
+
+  // A raw server lowers, then raises, the initial window.
+  side_init(&cl, false, NULL);
+  id = h2_open(cl.c, "w:1", NULL, 0);
+  struct seen seen;
+  read_output(cl.c, &seen);
+  rawlen = 0;
+  fr_auto(4, 0, 0, "\0\4\0\0\0\x0a", 6);  // INITIAL_WINDOW_SIZE 10
+  uint8_t b[64];
+  size_t n = block(b, ":status", "200", NULL);
+  fr_auto(1, 4, 1, b, n);
+  int r = h2_recv(cl.c, raw, rawlen);
+  check(r == 0 && h2_send(cl.c, id, buf, 100, false) == 10 && h2_send_room(cl.c, id) == 0,
+        "settings: a 10-byte initial window lets 10 bytes out");
+  rawlen = 0;
+  fr_auto(4, 0, 0, "\0\4\0\0\0\x6e", 6);  // 110: +100 on the open stream
+  r = h2_recv(cl.c, raw, rawlen);
+  check(r == 0 && h2_send_room(cl.c, id) == 100 && find_ev(&cl, 'w', 0),
+        "settings: raising it to 110 opens 100 more and says writable");
+  rawlen = 0;
+  fr_auto(4, 0, 0, "\0\4\0\0\0\0", 6);  // 0: the window goes negative
+  r = h2_recv(cl.c, raw, rawlen);
+  check(r == 0 && h2_send_room(cl.c, id) == 0 && h2_send(cl.c, id, buf, 1, false) == 0,
+        "settings: lowering it to 0 leaves a negative window: nothing goes out");
+  read_output(cl.c, &seen);
+  h2_free(cl.c);
+}
+
 static void test_errors(void) {
   static const struct {
     struct expect x;
@@ -1373,6 +1424,7 @@ int main(int argc, char **argv) {
   test_pair_basic();
   test_goaway_refused();
   test_flow_control();
+  test_peer_settings();
   test_limits();
   test_errors();
   fuzz_hpack(fuzz);
