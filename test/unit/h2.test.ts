@@ -88,8 +88,7 @@ const profiles: { name: string; settings: http2.Settings; connWindow?: number }[
 for (const profile of profiles)
   t.test(`client: our engine against Node http2 server (h2c), ${profile.name}`, async (t) => {
     const server = http2.createServer({ settings: profile.settings })
-    if (profile.connWindow)
-      server.on('session', (s) => s.once('connect', () => s.setLocalWindowSize(profile.connWindow!)))
+    if (profile.connWindow) server.on('session', (s) => s.setLocalWindowSize(profile.connWindow!)) // a server session is connected already
     const seen: Seen[] = []
     server.on('stream', (stream, headers) => {
       const rec: Seen = { authority: String(headers[':authority']), headers, bytes: 0, sha: '', rst: null }
