@@ -238,11 +238,16 @@ static bool reply_room(h2_conn *c) {
   return false;
 }
 
-// Send RST_STREAM and forget the stream; it is ignored if it sends more.
-static void send_reset(h2_conn *c, uint32_t id, uint32_t code) {
-  send_u32(c, F_RST, id, code);
+// Forget stream id: whatever the peer still sends on it is ignored.
+static void ignore_stream(h2_conn *c, uint32_t id) {
   remove_stream(c, id);
   c->reset_ring[c->reset_pos++ % RESET_RING] = id;
+}
+
+// Send RST_STREAM and forget the stream.
+static void send_reset(h2_conn *c, uint32_t id, uint32_t code) {
+  send_u32(c, F_RST, id, code);
+  ignore_stream(c, id);
 }
 
 // A stream error found in the peer's frames: the owner hears of it if it knew the stream.
@@ -515,7 +520,7 @@ static void end_block(h2_conn *c) {
       return;
     }
     c->last_peer_id = sid;
-    if (c->goaway_sent) return;  // after our GOAWAY new streams are ignored
+    if (c->goaway_sent) return ignore_stream(c, sid);  // after our GOAWAY new streams are ignored
     if (c->block_err) return stream_error(c, sid, c->block_err);
     if (too_big) return refuse(c, sid, "431");
     if (m->malformed || !(m->seen & 1u << P_METHOD)) return stream_error(c, sid, H2_PROTOCOL_ERROR);

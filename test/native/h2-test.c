@@ -486,23 +486,6 @@ static void test_pair_basic(void) {
   h2_free(sv.c);
 }
 
-static void test_goaway_refused(void) {
-  struct side cl, sv;
-  side_init(&cl, false, NULL);
-  side_init(&sv, true, NULL);
-  pump(&cl, &sv);
-  h2_open(cl.c, "a:1", NULL, 0);
-  pump(&cl, &sv);
-  h2_goaway(sv.c, H2_NO_ERROR);
-  int64_t late = h2_open(cl.c, "b:2", NULL, 0);  // crosses the GOAWAY
-  pump(&cl, &sv);
-  struct ev *c = find_ev(&cl, 'c', (uint32_t)late);
-  check(c && c->code == H2_REFUSED_STREAM && c->remote && !find_ev(&sv, 'q', (uint32_t)late),
-        "goaway: a stream above last-stream-id is refused and never reached the server");
-  h2_free(cl.c);
-  h2_free(sv.c);
-}
-
 static void test_flow_control(void) {
   struct h2_config sc;
   h2_config_default(&sc, true);
@@ -896,6 +879,42 @@ B(r_interim_end) {
 }
 B(r_data_first) {
   fr_auto(0, 0, 1, "x", 1);
+}
+
+static void test_goaway_refused(void) {
+  struct side cl, sv;
+  side_init(&cl, false, NULL);
+  side_init(&sv, true, NULL);
+  pump(&cl, &sv);
+  h2_open(cl.c, "a:1", NULL, 0);
+  pump(&cl, &sv);
+  h2_goaway(sv.c, H2_NO_ERROR);
+  int64_t late = h2_open(cl.c, "b:2", NULL, 0);  // crosses the GOAWAY
+  pump(&cl, &sv);
+  struct ev *c = find_ev(&cl, 'c', (uint32_t)late);
+  check(c && c->code == H2_REFUSED_STREAM && c->remote && !find_ev(&sv, 'q', (uint32_t)late),
+        "goaway: a stream above last-stream-id is refused and never reached the server");
+  h2_free(cl.c);
+  h2_free(sv.c);
+
+  // The server ignores what a client opens after the server's GOAWAY, data included.
+  side_init(&cl, false, NULL);
+  side_init(&sv, true, NULL);
+  pump(&cl, &sv);
+  h2_goaway(sv.c, H2_NO_ERROR);
+  struct seen seen;
+  read_output(sv.c, &seen);  // the client never hears of the GOAWAY here
+  late = h2_open(cl.c, "c:3", NULL, 0);
+  h2_send(cl.c, late, (const uint8_t *)"data", 4, true);
+  size_t len;
+  const uint8_t *p = h2_output(cl.c, &len);
+  int r = h2_recv(sv.c, p, len);
+  h2_output_done(cl.c, len);
+  read_output(sv.c, &seen);
+  check(r == 0 && !find_ev(&sv, 'q', 0) && seen.nrst == 0 && seen.goaway < 0,
+        "goaway: a stream opened after the server's GOAWAY is ignored, its DATA too");
+  h2_free(cl.c);
+  h2_free(sv.c);
 }
 
 // Frames follow the peer's SETTINGS_MAX_FRAME_SIZE; SETTINGS_INITIAL_WINDOW_SIZE
