@@ -206,6 +206,9 @@ static void on_request(void *ctx, uint32_t id, const char *a, size_t al, const s
                        (int)h[i].name_len, h[i].name, (int)h[i].value_len, h[i].value);
     printf("request %s\n", first_headers);
   }
+  for (int i = 0; i < n; i++)  // a header block that needed CONTINUATION frames
+    if (h[i].value_len > 16384)
+      printf("long_header %.*s %zu\n", (int)h[i].name_len, h[i].name, h[i].value_len);
   if (!strncmp(s->kind, "refuse:", 7)) {
     h2_respond(conn, id, 503, NULL, 0);
     s->closed = true;
@@ -408,6 +411,23 @@ static int run_client(int port) {
   r = open_stream("echo:client-reset", "client-reset", 1 << 20, 8);
   ok = r > 0 && wait_closed(r, r);
   say(ok && S(r)->reset_sent, "client RST_STREAM sent");
+
+  // A header block larger than a frame: HEADERS + CONTINUATION.
+  static char big_value[20000];
+  memset(big_value, 'b', sizeof big_value);
+  struct h2_header big_header = {"x-big", big_value, 5, sizeof big_value};
+  r = h2_open(conn, "echo:long-header", &big_header, 1);
+  if (r > 0) {
+    s = S(r);
+    memset(s, 0, sizeof *s);
+    s->used = true;
+    s->to_send = 10;
+    s->rng = 77;
+    h2_set_user(conn, r, s);
+  }
+  ok = r > 0 && wait_closed(r, r);
+  say(ok && S(r)->status == 200 && S(r)->received == 10,
+      "20000-byte header sent in CONTINUATION frames");
 
   // A refused tunnel.
   r = open_stream("refuse:1", "refuse", 0, 9);

@@ -71,8 +71,9 @@ interface Seen {
 }
 
 /** Node's own defaults (64 KiB windows, 16 KiB frames), then ztunnel's. */
-const profiles: { name: string; settings: http2.Settings; connWindow?: number }[] = [
+const profiles: { name: string; settings: http2.Settings; connWindow?: number; padding?: boolean }[] = [
   { name: "Node's default settings", settings: {} },
+  { name: 'Node padding every frame', settings: {}, padding: true },
   {
     name: "ztunnel's settings",
     settings: {
@@ -85,9 +86,13 @@ const profiles: { name: string; settings: http2.Settings; connWindow?: number }[
   },
 ]
 
+/** Node's padding option: HEADERS and DATA frames padded as far as they can be. */
+const padding = (p: { padding?: boolean }) =>
+  p.padding ? { paddingStrategy: http2.constants.PADDING_STRATEGY_MAX } : {}
+
 for (const profile of profiles)
   t.test(`client: our engine against Node http2 server (h2c), ${profile.name}`, async (t) => {
-    const server = http2.createServer({ settings: profile.settings })
+    const server = http2.createServer({ settings: profile.settings, ...padding(profile) })
     if (profile.connWindow) server.on('session', (s) => s.setLocalWindowSize(profile.connWindow!)) // a server session is connected already
     const seen: Seen[] = []
     server.on('stream', (stream, headers) => {
@@ -137,6 +142,8 @@ for (const profile of profiles)
     t.equal(new Set(many.map((s) => s.sha)).size, 100, 'with distinct payloads')
     const reset = seen.find((s) => s.authority === 'echo:client-reset')
     t.equal(reset?.rst, http2.constants.NGHTTP2_CANCEL, 'Node saw our RST_STREAM CANCEL')
+    const long = seen.find((s) => s.authority === 'echo:long-header')
+    t.equal(String(long?.headers['x-big']).length, 20000, 'Node got the 20000-byte header (HEADERS + CONTINUATION)')
     t.match(r.out, /^rtt_us \d+$/m, 'PING RTT measured')
     t.match(r.out, /^goaway last=\d+ code=0$/m, "Node's GOAWAY after ours")
   })
@@ -185,7 +192,7 @@ for (const profile of profiles)
       if (m) portSeen(Number(m[1]))
     })
     const port = await portP
-    const client = http2.connect(`http://127.0.0.1:${port}`, { settings: profile.settings })
+    const client = http2.connect(`http://127.0.0.1:${port}`, { settings: profile.settings, ...padding(profile) })
     if (profile.connWindow) client.once('connect', () => client.setLocalWindowSize(profile.connWindow!))
     const connect = (authority: string, extra: http2.OutgoingHttpHeaders = {}) =>
       client.request({ ':method': 'CONNECT', ':authority': authority, ...extra })
@@ -223,6 +230,12 @@ for (const profile of profiles)
     reset.write('x')
     t.equal((await resetBack).rst, http2.constants.NGHTTP2_CANCEL, 'our RST_STREAM CANCEL reached Node')
 
+    const longReq = connect('echo:long', { 'x-big': 'c'.repeat(20000) })
+    const long = collect(longReq)
+    longReq.end()
+    const lg = await long
+    t.equal(lg.status, 200, 'a 20000-byte header (HEADERS + CONTINUATION from Node) accepted')
+
     const refused = collect(connect('refuse:1'))
     const rf = await refused
     t.equal(rf.status, 503, '503 refusal')
@@ -246,6 +259,7 @@ for (const profile of profiles)
       'headers passed to the owner',
     )
     t.match(lines.join('\n'), /^reset_by_client \d+ 8$/m, "Node's RST_STREAM CANCEL reached us")
+    t.match(lines.join('\n'), /^long_header x-big 20000$/m, 'the long header reached the owner')
     t.match(lines.join('\n'), /^goaway last=0 code=0$/m, "Node's GOAWAY seen")
-    t.match(lines.join('\n'), /^served streams=104 /m, 'all streams served')
+    t.match(lines.join('\n'), /^served streams=105 /m, 'all streams served')
   })
