@@ -64,7 +64,8 @@ struct h2_header {
 };
 
 // Events, called from inside h2_recv only. Any may be NULL. In any of them the
-// owner may call the h2_* functions (open, respond, send, reset, ...).
+// owner may call the h2_* functions (open, respond, send, reset, ...), but
+// not h2_free or h2_recv.
 struct h2_events {
   // Server: a well-formed CONNECT on stream id, with its other header fields
   // (baggage, forwarded, traceparent, ...). Answer with h2_respond.
@@ -104,7 +105,9 @@ void h2_free(h2_conn *c);
 int h2_recv(h2_conn *c, const uint8_t *p, size_t n);
 
 // Bytes to send: *len of them at the returned pointer (valid until the next
-// h2_* call); h2_output_done(n) after n of them were sent.
+// h2_* call); h2_output_done(n) after n of them were sent. h2_send copies
+// payload here: an owner that cannot send stops calling h2_send while *len
+// is large (the peer's windows bound it too).
 const uint8_t *h2_output(h2_conn *c, size_t *len);
 void h2_output_done(h2_conn *c, size_t n);
 
