@@ -486,6 +486,58 @@ static void test_pair_basic(void) {
   h2_free(sv.c);
 }
 
+// RFC 9113 §5.1 from the owner's side: which calls each state allows, and when
+// the stream leaves the table.
+static void test_states(void) {
+  struct side cl, sv;
+  side_init(&cl, false, NULL);
+  side_init(&sv, true, NULL);
+  pump(&cl, &sv);
+  const uint8_t *x = (const uint8_t *)"x";
+  // open → half-closed (local) on the client, (remote) on the server → closed.
+  int64_t id = h2_open(cl.c, "s:1", NULL, 0);
+  pump(&cl, &sv);
+  h2_respond(sv.c, id, 200, NULL, 0);
+  check(h2_send(cl.c, id, x, 1, true) == 1 && h2_send(cl.c, id, x, 1, false) == H2_E_STATE &&
+            h2_send_room(cl.c, id) == 0,
+        "states: client half-closed (local): no more sending");
+  pump(&cl, &sv);
+  check(find_ev(&sv, 'e', id) && h2_send(sv.c, id, x, 1, false) == 1 && h2_stream_count(sv.c) == 1,
+        "states: server half-closed (remote): it still sends");
+  check(h2_send(sv.c, id, NULL, 0, true) == 0 && h2_stream_count(sv.c) == 0,
+        "states: the server's END_STREAM closes it (no event for the owner's own call)");
+  pump(&cl, &sv);
+  struct ev *c = find_ev(&cl, 'c', id);
+  check(c && c->code == 0 && c->remote && h2_stream_count(cl.c) == 0,
+        "states: the client's stream closes on the server's END_STREAM (closed event, NO_ERROR)");
+  check(h2_send(cl.c, id, x, 1, false) == H2_E_STATE && h2_reset(cl.c, id, 0) == H2_E_STATE &&
+            h2_respond(sv.c, id, 200, NULL, 0) == H2_E_STATE,
+        "states: closed: send, reset and respond refused");
+  // CONNECT with END_STREAM at once: request then end, the server still answers and sends.
+  id = h2_open(cl.c, "s:2", NULL, 0);
+  h2_send(cl.c, id, NULL, 0, true);
+  pump(&cl, &sv);
+  check(find_ev(&sv, 'q', id) && find_ev(&sv, 'e', id) && h2_respond(sv.c, id, 200, NULL, 0) == 0 &&
+            h2_send(sv.c, id, x, 1, true) == 1 && h2_stream_count(sv.c) == 0,
+        "states: a request half-closed at once is answered, then closed by the response's end");
+  pump(&cl, &sv);
+  // A reset from the half-closed (remote) state.
+  id = h2_open(cl.c, "s:3", NULL, 0);
+  h2_send(cl.c, id, NULL, 0, true);
+  pump(&cl, &sv);
+  h2_respond(sv.c, id, 200, NULL, 0);
+  check(h2_reset(sv.c, id, H2_INTERNAL_ERROR) == 0 && h2_stream_count(sv.c) == 0,
+        "states: half-closed (remote) stream reset by the server");
+  check(pump(&cl, &sv) == 0 && (c = find_ev(&cl, 'c', id)) && c->code == H2_INTERNAL_ERROR,
+        "states: the client sees the reset of its half-closed (local) stream");
+  // Stream ids only grow, one client stream at a time or many.
+  int64_t a = h2_open(cl.c, "s:4", NULL, 0), b = h2_open(cl.c, "s:5", NULL, 0);
+  check(a == id + 2 && b == id + 4, "states: new streams take the next odd ids (%lld, %lld)",
+        (long long)a, (long long)b);
+  h2_free(cl.c);
+  h2_free(sv.c);
+}
+
 static void test_flow_control(void) {
   struct h2_config sc;
   h2_config_default(&sc, true);
@@ -1365,6 +1417,7 @@ int main(int argc, char **argv) {
   test_hpack_errors();
   test_pair_basic();
   test_goaway_refused();
+  test_states();
   test_flow_control();
   test_peer_settings();
   test_limits();
