@@ -1279,8 +1279,8 @@ static void fuzz_hpack(int cases) {
   static const char *const seeds[] = {
       "8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d",
       "8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf",
-      "4882 6402 5885 aec3 771a 4b61 96d0 7abe 9410 54d4 44a8 2005 9504 0b81 66e0 82a6 2d1b ff6e "
-      "919d 29ad 1718 63c7 8f0b 97c8 e9ae 82ae 43d3",
+      ("4882 6402 5885 aec3 771a 4b61 96d0 7abe 9410 54d4 44a8 2005 9504 0b81 66e0 82a6 2d1b ff6e "
+       "919d 29ad 1718 63c7 8f0b 97c8 e9ae 82ae 43d3"),
       "3fe1 1f40 0a63 7573 746f 6d2d 6b65 790d 6375 7374 6f6d 2d68 6561 6465 72be",
       "1008 7061 7373 776f 7264 0673 6563 7265 74",
   };
