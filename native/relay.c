@@ -193,7 +193,11 @@ static int pump(relay *r, relay_dir *d, int *err) {
   }
   if (rc) return rc;
   if (d->eof && !d->buf && d->pipe.data == 0) {
-    if (!d->nofin) shutdown(d->to, SHUT_WR);  // pass the FIN on: half-close
+    // Pass the FIN on: half-close. Unless the other direction read `to` to its
+    // EOF already: then the relay closes now, and close() sends that FIN.
+    const relay_dir *other = d == &r->up ? &r->down : &r->up;
+    bool closing = other->shut && !other->nofin;
+    if (!d->nofin && !closing) shutdown(d->to, SHUT_WR);
     d->shut = true;
   }
   return PUMP_OK;
