@@ -108,7 +108,7 @@ static int pump_splice(relay *r, relay_dir *d, int *err) {
       took_last(d, n);  // at the limit: flush the pipe, then the loop ends at `eof`
       continue;
     }
-    if (n == SPLICE_EOF) {
+    if (n == SPLICE_EOF && !d->urgent) {
       d->eof = true;
       break;
     }
@@ -118,8 +118,13 @@ static int pump_splice(relay *r, relay_dir *d, int *err) {
     }
     // The pipe is empty here, so SPLICE_WAIT means `from` is quiet: give the
     // pipe back meanwhile. SPLICE_UNSUPPORTED: this socket copies from now on.
+    // With urgent data seen, splice may be stuck at its mark (EAGAIN, or 0
+    // with a FIN behind it) where recv reads past it: copy until the next bulk read.
     pipe_put(&d->pipe);
-    d->copy = n == SPLICE_UNSUPPORTED;
+    if (n == SPLICE_UNSUPPORTED)
+      d->copy = true;
+    else if (d->urgent)
+      d->copy = d->may_splice = true;
     return PUMP_OK;
   }
   pipe_put(&d->pipe);
@@ -176,8 +181,9 @@ static int pump_copy(relay *r, relay_dir *d, int *err) {
     }
     // A short read emptied the socket: bytes arriving later raise a new edge,
     // so no recv is needed just to see EAGAIN. Not so once EOF or an error was
-    // reported: recv must still see it.
-    if ((size_t)n < want && !d->hup) return PUMP_OK;
+    // reported (recv must still see it), nor after urgent data (a read stops
+    // short at its mark).
+    if ((size_t)n < want && !d->drain) return PUMP_OK;
   }
   return PUMP_OK;
 }
@@ -265,8 +271,9 @@ static void on_event(uint64_t tag, uint32_t events) {
     getsockopt(in->from, SOL_SOCKET, SO_ERROR, &err, &l);
     if (err) return finish(r, side ? "server-error" : "client-error", err);
   }
-  if (failed || (events & EPOLLRDHUP)) in->hup = true;
-  bool pump_in = failed || (events & (EPOLLIN | EPOLLRDHUP));
+  if (failed || (events & (EPOLLRDHUP | EPOLLPRI))) in->drain = true;
+  if (events & EPOLLPRI) in->urgent = true;
+  bool pump_in = failed || (events & (EPOLLIN | EPOLLRDHUP | EPOLLPRI));
   bool pump_out = failed || ((events & EPOLLOUT) && waits_for_room(out));
   run_pumps(r, side ? pump_out : pump_in, side ? pump_in : pump_out);
 }
@@ -277,7 +284,7 @@ static void adopt(relay *r) {
   r->next = live;
   if (live) live->prev = r;
   live = r;
-  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET};
   ev.data.u64 = end_tag(r, 0);
   int ok = epoll_ctl(engine.ep, EPOLL_CTL_ADD, r->up.from, &ev);
   ev.data.u64 = end_tag(r, 1);

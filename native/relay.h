@@ -30,7 +30,8 @@ typedef struct {
   bool may_splice : 1;  // copy for now: switch to splice when a read fills the buffer
   bool limited : 1;
   bool nofin : 1;     // finished by the limit: `to` gets no FIN
-  bool hup : 1;       // `from` reported EOF or an error: read it until recv says so
+  bool drain : 1;     // read `from` until recv says EAGAIN: see pump_copy
+  bool urgent : 1;    // `from` got urgent data: see pump_splice
   bool eof : 1;       // `from` reached EOF
   bool shut : 1;      // shutdown(to, SHUT_WR) done: the direction is finished
   uint32_t off, len;  // buf[off, len): bytes still to write to `to`

@@ -3,7 +3,7 @@
 // mode copies a direction until one read shows a bulk flow (16 KiB): a short
 // exchange makes no splice call at all, a bulk transfer does.
 
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -96,6 +96,52 @@ t.test('splice mode: a short exchange is copied, without a splice call', async (
   t.ok(Number(stats.copyCalls) > 0, `copyCalls > 0 (${stats.copyCalls})`)
   t.match(conn, { up: String(SHORT), down: String(SHORT), reason: 'eof', splice: '0' }, 'conn line')
 })
+
+// Urgent data (MSG_OOB, not inline: never part of the stream) makes a read
+// stop short at its mark, and a splice stop there for good (EAGAIN): the
+// relay must read on past it, in copy mode (it stops reading after a short
+// read otherwise) and in splice mode (a bulk flow; main before the relay's
+// copy-first change stalled there too).
+for (const [flow, lead] of [
+  ['short', 3],
+  ['bulk', 200 * 1024],
+] as const) {
+  t.test(`urgent data does not stall the relay (${flow})`, async (t) => {
+    const srv = await echoServer(t)
+    const ug = await start(t, srv.target, 'splice', {})
+    // Sent at once, before the relay has the socket: `lead` bytes, the urgent
+    // '!', 'def'. Then read the echo.
+    const client = `
+import socket, sys
+lead = int(sys.argv[2])
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+s.settimeout(10)
+s.sendall(b'a' * lead); s.send(b'!', socket.MSG_OOB); s.sendall(b'def')
+got = 0
+tail = b''
+try:
+    while got < lead + 3:
+        d = s.recv(65536)
+        if not d: break
+        got += len(d)
+        tail = (tail + d)[-3:]
+except socket.timeout:
+    pass
+sys.stdout.write('%d %s' % (got, tail.decode()))
+`
+    const py = spawn('python3', ['-c', client, String(ug.port()), String(lead)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    let out = ''
+    py.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    const code = await within(new Promise<number | null>((res) => py.once('close', res)), 30_000, 'python client')
+    t.equal(code, 0, 'python client exit 0')
+    t.equal(out, `${lead + 3} def`, 'every byte came back, the ones behind the urgent mark last')
+    const { conn } = await results(t, ug)
+    const n = String(lead + 3)
+    t.match(conn, { up: n, down: n, reason: 'eof', splice: flow === 'bulk' ? '1' : '0' }, 'conn line')
+  })
+}
 
 t.test('strace cross-check', async (t) => {
   const probe = spawnSync('strace', ['-V'], { encoding: 'utf8' })
