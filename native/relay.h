@@ -22,12 +22,12 @@ typedef void relay_done_fn(relay *r);
 // One direction: bytes read from `from` are written to `to`. A direction in
 // splice mode starts by copying (recv/send through the relay thread's scratch
 // buffer: cheaper than splice for a few bytes, and it needs no pipe) and
-// switches to splice for good once one read fills the buffer.
+// switches to splice once one read brings 16 KiB or more (relay.c: SPLICE_AT).
 typedef struct {
   int from, to;
   struct pipe pipe;     // splice mode: holds bytes in flight; held only while they are
   bool copy : 1;        // reading through the scratch buffer (for now, or for good)
-  bool may_splice : 1;  // copy for now: switch to splice when a read fills the buffer
+  bool may_splice : 1;  // copy for now: switch to splice after a bulk read
   bool limited : 1;
   bool nofin : 1;     // finished by the limit: `to` gets no FIN
   bool drain : 1;     // read `from` until recv says EAGAIN: see pump_copy
