@@ -34,10 +34,12 @@ NATIVE_SRCS := \
 	mod_net \
 	mod_nlmon \
 	mod_proc \
+	mod_quic \
 	mod_relay \
 	mod_sys \
 	module \
 	pipe \
+	quic \
 	relay \
 	util
 
