@@ -6,7 +6,7 @@
 #   ./build.sh ipk      OpenWrt packages for every arch in build/ipk (openwrt/build-ipk.sh)
 #   ./build.sh packages the .ipk files and the APK v3 ones in build/apk (openwrt/build-apk.sh)
 #   ./build.sh deps     install what building and testing need (Debian packages, npm ci)
-#   ./build.sh clean    remove build/ (the cached QuickJS-ng sources too)
+#   ./build.sh clean    remove build/ (the cached QuickJS-ng and mbedTLS sources too)
 # QuickJS-ng comes from Debian's qjs-src package, fetched by name with apt-get
 # into build/ through a private sources list; the machine's apt setup is only read.
 # mbedTLS comes from Debian's mbedtls source package the same way (openwrt/lib.sh).
