@@ -155,6 +155,9 @@ function readFrames(frames: Uint8Array, pieces: Piece[]): string | null {
     const at = c.pos
     const type = c.varint()
     const cut = `frame at offset ${at} truncated`
+    // RFC 9000 12.4: a frame type takes the fewest bytes its varint can.
+    if (type >= 0 && type < 64 && c.pos - at > 1)
+      return `frame type ${hexByte(type)} at offset ${at} is not minimally encoded`
     switch (type) {
       case FRAME_PADDING:
       case FRAME_PING:
