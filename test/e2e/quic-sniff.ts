@@ -10,28 +10,11 @@ import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
 import { sniffQuic } from '../../src/core/sniff/quic.js'
-import { nodeQuicOpen } from '../lib/quic.js'
+import { nodeQuicOpen, sniffQuicPacketLines } from '../lib/quic.js'
 import { rng } from '../lib/rng.js'
 import { runUgate, SANITIZER_RE } from '../lib/ugate.js'
 
 const FIXTURES = new URL('../fixtures/quic/', import.meta.url).pathname
-const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
-
-/** What `--packets` prints for datagram i, computed on Node. */
-function expectedLines(datagrams: Uint8Array[]): unknown[] {
-  return datagrams.flatMap((d, i): unknown[] => {
-    const o = nodeQuicOpen(d)
-    if ('error' in o) return [{ datagram: i, error: o.error }]
-    return o.packets.map((p) => ({
-      datagram: i,
-      version: p.version,
-      dcid: hex(p.dcid),
-      pn: p.pn,
-      frames: hex(p.frames),
-    }))
-  })
-}
-
 /** Run `ugate sniff-quic --packets` on the datagrams (as files); check it against Node. */
 function agree(t: Test, name: string, datagrams: Uint8Array[]): void {
   const dir = mkdtempSync(join(tmpdir(), 'ugate-quic-'))
@@ -49,7 +32,7 @@ function agree(t: Test, name: string, datagrams: Uint8Array[]): void {
     const result = lines.pop()
     // The native message names the error in its own words; the kind must agree.
     const packets = lines.map((l) => ('error' in l ? { datagram: l.datagram, error: l.error } : l))
-    t.same(packets, expectedLines(datagrams), `${name}: every packet opened alike`)
+    t.same(packets, sniffQuicPacketLines(datagrams), `${name}: every packet opened alike`)
     const want = sniffQuic(datagrams, nodeQuicOpen)
     t.same(
       { status: result?.status, host: result?.host, alpn: result?.alpn },

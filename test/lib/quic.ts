@@ -144,3 +144,23 @@ export const nodeQuicOpen: QuicOpen = (d) => {
   } while (pos < d.length)
   return { packets }
 }
+
+/**
+ * What `ugate sniff-quic --packets` prints before its result, computed here:
+ * one line per opened packet (frames in hex), or the error kind of a
+ * datagram that has none (the native message words it its own way).
+ */
+export function sniffQuicPacketLines(datagrams: Uint8Array[]): unknown[] {
+  const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
+  return datagrams.flatMap((d, i): unknown[] => {
+    const o = nodeQuicOpen(d)
+    if ('error' in o) return [{ datagram: i, error: o.error }]
+    return o.packets.map((p) => ({
+      datagram: i,
+      version: p.version,
+      dcid: hex(p.dcid),
+      pn: p.pn,
+      frames: hex(p.frames),
+    }))
+  })
+}
