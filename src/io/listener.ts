@@ -30,6 +30,11 @@ export interface Listener {
   readonly type: string
   /** The address actually bound (port 0 resolved to the real port). */
   readonly bound: native.SockAddr
+  /**
+   * Serve it in C as a native forward (native.forwardServe), or with onAccept
+   * again (null). Called on start and on every reload.
+   */
+  serveNative(opts: native.ForwardOptions | null): void
   /** Stop accepting; pending connections in the backlog are reset by the kernel. */
   close(): void
 }
@@ -64,6 +69,7 @@ export function openListener(o: ListenerOptions): Listener {
   const bound = native.localAddress(fd)
   let closed = false
   let pauseTimer: number | null = null
+  let servedNatively = false
 
   const acceptBatch = () => {
     for (let i = 0; i < ACCEPT_BATCH && !closed; i++) {
@@ -100,6 +106,11 @@ export function openListener(o: ListenerOptions): Listener {
     }, PAUSE_MS)
   }
 
+  const clearPause = () => {
+    if (pauseTimer !== null) native.clearTimeout(pauseTimer)
+    pauseTimer = null
+  }
+
   native.watch(fd, native.EV_READ, acceptBatch)
   o.log.info('listening', { name: o.name, type: o.type, addr: formatHostPort(bound.addr, bound.port) })
 
@@ -107,10 +118,23 @@ export function openListener(o: ListenerOptions): Listener {
     name: o.name,
     type: o.type,
     bound,
+    serveNative(opts) {
+      if (closed) return
+      clearPause()
+      if (opts !== null) {
+        native.forwardServe(fd, opts) // replaces the JS watch
+        servedNatively = true
+      } else if (servedNatively) {
+        native.forwardStop(fd)
+        servedNatively = false
+        native.watch(fd, native.EV_READ, acceptBatch)
+      }
+    },
     close() {
       if (closed) return
       closed = true
-      if (pauseTimer !== null) native.clearTimeout(pauseTimer)
+      clearPause()
+      if (servedNatively) native.forwardStop(fd)
       closeQuietly(fd)
     },
   }
