@@ -372,10 +372,6 @@ static bool allowed(const fwd_listener *l, const struct sockaddr_storage *ss) {
 
 static void on_accept(JSContext *ctx, int fd, uint32_t events, void *arg);
 
-static bool resource_error(int e) {
-  return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
-}
-
 // Accept until the backlog is empty (bounded, so other sockets get their turn).
 static void on_accept(JSContext *ctx, int lfd, uint32_t events, void *arg) {
   (void)events;
@@ -386,8 +382,8 @@ static void on_accept(JSContext *ctx, int lfd, uint32_t events, void *arg) {
     int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN) break;
-      if (!resource_error(errno) && errno != EBADF) continue;  // one aborted connection
-      // Out of fds: retrying now would spin; listen again in a second.
+      if (ug_accept_transient(errno)) continue;
+      // Out of fds (or worse): retrying now would spin; listen again in a second.
       char spare[UG_ERRNO_NAME_MAX];
       add_event(ctx, "paused", l, "error", ug_errno_name(errno, spare), NULL, NULL);
       ug_loop_unwatch(ctx, lfd);

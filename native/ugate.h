@@ -32,6 +32,9 @@ JSValue ug_throw_errno(JSContext *ctx, const char *syscall, int err);
 #define UG_ERRNO_NAME_MAX 16
 const char *ug_errno_name(int err, char spare[UG_ERRNO_NAME_MAX]);
 
+// accept(2) errors of one aborted connection: skip it and take the next.
+bool ug_accept_transient(int err);
+
 // ArrayBuffer or Uint8Array → bytes (borrowed); -1 with an exception otherwise.
 int ug_get_bytes(JSContext *ctx, JSValueConst v, const uint8_t **p, size_t *len);
 

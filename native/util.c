@@ -155,3 +155,22 @@ int ug_opt_bytes(JSContext *ctx, JSValueConst opts, const char *key, uint8_t **o
   JS_FreeValue(ctx, v);
   return rc;
 }
+
+bool ug_accept_transient(int e) {
+  switch (e) {
+    case ECONNABORTED:
+    case EINTR:
+    case EPROTO:
+    case EPERM:
+    case ENETDOWN:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETUNREACH:
+      return true;
+    default:
+      return false;
+  }
+}

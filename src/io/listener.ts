@@ -43,20 +43,6 @@ const ACCEPT_BATCH = 64
 const PAUSE_MS = 1000
 /** Out of fds or memory: retrying at once would spin. */
 const RESOURCE_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM'])
-/** Errors of one aborted connection (see accept(2)): just try the next one. */
-const TRANSIENT_ERRORS = new Set([
-  'ECONNABORTED',
-  'EINTR',
-  'EPROTO',
-  'EPERM',
-  'ENETDOWN',
-  'ENOPROTOOPT',
-  'EHOSTDOWN',
-  'ENONET',
-  'EHOSTUNREACH',
-  'EOPNOTSUPP',
-  'ENETUNREACH',
-])
 
 /** Bind, listen and start accepting; throws StartupError when the address cannot be bound. */
 export function openListener(o: ListenerOptions): Listener {
@@ -71,19 +57,17 @@ export function openListener(o: ListenerOptions): Listener {
   let pauseTimer: number | null = null
   let servedNatively = false
 
+  // One native call per wake accepts the whole backlog (up to ACCEPT_BATCH);
+  // native.acceptBatch skips the errors of one aborted connection.
   const acceptBatch = () => {
-    for (let i = 0; i < ACCEPT_BATCH && !closed; i++) {
-      let client: Accepted | null
-      try {
-        client = native.accept(fd)
-      } catch (e) {
-        if (TRANSIENT_ERRORS.has(errorCode(e))) continue
-        pause(e)
-        return
-      }
-      if (client === null) return
-      handOver(client)
+    let clients: Accepted[]
+    try {
+      clients = native.acceptBatch(fd, ACCEPT_BATCH)
+    } catch (e) {
+      pause(e)
+      return
     }
+    for (const client of clients) handOver(client)
   }
 
   const handOver = (client: Accepted) => {

@@ -101,6 +101,12 @@ declare module 'ugate:native' {
   export function listen(addr: string, port: number, backlog: number): number
   /** Accept one connection; null when none is pending (EAGAIN). */
   export function accept(fd: number): (SockAddr & { fd: number }) | null
+  /**
+   * Accept up to `max` connections in one call, until none is pending. Errors of
+   * one aborted connection are skipped; another error throws when nothing was
+   * accepted (else it comes again on the next call).
+   */
+  export function acceptBatch(fd: number, max: number): Array<SockAddr & { fd: number }>
   export interface ConnectOptions {
     /** SO_MARK for the outbound socket (needs CAP_NET_ADMIN). */
     mark?: number

@@ -29,6 +29,7 @@ const FUNCTIONS = [
   'onSignal',
   'listen',
   'accept',
+  'acceptBatch',
   'connect',
   'socketError',
   'errnoName',
@@ -177,6 +178,21 @@ class FakeNative {
     const c = l.pending!.shift()
     if (!c) return null
     return { fd: this.alloc({ kind: 'client', ...c }), ...c, family: 4 as const }
+  }
+  acceptBatch = (fd: number, max: number) => {
+    const out = []
+    for (let i = 0; i < max; i++) {
+      let c
+      try {
+        c = this.accept(fd)
+      } catch (e) {
+        if (out.length === 0) throw e
+        break
+      }
+      if (c === null) break
+      out.push(c)
+    }
+    return out
   }
   localAddress = (fd: number) => {
     const s = this.fds.get(fd)!
