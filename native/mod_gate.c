@@ -415,8 +415,7 @@ static void on_accept(JSContext *ctx, int lfd, uint32_t events, void *arg) {
       free(c);
       continue;
     }
-    set_nodelay(fd);
-    c->id = id;
+    c->id = id;  // TCP_NODELAY: inherited from the listener (mod_net.c)
     c->l = l;
     l->refs++;
     c->client = fd;

@@ -97,6 +97,8 @@ static JSValue js_listen(UG_JS_PARAMS) {
     int v6only = !IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr);
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
   }
+  // Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt per connection.
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, backlog) < 0) {
     int e = errno;
     close(fd);
@@ -147,7 +149,6 @@ static JSValue js_accept_batch(UG_JS_PARAMS) {
       JS_FreeValue(ctx, a);
       return ug_throw_errno(ctx, "accept", errno);
     }
-    set_nodelay(fd);
     JSValue o = addr_to_js(ctx, &ss);
     if (JS_IsNull(o)) o = JS_NewObject(ctx);
     JS_SetPropertyStr(ctx, o, "fd", JS_NewInt32(ctx, fd));
