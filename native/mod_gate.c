@@ -378,11 +378,9 @@ static void on_accept(JSContext *ctx, int lfd, uint32_t events, void *arg) {
   fwd_listener *l = arg;
   for (int i = 0; i < 256; i++) {
     struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = ug_accept(lfd, &ss);
     if (fd < 0) {
       if (errno == EAGAIN) break;
-      if (ug_accept_transient(errno)) continue;
       // Out of fds (or worse): retrying now would spin; listen again in a second.
       char spare[UG_ERRNO_NAME_MAX];
       add_event(ctx, "paused", l, "error", ug_errno_name(errno, spare), NULL, NULL);

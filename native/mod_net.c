@@ -140,12 +140,9 @@ static JSValue js_accept_batch(UG_JS_PARAMS) {
   uint32_t n = 0;
   while ((int)n < max) {
     struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = ug_accept(lfd, &ss);
     if (fd < 0) {
-      if (errno == EAGAIN) break;
-      if (ug_accept_transient(errno)) continue;
-      if (n > 0) break;
+      if (errno == EAGAIN || n > 0) break;
       JS_FreeValue(ctx, a);
       return ug_throw_errno(ctx, "accept", errno);
     }

@@ -32,8 +32,10 @@ JSValue ug_throw_errno(JSContext *ctx, const char *syscall, int err);
 #define UG_ERRNO_NAME_MAX 16
 const char *ug_errno_name(int err, char spare[UG_ERRNO_NAME_MAX]);
 
-// accept(2) errors of one aborted connection: skip it and take the next.
-bool ug_accept_transient(int err);
+// accept4 (non-blocking, close-on-exec) skipping the errors of one aborted
+// connection; -1 with errno (EAGAIN: none pending) otherwise.
+struct sockaddr_storage;
+int ug_accept(int lfd, struct sockaddr_storage *ss);
 
 // ArrayBuffer or Uint8Array → bytes (borrowed); -1 with an exception otherwise.
 int ug_get_bytes(JSContext *ctx, JSValueConst v, const uint8_t **p, size_t *len);

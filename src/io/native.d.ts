@@ -278,17 +278,8 @@ declare module 'ugate:native' {
   export function forwardServe(fd: number, opts: ForwardOptions): void
   /** Stop serving fd (before closing it, or to serve it from JS again); false if not served. */
   export function forwardStop(fd: number): boolean
-  /** An access line's fields, in order: listener src dst up down ms reason splice. */
-  export interface ForwardDone {
-    listener: string
-    src: string
-    dst: string
-    up: number
-    down: number
-    ms: number
-    reason: string
-    splice: number
-  }
+  /** An access line's fields, in its order (listener src dst up down ms reason splice); splice 0 or 1. */
+  export type ForwardDone = Omit<import('../core/log.js').AccessRecord, 'splice'> & { splice: number }
   /** A refused client (`denied`: allow list, `limit`: admission) or a paused listener (out of fds). */
   export interface ForwardEvent {
     kind: 'denied' | 'limit' | 'paused'
