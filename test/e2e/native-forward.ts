@@ -4,9 +4,13 @@
 // limits (one count shared with the JS listeners), dial failures with their
 // reason, and no fd left behind after a burst of short connections.
 
+import { spawn } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
 import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
-import { listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
+import { connsOf, listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
 import {
   connect,
   echoRoundTrip,
@@ -18,7 +22,7 @@ import {
   waitClose,
   within,
 } from '../lib/servers.js'
-import { checkFds, finish, parseLogLine } from '../lib/ugate.js'
+import { checkFds, finish, parseLogLine, runUgate } from '../lib/ugate.js'
 
 /** Connect without waiting for 'connect' (ugate may reset at once); resolves with how it closed. */
 function tryConnect(port: number) {
@@ -135,4 +139,54 @@ t.test('dial failure: the client is reset, the access line names the reason', as
   })
   checkFds(t, ug)
   await finish(t, ug, 1)
+})
+
+/**
+ * A port whose connects hang: a listening socket (backlog 1) held by a child
+ * that never accepts, its queue filled. SYNs beyond it are dropped.
+ */
+async function hangingPort(t: { teardown(fn: () => void): void }): Promise<number> {
+  const srv = net.createServer()
+  await new Promise<void>((res) => srv.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => res()))
+  const port = (srv.address() as net.AddressInfo).port
+  const fd = (srv as unknown as { _handle: { fd: number } })._handle.fd
+  const holder = spawn('sleep', ['600'], { stdio: ['ignore', 'ignore', 'ignore', fd] })
+  t.teardown(() => holder.kill())
+  await new Promise<void>((res) => srv.close(() => res()))
+  // Backlog 1 queues two; a third connect stays in SYN-SENT.
+  for (let i = 0; i < 2; i++) await connect(port)
+  return port
+}
+
+t.test('connect timeout; a dialing native connection is listed and ended by shutdown', async (t) => {
+  const port = await hangingPort(t)
+  const adminSock = join(mkdtempSync(join(tmpdir(), 'ugate-nf-')), 'admin.sock')
+  const ug = await startConfig(t, {
+    ...proxyConfig([listener('slow', 'forward', { target: `127.0.0.1:${port}` })]),
+    dial: { connectTimeout: 1 },
+    admin: { socket: adminSock },
+  })
+  const r = await within(tryConnect(ug.port('slow')), 10_000, 'client closed by the connect timeout')
+  t.equal(r.error?.code, 'ECONNRESET', 'the client got a RST')
+  const [timedOut] = await waitConnsOf(ug, 'slow', 1)
+  t.match(timedOut!.fields, { dst: `127.0.0.1:${port}`, up: '0', down: '0', reason: 'connect-timeout' })
+  t.ok(Number(timedOut!.fields.ms) >= 1000, 'after the connect timeout', { ms: timedOut!.fields.ms })
+
+  const waiting = waitClose(await connect(ug.port('slow')))
+  type Live = { listener: string; stage: string; dst: string }
+  const list = () =>
+    (JSON.parse(runUgate(['ctl', '--socket', adminSock, 'connections']).stdout) as { connections: Live[] }).connections
+  let live: Live[] = []
+  while (live.length === 0) {
+    live = list()
+    await new Promise((res) => setImmediate(res))
+  }
+  t.match(live, [{ listener: 'slow', stage: 'handshake', dst: `127.0.0.1:${port}` }], 'listed while dialing')
+  ug.signal('SIGTERM')
+  const closed = await within(waiting, 10_000, 'dialing client closed by shutdown')
+  t.equal(closed.bytes, 0)
+  const res = await ug.waitExit()
+  t.equal(res.code, 0, 'exits 0 without waiting for the connect timeout')
+  t.match(connsOf(ug, 'slow')[1]?.fields, { reason: 'shutdown' }, 'the dialing one ends with reason shutdown')
+  t.same(ug.sanitizerLines(), [], 'no sanitizer reports')
 })
