@@ -168,6 +168,7 @@ static void listener_unref(fwd_listener *l) {
 }
 
 static void dial_unlink(fconn *c) {
+  if (!c->tprev && fw.dial_head != c) return;  // not listed: ended before its connect waited
   if (c->tprev)
     c->tprev->tnext = c->tnext;
   else
