@@ -77,6 +77,8 @@
 #define MBEDTLS_X509_CRT_PARSE_C
 #define MBEDTLS_X509_CREATE_C
 #define MBEDTLS_X509_CRT_WRITE_C
+/* Certificates signed with RSASSA-PSS (mesh CAs may use it). */
+#define MBEDTLS_X509_RSASSA_PSS_SUPPORT
 /* No human-readable dumps (mbedtls_x509_crt_info and friends): identity.c
  * reads the fields it shows itself. */
 #define MBEDTLS_X509_REMOVE_INFO
