@@ -46,7 +46,6 @@
 /* 2 KB of AES tables (computed at start-up, in .bss) instead of 8 KB. */
 #define MBEDTLS_AES_FEWER_TABLES
 
-
 /* ---- random numbers ----------------------------------------------------- */
 /* The platform source is getrandom(2) (entropy_poll.c, Linux). */
 #define MBEDTLS_ENTROPY_C
