@@ -113,19 +113,11 @@ function x509Time(ms: number): string {
   return new Date(ms).toISOString().replace(/[-:T]/g, '').slice(0, 14)
 }
 
-/** The names and dates of a new CA and node certificate (native identityCreate). */
-export interface IdentityPlan {
-  caSubject: string
-  caNotBefore: string
-  caNotAfter: string
-  nodeSubject: string
-  nodeNotBefore: string
-  nodeNotAfter: string
-  uri: string
-}
-
-/** What `identity init` makes, from validated parts, at time nowMs. */
-export function identityPlan(id: SpiffeId, days: number, nowMs: number): IdentityPlan {
+/**
+ * What `identity init` makes (native identityCreate's parameters: subjects
+ * as DN strings, X.509 times), from validated parts, at time nowMs.
+ */
+export function identityPlan(id: SpiffeId, days: number, nowMs: number) {
   const from = nowMs - BACKDATE_MS
   return {
     caSubject: `O=${id.trustDomain},CN=ugate root CA`,
