@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
+import { rng } from '../lib/rng.js'
 import { runUgate, SANITIZER_RE } from '../lib/ugate.js'
 import type { ExitResult } from '../lib/ugate.js'
 
@@ -283,4 +284,29 @@ t.test('untrusted chain, wrong key, bad PEM, missing file', async (t) => {
   refused(t, show(t, dir), new RegExp(`${file(dir, 'root-cert.pem')}: no PEM certificate in it`))
   rmSync(file(dir, 'root-cert.pem'))
   refused(t, show(t, dir), new RegExp(`${file(dir, 'root-cert.pem')}: cannot read: ENOENT`))
+})
+
+t.test('damaged files (fixed seed): refused or accepted, never a crash', async (t) => {
+  const dir = tempDir(t)
+  t.equal(init(t, dir).code, 0)
+  const good = Object.fromEntries(FILES.map((f) => [f, readFileSync(join(dir, f), 'utf8')]))
+  const next = rng(0x1de717)
+  const codes = new Set<number | null>()
+  for (let i = 0; i < 24; i++) {
+    const f = ['cert-chain.pem', 'root-cert.pem', 'key.pem'][i % 3]!
+    const bytes = Buffer.from(good[f]!)
+    // Inside the base64, so the PEM frame stays and the DER is damaged.
+    for (let k = 0; k < 1 + Math.floor(next() * 4); k++) {
+      const at = 28 + Math.floor(next() * (bytes.length - 60))
+      bytes[at] = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.charCodeAt(Math.floor(next() * 64))
+    }
+    writeFileSync(join(dir, f), bytes)
+    const r = show(t, dir)
+    codes.add(r.code)
+    t.ok(r.code === 0 || (r.code === 1 && r.stderr.some((l) => l.startsWith(`ugate: ${dir}/`))), `${f} #${i}`, {
+      stderr: r.stderr,
+    })
+    writeFileSync(join(dir, f), good[f]!)
+  }
+  t.ok(codes.has(1), 'some damage was refused')
 })

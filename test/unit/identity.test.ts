@@ -10,6 +10,7 @@ import {
   validityProblem,
 } from '../../src/core/identity.js'
 import { parseArgs } from '../../src/core/cli.js'
+import { rng } from '../lib/rng.js'
 
 const sha256 = (b: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(b).digest())
 
@@ -169,4 +170,25 @@ t.test('identity command line', async (t) => {
     [['identity', 'show', '--force'], /unknown option "--force" for "ugate identity show"/],
   ]
   for (const [args, re] of bad) t.throws(() => parseArgs(args), { message: re }, args.join(' '))
+})
+
+t.test('SPIFFE parsing fuzz (fixed seed): an id or a reason, and ids round-trip', async (t) => {
+  const next = rng(0x5eed12)
+  const pieces = ['spiffe://', 'td', '/', 'ns', 'sa', 'x', '..', '.', '-', '_', 'Z', ' ', '%', ':', '//']
+  let ids = 0
+  for (let i = 0; i < 5000; i++) {
+    // A valid id with 0-3 random edits: inserted pieces or deleted characters.
+    let uri = 'spiffe://td.lan/ns/home/sa/router1'
+    for (let k = Math.floor(next() * 4); k > 0; k--) {
+      const at = Math.floor(next() * (uri.length + 1))
+      const piece = pieces[Math.floor(next() * pieces.length)]!
+      uri = next() < 0.5 ? uri.slice(0, at) + piece + uri.slice(at) : uri.slice(0, at) + uri.slice(at + 1)
+    }
+    const r = parseSpiffeId(uri)
+    if ('id' in r) {
+      ids++
+      if (formatSpiffeId(r.id) !== uri) t.fail(`${uri} does not round-trip`)
+    } else if (r.error === '') t.fail(`${uri}: no reason`)
+  }
+  t.ok(ids > 0 && ids < 5000, `both ids and refusals (${ids} ids)`)
 })
