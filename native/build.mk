@@ -33,6 +33,7 @@ NATIVE_SRCS := \
 	loop \
 	main \
 	mod_dns \
+	mod_gate \
 	mod_identity \
 	mod_net \
 	mod_nlmon \
