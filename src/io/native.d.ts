@@ -35,6 +35,11 @@ declare module 'ugate:native' {
   export function readFile(path: string): string
   export function readFile(path: string, bytes: true): ArrayBuffer
   /**
+   * Write a whole file as UTF-8 with this mode (also set on an existing
+   * file). exclusive: never replace a file (throws EEXIST), else truncate.
+   */
+  export function writeFile(path: string, text: string, mode: number, exclusive: boolean): void
+  /**
    * Stop the loop with this status: the current JS stack unwinds at once
    * (an uncatchable error), live relays are closed, the process exits.
    */
@@ -210,6 +215,48 @@ declare module 'ugate:native' {
   ):
     | { packets: QuicInitialPacket[] }
     | { error: 'not-quic' | 'not-initial' | 'version' | 'malformed' | 'truncated' | 'bad-tag'; message: string }
+
+  // ---- identities (native/mod_identity.c, native/identity.c): mbedTLS X.509 --
+  /**
+   * A new self-signed P-256 CA and a node key and certificate it signs (with
+   * the URI SAN `uri`), as PEM. Subjects are DN strings ("O=x,CN=y"), times
+   * "YYYYMMDDhhmmss" UTC. Throws an Error saying which step failed.
+   */
+  export function identityCreate(p: {
+    caSubject: string
+    caNotBefore: string
+    caNotAfter: string
+    nodeSubject: string
+    nodeNotBefore: string
+    nodeNotAfter: string
+    uri: string
+  }): { rootCert: string; caKey: string; certChain: string; key: string }
+  /** One certificate as identityInspect reads it. */
+  export interface CertInfo {
+    subject: string
+    issuer: string
+    /** ISO 8601 UTC, e.g. "2026-12-06T01:02:03Z". */
+    notBefore: string
+    notAfter: string
+    /** Its URI SANs. */
+    uris: string[]
+    /** The uncompressed P-256 point (65 bytes), null for another key type. */
+    publicKey: Uint8Array | null
+  }
+  /**
+   * Parse a PEM chain (leaf first), PEM trust anchors and optionally a PEM
+   * private key; verify the chain against the anchors, ignoring dates (the
+   * caller checks them): verify is "" when it holds, else the reasons
+   * ("not-trusted", ...). keyMatches (key given): it is the leaf's key.
+   * error names the input that does not parse.
+   */
+  export function identityInspect(
+    chainPem: string,
+    rootPem: string,
+    keyPem?: string,
+  ): { certs: CertInfo[]; verify: string; keyMatches?: boolean } | { error: 'chain' | 'root' | 'key'; message: string }
+  /** SHA-256 (mbedTLS). */
+  export function sha256(data: ArrayBuffer | Uint8Array): Uint8Array
 
   // ---- DNS (native/mod_dns.c): getaddrinfo on worker threads -------------
   /**
