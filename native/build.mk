@@ -33,9 +33,11 @@ NATIVE_SRCS := \
 	mod_proc \
 	mod_relay \
 	mod_sys \
+	mod_udp \
 	module \
 	pipe \
 	relay \
+	udp \
 	util
 
 # QuickJS-ng, from its source directory; no qjs/qjsc/libc: ugate has its own.

@@ -89,6 +89,7 @@ ug_exports ug_dns_exports(void);
 ug_exports ug_relay_exports(void);
 ug_exports ug_proc_exports(void);
 ug_exports ug_nlmon_exports(void);
+ug_exports ug_udp_exports(void);
 // Run the command JS set with setExitCommand (if any); called on the way out.
 void ug_proc_run_exit_command(void);
 void ug_sys_set_argv(int argc, char **argv);
@@ -100,6 +101,7 @@ JSModuleDef *ug_native_module(JSContext *ctx, const char *name);
 void ug_relay_shutdown(JSContext *ctx);
 int ug_relay_init(void);
 void ug_dns_shutdown(JSContext *ctx);
+void ug_udp_shutdown(JSContext *ctx);
 
 // The compiled JS bundle (generated at build time into build/gen/bundle.c).
 extern const uint8_t ugate_bundle[];

@@ -88,6 +88,12 @@ const UCI_NAME: Record<string, string> = {
   dstCidr: 'dst_cidr',
   dstPort: 'dst_port',
   srcCidr: 'src_cidr',
+  udpListener: 'udp_listener',
+  tproxyMark: 'tproxy_mark',
+  tproxyTable: 'tproxy_table',
+  udpIdleTimeout: 'udp_idle_timeout',
+  udpDnsIdleTimeout: 'udp_dns_idle_timeout',
+  maxFlows: 'max_flows',
 }
 
 /** The JSON shape of a uci package; `origins` records where each part came from. */
@@ -140,7 +146,22 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
   root.listeners = uciSectionsOfType(pkg, 'listener').map((s, i) => {
     origins.push({ jsonPath: `listeners[${i}]`, section: s, ref: uciSectionRef(pkg, s) })
     const r = reader(s)
-    r.only(['name', 'type', 'address', 'port', 'backlog', 'allow', 'users', 'target', 'tls_port', 'http_port'])
+    r.only([
+      'name',
+      'type',
+      'address',
+      'port',
+      'backlog',
+      'allow',
+      'users',
+      'target',
+      'tls_port',
+      'http_port',
+      'networks',
+      'udp_idle_timeout',
+      'udp_dns_idle_timeout',
+      'max_flows',
+    ])
     const l: Obj = { name: r.str('name') ?? s.name ?? `listener${i + 1}`, type: r.str('type') }
     const address = r.str('address')
     const port = r.str('port')
@@ -154,6 +175,10 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       target: r.str('target'),
       tlsPort: r.num('tls_port'),
       httpPort: r.num('http_port'),
+      networks: r.list('networks'),
+      udpIdleTimeout: r.num('udp_idle_timeout'),
+      udpDnsIdleTimeout: r.num('udp_dns_idle_timeout'),
+      maxFlows: r.num('max_flows'),
     })
     return l
   })
@@ -185,6 +210,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       'src_cidr',
       'listener',
       'proto',
+      'network',
       'action',
       'upstream',
       'forward',
@@ -200,6 +226,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       srcCidr: r.list('src_cidr'),
       listener: r.list('listener'),
       proto: r.list('proto'),
+      network: r.list('network'),
     })
     rule.action = ruleAction(r, at(s))
     return rule
@@ -213,6 +240,10 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
     r.only([
       'enabled',
       'listener',
+      'udp',
+      'udp_listener',
+      'tproxy_mark',
+      'tproxy_table',
       'lan',
       'ports',
       'router_self',
@@ -227,6 +258,10 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
     assign(c, {
       enabled: r.bool('enabled'),
       listener: r.str('listener'),
+      udp: r.bool('udp'),
+      udpListener: r.str('udp_listener'),
+      tproxyMark: r.num('tproxy_mark'),
+      tproxyTable: r.num('tproxy_table'),
       lanInterfaces: r.list('lan'),
       ports: r.list('ports')?.map((p, j) => intText(p, `${at(captures[0]!)}.ports[${j}]`)),
       routerSelf: r.bool('router_self'),

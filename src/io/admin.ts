@@ -11,6 +11,7 @@ import type { Listener } from './listener.js'
 import type { GatewayContext } from './session.js'
 import { closeQuietly, describeError } from './sockets.js'
 import { HandshakeStream } from './stream.js'
+import { udpFlowsView } from './udp-flows.js'
 
 const REQUEST_LIMIT = 4096
 const TIMEOUT_MS = 2000
@@ -94,7 +95,13 @@ export function statusView(ctx: GatewayContext, listeners: ListenerView) {
     relays: { active: r.active, total: r.total, spliceCalls: r.spliceCalls, copyCalls: r.copyCalls },
     bytes: { up: st.bytesUp, down: st.bytesDown },
     rules: [...st.ruleHits.entries()].map(([rule, hits]) => ({ rule, hits })),
-    capture: { enabled: ctx.config.capture.enabled, listener: ctx.config.capture.listener },
+    capture: {
+      enabled: ctx.config.capture.enabled,
+      listener: ctx.config.capture.listener,
+      udp: ctx.config.capture.udp,
+      udpListener: ctx.config.capture.udpListener,
+    },
+    udp: native.udpStats(),
   }
 }
 
@@ -110,6 +117,7 @@ export function connectionsView(ctx: GatewayContext) {
       ms: Math.round(now - c.startedAt),
       ...c.fields,
     })),
+    udpFlows: udpFlowsView(ctx.udpNames),
   }
 }
 

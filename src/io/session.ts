@@ -28,6 +28,8 @@ export interface GatewayContext {
   own: native.SockAddr[]
   admission: Admission
   stats: GatewayStats
+  /** Native ids of the tproxy listeners → their names (the flow list). */
+  udpNames: Map<number, string>
 }
 
 /** A connection not yet closed, for `ugate ctl connections`. */
