@@ -23,6 +23,8 @@ const TPROXY_MARK = 0x7567
 const TABLE = 0x7567
 
 interface UdpSettings {
+  rules?: unknown[]
+  upstreams?: unknown[]
   idle?: number
   maxFlows?: number
   bypass?: string[]
@@ -39,6 +41,8 @@ function udpConfig(s: UdpSettings = {}): Record<string, unknown> {
     relay: { shutdownGrace: 1 },
     dial: { mark: UGATE_MARK },
     ...(s.admin !== undefined ? { admin: { socket: s.admin } } : {}),
+    rules: s.rules ?? [],
+    upstreams: s.upstreams ?? [],
     listeners: [{ name: 'cap', type: 'redirect', listen: `[::]:${TCP_PORT}`, allow: TEST_ALLOW }, tproxy],
     capture: {
       enabled: true,
@@ -322,6 +326,49 @@ t.test('SIGKILL leaves rules and routes; the next start replaces them, never dup
   checkCleanExit(t, second, res)
   await checkTableGone(t, topo, 'after the second SIGTERM')
   t.same(routing(topo), { rules4: 0, rules6: 0, routes4: '', routes6: '' }, 'rules and routes gone')
+})
+
+t.test('rules route UDP flows: network, port, reject, forward; upstream is refused for now', async (t) => {
+  const { topo, client } = await peers(t)
+  const ug = await start(t, topo, {
+    idle: 1,
+    upstreams: [{ name: 'up', type: 'socks5', server: '127.0.0.1:1080' }],
+    rules: [
+      { name: 'tcp-only', network: ['tcp'], dstPort: [7002], action: 'reject' },
+      { name: 'no-udp', network: ['udp'], dstPort: [7003], action: 'reject' },
+      { name: 'to-echo', network: ['udp'], dstPort: [7004], action: `forward:${ADDR.server4}:${ECHO}` },
+      { name: 'via-socks', network: ['udp'], dstPort: [7005], action: 'upstream:up' },
+    ],
+  })
+  await client.bind('r', ADDR.client4)
+  const fwd = await exchange(client, 'r', ADDR.server4, 7004, Buffer.from('forwarded'))
+  t.same(
+    { from: fwd.from, port: fwd.port, data: Buffer.from(fwd.data, 'hex').toString() },
+    { from: ADDR.server4, port: 7004, data: 'forwarded' },
+    'forward: the echo server answered, from the address and port the client sent to',
+  )
+  for (const [port, rule] of [
+    [7003, 'no-udp'],
+    [7005, 'via-socks'],
+  ] as const) {
+    const id = `r${port}`
+    const src = await client.bind(id, ADDR.client4)
+    await client.send(id, ADDR.server4, port, Buffer.from('dropped'))
+    const line = await ug.waitForLine(new RegExp(` info udp .*src=198\\.18\\.1\\.2:${src} .*reason=idle`))
+    t.match(line, new RegExp(`rule=${rule} action=reject`), `port ${port}: rule ${rule} rejects the flow`)
+    t.match(line, /pktUp=0 pktDown=0/, `port ${port}: nothing relayed`)
+  }
+  t.match(
+    ug.events('udp-upstream-unsupported')[0]?.fields,
+    { listener: 'udp', upstream: 'up' },
+    'the upstream route is refused with a warning naming it',
+  )
+  const direct = await client.bind('d', ADDR.client4)
+  await client.send('d', ADDR.server4, 7002, Buffer.from('no echo here'))
+  const line = await ug.waitForLine(new RegExp(` info udp .*src=198\\.18\\.1\\.2:${direct} .*reason=idle`))
+  t.match(line, /rule=default action=direct .*pktUp=1 /, 'a TCP-only rule leaves the UDP flow to the default (direct)')
+  const res = await ug.stop()
+  checkCleanExit(t, ug, res)
 })
 
 /** Reply sockets close once idle for the idle timeout: wait for the count to drop (the sweep runs every second). */
