@@ -125,13 +125,8 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
 
   const stopped = () => {
     const s = native.relayStats()
-    const u = native.udpStats()
-    log.info('stats', {
-      relays: s.total,
-      spliceCalls: s.spliceCalls,
-      copyCalls: s.copyCalls,
-      udpFlows: u.flowsTotal,
-    })
+    const udp = ctx.udpNames.size > 0 ? { udpFlows: native.udpStats().flowsTotal } : {}
+    log.info('stats', { relays: s.total, spliceCalls: s.spliceCalls, copyCalls: s.copyCalls, ...udp })
     log.info('stopped')
     native.exit(0)
   }

@@ -47,6 +47,8 @@ const FUNCTIONS = [
   'relayAbort',
   'relayAbortAll',
   'relayStats',
+  'udpStats',
+  'udpFlows',
 ]
 const CONSTANTS = {
   EV_READ: 1,
@@ -215,6 +217,9 @@ class FakeNative {
     copyCalls: 0,
     pipesPooled: 0,
   })
+  // No tproxy listener in these tests: the UDP engine never started.
+  udpStats = () => ({ flowsTotal: 0, flowsLive: 0 })
+  udpFlows = () => []
 
   // ---- test controls ----
   alloc(s: FakeFd): number {
