@@ -117,7 +117,8 @@ export function connectionsView(ctx: GatewayContext) {
       ms: Math.round(now - c.startedAt),
       ...c.fields,
     })),
-    udpFlows: udpFlowsView(ctx.udpNames),
+    // Only with a tproxy listener: the answer stays what it was without one.
+    ...(ctx.udpNames.size > 0 ? { udpFlows: udpFlowsView(ctx.udpNames) } : {}),
   }
 }
 
