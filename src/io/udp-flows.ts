@@ -34,7 +34,11 @@ interface DatagramSniff {
 
 /**
  * The hook for datagram sniffers: called once per new flow with a copy of
- * its first datagram. Nothing recognises datagrams yet, so no name.
+ * its first datagram (and its destination port); what it returns feeds the
+ * rules (`host` as a domain, `proto`). Nothing recognises datagrams yet, so
+ * no name. A ClientHello spread over several QUIC Initial packets needs the
+ * flow's next datagrams too: udp.c keeps them queued while the flow waits
+ * for its route (enqueue) but copies only the first to JS today.
  */
 function sniffDatagram(_data: Uint8Array, _dstPort: number): DatagramSniff {
   return {}

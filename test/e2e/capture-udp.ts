@@ -78,7 +78,7 @@ async function peers(t: Test): Promise<Peers> {
 }
 
 async function start(t: Test, topo: Topology, s: UdpSettings = {}): Promise<Ugate> {
-  const cfg = topo.writeJson(`ugate-${Math.random().toString(36).slice(2)}.json`, udpConfig(s))
+  const cfg = topo.writeJson('ugate.json', udpConfig(s))
   const ug = await startUgate(t, ['run', '--config', cfg], { netns: topo.router })
   t.match(ug.events('capture-on')[0]?.fields, { udpPort: String(UDP_PORT) }, 'capture-on names the UDP port')
   return ug
@@ -185,6 +185,7 @@ t.test('captured UDP: echo from the right source (IPv4, IPv6), 200 concurrent fl
 t.test('full cone: one mapping per client source, and a server never contacted reaches it', async (t) => {
   const { topo, client, server } = await peers(t)
   const ug = await start(t, topo)
+  const mappings = new Map<string, { addr: string; port: number; from: string }>()
   for (const [fam, src, a, b] of [
     ['IPv4', ADDR.client4, ADDR.server4, ADDR.serverBypass4],
     ['IPv6', ADDR.client6, ADDR.server6, ADDR.serverBypass6],
@@ -192,6 +193,7 @@ t.test('full cone: one mapping per client source, and a server never contacted r
     const id = `cone-${fam}`
     const port = await client.bind(id, src)
     const seenA = await seenBy(client, id, a)
+    mappings.set(fam, seenA)
     // Server B, which the client never sent to, sends to the mapping A saw.
     const sid = `b-${fam}`
     const bPort = await server.bind(sid, b)
@@ -210,6 +212,12 @@ t.test('full cone: one mapping per client source, and a server never contacted r
       `${fam}: B sees the same mapping as A (${seenA.addr}:${seenA.port})`,
     )
   }
+  // A reload (SIGHUP) keeps the tproxy listener and its flows: the mapping stays.
+  topo.writeJson('ugate.json', udpConfig({ maxFlows: 100, idle: 30 }))
+  ug.signal('SIGHUP')
+  await ug.waitForLine(/ info reloaded /)
+  t.equal(ug.events('listening').length, 2, 'no listener reopened by the reload')
+  t.same(await seenBy(client, 'cone-IPv4', ADDR.server4), mappings.get('IPv4'), 'after the reload: the same mapping')
   const res = await ug.stop()
   checkCleanExit(t, ug, res)
 })
