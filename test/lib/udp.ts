@@ -77,8 +77,9 @@ async function handle(m) {
       return { msgs: got }
     }
     case 'spray': {  // m.flows sockets from m.addr, one datagram each, no waiting for answers
+      // Ports basePort.. (outside the ephemeral range): one new flow each, no port reused.
       for (let f = 0; f < m.flows; f++) {
-        const s = await open(undefined, m.addr, 0, () => {})
+        const s = await open(undefined, m.addr, m.basePort + f, () => {})
         await new Promise((res) => s.send(bytes(m.seed + f, 0, m.size), m.port, m.to, () => res()))
         s.close()
       }
