@@ -23,6 +23,7 @@ const TPROXY_MARK = 0x7567
 const TABLE = 0x7567
 
 interface UdpSettings {
+  routerSelf?: boolean
   rules?: unknown[]
   upstreams?: unknown[]
   idle?: number
@@ -52,6 +53,7 @@ function udpConfig(s: UdpSettings = {}): Record<string, unknown> {
       lanInterfaces: [IFACE.routerLan],
       bypass: s.bypass ?? [],
       excludeSrc: s.excludeSrc ?? [],
+      routerSelf: s.routerSelf ?? false,
     },
   }
 }
@@ -389,6 +391,34 @@ t.test('rules route UDP flows: network, port, reject, forward; upstream is refus
   t.match(line, /rule=default action=direct .*pktUp=1 /, 'a TCP-only rule leaves the UDP flow to the default (direct)')
   const res = await ug.stop()
   checkCleanExit(t, ug, res)
+})
+
+t.test("routerSelf: the router's own UDP goes through ugate too", async (t) => {
+  const { topo } = await peers(t)
+  const router = await startAgent(t, topo.router, topo.dir, 'router')
+  const ug = await start(t, topo, { routerSelf: true, idle: 1 })
+  const out = await topo.nft(['list', 'chain', 'inet', 'ugate', 'ugate_tproxy_out'])
+  t.match(out.stdout, /meta mark set 0x00007567/, 'the output chain marks UDP for the detour through lo')
+  for (const [fam, src, dst] of [
+    ['IPv4', ADDR.routerWan4, ADDR.server4],
+    ['IPv6', ADDR.routerWan6, ADDR.server6],
+  ] as const) {
+    const id = `self-${fam}`
+    const port = await router.bind(id, src)
+    const payload = prngBytes(0x5e1f + port, 900)
+    const m = await exchange(router, id, dst, ECHO, payload)
+    t.same(
+      { from: m.from, port: m.port, data: m.data },
+      { from: dst, port: ECHO, data: payload.toString('hex') },
+      `${fam}: the echo comes back exactly, from ${dst}:${ECHO}`,
+    )
+    const srcRe = (fam === 'IPv4' ? src : `[${src}]`).replace(/[.[\]]/g, '\\$&')
+    const line = await ug.waitForLine(new RegExp(` info udp .*src=${srcRe}:${port} .*reason=idle`))
+    t.match(line, /action=direct .*pktUp=1 pktDown=1 /, `${fam}: ugate relayed the router's own flow`)
+  }
+  const res = await ug.stop()
+  checkCleanExit(t, ug, res)
+  t.same(routing(topo), { rules4: 0, rules6: 0, routes4: '', routes6: '' }, 'rules and routes gone')
 })
 
 /** Reply sockets close once idle for the idle timeout: wait for the count to drop (the sweep runs every second). */
