@@ -90,6 +90,7 @@ struct listener {
   listener *next;
   tag t;
   int id, fd, family;
+  bool closed;  // on the dead list: an event fetched before the close must skip it
   udp_listener_opts opts;
   udp_flow *lru_head, *lru_tail;  // least recently active first
   int flows;
@@ -133,7 +134,8 @@ static struct {
   uint64_t next_flow;
   udp_flow *flows[HASH_SIZE];
   udp_flow *pending;
-  udp_flow *dead;  // freed after the current batch of events
+  udp_flow *dead;            // freed after the current batch of events
+  listener *dead_listeners;  // the same for closed listeners
   reply_sock *replies[HASH_SIZE];
   reply_sock *reply_head, *reply_tail;
   udp_counters c;
@@ -316,6 +318,11 @@ static void free_dead(void) {
     free(f);
   }
   engine.dead = NULL;
+  for (listener *l = engine.dead_listeners, *next; l; l = next) {
+    next = l->next;
+    free(l);
+  }
+  engine.dead_listeners = NULL;
 }
 
 static udp_flow *flow_new(listener *l, const udp_key *src, const udp_key *dst, const uint8_t *data,
@@ -720,7 +727,8 @@ static void *udp_thread(void *arg) {
         ssize_t r = read(engine.wakefd, &v, sizeof v);
         (void)r;
       } else if (t->tag == TAG_LISTENER) {
-        drain_listener(t->p);
+        listener *l = t->p;
+        if (!l->closed) drain_listener(l);
       } else {
         drain_out(t->p);
       }
@@ -876,11 +884,14 @@ void udp_listener_close(int id) {
     end_all("closed", true, l);
     *pp = l->next;
     close(l->fd);
-    // An event fetched for it in the thread's current batch would point to
-    // freed memory: the thread holds the lock for the whole batch, so none is.
-    free(l);
+    // The thread may hold an event fetched for it before this call took the
+    // lock: it is freed by the thread, after that batch.
+    l->closed = true;
+    l->next = engine.dead_listeners;
+    engine.dead_listeners = l;
   }
   pthread_mutex_unlock(&engine.lock);
+  wake();  // the thread frees it
 }
 
 static int flow_out_socket(udp_flow *f) {
