@@ -25,6 +25,17 @@ struct cb_entry {
 };
 static cb_entry *callbacks;
 
+// A flow's route and traffic (UdpFlowCounters in src/io/native.d.ts).
+static void set_counters(JSContext *ctx, JSValue o, const char *action, uint64_t pk_up,
+                         uint64_t by_up, uint64_t pk_down, uint64_t by_down, double ms) {
+  JS_SetPropertyStr(ctx, o, "action", JS_NewString(ctx, action));
+  JS_SetPropertyStr(ctx, o, "packetsUp", JS_NewFloat64(ctx, (double)pk_up));
+  JS_SetPropertyStr(ctx, o, "bytesUp", JS_NewFloat64(ctx, (double)by_up));
+  JS_SetPropertyStr(ctx, o, "packetsDown", JS_NewFloat64(ctx, (double)pk_down));
+  JS_SetPropertyStr(ctx, o, "bytesDown", JS_NewFloat64(ctx, (double)by_down));
+  JS_SetPropertyStr(ctx, o, "ms", JS_NewFloat64(ctx, (double)(int64_t)ms));
+}
+
 static JSValue key_addr(JSContext *ctx, const udp_key *k) {
   char buf[INET6_ADDRSTRLEN];
   inet_ntop(k->family == 4 ? AF_INET : AF_INET6, k->addr, buf, sizeof buf);
@@ -54,12 +65,7 @@ static void complete(JSContext *ctx, ug_job *job) {
       JS_SetPropertyStr(ctx, o, "data", JS_NewArrayBufferCopy(ctx, ev->data, ev->len));
     } else {
       JS_SetPropertyStr(ctx, o, "reason", JS_NewString(ctx, ev->reason));
-      JS_SetPropertyStr(ctx, o, "action", JS_NewString(ctx, ev->action));
-      JS_SetPropertyStr(ctx, o, "packetsUp", JS_NewFloat64(ctx, (double)ev->pk_up));
-      JS_SetPropertyStr(ctx, o, "bytesUp", JS_NewFloat64(ctx, (double)ev->by_up));
-      JS_SetPropertyStr(ctx, o, "packetsDown", JS_NewFloat64(ctx, (double)ev->pk_down));
-      JS_SetPropertyStr(ctx, o, "bytesDown", JS_NewFloat64(ctx, (double)ev->by_down));
-      JS_SetPropertyStr(ctx, o, "ms", JS_NewFloat64(ctx, (double)(int64_t)ev->ms));
+      set_counters(ctx, o, ev->action, ev->pk_up, ev->by_up, ev->pk_down, ev->by_down, ev->ms);
     }
     JSValue cb = JS_DupValue(ctx, e->cb);  // the callback may close its own listener
     ug_call(ctx, cb, 1, &o);
@@ -219,30 +225,28 @@ static JSValue js_udp_close_all(UG_JS_PARAMS) {
 static JSValue js_udp_stats(UG_JS_PARAMS) {
   udp_counters c;
   udp_counters_get(&c);
-  JSValue o = JS_NewObject(ctx);
-#define N(name, v) JS_SetPropertyStr(ctx, o, name, JS_NewFloat64(ctx, (double)(v)))
-  N("flowsLive", c.flows_live);
-  N("flowsPending", c.flows_pending);
-  N("flowsTotal", c.flows_total);
-  N("flowsExpired", c.flows_expired);
-  N("flowsEvicted", c.flows_evicted);
-  N("replySockets", c.reply_sockets);
-  N("packetsUp", c.pk_up);
-  N("bytesUp", c.by_up);
-  N("packetsDown", c.pk_down);
-  N("bytesDown", c.by_down);
-  JSValue d = JS_NewObject(ctx);
-#define D(name, v) JS_SetPropertyStr(ctx, d, name, JS_NewFloat64(ctx, (double)(v)))
-  D("queueFull", c.drop_queue_full);
-  D("rejected", c.drop_rejected);
-  D("busy", c.drop_busy);
-  D("noOrigDst", c.drop_no_origdst);
-  D("truncated", c.drop_truncated);
-  D("sendFailed", c.drop_send_failed);
-  D("replySocket", c.drop_reply_socket);
-  D("noMemory", c.drop_no_memory);
-#undef D
-#undef N
+  // Counters as numbers, named as in src/io/native.d.ts (UdpStats).
+  JSValue o = JS_NewObject(ctx), d = JS_NewObject(ctx);
+#define SET(obj, name, v) JS_SetPropertyStr(ctx, obj, name, JS_NewFloat64(ctx, (double)(v)))
+  SET(o, "flowsLive", c.flows_live);
+  SET(o, "flowsPending", c.flows_pending);
+  SET(o, "flowsTotal", c.flows_total);
+  SET(o, "flowsExpired", c.flows_expired);
+  SET(o, "flowsEvicted", c.flows_evicted);
+  SET(o, "replySockets", c.reply_sockets);
+  SET(o, "packetsUp", c.pk_up);
+  SET(o, "bytesUp", c.by_up);
+  SET(o, "packetsDown", c.pk_down);
+  SET(o, "bytesDown", c.by_down);
+  SET(d, "queueFull", c.drop_queue_full);
+  SET(d, "rejected", c.drop_rejected);
+  SET(d, "busy", c.drop_busy);
+  SET(d, "noOrigDst", c.drop_no_origdst);
+  SET(d, "truncated", c.drop_truncated);
+  SET(d, "sendFailed", c.drop_send_failed);
+  SET(d, "replySocket", c.drop_reply_socket);
+  SET(d, "noMemory", c.drop_no_memory);
+#undef SET
   JS_SetPropertyStr(ctx, o, "drops", d);
   return o;
 }
@@ -259,12 +263,7 @@ static JSValue js_udp_flows(UG_JS_PARAMS) {
     JS_SetPropertyStr(ctx, o, "family", JS_NewInt32(ctx, f->src.family));
     set_endpoint(ctx, o, "src", "srcPort", &f->src);
     set_endpoint(ctx, o, "dst", "dstPort", &f->dst);
-    JS_SetPropertyStr(ctx, o, "action", JS_NewString(ctx, f->action));
-    JS_SetPropertyStr(ctx, o, "packetsUp", JS_NewFloat64(ctx, (double)f->pk_up));
-    JS_SetPropertyStr(ctx, o, "bytesUp", JS_NewFloat64(ctx, (double)f->by_up));
-    JS_SetPropertyStr(ctx, o, "packetsDown", JS_NewFloat64(ctx, (double)f->pk_down));
-    JS_SetPropertyStr(ctx, o, "bytesDown", JS_NewFloat64(ctx, (double)f->by_down));
-    JS_SetPropertyStr(ctx, o, "ms", JS_NewFloat64(ctx, (double)(int64_t)f->age_ms));
+    set_counters(ctx, o, f->action, f->pk_up, f->by_up, f->pk_down, f->by_down, f->age_ms);
     JS_SetPropertyStr(ctx, o, "idleMs", JS_NewFloat64(ctx, (double)(int64_t)f->idle_ms));
     JS_SetPropertyUint32(ctx, arr, i, o);
   }

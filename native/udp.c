@@ -414,6 +414,16 @@ static void reply_unlink_lru(reply_sock *r) {
   r->prev = r->next = NULL;
 }
 
+static void reply_append_lru(reply_sock *r) {
+  r->prev = engine.reply_tail;
+  r->next = NULL;
+  if (engine.reply_tail)
+    engine.reply_tail->next = r;
+  else
+    engine.reply_head = r;
+  engine.reply_tail = r;
+}
+
 static void reply_free(reply_sock *r) {
   reply_sock **pp = &engine.replies[key_hash(&r->remote, 0)];
   while (*pp && *pp != r) pp = &(*pp)->hnext;
@@ -432,12 +442,7 @@ static reply_sock *reply_get(const udp_key *remote, uint32_t mark, double now) {
     if (!key_eq(&r->remote, remote)) continue;
     r->last_ms = now;
     reply_unlink_lru(r);
-    r->prev = engine.reply_tail;
-    if (engine.reply_tail)
-      engine.reply_tail->next = r;
-    else
-      engine.reply_head = r;
-    engine.reply_tail = r;
+    reply_append_lru(r);
     return r;
   }
   if (engine.c.reply_sockets >= REPLY_MAX) reply_free(engine.reply_head);
@@ -467,22 +472,25 @@ static reply_sock *reply_get(const udp_key *remote, uint32_t mark, double now) {
   r->last_ms = now;
   r->hnext = engine.replies[h];
   engine.replies[h] = r;
-  r->prev = engine.reply_tail;
-  if (engine.reply_tail)
-    engine.reply_tail->next = r;
-  else
-    engine.reply_head = r;
-  engine.reply_tail = r;
+  reply_append_lru(r);
   engine.c.reply_sockets++;
   return r;
 }
 
 // ---- sending ------------------------------------------------------------------------------
 
+// Slot i of the send batch: one datagram to `name`.
+static void send_slot(int i, void *name, socklen_t len, uint8_t *buf, size_t n) {
+  iovs[i] = (struct iovec){buf, n};
+  msgs[i].msg_hdr =
+      (struct msghdr){.msg_name = name, .msg_namelen = len, .msg_iov = &iovs[i], .msg_iovlen = 1};
+}
+
 // sendmmsg the prepared msgs[0..n); a refused datagram is dropped and counted
-// (UDP has no retry: the application's own does). Returns datagrams sent.
-static int send_batch(int fd, int n, uint64_t *bytes) {
-  int sent = 0;
+// (UDP has no retry: the application's own does). What went out is added to
+// the flow's counters (pk, by) and the engine's (all_pk, all_by).
+static void send_batch(int fd, int n, uint64_t *pk, uint64_t *by, uint64_t *all_pk,
+                       uint64_t *all_by) {
   for (int i = 0; i < n;) {
     int k = sendmmsg(fd, &msgs[i], n - i, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (k < 0 && errno == EINTR) continue;
@@ -491,11 +499,14 @@ static int send_batch(int fd, int n, uint64_t *bytes) {
       i++;
       continue;
     }
-    for (int j = i; j < i + k; j++) *bytes += msgs[j].msg_len;
-    sent += k;
+    for (int j = i; j < i + k; j++) {
+      *by += msgs[j].msg_len;
+      *all_by += msgs[j].msg_len;
+    }
+    *pk += k;
+    *all_pk += k;
     i += k;
   }
-  return sent;
 }
 
 // The datagram's destination through the flow's outbound socket.
@@ -604,20 +615,10 @@ static void drain_listener(listener *l) {
       // An eviction later in the batch may have ended it (its memory is still valid).
       if (f && f->state == ST_ACTIVE) {
         int cnt = 0;
-        for (int k = i; k < j; k++, cnt++) {
-          socklen_t sl = out_address(f, &rx_dst[k], &tx_names[cnt]);
-          iovs[cnt] = (struct iovec){bufs[k], lens[k]};
-          msgs[cnt].msg_hdr = (struct msghdr){.msg_name = &tx_names[cnt],
-                                              .msg_namelen = sl,
-                                              .msg_iov = &iovs[cnt],
-                                              .msg_iovlen = 1};
-        }
-        uint64_t bytes = 0;
-        int sent = send_batch(f->out_fd, cnt, &bytes);
-        f->pk_up += sent;
-        f->by_up += bytes;
-        engine.c.pk_up += sent;
-        engine.c.by_up += bytes;
+        for (int k = i; k < j; k++, cnt++)
+          send_slot(cnt, &tx_names[cnt], out_address(f, &rx_dst[k], &tx_names[cnt]), bufs[k],
+                    lens[k]);
+        send_batch(f->out_fd, cnt, &f->pk_up, &f->by_up, &engine.c.pk_up, &engine.c.by_up);
       }
       i = j;
     }
@@ -669,18 +670,8 @@ static void drain_out(udp_flow *f) {
         continue;
       }
       int cnt = 0;
-      for (int k = i; k < j; k++) {
-        iovs[cnt] = (struct iovec){bufs[k], lens[k]};
-        msgs[cnt].msg_hdr = (struct msghdr){
-            .msg_name = &client, .msg_namelen = client_len, .msg_iov = &iovs[cnt], .msg_iovlen = 1};
-        cnt++;
-      }
-      uint64_t bytes = 0;
-      int sent = send_batch(r->fd, cnt, &bytes);
-      f->pk_down += sent;
-      f->by_down += bytes;
-      engine.c.pk_down += sent;
-      engine.c.by_down += bytes;
+      for (int k = i; k < j; k++, cnt++) send_slot(cnt, &client, client_len, bufs[k], lens[k]);
+      send_batch(r->fd, cnt, &f->pk_down, &f->by_down, &engine.c.pk_down, &engine.c.by_down);
       i = j;
     }
     if (n < BATCH) return;

@@ -252,15 +252,18 @@ declare module 'ugate:native' {
     /** A copy of its first datagram. */
     data: ArrayBuffer
   }
-  export interface UdpEndedFlow extends UdpFlowEnds {
-    type: 'end'
-    reason: 'idle' | 'evicted' | 'closed' | 'shutdown'
+  /** A flow's route and traffic so far; ms since it opened. */
+  interface UdpFlowCounters {
     action: 'direct' | 'forward' | 'reject' | 'pending'
     packetsUp: number
     bytesUp: number
     packetsDown: number
     bytesDown: number
     ms: number
+  }
+  export interface UdpEndedFlow extends UdpFlowEnds, UdpFlowCounters {
+    type: 'end'
+    reason: 'idle' | 'evicted' | 'closed' | 'shutdown'
   }
   export type UdpEvent = UdpNewFlow | UdpEndedFlow
   /**
@@ -311,15 +314,9 @@ declare module 'ugate:native' {
     }
   }
   export function udpStats(): UdpStats
-  export interface UdpFlowInfo extends UdpFlowEnds {
+  export interface UdpFlowInfo extends UdpFlowEnds, UdpFlowCounters {
     /** The native listener id. */
     listener: number
-    action: 'direct' | 'forward' | 'reject' | 'pending'
-    packetsUp: number
-    bytesUp: number
-    packetsDown: number
-    bytesDown: number
-    ms: number
     idleMs: number
   }
   export function udpFlows(): UdpFlowInfo[]
