@@ -5,7 +5,7 @@
 //
 // Routing a flow: the listener's allow-list, then the rules with network
 // "udp" (destination IP and port, source, listener; a name when a sniffer
-// found one in the first datagram). direct → an outbound socket of the
+// found one in the first datagram: a QUIC Initial's SNI). direct → an outbound socket of the
 // flow's own (full cone); forward → the rule's target (a name is resolved
 // first); reject → the flow's datagrams are dropped until it is idle.
 // upstream → rejected for now, with a warning: SOCKS5 UDP ASSOCIATE is not
@@ -21,6 +21,7 @@ import { CidrSet } from '../core/rules/cidr-tree.js'
 import type { SniffProto } from '../core/sniff/types.js'
 import type { Listener } from './listener.js'
 import type { GatewayContext } from './session.js'
+import { sniffQuicDatagrams } from './quic.js'
 import { describeError } from './sockets.js'
 
 /**
@@ -34,13 +35,17 @@ interface DatagramSniff {
 
 /**
  * The hook for datagram sniffers: called once per new flow with a copy of
- * its first datagram (and its destination port); what it returns feeds the
- * rules (`host` as a domain, `proto`). Nothing recognises datagrams yet, so
- * no name. A ClientHello spread over several QUIC Initial packets needs the
- * flow's next datagrams too: udp.c keeps them queued while the flow waits
- * for its route (enqueue) but copies only the first to JS today.
+ * its first datagram; what it returns feeds the rules (`host` as a domain,
+ * `proto`). QUIC: the SNI of a ClientHello that fits in the first datagram.
+ * A ClientHello spread over several Initial packets (post-quantum key
+ * shares) needs the flow's next datagrams too: udp.c keeps them queued while
+ * the flow waits for its route (enqueue) but copies only the first to JS
+ * today, so such a flow is routed as `quic` without a name.
  */
-function sniffDatagram(_data: Uint8Array, _dstPort: number): DatagramSniff {
+function sniffDatagram(data: Uint8Array): DatagramSniff {
+  const r = sniffQuicDatagrams([data])
+  if (r.status === 'ok') return r.host !== undefined ? { host: r.host, proto: 'quic' } : { proto: 'quic' }
+  if (r.status !== 'not-mine' && r.proto === 'quic') return { proto: 'quic' }
   return {}
 }
 
@@ -49,6 +54,7 @@ interface FlowInfo {
   rule: string
   action: string
   host?: string
+  proto?: SniffProto
 }
 
 export interface UdpListener extends Listener {
@@ -126,7 +132,7 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
       answer(ev.id, { action: 'reject' })
       return
     }
-    const sniffed = sniffDatagram(new Uint8Array(ev.data), ev.dstPort)
+    const sniffed = sniffDatagram(new Uint8Array(ev.data))
     const query: RouteQuery = {
       dstIp: ev.dst,
       dstPort: ev.dstPort,
@@ -141,6 +147,7 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
     ctx.stats.hit(rule)
     const info: FlowInfo = { rule, action: r.action.type }
     if (sniffed.host !== undefined) info.host = sniffed.host
+    if (sniffed.proto !== undefined) info.proto = sniffed.proto
     flows.set(ev.id, info)
     const d = decide(r.action, ev)
     if (typeof d !== 'string') {
@@ -170,6 +177,7 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
       listener: l.name,
       src: formatHostPort(ev.src, ev.srcPort),
       dst: formatHostPort(ev.dst, ev.dstPort),
+      proto: info?.proto,
       host: info?.host,
       rule: info?.rule ?? '-',
       action: info?.action ?? ev.action,

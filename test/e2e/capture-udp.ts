@@ -8,12 +8,14 @@
 // destination, and a remote the client never contacted reaches it.
 
 import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
 import { ADDR, IFACE, TEST_ALLOW, UGATE_MARK, type Topology, checkTableGone, createTopology } from '../lib/netns.js'
 import { prngBytes } from '../lib/servers.js'
 import { type Agent, type Datagram, startAgent } from '../lib/udp.js'
-import { type Ugate, checkCleanExit, checkFds, startUgate, ugateBin } from '../lib/ugate.js'
+import { type Ugate, checkCleanExit, checkFds, repoRoot, startUgate, ugateBin } from '../lib/ugate.js'
 
 const TCP_PORT = 15080
 const UDP_PORT = 15090
@@ -419,6 +421,31 @@ t.test("routerSelf: the router's own UDP goes through ugate too", async (t) => {
   const res = await ug.stop()
   checkCleanExit(t, ug, res)
   t.same(routing(topo), { rules4: 0, rules6: 0, routes4: '', routes6: '' }, 'rules and routes gone')
+})
+
+t.test('QUIC: a flow is routed by the SNI of its first Initial', async (t) => {
+  const { topo, client } = await peers(t)
+  const ug = await start(t, topo, {
+    idle: 1,
+    rules: [{ name: 'no-example', network: ['udp'], domain: ['example.com'], action: 'reject' }],
+  })
+  const fixture = (name: string) => readFileSync(join(repoRoot, 'test', 'fixtures', 'quic', name))
+  // RFC 9001 A.2: a single-packet ClientHello, SNI example.com.
+  const one = await client.bind('q1', ADDR.client4)
+  await client.send('q1', ADDR.server4, 443, fixture('rfc9001-client-initial.bin'))
+  const line1 = await ug.waitForLine(new RegExp(` info udp .*src=198\\.18\\.1\\.2:${one} .*reason=idle`))
+  t.match(line1, /proto=quic host=example\.com rule=no-example action=reject /, 'routed by its SNI: rejected')
+  // Chromium's first datagram: half a ClientHello (post-quantum key share), so no name yet.
+  const two = await client.bind('q2', ADDR.client4)
+  await client.send('q2', ADDR.server4, 443, fixture('chromium-v1-0.bin'))
+  const line2 = await ug.waitForLine(new RegExp(` info udp .*src=198\\.18\\.1\\.2:${two} .*reason=idle`))
+  t.match(
+    line2,
+    /proto=quic rule=default action=direct .*pktUp=1 /,
+    'a ClientHello spread over two datagrams: QUIC, no name, default route',
+  )
+  const res = await ug.stop()
+  checkCleanExit(t, ug, res)
 })
 
 /** Reply sockets close once idle for the idle timeout: wait for the count to drop (the sweep runs every second). */
