@@ -84,6 +84,7 @@ function respond(req: unknown, ctx: GatewayContext, listeners: ListenerView): un
 export function statusView(ctx: GatewayContext, listeners: ListenerView) {
   const now = native.now()
   const r = native.relayStats()
+  const g = native.gateStats()
   const st = ctx.stats
   return {
     running: true,
@@ -91,8 +92,13 @@ export function statusView(ctx: GatewayContext, listeners: ListenerView) {
     pid: native.pid(),
     uptime: Math.round((now - st.startedAt) / 1000),
     listeners: listeners().map((l) => ({ name: l.name, type: l.type, addr: formatAddr(l.bound) })),
-    connections: { live: st.live.size, total: st.total },
-    relays: { active: r.active, total: r.total, spliceCalls: r.spliceCalls, copyCalls: r.copyCalls },
+    connections: { live: g.live, total: g.total },
+    relays: {
+      active: r.active + g.forwardRelays,
+      total: r.total + g.forwardRelaysTotal,
+      spliceCalls: r.spliceCalls,
+      copyCalls: r.copyCalls,
+    },
     bytes: { up: st.bytesUp, down: st.bytesDown },
     rules: [...st.ruleHits.entries()].map(([rule, hits]) => ({ rule, hits })),
     capture: {
@@ -109,14 +115,18 @@ export function statusView(ctx: GatewayContext, listeners: ListenerView) {
 export function connectionsView(ctx: GatewayContext) {
   const now = native.now()
   return {
-    connections: [...ctx.stats.live].map((c) => ({
-      id: c.id,
-      listener: c.listener,
-      src: c.src,
-      stage: c.stage,
-      ms: Math.round(now - c.startedAt),
-      ...c.fields,
-    })),
+    connections: [
+      ...[...ctx.stats.live].map((c) => ({
+        id: c.id,
+        listener: c.listener,
+        src: c.src,
+        stage: c.stage,
+        ms: Math.round(now - c.startedAt),
+        ...c.fields,
+      })),
+      // Native forwards (native/mod_gate.c): the same fields
+      ...native.forwardConnections(),
+    ],
     // Only with a tproxy listener: the answer stays what it was without one.
     ...(ctx.udpNames.size > 0 ? { udpFlows: udpFlowsView(ctx.udpNames) } : {}),
   }

@@ -13,7 +13,7 @@ import { nftDeleteCommand, nftRuleset, policyRoutingScript } from '../core/nft.j
 import { compileRules } from '../core/rules/index.js'
 import { type AdminServer, openAdmin } from './admin.js'
 import type { Accepted } from './listener.js'
-import { serveForward } from './forward.js'
+import { nativeForward, onForwardBatch, serveForward } from './forward.js'
 import { serveHttp } from './http-server.js'
 import { type Listener, openListener } from './listener.js'
 import { serveMixed } from './mixed-server.js'
@@ -37,13 +37,15 @@ export interface Gateway {
 interface Entry {
   listener: Listener
   accept: (client: Accepted) => void
+  config: ListenerConfig
   /** A tproxy listener (UDP): its flows are routed by udp-flows.ts, nothing is accepted. */
   udp?: UdpListener
 }
 
 /** Start serving; throws StartupError (with every opened listener closed) if one cannot listen. */
 export function startGateway(config: Config, log: Logger, readConfig?: () => Config): Gateway {
-  const conns = new ConnTracker()
+  // Native forwards count as live until their batch reached JS.
+  const conns = new ConnTracker(() => native.gateStats().forwardLive)
   const ctx: GatewayContext = {
     config,
     log,
@@ -66,6 +68,11 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
       [...entries.values()].flatMap((e) => (e.udp !== undefined ? [[e.udp.id, e.udp.name] as const] : [])),
     )
   }
+  // After ctx.own and ctx.config are current: a forward's target may have become ours.
+  const serveNatively = () => {
+    for (const e of entries.values()) e.listener.serveNative(nativeForward(e.config, ctx))
+  }
+  native.onForwardEvents(onForwardBatch(ctx))
   // A flushed ruleset (fw4 flush, firewall stop) takes our table: load it again.
   const watchCapture = () => {
     unwatch ??= watchTable(
@@ -89,6 +96,7 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
     entries = openEntries(config, ctx, new Map())
     udpNames()
     ctx.own = listeners().map((l) => l.bound)
+    serveNatively()
     if (config.capture.enabled) applyCapture(config, listeners(), log)
     if (config.capture.enabled) watchCapture()
     if (config.admin.socket !== '') admin = openAdmin(config.admin.socket, ctx, listeners)
@@ -115,6 +123,7 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
     const graceMs = ctx.config.relay.shutdownGraceMs
     log.info('stopping', { signal, live: conns.size, graceMs })
     conns.cancelDialing('shutdown')
+    native.forwardCancelDialing()
     // Relays get the grace period to finish on their own, then are closed.
     const graceTimer = native.setTimeout(() => native.relayAbortAll(), graceMs)
     conns.onIdle(() => {
@@ -126,7 +135,12 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
   const stopped = () => {
     const s = native.relayStats()
     const udp = ctx.udpNames.size > 0 ? { udpFlows: native.udpStats().flowsTotal } : {}
-    log.info('stats', { relays: s.total, spliceCalls: s.spliceCalls, copyCalls: s.copyCalls, ...udp })
+    log.info('stats', {
+      relays: s.total + native.gateStats().forwardRelaysTotal,
+      spliceCalls: s.spliceCalls,
+      copyCalls: s.copyCalls,
+      ...udp,
+    })
     log.info('stopped')
     native.exit(0)
   }
@@ -156,6 +170,7 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
     ctx.rules = compileRules(next.rules)
     ctx.upstreams = new Map(next.upstreams.map((u) => [u.name, u]))
     ctx.own = listeners().map((l) => l.bound)
+    serveNatively()
     ctx.admission.setLimits(next.limits.maxConnections, next.limits.maxPerSource)
     if (next.capture.enabled) {
       try {
@@ -214,6 +229,7 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
         const kept = old.get(`udp ${key}`)
         if (kept?.udp && kept.udp.name === l.name) {
           kept.udp.update(l)
+          kept.config = l
           next.set(`udp ${key}`, kept)
           continue
         }
@@ -226,24 +242,25 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
           )
         }
         opened.push(udp)
-        next.set(`udp ${key}`, { listener: udp, accept: () => {}, udp })
+        next.set(`udp ${key}`, { listener: udp, accept: () => {}, config: l, udp })
         continue
       }
       const accept = serveWith(handlerFor(l), l, ctx)
       const kept = old.get(key)
       if (kept && kept.listener.name === l.name && kept.listener.type === l.type) {
         kept.accept = accept
+        kept.config = l
         next.set(key, kept)
         continue
       }
       if (kept) {
         // Same address, other name or type: the socket stays, the listener is renamed.
         const listener = { ...kept.listener, name: l.name, type: l.type }
-        const entry: Entry = { listener, accept }
+        const entry: Entry = { listener, accept, config: l }
         next.set(key, entry)
         continue
       }
-      const entry: Entry = { listener: null as unknown as Listener, accept }
+      const entry: Entry = { listener: null as unknown as Listener, accept, config: l }
       const { name, type, listen, backlog } = l
       entry.listener = openListener({ name, type, listen, backlog, log: ctx.log, onAccept: (c) => entry.accept(c) })
       opened.push(entry.listener)

@@ -31,7 +31,7 @@ export function ugateMethods(
         const id = args.id
         if (typeof id !== 'number') return STATUS.INVALID_ARGUMENT
         const conn = [...ctx.stats.live].find((c) => c.id === id)
-        if (conn === undefined) return STATUS.NOT_FOUND
+        if (conn === undefined) return native.forwardClose(id) ? { closed: id } : STATUS.NOT_FOUND
         if (conn.relay !== undefined) native.relayAbort(conn.relay)
         else conn.cancel.cancel('closed')
         return { closed: id }

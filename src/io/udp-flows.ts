@@ -200,6 +200,8 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
     close: () => {
       native.udpClose(opened.id)
     },
+    // Native TCP forwarding is for forward listeners: a tproxy listener has none.
+    serveNative: () => {},
     update(next: TproxyListenerConfig) {
       l = next
       allow = allowSet(next)
