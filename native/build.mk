@@ -41,10 +41,12 @@ NATIVE_SRCS := \
 	mod_quic \
 	mod_relay \
 	mod_sys \
+	mod_udp \
 	module \
 	pipe \
 	quic \
 	relay \
+	udp \
 	util
 
 # QuickJS-ng, from its source directory; no qjs/qjsc/libc: ugate has its own.

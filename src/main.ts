@@ -62,10 +62,20 @@ function main(): void {
 function nftText(config: Config): string {
   const c = config.capture
   if (!c.enabled) throw new ConfigError('capture.enabled', 'is false: there is no ruleset to print')
-  const l = config.listeners.find((x) => x.name === c.listener)!
-  if (l.listen.port === 0)
-    throw new ConfigError('capture.listener', `${c.listener} listens on port 0: the port is only known at run time`)
-  return nftRuleset(captureOptions(config, l.listen.port))
+  const fixedPort = (key: 'listener' | 'dnsListener' | 'udpListener'): number => {
+    const l = config.listeners.find((x) => x.name === c[key])!
+    if (l.listen.port === 0)
+      throw new ConfigError(`capture.${key}`, `${c[key]} listens on port 0: the port is only known at run time`)
+    return l.listen.port
+  }
+  return nftRuleset(
+    captureOptions(
+      config,
+      fixedPort('listener'),
+      c.dns ? fixedPort('dnsListener') : 0,
+      c.udp ? fixedPort('udpListener') : 0,
+    ),
+  )
 }
 
 function fail(e: unknown): never {

@@ -72,6 +72,12 @@ export interface CaptureConfig {
   enabled: boolean
   /** Name of the redirect listener the rules send traffic to. */
   listener: string
+  /** Also capture UDP (all ports but 53) with TPROXY, to the tproxy listener `udpListener`. */
+  udp: boolean
+  udpListener: string
+  /** fwmark of TPROXYed packets and the routing table that delivers them locally. */
+  tproxyMark: number
+  tproxyTable: number
   lanInterfaces: string[]
   routerSelf: boolean
   ipv6: boolean
@@ -135,9 +141,31 @@ export interface DnsListenerConfig extends ListenerCommon {
   cacheSize: number
 }
 
+/**
+ * Transparent UDP (nftables TPROXY): the destination comes with each datagram
+ * (IP_ORIGDSTADDR); one flow per client address and port (native/udp.c).
+ */
+export interface TproxyListenerConfig extends ListenerCommon {
+  type: 'tproxy'
+  /** What it takes; only 'udp' for now (TCP capture uses a redirect listener). */
+  networks: Network[]
+  /** A flow without traffic this long ends; flows to port 53 use udpDnsIdleTimeoutMs. */
+  udpIdleTimeoutMs: number
+  udpDnsIdleTimeoutMs: number
+  /** Over this many flows, the least recently active one is evicted. */
+  maxFlows: number
+}
+
+export type Network = 'tcp' | 'udp'
+
 /** Discriminated on `type`; a new listener type adds a member here and a parser below. */
 export type ListenerConfig =
-  ForwardListenerConfig | ProxyListenerConfig | RedirectListenerConfig | SniListenerConfig | DnsListenerConfig
+  | ForwardListenerConfig
+  | ProxyListenerConfig
+  | RedirectListenerConfig
+  | SniListenerConfig
+  | DnsListenerConfig
+  | TproxyListenerConfig
 export type ListenerType = ListenerConfig['type']
 
 /** The accounts a listener asks clients for; none for types without authentication. */
@@ -161,6 +189,12 @@ const DEFAULTS = {
   sniffTimeout: 0.3,
   dnsTimeout: 2,
   dnsCacheSize: 4096,
+  udpIdleTimeout: 60,
+  udpDnsIdleTimeout: 10,
+  maxFlows: 4096,
+  /** "ug" in ASCII: a mark and table number unlikely to clash with fw4 or mwan3. */
+  tproxyMark: 0x7567,
+  tproxyTable: 0x7567,
   /** Loopback, RFC 1918 and ULA: a listener never serves the WAN unless told to. */
   allow: ['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],
 }
@@ -173,7 +207,13 @@ export interface SecondsRange {
 
 /** Accepted ranges of the duration settings, shared with the CLI flags. */
 export const SECONDS: Record<
-  'idleTimeout' | 'shutdownGrace' | 'connectTimeout' | 'handshakeTimeout' | 'sniffTimeout' | 'dnsTimeout',
+  | 'idleTimeout'
+  | 'shutdownGrace'
+  | 'connectTimeout'
+  | 'handshakeTimeout'
+  | 'sniffTimeout'
+  | 'dnsTimeout'
+  | 'udpIdleTimeout',
   SecondsRange
 > = {
   // The upper bounds keep milliseconds within a signed 32-bit timer value.
@@ -183,6 +223,7 @@ export const SECONDS: Record<
   handshakeTimeout: { min: 0.001, max: 3600 },
   sniffTimeout: { min: 0.001, max: 60 },
   dnsTimeout: { min: 0.001, max: 60 },
+  udpIdleTimeout: { min: 0.001, max: 86400 },
 }
 
 export function inSecondsRange(v: unknown, range: SecondsRange): v is number {
@@ -328,6 +369,10 @@ function capture(value: unknown): CaptureConfig {
   checkKeys(obj, 'capture', [
     'enabled',
     'listener',
+    'udp',
+    'udpListener',
+    'tproxyMark',
+    'tproxyTable',
     'lanInterfaces',
     'routerSelf',
     'ipv6',
@@ -354,9 +399,16 @@ function capture(value: unknown): CaptureConfig {
   const dnsListener = given(obj.dnsListener, '')
   if (typeof dnsListener !== 'string')
     throw new ConfigError('capture.dnsListener', `${show(dnsListener)} is not a listener name`)
+  const udpListener = given(obj.udpListener, '')
+  if (typeof udpListener !== 'string')
+    throw new ConfigError('capture.udpListener', `${show(udpListener)} is not a listener name`)
   return {
     enabled: boolean(given(obj.enabled, false), 'capture.enabled'),
     listener: listenerName,
+    udp: boolean(given(obj.udp, false), 'capture.udp'),
+    udpListener,
+    tproxyMark: integer(given(obj.tproxyMark, DEFAULTS.tproxyMark), 'capture.tproxyMark', 1, 0xffffffff),
+    tproxyTable: integer(given(obj.tproxyTable, DEFAULTS.tproxyTable), 'capture.tproxyTable', 1, 0x7fffffff),
     lanInterfaces: strs('lanInterfaces', ['br-lan']),
     routerSelf: boolean(given(obj.routerSelf, false), 'capture.routerSelf'),
     ipv6: boolean(given(obj.ipv6, true), 'capture.ipv6'),
@@ -377,12 +429,13 @@ function isWildcard(host: string): boolean {
 }
 
 /** The capture options for nftRuleset, CIDR lists split by family. */
-export function captureOptions(config: Config, redirectPort: number, dnsPort = 0): CaptureOptions {
+export function captureOptions(config: Config, redirectPort: number, dnsPort = 0, tproxyPort = 0): CaptureOptions {
   const c = config.capture
   const byFamily = (list: string[], family: 4 | 6) => list.filter((x) => parseCidr(x)?.family === family)
   return {
     redirectPort,
     dnsPort: c.dns ? dnsPort : 0,
+    ...(c.udp ? { udp: { port: tproxyPort, mark: c.tproxyMark, table: c.tproxyTable } } : {}),
     mark: config.dial.mark,
     lanInterfaces: c.lanInterfaces,
     routerSelf: c.routerSelf,
@@ -414,6 +467,7 @@ function checkReferences(config: Config): void {
   if (!c.enabled) return
   const l = captureTarget(config, 'listener', 'redirect', 'traffic goes')
   const dnsPort = c.dns ? captureTarget(config, 'dnsListener', 'dns', 'queries go').listen.port || 1 : 0
+  const tproxyPort = c.udp ? checkUdpCapture(config) : 0
   for (const key of ['bypass', 'includeSrc', 'excludeSrc'] as const) {
     c[key].forEach((x, i) => {
       if (parseCidr(x) === null)
@@ -421,11 +475,16 @@ function checkReferences(config: Config): void {
     })
   }
   try {
-    nftRuleset(captureOptions(config, l.listen.port || 1, dnsPort))
+    nftRuleset(captureOptions(config, l.listen.port || 1, dnsPort, tproxyPort))
   } catch (e) {
     if (e instanceof ConfigError) {
-      const field =
-        e.path === 'mark' ? 'dial.mark' : `capture.${e.path.replace(/^(bypass|includeSrc|excludeSrc)[46]/, '$1')}`
+      const renamed: Record<string, string> = {
+        mark: 'dial.mark',
+        'udp.mark': 'capture.tproxyMark',
+        'udp.table': 'capture.tproxyTable',
+        'udp.port': `listeners.${c.udpListener}`,
+      }
+      const field = renamed[e.path] ?? `capture.${e.path.replace(/^(bypass|includeSrc|excludeSrc)[46]/, '$1')}`
       throw new ConfigError(field, e.detail, e.value)
     }
     throw e
@@ -433,15 +492,15 @@ function checkReferences(config: Config): void {
 }
 
 /**
- * The listener capture.listener (or capture.dnsListener) names, checked: it
+ * The listener capture.listener (or capture.dnsListener, capture.udpListener) names, checked: it
  * exists, has the type, and, since REDIRECT rewrites to the incoming
  * interface's address, listens on a wildcard address (both families with
  * IPv6 capture).
  */
 function captureTarget(
   config: Config,
-  key: 'listener' | 'dnsListener',
-  type: 'redirect' | 'dns',
+  key: 'listener' | 'dnsListener' | 'udpListener',
+  type: 'redirect' | 'dns' | 'tproxy',
   goes: string,
 ): ListenerConfig {
   const name = config.capture[key]
@@ -466,6 +525,18 @@ function captureTarget(
     )
   }
   return l
+}
+
+/** capture.udp names a wildcard tproxy listener; its mark differs from ugate's own. Returns a port for the check. */
+function checkUdpCapture(config: Config): number {
+  const c = config.capture
+  const u = captureTarget(config, 'udpListener', 'tproxy', 'UDP goes')
+  if (c.tproxyMark === config.dial.mark)
+    throw new ConfigError(
+      'capture.tproxyMark',
+      `${c.tproxyMark} is also dial.mark: TPROXYed packets and ugate's own must carry different marks`,
+    )
+  return u.listen.port || 1
 }
 
 // ---- listeners ---------------------------------------------------------------
@@ -497,6 +568,25 @@ const LISTENER_SPECS: { [T in ListenerType]: ListenerSpec<T> } = {
   http: proxySpec('http'),
   mixed: proxySpec('mixed'),
   redirect: { keys: [], parse: (_obj, _path, common) => ({ ...common, type: 'redirect' }) },
+  tproxy: {
+    keys: ['networks', 'udpIdleTimeout', 'udpDnsIdleTimeout', 'maxFlows'],
+    parse: (obj, path, common) => ({
+      ...common,
+      type: 'tproxy',
+      networks: networks(given(obj.networks, ['udp']), `${path}.networks`),
+      udpIdleTimeoutMs: ms(
+        given(obj.udpIdleTimeout, DEFAULTS.udpIdleTimeout),
+        `${path}.udpIdleTimeout`,
+        SECONDS.udpIdleTimeout,
+      ),
+      udpDnsIdleTimeoutMs: ms(
+        given(obj.udpDnsIdleTimeout, DEFAULTS.udpDnsIdleTimeout),
+        `${path}.udpDnsIdleTimeout`,
+        SECONDS.udpIdleTimeout,
+      ),
+      maxFlows: integer(given(obj.maxFlows, DEFAULTS.maxFlows), `${path}.maxFlows`, 1, 1000000),
+    }),
+  },
   sni: {
     keys: ['tlsPort', 'httpPort'],
     parse: (obj, path, common) => ({
@@ -576,6 +666,20 @@ function checkUnique(list: ListenerConfig[]): void {
 }
 
 // ---- value readers: each returns the typed value or throws ConfigError at `path` -----
+
+function networks(value: unknown, path: string): Network[] {
+  const list = array(value, path)
+  if (list.length === 0) throw new ConfigError(path, 'must not be empty (default: ["udp"])')
+  return list.map((v, i) => {
+    if (v === 'tcp')
+      throw new ConfigError(
+        `${path}[${i}]`,
+        '"tcp" is not supported on a tproxy listener yet: capture TCP with a redirect listener',
+      )
+    if (v !== 'udp') throw new ConfigError(`${path}[${i}]`, `${show(v)} is not a network (udp)`)
+    return v
+  })
+}
 
 /** An absolute path that fits sockaddr_un (107 bytes), or '' for none. */
 function socketPath(v: unknown, path: string): string {

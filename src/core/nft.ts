@@ -14,6 +14,14 @@
 //   ugate_prerouting  nat, hook prerouting, priority dstnat: LAN traffic
 //   ugate_output      nat, hook output, priority -100: the router's own
 //                     traffic (only with routerSelf)
+//   ugate_tproxy      filter, hook prerouting, priority mangle: UDP (all
+//                     ports but 53, which the DNS capture owns) TPROXYed to
+//                     the tproxy listener with the tproxy mark (only with udp)
+//   ugate_tproxy_out  route, hook output, priority mangle: the router's own
+//                     UDP gets the tproxy mark, so policy routing loops it
+//                     through lo into ugate_tproxy (udp + routerSelf)
+// The tproxy mark needs policy routing (`ip rule fwmark M lookup T`, `ip
+// route add local default dev lo table T`): policyRoutingScript() below.
 // Rule order: not a LAN interface → return; IPv6 when off → return; ugate's
 // own mark → return; to the router itself (fib daddr type local) → return;
 // bypassed destinations → return; excluded sources → return; then
@@ -85,6 +93,15 @@ export interface CaptureOptions {
   excludeMac?: string[]
   /** The DNS listener's port: LAN port-53 UDP and TCP are redirected there; absent or 0 = off. */
   dnsPort?: number
+  /** UDP capture with TPROXY: the tproxy listener's port, its packet mark, the routing table. */
+  udp?: TproxyOptions
+}
+
+export interface TproxyOptions {
+  port: number
+  /** fwmark of TPROXYed packets; must differ from `mark`. */
+  mark: number
+  table: number
 }
 
 /** The whole ruleset, for `nft -f -`. Throws ConfigError whose path is the capture option ("lanInterfaces[1]"). */
@@ -115,6 +132,7 @@ export function nftRuleset(opts: CaptureOptions): string {
   const excMac = strings(opts.excludeMac ?? [], 'excludeMac', mac)
   if (!ipv6 && inc6.length > 0) throw new ConfigError('includeSrc6', 'is set but ipv6 is off', opts.includeSrc6)
   const dnsPort = opts.dnsPort === undefined || opts.dnsPort === 0 ? 0 : port(opts.dnsPort, 'dnsPort')
+  const udp = opts.udp === undefined ? null : tproxyOptions(opts.udp, mark)
 
   const out: string[] = []
   const line = (depth: number, text: string) => out.push('\t'.repeat(depth) + text)
@@ -131,6 +149,12 @@ export function nftRuleset(opts: CaptureOptions): string {
   }
   const including = inc4.length + inc6.length + incMac.length > 0
   const redirect = `tcp dport @ugate_ports redirect to :${redirectPort}`
+  // One tproxy statement per family: in an inet table `tproxy` names it.
+  // nft wants the transport protocol matched in the tproxy rule itself.
+  const tproxy = (m: number, port: number): Actions => {
+    const to = (fam: string) => `meta l4proto udp tproxy ${fam} to :${port} meta mark set ${hex(m, 8)} accept`
+    return ipv6 ? { v4: to('ip'), v6: to('ip6') } : { v4: to('ip') }
+  }
 
   out.push('# ugate transparent TCP capture; generated, load with: nft -f FILE')
   out.push(`table ${NFT_TABLE}`)
@@ -156,31 +180,34 @@ export function nftRuleset(opts: CaptureOptions): string {
     line(2, 'ip daddr @ugate_bypass4 return')
     if (ipv6) line(2, 'ip6 daddr @ugate_bypass6 return')
   }
-  // Excluded sources return; then `action` for the included ones (all when no include list).
-  const bySource = (action: string) => {
+  // The LAN part of a prerouting chain: sources excluded, then `action` for
+  // the included ones (every source when no include list is set).
+  const lanSources = (a: Actions) => {
     line(2, 'ip saddr @ugate_exclude_src4 return')
     if (ipv6) line(2, 'ip6 saddr @ugate_exclude_src6 return')
     line(2, 'ether saddr @ugate_exclude_mac return')
+    const both = a.v6 === undefined || a.v6 === a.v4 ? [a.v4] : [a.v4, a.v6]
     if (including) {
-      if (inc4.length > 0) line(2, `ip saddr @ugate_include_src4 ${action}`)
-      if (inc6.length > 0) line(2, `ip6 saddr @ugate_include_src6 ${action}`)
-      if (incMac.length > 0) line(2, `ether saddr @ugate_include_mac ${action}`)
+      if (inc4.length > 0) line(2, `ip saddr @ugate_include_src4 ${a.v4}`)
+      if (inc6.length > 0) line(2, `ip6 saddr @ugate_include_src6 ${a.v6 ?? a.v4}`)
+      if (incMac.length > 0) for (const x of both) line(2, `ether saddr @ugate_include_mac ${x}`)
     } else {
-      line(2, action)
+      for (const x of both) line(2, x)
     }
   }
+  const lanSet = `{ ${uniqueLan.map((n) => `"${n}"`).join(', ')} }`
   if (uniqueLan.length > 0 && dnsPort !== 0) {
     line(1, 'chain ugate_dns {')
-    bySource(`meta l4proto { tcp, udp } redirect to :${dnsPort}`)
+    lanSources({ v4: `meta l4proto { tcp, udp } redirect to :${dnsPort}` })
     line(1, '}')
     out.push('')
   }
   if (uniqueLan.length > 0) {
     line(1, 'chain ugate_prerouting {')
     line(2, 'type nat hook prerouting priority dstnat; policy accept;')
-    line(2, `iifname != { ${uniqueLan.map((n) => `"${n}"`).join(', ')} } return`)
+    line(2, `iifname != ${lanSet} return`)
     common(dnsPort !== 0)
-    bySource(redirect)
+    lanSources({ v4: redirect })
     line(1, '}')
   }
   if (routerSelf) {
@@ -191,8 +218,69 @@ export function nftRuleset(opts: CaptureOptions): string {
     line(2, redirect)
     line(1, '}')
   }
+  if (udp !== null) {
+    // UDP to port 53 is the DNS capture's; everything else goes to the tproxy listener.
+    out.push('')
+    line(1, 'chain ugate_tproxy {')
+    line(2, 'type filter hook prerouting priority mangle; policy accept;')
+    line(2, 'meta l4proto != udp return')
+    line(2, 'udp dport 53 return')
+    // The router's own UDP, marked by ugate_tproxy_out and looped through lo: already filtered there.
+    if (routerSelf) {
+      const t = tproxy(udp.mark, udp.port)
+      for (const x of t.v6 === undefined ? [t.v4] : [t.v4, t.v6])
+        line(2, `iifname "lo" meta mark ${hex(udp.mark, 8)} ${x}`)
+    }
+    if (uniqueLan.length > 0) {
+      line(2, `iifname != ${lanSet} return`)
+      common()
+      lanSources(tproxy(udp.mark, udp.port))
+    } else {
+      line(2, 'return')
+    }
+    line(1, '}')
+    if (routerSelf) {
+      out.push('')
+      line(1, 'chain ugate_tproxy_out {')
+      line(2, 'type route hook output priority mangle; policy accept;')
+      line(2, 'meta l4proto != udp return')
+      line(2, 'udp dport 53 return')
+      common()
+      line(2, `meta mark set ${hex(udp.mark, 8)}`)
+      line(1, '}')
+    }
+  }
   out.push('}')
   return out.join('\n') + '\n'
+}
+
+/**
+ * Shell commands (for `sh -c`) that add the policy routing of UDP capture:
+ * packets with the tproxy mark are delivered locally, where TPROXY's socket
+ * takes them. A rule or route an earlier (crashed) run left is deleted
+ * first, so running it again never duplicates anything.
+ */
+export function policyRoutingScript(o: TproxyOptions, ipv6: boolean, add: boolean): string {
+  const t = tproxyOptions(o, 0)
+  const lines: string[] = []
+  for (const ip of ipv6 ? ['ip', 'ip -6'] : ['ip']) {
+    const rule = `fwmark ${hex(t.mark, 8)} lookup ${t.table}`
+    // `ip rule del` removes one match per call: repeat until none is left.
+    lines.push(`while ${ip} rule del ${rule} 2>/dev/null; do :; done`)
+    lines.push(`${ip} route flush table ${t.table} 2>/dev/null`)
+    if (add) {
+      lines.push(`${ip} rule add ${rule} || exit 1`)
+      lines.push(`${ip} route replace local default dev lo table ${t.table} || exit 1`)
+    }
+  }
+  lines.push('exit 0')
+  return lines.join('\n') + '\n'
+}
+
+/** What a prerouting chain does to a captured packet, per family (v6 absent: one statement for both). */
+interface Actions {
+  v4: string
+  v6?: string
 }
 
 /**
@@ -205,6 +293,20 @@ export function nftDeleteCommand(): string {
 }
 
 // ---- validation ---------------------------------------------------------------------
+
+function tproxyOptions(v: TproxyOptions, ownMark: number): TproxyOptions {
+  if (v === null || typeof v !== 'object') throw new ConfigError('udp', 'options missing', v)
+  const p = port(v.port, 'udp.port')
+  const m = v.mark
+  if (typeof m !== 'number' || !Number.isInteger(m) || m < 1 || m > 0xffffffff)
+    throw new ConfigError('udp.mark', `${show(m)} is not a mark 1-4294967295`, m)
+  if (m === ownMark) throw new ConfigError('udp.mark', `${show(m)} is also ugate's own mark: the two must differ`, m)
+  const t = v.table
+  // 253-255 are the kernel's default, main and local tables.
+  if (typeof t !== 'number' || !Number.isInteger(t) || t < 1 || t > 0x7fffffff || (t >= 253 && t <= 255))
+    throw new ConfigError('udp.table', `${show(t)} is not a routing table number 1-2147483647 (not 253-255)`, t)
+  return { port: p, mark: m, table: t }
+}
 
 function bool(v: unknown, field: string): boolean {
   if (typeof v !== 'boolean') throw new ConfigError(field, `${show(v)} is not true or false`, v)

@@ -93,6 +93,12 @@ const UCI_NAME: Record<string, string> = {
   rejectAddresses: 'reject_address',
   cacheSize: 'cache_size',
   dnsListener: 'dns_listener',
+  udpListener: 'udp_listener',
+  tproxyMark: 'tproxy_mark',
+  tproxyTable: 'tproxy_table',
+  udpIdleTimeout: 'udp_idle_timeout',
+  udpDnsIdleTimeout: 'udp_dns_idle_timeout',
+  maxFlows: 'max_flows',
 }
 
 /** The JSON shape of a uci package; `origins` records where each part came from. */
@@ -161,6 +167,10 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       'reject_address',
       'timeout',
       'cache_size',
+      'networks',
+      'udp_idle_timeout',
+      'udp_dns_idle_timeout',
+      'max_flows',
     ])
     const l: Obj = { name: r.str('name') ?? s.name ?? `listener${i + 1}`, type: r.str('type') }
     const address = r.str('address')
@@ -180,6 +190,10 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       rejectAddresses: r.list('reject_address'),
       timeout: r.num('timeout'),
       cacheSize: r.num('cache_size'),
+      networks: r.list('networks'),
+      udpIdleTimeout: r.num('udp_idle_timeout'),
+      udpDnsIdleTimeout: r.num('udp_dns_idle_timeout'),
+      maxFlows: r.num('max_flows'),
     })
     return l
   })
@@ -211,6 +225,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       'src_cidr',
       'listener',
       'proto',
+      'network',
       'action',
       'upstream',
       'forward',
@@ -226,6 +241,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       srcCidr: r.list('src_cidr'),
       listener: r.list('listener'),
       proto: r.list('proto'),
+      network: r.list('network'),
     })
     rule.action = ruleAction(r, at(s))
     return rule
@@ -239,6 +255,10 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
     r.only([
       'enabled',
       'listener',
+      'udp',
+      'udp_listener',
+      'tproxy_mark',
+      'tproxy_table',
       'lan',
       'ports',
       'router_self',
@@ -255,6 +275,10 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
     assign(c, {
       enabled: r.bool('enabled'),
       listener: r.str('listener'),
+      udp: r.bool('udp'),
+      udpListener: r.str('udp_listener'),
+      tproxyMark: r.num('tproxy_mark'),
+      tproxyTable: r.num('tproxy_table'),
       lanInterfaces: r.list('lan'),
       ports: r.list('ports')?.map((p, j) => intText(p, `${at(captures[0]!)}.ports[${j}]`)),
       routerSelf: r.bool('router_self'),

@@ -11,6 +11,7 @@ import type { Listener } from './listener.js'
 import type { GatewayContext } from './session.js'
 import { closeQuietly, describeError } from './sockets.js'
 import { HandshakeStream } from './stream.js'
+import { udpFlowsView } from './udp-flows.js'
 
 const REQUEST_LIMIT = 4096
 const TIMEOUT_MS = 2000
@@ -100,8 +101,14 @@ export function statusView(ctx: GatewayContext, listeners: ListenerView) {
     },
     bytes: { up: st.bytesUp, down: st.bytesDown },
     rules: [...st.ruleHits.entries()].map(([rule, hits]) => ({ rule, hits })),
-    capture: { enabled: ctx.config.capture.enabled, listener: ctx.config.capture.listener },
+    capture: {
+      enabled: ctx.config.capture.enabled,
+      listener: ctx.config.capture.listener,
+      udp: ctx.config.capture.udp,
+      udpListener: ctx.config.capture.udpListener,
+    },
     dns: { names: ctx.names.size, listeners: [...st.dns.entries()].map(([name, c]) => ({ name, ...c })) },
+    udp: native.udpStats(),
   }
 }
 
@@ -121,6 +128,8 @@ export function connectionsView(ctx: GatewayContext) {
       // Native forwards (native/mod_gate.c): the same fields
       ...native.forwardConnections(),
     ],
+    // Only with a tproxy listener: the answer stays what it was without one.
+    ...(ctx.udpNames.size > 0 ? { udpFlows: udpFlowsView(ctx.udpNames) } : {}),
   }
 }
 

@@ -9,7 +9,7 @@ import { type Config, type ListenerConfig, captureOptions } from '../core/config
 import { ConnTracker } from '../core/conn-tracker.js'
 import { StartupError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
-import { nftDeleteCommand, nftRuleset } from '../core/nft.js'
+import { nftDeleteCommand, nftRuleset, policyRoutingScript } from '../core/nft.js'
 import { compileRules } from '../core/rules/index.js'
 import { type AdminServer, openAdmin } from './admin.js'
 import type { Accepted, DatagramSocket } from './listener.js'
@@ -24,6 +24,7 @@ import { serveSocks } from './socks-server.js'
 import { describeError } from './sockets.js'
 import { serveRedirect, serveSni } from './transparent.js'
 import { watchTable } from './nft-watch.js'
+import { type UdpListener, openUdpListener } from './udp-flows.js'
 import { type UbusClient, startUbus } from './ubus.js'
 import { ugateMethods } from './ubus-object.js'
 
@@ -41,6 +42,8 @@ interface Entry {
   config: ListenerConfig
   /** A dns listener's UDP socket is readable. */
   datagram?: (sock: DatagramSocket) => void
+  /** A tproxy listener (UDP): its flows are routed by udp-flows.ts, nothing is accepted. */
+  udp?: UdpListener
 }
 
 /** Start serving; throws StartupError (with every opened listener closed) if one cannot listen. */
@@ -57,6 +60,7 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
     admission: new Admission(config.limits.maxConnections, config.limits.maxPerSource),
     stats: new GatewayStats(),
     names: new AddressNames(),
+    udpNames: new Map(),
   }
   // Keyed by the listen address: a reload that keeps an address keeps its socket.
   let entries = new Map<string, Entry>()
@@ -64,6 +68,11 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
   let ubus: UbusClient | null = null
   let unwatch: (() => void) | null = null
   const listeners = () => [...entries.values()].map((e) => e.listener)
+  const udpNames = () => {
+    ctx.udpNames = new Map(
+      [...entries.values()].flatMap((e) => (e.udp !== undefined ? [[e.udp.id, e.udp.name] as const] : [])),
+    )
+  }
   // After ctx.own and ctx.config are current: a forward's target may have become ours.
   const serveNatively = () => {
     for (const e of entries.values()) e.listener.serveNative(nativeForward(e.config, ctx))
@@ -90,6 +99,7 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
   }
   try {
     entries = openEntries(config, ctx, new Map())
+    udpNames()
     ctx.own = listeners().map((l) => l.bound)
     serveNatively()
     if (config.capture.enabled) applyCapture(config, listeners(), log)
@@ -97,7 +107,7 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
     if (config.admin.socket !== '') admin = openAdmin(config.admin.socket, ctx, listeners)
   } catch (e) {
     for (const l of listeners()) l.close()
-    if (config.capture.enabled) removeCapture(log)
+    if (config.capture.enabled) removeCapture(ctx.config, log)
     throw e instanceof StartupError ? e : new StartupError(describeError(e))
   }
 
@@ -111,7 +121,7 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
     stopping = true
     // Traffic must never stay redirected to a port nobody listens on.
     unwatchCapture()
-    if (ctx.config.capture.enabled) removeCapture(log)
+    if (ctx.config.capture.enabled) removeCapture(ctx.config, log)
     for (const l of listeners()) l.close()
     admin?.close()
     ubus?.close()
@@ -129,10 +139,12 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
 
   const stopped = () => {
     const s = native.relayStats()
+    const udp = ctx.udpNames.size > 0 ? { udpFlows: native.udpStats().flowsTotal } : {}
     log.info('stats', {
       relays: s.total + native.gateStats().forwardRelaysTotal,
       spliceCalls: s.spliceCalls,
       copyCalls: s.copyCalls,
+      ...udp,
     })
     log.info('stopped')
     native.exit(0)
@@ -157,6 +169,7 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
     // Listeners whose address is gone stop accepting; their live relays go on.
     for (const [key, e] of entries) if (!nextEntries.has(key)) e.listener.close()
     entries = nextEntries
+    udpNames()
     const before = ctx.config
     ctx.config = next
     ctx.rules = compileRules(next.rules)
@@ -166,6 +179,8 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
     ctx.admission.setLimits(next.limits.maxConnections, next.limits.maxPerSource)
     if (next.capture.enabled) {
       try {
+        // The old policy routing goes first: the new config may use another mark or table, or no UDP.
+        if (before.capture.enabled && before.capture.udp) removeRouting(before)
         applyCapture(next, listeners(), log)
         watchCapture()
         ubus?.event('ugate.capture', { enabled: true })
@@ -174,7 +189,7 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
       }
     } else if (before.capture.enabled) {
       unwatchCapture()
-      removeCapture(log)
+      removeCapture(before, log)
       ubus?.event('ugate.capture', { enabled: false })
     }
     if (next.admin.socket !== before.admin.socket) {
@@ -215,6 +230,26 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
     for (const l of config.listeners) {
       // Port 0 ("any free port") names no fixed address: such listeners are told apart by name.
       const key = l.listen.port === 0 ? `${formatEndpoint(l.listen)}/${l.name}` : formatEndpoint(l.listen)
+      if (l.type === 'tproxy') {
+        const kept = old.get(`udp ${key}`)
+        if (kept?.udp && kept.udp.name === l.name) {
+          kept.udp.update(l)
+          kept.config = l
+          next.set(`udp ${key}`, kept)
+          continue
+        }
+        let udp: UdpListener
+        try {
+          udp = openUdpListener(l, ctx)
+        } catch (e) {
+          throw new StartupError(
+            `listener ${l.name}: cannot listen on UDP ${formatEndpoint(l.listen)}: ${describeError(e)}`,
+          )
+        }
+        opened.push(udp)
+        next.set(`udp ${key}`, { listener: udp, accept: () => {}, config: l, udp })
+        continue
+      }
       let dns: DnsService | null = null
       const handler = l.type === 'dns' ? (dns = new DnsService(l, ctx)).serveTcp : handlerFor(l)
       const accept = serveWith(handler, l, ctx)
@@ -275,37 +310,74 @@ function handlerFor(l: Exclude<ListenerConfig, { type: 'dns' }>): Handler {
       return serveRedirect
     case 'sni':
       return serveSni
+    case 'tproxy':
+      throw new Error('a tproxy listener accepts no connection') // opened by openUdpListener
   }
 }
 
-/** Load ugate's nftables table (replacing a stale one in the same transaction). */
+/**
+ * Load ugate's nftables table (replacing a stale one in the same
+ * transaction) and, for UDP capture, the policy routing TPROXY needs.
+ */
 function applyCapture(config: Config, listeners: Listener[], log: Logger): void {
-  const target = listeners.find((l) => l.name === config.capture.listener)!
-  const dns = config.capture.dns ? listeners.find((l) => l.name === config.capture.dnsListener) : undefined
-  const ruleset = nftRuleset(captureOptions(config, target.bound.port, dns?.bound.port))
+  const c = config.capture
+  const target = listeners.find((l) => l.name === c.listener)!
+  const dns = c.dns ? listeners.find((l) => l.name === c.dnsListener) : undefined
+  const tproxy = c.udp ? listeners.find((l) => l.name === c.udpListener) : undefined
+  const opts = captureOptions(config, target.bound.port, dns?.bound.port ?? 0, tproxy?.bound.port ?? 0)
+  const ruleset = nftRuleset(opts)
+  // Routing first: the marked packets must have somewhere to go once the table marks them.
+  if (opts.udp !== undefined) {
+    const r = runSh(policyRoutingScript(opts.udp, c.ipv6, true))
+    if (r !== null) throw new StartupError(`capture: policy routing failed: ${r}`)
+  }
   const r = runNft(ruleset)
   if (r !== null) throw new StartupError(`capture: nft -f - failed: ${r}`)
-  // Whatever ends the process from here (even a fatal error), the table goes with it.
-  native.setExitCommand(['nft', '-f', '-'], nftDeleteCommand() + '\n')
+  // Whatever ends the process from here (even a fatal error), the table and routes go with it.
+  native.setExitCommand(['sh', '-c', removeScript(config)], nftDeleteCommand() + '\n')
   log.info('capture-on', {
     table: 'inet ugate',
     port: target.bound.port,
-    interfaces: config.capture.lanInterfaces.join(','),
+    interfaces: c.lanInterfaces.join(','),
     ...(dns ? { dnsPort: dns.bound.port } : {}),
+    ...(opts.udp !== undefined ? { udpPort: opts.udp.port, tproxyMark: opts.udp.mark, table: 'inet ugate' } : {}),
   })
 }
 
-function removeCapture(log: Logger): void {
-  const r = runNft(nftDeleteCommand() + '\n')
+/** The shell commands that remove the policy routing of `config`'s UDP capture. */
+function routingRemoval(config: Config): string {
+  const c = config.capture
+  return c.udp ? policyRoutingScript({ port: 1, mark: c.tproxyMark, table: c.tproxyTable }, c.ipv6, false) : 'exit 0\n'
+}
+
+function removeRouting(config: Config): void {
+  runSh(routingRemoval(config))
+}
+
+/** `nft -f -` (the delete, on stdin), then the policy routing's removal. */
+function removeScript(config: Config): string {
+  return `nft -f -\n${routingRemoval(config)}`
+}
+
+function removeCapture(config: Config, log: Logger): void {
+  const r = runSh(removeScript(config), nftDeleteCommand() + '\n')
   native.setExitCommand(null)
   if (r === null) log.info('capture-off', { table: 'inet ugate' })
   else log.error('capture-off-failed', { error: r })
 }
 
 /** null on success, else what went wrong. */
+function runSh(script: string, input = ''): string | null {
+  return runChecked(['sh', '-c', script], input)
+}
+
 function runNft(input: string): string | null {
+  return runChecked(['nft', '-f', '-'], input)
+}
+
+function runChecked(argv: string[], input: string): string | null {
   try {
-    const r = native.runSync(['nft', '-f', '-'], input)
+    const r = native.runSync(argv, input)
     return r.code === 0 ? null : `exit ${r.code}: ${r.stderr.trim().split('\n').slice(0, 3).join(' | ')}`
   } catch (e) {
     return describeError(e)

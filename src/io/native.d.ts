@@ -324,6 +324,102 @@ declare module 'ugate:native' {
   }
   export function relayStats(): RelayStats
 
+  // ---- transparent UDP (native/udp.c, native/mod_udp.c) -----------------
+  export interface UdpListenerOptions {
+    /** A flow without traffic this long ends (reason 'idle'). */
+    idleMs: number
+    /** The same for flows whose first destination port is 53. */
+    dnsIdleMs: number
+    /** Over this many flows the least recently active one ends ('evicted'). */
+    maxFlows: number
+    /** SO_MARK of the outbound and reply sockets; 0 = none. */
+    mark: number
+  }
+  interface UdpFlowEnds {
+    /** The flow's number since start. */
+    id: number
+    family: 4 | 6
+    /** The client. */
+    src: string
+    srcPort: number
+    /** The first original destination. */
+    dst: string
+    dstPort: number
+  }
+  /** A new flow: answer it with udpRoute(id, ...); its datagrams wait (bounded) meanwhile. */
+  export interface UdpNewFlow extends UdpFlowEnds {
+    type: 'new'
+    /** A copy of its first datagram. */
+    data: ArrayBuffer
+  }
+  /** A flow's route and traffic so far; ms since it opened. */
+  interface UdpFlowCounters {
+    action: 'direct' | 'forward' | 'reject' | 'pending'
+    packetsUp: number
+    bytesUp: number
+    packetsDown: number
+    bytesDown: number
+    ms: number
+  }
+  export interface UdpEndedFlow extends UdpFlowEnds, UdpFlowCounters {
+    type: 'end'
+    reason: 'idle' | 'evicted' | 'closed' | 'shutdown'
+  }
+  export type UdpEvent = UdpNewFlow | UdpEndedFlow
+  /**
+   * A transparent UDP listener (IP_TRANSPARENT, original destinations;
+   * "::" takes IPv4 too). The UDP thread starts with the first one. Keeps the
+   * loop alive until udpClose. Throws NativeError when it cannot bind.
+   */
+  export function udpListen(
+    addr: string,
+    port: number,
+    opts: UdpListenerOptions,
+    cb: (ev: UdpEvent) => void,
+  ): { id: number; addr: string; port: number; family: 4 | 6 }
+  /** New options for the listener's next flows; false when the id is unknown. */
+  export function udpListenerSet(id: number, opts: UdpListenerOptions): boolean
+  /** Close the listener and end its flows ('closed'); false when already closed. */
+  export function udpClose(id: number): boolean
+  export type UdpRoute =
+    | { action: 'direct' }
+    | { action: 'reject' }
+    /** Every datagram to addr:port (a numeric IP of the client's family). */
+    | { action: 'forward'; addr: string; port: number }
+  /** Route a new flow: '' or an errno name (ENOENT: the flow already ended). */
+  export function udpRoute(flow: number, route: UdpRoute): string
+  /** End every flow ('shutdown'). */
+  export function udpCloseAll(): void
+  export interface UdpStats {
+    flowsLive: number
+    flowsPending: number
+    flowsTotal: number
+    flowsExpired: number
+    flowsEvicted: number
+    replySockets: number
+    packetsUp: number
+    bytesUp: number
+    packetsDown: number
+    bytesDown: number
+    /** Datagrams dropped, by reason. */
+    drops: {
+      queueFull: number
+      rejected: number
+      busy: number
+      noOrigDst: number
+      truncated: number
+      sendFailed: number
+      replySocket: number
+      noMemory: number
+    }
+  }
+  export function udpStats(): UdpStats
+  export interface UdpFlowInfo extends UdpFlowEnds, UdpFlowCounters {
+    /** The native listener id. */
+    listener: number
+    idleMs: number
+  }
+  export function udpFlows(): UdpFlowInfo[]
   // ---- the gate (native/mod_gate.c): admission, and the native forward ----
   /**
    * Count a new connection from `ip` (the text accept gives): its id (> 0,

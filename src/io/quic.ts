@@ -15,9 +15,8 @@ const nativeQuicOpen: QuicOpen = (datagram) => native.quicOpenInitials(datagram)
  * Sniff a UDP flow's first datagrams (every one the client sent so far, in
  * order): ok with proto 'quic' and host/alpn; need-more: call again with the
  * next datagram; not-mine: not a QUIC v1/v2 client Initial; invalid: error.
- * (UDP flow routing is its user to be: it exports it then.)
  */
-function sniffQuicDatagrams(datagrams: readonly Uint8Array[], opts: QuicSniffOptions = {}): SniffResult {
+export function sniffQuicDatagrams(datagrams: readonly Uint8Array[], opts: QuicSniffOptions = {}): SniffResult {
   return sniffQuic(datagrams, nativeQuicOpen, opts)
 }
 

@@ -32,6 +32,8 @@ export interface GatewayContext {
   stats: GatewayStats
   /** Address → name, learnt from the answers of ugate's DNS listeners; kept across reloads. */
   names: AddressNames
+  /** Native ids of the tproxy listeners → their names (the flow list). */
+  udpNames: Map<number, string>
 }
 
 /** A connection not yet closed, for `ugate ctl connections`. */

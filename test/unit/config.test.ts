@@ -40,6 +40,10 @@ t.test('full example from the docs', async (t) => {
     capture: {
       enabled: false,
       listener: '',
+      udp: false,
+      udpListener: '',
+      tproxyMark: 0x7567,
+      tproxyTable: 0x7567,
       lanInterfaces: ['br-lan'],
       routerSelf: false,
       ipv6: true,
@@ -117,11 +121,11 @@ t.test('bad configs name the path and the value', async (t) => {
     [{ listeners: ['x'] }, 'listeners[0]: expected an object, got "x"'],
     [
       { listeners: [fwd({ type: undefined })] },
-      'listeners[0].type: missing (known: forward, socks, http, mixed, redirect, sni, dns)',
+      'listeners[0].type: missing (known: forward, socks, http, mixed, redirect, tproxy, sni, dns)',
     ],
     [
       { listeners: [fwd({ type: 'udp' })] },
-      'listeners[0].type: "udp" is not a listener type (known: forward, socks, http, mixed, redirect, sni, dns)',
+      'listeners[0].type: "udp" is not a listener type (known: forward, socks, http, mixed, redirect, tproxy, sni, dns)',
     ],
     [{ listeners: [fwd({ name: undefined })] }, 'listeners[0].name: missing'],
     [
@@ -272,4 +276,92 @@ t.test('long bad values are cut short', async (t) => {
   t.throws(() => validateConfig({ listeners: [fwd({ name: 'x'.repeat(200) })] }), {
     message: `listeners[0].name: "${'x'.repeat(76)}... is not a name of 1-64 letters, digits, "_" or "-"`,
   })
+})
+
+const redirect = { name: 'cap', type: 'redirect', listen: '[::]:15001' }
+const tproxy = (over: Record<string, unknown> = {}) => ({ name: 'u', type: 'tproxy', listen: '[::]:15002', ...over })
+const udpCapture = (over: Record<string, unknown> = {}) => ({
+  enabled: true,
+  listener: 'cap',
+  udp: true,
+  udpListener: 'u',
+  ...over,
+})
+
+t.test('tproxy listener and UDP capture', async (t) => {
+  const c = validateConfig({
+    listeners: [redirect, tproxy({ udpIdleTimeout: 30, maxFlows: 100 })],
+    capture: udpCapture(),
+  })
+  t.match(c.listeners[1], {
+    type: 'tproxy',
+    networks: ['udp'],
+    udpIdleTimeoutMs: 30000,
+    udpDnsIdleTimeoutMs: 10000,
+    maxFlows: 100,
+  })
+  t.match(c.capture, { udp: true, udpListener: 'u', tproxyMark: 0x7567, tproxyTable: 0x7567 })
+  const d = validateConfig({ listeners: [tproxy()] })
+  t.match(d.listeners[0], { udpIdleTimeoutMs: 60000, maxFlows: 4096 }, 'defaults: 60 s, 4096 flows')
+
+  const bad: Array<[Record<string, unknown>, string]> = [
+    [
+      { listeners: [tproxy({ networks: ['tcp'] })] },
+      'listeners[0].networks[0]: "tcp" is not supported on a tproxy listener yet: capture TCP with a redirect listener',
+    ],
+    [{ listeners: [tproxy({ networks: ['sctp'] })] }, 'listeners[0].networks[0]: "sctp" is not a network (udp)'],
+    [{ listeners: [tproxy({ networks: [] })] }, 'listeners[0].networks: must not be empty (default: ["udp"])'],
+    [
+      { listeners: [tproxy({ udpIdleTimeout: 0 })] },
+      'listeners[0].udpIdleTimeout: 0 is not a number of seconds from 0.001 to 86400',
+    ],
+    [{ listeners: [tproxy({ maxFlows: 0 })] }, 'listeners[0].maxFlows: 0 is not an integer 1-1000000'],
+    [
+      { listeners: [tproxy({ target: 'x:1' })] },
+      'listeners[0].target: unknown key (expected one of: name, type, listen, backlog, allow, networks, udpIdleTimeout, udpDnsIdleTimeout, maxFlows)',
+    ],
+    [
+      { listeners: [redirect, tproxy()], capture: udpCapture({ udpListener: undefined }) },
+      'capture.udpListener: missing: name the tproxy listener that captured UDP goes to',
+    ],
+    [
+      { listeners: [redirect, tproxy()], capture: udpCapture({ udpListener: 'nope' }) },
+      'capture.udpListener: "nope" is not the name of a listener',
+    ],
+    [
+      { listeners: [redirect, tproxy()], capture: udpCapture({ udpListener: 'cap' }) },
+      'capture.udpListener: "cap" is a redirect listener, not a tproxy listener',
+    ],
+    [
+      { listeners: [redirect, tproxy({ listen: '0.0.0.0:15002' })], capture: udpCapture() },
+      'capture.udpListener: "u" listens on 0.0.0.0:15002: a tproxy listener for capture must listen on [::]:PORT (capture.ipv6 is on)',
+    ],
+    [
+      { listeners: [redirect, tproxy()], capture: udpCapture({ udp: 'yes' }) },
+      'capture.udp: "yes" is not true or false',
+    ],
+    [
+      { listeners: [redirect, tproxy()], capture: udpCapture({ tproxyMark: 0 }) },
+      'capture.tproxyMark: 0 is not an integer 1-4294967295',
+    ],
+    [
+      { listeners: [redirect, tproxy()], dial: { mark: 0x7567 }, capture: udpCapture() },
+      "capture.tproxyMark: 30055 is also dial.mark: TPROXYed packets and ugate's own must carry different marks",
+    ],
+    [
+      { listeners: [redirect, tproxy()], capture: udpCapture({ tproxyTable: 254 }) },
+      'capture.tproxyTable: 254 is not a routing table number 1-2147483647 (not 253-255)',
+    ],
+  ]
+  for (const [raw, message] of bad) {
+    t.throws(() => validateConfig(raw), { name: 'ConfigError', message }, message)
+  }
+  t.doesNotThrow(
+    () =>
+      validateConfig({
+        listeners: [redirect, tproxy({ listen: '0.0.0.0:15002' })],
+        capture: udpCapture({ ipv6: false }),
+      }),
+    'IPv4-only capture takes a 0.0.0.0 tproxy listener',
+  )
 })

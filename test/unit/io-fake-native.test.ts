@@ -48,6 +48,8 @@ const FUNCTIONS = [
   'relayAbort',
   'relayAbortAll',
   'relayStats',
+  'udpStats',
+  'udpFlows',
   'admit',
   'release',
   'setLimits',
@@ -241,6 +243,9 @@ class FakeNative {
     copyCalls: 0,
     pipesPooled: 0,
   })
+  // No tproxy listener in these tests: the UDP engine never started.
+  udpStats = () => ({ flowsTotal: 0, flowsLive: 0 })
+  udpFlows = () => []
 
   // The gate (native/mod_gate.c): admission as C counts it. These tests log at
   // debug, where forwards run in JS, so the native forward is never asked for.

@@ -8,6 +8,7 @@ import {
   DEFAULT_BYPASS6,
   nftDeleteCommand,
   nftRuleset,
+  policyRoutingScript,
   type CaptureOptions,
 } from '../../src/core/nft.js'
 
@@ -106,6 +107,77 @@ const INCLUDE_ONLY: CaptureOptions = {
 
 t.test('golden ruleset for a typical router', async (t) => {
   t.equal(nftRuleset(TYPICAL), GOLDEN)
+})
+
+const UDP = { port: 15002, mark: 0x7567, table: 30055 }
+
+/** The chains UDP capture adds to TYPICAL (nothing else changes). */
+const GOLDEN_UDP_CHAINS = `
+	chain ugate_tproxy {
+		type filter hook prerouting priority mangle; policy accept;
+		meta l4proto != udp return
+		udp dport 53 return
+		iifname "lo" meta mark 0x00007567 meta l4proto udp tproxy ip to :15002 meta mark set 0x00007567 accept
+		iifname "lo" meta mark 0x00007567 meta l4proto udp tproxy ip6 to :15002 meta mark set 0x00007567 accept
+		iifname != { "br-lan" } return
+		meta mark 0x00000100 return
+		fib daddr type local return
+		ip daddr @ugate_bypass4 return
+		ip6 daddr @ugate_bypass6 return
+		ip saddr @ugate_exclude_src4 return
+		ip6 saddr @ugate_exclude_src6 return
+		ether saddr @ugate_exclude_mac return
+		meta l4proto udp tproxy ip to :15002 meta mark set 0x00007567 accept
+		meta l4proto udp tproxy ip6 to :15002 meta mark set 0x00007567 accept
+	}
+
+	chain ugate_tproxy_out {
+		type route hook output priority mangle; policy accept;
+		meta l4proto != udp return
+		udp dport 53 return
+		meta mark 0x00000100 return
+		fib daddr type local return
+		ip daddr @ugate_bypass4 return
+		ip6 daddr @ugate_bypass6 return
+		meta mark set 0x00007567
+	}
+}
+`
+
+t.test('UDP capture: the TPROXY chains, the rest unchanged', async (t) => {
+  const text = nftRuleset({ ...TYPICAL, udp: UDP })
+  t.equal(text, GOLDEN.replace(/}\n$/, '') + GOLDEN_UDP_CHAINS)
+  // Include lists: each family's tproxy statement only after its own family's set.
+  const inc = nftRuleset({ ...INCLUDE_ONLY, includeSrc6: [], udp: UDP })
+  t.match(inc, 'ip saddr @ugate_include_src4 meta l4proto udp tproxy ip to :15002')
+  t.match(inc, 'ether saddr @ugate_include_mac meta l4proto udp tproxy ip to :15002')
+  t.notMatch(inc, 'tproxy ip6', 'IPv4 only: no IPv6 tproxy statement')
+  t.notMatch(inc, 'ugate_tproxy_out', 'no output chain without routerSelf')
+  const both = nftRuleset({ ...TYPICAL, routerSelf: false, includeSrc6: ['fd00::/8'], udp: UDP })
+  t.match(both, 'ip6 saddr @ugate_include_src6 meta l4proto udp tproxy ip6 to :15002')
+  t.notMatch(both, 'ip6 saddr @ugate_include_src6 meta l4proto udp tproxy ip to', 'no IPv4 tproxy after an IPv6 set')
+})
+
+t.test('policy routing script: delete-then-add per family, removal without add', async (t) => {
+  t.equal(
+    policyRoutingScript(UDP, true, true),
+    [
+      'while ip rule del fwmark 0x00007567 lookup 30055 2>/dev/null; do :; done',
+      'ip route flush table 30055 2>/dev/null',
+      'ip rule add fwmark 0x00007567 lookup 30055 || exit 1',
+      'ip route replace local default dev lo table 30055 || exit 1',
+      'while ip -6 rule del fwmark 0x00007567 lookup 30055 2>/dev/null; do :; done',
+      'ip -6 route flush table 30055 2>/dev/null',
+      'ip -6 rule add fwmark 0x00007567 lookup 30055 || exit 1',
+      'ip -6 route replace local default dev lo table 30055 || exit 1',
+      'exit 0',
+      '',
+    ].join('\n'),
+  )
+  t.notMatch(policyRoutingScript(UDP, false, false), /ip -6|rule add|route replace/, 'IPv4 removal only')
+  t.throws(() => policyRoutingScript({ ...UDP, table: 254 }, true, true), {
+    message: 'udp.table: 254 is not a routing table number 1-2147483647 (not 253-255)',
+  })
 })
 
 t.test('include lists, IPv4 only, no output chain', async (t) => {
@@ -255,6 +327,14 @@ t.test('validation: every bad value is named, nothing reaches the text', async (
       'includeMac[0]: "aa:bb:cc:dd:ee:fg" is not a MAC address (aa:bb:cc:dd:ee:ff)',
     ],
     [{ ipv6: 'yes' as unknown as boolean }, 'ipv6: "yes" is not true or false'],
+    [{ udp: { ...UDP, port: 0 } }, 'udp.port: 0 is not a port number 1-65535'],
+    [{ udp: { ...UDP, mark: 0 } }, 'udp.mark: 0 is not a mark 1-4294967295'],
+    [{ udp: { ...UDP, mark: 0x100 } }, "udp.mark: 256 is also ugate's own mark: the two must differ"],
+    [{ udp: { ...UDP, table: 255 } }, 'udp.table: 255 is not a routing table number 1-2147483647 (not 253-255)'],
+    [
+      { udp: { ...UDP, table: '1; reboot' as unknown as number } },
+      'udp.table: "1; reboot" is not a routing table number 1-2147483647 (not 253-255)',
+    ],
   ]
   for (const [over, message] of cases) {
     t.throws(() => nftRuleset({ ...TYPICAL, ...over }), { name: 'ConfigError', message }, message)
@@ -300,6 +380,9 @@ t.test('loads into nftables, twice, and is deleted (network namespace)', async (
       'router-only',
       { ...TYPICAL, lanInterfaces: [], includeSrc6: ['fd00::/8'], bypass6: ['2001:db8::/32', '::ffff:0:0/96'] },
     ],
+    ['typical+udp', { ...TYPICAL, udp: UDP }],
+    ['include-only+udp', { ...INCLUDE_ONLY, udp: UDP }],
+    ['router-only+udp', { ...TYPICAL, lanInterfaces: [], includeSrc6: ['fd00::/8'], udp: UDP }],
   ]
   for (const [name, opts] of variants) {
     const file = join(dir, `${name}.nft`)
@@ -317,6 +400,23 @@ t.test('loads into nftables, twice, and is deleted (network namespace)', async (
     t.match(listed2.out, /redirect to :\d+/, `${name}: has the redirect rule`)
     t.equal(inNs(['list', 'tables']).out.trim(), 'table inet ugate', `${name}: one table only`)
   }
+  // UDP's policy routing: run twice (a restart after a crash), one rule and route each; then removed.
+  const sh = (script: string) => run('ip', ['netns', 'exec', ns, 'sh', '-c', script])
+  const rules = (v: string) =>
+    run('ip', ['netns', 'exec', ns, 'ip', v, 'rule', 'show'])
+      .out.split('\n')
+      .filter((l) => l.includes('lookup 30055')).length
+  t.equal(run('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']).status, 0)
+  for (const round of [1, 2]) {
+    const r = sh(policyRoutingScript(UDP, true, true))
+    t.equal(r.status, 0, `policy routing added (round ${round}) ${r.out}`)
+    t.same([rules('-4'), rules('-6')], [1, 1], `round ${round}: one fwmark rule per family`)
+  }
+  const routes = run('ip', ['netns', 'exec', ns, 'ip', 'route', 'show', 'table', '30055']).out.trim()
+  t.equal(routes, 'local default dev lo scope host', 'one local route')
+  t.equal(sh(policyRoutingScript(UDP, true, false)).status, 0, 'removal runs')
+  t.same([rules('-4'), rules('-6')], [0, 0], 'no rule left')
+  t.equal(run('ip', ['netns', 'exec', ns, 'ip', 'route', 'show', 'table', '30055']).out.trim(), '', 'no route left')
   // the typical one again, then check what the kernel holds
   const typical = join(dir, 'typical.nft')
   t.equal(inNs(['-f', typical]).status, 0)

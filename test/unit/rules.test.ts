@@ -194,6 +194,29 @@ t.test('srcCidr and listener and proto', async (t) => {
   for (const [x, want] of cases) t.equal(route(c, q(x)).ruleIndex, want, JSON.stringify(x))
 })
 
+t.test('network: udp, tcp; a query without network is TCP', async (t) => {
+  const rules: RuleSpec[] = [
+    { network: ['udp'], dstPort: [443], action: REJECT },
+    { network: ['tcp'], action: up('t') },
+    { network: ['udp', 'tcp'], listener: ['redir'], action: up('both') },
+  ]
+  const cases: Array<[Partial<RouteQuery>, number]> = [
+    [{ network: 'udp' }, 0], // QUIC forced back to TCP
+    [{ network: 'udp', dstPort: 53 }, 2],
+    [{ network: 'udp', dstPort: 53, listener: 'other' }, -1],
+    [{ network: 'tcp' }, 1],
+    [{}, 1],
+  ]
+  const c = compileRules(rules)
+  for (const [x, want] of cases) t.equal(route(c, q(x)).ruleIndex, want, JSON.stringify(x))
+  t.throws(() => compileRules([{ network: ['quic'] as unknown as Array<'udp'>, action: REJECT }]), {
+    message: 'rules[0].network[0]: "quic" is not a network (tcp, udp)',
+  })
+  t.throws(() => compileRules([{ network: [] as Array<'udp'>, action: REJECT }]), {
+    message: 'rules[0].network: must not be empty (leave the field out to match anything)',
+  })
+})
+
 t.test('dstPort: numbers, ranges and strings', async (t) => {
   const rules: RuleSpec[] = [
     { dstPort: [22, '2222'], action: REJECT },
@@ -420,7 +443,7 @@ t.test('compile errors name the rule, field and value', async (t) => {
     ],
     [
       { domainsuffix: ['x.com'], action: REJECT },
-      'rules[0]: unknown field "domainsuffix" (known: name, domain, domainSuffix, domainKeyword, dstCidr, dstPort, srcCidr, listener, proto, action)',
+      'rules[0]: unknown field "domainsuffix" (known: name, domain, domainSuffix, domainKeyword, dstCidr, dstPort, srcCidr, listener, proto, network, action)',
     ],
     [{ domain: ['x.com'] }, 'rules[0].action: is missing'],
     [{ action: { type: 'drop' } }, 'rules[0].action: "drop" is not an action type (direct, reject, upstream, forward)'],
@@ -518,6 +541,7 @@ function naiveRoute(rules: RuleSpec[], x: RouteQuery): number {
       return false
     if (r.listener && !r.listener.includes(x.listener)) return false
     if (r.proto && !(x.proto !== undefined && r.proto.includes(x.proto))) return false
+    if (r.network && !r.network.includes(x.network ?? 'tcp')) return false
     return true
   })
 }
@@ -562,6 +586,7 @@ t.test('random rule sets agree with a naive first-match scan', async (t) => {
         )
       if (rand() < 0.15) r.listener = many(() => pick(listeners))
       if (rand() < 0.15) r.proto = many(() => pick(protos))
+      if (rand() < 0.15) r.network = many(() => pick(['tcp', 'udp'] as const))
       // mostly selective rules, a few broad ones (port, listener or proto only, or catch-all)
       if (!r.domain && !r.domainSuffix && !r.domainKeyword && !r.dstCidr && !r.srcCidr && rand() < 0.85)
         r.domain = [name()]
@@ -575,6 +600,7 @@ t.test('random rule sets agree with a naive first-match scan', async (t) => {
       if (rand() < 0.8) x.host = name() + (rand() < 0.1 ? '.' : '')
       if (rand() < 0.8) x.dstIp = rand() < 0.5 ? v4() : v6()
       if (rand() < 0.7) x.proto = pick(protos)
+      if (rand() < 0.6) x.network = pick(['tcp', 'udp'] as const)
       const want = naiveRoute(rules, x)
       const got = route(c, x).ruleIndex
       checked++

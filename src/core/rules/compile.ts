@@ -16,6 +16,7 @@ import {
   K_PORT,
   K_SRC,
   K_SUFFIX,
+  NETWORK_BITS,
   StringSet,
   SuffixSet,
   protoBit,
@@ -34,6 +35,7 @@ export const RULE_FIELDS = [
   'srcCidr',
   'listener',
   'proto',
+  'network',
   'action',
 ] as const
 const RULE_FIELD_SET: ReadonlySet<string> = new Set(RULE_FIELDS)
@@ -82,6 +84,7 @@ export function compileRule(
   const dstPort = list('dstPort', portRange)
   const listener = list('listener', listenerName)
   const proto = list('proto', protoName)
+  const network = list('network', networkName)
   if (spec.action === undefined) fail('action', 'is missing', undefined)
   let action = checkAction(spec.action, `${path}.action`)
 
@@ -111,6 +114,7 @@ export function compileRule(
   // which the primary index has already checked when a rule is a candidate.
   const needs = (kind: number, n: number) => n > 0 && kind !== primary
   const protoMask = proto.reduce((m, p) => m | protoBit(p), 0)
+  const networkMask = network.reduce((m, n) => m | NETWORK_BITS[n], 0)
   let check: Check | null = null
   if (
     needs(K_DOMAIN, domain.length) ||
@@ -120,7 +124,8 @@ export function compileRule(
     needs(K_SRC, srcCidr.length) ||
     needs(K_PORT, dstPort.length) ||
     needs(K_LISTENER, listener.length) ||
-    protoMask !== 0
+    protoMask !== 0 ||
+    networkMask !== 0
   ) {
     check = {
       exact: needs(K_DOMAIN, domain.length) ? new StringSet(uniq(domain)) : null,
@@ -131,6 +136,7 @@ export function compileRule(
       ports: needs(K_PORT, dstPort.length) ? mergeRanges(dstPort) : null,
       listeners: needs(K_LISTENER, listener.length) ? new StringSet(uniq(listener)) : null,
       protoMask,
+      networkMask,
     }
   }
   return {
@@ -206,6 +212,11 @@ function listenerName(v: unknown): string {
 function protoName(v: unknown): SniffProto {
   if (v !== 'tls' && v !== 'http' && v !== 'h2' && v !== 'unknown')
     throw new Why('is not a protocol (tls, http, h2, unknown)')
+  return v
+}
+
+function networkName(v: unknown): 'tcp' | 'udp' {
+  if (v !== 'tcp' && v !== 'udp') throw new Why('is not a network (tcp, udp)')
   return v
 }
 

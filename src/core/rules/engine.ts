@@ -74,7 +74,11 @@ export interface Check {
   ports: number[] | null // sorted, merged [lo, hi] pairs
   listeners: StringSet | null
   protoMask: number // 0 = any
+  networkMask: number // 0 = any; NETWORK_BITS
 }
+
+/** Bits of the `network` condition; a query without `network` is TCP. */
+export const NETWORK_BITS = { tcp: 1, udp: 2 } as const
 
 /** The query, parsed once per route() call into preallocated fields. */
 class QueryState {
@@ -86,6 +90,7 @@ class QueryState {
   port = 0
   listener = ''
   protoBit = 0
+  networkBit = 0
 }
 
 /** Counts for logs and the benchmark. */
@@ -207,6 +212,7 @@ export class CompiledRules implements ListSink {
     q.port = query.dstPort
     q.listener = query.listener
     q.protoBit = protoBit(query.proto)
+    q.networkBit = query.network === 'udp' ? NETWORK_BITS.udp : NETWORK_BITS.tcp
     this.best = this.size
     const host = q.host
     if (host !== null) {
@@ -258,6 +264,7 @@ export class CompiledRules implements ListSink {
     if (r === null) return true
     const q = this.q
     if (r.protoMask !== 0 && (r.protoMask & q.protoBit) === 0) return false
+    if (r.networkMask !== 0 && (r.networkMask & q.networkBit) === 0) return false
     if (r.ports !== null && !portIn(r.ports, q.port)) return false
     if (r.listeners !== null && !r.listeners.has(q.listener)) return false
     const host = q.host

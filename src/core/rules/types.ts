@@ -25,6 +25,8 @@ export interface RuleSpec {
   srcCidr?: string[]
   listener?: string[]
   proto?: SniffProto[]
+  /** "tcp" or "udp"; a rule without it matches both. */
+  network?: Array<'tcp' | 'udp'>
   action: RuleAction
 }
 
@@ -37,6 +39,8 @@ export interface RouteQuery {
   srcIp: string
   listener: string
   proto?: SniffProto
+  /** How the traffic arrived; absent = 'tcp'. */
+  network?: 'tcp' | 'udp'
 }
 
 export interface RouteResult {

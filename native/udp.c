@@ -1,0 +1,977 @@
+// The UDP flow engine's thread. A TPROXY listener receives every captured
+// datagram (recvmmsg, with its original destination as ancillary data); a
+// client source address and port is one flow. The first datagram of a new
+// flow is copied to the loop thread (JS routes it); the flow's datagrams are
+// queued (bounded) until udp_route() says where they go. Then, in batches:
+//
+//   client ─► listener ─► flow's outbound socket (SO_MARK) ─► remote
+//   client ◄─ reply socket bound to the remote (IP_TRANSPARENT) ◄─ outbound socket
+//
+// NAT behaviour is "full cone" (endpoint-independent mapping and filtering):
+// one outbound socket per flow whatever the destination, and a datagram from
+// ANY remote to it goes back to the client, from that remote's address (a
+// reply socket per remote, made on demand and cached).
+//
+// Threading: everything here is guarded by engine.lock, which the UDP thread
+// holds while it handles one epoll wake and the loop thread takes for its
+// calls (routes, counters, the flow list). Datagrams never wait behind JS:
+// the loop thread may be busy (a route decision, `nft -f` run synchronously)
+// while this thread keeps moving.
+//
+// A header transform per flow would carry SOCKS5 UDP ASSOCIATE later: a
+// third mode whose outbound socket is connected to the proxy's relay port,
+// which prefixes RSV/FRAG/ATYP/DST to each datagram in drain_listener() and
+// udp_route() (out_address() is where the mode is read today) and, in
+// drain_out(), takes the remote from the header and strips it before the
+// reply is sent from that remote.
+#define _GNU_SOURCE
+#include "udp.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+// musl toolchains ship without the kernel headers that define these.
+#ifndef IP_TRANSPARENT
+#define IP_TRANSPARENT 19
+#endif
+#ifndef IP_RECVORIGDSTADDR
+#define IP_RECVORIGDSTADDR 20
+#endif
+#ifndef IP_ORIGDSTADDR
+#define IP_ORIGDSTADDR IP_RECVORIGDSTADDR
+#endif
+#ifndef IPV6_TRANSPARENT
+#define IPV6_TRANSPARENT 75
+#endif
+#ifndef IPV6_RECVORIGDSTADDR
+#define IPV6_RECVORIGDSTADDR 74
+#endif
+#ifndef IPV6_ORIGDSTADDR
+#define IPV6_ORIGDSTADDR IPV6_RECVORIGDSTADDR
+#endif
+
+#define BATCH 16            // datagrams per recvmmsg/sendmmsg
+#define DGRAM_MAX 65536     // a whole UDP payload fits: nothing is truncated
+#define BATCHES_PER_WAKE 8  // then other sockets get their turn (level-triggered)
+#define SWEEP_MS 1000       // idle flows and reply sockets are checked this often
+#define QUEUE_MAX 32        // datagrams kept per flow while JS decides
+#define QUEUE_BYTES (64 * 1024)
+#define PENDING_MAX 256  // flows waiting for JS at once; more new flows are dropped
+#define REPLY_MAX 4096   // cached reply sockets
+#define HASH_SIZE 4096   // buckets of the flow and reply tables (power of two)
+
+enum { TAG_WAKE, TAG_LISTENER, TAG_OUT };
+enum { ST_PENDING, ST_ACTIVE, ST_REJECT, ST_DEAD };
+
+typedef struct udp_flow udp_flow;
+typedef struct listener listener;
+
+typedef struct {
+  int tag;
+  void *p;
+} tag;
+
+typedef struct queued {
+  struct queued *next;
+  udp_key dst;
+  size_t len;
+  uint8_t data[];
+} queued;
+
+struct listener {
+  listener *next;
+  tag t;
+  int id, fd, family;
+  bool closed;  // on the dead list: an event fetched before the close must skip it
+  udp_listener_opts opts;
+  udp_flow *lru_head, *lru_tail;  // least recently active first
+  int flows;
+};
+
+struct udp_flow {
+  udp_flow *hnext;          // hash chain (by listener + client)
+  udp_flow *prev, *next;    // the listener's LRU list
+  udp_flow *pprev, *pnext;  // pending list (waiting for JS)
+  listener *l;
+  tag t;
+  uint64_t id;
+  udp_key src, first_dst, last_dst;
+  int state, mode, out_fd, idle_ms;
+  struct sockaddr_storage target;
+  socklen_t target_len;
+  queued *qhead, *qtail;
+  int qn;
+  size_t qbytes;
+  double start_ms, last_ms;
+  uint64_t pk_up, by_up, pk_down, by_down;
+};
+
+typedef struct reply_sock reply_sock;
+struct reply_sock {
+  reply_sock *hnext, *prev, *next;
+  udp_key remote;
+  int fd;
+  double last_ms;
+};
+
+static struct {
+  pthread_t thread;
+  bool running, stop;
+  int ep, wakefd;
+  tag wake_tag;
+  pthread_mutex_t lock;
+  udp_hooks hooks;
+  listener *listeners;
+  int next_listener;
+  uint64_t next_flow;
+  udp_flow *flows[HASH_SIZE];
+  udp_flow *pending;
+  udp_flow *dead;            // freed after the current batch of events
+  listener *dead_listeners;  // the same for closed listeners
+  reply_sock *replies[HASH_SIZE];
+  reply_sock *reply_head, *reply_tail;
+  udp_counters c;
+  double last_sweep;
+} engine = {.ep = -1, .wakefd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+
+// Receive buffers, used by the UDP thread only (and by udp_route on the loop
+// thread under the lock, which never uses them): pages are touched only by
+// the datagrams that arrive.
+static uint8_t bufs[BATCH][DGRAM_MAX];
+static struct sockaddr_storage names[BATCH];
+static char ctrl[BATCH][CMSG_SPACE(sizeof(struct sockaddr_in6))];
+static struct mmsghdr msgs[BATCH];
+static struct iovec iovs[BATCH];
+
+static double mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+// ---- keys ---------------------------------------------------------------------------------
+
+void udp_key_from_sockaddr(udp_key *k, const struct sockaddr_storage *ss) {
+  memset(k, 0, sizeof *k);
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const void *)ss;
+    k->family = 4;
+    k->port = ntohs(a->sin_port);
+    memcpy(k->addr, &a->sin_addr, 4);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const void *)ss;
+    k->port = ntohs(a->sin6_port);
+    if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
+      k->family = 4;
+      memcpy(k->addr, &a->sin6_addr.s6_addr[12], 4);
+    } else {
+      k->family = 6;
+      memcpy(k->addr, &a->sin6_addr, 16);
+    }
+  }
+}
+
+socklen_t udp_key_to_sockaddr(const udp_key *k, struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof *ss);
+  if (k->family == 4) {
+    struct sockaddr_in *a = (void *)ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons(k->port);
+    memcpy(&a->sin_addr, k->addr, 4);
+    return sizeof *a;
+  }
+  struct sockaddr_in6 *a = (void *)ss;
+  a->sin6_family = AF_INET6;
+  a->sin6_port = htons(k->port);
+  memcpy(&a->sin6_addr, k->addr, 16);
+  return sizeof *a;
+}
+
+static bool key_eq(const udp_key *a, const udp_key *b) {
+  return a->family == b->family && a->port == b->port &&
+         memcmp(a->addr, b->addr, a->family == 4 ? 4 : 16) == 0;
+}
+
+static unsigned key_hash(const udp_key *k, unsigned salt) {
+  uint32_t h = 2166136261u ^ salt;  // FNV-1a
+  int n = k->family == 4 ? 4 : 16;
+  for (int i = 0; i < n; i++) h = (h ^ k->addr[i]) * 16777619u;
+  h = (h ^ (k->port & 0xff)) * 16777619u;
+  h = (h ^ (k->port >> 8)) * 16777619u;
+  return h & (HASH_SIZE - 1);
+}
+
+// ---- flows --------------------------------------------------------------------------------
+
+static void lru_unlink(udp_flow *f) {
+  listener *l = f->l;
+  if (f->prev)
+    f->prev->next = f->next;
+  else
+    l->lru_head = f->next;
+  if (f->next)
+    f->next->prev = f->prev;
+  else
+    l->lru_tail = f->prev;
+  f->prev = f->next = NULL;
+}
+
+static void lru_append(udp_flow *f) {
+  listener *l = f->l;
+  f->prev = l->lru_tail;
+  f->next = NULL;
+  if (l->lru_tail)
+    l->lru_tail->next = f;
+  else
+    l->lru_head = f;
+  l->lru_tail = f;
+}
+
+static void touch(udp_flow *f, double now) {
+  f->last_ms = now;
+  if (f->l->lru_tail != f) {
+    lru_unlink(f);
+    lru_append(f);
+  }
+}
+
+static void pending_unlink(udp_flow *f) {
+  if (f->pprev)
+    f->pprev->pnext = f->pnext;
+  else if (engine.pending == f)
+    engine.pending = f->pnext;
+  else
+    return;  // not pending
+  if (f->pnext) f->pnext->pprev = f->pprev;
+  f->pprev = f->pnext = NULL;
+  engine.c.flows_pending--;
+}
+
+static udp_flow *flow_find(listener *l, const udp_key *src) {
+  for (udp_flow *f = engine.flows[key_hash(src, l->id)]; f; f = f->hnext)
+    if (f->l == l && key_eq(&f->src, src)) return f;
+  return NULL;
+}
+
+static const char *mode_name(const udp_flow *f) {
+  if (f->state == ST_PENDING) return "pending";
+  if (f->state == ST_REJECT) return "reject";
+  return f->mode == UDP_FORWARD ? "forward" : "direct";
+}
+
+static void free_queue(udp_flow *f) {
+  for (queued *q = f->qhead, *next; q; q = next) {
+    next = q->next;
+    free(q);
+  }
+  f->qhead = f->qtail = NULL;
+  f->qn = 0;
+  f->qbytes = 0;
+}
+
+// End a flow: report it, take it out of every list; its memory waits on the
+// dead list until no fetched epoll event can still point to it.
+static void flow_end(udp_flow *f, const char *reason, bool report) {
+  if (f->state == ST_DEAD) return;
+  udp_event *ev = report ? engine.hooks.alloc() : NULL;
+  if (ev) {
+    ev->kind = UDP_EV_END;
+    ev->listener = f->l->id;
+    ev->flow = f->id;
+    ev->src = f->src;
+    ev->dst = f->first_dst;
+    ev->reason = reason;
+    ev->action = mode_name(f);
+    ev->pk_up = f->pk_up;
+    ev->by_up = f->by_up;
+    ev->pk_down = f->pk_down;
+    ev->by_down = f->by_down;
+    ev->ms = mono_ms() - f->start_ms;
+    engine.hooks.emit(ev);
+  }
+  udp_flow **pp = &engine.flows[key_hash(&f->src, f->l->id)];
+  while (*pp && *pp != f) pp = &(*pp)->hnext;
+  if (*pp) *pp = f->hnext;
+  lru_unlink(f);
+  pending_unlink(f);
+  f->l->flows--;
+  engine.c.flows_live--;
+  if (f->out_fd >= 0) close(f->out_fd);  // also leaves the epoll set
+  f->out_fd = -1;
+  free_queue(f);
+  f->state = ST_DEAD;
+  f->hnext = engine.dead;
+  engine.dead = f;
+}
+
+static void free_dead(void) {
+  for (udp_flow *f = engine.dead, *next; f; f = next) {
+    next = f->hnext;
+    free(f);
+  }
+  engine.dead = NULL;
+  for (listener *l = engine.dead_listeners, *next; l; l = next) {
+    next = l->next;
+    free(l);
+  }
+  engine.dead_listeners = NULL;
+}
+
+static udp_flow *flow_new(listener *l, const udp_key *src, const udp_key *dst, const uint8_t *data,
+                          size_t len, double now) {
+  if (engine.c.flows_pending >= PENDING_MAX) {
+    engine.c.drop_busy++;
+    return NULL;
+  }
+  if (l->flows >= l->opts.max_flows && l->lru_head) {
+    engine.c.flows_evicted++;
+    flow_end(l->lru_head, "evicted", true);
+  }
+  udp_flow *f = calloc(1, sizeof *f);
+  udp_event *ev = f ? engine.hooks.alloc() : NULL;
+  uint8_t *copy = ev && len > 0 ? malloc(len) : NULL;
+  if (!f || !ev || (len > 0 && !copy)) {
+    free(f);
+    free(copy);
+    if (ev) engine.hooks.emit(ev);  // kind 0: the receiver just frees it
+    engine.c.drop_no_memory++;
+    return NULL;
+  }
+  f->l = l;
+  f->t = (tag){TAG_OUT, f};
+  f->id = ++engine.next_flow;
+  f->src = *src;
+  f->first_dst = f->last_dst = *dst;
+  f->state = ST_PENDING;
+  f->out_fd = -1;
+  f->idle_ms = dst->port == 53 ? l->opts.dns_idle_ms : l->opts.idle_ms;
+  f->start_ms = f->last_ms = now;
+  unsigned h = key_hash(src, l->id);
+  f->hnext = engine.flows[h];
+  engine.flows[h] = f;
+  lru_append(f);
+  f->pnext = engine.pending;
+  if (engine.pending) engine.pending->pprev = f;
+  engine.pending = f;
+  engine.c.flows_pending++;
+  l->flows++;
+  engine.c.flows_live++;
+  engine.c.flows_total++;
+  if (len > 0) memcpy(copy, data, len);
+  ev->kind = UDP_EV_NEW;
+  ev->listener = l->id;
+  ev->flow = f->id;
+  ev->src = *src;
+  ev->dst = *dst;
+  ev->data = copy;
+  ev->len = len;
+  engine.hooks.emit(ev);
+  return f;
+}
+
+static void enqueue(udp_flow *f, const udp_key *dst, const uint8_t *data, size_t len) {
+  if (f->qn >= QUEUE_MAX || f->qbytes + len > QUEUE_BYTES) {
+    engine.c.drop_queue_full++;
+    return;
+  }
+  queued *q = malloc(sizeof *q + len);
+  if (!q) {
+    engine.c.drop_no_memory++;
+    return;
+  }
+  q->next = NULL;
+  q->dst = *dst;
+  q->len = len;
+  memcpy(q->data, data, len);
+  if (f->qtail)
+    f->qtail->next = q;
+  else
+    f->qhead = q;
+  f->qtail = q;
+  f->qn++;
+  f->qbytes += len;
+}
+
+// ---- reply sockets ------------------------------------------------------------------------
+
+static void reply_unlink_lru(reply_sock *r) {
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    engine.reply_head = r->next;
+  if (r->next)
+    r->next->prev = r->prev;
+  else
+    engine.reply_tail = r->prev;
+  r->prev = r->next = NULL;
+}
+
+static void reply_append_lru(reply_sock *r) {
+  r->prev = engine.reply_tail;
+  r->next = NULL;
+  if (engine.reply_tail)
+    engine.reply_tail->next = r;
+  else
+    engine.reply_head = r;
+  engine.reply_tail = r;
+}
+
+static void reply_free(reply_sock *r) {
+  reply_sock **pp = &engine.replies[key_hash(&r->remote, 0)];
+  while (*pp && *pp != r) pp = &(*pp)->hnext;
+  if (*pp) *pp = r->hnext;
+  reply_unlink_lru(r);
+  close(r->fd);
+  free(r);
+  engine.c.reply_sockets--;
+}
+
+// A socket bound to `remote` (not one of ours: IP_TRANSPARENT), so the
+// client sees replies come from where it sent to. NULL with errno set.
+static reply_sock *reply_get(const udp_key *remote, uint32_t mark, double now) {
+  unsigned h = key_hash(remote, 0);
+  for (reply_sock *r = engine.replies[h]; r; r = r->hnext) {
+    if (!key_eq(&r->remote, remote)) continue;
+    r->last_ms = now;
+    reply_unlink_lru(r);
+    reply_append_lru(r);
+    return r;
+  }
+  if (engine.c.reply_sockets >= REPLY_MAX) reply_free(engine.reply_head);
+  struct sockaddr_storage ss;
+  socklen_t len = udp_key_to_sockaddr(remote, &ss);
+  int v6 = remote->family == 6;
+  int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return NULL;
+  int one = 1, zero = 0;
+  int ok = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+           setsockopt(fd, v6 ? SOL_IPV6 : SOL_IP, v6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, &one,
+                      sizeof one) == 0 &&
+           (!v6 || setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, &one, sizeof one) == 0) &&
+           (mark == 0 || setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) == 0) &&
+           // It only sends: a small receive buffer keeps stray datagrams cheap.
+           setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &zero, sizeof zero) == 0 &&
+           bind(fd, (struct sockaddr *)&ss, len) == 0;
+  reply_sock *r = ok ? calloc(1, sizeof *r) : NULL;
+  if (!r) {
+    int err = ok ? ENOMEM : errno;
+    close(fd);
+    errno = err;
+    return NULL;
+  }
+  r->remote = *remote;
+  r->fd = fd;
+  r->last_ms = now;
+  r->hnext = engine.replies[h];
+  engine.replies[h] = r;
+  reply_append_lru(r);
+  engine.c.reply_sockets++;
+  return r;
+}
+
+// ---- sending ------------------------------------------------------------------------------
+
+// Slot i of the send batch: one datagram to `name`.
+static void send_slot(int i, void *name, socklen_t len, uint8_t *buf, size_t n) {
+  iovs[i] = (struct iovec){buf, n};
+  msgs[i].msg_hdr =
+      (struct msghdr){.msg_name = name, .msg_namelen = len, .msg_iov = &iovs[i], .msg_iovlen = 1};
+}
+
+// sendmmsg the prepared msgs[0..n); a refused datagram is dropped and counted
+// (UDP has no retry: the application's own does). What went out is added to
+// the flow's counters (pk, by) and the engine's (all_pk, all_by).
+static void send_batch(int fd, int n, uint64_t *pk, uint64_t *by, uint64_t *all_pk,
+                       uint64_t *all_by) {
+  for (int i = 0; i < n;) {
+    int k = sendmmsg(fd, &msgs[i], n - i, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) {
+      engine.c.drop_send_failed++;
+      i++;
+      continue;
+    }
+    for (int j = i; j < i + k; j++) {
+      *by += msgs[j].msg_len;
+      *all_by += msgs[j].msg_len;
+    }
+    *pk += k;
+    *all_pk += k;
+    i += k;
+  }
+}
+
+// The datagram's destination through the flow's outbound socket.
+static socklen_t out_address(udp_flow *f, const udp_key *dst, struct sockaddr_storage *ss) {
+  if (f->mode == UDP_FORWARD) {
+    *ss = f->target;
+    return f->target_len;
+  }
+  return udp_key_to_sockaddr(dst, ss);
+}
+
+// Send one datagram up (used for the queue; the batched path is drain_listener's).
+static void send_one_up(udp_flow *f, const udp_key *dst, const uint8_t *data, size_t len) {
+  struct sockaddr_storage ss;
+  socklen_t sl = out_address(f, dst, &ss);
+  ssize_t n = sendto(f->out_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&ss, sl);
+  if (n < 0) {
+    engine.c.drop_send_failed++;
+    return;
+  }
+  f->pk_up++;
+  f->by_up += n;
+  engine.c.pk_up++;
+  engine.c.by_up += n;
+}
+
+// ---- the listener: client → remote --------------------------------------------------------
+
+static bool orig_dst(struct msghdr *m, udp_key *dst) {
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+    if ((c->cmsg_level == SOL_IP && c->cmsg_type == IP_ORIGDSTADDR) ||
+        (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_ORIGDSTADDR)) {
+      struct sockaddr_storage ss;
+      memset(&ss, 0, sizeof ss);
+      size_t n = c->cmsg_len - CMSG_LEN(0);
+      memcpy(&ss, CMSG_DATA(c), n < sizeof ss ? n : sizeof ss);
+      udp_key_from_sockaddr(dst, &ss);
+      return dst->family != 0;
+    }
+  }
+  return false;
+}
+
+static void prepare_recv(bool with_ctrl) {
+  for (int i = 0; i < BATCH; i++) {
+    iovs[i] = (struct iovec){bufs[i], DGRAM_MAX};
+    msgs[i].msg_hdr = (struct msghdr){.msg_name = &names[i],
+                                      .msg_namelen = sizeof names[i],
+                                      .msg_iov = &iovs[i],
+                                      .msg_iovlen = 1,
+                                      .msg_control = with_ctrl ? ctrl[i] : NULL,
+                                      .msg_controllen = with_ctrl ? sizeof ctrl[i] : 0};
+    msgs[i].msg_len = 0;
+  }
+}
+
+// Per received datagram: its flow (NULL = dropped) and destination.
+static udp_flow *rx_flow[BATCH];
+static udp_key rx_dst[BATCH];
+static struct sockaddr_storage tx_names[BATCH];
+
+static void drain_listener(listener *l) {
+  double now = mono_ms();
+  for (int b = 0; b < BATCHES_PER_WAKE; b++) {
+    prepare_recv(true);
+    int n = recvmmsg(l->fd, msgs, BATCH, MSG_DONTWAIT, NULL);
+    if (n <= 0) return;  // EAGAIN, or an error the next wake sees again
+    // Pass 1: classify. A new flow reports its first datagram to JS.
+    for (int i = 0; i < n; i++) {
+      struct msghdr *m = &msgs[i].msg_hdr;
+      rx_flow[i] = NULL;
+      udp_key src;
+      udp_key_from_sockaddr(&src, &names[i]);
+      if (m->msg_flags & MSG_TRUNC) {
+        engine.c.drop_truncated++;
+        continue;
+      }
+      if (!orig_dst(m, &rx_dst[i]) || src.family != rx_dst[i].family) {
+        engine.c.drop_no_origdst++;
+        continue;
+      }
+      udp_flow *f = flow_find(l, &src);
+      size_t len = msgs[i].msg_len;
+      if (!f) {
+        f = flow_new(l, &src, &rx_dst[i], bufs[i], len, now);
+        if (!f) continue;
+      }
+      touch(f, now);
+      f->last_dst = rx_dst[i];
+      if (f->state == ST_PENDING)
+        enqueue(f, &rx_dst[i], bufs[i], len);
+      else if (f->state == ST_REJECT)
+        engine.c.drop_rejected++;
+      else
+        rx_flow[i] = f;
+    }
+    // Pass 2: runs of one active flow go out in one sendmmsg. msgs/iovs are
+    // rebuilt from index 0 while later datagrams are still to come: only
+    // bufs, lens and rx_* are read from here on, never msgs.
+    static uint32_t lens[BATCH];
+    for (int i = 0; i < n; i++) lens[i] = msgs[i].msg_len;
+    for (int i = 0; i < n;) {
+      udp_flow *f = rx_flow[i];
+      int j = i + 1;
+      while (j < n && rx_flow[j] == f) j++;
+      // An eviction later in the batch may have ended it (its memory is still valid).
+      if (f && f->state == ST_ACTIVE) {
+        int cnt = 0;
+        for (int k = i; k < j; k++, cnt++)
+          send_slot(cnt, &tx_names[cnt], out_address(f, &rx_dst[k], &tx_names[cnt]), bufs[k],
+                    lens[k]);
+        send_batch(f->out_fd, cnt, &f->pk_up, &f->by_up, &engine.c.pk_up, &engine.c.by_up);
+      }
+      i = j;
+    }
+    if (n < BATCH) return;
+  }
+}
+
+// ---- the outbound socket: remote → client -------------------------------------------------
+
+static void drain_out(udp_flow *f) {
+  if (f->state != ST_ACTIVE) return;
+  double now = mono_ms();
+  struct sockaddr_storage client;
+  socklen_t client_len = udp_key_to_sockaddr(&f->src, &client);
+  for (int b = 0; b < BATCHES_PER_WAKE; b++) {
+    prepare_recv(false);
+    int n = recvmmsg(f->out_fd, msgs, BATCH, MSG_DONTWAIT, NULL);
+    if (n <= 0) return;
+    static udp_key from[BATCH];
+    static uint32_t lens[BATCH];
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+      if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+        engine.c.drop_truncated++;
+        continue;
+      }
+      // A forwarded flow's replies come from where the client sent to.
+      if (f->mode == UDP_FORWARD)
+        from[kept] = f->last_dst;
+      else
+        udp_key_from_sockaddr(&from[kept], &names[i]);
+      if (from[kept].family != f->src.family) {
+        engine.c.drop_reply_socket++;
+        continue;
+      }
+      lens[kept] = msgs[i].msg_len;
+      if (kept != i) memcpy(bufs[kept], bufs[i], lens[kept]);
+      kept++;
+    }
+    if (kept > 0) touch(f, now);
+    // Runs of one remote: one reply socket, one sendmmsg.
+    for (int i = 0; i < kept;) {
+      int j = i + 1;
+      while (j < kept && key_eq(&from[j], &from[i])) j++;
+      reply_sock *r = reply_get(&from[i], f->l->opts.mark, now);
+      if (!r) {
+        engine.c.drop_reply_socket += j - i;
+        i = j;
+        continue;
+      }
+      int cnt = 0;
+      for (int k = i; k < j; k++, cnt++) send_slot(cnt, &client, client_len, bufs[k], lens[k]);
+      send_batch(r->fd, cnt, &f->pk_down, &f->by_down, &engine.c.pk_down, &engine.c.by_down);
+      i = j;
+    }
+    if (n < BATCH) return;
+  }
+}
+
+// ---- the thread ---------------------------------------------------------------------------
+
+static void sweep(double now) {
+  for (listener *l = engine.listeners; l; l = l->next) {
+    for (udp_flow *f = l->lru_head, *next; f; f = next) {
+      next = f->next;
+      if (now - f->last_ms >= f->idle_ms) {
+        engine.c.flows_expired++;
+        flow_end(f, "idle", true);
+      }
+    }
+  }
+  // A reply socket lives as long as a flow may still use it: the longest idle timeout.
+  double reply_idle = 1000;
+  for (listener *l = engine.listeners; l; l = l->next)
+    if (l->opts.idle_ms > reply_idle) reply_idle = l->opts.idle_ms;
+  while (engine.reply_head && now - engine.reply_head->last_ms >= reply_idle)
+    reply_free(engine.reply_head);
+}
+
+static void *udp_thread(void *arg) {
+  (void)arg;
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);  // signals belong to the loop's signalfd
+  struct epoll_event evs[64];
+  for (;;) {
+    int n = epoll_wait(engine.ep, evs, 64, SWEEP_MS);
+    pthread_mutex_lock(&engine.lock);
+    if (engine.stop) {
+      pthread_mutex_unlock(&engine.lock);
+      break;
+    }
+    for (int i = 0; i < n; i++) {
+      tag *t = evs[i].data.ptr;
+      if (t->tag == TAG_WAKE) {
+        uint64_t v;
+        ssize_t r = read(engine.wakefd, &v, sizeof v);
+        (void)r;
+      } else if (t->tag == TAG_LISTENER) {
+        listener *l = t->p;
+        if (!l->closed) drain_listener(l);
+      } else {
+        drain_out(t->p);
+      }
+    }
+    double now = mono_ms();
+    if (now - engine.last_sweep >= SWEEP_MS) {
+      engine.last_sweep = now;
+      sweep(now);
+    }
+    free_dead();
+    pthread_mutex_unlock(&engine.lock);
+  }
+  return NULL;
+}
+
+static void wake(void) {
+  uint64_t one = 1;
+  ssize_t n = write(engine.wakefd, &one, sizeof one);
+  (void)n;
+}
+
+int udp_engine_start(const udp_hooks *hooks) {
+  if (engine.running) return 0;
+  engine.hooks = *hooks;
+  engine.ep = epoll_create1(EPOLL_CLOEXEC);
+  engine.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  engine.wake_tag = (tag){TAG_WAKE, NULL};
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &engine.wake_tag};
+  if (engine.ep < 0 || engine.wakefd < 0 ||
+      epoll_ctl(engine.ep, EPOLL_CTL_ADD, engine.wakefd, &ev) < 0) {
+    int err = errno;
+    if (engine.ep >= 0) close(engine.ep);
+    if (engine.wakefd >= 0) close(engine.wakefd);
+    engine.ep = engine.wakefd = -1;
+    return -err;
+  }
+  engine.stop = false;
+  engine.last_sweep = mono_ms();
+  int err = pthread_create(&engine.thread, NULL, udp_thread, NULL);
+  if (err) {
+    close(engine.ep);
+    close(engine.wakefd);
+    engine.ep = engine.wakefd = -1;
+    return -err;
+  }
+  engine.running = true;
+  return 0;
+}
+
+static void end_all(const char *reason, bool report, listener *only) {
+  for (listener *l = engine.listeners; l; l = l->next) {
+    if (only && l != only) continue;
+    while (l->lru_head) flow_end(l->lru_head, reason, report);
+  }
+}
+
+void udp_engine_stop(void) {
+  if (!engine.running) return;
+  pthread_mutex_lock(&engine.lock);
+  engine.stop = true;
+  pthread_mutex_unlock(&engine.lock);
+  wake();
+  pthread_join(engine.thread, NULL);
+  end_all("shutdown", false, NULL);
+  free_dead();
+  while (engine.reply_head) reply_free(engine.reply_head);
+  for (listener *l = engine.listeners, *next; l; l = next) {
+    next = l->next;
+    close(l->fd);
+    free(l);
+  }
+  engine.listeners = NULL;
+  close(engine.ep);
+  close(engine.wakefd);
+  engine.ep = engine.wakefd = -1;
+  engine.running = false;
+}
+
+// ---- called from the loop thread ----------------------------------------------------------
+
+int udp_listen(const struct sockaddr_storage *addr, socklen_t len, const udp_listener_opts *opts,
+               struct sockaddr_storage *bound) {
+  int v6 = addr->ss_family == AF_INET6;
+  int fd = socket(addr->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  const struct sockaddr_in6 *a6 = (const void *)addr;
+  // "::" takes both families (IPv4 arrives v4-mapped); another IPv6 address only its own.
+  int v6only = v6 && !IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr);
+  bool ok = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+            setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one) == 0 &&
+            setsockopt(fd, SOL_IP, IP_RECVORIGDSTADDR, &one, sizeof one) == 0;
+  if (ok && v6)
+    ok = setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) == 0 &&
+         setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one) == 0 &&
+         setsockopt(fd, SOL_IPV6, IPV6_RECVORIGDSTADDR, &one, sizeof one) == 0;
+  // Bursts of new flows wait in the socket while the loop thread routes them:
+  // a bigger buffer than the default (CAP_NET_ADMIN lifts rmem_max; without
+  // it the kernel's cap applies).
+  int rcvbuf = 4 << 20;
+  if (ok && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  socklen_t bl = sizeof *bound;
+  ok = ok && bind(fd, (const struct sockaddr *)addr, len) == 0 &&
+       getsockname(fd, (struct sockaddr *)bound, &bl) == 0;
+  listener *l = ok ? calloc(1, sizeof *l) : NULL;
+  if (!l) {
+    int err = ok ? ENOMEM : errno;
+    close(fd);
+    return -err;
+  }
+  l->fd = fd;
+  l->family = v6 ? 6 : 4;
+  l->opts = *opts;
+  l->t = (tag){TAG_LISTENER, l};
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &l->t};
+  pthread_mutex_lock(&engine.lock);
+  l->id = ++engine.next_listener;
+  if (epoll_ctl(engine.ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    int err = errno;
+    pthread_mutex_unlock(&engine.lock);
+    close(fd);
+    free(l);
+    return -err;
+  }
+  l->next = engine.listeners;
+  engine.listeners = l;
+  pthread_mutex_unlock(&engine.lock);
+  return l->id;
+}
+
+static listener *listener_by_id(int id) {
+  for (listener *l = engine.listeners; l; l = l->next)
+    if (l->id == id) return l;
+  return NULL;
+}
+
+int udp_listener_set(int id, const udp_listener_opts *opts) {
+  pthread_mutex_lock(&engine.lock);
+  listener *l = listener_by_id(id);
+  if (l) l->opts = *opts;
+  pthread_mutex_unlock(&engine.lock);
+  return l ? 0 : -ENOENT;
+}
+
+void udp_listener_close(int id) {
+  if (!engine.running) return;
+  pthread_mutex_lock(&engine.lock);
+  listener **pp = &engine.listeners;
+  while (*pp && (*pp)->id != id) pp = &(*pp)->next;
+  listener *l = *pp;
+  if (l) {
+    end_all("closed", true, l);
+    *pp = l->next;
+    close(l->fd);
+    // The thread may hold an event fetched for it before this call took the
+    // lock: it is freed by the thread, after that batch.
+    l->closed = true;
+    l->next = engine.dead_listeners;
+    engine.dead_listeners = l;
+  }
+  pthread_mutex_unlock(&engine.lock);
+  wake();  // the thread frees it
+}
+
+static int flow_out_socket(udp_flow *f) {
+  int v6 = f->src.family == 6;
+  int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  uint32_t mark = f->l->opts.mark;
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &f->t};
+  if ((v6 && setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
+      (mark != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) < 0) ||
+      epoll_ctl(engine.ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    int err = errno;
+    close(fd);
+    return -err;
+  }
+  return fd;
+}
+
+int udp_route(uint64_t id, const udp_route_spec *r) {
+  pthread_mutex_lock(&engine.lock);
+  udp_flow *f = engine.pending;
+  while (f && f->id != id) f = f->pnext;
+  int res = 0;
+  if (!f) {
+    res = -ENOENT;
+  } else {
+    pending_unlink(f);
+    f->mode = r->mode;
+    if (r->mode == UDP_FORWARD) {
+      f->target = r->target;
+      f->target_len = r->target_len;
+      udp_key t;
+      udp_key_from_sockaddr(&t, &r->target);
+      if (t.family != f->src.family) res = -EAFNOSUPPORT;
+    }
+    if (res == 0 && r->mode != UDP_REJECT) {
+      int fd = flow_out_socket(f);
+      if (fd < 0) res = fd;
+      f->out_fd = fd;
+    }
+    if (res != 0 || r->mode == UDP_REJECT) {
+      f->state = ST_REJECT;
+      engine.c.drop_rejected += f->qn;
+    } else {
+      f->state = ST_ACTIVE;
+      for (queued *q = f->qhead; q; q = q->next) send_one_up(f, &q->dst, q->data, q->len);
+    }
+    free_queue(f);
+  }
+  pthread_mutex_unlock(&engine.lock);
+  return res;
+}
+
+void udp_close_all(void) {
+  if (!engine.running) return;
+  pthread_mutex_lock(&engine.lock);
+  end_all("shutdown", true, NULL);
+  pthread_mutex_unlock(&engine.lock);
+  wake();  // the thread frees the dead flows
+}
+
+void udp_counters_get(udp_counters *out) {
+  pthread_mutex_lock(&engine.lock);
+  *out = engine.c;
+  pthread_mutex_unlock(&engine.lock);
+}
+
+udp_flow_info *udp_flows_list(int *n) {
+  *n = 0;
+  pthread_mutex_lock(&engine.lock);
+  int total = engine.c.flows_live;
+  udp_flow_info *out = total > 0 ? calloc(total, sizeof *out) : NULL;
+  double now = mono_ms();
+  for (listener *l = engine.listeners; out && l; l = l->next) {
+    for (udp_flow *f = l->lru_head; f && *n < total; f = f->next) {
+      out[(*n)++] = (udp_flow_info){.id = f->id,
+                                    .listener = l->id,
+                                    .src = f->src,
+                                    .dst = f->first_dst,
+                                    .action = mode_name(f),
+                                    .pk_up = f->pk_up,
+                                    .by_up = f->by_up,
+                                    .pk_down = f->pk_down,
+                                    .by_down = f->by_down,
+                                    .age_ms = now - f->start_ms,
+                                    .idle_ms = now - f->last_ms};
+    }
+  }
+  pthread_mutex_unlock(&engine.lock);
+  return out;
+}

@@ -1,0 +1,238 @@
+// A `tproxy` listener: transparent UDP. The datagrams stay in C
+// (native/udp.c); JS hears of a flow twice: when it opens (client, original
+// destination, a copy of its first datagram), to route it once, and when it
+// ends, to log one `udp` access line.
+//
+// Routing a flow: the listener's allow-list, then the rules with network
+// "udp" (destination IP and port, source, listener; a name when a sniffer
+// found one in the first datagram: a QUIC Initial's SNI). direct → an outbound socket of the
+// flow's own (full cone); forward → the rule's target (a name is resolved
+// first); reject → the flow's datagrams are dropped until it is idle.
+// upstream → rejected for now, with a warning: SOCKS5 UDP ASSOCIATE is not
+// there yet.
+
+import * as native from 'ugate:native'
+import { formatHostPort } from '../core/address.js'
+import type { TproxyListenerConfig } from '../core/config.js'
+import { isIpLiteral, parseCidr, parseIpInto } from '../core/ip.js'
+import type { Fields } from '../core/log.js'
+import { type RouteQuery, type RuleAction, route } from '../core/rules/index.js'
+import { CidrSet } from '../core/rules/cidr-tree.js'
+import type { SniffProto } from '../core/sniff/types.js'
+import type { Listener } from './listener.js'
+import type { GatewayContext } from './session.js'
+import { sniffQuicDatagrams } from './quic.js'
+import { describeError } from './sockets.js'
+
+/**
+ * What a sniffer learnt from a flow's first datagram. The QUIC sniffer
+ * (Initial packet → ClientHello → SNI) plugs in at `sniffDatagram` below.
+ */
+interface DatagramSniff {
+  host?: string
+  proto?: SniffProto
+}
+
+/**
+ * The hook for datagram sniffers: called once per new flow with a copy of
+ * its first datagram; what it returns feeds the rules (`host` as a domain,
+ * `proto`). QUIC: the SNI of a ClientHello that fits in the first datagram.
+ * A ClientHello spread over several Initial packets (post-quantum key
+ * shares) needs the flow's next datagrams too: udp.c keeps them queued while
+ * the flow waits for its route (enqueue) but copies only the first to JS
+ * today, so such a flow is routed as `quic` without a name.
+ */
+function sniffDatagram(data: Uint8Array): DatagramSniff {
+  const r = sniffQuicDatagrams([data])
+  if (r.status === 'ok') return r.host !== undefined ? { host: r.host, proto: 'quic' } : { proto: 'quic' }
+  if (r.status !== 'not-mine' && r.proto === 'quic') return { proto: 'quic' }
+  return {}
+}
+
+/** A flow JS knows of: what its access line needs besides the counters. */
+interface FlowInfo {
+  rule: string
+  action: string
+  host?: string
+  proto?: SniffProto
+}
+
+export interface UdpListener extends Listener {
+  /** The native listener id (flows name it). */
+  readonly id: number
+  /** New timeouts/limits for the next flows, the handler's new config. */
+  update(l: TproxyListenerConfig): void
+}
+
+function listenerOptions(l: TproxyListenerConfig, ctx: GatewayContext): native.UdpListenerOptions {
+  return {
+    idleMs: l.udpIdleTimeoutMs,
+    dnsIdleMs: l.udpDnsIdleTimeoutMs,
+    maxFlows: l.maxFlows,
+    mark: ctx.config.dial.mark,
+  }
+}
+
+/** Open a tproxy listener; throws NativeError when the address cannot be bound. */
+export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContext): UdpListener {
+  let l = config
+  let allow = allowSet(l)
+  const flows = new Map<number, FlowInfo>()
+  const onEvent = (ev: native.UdpEvent) => {
+    if (ev.type === 'new') routeFlow(ev)
+    else endFlow(ev)
+  }
+  const opened = native.udpListen(l.listen.host, l.listen.port, listenerOptions(l, ctx), onEvent)
+  const bound: native.SockAddr = { addr: opened.addr, port: opened.port, family: opened.family }
+  ctx.log.info('listening', {
+    name: l.name,
+    type: l.type,
+    addr: formatHostPort(bound.addr, bound.port),
+    network: 'udp',
+  })
+
+  const decide = (action: RuleAction | { type: 'deny' }, ev: native.UdpNewFlow): native.UdpRoute | string => {
+    switch (action.type) {
+      case 'direct':
+        return { action: 'direct' }
+      case 'reject':
+        return { action: 'reject' }
+      case 'deny':
+        return { action: 'reject' }
+      case 'forward':
+        return isIpLiteral(action.host)
+          ? { action: 'forward', addr: action.host, port: action.port }
+          : `resolve:${action.host}`
+      case 'upstream':
+        ctx.log.warn('udp-upstream-unsupported', {
+          listener: l.name,
+          src: formatHostPort(ev.src, ev.srcPort),
+          upstream: action.name,
+          note: 'SOCKS5 UDP ASSOCIATE is not supported yet: the flow is rejected',
+        })
+        return { action: 'reject' }
+    }
+  }
+
+  const answer = (id: number, r: native.UdpRoute) => {
+    const err = native.udpRoute(id, r)
+    // ENOENT: the flow ended (idle, evicted) before its answer; nothing to do.
+    if (err !== '' && err !== 'ENOENT') {
+      ctx.log.warn('udp-route-failed', { listener: l.name, id, action: r.action, error: err })
+      const f = flows.get(id)
+      if (f) f.action = 'reject'
+    }
+  }
+
+  function routeFlow(ev: native.UdpNewFlow): void {
+    const scratch = new Int32Array(4)
+    const family = parseIpInto(ev.src, scratch)
+    if (family === 0 || !allow.matches(family, scratch)) {
+      flows.set(ev.id, { rule: 'allow', action: 'deny' })
+      answer(ev.id, { action: 'reject' })
+      return
+    }
+    const sniffed = sniffDatagram(new Uint8Array(ev.data))
+    const query: RouteQuery = {
+      dstIp: ev.dst,
+      dstPort: ev.dstPort,
+      srcIp: ev.src,
+      listener: l.name,
+      network: 'udp',
+    }
+    // No sniffed name, but the client got this address from ugate's DNS: route by the name it asked for.
+    const host = sniffed.host ?? ctx.names.lookup(ev.dst, native.now())
+    if (host !== undefined) query.host = host
+    if (sniffed.proto !== undefined) query.proto = sniffed.proto
+    const r = route(ctx.rules, query)
+    const rule = r.ruleIndex < 0 ? 'default' : (r.ruleName ?? `#${r.ruleIndex}`)
+    ctx.stats.hit(rule)
+    const info: FlowInfo = { rule, action: r.action.type }
+    if (host !== undefined) info.host = host
+    if (sniffed.proto !== undefined) info.proto = sniffed.proto
+    flows.set(ev.id, info)
+    const d = decide(r.action, ev)
+    if (typeof d !== 'string') {
+      if (r.action.type === 'upstream') info.action = 'reject'
+      answer(ev.id, d)
+      return
+    }
+    const a = r.action as Extract<RuleAction, { type: 'forward' }>
+    native.resolve(a.host, (err, addrs) => {
+      // The same family as the client: TPROXY cannot turn IPv4 into IPv6.
+      const want = ev.family === 6 ? ':' : '.'
+      const addr = err === null ? addrs.find((x) => x.includes(want)) : undefined
+      if (addr === undefined) {
+        ctx.log.warn('udp-forward-failed', { listener: l.name, target: a.host, error: err ?? 'no address' })
+        info.action = 'reject'
+        answer(ev.id, { action: 'reject' })
+        return
+      }
+      answer(ev.id, { action: 'forward', addr, port: a.port })
+    })
+  }
+
+  function endFlow(ev: native.UdpEndedFlow): void {
+    const info = flows.get(ev.id)
+    flows.delete(ev.id)
+    const fields: Fields = {
+      listener: l.name,
+      src: formatHostPort(ev.src, ev.srcPort),
+      dst: formatHostPort(ev.dst, ev.dstPort),
+      proto: info?.proto,
+      host: info?.host,
+      rule: info?.rule ?? '-',
+      action: info?.action ?? ev.action,
+      up: ev.bytesUp,
+      down: ev.bytesDown,
+      pktUp: ev.packetsUp,
+      pktDown: ev.packetsDown,
+      ms: ev.ms,
+      reason: ev.reason,
+    }
+    if (ev.reason === 'evicted') ctx.log.warn('udp-flow-evicted', { ...fields, maxFlows: l.maxFlows })
+    ctx.log.info('udp', fields)
+  }
+
+  return {
+    id: opened.id,
+    name: l.name,
+    type: l.type,
+    bound,
+    close: () => {
+      native.udpClose(opened.id)
+    },
+    // Native TCP forwarding is for forward listeners: a tproxy listener has none.
+    serveNative: () => {},
+    update(next: TproxyListenerConfig) {
+      l = next
+      allow = allowSet(next)
+      try {
+        native.udpListenerSet(opened.id, listenerOptions(next, ctx))
+      } catch (e) {
+        ctx.log.error('udp-listener-update-failed', { listener: next.name, error: describeError(e) })
+      }
+    },
+  }
+}
+
+function allowSet(l: TproxyListenerConfig): CidrSet {
+  return new CidrSet(l.allow.map((c) => parseCidr(c)!))
+}
+
+/** The live flows, for the `connections` answer; listener ids → names. */
+export function udpFlowsView(names: ReadonlyMap<number, string>) {
+  return native.udpFlows().map((f) => ({
+    id: f.id,
+    listener: names.get(f.listener) ?? String(f.listener),
+    src: formatHostPort(f.src, f.srcPort),
+    dst: formatHostPort(f.dst, f.dstPort),
+    action: f.action,
+    up: f.bytesUp,
+    down: f.bytesDown,
+    pktUp: f.packetsUp,
+    pktDown: f.packetsDown,
+    ms: f.ms,
+    idleMs: f.idleMs,
+  }))
+}

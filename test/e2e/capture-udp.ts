@@ -1,0 +1,455 @@
+// Transparent UDP capture (nftables TPROXY → a tproxy listener) with real
+// datagrams: client — router (ugate) — server namespaces (test/lib/netns.ts),
+// a Node agent in the client and the server namespace (test/lib/udp.ts).
+//
+// Captured: the server sees the router's WAN address (ugate's outbound
+// socket), the client gets every echo from the exact address and port it
+// sent to. Full cone: one mapping per client source whatever the
+// destination, and a remote the client never contacted reaches it.
+
+import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import type { Test } from 'tap'
+import { ADDR, IFACE, TEST_ALLOW, UGATE_MARK, type Topology, checkTableGone, createTopology } from '../lib/netns.js'
+import { prngBytes } from '../lib/servers.js'
+import { type Agent, type Datagram, startAgent } from '../lib/udp.js'
+import { type Ugate, checkCleanExit, checkFds, repoRoot, startUgate, ugateBin } from '../lib/ugate.js'
+
+const TCP_PORT = 15080
+const UDP_PORT = 15090
+const ECHO = 7000
+const WHOAMI = 7001
+const TPROXY_MARK = 0x7567
+const TABLE = 0x7567
+
+interface UdpSettings {
+  routerSelf?: boolean
+  rules?: unknown[]
+  upstreams?: unknown[]
+  idle?: number
+  maxFlows?: number
+  bypass?: string[]
+  excludeSrc?: string[]
+  admin?: string
+}
+
+function udpConfig(s: UdpSettings = {}): Record<string, unknown> {
+  const tproxy: Record<string, unknown> = { name: 'udp', type: 'tproxy', listen: `[::]:${UDP_PORT}`, allow: TEST_ALLOW }
+  if (s.idle !== undefined) tproxy.udpIdleTimeout = s.idle
+  if (s.maxFlows !== undefined) tproxy.maxFlows = s.maxFlows
+  return {
+    log: { level: 'info' },
+    relay: { shutdownGrace: 1 },
+    dial: { mark: UGATE_MARK },
+    ...(s.admin !== undefined ? { admin: { socket: s.admin } } : {}),
+    rules: s.rules ?? [],
+    upstreams: s.upstreams ?? [],
+    listeners: [{ name: 'cap', type: 'redirect', listen: `[::]:${TCP_PORT}`, allow: TEST_ALLOW }, tproxy],
+    capture: {
+      enabled: true,
+      listener: 'cap',
+      udp: true,
+      udpListener: 'udp',
+      lanInterfaces: [IFACE.routerLan],
+      bypass: s.bypass ?? [],
+      excludeSrc: s.excludeSrc ?? [],
+      routerSelf: s.routerSelf ?? false,
+    },
+  }
+}
+
+interface Peers {
+  topo: Topology
+  client: Agent
+  server: Agent
+}
+
+/** Topology, an agent on each side, echo and whoami servers on each server address. */
+async function peers(t: Test): Promise<Peers> {
+  const topo = await createTopology(t)
+  const [client, server] = await Promise.all([
+    startAgent(t, topo.client, topo.dir, 'client'),
+    startAgent(t, topo.server, topo.dir, 'server'),
+  ])
+  // One socket per address: a wildcard one would answer from whichever address routing picks.
+  for (const addr of [ADDR.server4, ADDR.serverBypass4, ADDR.server6, ADDR.serverBypass6]) {
+    await server.call({ op: 'echo', addr, port: ECHO })
+    await server.call({ op: 'whoami', addr, port: WHOAMI })
+  }
+  return { topo, client, server }
+}
+
+async function start(t: Test, topo: Topology, s: UdpSettings = {}): Promise<Ugate> {
+  const cfg = topo.writeJson('ugate.json', udpConfig(s))
+  const ug = await startUgate(t, ['run', '--config', cfg], { netns: topo.router })
+  t.match(ug.events('capture-on')[0]?.fields, { udpPort: String(UDP_PORT) }, 'capture-on names the UDP port')
+  return ug
+}
+
+/** One datagram from (id) to dst:port and its one answer. */
+async function exchange(c: Agent, id: string, dst: string, port: number, data: Buffer) {
+  await c.send(id, dst, port, data)
+  const [m] = await c.recv(id, 1)
+  return m!
+}
+
+/** What whoami answered: the source address and port the server saw. */
+async function seenBy(c: Agent, id: string, dst: string): Promise<{ addr: string; port: number; from: string }> {
+  const m = await exchange(c, id, dst, WHOAMI, Buffer.from('who'))
+  const [addr, port] = Buffer.from(m.data, 'hex').toString().split(' ')
+  return { addr: addr!, port: Number(port), from: `${m.from} ${m.port}` }
+}
+
+/** ip rule / ip route state of the policy routing, per family. */
+function routing(topo: Topology): { rules4: number; rules6: number; routes4: string; routes6: string } {
+  const ip = (args: string[]) =>
+    spawnSync('ip', ['netns', 'exec', topo.router, 'ip', ...args], { encoding: 'utf8' }).stdout ?? ''
+  const count = (out: string) => out.split('\n').filter((l) => /fwmark 0x7567 lookup 30055/.test(l)).length
+  return {
+    rules4: count(ip(['rule', 'show'])),
+    rules6: count(ip(['-6', 'rule', 'show'])),
+    routes4: ip(['route', 'show', 'table', String(TABLE)]).trim(),
+    routes6: ip(['-6', 'route', 'show', 'table', String(TABLE)]).trim(),
+  }
+}
+
+function ctl(topo: Topology, socket: string, method: string): Record<string, unknown> {
+  const r = spawnSync('ip', ['netns', 'exec', topo.router, ugateBin, 'ctl', '--socket', socket, method], {
+    encoding: 'utf8',
+  })
+  try {
+    return JSON.parse(r.stdout) as Record<string, unknown>
+  } catch {
+    throw new Error(`ugate ctl ${method}: exit ${r.status}, stdout ${r.stdout}, stderr ${r.stderr}`)
+  }
+}
+
+t.test('captured UDP: echo from the right source (IPv4, IPv6), 200 concurrent flows, status, clean stop', async (t) => {
+  const { topo, client } = await peers(t)
+  const admin = `${topo.dir}/admin.sock`
+  const ug = await start(t, topo, { admin })
+  t.same(
+    routing(topo),
+    {
+      rules4: 1,
+      rules6: 1,
+      routes4: 'local default dev lo scope host',
+      routes6: 'local default dev lo metric 1024 pref medium',
+    },
+    'one fwmark rule and one local route per family',
+  )
+  const rules = await topo.nft(['list', 'chain', 'inet', 'ugate', 'ugate_tproxy'])
+  t.match(rules.stdout, /tproxy ip to :15090 meta mark set 0x00007567 accept/, 'IPv4 tproxy rule loaded')
+  t.match(rules.stdout, /tproxy ip6 to :15090 meta mark set 0x00007567 accept/, 'IPv6 tproxy rule loaded')
+
+  for (const [fam, src, dst, wan] of [
+    ['IPv4', ADDR.client4, ADDR.server4, ADDR.routerWan4],
+    ['IPv6', ADDR.client6, ADDR.server6, ADDR.routerWan6],
+  ] as const) {
+    const id = `c-${fam}`
+    await client.bind(id, src)
+    const payload = prngBytes(fam === 'IPv4' ? 4 : 6, 1200)
+    const m = await exchange(client, id, dst, ECHO, payload)
+    t.same({ from: m.from, port: m.port }, { from: dst, port: ECHO }, `${fam}: the echo comes from ${dst}:${ECHO}`)
+    t.equal(m.data, payload.toString('hex'), `${fam}: the echo is the exact payload`)
+    const seen = await seenBy(client, id, dst)
+    t.equal(seen.addr, wan, `${fam}: the server saw ugate's WAN address (captured, not forwarded)`)
+  }
+
+  const burst = await client.call(
+    { op: 'burst', addr: ADDR.client4, flows: 200, count: 5, size: 300, to: ADDR.server4, port: ECHO, seed: 77 },
+    60_000,
+  )
+  t.same(
+    burst,
+    { seq: burst.seq, ok: true, flows: 200, wrongSource: 0, unexpected: 0 },
+    '200 concurrent flows × 5 datagrams: every echo exact, from the server address',
+  )
+
+  const status = ctl(topo, admin, 'status') as { udp: { flowsTotal: number; packetsUp: number; bytesUp: number } }
+  t.ok(status.udp.flowsTotal >= 202, `status counts the flows (${status.udp.flowsTotal})`)
+  t.ok(status.udp.packetsUp >= 1000, `status counts the datagrams (${status.udp.packetsUp})`)
+  const flows = ctl(topo, admin, 'connections') as {
+    udpFlows: Array<{ src: string; action: string; listener: string }>
+  }
+  t.ok(
+    flows.udpFlows.some((f) => f.src.startsWith(`${ADDR.client4}:`) && f.action === 'direct' && f.listener === 'udp'),
+    'the flow list shows a direct flow of the tproxy listener',
+    { flows: flows.udpFlows.slice(0, 3) },
+  )
+
+  const res = await ug.stop()
+  checkCleanExit(t, ug, res)
+  await checkTableGone(t, topo, 'after SIGTERM')
+  t.same(routing(topo), { rules4: 0, rules6: 0, routes4: '', routes6: '' }, 'rules and routes gone after SIGTERM')
+})
+
+t.test('full cone: one mapping per client source, and a server never contacted reaches it', async (t) => {
+  const { topo, client, server } = await peers(t)
+  const ug = await start(t, topo)
+  const mappings = new Map<string, { addr: string; port: number; from: string }>()
+  for (const [fam, src, a, b] of [
+    ['IPv4', ADDR.client4, ADDR.server4, ADDR.serverBypass4],
+    ['IPv6', ADDR.client6, ADDR.server6, ADDR.serverBypass6],
+  ] as const) {
+    const id = `cone-${fam}`
+    const port = await client.bind(id, src)
+    const seenA = await seenBy(client, id, a)
+    mappings.set(fam, seenA)
+    // Server B, which the client never sent to, sends to the mapping A saw.
+    const sid = `b-${fam}`
+    const bPort = await server.bind(sid, b)
+    const hello = prngBytes(0xb0 + port, 333)
+    await server.send(sid, seenA.addr, seenA.port, hello)
+    const [m] = await client.recv(id, 1)
+    t.same(
+      { from: m!.from, port: m!.port, data: m!.data },
+      { from: b, port: bPort, data: hello.toString('hex') },
+      `${fam}: the client gets B's datagram, from B's own address and port`,
+    )
+    const seenB = await seenBy(client, id, b)
+    t.same(
+      seenB,
+      { ...seenA, from: `${b} ${WHOAMI}` },
+      `${fam}: B sees the same mapping as A (${seenA.addr}:${seenA.port})`,
+    )
+  }
+  // A reload (SIGHUP) keeps the tproxy listener and its flows: the mapping stays.
+  topo.writeJson('ugate.json', udpConfig({ maxFlows: 100, idle: 30 }))
+  ug.signal('SIGHUP')
+  await ug.waitForLine(/ info reloaded /)
+  t.equal(ug.events('listening').length, 2, 'no listener reopened by the reload')
+  t.same(await seenBy(client, 'cone-IPv4', ADDR.server4), mappings.get('IPv4'), 'after the reload: the same mapping')
+  const res = await ug.stop()
+  checkCleanExit(t, ug, res)
+})
+
+t.test('flow expiry, flow cap, bypass and exclude', async (t) => {
+  const { topo, client } = await peers(t)
+  const ug = await start(t, topo, {
+    idle: 1,
+    maxFlows: 4,
+    bypass: [ADDR.serverBypass4],
+    excludeSrc: [ADDR.clientExcluded4],
+  })
+  // Expiry: one exchange, then the flow's line with reason idle.
+  const port = await client.bind('e', ADDR.client4)
+  await exchange(client, 'e', ADDR.server4, ECHO, Buffer.from('expire me'))
+  const line = await ug.waitForLine(
+    new RegExp(` info udp .*src=${ADDR.client4.replace(/\./g, '\\.')}:${port} .*reason=idle`),
+  )
+  t.match(line, /action=direct/, 'an idle flow ends with a udp line, reason=idle')
+  t.match(line, /pktUp=1 pktDown=1/, 'the udp line counts one datagram each way')
+
+  // Cap: 6 flows at once, 4 allowed: the 2 least recently active go.
+  for (let i = 0; i < 6; i++) {
+    await client.bind(`cap${i}`, ADDR.client4)
+    await exchange(client, `cap${i}`, ADDR.server4, ECHO, Buffer.from(`flow ${i}`))
+  }
+  const evicted = await ug.waitForLines(/ warn udp-flow-evicted /, 2)
+  t.equal(evicted.length, 2, 'two flows evicted')
+  t.match(evicted[0], /maxFlows=4/, 'the eviction line names the cap')
+
+  // Not captured: a bypassed destination, an excluded source (the server sees the client itself).
+  const seenBypass = await seenBy(client, 'cap5', ADDR.serverBypass4)
+  t.equal(seenBypass.addr, ADDR.client4, 'bypassed destination: the server sees the client (forwarded)')
+  await client.bind('x', ADDR.clientExcluded4)
+  const seenExcluded = await seenBy(client, 'x', ADDR.server4)
+  t.equal(seenExcluded.addr, ADDR.clientExcluded4, 'excluded source: the server sees the client (forwarded)')
+  t.notOk(
+    ug.lines.some((l) => l.includes(`src=${ADDR.clientExcluded4}:`)),
+    'no udp line of the excluded source',
+  )
+
+  // Every flow expires; reply sockets too: fds back to the baseline.
+  await ug.waitForLines(/ info udp .*reason=idle/, 5)
+  await waitFds(ug)
+  checkFds(t, ug)
+  const res = await ug.stop()
+  checkCleanExit(t, ug, res)
+})
+
+t.test('bad input: empty, largest and flooding datagrams are counted, nothing leaks', async (t) => {
+  const { topo, client } = await peers(t)
+  const admin = `${topo.dir}/admin.sock`
+  const ug = await start(t, topo, { idle: 1, maxFlows: 64, admin })
+  await client.bind('z', ADDR.client4)
+  const empty = await exchange(client, 'z', ADDR.server4, ECHO, Buffer.alloc(0))
+  t.same({ from: empty.from, data: empty.data }, { from: ADDR.server4, data: '' }, 'a zero-length datagram is relayed')
+  const big = prngBytes(0xb16, 65507)
+  const bigEcho = await exchange(client, 'z', ADDR.server4, ECHO, big)
+  t.ok(bigEcho.data === big.toString('hex'), 'a 65 507-byte datagram (the IPv4 maximum) is relayed intact')
+  // A flood of new flows from one address: 500 source ports, far over the cap.
+  await client.call(
+    { op: 'spray', addr: ADDR.client4, flows: 500, basePort: 20000, size: 64, to: ADDR.server4, port: ECHO, seed: 5 },
+    60_000,
+  )
+  // Still serving: a datagram after the flood is answered. It is read after
+  // every datagram of the flood, so once it is answered they are all counted.
+  // While too many flows wait for their route a new one is dropped (busy):
+  // then the same source tries again.
+  await client.bind('after', ADDR.client4)
+  let attempts = 0
+  let after: Datagram | undefined
+  while (after === undefined && attempts < 20) {
+    attempts++
+    await client.send('after', ADDR.server4, ECHO, Buffer.from('still here'))
+    after = (await client.recv('after', 1, 2000).catch(() => []))[0]
+  }
+  t.equal(Buffer.from(after?.data ?? '', 'hex').toString(), 'still here', 'ugate still relays after the flood')
+  const status = () =>
+    (
+      ctl(topo, admin, 'status') as {
+        udp: {
+          flowsTotal: number
+          flowsLive: number
+          flowsEvicted: number
+          flowsExpired: number
+          drops: Record<string, number>
+        }
+      }
+    ).udp
+  const u = status()
+  t.equal(
+    u.flowsTotal + u.drops.busy!,
+    1 + 500 + attempts,
+    `every new flow is counted: ${u.flowsTotal} flows, ${u.drops.busy} dropped while too many waited for a route`,
+  )
+  t.ok(u.flowsEvicted >= 500 - 64 - u.drops.busy!, `flows over the cap of 64 were evicted (${u.flowsEvicted})`)
+  // Every flow ends with a udp line (evicted or idle); then none is live.
+  await ug.waitForLines(/ info udp /, u.flowsTotal, 30_000)
+  const end = status()
+  t.same(
+    { live: end.flowsLive, ended: end.flowsEvicted + end.flowsExpired },
+    { live: 0, ended: u.flowsTotal },
+    'every flow evicted or expired',
+  )
+  await waitFds(ug)
+  checkFds(t, ug)
+  const res = await ug.stop()
+  checkCleanExit(t, ug, res)
+})
+
+t.test('SIGKILL leaves rules and routes; the next start replaces them, never duplicates', async (t) => {
+  const { topo, client } = await peers(t)
+  const first = await start(t, topo)
+  first.kill()
+  await first.waitExit().catch(() => {})
+  t.same(routing(topo).rules4, 1, 'after SIGKILL the stale IPv4 rule is still there')
+  const second = await start(t, topo)
+  const r = routing(topo)
+  t.same({ rules4: r.rules4, rules6: r.rules6 }, { rules4: 1, rules6: 1 }, 'after the restart: one rule per family')
+  t.equal(r.routes4.split('\n').length, 1, 'one IPv4 local route')
+  t.equal(r.routes6.split('\n').length, 1, 'one IPv6 local route')
+  await client.bind('k', ADDR.client4)
+  const m = await exchange(client, 'k', ADDR.server4, ECHO, Buffer.from('after restart'))
+  t.equal(m.from, ADDR.server4, 'captured and answered after the restart')
+  const res = await second.stop()
+  checkCleanExit(t, second, res)
+  await checkTableGone(t, topo, 'after the second SIGTERM')
+  t.same(routing(topo), { rules4: 0, rules6: 0, routes4: '', routes6: '' }, 'rules and routes gone')
+})
+
+t.test('rules route UDP flows: network, port, reject, forward; upstream is refused for now', async (t) => {
+  const { topo, client } = await peers(t)
+  const ug = await start(t, topo, {
+    idle: 1,
+    upstreams: [{ name: 'up', type: 'socks5', server: '127.0.0.1:1080' }],
+    rules: [
+      { name: 'tcp-only', network: ['tcp'], dstPort: [7002], action: 'reject' },
+      { name: 'no-udp', network: ['udp'], dstPort: [7003], action: 'reject' },
+      { name: 'to-echo', network: ['udp'], dstPort: [7004], action: `forward:${ADDR.server4}:${ECHO}` },
+      { name: 'via-socks', network: ['udp'], dstPort: [7005], action: 'upstream:up' },
+    ],
+  })
+  await client.bind('r', ADDR.client4)
+  const fwd = await exchange(client, 'r', ADDR.server4, 7004, Buffer.from('forwarded'))
+  t.same(
+    { from: fwd.from, port: fwd.port, data: Buffer.from(fwd.data, 'hex').toString() },
+    { from: ADDR.server4, port: 7004, data: 'forwarded' },
+    'forward: the echo server answered, from the address and port the client sent to',
+  )
+  for (const [port, rule] of [
+    [7003, 'no-udp'],
+    [7005, 'via-socks'],
+  ] as const) {
+    const id = `r${port}`
+    const src = await client.bind(id, ADDR.client4)
+    await client.send(id, ADDR.server4, port, Buffer.from('dropped'))
+    const line = await ug.waitForLine(new RegExp(` info udp .*src=198\\.18\\.1\\.2:${src} .*reason=idle`))
+    t.match(line, new RegExp(`rule=${rule} action=reject`), `port ${port}: rule ${rule} rejects the flow`)
+    t.match(line, /pktUp=0 pktDown=0/, `port ${port}: nothing relayed`)
+  }
+  t.match(
+    ug.events('udp-upstream-unsupported')[0]?.fields,
+    { listener: 'udp', upstream: 'up' },
+    'the upstream route is refused with a warning naming it',
+  )
+  const direct = await client.bind('d', ADDR.client4)
+  await client.send('d', ADDR.server4, 7002, Buffer.from('no echo here'))
+  const line = await ug.waitForLine(new RegExp(` info udp .*src=198\\.18\\.1\\.2:${direct} .*reason=idle`))
+  t.match(line, /rule=default action=direct .*pktUp=1 /, 'a TCP-only rule leaves the UDP flow to the default (direct)')
+  const res = await ug.stop()
+  checkCleanExit(t, ug, res)
+})
+
+t.test("routerSelf: the router's own UDP goes through ugate too", async (t) => {
+  const { topo } = await peers(t)
+  const router = await startAgent(t, topo.router, topo.dir, 'router')
+  const ug = await start(t, topo, { routerSelf: true, idle: 1 })
+  const out = await topo.nft(['list', 'chain', 'inet', 'ugate', 'ugate_tproxy_out'])
+  t.match(out.stdout, /meta mark set 0x00007567/, 'the output chain marks UDP for the detour through lo')
+  for (const [fam, src, dst] of [
+    ['IPv4', ADDR.routerWan4, ADDR.server4],
+    ['IPv6', ADDR.routerWan6, ADDR.server6],
+  ] as const) {
+    const id = `self-${fam}`
+    const port = await router.bind(id, src)
+    const payload = prngBytes(0x5e1f + port, 900)
+    const m = await exchange(router, id, dst, ECHO, payload)
+    t.same(
+      { from: m.from, port: m.port, data: m.data },
+      { from: dst, port: ECHO, data: payload.toString('hex') },
+      `${fam}: the echo comes back exactly, from ${dst}:${ECHO}`,
+    )
+    const srcRe = (fam === 'IPv4' ? src : `[${src}]`).replace(/[.[\]]/g, '\\$&')
+    const line = await ug.waitForLine(new RegExp(` info udp .*src=${srcRe}:${port} .*reason=idle`))
+    t.match(line, /action=direct .*pktUp=1 pktDown=1 /, `${fam}: ugate relayed the router's own flow`)
+  }
+  const res = await ug.stop()
+  checkCleanExit(t, ug, res)
+  t.same(routing(topo), { rules4: 0, rules6: 0, routes4: '', routes6: '' }, 'rules and routes gone')
+})
+
+t.test('QUIC: a flow is routed by the SNI of its first Initial', async (t) => {
+  const { topo, client } = await peers(t)
+  const ug = await start(t, topo, {
+    idle: 1,
+    rules: [{ name: 'no-example', network: ['udp'], domain: ['example.com'], action: 'reject' }],
+  })
+  const fixture = (name: string) => readFileSync(join(repoRoot, 'test', 'fixtures', 'quic', name))
+  // RFC 9001 A.2: a single-packet ClientHello, SNI example.com.
+  const one = await client.bind('q1', ADDR.client4)
+  await client.send('q1', ADDR.server4, 443, fixture('rfc9001-client-initial.bin'))
+  const line1 = await ug.waitForLine(new RegExp(` info udp .*src=198\\.18\\.1\\.2:${one} .*reason=idle`))
+  t.match(line1, /proto=quic host=example\.com rule=no-example action=reject /, 'routed by its SNI: rejected')
+  // Chromium's first datagram: half a ClientHello (post-quantum key share), so no name yet.
+  const two = await client.bind('q2', ADDR.client4)
+  await client.send('q2', ADDR.server4, 443, fixture('chromium-v1-0.bin'))
+  const line2 = await ug.waitForLine(new RegExp(` info udp .*src=198\\.18\\.1\\.2:${two} .*reason=idle`))
+  t.match(
+    line2,
+    /proto=quic rule=default action=direct .*pktUp=1 /,
+    'a ClientHello spread over two datagrams: QUIC, no name, default route',
+  )
+  const res = await ug.stop()
+  checkCleanExit(t, ug, res)
+})
+
+/** Reply sockets close once idle for the idle timeout: wait for the count to drop (the sweep runs every second). */
+async function waitFds(ug: Ugate): Promise<void> {
+  const deadline = Date.now() + 10_000
+  while (ug.fdCount() !== ug.baselineFds && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200))
+}
