@@ -106,6 +106,8 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       'splice',
       'mark',
       'admin_socket',
+      'admin_listen',
+      'admin_secret',
       'log_syslog',
       'ubus_socket',
       'max_connections',
@@ -130,7 +132,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       handshakeTimeout: r.num('handshake_timeout'),
     })
     put(root, 'sniff', { maxBytes: r.num('sniff_max_bytes'), timeout: r.num('sniff_timeout') })
-    put(root, 'admin', { socket: r.str('admin_socket') })
+    put(root, 'admin', { socket: r.str('admin_socket'), listen: r.str('admin_listen'), secret: r.str('admin_secret') })
     put(root, 'ubus', { socket: r.str('ubus_socket') })
     for (const key of ['log', 'relay', 'dial', 'limits', 'sniff', 'admin', 'ubus']) {
       origins.push({ jsonPath: key, section: mains[0], ref: uciSectionRef(pkg, mains[0]) })

@@ -5,6 +5,7 @@
 import * as native from 'ugate:native'
 import { utf8Decode, utf8Encode } from '../core/bytes.js'
 import { Cancel } from '../core/cancel.js'
+import type { ConnInfo } from '../core/clash-api.js'
 import { VERSION } from '../core/version.js'
 import { cancelAfter } from './loop.js'
 import type { Listener } from './listener.js'
@@ -111,6 +112,63 @@ export function connectionsView(ctx: GatewayContext) {
       ...c.fields,
     })),
   }
+}
+
+/**
+ * Every live connection with its bytes so far: the one listing the admin API,
+ * metrics and the views above read (UDP flows and mesh tunnels join here).
+ */
+export function liveConns(ctx: GatewayContext): ConnInfo[] {
+  const now = native.now()
+  const wall = native.wallClock()
+  const flat = native.relayBytes()
+  const bytes = new Map<number, [number, number]>()
+  for (let i = 0; i + 2 < flat.length; i += 3) bytes.set(flat[i]!, [flat[i + 1]!, flat[i + 2]!])
+  const types = new Map(ctx.config.listeners.map((l) => [l.name, l.type]))
+  const rules = new Map(ctx.config.rules.map((r, i) => [r.name ?? `#${i}`, r.action]))
+  return [...ctx.stats.live].map((c) => {
+    const [up, down] = (c.relay !== undefined ? bytes.get(c.relay) : undefined) ?? [0, 0]
+    const info: ConnInfo = {
+      id: c.id,
+      network: 'tcp',
+      listener: c.listener,
+      listenerType: types.get(c.listener) ?? '',
+      src: c.src,
+      startMs: wall - (now - c.startedAt),
+      up,
+      down,
+    }
+    const f = c.fields
+    if (typeof f.dst === 'string') info.dst = f.dst
+    if (typeof f.host === 'string') info.sniffHost = f.host
+    if (typeof f.rule === 'string') {
+      info.rule = f.rule
+      const action = f.rule === 'default' ? ({ type: 'direct' } as const) : rules.get(f.rule)
+      if (action !== undefined) info.action = action
+    }
+    return info
+  })
+}
+
+/** Bytes of every connection so far, closed ones and live ones (as of the relay's last publication). */
+export function byteTotals(ctx: GatewayContext): { up: number; down: number } {
+  let up = ctx.stats.bytesUp
+  let down = ctx.stats.bytesDown
+  const flat = native.relayBytes()
+  for (let i = 0; i + 2 < flat.length; i += 3) {
+    up += flat[i + 1]!
+    down += flat[i + 2]!
+  }
+  return { up, down }
+}
+
+/** End one live connection by id; false when there is none. */
+export function closeConn(ctx: GatewayContext, id: number): boolean {
+  const conn = [...ctx.stats.live].find((c) => c.id === id)
+  if (conn === undefined) return false
+  if (conn.relay !== undefined) native.relayAbort(conn.relay)
+  else conn.cancel.cancel('closed')
+  return true
 }
 
 function formatAddr(a: native.SockAddr): string {

@@ -223,4 +223,10 @@ declare module 'ugate:native' {
     pipesPooled: number
   }
   export function relayStats(): RelayStats
+  /**
+   * Bytes moved so far by every unfinished relay, flat: [id, up, down, id, up,
+   * down, ...]. Published by the relay thread once a second, so up to a second
+   * old (the result's counts are exact).
+   */
+  export function relayBytes(): number[]
 }

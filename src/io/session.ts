@@ -13,6 +13,7 @@ import type { CompiledRules } from '../core/rules/index.js'
 import { CidrSet } from '../core/rules/cidr-tree.js'
 import { parseCidr, parseIpInto } from '../core/ip.js'
 import { DialError } from './dial.js'
+import { ClosedCounters } from '../core/metrics.js'
 import type { Accepted } from './listener.js'
 import { closeQuietly, errorCode, resetQuietly } from './sockets.js'
 import { EofError, HandshakeStream, TooLargeError } from './stream.js'
@@ -55,9 +56,14 @@ export class GatewayStats {
   readonly live = new Set<LiveConn>()
   /** Rule ('default', '#3' or its name) → connections it routed. */
   readonly ruleHits = new Map<string, number>()
+  /** Rule → wall clock of its last hit (ms). */
+  readonly ruleLastHit = new Map<string, number>()
+  /** Counters of /metrics, keyed by labelKey(...) of their labels. */
+  readonly metrics = new ClosedCounters()
 
   hit(rule: string): void {
     this.ruleHits.set(rule, (this.ruleHits.get(rule) ?? 0) + 1)
+    this.ruleLastHit.set(rule, native.wallClock())
   }
 }
 
@@ -166,6 +172,7 @@ async function run(
     ctx.stats.live.delete(live)
     ctx.stats.bytesUp += up
     ctx.stats.bytesDown += down
+    ctx.stats.metrics.closed(l.name, fields, reason, up, down, live.stage === 'relay', splice)
     if (ctx.log.enabled('info'))
       ctx.log.info('conn', accessLine(l.name, src, up, down, startedAt, reason, splice, fields))
     conn.done()

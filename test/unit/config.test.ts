@@ -23,7 +23,7 @@ t.test('full example from the docs', async (t) => {
     dial: { connectTimeoutMs: 3000, mark: 255 },
     limits: { maxConnections: 1024, maxPerSource: 256, handshakeTimeoutMs: 10000 },
     sniff: { maxBytes: 16384, timeoutMs: 300 },
-    admin: { socket: '' },
+    admin: { socket: '', listen: null, secret: '' },
     ubus: { socket: '' },
     listeners: [
       {
