@@ -94,8 +94,8 @@ export class ClosedCounters {
   ): void {
     const action = typeof fields.action === 'string' ? fields.action : 'none'
     count(this.connections, labelKey(listener, action, reason))
-    if (!relayed) count(this.handshakeFailures, labelKey(listener, reason))
-    else count(this.relayModes, splice ? 'splice' : 'copy')
+    if (!relayed && reason !== 'rejected') count(this.handshakeFailures, labelKey(listener, reason))
+    if (relayed) count(this.relayModes, splice ? 'splice' : 'copy')
     count(this.bytes, labelKey(listener, 'up'), up)
     count(this.bytes, labelKey(listener, 'down'), down)
   }

@@ -58,9 +58,17 @@ function locate(e: ConfigError, file: string, origins: Origin[]): ConfigError {
   if (!best) return new ConfigError(`${file}: ${e.path}`, e.detail)
   const rest = e.path.slice(best.jsonPath.length).replace(/^\./, '')
   return new ConfigError(
-    `${file}:${best.section.line}: ${best.ref}${rest ? `.${UCI_NAME[rest] ?? rest}` : ''}`,
+    `${file}:${best.section.line}: ${best.ref}${rest ? `.${UCI_PATH_NAME[e.path] ?? UCI_NAME[rest] ?? rest}` : ''}`,
     e.detail,
   )
+}
+
+/** Whole JSON paths whose uci option name is not their last key's. */
+const UCI_PATH_NAME: Record<string, string> = {
+  'admin.socket': 'admin_socket',
+  'admin.listen': 'admin_listen',
+  'admin.secret': 'admin_secret',
+  'ubus.socket': 'ubus_socket',
 }
 
 /** JSON key → uci option name, for error messages. */

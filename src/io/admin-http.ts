@@ -264,7 +264,9 @@ class AdminConn {
   }
 
   private request(head: RequestHead, body: Uint8Array): void {
-    const keep = keepAlive(head)
+    const upgrade = listTokens(head.headers, 'upgrade').includes('websocket')
+    // A refused upgrade ends the connection: the client expected to leave HTTP.
+    const keep = keepAlive(head) && !upgrade
     const route = matchRoute(head.method, head.target)
     if (head.method === 'OPTIONS') {
       // CORS preflight: no secret asked (browsers send none with it).
@@ -274,7 +276,6 @@ class AdminConn {
       const extra: Array<[string, string]> = route.allow ? [['Allow', route.allow.join(', ')]] : []
       return this.finish(errorReply(route.code, route.message), keep, extra)
     }
-    const upgrade = listTokens(head.headers, 'upgrade').includes('websocket')
     if (!this.authorized(head, route, upgrade)) return this.finish(errorReply(401, 'Unauthorized'), keep)
     if (upgrade) {
       const problem = wsProblem(head)
