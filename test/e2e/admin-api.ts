@@ -144,6 +144,21 @@ async function openConn(api: { ug: Ugate; echo: number }, host = '127.0.0.1') {
   return r.reader
 }
 
+/**
+ * The end of each test: WebSockets closed, then one request whose close the
+ * client sees: the server closes a connection in the turn it writes the
+ * answer, so once this one is closed every earlier one is too. Then the
+ * usual fd, conn-line and exit checks.
+ */
+async function done(t: Test, api: Api, conns: number): Promise<void> {
+  await api.closeAll()
+  await raw(
+    api.port,
+    `GET /version HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${SECRET}\r\nConnection: close\r\n\r\n`,
+  )
+  await finish(t, api.ug, conns)
+}
+
 /** Raw bytes to the admin port; resolves with everything until the server closes. */
 function raw(port: number, bytes: string | Buffer): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -201,7 +216,7 @@ t.test('authentication, CORS, errors with a reason', async (t) => {
   t.match(na.body, { message: 'POST is not allowed here' })
   t.match(await api.get('/proxies/%zz'), { status: 400, body: { message: /percent-encoding/ } })
 
-  await finish(t, api.ug, 0)
+  await done(t, api, 0)
 })
 
 t.test('version, configs and PATCH of the log level', async (t) => {
@@ -232,7 +247,7 @@ t.test('version, configs and PATCH of the log level', async (t) => {
     body: { message: /not JSON/ },
   })
   t.equal((await api.get('/configs', { method: 'PATCH', body: '{"log-level":"info"}' })).status, 204)
-  await finish(t, api.ug, 0)
+  await done(t, api, 0)
 })
 
 t.test('proxies, delay tests, rules with hits', async (t) => {
@@ -283,8 +298,7 @@ t.test('proxies, delay tests, rules with hits', async (t) => {
   t.equal(rules[2].extra.hitCount, 1, 'the default route got the connection')
   t.ok(Date.parse(rules[2].extra.hitAt) > Date.parse('2020-01-01'))
   t.equal(rules[0].extra.hitCount, 0)
-  await api.closeAll()
-  await finish(t, api.ug, 1)
+  await done(t, api, 1)
 })
 
 t.test('connections: snapshot, WebSocket push, live bytes, close one and all', async (t) => {
@@ -338,8 +352,7 @@ t.test('connections: snapshot, WebSocket push, live bytes, close one and all', a
   t.equal((await api.get('/connections', { method: 'DELETE' })).status, 204)
   await aClosed
   await ws.next((m) => m.connections.length === 0)
-  await api.closeAll()
-  await finish(t, api.ug, 2)
+  await done(t, api, 2)
 })
 
 t.test('traffic, memory and logs streams; WebSocket rules', async (t) => {
@@ -406,8 +419,7 @@ t.test('traffic, memory and logs streams; WebSocket rules', async (t) => {
   // Ping → pong, close → close echoed.
   traffic.ws.close(1000)
   t.equal((await traffic.closed).code, 1000)
-  await api.closeAll()
-  await finish(t, api.ug, 1)
+  await done(t, api, 1)
 })
 
 t.test('hardening: keep-alive, malformed input, limits', async (t) => {
@@ -434,7 +446,7 @@ t.test('hardening: keep-alive, malformed input, limits', async (t) => {
   t.match(await raw(api.port, Buffer.from([0, 1, 2, 3, 0xff, 13, 10, 13, 10])), /^HTTP\/1.1 400 /)
   // Still serving.
   t.equal((await api.get('/version')).status, 200)
-  await finish(t, api.ug, 0)
+  await done(t, api, 0)
 })
 
 t.test('a dashboard session as yacd and metacubexd make it', async (t) => {
@@ -481,8 +493,7 @@ t.test('a dashboard session as yacd and metacubexd make it', async (t) => {
   await closed
   await conns.next((x) => x.connections.length === 0)
   t.match(await logs.next((x) => /^conn /.test(x.payload)), { type: 'info', payload: /reason=closed/ })
-  await api.closeAll()
-  await finish(t, api.ug, 1)
+  await done(t, api, 1)
 })
 
 t.test('credentials never appear in answers, metrics or log lines', async (t) => {
@@ -495,8 +506,7 @@ t.test('credentials never appear in answers, metrics or log lines', async (t) =>
     await api.get(p)
   await api.get('/proxies/up1/delay?url=http%3A%2F%2F127.0.0.1%3A1%2F&timeout=500')
   await api.get('/nope?token=' + SECRET)
-  await api.closeAll()
-  await finish(t, api.ug, 1)
+  await done(t, api, 1)
   const everything = [...api.seen, ...api.ug.lines].join('\n')
   t.ok(api.seen.length > 10 && everything.includes('"connections"'), 'answers were collected')
   for (const secret of CREDENTIALS) t.notOk(everything.includes(secret), `${secret.slice(0, 5)}… appears nowhere`)
