@@ -16,12 +16,13 @@ import {
   rulesView,
   ugateLevel,
 } from '../core/clash-api.js'
+import { trafficSample } from '../core/ctl-format.js'
 import { parseResponseHead } from '../core/http-proxy.js'
 import { type ControlledLogger, type LogLevel, levelEnabled } from '../core/log.js'
 import { type Family, exposition, samplesOf } from '../core/metrics.js'
 import { latin1Encode, utf8Decode } from '../core/bytes.js'
 import { VERSION } from '../core/version.js'
-import { type ListenerView, byteTotals, closeConn, liveConns } from './admin.js'
+import { type ListenerView, byteTotals, closeConn, liveConns, ruleHits } from './admin.js'
 import { type Answer, type Reply, type Request, type Stream, errorReply } from './admin-http.js'
 import { dial } from './dial.js'
 import { isOwnAddress } from './outbound.js'
@@ -62,7 +63,7 @@ export class AdminApi {
       case 'delay':
         return this.delay(params.name!, query.get('url'), query.get('timeout'))
       case 'rules':
-        return { status: 200, body: rulesView(ctx.config.rules, this.ruleHits()) }
+        return { status: 200, body: rulesView(ctx.config.rules, ruleHits(ctx)) }
       case 'connections':
         if (req.method === 'DELETE') {
           for (const c of [...ctx.stats.live]) closeConn(ctx, c.id)
@@ -216,11 +217,6 @@ export class AdminApi {
 
   // ---- rules, connections -----------------------------------------------------------
 
-  private ruleHits() {
-    const st = this.ctx.stats
-    return new Map([...st.ruleHits].map(([k, hits]) => [k, { hits, lastMs: st.ruleLastHit.get(k) ?? 0 }]))
-  }
-
   private snapshot() {
     return connectionsSnapshot(liveConns(this.ctx), this.ctx.config.rules, byteTotals(this.ctx), rssBytes())
   }
@@ -259,9 +255,7 @@ export class AdminApi {
         let timer = 0
         const tick = () => {
           const now = byteTotals(this.ctx)
-          send(
-            JSON.stringify({ up: now.up - last.up, down: now.down - last.down, upTotal: now.up, downTotal: now.down }),
-          )
+          send(JSON.stringify(trafficSample(last, now)))
           last = now
           timer = native.setTimeout(tick, 1000)
         }

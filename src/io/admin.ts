@@ -1,11 +1,12 @@
 // The admin socket: a unix stream socket (mode 0600) answering one JSON
-// request per connection, `{"method":"status"}` or `{"method":"connections"}`,
-// with one JSON object. `ugate ctl` and the LuCI rpcd plugin use it.
+// request per connection, `{"method":"status"}`, `connections`, `rules`,
+// `traffic` (byte totals) or `{"method":"close","id":N}`, with one JSON
+// object. `ugate ctl` and the LuCI rpcd plugin use it.
 
 import * as native from 'ugate:native'
 import { utf8Decode, utf8Encode } from '../core/bytes.js'
 import { Cancel } from '../core/cancel.js'
-import type { ConnInfo } from '../core/clash-api.js'
+import { type ConnInfo, type RuleHit, rulesView } from '../core/clash-api.js'
 import { VERSION } from '../core/version.js'
 import { cancelAfter } from './loop.js'
 import type { Listener } from './listener.js'
@@ -74,10 +75,30 @@ async function serve(fd: number, ctx: GatewayContext, listeners: ListenerView): 
 }
 
 function respond(req: unknown, ctx: GatewayContext, listeners: ListenerView): unknown {
-  const method = (req as { method?: unknown } | null)?.method
-  if (method === 'status') return statusView(ctx, listeners)
-  if (method === 'connections') return connectionsView(ctx)
-  return { error: `unknown method ${JSON.stringify(method)} (known: status, connections)` }
+  const r = req as { method?: unknown; id?: unknown } | null
+  switch (r?.method) {
+    case 'status':
+      return statusView(ctx, listeners)
+    case 'connections':
+      return connectionsView(ctx)
+    case 'rules':
+      return rulesView(ctx.config.rules, ruleHits(ctx))
+    case 'traffic':
+      return byteTotals(ctx)
+    case 'close':
+      if (typeof r.id !== 'number') return { error: `close: id ${JSON.stringify(r.id)} is not a number` }
+      return closeConn(ctx, r.id) ? { closed: r.id } : { error: `no live connection ${r.id}` }
+    default:
+      return {
+        error: `unknown method ${JSON.stringify(r?.method)} (known: status, connections, rules, traffic, close)`,
+      }
+  }
+}
+
+/** Hits and last-hit times of every rule label, as /rules and `ugate ctl rules` show them. */
+export function ruleHits(ctx: GatewayContext): Map<string, RuleHit> {
+  const st = ctx.stats
+  return new Map([...st.ruleHits].map(([k, hits]) => [k, { hits, lastMs: st.ruleLastHit.get(k) ?? 0 }]))
 }
 
 /** What `status` answers (here and on ubus). */
@@ -99,9 +120,10 @@ export function statusView(ctx: GatewayContext, listeners: ListenerView) {
   }
 }
 
-/** What `connections` answers (here and on ubus). */
+/** What `connections` answers (here and on ubus); up/down as of the relay's last publication. */
 export function connectionsView(ctx: GatewayContext) {
   const now = native.now()
+  const bytes = new Map(liveConns(ctx).map((c) => [c.id, c]))
   return {
     connections: [...ctx.stats.live].map((c) => ({
       id: c.id,
@@ -109,6 +131,8 @@ export function connectionsView(ctx: GatewayContext) {
       src: c.src,
       stage: c.stage,
       ms: Math.round(now - c.startedAt),
+      up: bytes.get(c.id)?.up ?? 0,
+      down: bytes.get(c.id)?.down ?? 0,
       ...c.fields,
     })),
   }
