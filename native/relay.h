@@ -52,7 +52,7 @@ struct relay {
   const char *reason;  // "eof", "idle", "client-error", "server-error", "shutdown", "closed"
   int err;             // errno for the *-error reasons
   bool spliced;        // some byte went through splice(2)
-  // up.bytes / down.bytes as of the last idle sweep, for relay_bytes(); guarded by the engine's lock
+  // up/down bytes as of the last sweep, for relay_bytes(); guarded by the engine's lock
   uint64_t shown_up, shown_down;
 };
 

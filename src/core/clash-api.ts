@@ -169,7 +169,7 @@ export function clashRule(spec: RuleSpec): ClashRule {
 }
 
 /** The proxy name an action goes through: DIRECT, REJECT, an upstream's name. */
-export function proxyName(a: RuleAction): string {
+function proxyName(a: RuleAction): string {
   switch (a.type) {
     case 'direct':
     case 'forward':
@@ -291,7 +291,7 @@ function hostPort(text: string | undefined): { host: string; port: string } {
 }
 
 /** The rule type and payload of a connection's rule label. */
-export function ruleOfLabel(specs: readonly RuleSpec[], label: string | undefined): ClashRule {
+function ruleOfLabel(specs: readonly RuleSpec[], label: string | undefined): ClashRule {
   if (label === undefined) return { type: '', payload: '' }
   if (label === 'default') return { type: 'Match', payload: '' }
   const i = specs.findIndex((s, i) => ruleLabel(s, i) === label)

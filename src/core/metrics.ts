@@ -63,7 +63,7 @@ export function labelKey(...values: string[]): string {
 }
 
 /** Add n to the counter of `key`. */
-export function count(map: Map<string, number>, key: string, n = 1): void {
+function count(map: Map<string, number>, key: string, n = 1): void {
   map.set(key, (map.get(key) ?? 0) + n)
 }
 

@@ -382,7 +382,7 @@ function parseTestUrl(url: string): TestUrl | null {
 }
 
 /** Resident set size now (VmRSS), in bytes; 0 when /proc cannot tell. */
-export function rssBytes(): number {
+function rssBytes(): number {
   try {
     const m = /^VmRSS:\s+([0-9]+) kB/m.exec(native.readFile('/proc/self/status'))
     return m === null ? 0 : Number(m[1]) * 1024

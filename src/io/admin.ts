@@ -6,7 +6,7 @@
 import * as native from 'ugate:native'
 import { utf8Decode, utf8Encode } from '../core/bytes.js'
 import { Cancel } from '../core/cancel.js'
-import { type ConnInfo, type RuleHit, rulesView } from '../core/clash-api.js'
+import { type ConnInfo, type RuleHit, ruleLabel, rulesView } from '../core/clash-api.js'
 import { VERSION } from '../core/version.js'
 import { cancelAfter } from './loop.js'
 import type { Listener } from './listener.js'
@@ -149,7 +149,7 @@ export function liveConns(ctx: GatewayContext): ConnInfo[] {
   const bytes = new Map<number, [number, number]>()
   for (let i = 0; i + 2 < flat.length; i += 3) bytes.set(flat[i]!, [flat[i + 1]!, flat[i + 2]!])
   const types = new Map(ctx.config.listeners.map((l) => [l.name, l.type]))
-  const rules = new Map(ctx.config.rules.map((r, i) => [r.name ?? `#${i}`, r.action]))
+  const rules = new Map(ctx.config.rules.map((r, i) => [ruleLabel(r, i), r.action]))
   return [...ctx.stats.live].map((c) => {
     const [up, down] = (c.relay !== undefined ? bytes.get(c.relay) : undefined) ?? [0, 0]
     const info: ConnInfo = {

@@ -4,15 +4,18 @@
 // input, and that no credential ever shows in an answer, a metric or a log
 // line.
 
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
 import { WebSocket, request } from 'undici'
 import { listener, startConfig } from '../lib/config.js'
 import { startMicrosocks, socks5Connect } from '../lib/proxy.js'
 import { destroyClients, echoServer, refusedPort, within } from '../lib/servers.js'
-import { finish, type Ugate } from '../lib/ugate.js'
+import { finish, startUgate, type Ugate } from '../lib/ugate.js'
 
 const SECRET = 'admin-s3cret-XYZ'
 const USER = { user: 'alice', pass: 'proxy-pa55-QRS' }
@@ -172,7 +175,7 @@ function raw(port: number, bytes: string | Buffer): Promise<string> {
 }
 
 /** Raw bytes; resolves with what arrived once it matches `until`, after closing and seeing the close. */
-function rawUntil(port: number, bytes: string, until: RegExp): Promise<string> {
+function rawUntil(port: number, bytes: string | Buffer, until: RegExp): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = net.connect(port, '127.0.0.1', () => s.write(bytes))
     let out = ''
@@ -510,4 +513,62 @@ t.test('credentials never appear in answers, metrics or log lines', async (t) =>
   const everything = [...api.seen, ...api.ug.lines].join('\n')
   t.ok(api.seen.length > 10 && everything.includes('"connections"'), 'answers were collected')
   for (const secret of CREDENTIALS) t.notOk(everything.includes(secret), `${secret.slice(0, 5)}… appears nowhere`)
+})
+
+t.test('SIGHUP: a new secret applies at once, a new address reopens the server', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ugate-admin-reload-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'ugate.json')
+  const config = (admin: Record<string, unknown>) =>
+    JSON.stringify({ relay: { shutdownGrace: 1 }, admin, listeners: [listener('mix', 'mixed')] })
+  writeFileSync(file, config({ listen: '127.0.0.1:0', secret: 'first' }))
+  const ug = await startUgate(t, ['run', '--config', file])
+  const port = ug.port('admin-http')
+  const version = (p: number, secret: string) =>
+    raw(p, `GET /version HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${secret}\r\nConnection: close\r\n\r\n`)
+  t.match(await version(port, 'first'), /^HTTP\/1.1 200 /)
+
+  // Ping → pong with the same payload (RFC 6455 §5.5.3), on a raw upgraded socket.
+  const pong = await rawUntil(
+    port,
+    Buffer.concat([
+      Buffer.from(
+        `GET /logs?token=first HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+      ),
+      Buffer.from([0x89, 0x82, 1, 2, 3, 4, 0x68 ^ 1, 0x69 ^ 2]),
+    ]),
+    /\x8a\x02hi/,
+  )
+  t.match(pong, /^HTTP\/1.1 101 [^]*\r\n\r\n\x8a\x02hi/)
+
+  writeFileSync(file, config({ listen: '127.0.0.1:0', secret: 'second' }))
+  process.kill(ug.pid, 'SIGHUP')
+  await ug.waitForLines(/ info reloaded /, 1)
+  t.equal(ug.matching(/ listening name=admin-http /).length, 1, 'same address: the socket is kept')
+  t.match(await version(port, 'first'), /^HTTP\/1.1 401 /, 'the old secret no longer works')
+  t.match(await version(port, 'second'), /^HTTP\/1.1 200 /)
+
+  const next = await refusedPort()
+  writeFileSync(file, config({ listen: `127.0.0.1:${next}`, secret: 'second' }))
+  process.kill(ug.pid, 'SIGHUP')
+  await ug.waitForLines(/ info reloaded /, 2)
+  const ports = ug
+    .events('listening')
+    .filter((l) => l.fields.name === 'admin-http')
+    .map((l) => Number(/:(\d+)$/.exec(l.fields.addr ?? '')![1]))
+  t.same(ports, [port, next], 'the server was opened again at the new address')
+  t.match(await version(ports[1]!, 'second'), /^HTTP\/1.1 200 /)
+  await new Promise<void>((resolve) => {
+    const s = net.connect(port, '127.0.0.1')
+    s.on('error', (e: NodeJS.ErrnoException) => {
+      t.equal(e.code, 'ECONNREFUSED', 'the old address is closed')
+      resolve()
+    })
+  })
+
+  writeFileSync(file, config({ listen: '0.0.0.0:0' }))
+  process.kill(ug.pid, 'SIGHUP')
+  await ug.waitForLine(/ error reload-failed error="admin.listen: \\"0.0.0.0:0\\" is not a loopback address/)
+  t.match(await version(ports[1]!, 'second'), /^HTTP\/1.1 200 /, 'a refused config keeps the server')
+  await finish(t, ug, 0)
 })
