@@ -24,6 +24,7 @@ export type RouteName =
   | 'memory'
   | 'logs'
   | 'metrics'
+  | 'status'
 
 interface RouteDef {
   name: RouteName
@@ -46,6 +47,7 @@ const ROUTES: RouteDef[] = [
   { name: 'memory', path: ['memory'], methods: ['GET'] },
   { name: 'logs', path: ['logs'], methods: ['GET'] },
   { name: 'metrics', path: ['metrics'], methods: ['GET'] },
+  { name: 'status', path: ['ugate', 'status'], methods: ['GET'] },
 ]
 
 export type RouteMatch =

@@ -5,6 +5,7 @@
 
 import * as native from 'ugate:native'
 import { splitHostPort } from '../core/address.js'
+import { ADMIN_PAGE } from '../core/admin-page.js'
 import { Cancel } from '../core/cancel.js'
 import {
   type DelayRecord,
@@ -22,7 +23,7 @@ import { type ControlledLogger, type LogLevel, levelEnabled } from '../core/log.
 import { type Family, exposition, samplesOf } from '../core/metrics.js'
 import { latin1Encode, utf8Decode } from '../core/bytes.js'
 import { VERSION } from '../core/version.js'
-import { type ListenerView, byteTotals, closeConn, liveConns, ruleHits } from './admin.js'
+import { type ListenerView, byteTotals, closeConn, liveConns, ruleHits, statusView } from './admin.js'
 import { type Answer, type Reply, type Request, type Stream, errorReply } from './admin-http.js'
 import { dial } from './dial.js'
 import { isOwnAddress } from './outbound.js'
@@ -49,7 +50,9 @@ export class AdminApi {
     const ctx = this.ctx
     switch (name) {
       case 'page':
-        return { status: 200, body: { hello: 'ugate' } }
+        return { status: 200, text: ADMIN_PAGE, contentType: 'text/html; charset=utf-8' }
+      case 'status':
+        return { status: 200, body: statusView(ctx, this.listeners) }
       case 'version':
         return { status: 200, body: { version: VERSION, meta: false } }
       case 'configs':

@@ -211,6 +211,10 @@ t.test('authentication, CORS, errors with a reason', async (t) => {
   t.match(pre.headers['access-control-allow-methods'], /DELETE/)
   t.match(pre.headers['access-control-allow-headers'], /Authorization/)
 
+  const page = await api.get('/', { anonymous: true })
+  t.same([page.status, page.headers['content-type']], [200, 'text/html; charset=utf-8'], 'the page needs no secret')
+  t.match(page.body, /<title>ugate<\/title>/)
+  t.equal((await api.get('/ugate/status', { anonymous: true })).status, 401, 'its data does')
   const nf = await api.get('/nope')
   t.same([nf.status, nf.body], [404, { message: 'Resource not found' }])
   const na = await api.get('/rules', { method: 'POST' })

@@ -19,6 +19,7 @@ import { rng } from '../lib/rng.js'
 t.test('routes: names, parameters, 404, 405 with Allow, bad encodings', async (t) => {
   t.match(matchRoute('GET', '/version'), { status: 'ok', name: 'version' })
   t.match(matchRoute('GET', '/'), { status: 'ok', name: 'page' })
+  t.match(matchRoute('GET', '/ugate/status'), { status: 'ok', name: 'status' })
   t.match(matchRoute('GET', '/proxies/'), { status: 'ok', name: 'proxies' })
   t.match(matchRoute('GET', '/proxies/my%20proxy'), { status: 'ok', name: 'proxy', params: { name: 'my proxy' } })
   const delay = matchRoute('GET', '/proxies/DIRECT/delay?url=http%3A%2F%2Fa%2F&timeout=500')
