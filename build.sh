@@ -6,12 +6,13 @@
 #   ./build.sh ipk      OpenWrt packages for every arch in build/ipk (openwrt/build-ipk.sh)
 #   ./build.sh packages the .ipk files and the APK v3 ones in build/apk (openwrt/build-apk.sh)
 #   ./build.sh deps     install what building and testing need (Debian packages, npm ci)
-#   ./build.sh clean    remove build/ (the cached QuickJS-ng sources too)
+#   ./build.sh clean    remove build/ (the cached QuickJS-ng and mbedTLS sources too)
 # QuickJS-ng comes from Debian's qjs-src package, fetched by name with apt-get
 # into build/ through a private sources list; the machine's apt setup is only read.
+# mbedTLS comes from Debian's mbedtls source package the same way (openwrt/lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")"
-# say, die, warn, need, apt_install, debian_uri; ROOT, B, JOBS
+# say, die, warn, need, apt_install, debian_uri, fetch_mbedtls; ROOT, B, JOBS, MBEDTLS
 # shellcheck source=openwrt/lib.sh
 . openwrt/lib.sh
 
@@ -113,7 +114,7 @@ bundle() {
 # target's jsc under qemu-user).
 musl_make() {  # musl_make TARGET...
   need musl-gcc musl-tools
-  native_make O="$B/obj/musl" CC=musl-gcc QJS="$QJS" BIN="$B/ugate" JSC="$B/jsc" \
+  native_make O="$B/obj/musl" CC=musl-gcc QJS="$QJS" MBEDTLS="$MBEDTLS" BIN="$B/ugate" JSC="$B/jsc" \
     JS="$B/ugate.js" BUNDLE="$B/gen/bundle.c" "$@" || die "musl build failed"
 }
 
@@ -130,7 +131,7 @@ build_asan() {
   need gcc gcc
   musl_make "$B/gen/bundle.c"
   say "build/ugate-asan (glibc, ASan + UBSan)"
-  native_make O="$B/obj/asan" CC=gcc PROFILE=asan QJS="$QJS" BIN="$B/ugate-asan" \
+  native_make O="$B/obj/asan" CC=gcc PROFILE=asan QJS="$QJS" MBEDTLS="$MBEDTLS" BIN="$B/ugate-asan" \
     BUNDLE="$B/gen/bundle.c" "$B/ugate-asan" || die "ASan build failed"
 }
 
@@ -145,6 +146,7 @@ main() {
   mkdir -p "$B"
   npm_deps
   fetch_qjs
+  fetch_mbedtls
   bundle
   case $what in
     ugate) build_musl ;;

@@ -2,7 +2,7 @@
 # bench/profile.sh — where a short connection's time goes in ugate (not a test).
 #
 # Builds a copy of today's build/ugate with symbols (glibc, -O2 -g, frame
-# pointers; same sources: native/, build/gen/bundle.c, build/qjs-src) into a
+# pointers; native/build.mk, the same sources as build/ugate) into a
 # temp dir, puts a `forward` in front of an nginx on loopback and loads it with
 # wrk -H "Connection: close" (one 6-byte response per connection). Prints:
 #   1. CPU per connection of each ugate thread (main = QuickJS + event loop,
@@ -29,26 +29,18 @@ COUNT=${PROFILE_COUNT:-300}
 [[ $COUNT =~ ^[1-9][0-9]*$ ]] || die "PROFILE_COUNT: '$COUNT' is not a positive integer"
 [[ $SECS =~ ^[1-9][0-9]*$ ]] || die "PROFILE_SECONDS: '$SECS' is not a positive integer"
 [[ $CONNS =~ ^[1-9][0-9]*$ ]] || die "PROFILE_CONNS: '$CONNS' is not a positive integer"
-[[ -f $ROOT/build/gen/bundle.c && -d $ROOT/build/qjs-src ]] || die "build/gen/bundle.c missing: run make first"
+[[ -f $ROOT/build/gen/bundle.c && -d $ROOT/build/qjs-src && -d $MBEDTLS ]] || die "build/gen/bundle.c missing: run make first"
 apt_install wrk nginx-light libnginx-mod-stream strace linux-perf gcc curl
 for c in wrk nginx strace perf gcc; do need "$c" "$c"; done
 
 # ---------------------------------------------------------------- the build with symbols
 BIN=$TMP/ugate-sym
 log "building $BIN (glibc, -O2 -g -fno-omit-frame-pointer)"
-mkdir -p "$TMP/obj"
-FLAGS=(-O2 -g -fno-omit-frame-pointer -DNDEBUG -I"$ROOT/build/qjs-src")
-for f in quickjs libregexp libunicode dtoa; do
-  gcc "${FLAGS[@]}" -D_GNU_SOURCE -w -c "$ROOT/build/qjs-src/$f.c" -o "$TMP/obj/qjs-$f.o" &
-done
-wait
-NATIVE_OBJS=()
-for f in "$ROOT"/native/*.c "$ROOT/build/gen/bundle.c"; do
-  o=$TMP/obj/$(basename "$f" .c).o
-  gcc "${FLAGS[@]}" -c "$f" -o "$o" || die "cannot compile $f"
-  [[ $f == */native/* ]] && NATIVE_OBJS+=("$o")
-done
-gcc -o "$BIN" "$TMP"/obj/*.o -lm -lpthread
+# native/build.mk as for every build, with the tool profile (-O2) and symbols.
+native_make O="$TMP/obj" CC=gcc PROFILE=tool CFLAGS="-g -fno-omit-frame-pointer -DNDEBUG" \
+  QJS="$ROOT/build/qjs-src" MBEDTLS="$MBEDTLS" BIN="$BIN" BUNDLE="$ROOT/build/gen/bundle.c" "$BIN" \
+  || die "cannot build $BIN"
+NATIVE_OBJS=("$TMP"/obj/native/*.o)
 # native/'s function names, to tell them from QuickJS's in the profile
 nm --defined-only "${NATIVE_OBJS[@]}" | awk '$2 ~ /^[tT]$/ {print $3}' | sort -u >"$TMP/native.syms"
 

@@ -17,6 +17,9 @@
 #            of them when the flags change (O/.flags)
 #   BIN JSC  outputs (default O/ugate, O/jsc)
 #   QJS      QuickJS-ng sources (default build/qjs-src)
+#   MBEDTLS  mbedTLS sources (default build/mbedtls-src), built into
+#            O/mbedtls/libmbedcrypto.a with native/mbedtls-config.h
+#   AR       the archiver for that library (llvm-ar for clang cross builds)
 #   BUNDLE   the bytecode as C (default build/gen/bundle.c)
 #   JS       when set, this build's jsc writes BUNDLE from JS, run through EMU
 #            (qemu-user for a target of the other byte order); when unset,
@@ -31,15 +34,35 @@ NATIVE_SRCS := \
 	mod_net \
 	mod_nlmon \
 	mod_proc \
+	mod_quic \
 	mod_relay \
 	mod_sys \
 	module \
 	pipe \
+	quic \
 	relay \
 	util
 
 # QuickJS-ng, from its source directory; no qjs/qjsc/libc: ugate has its own.
 QJS_SRCS := dtoa libregexp libunicode quickjs
+
+# mbedTLS's crypto library: library/Makefile's OBJS_CRYPTO. Modules that
+# native/mbedtls-config.h leaves out compile to empty objects, so the config
+# alone decides what is in it. (The TLS work adds OBJS_X509 and OBJS_TLS as
+# libmbedx509.a and libmbedtls.a the same way.)
+MBEDTLS_CRYPTO_SRCS := \
+	aes aesce aesni aria asn1parse asn1write base64 bignum bignum_core \
+	bignum_mod bignum_mod_raw block_cipher camellia ccm chacha20 chachapoly \
+	cipher cipher_wrap cmac constant_time ctr_drbg des dhm ecdh ecdsa ecjpake \
+	ecp ecp_curves ecp_curves_new entropy entropy_poll error gcm hkdf \
+	hmac_drbg lmots lms md md5 memory_buffer_alloc nist_kw oid padlock pem pk \
+	pk_ecc pk_wrap pkcs12 pkcs5 pkparse pkwrite platform platform_util \
+	poly1305 psa_crypto psa_crypto_aead psa_crypto_cipher psa_crypto_client \
+	psa_crypto_driver_wrappers_no_static psa_crypto_ecp psa_crypto_ffdh \
+	psa_crypto_hash psa_crypto_mac psa_crypto_pake psa_crypto_random \
+	psa_crypto_rsa psa_crypto_se psa_crypto_slot_management psa_crypto_storage \
+	psa_its_file psa_util ripemd160 rsa rsa_alt_helpers sha1 sha256 sha512 \
+	sha3 threading timing version version_features
 
 # Our code (native/, jsc, the bytecode) on every target; QuickJS-ng's warnings
 # are not ours to fix.
@@ -64,28 +87,36 @@ endif
 
 O ?= $(error O= (the object directory) is not set)
 QJS ?= build/qjs-src
+MBEDTLS ?= build/mbedtls-src
 BIN ?= $(O)/ugate
 JSC ?= $(O)/jsc
 BUNDLE ?= build/gen/bundle.c
 LDLIBS ?= -lm -lpthread
 
+# Our config header replaces mbedTLS's default one, for it and for us.
+MBEDTLS_CONFIG := -Inative -I$(MBEDTLS)/include -DMBEDTLS_CONFIG_FILE='"mbedtls-config.h"'
 QJS_CFLAGS = $(CFLAGS) $(OPT) -D_GNU_SOURCE $(QJS_WARN)
-OUR_CFLAGS = $(CFLAGS) $(OPT) $(OUR_OPT) -I$(QJS) $(WARN)
+MBEDTLS_CFLAGS = $(CFLAGS) $(OPT) $(OUR_OPT) $(MBEDTLS_CONFIG) -I$(MBEDTLS)/library -w
+OUR_CFLAGS = $(CFLAGS) $(OPT) $(OUR_OPT) -I$(QJS) $(MBEDTLS_CONFIG) $(WARN)
 LINK_ARGS = $(CFLAGS) $(LINK) $(LDFLAGS)
 
 QJS_OBJS := $(QJS_SRCS:%=$(O)/qjs/%.o)
+MBEDCRYPTO := $(O)/mbedtls/libmbedcrypto.a
+MBEDTLS_OBJS := $(MBEDTLS_CRYPTO_SRCS:%=$(O)/mbedtls/%.o)
 NATIVE_OBJS := $(NATIVE_SRCS:%=$(O)/native/%.o) $(O)/native/bundle.o
 
 # Any change of compiler or flags makes every object stale: the stamp is
 # rewritten (and so newer than them) only when its text changes.
-FLAGS_TEXT := $(strip $(CC) | $(QJS_CFLAGS) | $(OUR_CFLAGS) | $(LINK_ARGS) | $(LDLIBS))
+FLAGS_TEXT := $(strip $(CC) | $(QJS_CFLAGS) | $(MBEDTLS_CFLAGS) | $(OUR_CFLAGS) | $(LINK_ARGS) | $(LDLIBS))
 ifneq ($(FLAGS_TEXT),$(strip $(shell cat $(O)/.flags 2>/dev/null)))
 $(shell mkdir -p $(O))
 $(file >$(O)/.flags,$(FLAGS_TEXT))
 endif
 # A new QuickJS-ng keeps its packaged (old) mtimes: its .version is new.
 COMMON_DEPS := $(O)/.flags $(wildcard $(QJS)/.version $(QJS)/*.h) $(DEPS)
-OUR_DEPS := $(COMMON_DEPS) $(wildcard native/*.h)
+# A new mbedTLS: its .debian-version (build.sh's fetch writes it).
+MBEDTLS_DEPS := $(COMMON_DEPS) $(wildcard $(MBEDTLS)/.debian-version) native/mbedtls-config.h
+OUR_DEPS := $(COMMON_DEPS) $(wildcard native/*.h) $(wildcard $(MBEDTLS)/.debian-version)
 
 .DELETE_ON_ERROR:
 .PHONY: all
@@ -94,6 +125,14 @@ all: $(BIN)
 $(O)/qjs/%.o: $(QJS)/%.c $(COMMON_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(QJS_CFLAGS) -c $< -o $@
+
+$(O)/mbedtls/%.o: $(MBEDTLS)/library/%.c $(MBEDTLS_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(MBEDTLS_CFLAGS) -c $< -o $@
+
+$(MBEDCRYPTO): $(MBEDTLS_OBJS)
+	rm -f $@
+	$(AR) rcs $@ $^
 
 $(O)/native/%.o: native/%.c $(OUR_DEPS)
 	@mkdir -p $(@D)
@@ -108,8 +147,8 @@ $(O)/tools/jsc.o: native/tools/jsc.c $(OUR_DEPS)
 	$(CC) $(OUR_CFLAGS) -c $< -o $@
 
 # Linked to a temporary name first: a test may be running the old one.
-$(BIN): $(NATIVE_OBJS) $(QJS_OBJS)
-	$(CC) $(LINK_ARGS) -o $@.tmp $(NATIVE_OBJS) $(QJS_OBJS) $(LDLIBS)
+$(BIN): $(NATIVE_OBJS) $(QJS_OBJS) $(MBEDCRYPTO)
+	$(CC) $(LINK_ARGS) -o $@.tmp $(NATIVE_OBJS) $(QJS_OBJS) $(MBEDCRYPTO) $(LDLIBS)
 	mv $@.tmp $@
 
 $(JSC): $(O)/tools/jsc.o $(QJS_OBJS)

@@ -383,10 +383,14 @@ ug_job *ug_job_queue_pop(ug_job_queue *q) {
   return job;
 }
 
+// dispatch_posted reads the eventfd before it takes the queue, so only the
+// post that finds the queue empty needs to wake the loop: one write per batch.
 void ug_loop_post(ug_job *job) {
   pthread_mutex_lock(&loop.post_lock);
+  bool first = loop.posted.head == NULL;
   ug_job_queue_push(&loop.posted, job);
   pthread_mutex_unlock(&loop.post_lock);
+  if (!first) return;
   uint64_t one = 1;
   ssize_t n = write(loop.wakefd, &one, sizeof one);
   (void)n;  // EAGAIN means the counter is already non-zero: the loop will wake

@@ -82,6 +82,12 @@ static JSValue js_relay(UG_JS_PARAMS) {
     free(up);
     return JS_EXCEPTION;
   }
+  if (up_len >= RELAY_INITIAL_MAX || down_len >= RELAY_INITIAL_MAX) {
+    free(up);
+    free(down);
+    return JS_ThrowRangeError(ctx, "relay: initial data of %zu bytes is too large",
+                              up_len > down_len ? up_len : down_len);
+  }
   relay_call *call = malloc(sizeof *call);
   if (!call) {
     free(up);

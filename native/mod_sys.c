@@ -109,7 +109,8 @@ static JSValue js_read_file(UG_JS_PARAMS) {
     len += n;
   }
   close(fd);
-  JSValue s = JS_NewStringLen(ctx, buf, len);
+  JSValue s = JS_ToBool(ctx, argv[1]) ? JS_NewArrayBufferCopy(ctx, (uint8_t *)buf, len)
+                                      : JS_NewStringLen(ctx, buf, len);
   free(buf);
   return s;
 }
@@ -145,7 +146,7 @@ static const JSCFunctionListEntry sys_funcs[] = {
     JS_CFUNC_DEF("wallClock", 0, js_wall_clock),
     JS_CFUNC_DEF("writeStderr", 1, js_write_stderr),
     JS_CFUNC_DEF("writeStdout", 1, js_write_stdout),
-    JS_CFUNC_DEF("readFile", 1, js_read_file),
+    JS_CFUNC_DEF("readFile", 2, js_read_file),
     JS_CFUNC_DEF("fdCount", 0, js_fd_count),
     JS_CFUNC_DEF("peakRssKiB", 0, js_peak_rss),
     JS_CFUNC_DEF("errnoName", 1, js_errno_name),

@@ -13,7 +13,7 @@
 
 struct pipe {
   int prod, cons;  // write end, read end; both -1 when no pipe is held
-  size_t data;     // bytes sitting in the pipe
+  uint32_t data;   // bytes sitting in the pipe (at most PIPE_SIZE)
 };
 #define PIPE_NONE ((struct pipe){.prod = -1, .cons = -1, .data = 0})
 

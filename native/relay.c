@@ -1,8 +1,11 @@
 // The TCP relay thread. Once a route is chosen, both sockets come here and
 // the payload never enters JS again: splice(2) through a pipe per direction
-// (pipe.c: held only while bytes are in it), or a read/write loop through one
-// scratch buffer. Edge-triggered epoll: every event pumps both directions of
-// its relay until they would block. A finished relay goes to its on_done.
+// (pipe.c: held only while bytes are in it), or a recv/send loop through one
+// scratch buffer. Splice mode copies too until a direction proves bulk (one
+// read of SPLICE_AT bytes): for a few bytes two copies cost less than two
+// splices and a pipe. Each socket is registered once, edge-triggered; an event
+// pumps the direction that reads that socket, and the one that writes it if
+// that one waits for room. A finished relay goes to its on_done.
 #define _GNU_SOURCE
 #include "relay.h"
 
@@ -18,7 +21,8 @@
 #include <unistd.h>
 
 #define SCRATCH_SIZE (64 * 1024)
-#define SWEEP_MS 1000  // idle timeouts are checked this often
+#define SPLICE_AT (16 * 1024)  // a copied read this big: the flow is bulk, splice it
+#define SWEEP_MS 1000          // idle timeouts are checked this often
 
 static struct {
   pthread_t thread;
@@ -104,7 +108,7 @@ static int pump_splice(relay *r, relay_dir *d, int *err) {
       took_last(d, n);  // at the limit: flush the pipe, then the loop ends at `eof`
       continue;
     }
-    if (n == SPLICE_EOF) {
+    if (n == SPLICE_EOF && !d->urgent) {
       d->eof = true;
       break;
     }
@@ -114,11 +118,42 @@ static int pump_splice(relay *r, relay_dir *d, int *err) {
     }
     // The pipe is empty here, so SPLICE_WAIT means `from` is quiet: give the
     // pipe back meanwhile. SPLICE_UNSUPPORTED: this socket copies from now on.
+    // With urgent data seen, splice may be stuck at its mark (EAGAIN, or 0
+    // with a FIN behind it) where recv reads past it: copy until the next bulk read.
     pipe_put(&d->pipe);
-    d->copy = n == SPLICE_UNSUPPORTED;
+    if (n == SPLICE_UNSUPPORTED)
+      d->copy = true;
+    else if (d->urgent)
+      d->copy = d->may_splice = true;
     return PUMP_OK;
   }
   pipe_put(&d->pipe);
+  return PUMP_OK;
+}
+
+// Send n scratch bytes to d->to; what `to` does not take now is kept in d->buf.
+static int send_scratch(relay *r, relay_dir *d, size_t n, int *err) {
+  ssize_t w;
+  do {
+    w = send(d->to, scratch, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    counters.copy_calls++;
+  } while (w < 0 && errno == EINTR);
+  if (w < 0 && errno != EAGAIN) {
+    *err = errno;
+    return PUMP_TO_ERR;
+  }
+  if (w < 0) w = 0;
+  d->bytes += w;
+  r->last_ms = mono_ms();
+  if ((size_t)w == n) return PUMP_OK;
+  d->buf = malloc(n - w);  // `to` is full: keep the rest and wait for EPOLLOUT
+  if (!d->buf) {
+    *err = ENOMEM;
+    return PUMP_TO_ERR;
+  }
+  memcpy(d->buf, scratch + w, n - w);
+  d->off = 0;
+  d->len = n - w;
   return PUMP_OK;
 }
 
@@ -138,26 +173,17 @@ static int pump_copy(relay *r, relay_dir *d, int *err) {
       return PUMP_FROM_ERR;
     }
     took_last(d, n);
-    ssize_t w = send(d->to, scratch, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    counters.copy_calls++;
-    if (w < 0 && errno != EAGAIN && errno != EINTR) {
-      *err = errno;
-      return PUMP_TO_ERR;
-    }
-    if (w < 0) w = 0;
-    d->bytes += w;
-    r->last_ms = mono_ms();
-    if (w < n) {  // `to` is full: keep the rest and wait for EPOLLOUT
-      d->buf = malloc(n - w);
-      if (!d->buf) {
-        *err = ENOMEM;
-        return PUMP_TO_ERR;
-      }
-      memcpy(d->buf, scratch + w, n - w);
-      d->off = 0;
-      d->len = n - w;
+    int rc = send_scratch(r, d, n, err);
+    if (rc || d->buf) return rc;
+    if (d->may_splice && n >= SPLICE_AT) {  // bulk: pump() goes on in splice mode
+      d->copy = d->may_splice = false;
       return PUMP_OK;
     }
+    // A short read emptied the socket: bytes arriving later raise a new edge,
+    // so no recv is needed just to see EAGAIN. Not so once EOF or an error was
+    // reported (recv must still see it), nor after urgent data (a read stops
+    // short at its mark).
+    if ((size_t)n < want && !d->drain) return PUMP_OK;
   }
   return PUMP_OK;
 }
@@ -166,11 +192,18 @@ static int pump(relay *r, relay_dir *d, int *err) {
   if (d->shut) return PUMP_OK;
   int rc = write_buffered(r, d, err);  // bytes read earlier go first, in order
   if (rc || d->buf) return rc;
-  if (!d->copy) rc = pump_splice(r, d, err);
-  if (rc == PUMP_OK && d->copy) rc = pump_copy(r, d, err);  // copy mode, or splice just fell back
+  for (;;) {  // again after a switch of mode (copy → splice, or splice falling back to copy)
+    bool copy = d->copy;
+    rc = copy ? pump_copy(r, d, err) : pump_splice(r, d, err);
+    if (rc || d->buf || d->copy == copy) break;
+  }
   if (rc) return rc;
   if (d->eof && !d->buf && d->pipe.data == 0) {
-    if (!d->nofin) shutdown(d->to, SHUT_WR);  // pass the FIN on: half-close
+    // Pass the FIN on: half-close. Unless the other direction read `to` to its
+    // EOF already: then the relay closes now, and close() sends that FIN.
+    const relay_dir *other = d == &r->up ? &r->down : &r->up;
+    bool closing = other->shut && !other->nofin;
+    if (!d->nofin && !closing) shutdown(d->to, SHUT_WR);
     d->shut = true;
   }
   return PUMP_OK;
@@ -206,40 +239,61 @@ static void finish(relay *r, const char *reason, int err) {
   finished = r;
 }
 
-static void run_pumps(relay *r) {
+// Pump the directions asked for (up first, so an error is blamed on the right side).
+static void run_pumps(relay *r, bool up, bool down) {
   int err = 0;
-  int rc = pump(r, &r->up, &err);
+  int rc = up ? pump(r, &r->up, &err) : PUMP_OK;
   if (rc) return finish(r, rc == PUMP_FROM_ERR ? "client-error" : "server-error", err);
-  rc = pump(r, &r->down, &err);
+  rc = down ? pump(r, &r->down, &err) : PUMP_OK;
   if (rc) return finish(r, rc == PUMP_FROM_ERR ? "server-error" : "client-error", err);
   if (r->up.shut && r->down.shut) finish(r, "eof", 0);
 }
 
-static void on_event(relay_end *e, uint32_t events) {
-  relay *r = e->r;
-  if (r->done) return;  // closed earlier in this batch
+static bool waits_for_room(const relay_dir *d) {
+  return d->buf || d->pipe.data;
+}
+
+// epoll data: the relay's address plus the side (relays are pointer-aligned).
+static uint64_t end_tag(relay *r, int side) {
+  return (uintptr_t)r | (unsigned)side;
+}
+
+static void on_event(uint64_t tag, uint32_t events) {
+  relay *r = (relay *)(uintptr_t)(tag & ~(uint64_t)1);
+  int side = tag & 1;                         // 0: a (client), 1: b (server)
+  if (r->done) return;                        // closed earlier in this batch
+  relay_dir *in = side ? &r->down : &r->up;   // reads this socket
+  relay_dir *out = side ? &r->up : &r->down;  // writes to it
+  bool failed = events & (EPOLLERR | EPOLLHUP);
   if (events & EPOLLERR) {
     int err = 0;
     socklen_t l = sizeof err;
-    getsockopt(e->side ? r->up.to : r->up.from, SOL_SOCKET, SO_ERROR, &err, &l);
-    if (err) return finish(r, e->side ? "server-error" : "client-error", err);
+    getsockopt(in->from, SOL_SOCKET, SO_ERROR, &err, &l);
+    if (err) return finish(r, side ? "server-error" : "client-error", err);
   }
-  run_pumps(r);
+  if (failed || (events & (EPOLLRDHUP | EPOLLPRI))) in->drain = true;
+  if (events & EPOLLPRI) in->urgent = true;
+  bool pump_in = failed || (events & (EPOLLIN | EPOLLRDHUP | EPOLLPRI));
+  bool pump_out = failed || ((events & EPOLLOUT) && waits_for_room(out));
+  run_pumps(r, side ? pump_out : pump_in, side ? pump_in : pump_out);
 }
 
+// Registering a socket that is already readable or writable queues its first
+// event, so the pumps start from there: initial bytes go out on EPOLLOUT.
 static void adopt(relay *r) {
   r->next = live;
   if (live) live->prev = r;
   live = r;
-  r->ea = (relay_end){r, 0};
-  r->eb = (relay_end){r, 1};
-  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
-  ev.data.ptr = &r->ea;
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET};
+  ev.data.u64 = end_tag(r, 0);
   int ok = epoll_ctl(engine.ep, EPOLL_CTL_ADD, r->up.from, &ev);
-  ev.data.ptr = &r->eb;
+  ev.data.u64 = end_tag(r, 1);
   if (ok == 0) ok = epoll_ctl(engine.ep, EPOLL_CTL_ADD, r->up.to, &ev);
   if (ok < 0) return finish(r, "client-error", errno);
-  run_pumps(r);  // initial bytes, and data that arrived before the hand-over
+  // A direction limited to 0 bytes with nothing to send is over already; no
+  // event of its own may ever come.
+  bool up_over = r->up.eof && !r->up.buf, down_over = r->down.eof && !r->down.buf;
+  if (up_over || down_over) run_pumps(r, up_over, down_over);
 }
 
 static void sweep_idle(double now) {
@@ -301,12 +355,12 @@ static void *relay_thread(void *arg) {
   for (;;) {
     int n = epoll_wait(engine.ep, evs, 128, live ? SWEEP_MS : -1);
     for (int i = 0; i < n; i++) {
-      if (evs[i].data.ptr == NULL) {
+      if (evs[i].data.u64 == 0) {
         uint64_t v;
         ssize_t rd = read(engine.wakefd, &v, sizeof v);
         (void)rd;
       } else {
-        on_event(evs[i].data.ptr, evs[i].events);
+        on_event(evs[i].data.u64, evs[i].events);
       }
     }
     pthread_mutex_lock(&engine.lock);
@@ -346,8 +400,9 @@ static void *relay_thread(void *arg) {
 // ---- called from the loop thread ---------------------------------------------------
 void relay_init(relay *r, int a, int b, bool splice, int idle_ms, relay_done_fn *on_done) {
   memset(r, 0, sizeof *r);
-  r->up = (relay_dir){.from = a, .to = b, .pipe = PIPE_NONE, .copy = !splice};
-  r->down = (relay_dir){.from = b, .to = a, .pipe = PIPE_NONE, .copy = !splice};
+  // Splice mode starts copying too: see SPLICE_AT.
+  r->up = (relay_dir){.from = a, .to = b, .pipe = PIPE_NONE, .copy = true, .may_splice = splice};
+  r->down = (relay_dir){.from = b, .to = a, .pipe = PIPE_NONE, .copy = true, .may_splice = splice};
   r->idle_ms = idle_ms;
   r->start_ms = r->last_ms = mono_ms();
   r->on_done = on_done;
@@ -373,7 +428,7 @@ int relay_engine_start(void) {
   engine.ep = epoll_create1(EPOLL_CLOEXEC);
   engine.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (engine.ep < 0 || engine.wakefd < 0) return -1;
-  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
   if (epoll_ctl(engine.ep, EPOLL_CTL_ADD, engine.wakefd, &ev) < 0) return -1;
   if (pthread_create(&engine.thread, NULL, relay_thread, NULL) != 0) return -1;
   engine.running = true;
@@ -386,12 +441,15 @@ static void wake(void) {
   (void)n;
 }
 
+// The thread reads the eventfd before it takes the list, so only the push
+// that finds the list empty needs to wake it: one write per batch.
 void relay_start(relay *r) {
   pthread_mutex_lock(&engine.lock);
+  bool first = engine.incoming == NULL;
   r->next = engine.incoming;
   engine.incoming = r;
   pthread_mutex_unlock(&engine.lock);
-  wake();
+  if (first) wake();
 }
 
 // Raise one of the thread's request flags and wake it.

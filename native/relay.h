@@ -12,46 +12,47 @@
 
 typedef struct relay relay;
 
+#define RELAY_INITIAL_MAX UINT32_MAX
+
 // Runs on the relay thread once r is finished: its fds are closed and the
 // result fields below are final. From then on r belongs to the callback's
 // owner; the relay thread never touches it again.
 typedef void relay_done_fn(relay *r);
 
-// One direction: bytes read from `from` are written to `to`.
+// One direction: bytes read from `from` are written to `to`. A direction in
+// splice mode starts by copying (recv/send through the relay thread's scratch
+// buffer: cheaper than splice for a few bytes, and it needs no pipe) and
+// switches to splice once one read brings 16 KiB or more (relay.c: SPLICE_AT).
 typedef struct {
   int from, to;
-  struct pipe pipe;  // splice mode: holds bytes in flight; held only while they are
-  uint8_t *buf;      // user-space bytes still to write (initial data, copy remainder)
-  size_t off, len;
-  bool copy;     // this direction uses the read/write loop
-  bool limited;  // only `left` more bytes may be read from `from`
-  bool nofin;    // finished by the limit: `to` gets no FIN
-  uint64_t left;
-  bool eof;        // `from` reached EOF
-  bool shut;       // shutdown(to, SHUT_WR) done: the direction is finished
-  uint64_t bytes;  // result: bytes written to `to`
+  struct pipe pipe;     // splice mode: holds bytes in flight; held only while they are
+  bool copy : 1;        // reading through the scratch buffer (for now, or for good)
+  bool may_splice : 1;  // copy for now: switch to splice after a bulk read
+  bool limited : 1;
+  bool nofin : 1;     // finished by the limit: `to` gets no FIN
+  bool drain : 1;     // read `from` until recv says EAGAIN: see pump_copy
+  bool urgent : 1;    // `from` got urgent data: see pump_splice
+  bool eof : 1;       // `from` reached EOF
+  bool shut : 1;      // shutdown(to, SHUT_WR) done: the direction is finished
+  uint32_t off, len;  // buf[off, len): bytes still to write to `to`
+  uint8_t *buf;       // malloc'd: initial data, or the unsent rest of a copied read
+  uint64_t left;      // limited: only this many more bytes may be read from `from`
+  uint64_t bytes;     // result: bytes written to `to`
 } relay_dir;
-
-// What an epoll event points to: one socket of one relay.
-typedef struct {
-  relay *r;
-  int side;  // 0 = a (client), 1 = b (server)
-} relay_end;
 
 struct relay {
   relay *prev, *next;  // the relay thread's lists (hand-over, live, finished)
   relay_dir up, down;  // up: a→b, down: b→a
-  relay_end ea, eb;
   int idle_ms;
+  int err;  // result: errno for the *-error reasons
   double last_ms;
   relay_done_fn *on_done;
-  bool done;   // closed; on_done is due
-  bool abort;  // relay_abort() asked to close it; guarded by the engine's lock
-  // The result, final when on_done runs:
+  bool done;     // closed; on_done is due
+  bool abort;    // relay_abort() asked to close it; guarded by the engine's lock
+  bool spliced;  // result: some byte went through splice(2)
+  // The rest of the result, final when on_done runs:
   double start_ms;     // CLOCK_MONOTONIC_COARSE, in ms
   const char *reason;  // "eof", "idle", "client-error", "server-error", "shutdown", "closed"
-  int err;             // errno for the *-error reasons
-  bool spliced;        // some byte went through splice(2)
   // up/down bytes as of the last sweep, for relay_bytes(); guarded by the engine's lock
   uint64_t shown_up, shown_down;
 };
@@ -69,7 +70,8 @@ void relay_engine_stop(void);
 
 // Set up r for sockets a (client) and b (server); r is the caller's memory.
 void relay_init(relay *r, int a, int b, bool splice, int idle_ms, relay_done_fn *on_done);
-// Bytes to write to d->to before anything read: a malloc'd buffer r now owns (or NULL).
+// Bytes to write to d->to before anything read: a malloc'd buffer r now owns (or NULL);
+// len < RELAY_INITIAL_MAX.
 void relay_set_initial(relay_dir *d, uint8_t *bytes, size_t len);
 // Read at most `limit` bytes from d->from; then stop reading it and send no FIN.
 void relay_set_limit(relay_dir *d, uint64_t limit);

@@ -89,6 +89,7 @@ ug_exports ug_dns_exports(void);
 ug_exports ug_relay_exports(void);
 ug_exports ug_proc_exports(void);
 ug_exports ug_nlmon_exports(void);
+ug_exports ug_quic_exports(void);
 // Run the command JS set with setExitCommand (if any); called on the way out.
 void ug_proc_run_exit_command(void);
 void ug_sys_set_argv(int argc, char **argv);

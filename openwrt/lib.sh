@@ -111,7 +111,7 @@ fetch_debian_source() {  # fetch_debian_source PKG PIN DIR
     :
   elif (cd "$dir" && apt-get -q "${PRIVATE_APT[@]}" source --download-only "$pkg") >>"$dir/download.log" 2>&1; then
     FETCHED_PIN=0
-    warn "Debian source $pkg $pin is gone from ${APT_SUITES[*]}; using $(basename "$(ls "$dir"/*.dsc)") UNVERIFIED (no pinned sha256). Update the pin in openwrt/toolchain.sh."
+    warn "Debian source $pkg $pin is gone from ${APT_SUITES[*]}; using $(basename "$(ls "$dir"/*.dsc)") UNVERIFIED (no pinned sha256). Update the pin (openwrt/toolchain.sh, openwrt/lib.sh)."
   else
     die "cannot download the Debian source package $pkg (tried $pkg=$pin, then any version, from ${APT_SUITES[*]}; see $dir/download.log)"
   fi
@@ -122,6 +122,40 @@ check_sha256() {  # check_sha256 FILE SHA256
   [ "$FETCHED_PIN" = 1 ] || return 0
   [ -e "$1" ] || die "$1 missing from the download of the pinned source"
   echo "$2  $1" | sha256sum -c --quiet - >&2 || die "$1: sha256 differs from the pinned $2; refusing it"
+}
+
+# A pinned Debian source package unpacked into DEST with debian/patches
+# applied (dpkg-source checks the .dsc's checksums), DEST/.debian-version
+# naming the version; nothing is done when DEST already holds one. ORIG and
+# DEBIAN are the tarballs' file names, checked against their pinned sums.
+unpack_debian_source() {  # unpack_debian_source PKG PIN DEST ORIG ORIG-SHA256 DEBIAN DEBIAN-SHA256
+  local pkg=$1 pin=$2 dest=$3 dl=$B/cross/dl/$1 dsc v
+  [ -f "$dest/.debian-version" ] && return
+  need dpkg-source dpkg-dev
+  fetch_debian_source "$pkg" "$pin" "$dl"
+  check_sha256 "$dl/$4" "$5"
+  check_sha256 "$dl/$6" "$7"
+  dsc=$(ls "$dl"/*.dsc)
+  v=$(sed -n 's/^Version: //p' "$dsc" | head -n 1)
+  rm -rf "$dest.tmp" "$dest"
+  mkdir -p "$(dirname "$dest")"
+  dpkg-source --no-copy -x "$dsc" "$dest.tmp" >"$dl/extract.log" 2>&1 || die "dpkg-source -x $dsc failed (see $dl/extract.log)"
+  echo "$v" > "$dest.tmp/.debian-version"
+  mv "$dest.tmp" "$dest"
+  rm -rf "$dl"
+  say "$pkg sources: Debian $pkg $v"
+}
+
+# mbedTLS (crypto for QUIC sniffing; later TLS 1.3): Debian trixie's source
+# package, unpacked in build/mbedtls-src. native/build.mk builds it per target
+# with our own configuration, native/mbedtls-config.h.
+MBEDTLS_PIN=3.6.6-0.1~deb13u1
+MBEDTLS_ORIG_SHA256=8fb65fae8dcae5840f793c0a334860a411f884cc537ea290ce1c52bb64ca007a    # mbedtls_3.6.6.orig.tar.bz2
+MBEDTLS_DEBIAN_SHA256=210466c522eeebc85cf2f76bd5aef935b4ebac465559cc0a84f9e73a8ed6601c  # mbedtls_3.6.6-0.1~deb13u1.debian.tar.xz
+MBEDTLS=$B/mbedtls-src
+fetch_mbedtls() {
+  unpack_debian_source mbedtls "$MBEDTLS_PIN" "$MBEDTLS" mbedtls_3.6.6.orig.tar.bz2 "$MBEDTLS_ORIG_SHA256" \
+    "mbedtls_${MBEDTLS_PIN}.debian.tar.xz" "$MBEDTLS_DEBIAN_SHA256"
 }
 
 # Reproducible time stamp: $SOURCE_DATE_EPOCH, else the last commit's time,

@@ -12,7 +12,9 @@
 #   UGATE_ENDIAN    little | big (CONFIG_BIG_ENDIAN)
 #   UGATE_QEMU      big endian only: the qemu-user binary that runs target
 #                   code on the build host (e.g. qemu-mips-static)
+#   UGATE_AR        target archiver ($(TARGET_AR); default ar)
 #   QJS             QuickJS-ng sources (default build/qjs-src)
+#   MBEDTLS         mbedTLS sources (default build/mbedtls-src)
 #
 # Steps: esbuild bundles src/ (host Node.js >= 20, devDependencies from
 # npm ci), jsc compiles the bundle to bytecode, the target compiler builds
@@ -34,9 +36,12 @@ CFLAGS=${UGATE_CFLAGS:-}
 LDFLAGS=${UGATE_LDFLAGS:-}
 HOSTCC=${UGATE_HOSTCC:-cc}
 ENDIAN=${UGATE_ENDIAN:-little}
+AR=${UGATE_AR:-ar}
 QJS=${QJS:-$ROOT/build/qjs-src}
+MBEDTLS=${MBEDTLS:-$ROOT/build/mbedtls-src}
 
 [ -f "$QJS/quickjs.c" ] || die "no QuickJS-ng sources in $QJS (set QJS)"
+[ -f "$MBEDTLS/library/aes.c" ] || die "no mbedTLS sources in $MBEDTLS (set MBEDTLS)"
 command -v node >/dev/null 2>&1 || die "host Node.js >= 20 is needed to bundle src/ (esbuild)"
 [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] || die "Node.js $(node --version) is too old (>= 20)"
 
@@ -49,7 +54,7 @@ say "esbuild src/main.ts"
 esbuild_bundle "$OUT/ugate.js" "$(node -p 'require("./package.json").version')" || die "esbuild failed"
 
 # 2. bytecode, 3. the binary: native/build.mk, as for every other build.
-target=(O="$OUT/obj" CC="$CC" CFLAGS="$CFLAGS" LDFLAGS="$LDFLAGS" QJS="$QJS" BIN="$OUT/ugate" BUNDLE="$OUT/bundle.c")
+target=(O="$OUT/obj" CC="$CC" AR="$AR" CFLAGS="$CFLAGS" LDFLAGS="$LDFLAGS" QJS="$QJS" MBEDTLS="$MBEDTLS" BIN="$OUT/ugate" BUNDLE="$OUT/bundle.c")
 case $ENDIAN in
   little)
     say "host jsc ($HOSTCC)"

@@ -10,7 +10,8 @@
 # arch from Debian's `musl` source package; compiler-rt builtins (64-bit
 # division on 32-bit targets, soft-float on MIPS, binary128 long double on
 # aarch64) built per arch from compiler-rt/lib/builtins of Debian's
-# `llvm-toolchain-14` source package. Both sources are fetched with
+# `llvm-toolchain-14` source package; mbedTLS (openwrt/lib.sh) built per arch
+# by native/build.mk. The sources are fetched with
 # `apt-get source` through a private sources list (openwrt/lib.sh) and checked
 # against pinned sha256 sums.
 #
@@ -87,24 +88,10 @@ tools() {
 }
 
 # ---- sources -----------------------------------------------------------------------
-MUSL_SRC=
+MUSL_SRC=$SRC/musl
 fetch_musl() {
-  MUSL_SRC=$SRC/musl
-  [ -f "$MUSL_SRC/.debian-version" ] && return
-  local dl=$X/dl/musl dsc v
-  fetch_debian_source "$MUSL_PKG" "$MUSL_PIN" "$dl"
-  check_sha256 "$dl/musl_1.2.5.orig.tar.gz" "$MUSL_ORIG_SHA256"
-  check_sha256 "$dl/musl_${MUSL_PIN}.debian.tar.xz" "$MUSL_DEBIAN_SHA256"
-  dsc=$(ls "$dl"/*.dsc)
-  v=$(sed -n 's/^Version: //p' "$dsc" | head -n 1)
-  rm -rf "$MUSL_SRC.tmp" "$MUSL_SRC"
-  # dpkg-source checks the .dsc's checksums and applies debian/patches.
-  mkdir -p "$SRC"
-  dpkg-source --no-copy -x "$dsc" "$MUSL_SRC.tmp" >"$dl/extract.log" 2>&1 || die "dpkg-source -x $dsc failed (see $dl/extract.log)"
-  echo "$v" > "$MUSL_SRC.tmp/.debian-version"
-  mv "$MUSL_SRC.tmp" "$MUSL_SRC"
-  rm -rf "$dl"
-  say "musl sources: Debian $MUSL_PKG $v"
+  unpack_debian_source "$MUSL_PKG" "$MUSL_PIN" "$MUSL_SRC" musl_1.2.5.orig.tar.gz "$MUSL_ORIG_SHA256" \
+    "musl_${MUSL_PIN}.debian.tar.xz" "$MUSL_DEBIAN_SHA256"
 }
 
 # compiler-rt/lib/builtins only (about 2 MB) out of the 130 MB LLVM tarball,
@@ -277,7 +264,7 @@ build_ugate() {  # the selected arch's ugate and jsc in build/cross/ARCH
   # gcc builds executables; 8% smaller than clang's PIC default). No libgcc
   # anywhere: crt from musl, libc.a, compiler-rt builtins; lld resolves
   # archive members in any order.
-  native_make O="$d/obj" CC="$TCC" CFLAGS="--sysroot=$S -fno-pic" DEPS="$S/.builtins" QJS="$QJS" \
+  native_make O="$d/obj" CC="$TCC" AR=llvm-ar CFLAGS="--sysroot=$S -fno-pic" DEPS="$S/.builtins" QJS="$QJS" MBEDTLS="$MBEDTLS" \
     LDFLAGS="-fuse-ld=lld -nostdlib -Wl,--build-id=none $S/usr/lib/crt1.o $S/usr/lib/crti.o" \
     LDLIBS="$S/usr/lib/libc.a $S/usr/lib/libclang_rt.builtins.a $S/usr/lib/crtn.o" \
     BIN="$d/ugate" JSC="$d/jsc" BUNDLE="$bundle" "${own[@]}" "$d/ugate" "$d/jsc" \
@@ -309,6 +296,7 @@ main() {
   fi
   fetch_musl
   fetch_compiler_rt
+  fetch_mbedtls
   for a in "${want[@]}"; do
     use_arch "$a"
     build_musl

@@ -12,6 +12,7 @@ import { runCtl } from './io/ctl.js'
 import { startGateway } from './io/gateway.js'
 import { stderrLogger, syslogLogger } from './io/log-sink.js'
 import { argv, engineVersion, exit, writeStderr, writeStdout } from './io/process.js'
+import { sniffQuicFiles } from './io/quic.js'
 
 function main(): void {
   const cmd: Command = parseArgs(argv)
@@ -31,6 +32,8 @@ function main(): void {
       writeStdout(nftText(config))
       return exit(0)
     }
+    case 'sniff-quic':
+      return exit(sniffQuicFiles(cmd.files, cmd.packets) ? 0 : 1)
     case 'ctl':
       // Asks a running gateway over its admin socket; exits from the callback.
       return runCtl(cmd)

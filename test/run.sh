@@ -42,7 +42,7 @@ check() {  # check NAME COMMAND...: a failing check counts as one failure
 
 check "type check of the tests" npx tsc --noEmit -p test
 check "format (prettier)" npx prettier --check --log-level=warn 'src/**/*.ts' 'test/**/*.ts' 'test/**/*.mjs' 'bench/**/*.ts' 'luci/**/*.js'
-check "format (clang-format)" clang-format --dry-run --Werror native/*.c native/*.h native/tools/*.c bench/*.c
+check "format (clang-format)" clang-format --dry-run --Werror native/*.c native/*.h native/tools/*.c bench/*.c test/native/*.c
 check "no unused exports in src/" node test/tools/unused-exports.mjs
 
 case $what in

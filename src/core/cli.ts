@@ -32,6 +32,7 @@ export type Command =
   | { kind: 'check'; configFile: string }
   | { kind: 'nft'; configFile: string }
   | { kind: 'ctl'; socket: string; method: CtlMethod; json: boolean; id?: number }
+  | { kind: 'sniff-quic'; files: string[]; packets: boolean }
   | { kind: 'help' }
   | { kind: 'version' }
 
@@ -66,6 +67,8 @@ export function parseArgs(argv: readonly string[]): Command {
     }
     case 'ctl':
       return parseCtl(rest)
+    case 'sniff-quic':
+      return parseSniffQuic(rest)
     default:
       if (first.startsWith('-')) throw new CliError(`unknown option ${show(first)} ${SEE_HELP}`)
       throw new CliError(`unknown command ${show(first)} ${SEE_HELP}`)
@@ -151,6 +154,21 @@ function parseCtl(args: readonly string[]): Command {
   return { kind: 'ctl', socket, method: method as CtlMethod, json }
 }
 
+function parseSniffQuic(args: readonly string[]): Command {
+  const files = args.filter((a) => !a.startsWith('-'))
+  let packets = false
+  for (const opt of readOptions(
+    args.filter((a) => a.startsWith('-')),
+    'sniff-quic',
+    SNIFF_QUIC_FLAGS,
+  )) {
+    if (opt.flag === '--help' || opt.flag === '-h') return { kind: 'help' }
+    packets = true
+  }
+  if (files.length === 0) throw new CliError('"ugate sniff-quic" needs at least one FILE (a UDP payload)')
+  return { kind: 'sniff-quic', files, packets }
+}
+
 // ---- option reading -------------------------------------------------------------
 
 /** Flag → the name of its value, or null for a flag without one. */
@@ -170,6 +188,7 @@ const RUN_FLAGS: FlagTable = {
 
 const CHECK_FLAGS: FlagTable = { '--config': 'FILE', '--help': null, '-h': null }
 const CTL_FLAGS: FlagTable = { '--socket': 'PATH', '--json': null, '--help': null, '-h': null }
+const SNIFF_QUIC_FLAGS: FlagTable = { '--packets': null, '--help': null, '-h': null }
 
 interface Option {
   flag: string
@@ -234,6 +253,7 @@ Usage:
   ugate nft --config FILE
   ugate ctl [--socket PATH] [--json] status|connections|rules|traffic
   ugate ctl [--socket PATH] [--json] close ID
+  ugate sniff-quic [--packets] FILE...
   ugate help | --help | -h
   ugate --version | -V
 
@@ -249,6 +269,11 @@ Commands:
             rules with hit counts, traffic (a line per second until
             Ctrl-C), or close a connection by ID. Prints tables; with
             --json one JSON object (traffic: one per line).
+  sniff-quic  Read the ClientHello in a QUIC client's first datagrams
+            (each FILE one UDP payload, in the order sent) as UDP routing
+            does; prints the result (status, host, alpn) as JSON, exits 0
+            when the ClientHello was read. --packets first prints each
+            decrypted Initial packet (version, DCID, frames in hex).
   help      Show this text.
 
 Options of run:

@@ -31,8 +31,9 @@ declare module 'ugate:native' {
   export function writeStderr(s: string): void
   /** Write a string to stdout (fd 1), unbuffered. */
   export function writeStdout(s: string): void
-  /** Read a whole file as UTF-8 text; throws NativeError (code ENOENT, ...). */
+  /** Read a whole file as UTF-8 text (bytes: as bytes); throws NativeError (code ENOENT, ...). */
   export function readFile(path: string): string
+  export function readFile(path: string, bytes: true): ArrayBuffer
   /**
    * Stop the loop with this status: the current JS stack unwinds at once
    * (an uncatchable error), live relays are closed, the process exits.
@@ -157,6 +158,28 @@ declare module 'ugate:native' {
   export function nftMonitor(): number
   /** Remove a file; a missing one is fine. */
   export function unlink(path: string): void
+
+  // ---- QUIC (native/mod_quic.c, native/quic.c): client Initial packets ------
+  /** One client Initial packet, opened (its keys derive from the DCID). */
+  export interface QuicInitialPacket {
+    /** 0x00000001 (v1) or 0x6b3343cf (v2). */
+    version: number
+    dcid: Uint8Array
+    pn: number
+    /** The decrypted payload: frames. */
+    frames: Uint8Array
+  }
+  /**
+   * Decrypt the client Initial packets of one UDP datagram (RFC 9001 5, RFC
+   * 9369; coalesced 0-RTT/Handshake packets after them are skipped). When
+   * the first packet cannot be opened: error = not-quic | not-initial |
+   * version | malformed | truncated | bad-tag, message says which and where.
+   */
+  export function quicOpenInitials(
+    datagram: ArrayBuffer | Uint8Array,
+  ):
+    | { packets: QuicInitialPacket[] }
+    | { error: 'not-quic' | 'not-initial' | 'version' | 'malformed' | 'truncated' | 'bad-tag'; message: string }
 
   // ---- DNS (native/mod_dns.c): getaddrinfo on worker threads -------------
   /**

@@ -331,3 +331,33 @@ t.test('a pipelined second request does not carry the proxy credentials to the o
   t.notMatch(atOrigin, /GET http:\/\//, 'the origin never gets an absolute-form request line', { atOrigin })
   await finish(t, ug, 1)
 })
+
+// The relay reads exactly the rest of a Content-Length body from the client
+// (its up limit): bytes behind it are not the origin's. The body is small, so
+// the relay copies it (no read is big enough to switch to splice): the limit
+// holds in copy mode.
+t.test('the rest of a short body after the head: exactly Content-Length bytes reach the origin', async (t) => {
+  const origin = await recordingServer(t, {
+    onConn: (rc) => {
+      void (async () => {
+        while (!rc.received().includes('\r\n\r\nabcdefghij')) await rc.waitBytes(rc.bytes + 1)
+        rc.socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok')
+      })().catch(() => {})
+    },
+  })
+  const ug = await startConfig(t, proxyConfig([listener('http', 'http')]))
+  const r = await connectReader(ug.port('http'))
+  r.sock.write(`POST http://${origin.target}/up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc`)
+  const oc = await origin.conn(0)
+  while (!oc.received().includes('\r\n\r\nabc')) await within(oc.waitBytes(oc.bytes + 1), 10_000, 'head + abc')
+  // The relay has the connection now: the rest of the body, then bytes it must not read.
+  r.sock.write('defghijNOT-THE-BODY')
+  const c = (await ug.waitForConns(1))[0]!
+  await within(oc.closed, 10_000, 'origin connection closed')
+  const atOrigin = oc.received().toString('latin1')
+  const headLen = atOrigin.indexOf('\r\n\r\n') + 4
+  t.equal(atOrigin.slice(headLen), 'abcdefghij', 'the origin got the body and nothing behind it')
+  t.match(c.fields, { up: String(headLen + 10), reason: 'eof', splice: '0' }, 'access line: up counts head + body')
+  r.sock.destroy()
+  await finish(t, ug, 1)
+})

@@ -1,8 +1,9 @@
 // The cross-built binaries (openwrt/toolchain.sh) on their own ABI under
 // qemu-user: ELF header and float-ABI attributes, `--version`, `check` of the
 // shipped uci config, one forward transfer each way (splice and copy mode,
-// sha256 both directions) against a Node server on 127.0.0.1, and the
-// bytecode each target's own jsc writes compared with what its ugate embeds.
+// sha256 both directions) against a Node server on 127.0.0.1, QUIC Initial
+// decryption (mbedTLS) against node:crypto, and the bytecode each target's
+// own jsc writes compared with what its ugate embeds.
 //
 //   UGATE_CROSS_ARCHS="mipsel_24kc mips_24kc"   only these archs (default: all)
 //   UGATE_CROSS_DIR=build/cross                  where toolchain.sh put them
@@ -20,6 +21,7 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { connect, dataServer, destroyClients, hashIncoming, MiB, sendPrng, within } from '../lib/servers.js'
 import { parseLogLine, repoRoot, WAIT_MS } from '../lib/ugate.js'
+import { sniffQuicPacketLines } from '../lib/quic.js'
 
 t.setTimeout(60 * 60_000)
 
@@ -239,6 +241,20 @@ if (process.env.UGATE_BIN && resolve(repoRoot, process.env.UGATE_BIN) !== resolv
         t.match(v.stdout, new RegExp(`^ugate ${VERSION.replace(/\./g, '\\.')} \\(quickjs-ng `), `ugate ${VERSION}`)
         const c = run(arch.qemu, [bin, 'check', '--config', 'files/etc/config/ugate'])
         t.equal(c.status, 0, 'the shipped /etc/config/ugate checks out', { stdout: c.stdout, stderr: c.stderr })
+      })
+
+      t.test('QUIC Initials opened under qemu (mbedTLS on this ABI) as node:crypto opens them', async (t) => {
+        const files = [0, 1].map((i) => `test/fixtures/quic/chromium-v1-${i}.bin`)
+        const r = run(arch.qemu, [bin, 'sniff-quic', '--packets', ...files])
+        t.equal(r.status, 0, 'exit 0: the ClientHello was read', { stderr: r.stderr })
+        const lines = r.stdout.trim().split('\n')
+        t.same(JSON.parse(lines.pop() ?? ''), { status: 'ok', proto: 'quic', host: 'quic.test', alpn: ['h3'] })
+        const want = sniffQuicPacketLines(files.map((f) => new Uint8Array(readFileSync(resolve(repoRoot, f)))))
+        t.same(
+          lines.map((l) => JSON.parse(l) as unknown),
+          want,
+          'every packet decrypted to the same frames',
+        )
       })
 
       t.test('forward 8 MiB each way, splice', (t) => forward(t, arch, bin, 'splice'))

@@ -14,6 +14,13 @@ t.test('commands', async (t) => {
   for (const a of [['--version'], ['-V']]) t.same(parseArgs(a), { kind: 'version' }, a.join(' '))
   t.same(parseArgs(['check', '--config', 'a.json']), { kind: 'check', configFile: 'a.json' })
   t.same(parseArgs(['check', '--config=a.json']), { kind: 'check', configFile: 'a.json' })
+  t.same(parseArgs(['sniff-quic', 'a.bin', 'b.bin']), { kind: 'sniff-quic', files: ['a.bin', 'b.bin'], packets: false })
+  t.same(parseArgs(['sniff-quic', 'a.bin', '--packets']), { kind: 'sniff-quic', files: ['a.bin'], packets: true })
+  t.same(parseArgs(['sniff-quic', '--help']), { kind: 'help' })
+  t.throws(() => parseArgs(['sniff-quic', '--packets']), { message: /needs at least one FILE/ })
+  t.throws(() => parseArgs(['sniff-quic', '--bogus', 'a.bin']), {
+    message: /unknown option "--bogus" for "ugate sniff-quic"/,
+  })
 })
 
 t.test('run options', async (t) => {
@@ -95,6 +102,8 @@ t.test('help lists every command and flag', async (t) => {
   for (const word of [
     'run',
     'check',
+    'sniff-quic',
+    '--packets',
     'help',
     '--help',
     '-h',

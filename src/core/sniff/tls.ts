@@ -138,20 +138,41 @@ export function sniffTls(buf: Uint8Array, opts: TlsSniffOptions = {}): SniffResu
     frags.add(pos + RECORD_HEADER, avail)
 
     if (helloEnd < 0) {
-      if (frags.length >= 1 && frags.at(0) !== CLIENT_HELLO) {
-        return invalid(`tls: handshake type ${frags.at(0)} is not client_hello (1)`)
-      }
-      if (frags.length >= HANDSHAKE_HEADER) {
-        const len = (frags.at(1) << 16) | (frags.at(2) << 8) | frags.at(3)
-        if (len > maxHello) return invalid(`tls: client_hello length ${len} exceeds limit ${maxHello}`)
-        helloEnd = HANDSHAKE_HEADER + len
-      }
+      const end = helloEndOf(frags, maxHello)
+      if (typeof end !== 'number') {
+        if (end.status === 'invalid') return end
+      } else helloEnd = end
     }
     if (helloEnd >= 0 && frags.length >= helloEnd) break
     if (avail < recLen) return NEED_MORE_TLS
     pos += RECORD_HEADER + recLen
   }
   return parseClientHello(new Reader(frags, HANDSHAKE_HEADER, helloEnd))
+}
+
+/**
+ * Sniff a ClientHello handshake message that comes without the record layer
+ * (QUIC carries it in CRYPTO frames): hs is the handshake stream from its
+ * first byte, as far as it is known. Answers as sniffTls does.
+ */
+export function sniffClientHelloMessage(hs: Uint8Array, opts: TlsSniffOptions = {}): SniffResult {
+  const frags = new Fragments(hs)
+  frags.add(0, hs.length)
+  const end = helloEndOf(frags, opts.maxHello ?? TLS_MAX_HELLO)
+  if (typeof end !== 'number') return end
+  if (frags.length < end) return NEED_MORE_TLS
+  return parseClientHello(new Reader(frags, HANDSHAKE_HEADER, end))
+}
+
+/** Where the ClientHello ends in the handshake bytes (header + length), once its header is in. */
+function helloEndOf(frags: Fragments, maxHello: number): number | SniffResult {
+  if (frags.length >= 1 && frags.at(0) !== CLIENT_HELLO) {
+    return invalid(`tls: handshake type ${frags.at(0)} is not client_hello (1)`)
+  }
+  if (frags.length < HANDSHAKE_HEADER) return NEED_MORE_TLS
+  const len = (frags.at(1) << 16) | (frags.at(2) << 8) | frags.at(3)
+  if (len > maxHello) return invalid(`tls: client_hello length ${len} exceeds limit ${maxHello}`)
+  return HANDSHAKE_HEADER + len
 }
 
 /** Checks a u8/u16 vector length against what is left; returns an error or null. */
