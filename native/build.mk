@@ -31,6 +31,7 @@ NATIVE_SRCS := \
 	loop \
 	main \
 	mod_dns \
+	mod_gate \
 	mod_net \
 	mod_nlmon \
 	mod_proc \

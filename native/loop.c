@@ -25,6 +25,8 @@
 
 typedef struct {
   JSValue cb;
+  ug_watch_fn *cfn;  // a C watch (ug_loop_watch_c) instead of cb
+  void *carg;
   uint32_t gen;
   int events;
   bool active;
@@ -267,11 +269,54 @@ static void unwatch(JSContext *ctx, int fd, bool del) {
   if (del) epoll_ctl(loop.ep, EPOLL_CTL_DEL, fd, NULL);  // fails harmlessly if fd is gone
   JS_FreeValue(ctx, loop.w[fd].cb);
   loop.w[fd].cb = JS_UNDEFINED;
+  loop.w[fd].cfn = NULL;
   loop.w[fd].active = false;
   loop.w_active--;
 }
 
 void ug_loop_forget_fd(JSContext *ctx, int fd) {
+  unwatch(ctx, fd, true);
+}
+
+// The watcher of fd, growing the table; its epoll registration is set by the caller.
+static watcher *watcher_for(int fd) {
+  if (fd >= loop.w_cap) {
+    int ncap = loop.w_cap ? loop.w_cap : 64;
+    while (ncap <= fd) ncap *= 2;
+    loop.w = realloc(loop.w, ncap * sizeof *loop.w);
+    UG_CHECK(loop.w);
+    for (int i = loop.w_cap; i < ncap; i++) loop.w[i] = (watcher){.cb = JS_UNDEFINED};
+    loop.w_cap = ncap;
+  }
+  return &loop.w[fd];
+}
+
+// Register (or change) fd's epoll events; -1 with errno when epoll_ctl fails.
+static int watch_events(watcher *w, int fd, int events) {
+  int ev = events & (EPOLLIN | EPOLLOUT);
+  bool was = w->active;
+  if (!was) w->gen++;
+  struct epoll_event e = {.events = ev, .data.u64 = ((uint64_t)w->gen << 32) | (uint32_t)fd};
+  if (epoll_ctl(loop.ep, was ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &e) < 0) return -1;
+  w->events = ev;
+  if (!was) loop.w_active++;
+  w->active = true;
+  return 0;
+}
+
+int ug_loop_watch_c(JSContext *ctx, int fd, int events, ug_watch_fn *fn, void *arg) {
+  watcher *w = watcher_for(fd);
+  if (w->events == (events & (EPOLLIN | EPOLLOUT)) && w->active && w->cfn == fn && w->carg == arg)
+    return 0;  // unchanged: no epoll_ctl
+  if (watch_events(w, fd, events) < 0) return -1;
+  JS_FreeValue(ctx, w->cb);
+  w->cb = JS_UNDEFINED;
+  w->cfn = fn;
+  w->carg = arg;
+  return 0;
+}
+
+void ug_loop_unwatch(JSContext *ctx, int fd) {
   unwatch(ctx, fd, true);
 }
 
@@ -285,26 +330,11 @@ static JSValue js_watch(UG_JS_PARAMS) {
   }
   if (!JS_IsFunction(ctx, argv[2]))
     return JS_ThrowTypeError(ctx, "watch: callback is not a function");
-  if (fd >= loop.w_cap) {
-    int ncap = loop.w_cap ? loop.w_cap : 64;
-    while (ncap <= fd) ncap *= 2;
-    loop.w = realloc(loop.w, ncap * sizeof *loop.w);
-    UG_CHECK(loop.w);
-    for (int i = loop.w_cap; i < ncap; i++) loop.w[i] = (watcher){.cb = JS_UNDEFINED};
-    loop.w_cap = ncap;
-  }
-  watcher *w = &loop.w[fd];
-  int ev = events & (EPOLLIN | EPOLLOUT);
-  bool was = w->active;
-  if (!was) w->gen++;
-  struct epoll_event e = {.events = ev, .data.u64 = ((uint64_t)w->gen << 32) | (uint32_t)fd};
-  if (epoll_ctl(loop.ep, was ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &e) < 0)
-    return ug_throw_errno(ctx, "epoll_ctl", errno);
+  watcher *w = watcher_for(fd);
+  if (watch_events(w, fd, events) < 0) return ug_throw_errno(ctx, "epoll_ctl", errno);
   JS_FreeValue(ctx, w->cb);
   w->cb = JS_DupValue(ctx, argv[2]);
-  w->events = ev;
-  if (!was) loop.w_active++;
-  w->active = true;
+  w->cfn = NULL;
   return JS_UNDEFINED;
 }
 
@@ -319,6 +349,10 @@ static void dispatch_fd(JSContext *ctx, uint64_t tag, uint32_t events) {
   int fd = (int)(uint32_t)tag;
   uint32_t gen = (uint32_t)(tag >> 32);
   if (fd >= loop.w_cap || !loop.w[fd].active || loop.w[fd].gen != gen) return;  // stale event
+  if (loop.w[fd].cfn) {
+    loop.w[fd].cfn(ctx, fd, events, loop.w[fd].carg);
+    return;
+  }
   JSValue cb = JS_DupValue(ctx, loop.w[fd].cb);  // the callback may unwatch itself
   JSValue arg = JS_NewInt32(ctx, (int32_t)events);
   ug_call(ctx, cb, 1, &arg);

@@ -97,6 +97,8 @@ static JSValue js_listen(UG_JS_PARAMS) {
     int v6only = !IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr);
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
   }
+  // Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt per connection.
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, backlog) < 0) {
     int e = errno;
     close(fd);
@@ -127,6 +129,29 @@ static JSValue js_accept(UG_JS_PARAMS) {
   if (JS_IsNull(o)) o = JS_NewObject(ctx);
   JS_SetPropertyStr(ctx, o, "fd", JS_NewInt32(ctx, fd));
   return o;
+}
+
+// acceptBatch(fd, max): up to max connections in one call, until EAGAIN. An
+// error throws only when nothing was accepted (else it recurs on the next call).
+static JSValue js_accept_batch(UG_JS_PARAMS) {
+  int lfd, max;
+  if (arg_fd(ctx, argv[0], &lfd) || JS_ToInt32(ctx, &max, argv[1])) return JS_EXCEPTION;
+  JSValue a = JS_NewArray(ctx);
+  uint32_t n = 0;
+  while ((int)n < max) {
+    struct sockaddr_storage ss;
+    int fd = ug_accept(lfd, &ss);
+    if (fd < 0) {
+      if (errno == EAGAIN || n > 0) break;
+      JS_FreeValue(ctx, a);
+      return ug_throw_errno(ctx, "accept", errno);
+    }
+    JSValue o = addr_to_js(ctx, &ss);
+    if (JS_IsNull(o)) o = JS_NewObject(ctx);
+    JS_SetPropertyStr(ctx, o, "fd", JS_NewInt32(ctx, fd));
+    JS_SetPropertyUint32(ctx, a, n++, o);
+  }
+  return a;
 }
 
 static JSValue js_connect(UG_JS_PARAMS) {
@@ -349,6 +374,7 @@ static const JSCFunctionListEntry net_funcs[] = {
     JS_CFUNC_DEF("unlink", 1, js_unlink),
     JS_CFUNC_DEF("listen", 3, js_listen),
     JS_CFUNC_DEF("accept", 1, js_accept),
+    JS_CFUNC_DEF("acceptBatch", 2, js_accept_batch),
     JS_CFUNC_DEF("connect", 3, js_connect),
     JS_CFUNC_DEF("socketError", 1, js_socket_error),
     JS_CFUNC_MAGIC_DEF("read", 2, js_recv, 0),

@@ -32,6 +32,11 @@ JSValue ug_throw_errno(JSContext *ctx, const char *syscall, int err);
 #define UG_ERRNO_NAME_MAX 16
 const char *ug_errno_name(int err, char spare[UG_ERRNO_NAME_MAX]);
 
+// accept4 (non-blocking, close-on-exec) skipping the errors of one aborted
+// connection; -1 with errno (EAGAIN: none pending) otherwise.
+struct sockaddr_storage;
+int ug_accept(int lfd, struct sockaddr_storage *ss);
+
 // ArrayBuffer or Uint8Array → bytes (borrowed); -1 with an exception otherwise.
 int ug_get_bytes(JSContext *ctx, JSValueConst v, const uint8_t **p, size_t *len);
 
@@ -72,6 +77,11 @@ void ug_loop_unref(void);
 // Called when fd is closed by JS, so its watch does not outlive it.
 void ug_loop_forget_fd(JSContext *ctx, int fd);
 void ug_loop_request_exit(int code);
+// A watch that calls C instead of JS (the native forward): fn(ctx, fd, events, arg)
+// while fd is ready (level-triggered). Replaces any watch of fd; -1 with errno.
+typedef void ug_watch_fn(JSContext *ctx, int fd, uint32_t events, void *arg);
+int ug_loop_watch_c(JSContext *ctx, int fd, int events, ug_watch_fn *fn, void *arg);
+void ug_loop_unwatch(JSContext *ctx, int fd);
 // Run a JS callback; report an uncaught exception and stop the loop.
 void ug_call(JSContext *ctx, JSValueConst fn, int argc, JSValueConst *argv);
 double ug_now_ms(void);
@@ -89,6 +99,7 @@ ug_exports ug_dns_exports(void);
 ug_exports ug_relay_exports(void);
 ug_exports ug_proc_exports(void);
 ug_exports ug_nlmon_exports(void);
+ug_exports ug_gate_exports(void);
 ug_exports ug_quic_exports(void);
 // Run the command JS set with setExitCommand (if any); called on the way out.
 void ug_proc_run_exit_command(void);
@@ -101,6 +112,7 @@ JSModuleDef *ug_native_module(JSContext *ctx, const char *name);
 void ug_relay_shutdown(JSContext *ctx);
 int ug_relay_init(void);
 void ug_dns_shutdown(JSContext *ctx);
+void ug_gate_shutdown(JSContext *ctx);
 
 // The compiled JS bundle (generated at build time into build/gen/bundle.c).
 extern const uint8_t ugate_bundle[];

@@ -1,10 +1,12 @@
 // Small helpers every native file shares: stopping on a broken invariant,
-// errors from errno, and reading bytes and options from JS values.
+// errors from errno, accept(2) without the errors of one aborted
+// connection, and reading bytes and options from JS values.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "ugate.h"
 
@@ -154,4 +156,32 @@ int ug_opt_bytes(JSContext *ctx, JSValueConst opts, const char *key, uint8_t **o
   }
   JS_FreeValue(ctx, v);
   return rc;
+}
+
+// accept(2) errors of one aborted connection: skip it and take the next.
+static bool accept_transient(int e) {
+  switch (e) {
+    case ECONNABORTED:
+    case EINTR:
+    case EPROTO:
+    case EPERM:
+    case ENETDOWN:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETUNREACH:
+      return true;
+    default:
+      return false;
+  }
+}
+
+int ug_accept(int lfd, struct sockaddr_storage *ss) {
+  for (;;) {
+    socklen_t sl = sizeof *ss;
+    int fd = accept4(lfd, (struct sockaddr *)ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0 || !accept_transient(errno)) return fd;
+  }
 }

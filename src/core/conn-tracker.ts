@@ -22,8 +22,16 @@ export class ConnTracker {
   private live = new Set<Entry>()
   private idleWaiters: Array<() => void> = []
 
+  /** `external`: live connections tracked elsewhere (the native forwards), counted in size. */
+  constructor(private readonly external: () => number = () => 0) {}
+
   get size(): number {
-    return this.live.size
+    return this.live.size + this.external()
+  }
+
+  /** An external connection ended: wake the idle waiters if that was the last. */
+  recheck(): void {
+    if (this.idleWaiters.length > 0 && this.size === 0) this.notifyIdle()
   }
 
   get dialing(): number {
@@ -43,7 +51,7 @@ export class ConnTracker {
       done: () => {
         if (!this.live.delete(entry)) return
         entry.cancel.release()
-        if (this.live.size === 0) this.notifyIdle()
+        this.recheck()
       },
     }
   }
@@ -55,7 +63,7 @@ export class ConnTracker {
 
   /** Run `cb` once when no connection is live: at once if none is now. */
   onIdle(cb: () => void): void {
-    if (this.live.size === 0) cb()
+    if (this.size === 0) cb()
     else this.idleWaiters.push(cb)
   }
 

@@ -105,6 +105,7 @@ export function ruleHits(ctx: GatewayContext): Map<string, RuleHit> {
 export function statusView(ctx: GatewayContext, listeners: ListenerView) {
   const now = native.now()
   const r = native.relayStats()
+  const g = native.gateStats()
   const st = ctx.stats
   return {
     running: true,
@@ -112,8 +113,13 @@ export function statusView(ctx: GatewayContext, listeners: ListenerView) {
     pid: native.pid(),
     uptime: Math.round((now - st.startedAt) / 1000),
     listeners: listeners().map((l) => ({ name: l.name, type: l.type, addr: formatAddr(l.bound) })),
-    connections: { live: st.live.size, total: st.total },
-    relays: { active: r.active, total: r.total, spliceCalls: r.spliceCalls, copyCalls: r.copyCalls },
+    connections: { live: g.live, total: g.total },
+    relays: {
+      active: r.active + g.forwardRelays,
+      total: r.total + g.forwardRelaysTotal,
+      spliceCalls: r.spliceCalls,
+      copyCalls: r.copyCalls,
+    },
     bytes: { up: st.bytesUp, down: st.bytesDown },
     rules: [...st.ruleHits.entries()].map(([rule, hits]) => ({ rule, hits })),
     capture: { enabled: ctx.config.capture.enabled, listener: ctx.config.capture.listener },
@@ -125,16 +131,20 @@ export function connectionsView(ctx: GatewayContext) {
   const now = native.now()
   const bytes = new Map(liveConns(ctx).map((c) => [c.id, c]))
   return {
-    connections: [...ctx.stats.live].map((c) => ({
-      id: c.id,
-      listener: c.listener,
-      src: c.src,
-      stage: c.stage,
-      ms: Math.round(now - c.startedAt),
-      up: bytes.get(c.id)?.up ?? 0,
-      down: bytes.get(c.id)?.down ?? 0,
-      ...c.fields,
-    })),
+    connections: [
+      ...[...ctx.stats.live].map((c) => ({
+        id: c.id,
+        listener: c.listener,
+        src: c.src,
+        stage: c.stage,
+        ms: Math.round(now - c.startedAt),
+        up: bytes.get(c.id)?.up ?? 0,
+        down: bytes.get(c.id)?.down ?? 0,
+        ...c.fields,
+      })),
+      // Native forwards (native/mod_gate.c): the same fields
+      ...native.forwardConnections(),
+    ],
   }
 }
 
@@ -150,7 +160,7 @@ export function liveConns(ctx: GatewayContext): ConnInfo[] {
   for (let i = 0; i + 2 < flat.length; i += 3) bytes.set(flat[i]!, [flat[i + 1]!, flat[i + 2]!])
   const types = new Map(ctx.config.listeners.map((l) => [l.name, l.type]))
   const rules = new Map(ctx.config.rules.map((r, i) => [ruleLabel(r, i), r.action]))
-  return [...ctx.stats.live].map((c) => {
+  const js = [...ctx.stats.live].map((c) => {
     const [up, down] = (c.relay !== undefined ? bytes.get(c.relay) : undefined) ?? [0, 0]
     const info: ConnInfo = {
       id: c.id,
@@ -172,6 +182,19 @@ export function liveConns(ctx: GatewayContext): ConnInfo[] {
     }
     return info
   })
+  // Native forwards (native/mod_gate.c): no rules; their bytes are known only at the end.
+  const forwards = native.forwardConnections().map((f): ConnInfo => ({
+    id: f.id,
+    network: 'tcp',
+    listener: f.listener,
+    listenerType: 'forward',
+    src: f.src,
+    dst: f.dst,
+    startMs: wall - f.ms,
+    up: 0,
+    down: 0,
+  }))
+  return [...js, ...forwards]
 }
 
 /** Bytes of every connection so far, closed ones and live ones (as of the relay's last publication). */
@@ -189,7 +212,7 @@ export function byteTotals(ctx: GatewayContext): { up: number; down: number } {
 /** End one live connection by id; false when there is none. */
 export function closeConn(ctx: GatewayContext, id: number): boolean {
   const conn = [...ctx.stats.live].find((c) => c.id === id)
-  if (conn === undefined) return false
+  if (conn === undefined) return native.forwardClose(id)
   if (conn.relay !== undefined) native.relayAbort(conn.relay)
   else conn.cancel.cancel('closed')
   return true

@@ -1,8 +1,13 @@
 // The forward listener: every client goes to one fixed target. No routing
 // rules apply (the target is the route); the relay starts once it connects.
+// A forward to a numeric IP runs natively (native/mod_gate.c: no JS per
+// connection); JS then only logs the finished connections in batches.
 
 import * as native from 'ugate:native'
 import { formatEndpoint } from '../core/address.js'
+import type { ListenerConfig } from '../core/config.js'
+import type { Fields } from '../core/log.js'
+import { formatCidr, isIpLiteral, parseCidr } from '../core/ip.js'
 import { dial } from './dial.js'
 import { isOwnAddress } from './outbound.js'
 import type { GatewayContext, Outcome, Session } from './session.js'
@@ -26,4 +31,50 @@ export async function serveForward(s: Session, ctx: GatewayContext): Promise<Out
     ctx.log.debug('connected', { listener: l.name, src: s.src, dst: s.fields.dst, addr: dialed.addr, ms })
   }
   return { kind: 'relay', upstream: dialed.fd }
+}
+
+/**
+ * The options of a native forward for `l`, or null when it stays in JS: other
+ * types; a target host name (resolved per connection by dial()); a target that
+ * is ugate's own listener (dial() refuses it: reason `loop`); the debug level
+ * (its per-connection lines come from the JS path).
+ */
+export function nativeForward(l: ListenerConfig, ctx: GatewayContext): native.ForwardOptions | null {
+  if (l.type !== 'forward' || ctx.log.enabled('debug')) return null
+  const { host, port } = l.target
+  if (!isIpLiteral(host) || isOwnAddress(ctx.own, host, port)) return null
+  return {
+    name: l.name,
+    dst: formatEndpoint(l.target),
+    addr: host,
+    port,
+    // parseCidr's form (an IPv4-mapped prefix is IPv4), as the JS allow list matches
+    allow: l.allow.map((c) => formatCidr(parseCidr(c)!)),
+    mark: ctx.config.dial.mark,
+    timeoutMs: ctx.config.dial.connectTimeoutMs,
+    splice: ctx.config.relay.splice,
+    idleMs: ctx.config.relay.idleTimeoutMs,
+  }
+}
+
+/** What JS does with the native forwards' batches: the log lines and the byte counts. */
+export function onForwardBatch(ctx: GatewayContext): Parameters<typeof native.onForwardEvents>[0] {
+  return ({ conns, events }) => {
+    for (const e of events) {
+      if (e.kind === 'denied')
+        ctx.log.warn('denied', { listener: e.listener, src: e.src!, why: 'source not in allow list' })
+      else if (e.kind === 'limit') ctx.log.warn('limit-reached', { listener: e.listener, src: e.src!, limit: e.limit! })
+      else ctx.log.warn('accept-paused', { name: e.listener, error: e.error!, ms: 1000 })
+    }
+    const info = ctx.log.enabled('info')
+    for (const c of conns) {
+      ctx.stats.bytesUp += c.up
+      ctx.stats.bytesDown += c.down
+      // A native forward fails before its relay only by its connect (connect-error:…, connect-timeout).
+      const relayed = !c.reason.startsWith('connect-')
+      ctx.stats.metrics.closed(c.listener, {}, c.reason, c.up, c.down, relayed, c.splice === 1)
+      if (info) ctx.log.info('conn', c as unknown as Fields)
+    }
+    if (conns.length > 0) ctx.conns.recheck()
+  }
 }

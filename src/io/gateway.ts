@@ -15,7 +15,7 @@ import { type AdminServer, openAdmin } from './admin.js'
 import { AdminApi } from './admin-api.js'
 import { type AdminHttp, openAdminHttp } from './admin-http.js'
 import type { Accepted } from './listener.js'
-import { serveForward } from './forward.js'
+import { nativeForward, onForwardBatch, serveForward } from './forward.js'
 import { serveHttp } from './http-server.js'
 import { type Listener, openListener } from './listener.js'
 import { serveMixed } from './mixed-server.js'
@@ -38,11 +38,13 @@ export interface Gateway {
 interface Entry {
   listener: Listener
   accept: (client: Accepted) => void
+  config: ListenerConfig
 }
 
 /** Start serving; throws StartupError (with every opened listener closed) if one cannot listen. */
 export function startGateway(config: Config, log: ControlledLogger, readConfig?: () => Config): Gateway {
-  const conns = new ConnTracker()
+  // Native forwards count as live until their batch reached JS.
+  const conns = new ConnTracker(() => native.gateStats().forwardLive)
   const ctx: GatewayContext = {
     config,
     log,
@@ -60,6 +62,11 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
   let ubus: UbusClient | null = null
   let unwatch: (() => void) | null = null
   const listeners = () => [...entries.values()].map((e) => e.listener)
+  // After ctx.own and ctx.config are current: a forward's target may have become ours.
+  const serveNatively = () => {
+    for (const e of entries.values()) e.listener.serveNative(nativeForward(e.config, ctx))
+  }
+  native.onForwardEvents(onForwardBatch(ctx))
   // A flushed ruleset (fw4 flush, firewall stop) takes our table: load it again.
   const watchCapture = () => {
     unwatch ??= watchTable(
@@ -82,6 +89,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
   try {
     entries = openEntries(config, ctx, new Map())
     ctx.own = listeners().map((l) => l.bound)
+    serveNatively()
     if (config.capture.enabled) applyCapture(config, listeners(), log)
     if (config.capture.enabled) watchCapture()
     if (config.admin.socket !== '') admin = openAdmin(config.admin.socket, ctx, listeners)
@@ -111,6 +119,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     const graceMs = ctx.config.relay.shutdownGraceMs
     log.info('stopping', { signal, live: conns.size, graceMs })
     conns.cancelDialing('shutdown')
+    native.forwardCancelDialing()
     // Relays get the grace period to finish on their own, then are closed.
     const graceTimer = native.setTimeout(() => native.relayAbortAll(), graceMs)
     conns.onIdle(() => {
@@ -121,7 +130,11 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
 
   const stopped = () => {
     const s = native.relayStats()
-    log.info('stats', { relays: s.total, spliceCalls: s.spliceCalls, copyCalls: s.copyCalls })
+    log.info('stats', {
+      relays: s.total + native.gateStats().forwardRelaysTotal,
+      spliceCalls: s.spliceCalls,
+      copyCalls: s.copyCalls,
+    })
     log.info('stopped')
     native.exit(0)
   }
@@ -150,6 +163,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     ctx.rules = compileRules(next.rules)
     ctx.upstreams = new Map(next.upstreams.map((u) => [u.name, u]))
     ctx.own = listeners().map((l) => l.bound)
+    serveNatively()
     ctx.admission.setLimits(next.limits.maxConnections, next.limits.maxPerSource)
     if (next.capture.enabled) {
       try {
@@ -215,17 +229,18 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
       const kept = old.get(key)
       if (kept && kept.listener.name === l.name && kept.listener.type === l.type) {
         kept.accept = accept
+        kept.config = l
         next.set(key, kept)
         continue
       }
       if (kept) {
         // Same address, other name or type: the socket stays, the listener is renamed.
         const listener = { ...kept.listener, name: l.name, type: l.type }
-        const entry: Entry = { listener, accept }
+        const entry: Entry = { listener, accept, config: l }
         next.set(key, entry)
         continue
       }
-      const entry: Entry = { listener: null as unknown as Listener, accept }
+      const entry: Entry = { listener: null as unknown as Listener, accept, config: l }
       const { name, type, listen, backlog } = l
       entry.listener = openListener({ name, type, listen, backlog, log: ctx.log, onAccept: (c) => entry.accept(c) })
       opened.push(entry.listener)

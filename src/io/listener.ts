@@ -30,6 +30,11 @@ export interface Listener {
   readonly type: string
   /** The address actually bound (port 0 resolved to the real port). */
   readonly bound: native.SockAddr
+  /**
+   * Serve it in C as a native forward (native.forwardServe), or with onAccept
+   * again (null). Called on start and on every reload.
+   */
+  serveNative(opts: native.ForwardOptions | null): void
   /** Stop accepting; pending connections in the backlog are reset by the kernel. */
   close(): void
 }
@@ -38,20 +43,6 @@ const ACCEPT_BATCH = 64
 const PAUSE_MS = 1000
 /** Out of fds or memory: retrying at once would spin. */
 const RESOURCE_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM'])
-/** Errors of one aborted connection (see accept(2)): just try the next one. */
-const TRANSIENT_ERRORS = new Set([
-  'ECONNABORTED',
-  'EINTR',
-  'EPROTO',
-  'EPERM',
-  'ENETDOWN',
-  'ENOPROTOOPT',
-  'EHOSTDOWN',
-  'ENONET',
-  'EHOSTUNREACH',
-  'EOPNOTSUPP',
-  'ENETUNREACH',
-])
 
 /** Bind, listen and start accepting; throws StartupError when the address cannot be bound. */
 export function openListener(o: ListenerOptions): Listener {
@@ -64,20 +55,19 @@ export function openListener(o: ListenerOptions): Listener {
   const bound = native.localAddress(fd)
   let closed = false
   let pauseTimer: number | null = null
+  let servedNatively = false
 
+  // One native call per wake accepts the whole backlog (up to ACCEPT_BATCH);
+  // native.acceptBatch skips the errors of one aborted connection.
   const acceptBatch = () => {
-    for (let i = 0; i < ACCEPT_BATCH && !closed; i++) {
-      let client: Accepted | null
-      try {
-        client = native.accept(fd)
-      } catch (e) {
-        if (TRANSIENT_ERRORS.has(errorCode(e))) continue
-        pause(e)
-        return
-      }
-      if (client === null) return
-      handOver(client)
+    let clients: Accepted[]
+    try {
+      clients = native.acceptBatch(fd, ACCEPT_BATCH)
+    } catch (e) {
+      pause(e)
+      return
     }
+    for (const client of clients) handOver(client)
   }
 
   const handOver = (client: Accepted) => {
@@ -100,6 +90,11 @@ export function openListener(o: ListenerOptions): Listener {
     }, PAUSE_MS)
   }
 
+  const clearPause = () => {
+    if (pauseTimer !== null) native.clearTimeout(pauseTimer)
+    pauseTimer = null
+  }
+
   native.watch(fd, native.EV_READ, acceptBatch)
   o.log.info('listening', { name: o.name, type: o.type, addr: formatHostPort(bound.addr, bound.port) })
 
@@ -107,10 +102,23 @@ export function openListener(o: ListenerOptions): Listener {
     name: o.name,
     type: o.type,
     bound,
+    serveNative(opts) {
+      if (closed) return
+      clearPause()
+      if (opts !== null) {
+        native.forwardServe(fd, opts) // replaces the JS watch
+        servedNatively = true
+      } else if (servedNatively) {
+        native.forwardStop(fd)
+        servedNatively = false
+        native.watch(fd, native.EV_READ, acceptBatch)
+      }
+    },
     close() {
       if (closed) return
       closed = true
-      if (pauseTimer !== null) native.clearTimeout(pauseTimer)
+      clearPause()
+      if (servedNatively) native.forwardStop(fd)
       closeQuietly(fd)
     },
   }

@@ -5,8 +5,15 @@ import { serveHttp } from './http-server.js'
 import type { GatewayContext, Outcome, Session } from './session.js'
 import { serveSocks } from './socks-server.js'
 
+/**
+ * The first read takes what has arrived (up to the SOCKS handshake's limit,
+ * less than an HTTP head may be), not one byte: a SOCKS5 greeting then needs
+ * no second read.
+ */
+const FIRST_READ = 1024
+
 export async function serveMixed(s: Session, ctx: GatewayContext): Promise<Outcome> {
-  await s.stream.fill(1)
+  await s.stream.fill(FIRST_READ)
   const first = s.stream.buffered[0]
   return first === 0x04 || first === 0x05 ? serveSocks(s, ctx) : serveHttp(s, ctx)
 }

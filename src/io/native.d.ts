@@ -102,6 +102,12 @@ declare module 'ugate:native' {
   export function listen(addr: string, port: number, backlog: number): number
   /** Accept one connection; null when none is pending (EAGAIN). */
   export function accept(fd: number): (SockAddr & { fd: number }) | null
+  /**
+   * Accept up to `max` connections in one call, until none is pending. Errors of
+   * one aborted connection are skipped; another error throws when nothing was
+   * accepted (else it comes again on the next call).
+   */
+  export function acceptBatch(fd: number, max: number): Array<SockAddr & { fd: number }>
   export interface ConnectOptions {
     /** SO_MARK for the outbound socket (needs CAP_NET_ADMIN). */
     mark?: number
@@ -252,4 +258,78 @@ declare module 'ugate:native' {
    * old (the result's counts are exact).
    */
   export function relayBytes(): number[]
+
+  // ---- the gate (native/mod_gate.c): admission, and the native forward ----
+  /**
+   * Count a new connection from `ip` (the text accept gives): its id (> 0,
+   * also the number of connections admitted so far), or -1 when
+   * maxConnections refuses it, -2 when maxPerSource does. One count for
+   * every listener, native forwards included; release(ip) when it is over.
+   */
+  export function admit(ip: string): number
+  export function release(ip: string): void
+  /** The limits admit applies (0 = none); live connections stay. */
+  export function setLimits(maxConnections: number, maxPerSource: number): void
+  export interface GateStats {
+    /** Connections admitted since start (every listener). */
+    total: number
+    /** Connections admitted and not released. */
+    live: number
+    /** Of those, native forwards not yet reported to onForwardEvents. */
+    forwardLive: number
+    /** Native forwards relaying now, and relays they started since start (not in relayStats). */
+    forwardRelays: number
+    forwardRelaysTotal: number
+  }
+  export function gateStats(): GateStats
+  export interface ForwardOptions {
+    /** Listener name and target text, for the access line and the connection list. */
+    name: string
+    dst: string
+    /** The target: a numeric IP and port. */
+    addr: string
+    port: number
+    /** Source CIDRs admitted ("10.0.0.0/8", "::1/128"); others get a RST. */
+    allow: string[]
+    /** SO_MARK of the outbound socket; 0 = none. */
+    mark: number
+    /** Connect timeout (reason connect-timeout). */
+    timeoutMs: number
+    splice: boolean
+    /** Relay idle timeout; 0 = never. */
+    idleMs: number
+  }
+  /**
+   * Serve the listening socket fd in C from now on: accept until EAGAIN, allow
+   * list, admit, dial, relay, with no JS per connection. A second call on the
+   * same fd replaces the options (reload); live connections keep theirs.
+   */
+  export function forwardServe(fd: number, opts: ForwardOptions): void
+  /** Stop serving fd (before closing it, or to serve it from JS again); false if not served. */
+  export function forwardStop(fd: number): boolean
+  /** An access line's fields, in its order (listener src dst up down ms reason splice); splice 0 or 1. */
+  export type ForwardDone = Omit<import('../core/log.js').AccessRecord, 'splice'> & { splice: number }
+  /** A refused client (`denied`: allow list, `limit`: admission) or a paused listener (out of fds). */
+  export interface ForwardEvent {
+    kind: 'denied' | 'limit' | 'paused'
+    listener: string
+    src?: string
+    limit?: string
+    error?: string
+  }
+  /** cb gets every native connection finished since its last call, and the events. */
+  export function onForwardEvents(cb: (batch: { conns: ForwardDone[]; events: ForwardEvent[] }) => void): void
+  export interface ForwardConn {
+    id: number
+    listener: string
+    src: string
+    stage: 'handshake' | 'relay'
+    ms: number
+    dst: string
+  }
+  export function forwardConnections(): ForwardConn[]
+  /** End one native connection (reason 'closed'); false when there is none with this id. */
+  export function forwardClose(id: number): boolean
+  /** End every native connection still dialing (reason 'shutdown'). */
+  export function forwardCancelDialing(): void
 }

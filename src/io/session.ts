@@ -49,10 +49,10 @@ export interface LiveConn {
 /** Counters for the admin socket's status. */
 export class GatewayStats {
   readonly startedAt = native.now()
-  total = 0
   /** Bytes of connections already closed. */
   bytesUp = 0
   bytesDown = 0
+  /** The JS-handled connections not yet closed (native forwards: native.forwardConnections). */
   readonly live = new Set<LiveConn>()
   /** Rule ('default', '#3' or its name) → connections it routed. */
   readonly ruleHits = new Map<string, number>()
@@ -60,6 +60,11 @@ export class GatewayStats {
   readonly ruleLastHit = new Map<string, number>()
   /** Counters of /metrics, keyed by labelKey(...) of their labels. */
   readonly metrics = new ClosedCounters()
+
+  /** Connections admitted since start, every listener (counted in native/mod_gate.c). */
+  get total(): number {
+    return native.gateStats().total
+  }
 
   hit(rule: string): void {
     this.ruleHits.set(rule, (this.ruleHits.get(rule) ?? 0) + 1)
@@ -117,12 +122,12 @@ export function serveWith(handler: Handler, l: ListenerConfig, ctx: GatewayConte
       ctx.log.warn('denied', { listener: l.name, src, why: 'source not in allow list' })
       return resetQuietly(client.fd)
     }
-    const refused = ctx.admission.admit(client.addr)
-    if (refused !== null) {
-      ctx.log.warn('limit-reached', { listener: l.name, src, limit: refused })
+    const id = ctx.admission.admit(client.addr)
+    if (typeof id === 'string') {
+      ctx.log.warn('limit-reached', { listener: l.name, src, limit: id })
       return resetQuietly(client.fd)
     }
-    run(handler, l, ctx, client, src).catch((e: unknown) => {
+    run(handler, l, ctx, client, src, id).catch((e: unknown) => {
       ctx.log.error('internal-error', { listener: l.name, src, error: e instanceof Error ? e.message : String(e) })
     })
   }
@@ -134,6 +139,7 @@ async function run(
   ctx: GatewayContext,
   client: Accepted,
   src: string,
+  id: number,
 ): Promise<void> {
   const conn = ctx.conns.open()
   const startedAt = native.now()
@@ -149,9 +155,8 @@ async function run(
     timer = null
   }
   const fields: Fields = {}
-  ctx.stats.total++
   let stream: HandshakeStream | undefined
-  const live: LiveConn = { id: ctx.stats.total, listener: l.name, src, startedAt, stage: 'handshake', fields, cancel }
+  const live: LiveConn = { id, listener: l.name, src, startedAt, stage: 'handshake', fields, cancel }
   ctx.stats.live.add(live)
   const session: Session = {
     listener: l,
@@ -242,36 +247,33 @@ function failureReason(e: unknown): string {
   return 'internal-error'
 }
 
-/** Global and per-source connection limits. */
+/**
+ * Global and per-source connection limits. Counted in C (native/mod_gate.c),
+ * so native forwards and JS-handled connections share one count.
+ */
 export class Admission {
-  private total = 0
-  private perSource = new Map<string, number>()
-
   constructor(
     private max: number,
     private maxPerSource: number,
-  ) {}
+  ) {
+    native.setLimits(max, maxPerSource)
+  }
 
   /** New limits (reload); connections already admitted stay. */
   setLimits(max: number, maxPerSource: number): void {
     this.max = max
     this.maxPerSource = maxPerSource
+    native.setLimits(max, maxPerSource)
   }
 
-  /** null when admitted (and counted), else which limit refused it. */
-  admit(ip: string): string | null {
-    const n = this.perSource.get(ip) ?? 0
-    if (this.max > 0 && this.total >= this.max) return `maxConnections=${this.max}`
-    if (this.maxPerSource > 0 && n >= this.maxPerSource) return `maxPerSource=${this.maxPerSource}`
-    this.total++
-    this.perSource.set(ip, n + 1)
-    return null
+  /** The connection's id when admitted (and counted), else which limit refused it. */
+  admit(ip: string): number | string {
+    const id = native.admit(ip)
+    if (id > 0) return id
+    return id === -1 ? `maxConnections=${this.max}` : `maxPerSource=${this.maxPerSource}`
   }
 
   release(ip: string): void {
-    this.total--
-    const n = (this.perSource.get(ip) ?? 1) - 1
-    if (n <= 0) this.perSource.delete(ip)
-    else this.perSource.set(ip, n)
+    native.release(ip)
   }
 }

@@ -29,6 +29,7 @@ const FUNCTIONS = [
   'onSignal',
   'listen',
   'accept',
+  'acceptBatch',
   'connect',
   'socketError',
   'errnoName',
@@ -48,6 +49,16 @@ const FUNCTIONS = [
   'relayAbortAll',
   'relayStats',
   'relayBytes',
+  'admit',
+  'release',
+  'setLimits',
+  'gateStats',
+  'forwardServe',
+  'forwardStop',
+  'onForwardEvents',
+  'forwardConnections',
+  'forwardClose',
+  'forwardCancelDialing',
 ]
 const CONSTANTS = {
   EV_READ: 1,
@@ -169,6 +180,21 @@ class FakeNative {
     if (!c) return null
     return { fd: this.alloc({ kind: 'client', ...c }), ...c, family: 4 as const }
   }
+  acceptBatch = (fd: number, max: number) => {
+    const out = []
+    for (let i = 0; i < max; i++) {
+      let c
+      try {
+        c = this.accept(fd)
+      } catch (e) {
+        if (out.length === 0) throw e
+        break
+      }
+      if (c === null) break
+      out.push(c)
+    }
+    return out
+  }
   localAddress = (fd: number) => {
     const s = this.fds.get(fd)!
     return { addr: s.addr, port: s.port, family: 4 as const }
@@ -217,6 +243,41 @@ class FakeNative {
     copyCalls: 0,
     pipesPooled: 0,
   })
+
+  // The gate (native/mod_gate.c): admission as C counts it. These tests log at
+  // debug, where forwards run in JS, so the native forward is never asked for.
+  admitted = 0
+  perSource = new Map<string, number>()
+  limits = [0, 0]
+  admit = (ip: string) => {
+    const n = this.perSource.get(ip) ?? 0
+    if (this.limits[0]! > 0 && this.admittedLive() >= this.limits[0]!) return -1
+    if (this.limits[1]! > 0 && n >= this.limits[1]!) return -2
+    this.perSource.set(ip, n + 1)
+    return ++this.admitted
+  }
+  release = (ip: string) => {
+    const n = (this.perSource.get(ip) ?? 1) - 1
+    if (n > 0) this.perSource.set(ip, n)
+    else this.perSource.delete(ip)
+  }
+  admittedLive = () => [...this.perSource.values()].reduce((a, b) => a + b, 0)
+  setLimits = (max: number, perSource: number) => void (this.limits = [max, perSource])
+  gateStats = () => ({
+    total: this.admitted,
+    live: this.admittedLive(),
+    forwardLive: 0,
+    forwardRelays: 0,
+    forwardRelaysTotal: 0,
+  })
+  forwardServe = () => {
+    throw new Error('the fake has no native forward')
+  }
+  forwardStop = () => false
+  onForwardEvents = () => {}
+  forwardConnections = () => []
+  forwardClose = () => false
+  forwardCancelDialing = () => {}
 
   // ---- test controls ----
   alloc(s: FakeFd): number {

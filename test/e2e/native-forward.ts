@@ -1,0 +1,192 @@
+// The native forward (native/mod_gate.c): a forward to a numeric IP runs in C
+// with no JS per connection. What a forward listener promised before must
+// hold there too: exact bytes, one access line each, the allow list, the
+// limits (one count shared with the JS listeners), dial failures with their
+// reason, and no fd left behind after a burst of short connections.
+
+import { spawn } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { connsOf, listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
+import {
+  connect,
+  echoRoundTrip,
+  echoServer,
+  prngBytes,
+  refusedPort,
+  sha256,
+  track,
+  waitClose,
+  within,
+} from '../lib/servers.js'
+import { checkFds, finish, parseLogLine, runUgate } from '../lib/ugate.js'
+
+/** Connect without waiting for 'connect' (ugate may reset at once); resolves with how it closed. */
+function tryConnect(port: number) {
+  return waitClose(track(net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })))
+}
+
+t.test('500 short connections: exact bytes, one access line each, fds back to baseline', async (t) => {
+  const srv = await echoServer(t)
+  const ug = await startConfig(t, proxyConfig([listener('fwd', 'forward', { target: srv.target })]))
+  const port = ug.port('fwd')
+  const N = 500
+  const WIDTH = 50
+  const sizes = Array.from({ length: N }, (_, i) => 1 + ((i * 7919) % 20000))
+  const bad: string[] = []
+  for (let start = 0; start < N; start += WIDTH) {
+    const batch = sizes.slice(start, start + WIDTH).map(async (size, j) => {
+      const payload = prngBytes(start + j, size)
+      const got = await echoRoundTrip(port, payload)
+      if (sha256(got) !== sha256(payload)) bad.push(`#${start + j}: ${got.length} of ${size} bytes, or other bytes`)
+    })
+    await within(Promise.all(batch), 60_000, `connections ${start}..${start + WIDTH - 1}`)
+  }
+  t.same(bad, [], 'every connection echoed exactly its payload')
+  const conns = await waitConnsOf(ug, 'fwd', N)
+  t.same(
+    conns.map((c) => Number(c.fields.up)).sort((a, b) => a - b),
+    [...sizes].sort((a, b) => a - b),
+    'up counts are the payload sizes',
+  )
+  t.same(
+    conns.map((c) => Number(c.fields.down)).sort((a, b) => a - b),
+    [...sizes].sort((a, b) => a - b),
+    'down counts are the payload sizes',
+  )
+  t.same(new Set(conns.map((c) => `${c.fields.dst} ${c.fields.reason}`)), new Set([`${srv.target} eof`]))
+  t.equal(srv.accepted, N, 'the target saw one connection per client')
+  await finish(t, ug, N)
+})
+
+t.test('allow list: a source outside it is reset and logged, no access line', async (t) => {
+  const srv = await echoServer(t)
+  const ug = await startConfig(
+    t,
+    proxyConfig([
+      listener('lan', 'forward', { target: srv.target, allow: ['10.0.0.0/8', '::ffff:127.0.0.1/128'] }),
+      listener('v6only', 'forward', { target: srv.target, allow: ['::1'] }),
+      listener('local', 'forward', { target: srv.target, allow: ['127.0.0.0/8'] }),
+    ]),
+  )
+  const r = await within(tryConnect(ug.port('v6only')), 10_000, 'denied client closed')
+  t.equal(r.bytes, 0, 'denied client got no bytes')
+  const line = parseLogLine(await ug.waitForLine(/ warn denied listener=v6only /))!
+  t.match(line.fields, { listener: 'v6only', src: /^127\.0\.0\.1:\d+$/, why: 'source not in allow list' })
+  // An IPv4-mapped allow entry is an IPv4 one (as the JS listeners read it).
+  const ok = await echoRoundTrip(ug.port('lan'), Buffer.from('mapped'))
+  t.equal(ok.toString(), 'mapped', 'the ::ffff:127.0.0.1 entry admits 127.0.0.1')
+  t.equal((await echoRoundTrip(ug.port('local'), Buffer.from('x'))).toString(), 'x')
+  await waitConnsOf(ug, 'local', 1)
+  t.equal(ug.events('conn').filter((c) => c.fields.listener === 'v6only').length, 0, 'no access line when denied')
+  await finish(t, ug, 2)
+})
+
+t.test('limits: maxPerSource on a native forward, one count with the JS listeners', async (t) => {
+  const srv = await echoServer(t)
+  const ug = await startConfig(
+    t,
+    proxyConfig([listener('fwd', 'forward', { target: srv.target }), listener('socks', 'socks')], {
+      limits: { maxPerSource: 2, maxConnections: 3, handshakeTimeout: 10 },
+    }),
+  )
+  // Two relaying forwards from 127.0.0.1 reach maxPerSource.
+  const held = [await connect(ug.port('fwd')), await connect(ug.port('fwd'))]
+  for (const s of held) {
+    const echoed = new Promise<void>((res) => s.once('data', () => res()))
+    s.write('hold')
+    await within(echoed, 10_000, 'held connection echoes')
+  }
+  const third = await within(tryConnect(ug.port('fwd')), 10_000, 'third forward closed')
+  t.equal(third.bytes, 0, 'the third forward got nothing')
+  const limit = parseLogLine(await ug.waitForLine(/ warn limit-reached listener=fwd /))!
+  t.match(limit.fields, { src: /^127\.0\.0\.1:\d+$/, limit: 'maxPerSource=2' })
+  // The SOCKS listener (JS) sees the same count.
+  const socks = await within(tryConnect(ug.port('socks')), 10_000, 'socks client closed')
+  t.equal(socks.bytes, 0)
+  const socksLimit = parseLogLine(await ug.waitForLine(/ warn limit-reached listener=socks /))!
+  t.equal(socksLimit.fields.limit, 'maxPerSource=2')
+  // One ends: a new forward is admitted again.
+  const closed = waitClose(held[0]!)
+  held[0]!.end()
+  await closed
+  await waitConnsOf(ug, 'fwd', 1)
+  t.equal((await echoRoundTrip(ug.port('fwd'), Buffer.from('again'))).toString(), 'again', 'admitted after a release')
+  const last = waitClose(held[1]!)
+  held[1]!.end()
+  await last
+  await finish(t, ug, 3)
+})
+
+t.test('dial failure: the client is reset, the access line names the reason', async (t) => {
+  const dead = await refusedPort()
+  const ug = await startConfig(t, proxyConfig([listener('dead', 'forward', { target: `127.0.0.1:${dead}` })]))
+  const r = await within(tryConnect(ug.port('dead')), 10_000, 'client closed')
+  t.equal(r.bytes, 0)
+  t.equal(r.error?.code, 'ECONNRESET', 'the client got a RST')
+  const [line] = await waitConnsOf(ug, 'dead', 1)
+  t.match(line!.fields, {
+    listener: 'dead',
+    src: /^127\.0\.0\.1:\d+$/,
+    dst: `127.0.0.1:${dead}`,
+    up: '0',
+    down: '0',
+    reason: 'connect-error:ECONNREFUSED',
+    splice: '0',
+  })
+  checkFds(t, ug)
+  await finish(t, ug, 1)
+})
+
+/**
+ * A port whose connects hang: a listening socket (backlog 1) held by a child
+ * that never accepts, its queue filled. SYNs beyond it are dropped.
+ */
+async function hangingPort(t: { teardown(fn: () => void): void }): Promise<number> {
+  const srv = net.createServer()
+  await new Promise<void>((res) => srv.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => res()))
+  const port = (srv.address() as net.AddressInfo).port
+  const fd = (srv as unknown as { _handle: { fd: number } })._handle.fd
+  const holder = spawn('sleep', ['600'], { stdio: ['ignore', 'ignore', 'ignore', fd] })
+  t.teardown(() => holder.kill())
+  await new Promise<void>((res) => srv.close(() => res()))
+  // Backlog 1 queues two; a third connect stays in SYN-SENT.
+  for (let i = 0; i < 2; i++) await connect(port)
+  return port
+}
+
+t.test('connect timeout; a dialing native connection is listed and ended by shutdown', async (t) => {
+  const port = await hangingPort(t)
+  const adminSock = join(mkdtempSync(join(tmpdir(), 'ugate-nf-')), 'admin.sock')
+  const ug = await startConfig(t, {
+    ...proxyConfig([listener('slow', 'forward', { target: `127.0.0.1:${port}` })]),
+    dial: { connectTimeout: 1 },
+    admin: { socket: adminSock },
+  })
+  const r = await within(tryConnect(ug.port('slow')), 10_000, 'client closed by the connect timeout')
+  t.equal(r.error?.code, 'ECONNRESET', 'the client got a RST')
+  const [timedOut] = await waitConnsOf(ug, 'slow', 1)
+  t.match(timedOut!.fields, { dst: `127.0.0.1:${port}`, up: '0', down: '0', reason: 'connect-timeout' })
+  t.ok(Number(timedOut!.fields.ms) >= 1000, 'after the connect timeout', { ms: timedOut!.fields.ms })
+
+  const waiting = waitClose(await connect(ug.port('slow')))
+  type Live = { listener: string; stage: string; dst: string }
+  const list = () =>
+    (JSON.parse(runUgate(['ctl', '--socket', adminSock, 'connections']).stdout) as { connections: Live[] }).connections
+  let live: Live[] = []
+  while (live.length === 0) {
+    live = list()
+    await new Promise((res) => setImmediate(res))
+  }
+  t.match(live, [{ listener: 'slow', stage: 'handshake', dst: `127.0.0.1:${port}` }], 'listed while dialing')
+  ug.signal('SIGTERM')
+  const closed = await within(waiting, 10_000, 'dialing client closed by shutdown')
+  t.equal(closed.bytes, 0)
+  const res = await ug.waitExit()
+  t.equal(res.code, 0, 'exits 0 without waiting for the connect timeout')
+  t.match(connsOf(ug, 'slow')[1]?.fields, { reason: 'shutdown' }, 'the dialing one ends with reason shutdown')
+  t.same(ug.sanitizerLines(), [], 'no sanitizer reports')
+})
