@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { listener, startConfig } from '../lib/config.js'
-import { connect, destroyClients, echoServer, waitClose } from '../lib/servers.js'
+import { socks5Connect } from '../lib/proxy.js'
+import { destroyClients, echoServer } from '../lib/servers.js'
 import { finish, requireBinary, runUgate, ugateBin } from '../lib/ugate.js'
 
 t.teardown(destroyClients)
@@ -34,22 +35,27 @@ t.test('ctl status, connections, rules, close, traffic; tables and --json', asyn
   t.match(JSON.parse(ctl('--json', 'status').stdout), { running: true, pid: ug.pid })
 
   t.equal(ctl('connections').stdout, 'no live connections\n')
-  const live = await connect(ug.port('fwd'))
+  // Through the mixed listener: a JS-routed connection, whose bytes the relay publishes live
+  // (a native forward's are known only at its end).
+  const { reader } = await socks5Connect(ug.port('mix'), { host: '127.0.0.1', port: echo.port })
+  const live = reader.sock
   live.write('x')
-  await new Promise<void>((r) => live.once('data', () => r()))
+  await reader.read(1)
   const conns = ctl('connections')
   t.match(
     conns.stdout,
-    new RegExp(`^ID .*\\n(\\d+) +fwd +127\\.0\\.0\\.1:\\d+ +${echo.target.replace(/\./g, '\\.')} +- +- +relay `),
+    new RegExp(
+      `^ID .*\\n(\\d+) +mix +127\\.0\\.0\\.1:\\d+ +${echo.target.replace(/\./g, '\\.')} +- +default→direct +relay `,
+    ),
   )
   const id = Number(/\n(\d+) /.exec(conns.stdout)![1])
   const json = JSON.parse(ctl('--json', 'connections').stdout)
-  t.match(json, { connections: [{ id, listener: 'fwd', stage: 'relay', up: Number, down: Number }] })
+  t.match(json, { connections: [{ id, listener: 'mix', stage: 'relay', up: Number, down: Number }] })
 
   const rules = ctl('rules')
   t.equal(
     rules.stdout,
-    '#  TYPE          PAYLOAD   PROXY   HITS\n0  DomainSuffix  ads.test  REJECT  0\n1  Match         *         DIRECT  0\n',
+    '#  TYPE          PAYLOAD   PROXY   HITS\n0  DomainSuffix  ads.test  REJECT  0\n1  Match         *         DIRECT  1\n',
   )
   t.match(JSON.parse(ctl('--json', 'rules').stdout), { rules: [{ type: 'DomainSuffix', extra: { hitCount: 0 } }, {}] })
 
@@ -77,7 +83,10 @@ t.test('ctl status, connections, rules, close, traffic; tables and --json', asyn
 
   const closed = ctl('close', String(id))
   t.same([closed.code, closed.stdout], [0, `closed ${id}\n`])
-  await waitClose(live)
+  await new Promise<void>((r) => {
+    live.once('end', () => r())
+    live.once('close', () => r())
+  })
   const again = ctl('close', String(id))
   t.same([again.code, again.stdout, again.stderr], [1, '', [`ugate: no live connection ${id}`]])
   t.match(JSON.parse(ctl('--json', 'close', String(id)).stdout), { error: `no live connection ${id}` })
