@@ -18,7 +18,8 @@
 #   BIN JSC  outputs (default O/ugate, O/jsc)
 #   QJS      QuickJS-ng sources (default build/qjs-src)
 #   MBEDTLS  mbedTLS sources (default build/mbedtls-src), built into
-#            O/mbedtls/libmbedcrypto.a with native/mbedtls-config.h
+#            O/mbedtls/libmbedcrypto.a and libmbedx509.a with
+#            native/mbedtls-config.h
 #   AR       the archiver for that library (llvm-ar for clang cross builds)
 #   BUNDLE   the bytecode as C (default build/gen/bundle.c)
 #   JS       when set, this build's jsc writes BUNDLE from JS, run through EMU
@@ -28,10 +29,12 @@
 
 # native/*.c linked into ugate, in link order: a new source is one more line.
 NATIVE_SRCS := \
+	identity \
 	loop \
 	main \
 	mod_dns \
 	mod_gate \
+	mod_identity \
 	mod_net \
 	mod_nlmon \
 	mod_proc \
@@ -49,8 +52,8 @@ QJS_SRCS := dtoa libregexp libunicode quickjs
 
 # mbedTLS's crypto library: library/Makefile's OBJS_CRYPTO. Modules that
 # native/mbedtls-config.h leaves out compile to empty objects, so the config
-# alone decides what is in it. (The TLS work adds OBJS_X509 and OBJS_TLS as
-# libmbedx509.a and libmbedtls.a the same way.)
+# alone decides what is in it. The X.509 library (OBJS_X509) the same way;
+# (the TLS work adds OBJS_TLS as libmbedtls.a).
 MBEDTLS_CRYPTO_SRCS := \
 	aes aesce aesni aria asn1parse asn1write base64 bignum bignum_core \
 	bignum_mod bignum_mod_raw block_cipher camellia ccm chacha20 chachapoly \
@@ -64,6 +67,9 @@ MBEDTLS_CRYPTO_SRCS := \
 	psa_crypto_rsa psa_crypto_se psa_crypto_slot_management psa_crypto_storage \
 	psa_its_file psa_util ripemd160 rsa rsa_alt_helpers sha1 sha256 sha512 \
 	sha3 threading timing version version_features
+MBEDTLS_X509_SRCS := \
+	pkcs7 x509 x509_create x509_crl x509_crt x509_csr x509write x509write_crt \
+	x509write_csr
 
 # Our code (native/, jsc, the bytecode) on every target; QuickJS-ng's warnings
 # are not ours to fix.
@@ -103,7 +109,11 @@ LINK_ARGS = $(CFLAGS) $(LINK) $(LDFLAGS)
 
 QJS_OBJS := $(QJS_SRCS:%=$(O)/qjs/%.o)
 MBEDCRYPTO := $(O)/mbedtls/libmbedcrypto.a
+MBEDX509 := $(O)/mbedtls/libmbedx509.a
 MBEDTLS_OBJS := $(MBEDTLS_CRYPTO_SRCS:%=$(O)/mbedtls/%.o)
+MBEDX509_OBJS := $(MBEDTLS_X509_SRCS:%=$(O)/mbedtls/%.o)
+# Link order: a library before the ones it calls.
+MBEDLIBS := $(MBEDX509) $(MBEDCRYPTO)
 NATIVE_OBJS := $(NATIVE_SRCS:%=$(O)/native/%.o) $(O)/native/bundle.o
 
 # Any change of compiler or flags makes every object stale: the stamp is
@@ -135,6 +145,10 @@ $(MBEDCRYPTO): $(MBEDTLS_OBJS)
 	rm -f $@
 	$(AR) rcs $@ $^
 
+$(MBEDX509): $(MBEDX509_OBJS)
+	rm -f $@
+	$(AR) rcs $@ $^
+
 $(O)/native/%.o: native/%.c $(OUR_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(OUR_CFLAGS) -c $< -o $@
@@ -148,8 +162,8 @@ $(O)/tools/jsc.o: native/tools/jsc.c $(OUR_DEPS)
 	$(CC) $(OUR_CFLAGS) -c $< -o $@
 
 # Linked to a temporary name first: a test may be running the old one.
-$(BIN): $(NATIVE_OBJS) $(QJS_OBJS) $(MBEDCRYPTO)
-	$(CC) $(LINK_ARGS) -o $@.tmp $(NATIVE_OBJS) $(QJS_OBJS) $(MBEDCRYPTO) $(LDLIBS)
+$(BIN): $(NATIVE_OBJS) $(QJS_OBJS) $(MBEDLIBS)
+	$(CC) $(LINK_ARGS) -o $@.tmp $(NATIVE_OBJS) $(QJS_OBJS) $(MBEDLIBS) $(LDLIBS)
 	mv $@.tmp $@
 
 $(JSC): $(O)/tools/jsc.o $(QJS_OBJS)

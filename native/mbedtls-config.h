@@ -7,19 +7,24 @@
  *   QUIC Initial decryption (native/quic.c, RFC 9001 5 / RFC 9369):
  *     HKDF-SHA256 (extract, expand-label), AES-128-GCM, AES-128-ECB
  *     encryption for header protection.
- *   TLS 1.3 (the mesh work, planned): adds
- *     PSA crypto (3.6's TLS 1.3 requires it), SSL/X.509/PEM/ASN.1, SHA-384,
- *     AES-256 (drop MBEDTLS_AES_ONLY_128_BIT_KEY_LENGTH), X25519 + P-256
- *     ECDH, ECDSA and RSA (PKCS#1 v1.5, PSS) verification, entropy and a
- *     DRBG; a section below per layer. */
+ *   Node identities (native/identity.c, `ugate identity`): X.509
+ *     certificate parse, verify and write, PEM, P-256 keys and ECDSA
+ *     sign/verify, RSA verification (PKCS#1 v1.5 and PSS: mesh CAs are often
+ *     RSA), SHA-384, a CTR-DRBG seeded from getrandom(2).
+ *   TLS 1.3 (the mesh work, planned): adds PSA crypto (3.6's TLS 1.3
+ *     requires it), SSL, X25519 + P-256 ECDH; a section below per layer. */
 #ifndef UGATE_MBEDTLS_CONFIG_H
 #define UGATE_MBEDTLS_CONFIG_H
 
 /* ---- platform ---------------------------------------------------------- */
-/* No MBEDTLS_HAVE_ASM: only bignum uses it, and nothing here needs bignum
- * yet. No MBEDTLS_PLATFORM_C: libc's calloc/free/snprintf are used as they
- * are. No AES-NI/AESCE: the sniffer decrypts one packet per flow, and the
- * portable code keeps every target's build the same. */
+/* No MBEDTLS_HAVE_ASM: bignum's portable C serves the few signatures an
+ * identity or a handshake needs, on every target alike. No
+ * MBEDTLS_PLATFORM_C: libc's calloc/free/snprintf are used as they are. No
+ * AES-NI/AESCE: the sniffer decrypts one packet per flow, and the portable
+ * code keeps every target's build the same. */
+/* Certificate validity is checked against the clock (gmtime_r). */
+#define MBEDTLS_HAVE_TIME
+#define MBEDTLS_HAVE_TIME_DATE
 
 /* ---- hashes and key derivation ----------------------------------------- */
 #define MBEDTLS_MD_C
@@ -27,6 +32,8 @@
 #define MBEDTLS_HKDF_C
 /* One compression loop instead of an unrolled one: about 1 KB less code. */
 #define MBEDTLS_SHA256_SMALLER
+/* Certificates signed with ECDSA-SHA384 or RSA-SHA384. */
+#define MBEDTLS_SHA384_C
 
 /* ---- ciphers ------------------------------------------------------------ */
 #define MBEDTLS_AES_C
@@ -34,9 +41,45 @@
 /* GCM and header protection only ever encrypt with the block cipher: no
  * decryption tables or code. (Also leaves out CBC, XTS, DES: none wanted.) */
 #define MBEDTLS_BLOCK_CIPHER_NO_DECRYPT
-/* QUIC Initial keys are AES-128; TLS 1.3 will want AES-256 too. */
-#define MBEDTLS_AES_ONLY_128_BIT_KEY_LENGTH
+/* AES-256 stays: the CTR-DRBG's key is AES-256 (and TLS 1.3 will use
+ * TLS_AES_256_GCM_SHA384). */
 /* 2 KB of AES tables (computed at start-up, in .bss) instead of 8 KB. */
 #define MBEDTLS_AES_FEWER_TABLES
+
+/* ---- random numbers ----------------------------------------------------- */
+/* The platform source is getrandom(2) (entropy_poll.c, Linux). */
+#define MBEDTLS_ENTROPY_C
+#define MBEDTLS_CTR_DRBG_C
+
+/* ---- public keys --------------------------------------------------------- */
+#define MBEDTLS_BIGNUM_C
+#define MBEDTLS_ECP_C
+#define MBEDTLS_ECP_DP_SECP256R1_ENABLED
+#define MBEDTLS_ECDSA_C
+#define MBEDTLS_RSA_C
+#define MBEDTLS_PKCS1_V15
+#define MBEDTLS_PKCS1_V21
+#define MBEDTLS_PK_C
+#define MBEDTLS_PK_PARSE_C
+#define MBEDTLS_PK_WRITE_C
+
+/* ---- encodings ------------------------------------------------------------ */
+#define MBEDTLS_ASN1_PARSE_C
+#define MBEDTLS_ASN1_WRITE_C
+#define MBEDTLS_OID_C
+#define MBEDTLS_BASE64_C
+#define MBEDTLS_PEM_PARSE_C
+#define MBEDTLS_PEM_WRITE_C
+
+/* ---- X.509 (libmbedx509) ------------------------------------------------- */
+#define MBEDTLS_X509_USE_C
+#define MBEDTLS_X509_CRT_PARSE_C
+#define MBEDTLS_X509_CREATE_C
+#define MBEDTLS_X509_CRT_WRITE_C
+/* Certificates signed with RSASSA-PSS (mesh CAs may use it). */
+#define MBEDTLS_X509_RSASSA_PSS_SUPPORT
+/* No human-readable dumps (mbedtls_x509_crt_info and friends): identity.c
+ * reads the fields it shows itself. */
+#define MBEDTLS_X509_REMOVE_INFO
 
 #endif

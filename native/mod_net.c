@@ -1,4 +1,5 @@
-// Sockets for the handshake phase (TCP, and unix sockets for admin, ubus and syslog):
+// Sockets for the handshake phase (TCP, and unix sockets for admin, ubus and syslog),
+// and UDP sockets for services JS answers itself (DNS):
 // After a route is chosen, relay.c takes the fds over and JS stops touching them.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -69,6 +70,17 @@ static JSValue addr_to_js(JSContext *ctx, const struct sockaddr_storage *ss) {
   return o;
 }
 
+// JS (host, port) → sockaddr for `what`; returns its length, or 0 with a RangeError thrown.
+static socklen_t arg_ip(JSContext *ctx, JSValueConst host_v, int port, int min_port,
+                        struct sockaddr_storage *ss, const char *what) {
+  const char *host = JS_ToCString(ctx, host_v);
+  if (!host) return 0;
+  socklen_t sl = port >= min_port && port <= 65535 ? parse_ip(host, port, ss) : 0;
+  JS_FreeCString(ctx, host);
+  if (!sl) JS_ThrowRangeError(ctx, "%s: not a numeric IP address and port", what);
+  return sl;
+}
+
 static int arg_fd(JSContext *ctx, JSValueConst v, int *fd) {
   if (JS_ToInt32(ctx, fd, v)) return -1;
   if (*fd < 0) {
@@ -78,25 +90,32 @@ static int arg_fd(JSContext *ctx, JSValueConst v, int *fd) {
   return 0;
 }
 
+// A non-blocking socket of `type` for binding to *ss, or -1 with an exception thrown.
+// "::" takes IPv4 too (as v4-mapped): one transparent listener serves both
+// families. A specific IPv6 address stays IPv6-only.
+static int bind_socket(JSContext *ctx, const struct sockaddr_storage *ss, int type) {
+  int fd = socket(ss->ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ug_throw_errno(ctx, "socket", errno);
+    return -1;
+  }
+  if (ss->ss_family == AF_INET6) {
+    int v6only = !IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+  }
+  return fd;
+}
+
 static JSValue js_listen(UG_JS_PARAMS) {
   int port, backlog;
   if (JS_ToInt32(ctx, &port, argv[1]) || JS_ToInt32(ctx, &backlog, argv[2])) return JS_EXCEPTION;
-  const char *host = JS_ToCString(ctx, argv[0]);
-  if (!host) return JS_EXCEPTION;
   struct sockaddr_storage ss;
-  socklen_t sl = port >= 0 && port <= 65535 ? parse_ip(host, port, &ss) : 0;
-  JS_FreeCString(ctx, host);
-  if (!sl) return JS_ThrowRangeError(ctx, "listen: not a numeric IP address and port");
-  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return ug_throw_errno(ctx, "socket", errno);
+  socklen_t sl = arg_ip(ctx, argv[0], port, 0, &ss, "listen");
+  if (!sl) return JS_EXCEPTION;
+  int fd = bind_socket(ctx, &ss, SOCK_STREAM);
+  if (fd < 0) return JS_EXCEPTION;
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (ss.ss_family == AF_INET6) {
-    // "::" takes IPv4 too (as v4-mapped): one transparent listener serves both
-    // families. A specific IPv6 address stays IPv6-only.
-    int v6only = !IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr);
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
-  }
   // Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt per connection.
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, backlog) < 0) {
@@ -157,12 +176,9 @@ static JSValue js_accept_batch(UG_JS_PARAMS) {
 static JSValue js_connect(UG_JS_PARAMS) {
   int port;
   if (JS_ToInt32(ctx, &port, argv[1])) return JS_EXCEPTION;
-  const char *host = JS_ToCString(ctx, argv[0]);
-  if (!host) return JS_EXCEPTION;
   struct sockaddr_storage ss;
-  socklen_t sl = port > 0 && port <= 65535 ? parse_ip(host, port, &ss) : 0;
-  JS_FreeCString(ctx, host);
-  if (!sl) return JS_ThrowRangeError(ctx, "connect: not a numeric IP address and port");
+  socklen_t sl = arg_ip(ctx, argv[0], port, 1, &ss, "connect");
+  if (!sl) return JS_EXCEPTION;
   int mark = 0;
   const char *bind_to = NULL;
   struct sockaddr_storage src;
@@ -297,6 +313,165 @@ static JSValue js_original_dst(UG_JS_PARAMS) {
   return addr_to_js(ctx, &ss);
 }
 
+// ---- UDP sockets for services JS answers itself (the DNS listener) ----------------------
+// Not the transparent UDP path: relayed datagrams never come through here.
+// Each datagram's destination address is received (IP_PKTINFO /
+// IPV6_RECVPKTINFO) so a reply can leave from the address the asker sent
+// to, whatever else a wildcard socket is bound to.
+
+static JSValue js_udp_bind(UG_JS_PARAMS) {
+  int port, mark = 0;
+  if (JS_ToInt32(ctx, &port, argv[1])) return JS_EXCEPTION;
+  if (argc > 2 && JS_IsObject(argv[2]) && ug_opt_int(ctx, argv[2], "mark", &mark) < 0)
+    return JS_EXCEPTION;
+  struct sockaddr_storage ss;
+  socklen_t sl = arg_ip(ctx, argv[0], port, 0, &ss, "udpBind");
+  if (!sl) return JS_EXCEPTION;
+  int fd = bind_socket(ctx, &ss, SOCK_DGRAM);
+  if (fd < 0) return JS_EXCEPTION;
+  int one = 1;
+  const char *step = NULL;
+  if (ss.ss_family == AF_INET6) {
+    if (setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) < 0)
+      step = "setsockopt(IPV6_RECVPKTINFO)";
+  } else if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) < 0) {
+    step = "setsockopt(IP_PKTINFO)";
+  }
+  if (!step && mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) < 0)
+    step = "setsockopt(SO_MARK)";
+  if (!step && bind(fd, (struct sockaddr *)&ss, sl) < 0) step = "bind";
+  if (step) {
+    int e = errno;
+    close(fd);
+    return ug_throw_errno(ctx, step, e);
+  }
+  return JS_NewInt32(ctx, fd);
+}
+
+// The local address a datagram was sent to, from its IP_PKTINFO/IPV6_PKTINFO.
+static void pktinfo_text(struct msghdr *mh, char *out, size_t size) {
+  out[0] = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+      struct in_pktinfo pi;
+      memcpy(&pi, CMSG_DATA(c), sizeof pi);
+      inet_ntop(AF_INET, &pi.ipi_addr, out, size);
+    } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+      struct in6_pktinfo pi;
+      memcpy(&pi, CMSG_DATA(c), sizeof pi);
+      if (IN6_IS_ADDR_V4MAPPED(&pi.ipi6_addr))
+        inet_ntop(AF_INET, &pi.ipi6_addr.s6_addr[12], out, size);
+      else
+        inet_ntop(AF_INET6, &pi.ipi6_addr, out, size);
+    }
+  }
+}
+
+// recvFrom(fd, max): one datagram, or null when none is waiting.
+static JSValue js_recv_from(UG_JS_PARAMS) {
+  int fd, max;
+  if (arg_fd(ctx, argv[0], &fd) || JS_ToInt32(ctx, &max, argv[1])) return JS_EXCEPTION;
+  if (max <= 0 || max > 65535) return JS_ThrowRangeError(ctx, "recvFrom: max must be 1..65535");
+  uint8_t buf[65535];
+  struct sockaddr_storage ss;
+  union {
+    char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
+    struct cmsghdr align;
+  } cbuf;
+  struct iovec iov = {.iov_base = buf, .iov_len = (size_t)max};
+  struct msghdr mh = {.msg_name = &ss,
+                      .msg_namelen = sizeof ss,
+                      .msg_iov = &iov,
+                      .msg_iovlen = 1,
+                      .msg_control = cbuf.buf,
+                      .msg_controllen = sizeof cbuf.buf};
+  ssize_t n;
+  do n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_TRUNC);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return errno == EAGAIN ? JS_NULL : ug_throw_errno(ctx, "recvmsg", errno);
+  JSValue o = addr_to_js(ctx, &ss);
+  if (JS_IsNull(o)) o = JS_NewObject(ctx);
+  size_t kept = (size_t)n < (size_t)max ? (size_t)n : (size_t)max;
+  char local[INET6_ADDRSTRLEN];
+  pktinfo_text(&mh, local, sizeof local);
+  JS_SetPropertyStr(ctx, o, "data", JS_NewArrayBufferCopy(ctx, buf, kept));
+  JS_SetPropertyStr(ctx, o, "size", JS_NewInt64(ctx, n));  // the datagram's real size (MSG_TRUNC)
+  JS_SetPropertyStr(ctx, o, "local", local[0] ? JS_NewString(ctx, local) : JS_NULL);
+  return o;
+}
+
+// sendTo(fd, data, addr, port, from?): bytes sent, or 0 when the socket is full.
+static JSValue js_send_to(UG_JS_PARAMS) {
+  int fd, port;
+  const uint8_t *p;
+  size_t len;
+  if (arg_fd(ctx, argv[0], &fd) || ug_get_bytes(ctx, argv[1], &p, &len) ||
+      JS_ToInt32(ctx, &port, argv[3]))
+    return JS_EXCEPTION;
+  struct sockaddr_storage own;
+  socklen_t ol = sizeof own;
+  if (getsockname(fd, (struct sockaddr *)&own, &ol) < 0)
+    return ug_throw_errno(ctx, "getsockname", errno);
+  struct sockaddr_storage ss;
+  socklen_t sl = arg_ip(ctx, argv[2], port, 1, &ss, "sendTo");
+  if (!sl) return JS_EXCEPTION;
+  struct sockaddr_storage src;
+  socklen_t srcl = 0;
+  if (argc > 4 && JS_IsString(argv[4])) {
+    const char *from = JS_ToCString(ctx, argv[4]);
+    if (!from) return JS_EXCEPTION;
+    srcl = parse_ip(from, 0, &src);
+    JS_FreeCString(ctx, from);
+    if (!srcl || src.ss_family != ss.ss_family)
+      return JS_ThrowRangeError(ctx, "sendTo: from is not a numeric IP of the target's family");
+  }
+  if (own.ss_family == AF_INET6 && ss.ss_family == AF_INET) {
+    // A dual-stack socket reaches IPv4 through a v4-mapped address.
+    struct sockaddr_in a4;
+    memcpy(&a4, &ss, sizeof a4);
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    memset(&ss, 0, sizeof ss);
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = a4.sin_port;
+    a6->sin6_addr.s6_addr[10] = a6->sin6_addr.s6_addr[11] = 0xff;
+    memcpy(&a6->sin6_addr.s6_addr[12], &a4.sin_addr, 4);
+    sl = sizeof *a6;
+  }
+  union {
+    char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+    struct cmsghdr align;
+  } cbuf;
+  memset(&cbuf, 0, sizeof cbuf);
+  struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
+  struct msghdr mh = {.msg_name = &ss, .msg_namelen = sl, .msg_iov = &iov, .msg_iovlen = 1};
+  if (srcl) {
+    // The source address (v4 also on a dual-stack socket: the kernel's IPv4
+    // path reads SOL_IP options for a v4-mapped destination).
+    mh.msg_control = cbuf.buf;
+    struct cmsghdr *c = (struct cmsghdr *)cbuf.buf;
+    if (src.ss_family == AF_INET) {
+      struct in_pktinfo pi = {.ipi_spec_dst = ((struct sockaddr_in *)&src)->sin_addr};
+      c->cmsg_level = IPPROTO_IP;
+      c->cmsg_type = IP_PKTINFO;
+      c->cmsg_len = CMSG_LEN(sizeof pi);
+      memcpy(CMSG_DATA(c), &pi, sizeof pi);
+      mh.msg_controllen = CMSG_SPACE(sizeof pi);
+    } else {
+      struct in6_pktinfo pi = {.ipi6_addr = ((struct sockaddr_in6 *)&src)->sin6_addr};
+      c->cmsg_level = IPPROTO_IPV6;
+      c->cmsg_type = IPV6_PKTINFO;
+      c->cmsg_len = CMSG_LEN(sizeof pi);
+      memcpy(CMSG_DATA(c), &pi, sizeof pi);
+      mh.msg_controllen = CMSG_SPACE(sizeof pi);
+    }
+  }
+  ssize_t n;
+  do n = sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return errno == EAGAIN ? JS_NewInt32(ctx, 0) : ug_throw_errno(ctx, "sendmsg", errno);
+  return JS_NewInt64(ctx, n);
+}
+
 // ---- unix sockets (the admin socket) -------------------------------------------------
 static int unix_addr(JSContext *ctx, JSValueConst v, struct sockaddr_un *sa) {
   size_t len;
@@ -386,6 +561,9 @@ static const JSCFunctionListEntry net_funcs[] = {
     JS_CFUNC_MAGIC_DEF("localAddress", 1, js_address, false),
     JS_CFUNC_MAGIC_DEF("peerAddress", 1, js_address, true),
     JS_CFUNC_DEF("originalDst", 1, js_original_dst),
+    JS_CFUNC_DEF("udpBind", 3, js_udp_bind),
+    JS_CFUNC_DEF("recvFrom", 2, js_recv_from),
+    JS_CFUNC_DEF("sendTo", 5, js_send_to),
     JS_PROP_INT32_DEF("SHUT_RD", SHUT_RD, 0),
     JS_PROP_INT32_DEF("SHUT_WR", SHUT_WR, 0),
     JS_PROP_INT32_DEF("SHUT_RDWR", SHUT_RDWR, 0),

@@ -141,12 +141,50 @@ static JSValue js_pid(UG_JS_PARAMS) {
   return JS_NewInt32(ctx, getpid());
 }
 
+// writeFile(path, text, mode, exclusive): creates the file with this mode
+// (exclusive: fails with EEXIST if it exists, else it is truncated); the mode
+// is set again after a truncation, so an existing file does not keep a wider one.
+static JSValue js_write_file(UG_JS_PARAMS) {
+  size_t len;
+  const char *text = JS_ToCStringLen(ctx, &len, argv[1]);
+  if (!text) return JS_EXCEPTION;
+  int32_t mode;
+  if (JS_ToInt32(ctx, &mode, argv[2])) {
+    JS_FreeCString(ctx, text);
+    return JS_EXCEPTION;
+  }
+  const char *path = JS_ToCString(ctx, argv[0]);
+  if (!path) {
+    JS_FreeCString(ctx, text);
+    return JS_EXCEPTION;
+  }
+  int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (JS_ToBool(ctx, argv[3]) ? O_EXCL : O_TRUNC);
+  int fd = open(path, flags, (mode_t)mode);
+  JS_FreeCString(ctx, path);
+  const char *call = "open";
+  int err = 0;
+  if (fd < 0) err = errno;
+  if (!err && fchmod(fd, (mode_t)mode) < 0) err = errno, call = "fchmod";
+  for (size_t off = 0; !err && off < len;) {
+    ssize_t n = write(fd, text + off, len - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      err = errno, call = "write";
+    else
+      off += (size_t)n;
+  }
+  JS_FreeCString(ctx, text);
+  if (fd >= 0 && close(fd) < 0 && !err) err = errno, call = "close";
+  return err ? ug_throw_errno(ctx, call, err) : JS_UNDEFINED;
+}
+
 static const JSCFunctionListEntry sys_funcs[] = {
     JS_CFUNC_DEF("pid", 0, js_pid),
     JS_CFUNC_DEF("wallClock", 0, js_wall_clock),
     JS_CFUNC_DEF("writeStderr", 1, js_write_stderr),
     JS_CFUNC_DEF("writeStdout", 1, js_write_stdout),
     JS_CFUNC_DEF("readFile", 2, js_read_file),
+    JS_CFUNC_DEF("writeFile", 4, js_write_file),
     JS_CFUNC_DEF("fdCount", 0, js_fd_count),
     JS_CFUNC_DEF("peakRssKiB", 0, js_peak_rss),
     JS_CFUNC_DEF("errnoName", 1, js_errno_name),

@@ -101,6 +101,7 @@ ug_exports ug_proc_exports(void);
 ug_exports ug_nlmon_exports(void);
 ug_exports ug_gate_exports(void);
 ug_exports ug_quic_exports(void);
+ug_exports ug_identity_exports(void);
 // Run the command JS set with setExitCommand (if any); called on the way out.
 void ug_proc_run_exit_command(void);
 void ug_sys_set_argv(int argc, char **argv);

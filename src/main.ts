@@ -8,6 +8,7 @@ import { nftRuleset } from './core/nft.js'
 import { UciError } from './core/uci.js'
 import { VERSION } from './core/version.js'
 import { loadRunConfig } from './io/config-file.js'
+import { initIdentity, showIdentity } from './io/identity.js'
 import { runCtl } from './io/ctl.js'
 import { startGateway } from './io/gateway.js'
 import { stderrLogger, syslogLogger } from './io/log-sink.js'
@@ -34,6 +35,12 @@ function main(): void {
     }
     case 'sniff-quic':
       return exit(sniffQuicFiles(cmd.files, cmd.packets) ? 0 : 1)
+    case 'identity-init':
+      initIdentity(cmd.dir, cmd.id, cmd.days, cmd.force)
+      return exit(0)
+    case 'identity-show':
+      showIdentity(cmd.dir)
+      return exit(0)
     case 'ctl':
       // Asks a running gateway over its admin socket; exits from the callback.
       return runCtl(cmd)

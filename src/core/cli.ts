@@ -4,6 +4,7 @@
 import { parseEndpoint } from './address.js'
 import { SECONDS, type SecondsRange, describeSeconds, inSecondsRange } from './config.js'
 import { AddressError, CliError, show } from './errors.js'
+import { IDENTITY_DEFAULTS, MAX_DAYS, type SpiffeId, segmentProblem, trustDomainProblem } from './identity.js'
 import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
 
 /** A --forward LISTEN=TARGET, both sides already known to parse. */
@@ -33,6 +34,8 @@ export type Command =
   | { kind: 'nft'; configFile: string }
   | { kind: 'ctl'; socket: string; method: CtlMethod; json: boolean; id?: number }
   | { kind: 'sniff-quic'; files: string[]; packets: boolean }
+  | { kind: 'identity-init'; dir: string; id: SpiffeId; days: number; force: boolean }
+  | { kind: 'identity-show'; dir: string }
   | { kind: 'help' }
   | { kind: 'version' }
 
@@ -69,6 +72,8 @@ export function parseArgs(argv: readonly string[]): Command {
       return parseCtl(rest)
     case 'sniff-quic':
       return parseSniffQuic(rest)
+    case 'identity':
+      return parseIdentity(rest)
     default:
       if (first.startsWith('-')) throw new CliError(`unknown option ${show(first)} ${SEE_HELP}`)
       throw new CliError(`unknown command ${show(first)} ${SEE_HELP}`)
@@ -169,6 +174,53 @@ function parseSniffQuic(args: readonly string[]): Command {
   return { kind: 'sniff-quic', files, packets }
 }
 
+function parseIdentity(args: readonly string[]): Command {
+  const [sub, ...flags] = args
+  if (sub === '--help' || sub === '-h') return { kind: 'help' }
+  if (sub !== 'init' && sub !== 'show') {
+    throw new CliError(`"ugate identity" needs init or show, got ${sub === undefined ? 'nothing' : show(sub)}`)
+  }
+  const d = IDENTITY_DEFAULTS
+  let dir: string = d.dir
+  const id: SpiffeId = { trustDomain: d.trustDomain, namespace: d.namespace, serviceAccount: d.serviceAccount }
+  let days: number = d.days
+  let force = false
+  for (const opt of readOptions(flags, `identity ${sub}`, sub === 'init' ? IDENTITY_INIT_FLAGS : IDENTITY_SHOW_FLAGS)) {
+    switch (opt.flag) {
+      case '--help':
+      case '-h':
+        return { kind: 'help' }
+      case '--dir':
+        dir = opt.value
+        break
+      case '--trust-domain':
+        id.trustDomain = checked(opt, trustDomainProblem(opt.value))
+        break
+      case '--namespace':
+        id.namespace = checked(opt, segmentProblem(opt.value))
+        break
+      case '--sa':
+        id.serviceAccount = checked(opt, segmentProblem(opt.value))
+        break
+      case '--days':
+        days = /^[0-9]+$/.test(opt.value) ? Number(opt.value) : NaN
+        if (!(days >= 1 && days <= MAX_DAYS)) {
+          throw new CliError(`--days: ${show(opt.value)} is not a whole number of days from 1 to ${MAX_DAYS}`)
+        }
+        break
+      case '--force':
+        force = true
+        break
+    }
+  }
+  return sub === 'init' ? { kind: 'identity-init', dir, id, days, force } : { kind: 'identity-show', dir }
+}
+
+function checked(opt: Option, problem: string | null): string {
+  if (problem !== null) throw new CliError(`${opt.flag}: ${show(opt.value)} ${problem}`)
+  return opt.value
+}
+
 // ---- option reading -------------------------------------------------------------
 
 /** Flag → the name of its value, or null for a flag without one. */
@@ -189,6 +241,15 @@ const RUN_FLAGS: FlagTable = {
 const CHECK_FLAGS: FlagTable = { '--config': 'FILE', '--help': null, '-h': null }
 const CTL_FLAGS: FlagTable = { '--socket': 'PATH', '--json': null, '--help': null, '-h': null }
 const SNIFF_QUIC_FLAGS: FlagTable = { '--packets': null, '--help': null, '-h': null }
+const IDENTITY_SHOW_FLAGS: FlagTable = { '--dir': 'DIR', '--help': null, '-h': null }
+const IDENTITY_INIT_FLAGS: FlagTable = {
+  ...IDENTITY_SHOW_FLAGS,
+  '--trust-domain': 'TD',
+  '--namespace': 'NS',
+  '--sa': 'SA',
+  '--days': 'N',
+  '--force': null,
+}
 
 interface Option {
   flag: string
@@ -254,6 +315,9 @@ Usage:
   ugate ctl [--socket PATH] [--json] status|connections|rules|traffic
   ugate ctl [--socket PATH] [--json] close ID
   ugate sniff-quic [--packets] FILE...
+  ugate identity init [--dir DIR] [--trust-domain TD] [--namespace NS]
+                      [--sa SA] [--days N] [--force]
+  ugate identity show [--dir DIR]
   ugate help | --help | -h
   ugate --version | -V
 
@@ -274,6 +338,15 @@ Commands:
             does; prints the result (status, host, alpn) as JSON, exits 0
             when the ClientHello was read. --packets first prints each
             decrypted Initial packet (version, DCID, frames in hex).
+  identity  init: make a self-signed CA (P-256) and a node key and
+            certificate it signs, with the URI SAN spiffe://TD/ns/NS/sa/SA
+            (defaults ${IDENTITY_DEFAULTS.trustDomain}, ${IDENTITY_DEFAULTS.namespace}, ${IDENTITY_DEFAULTS.serviceAccount}; valid ${IDENTITY_DEFAULTS.days} days), in
+            DIR (default ${IDENTITY_DEFAULTS.dir}, must exist): root-cert.pem,
+            cert-chain.pem, key.pem, ca-key.pem (keys mode 600; existing
+            files are kept unless --force). Prints the node id and the
+            SPIFFE id. show: print them with the validity dates and the
+            issuer, after checking the dates, the chain against
+            root-cert.pem and that key.pem belongs to the certificate.
   help      Show this text.
 
 Options of run:

@@ -2,12 +2,12 @@
 // output is typed, with defaults filled in and durations in milliseconds.
 // Every error names the path and the bad value.
 
-import { type Endpoint, formatEndpoint, listenAddressesClash, parseEndpoint } from './address.js'
+import { type Endpoint, formatEndpoint, hostNameProblem, listenAddressesClash, parseEndpoint } from './address.js'
 import { AddressError, ConfigError, show } from './errors.js'
 import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
 import { type CaptureOptions, nftRuleset } from './nft.js'
 import { type RuleSpec, compileRules, parseRulesJson } from './rules/index.js'
-import { ipKey, parseCidr } from './ip.js'
+import { ipKey, isIpLiteral, parseCidr } from './ip.js'
 
 export interface Config {
   log: {
@@ -85,6 +85,9 @@ export interface CaptureConfig {
   excludeSrc: string[]
   includeMac: string[]
   excludeMac: string[]
+  /** Redirect LAN clients' DNS (port 53, UDP and TCP) to the dns listener `dnsListener`. */
+  dns: boolean
+  dnsListener: string
 }
 
 interface ListenerCommon {
@@ -121,8 +124,24 @@ export interface SniListenerConfig extends ListenerCommon {
   httpPort: number
 }
 
+/** A DNS server (UDP and TCP on one address) forwarding to `servers`, with cache, static names and the rules. */
+export interface DnsListenerConfig extends ListenerCommon {
+  type: 'dns'
+  /** Upstream resolvers, tried in order (IP literals: a resolver cannot resolve its own resolver). */
+  servers: Endpoint[]
+  /** Static names → addresses (A/AAAA answered without an upstream). */
+  hosts: Record<string, string[]>
+  /** What a rejected name gets: these addresses (by family), or NXDOMAIN when empty. */
+  rejectAddresses: string[]
+  /** Time one upstream gets per query before the next is asked. */
+  timeoutMs: number
+  /** Answers kept at most; 0 = no cache. */
+  cacheSize: number
+}
+
 /** Discriminated on `type`; a new listener type adds a member here and a parser below. */
-export type ListenerConfig = ForwardListenerConfig | ProxyListenerConfig | RedirectListenerConfig | SniListenerConfig
+export type ListenerConfig =
+  ForwardListenerConfig | ProxyListenerConfig | RedirectListenerConfig | SniListenerConfig | DnsListenerConfig
 export type ListenerType = ListenerConfig['type']
 
 /** The accounts a listener asks clients for; none for types without authentication. */
@@ -144,6 +163,8 @@ const DEFAULTS = {
   handshakeTimeout: 10,
   sniffMaxBytes: 16384,
   sniffTimeout: 0.3,
+  dnsTimeout: 2,
+  dnsCacheSize: 4096,
   /** Loopback, RFC 1918 and ULA: a listener never serves the WAN unless told to. */
   allow: ['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],
 }
@@ -156,7 +177,7 @@ export interface SecondsRange {
 
 /** Accepted ranges of the duration settings, shared with the CLI flags. */
 export const SECONDS: Record<
-  'idleTimeout' | 'shutdownGrace' | 'connectTimeout' | 'handshakeTimeout' | 'sniffTimeout',
+  'idleTimeout' | 'shutdownGrace' | 'connectTimeout' | 'handshakeTimeout' | 'sniffTimeout' | 'dnsTimeout',
   SecondsRange
 > = {
   // The upper bounds keep milliseconds within a signed 32-bit timer value.
@@ -165,6 +186,7 @@ export const SECONDS: Record<
   connectTimeout: { min: 0.001, max: 3600 },
   handshakeTimeout: { min: 0.001, max: 3600 },
   sniffTimeout: { min: 0.001, max: 60 },
+  dnsTimeout: { min: 0.001, max: 60 },
 }
 
 export function inSecondsRange(v: unknown, range: SecondsRange): v is number {
@@ -319,6 +341,8 @@ function capture(value: unknown): CaptureConfig {
     'excludeSrc',
     'includeMac',
     'excludeMac',
+    'dns',
+    'dnsListener',
   ])
   const strs = (key: string, fallback: string[]): string[] =>
     array(given(obj[key], fallback), `capture.${key}`).map((v, i) => {
@@ -331,6 +355,9 @@ function capture(value: unknown): CaptureConfig {
   const listenerName = given(obj.listener, '')
   if (typeof listenerName !== 'string')
     throw new ConfigError('capture.listener', `${show(listenerName)} is not a listener name`)
+  const dnsListener = given(obj.dnsListener, '')
+  if (typeof dnsListener !== 'string')
+    throw new ConfigError('capture.dnsListener', `${show(dnsListener)} is not a listener name`)
   return {
     enabled: boolean(given(obj.enabled, false), 'capture.enabled'),
     listener: listenerName,
@@ -343,6 +370,8 @@ function capture(value: unknown): CaptureConfig {
     excludeSrc: strs('excludeSrc', []),
     includeMac: strs('includeMac', []),
     excludeMac: strs('excludeMac', []),
+    dns: boolean(given(obj.dns, false), 'capture.dns'),
+    dnsListener,
   }
 }
 
@@ -352,11 +381,12 @@ function isWildcard(host: string): boolean {
 }
 
 /** The capture options for nftRuleset, CIDR lists split by family. */
-export function captureOptions(config: Config, redirectPort: number): CaptureOptions {
+export function captureOptions(config: Config, redirectPort: number, dnsPort = 0): CaptureOptions {
   const c = config.capture
   const byFamily = (list: string[], family: 4 | 6) => list.filter((x) => parseCidr(x)?.family === family)
   return {
     redirectPort,
+    dnsPort: c.dns ? dnsPort : 0,
     mark: config.dial.mark,
     lanInterfaces: c.lanInterfaces,
     routerSelf: c.routerSelf,
@@ -386,28 +416,8 @@ function checkReferences(config: Config): void {
   })
   const c = config.capture
   if (!c.enabled) return
-  const l = config.listeners.find((x) => x.name === c.listener)
-  if (c.listener === '')
-    throw new ConfigError('capture.listener', 'missing: name the redirect listener that captured traffic goes to')
-  if (!l) throw new ConfigError('capture.listener', `${show(c.listener)} is not the name of a listener`)
-  if (l.type !== 'redirect')
-    throw new ConfigError('capture.listener', `${show(c.listener)} is a ${l.type} listener, not a redirect listener`)
-  // REDIRECT rewrites to the incoming interface's address: only a wildcard
-  // listener receives it, and with IPv6 capture it must take both families.
-  const wildcard6 = l.listen.kind === 'ipv6' && isWildcard(l.listen.host)
-  const wildcard4 = l.listen.kind === 'ipv4' && isWildcard(l.listen.host)
-  if (!wildcard4 && !wildcard6) {
-    throw new ConfigError(
-      'capture.listener',
-      `${show(c.listener)} listens on ${formatEndpoint(l.listen)}: a redirect listener for capture must listen on [::]:PORT (both families) or 0.0.0.0:PORT`,
-    )
-  }
-  if (c.ipv6 && !wildcard6) {
-    throw new ConfigError(
-      'capture.ipv6',
-      `is true but ${show(c.listener)} listens on ${formatEndpoint(l.listen)} (IPv4 only): listen on [::]:${l.listen.port} to capture both families, or set capture.ipv6 to false`,
-    )
-  }
+  const l = captureTarget(config, 'listener', 'redirect', 'traffic goes')
+  const dnsPort = c.dns ? captureTarget(config, 'dnsListener', 'dns', 'queries go').listen.port || 1 : 0
   for (const key of ['bypass', 'includeSrc', 'excludeSrc'] as const) {
     c[key].forEach((x, i) => {
       if (parseCidr(x) === null)
@@ -415,7 +425,7 @@ function checkReferences(config: Config): void {
     })
   }
   try {
-    nftRuleset(captureOptions(config, l.listen.port || 1))
+    nftRuleset(captureOptions(config, l.listen.port || 1, dnsPort))
   } catch (e) {
     if (e instanceof ConfigError) {
       const field =
@@ -424,6 +434,42 @@ function checkReferences(config: Config): void {
     }
     throw e
   }
+}
+
+/**
+ * The listener capture.listener (or capture.dnsListener) names, checked: it
+ * exists, has the type, and, since REDIRECT rewrites to the incoming
+ * interface's address, listens on a wildcard address (both families with
+ * IPv6 capture).
+ */
+function captureTarget(
+  config: Config,
+  key: 'listener' | 'dnsListener',
+  type: 'redirect' | 'dns',
+  goes: string,
+): ListenerConfig {
+  const name = config.capture[key]
+  if (name === '')
+    throw new ConfigError(`capture.${key}`, `missing: name the ${type} listener that captured ${goes} to`)
+  const l = config.listeners.find((x) => x.name === name)
+  if (!l) throw new ConfigError(`capture.${key}`, `${show(name)} is not the name of a listener`)
+  if (l.type !== type)
+    throw new ConfigError(`capture.${key}`, `${show(name)} is a ${l.type} listener, not a ${type} listener`)
+  const wildcard6 = l.listen.kind === 'ipv6' && isWildcard(l.listen.host)
+  const wildcard4 = l.listen.kind === 'ipv4' && isWildcard(l.listen.host)
+  if (!wildcard4 && !wildcard6) {
+    throw new ConfigError(
+      `capture.${key}`,
+      `${show(name)} listens on ${formatEndpoint(l.listen)}: a ${type} listener for capture must listen on [::]:PORT (both families) or 0.0.0.0:PORT`,
+    )
+  }
+  if (config.capture.ipv6 && !wildcard6) {
+    throw new ConfigError(
+      'capture.ipv6',
+      `is true but ${show(name)} listens on ${formatEndpoint(l.listen)} (IPv4 only): listen on [::]:${l.listen.port} to capture both families, or set capture.ipv6 to false`,
+    )
+  }
+  return l
 }
 
 // ---- listeners ---------------------------------------------------------------
@@ -462,6 +508,18 @@ const LISTENER_SPECS: { [T in ListenerType]: ListenerSpec<T> } = {
       type: 'sni',
       tlsPort: integer(given(obj.tlsPort, 443), `${path}.tlsPort`, 1, 65535),
       httpPort: integer(given(obj.httpPort, 80), `${path}.httpPort`, 1, 65535),
+    }),
+  },
+  dns: {
+    keys: ['servers', 'hosts', 'rejectAddresses', 'timeout', 'cacheSize'],
+    parse: (obj, path, common) => ({
+      ...common,
+      type: 'dns',
+      servers: dnsServers(required(obj, 'servers', path), `${path}.servers`),
+      hosts: staticHosts(given(obj.hosts, {}), `${path}.hosts`),
+      rejectAddresses: ipList(given(obj.rejectAddresses, []), `${path}.rejectAddresses`),
+      timeoutMs: ms(given(obj.timeout, DEFAULTS.dnsTimeout), `${path}.timeout`, SECONDS.dnsTimeout),
+      cacheSize: integer(given(obj.cacheSize, DEFAULTS.dnsCacheSize), `${path}.cacheSize`, 0, 1000000),
     }),
   },
 }
@@ -571,6 +629,42 @@ function cidrs(value: unknown, path: string): string[] {
     }
     return v
   })
+}
+
+/** Upstream resolvers: "IP", "IP:PORT" or "[IPv6]:PORT"; port 53 when not given. */
+function dnsServers(value: unknown, path: string): Endpoint[] {
+  const list = array(value, path)
+  if (list.length === 0) throw new ConfigError(path, 'at least one upstream resolver is required')
+  return list.map((v, i) => {
+    const p = `${path}[${i}]`
+    if (typeof v === 'string' && isIpLiteral(v)) return endpoint(v.includes(':') ? `[${v}]:53` : `${v}:53`, p, 'target')
+    const ep = endpoint(v, p, 'target')
+    if (ep.kind === 'name')
+      throw new ConfigError(p, `${show(v)} is not an IP address (a resolver is named by its address)`)
+    return ep
+  })
+}
+
+function ipList(value: unknown, path: string): string[] {
+  return array(value, path).map((v, i) => {
+    if (typeof v !== 'string' || !isIpLiteral(v))
+      throw new ConfigError(`${path}[${i}]`, `${show(v)} is not an IP address`)
+    return v
+  })
+}
+
+/** name → addresses; names as the rules take them. */
+function staticHosts(value: unknown, path: string): Record<string, string[]> {
+  const obj = object(value, path)
+  const out: Record<string, string[]> = {}
+  for (const [name, addrs] of Object.entries(obj)) {
+    const problem = hostNameProblem(name.replace(/\.$/, ''))
+    if (problem !== null) throw new ConfigError(`${path}.${name}`, `${show(name)} is not a host name: ${problem}`)
+    const list = ipList(addrs, `${path}.${name}`)
+    if (list.length === 0) throw new ConfigError(`${path}.${name}`, 'no addresses')
+    out[name] = list
+  }
+  return out
 }
 
 /** 1-255 bytes: what SOCKS5 (RFC 1929) can carry. */

@@ -19,6 +19,14 @@
 // bypassed destinations → return; excluded sources → return; then
 // redirect to :PORT when the TCP port is in ugate_ports — only for included
 // sources when any include list is set.
+//
+// DNS capture (dnsPort): right after the router-itself return, port-53 UDP
+// and TCP jump to ugate_dns, which returns for excluded sources and
+// redirects the rest (included sources only, when include lists are set) to
+// the DNS listener. The bypass lists do not apply: a query to any resolver
+// is answered by ugate, none leaks. Queries to the router's own addresses
+// (dnsmasq) are left alone, and the output chain never takes DNS: the
+// router's own resolver is pointed at ugate in its config instead.
 
 import { hex } from './bytes.js'
 import { ConfigError, show } from './errors.js'
@@ -75,6 +83,8 @@ export interface CaptureOptions {
   /** MACs "aa:bb:cc:dd:ee:ff" (LAN traffic only). */
   includeMac?: string[]
   excludeMac?: string[]
+  /** The DNS listener's port: LAN port-53 UDP and TCP are redirected there; absent or 0 = off. */
+  dnsPort?: number
 }
 
 /** The whole ruleset, for `nft -f -`. Throws ConfigError whose path is the capture option ("lanInterfaces[1]"). */
@@ -104,6 +114,7 @@ export function nftRuleset(opts: CaptureOptions): string {
   const incMac = strings(opts.includeMac ?? [], 'includeMac', mac)
   const excMac = strings(opts.excludeMac ?? [], 'excludeMac', mac)
   if (!ipv6 && inc6.length > 0) throw new ConfigError('includeSrc6', 'is set but ipv6 is off', opts.includeSrc6)
+  const dnsPort = opts.dnsPort === undefined || opts.dnsPort === 0 ? 0 : port(opts.dnsPort, 'dnsPort')
 
   const out: string[] = []
   const line = (depth: number, text: string) => out.push('\t'.repeat(depth) + text)
@@ -137,28 +148,39 @@ export function nftRuleset(opts: CaptureOptions): string {
   if (inc6.length > 0) set('ugate_include_src6', 'ipv6_addr', setElements(inc6), true)
   if (incMac.length > 0) set('ugate_include_mac', 'ether_addr', uniqueSorted(incMac), false)
 
-  const common = () => {
+  const common = (dns = false) => {
     if (!ipv6) line(2, 'meta nfproto ipv6 return')
     if (mark !== 0) line(2, `meta mark ${hex(mark, 8)} return`)
     line(2, 'fib daddr type local return')
+    if (dns) line(2, 'meta l4proto { tcp, udp } th dport 53 jump ugate_dns')
     line(2, 'ip daddr @ugate_bypass4 return')
     if (ipv6) line(2, 'ip6 daddr @ugate_bypass6 return')
+  }
+  // Excluded sources return; then `action` for the included ones (all when no include list).
+  const bySource = (action: string) => {
+    line(2, 'ip saddr @ugate_exclude_src4 return')
+    if (ipv6) line(2, 'ip6 saddr @ugate_exclude_src6 return')
+    line(2, 'ether saddr @ugate_exclude_mac return')
+    if (including) {
+      if (inc4.length > 0) line(2, `ip saddr @ugate_include_src4 ${action}`)
+      if (inc6.length > 0) line(2, `ip6 saddr @ugate_include_src6 ${action}`)
+      if (incMac.length > 0) line(2, `ether saddr @ugate_include_mac ${action}`)
+    } else {
+      line(2, action)
+    }
+  }
+  if (uniqueLan.length > 0 && dnsPort !== 0) {
+    line(1, 'chain ugate_dns {')
+    bySource(`meta l4proto { tcp, udp } redirect to :${dnsPort}`)
+    line(1, '}')
+    out.push('')
   }
   if (uniqueLan.length > 0) {
     line(1, 'chain ugate_prerouting {')
     line(2, 'type nat hook prerouting priority dstnat; policy accept;')
     line(2, `iifname != { ${uniqueLan.map((n) => `"${n}"`).join(', ')} } return`)
-    common()
-    line(2, 'ip saddr @ugate_exclude_src4 return')
-    if (ipv6) line(2, 'ip6 saddr @ugate_exclude_src6 return')
-    line(2, 'ether saddr @ugate_exclude_mac return')
-    if (including) {
-      if (inc4.length > 0) line(2, `ip saddr @ugate_include_src4 ${redirect}`)
-      if (inc6.length > 0) line(2, `ip6 saddr @ugate_include_src6 ${redirect}`)
-      if (incMac.length > 0) line(2, `ether saddr @ugate_include_mac ${redirect}`)
-    } else {
-      line(2, redirect)
-    }
+    common(dnsPort !== 0)
+    bySource(redirect)
     line(1, '}')
   }
   if (routerSelf) {

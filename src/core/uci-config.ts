@@ -96,6 +96,11 @@ const UCI_NAME: Record<string, string> = {
   dstCidr: 'dst_cidr',
   dstPort: 'dst_port',
   srcCidr: 'src_cidr',
+  servers: 'server',
+  hosts: 'host',
+  rejectAddresses: 'reject_address',
+  cacheSize: 'cache_size',
+  dnsListener: 'dns_listener',
 }
 
 /** The JSON shape of a uci package; `origins` records where each part came from. */
@@ -150,7 +155,23 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
   root.listeners = uciSectionsOfType(pkg, 'listener').map((s, i) => {
     origins.push({ jsonPath: `listeners[${i}]`, section: s, ref: uciSectionRef(pkg, s) })
     const r = reader(s)
-    r.only(['name', 'type', 'address', 'port', 'backlog', 'allow', 'users', 'target', 'tls_port', 'http_port'])
+    r.only([
+      'name',
+      'type',
+      'address',
+      'port',
+      'backlog',
+      'allow',
+      'users',
+      'target',
+      'tls_port',
+      'http_port',
+      'server',
+      'host',
+      'reject_address',
+      'timeout',
+      'cache_size',
+    ])
     const l: Obj = { name: r.str('name') ?? s.name ?? `listener${i + 1}`, type: r.str('type') }
     const address = r.str('address')
     const port = r.str('port')
@@ -164,6 +185,11 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       target: r.str('target'),
       tlsPort: r.num('tls_port'),
       httpPort: r.num('http_port'),
+      servers: r.list('server'),
+      hosts: hostLines(r.list('host'), `${at(s)}.host`),
+      rejectAddresses: r.list('reject_address'),
+      timeout: r.num('timeout'),
+      cacheSize: r.num('cache_size'),
     })
     return l
   })
@@ -232,6 +258,8 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       'exclude_src',
       'include_mac',
       'exclude_mac',
+      'dns',
+      'dns_listener',
     ])
     const c: Obj = {}
     assign(c, {
@@ -246,6 +274,8 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       excludeSrc: r.list('exclude_src'),
       includeMac: r.list('include_mac'),
       excludeMac: r.list('exclude_mac'),
+      dns: r.bool('dns'),
+      dnsListener: r.str('dns_listener'),
     })
     root.capture = c
   }
@@ -273,6 +303,19 @@ function ruleAction(r: SectionReader, where: string): string {
     return `forward:${to}`
   }
   return action
+}
+
+/** `list host 'ADDRESS NAME...'` lines (/etc/hosts order) → { name: [addresses] }. */
+function hostLines(lines: string[] | undefined, where: string): Obj | undefined {
+  if (lines === undefined) return undefined
+  const hosts: Record<string, string[]> = {}
+  lines.forEach((line, i) => {
+    const [addr, ...names] = line.trim().split(/\s+/)
+    if (addr === undefined || addr === '' || names.length === 0)
+      throw new ConfigError(`${where}[${i}]`, `${show(line)} is not "ADDRESS NAME..."`)
+    for (const n of names) hosts[n] = [...(hosts[n] ?? []), addr]
+  })
+  return hosts
 }
 
 function userPass(text: string, where: string): Obj {

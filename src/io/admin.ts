@@ -123,6 +123,7 @@ export function statusView(ctx: GatewayContext, listeners: ListenerView) {
     bytes: { up: st.bytesUp, down: st.bytesDown },
     rules: [...st.ruleHits.entries()].map(([rule, hits]) => ({ rule, hits })),
     capture: { enabled: ctx.config.capture.enabled, listener: ctx.config.capture.listener },
+    dns: { names: ctx.names.size, listeners: [...st.dns.entries()].map(([name, c]) => ({ name, ...c })) },
   }
 }
 

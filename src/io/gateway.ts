@@ -14,11 +14,13 @@ import { compileRules } from '../core/rules/index.js'
 import { type AdminServer, openAdmin } from './admin.js'
 import { AdminApi } from './admin-api.js'
 import { type AdminHttp, openAdminHttp } from './admin-http.js'
-import type { Accepted } from './listener.js'
+import type { Accepted, DatagramSocket } from './listener.js'
 import { nativeForward, onForwardBatch, serveForward } from './forward.js'
 import { serveHttp } from './http-server.js'
 import { type Listener, openListener } from './listener.js'
 import { serveMixed } from './mixed-server.js'
+import { DnsService } from './dns-server.js'
+import { AddressNames } from '../core/dns/names.js'
 import { Admission, type GatewayContext, GatewayStats, type Handler, serveWith } from './session.js'
 import { serveSocks } from './socks-server.js'
 import { describeError } from './sockets.js'
@@ -39,6 +41,8 @@ interface Entry {
   listener: Listener
   accept: (client: Accepted) => void
   config: ListenerConfig
+  /** A dns listener's UDP socket is readable. */
+  datagram?: (sock: DatagramSocket) => void
 }
 
 /** Start serving; throws StartupError (with every opened listener closed) if one cannot listen. */
@@ -54,6 +58,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     own: [],
     admission: new Admission(config.limits.maxConnections, config.limits.maxPerSource),
     stats: new GatewayStats(),
+    names: new AddressNames(),
   }
   // Keyed by the listen address: a reload that keeps an address keeps its socket.
   let entries = new Map<string, Entry>()
@@ -225,24 +230,41 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
     for (const l of config.listeners) {
       // Port 0 ("any free port") names no fixed address: such listeners are told apart by name.
       const key = l.listen.port === 0 ? `${formatEndpoint(l.listen)}/${l.name}` : formatEndpoint(l.listen)
-      const accept = serveWith(handlerFor(l), l, ctx)
+      let dns: DnsService | null = null
+      const handler = l.type === 'dns' ? (dns = new DnsService(l, ctx)).serveTcp : handlerFor(l)
+      const accept = serveWith(handler, l, ctx)
       const kept = old.get(key)
       if (kept && kept.listener.name === l.name && kept.listener.type === l.type) {
         kept.accept = accept
         kept.config = l
+        if (dns) kept.datagram = dns.onDatagram
         next.set(key, kept)
         continue
       }
-      if (kept) {
+      if (kept && (kept.listener.type === 'dns') === (l.type === 'dns')) {
         // Same address, other name or type: the socket stays, the listener is renamed.
         const listener = { ...kept.listener, name: l.name, type: l.type }
         const entry: Entry = { listener, accept, config: l }
+        if (dns) entry.datagram = dns.onDatagram
         next.set(key, entry)
         continue
       }
+      // (A dns listener replacing another type at the same address, or the other way round,
+      // gets a new socket: the old one has no UDP side, or one too many.)
+      if (kept) kept.listener.close()
       const entry: Entry = { listener: null as unknown as Listener, accept, config: l }
+      if (dns) entry.datagram = dns.onDatagram
       const { name, type, listen, backlog } = l
-      entry.listener = openListener({ name, type, listen, backlog, log: ctx.log, onAccept: (c) => entry.accept(c) })
+      const onDatagram = dns ? (sock: DatagramSocket) => entry.datagram?.(sock) : undefined
+      entry.listener = openListener({
+        name,
+        type,
+        listen,
+        backlog,
+        log: ctx.log,
+        onAccept: (c) => entry.accept(c),
+        ...(onDatagram ? { onDatagram } : {}),
+      })
       opened.push(entry.listener)
       next.set(key, entry)
     }
@@ -270,8 +292,8 @@ function sameEndpoint(a: Endpoint | null, b: Endpoint | null): boolean {
   return a === b || (a !== null && b !== null && formatEndpoint(a) === formatEndpoint(b))
 }
 
-/** The protocol handler for a listener's type; new types add a case. */
-function handlerFor(l: ListenerConfig): Handler {
+/** The protocol handler for a listener's type; new types add a case (dns: DnsService). */
+function handlerFor(l: Exclude<ListenerConfig, { type: 'dns' }>): Handler {
   switch (l.type) {
     case 'forward':
       return serveForward
@@ -291,7 +313,8 @@ function handlerFor(l: ListenerConfig): Handler {
 /** Load ugate's nftables table (replacing a stale one in the same transaction). */
 function applyCapture(config: Config, listeners: Listener[], log: Logger): void {
   const target = listeners.find((l) => l.name === config.capture.listener)!
-  const ruleset = nftRuleset(captureOptions(config, target.bound.port))
+  const dns = config.capture.dns ? listeners.find((l) => l.name === config.capture.dnsListener) : undefined
+  const ruleset = nftRuleset(captureOptions(config, target.bound.port, dns?.bound.port))
   const r = runNft(ruleset)
   if (r !== null) throw new StartupError(`capture: nft -f - failed: ${r}`)
   // Whatever ends the process from here (even a fatal error), the table goes with it.
@@ -300,6 +323,7 @@ function applyCapture(config: Config, listeners: Listener[], log: Logger): void 
     table: 'inet ugate',
     port: target.bound.port,
     interfaces: config.capture.lanInterfaces.join(','),
+    ...(dns ? { dnsPort: dns.bound.port } : {}),
   })
 }
 

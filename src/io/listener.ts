@@ -1,4 +1,5 @@
-// A listening socket that hands each accepted connection to a handler.
+// A listening socket that hands each accepted connection to a handler (and,
+// for a listener that also speaks UDP, a datagram socket on the same port).
 // Accepting is bounded per wake so one busy listener cannot starve the
 // others, and pauses when out of fds instead of spinning on EMFILE.
 
@@ -23,6 +24,17 @@ export interface ListenerOptions {
   backlog: number
   log: Logger
   onAccept: (client: Accepted) => void
+  /** Also bind a UDP socket on the same address and port; called whenever it is readable. */
+  onDatagram?: (sock: DatagramSocket) => void
+}
+
+/**
+ * A listener's UDP socket. An answer finished after the listener closed
+ * must check `open`: the fd number may already belong to another socket.
+ */
+export interface DatagramSocket {
+  readonly fd: number
+  readonly open: boolean
 }
 
 export interface Listener {
@@ -53,6 +65,20 @@ export function openListener(o: ListenerOptions): Listener {
     throw new StartupError(`listener "${o.name}" cannot listen on ${formatEndpoint(o.listen)}: ${describeError(e)}`)
   }
   const bound = native.localAddress(fd)
+  let udp: { fd: number; open: boolean } | null = null
+  if (o.onDatagram) {
+    const onDatagram = o.onDatagram
+    try {
+      udp = { fd: native.udpBind(o.listen.host, bound.port), open: true }
+    } catch (e) {
+      closeQuietly(fd)
+      throw new StartupError(
+        `listener "${o.name}" cannot bind UDP ${formatHostPort(o.listen.host, bound.port)}: ${describeError(e)}`,
+      )
+    }
+    const sock = udp
+    native.watch(sock.fd, native.EV_READ, () => onDatagram(sock))
+  }
   let closed = false
   let pauseTimer: number | null = null
   let servedNatively = false
@@ -120,6 +146,10 @@ export function openListener(o: ListenerOptions): Listener {
       clearPause()
       if (servedNatively) native.forwardStop(fd)
       closeQuietly(fd)
+      if (udp !== null) {
+        udp.open = false
+        closeQuietly(udp.fd)
+      }
     },
   }
 }

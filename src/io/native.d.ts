@@ -35,6 +35,11 @@ declare module 'ugate:native' {
   export function readFile(path: string): string
   export function readFile(path: string, bytes: true): ArrayBuffer
   /**
+   * Write a whole file as UTF-8 with this mode (also set on an existing
+   * file). exclusive: never replace a file (throws EEXIST), else truncate.
+   */
+  export function writeFile(path: string, text: string, mode: number, exclusive: boolean): void
+  /**
    * Stop the loop with this status: the current JS stack unwinds at once
    * (an uncatchable error), live relays are closed, the process exits.
    */
@@ -144,6 +149,30 @@ declare module 'ugate:native' {
   /** Original destination of a REDIRECTed socket (IPv4 or IPv6); null when there is none. */
   export function originalDst(fd: number): SockAddr | null
 
+  // ---- UDP sockets JS answers itself (the DNS listener; native/mod_net.c) ----
+  /**
+   * A non-blocking UDP socket bound to a numeric IP and port (0 = any free
+   * one). "::" is dual-stack. Each datagram's destination address is
+   * recorded (IP_PKTINFO / IPV6_RECVPKTINFO) for recvFrom's `local`.
+   */
+  export function udpBind(addr: string, port: number, opts?: { mark?: number }): number
+  export interface Datagram extends SockAddr {
+    /** The first `max` bytes of the datagram. */
+    data: ArrayBuffer
+    /** The datagram's real size: larger than data.byteLength when it was cut. */
+    size: number
+    /** The address it was sent to (a wildcard socket's actual local address), when known. */
+    local: string | null
+  }
+  /** One datagram (at most `max` bytes of it, 1-65535), or null when none is waiting. */
+  export function recvFrom(fd: number, max: number): Datagram | null
+  /**
+   * Send one datagram to addr:port, from the local address `from` when
+   * given (a reply leaves from where the request arrived). Returns the bytes
+   * sent, 0 when the socket buffer is full. IPv4 targets work on a "::" socket.
+   */
+  export function sendTo(fd: number, data: ArrayBuffer | Uint8Array, addr: string, port: number, from?: string): number
+
   /**
    * Listen on a unix stream socket (mode 0600). A stale socket file at `path`
    * is removed first; any other file there makes it fail (EADDRINUSE).
@@ -186,6 +215,48 @@ declare module 'ugate:native' {
   ):
     | { packets: QuicInitialPacket[] }
     | { error: 'not-quic' | 'not-initial' | 'version' | 'malformed' | 'truncated' | 'bad-tag'; message: string }
+
+  // ---- identities (native/mod_identity.c, native/identity.c): mbedTLS X.509 --
+  /**
+   * A new self-signed P-256 CA and a node key and certificate it signs (with
+   * the URI SAN `uri`), as PEM. Subjects are DN strings ("O=x,CN=y"), times
+   * "YYYYMMDDhhmmss" UTC. Throws an Error saying which step failed.
+   */
+  export function identityCreate(p: {
+    caSubject: string
+    caNotBefore: string
+    caNotAfter: string
+    nodeSubject: string
+    nodeNotBefore: string
+    nodeNotAfter: string
+    uri: string
+  }): { rootCert: string; caKey: string; certChain: string; key: string }
+  /** One certificate as identityInspect reads it. */
+  export interface CertInfo {
+    subject: string
+    issuer: string
+    /** ISO 8601 UTC, e.g. "2026-12-06T01:02:03Z". */
+    notBefore: string
+    notAfter: string
+    /** Its URI SANs. */
+    uris: string[]
+    /** The uncompressed P-256 point (65 bytes), null for another key type. */
+    publicKey: Uint8Array | null
+  }
+  /**
+   * Parse a PEM chain (leaf first), PEM trust anchors and optionally a PEM
+   * private key; verify the chain against the anchors, ignoring dates (the
+   * caller checks them): verify is "" when it holds, else the reasons
+   * ("not-trusted", ...). keyMatches (key given): it is the leaf's key.
+   * error names the input that does not parse.
+   */
+  export function identityInspect(
+    chainPem: string,
+    rootPem: string,
+    keyPem?: string,
+  ): { certs: CertInfo[]; verify: string; keyMatches?: boolean } | { error: 'chain' | 'root' | 'key'; message: string }
+  /** SHA-256 (mbedTLS). */
+  export function sha256(data: ArrayBuffer | Uint8Array): Uint8Array
 
   // ---- DNS (native/mod_dns.c): getaddrinfo on worker threads -------------
   /**

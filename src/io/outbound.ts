@@ -1,9 +1,11 @@
 // From a destination to a connected upstream socket: route it (first
 // matching rule), then act: reject, dial directly, dial a rewritten
-// destination, or tunnel through an upstream proxy. Every outbound socket
+// destination, or tunnel through an upstream proxy. A destination given only
+// as an address is routed by the name ugate's DNS answered it for, when it
+// did (ctx.names). Every outbound socket
 // carries the configured SO_MARK; ugate's own listeners are never dialed.
 
-import type * as native from 'ugate:native'
+import * as native from 'ugate:native'
 import { formatHostPort } from '../core/address.js'
 import { isIpLiteral } from '../core/ip.js'
 import { type RouteQuery, route } from '../core/rules/index.js'
@@ -57,6 +59,14 @@ async function routeAndDial(d: Destination, s: Session, ctx: GatewayContext): Pr
   if (name !== undefined) query.host = name
   const ip = d.ip ?? (isIpLiteral(d.host) ? d.host : undefined)
   if (ip !== undefined) query.dstIp = ip
+  // No name (or only an address as the Host), but the client got this address
+  // from ugate's DNS: route by the name it asked for.
+  const nameless = name === undefined || isIpLiteral(name)
+  const learnt = nameless && ip !== undefined ? ctx.names.lookup(ip, native.now()) : undefined
+  if (learnt !== undefined) {
+    query.host = learnt
+    s.fields.dnsName = learnt
+  }
   if (d.proto !== undefined) query.proto = d.proto
   const r = route(ctx.rules, query)
   const rule = r.ruleIndex < 0 ? 'default' : (r.ruleName ?? `#${r.ruleIndex}`)

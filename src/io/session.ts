@@ -9,6 +9,8 @@ import { Cancel, CancelledError } from '../core/cancel.js'
 import type { Config, ListenerConfig, UpstreamConfig } from '../core/config.js'
 import type { ConnTracker } from '../core/conn-tracker.js'
 import { type Fields, type Logger, relayReason } from '../core/log.js'
+import type { AddressNames } from '../core/dns/names.js'
+import type { DnsCounters } from './dns-server.js'
 import type { CompiledRules } from '../core/rules/index.js'
 import { CidrSet } from '../core/rules/cidr-tree.js'
 import { parseCidr, parseIpInto } from '../core/ip.js'
@@ -29,6 +31,8 @@ export interface GatewayContext {
   own: native.SockAddr[]
   admission: Admission
   stats: GatewayStats
+  /** Address → name, learnt from the answers of ugate's DNS listeners; kept across reloads. */
+  names: AddressNames
 }
 
 /** A connection not yet closed, for `ugate ctl connections`. */
@@ -60,6 +64,8 @@ export class GatewayStats {
   readonly ruleLastHit = new Map<string, number>()
   /** Counters of /metrics, keyed by labelKey(...) of their labels. */
   readonly metrics = new ClosedCounters()
+  /** dns listener name → its query counters (kept across reloads). */
+  readonly dns = new Map<string, DnsCounters>()
 
   /** Connections admitted since start, every listener (counted in native/mod_gate.c). */
   get total(): number {

@@ -50,6 +50,8 @@ t.test('full example from the docs', async (t) => {
       excludeSrc: [],
       includeMac: [],
       excludeMac: [],
+      dns: false,
+      dnsListener: '',
     },
   }
   t.same(config, want)
@@ -116,11 +118,11 @@ t.test('bad configs name the path and the value', async (t) => {
     [{ listeners: ['x'] }, 'listeners[0]: expected an object, got "x"'],
     [
       { listeners: [fwd({ type: undefined })] },
-      'listeners[0].type: missing (known: forward, socks, http, mixed, redirect, sni)',
+      'listeners[0].type: missing (known: forward, socks, http, mixed, redirect, sni, dns)',
     ],
     [
       { listeners: [fwd({ type: 'udp' })] },
-      'listeners[0].type: "udp" is not a listener type (known: forward, socks, http, mixed, redirect, sni)',
+      'listeners[0].type: "udp" is not a listener type (known: forward, socks, http, mixed, redirect, sni, dns)',
     ],
     [{ listeners: [fwd({ name: undefined })] }, 'listeners[0].name: missing'],
     [
@@ -170,6 +172,79 @@ t.test('bad configs name the path and the value', async (t) => {
   for (const [raw, message] of cases) {
     t.throws(() => validateConfig(raw), { name: 'ConfigError', message }, message)
   }
+})
+
+t.test('dns listener and capture.dns', async (t) => {
+  const dns = (extra: Record<string, unknown> = {}) => ({
+    name: 'dns',
+    type: 'dns',
+    listen: '[::]:5353',
+    servers: ['9.9.9.9', '[2620:fe::fe]:5353', '127.0.0.1:53'],
+    ...extra,
+  })
+  const redirect = { name: 'cap', type: 'redirect', listen: '[::]:15080' }
+  const c = validateConfig({
+    listeners: [redirect, dns({ hosts: { 'nas.lan': ['192.168.1.5'] }, rejectAddresses: ['0.0.0.0'] })],
+    capture: { enabled: true, listener: 'cap', dns: true, dnsListener: 'dns' },
+  })
+  t.same(c.listeners[1], {
+    name: 'dns',
+    type: 'dns',
+    listen: { host: '::', port: 5353, kind: 'ipv6' },
+    backlog: 511,
+    allow: ['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],
+    servers: [
+      { host: '9.9.9.9', port: 53, kind: 'ipv4' },
+      { host: '2620:fe::fe', port: 5353, kind: 'ipv6' },
+      { host: '127.0.0.1', port: 53, kind: 'ipv4' },
+    ],
+    hosts: { 'nas.lan': ['192.168.1.5'] },
+    rejectAddresses: ['0.0.0.0'],
+    timeoutMs: 2000,
+    cacheSize: 4096,
+  })
+  t.match(c.capture, { dns: true, dnsListener: 'dns' })
+  const bad: Array<[unknown, string]> = [
+    [{ listeners: [dns({ servers: undefined })] }, 'listeners[0].servers: missing'],
+    [{ listeners: [dns({ servers: [] })] }, 'listeners[0].servers: at least one upstream resolver is required'],
+    [
+      { listeners: [dns({ servers: ['dns.google:53'] })] },
+      'listeners[0].servers[0]: "dns.google:53" is not an IP address (a resolver is named by its address)',
+    ],
+    [
+      { listeners: [dns({ hosts: { 'a b': ['1.2.3.4'] } })] },
+      'listeners[0].hosts.a b: "a b" is not a host name: bad character 0x20 at 1',
+    ],
+    [{ listeners: [dns({ hosts: { nas: ['nas'] } })] }, 'listeners[0].hosts.nas[0]: "nas" is not an IP address'],
+    [{ listeners: [dns({ hosts: { nas: [] } })] }, 'listeners[0].hosts.nas: no addresses'],
+    [{ listeners: [dns({ rejectAddresses: ['x'] })] }, 'listeners[0].rejectAddresses[0]: "x" is not an IP address'],
+    [{ listeners: [dns({ timeout: 0 })] }, 'listeners[0].timeout: 0 is not a number of seconds from 0.001 to 60'],
+    [{ listeners: [dns({ cacheSize: -1 })] }, 'listeners[0].cacheSize: -1 is not an integer 0-1000000'],
+    [
+      { listeners: [redirect, dns()], capture: { enabled: true, listener: 'cap', dns: true } },
+      'capture.dnsListener: missing: name the dns listener that captured queries go to',
+    ],
+    [
+      { listeners: [redirect, dns()], capture: { enabled: true, listener: 'cap', dns: true, dnsListener: 'cap' } },
+      'capture.dnsListener: "cap" is a redirect listener, not a dns listener',
+    ],
+    [
+      {
+        listeners: [redirect, dns({ listen: '127.0.0.1:5353' })],
+        capture: { enabled: true, listener: 'cap', dns: true, dnsListener: 'dns' },
+      },
+      'capture.dnsListener: "dns" listens on 127.0.0.1:5353: a dns listener for capture must listen on [::]:PORT (both families) or 0.0.0.0:PORT',
+    ],
+    [
+      {
+        listeners: [redirect, dns({ listen: '0.0.0.0:5353' })],
+        capture: { enabled: true, listener: 'cap', dns: true, dnsListener: 'dns' },
+      },
+      'capture.ipv6: is true but "dns" listens on 0.0.0.0:5353 (IPv4 only): listen on [::]:5353 to capture both families, or set capture.ipv6 to false',
+    ],
+    [{ listeners: [redirect], capture: { dns: 'yes' } }, 'capture.dns: "yes" is not true or false'],
+  ]
+  for (const [raw, message] of bad) t.throws(() => validateConfig(raw), { name: 'ConfigError', message }, message)
 })
 
 t.test('ConfigError carries path and detail', async (t) => {

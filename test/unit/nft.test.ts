@@ -142,6 +142,42 @@ t.test('include lists, IPv4 only, no output chain', async (t) => {
   t.notMatch(text, 'ugate_output')
 })
 
+t.test('dns capture: port-53 UDP and TCP to the dns port, excludes and includes, before the bypass', async (t) => {
+  const text = nftRuleset({ ...TYPICAL, dnsPort: 15353 })
+  t.match(
+    text,
+    `	chain ugate_dns {
+		ip saddr @ugate_exclude_src4 return
+		ip6 saddr @ugate_exclude_src6 return
+		ether saddr @ugate_exclude_mac return
+		meta l4proto { tcp, udp } redirect to :15353
+	}
+`,
+  )
+  const pre = text.slice(text.indexOf('chain ugate_prerouting'), text.indexOf('chain ugate_output'))
+  t.match(
+    pre,
+    `		fib daddr type local return
+		meta l4proto { tcp, udp } th dport 53 jump ugate_dns
+		ip daddr @ugate_bypass4 return`,
+    'after the router-itself return, before the bypass',
+  )
+  const out = text.slice(text.indexOf('chain ugate_output'))
+  t.notMatch(out, 'ugate_dns', "the router's own queries are not captured")
+  const inc = nftRuleset({ ...INCLUDE_ONLY, dnsPort: 53 })
+  t.match(
+    inc,
+    `		ip saddr @ugate_include_src4 meta l4proto { tcp, udp } redirect to :53
+		ether saddr @ugate_include_mac meta l4proto { tcp, udp } redirect to :53
+	}`,
+    'include lists: only included sources',
+  )
+  t.notMatch(nftRuleset(TYPICAL), 'ugate_dns', 'off without dnsPort')
+  t.notMatch(nftRuleset({ ...TYPICAL, dnsPort: 0 }), 'ugate_dns', 'off with dnsPort 0')
+  t.notMatch(nftRuleset({ ...TYPICAL, lanInterfaces: [], dnsPort: 53 }), 'ugate_dns', 'no LAN: nothing to capture')
+  t.throws(() => nftRuleset({ ...TYPICAL, dnsPort: 70000 }), /dnsPort: 70000 is not a port number/)
+})
+
 t.test('router only; ports default; host bits cleared', async (t) => {
   const text = nftRuleset({
     ...TYPICAL,
@@ -258,6 +294,8 @@ t.test('loads into nftables, twice, and is deleted (network namespace)', async (
   const variants: Array<[string, CaptureOptions]> = [
     ['typical', TYPICAL],
     ['include-only', INCLUDE_ONLY],
+    ['dns', { ...TYPICAL, dnsPort: 15353 }],
+    ['dns-include-only', { ...INCLUDE_ONLY, dnsPort: 15353 }],
     [
       'router-only',
       { ...TYPICAL, lanInterfaces: [], includeSrc6: ['fd00::/8'], bypass6: ['2001:db8::/32', '::ffff:0:0/96'] },

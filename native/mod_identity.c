@@ -1,0 +1,110 @@
+// identityCreate / identityInspect / sha256: identity.c for `ugate identity`
+// (src/io/identity.ts). Decisions (names, dates, files) are the caller's.
+#include <stdlib.h>
+
+#include "identity.h"
+#include "mbedtls/sha256.h"
+#include "ugate.h"
+
+static JSValue throw_msg(JSContext *ctx, const char *msg) {
+  return JS_ThrowPlainError(ctx, "%s", msg);
+}
+
+static JSValue js_identity_create(UG_JS_PARAMS) {
+  static const char *const keys[] = {"caSubject",     "caNotBefore",  "caNotAfter", "nodeSubject",
+                                     "nodeNotBefore", "nodeNotAfter", "uri"};
+  enum { NKEYS = sizeof keys / sizeof keys[0] };
+  const char *v[NKEYS] = {0};
+  JSValue result = JS_EXCEPTION;
+  int i = 0;
+  for (; i < NKEYS; i++) {
+    int r = ug_opt_string(ctx, argv[0], keys[i], &v[i]);
+    if (r < 0) break;
+    if (r == 0) {
+      JS_ThrowTypeError(ctx, "identityCreate: %s is missing", keys[i]);
+      break;
+    }
+  }
+  if (i == NKEYS) {
+    ug_id_params p = {v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
+    ug_id_pems pems;
+    char err[UG_ID_ERR_MAX];
+    if (ug_id_create(&p, &pems, err)) {
+      result = throw_msg(ctx, err);
+    } else {
+      result = JS_NewObject(ctx);
+      JS_SetPropertyStr(ctx, result, "rootCert", JS_NewString(ctx, pems.root_cert));
+      JS_SetPropertyStr(ctx, result, "caKey", JS_NewString(ctx, pems.ca_key));
+      JS_SetPropertyStr(ctx, result, "certChain", JS_NewString(ctx, pems.cert_chain));
+      JS_SetPropertyStr(ctx, result, "key", JS_NewString(ctx, pems.key));
+      ug_id_pems_free(&pems);
+    }
+  }
+  for (int j = 0; j < NKEYS; j++)
+    if (v[j]) JS_FreeCString(ctx, v[j]);
+  return result;
+}
+
+static JSValue cert_object(JSContext *ctx, const ug_id_cert *c) {
+  JSValue o = JS_NewObject(ctx), uris = JS_NewArray(ctx);
+  JS_SetPropertyStr(ctx, o, "subject", JS_NewString(ctx, c->subject));
+  JS_SetPropertyStr(ctx, o, "issuer", JS_NewString(ctx, c->issuer));
+  JS_SetPropertyStr(ctx, o, "notBefore", JS_NewString(ctx, c->not_before));
+  JS_SetPropertyStr(ctx, o, "notAfter", JS_NewString(ctx, c->not_after));
+  for (int i = 0; i < c->uri_count; i++)
+    JS_SetPropertyUint32(ctx, uris, (uint32_t)i, JS_NewString(ctx, c->uris[i]));
+  JS_SetPropertyStr(ctx, o, "uris", uris);
+  JS_SetPropertyStr(
+      ctx, o, "publicKey",
+      c->public_key_len ? JS_NewUint8ArrayCopy(ctx, c->public_key, c->public_key_len) : JS_NULL);
+  return o;
+}
+
+static JSValue js_identity_inspect(UG_JS_PARAMS) {
+  const char *chain = JS_ToCString(ctx, argv[0]);
+  const char *roots = chain ? JS_ToCString(ctx, argv[1]) : NULL;
+  const char *key = roots && !JS_IsUndefined(argv[2]) ? JS_ToCString(ctx, argv[2]) : NULL;
+  JSValue result = JS_EXCEPTION;
+  if (roots && (key || JS_IsUndefined(argv[2]))) {
+    ug_id_report rep;
+    char err[UG_ID_ERR_MAX];
+    ug_id_status st = ug_id_inspect(chain, roots, key, &rep, err);
+    result = JS_NewObject(ctx);
+    if (st != UG_ID_OK) {
+      static const char *const which[] = {"", "chain", "root", "key"};
+      JS_SetPropertyStr(ctx, result, "error", JS_NewString(ctx, which[st]));
+      JS_SetPropertyStr(ctx, result, "message", JS_NewString(ctx, err));
+    } else {
+      JSValue certs = JS_NewArray(ctx);
+      for (int i = 0; i < rep.count; i++)
+        JS_SetPropertyUint32(ctx, certs, (uint32_t)i, cert_object(ctx, &rep.certs[i]));
+      JS_SetPropertyStr(ctx, result, "certs", certs);
+      JS_SetPropertyStr(ctx, result, "verify", JS_NewString(ctx, rep.verify));
+      if (key) JS_SetPropertyStr(ctx, result, "keyMatches", JS_NewBool(ctx, rep.key_matches));
+      ug_id_report_free(&rep);
+    }
+  }
+  if (key) JS_FreeCString(ctx, key);
+  if (roots) JS_FreeCString(ctx, roots);
+  if (chain) JS_FreeCString(ctx, chain);
+  return result;
+}
+
+static JSValue js_sha256(UG_JS_PARAMS) {
+  const uint8_t *p;
+  size_t len;
+  if (ug_get_bytes(ctx, argv[0], &p, &len)) return JS_EXCEPTION;
+  uint8_t digest[32];
+  if (mbedtls_sha256(p, len, digest, 0)) return throw_msg(ctx, "sha256 failed");
+  return JS_NewUint8ArrayCopy(ctx, digest, sizeof digest);
+}
+
+static const JSCFunctionListEntry identity_funcs[] = {
+    JS_CFUNC_DEF("identityCreate", 1, js_identity_create),
+    JS_CFUNC_DEF("identityInspect", 3, js_identity_inspect),
+    JS_CFUNC_DEF("sha256", 1, js_sha256),
+};
+
+ug_exports ug_identity_exports(void) {
+  return (ug_exports){identity_funcs, sizeof identity_funcs / sizeof identity_funcs[0]};
+}

@@ -1,0 +1,145 @@
+// Node identities, runtime-free: SPIFFE ids, the node id, the files, the
+// dates a new certificate gets and the validity check with its message.
+// The crypto is native/identity.c (through src/io/identity.ts).
+
+/** The files of an identity directory: Istio's names (plus the CA's key). */
+export const IDENTITY_FILES = {
+  rootCert: 'root-cert.pem',
+  certChain: 'cert-chain.pem',
+  key: 'key.pem',
+  /** Only `identity init` writes it: what signs more nodes of a standalone mesh. */
+  caKey: 'ca-key.pem',
+} as const
+
+export const IDENTITY_DEFAULTS = {
+  dir: '/etc/ugate/identity',
+  trustDomain: 'cluster.local',
+  namespace: 'default',
+  serviceAccount: 'ugate',
+  days: 365,
+} as const
+/** Days a certificate may be valid for at most (`--days`). */
+export const MAX_DAYS = 36500
+/** The CA outlives the node certificates it signs: at least this long. */
+const CA_MIN_DAYS = 3650
+/** Routers' clocks disagree a little: a new certificate is valid from a bit before now. */
+const BACKDATE_MS = 5 * 60 * 1000
+const DAY_MS = 86400 * 1000
+
+export interface SpiffeId {
+  trustDomain: string
+  namespace: string
+  serviceAccount: string
+}
+
+// SPIFFE ID standard 2.1/2.2: a trust domain is lower-case letters, digits,
+// '.', '-', '_'; path segments add upper case and are never '.' or '..'.
+const TRUST_DOMAIN = /^[a-z0-9._-]+$/
+const SEGMENT = /^[A-Za-z0-9._-]+$/
+/** The longest SPIFFE id a peer must accept (SPIFFE ID standard 2.3). */
+const MAX_SPIFFE_LEN = 2048
+
+/** Why a trust domain is not one, or null. */
+export function trustDomainProblem(td: string): string | null {
+  if (td === '') return 'is empty'
+  if (!TRUST_DOMAIN.test(td)) return 'may only hold a-z, 0-9, ".", "-" and "_"'
+  if (td.length > 255) return 'is longer than 255 characters'
+  return null
+}
+
+/** Why a namespace or service account is not a SPIFFE path segment, or null. */
+export function segmentProblem(seg: string): string | null {
+  if (seg === '') return 'is empty'
+  if (seg === '.' || seg === '..') return 'may not be "." or ".."'
+  if (!SEGMENT.test(seg)) return 'may only hold A-Z, a-z, 0-9, ".", "-" and "_"'
+  return null
+}
+
+/** `spiffe://TD/ns/NS/sa/SA`; the parts must already be valid. */
+export function formatSpiffeId(id: SpiffeId): string {
+  return `spiffe://${id.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`
+}
+
+/** An Istio workload identity from a URI SAN, or the reason it is not one. */
+export function parseSpiffeId(uri: string): { id: SpiffeId } | { error: string } {
+  if (uri.length > MAX_SPIFFE_LEN) return { error: `is longer than ${MAX_SPIFFE_LEN} characters` }
+  if (!uri.startsWith('spiffe://')) return { error: 'does not start with "spiffe://"' }
+  const [td = '', ...path] = uri.slice('spiffe://'.length).split('/')
+  const tdProblem = trustDomainProblem(td)
+  if (tdProblem !== null) return { error: `trust domain ${JSON.stringify(td)} ${tdProblem}` }
+  if (path.length !== 4 || path[0] !== 'ns' || path[2] !== 'sa') {
+    return { error: 'has no /ns/NAMESPACE/sa/SERVICE-ACCOUNT path' }
+  }
+  for (const seg of [path[1]!, path[3]!]) {
+    const p = segmentProblem(seg)
+    if (p !== null) return { error: `path segment ${JSON.stringify(seg)} ${p}` }
+  }
+  return { id: { trustDomain: td, namespace: path[1]!, serviceAccount: path[3]! } }
+}
+
+const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
+
+/** RFC 4648 base32, standard alphabet, without padding. */
+function base32(bytes: Uint8Array): string {
+  let out = ''
+  let acc = 0
+  let bits = 0
+  for (const b of bytes) {
+    acc = (acc << 8) | b
+    bits += 8
+    while (bits >= 5) {
+      bits -= 5
+      out += BASE32[(acc >>> bits) & 31]
+    }
+    acc &= (1 << bits) - 1
+  }
+  if (bits > 0) out += BASE32[(acc << (5 - bits)) & 31]
+  return out
+}
+
+/**
+ * The original ugate's node id: base32 of SHA-256 of the uncompressed P-256
+ * public key (65 bytes, 0x04 || X || Y) = 52 upper-case characters.
+ */
+export function nodeId(publicKey: Uint8Array, sha256: (b: Uint8Array) => Uint8Array): string {
+  if (publicKey.length !== 65 || publicKey[0] !== 4) {
+    throw new Error(`node id: not an uncompressed P-256 public key (${publicKey.length} bytes)`)
+  }
+  return base32(sha256(publicKey))
+}
+
+/** An X.509 time as mbedTLS writes it: "YYYYMMDDhhmmss", UTC. */
+function x509Time(ms: number): string {
+  return new Date(ms).toISOString().replace(/[-:T]/g, '').slice(0, 14)
+}
+
+/**
+ * What `identity init` makes (native identityCreate's parameters: subjects
+ * as DN strings, X.509 times), from validated parts, at time nowMs.
+ */
+export function identityPlan(id: SpiffeId, days: number, nowMs: number) {
+  const from = nowMs - BACKDATE_MS
+  return {
+    caSubject: `O=${id.trustDomain},CN=ugate root CA`,
+    caNotBefore: x509Time(from),
+    caNotAfter: x509Time(nowMs + Math.max(days, CA_MIN_DAYS) * DAY_MS),
+    nodeSubject: `O=${id.trustDomain},CN=${id.serviceAccount}.${id.namespace}`,
+    nodeNotBefore: x509Time(from),
+    nodeNotAfter: x509Time(nowMs + days * DAY_MS),
+    uri: formatSpiffeId(id),
+  }
+}
+
+/**
+ * Why a certificate read from `file` cannot be used at nowMs (expired or not
+ * yet valid, naming the file and the date), or null. Dates are ISO 8601 UTC.
+ */
+export function validityProblem(file: string, notBefore: string, notAfter: string, nowMs: number): string | null {
+  const from = Date.parse(notBefore)
+  const to = Date.parse(notAfter)
+  if (Number.isNaN(from) || Number.isNaN(to)) return `${file}: unreadable validity dates ${notBefore} - ${notAfter}`
+  const now = new Date(nowMs).toISOString().replace(/\.\d+Z$/, 'Z')
+  if (nowMs < from) return `${file}: certificate is not valid before ${notBefore} (now ${now})`
+  if (nowMs > to) return `${file}: certificate expired on ${notAfter} (now ${now})`
+  return null
+}
