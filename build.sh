@@ -29,11 +29,12 @@ SIZE_BUDGET=$((1536 * 1024))  # 1.5 MiB
 # upstream proxies; busybox for the rpcd plugin test; qemu-system-x86 and cpio
 # for the router-image test; clang/lld/llvm/dpkg-dev for the OpenWrt cross
 # builds, qemu-user-static to run them, shellcheck for the init script,
-# clang-format for the C style check, bind9-dnsutils (dig) for the DNS tests.
+# clang-format for the C style check, bind9-dnsutils (dig) for the DNS tests,
+# prometheus (promtool + server) for /metrics.
 DEB_PKGS=(musl-tools gcc make curl iperf3 strace openssl ca-certificates debian-archive-keyring
   nftables iproute2 microsocks tinyproxy-bin busybox qemu-system-x86 cpio
   clang lld llvm dpkg-dev qemu-user-static shellcheck clang-format python3
-  bind9-dnsutils)
+  bind9-dnsutils prometheus)
 
 install_deps() {
   apt_install "${DEB_PKGS[@]}"

@@ -133,6 +133,23 @@ static JSValue js_relay_abort(UG_JS_PARAMS) {
   return JS_FALSE;
 }
 
+// relayBytes(): [id, up, down, ...] for every unfinished relay, bytes as of the
+// relay thread's last once-a-second publication.
+static JSValue js_relay_bytes(UG_JS_PARAMS) {
+  (void)argc;
+  (void)argv;
+  JSValue out = JS_NewArray(ctx);
+  uint32_t i = 0;
+  for (relay_call *call = unfinished; call; call = call->next) {
+    uint64_t up, down;
+    relay_bytes(&call->relay, &up, &down);
+    JS_SetPropertyUint32(ctx, out, i++, JS_NewFloat64(ctx, call->id));
+    JS_SetPropertyUint32(ctx, out, i++, JS_NewFloat64(ctx, (double)up));
+    JS_SetPropertyUint32(ctx, out, i++, JS_NewFloat64(ctx, (double)down));
+  }
+  return out;
+}
+
 static JSValue js_relay_stats(UG_JS_PARAMS) {
   relay_counters c;
   relay_counters_get(&c);
@@ -166,6 +183,7 @@ static const JSCFunctionListEntry relay_funcs[] = {
     JS_CFUNC_DEF("relayAbort", 1, js_relay_abort),
     JS_CFUNC_DEF("relayAbortAll", 0, js_relay_abort_all),
     JS_CFUNC_DEF("relayStats", 0, js_relay_stats),
+    JS_CFUNC_DEF("relayBytes", 0, js_relay_bytes),
 };
 
 ug_exports ug_relay_exports(void) {

@@ -303,6 +303,17 @@ static void sweep_idle(double now) {
   }
 }
 
+// Live relays' byte counts for relay_bytes(), once a second: one lock per sweep,
+// not one per transfer.
+static void publish_bytes(void) {
+  pthread_mutex_lock(&engine.lock);
+  for (relay *r = live; r; r = r->next) {
+    r->shown_up = r->up.bytes;
+    r->shown_down = r->down.bytes;
+  }
+  pthread_mutex_unlock(&engine.lock);
+}
+
 static void publish_counters(void) {
   counters.splice_calls = splice_calls();
   counters.pipes_pooled = pipe_pool_size();
@@ -368,6 +379,7 @@ static void *relay_thread(void *arg) {
     double now = mono_ms();
     if (now - last_sweep >= SWEEP_MS) {
       sweep_idle(now);
+      publish_bytes();
       last_sweep = now;
     }
     if (abort_all || stop)
@@ -459,6 +471,13 @@ void relay_abort(relay *r) {
   engine.abort_some = true;
   pthread_mutex_unlock(&engine.lock);
   wake();
+}
+
+void relay_bytes(relay *r, uint64_t *up, uint64_t *down) {
+  pthread_mutex_lock(&engine.lock);
+  *up = r->shown_up;
+  *down = r->shown_down;
+  pthread_mutex_unlock(&engine.lock);
 }
 
 void relay_counters_get(relay_counters *out) {

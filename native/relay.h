@@ -53,6 +53,8 @@ struct relay {
   // The rest of the result, final when on_done runs:
   double start_ms;     // CLOCK_MONOTONIC_COARSE, in ms
   const char *reason;  // "eof", "idle", "client-error", "server-error", "shutdown", "closed"
+  // up/down bytes as of the last sweep, for relay_bytes(); guarded by the engine's lock
+  uint64_t shown_up, shown_down;
 };
 
 typedef struct {
@@ -81,5 +83,8 @@ void relay_abort_all(void);
 // only, and only while r's on_done has not been seen there (r's memory is valid).
 void relay_abort(relay *r);
 void relay_counters_get(relay_counters *out);
+// Bytes r has moved each way so far, as published by the relay thread once a second
+// (monitoring; the result's counts are exact). Same rules as relay_abort.
+void relay_bytes(relay *r, uint64_t *up, uint64_t *down);
 
 #endif

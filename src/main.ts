@@ -43,7 +43,7 @@ function main(): void {
       return exit(0)
     case 'ctl':
       // Asks a running gateway over its admin socket; exits from the callback.
-      return runCtl(cmd.socket, cmd.method)
+      return runCtl(cmd)
     case 'run': {
       const config = loadRunConfig(cmd.options)
       // The sink is chosen once: a reload changes the level of neither.

@@ -32,7 +32,7 @@ export type Command =
   | { kind: 'run'; options: RunOptions }
   | { kind: 'check'; configFile: string }
   | { kind: 'nft'; configFile: string }
-  | { kind: 'ctl'; socket: string; method: CtlMethod }
+  | { kind: 'ctl'; socket: string; method: CtlMethod; json: boolean; id?: number }
   | { kind: 'sniff-quic'; files: string[]; packets: boolean }
   | { kind: 'identity-init'; dir: string; id: SpiffeId; days: number; force: boolean }
   | { kind: 'identity-show'; dir: string }
@@ -42,7 +42,7 @@ export type Command =
 const SEE_HELP = '(see "ugate --help")'
 
 /** What `ugate ctl` can ask a running gateway (over its admin socket). */
-const CTL_METHODS = ['status', 'connections'] as const
+const CTL_METHODS = ['status', 'connections', 'rules', 'traffic', 'close'] as const
 export type CtlMethod = (typeof CTL_METHODS)[number]
 /** The admin socket of the OpenWrt package (files/etc/config/ugate). */
 const DEFAULT_ADMIN_SOCKET = '/var/run/ugate.sock'
@@ -127,19 +127,36 @@ function parseCheck(args: readonly string[], command = 'check'): Command {
 }
 
 function parseCtl(args: readonly string[]): Command {
-  const methodAt = args.findIndex((a) => !a.startsWith('-') && args[args.indexOf(a) - 1] !== '--socket')
-  const method = methodAt >= 0 ? args[methodAt]! : undefined
-  const flags = methodAt >= 0 ? [...args.slice(0, methodAt), ...args.slice(methodAt + 1)] : args
+  // Words that are not flags or a flag's value: the method, then close's ID.
+  const words: string[] = []
+  const flags: string[] = []
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!
+    if (a.startsWith('-')) {
+      flags.push(a)
+      if (a === '--socket' && i + 1 < args.length) flags.push(args[++i]!)
+    } else words.push(a)
+  }
   let socket = DEFAULT_ADMIN_SOCKET
+  let json = false
   for (const opt of readOptions(flags, 'ctl', CTL_FLAGS)) {
     if (opt.flag === '--help' || opt.flag === '-h') return { kind: 'help' }
-    socket = opt.value
+    if (opt.flag === '--json') json = true
+    else socket = opt.value
   }
+  const [method, ...rest] = words
   if (method === undefined) throw new CliError(`"ugate ctl" needs a method: ${CTL_METHODS.join(', ')}`)
   if (!(CTL_METHODS as readonly string[]).includes(method)) {
     throw new CliError(`ctl: ${show(method)} is not a method (known: ${CTL_METHODS.join(', ')})`)
   }
-  return { kind: 'ctl', socket, method: method as CtlMethod }
+  if (method === 'close') {
+    if (rest.length !== 1) throw new CliError('"ugate ctl close" needs one connection ID (see "ugate ctl connections")')
+    const id = rest[0]!
+    if (!/^[0-9]{1,15}$/.test(id) || Number(id) < 1) throw new CliError(`ctl close: ${show(id)} is not a connection ID`)
+    return { kind: 'ctl', socket, method, json, id: Number(id) }
+  }
+  if (rest.length > 0) throw new CliError(`unexpected argument ${show(rest[0]!)} for "ugate ctl ${method}" ${SEE_HELP}`)
+  return { kind: 'ctl', socket, method: method as CtlMethod, json }
 }
 
 function parseSniffQuic(args: readonly string[]): Command {
@@ -222,7 +239,7 @@ const RUN_FLAGS: FlagTable = {
 }
 
 const CHECK_FLAGS: FlagTable = { '--config': 'FILE', '--help': null, '-h': null }
-const CTL_FLAGS: FlagTable = { '--socket': 'PATH', '--help': null, '-h': null }
+const CTL_FLAGS: FlagTable = { '--socket': 'PATH', '--json': null, '--help': null, '-h': null }
 const SNIFF_QUIC_FLAGS: FlagTable = { '--packets': null, '--help': null, '-h': null }
 const IDENTITY_SHOW_FLAGS: FlagTable = { '--dir': 'DIR', '--help': null, '-h': null }
 const IDENTITY_INIT_FLAGS: FlagTable = {
@@ -295,7 +312,8 @@ Usage:
   ugate run [--config FILE] [--forward LISTEN=TARGET]... [options]
   ugate check --config FILE
   ugate nft --config FILE
-  ugate ctl [--socket PATH] status|connections
+  ugate ctl [--socket PATH] [--json] status|connections|rules|traffic
+  ugate ctl [--socket PATH] [--json] close ID
   ugate sniff-quic [--packets] FILE...
   ugate identity init [--dir DIR] [--trust-domain TD] [--namespace NS]
                       [--sa SA] [--days N] [--force]
@@ -310,9 +328,11 @@ Commands:
   check     Validate a config file and print "config ok".
   nft       Print the nftables ruleset (table inet ugate) that "run"
             loads for the config's capture section.
-  ctl       Ask a running gateway, over its admin socket (default
-            ${DEFAULT_ADMIN_SOCKET}), for its status or its live
-            connections; prints one JSON object.
+  ctl       Ask a running gateway over its admin socket (default
+            ${DEFAULT_ADMIN_SOCKET}): status, live connections,
+            rules with hit counts, traffic (a line per second until
+            Ctrl-C), or close a connection by ID. Prints tables; with
+            --json one JSON object (traffic: one per line).
   sniff-quic  Read the ClientHello in a QUIC client's first datagrams
             (each FILE one UDP payload, in the order sent) as UDP routing
             does; prints the result (status, host, alpn) as JSON, exits 0

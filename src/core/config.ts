@@ -43,6 +43,10 @@ export interface Config {
   admin: {
     /** Unix socket path for `ugate ctl` and the LuCI status page; '' = none. */
     socket: string
+    /** The admin HTTP server (Clash API, metrics); null = off. */
+    listen: Endpoint | null
+    /** Bearer token of the admin HTTP server; '' = none (loopback only). */
+    secret: string
   }
   /** ubusd's socket, where ugate registers its object `ugate`; '' = not on ubus. */
   ubus: { socket: string }
@@ -275,7 +279,7 @@ export function validateConfig(input: unknown): Config {
   const sniff = object(given(root.sniff, {}), 'sniff')
   checkKeys(sniff, 'sniff', ['maxBytes', 'timeout'])
   const admin = object(given(root.admin, {}), 'admin')
-  checkKeys(admin, 'admin', ['socket'])
+  checkKeys(admin, 'admin', ['socket', 'listen', 'secret'])
   const ubus = object(given(root.ubus, {}), 'ubus')
   checkKeys(ubus, 'ubus', ['socket'])
 
@@ -319,7 +323,7 @@ export function validateConfig(input: unknown): Config {
       maxBytes: integer(given(sniff.maxBytes, DEFAULTS.sniffMaxBytes), 'sniff.maxBytes', 64, 65536),
       timeoutMs: ms(given(sniff.timeout, DEFAULTS.sniffTimeout), 'sniff.timeout', SECONDS.sniffTimeout),
     },
-    admin: { socket: socketPath(given(admin.socket, ''), 'admin.socket') },
+    admin: adminConfig(admin),
     ubus: { socket: socketPath(given(ubus.socket, ''), 'ubus.socket') },
     listeners: listeners(root.listeners),
     upstreams: upstreams(given(root.upstreams, [])),
@@ -682,6 +686,26 @@ function networks(value: unknown, path: string): Network[] {
 }
 
 /** An absolute path that fits sockaddr_un (107 bytes), or '' for none. */
+function adminConfig(admin: Record<string, unknown>): Config['admin'] {
+  const listenText = given(admin.listen, '')
+  const listen = listenText === '' ? null : endpoint(listenText, 'admin.listen', 'listen')
+  const secret = admin.secret === undefined || admin.secret === '' ? '' : credential(admin.secret, 'admin.secret')
+  // Anyone who reaches the port could close connections and read who goes where.
+  if (listen !== null && secret === '' && !isLoopback(listen.host)) {
+    throw new ConfigError(
+      'admin.listen',
+      `${show(listenText)} is not a loopback address: set admin.secret, or listen on 127.0.0.1 or [::1]`,
+    )
+  }
+  return { socket: socketPath(given(admin.socket, ''), 'admin.socket'), listen, secret }
+}
+
+function isLoopback(host: string): boolean {
+  const cidr = parseCidr(host)
+  if (cidr === null) return false
+  return cidr.family === 4 ? cidr.words[0]! >>> 24 === 127 : ipKey(host) === '::1'
+}
+
 function socketPath(v: unknown, path: string): string {
   if (v === '') return ''
   if (typeof v !== 'string' || !v.startsWith('/') || v.length > 107 || /[\x00-\x1f]/.test(v)) {

@@ -218,14 +218,14 @@ function fieldValues(headers: readonly Header[], name: string): string[] {
 }
 
 /** First value of the field `name`, or undefined. */
-function fieldValue(headers: readonly Header[], name: string): string | undefined {
+export function fieldValue(headers: readonly Header[], name: string): string | undefined {
   const want = name.toLowerCase()
   for (const [n, v] of headers) if (n.toLowerCase() === want) return v
   return undefined
 }
 
 /** Lower-case, non-empty elements of comma-separated list fields named `name`. */
-function listTokens(headers: readonly Header[], name: string): string[] {
+export function listTokens(headers: readonly Header[], name: string): string[] {
   const out: string[] = []
   for (const v of fieldValues(headers, name)) {
     for (const part of v.split(',')) {
@@ -745,7 +745,7 @@ export function checkProxyAuth(head: Pick<RequestHead, 'headers'>, users: Readon
 }
 
 /** Compare without returning at the first difference. */
-function sameString(a: string, b: string): boolean {
+export function sameString(a: string, b: string): boolean {
   let diff = a.length ^ b.length
   const n = Math.max(a.length, b.length)
   for (let i = 0; i < n; i++) diff |= (a.charCodeAt(i) | 0) ^ (b.charCodeAt(i) | 0)

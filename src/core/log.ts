@@ -135,6 +135,13 @@ export interface Logger {
   debug(event: string, fields?: Fields): void
 }
 
+/** A logger whose level can change while it runs, and whose lines can be watched (admin API). */
+export interface ControlledLogger extends Logger {
+  setLevel(level: LogLevel): void
+  /** `fn` gets every line written from now on (level, `event key=value…`); returns the unsubscribe. */
+  subscribe(fn: (level: LogLevel, message: string) => void): () => void
+}
+
 /**
  * A logger writing whole lines (no newline) to `write`, dropping those below
  * `threshold`. `write` also gets the level and the line without time and
@@ -144,21 +151,38 @@ export function createLogger(
   threshold: LogLevel,
   wallClock: () => number,
   write: (line: string, level: LogLevel, message: string) => void,
-): Logger {
-  // Decided once: every call (one access line per connection) tests a boolean.
+): ControlledLogger {
+  // Decided per level change: every call (one access line per connection) tests a boolean.
   const on = { error: true, warn: true, info: true, debug: true }
-  for (const level of LOG_LEVELS) on[level] = levelEnabled(threshold, level)
-  const emit = (level: LogLevel) => (event: string, fields?: Fields) => {
-    if (!on[level]) return
-    const line = formatLine(wallClock(), level, event, fields)
-    write(line, level, line.slice(line.indexOf(' ', line.indexOf(' ') + 1) + 1))
+  let level = threshold
+  const setLevel = (l: LogLevel) => {
+    level = l
+    for (const x of LOG_LEVELS) on[x] = levelEnabled(l, x)
+  }
+  setLevel(threshold)
+  let watchers: Array<(level: LogLevel, message: string) => void> = []
+  const emit = (lvl: LogLevel) => (event: string, fields?: Fields) => {
+    if (!on[lvl]) return
+    const line = formatLine(wallClock(), lvl, event, fields)
+    const message = line.slice(line.indexOf(' ', line.indexOf(' ') + 1) + 1)
+    write(line, lvl, message)
+    for (const w of watchers) w(lvl, message)
   }
   return {
-    level: threshold,
-    enabled: (level) => on[level],
+    get level() {
+      return level
+    },
+    enabled: (l) => on[l],
     error: emit('error'),
     warn: emit('warn'),
     info: emit('info'),
     debug: emit('debug'),
+    setLevel,
+    subscribe(fn) {
+      watchers = [...watchers, fn]
+      return () => {
+        watchers = watchers.filter((w) => w !== fn)
+      }
+    },
   }
 }

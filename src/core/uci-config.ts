@@ -58,9 +58,17 @@ function locate(e: ConfigError, file: string, origins: Origin[]): ConfigError {
   if (!best) return new ConfigError(`${file}: ${e.path}`, e.detail)
   const rest = e.path.slice(best.jsonPath.length).replace(/^\./, '')
   return new ConfigError(
-    `${file}:${best.section.line}: ${best.ref}${rest ? `.${UCI_NAME[rest] ?? rest}` : ''}`,
+    `${file}:${best.section.line}: ${best.ref}${rest ? `.${UCI_PATH_NAME[e.path] ?? UCI_NAME[rest] ?? rest}` : ''}`,
     e.detail,
   )
+}
+
+/** Whole JSON paths whose uci option name is not their last key's. */
+const UCI_PATH_NAME: Record<string, string> = {
+  'admin.socket': 'admin_socket',
+  'admin.listen': 'admin_listen',
+  'admin.secret': 'admin_secret',
+  'ubus.socket': 'ubus_socket',
 }
 
 /** JSON key → uci option name, for error messages. */
@@ -117,6 +125,8 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       'splice',
       'mark',
       'admin_socket',
+      'admin_listen',
+      'admin_secret',
       'log_syslog',
       'ubus_socket',
       'max_connections',
@@ -141,7 +151,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       handshakeTimeout: r.num('handshake_timeout'),
     })
     put(root, 'sniff', { maxBytes: r.num('sniff_max_bytes'), timeout: r.num('sniff_timeout') })
-    put(root, 'admin', { socket: r.str('admin_socket') })
+    put(root, 'admin', { socket: r.str('admin_socket'), listen: r.str('admin_listen'), secret: r.str('admin_secret') })
     put(root, 'ubus', { socket: r.str('ubus_socket') })
     for (const key of ['log', 'relay', 'dial', 'limits', 'sniff', 'admin', 'ubus']) {
       origins.push({ jsonPath: key, section: mains[0], ref: uciSectionRef(pkg, mains[0]) })

@@ -1,10 +1,12 @@
 // The admin socket: a unix stream socket (mode 0600) answering one JSON
-// request per connection, `{"method":"status"}` or `{"method":"connections"}`,
-// with one JSON object. `ugate ctl` and the LuCI rpcd plugin use it.
+// request per connection, `{"method":"status"}`, `connections`, `rules`,
+// `traffic` (byte totals) or `{"method":"close","id":N}`, with one JSON
+// object. `ugate ctl` and the LuCI rpcd plugin use it.
 
 import * as native from 'ugate:native'
 import { utf8Decode, utf8Encode } from '../core/bytes.js'
 import { Cancel } from '../core/cancel.js'
+import { type ConnInfo, type RuleHit, ruleLabel, rulesView } from '../core/clash-api.js'
 import { VERSION } from '../core/version.js'
 import { cancelAfter } from './loop.js'
 import type { Listener } from './listener.js'
@@ -74,10 +76,30 @@ async function serve(fd: number, ctx: GatewayContext, listeners: ListenerView): 
 }
 
 function respond(req: unknown, ctx: GatewayContext, listeners: ListenerView): unknown {
-  const method = (req as { method?: unknown } | null)?.method
-  if (method === 'status') return statusView(ctx, listeners)
-  if (method === 'connections') return connectionsView(ctx)
-  return { error: `unknown method ${JSON.stringify(method)} (known: status, connections)` }
+  const r = req as { method?: unknown; id?: unknown } | null
+  switch (r?.method) {
+    case 'status':
+      return statusView(ctx, listeners)
+    case 'connections':
+      return connectionsView(ctx)
+    case 'rules':
+      return rulesView(ctx.config.rules, ruleHits(ctx))
+    case 'traffic':
+      return byteTotals(ctx)
+    case 'close':
+      if (typeof r.id !== 'number') return { error: `close: id ${JSON.stringify(r.id)} is not a number` }
+      return closeConn(ctx, r.id) ? { closed: r.id } : { error: `no live connection ${r.id}` }
+    default:
+      return {
+        error: `unknown method ${JSON.stringify(r?.method)} (known: status, connections, rules, traffic, close)`,
+      }
+  }
+}
+
+/** Hits and last-hit times of every rule label, as /rules and `ugate ctl rules` show them. */
+export function ruleHits(ctx: GatewayContext): Map<string, RuleHit> {
+  const st = ctx.stats
+  return new Map([...st.ruleHits].map(([k, hits]) => [k, { hits, lastMs: st.ruleLastHit.get(k) ?? 0 }]))
 }
 
 /** What `status` answers (here and on ubus). */
@@ -112,9 +134,10 @@ export function statusView(ctx: GatewayContext, listeners: ListenerView) {
   }
 }
 
-/** What `connections` answers (here and on ubus). */
+/** What `connections` answers (here and on ubus); up/down as of the relay's last publication. */
 export function connectionsView(ctx: GatewayContext) {
   const now = native.now()
+  const bytes = new Map(liveConns(ctx).map((c) => [c.id, c]))
   return {
     connections: [
       ...[...ctx.stats.live].map((c) => ({
@@ -123,6 +146,8 @@ export function connectionsView(ctx: GatewayContext) {
         src: c.src,
         stage: c.stage,
         ms: Math.round(now - c.startedAt),
+        up: bytes.get(c.id)?.up ?? 0,
+        down: bytes.get(c.id)?.down ?? 0,
         ...c.fields,
       })),
       // Native forwards (native/mod_gate.c): the same fields
@@ -131,6 +156,76 @@ export function connectionsView(ctx: GatewayContext) {
     // Only with a tproxy listener: the answer stays what it was without one.
     ...(ctx.udpNames.size > 0 ? { udpFlows: udpFlowsView(ctx.udpNames) } : {}),
   }
+}
+
+/**
+ * Every live connection with its bytes so far: the one listing the admin API,
+ * metrics and the views above read (UDP flows and mesh tunnels join here).
+ */
+export function liveConns(ctx: GatewayContext): ConnInfo[] {
+  const now = native.now()
+  const wall = native.wallClock()
+  const flat = native.relayBytes()
+  const bytes = new Map<number, [number, number]>()
+  for (let i = 0; i + 2 < flat.length; i += 3) bytes.set(flat[i]!, [flat[i + 1]!, flat[i + 2]!])
+  const types = new Map(ctx.config.listeners.map((l) => [l.name, l.type]))
+  const rules = new Map(ctx.config.rules.map((r, i) => [ruleLabel(r, i), r.action]))
+  const js = [...ctx.stats.live].map((c) => {
+    const [up, down] = (c.relay !== undefined ? bytes.get(c.relay) : undefined) ?? [0, 0]
+    const info: ConnInfo = {
+      id: c.id,
+      network: 'tcp',
+      listener: c.listener,
+      listenerType: types.get(c.listener) ?? '',
+      src: c.src,
+      startMs: wall - (now - c.startedAt),
+      up,
+      down,
+    }
+    const f = c.fields
+    if (typeof f.dst === 'string') info.dst = f.dst
+    if (typeof f.host === 'string') info.sniffHost = f.host
+    if (typeof f.rule === 'string') {
+      info.rule = f.rule
+      const action = f.rule === 'default' ? ({ type: 'direct' } as const) : rules.get(f.rule)
+      if (action !== undefined) info.action = action
+    }
+    return info
+  })
+  // Native forwards (native/mod_gate.c): no rules; their bytes are known only at the end.
+  const forwards = native.forwardConnections().map((f): ConnInfo => ({
+    id: f.id,
+    network: 'tcp',
+    listener: f.listener,
+    listenerType: 'forward',
+    src: f.src,
+    dst: f.dst,
+    startMs: wall - f.ms,
+    up: 0,
+    down: 0,
+  }))
+  return [...js, ...forwards]
+}
+
+/** Bytes of every connection so far, closed ones and live ones (as of the relay's last publication). */
+export function byteTotals(ctx: GatewayContext): { up: number; down: number } {
+  let up = ctx.stats.bytesUp
+  let down = ctx.stats.bytesDown
+  const flat = native.relayBytes()
+  for (let i = 0; i + 2 < flat.length; i += 3) {
+    up += flat[i + 1]!
+    down += flat[i + 2]!
+  }
+  return { up, down }
+}
+
+/** End one live connection by id; false when there is none. */
+export function closeConn(ctx: GatewayContext, id: number): boolean {
+  const conn = [...ctx.stats.live].find((c) => c.id === id)
+  if (conn === undefined) return native.forwardClose(id)
+  if (conn.relay !== undefined) native.relayAbort(conn.relay)
+  else conn.cancel.cancel('closed')
+  return true
 }
 
 function formatAddr(a: native.SockAddr): string {

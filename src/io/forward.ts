@@ -70,6 +70,9 @@ export function onForwardBatch(ctx: GatewayContext): Parameters<typeof native.on
     for (const c of conns) {
       ctx.stats.bytesUp += c.up
       ctx.stats.bytesDown += c.down
+      // A native forward fails before its relay only by its connect (connect-error:…, connect-timeout).
+      const relayed = !c.reason.startsWith('connect-')
+      ctx.stats.metrics.closed(c.listener, {}, c.reason, c.up, c.down, relayed, c.splice === 1)
       if (info) ctx.log.info('conn', c as unknown as Fields)
     }
     if (conns.length > 0) ctx.conns.recheck()

@@ -4,14 +4,16 @@
 // from the callback that ends the last connection; nothing polls.
 
 import * as native from 'ugate:native'
-import { formatEndpoint } from '../core/address.js'
+import { type Endpoint, formatEndpoint } from '../core/address.js'
 import { type Config, type ListenerConfig, captureOptions } from '../core/config.js'
 import { ConnTracker } from '../core/conn-tracker.js'
 import { StartupError } from '../core/errors.js'
-import type { Logger } from '../core/log.js'
+import type { ControlledLogger, Logger } from '../core/log.js'
 import { nftDeleteCommand, nftRuleset, policyRoutingScript } from '../core/nft.js'
 import { compileRules } from '../core/rules/index.js'
 import { type AdminServer, openAdmin } from './admin.js'
+import { AdminApi } from './admin-api.js'
+import { type AdminHttp, openAdminHttp } from './admin-http.js'
 import type { Accepted, DatagramSocket } from './listener.js'
 import { nativeForward, onForwardBatch, serveForward } from './forward.js'
 import { serveHttp } from './http-server.js'
@@ -47,7 +49,7 @@ interface Entry {
 }
 
 /** Start serving; throws StartupError (with every opened listener closed) if one cannot listen. */
-export function startGateway(config: Config, log: Logger, readConfig?: () => Config): Gateway {
+export function startGateway(config: Config, log: ControlledLogger, readConfig?: () => Config): Gateway {
   // Native forwards count as live until their batch reached JS.
   const conns = new ConnTracker(() => native.gateStats().forwardLive)
   const ctx: GatewayContext = {
@@ -65,6 +67,7 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
   // Keyed by the listen address: a reload that keeps an address keeps its socket.
   let entries = new Map<string, Entry>()
   let admin: AdminServer | null = null
+  let adminHttp: AdminHttp | null = null
   let ubus: UbusClient | null = null
   let unwatch: (() => void) | null = null
   const listeners = () => [...entries.values()].map((e) => e.listener)
@@ -105,7 +108,9 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
     if (config.capture.enabled) applyCapture(config, listeners(), log)
     if (config.capture.enabled) watchCapture()
     if (config.admin.socket !== '') admin = openAdmin(config.admin.socket, ctx, listeners)
+    adminHttp = startAdminHttp(ctx, listeners, log)
   } catch (e) {
+    admin?.close()
     for (const l of listeners()) l.close()
     if (config.capture.enabled) removeCapture(ctx.config, log)
     throw e instanceof StartupError ? e : new StartupError(describeError(e))
@@ -124,6 +129,7 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
     if (ctx.config.capture.enabled) removeCapture(ctx.config, log)
     for (const l of listeners()) l.close()
     admin?.close()
+    adminHttp?.close()
     ubus?.close()
     const graceMs = ctx.config.relay.shutdownGraceMs
     log.info('stopping', { signal, live: conns.size, graceMs })
@@ -201,6 +207,15 @@ export function startGateway(config: Config, log: Logger, readConfig?: () => Con
         } catch (e) {
           log.error('admin-failed', { socket: next.admin.socket, error: describeError(e) })
         }
+      }
+    }
+    if (!sameEndpoint(next.admin.listen, before.admin.listen)) {
+      adminHttp?.close()
+      adminHttp = null
+      try {
+        adminHttp = startAdminHttp(ctx, listeners, log)
+      } catch (e) {
+        log.error('admin-failed', { listen: formatEndpoint(next.admin.listen!), error: describeError(e) })
       }
     }
     log.info('reloaded', { listeners: entries.size, rules: next.rules.length, live: conns.size })
@@ -293,6 +308,23 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
     throw e
   }
   return next
+}
+
+/** The admin HTTP server when admin.listen is set; the secret is read per request (reload swaps it). */
+function startAdminHttp(ctx: GatewayContext, listeners: () => Listener[], log: ControlledLogger): AdminHttp | null {
+  const listen = ctx.config.admin.listen
+  if (listen === null) return null
+  const api = new AdminApi(ctx, listeners, log)
+  return openAdminHttp(
+    listen,
+    () => ctx.config.admin.secret,
+    (req) => api.respond(req),
+    log,
+  )
+}
+
+function sameEndpoint(a: Endpoint | null, b: Endpoint | null): boolean {
+  return a === b || (a !== null && b !== null && formatEndpoint(a) === formatEndpoint(b))
 }
 
 /** The protocol handler for a listener's type; new types add a case (dns: DnsService). */

@@ -4,11 +4,11 @@
 
 import * as native from 'ugate:native'
 import { utf8Encode } from '../core/bytes.js'
-import { type LogLevel, type Logger, createLogger } from '../core/log.js'
+import { type ControlledLogger, type LogLevel, createLogger } from '../core/log.js'
 import { syslogDatagram } from '../core/syslog.js'
 import { closeQuietly, describeError } from './sockets.js'
 
-export function stderrLogger(level: LogLevel): Logger {
+export function stderrLogger(level: LogLevel): ControlledLogger {
   return createLogger(level, native.wallClock, (line) => native.writeStderr(line + '\n'))
 }
 
@@ -17,7 +17,7 @@ export function stderrLogger(level: LogLevel): Logger {
  * (logd restarting), the socket is reopened at the next line, and lines that
  * still cannot go there go to stderr, so none is lost silently.
  */
-export function syslogLogger(level: LogLevel, path: string): Logger {
+export function syslogLogger(level: LogLevel, path: string): ControlledLogger {
   let fd = -1
   const open = (): string | null => {
     try {

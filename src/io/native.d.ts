@@ -323,6 +323,12 @@ declare module 'ugate:native' {
     pipesPooled: number
   }
   export function relayStats(): RelayStats
+  /**
+   * Bytes moved so far by every unfinished relay, flat: [id, up, down, id, up,
+   * down, ...]. Published by the relay thread once a second, so up to a second
+   * old (the result's counts are exact).
+   */
+  export function relayBytes(): number[]
 
   // ---- transparent UDP (native/udp.c, native/mod_udp.c) -----------------
   export interface UdpListenerOptions {

@@ -15,6 +15,7 @@ import type { CompiledRules } from '../core/rules/index.js'
 import { CidrSet } from '../core/rules/cidr-tree.js'
 import { parseCidr, parseIpInto } from '../core/ip.js'
 import { DialError } from './dial.js'
+import { ClosedCounters } from '../core/metrics.js'
 import type { Accepted } from './listener.js'
 import { closeQuietly, errorCode, resetQuietly } from './sockets.js'
 import { EofError, HandshakeStream, TooLargeError } from './stream.js'
@@ -61,6 +62,10 @@ export class GatewayStats {
   readonly live = new Set<LiveConn>()
   /** Rule ('default', '#3' or its name) → connections it routed. */
   readonly ruleHits = new Map<string, number>()
+  /** Rule → wall clock of its last hit (ms). */
+  readonly ruleLastHit = new Map<string, number>()
+  /** Counters of /metrics, keyed by labelKey(...) of their labels. */
+  readonly metrics = new ClosedCounters()
   /** dns listener name → its query counters (kept across reloads). */
   readonly dns = new Map<string, DnsCounters>()
 
@@ -71,6 +76,7 @@ export class GatewayStats {
 
   hit(rule: string): void {
     this.ruleHits.set(rule, (this.ruleHits.get(rule) ?? 0) + 1)
+    this.ruleLastHit.set(rule, native.wallClock())
   }
 }
 
@@ -179,6 +185,7 @@ async function run(
     ctx.stats.live.delete(live)
     ctx.stats.bytesUp += up
     ctx.stats.bytesDown += down
+    ctx.stats.metrics.closed(l.name, fields, reason, up, down, live.stage === 'relay', splice)
     if (ctx.log.enabled('info'))
       ctx.log.info('conn', accessLine(l.name, src, up, down, startedAt, reason, splice, fields))
     conn.done()

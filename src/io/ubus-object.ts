@@ -2,11 +2,9 @@
 // (`ubus -v list ugate`). status and connections answer what the admin
 // socket answers; reload is SIGHUP; close ends one connection by id.
 
-import * as native from 'ugate:native'
-
 import { ARG } from '../core/ubus/client.js'
 import { STATUS } from '../core/ubus/message.js'
-import { type ListenerView, connectionsView, statusView } from './admin.js'
+import { type ListenerView, closeConn, connectionsView, statusView } from './admin.js'
 import type { GatewayContext } from './session.js'
 import type { JsonObject, UbusMethod } from './ubus.js'
 
@@ -30,11 +28,7 @@ export function ugateMethods(
       call: (args) => {
         const id = args.id
         if (typeof id !== 'number') return STATUS.INVALID_ARGUMENT
-        const conn = [...ctx.stats.live].find((c) => c.id === id)
-        if (conn === undefined) return native.forwardClose(id) ? { closed: id } : STATUS.NOT_FOUND
-        if (conn.relay !== undefined) native.relayAbort(conn.relay)
-        else conn.cancel.cancel('closed')
-        return { closed: id }
+        return closeConn(ctx, id) ? { closed: id } : STATUS.NOT_FOUND
       },
     },
   }

@@ -116,7 +116,7 @@ function routing(topo: Topology): { rules4: number; rules6: number; routes4: str
 }
 
 function ctl(topo: Topology, socket: string, method: string): Record<string, unknown> {
-  const r = spawnSync('ip', ['netns', 'exec', topo.router, ugateBin, 'ctl', '--socket', socket, method], {
+  const r = spawnSync('ip', ['netns', 'exec', topo.router, ugateBin, 'ctl', '--json', '--socket', socket, method], {
     encoding: 'utf8',
   })
   try {

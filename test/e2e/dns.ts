@@ -268,7 +268,7 @@ t.test('bad input: garbage, truncated, oversized, lying counts — counted or FO
   const udpAgain = await dig(port, 'www.example.test', 'A')
   t.equal(udpAgain.status, 'NOERROR', 'answering over UDP after a reload')
   t.equal(up.seen('www.example.test').length, 2, 'the reload emptied the cache: asked upstream once more')
-  const status = runUgate(['ctl', '--socket', socket, 'status'])
+  const status = runUgate(['ctl', '--json', '--socket', socket, 'status'])
   t.match(
     JSON.parse(status.stdout),
     {
@@ -303,7 +303,7 @@ t.test('a flood of random datagrams (fixed seed): each counted, the process stay
   sock.close()
   t.equal(digs, N / BATCH, 'still answering after every batch')
   const c = (
-    JSON.parse(runUgate(['ctl', '--socket', socket, 'status']).stdout) as {
+    JSON.parse(runUgate(['ctl', '--json', '--socket', socket, 'status']).stdout) as {
       dns: { listeners: Array<Record<string, number>> }
     }
   ).dns.listeners[0]!

@@ -175,7 +175,8 @@ t.test('connect timeout; a dialing native connection is listed and ended by shut
   const waiting = waitClose(await connect(ug.port('slow')))
   type Live = { listener: string; stage: string; dst: string }
   const list = () =>
-    (JSON.parse(runUgate(['ctl', '--socket', adminSock, 'connections']).stdout) as { connections: Live[] }).connections
+    (JSON.parse(runUgate(['ctl', '--json', '--socket', adminSock, 'connections']).stdout) as { connections: Live[] })
+      .connections
   let live: Live[] = []
   while (live.length === 0) {
     live = list()

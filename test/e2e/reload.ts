@@ -45,7 +45,7 @@ t.test('uci config: a forward works, ctl status and connections answer', async (
   t.equal(sha256(await within(echoRoundTrip(ug.port('fwd'), payload), 10_000, 'echo')), sha256(payload), 'echo intact')
   await ug.waitForConns(1)
 
-  const status = runUgate(['ctl', '--socket', socket, 'status'])
+  const status = runUgate(['ctl', '--json', '--socket', socket, 'status'])
   t.equal(status.code, 0, 'ctl status exits 0')
   const s = JSON.parse(status.stdout) as Record<string, unknown>
   t.match(s, {
@@ -60,14 +60,14 @@ t.test('uci config: a forward works, ctl status and connections answer', async (
   const live = await connect(ug.port('fwd'))
   live.write('x')
   await new Promise<void>((res) => live.once('data', () => res()))
-  const conns = runUgate(['ctl', '--socket', socket, 'connections'])
+  const conns = runUgate(['ctl', '--json', '--socket', socket, 'connections'])
   t.equal(conns.code, 0)
   t.match(JSON.parse(conns.stdout), { connections: [{ listener: 'fwd', stage: 'relay', dst: srv.target }] })
   live.end()
   await waitClose(live)
   await finish(t, ug, 2)
 
-  const gone = runUgate(['ctl', '--socket', socket, 'status'])
+  const gone = runUgate(['ctl', '--json', '--socket', socket, 'status'])
   t.equal(gone.code, 1, 'ctl exits 1 when no daemon answers')
   t.match(JSON.parse(gone.stdout), { running: false, error: /ugate\.sock/ }, 'and still prints a JSON object')
 })

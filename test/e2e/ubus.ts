@@ -65,7 +65,7 @@ t.test('the ugate object on ubus', async (t) => {
   t.same(replies, realReplies.slice(2, 4), 'DATA + STATUS byte-equal to the replies sent to the real ubusd')
 
   const status = await ubusd.call('status')
-  const ctl = JSON.parse(runUgate(['ctl', '--socket', admin, 'status']).stdout) as Record<string, unknown>
+  const ctl = JSON.parse(runUgate(['ctl', '--json', '--socket', admin, 'status']).stdout) as Record<string, unknown>
   const s = status.data as Record<string, unknown>
   t.equal(status.status, 0)
   for (const k of Object.keys(ctl)) if (k !== 'uptime') t.same(s[k], ctl[k], `status.${k} equals ugate ctl status`)

@@ -258,7 +258,8 @@ export class Ugate {
         port: m ? Number(m[2]) : NaN,
       }
     })
-    if (this.listeners.length !== n) {
+    // The admin HTTP server logs its socket as a listener too, but is not one of the config's.
+    if (this.listeners.filter((l) => l.type !== 'admin').length !== n) {
       throw new Error(
         `ready says listeners=${n} but ${this.listeners.length} listening lines:\n${this.lines.join('\n')}`,
       )

@@ -120,3 +120,36 @@ t.test('help lists every command and flag', async (t) => {
     t.match(help, word, word)
   }
 })
+
+t.test('ctl: methods, --json, close ID', async (t) => {
+  const sock = '/var/run/ugate.sock'
+  t.same(parseArgs(['ctl', 'status']), { kind: 'ctl', socket: sock, method: 'status', json: false })
+  t.same(parseArgs(['ctl', '--json', 'rules']), { kind: 'ctl', socket: sock, method: 'rules', json: true })
+  t.same(parseArgs(['ctl', '--socket', '/tmp/a.sock', 'traffic', '--json']), {
+    kind: 'ctl',
+    socket: '/tmp/a.sock',
+    method: 'traffic',
+    json: true,
+  })
+  t.same(parseArgs(['ctl', 'close', '42', '--socket=/tmp/b']), {
+    kind: 'ctl',
+    socket: '/tmp/b',
+    method: 'close',
+    json: false,
+    id: 42,
+  })
+  t.same(parseArgs(['ctl', '--help']), { kind: 'help' })
+  const bad: Array<[string[], string]> = [
+    [['ctl'], '"ugate ctl" needs a method: status, connections, rules, traffic, close'],
+    [['ctl', 'stats'], 'ctl: "stats" is not a method (known: status, connections, rules, traffic, close)'],
+    [['ctl', 'close'], '"ugate ctl close" needs one connection ID (see "ugate ctl connections")'],
+    [['ctl', 'close', 'x1'], 'ctl close: "x1" is not a connection ID'],
+    [['ctl', 'close', '0'], 'ctl close: "0" is not a connection ID'],
+    [['ctl', 'close', '1', '2'], '"ugate ctl close" needs one connection ID (see "ugate ctl connections")'],
+    [['ctl', 'status', 'extra'], 'unexpected argument "extra" for "ugate ctl status" (see "ugate --help")'],
+    [['ctl', '--json=1', 'status'], 'option --json takes no value, got "1"'],
+    [['ctl', 'status', '--socket'], 'option --socket needs a value (PATH)'],
+  ]
+  for (const [argv, message] of bad) t.throws(() => parseArgs(argv), new CliError(message), argv.join(' '))
+  t.match(helpText(), /ugate ctl \[--socket PATH\] \[--json\] close ID/)
+})

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { type Config, parseConfigText, validateConfig } from '../../src/core/config.js'
 import { ConfigError } from '../../src/core/errors.js'
+import { configFromUci } from '../../src/core/uci-config.js'
 
 const fwd = (over: Record<string, unknown> = {}) => ({
   name: 'iperf',
@@ -23,7 +24,7 @@ t.test('full example from the docs', async (t) => {
     dial: { connectTimeoutMs: 3000, mark: 255 },
     limits: { maxConnections: 1024, maxPerSource: 256, handshakeTimeoutMs: 10000 },
     sniff: { maxBytes: 16384, timeoutMs: 300 },
-    admin: { socket: '' },
+    admin: { socket: '', listen: null, secret: '' },
     ubus: { socket: '' },
     listeners: [
       {
@@ -364,4 +365,35 @@ t.test('tproxy listener and UDP capture', async (t) => {
       }),
     'IPv4-only capture takes a 0.0.0.0 tproxy listener',
   )
+})
+
+t.test('admin.listen and admin.secret (admin HTTP server)', async (t) => {
+  const withAdmin = (admin: unknown) => validateConfig({ admin, listeners: [fwd()] }).admin
+  t.same(withAdmin({}), { socket: '', listen: null, secret: '' }, 'off by default')
+  t.same(withAdmin({ listen: '127.0.0.1:9090' }).listen, { host: '127.0.0.1', port: 9090, kind: 'ipv4' })
+  t.equal(withAdmin({ listen: '[::1]:9090' }).listen?.host, '::1', 'IPv6 loopback needs no secret')
+  t.equal(withAdmin({ listen: '0.0.0.0:9090', secret: 'hunter2' }).secret, 'hunter2')
+  t.throws(() => withAdmin({ listen: '0.0.0.0:9090' }), {
+    name: 'ConfigError',
+    message:
+      'admin.listen: "0.0.0.0:9090" is not a loopback address: set admin.secret, or listen on 127.0.0.1 or [::1]',
+  })
+  t.throws(() => withAdmin({ listen: '192.168.1.1:9090', secret: '' }), {
+    message: /"192.168.1.1:9090" is not a loopback/,
+  })
+  t.throws(() => withAdmin({ listen: 'router:9090' }), { message: /^admin.listen: / })
+  t.throws(() => withAdmin({ listen: '127.0.0.1:9090', secret: 'bad\nsecret' }), {
+    message: 'admin.secret: "***": expected 1-255 printable characters',
+  })
+  t.throws(() => withAdmin({ port: 9090 }), { message: /admin/ })
+})
+
+t.test('uci: admin_listen and admin_secret', async (t) => {
+  const text = `config ugate 'main'\n\toption admin_listen '0.0.0.0:9090'\n\toption admin_secret 'xyz'\n\nconfig listener\n\toption type 'mixed'\n\toption address '127.0.0.1'\n\toption port '1080'\n`
+  const c = configFromUci(text, '/etc/config/ugate')
+  t.same(c.admin.listen, { host: '0.0.0.0', port: 9090, kind: 'ipv4' })
+  t.equal(c.admin.secret, 'xyz')
+  t.throws(() => configFromUci(text.replace(/\toption admin_secret 'xyz'\n/, ''), '/etc/config/ugate'), {
+    message: /^\/etc\/config\/ugate:1: main.admin_listen: "0.0.0.0:9090" is not a loopback address/,
+  })
 })

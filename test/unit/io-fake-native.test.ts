@@ -48,6 +48,7 @@ const FUNCTIONS = [
   'relayAbort',
   'relayAbortAll',
   'relayStats',
+  'relayBytes',
   'udpStats',
   'udpFlows',
   'admit',
@@ -236,6 +237,7 @@ class FakeNative {
   relayAbortAll = () => {
     for (const r of this.relays) if (!r.done) this.setTimeout(() => this.endRelay(r, 'shutdown'), 0)
   }
+  relayBytes = () => this.relays.flatMap((r, i) => (r.done ? [] : [i + 1, 0, 0]))
   relayStats = () => ({
     active: this.relays.filter((r) => !r.done).length,
     total: this.relays.length,

@@ -125,13 +125,13 @@ for (const shell of shells) {
       const r = run(shell, ['call', 'status'], { FAKE_OUT: JSON.stringify(STATUS) })
       t.equal(r.status, 0)
       t.same(rpcdObject(t, r.stdout), STATUS)
-      t.same(r.calls, ['ctl status'])
+      t.same(r.calls, ['ctl --json status'])
     })
 
     t.test('call connections: ugate ctl connections', async (t) => {
       const r = run(shell, ['call', 'connections'], { FAKE_OUT: JSON.stringify(CONNECTIONS) })
       t.same(rpcdObject(t, r.stdout), CONNECTIONS)
-      t.same(r.calls, ['ctl connections'])
+      t.same(r.calls, ['ctl --json connections'])
     })
 
     t.test('an answer over several lines', async (t) => {
@@ -184,11 +184,11 @@ for (const shell of shells) {
 
     t.test('the admin socket: UGATE_SOCKET, else uci', async (t) => {
       let r = run(shell, ['call', 'status'], { FAKE_OUT: '{}', UGATE_SOCKET: '/tmp/x y.sock' })
-      t.same(r.calls, ['ctl --socket /tmp/x y.sock status'])
+      t.same(r.calls, ['ctl --json --socket /tmp/x y.sock status'])
       r = run(shell, ['call', 'connections'], { FAKE_OUT: '{}' }, '{}', UCI_DIR)
-      t.same(r.calls, ['ctl --socket /tmp/from-uci.sock connections'], 'ugate.@ugate[0].admin_socket')
+      t.same(r.calls, ['ctl --json --socket /tmp/from-uci.sock connections'], 'ugate.@ugate[0].admin_socket')
       r = run(shell, ['call', 'status'], { FAKE_OUT: '{}' })
-      t.same(r.calls, ['ctl status'], "no uci: ugate's default socket")
+      t.same(r.calls, ['ctl --json status'], "no uci: ugate's default socket")
     })
 
     t.test('arguments on stdin are ignored', async (t) => {

@@ -112,7 +112,7 @@ fi
 say "at=host-checks-done uptime=$(up)"
 
 # ---- 5. report, stop -----------------------------------------------------------------------
-ctl=$(/usr/bin/ugate ctl --socket /var/run/ugate.sock status 2>&1) || bad "ugate ctl status: $ctl"
+ctl=$(/usr/bin/ugate ctl --json --socket /var/run/ugate.sock status 2>&1) || bad "ugate ctl status: $ctl"
 say "ctl-status=$(echo "$ctl" | tr '\n' ' ')"
 grep ' info conn ' "$LOG" | while IFS= read -r line; do say "conn=$line"; done
 guard=$(nft list table inet qtest_guard 2>&1)

@@ -1,0 +1,94 @@
+// What `ugate ctl` prints for people: aligned tables of the admin socket's
+// answers and one traffic line per second. (--json prints the answers as
+// they are.) Unknown or missing fields print as "-": a newer daemon's extra
+// fields never break an older ctl.
+
+/** Columns padded to their widest cell; the last column is not padded. */
+export function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+  const all = [header, ...rows]
+  const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)))
+  return all
+    .map((r) =>
+      r
+        .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!)))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n')
+}
+
+/** 1536 → "1.5 KiB"; under 1 KiB in bytes. */
+export function humanBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let v = n
+  let u = 0
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024
+    u++
+  }
+  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`
+}
+
+type Obj = Record<string, unknown>
+
+const str = (v: unknown): string => (typeof v === 'string' || typeof v === 'number' ? String(v) : '-')
+const num = (v: unknown): number => (typeof v === 'number' ? v : 0)
+const list = (v: unknown): Obj[] => (Array.isArray(v) ? (v as Obj[]) : [])
+const obj = (v: unknown): Obj => (typeof v === 'object' && v !== null ? (v as Obj) : {})
+
+export function formatStatus(s: Obj): string {
+  const c = obj(s.connections)
+  const b = obj(s.bytes)
+  const r = obj(s.relays)
+  const cap = obj(s.capture)
+  const lines = [
+    `ugate ${str(s.version)}, pid ${str(s.pid)}, up ${str(s.uptime)} s`,
+    `connections: ${num(c.live)} live, ${num(c.total)} total; bytes up ${humanBytes(num(b.up))}, down ${humanBytes(num(b.down))}`,
+    `relays: ${num(r.active)} active, ${num(r.total)} total; splice calls ${num(r.spliceCalls)}, copy calls ${num(r.copyCalls)}`,
+    `capture: ${cap.enabled === true ? `on (listener ${str(cap.listener)})` : 'off'}`,
+    '',
+    table(
+      ['LISTENER', 'TYPE', 'ADDRESS'],
+      list(s.listeners).map((l) => [str(l.name), str(l.type), str(l.addr)]),
+    ),
+  ]
+  return lines.join('\n') + '\n'
+}
+
+export function formatConnections(a: Obj): string {
+  const conns = list(a.connections)
+  if (conns.length === 0) return 'no live connections\n'
+  const rows = conns.map((c) => [
+    str(c.id),
+    str(c.listener),
+    str(c.src),
+    str(c.dst),
+    typeof c.host === 'string' ? c.host : '-',
+    typeof c.rule === 'string' ? `${c.rule}${typeof c.action === 'string' ? `→${c.action}` : ''}` : '-',
+    str(c.stage),
+    `${(num(c.ms) / 1000).toFixed(1)}s`,
+    humanBytes(num(c.up)),
+    humanBytes(num(c.down)),
+  ])
+  return table(['ID', 'LISTENER', 'SOURCE', 'DESTINATION', 'HOST', 'RULE', 'STAGE', 'AGE', 'UP', 'DOWN'], rows) + '\n'
+}
+
+export function formatRules(a: Obj): string {
+  const rows = list(a.rules).map((r) => [
+    str(r.index),
+    str(r.type),
+    str(r.payload) === '' ? '*' : str(r.payload),
+    str(r.proxy),
+    str(obj(r.extra).hitCount),
+  ])
+  return table(['#', 'TYPE', 'PAYLOAD', 'PROXY', 'HITS'], rows) + '\n'
+}
+
+/** One second of traffic from two byte totals a second apart. */
+export function trafficSample(prev: { up: number; down: number }, now: { up: number; down: number }) {
+  return { up: now.up - prev.up, down: now.down - prev.down, upTotal: now.up, downTotal: now.down }
+}
+
+export function formatTraffic(s: ReturnType<typeof trafficSample>): string {
+  return `up ${humanBytes(s.up)}/s  down ${humanBytes(s.down)}/s  (total up ${humanBytes(s.upTotal)}, down ${humanBytes(s.downTotal)})\n`
+}

@@ -1,0 +1,146 @@
+// GET /metrics: the counters after known traffic, `promtool check metrics`
+// on the text, and a real Prometheus server (Debian's `prometheus`)
+// scraping ugate with the bearer secret and answering a query about it.
+
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import net from 'node:net'
+import { join } from 'node:path'
+import t from 'tap'
+import { request } from 'undici'
+import { requireCommand } from '../lib/http.js'
+import { listener, startConfig } from '../lib/config.js'
+import { connect, destroyClients, echoRoundTrip, echoServer, refusedPort, within } from '../lib/servers.js'
+import { finish } from '../lib/ugate.js'
+
+const SECRET = 'metrics-s3cret'
+t.teardown(destroyClients)
+
+async function get(port: number, path: string, auth = true): Promise<{ status: number; text: string }> {
+  const res = await request(`http://127.0.0.1:${port}${path}`, {
+    headers: auth ? { Authorization: `Bearer ${SECRET}` } : {},
+    reset: true,
+  })
+  return { status: res.statusCode, text: await res.body.text() }
+}
+
+/** The value of one sample line, or undefined. */
+function sample(text: string, line: string): number | undefined {
+  const l = text.split('\n').find((x) => x.startsWith(`${line} `))
+  return l === undefined ? undefined : Number(l.slice(line.length + 1))
+}
+
+t.test('metrics after known traffic; promtool; a Prometheus server scrapes it', async (t) => {
+  requireCommand('promtool', 'prometheus')
+  requireCommand('prometheus', 'prometheus')
+  const echo = await echoServer(t)
+  const dead = await refusedPort()
+  const ug = await startConfig(t, {
+    relay: { shutdownGrace: 1 },
+    admin: { listen: '127.0.0.1:0', secret: SECRET },
+    listeners: [
+      listener('fwd', 'forward', { target: echo.target }),
+      listener('down', 'forward', { target: `127.0.0.1:${dead}` }),
+      listener('mix', 'mixed'),
+    ],
+  })
+  const admin = ug.port('admin-http')
+  const payload = Buffer.alloc(30000, 7)
+  t.equal((await echoRoundTrip(ug.port('fwd'), payload)).length, payload.length)
+  // ugate resets the client when the target refuses: possibly before 'connect' is seen.
+  await new Promise<void>((r) => {
+    const s = net.connect(ug.port('down'), '127.0.0.1')
+    s.on('error', () => {})
+    s.once('close', () => r())
+  })
+  const slow = await connect(ug.port('mix'))
+  slow.on('error', () => {}) // ugate resets it
+  slow.end(Buffer.from([0x05])) // a SOCKS greeting cut short: client-eof before any relay
+  await ug.waitForConns(3)
+
+  t.equal((await get(admin, '/metrics', false)).status, 401, 'the secret guards /metrics too')
+  const m = await get(admin, '/metrics')
+  t.equal(m.status, 200)
+  t.equal(sample(m.text, 'ugate_connections_total{listener="fwd",action="none",result="eof"}'), 1)
+  t.equal(sample(m.text, 'ugate_bytes_total{listener="fwd",direction="up"}'), payload.length)
+  t.equal(sample(m.text, 'ugate_bytes_total{listener="fwd",direction="down"}'), payload.length)
+  t.equal(sample(m.text, 'ugate_handshake_failures_total{listener="down",reason="connect-error:ECONNREFUSED"}'), 1)
+  t.equal(sample(m.text, 'ugate_handshake_failures_total{listener="mix",reason="client-eof"}'), 1)
+  // The relay decides splice or copy by itself: the metric agrees with the access line.
+  const mode = ug.events('conn').find((c) => c.fields.listener === 'fwd')!.fields.splice === '1' ? 'splice' : 'copy'
+  t.equal(sample(m.text, `ugate_relays_total{mode="${mode}"}`), 1, `one ${mode} relay`)
+  const calls = ['splice', 'copy'].map((k) => sample(m.text, `ugate_relay_calls_total{mode="${k}"}`) ?? 0)
+  t.ok(calls[0]! + calls[1]! > 0, 'relay calls counted')
+  t.ok((sample(m.text, 'ugate_process_resident_memory_bytes') ?? 0) > 100000)
+  t.equal(sample(m.text, 'ugate_process_open_fds'), ug.baselineFds + 1, 'the baseline and the scrape itself')
+  t.match(m.text, /^# TYPE ugate_connections_active gauge$/m)
+
+  const check = spawnSync('promtool', ['check', 'metrics'], { input: m.text, encoding: 'utf8' })
+  t.equal(check.status, 0, 'promtool check metrics', { stdout: check.stdout, stderr: check.stderr })
+  t.equal(check.stdout + check.stderr, '', 'no lint findings')
+
+  // A real server: scrape every second with the bearer secret, then ask it.
+  const dir = mkdtempSync(join(tmpdir(), 'ugate-prom-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const promPort = await refusedPort()
+  writeFileSync(
+    join(dir, 'prometheus.yml'),
+    [
+      'global:',
+      '  scrape_interval: 1s',
+      'scrape_configs:',
+      '  - job_name: ugate',
+      '    authorization:',
+      `      credentials: ${SECRET}`,
+      '    static_configs:',
+      `      - targets: ["127.0.0.1:${admin}"]`,
+      '',
+    ].join('\n'),
+  )
+  const prom = spawn(
+    'prometheus',
+    [
+      `--config.file=${join(dir, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${promPort}`,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  )
+  const exited = new Promise<void>((r) => prom.once('close', () => r()))
+  t.teardown(async () => {
+    prom.kill('SIGTERM')
+    await exited
+  })
+  let log = ''
+  await within(
+    new Promise<void>((resolve) =>
+      prom.stderr!.on('data', (d: Buffer) => {
+        log += d.toString()
+        if (log.includes('Server is ready to receive web requests')) resolve()
+      }),
+    ),
+    30000,
+    'prometheus ready',
+  )
+  // Scrapes come on Prometheus' own clock: ask until the first one is stored.
+  const query = encodeURIComponent('ugate_bytes_total{listener="fwd",direction="up"}')
+  let answer: any = null
+  const deadline = Date.now() + 30000
+  while (Date.now() < deadline) {
+    const res = await request(`http://127.0.0.1:${promPort}/api/v1/query?query=${query}`)
+    answer = await res.body.json()
+    if (answer.data?.result?.length > 0) break
+    await new Promise((r) => setTimeout(r, 250))
+  }
+  t.equal(answer?.status, 'success', 'Prometheus answered', { log })
+  t.equal(answer?.data?.result?.[0]?.metric?.job, 'ugate')
+  t.equal(Number(answer?.data?.result?.[0]?.value?.[1]), payload.length, 'the value Prometheus scraped')
+  const targets: any = await (await request(`http://127.0.0.1:${promPort}/api/v1/targets`)).body.json()
+  t.equal(targets.data.activeTargets[0].health, 'up')
+  prom.kill('SIGTERM')
+  await exited
+  // Prometheus' scrape connections end with it; one request the client sees closed settles ours.
+  await get(admin, '/version')
+  await finish(t, ug, 3)
+})

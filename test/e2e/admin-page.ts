@@ -1,0 +1,104 @@
+/// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
+// The live page (GET /) in headless Chromium (Debian's `chromium`, driven by
+// puppeteer-core): it loads without console errors or requests elsewhere,
+// shows a connection the test opens through the gateway, the listeners and
+// the rules, and its Close button closes that connection. Its screenshot is
+// saved as build/admin-page.png.
+
+import net from 'node:net'
+import { existsSync, mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import puppeteer from 'puppeteer-core'
+import { requireCommand } from '../lib/http.js'
+import { listener, startConfig } from '../lib/config.js'
+import { socks5Connect } from '../lib/proxy.js'
+import { destroyClients, echoServer } from '../lib/servers.js'
+import { finish, repoRoot } from '../lib/ugate.js'
+
+const SECRET = 'page-s3cret'
+t.teardown(destroyClients)
+
+t.test('the live page: a connection shows up and its Close button closes it', async (t) => {
+  requireCommand('chromium', 'chromium')
+  const echo = await echoServer(t)
+  const ug = await startConfig(t, {
+    relay: { shutdownGrace: 1 },
+    admin: { listen: '127.0.0.1:0', secret: SECRET },
+    listeners: [listener('mix', 'mixed')],
+    rules: [{ name: 'ads', domainSuffix: ['ads.test'], action: 'reject' }],
+  })
+  const port = ug.port('admin-http')
+  const origin = `http://127.0.0.1:${port}`
+
+  const browser = await puppeteer.launch({
+    executablePath: existsSync('/usr/bin/chromium') ? '/usr/bin/chromium' : 'chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu'],
+  })
+  t.teardown(() => browser.close())
+  const page = await browser.newPage()
+  await page.setViewport({ width: 1280, height: 800 })
+  const problems: string[] = []
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console: ${m.text()}`)
+  })
+  page.on('pageerror', (e) => problems.push(`page: ${String(e)}`))
+  page.on('request', (r) => {
+    if (!r.url().startsWith(origin) && !r.url().startsWith(`ws://127.0.0.1:${port}`))
+      problems.push(`request elsewhere: ${r.url()}`)
+  })
+
+  const res = await page.goto(`${origin}/#token=${SECRET}`)
+  t.equal(res?.status(), 200)
+  t.match(res?.headers()['content-type'], /^text\/html/)
+  await page.waitForFunction(() => document.querySelector('#listeners tbody')?.textContent?.includes('mix'))
+  await page.waitForFunction(() => document.querySelector('#rules tbody')?.textContent?.includes('ads.test'))
+  t.match(await page.$eval('#capture', (e) => e.textContent), /Transparent capture: off/)
+
+  const conn = await socks5Connect(ug.port('mix'), { host: '127.0.0.1', port: echo.port })
+  conn.reader.sock.write(Buffer.alloc(4000, 1))
+  await conn.reader.read(4000)
+  await page.waitForFunction(
+    (p: number) =>
+      [...document.querySelectorAll('#conns tbody tr')].some((r) => r.textContent?.includes(`127.0.0.1:${p}`)),
+    {},
+    echo.port,
+  )
+  const row = await page.$eval('#conns tbody tr', (r) => [...r.querySelectorAll('td')].map((c) => c.textContent))
+  t.match(row, ['1', 'tcp', 'Mixed', /^127\.0\.0\.1:\d+$/, `127.0.0.1:${echo.port}`, '', 'Match', 'DIRECT'])
+  await page.waitForFunction(() => (document.querySelector('#top tbody')?.children.length ?? 0) > 0)
+  // The graph draws once /traffic has pushed.
+  await page.waitForFunction(() => (document.querySelector('#gup')?.getAttribute('points') ?? '') !== '')
+
+  // Bytes show once the relay thread has published them (once a second).
+  await page.waitForFunction(() => document.querySelector('#conns tbody tr td:nth-child(9)')?.textContent !== '0 B')
+  mkdirSync(join(repoRoot, 'build'), { recursive: true })
+  await page.screenshot({ path: join(repoRoot, 'build', 'admin-page.png'), fullPage: true })
+
+  // Sorting by a column header reorders without losing the row.
+  await page.click('#conns th[data-k="dst"]')
+  t.equal(await page.$$eval('#conns tbody tr', (r) => r.length), 1)
+
+  const ended = new Promise<void>((r) => {
+    conn.reader.sock.once('end', () => r())
+    conn.reader.sock.once('close', () => r())
+  })
+  await page.click('#conns tbody tr button')
+  await ended
+  await page.waitForFunction(() => document.querySelector('#conns tbody')?.children.length === 0)
+  t.same(problems, [], 'no console errors, no requests elsewhere')
+
+  await browser.close()
+  // One request whose close the client sees: every earlier admin connection is closed by then.
+  await new Promise<void>((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () =>
+      s.write(`GET /version HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${SECRET}\r\nConnection: close\r\n\r\n`),
+    )
+    s.resume()
+    s.on('close', () => resolve())
+    s.on('error', reject)
+  })
+  await finish(t, ug, 1)
+})

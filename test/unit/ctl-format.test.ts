@@ -1,0 +1,92 @@
+// `ugate ctl`'s tables and traffic line (src/core/ctl-format.ts).
+
+import t from 'tap'
+import {
+  formatConnections,
+  formatRules,
+  formatStatus,
+  formatTraffic,
+  humanBytes,
+  table,
+  trafficSample,
+} from '../../src/core/ctl-format.js'
+
+t.test('table and byte sizes', async (t) => {
+  t.equal(
+    table(
+      ['A', 'LONG'],
+      [
+        ['xyz', '1'],
+        ['q', ''],
+      ],
+    ),
+    'A    LONG\nxyz  1\nq',
+  )
+  t.equal(humanBytes(0), '0 B')
+  t.equal(humanBytes(1023), '1023 B')
+  t.equal(humanBytes(1536), '1.5 KiB')
+  t.equal(humanBytes(5 * 1024 ** 3), '5.0 GiB')
+})
+
+t.test('status, connections, rules, traffic', async (t) => {
+  const status = formatStatus({
+    version: '0.1.0',
+    pid: 7,
+    uptime: 12,
+    listeners: [{ name: 'mix', type: 'mixed', addr: '127.0.0.1:1080' }],
+    connections: { live: 1, total: 9 },
+    relays: { active: 1, total: 8, spliceCalls: 100, copyCalls: 0 },
+    bytes: { up: 2048, down: 10 },
+    capture: { enabled: false, listener: '' },
+  })
+  t.equal(
+    status,
+    [
+      'ugate 0.1.0, pid 7, up 12 s',
+      'connections: 1 live, 9 total; bytes up 2.0 KiB, down 10 B',
+      'relays: 1 active, 8 total; splice calls 100, copy calls 0',
+      'capture: off',
+      '',
+      'LISTENER  TYPE   ADDRESS',
+      'mix       mixed  127.0.0.1:1080',
+      '',
+    ].join('\n'),
+  )
+  t.equal(formatConnections({ connections: [] }), 'no live connections\n')
+  const conns = formatConnections({
+    connections: [
+      {
+        id: 3,
+        listener: 'mix',
+        src: '127.0.0.1:5000',
+        stage: 'relay',
+        ms: 1500,
+        up: 100,
+        down: 2048,
+        dst: 'example.com:443',
+        rule: 'default',
+        action: 'direct',
+        user: 'alice',
+      },
+    ],
+  })
+  t.match(
+    conns,
+    /^ID +LISTENER +SOURCE +DESTINATION +HOST +RULE +STAGE +AGE +UP +DOWN\n3 +mix +127\.0\.0\.1:5000 +example\.com:443 +- +default→direct +relay +1\.5s +100 B +2\.0 KiB\n$/,
+  )
+  t.notMatch(conns, /alice/, 'the proxy user is not a column')
+  const rules = formatRules({
+    rules: [
+      { index: 0, type: 'DomainSuffix', payload: 'ads.test', proxy: 'REJECT', extra: { hitCount: 4 } },
+      { index: 1, type: 'Match', payload: '', proxy: 'DIRECT', extra: { hitCount: 0 } },
+    ],
+  })
+  t.equal(
+    rules,
+    '#  TYPE          PAYLOAD   PROXY   HITS\n0  DomainSuffix  ads.test  REJECT  4\n1  Match         *         DIRECT  0\n',
+  )
+  const s = trafficSample({ up: 100, down: 1000 }, { up: 2148, down: 1000 })
+  t.same(s, { up: 2048, down: 0, upTotal: 2148, downTotal: 1000 })
+  t.equal(formatTraffic(s), 'up 2.0 KiB/s  down 0 B/s  (total up 2.1 KiB, down 1000 B)\n')
+  t.match(formatStatus({}), /^ugate -, pid -, up - s\n/, 'missing fields print as "-"')
+})
