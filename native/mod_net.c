@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "cmsg.h"
 #include "ugate.h"
 
 #define READ_MAX (1 << 20)
@@ -351,7 +352,7 @@ static JSValue js_udp_bind(UG_JS_PARAMS) {
 // The local address a datagram was sent to, from its IP_PKTINFO/IPV6_PKTINFO.
 static void pktinfo_text(struct msghdr *mh, char *out, size_t size) {
   out[0] = 0;
-  for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = ug_cmsg_next(mh, c)) {
     if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
       struct in_pktinfo pi;
       memcpy(&pi, CMSG_DATA(c), sizeof pi);

@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmsg.h"
+
 // musl toolchains ship without the kernel headers that define these.
 #ifndef IP_TRANSPARENT
 #define IP_TRANSPARENT 19
@@ -536,7 +538,7 @@ static void send_one_up(udp_flow *f, const udp_key *dst, const uint8_t *data, si
 // ---- the listener: client → remote --------------------------------------------------------
 
 static bool orig_dst(struct msghdr *m, udp_key *dst) {
-  for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = ug_cmsg_next(m, c)) {
     if ((c->cmsg_level == SOL_IP && c->cmsg_type == IP_ORIGDSTADDR) ||
         (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_ORIGDSTADDR)) {
       struct sockaddr_storage ss;
