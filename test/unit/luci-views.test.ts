@@ -43,7 +43,13 @@ const BASE: Sec[] = [
   {
     type: 'ugate',
     name: 'main',
-    options: { enabled: '1', log_level: 'info', mark: '255', admin_socket: '/var/run/ugate.sock' },
+    options: {
+      enabled: '1',
+      log_level: 'info',
+      mark: '255',
+      admin_socket: '/var/run/ugate.sock',
+      admin_listen: '127.0.0.1:9090',
+    },
   },
   {
     type: 'listener',
@@ -66,11 +72,41 @@ const BASE: Sec[] = [
     options: { name: 'sni', type: 'sni', address: '127.0.0.1', port: '8443', tls_port: '443', http_port: '80' },
   },
   {
+    type: 'listener',
+    options: {
+      name: 'tp',
+      type: 'tproxy',
+      address: '::',
+      port: '1082',
+      networks: ['udp'],
+      udp_idle_timeout: '60',
+      udp_dns_idle_timeout: '10',
+      max_flows: '4096',
+    },
+  },
+  {
+    type: 'listener',
+    options: {
+      name: 'dns',
+      type: 'dns',
+      address: '::',
+      port: '1053',
+      server: ['1.1.1.1', '[2606:4700::1111]:53'],
+      host: ['192.168.1.20 printer.lan nas.lan'],
+      reject_address: ['0.0.0.0', '::'],
+      timeout: '2',
+      cache_size: '4096',
+    },
+  },
+  {
     type: 'upstream',
     options: { name: 'vpn', type: 'socks5', server: '10.0.0.2', port: '1080', username: 'u', password: 'p' },
   },
   { type: 'upstream', options: { name: 'corp', type: 'http', server: 'proxy.example.com', port: '3128' } },
-  { type: 'rule', options: { name: 'ads', domain_keyword: ['doubleclick'], action: 'reject' } },
+  {
+    type: 'rule',
+    options: { name: 'ads', domain_keyword: ['doubleclick'], network: ['tcp', 'udp'], action: 'reject' },
+  },
   {
     type: 'rule',
     options: { domain_suffix: ['example.com'], dst_port: ['443', '8000-8080'], action: 'upstream', upstream: 'vpn' },
@@ -92,6 +128,12 @@ const BASE: Sec[] = [
     options: {
       enabled: '1',
       listener: 'redir',
+      udp: '1',
+      udp_listener: 'tp',
+      tproxy_mark: '30055',
+      tproxy_table: '30055',
+      dns: '1',
+      dns_listener: 'dns',
       lan: ['br-lan'],
       ports: ['80', '443'],
       router_self: '1',
@@ -262,6 +304,8 @@ const SCHEMA: Record<
       splice: { widget: 'Flag' },
       mark: { widget: 'Value', datatype: 'uinteger' },
       admin_socket: { widget: 'Value' },
+      admin_listen: { widget: 'Value' },
+      admin_secret: { widget: 'Value' },
       max_connections: { widget: 'Value', datatype: 'uinteger' },
       max_per_source: { widget: 'Value', datatype: 'uinteger' },
       handshake_timeout: { widget: 'Value', datatype: 'ufloat' },
@@ -279,7 +323,11 @@ const SCHEMA: Record<
     addremove: true,
     options: {
       name: { widget: 'Value', required: true },
-      type: { widget: 'ListValue', choices: ['forward', 'socks', 'http', 'mixed', 'redirect', 'sni'], required: true },
+      type: {
+        widget: 'ListValue',
+        choices: ['forward', 'socks', 'http', 'mixed', 'redirect', 'sni', 'tproxy', 'dns'],
+        required: true,
+      },
       address: { widget: 'Value', datatype: 'ipaddr', required: true },
       port: { widget: 'Value', datatype: 'port', required: true },
       // LuCI's "cidr" wants a "/": the daemon also takes plain addresses, so "ipaddr" (both) plus validate
@@ -288,6 +336,15 @@ const SCHEMA: Record<
       target: { widget: 'Value', depends: [{ type: 'forward' }], required: true },
       tls_port: { widget: 'Value', datatype: 'port', depends: [{ type: 'sni' }] },
       http_port: { widget: 'Value', datatype: 'port', depends: [{ type: 'sni' }] },
+      networks: { widget: 'DynamicList', depends: [{ type: 'tproxy' }] },
+      udp_idle_timeout: { widget: 'Value', datatype: 'ufloat', depends: [{ type: 'tproxy' }] },
+      udp_dns_idle_timeout: { widget: 'Value', datatype: 'ufloat', depends: [{ type: 'tproxy' }] },
+      max_flows: { widget: 'Value', datatype: 'uinteger', depends: [{ type: 'tproxy' }] },
+      server: { widget: 'DynamicList', depends: [{ type: 'dns' }], required: true },
+      host: { widget: 'DynamicList', depends: [{ type: 'dns' }] },
+      reject_address: { widget: 'DynamicList', datatype: 'ipaddr', depends: [{ type: 'dns' }] },
+      timeout: { widget: 'Value', datatype: 'ufloat', depends: [{ type: 'dns' }] },
+      cache_size: { widget: 'Value', datatype: 'uinteger', depends: [{ type: 'dns' }] },
       backlog: { widget: 'Value', datatype: 'uinteger' },
     },
   },
@@ -307,6 +364,7 @@ const SCHEMA: Record<
       src_cidr: { widget: 'DynamicList', datatype: 'ipaddr' },
       listener: { widget: 'DynamicList' },
       proto: { widget: 'MultiValue', choices: ['tls', 'http', 'h2', 'unknown'] },
+      network: { widget: 'MultiValue', choices: ['tcp', 'udp'] },
       action: { widget: 'ListValue', choices: ['direct', 'reject', 'upstream', 'forward'], required: true },
       upstream: { widget: 'ListValue', depends: [{ action: 'upstream' }], required: true },
       forward: { widget: 'Value', depends: [{ action: 'forward' }], required: true },
@@ -334,6 +392,12 @@ const SCHEMA: Record<
     options: {
       enabled: { widget: 'Flag' },
       listener: { widget: 'ListValue' },
+      udp: { widget: 'Flag' },
+      udp_listener: { widget: 'ListValue', depends: [{ udp: '1' }] },
+      tproxy_mark: { widget: 'Value', datatype: 'uinteger', depends: [{ udp: '1' }] },
+      tproxy_table: { widget: 'Value', datatype: 'uinteger', depends: [{ udp: '1' }] },
+      dns: { widget: 'Flag' },
+      dns_listener: { widget: 'ListValue', depends: [{ dns: '1' }] },
       lan: { widget: 'DynamicList', datatype: 'netdevname' },
       ports: { widget: 'DynamicList', datatype: 'port' },
       router_self: { widget: 'Flag' },
@@ -383,8 +447,12 @@ t.test('settings: sections, widgets, datatypes and depends', async (t) => {
   t.equal(password.password, true, 'password widget')
   // the choice lists come from the config
   t.same(page.option('rule', 'upstream').keylist, ['vpn', 'corp'])
-  t.same(page.option('rule', 'listener').keylist, ['proxy', 'redir', 'fwd', 'sni'])
+  t.same(page.option('rule', 'listener').keylist, ['proxy', 'redir', 'fwd', 'sni', 'tp', 'dns'])
   t.same(page.option('capture', 'listener').keylist, ['redir'])
+  t.same(page.option('capture', 'udp_listener').keylist, ['tp'], 'only tproxy listeners')
+  t.same(page.option('capture', 'dns_listener').keylist, ['dns'], 'only dns listeners')
+  const secret = schema.find((s) => s.name === 'main')!.options.find((o) => o.name === 'admin_secret')!
+  t.equal(secret.password, true, 'admin secret: password widget')
 })
 
 t.test('settings: depends show the type-specific options', async (t) => {
@@ -1232,7 +1300,7 @@ t.test('settings: loads with only the ACL of luci-app-ugate', async (t) => {
   const acl = JSON.parse(readFileSync(join(luciDir, 'root/usr/share/rpcd/acl.d/luci-app-ugate.json'), 'utf8'))
   const page = await loadView('ugate/settings', { uci: { ugate: uciText(BASE) }, acl })
   t.equal(page.map.readonly, undefined, 'writable')
-  t.equal(page.sids('listener').length, 4)
+  t.equal(page.sids('listener').length, BASE.filter((s) => s.type === 'listener').length)
   page.set('main', 'log_level', 'debug')
   await page.save()
   t.match(page.uci.export('ugate'), /option log_level 'debug'/)
