@@ -393,11 +393,11 @@ const SCHEMA: Record<
       enabled: { widget: 'Flag' },
       listener: { widget: 'ListValue' },
       udp: { widget: 'Flag' },
-      udp_listener: { widget: 'ListValue', depends: [{ udp: '1' }] },
-      tproxy_mark: { widget: 'Value', datatype: 'uinteger', depends: [{ udp: '1' }] },
-      tproxy_table: { widget: 'Value', datatype: 'uinteger', depends: [{ udp: '1' }] },
+      udp_listener: { widget: 'ListValue' },
+      tproxy_mark: { widget: 'Value', datatype: 'uinteger' },
+      tproxy_table: { widget: 'Value', datatype: 'uinteger' },
       dns: { widget: 'Flag' },
-      dns_listener: { widget: 'ListValue', depends: [{ dns: '1' }] },
+      dns_listener: { widget: 'ListValue' },
       lan: { widget: 'DynamicList', datatype: 'netdevname' },
       ports: { widget: 'DynamicList', datatype: 'port' },
       router_self: { widget: 'Flag' },
@@ -470,6 +470,28 @@ t.test('settings: depends show the type-specific options', async (t) => {
   t.equal(page.active(up, 'upstream'), true)
   t.equal(page.active(up, 'forward'), false)
   t.equal(page.active(fw, 'forward'), true)
+  const [, , , , tp, dns] = page.sids('listener') as string[]
+  for (const o of ['networks', 'udp_idle_timeout', 'udp_dns_idle_timeout', 'max_flows']) {
+    t.equal(page.active(tp!, o), true, `tproxy: ${o}`)
+    t.equal(page.active(dns!, o), false, `dns: no ${o}`)
+  }
+  for (const o of ['server', 'host', 'reject_address', 'timeout', 'cache_size']) {
+    t.equal(page.active(dns!, o), true, `dns: ${o}`)
+    t.equal(page.active(tp!, o), false, `tproxy: no ${o}`)
+  }
+  t.equal(page.active(proxy, 'server'), false)
+  t.equal(page.check('capture', 'udp_listener'), true)
+  page.set('capture', 'udp_listener', '')
+  t.match(page.check('capture', 'udp_listener'), /Choose the tproxy listener/, 'UDP capture needs its listener')
+  page.set('capture', 'udp', '0')
+  t.equal(page.check('capture', 'udp_listener'), true, 'and not without')
+})
+
+t.test('settings: a dns listener without upstream resolvers is not saved', async (t) => {
+  const text = uciText(edited('listener:5', { server: null }))
+  t.match(daemon(text), /server: missing/)
+  const page = await settings(text)
+  await t.rejects(page.save(), /Upstream resolvers" must not be empty/)
 })
 
 // ---- validators against the daemon -----------------------------------------------------------
@@ -783,6 +805,50 @@ const CASES: Case[] = [
     luci: 'stricter',
     errorOn: 'exclude_mac',
   },
+  // tproxy and dns listeners, the rules' network, UDP and DNS capture, admin HTTP
+  { what: 'a tproxy listener for tcp', at: 'listener:4', set: { networks: ['tcp'] }, daemon: false },
+  { what: 'max_flows 0', at: 'listener:4', set: { max_flows: '0' }, daemon: false },
+  { what: 'udp_idle_timeout 86401', at: 'listener:4', set: { udp_idle_timeout: '86401' }, daemon: false },
+  {
+    what: 'a dns server given by name',
+    at: 'listener:5',
+    set: { server: ['dns.example:53'] },
+    daemon: false,
+  },
+  { what: 'a static name line without a name', at: 'listener:5', set: { host: ['10.0.0.1'] }, daemon: false },
+  {
+    what: 'a rejected name resolving to a CIDR',
+    at: 'listener:5',
+    set: { reject_address: ['10.0.0.0/8'] },
+    daemon: false,
+  },
+  { what: 'dns timeout 61', at: 'listener:5', set: { timeout: '61' }, daemon: false },
+  { what: 'a rule for quic', at: 'rule:0', set: { network: ['quic'] }, daemon: false, luci: 'stricter' },
+  {
+    what: 'UDP capture to a redirect listener',
+    at: 'capture',
+    set: { udp_listener: 'redir' },
+    daemon: false,
+  },
+  { what: 'DNS capture to a tproxy listener', at: 'capture', set: { dns_listener: 'tp' }, daemon: false },
+  { what: 'UDP capture without a listener', at: 'capture', set: { udp_listener: null }, daemon: false },
+  { what: 'tproxy_mark equal to the firewall mark', at: 'capture', set: { tproxy_mark: '255' }, daemon: false },
+  {
+    what: 'tproxy_mark equal to the firewall mark without UDP capture',
+    at: 'capture',
+    set: { tproxy_mark: '255', udp: '0' },
+    daemon: true,
+  },
+  { what: 'tproxy_table 2147483648', at: 'capture', set: { tproxy_table: '2147483648' }, daemon: false },
+  { what: 'admin HTTP on 0.0.0.0 without a secret', at: 'main', set: { admin_listen: '0.0.0.0:9090' }, daemon: false },
+  {
+    what: 'admin HTTP on 0.0.0.0 with a secret',
+    at: 'main',
+    set: { admin_listen: '0.0.0.0:9090', admin_secret: 's3cret' },
+    daemon: true,
+  },
+  { what: 'admin HTTP on [::1] without a secret', at: 'main', set: { admin_listen: '[::1]:9090' }, daemon: true },
+  { what: 'admin HTTP on a host name', at: 'main', set: { admin_listen: 'localhost:9090' }, daemon: false },
 ]
 
 t.test('settings: validators agree with the daemon', async (t) => {
@@ -1048,6 +1114,110 @@ const FUZZ: Fuzz[] = [
     seeds: ['redir', 'proxy', 'sni'],
     alphabet: 'redixpsn',
   },
+  // tproxy (listener:4) and dns (listener:5) listeners, the rules' network, UDP and DNS capture, admin HTTP
+  {
+    kind: 'network',
+    at: 'listener:4',
+    option: 'networks',
+    list: true,
+    seeds: ['udp', 'tcp'],
+    alphabet: 'udptc ',
+  },
+  {
+    kind: 'number',
+    at: 'listener:4',
+    option: 'udp_idle_timeout',
+    seeds: ['0.001', '86400', '60'],
+    alphabet: '0123456789.-',
+  },
+  {
+    kind: 'number',
+    at: 'listener:4',
+    option: 'udp_dns_idle_timeout',
+    seeds: ['0.001', '86400', '10'],
+    alphabet: '0123456789.-',
+  },
+  { kind: 'number', at: 'listener:4', option: 'max_flows', seeds: ['1', '1000000', '4096'], alphabet: '0123456789.-' },
+  {
+    kind: 'dnsserver',
+    at: 'listener:5',
+    option: 'server',
+    list: true,
+    seeds: ['1.1.1.1', '[2606:4700::1111]:53', '9.9.9.9:5353', '::1', 'dns.example:53', '[::1]:1'],
+    alphabet: '0123456789abcdef:.[]x',
+  },
+  {
+    kind: 'hostline',
+    at: 'listener:5',
+    option: 'host',
+    list: true,
+    seeds: ['192.168.1.20 printer.lan nas.lan', '::1 localhost', '10.0.0.1 a_b. c-d'],
+    alphabet: '019.: \tab-_',
+  },
+  {
+    kind: 'ip',
+    at: 'listener:5',
+    option: 'reject_address',
+    list: true,
+    seeds: ['0.0.0.0', '::', '192.0.2.1', '::ffff:1.2.3.4'],
+    alphabet: '0123456789abcdef:./',
+  },
+  { kind: 'number', at: 'listener:5', option: 'timeout', seeds: ['0.001', '60', '2'], alphabet: '0123456789.-' },
+  { kind: 'number', at: 'listener:5', option: 'cache_size', seeds: ['0', '1000000', '4096'], alphabet: '0123456789.-' },
+  { kind: 'network', at: 'rule:0', option: 'network', list: true, seeds: ['tcp', 'udp'], alphabet: 'udptc ' },
+  {
+    kind: 'number',
+    at: 'capture',
+    option: 'tproxy_mark',
+    seeds: ['1', '4294967295', '30055', '255'],
+    alphabet: '0123456789.-',
+  },
+  {
+    kind: 'number',
+    at: 'capture',
+    option: 'tproxy_table',
+    seeds: ['1', '2147483647', '30055'],
+    alphabet: '0123456789.-',
+  },
+  {
+    kind: 'ref',
+    at: 'capture',
+    option: 'udp_listener',
+    select: true,
+    seeds: ['tp', 'redir', 'dns'],
+    alphabet: 'tpredins',
+  },
+  {
+    kind: 'ref',
+    at: 'capture',
+    option: 'dns_listener',
+    select: true,
+    seeds: ['dns', 'tp', 'redir'],
+    alphabet: 'tpredins',
+  },
+  {
+    kind: 'adminlisten',
+    at: 'main',
+    option: 'admin_listen',
+    seeds: [
+      '127.0.0.1:9090',
+      '[::1]:0',
+      '127.255.0.1:65535',
+      '0.0.0.0:9090',
+      '[::ffff:127.0.0.1]:80',
+      '[::ffff:7f00:1]:80',
+      '[::ffff:10.0.0.1]:80',
+      'localhost:80',
+    ],
+    alphabet: '0123456789.:[]fl',
+  },
+  {
+    kind: 'credential',
+    at: 'main',
+    option: 'admin_secret',
+    seeds: ['s3cret', 'x'.repeat(255)],
+    alphabet: 'ab:\t ',
+  },
 ]
 
 /** BASE's listener named `name` as ug.checkCaptureListener takes it, or null. */
@@ -1100,9 +1270,26 @@ const UG_CHECK: Record<string, (ug: Ug, v: string) => true | string> = {
       BASE.filter((s) => s.type === 'upstream').map((s) => s.options.name),
     ),
   'capture.listener': (ug, v) => ug.checkCaptureListener(v, baseListener(v), capture.ipv6 === '1'),
+  'listener:4.networks': (ug, v) => ug.checkTproxyNetwork(v),
+  'listener:4.udp_idle_timeout': (ug, v) => ug.checkSeconds(v, 'udp_idle_timeout'),
+  'listener:4.udp_dns_idle_timeout': (ug, v) => ug.checkSeconds(v, 'udp_dns_idle_timeout'),
+  'listener:4.max_flows': (ug, v) => ug.checkInteger(v, 1, 1000000),
+  'listener:5.server': (ug, v) => ug.checkDnsServer(v),
+  'listener:5.host': (ug, v) => ug.checkHostLine(v),
+  'listener:5.reject_address': (ug, v) => ug.checkIp(v),
+  'listener:5.timeout': (ug, v) => ug.checkSeconds(v, 'timeout'),
+  'listener:5.cache_size': (ug, v) => ug.checkInteger(v, 0, 1000000),
+  'rule:0.network': (ug, v) => ug.checkNetwork(v),
+  'capture.tproxy_mark': (ug, v) =>
+    ug.checkTproxyMark(v, locate(BASE, 'main').options.mark, capture.enabled === '1' && capture.udp === '1'),
+  'capture.tproxy_table': (ug, v) => ug.checkInteger(v, 1, 2147483647),
+  'capture.udp_listener': (ug, v) => ug.checkCaptureListener(v, baseListener(v), capture.ipv6 === '1', 'tproxy'),
+  'capture.dns_listener': (ug, v) => ug.checkCaptureListener(v, baseListener(v), capture.ipv6 === '1', 'dns'),
+  'main.admin_listen': (ug, v) => ug.checkAdminListen(v, ''),
+  'main.admin_secret': (ug, v) => ug.checkSecret(v),
 }
 
-const SAMPLES = 200 // per field: 29 fields, 5 800 values
+const SAMPLES = 200 // per field: 45 fields, 9 000 values
 
 /**
  * The generated values of each field (seeded, so failures reproduce), then

@@ -647,8 +647,14 @@ function checkAdminListen(value, secret) {
 
 	const host =
 		value.charAt(0) === '[' ? value.substring(1, value.indexOf(']')) : value.substring(0, value.lastIndexOf(':'));
-	const v4 = parseIPv4(host);
-	const loopback = v4 ? v4[0] === 127 : ipKey(host) === '0:0:0:0:0:0:0:1';
+	/* config.ts isLoopback: 127/8 (also IPv4-mapped, which the daemon reads as IPv4) or ::1 */
+	const c = parseCidr(host),
+		loopback =
+			c.family === 4
+				? parseIPv4(host)[0] === 127
+				: isMappedPrefix(c)
+					? c.groups[6] >> 8 === 127
+					: ipKey(host) === '0:0:0:0:0:0:0:1';
 
 	if (!loopback && (secret == null || secret === ''))
 		return _('"%s" is not a loopback address: set the admin secret, or listen on 127.0.0.1 or [::1]').format(value);

@@ -659,7 +659,6 @@ return view.extend({
 		const captureListener = function (name, type, title, description, flag) {
 			o = s.option(form.ListValue, name, title, description);
 			o.optional = true;
-			if (flag) o.depends(flag, '1');
 			o.load = function (section_id) {
 				const choices = namedSections(null, 'listener')
 					.filter(function (n) {
@@ -728,7 +727,6 @@ return view.extend({
 			_('TPROXY mark'),
 			_('Firewall mark of TPROXYed packets; not the firewall mark of ugate (General).')
 		);
-		o.depends('udp', '1');
 		o.datatype = 'uinteger';
 		o.placeholder = '30055';
 		o.validate = validator(function (v, section_id) {
@@ -740,7 +738,6 @@ return view.extend({
 		});
 
 		o = s.option(form.Value, 'tproxy_table', _('TPROXY routing table'), _('Policy routing table of TPROXYed packets.'));
-		o.depends('udp', '1');
 		o.datatype = 'uinteger';
 		o.placeholder = '30055';
 		o.validate = validator(function (v) {
