@@ -1599,6 +1599,81 @@ t.test('status: shows service, listeners, traffic, rule hits and connections, an
   t.equal(page.calls.length, 6, 'one poll: the same three calls')
 })
 
+t.test('status: UDP counters, UDP flows and DNS counters; absent on an older gateway', async (t) => {
+  const status = {
+    ...STATUS,
+    capture: { enabled: true, listener: 'redir', udp: true, udpListener: 'tp' },
+    dns: {
+      names: 12,
+      listeners: [{ name: 'dns', queries: 40, cached: 25, forwarded: 14, failed: 1, malformed: 0, dropped: 0 }],
+    },
+    udp: {
+      flowsLive: 2,
+      flowsPending: 0,
+      flowsTotal: 31,
+      flowsExpired: 29,
+      flowsEvicted: 0,
+      replySockets: 2,
+      packetsUp: 700,
+      bytesUp: 2048,
+      packetsDown: 650,
+      bytesDown: 3 * 1024 * 1024,
+      drops: {
+        queueFull: 3,
+        rejected: 0,
+        busy: 2,
+        noOrigDst: 0,
+        truncated: 0,
+        sendFailed: 0,
+        replySocket: 0,
+        noMemory: 0,
+      },
+    },
+  }
+  const connections = {
+    ...CONNECTIONS,
+    udpFlows: [
+      {
+        id: 1,
+        listener: 'tp',
+        src: '192.168.1.20:5353',
+        dst: '[2001:db8::1]:443',
+        action: 'direct',
+        up: 1200,
+        down: 4096,
+        pktUp: 3,
+        pktDown: 4,
+        ms: 61000,
+        idleMs: 2000,
+      },
+    ],
+  }
+  const page = await loadView('ugate/status', {
+    rpc: { 'service.list': () => SERVICE, 'ugate.status': () => status, 'ugate.connections': () => connections },
+  })
+  for (const s of [
+    'on, to listener "redir"; UDP to listener "tp"',
+    'UDP flows 2 live, 31 since start',
+    'UDP datagrams 700 up, 650 down',
+    'UDP bytes 2.0 KiB up, 3.0 MiB down',
+    'UDP datagrams dropped 5 (queueFull 3, busy 2)',
+    'Names learnt from DNS 12',
+    'dns 40 25 14 1 0 0',
+    'tp 192.168.1.20:5353 [2001:db8::1]:443 direct 1m 1s 2s 1.2 KiB 4.0 KiB',
+  ])
+    t.ok(page.text.includes(s), `shows ${JSON.stringify(s)}`)
+
+  // A gateway from before UDP and DNS: no udp, dns or udpFlows in its answers.
+  const old = await loadView('ugate/status', {
+    rpc: { 'service.list': () => SERVICE, 'ugate.status': () => STATUS, 'ugate.connections': () => CONNECTIONS },
+  })
+  t.notOk(old.text.includes('UDP datagrams'), 'no UDP counters')
+  t.notOk(old.text.includes('Names learnt'), 'no DNS names')
+  t.ok(old.text.includes('No tproxy listener'), 'the UDP flow list says why it is empty')
+  t.ok(old.text.includes('No DNS listener'))
+  t.ok(old.text.includes('proxy 127.0.0.1:50000 example.com:443'), 'the TCP connections still show')
+})
+
 t.test('status: ugate not running, or not on ubus', async (t) => {
   // Not running: procd lists nothing and the ubus object does not exist.
   const stopped = await loadView('ugate/status', { rpc: { 'service.list': () => ({}) } })
