@@ -358,23 +358,29 @@ return view.extend({
 		o.placeholder = '192.168.1.10:80';
 		o.validate = validator(ug.checkTarget);
 
-		o = s.option(form.Value, 'tls_port', _('TLS port'), _('Port dialed for a TLS server name.'));
-		o.depends('type', 'sni');
-		o.datatype = 'port';
-		o.placeholder = '443';
-		o.modalonly = true;
-		o.validate = validator(function (v) {
-			return ug.checkInteger(v, 1, 65535);
-		});
+		/* a whole-number option of one listener type, in the daemon's range */
+		const typeInteger = function (name, title, description, type, datatype, placeholder, min, max) {
+			o = s.option(form.Value, name, title, description);
+			o.depends('type', type);
+			o.datatype = datatype;
+			o.placeholder = placeholder;
+			o.modalonly = true;
+			o.validate = validator(function (v) {
+				return ug.checkInteger(v, min, max);
+			});
+		};
 
-		o = s.option(form.Value, 'http_port', _('HTTP port'), _('Port dialed for an HTTP Host without a port.'));
-		o.depends('type', 'sni');
-		o.datatype = 'port';
-		o.placeholder = '80';
-		o.modalonly = true;
-		o.validate = validator(function (v) {
-			return ug.checkInteger(v, 1, 65535);
-		});
+		typeInteger('tls_port', _('TLS port'), _('Port dialed for a TLS server name.'), 'sni', 'port', '443', 1, 65535);
+		typeInteger(
+			'http_port',
+			_('HTTP port'),
+			_('Port dialed for an HTTP Host without a port.'),
+			'sni',
+			'port',
+			'80',
+			1,
+			65535
+		);
 
 		o = s.option(
 			form.DynamicList,
@@ -410,14 +416,7 @@ return view.extend({
 			});
 		});
 
-		o = s.option(form.Value, 'max_flows', _('Max. flows'), _('UDP flows at once.'));
-		o.depends('type', 'tproxy');
-		o.datatype = 'uinteger';
-		o.placeholder = '4096';
-		o.modalonly = true;
-		o.validate = validator(function (v) {
-			return ug.checkInteger(v, 1, 1000000);
-		});
+		typeInteger('max_flows', _('Max. flows'), _('UDP flows at once.'), 'tproxy', 'uinteger', '4096', 1, 1000000);
 
 		o = s.option(
 			form.DynamicList,
@@ -448,14 +447,16 @@ return view.extend({
 		o.modalonly = true;
 		o.validate = validator(ug.checkIp);
 
-		o = s.option(form.Value, 'cache_size', _('Cache size'), _('Answers kept (0 = no cache).'));
-		o.depends('type', 'dns');
-		o.datatype = 'uinteger';
-		o.placeholder = '4096';
-		o.modalonly = true;
-		o.validate = validator(function (v) {
-			return ug.checkInteger(v, 0, 1000000);
-		});
+		typeInteger(
+			'cache_size',
+			_('Cache size'),
+			_('Answers kept (0 = no cache).'),
+			'dns',
+			'uinteger',
+			'4096',
+			0,
+			1000000
+		);
 
 		o = s.option(form.Value, 'backlog', _('Backlog'), _('Pending connections the kernel queues.'));
 		o.datatype = 'uinteger';
