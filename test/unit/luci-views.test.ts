@@ -823,7 +823,7 @@ const CASES: Case[] = [
     daemon: false,
   },
   { what: 'dns timeout 61', at: 'listener:5', set: { timeout: '61' }, daemon: false },
-  { what: 'a rule for quic', at: 'rule:0', set: { network: ['quic'] }, daemon: false, luci: 'stricter' },
+  { what: 'a rule for quic', at: 'rule:0', set: { network: ['quic'] }, daemon: false },
   {
     what: 'UDP capture to a redirect listener',
     at: 'capture',
