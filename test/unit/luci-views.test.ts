@@ -43,7 +43,13 @@ const BASE: Sec[] = [
   {
     type: 'ugate',
     name: 'main',
-    options: { enabled: '1', log_level: 'info', mark: '255', admin_socket: '/var/run/ugate.sock' },
+    options: {
+      enabled: '1',
+      log_level: 'info',
+      mark: '255',
+      admin_socket: '/var/run/ugate.sock',
+      admin_listen: '127.0.0.1:9090',
+    },
   },
   {
     type: 'listener',
@@ -66,11 +72,41 @@ const BASE: Sec[] = [
     options: { name: 'sni', type: 'sni', address: '127.0.0.1', port: '8443', tls_port: '443', http_port: '80' },
   },
   {
+    type: 'listener',
+    options: {
+      name: 'tp',
+      type: 'tproxy',
+      address: '::',
+      port: '1082',
+      networks: ['udp'],
+      udp_idle_timeout: '60',
+      udp_dns_idle_timeout: '10',
+      max_flows: '4096',
+    },
+  },
+  {
+    type: 'listener',
+    options: {
+      name: 'dns',
+      type: 'dns',
+      address: '::',
+      port: '1053',
+      server: ['1.1.1.1', '[2606:4700::1111]:53'],
+      host: ['192.168.1.20 printer.lan nas.lan'],
+      reject_address: ['0.0.0.0', '::'],
+      timeout: '2',
+      cache_size: '4096',
+    },
+  },
+  {
     type: 'upstream',
     options: { name: 'vpn', type: 'socks5', server: '10.0.0.2', port: '1080', username: 'u', password: 'p' },
   },
   { type: 'upstream', options: { name: 'corp', type: 'http', server: 'proxy.example.com', port: '3128' } },
-  { type: 'rule', options: { name: 'ads', domain_keyword: ['doubleclick'], action: 'reject' } },
+  {
+    type: 'rule',
+    options: { name: 'ads', domain_keyword: ['doubleclick'], network: ['tcp', 'udp'], action: 'reject' },
+  },
   {
     type: 'rule',
     options: { domain_suffix: ['example.com'], dst_port: ['443', '8000-8080'], action: 'upstream', upstream: 'vpn' },
@@ -92,6 +128,12 @@ const BASE: Sec[] = [
     options: {
       enabled: '1',
       listener: 'redir',
+      udp: '1',
+      udp_listener: 'tp',
+      tproxy_mark: '30055',
+      tproxy_table: '30055',
+      dns: '1',
+      dns_listener: 'dns',
       lan: ['br-lan'],
       ports: ['80', '443'],
       router_self: '1',
@@ -262,6 +304,8 @@ const SCHEMA: Record<
       splice: { widget: 'Flag' },
       mark: { widget: 'Value', datatype: 'uinteger' },
       admin_socket: { widget: 'Value' },
+      admin_listen: { widget: 'Value' },
+      admin_secret: { widget: 'Value' },
       max_connections: { widget: 'Value', datatype: 'uinteger' },
       max_per_source: { widget: 'Value', datatype: 'uinteger' },
       handshake_timeout: { widget: 'Value', datatype: 'ufloat' },
@@ -279,7 +323,11 @@ const SCHEMA: Record<
     addremove: true,
     options: {
       name: { widget: 'Value', required: true },
-      type: { widget: 'ListValue', choices: ['forward', 'socks', 'http', 'mixed', 'redirect', 'sni'], required: true },
+      type: {
+        widget: 'ListValue',
+        choices: ['forward', 'socks', 'http', 'mixed', 'redirect', 'sni', 'tproxy', 'dns'],
+        required: true,
+      },
       address: { widget: 'Value', datatype: 'ipaddr', required: true },
       port: { widget: 'Value', datatype: 'port', required: true },
       // LuCI's "cidr" wants a "/": the daemon also takes plain addresses, so "ipaddr" (both) plus validate
@@ -288,6 +336,15 @@ const SCHEMA: Record<
       target: { widget: 'Value', depends: [{ type: 'forward' }], required: true },
       tls_port: { widget: 'Value', datatype: 'port', depends: [{ type: 'sni' }] },
       http_port: { widget: 'Value', datatype: 'port', depends: [{ type: 'sni' }] },
+      networks: { widget: 'DynamicList', depends: [{ type: 'tproxy' }] },
+      udp_idle_timeout: { widget: 'Value', datatype: 'ufloat', depends: [{ type: 'tproxy' }] },
+      udp_dns_idle_timeout: { widget: 'Value', datatype: 'ufloat', depends: [{ type: 'tproxy' }] },
+      max_flows: { widget: 'Value', datatype: 'uinteger', depends: [{ type: 'tproxy' }] },
+      server: { widget: 'DynamicList', depends: [{ type: 'dns' }], required: true },
+      host: { widget: 'DynamicList', depends: [{ type: 'dns' }] },
+      reject_address: { widget: 'DynamicList', datatype: 'ipaddr', depends: [{ type: 'dns' }] },
+      timeout: { widget: 'Value', datatype: 'ufloat', depends: [{ type: 'dns' }] },
+      cache_size: { widget: 'Value', datatype: 'uinteger', depends: [{ type: 'dns' }] },
       backlog: { widget: 'Value', datatype: 'uinteger' },
     },
   },
@@ -307,6 +364,7 @@ const SCHEMA: Record<
       src_cidr: { widget: 'DynamicList', datatype: 'ipaddr' },
       listener: { widget: 'DynamicList' },
       proto: { widget: 'MultiValue', choices: ['tls', 'http', 'h2', 'unknown'] },
+      network: { widget: 'MultiValue', choices: ['tcp', 'udp'] },
       action: { widget: 'ListValue', choices: ['direct', 'reject', 'upstream', 'forward'], required: true },
       upstream: { widget: 'ListValue', depends: [{ action: 'upstream' }], required: true },
       forward: { widget: 'Value', depends: [{ action: 'forward' }], required: true },
@@ -334,6 +392,12 @@ const SCHEMA: Record<
     options: {
       enabled: { widget: 'Flag' },
       listener: { widget: 'ListValue' },
+      udp: { widget: 'Flag' },
+      udp_listener: { widget: 'ListValue' },
+      tproxy_mark: { widget: 'Value', datatype: 'uinteger' },
+      tproxy_table: { widget: 'Value', datatype: 'uinteger' },
+      dns: { widget: 'Flag' },
+      dns_listener: { widget: 'ListValue' },
       lan: { widget: 'DynamicList', datatype: 'netdevname' },
       ports: { widget: 'DynamicList', datatype: 'port' },
       router_self: { widget: 'Flag' },
@@ -383,8 +447,12 @@ t.test('settings: sections, widgets, datatypes and depends', async (t) => {
   t.equal(password.password, true, 'password widget')
   // the choice lists come from the config
   t.same(page.option('rule', 'upstream').keylist, ['vpn', 'corp'])
-  t.same(page.option('rule', 'listener').keylist, ['proxy', 'redir', 'fwd', 'sni'])
+  t.same(page.option('rule', 'listener').keylist, ['proxy', 'redir', 'fwd', 'sni', 'tp', 'dns'])
   t.same(page.option('capture', 'listener').keylist, ['redir'])
+  t.same(page.option('capture', 'udp_listener').keylist, ['tp'], 'only tproxy listeners')
+  t.same(page.option('capture', 'dns_listener').keylist, ['dns'], 'only dns listeners')
+  const secret = schema.find((s) => s.name === 'main')!.options.find((o) => o.name === 'admin_secret')!
+  t.equal(secret.password, true, 'admin secret: password widget')
 })
 
 t.test('settings: depends show the type-specific options', async (t) => {
@@ -402,6 +470,28 @@ t.test('settings: depends show the type-specific options', async (t) => {
   t.equal(page.active(up, 'upstream'), true)
   t.equal(page.active(up, 'forward'), false)
   t.equal(page.active(fw, 'forward'), true)
+  const [, , , , tp, dns] = page.sids('listener') as string[]
+  for (const o of ['networks', 'udp_idle_timeout', 'udp_dns_idle_timeout', 'max_flows']) {
+    t.equal(page.active(tp!, o), true, `tproxy: ${o}`)
+    t.equal(page.active(dns!, o), false, `dns: no ${o}`)
+  }
+  for (const o of ['server', 'host', 'reject_address', 'timeout', 'cache_size']) {
+    t.equal(page.active(dns!, o), true, `dns: ${o}`)
+    t.equal(page.active(tp!, o), false, `tproxy: no ${o}`)
+  }
+  t.equal(page.active(proxy, 'server'), false)
+  t.equal(page.check('capture', 'udp_listener'), true)
+  page.set('capture', 'udp_listener', '')
+  t.match(page.check('capture', 'udp_listener'), /Choose the tproxy listener/, 'UDP capture needs its listener')
+  page.set('capture', 'udp', '0')
+  t.equal(page.check('capture', 'udp_listener'), true, 'and not without')
+})
+
+t.test('settings: a dns listener without upstream resolvers is not saved', async (t) => {
+  const text = uciText(edited('listener:5', { server: null }))
+  t.match(daemon(text), /server: missing/)
+  const page = await settings(text)
+  await t.rejects(page.save(), /Upstream resolvers" must not be empty/)
 })
 
 // ---- validators against the daemon -----------------------------------------------------------
@@ -715,6 +805,50 @@ const CASES: Case[] = [
     luci: 'stricter',
     errorOn: 'exclude_mac',
   },
+  // tproxy and dns listeners, the rules' network, UDP and DNS capture, admin HTTP
+  { what: 'a tproxy listener for tcp', at: 'listener:4', set: { networks: ['tcp'] }, daemon: false },
+  { what: 'max_flows 0', at: 'listener:4', set: { max_flows: '0' }, daemon: false },
+  { what: 'udp_idle_timeout 86401', at: 'listener:4', set: { udp_idle_timeout: '86401' }, daemon: false },
+  {
+    what: 'a dns server given by name',
+    at: 'listener:5',
+    set: { server: ['dns.example:53'] },
+    daemon: false,
+  },
+  { what: 'a static name line without a name', at: 'listener:5', set: { host: ['10.0.0.1'] }, daemon: false },
+  {
+    what: 'a rejected name resolving to a CIDR',
+    at: 'listener:5',
+    set: { reject_address: ['10.0.0.0/8'] },
+    daemon: false,
+  },
+  { what: 'dns timeout 61', at: 'listener:5', set: { timeout: '61' }, daemon: false },
+  { what: 'a rule for quic', at: 'rule:0', set: { network: ['quic'] }, daemon: false },
+  {
+    what: 'UDP capture to a redirect listener',
+    at: 'capture',
+    set: { udp_listener: 'redir' },
+    daemon: false,
+  },
+  { what: 'DNS capture to a tproxy listener', at: 'capture', set: { dns_listener: 'tp' }, daemon: false },
+  { what: 'UDP capture without a listener', at: 'capture', set: { udp_listener: null }, daemon: false },
+  { what: 'tproxy_mark equal to the firewall mark', at: 'capture', set: { tproxy_mark: '255' }, daemon: false },
+  {
+    what: 'tproxy_mark equal to the firewall mark without UDP capture',
+    at: 'capture',
+    set: { tproxy_mark: '255', udp: '0' },
+    daemon: true,
+  },
+  { what: 'tproxy_table 2147483648', at: 'capture', set: { tproxy_table: '2147483648' }, daemon: false },
+  { what: 'admin HTTP on 0.0.0.0 without a secret', at: 'main', set: { admin_listen: '0.0.0.0:9090' }, daemon: false },
+  {
+    what: 'admin HTTP on 0.0.0.0 with a secret',
+    at: 'main',
+    set: { admin_listen: '0.0.0.0:9090', admin_secret: 's3cret' },
+    daemon: true,
+  },
+  { what: 'admin HTTP on [::1] without a secret', at: 'main', set: { admin_listen: '[::1]:9090' }, daemon: true },
+  { what: 'admin HTTP on a host name', at: 'main', set: { admin_listen: 'localhost:9090' }, daemon: false },
 ]
 
 t.test('settings: validators agree with the daemon', async (t) => {
@@ -980,6 +1114,110 @@ const FUZZ: Fuzz[] = [
     seeds: ['redir', 'proxy', 'sni'],
     alphabet: 'redixpsn',
   },
+  // tproxy (listener:4) and dns (listener:5) listeners, the rules' network, UDP and DNS capture, admin HTTP
+  {
+    kind: 'network',
+    at: 'listener:4',
+    option: 'networks',
+    list: true,
+    seeds: ['udp', 'tcp'],
+    alphabet: 'udptc ',
+  },
+  {
+    kind: 'number',
+    at: 'listener:4',
+    option: 'udp_idle_timeout',
+    seeds: ['0.001', '86400', '60'],
+    alphabet: '0123456789.-',
+  },
+  {
+    kind: 'number',
+    at: 'listener:4',
+    option: 'udp_dns_idle_timeout',
+    seeds: ['0.001', '86400', '10'],
+    alphabet: '0123456789.-',
+  },
+  { kind: 'number', at: 'listener:4', option: 'max_flows', seeds: ['1', '1000000', '4096'], alphabet: '0123456789.-' },
+  {
+    kind: 'dnsserver',
+    at: 'listener:5',
+    option: 'server',
+    list: true,
+    seeds: ['1.1.1.1', '[2606:4700::1111]:53', '9.9.9.9:5353', '::1', 'dns.example:53', '[::1]:1'],
+    alphabet: '0123456789abcdef:.[]x',
+  },
+  {
+    kind: 'hostline',
+    at: 'listener:5',
+    option: 'host',
+    list: true,
+    seeds: ['192.168.1.20 printer.lan nas.lan', '::1 localhost', '10.0.0.1 a_b. c-d'],
+    alphabet: '019.: \tab-_',
+  },
+  {
+    kind: 'ip',
+    at: 'listener:5',
+    option: 'reject_address',
+    list: true,
+    seeds: ['0.0.0.0', '::', '192.0.2.1', '::ffff:1.2.3.4'],
+    alphabet: '0123456789abcdef:./',
+  },
+  { kind: 'number', at: 'listener:5', option: 'timeout', seeds: ['0.001', '60', '2'], alphabet: '0123456789.-' },
+  { kind: 'number', at: 'listener:5', option: 'cache_size', seeds: ['0', '1000000', '4096'], alphabet: '0123456789.-' },
+  { kind: 'network', at: 'rule:0', option: 'network', list: true, seeds: ['tcp', 'udp'], alphabet: 'udptc ' },
+  {
+    kind: 'number',
+    at: 'capture',
+    option: 'tproxy_mark',
+    seeds: ['1', '4294967295', '30055', '255'],
+    alphabet: '0123456789.-',
+  },
+  {
+    kind: 'number',
+    at: 'capture',
+    option: 'tproxy_table',
+    seeds: ['1', '2147483647', '30055'],
+    alphabet: '0123456789.-',
+  },
+  {
+    kind: 'ref',
+    at: 'capture',
+    option: 'udp_listener',
+    select: true,
+    seeds: ['tp', 'redir', 'dns'],
+    alphabet: 'tpredins',
+  },
+  {
+    kind: 'ref',
+    at: 'capture',
+    option: 'dns_listener',
+    select: true,
+    seeds: ['dns', 'tp', 'redir'],
+    alphabet: 'tpredins',
+  },
+  {
+    kind: 'adminlisten',
+    at: 'main',
+    option: 'admin_listen',
+    seeds: [
+      '127.0.0.1:9090',
+      '[::1]:0',
+      '127.255.0.1:65535',
+      '0.0.0.0:9090',
+      '[::ffff:127.0.0.1]:80',
+      '[::ffff:7f00:1]:80',
+      '[::ffff:10.0.0.1]:80',
+      'localhost:80',
+    ],
+    alphabet: '0123456789.:[]fl',
+  },
+  {
+    kind: 'credential',
+    at: 'main',
+    option: 'admin_secret',
+    seeds: ['s3cret', 'x'.repeat(255)],
+    alphabet: 'ab:\t ',
+  },
 ]
 
 /** BASE's listener named `name` as ug.checkCaptureListener takes it, or null. */
@@ -1032,9 +1270,26 @@ const UG_CHECK: Record<string, (ug: Ug, v: string) => true | string> = {
       BASE.filter((s) => s.type === 'upstream').map((s) => s.options.name),
     ),
   'capture.listener': (ug, v) => ug.checkCaptureListener(v, baseListener(v), capture.ipv6 === '1'),
+  'listener:4.networks': (ug, v) => ug.checkTproxyNetwork(v),
+  'listener:4.udp_idle_timeout': (ug, v) => ug.checkSeconds(v, 'udp_idle_timeout'),
+  'listener:4.udp_dns_idle_timeout': (ug, v) => ug.checkSeconds(v, 'udp_dns_idle_timeout'),
+  'listener:4.max_flows': (ug, v) => ug.checkInteger(v, 1, 1000000),
+  'listener:5.server': (ug, v) => ug.checkDnsServer(v),
+  'listener:5.host': (ug, v) => ug.checkHostLine(v),
+  'listener:5.reject_address': (ug, v) => ug.checkIp(v),
+  'listener:5.timeout': (ug, v) => ug.checkSeconds(v, 'timeout'),
+  'listener:5.cache_size': (ug, v) => ug.checkInteger(v, 0, 1000000),
+  'rule:0.network': (ug, v) => ug.checkNetwork(v),
+  'capture.tproxy_mark': (ug, v) =>
+    ug.checkTproxyMark(v, locate(BASE, 'main').options.mark, capture.enabled === '1' && capture.udp === '1'),
+  'capture.tproxy_table': (ug, v) => ug.checkInteger(v, 1, 2147483647),
+  'capture.udp_listener': (ug, v) => ug.checkCaptureListener(v, baseListener(v), capture.ipv6 === '1', 'tproxy'),
+  'capture.dns_listener': (ug, v) => ug.checkCaptureListener(v, baseListener(v), capture.ipv6 === '1', 'dns'),
+  'main.admin_listen': (ug, v) => ug.checkAdminListen(v, ''),
+  'main.admin_secret': (ug, v) => ug.checkSecret(v),
 }
 
-const SAMPLES = 200 // per field: 29 fields, 5 800 values
+const SAMPLES = 200 // per field: 45 fields, 9 000 values
 
 /**
  * The generated values of each field (seeded, so failures reproduce), then
@@ -1232,7 +1487,7 @@ t.test('settings: loads with only the ACL of luci-app-ugate', async (t) => {
   const acl = JSON.parse(readFileSync(join(luciDir, 'root/usr/share/rpcd/acl.d/luci-app-ugate.json'), 'utf8'))
   const page = await loadView('ugate/settings', { uci: { ugate: uciText(BASE) }, acl })
   t.equal(page.map.readonly, undefined, 'writable')
-  t.equal(page.sids('listener').length, 4)
+  t.equal(page.sids('listener').length, BASE.filter((s) => s.type === 'listener').length)
   page.set('main', 'log_level', 'debug')
   await page.save()
   t.match(page.uci.export('ugate'), /option log_level 'debug'/)
@@ -1342,6 +1597,81 @@ t.test('status: shows service, listeners, traffic, rule hits and connections, an
   t.ok(page.text.includes('Live connections 5'), 'the poll refreshed the page')
   t.ok(page.text.includes('Bytes down (server to client) 1 B'))
   t.equal(page.calls.length, 6, 'one poll: the same three calls')
+})
+
+t.test('status: UDP counters, UDP flows and DNS counters; absent on an older gateway', async (t) => {
+  const status = {
+    ...STATUS,
+    capture: { enabled: true, listener: 'redir', udp: true, udpListener: 'tp' },
+    dns: {
+      names: 12,
+      listeners: [{ name: 'dns', queries: 40, cached: 25, forwarded: 14, failed: 1, malformed: 0, dropped: 0 }],
+    },
+    udp: {
+      flowsLive: 2,
+      flowsPending: 0,
+      flowsTotal: 31,
+      flowsExpired: 29,
+      flowsEvicted: 0,
+      replySockets: 2,
+      packetsUp: 700,
+      bytesUp: 2048,
+      packetsDown: 650,
+      bytesDown: 3 * 1024 * 1024,
+      drops: {
+        queueFull: 3,
+        rejected: 0,
+        busy: 2,
+        noOrigDst: 0,
+        truncated: 0,
+        sendFailed: 0,
+        replySocket: 0,
+        noMemory: 0,
+      },
+    },
+  }
+  const connections = {
+    ...CONNECTIONS,
+    udpFlows: [
+      {
+        id: 1,
+        listener: 'tp',
+        src: '192.168.1.20:5353',
+        dst: '[2001:db8::1]:443',
+        action: 'direct',
+        up: 1200,
+        down: 4096,
+        pktUp: 3,
+        pktDown: 4,
+        ms: 61000,
+        idleMs: 2000,
+      },
+    ],
+  }
+  const page = await loadView('ugate/status', {
+    rpc: { 'service.list': () => SERVICE, 'ugate.status': () => status, 'ugate.connections': () => connections },
+  })
+  for (const s of [
+    'on, to listener "redir"; UDP to listener "tp"',
+    'UDP flows 2 live, 31 since start',
+    'UDP datagrams 700 up, 650 down',
+    'UDP bytes 2.0 KiB up, 3.0 MiB down',
+    'UDP datagrams dropped 5 (queueFull 3, busy 2)',
+    'Names learnt from DNS 12',
+    'dns 40 25 14 1 0 0',
+    'tp 192.168.1.20:5353 [2001:db8::1]:443 direct 1m 1s 2s 1.2 KiB 4.0 KiB',
+  ])
+    t.ok(page.text.includes(s), `shows ${JSON.stringify(s)}`)
+
+  // A gateway from before UDP and DNS: no udp, dns or udpFlows in its answers.
+  const old = await loadView('ugate/status', {
+    rpc: { 'service.list': () => SERVICE, 'ugate.status': () => STATUS, 'ugate.connections': () => CONNECTIONS },
+  })
+  t.notOk(old.text.includes('UDP datagrams'), 'no UDP counters')
+  t.notOk(old.text.includes('Names learnt'), 'no DNS names')
+  t.ok(old.text.includes('No tproxy listener'), 'the UDP flow list says why it is empty')
+  t.ok(old.text.includes('No DNS listener'))
+  t.ok(old.text.includes('proxy 127.0.0.1:50000 example.com:443'), 'the TCP connections still show')
 })
 
 t.test('status: ugate not running, or not on ubus', async (t) => {

@@ -33,7 +33,10 @@ const SECONDS = {
 	idle_timeout: [0, 2147483],
 	connect_timeout: [0.001, 3600],
 	shutdown_grace: [0, 3600],
-	sniff_timeout: [0.001, 60]
+	sniff_timeout: [0.001, 60],
+	udp_idle_timeout: [0.001, 86400],
+	udp_dns_idle_timeout: [0.001, 86400],
+	timeout: [0.001, 60] /* a dns listener's (dnsTimeout) */
 };
 
 /* The protocols a rule's "proto" matches (rules: SniffProto). */
@@ -182,17 +185,20 @@ function ipKey(addr) {
 		: String(addr);
 }
 
-/* RFC 1123 host name as address.ts reads it (also '_'; last label not all digits). */
-function isHostName(s) {
-	if (s.length === 0 || s.length > 253) return false;
-
-	const labels = s.split('.');
-
+/* RFC 1123 labels as address.ts hostNameProblem reads them (also '_'). */
+function isLabels(s) {
 	return (
-		labels.every(function (l) {
+		s.length > 0 &&
+		s.length <= 253 &&
+		s.split('.').every(function (l) {
 			return HOST_LABEL_RE.test(l);
-		}) && !/^[0-9]+$/.test(labels[labels.length - 1])
+		})
 	);
+}
+
+/* A host name as address.ts reads it (isLabels; last label not all digits). */
+function isHostName(s) {
+	return isLabels(s) && !/(^|\.)[0-9]+$/.test(s);
 }
 
 /* A rule's domain (rules.ts domainName): the lower-case name, or an error string in .error. */
@@ -258,8 +264,12 @@ function checkEndpointPort(value, min) {
 	return true;
 }
 
-/* A listener's target (endpoint "target"): HOST:PORT, IPv6 in brackets. */
-function checkTarget(text) {
+/*
+ * HOST:PORT as address.ts parseEndpoint reads it, IPv6 in brackets: a
+ * target (port 1-65535, IP or host name) or, `listen`, a listen address
+ * (port 0-65535, IP only). `ipOnly`: the host must be an IP address.
+ */
+function checkEndpoint(text, listen, ipOnly) {
 	let host, port;
 
 	if (text.charAt(0) === '[') {
@@ -276,7 +286,7 @@ function checkTarget(text) {
 	} else {
 		const colon = text.lastIndexOf(':');
 
-		if (colon < 0) return _('Expecting: %s').format('HOST:PORT');
+		if (colon < 0) return _('Expecting: %s').format(listen ? 'IP:PORT' : 'HOST:PORT');
 
 		host = text.substring(0, colon);
 		port = text.substring(colon + 1);
@@ -286,12 +296,21 @@ function checkTarget(text) {
 		if (host === '') return _('missing HOST before ":"');
 	}
 
-	if (checkEndpointPort(port, 1) !== true) return _('port "%s" is not a number from 1 to 65535').format(port);
+	const min = listen ? 0 : 1;
+
+	if (checkEndpointPort(port, min) !== true) return _('port "%s" is not a number from %d to 65535').format(port, min);
 
 	if (!parseIPv4(host) && !parseIPv6(host) && !isHostName(host))
 		return _('"%s" is not an IP address or host name').format(host);
 
+	if ((listen || ipOnly) && !ipFamily(host)) return _('"%s" is not an IP address').format(host);
+
 	return true;
+}
+
+/* A listener's target (endpoint "target"). */
+function checkTarget(text) {
+	return checkEndpoint(text, false, false);
 }
 
 /* A rule's forward target (rules.ts splitHostPort): HOST:PORT, IPv6 in brackets, port without leading zeros. */
@@ -513,12 +532,14 @@ function checkCredentialPair(mine, theirs) {
  * listener as { type, address }, or null when no listener has that name;
  * `ipv6`: IPv6 capture is on.
  */
-function checkCaptureListener(name, listener, ipv6) {
-	if (name == null || name === '') return _('Choose the redirect listener that captured connections go to');
+function checkCaptureListener(name, listener, ipv6, type) {
+	type = type || 'redirect';
+
+	if (name == null || name === '') return _('Choose the %s listener that captured traffic goes to').format(type);
 
 	if (!listener) return _('"%s" is not the name of a listener').format(name);
 
-	if (listener.type !== 'redirect') return _('"%s" is not a redirect listener').format(name);
+	if (listener.type !== type) return _('"%s" is not a %s listener').format(name, type);
 
 	/*
 	 * config.ts: REDIRECT sends connections to the incoming interface's
@@ -567,6 +588,85 @@ function checkCapturePort(v) {
 		: _('Expecting: %s').format(_('a port from 1 to 65535'));
 }
 
+/* A dns listener's upstream resolver (config.ts dnsServers): "IP", "IP:PORT" or "[IPv6]:PORT". */
+function checkDnsServer(v) {
+	return ipFamily(v) ? true : checkEndpoint(v, false, true);
+}
+
+/* An IP address (config.ts ipList: a dns listener's reject_address). */
+function checkIp(v) {
+	return ipFamily(v) ? true : _('"%s" is not an IP address').format(v);
+}
+
+/* A dns listener's static "ADDRESS NAME..." line (uci-config.ts hostLines, config.ts staticHosts). */
+function checkHostLine(v) {
+	const words = v.trim().split(/\s+/);
+
+	if (words[0] === '' || words.length < 2) return _('Expecting: %s').format('ADDRESS NAME...');
+
+	if (!ipFamily(words[0])) return _('"%s" is not an IP address').format(words[0]);
+
+	for (let i = 1; i < words.length; i++) {
+		const n = words[i].replace(/\.$/, '');
+
+		if (!isLabels(n)) return _('"%s" is not a host name').format(words[i]);
+	}
+
+	return true;
+}
+
+/* A rule's network (rules compile.ts networkName). */
+function checkNetwork(v) {
+	return v === 'tcp' || v === 'udp' ? true : _('Expecting: %s').format('tcp, udp');
+}
+
+/* A tproxy listener's network (config.ts networks): only udp for now. */
+function checkTproxyNetwork(v) {
+	if (v === 'tcp') return _('"tcp" is not supported on a tproxy listener yet: capture TCP with a redirect listener');
+
+	return v === 'udp' ? true : _('Expecting: %s').format('udp');
+}
+
+/* capture.tproxy_mark: 1-4294967295, not ugate's own mark (`mark`) when UDP capture is on (`udp`). */
+function checkTproxyMark(value, mark, udp) {
+	const r = checkInteger(value, 1, 4294967295);
+
+	if (r !== true) return r;
+
+	if (udp && +value === +(mark == null || mark === '' ? 0 : mark))
+		return _("%s is also the firewall mark: TPROXYed packets and ugate's own must carry different marks").format(value);
+
+	return true;
+}
+
+/* The admin HTTP address; `secret`: admin_secret. Without a secret only loopback may listen (config.ts adminConfig). */
+function checkAdminListen(value, secret) {
+	const r = checkEndpoint(value, true, true);
+
+	if (r !== true) return r;
+
+	const host =
+		value.charAt(0) === '[' ? value.substring(1, value.indexOf(']')) : value.substring(0, value.lastIndexOf(':'));
+	/* config.ts isLoopback: 127/8 (also IPv4-mapped, which the daemon reads as IPv4) or ::1 */
+	const c = parseCidr(host),
+		loopback =
+			c.family === 4
+				? parseIPv4(host)[0] === 127
+				: isMappedPrefix(c)
+					? c.groups[6] >> 8 === 127
+					: ipKey(host) === '0:0:0:0:0:0:0:1';
+
+	if (!loopback && (secret == null || secret === ''))
+		return _('"%s" is not a loopback address: set the admin secret, or listen on 127.0.0.1 or [::1]').format(value);
+
+	return true;
+}
+
+/* The admin HTTP secret: 1-255 characters without control characters. */
+function checkSecret(v) {
+	return checkCredential(v) ? true : _('Expecting: %s').format(_('1-255 characters without control characters'));
+}
+
 function checkMac(v) {
 	return MAC_RE.test(v) ? true : _('Expecting: %s').format('aa:bb:cc:dd:ee:ff');
 }
@@ -579,14 +679,18 @@ return baseclass.extend({
 	checkCapturePort: checkCapturePort,
 	checkCaptureCidr: checkCaptureCidr,
 	checkCaptureListener: checkCaptureListener,
+	checkAdminListen: checkAdminListen,
 	checkCidr: checkCidr,
 	checkCredentialPair: checkCredentialPair,
+	checkDnsServer: checkDnsServer,
 	checkDomainName: checkDomainName,
 	checkDomainSuffix: checkDomainSuffix,
 	checkEndpointPort: checkEndpointPort,
 	checkForward: checkForward,
+	checkHostLine: checkHostLine,
 	checkIfname: checkIfname,
 	checkInteger: checkInteger,
+	checkIp: checkIp,
 	checkKeyword: checkKeyword,
 	checkListenAddress: checkListenAddress,
 	checkListenerName: checkListenerName,
@@ -594,13 +698,17 @@ return baseclass.extend({
 	checkMac: checkMac,
 	checkMark: checkMark,
 	checkName: checkName,
+	checkNetwork: checkNetwork,
 	checkPortRange: checkPortRange,
 	checkProto: checkProto,
 	checkRuleName: checkRuleName,
+	checkSecret: checkSecret,
 	checkSeconds: checkSeconds,
 	checkServer: checkServer,
 	checkSocketPath: checkSocketPath,
 	checkTarget: checkTarget,
+	checkTproxyMark: checkTproxyMark,
+	checkTproxyNetwork: checkTproxyNetwork,
 	checkUpstreamRef: checkUpstreamRef,
 	checkUsers: checkUsers
 });

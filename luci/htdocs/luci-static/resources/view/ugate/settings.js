@@ -24,7 +24,9 @@ const LISTENER_TYPES = [
 	['http', _('HTTP proxy')],
 	['forward', _('Port forward')],
 	['redirect', _('Transparent (nftables redirect)')],
-	['sni', _('TLS SNI / HTTP Host router')]
+	['sni', _('TLS SNI / HTTP Host router')],
+	['tproxy', _('Transparent UDP (nftables TPROXY)')],
+	['dns', _('DNS server')]
 ];
 
 /*
@@ -171,6 +173,30 @@ return view.extend({
 			)
 		);
 		o.validate = validator(ug.checkSocketPath);
+
+		o = s.taboption(
+			'general',
+			form.Value,
+			'admin_listen',
+			_('Admin HTTP address'),
+			_(
+				'IP:PORT of the admin HTTP API (Clash API, /metrics), e.g. 127.0.0.1:9090. Empty = off. Other than loopback needs a secret.'
+			)
+		);
+		o.placeholder = '127.0.0.1:9090';
+		o.validate = validator(function (v) {
+			return ug.checkAdminListen(v, String(liveValue(this.map, 'main', 'admin_secret') || ''));
+		});
+
+		o = s.taboption(
+			'general',
+			form.Value,
+			'admin_secret',
+			_('Admin HTTP secret'),
+			_('Bearer token the admin HTTP API asks for. Empty = none (loopback only).')
+		);
+		o.password = true;
+		o.validate = validator(ug.checkSecret);
 
 		o = s.taboption(
 			'limits',
@@ -332,23 +358,105 @@ return view.extend({
 		o.placeholder = '192.168.1.10:80';
 		o.validate = validator(ug.checkTarget);
 
-		o = s.option(form.Value, 'tls_port', _('TLS port'), _('Port dialed for a TLS server name.'));
-		o.depends('type', 'sni');
-		o.datatype = 'port';
-		o.placeholder = '443';
+		/* a whole-number option of one listener type, in the daemon's range */
+		const typeInteger = function (name, title, description, type, datatype, placeholder, min, max) {
+			o = s.option(form.Value, name, title, description);
+			o.depends('type', type);
+			o.datatype = datatype;
+			o.placeholder = placeholder;
+			o.modalonly = true;
+			o.validate = validator(function (v) {
+				return ug.checkInteger(v, min, max);
+			});
+		};
+
+		typeInteger('tls_port', _('TLS port'), _('Port dialed for a TLS server name.'), 'sni', 'port', '443', 1, 65535);
+		typeInteger(
+			'http_port',
+			_('HTTP port'),
+			_('Port dialed for an HTTP Host without a port.'),
+			'sni',
+			'port',
+			'80',
+			1,
+			65535
+		);
+
+		o = s.option(
+			form.DynamicList,
+			'networks',
+			_('Networks'),
+			_('What the listener takes; only udp for now (TCP capture uses a redirect listener). Empty = udp.')
+		);
+		o.depends('type', 'tproxy');
 		o.modalonly = true;
-		o.validate = validator(function (v) {
-			return ug.checkInteger(v, 1, 65535);
+		o.placeholder = 'udp';
+		o.validate = validator(ug.checkTproxyNetwork);
+
+		const listenerSeconds = [
+			['udp_idle_timeout', _('UDP idle timeout'), _('Seconds without traffic before a UDP flow ends.'), '60', 'tproxy'],
+			[
+				'udp_dns_idle_timeout',
+				_('UDP idle timeout, port 53'),
+				_('Seconds without traffic before a flow to port 53 ends.'),
+				'10',
+				'tproxy'
+			],
+			['timeout', _('Query timeout'), _('Seconds to wait for an upstream resolver.'), '2', 'dns']
+		];
+
+		listenerSeconds.forEach(function (d) {
+			o = s.option(form.Value, d[0], d[1], d[2]);
+			o.depends('type', d[4]);
+			o.datatype = 'ufloat';
+			o.placeholder = d[3];
+			o.modalonly = true;
+			o.validate = validator(function (v) {
+				return ug.checkSeconds(v, d[0]);
+			});
 		});
 
-		o = s.option(form.Value, 'http_port', _('HTTP port'), _('Port dialed for an HTTP Host without a port.'));
-		o.depends('type', 'sni');
-		o.datatype = 'port';
-		o.placeholder = '80';
+		typeInteger('max_flows', _('Max. flows'), _('UDP flows at once.'), 'tproxy', 'uinteger', '4096', 1, 1000000);
+
+		o = s.option(
+			form.DynamicList,
+			'server',
+			_('Upstream resolvers'),
+			_('IP, IP:PORT or [IPv6]:PORT (port 53 when not given).')
+		);
+		o.depends('type', 'dns');
+		o.rmempty = false;
 		o.modalonly = true;
-		o.validate = validator(function (v) {
-			return ug.checkInteger(v, 1, 65535);
-		});
+		o.placeholder = '1.1.1.1';
+		o.validate = validator(ug.checkDnsServer);
+
+		o = s.option(form.DynamicList, 'host', _('Static names'), _('"ADDRESS NAME..." lines, as in /etc/hosts.'));
+		o.depends('type', 'dns');
+		o.modalonly = true;
+		o.placeholder = '192.168.1.20 printer.lan';
+		o.validate = validator(ug.checkHostLine);
+
+		o = s.option(
+			form.DynamicList,
+			'reject_address',
+			_('Rejected names resolve to'),
+			_('Addresses a name rejected by the rules gets (by family). Empty = NXDOMAIN.')
+		);
+		o.depends('type', 'dns');
+		o.datatype = 'ipaddr';
+		o.modalonly = true;
+		o.validate = validator(ug.checkIp);
+
+		typeInteger(
+			'cache_size',
+			_('Cache size'),
+			_('Answers kept (0 = no cache).'),
+			'dns',
+			'uinteger',
+			'4096',
+			0,
+			1000000
+		);
 
 		o = s.option(form.Value, 'backlog', _('Backlog'), _('Pending connections the kernel queues.'));
 		o.datatype = 'uinteger';
@@ -429,6 +537,12 @@ return view.extend({
 		o.value('unknown', _('Unknown'));
 		o.modalonly = true;
 		o.validate = validator(ug.checkProto);
+
+		o = s.option(form.MultiValue, 'network', _('Networks'), _('TCP connections or UDP flows.'));
+		o.value('tcp', 'TCP');
+		o.value('udp', 'UDP');
+		o.modalonly = true;
+		o.validate = validator(ug.checkNetwork);
 
 		o = s.option(form.ListValue, 'action', _('Action'));
 		o.value('direct', _('Direct'));
@@ -542,52 +656,105 @@ return view.extend({
 		o = s.option(form.Flag, 'enabled', _('Enabled'));
 		o.rmempty = false;
 
-		o = s.option(
-			form.ListValue,
+		/* a capture listener picker: only listeners of `type` (the redirect, tproxy or dns listener) */
+		const captureListener = function (name, type, title, description, flag) {
+			o = s.option(form.ListValue, name, title, description);
+			o.optional = true;
+			o.load = function (section_id) {
+				const choices = namedSections(null, 'listener')
+					.filter(function (n) {
+						return uci.get('ugate', n.sid, 'type') === type;
+					})
+					.map(function (n) {
+						return [n.name];
+					});
+				const current = uci.get('ugate', section_id, name);
+
+				/* a wrong name stays visible, so that its check can report it */
+				if (
+					current != null &&
+					current !== '' &&
+					!choices.some(function (c) {
+						return c[0] === current;
+					})
+				)
+					choices.push([current, _('%s (not a %s listener)').format(current, type)]);
+
+				setChoices(this, choices);
+				return this.super('load', [section_id]);
+			};
+			o.validate = function (section_id, value) {
+				if (!ug.isTrue(this.section.formvalue(section_id, 'enabled'))) return true;
+
+				if (flag && !ug.isTrue(this.section.formvalue(section_id, flag))) return true;
+
+				const l =
+					value == null || value === ''
+						? null
+						: namedSections(this.map, 'listener').filter(function (n) {
+								return n.name === value;
+							})[0];
+
+				return ug.checkCaptureListener(
+					value,
+					l ? { type: liveValue(this.map, l.sid, 'type'), address: liveValue(this.map, l.sid, 'address') } : null,
+					ug.isTrue(this.section.formvalue(section_id, 'ipv6')),
+					type
+				);
+			};
+		};
+
+		captureListener(
 			'listener',
+			'redirect',
 			_('Redirect listener'),
 			_('A listener of type "Transparent (nftables redirect)" on :: (or on 0.0.0.0 without IPv6 capture).')
 		);
-		o.optional = true;
-		o.load = function (section_id) {
-			const choices = namedSections(null, 'listener')
-				.filter(function (n) {
-					return uci.get('ugate', n.sid, 'type') === 'redirect';
-				})
-				.map(function (n) {
-					return [n.name];
-				});
-			const current = uci.get('ugate', section_id, 'listener');
 
-			/* a wrong name stays visible, so that its check can report it */
-			if (
-				current != null &&
-				current !== '' &&
-				!choices.some(function (c) {
-					return c[0] === current;
-				})
-			)
-				choices.push([current, _('%s (not a redirect listener)').format(current)]);
+		o = s.option(form.Flag, 'udp', _('Capture UDP'), _('All UDP ports but 53, with TPROXY to a tproxy listener.'));
+		o.rmempty = false;
 
-			setChoices(this, choices);
-			return this.super('load', [section_id]);
-		};
-		o.validate = function (section_id, value) {
-			if (!ug.isTrue(this.section.formvalue(section_id, 'enabled'))) return true;
+		captureListener(
+			'udp_listener',
+			'tproxy',
+			_('UDP listener'),
+			_('A listener of type "Transparent UDP (nftables TPROXY)" on :: (or on 0.0.0.0 without IPv6 capture).'),
+			'udp'
+		);
 
-			const l =
-				value == null || value === ''
-					? null
-					: namedSections(this.map, 'listener').filter(function (n) {
-							return n.name === value;
-						})[0];
-
-			return ug.checkCaptureListener(
-				value,
-				l ? { type: liveValue(this.map, l.sid, 'type'), address: liveValue(this.map, l.sid, 'address') } : null,
-				ug.isTrue(this.section.formvalue(section_id, 'ipv6'))
+		o = s.option(
+			form.Value,
+			'tproxy_mark',
+			_('TPROXY mark'),
+			_('Firewall mark of TPROXYed packets; not the firewall mark of ugate (General).')
+		);
+		o.datatype = 'uinteger';
+		o.placeholder = '30055';
+		o.validate = validator(function (v, section_id) {
+			return ug.checkTproxyMark(
+				v,
+				liveValue(this.map, 'main', 'mark'),
+				ug.isTrue(this.section.formvalue(section_id, 'enabled')) && ug.isTrue(this.section.formvalue(section_id, 'udp'))
 			);
-		};
+		});
+
+		o = s.option(form.Value, 'tproxy_table', _('TPROXY routing table'), _('Policy routing table of TPROXYed packets.'));
+		o.datatype = 'uinteger';
+		o.placeholder = '30055';
+		o.validate = validator(function (v) {
+			return ug.checkInteger(v, 1, 2147483647);
+		});
+
+		o = s.option(form.Flag, 'dns', _('Capture DNS'), _("LAN clients' DNS (port 53, UDP and TCP) to a dns listener."));
+		o.rmempty = false;
+
+		captureListener(
+			'dns_listener',
+			'dns',
+			_('DNS listener'),
+			_('A listener of type "DNS server" on :: (or on 0.0.0.0 without IPv6 capture).'),
+			'dns'
+		);
 
 		o = s.option(
 			form.DynamicList,

@@ -98,6 +98,27 @@ function table(titles, rows, empty) {
 	);
 }
 
+/* "5 (queue full 3, busy 2)": the datagrams dropped, by the reasons that happened. */
+function formatDrops(drops) {
+	const reasons = Object.keys(drops || {}).filter(function (k) {
+		return Number(drops[k]) > 0;
+	});
+	const total = reasons.reduce(function (n, k) {
+		return n + Number(drops[k]);
+	}, 0);
+
+	return reasons.length
+		? '%d (%s)'.format(
+				total,
+				reasons
+					.map(function (k) {
+						return k + ' ' + drops[k];
+					})
+					.join(', ')
+			)
+		: '0';
+}
+
 function keyValueTable(pairs) {
 	return E(
 		'table',
@@ -125,7 +146,9 @@ return view.extend({
 	update(nodes, data) {
 		const service = serviceInstance(data[0]),
 			st = data[1] || {},
-			conns = data[2] && Array.isArray(data[2].connections) ? data[2].connections : [];
+			conns = data[2] && Array.isArray(data[2].connections) ? data[2].connections : [],
+			/* absent before UDP (older gateway) and without a tproxy listener */
+			flows = data[2] && Array.isArray(data[2].udpFlows) ? data[2].udpFlows : null;
 		const running = st.running === true;
 
 		let state;
@@ -153,8 +176,25 @@ return view.extend({
 			if (st.capture)
 				pairs.push([
 					_('Transparent capture'),
-					st.capture.enabled ? _('on, to listener "%s"').format(st.capture.listener) : _('off')
+					st.capture.enabled
+						? _('on, to listener "%s"').format(st.capture.listener) +
+							(st.capture.udp ? _('; UDP to listener "%s"').format(st.capture.udpListener) : '')
+						: _('off')
 				]);
+
+			/* UDP counters (native udpStats): absent on a gateway without UDP */
+			const u = st.udp;
+
+			if (u && typeof u === 'object')
+				pairs.push(
+					[_('UDP flows'), _('%d live, %d since start').format(u.flowsLive || 0, u.flowsTotal || 0)],
+					[_('UDP datagrams'), _('%d up, %d down').format(u.packetsUp || 0, u.packetsDown || 0)],
+					[_('UDP bytes'), _('%s up, %s down').format(formatBytes(u.bytesUp), formatBytes(u.bytesDown))],
+					[_('UDP datagrams dropped'), formatDrops(u.drops)]
+				);
+
+			if (st.dns && typeof st.dns === 'object' && st.dns.names != null)
+				pairs.push([_('Names learnt from DNS'), String(st.dns.names)]);
 		} else if (st.error) {
 			pairs.push([_('Admin socket'), String(st.error)]);
 		} else if (Object.keys(st).length === 0) {
@@ -193,6 +233,43 @@ return view.extend({
 			)
 		);
 
+		const dnsListeners = running && st.dns && Array.isArray(st.dns.listeners) ? st.dns.listeners : [];
+
+		dom.content(
+			nodes.dns,
+			table(
+				[_('Listener'), _('Queries'), _('Cached'), _('Forwarded'), _('Failed'), _('Malformed'), _('Dropped')],
+				dnsListeners.map(function (d) {
+					return [d.name, d.queries, d.cached, d.forwarded, d.failed, d.malformed, d.dropped];
+				}),
+				_('No DNS listener')
+			)
+		);
+
+		const flowRows = (flows || []).slice(0, MAX_ROWS).map(function (f) {
+			return [
+				f.listener,
+				f.src,
+				f.dst,
+				f.action,
+				f.ms != null ? formatDuration(f.ms / 1000) : null,
+				f.idleMs != null ? formatDuration(f.idleMs / 1000) : null,
+				f.up != null ? formatBytes(f.up) : null,
+				f.down != null ? formatBytes(f.down) : null
+			];
+		});
+
+		dom.content(nodes.udpFlows, [
+			table(
+				[_('Listener'), _('Client'), _('Destination'), _('Action'), _('Age'), _('Idle'), _('Up'), _('Down')],
+				flowRows,
+				!running ? _('Not running') : flows ? _('No live UDP flows') : _('No tproxy listener')
+			),
+			flows && flows.length > MAX_ROWS
+				? E('p', {}, _('%d more UDP flows not shown').format(flows.length - MAX_ROWS))
+				: ''
+		]);
+
 		const rows = conns.slice(0, MAX_ROWS).map(function (c) {
 			return [
 				c.listener,
@@ -220,7 +297,9 @@ return view.extend({
 			overview: E('div'),
 			listeners: E('div'),
 			rules: E('div'),
-			connections: E('div')
+			connections: E('div'),
+			dns: E('div'),
+			udpFlows: E('div')
 		};
 
 		this.update(nodes, data);
@@ -238,7 +317,9 @@ return view.extend({
 			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Service')), nodes.overview]),
 			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Listeners')), nodes.listeners]),
 			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Rule hits')), nodes.rules]),
-			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Live connections')), nodes.connections])
+			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Live connections')), nodes.connections]),
+			E('div', { class: 'cbi-section' }, [E('h3', {}, _('UDP flows')), nodes.udpFlows]),
+			E('div', { class: 'cbi-section' }, [E('h3', {}, _('DNS')), nodes.dns])
 		]);
 	},
 
