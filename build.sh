@@ -30,11 +30,11 @@ SIZE_BUDGET=$((1536 * 1024))  # 1.5 MiB
 # for the router-image test; clang/lld/llvm/dpkg-dev for the OpenWrt cross
 # builds, qemu-user-static to run them, shellcheck for the init script,
 # clang-format for the C style check, bind9-dnsutils (dig) for the DNS tests,
-# prometheus (promtool + server) for /metrics.
+# prometheus (promtool + server) for /metrics, chromium for the admin live page.
 DEB_PKGS=(musl-tools gcc make curl iperf3 strace openssl ca-certificates debian-archive-keyring
   nftables iproute2 microsocks tinyproxy-bin busybox qemu-system-x86 cpio
   clang lld llvm dpkg-dev qemu-user-static shellcheck clang-format python3
-  bind9-dnsutils prometheus)
+  bind9-dnsutils prometheus chromium)
 
 install_deps() {
   apt_install "${DEB_PKGS[@]}"
