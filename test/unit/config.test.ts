@@ -335,7 +335,7 @@ t.test('tproxy listener and UDP capture', async (t) => {
     ],
     [
       { listeners: [redirect, tproxy({ listen: '0.0.0.0:15002' })], capture: udpCapture() },
-      'capture.udpListener: "u" listens on 0.0.0.0:15002: a tproxy listener for capture must listen on [::]:PORT (capture.ipv6 is on)',
+      'capture.ipv6: is true but "u" listens on 0.0.0.0:15002 (IPv4 only): listen on [::]:15002 to capture both families, or set capture.ipv6 to false',
     ],
     [
       { listeners: [redirect, tproxy()], capture: udpCapture({ udp: 'yes' }) },
