@@ -40,12 +40,14 @@ NATIVE_SRCS := \
 	mod_proc \
 	mod_quic \
 	mod_relay \
+	mod_socks_udp \
 	mod_sys \
 	mod_udp \
 	module \
 	pipe \
 	quic \
 	relay \
+	socks_udp \
 	udp \
 	util
 

@@ -42,7 +42,8 @@ int main(int argc, char **argv) {
   ug_proc_run_exit_command();  // e.g. drop the nft table after a fatal error
   ug_relay_shutdown(ctx);
   ug_udp_shutdown(ctx);
-  ug_gate_shutdown(ctx);  // after the relay thread ended
+  ug_socks_udp_shutdown(ctx);  // after the UDP thread ended
+  ug_gate_shutdown(ctx);       // after the relay thread ended
   ug_dns_shutdown(ctx);
   ug_loop_free(ctx);
   JS_FreeContext(ctx);

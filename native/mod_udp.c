@@ -87,6 +87,12 @@ static void emit_event(udp_event *ev) {
   ug_loop_post(&UG_CONTAINER_OF(ev, event_job, ev)->job);
 }
 
+// The engine's thread, started by the first listener or SOCKS association.
+int ug_udp_start(void) {
+  static const udp_hooks hooks = {alloc_event, emit_event};
+  return udp_engine_start(&hooks);
+}
+
 static int read_opts(JSContext *ctx, JSValueConst o, udp_listener_opts *opts) {
   double mark = 0;
   *opts = (udp_listener_opts){.idle_ms = 60000, .dns_idle_ms = 10000, .max_flows = 4096};
@@ -134,8 +140,7 @@ static JSValue js_udp_listen(UG_JS_PARAMS) {
   socklen_t len = parse_addr(s, port, &ss);
   JS_FreeCString(ctx, s);
   if (len == 0) return JS_ThrowTypeError(ctx, "udpListen: not a numeric IP address");
-  static const udp_hooks hooks = {alloc_event, emit_event};
-  int r = udp_engine_start(&hooks);
+  int r = ug_udp_start();
   if (r < 0) return ug_throw_errno(ctx, "udp thread", -r);
   int id = udp_listen(&ss, len, &opts, &bound);
   if (id < 0) return ug_throw_errno(ctx, "udp listen", -id);

@@ -70,7 +70,7 @@
 #define REPLY_MAX 4096   // cached reply sockets
 #define HASH_SIZE 4096   // buckets of the flow and reply tables (power of two)
 
-enum { TAG_WAKE, TAG_LISTENER, TAG_OUT };
+enum { TAG_WAKE, TAG_LISTENER, TAG_OUT, TAG_WATCHER };
 enum { ST_PENDING, ST_ACTIVE, ST_REJECT, ST_DEAD };
 
 typedef struct udp_flow udp_flow;
@@ -142,6 +142,7 @@ static struct {
   reply_sock *reply_head, *reply_tail;
   udp_counters c;
   double last_sweep;
+  udp_owner owner;  // socks_udp.c's hooks (zeroed: none)
 } engine = {.ep = -1, .wakefd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
 // Receive buffers, used by the UDP thread only (and by udp_route on the loop
@@ -722,6 +723,9 @@ static void *udp_thread(void *arg) {
       } else if (t->tag == TAG_LISTENER) {
         listener *l = t->p;
         if (!l->closed) drain_listener(l);
+      } else if (t->tag == TAG_WATCHER) {
+        udp_watcher *w = evs[i].data.ptr;
+        w->on_event(w);
       } else {
         drain_out(t->p);
       }
@@ -730,7 +734,9 @@ static void *udp_thread(void *arg) {
     if (now - engine.last_sweep >= SWEEP_MS) {
       engine.last_sweep = now;
       sweep(now);
+      if (engine.owner.sweep) engine.owner.sweep(now);
     }
+    if (engine.owner.round) engine.owner.round();
     free_dead();
     pthread_mutex_unlock(&engine.lock);
   }
@@ -787,6 +793,7 @@ void udp_engine_stop(void) {
   pthread_join(engine.thread, NULL);
   end_all("shutdown", false, NULL);
   free_dead();
+  if (engine.owner.stop) engine.owner.stop();
   while (engine.reply_head) reply_free(engine.reply_head);
   for (listener *l = engine.listeners, *next; l; l = next) {
     next = l->next;
@@ -801,6 +808,28 @@ void udp_engine_stop(void) {
 }
 
 // ---- called from the loop thread ----------------------------------------------------------
+
+void udp_set_owner(const udp_owner *o) {
+  pthread_mutex_lock(&engine.lock);
+  engine.owner = *o;
+  pthread_mutex_unlock(&engine.lock);
+}
+
+int udp_watch(int fd, udp_watcher *w) {
+  w->tag = TAG_WATCHER;
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
+  return epoll_ctl(engine.ep, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+void udp_engine_lock(void) {
+  pthread_mutex_lock(&engine.lock);
+}
+void udp_engine_unlock(void) {
+  pthread_mutex_unlock(&engine.lock);
+}
+double udp_now_ms(void) {
+  return mono_ms();
+}
 
 int udp_listen(const struct sockaddr_storage *addr, socklen_t len, const udp_listener_opts *opts,
                struct sockaddr_storage *bound) {

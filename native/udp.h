@@ -109,6 +109,25 @@ void udp_counters_get(udp_counters *out);
 // A malloc'd array of the live flows (*n of them); NULL when none or out of memory.
 udp_flow_info *udp_flows_list(int *n);
 
+// Other owners of sockets on the UDP thread (socks_udp.c): a watched fd's
+// handler, the periodic sweep and the end of each batch of events run on the
+// thread with the engine lock held, as udp.c's own handlers do.
+typedef struct udp_watcher {
+  int tag;  // set by udp_watch (udp.c's epoll tags share this first member)
+  void (*on_event)(struct udp_watcher *w);
+} udp_watcher;
+typedef struct {
+  void (*sweep)(double now_ms);  // about every second
+  void (*round)(void);           // after each batch: free what ended in it
+  void (*stop)(void);            // the thread has stopped: close everything
+} udp_owner;
+void udp_set_owner(const udp_owner *o);
+// Add fd to the thread's epoll set (EPOLLIN); close(fd) takes it out.
+int udp_watch(int fd, udp_watcher *w);
+void udp_engine_lock(void);
+void udp_engine_unlock(void);
+double udp_now_ms(void);
+
 // sockaddr ↔ key; a v4-mapped IPv6 address becomes family 4.
 void udp_key_from_sockaddr(udp_key *k, const struct sockaddr_storage *ss);
 socklen_t udp_key_to_sockaddr(const udp_key *k, struct sockaddr_storage *ss);

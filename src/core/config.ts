@@ -115,6 +115,8 @@ export interface ProxyListenerConfig extends ListenerCommon {
   type: 'socks' | 'http' | 'mixed'
   /** When non-empty, clients must authenticate (SOCKS5 user/pass, HTTP Basic). */
   users: User[]
+  /** socks and mixed: a SOCKS5 UDP association without datagrams this long ends. */
+  udpIdleTimeoutMs: number
 }
 
 /** Transparent TCP: the destination comes from SO_ORIGINAL_DST (nftables REDIRECT). */
@@ -554,9 +556,19 @@ interface ListenerSpec<T extends ListenerType> {
 }
 
 const proxySpec = <T extends 'socks' | 'http' | 'mixed'>(type: T): ListenerSpec<T> => ({
-  keys: ['users'],
+  // Only SOCKS has UDP (ASSOCIATE): an http listener refuses udpIdleTimeout as an unknown key.
+  keys: type === 'http' ? ['users'] : ['users', 'udpIdleTimeout'],
   parse: (obj, path, common) =>
-    ({ ...common, type, users: users(given(obj.users, []), `${path}.users`) }) as Extract<ListenerConfig, { type: T }>,
+    ({
+      ...common,
+      type,
+      users: users(given(obj.users, []), `${path}.users`),
+      udpIdleTimeoutMs: ms(
+        given(obj.udpIdleTimeout, DEFAULTS.udpIdleTimeout),
+        `${path}.udpIdleTimeout`,
+        SECONDS.udpIdleTimeout,
+      ),
+    }) as Extract<ListenerConfig, { type: T }>,
 })
 
 const LISTENER_SPECS: { [T in ListenerType]: ListenerSpec<T> } = {

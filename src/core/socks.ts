@@ -240,12 +240,12 @@ export function encodeSocks5UserPass(username: string, password: string): Uint8A
   return out
 }
 
-/** CONNECT request for host (IPv4, IPv6 with or without brackets, or a 1-255 byte name) and port 0-65535. */
-export function encodeSocks5Connect(host: string, port: number): Uint8Array {
+/** A request (CONNECT by default) for host (IPv4, IPv6 with or without brackets, or a 1-255 byte name) and port 0-65535. */
+export function encodeSocks5Connect(host: string, port: number, cmd: number = SOCKS5_CMD.CONNECT): Uint8Array {
   const addr = encodeSocks5Address(host, port)
   const out = new Uint8Array(3 + addr.length)
   out[0] = SOCKS5_VERSION
-  out[1] = SOCKS5_CMD.CONNECT
+  out[1] = cmd
   out[2] = 0x00
   out.set(addr, 3)
   return out

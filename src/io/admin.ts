@@ -130,7 +130,7 @@ export function statusView(ctx: GatewayContext, listeners: ListenerView) {
       udpListener: ctx.config.capture.udpListener,
     },
     dns: { names: ctx.names.size, listeners: [...st.dns.entries()].map(([name, c]) => ({ name, ...c })) },
-    udp: native.udpStats(),
+    udp: { ...native.udpStats(), socks: native.socksUdpStats() },
   }
 }
 

@@ -426,6 +426,66 @@ declare module 'ugate:native' {
     idleMs: number
   }
   export function udpFlows(): UdpFlowInfo[]
+
+  // ---- SOCKS5 UDP ASSOCIATE relays (native/socks_udp.c, mod_socks_udp.c) --
+  /** A destination the client named for the first time: answer with socksUdpRoute. */
+  export interface SocksUdpDest {
+    type: 'dest'
+    dest: number
+    /** IPv4/IPv6 text, or the domain as the client sent it. */
+    host: string
+    port: number
+  }
+  export interface SocksUdpEnd {
+    type: 'end'
+    reason: 'idle' | 'closed'
+    packetsUp: number
+    bytesUp: number
+    packetsDown: number
+    bytesDown: number
+    ms: number
+  }
+  export type SocksUdpEvent = SocksUdpDest | SocksUdpEnd
+  /**
+   * A relay socket at bindAddr (kernel's port) for the client at clientAddr
+   * (clientPort 0: its first datagram's port). The callback's last event is
+   * 'end'. Throws NativeError when it cannot bind.
+   */
+  export function socksUdpOpen(
+    bindAddr: string,
+    clientAddr: string,
+    clientPort: number,
+    opts: { idleMs: number; mark: number },
+    cb: (ev: SocksUdpEvent) => void,
+  ): { id: number; addr: string; port: number; family: 4 | 6 }
+  export type SocksUdpRoute =
+    | { action: 'reject' }
+    /** direct: to addr:port; forward: to addr:port, replies shown as from the named destination. */
+    | { action: 'direct' | 'forward'; addr: string; port: number }
+    /** Header and all to a SOCKS5 server's UDP relay at addr:port. */
+    | { action: 'upstream'; addr: string; port: number }
+  /** '' or an errno name (ENOENT: the association or destination is gone). */
+  export function socksUdpRoute(assoc: number, dest: number, route: SocksUdpRoute): string
+  /** End it ('closed' event follows); false when it had ended already. */
+  export function socksUdpClose(assoc: number): boolean
+  export interface SocksUdpStats {
+    associationsLive: number
+    associationsTotal: number
+    packetsUp: number
+    bytesUp: number
+    packetsDown: number
+    bytesDown: number
+    /** Datagrams dropped, by reason. */
+    drops: {
+      foreign: number
+      fragment: number
+      malformed: number
+      rejected: number
+      queueFull: number
+      sendFailed: number
+    }
+  }
+  export function socksUdpStats(): SocksUdpStats
   // ---- the gate (native/mod_gate.c): admission, and the native forward ----
   /**
    * Count a new connection from `ip` (the text accept gives): its id (> 0,

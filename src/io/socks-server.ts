@@ -24,6 +24,7 @@ import {
 } from '../core/socks.js'
 import { DialError } from './dial.js'
 import { RejectedError, connectOut } from './outbound.js'
+import { serveUdpAssociate } from './socks-udp.js'
 import type { GatewayContext, Outcome, Session } from './session.js'
 
 /** A SOCKS handshake is small; more than this before the request ends is abuse. */
@@ -62,6 +63,7 @@ async function socks5(s: Session, ctx: GatewayContext): Promise<Outcome> {
     return { kind: 'close', reason: 'socks5-invalid' }
   }
   s.fields.dst = formatHostPort(req.host, req.port)
+  if (req.cmd === SOCKS5_CMD.UDP_ASSOCIATE) return serveUdpAssociate(s, ctx, req)
   if (req.cmd !== SOCKS5_CMD.CONNECT) {
     await s.stream.writeAll(encodeSocks5Reply(SOCKS5_REPLY.COMMAND_NOT_SUPPORTED))
     return { kind: 'close', reason: `command-not-supported:${req.cmd}` }

@@ -8,6 +8,7 @@ import type { UpstreamConfig } from '../core/config.js'
 import { base64Encode, hexByte, latin1Encode, utf8Encode } from '../core/bytes.js'
 import { parseResponseHead } from '../core/http-proxy.js'
 import {
+  SOCKS5_CMD,
   SOCKS5_METHOD,
   encodeSocks5Connect,
   encodeSocks5Greeting,
@@ -45,7 +46,37 @@ const fail = (u: UpstreamConfig, why: string): never => {
   throw new DialError('upstream-error', `${u.name}: ${why}`)
 }
 
-async function socks5(u: UpstreamConfig, s: HandshakeStream, host: string, port: number): Promise<void> {
+/**
+ * SOCKS5 UDP ASSOCIATE on `fd` (connected to u.server): the upstream's UDP
+ * relay address. The association lives as long as `fd` stays open. A relay
+ * announced as 0.0.0.0 or :: is at the server's own address.
+ */
+export async function openUdpAssociate(
+  u: UpstreamConfig,
+  fd: number,
+  cancel: Cancel,
+): Promise<{ host: string; port: number }> {
+  const s = new HandshakeStream(fd, cancel)
+  let relay: { host: string; port: number }
+  try {
+    relay = await socks5(u, s, '0.0.0.0', 0, SOCKS5_CMD.UDP_ASSOCIATE)
+  } catch (e) {
+    if (e instanceof EofError)
+      throw new DialError('upstream-error', `${u.name} closed the connection during the handshake`)
+    throw e
+  }
+  if (relay.port === 0) return fail(u, 'UDP ASSOCIATE answered port 0')
+  if (relay.host === '0.0.0.0' || relay.host === '::') return { host: u.server.host, port: relay.port }
+  return relay
+}
+
+async function socks5(
+  u: UpstreamConfig,
+  s: HandshakeStream,
+  host: string,
+  port: number,
+  cmd: number = SOCKS5_CMD.CONNECT,
+): Promise<{ host: string; port: number }> {
   const withAuth = u.username !== undefined
   await s.writeAll(encodeSocks5Greeting(withAuth))
   const choice = await s.read(parseSocks5ServerChoice, REPLY_LIMIT)
@@ -58,10 +89,11 @@ async function socks5(u: UpstreamConfig, s: HandshakeStream, host: string, port:
   } else if (choice.method !== SOCKS5_METHOD.NO_AUTH) {
     return fail(u, `no acceptable authentication method (server chose 0x${choice.method.toString(16)})`)
   }
-  await s.writeAll(encodeSocks5Connect(host, port))
+  await s.writeAll(encodeSocks5Connect(host, port, cmd))
   const reply = await s.read(parseSocks5ServerReply, REPLY_LIMIT)
   if (reply.status !== 'ok') return fail(u, reply.error)
   if (reply.reply !== 0) throw new DialError(`upstream-refused:${hexByte(reply.reply)}`)
+  return { host: reply.host, port: reply.port }
 }
 
 async function httpConnect(u: UpstreamConfig, s: HandshakeStream, host: string, port: number): Promise<void> {

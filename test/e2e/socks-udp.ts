@@ -1,0 +1,334 @@
+// SOCKS5 UDP ASSOCIATE (RFC 1928 §7) on socks and mixed listeners: the npm
+// `socks` client (not ours) echoes exact payloads through a UDP echo server,
+// IPv4 and IPv6 destinations; our own client then sends what a real client
+// would not: datagrams from a foreign source, fragments, domain DST.ADDRs,
+// headers that lie about their lengths and garbage. Each is counted in
+// `ctl status` (udp.socks), nothing crashes, the association ends with its
+// control connection and the fds come back to the baseline. Last, ugate A
+// relays a SOCKS client's datagrams through ugate B's socks listener as a
+// socks5 upstream (A's destination routed by a rule).
+
+import { createSocket, type Socket as UdpSocket } from 'node:dgram'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { SocksClient } from 'socks'
+import t from 'tap'
+import type { Test } from 'tap'
+import { listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
+import { Reader, connectReader, socks5Address } from '../lib/proxy.js'
+import { destroyClients, prngBytes, within } from '../lib/servers.js'
+import { finish, runUgate } from '../lib/ugate.js'
+import type { Ugate } from '../lib/ugate.js'
+
+t.teardown(destroyClients)
+
+/** A UDP socket bound on `host`, closed on teardown. */
+async function udpSocket(t: Test, host: string): Promise<UdpSocket> {
+  const s = createSocket(host.includes(':') ? 'udp6' : 'udp4')
+  await new Promise<void>((res, rej) => {
+    s.once('error', rej)
+    s.bind(0, host, () => res())
+  })
+  t.teardown(() => s.close())
+  return s
+}
+
+/** An echo server on 127.0.0.1 and ::1, the same port on both. */
+async function udpEcho(t: Test): Promise<{ port: number }> {
+  for (;;) {
+    const v4 = await udpSocket(t, '127.0.0.1')
+    const port = v4.address().port
+    const v6 = createSocket('udp6')
+    const ok = await new Promise<boolean>((res) => {
+      v6.once('error', () => res(false))
+      v6.bind(port, '::1', () => res(true))
+    })
+    if (!ok) continue
+    t.teardown(() => v6.close())
+    for (const s of [v4, v6]) s.on('message', (m, r) => s.send(m, r.port, r.address))
+    return { port }
+  }
+}
+
+/** The next datagram on `s` (within 5 s). */
+function nextMessage(s: UdpSocket, what: string): Promise<Buffer> {
+  return within(new Promise<Buffer>((res) => s.once('message', (m) => res(m))), 5000, what)
+}
+
+/** Nothing arrives on `s` until the marker datagram does (sent after the one that must be dropped). */
+async function droppedBefore(s: UdpSocket, marker: Buffer, what: string): Promise<Buffer> {
+  return within(
+    new Promise<Buffer>((res) => {
+      const on = (m: Buffer) => {
+        s.off('message', on)
+        res(m)
+      }
+      s.on('message', on)
+    }),
+    5000,
+    what,
+  ).then((m) => {
+    if (!m.subarray(m.length - marker.length).equals(marker)) throw new Error(`${what}: got ${m.toString('hex')}`)
+    return m
+  })
+}
+
+interface Assoc {
+  control: Reader
+  relay: { host: string; port: number }
+}
+
+/** Our own client: greeting, optional user/pass, UDP ASSOCIATE declaring `port`. */
+async function associate(proxyPort: number, port: number, user?: [string, string]): Promise<Assoc> {
+  const control = await connectReader(proxyPort)
+  control.sock.write(Buffer.from(user ? [5, 1, 2] : [5, 1, 0]))
+  const choice = await control.read(2)
+  if (user) {
+    const [u, p] = user
+    control.sock.write(
+      Buffer.concat([Buffer.from([1, u.length]), Buffer.from(u), Buffer.from([p.length]), Buffer.from(p)]),
+    )
+    const st = await control.read(2)
+    if (st[1] !== 0) throw new Error('auth failed')
+  } else if (choice[1] !== 0) throw new Error(`method ${choice[1]}`)
+  control.sock.write(Buffer.concat([Buffer.from([5, 3, 0]), socks5Address('0.0.0.0', port)]))
+  const head = await control.read(4)
+  if (head[1] !== 0) throw new Error(`reply ${head[1]}`)
+  const alen = head[3] === 1 ? 4 : 16
+  const rest = await control.read(alen + 2)
+  const host =
+    alen === 4
+      ? [...rest.subarray(0, 4)].join('.')
+      : (rest.subarray(0, 16).toString('hex').match(/.{4}/g) ?? []).map((x) => x.replace(/^0+(?=.)/, '')).join(':')
+  return { control, relay: { host, port: rest.readUInt16BE(alen) } }
+}
+
+/** RSV FRAG ATYP DST.ADDR DST.PORT DATA. */
+function frame(host: string, port: number, data: Buffer, frag = 0): Buffer {
+  return Buffer.concat([Buffer.from([0, 0, frag]), socks5Address(host, port), data])
+}
+
+function withAdmin(t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ugate-socksudp-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return join(dir, 'ugate.sock')
+}
+
+interface SocksUdpStatus {
+  associationsLive: number
+  associationsTotal: number
+  packetsUp: number
+  packetsDown: number
+  drops: Record<string, number>
+}
+function socksStatus(socket: string): SocksUdpStatus {
+  const r = runUgate(['ctl', '--json', '--socket', socket, 'status'])
+  if (r.code !== 0) throw new Error(`ctl status: ${r.stdout} ${r.stderr.join('\n')}`)
+  return (JSON.parse(r.stdout) as { udp: { socks: SocksUdpStatus } }).udp.socks
+}
+
+/** The `socks` package's associate: the control socket and the relay it was told. */
+function npmAssociate(proxyPort: number, user?: { userId: string; password: string }) {
+  const client = new SocksClient({
+    proxy: { host: '127.0.0.1', port: proxyPort, type: 5, ...user },
+    command: 'associate',
+    destination: { host: '0.0.0.0', port: 0 },
+  })
+  const p = new Promise<{ socket: import('node:net').Socket; relay: { host: string; port: number } }>((res, rej) => {
+    client.once('established', (info) => res({ socket: info.socket, relay: info.remoteHost! }))
+    client.once('error', rej)
+  })
+  client.connect()
+  return within(p, 5000, 'the npm client associates')
+}
+
+/** The `socks` package's client (associate + createUDPFrame/parseUDPFrame) through proxyPort. */
+async function npmClientEcho(
+  t: Test,
+  proxyPort: number,
+  echoPort: number,
+  user?: { userId: string; password: string },
+) {
+  const { socket, relay } = await npmAssociate(proxyPort, user)
+  t.equal(relay.host, '127.0.0.1', 'BND.ADDR is the address the client reached, not 0.0.0.0')
+  t.not(relay.port, 0, 'BND.PORT is the relay socket')
+  const udp = await udpSocket(t, '127.0.0.1')
+  for (const [i, dst] of ['127.0.0.1', '::1'].entries()) {
+    for (const size of [1, 1200, 8000]) {
+      const data = prngBytes(i * 100 + size, size)
+      udp.send(SocksClient.createUDPFrame({ remoteHost: { host: dst, port: echoPort }, data }), relay.port, relay.host)
+      const got = SocksClient.parseUDPFrame(await nextMessage(udp, `echo of ${size} bytes via ${dst}`))
+      t.ok(got.data.equals(data), `${size} bytes to ${dst}: exact payload back`)
+      t.same(got.remoteHost, { host: sameIp(dst), port: echoPort }, `the header names the real source ${dst}`)
+    }
+  }
+  return socket
+}
+
+/** How the npm client spells an address it parsed (IPv6 in full, zero-padded). */
+function sameIp(ip: string): string {
+  return ip === '::1' ? '0000:0000:0000:0000:0000:0000:0000:0001' : ip
+}
+
+/**
+ * The first association starts the UDP thread, whose epoll and eventfd stay:
+ * one association opened and closed, then the fd baseline is taken again
+ * (only those two new fds, no socket, may have appeared).
+ */
+async function warmUp(t: Test, ug: Ugate, name: string): Promise<void> {
+  const before = new Set(ug.fdList())
+  const a = await associate(ug.port(name), 0)
+  a.control.sock.end()
+  await waitConnsOf(ug, name, 1)
+  const added = ug.fdList().filter((f) => !before.has(f))
+  t.ok(
+    added.every((f) => /anon_inode:\[(eventpoll|eventfd)\]/.test(f)),
+    "the first association leaves only the UDP thread's epoll/eventfd",
+    { added },
+  )
+  ug.baselineFds = ug.fdCount()
+}
+
+t.test('the npm socks client: UDP ASSOCIATE echoes on socks and mixed listeners, with users', async (t) => {
+  const echo = await udpEcho(t)
+  const users = [{ username: 'alice', password: 'pw' }]
+  const ug = await startConfig(
+    t,
+    proxyConfig([listener('s', 'socks'), listener('m', 'mixed'), listener('a', 'socks', { users })]),
+  )
+  await warmUp(t, ug, 's')
+  for (const name of ['s', 'm']) {
+    const ctrl = await npmClientEcho(t, ug.port(name), echo.port)
+    ctrl.end()
+  }
+  const ctrl = await npmClientEcho(t, ug.port('a'), echo.port, { userId: 'alice', password: 'pw' })
+  ctrl.end()
+  await t.rejects(npmAssociate(ug.port('a'), { userId: 'alice', password: 'wrong' }), 'wrong password: no association')
+  const conns = await waitConnsOf(ug, 'a', 2)
+  t.match(
+    conns.find((c) => c.fields.user === 'alice')?.fields,
+    { reason: 'eof', pktUp: '6', pktDown: '6', dests: '2' },
+    'access line counts the datagrams',
+  )
+  await waitConnsOf(ug, 's', 2)
+  await waitConnsOf(ug, 'm', 1)
+  await finish(t, ug, 5)
+})
+
+t.test(
+  'our client: foreign sources, fragments, lies, garbage, domains; the end with the control connection',
+  async (t) => {
+    const echo = await udpEcho(t)
+    const socket = withAdmin(t)
+    const ug = await startConfig(t, proxyConfig([listener('s', 'socks')], { admin: { socket } }))
+    await warmUp(t, ug, 's')
+    const client = await udpSocket(t, '127.0.0.1')
+    const a = await associate(ug.port('s'), client.address().port)
+    const to = (b: Buffer, s: UdpSocket = client) => s.send(b, a.relay.port, a.relay.host)
+    const ok = (tag: string) => frame('127.0.0.1', echo.port, Buffer.from(tag))
+    const before = socksStatus(socket)
+    t.equal(before.associationsLive, 1, 'one association live')
+
+    // Another port on the client's IP, and another IP, are foreign: only the declared port counts.
+    const otherPort = await udpSocket(t, '127.0.0.1')
+    const otherIp = await udpSocket(t, '127.0.0.2')
+    to(ok('foreign-port'), otherPort)
+    to(ok('foreign-ip'), otherIp)
+    // FRAG 1: dropped. Lies and garbage: dropped.
+    to(frame('127.0.0.1', echo.port, Buffer.from('frag'), 1))
+    const lies = [
+      Buffer.from([0, 0, 0, 1, 127, 0]), // IPv4 header cut short
+      Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0, 0]), // IPv6 header cut short
+      Buffer.from([0, 0, 0, 3, 200, 0x61, 0x62]), // a name of 200 bytes with 2 there
+      Buffer.from([0, 0, 0, 3, 0, 0, 80]), // empty name
+      Buffer.from([0, 0, 0, 3, 3, 0x61, 0x00, 0x62, 0, 80]), // NUL in a name
+      Buffer.from([0, 0, 0, 9, 1, 2, 3, 4, 0, 80]), // ATYP 9
+      Buffer.from([1, 0, 0, 1, 127, 0, 0, 1, 0, 80]), // RSV not zero
+      Buffer.from([0, 0, 0]), // shorter than any header
+      Buffer.from([0, 0, 0, 1, 127, 0, 0, 1, 0, 0, 0x61]), // port 0
+    ]
+    for (const b of lies) to(b)
+    to(ok('marker'))
+    const echoed = await droppedBefore(client, Buffer.from('marker'), 'the marker after the bad datagrams')
+    t.ok(echoed.subarray(10).equals(Buffer.from('marker')), 'only the marker came back')
+    const after = socksStatus(socket)
+    t.equal(after.drops.foreign! - before.drops.foreign!, 2, 'two foreign datagrams counted')
+    t.equal(after.drops.fragment! - before.drops.fragment!, 1, 'one fragment counted')
+    t.equal(after.drops.malformed! - before.drops.malformed!, lies.length, `${lies.length} malformed counted`)
+
+    // A domain DST.ADDR: resolved by ugate, the reply's header names the address it came from.
+    to(frame('localhost', echo.port, Buffer.from('by-name')))
+    const named = await nextMessage(client, 'echo via localhost')
+    t.same([...named.subarray(0, 4)], [0, 0, 0, 1], 'a direct reply carries an IPv4 header')
+    t.equal(named.subarray(4, 8).join('.'), '127.0.0.1', 'from the resolved address')
+    t.equal(named.readUInt16BE(8), echo.port, 'and port')
+    t.equal(named.subarray(10).toString(), 'by-name', 'exact payload')
+
+    // The control connection closes: the association ends, its relay is gone.
+    a.control.sock.end()
+    const conns = await waitConnsOf(ug, 's', 2)
+    t.match(conns[1]!.fields, { reason: 'eof', dests: '2', relay: `127.0.0.1:${a.relay.port}` }, 'access line')
+    t.equal(socksStatus(socket).associationsLive, 0, 'no association live after the control connection closed')
+    await finish(t, ug, 2)
+  },
+)
+
+t.test('IPv6: an association on ::1 relays to IPv4 and IPv6 destinations', async (t) => {
+  const echo = await udpEcho(t)
+  const ug = await startConfig(t, proxyConfig([listener('s6', 'socks', { listen: '[::1]:0' })]))
+  ug.baselineFds += 2 // the UDP thread's epoll and eventfd, started by the association (see warmUp)
+  const control = await connectReader(ug.port('s6'), '::1')
+  control.sock.write(Buffer.from([5, 1, 0]))
+  await control.read(2)
+  control.sock.write(Buffer.concat([Buffer.from([5, 3, 0]), socks5Address('::', 0)]))
+  const head = await control.read(4)
+  t.equal(head[3], 4, 'BND.ADDR is IPv6')
+  const rest = await control.read(18)
+  t.equal(rest.subarray(0, 16).toString('hex'), '0'.repeat(31) + '1', 'BND.ADDR is ::1')
+  const relayPort = rest.readUInt16BE(16)
+  const client = await udpSocket(t, '::1')
+  for (const dst of ['127.0.0.1', '::1']) {
+    client.send(frame(dst, echo.port, Buffer.from(`v6-${dst}`)), relayPort, '::1')
+    const got = SocksClient.parseUDPFrame(await nextMessage(client, `echo via ${dst}`))
+    t.equal(got.data.toString(), `v6-${dst}`, `exact payload via ${dst}`)
+    t.equal(got.remoteHost.host, sameIp(dst), `source ${dst} in the header`)
+  }
+  control.sock.end()
+  await finish(t, ug, 1)
+})
+
+t.test('idle: an association without datagrams ends and closes its control connection', async (t) => {
+  const ug = await startConfig(t, proxyConfig([listener('s', 'socks', { udpIdleTimeout: 1 })]))
+  const a = await associate(ug.port('s'), 0)
+  await within(new Promise((res) => a.control.sock.once('end', res)), 10_000, 'control connection closed by ugate')
+  a.control.sock.end()
+  const conns = await waitConnsOf(ug, 's', 1)
+  t.equal(conns[0]!.fields.reason, 'udp-idle', 'reason udp-idle')
+  ug.baselineFds += 2 // the UDP thread's epoll and eventfd (see warmUp)
+  await finish(t, ug, 1)
+})
+
+t.test('upstream: ugate A relays UDP through ugate B as a socks5 upstream', async (t) => {
+  const echo = await udpEcho(t)
+  const b = await startConfig(t, proxyConfig([listener('b', 'socks')]))
+  const a = await startConfig(
+    t,
+    proxyConfig([listener('a', 'socks')], {
+      upstreams: [{ name: 'B', type: 'socks5', server: `127.0.0.1:${b.port('b')}` }],
+      rules: [{ name: 'via-b', network: ['udp'], dstPort: [echo.port], action: 'upstream:B' }],
+    }),
+  )
+  const ctrl = await npmClientEcho(t, a.port('a'), echo.port)
+  ctrl.end()
+  const [la] = await waitConnsOf(a, 'a', 1)
+  t.match(la!.fields, { pktUp: '6', pktDown: '6' }, 'A counts the datagrams')
+  const [lb] = await waitConnsOf(b, 'b', 1)
+  t.match(lb!.fields, { pktUp: '6', pktDown: '6', reason: 'eof' }, 'B relayed them, and ended with A')
+  a.baselineFds += 2 // the UDP thread's epoll and eventfd (see warmUp)
+  b.baselineFds += 2
+  await finish(t, a, 1)
+  await finish(t, b, 1)
+})
+
+export type { Ugate }
