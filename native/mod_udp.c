@@ -185,7 +185,8 @@ static JSValue js_udp_close(UG_JS_PARAMS) {
   return JS_FALSE;
 }
 
-// udpRoute(flow, {action, addr?, port?}) → '' or an errno name (ENOENT: the flow is gone).
+// udpRoute(flow, {action, addr?, port?}) (action direct, reject, forward, upstream) → '' or an
+// errno name (ENOENT: the flow is gone).
 static JSValue js_udp_route(UG_JS_PARAMS) {
   double id;
   if (JS_ToFloat64(ctx, &id, argv[0])) return JS_EXCEPTION;
@@ -201,15 +202,16 @@ static JSValue js_udp_route(UG_JS_PARAMS) {
     r.mode = UDP_DIRECT;
   } else if (action && strcmp(action, "reject") == 0) {
     r.mode = UDP_REJECT;
-  } else if (action && strcmp(action, "forward") == 0) {
-    r.mode = UDP_FORWARD;
+  } else if (action && (strcmp(action, "forward") == 0 || strcmp(action, "upstream") == 0)) {
+    // upstream: addr:port is a SOCKS5 server's UDP relay (its UDP ASSOCIATE's answer).
+    r.mode = action[0] == 'f' ? UDP_FORWARD : UDP_SOCKS;
     r.target_len = addr && port > 0 && port < 65536 ? parse_addr(addr, port, &r.target) : 0;
     if (r.target_len == 0) {
-      JS_ThrowTypeError(ctx, "udpRoute: forward needs a numeric addr and a port 1-65535");
+      JS_ThrowTypeError(ctx, "udpRoute: %s needs a numeric addr and a port 1-65535", action);
       goto out;
     }
   } else {
-    JS_ThrowTypeError(ctx, "udpRoute: action must be direct, reject or forward");
+    JS_ThrowTypeError(ctx, "udpRoute: action must be direct, reject, forward or upstream");
     goto out;
   }
   int err = udp_route((uint64_t)id, &r);

@@ -144,17 +144,32 @@ static int parse_header(const uint8_t *p, size_t n) {
   return (int)h;
 }
 
-// The header "00 00 00 ATYP ADDR PORT" of a reply from `from`, written just
-// in front of `at`; its length.
-static size_t put_header(uint8_t *at, const udp_key *from) {
-  size_t alen = from->family == 4 ? 4 : 16;
-  uint8_t *h = at - (6 + alen);
+size_t socks_udp_put_header(uint8_t *h, const udp_key *k) {
+  size_t alen = k->family == 4 ? 4 : 16;
   h[0] = h[1] = h[2] = 0;
-  h[3] = from->family == 4 ? 1 : 4;
-  memcpy(h + 4, from->addr, alen);
-  h[4 + alen] = from->port >> 8;
-  h[5 + alen] = from->port & 0xff;
+  h[3] = k->family == 4 ? 1 : 4;
+  memcpy(h + 4, k->addr, alen);
+  h[4 + alen] = k->port >> 8;
+  h[5 + alen] = k->port & 0xff;
   return 6 + alen;
+}
+
+size_t socks_udp_take_header(const uint8_t *p, size_t n, udp_key *from) {
+  int h = parse_header(p, n);
+  if (h <= 0 || p[3] == 3) return 0;
+  memset(from, 0, sizeof *from);
+  from->family = p[3] == 1 ? 4 : 6;
+  memcpy(from->addr, p + 4, from->family == 4 ? 4 : 16);
+  from->port = (uint16_t)(p[h - 2] << 8 | p[h - 1]);
+  return (size_t)h;
+}
+
+// The header of a reply from `from`, written just in front of `at`; its length.
+static size_t put_header(uint8_t *at, const udp_key *from) {
+  uint8_t h[22];
+  size_t n = socks_udp_put_header(h, from);
+  memcpy(at - n, h, n);
+  return n;
 }
 
 // ---- ending -------------------------------------------------------------------------------

@@ -62,4 +62,11 @@ int socks_udp_route(uint64_t assoc, uint32_t dest, int mode, const struct sockad
 int socks_udp_close(uint64_t assoc);
 void socks_udp_counters_get(socks_udp_counters *out);
 
+// The SOCKS5 UDP header "00 00 00 ATYP ADDR PORT" for an IP endpoint into
+// out (22 bytes at most); its length.
+size_t socks_udp_put_header(uint8_t *out, const udp_key *k);
+// A reply's header from a SOCKS5 relay: its length (the source in *from), or
+// 0 when malformed, a fragment, or naming a domain (no address to reply from).
+size_t socks_udp_take_header(const uint8_t *p, size_t n, udp_key *from);
+
 #endif

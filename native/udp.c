@@ -18,12 +18,11 @@
 // the loop thread may be busy (a route decision, `nft -f` run synchronously)
 // while this thread keeps moving.
 //
-// A header transform per flow would carry SOCKS5 UDP ASSOCIATE later: a
-// third mode whose outbound socket is connected to the proxy's relay port,
-// which prefixes RSV/FRAG/ATYP/DST to each datagram in drain_listener() and
-// udp_route() (out_address() is where the mode is read today) and, in
-// drain_out(), takes the remote from the header and strips it before the
-// reply is sent from that remote.
+// A flow routed to a SOCKS5 upstream (UDP_SOCKS) has its outbound socket
+// connected to the upstream's UDP relay: each datagram goes out behind the
+// header naming its destination (socks_slot), and drain_out() takes each
+// reply's source from the relay's header and strips it before the reply is
+// sent from that source. The upstream's control connection is JS's.
 #define _GNU_SOURCE
 #include "udp.h"
 
@@ -39,6 +38,7 @@
 #include <unistd.h>
 
 #include "cmsg.h"
+#include "socks_udp.h"
 
 // musl toolchains ship without the kernel headers that define these.
 #ifndef IP_TRANSPARENT
@@ -267,7 +267,7 @@ static udp_flow *flow_find(listener *l, const udp_key *src) {
 static const char *mode_name(const udp_flow *f) {
   if (f->state == ST_PENDING) return "pending";
   if (f->state == ST_REJECT) return "reject";
-  return f->mode == UDP_FORWARD ? "forward" : "direct";
+  return f->mode == UDP_FORWARD ? "forward" : f->mode == UDP_SOCKS ? "upstream" : "direct";
 }
 
 static void free_queue(udp_flow *f) {
@@ -489,6 +489,16 @@ static void send_slot(int i, void *name, socklen_t len, uint8_t *buf, size_t n) 
       (struct msghdr){.msg_name = name, .msg_namelen = len, .msg_iov = &iovs[i], .msg_iovlen = 1};
 }
 
+// Slot i for a UDP_SOCKS flow: the SOCKS5 UDP header naming dst, then the
+// datagram, on the socket connected to the relay.
+static uint8_t socks_hdrs[BATCH][22];
+static struct iovec socks_iovs[BATCH][2];
+static void socks_slot(int i, const udp_key *dst, uint8_t *buf, size_t n) {
+  socks_iovs[i][0] = (struct iovec){socks_hdrs[i], socks_udp_put_header(socks_hdrs[i], dst)};
+  socks_iovs[i][1] = (struct iovec){buf, n};
+  msgs[i].msg_hdr = (struct msghdr){.msg_iov = socks_iovs[i], .msg_iovlen = 2};
+}
+
 // sendmmsg the prepared msgs[0..n); a refused datagram is dropped and counted
 // (UDP has no retry: the application's own does). What went out is added to
 // the flow's counters (pk, by) and the engine's (all_pk, all_by).
@@ -503,8 +513,11 @@ static void send_batch(int fd, int n, uint64_t *pk, uint64_t *by, uint64_t *all_
       continue;
     }
     for (int j = i; j < i + k; j++) {
-      *by += msgs[j].msg_len;
-      *all_by += msgs[j].msg_len;
+      // A SOCKS slot's first iovec is its header: the payload is what counts.
+      struct msghdr *m = &msgs[j].msg_hdr;
+      size_t b = msgs[j].msg_len - (m->msg_iovlen == 2 ? m->msg_iov[0].iov_len : 0);
+      *by += b;
+      *all_by += b;
     }
     *pk += k;
     *all_pk += k;
@@ -525,7 +538,16 @@ static socklen_t out_address(udp_flow *f, const udp_key *dst, struct sockaddr_st
 static void send_one_up(udp_flow *f, const udp_key *dst, const uint8_t *data, size_t len) {
   struct sockaddr_storage ss;
   socklen_t sl = out_address(f, dst, &ss);
-  ssize_t n = sendto(f->out_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&ss, sl);
+  ssize_t n;
+  if (f->mode == UDP_SOCKS) {
+    uint8_t h[22];
+    struct iovec iov[2] = {{h, socks_udp_put_header(h, dst)}, {(void *)data, len}};
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
+    n = sendmsg(f->out_fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) n -= (ssize_t)iov[0].iov_len;
+  } else {
+    n = sendto(f->out_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&ss, sl);
+  }
   if (n < 0) {
     engine.c.drop_send_failed++;
     return;
@@ -619,8 +641,11 @@ static void drain_listener(listener *l) {
       if (f && f->state == ST_ACTIVE) {
         int cnt = 0;
         for (int k = i; k < j; k++, cnt++)
-          send_slot(cnt, &tx_names[cnt], out_address(f, &rx_dst[k], &tx_names[cnt]), bufs[k],
-                    lens[k]);
+          if (f->mode == UDP_SOCKS)
+            socks_slot(cnt, &rx_dst[k], bufs[k], lens[k]);
+          else
+            send_slot(cnt, &tx_names[cnt], out_address(f, &rx_dst[k], &tx_names[cnt]), bufs[k],
+                      lens[k]);
         send_batch(f->out_fd, cnt, &f->pk_up, &f->by_up, &engine.c.pk_up, &engine.c.by_up);
       }
       i = j;
@@ -648,17 +673,26 @@ static void drain_out(udp_flow *f) {
         engine.c.drop_truncated++;
         continue;
       }
-      // A forwarded flow's replies come from where the client sent to.
-      if (f->mode == UDP_FORWARD)
+      // A forwarded flow's replies come from where the client sent to; a
+      // SOCKS relay's replies name their source in the header it strips.
+      size_t skip = 0;
+      if (f->mode == UDP_FORWARD) {
         from[kept] = f->last_dst;
-      else
+      } else if (f->mode == UDP_SOCKS) {
+        skip = socks_udp_take_header(bufs[i], msgs[i].msg_len, &from[kept]);
+        if (skip == 0) {
+          engine.c.drop_truncated++;  // not a relay's reply: malformed
+          continue;
+        }
+      } else {
         udp_key_from_sockaddr(&from[kept], &names[i]);
+      }
       if (from[kept].family != f->src.family) {
         engine.c.drop_reply_socket++;
         continue;
       }
-      lens[kept] = msgs[i].msg_len;
-      if (kept != i) memcpy(bufs[kept], bufs[i], lens[kept]);
+      lens[kept] = msgs[i].msg_len - skip;
+      if (kept != i || skip) memmove(bufs[kept], bufs[i] + skip, lens[kept]);
       kept++;
     }
     if (kept > 0) touch(f, now);
@@ -917,7 +951,8 @@ void udp_listener_close(int id) {
 }
 
 static int flow_out_socket(udp_flow *f) {
-  int v6 = f->src.family == 6;
+  // A SOCKS relay may be of the other family than the client.
+  int v6 = f->mode == UDP_SOCKS ? f->target.ss_family == AF_INET6 : f->src.family == 6;
   int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   int one = 1;
@@ -943,17 +978,21 @@ int udp_route(uint64_t id, const udp_route_spec *r) {
   } else {
     pending_unlink(f);
     f->mode = r->mode;
-    if (r->mode == UDP_FORWARD) {
+    if (r->mode == UDP_FORWARD || r->mode == UDP_SOCKS) {
       f->target = r->target;
       f->target_len = r->target_len;
       udp_key t;
       udp_key_from_sockaddr(&t, &r->target);
-      if (t.family != f->src.family) res = -EAFNOSUPPORT;
+      if (r->mode == UDP_FORWARD && t.family != f->src.family) res = -EAFNOSUPPORT;
     }
     if (res == 0 && r->mode != UDP_REJECT) {
       int fd = flow_out_socket(f);
       if (fd < 0) res = fd;
       f->out_fd = fd;
+      // Connected to the relay: only its datagrams come back.
+      if (fd >= 0 && r->mode == UDP_SOCKS &&
+          connect(fd, (const struct sockaddr *)&f->target, f->target_len) < 0)
+        res = -errno;
     }
     if (res != 0 || r->mode == UDP_REJECT) {
       f->state = ST_REJECT;

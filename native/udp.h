@@ -50,13 +50,14 @@ typedef struct {
   uint32_t mark;    // SO_MARK of outbound and reply sockets; 0 = none
 } udp_listener_opts;
 
-// How a routed flow's datagrams leave. A later SOCKS5 UDP ASSOCIATE mode
-// adds a header on the way out and strips it on the way in (see udp.c).
-enum udp_mode { UDP_DIRECT = 1, UDP_FORWARD = 2, UDP_REJECT = 3 };
+// How a routed flow's datagrams leave. UDP_SOCKS: to a SOCKS5 server's UDP
+// relay (its UDP ASSOCIATE), each datagram with the header naming its
+// destination; the replies' headers name their sources (stripped here).
+enum udp_mode { UDP_DIRECT = 1, UDP_FORWARD = 2, UDP_REJECT = 3, UDP_SOCKS = 4 };
 
 typedef struct {
   int mode;
-  struct sockaddr_storage target;  // UDP_FORWARD: where every datagram goes
+  struct sockaddr_storage target;  // UDP_FORWARD: where every datagram goes; UDP_SOCKS: the relay
   socklen_t target_len;
 } udp_route_spec;
 

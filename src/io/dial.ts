@@ -41,7 +41,7 @@ export interface Dialed {
 /** Connect to host:port; throws only DialError. */
 export async function dial(host: string, port: number, opts: DialOptions): Promise<Dialed> {
   if (opts.cancel.cancelled) throw new DialError(opts.cancel.reason!)
-  const addrs = isIpLiteral(host) ? [host] : await resolve(host, opts)
+  const addrs = isIpLiteral(host) ? [host] : await resolveHost(host, opts)
   let reason = 'connect-error'
   for (const addr of addrs) {
     if (opts.refuse?.(addr, port)) {
@@ -57,8 +57,8 @@ export async function dial(host: string, port: number, opts: DialOptions): Promi
   throw new DialError(reason)
 }
 
-/** All addresses of `host`, in getaddrinfo's order. */
-function resolve(host: string, opts: DialOptions): Promise<string[]> {
+/** All addresses of `host`, in getaddrinfo's order (off the loop, within opts.timeoutMs). */
+export function resolveHost(host: string, opts: Pick<DialOptions, 'timeoutMs' | 'cancel' | 'log'>): Promise<string[]> {
   return new Promise((ok, fail) => {
     let settled = false
     let off = () => {}

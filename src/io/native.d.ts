@@ -360,7 +360,7 @@ declare module 'ugate:native' {
   }
   /** A flow's route and traffic so far; ms since it opened. */
   interface UdpFlowCounters {
-    action: 'direct' | 'forward' | 'reject' | 'pending'
+    action: 'direct' | 'forward' | 'reject' | 'upstream' | 'pending'
     packetsUp: number
     bytesUp: number
     packetsDown: number
@@ -392,6 +392,8 @@ declare module 'ugate:native' {
     | { action: 'reject' }
     /** Every datagram to addr:port (a numeric IP of the client's family). */
     | { action: 'forward'; addr: string; port: number }
+    /** To a SOCKS5 server's UDP relay at addr:port (its UDP ASSOCIATE), a header naming each datagram's destination. */
+    | { action: 'upstream'; addr: string; port: number }
   /** Route a new flow: '' or an errno name (ENOENT: the flow already ended). */
   export function udpRoute(flow: number, route: UdpRoute): string
   /** End every flow ('shutdown'). */

@@ -2,6 +2,8 @@
 // halfway) and errno names out of thrown NativeErrors.
 
 import * as native from 'ugate:native'
+import type { Cancel } from '../core/cancel.js'
+import { waitReadable } from './loop.js'
 
 /** The errno name of a NativeError ('ECONNREFUSED'), else 'EUNKNOWN'. */
 export function errorCode(e: unknown): string {
@@ -30,5 +32,19 @@ export function resetQuietly(fd: number): void {
     native.reset(fd)
   } catch {
     closeQuietly(fd)
+  }
+}
+
+/** Until the peer closes `fd` (or an error); bytes it sends meanwhile are read and dropped. */
+export async function waitEof(fd: number, cancel: Cancel): Promise<void> {
+  for (;;) {
+    await waitReadable(fd, cancel)
+    let chunk: ArrayBuffer | null
+    try {
+      chunk = native.read(fd, 4096)
+    } catch {
+      return
+    }
+    if (chunk !== null && chunk.byteLength === 0) return
   }
 }

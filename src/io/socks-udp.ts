@@ -17,10 +17,9 @@ import type { ProxyListenerConfig } from '../core/config.js'
 import { isIpLiteral } from '../core/ip.js'
 import { type RouteQuery, route } from '../core/rules/index.js'
 import { SOCKS5_REPLY, encodeSocks5Reply } from '../core/socks.js'
-import { dial } from './dial.js'
-import { waitReadable } from './loop.js'
+import { dial, resolveHost } from './dial.js'
 import type { GatewayContext, Outcome, Session } from './session.js'
-import { closeQuietly, describeError } from './sockets.js'
+import { closeQuietly, describeError, waitEof } from './sockets.js'
 import { openUdpAssociate } from './upstream.js'
 
 /** "::ffff:1.2.3.4" (a dual-stack socket's IPv4 peer) → "1.2.3.4". */
@@ -31,19 +30,19 @@ function unmap(addr: string): string {
 /** Resolve once per association: the first address, or null with a log line. */
 type Resolver = (host: string) => Promise<string | null>
 
-function resolver(ctx: GatewayContext, fields: { listener: string; src: string }): Resolver {
+function resolver(ctx: GatewayContext, cancel: Cancel, fields: { listener: string; src: string }): Resolver {
   const cache = new Map<string, Promise<string | null>>()
+  const opts = { timeoutMs: ctx.config.dial.connectTimeoutMs, cancel, log: ctx.log }
   return (host) => {
     if (isIpLiteral(host)) return Promise.resolve(host)
     let p = cache.get(host)
     if (p === undefined) {
-      p = new Promise((resolve) =>
-        native.resolve(host, (err, addrs) => {
-          if (err !== null || addrs.length === 0) {
-            ctx.log.warn('socks-udp-resolve-failed', { ...fields, host, error: err ?? 'no address' })
-            resolve(null)
-          } else resolve(addrs[0]!)
-        }),
+      p = resolveHost(host, opts).then(
+        (addrs) => addrs[0]!,
+        (e: unknown) => {
+          if (!cancel.cancelled) ctx.log.warn('socks-udp-resolve-failed', { ...fields, host, error: describeError(e) })
+          return null
+        },
       )
       cache.set(host, p)
     }
@@ -69,7 +68,7 @@ export async function serveUdpAssociate(
   // The relay listens where the client reached this listener: an address it can send to.
   const bindAddr = unmap(local.addr)
   const ended = new Cancel(s.cancel)
-  const resolve = resolver(ctx, base)
+  const resolve = resolver(ctx, ended, base)
   const upstreams = new Map<string, Promise<{ addr: string; port: number } | null>>()
   const upstreamFds: number[] = []
   let dests = 0
@@ -191,18 +190,4 @@ export async function serveUdpAssociate(
     udpDown: end.bytesDown,
   })
   return { kind: 'close', reason: ended.reason ?? 'eof' }
-}
-
-/** Until the peer closes `fd` (or an error); bytes it sends meanwhile are read and dropped. */
-async function waitEof(fd: number, cancel: Cancel): Promise<void> {
-  for (;;) {
-    await waitReadable(fd, cancel)
-    let chunk: ArrayBuffer | null
-    try {
-      chunk = native.read(fd, 4096)
-    } catch {
-      return
-    }
-    if (chunk !== null && chunk.byteLength === 0) return
-  }
 }

@@ -7,9 +7,10 @@
 // "udp" (destination IP and port, source, listener; a name when a sniffer
 // found one in the first datagram: a QUIC Initial's SNI). direct → an outbound socket of the
 // flow's own (full cone); forward → the rule's target (a name is resolved
-// first); reject → the flow's datagrams are dropped until it is idle.
-// upstream → rejected for now, with a warning: SOCKS5 UDP ASSOCIATE is not
-// there yet.
+// first); reject → the flow's datagrams are dropped until it is idle;
+// upstream (socks5) → the upstream's UDP ASSOCIATE, one per flow, whose
+// control connection stays open for the flow's life (udp.c adds and strips
+// the SOCKS header); an http upstream cannot carry UDP: rejected.
 
 import * as native from 'ugate:native'
 import { formatHostPort } from '../core/address.js'
@@ -22,7 +23,10 @@ import type { SniffProto } from '../core/sniff/types.js'
 import type { Listener } from './listener.js'
 import type { GatewayContext } from './session.js'
 import { sniffQuicDatagrams } from './quic.js'
-import { describeError } from './sockets.js'
+import { closeQuietly, describeError, waitEof } from './sockets.js'
+import { dial, resolveHost } from './dial.js'
+import { openUdpAssociate } from './upstream.js'
+import { Cancel } from '../core/cancel.js'
 
 /**
  * What a sniffer learnt from a flow's first datagram. The QUIC sniffer
@@ -53,6 +57,8 @@ function sniffDatagram(data: Uint8Array): DatagramSniff {
 interface FlowInfo {
   rule: string
   action: string
+  /** The upstream's name, for an upstream route. */
+  via?: string
   host?: string
   proto?: SniffProto
 }
@@ -78,6 +84,8 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
   let l = config
   let allow = allowSet(l)
   const flows = new Map<number, FlowInfo>()
+  // Flows routed to a socks5 upstream: their control connection, closed with the flow.
+  const upstreamConns = new Map<number, { cancel: Cancel; fd: number }>()
   const onEvent = (ev: native.UdpEvent) => {
     if (ev.type === 'new') routeFlow(ev)
     else endFlow(ev)
@@ -104,11 +112,12 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
           ? { action: 'forward', addr: action.host, port: action.port }
           : `resolve:${action.host}`
       case 'upstream':
+        if (ctx.upstreams.get(action.name)!.type === 'socks5') return `upstream:${action.name}`
         ctx.log.warn('udp-upstream-unsupported', {
           listener: l.name,
           src: formatHostPort(ev.src, ev.srcPort),
           upstream: action.name,
-          note: 'SOCKS5 UDP ASSOCIATE is not supported yet: the flow is rejected',
+          note: 'only a socks5 upstream relays UDP: the flow is rejected',
         })
         return { action: 'reject' }
     }
@@ -157,6 +166,7 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
       answer(ev.id, d)
       return
     }
+    if (r.action.type === 'upstream') return viaUpstream(ev, info, r.action.name)
     const a = r.action as Extract<RuleAction, { type: 'forward' }>
     native.resolve(a.host, (err, addrs) => {
       // The same family as the client: TPROXY cannot turn IPv4 into IPv6.
@@ -172,9 +182,45 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
     })
   }
 
+  /** The flow's own UDP ASSOCIATE at a socks5 upstream; the flow waits (queued in C) meanwhile. */
+  function viaUpstream(ev: native.UdpNewFlow, info: FlowInfo, name: string): void {
+    const u = ctx.upstreams.get(name)!
+    const up = { cancel: new Cancel(), fd: -1 }
+    upstreamConns.set(ev.id, up)
+    info.via = name
+    const fields = { listener: l.name, src: formatHostPort(ev.src, ev.srcPort), upstream: name }
+    const opts = {
+      timeoutMs: ctx.config.dial.connectTimeoutMs,
+      mark: ctx.config.dial.mark,
+      cancel: up.cancel,
+      log: ctx.log,
+    }
+    void (async () => {
+      const dialed = await dial(u.server.host, u.server.port, opts)
+      up.fd = dialed.fd
+      const relay = await openUdpAssociate(u, dialed.fd, up.cancel)
+      const addr = isIpLiteral(relay.host) ? relay.host : (await resolveHost(relay.host, opts))[0]!
+      answer(ev.id, { action: 'upstream', addr, port: relay.port })
+      // Its relay ends with this connection: the flow's datagrams have nowhere to go until it is idle.
+      await waitEof(dialed.fd, up.cancel)
+      ctx.log.warn('udp-upstream-closed', fields)
+    })().catch((e: unknown) => {
+      if (up.cancel.cancelled) return // the flow ended first
+      ctx.log.warn('udp-upstream-failed', { ...fields, error: describeError(e) })
+      info.action = 'reject'
+      answer(ev.id, { action: 'reject' })
+    })
+  }
+
   function endFlow(ev: native.UdpEndedFlow): void {
     const info = flows.get(ev.id)
     flows.delete(ev.id)
+    const up = upstreamConns.get(ev.id)
+    if (up !== undefined) {
+      upstreamConns.delete(ev.id)
+      up.cancel.cancel('flow-ended')
+      if (up.fd >= 0) closeQuietly(up.fd)
+    }
     const fields: Fields = {
       listener: l.name,
       src: formatHostPort(ev.src, ev.srcPort),
@@ -183,6 +229,7 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
       host: info?.host,
       rule: info?.rule ?? '-',
       action: info?.action ?? ev.action,
+      via: info?.via,
       up: ev.bytesUp,
       down: ev.bytesDown,
       pktUp: ev.packetsUp,

@@ -19,6 +19,7 @@ import { type Ugate, checkCleanExit, checkFds, repoRoot, startUgate, ugateBin } 
 
 const TCP_PORT = 15080
 const UDP_PORT = 15090
+const SOCKS_PORT = 15100
 const ECHO = 7000
 const WHOAMI = 7001
 const TPROXY_MARK = 0x7567
@@ -33,6 +34,8 @@ interface UdpSettings {
   bypass?: string[]
   excludeSrc?: string[]
   admin?: string
+  /** A socks listener on the router's 127.0.0.1:SOCKS_PORT (an upstream for the flows). */
+  socks?: boolean
 }
 
 function udpConfig(s: UdpSettings = {}): Record<string, unknown> {
@@ -46,7 +49,11 @@ function udpConfig(s: UdpSettings = {}): Record<string, unknown> {
     ...(s.admin !== undefined ? { admin: { socket: s.admin } } : {}),
     rules: s.rules ?? [],
     upstreams: s.upstreams ?? [],
-    listeners: [{ name: 'cap', type: 'redirect', listen: `[::]:${TCP_PORT}`, allow: TEST_ALLOW }, tproxy],
+    listeners: [
+      { name: 'cap', type: 'redirect', listen: `[::]:${TCP_PORT}`, allow: TEST_ALLOW },
+      tproxy,
+      ...(s.socks ? [{ name: 'socks', type: 'socks', listen: `127.0.0.1:${SOCKS_PORT}` }] : []),
+    ],
     capture: {
       enabled: true,
       listener: 'cap',
@@ -352,48 +359,87 @@ t.test('SIGKILL leaves rules and routes; the next start replaces them, never dup
   t.same(routing(topo), { rules4: 0, rules6: 0, routes4: '', routes6: '' }, 'rules and routes gone')
 })
 
-t.test('rules route UDP flows: network, port, reject, forward; upstream is refused for now', async (t) => {
-  const { topo, client } = await peers(t)
-  const ug = await start(t, topo, {
-    idle: 1,
-    upstreams: [{ name: 'up', type: 'socks5', server: '127.0.0.1:1080' }],
-    rules: [
-      { name: 'tcp-only', network: ['tcp'], dstPort: [7002], action: 'reject' },
-      { name: 'no-udp', network: ['udp'], dstPort: [7003], action: 'reject' },
-      { name: 'to-echo', network: ['udp'], dstPort: [7004], action: `forward:${ADDR.server4}:${ECHO}` },
-      { name: 'via-socks', network: ['udp'], dstPort: [7005], action: 'upstream:up' },
-    ],
-  })
-  await client.bind('r', ADDR.client4)
-  const fwd = await exchange(client, 'r', ADDR.server4, 7004, Buffer.from('forwarded'))
-  t.same(
-    { from: fwd.from, port: fwd.port, data: Buffer.from(fwd.data, 'hex').toString() },
-    { from: ADDR.server4, port: 7004, data: 'forwarded' },
-    'forward: the echo server answered, from the address and port the client sent to',
-  )
-  for (const [port, rule] of [
-    [7003, 'no-udp'],
-    [7005, 'via-socks'],
-  ] as const) {
-    const id = `r${port}`
-    const src = await client.bind(id, ADDR.client4)
-    await client.send(id, ADDR.server4, port, Buffer.from('dropped'))
-    const line = await ug.waitForLine(new RegExp(` info udp .*src=198\\.18\\.1\\.2:${src} .*reason=idle`))
-    t.match(line, new RegExp(`rule=${rule} action=reject`), `port ${port}: rule ${rule} rejects the flow`)
-    t.match(line, /pktUp=0 pktDown=0/, `port ${port}: nothing relayed`)
-  }
-  t.match(
-    ug.events('udp-upstream-unsupported')[0]?.fields,
-    { listener: 'udp', upstream: 'up' },
-    'the upstream route is refused with a warning naming it',
-  )
-  const direct = await client.bind('d', ADDR.client4)
-  await client.send('d', ADDR.server4, 7002, Buffer.from('no echo here'))
-  const line = await ug.waitForLine(new RegExp(` info udp .*src=198\\.18\\.1\\.2:${direct} .*reason=idle`))
-  t.match(line, /rule=default action=direct .*pktUp=1 /, 'a TCP-only rule leaves the UDP flow to the default (direct)')
-  const res = await ug.stop()
-  checkCleanExit(t, ug, res)
-})
+t.test(
+  'rules route UDP flows: network, port, reject, forward, a socks5 upstream; an http upstream is refused',
+  async (t) => {
+    const { topo, client } = await peers(t)
+    // The socks5 upstream is this ugate's own socks listener on the router: its UDP ASSOCIATE relays directly.
+    const ug = await start(t, topo, {
+      idle: 1,
+      upstreams: [
+        { name: 'up', type: 'socks5', server: `127.0.0.1:${SOCKS_PORT}` },
+        { name: 'web', type: 'http', server: '127.0.0.1:3128' },
+      ],
+      rules: [
+        { name: 'tcp-only', network: ['tcp'], dstPort: [7002], action: 'reject' },
+        { name: 'no-udp', network: ['udp'], dstPort: [7003], action: 'reject' },
+        { name: 'to-echo', network: ['udp'], dstPort: [7004], action: `forward:${ADDR.server4}:${ECHO}` },
+        { name: 'via-http', network: ['udp'], dstPort: [7005], action: 'upstream:web' },
+        { name: 'via-socks', network: ['udp'], listener: ['udp'], dstPort: [ECHO, WHOAMI], action: 'upstream:up' },
+      ],
+      socks: true,
+    })
+    await client.bind('r', ADDR.client4)
+    const fwd = await exchange(client, 'r', ADDR.server4, 7004, Buffer.from('forwarded'))
+    t.same(
+      { from: fwd.from, port: fwd.port, data: Buffer.from(fwd.data, 'hex').toString() },
+      { from: ADDR.server4, port: 7004, data: 'forwarded' },
+      'forward: the echo server answered, from the address and port the client sent to',
+    )
+    // Through the socks5 upstream's UDP ASSOCIATE: the header goes on and comes off in C.
+    const upSrc = await client.bind('u', ADDR.client4)
+    for (const size of [1, 1400]) {
+      const data = prngBytes(size, size)
+      const m = await exchange(client, 'u', ADDR.server4, ECHO, data)
+      t.same(
+        { from: m.from, port: m.port, data: Buffer.from(m.data, 'hex').equals(data) },
+        { from: ADDR.server4, port: ECHO, data: true },
+        `upstream: ${size} bytes echoed exactly, from the address and port the client sent to`,
+      )
+    }
+    const seen = await seenBy(client, 'u', ADDR.server4)
+    t.equal(
+      seen.from,
+      `${ADDR.server4} ${WHOAMI}`,
+      'upstream: a second destination of the same flow answers from itself',
+    )
+    t.equal(seen.addr, ADDR.routerWan4, "the server saw the upstream's relay (the router's WAN address)")
+    for (const [port, rule] of [
+      [7003, 'no-udp'],
+      [7005, 'via-http'],
+    ] as const) {
+      const id = `r${port}`
+      const src = await client.bind(id, ADDR.client4)
+      await client.send(id, ADDR.server4, port, Buffer.from('dropped'))
+      const line = await ug.waitForLine(new RegExp(` info udp .*src=198\\.18\\.1\\.2:${src} .*reason=idle`))
+      t.match(line, new RegExp(`rule=${rule} action=reject`), `port ${port}: rule ${rule} rejects the flow`)
+      t.match(line, /pktUp=0 pktDown=0/, `port ${port}: nothing relayed`)
+    }
+    t.match(
+      ug.events('udp-upstream-unsupported')[0]?.fields,
+      { listener: 'udp', upstream: 'web' },
+      'the http upstream route is refused with a warning naming it',
+    )
+    const upLine = await ug.waitForLine(new RegExp(` info udp .*src=198\\.18\\.1\\.2:${upSrc} .*reason=idle`))
+    t.match(upLine, /rule=via-socks action=upstream via=up .*pktUp=3 pktDown=3 /, 'the upstream flow: its udp line')
+    const assoc = await ug.waitForLine(/ info conn listener=socks .*reason=eof/)
+    t.match(
+      assoc,
+      /dests=2 pktUp=3 pktDown=3 /,
+      "the upstream's association ended with the flow, having relayed it all",
+    )
+    const direct = await client.bind('d', ADDR.client4)
+    await client.send('d', ADDR.server4, 7002, Buffer.from('no echo here'))
+    const line = await ug.waitForLine(new RegExp(` info udp .*src=198\\.18\\.1\\.2:${direct} .*reason=idle`))
+    t.match(
+      line,
+      /rule=default action=direct .*pktUp=1 /,
+      'a TCP-only rule leaves the UDP flow to the default (direct)',
+    )
+    const res = await ug.stop()
+    checkCleanExit(t, ug, res)
+  },
+)
 
 t.test("routerSelf: the router's own UDP goes through ugate too", async (t) => {
   const { topo } = await peers(t)
