@@ -27,6 +27,7 @@ t.test('embedded default config', async (t) => {
       backlog: 511,
       allow: ['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],
       users: [],
+      udpIdleTimeoutMs: 60000,
     },
   ])
   t.equal(config.capture.enabled, false)
