@@ -118,7 +118,8 @@ static JSValue js_open(UG_JS_PARAMS) {
   int r = ug_udp_start();
   if (r < 0) return ug_throw_errno(ctx, "udp thread", -r);
   static const socks_udp_hooks hooks = {alloc_event, emit_event};
-  socks_udp_init(&hooks);
+  r = socks_udp_init(&hooks);
+  if (r < 0) return ug_throw_errno(ctx, "udp thread", -r);
   udp_key client;
   udp_key_from_sockaddr(&client, &client_ss);
   cb_entry *e = malloc(sizeof *e);

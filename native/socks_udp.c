@@ -9,17 +9,23 @@
 // and reassembly is a memory sink. Datagrams are received at an offset of
 // HDR_MAX so a reply's header is written in front of its payload, no copy.
 //
-// Threading: every function here runs with udp.c's engine lock held, on the
-// UDP thread (handlers, sweep) or the loop thread (open, route, close).
+// Threading: an owner on the UDP engine's thread (udp_engine()): handlers,
+// tick and round run there; open, route and close on the loop thread; all of
+// them under su.lock.
 #define _GNU_SOURCE
 #include "socks_udp.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
+
+#include "engine.h"
 
 #define HDR_MAX 262  // RSV(2) FRAG ATYP LEN NAME(255) PORT(2)
 #define DGRAM_MAX 65536
@@ -45,7 +51,7 @@ typedef struct su_up su_up;
 struct su_dest {
   su_dest *next;
   su_assoc *a;
-  udp_watcher w;  // on fd: FORWARD has a socket of its own
+  engine_handler h;  // on fd: FORWARD has a socket of its own
   uint32_t id;
   int state, mode, fd;
   su_up *up;  // UPSTREAM
@@ -64,7 +70,7 @@ struct su_dest {
 // A socks5 upstream's relay: one socket per association and relay, so the
 // upstream sees one client port (it admits only that one, as we do).
 struct su_up {
-  udp_watcher w;
+  engine_handler h;
   su_assoc *a;
   int fd;
   struct sockaddr_storage target;
@@ -75,8 +81,8 @@ struct su_assoc {
   su_assoc *next;
   su_up ups[UPSTREAMS_MAX];
   int nups;
-  udp_watcher w;      // the relay socket
-  udp_watcher dw[2];  // the direct sockets, IPv4 and IPv6
+  engine_handler h;      // the relay socket
+  engine_handler dh[2];  // the direct sockets, IPv4 and IPv6
   int fd, dfd[2];
   uint64_t id;
   udp_key client;  // port 0 until the first datagram when the client declared none
@@ -91,13 +97,14 @@ struct su_assoc {
 };
 
 static struct {
-  bool init;
+  pthread_mutex_t lock;
+  engine *e;  // the engine the owner was added to
   socks_udp_hooks hooks;
   su_assoc *live, *dead;
   su_dest *dead_dests;
   uint64_t next_id;
   socks_udp_counters c;
-} su;
+} su = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static uint8_t rbuf[BATCH][HDR_MAX + DGRAM_MAX];
 static struct sockaddr_storage rnames[BATCH];
@@ -204,7 +211,7 @@ static void assoc_end(su_assoc *a, const char *reason, bool report) {
     ev->by_up = a->by_up;
     ev->pk_down = a->pk_down;
     ev->by_down = a->by_down;
-    ev->ms = udp_now_ms() - a->start_ms;
+    ev->ms = engine_now_ms() - a->start_ms;
     su.hooks.emit(ev);
   }
   su_assoc **pp = &su.live;
@@ -345,10 +352,9 @@ static su_dest *dest_new(su_assoc *a, const uint8_t *hdr, size_t hlen, double no
   return d;
 }
 
-static void drain_relay(udp_watcher *w) {
-  su_assoc *a = CONTAINER(w, su_assoc, w);
+static void drain_relay(su_assoc *a) {
   if (a->dead) return;
-  double now = udp_now_ms();
+  double now = engine_now_ms();
   for (int b = 0; b < BATCHES_PER_WAKE; b++) {
     int n = recv_batch(a->fd);
     if (n <= 0) return;
@@ -413,7 +419,7 @@ static void send_down(su_assoc *a, const uint8_t *dgram, size_t len) {
 // the source), a forwarded destination's (d: its own header), an upstream
 // relay's (pass: the upstream's header, checked, as it is).
 static void drain_out(su_assoc *a, su_dest *d, int fd, bool pass) {
-  double now = udp_now_ms();
+  double now = engine_now_ms();
   for (int b = 0; b < BATCHES_PER_WAKE && !a->dead; b++) {
     int n = recv_batch(fd);
     if (n <= 0) return;
@@ -447,61 +453,112 @@ static void drain_out(su_assoc *a, su_dest *d, int fd, bool pass) {
   }
 }
 
-static void on_dest(udp_watcher *w) {
-  su_dest *d = CONTAINER(w, su_dest, w);
-  if (d->fd >= 0 && !d->a->dead) drain_out(d->a, d, d->fd, false);
+// The handlers: each event under su.lock (the loop thread's calls take it too).
+static void on_relay(engine_handler *h, uint32_t events) {
+  (void)events;
+  pthread_mutex_lock(&su.lock);
+  drain_relay(CONTAINER(h, su_assoc, h));
+  pthread_mutex_unlock(&su.lock);
 }
 
-static void on_up(udp_watcher *w) {
-  su_up *u = CONTAINER(w, su_up, w);
+static void on_dest(engine_handler *h, uint32_t events) {
+  (void)events;
+  su_dest *d = CONTAINER(h, su_dest, h);
+  pthread_mutex_lock(&su.lock);
+  if (d->fd >= 0 && !d->a->dead) drain_out(d->a, d, d->fd, false);
+  pthread_mutex_unlock(&su.lock);
+}
+
+static void on_up(engine_handler *h, uint32_t events) {
+  (void)events;
+  su_up *u = CONTAINER(h, su_up, h);
+  pthread_mutex_lock(&su.lock);
   if (!u->a->dead) drain_out(u->a, NULL, u->fd, true);
+  pthread_mutex_unlock(&su.lock);
 }
 
 static void on_direct(su_assoc *a, int k) {
+  pthread_mutex_lock(&su.lock);
   if (!a->dead && a->dfd[k] >= 0) drain_out(a, NULL, a->dfd[k], false);
+  pthread_mutex_unlock(&su.lock);
 }
-static void on_direct4(udp_watcher *w) {
-  on_direct(CONTAINER(w, su_assoc, dw[0]), 0);
+static void on_direct4(engine_handler *h, uint32_t events) {
+  (void)events;
+  on_direct(CONTAINER(h, su_assoc, dh[0]), 0);
 }
-static void on_direct6(udp_watcher *w) {
-  on_direct(CONTAINER(w, su_assoc, dw[1]), 1);
+static void on_direct6(engine_handler *h, uint32_t events) {
+  (void)events;
+  on_direct(CONTAINER(h, su_assoc, dh[1]), 1);
 }
 
 // ---- the thread's hooks -------------------------------------------------------------------
 
-static void sweep(double now) {
+static void tick(engine_owner *o, double now) {
+  (void)o;
+  pthread_mutex_lock(&su.lock);
   for (su_assoc *a = su.live, *next; a; a = next) {
     next = a->next;
     if (now - a->last_ms >= a->idle_ms) assoc_end(a, "idle", true);
   }
+  pthread_mutex_unlock(&su.lock);
 }
 
-static void stop(void) {
+static bool busy(engine_owner *o) {
+  (void)o;
+  pthread_mutex_lock(&su.lock);
+  bool live = su.live != NULL;
+  pthread_mutex_unlock(&su.lock);
+  return live;
+}
+
+// After each pass: what ended in it can no longer be named by an event.
+static void round_end(engine_owner *o) {
+  (void)o;
+  pthread_mutex_lock(&su.lock);
+  free_dead();
+  pthread_mutex_unlock(&su.lock);
+}
+
+static void stop(engine_owner *o) {
+  (void)o;
+  pthread_mutex_lock(&su.lock);
   while (su.live) assoc_end(su.live, "shutdown", false);
   free_dead();
+  su.e = NULL;  // a later engine gets the owner again
+  pthread_mutex_unlock(&su.lock);
 }
 
-void socks_udp_init(const socks_udp_hooks *h) {
-  if (su.init) return;
-  su.init = true;
+static engine_owner owner = {.round = round_end, .tick = tick, .busy = busy, .stop = stop};
+
+int socks_udp_init(const socks_udp_hooks *h) {
+  engine *e = udp_engine();
+  if (!e) return -ENOENT;
+  pthread_mutex_lock(&su.lock);
+  bool add = su.e != e;
+  su.e = e;
   su.hooks = *h;
-  static const udp_owner owner = {sweep, free_dead, stop};
-  udp_set_owner(&owner);
+  pthread_mutex_unlock(&su.lock);
+  if (add) {
+    owner.next = NULL;
+    engine_add_owner(e, &owner);
+  }
+  return 0;
 }
 
 // ---- called from the loop thread ----------------------------------------------------------
 
-static int out_socket(int family, uint32_t mark, udp_watcher *w, void (*fn)(udp_watcher *)) {
+static int out_socket(int family, uint32_t mark, engine_handler *h,
+                      void (*fn)(engine_handler *, uint32_t)) {
   int v6 = family == AF_INET6;
   int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   int one = 1;
-  w->on_event = fn;
+  h->on_event = fn;
   int err = 0;
   if ((v6 && setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
       (mark != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) < 0))
     err = -errno;
-  if (!err) err = udp_watch(fd, w);
+  if (!err && engine_watch(su.e, fd, EPOLLIN, h) < 0) err = -errno;
   if (err) {
     close(fd);
     return err;
@@ -528,23 +585,23 @@ int socks_udp_open(const struct sockaddr_storage *bind_addr, socklen_t len, cons
   a->client = *client;
   a->idle_ms = idle_ms;
   a->mark = mark;
-  a->w.on_event = drain_relay;
-  udp_engine_lock();
-  int err = udp_watch(fd, &a->w);
+  a->h.on_event = on_relay;
+  pthread_mutex_lock(&su.lock);
+  int err = engine_watch(su.e, fd, EPOLLIN, &a->h) < 0 ? -errno : 0;
   if (err) {
-    udp_engine_unlock();
+    pthread_mutex_unlock(&su.lock);
     close(fd);
     free(a);
     return err;
   }
   a->id = ++su.next_id;
-  a->start_ms = a->last_ms = udp_now_ms();
+  a->start_ms = a->last_ms = engine_now_ms();
   a->next = su.live;
   su.live = a;
   su.c.assocs_total++;
   su.c.assocs_live++;
   *id = a->id;
-  udp_engine_unlock();
+  pthread_mutex_unlock(&su.lock);
   return 0;
 }
 
@@ -565,7 +622,7 @@ static int upstream_socket(su_assoc *a, const struct sockaddr_storage *target, s
   }
   if (a->nups >= UPSTREAMS_MAX) return -EMFILE;
   su_up *u = &a->ups[a->nups];
-  int fd = out_socket(target->ss_family, a->mark, &u->w, on_up);
+  int fd = out_socket(target->ss_family, a->mark, &u->h, on_up);
   if (fd < 0) return fd;
   if (connect(fd, (const struct sockaddr *)target, len) < 0) {
     int err = errno;
@@ -583,7 +640,7 @@ static int upstream_socket(su_assoc *a, const struct sockaddr_storage *target, s
 
 int socks_udp_route(uint64_t assoc, uint32_t dest, int mode, const struct sockaddr_storage *target,
                     socklen_t len) {
-  udp_engine_lock();
+  pthread_mutex_lock(&su.lock);
   su_assoc *a = assoc_by_id(assoc);
   su_dest *d = a ? a->dests : NULL;
   while (d && d->id != dest) d = d->next;
@@ -599,12 +656,12 @@ int socks_udp_route(uint64_t assoc, uint32_t dest, int mode, const struct sockad
     if (mode == SU_DIRECT) {
       int k = target->ss_family == AF_INET6;
       if (a->dfd[k] < 0) {
-        int fd = out_socket(target->ss_family, a->mark, &a->dw[k], k ? on_direct6 : on_direct4);
+        int fd = out_socket(target->ss_family, a->mark, &a->dh[k], k ? on_direct6 : on_direct4);
         if (fd < 0) res = fd;
         a->dfd[k] = fd;
       }
     } else if (mode == SU_FORWARD) {
-      int fd = out_socket(target->ss_family, a->mark, &d->w, on_dest);
+      int fd = out_socket(target->ss_family, a->mark, &d->h, on_dest);
       // Connected: the kernel keeps other sources out of a forwarded destination's replies.
       res = fd >= 0 && connect(fd, (const struct sockaddr *)target, len) < 0 ? -errno
             : fd < 0                                                         ? fd
@@ -623,21 +680,21 @@ int socks_udp_route(uint64_t assoc, uint32_t dest, int mode, const struct sockad
     }
     free_queue(d);
   }
-  udp_engine_unlock();
+  pthread_mutex_unlock(&su.lock);
   return res;
 }
 
 int socks_udp_close(uint64_t assoc) {
-  udp_engine_lock();
+  pthread_mutex_lock(&su.lock);
   su_assoc *a = assoc_by_id(assoc);
   if (a) assoc_end(a, "closed", true);
-  udp_engine_unlock();
+  pthread_mutex_unlock(&su.lock);
   // Freed after the thread's next batch (or at its stop).
   return a ? 0 : -ENOENT;
 }
 
 void socks_udp_counters_get(socks_udp_counters *out) {
-  udp_engine_lock();
+  pthread_mutex_lock(&su.lock);
   *out = su.c;
-  udp_engine_unlock();
+  pthread_mutex_unlock(&su.lock);
 }

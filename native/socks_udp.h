@@ -48,8 +48,9 @@ typedef struct {
   uint64_t drop_send_failed;
 } socks_udp_counters;
 
-// Once, after udp_engine_start (hooks of the loop thread's side).
-void socks_udp_init(const socks_udp_hooks *h);
+// After udp_engine_start (hooks of the loop thread's side): joins the UDP
+// engine as an owner once per engine. 0, or -ENOENT when it is not running.
+int socks_udp_init(const socks_udp_hooks *h);
 // A relay socket bound at `bind` (port 0: the kernel's choice) for `client`
 // (its port 0: the first datagram's port becomes the client's). 0 or -errno.
 int socks_udp_open(const struct sockaddr_storage *bind, socklen_t len, const udp_key *client,

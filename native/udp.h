@@ -86,9 +86,9 @@ typedef struct {
   double age_ms, idle_ms;
 } udp_flow_info;
 
-// Start the thread (on the first listener). Returns 0 or -errno.
+// Start the UDP engine's thread (on the first listener). Returns 0 or -errno.
 int udp_engine_start(const udp_hooks *hooks);
-// Stop the thread and free every flow without reporting it.
+// Stop the thread; every flow is freed without being reported.
 void udp_engine_stop(void);
 
 // A transparent UDP socket at addr (IP_TRANSPARENT, original destination
@@ -110,24 +110,8 @@ void udp_counters_get(udp_counters *out);
 // A malloc'd array of the live flows (*n of them); NULL when none or out of memory.
 udp_flow_info *udp_flows_list(int *n);
 
-// Other owners of sockets on the UDP thread (socks_udp.c): a watched fd's
-// handler, the periodic sweep and the end of each batch of events run on the
-// thread with the engine lock held, as udp.c's own handlers do.
-typedef struct udp_watcher {
-  int tag;  // set by udp_watch (udp.c's epoll tags share this first member)
-  void (*on_event)(struct udp_watcher *w);
-} udp_watcher;
-typedef struct {
-  void (*sweep)(double now_ms);  // about every second
-  void (*round)(void);           // after each batch: free what ended in it
-  void (*stop)(void);            // the thread has stopped: close everything
-} udp_owner;
-void udp_set_owner(const udp_owner *o);
-// Add fd to the thread's epoll set (EPOLLIN); close(fd) takes it out.
-int udp_watch(int fd, udp_watcher *w);
-void udp_engine_lock(void);
-void udp_engine_unlock(void);
-double udp_now_ms(void);
+// The engine the UDP thread is (NULL while stopped): socks_udp.c is another owner there.
+struct engine *udp_engine(void);
 
 // sockaddr ↔ key; a v4-mapped IPv6 address becomes family 4.
 void udp_key_from_sockaddr(udp_key *k, const struct sockaddr_storage *ss);
