@@ -367,6 +367,25 @@ t.test('tproxy listener and UDP capture', async (t) => {
   )
 })
 
+t.test('socks and mixed listeners: udpIdleTimeout of their UDP associations; http has none', async (t) => {
+  const c = validateConfig({
+    listeners: [
+      { name: 's', type: 'socks', listen: '127.0.0.1:1080', udpIdleTimeout: 5 },
+      { name: 'm', type: 'mixed', listen: '127.0.0.1:1081' },
+    ],
+  })
+  t.match(c.listeners, [{ udpIdleTimeoutMs: 5000 }, { udpIdleTimeoutMs: 60000 }], 'given, and the 60 s default')
+  t.throws(
+    () => validateConfig({ listeners: [{ name: 's', type: 'socks', listen: '127.0.0.1:1080', udpIdleTimeout: 0 }] }),
+    { name: 'ConfigError', message: 'listeners[0].udpIdleTimeout: 0 is not a number of seconds from 0.001 to 86400' },
+  )
+  t.throws(
+    () => validateConfig({ listeners: [{ name: 'h', type: 'http', listen: '127.0.0.1:8080', udpIdleTimeout: 5 }] }),
+    { name: 'ConfigError', message: /listeners\[0\]\.udpIdleTimeout: unknown key/ },
+    'an http listener has no UDP',
+  )
+})
+
 t.test('admin.listen and admin.secret (admin HTTP server)', async (t) => {
   const withAdmin = (admin: unknown) => validateConfig({ admin, listeners: [fwd()] }).admin
   t.same(withAdmin({}), { socket: '', listen: null, secret: '' }, 'off by default')

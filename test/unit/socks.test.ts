@@ -267,6 +267,11 @@ t.test('SOCKS5 client side: CONNECT round trips', async (t) => {
   t.same(encodeSocks5Connect('example.com', 80), CURL_SOCKS5H_CONNECT, 'same bytes as curl (domain)')
   t.same(encodeSocks5Connect('10.1.2.3', 8080), CURL_SOCKS5_CONNECT_V4, 'same bytes as curl (IPv4)')
   t.same(encodeSocks5Connect('2001:db8::1', 8443), CURL_SOCKS5_CONNECT_V6, 'same bytes as curl (IPv6)')
+  t.match(
+    parseSocks5Request(encodeSocks5Connect('0.0.0.0', 0, 3)),
+    { status: 'ok', cmd: 3, host: '0.0.0.0', port: 0 },
+    'UDP ASSOCIATE (cmd 3) for 0.0.0.0:0, what ugate asks an upstream',
+  )
   t.throws(() => encodeSocks5Connect('', 80), RangeError, 'empty host')
   t.throws(() => encodeSocks5Connect('a'.repeat(256), 80), RangeError, '256-byte host')
   t.throws(() => encodeSocks5Connect('example.com', 65536), RangeError, 'port 65536')
