@@ -340,6 +340,12 @@ declare module 'ugate:native' {
     maxFlows: number
     /** SO_MARK of the outbound and reply sockets; 0 = none. */
     mark: number
+    /**
+     * Datagrams of a new flow copied to the callback while it waits for its
+     * route, the first included (1-16; default 1): 'new', then up to
+     * sniffDatagrams - 1 'more'.
+     */
+    sniffDatagrams?: number
   }
   interface UdpFlowEnds {
     /** The flow's number since start. */
@@ -358,6 +364,12 @@ declare module 'ugate:native' {
     /** A copy of its first datagram. */
     data: ArrayBuffer
   }
+  /** A later datagram of a flow still waiting for its route (see sniffDatagrams). */
+  export interface UdpMoreData extends UdpFlowEnds {
+    type: 'more'
+    /** A copy of the datagram. */
+    data: ArrayBuffer
+  }
   /** A flow's route and traffic so far; ms since it opened. */
   interface UdpFlowCounters {
     action: 'direct' | 'forward' | 'reject' | 'pending'
@@ -371,7 +383,7 @@ declare module 'ugate:native' {
     type: 'end'
     reason: 'idle' | 'evicted' | 'closed' | 'shutdown'
   }
-  export type UdpEvent = UdpNewFlow | UdpEndedFlow
+  export type UdpEvent = UdpNewFlow | UdpMoreData | UdpEndedFlow
   /**
    * A transparent UDP listener (IP_TRANSPARENT, original destinations;
    * "::" takes IPv4 too). The UDP thread starts with the first one. Keeps the
