@@ -103,8 +103,13 @@ declare module 'ugate:native' {
     port: number
     family: 4 | 6
   }
-  /** Bind + listen on a numeric IP. SO_REUSEADDR set. "::" is dual-stack (IPv4 arrives v4-mapped); other IPv6 addresses are V6ONLY. */
-  export function listen(addr: string, port: number, backlog: number): number
+  /**
+   * Bind + listen on a numeric IP. SO_REUSEADDR set. "::" is dual-stack (IPv4
+   * arrives v4-mapped); other IPv6 addresses are V6ONLY. transparent: IP_TRANSPARENT, for TPROXYed
+   * connections (an accepted socket's local address is the client's original
+   * destination); needs CAP_NET_ADMIN.
+   */
+  export function listen(addr: string, port: number, backlog: number, transparent?: boolean): number
   /** Accept one connection; null when none is pending (EAGAIN). */
   export function accept(fd: number): (SockAddr & { fd: number }) | null
   /**

@@ -16,7 +16,7 @@ export const nativeQuicOpen: QuicOpen = (datagram) => native.quicOpenInitials(da
  * order): ok with proto 'quic' and host/alpn; need-more: call again with the
  * next datagram; not-mine: not a QUIC v1/v2 client Initial; invalid: error.
  */
-export function sniffQuicDatagrams(datagrams: readonly Uint8Array[], opts: QuicSniffOptions = {}): SniffResult {
+function sniffQuicDatagrams(datagrams: readonly Uint8Array[], opts: QuicSniffOptions = {}): SniffResult {
   return sniffQuic(datagrams, nativeQuicOpen, opts)
 }
 
