@@ -296,12 +296,7 @@ memory_run() {  # ROUND PEER
   # shellcheck disable=SC2016  # expanded by the inner bash
   start_bg "$out" bash -c 'exec "$1" hold "$2" "$3" <"$4"' hold "$CONNLOAD" "$port" "$HOLD" "$fifo"; hp=$BG_PID
   exec 9>"$fifo"
-  for _ in $(seq 600); do
-    grep -q '^held' "$out" && break
-    kill -0 "$hp" 2>/dev/null || { cat "$out" >&2; die "memory: the holder failed through $peer"; }
-    sleep 0.05
-  done
-  grep -q '^held' "$out" || die "memory: $HOLD connections through $peer not up within 30 s"
+  wait_held "$hp" "$out" 30 "memory: $HOLD connections through $peer"
   held=$(group_rss_kb "$PEER_PID")
   exec 9>&-
   stop_bg "$hp"; stop_bg "$PEER_PID"
