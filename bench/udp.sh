@@ -44,7 +44,7 @@ UGATE_BIN=${UGATE_BIN:-$ROOT/build/ugate}
 [[ $BENCH_SECONDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a positive integer"
 [[ $BENCH_ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
 [[ $BENCH_FLOWS =~ ^[0-9]+$ ]] || die "BENCH_FLOWS must be a number"
-for s in $BENCH_SIZES; do [[ $s =~ ^[1-9][0-9]*$ ]] && ((s <= 65507)) || die "BENCH_SIZES: bad size '$s'"; done
+for s in $BENCH_SIZES; do if ! [[ $s =~ ^[1-9][0-9]*$ ]] || ((s > 65507)); then die "BENCH_SIZES: bad size '$s'"; fi; done
 for p in $BENCH_PEERS; do [[ " $ALL_PEERS " == *" $p "* ]] || die "BENCH_PEERS: unknown peer '$p' (known: $ALL_PEERS)"; done
 [[ $(id -u) == 0 ]] || die "needs root (network namespaces, nftables, policy routing)"
 [[ -x $UGATE_BIN ]] || die "$UGATE_BIN not found: run ./build.sh first"
@@ -148,46 +148,57 @@ run_one() {  # ROUND SIZE PEER
 }
 
 # Memory per idle flow: BENCH_FLOWS client sockets send one datagram each
-# (paced, so that new flows never wait in a crowd for their route), to a
-# UDP sink in the server namespace; then ugate's RSS and live flow count.
+# (paced: 20 every 2 ms), then each one more (a flow whose first datagram was
+# dropped while too many waited for their route opens then), to a UDP sink
+# in the server namespace; then ugate's RSS and live flow count.
 FLOWS_JS='
 const dgram = require("node:dgram")
 const [to, port, n] = [process.argv[1], +process.argv[2], +process.argv[3]]
 const socks = []
 let i = 0
+// A second pass sends again from every socket: a flow whose first datagram
+// was dropped (busy) opens then; the others just get one more datagram.
+const again = () => {
+  for (let k = 0; k < 20 && i < 2 * n; k++, i++) socks[i - n].send(Buffer.alloc(32), port, to)
+  if (i < 2 * n) setTimeout(again, 2)
+  else setTimeout(() => { console.log("held " + socks.length); process.stdin.resume() }, 500)
+}
 const next = () => {
   for (let k = 0; k < 20 && i < n; k++, i++) {
     const s = dgram.createSocket("udp4")
     socks.push(s)
     s.bind(0, () => s.send(Buffer.alloc(32), port, to))
   }
-  if (i < n) setTimeout(next, 2)
-  else setTimeout(() => { console.log("held " + socks.length); process.stdin.resume() }, 500)
+  setTimeout(i < n ? next : again, 2)
 }
 process.stdin.on("end", () => process.exit(0))
 next()
 '
 memory_run() {
-  local idle held live fifo=$TMP/flows.fifo out=$TMP/flows.out fp
+  local idle held live fifo=$TMP/flows.fifo holder=$TMP/flows.out fp
   start_bg "$TMP/sink.log" ip netns exec "$NS-srv" socat -u UDP4-RECV:9999,bind="$SRV" /dev/null
   start_peer ugate
   idle=$(group_rss_kb "${PEER_PIDS[0]}")
   rm -f "$fifo"; mkfifo "$fifo"
   # shellcheck disable=SC2016  # expanded by the inner bash
-  start_bg "$out" bash -c 'ulimit -n $(( $4 + 1000 )); exec ip netns exec "$1" node -e "$2" "$3" 9999 "$4" <"$5"' \
+  start_bg "$holder" bash -c 'ulimit -n $(( $4 + 1000 )); exec ip netns exec "$1" node -e "$2" "$3" 9999 "$4" <"$5"' \
     flows "$NS-cli" "$FLOWS_JS" "$SRV" "$BENCH_FLOWS" "$fifo"
   fp=$BG_PID
   exec 9>"$fifo"
-  wait_held "$fp" "$out" 60 "udp memory: $BENCH_FLOWS flows"
-  live=$(ip netns exec "$NS-gw" "$UGATE_BIN" ctl --json --socket "$ADMIN" status | jq -r '.udp.flowsLive')
+  wait_held "$fp" "$holder" 120 "udp memory: $BENCH_FLOWS flows"
+  local st busy
+  st=$(ip netns exec "$NS-gw" "$UGATE_BIN" ctl --json --socket "$ADMIN" status)
+  live=$(jq -r '.udp.flowsLive' <<<"$st")
+  busy=$(jq -r '.udp.drops.busy' <<<"$st")
   held=$(group_rss_kb "${PEER_PIDS[0]}")
   exec 9>&-
   stop_bg "$fp"
   stop_peer
   record 1 idle ugate flows_live "$live"
+  record 1 idle ugate busy "$busy"
   record 1 idle ugate idle_kb "$idle"
   record 1 idle ugate flow_bytes "$(((held - idle) * 1024 / (live > 0 ? live : 1)))"
-  log "  udp memory: $live flows live of $BENCH_FLOWS sent, RSS $idle → $held kB: $(((held - idle) * 1024 / (live > 0 ? live : 1))) B per flow"
+  log "  udp memory: $live flows live of $BENCH_FLOWS sent ($busy first datagrams dropped while too many flows waited for their route), RSS $idle → $held kB: $(((held - idle) * 1024 / (live > 0 ? live : 1))) B per flow"
 }
 
 LOAD0=$(load1)
@@ -232,7 +243,8 @@ fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "") print "–"; else printf f
   done
   echo
   if ((BENCH_FLOWS > 0)) && [[ " $BENCH_PEERS " == *" ugate "* ]]; then
-    echo "Idle flows: $(med idle ugate flows_live) live of $BENCH_FLOWS sent; ugate RSS $(fmt "$(med idle ugate idle_kb)" '%.0f') kB" \
+    echo "Idle flows: $(med idle ugate flows_live) live of $BENCH_FLOWS sent ($(med idle ugate busy) first datagrams dropped as \`busy\`:" \
+      "more than 256 new flows waited for their route at once); ugate RSS $(fmt "$(med idle ugate idle_kb)" '%.0f') kB" \
       "before them; **$(med idle ugate flow_bytes) bytes of RSS per idle flow** (user space: the kernel's socket memory is not in it)."
     echo
   fi
