@@ -258,6 +258,31 @@ declare module 'ugate:native' {
   /** SHA-256 (mbedTLS). */
   export function sha256(data: ArrayBuffer | Uint8Array): Uint8Array
 
+  // ---- mesh TLS (native/mod_tls.c, native/tls.c) ----------------------------
+  /**
+   * A loaded mutual TLS 1.3 identity (tls_config in native/tls.h), opaque:
+   * the HBONE binding takes it (ug_tls_config_from_js). Its connections keep
+   * it alive in C; the object itself drops its reference when collected.
+   */
+  export interface TlsConfig {
+    readonly __tlsConfig: unique symbol
+  }
+  /**
+   * Load the PEM files (chain: leaf first with a P-256 key and a SPIFFE URI
+   * SAN; roots: the only trust anchors). Throws an Error whose message names
+   * the file (and the date, for an expired or not yet valid certificate).
+   * trustDomain: peers' SPIFFE ids must be in it ('' or absent: any the roots vouch for).
+   */
+  export function tlsConfig(o: {
+    server: boolean
+    chain: string
+    key: string
+    roots: string
+    trustDomain?: string
+  }): TlsConfig
+  /** Our SPIFFE id and node id (52 base32 characters) in that config. */
+  export function tlsConfigInfo(c: TlsConfig): { server: boolean; spiffeId: string; nodeId: string }
+
   // ---- DNS (native/mod_dns.c): getaddrinfo on worker threads -------------
   /**
    * Resolve a host name (or numeric address) to all its addresses,
