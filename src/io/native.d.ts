@@ -242,6 +242,11 @@ declare module 'ugate:native' {
     uris: string[]
     /** The uncompressed P-256 point (65 bytes), null for another key type. */
     publicKey: Uint8Array | null
+    /**
+     * The original ugate's node id (native/identity.c, the one place it is
+     * computed): base32 of SHA-256 of publicKey, 52 characters; null without one.
+     */
+    nodeId: string | null
   }
   /**
    * Parse a PEM chain (leaf first), PEM trust anchors and optionally a PEM
@@ -255,8 +260,6 @@ declare module 'ugate:native' {
     rootPem: string,
     keyPem?: string,
   ): { certs: CertInfo[]; verify: string; keyMatches?: boolean } | { error: 'chain' | 'root' | 'key'; message: string }
-  /** SHA-256 (mbedTLS). */
-  export function sha256(data: ArrayBuffer | Uint8Array): Uint8Array
 
   // ---- mesh TLS (native/mod_tls.c, native/tls.c) ----------------------------
   /**

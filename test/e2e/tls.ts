@@ -40,6 +40,9 @@ const made = spawnSync(
 )
 if (made.status !== 0) throw new Error(`building tls-test: ${made.stderr}`)
 
+// About 40 processes (the ASan driver, openssl, ugate identity init) one after another.
+t.setTimeout(300_000)
+
 const dir = mkdtempSync(join(tmpdir(), 'ugate-tls-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 
