@@ -6,7 +6,8 @@
 #   make -f native/build.mk O=DIR CC=COMPILER [VAR=...] TARGET...
 #
 # Targets: $(BIN) (the executable), $(JSC) (the bytecode compiler), $(BUNDLE),
-# $(O)/tls-test (test/native/tls-test.c with tls.c, for test/unit/tls.test.ts).
+# O/mbedtls/libmbedcrypto.a (test/native programs link the asan one: h2.test.ts),
+# $(O)/tls-test (test/native/tls-test.c with tls.c, for test/e2e/tls.ts).
 #   CC       the compiler, with any target flags that belong to it
 #   CFLAGS   the target's flags, on every compile and link (--sysroot, arch,
 #            an SDK's TARGET_CFLAGS)
@@ -30,6 +31,7 @@
 
 # native/*.c linked into ugate, in link order: a new source is one more line.
 NATIVE_SRCS := \
+	engine \
 	identity \
 	loop \
 	main \
