@@ -441,15 +441,50 @@ static void wake(void) {
   (void)n;
 }
 
+// Loop thread only: relays from relay_start until relay_release.
+static struct {
+  relay *head;
+  int active;
+  double total;  // also the id of the latest relay
+} started;
+
 // The thread reads the eventfd before it takes the list, so only the push
 // that finds the list empty needs to wake it: one write per batch.
 void relay_start(relay *r) {
+  r->id = ++started.total;
+  r->lprev = NULL;
+  r->lnext = started.head;
+  if (started.head) started.head->lprev = r;
+  started.head = r;
+  started.active++;
   pthread_mutex_lock(&engine.lock);
   bool first = engine.incoming == NULL;
   r->next = engine.incoming;
   engine.incoming = r;
   pthread_mutex_unlock(&engine.lock);
   if (first) wake();
+}
+
+void relay_release(relay *r) {
+  if (r->lprev)
+    r->lprev->lnext = r->lnext;
+  else
+    started.head = r->lnext;
+  if (r->lnext) r->lnext->lprev = r->lprev;
+  r->lprev = r->lnext = NULL;
+  started.active--;
+}
+
+relay *relay_first(void) {
+  return started.head;
+}
+
+int relay_active(void) {
+  return started.active;
+}
+
+double relay_total(void) {
+  return started.total;
 }
 
 // Raise one of the thread's request flags and wake it.
@@ -493,4 +528,6 @@ void relay_engine_stop(void) {
   close(engine.ep);
   close(engine.wakefd);
   engine.running = false;
+  started.head = NULL;  // their owners free them without releasing
+  started.active = 0;
 }

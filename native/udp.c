@@ -939,6 +939,24 @@ int udp_route(uint64_t id, const udp_route_spec *r) {
   return res;
 }
 
+// Engine lock held.
+static udp_flow *flow_by_id(uint64_t id) {
+  for (listener *l = engine.listeners; l; l = l->next)
+    for (udp_flow *f = l->lru_head; f; f = f->next)
+      if (f->id == id) return f;
+  return NULL;
+}
+
+int udp_flow_close(uint64_t id) {
+  if (!engine.running) return -ENOENT;
+  pthread_mutex_lock(&engine.lock);
+  udp_flow *f = flow_by_id(id);
+  if (f) flow_end(f, "closed", true);
+  pthread_mutex_unlock(&engine.lock);
+  if (f) wake();  // the thread frees it
+  return f ? 0 : -ENOENT;
+}
+
 void udp_close_all(void) {
   if (!engine.running) return;
   pthread_mutex_lock(&engine.lock);
