@@ -94,7 +94,7 @@ t.test('status, connections, rules, traffic', async (t) => {
   })
   t.match(
     withFlows,
-    /\nudp-4 +udp +10\.0\.0\.2:5000 +192\.0\.2\.1:443 +quic\.example +default→direct +udp +2\.5s +1200 B +3\.0 KiB\n$/,
+    /\nudp-4 +udp +10\.0\.0\.2:5000 +192\.0\.2\.1:443 +quic\.example +default→direct +udp +2\.5s +1\.2 KiB +3\.0 KiB\n$/,
     'a UDP flow is a row with its closable id',
   )
   const full = formatStatus({
