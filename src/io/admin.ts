@@ -127,6 +127,8 @@ export function statusView(ctx: GatewayContext, listeners: ListenerView) {
       copyCalls: r.copyCalls,
     },
     bytes: { up: st.bytesUp, down: st.bytesDown },
+    // Every byte so far, live connections and UDP flows included (what /traffic differences).
+    traffic: byteTotals(ctx),
     rules: [...st.ruleHits.entries()].map(([rule, hits]) => ({ rule, hits })),
     capture: {
       enabled: ctx.config.capture.enabled,
