@@ -144,7 +144,8 @@ export function statusView(ctx: GatewayContext, listeners: ListenerView) {
 /** What `connections` answers (here and on ubus); up/down as of the relay's last publication. */
 export function connectionsView(ctx: GatewayContext) {
   const now = native.now()
-  const bytes = new Map(liveConns(ctx).map((c) => [c.id, c]))
+  // TCP ids only: UDP flows are numbered on their own.
+  const bytes = new Map(liveConns(ctx).flatMap((c) => (c.network === 'tcp' ? [[c.id, c] as const] : [])))
   return {
     connections: [
       ...[...ctx.stats.live].map((c) => ({
@@ -157,8 +158,12 @@ export function connectionsView(ctx: GatewayContext) {
         down: bytes.get(c.id)?.down ?? 0,
         ...c.fields,
       })),
-      // Native forwards (native/mod_gate.c): the same fields
-      ...native.forwardConnections(),
+      // Native forwards (native/mod_gate.c): the same fields, bytes from their relay.
+      ...native.forwardConnections().map(({ relay: _relay, ...f }) => ({
+        ...f,
+        up: bytes.get(f.id)?.up ?? 0,
+        down: bytes.get(f.id)?.down ?? 0,
+      })),
     ],
     // Only with a tproxy listener: the answer stays what it was without one.
     ...(ctx.udpNames.size > 0 ? { udpFlows: udpFlowsView(ctx.udpNames, ctx.stats.udpFlows) } : {}),

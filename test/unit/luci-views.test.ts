@@ -1650,7 +1650,7 @@ t.test('status: UDP counters, UDP flows and DNS counters; absent on an older gat
     capture: { enabled: true, listener: 'redir', udp: true, udpListener: 'tp' },
     dns: {
       names: 12,
-      listeners: [{ name: 'dns', queries: 40, cached: 25, forwarded: 14, failed: 1, malformed: 0, dropped: 0 }],
+      listeners: [{ name: 'dns', queries: 40, cached: 25, local: 3, forwarded: 14, failed: 1, malformed: 0, dropped: 0 }],
     },
     udp: {
       flowsLive: 2,
@@ -1703,7 +1703,7 @@ t.test('status: UDP counters, UDP flows and DNS counters; absent on an older gat
     'UDP bytes 2.0 KiB up, 3.0 MiB down',
     'UDP datagrams dropped 5 (queueFull 3, busy 2)',
     'Names learnt from DNS 12',
-    'dns 40 25 14 1 0 0',
+    'dns 40 25 3 14 1 0 0',
     'tp 192.168.1.20:5353 [2001:db8::1]:443 direct 1m 1s 2s 1.2 KiB 4.0 KiB',
   ])
     t.ok(page.text.includes(s), `shows ${JSON.stringify(s)}`)

@@ -215,11 +215,7 @@ function throughputGraph(samples) {
 				svg('rect', { x: 0, y: 0, width: GRAPH_W, height: GRAPH_H, fill: 'none', stroke: '#999' })
 			]
 				.concat(grid)
-				.concat([
-					svg('text', { x: 4, y: 12, 'font-size': 11, fill: '#666' }, [formatBytes(max) + '/s']),
-					line('up', '#2a7'),
-					line('down', '#27c')
-				])
+				.concat([line('up', '#2a7'), line('down', '#27c')])
 		),
 		E('div', { class: 'ugate-graph-legend' }, [
 			E('span', { style: 'color:#2a7' }, _('Up %s/s').format(formatBytes(last.up))),
@@ -350,9 +346,19 @@ return view.extend({
 		dom.content(
 			nodes.dns,
 			table(
-				[_('Listener'), _('Queries'), _('Cached'), _('Forwarded'), _('Failed'), _('Malformed'), _('Dropped')],
+				[
+					_('Listener'),
+					_('Queries'),
+					_('Cached'),
+					_('From rules/hosts'),
+					_('Forwarded'),
+					_('Failed'),
+					_('Malformed'),
+					_('Dropped')
+				],
 				dnsListeners.map(function (d) {
-					return [d.name, d.queries, d.cached, d.forwarded, d.failed, d.malformed, d.dropped];
+					/* `local` is absent on an older gateway: shown as "-" */
+					return [d.name, d.queries, d.cached, d.local, d.forwarded, d.failed, d.malformed, d.dropped];
 				}),
 				_('No DNS listener')
 			)
