@@ -1650,7 +1650,9 @@ t.test('status: UDP counters, UDP flows and DNS counters; absent on an older gat
     capture: { enabled: true, listener: 'redir', udp: true, udpListener: 'tp' },
     dns: {
       names: 12,
-      listeners: [{ name: 'dns', queries: 40, cached: 25, local: 3, forwarded: 14, failed: 1, malformed: 0, dropped: 0 }],
+      listeners: [
+        { name: 'dns', queries: 40, cached: 25, local: 3, forwarded: 14, failed: 1, malformed: 0, dropped: 0 },
+      ],
     },
     udp: {
       flowsLive: 2,
