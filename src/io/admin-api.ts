@@ -292,8 +292,7 @@ export class AdminApi {
     for (const c of liveConns(this.ctx)) if (c.network === 'tcp') live.set(c.listener, (live.get(c.listener) ?? 0) + 1)
     const u = native.udpStats()
     const dns = [...st.dns]
-    const perDns = (pick: (c: DnsCounters) => number) =>
-      dns.map(([listener, c]) => ({ labels: { listener }, value: pick(c) }))
+    const perDns = (key: keyof DnsCounters) => dns.map(([listener, c]) => ({ labels: { listener }, value: c[key] }))
     const both = (up: number, down: number) => [
       { labels: { direction: 'up' }, value: up },
       { labels: { direction: 'down' }, value: down },
@@ -377,48 +376,7 @@ export class AdminApi {
         help: 'UDP datagrams dropped, by reason.',
         samples: Object.entries(u.drops).map(([reason, value]) => ({ labels: { reason }, value })),
       },
-      {
-        name: 'ugate_dns_queries_total',
-        type: 'counter',
-        help: 'DNS queries answered or forwarded, by dns listener.',
-        samples: perDns((c) => c.queries),
-      },
-      {
-        name: 'ugate_dns_cache_hits_total',
-        type: 'counter',
-        help: 'DNS queries answered from the cache.',
-        samples: perDns((c) => c.cached),
-      },
-      {
-        name: 'ugate_dns_local_answers_total',
-        type: 'counter',
-        help: 'DNS queries answered by a rule (reject) or a static hosts entry.',
-        samples: perDns((c) => c.local),
-      },
-      {
-        name: 'ugate_dns_forwarded_total',
-        type: 'counter',
-        help: 'DNS queries asked of the upstream resolvers.',
-        samples: perDns((c) => c.forwarded),
-      },
-      {
-        name: 'ugate_dns_upstream_failures_total',
-        type: 'counter',
-        help: 'Forwarded DNS queries no resolver answered (the client got SERVFAIL).',
-        samples: perDns((c) => c.failed),
-      },
-      {
-        name: 'ugate_dns_malformed_total',
-        type: 'counter',
-        help: 'DNS datagrams that could not be decoded.',
-        samples: perDns((c) => c.malformed),
-      },
-      {
-        name: 'ugate_dns_dropped_total',
-        type: 'counter',
-        help: 'DNS datagrams not answered: source not in the allow list, a response sent to the listener, too many queries waiting for an upstream.',
-        samples: perDns((c) => c.dropped),
-      },
+      ...DNS_METRICS.map(([name, key, help]): Family => ({ name, type: 'counter', help, samples: perDns(key) })),
       {
         name: 'ugate_rule_hits_total',
         type: 'counter',
@@ -447,6 +405,25 @@ export class AdminApi {
     return exposition(families)
   }
 }
+
+/** The DNS counter families, per dns listener: metric name, counter, help. */
+const DNS_METRICS: Array<[string, keyof DnsCounters, string]> = [
+  ['ugate_dns_queries_total', 'queries', 'DNS queries answered or forwarded, by dns listener.'],
+  ['ugate_dns_cache_hits_total', 'cached', 'DNS queries answered from the cache.'],
+  ['ugate_dns_local_answers_total', 'local', 'DNS queries answered by a rule (reject) or a static hosts entry.'],
+  ['ugate_dns_forwarded_total', 'forwarded', 'DNS queries asked of the upstream resolvers.'],
+  [
+    'ugate_dns_upstream_failures_total',
+    'failed',
+    'Forwarded DNS queries no resolver answered (the client got SERVFAIL).',
+  ],
+  ['ugate_dns_malformed_total', 'malformed', 'DNS datagrams that could not be decoded.'],
+  [
+    'ugate_dns_dropped_total',
+    'dropped',
+    'DNS datagrams not answered: source not in the allow list, a response sent to the listener, too many queries waiting for an upstream.',
+  ],
+]
 
 interface TestUrl {
   tls: boolean

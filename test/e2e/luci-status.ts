@@ -9,12 +9,11 @@
 // the SVG throughput graph drawn from the status counters as traffic flows
 // through a forward listener. Screenshot: build/luci-status.png.
 
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import puppeteer from 'puppeteer-core'
-import { requireCommand } from '../lib/http.js'
+import { openPage } from '../lib/browser.js'
 import { listener, startConfig } from '../lib/config.js'
 import { FORMAT_SOURCE, resourcesDir, scanRequires } from '../lib/luci-standin.js'
 import { connect, destroyClients, echoServer, within } from '../lib/servers.js'
@@ -85,7 +84,6 @@ window.L = { bind: function (fn, self) { return fn.bind.apply(fn, [self].concat(
 t.test(
   'the LuCI status page in Chromium: no errors, tables, and the throughput graph rises with traffic',
   async (t) => {
-    requireCommand('chromium', 'chromium')
     const echo = await echoServer(t)
     const dir = mkdtempSync(join(tmpdir(), 'ugate-luci-'))
     t.teardown(() => rmSync(dir, { recursive: true, force: true }))
@@ -111,22 +109,10 @@ Promise.resolve(window.__view.load())
 <script>${FORMAT_SOURCE}</script><script>${RUNTIME}</script><script>${wrapped}</script><script>${boot}</script>
 </body></html>`
 
-    const browser = await puppeteer.launch({
-      executablePath: existsSync('/usr/bin/chromium') ? '/usr/bin/chromium' : 'chromium',
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu'],
-    })
-    t.teardown(() => browser.close())
-    const page = await browser.newPage()
-    await page.setViewport({ width: 1100, height: 900 })
-    const problems: string[] = []
-    page.on('console', (m) => {
-      if (m.type() === 'error') problems.push(`console: ${m.text()}`)
-    })
-    page.on('pageerror', (e) => problems.push(`page: ${String(e)}`))
-    page.on('request', (r) => {
-      if (!r.url().startsWith('about:')) problems.push(`request: ${r.url()}`)
-    })
+    // setContent: the page's own URL is about:blank; nothing else may be asked for.
+    const { browser, page, problems } = await openPage(t, { width: 1100, height: 900 }, (url) =>
+      url.startsWith('about:'),
+    )
     // The stubbed rpc: service.list as procd would answer, ugate.* from the real gateway.
     const asked: string[] = []
     await page.exposeFunction('ubusCall', (object: string, method: string) => {
