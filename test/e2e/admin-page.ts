@@ -64,14 +64,16 @@ t.test('the live page: a connection shows up and its Close button closes it', as
   await page.screenshot({ path: join(repoRoot, 'build', 'admin-page.png'), fullPage: true })
 
   // Sorting by a column header reorders without losing the row.
-  await page.click('#conns th[data-k="dst"]')
+  await page.$eval('#conns th[data-k="dst"]', (h) => (h as HTMLElement).click())
   t.equal(await page.$$eval('#conns tbody tr', (r) => r.length), 1)
 
   const ended = new Promise<void>((r) => {
     conn.reader.sock.once('end', () => r())
     conn.reader.sock.once('close', () => r())
   })
-  await page.click('#conns tbody tr button')
+  // Clicked inside the page in one turn: the table is redrawn on every push, so a
+  // handle taken before a scroll-and-click can be detached by then.
+  await page.$eval('#conns tbody tr button', (b) => (b as HTMLElement).click())
   await ended
   await page.waitForFunction(() => document.querySelector('#conns tbody')?.children.length === 0)
   t.same(problems, [], 'no console errors, no requests elsewhere')
