@@ -61,6 +61,8 @@ export interface UdpFlowRoute {
   action: string
   host?: string
   proto?: SniffProto
+  /** Why the sniffer gave up on a name (sniff=incomplete), for the access line. */
+  sniff?: string
 }
 
 /** Counters for the admin socket's status. */
