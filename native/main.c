@@ -42,6 +42,7 @@ int main(int argc, char **argv) {
   ug_proc_run_exit_command();  // e.g. drop the nft table after a fatal error
   ug_relay_shutdown(ctx);
   ug_udp_shutdown(ctx);
+  ug_hbone_shutdown(ctx);
   ug_gate_shutdown(ctx);  // after the relay thread ended
   ug_dns_shutdown(ctx);
   ug_loop_free(ctx);

@@ -103,6 +103,7 @@ ug_exports ug_gate_exports(void);
 ug_exports ug_quic_exports(void);
 ug_exports ug_identity_exports(void);
 ug_exports ug_udp_exports(void);
+ug_exports ug_hbone_exports(void);
 // Run the command JS set with setExitCommand (if any); called on the way out.
 void ug_proc_run_exit_command(void);
 void ug_sys_set_argv(int argc, char **argv);
@@ -116,6 +117,7 @@ int ug_relay_init(void);
 void ug_dns_shutdown(JSContext *ctx);
 void ug_udp_shutdown(JSContext *ctx);
 void ug_gate_shutdown(JSContext *ctx);
+void ug_hbone_shutdown(JSContext *ctx);  // after the engine thread ended
 
 // The compiled JS bundle (generated at build time into build/gen/bundle.c).
 extern const uint8_t ugate_bundle[];

@@ -19,6 +19,8 @@ import { nativeForward, onForwardBatch, serveForward } from './forward.js'
 import { serveHttp } from './http-server.js'
 import { type Listener, openListener } from './listener.js'
 import { serveMixed } from './mixed-server.js'
+import { hboneAcceptor, onHboneBatch } from './hbone.js'
+import { meshTls } from './mesh-tls.js'
 import { DnsService } from './dns-server.js'
 import { AddressNames } from '../core/dns/names.js'
 import { Admission, type GatewayContext, GatewayStats, type Handler, serveWith } from './session.js'
@@ -81,6 +83,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     for (const e of entries.values()) e.listener.serveNative(nativeForward(e.config, ctx))
   }
   native.onForwardEvents(onForwardBatch(ctx))
+  native.onHboneEvents(onHboneBatch(ctx))
   // A flushed ruleset (fw4 flush, firewall stop) takes our table: load it again.
   const watchCapture = () => {
     unwatch ??= watchTable(
@@ -121,6 +124,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     if (stopping) {
       log.warn('shutdown-forced', { signal, live: conns.size })
       native.relayAbortAll()
+      native.hboneCloseAll()
       return
     }
     stopping = true
@@ -136,7 +140,10 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     conns.cancelDialing('shutdown')
     native.forwardCancelDialing()
     // Relays get the grace period to finish on their own, then are closed.
-    const graceTimer = native.setTimeout(() => native.relayAbortAll(), graceMs)
+    const graceTimer = native.setTimeout(() => {
+      native.relayAbortAll()
+      native.hboneCloseAll()
+    }, graceMs)
     conns.onIdle(() => {
       native.clearTimeout(graceTimer)
       stopped()
@@ -239,6 +246,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
  * ones opened here are closed again and the error is thrown: all or nothing.
  */
 function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry>): Map<string, Entry> {
+  checkMeshIdentity(config)
   const next = new Map<string, Entry>()
   const opened: Listener[] = []
   try {
@@ -267,7 +275,7 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
       }
       let dns: DnsService | null = null
       const handler = l.type === 'dns' ? (dns = new DnsService(l, ctx)).serveTcp : handlerFor(l)
-      const accept = serveWith(handler, l, ctx)
+      const accept = l.type === 'hbone' ? hboneAcceptor(l, ctx) : serveWith(handler, l, ctx)
       const kept = old.get(key)
       if (kept && kept.listener.name === l.name && kept.listener.type === l.type) {
         kept.accept = accept
@@ -310,6 +318,16 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
   return next
 }
 
+/** hbone listeners and upstreams need the mesh identity: without it, nothing starts. */
+function checkMeshIdentity(config: Config): void {
+  const l = config.listeners.find((x) => x.type === 'hbone')
+  if (l !== undefined && meshTls('server') === null)
+    throw new StartupError(`listener ${l.name} (hbone) needs the mesh identity, and none is usable`)
+  const u = config.upstreams.find((x) => x.type === 'hbone')
+  if (u !== undefined && meshTls('client') === null)
+    throw new StartupError(`upstream ${u.name} (hbone) needs the mesh identity, and none is usable`)
+}
+
 /** The admin HTTP server when admin.listen is set; the secret is read per request (reload swaps it). */
 function startAdminHttp(ctx: GatewayContext, listeners: () => Listener[], log: ControlledLogger): AdminHttp | null {
   const listen = ctx.config.admin.listen
@@ -344,6 +362,8 @@ function handlerFor(l: Exclude<ListenerConfig, { type: 'dns' }>): Handler {
       return serveSni
     case 'tproxy':
       throw new Error('a tproxy listener accepts no connection') // opened by openUdpListener
+    case 'hbone':
+      return () => Promise.reject(new Error('an hbone listener hands its connections to C')) // hboneAcceptor
   }
 }
 
