@@ -218,7 +218,8 @@ export async function openHbone(
       reject(new CancelledError(reason))
     })
   }).finally(() => off())
-  if (answer.status === 200) return { fd, down: new Uint8Array(0) }
+  // fd is one end of a socket pair: a SOCKS reply names no address ("0.0.0.0:0").
+  if (answer.status === 200) return { fd, down: new Uint8Array(0), local: { addr: '0.0.0.0', port: 0, family: 4 } }
   // (cancelled meanwhile: the handler closed fd already, and the promise rejected)
   closeQuietly(fd)
   if (answer.status > 0) throw new DialError(`upstream-refused:${answer.status}`, `${u.name}`)

@@ -38,6 +38,8 @@ export interface Outbound {
   fd: number
   /** Bytes an upstream proxy sent after its reply: the relay's first bytes to the client. */
   down: Uint8Array
+  /** The address a SOCKS reply names when fd has none of its own (an HBONE stream's local end). */
+  local?: native.SockAddr
 }
 
 /**
