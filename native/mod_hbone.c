@@ -15,7 +15,7 @@
 
 #include "hbone.h"
 #include "tls.h"
-#include "ugate.h"
+#include "ugate.h"  // before tls.h: quickjs.h declares what its JS accessor needs
 
 // ---- TLS as hbone's transport ------------------------------------------------------------
 static void *t_new(void *cfg, int fd, bool server, const char *expect) {
@@ -63,7 +63,7 @@ static struct {
   hb_report *head, *tail;
   bool posted;
   ug_job job;
-} m = {.cb = JS_UNDEFINED, .lock = PTHREAD_MUTEX_INITIALIZER};
+} m = {.lock = PTHREAD_MUTEX_INITIALIZER};  // cb: a zero JSValue (an int) until set
 
 // Engine thread: queue the batch for the loop thread; one job per batch.
 static void sink(hb_report *batch) {
@@ -149,15 +149,19 @@ static void start(void) {
 
 // ---- calls ----------------------------------------------------------------------------------
 // The tls_config* behind a handle of tlsConfig(); NULL with an exception.
-static tls_config *tls_of(JSContext *ctx, JSValueConst v) {
-  return ug_tls_config_of(ctx, v);
+static tls_config *tls_of(JSContext *ctx, JSValueConst v, bool server) {
+  tls_config *c = ug_tls_config_from_js(ctx, v);
+  if (c && tls_config_is_server(c) != server)
+    return JS_ThrowTypeError(ctx, "hbone: a %s TLS config is needed", server ? "server" : "client"),
+           NULL;
+  return c;
 }
 
 // hboneServe(fd, tls, peerAddr): serve an accepted socket; returns the tunnel id.
 static JSValue js_hbone_serve(UG_JS_PARAMS) {
   int fd;
   if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
-  tls_config *cfg = tls_of(ctx, argv[1]);
+  tls_config *cfg = tls_of(ctx, argv[1], true);
   if (!cfg) return JS_EXCEPTION;
   const char *peer = JS_ToCString(ctx, argv[2]);
   if (!peer) return JS_EXCEPTION;
@@ -217,7 +221,7 @@ static JSValue js_hbone_open(UG_JS_PARAMS) {
   static double tags;
   JSValueConst o = argv[0];
   if (!JS_IsObject(o)) return JS_ThrowTypeError(ctx, "hboneOpen: options must be an object");
-  tls_config *cfg = tls_of(ctx, argv[1]);
+  tls_config *cfg = tls_of(ctx, argv[1], false);
   if (!cfg) return JS_EXCEPTION;
   const char *s[7] = {0};  // key, addr, expect, authority, baggage, forwarded, traceparent
   static const char *keys[7] = {"key",     "addr",      "expect",     "authority",
