@@ -14,8 +14,9 @@
 #include <unistd.h>
 
 #include "hbone.h"
+#include "ugate.h"
+// After ugate.h (quickjs.h): declares ug_tls_config_from_js.
 #include "tls.h"
-#include "ugate.h"  // before tls.h: quickjs.h declares what its JS accessor needs
 
 // ---- TLS as hbone's transport ------------------------------------------------------------
 static void *t_new(void *cfg, int fd, bool server, const char *expect) {
