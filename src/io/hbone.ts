@@ -77,15 +77,15 @@ export function onHboneBatch(ctx: GatewayContext): (batch: native.HboneEvent[]) 
           if (ev.tag === 0) onServedDone(ev)
           break
         case 'closed':
-          if (tunnels.delete(ev.tunnel) || ctx.log.enabled('debug'))
-            ctx.log.info('hbone-closed', {
-              tunnel: ev.tunnel,
-              peer: ev.peerAddr,
-              reason: ev.reason,
-              streams: ev.status,
-              out: ev.toTunnel,
-              in: ev.toSocket,
-            })
+          tunnels.delete(ev.tunnel)
+          ctx.log.info('hbone-closed', {
+            tunnel: ev.tunnel,
+            peer: ev.peerAddr,
+            reason: ev.reason,
+            streams: ev.status,
+            out: ev.toTunnel,
+            in: ev.toSocket,
+          })
           break
       }
     }

@@ -13,7 +13,7 @@ import { listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.j
 import { mesh, type Mesh } from '../lib/mesh.js'
 import { socks5Connect } from '../lib/proxy.js'
 import { echoServer, prngBytes, sha256, within } from '../lib/servers.js'
-import { checkFds, finish, runUgate } from '../lib/ugate.js'
+import { checkCleanExit, checkFds, finish, runUgate } from '../lib/ugate.js'
 
 const ids = mesh(t)
 
@@ -213,6 +213,9 @@ t.test('hbone upstream: Node http2 as a ztunnel-like server', async (t) => {
     'upstream-refused:401 logged',
   )
   t.equal(server.sessions(), 1, 'one pooled connection carried all streams')
+  // The pool keeps its idle connection until the peer's GOAWAY (or the idle timeout).
+  server.goaway()
+  await ug.waitForLine(/ info hbone-closed .*reason=goaway/)
   await finish(t, ug, 3)
 })
 
@@ -245,6 +248,9 @@ t.test('ugate → ugate through one tunnel', async (t) => {
   const status = JSON.parse(st.stdout) as { hbone: { role: string; streamsTotal: number; peerId: string }[] }
   t.equal(status.hbone.length, 1, 'one tunnel in ctl status')
   t.match(status.hbone[0], { role: 'client', streamsTotal: 4 }, 'with its stream count')
+  // B stops first (its tunnel from A lives as long as A's pool keeps it): A's pooled
+  // connection closes with it, and A's fds are back to the baseline.
+  checkCleanExit(t, b, await b.stop())
+  await a.waitForLine(/ info hbone-closed .*reason=(goaway|tunnel-closed)/)
   await finish(t, a, 4)
-  await finish(t, b, 4)
 })

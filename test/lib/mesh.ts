@@ -28,6 +28,8 @@ export interface MeshServer {
   listen(): Promise<number>
   /** TLS sessions accepted so far. */
   sessions(): number
+  /** GOAWAY on every session (the peer's pooled connection then closes). */
+  goaway(): void
 }
 
 export interface Mesh {
@@ -59,7 +61,18 @@ export function mesh(t: TestLike): Mesh {
     if (made.has(node)) return dir(node)
     if (!made.has('a')) {
       mkdirSync(ca)
-      const r = runUgate(['identity', 'init', '--dir', ca, '--trust-domain', TRUST_DOMAIN, '--namespace', 'test', '--sa', 'a'])
+      const r = runUgate([
+        'identity',
+        'init',
+        '--dir',
+        ca,
+        '--trust-domain',
+        TRUST_DOMAIN,
+        '--namespace',
+        'test',
+        '--sa',
+        'a',
+      ])
       if (r.code !== 0) throw new Error(`identity init: ${r.stderr.join('\n')}`)
       made.add('a')
       if (node === 'a') return ca
@@ -68,7 +81,16 @@ export function mesh(t: TestLike): Mesh {
     mkdirSync(d)
     const key = join(d, 'key.pem')
     execFileSync('openssl', ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key])
-    execFileSync('openssl', ['req', '-new', '-key', key, '-subj', `/O=ugate test/CN=${node}`, '-out', join(d, 'csr.pem')])
+    execFileSync('openssl', [
+      'req',
+      '-new',
+      '-key',
+      key,
+      '-subj',
+      `/O=ugate test/CN=${node}`,
+      '-out',
+      join(d, 'csr.pem'),
+    ])
     writeFileSync(
       join(d, 'ext.cnf'),
       `subjectAltName=URI:${spiffe(node)}\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n`,
@@ -130,6 +152,7 @@ export function mesh(t: TestLike): Mesh {
     },
     server(node, onStream) {
       let sessions = 0
+      const live = new Set<http2.ServerHttp2Session>()
       const srv = http2.createSecureServer({
         ...tlsOptions(node),
         requestCert: true,
@@ -141,6 +164,8 @@ export function mesh(t: TestLike): Mesh {
         // ztunnel's inbound: the client's trust domain must be ours.
         if (!uriSan(peer).startsWith(`spiffe://${TRUST_DOMAIN}/`)) return s.destroy()
         sessions++
+        live.add(s)
+        s.on('close', () => live.delete(s))
         s.setLocalWindowSize(ZTUNNEL_CONN_WINDOW)
       })
       srv.on('stream', onStream)
@@ -149,6 +174,9 @@ export function mesh(t: TestLike): Mesh {
         listen: () =>
           new Promise<number>((ok) => srv.listen(0, '127.0.0.1', () => ok((srv.address() as AddressInfo).port))),
         sessions: () => sessions,
+        goaway: () => {
+          for (const s of live) s.close()
+        },
       }
     },
   }
@@ -169,9 +197,12 @@ function plainMesh(t: TestLike, root: string): Mesh {
     },
     server(_node, onStream) {
       let sessions = 0
+      const live = new Set<http2.ServerHttp2Session>()
       const srv = http2.createServer({ settings: { ...ZTUNNEL_SETTINGS, maxConcurrentStreams: 200 } })
       srv.on('session', (s) => {
         sessions++
+        live.add(s)
+        s.on('close', () => live.delete(s))
         s.setLocalWindowSize(ZTUNNEL_CONN_WINDOW)
       })
       srv.on('stream', onStream)
@@ -180,6 +211,9 @@ function plainMesh(t: TestLike, root: string): Mesh {
         listen: () =>
           new Promise<number>((ok) => srv.listen(0, '127.0.0.1', () => ok((srv.address() as AddressInfo).port))),
         sessions: () => sessions,
+        goaway: () => {
+          for (const s of live) s.close()
+        },
       }
     },
   }
