@@ -623,7 +623,7 @@ static void conn_on_event(engine_handler *h, uint32_t events) {
     conn_flush(c);  // what the events queued (WINDOW_UPDATE, ACKs, data)
 }
 
-static hb_conn *conn_new(int fd, bool server, const hb_security *sec, void *cfg,
+static hb_conn *conn_new(uint64_t id, int fd, bool server, const hb_security *sec, void *cfg,
                          const char *expect) {
   hb_conn *c = calloc(1, sizeof *c);
   if (!c) return NULL;
@@ -632,7 +632,7 @@ static hb_conn *conn_new(int fd, bool server, const hb_security *sec, void *cfg,
   c->sec = sec;
   c->cfg = cfg;
   sec->cfg_ref(cfg);
-  c->id = __atomic_add_fetch(&hb.next_id, 1, __ATOMIC_RELAXED);
+  c->id = id;
   c->rtt_ms = -1;
   c->start_ms = c->active_ms = engine_now_ms();
   c->h.on_event = conn_on_event;
@@ -700,7 +700,8 @@ static void peer_text(const struct sockaddr_storage *ss, char *out, size_t cap) 
 static hb_conn *pool_dial(const hb_open_args *a, const hb_security *sec, void *cfg) {
   int fd = socket(a->peer.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return NULL;
-  hb_conn *c = conn_new(fd, false, sec, cfg, a->expect);
+  hb_conn *c = conn_new(__atomic_add_fetch(&hb.next_id, 1, __ATOMIC_RELAXED), fd, false, sec, cfg,
+                        a->expect);
   if (!c) {
     close(fd);
     return NULL;
@@ -765,12 +766,12 @@ static hb_conn *conn_find(uint64_t id) {
 }
 
 static void do_serve(job *j) {
-  hb_conn *c = conn_new(j->fd, true, j->sec, j->cfg, NULL);
+  hb_conn *c =
+      conn_new(j->tunnel, j->fd, true, j->sec, j->cfg, NULL);  // the id hbone_serve returned
   if (!c) {
     close(j->fd);
     return;
   }
-  c->id = j->tunnel;  // the id hbone_serve returned
   snprintf(c->peer_addr, sizeof c->peer_addr, "%s", j->peer_addr);
   c->state = C_HANDSHAKE;
   if (!c->h2 || !c->t ||
