@@ -391,7 +391,7 @@ function upstreams(value: unknown): UpstreamConfig[] {
   return list
 }
 
-export const HBONE_PORT = 15008
+const HBONE_PORT = 15008
 
 function hboneUpstream(obj: Record<string, unknown>, path: string): HboneUpstreamConfig {
   checkKeys(obj, path, ['name', 'type', 'server', 'identity', 'trustDomain'])
