@@ -20,7 +20,6 @@ import { serveHttp } from './http-server.js'
 import { type Listener, openListener } from './listener.js'
 import { serveMixed } from './mixed-server.js'
 import { hboneAcceptor, onHboneBatch } from './hbone.js'
-import { meshTls } from './mesh-tls.js'
 import { DnsService } from './dns-server.js'
 import { AddressNames } from '../core/dns/names.js'
 import { Admission, type GatewayContext, GatewayStats, type Handler, serveWith } from './session.js'
@@ -31,6 +30,7 @@ import { watchTable } from './nft-watch.js'
 import { type UdpListener, openUdpListener } from './udp-flows.js'
 import { type UbusClient, startUbus } from './ubus.js'
 import { ugateMethods } from './ubus-object.js'
+import { currentTls, reloadMeshIdentity, startMeshIdentity } from './mesh-identity.js'
 
 export interface Gateway {
   /** What SIGINT/SIGTERM do; a second call stops waiting for relays. */
@@ -103,7 +103,16 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     unwatch?.()
     unwatch = null
   }
+  // Who we are in the mesh, in the log after start and after each reload that changed it.
+  const logIdentity = (reloaded: boolean) => {
+    const tls = currentTls()
+    if (tls)
+      log.info('mesh-identity', { spiffeId: tls.spiffeId, nodeId: tls.nodeId, ...(reloaded ? { reloaded } : {}) })
+  }
   try {
+    // Before the listeners: mesh listeners take the identity when they open.
+    startMeshIdentity(config.mesh)
+    logIdentity(false)
     entries = openEntries(config, ctx, new Map())
     udpNames()
     ctx.own = listeners().map((l) => l.bound)
@@ -172,6 +181,8 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
       log.error('reload-failed', { error: e instanceof Error ? e.message : String(e), kept: 'old config' })
       return
     }
+    // Unusable identity files keep the identity in use (logged); the rest of the config still applies.
+    if (reloadMeshIdentity(next.mesh, log)) logIdentity(true)
     let nextEntries: Map<string, Entry>
     try {
       nextEntries = openEntries(next, ctx, entries)
@@ -325,12 +336,10 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
 
 /** hbone listeners and upstreams need the mesh identity: without it, nothing starts. */
 function checkMeshIdentity(config: Config): void {
-  const l = config.listeners.find((x) => x.type === 'hbone')
-  if (l !== undefined && meshTls('server') === null)
-    throw new StartupError(`listener ${l.name} (hbone) needs the mesh identity, and none is usable`)
-  const u = config.upstreams.find((x) => x.type === 'hbone')
-  if (u !== undefined && meshTls('client') === null)
-    throw new StartupError(`upstream ${u.name} (hbone) needs the mesh identity, and none is usable`)
+  const what =
+    config.listeners.find((x) => x.type === 'hbone')?.name ?? config.upstreams.find((x) => x.type === 'hbone')?.name
+  if (what !== undefined && config.mesh === null)
+    throw new StartupError(`${what} (hbone) needs the mesh identity: add a mesh section (identity files, trust domain)`)
 }
 
 /** The admin HTTP server when admin.listen is set; the secret is read per request (reload swaps it). */

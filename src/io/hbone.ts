@@ -14,7 +14,7 @@ import { parseCidr, parseIpInto } from '../core/ip.js'
 import { CidrSet } from '../core/rules/cidr-tree.js'
 import { DialError } from './dial.js'
 import type { Accepted } from './listener.js'
-import { meshTls, ownIdentity } from './mesh-tls.js'
+import { currentTls } from './mesh-identity.js'
 import { RejectedError, connectOut, type Outbound } from './outbound.js'
 import { type GatewayContext, type Session, type Tracked, track } from './session.js'
 import { closeQuietly, resetQuietly } from './sockets.js'
@@ -51,8 +51,8 @@ export function hboneAcceptor(l: HboneListenerConfig, ctx: GatewayContext): (cli
       ctx.log.warn('denied', { listener: l.name, src, why: 'source not in allow list' })
       return resetQuietly(client.fd)
     }
-    const tls = meshTls('server')
-    if (tls === null) {
+    const tls = currentTls()?.server
+    if (tls === undefined) {
       ctx.log.error('hbone-no-identity', { listener: l.name, src })
       return resetQuietly(client.fd)
     }
@@ -191,9 +191,9 @@ export async function openHbone(
   s: Session,
   ctx: GatewayContext,
 ): Promise<Outbound> {
-  const tls = meshTls('client')
-  if (tls === null) throw new DialError('upstream-error', `${u.name}: no mesh identity`)
-  const me = ownIdentity()
+  const mesh = currentTls()
+  if (mesh === null) throw new DialError('upstream-error', `${u.name}: no mesh identity`)
+  const me = /^spiffe:\/\/[^/]+\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(mesh.spiffeId)
   const [tag, fd] = native.hboneOpen(
     {
       key: u.name,
@@ -203,11 +203,11 @@ export async function openHbone(
       expect: u.identity,
       authority: formatHostPort(host, port),
       // As ztunnel sends them: who the source is, and where it came from.
-      baggage: me === null ? '' : `k8s.namespace.name=${me.namespace},service.name=${me.serviceAccount}`,
+      baggage: me === null ? '' : `k8s.namespace.name=${me[1]},service.name=${me[2]}`,
       forwarded: `for=${JSON.stringify(s.client.addr.includes(':') ? `[${s.client.addr}]` : s.client.addr)}`,
       traceparent: traceparent(),
     },
-    tls,
+    mesh.client,
   )
   let off = () => {}
   const answer = await new Promise<{ status: number; reason: string }>((resolve, reject) => {

@@ -247,6 +247,11 @@ declare module 'ugate:native' {
     uris: string[]
     /** The uncompressed P-256 point (65 bytes), null for another key type. */
     publicKey: Uint8Array | null
+    /**
+     * The original ugate's node id (native/identity.c, the one place it is
+     * computed): base32 of SHA-256 of publicKey, 52 characters; null without one.
+     */
+    nodeId: string | null
   }
   /**
    * Parse a PEM chain (leaf first), PEM trust anchors and optionally a PEM
@@ -260,8 +265,31 @@ declare module 'ugate:native' {
     rootPem: string,
     keyPem?: string,
   ): { certs: CertInfo[]; verify: string; keyMatches?: boolean } | { error: 'chain' | 'root' | 'key'; message: string }
-  /** SHA-256 (mbedTLS). */
-  export function sha256(data: ArrayBuffer | Uint8Array): Uint8Array
+
+  // ---- mesh TLS (native/mod_tls.c, native/tls.c) ----------------------------
+  /**
+   * A loaded mutual TLS 1.3 identity (tls_config in native/tls.h), opaque:
+   * the HBONE binding takes it (ug_tls_config_from_js). Its connections keep
+   * it alive in C; the object itself drops its reference when collected.
+   */
+  export interface TlsConfig {
+    readonly __tlsConfig: unique symbol
+  }
+  /**
+   * Load the PEM files (chain: leaf first with a P-256 key and a SPIFFE URI
+   * SAN; roots: the only trust anchors). Throws an Error whose message names
+   * the file (and the date, for an expired or not yet valid certificate).
+   * trustDomain: peers' SPIFFE ids must be in it ('' or absent: any the roots vouch for).
+   */
+  export function tlsConfig(o: {
+    server: boolean
+    chain: string
+    key: string
+    roots: string
+    trustDomain?: string
+  }): TlsConfig
+  /** Our SPIFFE id and node id (52 base32 characters) in that config. */
+  export function tlsConfigInfo(c: TlsConfig): { server: boolean; spiffeId: string; nodeId: string }
 
   // ---- DNS (native/mod_dns.c): getaddrinfo on worker threads -------------
   /**
@@ -518,8 +546,8 @@ declare module 'ugate:native' {
   export function forwardCancelDialing(): void
 
   // ---- HBONE (native/mod_hbone.c, native/hbone.c) ----
-  /** A TLS config handle (tlsConfig), opaque to JS. */
-  export type TlsHandle = unknown
+  /** A TLS config handle (tlsConfig). */
+  export type TlsHandle = TlsConfig
   /** Serve an accepted socket as an HBONE tunnel (mTLS + HTTP/2 in C); returns the tunnel id. */
   export function hboneServe(fd: number, tls: TlsHandle, peerAddr: string): number
   /** Answer a `request` with 200 and bridge the stream to fd (taken), `initial` bytes first. */
