@@ -131,7 +131,6 @@ export function mesh(t: TestLike): Mesh {
     }
   }
 
-  if (process.env.HBONE_PLAIN === '1') return plainMesh(t, root) // LOCAL-STUB
   return {
     dir: ensure,
     spiffe,
@@ -163,43 +162,6 @@ export function mesh(t: TestLike): Mesh {
         const peer = (s.socket as TLSSocket).getPeerCertificate()
         // ztunnel's inbound: the client's trust domain must be ours.
         if (!uriSan(peer).startsWith(`spiffe://${TRUST_DOMAIN}/`)) return s.destroy()
-        sessions++
-        live.add(s)
-        s.on('close', () => live.delete(s))
-        s.setLocalWindowSize(ZTUNNEL_CONN_WINDOW)
-      })
-      srv.on('stream', onStream)
-      t.teardown(() => srv.close())
-      return {
-        listen: () =>
-          new Promise<number>((ok) => srv.listen(0, '127.0.0.1', () => ok((srv.address() as AddressInfo).port))),
-        sessions: () => sessions,
-        goaway: () => {
-          for (const s of live) s.close()
-        },
-      }
-    },
-  }
-}
-
-// LOCAL-STUB: h2c against the plain tls stub, until tls.c is merged.
-function plainMesh(t: TestLike, root: string): Mesh {
-  return {
-    dir: (n) => join(root, n),
-    spiffe: () => 'spiffe://stub.local/ns/x/sa/y',
-    config: () => ({}) as never,
-    socket: (node) => join(root, `${node}.sock`),
-    connect(_node, port) {
-      const s = http2.connect(`http://127.0.0.1:${port}`, { settings: ZTUNNEL_SETTINGS })
-      s.once('connect', () => s.setLocalWindowSize(ZTUNNEL_CONN_WINDOW))
-      s.on('error', () => {})
-      return s
-    },
-    server(_node, onStream) {
-      let sessions = 0
-      const live = new Set<http2.ServerHttp2Session>()
-      const srv = http2.createServer({ settings: { ...ZTUNNEL_SETTINGS, maxConcurrentStreams: 200 } })
-      srv.on('session', (s) => {
         sessions++
         live.add(s)
         s.on('close', () => live.delete(s))
