@@ -163,7 +163,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     const s = native.relayStats()
     const udp = ctx.udpNames.size > 0 ? { udpFlows: native.udpStats().flowsTotal } : {}
     log.info('stats', {
-      relays: s.total + native.gateStats().forwardRelaysTotal,
+      relays: s.total,
       spliceCalls: s.spliceCalls,
       copyCalls: s.copyCalls,
       ...udp,

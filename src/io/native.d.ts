@@ -345,9 +345,9 @@ declare module 'ugate:native' {
   /** Close every live relay now; their callbacks run on a later turn with reason 'shutdown'. */
   export function relayAbortAll(): void
   export interface RelayStats {
-    /** Relays currently live. */
+    /** Relays currently live (every starter: relay() and the native forward). */
     active: number
-    /** Relays started since the process began. */
+    /** Relays started since the process began (the same). */
     total: number
     /** splice(2) calls made, and read/write calls of the copy loop. */
     spliceCalls: number
@@ -357,7 +357,8 @@ declare module 'ugate:native' {
   }
   export function relayStats(): RelayStats
   /**
-   * Bytes moved so far by every unfinished relay, flat: [id, up, down, id, up,
+   * Bytes moved so far by every unfinished relay (relay() and native
+   * forwards: ForwardConn.relay), flat: [id, up, down, id, up,
    * down, ...]. Published by the relay thread once a second, so up to a second
    * old (the result's counts are exact).
    */
@@ -439,6 +440,8 @@ declare module 'ugate:native' {
     | { action: 'forward'; addr: string; port: number }
   /** Route a new flow: '' or an errno name (ENOENT: the flow already ended). */
   export function udpRoute(flow: number, route: UdpRoute): string
+  /** End one flow (reason 'closed'); false when there is none with this id. */
+  export function udpFlowClose(id: number): boolean
   /** End every flow ('shutdown'). */
   export function udpCloseAll(): void
   export interface UdpStats {
@@ -487,11 +490,8 @@ declare module 'ugate:native' {
     total: number
     /** Connections admitted and not released. */
     live: number
-    /** Of those, native forwards not yet reported to onForwardEvents. */
+    /** Of those, native forwards not yet reported to onForwardEvents (their relays are in relayStats). */
     forwardLive: number
-    /** Native forwards relaying now, and relays they started since start (not in relayStats). */
-    forwardRelays: number
-    forwardRelaysTotal: number
   }
   export function gateStats(): GateStats
   export interface ForwardOptions {
@@ -538,6 +538,8 @@ declare module 'ugate:native' {
     stage: 'handshake' | 'relay'
     ms: number
     dst: string
+    /** Its relay's id once relaying: its bytes so far are in relayBytes(). */
+    relay?: number
   }
   export function forwardConnections(): ForwardConn[]
   /** End one native connection (reason 'closed'); false when there is none with this id. */
