@@ -108,7 +108,6 @@ static struct {
   bool stats_dirty;
   double stats_ms;
   pthread_mutex_t lock;  // guards the published stats
-  hb_conn_stats stats[STATS_MAX];
   int nstats;
 } hb = {.ping_ms = 10000,
         .ping_timeout_ms = 20000,
@@ -117,6 +116,7 @@ static struct {
         .lock = PTHREAD_MUTEX_INITIALIZER};
 
 static uint8_t scratch[SCRATCH_SIZE];
+static hb_conn_stats stats[STATS_MAX];  // published under hb.lock; zeroed (.bss, not in the file)
 
 static void conn_close(hb_conn *c, const char *reason);
 static bool conn_flush(hb_conn *c);
@@ -837,7 +837,7 @@ static void publish(double now) {
   pthread_mutex_lock(&hb.lock);
   int n = 0;
   for (hb_conn *c = hb.conns; c && n < STATS_MAX; c = c->next, n++) {
-    hb_conn_stats *o = &hb.stats[n];
+    hb_conn_stats *o = &stats[n];
     o->id = c->id;
     o->server = c->server;
     snprintf(o->peer_addr, sizeof o->peer_addr, "%s", c->peer_addr);
@@ -1018,7 +1018,7 @@ void hbone_close_all(void) {
 int hbone_stats(hb_conn_stats *out, int max) {
   pthread_mutex_lock(&hb.lock);
   int n = hb.nstats;
-  memcpy(out, hb.stats, sizeof *out * (size_t)(n < max ? n : max));
+  memcpy(out, stats, sizeof *out * (size_t)(n < max ? n : max));
   pthread_mutex_unlock(&hb.lock);
   return n;
 }
