@@ -32,11 +32,15 @@
 # native/*.c linked into ugate, in link order: a new source is one more line.
 NATIVE_SRCS := \
 	engine \
+	h2 \
+	hbone \
+	hpack \
 	identity \
 	loop \
 	main \
 	mod_dns \
 	mod_gate \
+	mod_hbone \
 	mod_identity \
 	mod_net \
 	mod_nlmon \

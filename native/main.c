@@ -43,7 +43,8 @@ int main(int argc, char **argv) {
   ug_relay_shutdown(ctx);
   ug_udp_shutdown(ctx);
   ug_socks_udp_shutdown(ctx);  // after the UDP thread ended
-  ug_gate_shutdown(ctx);       // after the relay thread ended
+  ug_hbone_shutdown(ctx);
+  ug_gate_shutdown(ctx);  // after the relay thread ended
   ug_dns_shutdown(ctx);
   ug_loop_free(ctx);
   JS_FreeContext(ctx);

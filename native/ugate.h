@@ -105,6 +105,7 @@ ug_exports ug_identity_exports(void);
 ug_exports ug_tls_exports(void);
 ug_exports ug_udp_exports(void);
 ug_exports ug_socks_udp_exports(void);
+ug_exports ug_hbone_exports(void);
 // Run the command JS set with setExitCommand (if any); called on the way out.
 void ug_proc_run_exit_command(void);
 void ug_sys_set_argv(int argc, char **argv);
@@ -120,6 +121,7 @@ void ug_udp_shutdown(JSContext *ctx);
 int ug_udp_start(void);  // 0 or -errno
 void ug_socks_udp_shutdown(JSContext *ctx);
 void ug_gate_shutdown(JSContext *ctx);
+void ug_hbone_shutdown(JSContext *ctx);  // after the engine thread ended
 
 // The compiled JS bundle (generated at build time into build/gen/bundle.c).
 extern const uint8_t ugate_bundle[];

@@ -81,12 +81,29 @@ export interface User {
 }
 
 /** An upstream proxy that rules can chain through ("upstream:NAME"). */
-export interface UpstreamConfig {
+export type UpstreamConfig = ProxyUpstreamConfig | HboneUpstreamConfig
+
+export interface ProxyUpstreamConfig {
   name: string
   type: 'socks5' | 'http'
   server: Endpoint
   username?: string
   password?: string
+}
+
+/**
+ * A peer gate (or ztunnel) reached through HBONE: HTTP/2 CONNECT over mutual
+ * TLS with the mesh identity, on pooled connections.
+ */
+export interface HboneUpstreamConfig {
+  name: string
+  type: 'hbone'
+  /** The peer's HBONE port: an IP literal (default port 15008). */
+  server: Endpoint
+  /** The SPIFFE id the peer must present; '' = any id of trustDomain (or of the mesh's). */
+  identity: string
+  /** The trust domain the peer's id must be in; '' = the mesh's own. */
+  trustDomain: string
 }
 
 /** Transparent capture with nftables (see src/core/nft.ts). */
@@ -135,6 +152,16 @@ export interface ProxyListenerConfig extends ListenerCommon {
   users: User[]
   /** socks and mixed: a SOCKS5 UDP association without datagrams this long ends. */
   udpIdleTimeoutMs: number
+}
+
+/**
+ * HBONE (Istio ambient's HTTP/2 CONNECT over mutual TLS, port 15008): each
+ * CONNECT's :authority is routed like any connection.
+ */
+export interface HboneListenerConfig extends ListenerCommon {
+  type: 'hbone'
+  /** When non-empty, only these peer SPIFFE ids may open streams (others get 401). */
+  peers: string[]
 }
 
 /** Transparent TCP: the destination comes from SO_ORIGINAL_DST (nftables REDIRECT). */
@@ -193,6 +220,7 @@ export type ListenerConfig =
   | SniListenerConfig
   | DnsListenerConfig
   | TproxyListenerConfig
+  | HboneListenerConfig
 export type ListenerType = ListenerConfig['type']
 
 /** The accounts a listener asks clients for; none for types without authentication. */
@@ -365,11 +393,12 @@ function upstreams(value: unknown): UpstreamConfig[] {
   const list = array(value, 'upstreams').map((v, i): UpstreamConfig => {
     const path = `upstreams[${i}]`
     const obj = object(v, path)
-    checkKeys(obj, path, ['name', 'type', 'server', 'username', 'password'])
     const type = required(obj, 'type', path)
+    if (type === 'hbone') return hboneUpstream(obj, path)
+    checkKeys(obj, path, ['name', 'type', 'server', 'username', 'password'])
     if (type !== 'socks5' && type !== 'http')
-      throw new ConfigError(`${path}.type`, `${show(type)} is not "socks5" or "http"`)
-    const up: UpstreamConfig = {
+      throw new ConfigError(`${path}.type`, `${show(type)} is not "socks5", "http" or "hbone"`)
+    const up: ProxyUpstreamConfig = {
       name: name(required(obj, 'name', path), `${path}.name`),
       type,
       server: endpoint(required(obj, 'server', path), `${path}.server`, 'target'),
@@ -385,6 +414,36 @@ function upstreams(value: unknown): UpstreamConfig[] {
     if (j < i) throw new ConfigError(`upstreams[${i}].name`, `${show(u.name)} is already the name of upstreams[${j}]`)
   })
   return list
+}
+
+const HBONE_PORT = 15008
+
+function hboneUpstream(obj: Record<string, unknown>, path: string): HboneUpstreamConfig {
+  checkKeys(obj, path, ['name', 'type', 'server', 'identity', 'trustDomain'])
+  const text = required(obj, 'server', path)
+  // A bare IP means the HBONE port.
+  const withPort = typeof text === 'string' && isIpLiteral(text.replace(/^\[|\]$/g, '')) ? hostPort(text) : text
+  const server = endpoint(withPort, `${path}.server`, 'target')
+  if (!isIpLiteral(server.host))
+    throw new ConfigError(`${path}.server`, `${show(text)} is not an IP address: an hbone peer is given as IP:PORT`)
+  const identity = obj.identity === undefined || obj.identity === '' ? '' : spiffeId(obj.identity, `${path}.identity`)
+  const td = given(obj.trustDomain, '')
+  if (typeof td !== 'string' || (td !== '' && !/^[a-z0-9._-]{1,255}$/.test(td)))
+    throw new ConfigError(`${path}.trustDomain`, `${show(td)} is not a trust domain (a-z 0-9 . - _)`)
+  if (identity !== '' && td !== '' && !identity.startsWith(`spiffe://${td}/`))
+    throw new ConfigError(`${path}.identity`, `${show(identity)} is not in trustDomain ${show(td)}`)
+  return { name: name(required(obj, 'name', path), `${path}.name`), type: 'hbone', server, identity, trustDomain: td }
+}
+
+function hostPort(ip: string): string {
+  return ip.startsWith('[') ? `${ip}:${HBONE_PORT}` : ip.includes(':') ? `[${ip}]:${HBONE_PORT}` : `${ip}:${HBONE_PORT}`
+}
+
+/** spiffe://TD/PATH, as peers present it in their certificate's URI SAN. */
+function spiffeId(v: unknown, path: string): string {
+  if (typeof v !== 'string' || !/^spiffe:\/\/[a-z0-9._-]{1,255}\/[A-Za-z0-9._~%!$&'()*+,;=:@/-]+$/.test(v))
+    throw new ConfigError(path, `${show(v)} is not a SPIFFE id (spiffe://TRUST-DOMAIN/ns/NS/sa/SA)`)
+  return v
 }
 
 function rules(value: unknown): RuleSpec[] {
@@ -655,6 +714,14 @@ const LISTENER_SPECS: { [T in ListenerType]: ListenerSpec<T> } = {
       httpPort: integer(given(obj.httpPort, 80), `${path}.httpPort`, 1, 65535),
     }),
   },
+  hbone: {
+    keys: ['peers'],
+    parse: (obj, path, common) => ({
+      ...common,
+      type: 'hbone',
+      peers: array(given(obj.peers, []), `${path}.peers`).map((v, i) => spiffeId(v, `${path}.peers[${i}]`)),
+    }),
+  },
   dns: {
     keys: ['servers', 'hosts', 'rejectAddresses', 'timeout', 'cacheSize'],
     parse: (obj, path, common) => ({
@@ -694,9 +761,11 @@ function listener(value: unknown, path: string): ListenerConfig {
   if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
     throw new ConfigError(`${path}.name`, `${show(name)} is not a name of 1-64 letters, digits, "_" or "-"`)
   }
+  // HBONE has a well-known port: an hbone listener may leave out `listen`.
+  const listen = type === 'hbone' ? given(obj.listen, `[::]:${HBONE_PORT}`) : required(obj, 'listen', path)
   const common: ListenerCommon = {
     name,
-    listen: endpoint(required(obj, 'listen', path), `${path}.listen`, 'listen'),
+    listen: endpoint(listen, `${path}.listen`, 'listen'),
     backlog: integer(given(obj.backlog, DEFAULTS.backlog), `${path}.backlog`, 1, 65535),
     allow: cidrs(given(obj.allow, DEFAULTS.allow), `${path}.allow`),
   }

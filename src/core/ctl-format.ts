@@ -75,6 +75,26 @@ export function formatStatus(s: Obj): string {
       ),
     )
   }
+  const tunnels = list(s.hbone)
+  if (tunnels.length > 0)
+    lines.push(
+      '',
+      table(
+        ['TUNNEL', 'ROLE', 'PEER', 'PEER ID', 'STATE', 'STREAMS', 'TOTAL', 'OUT', 'IN', 'RTT'],
+        tunnels.map((x) => [
+          str(x.id),
+          str(x.role),
+          str(x.peer),
+          str(x.peerId) === '' ? '-' : str(x.peerId),
+          str(x.state),
+          str(x.streams),
+          str(x.streamsTotal),
+          humanBytes(num(x.bytesOut)),
+          humanBytes(num(x.bytesIn)),
+          typeof x.rttMs === 'number' ? `${x.rttMs} ms` : '-',
+        ]),
+      ),
+    )
   return lines.join('\n') + '\n'
 }
 

@@ -203,6 +203,7 @@ export class AdminApi {
       refuse: (addr: string, port: number) => isOwnAddress(ctx.own, addr, port),
     }
     const up = ctx.upstreams.get(name)
+    if (up?.type === 'hbone') throw new Error(`delay tests through hbone upstream ${name} are not supported`)
     const dialed =
       up === undefined ? await dial(t.host, t.port, opts) : await dial(up.server.host, up.server.port, opts)
     try {

@@ -138,7 +138,17 @@ export function statusView(ctx: GatewayContext, listeners: ListenerView) {
     },
     dns: { names: ctx.names.size, listeners: [...st.dns.entries()].map(([name, c]) => ({ name, ...c })) },
     udp: { ...native.udpStats(), socks: native.socksUdpStats() },
+    hbone: hboneView(),
   }
+}
+
+/** The HBONE tunnels (mesh connections): streams, bytes, PING RTT. */
+function hboneView() {
+  return native.hboneStats().map((t) => ({
+    ...t,
+    ageMs: Math.round(t.ageMs),
+    rttMs: t.rttMs < 0 ? null : Math.round(t.rttMs * 1000) / 1000,
+  }))
 }
 
 /** What `connections` answers (here and on ubus); up/down as of the relay's last publication. */

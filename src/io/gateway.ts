@@ -19,6 +19,7 @@ import { nativeForward, onForwardBatch, serveForward } from './forward.js'
 import { serveHttp } from './http-server.js'
 import { type Listener, openListener } from './listener.js'
 import { serveMixed } from './mixed-server.js'
+import { hboneAcceptor, onHboneBatch } from './hbone.js'
 import { DnsService } from './dns-server.js'
 import { AddressNames } from '../core/dns/names.js'
 import { Admission, type GatewayContext, GatewayStats, type Handler, serveWith } from './session.js'
@@ -82,6 +83,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     for (const e of entries.values()) e.listener.serveNative(nativeForward(e.config, ctx))
   }
   native.onForwardEvents(onForwardBatch(ctx))
+  native.onHboneEvents(onHboneBatch(ctx))
   // A flushed ruleset (fw4 flush, firewall stop) takes our table: load it again.
   const watchCapture = () => {
     unwatch ??= watchTable(
@@ -131,6 +133,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     if (stopping) {
       log.warn('shutdown-forced', { signal, live: conns.size })
       native.relayAbortAll()
+      native.hboneCloseAll()
       return
     }
     stopping = true
@@ -146,7 +149,10 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     conns.cancelDialing('shutdown')
     native.forwardCancelDialing()
     // Relays get the grace period to finish on their own, then are closed.
-    const graceTimer = native.setTimeout(() => native.relayAbortAll(), graceMs)
+    const graceTimer = native.setTimeout(() => {
+      native.relayAbortAll()
+      native.hboneCloseAll()
+    }, graceMs)
     conns.onIdle(() => {
       native.clearTimeout(graceTimer)
       stopped()
@@ -251,6 +257,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
  * ones opened here are closed again and the error is thrown: all or nothing.
  */
 function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry>): Map<string, Entry> {
+  checkMeshIdentity(config)
   const next = new Map<string, Entry>()
   const opened: Listener[] = []
   try {
@@ -280,7 +287,7 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
       if (l.type === 'tproxy' && !l.networks.includes('tcp')) continue
       let dns: DnsService | null = null
       const handler = l.type === 'dns' ? (dns = new DnsService(l, ctx)).serveTcp : handlerFor(l)
-      const accept = serveWith(handler, l, ctx)
+      const accept = l.type === 'hbone' ? hboneAcceptor(l, ctx) : serveWith(handler, l, ctx)
       const kept = old.get(key)
       if (kept && kept.listener.name === l.name && kept.listener.type === l.type) {
         kept.accept = accept
@@ -327,6 +334,14 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
   return next
 }
 
+/** hbone listeners and upstreams need the mesh identity: without it, nothing starts. */
+function checkMeshIdentity(config: Config): void {
+  const what =
+    config.listeners.find((x) => x.type === 'hbone')?.name ?? config.upstreams.find((x) => x.type === 'hbone')?.name
+  if (what !== undefined && config.mesh === null)
+    throw new StartupError(`${what} (hbone) needs the mesh identity: add a mesh section (identity files, trust domain)`)
+}
+
 /** The admin HTTP server when admin.listen is set; the secret is read per request (reload swaps it). */
 function startAdminHttp(ctx: GatewayContext, listeners: () => Listener[], log: ControlledLogger): AdminHttp | null {
   const listen = ctx.config.admin.listen
@@ -361,6 +376,8 @@ function handlerFor(l: Exclude<ListenerConfig, { type: 'dns' }>): Handler {
       return serveSni
     case 'tproxy':
       return serveTproxy // its TCP side; the UDP side is openUdpListener's
+    case 'hbone':
+      return () => Promise.reject(new Error('an hbone listener hands its connections to C')) // hboneAcceptor
   }
 }
 

@@ -608,4 +608,69 @@ declare module 'ugate:native' {
   export function forwardClose(id: number): boolean
   /** End every native connection still dialing (reason 'shutdown'). */
   export function forwardCancelDialing(): void
+
+  // ---- HBONE (native/mod_hbone.c, native/hbone.c) ----
+  /** A TLS config handle (tlsConfig). */
+  export type TlsHandle = TlsConfig
+  /** Serve an accepted socket as an HBONE tunnel (mTLS + HTTP/2 in C); returns the tunnel id. */
+  export function hboneServe(fd: number, tls: TlsHandle, peerAddr: string): number
+  /** Answer a `request` with 200 and bridge the stream to fd (taken), `initial` bytes first. */
+  export function hboneAccept(tunnel: number, stream: number, fd: number, initial?: Uint8Array): void
+  /** Answer a `request` with status (400, 401, 503, ...): the stream ends. */
+  export function hboneRefuse(tunnel: number, stream: number, status: number): void
+  export interface HboneOpenOptions {
+    /** Pool key: streams with the same key share connections (up to 100 each). */
+    key: string
+    /** The peer: an IP literal and port. */
+    addr: string
+    port: number
+    mark: number
+    /** The SPIFFE id the peer must present; '' = any the TLS config trusts. */
+    expect: string
+    authority: string
+    baggage: string
+    forwarded: string
+    traceparent: string
+  }
+  /** Open a CONNECT stream; returns [tag, fd]: fd is the stream's local end (a socket pair). */
+  export function hboneOpen(opts: HboneOpenOptions, tls: TlsHandle): [number, number]
+  export function hboneCloseAll(): void
+  export interface HboneEvent {
+    /** request: a CONNECT to route; opened: a client stream's answer; done: a stream is over; closed: a tunnel is. */
+    kind: 'request' | 'opened' | 'done' | 'closed'
+    tunnel: number
+    stream: number
+    /** Client streams: hboneOpen's tag; 0 for server streams. */
+    tag: number
+    peerAddr: string
+    authority: string
+    baggage: string
+    forwarded: string
+    traceparent: string
+    peerId: string
+    peerNode: string
+    /** opened: the :status (0: no answer, see reason); closed: streams the tunnel carried. */
+    status: number
+    reason: string
+    error: string
+    toTunnel: number
+    toSocket: number
+  }
+  export function onHboneEvents(cb: (batch: HboneEvent[]) => void): void
+  export interface HboneTunnelStats {
+    id: number
+    role: 'server' | 'client'
+    peer: string
+    peerId: string
+    pool?: string
+    state: 'handshake' | 'open' | 'closing'
+    streams: number
+    streamsTotal: number
+    bytesOut: number
+    bytesIn: number
+    /** Last PING round trip (client side); -1 before the first. */
+    rttMs: number
+    ageMs: number
+  }
+  export function hboneStats(): HboneTunnelStats[]
 }

@@ -14,6 +14,7 @@ import { DialError, dial } from './dial.js'
 import type { GatewayContext, Session } from './session.js'
 import { closeQuietly } from './sockets.js'
 import { openTunnel } from './upstream.js'
+import { openHbone } from './hbone.js'
 
 export interface Destination {
   /** What the client asked for: a host name or an IP literal. */
@@ -37,6 +38,8 @@ export interface Outbound {
   fd: number
   /** Bytes an upstream proxy sent after its reply: the relay's first bytes to the client. */
   down: Uint8Array
+  /** The address a SOCKS reply names when fd has none of its own (an HBONE stream's local end). */
+  local?: native.SockAddr
 }
 
 /**
@@ -97,6 +100,7 @@ async function routeAndDial(d: Destination, s: Session, ctx: GatewayContext): Pr
     case 'upstream': {
       const u = ctx.upstreams.get(a.name)!
       s.fields.via = a.name
+      if (u.type === 'hbone') return openHbone(u, name ?? ip ?? d.host, d.port, s, ctx)
       const dialed = await dial(u.server.host, u.server.port, opts)
       try {
         // The upstream resolves names itself: pass the name when there is one.

@@ -166,9 +166,8 @@ async function run(
   src: string,
   id: number,
 ): Promise<void> {
-  const conn = ctx.conns.open()
-  const startedAt = native.now()
-  const cancel = new Cancel(conn.cancel)
+  const t = track(ctx, l.name, client.addr, src, id)
+  const { cancel, fields, live } = t
   let timer: number | null = native.setTimeout(
     () => cancel.cancel('handshake-timeout'),
     ctx.config.limits.handshakeTimeoutMs,
@@ -179,10 +178,7 @@ async function run(
     native.clearTimeout(timer)
     timer = null
   }
-  const fields: Fields = {}
   let stream: HandshakeStream | undefined
-  const live: LiveConn = { id, listener: l.name, src, startedAt, stage: 'handshake', fields, cancel }
-  ctx.stats.live.add(live)
   const session: Session = {
     listener: l,
     client,
@@ -197,15 +193,7 @@ async function run(
   }
   const finish = (up: number, down: number, reason: string, splice: boolean) => {
     stopTimer()
-    cancel.release()
-    ctx.admission.release(client.addr)
-    ctx.stats.live.delete(live)
-    ctx.stats.bytesUp += up
-    ctx.stats.bytesDown += down
-    ctx.stats.metrics.closed(l.name, fields, reason, up, down, live.stage === 'relay', splice)
-    if (ctx.log.enabled('info'))
-      ctx.log.info('conn', accessLine(l.name, src, up, down, startedAt, reason, splice, fields))
-    conn.done()
+    t.finish(up, down, reason, splice)
   }
 
   let outcome: Outcome
@@ -225,8 +213,7 @@ async function run(
     return finish(0, 0, outcome.reason, false)
   }
   stopTimer()
-  conn.relaying()
-  live.stage = 'relay'
+  t.relaying()
   const upstream = outcome.upstream
   const sent = outcome.sentUp
   try {
@@ -238,6 +225,48 @@ async function run(
     resetQuietly(client.fd)
     closeQuietly(upstream)
     finish(0, 0, `relay-error:${errorCode(e)}`, false)
+  }
+}
+
+/** A connection counted from its admission to its access line; any listener type. */
+export interface Tracked {
+  readonly cancel: Cancel
+  /** The access line's extra fields. */
+  readonly fields: Fields
+  readonly live: LiveConn
+  /** The handshake is over: the payload moves now. */
+  relaying(): void
+  /** Release the admission, count the bytes, write the access line. Once. */
+  finish(up: number, down: number, reason: string, splice: boolean): void
+}
+
+/** Start tracking an admitted connection (id from ctx.admission.admit(clientAddr)). */
+export function track(ctx: GatewayContext, listener: string, clientAddr: string, src: string, id: number): Tracked {
+  const conn = ctx.conns.open()
+  const startedAt = native.now()
+  const cancel = new Cancel(conn.cancel)
+  const fields: Fields = {}
+  const live: LiveConn = { id, listener, src, startedAt, stage: 'handshake', fields, cancel }
+  ctx.stats.live.add(live)
+  return {
+    cancel,
+    fields,
+    live,
+    relaying() {
+      conn.relaying()
+      live.stage = 'relay'
+    },
+    finish(up, down, reason, splice) {
+      cancel.release()
+      ctx.admission.release(clientAddr)
+      ctx.stats.live.delete(live)
+      ctx.stats.bytesUp += up
+      ctx.stats.bytesDown += down
+      ctx.stats.metrics.closed(listener, fields, reason, up, down, live.stage === 'relay', splice)
+      if (ctx.log.enabled('info'))
+        ctx.log.info('conn', accessLine(listener, src, up, down, startedAt, reason, splice, fields))
+      conn.done()
+    },
   }
 }
 

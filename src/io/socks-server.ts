@@ -124,6 +124,6 @@ async function dialAndReply(
     await s.stream.writeAll(replies.failed(out))
     return { kind: 'close', reason: out.reason }
   }
-  await s.stream.writeAll(replies.ok(native.localAddress(out.fd)))
+  await s.stream.writeAll(replies.ok(out.local ?? native.localAddress(out.fd)))
   return { kind: 'relay', upstream: out.fd, up: s.stream.takeRest(), down: out.down }
 }

@@ -4,7 +4,7 @@
 // they are returned and become the relay's first bytes toward the client.
 
 import type { Cancel } from '../core/cancel.js'
-import type { UpstreamConfig } from '../core/config.js'
+import type { ProxyUpstreamConfig as UpstreamConfig } from '../core/config.js'
 import { base64Encode, hexByte, latin1Encode, utf8Encode } from '../core/bytes.js'
 import { parseResponseHead } from '../core/http-proxy.js'
 import {

@@ -130,11 +130,11 @@ t.test('bad configs name the path and the value', async (t) => {
     [{ listeners: ['x'] }, 'listeners[0]: expected an object, got "x"'],
     [
       { listeners: [fwd({ type: undefined })] },
-      'listeners[0].type: missing (known: forward, socks, http, mixed, redirect, tproxy, sni, dns)',
+      'listeners[0].type: missing (known: forward, socks, http, mixed, redirect, tproxy, sni, hbone, dns)',
     ],
     [
       { listeners: [fwd({ type: 'udp' })] },
-      'listeners[0].type: "udp" is not a listener type (known: forward, socks, http, mixed, redirect, tproxy, sni, dns)',
+      'listeners[0].type: "udp" is not a listener type (known: forward, socks, http, mixed, redirect, tproxy, sni, hbone, dns)',
     ],
     [{ listeners: [fwd({ name: undefined })] }, 'listeners[0].name: missing'],
     [

@@ -140,4 +140,26 @@ t.test('status, connections, rules, traffic', async (t) => {
   t.same(s, { up: 2048, down: 0, upTotal: 2148, downTotal: 1000 })
   t.equal(formatTraffic(s), 'up 2.0 KiB/s  down 0 B/s  (total up 2.1 KiB, down 1000 B)\n')
   t.match(formatStatus({}), /^ugate -, pid -, up - s\n/, 'missing fields print as "-"')
+  const mesh = formatStatus({
+    hbone: [
+      {
+        id: 4,
+        role: 'client',
+        peer: '10.0.0.2:15008',
+        peerId: 'spiffe://td/ns/a/sa/b',
+        state: 'open',
+        streams: 2,
+        streamsTotal: 7,
+        bytesOut: 2048,
+        bytesIn: 10,
+        rttMs: 0.25,
+      },
+      { id: 5, role: 'server', peer: '10.0.0.3:40000', peerId: '', state: 'handshake', rttMs: null },
+    ],
+  })
+  t.match(
+    mesh,
+    /\nTUNNEL +ROLE +PEER +PEER ID +STATE +STREAMS +TOTAL +OUT +IN +RTT\n4 +client +10\.0\.0\.2:15008 +spiffe:\/\/td\/ns\/a\/sa\/b +open +2 +7 +2\.0 KiB +10 B +0\.25 ms\n5 +server +10\.0\.0\.3:40000 +- +handshake +- +- +0 B +0 B +-\n$/,
+    'HBONE tunnels: a table after the listeners',
+  )
 })

@@ -61,6 +61,9 @@ const FUNCTIONS = [
   'forwardConnections',
   'forwardClose',
   'forwardCancelDialing',
+  'onHboneEvents',
+  'hboneStats',
+  'hboneCloseAll',
 ]
 const CONSTANTS = {
   EV_READ: 1,
@@ -281,6 +284,9 @@ class FakeNative {
   forwardConnections = () => []
   forwardClose = () => false
   forwardCancelDialing = () => {}
+  onHboneEvents = () => {}
+  hboneStats = () => []
+  hboneCloseAll = () => {}
 
   // ---- test controls ----
   alloc(s: FakeFd): number {

@@ -1,0 +1,260 @@
+// HBONE end to end: ugate's hbone listener against Node's http2 as the mesh
+// client, ugate's hbone upstream against Node's http2 as a ztunnel-like
+// server, and ugate → ugate through one tunnel. Exact data both ways
+// (sha256), half-close both directions, resets passed on, ztunnel's 400 /
+// 401 / 503 answers, garbage instead of HTTP/2, fds back to the baseline.
+
+import { createHash } from 'node:crypto'
+import http2 from 'node:http2'
+import net from 'node:net'
+import t from 'tap'
+import type { Test } from 'tap'
+import { listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
+import { mesh, type Mesh } from '../lib/mesh.js'
+import { socks5Connect } from '../lib/proxy.js'
+import { echoServer, prngBytes, sha256, within } from '../lib/servers.js'
+import { checkCleanExit, checkFds, finish, runUgate } from '../lib/ugate.js'
+
+const ids = mesh(t)
+
+/** What Node's client gets back on one CONNECT stream. */
+interface Back {
+  status: number
+  sha: string
+  bytes: number
+  rst: number
+}
+
+function collect(s: http2.ClientHttp2Stream): Promise<Back> {
+  return new Promise((done) => {
+    const h = createHash('sha256')
+    let status = 0
+    let bytes = 0
+    s.on('response', (hd) => (status = Number(hd[':status'])))
+    s.on('data', (d: Buffer) => {
+      h.update(d)
+      bytes += d.length
+    })
+    s.on('error', () => {})
+    s.on('close', () => done({ status, sha: h.digest('hex'), bytes, rst: s.rstCode ?? 0 }))
+  })
+}
+
+async function upload(s: http2.ClientHttp2Stream, data: Buffer, end: boolean): Promise<void> {
+  for (let off = 0; off < data.length; off += 65536)
+    if (!s.write(data.subarray(off, off + 65536))) await new Promise((ok) => s.once('drain', ok))
+  if (end) s.end()
+}
+
+/** A TCP server that resets every connection after its first byte. */
+function resetServer(t: Test): Promise<number> {
+  return new Promise((ok) => {
+    const srv = net.createServer((c) => {
+      c.on('error', () => {})
+      c.once('data', () => c.resetAndDestroy())
+    })
+    srv.listen(0, '127.0.0.1', () => ok((srv.address() as net.AddressInfo).port))
+    t.teardown(() => srv.close())
+  })
+}
+
+/** A port nobody listens on (bound, then closed). */
+async function closedPort(): Promise<number> {
+  const srv = net.createServer()
+  await new Promise<void>((ok) => srv.listen(0, '127.0.0.1', ok))
+  const port = (srv.address() as net.AddressInfo).port
+  await new Promise((ok) => srv.close(ok))
+  return port
+}
+
+t.test('hbone listener: Node http2 as the mesh client', async (t) => {
+  const echo = await echoServer(t)
+  const reset = await resetServer(t)
+  const closed = await closedPort()
+  const ug = await startConfig(
+    t,
+    proxyConfig([listener('mesh', 'hbone')], {
+      rules: [{ name: 'deny', dstPort: [String(closed + 1)], action: 'reject' }],
+      ...ids.config('b'),
+    }),
+  )
+  const client = ids.connect('client', ug.port('mesh'))
+  t.teardown(() => client.destroy())
+  await within(new Promise((ok) => client.once('remoteSettings', ok)), 10_000, 'SETTINGS from ugate')
+  const connect = (authority: string, extra: http2.OutgoingHttpHeaders = {}) =>
+    client.request({ ':method': 'CONNECT', ':authority': authority, ...extra })
+
+  // 8 MiB each way on one stream, then the client's END_STREAM: the echo ends too.
+  const big = prngBytes(1, 8 << 20)
+  const s1 = connect(echo.target, {
+    baggage: 'k8s.namespace.name=ns,service.name=client',
+    forwarded: 'for="10.1.2.3"',
+    traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+  })
+  const back1 = collect(s1)
+  await upload(s1, big, true)
+  const b1 = await back1
+  t.equal(b1.status, 200, 'CONNECT answered 200')
+  t.equal(b1.bytes, big.length, '8 MiB back')
+  t.equal(b1.sha, sha256(big), 'sha256 back = sha256 sent')
+  t.equal(b1.rst, 0, 'ended by END_STREAM both ways (half-close passed on)')
+  const [line] = await waitConnsOf(ug, 'mesh', 1)
+  t.match(
+    line!.fields,
+    {
+      listener: 'mesh',
+      dst: echo.target,
+      up: String(big.length),
+      down: String(big.length),
+      reason: 'eof',
+      identity: ids.spiffe('client'),
+      baggage: 'k8s.namespace.name=ns,service.name=client',
+      forwarded: 'for="10.1.2.3"',
+      traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+      action: 'direct',
+    },
+    'access line: source identity, baggage, forwarded, traceparent',
+  )
+
+  // 100 concurrent streams on the one connection.
+  const n = 100
+  const streams = Array.from({ length: n }, () => connect(echo.target))
+  const backs = streams.map(collect)
+  const payloads = streams.map((_, i) => prngBytes(100 + i, 64 << 10))
+  await Promise.all(streams.map((s, i) => upload(s, payloads[i]!, true)))
+  const res = await Promise.all(backs)
+  t.equal(
+    res.filter((r, i) => r.status === 200 && r.sha === sha256(payloads[i]!)).length,
+    n,
+    '100 concurrent streams echoed exactly',
+  )
+
+  // A reset upstream is a reset downstream.
+  const rs = connect(`127.0.0.1:${reset}`)
+  const rsBack = collect(rs)
+  rs.write('x')
+  const r = await rsBack
+  t.equal(r.status, 200, 'reset: 200 first')
+  t.not(r.rst, 0, `reset: the destination's RST arrives as RST_STREAM (code ${r.rst})`)
+
+  // ztunnel's refusals.
+  t.equal((await collect(connect(`127.0.0.1:${closed}`))).status, 503, 'dial failure: 503')
+  t.equal((await collect(connect(`127.0.0.1:${closed + 1}`))).status, 401, 'rejected by a rule: 401')
+  t.equal((await collect(connect('no-port-here'))).status, 400, 'bad authority: 400')
+  const lines = await waitConnsOf(ug, 'mesh', 105)
+  t.ok(
+    lines.some((l) => l.fields.reason === 'bad-authority'),
+    'bad authority logged',
+  )
+
+  await new Promise<void>((ok) => client.close(ok))
+  await ug.waitForLine(/ info hbone-closed /)
+
+  // Garbage instead of the TLS handshake / the HTTP/2 preface: closed, ugate stays up.
+  const raw = net.connect(ug.port('mesh'), '127.0.0.1')
+  raw.on('error', () => {})
+  raw.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(10))
+  // A TLS alert, then EOF or (bytes left unread) a reset: either way closed by ugate.
+  const ended = new Promise((ok) => {
+    raw.once('end', ok)
+    raw.once('close', ok)
+  })
+  raw.resume()
+  await within(ended, 10_000, 'garbage: closed by ugate')
+  raw.destroy()
+  t.pass('garbage: connection closed by ugate')
+  await ug.waitForLines(/ info hbone-closed /, 2)
+  checkFds(t, ug)
+  await finish(t, ug, 0)
+})
+
+t.test('hbone upstream: Node http2 as a ztunnel-like server', async (t) => {
+  const seen: { authority: string; headers: http2.IncomingHttpHeaders; rst: number }[] = []
+  const server = ids.server('server', (stream, headers) => {
+    const authority = String(headers[':authority'])
+    const rec = { authority, headers, rst: -1 }
+    seen.push(rec)
+    stream.on('close', () => (rec.rst = stream.rstCode ?? 0))
+    if (authority.startsWith('10.9.9.3:')) return stream.respond({ ':status': 503 }, { endStream: true })
+    if (authority.startsWith('10.9.9.1:')) return stream.respond({ ':status': 401 }, { endStream: true })
+    stream.respond({ ':status': 200 })
+    stream.pipe(stream) // echo, half-close included
+  })
+  const port = await server.listen()
+  const ug = await startConfig(
+    t,
+    proxyConfig([listener('socks', 'socks')], {
+      upstreams: [{ name: 'peer', type: 'hbone', server: `127.0.0.1:${port}` }],
+      rules: [{ name: 'mesh', action: 'upstream:peer' }],
+      ...ids.config('a'),
+    }),
+  )
+  const payload = prngBytes(7, 4 << 20)
+  const s = await socks5Connect(ug.port('socks'), { host: '10.9.9.2', port: 80 })
+  t.equal(s.reply?.[1], 0, 'SOCKS CONNECT through the tunnel succeeded')
+  s.reader.sock.end(payload)
+  const back = await s.reader.rest()
+  t.ok(back.ended, 'the half-close came back as EOF')
+  t.equal(sha256(back.data), sha256(payload), '4 MiB each way, exact')
+  const rec = seen.find((x) => x.authority === '10.9.9.2:80')
+  t.equal(rec?.headers[':method'], 'CONNECT', 'CONNECT')
+  t.equal(rec?.headers.forwarded, 'for="127.0.0.1"', 'forwarded: the client address')
+  t.match(String(rec?.headers.traceparent), /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/, 'traceparent')
+  const [line] = await waitConnsOf(ug, 'socks', 1)
+  t.match(line!.fields, { reason: 'eof', via: 'peer', action: 'upstream' }, 'access line names the upstream')
+
+  const refused = await socks5Connect(ug.port('socks'), { host: '10.9.9.3', port: 80 })
+  t.not(refused.reply?.[1], 0, '503 from the peer: the SOCKS CONNECT fails')
+  const denied = await socks5Connect(ug.port('socks'), { host: '10.9.9.1', port: 80 })
+  t.not(denied.reply?.[1], 0, '401 from the peer: the SOCKS CONNECT fails')
+  const lines = await waitConnsOf(ug, 'socks', 3)
+  t.ok(
+    lines.some((l) => l.fields.reason === 'upstream-refused:503'),
+    'upstream-refused:503 logged',
+  )
+  t.ok(
+    lines.some((l) => l.fields.reason === 'upstream-refused:401'),
+    'upstream-refused:401 logged',
+  )
+  t.equal(server.sessions(), 1, 'one pooled connection carried all streams')
+  // The pool keeps its idle connection until the peer's GOAWAY (or the idle timeout).
+  server.goaway()
+  await ug.waitForLine(/ info hbone-closed .*reason=goaway/)
+  await finish(t, ug, 3)
+})
+
+t.test('ugate → ugate through one tunnel', async (t) => {
+  const echo = await echoServer(t)
+  const b = await startConfig(t, proxyConfig([listener('mesh', 'hbone')], ids.config('b')))
+  const a = await startConfig(
+    t,
+    proxyConfig([listener('socks', 'socks')], {
+      upstreams: [{ name: 'b', type: 'hbone', server: `127.0.0.1:${b.port('mesh')}`, identity: ids.spiffe('b') }],
+      rules: [{ name: 'mesh', action: 'upstream:b' }],
+      admin: { socket: ids.socket('a') },
+      ...ids.config('a'),
+    }),
+  )
+  const runs = [1, 2, 3, 4].map(async (i) => {
+    const payload = prngBytes(20 + i, 2 << 20)
+    const s = await socks5Connect(a.port('socks'), { host: '127.0.0.1', port: echo.port })
+    s.reader.sock.end(payload)
+    const back = await s.reader.rest()
+    return back.ended && sha256(back.data) === sha256(payload)
+  })
+  t.same(await Promise.all(runs), [true, true, true, true], '4 streams of 2 MiB each way, exact')
+  const bl = await waitConnsOf(b, 'mesh', 4)
+  t.ok(
+    bl.every((l) => l.fields.identity === ids.spiffe('a') && l.fields.reason === 'eof'),
+    "B's access lines carry A's identity",
+  )
+  const st = runUgate(['ctl', '--socket', ids.socket('a'), '--json', 'status'])
+  const status = JSON.parse(st.stdout) as { hbone: { role: string; streamsTotal: number; peerId: string }[] }
+  t.equal(status.hbone.length, 1, 'one tunnel in ctl status')
+  t.match(status.hbone[0], { role: 'client', streamsTotal: 4 }, 'with its stream count')
+  // B stops first (its tunnel from A lives as long as A's pool keeps it): A's pooled
+  // connection closes with it, and A's fds are back to the baseline.
+  checkCleanExit(t, b, await b.stop())
+  await a.waitForLine(/ info hbone-closed .*reason=(goaway|tunnel-closed)/)
+  await finish(t, a, 4)
+})

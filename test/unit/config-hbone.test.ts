@@ -1,0 +1,69 @@
+// The hbone listener and the hbone upstream in the config: defaults, and
+// every bad value named with its path.
+
+import t from 'tap'
+import { validateConfig } from '../../src/core/config.js'
+import { ConfigError } from '../../src/core/errors.js'
+
+const fwd = { name: 'f', type: 'forward', listen: '127.0.0.1:1000', target: '127.0.0.1:2000' }
+const up = (over: Record<string, unknown> = {}) => ({ name: 'peer', type: 'hbone', server: '10.0.0.2:15008', ...over })
+
+t.test('hbone listener', async (t) => {
+  const c = validateConfig({ listeners: [{ name: 'mesh', type: 'hbone' }] })
+  t.match(c.listeners[0], { type: 'hbone', listen: { host: '::', port: 15008 }, peers: [] }, 'default: [::]:15008')
+  const d = validateConfig({
+    listeners: [{ name: 'mesh', type: 'hbone', listen: '127.0.0.1:0', peers: ['spiffe://td/ns/a/sa/b'] }],
+  })
+  t.match(d.listeners[0], { listen: { host: '127.0.0.1', port: 0 }, peers: ['spiffe://td/ns/a/sa/b'] })
+  t.throws(
+    () => validateConfig({ listeners: [{ name: 'mesh', type: 'hbone', peers: ['td/ns/a'] }] }),
+    new ConfigError('listeners[0].peers[0]', '"td/ns/a" is not a SPIFFE id (spiffe://TRUST-DOMAIN/ns/NS/sa/SA)'),
+  )
+})
+
+t.test('hbone upstream', async (t) => {
+  const c = validateConfig({ listeners: [fwd], upstreams: [up({ server: '10.0.0.2' })] })
+  t.match(
+    c.upstreams[0],
+    { name: 'peer', type: 'hbone', server: { host: '10.0.0.2', port: 15008 }, identity: '', trustDomain: '' },
+    'a bare IP: the HBONE port',
+  )
+  const v6 = validateConfig({
+    listeners: [fwd],
+    upstreams: [up({ server: 'fd00::2', identity: 'spiffe://td/ns/a/sa/b', trustDomain: 'td' })],
+  })
+  t.match(v6.upstreams[0], { server: { host: 'fd00::2', port: 15008 }, identity: 'spiffe://td/ns/a/sa/b' })
+  const bad: Array<[Record<string, unknown>, string, string]> = [
+    [
+      up({ server: 'peer.example:15008' }),
+      'upstreams[0].server',
+      '"peer.example:15008" is not an IP address: an hbone peer is given as IP:PORT',
+    ],
+    [
+      up({ identity: 'nope' }),
+      'upstreams[0].identity',
+      '"nope" is not a SPIFFE id (spiffe://TRUST-DOMAIN/ns/NS/sa/SA)',
+    ],
+    [
+      up({ trustDomain: 'Bad Domain' }),
+      'upstreams[0].trustDomain',
+      '"Bad Domain" is not a trust domain (a-z 0-9 . - _)',
+    ],
+    [
+      up({ identity: 'spiffe://other/ns/a/sa/b', trustDomain: 'td' }),
+      'upstreams[0].identity',
+      '"spiffe://other/ns/a/sa/b" is not in trustDomain "td"',
+    ],
+    [
+      up({ username: 'u' }),
+      'upstreams[0].username',
+      'unknown key (expected one of: name, type, server, identity, trustDomain)',
+    ],
+  ]
+  for (const [u, path, detail] of bad)
+    t.throws(() => validateConfig({ listeners: [fwd], upstreams: [u] }), new ConfigError(path, detail), path)
+  t.throws(
+    () => validateConfig({ listeners: [fwd], upstreams: [{ name: 'x', type: 'quic', server: '1.2.3.4:1' }] }),
+    new ConfigError('upstreams[0].type', '"quic" is not "socks5", "http" or "hbone"'),
+  )
+})
