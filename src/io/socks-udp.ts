@@ -83,6 +83,7 @@ export async function serveUdpAssociate(
     let p = upstreams.get(name)
     if (p !== undefined) return p
     const u = ctx.upstreams.get(name)!
+    if (u.type !== 'socks5') throw new Error(`upstream ${name}: no UDP (checked before: only socks5 relays UDP)`)
     p = (async () => {
       const opts = {
         timeoutMs: ctx.config.dial.connectTimeoutMs,

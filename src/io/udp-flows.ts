@@ -201,6 +201,7 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
   /** The flow's own UDP ASSOCIATE at a socks5 upstream; the flow waits (queued in C) meanwhile. */
   function viaUpstream(ev: native.UdpNewFlow, info: UdpFlowRoute, name: string): void {
     const u = ctx.upstreams.get(name)!
+    if (u.type !== 'socks5') throw new Error(`upstream ${name}: no UDP (decide() lets only socks5 through)`)
     const up = { cancel: new Cancel(), fd: -1 }
     upstreamConns.set(ev.id, up)
     info.via = name
