@@ -316,7 +316,7 @@ export function startNodeHboneServer(
     rejectUnauthorized: true,
     minVersion: 'TLSv1.3',
     maxVersion: 'TLSv1.3',
-    ciphersuites: ZTUNNEL_CIPHERS,
+    ciphers: ZTUNNEL_CIPHERS,
     ALPNProtocols: ['h2'],
     settings: ZTUNNEL_SETTINGS,
   })
@@ -329,7 +329,7 @@ export function startNodeHboneServer(
       s.destroy()
       return
     }
-    st.sni.push(sock.servername)
+    st.sni.push(sock.servername ?? false)
     sessions.add(s)
     s.setLocalWindowSize(ZTUNNEL_CONN_WINDOW)
     const timer = setInterval(() => s.ping((err) => err || st.pingAcks++), o.pingMs ?? 10_000)
@@ -403,7 +403,7 @@ export function connectNodeHbone(o: {
       ca: readFileSync(o.roots, 'utf8'),
       minVersion: o.maxVersion ?? 'TLSv1.3',
       maxVersion: o.maxVersion ?? 'TLSv1.3',
-      ciphersuites: ZTUNNEL_CIPHERS,
+      ciphers: ZTUNNEL_CIPHERS,
       ALPNProtocols: ['h2'],
       // ENABLE_PUSH is a client's setting: h2 takes it from a server as an error.
       settings: { ...ZTUNNEL_SETTINGS, enablePush: false },
