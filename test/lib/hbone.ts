@@ -228,11 +228,14 @@ export function runRustClient(o: {
   authority: string
   streams?: number
   bytes?: number
+  /** Stop reading once all bytes came back (a server that keeps half-close to itself). */
+  untilEchoed?: boolean
 }): Promise<RustClientResult> {
   requirePeer()
   const args = ['client', '--peer', o.peer, '--cert', o.id.cert, '--key', o.id.key, '--roots', o.roots]
   args.push('--expect-san', o.expectSan, '--authority', o.authority)
   args.push('--streams', String(o.streams ?? 1), '--bytes', String(o.bytes ?? 0))
+  if (o.untilEchoed) args.push('--until-echoed', '1')
   return new Promise((res) => {
     const p = spawn(peerBin, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
@@ -395,11 +398,12 @@ export function connectNodeHbone(o: {
   roots: string
   expectSan: string
   maxVersion?: 'TLSv1.2' | 'TLSv1.3'
+  /** Send no client certificate. */
+  anonymous?: boolean
 }): Promise<http2.ClientHttp2Session> {
   return new Promise((res, rej) => {
     const s = http2.connect(`https://127.0.0.1:${o.port}`, {
-      key: o.id.keyPem,
-      cert: o.id.certPem,
+      ...(o.anonymous ? {} : { key: o.id.keyPem, cert: o.id.certPem }),
       ca: readFileSync(o.roots, 'utf8'),
       minVersion: o.maxVersion ?? 'TLSv1.3',
       maxVersion: o.maxVersion ?? 'TLSv1.3',

@@ -6,6 +6,8 @@
 //                       [--allow SPIFFE-ID]... [--ping-ms N]
 //   ztunnel-peer client --peer ADDR --cert F --key F --roots F --expect-san SPIFFE-ID
 //                       --authority HOST:PORT [--streams N] [--bytes N] [--ping-ms N]
+//                       [--until-echoed 1]   (stop reading once all bytes came back, for
+//                                             servers that do not pass half-close on)
 //
 // Both print one JSON object per line on stdout: the server an event per
 // connection and per stream, the client one result object at the end.
@@ -572,6 +574,7 @@ async fn client(a: Args) -> Result<(), Fail> {
     let authority = a.get("authority")?;
     let ping = Duration::from_millis(a.num("ping-ms", 10_000)?);
     let peer = a.get("peer")?;
+    let until_echoed = a.num("until-echoed", 0)? != 0;
 
     let tcp = TcpStream::connect(&peer).await?;
     tcp.set_nodelay(true)?;
@@ -609,7 +612,7 @@ async fn client(a: Args) -> Result<(), Fail> {
         let authority = authority.clone();
         let traceparent = format!("00-{}-{}-01", trace, random_hex(8));
         tasks.push(tokio::spawn(async move {
-            one_stream(sr, &authority, &traceparent, i, bytes).await.unwrap_or_else(|e| StreamResult {
+            one_stream(sr, &authority, &traceparent, i, bytes, until_echoed).await.unwrap_or_else(|e| StreamResult {
                 status: 0,
                 sent: 0,
                 received: 0,
@@ -643,7 +646,14 @@ async fn client(a: Args) -> Result<(), Fail> {
     Ok(())
 }
 
-async fn one_stream(sr: h2::client::SendRequest<Bytes>, authority: &str, traceparent: &str, i: u64, bytes: u64) -> Result<StreamResult, String> {
+async fn one_stream(
+    sr: h2::client::SendRequest<Bytes>,
+    authority: &str,
+    traceparent: &str,
+    i: u64,
+    bytes: u64,
+    until_echoed: bool,
+) -> Result<StreamResult, String> {
     let mut sr = sr.ready().await.map_err(|e| e.to_string())?;
     let req = Request::builder()
         .method(Method::CONNECT)
@@ -692,6 +702,9 @@ async fn one_stream(sr: h2::client::SendRequest<Bytes>, authority: &str, tracepa
                 ctx.update(&b);
                 r.received += b.len() as u64;
                 let _ = body.flow_control().release_capacity(b.len());
+                if until_echoed && r.received >= bytes {
+                    break;
+                }
             }
             Err(e) => {
                 r.error = Some(e.to_string());
