@@ -153,6 +153,8 @@ build_interop() {
     die "$CRATES_DIR has no h2 crate: apt-get install ${RUST_CRATES[*]}"
   local home=$B/cargo-home src=$ROOT/test/interop/ztunnel-peer start=$SECONDS
   mkdir -p "$home"
+  # The lock is made here, by whichever cargo builds (rustup's or Debian's, whose formats differ).
+  rm -f "$src/Cargo.lock"
   printf '[source.crates-io]\nreplace-with = "debian"\n[source.debian]\ndirectory = "%s"\n[net]\noffline = true\n' \
     "$CRATES_DIR" > "$home/config.toml"
   say "build/ztunnel-peer (cargo, offline, crates from $CRATES_DIR)"
