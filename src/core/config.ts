@@ -8,6 +8,7 @@ import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
 import { type CaptureOptions, nftRuleset } from './nft.js'
 import { type RuleSpec, compileRules, parseRulesJson } from './rules/index.js'
 import { ipKey, isIpLiteral, isWildcard, parseCidr } from './ip.js'
+import { IDENTITY_DEFAULTS, IDENTITY_FILES, trustDomainProblem } from './identity.js'
 
 export interface Config {
   log: {
@@ -55,6 +56,23 @@ export interface Config {
   /** Ordered; first match wins; default direct. */
   rules: RuleSpec[]
   capture: CaptureConfig
+  /** The mesh identity (mutual TLS for HBONE); null: no `mesh` section. */
+  mesh: MeshConfig | null
+}
+
+/**
+ * Who this gate is in the mesh and whom it trusts: Istio's identity files
+ * (absolute paths, each defaulting to its name in identityDir).
+ */
+export interface MeshConfig {
+  identityDir: string
+  /** cert-chain.pem: the leaf (P-256 key, SPIFFE URI SAN) first. */
+  certChain: string
+  key: string
+  /** root-cert.pem: the only trust anchors for peers. */
+  rootCert: string
+  /** Peers' SPIFFE ids must be spiffe://<trustDomain>/...; '' = any id the roots vouch for. */
+  trustDomain: string
 }
 
 export interface User {
@@ -269,6 +287,7 @@ export function validateConfig(input: unknown): Config {
     'upstreams',
     'rules',
     'capture',
+    'mesh',
   ])
 
   const log = object(given(root.log, {}), 'log')
@@ -332,6 +351,7 @@ export function validateConfig(input: unknown): Config {
     upstreams: upstreams(given(root.upstreams, [])),
     rules: rules(given(root.rules, [])),
     capture: capture(given(root.capture, {})),
+    mesh: root.mesh === undefined || root.mesh === null ? null : mesh(root.mesh),
   }
   checkReferences(config)
   return config
@@ -723,6 +743,31 @@ function isLoopback(host: string): boolean {
   const cidr = parseCidr(host)
   if (cidr === null) return false
   return cidr.family === 4 ? cidr.words[0]! >>> 24 === 127 : ipKey(host) === '::1'
+}
+
+function mesh(value: unknown): MeshConfig {
+  const obj = object(value, 'mesh')
+  checkKeys(obj, 'mesh', ['identityDir', 'certChain', 'key', 'rootCert', 'trustDomain'])
+  const dir = filePath(given(obj.identityDir, IDENTITY_DEFAULTS.dir), 'mesh.identityDir').replace(/(.)\/+$/, '$1')
+  const inDir = (file: string): string => `${dir === '/' ? '' : dir}/${file}`
+  const td = given(obj.trustDomain, '')
+  if (typeof td !== 'string') throw new ConfigError('mesh.trustDomain', `${show(td)} is not a string`)
+  const tdProblem = td === '' ? null : trustDomainProblem(td)
+  if (tdProblem !== null) throw new ConfigError('mesh.trustDomain', `${show(td)} ${tdProblem}`)
+  return {
+    identityDir: dir,
+    certChain: filePath(given(obj.certChain, inDir(IDENTITY_FILES.certChain)), 'mesh.certChain'),
+    key: filePath(given(obj.key, inDir(IDENTITY_FILES.key)), 'mesh.key'),
+    rootCert: filePath(given(obj.rootCert, inDir(IDENTITY_FILES.rootCert)), 'mesh.rootCert'),
+    trustDomain: td,
+  }
+}
+
+function filePath(v: unknown, path: string): string {
+  if (typeof v !== 'string' || !v.startsWith('/') || v.length > 4095 || /[\x00-\x1f]/.test(v)) {
+    throw new ConfigError(path, `${show(v)} is not an absolute file path`)
+  }
+  return v
 }
 
 function socketPath(v: unknown, path: string): string {

@@ -107,6 +107,10 @@ const UCI_NAME: Record<string, string> = {
   udpIdleTimeout: 'udp_idle_timeout',
   udpDnsIdleTimeout: 'udp_dns_idle_timeout',
   maxFlows: 'max_flows',
+  identityDir: 'identity_dir',
+  certChain: 'cert_chain',
+  rootCert: 'root_cert',
+  trustDomain: 'trust_domain',
 }
 
 /** The JSON shape of a uci package; `origins` records where each part came from. */
@@ -303,11 +307,27 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
     })
     root.capture = c
   }
+  const meshes = uciSectionsOfType(pkg, 'mesh')
+  if (meshes.length > 1) throw new ConfigError(at(meshes[1]!), 'only one "config mesh" section is allowed')
+  if (meshes[0]) {
+    origins.push({ jsonPath: 'mesh', section: meshes[0], ref: uciSectionRef(pkg, meshes[0]) })
+    const r = reader(meshes[0])
+    r.only(['identity_dir', 'cert_chain', 'key', 'root_cert', 'trust_domain'])
+    const m: Obj = {}
+    assign(m, {
+      identityDir: r.str('identity_dir'),
+      certChain: r.str('cert_chain'),
+      key: r.str('key'),
+      rootCert: r.str('root_cert'),
+      trustDomain: r.str('trust_domain'),
+    })
+    root.mesh = m
+  }
   for (const s of pkg.sections) {
-    if (!['ugate', 'listener', 'upstream', 'rule', 'capture'].includes(s.type)) {
+    if (!['ugate', 'listener', 'upstream', 'rule', 'capture', 'mesh'].includes(s.type)) {
       throw new ConfigError(
         at(s),
-        `unknown section type ${show(s.type)} (known: ugate, listener, rule, upstream, capture)`,
+        `unknown section type ${show(s.type)} (known: ugate, listener, rule, upstream, capture, mesh)`,
       )
     }
   }
