@@ -2,7 +2,8 @@
 # Build ugate: one static, stripped executable build/ugate.
 #   ./build.sh          build/ugate (musl, static)
 #   ./build.sh asan     build/ugate-asan (glibc, AddressSanitizer + UBSan), for the tests
-#   ./build.sh all      both
+#   ./build.sh all      both, and the interop peer
+#   ./build.sh interop  build/ztunnel-peer, the Rust HBONE peer of the interop tests
 #   ./build.sh ipk      OpenWrt packages for every arch in build/ipk (openwrt/build-ipk.sh)
 #   ./build.sh packages the .ipk files and the APK v3 ones in build/apk (openwrt/build-apk.sh)
 #   ./build.sh deps     install what building and testing need (Debian packages, npm ci)
@@ -30,11 +31,16 @@ SIZE_BUDGET=$((1536 * 1024))  # 1.5 MiB
 # for the router-image test; clang/lld/llvm/dpkg-dev for the OpenWrt cross
 # builds, qemu-user-static to run them, shellcheck for the init script,
 # clang-format for the C style check, bind9-dnsutils (dig) for the DNS tests,
-# prometheus (promtool + server) for /metrics, chromium for the admin live page.
+# prometheus (promtool + server) for /metrics, chromium for the admin live page;
+# for the HBONE interop tests: cargo and the Rust crates ztunnel is built on
+# (the peer in test/interop/ztunnel-peer builds offline against them) and
+# nghttp2-proxy (nghttpx as a third-party HTTP/2 CONNECT server).
+RUST_CRATES=(librust-h2-dev librust-http-dev librust-bytes-dev librust-rustls-dev librust-rustls-pemfile-dev
+  librust-tokio-rustls-dev librust-tokio-dev librust-webpki-dev librust-ring-dev)
 DEB_PKGS=(musl-tools gcc make curl iperf3 strace openssl ca-certificates debian-archive-keyring
   nftables iproute2 microsocks tinyproxy-bin busybox qemu-system-x86 cpio
   clang lld llvm dpkg-dev qemu-user-static shellcheck clang-format python3
-  bind9-dnsutils prometheus chromium)
+  bind9-dnsutils prometheus chromium cargo "${RUST_CRATES[@]}" nghttp2-proxy)
 
 install_deps() {
   apt_install "${DEB_PKGS[@]}"
@@ -136,13 +142,36 @@ build_asan() {
     BUNDLE="$B/gen/bundle.c" "$B/ugate-asan" || die "ASan build failed"
 }
 
+# ---- the Rust HBONE peer of the interop tests ----------------------------------------
+# Offline against Debian's crate directory: a cargo home under build/ whose
+# config replaces the default registry by that directory, so no network and
+# no lock file from elsewhere; the versions are Debian 12's.
+CRATES_DIR=/usr/share/cargo/registry
+build_interop() {
+  need cargo cargo
+  [ -d "$CRATES_DIR/h2-0.3.13" ] || [ -n "$(ls -d "$CRATES_DIR"/h2-0.3.* 2>/dev/null)" ] ||
+    die "$CRATES_DIR has no h2 crate: apt-get install ${RUST_CRATES[*]}"
+  local home=$B/cargo-home src=$ROOT/test/interop/ztunnel-peer start=$SECONDS
+  mkdir -p "$home"
+  # The lock is made here, by whichever cargo builds (rustup's or Debian's, whose formats differ).
+  rm -f "$src/Cargo.lock"
+  printf '[source.crates-io]\nreplace-with = "debian"\n[source.debian]\ndirectory = "%s"\n[net]\noffline = true\n' \
+    "$CRATES_DIR" > "$home/config.toml"
+  say "build/ztunnel-peer (cargo, offline, crates from $CRATES_DIR)"
+  CARGO_HOME=$home cargo build -q --release --manifest-path "$src/Cargo.toml" \
+    --target-dir "$B/ztunnel-peer-target" -j "$JOBS" || die "ztunnel-peer build failed"
+  cp "$B/ztunnel-peer-target/release/ztunnel-peer" "$B/ztunnel-peer"
+  say "build/ztunnel-peer done in $((SECONDS - start)) s"
+}
+
 main() {
   local what=${1:-ugate}
   case $what in
     clean) rm -rf "$B"; return ;;
     deps) install_deps; return ;;
+    interop) mkdir -p "$B"; build_interop; return ;;
     ugate | asan | all | ipk | packages) ;;
-    *) die "unknown target '$what' (ugate, asan, all, ipk, packages, deps, clean)" ;;
+    *) die "unknown target '$what' (ugate, asan, all, interop, ipk, packages, deps, clean)" ;;
   esac
   mkdir -p "$B"
   npm_deps
@@ -152,7 +181,7 @@ main() {
   case $what in
     ugate) build_musl ;;
     asan) build_asan ;;
-    all) build_musl; build_asan ;;
+    all) build_musl; build_asan; build_interop ;;
     ipk) build_musl; UGATE_BUNDLE_FRESH=1 openwrt/build-ipk.sh "$VERSION" ;;
     packages)
       build_musl

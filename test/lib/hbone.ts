@@ -1,0 +1,439 @@
+// Third-party HBONE peers for the interop tests (issue 12 §3): mesh
+// identities from `ugate identity init`, the Rust ztunnel-like peer
+// (build/ztunnel-peer, test/interop/ztunnel-peer) as server or client, and a
+// ztunnel-like server on Node's http2 (nghttp2). The same shapes serve the
+// tests that point ugate's hbone listener/upstream at these peers.
+
+import { spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import http2 from 'node:http2'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import type { TLSSocket } from 'node:tls'
+import { repoRoot, runUgate, WAIT_MS } from './ugate.js'
+import type { TestLike } from './ugate.js'
+
+export const MiB = 1024 * 1024
+/** ztunnel's HTTP/2 settings (mesh-notes.md). */
+export const ZTUNNEL_SETTINGS: http2.Settings = {
+  initialWindowSize: 4 * MiB,
+  maxFrameSize: MiB,
+  maxConcurrentStreams: 200,
+  maxHeaderListSize: 64 * 1024,
+}
+export const ZTUNNEL_CONN_WINDOW = 16 * MiB
+export const ZTUNNEL_CIPHERS = 'TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256'
+
+export const peerBin = resolve(repoRoot, 'build/ztunnel-peer')
+
+/** Fail (never skip) when the Rust peer was not built. */
+export function requirePeer(): void {
+  if (!existsSync(peerBin)) throw new Error(`${peerBin} missing: run ./build.sh interop`)
+}
+
+export interface Identity {
+  dir: string
+  id: string
+  /** cert-chain.pem, key.pem, root-cert.pem as Istio names them. */
+  cert: string
+  key: string
+  root: string
+  certPem: string
+  keyPem: string
+  rootPem: string
+}
+
+/** A fresh standalone-mesh identity (own CA) from `ugate identity init`. */
+export function makeIdentity(t: TestLike, td: string, sa: string, ns = 'home'): Identity {
+  const dir = mkdtempSync(join(tmpdir(), `ugate-id-${sa}-`))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const r = runUgate(['identity', 'init', '--dir', dir, '--trust-domain', td, '--namespace', ns, '--sa', sa])
+  if (r.code !== 0) throw new Error(`ugate identity init failed (${r.code}): ${r.stderr.join('\n')}`)
+  const f = (n: string) => join(dir, n)
+  return {
+    dir,
+    id: `spiffe://${td}/ns/${ns}/sa/${sa}`,
+    cert: f('cert-chain.pem'),
+    key: f('key.pem'),
+    root: f('root-cert.pem'),
+    certPem: readFileSync(f('cert-chain.pem'), 'utf8'),
+    keyPem: readFileSync(f('key.pem'), 'utf8'),
+    rootPem: readFileSync(f('root-cert.pem'), 'utf8'),
+  }
+}
+
+function openssl(dir: string, args: string[]): void {
+  const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed (${r.status}): ${r.stderr}`)
+}
+
+/**
+ * Another identity under `ca`'s root (each `identity init` makes its own CA,
+ * all named alike, so a peer needs one CA for both ends): a P-256 leaf signed
+ * with openssl by ca-key.pem, SPIFFE URI SAN `spiffe://td/ns/ns/sa/sa`.
+ * `expired`: valid for one day in 2020 only.
+ */
+export function issueIdentity(
+  t: TestLike,
+  ca: Identity,
+  td: string,
+  sa: string,
+  o: { ns?: string; expired?: boolean } = {},
+): Identity {
+  const ns = o.ns ?? 'home'
+  const id = `spiffe://${td}/ns/${ns}/sa/${sa}`
+  const dir = mkdtempSync(join(tmpdir(), `ugate-id-${sa}-`))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  openssl(dir, ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'key.pem'])
+  openssl(dir, ['req', '-new', '-key', 'key.pem', '-subj', `/O=${td}`, '-out', 'leaf.csr'])
+  writeFileSync(
+    join(dir, 'leaf.ext'),
+    'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n' +
+      `extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=URI:${id}\n`,
+  )
+  const caKey = join(ca.dir, 'ca-key.pem')
+  if (o.expired) {
+    // x509 -req cannot date a certificate in the past; `openssl ca` can.
+    writeFileSync(join(dir, 'index.txt'), '')
+    writeFileSync(join(dir, 'serial'), '1000\n')
+    writeFileSync(
+      join(dir, 'ca.cnf'),
+      '[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\nnew_certs_dir=.\nserial=serial\ndefault_md=sha256\npolicy=p\n[p]\nO=optional\n',
+    )
+    openssl(
+      dir,
+      ['ca', '-batch', '-config', 'ca.cnf', '-cert', ca.root, '-keyfile', caKey, '-in', 'leaf.csr'].concat([
+        '-out',
+        'cert-chain.pem',
+        '-notext',
+        '-startdate',
+        '20200101000000Z',
+        '-enddate',
+        '20200102000000Z',
+        '-extfile',
+        'leaf.ext',
+      ]),
+    )
+  } else {
+    openssl(
+      dir,
+      ['x509', '-req', '-in', 'leaf.csr', '-CA', ca.root, '-CAkey', caKey, '-set_serial', String(Date.now())].concat([
+        '-days',
+        '2',
+        '-extfile',
+        'leaf.ext',
+        '-out',
+        'cert-chain.pem',
+      ]),
+    )
+  }
+  writeFileSync(join(dir, 'root-cert.pem'), ca.rootPem)
+  const f = (n: string) => join(dir, n)
+  return {
+    dir,
+    id,
+    cert: f('cert-chain.pem'),
+    key: f('key.pem'),
+    root: f('root-cert.pem'),
+    certPem: readFileSync(f('cert-chain.pem'), 'utf8'),
+    keyPem: readFileSync(f('key.pem'), 'utf8'),
+    rootPem: ca.rootPem,
+  }
+}
+
+// ---- the Rust peer ------------------------------------------------------------
+
+/** One JSON line the Rust server printed. */
+export interface PeerEvent {
+  event: string
+  [k: string]: unknown
+}
+
+export interface RustServer {
+  port: number
+  events: PeerEvent[]
+  /** Resolves with the first event matching `pred` (now or later). */
+  next(pred: (e: PeerEvent) => boolean, ms?: number): Promise<PeerEvent>
+}
+
+/** Start `ztunnel-peer server` on 127.0.0.1:0; killed on teardown. */
+export function startRustServer(
+  t: TestLike,
+  o: { id: Identity; roots: string; trustDomain: string; allow?: string[]; pingMs?: number },
+): Promise<RustServer> {
+  requirePeer()
+  const args = ['server', '--listen', '127.0.0.1:0', '--cert', o.id.cert, '--key', o.id.key, '--roots', o.roots]
+  args.push('--trust-domain', o.trustDomain)
+  for (const a of o.allow ?? []) args.push('--allow', a)
+  if (o.pingMs) args.push('--ping-ms', String(o.pingMs))
+  const p = spawn(peerBin, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => p.kill())
+  const events: PeerEvent[] = []
+  const waiters: { pred: (e: PeerEvent) => boolean; done: (e: PeerEvent) => void }[] = []
+  let partial = ''
+  let stderr = ''
+  p.stderr.on('data', (d: Buffer) => (stderr += d))
+  const srv: RustServer = {
+    port: 0,
+    events,
+    next: (pred, ms = WAIT_MS) =>
+      new Promise((res, rej) => {
+        const hit = events.find(pred)
+        if (hit) return res(hit)
+        const timer = setTimeout(() => rej(new Error(`no such ztunnel-peer event in ${ms} ms`)), ms)
+        waiters.push({ pred, done: (e) => (clearTimeout(timer), res(e)) })
+      }),
+  }
+  return new Promise((res, rej) => {
+    p.once('exit', (code) => rej(new Error(`ztunnel-peer server exited (${code}): ${stderr}`)))
+    p.stdout.on('data', (d: Buffer) => {
+      const lines = (partial + d.toString()).split('\n')
+      partial = lines.pop()!
+      for (const l of lines) {
+        const e = JSON.parse(l) as PeerEvent
+        events.push(e)
+        for (const w of waiters.splice(0)) w.pred(e) ? w.done(e) : waiters.push(w)
+        if (e.event === 'listening') {
+          srv.port = Number(String(e.addr).split(':').pop())
+          res(srv)
+        }
+      }
+    })
+  })
+}
+
+export interface RustClientResult {
+  code: number | null
+  /** The client's one JSON object (or {error, stage} on a refused handshake). */
+  out: {
+    streams?: number
+    ok?: number
+    version?: string
+    cipher?: string
+    alpn?: string
+    error?: string
+    stage?: string
+    results?: { status: number; sent: number; received: number; match: boolean; sha256: string; error: string | null }[]
+  }
+  stderr: string
+}
+
+/** Run `ztunnel-peer client` to completion. */
+export function runRustClient(o: {
+  id: Identity
+  roots: string
+  peer: string
+  expectSan: string
+  authority: string
+  streams?: number
+  bytes?: number
+  /** Stop reading once all bytes came back (a server that keeps half-close to itself). */
+  untilEchoed?: boolean
+}): Promise<RustClientResult> {
+  requirePeer()
+  const args = ['client', '--peer', o.peer, '--cert', o.id.cert, '--key', o.id.key, '--roots', o.roots]
+  args.push('--expect-san', o.expectSan, '--authority', o.authority)
+  args.push('--streams', String(o.streams ?? 1), '--bytes', String(o.bytes ?? 0))
+  if (o.untilEchoed) args.push('--until-echoed', '1')
+  return new Promise((res) => {
+    const p = spawn(peerBin, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let stderr = ''
+    p.stdout.on('data', (d: Buffer) => (out += d))
+    p.stderr.on('data', (d: Buffer) => (stderr += d))
+    p.on('close', (code) => {
+      let parsed: RustClientResult['out'] = {}
+      try {
+        parsed = JSON.parse(out) as RustClientResult['out']
+      } catch {
+        parsed = { error: `unparsable output: ${out}` }
+      }
+      res({ code, out: parsed, stderr })
+    })
+  })
+}
+
+/** The Rust peer's payload for stream i (xorshift64, low byte), to hash on this side. */
+export function peerPayload(i: number, n: number): Buffer {
+  const mask = (1n << 64n) - 1n
+  let x = (0x9e3779b97f4a7c15n ^ ((BigInt(i + 1) * 0x2545f4914f6cdd1dn) & mask)) & mask
+  const b = Buffer.alloc(n)
+  for (let k = 0; k < n; k++) {
+    x ^= (x << 13n) & mask
+    x ^= x >> 7n
+    x ^= (x << 17n) & mask
+    b[k] = Number(x & 0xffn)
+  }
+  return b
+}
+
+// ---- a ztunnel-like server on Node's http2 --------------------------------------
+
+export interface SeenStream {
+  method: string
+  authority: string
+  status: number
+  peer: string
+  baggage?: string
+  forwarded?: string
+  traceparent?: string
+}
+
+export interface NodeHboneServer {
+  port: number
+  streams: SeenStream[]
+  /** Handshakes refused by the trust-domain check. */
+  refused: string[]
+  /** SNI of each accepted connection (false: none sent). */
+  sni: (string | false)[]
+  pingAcks: number
+}
+
+/** The URI SANs of a peer certificate as Node shows them. */
+export function uriSans(sock: TLSSocket): string[] {
+  const alt = sock.getPeerCertificate()?.subjectaltname ?? ''
+  return alt
+    .split(', ')
+    .filter((s) => s.startsWith('URI:'))
+    .map((s) => s.slice(4))
+}
+
+/**
+ * Node's http2 as ztunnel's inbound: TLS 1.3 AES-GCM only, ALPN h2, client
+ * certificate verified against `roots` and in `trustDomain`, ztunnel's
+ * windows, PING every `pingMs`; CONNECT ip:port → dial and relay with
+ * half-close; 400 non-CONNECT or bad authority, 401 identity not in `allow`
+ * (when given), 503 dial failure.
+ */
+export function startNodeHboneServer(
+  t: TestLike,
+  o: { id: Identity; roots: string; trustDomain: string; allow?: string[]; pingMs?: number },
+): Promise<NodeHboneServer> {
+  const st: NodeHboneServer = { port: 0, streams: [], refused: [], sni: [], pingAcks: 0 }
+  const server = http2.createSecureServer({
+    key: o.id.keyPem,
+    cert: o.id.certPem,
+    ca: readFileSync(o.roots, 'utf8'),
+    requestCert: true,
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.3',
+    maxVersion: 'TLSv1.3',
+    ciphers: ZTUNNEL_CIPHERS,
+    ALPNProtocols: ['h2'],
+    settings: ZTUNNEL_SETTINGS,
+  })
+  const sessions = new Set<http2.ServerHttp2Session>()
+  server.on('session', (s) => {
+    const sock = s.socket as TLSSocket
+    const id = uriSans(sock).find((u) => u.startsWith('spiffe://')) ?? ''
+    if (!id.startsWith(`spiffe://${o.trustDomain}/`)) {
+      st.refused.push(id)
+      s.destroy()
+      return
+    }
+    st.sni.push(sock.servername ?? false)
+    sessions.add(s)
+    s.setLocalWindowSize(ZTUNNEL_CONN_WINDOW)
+    const timer = setInterval(() => s.ping((err) => err || st.pingAcks++), o.pingMs ?? 10_000)
+    s.on('close', () => (clearInterval(timer), sessions.delete(s)))
+    s.on('error', () => {})
+    s.on('stream', (stream, headers) => {
+      stream.on('error', () => {})
+      const h = (n: string) => (typeof headers[n] === 'string' ? (headers[n] as string) : undefined)
+      const method = h(':method') ?? ''
+      const authority = h(':authority') ?? ''
+      const seen: SeenStream = {
+        method,
+        authority,
+        status: 0,
+        peer: id,
+        baggage: h('baggage'),
+        forwarded: h('forwarded'),
+        traceparent: h('traceparent'),
+      }
+      st.streams.push(seen)
+      const answer = (status: number) => {
+        seen.status = status
+        stream.respond({ ':status': status }, { endStream: true })
+      }
+      const m = /^(\d+\.\d+\.\d+\.\d+|\[[0-9a-f:.]+\]):(\d+)$/i.exec(authority)
+      if (method !== 'CONNECT' || !m) return answer(400)
+      if (o.allow && !o.allow.includes(id)) return answer(401)
+      const up = net.connect({ host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]), allowHalfOpen: true })
+      up.once('error', () => (seen.status ? stream.close(http2.constants.NGHTTP2_CANCEL) : answer(503)))
+      up.once('connect', () => {
+        seen.status = 200
+        stream.respond({ ':status': 200 })
+        stream.pipe(up)
+        up.pipe(stream)
+        stream.on('aborted', () => up.resetAndDestroy())
+      })
+    })
+  })
+  server.on('tlsClientError', () => {})
+  return new Promise((res) => {
+    server.listen(0, '127.0.0.1', () => {
+      st.port = (server.address() as net.AddressInfo).port
+      t.teardown(
+        () =>
+          new Promise<void>((done) => {
+            for (const s of sessions) s.destroy()
+            server.close(() => done())
+          }),
+      )
+      res(st)
+    })
+  })
+}
+
+/**
+ * Node's http2 as ztunnel's outbound: client certificate, no SNI (IP
+ * literal), TLS 1.3 AES-GCM, ALPN h2, the peer's URI SAN pinned, ztunnel's
+ * windows. Resolves once connected; rejects on a refused handshake.
+ */
+export function connectNodeHbone(o: {
+  port: number
+  id: Identity
+  roots: string
+  expectSan: string
+  maxVersion?: 'TLSv1.2' | 'TLSv1.3'
+  /** Send no client certificate. */
+  anonymous?: boolean
+}): Promise<http2.ClientHttp2Session> {
+  return new Promise((res, rej) => {
+    const s = http2.connect(`https://127.0.0.1:${o.port}`, {
+      ...(o.anonymous ? {} : { key: o.id.keyPem, cert: o.id.certPem }),
+      ca: readFileSync(o.roots, 'utf8'),
+      minVersion: o.maxVersion ?? 'TLSv1.3',
+      maxVersion: o.maxVersion ?? 'TLSv1.3',
+      ciphers: ZTUNNEL_CIPHERS,
+      ALPNProtocols: ['h2'],
+      // ENABLE_PUSH is a client's setting: h2 takes it from a server as an error.
+      settings: { ...ZTUNNEL_SETTINGS, enablePush: false },
+      checkServerIdentity: (_host, cert) =>
+        cert.subjectaltname?.split(', ').includes(`URI:${o.expectSan}`)
+          ? undefined
+          : new Error(`peer identity ${cert.subjectaltname} is not ${o.expectSan}`),
+    })
+    s.once('error', rej)
+    s.once('close', () => rej(new Error('session closed')))
+    // A refused client certificate shows after the client's side of the TLS
+    // 1.3 handshake, as an alert the session does not report: the socket does.
+    s.socket.once('error', rej)
+    s.once('remoteSettings', () => {
+      s.setLocalWindowSize(ZTUNNEL_CONN_WINDOW)
+      res(s)
+    })
+  })
+}
+
+/** Headers as ztunnel's outbound sends them (mesh-notes.md). */
+export function ztunnelHeaders(src: string, i: number): http2.OutgoingHttpHeaders {
+  return {
+    baggage:
+      'k8s.cluster.name=interop,k8s.namespace.name=home,k8s.deployment.name=node-peer,service.name=node-peer,service.version=1',
+    forwarded: `for="${src}"`,
+    traceparent: `00-${'0af7651916cd43dd8448eb211c80319c'}-${(0xb7ad6b7169203331n + BigInt(i)).toString(16).padStart(16, '0')}-01`,
+  }
+}
