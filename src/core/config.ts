@@ -8,6 +8,7 @@ import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
 import { type CaptureOptions, nftRuleset } from './nft.js'
 import { type RuleSpec, compileRules, parseRulesJson } from './rules/index.js'
 import { ipKey, isIpLiteral, parseCidr } from './ip.js'
+import { parseSpiffeId, trustDomainProblem } from './identity.js'
 
 export interface Config {
   log: {
@@ -55,6 +56,37 @@ export interface Config {
   /** Ordered; first match wins; default direct. */
   rules: RuleSpec[]
   capture: CaptureConfig
+  /** This node's mesh identity and trust anchors (docs/mesh.md). */
+  mesh: MeshConfig
+  /** Relays this gate parks connections at, to be reached by SNI from behind NAT. */
+  sniRelay: SniRelayConfig[]
+}
+
+/** Identity files (Istio's names) and the trust domain peers must be in. */
+export interface MeshConfig {
+  identityDir: string
+  certChain: string
+  key: string
+  rootCert: string
+  trustDomain: string
+}
+
+/** A public relay this (NAT-ed) gate keeps parked connections at (docs/mesh.md). */
+export interface SniRelayConfig {
+  /** The `listener` the rules see for connections that come through it. */
+  name: string
+  /** The relay's park listener. */
+  relay: Endpoint
+  /** The relay's SPIFFE id; '' = any id of mesh.trustDomain. */
+  relayId: string
+  /** Names registered besides this node's id (the relay must grant them). */
+  names: string[]
+  /** Parked connections at rest, and at most under demand. */
+  pool: number
+  maxPool: number
+  /** Reconnect backoff: first delay, and the cap. */
+  retryMs: number
+  retryMaxMs: number
 }
 
 export interface User {
@@ -128,6 +160,21 @@ export interface SniListenerConfig extends ListenerCommon {
   /** Port dialed for a TLS name (default 443) and for an HTTP Host without a port (default 80). */
   tlsPort: number
   httpPort: number
+  /** The park listener whose gates this listener's TLS names go to ('' = route by the rules). */
+  pair: string
+  /** Time an incoming connection waits for a parked one; then it is refused. */
+  pairTimeoutMs: number
+  /** Incoming connections waiting at once, at most; more are refused at once. */
+  maxWaiting: number
+}
+
+/** The relay end of relay over SNI: parks NAT-ed gates' registered connections. */
+export interface ParkListenerConfig extends ListenerCommon {
+  type: 'park'
+  /** SPIFFE id → names (exact, or "*.suffix") that gate may register besides its node id. */
+  grants: Record<string, string[]>
+  /** Parked connections one gate may hold. */
+  maxParked: number
 }
 
 /** A DNS server (UDP and TCP on one address) forwarding to `servers`, with cache, static names and the rules. */
@@ -170,6 +217,7 @@ export type ListenerConfig =
   | SniListenerConfig
   | DnsListenerConfig
   | TproxyListenerConfig
+  | ParkListenerConfig
 export type ListenerType = ListenerConfig['type']
 
 /** The accounts a listener asks clients for; none for types without authentication. */
@@ -217,7 +265,9 @@ export const SECONDS: Record<
   | 'handshakeTimeout'
   | 'sniffTimeout'
   | 'dnsTimeout'
-  | 'udpIdleTimeout',
+  | 'udpIdleTimeout'
+  | 'pairTimeout'
+  | 'retry',
   SecondsRange
 > = {
   // The upper bounds keep milliseconds within a signed 32-bit timer value.
@@ -228,6 +278,8 @@ export const SECONDS: Record<
   sniffTimeout: { min: 0.001, max: 60 },
   dnsTimeout: { min: 0.001, max: 60 },
   udpIdleTimeout: { min: 0.001, max: 86400 },
+  pairTimeout: { min: 0.001, max: 60 },
+  retry: { min: 0.01, max: 3600 },
 }
 
 export function inSecondsRange(v: unknown, range: SecondsRange): v is number {
@@ -266,6 +318,8 @@ export function validateConfig(input: unknown): Config {
     'upstreams',
     'rules',
     'capture',
+    'mesh',
+    'sniRelay',
   ])
 
   const log = object(given(root.log, {}), 'log')
@@ -329,6 +383,8 @@ export function validateConfig(input: unknown): Config {
     upstreams: upstreams(given(root.upstreams, [])),
     rules: rules(given(root.rules, [])),
     capture: capture(given(root.capture, {})),
+    mesh: mesh(given(root.mesh, {})),
+    sniRelay: sniRelays(given(root.sniRelay, [])),
   }
   checkReferences(config)
   return config
@@ -358,6 +414,59 @@ function upstreams(value: unknown): UpstreamConfig[] {
   list.forEach((u, i) => {
     const j = list.findIndex((o) => o.name === u.name)
     if (j < i) throw new ConfigError(`upstreams[${i}].name`, `${show(u.name)} is already the name of upstreams[${j}]`)
+  })
+  return list
+}
+
+// Provisional: the tls work brings the mesh section; until then only what relay over SNI reads.
+function mesh(value: unknown): MeshConfig {
+  const obj = object(value, 'mesh')
+  checkKeys(obj, 'mesh', ['identityDir', 'certChain', 'key', 'rootCert', 'trustDomain'])
+  const dir = filePath(given(obj.identityDir, '/etc/ugate/identity'), 'mesh.identityDir').replace(/\/+$/, '') || '/'
+  const file = (key: string, fallback: string) => filePath(given(obj[key], `${dir}/${fallback}`), `mesh.${key}`)
+  const td = given(obj.trustDomain, 'cluster.local')
+  const tdProblem = typeof td === 'string' ? trustDomainProblem(td) : 'is not a string'
+  if (tdProblem !== null) throw new ConfigError('mesh.trustDomain', `${show(td)} ${tdProblem}`)
+  return {
+    identityDir: dir,
+    certChain: file('certChain', 'cert-chain.pem'),
+    key: file('key', 'key.pem'),
+    rootCert: file('rootCert', 'root-cert.pem'),
+    trustDomain: td as string,
+  }
+}
+
+function sniRelays(value: unknown): SniRelayConfig[] {
+  const list = array(value, 'sniRelay').map((v, i): SniRelayConfig => {
+    const path = `sniRelay[${i}]`
+    const obj = object(v, path)
+    checkKeys(obj, path, ['name', 'relay', 'relayId', 'names', 'pool', 'maxPool', 'retry', 'retryMax'])
+    const pool = integer(given(obj.pool, 2), `${path}.pool`, 1, 64)
+    const relayId = given(obj.relayId, '')
+    if (relayId !== '') {
+      const p = typeof relayId === 'string' ? parseSpiffeId(relayId) : { error: 'is not a string' }
+      if ('error' in p) throw new ConfigError(`${path}.relayId`, `${show(relayId)} is not a SPIFFE id: ${p.error}`)
+    }
+    const names = array(given(obj.names, []), `${path}.names`).map((n, j) => {
+      const problem = typeof n === 'string' ? hostNameProblem(n) : 'not a string'
+      if (problem !== null) throw new ConfigError(`${path}.names[${j}]`, `${show(n)} is not a host name: ${problem}`)
+      return (n as string).toLowerCase()
+    })
+    const retryMs = ms(given(obj.retry, 0.5), `${path}.retry`, SECONDS.retry)
+    return {
+      name: name(required(obj, 'name', path), `${path}.name`),
+      relay: endpoint(required(obj, 'relay', path), `${path}.relay`, 'target'),
+      relayId: relayId as string,
+      names,
+      pool,
+      maxPool: integer(given(obj.maxPool, Math.max(16, pool)), `${path}.maxPool`, pool, 1024),
+      retryMs,
+      retryMaxMs: Math.max(retryMs, ms(given(obj.retryMax, 30), `${path}.retryMax`, SECONDS.retry)),
+    }
+  })
+  list.forEach((r, i) => {
+    const j = list.findIndex((o) => o.name === r.name)
+    if (j < i) throw new ConfigError(`sniRelay[${i}].name`, `${show(r.name)} is already the name of sniRelay[${j}]`)
   })
   return list
 }
@@ -466,6 +575,18 @@ function checkReferences(config: Config): void {
         throw new ConfigError(`rules[${i}].action`, `upstream ${show(wanted)} is not in upstreams (known: ${known})`)
       }
     }
+  })
+  config.listeners.forEach((l, i) => {
+    if (l.type !== 'sni' || l.pair === '') return
+    const park = config.listeners.find((o) => o.name === l.pair)
+    if (park?.type !== 'park') {
+      const known = config.listeners.filter((o) => o.type === 'park').map((o) => o.name).join(', ') || 'none configured'
+      throw new ConfigError(`listeners[${i}].pair`, `${show(l.pair)} is not a park listener (known: ${known})`)
+    }
+  })
+  config.sniRelay.forEach((r, i) => {
+    if (config.listeners.some((l) => l.name === r.name))
+      throw new ConfigError(`sniRelay[${i}].name`, `${show(r.name)} is already the name of a listener (the rules could not tell them apart)`)
   })
   const c = config.capture
   if (!c.enabled) return
@@ -592,12 +713,24 @@ const LISTENER_SPECS: { [T in ListenerType]: ListenerSpec<T> } = {
     }),
   },
   sni: {
-    keys: ['tlsPort', 'httpPort'],
+    keys: ['tlsPort', 'httpPort', 'pair', 'pairTimeout', 'maxWaiting'],
     parse: (obj, path, common) => ({
       ...common,
       type: 'sni',
       tlsPort: integer(given(obj.tlsPort, 443), `${path}.tlsPort`, 1, 65535),
       httpPort: integer(given(obj.httpPort, 80), `${path}.httpPort`, 1, 65535),
+      pair: given(obj.pair, '') === '' ? '' : name(obj.pair, `${path}.pair`),
+      pairTimeoutMs: ms(given(obj.pairTimeout, 2), `${path}.pairTimeout`, SECONDS.pairTimeout),
+      maxWaiting: integer(given(obj.maxWaiting, 64), `${path}.maxWaiting`, 1, 100000),
+    }),
+  },
+  park: {
+    keys: ['grants', 'maxParked'],
+    parse: (obj, path, common) => ({
+      ...common,
+      type: 'park',
+      grants: grants(given(obj.grants, {}), `${path}.grants`),
+      maxParked: integer(given(obj.maxParked, 64), `${path}.maxParked`, 1, 100000),
     }),
   },
   dns: {
@@ -769,6 +902,30 @@ function staticHosts(value: unknown, path: string): Record<string, string[]> {
     out[name] = list
   }
   return out
+}
+
+/** SPIFFE id → the names (exact or "*.suffix") that gate may register. */
+function grants(value: unknown, path: string): Record<string, string[]> {
+  const out: Record<string, string[]> = {}
+  for (const [id, names] of Object.entries(object(value, path))) {
+    const p = parseSpiffeId(id)
+    if ('error' in p) throw new ConfigError(`${path}.${id}`, `${show(id)} is not a SPIFFE id: ${p.error}`)
+    out[id] = array(names, `${path}.${id}`).map((n, i) => {
+      const bare = typeof n === 'string' ? n.replace(/^\*\./, '') : n
+      const problem = typeof bare === 'string' ? hostNameProblem(bare) : 'not a string'
+      if (problem !== null)
+        throw new ConfigError(`${path}.${id}[${i}]`, `${show(n)} is not a host name or *.suffix: ${problem}`)
+      return (n as string).toLowerCase()
+    })
+  }
+  return out
+}
+
+/** An absolute file path. */
+function filePath(v: unknown, path: string): string {
+  if (typeof v !== 'string' || !v.startsWith('/') || /[\x00-\x1f]/.test(v))
+    throw new ConfigError(path, `${show(v)} is not an absolute path`)
+  return v
 }
 
 /** 1-255 bytes: what SOCKS5 (RFC 1929) can carry. */

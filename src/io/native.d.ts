@@ -257,6 +257,20 @@ declare module 'ugate:native' {
   ): { certs: CertInfo[]; verify: string; keyMatches?: boolean } | { error: 'chain' | 'root' | 'key'; message: string }
   /** SHA-256 (mbedTLS). */
   export function sha256(data: ArrayBuffer | Uint8Array): Uint8Array
+  /** n (1-256) bytes from mbedTLS's CTR-DRBG seeded by getrandom(2). */
+  export function randomBytes(n: number): Uint8Array
+  /** The DER signature (ECDSA for a P-256 key) of SHA-256(data) with a PEM private key; throws when it does not parse. */
+  export function identitySign(keyPem: string, data: ArrayBuffer | Uint8Array): Uint8Array
+  /**
+   * Whether sig is the signature of SHA-256(data) by the key of the first
+   * certificate of a PEM chain; throws when the chain does not parse. Trust
+   * is identityInspect's question.
+   */
+  export function identityVerifySignature(
+    chainPem: string,
+    data: ArrayBuffer | Uint8Array,
+    sig: ArrayBuffer | Uint8Array,
+  ): boolean
 
   // ---- DNS (native/mod_dns.c): getaddrinfo on worker threads -------------
   /**
