@@ -92,7 +92,8 @@ function unhex(s: unknown, bytes: number, what: string): Uint8Array | string {
 }
 
 function pem(s: unknown, what: string): string | Error {
-  if (typeof s !== 'string' || !s.includes('-----BEGIN CERTIFICATE-----')) return new Error(`${what} is not a PEM chain`)
+  if (typeof s !== 'string' || !s.includes('-----BEGIN CERTIFICATE-----'))
+    return new Error(`${what} is not a PEM chain`)
   return s
 }
 
@@ -109,7 +110,9 @@ export const verdictFrame = (v: Verdict) => encodeFrame(v.ok ? { ok: true, node:
 export const pairFrame = (p: Pair) => encodeFrame({ pair: { src: p.src, sni: p.sni } })
 
 function version(v: Record<string, unknown>): string | null {
-  return v.v === PROTOCOL_VERSION ? null : `protocol version ${JSON.stringify(v.v)} (this gate speaks ${PROTOCOL_VERSION})`
+  return v.v === PROTOCOL_VERSION
+    ? null
+    : `protocol version ${JSON.stringify(v.v)} (this gate speaks ${PROTOCOL_VERSION})`
 }
 
 export function parseHello(v: Record<string, unknown>): Hello | Error {
@@ -249,7 +252,8 @@ export class SniRegistry<C> {
   park(gate: GateId, conn: C): ParkResult {
     for (const name of gate.names) {
       const owner = this.byName.get(name)
-      if (owner !== undefined && owner !== gate.nodeId) return { refused: `name ${name} is registered by node ${owner}` }
+      if (owner !== undefined && owner !== gate.nodeId)
+        return { refused: `name ${name} is registered by node ${owner}` }
     }
     let g = this.gates.get(gate.nodeId)
     if (g === undefined) {

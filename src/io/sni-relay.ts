@@ -181,6 +181,8 @@ interface Parked {
   src: string
   /** Ends its watch: it now belongs to a pairing. */
   claim(): void
+  /** Ends it: its session closes it with this reason. */
+  drop(reason: string): void
 }
 
 /** The relay's state, kept across reloads: a registry per park listener. */
@@ -197,14 +199,11 @@ export class RelayState {
     const parks = ctx.config.listeners.filter((l): l is ParkListenerConfig => l.type === 'park')
     // First: a bad identity file leaves everything as it was.
     const identity = parks.length > 0 || ctx.config.sniRelay.length > 0 ? loadMeshIdentity(ctx.config.mesh) : null
-    const sniMax = Math.max(
-      64,
-      ...ctx.config.listeners.flatMap((l) => (l.type === 'sni' && l.pair !== '' ? [l.maxWaiting] : [])),
-    )
     for (const p of parks) {
-      const waiting = Math.max(
-        1,
-        ...ctx.config.listeners.flatMap((l) => (l.type === 'sni' && l.pair === p.name ? [l.maxWaiting] : [sniMax])),
+      // The sni listeners pairing with it bound the waiters together.
+      const waiting = ctx.config.listeners.reduce(
+        (n, l) => n + (l.type === 'sni' && l.pair === p.name ? l.maxWaiting : 0),
+        0,
       )
       const reg = this.registries.get(p.name)
       if (reg) reg.setLimits(p.maxParked, waiting)
@@ -212,11 +211,7 @@ export class RelayState {
     }
     for (const [name, reg] of this.registries) {
       if (parks.some((p) => p.name === name)) continue
-      for (const c of reg.all()) {
-        reg.remove(c)
-        c.claim()
-        closeQuietly(c.fd)
-      }
+      for (const c of reg.all()) c.drop('listener-removed')
       this.registries.delete(name)
     }
     this.identity = identity
@@ -264,6 +259,7 @@ export async function servePark(s: Session, ctx: GatewayContext): Promise<Outcom
       claimed = true
       parked.cancel('paired')
     },
+    drop: (reason) => parked.cancel(reason),
   }
   const result = reg.park(gate, conn)
   if (typeof result === 'object') {
@@ -328,7 +324,6 @@ export async function pairIncoming(
   const up = concatBytes([pairFrame({ src: s.src, sni }), s.stream.takeRest()])
   return { kind: 'relay', upstream: got.conn.fd, up }
 }
-
 
 // ---- gate side ----------------------------------------------------------------------
 
@@ -510,9 +505,10 @@ export class GatePools {
   private stopAll = new Cancel()
 
   constructor(
-    private readonly serve: (
-      pair: { src: string; sni: string },
-    ) => (s: Session, ctx: GatewayContext) => Promise<Outcome>,
+    private readonly serve: (pair: {
+      src: string
+      sni: string
+    }) => (s: Session, ctx: GatewayContext) => Promise<Outcome>,
   ) {}
 
   configure(ctx: GatewayContext): void {
