@@ -217,6 +217,46 @@ if (mode === 'echo') {
 }
 `
 
+// An independent gate (node:crypto signs with the gate's key) registers once,
+// then replays that register frame on a second connection.
+const REPLAY_JS = `
+import net from 'node:net'
+import { createSign, randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+const [host, port, dir, names] = process.argv.slice(2)
+const key = readFileSync(dir + '/key.pem', 'utf8')
+const chain = readFileSync(dir + '/cert-chain.pem', 'utf8')
+const frame = (o) => { const b = Buffer.from(JSON.stringify(o)); const h = Buffer.alloc(4); h.writeUInt32BE(b.length); return Buffer.concat([h, b]) }
+function session(makeRegister) {
+  return new Promise((resolve) => {
+    const s = net.connect(Number(port), host)
+    let buf = Buffer.alloc(0)
+    const frames = []
+    const gateNonce = randomBytes(32).toString('hex')
+    s.on('connect', () => s.write(frame({ v: 1, nonce: gateNonce })))
+    s.on('data', (d) => {
+      buf = Buffer.concat([buf, d])
+      while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+        frames.push(JSON.parse(buf.subarray(4, 4 + buf.readUInt32BE(0)).toString()))
+        buf = buf.subarray(4 + buf.readUInt32BE(0))
+        if (frames.length === 1) s.write(makeRegister(frames[0].nonce, gateNonce))
+        else { s.destroy(); resolve(frames[1]) }
+      }
+    })
+    s.on('error', (e) => resolve({ error: e.code }))
+    s.on('close', () => resolve({ error: 'closed' }))
+  })
+}
+let captured
+const first = await session((relayNonce, gateNonce) => {
+  const text = 'ugate-sni-relay/1 gate\\n' + relayNonce + '\\n' + gateNonce + '\\n' + names.split(',').join('\\n') + '\\n'
+  const sig = createSign('sha256').update(text).sign(key).toString('base64')
+  return (captured = frame({ chain, names: names.split(','), sig }))
+})
+const replayed = await session(() => captured)
+process.stdout.write(JSON.stringify({ first, replayed }) + '\\n')
+`
+
 function startServer(site: Site): Promise<() => void> {
   return new Promise((resolve, reject) => {
     const p = spawn(
@@ -411,6 +451,29 @@ t.test('relay over SNI: a home gate behind NAT reached by SNI through the relay;
       const res = await bad.stop()
       checkCleanExit(t, bad, res)
     }
+  })
+
+  await t.test('an independent signer registers; its captured register frame replayed is refused', async (t) => {
+    writeFileSync(join(site.dir, 'replay.mjs'), REPLAY_JS)
+    const before = lineCount(relay, / warn sni-relay-refused /)
+    const r = await site.exec(site.ns.home, [
+      'node',
+      join(site.dir, 'replay.mjs'),
+      A.vpsIn,
+      '15009',
+      join(site.dir, 'gate'),
+      NAME,
+    ])
+    const out = JSON.parse(r.stdout) as { first: Record<string, unknown>; replayed: Record<string, unknown> }
+    t.match(
+      out.first,
+      { ok: true, node: /^[A-Z2-7]{52}$/ },
+      'node:crypto signature over the relay challenge: accepted',
+      { r },
+    )
+    t.match(out.replayed, { error: /bad signature/ }, 'the same frame on a new connection: refused', { r })
+    const lines = await relay.waitForLines(/ warn sni-relay-refused /, before + 1)
+    t.match(lines[before], /bad signature/, 'relay: the replay logged')
   })
 
   await t.test('a flood of unpaired SNI connections: bounded, refused, fds back to baseline', async (t) => {
