@@ -82,5 +82,10 @@ if (mode === 'sink') {
     })
   }
   ms.sort((a, b) => a - b)
-  out({ count: ms.length, p50: ms[Math.floor(ms.length / 2)], p90: ms[Math.floor(ms.length * 0.9)], mean: ms.reduce((a, b) => a + b, 0) / ms.length })
+  out({
+    count: ms.length,
+    p50: ms[Math.floor(ms.length / 2)],
+    p90: ms[Math.floor(ms.length * 0.9)],
+    mean: ms.reduce((a, b) => a + b, 0) / ms.length,
+  })
 }

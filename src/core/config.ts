@@ -580,13 +580,20 @@ function checkReferences(config: Config): void {
     if (l.type !== 'sni' || l.pair === '') return
     const park = config.listeners.find((o) => o.name === l.pair)
     if (park?.type !== 'park') {
-      const known = config.listeners.filter((o) => o.type === 'park').map((o) => o.name).join(', ') || 'none configured'
+      const known =
+        config.listeners
+          .filter((o) => o.type === 'park')
+          .map((o) => o.name)
+          .join(', ') || 'none configured'
       throw new ConfigError(`listeners[${i}].pair`, `${show(l.pair)} is not a park listener (known: ${known})`)
     }
   })
   config.sniRelay.forEach((r, i) => {
     if (config.listeners.some((l) => l.name === r.name))
-      throw new ConfigError(`sniRelay[${i}].name`, `${show(r.name)} is already the name of a listener (the rules could not tell them apart)`)
+      throw new ConfigError(
+        `sniRelay[${i}].name`,
+        `${show(r.name)} is already the name of a listener (the rules could not tell them apart)`,
+      )
   })
   const c = config.capture
   if (!c.enabled) return

@@ -109,7 +109,11 @@ export function serveRelayed(pair: { src: string; sni: string }) {
     if (r.host.toLowerCase() !== pair.sni.toLowerCase()) return { kind: 'close', reason: 'sni-mismatch', reset: true }
     s.fields.dst = formatHostPort(r.host, 443)
     s.handshakeDone()
-    const out = await connectOut({ host: r.host, port: 443, sniffedHost: r.host, proto: 'tls', requireRule: true }, s, ctx)
+    const out = await connectOut(
+      { host: r.host, port: 443, sniffedHost: r.host, proto: 'tls', requireRule: true },
+      s,
+      ctx,
+    )
     return relayOrReset(out, s)
   }
 }
