@@ -124,6 +124,8 @@ declare module 'ugate:native' {
    * wait for EV_WRITE, then socketError(fd) tells the outcome (0 = connected).
    */
   export function connect(addr: string, port: number, opts?: ConnectOptions): number
+  /** TCP keepalive: probes after idleSeconds (3-86400) idle, every third of it, dead after 3 unanswered. */
+  export function keepalive(fd: number, idleSeconds: number): void
   /** getsockopt(SO_ERROR): 0 or an errno; see errnoName. */
   export function socketError(fd: number): number
   /** errno number → name ('ECONNREFUSED'); unknown numbers give 'E<n>'. */

@@ -45,6 +45,13 @@ import type { GatewayContext, Outcome, Session } from './session.js'
 import { serveWith } from './session.js'
 import { closeQuietly, describeError } from './sockets.js'
 
+/**
+ * TCP keepalive of parked connections (both ends): NATs forget idle mappings
+ * (RFC 5382 allows it after 2 h 4 min; many sooner), and a gate or relay that
+ * vanished without a FIN is noticed.
+ */
+const KEEPALIVE_S = 60
+
 // ---- identity -------------------------------------------------------------------
 
 /** This node's identity as the relay protocol uses it: PEM texts and names. */
@@ -248,6 +255,7 @@ export async function servePark(s: Session, ctx: GatewayContext): Promise<Outcom
   }
   s.fields.node = gate.nodeId
   s.fields.id = gate.spiffe
+  native.keepalive(fd, KEEPALIVE_S)
   await writeAll(fd, verdictFrame({ ok: true, node: gate.nodeId }), s.cancel)
   s.handshakeDone()
   const parked = new Cancel(s.cancel)
@@ -459,6 +467,7 @@ class RelayPool {
       await writeAll(fd, registerFrame({ chain: me.chain, names, sig }), cancel)
       const v = must(parseVerdict(await readFrame(fd, cancel)))
       if (!v.ok) throw new Error(`refused: ${v.error}`)
+      native.keepalive(fd, KEEPALIVE_S)
     } catch (e) {
       stopTimer()
       cancel.release()

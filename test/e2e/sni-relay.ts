@@ -405,6 +405,16 @@ t.test('relay over SNI: a home gate behind NAT reached by SNI through the relay;
   const gate = await startUgate(t, ['run', '--config', gateConfig(site, 'gate', 'gate')], { netns: site.ns.home })
   await gate.waitForLine(/ info sni-relay-registered .*name=vps/)
 
+  await t.test('parked connections carry TCP keepalive on both ends', async (t) => {
+    for (const [where, ns, filter] of [
+      ['relay', site.ns.vps, '( sport = :15009 )'],
+      ['gate', site.ns.home, '( dport = :15009 )'],
+    ] as const) {
+      const r = await site.exec(ns, ['ss', '-tnoH', 'state', 'established', filter])
+      t.match(r.stdout, /timer:\(keepalive,/, `${where}: keepalive timer on the parked sockets`, { out: r.stdout })
+    }
+  })
+
   await t.test('TLS by SNI through the relay, exact data both ways, spliced on the relay', async (t) => {
     await echoThrough(t, site, 'first connection', body)
     const [conn] = await relay.waitForLines(/ info conn listener=tls /, 1)
