@@ -5,7 +5,8 @@
 #
 #   make -f native/build.mk O=DIR CC=COMPILER [VAR=...] TARGET...
 #
-# Targets: $(BIN) (the executable), $(JSC) (the bytecode compiler), $(BUNDLE).
+# Targets: $(BIN) (the executable), $(JSC) (the bytecode compiler), $(BUNDLE),
+# O/mbedtls/libmbedcrypto.a (test/native programs link the asan one: h2.test.ts).
 #   CC       the compiler, with any target flags that belong to it
 #   CFLAGS   the target's flags, on every compile and link (--sysroot, arch,
 #            an SDK's TARGET_CFLAGS)
@@ -29,6 +30,7 @@
 
 # native/*.c linked into ugate, in link order: a new source is one more line.
 NATIVE_SRCS := \
+	engine \
 	identity \
 	loop \
 	main \

@@ -1,50 +1,45 @@
-// The TCP relay thread. Once a route is chosen, both sockets come here and
-// the payload never enters JS again: splice(2) through a pipe per direction
-// (pipe.c: held only while bytes are in it), or a recv/send loop through one
-// scratch buffer. Splice mode copies too until a direction proves bulk (one
-// read of SPLICE_AT bytes): for a few bytes two copies cost less than two
-// splices and a pipe. Each socket is registered once, edge-triggered; an event
-// pumps the direction that reads that socket, and the one that writes it if
-// that one waits for room. A finished relay goes to its on_done.
+// The TCP relay, on the relay engine's thread (engine.c). Once a route is
+// chosen, both sockets come here and the payload never enters JS again:
+// splice(2) through a pipe per direction (pipe.c: held only while bytes are in
+// it), or a recv/send loop through one scratch buffer. Splice mode copies too
+// until a direction proves bulk (one read of SPLICE_AT bytes): for a few bytes
+// two copies cost less than two splices and a pipe. Each socket is registered
+// once, edge-triggered; an event pumps the direction that reads that socket,
+// and the one that writes it if that one waits for room. A finished relay goes
+// to its on_done.
 #define _GNU_SOURCE
 #include "relay.h"
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "engine.h"
 
 #define SCRATCH_SIZE (64 * 1024)
 #define SPLICE_AT (16 * 1024)  // a copied read this big: the flow is bulk, splice it
-#define SWEEP_MS 1000          // idle timeouts are checked this often
+#define SWEEP_MS 1000          // idle timeouts are checked this often (the engine's tick)
 
+static engine *eng;  // the relay engine; hbone runs on it too (relay_engine())
+
+// Between the loop thread and the relay thread.
 static struct {
-  pthread_t thread;
-  bool running;
-  int ep, wakefd;
-  pthread_mutex_t lock;              // guards the fields below
-  relay *incoming;                   // started, not yet picked up by the thread
-  bool abort_all, abort_some, stop;  // abort_some: some relay has its abort flag set
+  pthread_mutex_t lock;        // guards the fields below and each relay's abort and shown_*
+  bool abort_all, abort_some;  // abort_some: some relay has its abort flag set
+  bool requested;              // `requests` is posted and has not run yet
   relay_counters published;
-} engine = {.ep = -1, .wakefd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+} shared = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 // Owned by the relay thread.
 static relay *live;
-static relay *finished;  // closed in this batch; to on_done once no event can name them
+static relay *finished;  // closed in this pass; to on_done once no event can name them
 static relay_counters counters;
 static uint8_t scratch[SCRATCH_SIZE];
-
-static double mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 // ---- one direction ----------------------------------------------------------------
 // Result of a pump: 0 = waiting for readiness (or finished); otherwise the side
@@ -58,7 +53,7 @@ static int write_buffered(relay *r, relay_dir *d, int *err) {
     if (n > 0) {
       d->off += n;
       d->bytes += n;
-      r->last_ms = mono_ms();
+      r->last_ms = engine_now_ms();
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -93,7 +88,7 @@ static int pump_splice(relay *r, relay_dir *d, int *err) {
         return PUMP_TO_ERR;
       }
       d->bytes += w;
-      r->last_ms = mono_ms();
+      r->last_ms = engine_now_ms();
       continue;
     }
     if (d->eof) break;
@@ -144,7 +139,7 @@ static int send_scratch(relay *r, relay_dir *d, size_t n, int *err) {
   }
   if (w < 0) w = 0;
   d->bytes += w;
-  r->last_ms = mono_ms();
+  r->last_ms = engine_now_ms();
   if ((size_t)w == n) return PUMP_OK;
   d->buf = malloc(n - w);  // `to` is full: keep the rest and wait for EPOLLOUT
   if (!d->buf) {
@@ -253,15 +248,9 @@ static bool waits_for_room(const relay_dir *d) {
   return d->buf || d->pipe.data;
 }
 
-// epoll data: the relay's address plus the side (relays are pointer-aligned).
-static uint64_t end_tag(relay *r, int side) {
-  return (uintptr_t)r | (unsigned)side;
-}
-
-static void on_event(uint64_t tag, uint32_t events) {
-  relay *r = (relay *)(uintptr_t)(tag & ~(uint64_t)1);
-  int side = tag & 1;                         // 0: a (client), 1: b (server)
-  if (r->done) return;                        // closed earlier in this batch
+static void on_event(relay *r, int side, uint32_t events) {
+  // side 0: a (client), 1: b (server)
+  if (r->done) return;                        // closed earlier in this pass
   relay_dir *in = side ? &r->down : &r->up;   // reads this socket
   relay_dir *out = side ? &r->up : &r->down;  // writes to it
   bool failed = events & (EPOLLERR | EPOLLHUP);
@@ -278,18 +267,33 @@ static void on_event(uint64_t tag, uint32_t events) {
   run_pumps(r, side ? pump_out : pump_in, side ? pump_in : pump_out);
 }
 
+static void on_a(engine_handler *h, uint32_t events) {
+  on_event((relay *)((char *)h - offsetof(relay, on_a)), 0, events);
+}
+
+static void on_b(engine_handler *h, uint32_t events) {
+  on_event((relay *)((char *)h - offsetof(relay, on_b)), 1, events);
+}
+
 // Registering a socket that is already readable or writable queues its first
 // event, so the pumps start from there: initial bytes go out on EPOLLOUT.
-static void adopt(relay *r) {
+// The hand-over job (relay_start).
+static void adopt(engine_job *j) {
+  relay *r = (relay *)((char *)j - offsetof(relay, start));
   r->next = live;
   if (live) live->prev = r;
   live = r;
-  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET};
-  ev.data.u64 = end_tag(r, 0);
-  int ok = epoll_ctl(engine.ep, EPOLL_CTL_ADD, r->up.from, &ev);
-  ev.data.u64 = end_tag(r, 1);
-  if (ok == 0) ok = epoll_ctl(engine.ep, EPOLL_CTL_ADD, r->up.to, &ev);
+  r->on_a.on_event = on_a;
+  r->on_b.on_event = on_b;
+  uint32_t events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
+  int ok = engine_watch(eng, r->up.from, events, &r->on_a);
+  if (ok == 0) ok = engine_watch(eng, r->up.to, events, &r->on_b);
   if (ok < 0) return finish(r, "client-error", errno);
+  // relay_abort() may have come before this job ran, behind a request already queued.
+  pthread_mutex_lock(&shared.lock);
+  bool abort = r->abort;
+  pthread_mutex_unlock(&shared.lock);
+  if (abort) return finish(r, "closed", 0);
   // A direction limited to 0 bytes with nothing to send is over already; no
   // event of its own may ever come.
   bool up_over = r->up.eof && !r->up.buf, down_over = r->down.eof && !r->down.buf;
@@ -306,23 +310,25 @@ static void sweep_idle(double now) {
 // Live relays' byte counts for relay_bytes(), once a second: one lock per sweep,
 // not one per transfer.
 static void publish_bytes(void) {
-  pthread_mutex_lock(&engine.lock);
+  pthread_mutex_lock(&shared.lock);
   for (relay *r = live; r; r = r->next) {
     r->shown_up = r->up.bytes;
     r->shown_down = r->down.bytes;
   }
-  pthread_mutex_unlock(&engine.lock);
+  pthread_mutex_unlock(&shared.lock);
 }
 
 static void publish_counters(void) {
   counters.splice_calls = splice_calls();
   counters.pipes_pooled = pipe_pool_size();
-  pthread_mutex_lock(&engine.lock);
-  engine.published = counters;
-  pthread_mutex_unlock(&engine.lock);
+  pthread_mutex_lock(&shared.lock);
+  shared.published = counters;
+  pthread_mutex_unlock(&shared.lock);
 }
 
-static void post_finished(void) {
+// After each pass of the engine: results go out.
+static void post_finished(engine_owner *o) {
+  (void)o;
   if (!live)
     pipe_pool_drain();  // before the last result: fds are back to baseline when it is reported
   publish_counters();
@@ -338,64 +344,46 @@ static void post_finished(void) {
 static void close_requested(void) {
   for (relay *r = live, *next; r; r = next) {
     next = r->next;
-    pthread_mutex_lock(&engine.lock);
+    pthread_mutex_lock(&shared.lock);
     bool abort = r->abort;
-    pthread_mutex_unlock(&engine.lock);
+    pthread_mutex_unlock(&shared.lock);
     if (abort) finish(r, "closed", 0);
   }
 }
 
-static void *relay_thread(void *arg) {
-  (void)arg;
-  sigset_t all;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, NULL);  // signals belong to the loop's signalfd
-  struct epoll_event evs[128];
-  double last_sweep = mono_ms();
-  for (;;) {
-    int n = epoll_wait(engine.ep, evs, 128, live ? SWEEP_MS : -1);
-    for (int i = 0; i < n; i++) {
-      if (evs[i].data.u64 == 0) {
-        uint64_t v;
-        ssize_t rd = read(engine.wakefd, &v, sizeof v);
-        (void)rd;
-      } else {
-        on_event(evs[i].data.u64, evs[i].events);
-      }
-    }
-    pthread_mutex_lock(&engine.lock);
-    bool stop = engine.stop, abort_all = engine.abort_all, abort_some = engine.abort_some;
-    relay *in = engine.incoming;
-    engine.incoming = NULL;
-    engine.abort_all = engine.abort_some = false;
-    pthread_mutex_unlock(&engine.lock);
-    while (in) {
-      relay *next = in->next;
-      in->next = NULL;
-      adopt(in);
-      in = next;
-    }
-    if (abort_some) close_requested();
-    double now = mono_ms();
-    if (now - last_sweep >= SWEEP_MS) {
-      sweep_idle(now);
-      publish_bytes();
-      last_sweep = now;
-    }
-    if (abort_all || stop)
-      while (live) finish(live, "shutdown", 0);
-    if (stop) {  // the loop is going away: nobody reads results any more
-      finished = NULL;
-      pipe_pool_drain();
-      break;
-    }
-    if (finished || n == 0)
-      post_finished();
-    else
-      publish_counters();
-  }
-  return NULL;
+// The request job: the flags relay_abort() and relay_abort_all() raised.
+static void requests(engine_job *j) {
+  (void)j;
+  pthread_mutex_lock(&shared.lock);
+  bool abort_all = shared.abort_all, abort_some = shared.abort_some;
+  shared.abort_all = shared.abort_some = shared.requested = false;
+  pthread_mutex_unlock(&shared.lock);
+  if (abort_some) close_requested();
+  if (abort_all)
+    while (live) finish(live, "shutdown", 0);
 }
+
+static void tick(engine_owner *o, double now) {
+  (void)o;
+  sweep_idle(now);
+  publish_bytes();
+}
+
+static bool busy(engine_owner *o) {
+  (void)o;
+  return live != NULL;
+}
+
+// The loop is going away: nobody reads results any more.
+static void stop(engine_owner *o) {
+  (void)o;
+  while (live) finish(live, "shutdown", 0);
+  finished = NULL;
+  pipe_pool_drain();
+}
+
+static engine_owner owner = {.round = post_finished, .tick = tick, .busy = busy, .stop = stop};
+static engine_job request_job = {.run = requests};
 
 // ---- called from the loop thread ---------------------------------------------------
 void relay_init(relay *r, int a, int b, bool splice, int idle_ms, relay_done_fn *on_done) {
@@ -404,7 +392,7 @@ void relay_init(relay *r, int a, int b, bool splice, int idle_ms, relay_done_fn 
   r->up = (relay_dir){.from = a, .to = b, .pipe = PIPE_NONE, .copy = true, .may_splice = splice};
   r->down = (relay_dir){.from = b, .to = a, .pipe = PIPE_NONE, .copy = true, .may_splice = splice};
   r->idle_ms = idle_ms;
-  r->start_ms = r->last_ms = mono_ms();
+  r->start_ms = r->last_ms = engine_now_ms();
   r->on_done = on_done;
 }
 
@@ -424,73 +412,61 @@ void relay_set_initial(relay_dir *d, uint8_t *bytes, size_t len) {
 }
 
 int relay_engine_start(void) {
-  if (engine.running) return 0;
-  engine.ep = epoll_create1(EPOLL_CLOEXEC);
-  engine.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (engine.ep < 0 || engine.wakefd < 0) return -1;
-  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
-  if (epoll_ctl(engine.ep, EPOLL_CTL_ADD, engine.wakefd, &ev) < 0) return -1;
-  if (pthread_create(&engine.thread, NULL, relay_thread, NULL) != 0) return -1;
-  engine.running = true;
+  if (eng) return 0;
+  eng = engine_start("relay", SWEEP_MS);
+  if (!eng) return -1;
+  engine_add_owner(eng, &owner);
   return 0;
 }
 
-static void wake(void) {
-  uint64_t one = 1;
-  ssize_t n = write(engine.wakefd, &one, sizeof one);
-  (void)n;
+engine *relay_engine(void) {
+  return eng;
 }
 
-// The thread reads the eventfd before it takes the list, so only the push
-// that finds the list empty needs to wake it: one write per batch.
+// The engine's queue batches the hand-over: one eventfd write per batch.
 void relay_start(relay *r) {
-  pthread_mutex_lock(&engine.lock);
-  bool first = engine.incoming == NULL;
-  r->next = engine.incoming;
-  engine.incoming = r;
-  pthread_mutex_unlock(&engine.lock);
-  if (first) wake();
+  r->start.run = adopt;
+  engine_post(eng, &r->start);
 }
 
-// Raise one of the thread's request flags and wake it.
-static void request(bool *flag) {
-  pthread_mutex_lock(&engine.lock);
-  *flag = true;
-  pthread_mutex_unlock(&engine.lock);
-  wake();
+// Ask the relay thread to close r, or every relay (r NULL); the request job
+// is posted unless it is queued already.
+static void request(relay *r) {
+  if (!eng) return;
+  pthread_mutex_lock(&shared.lock);
+  if (r)
+    r->abort = shared.abort_some = true;
+  else
+    shared.abort_all = true;
+  bool post = !shared.requested;
+  shared.requested = true;
+  pthread_mutex_unlock(&shared.lock);
+  if (post) engine_post(eng, &request_job);
 }
 
 void relay_abort_all(void) {
-  if (engine.running) request(&engine.abort_all);
+  request(NULL);
 }
 
 void relay_abort(relay *r) {
-  if (!engine.running) return;
-  pthread_mutex_lock(&engine.lock);
-  r->abort = true;
-  engine.abort_some = true;
-  pthread_mutex_unlock(&engine.lock);
-  wake();
+  request(r);
 }
 
 void relay_bytes(relay *r, uint64_t *up, uint64_t *down) {
-  pthread_mutex_lock(&engine.lock);
+  pthread_mutex_lock(&shared.lock);
   *up = r->shown_up;
   *down = r->shown_down;
-  pthread_mutex_unlock(&engine.lock);
+  pthread_mutex_unlock(&shared.lock);
 }
 
 void relay_counters_get(relay_counters *out) {
-  pthread_mutex_lock(&engine.lock);
-  *out = engine.published;
-  pthread_mutex_unlock(&engine.lock);
+  pthread_mutex_lock(&shared.lock);
+  *out = shared.published;
+  pthread_mutex_unlock(&shared.lock);
 }
 
 void relay_engine_stop(void) {
-  if (!engine.running) return;
-  request(&engine.stop);
-  pthread_join(engine.thread, NULL);
-  close(engine.ep);
-  close(engine.wakefd);
-  engine.running = false;
+  if (!eng) return;
+  engine_stop(eng);
+  eng = NULL;
 }

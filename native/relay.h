@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine.h"
 #include "pipe.h"
 
 typedef struct relay relay;
@@ -41,19 +42,21 @@ typedef struct {
 } relay_dir;
 
 struct relay {
-  relay *prev, *next;  // the relay thread's lists (hand-over, live, finished)
-  relay_dir up, down;  // up: a→b, down: b→a
+  relay *prev, *next;         // the relay thread's lists (live, finished)
+  engine_job start;           // the hand-over to the relay thread
+  engine_handler on_a, on_b;  // events of socket a, of socket b
+  relay_dir up, down;         // up: a→b, down: b→a
   int idle_ms;
   int err;  // result: errno for the *-error reasons
   double last_ms;
   relay_done_fn *on_done;
   bool done;     // closed; on_done is due
-  bool abort;    // relay_abort() asked to close it; guarded by the engine's lock
+  bool abort;    // relay_abort() asked to close it; guarded by relay.c's lock
   bool spliced;  // result: some byte went through splice(2)
   // The rest of the result, final when on_done runs:
   double start_ms;     // CLOCK_MONOTONIC_COARSE, in ms
   const char *reason;  // "eof", "idle", "client-error", "server-error", "shutdown", "closed"
-  // up/down bytes as of the last sweep, for relay_bytes(); guarded by the engine's lock
+  // up/down bytes as of the last sweep, for relay_bytes(); guarded by relay.c's lock
   uint64_t shown_up, shown_down;
 };
 
@@ -62,9 +65,9 @@ typedef struct {
   int pipes_pooled;
 } relay_counters;
 
-// Start the thread (once, at start-up, so its fds are part of the baseline).
+// Start the relay engine (once, at start-up, so its fds are part of the baseline).
 int relay_engine_start(void);
-// Stop the thread; live relays are closed and their on_done is never called.
+// Stop the relay engine; live relays are closed and their on_done is never called.
 // Returns after the thread ended.
 void relay_engine_stop(void);
 

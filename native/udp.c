@@ -1,8 +1,9 @@
-// The UDP flow engine's thread. A TPROXY listener receives every captured
-// datagram (recvmmsg, with its original destination as ancillary data); a
-// client source address and port is one flow. The first datagram of a new
-// flow is copied to the loop thread (JS routes it); the flow's datagrams are
-// queued (bounded) until udp_route() says where they go. Then, in batches:
+// The UDP flow engine, on its own engine thread (engine.c). A TPROXY listener
+// receives every captured datagram (recvmmsg, with its original destination
+// as ancillary data); a client source address and port is one flow. The
+// first datagram of a new flow is copied to the loop thread (JS routes it);
+// the flow's datagrams are queued (bounded) until udp_route() says where they
+// go. Then, in batches:
 //
 //   client ─► listener ─► flow's outbound socket (SO_MARK) ─► remote
 //   client ◄─ reply socket bound to the remote (IP_TRANSPARENT) ◄─ outbound socket
@@ -12,11 +13,11 @@
 // ANY remote to it goes back to the client, from that remote's address (a
 // reply socket per remote, made on demand and cached).
 //
-// Threading: everything here is guarded by engine.lock, which the UDP thread
-// holds while it handles one epoll wake and the loop thread takes for its
-// calls (routes, counters, the flow list). Datagrams never wait behind JS:
-// the loop thread may be busy (a route decision, `nft -f` run synchronously)
-// while this thread keeps moving.
+// Threading: everything here is guarded by udp.lock, which the UDP thread
+// holds while it handles one event (and its tick and round) and the loop
+// thread takes for its calls (routes, counters, the flow list). Datagrams
+// never wait behind JS: the loop thread may be busy (a route decision, `nft -f`
+// run synchronously) while this thread keeps moving.
 //
 // A header transform per flow would carry SOCKS5 UDP ASSOCIATE later: a
 // third mode whose outbound socket is connected to the proxy's relay port,
@@ -30,15 +31,14 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cmsg.h"
+#include "engine.h"
 
 // musl toolchains ship without the kernel headers that define these.
 #ifndef IP_TRANSPARENT
@@ -63,23 +63,17 @@
 #define BATCH 16            // datagrams per recvmmsg/sendmmsg
 #define DGRAM_MAX 65536     // a whole UDP payload fits: nothing is truncated
 #define BATCHES_PER_WAKE 8  // then other sockets get their turn (level-triggered)
-#define SWEEP_MS 1000       // idle flows and reply sockets are checked this often
+#define SWEEP_MS 1000       // idle flows and reply sockets are checked this often (the tick)
 #define QUEUE_MAX 32        // datagrams kept per flow while JS decides
 #define QUEUE_BYTES (64 * 1024)
 #define PENDING_MAX 256  // flows waiting for JS at once; more new flows are dropped
 #define REPLY_MAX 4096   // cached reply sockets
 #define HASH_SIZE 4096   // buckets of the flow and reply tables (power of two)
 
-enum { TAG_WAKE, TAG_LISTENER, TAG_OUT };
 enum { ST_PENDING, ST_ACTIVE, ST_REJECT, ST_DEAD };
 
 typedef struct udp_flow udp_flow;
 typedef struct listener listener;
-
-typedef struct {
-  int tag;
-  void *p;
-} tag;
 
 typedef struct queued {
   struct queued *next;
@@ -90,7 +84,7 @@ typedef struct queued {
 
 struct listener {
   listener *next;
-  tag t;
+  engine_handler h;
   int id, fd, family;
   bool closed;  // on the dead list: an event fetched before the close must skip it
   udp_listener_opts opts;
@@ -103,7 +97,7 @@ struct udp_flow {
   udp_flow *prev, *next;    // the listener's LRU list
   udp_flow *pprev, *pnext;  // pending list (waiting for JS)
   listener *l;
-  tag t;
+  engine_handler h;
   uint64_t id;
   udp_key src, first_dst, last_dst;
   int state, mode, out_fd, idle_ms;
@@ -125,10 +119,8 @@ struct reply_sock {
 };
 
 static struct {
-  pthread_t thread;
-  bool running, stop;
-  int ep, wakefd;
-  tag wake_tag;
+  engine *e;    // NULL while stopped
+  bool kicked;  // `kick` is posted and has not run yet
   pthread_mutex_t lock;
   udp_hooks hooks;
   listener *listeners;
@@ -141,8 +133,7 @@ static struct {
   reply_sock *replies[HASH_SIZE];
   reply_sock *reply_head, *reply_tail;
   udp_counters c;
-  double last_sweep;
-} engine = {.ep = -1, .wakefd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+} udp = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 // Receive buffers, used by the UDP thread only (and by udp_route on the loop
 // thread under the lock, which never uses them): pages are touched only by
@@ -152,12 +143,6 @@ static struct sockaddr_storage names[BATCH];
 static char ctrl[BATCH][CMSG_SPACE(sizeof(struct sockaddr_in6))];
 static struct mmsghdr msgs[BATCH];
 static struct iovec iovs[BATCH];
-
-static double mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 // ---- keys ---------------------------------------------------------------------------------
 
@@ -248,17 +233,17 @@ static void touch(udp_flow *f, double now) {
 static void pending_unlink(udp_flow *f) {
   if (f->pprev)
     f->pprev->pnext = f->pnext;
-  else if (engine.pending == f)
-    engine.pending = f->pnext;
+  else if (udp.pending == f)
+    udp.pending = f->pnext;
   else
     return;  // not pending
   if (f->pnext) f->pnext->pprev = f->pprev;
   f->pprev = f->pnext = NULL;
-  engine.c.flows_pending--;
+  udp.c.flows_pending--;
 }
 
 static udp_flow *flow_find(listener *l, const udp_key *src) {
-  for (udp_flow *f = engine.flows[key_hash(src, l->id)]; f; f = f->hnext)
+  for (udp_flow *f = udp.flows[key_hash(src, l->id)]; f; f = f->hnext)
     if (f->l == l && key_eq(&f->src, src)) return f;
   return NULL;
 }
@@ -283,7 +268,7 @@ static void free_queue(udp_flow *f) {
 // dead list until no fetched epoll event can still point to it.
 static void flow_end(udp_flow *f, const char *reason, bool report) {
   if (f->state == ST_DEAD) return;
-  udp_event *ev = report ? engine.hooks.alloc() : NULL;
+  udp_event *ev = report ? udp.hooks.alloc() : NULL;
   if (ev) {
     ev->kind = UDP_EV_END;
     ev->listener = f->l->id;
@@ -296,60 +281,59 @@ static void flow_end(udp_flow *f, const char *reason, bool report) {
     ev->by_up = f->by_up;
     ev->pk_down = f->pk_down;
     ev->by_down = f->by_down;
-    ev->ms = mono_ms() - f->start_ms;
-    engine.hooks.emit(ev);
+    ev->ms = engine_now_ms() - f->start_ms;
+    udp.hooks.emit(ev);
   }
-  udp_flow **pp = &engine.flows[key_hash(&f->src, f->l->id)];
+  udp_flow **pp = &udp.flows[key_hash(&f->src, f->l->id)];
   while (*pp && *pp != f) pp = &(*pp)->hnext;
   if (*pp) *pp = f->hnext;
   lru_unlink(f);
   pending_unlink(f);
   f->l->flows--;
-  engine.c.flows_live--;
+  udp.c.flows_live--;
   if (f->out_fd >= 0) close(f->out_fd);  // also leaves the epoll set
   f->out_fd = -1;
   free_queue(f);
   f->state = ST_DEAD;
-  f->hnext = engine.dead;
-  engine.dead = f;
+  f->hnext = udp.dead;
+  udp.dead = f;
 }
 
 static void free_dead(void) {
-  for (udp_flow *f = engine.dead, *next; f; f = next) {
+  for (udp_flow *f = udp.dead, *next; f; f = next) {
     next = f->hnext;
     free(f);
   }
-  engine.dead = NULL;
-  for (listener *l = engine.dead_listeners, *next; l; l = next) {
+  udp.dead = NULL;
+  for (listener *l = udp.dead_listeners, *next; l; l = next) {
     next = l->next;
     free(l);
   }
-  engine.dead_listeners = NULL;
+  udp.dead_listeners = NULL;
 }
 
 static udp_flow *flow_new(listener *l, const udp_key *src, const udp_key *dst, const uint8_t *data,
                           size_t len, double now) {
-  if (engine.c.flows_pending >= PENDING_MAX) {
-    engine.c.drop_busy++;
+  if (udp.c.flows_pending >= PENDING_MAX) {
+    udp.c.drop_busy++;
     return NULL;
   }
   if (l->flows >= l->opts.max_flows && l->lru_head) {
-    engine.c.flows_evicted++;
+    udp.c.flows_evicted++;
     flow_end(l->lru_head, "evicted", true);
   }
   udp_flow *f = calloc(1, sizeof *f);
-  udp_event *ev = f ? engine.hooks.alloc() : NULL;
+  udp_event *ev = f ? udp.hooks.alloc() : NULL;
   uint8_t *copy = ev && len > 0 ? malloc(len) : NULL;
   if (!f || !ev || (len > 0 && !copy)) {
     free(f);
     free(copy);
-    if (ev) engine.hooks.emit(ev);  // kind 0: the receiver just frees it
-    engine.c.drop_no_memory++;
+    if (ev) udp.hooks.emit(ev);  // kind 0: the receiver just frees it
+    udp.c.drop_no_memory++;
     return NULL;
   }
   f->l = l;
-  f->t = (tag){TAG_OUT, f};
-  f->id = ++engine.next_flow;
+  f->id = ++udp.next_flow;
   f->src = *src;
   f->first_dst = f->last_dst = *dst;
   f->state = ST_PENDING;
@@ -357,16 +341,16 @@ static udp_flow *flow_new(listener *l, const udp_key *src, const udp_key *dst, c
   f->idle_ms = dst->port == 53 ? l->opts.dns_idle_ms : l->opts.idle_ms;
   f->start_ms = f->last_ms = now;
   unsigned h = key_hash(src, l->id);
-  f->hnext = engine.flows[h];
-  engine.flows[h] = f;
+  f->hnext = udp.flows[h];
+  udp.flows[h] = f;
   lru_append(f);
-  f->pnext = engine.pending;
-  if (engine.pending) engine.pending->pprev = f;
-  engine.pending = f;
-  engine.c.flows_pending++;
+  f->pnext = udp.pending;
+  if (udp.pending) udp.pending->pprev = f;
+  udp.pending = f;
+  udp.c.flows_pending++;
   l->flows++;
-  engine.c.flows_live++;
-  engine.c.flows_total++;
+  udp.c.flows_live++;
+  udp.c.flows_total++;
   if (len > 0) memcpy(copy, data, len);
   ev->kind = UDP_EV_NEW;
   ev->listener = l->id;
@@ -375,18 +359,18 @@ static udp_flow *flow_new(listener *l, const udp_key *src, const udp_key *dst, c
   ev->dst = *dst;
   ev->data = copy;
   ev->len = len;
-  engine.hooks.emit(ev);
+  udp.hooks.emit(ev);
   return f;
 }
 
 static void enqueue(udp_flow *f, const udp_key *dst, const uint8_t *data, size_t len) {
   if (f->qn >= QUEUE_MAX || f->qbytes + len > QUEUE_BYTES) {
-    engine.c.drop_queue_full++;
+    udp.c.drop_queue_full++;
     return;
   }
   queued *q = malloc(sizeof *q + len);
   if (!q) {
-    engine.c.drop_no_memory++;
+    udp.c.drop_no_memory++;
     return;
   }
   q->next = NULL;
@@ -408,46 +392,46 @@ static void reply_unlink_lru(reply_sock *r) {
   if (r->prev)
     r->prev->next = r->next;
   else
-    engine.reply_head = r->next;
+    udp.reply_head = r->next;
   if (r->next)
     r->next->prev = r->prev;
   else
-    engine.reply_tail = r->prev;
+    udp.reply_tail = r->prev;
   r->prev = r->next = NULL;
 }
 
 static void reply_append_lru(reply_sock *r) {
-  r->prev = engine.reply_tail;
+  r->prev = udp.reply_tail;
   r->next = NULL;
-  if (engine.reply_tail)
-    engine.reply_tail->next = r;
+  if (udp.reply_tail)
+    udp.reply_tail->next = r;
   else
-    engine.reply_head = r;
-  engine.reply_tail = r;
+    udp.reply_head = r;
+  udp.reply_tail = r;
 }
 
 static void reply_free(reply_sock *r) {
-  reply_sock **pp = &engine.replies[key_hash(&r->remote, 0)];
+  reply_sock **pp = &udp.replies[key_hash(&r->remote, 0)];
   while (*pp && *pp != r) pp = &(*pp)->hnext;
   if (*pp) *pp = r->hnext;
   reply_unlink_lru(r);
   close(r->fd);
   free(r);
-  engine.c.reply_sockets--;
+  udp.c.reply_sockets--;
 }
 
 // A socket bound to `remote` (not one of ours: IP_TRANSPARENT), so the
 // client sees replies come from where it sent to. NULL with errno set.
 static reply_sock *reply_get(const udp_key *remote, uint32_t mark, double now) {
   unsigned h = key_hash(remote, 0);
-  for (reply_sock *r = engine.replies[h]; r; r = r->hnext) {
+  for (reply_sock *r = udp.replies[h]; r; r = r->hnext) {
     if (!key_eq(&r->remote, remote)) continue;
     r->last_ms = now;
     reply_unlink_lru(r);
     reply_append_lru(r);
     return r;
   }
-  if (engine.c.reply_sockets >= REPLY_MAX) reply_free(engine.reply_head);
+  if (udp.c.reply_sockets >= REPLY_MAX) reply_free(udp.reply_head);
   struct sockaddr_storage ss;
   socklen_t len = udp_key_to_sockaddr(remote, &ss);
   int v6 = remote->family == 6;
@@ -472,10 +456,10 @@ static reply_sock *reply_get(const udp_key *remote, uint32_t mark, double now) {
   r->remote = *remote;
   r->fd = fd;
   r->last_ms = now;
-  r->hnext = engine.replies[h];
-  engine.replies[h] = r;
+  r->hnext = udp.replies[h];
+  udp.replies[h] = r;
   reply_append_lru(r);
-  engine.c.reply_sockets++;
+  udp.c.reply_sockets++;
   return r;
 }
 
@@ -497,7 +481,7 @@ static void send_batch(int fd, int n, uint64_t *pk, uint64_t *by, uint64_t *all_
     int k = sendmmsg(fd, &msgs[i], n - i, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (k < 0 && errno == EINTR) continue;
     if (k <= 0) {
-      engine.c.drop_send_failed++;
+      udp.c.drop_send_failed++;
       i++;
       continue;
     }
@@ -526,13 +510,13 @@ static void send_one_up(udp_flow *f, const udp_key *dst, const uint8_t *data, si
   socklen_t sl = out_address(f, dst, &ss);
   ssize_t n = sendto(f->out_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&ss, sl);
   if (n < 0) {
-    engine.c.drop_send_failed++;
+    udp.c.drop_send_failed++;
     return;
   }
   f->pk_up++;
   f->by_up += n;
-  engine.c.pk_up++;
-  engine.c.by_up += n;
+  udp.c.pk_up++;
+  udp.c.by_up += n;
 }
 
 // ---- the listener: client → remote --------------------------------------------------------
@@ -571,11 +555,11 @@ static udp_key rx_dst[BATCH];
 static struct sockaddr_storage tx_names[BATCH];
 
 static void drain_listener(listener *l) {
-  double now = mono_ms();
+  double now = engine_now_ms();
   for (int b = 0; b < BATCHES_PER_WAKE; b++) {
     prepare_recv(true);
     int n = recvmmsg(l->fd, msgs, BATCH, MSG_DONTWAIT, NULL);
-    if (n <= 0) return;  // EAGAIN, or an error the next wake sees again
+    if (n <= 0) return;  // EAGAIN, or an error the next event sees again
     // Pass 1: classify. A new flow reports its first datagram to JS.
     for (int i = 0; i < n; i++) {
       struct msghdr *m = &msgs[i].msg_hdr;
@@ -583,11 +567,11 @@ static void drain_listener(listener *l) {
       udp_key src;
       udp_key_from_sockaddr(&src, &names[i]);
       if (m->msg_flags & MSG_TRUNC) {
-        engine.c.drop_truncated++;
+        udp.c.drop_truncated++;
         continue;
       }
       if (!orig_dst(m, &rx_dst[i]) || src.family != rx_dst[i].family) {
-        engine.c.drop_no_origdst++;
+        udp.c.drop_no_origdst++;
         continue;
       }
       udp_flow *f = flow_find(l, &src);
@@ -601,7 +585,7 @@ static void drain_listener(listener *l) {
       if (f->state == ST_PENDING)
         enqueue(f, &rx_dst[i], bufs[i], len);
       else if (f->state == ST_REJECT)
-        engine.c.drop_rejected++;
+        udp.c.drop_rejected++;
       else
         rx_flow[i] = f;
     }
@@ -620,7 +604,7 @@ static void drain_listener(listener *l) {
         for (int k = i; k < j; k++, cnt++)
           send_slot(cnt, &tx_names[cnt], out_address(f, &rx_dst[k], &tx_names[cnt]), bufs[k],
                     lens[k]);
-        send_batch(f->out_fd, cnt, &f->pk_up, &f->by_up, &engine.c.pk_up, &engine.c.by_up);
+        send_batch(f->out_fd, cnt, &f->pk_up, &f->by_up, &udp.c.pk_up, &udp.c.by_up);
       }
       i = j;
     }
@@ -632,7 +616,7 @@ static void drain_listener(listener *l) {
 
 static void drain_out(udp_flow *f) {
   if (f->state != ST_ACTIVE) return;
-  double now = mono_ms();
+  double now = engine_now_ms();
   struct sockaddr_storage client;
   socklen_t client_len = udp_key_to_sockaddr(&f->src, &client);
   for (int b = 0; b < BATCHES_PER_WAKE; b++) {
@@ -644,7 +628,7 @@ static void drain_out(udp_flow *f) {
     int kept = 0;
     for (int i = 0; i < n; i++) {
       if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
-        engine.c.drop_truncated++;
+        udp.c.drop_truncated++;
         continue;
       }
       // A forwarded flow's replies come from where the client sent to.
@@ -653,7 +637,7 @@ static void drain_out(udp_flow *f) {
       else
         udp_key_from_sockaddr(&from[kept], &names[i]);
       if (from[kept].family != f->src.family) {
-        engine.c.drop_reply_socket++;
+        udp.c.drop_reply_socket++;
         continue;
       }
       lens[kept] = msgs[i].msg_len;
@@ -667,13 +651,13 @@ static void drain_out(udp_flow *f) {
       while (j < kept && key_eq(&from[j], &from[i])) j++;
       reply_sock *r = reply_get(&from[i], f->l->opts.mark, now);
       if (!r) {
-        engine.c.drop_reply_socket += j - i;
+        udp.c.drop_reply_socket += j - i;
         i = j;
         continue;
       }
       int cnt = 0;
       for (int k = i; k < j; k++, cnt++) send_slot(cnt, &client, client_len, bufs[k], lens[k]);
-      send_batch(r->fd, cnt, &f->pk_down, &f->by_down, &engine.c.pk_down, &engine.c.by_down);
+      send_batch(r->fd, cnt, &f->pk_down, &f->by_down, &udp.c.pk_down, &udp.c.by_down);
       i = j;
     }
     if (n < BATCH) return;
@@ -683,121 +667,113 @@ static void drain_out(udp_flow *f) {
 // ---- the thread ---------------------------------------------------------------------------
 
 static void sweep(double now) {
-  for (listener *l = engine.listeners; l; l = l->next) {
+  for (listener *l = udp.listeners; l; l = l->next) {
     for (udp_flow *f = l->lru_head, *next; f; f = next) {
       next = f->next;
       if (now - f->last_ms >= f->idle_ms) {
-        engine.c.flows_expired++;
+        udp.c.flows_expired++;
         flow_end(f, "idle", true);
       }
     }
   }
   // A reply socket lives as long as a flow may still use it: the longest idle timeout.
   double reply_idle = 1000;
-  for (listener *l = engine.listeners; l; l = l->next)
+  for (listener *l = udp.listeners; l; l = l->next)
     if (l->opts.idle_ms > reply_idle) reply_idle = l->opts.idle_ms;
-  while (engine.reply_head && now - engine.reply_head->last_ms >= reply_idle)
-    reply_free(engine.reply_head);
+  while (udp.reply_head && now - udp.reply_head->last_ms >= reply_idle) reply_free(udp.reply_head);
 }
 
-static void *udp_thread(void *arg) {
-  (void)arg;
-  sigset_t all;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, NULL);  // signals belong to the loop's signalfd
-  struct epoll_event evs[64];
-  for (;;) {
-    int n = epoll_wait(engine.ep, evs, 64, SWEEP_MS);
-    pthread_mutex_lock(&engine.lock);
-    if (engine.stop) {
-      pthread_mutex_unlock(&engine.lock);
-      break;
-    }
-    for (int i = 0; i < n; i++) {
-      tag *t = evs[i].data.ptr;
-      if (t->tag == TAG_WAKE) {
-        uint64_t v;
-        ssize_t r = read(engine.wakefd, &v, sizeof v);
-        (void)r;
-      } else if (t->tag == TAG_LISTENER) {
-        listener *l = t->p;
-        if (!l->closed) drain_listener(l);
-      } else {
-        drain_out(t->p);
-      }
-    }
-    double now = mono_ms();
-    if (now - engine.last_sweep >= SWEEP_MS) {
-      engine.last_sweep = now;
-      sweep(now);
-    }
-    free_dead();
-    pthread_mutex_unlock(&engine.lock);
-  }
-  return NULL;
+static void on_listener(engine_handler *h, uint32_t events) {
+  (void)events;
+  listener *l = (listener *)((char *)h - offsetof(listener, h));
+  pthread_mutex_lock(&udp.lock);
+  if (!l->closed) drain_listener(l);
+  pthread_mutex_unlock(&udp.lock);
 }
 
-static void wake(void) {
-  uint64_t one = 1;
-  ssize_t n = write(engine.wakefd, &one, sizeof one);
-  (void)n;
+static void on_out(engine_handler *h, uint32_t events) {
+  (void)events;
+  udp_flow *f = (udp_flow *)((char *)h - offsetof(udp_flow, h));
+  pthread_mutex_lock(&udp.lock);
+  drain_out(f);
+  pthread_mutex_unlock(&udp.lock);
 }
 
-int udp_engine_start(const udp_hooks *hooks) {
-  if (engine.running) return 0;
-  engine.hooks = *hooks;
-  engine.ep = epoll_create1(EPOLL_CLOEXEC);
-  engine.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  engine.wake_tag = (tag){TAG_WAKE, NULL};
-  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &engine.wake_tag};
-  if (engine.ep < 0 || engine.wakefd < 0 ||
-      epoll_ctl(engine.ep, EPOLL_CTL_ADD, engine.wakefd, &ev) < 0) {
-    int err = errno;
-    if (engine.ep >= 0) close(engine.ep);
-    if (engine.wakefd >= 0) close(engine.wakefd);
-    engine.ep = engine.wakefd = -1;
-    return -err;
-  }
-  engine.stop = false;
-  engine.last_sweep = mono_ms();
-  int err = pthread_create(&engine.thread, NULL, udp_thread, NULL);
-  if (err) {
-    close(engine.ep);
-    close(engine.wakefd);
-    engine.ep = engine.wakefd = -1;
-    return -err;
-  }
-  engine.running = true;
-  return 0;
+static void tick(engine_owner *o, double now) {
+  (void)o;
+  pthread_mutex_lock(&udp.lock);
+  sweep(now);
+  pthread_mutex_unlock(&udp.lock);
+}
+
+// After each pass: no fetched event can name a dead flow or listener any more.
+static void round_end(engine_owner *o) {
+  (void)o;
+  pthread_mutex_lock(&udp.lock);
+  free_dead();
+  pthread_mutex_unlock(&udp.lock);
 }
 
 static void end_all(const char *reason, bool report, listener *only) {
-  for (listener *l = engine.listeners; l; l = l->next) {
+  for (listener *l = udp.listeners; l; l = l->next) {
     if (only && l != only) continue;
     while (l->lru_head) flow_end(l->lru_head, reason, report);
   }
 }
 
-void udp_engine_stop(void) {
-  if (!engine.running) return;
-  pthread_mutex_lock(&engine.lock);
-  engine.stop = true;
-  pthread_mutex_unlock(&engine.lock);
-  wake();
-  pthread_join(engine.thread, NULL);
+// Free every flow without reporting it (nobody reads results any more).
+static void stop(engine_owner *o) {
+  (void)o;
+  pthread_mutex_lock(&udp.lock);
   end_all("shutdown", false, NULL);
   free_dead();
-  while (engine.reply_head) reply_free(engine.reply_head);
-  for (listener *l = engine.listeners, *next; l; l = next) {
+  while (udp.reply_head) reply_free(udp.reply_head);
+  for (listener *l = udp.listeners, *next; l; l = next) {
     next = l->next;
     close(l->fd);
     free(l);
   }
-  engine.listeners = NULL;
-  close(engine.ep);
-  close(engine.wakefd);
-  engine.ep = engine.wakefd = -1;
-  engine.running = false;
+  udp.listeners = NULL;
+  pthread_mutex_unlock(&udp.lock);
+}
+
+// The ticks never stop (busy is NULL): idle flows and reply sockets expire
+// whatever else happens.
+static engine_owner owner = {.round = round_end, .tick = tick, .stop = stop};
+
+// A wake for the thread, after the loop thread ended flows: it frees them in
+// its round.
+static void kicked(engine_job *j) {
+  (void)j;
+  pthread_mutex_lock(&udp.lock);
+  udp.kicked = false;
+  pthread_mutex_unlock(&udp.lock);
+}
+
+static engine_job kick_job = {.run = kicked};
+
+// Under udp.lock.
+static void kick(void) {
+  if (udp.kicked) return;
+  udp.kicked = true;
+  engine_post(udp.e, &kick_job);
+}
+
+int udp_engine_start(const udp_hooks *hooks) {
+  if (udp.e) return 0;
+  udp.hooks = *hooks;
+  udp.kicked = false;
+  owner.next = NULL;
+  udp.e = engine_start("udp", SWEEP_MS);
+  if (!udp.e) return -errno;
+  engine_add_owner(udp.e, &owner);
+  return 0;
+}
+
+void udp_engine_stop(void) {
+  if (!udp.e) return;
+  engine_stop(udp.e);
+  udp.e = NULL;
 }
 
 // ---- called from the loop thread ----------------------------------------------------------
@@ -836,41 +812,40 @@ int udp_listen(const struct sockaddr_storage *addr, socklen_t len, const udp_lis
   l->fd = fd;
   l->family = v6 ? 6 : 4;
   l->opts = *opts;
-  l->t = (tag){TAG_LISTENER, l};
-  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &l->t};
-  pthread_mutex_lock(&engine.lock);
-  l->id = ++engine.next_listener;
-  if (epoll_ctl(engine.ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+  l->h.on_event = on_listener;
+  pthread_mutex_lock(&udp.lock);
+  l->id = ++udp.next_listener;
+  if (engine_watch(udp.e, fd, EPOLLIN, &l->h) < 0) {
     int err = errno;
-    pthread_mutex_unlock(&engine.lock);
+    pthread_mutex_unlock(&udp.lock);
     close(fd);
     free(l);
     return -err;
   }
-  l->next = engine.listeners;
-  engine.listeners = l;
-  pthread_mutex_unlock(&engine.lock);
+  l->next = udp.listeners;
+  udp.listeners = l;
+  pthread_mutex_unlock(&udp.lock);
   return l->id;
 }
 
 static listener *listener_by_id(int id) {
-  for (listener *l = engine.listeners; l; l = l->next)
+  for (listener *l = udp.listeners; l; l = l->next)
     if (l->id == id) return l;
   return NULL;
 }
 
 int udp_listener_set(int id, const udp_listener_opts *opts) {
-  pthread_mutex_lock(&engine.lock);
+  pthread_mutex_lock(&udp.lock);
   listener *l = listener_by_id(id);
   if (l) l->opts = *opts;
-  pthread_mutex_unlock(&engine.lock);
+  pthread_mutex_unlock(&udp.lock);
   return l ? 0 : -ENOENT;
 }
 
 void udp_listener_close(int id) {
-  if (!engine.running) return;
-  pthread_mutex_lock(&engine.lock);
-  listener **pp = &engine.listeners;
+  if (!udp.e) return;
+  pthread_mutex_lock(&udp.lock);
+  listener **pp = &udp.listeners;
   while (*pp && (*pp)->id != id) pp = &(*pp)->next;
   listener *l = *pp;
   if (l) {
@@ -880,11 +855,11 @@ void udp_listener_close(int id) {
     // The thread may hold an event fetched for it before this call took the
     // lock: it is freed by the thread, after that batch.
     l->closed = true;
-    l->next = engine.dead_listeners;
-    engine.dead_listeners = l;
+    l->next = udp.dead_listeners;
+    udp.dead_listeners = l;
+    kick();  // the thread frees it
   }
-  pthread_mutex_unlock(&engine.lock);
-  wake();  // the thread frees it
+  pthread_mutex_unlock(&udp.lock);
 }
 
 static int flow_out_socket(udp_flow *f) {
@@ -893,10 +868,10 @@ static int flow_out_socket(udp_flow *f) {
   if (fd < 0) return -errno;
   int one = 1;
   uint32_t mark = f->l->opts.mark;
-  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &f->t};
+  f->h.on_event = on_out;
   if ((v6 && setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
       (mark != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) < 0) ||
-      epoll_ctl(engine.ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+      engine_watch(udp.e, fd, EPOLLIN, &f->h) < 0) {
     int err = errno;
     close(fd);
     return -err;
@@ -905,8 +880,8 @@ static int flow_out_socket(udp_flow *f) {
 }
 
 int udp_route(uint64_t id, const udp_route_spec *r) {
-  pthread_mutex_lock(&engine.lock);
-  udp_flow *f = engine.pending;
+  pthread_mutex_lock(&udp.lock);
+  udp_flow *f = udp.pending;
   while (f && f->id != id) f = f->pnext;
   int res = 0;
   if (!f) {
@@ -928,38 +903,38 @@ int udp_route(uint64_t id, const udp_route_spec *r) {
     }
     if (res != 0 || r->mode == UDP_REJECT) {
       f->state = ST_REJECT;
-      engine.c.drop_rejected += f->qn;
+      udp.c.drop_rejected += f->qn;
     } else {
       f->state = ST_ACTIVE;
       for (queued *q = f->qhead; q; q = q->next) send_one_up(f, &q->dst, q->data, q->len);
     }
     free_queue(f);
   }
-  pthread_mutex_unlock(&engine.lock);
+  pthread_mutex_unlock(&udp.lock);
   return res;
 }
 
 void udp_close_all(void) {
-  if (!engine.running) return;
-  pthread_mutex_lock(&engine.lock);
+  if (!udp.e) return;
+  pthread_mutex_lock(&udp.lock);
   end_all("shutdown", true, NULL);
-  pthread_mutex_unlock(&engine.lock);
-  wake();  // the thread frees the dead flows
+  kick();  // the thread frees the dead flows
+  pthread_mutex_unlock(&udp.lock);
 }
 
 void udp_counters_get(udp_counters *out) {
-  pthread_mutex_lock(&engine.lock);
-  *out = engine.c;
-  pthread_mutex_unlock(&engine.lock);
+  pthread_mutex_lock(&udp.lock);
+  *out = udp.c;
+  pthread_mutex_unlock(&udp.lock);
 }
 
 udp_flow_info *udp_flows_list(int *n) {
   *n = 0;
-  pthread_mutex_lock(&engine.lock);
-  int total = engine.c.flows_live;
+  pthread_mutex_lock(&udp.lock);
+  int total = udp.c.flows_live;
   udp_flow_info *out = total > 0 ? calloc(total, sizeof *out) : NULL;
-  double now = mono_ms();
-  for (listener *l = engine.listeners; out && l; l = l->next) {
+  double now = engine_now_ms();
+  for (listener *l = udp.listeners; out && l; l = l->next) {
     for (udp_flow *f = l->lru_head; f && *n < total; f = f->next) {
       out[(*n)++] = (udp_flow_info){.id = f->id,
                                     .listener = l->id,
@@ -974,6 +949,6 @@ udp_flow_info *udp_flows_list(int *n) {
                                     .idle_ms = now - f->last_ms};
     }
   }
-  pthread_mutex_unlock(&engine.lock);
+  pthread_mutex_unlock(&udp.lock);
   return out;
 }

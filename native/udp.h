@@ -85,9 +85,9 @@ typedef struct {
   double age_ms, idle_ms;
 } udp_flow_info;
 
-// Start the thread (on the first listener). Returns 0 or -errno.
+// Start the UDP engine's thread (on the first listener). Returns 0 or -errno.
 int udp_engine_start(const udp_hooks *hooks);
-// Stop the thread and free every flow without reporting it.
+// Stop the thread; every flow is freed without being reported.
 void udp_engine_stop(void);
 
 // A transparent UDP socket at addr (IP_TRANSPARENT, original destination

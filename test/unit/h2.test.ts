@@ -6,7 +6,7 @@
 
 import { spawn, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import http2 from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { resolve } from 'node:path'
@@ -19,13 +19,26 @@ const ENGINE = ['native/h2.c', 'native/hpack.c']
 const sanEnv = { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0', UBSAN_OPTIONS: 'print_stacktrace=1' }
 const SANITIZER_RE = /AddressSanitizer|LeakSanitizer|runtime error:/
 
-function compile(name: string): string {
+// mbedTLS's crypto library as the ASan build has it (h2-peer hashes payloads
+// with its SHA-256): the same make call as `./build.sh asan`, so nothing is
+// rebuilt when that build is current.
+const MBEDTLS = resolve(repoRoot, 'build/mbedtls-src')
+const OBJ = resolve(repoRoot, 'build/obj/asan')
+const MBEDCRYPTO = resolve(OBJ, 'mbedtls/libmbedcrypto.a')
+const MBEDTLS_FLAGS = ['-Inative', `-I${MBEDTLS}/include`, `-DMBEDTLS_CONFIG_FILE="mbedtls-config.h"`]
+
+function buildMbedcrypto() {
+  if (!existsSync(resolve(MBEDTLS, 'include'))) throw new Error(`${MBEDTLS} is missing: run ./build.sh asan first`)
+  const vars = [`O=${OBJ}`, 'CC=gcc', 'PROFILE=asan', `QJS=${resolve(repoRoot, 'build/qjs-src')}`, `MBEDTLS=${MBEDTLS}`]
+  const r = spawnSync('make', ['-s', '-f', 'native/build.mk', ...vars, MBEDCRYPTO], { cwd: repoRoot, encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`make ${MBEDCRYPTO}: ${r.stderr}`)
+}
+
+function compile(name: string, extra: string[] = []): string {
   mkdirSync(outDir, { recursive: true })
   const bin = resolve(outDir, name)
-  const r = spawnSync('gcc', [...SAN, '-Wall', '-Wextra', '-Werror', '-o', bin, `test/native/${name}.c`, ...ENGINE], {
-    cwd: repoRoot,
-    encoding: 'utf8',
-  })
+  const args = [...SAN, '-Wall', '-Wextra', '-Werror', '-o', bin, `test/native/${name}.c`, ...ENGINE, ...extra]
+  const r = spawnSync('gcc', args, { cwd: repoRoot, encoding: 'utf8' })
   if (r.status !== 0) throw new Error(`gcc ${name}: ${r.stderr}`)
   return bin
 }
@@ -50,7 +63,8 @@ function run(bin: string, args: string[], onLine?: (line: string) => void) {
 }
 
 const testBin = compile('h2-test')
-const peerBin = compile('h2-peer')
+buildMbedcrypto()
+const peerBin = compile('h2-peer', [...MBEDTLS_FLAGS, MBEDCRYPTO])
 
 t.test('engine: RFC 7541 examples, pairs, error paths, fuzz (ASan/UBSan)', async (t) => {
   const r = await run(testBin, ['20000'])
