@@ -81,6 +81,15 @@ wait_listen() {  # PORT PID LOG [NETNS]
   done
   show_log "$3"; die "nothing listens on port $1 after 10 s"
 }
+wait_held() {  # PID OUT SECONDS WHAT : a load holder (connections, flows) printed "held ..." in OUT, or die
+  local _
+  for _ in $(seq $(($3 * 20))); do
+    grep -q '^held' "$2" && return 0
+    kill -0 "$1" 2>/dev/null || { cat "$2" >&2; die "$4: the holder failed"; }
+    sleep 0.05
+  done
+  die "$4: not up within $3 s"
+}
 wait_ready_line() {  # PID LOG : ugate prints "... info ready listeners=1"
   local _
   for _ in $(seq 200); do

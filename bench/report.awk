@@ -118,6 +118,13 @@ END {
     bulk_table("transparent", "direct", "redsocks")
     print ""
   }
+  if (NP["udp"]) {
+    heading("Transparent UDP (bench/udp.sh)", "iperf3 -u from a client namespace to a server namespace through a router " \
+      "namespace: forwarded by the kernel (the ceiling), captured by ugate (TPROXY), or relayed by socat.")
+    chart("bench-udp", "udp", "pps")
+    print "@UDP_REPORT@"
+    print ""
+  }
   if (NP["memory"]) {
     heading("Memory", "Idle: RSS (all processes of the peer) once it listens. Per connection: (RSS with the idle " \
       "relayed connections open − idle RSS) / their number; each connection has done one byte's round trip to an echo server.")

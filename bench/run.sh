@@ -13,6 +13,9 @@
 #                ugate vs microsocks vs dante-server
 #   transparent  iperf3 captured by nftables REDIRECT, in network namespaces
 #                the suite creates: ugate vs redsocks → microsocks
+#   udp          iperf3 -u captured by TPROXY (bench/udp.sh): ugate vs kernel
+#                forwarding vs socat, 1 400- and 64-byte datagrams; memory per
+#                idle flow (BENCH_FLOWS of them)
 #   memory       idle RSS, and the RSS delta per idle relayed connection
 #                (BENCH_HOLD of them): ugate vs haproxy vs nginx stream
 #   footprint    binary and .ipk sizes (build/ipk if built), start → accepting
@@ -23,12 +26,13 @@
 # in docs/img/ (gnuplot). Installs the peers it needs (Debian packages) first.
 #
 # Environment (defaults; BENCH_QUICK=1 makes every size small, ~2 min):
-#   BENCH_SECTIONS="relay conn socks transparent memory footprint"
+#   BENCH_SECTIONS="relay conn socks transparent udp memory footprint"
 #   BENCH_ROUNDS=3          rounds of every section (relay.sh: 2)
 #   BENCH_SECONDS=10        seconds per timed run (conn, transparent, relay)
 #   BENCH_CONNS=50          concurrent connections of the conn load (wrk -c)
 #   BENCH_SOCKS_MIB=1024    size of the SOCKS5 bulk download
 #   BENCH_HOLD=1000         idle relayed connections of the memory section
+#   BENCH_FLOWS=10000       idle UDP flows of the udp section
 #   BENCH_STARTS=10         start → accepting measurements per peer
 #   BENCH_DOC=docs/performance.md   "-" = print the report, write no file
 #   UGATE_BIN=build/ugate
@@ -42,9 +46,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [[ $# -eq 0 ]] || bad_arg "$1"
 
 QUICK=${BENCH_QUICK:-0}
-ALL_SECTIONS="relay conn socks transparent memory footprint snirelay"
+ALL_SECTIONS="relay conn socks transparent udp memory footprint snirelay"
 if [[ $QUICK == 1 ]]; then
-  : "${BENCH_ROUNDS:=2}" "${BENCH_SECONDS:=2}" "${BENCH_SOCKS_MIB:=128}" "${BENCH_HOLD:=200}" "${BENCH_STARTS:=3}"
+  : "${BENCH_ROUNDS:=2}" "${BENCH_SECONDS:=2}" "${BENCH_SOCKS_MIB:=128}" "${BENCH_HOLD:=200}" "${BENCH_STARTS:=3}" "${BENCH_FLOWS:=1000}"
 fi
 SECTIONS=${BENCH_SECTIONS:-$ALL_SECTIONS}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -53,16 +57,19 @@ CONNS=${BENCH_CONNS:-50}
 SOCKS_MIB=${BENCH_SOCKS_MIB:-1024}
 HOLD=${BENCH_HOLD:-1000}
 STARTS=${BENCH_STARTS:-10}
+FLOWS=${BENCH_FLOWS:-10000}
 BENCH_DOC=${BENCH_DOC:-$ROOT/docs/performance.md}
 UGATE_BIN=${UGATE_BIN:-$ROOT/build/ugate}
 LIMIT_RELAY_SRC=${LIMIT_RELAY_SRC:-$ROOT/../shared/bench/limit_relay.c}
-for v in ROUNDS SECONDS_RUN CONNS SOCKS_MIB HOLD STARTS; do
+for v in ROUNDS SECONDS_RUN CONNS SOCKS_MIB HOLD STARTS FLOWS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "BENCH_${v%_RUN}: '${!v}' is not a positive integer"
 done
 for s in $SECTIONS; do [[ " $ALL_SECTIONS " == *" $s "* ]] || die "BENCH_SECTIONS: unknown section '$s' (known: $ALL_SECTIONS)"; done
 has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 [[ -x $UGATE_BIN ]] || die "$UGATE_BIN not found: run make (or ./build.sh) first"
-has transparent && [[ $(id -u) != 0 ]] && die "the transparent section needs root (network namespaces, nftables); run as root or leave it out of BENCH_SECTIONS"
+for s in transparent udp; do
+  has $s && [[ $(id -u) != 0 ]] && die "the $s section needs root (network namespaces, nftables); run as root or leave it out of BENCH_SECTIONS"
+done
 
 # ---------------------------------------------------------------- tools
 apt_install wrk haproxy nginx-light libnginx-mod-stream dante-server redsocks microsocks gnuplot-nox \
@@ -295,6 +302,16 @@ section_transparent() {
   rotate transparent transparent_run direct ugate-redirect redsocks
 }
 
+# ---------------------------------------------------------------- udp
+section_udp() {
+  mkdir -p "$TMP/udp"
+  BENCH_SECONDS=$SECONDS_RUN BENCH_ROUNDS=$ROUNDS BENCH_FLOWS=$FLOWS BENCH_DOC=- BENCH_OUT=$TMP/udp UGATE_BIN=$UGATE_BIN \
+    "$ROOT/bench/udp.sh" >"$TMP/udp.out" || { cat "$TMP/udp.out" >&2; die "bench/udp.sh failed"; }
+  # udp.sh's rows: round size peer metric value (size "idle": the memory run)
+  awk -F'\t' '$2 != "idle" && ($4 == "pps" || $4 == "cpu_s_mpk") { printf "udp\t%s\t%s %s B\t%s\t%s\n", $1, $3, $2, $4, $5 }' \
+    "$TMP/udp/results.tsv" >>"$RESULTS"
+}
+
 # ---------------------------------------------------------------- memory
 memory_run() {  # ROUND PEER
   local r=$1 peer=$2 port idle held fifo=$TMP/hold.fifo out=$TMP/hold.out hp
@@ -305,12 +322,7 @@ memory_run() {  # ROUND PEER
   # shellcheck disable=SC2016  # expanded by the inner bash
   start_bg "$out" bash -c 'exec "$1" hold "$2" "$3" <"$4"' hold "$CONNLOAD" "$port" "$HOLD" "$fifo"; hp=$BG_PID
   exec 9>"$fifo"
-  for _ in $(seq 600); do
-    grep -q '^held' "$out" && break
-    kill -0 "$hp" 2>/dev/null || { cat "$out" >&2; die "memory: the holder failed through $peer"; }
-    sleep 0.05
-  done
-  grep -q '^held' "$out" || die "memory: $HOLD connections through $peer not up within 30 s"
+  wait_held "$hp" "$out" 30 "memory: $HOLD connections through $peer"
   held=$(group_rss_kb "$PEER_PID")
   exec 9>&-
   stop_bg "$hp"; stop_bg "$PEER_PID"
@@ -375,6 +387,7 @@ declare -A CHART=(
   [bench-conn-cpu]="relay CPU per connection|µs per connection"
   [bench-socks]="SOCKS5 bulk download (curl --socks5-hostname)|Gbit/s"
   [bench-transparent]="iperf3 captured by nftables REDIRECT (namespaces)|Gbit/s"
+  [bench-udp]="iperf3 -u: kernel forwarding, ugate (TPROXY), socat (namespaces)|packets/s"
   [bench-memory]="RSS per idle relayed connection|bytes"
   [bench-start]="start → accepting|ms"
 )
@@ -387,12 +400,13 @@ REPORT=$TMP/report.md
   echo "Last run: $(date -u '+%Y-%m-%d %H:%M UTC') — $(machine); load average $LOAD0 before, $LOAD1 after;" \
     "$((ELAPSED / 60)) min $((ELAPSED % 60)) s; ugate rev $REV$([[ $QUICK == 1 ]] && echo '; **BENCH_QUICK** (small sizes: a check of the suite, not figures)')."
   echo "Settings: sections [$SECTIONS], $ROUNDS rounds, ${SECONDS_RUN} s per timed run, $CONNS concurrent connections," \
-    "$SOCKS_MIB MiB SOCKS5 download, $HOLD idle connections, $STARTS starts per round."
+    "$SOCKS_MIB MiB SOCKS5 download, $HOLD idle connections, $FLOWS idle UDP flows, $STARTS starts per round."
   echo "Peers: haproxy $(ver haproxy), nginx $(ver nginx-light), wrk $(ver wrk), iperf3 $(ver iperf3), dante-server $(ver dante-server)," \
     "redsocks $(ver redsocks), microsocks $(ver microsocks), curl $(ver curl)."
   echo
   awk -f "$ROOT/bench/report.awk" -v rounds="$ROUNDS" -v charts="$TMP/charts" -v img=img "$RESULTS" |
-    awk -v rep="$TMP/relay/report.md" '$0 == "@RELAY_REPORT@" { while ((getline l < rep) > 0) print l; next } { print }'
+    awk -v rep="$TMP/relay/report.md" -v udp="$TMP/udp/report.md" '$0 == "@RELAY_REPORT@" { while ((getline l < rep) > 0) print l; next }
+      $0 == "@UDP_REPORT@" { while ((getline l < udp) > 0) print l; next } { print }'
   if [[ -f $TMP/snirelay.out ]]; then
     printf '\n### Relay over SNI (bench/sni-relay.sh)\n\n```\n'
     cat "$TMP/snirelay.out"

@@ -119,6 +119,16 @@ static JSValue js_listen(UG_JS_PARAMS) {
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   // Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt per connection.
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  // transparent: takes TPROXYed connections, each accepted socket's local
+  // address being the client's original destination (needs CAP_NET_ADMIN).
+  bool transparent = argc > 3 && JS_ToBool(ctx, argv[3]);
+  if (transparent && (setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one) < 0 ||
+                      (ss.ss_family == AF_INET6 &&
+                       setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one) < 0))) {
+    int e = errno;
+    close(fd);
+    return ug_throw_errno(ctx, "listen: IP_TRANSPARENT", e);
+  }
   if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, backlog) < 0) {
     int e = errno;
     close(fd);
@@ -566,7 +576,7 @@ static const JSCFunctionListEntry net_funcs[] = {
     JS_CFUNC_MAGIC_DEF("connectUnix", 1, js_connect_unix, SOCK_STREAM),
     JS_CFUNC_MAGIC_DEF("connectUnixDgram", 1, js_connect_unix, SOCK_DGRAM),
     JS_CFUNC_DEF("unlink", 1, js_unlink),
-    JS_CFUNC_DEF("listen", 3, js_listen),
+    JS_CFUNC_DEF("listen", 4, js_listen),
     JS_CFUNC_DEF("accept", 1, js_accept),
     JS_CFUNC_DEF("acceptBatch", 2, js_accept_batch),
     JS_CFUNC_DEF("connect", 3, js_connect),

@@ -1,5 +1,6 @@
 // JS side of the UDP flow engine (udp.c): udpListen opens a TPROXY listener
-// whose callback hears of each new flow (with a copy of its first datagram)
+// whose callback hears of each new flow (with a copy of its first datagram),
+// of its next datagrams while it waits for its route (up to sniffDatagrams)
 // and of each finished one; udpRoute answers a new flow. Events travel from
 // the UDP thread as jobs posted to the loop.
 #define _GNU_SOURCE
@@ -56,12 +57,13 @@ static void complete(JSContext *ctx, ug_job *job) {
   while (e && e->id != ev->listener) e = e->next;
   if (e && ev->kind != 0) {
     JSValue o = JS_NewObject(ctx);
-    JS_SetPropertyStr(ctx, o, "type", JS_NewString(ctx, ev->kind == UDP_EV_NEW ? "new" : "end"));
+    const char *type = ev->kind == UDP_EV_NEW ? "new" : ev->kind == UDP_EV_MORE ? "more" : "end";
+    JS_SetPropertyStr(ctx, o, "type", JS_NewString(ctx, type));
     JS_SetPropertyStr(ctx, o, "id", JS_NewFloat64(ctx, (double)ev->flow));
     JS_SetPropertyStr(ctx, o, "family", JS_NewInt32(ctx, ev->src.family));
     set_endpoint(ctx, o, "src", "srcPort", &ev->src);
     set_endpoint(ctx, o, "dst", "dstPort", &ev->dst);
-    if (ev->kind == UDP_EV_NEW) {
+    if (ev->kind != UDP_EV_END) {
       JS_SetPropertyStr(ctx, o, "data", JS_NewArrayBufferCopy(ctx, ev->data, ev->len));
     } else {
       JS_SetPropertyStr(ctx, o, "reason", JS_NewString(ctx, ev->reason));
@@ -89,7 +91,8 @@ static void emit_event(udp_event *ev) {
 
 static int read_opts(JSContext *ctx, JSValueConst o, udp_listener_opts *opts) {
   double mark = 0;
-  *opts = (udp_listener_opts){.idle_ms = 60000, .dns_idle_ms = 10000, .max_flows = 4096};
+  *opts = (udp_listener_opts){
+      .idle_ms = 60000, .dns_idle_ms = 10000, .max_flows = 4096, .sniff_datagrams = 1};
   if (!JS_IsObject(o)) {
     JS_ThrowTypeError(ctx, "udp: options must be an object");
     return -1;
@@ -97,11 +100,14 @@ static int read_opts(JSContext *ctx, JSValueConst o, udp_listener_opts *opts) {
   if (ug_opt_int(ctx, o, "idleMs", &opts->idle_ms) < 0 ||
       ug_opt_int(ctx, o, "dnsIdleMs", &opts->dns_idle_ms) < 0 ||
       ug_opt_int(ctx, o, "maxFlows", &opts->max_flows) < 0 ||
+      ug_opt_int(ctx, o, "sniffDatagrams", &opts->sniff_datagrams) < 0 ||
       ug_opt_number(ctx, o, "mark", &mark) < 0)
     return -1;
   if (opts->idle_ms < 1 || opts->dns_idle_ms < 1 || opts->max_flows < 1 || !(mark >= 0) ||
-      mark > 4294967295.0) {
-    JS_ThrowRangeError(ctx, "udp: idleMs, dnsIdleMs, maxFlows must be >= 1 and mark 0-4294967295");
+      mark > 4294967295.0 || opts->sniff_datagrams < 1 || opts->sniff_datagrams > 16) {
+    JS_ThrowRangeError(ctx,
+                       "udp: idleMs, dnsIdleMs, maxFlows must be >= 1, sniffDatagrams 1-16 and "
+                       "mark 0-4294967295");
     return -1;
   }
   opts->mark = (uint32_t)mark;

@@ -1,9 +1,11 @@
 // The UDP flow engine, on its own engine thread (engine.c). A TPROXY listener
 // receives every captured datagram (recvmmsg, with its original destination
 // as ancillary data); a client source address and port is one flow. The
-// first datagram of a new flow is copied to the loop thread (JS routes it);
-// the flow's datagrams are queued (bounded) until udp_route() says where they
-// go. Then, in batches:
+// first datagram of a new flow is copied to the loop thread (JS routes it),
+// and so are its next ones up to the listener's sniff_datagrams while JS has
+// not decided (a sniffer may need them: a QUIC ClientHello spans two
+// datagrams with post-quantum key shares); the flow's datagrams are queued
+// (bounded) until udp_route() says where they go. Then, in batches:
 //
 //   client ─► listener ─► flow's outbound socket (SO_MARK) ─► remote
 //   client ◄─ reply socket bound to the remote (IP_TRANSPARENT) ◄─ outbound socket
@@ -104,7 +106,7 @@ struct udp_flow {
   struct sockaddr_storage target;
   socklen_t target_len;
   queued *qhead, *qtail;
-  int qn;
+  int qn, copies_left;  // copies_left: later datagrams still to copy to JS (pending only)
   size_t qbytes;
   double start_ms, last_ms;
   uint64_t pk_up, by_up, pk_down, by_down;
@@ -264,17 +266,22 @@ static void free_queue(udp_flow *f) {
   f->qbytes = 0;
 }
 
+// The fields every event of flow f carries.
+static void event_of(udp_event *ev, int kind, const udp_flow *f) {
+  ev->kind = kind;
+  ev->listener = f->l->id;
+  ev->flow = f->id;
+  ev->src = f->src;
+  ev->dst = f->first_dst;
+}
+
 // End a flow: report it, take it out of every list; its memory waits on the
 // dead list until no fetched epoll event can still point to it.
 static void flow_end(udp_flow *f, const char *reason, bool report) {
   if (f->state == ST_DEAD) return;
   udp_event *ev = report ? udp.hooks.alloc() : NULL;
   if (ev) {
-    ev->kind = UDP_EV_END;
-    ev->listener = f->l->id;
-    ev->flow = f->id;
-    ev->src = f->src;
-    ev->dst = f->first_dst;
+    event_of(ev, UDP_EV_END, f);
     ev->reason = reason;
     ev->action = mode_name(f);
     ev->pk_up = f->pk_up;
@@ -337,6 +344,7 @@ static udp_flow *flow_new(listener *l, const udp_key *src, const udp_key *dst, c
   f->src = *src;
   f->first_dst = f->last_dst = *dst;
   f->state = ST_PENDING;
+  f->copies_left = l->opts.sniff_datagrams - 1;
   f->out_fd = -1;
   f->idle_ms = dst->port == 53 ? l->opts.dns_idle_ms : l->opts.idle_ms;
   f->start_ms = f->last_ms = now;
@@ -352,11 +360,7 @@ static udp_flow *flow_new(listener *l, const udp_key *src, const udp_key *dst, c
   udp.c.flows_live++;
   udp.c.flows_total++;
   if (len > 0) memcpy(copy, data, len);
-  ev->kind = UDP_EV_NEW;
-  ev->listener = l->id;
-  ev->flow = f->id;
-  ev->src = *src;
-  ev->dst = *dst;
+  event_of(ev, UDP_EV_NEW, f);
   ev->data = copy;
   ev->len = len;
   udp.hooks.emit(ev);
@@ -384,6 +388,22 @@ static void enqueue(udp_flow *f, const udp_key *dst, const uint8_t *data, size_t
   f->qtail = q;
   f->qn++;
   f->qbytes += len;
+}
+
+// A later datagram of a flow waiting for its route, copied to JS for its
+// sniffer. Out of memory: JS just does not see it (the datagram stays queued).
+static void copy_to_js(udp_flow *f, const uint8_t *data, size_t len) {
+  if (f->copies_left <= 0) return;
+  f->copies_left--;
+  udp_event *ev = udp.hooks.alloc();
+  uint8_t *copy = ev && len > 0 ? malloc(len) : NULL;
+  if (ev && (len == 0 || copy)) {
+    if (len > 0) memcpy(copy, data, len);
+    event_of(ev, UDP_EV_MORE, f);
+    ev->data = copy;
+    ev->len = len;
+  }
+  if (ev) udp.hooks.emit(ev);  // kind 0 when the copy failed: the receiver just frees it
 }
 
 // ---- reply sockets ------------------------------------------------------------------------
@@ -576,15 +596,17 @@ static void drain_listener(listener *l) {
       }
       udp_flow *f = flow_find(l, &src);
       size_t len = msgs[i].msg_len;
-      if (!f) {
+      bool fresh = !f;
+      if (fresh) {
         f = flow_new(l, &src, &rx_dst[i], bufs[i], len, now);
         if (!f) continue;
       }
       touch(f, now);
       f->last_dst = rx_dst[i];
-      if (f->state == ST_PENDING)
+      if (f->state == ST_PENDING) {
         enqueue(f, &rx_dst[i], bufs[i], len);
-      else if (f->state == ST_REJECT)
+        if (!fresh) copy_to_js(f, bufs[i], len);
+      } else if (f->state == ST_REJECT)
         udp.c.drop_rejected++;
       else
         rx_flow[i] = f;

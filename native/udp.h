@@ -18,11 +18,13 @@ typedef struct {
   uint8_t addr[16];
 } udp_key;
 
-enum udp_event_kind { UDP_EV_NEW = 1, UDP_EV_END = 2 };
+enum udp_event_kind { UDP_EV_NEW = 1, UDP_EV_END = 2, UDP_EV_MORE = 3 };
 
 // What the engine reports to the loop thread. For UDP_EV_NEW `data` holds a
 // copy of the flow's first datagram (malloc'd, owned by the event); for
-// UDP_EV_END the counters and reason are final.
+// UDP_EV_MORE a copy of a later one while the flow still waits for its route
+// (at most sniff_datagrams - 1 of them: a QUIC ClientHello may span several
+// datagrams); for UDP_EV_END the counters and reason are final.
 typedef struct udp_event {
   int kind;
   int listener;  // the id udp_listen returned
@@ -44,10 +46,11 @@ typedef struct {
 } udp_hooks;
 
 typedef struct {
-  int idle_ms;      // a flow without traffic this long ends ("idle")
-  int dns_idle_ms;  // the same for flows whose first destination port is 53
-  int max_flows;    // over this, the least recently active flow ends ("evicted")
-  uint32_t mark;    // SO_MARK of outbound and reply sockets; 0 = none
+  int idle_ms;          // a flow without traffic this long ends ("idle")
+  int dns_idle_ms;      // the same for flows whose first destination port is 53
+  int max_flows;        // over this, the least recently active flow ends ("evicted")
+  uint32_t mark;        // SO_MARK of outbound and reply sockets; 0 = none
+  int sniff_datagrams;  // datagrams of a new flow copied to JS while it waits (1 = the first only)
 } udp_listener_opts;
 
 // How a routed flow's datagrams leave. A later SOCKS5 UDP ASSOCIATE mode

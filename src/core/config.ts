@@ -7,7 +7,7 @@ import { AddressError, ConfigError, show } from './errors.js'
 import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
 import { type CaptureOptions, nftRuleset } from './nft.js'
 import { type RuleSpec, compileRules, parseRulesJson } from './rules/index.js'
-import { ipKey, isIpLiteral, parseCidr } from './ip.js'
+import { ipKey, isIpLiteral, isWildcard, parseCidr } from './ip.js'
 import { parseSpiffeId, trustDomainProblem } from './identity.js'
 
 export interface Config {
@@ -106,7 +106,7 @@ export interface UpstreamConfig {
 /** Transparent capture with nftables (see src/core/nft.ts). */
 export interface CaptureConfig {
   enabled: boolean
-  /** Name of the redirect listener the rules send traffic to. */
+  /** The listener captured TCP goes to: a redirect listener (REDIRECT), or a tproxy one with 'tcp' (TPROXY). */
   listener: string
   /** Also capture UDP (all ports but 53) with TPROXY, to the tproxy listener `udpListener`. */
   udp: boolean
@@ -195,10 +195,13 @@ export interface DnsListenerConfig extends ListenerCommon {
 /**
  * Transparent UDP (nftables TPROXY): the destination comes with each datagram
  * (IP_ORIGDSTADDR); one flow per client address and port (native/udp.c).
+ * With 'tcp' also a transparent TCP listener on the same address and port:
+ * a connection's destination is its socket's local address (no conntrack
+ * NAT), the alternative to a redirect listener for capture.listener.
  */
 export interface TproxyListenerConfig extends ListenerCommon {
   type: 'tproxy'
-  /** What it takes; only 'udp' for now (TCP capture uses a redirect listener). */
+  /** What it takes: 'udp' (default), 'tcp' or both. */
   networks: Network[]
   /** A flow without traffic this long ends; flows to port 53 use udpDnsIdleTimeoutMs. */
   udpIdleTimeoutMs: number
@@ -536,12 +539,15 @@ function capture(value: unknown): CaptureConfig {
   }
 }
 
-function isWildcard(host: string): boolean {
-  const k = ipKey(host)
-  return k === '0.0.0.0' || k === '::'
+/** Captured TCP goes to a tproxy listener (TPROXY) rather than a redirect one. */
+export function captureTcpTproxy(config: Config): boolean {
+  return config.listeners.find((l) => l.name === config.capture.listener)?.type === 'tproxy'
 }
 
-/** The capture options for nftRuleset, CIDR lists split by family. */
+/**
+ * The capture options for nftRuleset, CIDR lists split by family. redirectPort
+ * is capture.listener's port (a tproxy listener's with TPROXY TCP capture).
+ */
 export function captureOptions(config: Config, redirectPort: number, dnsPort = 0, tproxyPort = 0): CaptureOptions {
   const c = config.capture
   const byFamily = (list: string[], family: 4 | 6) => list.filter((x) => parseCidr(x)?.family === family)
@@ -549,6 +555,9 @@ export function captureOptions(config: Config, redirectPort: number, dnsPort = 0
     redirectPort,
     dnsPort: c.dns ? dnsPort : 0,
     ...(c.udp ? { udp: { port: tproxyPort, mark: c.tproxyMark, table: c.tproxyTable } } : {}),
+    ...(captureTcpTproxy(config)
+      ? { tcpTproxy: { port: redirectPort, mark: c.tproxyMark, table: c.tproxyTable } }
+      : {}),
     mark: config.dial.mark,
     lanInterfaces: c.lanInterfaces,
     routerSelf: c.routerSelf,
@@ -597,9 +606,11 @@ function checkReferences(config: Config): void {
   })
   const c = config.capture
   if (!c.enabled) return
-  const l = captureTarget(config, 'listener', 'redirect', 'traffic goes')
+  const l = captureTcpTproxy(config)
+    ? checkTproxy(config, 'listener', 'tcp')
+    : captureTarget(config, 'listener', 'redirect', 'traffic goes')
   const dnsPort = c.dns ? captureTarget(config, 'dnsListener', 'dns', 'queries go').listen.port || 1 : 0
-  const tproxyPort = c.udp ? checkUdpCapture(config) : 0
+  const tproxyPort = c.udp ? checkTproxy(config, 'udpListener', 'udp').listen.port || 1 : 0
   for (const key of ['bypass', 'includeSrc', 'excludeSrc'] as const) {
     c[key].forEach((x, i) => {
       if (parseCidr(x) === null)
@@ -615,6 +626,10 @@ function checkReferences(config: Config): void {
         'udp.mark': 'capture.tproxyMark',
         'udp.table': 'capture.tproxyTable',
         'udp.port': `listeners.${c.udpListener}`,
+        tcpTproxy: 'capture.tproxyMark',
+        'tcpTproxy.mark': 'capture.tproxyMark',
+        'tcpTproxy.table': 'capture.tproxyTable',
+        'tcpTproxy.port': `listeners.${c.listener}`,
       }
       const field = renamed[e.path] ?? `capture.${e.path.replace(/^(bypass|includeSrc|excludeSrc)[46]/, '$1')}`
       throw new ConfigError(field, e.detail, e.value)
@@ -659,16 +674,24 @@ function captureTarget(
   return l
 }
 
-/** capture.udp names a wildcard tproxy listener; its mark differs from ugate's own. Returns a port for the check. */
-function checkUdpCapture(config: Config): number {
+/**
+ * capture.udpListener (UDP) or capture.listener (TPROXY TCP) names a wildcard
+ * tproxy listener that takes the network; the tproxy mark differs from ugate's own.
+ */
+function checkTproxy(config: Config, key: 'listener' | 'udpListener', network: Network): TproxyListenerConfig {
   const c = config.capture
-  const u = captureTarget(config, 'udpListener', 'tproxy', 'UDP goes')
+  const u = captureTarget(config, key, 'tproxy', `${network.toUpperCase()} goes`) as TproxyListenerConfig
+  if (!u.networks.includes(network))
+    throw new ConfigError(
+      `capture.${key}`,
+      `${show(u.name)} takes ${u.networks.join(', ')}, not ${network}: add "${network}" to its networks`,
+    )
   if (c.tproxyMark === config.dial.mark)
     throw new ConfigError(
       'capture.tproxyMark',
       `${c.tproxyMark} is also dial.mark: TPROXYed packets and ugate's own must carry different marks`,
     )
-  return u.listen.port || 1
+  return u
 }
 
 // ---- listeners ---------------------------------------------------------------
@@ -814,15 +837,11 @@ function checkUnique(list: ListenerConfig[]): void {
 function networks(value: unknown, path: string): Network[] {
   const list = array(value, path)
   if (list.length === 0) throw new ConfigError(path, 'must not be empty (default: ["udp"])')
-  return list.map((v, i) => {
-    if (v === 'tcp')
-      throw new ConfigError(
-        `${path}[${i}]`,
-        '"tcp" is not supported on a tproxy listener yet: capture TCP with a redirect listener',
-      )
-    if (v !== 'udp') throw new ConfigError(`${path}[${i}]`, `${show(v)} is not a network (udp)`)
+  const out = list.map((v, i) => {
+    if (v !== 'udp' && v !== 'tcp') throw new ConfigError(`${path}[${i}]`, `${show(v)} is not a network (udp, tcp)`)
     return v
   })
+  return [...new Set(out)]
 }
 
 /** An absolute path that fits sockaddr_un (107 bytes), or '' for none. */

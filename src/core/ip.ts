@@ -294,6 +294,12 @@ export function ipKey(host: string): string {
   return family === 0 ? host.toLowerCase() : formatIp(family, checkScratch)
 }
 
+/** "0.0.0.0" or "::" in any spelling: a listener on every address of its family. */
+export function isWildcard(host: string): boolean {
+  const k = ipKey(host)
+  return k === '0.0.0.0' || k === '::'
+}
+
 /** Dotted quad from the 4 bytes at `off`. */
 export function formatIPv4(buf: Uint8Array, off = 0): string {
   return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`

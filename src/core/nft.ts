@@ -16,10 +16,13 @@
 //                     traffic (only with routerSelf)
 //   ugate_tproxy      filter, hook prerouting, priority mangle: UDP (all
 //                     ports but 53, which the DNS capture owns) TPROXYed to
-//                     the tproxy listener with the tproxy mark (only with udp)
+//                     the tproxy listener with the tproxy mark (only with
+//                     udp); with tcpTproxy also TCP to the captured ports,
+//                     instead of the nat chains' REDIRECT
 //   ugate_tproxy_out  route, hook output, priority mangle: the router's own
-//                     UDP gets the tproxy mark, so policy routing loops it
-//                     through lo into ugate_tproxy (udp + routerSelf)
+//                     UDP (and TCP with tcpTproxy) gets the tproxy mark, so
+//                     policy routing loops it through lo into ugate_tproxy
+//                     (routerSelf)
 // The tproxy mark needs policy routing (`ip rule fwmark M lookup T`, `ip
 // route add local default dev lo table T`): policyRoutingScript() below.
 // Rule order: not a LAN interface → return; IPv6 when off → return; ugate's
@@ -95,6 +98,13 @@ export interface CaptureOptions {
   dnsPort?: number
   /** UDP capture with TPROXY: the tproxy listener's port, its packet mark, the routing table. */
   udp?: TproxyOptions
+  /**
+   * TCP capture with TPROXY instead of REDIRECT (the original destination is
+   * the accepted socket's local address, no conntrack NAT): the tproxy
+   * listener's TCP port; mark and table as `udp`'s when both are set.
+   * redirectPort is then unused.
+   */
+  tcpTproxy?: TproxyOptions
 }
 
 export interface TproxyOptions {
@@ -107,8 +117,9 @@ export interface TproxyOptions {
 /** The whole ruleset, for `nft -f -`. Throws ConfigError whose path is the capture option ("lanInterfaces[1]"). */
 export function nftRuleset(opts: CaptureOptions): string {
   if (opts === null || typeof opts !== 'object') throw new ConfigError('capture', 'options missing', opts)
-  const redirectPort = port(opts.redirectPort, 'redirectPort')
   const mark = markValue(opts.mark, opts.routerSelf === true)
+  const tcpTproxy = opts.tcpTproxy === undefined ? null : tproxyOptions(opts.tcpTproxy, mark, 'tcpTproxy')
+  const redirectPort = tcpTproxy === null ? port(opts.redirectPort, 'redirectPort') : 0
   const routerSelf = bool(opts.routerSelf, 'routerSelf')
   const ipv6 = bool(opts.ipv6, 'ipv6')
   const lan = strings(opts.lanInterfaces, 'lanInterfaces', ifname)
@@ -132,7 +143,11 @@ export function nftRuleset(opts: CaptureOptions): string {
   const excMac = strings(opts.excludeMac ?? [], 'excludeMac', mac)
   if (!ipv6 && inc6.length > 0) throw new ConfigError('includeSrc6', 'is set but ipv6 is off', opts.includeSrc6)
   const dnsPort = opts.dnsPort === undefined || opts.dnsPort === 0 ? 0 : port(opts.dnsPort, 'dnsPort')
-  const udp = opts.udp === undefined ? null : tproxyOptions(opts.udp, mark)
+  const udp = opts.udp === undefined ? null : tproxyOptions(opts.udp, mark, 'udp')
+  // One mark and one routing table deliver both protocols locally.
+  if (udp !== null && tcpTproxy !== null && (udp.mark !== tcpTproxy.mark || udp.table !== tcpTproxy.table))
+    throw new ConfigError('tcpTproxy', "mark and table must be udp's", opts.tcpTproxy)
+  const tp = udp ?? tcpTproxy
 
   const out: string[] = []
   const line = (depth: number, text: string) => out.push('\t'.repeat(depth) + text)
@@ -149,11 +164,23 @@ export function nftRuleset(opts: CaptureOptions): string {
   }
   const including = inc4.length + inc6.length + incMac.length > 0
   const redirect = `tcp dport @ugate_ports redirect to :${redirectPort}`
-  // One tproxy statement per family: in an inet table `tproxy` names it.
-  // nft wants the transport protocol matched in the tproxy rule itself.
-  const tproxy = (m: number, port: number): Actions => {
-    const to = (fam: string) => `meta l4proto udp tproxy ${fam} to :${port} meta mark set ${hex(m, 8)} accept`
-    return ipv6 ? { v4: to('ip'), v6: to('ip6') } : { v4: to('ip') }
+  // One tproxy statement per family and protocol: in an inet table `tproxy`
+  // names the family; nft wants the transport protocol matched in the rule itself.
+  const tproxy = (m: number): Actions => {
+    const to = (fam: string, proto: string, port: number) =>
+      `meta l4proto ${proto} tproxy ${fam} to :${port} meta mark set ${hex(m, 8)} accept`
+    const each = (fam: string) => [
+      ...(udp !== null ? [to(fam, 'udp', udp.port)] : []),
+      ...(tcpTproxy !== null ? [to(fam, 'tcp', tcpTproxy.port)] : []),
+    ]
+    return ipv6 ? { v4: each('ip'), v6: each('ip6') } : { v4: each('ip') }
+  }
+  // What the TPROXY chains take: UDP but DNS; TCP to the captured ports.
+  const tproxyFilter = () => {
+    const protos = [...(udp !== null ? ['udp'] : []), ...(tcpTproxy !== null ? ['tcp'] : [])]
+    line(2, `meta l4proto != ${protos.length === 1 ? protos[0] : `{ ${protos.join(', ')} }`} return`)
+    if (udp !== null) line(2, 'udp dport 53 return')
+    if (tcpTproxy !== null) line(2, 'tcp dport != @ugate_ports return')
   }
 
   out.push('# ugate transparent TCP capture; generated, load with: nft -f FILE')
@@ -186,10 +213,10 @@ export function nftRuleset(opts: CaptureOptions): string {
     line(2, 'ip saddr @ugate_exclude_src4 return')
     if (ipv6) line(2, 'ip6 saddr @ugate_exclude_src6 return')
     line(2, 'ether saddr @ugate_exclude_mac return')
-    const both = a.v6 === undefined || a.v6 === a.v4 ? [a.v4] : [a.v4, a.v6]
+    const both = a.v6 === undefined ? a.v4 : [...a.v4, ...a.v6]
     if (including) {
-      if (inc4.length > 0) line(2, `ip saddr @ugate_include_src4 ${a.v4}`)
-      if (inc6.length > 0) line(2, `ip6 saddr @ugate_include_src6 ${a.v6 ?? a.v4}`)
+      if (inc4.length > 0) for (const x of a.v4) line(2, `ip saddr @ugate_include_src4 ${x}`)
+      if (inc6.length > 0) for (const x of a.v6 ?? a.v4) line(2, `ip6 saddr @ugate_include_src6 ${x}`)
       if (incMac.length > 0) for (const x of both) line(2, `ether saddr @ugate_include_mac ${x}`)
     } else {
       for (const x of both) line(2, x)
@@ -198,43 +225,42 @@ export function nftRuleset(opts: CaptureOptions): string {
   const lanSet = `{ ${uniqueLan.map((n) => `"${n}"`).join(', ')} }`
   if (uniqueLan.length > 0 && dnsPort !== 0) {
     line(1, 'chain ugate_dns {')
-    lanSources({ v4: `meta l4proto { tcp, udp } redirect to :${dnsPort}` })
+    lanSources({ v4: [`meta l4proto { tcp, udp } redirect to :${dnsPort}`] })
     line(1, '}')
     out.push('')
   }
-  if (uniqueLan.length > 0) {
+  // With tcpTproxy the nat chains redirect no TCP: only DNS is left for them.
+  const natChain = uniqueLan.length > 0 && (tcpTproxy === null || dnsPort !== 0)
+  if (natChain) {
     line(1, 'chain ugate_prerouting {')
     line(2, 'type nat hook prerouting priority dstnat; policy accept;')
     line(2, `iifname != ${lanSet} return`)
     common(dnsPort !== 0)
-    lanSources({ v4: redirect })
+    if (tcpTproxy === null) lanSources({ v4: [redirect] })
     line(1, '}')
   }
-  if (routerSelf) {
-    if (uniqueLan.length > 0) out.push('')
+  if (routerSelf && tcpTproxy === null) {
+    if (natChain) out.push('')
     line(1, 'chain ugate_output {')
     line(2, 'type nat hook output priority -100; policy accept;')
     common()
     line(2, redirect)
     line(1, '}')
   }
-  if (udp !== null) {
+  if (tp !== null) {
     // UDP to port 53 is the DNS capture's; everything else goes to the tproxy listener.
-    out.push('')
+    if (out[out.length - 1] !== '') out.push('')
     line(1, 'chain ugate_tproxy {')
     line(2, 'type filter hook prerouting priority mangle; policy accept;')
-    line(2, 'meta l4proto != udp return')
-    line(2, 'udp dport 53 return')
-    // The router's own UDP, marked by ugate_tproxy_out and looped through lo: already filtered there.
-    if (routerSelf) {
-      const t = tproxy(udp.mark, udp.port)
-      for (const x of t.v6 === undefined ? [t.v4] : [t.v4, t.v6])
-        line(2, `iifname "lo" meta mark ${hex(udp.mark, 8)} ${x}`)
-    }
+    tproxyFilter()
+    // The router's own packets, marked by ugate_tproxy_out and looped through lo: already filtered there.
+    const t = tproxy(tp.mark)
+    if (routerSelf)
+      for (const x of [...t.v4, ...(t.v6 ?? [])]) line(2, `iifname "lo" meta mark ${hex(tp.mark, 8)} ${x}`)
     if (uniqueLan.length > 0) {
       line(2, `iifname != ${lanSet} return`)
       common()
-      lanSources(tproxy(udp.mark, udp.port))
+      lanSources(t)
     } else {
       line(2, 'return')
     }
@@ -243,10 +269,9 @@ export function nftRuleset(opts: CaptureOptions): string {
       out.push('')
       line(1, 'chain ugate_tproxy_out {')
       line(2, 'type route hook output priority mangle; policy accept;')
-      line(2, 'meta l4proto != udp return')
-      line(2, 'udp dport 53 return')
+      tproxyFilter()
       common()
-      line(2, `meta mark set ${hex(udp.mark, 8)}`)
+      line(2, `meta mark set ${hex(tp.mark, 8)}`)
       line(1, '}')
     }
   }
@@ -261,7 +286,7 @@ export function nftRuleset(opts: CaptureOptions): string {
  * first, so running it again never duplicates anything.
  */
 export function policyRoutingScript(o: TproxyOptions, ipv6: boolean, add: boolean): string {
-  const t = tproxyOptions(o, 0)
+  const t = tproxyOptions(o, 0, 'udp')
   const lines: string[] = []
   for (const ip of ipv6 ? ['ip', 'ip -6'] : ['ip']) {
     const rule = `fwmark ${hex(t.mark, 8)} lookup ${t.table}`
@@ -277,10 +302,10 @@ export function policyRoutingScript(o: TproxyOptions, ipv6: boolean, add: boolea
   return lines.join('\n') + '\n'
 }
 
-/** What a prerouting chain does to a captured packet, per family (v6 absent: one statement for both). */
+/** What a prerouting chain does to a captured packet, per family (v6 absent: the same statements for both). */
 interface Actions {
-  v4: string
-  v6?: string
+  v4: string[]
+  v6?: string[]
 }
 
 /**
@@ -294,17 +319,18 @@ export function nftDeleteCommand(): string {
 
 // ---- validation ---------------------------------------------------------------------
 
-function tproxyOptions(v: TproxyOptions, ownMark: number): TproxyOptions {
-  if (v === null || typeof v !== 'object') throw new ConfigError('udp', 'options missing', v)
-  const p = port(v.port, 'udp.port')
+function tproxyOptions(v: TproxyOptions, ownMark: number, field: 'udp' | 'tcpTproxy'): TproxyOptions {
+  if (v === null || typeof v !== 'object') throw new ConfigError(field, 'options missing', v)
+  const p = port(v.port, `${field}.port`)
   const m = v.mark
   if (typeof m !== 'number' || !Number.isInteger(m) || m < 1 || m > 0xffffffff)
-    throw new ConfigError('udp.mark', `${show(m)} is not a mark 1-4294967295`, m)
-  if (m === ownMark) throw new ConfigError('udp.mark', `${show(m)} is also ugate's own mark: the two must differ`, m)
+    throw new ConfigError(`${field}.mark`, `${show(m)} is not a mark 1-4294967295`, m)
+  if (m === ownMark)
+    throw new ConfigError(`${field}.mark`, `${show(m)} is also ugate's own mark: the two must differ`, m)
   const t = v.table
   // 253-255 are the kernel's default, main and local tables.
   if (typeof t !== 'number' || !Number.isInteger(t) || t < 1 || t > 0x7fffffff || (t >= 253 && t <= 255))
-    throw new ConfigError('udp.table', `${show(t)} is not a routing table number 1-2147483647 (not 253-255)`, t)
+    throw new ConfigError(`${field}.table`, `${show(t)} is not a routing table number 1-2147483647 (not 253-255)`, t)
   return { port: p, mark: m, table: t }
 }
 

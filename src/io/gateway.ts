@@ -5,7 +5,7 @@
 
 import * as native from 'ugate:native'
 import { type Endpoint, formatEndpoint } from '../core/address.js'
-import { type Config, type ListenerConfig, captureOptions } from '../core/config.js'
+import { type Config, type ListenerConfig, captureOptions, captureTcpTproxy } from '../core/config.js'
 import { ConnTracker } from '../core/conn-tracker.js'
 import { StartupError } from '../core/errors.js'
 import type { ControlledLogger, Logger } from '../core/log.js'
@@ -24,7 +24,7 @@ import { AddressNames } from '../core/dns/names.js'
 import { Admission, type GatewayContext, GatewayStats, type Handler, serveWith } from './session.js'
 import { serveSocks } from './socks-server.js'
 import { describeError } from './sockets.js'
-import { serveRedirect, serveRelayed, serveSni } from './transparent.js'
+import { serveRedirect, serveRelayed, serveSni, serveTproxy } from './transparent.js'
 import { GatePools, RelayState, servePark } from './sni-relay.js'
 import { watchTable } from './nft-watch.js'
 import { type UdpListener, openUdpListener } from './udp-flows.js'
@@ -264,26 +264,27 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
     for (const l of config.listeners) {
       // Port 0 ("any free port") names no fixed address: such listeners are told apart by name.
       const key = l.listen.port === 0 ? `${formatEndpoint(l.listen)}/${l.name}` : formatEndpoint(l.listen)
-      if (l.type === 'tproxy') {
+      // A tproxy listener's UDP side; with "tcp" it also gets a TCP one below.
+      if (l.type === 'tproxy' && l.networks.includes('udp')) {
         const kept = old.get(`udp ${key}`)
         if (kept?.udp && kept.udp.name === l.name) {
           kept.udp.update(l)
           kept.config = l
           next.set(`udp ${key}`, kept)
-          continue
+        } else {
+          let udp: UdpListener
+          try {
+            udp = openUdpListener(l, ctx)
+          } catch (e) {
+            throw new StartupError(
+              `listener ${l.name}: cannot listen on UDP ${formatEndpoint(l.listen)}: ${describeError(e)}`,
+            )
+          }
+          opened.push(udp)
+          next.set(`udp ${key}`, { listener: udp, accept: () => {}, config: l, udp })
         }
-        let udp: UdpListener
-        try {
-          udp = openUdpListener(l, ctx)
-        } catch (e) {
-          throw new StartupError(
-            `listener ${l.name}: cannot listen on UDP ${formatEndpoint(l.listen)}: ${describeError(e)}`,
-          )
-        }
-        opened.push(udp)
-        next.set(`udp ${key}`, { listener: udp, accept: () => {}, config: l, udp })
-        continue
       }
+      if (l.type === 'tproxy' && !l.networks.includes('tcp')) continue
       let dns: DnsService | null = null
       const handler = l.type === 'dns' ? (dns = new DnsService(l, ctx)).serveTcp : handlerFor(l)
       const accept = serveWith(handler, l, ctx)
@@ -295,7 +296,10 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
         next.set(key, kept)
         continue
       }
-      if (kept && (kept.listener.type === 'dns') === (l.type === 'dns')) {
+      // A socket is kept across types only where its options agree (a dns one has a UDP side, a tproxy one is transparent).
+      const sameSocket = (t: string) =>
+        (t === 'dns') === (l.type === 'dns') && (t === 'tproxy') === (l.type === 'tproxy')
+      if (kept && sameSocket(kept.listener.type)) {
         // Same address, other name or type: the socket stays, the listener is renamed.
         const listener = { ...kept.listener, name: l.name, type: l.type }
         const entry: Entry = { listener, accept, config: l }
@@ -303,8 +307,8 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
         next.set(key, entry)
         continue
       }
-      // (A dns listener replacing another type at the same address, or the other way round,
-      // gets a new socket: the old one has no UDP side, or one too many.)
+      // (A dns or tproxy listener replacing another type at the same address, or the other way
+      // round, gets a new socket: the old one has no UDP side or one too many, or the wrong transparency.)
       if (kept) kept.listener.close()
       const entry: Entry = { listener: null as unknown as Listener, accept, config: l }
       if (dns) entry.datagram = dns.onDatagram
@@ -318,6 +322,7 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
         log: ctx.log,
         onAccept: (c) => entry.accept(c),
         ...(onDatagram ? { onDatagram } : {}),
+        ...(type === 'tproxy' ? { transparent: true } : {}),
       })
       opened.push(entry.listener)
       next.set(key, entry)
@@ -364,7 +369,7 @@ function handlerFor(l: Exclude<ListenerConfig, { type: 'dns' }>): Handler {
     case 'park':
       return servePark
     case 'tproxy':
-      throw new Error('a tproxy listener accepts no connection') // opened by openUdpListener
+      return serveTproxy // its TCP side; the UDP side is openUdpListener's
   }
 }
 
@@ -380,8 +385,9 @@ function applyCapture(config: Config, listeners: Listener[], log: Logger): void 
   const opts = captureOptions(config, target.bound.port, dns?.bound.port ?? 0, tproxy?.bound.port ?? 0)
   const ruleset = nftRuleset(opts)
   // Routing first: the marked packets must have somewhere to go once the table marks them.
-  if (opts.udp !== undefined) {
-    const r = runSh(policyRoutingScript(opts.udp, c.ipv6, true))
+  const routing = opts.udp ?? opts.tcpTproxy
+  if (routing !== undefined) {
+    const r = runSh(policyRoutingScript(routing, c.ipv6, true))
     if (r !== null) throw new StartupError(`capture: policy routing failed: ${r}`)
   }
   const r = runNft(ruleset)
@@ -394,13 +400,16 @@ function applyCapture(config: Config, listeners: Listener[], log: Logger): void 
     interfaces: c.lanInterfaces.join(','),
     ...(dns ? { dnsPort: dns.bound.port } : {}),
     ...(opts.udp !== undefined ? { udpPort: opts.udp.port, tproxyMark: opts.udp.mark, table: 'inet ugate' } : {}),
+    ...(opts.tcpTproxy !== undefined ? { tcp: 'tproxy', tproxyMark: opts.tcpTproxy.mark } : {}),
   })
 }
 
-/** The shell commands that remove the policy routing of `config`'s UDP capture. */
+/** The shell commands that remove the policy routing of `config`'s TPROXY capture (UDP, TCP). */
 function routingRemoval(config: Config): string {
   const c = config.capture
-  return c.udp ? policyRoutingScript({ port: 1, mark: c.tproxyMark, table: c.tproxyTable }, c.ipv6, false) : 'exit 0\n'
+  return c.udp || captureTcpTproxy(config)
+    ? policyRoutingScript({ port: 1, mark: c.tproxyMark, table: c.tproxyTable }, c.ipv6, false)
+    : 'exit 0\n'
 }
 
 function removeRouting(config: Config): void {

@@ -26,6 +26,8 @@ export interface ListenerOptions {
   onAccept: (client: Accepted) => void
   /** Also bind a UDP socket on the same address and port; called whenever it is readable. */
   onDatagram?: (sock: DatagramSocket) => void
+  /** IP_TRANSPARENT: takes TPROXYed connections (a tproxy listener's TCP side). */
+  transparent?: boolean
 }
 
 /**
@@ -60,7 +62,7 @@ const RESOURCE_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM'])
 export function openListener(o: ListenerOptions): Listener {
   let fd: number
   try {
-    fd = native.listen(o.listen.host, o.listen.port, o.backlog)
+    fd = native.listen(o.listen.host, o.listen.port, o.backlog, o.transparent === true)
   } catch (e) {
     throw new StartupError(`listener "${o.name}" cannot listen on ${formatEndpoint(o.listen)}: ${describeError(e)}`)
   }

@@ -103,8 +103,13 @@ declare module 'ugate:native' {
     port: number
     family: 4 | 6
   }
-  /** Bind + listen on a numeric IP. SO_REUSEADDR set. "::" is dual-stack (IPv4 arrives v4-mapped); other IPv6 addresses are V6ONLY. */
-  export function listen(addr: string, port: number, backlog: number): number
+  /**
+   * Bind + listen on a numeric IP. SO_REUSEADDR set. "::" is dual-stack (IPv4
+   * arrives v4-mapped); other IPv6 addresses are V6ONLY. transparent: IP_TRANSPARENT, for TPROXYed
+   * connections (an accepted socket's local address is the client's original
+   * destination); needs CAP_NET_ADMIN.
+   */
+  export function listen(addr: string, port: number, backlog: number, transparent?: boolean): number
   /** Accept one connection; null when none is pending (EAGAIN). */
   export function accept(fd: number): (SockAddr & { fd: number }) | null
   /**
@@ -356,6 +361,12 @@ declare module 'ugate:native' {
     maxFlows: number
     /** SO_MARK of the outbound and reply sockets; 0 = none. */
     mark: number
+    /**
+     * Datagrams of a new flow copied to the callback while it waits for its
+     * route, the first included (1-16; default 1): 'new', then up to
+     * sniffDatagrams - 1 'more'.
+     */
+    sniffDatagrams?: number
   }
   interface UdpFlowEnds {
     /** The flow's number since start. */
@@ -374,6 +385,12 @@ declare module 'ugate:native' {
     /** A copy of its first datagram. */
     data: ArrayBuffer
   }
+  /** A later datagram of a flow still waiting for its route (see sniffDatagrams). */
+  export interface UdpMoreData extends UdpFlowEnds {
+    type: 'more'
+    /** A copy of the datagram. */
+    data: ArrayBuffer
+  }
   /** A flow's route and traffic so far; ms since it opened. */
   interface UdpFlowCounters {
     action: 'direct' | 'forward' | 'reject' | 'pending'
@@ -387,7 +404,7 @@ declare module 'ugate:native' {
     type: 'end'
     reason: 'idle' | 'evicted' | 'closed' | 'shutdown'
   }
-  export type UdpEvent = UdpNewFlow | UdpEndedFlow
+  export type UdpEvent = UdpNewFlow | UdpMoreData | UdpEndedFlow
   /**
    * A transparent UDP listener (IP_TRANSPARENT, original destinations;
    * "::" takes IPv4 too). The UDP thread starts with the first one. Keeps the

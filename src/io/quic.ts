@@ -1,5 +1,5 @@
-// QUIC sniffing on the native opener: what UDP routing calls with a flow's
-// first datagrams, and `ugate sniff-quic` (the same on files).
+// QUIC sniffing on the native opener: the opener UDP routing hands to its
+// sniffers (src/core/sniff/datagram.ts), and `ugate sniff-quic` (files).
 
 import * as native from 'ugate:native'
 import { sniffQuic, type QuicOpen, type QuicSniffOptions } from '../core/sniff/quic.js'
@@ -9,14 +9,14 @@ import { writeStdout } from './process.js'
 import { describeError } from './sockets.js'
 
 /** Client Initial packets of a datagram, opened by native/quic.c (mbedTLS). */
-const nativeQuicOpen: QuicOpen = (datagram) => native.quicOpenInitials(datagram)
+export const nativeQuicOpen: QuicOpen = (datagram) => native.quicOpenInitials(datagram)
 
 /**
  * Sniff a UDP flow's first datagrams (every one the client sent so far, in
  * order): ok with proto 'quic' and host/alpn; need-more: call again with the
  * next datagram; not-mine: not a QUIC v1/v2 client Initial; invalid: error.
  */
-export function sniffQuicDatagrams(datagrams: readonly Uint8Array[], opts: QuicSniffOptions = {}): SniffResult {
+function sniffQuicDatagrams(datagrams: readonly Uint8Array[], opts: QuicSniffOptions = {}): SniffResult {
   return sniffQuic(datagrams, nativeQuicOpen, opts)
 }
 

@@ -1,5 +1,7 @@
 // Listeners without a proxy handshake: `redirect` (nftables REDIRECT; the
-// destination comes from conntrack through SO_ORIGINAL_DST) and `sni` (TLS
+// destination comes from conntrack through SO_ORIGINAL_DST), the TCP side of
+// `tproxy` (nftables TPROXY; the destination is the socket's local address)
+// and `sni` (TLS
 // passthrough routed by the ClientHello's server name, plain HTTP by Host).
 // Both sniff the first bytes without consuming them: everything read goes
 // upstream first, so the server sees the client's exact byte stream.
@@ -7,6 +9,7 @@
 import * as native from 'ugate:native'
 import { formatHostPort } from '../core/address.js'
 import { Cancel, CancelledError } from '../core/cancel.js'
+import { ipKey, isWildcard } from '../core/ip.js'
 import { type SniffOutcome, sniff } from '../core/sniff/index.js'
 import { cancelAfter } from './loop.js'
 import { DialError } from './dial.js'
@@ -64,6 +67,35 @@ export async function serveRedirect(s: Session, ctx: GatewayContext): Promise<Ou
     // Connected to the redirect port itself: there is no destination to go to.
     return { kind: 'close', reason: 'not-redirected', reset: true }
   }
+  return serveCaptured(s, ctx, orig)
+}
+
+/**
+ * A tproxy listener's TCP side: TPROXY hands the connection over untouched,
+ * so its socket's local address is where the client connected to.
+ */
+export async function serveTproxy(s: Session, ctx: GatewayContext): Promise<Outcome> {
+  const orig = native.localAddress(s.client.fd)
+  const l = s.listener
+  if (l.type === 'tproxy' && orig.port === l.listen.port && isOwnAddress(orig.addr, l.listen.host)) {
+    // Connected to the listener's own port: there is no destination to go to.
+    return { kind: 'close', reason: 'not-redirected', reset: true }
+  }
+  return serveCaptured(s, ctx, orig)
+}
+
+/**
+ * A client that came straight to the listener (not captured) connected to
+ * its port on one of its addresses. (A captured destination port equal to
+ * the listener's own is taken for that too: captured ports are
+ * capture.ports, 80 and 443 by default.)
+ */
+function isOwnAddress(addr: string, listenHost: string): boolean {
+  return isWildcard(listenHost) || ipKey(addr) === ipKey(listenHost)
+}
+
+/** A captured connection to orig: sniff without consuming, route, relay. */
+async function serveCaptured(s: Session, ctx: GatewayContext, orig: native.SockAddr): Promise<Outcome> {
   s.fields.dst = formatHostPort(orig.addr, orig.port)
   const r = await sniffFirstBytes(s, ctx, ctx.config.sniff.timeoutMs, true)
   noteSniff(s, r)

@@ -1,12 +1,16 @@
 // A `tproxy` listener: transparent UDP. The datagrams stay in C
-// (native/udp.c); JS hears of a flow twice: when it opens (client, original
-// destination, a copy of its first datagram), to route it once, and when it
-// ends, to log one `udp` access line.
+// (native/udp.c); JS hears of a flow when it opens (client, original
+// destination, a copy of its first datagram), of its next datagrams while
+// its sniffer still needs them, to route it once, and when it ends, to log
+// one `udp` access line.
 //
 // Routing a flow: the listener's allow-list, then the rules with network
 // "udp" (destination IP and port, source, listener; a name when a sniffer
-// found one in the first datagram: a QUIC Initial's SNI). direct → an outbound socket of the
-// flow's own (full cone); forward → the rule's target (a name is resolved
+// found one in the flow's first datagrams: a QUIC ClientHello's SNI,
+// reassembled across datagrams; the flow's datagrams wait in C meanwhile, at
+// most SNIFF_DATAGRAMS of them and SNIFF_WAIT_MS for the next, then it is
+// routed by address and its access line says sniff=incomplete). direct → an
+// outbound socket of the flow's own (full cone); forward → the rule's target (a name is resolved
 // first); reject → the flow's datagrams are dropped until it is idle.
 // upstream → rejected for now, with a warning: SOCKS5 UDP ASSOCIATE is not
 // there yet.
@@ -18,35 +22,24 @@ import { isIpLiteral, parseCidr, parseIpInto } from '../core/ip.js'
 import type { Fields } from '../core/log.js'
 import { type RouteQuery, type RuleAction, route } from '../core/rules/index.js'
 import { CidrSet } from '../core/rules/cidr-tree.js'
+import {
+  type DatagramSniff,
+  INCOMPLETE,
+  SNIFF_DATAGRAMS,
+  SNIFF_WAIT_MS,
+  sniffDatagrams,
+} from '../core/sniff/datagram.js'
 import type { SniffProto } from '../core/sniff/types.js'
 import type { Listener } from './listener.js'
 import type { GatewayContext } from './session.js'
-import { sniffQuicDatagrams } from './quic.js'
+import { nativeQuicOpen } from './quic.js'
 import { describeError } from './sockets.js'
 
-/**
- * What a sniffer learnt from a flow's first datagram. The QUIC sniffer
- * (Initial packet → ClientHello → SNI) plugs in at `sniffDatagram` below.
- */
-interface DatagramSniff {
-  host?: string
-  proto?: SniffProto
-}
-
-/**
- * The hook for datagram sniffers: called once per new flow with a copy of
- * its first datagram; what it returns feeds the rules (`host` as a domain,
- * `proto`). QUIC: the SNI of a ClientHello that fits in the first datagram.
- * A ClientHello spread over several Initial packets (post-quantum key
- * shares) needs the flow's next datagrams too: udp.c keeps them queued while
- * the flow waits for its route (enqueue) but copies only the first to JS
- * today, so such a flow is routed as `quic` without a name.
- */
-function sniffDatagram(data: Uint8Array): DatagramSniff {
-  const r = sniffQuicDatagrams([data])
-  if (r.status === 'ok') return r.host !== undefined ? { host: r.host, proto: 'quic' } : { proto: 'quic' }
-  if (r.status !== 'not-mine' && r.proto === 'quic') return { proto: 'quic' }
-  return {}
+/** A flow waiting for its sniffer: its datagrams so far and the wait's timer. */
+interface Sniffing {
+  ev: native.UdpNewFlow
+  datagrams: Uint8Array[]
+  timer: number
 }
 
 /** A flow JS knows of: what its access line needs besides the counters. */
@@ -55,6 +48,7 @@ interface FlowInfo {
   action: string
   host?: string
   proto?: SniffProto
+  sniff?: string
 }
 
 export interface UdpListener extends Listener {
@@ -70,6 +64,7 @@ function listenerOptions(l: TproxyListenerConfig, ctx: GatewayContext): native.U
     dnsIdleMs: l.udpDnsIdleTimeoutMs,
     maxFlows: l.maxFlows,
     mark: ctx.config.dial.mark,
+    sniffDatagrams: SNIFF_DATAGRAMS,
   }
 }
 
@@ -78,8 +73,10 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
   let l = config
   let allow = allowSet(l)
   const flows = new Map<number, FlowInfo>()
+  const sniffing = new Map<number, Sniffing>()
   const onEvent = (ev: native.UdpEvent) => {
-    if (ev.type === 'new') routeFlow(ev)
+    if (ev.type === 'new') newFlow(ev)
+    else if (ev.type === 'more') moreData(ev)
     else endFlow(ev)
   }
   const opened = native.udpListen(l.listen.host, l.listen.port, listenerOptions(l, ctx), onEvent)
@@ -124,7 +121,7 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
     }
   }
 
-  function routeFlow(ev: native.UdpNewFlow): void {
+  function newFlow(ev: native.UdpNewFlow): void {
     const scratch = new Int32Array(4)
     const family = parseIpInto(ev.src, scratch)
     if (family === 0 || !allow.matches(family, scratch)) {
@@ -132,7 +129,36 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
       answer(ev.id, { action: 'reject' })
       return
     }
-    const sniffed = sniffDatagram(new Uint8Array(ev.data))
+    const datagrams = [new Uint8Array(ev.data)]
+    const sniffed = sniffDatagrams(datagrams, nativeQuicOpen)
+    if (sniffed !== undefined) return routeFlow(ev, sniffed)
+    // The ClientHello goes on in the next datagram: native keeps the flow's
+    // datagrams and copies the next ones here ('more') until it is routed.
+    const timer = native.setTimeout(() => {
+      sniffing.delete(ev.id)
+      routeFlow(ev, { ...INCOMPLETE })
+    }, SNIFF_WAIT_MS)
+    sniffing.set(ev.id, { ev, datagrams, timer })
+  }
+
+  function moreData(ev: native.UdpMoreData): void {
+    const s = sniffing.get(ev.id)
+    if (s === undefined) return // routed already (the copy was on its way)
+    s.datagrams.push(new Uint8Array(ev.data))
+    const sniffed = sniffDatagrams(s.datagrams, nativeQuicOpen)
+    if (sniffed === undefined) return
+    stopSniffing(ev.id)
+    routeFlow(s.ev, sniffed)
+  }
+
+  function stopSniffing(id: number): void {
+    const s = sniffing.get(id)
+    if (s === undefined) return
+    native.clearTimeout(s.timer)
+    sniffing.delete(id)
+  }
+
+  function routeFlow(ev: native.UdpNewFlow, sniffed: DatagramSniff): void {
     const query: RouteQuery = {
       dstIp: ev.dst,
       dstPort: ev.dstPort,
@@ -150,6 +176,7 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
     const info: FlowInfo = { rule, action: r.action.type }
     if (host !== undefined) info.host = host
     if (sniffed.proto !== undefined) info.proto = sniffed.proto
+    if (sniffed.sniff !== undefined) info.sniff = sniffed.sniff
     flows.set(ev.id, info)
     const d = decide(r.action, ev)
     if (typeof d !== 'string') {
@@ -173,6 +200,7 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
   }
 
   function endFlow(ev: native.UdpEndedFlow): void {
+    stopSniffing(ev.id) // ended (evicted, closed) while its sniffer waited
     const info = flows.get(ev.id)
     flows.delete(ev.id)
     const fields: Fields = {
@@ -181,6 +209,7 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
       dst: formatHostPort(ev.dst, ev.dstPort),
       proto: info?.proto,
       host: info?.host,
+      sniff: info?.sniff,
       rule: info?.rule ?? '-',
       action: info?.action ?? ev.action,
       up: ev.bytesUp,

@@ -13,6 +13,7 @@ import t from 'tap'
 import type { Test } from 'tap'
 import {
   ADDR,
+  CLIENT_PROBES,
   IFACE,
   type Probe,
   type Topology,
@@ -89,12 +90,7 @@ t.test(
     const ug = await startUgate(t, ['run', '--config', cfg], { netns: topo.router })
     captureOn(t, ug)
 
-    const probes: Probe[] = [
-      { what: 'IPv4 HTTP', proto: 'http', src: ADDR.client4, dst: ADDR.server4 },
-      { what: 'IPv4 TLS', proto: 'tls', src: ADDR.client4, dst: ADDR.server4 },
-      { what: 'IPv6 HTTP', proto: 'http', src: ADDR.client6, dst: ADDR.server6 },
-      { what: 'IPv6 TLS', proto: 'tls', src: ADDR.client6, dst: ADDR.server6 },
-    ]
+    const probes = CLIENT_PROBES
     for (const [i, p] of probes.entries()) {
       const r = await probe(topo, p, prngBytes(0xca70 + i, BODY))
       // Captured: ugate dialed the server from the router's WAN address.

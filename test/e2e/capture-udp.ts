@@ -423,26 +423,52 @@ t.test("routerSelf: the router's own UDP goes through ugate too", async (t) => {
   t.same(routing(topo), { rules4: 0, rules6: 0, routes4: '', routes6: '' }, 'rules and routes gone')
 })
 
-t.test('QUIC: a flow is routed by the SNI of its first Initial', async (t) => {
+t.test('QUIC: a flow is routed by the SNI of its ClientHello, also when it spans two datagrams', async (t) => {
   const { topo, client } = await peers(t)
   const ug = await start(t, topo, {
     idle: 1,
-    rules: [{ name: 'no-example', network: ['udp'], domain: ['example.com'], action: 'reject' }],
+    rules: [
+      { name: 'no-example', network: ['udp'], domain: ['example.com'], action: 'reject' },
+      // Port 7002 has no server: only a flow routed by its name gets an echo (from where it sent to).
+      { name: 'quic-test', network: ['udp'], domain: ['quic.test'], action: `forward:${ADDR.server4}:${ECHO}` },
+    ],
   })
   const fixture = (name: string) => readFileSync(join(repoRoot, 'test', 'fixtures', 'quic', name))
+  const src = (port: number) => new RegExp(` info udp .*src=198\\.18\\.1\\.2:${port} .*reason=idle`)
   // RFC 9001 A.2: a single-packet ClientHello, SNI example.com.
   const one = await client.bind('q1', ADDR.client4)
   await client.send('q1', ADDR.server4, 443, fixture('rfc9001-client-initial.bin'))
-  const line1 = await ug.waitForLine(new RegExp(` info udp .*src=198\\.18\\.1\\.2:${one} .*reason=idle`))
+  const line1 = await ug.waitForLine(src(one))
   t.match(line1, /proto=quic host=example\.com rule=no-example action=reject /, 'routed by its SNI: rejected')
-  // Chromium's first datagram: half a ClientHello (post-quantum key share), so no name yet.
-  const two = await client.bind('q2', ADDR.client4)
-  await client.send('q2', ADDR.server4, 443, fixture('chromium-v1-0.bin'))
-  const line2 = await ug.waitForLine(new RegExp(` info udp .*src=198\\.18\\.1\\.2:${two} .*reason=idle`))
+  // Chromium (v1, then v2): a post-quantum ClientHello in two datagrams, sent back to back.
+  for (const v of ['v1', 'v2']) {
+    const id = `q-${v}`
+    const port = await client.bind(id, ADDR.client4)
+    const datagrams = [0, 1].map((i) => fixture(`chromium-${v}-${i}.bin`))
+    await client.send(id, ADDR.server4, 7002, datagrams)
+    const echoes = await client.recv(id, 2)
+    t.same(
+      echoes.map((m) => ({ from: m.from, port: m.port, data: m.data })).sort((x, y) => x.data.localeCompare(y.data)),
+      datagrams
+        .map((d) => ({ from: ADDR.server4, port: 7002, data: d.toString('hex') }))
+        .sort((x, y) => x.data.localeCompare(y.data)),
+      `${v}: both held datagrams forwarded by the rule for its name and echoed exactly`,
+    )
+    const line = await ug.waitForLine(src(port))
+    t.match(line, /proto=quic host=quic\.test rule=quic-test action=forward .*pktUp=2 /, `${v}: routed by the SNI`)
+    t.notMatch(line, /sniff=/, `${v}: the sniffer finished`)
+  }
+  // Only the first half of the ClientHello: after the short wait the flow is routed by address.
+  const half = await client.bind('q-half', ADDR.client4)
+  const first = fixture('chromium-v1-0.bin')
+  await client.send('q-half', ADDR.server4, ECHO, first)
+  const [echo] = await client.recv('q-half', 1)
+  t.equal(echo?.data, first.toString('hex'), 'half a ClientHello: the held datagram goes out after the wait')
+  const line2 = await ug.waitForLine(src(half))
   t.match(
     line2,
-    /proto=quic rule=default action=direct .*pktUp=1 /,
-    'a ClientHello spread over two datagrams: QUIC, no name, default route',
+    /proto=quic sniff=incomplete rule=default action=direct .*pktUp=1 /,
+    'an incomplete ClientHello: QUIC, no name, routed by address, and the line says so',
   )
   const res = await ug.stop()
   checkCleanExit(t, ug, res)

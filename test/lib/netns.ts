@@ -677,6 +677,14 @@ export interface Probe {
   ns?: string
 }
 
+/** One probe per family and protocol, from the client to the server: what capture must carry. */
+export const CLIENT_PROBES: readonly Probe[] = [
+  { what: 'IPv4 HTTP', proto: 'http', src: ADDR.client4, dst: ADDR.server4 },
+  { what: 'IPv4 TLS', proto: 'tls', src: ADDR.client4, dst: ADDR.server4 },
+  { what: 'IPv6 HTTP', proto: 'http', src: ADDR.client6, dst: ADDR.server6 },
+  { what: 'IPv6 TLS', proto: 'tls', src: ADDR.client6, dst: ADDR.server6 },
+]
+
 export interface ProbeResult {
   res: CurlResult
   payload: Buffer

@@ -64,9 +64,10 @@ async function handle(m) {
     case 'whoami':  // answers with the sender's address as it saw it
       await open(undefined, m.addr, m.port, (s, data, r) => s.send(plain(r.address) + ' ' + r.port, r.port, r.address))
       return {}
-    case 'send': {
+    case 'send': {  // one datagram, or several back to back (m.data an array), as a client sends them
       const s = socks.get(m.id)
-      await new Promise((res, rej) => s.send(Buffer.from(m.data, 'hex'), m.port, m.to, (e) => (e ? rej(e) : res())))
+      const all = Array.isArray(m.data) ? m.data : [m.data]
+      await Promise.all(all.map((d) => new Promise((res, rej) => s.send(Buffer.from(d, 'hex'), m.port, m.to, (e) => (e ? rej(e) : res())))))
       return {}
     }
     case 'recv': {  // wait until count datagrams arrived on the socket
@@ -142,7 +143,8 @@ export interface Agent {
   /** Send one request; resolves with the answer, rejects when the agent says it failed. */
   call(req: Record<string, unknown>, timeoutMs?: number): Promise<Record<string, unknown>>
   bind(id: string, addr: string, port?: number): Promise<number>
-  send(id: string, to: string, port: number, data: Buffer): Promise<void>
+  /** One datagram, or several sent back to back. */
+  send(id: string, to: string, port: number, data: Buffer | Buffer[]): Promise<void>
   recv(id: string, count: number, timeoutMs?: number): Promise<Datagram[]>
 }
 
@@ -196,7 +198,8 @@ export async function startAgent(t: TestLike, ns: string, dir: string, name: str
     call: (req, timeoutMs) => call(req, timeoutMs),
     bind: async (id, addr, port = 0) => (await call({ op: 'bind', id, addr, port })).port as number,
     send: async (id, to, port, data) => {
-      await call({ op: 'send', id, to, port, data: data.toString('hex') })
+      const hex = Array.isArray(data) ? data.map((d) => d.toString('hex')) : data.toString('hex')
+      await call({ op: 'send', id, to, port, data: hex })
     },
     recv: async (id, count, timeoutMs) => (await call({ op: 'recv', id, count }, timeoutMs)).msgs as Datagram[],
   }

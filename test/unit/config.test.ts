@@ -1,5 +1,12 @@
 import t from 'tap'
-import { type Config, parseConfigText, validateConfig } from '../../src/core/config.js'
+import {
+  type Config,
+  type TproxyListenerConfig,
+  captureOptions,
+  captureTcpTproxy,
+  parseConfigText,
+  validateConfig,
+} from '../../src/core/config.js'
 import { ConfigError } from '../../src/core/errors.js'
 import { configFromUci } from '../../src/core/uci-config.js'
 
@@ -361,11 +368,11 @@ t.test('tproxy listener and UDP capture', async (t) => {
   t.match(d.listeners[0], { udpIdleTimeoutMs: 60000, maxFlows: 4096 }, 'defaults: 60 s, 4096 flows')
 
   const bad: Array<[Record<string, unknown>, string]> = [
+    [{ listeners: [tproxy({ networks: ['sctp'] })] }, 'listeners[0].networks[0]: "sctp" is not a network (udp, tcp)'],
     [
-      { listeners: [tproxy({ networks: ['tcp'] })] },
-      'listeners[0].networks[0]: "tcp" is not supported on a tproxy listener yet: capture TCP with a redirect listener',
+      { listeners: [redirect, tproxy({ networks: ['tcp'] })], capture: udpCapture() },
+      'capture.udpListener: "u" takes tcp, not udp: add "udp" to its networks',
     ],
-    [{ listeners: [tproxy({ networks: ['sctp'] })] }, 'listeners[0].networks[0]: "sctp" is not a network (udp)'],
     [{ listeners: [tproxy({ networks: [] })] }, 'listeners[0].networks: must not be empty (default: ["udp"])'],
     [
       { listeners: [tproxy({ udpIdleTimeout: 0 })] },
@@ -420,6 +427,44 @@ t.test('tproxy listener and UDP capture', async (t) => {
       }),
     'IPv4-only capture takes a 0.0.0.0 tproxy listener',
   )
+})
+
+t.test('TCP capture with TPROXY: capture.listener names a tproxy listener that takes tcp', async (t) => {
+  const both = tproxy({ networks: ['udp', 'tcp', 'tcp'] })
+  const c = validateConfig({ listeners: [both], capture: udpCapture({ listener: 'u' }) })
+  t.same((c.listeners[0] as TproxyListenerConfig).networks, ['udp', 'tcp'], 'networks: both, once each')
+  t.ok(captureTcpTproxy(c), 'TCP goes to the tproxy listener')
+  t.match(
+    captureOptions(c, 15002, 0, 15002),
+    { udp: { port: 15002, mark: 0x7567, table: 0x7567 }, tcpTproxy: { port: 15002, mark: 0x7567, table: 0x7567 } },
+    'the ruleset gets TCP TPROXY with the same mark and table',
+  )
+  const r = validateConfig({ listeners: [redirect, both], capture: udpCapture() })
+  t.notOk(captureTcpTproxy(r), 'a redirect capture.listener: REDIRECT')
+  t.equal(captureOptions(r, 15001, 0, 15002).tcpTproxy, undefined, 'no TCP TPROXY in its ruleset')
+  const tcpOnly = validateConfig({
+    listeners: [tproxy({ networks: ['tcp'] })],
+    capture: { enabled: true, listener: 'u' },
+  })
+  t.match(captureOptions(tcpOnly, 15002).tcpTproxy, { port: 15002 }, 'TCP alone, without UDP capture')
+  const bad: Array<[Record<string, unknown>, string]> = [
+    [
+      { listeners: [tproxy()], capture: { enabled: true, listener: 'u' } },
+      'capture.listener: "u" takes udp, not tcp: add "tcp" to its networks',
+    ],
+    [
+      { listeners: [tproxy({ networks: ['tcp'] })], dial: { mark: 0x7567 }, capture: { enabled: true, listener: 'u' } },
+      "capture.tproxyMark: 30055 is also dial.mark: TPROXYed packets and ugate's own must carry different marks",
+    ],
+    [
+      {
+        listeners: [tproxy({ networks: ['tcp'], listen: '127.0.0.1:15002' })],
+        capture: { enabled: true, listener: 'u' },
+      },
+      'capture.listener: "u" listens on 127.0.0.1:15002: a tproxy listener for capture must listen on [::]:PORT (both families) or 0.0.0.0:PORT',
+    ],
+  ]
+  for (const [raw, message] of bad) t.throws(() => validateConfig(raw), { name: 'ConfigError', message }, message)
 })
 
 t.test('admin.listen and admin.secret (admin HTTP server)', async (t) => {

@@ -448,7 +448,7 @@ t.test('settings: sections, widgets, datatypes and depends', async (t) => {
   // the choice lists come from the config
   t.same(page.option('rule', 'upstream').keylist, ['vpn', 'corp'])
   t.same(page.option('rule', 'listener').keylist, ['proxy', 'redir', 'fwd', 'sni', 'tp', 'dns'])
-  t.same(page.option('capture', 'listener').keylist, ['redir'])
+  t.same(page.option('capture', 'listener').keylist, ['redir', 'tp'], 'redirect and tproxy listeners (TPROXY TCP)')
   t.same(page.option('capture', 'udp_listener').keylist, ['tp'], 'only tproxy listeners')
   t.same(page.option('capture', 'dns_listener').keylist, ['dns'], 'only dns listeners')
   const secret = schema.find((s) => s.name === 'main')!.options.find((o) => o.name === 'admin_secret')!
@@ -806,7 +806,17 @@ const CASES: Case[] = [
     errorOn: 'exclude_mac',
   },
   // tproxy and dns listeners, the rules' network, UDP and DNS capture, admin HTTP
-  { what: 'a tproxy listener for tcp', at: 'listener:4', set: { networks: ['tcp'] }, daemon: false },
+  // tp is capture.udp_listener: without udp it cannot be
+  {
+    what: 'a tproxy listener for tcp only',
+    at: 'listener:4',
+    set: { networks: ['tcp'] },
+    daemon: false,
+    errorAt: 'capture',
+    errorOn: 'udp_listener',
+  },
+  { what: 'a tproxy listener for udp and tcp', at: 'listener:4', set: { networks: ['udp', 'tcp'] }, daemon: true },
+  { what: 'TCP capture to a tproxy listener without tcp', at: 'capture', set: { listener: 'tp' }, daemon: false },
   { what: 'max_flows 0', at: 'listener:4', set: { max_flows: '0' }, daemon: false },
   { what: 'udp_idle_timeout 86401', at: 'listener:4', set: { udp_idle_timeout: '86401' }, daemon: false },
   {
@@ -1221,9 +1231,16 @@ const FUZZ: Fuzz[] = [
 ]
 
 /** BASE's listener named `name` as ug.checkCaptureListener takes it, or null. */
-function baseListener(name: string): { type: string; address: string } | null {
+function baseListener(name: string): { type: string; address: string; networks: string[] } | null {
   const l = BASE.find((s) => s.type === 'listener' && s.options.name === name)
-  return l ? { type: String(l.options.type), address: String(l.options.address) } : null
+  const networks = l?.options.networks
+  return l
+    ? {
+        type: String(l.options.type),
+        address: String(l.options.address),
+        networks: Array.isArray(networks) ? networks.map(String) : [],
+      }
+    : null
 }
 
 const upstream0 = locate(BASE, 'upstream:0').options
@@ -1270,7 +1287,12 @@ const UG_CHECK: Record<string, (ug: Ug, v: string) => true | string> = {
       BASE.filter((s) => s.type === 'upstream').map((s) => s.options.name),
     ),
   'capture.listener': (ug, v) => ug.checkCaptureListener(v, baseListener(v), capture.ipv6 === '1'),
-  'listener:4.networks': (ug, v) => ug.checkTproxyNetwork(v),
+  // tp is capture.udp_listener: it must take udp
+  'listener:4.networks': (ug, v) =>
+    all(
+      ug.checkTproxyNetwork(v),
+      ug.checkCaptureListener('tp', { ...baseListener('tp')!, networks: [v] }, capture.ipv6 === '1', 'tproxy'),
+    ),
   'listener:4.udp_idle_timeout': (ug, v) => ug.checkSeconds(v, 'udp_idle_timeout'),
   'listener:4.udp_dns_idle_timeout': (ug, v) => ug.checkSeconds(v, 'udp_dns_idle_timeout'),
   'listener:4.max_flows': (ug, v) => ug.checkInteger(v, 1, 1000000),

@@ -349,6 +349,44 @@ function run(cmd: string, args: string[], input?: string): { status: number; out
   return { status: r.status ?? -1, out: `${r.stdout ?? ''}${r.stderr ?? ''}` }
 }
 
+t.test('TCP with TPROXY: no REDIRECT, TCP to the captured ports in the TPROXY chains', async (t) => {
+  const TCP = { ...UDP, port: 15003 }
+  const text = nftRuleset({ ...TYPICAL, udp: UDP, tcpTproxy: TCP })
+  t.notMatch(text, 'redirect to', 'no REDIRECT: neither the LAN nor the router-self nat chain')
+  t.notMatch(text, 'chain ugate_prerouting', 'no nat prerouting chain without DNS capture')
+  t.notMatch(text, 'chain ugate_output', 'no nat output chain')
+  const chain = (name: string) => text.slice(text.indexOf(`chain ${name} {`)).split('\n\t}')[0]!
+  const pre = chain('ugate_tproxy')
+  t.match(pre, 'meta l4proto != { udp, tcp } return')
+  t.match(pre, 'udp dport 53 return')
+  t.match(pre, 'tcp dport != @ugate_ports return', 'TCP: only the captured ports')
+  t.match(pre, 'ip saddr @ugate_exclude_src4 return', 'the same exclusions')
+  t.match(pre, 'ip daddr @ugate_bypass4 return', 'the same bypass')
+  for (const stmt of [
+    'meta l4proto udp tproxy ip to :15002 meta mark set 0x00007567 accept',
+    'meta l4proto tcp tproxy ip to :15003 meta mark set 0x00007567 accept',
+    'meta l4proto tcp tproxy ip6 to :15003 meta mark set 0x00007567 accept',
+    'iifname "lo" meta mark 0x00007567 meta l4proto tcp tproxy ip to :15003',
+  ])
+    t.match(pre, stmt)
+  const out = chain('ugate_tproxy_out')
+  t.match(out, 'tcp dport != @ugate_ports return', "the router's own TCP: the captured ports too")
+  const dns = nftRuleset({ ...TYPICAL, dnsPort: 15353, tcpTproxy: TCP })
+  t.match(dns, 'chain ugate_prerouting', 'with DNS capture: the nat chain, for DNS only')
+  t.notMatch(dns, 'tcp dport @ugate_ports redirect', 'no TCP REDIRECT')
+  t.match(dns, 'meta l4proto != tcp return', 'TCP alone in the TPROXY chain')
+  t.notMatch(dns, 'udp dport 53 return', 'no UDP there')
+  const inc = nftRuleset({ ...INCLUDE_ONLY, udp: UDP, tcpTproxy: TCP })
+  t.match(inc, 'ip saddr @ugate_include_src4 meta l4proto tcp tproxy ip to :15003', 'include lists: each statement')
+  t.match(inc, 'ip saddr @ugate_include_src4 meta l4proto udp tproxy ip to :15002')
+  t.throws(() => nftRuleset({ ...TYPICAL, udp: UDP, tcpTproxy: { ...TCP, table: 77 } }), {
+    message: "tcpTproxy: mark and table must be udp's",
+  })
+  t.throws(() => nftRuleset({ ...TYPICAL, tcpTproxy: { ...TCP, port: 0 } }), {
+    message: 'tcpTproxy.port: 0 is not a port number 1-65535',
+  })
+})
+
 t.test('loads into nftables, twice, and is deleted (network namespace)', async (t) => {
   const nft = run('nft', ['--version'])
   if (nft.status !== 0) {
@@ -383,6 +421,8 @@ t.test('loads into nftables, twice, and is deleted (network namespace)', async (
     ['typical+udp', { ...TYPICAL, udp: UDP }],
     ['include-only+udp', { ...INCLUDE_ONLY, udp: UDP }],
     ['router-only+udp', { ...TYPICAL, lanInterfaces: [], includeSrc6: ['fd00::/8'], udp: UDP }],
+    ['typical+udp+tcp-tproxy', { ...TYPICAL, udp: UDP, tcpTproxy: UDP }],
+    ['include-only+tcp-tproxy+dns', { ...INCLUDE_ONLY, dnsPort: 15353, tcpTproxy: UDP }],
   ]
   for (const [name, opts] of variants) {
     const file = join(dir, `${name}.nft`)
@@ -397,7 +437,7 @@ t.test('loads into nftables, twice, and is deleted (network namespace)', async (
     t.equal(second.status, 0, `${name}: second load (idempotent) ${second.out}`)
     const listed2 = list()
     t.equal(listed2.out, listed1.out, `${name}: the second load leaves the same table`)
-    t.match(listed2.out, /redirect to :\d+/, `${name}: has the redirect rule`)
+    t.match(listed2.out, /(redirect|tproxy ip) to :\d+/, `${name}: has the redirect or tproxy rule`)
     t.equal(inNs(['list', 'tables']).out.trim(), 'table inet ugate', `${name}: one table only`)
   }
   // UDP's policy routing: run twice (a restart after a crash), one rule and route each; then removed.

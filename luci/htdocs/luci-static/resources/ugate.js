@@ -539,7 +539,18 @@ function checkCaptureListener(name, listener, ipv6, type) {
 
 	if (!listener) return _('"%s" is not the name of a listener').format(name);
 
-	if (listener.type !== type) return _('"%s" is not a %s listener').format(name, type);
+	/* config.ts checkTproxy: captured TCP may go to a tproxy listener that takes tcp (TPROXY instead of REDIRECT) */
+	const tcpTproxy = type === 'redirect' && listener.type === 'tproxy';
+
+	if (listener.type !== type && !tcpTproxy) return _('"%s" is not a %s listener').format(name, type);
+
+	if (listener.type === 'tproxy') {
+		const want = tcpTproxy ? 'tcp' : 'udp',
+			networks = listener.networks && listener.networks.length > 0 ? listener.networks : ['udp'];
+
+		if (networks.indexOf(want) < 0)
+			return _('"%s" takes %s, not %s: add "%s" to its networks').format(name, networks.join(', '), want, want);
+	}
 
 	/*
 	 * config.ts: REDIRECT sends connections to the incoming interface's
@@ -620,14 +631,12 @@ function checkNetwork(v) {
 	return v === 'tcp' || v === 'udp' ? true : _('Expecting: %s').format('tcp, udp');
 }
 
-/* A tproxy listener's network (config.ts networks): only udp for now. */
+/* A tproxy listener's network (config.ts networks): udp (its default), tcp or both. */
 function checkTproxyNetwork(v) {
-	if (v === 'tcp') return _('"tcp" is not supported on a tproxy listener yet: capture TCP with a redirect listener');
-
-	return v === 'udp' ? true : _('Expecting: %s').format('udp');
+	return v === 'udp' || v === 'tcp' ? true : _('Expecting: %s').format('udp, tcp');
 }
 
-/* capture.tproxy_mark: 1-4294967295, not ugate's own mark (`mark`) when UDP capture is on (`udp`). */
+/* capture.tproxy_mark: 1-4294967295, not ugate's own mark (`mark`) when TPROXY is in use (`udp`: UDP capture, or TCP to a tproxy listener). */
 function checkTproxyMark(value, mark, udp) {
 	const r = checkInteger(value, 1, 4294967295);
 

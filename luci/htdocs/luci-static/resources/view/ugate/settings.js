@@ -386,7 +386,9 @@ return view.extend({
 			form.DynamicList,
 			'networks',
 			_('Networks'),
-			_('What the listener takes; only udp for now (TCP capture uses a redirect listener). Empty = udp.')
+			_(
+				'What the listener takes: udp, tcp or both. Empty = udp. With tcp it can be the capture listener: TCP captured with TPROXY instead of REDIRECT (the original destination without conntrack NAT).'
+			)
 		);
 		o.depends('type', 'tproxy');
 		o.modalonly = true;
@@ -663,7 +665,9 @@ return view.extend({
 			o.load = function (section_id) {
 				const choices = namedSections(null, 'listener')
 					.filter(function (n) {
-						return uci.get('ugate', n.sid, 'type') === type;
+						const t = uci.get('ugate', n.sid, 'type');
+						/* captured TCP may also go to a tproxy listener (ug.checkCaptureListener) */
+						return t === type || (type === 'redirect' && t === 'tproxy');
 					})
 					.map(function (n) {
 						return [n.name];
@@ -697,7 +701,13 @@ return view.extend({
 
 				return ug.checkCaptureListener(
 					value,
-					l ? { type: liveValue(this.map, l.sid, 'type'), address: liveValue(this.map, l.sid, 'address') } : null,
+					l
+						? {
+								type: liveValue(this.map, l.sid, 'type'),
+								address: liveValue(this.map, l.sid, 'address'),
+								networks: L.toArray(liveValue(this.map, l.sid, 'networks'))
+							}
+						: null,
 					ug.isTrue(this.section.formvalue(section_id, 'ipv6')),
 					type
 				);
@@ -708,7 +718,9 @@ return view.extend({
 			'listener',
 			'redirect',
 			_('Redirect listener'),
-			_('A listener of type "Transparent (nftables redirect)" on :: (or on 0.0.0.0 without IPv6 capture).')
+			_(
+				'A listener of type "Transparent (nftables redirect)" on :: (or on 0.0.0.0 without IPv6 capture), or a tproxy listener that takes tcp (TPROXY: no conntrack NAT).'
+			)
 		);
 
 		o = s.option(form.Flag, 'udp', _('Capture UDP'), _('All UDP ports but 53, with TPROXY to a tproxy listener.'));
@@ -731,10 +743,17 @@ return view.extend({
 		o.datatype = 'uinteger';
 		o.placeholder = '30055';
 		o.validate = validator(function (v, section_id) {
+			/* the mark is in use with UDP capture, or with TCP captured by a tproxy listener */
+			const target = this.section.formvalue(section_id, 'listener'),
+				tcpTproxy = namedSections(this.map, 'listener').some(function (n) {
+					return n.name === target && liveValue(this.map, n.sid, 'type') === 'tproxy';
+				}, this);
+
 			return ug.checkTproxyMark(
 				v,
 				liveValue(this.map, 'main', 'mark'),
-				ug.isTrue(this.section.formvalue(section_id, 'enabled')) && ug.isTrue(this.section.formvalue(section_id, 'udp'))
+				ug.isTrue(this.section.formvalue(section_id, 'enabled')) &&
+					(ug.isTrue(this.section.formvalue(section_id, 'udp')) || tcpTproxy)
 			);
 		});
 

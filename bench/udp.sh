@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# bench/udp.sh — transparent UDP benchmark for ugate (not a test).
+#
+# In network namespaces it creates (cli — gw — srv, IPv4), iperf3 -u from
+# the client to the server, all peers in the same run, in rotation:
+#   kernel   the gw only forwards: the ceiling (no proxy)
+#   ugate    ugate in the gw captures the client's UDP with TPROXY (its own
+#            capture: `capture.udp` to a tproxy listener) and relays it
+#   socat    socat's UDP relay in the gw (UDP4-LISTEN,fork → the server; the
+#            client sends to the gw's address, iperf3's TCP control through
+#            a second socat)
+# at 1 400-byte and 64-byte datagrams (iperf3 -l, unlimited rate -b 0):
+# received Gbit/s and packets/s, loss, CPU of the relay per million packets
+# received. Then ugate's memory per idle flow: RSS with BENCH_FLOWS flows
+# held (one datagram each, from as many source ports) minus the RSS before,
+# over the flows ugate reports live. Prints a table and the ratios;
+# `make bench` (bench/run.sh) runs it as its udp section.
+#
+# Environment:
+#   BENCH_SECONDS=10     iperf3 duration per run
+#   BENCH_ROUNDS=2       rounds; every peer runs once per round and size
+#   BENCH_SIZES="1400 64" datagram sizes (iperf3 -l)
+#   BENCH_PEERS="kernel ugate socat"
+#   BENCH_FLOWS=10000    idle flows held for the memory figure (0 = skip)
+#   BENCH_DOC=-          a file whose "bench/udp.sh output" section is rewritten; "-" = none
+#   UGATE_BIN=build/ugate
+#   BENCH_OUT=DIR        also leave results.tsv and report.md there (bench/run.sh uses them)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_SECONDS=${BENCH_SECONDS:-10}
+BENCH_ROUNDS=${BENCH_ROUNDS:-2}
+BENCH_SIZES=${BENCH_SIZES:-"1400 64"}
+ALL_PEERS="kernel ugate socat"
+BENCH_PEERS=${BENCH_PEERS:-$ALL_PEERS}
+BENCH_FLOWS=${BENCH_FLOWS:-10000}
+BENCH_DOC=${BENCH_DOC:--}
+UGATE_BIN=${UGATE_BIN:-$ROOT/build/ugate}
+# log, die, need, start_bg, stop_bg, cpu_ticks, group_rss_kb, ...; TMP, PIDS, CLEANUP
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+[[ $# -eq 0 ]] || bad_arg "$1"
+
+[[ $BENCH_SECONDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a positive integer"
+[[ $BENCH_ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
+[[ $BENCH_FLOWS =~ ^[0-9]+$ ]] || die "BENCH_FLOWS must be a number"
+for s in $BENCH_SIZES; do if ! [[ $s =~ ^[1-9][0-9]*$ ]] || ((s > 65507)); then die "BENCH_SIZES: bad size '$s'"; fi; done
+for p in $BENCH_PEERS; do [[ " $ALL_PEERS " == *" $p "* ]] || die "BENCH_PEERS: unknown peer '$p' (known: $ALL_PEERS)"; done
+[[ $(id -u) == 0 ]] || die "needs root (network namespaces, nftables, policy routing)"
+[[ -x $UGATE_BIN ]] || die "$UGATE_BIN not found: run ./build.sh first"
+need iperf3 iperf3
+need socat socat
+need jq jq
+need node nodejs
+need nft nftables
+need ip iproute2
+
+# ---------------------------------------------------------------- namespaces
+# cli 198.18.11.2 — gw 198.18.11.1 | 198.19.12.1 — srv 198.19.12.2 (the
+# benchmark ranges: outside ugate's default bypass, unlike 10/8).
+NS=uudp$$
+CLI=198.18.11.2 GW_LAN=198.18.11.1 GW_WAN=198.19.12.1 SRV=198.19.12.2
+nsx() { local ns=$1; shift; ip netns exec "$NS-$ns" "$@"; }
+CLEANUP+=("ip netns del $NS-cli 2>/dev/null" "ip netns del $NS-gw 2>/dev/null" "ip netns del $NS-srv 2>/dev/null")
+for n in cli gw srv; do ip netns add "$NS-$n"; nsx "$n" ip link set lo up; done
+ip link add c0 netns "$NS-cli" type veth peer name g1 netns "$NS-gw"
+ip link add g2 netns "$NS-gw" type veth peer name s0 netns "$NS-srv"
+nsx cli ip addr add "$CLI/24" dev c0
+nsx gw ip addr add "$GW_LAN/24" dev g1
+nsx gw ip addr add "$GW_WAN/24" dev g2
+nsx srv ip addr add "$SRV/24" dev s0
+for x in "cli c0" "gw g1" "gw g2" "srv s0"; do read -r n d <<<"$x"; nsx "$n" ip link set "$d" up; done
+nsx cli ip route add default via "$GW_LAN"
+nsx srv ip route add default via "$GW_WAN"
+nsx gw sysctl -qw net.ipv4.ip_forward=1
+
+start_bg "$TMP/iperf3-srv.log" ip netns exec "$NS-srv" iperf3 -s -B "$SRV" -p 5201
+SRV_PID=$BG_PID
+wait_listen 5201 "$SRV_PID" "$TMP/iperf3-srv.log" netns
+
+# ---------------------------------------------------------------- peers
+ADMIN=$TMP/ugate-admin.sock
+ugate_udp_conf() {  # FILE: capture of the client's UDP to a tproxy listener; TCP (iperf3's control) is not captured
+  cat >"$1" <<EOF
+{ "log": { "level": "info" },
+  "relay": { "shutdownGrace": 0 },
+  "admin": { "socket": "$ADMIN" },
+  "listeners": [
+    { "name": "cap", "type": "redirect", "listen": "0.0.0.0:15080", "allow": ["198.18.0.0/15"] },
+    { "name": "udp", "type": "tproxy", "listen": "0.0.0.0:15090", "allow": ["198.18.0.0/15"], "maxFlows": $((BENCH_FLOWS + 1000)) } ],
+  "capture": { "enabled": true, "listener": "cap", "udp": true, "udpListener": "udp", "ipv6": false,
+    "lanInterfaces": ["g1"], "ports": [80, 443] } }
+EOF
+}
+PEER_PIDS=()
+start_peer() {  # PEER: sets PEER_PIDS (processes whose CPU is counted) and TARGET (host port the client sends to)
+  local peer=$1 logf=$TMP/$1.log
+  PEER_PIDS=()
+  TARGET="$SRV 5201"
+  case $peer in
+    kernel) ;;
+    ugate)
+      ugate_udp_conf "$TMP/ugate.json"
+      start_bg "$logf" ip netns exec "$NS-gw" "$UGATE_BIN" run --config "$TMP/ugate.json"
+      PEER_PIDS=("$BG_PID")
+      wait_ready_line "$BG_PID" "$logf" ;;
+    socat)
+      start_bg "$TMP/socat-udp.log" ip netns exec "$NS-gw" socat -b 65536 UDP4-LISTEN:5301,bind="$GW_LAN",reuseaddr,fork "UDP4:$SRV:5201"
+      PEER_PIDS=("$BG_PID")
+      start_bg "$TMP/socat-tcp.log" ip netns exec "$NS-gw" socat TCP4-LISTEN:5301,bind="$GW_LAN",reuseaddr,fork "TCP4:$SRV:5201"
+      PEER_PIDS+=("$BG_PID")
+      wait_listen 5301 "$BG_PID" "$TMP/socat-tcp.log" netns
+      TARGET="$GW_LAN 5301" ;;
+  esac
+}
+stop_peer() { local p; for p in "${PEER_PIDS[@]}"; do stop_bg "$p"; done; PEER_PIDS=(); }
+
+# ---------------------------------------------------------------- runs
+RESULTS=$TMP/results.tsv # round size peer metric value
+: >"$RESULTS"
+record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
+per() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6g", (b > 0) ? a / b : 0 }'; }
+
+run_one() {  # ROUND SIZE PEER
+  local r=$1 size=$2 peer=$3 json=$TMP/iperf-$1-$2-$3.json c0=0 c1=0 host port
+  start_peer "$peer"
+  read -r host port <<<"$TARGET"
+  ((${#PEER_PIDS[@]} == 0)) || c0=$(cpu_ticks "${PEER_PIDS[@]}")
+  timeout $((BENCH_SECONDS + 30)) ip netns exec "$NS-cli" \
+    iperf3 -c "$host" -p "$port" -u -b 0 -l "$size" -t "$BENCH_SECONDS" -J >"$json" 2>&1 ||
+    { cat "$json" >&2; [[ ! -f $TMP/$peer.log ]] || show_log "$TMP/$peer.log"; die "iperf3 -u through $peer failed"; }
+  ((${#PEER_PIDS[@]} == 0)) || c1=$(cpu_ticks "${PEER_PIDS[@]}")
+  stop_peer
+  kill -0 "$SRV_PID" 2>/dev/null || die "the iperf3 server died"
+  # end.sum: the server's view of the stream (packets sent, lost); received = packets - lost
+  local secs pk lost lpct rx gbps
+  secs=$(jq -r '.end.sum.seconds' "$json")
+  pk=$(jq -r '.end.sum.packets' "$json")
+  lost=$(jq -r '.end.sum.lost_packets' "$json")
+  lpct=$(jq -r '.end.sum.lost_percent' "$json")
+  rx=$((pk - lost))
+  gbps=$(awk -v n="$rx" -v s="$size" -v t="$secs" 'BEGIN { printf "%.4g", n * s * 8 / t / 1e9 }')
+  record "$r" "$size" "$peer" pps "$(per "$rx" "$secs")"
+  record "$r" "$size" "$peer" gbps "$gbps"
+  record "$r" "$size" "$peer" loss_pct "$lpct"
+  [[ $peer == kernel ]] || record "$r" "$size" "$peer" cpu_s_mpk "$(per "$(per "$((c1 - c0))" "$CLK_TCK")" "$(per "$rx" 1000000)")"
+  log "$(printf '  udp round %s %5s B %-7s %9.0f pkt/s %6.3f Gbit/s loss %5.1f%%' "$r" "$size" "$peer" "$(per "$rx" "$secs")" "$gbps" "$lpct")"
+}
+
+# Memory per idle flow: BENCH_FLOWS client sockets send one datagram each
+# (paced: 20 every 2 ms), then each one more (a flow whose first datagram was
+# dropped while too many waited for their route opens then), to a UDP sink
+# in the server namespace; then ugate's RSS and live flow count.
+FLOWS_JS='
+const dgram = require("node:dgram")
+const [to, port, n] = [process.argv[1], +process.argv[2], +process.argv[3]]
+const socks = []
+let i = 0
+// A second pass sends again from every socket: a flow whose first datagram
+// was dropped (busy) opens then; the others just get one more datagram.
+const again = () => {
+  for (let k = 0; k < 20 && i < 2 * n; k++, i++) socks[i - n].send(Buffer.alloc(32), port, to)
+  if (i < 2 * n) setTimeout(again, 2)
+  else setTimeout(() => { console.log("held " + socks.length); process.stdin.resume() }, 500)
+}
+const next = () => {
+  for (let k = 0; k < 20 && i < n; k++, i++) {
+    const s = dgram.createSocket("udp4")
+    socks.push(s)
+    s.bind(0, () => s.send(Buffer.alloc(32), port, to))
+  }
+  setTimeout(i < n ? next : again, 2)
+}
+process.stdin.on("end", () => process.exit(0))
+next()
+'
+memory_run() {
+  local idle held live fifo=$TMP/flows.fifo holder=$TMP/flows.out fp
+  start_bg "$TMP/sink.log" ip netns exec "$NS-srv" socat -u UDP4-RECV:9999,bind="$SRV" /dev/null
+  start_peer ugate
+  idle=$(group_rss_kb "${PEER_PIDS[0]}")
+  rm -f "$fifo"; mkfifo "$fifo"
+  # shellcheck disable=SC2016  # expanded by the inner bash
+  start_bg "$holder" bash -c 'ulimit -n $(( $4 + 1000 )); exec ip netns exec "$1" node -e "$2" "$3" 9999 "$4" <"$5"' \
+    flows "$NS-cli" "$FLOWS_JS" "$SRV" "$BENCH_FLOWS" "$fifo"
+  fp=$BG_PID
+  exec 9>"$fifo"
+  wait_held "$fp" "$holder" 120 "udp memory: $BENCH_FLOWS flows"
+  local st busy
+  st=$(ip netns exec "$NS-gw" "$UGATE_BIN" ctl --json --socket "$ADMIN" status)
+  live=$(jq -r '.udp.flowsLive' <<<"$st")
+  busy=$(jq -r '.udp.drops.busy' <<<"$st")
+  held=$(group_rss_kb "${PEER_PIDS[0]}")
+  exec 9>&-
+  stop_bg "$fp"
+  stop_peer
+  record 1 idle ugate flows_live "$live"
+  record 1 idle ugate busy "$busy"
+  record 1 idle ugate idle_kb "$idle"
+  record 1 idle ugate flow_bytes "$(((held - idle) * 1024 / (live > 0 ? live : 1)))"
+  log "  udp memory: $live flows live of $BENCH_FLOWS sent ($busy first datagrams dropped while too many flows waited for their route), RSS $idle → $held kB: $(((held - idle) * 1024 / (live > 0 ? live : 1))) B per flow"
+}
+
+LOAD0=$(load1)
+STARTED=$(date +%s)
+read -ra peers <<<"$BENCH_PEERS"
+n=${#peers[@]}
+for ((r = 1; r <= BENCH_ROUNDS; r++)); do
+  for size in $BENCH_SIZES; do
+    for ((k = 0; k < n; k++)); do run_one "$r" "$size" "${peers[$(((k + r - 1) % n))]}"; done
+  done
+done
+if ((BENCH_FLOWS > 0)) && [[ " $BENCH_PEERS " == *" ugate "* ]]; then memory_run; fi
+LOAD1=$(load1)
+ELAPSED=$(($(date +%s) - STARTED))
+
+# ---------------------------------------------------------------- report
+REPORT=$TMP/report.md
+med() {  # SIZE PEER METRIC: the median over the rounds
+  awk -F'\t' -v s="$1" -v p="$2" -v m="$3" '$2 == s && $3 == p && $4 == m { v[++n] = $5 }
+    END { if (!n) { print ""; exit } for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+      print (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }' "$RESULTS"
+}
+rounds_of() {  # SIZE PEER METRIC FORMAT
+  awk -F'\t' -v s="$1" -v p="$2" -v m="$3" -v f="$4" '$2 == s && $3 == p && $4 == m { o = o (o == "" ? "" : ", ") sprintf(f, $5) } END { print o }' "$RESULTS"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "–"; else printf "%.2f", a / b }'; }
+fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "") print "–"; else printf f, v }'; }
+{
+  echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC') — $(machine); load average $LOAD0 before, $LOAD1 after;" \
+    "$((ELAPSED / 60)) min $((ELAPSED % 60)) s; $BENCH_ROUNDS rounds of ${BENCH_SECONDS} s per peer and size;" \
+    "iperf3 $(iperf3 --version | awk 'NR == 1 {print $2}'), socat $(socat -V 2>/dev/null | awk '/socat version/ {print $3; exit}')."
+  echo
+  echo "| size | peer | packets/s (median) | per round | Gbit/s | loss % | CPU s per 10⁶ packets | × kernel pkt/s | × socat pkt/s |"
+  echo "|---:|---|---:|---|---:|---:|---:|---:|---:|"
+  for size in $BENCH_SIZES; do
+    for p in $BENCH_PEERS; do
+      pps=$(med "$size" "$p" pps)
+      echo "| $size | $p | $(fmt "$pps" '%.0f') | $(rounds_of "$size" "$p" pps '%.0f') | $(fmt "$(med "$size" "$p" gbps)" '%.3f')" \
+        "| $(fmt "$(med "$size" "$p" loss_pct)" '%.1f') | $(fmt "$(med "$size" "$p" cpu_s_mpk)" '%.2f')" \
+        "| $(ratio "$pps" "$(med "$size" kernel pps)") | $(ratio "$pps" "$(med "$size" socat pps)") |"
+    done
+  done
+  echo
+  if ((BENCH_FLOWS > 0)) && [[ " $BENCH_PEERS " == *" ugate "* ]]; then
+    echo "Idle flows: $(med idle ugate flows_live) live of $BENCH_FLOWS sent ($(med idle ugate busy) first datagrams dropped as \`busy\`:" \
+      "more than 256 new flows waited for their route at once); ugate RSS $(fmt "$(med idle ugate idle_kb)" '%.0f') kB" \
+      "before them; **$(med idle ugate flow_bytes) bytes of RSS per idle flow** (user space: the kernel's socket memory is not in it)."
+    echo
+  fi
+  echo "Targets (issue 11 §5), medians of this run:"
+  for size in $BENCH_SIZES; do
+    k=$(ratio "$(med "$size" ugate pps)" "$(med "$size" kernel pps)")
+    s=$(ratio "$(med "$size" ugate pps)" "$(med "$size" socat pps)")
+    echo "- $size B: ugate packets/s = $k × kernel forwarding (target ≥ 0.5), $s × socat (target ≥ 3)"
+  done
+  ((BENCH_FLOWS == 0)) || echo "- memory per idle flow: $(med idle ugate flow_bytes) B (target ≤ 1 KB)"
+} >"$REPORT"
+echo
+cat "$REPORT"
+if [[ -n ${BENCH_OUT:-} ]]; then cp "$RESULTS" "$REPORT" "$BENCH_OUT/"; fi
+if [[ $BENCH_DOC != - ]]; then
+  write_section "$BENCH_DOC" '<!-- BEGIN bench/udp.sh output (generated) -->' '<!-- END bench/udp.sh output -->' "$REPORT"
+fi
