@@ -6,7 +6,8 @@
 #   make -f native/build.mk O=DIR CC=COMPILER [VAR=...] TARGET...
 #
 # Targets: $(BIN) (the executable), $(JSC) (the bytecode compiler), $(BUNDLE),
-# O/mbedtls/libmbedcrypto.a (test/native programs link the asan one: h2.test.ts).
+# O/mbedtls/libmbedcrypto.a (test/native programs link the asan one: h2.test.ts),
+# $(O)/tls-test (test/native/tls-test.c with tls.c, for test/e2e/tls.ts).
 #   CC       the compiler, with any target flags that belong to it
 #   CFLAGS   the target's flags, on every compile and link (--sysroot, arch,
 #            an SDK's TARGET_CFLAGS)
@@ -19,7 +20,7 @@
 #   BIN JSC  outputs (default O/ugate, O/jsc)
 #   QJS      QuickJS-ng sources (default build/qjs-src)
 #   MBEDTLS  mbedTLS sources (default build/mbedtls-src), built into
-#            O/mbedtls/libmbedcrypto.a and libmbedx509.a with
+#            O/mbedtls/libmbedcrypto.a, libmbedx509.a and libmbedtls.a with
 #            native/mbedtls-config.h
 #   AR       the archiver for that library (llvm-ar for clang cross builds)
 #   BUNDLE   the bytecode as C (default build/gen/bundle.c)
@@ -43,11 +44,13 @@ NATIVE_SRCS := \
 	mod_quic \
 	mod_relay \
 	mod_sys \
+	mod_tls \
 	mod_udp \
 	module \
 	pipe \
 	quic \
 	relay \
+	tls \
 	udp \
 	util
 
@@ -56,8 +59,8 @@ QJS_SRCS := dtoa libregexp libunicode quickjs
 
 # mbedTLS's crypto library: library/Makefile's OBJS_CRYPTO. Modules that
 # native/mbedtls-config.h leaves out compile to empty objects, so the config
-# alone decides what is in it. The X.509 library (OBJS_X509) the same way;
-# (the TLS work adds OBJS_TLS as libmbedtls.a).
+# alone decides what is in it. The X.509 library (OBJS_X509) and the SSL
+# library (OBJS_TLS, libmbedtls.a) the same way.
 MBEDTLS_CRYPTO_SRCS := \
 	aes aesce aesni aria asn1parse asn1write base64 bignum bignum_core \
 	bignum_mod bignum_mod_raw block_cipher camellia ccm chacha20 chachapoly \
@@ -74,6 +77,11 @@ MBEDTLS_CRYPTO_SRCS := \
 MBEDTLS_X509_SRCS := \
 	pkcs7 x509 x509_create x509_crl x509_crt x509_csr x509write x509write_crt \
 	x509write_csr
+MBEDTLS_SSL_SRCS := \
+	debug mps_reader mps_trace net_sockets ssl_cache ssl_ciphersuites \
+	ssl_client ssl_cookie ssl_debug_helpers_generated ssl_msg ssl_ticket \
+	ssl_tls ssl_tls12_client ssl_tls12_server ssl_tls13_keys \
+	ssl_tls13_client ssl_tls13_server ssl_tls13_generic
 
 # Our code (native/, jsc, the bytecode) on every target; QuickJS-ng's warnings
 # are not ours to fix.
@@ -114,10 +122,12 @@ LINK_ARGS = $(CFLAGS) $(LINK) $(LDFLAGS)
 QJS_OBJS := $(QJS_SRCS:%=$(O)/qjs/%.o)
 MBEDCRYPTO := $(O)/mbedtls/libmbedcrypto.a
 MBEDX509 := $(O)/mbedtls/libmbedx509.a
+MBEDSSL := $(O)/mbedtls/libmbedtls.a
 MBEDTLS_OBJS := $(MBEDTLS_CRYPTO_SRCS:%=$(O)/mbedtls/%.o)
 MBEDX509_OBJS := $(MBEDTLS_X509_SRCS:%=$(O)/mbedtls/%.o)
+MBEDSSL_OBJS := $(MBEDTLS_SSL_SRCS:%=$(O)/mbedtls/%.o)
 # Link order: a library before the ones it calls.
-MBEDLIBS := $(MBEDX509) $(MBEDCRYPTO)
+MBEDLIBS := $(MBEDSSL) $(MBEDX509) $(MBEDCRYPTO)
 NATIVE_OBJS := $(NATIVE_SRCS:%=$(O)/native/%.o) $(O)/native/bundle.o
 
 # Any change of compiler or flags makes every object stale: the stamp is
@@ -153,6 +163,10 @@ $(MBEDX509): $(MBEDX509_OBJS)
 	rm -f $@
 	$(AR) rcs $@ $^
 
+$(MBEDSSL): $(MBEDSSL_OBJS)
+	rm -f $@
+	$(AR) rcs $@ $^
+
 $(O)/native/%.o: native/%.c $(OUR_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(OUR_CFLAGS) -c $< -o $@
@@ -169,6 +183,13 @@ $(O)/tools/jsc.o: native/tools/jsc.c $(OUR_DEPS)
 $(BIN): $(NATIVE_OBJS) $(QJS_OBJS) $(MBEDLIBS)
 	$(CC) $(LINK_ARGS) -o $@.tmp $(NATIVE_OBJS) $(QJS_OBJS) $(MBEDLIBS) $(LDLIBS)
 	mv $@.tmp $@
+
+$(O)/tools/tls-test.o: test/native/tls-test.c $(OUR_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(OUR_CFLAGS) -c $< -o $@
+
+$(O)/tls-test: $(O)/tools/tls-test.o $(O)/native/tls.o $(O)/native/identity.o $(MBEDLIBS)
+	$(CC) $(LINK_ARGS) -o $@ $^ $(LDLIBS)
 
 $(JSC): $(O)/tools/jsc.o $(QJS_OBJS)
 	$(CC) $(LINK_ARGS) -o $@.tmp $(O)/tools/jsc.o $(QJS_OBJS) $(LDLIBS)

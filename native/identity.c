@@ -15,6 +15,12 @@
 #include "mbedtls/pk.h"
 #include "mbedtls/sha256.h"
 #include "mbedtls/x509_crt.h"
+#include "psa/crypto.h"
+
+int ug_crypto_init(void) {
+  // Idempotent and, with MBEDTLS_THREADING_C, safe from any thread.
+  return psa_crypto_init() == PSA_SUCCESS ? 0 : -1;
+}
 
 // A DRBG seeded from getrandom(2); one per call: identities are made rarely.
 typedef struct {
@@ -25,6 +31,8 @@ typedef struct {
 static int rng_init(rng *r) {
   mbedtls_entropy_init(&r->entropy);
   mbedtls_ctr_drbg_init(&r->drbg);
+  // Keys and signatures go through PSA (MBEDTLS_USE_PSA_CRYPTO).
+  if (ug_crypto_init()) return MBEDTLS_ERR_ERROR_GENERIC_ERROR;
   static const unsigned char pers[] = "ugate identity";
   return mbedtls_ctr_drbg_seed(&r->drbg, mbedtls_entropy_func, &r->entropy, pers, sizeof pers - 1);
 }
@@ -142,7 +150,7 @@ void ug_id_pems_free(ug_id_pems *p) {
 
 // ---- reading -------------------------------------------------------------------
 
-static void iso_time(char out[UG_ID_TIME_LEN], const mbedtls_x509_time *t) {
+void ug_id_time_text(char out[UG_ID_TIME_LEN], const mbedtls_x509_time *t) {
   snprintf(out, UG_ID_TIME_LEN, "%04d-%02d-%02dT%02d:%02d:%02dZ", t->year % 10000, t->mon % 100,
            t->day % 100, t->hour % 100, t->min % 100, t->sec % 100);
 }
@@ -151,8 +159,8 @@ static int read_cert(const mbedtls_x509_crt *c, ug_id_cert *o) {
   memset(o, 0, sizeof *o);
   if (mbedtls_x509_dn_gets(o->subject, sizeof o->subject, &c->subject) < 0) o->subject[0] = 0;
   if (mbedtls_x509_dn_gets(o->issuer, sizeof o->issuer, &c->issuer) < 0) o->issuer[0] = 0;
-  iso_time(o->not_before, &c->valid_from);
-  iso_time(o->not_after, &c->valid_to);
+  ug_id_time_text(o->not_before, &c->valid_from);
+  ug_id_time_text(o->not_after, &c->valid_to);
   for (const mbedtls_x509_sequence *s = &c->subject_alt_names; s && s->buf.p; s = s->next) {
     if (s->buf.tag !=
         (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_UNIFORM_RESOURCE_IDENTIFIER))
@@ -164,18 +172,43 @@ static int read_cert(const mbedtls_x509_crt *c, ug_id_cert *o) {
     u[s->buf.len] = 0;
     o->uris[o->uri_count++] = u;
   }
-  if (mbedtls_pk_get_type(&c->pk) == MBEDTLS_PK_ECKEY) {
-    const mbedtls_ecp_keypair *kp = mbedtls_pk_ec(c->pk);
-    if (mbedtls_ecp_keypair_get_group_id(kp) == MBEDTLS_ECP_DP_SECP256R1 &&
-        mbedtls_ecp_write_public_key(kp, MBEDTLS_ECP_PF_UNCOMPRESSED, &o->public_key_len,
-                                     o->public_key, sizeof o->public_key))
-      o->public_key_len = 0;
-  }
+  o->public_key_len = ug_id_public_key(&c->pk, o->public_key);
   return 0;
 }
 
-// The names of the verify flags that can be set when time is not checked.
-static void verify_text(uint32_t flags, char out[UG_ID_ERR_MAX]) {
+size_t ug_id_public_key(const mbedtls_pk_context *pk, uint8_t out[65]) {
+  if (mbedtls_pk_get_type(pk) != MBEDTLS_PK_ECKEY) return 0;
+  const mbedtls_ecp_keypair *kp = mbedtls_pk_ec(*pk);
+  size_t len = 0;
+  if (mbedtls_ecp_keypair_get_group_id(kp) != MBEDTLS_ECP_DP_SECP256R1 ||
+      mbedtls_ecp_write_public_key(kp, MBEDTLS_ECP_PF_UNCOMPRESSED, &len, out, 65) || len != 65)
+    return 0;
+  return len;
+}
+
+int ug_id_node_id(const uint8_t *public_key, size_t len, char out[UG_ID_NODE_ID_LEN + 1]) {
+  static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  uint8_t digest[32];
+  out[0] = 0;
+  if (len != 65 || public_key[0] != 4 || mbedtls_sha256(public_key, len, digest, 0)) return -1;
+  // RFC 4648 base32 without padding: 256 bits = 51 groups of 5 and 1 bit.
+  uint32_t acc = 0;
+  int bits = 0;
+  size_t n = 0;
+  for (size_t i = 0; i < sizeof digest; i++) {
+    acc = (acc << 8) | digest[i];
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      out[n++] = alphabet[(acc >> bits) & 31];
+    }
+  }
+  if (bits > 0) out[n++] = alphabet[(acc << (5 - bits)) & 31];
+  out[n] = 0;
+  return 0;
+}
+
+void ug_id_verify_text(uint32_t flags, char out[UG_ID_ERR_MAX]) {
   static const struct {
     uint32_t flag;
     const char *name;
@@ -224,6 +257,10 @@ static int has_pem(const char *text, const char *label) {
 ug_id_status ug_id_inspect(const char *chain_pem, const char *root_pem, const char *key_pem,
                            ug_id_report *out, char err[UG_ID_ERR_MAX]) {
   memset(out, 0, sizeof *out);
+  if (ug_crypto_init()) {
+    snprintf(err, UG_ID_ERR_MAX, "PSA crypto failed to start");
+    return UG_ID_BAD_CHAIN;
+  }
   mbedtls_x509_crt chain, roots;
   mbedtls_pk_context key;
   mbedtls_x509_crt_init(&chain);
@@ -263,7 +300,7 @@ ug_id_status ug_id_inspect(const char *chain_pem, const char *root_pem, const ch
   if (st == UG_ID_OK) {
     uint32_t flags = 0;
     mbedtls_x509_crt_verify(&chain, &roots, NULL, NULL, &flags, NULL, NULL);
-    verify_text(flags & ~(uint32_t)TIME_FLAGS, out->verify);
+    ug_id_verify_text(flags & ~(uint32_t)TIME_FLAGS, out->verify);
     if (key_pem) {
       rng r;
       out->key_matches = !rng_init(&r) &&
@@ -323,7 +360,10 @@ int ug_id_verify_sig(const char *chain_pem, const uint8_t *data, size_t len, con
   mbedtls_x509_crt_init(&chain);
   uint8_t hash[32];
   int ok = -1, ret;
-  if (!has_pem(chain_pem, "CERTIFICATE"))
+  // Parsing and verifying go through PSA (MBEDTLS_USE_PSA_CRYPTO).
+  if (ug_crypto_init())
+    snprintf(err, UG_ID_ERR_MAX, "PSA crypto failed to start");
+  else if (!has_pem(chain_pem, "CERTIFICATE"))
     bad(UG_ID_BAD_CHAIN, err, "certificate", MBEDTLS_ERR_X509_CERT_UNKNOWN_FORMAT);
   else if ((ret = mbedtls_x509_crt_parse(&chain, (const unsigned char *)chain_pem,
                                          strlen(chain_pem) + 1)) != 0)

@@ -6,6 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mbedtls/pk.h"
+#include "mbedtls/x509.h"
+
 #define UG_ID_ERR_MAX 160
 
 // What ug_id_create makes: a self-signed CA and a node certificate it signs.
@@ -67,5 +70,19 @@ int ug_id_sign(const char *key_pem, const uint8_t *data, size_t len, uint8_t sig
 // Whether the chain is trusted is ug_id_inspect's question.
 int ug_id_verify_sig(const char *chain_pem, const uint8_t *data, size_t len, const uint8_t *sig,
                      size_t sig_len, char err[UG_ID_ERR_MAX]);
+
+// Shared with the mesh TLS (tls.c):
+// PSA crypto, which keys and signatures go through; 0 or -1. Any thread, any number of times.
+int ug_crypto_init(void);
+// "2026-12-06T01:02:03Z".
+void ug_id_time_text(char out[UG_ID_TIME_LEN], const mbedtls_x509_time *t);
+// The names of X.509 verify flags ("not-trusted, key-usage"), "" for none.
+void ug_id_verify_text(uint32_t flags, char out[UG_ID_ERR_MAX]);
+// A P-256 key's uncompressed point into out: 65, or 0 for any other key.
+size_t ug_id_public_key(const mbedtls_pk_context *pk, uint8_t out[65]);
+// The original ugate's node id: base32 (RFC 4648, no padding) of SHA-256 of
+// the uncompressed P-256 point; 0, or -1 (out "") when it is not one.
+#define UG_ID_NODE_ID_LEN 52
+int ug_id_node_id(const uint8_t *public_key, size_t len, char out[UG_ID_NODE_ID_LEN + 1]);
 
 #endif

@@ -11,8 +11,12 @@
  *     certificate parse, verify and write, PEM, P-256 keys and ECDSA
  *     sign/verify, RSA verification (PKCS#1 v1.5 and PSS: mesh CAs are often
  *     RSA), SHA-384, a CTR-DRBG seeded from getrandom(2).
- *   TLS 1.3 (the mesh work, planned): adds PSA crypto (3.6's TLS 1.3
- *     requires it), SSL, X25519 + P-256 ECDH; a section below per layer. */
+ *   Mutual TLS 1.3 for the mesh (native/tls.c, HBONE): the SSL library
+ *     (libmbedtls), TLS 1.3 client and server only, ephemeral X25519 or
+ *     P-256 key exchange, TLS_AES_128_GCM_SHA256 and TLS_AES_256_GCM_SHA384,
+ *     ALPN; PSA crypto, which 3.6's TLS 1.3 requires (its key derivation,
+ *     AEAD and signatures go through PSA). No TLS 1.2, tickets, PSK,
+ *     renegotiation or early data: ztunnel uses none of them. */
 #ifndef UGATE_MBEDTLS_CONFIG_H
 #define UGATE_MBEDTLS_CONFIG_H
 
@@ -84,5 +88,31 @@
 /* No human-readable dumps (mbedtls_x509_crt_info and friends): identity.c
  * reads the fields it shows itself. */
 #define MBEDTLS_X509_REMOVE_INFO
+
+/* ---- PSA crypto (for TLS 1.3) --------------------------------------------- */
+/* Without MBEDTLS_PSA_CRYPTO_CONFIG, PSA's algorithms are derived from the
+ * legacy modules above: nothing here adds an algorithm. */
+#define MBEDTLS_PSA_CRYPTO_C
+#define MBEDTLS_USE_PSA_CRYPTO
+/* Key slots grow with the connections (each holds its traffic keys) instead
+ * of a fixed table that would cap the number of tunnels. */
+#define MBEDTLS_PSA_KEY_STORE_DYNAMIC
+/* The relay thread runs handshakes while the JS thread loads identities: PSA's
+ * key store and random generator take a lock. */
+#define MBEDTLS_THREADING_C
+#define MBEDTLS_THREADING_PTHREAD
+/* Ephemeral key exchange: X25519 (what clients offer first) and P-256. */
+#define MBEDTLS_ECDH_C
+#define MBEDTLS_ECP_DP_CURVE25519_ENABLED
+
+/* ---- TLS 1.3 (libmbedtls) --------------------------------------------------- */
+#define MBEDTLS_SSL_TLS_C
+#define MBEDTLS_SSL_CLI_C
+#define MBEDTLS_SSL_SRV_C
+#define MBEDTLS_SSL_PROTO_TLS1_3
+#define MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL_ENABLED
+/* 3.6's TLS 1.3 code requires it (check_config). */
+#define MBEDTLS_SSL_KEEP_PEER_CERTIFICATE
+#define MBEDTLS_SSL_ALPN
 
 #endif

@@ -141,8 +141,6 @@ static struct {
   fwd_listener *listeners;
   fconn *live;
   int nlive;
-  int relaying;    // live ones the relay thread has
-  double relayed;  // relays started since start
   fconn *dial_head, *dial_tail;
   int timerfd;
   double armed_ms;  // the timerfd's deadline, 0 = disarmed
@@ -272,8 +270,6 @@ static void start_relay(JSContext *ctx, fconn *c) {
   relay_init(&c->r, c->client, c->upstream, l->splice, l->idle_ms, on_relay_done);
   c->client = c->upstream = -1;
   c->stage = RELAYING;
-  fw.relaying++;
-  fw.relayed++;
   relay_start(&c->r);
 }
 
@@ -479,7 +475,7 @@ static void forget(fconn *c) {
     fw.live = c->next;
   if (c->next) c->next->prev = c->prev;
   fw.nlive--;
-  if (!c->reason) fw.relaying--;
+  if (!c->reason) relay_release(&c->r);
   release(c->ip);
   listener_unref(c->l);
   ug_loop_unref();
@@ -693,6 +689,8 @@ static JSValue js_forward_connections(UG_JS_PARAMS) {
                       JS_NewString(ctx, c->stage == DIALING ? "handshake" : "relay"));
     JS_SetPropertyStr(ctx, o, "ms", JS_NewFloat64(ctx, (double)(int64_t)(now - c->start_ms + 0.5)));
     JS_SetPropertyStr(ctx, o, "dst", JS_NewString(ctx, c->l->dst));
+    // Its live bytes are relayBytes()'s, as for every relay.
+    if (c->stage == RELAYING) JS_SetPropertyStr(ctx, o, "relay", JS_NewFloat64(ctx, c->r.id));
     JS_SetPropertyUint32(ctx, a, i++, o);
   }
   return a;
@@ -722,16 +720,13 @@ static JSValue js_forward_cancel_dialing(UG_JS_PARAMS) {
   return JS_UNDEFINED;
 }
 
-// {total, live, forwardLive, forwardRelays, forwardRelaysTotal}: connections
-// admitted since start and now (all listeners), the live native forwards, and
-// their relays live and started (mod_relay.c's relayStats counts the others).
+// {total, live, forwardLive}: connections admitted since start and now (all
+// listeners), and the live native forwards (relayStats counts their relays).
 static JSValue js_gate_stats(UG_JS_PARAMS) {
   JSValue o = JS_NewObject(ctx);
   JS_SetPropertyStr(ctx, o, "total", JS_NewFloat64(ctx, adm.total));
   JS_SetPropertyStr(ctx, o, "live", JS_NewInt32(ctx, adm.live));
   JS_SetPropertyStr(ctx, o, "forwardLive", JS_NewInt32(ctx, fw.nlive));
-  JS_SetPropertyStr(ctx, o, "forwardRelays", JS_NewInt32(ctx, fw.relaying));
-  JS_SetPropertyStr(ctx, o, "forwardRelaysTotal", JS_NewFloat64(ctx, fw.relayed));
   return o;
 }
 

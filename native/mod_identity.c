@@ -1,11 +1,10 @@
-// identityCreate / identityInspect / sha256: identity.c for `ugate identity`
+// identityCreate / identityInspect: identity.c for `ugate identity`
 // (src/io/identity.ts); randomBytes / identitySign / identityVerifySignature
 // for the SNI relay's registration (src/io/sni-relay.ts). Decisions (names,
 // dates, files, what is signed) are the caller's.
 #include <stdlib.h>
 
 #include "identity.h"
-#include "mbedtls/sha256.h"
 #include "ugate.h"
 
 static JSValue throw_msg(JSContext *ctx, const char *msg) {
@@ -59,6 +58,11 @@ static JSValue cert_object(JSContext *ctx, const ug_id_cert *c) {
   JS_SetPropertyStr(
       ctx, o, "publicKey",
       c->public_key_len ? JS_NewUint8ArrayCopy(ctx, c->public_key, c->public_key_len) : JS_NULL);
+  char node_id[UG_ID_NODE_ID_LEN + 1];
+  JS_SetPropertyStr(ctx, o, "nodeId",
+                    ug_id_node_id(c->public_key, c->public_key_len, node_id)
+                        ? JS_NULL
+                        : JS_NewString(ctx, node_id));
   return o;
 }
 
@@ -90,15 +94,6 @@ static JSValue js_identity_inspect(UG_JS_PARAMS) {
   if (roots) JS_FreeCString(ctx, roots);
   if (chain) JS_FreeCString(ctx, chain);
   return result;
-}
-
-static JSValue js_sha256(UG_JS_PARAMS) {
-  const uint8_t *p;
-  size_t len;
-  if (ug_get_bytes(ctx, argv[0], &p, &len)) return JS_EXCEPTION;
-  uint8_t digest[32];
-  if (mbedtls_sha256(p, len, digest, 0)) return throw_msg(ctx, "sha256 failed");
-  return JS_NewUint8ArrayCopy(ctx, digest, sizeof digest);
 }
 
 static JSValue js_random_bytes(UG_JS_PARAMS) {
@@ -141,7 +136,6 @@ static JSValue js_identity_verify_signature(UG_JS_PARAMS) {
 static const JSCFunctionListEntry identity_funcs[] = {
     JS_CFUNC_DEF("identityCreate", 1, js_identity_create),
     JS_CFUNC_DEF("identityInspect", 3, js_identity_inspect),
-    JS_CFUNC_DEF("sha256", 1, js_sha256),
     JS_CFUNC_DEF("randomBytes", 1, js_random_bytes),
     JS_CFUNC_DEF("identitySign", 2, js_identity_sign),
     JS_CFUNC_DEF("identityVerifySignature", 3, js_identity_verify_signature),

@@ -1,6 +1,8 @@
 // JS side of the relay: relay(a, b, opts, cb) hands two sockets to relay.c.
 // A finished relay is posted back to the loop thread as a job, which calls
 // cb. The unfinished relays are listed here so that exit can release them.
+// Ids, counts and live bytes are relay.c's: they cover every relay, the
+// native forward's (mod_gate.c) too.
 #define _GNU_SOURCE
 #include <stdlib.h>
 
@@ -14,12 +16,9 @@ struct relay_call {
   relay_call *prev, *next;  // unfinished relays, loop thread only
   JSValue cb;               // touched only on the loop thread
   bool posted;              // set on the relay thread; read after it was joined
-  double id;                // what js_relay returned
 };
 
 static relay_call *unfinished;
-static int relays_active;
-static double relays_total;  // also the id of the latest relay
 
 static void forget(relay_call *call) {
   if (call->prev)
@@ -41,7 +40,7 @@ static void complete(JSContext *ctx, ug_job *job) {
   relay_call *call = UG_CONTAINER_OF(job, relay_call, job);
   relay *r = &call->relay;
   forget(call);
-  relays_active--;
+  relay_release(r);
   ug_loop_unref();
   JSValue res = JS_NewObject(ctx);
   JS_SetPropertyStr(ctx, res, "bytesUp", JS_NewFloat64(ctx, (double)r->up.bytes));
@@ -106,12 +105,9 @@ static JSValue js_relay(UG_JS_PARAMS) {
   call->next = unfinished;
   if (unfinished) unfinished->prev = call;
   unfinished = call;
-  relays_active++;
-  relays_total++;
-  call->id = relays_total;
   ug_loop_ref();
   relay_start(r);
-  return JS_NewFloat64(ctx, relays_total);
+  return JS_NewFloat64(ctx, r->id);
 }
 
 static JSValue js_relay_abort_all(UG_JS_PARAMS) {
@@ -125,7 +121,7 @@ static JSValue js_relay_abort(UG_JS_PARAMS) {
   double id;
   if (JS_ToFloat64(ctx, &id, argv[0])) return JS_EXCEPTION;
   for (relay_call *call = unfinished; call; call = call->next) {
-    if (call->id != id) continue;
+    if (call->relay.id != id) continue;
     // Still unfinished here, so its memory stays valid until complete() runs.
     relay_abort(&call->relay);
     return JS_TRUE;
@@ -133,17 +129,18 @@ static JSValue js_relay_abort(UG_JS_PARAMS) {
   return JS_FALSE;
 }
 
-// relayBytes(): [id, up, down, ...] for every unfinished relay, bytes as of the
-// relay thread's last once-a-second publication.
+// relayBytes(): [id, up, down, ...] for every unfinished relay (JS-started and
+// native forwards alike), bytes as of the relay thread's last once-a-second
+// publication.
 static JSValue js_relay_bytes(UG_JS_PARAMS) {
   (void)argc;
   (void)argv;
   JSValue out = JS_NewArray(ctx);
   uint32_t i = 0;
-  for (relay_call *call = unfinished; call; call = call->next) {
+  for (relay *r = relay_first(); r; r = r->lnext) {
     uint64_t up, down;
-    relay_bytes(&call->relay, &up, &down);
-    JS_SetPropertyUint32(ctx, out, i++, JS_NewFloat64(ctx, call->id));
+    relay_bytes(r, &up, &down);
+    JS_SetPropertyUint32(ctx, out, i++, JS_NewFloat64(ctx, r->id));
     JS_SetPropertyUint32(ctx, out, i++, JS_NewFloat64(ctx, (double)up));
     JS_SetPropertyUint32(ctx, out, i++, JS_NewFloat64(ctx, (double)down));
   }
@@ -154,8 +151,8 @@ static JSValue js_relay_stats(UG_JS_PARAMS) {
   relay_counters c;
   relay_counters_get(&c);
   JSValue o = JS_NewObject(ctx);
-  JS_SetPropertyStr(ctx, o, "active", JS_NewInt32(ctx, relays_active));
-  JS_SetPropertyStr(ctx, o, "total", JS_NewFloat64(ctx, relays_total));
+  JS_SetPropertyStr(ctx, o, "active", JS_NewInt32(ctx, relay_active()));
+  JS_SetPropertyStr(ctx, o, "total", JS_NewFloat64(ctx, relay_total()));
   JS_SetPropertyStr(ctx, o, "spliceCalls", JS_NewFloat64(ctx, (double)c.splice_calls));
   JS_SetPropertyStr(ctx, o, "copyCalls", JS_NewFloat64(ctx, (double)c.copy_calls));
   JS_SetPropertyStr(ctx, o, "pipesPooled", JS_NewInt32(ctx, c.pipes_pooled));

@@ -222,6 +222,13 @@ out:
   return res;
 }
 
+// udpFlowClose(id): end one flow (reason "closed"); false when it is gone.
+static JSValue js_udp_flow_close(UG_JS_PARAMS) {
+  double id;
+  if (JS_ToFloat64(ctx, &id, argv[0])) return JS_EXCEPTION;
+  return JS_NewBool(ctx, id >= 1 && udp_flow_close((uint64_t)id) == 0);
+}
+
 static JSValue js_udp_close_all(UG_JS_PARAMS) {
   (void)ctx;
   udp_close_all();
@@ -293,6 +300,7 @@ static const JSCFunctionListEntry udp_funcs[] = {
     JS_CFUNC_DEF("udpListenerSet", 2, js_udp_listener_set),
     JS_CFUNC_DEF("udpClose", 1, js_udp_close),
     JS_CFUNC_DEF("udpRoute", 2, js_udp_route),
+    JS_CFUNC_DEF("udpFlowClose", 1, js_udp_flow_close),
     JS_CFUNC_DEF("udpCloseAll", 0, js_udp_close_all),
     JS_CFUNC_DEF("udpStats", 0, js_udp_stats),
     JS_CFUNC_DEF("udpFlows", 0, js_udp_flows),

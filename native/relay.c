@@ -423,10 +423,45 @@ engine *relay_engine(void) {
   return eng;
 }
 
+// Loop thread only: relays from relay_start until relay_release.
+static struct {
+  relay *head;
+  int active;
+  double total;  // also the id of the latest relay
+} started;
+
 // The engine's queue batches the hand-over: one eventfd write per batch.
 void relay_start(relay *r) {
+  r->id = ++started.total;
+  r->lprev = NULL;
+  r->lnext = started.head;
+  if (started.head) started.head->lprev = r;
+  started.head = r;
+  started.active++;
   r->start.run = adopt;
   engine_post(eng, &r->start);
+}
+
+void relay_release(relay *r) {
+  if (r->lprev)
+    r->lprev->lnext = r->lnext;
+  else
+    started.head = r->lnext;
+  if (r->lnext) r->lnext->lprev = r->lprev;
+  r->lprev = r->lnext = NULL;
+  started.active--;
+}
+
+relay *relay_first(void) {
+  return started.head;
+}
+
+int relay_active(void) {
+  return started.active;
+}
+
+double relay_total(void) {
+  return started.total;
 }
 
 // Ask the relay thread to close r, or every relay (r NULL); the request job
@@ -469,4 +504,6 @@ void relay_engine_stop(void) {
   if (!eng) return;
   engine_stop(eng);
   eng = NULL;
+  started.head = NULL;  // their owners free them without releasing
+  started.active = 0;
 }

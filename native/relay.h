@@ -58,6 +58,9 @@ struct relay {
   const char *reason;  // "eof", "idle", "client-error", "server-error", "shutdown", "closed"
   // up/down bytes as of the last sweep, for relay_bytes(); guarded by relay.c's lock
   uint64_t shown_up, shown_down;
+  // Loop thread only: the started list (relay_first) and the relay's number since start.
+  relay *lprev, *lnext;
+  double id;
 };
 
 typedef struct {
@@ -78,8 +81,16 @@ void relay_init(relay *r, int a, int b, bool splice, int idle_ms, relay_done_fn 
 void relay_set_initial(relay_dir *d, uint8_t *bytes, size_t len);
 // Read at most `limit` bytes from d->from; then stop reading it and send no FIN.
 void relay_set_limit(relay_dir *d, uint64_t limit);
-// Hand r to the relay thread, which owns r and its fds until on_done.
+// Hand r to the relay thread, which owns r and its fds until on_done. r gets
+// its id and joins the started list until relay_release: every relay, whoever
+// started it, is listed (and its bytes shown) the same way.
 void relay_start(relay *r);
+// Loop thread: r's result was taken (after on_done): it leaves the started list.
+void relay_release(relay *r);
+// Loop thread: the relays started and not yet released (then r->lnext); how many; ever started.
+relay *relay_first(void);
+int relay_active(void);
+double relay_total(void);
 // Close every live relay (reason "shutdown"); their on_done follows.
 void relay_abort_all(void);
 // Close r (reason "closed") if it is still live; its on_done follows. Loop thread

@@ -936,6 +936,26 @@ int udp_route(uint64_t id, const udp_route_spec *r) {
   return res;
 }
 
+// udp.lock held.
+static udp_flow *flow_by_id(uint64_t id) {
+  for (listener *l = udp.listeners; l; l = l->next)
+    for (udp_flow *f = l->lru_head; f; f = f->next)
+      if (f->id == id) return f;
+  return NULL;
+}
+
+int udp_flow_close(uint64_t id) {
+  if (!udp.e) return -ENOENT;
+  pthread_mutex_lock(&udp.lock);
+  udp_flow *f = flow_by_id(id);
+  if (f) {
+    flow_end(f, "closed", true);
+    kick();  // the thread frees it
+  }
+  pthread_mutex_unlock(&udp.lock);
+  return f ? 0 : -ENOENT;
+}
+
 void udp_close_all(void) {
   if (!udp.e) return;
   pthread_mutex_lock(&udp.lock);

@@ -106,6 +106,8 @@ void udp_listener_close(int id);
 // -ENOENT when the flow is gone (expired or evicted meanwhile); -errno when
 // its outbound socket cannot be made (the flow is then rejected).
 int udp_route(uint64_t flow, const udp_route_spec *r);
+// End one flow (reason "closed"); -ENOENT when it is gone.
+int udp_flow_close(uint64_t flow);
 // End every flow (reason "shutdown").
 void udp_close_all(void);
 void udp_counters_get(udp_counters *out);

@@ -102,6 +102,7 @@ ug_exports ug_nlmon_exports(void);
 ug_exports ug_gate_exports(void);
 ug_exports ug_quic_exports(void);
 ug_exports ug_identity_exports(void);
+ug_exports ug_tls_exports(void);
 ug_exports ug_udp_exports(void);
 // Run the command JS set with setExitCommand (if any); called on the way out.
 void ug_proc_run_exit_command(void);

@@ -256,8 +256,30 @@ export function proxiesView(list: readonly ProxyInfo[]) {
 
 // ---- connections ----------------------------------------------------------------
 
-/** One live connection (or, later, UDP flow) as the gateway tracks it. */
+/**
+ * Which live thing an API id names: a TCP connection ("17", its number since
+ * start) or a UDP flow ("udp-17": flows are numbered on their own).
+ */
+export type ConnRef = { network: 'tcp' | 'udp'; id: number }
+
+const UDP_ID = 'udp-'
+
+/** The API id of a connection or flow (mihomo's ids are opaque strings). */
+export function connId(ref: ConnRef): string {
+  return ref.network === 'udp' ? `${UDP_ID}${ref.id}` : String(ref.id)
+}
+
+/** An id as DELETE /connections/:id and `ugate ctl close` take it; null when it is none. */
+export function parseConnId(text: string): ConnRef | null {
+  const udp = text.startsWith(UDP_ID)
+  const digits = udp ? text.slice(UDP_ID.length) : text
+  if (!/^[0-9]{1,15}$/.test(digits) || Number(digits) < 1) return null
+  return { network: udp ? 'udp' : 'tcp', id: Number(digits) }
+}
+
+/** One live connection or UDP flow as the gateway tracks it. */
 export interface ConnInfo {
+  /** Numbered per network (ConnRef). */
   id: number
   network: 'tcp' | 'udp'
   listener: string
@@ -284,6 +306,7 @@ const INBOUND_TYPES: Record<string, string> = {
   mixed: 'Mixed',
   redirect: 'Redir',
   sni: 'Sni',
+  tproxy: 'TProxy',
 }
 
 function hostPort(text: string | undefined): { host: string; port: string } {
@@ -306,7 +329,7 @@ export function connectionView(c: ConnInfo, specs: readonly RuleSpec[]) {
   const ip = isIpLiteral(dst.host)
   const rule = ruleOfLabel(specs, c.rule)
   return {
-    id: String(c.id),
+    id: connId(c),
     metadata: {
       network: c.network,
       type: INBOUND_TYPES[c.listenerType] ?? c.listenerType,

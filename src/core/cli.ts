@@ -3,6 +3,7 @@
 
 import { parseEndpoint } from './address.js'
 import { SECONDS, type SecondsRange, describeSeconds, inSecondsRange } from './config.js'
+import { parseConnId } from './clash-api.js'
 import { AddressError, CliError, show } from './errors.js'
 import { IDENTITY_DEFAULTS, MAX_DAYS, type SpiffeId, segmentProblem, trustDomainProblem } from './identity.js'
 import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
@@ -32,7 +33,8 @@ export type Command =
   | { kind: 'run'; options: RunOptions }
   | { kind: 'check'; configFile: string }
   | { kind: 'nft'; configFile: string }
-  | { kind: 'ctl'; socket: string; method: CtlMethod; json: boolean; id?: number }
+  /** id: a TCP connection's number, or a UDP flow's "udp-N" (clash-api.ts ConnRef). */
+  | { kind: 'ctl'; socket: string; method: CtlMethod; json: boolean; id?: number | string }
   | { kind: 'sniff-quic'; files: string[]; packets: boolean }
   | { kind: 'identity-init'; dir: string; id: SpiffeId; days: number; force: boolean }
   | { kind: 'identity-show'; dir: string }
@@ -152,8 +154,9 @@ function parseCtl(args: readonly string[]): Command {
   if (method === 'close') {
     if (rest.length !== 1) throw new CliError('"ugate ctl close" needs one connection ID (see "ugate ctl connections")')
     const id = rest[0]!
-    if (!/^[0-9]{1,15}$/.test(id) || Number(id) < 1) throw new CliError(`ctl close: ${show(id)} is not a connection ID`)
-    return { kind: 'ctl', socket, method, json, id: Number(id) }
+    const ref = parseConnId(id)
+    if (ref === null) throw new CliError(`ctl close: ${show(id)} is not a connection ID (17, or udp-17 for a UDP flow)`)
+    return { kind: 'ctl', socket, method, json, id: ref.network === 'tcp' ? ref.id : id }
   }
   if (rest.length > 0) throw new CliError(`unexpected argument ${show(rest[0]!)} for "ugate ctl ${method}" ${SEE_HELP}`)
   return { kind: 'ctl', socket, method: method as CtlMethod, json }

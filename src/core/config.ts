@@ -8,7 +8,7 @@ import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
 import { type CaptureOptions, nftRuleset } from './nft.js'
 import { type RuleSpec, compileRules, parseRulesJson } from './rules/index.js'
 import { ipKey, isIpLiteral, isWildcard, parseCidr } from './ip.js'
-import { parseSpiffeId, trustDomainProblem } from './identity.js'
+import { IDENTITY_DEFAULTS, IDENTITY_FILES, parseSpiffeId, trustDomainProblem } from './identity.js'
 
 export interface Config {
   log: {
@@ -56,18 +56,24 @@ export interface Config {
   /** Ordered; first match wins; default direct. */
   rules: RuleSpec[]
   capture: CaptureConfig
-  /** This node's mesh identity and trust anchors (docs/mesh.md). */
-  mesh: MeshConfig
+  /** The mesh identity (mutual TLS for HBONE); null: no `mesh` section. */
+  mesh: MeshConfig | null
   /** Relays this gate parks connections at, to be reached by SNI from behind NAT. */
   sniRelay: SniRelayConfig[]
 }
 
-/** Identity files (Istio's names) and the trust domain peers must be in. */
+/**
+ * Who this gate is in the mesh and whom it trusts: Istio's identity files
+ * (absolute paths, each defaulting to its name in identityDir).
+ */
 export interface MeshConfig {
   identityDir: string
+  /** cert-chain.pem: the leaf (P-256 key, SPIFFE URI SAN) first. */
   certChain: string
   key: string
+  /** root-cert.pem: the only trust anchors for peers. */
   rootCert: string
+  /** Peers' SPIFFE ids must be spiffe://<trustDomain>/...; '' = any id the roots vouch for. */
   trustDomain: string
 }
 
@@ -77,7 +83,7 @@ export interface SniRelayConfig {
   name: string
   /** The relay's park listener. */
   relay: Endpoint
-  /** The relay's SPIFFE id; '' = any id of mesh.trustDomain. */
+  /** The relay's SPIFFE id; '' = any id of mesh.trustDomain (any the roots vouch for when that is ''). */
   relayId: string
   /** Names registered besides this node's id (the relay must grant them). */
   names: string[]
@@ -386,7 +392,7 @@ export function validateConfig(input: unknown): Config {
     upstreams: upstreams(given(root.upstreams, [])),
     rules: rules(given(root.rules, [])),
     capture: capture(given(root.capture, {})),
-    mesh: mesh(given(root.mesh, {})),
+    mesh: root.mesh === undefined || root.mesh === null ? null : mesh(root.mesh),
     sniRelay: sniRelays(given(root.sniRelay, [])),
   }
   checkReferences(config)
@@ -419,24 +425,6 @@ function upstreams(value: unknown): UpstreamConfig[] {
     if (j < i) throw new ConfigError(`upstreams[${i}].name`, `${show(u.name)} is already the name of upstreams[${j}]`)
   })
   return list
-}
-
-// Provisional: the tls work brings the mesh section; until then only what relay over SNI reads.
-function mesh(value: unknown): MeshConfig {
-  const obj = object(value, 'mesh')
-  checkKeys(obj, 'mesh', ['identityDir', 'certChain', 'key', 'rootCert', 'trustDomain'])
-  const dir = filePath(given(obj.identityDir, '/etc/ugate/identity'), 'mesh.identityDir').replace(/\/+$/, '') || '/'
-  const file = (key: string, fallback: string) => filePath(given(obj[key], `${dir}/${fallback}`), `mesh.${key}`)
-  const td = given(obj.trustDomain, 'cluster.local')
-  const tdProblem = typeof td === 'string' ? trustDomainProblem(td) : 'is not a string'
-  if (tdProblem !== null) throw new ConfigError('mesh.trustDomain', `${show(td)} ${tdProblem}`)
-  return {
-    identityDir: dir,
-    certChain: file('certChain', 'cert-chain.pem'),
-    key: file('key', 'key.pem'),
-    rootCert: file('rootCert', 'root-cert.pem'),
-    trustDomain: td as string,
-  }
 }
 
 function sniRelays(value: unknown): SniRelayConfig[] {
@@ -604,6 +592,17 @@ function checkReferences(config: Config): void {
         `${show(r.name)} is already the name of a listener (the rules could not tell them apart)`,
       )
   })
+  // Relay over SNI is mutual TLS with the mesh identity: without one it could never work.
+  if (config.mesh === null) {
+    const park = config.listeners.findIndex((l) => l.type === 'park')
+    if (park >= 0)
+      throw new ConfigError(
+        `listeners[${park}]`,
+        'a park listener requires the "mesh" section (the identity it proves)',
+      )
+    if (config.sniRelay.length > 0)
+      throw new ConfigError('sniRelay[0]', 'relay over SNI requires the "mesh" section (the identity it proves)')
+  }
   const c = config.capture
   if (!c.enabled) return
   const l = captureTcpTproxy(config)
@@ -865,6 +864,31 @@ function isLoopback(host: string): boolean {
   return cidr.family === 4 ? cidr.words[0]! >>> 24 === 127 : ipKey(host) === '::1'
 }
 
+function mesh(value: unknown): MeshConfig {
+  const obj = object(value, 'mesh')
+  checkKeys(obj, 'mesh', ['identityDir', 'certChain', 'key', 'rootCert', 'trustDomain'])
+  const dir = filePath(given(obj.identityDir, IDENTITY_DEFAULTS.dir), 'mesh.identityDir').replace(/(.)\/+$/, '$1')
+  const inDir = (file: string): string => `${dir === '/' ? '' : dir}/${file}`
+  const td = given(obj.trustDomain, '')
+  if (typeof td !== 'string') throw new ConfigError('mesh.trustDomain', `${show(td)} is not a string`)
+  const tdProblem = td === '' ? null : trustDomainProblem(td)
+  if (tdProblem !== null) throw new ConfigError('mesh.trustDomain', `${show(td)} ${tdProblem}`)
+  return {
+    identityDir: dir,
+    certChain: filePath(given(obj.certChain, inDir(IDENTITY_FILES.certChain)), 'mesh.certChain'),
+    key: filePath(given(obj.key, inDir(IDENTITY_FILES.key)), 'mesh.key'),
+    rootCert: filePath(given(obj.rootCert, inDir(IDENTITY_FILES.rootCert)), 'mesh.rootCert'),
+    trustDomain: td,
+  }
+}
+
+function filePath(v: unknown, path: string): string {
+  if (typeof v !== 'string' || !v.startsWith('/') || v.length > 4095 || /[\x00-\x1f]/.test(v)) {
+    throw new ConfigError(path, `${show(v)} is not an absolute file path`)
+  }
+  return v
+}
+
 function socketPath(v: unknown, path: string): string {
   if (v === '') return ''
   if (typeof v !== 'string' || !v.startsWith('/') || v.length > 107 || /[\x00-\x1f]/.test(v)) {
@@ -945,13 +969,6 @@ function grants(value: unknown, path: string): Record<string, string[]> {
     })
   }
   return out
-}
-
-/** An absolute file path. */
-function filePath(v: unknown, path: string): string {
-  if (typeof v !== 'string' || !v.startsWith('/') || /[\x00-\x1f]/.test(v))
-    throw new ConfigError(path, `${show(v)} is not an absolute path`)
-  return v
 }
 
 /** 1-255 bytes: what SOCKS5 (RFC 1929) can carry. */

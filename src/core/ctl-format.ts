@@ -46,30 +46,70 @@ export function formatStatus(s: Obj): string {
     `connections: ${num(c.live)} live, ${num(c.total)} total; bytes up ${humanBytes(num(b.up))}, down ${humanBytes(num(b.down))}`,
     `relays: ${num(r.active)} active, ${num(r.total)} total; splice calls ${num(r.spliceCalls)}, copy calls ${num(r.copyCalls)}`,
     `capture: ${cap.enabled === true ? `on (listener ${str(cap.listener)})` : 'off'}`,
+  ]
+  // UDP and DNS only when the daemon reports them (an older one does not).
+  const u = obj(s.udp)
+  if (typeof u.flowsTotal === 'number') {
+    const drops = Object.entries(obj(u.drops)).filter(([, n]) => num(n) > 0)
+    lines.push(
+      `udp: ${num(u.flowsLive)} flows live, ${num(u.flowsTotal)} total, ${num(u.flowsEvicted)} evicted (flow cap), ${num(u.flowsExpired)} idle; ` +
+        `datagrams up ${num(u.packetsUp)} (${humanBytes(num(u.bytesUp))}), down ${num(u.packetsDown)} (${humanBytes(num(u.bytesDown))}); ` +
+        `drops ${drops.length === 0 ? '0' : drops.map(([k, n]) => `${k} ${num(n)}`).join(', ')}`,
+    )
+  }
+  const dns = list(obj(s.dns).listeners)
+  lines.push(
     '',
     table(
       ['LISTENER', 'TYPE', 'ADDRESS'],
       list(s.listeners).map((l) => [str(l.name), str(l.type), str(l.addr)]),
     ),
-  ]
+  )
+  if (dns.length > 0) {
+    const cols = ['queries', 'cached', 'local', 'forwarded', 'failed', 'malformed', 'dropped']
+    lines.push(
+      '',
+      table(
+        ['DNS', ...cols.map((c) => c.toUpperCase())],
+        dns.map((d) => [str(d.name), ...cols.map((c) => str(d[c]))]),
+      ),
+    )
+  }
   return lines.join('\n') + '\n'
 }
 
 export function formatConnections(a: Obj): string {
   const conns = list(a.connections)
-  if (conns.length === 0) return 'no live connections\n'
+  const flows = list(a.udpFlows)
+  if (conns.length === 0 && flows.length === 0) return 'no live connections\n'
+  const rule = (c: Obj) =>
+    typeof c.rule === 'string' ? `${c.rule}${typeof c.action === 'string' ? `→${c.action}` : ''}` : '-'
   const rows = conns.map((c) => [
     str(c.id),
     str(c.listener),
     str(c.src),
     str(c.dst),
     typeof c.host === 'string' ? c.host : '-',
-    typeof c.rule === 'string' ? `${c.rule}${typeof c.action === 'string' ? `→${c.action}` : ''}` : '-',
+    rule(c),
     str(c.stage),
     `${(num(c.ms) / 1000).toFixed(1)}s`,
     humanBytes(num(c.up)),
     humanBytes(num(c.down)),
   ])
+  // A UDP flow's id is "udp-N" (what `ugate ctl close` takes); its stage is its network.
+  for (const f of flows)
+    rows.push([
+      `udp-${str(f.id)}`,
+      str(f.listener),
+      str(f.src),
+      str(f.dst),
+      typeof f.host === 'string' ? f.host : '-',
+      rule(f),
+      'udp',
+      `${(num(f.ms) / 1000).toFixed(1)}s`,
+      humanBytes(num(f.up)),
+      humanBytes(num(f.down)),
+    ])
   return table(['ID', 'LISTENER', 'SOURCE', 'DESTINATION', 'HOST', 'RULE', 'STAGE', 'AGE', 'UP', 'DOWN'], rows) + '\n'
 }
 

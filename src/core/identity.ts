@@ -1,6 +1,6 @@
-// Node identities, runtime-free: SPIFFE ids, the node id, the files, the
+// Node identities, runtime-free: SPIFFE ids, the files, the
 // dates a new certificate gets and the validity check with its message.
-// The crypto is native/identity.c (through src/io/identity.ts).
+// The crypto and the node id are native/identity.c (through src/io/identity.ts).
 
 /** The files of an identity directory: Istio's names (plus the CA's key). */
 export const IDENTITY_FILES = {
@@ -75,37 +75,6 @@ export function parseSpiffeId(uri: string): { id: SpiffeId } | { error: string }
     if (p !== null) return { error: `path segment ${JSON.stringify(seg)} ${p}` }
   }
   return { id: { trustDomain: td, namespace: path[1]!, serviceAccount: path[3]! } }
-}
-
-const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
-
-/** RFC 4648 base32, standard alphabet, without padding. */
-function base32(bytes: Uint8Array): string {
-  let out = ''
-  let acc = 0
-  let bits = 0
-  for (const b of bytes) {
-    acc = (acc << 8) | b
-    bits += 8
-    while (bits >= 5) {
-      bits -= 5
-      out += BASE32[(acc >>> bits) & 31]
-    }
-    acc &= (1 << bits) - 1
-  }
-  if (bits > 0) out += BASE32[(acc << (5 - bits)) & 31]
-  return out
-}
-
-/**
- * The original ugate's node id: base32 of SHA-256 of the uncompressed P-256
- * public key (65 bytes, 0x04 || X || Y) = 52 upper-case characters.
- */
-export function nodeId(publicKey: Uint8Array, sha256: (b: Uint8Array) => Uint8Array): string {
-  if (publicKey.length !== 65 || publicKey[0] !== 4) {
-    throw new Error(`node id: not an uncompressed P-256 public key (${publicKey.length} bytes)`)
-  }
-  return base32(sha256(publicKey))
 }
 
 /** An X.509 time as mbedTLS writes it: "YYYYMMDDhhmmss", UTC. */

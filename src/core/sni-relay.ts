@@ -22,13 +22,13 @@ import { hostNameProblem } from './address.js'
 import { base64Decode, base64Encode, utf8Decode, utf8Encode } from './bytes.js'
 import type { Invalid, NeedMore, Parsed } from './parse-result.js'
 
-export const PROTOCOL_VERSION = 1
+const PROTOCOL_VERSION = 1
 /** A frame holds at most a certificate chain and a few names. */
 export const MAX_FRAME = 32 * 1024
 /** Bytes of each side's nonce. */
 export const NONCE_BYTES = 32
 /** Names one gate registers at most (besides its node id). */
-export const MAX_NAMES = 64
+const MAX_NAMES = 64
 
 // ---- frames -------------------------------------------------------------------
 

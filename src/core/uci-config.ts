@@ -278,23 +278,6 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
     return rule
   })
 
-  const meshes = uciSectionsOfType(pkg, 'mesh')
-  if (meshes.length > 1) throw new ConfigError(at(meshes[1]!), 'only one "config mesh" section is allowed')
-  if (meshes[0]) {
-    origins.push({ jsonPath: 'mesh', section: meshes[0], ref: uciSectionRef(pkg, meshes[0]) })
-    const r = reader(meshes[0])
-    r.only(['identity_dir', 'cert_chain', 'key', 'root_cert', 'trust_domain'])
-    const m: Obj = {}
-    assign(m, {
-      identityDir: r.str('identity_dir'),
-      certChain: r.str('cert_chain'),
-      key: r.str('key'),
-      rootCert: r.str('root_cert'),
-      trustDomain: r.str('trust_domain'),
-    })
-    root.mesh = m
-  }
-
   const relays = uciSectionsOfType(pkg, 'sni_relay')
   if (relays.length > 0) {
     root.sniRelay = relays.map((s, i) => {
@@ -364,6 +347,22 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       dnsListener: r.str('dns_listener'),
     })
     root.capture = c
+  }
+  const meshes = uciSectionsOfType(pkg, 'mesh')
+  if (meshes.length > 1) throw new ConfigError(at(meshes[1]!), 'only one "config mesh" section is allowed')
+  if (meshes[0]) {
+    origins.push({ jsonPath: 'mesh', section: meshes[0], ref: uciSectionRef(pkg, meshes[0]) })
+    const r = reader(meshes[0])
+    r.only(['identity_dir', 'cert_chain', 'key', 'root_cert', 'trust_domain'])
+    const m: Obj = {}
+    assign(m, {
+      identityDir: r.str('identity_dir'),
+      certChain: r.str('cert_chain'),
+      key: r.str('key'),
+      rootCert: r.str('root_cert'),
+      trustDomain: r.str('trust_domain'),
+    })
+    root.mesh = m
   }
   for (const s of pkg.sections) {
     if (!['ugate', 'listener', 'upstream', 'rule', 'capture', 'mesh', 'sni_relay'].includes(s.type)) {

@@ -12,6 +12,7 @@ import {
   type ProxyInfo,
   clashLevel,
   connectionsSnapshot,
+  parseConnId,
   proxiesView,
   proxyView,
   rulesView,
@@ -27,6 +28,7 @@ import { type ListenerView, byteTotals, closeConn, liveConns, ruleHits, statusVi
 import { type Answer, type Reply, type Request, type Stream, errorReply } from './admin-http.js'
 import { dial } from './dial.js'
 import { isOwnAddress } from './outbound.js'
+import type { DnsCounters } from './dns-server.js'
 import type { GatewayContext } from './session.js'
 import { closeQuietly, describeError } from './sockets.js'
 import { HandshakeStream } from './stream.js'
@@ -69,14 +71,14 @@ export class AdminApi {
         return { status: 200, body: rulesView(ctx.config.rules, ruleHits(ctx)) }
       case 'connections':
         if (req.method === 'DELETE') {
-          for (const c of [...ctx.stats.live]) closeConn(ctx, c.id)
+          for (const c of liveConns(ctx)) closeConn(ctx, c)
           return { status: 204 }
         }
         return this.maybeStream(req, () => JSON.stringify(this.snapshot()), query.get('interval'))
       case 'connection': {
         // mihomo answers 204 whether or not the id was live; ugate says 404 for an unknown or bad id.
-        const id = /^[0-9]{1,15}$/.test(params.id!) ? Number(params.id) : NaN
-        if (!closeConn(ctx, id)) return errorReply(404, `no live connection ${params.id}`)
+        const ref = parseConnId(params.id!)
+        if (ref === null || !closeConn(ctx, ref)) return errorReply(404, `no live connection ${params.id}`)
         return { status: 204 }
       }
       case 'traffic':
@@ -287,7 +289,14 @@ export class AdminApi {
     const m = st.metrics
     const r = native.relayStats()
     const live = new Map<string, number>()
-    for (const c of liveConns(this.ctx)) live.set(c.listener, (live.get(c.listener) ?? 0) + 1)
+    for (const c of liveConns(this.ctx)) if (c.network === 'tcp') live.set(c.listener, (live.get(c.listener) ?? 0) + 1)
+    const u = native.udpStats()
+    const dns = [...st.dns]
+    const perDns = (key: keyof DnsCounters) => dns.map(([listener, c]) => ({ labels: { listener }, value: c[key] }))
+    const both = (up: number, down: number) => [
+      { labels: { direction: 'up' }, value: up },
+      { labels: { direction: 'down' }, value: down },
+    ]
     const families: Family[] = [
       {
         name: 'ugate_connections_total',
@@ -329,6 +338,46 @@ export class AdminApi {
         ],
       },
       {
+        name: 'ugate_udp_flows_active',
+        type: 'gauge',
+        help: 'UDP flows open now (tproxy listeners), including those waiting for their route.',
+        samples: [{ value: u.flowsLive }],
+      },
+      {
+        name: 'ugate_udp_flows_total',
+        type: 'counter',
+        help: 'UDP flows opened since start.',
+        samples: [{ value: u.flowsTotal }],
+      },
+      {
+        name: 'ugate_udp_flows_ended_total',
+        type: 'counter',
+        help: 'UDP flows ended by the engine: idle (timeout) or evicted (the flow cap made room for a new one).',
+        samples: [
+          { labels: { reason: 'idle' }, value: u.flowsExpired },
+          { labels: { reason: 'evicted' }, value: u.flowsEvicted },
+        ],
+      },
+      {
+        name: 'ugate_udp_datagrams_total',
+        type: 'counter',
+        help: 'UDP datagrams relayed, by direction (up: client to server).',
+        samples: both(u.packetsUp, u.packetsDown),
+      },
+      {
+        name: 'ugate_udp_bytes_total',
+        type: 'counter',
+        help: 'UDP payload bytes relayed, by direction (up: client to server).',
+        samples: both(u.bytesUp, u.bytesDown),
+      },
+      {
+        name: 'ugate_udp_drops_total',
+        type: 'counter',
+        help: 'UDP datagrams dropped, by reason.',
+        samples: Object.entries(u.drops).map(([reason, value]) => ({ labels: { reason }, value })),
+      },
+      ...DNS_METRICS.map(([name, key, help]): Family => ({ name, type: 'counter', help, samples: perDns(key) })),
+      {
         name: 'ugate_rule_hits_total',
         type: 'counter',
         help: 'Connections routed by each rule (name, #index or default).',
@@ -356,6 +405,25 @@ export class AdminApi {
     return exposition(families)
   }
 }
+
+/** The DNS counter families, per dns listener: metric name, counter, help. */
+const DNS_METRICS: Array<[string, keyof DnsCounters, string]> = [
+  ['ugate_dns_queries_total', 'queries', 'DNS queries answered or forwarded, by dns listener.'],
+  ['ugate_dns_cache_hits_total', 'cached', 'DNS queries answered from the cache.'],
+  ['ugate_dns_local_answers_total', 'local', 'DNS queries answered by a rule (reject) or a static hosts entry.'],
+  ['ugate_dns_forwarded_total', 'forwarded', 'DNS queries asked of the upstream resolvers.'],
+  [
+    'ugate_dns_upstream_failures_total',
+    'failed',
+    'Forwarded DNS queries no resolver answered (the client got SERVFAIL).',
+  ],
+  ['ugate_dns_malformed_total', 'malformed', 'DNS datagrams that could not be decoded.'],
+  [
+    'ugate_dns_dropped_total',
+    'dropped',
+    'DNS datagrams not answered: source not in the allow list, a response sent to the listener, too many queries waiting for an upstream.',
+  ],
+]
 
 interface TestUrl {
   tls: boolean

@@ -6,7 +6,8 @@
 import * as native from 'ugate:native'
 import { utf8Decode, utf8Encode } from '../core/bytes.js'
 import { Cancel } from '../core/cancel.js'
-import { type ConnInfo, type RuleHit, ruleLabel, rulesView } from '../core/clash-api.js'
+import { type ConnInfo, type ConnRef, type RuleHit, parseConnId, ruleLabel, rulesView } from '../core/clash-api.js'
+import { formatHostPort } from '../core/address.js'
 import { VERSION } from '../core/version.js'
 import { cancelAfter } from './loop.js'
 import type { Listener } from './listener.js'
@@ -86,9 +87,13 @@ function respond(req: unknown, ctx: GatewayContext, listeners: ListenerView): un
       return rulesView(ctx.config.rules, ruleHits(ctx))
     case 'traffic':
       return byteTotals(ctx)
-    case 'close':
-      if (typeof r.id !== 'number') return { error: `close: id ${JSON.stringify(r.id)} is not a number` }
-      return closeConn(ctx, r.id) ? { closed: r.id } : { error: `no live connection ${r.id}` }
+    case 'close': {
+      // A number (a TCP connection) or the API's text id ("17", "udp-17").
+      const ref = typeof r.id === 'number' ? { network: 'tcp' as const, id: r.id } : parseConnId(String(r.id))
+      if (ref === null || (typeof r.id !== 'number' && typeof r.id !== 'string'))
+        return { error: `close: id ${JSON.stringify(r.id)} is not a connection id (17 or udp-17)` }
+      return closeConn(ctx, ref) ? { closed: r.id } : { error: `no live connection ${String(r.id)}` }
+    }
     default:
       return {
         error: `unknown method ${JSON.stringify(r?.method)} (known: status, connections, rules, traffic, close)`,
@@ -116,12 +121,14 @@ export function statusView(ctx: GatewayContext, listeners: ListenerView) {
     listeners: listeners().map((l) => ({ name: l.name, type: l.type, addr: formatAddr(l.bound) })),
     connections: { live: g.live, total: g.total },
     relays: {
-      active: r.active + g.forwardRelays,
-      total: r.total + g.forwardRelaysTotal,
+      active: r.active,
+      total: r.total,
       spliceCalls: r.spliceCalls,
       copyCalls: r.copyCalls,
     },
     bytes: { up: st.bytesUp, down: st.bytesDown },
+    // Every byte so far, live connections and UDP flows included (what /traffic differences).
+    traffic: byteTotals(ctx),
     rules: [...st.ruleHits.entries()].map(([rule, hits]) => ({ rule, hits })),
     capture: {
       enabled: ctx.config.capture.enabled,
@@ -137,7 +144,8 @@ export function statusView(ctx: GatewayContext, listeners: ListenerView) {
 /** What `connections` answers (here and on ubus); up/down as of the relay's last publication. */
 export function connectionsView(ctx: GatewayContext) {
   const now = native.now()
-  const bytes = new Map(liveConns(ctx).map((c) => [c.id, c]))
+  // TCP ids only: UDP flows are numbered on their own.
+  const bytes = new Map(liveConns(ctx).flatMap((c) => (c.network === 'tcp' ? [[c.id, c] as const] : [])))
   return {
     connections: [
       ...[...ctx.stats.live].map((c) => ({
@@ -150,11 +158,15 @@ export function connectionsView(ctx: GatewayContext) {
         down: bytes.get(c.id)?.down ?? 0,
         ...c.fields,
       })),
-      // Native forwards (native/mod_gate.c): the same fields
-      ...native.forwardConnections(),
+      // Native forwards (native/mod_gate.c): the same fields, bytes from their relay.
+      ...native.forwardConnections().map(({ relay: _relay, ...f }) => ({
+        ...f,
+        up: bytes.get(f.id)?.up ?? 0,
+        down: bytes.get(f.id)?.down ?? 0,
+      })),
     ],
     // Only with a tproxy listener: the answer stays what it was without one.
-    ...(ctx.udpNames.size > 0 ? { udpFlows: udpFlowsView(ctx.udpNames) } : {}),
+    ...(ctx.udpNames.size > 0 ? { udpFlows: udpFlowsView(ctx.udpNames, ctx.stats.udpFlows) } : {}),
   }
 }
 
@@ -192,25 +204,57 @@ export function liveConns(ctx: GatewayContext): ConnInfo[] {
     }
     return info
   })
-  // Native forwards (native/mod_gate.c): no rules; their bytes are known only at the end.
-  const forwards = native.forwardConnections().map((f): ConnInfo => ({
-    id: f.id,
-    network: 'tcp',
-    listener: f.listener,
-    listenerType: 'forward',
-    src: f.src,
-    dst: f.dst,
-    startMs: wall - f.ms,
-    up: 0,
-    down: 0,
-  }))
-  return [...js, ...forwards]
+  // Native forwards (native/mod_gate.c): no rules; bytes from their relay, like every relay's.
+  const forwards = native.forwardConnections().map((f): ConnInfo => {
+    const [up, down] = (f.relay !== undefined ? bytes.get(f.relay) : undefined) ?? [0, 0]
+    return {
+      id: f.id,
+      network: 'tcp',
+      listener: f.listener,
+      listenerType: 'forward',
+      src: f.src,
+      dst: f.dst,
+      startMs: wall - f.ms,
+      up,
+      down,
+    }
+  })
+  // UDP flows (native/udp.c): counters live from the UDP thread, the route from udp-flows.ts.
+  const flows =
+    ctx.udpNames.size === 0
+      ? []
+      : native.udpFlows().map((f) => {
+          const route = ctx.stats.udpFlows.get(f.id)
+          const info: ConnInfo = {
+            id: f.id,
+            network: 'udp',
+            listener: ctx.udpNames.get(f.listener) ?? String(f.listener),
+            listenerType: 'tproxy',
+            src: formatHostPort(f.src, f.srcPort),
+            dst: formatHostPort(f.dst, f.dstPort),
+            startMs: wall - f.ms,
+            up: f.bytesUp,
+            down: f.bytesDown,
+          }
+          if (route?.host !== undefined) info.sniffHost = route.host
+          if (route !== undefined && route.rule !== 'allow') {
+            info.rule = route.rule
+            const action = route.rule === 'default' ? ({ type: 'direct' } as const) : rules.get(route.rule)
+            if (action !== undefined) info.action = action
+          }
+          return info
+        })
+  return [...js, ...forwards, ...flows]
 }
 
-/** Bytes of every connection so far, closed ones and live ones (as of the relay's last publication). */
+/**
+ * Bytes of every connection so far, closed ones and live ones (as of the
+ * relay's last publication), and of every UDP flow (the UDP thread's totals).
+ */
 export function byteTotals(ctx: GatewayContext): { up: number; down: number } {
-  let up = ctx.stats.bytesUp
-  let down = ctx.stats.bytesDown
+  const udp = native.udpStats()
+  let up = ctx.stats.bytesUp + udp.bytesUp
+  let down = ctx.stats.bytesDown + udp.bytesDown
   const flat = native.relayBytes()
   for (let i = 0; i + 2 < flat.length; i += 3) {
     up += flat[i + 1]!
@@ -219,8 +263,10 @@ export function byteTotals(ctx: GatewayContext): { up: number; down: number } {
   return { up, down }
 }
 
-/** End one live connection by id; false when there is none. */
-export function closeConn(ctx: GatewayContext, id: number): boolean {
+/** End one live connection or UDP flow; false when there is none. */
+export function closeConn(ctx: GatewayContext, ref: ConnRef): boolean {
+  if (ref.network === 'udp') return native.udpFlowClose(ref.id)
+  const id = ref.id
   const conn = [...ctx.stats.live].find((c) => c.id === id)
   if (conn === undefined) return native.forwardClose(id)
   if (conn.relay !== undefined) native.relayAbort(conn.relay)

@@ -52,7 +52,11 @@ const MAX_PENDING = 256
 /** Counters of one DNS listener since start (in `ugate ctl status`). */
 export interface DnsCounters {
   queries: number
+  /** Answered from the cache. */
   cached: number
+  /** Answered by a rule (reject) or a static hosts entry. */
+  local: number
+  /** Asked upstream; of those, `failed` got no answer from any resolver (SERVFAIL). */
   forwarded: number
   failed: number
   malformed: number
@@ -76,7 +80,7 @@ export class DnsService {
     this.hosts = new StaticHosts(l.hosts)
     this.allow = new CidrSet(l.allow.map((c) => parseCidr(c)!))
     const known = ctx.stats.dns.get(l.name)
-    this.counters = known ?? { queries: 0, cached: 0, forwarded: 0, failed: 0, malformed: 0, dropped: 0 }
+    this.counters = known ?? { queries: 0, cached: 0, local: 0, forwarded: 0, failed: 0, malformed: 0, dropped: 0 }
     if (!known) ctx.stats.dns.set(l.name, this.counters)
   }
 
@@ -160,6 +164,7 @@ export class DnsService {
       reply = decision.reply
       from = decision.source
       if (from === 'cache') this.counters.cached++
+      else if (from === 'static' || from === 'reject') this.counters.local++
       if (from !== 'reject') this.ctx.names.learn(reply, started)
     } else {
       if (this.pending >= MAX_PENDING) {

@@ -30,6 +30,7 @@ import { watchTable } from './nft-watch.js'
 import { type UdpListener, openUdpListener } from './udp-flows.js'
 import { type UbusClient, startUbus } from './ubus.js'
 import { ugateMethods } from './ubus-object.js'
+import { currentTls, reloadMeshIdentity, startMeshIdentity } from './mesh-identity.js'
 
 export interface Gateway {
   /** What SIGINT/SIGTERM do; a second call stops waiting for relays. */
@@ -103,7 +104,16 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     unwatch?.()
     unwatch = null
   }
+  // Who we are in the mesh, in the log after start and after each reload that changed it.
+  const logIdentity = (reloaded: boolean) => {
+    const tls = currentTls()
+    if (tls)
+      log.info('mesh-identity', { spiffeId: tls.spiffeId, nodeId: tls.nodeId, ...(reloaded ? { reloaded } : {}) })
+  }
   try {
+    // Before the listeners: mesh listeners take the identity when they open.
+    startMeshIdentity(config.mesh)
+    logIdentity(false)
     ctx.relayState.configure(ctx)
     entries = openEntries(config, ctx, new Map())
     udpNames()
@@ -153,7 +163,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     const s = native.relayStats()
     const udp = ctx.udpNames.size > 0 ? { udpFlows: native.udpStats().flowsTotal } : {}
     log.info('stats', {
-      relays: s.total + native.gateStats().forwardRelaysTotal,
+      relays: s.total,
       spliceCalls: s.spliceCalls,
       copyCalls: s.copyCalls,
       ...udp,
@@ -183,6 +193,8 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     } finally {
       ctx.config = relayBefore
     }
+    // Unusable identity files keep the identity in use (logged); the rest of the config still applies.
+    if (reloadMeshIdentity(next.mesh, log)) logIdentity(true)
     let nextEntries: Map<string, Entry>
     try {
       nextEntries = openEntries(next, ctx, entries)

@@ -8,7 +8,6 @@ import {
   type SpiffeId,
   formatSpiffeId,
   identityPlan,
-  nodeId,
   parseSpiffeId,
   validityProblem,
 } from '../core/identity.js'
@@ -17,8 +16,6 @@ import { describeError } from './sockets.js'
 
 const KEY_MODE = 0o600
 const CERT_MODE = 0o644
-
-const nativeSha256 = (b: Uint8Array): Uint8Array => native.sha256(b)
 
 const path = (dir: string, file: string): string => `${dir.replace(/\/+$/, '') || '/'}/${file}`
 
@@ -70,7 +67,7 @@ export function initIdentity(dir: string, id: SpiffeId, days: number, force: boo
   write(files.rootCert, made.rootCert, CERT_MODE)
   write(files.certChain, made.certChain, CERT_MODE)
   const leaf = inspect(files.certChain, made.certChain, files.rootCert, made.rootCert).certs[0]!
-  writeStdout(`node id: ${nodeId(leaf.publicKey!, nativeSha256)}\nspiffe id: ${formatSpiffeId(id)}\n`)
+  writeStdout(`node id: ${leaf.nodeId!}\nspiffe id: ${formatSpiffeId(id)}\n`)
 }
 
 function inspect(
@@ -114,9 +111,9 @@ export function showIdentity(dir: string): void {
     const why = spiffe.map((s) => `${s.u} ${'error' in s.p ? s.p.error : ''}`).join('; ')
     throw new StartupError(`${chainFile}: no SPIFFE id in the certificate's URI SANs${why ? ` (${why})` : ''}`)
   }
-  if (leaf.publicKey === null) throw new StartupError(`${chainFile}: the certificate's key is not P-256`)
+  if (leaf.nodeId === null) throw new StartupError(`${chainFile}: the certificate's key is not P-256`)
   writeStdout(
-    `node id: ${nodeId(leaf.publicKey, nativeSha256)}\n` +
+    `node id: ${leaf.nodeId}\n` +
       `spiffe id: ${ok.u}\n` +
       `valid: ${leaf.notBefore} to ${leaf.notAfter}\n` +
       `issuer: ${leaf.issuer}\n` +

@@ -249,6 +249,11 @@ declare module 'ugate:native' {
     uris: string[]
     /** The uncompressed P-256 point (65 bytes), null for another key type. */
     publicKey: Uint8Array | null
+    /**
+     * The original ugate's node id (native/identity.c, the one place it is
+     * computed): base32 of SHA-256 of publicKey, 52 characters; null without one.
+     */
+    nodeId: string | null
   }
   /**
    * Parse a PEM chain (leaf first), PEM trust anchors and optionally a PEM
@@ -262,8 +267,6 @@ declare module 'ugate:native' {
     rootPem: string,
     keyPem?: string,
   ): { certs: CertInfo[]; verify: string; keyMatches?: boolean } | { error: 'chain' | 'root' | 'key'; message: string }
-  /** SHA-256 (mbedTLS). */
-  export function sha256(data: ArrayBuffer | Uint8Array): Uint8Array
   /** n (1-256) bytes from mbedTLS's CTR-DRBG seeded by getrandom(2). */
   export function randomBytes(n: number): Uint8Array
   /** The DER signature (ECDSA for a P-256 key) of SHA-256(data) with a PEM private key; throws when it does not parse. */
@@ -278,6 +281,31 @@ declare module 'ugate:native' {
     data: ArrayBuffer | Uint8Array,
     sig: ArrayBuffer | Uint8Array,
   ): boolean
+
+  // ---- mesh TLS (native/mod_tls.c, native/tls.c) ----------------------------
+  /**
+   * A loaded mutual TLS 1.3 identity (tls_config in native/tls.h), opaque:
+   * the HBONE binding takes it (ug_tls_config_from_js). Its connections keep
+   * it alive in C; the object itself drops its reference when collected.
+   */
+  export interface TlsConfig {
+    readonly __tlsConfig: unique symbol
+  }
+  /**
+   * Load the PEM files (chain: leaf first with a P-256 key and a SPIFFE URI
+   * SAN; roots: the only trust anchors). Throws an Error whose message names
+   * the file (and the date, for an expired or not yet valid certificate).
+   * trustDomain: peers' SPIFFE ids must be in it ('' or absent: any the roots vouch for).
+   */
+  export function tlsConfig(o: {
+    server: boolean
+    chain: string
+    key: string
+    roots: string
+    trustDomain?: string
+  }): TlsConfig
+  /** Our SPIFFE id and node id (52 base32 characters) in that config. */
+  export function tlsConfigInfo(c: TlsConfig): { server: boolean; spiffeId: string; nodeId: string }
 
   // ---- DNS (native/mod_dns.c): getaddrinfo on worker threads -------------
   /**
@@ -333,9 +361,9 @@ declare module 'ugate:native' {
   /** Close every live relay now; their callbacks run on a later turn with reason 'shutdown'. */
   export function relayAbortAll(): void
   export interface RelayStats {
-    /** Relays currently live. */
+    /** Relays currently live (every starter: relay() and the native forward). */
     active: number
-    /** Relays started since the process began. */
+    /** Relays started since the process began (the same). */
     total: number
     /** splice(2) calls made, and read/write calls of the copy loop. */
     spliceCalls: number
@@ -345,7 +373,8 @@ declare module 'ugate:native' {
   }
   export function relayStats(): RelayStats
   /**
-   * Bytes moved so far by every unfinished relay, flat: [id, up, down, id, up,
+   * Bytes moved so far by every unfinished relay (relay() and native
+   * forwards: ForwardConn.relay), flat: [id, up, down, id, up,
    * down, ...]. Published by the relay thread once a second, so up to a second
    * old (the result's counts are exact).
    */
@@ -427,6 +456,8 @@ declare module 'ugate:native' {
     | { action: 'forward'; addr: string; port: number }
   /** Route a new flow: '' or an errno name (ENOENT: the flow already ended). */
   export function udpRoute(flow: number, route: UdpRoute): string
+  /** End one flow (reason 'closed'); false when there is none with this id. */
+  export function udpFlowClose(id: number): boolean
   /** End every flow ('shutdown'). */
   export function udpCloseAll(): void
   export interface UdpStats {
@@ -475,11 +506,8 @@ declare module 'ugate:native' {
     total: number
     /** Connections admitted and not released. */
     live: number
-    /** Of those, native forwards not yet reported to onForwardEvents. */
+    /** Of those, native forwards not yet reported to onForwardEvents (their relays are in relayStats). */
     forwardLive: number
-    /** Native forwards relaying now, and relays they started since start (not in relayStats). */
-    forwardRelays: number
-    forwardRelaysTotal: number
   }
   export function gateStats(): GateStats
   export interface ForwardOptions {
@@ -526,6 +554,8 @@ declare module 'ugate:native' {
     stage: 'handshake' | 'relay'
     ms: number
     dst: string
+    /** Its relay's id once relaying: its bytes so far are in relayBytes(). */
+    relay?: number
   }
   export function forwardConnections(): ForwardConn[]
   /** End one native connection (reason 'closed'); false when there is none with this id. */

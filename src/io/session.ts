@@ -12,6 +12,7 @@ import { type Fields, type Logger, relayReason } from '../core/log.js'
 import type { AddressNames } from '../core/dns/names.js'
 import type { DnsCounters } from './dns-server.js'
 import type { CompiledRules } from '../core/rules/index.js'
+import type { SniffProto } from '../core/sniff/types.js'
 import { CidrSet } from '../core/rules/cidr-tree.js'
 import { parseCidr, parseIpInto } from '../core/ip.js'
 import { DialError } from './dial.js'
@@ -55,6 +56,18 @@ export interface LiveConn {
   relay?: number
 }
 
+/** How a UDP flow was routed: what its access line and the connection list add to the native counters. */
+export interface UdpFlowRoute {
+  /** Rule label ('default', '#3', its name; 'allow': refused by the listener's allow list). */
+  rule: string
+  /** The action taken: direct, forward, reject, deny. */
+  action: string
+  host?: string
+  proto?: SniffProto
+  /** Why the sniffer gave up on a name (sniff=incomplete), for the access line. */
+  sniff?: string
+}
+
 /** Counters for the admin socket's status. */
 export class GatewayStats {
   readonly startedAt = native.now()
@@ -71,6 +84,8 @@ export class GatewayStats {
   readonly metrics = new ClosedCounters()
   /** dns listener name → its query counters (kept across reloads). */
   readonly dns = new Map<string, DnsCounters>()
+  /** Live UDP flow id → how it was routed (udp-flows.ts; counters and ends are native.udpFlows()). */
+  readonly udpFlows = new Map<number, UdpFlowRoute>()
 
   /** Connections admitted since start, every listener (counted in native/mod_gate.c). */
   get total(): number {

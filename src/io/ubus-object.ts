@@ -28,7 +28,7 @@ export function ugateMethods(
       call: (args) => {
         const id = args.id
         if (typeof id !== 'number') return STATUS.INVALID_ARGUMENT
-        return closeConn(ctx, id) ? { closed: id } : STATUS.NOT_FOUND
+        return closeConn(ctx, { network: 'tcp', id }) ? { closed: id } : STATUS.NOT_FOUND
       },
     },
   }

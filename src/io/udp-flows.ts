@@ -29,9 +29,8 @@ import {
   SNIFF_WAIT_MS,
   sniffDatagrams,
 } from '../core/sniff/datagram.js'
-import type { SniffProto } from '../core/sniff/types.js'
 import type { Listener } from './listener.js'
-import type { GatewayContext } from './session.js'
+import type { GatewayContext, UdpFlowRoute } from './session.js'
 import { nativeQuicOpen } from './quic.js'
 import { describeError } from './sockets.js'
 
@@ -40,15 +39,6 @@ interface Sniffing {
   ev: native.UdpNewFlow
   datagrams: Uint8Array[]
   timer: number
-}
-
-/** A flow JS knows of: what its access line needs besides the counters. */
-interface FlowInfo {
-  rule: string
-  action: string
-  host?: string
-  proto?: SniffProto
-  sniff?: string
 }
 
 export interface UdpListener extends Listener {
@@ -72,7 +62,8 @@ function listenerOptions(l: TproxyListenerConfig, ctx: GatewayContext): native.U
 export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContext): UdpListener {
   let l = config
   let allow = allowSet(l)
-  const flows = new Map<number, FlowInfo>()
+  // How each live flow was routed: shared with the connection list (admin.ts).
+  const flows = ctx.stats.udpFlows
   const sniffing = new Map<number, Sniffing>()
   const onEvent = (ev: native.UdpEvent) => {
     if (ev.type === 'new') newFlow(ev)
@@ -173,7 +164,7 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
     const r = route(ctx.rules, query)
     const rule = r.ruleIndex < 0 ? 'default' : (r.ruleName ?? `#${r.ruleIndex}`)
     ctx.stats.hit(rule)
-    const info: FlowInfo = { rule, action: r.action.type }
+    const info: UdpFlowRoute = { rule, action: r.action.type }
     if (host !== undefined) info.host = host
     if (sniffed.proto !== undefined) info.proto = sniffed.proto
     if (sniffed.sniff !== undefined) info.sniff = sniffed.sniff
@@ -250,12 +241,14 @@ function allowSet(l: TproxyListenerConfig): CidrSet {
 }
 
 /** The live flows, for the `connections` answer; listener ids → names. */
-export function udpFlowsView(names: ReadonlyMap<number, string>) {
+export function udpFlowsView(names: ReadonlyMap<number, string>, routes: ReadonlyMap<number, UdpFlowRoute>) {
   return native.udpFlows().map((f) => ({
     id: f.id,
     listener: names.get(f.listener) ?? String(f.listener),
     src: formatHostPort(f.src, f.srcPort),
     dst: formatHostPort(f.dst, f.dstPort),
+    host: routes.get(f.id)?.host,
+    rule: routes.get(f.id)?.rule,
     action: f.action,
     up: f.bytesUp,
     down: f.bytesDown,

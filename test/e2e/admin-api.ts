@@ -12,9 +12,9 @@ import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
 import { WebSocket, request } from 'undici'
-import { listener, startConfig } from '../lib/config.js'
+import { connsOf, listener, startConfig } from '../lib/config.js'
 import { startMicrosocks, socks5Connect } from '../lib/proxy.js'
-import { destroyClients, echoServer, refusedPort, within } from '../lib/servers.js'
+import { connect, destroyClients, echoServer, refusedPort, within } from '../lib/servers.js'
 import { finish, startUgate, type Ugate } from '../lib/ugate.js'
 
 const SECRET = 'admin-s3cret-XYZ'
@@ -360,6 +360,54 @@ t.test('connections: snapshot, WebSocket push, live bytes, close one and all', a
   await aClosed
   await ws.next((m) => m.connections.length === 0)
   await done(t, api, 2)
+})
+
+t.test('a native forward: its bytes show while it is open, in /connections and /traffic', async (t) => {
+  const echoSrv = await echoServer(t)
+  // A forward to an IP literal at log level info runs in C (native/mod_gate.c).
+  const api = await start(t, { listeners: [listener('fwd', 'forward', { target: echoSrv.target })] })
+  const sock = await connect(api.ug.port('fwd'))
+  let received = 0
+  let wakeRead: (() => void) | null = null
+  sock.on('data', (d: Buffer) => {
+    received += d.length
+    wakeRead?.()
+  })
+  const echoed = async (n: number) => {
+    while (received < n) await within(new Promise<void>((r) => (wakeRead = r)), 15000, `${n} bytes echoed`)
+  }
+  const closed = ended(sock)
+  const traffic = await api.ws(`/traffic?token=${SECRET}`)
+  const conns = await api.ws(`/connections?token=${SECRET}`)
+  const fwd = (m: any) => m.connections.find((c: any) => c.metadata.inboundName === 'fwd')
+
+  sock.write(Buffer.alloc(5000, 3))
+  await echoed(5000)
+  // The relay thread publishes every relay's counts once a second: pushes until they show.
+  const first = await conns.next((m) => fwd(m)?.upload >= 5000)
+  t.match(fwd(first), { metadata: { network: 'tcp', type: 'Tunnel', destinationPort: String(echoSrv.port) } })
+  t.ok(fwd(first).download >= 5000, `download counted while open (${fwd(first).download})`)
+  t.ok(first.uploadTotal >= 5000, 'the totals count the live native forward')
+  t.equal(connsOf(api.ug, 'fwd').length, 0, 'no access line yet: the connection is still open')
+
+  sock.write(Buffer.alloc(7000, 4))
+  await echoed(12000)
+  const grown = await conns.next((m) => fwd(m)?.upload >= 12000)
+  t.ok(fwd(grown).upload > fwd(first).upload, `upload grew while open: ${fwd(first).upload} → ${fwd(grown).upload}`)
+  t.equal(fwd(grown).id, fwd(first).id, 'the same connection')
+  let up = 0
+  await traffic.next((m) => (up += m.up) >= 12000)
+  t.pass(`/traffic summed ${up} bytes up of the open native forward`)
+
+  const snap = await api.get('/ugate/status')
+  t.match(snap.body, { relays: { active: 1 } }, 'status counts its relay (one count for every relay)')
+
+  // DELETE /connections ends native forwards too.
+  t.equal((await api.get('/connections', { method: 'DELETE' })).status, 204)
+  await closed
+  await conns.next((m) => m.connections.length === 0)
+  t.match(connsOf(api.ug, 'fwd')[0]?.fields, { up: '12000', down: '12000', reason: 'closed' })
+  await done(t, api, 1)
 })
 
 t.test('traffic, memory and logs streams; WebSocket rules', async (t) => {

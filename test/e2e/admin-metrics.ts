@@ -12,7 +12,9 @@ import { request } from 'undici'
 import { requireCommand } from '../lib/http.js'
 import { listener, startConfig } from '../lib/config.js'
 import { connect, destroyClients, echoRoundTrip, echoServer, refusedPort, within } from '../lib/servers.js'
-import { finish } from '../lib/ugate.js'
+import { digArgs, parseDig, requireDig, startDnsStandin } from '../lib/dns-standin.js'
+import { run } from '../lib/netns.js'
+import { finish, runUgate } from '../lib/ugate.js'
 
 const SECRET = 'metrics-s3cret'
 t.teardown(destroyClients)
@@ -143,4 +145,67 @@ t.test('metrics after known traffic; promtool; a Prometheus server scrapes it', 
   // Prometheus' scrape connections end with it; one request the client sees closed settles ours.
   await get(admin, '/version')
   await finish(t, ug, 3)
+})
+
+t.test('DNS counters in /metrics and ctl status: cache hits, local answers, upstream failures', async (t) => {
+  requireCommand('promtool', 'prometheus')
+  requireDig()
+  const dir = mkdtempSync(join(tmpdir(), 'ugate-dnsm-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const up = await startDnsStandin(t, dir, { 'www.example.test': { A: ['192.0.2.10'] } }, { host: '::1' })
+  const dead = await refusedPort()
+  const socket = join(dir, 'ugate.sock')
+  const ug = await startConfig(t, {
+    relay: { shutdownGrace: 1 },
+    admin: { listen: '127.0.0.1:0', secret: SECRET, socket },
+    listeners: [
+      listener('dns', 'dns', { servers: [`[::1]:${up.port}`], hosts: { 'nas.lan': ['192.168.7.7'] }, timeout: 2 }),
+      listener('dead', 'dns', { servers: [`127.0.0.1:${dead}`], timeout: 0.3 }),
+    ],
+    rules: [{ name: 'no-ads', domainSuffix: ['ads.test'], action: 'reject' }],
+  })
+  const dig = async (listener: string, name: string) => {
+    const r = await run(digArgs('127.0.0.1', ug.port(listener), name, 'A'))
+    return parseDig(r.code, r.stdout + r.stderr).status
+  }
+  t.equal(await dig('dns', 'www.example.test'), 'NOERROR', 'forwarded')
+  t.equal(await dig('dns', 'www.example.test'), 'NOERROR', 'from the cache')
+  t.equal(await dig('dns', 'nas.lan'), 'NOERROR', 'a hosts entry')
+  t.equal(await dig('dns', 'x.ads.test'), 'NXDOMAIN', 'a reject rule')
+  t.equal(await dig('dead', 'www.example.test'), 'SERVFAIL', 'no resolver answers')
+
+  const m = await get(ug.port('admin-http'), '/metrics')
+  const want: Array<[string, string, number]> = [
+    ['ugate_dns_queries_total', 'dns', 4],
+    ['ugate_dns_cache_hits_total', 'dns', 1],
+    ['ugate_dns_local_answers_total', 'dns', 2],
+    ['ugate_dns_forwarded_total', 'dns', 1],
+    ['ugate_dns_upstream_failures_total', 'dns', 0],
+    ['ugate_dns_queries_total', 'dead', 1],
+    ['ugate_dns_forwarded_total', 'dead', 1],
+    ['ugate_dns_upstream_failures_total', 'dead', 1],
+    ['ugate_dns_cache_hits_total', 'dead', 0],
+  ]
+  for (const [name, listener, value] of want)
+    t.equal(sample(m.text, `${name}{listener="${listener}"}`), value, `${name} of ${listener}`)
+  // No tproxy listener: the UDP families are there, at zero.
+  t.equal(sample(m.text, 'ugate_udp_flows_total'), 0)
+  t.equal(sample(m.text, 'ugate_udp_datagrams_total{direction="up"}'), 0)
+  t.match(m.text, /^# TYPE ugate_udp_flows_active gauge$/m)
+  const check = spawnSync('promtool', ['check', 'metrics'], { input: m.text, encoding: 'utf8' })
+  t.equal(check.status, 0, 'promtool check metrics', { stdout: check.stdout, stderr: check.stderr })
+  t.equal(check.stdout + check.stderr, '', 'no lint findings')
+
+  const json = JSON.parse(runUgate(['ctl', '--json', '--socket', socket, 'status']).stdout)
+  t.match(json.dns.listeners, [
+    { name: 'dns', queries: 4, cached: 1, local: 2, forwarded: 1, failed: 0 },
+    { name: 'dead', queries: 1, cached: 0, local: 0, forwarded: 1, failed: 1 },
+  ])
+  const table = runUgate(['ctl', '--socket', socket, 'status']).stdout
+  t.match(
+    table,
+    /\nDNS +QUERIES +CACHED +LOCAL +FORWARDED +FAILED +MALFORMED +DROPPED\ndns +4 +1 +2 +1 +0 +0 +0\ndead +1 +0 +0 +1 +1 +0 +0\n/,
+  )
+  await get(ug.port('admin-http'), '/version')
+  await finish(t, ug, 0)
 })

@@ -12,88 +12,11 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
-import { ADDR, IFACE, TEST_ALLOW, UGATE_MARK, type Topology, checkTableGone, createTopology } from '../lib/netns.js'
+import { ADDR, type Topology, checkTableGone } from '../lib/netns.js'
+import { ECHO, TABLE, UDP_PORT, WHOAMI, exchange, peers, start, udpConfig } from '../lib/udp-capture.js'
 import { prngBytes } from '../lib/servers.js'
 import { type Agent, type Datagram, startAgent } from '../lib/udp.js'
-import { type Ugate, checkCleanExit, checkFds, repoRoot, startUgate, ugateBin } from '../lib/ugate.js'
-
-const TCP_PORT = 15080
-const UDP_PORT = 15090
-const ECHO = 7000
-const WHOAMI = 7001
-const TPROXY_MARK = 0x7567
-const TABLE = 0x7567
-
-interface UdpSettings {
-  routerSelf?: boolean
-  rules?: unknown[]
-  upstreams?: unknown[]
-  idle?: number
-  maxFlows?: number
-  bypass?: string[]
-  excludeSrc?: string[]
-  admin?: string
-}
-
-function udpConfig(s: UdpSettings = {}): Record<string, unknown> {
-  const tproxy: Record<string, unknown> = { name: 'udp', type: 'tproxy', listen: `[::]:${UDP_PORT}`, allow: TEST_ALLOW }
-  if (s.idle !== undefined) tproxy.udpIdleTimeout = s.idle
-  if (s.maxFlows !== undefined) tproxy.maxFlows = s.maxFlows
-  return {
-    log: { level: 'info' },
-    relay: { shutdownGrace: 1 },
-    dial: { mark: UGATE_MARK },
-    ...(s.admin !== undefined ? { admin: { socket: s.admin } } : {}),
-    rules: s.rules ?? [],
-    upstreams: s.upstreams ?? [],
-    listeners: [{ name: 'cap', type: 'redirect', listen: `[::]:${TCP_PORT}`, allow: TEST_ALLOW }, tproxy],
-    capture: {
-      enabled: true,
-      listener: 'cap',
-      udp: true,
-      udpListener: 'udp',
-      lanInterfaces: [IFACE.routerLan],
-      bypass: s.bypass ?? [],
-      excludeSrc: s.excludeSrc ?? [],
-      routerSelf: s.routerSelf ?? false,
-    },
-  }
-}
-
-interface Peers {
-  topo: Topology
-  client: Agent
-  server: Agent
-}
-
-/** Topology, an agent on each side, echo and whoami servers on each server address. */
-async function peers(t: Test): Promise<Peers> {
-  const topo = await createTopology(t)
-  const [client, server] = await Promise.all([
-    startAgent(t, topo.client, topo.dir, 'client'),
-    startAgent(t, topo.server, topo.dir, 'server'),
-  ])
-  // One socket per address: a wildcard one would answer from whichever address routing picks.
-  for (const addr of [ADDR.server4, ADDR.serverBypass4, ADDR.server6, ADDR.serverBypass6]) {
-    await server.call({ op: 'echo', addr, port: ECHO })
-    await server.call({ op: 'whoami', addr, port: WHOAMI })
-  }
-  return { topo, client, server }
-}
-
-async function start(t: Test, topo: Topology, s: UdpSettings = {}): Promise<Ugate> {
-  const cfg = topo.writeJson('ugate.json', udpConfig(s))
-  const ug = await startUgate(t, ['run', '--config', cfg], { netns: topo.router })
-  t.match(ug.events('capture-on')[0]?.fields, { udpPort: String(UDP_PORT) }, 'capture-on names the UDP port')
-  return ug
-}
-
-/** One datagram from (id) to dst:port and its one answer. */
-async function exchange(c: Agent, id: string, dst: string, port: number, data: Buffer) {
-  await c.send(id, dst, port, data)
-  const [m] = await c.recv(id, 1)
-  return m!
-}
+import { type Ugate, checkCleanExit, checkFds, repoRoot, ugateBin } from '../lib/ugate.js'
 
 /** What whoami answered: the source address and port the server saw. */
 async function seenBy(c: Agent, id: string, dst: string): Promise<{ addr: string; port: number; from: string }> {

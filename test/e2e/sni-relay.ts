@@ -453,7 +453,9 @@ t.test('relay over SNI: a home gate behind NAT reached by SNI through the relay;
       ],
     ] as const) {
       const before = lineCount(relay, / warn sni-relay-refused /)
-      const bad = await startUgate(t, ['run', '--config', gateConfig(site, dir, dir)], { netns: site.ns.home })
+      // '' (any id the roots vouch for): the gate itself starts with an identity of another domain.
+      const td = dir === 'otherdomain' ? '' : TD
+      const bad = await startUgate(t, ['run', '--config', gateConfig(site, dir, dir, td)], { netns: site.ns.home })
       const lines = await relay.waitForLines(/ warn sni-relay-refused /, before + 1)
       t.match(lines[before], re, `${what}: refused, the relay says why`, { line: lines[before] })
       await bad.waitForLine(/ warn sni-relay-down .*why="?refused: /)

@@ -371,7 +371,7 @@ function makeDom(baseclass: Any): Any {
 
 // ---- String.prototype.format (luci.js), installed in the views' realm --------------
 
-const FORMAT_SOURCE = `
+export const FORMAT_SOURCE = `
 String.prototype.format = function() {
   var args = arguments, n = 0, html = { '&': '&#38;', '"': '&#34;', "'": '&#39;', '<': '&#60;', '>': '&#62;' };
   return this.replace(/%(-)?(0)?(\\d+)?(?:\\.(\\d+))?([%sdufxXhqco])/g, function(m, left, zero, width, prec, type) {
@@ -2101,6 +2101,7 @@ function makeRuntime(opts: LoadOptions) {
     querySelector: () => null,
     querySelectorAll: () => [],
     createElement: (tag: string) => new FakeNode(1, tag),
+    createElementNS: (_ns: string, tag: string) => new FakeNode(1, tag),
     createTextNode: (text: string) => new FakeNode(3, '', text),
     createDocumentFragment: () => new FakeNode(11),
     addEventListener() {},

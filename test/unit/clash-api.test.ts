@@ -7,7 +7,9 @@ import {
   clashRule,
   connectionView,
   connectionsSnapshot,
+  connId,
   matchRoute,
+  parseConnId,
   proxiesView,
   rulesView,
   ugateLevel,
@@ -195,6 +197,55 @@ t.test('connections: mihomo metadata from a tracked connection', async (t) => {
   t.match(handshaking, { metadata: { type: 'Socks5', host: '', destinationPort: '' }, rule: '', chains: ['DIRECT'] })
   const snap = connectionsSnapshot([], specs, { up: 5, down: 6 }, 1234)
   t.same(snap, { downloadTotal: 6, uploadTotal: 5, connections: [], memory: 1234 })
+  const flow = connectionView(
+    {
+      id: 9,
+      network: 'udp',
+      listener: 'udp',
+      listenerType: 'tproxy',
+      src: '10.0.0.2:5353',
+      dst: '192.0.2.1:443',
+      sniffHost: 'quic.example',
+      rule: 'default',
+      action: { type: 'direct' },
+      startMs: start,
+      up: 1200,
+      down: 3000,
+    },
+    specs,
+  )
+  t.match(
+    flow,
+    {
+      id: 'udp-9',
+      metadata: {
+        network: 'udp',
+        type: 'TProxy',
+        sourceIP: '10.0.0.2',
+        sourcePort: '5353',
+        destinationIP: '192.0.2.1',
+        destinationPort: '443',
+        host: 'quic.example',
+      },
+      upload: 1200,
+      download: 3000,
+      chains: ['DIRECT'],
+      rule: 'Match',
+    },
+    'a UDP flow: network udp, its own id space',
+  )
+})
+
+t.test('connection ids: TCP numbers and udp-N flows, both ways', async (t) => {
+  t.same(parseConnId('17'), { network: 'tcp', id: 17 })
+  t.same(parseConnId('udp-17'), { network: 'udp', id: 17 })
+  for (const bad of ['', '0', 'udp-0', 'udp-', 'udp17', '-1', '1.5', 'x', '1234567890123456', 'UDP-1', ' 1'])
+    t.equal(parseConnId(bad), null, `${JSON.stringify(bad)} is no id`)
+  for (const ref of [
+    { network: 'tcp', id: 3 },
+    { network: 'udp', id: 3 },
+  ] as const)
+    t.same(parseConnId(connId(ref)), ref, `${connId(ref)} round-trips`)
 })
 
 t.test('metrics: exposition text, escaping, counters of closed connections', async (t) => {

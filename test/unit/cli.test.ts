@@ -138,13 +138,20 @@ t.test('ctl: methods, --json, close ID', async (t) => {
     json: false,
     id: 42,
   })
+  t.same(
+    parseArgs(['ctl', 'close', 'udp-7']),
+    { kind: 'ctl', socket: '/var/run/ugate.sock', method: 'close', json: false, id: 'udp-7' },
+    'a UDP flow is closed by its API id',
+  )
   t.same(parseArgs(['ctl', '--help']), { kind: 'help' })
   const bad: Array<[string[], string]> = [
     [['ctl'], '"ugate ctl" needs a method: status, connections, rules, traffic, close'],
     [['ctl', 'stats'], 'ctl: "stats" is not a method (known: status, connections, rules, traffic, close)'],
     [['ctl', 'close'], '"ugate ctl close" needs one connection ID (see "ugate ctl connections")'],
-    [['ctl', 'close', 'x1'], 'ctl close: "x1" is not a connection ID'],
-    [['ctl', 'close', '0'], 'ctl close: "0" is not a connection ID'],
+    [['ctl', 'close', 'x1'], 'ctl close: "x1" is not a connection ID (17, or udp-17 for a UDP flow)'],
+    [['ctl', 'close', '0'], 'ctl close: "0" is not a connection ID (17, or udp-17 for a UDP flow)'],
+    [['ctl', 'close', 'udp-0'], 'ctl close: "udp-0" is not a connection ID (17, or udp-17 for a UDP flow)'],
+    [['ctl', 'close', 'udp-'], 'ctl close: "udp-" is not a connection ID (17, or udp-17 for a UDP flow)'],
     [['ctl', 'close', '1', '2'], '"ugate ctl close" needs one connection ID (see "ugate ctl connections")'],
     [['ctl', 'status', 'extra'], 'unexpected argument "extra" for "ugate ctl status" (see "ugate --help")'],
     [['ctl', '--json=1', 'status'], 'option --json takes no value, got "1"'],

@@ -64,13 +64,7 @@ t.test('full example from the docs', async (t) => {
       dns: false,
       dnsListener: '',
     },
-    mesh: {
-      identityDir: '/etc/ugate/identity',
-      certChain: '/etc/ugate/identity/cert-chain.pem',
-      key: '/etc/ugate/identity/key.pem',
-      rootCert: '/etc/ugate/identity/root-cert.pem',
-      trustDomain: 'cluster.local',
-    },
+    mesh: null,
     sniRelay: [],
   }
   t.same(config, want)
@@ -174,7 +168,15 @@ t.test('bad configs name the path and the value', async (t) => {
       { listeners: [fwd()], mesh: { trustDomain: 'Bad' } },
       'mesh.trustDomain: "Bad" may only hold a-z, 0-9, ".", "-" and "_"',
     ],
-    [{ listeners: [fwd()], mesh: { identityDir: 'rel' } }, 'mesh.identityDir: "rel" is not an absolute path'],
+    [{ listeners: [fwd()], mesh: { identityDir: 'rel' } }, 'mesh.identityDir: "rel" is not an absolute file path'],
+    [
+      { listeners: [{ name: 'p', type: 'park', listen: '0.0.0.0:1' }] },
+      'listeners[0]: a park listener requires the "mesh" section (the identity it proves)',
+    ],
+    [
+      { listeners: [fwd()], sniRelay: [{ name: 'vps', relay: 'vps.test:15009' }] },
+      'sniRelay[0]: relay over SNI requires the "mesh" section (the identity it proves)',
+    ],
     [
       { listeners: [{ name: 's', type: 'sni', listen: '0.0.0.0:443', pair: 'nope' }] },
       'listeners[0].pair: "nope" is not a park listener (known: none configured)',
@@ -525,6 +527,7 @@ t.test('relay over SNI: a relay and a gate config, with defaults', async (t) => 
   })
   t.match(relay.listeners[1], { type: 'sni', pair: 'park', pairTimeoutMs: 2000, maxWaiting: 64 })
   const gate = validateConfig({
+    mesh: {},
     listeners: [fwd()],
     sniRelay: [{ name: 'vps', relay: 'vps.example.net:15009', names: ['A.home.test'], pool: 3 }],
   })

@@ -75,6 +75,57 @@ t.test('status, connections, rules, traffic', async (t) => {
     /^ID +LISTENER +SOURCE +DESTINATION +HOST +RULE +STAGE +AGE +UP +DOWN\n3 +mix +127\.0\.0\.1:5000 +example\.com:443 +- +default→direct +relay +1\.5s +100 B +2\.0 KiB\n$/,
   )
   t.notMatch(conns, /alice/, 'the proxy user is not a column')
+  const withFlows = formatConnections({
+    connections: [],
+    udpFlows: [
+      {
+        id: 4,
+        listener: 'udp',
+        src: '10.0.0.2:5000',
+        dst: '192.0.2.1:443',
+        host: 'quic.example',
+        rule: 'default',
+        action: 'direct',
+        ms: 2500,
+        up: 1200,
+        down: 3072,
+      },
+    ],
+  })
+  t.match(
+    withFlows,
+    /\nudp-4 +udp +10\.0\.0\.2:5000 +192\.0\.2\.1:443 +quic\.example +default→direct +udp +2\.5s +1\.2 KiB +3\.0 KiB\n$/,
+    'a UDP flow is a row with its closable id',
+  )
+  const full = formatStatus({
+    version: '0.1.0',
+    listeners: [],
+    udp: {
+      flowsLive: 2,
+      flowsTotal: 9,
+      flowsEvicted: 1,
+      flowsExpired: 6,
+      packetsUp: 30,
+      bytesUp: 2048,
+      packetsDown: 20,
+      bytesDown: 1024,
+      drops: { queueFull: 0, rejected: 3, busy: 0 },
+    },
+    dns: {
+      names: 3,
+      listeners: [{ name: 'dns', queries: 7, cached: 2, local: 1, forwarded: 4, failed: 1, malformed: 0, dropped: 0 }],
+    },
+  })
+  t.match(
+    full,
+    /\nudp: 2 flows live, 9 total, 1 evicted \(flow cap\), 6 idle; datagrams up 30 \(2\.0 KiB\), down 20 \(1\.0 KiB\); drops rejected 3\n/,
+    'status: the UDP counters',
+  )
+  t.match(
+    full,
+    /\nDNS +QUERIES +CACHED +LOCAL +FORWARDED +FAILED +MALFORMED +DROPPED\ndns +7 +2 +1 +4 +1 +0 +0\n$/,
+    'status: the DNS counters per listener',
+  )
   const rules = formatRules({
     rules: [
       { index: 0, type: 'DomainSuffix', payload: 'ads.test', proxy: 'REJECT', extra: { hitCount: 4 } },

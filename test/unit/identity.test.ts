@@ -1,9 +1,7 @@
-import { createHash, generateKeyPairSync } from 'node:crypto'
 import t from 'tap'
 import {
   formatSpiffeId,
   identityPlan,
-  nodeId,
   parseSpiffeId,
   segmentProblem,
   trustDomainProblem,
@@ -11,57 +9,6 @@ import {
 } from '../../src/core/identity.js'
 import { parseArgs } from '../../src/core/cli.js'
 import { rng } from '../lib/rng.js'
-
-const sha256 = (b: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(b).digest())
-
-/** A reference base32 (RFC 4648, no padding) written differently: via a bit string. */
-function refBase32(b: Uint8Array): string {
-  const bits = Array.from(b, (x) => x.toString(2).padStart(8, '0')).join('')
-  const padded = bits.padEnd(Math.ceil(bits.length / 5) * 5, '0')
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
-  return padded.replace(/.{5}/g, (g) => alphabet[parseInt(g, 2)]!)
-}
-
-/** The uncompressed point of a fresh P-256 key, from Node's own encoding. */
-function p256Point(): Uint8Array {
-  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-  const jwk = publicKey.export({ format: 'jwk' })
-  return new Uint8Array([4, ...Buffer.from(jwk.x!, 'base64url'), ...Buffer.from(jwk.y!, 'base64url')])
-}
-
-t.test('node id: base32 of SHA-256 of the uncompressed point, 52 characters', async (t) => {
-  for (let i = 0; i < 20; i++) {
-    const pub = p256Point()
-    const id = nodeId(pub, sha256)
-    t.equal(id, refBase32(createHash('sha256').update(pub).digest()))
-    t.match(id, /^[A-Z2-7]{52}$/)
-  }
-  // RFC 4648 section 10 vectors, through a hash that returns its input.
-  const same = (b: Uint8Array): Uint8Array => b
-  const vectors: Array<[string, string]> = [
-    ['', ''],
-    ['f', 'MY'],
-    ['fo', 'MZXQ'],
-    ['foo', 'MZXW6'],
-    ['foob', 'MZXW6YQ'],
-    ['fooba', 'MZXW6YTB'],
-    ['foobar', 'MZXW6YTBOI'],
-  ]
-  // nodeId wants a key: a 65-byte point whose "hash" is the vector.
-  for (const [text, want] of vectors) {
-    const point = new Uint8Array(65)
-    point[0] = 4
-    t.equal(
-      nodeId(point, () => same(new TextEncoder().encode(text))),
-      want,
-      `base32(${JSON.stringify(text)})`,
-    )
-  }
-  t.throws(() => nodeId(new Uint8Array(33).fill(2), sha256), {
-    message: /not an uncompressed P-256 public key \(33 bytes\)/,
-  })
-  t.throws(() => nodeId(new Uint8Array(65), sha256), { message: /not an uncompressed/ })
-})
 
 t.test('SPIFFE ids', async (t) => {
   const id = { trustDomain: 'cluster.local', namespace: 'default', serviceAccount: 'ugate' }

@@ -246,7 +246,7 @@ class FakeNative {
     pipesPooled: 0,
   })
   // No tproxy listener in these tests: the UDP engine never started.
-  udpStats = () => ({ flowsTotal: 0, flowsLive: 0 })
+  udpStats = () => ({ flowsTotal: 0, flowsLive: 0, bytesUp: 0, bytesDown: 0 })
   udpFlows = () => []
 
   // The gate (native/mod_gate.c): admission as C counts it. These tests log at
@@ -272,8 +272,6 @@ class FakeNative {
     total: this.admitted,
     live: this.admittedLive(),
     forwardLive: 0,
-    forwardRelays: 0,
-    forwardRelaysTotal: 0,
   })
   forwardServe = () => {
     throw new Error('the fake has no native forward')

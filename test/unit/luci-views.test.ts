@@ -25,6 +25,7 @@ import {
   loadView,
   luciDir,
   scanRequires,
+  type FakeNode,
   type LuciPage,
   type SectionInfo,
 } from '../lib/luci-standin.js'
@@ -1558,7 +1559,7 @@ const SERVICE = {
   ugate: { instances: { instance1: { running: true, pid: 4242, command: ['/usr/bin/ugate', 'run'] } } },
 }
 
-t.test('status: declares its rpc calls, polls every 5 s and has no save buttons', async (t) => {
+t.test('status: declares its rpc calls, polls every 5 s (the graph every 2 s) and has no save buttons', async (t) => {
   const page = await loadView('ugate/status', {
     rpc: {
       'service.list': () => SERVICE,
@@ -1576,8 +1577,11 @@ t.test('status: declares its rpc calls, polls every 5 s and has no save buttons'
     { object: 'ugate', method: 'status', params: {} },
     { object: 'ugate', method: 'connections', params: {} },
   ])
-  t.equal(page.polls.length, 1)
-  t.equal(page.polls[0]!.interval, 5)
+  t.same(
+    page.polls.map((p) => p.interval),
+    [5, 2],
+    'tables every 5 s, the throughput graph every 2 s',
+  )
   t.same(page.footer, { save: false, saveApply: false, reset: false })
   t.equal(page.view.handleSave, null)
   t.equal(page.view.handleSaveApply, null)
@@ -1618,7 +1622,48 @@ t.test('status: shows service, listeners, traffic, rule hits and connections, an
   await page.tick()
   t.ok(page.text.includes('Live connections 5'), 'the poll refreshed the page')
   t.ok(page.text.includes('Bytes down (server to client) 1 B'))
-  t.equal(page.calls.length, 6, 'one poll: the same three calls')
+  t.equal(page.calls.length, 7, 'one tick: the same three calls, and status once more for the graph')
+})
+
+t.test('status: the throughput graph, from the byte totals every 2 s', async (t) => {
+  let traffic: Record<string, number> | undefined = { up: 1000, down: 5000 }
+  const page = await loadView('ugate/status', {
+    rpc: {
+      'service.list': () => SERVICE,
+      'ugate.status': () => (traffic === undefined ? STATUS : { ...STATUS, traffic }),
+      'ugate.connections': () => CONNECTIONS,
+    },
+  })
+  const root = () => page.nodes as FakeNode
+  const points = (key: string) => {
+    const p = root().querySelector(`polyline[class="ugate-${key}"]`)?.attributes.points ?? ''
+    return p === '' ? [] : p.split(' ').map((xy) => xy.split(',').map(Number))
+  }
+  t.ok(root().querySelector('svg'), 'an SVG graph')
+  t.same(points('up'), [], 'one sample: no rate yet')
+  t.ok(page.text.includes('waiting for a second sample'))
+  const graphPoll = page.polls.find((p) => p.interval === 2)!
+  traffic = { up: 3000, down: 5000 }
+  await graphPoll.fn()
+  traffic = { up: 4000, down: 9000 }
+  await graphPoll.fn()
+  t.equal(points('up').length, 2, 'two rates from three samples')
+  t.equal(points('down').length, 2)
+  const [[x1, y1], [x2]] = points('up') as [number[], number[]]
+  t.ok(x1! < x2! && x2 === 600, 'newest on the right edge')
+  t.ok(y1! < 150, 'up: bytes in the first interval: above the bottom line')
+  const downs = points('down').map((p) => p[1]!)
+  t.equal(downs[0], 150, 'down: nothing in the first interval: on the bottom line')
+  t.ok(page.text.includes('Up ') && page.text.includes('Down '), 'the legend names both directions')
+  // A restarted gateway: the totals go back; no negative rate.
+  traffic = { up: 10, down: 10 }
+  await graphPoll.fn()
+  t.equal(points('up')[2]![1], 150, 'a total that went back draws 0')
+  // An older gateway without `traffic`: the closed-connection bytes are used.
+  traffic = undefined
+  await graphPoll.fn()
+  t.equal(points('up').length, 4, 'still drawn from `bytes`')
+  t.equal(page.calls.filter((c) => c.method === 'status').length, 5, 'the graph asks only for status')
 })
 
 t.test('status: UDP counters, UDP flows and DNS counters; absent on an older gateway', async (t) => {
@@ -1627,7 +1672,9 @@ t.test('status: UDP counters, UDP flows and DNS counters; absent on an older gat
     capture: { enabled: true, listener: 'redir', udp: true, udpListener: 'tp' },
     dns: {
       names: 12,
-      listeners: [{ name: 'dns', queries: 40, cached: 25, forwarded: 14, failed: 1, malformed: 0, dropped: 0 }],
+      listeners: [
+        { name: 'dns', queries: 40, cached: 25, local: 3, forwarded: 14, failed: 1, malformed: 0, dropped: 0 },
+      ],
     },
     udp: {
       flowsLive: 2,
@@ -1680,7 +1727,7 @@ t.test('status: UDP counters, UDP flows and DNS counters; absent on an older gat
     'UDP bytes 2.0 KiB up, 3.0 MiB down',
     'UDP datagrams dropped 5 (queueFull 3, busy 2)',
     'Names learnt from DNS 12',
-    'dns 40 25 14 1 0 0',
+    'dns 40 25 3 14 1 0 0',
     'tp 192.168.1.20:5353 [2001:db8::1]:443 direct 1m 1s 2s 1.2 KiB 4.0 KiB',
   ])
     t.ok(page.text.includes(s), `shows ${JSON.stringify(s)}`)

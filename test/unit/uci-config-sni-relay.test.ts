@@ -48,6 +48,9 @@ config rule 'app'
 	list listener 'vps'
 	option action 'forward'
 	option forward '192.168.1.10:443'
+
+config mesh
+	option trust_domain 'mesh.test'
 `
 
 t.test('relay side: mesh, park listener with grants, sni listener with pair', async (t) => {
@@ -88,8 +91,14 @@ t.test('bad options name the file, line and uci option', async (t) => {
       "option trust_domain 'mesh.test'",
       '/etc/config/ugate:2: mesh.trust_domain: "Mesh" may only hold a-z, 0-9, ".", "-" and "_"',
     ],
+    [
+      GATE,
+      'config mesh\n',
+      '/etc/config/ugate:7: vps: relay over SNI requires the "mesh" section (the identity it proves)',
+    ],
   ]
   const replace: Record<string, string> = {
+    'config mesh\n': '#',
     "option pool '2'": "option pool '0'",
     "option server 'vps.example.net'": '',
     "list grant 'spiffe": "list grant 'x'\n#",

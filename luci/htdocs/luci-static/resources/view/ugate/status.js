@@ -7,7 +7,8 @@
 /*
  * ugate status: the service state from procd, and what the running gateway
  * reports on its ubus object `ugate` (the same JSON as `ugate ctl status`
- * and `ugate ctl connections`). Refreshed every 5 s.
+ * and `ugate ctl connections`). Refreshed every 5 s; the throughput graph
+ * asks for the byte totals every 2 s and draws the last 5 minutes as SVG.
  */
 
 const callServiceList = rpc.declare({
@@ -31,6 +32,13 @@ const callConnections = rpc.declare({
 
 /* Connections listed at most; the rest are counted. */
 const MAX_ROWS = 200;
+
+/* The throughput graph: a sample every GRAPH_POLL seconds, GRAPH_POINTS of them (5 minutes). */
+const GRAPH_POLL = 2;
+const GRAPH_POINTS = 150;
+const GRAPH_W = 600;
+const GRAPH_H = 150;
+const SVG_NS = 'http://www.w3.org/2000/svg';
 
 function formatBytes(n) {
 	const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -117,6 +125,106 @@ function formatDrops(drops) {
 					.join(', ')
 			)
 		: '0';
+}
+
+/* An SVG element (E() makes HTML ones). */
+function svg(tag, attrs, children) {
+	const node = document.createElementNS(SVG_NS, tag);
+
+	for (const k in attrs) node.setAttribute(k, String(attrs[k]));
+
+	(children || []).forEach(function (c) {
+		node.appendChild(typeof c === 'string' ? document.createTextNode(c) : c);
+	});
+
+	return node;
+}
+
+/* Byte totals of every connection and flow so far: `traffic` (live ones
+ * included); an older gateway has only `bytes` (closed connections). */
+function byteTotals(st) {
+	const b = st && (st.traffic || st.bytes);
+
+	return b && typeof b === 'object' ? { up: Number(b.up) || 0, down: Number(b.down) || 0 } : null;
+}
+
+/* Bytes/s between consecutive samples {ms, up, down}; a total that went
+ * back (a restarted gateway) counts as 0, not as a negative rate. */
+function rates(samples) {
+	const out = [];
+
+	for (let i = 1; i < samples.length; i++) {
+		const a = samples[i - 1],
+			b = samples[i],
+			s = Math.max(0.001, (b.ms - a.ms) / 1000);
+
+		out.push({ up: Math.max(0, b.up - a.up) / s, down: Math.max(0, b.down - a.down) / s });
+	}
+
+	return out;
+}
+
+/* Up and down bytes/s as two polylines, newest on the right, scaled to the largest rate shown. */
+function throughputGraph(samples) {
+	const r = rates(samples);
+	const max = r.reduce(function (m, x) {
+		return Math.max(m, x.up, x.down);
+	}, 1024);
+	const step = GRAPH_W / (GRAPH_POINTS - 1);
+	const line = function (key, color) {
+		const points = r.map(function (x, i) {
+			const px = GRAPH_W - (r.length - 1 - i) * step,
+				py = GRAPH_H - (x[key] / max) * (GRAPH_H - 10);
+
+			return px.toFixed(1) + ',' + py.toFixed(1);
+		});
+
+		return svg('polyline', {
+			class: 'ugate-' + key,
+			fill: 'none',
+			stroke: color,
+			'stroke-width': 2,
+			points: points.join(' ')
+		});
+	};
+	const grid = [0.25, 0.5, 0.75].map(function (f) {
+		return svg('line', {
+			x1: 0,
+			x2: GRAPH_W,
+			y1: GRAPH_H - f * (GRAPH_H - 10),
+			y2: GRAPH_H - f * (GRAPH_H - 10),
+			stroke: '#ccc',
+			'stroke-dasharray': '4 4'
+		});
+	});
+	const last = r.length ? r[r.length - 1] : { up: 0, down: 0 };
+
+	return E('div', {}, [
+		svg(
+			'svg',
+			{
+				class: 'ugate-graph',
+				viewBox: '0 0 %d %d'.format(GRAPH_W, GRAPH_H),
+				width: '100%',
+				height: GRAPH_H,
+				preserveAspectRatio: 'none',
+				role: 'img'
+			},
+			[
+				svg('title', {}, [_('Throughput, last 5 minutes')]),
+				svg('rect', { x: 0, y: 0, width: GRAPH_W, height: GRAPH_H, fill: 'none', stroke: '#999' })
+			]
+				.concat(grid)
+				.concat([line('up', '#2a7'), line('down', '#27c')])
+		),
+		E('div', { class: 'ugate-graph-legend' }, [
+			E('span', { style: 'color:#2a7' }, _('Up %s/s').format(formatBytes(last.up))),
+			' \u00a0 ',
+			E('span', { style: 'color:#27c' }, _('Down %s/s').format(formatBytes(last.down))),
+			' \u00a0 ',
+			E('em', {}, r.length ? _('peak %s/s').format(formatBytes(max)) : _('waiting for a second sample'))
+		])
+	]);
 }
 
 function keyValueTable(pairs) {
@@ -238,9 +346,19 @@ return view.extend({
 		dom.content(
 			nodes.dns,
 			table(
-				[_('Listener'), _('Queries'), _('Cached'), _('Forwarded'), _('Failed'), _('Malformed'), _('Dropped')],
+				[
+					_('Listener'),
+					_('Queries'),
+					_('Cached'),
+					_('From rules/hosts'),
+					_('Forwarded'),
+					_('Failed'),
+					_('Malformed'),
+					_('Dropped')
+				],
 				dnsListeners.map(function (d) {
-					return [d.name, d.queries, d.cached, d.forwarded, d.failed, d.malformed, d.dropped];
+					/* `local` is absent on an older gateway: shown as "-" */
+					return [d.name, d.queries, d.cached, d.local, d.forwarded, d.failed, d.malformed, d.dropped];
 				}),
 				_('No DNS listener')
 			)
@@ -292,8 +410,21 @@ return view.extend({
 		]);
 	},
 
+	/* One sample of the byte totals, the graph redrawn. */
+	sample(node, st) {
+		const b = byteTotals(st);
+
+		if (b) {
+			this.samples.push({ ms: Date.now(), up: b.up, down: b.down });
+			this.samples.splice(0, Math.max(0, this.samples.length - GRAPH_POINTS));
+		}
+
+		dom.content(node, throughputGraph(this.samples));
+	},
+
 	render(data) {
 		const nodes = {
+			graph: E('div'),
 			overview: E('div'),
 			listeners: E('div'),
 			rules: E('div'),
@@ -302,7 +433,9 @@ return view.extend({
 			udpFlows: E('div')
 		};
 
+		this.samples = [];
 		this.update(nodes, data);
+		this.sample(nodes.graph, data[1]);
 
 		poll.add(
 			L.bind(function () {
@@ -311,10 +444,22 @@ return view.extend({
 			5
 		);
 
+		poll.add(
+			L.bind(function () {
+				return callStatus()
+					.catch(function () {
+						return {};
+					})
+					.then(L.bind(this.sample, this, nodes.graph));
+			}, this),
+			GRAPH_POLL
+		);
+
 		/* not a .cbi-map: nothing here to save, and the footer stays away */
 		return E('div', {}, [
 			E('h2', {}, _('ugate status')),
 			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Service')), nodes.overview]),
+			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Throughput')), nodes.graph]),
 			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Listeners')), nodes.listeners]),
 			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Rule hits')), nodes.rules]),
 			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Live connections')), nodes.connections]),

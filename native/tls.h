@@ -1,0 +1,73 @@
+// Mutual TLS 1.3 for mesh connections (HBONE), on mbedTLS 3.6. A tls_conn
+// works on a non-blocking socket the owner gives it (mbedTLS BIO callbacks do
+// send/recv on it); the owner waits in epoll for what tls_* asked for.
+#ifndef UGATE_TLS_H
+#define UGATE_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define TLS_ERR_MAX 200
+
+// What tls_handshake / tls_read / tls_write return besides a byte count.
+enum {
+  TLS_WANT_READ = -1,  // call again once the socket is readable
+  TLS_WANT_WRITE =
+      -2,           // call again once the socket is writable (with the same bytes for tls_write)
+  TLS_CLOSED = -3,  // the peer's close_notify or EOF
+  TLS_FAILED = -4,  // fatal: tls_conn_error says why (alert sent where TLS allows)
+};
+
+// Who we are and whom we trust: loaded once, shared by every connection, reference counted
+// (a reload makes a new one; live connections keep theirs).
+typedef struct tls_config tls_config;
+
+typedef struct {
+  bool server;
+  const char *chain_path;  // cert-chain.pem: leaf first, P-256 key
+  const char *key_path;    // key.pem
+  const char *roots_path;  // root-cert.pem: the trust anchors (never the peer's own chain)
+  const char
+      *trust_domain;  // peers' SPIFFE ids must be spiffe://<trust_domain>/...; NULL: any trusted
+} tls_config_opts;
+
+// NULL with a message in err naming the file (and the date, for a certificate
+// that is expired or not yet valid).
+tls_config *tls_config_new(const tls_config_opts *o, char err[TLS_ERR_MAX]);
+void tls_config_ref(tls_config *c);
+void tls_config_unref(tls_config *c);
+// The leaf's SPIFFE id (URI SAN) and node id (base32 SHA-256 of the public key, 52 chars).
+const char *tls_config_spiffe_id(const tls_config *c);
+const char *tls_config_node_id(const tls_config *c);
+bool tls_config_is_server(const tls_config *c);
+
+typedef struct tls_conn tls_conn;
+
+// TLS 1.3 only, ALPN "h2", client certificate required (server) / sent (client),
+// no SNI from the client. expect_peer: a client's exact SPIFFE id the peer
+// must present, or NULL for "any id of the trust domain".
+tls_conn *tls_conn_new(tls_config *c, int fd, const char *expect_peer);
+void tls_conn_free(tls_conn *t);  // does not close fd
+int tls_handshake(tls_conn *t);   // 0 done, TLS_WANT_*, TLS_FAILED
+// >0 plaintext bytes, TLS_WANT_*, TLS_CLOSED, TLS_FAILED.
+ssize_t tls_read(tls_conn *t, uint8_t *buf, size_t cap);
+// Bytes taken (>0), TLS_WANT_* (repeat with the same bytes), TLS_FAILED.
+ssize_t tls_write(tls_conn *t, const uint8_t *p, size_t n);
+// Decrypted bytes buffered inside: read again before waiting for the socket.
+size_t tls_pending(const tls_conn *t);
+int tls_close_notify(tls_conn *t);                  // 0 sent, TLS_WANT_WRITE, TLS_FAILED
+const char *tls_conn_error(const tls_conn *t);      // "" or why it failed
+const char *tls_peer_spiffe_id(const tls_conn *t);  // after the handshake; "" when none
+const char *tls_peer_node_id(const tls_conn *t);
+
+// The JS side (mod_tls.c): native.tlsConfig({...}) returns an opaque object
+// holding one reference. Another module's binding gets the tls_config* from
+// it with this (borrowed: tls_config_ref it to keep it past the object's
+// life), or NULL with a TypeError thrown when v is not such an object.
+#ifdef QUICKJS_H
+tls_config *ug_tls_config_from_js(JSContext *ctx, JSValueConst v);
+#endif
+
+#endif

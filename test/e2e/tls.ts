@@ -1,0 +1,391 @@
+// Mutual TLS 1.3 of native/tls.c (test/native/tls-test.c, built with ASan +
+// UBSan and LeakSanitizer by native/build.mk) against openssl s_server and
+// s_client: both roles with data both ways and close_notify, and each
+// refusal with its tls_conn_error: TLS 1.2 only, no client certificate,
+// wrong trust domain, expected identity not matched, expired certificate
+// (at load: the file and the date; from the peer: refused), no ALPN h2, a
+// chain from a CA that is not among the roots. Certificates come from
+// `ugate identity init`; the bad ones from openssl with the same CA key.
+
+import { spawn, spawnSync } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import type { Test } from 'tap'
+import { repoRoot, runUgate, SANITIZER_RE } from '../lib/ugate.js'
+
+const TD = 'mesh.test'
+const ID = `spiffe://${TD}/ns/home/sa/router1`
+const sanEnv = { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0', UBSAN_OPTIONS: 'print_stacktrace=1' }
+
+// The driver: same objects and flags as build/ugate-asan (./build.sh asan).
+const obj = join(repoRoot, 'build/obj/asan')
+const driver = join(obj, 'tls-test')
+const made = spawnSync(
+  'make',
+  [
+    '-s',
+    '-f',
+    'native/build.mk',
+    `O=${obj}`,
+    'CC=gcc',
+    'PROFILE=asan',
+    'QJS=build/qjs-src',
+    'MBEDTLS=build/mbedtls-src',
+    driver,
+  ],
+  { cwd: repoRoot, encoding: 'utf8' },
+)
+if (made.status !== 0) throw new Error(`building tls-test: ${made.stderr}`)
+
+// About 40 processes (the ASan driver, openssl, ugate identity init) one after another.
+t.setTimeout(300_000)
+
+const dir = mkdtempSync(join(tmpdir(), 'ugate-tls-'))
+t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+
+function sh(args: string[], input?: string): string {
+  const r = spawnSync(args[0]!, args.slice(1), { encoding: 'utf8', input, cwd: dir })
+  if (r.status !== 0) throw new Error(`${args.join(' ')}: ${r.stderr}`)
+  return r.stdout
+}
+
+/** An identity directory from `ugate identity init`. */
+function identity(name: string, td: string): Record<'chain' | 'key' | 'roots' | 'caKey', string> {
+  const d = join(dir, name)
+  mkdirSync(d)
+  const r = runUgate(['identity', 'init', '--dir', d, '--trust-domain', td, '--namespace', 'home', '--sa', 'router1'])
+  if (r.code !== 0) throw new Error(`identity init: ${r.stderr.join('\n')}`)
+  return {
+    chain: join(d, 'cert-chain.pem'),
+    key: join(d, 'key.pem'),
+    roots: join(d, 'root-cert.pem'),
+    caKey: join(d, 'ca-key.pem'),
+  }
+}
+
+const good = identity('good', TD)
+const other = identity('other', TD) // another CA: not trusted by `good`
+
+/** A leaf for good's key, signed by good's CA with openssl: SAN uri, valid for `days` (negative: expired). */
+function leaf(name: string, uri: string, days: number): string {
+  const csr = join(dir, `${name}.csr`)
+  const ext = join(dir, `${name}.ext`)
+  const out = join(dir, `${name}.pem`)
+  writeFileSync(ext, `subjectAltName=URI:${uri}\nextendedKeyUsage=serverAuth,clientAuth\n`)
+  sh(['openssl', 'req', '-new', '-key', good.key, '-subj', `/CN=${name}`, '-out', csr])
+  sh([
+    'openssl',
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    good.roots,
+    '-CAkey',
+    good.caKey,
+    '-days',
+    String(days),
+    '-out',
+    out,
+    '-extfile',
+    ext,
+  ])
+  return out
+}
+const wrongTd = leaf('wrong-td', `spiffe://elsewhere.test/ns/home/sa/router1`, 30)
+const expired = leaf('expired', ID, -1)
+
+interface Run {
+  lines: string[]
+  code: number | null
+  stderr: string
+}
+
+/** Start the driver: port (a server's, once it listens), done (its exit). */
+function driverRun(args: string[]): { done: Promise<Run>; port: Promise<number> } {
+  const proc = spawn(driver, args, { env: sanEnv, stdio: ['ignore', 'pipe', 'pipe'] })
+  const lines: string[] = []
+  let stderr = ''
+  let partial = ''
+  let onPort: (p: number) => void = () => {}
+  const port = new Promise<number>((res) => (onPort = res))
+  proc.stdout!.on('data', (d: Buffer) => {
+    partial += d
+    const ls = partial.split('\n')
+    partial = ls.pop()!
+    for (const l of ls) {
+      lines.push(l)
+      const m = /^listening (\d+)$/.exec(l)
+      if (m) onPort(Number(m[1]))
+    }
+  })
+  proc.stderr!.on('data', (d: Buffer) => (stderr += d))
+  const done = new Promise<Run>((res) => proc.on('close', (code) => res({ lines, code, stderr })))
+  return { done, port }
+}
+
+/** openssl s_server on an ephemeral port: resolves once it accepts. */
+function sServer(t: Test, args: string[]): Promise<{ port: number; proc: ChildProcess; out: () => string }> {
+  return new Promise((resolve, reject) => {
+    // -accept 0 makes openssl print the port it bound ("ACCEPT 127.0.0.1:N").
+    const proc = spawn('openssl', ['s_server', '-accept', '127.0.0.1:0', '-naccept', '1', ...args], {
+      cwd: dir,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
+    t.teardown(() => proc.kill())
+    let out = ''
+    const onData = (d: Buffer) => {
+      out += d
+      const m = /ACCEPT 127\.0\.0\.1:(\d+)/.exec(out)
+      if (m) resolve({ port: Number(m[1]), proc, out: () => out })
+    }
+    proc.stdout!.on('data', onData)
+    proc.stderr!.on('data', onData)
+    proc.on('close', () => reject(new Error(`s_server ended: ${out}`)))
+  })
+}
+
+function base(id: { chain: string; key: string; roots: string }): string[] {
+  return ['--chain', id.chain, '--key', id.key, '--roots', id.roots]
+}
+
+function clean(t: Test, r: Run): void {
+  t.notMatch(r.stderr, SANITIZER_RE, 'no sanitizer report (leaks included)')
+}
+
+const serverTls = (id: { chain: string; key: string; roots: string }) => [
+  '-tls1_3',
+  '-cert',
+  id.chain,
+  '-key',
+  id.key,
+  '-CAfile',
+  id.roots,
+  '-Verify',
+  '1',
+  '-verify_return_error',
+]
+
+t.test('client: mTLS with s_server, data both ways, close_notify', async (t) => {
+  const s = await sServer(t, [...serverTls(good), '-alpn', 'h2', '-rev'])
+  const r = await driverRun([
+    'client',
+    '--port',
+    String(s.port),
+    ...base(good),
+    '--td',
+    TD,
+    '--send',
+    'hello',
+    '--close-after-line',
+  ]).done
+  t.equal(r.code, 0, 'exit 0')
+  t.match(r.lines.join('\n'), /^config ok id=spiffe:\/\/mesh\.test\/ns\/home\/sa\/router1 node=[A-Z2-7]{52}$/m)
+  t.ok(
+    r.lines.some((l) => l === `handshake ok peer=${ID} node=${/node=([A-Z2-7]{52})/.exec(r.lines[0]!)![1]}`),
+    'peer id and node id',
+    {
+      lines: r.lines,
+    },
+  )
+  t.ok(r.lines.includes('received: olleh'), "s_server's reply (our line reversed)")
+  const sent = r.lines.indexOf('close_notify sent')
+  t.ok(sent > 0 && r.lines.indexOf('peer closed') > sent, 'close_notify sent, then the peer closed')
+  clean(t, r)
+})
+
+t.test('server: mTLS with s_client (no SNI), data both ways, close_notify', async (t) => {
+  const d = driverRun(['server', '--port', '0', ...base(good), '--td', TD, '--send', 'pong'])
+  const port = await d.port
+  const c = spawn(
+    'openssl',
+    [
+      's_client',
+      '-connect',
+      `127.0.0.1:${port}`,
+      '-tls1_3',
+      '-cert',
+      good.chain,
+      '-key',
+      good.key,
+      '-CAfile',
+      good.roots,
+      '-verify_return_error',
+      '-alpn',
+      'h2',
+      '-noservername',
+    ],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  )
+  let out = ''
+  let onPong: () => void = () => {}
+  const pong = new Promise<void>((res) => (onPong = res))
+  c.stdout.on('data', (b: Buffer) => {
+    out += b
+    if (/^pong$/m.test(out)) onPong()
+  })
+  const cDone = new Promise((res) => c.on('close', res))
+  // Our line arrived: ping, then end of input (s_client's close_notify).
+  await Promise.race([pong, cDone])
+  c.stdin.end('ping\n')
+  const r = await d.done
+  await cDone
+  t.equal(r.code, 0, 'exit 0', { lines: r.lines, stderr: r.stderr })
+  t.ok(r.lines.includes(`handshake ok peer=${ID} node=${/node=(\w+)/.exec(r.lines[0]!)![1]}`), 'client verified', {
+    lines: r.lines,
+  })
+  t.ok(r.lines.includes('received: ping'), "s_client's line")
+  const closed = r.lines.indexOf('peer closed')
+  t.ok(closed > 0 && r.lines.indexOf('close_notify sent') > closed, "the client's close_notify, then ours")
+  t.match(out, /^pong$/m, 'our line reached s_client')
+  t.match(out, /ALPN protocol: h2/, 'h2 negotiated')
+  t.match(out, /Verify return code: 0 \(ok\)/, 's_client verified us against the roots')
+  clean(t, r)
+})
+
+/** Our client against an s_server with `args`: the handshake must fail with `why`. */
+async function clientRefused(t: Test, args: string[], why: RegExp, extra: string[] = []) {
+  const s = await sServer(t, args)
+  const r = await driverRun(['client', '--port', String(s.port), ...base(good), '--td', TD, ...extra]).done
+  t.equal(r.code, 2, 'handshake failed (exit 2)', { lines: r.lines, stderr: r.stderr })
+  const line = r.lines.find((l) => l.startsWith('handshake failed: ')) ?? ''
+  t.match(line, why)
+  clean(t, r)
+}
+
+/** s_client against our server: the handshake must fail on our side with `why`. */
+async function serverRefused(t: Test, clientArgs: string[], why: RegExp) {
+  const d = driverRun(['server', '--port', '0', ...base(good), '--td', TD])
+  const port = await d.port
+  const c = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-noservername', ...clientArgs], {
+    stdio: ['pipe', 'ignore', 'ignore'],
+  })
+  const r = await d.done
+  c.stdin.end()
+  c.kill()
+  t.equal(r.code, 2, 'handshake failed (exit 2)', { lines: r.lines, stderr: r.stderr })
+  t.match(r.lines.find((l) => l.startsWith('handshake failed: ')) ?? '', why)
+  clean(t, r)
+}
+
+t.test('refused: a server that speaks TLS 1.2 only', (t) =>
+  clientRefused(
+    t,
+    ['-tls1_2', '-cert', good.chain, '-key', good.key, '-alpn', 'h2'],
+    /does not speak TLS 1\.3|protocol_version/,
+  ),
+)
+
+t.test('refused: a client that offers TLS 1.2 only', (t) =>
+  serverRefused(t, ['-tls1_2', '-cert', good.chain, '-key', good.key, '-alpn', 'h2'], /does not speak TLS 1\.3/),
+)
+
+t.test('refused: a client without a certificate', (t) =>
+  serverRefused(t, ['-tls1_3', '-alpn', 'h2', '-CAfile', good.roots], /peer sent no client certificate/),
+)
+
+t.test('refused: a server in another trust domain (same CA)', (t) =>
+  clientRefused(
+    t,
+    [...serverTls({ ...good, chain: wrongTd }), '-alpn', 'h2'],
+    /peer spiffe:\/\/elsewhere\.test\/ns\/home\/sa\/router1 is not in trust domain mesh\.test/,
+  ),
+)
+
+t.test('refused: a client in another trust domain (same CA)', (t) =>
+  serverRefused(t, ['-tls1_3', '-alpn', 'h2', '-cert', wrongTd, '-key', good.key], /is not in trust domain mesh\.test/),
+)
+
+t.test('refused: a server that is not the expected identity', (t) =>
+  clientRefused(
+    t,
+    [...serverTls(good), '-alpn', 'h2'],
+    /peer is spiffe:\/\/mesh\.test\/ns\/home\/sa\/router1, not the expected spiffe:\/\/mesh\.test\/ns\/x\/sa\/y/,
+    ['--expect', 'spiffe://mesh.test/ns/x/sa/y'],
+  ),
+)
+
+t.test('refused: a server with an expired certificate', (t) =>
+  clientRefused(t, [...serverTls({ ...good, chain: expired }), '-alpn', 'h2'], /peer certificate expired/),
+)
+
+t.test('refused: a client with an expired certificate', (t) =>
+  serverRefused(t, ['-tls1_3', '-alpn', 'h2', '-cert', expired, '-key', good.key], /peer certificate expired/),
+)
+
+t.test('refused: a server that only speaks http/1.1', (t) =>
+  clientRefused(t, [...serverTls(good), '-alpn', 'http/1.1'], /ALPN h2|no_application_protocol/),
+)
+
+t.test('refused: a client that offers http/1.1 only', (t) =>
+  serverRefused(
+    t,
+    ['-tls1_3', '-alpn', 'http/1.1', '-cert', good.chain, '-key', good.key],
+    /peer does not offer ALPN h2/,
+  ),
+)
+
+t.test('refused: a client that offers no ALPN', (t) =>
+  serverRefused(t, ['-tls1_3', '-cert', good.chain, '-key', good.key], /peer did not negotiate ALPN h2/),
+)
+
+t.test('refused: a server whose CA is not among our roots', (t) =>
+  clientRefused(t, [...serverTls(other), '-alpn', 'h2'], /peer certificate not signed by the configured roots/),
+)
+
+t.test('refused: a client whose CA is not among our roots', (t) =>
+  serverRefused(
+    t,
+    ['-tls1_3', '-alpn', 'h2', '-cert', other.chain, '-key', other.key],
+    /peer certificate not signed by the configured roots/,
+  ),
+)
+
+t.test('load: an expired certificate is refused naming the file and the date', async (t) => {
+  const r = await driverRun(['client', '--port', '1', '--chain', expired, '--key', good.key, '--roots', good.roots])
+    .done
+  t.equal(r.code, 3)
+  const notAfter = new Date(
+    sh(['openssl', 'x509', '-in', expired, '-noout', '-enddate']).trim().replace('notAfter=', ''),
+  )
+  t.match(r.lines[0], `config failed: ${expired}: certificate expired on ${notAfter.toISOString().replace('.000', '')}`)
+  clean(t, r)
+})
+
+t.test(
+  'load: our own chain must verify against the roots, hold a SPIFFE id of the trust domain and match the key',
+  async (t) => {
+    const cases: [string[], RegExp][] = [
+      [
+        ['--chain', other.chain, '--key', other.key, '--roots', good.roots],
+        /cert-chain\.pem: does not verify against .*root-cert\.pem: not-trusted/,
+      ],
+      [
+        ['--chain', good.chain, '--key', other.key, '--roots', good.roots],
+        /other\/key\.pem: is not the private key of .*good\/cert-chain\.pem/,
+      ],
+      [
+        ['--chain', wrongTd, '--key', good.key, '--roots', good.roots, '--td', TD],
+        /wrong-td\.pem: spiffe:\/\/elsewhere\.test\/ns\/home\/sa\/router1 is not in trust domain mesh\.test/,
+      ],
+      [
+        ['--chain', join(dir, 'missing.pem'), '--key', good.key, '--roots', good.roots],
+        /missing\.pem: cannot read: No such file/,
+      ],
+      [['--chain', good.key, '--key', good.key, '--roots', good.roots], /key\.pem: no PEM certificate in it/],
+      [
+        ['--chain', good.chain, '--key', good.chain, '--roots', good.roots],
+        /cert-chain\.pem: not a valid PEM private key/,
+      ],
+    ]
+    for (const [args, why] of cases) {
+      const r = await driverRun(['server', '--port', '0', ...args]).done
+      t.equal(r.code, 3, `refused: ${why}`)
+      t.match(r.lines[0], why)
+      clean(t, r)
+    }
+  },
+)
