@@ -19,6 +19,9 @@
 #   memory       idle RSS, and the RSS delta per idle relayed connection
 #                (BENCH_HOLD of them): ugate vs haproxy vs nginx stream
 #   footprint    binary and .ipk sizes (build/ipk if built), start → accepting
+#   snirelay     relay over SNI vs direct vs limit_relay: throughput, relay CPU
+#                per GB, connection setup time (bench/sni-relay.sh; its table
+#                goes into the report as printed)
 # Then it rewrites the generated section of docs/performance.md and the charts
 # in docs/img/ (gnuplot). Installs the peers it needs (Debian packages) first.
 #
@@ -43,7 +46,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [[ $# -eq 0 ]] || bad_arg "$1"
 
 QUICK=${BENCH_QUICK:-0}
-ALL_SECTIONS="relay conn socks transparent udp memory footprint"
+ALL_SECTIONS="relay conn socks transparent udp memory footprint snirelay"
 if [[ $QUICK == 1 ]]; then
   : "${BENCH_ROUNDS:=2}" "${BENCH_SECONDS:=2}" "${BENCH_SOCKS_MIB:=128}" "${BENCH_HOLD:=200}" "${BENCH_STARTS:=3}" "${BENCH_FLOWS:=1000}"
 fi
@@ -166,6 +169,12 @@ section_relay() {
     printf "relay\t%s\t%s -P%s\tgbps\t%s\n", $1, $3, $2, $4
     if ($6 != "NA" && $5 > 0) printf "relay\t%s\t%s -P%s\tcpu_s_gb\t%.6g\n", $1, $3, $2, ($6 / tck) / ($5 / 1e9)
   }' "$TMP/relay/results.tsv" >>"$RESULTS"
+}
+
+# ---------------------------------------------------------------- relay over SNI
+section_snirelay() {
+  BENCH_SECONDS=$SECONDS_RUN BENCH_ROUNDS=$ROUNDS UGATE_BIN=$UGATE_BIN LIMIT_RELAY_SRC=$LIMIT_RELAY_SRC \
+    "$ROOT/bench/sni-relay.sh" >"$TMP/snirelay.out" || { cat "$TMP/snirelay.out" >&2; die "bench/sni-relay.sh failed"; }
 }
 
 # ---------------------------------------------------------------- conn
@@ -398,6 +407,11 @@ REPORT=$TMP/report.md
   awk -f "$ROOT/bench/report.awk" -v rounds="$ROUNDS" -v charts="$TMP/charts" -v img=img "$RESULTS" |
     awk -v rep="$TMP/relay/report.md" -v udp="$TMP/udp/report.md" '$0 == "@RELAY_REPORT@" { while ((getline l < rep) > 0) print l; next }
       $0 == "@UDP_REPORT@" { while ((getline l < udp) > 0) print l; next } { print }'
+  if [[ -f $TMP/snirelay.out ]]; then
+    printf '\n### Relay over SNI (bench/sni-relay.sh)\n\n```\n'
+    cat "$TMP/snirelay.out"
+    printf '```\n'
+  fi
 } >"$REPORT"
 for dat in "$TMP"/charts/*.dat; do
   [[ -f $dat ]] || continue

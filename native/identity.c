@@ -321,3 +321,57 @@ void ug_id_report_free(ug_id_report *r) {
   free(r->certs);
   memset(r, 0, sizeof *r);
 }
+
+// ---- signatures (the SNI relay's registration) -----------------------------------
+
+int ug_id_random(uint8_t *out, size_t len, char err[UG_ID_ERR_MAX]) {
+  rng r;
+  int ret = rng_init(&r);
+  if (!ret) ret = mbedtls_ctr_drbg_random(&r.drbg, out, len);
+  rng_free(&r);
+  return ret ? fail(err, "random bytes", ret) : 0;
+}
+
+int ug_id_sign(const char *key_pem, const uint8_t *data, size_t len, uint8_t sig[UG_ID_SIG_MAX],
+               size_t *sig_len, char err[UG_ID_ERR_MAX]) {
+  uint8_t hash[32];
+  mbedtls_pk_context key;
+  mbedtls_pk_init(&key);
+  rng r;
+  const char *step = "seeding the random generator";
+  int ret = rng_init(&r);
+  if (!ret)
+    step = "reading the private key",
+    ret = mbedtls_pk_parse_key(&key, (const unsigned char *)key_pem, strlen(key_pem) + 1, NULL, 0,
+                               mbedtls_ctr_drbg_random, &r.drbg);
+  if (!ret) step = "hashing", ret = mbedtls_sha256(data, len, hash, 0);
+  if (!ret)
+    step = "signing",
+    ret = mbedtls_pk_sign(&key, MBEDTLS_MD_SHA256, hash, sizeof hash, sig, UG_ID_SIG_MAX, sig_len,
+                          mbedtls_ctr_drbg_random, &r.drbg);
+  mbedtls_pk_free(&key);
+  rng_free(&r);
+  return ret ? fail(err, step, ret) : 0;
+}
+
+int ug_id_verify_sig(const char *chain_pem, const uint8_t *data, size_t len, const uint8_t *sig,
+                     size_t sig_len, char err[UG_ID_ERR_MAX]) {
+  mbedtls_x509_crt chain;
+  mbedtls_x509_crt_init(&chain);
+  uint8_t hash[32];
+  int ok = -1, ret;
+  // Parsing and verifying go through PSA (MBEDTLS_USE_PSA_CRYPTO).
+  if (ug_crypto_init())
+    snprintf(err, UG_ID_ERR_MAX, "PSA crypto failed to start");
+  else if (!has_pem(chain_pem, "CERTIFICATE"))
+    bad(UG_ID_BAD_CHAIN, err, "certificate", MBEDTLS_ERR_X509_CERT_UNKNOWN_FORMAT);
+  else if ((ret = mbedtls_x509_crt_parse(&chain, (const unsigned char *)chain_pem,
+                                         strlen(chain_pem) + 1)) != 0)
+    bad(UG_ID_BAD_CHAIN, err, "certificate", ret);
+  else if ((ret = mbedtls_sha256(data, len, hash, 0)) != 0)
+    fail(err, "hashing", ret);
+  else  // the first certificate parsed is the leaf: its key signed
+    ok = mbedtls_pk_verify(&chain.pk, MBEDTLS_MD_SHA256, hash, sizeof hash, sig, sig_len) == 0;
+  mbedtls_x509_crt_free(&chain);
+  return ok;
+}

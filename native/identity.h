@@ -58,6 +58,19 @@ ug_id_status ug_id_inspect(const char *chain_pem, const char *root_pem, const ch
                            ug_id_report *out, char err[UG_ID_ERR_MAX]);
 void ug_id_report_free(ug_id_report *r);
 
+// Signatures of the SNI relay's registration (src/core/sni-relay.ts says what is
+// signed): ECDSA (or RSA) over SHA-256, DER-encoded as X.509 carries them.
+#define UG_ID_SIG_MAX 512  // MBEDTLS_PK_SIGNATURE_MAX_SIZE for the keys we parse
+// 0, or -1 with a message in err.
+int ug_id_random(uint8_t *out, size_t len, char err[UG_ID_ERR_MAX]);
+int ug_id_sign(const char *key_pem, const uint8_t *data, size_t len, uint8_t sig[UG_ID_SIG_MAX],
+               size_t *sig_len, char err[UG_ID_ERR_MAX]);
+// 1: sig is the signature of data by the key of chain_pem's first (leaf)
+// certificate; 0: it is not; -1: the chain does not parse (err says why).
+// Whether the chain is trusted is ug_id_inspect's question.
+int ug_id_verify_sig(const char *chain_pem, const uint8_t *data, size_t len, const uint8_t *sig,
+                     size_t sig_len, char err[UG_ID_ERR_MAX]);
+
 // Shared with the mesh TLS (tls.c):
 // PSA crypto, which keys and signatures go through; 0 or -1. Any thread, any number of times.
 int ug_crypto_init(void);

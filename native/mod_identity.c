@@ -1,5 +1,7 @@
 // identityCreate / identityInspect: identity.c for `ugate identity`
-// (src/io/identity.ts). Decisions (names, dates, files) are the caller's.
+// (src/io/identity.ts); randomBytes / identitySign / identityVerifySignature
+// for the SNI relay's registration (src/io/sni-relay.ts). Decisions (names,
+// dates, files, what is signed) are the caller's.
 #include <stdlib.h>
 
 #include "identity.h"
@@ -94,9 +96,49 @@ static JSValue js_identity_inspect(UG_JS_PARAMS) {
   return result;
 }
 
+static JSValue js_random_bytes(UG_JS_PARAMS) {
+  uint32_t n;
+  if (JS_ToUint32(ctx, &n, argv[0])) return JS_EXCEPTION;
+  if (n == 0 || n > 256) return JS_ThrowRangeError(ctx, "randomBytes: %u is not 1-256", n);
+  uint8_t buf[256];
+  char err[UG_ID_ERR_MAX];
+  if (ug_id_random(buf, n, err)) return throw_msg(ctx, err);
+  return JS_NewUint8ArrayCopy(ctx, buf, n);
+}
+
+static JSValue js_identity_sign(UG_JS_PARAMS) {
+  const uint8_t *data;
+  size_t len;
+  if (ug_get_bytes(ctx, argv[1], &data, &len)) return JS_EXCEPTION;
+  const char *key = JS_ToCString(ctx, argv[0]);
+  if (!key) return JS_EXCEPTION;
+  uint8_t sig[UG_ID_SIG_MAX];
+  size_t sig_len = 0;
+  char err[UG_ID_ERR_MAX];
+  int r = ug_id_sign(key, data, len, sig, &sig_len, err);
+  JS_FreeCString(ctx, key);
+  return r ? throw_msg(ctx, err) : JS_NewUint8ArrayCopy(ctx, sig, sig_len);
+}
+
+static JSValue js_identity_verify_signature(UG_JS_PARAMS) {
+  const uint8_t *data, *sig;
+  size_t len, sig_len;
+  if (ug_get_bytes(ctx, argv[1], &data, &len) || ug_get_bytes(ctx, argv[2], &sig, &sig_len))
+    return JS_EXCEPTION;
+  const char *chain = JS_ToCString(ctx, argv[0]);
+  if (!chain) return JS_EXCEPTION;
+  char err[UG_ID_ERR_MAX];
+  int r = ug_id_verify_sig(chain, data, len, sig, sig_len, err);
+  JS_FreeCString(ctx, chain);
+  return r < 0 ? throw_msg(ctx, err) : JS_NewBool(ctx, r);
+}
+
 static const JSCFunctionListEntry identity_funcs[] = {
     JS_CFUNC_DEF("identityCreate", 1, js_identity_create),
     JS_CFUNC_DEF("identityInspect", 3, js_identity_inspect),
+    JS_CFUNC_DEF("randomBytes", 1, js_random_bytes),
+    JS_CFUNC_DEF("identitySign", 2, js_identity_sign),
+    JS_CFUNC_DEF("identityVerifySignature", 3, js_identity_verify_signature),
 };
 
 ug_exports ug_identity_exports(void) {

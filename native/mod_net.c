@@ -230,6 +230,24 @@ static JSValue js_socket_error(UG_JS_PARAMS) {
   return JS_NewInt32(ctx, err);
 }
 
+// keepalive(fd, idleSeconds): TCP keepalive probes after idleSeconds without
+// traffic, then every idleSeconds / 3, dead after 3 unanswered. A parked
+// connection of relay over SNI is idle for long: this keeps NAT mappings
+// alive and tells both ends when the other is gone.
+static JSValue js_keepalive(UG_JS_PARAMS) {
+  int fd, idle;
+  if (arg_fd(ctx, argv[0], &fd) || JS_ToInt32(ctx, &idle, argv[1])) return JS_EXCEPTION;
+  if (idle < 3 || idle > 86400)
+    return JS_ThrowRangeError(ctx, "keepalive: %d is not 3-86400 s", idle);
+  int on = 1, intvl = idle / 3, cnt = 3;
+  if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) < 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) < 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt) < 0)
+    return ug_throw_errno(ctx, "setsockopt", errno);
+  return JS_UNDEFINED;
+}
+
 // read(fd, max) and peek(fd, max): `flags` is the magic, 0 or MSG_PEEK.
 static JSValue js_recv(UG_JS_PARAMS, int flags) {
   int fd, max;
@@ -563,6 +581,7 @@ static const JSCFunctionListEntry net_funcs[] = {
     JS_CFUNC_DEF("acceptBatch", 2, js_accept_batch),
     JS_CFUNC_DEF("connect", 3, js_connect),
     JS_CFUNC_DEF("socketError", 1, js_socket_error),
+    JS_CFUNC_DEF("keepalive", 2, js_keepalive),
     JS_CFUNC_MAGIC_DEF("read", 2, js_recv, 0),
     JS_CFUNC_MAGIC_DEF("peek", 2, js_recv, MSG_PEEK),
     JS_CFUNC_DEF("write", 2, js_write),

@@ -8,7 +8,7 @@ import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
 import { type CaptureOptions, nftRuleset } from './nft.js'
 import { type RuleSpec, compileRules, parseRulesJson } from './rules/index.js'
 import { ipKey, isIpLiteral, isWildcard, parseCidr } from './ip.js'
-import { IDENTITY_DEFAULTS, IDENTITY_FILES, trustDomainProblem } from './identity.js'
+import { IDENTITY_DEFAULTS, IDENTITY_FILES, parseSpiffeId, trustDomainProblem } from './identity.js'
 
 export interface Config {
   log: {
@@ -58,6 +58,8 @@ export interface Config {
   capture: CaptureConfig
   /** The mesh identity (mutual TLS for HBONE); null: no `mesh` section. */
   mesh: MeshConfig | null
+  /** Relays this gate parks connections at, to be reached by SNI from behind NAT. */
+  sniRelay: SniRelayConfig[]
 }
 
 /**
@@ -73,6 +75,24 @@ export interface MeshConfig {
   rootCert: string
   /** Peers' SPIFFE ids must be spiffe://<trustDomain>/...; '' = any id the roots vouch for. */
   trustDomain: string
+}
+
+/** A public relay this (NAT-ed) gate keeps parked connections at (docs/mesh.md). */
+export interface SniRelayConfig {
+  /** The `listener` the rules see for connections that come through it. */
+  name: string
+  /** The relay's park listener. */
+  relay: Endpoint
+  /** The relay's SPIFFE id; '' = any id of mesh.trustDomain (any the roots vouch for when that is ''). */
+  relayId: string
+  /** Names registered besides this node's id (the relay must grant them). */
+  names: string[]
+  /** Parked connections at rest, and at most under demand. */
+  pool: number
+  maxPool: number
+  /** Reconnect backoff: first delay, and the cap. */
+  retryMs: number
+  retryMaxMs: number
 }
 
 export interface User {
@@ -175,6 +195,21 @@ export interface SniListenerConfig extends ListenerCommon {
   /** Port dialed for a TLS name (default 443) and for an HTTP Host without a port (default 80). */
   tlsPort: number
   httpPort: number
+  /** The park listener whose gates this listener's TLS names go to ('' = route by the rules). */
+  pair: string
+  /** Time an incoming connection waits for a parked one; then it is refused. */
+  pairTimeoutMs: number
+  /** Incoming connections waiting at once, at most; more are refused at once. */
+  maxWaiting: number
+}
+
+/** The relay end of relay over SNI: parks NAT-ed gates' registered connections. */
+export interface ParkListenerConfig extends ListenerCommon {
+  type: 'park'
+  /** SPIFFE id → names (exact, or "*.suffix") that gate may register besides its node id. */
+  grants: Record<string, string[]>
+  /** Parked connections one gate may hold. */
+  maxParked: number
 }
 
 /** A DNS server (UDP and TCP on one address) forwarding to `servers`, with cache, static names and the rules. */
@@ -221,6 +256,7 @@ export type ListenerConfig =
   | DnsListenerConfig
   | TproxyListenerConfig
   | HboneListenerConfig
+  | ParkListenerConfig
 export type ListenerType = ListenerConfig['type']
 
 /** The accounts a listener asks clients for; none for types without authentication. */
@@ -268,7 +304,9 @@ export const SECONDS: Record<
   | 'handshakeTimeout'
   | 'sniffTimeout'
   | 'dnsTimeout'
-  | 'udpIdleTimeout',
+  | 'udpIdleTimeout'
+  | 'pairTimeout'
+  | 'retry',
   SecondsRange
 > = {
   // The upper bounds keep milliseconds within a signed 32-bit timer value.
@@ -279,6 +317,8 @@ export const SECONDS: Record<
   sniffTimeout: { min: 0.001, max: 60 },
   dnsTimeout: { min: 0.001, max: 60 },
   udpIdleTimeout: { min: 0.001, max: 86400 },
+  pairTimeout: { min: 0.001, max: 60 },
+  retry: { min: 0.01, max: 3600 },
 }
 
 export function inSecondsRange(v: unknown, range: SecondsRange): v is number {
@@ -318,6 +358,7 @@ export function validateConfig(input: unknown): Config {
     'rules',
     'capture',
     'mesh',
+    'sniRelay',
   ])
 
   const log = object(given(root.log, {}), 'log')
@@ -382,6 +423,7 @@ export function validateConfig(input: unknown): Config {
     rules: rules(given(root.rules, [])),
     capture: capture(given(root.capture, {})),
     mesh: root.mesh === undefined || root.mesh === null ? null : mesh(root.mesh),
+    sniRelay: sniRelays(given(root.sniRelay, [])),
   }
   checkReferences(config)
   return config
@@ -427,9 +469,11 @@ function hboneUpstream(obj: Record<string, unknown>, path: string): HboneUpstrea
   if (!isIpLiteral(server.host))
     throw new ConfigError(`${path}.server`, `${show(text)} is not an IP address: an hbone peer is given as IP:PORT`)
   const identity = obj.identity === undefined || obj.identity === '' ? '' : spiffeId(obj.identity, `${path}.identity`)
-  const td = given(obj.trustDomain, '')
-  if (typeof td !== 'string' || (td !== '' && !/^[a-z0-9._-]{1,255}$/.test(td)))
-    throw new ConfigError(`${path}.trustDomain`, `${show(td)} is not a trust domain (a-z 0-9 . - _)`)
+  const tdValue = given(obj.trustDomain, '')
+  const tdProblem =
+    typeof tdValue !== 'string' ? 'is not a string' : tdValue === '' ? null : trustDomainProblem(tdValue)
+  if (tdProblem !== null) throw new ConfigError(`${path}.trustDomain`, `${show(tdValue)} ${tdProblem}`)
+  const td = tdValue as string
   if (identity !== '' && td !== '' && !identity.startsWith(`spiffe://${td}/`))
     throw new ConfigError(`${path}.identity`, `${show(identity)} is not in trustDomain ${show(td)}`)
   return { name: name(required(obj, 'name', path), `${path}.name`), type: 'hbone', server, identity, trustDomain: td }
@@ -439,11 +483,43 @@ function hostPort(ip: string): string {
   return ip.startsWith('[') ? `${ip}:${HBONE_PORT}` : ip.includes(':') ? `[${ip}]:${HBONE_PORT}` : `${ip}:${HBONE_PORT}`
 }
 
-/** spiffe://TD/PATH, as peers present it in their certificate's URI SAN. */
+/** spiffe://TD/ns/NS/sa/SA, as peers present it in their certificate's URI SAN. */
 function spiffeId(v: unknown, path: string): string {
-  if (typeof v !== 'string' || !/^spiffe:\/\/[a-z0-9._-]{1,255}\/[A-Za-z0-9._~%!$&'()*+,;=:@/-]+$/.test(v))
-    throw new ConfigError(path, `${show(v)} is not a SPIFFE id (spiffe://TRUST-DOMAIN/ns/NS/sa/SA)`)
-  return v
+  const p = typeof v === 'string' ? parseSpiffeId(v) : { error: 'is not a string' }
+  if ('error' in p) throw new ConfigError(path, `${show(v)} is not a SPIFFE id: ${p.error}`)
+  return v as string
+}
+
+function sniRelays(value: unknown): SniRelayConfig[] {
+  const list = array(value, 'sniRelay').map((v, i): SniRelayConfig => {
+    const path = `sniRelay[${i}]`
+    const obj = object(v, path)
+    checkKeys(obj, path, ['name', 'relay', 'relayId', 'names', 'pool', 'maxPool', 'retry', 'retryMax'])
+    const pool = integer(given(obj.pool, 2), `${path}.pool`, 1, 64)
+    const relayId = given(obj.relayId, '')
+    if (relayId !== '') spiffeId(relayId, `${path}.relayId`)
+    const names = array(given(obj.names, []), `${path}.names`).map((n, j) => {
+      const problem = typeof n === 'string' ? hostNameProblem(n) : 'not a string'
+      if (problem !== null) throw new ConfigError(`${path}.names[${j}]`, `${show(n)} is not a host name: ${problem}`)
+      return (n as string).toLowerCase()
+    })
+    const retryMs = ms(given(obj.retry, 0.5), `${path}.retry`, SECONDS.retry)
+    return {
+      name: name(required(obj, 'name', path), `${path}.name`),
+      relay: endpoint(required(obj, 'relay', path), `${path}.relay`, 'target'),
+      relayId: relayId as string,
+      names,
+      pool,
+      maxPool: integer(given(obj.maxPool, Math.max(16, pool)), `${path}.maxPool`, pool, 1024),
+      retryMs,
+      retryMaxMs: Math.max(retryMs, ms(given(obj.retryMax, 30), `${path}.retryMax`, SECONDS.retry)),
+    }
+  })
+  list.forEach((r, i) => {
+    const j = list.findIndex((o) => o.name === r.name)
+    if (j < i) throw new ConfigError(`sniRelay[${i}].name`, `${show(r.name)} is already the name of sniRelay[${j}]`)
+  })
+  return list
 }
 
 function rules(value: unknown): RuleSpec[] {
@@ -557,6 +633,36 @@ function checkReferences(config: Config): void {
       }
     }
   })
+  config.listeners.forEach((l, i) => {
+    if (l.type !== 'sni' || l.pair === '') return
+    const park = config.listeners.find((o) => o.name === l.pair)
+    if (park?.type !== 'park') {
+      const known =
+        config.listeners
+          .filter((o) => o.type === 'park')
+          .map((o) => o.name)
+          .join(', ') || 'none configured'
+      throw new ConfigError(`listeners[${i}].pair`, `${show(l.pair)} is not a park listener (known: ${known})`)
+    }
+  })
+  config.sniRelay.forEach((r, i) => {
+    if (config.listeners.some((l) => l.name === r.name))
+      throw new ConfigError(
+        `sniRelay[${i}].name`,
+        `${show(r.name)} is already the name of a listener (the rules could not tell them apart)`,
+      )
+  })
+  // Relay over SNI is mutual TLS with the mesh identity: without one it could never work.
+  if (config.mesh === null) {
+    const park = config.listeners.findIndex((l) => l.type === 'park')
+    if (park >= 0)
+      throw new ConfigError(
+        `listeners[${park}]`,
+        'a park listener requires the "mesh" section (the identity it proves)',
+      )
+    if (config.sniRelay.length > 0)
+      throw new ConfigError('sniRelay[0]', 'relay over SNI requires the "mesh" section (the identity it proves)')
+  }
   const c = config.capture
   if (!c.enabled) return
   const l = captureTcpTproxy(config)
@@ -706,12 +812,24 @@ const LISTENER_SPECS: { [T in ListenerType]: ListenerSpec<T> } = {
     }),
   },
   sni: {
-    keys: ['tlsPort', 'httpPort'],
+    keys: ['tlsPort', 'httpPort', 'pair', 'pairTimeout', 'maxWaiting'],
     parse: (obj, path, common) => ({
       ...common,
       type: 'sni',
       tlsPort: integer(given(obj.tlsPort, 443), `${path}.tlsPort`, 1, 65535),
       httpPort: integer(given(obj.httpPort, 80), `${path}.httpPort`, 1, 65535),
+      pair: given(obj.pair, '') === '' ? '' : name(obj.pair, `${path}.pair`),
+      pairTimeoutMs: ms(given(obj.pairTimeout, 2), `${path}.pairTimeout`, SECONDS.pairTimeout),
+      maxWaiting: integer(given(obj.maxWaiting, 64), `${path}.maxWaiting`, 1, 100000),
+    }),
+  },
+  park: {
+    keys: ['grants', 'maxParked'],
+    parse: (obj, path, common) => ({
+      ...common,
+      type: 'park',
+      grants: grants(given(obj.grants, {}), `${path}.grants`),
+      maxParked: integer(given(obj.maxParked, 64), `${path}.maxParked`, 1, 100000),
     }),
   },
   hbone: {
@@ -912,6 +1030,22 @@ function staticHosts(value: unknown, path: string): Record<string, string[]> {
     const list = ipList(addrs, `${path}.${name}`)
     if (list.length === 0) throw new ConfigError(`${path}.${name}`, 'no addresses')
     out[name] = list
+  }
+  return out
+}
+
+/** SPIFFE id → the names (exact or "*.suffix") that gate may register. */
+function grants(value: unknown, path: string): Record<string, string[]> {
+  const out: Record<string, string[]> = {}
+  for (const [id, names] of Object.entries(object(value, path))) {
+    spiffeId(id, `${path}.${id}`)
+    out[id] = array(names, `${path}.${id}`).map((n, i) => {
+      const bare = typeof n === 'string' ? n.replace(/^\*\./, '') : n
+      const problem = typeof bare === 'string' ? hostNameProblem(bare) : 'not a string'
+      if (problem !== null)
+        throw new ConfigError(`${path}.${id}[${i}]`, `${show(n)} is not a host name or *.suffix: ${problem}`)
+      return (n as string).toLowerCase()
+    })
   }
   return out
 }

@@ -107,6 +107,13 @@ const UCI_NAME: Record<string, string> = {
   udpIdleTimeout: 'udp_idle_timeout',
   udpDnsIdleTimeout: 'udp_dns_idle_timeout',
   maxFlows: 'max_flows',
+  pairTimeout: 'pair_timeout',
+  maxWaiting: 'max_waiting',
+  maxParked: 'max_parked',
+  grants: 'grant',
+  relayId: 'relay_id',
+  maxPool: 'max_pool',
+  retryMax: 'retry_max',
   identityDir: 'identity_dir',
   certChain: 'cert_chain',
   rootCert: 'root_cert',
@@ -185,6 +192,11 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       'udp_idle_timeout',
       'udp_dns_idle_timeout',
       'max_flows',
+      'pair',
+      'pair_timeout',
+      'max_waiting',
+      'grant',
+      'max_parked',
     ])
     const l: Obj = { name: r.str('name') ?? s.name ?? `listener${i + 1}`, type: r.str('type') }
     const address = r.str('address')
@@ -208,6 +220,11 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       udpIdleTimeout: r.num('udp_idle_timeout'),
       udpDnsIdleTimeout: r.num('udp_dns_idle_timeout'),
       maxFlows: r.num('max_flows'),
+      pair: r.str('pair'),
+      pairTimeout: r.num('pair_timeout'),
+      maxWaiting: r.num('max_waiting'),
+      grants: grantLines(r.list('grant'), `${at(s)}.grant`),
+      maxParked: r.num('max_parked'),
     })
     return l
   })
@@ -260,6 +277,30 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
     rule.action = ruleAction(r, at(s))
     return rule
   })
+
+  const relays = uciSectionsOfType(pkg, 'sni_relay')
+  if (relays.length > 0) {
+    root.sniRelay = relays.map((s, i) => {
+      origins.push({ jsonPath: `sniRelay[${i}]`, section: s, ref: uciSectionRef(pkg, s) })
+      const r = reader(s)
+      r.only(['name', 'server', 'port', 'relay_id', 'names', 'pool', 'max_pool', 'retry', 'retry_max'])
+      const server = r.str('server')
+      const port = r.str('port')
+      if (server === undefined || port === undefined)
+        throw new ConfigError(`${at(s)}.${server === undefined ? 'server' : 'port'}`, 'missing')
+      const e: Obj = { name: r.str('name') ?? s.name ?? `relay${i + 1}` }
+      e.relay = `${server.includes(':') ? `[${server}]` : server}:${port}`
+      assign(e, {
+        relayId: r.str('relay_id'),
+        names: r.list('names'),
+        pool: r.num('pool'),
+        maxPool: r.num('max_pool'),
+        retry: r.num('retry'),
+        retryMax: r.num('retry_max'),
+      })
+      return e
+    })
+  }
 
   const captures = uciSectionsOfType(pkg, 'capture')
   if (captures.length > 1) throw new ConfigError(at(captures[1]!), 'only one "config capture" section is allowed')
@@ -324,10 +365,10 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
     root.mesh = m
   }
   for (const s of pkg.sections) {
-    if (!['ugate', 'listener', 'upstream', 'rule', 'capture', 'mesh'].includes(s.type)) {
+    if (!['ugate', 'listener', 'upstream', 'rule', 'capture', 'mesh', 'sni_relay'].includes(s.type)) {
       throw new ConfigError(
         at(s),
-        `unknown section type ${show(s.type)} (known: ugate, listener, rule, upstream, capture, mesh)`,
+        `unknown section type ${show(s.type)} (known: ugate, listener, rule, upstream, capture, mesh, sni_relay)`,
       )
     }
   }
@@ -360,6 +401,19 @@ function hostLines(lines: string[] | undefined, where: string): Obj | undefined 
     for (const n of names) hosts[n] = [...(hosts[n] ?? []), addr]
   })
   return hosts
+}
+
+/** `list grant 'SPIFFE-ID NAME...'` lines → the park listener's grants. */
+function grantLines(lines: string[] | undefined, where: string): Obj | undefined {
+  if (lines === undefined) return undefined
+  const out: Obj = {}
+  lines.forEach((line, i) => {
+    const [id, ...names] = line.trim().split(/\s+/)
+    if (id === undefined || id === '' || names.length === 0)
+      throw new ConfigError(`${where}[${i}]`, `${show(line)} is not "SPIFFE-ID NAME..."`)
+    out[id] = [...((out[id] as string[] | undefined) ?? []), ...names]
+  })
+  return out
 }
 
 function userPass(text: string, where: string): Obj {

@@ -25,7 +25,8 @@ import { AddressNames } from '../core/dns/names.js'
 import { Admission, type GatewayContext, GatewayStats, type Handler, serveWith } from './session.js'
 import { serveSocks } from './socks-server.js'
 import { describeError } from './sockets.js'
-import { serveRedirect, serveSni, serveTproxy } from './transparent.js'
+import { serveRedirect, serveRelayed, serveSni, serveTproxy } from './transparent.js'
+import { GatePools, RelayState, servePark } from './sni-relay.js'
 import { watchTable } from './nft-watch.js'
 import { type UdpListener, openUdpListener } from './udp-flows.js'
 import { type UbusClient, startUbus } from './ubus.js'
@@ -65,7 +66,9 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     stats: new GatewayStats(),
     names: new AddressNames(),
     udpNames: new Map(),
+    relayState: new RelayState(),
   }
+  const gatePools = new GatePools(serveRelayed)
   // Keyed by the listen address: a reload that keeps an address keeps its socket.
   let entries = new Map<string, Entry>()
   let admin: AdminServer | null = null
@@ -113,6 +116,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     // Before the listeners: mesh listeners take the identity when they open.
     startMeshIdentity(config.mesh)
     logIdentity(false)
+    ctx.relayState.configure(ctx)
     entries = openEntries(config, ctx, new Map())
     udpNames()
     ctx.own = listeners().map((l) => l.bound)
@@ -121,6 +125,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     if (config.capture.enabled) watchCapture()
     if (config.admin.socket !== '') admin = openAdmin(config.admin.socket, ctx, listeners)
     adminHttp = startAdminHttp(ctx, listeners, log)
+    gatePools.configure(ctx)
   } catch (e) {
     admin?.close()
     for (const l of listeners()) l.close()
@@ -141,6 +146,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     unwatchCapture()
     if (ctx.config.capture.enabled) removeCapture(ctx.config, log)
     for (const l of listeners()) l.close()
+    gatePools.stop()
     admin?.close()
     adminHttp?.close()
     ubus?.close()
@@ -181,6 +187,18 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
       log.error('reload-failed', { error: e instanceof Error ? e.message : String(e), kept: 'old config' })
       return
     }
+    // The identity files are read again: a renewed certificate takes effect on reload.
+    const relayBefore = ctx.config
+    try {
+      ctx.config = next
+      ctx.relayState.configure(ctx)
+    } catch (e) {
+      ctx.config = relayBefore
+      log.error('reload-failed', { error: describeError(e), kept: 'old config' })
+      return
+    } finally {
+      ctx.config = relayBefore
+    }
     // Unusable identity files keep the identity in use (logged); the rest of the config still applies.
     if (reloadMeshIdentity(next.mesh, log)) logIdentity(true)
     let nextEntries: Map<string, Entry>
@@ -201,6 +219,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     ctx.own = listeners().map((l) => l.bound)
     serveNatively()
     ctx.admission.setLimits(next.limits.maxConnections, next.limits.maxPerSource)
+    gatePools.configure(ctx)
     if (next.capture.enabled) {
       try {
         // The old policy routing goes first: the new config may use another mark or table, or no UDP.
@@ -374,6 +393,8 @@ function handlerFor(l: Exclude<ListenerConfig, { type: 'dns' }>): Handler {
       return serveRedirect
     case 'sni':
       return serveSni
+    case 'park':
+      return servePark
     case 'tproxy':
       return serveTproxy // its TCP side; the UDP side is openUdpListener's
     case 'hbone':

@@ -129,6 +129,8 @@ declare module 'ugate:native' {
    * wait for EV_WRITE, then socketError(fd) tells the outcome (0 = connected).
    */
   export function connect(addr: string, port: number, opts?: ConnectOptions): number
+  /** TCP keepalive: probes after idleSeconds (3-86400) idle, every third of it, dead after 3 unanswered. */
+  export function keepalive(fd: number, idleSeconds: number): void
   /** getsockopt(SO_ERROR): 0 or an errno; see errnoName. */
   export function socketError(fd: number): number
   /** errno number → name ('ECONNREFUSED'); unknown numbers give 'E<n>'. */
@@ -265,6 +267,20 @@ declare module 'ugate:native' {
     rootPem: string,
     keyPem?: string,
   ): { certs: CertInfo[]; verify: string; keyMatches?: boolean } | { error: 'chain' | 'root' | 'key'; message: string }
+  /** n (1-256) bytes from mbedTLS's CTR-DRBG seeded by getrandom(2). */
+  export function randomBytes(n: number): Uint8Array
+  /** The DER signature (ECDSA for a P-256 key) of SHA-256(data) with a PEM private key; throws when it does not parse. */
+  export function identitySign(keyPem: string, data: ArrayBuffer | Uint8Array): Uint8Array
+  /**
+   * Whether sig is the signature of SHA-256(data) by the key of the first
+   * certificate of a PEM chain; throws when the chain does not parse. Trust
+   * is identityInspect's question.
+   */
+  export function identityVerifySignature(
+    chainPem: string,
+    data: ArrayBuffer | Uint8Array,
+    sig: ArrayBuffer | Uint8Array,
+  ): boolean
 
   // ---- mesh TLS (native/mod_tls.c, native/tls.c) ----------------------------
   /**

@@ -25,6 +25,8 @@ export interface Destination {
   /** Name learnt by sniffing (SNI, Host), when the client gave only an address. */
   sniffedHost?: string
   proto?: SniffProto
+  /** Only an explicit rule may route it (the default action would expose whatever was asked for). */
+  requireRule?: boolean
 }
 
 /** The route said reject. */
@@ -75,6 +77,10 @@ async function routeAndDial(d: Destination, s: Session, ctx: GatewayContext): Pr
   const rule = r.ruleIndex < 0 ? 'default' : (r.ruleName ?? `#${r.ruleIndex}`)
   s.fields.rule = rule
   ctx.stats.hit(rule)
+  if (d.requireRule === true && r.ruleIndex < 0) {
+    s.fields.action = 'reject'
+    throw new RejectedError('default (no rule matches: nothing is exposed)')
+  }
   const a = r.action
   s.fields.action = a.type
   const opts = {

@@ -18,6 +18,7 @@ import { parseCidr, parseIpInto } from '../core/ip.js'
 import { DialError } from './dial.js'
 import { ClosedCounters } from '../core/metrics.js'
 import type { Accepted } from './listener.js'
+import type { RelayState } from './sni-relay.js'
 import { closeQuietly, errorCode, resetQuietly } from './sockets.js'
 import { EofError, HandshakeStream, TooLargeError } from './stream.js'
 
@@ -36,6 +37,8 @@ export interface GatewayContext {
   names: AddressNames
   /** Native ids of the tproxy listeners → their names (the flow list). */
   udpNames: Map<number, string>
+  /** Relay over SNI: the relay's registries of parked connections, the identity (src/io/sni-relay.ts). */
+  relayState: RelayState
 }
 
 /** A connection not yet closed, for `ugate ctl connections`. */
@@ -123,6 +126,8 @@ export type Outcome =
       sentUp?: number
     }
   | { kind: 'close'; reason: string; reset?: boolean }
+  /** The client socket now belongs to another connection (a parked one, paired at the SNI relay). */
+  | { kind: 'handed'; reason: string }
 
 export type Handler = (s: Session, ctx: GatewayContext) => Promise<Outcome>
 
@@ -207,6 +212,7 @@ async function run(
     closeQuietly(outcome.upstream)
     outcome = { kind: 'close', reason: cancel.reason!, reset: true }
   }
+  if (outcome.kind === 'handed') return finish(0, 0, outcome.reason, false)
   if (outcome.kind === 'close') {
     if (outcome.reset) resetQuietly(client.fd)
     else closeQuietly(client.fd)

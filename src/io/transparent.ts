@@ -16,6 +16,7 @@ import { DialError } from './dial.js'
 import { type Outbound, connectOut } from './outbound.js'
 import type { GatewayContext, Outcome, Session } from './session.js'
 import { EofError } from './stream.js'
+import { pairIncoming } from './sni-relay.js'
 
 /**
  * Read until the sniffer decides, the buffer holds maxBytes, or the time is
@@ -113,10 +114,40 @@ export async function serveSni(s: Session, ctx: GatewayContext): Promise<Outcome
   if (r.status !== 'ok' || r.host === undefined || (r.proto !== 'tls' && r.proto !== 'http')) {
     return { kind: 'close', reason: r.status === 'invalid' ? 'sniff-invalid' : 'no-server-name', reset: true }
   }
+  // A relay's TLS side: the SNI names a NAT-ed gate; nothing goes to the rules.
+  if (l.pair !== '') {
+    if (r.proto !== 'tls') return { kind: 'close', reason: 'not-tls', reset: true }
+    return pairIncoming(s, ctx, l, r.host)
+  }
   const port = r.proto === 'tls' ? l.tlsPort : l.httpPort
   s.fields.dst = formatHostPort(r.host, port)
   s.handshakeDone()
   return relayOrReset(await connectOut({ host: r.host, port, sniffedHost: r.host, proto: r.proto }, s, ctx), s)
+}
+
+/**
+ * The gate's end of relay over SNI: a parked connection the relay paired
+ * (pair: the client the relay saw and the SNI it paired on). Routed like a
+ * connection captured with that SNI, but only by an explicit rule.
+ */
+export function serveRelayed(pair: { src: string; sni: string }) {
+  return async (s: Session, ctx: GatewayContext): Promise<Outcome> => {
+    s.fields.client = pair.src
+    const r = await sniffFirstBytes(s, ctx, ctx.config.limits.handshakeTimeoutMs, false)
+    noteSniff(s, r)
+    if (r.status !== 'ok' || r.proto !== 'tls' || r.host === undefined)
+      return { kind: 'close', reason: r.status === 'invalid' ? 'sniff-invalid' : 'no-server-name', reset: true }
+    // The relay paired on this name: a ClientHello naming another is not what it vouched for.
+    if (r.host.toLowerCase() !== pair.sni.toLowerCase()) return { kind: 'close', reason: 'sni-mismatch', reset: true }
+    s.fields.dst = formatHostPort(r.host, 443)
+    s.handshakeDone()
+    const out = await connectOut(
+      { host: r.host, port: 443, sniffedHost: r.host, proto: 'tls', requireRule: true },
+      s,
+      ctx,
+    )
+    return relayOrReset(out, s)
+  }
 }
 
 /** A transparent client gets no protocol reply: a failed dial resets it. */

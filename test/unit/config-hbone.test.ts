@@ -17,7 +17,7 @@ t.test('hbone listener', async (t) => {
   t.match(d.listeners[0], { listen: { host: '127.0.0.1', port: 0 }, peers: ['spiffe://td/ns/a/sa/b'] })
   t.throws(
     () => validateConfig({ listeners: [{ name: 'mesh', type: 'hbone', peers: ['td/ns/a'] }] }),
-    new ConfigError('listeners[0].peers[0]', '"td/ns/a" is not a SPIFFE id (spiffe://TRUST-DOMAIN/ns/NS/sa/SA)'),
+    new ConfigError('listeners[0].peers[0]', '"td/ns/a" is not a SPIFFE id: does not start with "spiffe://"'),
   )
 })
 
@@ -39,15 +39,11 @@ t.test('hbone upstream', async (t) => {
       'upstreams[0].server',
       '"peer.example:15008" is not an IP address: an hbone peer is given as IP:PORT',
     ],
-    [
-      up({ identity: 'nope' }),
-      'upstreams[0].identity',
-      '"nope" is not a SPIFFE id (spiffe://TRUST-DOMAIN/ns/NS/sa/SA)',
-    ],
+    [up({ identity: 'nope' }), 'upstreams[0].identity', '"nope" is not a SPIFFE id: does not start with "spiffe://"'],
     [
       up({ trustDomain: 'Bad Domain' }),
       'upstreams[0].trustDomain',
-      '"Bad Domain" is not a trust domain (a-z 0-9 . - _)',
+      '"Bad Domain" may only hold a-z, 0-9, ".", "-" and "_"',
     ],
     [
       up({ identity: 'spiffe://other/ns/a/sa/b', trustDomain: 'td' }),

@@ -65,6 +65,7 @@ t.test('full example from the docs', async (t) => {
       dnsListener: '',
     },
     mesh: null,
+    sniRelay: [],
   }
   t.same(config, want)
 })
@@ -94,7 +95,7 @@ t.test('bad configs name the path and the value', async (t) => {
     [[], 'config: expected an object, got []'],
     [
       { listeners: [fwd()], foo: 1 },
-      'foo: unknown key (expected one of: log, relay, dial, limits, sniff, admin, ubus, listeners, upstreams, rules, capture, mesh)',
+      'foo: unknown key (expected one of: log, relay, dial, limits, sniff, admin, ubus, listeners, upstreams, rules, capture, mesh, sniRelay)',
     ],
     [{ listeners: [fwd()], log: 'info' }, 'log: expected an object, got "info"'],
     [{ listeners: [fwd()], log: { level: 'verbose' } }, 'log.level: "verbose" is not one of error, warn, info, debug'],
@@ -130,13 +131,68 @@ t.test('bad configs name the path and the value', async (t) => {
     [{ listeners: ['x'] }, 'listeners[0]: expected an object, got "x"'],
     [
       { listeners: [fwd({ type: undefined })] },
-      'listeners[0].type: missing (known: forward, socks, http, mixed, redirect, tproxy, sni, hbone, dns)',
+      'listeners[0].type: missing (known: forward, socks, http, mixed, redirect, tproxy, sni, park, hbone, dns)',
     ],
     [
       { listeners: [fwd({ type: 'udp' })] },
-      'listeners[0].type: "udp" is not a listener type (known: forward, socks, http, mixed, redirect, tproxy, sni, hbone, dns)',
+      'listeners[0].type: "udp" is not a listener type (known: forward, socks, http, mixed, redirect, tproxy, sni, park, hbone, dns)',
     ],
     [{ listeners: [fwd({ name: undefined })] }, 'listeners[0].name: missing'],
+    // relay over SNI
+    [{ listeners: [fwd()], sniRelay: [{ name: 'vps' }] }, 'sniRelay[0].relay: missing'],
+    [
+      { listeners: [fwd()], sniRelay: [{ name: 'vps', relay: 'vps.test:15009', pool: 0 }] },
+      'sniRelay[0].pool: 0 is not an integer 1-64',
+    ],
+    [
+      { listeners: [fwd()], sniRelay: [{ name: 'vps', relay: 'vps.test:15009', pool: 4, maxPool: 2 }] },
+      'sniRelay[0].maxPool: 2 is not an integer 4-1024',
+    ],
+    [
+      { listeners: [fwd()], sniRelay: [{ name: 'vps', relay: 'vps.test:15009', relayId: 'spiffe://td/x' }] },
+      'sniRelay[0].relayId: "spiffe://td/x" is not a SPIFFE id: has no /ns/NAMESPACE/sa/SERVICE-ACCOUNT path',
+    ],
+    [
+      { listeners: [fwd()], sniRelay: [{ name: 'vps', relay: 'vps.test:15009', names: ['a b.test'] }] },
+      'sniRelay[0].names[0]: "a b.test" is not a host name: bad character 0x20 at 1',
+    ],
+    [
+      { listeners: [fwd()], sniRelay: [{ name: 'iperf', relay: 'vps.test:15009' }] },
+      'sniRelay[0].name: "iperf" is already the name of a listener (the rules could not tell them apart)',
+    ],
+    [
+      { listeners: [fwd()], sniRelay: [{ name: 'vps', relay: 'vps.test:15009', retry: 0 }] },
+      'sniRelay[0].retry: 0 is not a number of seconds from 0.01 to 3600',
+    ],
+    [
+      { listeners: [fwd()], mesh: { trustDomain: 'Bad' } },
+      'mesh.trustDomain: "Bad" may only hold a-z, 0-9, ".", "-" and "_"',
+    ],
+    [{ listeners: [fwd()], mesh: { identityDir: 'rel' } }, 'mesh.identityDir: "rel" is not an absolute file path'],
+    [
+      { listeners: [{ name: 'p', type: 'park', listen: '0.0.0.0:1' }] },
+      'listeners[0]: a park listener requires the "mesh" section (the identity it proves)',
+    ],
+    [
+      { listeners: [fwd()], sniRelay: [{ name: 'vps', relay: 'vps.test:15009' }] },
+      'sniRelay[0]: relay over SNI requires the "mesh" section (the identity it proves)',
+    ],
+    [
+      { listeners: [{ name: 's', type: 'sni', listen: '0.0.0.0:443', pair: 'nope' }] },
+      'listeners[0].pair: "nope" is not a park listener (known: none configured)',
+    ],
+    [
+      { listeners: [{ name: 's', type: 'sni', listen: '0.0.0.0:443', pair: 'p', pairTimeout: 61 }] },
+      'listeners[0].pairTimeout: 61 is not a number of seconds from 0.001 to 60',
+    ],
+    [
+      { listeners: [{ name: 'p', type: 'park', listen: '0.0.0.0:1', grants: { 'spiffe://td/ns/a/sa/b': ['*.'] } }] },
+      'listeners[0].grants.spiffe://td/ns/a/sa/b[0]: "*." is not a host name or *.suffix: empty name',
+    ],
+    [
+      { listeners: [{ name: 'p', type: 'park', listen: '0.0.0.0:1', grants: { 'x.test': [] } }] },
+      'listeners[0].grants.x.test: "x.test" is not a SPIFFE id: does not start with "spiffe://"',
+    ],
     [
       { listeners: [fwd({ name: 'a b' })] },
       'listeners[0].name: "a b" is not a name of 1-64 letters, digits, "_" or "-"',
@@ -461,4 +517,49 @@ t.test('uci: admin_listen and admin_secret', async (t) => {
   t.throws(() => configFromUci(text.replace(/\toption admin_secret 'xyz'\n/, ''), '/etc/config/ugate'), {
     message: /^\/etc\/config\/ugate:1: main.admin_listen: "0.0.0.0:9090" is not a loopback address/,
   })
+})
+
+t.test('relay over SNI: a relay and a gate config, with defaults', async (t) => {
+  const relay = validateConfig({
+    mesh: { identityDir: '/srv/id/', trustDomain: 'mesh.test' },
+    listeners: [
+      {
+        name: 'park',
+        type: 'park',
+        listen: '0.0.0.0:15009',
+        grants: { 'spiffe://mesh.test/ns/h/sa/a': ['A.Home.Test', '*.h.test'] },
+      },
+      { name: 'tls', type: 'sni', listen: '0.0.0.0:443', pair: 'park' },
+    ],
+  })
+  t.same(relay.mesh, {
+    identityDir: '/srv/id',
+    certChain: '/srv/id/cert-chain.pem',
+    key: '/srv/id/key.pem',
+    rootCert: '/srv/id/root-cert.pem',
+    trustDomain: 'mesh.test',
+  })
+  t.match(relay.listeners[0], {
+    type: 'park',
+    maxParked: 64,
+    grants: { 'spiffe://mesh.test/ns/h/sa/a': ['a.home.test', '*.h.test'] },
+  })
+  t.match(relay.listeners[1], { type: 'sni', pair: 'park', pairTimeoutMs: 2000, maxWaiting: 64 })
+  const gate = validateConfig({
+    mesh: {},
+    listeners: [fwd()],
+    sniRelay: [{ name: 'vps', relay: 'vps.example.net:15009', names: ['A.home.test'], pool: 3 }],
+  })
+  t.same(gate.sniRelay, [
+    {
+      name: 'vps',
+      relay: { host: 'vps.example.net', port: 15009, kind: 'name' },
+      relayId: '',
+      names: ['a.home.test'],
+      pool: 3,
+      maxPool: 16,
+      retryMs: 500,
+      retryMaxMs: 30000,
+    },
+  ])
 })

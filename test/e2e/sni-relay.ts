@@ -1,0 +1,522 @@
+// Relay over SNI in network namespaces (docs/mesh.md): a home gate behind a
+// NAT that drops every inbound connection registers parked connections at a
+// public relay; a TLS client on the internet side reaches a TLS server in the
+// home LAN by SNI through the relay, spliced there. Faults: identities the
+// relay must refuse, a flood of unpaired connections, the relay restarting.
+//
+//   home 10.77.0.2 ── 10.77.0.1 nat 198.51.100.2 ── 198.51.100.1 vps 203.0.113.1 ── 203.0.113.2 net
+//   (gate, server)     (MASQUERADE, inbound dropped)  (relay: park :15009, sni :443)   (client)
+//
+// Identities: `ugate identity init` makes the relay's (and the CA); openssl
+// signs the home gate's with that CA's key; the refused ones come from
+// another CA, and from the right CA in another trust domain.
+
+import t from 'tap'
+import type { Test } from 'tap'
+import { spawn } from 'node:child_process'
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { NS_PREFIX, inNs, must, removeLeftovers, requireTools, run } from '../lib/netns.js'
+import { MiB, prngBytes, sha256 } from '../lib/servers.js'
+import { type Ugate, checkCleanExit, startUgate, ugateBin } from '../lib/ugate.js'
+
+const NAME = 'app.home.test'
+const UNRULED = 'other.home.test'
+const TD = 'mesh.test'
+const GATE_ID = `spiffe://${TD}/ns/home/sa/gate-a`
+const RELAY_ID = `spiffe://${TD}/ns/vps/sa/relay`
+const A = {
+  home: '10.77.0.2',
+  natIn: '10.77.0.1',
+  natOut: '198.51.100.2',
+  vpsIn: '198.51.100.1',
+  vps: '203.0.113.1',
+  client: '203.0.113.2',
+}
+const PAYLOAD = 4 * MiB
+
+interface Site {
+  ns: { home: string; nat: string; vps: string; net: string }
+  dir: string
+  exec(ns: string, argv: string[], opts?: { input?: string; timeoutMs?: number }): ReturnType<typeof run>
+}
+
+let seq = 0
+
+async function createSites(t: Test): Promise<Site> {
+  requireTools()
+  removeLeftovers()
+  const n = ++seq
+  const ns = {
+    home: `${NS_PREFIX}sr${n}-h`,
+    nat: `${NS_PREFIX}sr${n}-n`,
+    vps: `${NS_PREFIX}sr${n}-v`,
+    net: `${NS_PREFIX}sr${n}-c`,
+  }
+  const dir = mkdtempSync(join(tmpdir(), `ugate-capture-${process.pid}-`))
+  const all = Object.values(ns)
+  t.teardown(async () => {
+    for (const x of all) {
+      const pids = (await run(['ip', 'netns', 'pids', x])).stdout.split(/\s+/).filter((p) => /^\d+$/.test(p))
+      for (const p of pids) {
+        try {
+          process.kill(Number(p), 'SIGKILL')
+        } catch {
+          /* gone */
+        }
+      }
+      await run(['ip', 'netns', 'del', x])
+    }
+    rmSync(dir, { recursive: true, force: true })
+  })
+  process.once('exit', () => {
+    for (const x of all) spawn('ip', ['netns', 'del', x], { stdio: 'ignore' })
+  })
+  await must(['ip', '-batch', '-'], {
+    input: all.map((x) => `netns add ${x}\n`).join(''),
+    what: 'network namespaces (needs root)',
+  })
+  const batch = (x: string, lines: string[]) => must(inNs(x, ['ip', '-batch', '-']), { input: lines.join('\n') + '\n' })
+  await must(inNs(ns.nat, ['sh', '-c', 'echo 1 > /proc/sys/net/ipv4/ip_forward']))
+  await batch(ns.nat, [
+    'link set lo up',
+    `link add n-h type veth peer name h-n netns ${ns.home}`,
+    `link add n-v type veth peer name v-n netns ${ns.vps}`,
+    `addr add ${A.natIn}/24 dev n-h`,
+    `addr add ${A.natOut}/24 dev n-v`,
+    'link set n-h up',
+    'link set n-v up',
+    `route add default via ${A.vpsIn}`,
+  ])
+  await batch(ns.vps, [
+    'link set lo up',
+    `link add v-c type veth peer name c-v netns ${ns.net}`,
+    `addr add ${A.vpsIn}/24 dev v-n`,
+    `addr add ${A.vps}/24 dev v-c`,
+    'link set v-n up',
+    'link set v-c up',
+    // A route to the home LAN: only the NAT's drop keeps the VPS out.
+    `route add 10.77.0.0/24 via ${A.natOut}`,
+  ])
+  await batch(ns.home, [
+    'link set lo up',
+    `addr add ${A.home}/24 dev h-n`,
+    'link set h-n up',
+    `route add default via ${A.natIn}`,
+  ])
+  await batch(ns.net, ['link set lo up', `addr add ${A.client}/24 dev c-v`, 'link set c-v up'])
+  // The home NAT: MASQUERADE out, every new inbound connection dropped (no DNAT anywhere).
+  await must(inNs(ns.nat, ['nft', '-f', '-']), {
+    input: `table inet ugt_nat {
+  chain nat_out { type nat hook postrouting priority srcnat; oifname "n-v" masquerade; }
+  chain drop_fwd { type filter hook forward priority filter; iifname "n-v" ct state new counter drop; }
+  chain drop_in { type filter hook input priority filter; iifname "n-v" ct state new counter drop; }
+}
+`,
+  })
+  return { ns, dir, exec: (x, argv, opts) => run(inNs(x, argv), opts) }
+}
+
+// ---- identities ------------------------------------------------------------------
+
+async function identityInit(dir: string, td: string, nsName: string, sa: string): Promise<void> {
+  mkdirSync(dir, { recursive: true })
+  await must([ugateBin, 'identity', 'init', '--dir', dir, '--trust-domain', td, '--namespace', nsName, '--sa', sa])
+}
+
+/** A node certificate for `uri` signed by the CA of caDir (openssl: ugate has no signing command yet). */
+async function signNode(caDir: string, dir: string, uri: string): Promise<void> {
+  mkdirSync(dir, { recursive: true })
+  copyFileSync(join(caDir, 'root-cert.pem'), join(dir, 'root-cert.pem'))
+  await must(['openssl', 'ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', join(dir, 'key.pem')])
+  await must([
+    'openssl',
+    'req',
+    '-new',
+    '-key',
+    join(dir, 'key.pem'),
+    '-subj',
+    '/O=test/CN=node',
+    '-out',
+    join(dir, 'csr.pem'),
+  ])
+  writeFileSync(
+    join(dir, 'ext.cnf'),
+    `subjectAltName=URI:${uri}\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n`,
+  )
+  await must([
+    'openssl',
+    'x509',
+    '-req',
+    '-in',
+    join(dir, 'csr.pem'),
+    '-CA',
+    join(caDir, 'root-cert.pem'),
+    '-CAkey',
+    join(caDir, 'ca-key.pem'),
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    join(dir, 'ext.cnf'),
+    '-out',
+    join(dir, 'cert-chain.pem'),
+  ])
+}
+
+// ---- helper programs (Node, run inside the namespaces) ------------------------------
+
+const SERVER_JS = `
+import tls from 'node:tls'
+import { readFileSync } from 'node:fs'
+const [dir, host, port] = process.argv.slice(2)
+const srv = tls.createServer({ key: readFileSync(dir + '/srv.key'), cert: readFileSync(dir + '/srv.crt') }, (s) => {
+  s.on('error', () => {})
+  s.pipe(s)
+})
+srv.listen(Number(port), host, () => process.stdout.write('ready\\n'))
+`
+
+// Sends the file's bytes, half-closes, hashes what comes back; or, with
+// "flood N", opens N connections at once and counts how each ended.
+const CLIENT_JS = `
+import tls from 'node:tls'
+import net from 'node:net'
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+const [mode, host, port, name, arg] = process.argv.slice(2)
+const out = (o) => { process.stdout.write(JSON.stringify(o) + '\\n'); process.exit(0) }
+if (mode === 'echo') {
+  const body = readFileSync(arg)
+  const h = createHash('sha256')
+  let n = 0
+  const t0 = process.hrtime.bigint()
+  const s = tls.connect({ host, port: Number(port), servername: name, rejectUnauthorized: false }, () => {
+    s.end(body)
+  })
+  s.on('data', (d) => { h.update(d); n += d.length })
+  s.on('end', () => out({ ok: true, n, sha: h.digest('hex'), ms: Number(process.hrtime.bigint() - t0) / 1e6 }))
+  s.on('error', (e) => out({ ok: false, error: e.code || e.message, n }))
+} else if (mode === 'flood') {
+  const total = Number(arg)
+  const ends = {}
+  let done = 0
+  for (let i = 0; i < total; i++) {
+    const s = tls.connect({ host, port: Number(port), servername: name, rejectUnauthorized: false })
+    const end = (why) => { if (s.ended) return; s.ended = true; ends[why] = (ends[why] || 0) + 1; if (++done === total) out({ ends }) }
+    s.on('secureConnect', () => end('handshake'))
+    s.on('error', (e) => end(e.code || e.message))
+    s.on('close', () => end('closed'))
+  }
+} else if (mode === 'connect') {
+  const s = net.connect({ host, port: Number(port), timeout: Number(arg) })
+  s.on('connect', () => out({ connected: true }))
+  s.on('timeout', () => out({ connected: false, error: 'timeout' }))
+  s.on('error', (e) => out({ connected: false, error: e.code }))
+}
+`
+
+// An independent gate (node:crypto signs with the gate's key) registers once,
+// then replays that register frame on a second connection.
+const REPLAY_JS = `
+import net from 'node:net'
+import { createSign, randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+const [host, port, dir, names] = process.argv.slice(2)
+const key = readFileSync(dir + '/key.pem', 'utf8')
+const chain = readFileSync(dir + '/cert-chain.pem', 'utf8')
+const frame = (o) => { const b = Buffer.from(JSON.stringify(o)); const h = Buffer.alloc(4); h.writeUInt32BE(b.length); return Buffer.concat([h, b]) }
+function session(makeRegister) {
+  return new Promise((resolve) => {
+    const s = net.connect(Number(port), host)
+    let buf = Buffer.alloc(0)
+    const frames = []
+    const gateNonce = randomBytes(32).toString('hex')
+    s.on('connect', () => s.write(frame({ v: 1, nonce: gateNonce })))
+    s.on('data', (d) => {
+      buf = Buffer.concat([buf, d])
+      while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+        frames.push(JSON.parse(buf.subarray(4, 4 + buf.readUInt32BE(0)).toString()))
+        buf = buf.subarray(4 + buf.readUInt32BE(0))
+        if (frames.length === 1) s.write(makeRegister(frames[0].nonce, gateNonce))
+        else { s.destroy(); resolve(frames[1]) }
+      }
+    })
+    s.on('error', (e) => resolve({ error: e.code }))
+    s.on('close', () => resolve({ error: 'closed' }))
+  })
+}
+let captured
+const first = await session((relayNonce, gateNonce) => {
+  const text = 'ugate-sni-relay/1 gate\\n' + relayNonce + '\\n' + gateNonce + '\\n' + names.split(',').join('\\n') + '\\n'
+  const sig = createSign('sha256').update(text).sign(key).toString('base64')
+  return (captured = frame({ chain, names: names.split(','), sig }))
+})
+const replayed = await session(() => captured)
+process.stdout.write(JSON.stringify({ first, replayed }) + '\\n')
+`
+
+function startServer(site: Site): Promise<() => void> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(
+      'ip',
+      inNs(site.ns.home, ['node', join(site.dir, 'server.mjs'), site.dir, A.home, '8443']).slice(1),
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    )
+    let err = ''
+    p.stderr!.on('data', (d) => (err += String(d)))
+    p.stdout!.once('data', () => resolve(() => p.kill('SIGKILL')))
+    p.once('exit', (code) => reject(new Error(`TLS server exited ${code}: ${err}`)))
+  })
+}
+
+async function client(site: Site, ...args: string[]): Promise<Record<string, unknown>> {
+  const r = await site.exec(site.ns.net, ['node', join(site.dir, 'client.mjs'), ...args], { timeoutMs: 60_000 })
+  try {
+    return JSON.parse(r.stdout) as Record<string, unknown>
+  } catch {
+    throw new Error(`client ${args.join(' ')}: exit ${r.code}: ${r.stdout} ${r.stderr}`)
+  }
+}
+
+// ---- configs -------------------------------------------------------------------------
+
+function relayConfig(site: Site): string {
+  const file = join(site.dir, 'relay.json')
+  writeFileSync(
+    file,
+    JSON.stringify({
+      mesh: { identityDir: join(site.dir, 'relay'), trustDomain: TD },
+      listeners: [
+        {
+          name: 'park',
+          type: 'park',
+          listen: '0.0.0.0:15009',
+          allow: ['0.0.0.0/0'],
+          grants: { [GATE_ID]: [NAME, UNRULED] },
+        },
+        {
+          name: 'tls',
+          type: 'sni',
+          listen: '0.0.0.0:443',
+          allow: ['0.0.0.0/0'],
+          pair: 'park',
+          pairTimeout: 0.5,
+          maxWaiting: 8,
+        },
+      ],
+    }),
+  )
+  return file
+}
+
+function gateConfig(site: Site, name: string, identity: string, trustDomain = TD): string {
+  const file = join(site.dir, `${name}.json`)
+  writeFileSync(
+    file,
+    JSON.stringify({
+      mesh: { identityDir: join(site.dir, identity), trustDomain },
+      listeners: [{ name: 'local', type: 'mixed', listen: '127.0.0.1:0' }],
+      sniRelay: [
+        {
+          name: 'vps',
+          relay: `${A.vpsIn}:15009`,
+          relayId: RELAY_ID,
+          names: [NAME, UNRULED],
+          pool: 2,
+          retry: 0.1,
+          retryMax: 1,
+        },
+      ],
+      rules: [{ domain: [NAME], listener: ['vps'], action: `forward:${A.home}:8443` }],
+    }),
+  )
+  return file
+}
+
+const lineCount = (ug: Ugate, re: RegExp) => ug.matching(re).length
+
+async function echoThrough(t: Test, site: Site, what: string, body: Buffer): Promise<void> {
+  const r = await client(site, 'echo', A.vps, '443', NAME, join(site.dir, 'body.bin'))
+  t.same(
+    { ok: r.ok, n: r.n, sha: r.sha },
+    { ok: true, n: body.length, sha: sha256(body) },
+    `${what}: ${body.length} bytes to the home server and back, exact`,
+    { r },
+  )
+}
+
+t.test('relay over SNI: a home gate behind NAT reached by SNI through the relay; faults', async (t) => {
+  const outer = t
+  const site = await createSites(t)
+  await identityInit(join(site.dir, 'relay'), TD, 'vps', 'relay')
+  await signNode(join(site.dir, 'relay'), join(site.dir, 'gate'), GATE_ID)
+  await signNode(join(site.dir, 'relay'), join(site.dir, 'otherdomain'), `spiffe://other.test/ns/home/sa/gate-a`)
+  await identityInit(join(site.dir, 'otherca'), TD, 'home', 'gate-a')
+  // It trusts the relay's CA too (its own chain must verify at start): only the relay says no.
+  writeFileSync(
+    join(site.dir, 'otherca', 'root-cert.pem'),
+    readFileSync(join(site.dir, 'otherca', 'root-cert.pem'), 'utf8') +
+      readFileSync(join(site.dir, 'relay', 'root-cert.pem'), 'utf8'),
+  )
+  await must([
+    'openssl',
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    join(site.dir, 'srv.key'),
+    '-out',
+    join(site.dir, 'srv.crt'),
+    '-subj',
+    `/CN=${NAME}`,
+    '-days',
+    '2',
+  ])
+  writeFileSync(join(site.dir, 'server.mjs'), SERVER_JS)
+  writeFileSync(join(site.dir, 'client.mjs'), CLIENT_JS)
+  const body = prngBytes(0x5e1a, PAYLOAD)
+  writeFileSync(join(site.dir, 'body.bin'), body)
+  const stopServer = await startServer(site)
+  t.teardown(stopServer)
+
+  // The NAT really keeps the home LAN closed: the VPS has a route, the NAT drops.
+  const direct = await site.exec(site.ns.vps, [
+    'node',
+    join(site.dir, 'client.mjs'),
+    'connect',
+    A.home,
+    '8443',
+    '-',
+    '1000',
+  ])
+  t.match(JSON.parse(direct.stdout), { connected: false }, 'the VPS cannot connect into the home LAN')
+  const drops = await site.exec(site.ns.nat, ['nft', 'list', 'chain', 'inet', 'ugt_nat', 'drop_fwd'])
+  t.match(drops.stdout, /counter packets [1-9]/, "the NAT's drop counted the VPS's attempt")
+
+  let relay = await startUgate(t, ['run', '--config', relayConfig(site)], { netns: site.ns.vps })
+  const gate = await startUgate(t, ['run', '--config', gateConfig(site, 'gate', 'gate')], { netns: site.ns.home })
+  await gate.waitForLine(/ info sni-relay-registered .*name=vps/)
+
+  await t.test('parked connections carry TCP keepalive on both ends', async (t) => {
+    for (const [where, ns, filter] of [
+      ['relay', site.ns.vps, '( sport = :15009 )'],
+      ['gate', site.ns.home, '( dport = :15009 )'],
+    ] as const) {
+      const r = await site.exec(ns, ['ss', '-tnoH', 'state', 'established', filter])
+      t.match(r.stdout, /timer:\(keepalive,/, `${where}: keepalive timer on the parked sockets`, { out: r.stdout })
+    }
+  })
+
+  await t.test('TLS by SNI through the relay, exact data both ways, spliced on the relay', async (t) => {
+    await echoThrough(t, site, 'first connection', body)
+    const [conn] = await relay.waitForLines(/ info conn listener=tls /, 1)
+    t.match(
+      conn,
+      / reason=eof splice=1 .*host=app\.home\.test node=[A-Z2-7]{52} via=park:198\.51\.100\.2:\d+/,
+      'relay: paired with a parked connection from the NAT, spliced',
+      { conn },
+    )
+    t.match(conn, / up=\d{7,} down=\d{7,} /, 'relay: the payload went both ways through it')
+    const [g] = await gate.waitForLines(/ info conn listener=vps /, 1)
+    t.match(
+      g,
+      new RegExp(
+        ` client=${A.client.replace(/\./g, '\\.')}:\\d+ proto=tls host=app\\.home\\.test rule=#0 action=forward via=10\\.77\\.0\\.2:8443`,
+      ),
+      'gate: routed by its rule, the client named',
+      { g },
+    )
+  })
+
+  await t.test('a registered name no rule of the gate names is not exposed', async (t) => {
+    const r = await client(site, 'echo', A.vps, '443', UNRULED, join(site.dir, 'body.bin'))
+    t.equal(r.ok, false, 'the client gets no answer', { r })
+    const lines = await gate.waitForLines(/ info conn listener=vps /, 2)
+    t.match(lines[1], /host=other\.home\.test rule=default action=reject/, 'gate: rejected by default', { lines })
+  })
+
+  await t.test('wrong identities are refused by the relay, with a log line', async (t) => {
+    for (const [what, dir, re] of [
+      ['a certificate of another CA', 'otherca', /why="?chain not trusted: not-trusted/],
+      [
+        'a certificate of another trust domain',
+        'otherdomain',
+        /why="?spiffe:\/\/other\.test\/ns\/home\/sa\/gate-a is not in trust domain mesh\.test/,
+      ],
+    ] as const) {
+      const before = lineCount(relay, / warn sni-relay-refused /)
+      // '' (any id the roots vouch for): the gate itself starts with an identity of another domain.
+      const td = dir === 'otherdomain' ? '' : TD
+      const bad = await startUgate(t, ['run', '--config', gateConfig(site, dir, dir, td)], { netns: site.ns.home })
+      const lines = await relay.waitForLines(/ warn sni-relay-refused /, before + 1)
+      t.match(lines[before], re, `${what}: refused, the relay says why`, { line: lines[before] })
+      await bad.waitForLine(/ warn sni-relay-down .*why="?refused: /)
+      t.pass(`${what}: the gate hears it was refused`)
+      const res = await bad.stop()
+      checkCleanExit(t, bad, res)
+    }
+  })
+
+  await t.test('an independent signer registers; its captured register frame replayed is refused', async (t) => {
+    writeFileSync(join(site.dir, 'replay.mjs'), REPLAY_JS)
+    const before = lineCount(relay, / warn sni-relay-refused /)
+    const r = await site.exec(site.ns.home, [
+      'node',
+      join(site.dir, 'replay.mjs'),
+      A.vpsIn,
+      '15009',
+      join(site.dir, 'gate'),
+      NAME,
+    ])
+    const out = JSON.parse(r.stdout) as { first: Record<string, unknown>; replayed: Record<string, unknown> }
+    t.match(
+      out.first,
+      { ok: true, node: /^[A-Z2-7]{52}$/ },
+      'node:crypto signature over the relay challenge: accepted',
+      { r },
+    )
+    t.match(out.replayed, { error: /bad signature/ }, 'the same frame on a new connection: refused', { r })
+    const lines = await relay.waitForLines(/ warn sni-relay-refused /, before + 1)
+    t.match(lines[before], /bad signature/, 'relay: the replay logged')
+  })
+
+  await t.test('a flood of unpaired SNI connections: bounded, refused, fds back to baseline', async (t) => {
+    const base = relay.fdCount()
+    const before = lineCount(relay, / warn sni-relay-unpaired /)
+    const N = 60
+    const r = await client(site, 'flood', A.vps, '443', 'nobody.home.test', String(N))
+    const ends = r.ends as Record<string, number>
+    t.equal(ends.handshake ?? 0, 0, 'no flood connection got a TLS handshake', { ends })
+    const lines = await relay.waitForLines(/ warn sni-relay-unpaired /, before + N)
+    const over = lines.slice(before).filter((l) => /already waiting/.test(l)).length
+    t.ok(over > 0, `connections over maxWaiting were refused at once (${over} of ${N})`)
+    await relay.waitForLines(/ info conn listener=tls .*reason=unpaired/, N)
+    t.equal(relay.fdCount(), base, 'relay fd count back to its baseline', { fds: relay.fdList() })
+  })
+
+  await t.test('the relay restarts: the gate registers again and new connections work', async (t) => {
+    const registered = lineCount(gate, / info sni-relay-registered /)
+    const res = await relay.stop()
+    checkCleanExit(t, relay, res)
+    await gate.waitForLine(/ warn sni-relay-down /)
+    // Started by the outer test: it outlives this subtest.
+    relay = await startUgate(outer, ['run', '--config', relayConfig(site)], { netns: site.ns.vps })
+    await gate.waitForLines(/ info sni-relay-registered /, registered + 1)
+    t.pass('the gate registered again (retryMax 1 s)')
+    await echoThrough(t, site, 'after the restart', body)
+  })
+
+  const res = await gate.stop()
+  checkCleanExit(t, gate, res)
+  const rres = await relay.stop()
+  checkCleanExit(t, relay, rres)
+  t.same(relay.sanitizerLines(), [], 'no sanitizer report on the relay')
+})
