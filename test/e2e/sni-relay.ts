@@ -410,7 +410,13 @@ t.test('relay over SNI: a home gate behind NAT reached by SNI through the relay;
       ['relay', site.ns.vps, '( sport = :15009 )'],
       ['gate', site.ns.home, '( dport = :15009 )'],
     ] as const) {
-      const r = await site.exec(ns, ['ss', '-tnoH', 'state', 'established', filter])
+      // A socket whose last frame is not yet acknowledged shows its retransmit
+      // timer instead; the kernel has no event for "settled", so look again.
+      let r = await site.exec(ns, ['ss', '-tnoH', 'state', 'established', filter])
+      for (let i = 0; i < 50 && !/timer:\(keepalive,/.test(r.stdout); i++) {
+        await new Promise((res) => setTimeout(res, 100))
+        r = await site.exec(ns, ['ss', '-tnoH', 'state', 'established', filter])
+      }
       t.match(r.stdout, /timer:\(keepalive,/, `${where}: keepalive timer on the parked sockets`, { out: r.stdout })
     }
   })
