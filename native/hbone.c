@@ -103,7 +103,7 @@ static struct {
   hb_report *head, *tail;   // reports of this round
   hb_stream *dead_streams;  // finished in this round, linked through next
   hb_conn *dead_conns;
-  uint64_t next_id;
+  uint32_t next_id;  // tunnel ids, from both threads: 32 bits stay lock-free on 32-bit MIPS
   int ping_ms, ping_timeout_ms, idle_ms, handshake_ms;
   bool stats_dirty;
   double stats_ms;
