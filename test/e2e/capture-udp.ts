@@ -16,7 +16,7 @@ import { ADDR, type Topology, checkTableGone } from '../lib/netns.js'
 import { ECHO, SOCKS_PORT, TABLE, UDP_PORT, WHOAMI, exchange, peers, start, udpConfig } from '../lib/udp-capture.js'
 import { prngBytes } from '../lib/servers.js'
 import { type Agent, type Datagram, startAgent } from '../lib/udp.js'
-import { type Ugate, checkCleanExit, checkFds, repoRoot, ugateBin } from '../lib/ugate.js'
+import { type Ugate, checkCleanExit, checkFds, repoRoot, settleFds, ugateBin } from '../lib/ugate.js'
 
 /** What whoami answered: the source address and port the server saw. */
 async function seenBy(c: Agent, id: string, dst: string): Promise<{ addr: string; port: number; from: string }> {
@@ -188,7 +188,7 @@ t.test('flow expiry, flow cap, bypass and exclude', async (t) => {
 
   // Every flow expires; reply sockets too: fds back to the baseline.
   await ug.waitForLines(/ info udp .*reason=idle/, 5)
-  await waitFds(ug)
+  await settleFds(ug)
   checkFds(t, ug)
   const res = await ug.stop()
   checkCleanExit(t, ug, res)
@@ -249,7 +249,7 @@ t.test('bad input: empty, largest and flooding datagrams are counted, nothing le
     { live: 0, ended: u.flowsTotal },
     'every flow evicted or expired',
   )
-  await waitFds(ug)
+  await settleFds(ug)
   checkFds(t, ug)
   const res = await ug.stop()
   checkCleanExit(t, ug, res)
@@ -435,9 +435,3 @@ t.test('QUIC: a flow is routed by the SNI of its ClientHello, also when it spans
   const res = await ug.stop()
   checkCleanExit(t, ug, res)
 })
-
-/** Reply sockets close once idle for the idle timeout: wait for the count to drop (the sweep runs every second). */
-async function waitFds(ug: Ugate): Promise<void> {
-  const deadline = Date.now() + 10_000
-  while (ug.fdCount() !== ug.baselineFds && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200))
-}

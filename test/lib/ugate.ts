@@ -457,6 +457,16 @@ export async function finish(t: AssertLike, ug: Ugate, conns: number): Promise<E
   return res
 }
 
+/**
+ * Wait (bounded, 10 s) for ugate's fd count to come back to the baseline:
+ * for sockets ugate closes after an event of the peer's (an EOF, an idle
+ * sweep) that this process cannot observe.
+ */
+export async function settleFds(ug: Ugate): Promise<void> {
+  const deadline = Date.now() + 10_000
+  while (ug.fdCount() !== ug.baselineFds && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200))
+}
+
 /** fd count equals the baseline taken after `ready`. */
 export function checkFds(t: AssertLike, ug: Ugate): boolean {
   const now = ug.fdCount()

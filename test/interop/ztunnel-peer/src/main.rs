@@ -337,6 +337,12 @@ async fn send_all(s: &mut SendStream<Bytes>, mut data: Bytes) -> Result<(), Stri
             None => return Err("stream closed".into()),
             Some(r) => r.map_err(|e| e.to_string())?,
         };
+        if cap == 0 {
+            // h2 may report a capacity of 0 (reassigned to other streams):
+            // let the connection task run instead of spinning on this one.
+            tokio::task::yield_now().await;
+            continue;
+        }
         let chunk = data.split_to(cap.min(data.len()));
         s.send_data(chunk, false).map_err(|e| e.to_string())?;
     }
