@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# Shared helpers of the bench scripts (bench/relay.sh, bench/run.sh): processes
-# started in their own process group and always stopped on exit, free ports,
-# readiness by event, CPU and memory of a process. Sourced, never run; expects
+# Shared helpers of the bench scripts (bench/relay.sh, bench/run.sh, ...):
+# processes started in their own process group and always stopped on exit,
+# free ports, readiness by event, CPU and memory of a process, a client —
+# gateway — server trio of network namespaces. Sourced, never run; expects
 # bash with `set -euo pipefail`. Builds on openwrt/lib.sh (say, die, need,
 # apt_install; ROOT).
 # shellcheck source=openwrt/lib.sh
@@ -117,6 +118,27 @@ machine() {  # one line: CPUs, model, kernel
   local m
   m=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
   echo "$(nproc) CPUs, ${m:-$(uname -m)}, kernel $(uname -r)"
+}
+
+# ---------------------------------------------------------------- namespaces
+# netns_trio CLI GW_LAN GW_WAN SRV : network namespaces $NS-cli — $NS-gw —
+# $NS-srv (veths c0—g1 and g2—s0, /24s, IPv4), the gw routing between them,
+# each end's default route through it; removed on exit. The caller sets NS.
+nsx() { local ns=$1; shift; ip netns exec "$NS-$ns" "$@"; }
+netns_trio() {
+  local n d x
+  CLEANUP+=("ip netns del $NS-cli 2>/dev/null" "ip netns del $NS-gw 2>/dev/null" "ip netns del $NS-srv 2>/dev/null")
+  for n in cli gw srv; do ip netns add "$NS-$n"; nsx "$n" ip link set lo up; done
+  ip link add c0 netns "$NS-cli" type veth peer name g1 netns "$NS-gw"
+  ip link add g2 netns "$NS-gw" type veth peer name s0 netns "$NS-srv"
+  nsx cli ip addr add "$1/24" dev c0
+  nsx gw ip addr add "$2/24" dev g1
+  nsx gw ip addr add "$3/24" dev g2
+  nsx srv ip addr add "$4/24" dev s0
+  for x in "cli c0" "gw g1" "gw g2" "srv s0"; do read -r n d <<<"$x"; nsx "$n" ip link set "$d" up; done
+  nsx cli ip route add default via "$2"
+  nsx srv ip route add default via "$3"
+  nsx gw sysctl -qw net.ipv4.ip_forward=1
 }
 
 # ---------------------------------------------------------------- peers

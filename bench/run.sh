@@ -237,20 +237,8 @@ section_socks() { rotate socks socks_run ugate-mixed microsocks dante; }
 # cli (10.201.1.2) — gw (10.201.1.1 | 10.201.2.1) — srv (10.201.2.2); the gw
 # routes, and REDIRECTs the client's port 5201 to the relay running in it.
 NS=ubench$$
-nsx() { local ns=$1; shift; ip netns exec "$NS-$ns" "$@"; }
 netns_up() {
-  CLEANUP+=("ip netns del $NS-cli 2>/dev/null" "ip netns del $NS-gw 2>/dev/null" "ip netns del $NS-srv 2>/dev/null")
-  local n
-  for n in cli gw srv; do ip netns add "$NS-$n"; nsx "$n" ip link set lo up; done
-  ip link add c0 netns "$NS-cli" type veth peer name g1 netns "$NS-gw"
-  ip link add g2 netns "$NS-gw" type veth peer name s0 netns "$NS-srv"
-  nsx cli ip addr add 10.201.1.2/24 dev c0; nsx cli ip link set c0 up
-  nsx gw ip addr add 10.201.1.1/24 dev g1; nsx gw ip link set g1 up
-  nsx gw ip addr add 10.201.2.1/24 dev g2; nsx gw ip link set g2 up
-  nsx srv ip addr add 10.201.2.2/24 dev s0; nsx srv ip link set s0 up
-  nsx cli ip route add default via 10.201.1.1
-  nsx srv ip route add default via 10.201.2.1
-  nsx gw sysctl -qw net.ipv4.ip_forward=1
+  netns_trio 10.201.1.2 10.201.1.1 10.201.2.1 10.201.2.2
   nsx gw nft -f - <<'EOF'
 table ip ubench {
   chain pre { type nat hook prerouting priority dstnat; }

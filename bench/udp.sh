@@ -60,19 +60,7 @@ need ip iproute2
 # benchmark ranges: outside ugate's default bypass, unlike 10/8).
 NS=uudp$$
 CLI=198.18.11.2 GW_LAN=198.18.11.1 GW_WAN=198.19.12.1 SRV=198.19.12.2
-nsx() { local ns=$1; shift; ip netns exec "$NS-$ns" "$@"; }
-CLEANUP+=("ip netns del $NS-cli 2>/dev/null" "ip netns del $NS-gw 2>/dev/null" "ip netns del $NS-srv 2>/dev/null")
-for n in cli gw srv; do ip netns add "$NS-$n"; nsx "$n" ip link set lo up; done
-ip link add c0 netns "$NS-cli" type veth peer name g1 netns "$NS-gw"
-ip link add g2 netns "$NS-gw" type veth peer name s0 netns "$NS-srv"
-nsx cli ip addr add "$CLI/24" dev c0
-nsx gw ip addr add "$GW_LAN/24" dev g1
-nsx gw ip addr add "$GW_WAN/24" dev g2
-nsx srv ip addr add "$SRV/24" dev s0
-for x in "cli c0" "gw g1" "gw g2" "srv s0"; do read -r n d <<<"$x"; nsx "$n" ip link set "$d" up; done
-nsx cli ip route add default via "$GW_LAN"
-nsx srv ip route add default via "$GW_WAN"
-nsx gw sysctl -qw net.ipv4.ip_forward=1
+netns_trio "$CLI" "$GW_LAN" "$GW_WAN" "$SRV"
 
 start_bg "$TMP/iperf3-srv.log" ip netns exec "$NS-srv" iperf3 -s -B "$SRV" -p 5201
 SRV_PID=$BG_PID

@@ -10,13 +10,11 @@ import * as native from 'ugate:native'
 import { formatHostPort, parseEndpoint } from '../core/address.js'
 import { CancelledError } from '../core/cancel.js'
 import type { HboneListenerConfig, HboneUpstreamConfig } from '../core/config.js'
-import { parseCidr, parseIpInto } from '../core/ip.js'
-import { CidrSet } from '../core/rules/cidr-tree.js'
 import { DialError } from './dial.js'
 import type { Accepted } from './listener.js'
 import { currentTls } from './mesh-identity.js'
 import { RejectedError, connectOut, type Outbound } from './outbound.js'
-import { type GatewayContext, type Session, type Tracked, track } from './session.js'
+import { type GatewayContext, type Session, type Tracked, acceptGuard, track } from './session.js'
 import { closeQuietly, resetQuietly } from './sockets.js'
 
 /** A server tunnel: the listener that accepted it, for its streams. */
@@ -42,15 +40,7 @@ const opening = new Map<number, Opening>()
 
 /** The accept callback of an hbone listener: TLS and HTTP/2 run in C from here. */
 export function hboneAcceptor(l: HboneListenerConfig, ctx: GatewayContext): (client: Accepted) => void {
-  const allow = new CidrSet(l.allow.map((c) => parseCidr(c)!))
-  const scratch = new Int32Array(4)
-  return (client) => {
-    const src = formatHostPort(client.addr, client.port)
-    const family = parseIpInto(client.addr, scratch, true)
-    if (family === 0 || !allow.matches(family, scratch)) {
-      ctx.log.warn('denied', { listener: l.name, src, why: 'source not in allow list' })
-      return resetQuietly(client.fd)
-    }
+  return acceptGuard(l, ctx, (client, src) => {
     const tls = currentTls()?.server
     if (tls === undefined) {
       ctx.log.error('hbone-no-identity', { listener: l.name, src })
@@ -58,7 +48,7 @@ export function hboneAcceptor(l: HboneListenerConfig, ctx: GatewayContext): (cli
     }
     const id = native.hboneServe(client.fd, tls, src)
     tunnels.set(id, { listener: l, src })
-  }
+  })
 }
 
 /** The one callback of every HBONE event (registered once per gateway). */

@@ -140,11 +140,18 @@ function relayOptions(ctx: GatewayContext, out: Extract<Outcome, { kind: 'relay'
   return o
 }
 
-/** The accept callback of a listener running `handler`. */
-export function serveWith(handler: Handler, l: ListenerConfig, ctx: GatewayContext): (client: Accepted) => void {
+/**
+ * The first step of every accepted connection: a source outside the
+ * listener's allow list is logged and reset; others go on to `next` with
+ * their "addr:port" text.
+ */
+export function acceptGuard(
+  l: Pick<ListenerConfig, 'name' | 'allow'>,
+  ctx: GatewayContext,
+  next: (client: Accepted, src: string) => void,
+): (client: Accepted) => void {
   const allow = new CidrSet(l.allow.map((c) => parseCidr(c)!))
   const scratch = new Int32Array(4)
-
   return (client) => {
     const src = formatHostPort(client.addr, client.port)
     const family = parseIpInto(client.addr, scratch, true)
@@ -152,6 +159,13 @@ export function serveWith(handler: Handler, l: ListenerConfig, ctx: GatewayConte
       ctx.log.warn('denied', { listener: l.name, src, why: 'source not in allow list' })
       return resetQuietly(client.fd)
     }
+    next(client, src)
+  }
+}
+
+/** The accept callback of a listener running `handler`. */
+export function serveWith(handler: Handler, l: ListenerConfig, ctx: GatewayContext): (client: Accepted) => void {
+  return acceptGuard(l, ctx, (client, src) => {
     const id = ctx.admission.admit(client.addr)
     if (typeof id === 'string') {
       ctx.log.warn('limit-reached', { listener: l.name, src, limit: id })
@@ -160,7 +174,7 @@ export function serveWith(handler: Handler, l: ListenerConfig, ctx: GatewayConte
     run(handler, l, ctx, client, src, id).catch((e: unknown) => {
       ctx.log.error('internal-error', { listener: l.name, src, error: e instanceof Error ? e.message : String(e) })
     })
-  }
+  })
 }
 
 async function run(
