@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "h2.h"
@@ -481,9 +482,17 @@ static void on_goaway(void *ctx, uint32_t last_id, uint32_t code) {
   hb.stats_dirty = true;
 }
 
+// A PING's payload: when it left, in µs of the fine clock (engine_now_ms is the
+// coarse one, ticks of 1-10 ms: a LAN round trip would read as 0 or a tick).
+static uint64_t ping_clock_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static void on_pong(void *ctx, uint64_t payload) {
   hb_conn *c = ctx;
-  c->rtt_ms = engine_now_ms() - (double)payload / 1000.0;
+  c->rtt_ms = (double)(ping_clock_us() - payload) / 1000.0;
   c->ping_ms = engine_now_ms();
 }
 
@@ -888,7 +897,7 @@ static void on_tick(engine_owner *o, double now) {
     }
     if (now - c->ping_ms >= hb.ping_ms) {
       c->ping_ms = now;
-      h2_ping(c->h2, (uint64_t)(now * 1000.0));
+      h2_ping(c->h2, ping_clock_us());
       conn_flush(c);
     }
   }

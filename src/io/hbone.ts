@@ -35,6 +35,11 @@ interface Opening {
 }
 
 const tunnels = new Map<number, Tunnel>()
+
+/** The hbone listener that accepted server tunnel `id` (metrics, status). */
+export function tunnelListener(id: number): string | undefined {
+  return tunnels.get(id)?.listener.name
+}
 const served = new Map<string, Served>()
 const opening = new Map<number, Opening>()
 
@@ -178,7 +183,7 @@ export async function openHbone(
   u: HboneUpstreamConfig,
   host: string,
   port: number,
-  s: Session,
+  s: Pick<Session, 'client' | 'cancel'>,
   ctx: GatewayContext,
 ): Promise<Outbound> {
   const mesh = currentTls()
@@ -199,6 +204,7 @@ export async function openHbone(
     },
     mesh.client,
   )
+  ctx.stats.mesh.opening(tag, u.name)
   let off = () => {}
   const answer = await new Promise<{ status: number; reason: string }>((resolve, reject) => {
     opening.set(tag, { resolve })

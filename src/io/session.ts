@@ -16,7 +16,7 @@ import type { SniffProto } from '../core/sniff/types.js'
 import { CidrSet } from '../core/rules/cidr-tree.js'
 import { parseCidr, parseIpInto } from '../core/ip.js'
 import { DialError } from './dial.js'
-import { ClosedCounters } from '../core/metrics.js'
+import { ClosedCounters, DNS_BUCKETS, Histograms, MeshCounters } from '../core/metrics.js'
 import type { Accepted } from './listener.js'
 import type { RelayState } from './sni-relay.js'
 import { closeQuietly, errorCode, resetQuietly } from './sockets.js'
@@ -84,6 +84,10 @@ export class GatewayStats {
   readonly ruleLastHit = new Map<string, number>()
   /** Counters of /metrics, keyed by labelKey(...) of their labels. */
   readonly metrics = new ClosedCounters()
+  /** dns listener, source (cache, static, reject, upstream, servfail) → seconds to answer. */
+  readonly dnsLatency = new Histograms(DNS_BUCKETS)
+  /** HBONE tunnels and streams (fed by every HBONE event). */
+  readonly mesh = new MeshCounters()
   /** dns listener name → its query counters (kept across reloads). */
   readonly dns = new Map<string, DnsCounters>()
   /** Live UDP flow id → how it was routed (udp-flows.ts; counters and ends are native.udpFlows()). */

@@ -29,6 +29,8 @@ export interface UdpSettings {
   http?: string
   /** A socks listener on the router's 127.0.0.1:SOCKS_PORT (an upstream for the flows). */
   socks?: boolean
+  /** ubusd's socket (a stand-in's: a unix socket path reaches across namespaces). */
+  ubus?: string
 }
 
 export function udpConfig(s: UdpSettings = {}): Record<string, unknown> {
@@ -42,6 +44,7 @@ export function udpConfig(s: UdpSettings = {}): Record<string, unknown> {
     ...(s.admin !== undefined
       ? { admin: { socket: s.admin, ...(s.http !== undefined ? { listen: '127.0.0.1:0', secret: s.http } : {}) } }
       : {}),
+    ...(s.ubus !== undefined ? { ubus: { socket: s.ubus } } : {}),
     rules: s.rules ?? [],
     upstreams: s.upstreams ?? [],
     listeners: [
