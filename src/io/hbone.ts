@@ -111,6 +111,7 @@ function onRequest(ev: native.HboneEvent, ctx: GatewayContext): void {
   const f = t.fields
   f.dst = ev.authority
   f.identity = ev.peerId
+  if (ev.peerNode !== '') f.node = ev.peerNode
   if (ev.forwarded !== '') f.forwarded = ev.forwarded
   if (ev.baggage !== '') f.baggage = ev.baggage
   if (ev.traceparent !== '') f.traceparent = ev.traceparent
@@ -140,6 +141,7 @@ function onRequest(ev: native.HboneEvent, ctx: GatewayContext): void {
     cancel: t.cancel,
     fields: f,
     handshakeDone: () => {},
+    peer: { spiffeId: ev.peerId, nodeId: ev.peerNode },
   }
   connectOut({ host: dest.host, port: dest.port }, session, ctx).then(
     (out: Outbound | DialError) => {
