@@ -122,7 +122,10 @@ export interface HboneUpstreamConfig {
   server: Endpoint
   /** The SPIFFE id the peer must present; '' = any id of trustDomain (or of the mesh's). */
   identity: string
-  /** The trust domain the peer's id must be in; '' = the mesh's own. */
+  /**
+   * The trust domain the peer's id must be in, in place of the mesh's (a
+   * peer of another domain whose CA is among the roots); '' = the mesh's own.
+   */
   trustDomain: string
 }
 

@@ -202,7 +202,8 @@ export async function openHbone(
       addr: u.server.host,
       port: u.server.port,
       mark: ctx.config.dial.mark,
-      expect: u.identity,
+      // The exact id, else "spiffe://TD" (tls.h: any id of TD), else '' (the mesh's trust domain).
+      expect: u.identity !== '' ? u.identity : u.trustDomain !== '' ? `spiffe://${u.trustDomain}` : '',
       authority: formatHostPort(host, port),
       // As ztunnel sends them: who the source is, and where it came from.
       baggage: me === null ? '' : `k8s.namespace.name=${me[1]},service.name=${me[2]}`,
