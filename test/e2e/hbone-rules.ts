@@ -2,7 +2,8 @@
 // one hbone listener, each with its own certificate (SPIFFE id and key),
 // routed by srcIdentity, srcNode and srcTrustDomain — one let through by its
 // id, one by its node id, one refused (401) by its trust domain — and a
-// SOCKS client of the same gate that no identity rule matches.
+// SOCKS client of the same gate that no identity rule matches. The gate's
+// own node id is in `ctl status`.
 
 import http2 from 'node:http2'
 import t from 'tap'
@@ -53,8 +54,15 @@ t.test('two client identities routed differently by rules, a third by its node i
         { name: 'alice', srcIdentity: [ids.spiffe('alice')], action: 'direct' },
         { name: 'mesh-rest', srcTrustDomain: [TRUST_DOMAIN], action: 'reject' },
       ],
+      admin: { socket: ids.socket('b') },
       ...ids.config('b'),
     }),
+  )
+  const st = runUgate(['ctl', '--socket', ids.socket('b'), '--json', 'status'])
+  t.same(
+    JSON.parse(st.stdout).mesh,
+    { spiffeId: ids.spiffe('b'), nodeId: nodeId('b') },
+    'ctl status: our SPIFFE id and the node id identity show prints',
   )
   const port = ug.port('mesh')
   const payload = prngBytes(3, 256 << 10)
