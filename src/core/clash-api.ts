@@ -146,6 +146,10 @@ const CONDITION_TYPES: Array<[keyof RuleSpec, string]> = [
   ['srcCidr', 'SrcIPCIDR'],
   ['listener', 'InName'],
   ['proto', 'Protocol'],
+  // the mesh peer (no Clash equivalent: named after the fields)
+  ['srcIdentity', 'SrcIdentity'],
+  ['srcTrustDomain', 'SrcTrustDomain'],
+  ['srcNode', 'SrcNode'],
 ]
 
 /**

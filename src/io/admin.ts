@@ -14,6 +14,7 @@ import { tunnelListener } from './hbone.js'
 import type { Listener } from './listener.js'
 import type { GatewayContext } from './session.js'
 import { closeQuietly, describeError } from './sockets.js'
+import { currentTls } from './mesh-identity.js'
 import { HandshakeStream } from './stream.js'
 import { udpFlowsView } from './udp-flows.js'
 
@@ -138,7 +139,14 @@ export function statusView(ctx: GatewayContext, listeners: ListenerView) {
     dns: { names: ctx.names.size, listeners: [...st.dns.entries()].map(([name, c]) => ({ name, ...c })) },
     udp: { ...native.udpStats(), socks: native.socksUdpStats() },
     hbone: hboneView(),
+    // Who this gate is in the mesh (its node id is what peers' srcNode rules name); absent without one.
+    ...meshView(),
   }
+}
+
+function meshView(): { mesh?: { spiffeId: string; nodeId: string } } {
+  const tls = currentTls()
+  return tls === null ? {} : { mesh: { spiffeId: tls.spiffeId, nodeId: tls.nodeId } }
 }
 
 /** The HBONE tunnels (mesh connections): streams, bytes, PING RTT; a server tunnel's listener. */

@@ -106,6 +106,7 @@ function onRequest(ev: native.HboneEvent, ctx: GatewayContext): void {
   const f = t.fields
   f.dst = ev.authority
   f.identity = ev.peerId
+  if (ev.peerNode !== '') f.node = ev.peerNode
   if (ev.forwarded !== '') f.forwarded = ev.forwarded
   if (ev.baggage !== '') f.baggage = ev.baggage
   if (ev.traceparent !== '') f.traceparent = ev.traceparent
@@ -135,6 +136,7 @@ function onRequest(ev: native.HboneEvent, ctx: GatewayContext): void {
     cancel: t.cancel,
     fields: f,
     handshakeDone: () => {},
+    peer: { spiffeId: ev.peerId, nodeId: ev.peerNode },
   }
   connectOut({ host: dest.host, port: dest.port }, session, ctx).then(
     (out: Outbound | DialError) => {
@@ -195,7 +197,8 @@ export async function openHbone(
       addr: u.server.host,
       port: u.server.port,
       mark: ctx.config.dial.mark,
-      expect: u.identity,
+      // The exact id, else "spiffe://TD" (tls.h: any id of TD), else '' (the mesh's trust domain).
+      expect: u.identity !== '' ? u.identity : u.trustDomain !== '' ? `spiffe://${u.trustDomain}` : '',
       authority: formatHostPort(host, port),
       // As ztunnel sends them: who the source is, and where it came from.
       baggage: me === null ? '' : `k8s.namespace.name=${me[1]},service.name=${me[2]}`,

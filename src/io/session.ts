@@ -116,6 +116,8 @@ export interface Session {
   readonly fields: Fields
   /** The client's handshake is over: stop its timer (dialing has its own). */
   handshakeDone(): void
+  /** The mesh peer (an hbone listener's stream): what identity rules match. */
+  readonly peer?: { spiffeId: string; nodeId: string }
 }
 
 /** How a handler ends: relay the two sockets, or close the client. */

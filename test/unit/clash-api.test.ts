@@ -81,6 +81,15 @@ t.test('rules in Clash terms, with hit counts and the default as the final Match
     payload: '((IPCIDR,10.0.0.0/8) && ((DstPort,443) || (DstPort,8000-8080)))',
   })
   t.same(clashRule(specs[3]!), { type: 'Match', payload: '' })
+  t.same(
+    clashRule({ srcIdentity: ['spiffe://td/ns/a/sa/b'], action: { type: 'reject' } }),
+    { type: 'SrcIdentity', payload: 'spiffe://td/ns/a/sa/b' },
+    'a mesh peer condition is not a catch-all',
+  )
+  t.same(clashRule({ srcTrustDomain: ['td'], srcNode: ['N'], action: { type: 'reject' } }), {
+    type: 'AND',
+    payload: '((SrcTrustDomain,td) && (SrcNode,N))',
+  })
   const hits = new Map([
     ['ads', { hits: 3, lastMs: Date.UTC(2026, 0, 2, 3, 4, 5) }],
     ['default', { hits: 1, lastMs: Date.UTC(2026, 0, 1) }],
