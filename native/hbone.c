@@ -236,6 +236,12 @@ static void stream_event(engine_handler *h, uint32_t events) {
       return;
     }
   }
+  // The relay closed its end of the socket pair without passing a FIN first: a reset.
+  if (engine_unix_aborted(s->fd, events, s->wr_shut)) {
+    stream_fail(s, "socket-error", ECONNRESET);
+    conn_flush(c);
+    return;
+  }
   // Out first: a write error ends the stream before reading matters.
   bool alive = true;
   if (s->out_len > s->out_off || (s->peer_end && !s->wr_shut)) alive = stream_pump_out(s);
