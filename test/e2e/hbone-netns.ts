@@ -144,6 +144,19 @@ async function startA(t: Test, net: Net): Promise<Ugate> {
   return ug
 }
 
+/** One client operation against the server's port, with the server's record of that connection. */
+async function exchange(
+  net: Net,
+  req: { op: string; port: number; size?: number },
+  ms: number,
+): Promise<{ client: Record<string, unknown>; server: Record<string, unknown> }> {
+  const [client, served] = await Promise.all([
+    net.client.call({ to: SERVER, ...req }, ms),
+    net.server.call({ op: 'results', port: req.port, count: 1 }, ms),
+  ])
+  return { client, server: (served.results as Record<string, unknown>[])[0]! }
+}
+
 interface Tunnel {
   id: number
   role: 'client' | 'server'
@@ -177,11 +190,7 @@ t.test('captured on A, through one HBONE tunnel to B: 64 MiB each way, half-clos
   logsOnFailure(t, a, b)
 
   // 64 MiB each way at once, both ends half-closing when done sending.
-  const [bulk, served] = await Promise.all([
-    net.client.call({ op: 'bulk', to: SERVER, port: PORT.bulk, size: BULK }, 600_000),
-    net.server.call({ op: 'results', port: PORT.bulk, count: 1 }, 600_000),
-  ])
-  const srv = (served.results as Record<string, unknown>[])[0]!
+  const { client: bulk, server: srv } = await exchange(net, { op: 'bulk', port: PORT.bulk, size: BULK }, 600_000)
   t.equal(srv.peer, B.lan, "the server sees B's address (the tunnel is the only way through)")
   t.equal(srv.gotBytes, BULK, 'the server got 64 MiB')
   t.equal(srv.got, bulk.sent, 'client → server: sha256 equal')
@@ -216,11 +225,7 @@ t.test('captured on A, through one HBONE tunnel to B: 64 MiB each way, half-clos
   )
 
   // Half-close, client first: it sends, shuts its write side; the server reads to EOF, then sends.
-  const [cf, cfs] = await Promise.all([
-    net.client.call({ op: 'bulk', to: SERVER, port: PORT.cfirst, size: HALF }, 120_000),
-    net.server.call({ op: 'results', port: PORT.cfirst, count: 1 }, 120_000),
-  ])
-  const cfr = (cfs.results as Record<string, unknown>[])[0]!
+  const { client: cf, server: cfr } = await exchange(net, { op: 'bulk', port: PORT.cfirst, size: HALF }, 120_000)
   t.equal(cfr.got, cf.sent, 'client shuts write first: the server reads everything to EOF')
   t.equal(cfr.gotBytes, HALF, '... 4 MiB')
   t.equal(cf.dataBeforeOurEof, false, "... and the server's bytes came only after the client's EOF")
@@ -228,11 +233,7 @@ t.test('captured on A, through one HBONE tunnel to B: 64 MiB each way, half-clos
   t.equal(cf.gotBytes, HALF, '... 4 MiB')
 
   // Half-close, server first: it sends and shuts its write side; the client reads to EOF, then sends.
-  const [sf, sfs] = await Promise.all([
-    net.client.call({ op: 'sfirst', to: SERVER, port: PORT.sfirst, size: HALF }, 120_000),
-    net.server.call({ op: 'results', port: PORT.sfirst, count: 1 }, 120_000),
-  ])
-  const sfr = (sfs.results as Record<string, unknown>[])[0]!
+  const { client: sf, server: sfr } = await exchange(net, { op: 'sfirst', port: PORT.sfirst, size: HALF }, 120_000)
   t.equal(sf.got, sfr.sent, 'server shuts write first: the client reads everything to EOF')
   t.equal(sf.gotBytes, HALF, '... 4 MiB')
   t.equal(sfr.got, sf.sent, '... and the client can still send: 4 MiB, exact')
@@ -249,15 +250,8 @@ t.test('captured on A, through one HBONE tunnel to B: 64 MiB each way, half-clos
   )
 
   // The client resets: the server gets a reset, not an EOF.
-  const [, watched] = await Promise.all([
-    net.client.call({ op: 'abort', to: SERVER, port: PORT.watch }, 60_000),
-    net.server.call({ op: 'results', port: PORT.watch, count: 1 }, 60_000),
-  ])
-  t.equal(
-    (watched.results as Record<string, unknown>[])[0]!.how,
-    'error:ECONNRESET',
-    "the client's RST reaches the server",
-  )
+  const { server: watched } = await exchange(net, { op: 'abort', port: PORT.watch }, 60_000)
+  t.equal(watched.how, 'error:ECONNRESET', "the client's RST reaches the server")
 
   const after = tunnels('a')
   t.equal(after.length, 1, 'A: still one tunnel')
