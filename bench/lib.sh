@@ -183,6 +183,19 @@ ugate_conf() {  # FILE LISTENER-JSON: limits out of the way, no shutdown grace
 EOF
 }
 
+# ---------------------------------------------------------------- reports
+# Over $RESULTS, rows "round key peer metric value" (tab-separated; key: a
+# size, a stream count, a kind of run).
+med() {  # KEY PEER METRIC: the median over the rounds ("" when none)
+  awk -F'\t' -v k="$1" -v p="$2" -v m="$3" '$2 == k && $3 == p && $4 == m { v[++n] = $5 }
+    END { if (!n) { print ""; exit } for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+      print (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }' "$RESULTS"
+}
+rounds_of() {  # KEY PEER METRIC FORMAT: every round's value, comma-separated
+  awk -F'\t' -v k="$1" -v p="$2" -v m="$3" -v f="$4" '$2 == k && $3 == p && $4 == m { o = o (o == "" ? "" : ", ") sprintf(f, $5) } END { print o }' "$RESULTS"
+}
+fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "") print "–"; else printf f, v }'; }  # VALUE FORMAT ("–" when none)
+
 # ---------------------------------------------------------------- docs
 # write_section DOC BEGIN_MARK END_MARK REPORT: replace what lies between the
 # marker lines of DOC with REPORT (markers appended when missing)

@@ -204,16 +204,7 @@ ELAPSED=$(($(date +%s) - STARTED))
 
 # ---------------------------------------------------------------- report
 REPORT=$TMP/report.md
-med() {  # SIZE PEER METRIC: the median over the rounds
-  awk -F'\t' -v s="$1" -v p="$2" -v m="$3" '$2 == s && $3 == p && $4 == m { v[++n] = $5 }
-    END { if (!n) { print ""; exit } for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-      print (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }' "$RESULTS"
-}
-rounds_of() {  # SIZE PEER METRIC FORMAT
-  awk -F'\t' -v s="$1" -v p="$2" -v m="$3" -v f="$4" '$2 == s && $3 == p && $4 == m { o = o (o == "" ? "" : ", ") sprintf(f, $5) } END { print o }' "$RESULTS"
-}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "–"; else printf "%.2f", a / b }'; }
-fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "") print "–"; else printf f, v }'; }
 {
   echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC') — $(machine); load average $LOAD0 before, $LOAD1 after;" \
     "$((ELAPSED / 60)) min $((ELAPSED % 60)) s; $BENCH_ROUNDS rounds of ${BENCH_SECONDS} s per peer and size;" \

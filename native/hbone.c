@@ -237,6 +237,12 @@ static void stream_event(engine_handler *h, uint32_t events) {
       return;
     }
   }
+  // The relay closed its end of the socket pair without passing a FIN first: a reset.
+  if (engine_unix_aborted(s->fd, events, s->wr_shut)) {
+    stream_fail(s, "socket-error", ECONNRESET);
+    conn_flush(c);
+    return;
+  }
   // Out first: a write error ends the stream before reading matters.
   bool alive = true;
   if (s->out_len > s->out_off || (s->peer_end && !s->wr_shut)) alive = stream_pump_out(s);
@@ -321,7 +327,12 @@ static bool stream_pump_in(hb_stream *s) {
   if (!s->watched || s->rd_eof || c->state != C_OPEN) return true;
   s->rd_blocked = false;
   for (;;) {
-    size_t room = h2_send_room(c->h2, s->id);
+    size_t room = h2_send_room(c->h2, s->id), queued;
+    // Checked per read, not only per flush: one pass could otherwise queue a
+    // whole stream window (4 MiB), and h2 refuses to queue a PING or SETTINGS
+    // ACK behind more than 1 MiB (the peer then sees ENHANCE_YOUR_CALM).
+    h2_output(c->h2, &queued);
+    if (queued > OUT_HIGH) c->out_full = true;
     if (room == 0 || c->out_full) {
       s->rd_blocked = true;
       return true;
