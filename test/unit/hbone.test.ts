@@ -4,7 +4,10 @@
 // transport (TLS is tested end to end in test/e2e/hbone.ts): 8 MiB each way,
 // initial bytes, half-close both ways, 100 concurrent streams on one pooled
 // connection, resets both ways, 503, a dead peer replaced after its PING
-// timeout, a bad preface, fds and config references back to the baseline.
+// timeout, a bad preface, reverse tunnels (roles swapped by a stand-in for
+// ALPN: a stream from the accepting side served by the dialing side, refused,
+// unsupported, drained by GOAWAY, the dialing side's own PING timing), fds and
+// config references back to the baseline.
 
 import { spawnSync } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
