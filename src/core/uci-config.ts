@@ -197,6 +197,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       'max_waiting',
       'grant',
       'max_parked',
+      'reverse',
     ])
     const l: Obj = { name: r.str('name') ?? s.name ?? `listener${i + 1}`, type: r.str('type') }
     const address = r.str('address')
@@ -225,6 +226,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       maxWaiting: r.num('max_waiting'),
       grants: grantLines(r.list('grant'), `${at(s)}.grant`),
       maxParked: r.num('max_parked'),
+      reverse: r.list('reverse'),
     })
     return l
   })
@@ -232,13 +234,18 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
   root.upstreams = uciSectionsOfType(pkg, 'upstream').map((s, i) => {
     origins.push({ jsonPath: `upstreams[${i}]`, section: s, ref: uciSectionRef(pkg, s) })
     const r = reader(s)
-    r.only(['name', 'type', 'server', 'port', 'username', 'password'])
+    r.only(['name', 'type', 'server', 'port', 'username', 'password', 'identity', 'node'])
     const server = r.str('server')
     const port = r.str('port')
-    if (server === undefined || port === undefined)
-      throw new ConfigError(`${at(s)}.${server === undefined ? 'server' : 'port'}`, 'missing')
     const u: Obj = { name: r.str('name') ?? s.name ?? `upstream${i + 1}`, type: r.str('type') }
-    u.server = `${server.includes(':') ? `[${server}]` : server}:${port}`
+    assign(u, { identity: r.str('identity'), node: r.str('node') })
+    // An hbone upstream that names its peer may go only through the peer's reverse tunnel.
+    const reverseOnly = u.type === 'hbone' && server === undefined && (u.identity ?? u.node) !== undefined
+    if (!reverseOnly) {
+      if (server === undefined || port === undefined)
+        throw new ConfigError(`${at(s)}.${server === undefined ? 'server' : 'port'}`, 'missing')
+      u.server = `${server.includes(':') ? `[${server}]` : server}:${port}`
+    }
     assign(u, { username: r.str('username'), password: r.str('password') })
     return u
   })
@@ -297,6 +304,28 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
         maxPool: r.num('max_pool'),
         retry: r.num('retry'),
         retryMax: r.num('retry_max'),
+      })
+      return e
+    })
+  }
+
+  const reverse = uciSectionsOfType(pkg, 'reverse')
+  if (reverse.length > 0) {
+    root.reverse = reverse.map((s, i) => {
+      origins.push({ jsonPath: `reverse[${i}]`, section: s, ref: uciSectionRef(pkg, s) })
+      const r = reader(s)
+      r.only(['name', 'server', 'port', 'relay_id', 'retry', 'retry_max', 'ping', 'ping_timeout'])
+      const server = r.str('server')
+      if (server === undefined) throw new ConfigError(`${at(s)}.server`, 'missing')
+      const e: Obj = { name: r.str('name') ?? s.name ?? `reverse${i + 1}` }
+      // The HBONE port unless told otherwise.
+      e.relay = `${server.includes(':') ? `[${server}]` : server}:${r.str('port') ?? '15008'}`
+      assign(e, {
+        relayId: r.str('relay_id'),
+        retry: r.num('retry'),
+        retryMax: r.num('retry_max'),
+        ping: r.num('ping'),
+        pingTimeout: r.num('ping_timeout'),
       })
       return e
     })
@@ -365,10 +394,10 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
     root.mesh = m
   }
   for (const s of pkg.sections) {
-    if (!['ugate', 'listener', 'upstream', 'rule', 'capture', 'mesh', 'sni_relay'].includes(s.type)) {
+    if (!['ugate', 'listener', 'upstream', 'rule', 'capture', 'mesh', 'sni_relay', 'reverse'].includes(s.type)) {
       throw new ConfigError(
         at(s),
-        `unknown section type ${show(s.type)} (known: ugate, listener, rule, upstream, capture, mesh, sni_relay)`,
+        `unknown section type ${show(s.type)} (known: ugate, listener, rule, upstream, capture, mesh, sni_relay, reverse)`,
       )
     }
   }

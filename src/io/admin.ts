@@ -12,6 +12,7 @@ import { VERSION } from '../core/version.js'
 import { cancelAfter } from './loop.js'
 import type { Listener } from './listener.js'
 import type { GatewayContext } from './session.js'
+import { reverseView } from './reverse.js'
 import { closeQuietly, describeError } from './sockets.js'
 import { HandshakeStream } from './stream.js'
 import { udpFlowsView } from './udp-flows.js'
@@ -139,6 +140,7 @@ export function statusView(ctx: GatewayContext, listeners: ListenerView) {
     dns: { names: ctx.names.size, listeners: [...st.dns.entries()].map(([name, c]) => ({ name, ...c })) },
     udp: { ...native.udpStats(), socks: native.socksUdpStats() },
     hbone: hboneView(),
+    reverse: reverseView(),
   }
 }
 
