@@ -69,6 +69,8 @@ struct hb_conn {
   bool reverse_ok;            // server: the listener lets a client ask for a reverse tunnel
   bool reverse;               // a reverse tunnel: HTTP/2 client iff TLS server
   bool refused;               // reverse, dialing side: the peer refused it (GOAWAY REFUSED_STREAM)
+  bool held;                  // reverse, accepting side: nothing sent until the embedder accepts it
+  bool rev_up;                // reverse, dialing side: HB_REVERSE reported
   uint32_t goaway_code;       // what conn_close says in its GOAWAY
   int ping_every, ping_wait;  // this connection's keep-alive; 0 = hb's
   const char *closing;        // close once out of h2_recv, with this reason
@@ -83,7 +85,7 @@ struct hb_conn {
   char key[160], expect[160], peer_addr[64], peer_id[160];
 };
 
-enum { J_SERVE, J_ACCEPT, J_REFUSE, J_OPEN, J_CLOSE_ALL, J_REVERSE, J_CLOSE };
+enum { J_SERVE, J_ACCEPT, J_REFUSE, J_OPEN, J_CLOSE_ALL, J_REVERSE, J_CLOSE, J_REVERSE_ACCEPT };
 
 typedef struct {
   engine_job j;
@@ -560,7 +562,7 @@ static void conn_close(hb_conn *c, const char *reason) {
 // Send what h2 queued, one record at a time, until the transport waits.
 // False once c is closed (a write failed).
 static bool conn_flush(hb_conn *c) {
-  if (c->state != C_OPEN || c->closing) return true;
+  if (c->state != C_OPEN || c->closing || c->held) return true;
   for (;;) {
     size_t len = 0;
     for (;;) {
@@ -581,6 +583,19 @@ static bool conn_flush(hb_conn *c) {
     if (!was_full || c->out_full) return true;
     resume_blocked(c, 0);  // then send what they queued
   }
+}
+
+// HB_REVERSE: the other gate's SPIFFE id and node id.
+static void report_reverse(hb_conn *c) {
+  const char *node = c->sec->peer_node(c->t);
+  size_t li = strlen(c->peer_id) + 1, ln = strlen(node) + 1;
+  hb_report *r = report_new(HB_REVERSE, c, NULL, li + ln);
+  if (!r) return;
+  r->peer_id = r->text;
+  memcpy(r->text, c->peer_id, li);
+  r->peer_node = r->text + li;
+  memcpy(r->text + li, node, ln);
+  report_push(r);
 }
 
 static const char *goaway_reason(const hb_conn *c) {
@@ -605,20 +620,13 @@ static bool conn_read(hb_conn *c) {
     }
     // Streams opened or ended in this read may have finished the last one after a GOAWAY.
     if (c->goaway && c->nstreams == 0) return conn_close(c, goaway_reason(c)), false;
+    // The dialing side of a reverse tunnel is up once the accepting side speaks HTTP/2: it
+    // sends nothing until it accepted the registration (a refusal comes with its GOAWAY).
+    if (c->reverse && !c->server && !c->rev_up && !c->goaway && h2_peer_settings(c->h2)) {
+      c->rev_up = true;
+      report_reverse(c);
+    }
   }
-}
-
-// HB_REVERSE: the other gate's SPIFFE id and node id.
-static void report_reverse(hb_conn *c) {
-  const char *node = c->sec->peer_node(c->t);
-  size_t li = strlen(c->peer_id) + 1, ln = strlen(node) + 1;
-  hb_report *r = report_new(HB_REVERSE, c, NULL, li + ln);
-  if (!r) return;
-  r->peer_id = r->text;
-  memcpy(r->text, c->peer_id, li);
-  r->peer_node = r->text + li;
-  memcpy(r->text + li, node, ln);
-  report_push(r);
 }
 
 // The agreed ALPN decides a reverse tunnel: the dialing side insists on it;
@@ -634,6 +642,7 @@ static bool conn_reverse(hb_conn *c) {
   c->h2 = h2_new(false, NULL, &events, c);
   if (!c->h2) return conn_close(c, "out-of-memory"), false;
   c->reverse = true;
+  c->held = true;  // until hbone_reverse_accept (or hbone_close refuses it)
   return true;
 }
 
@@ -643,7 +652,7 @@ static bool conn_ready(hb_conn *c) {
   c->state = C_OPEN;
   c->ping_ms = c->active_ms = engine_now_ms();
   hb.stats_dirty = true;
-  if (c->reverse) report_reverse(c);
+  if (c->reverse && c->server) report_reverse(c);
   // Client: the streams that waited for the handshake.
   for (hb_stream *s = c->streams, *next; s; s = next) {
     next = s->next;
@@ -864,6 +873,14 @@ static void do_reverse(job *j) {
     conn_close(c, "tunnel-error");
 }
 
+static void do_reverse_accept(job *j) {
+  hb_conn *c = conn_find(j->tunnel);
+  if (!c || !c->held || c->closing) return;
+  c->held = false;
+  hb.stats_dirty = true;
+  conn_flush(c);  // the preface and SETTINGS: the dialing side is up
+}
+
 static void do_close(job *j) {
   hb_conn *c = conn_find(j->tunnel);
   if (!c || c->closing) return;
@@ -934,6 +951,9 @@ static void run_job(engine_job *ej) {
     case J_CLOSE:
       do_close(j);
       break;
+    case J_REVERSE_ACCEPT:
+      do_reverse_accept(j);
+      break;
   }
   if (j->sec) j->sec->cfg_unref(j->cfg);
   free(j);
@@ -956,7 +976,10 @@ static void publish(double now) {
     o->bytes_down = c->to_socket;
     o->rtt_ms = c->rtt_ms;
     o->age_ms = now - c->start_ms;
-    o->state = c->state != C_OPEN ? "handshake" : c->goaway ? "closing" : "open";
+    o->state = c->state != C_OPEN ? "handshake"
+               : c->held          ? "pending"
+               : c->goaway        ? "closing"
+                                  : "open";
   }
   hb.nstats = n;
   pthread_mutex_unlock(&hb.lock);
@@ -1147,6 +1170,13 @@ uint64_t hbone_reverse(int fd, const hb_security *sec, void *cfg, const char *pe
   uint64_t id = j->tunnel;
   post(j);
   return id;
+}
+
+void hbone_reverse_accept(uint64_t tunnel) {
+  job *j = job_new(J_REVERSE_ACCEPT, 0);
+  if (!j) return;
+  j->tunnel = tunnel;
+  post(j);
 }
 
 void hbone_close(uint64_t tunnel, uint32_t code, bool drain, const char *reason) {

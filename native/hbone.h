@@ -62,7 +62,9 @@ enum {
   HB_DONE,         // a stream is over (server: every HB_REQUEST gets one; client: every hbone_open)
   HB_CLOSED,       // a mesh connection is closed (reason; up/down: its bytes; status: streams it
                    // carried; detail: the transport's error, "" when none)
-  HB_REVERSE,      // a reverse tunnel is up (both ends): peer_id, peer_node of the other gate
+  HB_REVERSE,      // a reverse tunnel: peer_id, peer_node of the other gate. Accepting side:
+                   // it asks to be registered (answer with hbone_reverse_accept or
+                   // hbone_close); dialing side: the other gate accepted it
 };
 
 typedef struct hb_report hb_report;
@@ -93,8 +95,9 @@ void hbone_init(engine *e, hb_sink_fn *sink);
 
 // Server: serve the accepted socket fd with sec/cfg (cfg is referenced while
 // the connection lives). reverse_ok: a client may ask for a reverse tunnel
-// (HB_REVERSE reports it; the embedder decides with hbone_close whether it
-// stays). Returns the tunnel id.
+// (HB_REVERSE reports it; nothing is sent on it until the embedder accepts it
+// with hbone_reverse_accept, or refuses it with hbone_close). Returns the
+// tunnel id.
 uint64_t hbone_serve(int fd, const hb_security *sec, void *cfg, const char *peer_addr,
                      bool reverse_ok);
 // Server: answer stream (tunnel, id)'s CONNECT with 200 and bridge it to fd
@@ -130,11 +133,16 @@ void hbone_close_all(void);
 // gate's SPIFFE id, or NULL), then HTTP/2 as the server: CONNECTs come as
 // HB_REQUEST like a listener's. A peer that agrees only on h2 is closed with
 // reason "reverse-unsupported"; a GOAWAY(REFUSED_STREAM) with
-// "reverse-refused". ping_ms/ping_timeout_ms: this tunnel's keep-alive (0:
+// "reverse-refused"; HB_REVERSE comes once the other gate accepted it (its
+// HTTP/2 SETTINGS arrived). ping_ms/ping_timeout_ms: this tunnel's keep-alive (0:
 // the defaults of hbone_set_timing). Never closed for idleness. Returns the
-// tunnel id; HB_REVERSE once it is up, HB_CLOSED when it ends.
+// tunnel id; HB_CLOSED when it ends.
 uint64_t hbone_reverse(int fd, const hb_security *sec, void *cfg, const char *peer_addr,
                        const char *expect, int ping_ms, int ping_timeout_ms);
+
+// Accepting side: the reverse tunnel's HTTP/2 client starts (its preface and
+// SETTINGS tell the dialing side it is registered); streams may go on it.
+void hbone_reverse_accept(uint64_t tunnel);
 
 // Close one tunnel: GOAWAY with code (H2_NO_ERROR, or H2_REFUSED_STREAM to
 // refuse a reverse tunnel), its streams reset; HB_CLOSED says reason (static).

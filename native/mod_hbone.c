@@ -347,6 +347,14 @@ static JSValue js_hbone_close(UG_JS_PARAMS) {
   return ret;
 }
 
+// hboneReverseAccept(tunnel): register a reverse tunnel a listener's `reverse` event offered.
+static JSValue js_hbone_reverse_accept(UG_JS_PARAMS) {
+  double t;
+  if (JS_ToFloat64(ctx, &t, argv[0])) return JS_EXCEPTION;
+  if (m.started) hbone_reverse_accept((uint64_t)t);
+  return JS_UNDEFINED;
+}
+
 static JSValue js_hbone_close_all(UG_JS_PARAMS) {
   (void)ctx;
   if (m.started) hbone_close_all();
@@ -404,6 +412,7 @@ static const JSCFunctionListEntry hbone_funcs[] = {
     JS_CFUNC_DEF("hboneCloseAll", 0, js_hbone_close_all),
     JS_CFUNC_DEF("hboneReverse", 4, js_hbone_reverse),
     JS_CFUNC_DEF("hboneClose", 2, js_hbone_close),
+    JS_CFUNC_DEF("hboneReverseAccept", 1, js_hbone_reverse_accept),
     JS_CFUNC_DEF("onHboneEvents", 1, js_on_hbone_events),
     JS_CFUNC_DEF("hboneStats", 0, js_hbone_stats),
 };

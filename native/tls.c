@@ -39,6 +39,7 @@ struct tls_conn {
   int fd;
   bool done;       // handshake finished
   bool reverse;    // ALPN ugate-rev offered (client) or accepted (server) before h2
+  bool got_data;   // application data was read
   int sock_errno;  // the send/recv error that failed it
   char *expect_peer;
   mbedtls_ssl_context ssl;
@@ -499,6 +500,16 @@ static int failed(tls_conn *t, int ret) {
     case MBEDTLS_ERR_SSL_CONN_EOF:
       snprintf(t->err, TLS_ERR_MAX, "peer closed the connection during the handshake");
       break;
+    case MBEDTLS_ERR_SSL_INVALID_MAC:
+      // TLS 1.3: a server refuses our certificate after our side finished the
+      // handshake; its alert then arrives under keys we no longer read with.
+      if (t->done && !t->got_data && !t->cfg->server) {
+        snprintf(t->err, TLS_ERR_MAX,
+                 "peer ended the connection after the handshake (an unreadable alert: it "
+                 "probably refused our certificate)");
+        break;
+      }
+      __attribute__((fallthrough));
     default:
       if (t->sock_errno)
         snprintf(t->err, TLS_ERR_MAX, "socket error: %s", strerror(t->sock_errno));
@@ -533,6 +544,7 @@ int tls_handshake(tls_conn *t) {
 
 ssize_t tls_read(tls_conn *t, uint8_t *buf, size_t cap) {
   int ret = mbedtls_ssl_read(&t->ssl, buf, cap);
+  if (ret > 0) t->got_data = true;
   if (ret > 0) return ret;
   if (want(ret)) return want(ret);
   if (ret == 0 || ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || ret == MBEDTLS_ERR_SSL_CONN_EOF)

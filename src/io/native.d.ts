@@ -674,10 +674,14 @@ declare module 'ugate:native' {
    * one; or stopped: GOAWAY, closed once its open streams are over.
    */
   export function hboneClose(tunnel: number, why: 'refused' | 'replaced' | 'stopped'): void
+  /** Accept a reverse tunnel a listener's `reverse` event offered: its HTTP/2 starts, streams may go on it. */
+  export function hboneReverseAccept(tunnel: number): void
   export interface HboneEvent {
     /**
      * request: a CONNECT to route; opened: a client stream's answer; done: a
-     * stream is over; closed: a tunnel is; reverse: a reverse tunnel is up.
+     * stream is over; closed: a tunnel is; reverse: a listener's tunnel asks to be
+     * registered as a reverse tunnel (hboneReverseAccept or hboneClose), or the
+     * other gate accepted the one hboneReverse dialed.
      */
     kind: 'request' | 'opened' | 'done' | 'closed' | 'reverse'
     tunnel: number

@@ -43,6 +43,7 @@ function offered(ev: native.HboneEvent, tunnel: Tunnel | undefined, log: Logger)
   const l = tunnel!.listener
   const old = registry.add({ ...who, listener: l.name, peer: ev.peerAddr, sinceMs: native.now() })
   if (old !== undefined) native.hboneClose(old.tunnel, 'replaced')
+  native.hboneReverseAccept(ev.tunnel)
   log.info('hbone-reverse-registered', {
     listener: l.name,
     src: ev.peerAddr,

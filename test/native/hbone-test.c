@@ -631,11 +631,34 @@ static uint64_t open_on_tunnel(uint64_t tunnel, const char *authority, int *loca
   return o.tag;
 }
 
+static const char *state_of(uint64_t tunnel) {
+  static hb_conn_stats st[16];
+  int n = hbone_stats(st, 16);
+  for (int i = 0; i < n && i < 16; i++)
+    if (st[i].id == tunnel) return st[i].reverse ? st[i].state : "not reverse";
+  return "none";
+}
+
+// Whether a report of kind for tunnel is among those not taken yet.
+static bool reported(int kind, uint64_t tunnel) {
+  pthread_mutex_lock(&lock);
+  bool found = false;
+  for (int i = 0; i < ngot && !found; i++)
+    found = got[i] && got[i]->kind == kind && got[i]->tunnel == tunnel;
+  pthread_mutex_unlock(&lock);
+  return found;
+}
+
 static void test_reverse(void) {
   uint64_t pub, nat;
   reverse_pair(&pub, &nat, 0, 0);
-  hb_report *rp = wait_tunnel(HB_REVERSE, pub), *rn = wait_tunnel(HB_REVERSE, nat);
-  check(rp && rn, "reverse: both ends report the tunnel up");
+  hb_report *rp = wait_tunnel(HB_REVERSE, pub);
+  check(rp && !strcmp(state_of(pub), "pending"),
+        "reverse: the accepting side asks; nothing is sent until it is accepted (%s)",
+        state_of(pub));
+  hbone_reverse_accept(pub);
+  hb_report *rn = wait_tunnel(HB_REVERSE, nat);
+  check(rp && rn, "reverse: accepted, the dialing side hears it is up");
   check(rp && !strcmp(rp->peer_id, "spiffe://test.local/ns/a/sa/b") &&
             !strcmp(rp->peer_node, "NODEID"),
         "reverse: the public side learns the dialing gate's ids (%s %s)", rp ? rp->peer_id : "?",
@@ -664,13 +687,24 @@ static void test_reverse(void) {
         "reverse: a stream on the dialing side's end or an unknown tunnel: tunnel-gone");
   close(x), close(y);
   free(wait_report(HB_DONE, t1, 0)), free(wait_report(HB_DONE, t2, 0));
-  // The public gate refuses it: GOAWAY(REFUSED_STREAM), both ends say so.
-  hbone_close(pub, 0x7, false, "reverse-refused");
+  // Replaced: both ends close.
+  hbone_close(pub, 0, false, "replaced");
   hb_report *cp = wait_closed(pub), *cn = wait_closed(nat);
+  check(cp && cn && !strcmp(cp->reason, "replaced"),
+        "reverse: closed by the accepting side (%s, %s)", cp ? cp->reason : "?",
+        cn ? cn->reason : "?");
+  free(rp), free(rn), free(o), free(d), free(sd), free(o1), free(o2), free(cp), free(cn);
+
+  // The public gate refuses it: GOAWAY(REFUSED_STREAM), both ends say so; never up.
+  reverse_pair(&pub, &nat, 0, 0);
+  free(wait_tunnel(HB_REVERSE, pub));
+  hbone_close(pub, 0x7, false, "reverse-refused");
+  cp = wait_closed(pub), cn = wait_closed(nat);
   check(cp && !strcmp(cp->reason, "reverse-refused"), "reverse refused: public side closed");
   check(cn && !strcmp(cn->reason, "reverse-refused"),
         "reverse refused: the dialing side hears it was refused (%s)", cn ? cn->reason : "?");
-  free(rp), free(rn), free(o), free(d), free(sd), free(o1), free(o2), free(cp), free(cn);
+  check(!reported(HB_REVERSE, nat), "reverse refused: the dialing side never reported it up");
+  free(cp), free(cn);
 
   // A listener that agrees on h2 only.
   rev_answer_h2 = true;
@@ -686,7 +720,9 @@ static void test_reverse(void) {
 
   // Stopping with a stream open: GOAWAY, the stream finishes, then the tunnel closes.
   reverse_pair(&pub, &nat, 0, 0);
-  free(wait_tunnel(HB_REVERSE, pub)), free(wait_tunnel(HB_REVERSE, nat));
+  free(wait_tunnel(HB_REVERSE, pub));
+  hbone_reverse_accept(pub);
+  free(wait_tunnel(HB_REVERSE, nat));
   int a;
   uint64_t tag = open_on_tunnel(pub, "echo:drain", &a);
   o = wait_report(HB_OPENED, tag, 0);
@@ -712,8 +748,7 @@ static void test_reverse(void) {
   nat = hbone_reverse(f, &plain_sec, NULL, "127.0.0.1:4", NULL, 100, 300);
   char c;
   if (read(s, &c, 1) != 1 || write(s, "R", 1) != 1) check(0, "fake public side");
-  // The client preface would come from the public side; without it h2 still
-  // sends its SETTINGS and PINGs, which go unanswered.
+  // A public side that agreed, then went silent: the PINGs go unanswered.
   cn = wait_closed(nat);
   check(cn && !strcmp(cn->reason, "ping-timeout"),
         "dialing side: a silent peer ends in ping-timeout (%s)", cn ? cn->reason : "?");
