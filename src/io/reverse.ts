@@ -52,6 +52,19 @@ function offered(ev: native.HboneEvent, tunnel: Tunnel | undefined, log: Logger)
   })
 }
 
+/** After a reload: registrations the listeners no longer allow are closed (as refused). */
+function recheckRegistered(ctx: GatewayContext): void {
+  for (const e of registry.list()) {
+    const l = ctx.config.listeners.find((x) => x.name === e.listener)
+    const why = l?.type !== 'hbone' ? 'its listener is gone' : reverseRefusal(l.reverse, e.identity)
+    if (why === null) continue
+    registry.drop(e.tunnel)
+    const fields = { identity: e.identity, node: e.node, tunnel: e.tunnel }
+    ctx.log.warn('hbone-reverse-refused', { listener: e.listener, src: e.peer, ...fields, why })
+    native.hboneClose(e.tunnel, 'refused')
+  }
+}
+
 /** The registered reverse tunnel an hbone upstream uses now, if any (it must name the gate). */
 export function reverseTunnelFor(u: HboneUpstreamConfig): ReverseEntry | undefined {
   return registry.find(u.identity, u.node)
@@ -138,6 +151,7 @@ class ReverseLink {
         this.dialing = null
         if (this.stopped) return closeQuietly(d.fd)
         this.peer = d.addr
+        this.served.src = d.addr // the address dialed: the access lines' src, admission's source
         this.tunnel = native.hboneReverse(d.fd, tls.client, d.addr, {
           expect: this.cfg.relayId,
           pingMs: this.cfg.pingMs,
@@ -196,8 +210,12 @@ class ReverseLink {
 let links: ReverseLink[] = []
 let linksKey = ''
 
-/** At start and on reload: (re)start the links when the entries or the mesh section changed. */
+/**
+ * At start and on reload: registrations the listeners no longer allow are
+ * closed; the links restart when the entries or the mesh section changed.
+ */
 export function configureReverse(ctx: GatewayContext): void {
+  recheckRegistered(ctx)
   const key = JSON.stringify(ctx.config.reverse) + JSON.stringify(ctx.config.mesh)
   if (key === linksKey) return
   stopReverse()

@@ -86,7 +86,7 @@ async function echoThrough(t: Test, site: Site, what: string, body: Buffer): Pro
 
 // ---- configs -------------------------------------------------------------------------
 
-function vpsConfig(site: Site, vps: Identity, gateA: Identity): string {
+function vpsConfig(site: Site, vps: Identity, gateA: Identity, reverse = [gateA.id]): string {
   const file = join(site.dir, 'vps.json')
   writeFileSync(
     file,
@@ -94,7 +94,7 @@ function vpsConfig(site: Site, vps: Identity, gateA: Identity): string {
       mesh: { identityDir: vps.dir, trustDomain: TD },
       admin: { socket: join(site.dir, 'vps.sock') },
       listeners: [
-        { name: 'mesh', type: 'hbone', listen: '0.0.0.0:15008', allow: ['0.0.0.0/0'], reverse: [gateA.id] },
+        { name: 'mesh', type: 'hbone', listen: '0.0.0.0:15008', allow: ['0.0.0.0/0'], reverse },
         { name: 'closed', type: 'hbone', listen: '0.0.0.0:15010', allow: ['0.0.0.0/0'] },
         { name: 'proxy', type: 'mixed', listen: `${SITE.vps}:1080`, allow: ['203.0.113.0/24'] },
       ],
@@ -306,9 +306,28 @@ t.test('reverse tunnel: a gate behind NAT reached through a public gate; faults'
     await echoThrough(t, site, 'after the uplink came back', body)
   })
 
+  await t.test('a reload that takes A off the list closes its tunnel; putting it back lets A in again', async (t) => {
+    const ups = a.matching(/ info reverse-up /).length
+    vpsConfig(site, vpsId, gateA, [])
+    vps.signal('SIGHUP')
+    const refused = await vps.waitForLine(/ warn hbone-reverse-refused .*why="?this listener allows no reverse tunnels/)
+    t.match(parseLogLine(refused)?.fields, { identity: gateA.id, node: nodeA }, 'VPS: the registration is closed')
+    await a.waitForLine(/ warn reverse-down .*reason=reverse-refused/)
+    await a.waitForLine(/ info reverse-retry .*reason=reverse-unsupported/)
+    t.pass('A: refused, then the listener no longer agrees on ugate-rev')
+    vpsConfig(site, vpsId, gateA)
+    vps.signal('SIGHUP')
+    await a.waitForLines(/ info reverse-up /, ups + 1)
+    t.ok(
+      retryDelays(a).every((d) => d <= RETRY_MAX_MS),
+      'retry delays within the bound',
+    )
+    await echoThrough(t, site, 'after the reloads', body)
+  })
+
   await t.test('fds back to baseline on both gates', async (t) => {
-    await vps.waitForLines(/ info conn listener=proxy /, 2)
-    await a.waitForLines(/ info conn listener=vps /, 4)
+    await vps.waitForLines(/ info conn listener=proxy /, 3)
+    await a.waitForLines(/ info conn listener=vps /, 5)
     await settleFds(vps)
     await settleFds(a)
     checkFds(t, vps)
