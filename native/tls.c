@@ -26,6 +26,7 @@ struct tls_config {
   int refs;  // atomic: connections are freed on the relay thread
   bool server;
   mbedtls_ssl_config conf;
+  mbedtls_ssl_config conf_rev;  // the same, with ALPN ugate-rev before h2 (reverse tunnels)
   mbedtls_x509_crt chain, roots;
   mbedtls_pk_context key;
   char *trust_domain;  // NULL: any trusted peer
@@ -37,6 +38,8 @@ struct tls_conn {
   tls_config *cfg;
   int fd;
   bool done;       // handshake finished
+  bool reverse;    // ALPN ugate-rev offered (client) or accepted (server) before h2
+  bool got_data;   // application data was read
   int sock_errno;  // the send/recv error that failed it
   char *expect_peer;
   mbedtls_ssl_context ssl;
@@ -201,9 +204,11 @@ static const uint16_t sig_algs[] = {
     MBEDTLS_TLS1_3_SIG_RSA_PSS_RSAE_SHA384,    MBEDTLS_TLS1_3_SIG_RSA_PKCS1_SHA256,
     MBEDTLS_TLS1_3_SIG_RSA_PKCS1_SHA384,       MBEDTLS_TLS1_3_SIG_NONE};
 static const char *alpn[] = {"h2", NULL};
+// Reverse tunnels: mbedTLS's server picks the first of its own list the client
+// offers, so ugate-rev wins when both ends want it and h2 is left for others.
+static const char *alpn_rev[] = {TLS_ALPN_REVERSE, "h2", NULL};
 
-static int setup_conf(tls_config *c) {
-  mbedtls_ssl_config *conf = &c->conf;
+static int setup_conf(tls_config *c, mbedtls_ssl_config *conf, const char **protos) {
   int ret =
       mbedtls_ssl_config_defaults(conf, c->server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
                                   MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
@@ -218,11 +223,12 @@ static int setup_conf(tls_config *c) {
   mbedtls_ssl_conf_authmode(conf, MBEDTLS_SSL_VERIFY_REQUIRED);
   mbedtls_ssl_conf_ca_chain(conf, &c->roots, NULL);
   if ((ret = mbedtls_ssl_conf_own_cert(conf, &c->chain, &c->key))) return ret;
-  return mbedtls_ssl_conf_alpn_protocols(conf, alpn);
+  return mbedtls_ssl_conf_alpn_protocols(conf, protos);
 }
 
 static void config_free(tls_config *c) {
   mbedtls_ssl_config_free(&c->conf);
+  mbedtls_ssl_config_free(&c->conf_rev);
   mbedtls_x509_crt_free(&c->chain);
   mbedtls_x509_crt_free(&c->roots);
   mbedtls_pk_free(&c->key);
@@ -245,6 +251,7 @@ tls_config *tls_config_new(const tls_config_opts *o, char err[TLS_ERR_MAX]) {
   c->refs = 1;
   c->server = o->server;
   mbedtls_ssl_config_init(&c->conf);
+  mbedtls_ssl_config_init(&c->conf_rev);
   mbedtls_x509_crt_init(&c->chain);
   mbedtls_x509_crt_init(&c->roots);
   mbedtls_pk_init(&c->key);
@@ -291,7 +298,8 @@ tls_config *tls_config_new(const tls_config_opts *o, char err[TLS_ERR_MAX]) {
     goto fail;
   }
   ug_id_node_id(pub, pub_len, c->node_id);
-  int ret = setup_conf(c);
+  int ret = setup_conf(c, &c->conf, alpn);
+  if (!ret) ret = setup_conf(c, &c->conf_rev, alpn_rev);
   if (ret) {
     snprintf(err, TLS_ERR_MAX, "TLS setup failed (mbedTLS error -0x%04x)", (unsigned)-ret);
     goto fail;
@@ -385,15 +393,16 @@ static int verify_peer(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *fl
   return 0;
 }
 
-tls_conn *tls_conn_new(tls_config *c, int fd, const char *expect_peer) {
+static tls_conn *conn_new(tls_config *c, int fd, const char *expect_peer, bool reverse) {
   tls_conn *t = calloc(1, sizeof *t);
   if (!t) return NULL;
   t->fd = fd;
   t->cfg = c;
+  t->reverse = reverse;
   tls_config_ref(c);
   mbedtls_ssl_init(&t->ssl);
   if (expect_peer && *expect_peer && !(t->expect_peer = strdup(expect_peer))) goto fail;
-  if (mbedtls_ssl_setup(&t->ssl, &c->conf)) goto fail;
+  if (mbedtls_ssl_setup(&t->ssl, reverse ? &c->conf_rev : &c->conf)) goto fail;
   // No SNI: a mesh peer is named by its SPIFFE id, checked in verify_peer
   // (an explicit NULL, or 3.6 refuses a client without a host name).
   if (!c->server && mbedtls_ssl_set_hostname(&t->ssl, NULL)) goto fail;
@@ -403,6 +412,14 @@ tls_conn *tls_conn_new(tls_config *c, int fd, const char *expect_peer) {
 fail:
   tls_conn_free(t);
   return NULL;
+}
+
+tls_conn *tls_conn_new(tls_config *c, int fd, const char *expect_peer) {
+  return conn_new(c, fd, expect_peer, false);
+}
+
+tls_conn *tls_conn_new_reverse(tls_config *c, int fd, const char *expect_peer) {
+  return conn_new(c, fd, expect_peer, true);
 }
 
 void tls_conn_free(tls_conn *t) {
@@ -499,6 +516,16 @@ static int failed(tls_conn *t, int ret) {
     case MBEDTLS_ERR_SSL_CONN_EOF:
       snprintf(t->err, TLS_ERR_MAX, "peer closed the connection during the handshake");
       break;
+    case MBEDTLS_ERR_SSL_INVALID_MAC:
+      // TLS 1.3: a server refuses our certificate after our side finished the
+      // handshake; its alert then arrives under keys we no longer read with.
+      if (t->done && !t->got_data && !t->cfg->server) {
+        snprintf(t->err, TLS_ERR_MAX,
+                 "peer ended the connection after the handshake (an unreadable alert: it "
+                 "probably refused our certificate)");
+        break;
+      }
+      __attribute__((fallthrough));
     default:
       if (t->sock_errno)
         snprintf(t->err, TLS_ERR_MAX, "socket error: %s", strerror(t->sock_errno));
@@ -521,7 +548,7 @@ int tls_handshake(tls_conn *t) {
   if (ret) return failed(t, ret);
   // A peer that offered no ALPN at all is not refused by mbedTLS itself.
   const char *proto = mbedtls_ssl_get_alpn_protocol(&t->ssl);
-  if (!proto || strcmp(proto, "h2")) {
+  if (!proto || (strcmp(proto, "h2") && !(t->reverse && !strcmp(proto, TLS_ALPN_REVERSE)))) {
     mbedtls_ssl_send_alert_message(&t->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
                                    MBEDTLS_SSL_ALERT_MSG_NO_APPLICATION_PROTOCOL);
     snprintf(t->err, TLS_ERR_MAX, "peer did not negotiate ALPN h2");
@@ -533,6 +560,7 @@ int tls_handshake(tls_conn *t) {
 
 ssize_t tls_read(tls_conn *t, uint8_t *buf, size_t cap) {
   int ret = mbedtls_ssl_read(&t->ssl, buf, cap);
+  if (ret > 0) t->got_data = true;
   if (ret > 0) return ret;
   if (want(ret)) return want(ret);
   if (ret == 0 || ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || ret == MBEDTLS_ERR_SSL_CONN_EOF)
@@ -555,6 +583,11 @@ int tls_close_notify(tls_conn *t) {
   int ret = mbedtls_ssl_close_notify(&t->ssl);
   if (ret == MBEDTLS_ERR_SSL_WANT_WRITE || ret == MBEDTLS_ERR_SSL_WANT_READ) return TLS_WANT_WRITE;
   return ret ? failed(t, ret) : 0;
+}
+
+const char *tls_alpn(const tls_conn *t) {
+  const char *proto = t->done ? mbedtls_ssl_get_alpn_protocol(&t->ssl) : NULL;
+  return proto ? proto : "";
 }
 
 const char *tls_conn_error(const tls_conn *t) {

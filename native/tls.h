@@ -50,6 +50,10 @@ typedef struct tls_conn tls_conn;
 // must present, "spiffe://TD" for any id of trust domain TD (in place of the
 // config's), or NULL for "any id of the config's trust domain".
 tls_conn *tls_conn_new(tls_config *c, int fd, const char *expect_peer);
+// The same for a reverse tunnel (docs/mesh.md): ALPN TLS_ALPN_REVERSE offered
+// (client) or accepted (server) before "h2". Which one was agreed: tls_alpn.
+#define TLS_ALPN_REVERSE "ugate-rev"
+tls_conn *tls_conn_new_reverse(tls_config *c, int fd, const char *expect_peer);
 void tls_conn_free(tls_conn *t);  // does not close fd
 int tls_handshake(tls_conn *t);   // 0 done, TLS_WANT_*, TLS_FAILED
 // >0 plaintext bytes, TLS_WANT_*, TLS_CLOSED, TLS_FAILED.
@@ -60,6 +64,7 @@ ssize_t tls_write(tls_conn *t, const uint8_t *p, size_t n);
 size_t tls_pending(const tls_conn *t);
 int tls_close_notify(tls_conn *t);                  // 0 sent, TLS_WANT_WRITE, TLS_FAILED
 const char *tls_conn_error(const tls_conn *t);      // "" or why it failed
+const char *tls_alpn(const tls_conn *t);            // the agreed protocol; "" before the handshake
 const char *tls_peer_spiffe_id(const tls_conn *t);  // after the handshake; "" when none
 const char *tls_peer_node_id(const tls_conn *t);
 

@@ -243,8 +243,8 @@ export interface ProxyInfo {
 }
 
 export interface MeshPeer {
-  /** The peer's HBONE address, IP:PORT. */
-  server: string
+  /** The peer's HBONE address, IP:PORT; null: reached only through its reverse tunnel. */
+  server: string | null
   /** The SPIFFE id the peer must present; '' = any of the trust domain. */
   identity: string
   tunnels: readonly MeshTunnel[]

@@ -8,7 +8,7 @@ import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
 import { type CaptureOptions, nftRuleset } from './nft.js'
 import { type RuleSpec, compileRules, parseRulesJson } from './rules/index.js'
 import { ipKey, isIpLiteral, isWildcard, parseCidr } from './ip.js'
-import { IDENTITY_DEFAULTS, IDENTITY_FILES, spiffeIdProblem, trustDomainProblem } from './identity.js'
+import { IDENTITY_DEFAULTS, IDENTITY_FILES, nodeIdProblem, spiffeIdProblem, trustDomainProblem } from './identity.js'
 
 export interface Config {
   log: {
@@ -60,6 +60,8 @@ export interface Config {
   mesh: MeshConfig | null
   /** Relays this gate parks connections at, to be reached by SNI from behind NAT. */
   sniRelay: SniRelayConfig[]
+  /** Public gates this gate keeps a reverse tunnel to, to be reached through them from behind NAT. */
+  reverse: ReverseConfig[]
 }
 
 /**
@@ -95,6 +97,26 @@ export interface SniRelayConfig {
   retryMaxMs: number
 }
 
+/**
+ * A public gate this (NAT-ed) gate keeps one reverse tunnel to (docs/mesh.md):
+ * it dials the gate's hbone listener, and the public gate opens CONNECT
+ * streams on it that this gate serves like its own hbone listener's.
+ */
+export interface ReverseConfig {
+  /** The `listener` the rules see for streams that come through it. */
+  name: string
+  /** The public gate's hbone listener (a bare IP: port 15008). */
+  relay: Endpoint
+  /** The public gate's SPIFFE id; '' = any id of mesh.trustDomain. */
+  relayId: string
+  /** Reconnect backoff: first delay, and the cap (each delay jittered to 50-100 %). */
+  retryMs: number
+  retryMaxMs: number
+  /** Keep-alive PINGs on the tunnel, and the wait for an ACK after which it is dead. */
+  pingMs: number
+  pingTimeoutMs: number
+}
+
 export interface User {
   username: string
   password: string
@@ -118,8 +140,13 @@ export interface ProxyUpstreamConfig {
 export interface HboneUpstreamConfig {
   name: string
   type: 'hbone'
-  /** The peer's HBONE port: an IP literal (default port 15008). */
-  server: Endpoint
+  /** The peer's HBONE port: an IP literal (default port 15008); null = only through a reverse tunnel. */
+  server: Endpoint | null
+  /**
+   * The peer's node id; '' = any. With it (or with identity), a reverse
+   * tunnel the peer registered at this gate is used when there is one.
+   */
+  node: string
   /** The SPIFFE id the peer must present; '' = any id of trustDomain (or of the mesh's). */
   identity: string
   /**
@@ -185,6 +212,8 @@ export interface HboneListenerConfig extends ListenerCommon {
   type: 'hbone'
   /** When non-empty, only these peer SPIFFE ids may open streams (others get 401). */
   peers: string[]
+  /** SPIFFE ids that may register a reverse tunnel here (ALPN ugate-rev); [] = none: off. */
+  reverse: string[]
 }
 
 /** Transparent TCP: the destination comes from SO_ORIGINAL_DST (nftables REDIRECT). */
@@ -309,7 +338,8 @@ export const SECONDS: Record<
   | 'dnsTimeout'
   | 'udpIdleTimeout'
   | 'pairTimeout'
-  | 'retry',
+  | 'retry'
+  | 'ping',
   SecondsRange
 > = {
   // The upper bounds keep milliseconds within a signed 32-bit timer value.
@@ -322,6 +352,7 @@ export const SECONDS: Record<
   udpIdleTimeout: { min: 0.001, max: 86400 },
   pairTimeout: { min: 0.001, max: 60 },
   retry: { min: 0.01, max: 3600 },
+  ping: { min: 0.1, max: 3600 },
 }
 
 export function inSecondsRange(v: unknown, range: SecondsRange): v is number {
@@ -362,6 +393,7 @@ export function validateConfig(input: unknown): Config {
     'capture',
     'mesh',
     'sniRelay',
+    'reverse',
   ])
 
   const log = object(given(root.log, {}), 'log')
@@ -427,6 +459,7 @@ export function validateConfig(input: unknown): Config {
     capture: capture(given(root.capture, {})),
     mesh: root.mesh === undefined || root.mesh === null ? null : mesh(root.mesh),
     sniRelay: sniRelays(given(root.sniRelay, [])),
+    reverse: reverseTunnels(given(root.reverse, [])),
   }
   checkReferences(config)
   return config
@@ -464,21 +497,16 @@ function upstreams(value: unknown): UpstreamConfig[] {
 const HBONE_PORT = 15008
 
 function hboneUpstream(obj: Record<string, unknown>, path: string): HboneUpstreamConfig {
-  checkKeys(obj, path, ['name', 'type', 'server', 'identity', 'trustDomain'])
-  const text = required(obj, 'server', path)
-  // A bare IP means the HBONE port.
-  const withPort = typeof text === 'string' && isIpLiteral(text.replace(/^\[|\]$/g, '')) ? hostPort(text) : text
-  // A bare host name: the same answer as a name with a port (HBONE peers are addresses).
-  const server =
-    typeof text === 'string' && !/[:\]]/.test(text) && !isIpLiteral(text)
-      ? null
-      : endpoint(withPort, `${path}.server`, 'target')
-  if (server === null || !isIpLiteral(server.host))
-    throw new ConfigError(
-      `${path}.server`,
-      `${show(text)} is not an IP address: an hbone peer is given as IP or IP:PORT`,
-    )
+  checkKeys(obj, path, ['name', 'type', 'server', 'identity', 'trustDomain', 'node'])
   const identity = obj.identity === undefined || obj.identity === '' ? '' : spiffeId(obj.identity, `${path}.identity`)
+  const node = given(obj.node, '')
+  const nodeProblem = typeof node !== 'string' ? 'is not a string' : node === '' ? null : nodeIdProblem(node)
+  if (nodeProblem !== null) throw new ConfigError(`${path}.node`, `${show(node)} ${nodeProblem}`)
+  // Without a server only a reverse tunnel reaches the peer: it must be named.
+  const server =
+    obj.server === undefined && (identity !== '' || node !== '')
+      ? null
+      : hboneServer(required(obj, 'server', path), path)
   const tdValue = given(obj.trustDomain, '')
   const tdProblem =
     typeof tdValue !== 'string' ? 'is not a string' : tdValue === '' ? null : trustDomainProblem(tdValue)
@@ -486,7 +514,34 @@ function hboneUpstream(obj: Record<string, unknown>, path: string): HboneUpstrea
   const td = tdValue as string
   if (identity !== '' && td !== '' && !identity.startsWith(`spiffe://${td}/`))
     throw new ConfigError(`${path}.identity`, `${show(identity)} is not in trustDomain ${show(td)}`)
-  return { name: name(required(obj, 'name', path), `${path}.name`), type: 'hbone', server, identity, trustDomain: td }
+  return {
+    name: name(required(obj, 'name', path), `${path}.name`),
+    type: 'hbone',
+    server,
+    node: node as string,
+    identity,
+    trustDomain: td,
+  }
+}
+
+/** An hbone peer's address: IP:PORT, or a bare IP for the HBONE port. */
+function hboneServer(text: unknown, path: string): Endpoint {
+  // A bare host name: the same answer as a name with a port (HBONE peers are addresses).
+  const server =
+    typeof text === 'string' && !/[:\]]/.test(text) && !isIpLiteral(text)
+      ? null
+      : endpoint(withHbonePort(text), `${path}.server`, 'target')
+  if (server === null || !isIpLiteral(server.host))
+    throw new ConfigError(
+      `${path}.server`,
+      `${show(text)} is not an IP address: an hbone peer is given as IP or IP:PORT`,
+    )
+  return server
+}
+
+/** A bare IP means the HBONE port. */
+function withHbonePort(text: unknown): unknown {
+  return typeof text === 'string' && isIpLiteral(text.replace(/^\[|\]$/g, '')) ? hostPort(text) : text
 }
 
 function hostPort(ip: string): string {
@@ -528,6 +583,35 @@ function sniRelays(value: unknown): SniRelayConfig[] {
   list.forEach((r, i) => {
     const j = list.findIndex((o) => o.name === r.name)
     if (j < i) throw new ConfigError(`sniRelay[${i}].name`, `${show(r.name)} is already the name of sniRelay[${j}]`)
+  })
+  return list
+}
+
+function reverseTunnels(value: unknown): ReverseConfig[] {
+  const list = array(value, 'reverse').map((v, i): ReverseConfig => {
+    const path = `reverse[${i}]`
+    const obj = object(v, path)
+    checkKeys(obj, path, ['name', 'relay', 'relayId', 'retry', 'retryMax', 'ping', 'pingTimeout'])
+    const relayId = given(obj.relayId, '')
+    if (relayId !== '') spiffeId(relayId, `${path}.relayId`)
+    const text = required(obj, 'relay', path)
+    const retryMs = ms(given(obj.retry, 0.5), `${path}.retry`, SECONDS.retry)
+    const pingMs = ms(given(obj.ping, 10), `${path}.ping`, SECONDS.ping)
+    const pingTimeoutMs = ms(given(obj.pingTimeout, 20), `${path}.pingTimeout`, SECONDS.ping)
+    return {
+      name: name(required(obj, 'name', path), `${path}.name`),
+      // A name is resolved at each attempt.
+      relay: endpoint(withHbonePort(text), `${path}.relay`, 'target'),
+      relayId: relayId as string,
+      retryMs,
+      retryMaxMs: Math.max(retryMs, ms(given(obj.retryMax, 30), `${path}.retryMax`, SECONDS.retry)),
+      pingMs,
+      pingTimeoutMs,
+    }
+  })
+  list.forEach((r, i) => {
+    const j = list.findIndex((o) => o.name === r.name)
+    if (j < i) throw new ConfigError(`reverse[${i}].name`, `${show(r.name)} is already the name of reverse[${j}]`)
   })
   return list
 }
@@ -662,6 +746,16 @@ function checkReferences(config: Config): void {
         `${show(r.name)} is already the name of a listener (the rules could not tell them apart)`,
       )
   })
+  config.reverse.forEach((r, i) => {
+    const clash = config.listeners.some((l) => l.name === r.name) || config.sniRelay.some((o) => o.name === r.name)
+    if (clash)
+      throw new ConfigError(
+        `reverse[${i}].name`,
+        `${show(r.name)} is already the name of a listener or sniRelay entry (the rules could not tell them apart)`,
+      )
+  })
+  if (config.mesh === null && config.reverse.length > 0)
+    throw new ConfigError('reverse[0]', 'a reverse tunnel requires the "mesh" section (the identity it proves)')
   // Relay over SNI is mutual TLS with the mesh identity: without one it could never work.
   if (config.mesh === null) {
     const park = config.listeners.findIndex((l) => l.type === 'park')
@@ -843,11 +937,13 @@ const LISTENER_SPECS: { [T in ListenerType]: ListenerSpec<T> } = {
     }),
   },
   hbone: {
-    keys: ['peers'],
+    keys: ['peers', 'reverse'],
     parse: (obj, path, common) => ({
       ...common,
       type: 'hbone',
       peers: array(given(obj.peers, []), `${path}.peers`).map((v, i) => spiffeId(v, `${path}.peers[${i}]`)),
+      // Exact ids only: never an open relay.
+      reverse: array(given(obj.reverse, []), `${path}.reverse`).map((v, i) => spiffeId(v, `${path}.reverse[${i}]`)),
     }),
   },
   dns: {

@@ -47,6 +47,11 @@ export function trustDomainProblem(td: string): string | null {
   return null
 }
 
+/** Why text is not a node id (52 characters of base32: A-Z, 2-7), or null. */
+export function nodeIdProblem(text: string): string | null {
+  return /^[A-Z2-7]{52}$/.test(text) ? null : 'is not a node id (52 characters A-Z, 2-7)'
+}
+
 /** Why a namespace or service account is not a SPIFFE path segment, or null. */
 export function segmentProblem(seg: string): string | null {
   if (seg === '') return 'is empty'

@@ -175,7 +175,8 @@ export interface TunnelStat {
 
 /** An HBONE event (native.HboneEvent), the fields counted here. */
 export interface TunnelEvent {
-  kind: 'request' | 'opened' | 'done' | 'closed'
+  /** 'reverse' (a reverse tunnel up, reverse.ts) counts nothing here. */
+  kind: 'request' | 'opened' | 'done' | 'closed' | 'reverse'
   tunnel: number
   tag: number
   status: number

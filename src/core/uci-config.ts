@@ -203,6 +203,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       'grant',
       'max_parked',
       'peers',
+      'reverse',
     ])
     const l: Obj = { name: r.str('name') ?? s.name ?? `listener${i + 1}`, type: r.str('type') }
     const address = r.str('address')
@@ -235,6 +236,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       grants: grantLines(r.list('grant'), `${at(s)}.grant`),
       maxParked: r.num('max_parked'),
       peers: r.list('peers'),
+      reverse: r.list('reverse'),
     })
     return l
   })
@@ -242,20 +244,20 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
   root.upstreams = uciSectionsOfType(pkg, 'upstream').map((s, i) => {
     origins.push({ jsonPath: `upstreams[${i}]`, section: s, ref: uciSectionRef(pkg, s) })
     const r = reader(s)
-    r.only(['name', 'type', 'server', 'port', 'username', 'password', 'identity', 'trust_domain'])
+    r.only(['name', 'type', 'server', 'port', 'username', 'password', 'identity', 'trust_domain', 'node'])
     const server = r.str('server')
     const port = r.str('port')
     const u: Obj = { name: r.str('name') ?? s.name ?? `upstream${i + 1}`, type: r.str('type') }
-    // An hbone peer without a port: HBONE's 15008 (the validator adds it to a bare IP).
-    if (server === undefined || (port === undefined && u.type !== 'hbone'))
-      throw new ConfigError(`${at(s)}.${server === undefined ? 'server' : 'port'}`, 'missing')
-    u.server = port === undefined ? server : `${server.includes(':') ? `[${server}]` : server}:${port}`
-    assign(u, {
-      username: r.str('username'),
-      password: r.str('password'),
-      identity: r.str('identity'),
-      trustDomain: r.str('trust_domain'),
-    })
+    assign(u, { identity: r.str('identity'), node: r.str('node') })
+    // An hbone upstream that names its peer may go only through the peer's reverse tunnel.
+    const reverseOnly = u.type === 'hbone' && server === undefined && (u.identity ?? u.node) !== undefined
+    if (!reverseOnly) {
+      // An hbone peer without a port: HBONE's 15008 (the validator adds it to a bare IP).
+      if (server === undefined || (port === undefined && u.type !== 'hbone'))
+        throw new ConfigError(`${at(s)}.${server === undefined ? 'server' : 'port'}`, 'missing')
+      u.server = port === undefined ? server : `${server.includes(':') ? `[${server}]` : server}:${port}`
+    }
+    assign(u, { username: r.str('username'), password: r.str('password'), trustDomain: r.str('trust_domain') })
     return u
   })
 
@@ -324,6 +326,28 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
     })
   }
 
+  const reverse = uciSectionsOfType(pkg, 'reverse')
+  if (reverse.length > 0) {
+    root.reverse = reverse.map((s, i) => {
+      origins.push({ jsonPath: `reverse[${i}]`, section: s, ref: uciSectionRef(pkg, s) })
+      const r = reader(s)
+      r.only(['name', 'server', 'port', 'relay_id', 'retry', 'retry_max', 'ping', 'ping_timeout'])
+      const server = r.str('server')
+      if (server === undefined) throw new ConfigError(`${at(s)}.server`, 'missing')
+      const e: Obj = { name: r.str('name') ?? s.name ?? `reverse${i + 1}` }
+      // The HBONE port unless told otherwise.
+      e.relay = `${server.includes(':') ? `[${server}]` : server}:${r.str('port') ?? '15008'}`
+      assign(e, {
+        relayId: r.str('relay_id'),
+        retry: r.num('retry'),
+        retryMax: r.num('retry_max'),
+        ping: r.num('ping'),
+        pingTimeout: r.num('ping_timeout'),
+      })
+      return e
+    })
+  }
+
   const captures = uciSectionsOfType(pkg, 'capture')
   if (captures.length > 1) throw new ConfigError(at(captures[1]!), 'only one "config capture" section is allowed')
   if (captures[0]) {
@@ -387,10 +411,10 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
     root.mesh = m
   }
   for (const s of pkg.sections) {
-    if (!['ugate', 'listener', 'upstream', 'rule', 'capture', 'mesh', 'sni_relay'].includes(s.type)) {
+    if (!['ugate', 'listener', 'upstream', 'rule', 'capture', 'mesh', 'sni_relay', 'reverse'].includes(s.type)) {
       throw new ConfigError(
         at(s),
-        `unknown section type ${show(s.type)} (known: ugate, listener, rule, upstream, capture, mesh, sni_relay)`,
+        `unknown section type ${show(s.type)} (known: ugate, listener, rule, upstream, capture, mesh, sni_relay, reverse)`,
       )
     }
   }

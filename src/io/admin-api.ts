@@ -174,7 +174,10 @@ export class AdminApi {
             rttMs: t.rttMs,
             ageMs: t.ageMs,
           }))
-        return { ...p, mesh: { server: formatEndpoint(u.server), identity: u.identity, tunnels } }
+        return {
+          ...p,
+          mesh: { server: u.server === null ? null : formatEndpoint(u.server), identity: u.identity, tunnels },
+        }
       }),
     ]
   }

@@ -13,6 +13,7 @@ import { cancelAfter } from './loop.js'
 import { tunnelListener } from './hbone.js'
 import type { Listener } from './listener.js'
 import type { GatewayContext } from './session.js'
+import { reverseView } from './reverse.js'
 import { closeQuietly, describeError } from './sockets.js'
 import { currentTls } from './mesh-identity.js'
 import { HandshakeStream } from './stream.js'
@@ -141,6 +142,7 @@ export function statusView(ctx: GatewayContext, listeners: ListenerView) {
     hbone: hboneView(),
     // Who this gate is in the mesh (its node id is what peers' srcNode rules name); absent without one.
     ...meshView(),
+    reverse: reverseView(),
   }
 }
 

@@ -27,6 +27,7 @@ import { serveSocks } from './socks-server.js'
 import { describeError } from './sockets.js'
 import { serveRedirect, serveRelayed, serveSni, serveTproxy } from './transparent.js'
 import { GatePools, RelayState, servePark } from './sni-relay.js'
+import { configureReverse, stopReverse } from './reverse.js'
 import { watchTable } from './nft-watch.js'
 import { type UdpListener, openUdpListener } from './udp-flows.js'
 import { type UbusClient, startUbus } from './ubus.js'
@@ -130,6 +131,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     if (config.admin.socket !== '') admin = openAdmin(config.admin.socket, ctx, listeners)
     adminHttp = startAdminHttp(ctx, listeners, log)
     gatePools.configure(ctx)
+    configureReverse(ctx)
   } catch (e) {
     admin?.close()
     for (const l of listeners()) l.close()
@@ -151,6 +153,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     if (ctx.config.capture.enabled) removeCapture(ctx.config, log)
     for (const l of listeners()) l.close()
     gatePools.stop()
+    stopReverse()
     admin?.close()
     adminHttp?.close()
     ubus?.close()
@@ -224,6 +227,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     serveNatively()
     ctx.admission.setLimits(next.limits.maxConnections, next.limits.maxPerSource)
     gatePools.configure(ctx)
+    configureReverse(ctx)
     if (next.capture.enabled) {
       try {
         // The old policy routing goes first: the new config may use another mark or table, or no UDP.

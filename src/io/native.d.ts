@@ -628,8 +628,11 @@ declare module 'ugate:native' {
   // ---- HBONE (native/mod_hbone.c, native/hbone.c) ----
   /** A TLS config handle (tlsConfig). */
   export type TlsHandle = TlsConfig
-  /** Serve an accepted socket as an HBONE tunnel (mTLS + HTTP/2 in C); returns the tunnel id. */
-  export function hboneServe(fd: number, tls: TlsHandle, peerAddr: string): number
+  /**
+   * Serve an accepted socket as an HBONE tunnel (mTLS + HTTP/2 in C); returns the tunnel id.
+   * reverseOk: the client may ask for a reverse tunnel (ALPN ugate-rev; a `reverse` event says so).
+   */
+  export function hboneServe(fd: number, tls: TlsHandle, peerAddr: string, reverseOk?: boolean): number
   /** Answer a `request` with 200 and bridge the stream to fd (taken), `initial` bytes first. */
   export function hboneAccept(tunnel: number, stream: number, fd: number, initial?: Uint8Array): void
   /** Answer a `request` with status (400, 401, 503, ...): the stream ends. */
@@ -637,9 +640,11 @@ declare module 'ugate:native' {
   export interface HboneOpenOptions {
     /** Pool key: streams with the same key share connections (up to 100 each). */
     key: string
-    /** The peer: an IP literal and port. */
-    addr: string
-    port: number
+    /** The peer: an IP literal and port (not with `tunnel`). */
+    addr?: string
+    port?: number
+    /** A reverse tunnel the peer registered here: the stream goes on it, nothing is dialed. */
+    tunnel?: number
     mark: number
     /** The SPIFFE id the peer must present; "spiffe://TD" = any id of TD; '' = any the TLS config trusts. */
     expect: string
@@ -651,9 +656,34 @@ declare module 'ugate:native' {
   /** Open a CONNECT stream; returns [tag, fd]: fd is the stream's local end (a socket pair). */
   export function hboneOpen(opts: HboneOpenOptions, tls: TlsHandle): [number, number]
   export function hboneCloseAll(): void
+  export interface HboneReverseOptions {
+    /** The public gate's SPIFFE id; '' = any the TLS config trusts. */
+    expect: string
+    /** Keep-alive PINGs and the wait for their ACK; 0 = the engine's defaults (10 s, 20 s). */
+    pingMs: number
+    pingTimeoutMs: number
+  }
+  /**
+   * The dialing side of a reverse tunnel on a socket connected to a public
+   * gate's hbone listener: returns the tunnel id (`reverse` event when up,
+   * `closed` when over; its CONNECTs come as `request` events).
+   */
+  export function hboneReverse(fd: number, tls: TlsHandle, peerAddr: string, opts: HboneReverseOptions): number
+  /**
+   * Close one tunnel: a reverse tunnel refused (GOAWAY REFUSED_STREAM) or replaced by a newer
+   * one; or stopped: GOAWAY, closed once its open streams are over.
+   */
+  export function hboneClose(tunnel: number, why: 'refused' | 'replaced' | 'stopped'): void
+  /** Accept a reverse tunnel a listener's `reverse` event offered: its HTTP/2 starts, streams may go on it. */
+  export function hboneReverseAccept(tunnel: number): void
   export interface HboneEvent {
-    /** request: a CONNECT to route; opened: a client stream's answer; done: a stream is over; closed: a tunnel is. */
-    kind: 'request' | 'opened' | 'done' | 'closed'
+    /**
+     * request: a CONNECT to route; opened: a client stream's answer; done: a
+     * stream is over; closed: a tunnel is; reverse: a listener's tunnel asks to be
+     * registered as a reverse tunnel (hboneReverseAccept or hboneClose), or the
+     * other gate accepted the one hboneReverse dialed.
+     */
+    kind: 'request' | 'opened' | 'done' | 'closed' | 'reverse'
     tunnel: number
     stream: number
     /** Client streams: hboneOpen's tag; 0 for server streams. */
@@ -671,11 +701,15 @@ declare module 'ugate:native' {
     error: string
     toTunnel: number
     toSocket: number
+    /** closed: the transport's error (e.g. why the TLS handshake failed), '' when none. */
+    detail: string
   }
   export function onHboneEvents(cb: (batch: HboneEvent[]) => void): void
   export interface HboneTunnelStats {
     id: number
     role: 'server' | 'client'
+    /** A reverse tunnel (HTTP/2 roles swapped). */
+    reverse?: boolean
     peer: string
     peerId: string
     pool?: string

@@ -53,7 +53,7 @@ t.test('hbone upstream', async (t) => {
     [
       up({ username: 'u' }),
       'upstreams[0].username',
-      'unknown key (expected one of: name, type, server, identity, trustDomain)',
+      'unknown key (expected one of: name, type, server, identity, trustDomain, node)',
     ],
   ]
   for (const [u, path, detail] of bad)

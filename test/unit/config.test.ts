@@ -66,6 +66,7 @@ t.test('full example from the docs', async (t) => {
     },
     mesh: null,
     sniRelay: [],
+    reverse: [],
   }
   t.same(config, want)
 })
@@ -95,7 +96,7 @@ t.test('bad configs name the path and the value', async (t) => {
     [[], 'config: expected an object, got []'],
     [
       { listeners: [fwd()], foo: 1 },
-      'foo: unknown key (expected one of: log, relay, dial, limits, sniff, admin, ubus, listeners, upstreams, rules, capture, mesh, sniRelay)',
+      'foo: unknown key (expected one of: log, relay, dial, limits, sniff, admin, ubus, listeners, upstreams, rules, capture, mesh, sniRelay, reverse)',
     ],
     [{ listeners: [fwd()], log: 'info' }, 'log: expected an object, got "info"'],
     [{ listeners: [fwd()], log: { level: 'verbose' } }, 'log.level: "verbose" is not one of error, warn, info, debug'],

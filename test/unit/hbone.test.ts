@@ -6,7 +6,10 @@
 // connection, resets both ways, 503, a dead peer replaced after its PING
 // timeout, a fast destination behind a slow tunnel with PINGs every 20 ms
 // (the HTTP/2 output stays bounded, so PING ACKs are never refused), a bad
-// preface, fds and config references back to the baseline.
+// preface, reverse tunnels (roles swapped by a stand-in for ALPN: a stream
+// from the accepting side served by the dialing side, refused, unsupported,
+// drained by GOAWAY, the dialing side's own PING timing), fds and config
+// references back to the baseline.
 
 import { spawnSync } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
