@@ -53,6 +53,7 @@ t.test('hbone listener, hbone upstreams and mesh-peer rules from uci', async (t)
       name: 'gwb',
       type: 'hbone',
       server: { kind: 'ipv4', host: '192.0.2.2', port: 15008 },
+      node: '',
       identity: 'spiffe://home.arpa/ns/routers/sa/gw-b',
       trustDomain: '',
     },
@@ -60,6 +61,7 @@ t.test('hbone listener, hbone upstreams and mesh-peer rules from uci', async (t)
       name: 'ztunnel',
       type: 'hbone',
       server: { kind: 'ipv6', host: 'fd00::7', port: 15009 },
+      node: '',
       identity: '',
       trustDomain: 'cluster.local',
     },
@@ -113,7 +115,7 @@ t.test('bad mesh options name the file, line and uci option', async (t) => {
     [
       "option identity 'spiffe://home.arpa/ns/routers/sa/gw-b'",
       "option identity 'spiffe://home.arpa/ns/routers/sa/gw-b'\n\toption username 'me'",
-      `${FILE}:6: gwb.username: unknown key (expected one of: name, type, server, identity, trustDomain)`,
+      `${FILE}:6: gwb.username: unknown key (expected one of: name, type, server, identity, trustDomain, node)`,
     ],
     [
       "list src_identity 'spiffe://home.arpa/ns/routers/sa/gw-a'",
