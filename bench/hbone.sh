@@ -88,7 +88,6 @@ B_ID=spiffe://$TD/ns/bench/sa/b
 NS=uhb$$
 CLI=198.18.21.2 A_LAN=198.18.21.1 A_MESH=198.18.22.1 B_MESH=198.18.22.2 B_LAN=198.18.23.1 SRV=198.18.23.2
 ECHO=7001
-nsx() { local ns=$1; shift; ip netns exec "$NS-$ns" "$@"; }
 for n in cli gwa gwb srv; do CLEANUP+=("ip netns del $NS-$n 2>/dev/null"); done
 for n in cli gwa gwb srv; do ip netns add "$NS-$n"; nsx "$n" ip link set lo up; done
 ip link add c0 netns "$NS-cli" type veth peer name a1 netns "$NS-gwa"

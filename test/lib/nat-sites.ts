@@ -9,10 +9,8 @@
 
 import type { Test } from 'tap'
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { NS_PREFIX, inNs, must, removeLeftovers, requireTools, run } from './netns.js'
+import { createNamespaces, inNs, ipBatch, must, run } from './netns.js'
 
 export const SITE = {
   home: '10.77.0.2',
@@ -32,45 +30,11 @@ export interface Site {
   exec(ns: string, argv: string[], opts?: { input?: string; timeoutMs?: number }): ReturnType<typeof run>
 }
 
-let seq = 0
-
 /** Creates the four namespaces (named with `tag`) and a scratch directory; both removed at teardown. */
 export async function createSites(t: Test, tag: string): Promise<Site> {
-  requireTools()
-  removeLeftovers()
-  const n = ++seq
-  const ns = {
-    home: `${NS_PREFIX}${tag}${n}-h`,
-    nat: `${NS_PREFIX}${tag}${n}-n`,
-    vps: `${NS_PREFIX}${tag}${n}-v`,
-    net: `${NS_PREFIX}${tag}${n}-c`,
-  }
-  const dir = mkdtempSync(join(tmpdir(), `ugate-capture-${process.pid}-`))
-  const all = Object.values(ns)
-  t.teardown(async () => {
-    for (const x of all) {
-      const pids = (await run(['ip', 'netns', 'pids', x])).stdout.split(/\s+/).filter((p) => /^\d+$/.test(p))
-      for (const p of pids) {
-        try {
-          process.kill(Number(p), 'SIGKILL')
-        } catch {
-          /* gone */
-        }
-      }
-      await run(['ip', 'netns', 'del', x])
-    }
-    rmSync(dir, { recursive: true, force: true })
-  })
-  process.once('exit', () => {
-    for (const x of all) spawn('ip', ['netns', 'del', x], { stdio: 'ignore' })
-  })
-  await must(['ip', '-batch', '-'], {
-    input: all.map((x) => `netns add ${x}\n`).join(''),
-    what: 'network namespaces (needs root)',
-  })
-  const batch = (x: string, lines: string[]) => must(inNs(x, ['ip', '-batch', '-']), { input: lines.join('\n') + '\n' })
+  const { ns, dir } = await createNamespaces(t, tag, ['home', 'nat', 'vps', 'net'] as const)
   await must(inNs(ns.nat, ['sh', '-c', 'echo 1 > /proc/sys/net/ipv4/ip_forward']))
-  await batch(ns.nat, [
+  await ipBatch(ns.nat, [
     'link set lo up',
     `link add n-h type veth peer name h-n netns ${ns.home}`,
     `link add n-v type veth peer name v-n netns ${ns.vps}`,
@@ -80,7 +44,7 @@ export async function createSites(t: Test, tag: string): Promise<Site> {
     'link set n-v up',
     `route add default via ${SITE.vpsIn}`,
   ])
-  await batch(ns.vps, [
+  await ipBatch(ns.vps, [
     'link set lo up',
     `link add v-c type veth peer name c-v netns ${ns.net}`,
     `addr add ${SITE.vpsIn}/24 dev v-n`,
@@ -90,13 +54,13 @@ export async function createSites(t: Test, tag: string): Promise<Site> {
     // A route to the home LAN: only the NAT's drop keeps the VPS out.
     `route add 10.77.0.0/24 via ${SITE.natOut}`,
   ])
-  await batch(ns.home, [
+  await ipBatch(ns.home, [
     'link set lo up',
     `addr add ${SITE.home}/24 dev h-n`,
     'link set h-n up',
     `route add default via ${SITE.natIn}`,
   ])
-  await batch(ns.net, ['link set lo up', `addr add ${SITE.client}/24 dev c-v`, 'link set c-v up'])
+  await ipBatch(ns.net, ['link set lo up', `addr add ${SITE.client}/24 dev c-v`, 'link set c-v up'])
   // The home NAT: MASQUERADE out, every new inbound connection dropped (no DNAT anywhere).
   await must(inNs(ns.nat, ['nft', '-f', '-']), {
     input: `table inet ugt_nat {
