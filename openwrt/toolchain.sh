@@ -84,6 +84,7 @@ tools() {
   need ld.lld lld
   need llvm-ar llvm
   need llvm-ranlib llvm
+  need llvm-objcopy llvm
   need dpkg-source dpkg-dev
 }
 
@@ -261,10 +262,11 @@ build_ugate() {  # the selected arch's ugate and jsc in build/cross/ARCH
     own=(JS="$B/ugate.js" EMU="$QEMU")
   fi
   # -fno-pic: a static, non-PIE executable (on MIPS: non-PIC abicalls, as
-  # gcc builds executables; 8% smaller than clang's PIC default). No libgcc
+  # gcc builds executables; 8% smaller than clang's PIC default; -mno-abicalls
+  # makes code of the same size, and clang 14 fails on it unless -G0). No libgcc
   # anywhere: crt from musl, libc.a, compiler-rt builtins; lld resolves
   # archive members in any order.
-  native_make O="$d/obj" CC="$TCC" AR=llvm-ar CFLAGS="--sysroot=$S -fno-pic" DEPS="$S/.builtins" QJS="$QJS" MBEDTLS="$MBEDTLS" \
+  native_make O="$d/obj" CC="$TCC" AR=llvm-ar OBJCOPY=llvm-objcopy CFLAGS="--sysroot=$S -fno-pic" DEPS="$S/.builtins" QJS="$QJS" MBEDTLS="$MBEDTLS" \
     LDFLAGS="-fuse-ld=lld -nostdlib -Wl,--build-id=none $S/usr/lib/crt1.o $S/usr/lib/crti.o" \
     LDLIBS="$S/usr/lib/libc.a $S/usr/lib/libclang_rt.builtins.a $S/usr/lib/crtn.o" \
     BIN="$d/ugate" JSC="$d/jsc" BUNDLE="$bundle" "${own[@]}" "$d/ugate" "$d/jsc" \
