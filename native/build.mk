@@ -103,8 +103,8 @@ QJS_WARN := -w
 PROFILE ?= release
 ifeq ($(PROFILE),release)
 # No unwind tables: C without exceptions, and nothing walks the stack of a
-# release build. x86-64 and aarch64 emit .eh_frame by default (9% of ugate);
-# arm's .ARM.exidx shrinks; MIPS has none either way.
+# release build. x86-64 and aarch64 emit .eh_frame by default (150 and 104 KB
+# of their OpenWrt builds); arm and MIPS have none either way.
 OPT := -Os -DNDEBUG -ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables -fno-unwind-tables
 LINK := -static -s -Wl,--gc-sections
 else ifeq ($(PROFILE),asan)
