@@ -57,10 +57,10 @@ function locate(e: ConfigError, file: string, origins: Origin[]): ConfigError {
   }
   if (!best) return new ConfigError(`${file}: ${e.path}`, e.detail)
   const rest = e.path.slice(best.jsonPath.length).replace(/^\./, '')
-  return new ConfigError(
-    `${file}:${best.section.line}: ${best.ref}${rest ? `.${UCI_PATH_NAME[e.path] ?? UCI_NAME[rest] ?? rest}` : ''}`,
-    e.detail,
-  )
+  // "servers[0]" → "server[0]": the key's uci name, then the rest of the path.
+  const key = /^[^.[]*/.exec(rest)![0]
+  const option = UCI_PATH_NAME[e.path] ?? `${UCI_NAME[key] ?? key}${rest.slice(key.length)}`
+  return new ConfigError(`${file}:${best.section.line}: ${best.ref}${rest ? `.${option}` : ''}`, e.detail)
 }
 
 /** Whole JSON paths whose uci option name is not their last key's. */
@@ -100,6 +100,7 @@ const UCI_NAME: Record<string, string> = {
   hosts: 'host',
   rejectAddresses: 'reject_address',
   cacheSize: 'cache_size',
+  caBundle: 'ca_bundle',
   dnsListener: 'dns_listener',
   udpListener: 'udp_listener',
   tproxyMark: 'tproxy_mark',
@@ -188,6 +189,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       'reject_address',
       'timeout',
       'cache_size',
+      'ca_bundle',
       'networks',
       'udp_idle_timeout',
       'udp_dns_idle_timeout',
@@ -216,6 +218,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       rejectAddresses: r.list('reject_address'),
       timeout: r.num('timeout'),
       cacheSize: r.num('cache_size'),
+      caBundle: r.str('ca_bundle'),
       networks: r.list('networks'),
       udpIdleTimeout: r.num('udp_idle_timeout'),
       udpDnsIdleTimeout: r.num('udp_dns_idle_timeout'),
