@@ -573,6 +573,8 @@ declare module 'ugate:native' {
     bytesUp: number
     packetsDown: number
     bytesDown: number
+    /** Destinations retired over an association's cap (64), least recently used first. */
+    destsEvicted: number
     /** Datagrams dropped, by reason. */
     drops: {
       foreign: number
