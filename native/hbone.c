@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "h2.h"
@@ -236,6 +237,12 @@ static void stream_event(engine_handler *h, uint32_t events) {
       return;
     }
   }
+  // The relay closed its end of the socket pair without passing a FIN first: a reset.
+  if (engine_unix_aborted(s->fd, events, s->wr_shut)) {
+    stream_fail(s, "socket-error", ECONNRESET);
+    conn_flush(c);
+    return;
+  }
   // Out first: a write error ends the stream before reading matters.
   bool alive = true;
   if (s->out_len > s->out_off || (s->peer_end && !s->wr_shut)) alive = stream_pump_out(s);
@@ -320,7 +327,12 @@ static bool stream_pump_in(hb_stream *s) {
   if (!s->watched || s->rd_eof || c->state != C_OPEN) return true;
   s->rd_blocked = false;
   for (;;) {
-    size_t room = h2_send_room(c->h2, s->id);
+    size_t room = h2_send_room(c->h2, s->id), queued;
+    // Checked per read, not only per flush: one pass could otherwise queue a
+    // whole stream window (4 MiB), and h2 refuses to queue a PING or SETTINGS
+    // ACK behind more than 1 MiB (the peer then sees ENHANCE_YOUR_CALM).
+    h2_output(c->h2, &queued);
+    if (queued > OUT_HIGH) c->out_full = true;
     if (room == 0 || c->out_full) {
       s->rd_blocked = true;
       return true;
@@ -481,9 +493,17 @@ static void on_goaway(void *ctx, uint32_t last_id, uint32_t code) {
   hb.stats_dirty = true;
 }
 
+// A PING's payload: when it left, in µs of the fine clock (engine_now_ms is the
+// coarse one, ticks of 1-10 ms: a LAN round trip would read as 0 or a tick).
+static uint64_t ping_clock_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static void on_pong(void *ctx, uint64_t payload) {
   hb_conn *c = ctx;
-  c->rtt_ms = engine_now_ms() - (double)payload / 1000.0;
+  c->rtt_ms = (double)(ping_clock_us() - payload) / 1000.0;
   c->ping_ms = engine_now_ms();
 }
 
@@ -888,7 +908,7 @@ static void on_tick(engine_owner *o, double now) {
     }
     if (now - c->ping_ms >= hb.ping_ms) {
       c->ping_ms = now;
-      h2_ping(c->h2, (uint64_t)(now * 1000.0));
+      h2_ping(c->h2, ping_clock_us());
       conn_flush(c);
     }
   }

@@ -260,6 +260,8 @@ static void on_event(relay *r, int side, uint32_t events) {
     getsockopt(in->from, SOL_SOCKET, SO_ERROR, &err, &l);
     if (err) return finish(r, side ? "server-error" : "client-error", err);
   }
+  if (engine_unix_aborted(in->from, events, out->shut))  // an HBONE stream reset by the tunnel
+    return finish(r, side ? "server-error" : "client-error", ECONNRESET);
   if (failed || (events & (EPOLLRDHUP | EPOLLPRI))) in->drain = true;
   if (events & EPOLLPRI) in->urgent = true;
   bool pump_in = failed || (events & (EPOLLIN | EPOLLRDHUP | EPOLLPRI));

@@ -191,6 +191,15 @@ static bool in_trust_domain(const mbedtls_x509_buf *id, const char *trust_domain
   return strlen(trust_domain) == td_len && !memcmp(td, trust_domain, td_len);
 }
 
+// An expected peer "spiffe://TD" (the trust domain's own SPIFFE id: no path)
+// stands for any workload id of TD: its TD, else NULL (an exact id).
+static const char *expected_trust_domain(const char *expect) {
+  static const char scheme[] = "spiffe://";
+  if (strncmp(expect, scheme, sizeof scheme - 1)) return NULL;
+  const char *td = expect + sizeof scheme - 1;
+  return *td && !strchr(td, '/') ? td : NULL;
+}
+
 // What a mesh peer speaks (mesh-notes: ztunnel's TLS).
 static const int ciphersuites[] = {MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
                                    MBEDTLS_TLS1_3_AES_128_GCM_SHA256, 0};
@@ -447,7 +456,14 @@ static int verify_peer(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *fl
   }
   memcpy(t->peer_spiffe, id->p, id->len);
   t->peer_spiffe[id->len] = 0;
-  if (t->expect_peer) {
+  const char *want_td = t->expect_peer ? expected_trust_domain(t->expect_peer) : NULL;
+  if (want_td) {
+    if (!in_trust_domain(id, want_td)) {
+      snprintf(t->id_err, TLS_ERR_MAX, "peer %.100s is not in trust domain %.60s", t->peer_spiffe,
+               want_td);
+      *flags |= MBEDTLS_X509_BADCERT_OTHER;
+    }
+  } else if (t->expect_peer) {
     if (strcmp(t->peer_spiffe, t->expect_peer)) {
       snprintf(t->id_err, TLS_ERR_MAX, "peer is %.80s, not the expected %.80s", t->peer_spiffe,
                t->expect_peer);

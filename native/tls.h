@@ -58,7 +58,8 @@ typedef struct tls_conn tls_conn;
 
 // TLS 1.3 only, ALPN "h2", client certificate required (server) / sent (client),
 // no SNI from the client. expect_peer: a client's exact SPIFFE id the peer
-// must present, or NULL for "any id of the trust domain".
+// must present, "spiffe://TD" for any id of trust domain TD (in place of the
+// config's), or NULL for "any id of the config's trust domain".
 tls_conn *tls_conn_new(tls_config *c, int fd, const char *expect_peer);
 // A connection of a web config: host is a DNS name (sent as SNI, matched
 // against the certificate's DNS names) or an IP literal (matched against its

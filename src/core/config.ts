@@ -15,7 +15,7 @@ import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
 import { type CaptureOptions, nftRuleset } from './nft.js'
 import { type RuleSpec, compileRules, parseRulesJson } from './rules/index.js'
 import { ipKey, isIpLiteral, isWildcard, parseCidr } from './ip.js'
-import { IDENTITY_DEFAULTS, IDENTITY_FILES, parseSpiffeId, trustDomainProblem } from './identity.js'
+import { IDENTITY_DEFAULTS, IDENTITY_FILES, spiffeIdProblem, trustDomainProblem } from './identity.js'
 
 export interface Config {
   log: {
@@ -129,7 +129,10 @@ export interface HboneUpstreamConfig {
   server: Endpoint
   /** The SPIFFE id the peer must present; '' = any id of trustDomain (or of the mesh's). */
   identity: string
-  /** The trust domain the peer's id must be in; '' = the mesh's own. */
+  /**
+   * The trust domain the peer's id must be in, in place of the mesh's (a
+   * peer of another domain whose CA is among the roots); '' = the mesh's own.
+   */
   trustDomain: string
 }
 
@@ -486,9 +489,16 @@ function hboneUpstream(obj: Record<string, unknown>, path: string): HboneUpstrea
   const text = required(obj, 'server', path)
   // A bare IP means the HBONE port.
   const withPort = typeof text === 'string' && isIpLiteral(text.replace(/^\[|\]$/g, '')) ? hostPort(text) : text
-  const server = endpoint(withPort, `${path}.server`, 'target')
-  if (!isIpLiteral(server.host))
-    throw new ConfigError(`${path}.server`, `${show(text)} is not an IP address: an hbone peer is given as IP:PORT`)
+  // A bare host name: the same answer as a name with a port (HBONE peers are addresses).
+  const server =
+    typeof text === 'string' && !/[:\]]/.test(text) && !isIpLiteral(text)
+      ? null
+      : endpoint(withPort, `${path}.server`, 'target')
+  if (server === null || !isIpLiteral(server.host))
+    throw new ConfigError(
+      `${path}.server`,
+      `${show(text)} is not an IP address: an hbone peer is given as IP or IP:PORT`,
+    )
   const identity = obj.identity === undefined || obj.identity === '' ? '' : spiffeId(obj.identity, `${path}.identity`)
   const tdValue = given(obj.trustDomain, '')
   const tdProblem =
@@ -506,8 +516,8 @@ function hostPort(ip: string): string {
 
 /** spiffe://TD/ns/NS/sa/SA, as peers present it in their certificate's URI SAN. */
 function spiffeId(v: unknown, path: string): string {
-  const p = typeof v === 'string' ? parseSpiffeId(v) : { error: 'is not a string' }
-  if ('error' in p) throw new ConfigError(path, `${show(v)} is not a SPIFFE id: ${p.error}`)
+  const problem = spiffeIdProblem(v)
+  if (problem !== null) throw new ConfigError(path, `${show(v)} ${problem}`)
   return v as string
 }
 

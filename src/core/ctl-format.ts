@@ -47,6 +47,8 @@ export function formatStatus(s: Obj): string {
     `relays: ${num(r.active)} active, ${num(r.total)} total; splice calls ${num(r.spliceCalls)}, copy calls ${num(r.copyCalls)}`,
     `capture: ${cap.enabled === true ? `on (listener ${str(cap.listener)})` : 'off'}`,
   ]
+  const mesh = obj(s.mesh)
+  if (typeof mesh.nodeId === 'string') lines.push(`mesh: ${str(mesh.spiffeId)}, node id ${mesh.nodeId}`)
   // UDP and DNS only when the daemon reports them (an older one does not).
   const u = obj(s.udp)
   if (typeof u.flowsTotal === 'number') {

@@ -57,10 +57,12 @@ function locate(e: ConfigError, file: string, origins: Origin[]): ConfigError {
   }
   if (!best) return new ConfigError(`${file}: ${e.path}`, e.detail)
   const rest = e.path.slice(best.jsonPath.length).replace(/^\./, '')
-  // "servers[0]" → "server[0]": the key's uci name, then the rest of the path.
-  const key = /^[^.[]*/.exec(rest)![0]
-  const option = UCI_PATH_NAME[e.path] ?? `${UCI_NAME[key] ?? key}${rest.slice(key.length)}`
-  return new ConfigError(`${file}:${best.section.line}: ${best.ref}${rest ? `.${option}` : ''}`, e.detail)
+  // The first key takes its uci name; an index or a sub-key after it stays: "srcNode[0]" → "src_node[0]".
+  const [, key = '', tail = ''] = /^([^.[]*)(.*)$/.exec(rest) ?? []
+  return new ConfigError(
+    `${file}:${best.section.line}: ${best.ref}${rest ? `.${UCI_PATH_NAME[e.path] ?? (UCI_NAME[key] ?? key) + tail}` : ''}`,
+    e.detail,
+  )
 }
 
 /** Whole JSON paths whose uci option name is not their last key's. */
@@ -96,6 +98,9 @@ const UCI_NAME: Record<string, string> = {
   dstCidr: 'dst_cidr',
   dstPort: 'dst_port',
   srcCidr: 'src_cidr',
+  srcIdentity: 'src_identity',
+  srcTrustDomain: 'src_trust_domain',
+  srcNode: 'src_node',
   servers: 'server',
   hosts: 'host',
   rejectAddresses: 'reject_address',
@@ -199,13 +204,17 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       'max_waiting',
       'grant',
       'max_parked',
+      'peers',
     ])
     const l: Obj = { name: r.str('name') ?? s.name ?? `listener${i + 1}`, type: r.str('type') }
     const address = r.str('address')
     const port = r.str('port')
-    if (address === undefined || port === undefined)
+    // An hbone listener without both: HBONE's own [::]:15008 (as in JSON).
+    const hboneDefault = l.type === 'hbone' && address === undefined && port === undefined
+    if (!hboneDefault && (address === undefined || port === undefined))
       throw new ConfigError(`${at(s)}.${address === undefined ? 'address' : 'port'}`, 'missing')
-    l.listen = `${address.includes(':') ? `[${address}]` : address}:${port}`
+    if (address !== undefined && port !== undefined)
+      l.listen = `${address.includes(':') ? `[${address}]` : address}:${port}`
     assign(l, {
       backlog: r.num('backlog'),
       allow: r.list('allow'),
@@ -228,6 +237,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       maxWaiting: r.num('max_waiting'),
       grants: grantLines(r.list('grant'), `${at(s)}.grant`),
       maxParked: r.num('max_parked'),
+      peers: r.list('peers'),
     })
     return l
   })
@@ -235,14 +245,20 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
   root.upstreams = uciSectionsOfType(pkg, 'upstream').map((s, i) => {
     origins.push({ jsonPath: `upstreams[${i}]`, section: s, ref: uciSectionRef(pkg, s) })
     const r = reader(s)
-    r.only(['name', 'type', 'server', 'port', 'username', 'password'])
+    r.only(['name', 'type', 'server', 'port', 'username', 'password', 'identity', 'trust_domain'])
     const server = r.str('server')
     const port = r.str('port')
-    if (server === undefined || port === undefined)
-      throw new ConfigError(`${at(s)}.${server === undefined ? 'server' : 'port'}`, 'missing')
     const u: Obj = { name: r.str('name') ?? s.name ?? `upstream${i + 1}`, type: r.str('type') }
-    u.server = `${server.includes(':') ? `[${server}]` : server}:${port}`
-    assign(u, { username: r.str('username'), password: r.str('password') })
+    // An hbone peer without a port: HBONE's 15008 (the validator adds it to a bare IP).
+    if (server === undefined || (port === undefined && u.type !== 'hbone'))
+      throw new ConfigError(`${at(s)}.${server === undefined ? 'server' : 'port'}`, 'missing')
+    u.server = port === undefined ? server : `${server.includes(':') ? `[${server}]` : server}:${port}`
+    assign(u, {
+      username: r.str('username'),
+      password: r.str('password'),
+      identity: r.str('identity'),
+      trustDomain: r.str('trust_domain'),
+    })
     return u
   })
 
@@ -260,6 +276,9 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       'listener',
       'proto',
       'network',
+      'src_identity',
+      'src_trust_domain',
+      'src_node',
       'action',
       'upstream',
       'forward',
@@ -276,6 +295,9 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       listener: r.list('listener'),
       proto: r.list('proto'),
       network: r.list('network'),
+      srcIdentity: r.list('src_identity'),
+      srcTrustDomain: r.list('src_trust_domain'),
+      srcNode: r.list('src_node'),
     })
     rule.action = ruleAction(r, at(s))
     return rule

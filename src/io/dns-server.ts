@@ -35,6 +35,7 @@ import {
 } from '../core/dns/message.js'
 import { ipKey, parseCidr, parseIpInto } from '../core/ip.js'
 import type { Fields } from '../core/log.js'
+import { labelKey } from '../core/metrics.js'
 import { CidrSet } from '../core/rules/cidr-tree.js'
 import { DialError, dial } from './dial.js'
 import { DotResolver } from './dns-tls.js'
@@ -213,6 +214,8 @@ export class DnsService {
         server = upstream.server
       }
     }
+    const ms = native.now() - started
+    this.ctx.stats.dnsLatency.observe(labelKey(this.l.name, from), ms / 1000)
     if (this.ctx.log.enabled('debug')) {
       const question = q.questions[0]
       const fields: Fields = { listener: this.l.name, src }
@@ -226,7 +229,7 @@ export class DnsService {
       if (server !== undefined) fields.server = formatDnsServer(server)
       fields.cached = from === 'cache' ? 1 : 0
       if (decision.rule !== undefined) fields.rule = decision.rule
-      fields.ms = Math.round(native.now() - started)
+      fields.ms = Math.round(ms)
       this.ctx.log.debug('dns', fields)
     }
     return reply

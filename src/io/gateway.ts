@@ -19,7 +19,7 @@ import { nativeForward, onForwardBatch, serveForward } from './forward.js'
 import { serveHttp } from './http-server.js'
 import { type Listener, openListener } from './listener.js'
 import { serveMixed } from './mixed-server.js'
-import { hboneAcceptor, onHboneBatch } from './hbone.js'
+import { hboneAcceptor, onHboneBatch, tunnelListener } from './hbone.js'
 import { DnsService } from './dns-server.js'
 import { AddressNames } from '../core/dns/names.js'
 import { Admission, type GatewayContext, GatewayStats, type Handler, serveWith } from './session.js'
@@ -88,7 +88,11 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     for (const e of entries.values()) e.listener.serveNative(nativeForward(e.config, ctx))
   }
   native.onForwardEvents(onForwardBatch(ctx))
-  native.onHboneEvents(onHboneBatch(ctx))
+  const onHbone = onHboneBatch(ctx)
+  native.onHboneEvents((batch) => {
+    ctx.stats.mesh.observe(batch, tunnelListener) // first: a closed tunnel's listener is still known
+    onHbone(batch)
+  })
   // A flushed ruleset (fw4 flush, firewall stop) takes our table: load it again.
   const watchCapture = () => {
     unwatch ??= watchTable(

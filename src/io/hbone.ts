@@ -10,13 +10,11 @@ import * as native from 'ugate:native'
 import { formatHostPort, parseEndpoint } from '../core/address.js'
 import { CancelledError } from '../core/cancel.js'
 import type { HboneListenerConfig, HboneUpstreamConfig } from '../core/config.js'
-import { parseCidr, parseIpInto } from '../core/ip.js'
-import { CidrSet } from '../core/rules/cidr-tree.js'
 import { DialError } from './dial.js'
 import type { Accepted } from './listener.js'
 import { currentTls } from './mesh-identity.js'
 import { RejectedError, connectOut, type Outbound } from './outbound.js'
-import { type GatewayContext, type Session, type Tracked, track } from './session.js'
+import { type GatewayContext, type Session, type Tracked, acceptGuard, track } from './session.js'
 import { closeQuietly, resetQuietly } from './sockets.js'
 
 /** A server tunnel: the listener that accepted it, for its streams. */
@@ -37,20 +35,17 @@ interface Opening {
 }
 
 const tunnels = new Map<number, Tunnel>()
+
+/** The hbone listener that accepted server tunnel `id` (metrics, status). */
+export function tunnelListener(id: number): string | undefined {
+  return tunnels.get(id)?.listener.name
+}
 const served = new Map<string, Served>()
 const opening = new Map<number, Opening>()
 
 /** The accept callback of an hbone listener: TLS and HTTP/2 run in C from here. */
 export function hboneAcceptor(l: HboneListenerConfig, ctx: GatewayContext): (client: Accepted) => void {
-  const allow = new CidrSet(l.allow.map((c) => parseCidr(c)!))
-  const scratch = new Int32Array(4)
-  return (client) => {
-    const src = formatHostPort(client.addr, client.port)
-    const family = parseIpInto(client.addr, scratch, true)
-    if (family === 0 || !allow.matches(family, scratch)) {
-      ctx.log.warn('denied', { listener: l.name, src, why: 'source not in allow list' })
-      return resetQuietly(client.fd)
-    }
+  return acceptGuard(l, ctx, (client, src) => {
     const tls = currentTls()?.server
     if (tls === undefined) {
       ctx.log.error('hbone-no-identity', { listener: l.name, src })
@@ -58,7 +53,7 @@ export function hboneAcceptor(l: HboneListenerConfig, ctx: GatewayContext): (cli
     }
     const id = native.hboneServe(client.fd, tls, src)
     tunnels.set(id, { listener: l, src })
-  }
+  })
 }
 
 /** The one callback of every HBONE event (registered once per gateway). */
@@ -111,6 +106,7 @@ function onRequest(ev: native.HboneEvent, ctx: GatewayContext): void {
   const f = t.fields
   f.dst = ev.authority
   f.identity = ev.peerId
+  if (ev.peerNode !== '') f.node = ev.peerNode
   if (ev.forwarded !== '') f.forwarded = ev.forwarded
   if (ev.baggage !== '') f.baggage = ev.baggage
   if (ev.traceparent !== '') f.traceparent = ev.traceparent
@@ -140,6 +136,7 @@ function onRequest(ev: native.HboneEvent, ctx: GatewayContext): void {
     cancel: t.cancel,
     fields: f,
     handshakeDone: () => {},
+    peer: { spiffeId: ev.peerId, nodeId: ev.peerNode },
   }
   connectOut({ host: dest.host, port: dest.port }, session, ctx).then(
     (out: Outbound | DialError) => {
@@ -188,7 +185,7 @@ export async function openHbone(
   u: HboneUpstreamConfig,
   host: string,
   port: number,
-  s: Session,
+  s: Pick<Session, 'client' | 'cancel'>,
   ctx: GatewayContext,
 ): Promise<Outbound> {
   const mesh = currentTls()
@@ -200,7 +197,8 @@ export async function openHbone(
       addr: u.server.host,
       port: u.server.port,
       mark: ctx.config.dial.mark,
-      expect: u.identity,
+      // The exact id, else "spiffe://TD" (tls.h: any id of TD), else '' (the mesh's trust domain).
+      expect: u.identity !== '' ? u.identity : u.trustDomain !== '' ? `spiffe://${u.trustDomain}` : '',
       authority: formatHostPort(host, port),
       // As ztunnel sends them: who the source is, and where it came from.
       baggage: me === null ? '' : `k8s.namespace.name=${me[1]},service.name=${me[2]}`,
@@ -209,6 +207,7 @@ export async function openHbone(
     },
     mesh.client,
   )
+  ctx.stats.mesh.opening(tag, u.name)
   let off = () => {}
   const answer = await new Promise<{ status: number; reason: string }>((resolve, reject) => {
     opening.set(tag, { resolve })

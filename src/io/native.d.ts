@@ -675,7 +675,7 @@ declare module 'ugate:native' {
     addr: string
     port: number
     mark: number
-    /** The SPIFFE id the peer must present; '' = any the TLS config trusts. */
+    /** The SPIFFE id the peer must present; "spiffe://TD" = any id of TD; '' = any the TLS config trusts. */
     expect: string
     authority: string
     baggage: string

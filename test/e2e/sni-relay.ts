@@ -495,7 +495,7 @@ t.test('relay over SNI: a home gate behind NAT reached by SNI through the relay;
     )
     t.match(out.replayed, { error: /bad signature/ }, 'the same frame on a new connection: refused', { r })
     const lines = await relay.waitForLines(replayed, before + 1)
-    t.match(lines[before], /src=198\.51\.100\.2:\d+ why="?bad signature/, 'relay: the replay logged', { lines })
+    t.match(lines[before], /src=198\.51\.100\.2:\d+ why=.*bad signature/, 'relay: the replay logged', { lines })
   })
 
   await t.test('a flood of unpaired SNI connections: bounded, refused, fds back to baseline', async (t) => {

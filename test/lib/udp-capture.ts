@@ -31,6 +31,8 @@ export interface UdpSettings {
   socks?: boolean
   /** That socks listener's udpIdleTimeout (its associations end, closing their control connections). */
   socksIdle?: number
+  /** ubusd's socket (a stand-in's: a unix socket path reaches across namespaces). */
+  ubus?: string
 }
 
 export function udpConfig(s: UdpSettings = {}): Record<string, unknown> {
@@ -44,6 +46,7 @@ export function udpConfig(s: UdpSettings = {}): Record<string, unknown> {
     ...(s.admin !== undefined
       ? { admin: { socket: s.admin, ...(s.http !== undefined ? { listen: '127.0.0.1:0', secret: s.http } : {}) } }
       : {}),
+    ...(s.ubus !== undefined ? { ubus: { socket: s.ubus } } : {}),
     rules: s.rules ?? [],
     upstreams: s.upstreams ?? [],
     listeners: [

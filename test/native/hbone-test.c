@@ -138,7 +138,9 @@ static uint64_t next_rand(uint64_t *x) {
 // echo: everything back, then FIN after the client's FIN.
 // half: sends "early" and FIN at once, then counts what it reads until EOF.
 // reset: reads one byte, then closes with an RST.
-enum { D_ECHO, D_HALF, D_RESET, D_SILENT, D_N };
+// bulk: sends BULK_N bytes as fast as it can and FIN, then reads until EOF.
+enum { D_ECHO, D_HALF, D_RESET, D_SILENT, D_BULK, D_N };
+#define BULK_N (32 << 20)
 static struct sockaddr_in dest_addr[D_N];
 static int dest_lfd[D_N];
 static uint64_t half_read;  // what `half` read before EOF (under lock)
@@ -173,6 +175,16 @@ static void *dest_conn(void *arg) {
     if (read(c->fd, buf, 1) != 1) goto out;
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  } else if (c->kind == D_BULK) {
+    memset(buf, 'b', sizeof buf);
+    for (size_t off = 0; off < BULK_N;) {
+      ssize_t w = write(c->fd, buf, BULK_N - off < sizeof buf ? BULK_N - off : sizeof buf);
+      if (w <= 0) goto out;
+      off += w;
+    }
+    shutdown(c->fd, SHUT_WR);
+    while (read(c->fd, buf, sizeof buf) > 0) {
+    }
   } else {  // silent: a peer that never answers (reads and drops)
     while (read(c->fd, buf, sizeof buf) > 0) {
     }
@@ -228,6 +240,7 @@ static void sink(hb_report *batch) {
       int kind = !strncmp(r->authority, "echo:", 5)    ? D_ECHO
                  : !strncmp(r->authority, "half:", 5)  ? D_HALF
                  : !strncmp(r->authority, "reset:", 6) ? D_RESET
+                 : !strncmp(r->authority, "bulk:", 5)  ? D_BULK
                                                        : -1;
       if (kind < 0)
         hbone_refuse(r->tunnel, r->stream, 503);
@@ -569,11 +582,43 @@ static void test_bad_preface(int lfd) {
   free(c);
 }
 
+// A pooled connection whose tunnel socket on the server side drains slowly
+// (small SO_SNDBUF): a fast destination fills the server's HTTP/2 output
+// faster than it leaves, while the client PINGs every 20 ms. The output must
+// stay bounded (a PING ACK is refused behind more than 1 MiB of it).
+static int small_sndbuf;  // server_accept sets SO_SNDBUF to this when nonzero
+static void test_backlog(void) {
+  hbone_set_timing(20, 5000, 60000, 5000);
+  __atomic_store_n(&small_sndbuf, 4096, __ATOMIC_SEQ_CST);
+  int a;
+  uint64_t tag = open_stream("slow", &server_addr, "bulk:1", &a);
+  hb_report *o = wait_report(HB_OPENED, tag, 0);
+  check(o && o->status == 200, "backlog: 200");
+  shutdown(a, SHUT_WR);
+  uint8_t buf[65536];
+  size_t total = 0;
+  for (ssize_t n; (n = read(a, buf, sizeof buf)) > 0;) total += n;
+  hb_report *d = wait_report(HB_DONE, tag, 0);
+  check(total == BULK_N && d && !strcmp(d->reason, "eof"),
+        "backlog: 32 MiB through a slow tunnel with PINGs every 20 ms (%zu bytes, %s)", total,
+        d ? d->reason : "?");
+  hb_conn_stats st[8];
+  int n = hbone_stats(st, 8), open = 0;
+  for (int i = 0; i < n && i < 8; i++) open += !st[i].server && !strcmp(st[i].key, "slow");
+  check(open == 1, "backlog: the connection is still open (%d)", open);
+  __atomic_store_n(&small_sndbuf, 0, __ATOMIC_SEQ_CST);
+  hbone_set_timing(300, 600, 60000, 5000);
+  close(a);
+  free(o), free(d);
+}
+
 static void *server_accept(void *arg) {
   int lfd = (int)(intptr_t)arg;
   for (;;) {
     int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0) return NULL;
+    int sndbuf = __atomic_load_n(&small_sndbuf, __ATOMIC_SEQ_CST);
+    if (sndbuf) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     hbone_serve(fd, &plain_sec, NULL, "127.0.0.1:0");
   }
 }
@@ -604,6 +649,7 @@ int main(void) {
   test_client_reset();
   test_refused();
   test_dead_peer();
+  test_backlog();
 
   // Close everything; every connection reports HB_CLOSED. Then the fds are back.
   hb_conn_stats stats[16];

@@ -37,7 +37,7 @@ t.test('hbone upstream', async (t) => {
     [
       up({ server: 'peer.example:15008' }),
       'upstreams[0].server',
-      '"peer.example:15008" is not an IP address: an hbone peer is given as IP:PORT',
+      '"peer.example:15008" is not an IP address: an hbone peer is given as IP or IP:PORT',
     ],
     [up({ identity: 'nope' }), 'upstreams[0].identity', '"nope" is not a SPIFFE id: does not start with "spiffe://"'],
     [
@@ -62,4 +62,47 @@ t.test('hbone upstream', async (t) => {
     () => validateConfig({ listeners: [fwd], upstreams: [{ name: 'x', type: 'quic', server: '1.2.3.4:1' }] }),
     new ConfigError('upstreams[0].type', '"quic" is not "socks5", "http" or "hbone"'),
   )
+})
+
+t.test('rules on the mesh peer: srcIdentity, srcTrustDomain, srcNode', async (t) => {
+  const node = '7'.repeat(51) + 'Q'
+  const c = validateConfig({
+    listeners: [{ name: 'mesh', type: 'hbone' }],
+    rules: [
+      { srcIdentity: ['spiffe://td/ns/a/sa/b'], action: 'direct' },
+      { srcTrustDomain: ['td'], srcNode: [node.toLowerCase()], action: 'reject' },
+    ],
+  })
+  t.same(
+    c.rules.map((r) => [r.srcIdentity, r.srcTrustDomain, r.srcNode]),
+    [
+      [['spiffe://td/ns/a/sa/b'], undefined, undefined],
+      [undefined, ['td'], [node.toLowerCase()]],
+    ],
+    'kept as written (the engine upper-cases node ids)',
+  )
+  const bad: Array<[Record<string, unknown>, string, string]> = [
+    [
+      { srcIdentity: ['spiffe://td/ns/a'], action: 'direct' },
+      'rules[0].srcIdentity[0]',
+      '"spiffe://td/ns/a" is not a SPIFFE id: has no /ns/NAMESPACE/sa/SERVICE-ACCOUNT path',
+    ],
+    [
+      { srcTrustDomain: ['td', 'a b'], action: 'direct' },
+      'rules[0].srcTrustDomain[1]',
+      '"a b" is not a trust domain: it may only hold a-z, 0-9, ".", "-" and "_"',
+    ],
+    [
+      { srcNode: [node.slice(1)], action: 'direct' },
+      'rules[0].srcNode[0]',
+      `"${node.slice(1)}" is not a node id (52 base32 characters, not 51)`,
+    ],
+    [{ srcNode: 'x', action: 'direct' }, 'rules[0].srcNode', 'must be an array, not "x"'],
+  ]
+  for (const [rule, path, detail] of bad)
+    t.throws(
+      () => validateConfig({ listeners: [{ name: 'mesh', type: 'hbone' }], rules: [rule] }),
+      { message: `${path}: ${detail}` },
+      path,
+    )
 })

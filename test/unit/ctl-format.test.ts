@@ -140,6 +140,14 @@ t.test('status, connections, rules, traffic', async (t) => {
   t.same(s, { up: 2048, down: 0, upTotal: 2148, downTotal: 1000 })
   t.equal(formatTraffic(s), 'up 2.0 KiB/s  down 0 B/s  (total up 2.1 KiB, down 1000 B)\n')
   t.match(formatStatus({}), /^ugate -, pid -, up - s\n/, 'missing fields print as "-"')
+  t.notMatch(formatStatus({}), /mesh:/, 'no mesh identity: no mesh line')
+  t.match(
+    formatStatus({
+      mesh: { spiffeId: 'spiffe://td/ns/a/sa/b', nodeId: 'ZE5XIZVEV35CCFLG4RKSNAD2ZKK3X6QMO7XAO4QNDQLJIB2DU3NQ' },
+    }),
+    /\nmesh: spiffe:\/\/td\/ns\/a\/sa\/b, node id ZE5XIZVEV35CCFLG4RKSNAD2ZKK3X6QMO7XAO4QNDQLJIB2DU3NQ\n/,
+    'status: our SPIFFE id and node id',
+  )
   const mesh = formatStatus({
     hbone: [
       {
