@@ -252,6 +252,14 @@ static void config_free(tls_config *c) {
   free(c);
 }
 
+// c when the mbedTLS set-up returned 0; else NULL with its error in err, c freed.
+static tls_config *setup_done(tls_config *c, int ret, char err[TLS_ERR_MAX]) {
+  if (!ret) return c;
+  snprintf(err, TLS_ERR_MAX, "TLS setup failed (mbedTLS error -0x%04x)", (unsigned)-ret);
+  config_free(c);
+  return NULL;
+}
+
 // One reference, every mbedTLS part initialised (config_free takes it from
 // here); NULL with err set.
 static tls_config *config_alloc(char err[TLS_ERR_MAX]) {
@@ -320,12 +328,7 @@ tls_config *tls_config_new(const tls_config_opts *o, char err[TLS_ERR_MAX]) {
     goto fail;
   }
   ug_id_node_id(pub, pub_len, c->node_id);
-  int ret = setup_conf(c);
-  if (ret) {
-    snprintf(err, TLS_ERR_MAX, "TLS setup failed (mbedTLS error -0x%04x)", (unsigned)-ret);
-    goto fail;
-  }
-  return c;
+  return setup_done(c, setup_conf(c), err);
 fail:
   config_free(c);
   return NULL;
@@ -395,12 +398,7 @@ tls_config *tls_config_new_web(const char *ca_path, char err[TLS_ERR_MAX]) {
     goto fail;
   }
   // A client only: the server's chain against the bundle, no certificate of ours.
-  int ret = conf_tls13(c, &c->conf, web_groups, web_sig_algs);
-  if (ret) {
-    snprintf(err, TLS_ERR_MAX, "TLS setup failed (mbedTLS error -0x%04x)", (unsigned)-ret);
-    goto fail;
-  }
-  return c;
+  return setup_done(c, conf_tls13(c, &c->conf, web_groups, web_sig_algs), err);
 fail:
   config_free(c);
   return NULL;
