@@ -41,6 +41,7 @@ NATIVE_SRCS := \
 	loop \
 	main \
 	mod_dns \
+	mod_dot \
 	mod_gate \
 	mod_hbone \
 	mod_identity \

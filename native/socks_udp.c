@@ -324,11 +324,14 @@ static void dest_unlink(su_assoc *a, su_dest *d) {
 
 static su_dest *dest_new(su_assoc *a, const uint8_t *hdr, size_t hlen, double now) {
   if (a->ndests >= DESTS_MAX) {
+    // The list is newest first and the clock coarse (a burst shares one ms):
+    // on a tie the older destination goes, never the newest.
     su_dest *lru = a->dests;
     for (su_dest *d = a->dests; d; d = d->next)
-      if (d->last_ms < lru->last_ms) lru = d;
+      if (d->last_ms <= lru->last_ms) lru = d;
     dest_unlink(a, lru);
     dest_end(lru);
+    su.c.dests_evicted++;
   }
   su_dest *d = calloc(1, sizeof *d);
   socks_udp_event *ev = d ? su.hooks.alloc() : NULL;

@@ -40,6 +40,7 @@ typedef struct {
   uint64_t assocs_total;
   int assocs_live;
   uint64_t pk_up, by_up, pk_down, by_down;
+  uint64_t dests_evicted;    // destinations over an association's cap (64), least recently used
   uint64_t drop_foreign;     // not from the client's address (IP, and port once known)
   uint64_t drop_fragment;    // FRAG ≠ 0: ugate does not reassemble
   uint64_t drop_malformed;   // a header that is short, lies about lengths, or has garbage

@@ -121,6 +121,7 @@ ug_exports ug_tls_exports(void);
 ug_exports ug_udp_exports(void);
 ug_exports ug_socks_udp_exports(void);
 ug_exports ug_hbone_exports(void);
+ug_exports ug_dot_exports(void);
 // Run the command JS set with setExitCommand (if any); called on the way out.
 void ug_proc_run_exit_command(void);
 void ug_sys_set_argv(int argc, char **argv);
@@ -132,6 +133,7 @@ JSModuleDef *ug_native_module(JSContext *ctx, const char *name);
 void ug_relay_shutdown(JSContext *ctx);
 int ug_relay_init(void);
 void ug_dns_shutdown(JSContext *ctx);
+void ug_dot_shutdown(JSContext *ctx);
 void ug_udp_shutdown(JSContext *ctx);
 int ug_udp_start(void);  // 0 or -errno
 void ug_socks_udp_shutdown(JSContext *ctx);

@@ -2,7 +2,14 @@
 // output is typed, with defaults filled in and durations in milliseconds.
 // Every error names the path and the bad value.
 
-import { type Endpoint, formatEndpoint, hostNameProblem, listenAddressesClash, parseEndpoint } from './address.js'
+import {
+  type Endpoint,
+  formatEndpoint,
+  formatHostPort,
+  hostNameProblem,
+  listenAddressesClash,
+  parseEndpoint,
+} from './address.js'
 import { AddressError, ConfigError, show } from './errors.js'
 import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
 import { type CaptureOptions, nftRuleset } from './nft.js'
@@ -244,11 +251,23 @@ export interface ParkListenerConfig extends ListenerCommon {
   maxParked: number
 }
 
+/** One upstream resolver of a dns listener. */
+export interface DnsServer {
+  /** 'udp': UDP, again over TCP when truncated; 'tls': DNS over TLS (RFC 7858), "tls://…". */
+  transport: 'udp' | 'tls'
+  /** An IP literal (a resolver cannot resolve its own resolver); port 53, or 853 for tls. */
+  endpoint: Endpoint
+  /** tls: the name the server's certificate must carry (sent as SNI); '' = its address (an IP SAN). */
+  tlsName: string
+}
+
 /** A DNS server (UDP and TCP on one address) forwarding to `servers`, with cache, static names and the rules. */
 export interface DnsListenerConfig extends ListenerCommon {
   type: 'dns'
-  /** Upstream resolvers, tried in order (IP literals: a resolver cannot resolve its own resolver). */
-  servers: Endpoint[]
+  /** Upstream resolvers, tried in order. */
+  servers: DnsServer[]
+  /** PEM CA bundle that tls servers' certificates are verified against. */
+  caBundle: string
   /** Static names → addresses (A/AAAA answered without an upstream). */
   hosts: Record<string, string[]>
   /** What a rejected name gets: these addresses (by family), or NXDOMAIN when empty. */
@@ -312,6 +331,8 @@ const DEFAULTS = {
   sniffTimeout: 0.3,
   dnsTimeout: 2,
   dnsCacheSize: 4096,
+  /** Where OpenWrt's ca-bundle and Debian's ca-certificates put the system's CAs. */
+  caBundle: '/etc/ssl/certs/ca-certificates.crt',
   udpIdleTimeout: 60,
   udpDnsIdleTimeout: 10,
   maxFlows: 4096,
@@ -947,7 +968,7 @@ const LISTENER_SPECS: { [T in ListenerType]: ListenerSpec<T> } = {
     }),
   },
   dns: {
-    keys: ['servers', 'hosts', 'rejectAddresses', 'timeout', 'cacheSize'],
+    keys: ['servers', 'hosts', 'rejectAddresses', 'timeout', 'cacheSize', 'caBundle'],
     parse: (obj, path, common) => ({
       ...common,
       type: 'dns',
@@ -956,6 +977,7 @@ const LISTENER_SPECS: { [T in ListenerType]: ListenerSpec<T> } = {
       rejectAddresses: ipList(given(obj.rejectAddresses, []), `${path}.rejectAddresses`),
       timeoutMs: ms(given(obj.timeout, DEFAULTS.dnsTimeout), `${path}.timeout`, SECONDS.dnsTimeout),
       cacheSize: integer(given(obj.cacheSize, DEFAULTS.dnsCacheSize), `${path}.cacheSize`, 0, 1000000),
+      caBundle: filePath(given(obj.caBundle, DEFAULTS.caBundle), `${path}.caBundle`),
     }),
   },
 }
@@ -1104,18 +1126,57 @@ function cidrs(value: unknown, path: string): string[] {
   })
 }
 
-/** Upstream resolvers: "IP", "IP:PORT" or "[IPv6]:PORT"; port 53 when not given. */
-function dnsServers(value: unknown, path: string): Endpoint[] {
+const TLS_SCHEME = 'tls://'
+
+/**
+ * Upstream resolvers: "IP", "IP:PORT" or "[IPv6]:PORT" (port 53 when not
+ * given); DNS over TLS: "tls://IP", "tls://NAME@IP" with the same address
+ * forms (port 853 when not given), NAME being what the certificate must carry.
+ */
+function dnsServers(value: unknown, path: string): DnsServer[] {
   const list = array(value, path)
   if (list.length === 0) throw new ConfigError(path, 'at least one upstream resolver is required')
-  return list.map((v, i) => {
-    const p = `${path}[${i}]`
-    if (typeof v === 'string' && isIpLiteral(v)) return endpoint(v.includes(':') ? `[${v}]:53` : `${v}:53`, p, 'target')
-    const ep = endpoint(v, p, 'target')
-    if (ep.kind === 'name')
-      throw new ConfigError(p, `${show(v)} is not an IP address (a resolver is named by its address)`)
-    return ep
-  })
+  return list.map((v, i) => dnsServer(v, `${path}[${i}]`))
+}
+
+function dnsServer(v: unknown, path: string): DnsServer {
+  if (typeof v !== 'string')
+    throw new ConfigError(path, `${show(v)} is not a string "IP[:PORT]" or "tls://[NAME@]IP[:PORT]"`)
+  const tls = v.startsWith(TLS_SCHEME)
+  let address = tls ? v.slice(TLS_SCHEME.length) : v
+  let tlsName = ''
+  const at = address.indexOf('@')
+  if (tls && at >= 0) {
+    tlsName = address.slice(0, at).replace(/\.$/, '').toLowerCase()
+    address = address.slice(at + 1)
+    const problem = isIpLiteral(tlsName) ? null : hostNameProblem(tlsName)
+    if (problem !== null) throw new ConfigError(path, `${show(v)}: ${show(tlsName)} is not a host name (${problem})`)
+  }
+  const port = tls ? 853 : 53
+  const why = 'a resolver is named by its address'
+  const notIp = () =>
+    tls
+      ? new ConfigError(
+          path,
+          `${show(v)}: ${show(address)} is not an IP address (${why}; a name to verify goes before "@")`,
+        )
+      : new ConfigError(path, `${show(v)} is not an IP address (${why}; DNS over TLS: "tls://[NAME@]IP[:PORT]")`)
+  let ep: Endpoint
+  try {
+    ep = parseEndpoint(isIpLiteral(address) ? formatHostPort(address, port) : address, 'target')
+  } catch (e) {
+    if (!(e instanceof AddressError)) throw e
+    if (!address.includes(':')) throw notIp()
+    throw new ConfigError(path, `${show(v)}: ${e.message}`)
+  }
+  if (ep.kind === 'name') throw notIp()
+  return { transport: tls ? 'tls' : 'udp', endpoint: ep, tlsName }
+}
+
+/** A resolver as the config writes it: "9.9.9.9:53", "tls://dns.quad9.net@9.9.9.9:853". */
+export function formatDnsServer(s: DnsServer): string {
+  if (s.transport === 'udp') return formatEndpoint(s.endpoint)
+  return `${TLS_SCHEME}${s.tlsName === '' ? '' : `${s.tlsName}@`}${formatEndpoint(s.endpoint)}`
 }
 
 function ipList(value: unknown, path: string): string[] {

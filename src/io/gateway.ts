@@ -48,6 +48,8 @@ interface Entry {
   config: ListenerConfig
   /** A dns listener's UDP socket is readable. */
   datagram?: (sock: DatagramSocket) => void
+  /** A dns listener's service (retired when a reload replaces it). */
+  dns?: DnsService
   /** A tproxy listener (UDP): its flows are routed by udp-flows.ts, nothing is accepted. */
   udp?: UdpListener
 }
@@ -152,6 +154,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     unwatchCapture()
     if (ctx.config.capture.enabled) removeCapture(ctx.config, log)
     for (const l of listeners()) l.close()
+    for (const e of entries.values()) e.dns?.retire()
     gatePools.stop()
     stopReverse()
     admin?.close()
@@ -216,7 +219,10 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
       return
     }
     // Listeners whose address is gone stop accepting; their live relays go on.
-    for (const [key, e] of entries) if (!nextEntries.has(key)) e.listener.close()
+    for (const [key, e] of entries) {
+      if (!nextEntries.has(key)) e.listener.close()
+      if (nextEntries.get(key) !== e) e.dns?.retire()
+    }
     entries = nextEntries
     udpNames()
     const before = ctx.config
@@ -319,7 +325,11 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
       if (kept && kept.listener.name === l.name && kept.listener.type === l.type) {
         kept.accept = accept
         kept.config = l
-        if (dns) kept.datagram = dns.onDatagram
+        if (dns) {
+          kept.datagram = dns.onDatagram
+          kept.dns?.retire()
+          kept.dns = dns
+        }
         next.set(key, kept)
         continue
       }
@@ -330,7 +340,10 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
         // Same address, other name or type: the socket stays, the listener is renamed.
         const listener = { ...kept.listener, name: l.name, type: l.type }
         const entry: Entry = { listener, accept, config: l }
-        if (dns) entry.datagram = dns.onDatagram
+        if (dns) {
+          entry.datagram = dns.onDatagram
+          entry.dns = dns
+        }
         next.set(key, entry)
         continue
       }
@@ -338,7 +351,10 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
       // round, gets a new socket: the old one has no UDP side or one too many, or the wrong transparency.)
       if (kept) kept.listener.close()
       const entry: Entry = { listener: null as unknown as Listener, accept, config: l }
-      if (dns) entry.datagram = dns.onDatagram
+      if (dns) {
+        entry.datagram = dns.onDatagram
+        entry.dns = dns
+      }
       const { name, type, listen, backlog } = l
       const onDatagram = dns ? (sock: DatagramSocket) => entry.datagram?.(sock) : undefined
       entry.listener = openListener({

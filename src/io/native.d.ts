@@ -306,6 +306,38 @@ declare module 'ugate:native' {
   }): TlsConfig
   /** Our SPIFFE id and node id (52 base32 characters) in that config. */
   export function tlsConfigInfo(c: TlsConfig): { server: boolean; spiffeId: string; nodeId: string }
+  /** A web PKI client config (tls.c's web mode): TLS 1.3, no client certificate, no ALPN. */
+  export interface TlsWebConfig {
+    readonly __tlsWebConfig: unique symbol
+  }
+  /**
+   * Load a CA bundle (PEM; certificates this mbedTLS cannot parse are
+   * skipped, one at least must load). Throws an Error naming the file.
+   */
+  export function tlsWebConfig(caFile: string): TlsWebConfig
+  /** How many certificates of the bundle were taken. */
+  export function tlsConfigInfo(c: TlsWebConfig): { web: true; roots: number }
+
+  // ---- DNS over TLS (native/mod_dot.c, on the loop thread) -----------------
+  /** What one wake of a DoT connection found (each field only when it happened). */
+  export interface DotEvent {
+    /** The handshake is done (once). */
+    ready?: true
+    /** Whole DNS messages the server sent, in order. */
+    answers?: ArrayBuffer[]
+    /** The connection is over (the last event): why, '' when the server closed it. */
+    closed?: string
+  }
+  /**
+   * Start TLS on a connected TCP socket (taken over unless this throws):
+   * host is the name the certificate must carry (a DNS name, sent as SNI) or
+   * an IP literal (an IP address SAN). Returns the connection's id.
+   */
+  export function dotOpen(fd: number, tls: TlsWebConfig, host: string, cb: (ev: DotEvent) => void): number
+  /** Queue one DNS message (framed in C, sent after the handshake); throws when closed or 256 KiB wait. */
+  export function dotSend(id: number, message: Uint8Array): void
+  /** Close (close_notify, then the socket); no callback follows. Unknown ids are ignored. */
+  export function dotClose(id: number): void
 
   // ---- DNS (native/mod_dns.c): getaddrinfo on worker threads -------------
   /**
@@ -541,6 +573,8 @@ declare module 'ugate:native' {
     bytesUp: number
     packetsDown: number
     bytesDown: number
+    /** Destinations retired over an association's cap (64), least recently used first. */
+    destsEvicted: number
     /** Datagrams dropped, by reason. */
     drops: {
       foreign: number

@@ -68,6 +68,8 @@ export interface UdpFlowRoute {
   proto?: SniffProto
   /** Why the sniffer gave up on a name (sniff=incomplete), for the access line. */
   sniff?: string
+  /** Why JS ended the flow, when it did (the access line's reason instead of C's "closed"). */
+  ended?: string
 }
 
 /** Counters for the admin socket's status. */

@@ -29,6 +29,8 @@ export interface UdpSettings {
   http?: string
   /** A socks listener on the router's 127.0.0.1:SOCKS_PORT (an upstream for the flows). */
   socks?: boolean
+  /** That socks listener's udpIdleTimeout (its associations end, closing their control connections). */
+  socksIdle?: number
   /** ubusd's socket (a stand-in's: a unix socket path reaches across namespaces). */
   ubus?: string
 }
@@ -50,7 +52,16 @@ export function udpConfig(s: UdpSettings = {}): Record<string, unknown> {
     listeners: [
       { name: 'cap', type: 'redirect', listen: `[::]:${TCP_PORT}`, allow: TEST_ALLOW },
       tproxy,
-      ...(s.socks ? [{ name: 'socks', type: 'socks', listen: `127.0.0.1:${SOCKS_PORT}` }] : []),
+      ...(s.socks
+        ? [
+            {
+              name: 'socks',
+              type: 'socks',
+              listen: `127.0.0.1:${SOCKS_PORT}`,
+              ...(s.socksIdle !== undefined ? { udpIdleTimeout: s.socksIdle } : {}),
+            },
+          ]
+        : []),
     ],
     capture: {
       enabled: true,

@@ -92,7 +92,8 @@ const BASE: Sec[] = [
       type: 'dns',
       address: '::',
       port: '1053',
-      server: ['1.1.1.1', '[2606:4700::1111]:53'],
+      server: ['1.1.1.1', '[2606:4700::1111]:53', 'tls://dns.quad9.net@9.9.9.9'],
+      ca_bundle: '/etc/ssl/certs/ca-certificates.crt',
       host: ['192.168.1.20 printer.lan nas.lan'],
       reject_address: ['0.0.0.0', '::'],
       timeout: '2',
@@ -379,10 +380,15 @@ const SCHEMA: Record<
       tls_port: { widget: 'Value', datatype: 'port', depends: [{ type: 'sni' }] },
       http_port: { widget: 'Value', datatype: 'port', depends: [{ type: 'sni' }] },
       networks: { widget: 'DynamicList', depends: [{ type: 'tproxy' }] },
-      udp_idle_timeout: { widget: 'Value', datatype: 'ufloat', depends: [{ type: 'tproxy' }] },
+      udp_idle_timeout: {
+        widget: 'Value',
+        datatype: 'ufloat',
+        depends: [{ type: 'tproxy' }, { type: 'socks' }, { type: 'mixed' }],
+      },
       udp_dns_idle_timeout: { widget: 'Value', datatype: 'ufloat', depends: [{ type: 'tproxy' }] },
       max_flows: { widget: 'Value', datatype: 'uinteger', depends: [{ type: 'tproxy' }] },
       server: { widget: 'DynamicList', depends: [{ type: 'dns' }], required: true },
+      ca_bundle: { widget: 'Value', depends: [{ type: 'dns' }] },
       host: { widget: 'DynamicList', depends: [{ type: 'dns' }] },
       reject_address: { widget: 'DynamicList', datatype: 'ipaddr', depends: [{ type: 'dns' }] },
       timeout: { widget: 'Value', datatype: 'ufloat', depends: [{ type: 'dns' }] },
@@ -536,8 +542,15 @@ t.test('settings: depends show the type-specific options', async (t) => {
   for (const o of ['networks', 'udp_idle_timeout', 'udp_dns_idle_timeout', 'max_flows']) {
     t.equal(page.active(tp!, o), true, `tproxy: ${o}`)
     t.equal(page.active(dns!, o), false, `dns: no ${o}`)
+    // A mixed listener's SOCKS5 UDP ASSOCIATE has the idle timeout, none of the flow options.
+    t.equal(page.active(proxy, o), o === 'udp_idle_timeout', `mixed: ${o === 'udp_idle_timeout' ? '' : 'no '}${o}`)
   }
-  for (const o of ['server', 'host', 'reject_address', 'timeout', 'cache_size']) {
+  page.set(proxy, 'type', 'socks')
+  t.equal(page.active(proxy, 'udp_idle_timeout'), true, 'socks: udp_idle_timeout')
+  page.set(proxy, 'type', 'http')
+  t.equal(page.active(proxy, 'udp_idle_timeout'), false, 'http: no udp_idle_timeout (no UDP)')
+  page.set(proxy, 'type', 'mixed')
+  for (const o of ['server', 'host', 'reject_address', 'timeout', 'cache_size', 'ca_bundle']) {
     t.equal(page.active(dns!, o), true, `dns: ${o}`)
     t.equal(page.active(tp!, o), false, `tproxy: no ${o}`)
   }
@@ -886,6 +899,28 @@ const CASES: Case[] = [
     at: 'listener:5',
     set: { server: ['dns.example:53'] },
     daemon: false,
+  },
+  {
+    what: 'a DNS-over-TLS server given by name only',
+    at: 'listener:5',
+    set: { server: ['tls://dns.quad9.net'] },
+    daemon: false,
+  },
+  {
+    what: 'a DNS-over-TLS server with a name to verify',
+    at: 'listener:5',
+    set: { server: ['tls://dns.quad9.net@[2620:fe::fe]:853'] },
+    daemon: true,
+  },
+  { what: 'a relative CA bundle', at: 'listener:5', set: { ca_bundle: 'ca.pem' }, daemon: false },
+  { what: 'udp_idle_timeout on a mixed listener', at: 'listener:0', set: { udp_idle_timeout: '30' }, daemon: true },
+  {
+    what: 'udp_idle_timeout on an http listener',
+    at: 'listener:0',
+    set: { type: 'http', udp_idle_timeout: '30' },
+    daemon: false,
+    // The form hides the option for http and drops it on save.
+    luci: 'repairs',
   },
   { what: 'a static name line without a name', at: 'listener:5', set: { host: ['10.0.0.1'] }, daemon: false },
   {
@@ -1299,8 +1334,26 @@ const FUZZ: Fuzz[] = [
     at: 'listener:5',
     option: 'server',
     list: true,
-    seeds: ['1.1.1.1', '[2606:4700::1111]:53', '9.9.9.9:5353', '::1', 'dns.example:53', '[::1]:1'],
-    alphabet: '0123456789abcdef:.[]x',
+    seeds: [
+      '1.1.1.1',
+      '[2606:4700::1111]:53',
+      '9.9.9.9:5353',
+      '::1',
+      'dns.example:53',
+      '[::1]:1',
+      'tls://9.9.9.9',
+      'tls://dns.quad9.net@9.9.9.9:853',
+      'tls://a_b.@[2620:fe::fe]:853',
+      'tls://1.1.1.1@::1',
+    ],
+    alphabet: '0123456789abcdef:.[]x@/tls_-',
+  },
+  {
+    kind: 'path',
+    at: 'listener:5',
+    option: 'ca_bundle',
+    seeds: ['/etc/ssl/certs/ca-certificates.crt', '/a', '/etc/ugate/ca bundle.pem'],
+    alphabet: '/.abc \t',
   },
   {
     kind: 'hostline',
@@ -1499,6 +1552,7 @@ const UG_CHECK: Record<string, (ug: Ug, v: string) => true | string> = {
   'listener:4.udp_dns_idle_timeout': (ug, v) => ug.checkSeconds(v, 'udp_dns_idle_timeout'),
   'listener:4.max_flows': (ug, v) => ug.checkInteger(v, 1, 1000000),
   'listener:5.server': (ug, v) => ug.checkDnsServer(v),
+  'listener:5.ca_bundle': (ug, v) => ug.checkFilePath(v),
   'listener:5.host': (ug, v) => ug.checkHostLine(v),
   'listener:5.reject_address': (ug, v) => ug.checkIp(v),
   'listener:5.timeout': (ug, v) => ug.checkSeconds(v, 'timeout'),

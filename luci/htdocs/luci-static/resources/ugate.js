@@ -603,8 +603,29 @@ function checkCapturePort(v) {
 }
 
 /* A dns listener's upstream resolver (config.ts dnsServers): "IP", "IP:PORT" or "[IPv6]:PORT". */
+/* config.ts dnsServer: "IP", "IP:PORT", "[IPv6]:PORT", or DNS over TLS "tls://[NAME@]" before one of them. */
 function checkDnsServer(v) {
-	return ipFamily(v) ? true : checkEndpoint(v, false, true);
+	const tls = v.indexOf('tls://') === 0;
+	let address = tls ? v.substring(6) : v;
+	const at = address.indexOf('@');
+
+	if (tls && at >= 0) {
+		const name = address.substring(0, at).replace(/\.$/, '');
+
+		if (!ipFamily(name) && !isLabels(name)) return _('"%s" is not a host name').format(name);
+
+		address = address.substring(at + 1);
+	}
+
+	return ipFamily(address) ? true : checkEndpoint(address, false, true);
+}
+
+/* config.ts filePath: an absolute path (a dns listener's ca_bundle). */
+function checkFilePath(v) {
+	if (v.charAt(0) !== '/' || v.length > 4095 || CONTROL_RE.test(v))
+		return _('Expecting: %s').format(_('an absolute file path'));
+
+	return true;
 }
 
 /* An IP address (config.ts ipList: a dns listener's reject_address). */

@@ -412,20 +412,28 @@ return view.extend({
 		o.validate = validator(ug.checkTproxyNetwork);
 
 		const listenerSeconds = [
-			['udp_idle_timeout', _('UDP idle timeout'), _('Seconds without traffic before a UDP flow ends.'), '60', 'tproxy'],
+			[
+				'udp_idle_timeout',
+				_('UDP idle timeout'),
+				_('Seconds without traffic before a UDP flow (tproxy) or a SOCKS5 UDP association (socks, mixed) ends.'),
+				'60',
+				['tproxy', 'socks', 'mixed']
+			],
 			[
 				'udp_dns_idle_timeout',
 				_('UDP idle timeout, port 53'),
 				_('Seconds without traffic before a flow to port 53 ends.'),
 				'10',
-				'tproxy'
+				['tproxy']
 			],
-			['timeout', _('Query timeout'), _('Seconds to wait for an upstream resolver.'), '2', 'dns']
+			['timeout', _('Query timeout'), _('Seconds to wait for an upstream resolver.'), '2', ['dns']]
 		];
 
 		listenerSeconds.forEach(function (d) {
 			o = s.option(form.Value, d[0], d[1], d[2]);
-			o.depends('type', d[4]);
+			d[4].forEach(function (type) {
+				o.depends('type', type);
+			});
 			o.datatype = 'ufloat';
 			o.placeholder = d[3];
 			o.modalonly = true;
@@ -440,13 +448,26 @@ return view.extend({
 			form.DynamicList,
 			'server',
 			_('Upstream resolvers'),
-			_('IP, IP:PORT or [IPv6]:PORT (port 53 when not given).')
+			_(
+				'IP, IP:PORT or [IPv6]:PORT (port 53 when not given); DNS over TLS: tls://NAME@IP or tls://IP, with :PORT (853 when not given). NAME (or else the IP) must be in the server certificate.'
+			)
 		);
 		o.depends('type', 'dns');
 		o.rmempty = false;
 		o.modalonly = true;
 		o.placeholder = '1.1.1.1';
 		o.validate = validator(ug.checkDnsServer);
+
+		o = s.option(
+			form.Value,
+			'ca_bundle',
+			_('CA bundle'),
+			_("PEM file of the CAs that tls:// resolvers' certificates must chain to (TLS 1.3 only).")
+		);
+		o.depends('type', 'dns');
+		o.modalonly = true;
+		o.placeholder = '/etc/ssl/certs/ca-certificates.crt';
+		o.validate = validator(ug.checkFilePath);
 
 		o = s.option(form.DynamicList, 'host', _('Static names'), _('"ADDRESS NAME..." lines, as in /etc/hosts.'));
 		o.depends('type', 'dns');
