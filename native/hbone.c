@@ -500,9 +500,14 @@ static const struct h2_events events = {
 
 // ---- connections -------------------------------------------------------------------------
 static void conn_free(hb_conn *c) {
-  hb_report *r = report_new(HB_CLOSED, c, NULL, 0);
+  // Why the transport failed (a refused handshake, an alert), for the log.
+  const char *why = c->t ? c->sec->error(c->t) : NULL;
+  size_t wl = why ? strlen(why) : 0;
+  hb_report *r = report_new(HB_CLOSED, c, NULL, wl + 1);
   if (r) {
     r->reason = c->closing ? c->closing : "closed";
+    if (wl) memcpy(r->text, why, wl);
+    r->error = r->text;
     r->up = c->to_tunnel;
     r->down = c->to_socket;
     r->status = (int)c->streams_total;

@@ -64,6 +64,7 @@ struct hb_report {
   uint64_t up, down;   // HB_DONE, HB_CLOSED: bytes socket → tunnel, tunnel → socket
   const char *reason;  // HB_OPENED/HB_DONE: "eof", "reset", "peer-reset", "tunnel-closed", ...
   int err;             // errno of a socket failure, else 0
+  const char *error;   // HB_CLOSED: why the transport failed (a TLS refusal...), "" if it did not
   // HB_REQUEST: the request's fields, NUL-terminated, in `text` (freed with the report).
   const char *authority, *baggage, *forwarded, *traceparent, *peer_id, *peer_node;
   char peer_addr[64];  // the mesh connection's remote IP:PORT

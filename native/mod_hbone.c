@@ -130,7 +130,7 @@ static void complete(JSContext *ctx, ug_job *job) {
     } else {
       set_num(ctx, o, "status", r->status);
       set_str(ctx, o, "reason", r->reason);
-      set_str(ctx, o, "error", r->err ? ug_errno_name(r->err, spare) : "");
+      set_str(ctx, o, "error", r->err ? ug_errno_name(r->err, spare) : r->error ? r->error : "");
       set_num(ctx, o, "toTunnel", (double)r->up);
       set_num(ctx, o, "toSocket", (double)r->down);
     }

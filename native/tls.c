@@ -206,7 +206,11 @@ static int setup_conf(tls_config *c) {
   mbedtls_ssl_conf_sig_algs(conf, sig_algs);
   mbedtls_ssl_conf_rng(conf, mbedtls_psa_get_random, MBEDTLS_PSA_RANDOM_STATE);
   // Both ends prove who they are; the configured roots are the only anchors.
-  mbedtls_ssl_conf_authmode(conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+  // The server checks the client's certificate itself once the handshake is
+  // done (tls_handshake): mbedTLS 3.6 sends an alert about it still under the
+  // handshake keys, which the client, past its Finished, cannot decrypt.
+  mbedtls_ssl_conf_authmode(conf,
+                            c->server ? MBEDTLS_SSL_VERIFY_OPTIONAL : MBEDTLS_SSL_VERIFY_REQUIRED);
   mbedtls_ssl_conf_ca_chain(conf, &c->roots, NULL);
   if ((ret = mbedtls_ssl_conf_own_cert(conf, &c->chain, &c->key))) return ret;
   return mbedtls_ssl_conf_alpn_protocols(conf, alpn);
@@ -442,6 +446,36 @@ static const char *alert_name(unsigned a) {
   }
 }
 
+// Why the peer's certificate (verification flags v) was refused, into t->err.
+static void refused_cert(tls_conn *t, uint32_t v) {
+  if (v & MBEDTLS_X509_BADCERT_EXPIRED)
+    snprintf(t->err, TLS_ERR_MAX, "peer certificate expired");
+  else if (v & MBEDTLS_X509_BADCERT_FUTURE)
+    snprintf(t->err, TLS_ERR_MAX, "peer certificate not yet valid");
+  else if (v & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+    snprintf(t->err, TLS_ERR_MAX, "peer certificate not signed by the configured roots");
+  else if (t->id_err[0])
+    memcpy(t->err, t->id_err, sizeof t->err);
+  else {
+    char why[UG_ID_ERR_MAX];
+    ug_id_verify_text(v, why);
+    snprintf(t->err, TLS_ERR_MAX, "peer certificate refused: %s", why);
+  }
+}
+
+// The alert for a refused client certificate: RFC 8446's for a missing one,
+// else the one mbedTLS would pick for the flags.
+static unsigned char cert_alert(bool missing, uint32_t v) {
+  if (missing) return MBEDTLS_SSL_ALERT_MSG_CERT_REQUIRED;
+  if (v & MBEDTLS_X509_BADCERT_OTHER) return MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED;
+  if (v & (MBEDTLS_X509_BADCERT_KEY_USAGE | MBEDTLS_X509_BADCERT_EXT_KEY_USAGE |
+           MBEDTLS_X509_BADCERT_BAD_PK | MBEDTLS_X509_BADCERT_BAD_KEY))
+    return MBEDTLS_SSL_ALERT_MSG_UNSUPPORTED_CERT;
+  if (v & MBEDTLS_X509_BADCERT_EXPIRED) return MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED;
+  if (v & MBEDTLS_X509_BADCERT_NOT_TRUSTED) return MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA;
+  return MBEDTLS_SSL_ALERT_MSG_CERT_UNKNOWN;
+}
+
 // TLS_FAILED, with why in t->err (the first reason stays).
 static int failed(tls_conn *t, int ret) {
   if (t->err[0]) return TLS_FAILED;
@@ -460,19 +494,7 @@ static int failed(tls_conn *t, int ret) {
       snprintf(t->err, TLS_ERR_MAX, "no TLS 1.3 cipher suite, group or signature in common");
       break;
     case MBEDTLS_ERR_X509_CERT_VERIFY_FAILED:
-      if (v & MBEDTLS_X509_BADCERT_EXPIRED)
-        snprintf(t->err, TLS_ERR_MAX, "peer certificate expired");
-      else if (v & MBEDTLS_X509_BADCERT_FUTURE)
-        snprintf(t->err, TLS_ERR_MAX, "peer certificate not yet valid");
-      else if (v & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
-        snprintf(t->err, TLS_ERR_MAX, "peer certificate not signed by the configured roots");
-      else if (t->id_err[0])
-        memcpy(t->err, t->id_err, sizeof t->err);
-      else {
-        char why[UG_ID_ERR_MAX];
-        ug_id_verify_text(v, why);
-        snprintf(t->err, TLS_ERR_MAX, "peer certificate refused: %s", why);
-      }
+      refused_cert(t, v);
       break;
     case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: {
       // The alert that ended it is still in the record buffer.
@@ -484,7 +506,11 @@ static int failed(tls_conn *t, int ret) {
       snprintf(t->err, TLS_ERR_MAX, "peer closed the connection during the handshake");
       break;
     default:
-      if (t->sock_errno)
+      // A peer that refuses our certificate may close before we read its alert.
+      if (!t->done && (t->sock_errno == EPIPE || t->sock_errno == ECONNRESET))
+        snprintf(t->err, TLS_ERR_MAX, "peer closed the connection during the handshake (%s)",
+                 strerror(t->sock_errno));
+      else if (t->sock_errno)
         snprintf(t->err, TLS_ERR_MAX, "socket error: %s", strerror(t->sock_errno));
       else
         snprintf(t->err, TLS_ERR_MAX, "TLS failed (mbedTLS error -0x%04x)", (unsigned)-ret);
@@ -503,6 +529,21 @@ int tls_handshake(tls_conn *t) {
   int ret = mbedtls_ssl_handshake(&t->ssl);
   if (want(ret)) return want(ret);
   if (ret) return failed(t, ret);
+  // Server: the client's certificate (see setup_conf); the alert now goes
+  // under the application keys, which the client reads with.
+  if (t->cfg->server) {
+    uint32_t v = mbedtls_ssl_get_verify_result(&t->ssl);
+    bool missing = !mbedtls_ssl_get_peer_cert(&t->ssl);
+    if (missing || v) {
+      mbedtls_ssl_send_alert_message(&t->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
+                                     cert_alert(missing, v));
+      if (missing)
+        snprintf(t->err, TLS_ERR_MAX, "peer sent no client certificate");
+      else
+        refused_cert(t, v);
+      return TLS_FAILED;
+    }
+  }
   // A peer that offered no ALPN at all is not refused by mbedTLS itself.
   const char *proto = mbedtls_ssl_get_alpn_protocol(&t->ssl);
   if (!proto || strcmp(proto, "h2")) {

@@ -82,6 +82,7 @@ export function onHboneBatch(ctx: GatewayContext): (batch: native.HboneEvent[]) 
             tunnel: ev.tunnel,
             peer: ev.peerAddr,
             reason: ev.reason,
+            ...(ev.error !== '' ? { error: ev.error } : {}),
             streams: ev.status,
             out: ev.toTunnel,
             in: ev.toSocket,

@@ -668,6 +668,7 @@ declare module 'ugate:native' {
     /** opened: the :status (0: no answer, see reason); closed: streams the tunnel carried. */
     status: number
     reason: string
+    /** done: the errno name of a socket failure; closed: why the TLS transport failed ('' = it did not). */
     error: string
     toTunnel: number
     toSocket: number
