@@ -236,6 +236,14 @@ static void stream_event(engine_handler *h, uint32_t events) {
       return;
     }
   }
+  // Closed both ways before the peer's half ended: the local side gave up (a
+  // reset client; a socket pair cannot pass an RST on). Nothing will read what
+  // the peer sends: reset the stream, as a reset socket would.
+  if ((events & EPOLLHUP) && !s->wr_shut) {
+    stream_fail(s, "reset", 0);
+    conn_flush(c);
+    return;
+  }
   // Out first: a write error ends the stream before reading matters.
   bool alive = true;
   if (s->out_len > s->out_off || (s->peer_end && !s->wr_shut)) alive = stream_pump_out(s);
