@@ -74,6 +74,7 @@ struct hb_conn {
   int nstreams;
   size_t retry_len;  // a write the transport asked to repeat with the same bytes
   double start_ms, active_ms, ping_ms, rtt_ms;
+  int ping_every_ms, ping_timeout_ms;  // client: this connection's PING timing
   uint64_t streams_total, to_tunnel, to_socket;
   char key[160], expect[160], peer_addr[64], peer_id[160];
 };
@@ -720,6 +721,8 @@ static hb_conn *pool_dial(const hb_open_args *a, const hb_security *sec, void *c
     return NULL;
   }
   snprintf(c->key, sizeof c->key, "%s", a->key);
+  c->ping_every_ms = a->ping_ms > 0 ? a->ping_ms : hb.ping_ms;
+  c->ping_timeout_ms = a->ping_timeout_ms > 0 ? a->ping_timeout_ms : hb.ping_timeout_ms;
   peer_text(&a->peer, c->peer_addr, sizeof c->peer_addr);
   if (a->mark) setsockopt(fd, SOL_SOCKET, SO_MARK, &a->mark, sizeof a->mark);
   c->state = C_CONNECTING;
@@ -896,10 +899,10 @@ static void on_tick(engine_owner *o, double now) {
     }
     if (c->server) continue;
     if (h2_ping_pending(c->h2)) {
-      if (now - c->ping_ms >= hb.ping_timeout_ms) conn_close(c, "ping-timeout");
+      if (now - c->ping_ms >= c->ping_timeout_ms) conn_close(c, "ping-timeout");
       continue;
     }
-    if (now - c->ping_ms >= hb.ping_ms) {
+    if (now - c->ping_ms >= c->ping_every_ms) {
       c->ping_ms = now;
       h2_ping(c->h2, (uint64_t)(now * 1000.0));
       conn_flush(c);

@@ -99,6 +99,9 @@ typedef struct {
   const char *baggage, *forwarded, *traceparent;  // NULL or "" = not sent
   int fd;                                         // the local socket bridged to the stream (taken)
   uint64_t tag;                                   // echoed in the reports
+  // A new connection's PING interval and the wait for its ACK (ms; 0 = the
+  // defaults of hbone_set_timing). Checked on the engine's tick (1 s).
+  int ping_ms, ping_timeout_ms;
 } hb_open_args;
 // Client: open a CONNECT stream on a pooled connection to args->peer (a new
 // connection when none has room: 100 streams each). Strings are copied.
@@ -108,9 +111,9 @@ void hbone_open(const hb_open_args *args, const hb_security *sec, void *cfg);
 // Close every mesh connection (their streams are reset); their reports follow.
 void hbone_close_all(void);
 
-// Timing, before use (tests shorten them): PING interval and the wait for its
-// ACK after which the connection is dead; idle: a connection without streams
-// this long is closed; handshake: TLS + SETTINGS must be done in this time.
+// Timing, before use (tests shorten them): the default PING interval and wait
+// for its ACK after which the connection is dead (hb_open_args may set both); idle: a connection
+// without streams this long is closed; handshake: TLS + SETTINGS must be done in this time.
 void hbone_set_timing(int ping_ms, int ping_timeout_ms, int idle_ms, int handshake_ms);
 
 // ---- monitoring -------------------------------------------------------------------

@@ -227,16 +227,24 @@ static JSValue js_hbone_open(UG_JS_PARAMS) {
   const char *s[7] = {0};  // key, addr, expect, authority, baggage, forwarded, traceparent
   static const char *keys[7] = {"key",     "addr",      "expect",     "authority",
                                 "baggage", "forwarded", "traceparent"};
-  int port = 0, mark = 0;
+  int port = 0, mark = 0, ping = 0, ping_timeout = 0;
   JSValue ret = JS_EXCEPTION;
   for (int i = 0; i < 7; i++)
     if (ug_opt_string(ctx, o, keys[i], &s[i]) < 0) goto out;
-  if (ug_opt_int(ctx, o, "port", &port) < 0 || ug_opt_int(ctx, o, "mark", &mark) < 0) goto out;
+  if (ug_opt_int(ctx, o, "port", &port) < 0 || ug_opt_int(ctx, o, "mark", &mark) < 0 ||
+      ug_opt_int(ctx, o, "pingMs", &ping) < 0 ||
+      ug_opt_int(ctx, o, "pingTimeoutMs", &ping_timeout) < 0)
+    goto out;
   if (!s[0] || !s[1] || !s[3]) {
     JS_ThrowTypeError(ctx, "hboneOpen: key, addr and authority are required");
     goto out;
   }
-  hb_open_args a = {.key = s[0], .expect = s[2], .authority = s[3], .mark = mark};
+  hb_open_args a = {.key = s[0],
+                    .expect = s[2],
+                    .authority = s[3],
+                    .mark = mark,
+                    .ping_ms = ping,
+                    .ping_timeout_ms = ping_timeout};
   a.baggage = s[4] ? s[4] : "";
   a.forwarded = s[5] ? s[5] : "";
   a.traceparent = s[6] ? s[6] : "";

@@ -124,6 +124,9 @@ export interface HboneUpstreamConfig {
   identity: string
   /** The trust domain the peer's id must be in; '' = the mesh's own. */
   trustDomain: string
+  /** A PING on each pooled connection this often; no ACK within pingTimeoutMs: the connection is dead. */
+  pingIntervalMs: number
+  pingTimeoutMs: number
 }
 
 /** Transparent capture with nftables (see src/core/nft.ts). */
@@ -306,7 +309,8 @@ export const SECONDS: Record<
   | 'dnsTimeout'
   | 'udpIdleTimeout'
   | 'pairTimeout'
-  | 'retry',
+  | 'retry'
+  | 'ping',
   SecondsRange
 > = {
   // The upper bounds keep milliseconds within a signed 32-bit timer value.
@@ -319,6 +323,8 @@ export const SECONDS: Record<
   udpIdleTimeout: { min: 0.001, max: 86400 },
   pairTimeout: { min: 0.001, max: 60 },
   retry: { min: 0.01, max: 3600 },
+  // HBONE PINGs go out on the relay's 1 s tick: shorter values mean "every tick".
+  ping: { min: 0.1, max: 3600 },
 }
 
 export function inSecondsRange(v: unknown, range: SecondsRange): v is number {
@@ -461,7 +467,7 @@ function upstreams(value: unknown): UpstreamConfig[] {
 const HBONE_PORT = 15008
 
 function hboneUpstream(obj: Record<string, unknown>, path: string): HboneUpstreamConfig {
-  checkKeys(obj, path, ['name', 'type', 'server', 'identity', 'trustDomain'])
+  checkKeys(obj, path, ['name', 'type', 'server', 'identity', 'trustDomain', 'pingInterval', 'pingTimeout'])
   const text = required(obj, 'server', path)
   // A bare IP means the HBONE port.
   const withPort = typeof text === 'string' && isIpLiteral(text.replace(/^\[|\]$/g, '')) ? hostPort(text) : text
@@ -476,7 +482,16 @@ function hboneUpstream(obj: Record<string, unknown>, path: string): HboneUpstrea
   const td = tdValue as string
   if (identity !== '' && td !== '' && !identity.startsWith(`spiffe://${td}/`))
     throw new ConfigError(`${path}.identity`, `${show(identity)} is not in trustDomain ${show(td)}`)
-  return { name: name(required(obj, 'name', path), `${path}.name`), type: 'hbone', server, identity, trustDomain: td }
+  return {
+    name: name(required(obj, 'name', path), `${path}.name`),
+    type: 'hbone',
+    server,
+    identity,
+    trustDomain: td,
+    // ztunnel's: a PING every 10 s, dead after 20 s without its ACK.
+    pingIntervalMs: ms(given(obj.pingInterval, 10), `${path}.pingInterval`, SECONDS.ping),
+    pingTimeoutMs: ms(given(obj.pingTimeout, 20), `${path}.pingTimeout`, SECONDS.ping),
+  }
 }
 
 function hostPort(ip: string): string {

@@ -114,6 +114,8 @@ const UCI_NAME: Record<string, string> = {
   relayId: 'relay_id',
   maxPool: 'max_pool',
   retryMax: 'retry_max',
+  pingInterval: 'ping_interval',
+  pingTimeout: 'ping_timeout',
   identityDir: 'identity_dir',
   certChain: 'cert_chain',
   rootCert: 'root_cert',
@@ -232,14 +234,19 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
   root.upstreams = uciSectionsOfType(pkg, 'upstream').map((s, i) => {
     origins.push({ jsonPath: `upstreams[${i}]`, section: s, ref: uciSectionRef(pkg, s) })
     const r = reader(s)
-    r.only(['name', 'type', 'server', 'port', 'username', 'password'])
+    r.only(['name', 'type', 'server', 'port', 'username', 'password', 'ping_interval', 'ping_timeout'])
     const server = r.str('server')
     const port = r.str('port')
     if (server === undefined || port === undefined)
       throw new ConfigError(`${at(s)}.${server === undefined ? 'server' : 'port'}`, 'missing')
     const u: Obj = { name: r.str('name') ?? s.name ?? `upstream${i + 1}`, type: r.str('type') }
     u.server = `${server.includes(':') ? `[${server}]` : server}:${port}`
-    assign(u, { username: r.str('username'), password: r.str('password') })
+    assign(u, {
+      username: r.str('username'),
+      password: r.str('password'),
+      pingInterval: r.num('ping_interval'),
+      pingTimeout: r.num('ping_timeout'),
+    })
     return u
   })
 

@@ -647,6 +647,9 @@ declare module 'ugate:native' {
     baggage: string
     forwarded: string
     traceparent: string
+    /** A new connection's PING interval and the wait for its ACK (ms; absent or 0: 10 s and 20 s). */
+    pingMs?: number
+    pingTimeoutMs?: number
   }
   /** Open a CONNECT stream; returns [tag, fd]: fd is the stream's local end (a socket pair). */
   export function hboneOpen(opts: HboneOpenOptions, tls: TlsHandle): [number, number]

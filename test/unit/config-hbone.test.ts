@@ -1,9 +1,10 @@
-// The hbone listener and the hbone upstream in the config: defaults, and
-// every bad value named with its path.
+// The hbone listener and the hbone upstream in the config (JSON and uci):
+// defaults, and every bad value named with its path.
 
 import t from 'tap'
 import { validateConfig } from '../../src/core/config.js'
 import { ConfigError } from '../../src/core/errors.js'
+import { configFromUci } from '../../src/core/uci-config.js'
 
 const fwd = { name: 'f', type: 'forward', listen: '127.0.0.1:1000', target: '127.0.0.1:2000' }
 const up = (over: Record<string, unknown> = {}) => ({ name: 'peer', type: 'hbone', server: '10.0.0.2:15008', ...over })
@@ -25,9 +26,19 @@ t.test('hbone upstream', async (t) => {
   const c = validateConfig({ listeners: [fwd], upstreams: [up({ server: '10.0.0.2' })] })
   t.match(
     c.upstreams[0],
-    { name: 'peer', type: 'hbone', server: { host: '10.0.0.2', port: 15008 }, identity: '', trustDomain: '' },
-    'a bare IP: the HBONE port',
+    {
+      name: 'peer',
+      type: 'hbone',
+      server: { host: '10.0.0.2', port: 15008 },
+      identity: '',
+      trustDomain: '',
+      pingIntervalMs: 10_000,
+      pingTimeoutMs: 20_000,
+    },
+    "a bare IP: the HBONE port; ztunnel's PING timing",
   )
+  const ping = validateConfig({ listeners: [fwd], upstreams: [up({ pingInterval: 0.5, pingTimeout: 1 })] })
+  t.match(ping.upstreams[0], { pingIntervalMs: 500, pingTimeoutMs: 1000 }, 'pingInterval, pingTimeout in seconds')
   const v6 = validateConfig({
     listeners: [fwd],
     upstreams: [up({ server: 'fd00::2', identity: 'spiffe://td/ns/a/sa/b', trustDomain: 'td' })],
@@ -53,8 +64,12 @@ t.test('hbone upstream', async (t) => {
     [
       up({ username: 'u' }),
       'upstreams[0].username',
-      'unknown key (expected one of: name, type, server, identity, trustDomain)',
+      'unknown key (expected one of: name, type, server, identity, trustDomain, pingInterval, pingTimeout)',
     ],
+    [up({ pingInterval: 0 }), 'upstreams[0].pingInterval', '0 is not a number of seconds from 0.1 to 3600'],
+    [up({ pingInterval: '5' }), 'upstreams[0].pingInterval', '"5" is not a number of seconds from 0.1 to 3600'],
+    [up({ pingTimeout: 7200 }), 'upstreams[0].pingTimeout', '7200 is not a number of seconds from 0.1 to 3600'],
+    [up({ pingTimeout: -1 }), 'upstreams[0].pingTimeout', '-1 is not a number of seconds from 0.1 to 3600'],
   ]
   for (const [u, path, detail] of bad)
     t.throws(() => validateConfig({ listeners: [fwd], upstreams: [u] }), new ConfigError(path, detail), path)
@@ -62,4 +77,29 @@ t.test('hbone upstream', async (t) => {
     () => validateConfig({ listeners: [fwd], upstreams: [{ name: 'x', type: 'quic', server: '1.2.3.4:1' }] }),
     new ConfigError('upstreams[0].type', '"quic" is not "socks5", "http" or "hbone"'),
   )
+})
+
+t.test('hbone upstream from uci: ping_interval, ping_timeout', async (t) => {
+  const text = `
+config listener 'f'
+	option type 'forward'
+	option address '127.0.0.1'
+	option port '1000'
+	option target '127.0.0.1:2000'
+
+config upstream 'gw'
+	option type 'hbone'
+	option server '10.0.0.2'
+	option port '15008'
+	option ping_interval '2.5'
+	option ping_timeout '5'
+`
+  const c = configFromUci(text, '/etc/config/ugate')
+  t.match(c.upstreams[0], { name: 'gw', type: 'hbone', pingIntervalMs: 2500, pingTimeoutMs: 5000 })
+  t.throws(() => configFromUci(text.replace("'5'", "'0'"), '/etc/config/ugate'), {
+    message: '/etc/config/ugate:8: gw.ping_timeout: 0 is not a number of seconds from 0.1 to 3600',
+  })
+  t.throws(() => configFromUci(text.replace("'2.5'", "'soon'"), '/etc/config/ugate'), {
+    message: '/etc/config/ugate:8: gw.ping_interval: "soon" is not a number',
+  })
 })
