@@ -2,10 +2,10 @@
 // HBONE TLS (native/tls.c on mbedTLS), both roles. As clients of ugate's
 // hbone listener: TLS 1.2 only (protocol_version), no client certificate
 // (certificate_required), a certificate of another trust domain
-// (access_denied), an expired certificate (certificate_expired), ALPN
-// http/1.1 (no_application_protocol) → each refused with that alert, as
-// openssl reads it, and a `hbone-closed … error=…` line in ugate naming the
-// reason. As servers for ugate's hbone upstream: TLS 1.2 only, ALPN
+// (access_denied), an expired certificate (certificate_expired), one of
+// another CA (unknown_ca), ALPN http/1.1 (no_application_protocol) → each
+// refused with that alert, as openssl reads it, and a `hbone-closed …
+// error=…` line in ugate naming the reason. As servers for ugate's hbone upstream: TLS 1.2 only, ALPN
 // http/1.1, no ALPN, a certificate of another trust domain, an expired
 // certificate → ugate refuses the handshake, the SOCKS client proxied
 // through it gets a failure reply, and ugate logs why. Each refusal has a
@@ -33,6 +33,7 @@ t.test('openssl clients of the hbone listener', async (t) => {
   const cli = issueIdentity(t, ugId, TD, 'client')
   const other = issueIdentity(t, ugId, 'other.test', 'stranger')
   const expired = issueIdentity(t, ugId, TD, 'old', { expired: true })
+  const stranger = makeIdentity(t, TD, 'stranger') // its own CA
   const ug = await startConfig(t, proxyConfig([listener('mesh', 'hbone')], meshConfig(ugId, TD)))
   const port = ug.port('mesh')
   let closed = 0
@@ -79,6 +80,14 @@ t.test('openssl clients of the hbone listener', async (t) => {
     output: old.r.output,
   })
   t.match(old.line, { reason: 'handshake-error', error: 'peer certificate expired' }, 'ugate logs why')
+
+  const ca = await refused({ id: stranger, root: ugId.root, alpn: 'h2' })
+  t.match(ca.r.output, /alert unknown ca/, 'a certificate of another CA: unknown_ca alert', { output: ca.r.output })
+  t.match(
+    ca.line,
+    { reason: 'handshake-error', error: 'peer certificate not signed by the configured roots' },
+    'ugate logs why',
+  )
 
   const h11 = await refused({ id: cli, alpn: 'http/1.1' })
   t.equal(h11.r.alpn, undefined, 'ALPN http/1.1: none negotiated')
