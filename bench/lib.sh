@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# Shared helpers of the bench scripts (bench/relay.sh, bench/run.sh): processes
-# started in their own process group and always stopped on exit, free ports,
-# readiness by event, CPU and memory of a process. Sourced, never run; expects
+# Shared helpers of the bench scripts (bench/relay.sh, bench/run.sh, ...):
+# processes started in their own process group and always stopped on exit,
+# free ports, readiness by event, CPU and memory of a process, a client —
+# gateway — server trio of network namespaces. Sourced, never run; expects
 # bash with `set -euo pipefail`. Builds on openwrt/lib.sh (say, die, need,
 # apt_install; ROOT).
 # shellcheck source=openwrt/lib.sh
@@ -119,6 +120,27 @@ machine() {  # one line: CPUs, model, kernel
   echo "$(nproc) CPUs, ${m:-$(uname -m)}, kernel $(uname -r)"
 }
 
+# ---------------------------------------------------------------- namespaces
+# netns_trio CLI GW_LAN GW_WAN SRV : network namespaces $NS-cli — $NS-gw —
+# $NS-srv (veths c0—g1 and g2—s0, /24s, IPv4), the gw routing between them,
+# each end's default route through it; removed on exit. The caller sets NS.
+nsx() { local ns=$1; shift; ip netns exec "$NS-$ns" "$@"; }
+netns_trio() {
+  local n d x
+  CLEANUP+=("ip netns del $NS-cli 2>/dev/null" "ip netns del $NS-gw 2>/dev/null" "ip netns del $NS-srv 2>/dev/null")
+  for n in cli gw srv; do ip netns add "$NS-$n"; nsx "$n" ip link set lo up; done
+  ip link add c0 netns "$NS-cli" type veth peer name g1 netns "$NS-gw"
+  ip link add g2 netns "$NS-gw" type veth peer name s0 netns "$NS-srv"
+  nsx cli ip addr add "$1/24" dev c0
+  nsx gw ip addr add "$2/24" dev g1
+  nsx gw ip addr add "$3/24" dev g2
+  nsx srv ip addr add "$4/24" dev s0
+  for x in "cli c0" "gw g1" "gw g2" "srv s0"; do read -r n d <<<"$x"; nsx "$n" ip link set "$d" up; done
+  nsx cli ip route add default via "$2"
+  nsx srv ip route add default via "$3"
+  nsx gw sysctl -qw net.ipv4.ip_forward=1
+}
+
 # ---------------------------------------------------------------- peers
 NGX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so
 nginx_conf() {  # FILE NAME BODY : an nginx config running in the foreground from $TMP/NAME
@@ -160,6 +182,19 @@ ugate_conf() {  # FILE LISTENER-JSON: limits out of the way, no shutdown grace
   "listeners": [ $2 ] }
 EOF
 }
+
+# ---------------------------------------------------------------- reports
+# Over $RESULTS, rows "round key peer metric value" (tab-separated; key: a
+# size, a stream count, a kind of run).
+med() {  # KEY PEER METRIC: the median over the rounds ("" when none)
+  awk -F'\t' -v k="$1" -v p="$2" -v m="$3" '$2 == k && $3 == p && $4 == m { v[++n] = $5 }
+    END { if (!n) { print ""; exit } for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+      print (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }' "$RESULTS"
+}
+rounds_of() {  # KEY PEER METRIC FORMAT: every round's value, comma-separated
+  awk -F'\t' -v k="$1" -v p="$2" -v m="$3" -v f="$4" '$2 == k && $3 == p && $4 == m { o = o (o == "" ? "" : ", ") sprintf(f, $5) } END { print o }' "$RESULTS"
+}
+fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "") print "–"; else printf f, v }'; }  # VALUE FORMAT ("–" when none)
 
 # ---------------------------------------------------------------- docs
 # write_section DOC BEGIN_MARK END_MARK REPORT: replace what lies between the

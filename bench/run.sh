@@ -22,11 +22,16 @@
 #   snirelay     relay over SNI vs direct vs limit_relay: throughput, relay CPU
 #                per GB, connection setup time (bench/sni-relay.sh; its table
 #                goes into the report as printed)
+#   hbone        HBONE tunnels in network namespaces (bench/hbone.sh): iperf3
+#                through one tunnel ugate → ugate vs direct vs ugate → the
+#                Node ztunnel-like peer, CPU per GB of each side, new streams/s
+#                on a warm tunnel, TLS + HTTP/2 handshakes/s (its report goes
+#                into this one as printed)
 # Then it rewrites the generated section of docs/performance.md and the charts
 # in docs/img/ (gnuplot). Installs the peers it needs (Debian packages) first.
 #
 # Environment (defaults; BENCH_QUICK=1 makes every size small, ~2 min):
-#   BENCH_SECTIONS="relay conn socks transparent udp memory footprint"
+#   BENCH_SECTIONS="relay conn socks transparent udp memory footprint snirelay hbone"
 #   BENCH_ROUNDS=3          rounds of every section (relay.sh: 2)
 #   BENCH_SECONDS=10        seconds per timed run (conn, transparent, relay)
 #   BENCH_CONNS=50          concurrent connections of the conn load (wrk -c)
@@ -46,7 +51,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [[ $# -eq 0 ]] || bad_arg "$1"
 
 QUICK=${BENCH_QUICK:-0}
-ALL_SECTIONS="relay conn socks transparent udp memory footprint snirelay"
+ALL_SECTIONS="relay conn socks transparent udp memory footprint snirelay hbone"
 if [[ $QUICK == 1 ]]; then
   : "${BENCH_ROUNDS:=2}" "${BENCH_SECONDS:=2}" "${BENCH_SOCKS_MIB:=128}" "${BENCH_HOLD:=200}" "${BENCH_STARTS:=3}" "${BENCH_FLOWS:=1000}"
 fi
@@ -67,7 +72,7 @@ done
 for s in $SECTIONS; do [[ " $ALL_SECTIONS " == *" $s "* ]] || die "BENCH_SECTIONS: unknown section '$s' (known: $ALL_SECTIONS)"; done
 has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 [[ -x $UGATE_BIN ]] || die "$UGATE_BIN not found: run make (or ./build.sh) first"
-for s in transparent udp; do
+for s in transparent udp hbone; do
   has $s && [[ $(id -u) != 0 ]] && die "the $s section needs root (network namespaces, nftables); run as root or leave it out of BENCH_SECTIONS"
 done
 
@@ -177,6 +182,13 @@ section_snirelay() {
     "$ROOT/bench/sni-relay.sh" >"$TMP/snirelay.out" || { cat "$TMP/snirelay.out" >&2; die "bench/sni-relay.sh failed"; }
 }
 
+# ---------------------------------------------------------------- hbone
+section_hbone() {
+  mkdir -p "$TMP/hbone"
+  BENCH_SECONDS=$SECONDS_RUN BENCH_ROUNDS=$ROUNDS BENCH_DOC=- BENCH_OUT=$TMP/hbone UGATE_BIN=$UGATE_BIN \
+    "$ROOT/bench/hbone.sh" >"$TMP/hbone.out" || { cat "$TMP/hbone.out" >&2; die "bench/hbone.sh failed"; }
+}
+
 # ---------------------------------------------------------------- conn
 wrk_us() {  # wrk latency (1.23ms, 456.78us, 1.2s) → µs
   awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
@@ -237,20 +249,8 @@ section_socks() { rotate socks socks_run ugate-mixed microsocks dante; }
 # cli (10.201.1.2) — gw (10.201.1.1 | 10.201.2.1) — srv (10.201.2.2); the gw
 # routes, and REDIRECTs the client's port 5201 to the relay running in it.
 NS=ubench$$
-nsx() { local ns=$1; shift; ip netns exec "$NS-$ns" "$@"; }
 netns_up() {
-  CLEANUP+=("ip netns del $NS-cli 2>/dev/null" "ip netns del $NS-gw 2>/dev/null" "ip netns del $NS-srv 2>/dev/null")
-  local n
-  for n in cli gw srv; do ip netns add "$NS-$n"; nsx "$n" ip link set lo up; done
-  ip link add c0 netns "$NS-cli" type veth peer name g1 netns "$NS-gw"
-  ip link add g2 netns "$NS-gw" type veth peer name s0 netns "$NS-srv"
-  nsx cli ip addr add 10.201.1.2/24 dev c0; nsx cli ip link set c0 up
-  nsx gw ip addr add 10.201.1.1/24 dev g1; nsx gw ip link set g1 up
-  nsx gw ip addr add 10.201.2.1/24 dev g2; nsx gw ip link set g2 up
-  nsx srv ip addr add 10.201.2.2/24 dev s0; nsx srv ip link set s0 up
-  nsx cli ip route add default via 10.201.1.1
-  nsx srv ip route add default via 10.201.2.1
-  nsx gw sysctl -qw net.ipv4.ip_forward=1
+  netns_trio 10.201.1.2 10.201.1.1 10.201.2.1 10.201.2.2
   nsx gw nft -f - <<'EOF'
 table ip ubench {
   chain pre { type nat hook prerouting priority dstnat; }
@@ -411,6 +411,10 @@ REPORT=$TMP/report.md
     printf '\n### Relay over SNI (bench/sni-relay.sh)\n\n```\n'
     cat "$TMP/snirelay.out"
     printf '```\n'
+  fi
+  if [[ -f $TMP/hbone/report.md ]]; then
+    printf '\n### HBONE tunnels (bench/hbone.sh)\n\n'
+    cat "$TMP/hbone/report.md"
   fi
 } >"$REPORT"
 for dat in "$TMP"/charts/*.dat; do

@@ -60,19 +60,7 @@ need ip iproute2
 # benchmark ranges: outside ugate's default bypass, unlike 10/8).
 NS=uudp$$
 CLI=198.18.11.2 GW_LAN=198.18.11.1 GW_WAN=198.19.12.1 SRV=198.19.12.2
-nsx() { local ns=$1; shift; ip netns exec "$NS-$ns" "$@"; }
-CLEANUP+=("ip netns del $NS-cli 2>/dev/null" "ip netns del $NS-gw 2>/dev/null" "ip netns del $NS-srv 2>/dev/null")
-for n in cli gw srv; do ip netns add "$NS-$n"; nsx "$n" ip link set lo up; done
-ip link add c0 netns "$NS-cli" type veth peer name g1 netns "$NS-gw"
-ip link add g2 netns "$NS-gw" type veth peer name s0 netns "$NS-srv"
-nsx cli ip addr add "$CLI/24" dev c0
-nsx gw ip addr add "$GW_LAN/24" dev g1
-nsx gw ip addr add "$GW_WAN/24" dev g2
-nsx srv ip addr add "$SRV/24" dev s0
-for x in "cli c0" "gw g1" "gw g2" "srv s0"; do read -r n d <<<"$x"; nsx "$n" ip link set "$d" up; done
-nsx cli ip route add default via "$GW_LAN"
-nsx srv ip route add default via "$GW_WAN"
-nsx gw sysctl -qw net.ipv4.ip_forward=1
+netns_trio "$CLI" "$GW_LAN" "$GW_WAN" "$SRV"
 
 start_bg "$TMP/iperf3-srv.log" ip netns exec "$NS-srv" iperf3 -s -B "$SRV" -p 5201
 SRV_PID=$BG_PID
@@ -216,16 +204,7 @@ ELAPSED=$(($(date +%s) - STARTED))
 
 # ---------------------------------------------------------------- report
 REPORT=$TMP/report.md
-med() {  # SIZE PEER METRIC: the median over the rounds
-  awk -F'\t' -v s="$1" -v p="$2" -v m="$3" '$2 == s && $3 == p && $4 == m { v[++n] = $5 }
-    END { if (!n) { print ""; exit } for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-      print (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }' "$RESULTS"
-}
-rounds_of() {  # SIZE PEER METRIC FORMAT
-  awk -F'\t' -v s="$1" -v p="$2" -v m="$3" -v f="$4" '$2 == s && $3 == p && $4 == m { o = o (o == "" ? "" : ", ") sprintf(f, $5) } END { print o }' "$RESULTS"
-}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "–"; else printf "%.2f", a / b }'; }
-fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "") print "–"; else printf f, v }'; }
 {
   echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC') — $(machine); load average $LOAD0 before, $LOAD1 after;" \
     "$((ELAPSED / 60)) min $((ELAPSED % 60)) s; $BENCH_ROUNDS rounds of ${BENCH_SECONDS} s per peer and size;" \

@@ -23,6 +23,8 @@
 #            O/mbedtls/libmbedcrypto.a, libmbedx509.a and libmbedtls.a with
 #            native/mbedtls-config.h
 #   AR       the archiver for that library (llvm-ar for clang cross builds)
+#   OBJCOPY  when set, removes from BIN the sections -s keeps though nothing
+#            loads them (llvm-objcopy for clang cross builds; see UNLOADED)
 #   BUNDLE   the bytecode as C (default build/gen/bundle.c)
 #   JS       when set, this build's jsc writes BUNDLE from JS, run through EMU
 #            (qemu-user for a target of the other byte order); when unset,
@@ -39,6 +41,7 @@ NATIVE_SRCS := \
 	loop \
 	main \
 	mod_dns \
+	mod_dot \
 	mod_gate \
 	mod_hbone \
 	mod_identity \
@@ -61,7 +64,11 @@ NATIVE_SRCS := \
 	util
 
 # QuickJS-ng, from its source directory; no qjs/qjsc/libc: ugate has its own.
+# ugate only runs bytecode (jsc compiled it): its quickjs.o is built without
+# the parser and compiler (QJS_DISABLE_PARSER; eval and new Function throw
+# "eval is not supported"); jsc links the whole one, O/qjs/quickjs-parser.o.
 QJS_SRCS := dtoa libregexp libunicode quickjs
+QJS_NO_PARSER := -DQJS_DISABLE_PARSER
 
 # mbedTLS's crypto library: library/Makefile's OBJS_CRYPTO. Modules that
 # native/mbedtls-config.h leaves out compile to empty objects, so the config
@@ -96,7 +103,10 @@ QJS_WARN := -w
 
 PROFILE ?= release
 ifeq ($(PROFILE),release)
-OPT := -Os -DNDEBUG -ffunction-sections -fdata-sections
+# No unwind tables: C without exceptions, and nothing walks the stack of a
+# release build. x86-64 and aarch64 emit .eh_frame by default (150 and 104 KB
+# of their OpenWrt builds); arm and MIPS have none either way.
+OPT := -Os -DNDEBUG -ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables -fno-unwind-tables
 LINK := -static -s -Wl,--gc-sections
 else ifeq ($(PROFILE),asan)
 # UBSan on our code only: QuickJS-ng is not clean under it.
@@ -117,6 +127,10 @@ BIN ?= $(O)/ugate
 JSC ?= $(O)/jsc
 BUNDLE ?= build/gen/bundle.c
 LDLIBS ?= -lm -lpthread
+# Not loaded and not needed, yet kept by the linker's -s: clang's MIPS
+# procedure descriptors for debuggers (.pdr: 100 KB, 6% of a MIPS ugate),
+# an empty .mdebug.abi32, the compilers' .comment.
+UNLOADED := .pdr .mdebug.abi32 .comment
 
 # Our config header replaces mbedTLS's default one, for it and for us.
 MBEDTLS_CONFIG := -Inative -I$(MBEDTLS)/include -DMBEDTLS_CONFIG_FILE='"mbedtls-config.h"'
@@ -126,6 +140,7 @@ OUR_CFLAGS = $(CFLAGS) $(OPT) $(OUR_OPT) -I$(QJS) $(MBEDTLS_CONFIG) $(WARN)
 LINK_ARGS = $(CFLAGS) $(LINK) $(LDFLAGS)
 
 QJS_OBJS := $(QJS_SRCS:%=$(O)/qjs/%.o)
+JSC_QJS_OBJS := $(filter-out $(O)/qjs/quickjs.o,$(QJS_OBJS)) $(O)/qjs/quickjs-parser.o
 MBEDCRYPTO := $(O)/mbedtls/libmbedcrypto.a
 MBEDX509 := $(O)/mbedtls/libmbedx509.a
 MBEDSSL := $(O)/mbedtls/libmbedtls.a
@@ -138,7 +153,7 @@ NATIVE_OBJS := $(NATIVE_SRCS:%=$(O)/native/%.o) $(O)/native/bundle.o
 
 # Any change of compiler or flags makes every object stale: the stamp is
 # rewritten (and so newer than them) only when its text changes.
-FLAGS_TEXT := $(strip $(CC) | $(QJS_CFLAGS) | $(MBEDTLS_CFLAGS) | $(OUR_CFLAGS) | $(LINK_ARGS) | $(LDLIBS))
+FLAGS_TEXT := $(strip $(CC) | $(QJS_CFLAGS) | $(QJS_NO_PARSER) | $(MBEDTLS_CFLAGS) | $(OUR_CFLAGS) | $(LINK_ARGS) | $(LDLIBS) | $(OBJCOPY))
 ifneq ($(FLAGS_TEXT),$(strip $(shell cat $(O)/.flags 2>/dev/null)))
 $(shell mkdir -p $(O))
 $(file >$(O)/.flags,$(FLAGS_TEXT))
@@ -154,6 +169,14 @@ OUR_DEPS := $(COMMON_DEPS) $(wildcard native/*.h) $(wildcard $(MBEDTLS)/.debian-
 all: $(BIN)
 
 $(O)/qjs/%.o: $(QJS)/%.c $(COMMON_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(QJS_CFLAGS) -c $< -o $@
+
+$(O)/qjs/quickjs.o: $(QJS)/quickjs.c $(COMMON_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(QJS_CFLAGS) $(QJS_NO_PARSER) -c $< -o $@
+
+$(O)/qjs/quickjs-parser.o: $(QJS)/quickjs.c $(COMMON_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(QJS_CFLAGS) -c $< -o $@
 
@@ -188,6 +211,7 @@ $(O)/tools/jsc.o: native/tools/jsc.c $(OUR_DEPS)
 # Linked to a temporary name first: a test may be running the old one.
 $(BIN): $(NATIVE_OBJS) $(QJS_OBJS) $(MBEDLIBS)
 	$(CC) $(LINK_ARGS) -o $@.tmp $(NATIVE_OBJS) $(QJS_OBJS) $(MBEDLIBS) $(LDLIBS)
+	$(if $(OBJCOPY),$(OBJCOPY) $(UNLOADED:%=--remove-section=%) $@.tmp)
 	mv $@.tmp $@
 
 $(O)/tools/tls-test.o: test/native/tls-test.c $(OUR_DEPS)
@@ -197,8 +221,8 @@ $(O)/tools/tls-test.o: test/native/tls-test.c $(OUR_DEPS)
 $(O)/tls-test: $(O)/tools/tls-test.o $(O)/native/tls.o $(O)/native/identity.o $(MBEDLIBS)
 	$(CC) $(LINK_ARGS) -o $@ $^ $(LDLIBS)
 
-$(JSC): $(O)/tools/jsc.o $(QJS_OBJS)
-	$(CC) $(LINK_ARGS) -o $@.tmp $(O)/tools/jsc.o $(QJS_OBJS) $(LDLIBS)
+$(JSC): $(O)/tools/jsc.o $(JSC_QJS_OBJS)
+	$(CC) $(LINK_ARGS) -o $@.tmp $(O)/tools/jsc.o $(JSC_QJS_OBJS) $(LDLIBS)
 	mv $@.tmp $@
 
 ifneq ($(JS),)

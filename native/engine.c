@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +32,13 @@ double engine_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+bool engine_unix_aborted(int fd, uint32_t events, bool shut) {
+  if (!(events & EPOLLHUP) || shut) return false;
+  int domain = 0;  // asked only on a HUP: TCP shows one only after both FINs or with an error
+  socklen_t l = sizeof domain;
+  return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l) == 0 && domain == AF_UNIX;
 }
 
 static void kick(engine *e) {

@@ -55,6 +55,11 @@ void engine_post(engine *e, engine_job *j);
 // stop hooks and ends; returns after it ended, with e freed.
 void engine_stop(engine *e);
 double engine_now_ms(void);  // CLOCK_MONOTONIC_COARSE, in ms
+// A unix-domain stream socket cannot carry an RST: its peer closing it while
+// we have not shut our side toward it (`shut` false) is how an abort shows
+// (EPOLLHUP). The relay and the HBONE streams (socket pairs between them) pass
+// it on as a reset. True for such an event on such a socket.
+bool engine_unix_aborted(int fd, uint32_t events, bool shut);
 // The engine the relay runs on, NULL before relay_engine_start() (relay.h)
 // (hbone adds its owner and handlers there).
 engine *relay_engine(void);

@@ -1072,3 +1072,7 @@ void *h2_user(h2_conn *c, uint32_t id) {
 int h2_stream_count(const h2_conn *c) {
   return c->nst;
 }
+
+bool h2_peer_settings(const h2_conn *c) {
+  return c->got_settings;
+}

@@ -142,5 +142,7 @@ int h2_set_user(h2_conn *c, uint32_t id, void *user);
 void *h2_user(h2_conn *c, uint32_t id);
 // Streams open now (not yet closed both ways or reset).
 int h2_stream_count(const h2_conn *c);
+// The peer's first SETTINGS (after its preface, for a server) has arrived.
+bool h2_peer_settings(const h2_conn *c);
 
 #endif

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "h2.h"
@@ -61,12 +62,19 @@ struct hb_conn {
   int fd;
   int state;
   bool server;
-  bool goaway;          // no new streams (ours or the peer's GOAWAY)
-  bool full;            // client: the peer's stream limit was met
-  bool in_recv;         // inside h2_recv: closing waits for it to return
-  bool out_full;        // h2 output above OUT_HIGH
-  bool dead;            // closed: freed after this round (an event may still name it)
-  const char *closing;  // close once out of h2_recv, with this reason
+  bool goaway;           // no new streams (ours or the peer's GOAWAY)
+  bool full;             // client: the peer's stream limit was met
+  bool in_recv;          // inside h2_recv: closing waits for it to return
+  bool out_full;         // h2 output above OUT_HIGH
+  bool dead;             // closed: freed after this round (an event may still name it)
+  bool reverse_ok;       // server: the listener lets a client ask for a reverse tunnel
+  bool reverse;          // a reverse tunnel: HTTP/2 client iff TLS server
+  bool refused;          // reverse, dialing side: the peer refused it (GOAWAY REFUSED_STREAM)
+  bool held;             // reverse, accepting side: nothing sent until the embedder accepts it
+  bool rev_up;           // reverse, dialing side: HB_REVERSE reported
+  uint32_t goaway_code;  // what conn_close says in its GOAWAY
+  hb_ping ping;          // this connection's keep-alive; 0 = hb's
+  const char *closing;   // close once out of h2_recv, with this reason
   const hb_security *sec;
   void *cfg, *t;
   h2_conn *h2;
@@ -74,12 +82,11 @@ struct hb_conn {
   int nstreams;
   size_t retry_len;  // a write the transport asked to repeat with the same bytes
   double start_ms, active_ms, ping_ms, rtt_ms;
-  int ping_every_ms, ping_timeout_ms;  // client: this connection's PING timing
   uint64_t streams_total, to_tunnel, to_socket;
   char key[160], expect[160], peer_addr[64], peer_id[160];
 };
 
-enum { J_SERVE, J_ACCEPT, J_REFUSE, J_OPEN, J_CLOSE_ALL };
+enum { J_SERVE, J_ACCEPT, J_REFUSE, J_OPEN, J_CLOSE_ALL, J_REVERSE, J_CLOSE, J_REVERSE_ACCEPT };
 
 typedef struct {
   engine_job j;
@@ -91,7 +98,12 @@ typedef struct {
   void *cfg;
   uint8_t *initial;
   size_t len;
-  hb_open_args open;  // J_OPEN: strings point into text
+  bool reverse_ok;     // J_SERVE
+  hb_ping ping;        // J_REVERSE (expect in text)
+  uint32_t code;       // J_CLOSE
+  bool drain;          // J_CLOSE: let open streams finish
+  const char *reason;  // J_CLOSE (static)
+  hb_open_args open;   // J_OPEN: strings point into text
   char peer_addr[64];
   char text[];
 } job;
@@ -237,11 +249,9 @@ static void stream_event(engine_handler *h, uint32_t events) {
       return;
     }
   }
-  // Closed both ways before the peer's half ended: the local side gave up (a
-  // reset client; a socket pair cannot pass an RST on). Nothing will read what
-  // the peer sends: reset the stream, as a reset socket would.
-  if ((events & EPOLLHUP) && !s->wr_shut) {
-    stream_fail(s, "reset", 0);
+  // The relay closed its end of the socket pair without passing a FIN first: a reset.
+  if (engine_unix_aborted(s->fd, events, s->wr_shut)) {
+    stream_fail(s, "socket-error", ECONNRESET);
     conn_flush(c);
     return;
   }
@@ -329,7 +339,12 @@ static bool stream_pump_in(hb_stream *s) {
   if (!s->watched || s->rd_eof || c->state != C_OPEN) return true;
   s->rd_blocked = false;
   for (;;) {
-    size_t room = h2_send_room(c->h2, s->id);
+    size_t room = h2_send_room(c->h2, s->id), queued;
+    // Checked per read, not only per flush: one pass could otherwise queue a
+    // whole stream window (4 MiB), and h2 refuses to queue a PING or SETTINGS
+    // ACK behind more than 1 MiB (the peer then sees ENHANCE_YOUR_CALM).
+    h2_output(c->h2, &queued);
+    if (queued > OUT_HIGH) c->out_full = true;
     if (room == 0 || c->out_full) {
       s->rd_blocked = true;
       return true;
@@ -484,15 +499,24 @@ static void on_writable(void *ctx, uint32_t id) {
 }
 
 static void on_goaway(void *ctx, uint32_t last_id, uint32_t code) {
-  (void)last_id, (void)code;
+  (void)last_id;
   hb_conn *c = ctx;
   c->goaway = true;  // out of the pool; closed once its streams are over
+  if (c->reverse && !c->server && code == H2_REFUSED_STREAM) c->refused = true;
   hb.stats_dirty = true;
+}
+
+// A PING's payload: when it left, in µs of the fine clock (engine_now_ms is the
+// coarse one, ticks of 1-10 ms: a LAN round trip would read as 0 or a tick).
+static uint64_t ping_clock_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 static void on_pong(void *ctx, uint64_t payload) {
   hb_conn *c = ctx;
-  c->rtt_ms = engine_now_ms() - (double)payload / 1000.0;
+  c->rtt_ms = (double)(ping_clock_us() - payload) / 1000.0;
   c->ping_ms = engine_now_ms();
 }
 
@@ -509,14 +533,12 @@ static const struct h2_events events = {
 
 // ---- connections -------------------------------------------------------------------------
 static void conn_free(hb_conn *c) {
-  // Why the transport failed (a refused handshake, an alert), for the log.
-  const char *why = c->t ? c->sec->error(c->t) : NULL;
-  size_t wl = why ? strlen(why) : 0;
-  hb_report *r = report_new(HB_CLOSED, c, NULL, wl + 1);
+  const char *detail = c->t ? c->sec->error(c->t) : "";
+  hb_report *r = report_new(HB_CLOSED, c, NULL, strlen(detail) + 1);
   if (r) {
+    r->detail = r->text;
+    memcpy(r->text, detail, strlen(detail) + 1);
     r->reason = c->closing ? c->closing : "closed";
-    if (wl) memcpy(r->text, why, wl);
-    r->error = r->text;
     r->up = c->to_tunnel;
     r->down = c->to_socket;
     r->status = (int)c->streams_total;
@@ -549,7 +571,7 @@ static void conn_close(hb_conn *c, const char *reason) {
   c->closing = reason;  // from here on flushes are over
   while (c->streams) stream_fail(c->streams, reason, 0);
   if (c->state == C_OPEN && c->retry_len == 0) {
-    h2_goaway(c->h2, H2_NO_ERROR);
+    h2_goaway(c->h2, c->goaway_code);
     size_t len;
     const uint8_t *p = h2_output(c->h2, &len);
     if (len > 0) c->sec->write(c->t, p, len < RECORD_MAX ? len : RECORD_MAX);  // best effort
@@ -560,7 +582,7 @@ static void conn_close(hb_conn *c, const char *reason) {
 // Send what h2 queued, one record at a time, until the transport waits.
 // False once c is closed (a write failed).
 static bool conn_flush(hb_conn *c) {
-  if (c->state != C_OPEN || c->closing) return true;
+  if (c->state != C_OPEN || c->closing || c->held) return true;
   for (;;) {
     size_t len = 0;
     for (;;) {
@@ -583,6 +605,23 @@ static bool conn_flush(hb_conn *c) {
   }
 }
 
+// HB_REVERSE: the other gate's SPIFFE id and node id.
+static void report_reverse(hb_conn *c) {
+  const char *node = c->sec->peer_node(c->t);
+  size_t li = strlen(c->peer_id) + 1, ln = strlen(node) + 1;
+  hb_report *r = report_new(HB_REVERSE, c, NULL, li + ln);
+  if (!r) return;
+  r->peer_id = r->text;
+  memcpy(r->text, c->peer_id, li);
+  r->peer_node = r->text + li;
+  memcpy(r->text + li, node, ln);
+  report_push(r);
+}
+
+static const char *goaway_reason(const hb_conn *c) {
+  return c->refused ? "reverse-refused" : "goaway";
+}
+
 // Read and process until the transport waits; false once c is closed (freed).
 static bool conn_read(hb_conn *c) {
   static uint8_t buf[RECORD_MAX];
@@ -600,20 +639,46 @@ static bool conn_read(hb_conn *c) {
       return conn_close(c, "protocol-error"), false;
     }
     // Streams opened or ended in this read may have finished the last one after a GOAWAY.
-    if (c->goaway && c->nstreams == 0) return conn_close(c, "goaway"), false;
+    if (c->goaway && c->nstreams == 0) return conn_close(c, goaway_reason(c)), false;
+    // The dialing side of a reverse tunnel is up once the accepting side speaks HTTP/2: it
+    // sends nothing until it accepted the registration (a refusal comes with its GOAWAY).
+    if (c->reverse && !c->server && !c->rev_up && !c->goaway && h2_peer_settings(c->h2)) {
+      c->rev_up = true;
+      report_reverse(c);
+    }
   }
 }
 
-static void conn_ready(hb_conn *c) {
-  c->state = C_OPEN;
+// The agreed ALPN decides a reverse tunnel: the dialing side insists on it;
+// a listener that allows it swaps its HTTP/2 engine to the client role (its
+// server preface was never sent: nothing is flushed before the handshake).
+// False once c is closed.
+static bool conn_reverse(hb_conn *c) {
+  const char *alpn = c->sec->alpn ? c->sec->alpn(c->t) : "h2";
+  bool agreed = !strcmp(alpn, HB_ALPN_REVERSE);
+  if (c->reverse && !agreed) return conn_close(c, "reverse-unsupported"), false;
+  if (!c->server || !agreed) return true;
+  h2_free(c->h2);
+  c->h2 = h2_new(false, NULL, &events, c);
+  if (!c->h2) return conn_close(c, "out-of-memory"), false;
+  c->reverse = true;
+  c->held = true;  // until hbone_reverse_accept (or hbone_close refuses it)
+  return true;
+}
+
+static bool conn_ready(hb_conn *c) {
   snprintf(c->peer_id, sizeof c->peer_id, "%s", c->sec->peer_id(c->t));
+  if (!conn_reverse(c)) return false;  // before C_OPEN: closed without a GOAWAY
+  c->state = C_OPEN;
   c->ping_ms = c->active_ms = engine_now_ms();
   hb.stats_dirty = true;
+  if (c->reverse && c->server) report_reverse(c);
   // Client: the streams that waited for the handshake.
   for (hb_stream *s = c->streams, *next; s; s = next) {
     next = s->next;
     if (!s->id && s->req) open_on(c, s);
   }
+  return true;
 }
 
 static void conn_on_event(engine_handler *h, uint32_t events) {
@@ -631,14 +696,18 @@ static void conn_on_event(engine_handler *h, uint32_t events) {
     int r = c->sec->handshake(c->t);
     if (r == HB_WANT_READ || r == HB_WANT_WRITE) return;
     if (r != 0) return conn_close(c, "handshake-error");
-    conn_ready(c);
+    if (!conn_ready(c)) return;
   }
   if (conn_flush(c) && conn_read(c))
     conn_flush(c);  // what the events queued (WINDOW_UPDATE, ACKs, data)
 }
 
+// mode: a plain HBONE connection, a server that allows reverse tunnels, or
+// the dialing side of a reverse tunnel.
+enum { M_PLAIN, M_REVERSE_OK, M_REVERSE };
+
 static hb_conn *conn_new(uint64_t id, int fd, bool server, const hb_security *sec, void *cfg,
-                         const char *expect) {
+                         const char *expect, int mode) {
   hb_conn *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->fd = fd;
@@ -651,8 +720,13 @@ static hb_conn *conn_new(uint64_t id, int fd, bool server, const hb_security *se
   c->start_ms = c->active_ms = engine_now_ms();
   c->h.on_event = conn_on_event;
   if (expect) snprintf(c->expect, sizeof c->expect, "%s", expect);
-  c->h2 = h2_new(server, NULL, &events, c);
-  c->t = c->h2 ? sec->conn_new(cfg, fd, server, expect && *expect ? c->expect : NULL) : NULL;
+  c->reverse_ok = mode == M_REVERSE_OK;
+  c->reverse = mode == M_REVERSE;
+  c->goaway_code = H2_NO_ERROR;
+  c->h2 = h2_new(server != c->reverse, NULL, &events, c);
+  void *(*tnew)(void *, int, bool, const char *) =
+      mode == M_PLAIN ? sec->conn_new : sec->conn_new_reverse;
+  c->t = c->h2 && tnew ? tnew(cfg, fd, server, expect && *expect ? c->expect : NULL) : NULL;
   c->next = hb.conns;
   if (hb.conns) hb.conns->prev = c;
   hb.conns = c;
@@ -690,8 +764,8 @@ static void open_on(hb_conn *c, hb_stream *s) {
 
 static hb_conn *pool_find(const char *key) {
   for (hb_conn *c = hb.conns; c; c = c->next)
-    if (!c->server && !c->goaway && !c->full && !c->closing && c->nstreams < MAX_CLIENT_STREAMS &&
-        !strcmp(c->key, key))
+    if (!c->server && !c->reverse && !c->goaway && !c->full && !c->closing &&
+        c->nstreams < MAX_CLIENT_STREAMS && !strcmp(c->key, key))
       return c;
   return NULL;
 }
@@ -715,14 +789,13 @@ static hb_conn *pool_dial(const hb_open_args *a, const hb_security *sec, void *c
   int fd = socket(a->peer.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return NULL;
   hb_conn *c = conn_new(__atomic_add_fetch(&hb.next_id, 1, __ATOMIC_RELAXED), fd, false, sec, cfg,
-                        a->expect);
+                        a->expect, M_PLAIN);
   if (!c) {
     close(fd);
     return NULL;
   }
   snprintf(c->key, sizeof c->key, "%s", a->key);
-  c->ping_every_ms = a->ping_ms > 0 ? a->ping_ms : hb.ping_ms;
-  c->ping_timeout_ms = a->ping_timeout_ms > 0 ? a->ping_timeout_ms : hb.ping_timeout_ms;
+  c->ping = a->ping;
   peer_text(&a->peer, c->peer_addr, sizeof c->peer_addr);
   if (a->mark) setsockopt(fd, SOL_SOCKET, SO_MARK, &a->mark, sizeof a->mark);
   c->state = C_CONNECTING;
@@ -733,15 +806,25 @@ static hb_conn *pool_dial(const hb_open_args *a, const hb_security *sec, void *c
   return c;
 }
 
+static hb_conn *conn_find(uint64_t id);
+
+// A reverse tunnel a client stream may go on: the peer dialed us, roles swapped, open.
+static hb_conn *reverse_find(uint64_t id) {
+  hb_conn *c = conn_find(id);
+  return c && c->reverse && c->server && c->state == C_OPEN && !c->goaway && !c->closing ? c : NULL;
+}
+
 static void do_open(job *j) {
   hb_open_args *a = &j->open;
-  hb_conn *c = pool_find(a->key);
-  bool fresh = !c;
+  hb_conn *c = a->tunnel ? reverse_find(a->tunnel) : pool_find(a->key);
+  bool fresh = !c && !a->tunnel;
   if (fresh) c = pool_dial(a, j->sec, j->cfg);
   if (!c) {  // no stream object to carry the reports: make them here
+    const char *why = a->tunnel ? "tunnel-gone" : "tunnel-error";
+    int err = a->tunnel ? 0 : errno;
     hb_report *r = report_new(HB_OPENED, NULL, NULL, 0), *d = report_new(HB_DONE, NULL, NULL, 0);
-    if (r) r->tag = a->tag, r->reason = "tunnel-error", report_push(r);
-    if (d) d->tag = a->tag, d->reason = "tunnel-error", d->err = errno, report_push(d);
+    if (r) r->tag = a->tag, r->reason = why, report_push(r);
+    if (d) d->tag = a->tag, d->reason = why, d->err = err, report_push(d);
     close(a->fd);
     return;
   }
@@ -782,8 +865,8 @@ static hb_conn *conn_find(uint64_t id) {
 }
 
 static void do_serve(job *j) {
-  hb_conn *c =
-      conn_new(j->tunnel, j->fd, true, j->sec, j->cfg, NULL);  // the id hbone_serve returned
+  hb_conn *c = conn_new(j->tunnel, j->fd, true, j->sec, j->cfg, NULL,
+                        j->reverse_ok ? M_REVERSE_OK : M_PLAIN);  // the id hbone_serve returned
   if (!c) {
     close(j->fd);
     return;
@@ -793,6 +876,44 @@ static void do_serve(job *j) {
   if (!c->h2 || !c->t ||
       engine_watch(hb.e, c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->h) < 0)
     conn_close(c, "tunnel-error");
+}
+
+// The dialing side of a reverse tunnel: its socket is connected already.
+static void do_reverse(job *j) {
+  hb_conn *c = conn_new(j->tunnel, j->fd, false, j->sec, j->cfg, j->text, M_REVERSE);
+  if (!c) {
+    close(j->fd);
+    return;
+  }
+  snprintf(c->peer_addr, sizeof c->peer_addr, "%s", j->peer_addr);
+  c->ping = j->ping;
+  c->state = C_HANDSHAKE;
+  if (!c->h2 || !c->t ||
+      engine_watch(hb.e, c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->h) < 0)
+    conn_close(c, "tunnel-error");
+}
+
+static void do_reverse_accept(job *j) {
+  hb_conn *c = conn_find(j->tunnel);
+  if (!c || !c->held || c->closing) return;
+  c->held = false;
+  hb.stats_dirty = true;
+  conn_flush(c);  // the preface and SETTINGS: the dialing side is up
+}
+
+static void do_close(job *j) {
+  hb_conn *c = conn_find(j->tunnel);
+  if (!c || c->closing) return;
+  c->goaway_code = j->code;
+  if (j->drain && c->state == C_OPEN && c->nstreams > 0) {
+    // No new streams; the tick closes it once the last one is over.
+    h2_goaway(c->h2, j->code);
+    c->goaway = true;
+    hb.stats_dirty = true;
+    conn_flush(c);
+    return;
+  }
+  conn_close(c, j->reason);
 }
 
 static void do_accept(job *j) {
@@ -844,6 +965,15 @@ static void run_job(engine_job *ej) {
     case J_CLOSE_ALL:
       while (hb.conns) conn_close(hb.conns, "shutdown");
       break;
+    case J_REVERSE:
+      do_reverse(j);
+      break;
+    case J_CLOSE:
+      do_close(j);
+      break;
+    case J_REVERSE_ACCEPT:
+      do_reverse_accept(j);
+      break;
   }
   if (j->sec) j->sec->cfg_unref(j->cfg);
   free(j);
@@ -856,6 +986,7 @@ static void publish(double now) {
     hb_conn_stats *o = &stats[n];
     o->id = c->id;
     o->server = c->server;
+    o->reverse = c->reverse;
     snprintf(o->peer_addr, sizeof o->peer_addr, "%s", c->peer_addr);
     snprintf(o->peer_id, sizeof o->peer_id, "%s", c->peer_id);
     snprintf(o->key, sizeof o->key, "%s", c->key);
@@ -865,7 +996,10 @@ static void publish(double now) {
     o->bytes_down = c->to_socket;
     o->rtt_ms = c->rtt_ms;
     o->age_ms = now - c->start_ms;
-    o->state = c->state != C_OPEN ? "handshake" : c->goaway ? "closing" : "open";
+    o->state = c->state != C_OPEN ? "handshake"
+               : c->held          ? "pending"
+               : c->goaway        ? "closing"
+                                  : "open";
   }
   hb.nstats = n;
   pthread_mutex_unlock(&hb.lock);
@@ -893,18 +1027,21 @@ static void on_tick(engine_owner *o, double now) {
       if (now - c->start_ms >= hb.handshake_ms) conn_close(c, "handshake-timeout");
       continue;
     }
-    if (c->nstreams == 0 && (c->goaway || now - c->active_ms >= hb.idle_ms)) {
-      conn_close(c, c->goaway ? "goaway" : "idle");
+    // A reverse tunnel waits for streams as long as it lives.
+    if (c->nstreams == 0 && (c->goaway || (!c->reverse && now - c->active_ms >= hb.idle_ms))) {
+      conn_close(c, c->goaway ? goaway_reason(c) : "idle");
       continue;
     }
-    if (c->server) continue;
+    // The client side PINGs; both ends of a reverse tunnel do (each must notice a dead peer).
+    if (c->server && !c->reverse) continue;
     if (h2_ping_pending(c->h2)) {
-      if (now - c->ping_ms >= c->ping_timeout_ms) conn_close(c, "ping-timeout");
+      if (now - c->ping_ms >= (c->ping.timeout_ms > 0 ? c->ping.timeout_ms : hb.ping_timeout_ms))
+        conn_close(c, "ping-timeout");
       continue;
     }
-    if (now - c->ping_ms >= c->ping_every_ms) {
+    if (now - c->ping_ms >= (c->ping.every_ms > 0 ? c->ping.every_ms : hb.ping_ms)) {
       c->ping_ms = now;
-      h2_ping(c->h2, (uint64_t)(now * 1000.0));
+      h2_ping(c->h2, ping_clock_us());
       conn_flush(c);
     }
   }
@@ -953,11 +1090,14 @@ static void post(job *j) {
   engine_post(hb.e, &j->j);
 }
 
-uint64_t hbone_serve(int fd, const hb_security *sec, void *cfg, const char *peer_addr) {
-  job *j = job_new(J_SERVE, 0);
+// A job handing a connected socket to the engine as a new tunnel (its id
+// chosen here); NULL, with fd closed, when out of memory.
+static job *tunnel_job(int kind, size_t text, int fd, const hb_security *sec, void *cfg,
+                       const char *peer_addr) {
+  job *j = job_new(kind, text);
   if (!j) {
     close(fd);
-    return 0;
+    return NULL;
   }
   j->fd = fd;
   j->tunnel = __atomic_add_fetch(&hb.next_id, 1, __ATOMIC_RELAXED);
@@ -965,6 +1105,14 @@ uint64_t hbone_serve(int fd, const hb_security *sec, void *cfg, const char *peer
   j->cfg = cfg;
   sec->cfg_ref(cfg);  // until the job ran (the connection takes its own)
   snprintf(j->peer_addr, sizeof j->peer_addr, "%s", peer_addr);
+  return j;
+}
+
+uint64_t hbone_serve(int fd, const hb_security *sec, void *cfg, const char *peer_addr,
+                     bool reverse_ok) {
+  job *j = tunnel_job(J_SERVE, 0, fd, sec, cfg, peer_addr);
+  if (!j) return 0;
+  j->reverse_ok = reverse_ok;
   uint64_t id = j->tunnel;
   post(j);  // j belongs to the engine thread now
   return id;
@@ -1029,6 +1177,35 @@ void hbone_open(const hb_open_args *a, const hb_security *sec, void *cfg) {
 void hbone_close_all(void) {
   job *j = job_new(J_CLOSE_ALL, 0);
   if (j) post(j);
+}
+
+uint64_t hbone_reverse(int fd, const hb_security *sec, void *cfg, const char *peer_addr,
+                       const char *expect, hb_ping ping) {
+  size_t le = expect ? strlen(expect) + 1 : 1;
+  job *j = tunnel_job(J_REVERSE, le, fd, sec, cfg, peer_addr);
+  if (!j) return 0;
+  memcpy(j->text, expect ? expect : "", le);
+  j->ping = ping;
+  uint64_t id = j->tunnel;
+  post(j);
+  return id;
+}
+
+void hbone_reverse_accept(uint64_t tunnel) {
+  job *j = job_new(J_REVERSE_ACCEPT, 0);
+  if (!j) return;
+  j->tunnel = tunnel;
+  post(j);
+}
+
+void hbone_close(uint64_t tunnel, uint32_t code, bool drain, const char *reason) {
+  job *j = job_new(J_CLOSE, 0);
+  if (!j) return;
+  j->tunnel = tunnel;
+  j->code = code;
+  j->drain = drain;
+  j->reason = reason;
+  post(j);
 }
 
 int hbone_stats(hb_conn_stats *out, int max) {

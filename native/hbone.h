@@ -42,7 +42,18 @@ typedef struct hb_security {
   const char *(*peer_node)(const void *t);  // node id, "" when none
   void (*cfg_ref)(void *cfg);
   void (*cfg_unref)(void *cfg);
+  // Reverse tunnels (optional: NULL = not supported): a transport that offers
+  // (client) or accepts (server) ALPN HB_ALPN_REVERSE before h2, and the
+  // protocol the handshake agreed on.
+  void *(*conn_new_reverse)(void *cfg, int fd, bool server, const char *expect);
+  const char *(*alpn)(const void *t);
 } hb_security;
+
+// A reverse tunnel (docs/mesh.md): a gate behind NAT dials a public gate and
+// offers this ALPN before h2; when the public gate's listener agrees, the
+// HTTP/2 roles swap: the public gate (TLS server) is the HTTP/2 client and
+// opens CONNECT streams towards the dialing gate, which serves them.
+#define HB_ALPN_REVERSE "ugate-rev"
 
 // ---- reports (engine thread → embedder) ------------------------------------------------
 enum {
@@ -50,7 +61,10 @@ enum {
   HB_OPENED,       // client: the peer answered the CONNECT (status; 0 = no answer, see reason)
   HB_DONE,         // a stream is over (server: every HB_REQUEST gets one; client: every hbone_open)
   HB_CLOSED,       // a mesh connection is closed (reason; up/down: its bytes; status: streams it
-                   // carried)
+                   // carried; detail: the transport's error, "" when none)
+  HB_REVERSE,      // a reverse tunnel: peer_id, peer_node of the other gate. Accepting side:
+                   // it asks to be registered (answer with hbone_reverse_accept or
+                   // hbone_close); dialing side: the other gate accepted it
 };
 
 typedef struct hb_report hb_report;
@@ -64,9 +78,9 @@ struct hb_report {
   uint64_t up, down;   // HB_DONE, HB_CLOSED: bytes socket → tunnel, tunnel → socket
   const char *reason;  // HB_OPENED/HB_DONE: "eof", "reset", "peer-reset", "tunnel-closed", ...
   int err;             // errno of a socket failure, else 0
-  const char *error;   // HB_CLOSED: why the transport failed (a TLS refusal...), "" if it did not
   // HB_REQUEST: the request's fields, NUL-terminated, in `text` (freed with the report).
-  const char *authority, *baggage, *forwarded, *traceparent, *peer_id, *peer_node;
+  // HB_REVERSE: peer_id, peer_node. HB_CLOSED: detail.
+  const char *authority, *baggage, *forwarded, *traceparent, *peer_id, *peer_node, *detail;
   char peer_addr[64];  // the mesh connection's remote IP:PORT
   char text[];
 };
@@ -80,14 +94,25 @@ typedef void hb_sink_fn(hb_report *batch);
 void hbone_init(engine *e, hb_sink_fn *sink);
 
 // Server: serve the accepted socket fd with sec/cfg (cfg is referenced while
-// the connection lives). Returns the tunnel id.
-uint64_t hbone_serve(int fd, const hb_security *sec, void *cfg, const char *peer_addr);
+// the connection lives). reverse_ok: a client may ask for a reverse tunnel
+// (HB_REVERSE reports it; nothing is sent on it until the embedder accepts it
+// with hbone_reverse_accept, or refuses it with hbone_close). Returns the
+// tunnel id.
+uint64_t hbone_serve(int fd, const hb_security *sec, void *cfg, const char *peer_addr,
+                     bool reverse_ok);
 // Server: answer stream (tunnel, id)'s CONNECT with 200 and bridge it to fd
 // (owned by hbone from here: closed if the stream is gone), after first
 // sending `initial` (malloc'd, taken; may be NULL) into the tunnel.
 void hbone_accept(uint64_t tunnel, uint32_t id, int fd, uint8_t *initial, size_t len);
 // Server: answer it with status (400, 401, 503...) and end it.
 void hbone_refuse(uint64_t tunnel, uint32_t id, int status);
+
+// A mesh connection's keep-alive: a PING every every_ms; no ACK within
+// timeout_ms: the connection is dead (reason "ping-timeout"). 0: the defaults
+// of hbone_set_timing. Checked on the engine's tick (1 s).
+typedef struct {
+  int every_ms, timeout_ms;
+} hb_ping;
 
 typedef struct {
   const char *key;  // pool key: streams with the same key share connections
@@ -99,9 +124,9 @@ typedef struct {
   const char *baggage, *forwarded, *traceparent;  // NULL or "" = not sent
   int fd;                                         // the local socket bridged to the stream (taken)
   uint64_t tag;                                   // echoed in the reports
-  // A new connection's PING interval and the wait for its ACK (ms; 0 = the
-  // defaults of hbone_set_timing). Checked on the engine's tick (1 s).
-  int ping_ms, ping_timeout_ms;
+  // Open on this reverse tunnel (the peer dialed us) instead of the pool; 0 = pool.
+  uint64_t tunnel;
+  hb_ping ping;  // a connection this dials: its keep-alive (not used on a reverse tunnel)
 } hb_open_args;
 // Client: open a CONNECT stream on a pooled connection to args->peer (a new
 // connection when none has room: 100 streams each). Strings are copied.
@@ -111,15 +136,37 @@ void hbone_open(const hb_open_args *args, const hb_security *sec, void *cfg);
 // Close every mesh connection (their streams are reset); their reports follow.
 void hbone_close_all(void);
 
+// Reverse tunnel, the dialing side: fd is connected to a public gate's hbone
+// listener; TLS as a client offering HB_ALPN_REVERSE (expect: the public
+// gate's SPIFFE id, or NULL), then HTTP/2 as the server: CONNECTs come as
+// HB_REQUEST like a listener's. A peer that agrees only on h2 is closed with
+// reason "reverse-unsupported"; a GOAWAY(REFUSED_STREAM) with
+// "reverse-refused"; HB_REVERSE comes once the other gate accepted it (its
+// HTTP/2 SETTINGS arrived). ping: this tunnel's keep-alive. Never closed for
+// idleness. Returns the tunnel id; HB_CLOSED when it ends.
+uint64_t hbone_reverse(int fd, const hb_security *sec, void *cfg, const char *peer_addr,
+                       const char *expect, hb_ping ping);
+
+// Accepting side: the reverse tunnel's HTTP/2 client starts (its preface and
+// SETTINGS tell the dialing side it is registered); streams may go on it.
+void hbone_reverse_accept(uint64_t tunnel);
+
+// Close one tunnel: GOAWAY with code (H2_NO_ERROR, or H2_REFUSED_STREAM to
+// refuse a reverse tunnel), its streams reset; HB_CLOSED says reason (static).
+// drain: only the GOAWAY now (no new streams); closed once its streams are over.
+void hbone_close(uint64_t tunnel, uint32_t code, bool drain, const char *reason);
+
 // Timing, before use (tests shorten them): the default PING interval and wait
-// for its ACK after which the connection is dead (hb_open_args may set both); idle: a connection
-// without streams this long is closed; handshake: TLS + SETTINGS must be done in this time.
+// for its ACK after which the connection is dead (see hb_ping); idle: a
+// connection without streams this long is closed; handshake: TLS + SETTINGS
+// must be done in this time.
 void hbone_set_timing(int ping_ms, int ping_timeout_ms, int idle_ms, int handshake_ms);
 
 // ---- monitoring -------------------------------------------------------------------
 typedef struct {
   uint64_t id;
-  bool server;
+  bool server;   // the TLS role (accepted by a listener)
+  bool reverse;  // a reverse tunnel: HTTP/2 roles swapped
   char peer_addr[64];
   char peer_id[160];
   char key[160];                                 // client: the pool key

@@ -46,6 +46,7 @@ int main(int argc, char **argv) {
   ug_hbone_shutdown(ctx);
   ug_gate_shutdown(ctx);  // after the relay thread ended
   ug_dns_shutdown(ctx);
+  ug_dot_shutdown(ctx);  // before the loop's watches go
   ug_loop_free(ctx);
   JS_FreeContext(ctx);
   JS_FreeRuntime(rt);

@@ -16,7 +16,10 @@
  *     P-256 key exchange, TLS_AES_128_GCM_SHA256 and TLS_AES_256_GCM_SHA384,
  *     ALPN; PSA crypto, which 3.6's TLS 1.3 requires (its key derivation,
  *     AEAD and signatures go through PSA). No TLS 1.2, tickets, PSK,
- *     renegotiation or early data: ztunnel uses none of them. */
+ *     renegotiation or early data: ztunnel uses none of them.
+ *   DNS over TLS to public resolvers (native/tls.c's web PKI mode): the
+ *     same TLS 1.3 client with SNI, and P-384 (the keys of many public CAs
+ *     and of some servers). */
 #ifndef UGATE_MBEDTLS_CONFIG_H
 #define UGATE_MBEDTLS_CONFIG_H
 
@@ -38,6 +41,15 @@
 #define MBEDTLS_SHA256_SMALLER
 /* Certificates signed with ECDSA-SHA384 or RSA-SHA384. */
 #define MBEDTLS_SHA384_C
+/* The same for SHA-384 (a handshake's transcript, a signature): 3 KB less on
+ * 32-bit MIPS, where its 64-bit rounds are long. */
+#define MBEDTLS_SHA512_SMALLER
+/* Only so that a CA bundle's roots self-signed with SHA-1 (30 of Debian's 144,
+ * among them DigiCert Global Root CA and GlobalSign Root CA) or SHA-512 (2)
+ * parse at all: a root's own signature is never checked, and the default
+ * verification profile still refuses SHA-1 in a chain. */
+#define MBEDTLS_SHA1_C
+#define MBEDTLS_SHA512_C
 
 /* ---- ciphers ------------------------------------------------------------ */
 #define MBEDTLS_AES_C
@@ -59,6 +71,8 @@
 #define MBEDTLS_BIGNUM_C
 #define MBEDTLS_ECP_C
 #define MBEDTLS_ECP_DP_SECP256R1_ENABLED
+/* Public CAs (DigiCert G3, ISRG Root X2, GTS R4, Let's Encrypt E*) sign with P-384. */
+#define MBEDTLS_ECP_DP_SECP384R1_ENABLED
 /* Fast reduction modulo the P-256 prime: every signature and verification
  * (registrations of relay over SNI, TLS handshakes) is several times cheaper. */
 #define MBEDTLS_ECP_NIST_OPTIM
@@ -66,6 +80,10 @@
 #define MBEDTLS_RSA_C
 #define MBEDTLS_PKCS1_V15
 #define MBEDTLS_PKCS1_V21
+/* A node key is P-256, so RSA is verification only; the private operation
+ * is linked through the PK tables all the same. Without its CRT path it is
+ * 1.5 KB smaller (and slower, should an RSA key ever sign). */
+#define MBEDTLS_RSA_NO_CRT
 #define MBEDTLS_PK_C
 #define MBEDTLS_PK_PARSE_C
 #define MBEDTLS_PK_WRITE_C
@@ -97,6 +115,11 @@
 /* Key slots grow with the connections (each holds its traffic keys) instead
  * of a fixed table that would cap the number of tunnels. */
 #define MBEDTLS_PSA_KEY_STORE_DYNAMIC
+/* Our buffers are this process's own: no copy of every input and output
+ * (each TLS record's AEAD was a calloc, a copy and a free, and musl's free
+ * of 16 KiB an madvise: ~45% of an HBONE tunnel's CPU in bulk). In-place
+ * AEAD, as the TLS layer does it, stays supported. */
+#define MBEDTLS_PSA_ASSUME_EXCLUSIVE_BUFFERS
 /* The relay thread runs handshakes while the JS thread loads identities: PSA's
  * key store and random generator take a lock. */
 #define MBEDTLS_THREADING_C
@@ -114,5 +137,7 @@
 /* 3.6's TLS 1.3 code requires it (check_config). */
 #define MBEDTLS_SSL_KEEP_PEER_CERTIFICATE
 #define MBEDTLS_SSL_ALPN
+/* A DNS-over-TLS resolver named by a host name gets it as SNI. */
+#define MBEDTLS_SSL_SERVER_NAME_INDICATION
 
 #endif

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "h2.h"
 #include "hbone.h"
 #include "ugate.h"
 // After ugate.h (quickjs.h): declares ug_tls_config_from_js.
@@ -47,14 +48,22 @@ static const char *t_peer_id(const void *t) {
 static const char *t_peer_node(const void *t) {
   return tls_peer_node_id(t);
 }
+static void *t_new_reverse(void *cfg, int fd, bool server, const char *expect) {
+  (void)server;
+  return tls_conn_new_reverse(cfg, fd, expect);
+}
+static const char *t_alpn(const void *t) {
+  return tls_alpn(t);
+}
 static void t_ref(void *cfg) {
   tls_config_ref(cfg);
 }
 static void t_unref(void *cfg) {
   tls_config_unref(cfg);
 }
-static const hb_security tls_sec = {t_new,   t_free,    t_handshake, t_read, t_write, t_pending,
-                                    t_error, t_peer_id, t_peer_node, t_ref,  t_unref};
+static const hb_security tls_sec = {t_new,     t_free,        t_handshake, t_read,      t_write,
+                                    t_pending, t_error,       t_peer_id,   t_peer_node, t_ref,
+                                    t_unref,   t_new_reverse, t_alpn};
 
 // ---- reports → JS --------------------------------------------------------------------------
 static struct {
@@ -97,6 +106,8 @@ static const char *kind_name(int kind) {
       return "opened";
     case HB_DONE:
       return "done";
+    case HB_REVERSE:
+      return "reverse";
     default:
       return "closed";
   }
@@ -127,12 +138,16 @@ static void complete(JSContext *ctx, ug_job *job) {
       set_str(ctx, o, "traceparent", r->traceparent);
       set_str(ctx, o, "peerId", r->peer_id);
       set_str(ctx, o, "peerNode", r->peer_node);
+    } else if (r->kind == HB_REVERSE) {
+      set_str(ctx, o, "peerId", r->peer_id);
+      set_str(ctx, o, "peerNode", r->peer_node);
     } else {
       set_num(ctx, o, "status", r->status);
       set_str(ctx, o, "reason", r->reason);
-      set_str(ctx, o, "error", r->err ? ug_errno_name(r->err, spare) : r->error ? r->error : "");
+      set_str(ctx, o, "error", r->err ? ug_errno_name(r->err, spare) : "");
       set_num(ctx, o, "toTunnel", (double)r->up);
       set_num(ctx, o, "toSocket", (double)r->down);
+      if (r->kind == HB_CLOSED) set_str(ctx, o, "detail", r->detail);
     }
     JS_SetPropertyUint32(ctx, arr, i++, o);
     free(r);
@@ -158,17 +173,18 @@ static tls_config *tls_of(JSContext *ctx, JSValueConst v, bool server) {
   return c;
 }
 
-// hboneServe(fd, tls, peerAddr): serve an accepted socket; returns the tunnel id.
+// hboneServe(fd, tls, peerAddr, reverseOk?): serve an accepted socket; returns the tunnel id.
 static JSValue js_hbone_serve(UG_JS_PARAMS) {
   int fd;
   if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
+  bool reverse_ok = argc > 3 && JS_ToBool(ctx, argv[3]) > 0;
   tls_config *cfg = tls_of(ctx, argv[1], true);
   if (!cfg) return JS_EXCEPTION;
   const char *peer = JS_ToCString(ctx, argv[2]);
   if (!peer) return JS_EXCEPTION;
   start();
   ug_loop_forget_fd(ctx, fd);  // the engine thread owns it now
-  uint64_t id = hbone_serve(fd, &tls_sec, cfg, peer);
+  uint64_t id = hbone_serve(fd, &tls_sec, cfg, peer, reverse_ok);
   JS_FreeCString(ctx, peer);
   return JS_NewFloat64(ctx, (double)id);
 }
@@ -215,6 +231,18 @@ static JSValue js_hbone_refuse(UG_JS_PARAMS) {
   return JS_UNDEFINED;
 }
 
+// A connection's keep-alive from options {pingIntervalMs?, pingTimeoutMs?}
+// into p (absent: left at 0, hbone's defaults); fn names the call in the error.
+static int ping_opts(JSContext *ctx, JSValueConst o, const char *fn, hb_ping *p) {
+  if (ug_opt_int(ctx, o, "pingIntervalMs", &p->every_ms) < 0 ||
+      ug_opt_int(ctx, o, "pingTimeoutMs", &p->timeout_ms) < 0)
+    return -1;
+  if (p->every_ms >= 0 && p->timeout_ms >= 0) return 0;
+  JS_ThrowRangeError(ctx, "%s: pingIntervalMs %d / pingTimeoutMs %d must not be negative", fn,
+                     p->every_ms, p->timeout_ms);
+  return -1;
+}
+
 // hboneOpen(opts, tls): a CONNECT stream on a pooled connection, bridged to one
 // end of a new socket pair. Returns [tag, fd]: fd is the other end, the
 // caller's (connected once the `opened` event says 200).
@@ -227,30 +255,31 @@ static JSValue js_hbone_open(UG_JS_PARAMS) {
   const char *s[7] = {0};  // key, addr, expect, authority, baggage, forwarded, traceparent
   static const char *keys[7] = {"key",     "addr",      "expect",     "authority",
                                 "baggage", "forwarded", "traceparent"};
-  int port = 0, mark = 0, ping = 0, ping_timeout = 0;
+  int port = 0, mark = 0;
+  double tunnel = 0;
+  hb_ping ping = {0};
   JSValue ret = JS_EXCEPTION;
   for (int i = 0; i < 7; i++)
     if (ug_opt_string(ctx, o, keys[i], &s[i]) < 0) goto out;
   if (ug_opt_int(ctx, o, "port", &port) < 0 || ug_opt_int(ctx, o, "mark", &mark) < 0 ||
-      ug_opt_int(ctx, o, "pingMs", &ping) < 0 ||
-      ug_opt_int(ctx, o, "pingTimeoutMs", &ping_timeout) < 0)
+      ug_opt_number(ctx, o, "tunnel", &tunnel) < 0 || ping_opts(ctx, o, "hboneOpen", &ping) < 0)
     goto out;
-  if (!s[0] || !s[1] || !s[3]) {
-    JS_ThrowTypeError(ctx, "hboneOpen: key, addr and authority are required");
+  // On a reverse tunnel (tunnel: its id) no address is dialed.
+  if (!s[0] || (!s[1] && tunnel <= 0) || !s[3]) {
+    JS_ThrowTypeError(ctx, "hboneOpen: key, addr (or tunnel) and authority are required");
     goto out;
   }
-  hb_open_args a = {.key = s[0],
-                    .expect = s[2],
-                    .authority = s[3],
-                    .mark = mark,
-                    .ping_ms = ping,
-                    .ping_timeout_ms = ping_timeout};
+  hb_open_args a = {.key = s[0], .expect = s[2], .authority = s[3], .mark = mark, .ping = ping};
   a.baggage = s[4] ? s[4] : "";
   a.forwarded = s[5] ? s[5] : "";
   a.traceparent = s[6] ? s[6] : "";
+  a.tunnel = tunnel > 0 ? (uint64_t)tunnel : 0;
   struct sockaddr_in *in = (struct sockaddr_in *)&a.peer;
   struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a.peer;
-  if (inet_pton(AF_INET, s[1], &in->sin_addr) == 1) {
+  if (a.tunnel) {
+    in->sin_family = AF_INET;  // not dialed
+    a.peer_len = sizeof *in;
+  } else if (inet_pton(AF_INET, s[1], &in->sin_addr) == 1) {
     in->sin_family = AF_INET;
     in->sin_port = htons(port);
     a.peer_len = sizeof *in;
@@ -280,6 +309,60 @@ out:
   return ret;
 }
 
+// hboneReverse(fd, tls, peerAddr, {expect?, pingIntervalMs?, pingTimeoutMs?}): the dialing
+// side of a reverse tunnel on a connected socket; returns the tunnel id.
+static JSValue js_hbone_reverse(UG_JS_PARAMS) {
+  int fd;
+  hb_ping ping = {0};
+  if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
+  tls_config *cfg = tls_of(ctx, argv[1], false);
+  if (!cfg) return JS_EXCEPTION;
+  if (!JS_IsObject(argv[3]))
+    return JS_ThrowTypeError(ctx, "hboneReverse: options must be an object");
+  const char *peer = JS_ToCString(ctx, argv[2]), *expect = NULL;
+  JSValue ret = JS_EXCEPTION;
+  if (!peer || ug_opt_string(ctx, argv[3], "expect", &expect) < 0 ||
+      ping_opts(ctx, argv[3], "hboneReverse", &ping) < 0)
+    goto out;
+  start();
+  ug_loop_forget_fd(ctx, fd);  // the engine thread owns it now
+  ret = JS_NewFloat64(ctx, (double)hbone_reverse(fd, &tls_sec, cfg, peer, expect, ping));
+out:
+  if (peer) JS_FreeCString(ctx, peer);
+  if (expect) JS_FreeCString(ctx, expect);
+  return ret;
+}
+
+// hboneClose(tunnel, why): 'refused' (a reverse tunnel this gate does not allow: GOAWAY
+// REFUSED_STREAM), 'replaced' (a newer one of the same gate), or 'stopped' (GOAWAY: no new
+// streams, closed once the open ones are over).
+static JSValue js_hbone_close(UG_JS_PARAMS) {
+  double t;
+  if (JS_ToFloat64(ctx, &t, argv[0])) return JS_EXCEPTION;
+  const char *why = JS_ToCString(ctx, argv[1]);
+  if (!why) return JS_EXCEPTION;
+  static const char *const reasons[] = {"reverse-refused", "replaced", "stopped"};
+  int k = !strcmp(why, "refused")    ? 0
+          : !strcmp(why, "replaced") ? 1
+          : !strcmp(why, "stopped")  ? 2
+                                     : -1;
+  JSValue ret = JS_UNDEFINED;
+  if (k < 0)
+    ret = JS_ThrowRangeError(ctx, "hboneClose: %s is not refused, replaced or stopped", why);
+  else if (m.started)
+    hbone_close((uint64_t)t, k == 0 ? H2_REFUSED_STREAM : H2_NO_ERROR, k == 2, reasons[k]);
+  JS_FreeCString(ctx, why);
+  return ret;
+}
+
+// hboneReverseAccept(tunnel): register a reverse tunnel a listener's `reverse` event offered.
+static JSValue js_hbone_reverse_accept(UG_JS_PARAMS) {
+  double t;
+  if (JS_ToFloat64(ctx, &t, argv[0])) return JS_EXCEPTION;
+  if (m.started) hbone_reverse_accept((uint64_t)t);
+  return JS_UNDEFINED;
+}
+
 static JSValue js_hbone_close_all(UG_JS_PARAMS) {
   (void)ctx;
   if (m.started) hbone_close_all();
@@ -304,6 +387,7 @@ static JSValue js_hbone_stats(UG_JS_PARAMS) {
     JSValue o = JS_NewObject(ctx);
     set_num(ctx, o, "id", (double)st[i].id);
     set_str(ctx, o, "role", st[i].server ? "server" : "client");
+    if (st[i].reverse) JS_SetPropertyStr(ctx, o, "reverse", JS_TRUE);
     set_str(ctx, o, "peer", st[i].peer_addr);
     set_str(ctx, o, "peerId", st[i].peer_id);
     if (!st[i].server) set_str(ctx, o, "pool", st[i].key);
@@ -334,6 +418,9 @@ static const JSCFunctionListEntry hbone_funcs[] = {
     JS_CFUNC_DEF("hboneRefuse", 3, js_hbone_refuse),
     JS_CFUNC_DEF("hboneOpen", 2, js_hbone_open),
     JS_CFUNC_DEF("hboneCloseAll", 0, js_hbone_close_all),
+    JS_CFUNC_DEF("hboneReverse", 4, js_hbone_reverse),
+    JS_CFUNC_DEF("hboneClose", 2, js_hbone_close),
+    JS_CFUNC_DEF("hboneReverseAccept", 1, js_hbone_reverse_accept),
     JS_CFUNC_DEF("onHboneEvents", 1, js_on_hbone_events),
     JS_CFUNC_DEF("hboneStats", 0, js_hbone_stats),
 };

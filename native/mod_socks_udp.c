@@ -16,27 +16,15 @@ typedef struct {
 } event_job;
 
 // Association id → JS callback; an entry goes with the association's END.
-typedef struct cb_entry cb_entry;
-struct cb_entry {
-  cb_entry *next;
-  uint64_t id;
-  JSValue cb;
-};
-static cb_entry *callbacks;
-
-static cb_entry **find(uint64_t id) {
-  cb_entry **pp = &callbacks;
-  while (*pp && (*pp)->id != id) pp = &(*pp)->next;
-  return pp;
-}
+static ug_cb_table callbacks;
 
 static void complete(JSContext *ctx, ug_job *job) {
   event_job *j = UG_CONTAINER_OF(job, event_job, job);
   socks_udp_event *ev = &j->ev;
-  cb_entry **pp = find(ev->assoc), *e = *pp;
-  if (e) {
+  bool end = ev->kind == SU_EV_END;  // the last event of this association
+  JSValue cb = end ? ug_cb_take(&callbacks, ev->assoc) : ug_cb_get(ctx, &callbacks, ev->assoc);
+  if (!JS_IsUndefined(cb)) {
     JSValue o = JS_NewObject(ctx);
-    bool end = ev->kind == SU_EV_END;
     JS_SetPropertyStr(ctx, o, "type", JS_NewString(ctx, end ? "end" : "dest"));
     if (end) {
       JS_SetPropertyStr(ctx, o, "reason", JS_NewString(ctx, ev->reason));
@@ -45,18 +33,14 @@ static void complete(JSContext *ctx, ug_job *job) {
       JS_SetPropertyStr(ctx, o, "packetsDown", JS_NewFloat64(ctx, (double)ev->pk_down));
       JS_SetPropertyStr(ctx, o, "bytesDown", JS_NewFloat64(ctx, (double)ev->by_down));
       JS_SetPropertyStr(ctx, o, "ms", JS_NewFloat64(ctx, (double)(int64_t)ev->ms));
-      *pp = e->next;  // the last event of this association
     } else {
       JS_SetPropertyStr(ctx, o, "dest", JS_NewInt64(ctx, ev->dest));
       JS_SetPropertyStr(ctx, o, "host", JS_NewString(ctx, ev->host));
       JS_SetPropertyStr(ctx, o, "port", JS_NewInt32(ctx, ev->port));
     }
-    ug_call(ctx, e->cb, 1, &o);
+    ug_call(ctx, cb, 1, &o);
     JS_FreeValue(ctx, o);
-    if (end) {
-      JS_FreeValue(ctx, e->cb);
-      free(e);
-    }
+    JS_FreeValue(ctx, cb);
   }
   free(j);
 }
@@ -122,18 +106,15 @@ static JSValue js_open(UG_JS_PARAMS) {
   if (r < 0) return ug_throw_errno(ctx, "udp thread", -r);
   udp_key client;
   udp_key_from_sockaddr(&client, &client_ss);
-  cb_entry *e = malloc(sizeof *e);
-  if (!e) return JS_ThrowOutOfMemory(ctx);
   uint64_t id;
   socklen_t bind_len =
       bind_ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
   r = socks_udp_open(&bind_ss, bind_len, &client, idle_ms, (uint32_t)mark, &id, &bound);
-  if (r < 0) {
-    free(e);
-    return ug_throw_errno(ctx, "socks udp bind", -r);
+  if (r < 0) return ug_throw_errno(ctx, "socks udp bind", -r);
+  if (ug_cb_add(ctx, &callbacks, id, argv[4]) < 0) {
+    socks_udp_close(id);  // its END finds no callback
+    return JS_ThrowOutOfMemory(ctx);
   }
-  *e = (cb_entry){.next = callbacks, .id = id, .cb = JS_DupValue(ctx, argv[4])};
-  callbacks = e;
   udp_key k;
   udp_key_from_sockaddr(&k, &bound);
   char buf[INET6_ADDRSTRLEN];
@@ -200,6 +181,7 @@ static JSValue js_stats(UG_JS_PARAMS) {
   SET(o, "bytesUp", c.by_up);
   SET(o, "packetsDown", c.pk_down);
   SET(o, "bytesDown", c.by_down);
+  SET(o, "destsEvicted", c.dests_evicted);
   SET(d, "foreign", c.drop_foreign);
   SET(d, "fragment", c.drop_fragment);
   SET(d, "malformed", c.drop_malformed);
@@ -213,12 +195,7 @@ static JSValue js_stats(UG_JS_PARAMS) {
 
 // At exit, after the UDP thread stopped: drop the callbacks.
 void ug_socks_udp_shutdown(JSContext *ctx) {
-  for (cb_entry *e = callbacks, *next; e; e = next) {
-    next = e->next;
-    JS_FreeValue(ctx, e->cb);
-    free(e);
-  }
-  callbacks = NULL;
+  ug_cb_clear(ctx, &callbacks);
 }
 
 static const JSCFunctionListEntry funcs[] = {

@@ -17,14 +17,8 @@ typedef struct {
   udp_event ev;
 } event_job;
 
-// Listener id → JS callback (a few listeners at most: a list).
-typedef struct cb_entry cb_entry;
-struct cb_entry {
-  cb_entry *next;
-  int id;
-  JSValue cb;
-};
-static cb_entry *callbacks;
+// Listener id → JS callback.
+static ug_cb_table callbacks;
 
 // A flow's route and traffic (UdpFlowCounters in src/io/native.d.ts).
 static void set_counters(JSContext *ctx, JSValue o, const char *action, uint64_t pk_up,
@@ -53,9 +47,9 @@ static void set_endpoint(JSContext *ctx, JSValue o, const char *addr, const char
 static void complete(JSContext *ctx, ug_job *job) {
   event_job *j = UG_CONTAINER_OF(job, event_job, job);
   udp_event *ev = &j->ev;
-  cb_entry *e = callbacks;
-  while (e && e->id != ev->listener) e = e->next;
-  if (e && ev->kind != 0) {
+  // A reference of its own: the callback may close its own listener.
+  JSValue cb = ev->kind != 0 ? ug_cb_get(ctx, &callbacks, (uint64_t)ev->listener) : JS_UNDEFINED;
+  if (!JS_IsUndefined(cb)) {
     JSValue o = JS_NewObject(ctx);
     const char *type = ev->kind == UDP_EV_NEW ? "new" : ev->kind == UDP_EV_MORE ? "more" : "end";
     JS_SetPropertyStr(ctx, o, "type", JS_NewString(ctx, type));
@@ -69,7 +63,6 @@ static void complete(JSContext *ctx, ug_job *job) {
       JS_SetPropertyStr(ctx, o, "reason", JS_NewString(ctx, ev->reason));
       set_counters(ctx, o, ev->action, ev->pk_up, ev->by_up, ev->pk_down, ev->by_down, ev->ms);
     }
-    JSValue cb = JS_DupValue(ctx, e->cb);  // the callback may close its own listener
     ug_call(ctx, cb, 1, &o);
     JS_FreeValue(ctx, cb);
     JS_FreeValue(ctx, o);
@@ -150,13 +143,10 @@ static JSValue js_udp_listen(UG_JS_PARAMS) {
   if (r < 0) return ug_throw_errno(ctx, "udp thread", -r);
   int id = udp_listen(&ss, len, &opts, &bound);
   if (id < 0) return ug_throw_errno(ctx, "udp listen", -id);
-  cb_entry *e = malloc(sizeof *e);
-  if (!e) {
+  if (ug_cb_add(ctx, &callbacks, (uint64_t)id, argv[3]) < 0) {
     udp_listener_close(id);
     return JS_ThrowOutOfMemory(ctx);
   }
-  *e = (cb_entry){.next = callbacks, .id = id, .cb = JS_DupValue(ctx, argv[3])};
-  callbacks = e;
   ug_loop_ref();  // an open listener keeps the loop alive, as a watched socket does
   udp_key k;
   udp_key_from_sockaddr(&k, &bound);
@@ -178,17 +168,12 @@ static JSValue js_udp_listener_set(UG_JS_PARAMS) {
 static JSValue js_udp_close(UG_JS_PARAMS) {
   int id;
   if (JS_ToInt32(ctx, &id, argv[0])) return JS_EXCEPTION;
-  for (cb_entry **pp = &callbacks; *pp; pp = &(*pp)->next) {
-    cb_entry *e = *pp;
-    if (e->id != id) continue;
-    udp_listener_close(id);  // its flows' end events are posted before the callback goes
-    *pp = e->next;
-    JS_FreeValue(ctx, e->cb);
-    free(e);
-    ug_loop_unref();
-    return JS_TRUE;
-  }
-  return JS_FALSE;
+  JSValue cb = ug_cb_take(&callbacks, (uint64_t)id);
+  if (JS_IsUndefined(cb)) return JS_FALSE;
+  udp_listener_close(id);  // its flows' end events are posted before the callback goes
+  JS_FreeValue(ctx, cb);
+  ug_loop_unref();
+  return JS_TRUE;
 }
 
 // udpRoute(flow, {action, addr?, port?}) (action direct, reject, forward, upstream) → '' or an
@@ -294,12 +279,7 @@ static JSValue js_udp_flows(UG_JS_PARAMS) {
 // At exit, after the loop ended: stop the thread, drop the callbacks.
 void ug_udp_shutdown(JSContext *ctx) {
   udp_engine_stop();
-  for (cb_entry *e = callbacks, *next; e; e = next) {
-    next = e->next;
-    JS_FreeValue(ctx, e->cb);
-    free(e);
-  }
-  callbacks = NULL;
+  ug_cb_clear(ctx, &callbacks);
 }
 
 static const JSCFunctionListEntry udp_funcs[] = {

@@ -3,9 +3,9 @@
 
 typedef ug_exports (*exports_fn)(void);
 static const exports_fn parts[] = {
-    ug_sys_exports,  ug_loop_exports,  ug_net_exports,       ug_dns_exports,  ug_relay_exports,
-    ug_proc_exports, ug_nlmon_exports, ug_gate_exports,      ug_quic_exports, ug_identity_exports,
-    ug_tls_exports,  ug_udp_exports,   ug_socks_udp_exports, ug_hbone_exports};
+    ug_sys_exports,  ug_loop_exports,  ug_net_exports,       ug_dns_exports,   ug_relay_exports,
+    ug_proc_exports, ug_nlmon_exports, ug_gate_exports,      ug_quic_exports,  ug_identity_exports,
+    ug_tls_exports,  ug_udp_exports,   ug_socks_udp_exports, ug_hbone_exports, ug_dot_exports};
 #define NPARTS (int)(sizeof parts / sizeof parts[0])
 
 static int init_module(JSContext *ctx, JSModuleDef *m) {

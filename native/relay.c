@@ -260,10 +260,7 @@ static void on_event(relay *r, int side, uint32_t events) {
     getsockopt(in->from, SOL_SOCKET, SO_ERROR, &err, &l);
     if (err) return finish(r, side ? "server-error" : "client-error", err);
   }
-  // Hung up both ways while this relay still writes to it: the other end is
-  // gone without a FIN for that direction. On TCP that is a reset (seen
-  // above); a socket pair (an hbone stream) shows a reset only this way.
-  if ((events & EPOLLHUP) && !out->shut)
+  if (engine_unix_aborted(in->from, events, out->shut))  // an HBONE stream reset by the tunnel
     return finish(r, side ? "server-error" : "client-error", ECONNRESET);
   if (failed || (events & (EPOLLRDHUP | EPOLLPRI))) in->drain = true;
   if (events & EPOLLPRI) in->urgent = true;

@@ -129,9 +129,7 @@ static bool same_ip(const udp_key *a, const udp_key *b) {
   return a->family == b->family && memcmp(a->addr, b->addr, a->family == 4 ? 4 : 16) == 0;
 }
 
-// RSV(2) FRAG ATYP DST.ADDR DST.PORT: the header's length, 0 when malformed
-// (short, lying about a length, garbage), -1 for a fragment.
-static int parse_header(const uint8_t *p, size_t n) {
+int socks_udp_parse_header(const uint8_t *p, size_t n) {
   if (n < 4 || p[0] != 0 || p[1] != 0) return 0;
   if (p[2] != 0) return -1;
   size_t h;
@@ -151,6 +149,18 @@ static int parse_header(const uint8_t *p, size_t n) {
   return (int)h;
 }
 
+void socks_udp_header_dest(const uint8_t *hdr, size_t hlen, char host[256], uint16_t *port) {
+  if (hdr[3] == 1) {
+    inet_ntop(AF_INET, hdr + 4, host, 256);
+  } else if (hdr[3] == 4) {
+    inet_ntop(AF_INET6, hdr + 4, host, 256);
+  } else {
+    memcpy(host, hdr + 5, hdr[4]);
+    host[hdr[4]] = 0;
+  }
+  *port = (uint16_t)(hdr[hlen - 2] << 8 | hdr[hlen - 1]);
+}
+
 size_t socks_udp_put_header(uint8_t *h, const udp_key *k) {
   size_t alen = k->family == 4 ? 4 : 16;
   h[0] = h[1] = h[2] = 0;
@@ -162,7 +172,7 @@ size_t socks_udp_put_header(uint8_t *h, const udp_key *k) {
 }
 
 size_t socks_udp_take_header(const uint8_t *p, size_t n, udp_key *from) {
-  int h = parse_header(p, n);
+  int h = socks_udp_parse_header(p, n);
   if (h <= 0 || p[3] == 3) return 0;
   memset(from, 0, sizeof *from);
   from->family = p[3] == 1 ? 4 : 6;
@@ -314,11 +324,14 @@ static void dest_unlink(su_assoc *a, su_dest *d) {
 
 static su_dest *dest_new(su_assoc *a, const uint8_t *hdr, size_t hlen, double now) {
   if (a->ndests >= DESTS_MAX) {
+    // The list is newest first and the clock coarse (a burst shares one ms):
+    // on a tie the older destination goes, never the newest.
     su_dest *lru = a->dests;
     for (su_dest *d = a->dests; d; d = d->next)
-      if (d->last_ms < lru->last_ms) lru = d;
+      if (d->last_ms <= lru->last_ms) lru = d;
     dest_unlink(a, lru);
     dest_end(lru);
+    su.c.dests_evicted++;
   }
   su_dest *d = calloc(1, sizeof *d);
   socks_udp_event *ev = d ? su.hooks.alloc() : NULL;
@@ -341,13 +354,7 @@ static su_dest *dest_new(su_assoc *a, const uint8_t *hdr, size_t hlen, double no
   ev->kind = SU_EV_DEST;
   ev->assoc = a->id;
   ev->dest = d->id;
-  if (hdr[3] == 1)
-    inet_ntop(AF_INET, hdr + 4, ev->host, sizeof ev->host);
-  else if (hdr[3] == 4)
-    inet_ntop(AF_INET6, hdr + 4, ev->host, sizeof ev->host);
-  else
-    memcpy(ev->host, hdr + 5, hdr[4]);  // zeroed event: NUL-terminated
-  ev->port = (uint16_t)(hdr[hlen - 2] << 8 | hdr[hlen - 1]);
+  socks_udp_header_dest(hdr, hlen, ev->host, &ev->port);
   su.hooks.emit(ev);
   return d;
 }
@@ -367,7 +374,7 @@ static void drain_relay(su_assoc *a) {
       }
       const uint8_t *p = rbuf[i] + HDR_MAX;
       size_t len = rmsgs[i].msg_len;
-      int h = (rmsgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? 0 : parse_header(p, len);
+      int h = (rmsgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? 0 : socks_udp_parse_header(p, len);
       if (h <= 0) {
         if (h < 0)
           su.c.drop_fragment++;
@@ -432,7 +439,7 @@ static void drain_out(su_assoc *a, su_dest *d, int fd, bool pass) {
       }
       if (a->client.port == 0) continue;  // cannot happen: a destination needs a datagram first
       if (pass) {
-        if (parse_header(p, len) <= 0) {
+        if (socks_udp_parse_header(p, len) <= 0) {
           su.c.drop_malformed++;
           continue;
         }

@@ -40,6 +40,7 @@ typedef struct {
   uint64_t assocs_total;
   int assocs_live;
   uint64_t pk_up, by_up, pk_down, by_down;
+  uint64_t dests_evicted;    // destinations over an association's cap (64), least recently used
   uint64_t drop_foreign;     // not from the client's address (IP, and port once known)
   uint64_t drop_fragment;    // FRAG ≠ 0: ugate does not reassemble
   uint64_t drop_malformed;   // a header that is short, lies about lengths, or has garbage
@@ -63,6 +64,16 @@ int socks_udp_route(uint64_t assoc, uint32_t dest, int mode, const struct sockad
 int socks_udp_close(uint64_t assoc);
 void socks_udp_counters_get(socks_udp_counters *out);
 
+// A client datagram's header "00 00 FRAG ATYP DST.ADDR DST.PORT" (RFC 1928
+// §7) at the start of p[0..n): its length (up to 262), or 0 when malformed:
+// shorter than 4 bytes, RSV not zero, ATYP not 1 (IPv4), 3 (domain) or
+// 4 (IPv6), a domain of length 0 or with a byte outside printable ASCII
+// (0x21-0x7e), a header longer than n, or port 0; -1 for a fragment (RSV
+// zero, FRAG not: ugate does not reassemble). Reads nothing past p[n - 1].
+int socks_udp_parse_header(const uint8_t *p, size_t n);
+// The destination a parsed header names: IPv4/IPv6 text or the domain as
+// sent, NUL-terminated, and the port.
+void socks_udp_header_dest(const uint8_t *hdr, size_t hlen, char host[256], uint16_t *port);
 // The SOCKS5 UDP header "00 00 00 ATYP ADDR PORT" for an IP endpoint into
 // out (22 bytes at most); its length.
 size_t socks_udp_put_header(uint8_t *out, const udp_key *k);

@@ -1,7 +1,9 @@
 // Mutual TLS 1.3 for the mesh on mbedTLS 3.6: configs loaded from Istio's
-// identity files, connections on non-blocking sockets. See tls.h.
+// identity files, connections on non-blocking sockets; and the web PKI client
+// mode (a CA bundle, a host name) for DNS over TLS. See tls.h.
 #include "tls.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -20,23 +22,31 @@
 
 // Identity files are a few KB; anything far bigger is not one.
 #define MAX_PEM (256 * 1024)
+// A system CA bundle is ~220 KB (Debian, OpenWrt's ca-bundle) and grows slowly.
+#define MAX_BUNDLE (4 * 1024 * 1024)
 #define SPIFFE_MAX 2048  // SPIFFE ID standard 2.3: the longest id a peer must accept
 
 struct tls_config {
   int refs;  // atomic: connections are freed on the relay thread
   bool server;
   mbedtls_ssl_config conf;
+  mbedtls_ssl_config conf_rev;  // the same, with ALPN ugate-rev before h2 (reverse tunnels)
   mbedtls_x509_crt chain, roots;
   mbedtls_pk_context key;
   char *trust_domain;  // NULL: any trusted peer
   char *spiffe_id;
   char node_id[UG_ID_NODE_ID_LEN + 1];
+  bool web;       // web PKI client (tls_config_new_web): roots from a CA bundle, no own cert
+  int web_roots;  // certificates taken from the bundle
+  char *ca_path;  // the bundle, named in errors
 };
 
 struct tls_conn {
   tls_config *cfg;
   int fd;
   bool done;       // handshake finished
+  bool reverse;    // ALPN ugate-rev offered (client) or accepted (server) before h2
+  bool got_data;   // application data was read
   int sock_errno;  // the send/recv error that failed it
   char *expect_peer;
   mbedtls_ssl_context ssl;
@@ -44,21 +54,22 @@ struct tls_conn {
   char id_err[TLS_ERR_MAX];  // verify_peer's reason, when the chain itself was fine
   char peer_spiffe[SPIFFE_MAX + 1];
   char peer_node[UG_ID_NODE_ID_LEN + 1];
+  uint8_t ip[16];  // web mode, host an IP literal: the address its certificate must name
+  size_t ip_len;   // 4, 16, or 0 for a DNS name (checked by mbedTLS)
 };
 
 // ---- loading ---------------------------------------------------------------------
 
-static char *read_pem(const char *path, char err[TLS_ERR_MAX]) {
+static char *read_text(const char *path, size_t max, const char *what, char err[TLS_ERR_MAX]) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     snprintf(err, TLS_ERR_MAX, "%s: cannot read: %s", path, strerror(errno));
     return NULL;
   }
-  char *buf = malloc(MAX_PEM + 1);
+  char *buf = malloc(max + 1);
   size_t n = 0;
   ssize_t r = 0;
-  while (buf && n < MAX_PEM &&
-         ((r = read(fd, buf + n, MAX_PEM - n)) > 0 || (r < 0 && errno == EINTR)))
+  while (buf && n < max && ((r = read(fd, buf + n, max - n)) > 0 || (r < 0 && errno == EINTR)))
     if (r > 0) n += (size_t)r;
   int e = errno;
   close(fd);
@@ -67,13 +78,17 @@ static char *read_pem(const char *path, char err[TLS_ERR_MAX]) {
     free(buf);
     return NULL;
   }
-  if (n == MAX_PEM) {
-    snprintf(err, TLS_ERR_MAX, "%s: larger than %d KB, not an identity file", path, MAX_PEM / 1024);
+  if (n == max) {
+    snprintf(err, TLS_ERR_MAX, "%s: larger than %zu KB, not %s", path, max / 1024, what);
     free(buf);
     return NULL;
   }
   buf[n] = 0;
   return buf;
+}
+
+static char *read_pem(const char *path, char err[TLS_ERR_MAX]) {
+  return read_text(path, MAX_PEM, "an identity file", err);
 }
 
 // PEM certificates only (mbedtls_x509_crt_parse would also take DER).
@@ -179,6 +194,15 @@ static bool in_trust_domain(const mbedtls_x509_buf *id, const char *trust_domain
   return strlen(trust_domain) == td_len && !memcmp(td, trust_domain, td_len);
 }
 
+// An expected peer "spiffe://TD" (the trust domain's own SPIFFE id: no path)
+// stands for any workload id of TD: its TD, else NULL (an exact id).
+static const char *expected_trust_domain(const char *expect) {
+  static const char scheme[] = "spiffe://";
+  if (strncmp(expect, scheme, sizeof scheme - 1)) return NULL;
+  const char *td = expect + sizeof scheme - 1;
+  return *td && !strchr(td, '/') ? td : NULL;
+}
+
 // What a mesh peer speaks (mesh-notes: ztunnel's TLS).
 static const int ciphersuites[] = {MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
                                    MBEDTLS_TLS1_3_AES_128_GCM_SHA256, 0};
@@ -192,9 +216,13 @@ static const uint16_t sig_algs[] = {
     MBEDTLS_TLS1_3_SIG_RSA_PSS_RSAE_SHA384,    MBEDTLS_TLS1_3_SIG_RSA_PKCS1_SHA256,
     MBEDTLS_TLS1_3_SIG_RSA_PKCS1_SHA384,       MBEDTLS_TLS1_3_SIG_NONE};
 static const char *alpn[] = {"h2", NULL};
+// Reverse tunnels: mbedTLS's server picks the first of its own list the client
+// offers, so ugate-rev wins when both ends want it and h2 is left for others.
+static const char *alpn_rev[] = {TLS_ALPN_REVERSE, "h2", NULL};
 
-static int setup_conf(tls_config *c) {
-  mbedtls_ssl_config *conf = &c->conf;
+// TLS 1.3 only, the peer's certificate required and checked against c's roots (both modes).
+static int conf_tls13(tls_config *c, mbedtls_ssl_config *conf, const uint16_t *grps,
+                      const uint16_t *algs) {
   int ret =
       mbedtls_ssl_config_defaults(conf, c->server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
                                   MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
@@ -202,31 +230,50 @@ static int setup_conf(tls_config *c) {
   mbedtls_ssl_conf_min_tls_version(conf, MBEDTLS_SSL_VERSION_TLS1_3);
   mbedtls_ssl_conf_max_tls_version(conf, MBEDTLS_SSL_VERSION_TLS1_3);
   mbedtls_ssl_conf_ciphersuites(conf, ciphersuites);
-  mbedtls_ssl_conf_groups(conf, groups);
-  mbedtls_ssl_conf_sig_algs(conf, sig_algs);
+  mbedtls_ssl_conf_groups(conf, grps);
+  mbedtls_ssl_conf_sig_algs(conf, algs);
   mbedtls_ssl_conf_rng(conf, mbedtls_psa_get_random, MBEDTLS_PSA_RANDOM_STATE);
-  // Both ends prove who they are; the configured roots are the only anchors.
-  // The server checks the client's certificate itself once the handshake is
-  // done (tls_handshake): mbedTLS 3.6 sends an alert about it still under the
-  // handshake keys, which the client, past its Finished, cannot decrypt.
-  mbedtls_ssl_conf_authmode(conf,
-                            c->server ? MBEDTLS_SSL_VERIFY_OPTIONAL : MBEDTLS_SSL_VERIFY_REQUIRED);
+  mbedtls_ssl_conf_authmode(conf, MBEDTLS_SSL_VERIFY_REQUIRED);
   mbedtls_ssl_conf_ca_chain(conf, &c->roots, NULL);
+  return 0;
+}
+
+static int setup_conf(tls_config *c, mbedtls_ssl_config *conf, const char **protos) {
+  // Both ends prove who they are; the configured roots are the only anchors.
+  int ret = conf_tls13(c, conf, groups, sig_algs);
+  if (ret) return ret;
+  // A mesh server (h2 and ugate-rev alike) checks the client's certificate
+  // itself once the handshake is done (tls_handshake): mbedTLS 3.6 sends an
+  // alert about it still under the handshake keys, which the client, past its
+  // Finished, cannot decrypt. (The web mode is a client only.)
+  if (c->server) mbedtls_ssl_conf_authmode(conf, MBEDTLS_SSL_VERIFY_OPTIONAL);
   if ((ret = mbedtls_ssl_conf_own_cert(conf, &c->chain, &c->key))) return ret;
-  return mbedtls_ssl_conf_alpn_protocols(conf, alpn);
+  return mbedtls_ssl_conf_alpn_protocols(conf, protos);
 }
 
 static void config_free(tls_config *c) {
   mbedtls_ssl_config_free(&c->conf);
+  mbedtls_ssl_config_free(&c->conf_rev);
   mbedtls_x509_crt_free(&c->chain);
   mbedtls_x509_crt_free(&c->roots);
   mbedtls_pk_free(&c->key);
   free(c->trust_domain);
   free(c->spiffe_id);
+  free(c->ca_path);
   free(c);
 }
 
-tls_config *tls_config_new(const tls_config_opts *o, char err[TLS_ERR_MAX]) {
+// c when the mbedTLS set-up returned 0; else NULL with its error in err, c freed.
+static tls_config *setup_done(tls_config *c, int ret, char err[TLS_ERR_MAX]) {
+  if (!ret) return c;
+  snprintf(err, TLS_ERR_MAX, "TLS setup failed (mbedTLS error -0x%04x)", (unsigned)-ret);
+  config_free(c);
+  return NULL;
+}
+
+// One reference, every mbedTLS part initialised (config_free takes it from
+// here); NULL with err set.
+static tls_config *config_alloc(char err[TLS_ERR_MAX]) {
   err[0] = 0;
   if (ug_crypto_init()) {
     snprintf(err, TLS_ERR_MAX, "PSA crypto failed to start");
@@ -238,11 +285,18 @@ tls_config *tls_config_new(const tls_config_opts *o, char err[TLS_ERR_MAX]) {
     return NULL;
   }
   c->refs = 1;
-  c->server = o->server;
   mbedtls_ssl_config_init(&c->conf);
+  mbedtls_ssl_config_init(&c->conf_rev);
   mbedtls_x509_crt_init(&c->chain);
   mbedtls_x509_crt_init(&c->roots);
   mbedtls_pk_init(&c->key);
+  return c;
+}
+
+tls_config *tls_config_new(const tls_config_opts *o, char err[TLS_ERR_MAX]) {
+  tls_config *c = config_alloc(err);
+  if (!c) return NULL;
+  c->server = o->server;
   if (load_certs(&c->chain, o->chain_path, err) || check_dates(&c->chain, o->chain_path, err) ||
       load_certs(&c->roots, o->roots_path, err) || check_dates(&c->roots, o->roots_path, err) ||
       load_key(&c->key, o->key_path, err))
@@ -286,12 +340,9 @@ tls_config *tls_config_new(const tls_config_opts *o, char err[TLS_ERR_MAX]) {
     goto fail;
   }
   ug_id_node_id(pub, pub_len, c->node_id);
-  int ret = setup_conf(c);
-  if (ret) {
-    snprintf(err, TLS_ERR_MAX, "TLS setup failed (mbedTLS error -0x%04x)", (unsigned)-ret);
-    goto fail;
-  }
-  return c;
+  int ret = setup_conf(c, &c->conf, alpn);
+  if (!ret) ret = setup_conf(c, &c->conf_rev, alpn_rev);
+  return setup_done(c, ret, err);
 fail:
   config_free(c);
   return NULL;
@@ -306,7 +357,7 @@ void tls_config_unref(tls_config *c) {
 }
 
 const char *tls_config_spiffe_id(const tls_config *c) {
-  return c->spiffe_id;
+  return c->spiffe_id ? c->spiffe_id : "";
 }
 
 const char *tls_config_node_id(const tls_config *c) {
@@ -315,6 +366,64 @@ const char *tls_config_node_id(const tls_config *c) {
 
 bool tls_config_is_server(const tls_config *c) {
   return c->server;
+}
+
+// ---- web PKI client mode -------------------------------------------------------------
+
+// What public servers present: P-256, P-384 or RSA leaves; RSA PKCS#1 v1.5
+// and ECDSA-SHA384 for the certificates of their CAs.
+static const uint16_t web_groups[] = {
+    MBEDTLS_SSL_IANA_TLS_GROUP_X25519, MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
+    MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1, MBEDTLS_SSL_IANA_TLS_GROUP_NONE};
+static const uint16_t web_sig_algs[] = {MBEDTLS_TLS1_3_SIG_ECDSA_SECP256R1_SHA256,
+                                        MBEDTLS_TLS1_3_SIG_ECDSA_SECP384R1_SHA384,
+                                        MBEDTLS_TLS1_3_SIG_RSA_PSS_RSAE_SHA256,
+                                        MBEDTLS_TLS1_3_SIG_RSA_PSS_RSAE_SHA384,
+                                        MBEDTLS_TLS1_3_SIG_RSA_PKCS1_SHA256,
+                                        MBEDTLS_TLS1_3_SIG_RSA_PKCS1_SHA384,
+                                        MBEDTLS_TLS1_3_SIG_NONE};
+
+// Every certificate of the bundle mbedTLS can parse; one at least.
+static int load_bundle(tls_config *c, const char *path, char err[TLS_ERR_MAX]) {
+  char *pem = read_text(path, MAX_BUNDLE, "a CA bundle", err);
+  if (!pem) return -1;
+  int ret = -1;
+  if (!strstr(pem, "-----BEGIN CERTIFICATE-----"))
+    snprintf(err, TLS_ERR_MAX, "%s: no PEM certificate in it", path);
+  else
+    ret = mbedtls_x509_crt_parse(&c->roots, (const unsigned char *)pem, strlen(pem) + 1);
+  free(pem);
+  // ret > 0: that many could not be parsed (algorithms left out of our mbedTLS): skipped.
+  for (const mbedtls_x509_crt *r = &c->roots; ret >= 0 && r && r->raw.p; r = r->next)
+    c->web_roots++;
+  if (ret < 0 && !err[0])
+    snprintf(err, TLS_ERR_MAX, "%s: no valid PEM certificate in it (mbedTLS error -0x%04x)", path,
+             (unsigned)-ret);
+  return c->web_roots ? 0 : -1;
+}
+
+tls_config *tls_config_new_web(const char *ca_path, char err[TLS_ERR_MAX]) {
+  tls_config *c = config_alloc(err);
+  if (!c) return NULL;
+  c->web = true;
+  if (load_bundle(c, ca_path, err)) goto fail;
+  if (!(c->ca_path = strdup(ca_path))) {
+    snprintf(err, TLS_ERR_MAX, "out of memory");
+    goto fail;
+  }
+  // A client only: the server's chain against the bundle, no certificate of ours.
+  return setup_done(c, conf_tls13(c, &c->conf, web_groups, web_sig_algs), err);
+fail:
+  config_free(c);
+  return NULL;
+}
+
+bool tls_config_is_web(const tls_config *c) {
+  return c->web;
+}
+
+int tls_config_web_roots(const tls_config *c) {
+  return c->web_roots;
 }
 
 // ---- connections -------------------------------------------------------------------
@@ -359,7 +468,14 @@ static int verify_peer(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *fl
   }
   memcpy(t->peer_spiffe, id->p, id->len);
   t->peer_spiffe[id->len] = 0;
-  if (t->expect_peer) {
+  const char *want_td = t->expect_peer ? expected_trust_domain(t->expect_peer) : NULL;
+  if (want_td) {
+    if (!in_trust_domain(id, want_td)) {
+      snprintf(t->id_err, TLS_ERR_MAX, "peer %.100s is not in trust domain %.60s", t->peer_spiffe,
+               want_td);
+      *flags |= MBEDTLS_X509_BADCERT_OTHER;
+    }
+  } else if (t->expect_peer) {
     if (strcmp(t->peer_spiffe, t->expect_peer)) {
       snprintf(t->id_err, TLS_ERR_MAX, "peer is %.80s, not the expected %.80s", t->peer_spiffe,
                t->expect_peer);
@@ -373,19 +489,66 @@ static int verify_peer(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *fl
   return 0;
 }
 
+static tls_conn *conn_new(tls_config *c, int fd, const char *expect_peer, bool reverse) {
+  tls_conn *t = calloc(1, sizeof *t);
+  if (!t) return NULL;
+  t->fd = fd;
+  t->cfg = c;
+  t->reverse = reverse;
+  tls_config_ref(c);
+  mbedtls_ssl_init(&t->ssl);
+  if (expect_peer && *expect_peer && !(t->expect_peer = strdup(expect_peer))) goto fail;
+  if (mbedtls_ssl_setup(&t->ssl, reverse ? &c->conf_rev : &c->conf)) goto fail;
+  // No SNI: a mesh peer is named by its SPIFFE id, checked in verify_peer
+  // (an explicit NULL, or 3.6 refuses a client without a host name).
+  if (!c->server && mbedtls_ssl_set_hostname(&t->ssl, NULL)) goto fail;
+  mbedtls_ssl_set_verify(&t->ssl, verify_peer, t);
+  mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
+  return t;
+fail:
+  tls_conn_free(t);
+  return NULL;
+}
+
 tls_conn *tls_conn_new(tls_config *c, int fd, const char *expect_peer) {
+  return conn_new(c, fd, expect_peer, false);
+}
+
+tls_conn *tls_conn_new_reverse(tls_config *c, int fd, const char *expect_peer) {
+  return conn_new(c, fd, expect_peer, true);
+}
+
+// Web mode, host an IP literal: mbedTLS checks only DNS names (with SNI), so
+// the leaf's IP address SANs are matched here.
+static int verify_web(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags) {
+  tls_conn *t = arg;
+  if (depth != 0 || !t->ip_len) return 0;
+  const unsigned char tag = MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_IP_ADDRESS;
+  for (const mbedtls_x509_sequence *s = &crt->subject_alt_names; s && s->buf.p; s = s->next)
+    if (s->buf.tag == tag && s->buf.len == t->ip_len && !memcmp(s->buf.p, t->ip, t->ip_len))
+      return 0;
+  snprintf(t->id_err, TLS_ERR_MAX, "peer certificate is not for %.80s (no such IP address SAN)",
+           t->expect_peer);
+  *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
+  return 0;
+}
+
+tls_conn *tls_conn_new_web(tls_config *c, int fd, const char *host) {
+  if (!c->web || !host || !*host) return NULL;
   tls_conn *t = calloc(1, sizeof *t);
   if (!t) return NULL;
   t->fd = fd;
   t->cfg = c;
   tls_config_ref(c);
   mbedtls_ssl_init(&t->ssl);
-  if (expect_peer && *expect_peer && !(t->expect_peer = strdup(expect_peer))) goto fail;
-  if (mbedtls_ssl_setup(&t->ssl, &c->conf)) goto fail;
-  // No SNI: a mesh peer is named by its SPIFFE id, checked in verify_peer
-  // (an explicit NULL, or 3.6 refuses a client without a host name).
-  if (!c->server && mbedtls_ssl_set_hostname(&t->ssl, NULL)) goto fail;
-  mbedtls_ssl_set_verify(&t->ssl, verify_peer, t);
+  if (!(t->expect_peer = strdup(host)) || mbedtls_ssl_setup(&t->ssl, &c->conf)) goto fail;
+  if (inet_pton(AF_INET, host, t->ip) == 1)
+    t->ip_len = 4;
+  else if (inet_pton(AF_INET6, host, t->ip) == 1)
+    t->ip_len = 16;
+  // An address is no server name (RFC 6066 3): no SNI, verify_web checks it.
+  if (mbedtls_ssl_set_hostname(&t->ssl, t->ip_len ? NULL : host)) goto fail;
+  mbedtls_ssl_set_verify(&t->ssl, verify_web, t);
   mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
   return t;
 fail:
@@ -452,8 +615,12 @@ static void refused_cert(tls_conn *t, uint32_t v) {
     snprintf(t->err, TLS_ERR_MAX, "peer certificate expired");
   else if (v & MBEDTLS_X509_BADCERT_FUTURE)
     snprintf(t->err, TLS_ERR_MAX, "peer certificate not yet valid");
+  else if ((v & MBEDTLS_X509_BADCERT_NOT_TRUSTED) && t->cfg->web)
+    snprintf(t->err, TLS_ERR_MAX, "peer certificate not signed by a CA of %.150s", t->cfg->ca_path);
   else if (v & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
     snprintf(t->err, TLS_ERR_MAX, "peer certificate not signed by the configured roots");
+  else if ((v & MBEDTLS_X509_BADCERT_CN_MISMATCH) && !t->id_err[0])
+    snprintf(t->err, TLS_ERR_MAX, "peer certificate is not for %.150s", t->expect_peer);
   else if (t->id_err[0])
     memcpy(t->err, t->id_err, sizeof t->err);
   else {
@@ -505,6 +672,17 @@ static int failed(tls_conn *t, int ret) {
     case MBEDTLS_ERR_SSL_CONN_EOF:
       snprintf(t->err, TLS_ERR_MAX, "peer closed the connection during the handshake");
       break;
+    case MBEDTLS_ERR_SSL_INVALID_MAC:
+      // TLS 1.3: a server that refuses our certificate while it still writes
+      // with the handshake keys (mbedTLS 3.6 does; ugate not: tls_handshake)
+      // sends its alert under keys we no longer read with.
+      if (t->done && !t->got_data && !t->cfg->server) {
+        snprintf(t->err, TLS_ERR_MAX,
+                 "peer ended the connection after the handshake (an unreadable alert: it "
+                 "probably refused our certificate)");
+        break;
+      }
+      __attribute__((fallthrough));
     default:
       // A peer that refuses our certificate may close before we read its alert.
       if (!t->done && (t->sock_errno == EPIPE || t->sock_errno == ECONNRESET))
@@ -529,8 +707,13 @@ int tls_handshake(tls_conn *t) {
   int ret = mbedtls_ssl_handshake(&t->ssl);
   if (want(ret)) return want(ret);
   if (ret) return failed(t, ret);
-  // Server: the client's certificate (see setup_conf); the alert now goes
-  // under the application keys, which the client reads with.
+  if (t->cfg->web) {  // no ALPN in web PKI mode, and no client certificate to check
+    t->done = true;
+    return 0;
+  }
+  // A mesh server, either ALPN list: the client's certificate (see
+  // setup_conf); the alert now goes under the application keys, which the
+  // client reads with.
   if (t->cfg->server) {
     uint32_t v = mbedtls_ssl_get_verify_result(&t->ssl);
     bool missing = !mbedtls_ssl_get_peer_cert(&t->ssl);
@@ -546,7 +729,7 @@ int tls_handshake(tls_conn *t) {
   }
   // A peer that offered no ALPN at all is not refused by mbedTLS itself.
   const char *proto = mbedtls_ssl_get_alpn_protocol(&t->ssl);
-  if (!proto || strcmp(proto, "h2")) {
+  if (!proto || (strcmp(proto, "h2") && !(t->reverse && !strcmp(proto, TLS_ALPN_REVERSE)))) {
     mbedtls_ssl_send_alert_message(&t->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
                                    MBEDTLS_SSL_ALERT_MSG_NO_APPLICATION_PROTOCOL);
     snprintf(t->err, TLS_ERR_MAX, "peer did not negotiate ALPN h2");
@@ -558,6 +741,7 @@ int tls_handshake(tls_conn *t) {
 
 ssize_t tls_read(tls_conn *t, uint8_t *buf, size_t cap) {
   int ret = mbedtls_ssl_read(&t->ssl, buf, cap);
+  if (ret > 0) t->got_data = true;
   if (ret > 0) return ret;
   if (want(ret)) return want(ret);
   if (ret == 0 || ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || ret == MBEDTLS_ERR_SSL_CONN_EOF)
@@ -580,6 +764,11 @@ int tls_close_notify(tls_conn *t) {
   int ret = mbedtls_ssl_close_notify(&t->ssl);
   if (ret == MBEDTLS_ERR_SSL_WANT_WRITE || ret == MBEDTLS_ERR_SSL_WANT_READ) return TLS_WANT_WRITE;
   return ret ? failed(t, ret) : 0;
+}
+
+const char *tls_alpn(const tls_conn *t) {
+  const char *proto = t->done ? mbedtls_ssl_get_alpn_protocol(&t->ssl) : NULL;
+  return proto ? proto : "";
 }
 
 const char *tls_conn_error(const tls_conn *t) {

@@ -1,4 +1,5 @@
-// Mutual TLS 1.3 for mesh connections (HBONE), on mbedTLS 3.6. A tls_conn
+// Mutual TLS 1.3 for mesh connections (HBONE), and a web PKI client mode
+// (DNS over TLS), on mbedTLS 3.6. A tls_conn
 // works on a non-blocking socket the owner gives it (mbedTLS BIO callbacks do
 // send/recv on it); the owner waits in epoll for what tls_* asked for.
 #ifndef UGATE_TLS_H
@@ -43,12 +44,31 @@ const char *tls_config_spiffe_id(const tls_config *c);
 const char *tls_config_node_id(const tls_config *c);
 bool tls_config_is_server(const tls_config *c);
 
+// Web PKI client mode, beside the mesh mode above (DNS over TLS to public
+// resolvers): TLS 1.3 only, no client certificate, no ALPN; the server's chain
+// is verified against a CA bundle (PEM, like the system's
+// ca-certificates.crt; certificates this mbedTLS cannot parse are skipped)
+// and its name checked per connection (tls_conn_new_web). NULL with a message
+// in err naming the file.
+tls_config *tls_config_new_web(const char *ca_path, char err[TLS_ERR_MAX]);
+bool tls_config_is_web(const tls_config *c);
+int tls_config_web_roots(const tls_config *c);  // certificates taken from the bundle
+
 typedef struct tls_conn tls_conn;
 
 // TLS 1.3 only, ALPN "h2", client certificate required (server) / sent (client),
 // no SNI from the client. expect_peer: a client's exact SPIFFE id the peer
-// must present, or NULL for "any id of the trust domain".
+// must present, "spiffe://TD" for any id of trust domain TD (in place of the
+// config's), or NULL for "any id of the config's trust domain".
 tls_conn *tls_conn_new(tls_config *c, int fd, const char *expect_peer);
+// The same for a reverse tunnel (docs/mesh.md): ALPN TLS_ALPN_REVERSE offered
+// (client) or accepted (server) before "h2". Which one was agreed: tls_alpn.
+#define TLS_ALPN_REVERSE "ugate-rev"
+tls_conn *tls_conn_new_reverse(tls_config *c, int fd, const char *expect_peer);
+// A connection of a web config: host is a DNS name (sent as SNI, matched
+// against the certificate's DNS names) or an IP literal (matched against its
+// IP address SANs; no SNI). NULL when c is not a web config or out of memory.
+tls_conn *tls_conn_new_web(tls_config *c, int fd, const char *host);
 void tls_conn_free(tls_conn *t);  // does not close fd
 int tls_handshake(tls_conn *t);   // 0 done, TLS_WANT_*, TLS_FAILED
 // >0 plaintext bytes, TLS_WANT_*, TLS_CLOSED, TLS_FAILED.
@@ -59,6 +79,7 @@ ssize_t tls_write(tls_conn *t, const uint8_t *p, size_t n);
 size_t tls_pending(const tls_conn *t);
 int tls_close_notify(tls_conn *t);                  // 0 sent, TLS_WANT_WRITE, TLS_FAILED
 const char *tls_conn_error(const tls_conn *t);      // "" or why it failed
+const char *tls_alpn(const tls_conn *t);            // the agreed protocol; "" before the handshake
 const char *tls_peer_spiffe_id(const tls_conn *t);  // after the handshake; "" when none
 const char *tls_peer_node_id(const tls_conn *t);
 
@@ -66,8 +87,11 @@ const char *tls_peer_node_id(const tls_conn *t);
 // holding one reference. Another module's binding gets the tls_config* from
 // it with this (borrowed: tls_config_ref it to keep it past the object's
 // life), or NULL with a TypeError thrown when v is not such an object.
+// ug_tls_web_config_from_js is the same for native.tlsWebConfig's objects:
+// each takes only its own mode.
 #ifdef QUICKJS_H
 tls_config *ug_tls_config_from_js(JSContext *ctx, JSValueConst v);
+tls_config *ug_tls_web_config_from_js(JSContext *ctx, JSValueConst v);
 #endif
 
 #endif

@@ -50,6 +50,21 @@ int ug_opt_string(JSContext *ctx, JSValueConst opts, const char *key, const char
 // A malloc'd copy the caller owns (left NULL when empty) and its length.
 int ug_opt_bytes(JSContext *ctx, JSValueConst opts, const char *key, uint8_t **out, size_t *len);
 
+// JS callbacks by id (a UDP listener's, a SOCKS association's): a few at a
+// time, so a list. Loop thread only. A zero table is empty.
+typedef struct ug_cb_entry ug_cb_entry;
+typedef struct {
+  ug_cb_entry *head;
+} ug_cb_table;
+// Keeps a reference to cb under id; -1 (no exception thrown) when out of memory.
+int ug_cb_add(JSContext *ctx, ug_cb_table *t, uint64_t id, JSValueConst cb);
+// A new reference to id's callback (the caller frees it); JS_UNDEFINED when none.
+JSValue ug_cb_get(JSContext *ctx, ug_cb_table *t, uint64_t id);
+// Removes id's entry, handing its reference to the caller; JS_UNDEFINED when none.
+JSValue ug_cb_take(ug_cb_table *t, uint64_t id);
+// Drops every entry (at exit).
+void ug_cb_clear(JSContext *ctx, ug_cb_table *t);
+
 // ---- event loop (loop.c) ----------------------------------------------------
 // Work finished on another thread, handed back to the loop thread.
 typedef struct ug_job ug_job;
@@ -106,6 +121,7 @@ ug_exports ug_tls_exports(void);
 ug_exports ug_udp_exports(void);
 ug_exports ug_socks_udp_exports(void);
 ug_exports ug_hbone_exports(void);
+ug_exports ug_dot_exports(void);
 // Run the command JS set with setExitCommand (if any); called on the way out.
 void ug_proc_run_exit_command(void);
 void ug_sys_set_argv(int argc, char **argv);
@@ -117,6 +133,7 @@ JSModuleDef *ug_native_module(JSContext *ctx, const char *name);
 void ug_relay_shutdown(JSContext *ctx);
 int ug_relay_init(void);
 void ug_dns_shutdown(JSContext *ctx);
+void ug_dot_shutdown(JSContext *ctx);
 void ug_udp_shutdown(JSContext *ctx);
 int ug_udp_start(void);  // 0 or -errno
 void ug_socks_udp_shutdown(JSContext *ctx);

@@ -1,6 +1,7 @@
 // Small helpers every native file shares: stopping on a broken invariant,
 // errors from errno, accept(2) without the errors of one aborted
-// connection, and reading bytes and options from JS values.
+// connection, reading bytes and options from JS values, and JS callbacks
+// kept by id.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -156,6 +157,50 @@ int ug_opt_bytes(JSContext *ctx, JSValueConst opts, const char *key, uint8_t **o
   }
   JS_FreeValue(ctx, v);
   return rc;
+}
+
+// ---- JS callbacks by id -----------------------------------------------------------
+struct ug_cb_entry {
+  ug_cb_entry *next;
+  uint64_t id;
+  JSValue cb;
+};
+
+static ug_cb_entry **cb_find(ug_cb_table *t, uint64_t id) {
+  ug_cb_entry **pp = &t->head;
+  while (*pp && (*pp)->id != id) pp = &(*pp)->next;
+  return pp;
+}
+
+int ug_cb_add(JSContext *ctx, ug_cb_table *t, uint64_t id, JSValueConst cb) {
+  ug_cb_entry *e = malloc(sizeof *e);
+  if (!e) return -1;
+  *e = (ug_cb_entry){.next = t->head, .id = id, .cb = JS_DupValue(ctx, cb)};
+  t->head = e;
+  return 0;
+}
+
+JSValue ug_cb_get(JSContext *ctx, ug_cb_table *t, uint64_t id) {
+  ug_cb_entry *e = *cb_find(t, id);
+  return e ? JS_DupValue(ctx, e->cb) : JS_UNDEFINED;
+}
+
+JSValue ug_cb_take(ug_cb_table *t, uint64_t id) {
+  ug_cb_entry **pp = cb_find(t, id), *e = *pp;
+  if (!e) return JS_UNDEFINED;
+  JSValue cb = e->cb;
+  *pp = e->next;
+  free(e);
+  return cb;
+}
+
+void ug_cb_clear(JSContext *ctx, ug_cb_table *t) {
+  for (ug_cb_entry *e = t->head, *next; e; e = next) {
+    next = e->next;
+    JS_FreeValue(ctx, e->cb);
+    free(e);
+  }
+  t->head = NULL;
 }
 
 // accept(2) errors of one aborted connection: skip it and take the next.

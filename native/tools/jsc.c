@@ -61,9 +61,13 @@ int main(int argc, char **argv) {
     return 1;
   }
   size_t outlen;
-  // Keep line numbers (stack traces name the line); drop the source text.
+  // No source text and no debug info (each function's file and the line and
+  // column of each instruction: 14% of the bytecode). Error messages stay as
+  // they are, and a stack trace still names every function, each with
+  // "(<null>:0:1)" where it had "(ugate.js:LINE:COL)".
   uint8_t *out =
-      JS_WriteObject(ctx, &outlen, obj, JS_WRITE_OBJ_BYTECODE | JS_WRITE_OBJ_STRIP_SOURCE);
+      JS_WriteObject(ctx, &outlen, obj,
+                     JS_WRITE_OBJ_BYTECODE | JS_WRITE_OBJ_STRIP_SOURCE | JS_WRITE_OBJ_STRIP_DEBUG);
   if (!out) {
     fprintf(stderr, "jsc: cannot serialize bytecode\n");
     return 1;

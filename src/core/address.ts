@@ -39,7 +39,8 @@ export function hostNameProblem(s: string, lenient = false): string | null {
     }
     const ok =
       (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x2d || c === 0x5f
-    if (!ok) return `bad character ${hexByte(c & 0xff)} at ${i}`
+    // Above Latin-1 (a config's or a frame's name), the code unit: its low byte would name another.
+    if (!ok) return `bad character ${c > 0xff ? `U+${c.toString(16).padStart(4, '0')}` : hexByte(c)} at ${i}`
     if (!lenient && label === 0 && c === 0x2d) return `label starting with '-' at ${i}`
     if (++label > 63) return 'label longer than 63'
   }

@@ -1,7 +1,8 @@
 // The admin server's own live page (GET /): one self-contained HTML file,
 // no framework, no external requests. It asks for the admin secret (or
 // takes #token=… from the address), then reads the same API the dashboards
-// read: /connections and /traffic over WebSocket, /rules and /ugate/status.
+// read: /connections and /traffic over WebSocket, /rules and /ugate/status
+// (listeners, capture, mesh tunnels).
 
 export const ADMIN_PAGE = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
@@ -29,7 +30,9 @@ button{cursor:pointer}#err{color:#b00}svg{width:100%;height:120px;background:#fb
 <section><h2>Top destinations</h2><table id="top"><thead><tr><th>Destination</th><th class="n">Conns</th><th class="n">Bytes</th></tr></thead><tbody></tbody></table></section>
 <section><h2>Rule hits</h2><table id="rules"><thead><tr><th>Rule</th><th>Proxy</th><th class="n">Hits</th></tr></thead><tbody></tbody></table></section>
 <section><h2>Listeners and capture</h2><table id="listeners"><thead><tr><th>Name</th><th>Type</th><th>Address</th></tr></thead><tbody></tbody></table><p id="capture"></p></section>
-</div></main>
+</div>
+<section><h2>Mesh tunnels (<span id="tcount">0</span>)</h2><table id="mesh"><thead><tr><th>Role</th><th>Upstream / listener</th><th>Peer</th><th>Identity</th><th>State</th><th class="n">Streams (live / total)</th><th class="n">Sent</th><th class="n">Received</th><th class="n">RTT</th></tr></thead><tbody></tbody></table></section>
+</main>
 <script>
 "use strict";
 const $=(id)=>document.getElementById(id);
@@ -62,7 +65,10 @@ $("gup").setAttribute("points",pts("up"));$("gdown").setAttribute("points",pts("
 async function slow(){const [r,s]=await Promise.all([api("/rules"),api("/ugate/status")]);
 fill("rules",r.rules,(tr,x)=>{cell(tr,x.payload?x.type+","+x.payload:x.type);cell(tr,x.proxy);cell(tr,String(x.extra.hitCount),"n")});
 fill("listeners",s.listeners,(tr,l)=>{cell(tr,l.name);cell(tr,l.type);cell(tr,l.addr)});
-$("capture").textContent="Transparent capture: "+(s.capture.enabled?"on, into listener "+s.capture.listener:"off")}
+$("capture").textContent="Transparent capture: "+(s.capture.enabled?"on, into listener "+s.capture.listener:"off");
+const tun=s.hbone||[];$("tcount").textContent=String(tun.length);
+fill("mesh",tun,(tr,x)=>{cell(tr,x.role);cell(tr,x.pool||x.listener||"");cell(tr,x.peer);cell(tr,x.peerId||"-");cell(tr,x.state);
+cell(tr,x.streams+" / "+x.streamsTotal,"n");cell(tr,human(x.bytesOut),"n");cell(tr,human(x.bytesIn),"n");cell(tr,x.rttMs==null?"-":x.rttMs+" ms","n")})}
 async function start(){for(const s of sockets.splice(0))s.close();clearInterval(timer);
 try{const v=await api("/version");$("ver").textContent=v.version;$("login").hidden=true;$("err").textContent="";
 sessionStorage.setItem("ugate-token",token);ws("/connections",onConns);ws("/traffic",onTraffic);await slow();timer=setInterval(()=>slow().catch(()=>{}),5000)}catch(e){if(String(e).indexOf("unauthorized")<0)$("err").textContent=String(e)}}

@@ -146,6 +146,10 @@ const CONDITION_TYPES: Array<[keyof RuleSpec, string]> = [
   ['srcCidr', 'SrcIPCIDR'],
   ['listener', 'InName'],
   ['proto', 'Protocol'],
+  // the mesh peer (no Clash equivalent: named after the fields)
+  ['srcIdentity', 'SrcIdentity'],
+  ['srcTrustDomain', 'SrcTrustDomain'],
+  ['srcNode', 'SrcNode'],
 ]
 
 /**
@@ -230,10 +234,35 @@ export interface DelayRecord {
 
 export interface ProxyInfo {
   name: string
-  /** Clash's adapter type: Direct, Reject, Socks5, Http. */
+  /** Clash's adapter type: Direct, Reject, Socks5, Http; ugate's own: Hbone (a mesh peer). */
   type: string
   udp: boolean
   history: readonly DelayRecord[]
+  /** An hbone upstream: the peer and its live tunnels (mihomo has no such field; dashboards ignore it). */
+  mesh?: MeshPeer
+}
+
+export interface MeshPeer {
+  /** The peer's HBONE address, IP:PORT; null: reached only through its reverse tunnel. */
+  server: string | null
+  /** The SPIFFE id the peer must present; '' = any of the trust domain. */
+  identity: string
+  tunnels: readonly MeshTunnel[]
+}
+
+/** One pooled connection to the peer, as `ugate ctl status` lists it. */
+export interface MeshTunnel {
+  id: number
+  state: string
+  /** The SPIFFE id the peer presented ('' during the handshake). */
+  peerId: string
+  streams: number
+  streamsTotal: number
+  bytesOut: number
+  bytesIn: number
+  /** Last PING round trip; null before the first. */
+  rttMs: number | null
+  ageMs: number
 }
 
 export function proxyView(p: ProxyInfo) {
@@ -244,7 +273,9 @@ export function proxyView(p: ProxyInfo) {
     udp: p.udp,
     alive: last === undefined || last.delay > 0,
     history: p.history.map((h) => ({ time: goTime(h.time), delay: h.delay })),
+    // mihomo's extra is per test URL; ugate tests one URL at a time and keeps it empty.
     extra: {},
+    ...(p.mesh !== undefined ? { mesh: p.mesh } : {}),
   }
 }
 
@@ -307,6 +338,7 @@ const INBOUND_TYPES: Record<string, string> = {
   redirect: 'Redir',
   sni: 'Sni',
   tproxy: 'TProxy',
+  hbone: 'Hbone',
 }
 
 function hostPort(text: string | undefined): { host: string; port: string } {

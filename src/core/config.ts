@@ -2,13 +2,20 @@
 // output is typed, with defaults filled in and durations in milliseconds.
 // Every error names the path and the bad value.
 
-import { type Endpoint, formatEndpoint, hostNameProblem, listenAddressesClash, parseEndpoint } from './address.js'
+import {
+  type Endpoint,
+  formatEndpoint,
+  formatHostPort,
+  hostNameProblem,
+  listenAddressesClash,
+  parseEndpoint,
+} from './address.js'
 import { AddressError, ConfigError, show } from './errors.js'
 import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
 import { type CaptureOptions, nftRuleset } from './nft.js'
 import { type RuleSpec, compileRules, parseRulesJson } from './rules/index.js'
 import { ipKey, isIpLiteral, isWildcard, parseCidr } from './ip.js'
-import { IDENTITY_DEFAULTS, IDENTITY_FILES, parseSpiffeId, trustDomainProblem } from './identity.js'
+import { IDENTITY_DEFAULTS, IDENTITY_FILES, nodeIdProblem, spiffeIdProblem, trustDomainProblem } from './identity.js'
 
 export interface Config {
   log: {
@@ -60,6 +67,8 @@ export interface Config {
   mesh: MeshConfig | null
   /** Relays this gate parks connections at, to be reached by SNI from behind NAT. */
   sniRelay: SniRelayConfig[]
+  /** Public gates this gate keeps a reverse tunnel to, to be reached through them from behind NAT. */
+  reverse: ReverseConfig[]
 }
 
 /**
@@ -95,6 +104,30 @@ export interface SniRelayConfig {
   retryMaxMs: number
 }
 
+/**
+ * A public gate this (NAT-ed) gate keeps one reverse tunnel to (docs/mesh.md):
+ * it dials the gate's hbone listener, and the public gate opens CONNECT
+ * streams on it that this gate serves like its own hbone listener's.
+ */
+export interface ReverseConfig extends PingTiming {
+  /** The `listener` the rules see for streams that come through it. */
+  name: string
+  /** The public gate's hbone listener (a bare IP: port 15008). */
+  relay: Endpoint
+  /** The public gate's SPIFFE id; '' = any id of mesh.trustDomain. */
+  relayId: string
+  /** Reconnect backoff: first delay, and the cap (each delay jittered to 50-100 %). */
+  retryMs: number
+  retryMaxMs: number
+}
+
+/** A mesh connection's keep-alive (an hbone upstream's connections, a reverse tunnel). */
+export interface PingTiming {
+  /** A PING this often; no ACK within pingTimeoutMs of one: the connection is dead. */
+  pingIntervalMs: number
+  pingTimeoutMs: number
+}
+
 export interface User {
   username: string
   password: string
@@ -115,18 +148,23 @@ export interface ProxyUpstreamConfig {
  * A peer gate (or ztunnel) reached through HBONE: HTTP/2 CONNECT over mutual
  * TLS with the mesh identity, on pooled connections.
  */
-export interface HboneUpstreamConfig {
+export interface HboneUpstreamConfig extends PingTiming {
   name: string
   type: 'hbone'
-  /** The peer's HBONE port: an IP literal (default port 15008). */
-  server: Endpoint
+  /** The peer's HBONE port: an IP literal (default port 15008); null = only through a reverse tunnel. */
+  server: Endpoint | null
+  /**
+   * The peer's node id; '' = any. With it (or with identity), a reverse
+   * tunnel the peer registered at this gate is used when there is one.
+   */
+  node: string
   /** The SPIFFE id the peer must present; '' = any id of trustDomain (or of the mesh's). */
   identity: string
-  /** The trust domain the peer's id must be in; '' = the mesh's own. */
+  /**
+   * The trust domain the peer's id must be in, in place of the mesh's (a
+   * peer of another domain whose CA is among the roots); '' = the mesh's own.
+   */
   trustDomain: string
-  /** A PING on each pooled connection this often; no ACK within pingTimeoutMs: the connection is dead. */
-  pingIntervalMs: number
-  pingTimeoutMs: number
 }
 
 /** Transparent capture with nftables (see src/core/nft.ts). */
@@ -185,6 +223,8 @@ export interface HboneListenerConfig extends ListenerCommon {
   type: 'hbone'
   /** When non-empty, only these peer SPIFFE ids may open streams (others get 401). */
   peers: string[]
+  /** SPIFFE ids that may register a reverse tunnel here (ALPN ugate-rev); [] = none: off. */
+  reverse: string[]
 }
 
 /** Transparent TCP: the destination comes from SO_ORIGINAL_DST (nftables REDIRECT). */
@@ -215,11 +255,23 @@ export interface ParkListenerConfig extends ListenerCommon {
   maxParked: number
 }
 
+/** One upstream resolver of a dns listener. */
+export interface DnsServer {
+  /** 'udp': UDP, again over TCP when truncated; 'tls': DNS over TLS (RFC 7858), "tls://…". */
+  transport: 'udp' | 'tls'
+  /** An IP literal (a resolver cannot resolve its own resolver); port 53, or 853 for tls. */
+  endpoint: Endpoint
+  /** tls: the name the server's certificate must carry (sent as SNI); '' = its address (an IP SAN). */
+  tlsName: string
+}
+
 /** A DNS server (UDP and TCP on one address) forwarding to `servers`, with cache, static names and the rules. */
 export interface DnsListenerConfig extends ListenerCommon {
   type: 'dns'
-  /** Upstream resolvers, tried in order (IP literals: a resolver cannot resolve its own resolver). */
-  servers: Endpoint[]
+  /** Upstream resolvers, tried in order. */
+  servers: DnsServer[]
+  /** PEM CA bundle that tls servers' certificates are verified against. */
+  caBundle: string
   /** Static names → addresses (A/AAAA answered without an upstream). */
   hosts: Record<string, string[]>
   /** What a rejected name gets: these addresses (by family), or NXDOMAIN when empty. */
@@ -283,6 +335,8 @@ const DEFAULTS = {
   sniffTimeout: 0.3,
   dnsTimeout: 2,
   dnsCacheSize: 4096,
+  /** Where OpenWrt's ca-bundle and Debian's ca-certificates put the system's CAs. */
+  caBundle: '/etc/ssl/certs/ca-certificates.crt',
   udpIdleTimeout: 60,
   udpDnsIdleTimeout: 10,
   maxFlows: 4096,
@@ -365,6 +419,7 @@ export function validateConfig(input: unknown): Config {
     'capture',
     'mesh',
     'sniRelay',
+    'reverse',
   ])
 
   const log = object(given(root.log, {}), 'log')
@@ -430,6 +485,7 @@ export function validateConfig(input: unknown): Config {
     capture: capture(given(root.capture, {})),
     mesh: root.mesh === undefined || root.mesh === null ? null : mesh(root.mesh),
     sniRelay: sniRelays(given(root.sniRelay, [])),
+    reverse: reverseTunnels(given(root.reverse, [])),
   }
   checkReferences(config)
   return config
@@ -467,14 +523,16 @@ function upstreams(value: unknown): UpstreamConfig[] {
 const HBONE_PORT = 15008
 
 function hboneUpstream(obj: Record<string, unknown>, path: string): HboneUpstreamConfig {
-  checkKeys(obj, path, ['name', 'type', 'server', 'identity', 'trustDomain', 'pingInterval', 'pingTimeout'])
-  const text = required(obj, 'server', path)
-  // A bare IP means the HBONE port.
-  const withPort = typeof text === 'string' && isIpLiteral(text.replace(/^\[|\]$/g, '')) ? hostPort(text) : text
-  const server = endpoint(withPort, `${path}.server`, 'target')
-  if (!isIpLiteral(server.host))
-    throw new ConfigError(`${path}.server`, `${show(text)} is not an IP address: an hbone peer is given as IP:PORT`)
+  checkKeys(obj, path, ['name', 'type', 'server', 'identity', 'trustDomain', 'node', ...PING_KEYS])
   const identity = obj.identity === undefined || obj.identity === '' ? '' : spiffeId(obj.identity, `${path}.identity`)
+  const node = given(obj.node, '')
+  const nodeProblem = typeof node !== 'string' ? 'is not a string' : node === '' ? null : nodeIdProblem(node)
+  if (nodeProblem !== null) throw new ConfigError(`${path}.node`, `${show(node)} ${nodeProblem}`)
+  // Without a server only a reverse tunnel reaches the peer: it must be named.
+  const server =
+    obj.server === undefined && (identity !== '' || node !== '')
+      ? null
+      : hboneServer(required(obj, 'server', path), path)
   const tdValue = given(obj.trustDomain, '')
   const tdProblem =
     typeof tdValue !== 'string' ? 'is not a string' : tdValue === '' ? null : trustDomainProblem(tdValue)
@@ -486,12 +544,42 @@ function hboneUpstream(obj: Record<string, unknown>, path: string): HboneUpstrea
     name: name(required(obj, 'name', path), `${path}.name`),
     type: 'hbone',
     server,
+    node: node as string,
     identity,
     trustDomain: td,
-    // ztunnel's: a PING every 10 s, dead after 20 s without its ACK.
+    ...pingTiming(obj, path),
+  }
+}
+
+const PING_KEYS = ['pingInterval', 'pingTimeout']
+
+/** The keep-alive keys of obj (an hbone upstream, a reverse tunnel) at path. */
+function pingTiming(obj: Record<string, unknown>, path: string): PingTiming {
+  // ztunnel's: a PING every 10 s, dead after 20 s without its ACK.
+  return {
     pingIntervalMs: ms(given(obj.pingInterval, 10), `${path}.pingInterval`, SECONDS.ping),
     pingTimeoutMs: ms(given(obj.pingTimeout, 20), `${path}.pingTimeout`, SECONDS.ping),
   }
+}
+
+/** An hbone peer's address: IP:PORT, or a bare IP for the HBONE port. */
+function hboneServer(text: unknown, path: string): Endpoint {
+  // A bare host name: the same answer as a name with a port (HBONE peers are addresses).
+  const server =
+    typeof text === 'string' && !/[:\]]/.test(text) && !isIpLiteral(text)
+      ? null
+      : endpoint(withHbonePort(text), `${path}.server`, 'target')
+  if (server === null || !isIpLiteral(server.host))
+    throw new ConfigError(
+      `${path}.server`,
+      `${show(text)} is not an IP address: an hbone peer is given as IP or IP:PORT`,
+    )
+  return server
+}
+
+/** A bare IP means the HBONE port. */
+function withHbonePort(text: unknown): unknown {
+  return typeof text === 'string' && isIpLiteral(text.replace(/^\[|\]$/g, '')) ? hostPort(text) : text
 }
 
 function hostPort(ip: string): string {
@@ -500,8 +588,8 @@ function hostPort(ip: string): string {
 
 /** spiffe://TD/ns/NS/sa/SA, as peers present it in their certificate's URI SAN. */
 function spiffeId(v: unknown, path: string): string {
-  const p = typeof v === 'string' ? parseSpiffeId(v) : { error: 'is not a string' }
-  if ('error' in p) throw new ConfigError(path, `${show(v)} is not a SPIFFE id: ${p.error}`)
+  const problem = spiffeIdProblem(v)
+  if (problem !== null) throw new ConfigError(path, `${show(v)} ${problem}`)
   return v as string
 }
 
@@ -533,6 +621,32 @@ function sniRelays(value: unknown): SniRelayConfig[] {
   list.forEach((r, i) => {
     const j = list.findIndex((o) => o.name === r.name)
     if (j < i) throw new ConfigError(`sniRelay[${i}].name`, `${show(r.name)} is already the name of sniRelay[${j}]`)
+  })
+  return list
+}
+
+function reverseTunnels(value: unknown): ReverseConfig[] {
+  const list = array(value, 'reverse').map((v, i): ReverseConfig => {
+    const path = `reverse[${i}]`
+    const obj = object(v, path)
+    checkKeys(obj, path, ['name', 'relay', 'relayId', 'retry', 'retryMax', ...PING_KEYS])
+    const relayId = given(obj.relayId, '')
+    if (relayId !== '') spiffeId(relayId, `${path}.relayId`)
+    const text = required(obj, 'relay', path)
+    const retryMs = ms(given(obj.retry, 0.5), `${path}.retry`, SECONDS.retry)
+    return {
+      name: name(required(obj, 'name', path), `${path}.name`),
+      // A name is resolved at each attempt.
+      relay: endpoint(withHbonePort(text), `${path}.relay`, 'target'),
+      relayId: relayId as string,
+      retryMs,
+      retryMaxMs: Math.max(retryMs, ms(given(obj.retryMax, 30), `${path}.retryMax`, SECONDS.retry)),
+      ...pingTiming(obj, path),
+    }
+  })
+  list.forEach((r, i) => {
+    const j = list.findIndex((o) => o.name === r.name)
+    if (j < i) throw new ConfigError(`reverse[${i}].name`, `${show(r.name)} is already the name of reverse[${j}]`)
   })
   return list
 }
@@ -667,6 +781,16 @@ function checkReferences(config: Config): void {
         `${show(r.name)} is already the name of a listener (the rules could not tell them apart)`,
       )
   })
+  config.reverse.forEach((r, i) => {
+    const clash = config.listeners.some((l) => l.name === r.name) || config.sniRelay.some((o) => o.name === r.name)
+    if (clash)
+      throw new ConfigError(
+        `reverse[${i}].name`,
+        `${show(r.name)} is already the name of a listener or sniRelay entry (the rules could not tell them apart)`,
+      )
+  })
+  if (config.mesh === null && config.reverse.length > 0)
+    throw new ConfigError('reverse[0]', 'a reverse tunnel requires the "mesh" section (the identity it proves)')
   // Relay over SNI is mutual TLS with the mesh identity: without one it could never work.
   if (config.mesh === null) {
     const park = config.listeners.findIndex((l) => l.type === 'park')
@@ -848,15 +972,17 @@ const LISTENER_SPECS: { [T in ListenerType]: ListenerSpec<T> } = {
     }),
   },
   hbone: {
-    keys: ['peers'],
+    keys: ['peers', 'reverse'],
     parse: (obj, path, common) => ({
       ...common,
       type: 'hbone',
       peers: array(given(obj.peers, []), `${path}.peers`).map((v, i) => spiffeId(v, `${path}.peers[${i}]`)),
+      // Exact ids only: never an open relay.
+      reverse: array(given(obj.reverse, []), `${path}.reverse`).map((v, i) => spiffeId(v, `${path}.reverse[${i}]`)),
     }),
   },
   dns: {
-    keys: ['servers', 'hosts', 'rejectAddresses', 'timeout', 'cacheSize'],
+    keys: ['servers', 'hosts', 'rejectAddresses', 'timeout', 'cacheSize', 'caBundle'],
     parse: (obj, path, common) => ({
       ...common,
       type: 'dns',
@@ -865,6 +991,7 @@ const LISTENER_SPECS: { [T in ListenerType]: ListenerSpec<T> } = {
       rejectAddresses: ipList(given(obj.rejectAddresses, []), `${path}.rejectAddresses`),
       timeoutMs: ms(given(obj.timeout, DEFAULTS.dnsTimeout), `${path}.timeout`, SECONDS.dnsTimeout),
       cacheSize: integer(given(obj.cacheSize, DEFAULTS.dnsCacheSize), `${path}.cacheSize`, 0, 1000000),
+      caBundle: filePath(given(obj.caBundle, DEFAULTS.caBundle), `${path}.caBundle`),
     }),
   },
 }
@@ -1013,18 +1140,57 @@ function cidrs(value: unknown, path: string): string[] {
   })
 }
 
-/** Upstream resolvers: "IP", "IP:PORT" or "[IPv6]:PORT"; port 53 when not given. */
-function dnsServers(value: unknown, path: string): Endpoint[] {
+const TLS_SCHEME = 'tls://'
+
+/**
+ * Upstream resolvers: "IP", "IP:PORT" or "[IPv6]:PORT" (port 53 when not
+ * given); DNS over TLS: "tls://IP", "tls://NAME@IP" with the same address
+ * forms (port 853 when not given), NAME being what the certificate must carry.
+ */
+function dnsServers(value: unknown, path: string): DnsServer[] {
   const list = array(value, path)
   if (list.length === 0) throw new ConfigError(path, 'at least one upstream resolver is required')
-  return list.map((v, i) => {
-    const p = `${path}[${i}]`
-    if (typeof v === 'string' && isIpLiteral(v)) return endpoint(v.includes(':') ? `[${v}]:53` : `${v}:53`, p, 'target')
-    const ep = endpoint(v, p, 'target')
-    if (ep.kind === 'name')
-      throw new ConfigError(p, `${show(v)} is not an IP address (a resolver is named by its address)`)
-    return ep
-  })
+  return list.map((v, i) => dnsServer(v, `${path}[${i}]`))
+}
+
+function dnsServer(v: unknown, path: string): DnsServer {
+  if (typeof v !== 'string')
+    throw new ConfigError(path, `${show(v)} is not a string "IP[:PORT]" or "tls://[NAME@]IP[:PORT]"`)
+  const tls = v.startsWith(TLS_SCHEME)
+  let address = tls ? v.slice(TLS_SCHEME.length) : v
+  let tlsName = ''
+  const at = address.indexOf('@')
+  if (tls && at >= 0) {
+    tlsName = address.slice(0, at).replace(/\.$/, '').toLowerCase()
+    address = address.slice(at + 1)
+    const problem = isIpLiteral(tlsName) ? null : hostNameProblem(tlsName)
+    if (problem !== null) throw new ConfigError(path, `${show(v)}: ${show(tlsName)} is not a host name (${problem})`)
+  }
+  const port = tls ? 853 : 53
+  const why = 'a resolver is named by its address'
+  const notIp = () =>
+    tls
+      ? new ConfigError(
+          path,
+          `${show(v)}: ${show(address)} is not an IP address (${why}; a name to verify goes before "@")`,
+        )
+      : new ConfigError(path, `${show(v)} is not an IP address (${why}; DNS over TLS: "tls://[NAME@]IP[:PORT]")`)
+  let ep: Endpoint
+  try {
+    ep = parseEndpoint(isIpLiteral(address) ? formatHostPort(address, port) : address, 'target')
+  } catch (e) {
+    if (!(e instanceof AddressError)) throw e
+    if (!address.includes(':')) throw notIp()
+    throw new ConfigError(path, `${show(v)}: ${e.message}`)
+  }
+  if (ep.kind === 'name') throw notIp()
+  return { transport: tls ? 'tls' : 'udp', endpoint: ep, tlsName }
+}
+
+/** A resolver as the config writes it: "9.9.9.9:53", "tls://dns.quad9.net@9.9.9.9:853". */
+export function formatDnsServer(s: DnsServer): string {
+  if (s.transport === 'udp') return formatEndpoint(s.endpoint)
+  return `${TLS_SCHEME}${s.tlsName === '' ? '' : `${s.tlsName}@`}${formatEndpoint(s.endpoint)}`
 }
 
 function ipList(value: unknown, path: string): string[] {

@@ -47,6 +47,8 @@ export function formatStatus(s: Obj): string {
     `relays: ${num(r.active)} active, ${num(r.total)} total; splice calls ${num(r.spliceCalls)}, copy calls ${num(r.copyCalls)}`,
     `capture: ${cap.enabled === true ? `on (listener ${str(cap.listener)})` : 'off'}`,
   ]
+  const mesh = obj(s.mesh)
+  if (typeof mesh.nodeId === 'string') lines.push(`mesh: ${str(mesh.spiffeId)}, node id ${mesh.nodeId}`)
   // UDP and DNS only when the daemon reports them (an older one does not).
   const u = obj(s.udp)
   if (typeof u.flowsTotal === 'number') {
@@ -83,7 +85,7 @@ export function formatStatus(s: Obj): string {
         ['TUNNEL', 'ROLE', 'PEER', 'PEER ID', 'STATE', 'STREAMS', 'TOTAL', 'OUT', 'IN', 'RTT'],
         tunnels.map((x) => [
           str(x.id),
-          str(x.role),
+          x.reverse === true ? `${str(x.role)} reverse` : str(x.role),
           str(x.peer),
           str(x.peerId) === '' ? '-' : str(x.peerId),
           str(x.state),
@@ -92,6 +94,41 @@ export function formatStatus(s: Obj): string {
           humanBytes(num(x.bytesOut)),
           humanBytes(num(x.bytesIn)),
           typeof x.rttMs === 'number' ? `${x.rttMs} ms` : '-',
+        ]),
+      ),
+    )
+  // Reverse tunnels (docs/mesh.md): gates registered here, and this gate's own links.
+  const rev = obj(s.reverse)
+  const registered = list(rev.registered)
+  if (registered.length > 0)
+    lines.push(
+      '',
+      table(
+        ['REVERSE', 'LISTENER', 'IDENTITY', 'NODE', 'PEER', 'AGE'],
+        registered.map((x) => [
+          str(x.tunnel),
+          str(x.listener),
+          str(x.identity),
+          str(x.node),
+          str(x.peer),
+          `${(num(x.ageMs) / 1000).toFixed(0)}s`,
+        ]),
+      ),
+    )
+  const links = list(rev.links)
+  if (links.length > 0)
+    lines.push(
+      '',
+      table(
+        ['REVERSE LINK', 'RELAY', 'STATE', 'TUNNEL', 'RELAY ID', 'FAILURES', 'UP'],
+        links.map((x) => [
+          str(x.name),
+          str(x.relay),
+          str(x.state),
+          str(x.tunnel),
+          str(x.peerId) === '' ? '-' : str(x.peerId),
+          str(x.failures),
+          x.state === 'up' ? `${(num(x.upMs) / 1000).toFixed(0)}s` : '-',
         ]),
       ),
     )

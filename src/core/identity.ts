@@ -47,12 +47,43 @@ export function trustDomainProblem(td: string): string | null {
   return null
 }
 
+/** Why text is not a node id (52 characters of base32: A-Z, 2-7), or null. */
+export function nodeIdProblem(text: string): string | null {
+  return /^[A-Z2-7]{52}$/.test(text) ? null : 'is not a node id (52 characters A-Z, 2-7)'
+}
+
 /** Why a namespace or service account is not a SPIFFE path segment, or null. */
 export function segmentProblem(seg: string): string | null {
   if (seg === '') return 'is empty'
   if (seg === '.' || seg === '..') return 'may not be "." or ".."'
   if (!SEGMENT.test(seg)) return 'may only hold A-Z, a-z, 0-9, ".", "-" and "_"'
   return null
+}
+
+/** Why v is not an Istio workload SPIFFE id ("is not a SPIFFE id: ..."), or null. */
+export function spiffeIdProblem(v: unknown): string | null {
+  const p = typeof v === 'string' ? parseSpiffeId(v) : { error: 'is not a string' }
+  return 'error' in p ? `is not a SPIFFE id: ${p.error}` : null
+}
+
+/** The trust domain of a SPIFFE id ("spiffe://TD/..."), or '' when it has none. */
+export function spiffeTrustDomain(id: string): string {
+  if (!id.startsWith('spiffe://')) return ''
+  const slash = id.indexOf('/', 9)
+  return slash < 0 ? '' : id.slice(9, slash)
+}
+
+// A node id: base32 (RFC 4648, no padding) of a SHA-256, 52 characters; 256
+// bits leave one bit in the last character, so it is A or Q.
+const NODE_ID = /^[A-Z2-7]{51}[AQ]$/
+
+/** A node id as ugate prints it (upper case), or the reason v is not one. */
+export function parseNodeId(v: unknown): { id: string } | { error: string } {
+  if (typeof v !== 'string') return { error: 'is not a string' }
+  const id = v.toUpperCase()
+  if (id.length !== 52) return { error: `is not a node id (52 base32 characters, not ${id.length})` }
+  if (!NODE_ID.test(id)) return { error: 'is not a node id (base32: A-Z and 2-7, the last one A or Q)' }
+  return { id }
 }
 
 /** `spiffe://TD/ns/NS/sa/SA`; the parts must already be valid. */

@@ -20,6 +20,7 @@
 
 import { hostNameProblem } from './address.js'
 import { base64Decode, base64Encode, utf8Decode, utf8Encode } from './bytes.js'
+import { show } from './errors.js'
 import type { Invalid, NeedMore, Parsed } from './parse-result.js'
 
 const PROTOCOL_VERSION = 1
@@ -110,9 +111,7 @@ export const verdictFrame = (v: Verdict) => encodeFrame(v.ok ? { ok: true, node:
 export const pairFrame = (p: Pair) => encodeFrame({ pair: { src: p.src, sni: p.sni } })
 
 function version(v: Record<string, unknown>): string | null {
-  return v.v === PROTOCOL_VERSION
-    ? null
-    : `protocol version ${JSON.stringify(v.v)} (this gate speaks ${PROTOCOL_VERSION})`
+  return v.v === PROTOCOL_VERSION ? null : `protocol version ${show(v.v)} (this gate speaks ${PROTOCOL_VERSION})`
 }
 
 export function parseHello(v: Record<string, unknown>): Hello | Error {
@@ -159,9 +158,9 @@ export function registeredNames(value: unknown): string[] | Error {
   if (value.length > MAX_NAMES) return new Error(`${value.length} names (at most ${MAX_NAMES})`)
   const out: string[] = []
   for (const n of value) {
-    if (typeof n !== 'string') return new Error(`name ${JSON.stringify(n)} is not a string`)
+    if (typeof n !== 'string') return new Error(`name ${show(n)} is not a string`)
     const problem = hostNameProblem(n)
-    if (problem !== null) return new Error(`name ${JSON.stringify(n)}: ${problem}`)
+    if (problem !== null) return new Error(`name ${show(n)}: ${problem}`)
     const lower = n.toLowerCase()
     if (!out.includes(lower)) out.push(lower)
   }

@@ -57,8 +57,10 @@ function locate(e: ConfigError, file: string, origins: Origin[]): ConfigError {
   }
   if (!best) return new ConfigError(`${file}: ${e.path}`, e.detail)
   const rest = e.path.slice(best.jsonPath.length).replace(/^\./, '')
+  // The first key takes its uci name; an index or a sub-key after it stays: "srcNode[0]" → "src_node[0]".
+  const [, key = '', tail = ''] = /^([^.[]*)(.*)$/.exec(rest) ?? []
   return new ConfigError(
-    `${file}:${best.section.line}: ${best.ref}${rest ? `.${UCI_PATH_NAME[e.path] ?? UCI_NAME[rest] ?? rest}` : ''}`,
+    `${file}:${best.section.line}: ${best.ref}${rest ? `.${UCI_PATH_NAME[e.path] ?? (UCI_NAME[key] ?? key) + tail}` : ''}`,
     e.detail,
   )
 }
@@ -96,10 +98,14 @@ const UCI_NAME: Record<string, string> = {
   dstCidr: 'dst_cidr',
   dstPort: 'dst_port',
   srcCidr: 'src_cidr',
+  srcIdentity: 'src_identity',
+  srcTrustDomain: 'src_trust_domain',
+  srcNode: 'src_node',
   servers: 'server',
   hosts: 'host',
   rejectAddresses: 'reject_address',
   cacheSize: 'cache_size',
+  caBundle: 'ca_bundle',
   dnsListener: 'dns_listener',
   udpListener: 'udp_listener',
   tproxyMark: 'tproxy_mark',
@@ -190,6 +196,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       'reject_address',
       'timeout',
       'cache_size',
+      'ca_bundle',
       'networks',
       'udp_idle_timeout',
       'udp_dns_idle_timeout',
@@ -199,13 +206,18 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       'max_waiting',
       'grant',
       'max_parked',
+      'peers',
+      'reverse',
     ])
     const l: Obj = { name: r.str('name') ?? s.name ?? `listener${i + 1}`, type: r.str('type') }
     const address = r.str('address')
     const port = r.str('port')
-    if (address === undefined || port === undefined)
+    // An hbone listener without both: HBONE's own [::]:15008 (as in JSON).
+    const hboneDefault = l.type === 'hbone' && address === undefined && port === undefined
+    if (!hboneDefault && (address === undefined || port === undefined))
       throw new ConfigError(`${at(s)}.${address === undefined ? 'address' : 'port'}`, 'missing')
-    l.listen = `${address.includes(':') ? `[${address}]` : address}:${port}`
+    if (address !== undefined && port !== undefined)
+      l.listen = `${address.includes(':') ? `[${address}]` : address}:${port}`
     assign(l, {
       backlog: r.num('backlog'),
       allow: r.list('allow'),
@@ -218,6 +230,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       rejectAddresses: r.list('reject_address'),
       timeout: r.num('timeout'),
       cacheSize: r.num('cache_size'),
+      caBundle: r.str('ca_bundle'),
       networks: r.list('networks'),
       udpIdleTimeout: r.num('udp_idle_timeout'),
       udpDnsIdleTimeout: r.num('udp_dns_idle_timeout'),
@@ -227,6 +240,8 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       maxWaiting: r.num('max_waiting'),
       grants: grantLines(r.list('grant'), `${at(s)}.grant`),
       maxParked: r.num('max_parked'),
+      peers: r.list('peers'),
+      reverse: r.list('reverse'),
     })
     return l
   })
@@ -234,16 +249,35 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
   root.upstreams = uciSectionsOfType(pkg, 'upstream').map((s, i) => {
     origins.push({ jsonPath: `upstreams[${i}]`, section: s, ref: uciSectionRef(pkg, s) })
     const r = reader(s)
-    r.only(['name', 'type', 'server', 'port', 'username', 'password', 'ping_interval', 'ping_timeout'])
+    r.only([
+      'name',
+      'type',
+      'server',
+      'port',
+      'username',
+      'password',
+      'identity',
+      'trust_domain',
+      'node',
+      'ping_interval',
+      'ping_timeout',
+    ])
     const server = r.str('server')
     const port = r.str('port')
-    if (server === undefined || port === undefined)
-      throw new ConfigError(`${at(s)}.${server === undefined ? 'server' : 'port'}`, 'missing')
     const u: Obj = { name: r.str('name') ?? s.name ?? `upstream${i + 1}`, type: r.str('type') }
-    u.server = `${server.includes(':') ? `[${server}]` : server}:${port}`
+    assign(u, { identity: r.str('identity'), node: r.str('node') })
+    // An hbone upstream that names its peer may go only through the peer's reverse tunnel.
+    const reverseOnly = u.type === 'hbone' && server === undefined && (u.identity ?? u.node) !== undefined
+    if (!reverseOnly) {
+      // An hbone peer without a port: HBONE's 15008 (the validator adds it to a bare IP).
+      if (server === undefined || (port === undefined && u.type !== 'hbone'))
+        throw new ConfigError(`${at(s)}.${server === undefined ? 'server' : 'port'}`, 'missing')
+      u.server = port === undefined ? server : `${server.includes(':') ? `[${server}]` : server}:${port}`
+    }
     assign(u, {
       username: r.str('username'),
       password: r.str('password'),
+      trustDomain: r.str('trust_domain'),
       pingInterval: r.num('ping_interval'),
       pingTimeout: r.num('ping_timeout'),
     })
@@ -264,6 +298,9 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       'listener',
       'proto',
       'network',
+      'src_identity',
+      'src_trust_domain',
+      'src_node',
       'action',
       'upstream',
       'forward',
@@ -280,6 +317,9 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       listener: r.list('listener'),
       proto: r.list('proto'),
       network: r.list('network'),
+      srcIdentity: r.list('src_identity'),
+      srcTrustDomain: r.list('src_trust_domain'),
+      srcNode: r.list('src_node'),
     })
     rule.action = ruleAction(r, at(s))
     return rule
@@ -304,6 +344,28 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
         maxPool: r.num('max_pool'),
         retry: r.num('retry'),
         retryMax: r.num('retry_max'),
+      })
+      return e
+    })
+  }
+
+  const reverse = uciSectionsOfType(pkg, 'reverse')
+  if (reverse.length > 0) {
+    root.reverse = reverse.map((s, i) => {
+      origins.push({ jsonPath: `reverse[${i}]`, section: s, ref: uciSectionRef(pkg, s) })
+      const r = reader(s)
+      r.only(['name', 'server', 'port', 'relay_id', 'retry', 'retry_max', 'ping_interval', 'ping_timeout'])
+      const server = r.str('server')
+      if (server === undefined) throw new ConfigError(`${at(s)}.server`, 'missing')
+      const e: Obj = { name: r.str('name') ?? s.name ?? `reverse${i + 1}` }
+      // The HBONE port unless told otherwise.
+      e.relay = `${server.includes(':') ? `[${server}]` : server}:${r.str('port') ?? '15008'}`
+      assign(e, {
+        relayId: r.str('relay_id'),
+        retry: r.num('retry'),
+        retryMax: r.num('retry_max'),
+        pingInterval: r.num('ping_interval'),
+        pingTimeout: r.num('ping_timeout'),
       })
       return e
     })
@@ -372,10 +434,10 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
     root.mesh = m
   }
   for (const s of pkg.sections) {
-    if (!['ugate', 'listener', 'upstream', 'rule', 'capture', 'mesh', 'sni_relay'].includes(s.type)) {
+    if (!['ugate', 'listener', 'upstream', 'rule', 'capture', 'mesh', 'sni_relay', 'reverse'].includes(s.type)) {
       throw new ConfigError(
         at(s),
-        `unknown section type ${show(s.type)} (known: ugate, listener, rule, upstream, capture, mesh, sni_relay)`,
+        `unknown section type ${show(s.type)} (known: ugate, listener, rule, upstream, capture, mesh, sni_relay, reverse)`,
       )
     }
   }

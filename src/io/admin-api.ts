@@ -4,7 +4,7 @@
 // listing; nothing here touches a relay except closeConn.
 
 import * as native from 'ugate:native'
-import { splitHostPort } from '../core/address.js'
+import { formatEndpoint, splitHostPort } from '../core/address.js'
 import { ADMIN_PAGE } from '../core/admin-page.js'
 import { Cancel } from '../core/cancel.js'
 import {
@@ -23,11 +23,13 @@ import { parseResponseHead } from '../core/http-proxy.js'
 import { type ControlledLogger, type LogLevel, levelEnabled } from '../core/log.js'
 import { type Family, exposition, samplesOf } from '../core/metrics.js'
 import { latin1Encode, utf8Decode } from '../core/bytes.js'
+import type { UpstreamConfig } from '../core/config.js'
 import { VERSION } from '../core/version.js'
-import { type ListenerView, byteTotals, closeConn, liveConns, ruleHits, statusView } from './admin.js'
+import { type ListenerView, byteTotals, closeConn, hboneView, liveConns, ruleHits, statusView } from './admin.js'
 import { type Answer, type Reply, type Request, type Stream, errorReply } from './admin-http.js'
 import { dial } from './dial.js'
 import { isOwnAddress } from './outbound.js'
+import { openHbone, tunnelListener } from './hbone.js'
 import type { DnsCounters } from './dns-server.js'
 import type { GatewayContext } from './session.js'
 import { closeQuietly, describeError } from './sockets.js'
@@ -37,6 +39,12 @@ import { cancelAfter } from './loop.js'
 
 /** Delay results kept per proxy, as mihomo keeps them. */
 const HISTORY = 10
+
+/** The delay test's client as an hbone peer hears of it (`forwarded: for=`). */
+const SELF = { fd: -1, addr: '127.0.0.1', port: 0, family: 4 } as const
+
+/** Clash's adapter type of each upstream type; Hbone (a mesh peer) is ugate's own. */
+const PROXY_TYPES = { socks5: 'Socks5', http: 'Http', hbone: 'Hbone' } as const
 
 export class AdminApi {
   private readonly history = new Map<string, DelayRecord[]>()
@@ -150,12 +158,27 @@ export class AdminApi {
     return [
       { name: 'DIRECT', type: 'Direct', udp: false, history: h('DIRECT') },
       { name: 'REJECT', type: 'Reject', udp: false, history: [] },
-      ...this.ctx.config.upstreams.map((u) => ({
-        name: u.name,
-        type: u.type === 'socks5' ? 'Socks5' : 'Http',
-        udp: false,
-        history: h(u.name),
-      })),
+      ...this.ctx.config.upstreams.map((u): ProxyInfo => {
+        const p = { name: u.name, type: PROXY_TYPES[u.type], udp: false, history: h(u.name) }
+        if (u.type !== 'hbone') return p
+        const tunnels = hboneView()
+          .filter((t) => t.role === 'client' && t.pool === u.name)
+          .map((t) => ({
+            id: t.id,
+            state: t.state,
+            peerId: t.peerId,
+            streams: t.streams,
+            streamsTotal: t.streamsTotal,
+            bytesOut: t.bytesOut,
+            bytesIn: t.bytesIn,
+            rttMs: t.rttMs,
+            ageMs: t.ageMs,
+          }))
+        return {
+          ...p,
+          mesh: { server: u.server === null ? null : formatEndpoint(u.server), identity: u.identity, tunnels },
+        }
+      }),
     ]
   }
 
@@ -194,7 +217,25 @@ export class AdminApi {
    * through the proxy is open (https://: ugate speaks no TLS).
    */
   private async measure(name: string, t: TestUrl, cancel: Cancel, started: number): Promise<number> {
+    const fd = await this.connect(this.ctx.upstreams.get(name), t, cancel)
+    try {
+      if (t.tls) return Math.max(1, Math.round(native.now() - started))
+      const s = new HandshakeStream(fd, cancel)
+      const host = t.host.includes(':') ? `[${t.host}]` : t.host
+      await s.writeAll(latin1Encode(`HEAD ${t.path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`))
+      const r = await s.read(parseResponseHead, 16384)
+      if (r.status !== 'ok') throw new Error(r.error)
+      return Math.max(1, Math.round(native.now() - started))
+    } finally {
+      closeQuietly(fd)
+    }
+  }
+
+  /** A socket to the test URL's host and port through `up` (none: directly). */
+  private async connect(up: UpstreamConfig | undefined, t: TestUrl, cancel: Cancel): Promise<number> {
     const ctx = this.ctx
+    // A CONNECT stream through the peer, which is told the test comes from ugate itself.
+    if (up?.type === 'hbone') return (await openHbone(up, t.host, t.port, { client: SELF, cancel }, ctx)).fd
     const opts = {
       timeoutMs: ctx.config.dial.connectTimeoutMs,
       mark: ctx.config.dial.mark,
@@ -202,22 +243,15 @@ export class AdminApi {
       log: ctx.log,
       refuse: (addr: string, port: number) => isOwnAddress(ctx.own, addr, port),
     }
-    const up = ctx.upstreams.get(name)
-    if (up?.type === 'hbone') throw new Error(`delay tests through hbone upstream ${name} are not supported`)
-    const dialed =
-      up === undefined ? await dial(t.host, t.port, opts) : await dial(up.server.host, up.server.port, opts)
+    if (up === undefined) return (await dial(t.host, t.port, opts)).fd
+    const dialed = await dial(up.server.host, up.server.port, opts)
     try {
       // Bytes an upstream sends past its reply cannot come before our request: none to keep.
-      if (up !== undefined) await openTunnel(up, dialed.fd, t.host, t.port, cancel)
-      if (t.tls) return Math.max(1, Math.round(native.now() - started))
-      const s = new HandshakeStream(dialed.fd, cancel)
-      const host = t.host.includes(':') ? `[${t.host}]` : t.host
-      await s.writeAll(latin1Encode(`HEAD ${t.path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`))
-      const r = await s.read(parseResponseHead, 16384)
-      if (r.status !== 'ok') throw new Error(r.error)
-      return Math.max(1, Math.round(native.now() - started))
-    } finally {
+      await openTunnel(up, dialed.fd, t.host, t.port, cancel)
+      return dialed.fd
+    } catch (e) {
       closeQuietly(dialed.fd)
+      throw e
     }
   }
 
@@ -378,6 +412,13 @@ export class AdminApi {
         samples: Object.entries(u.drops).map(([reason, value]) => ({ labels: { reason }, value })),
       },
       ...DNS_METRICS.map(([name, key, help]): Family => ({ name, type: 'counter', help, samples: perDns(key) })),
+      {
+        name: 'ugate_dns_answer_duration_seconds',
+        type: 'histogram',
+        help: 'Seconds from a decoded DNS query to its answer, by dns listener and source (cache, static, reject, invalid, upstream, servfail).',
+        samples: st.dnsLatency.samples(['listener', 'source']),
+      },
+      ...st.mesh.families(native.hboneStats(), tunnelListener),
       {
         name: 'ugate_rule_hits_total',
         type: 'counter',

@@ -10,9 +10,12 @@ import { type ConnInfo, type ConnRef, type RuleHit, parseConnId, ruleLabel, rule
 import { formatHostPort } from '../core/address.js'
 import { VERSION } from '../core/version.js'
 import { cancelAfter } from './loop.js'
+import { tunnelListener } from './hbone.js'
 import type { Listener } from './listener.js'
 import type { GatewayContext } from './session.js'
+import { reverseView } from './reverse.js'
 import { closeQuietly, describeError } from './sockets.js'
+import { currentTls } from './mesh-identity.js'
 import { HandshakeStream } from './stream.js'
 import { udpFlowsView } from './udp-flows.js'
 
@@ -88,10 +91,8 @@ function respond(req: unknown, ctx: GatewayContext, listeners: ListenerView): un
     case 'traffic':
       return byteTotals(ctx)
     case 'close': {
-      // A number (a TCP connection) or the API's text id ("17", "udp-17").
-      const ref = typeof r.id === 'number' ? { network: 'tcp' as const, id: r.id } : parseConnId(String(r.id))
-      if (ref === null || (typeof r.id !== 'number' && typeof r.id !== 'string'))
-        return { error: `close: id ${JSON.stringify(r.id)} is not a connection id (17 or udp-17)` }
+      const ref = connRefOf(r.id)
+      if (ref === null) return { error: `close: id ${JSON.stringify(r.id)} is not a connection id (17 or udp-17)` }
       return closeConn(ctx, ref) ? { closed: r.id } : { error: `no live connection ${String(r.id)}` }
     }
     default:
@@ -139,16 +140,28 @@ export function statusView(ctx: GatewayContext, listeners: ListenerView) {
     dns: { names: ctx.names.size, listeners: [...st.dns.entries()].map(([name, c]) => ({ name, ...c })) },
     udp: { ...native.udpStats(), socks: native.socksUdpStats() },
     hbone: hboneView(),
+    // Who this gate is in the mesh (its node id is what peers' srcNode rules name); absent without one.
+    ...meshView(),
+    reverse: reverseView(),
   }
 }
 
-/** The HBONE tunnels (mesh connections): streams, bytes, PING RTT. */
-function hboneView() {
-  return native.hboneStats().map((t) => ({
-    ...t,
-    ageMs: Math.round(t.ageMs),
-    rttMs: t.rttMs < 0 ? null : Math.round(t.rttMs * 1000) / 1000,
-  }))
+function meshView(): { mesh?: { spiffeId: string; nodeId: string } } {
+  const tls = currentTls()
+  return tls === null ? {} : { mesh: { spiffeId: tls.spiffeId, nodeId: tls.nodeId } }
+}
+
+/** The HBONE tunnels (mesh connections): streams, bytes, PING RTT; a server tunnel's listener. */
+export function hboneView() {
+  return native.hboneStats().map((t) => {
+    const listener = t.role === 'server' ? tunnelListener(t.id) : undefined
+    return {
+      ...t,
+      ...(listener !== undefined ? { listener } : {}),
+      ageMs: Math.round(t.ageMs),
+      rttMs: t.rttMs < 0 ? null : Math.round(t.rttMs * 1000) / 1000,
+    }
+  })
 }
 
 /** What `connections` answers (here and on ubus); up/down as of the relay's last publication. */
@@ -271,6 +284,12 @@ export function byteTotals(ctx: GatewayContext): { up: number; down: number } {
     down += flat[i + 2]!
   }
   return { up, down }
+}
+
+/** What `close` takes (admin socket, ubus): a number (a TCP connection) or the API's text id ("17", "udp-17"). */
+export function connRefOf(id: unknown): ConnRef | null {
+  if (typeof id === 'number') return { network: 'tcp', id }
+  return typeof id === 'string' ? parseConnId(id) : null
 }
 
 /** End one live connection or UDP flow; false when there is none. */

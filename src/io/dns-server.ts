@@ -1,9 +1,9 @@
 // Listener type `dns`: a small forwarding DNS server on UDP and TCP (one
 // address and port). A query is answered locally when src/core/dns/local.ts
 // says so (rules, static names, cache), else sent to the configured
-// resolvers in order: UDP, again over TCP when the reply is truncated, the
-// next resolver on a timeout or error, SERVFAIL (and a warning) when none
-// answers. Every answer given teaches ctx.names its addresses, so later
+// resolvers in order: UDP, again over TCP when the reply is truncated (or
+// DNS over TLS for a tls:// resolver: src/io/dns-tls.ts), the next resolver on
+// a timeout or error, SERVFAIL (and a warning) when none answers. Every answer given teaches ctx.names its addresses, so later
 // connections to them are routed by name (src/io/outbound.ts).
 //
 // A DNS listener is an application, not relayed payload: its UDP socket is
@@ -12,9 +12,10 @@
 // matches that source).
 
 import * as native from 'ugate:native'
-import { type Endpoint, formatEndpoint, formatHostPort } from '../core/address.js'
+import { type Endpoint, formatHostPort } from '../core/address.js'
 import { Cancel, CancelledError } from '../core/cancel.js'
-import type { DnsListenerConfig } from '../core/config.js'
+import { type DnsListenerConfig, type DnsServer, formatDnsServer } from '../core/config.js'
+import { StartupError } from '../core/errors.js'
 import { DnsCache, DEFAULT_CACHE_LIMITS } from '../core/dns/cache.js'
 import { StaticHosts } from '../core/dns/hosts.js'
 import { answerLocally, answersQuery, clientReply, servfail } from '../core/dns/local.js'
@@ -34,8 +35,10 @@ import {
 } from '../core/dns/message.js'
 import { ipKey, parseCidr, parseIpInto } from '../core/ip.js'
 import type { Fields } from '../core/log.js'
+import { labelKey } from '../core/metrics.js'
 import { CidrSet } from '../core/rules/cidr-tree.js'
 import { DialError, dial } from './dial.js'
+import { DotResolver } from './dns-tls.js'
 import { cancelAfter, waitReadable } from './loop.js'
 import type { DatagramSocket } from './listener.js'
 import type { GatewayContext, Outcome, Session } from './session.js'
@@ -71,6 +74,8 @@ export class DnsService {
   private readonly allow: CidrSet
   private readonly scratch = new Int32Array(4)
   private pending = 0
+  /** The tls:// resolvers' connections. */
+  private readonly dot = new Map<DnsServer, DotResolver>()
 
   constructor(
     private readonly l: DnsListenerConfig,
@@ -82,6 +87,22 @@ export class DnsService {
     const known = ctx.stats.dns.get(l.name)
     this.counters = known ?? { queries: 0, cached: 0, local: 0, forwarded: 0, failed: 0, malformed: 0, dropped: 0 }
     if (!known) ctx.stats.dns.set(l.name, this.counters)
+    if (l.servers.some((s) => s.transport === 'tls')) {
+      let tls: native.TlsWebConfig
+      try {
+        tls = native.tlsWebConfig(l.caBundle)
+      } catch (e) {
+        throw new StartupError(`listener ${l.name}: caBundle (for its tls:// resolvers): ${describeError(e)}`)
+      }
+      ctx.log.debug('dns-tls-ca', { listener: l.name, file: l.caBundle, certificates: native.tlsConfigInfo(tls).roots })
+      const o = { listener: l.name, timeoutMs: l.timeoutMs, mark: ctx.config.dial.mark, log: ctx.log }
+      for (const s of l.servers) if (s.transport === 'tls') this.dot.set(s, new DotResolver(s, tls, o))
+    }
+  }
+
+  /** A reload replaced this service: its DNS-over-TLS connections close once their queries are answered. */
+  retire(): void {
+    for (const d of this.dot.values()) d.retire()
   }
 
   /** The UDP socket is readable: answer what is waiting (a bounded batch). */
@@ -160,6 +181,7 @@ export class DnsService {
     this.counters.queries++
     let reply: DnsMessage
     let from: string
+    let server: DnsServer | undefined
     if (decision.kind === 'reply') {
       reply = decision.reply
       from = decision.source
@@ -174,7 +196,7 @@ export class DnsService {
       }
       this.counters.forwarded++
       this.pending++
-      let upstream: DnsMessage | null
+      let upstream: { reply: DnsMessage; server: DnsServer } | null
       try {
         upstream = await this.forward(q)
       } finally {
@@ -185,12 +207,15 @@ export class DnsService {
         reply = servfail(q)
         from = 'servfail'
       } else {
-        this.cache.store(upstream, native.now())
-        this.ctx.names.learn(upstream, native.now())
-        reply = clientReply(q, upstream)
+        this.cache.store(upstream.reply, native.now())
+        this.ctx.names.learn(upstream.reply, native.now())
+        reply = clientReply(q, upstream.reply)
         from = 'upstream'
+        server = upstream.server
       }
     }
+    const ms = native.now() - started
+    this.ctx.stats.dnsLatency.observe(labelKey(this.l.name, from), ms / 1000)
     if (this.ctx.log.enabled('debug')) {
       const question = q.questions[0]
       const fields: Fields = { listener: this.l.name, src }
@@ -201,27 +226,30 @@ export class DnsService {
       fields.rcode = rcodeOf(reply)
       fields.answers = reply.answers.length
       fields.from = from
+      if (server !== undefined) fields.server = formatDnsServer(server)
       fields.cached = from === 'cache' ? 1 : 0
       if (decision.rule !== undefined) fields.rule = decision.rule
-      fields.ms = Math.round(native.now() - started)
+      fields.ms = Math.round(ms)
       this.ctx.log.debug('dns', fields)
     }
     return reply
   }
 
   /** Ask each resolver in turn; null when none answered. */
-  private async forward(q: DnsMessage): Promise<DnsMessage | null> {
+  private async forward(q: DnsMessage): Promise<{ reply: DnsMessage; server: DnsServer } | null> {
     const question = q.questions[0]!
     const errors: string[] = []
     for (const server of this.l.servers) {
       // A fresh id (and a fresh source port per socket) for every attempt.
       const sent: DnsMessage = { ...q, id: Math.floor(Math.random() * 0x10000) }
       try {
-        const reply = await this.exchangeUdp(server, sent)
-        if (!(reply.flags & FLAG.TC)) return reply
-        return await this.exchangeTcp(server, sent)
+        const dot = this.dot.get(server)
+        if (dot !== undefined) return { reply: await dot.exchange(q, this.l.timeoutMs), server }
+        const reply = await this.exchangeUdp(server.endpoint, sent)
+        if (!(reply.flags & FLAG.TC)) return { reply, server }
+        return { reply: await this.exchangeTcp(server.endpoint, sent), server }
       } catch (e) {
-        errors.push(`${formatEndpoint(server)} ${e instanceof CancelledError ? e.reason : describeError(e)}`)
+        errors.push(`${formatDnsServer(server)} ${e instanceof CancelledError ? e.reason : describeError(e)}`)
       }
     }
     this.ctx.log.warn('dns-failed', {

@@ -19,7 +19,7 @@ import { nativeForward, onForwardBatch, serveForward } from './forward.js'
 import { serveHttp } from './http-server.js'
 import { type Listener, openListener } from './listener.js'
 import { serveMixed } from './mixed-server.js'
-import { hboneAcceptor, onHboneBatch } from './hbone.js'
+import { hboneAcceptor, onHboneBatch, tunnelListener } from './hbone.js'
 import { DnsService } from './dns-server.js'
 import { AddressNames } from '../core/dns/names.js'
 import { Admission, type GatewayContext, GatewayStats, type Handler, serveWith } from './session.js'
@@ -27,6 +27,7 @@ import { serveSocks } from './socks-server.js'
 import { describeError } from './sockets.js'
 import { serveRedirect, serveRelayed, serveSni, serveTproxy } from './transparent.js'
 import { GatePools, RelayState, servePark } from './sni-relay.js'
+import { configureReverse, stopReverse } from './reverse.js'
 import { watchTable } from './nft-watch.js'
 import { type UdpListener, openUdpListener } from './udp-flows.js'
 import { type UbusClient, startUbus } from './ubus.js'
@@ -47,6 +48,8 @@ interface Entry {
   config: ListenerConfig
   /** A dns listener's UDP socket is readable. */
   datagram?: (sock: DatagramSocket) => void
+  /** A dns listener's service (retired when a reload replaces it). */
+  dns?: DnsService
   /** A tproxy listener (UDP): its flows are routed by udp-flows.ts, nothing is accepted. */
   udp?: UdpListener
 }
@@ -86,7 +89,11 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     for (const e of entries.values()) e.listener.serveNative(nativeForward(e.config, ctx))
   }
   native.onForwardEvents(onForwardBatch(ctx))
-  native.onHboneEvents(onHboneBatch(ctx))
+  const onHbone = onHboneBatch(ctx)
+  native.onHboneEvents((batch) => {
+    ctx.stats.mesh.observe(batch, tunnelListener) // first: a closed tunnel's listener is still known
+    onHbone(batch)
+  })
   // A flushed ruleset (fw4 flush, firewall stop) takes our table: load it again.
   const watchCapture = () => {
     unwatch ??= watchTable(
@@ -126,6 +133,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     if (config.admin.socket !== '') admin = openAdmin(config.admin.socket, ctx, listeners)
     adminHttp = startAdminHttp(ctx, listeners, log)
     gatePools.configure(ctx)
+    configureReverse(ctx)
   } catch (e) {
     admin?.close()
     for (const l of listeners()) l.close()
@@ -146,7 +154,9 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     unwatchCapture()
     if (ctx.config.capture.enabled) removeCapture(ctx.config, log)
     for (const l of listeners()) l.close()
+    for (const e of entries.values()) e.dns?.retire()
     gatePools.stop()
+    stopReverse()
     admin?.close()
     adminHttp?.close()
     ubus?.close()
@@ -209,7 +219,10 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
       return
     }
     // Listeners whose address is gone stop accepting; their live relays go on.
-    for (const [key, e] of entries) if (!nextEntries.has(key)) e.listener.close()
+    for (const [key, e] of entries) {
+      if (!nextEntries.has(key)) e.listener.close()
+      if (nextEntries.get(key) !== e) e.dns?.retire()
+    }
     entries = nextEntries
     udpNames()
     const before = ctx.config
@@ -220,6 +233,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     serveNatively()
     ctx.admission.setLimits(next.limits.maxConnections, next.limits.maxPerSource)
     gatePools.configure(ctx)
+    configureReverse(ctx)
     if (next.capture.enabled) {
       try {
         // The old policy routing goes first: the new config may use another mark or table, or no UDP.
@@ -311,7 +325,11 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
       if (kept && kept.listener.name === l.name && kept.listener.type === l.type) {
         kept.accept = accept
         kept.config = l
-        if (dns) kept.datagram = dns.onDatagram
+        if (dns) {
+          kept.datagram = dns.onDatagram
+          kept.dns?.retire()
+          kept.dns = dns
+        }
         next.set(key, kept)
         continue
       }
@@ -322,7 +340,10 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
         // Same address, other name or type: the socket stays, the listener is renamed.
         const listener = { ...kept.listener, name: l.name, type: l.type }
         const entry: Entry = { listener, accept, config: l }
-        if (dns) entry.datagram = dns.onDatagram
+        if (dns) {
+          entry.datagram = dns.onDatagram
+          entry.dns = dns
+        }
         next.set(key, entry)
         continue
       }
@@ -330,7 +351,10 @@ function openEntries(config: Config, ctx: GatewayContext, old: Map<string, Entry
       // round, gets a new socket: the old one has no UDP side or one too many, or the wrong transparency.)
       if (kept) kept.listener.close()
       const entry: Entry = { listener: null as unknown as Listener, accept, config: l }
-      if (dns) entry.datagram = dns.onDatagram
+      if (dns) {
+        entry.datagram = dns.onDatagram
+        entry.dns = dns
+      }
       const { name, type, listen, backlog } = l
       const onDatagram = dns ? (sock: DatagramSocket) => entry.datagram?.(sock) : undefined
       entry.listener = openListener({

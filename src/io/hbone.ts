@@ -10,19 +10,20 @@ import * as native from 'ugate:native'
 import { formatHostPort, parseEndpoint } from '../core/address.js'
 import { CancelledError } from '../core/cancel.js'
 import type { HboneListenerConfig, HboneUpstreamConfig } from '../core/config.js'
-import { parseCidr, parseIpInto } from '../core/ip.js'
-import { CidrSet } from '../core/rules/cidr-tree.js'
 import { DialError } from './dial.js'
 import type { Accepted } from './listener.js'
 import { currentTls } from './mesh-identity.js'
 import { RejectedError, connectOut, type Outbound } from './outbound.js'
-import { type GatewayContext, type Session, type Tracked, track } from './session.js'
+import { onReverseClosed, onReverseUp, reverseServed, reverseTunnelFor } from './reverse.js'
+import { type GatewayContext, type Session, type Tracked, acceptGuard, track } from './session.js'
 import { closeQuietly, resetQuietly } from './sockets.js'
 
-/** A server tunnel: the listener that accepted it, for its streams. */
-interface Tunnel {
+/** A tunnel whose CONNECTs this gate serves: a listener's, or a reverse tunnel it dialed (reverse.ts). */
+export interface Tunnel {
   listener: HboneListenerConfig
   src: string
+  /** Only an explicit rule routes its streams (a reverse tunnel exposes nothing by default). */
+  requireRule?: boolean
 }
 
 /** A server stream between its request and its `done`. */
@@ -37,28 +38,25 @@ interface Opening {
 }
 
 const tunnels = new Map<number, Tunnel>()
+
+/** The hbone listener that accepted server tunnel `id` (metrics, status). */
+export function tunnelListener(id: number): string | undefined {
+  return tunnels.get(id)?.listener.name
+}
 const served = new Map<string, Served>()
 const opening = new Map<number, Opening>()
 
 /** The accept callback of an hbone listener: TLS and HTTP/2 run in C from here. */
 export function hboneAcceptor(l: HboneListenerConfig, ctx: GatewayContext): (client: Accepted) => void {
-  const allow = new CidrSet(l.allow.map((c) => parseCidr(c)!))
-  const scratch = new Int32Array(4)
-  return (client) => {
-    const src = formatHostPort(client.addr, client.port)
-    const family = parseIpInto(client.addr, scratch, true)
-    if (family === 0 || !allow.matches(family, scratch)) {
-      ctx.log.warn('denied', { listener: l.name, src, why: 'source not in allow list' })
-      return resetQuietly(client.fd)
-    }
+  return acceptGuard(l, ctx, (client, src) => {
     const tls = currentTls()?.server
     if (tls === undefined) {
       ctx.log.error('hbone-no-identity', { listener: l.name, src })
       return resetQuietly(client.fd)
     }
-    const id = native.hboneServe(client.fd, tls, src)
+    const id = native.hboneServe(client.fd, tls, src, l.reverse.length > 0)
     tunnels.set(id, { listener: l, src })
-  }
+  })
 }
 
 /** The one callback of every HBONE event (registered once per gateway). */
@@ -77,16 +75,20 @@ export function onHboneBatch(ctx: GatewayContext): (batch: native.HboneEvent[]) 
           if (ev.tag === 0) onServedDone(ev)
           break
         case 'closed':
-          tunnels.delete(ev.tunnel)
           ctx.log.info('hbone-closed', {
             tunnel: ev.tunnel,
             peer: ev.peerAddr,
             reason: ev.reason,
-            ...(ev.error !== '' ? { error: ev.error } : {}),
+            ...(ev.detail !== '' ? { detail: ev.detail } : {}),
             streams: ev.status,
             out: ev.toTunnel,
             in: ev.toSocket,
           })
+          onReverseClosed(ev, ctx.log)
+          tunnels.delete(ev.tunnel)
+          break
+        case 'reverse':
+          onReverseUp(ev, tunnels.get(ev.tunnel), ctx.log)
           break
       }
     }
@@ -99,7 +101,7 @@ function refuse(ev: native.HboneEvent, status: number): void {
 }
 
 function onRequest(ev: native.HboneEvent, ctx: GatewayContext): void {
-  const tunnel = tunnels.get(ev.tunnel)
+  const tunnel = tunnels.get(ev.tunnel) ?? reverseServed(ev.tunnel)
   if (tunnel === undefined) return refuse(ev, 503) // a tunnel from before a reload that dropped it
   const l = tunnel.listener
   const peerIp = tunnel.src.replace(/^\[?(.*?)\]?:\d+$/, '$1')
@@ -112,6 +114,7 @@ function onRequest(ev: native.HboneEvent, ctx: GatewayContext): void {
   const f = t.fields
   f.dst = ev.authority
   f.identity = ev.peerId
+  if (ev.peerNode !== '') f.node = ev.peerNode
   if (ev.forwarded !== '') f.forwarded = ev.forwarded
   if (ev.baggage !== '') f.baggage = ev.baggage
   if (ev.traceparent !== '') f.traceparent = ev.traceparent
@@ -141,8 +144,9 @@ function onRequest(ev: native.HboneEvent, ctx: GatewayContext): void {
     cancel: t.cancel,
     fields: f,
     handshakeDone: () => {},
+    peer: { spiffeId: ev.peerId, nodeId: ev.peerNode },
   }
-  connectOut({ host: dest.host, port: dest.port }, session, ctx).then(
+  connectOut({ host: dest.host, port: dest.port, requireRule: tunnel.requireRule }, session, ctx).then(
     (out: Outbound | DialError) => {
       if (out instanceof DialError) {
         if (!entry.over) refuse(ev, out instanceof RejectedError ? 401 : 503)
@@ -184,34 +188,48 @@ function splitSrc(src: string): [string, number] {
  * A CONNECT to host:port through the hbone upstream u: resolves with the
  * local end of the stream once the peer answered 200 (then the relay moves
  * the client's bytes to it). A refusal is a DialError: upstream-refused:STATUS.
+ * When the peer has registered a reverse tunnel here (reverse.ts), the
+ * stream goes on it; without one, an upstream without a server fails with
+ * no-reverse-tunnel.
  */
 export async function openHbone(
   u: HboneUpstreamConfig,
   host: string,
   port: number,
-  s: Session,
+  // fields: the access line's, when a connection asks (not the admin API's delay test).
+  s: Pick<Session, 'client' | 'cancel'> & { fields?: Session['fields'] },
   ctx: GatewayContext,
 ): Promise<Outbound> {
   const mesh = currentTls()
   if (mesh === null) throw new DialError('upstream-error', `${u.name}: no mesh identity`)
   const me = /^spiffe:\/\/[^/]+\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(mesh.spiffeId)
+  const rev = reverseTunnelFor(u)
+  const target =
+    rev !== undefined ? { tunnel: rev.tunnel } : u.server !== null ? { addr: u.server.host, port: u.server.port } : null
+  if (target === null)
+    throw new DialError('no-reverse-tunnel', `${u.name}: ${u.node || u.identity} has no reverse tunnel here`)
+  if (rev !== undefined && s.fields !== undefined) {
+    s.fields.tunnel = rev.tunnel
+    s.fields.node = rev.node
+  }
   const [tag, fd] = native.hboneOpen(
     {
       key: u.name,
-      addr: u.server.host,
-      port: u.server.port,
+      ...target,
       mark: ctx.config.dial.mark,
-      expect: u.identity,
+      // The exact id, else "spiffe://TD" (tls.h: any id of TD), else '' (the mesh's trust domain).
+      expect: u.identity !== '' ? u.identity : u.trustDomain !== '' ? `spiffe://${u.trustDomain}` : '',
       authority: formatHostPort(host, port),
       // As ztunnel sends them: who the source is, and where it came from.
       baggage: me === null ? '' : `k8s.namespace.name=${me[1]},service.name=${me[2]}`,
       forwarded: `for=${JSON.stringify(s.client.addr.includes(':') ? `[${s.client.addr}]` : s.client.addr)}`,
       traceparent: traceparent(),
-      pingMs: u.pingIntervalMs,
+      pingIntervalMs: u.pingIntervalMs,
       pingTimeoutMs: u.pingTimeoutMs,
     },
     mesh.client,
   )
+  ctx.stats.mesh.opening(tag, u.name)
   let off = () => {}
   const answer = await new Promise<{ status: number; reason: string }>((resolve, reject) => {
     opening.set(tag, { resolve })

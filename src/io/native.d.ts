@@ -306,6 +306,38 @@ declare module 'ugate:native' {
   }): TlsConfig
   /** Our SPIFFE id and node id (52 base32 characters) in that config. */
   export function tlsConfigInfo(c: TlsConfig): { server: boolean; spiffeId: string; nodeId: string }
+  /** A web PKI client config (tls.c's web mode): TLS 1.3, no client certificate, no ALPN. */
+  export interface TlsWebConfig {
+    readonly __tlsWebConfig: unique symbol
+  }
+  /**
+   * Load a CA bundle (PEM; certificates this mbedTLS cannot parse are
+   * skipped, one at least must load). Throws an Error naming the file.
+   */
+  export function tlsWebConfig(caFile: string): TlsWebConfig
+  /** How many certificates of the bundle were taken. */
+  export function tlsConfigInfo(c: TlsWebConfig): { web: true; roots: number }
+
+  // ---- DNS over TLS (native/mod_dot.c, on the loop thread) -----------------
+  /** What one wake of a DoT connection found (each field only when it happened). */
+  export interface DotEvent {
+    /** The handshake is done (once). */
+    ready?: true
+    /** Whole DNS messages the server sent, in order. */
+    answers?: ArrayBuffer[]
+    /** The connection is over (the last event): why, '' when the server closed it. */
+    closed?: string
+  }
+  /**
+   * Start TLS on a connected TCP socket (taken over unless this throws):
+   * host is the name the certificate must carry (a DNS name, sent as SNI) or
+   * an IP literal (an IP address SAN). Returns the connection's id.
+   */
+  export function dotOpen(fd: number, tls: TlsWebConfig, host: string, cb: (ev: DotEvent) => void): number
+  /** Queue one DNS message (framed in C, sent after the handshake); throws when closed or 256 KiB wait. */
+  export function dotSend(id: number, message: Uint8Array): void
+  /** Close (close_notify, then the socket); no callback follows. Unknown ids are ignored. */
+  export function dotClose(id: number): void
 
   // ---- DNS (native/mod_dns.c): getaddrinfo on worker threads -------------
   /**
@@ -541,6 +573,8 @@ declare module 'ugate:native' {
     bytesUp: number
     packetsDown: number
     bytesDown: number
+    /** Destinations retired over an association's cap (64), least recently used first. */
+    destsEvicted: number
     /** Datagrams dropped, by reason. */
     drops: {
       foreign: number
@@ -628,35 +662,68 @@ declare module 'ugate:native' {
   // ---- HBONE (native/mod_hbone.c, native/hbone.c) ----
   /** A TLS config handle (tlsConfig). */
   export type TlsHandle = TlsConfig
-  /** Serve an accepted socket as an HBONE tunnel (mTLS + HTTP/2 in C); returns the tunnel id. */
-  export function hboneServe(fd: number, tls: TlsHandle, peerAddr: string): number
+  /**
+   * Serve an accepted socket as an HBONE tunnel (mTLS + HTTP/2 in C); returns the tunnel id.
+   * reverseOk: the client may ask for a reverse tunnel (ALPN ugate-rev; a `reverse` event says so).
+   */
+  export function hboneServe(fd: number, tls: TlsHandle, peerAddr: string, reverseOk?: boolean): number
   /** Answer a `request` with 200 and bridge the stream to fd (taken), `initial` bytes first. */
   export function hboneAccept(tunnel: number, stream: number, fd: number, initial?: Uint8Array): void
   /** Answer a `request` with status (400, 401, 503, ...): the stream ends. */
   export function hboneRefuse(tunnel: number, stream: number, status: number): void
-  export interface HboneOpenOptions {
+  /**
+   * A mesh connection's keep-alive (config.ts PingTiming): a PING every
+   * pingIntervalMs, dead without its ACK within pingTimeoutMs (absent or 0:
+   * the engine's 10 s, 20 s). hboneOpen: for a connection it dials.
+   */
+  export interface HbonePingOptions {
+    pingIntervalMs?: number
+    pingTimeoutMs?: number
+  }
+  export interface HboneOpenOptions extends HbonePingOptions {
     /** Pool key: streams with the same key share connections (up to 100 each). */
     key: string
-    /** The peer: an IP literal and port. */
-    addr: string
-    port: number
+    /** The peer: an IP literal and port (not with `tunnel`). */
+    addr?: string
+    port?: number
+    /** A reverse tunnel the peer registered here: the stream goes on it, nothing is dialed. */
+    tunnel?: number
     mark: number
-    /** The SPIFFE id the peer must present; '' = any the TLS config trusts. */
+    /** The SPIFFE id the peer must present; "spiffe://TD" = any id of TD; '' = any the TLS config trusts. */
     expect: string
     authority: string
     baggage: string
     forwarded: string
     traceparent: string
-    /** A new connection's PING interval and the wait for its ACK (ms; absent or 0: 10 s and 20 s). */
-    pingMs?: number
-    pingTimeoutMs?: number
   }
   /** Open a CONNECT stream; returns [tag, fd]: fd is the stream's local end (a socket pair). */
   export function hboneOpen(opts: HboneOpenOptions, tls: TlsHandle): [number, number]
   export function hboneCloseAll(): void
+  export interface HboneReverseOptions extends HbonePingOptions {
+    /** The public gate's SPIFFE id; '' = any the TLS config trusts. */
+    expect: string
+  }
+  /**
+   * The dialing side of a reverse tunnel on a socket connected to a public
+   * gate's hbone listener: returns the tunnel id (`reverse` event when up,
+   * `closed` when over; its CONNECTs come as `request` events).
+   */
+  export function hboneReverse(fd: number, tls: TlsHandle, peerAddr: string, opts: HboneReverseOptions): number
+  /**
+   * Close one tunnel: a reverse tunnel refused (GOAWAY REFUSED_STREAM) or replaced by a newer
+   * one; or stopped: GOAWAY, closed once its open streams are over.
+   */
+  export function hboneClose(tunnel: number, why: 'refused' | 'replaced' | 'stopped'): void
+  /** Accept a reverse tunnel a listener's `reverse` event offered: its HTTP/2 starts, streams may go on it. */
+  export function hboneReverseAccept(tunnel: number): void
   export interface HboneEvent {
-    /** request: a CONNECT to route; opened: a client stream's answer; done: a stream is over; closed: a tunnel is. */
-    kind: 'request' | 'opened' | 'done' | 'closed'
+    /**
+     * request: a CONNECT to route; opened: a client stream's answer; done: a
+     * stream is over; closed: a tunnel is; reverse: a listener's tunnel asks to be
+     * registered as a reverse tunnel (hboneReverseAccept or hboneClose), or the
+     * other gate accepted the one hboneReverse dialed.
+     */
+    kind: 'request' | 'opened' | 'done' | 'closed' | 'reverse'
     tunnel: number
     stream: number
     /** Client streams: hboneOpen's tag; 0 for server streams. */
@@ -671,15 +738,18 @@ declare module 'ugate:native' {
     /** opened: the :status (0: no answer, see reason); closed: streams the tunnel carried. */
     status: number
     reason: string
-    /** done: the errno name of a socket failure; closed: why the TLS transport failed ('' = it did not). */
     error: string
     toTunnel: number
     toSocket: number
+    /** closed: the transport's error (e.g. why the TLS handshake failed), '' when none. */
+    detail: string
   }
   export function onHboneEvents(cb: (batch: HboneEvent[]) => void): void
   export interface HboneTunnelStats {
     id: number
     role: 'server' | 'client'
+    /** A reverse tunnel (HTTP/2 roles swapped). */
+    reverse?: boolean
     peer: string
     peerId: string
     pool?: string

@@ -73,6 +73,10 @@ async function routeAndDial(d: Destination, s: Session, ctx: GatewayContext): Pr
     s.fields.dnsName = learnt
   }
   if (d.proto !== undefined) query.proto = d.proto
+  if (s.peer !== undefined) {
+    query.srcIdentity = s.peer.spiffeId
+    query.srcNode = s.peer.nodeId
+  }
   const r = route(ctx.rules, query)
   const rule = r.ruleIndex < 0 ? 'default' : (r.ruleName ?? `#${r.ruleIndex}`)
   s.fields.rule = rule

@@ -16,7 +16,7 @@ import type { SniffProto } from '../core/sniff/types.js'
 import { CidrSet } from '../core/rules/cidr-tree.js'
 import { parseCidr, parseIpInto } from '../core/ip.js'
 import { DialError } from './dial.js'
-import { ClosedCounters } from '../core/metrics.js'
+import { ClosedCounters, DNS_BUCKETS, Histograms, MeshCounters } from '../core/metrics.js'
 import type { Accepted } from './listener.js'
 import type { RelayState } from './sni-relay.js'
 import { closeQuietly, errorCode, resetQuietly } from './sockets.js'
@@ -68,6 +68,8 @@ export interface UdpFlowRoute {
   proto?: SniffProto
   /** Why the sniffer gave up on a name (sniff=incomplete), for the access line. */
   sniff?: string
+  /** Why JS ended the flow, when it did (the access line's reason instead of C's "closed"). */
+  ended?: string
 }
 
 /** Counters for the admin socket's status. */
@@ -84,6 +86,10 @@ export class GatewayStats {
   readonly ruleLastHit = new Map<string, number>()
   /** Counters of /metrics, keyed by labelKey(...) of their labels. */
   readonly metrics = new ClosedCounters()
+  /** dns listener, source (cache, static, reject, upstream, servfail) → seconds to answer. */
+  readonly dnsLatency = new Histograms(DNS_BUCKETS)
+  /** HBONE tunnels and streams (fed by every HBONE event). */
+  readonly mesh = new MeshCounters()
   /** dns listener name → its query counters (kept across reloads). */
   readonly dns = new Map<string, DnsCounters>()
   /** Live UDP flow id → how it was routed (udp-flows.ts; counters and ends are native.udpFlows()). */
@@ -112,6 +118,8 @@ export interface Session {
   readonly fields: Fields
   /** The client's handshake is over: stop its timer (dialing has its own). */
   handshakeDone(): void
+  /** The mesh peer (an hbone listener's stream): what identity rules match. */
+  readonly peer?: { spiffeId: string; nodeId: string }
 }
 
 /** How a handler ends: relay the two sockets, or close the client. */
@@ -140,11 +148,18 @@ function relayOptions(ctx: GatewayContext, out: Extract<Outcome, { kind: 'relay'
   return o
 }
 
-/** The accept callback of a listener running `handler`. */
-export function serveWith(handler: Handler, l: ListenerConfig, ctx: GatewayContext): (client: Accepted) => void {
+/**
+ * The first step of every accepted connection: a source outside the
+ * listener's allow list is logged and reset; others go on to `next` with
+ * their "addr:port" text.
+ */
+export function acceptGuard(
+  l: Pick<ListenerConfig, 'name' | 'allow'>,
+  ctx: GatewayContext,
+  next: (client: Accepted, src: string) => void,
+): (client: Accepted) => void {
   const allow = new CidrSet(l.allow.map((c) => parseCidr(c)!))
   const scratch = new Int32Array(4)
-
   return (client) => {
     const src = formatHostPort(client.addr, client.port)
     const family = parseIpInto(client.addr, scratch, true)
@@ -152,6 +167,13 @@ export function serveWith(handler: Handler, l: ListenerConfig, ctx: GatewayConte
       ctx.log.warn('denied', { listener: l.name, src, why: 'source not in allow list' })
       return resetQuietly(client.fd)
     }
+    next(client, src)
+  }
+}
+
+/** The accept callback of a listener running `handler`. */
+export function serveWith(handler: Handler, l: ListenerConfig, ctx: GatewayContext): (client: Accepted) => void {
+  return acceptGuard(l, ctx, (client, src) => {
     const id = ctx.admission.admit(client.addr)
     if (typeof id === 'string') {
       ctx.log.warn('limit-reached', { listener: l.name, src, limit: id })
@@ -160,7 +182,7 @@ export function serveWith(handler: Handler, l: ListenerConfig, ctx: GatewayConte
     run(handler, l, ctx, client, src, id).catch((e: unknown) => {
       ctx.log.error('internal-error', { listener: l.name, src, error: e instanceof Error ? e.message : String(e) })
     })
-  }
+  })
 }
 
 async function run(

@@ -98,7 +98,10 @@ export async function serveUdpAssociate(
       if (addr === null) return null
       // The upstream ends its association with this connection: so does ours.
       waitEof(dialed.fd, ended).then(
-        () => ended.cancel('upstream-closed'),
+        () => {
+          if (!ended.cancelled) ctx.log.warn('socks-udp-upstream-closed', { ...base, upstream: name })
+          ended.cancel('upstream-closed')
+        },
         () => {},
       )
       return { addr, port: relay.port }

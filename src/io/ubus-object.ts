@@ -1,10 +1,10 @@
 // The ubus object `ugate`: its methods and their argument signatures
 // (`ubus -v list ugate`). status and connections answer what the admin
-// socket answers; reload is SIGHUP; close ends one connection by id.
+// socket answers; reload is SIGHUP; close ends one connection (id 17) or UDP flow ("udp-17").
 
 import { ARG } from '../core/ubus/client.js'
 import { STATUS } from '../core/ubus/message.js'
-import { type ListenerView, closeConn, connectionsView, statusView } from './admin.js'
+import { type ListenerView, closeConn, connRefOf, connectionsView, statusView } from './admin.js'
 import type { GatewayContext } from './session.js'
 import type { JsonObject, UbusMethod } from './ubus.js'
 
@@ -24,11 +24,12 @@ export function ugateMethods(
       },
     },
     close: {
+      // The signature says INT32 (a TCP connection, as first registered); a UDP flow's "udp-N" comes as a string.
       args: { id: ARG.INT32 },
       call: (args) => {
-        const id = args.id
-        if (typeof id !== 'number') return STATUS.INVALID_ARGUMENT
-        return closeConn(ctx, { network: 'tcp', id }) ? { closed: id } : STATUS.NOT_FOUND
+        const ref = connRefOf(args.id)
+        if (ref === null) return STATUS.INVALID_ARGUMENT
+        return closeConn(ctx, ref) ? { closed: args.id! } : STATUS.NOT_FOUND
       },
     },
   }

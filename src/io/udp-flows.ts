@@ -14,7 +14,8 @@
 // first); reject → the flow's datagrams are dropped until it is idle;
 // upstream (socks5) → the upstream's UDP ASSOCIATE, one per flow, whose
 // control connection stays open for the flow's life (udp.c adds and strips
-// the SOCKS header); an http upstream cannot carry UDP: rejected.
+// the SOCKS header; when the upstream closes that connection, its relay is
+// gone and so is the flow); an http upstream cannot carry UDP: rejected.
 
 import * as native from 'ugate:native'
 import { formatHostPort } from '../core/address.js'
@@ -218,9 +219,12 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
       const relay = await openUdpAssociate(u, dialed.fd, up.cancel)
       const addr = isIpLiteral(relay.host) ? relay.host : (await resolveHost(relay.host, opts))[0]!
       answer(ev.id, { action: 'upstream', addr, port: relay.port })
-      // Its relay ends with this connection: the flow's datagrams have nowhere to go until it is idle.
+      // Its relay ends with this connection (RFC 1928 7): the flow ends too, its client's next
+      // datagram opens a new one (and a new association).
       await waitEof(dialed.fd, up.cancel)
-      ctx.log.warn('udp-upstream-closed', fields)
+      ctx.log.warn('udp-upstream-closed', { ...fields, note: 'the flow ends with its association' })
+      info.ended = 'upstream-closed'
+      native.udpFlowClose(ev.id)
     })().catch((e: unknown) => {
       if (up.cancel.cancelled) return // the flow ended first
       ctx.log.warn('udp-upstream-failed', { ...fields, error: describeError(e) })
@@ -254,7 +258,7 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
       pktUp: ev.packetsUp,
       pktDown: ev.packetsDown,
       ms: ev.ms,
-      reason: ev.reason,
+      reason: info?.ended ?? ev.reason,
     }
     if (ev.reason === 'evicted') ctx.log.warn('udp-flow-evicted', { ...fields, maxFlows: l.maxFlows })
     ctx.log.info('udp', fields)

@@ -557,7 +557,16 @@ t.test('credentials never appear in answers, metrics or log lines', async (t) =>
   const c = await openConn(api)
   c.sock.destroy()
   await logs.next((m) => /^conn /.test(m.payload))
-  for (const p of ['/version', '/configs', '/proxies', '/proxies/up1', '/rules', '/connections', '/metrics'])
+  for (const p of [
+    '/version',
+    '/configs',
+    '/proxies',
+    '/proxies/up1',
+    '/rules',
+    '/connections',
+    '/metrics',
+    '/ugate/status',
+  ])
     await api.get(p)
   await api.get('/proxies/up1/delay?url=http%3A%2F%2F127.0.0.1%3A1%2F&timeout=500')
   await api.get('/nope?token=' + SECRET)

@@ -2,7 +2,7 @@
 // on the text, and a real Prometheus server (Debian's `prometheus`)
 // scraping ugate with the bearer secret and answering a query about it.
 
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import net from 'node:net'
@@ -13,6 +13,7 @@ import { requireCommand } from '../lib/http.js'
 import { listener, startConfig } from '../lib/config.js'
 import { connect, destroyClients, echoRoundTrip, echoServer, refusedPort, within } from '../lib/servers.js'
 import { digArgs, parseDig, requireDig, startDnsStandin } from '../lib/dns-standin.js'
+import { checkMetrics, sample } from '../lib/metrics.js'
 import { run } from '../lib/netns.js'
 import { finish, runUgate, settleFds } from '../lib/ugate.js'
 
@@ -25,12 +26,6 @@ async function get(port: number, path: string, auth = true): Promise<{ status: n
     reset: true,
   })
   return { status: res.statusCode, text: await res.body.text() }
-}
-
-/** The value of one sample line, or undefined. */
-function sample(text: string, line: string): number | undefined {
-  const l = text.split('\n').find((x) => x.startsWith(`${line} `))
-  return l === undefined ? undefined : Number(l.slice(line.length + 1))
 }
 
 t.test('metrics after known traffic; promtool; a Prometheus server scrapes it', async (t) => {
@@ -78,9 +73,7 @@ t.test('metrics after known traffic; promtool; a Prometheus server scrapes it', 
   t.equal(sample(m.text, 'ugate_process_open_fds'), ug.baselineFds + 1, 'the baseline and the scrape itself')
   t.match(m.text, /^# TYPE ugate_connections_active gauge$/m)
 
-  const check = spawnSync('promtool', ['check', 'metrics'], { input: m.text, encoding: 'utf8' })
-  t.equal(check.status, 0, 'promtool check metrics', { stdout: check.stdout, stderr: check.stderr })
-  t.equal(check.stdout + check.stderr, '', 'no lint findings')
+  checkMetrics(t, m.text)
 
   // A real server: scrape every second with the bearer secret, then ask it.
   const dir = mkdtempSync(join(tmpdir(), 'ugate-prom-'))
@@ -188,13 +181,41 @@ t.test('DNS counters in /metrics and ctl status: cache hits, local answers, upst
   ]
   for (const [name, listener, value] of want)
     t.equal(sample(m.text, `${name}{listener="${listener}"}`), value, `${name} of ${listener}`)
+  // The answer latency histogram: one series per listener and source, as many observations as answers.
+  const perSource: Array<[string, string, number]> = [
+    ['dns', 'upstream', 1],
+    ['dns', 'cache', 1],
+    ['dns', 'static', 1],
+    ['dns', 'reject', 1],
+    ['dead', 'servfail', 1],
+  ]
+  t.match(m.text, /^# TYPE ugate_dns_answer_duration_seconds histogram$/m)
+  for (const [listener, source, n] of perSource) {
+    const labels = `listener="${listener}",source="${source}"`
+    t.equal(sample(m.text, `ugate_dns_answer_duration_seconds_count{${labels}}`), n, `${listener}/${source}: count`)
+    t.equal(sample(m.text, `ugate_dns_answer_duration_seconds_bucket{${labels},le="+Inf"}`), n, '+Inf = count')
+    const buckets = m.text
+      .split('\n')
+      .filter((l) => l.startsWith(`ugate_dns_answer_duration_seconds_bucket{${labels},`))
+      .map((l) => Number(l.split(' ')[1]))
+    t.ok(
+      buckets.length === 14 && buckets.every((v, i) => i === 0 || v >= buckets[i - 1]!),
+      `${listener}/${source}: 14 cumulative buckets`,
+    )
+  }
+  // SERVFAIL comes only after the resolver's 0.3 s timeout.
+  const sum = (labels: string) => sample(m.text, `ugate_dns_answer_duration_seconds_sum{${labels}}`)!
+  t.ok(sum('listener="dead",source="servfail"') >= 0.3, `servfail took ${sum('listener="dead",source="servfail"')} s`)
+  t.equal(
+    sample(m.text, 'ugate_dns_answer_duration_seconds_bucket{listener="dead",source="servfail",le="0.25"}'),
+    0,
+    'not within 0.25 s',
+  )
   // No tproxy listener: the UDP families are there, at zero.
   t.equal(sample(m.text, 'ugate_udp_flows_total'), 0)
   t.equal(sample(m.text, 'ugate_udp_datagrams_total{direction="up"}'), 0)
   t.match(m.text, /^# TYPE ugate_udp_flows_active gauge$/m)
-  const check = spawnSync('promtool', ['check', 'metrics'], { input: m.text, encoding: 'utf8' })
-  t.equal(check.status, 0, 'promtool check metrics', { stdout: check.stdout, stderr: check.stderr })
-  t.equal(check.stdout + check.stderr, '', 'no lint findings')
+  checkMetrics(t, m.text)
 
   const json = JSON.parse(runUgate(['ctl', '--json', '--socket', socket, 'status']).stdout)
   t.match(json.dns.listeners, [

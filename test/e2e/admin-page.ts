@@ -4,17 +4,19 @@
 // puppeteer-core): it loads without console errors or requests elsewhere,
 // shows a connection the test opens through the gateway, the listeners and
 // the rules, and its Close button closes that connection. Its screenshot is
-// saved as build/admin-page.png.
+// saved as build/admin-page.png. With a mesh peer, the tunnel to it shows in
+// the mesh table (peer, identity, streams, bytes, RTT): build/admin-page-mesh.png.
 
 import net from 'node:net'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { openPage } from '../lib/browser.js'
-import { listener, startConfig } from '../lib/config.js'
+import { listener, proxyConfig, startConfig } from '../lib/config.js'
 import { socks5Connect } from '../lib/proxy.js'
-import { destroyClients, echoServer } from '../lib/servers.js'
-import { finish, repoRoot } from '../lib/ugate.js'
+import { destroyClients, echoServer, prngBytes } from '../lib/servers.js'
+import { mesh } from '../lib/mesh.js'
+import { checkCleanExit, finish, repoRoot } from '../lib/ugate.js'
 
 const SECRET = 'page-s3cret'
 t.teardown(destroyClients)
@@ -89,4 +91,67 @@ t.test('the live page: a connection shows up and its Close button closes it', as
     s.on('error', reject)
   })
   await finish(t, ug, 1)
+})
+
+t.test('the live page: mesh tunnels, with their peer, identity, streams, bytes and RTT', async (t) => {
+  const ids = mesh(t)
+  const echo = await echoServer(t)
+  const b = await startConfig(t, proxyConfig([listener('mesh', 'hbone')], ids.config('b')))
+  const a = await startConfig(
+    t,
+    proxyConfig([listener('mix', 'mixed')], {
+      admin: { listen: '127.0.0.1:0', secret: SECRET },
+      upstreams: [{ name: 'peer-b', type: 'hbone', server: `127.0.0.1:${b.port('mesh')}`, identity: ids.spiffe('b') }],
+      rules: [{ name: 'mesh', action: 'upstream:peer-b' }],
+      ...ids.config('a'),
+    }),
+  )
+  const port = a.port('admin-http')
+  const origin = `http://127.0.0.1:${port}`
+  const { browser, page, problems } = await openPage(
+    t,
+    { width: 1280, height: 900 },
+    (url) => url.startsWith(origin) || url.startsWith(`ws://127.0.0.1:${port}`),
+  )
+  await page.goto(`${origin}/#token=${SECRET}`)
+  await page.waitForFunction(() => document.querySelector('#tcount')?.textContent === '0')
+
+  // A connection through the peer: its tunnel appears (the table refreshes every 5 s).
+  const conn = await socks5Connect(a.port('mix'), { host: '127.0.0.1', port: echo.port })
+  const payload = prngBytes(9, 50_000)
+  conn.reader.sock.write(payload)
+  await conn.reader.read(payload.length)
+  const cells = () => page.$eval('#mesh tbody tr', (r) => [...r.querySelectorAll('td')].map((c) => c.textContent ?? ''))
+  await page.waitForFunction(
+    () => document.querySelector('#mesh tbody tr td:nth-child(7)')?.textContent === '48.8 KiB',
+    {
+      timeout: 20_000,
+    },
+  )
+  t.match(
+    await cells(),
+    ['client', 'peer-b', `127.0.0.1:${b.port('mesh')}`, ids.spiffe('b'), 'open', '1 / 1', '48.8 KiB', '48.8 KiB'],
+    'role, upstream, peer, identity, state, streams, bytes',
+  )
+  t.equal(await page.$eval('#tcount', (e) => e.textContent), '1')
+  const row = await page.$eval('#conns tbody tr', (r) => [...r.querySelectorAll('td')].map((c) => c.textContent))
+  t.equal(row[7], 'peer-b', 'the connection goes via the peer')
+  // The first PING 10 s after the tunnel opened gives the RTT.
+  await page.waitForFunction(
+    () => / ms$/.test(document.querySelector('#mesh tbody tr td:nth-child(9)')?.textContent ?? ''),
+    {
+      timeout: 30_000,
+    },
+  )
+  t.match((await cells())[8], /^[0-9.]+ ms$/, 'RTT shown')
+  mkdirSync(join(repoRoot, 'build'), { recursive: true })
+  await page.screenshot({ path: join(repoRoot, 'build', 'admin-page-mesh.png'), fullPage: true })
+  t.same(problems, [], 'no console errors, no requests elsewhere')
+  await browser.close()
+
+  conn.reader.sock.end()
+  await a.waitForLine(/ info conn listener=mix /)
+  checkCleanExit(t, b, await b.stop())
+  await a.waitForLine(/ info hbone-closed /)
+  await finish(t, a, 1)
 })

@@ -357,6 +357,35 @@ t.test(
   },
 )
 
+t.test('a flow through a socks5 upstream ends when the upstream closes its control connection', async (t) => {
+  const { topo, client } = await peers(t)
+  const ug = await start(t, topo, {
+    upstreams: [{ name: 'up', type: 'socks5', server: `127.0.0.1:${SOCKS_PORT}` }],
+    rules: [{ name: 'via-socks', network: ['udp'], listener: ['udp'], dstPort: [ECHO], action: 'upstream:up' }],
+    socks: true,
+    // The flow would idle for 60 s; the upstream ends its association after 1 s and closes its control connection.
+    socksIdle: 1,
+  })
+  const src = await client.bind('u', ADDR.client4)
+  const m = await exchange(client, 'u', ADDR.server4, ECHO, Buffer.from('before'))
+  t.equal(Buffer.from(m.data, 'hex').toString(), 'before', 'echoed through the upstream')
+  const flowLine = new RegExp(` info udp .*src=198\\.18\\.1\\.2:${src} `)
+  const line = await ug.waitForLine(flowLine)
+  t.match(line, /rule=via-socks action=upstream via=up .*pktUp=1 pktDown=1 .*reason=upstream-closed/, 'the flow ended')
+  t.match(
+    ug.events('udp-upstream-closed')[0]?.fields,
+    { listener: 'udp', upstream: 'up', src: `${ADDR.client4}:${src}` },
+    'a warning names the flow and the upstream',
+  )
+  t.match(await ug.waitForLine(/ info conn listener=socks /), /reason=udp-idle/, "the upstream's association idled out")
+  // The client's next datagram is a new flow, with a new association.
+  const again = await exchange(client, 'u', ADDR.server4, ECHO, Buffer.from('after'))
+  t.equal(Buffer.from(again.data, 'hex').toString(), 'after', 'a new flow through a new association')
+  t.equal(ug.events('udp-upstream-closed').length, 1, 'the new flow’s upstream connection is open')
+  const res = await ug.stop()
+  checkCleanExit(t, ug, res)
+})
+
 t.test("routerSelf: the router's own UDP goes through ugate too", async (t) => {
   const { topo } = await peers(t)
   const router = await startAgent(t, topo.router, topo.dir, 'router')

@@ -98,13 +98,13 @@ t.test("nghttpx as the CONNECT server of ugate's hbone upstream", async (t) => {
   )
   const refused = await echoThrough(bad.port('socks'), target, Buffer.from('x'))
   t.not(refused.rep, 0, 'another CA: the SOCKS CONNECT through ugate fails')
-  const closed = parseLogLine(await bad.waitForLine(/ info hbone-closed .*error=/))!
+  const closed = parseLogLine(await bad.waitForLine(/ info hbone-closed .*detail=/))!
   t.match(
     closed.fields,
     // nghttpx closes at once: ugate may hit the closed socket before it reads the alert.
     {
       reason: /^(tunnel-error|handshake-error)$/,
-      error: /^(peer sent alert \d+ \(\w+\)|peer closed the connection during the handshake.*)$/,
+      detail: /^(peer sent alert \d+ \(\w+\)|peer closed the connection during the handshake.*)$/,
     },
     'ugate logs why: the peer ended the handshake',
   )

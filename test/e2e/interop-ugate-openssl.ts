@@ -5,7 +5,7 @@
 // (access_denied), an expired certificate (certificate_expired), one of
 // another CA (unknown_ca), ALPN http/1.1 (no_application_protocol) → each
 // refused with that alert, as openssl reads it, and a `hbone-closed …
-// error=…` line in ugate naming the reason. As servers for ugate's hbone upstream: TLS 1.2 only, ALPN
+// detail=…` line in ugate naming the reason. As servers for ugate's hbone upstream: TLS 1.2 only, ALPN
 // http/1.1, no ALPN, a certificate of another trust domain, an expired
 // certificate → ugate refuses the handshake, the SOCKS client proxied
 // through it gets a failure reply, and ugate logs why. Each refusal has a
@@ -49,18 +49,18 @@ t.test('openssl clients of the hbone listener', async (t) => {
   t.match(good.output, /Verification: OK/, 'control: openssl verified ugate against the mesh root')
   const ok = await closedLine(ug, ++closed)
   t.not(ok.reason, 'handshake-error', `control: no handshake error in ugate (${ok.reason})`)
-  t.notOk(ok.error, 'control: no TLS error logged')
+  t.notOk(ok.detail, 'control: no TLS error logged')
 
   const v12 = await refused({ id: cli, alpn: 'h2', tls: '1.2' })
   t.equal(v12.r.protocol, undefined, 'TLS 1.2 only: no session')
   t.match(v12.r.output, /alert protocol version/, 'TLS 1.2 only: protocol_version alert', { output: v12.r.output })
-  t.match(v12.line, { reason: 'handshake-error', error: 'peer does not speak TLS 1.3' }, 'ugate logs why')
+  t.match(v12.line, { reason: 'handshake-error', detail: 'peer does not speak TLS 1.3' }, 'ugate logs why')
 
   const anon = await refused({ root: ugId.root, alpn: 'h2' })
   t.match(anon.r.output, /alert certificate required/, 'no client certificate: certificate_required alert', {
     output: anon.r.output,
   })
-  t.match(anon.line, { reason: 'handshake-error', error: 'peer sent no client certificate' }, 'ugate logs why')
+  t.match(anon.line, { reason: 'handshake-error', detail: 'peer sent no client certificate' }, 'ugate logs why')
 
   const td = await refused({ id: other, alpn: 'h2' })
   t.match(td.r.output, /alert access denied/, 'another trust domain: access_denied alert', {
@@ -70,7 +70,7 @@ t.test('openssl clients of the hbone listener', async (t) => {
     td.line,
     {
       reason: 'handshake-error',
-      error: 'peer spiffe://other.test/ns/home/sa/stranger is not in trust domain mesh.test',
+      detail: 'peer spiffe://other.test/ns/home/sa/stranger is not in trust domain mesh.test',
     },
     'ugate logs why, naming the identity',
   )
@@ -79,13 +79,13 @@ t.test('openssl clients of the hbone listener', async (t) => {
   t.match(old.r.output, /alert certificate expired/, 'expired certificate: certificate_expired alert', {
     output: old.r.output,
   })
-  t.match(old.line, { reason: 'handshake-error', error: 'peer certificate expired' }, 'ugate logs why')
+  t.match(old.line, { reason: 'handshake-error', detail: 'peer certificate expired' }, 'ugate logs why')
 
   const ca = await refused({ id: stranger, root: ugId.root, alpn: 'h2' })
   t.match(ca.r.output, /alert unknown ca/, 'a certificate of another CA: unknown_ca alert', { output: ca.r.output })
   t.match(
     ca.line,
-    { reason: 'handshake-error', error: 'peer certificate not signed by the configured roots' },
+    { reason: 'handshake-error', detail: 'peer certificate not signed by the configured roots' },
     'ugate logs why',
   )
 
@@ -94,7 +94,7 @@ t.test('openssl clients of the hbone listener', async (t) => {
   t.match(h11.r.output, /alert no application protocol/, 'ALPN http/1.1: no_application_protocol alert', {
     output: h11.r.output,
   })
-  t.match(h11.line, { reason: 'handshake-error', error: 'peer does not offer ALPN h2' }, 'ugate logs why')
+  t.match(h11.line, { reason: 'handshake-error', detail: 'peer does not offer ALPN h2' }, 'ugate logs why')
 
   t.equal(ug.events('conn').length, 0, 'no stream was ever routed')
   await finish(t, ug, 0)
@@ -142,7 +142,7 @@ t.test('openssl servers for the hbone upstream', async (t) => {
   t.match(out, /CIPHER is TLS_AES_(128|256)_GCM/, 'control: TLS 1.3 AES-GCM')
   t.match(out, /Client certificate\n[\s\S]*?subject=.*mesh\.test/, "control: the server got ugate's client certificate")
   const pt = parseLogLine(await ug.waitForLine(/ info hbone-closed .*reason=ping-timeout/))!
-  t.notOk(pt.fields.error, 'control: ugate logs no TLS error for it')
+  t.notOk(pt.fields.detail, 'control: ugate logs no TLS error for it')
 
   const cases: [keyof typeof servers, string | RegExp, string][] = [
     ['tls12', 'peer sent alert 70 (protocol_version)', 'TLS 1.2-only server'],
@@ -160,8 +160,8 @@ t.test('openssl servers for the hbone upstream', async (t) => {
     const s = await through(name)
     t.not(s.reply?.[1] ?? 1, 0, `${what}: the SOCKS client's CONNECT fails`)
     s.reader.sock.destroy()
-    const line = parseLogLine((await ug.waitForLines(new RegExp(` info hbone-closed .*error=`), ++n))[n - 1]!)!
-    t.match(line.fields, { reason: 'handshake-error', error: why }, `${what}: ugate logs why`)
+    const line = parseLogLine((await ug.waitForLines(new RegExp(` info hbone-closed .*detail=`), ++n))[n - 1]!)!
+    t.match(line.fields, { reason: 'handshake-error', detail: why }, `${what}: ugate logs why`)
   }
   const conns = await waitConnsOf(ug, 'socks', cases.length + 1)
   t.equal(

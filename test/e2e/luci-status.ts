@@ -7,17 +7,24 @@
 // its admin socket (`ugate ctl --json`, the same JSON as its ubus object).
 // Checked: no console or page errors, no request anywhere, the tables, and
 // the SVG throughput graph drawn from the status counters as traffic flows
-// through a forward listener. Screenshot: build/luci-status.png.
+// through a forward listener (screenshot: build/luci-status.png); a mesh
+// tunnel to a second gateway (build/luci-status-mesh.png); a UDP flow
+// through nftables TPROXY in network namespaces.
 
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
+import type { Test } from 'tap'
 import { openPage } from '../lib/browser.js'
-import { listener, startConfig } from '../lib/config.js'
+import { listener, proxyConfig, startConfig } from '../lib/config.js'
 import { FORMAT_SOURCE, resourcesDir, scanRequires } from '../lib/luci-standin.js'
-import { connect, destroyClients, echoServer, within } from '../lib/servers.js'
-import { finish, repoRoot, runUgate } from '../lib/ugate.js'
+import { mesh } from '../lib/mesh.js'
+import { ADDR } from '../lib/netns.js'
+import { socks5Connect } from '../lib/proxy.js'
+import { connect, destroyClients, echoServer, prngBytes, within } from '../lib/servers.js'
+import { ECHO, exchange, peers, start } from '../lib/udp-capture.js'
+import { checkCleanExit, finish, repoRoot, runUgate } from '../lib/ugate.js'
 
 t.teardown(destroyClients)
 
@@ -81,6 +88,54 @@ const luci = {
 window.L = { bind: function (fn, self) { return fn.bind.apply(fn, [self].concat([].slice.call(arguments, 2))); } };
 `
 
+/**
+ * status.js as luci.js runs it, in headless Chromium, its rpc answered by
+ * `ugate ctl --json` on `socket` (the same JSON as the ubus object) and
+ * procd's service.list.
+ */
+async function statusPage(t: Test, socket: string, pid: number) {
+  const source = readFileSync(join(resourcesDir, 'view/ugate/status.js'), 'utf8')
+  const names = scanRequires(source).map((r) => r.as)
+  t.same(names, ['view', 'dom', 'poll', 'rpc'], 'the modules the view requires')
+  // luci.js: the source becomes the body of a function of (window, document, L, <modules>).
+  const wrapped = `window.__view = (function (window, document, L, ${names.join(', ')}) { ${source} })(window, document, L, ${names.map((n) => `luci.${n}`).join(', ')});`
+  const boot = `
+Promise.resolve(window.__view.load())
+  .then(function (data) { return window.__view.render(data); })
+  .then(function (node) { document.getElementById('view').appendChild(node); window.__rendered = true; })
+  .catch(function (e) { console.error('render failed: ' + e); });`
+  const html = `<!DOCTYPE html><html><head><meta charset="utf-8"><title>ugate status</title></head><body>
+<div id="view"></div>
+<script>${FORMAT_SOURCE}</script><script>${RUNTIME}</script><script>${wrapped}</script><script>${boot}</script>
+</body></html>`
+
+  // setContent: the page's own URL is about:blank; nothing else may be asked for.
+  const { browser, page, problems } = await openPage(t, { width: 1100, height: 900 }, (url) => url.startsWith('about:'))
+  // The stubbed rpc: service.list as procd would answer, ugate.* from the real gateway.
+  const asked: string[] = []
+  await page.exposeFunction('ubusCall', (object: string, method: string) => {
+    asked.push(`${object}.${method}`)
+    if (object === 'service') return JSON.stringify({ ugate: { instances: { instance1: { running: true, pid } } } })
+    if (object !== 'ugate' || !['status', 'connections'].includes(method)) return null
+    return runUgate(['ctl', '--json', '--socket', socket, method]).stdout
+  })
+  await page.setContent(html)
+  await page.waitForFunction(() => (window as any).__rendered === true)
+  /** Run the 5 s poll now (tables), and wait for it. */
+  const refresh = () => page.evaluate(() => (window as any).__polls.find((p: any) => p.interval === 5).fn())
+  /** The rows (cell texts) of the table in the section headed `title`. */
+  const rows = (title: string) =>
+    page.evaluate((title: string) => {
+      const section = [...document.querySelectorAll('.cbi-section')].find(
+        (s) => s.querySelector('h3')?.textContent === title,
+      )
+      return [...(section?.querySelectorAll('tr.tr') ?? [])]
+        .filter((r) => !r.classList.contains('table-titles'))
+        .map((r) => [...r.querySelectorAll('td')].map((c) => c.textContent ?? ''))
+    }, title)
+  return { browser, page, problems, asked, refresh, rows }
+}
+
 t.test(
   'the LuCI status page in Chromium: no errors, tables, and the throughput graph rises with traffic',
   async (t) => {
@@ -94,36 +149,7 @@ t.test(
       listeners: [listener('fwd', 'forward', { target: echo.target })],
     })
 
-    const source = readFileSync(join(resourcesDir, 'view/ugate/status.js'), 'utf8')
-    const names = scanRequires(source).map((r) => r.as)
-    t.same(names, ['view', 'dom', 'poll', 'rpc'], 'the modules the view requires')
-    // luci.js: the source becomes the body of a function of (window, document, L, <modules>).
-    const wrapped = `window.__view = (function (window, document, L, ${names.join(', ')}) { ${source} })(window, document, L, ${names.map((n) => `luci.${n}`).join(', ')});`
-    const boot = `
-Promise.resolve(window.__view.load())
-  .then(function (data) { return window.__view.render(data); })
-  .then(function (node) { document.getElementById('view').appendChild(node); window.__rendered = true; })
-  .catch(function (e) { console.error('render failed: ' + e); });`
-    const html = `<!DOCTYPE html><html><head><meta charset="utf-8"><title>ugate status</title></head><body>
-<div id="view"></div>
-<script>${FORMAT_SOURCE}</script><script>${RUNTIME}</script><script>${wrapped}</script><script>${boot}</script>
-</body></html>`
-
-    // setContent: the page's own URL is about:blank; nothing else may be asked for.
-    const { browser, page, problems } = await openPage(t, { width: 1100, height: 900 }, (url) =>
-      url.startsWith('about:'),
-    )
-    // The stubbed rpc: service.list as procd would answer, ugate.* from the real gateway.
-    const asked: string[] = []
-    await page.exposeFunction('ubusCall', (object: string, method: string) => {
-      asked.push(`${object}.${method}`)
-      if (object === 'service')
-        return JSON.stringify({ ugate: { instances: { instance1: { running: true, pid: ug.pid } } } })
-      if (object !== 'ugate' || !['status', 'connections'].includes(method)) return null
-      return runUgate(['ctl', '--json', '--socket', socket, method]).stdout
-    })
-    await page.setContent(html)
-    await page.waitForFunction(() => (window as any).__rendered === true)
+    const { browser, page, problems, asked } = await statusPage(t, socket, ug.pid)
     t.match(await page.$eval('#view', (e) => e.textContent), /Running[^]*fwd[^]*forward/, 'service and listeners shown')
     t.same(
       await page.evaluate(() => (window as any).__polls.map((p: any) => p.interval)),
@@ -201,3 +227,77 @@ Promise.resolve(window.__view.load())
     await finish(t, ug, 1)
   },
 )
+
+t.test('the LuCI status page: mesh tunnels, with their peer, identity, streams and bytes', async (t) => {
+  const ids = mesh(t)
+  const echo = await echoServer(t)
+  const b = await startConfig(t, proxyConfig([listener('mesh', 'hbone')], ids.config('b')))
+  const socket = ids.socket('a')
+  const a = await startConfig(
+    t,
+    proxyConfig([listener('socks', 'socks')], {
+      admin: { socket },
+      upstreams: [{ name: 'peer-b', type: 'hbone', server: `127.0.0.1:${b.port('mesh')}`, identity: ids.spiffe('b') }],
+      rules: [{ name: 'mesh', action: 'upstream:peer-b' }],
+      ...ids.config('a'),
+    }),
+  )
+  const { browser, page, problems, refresh, rows } = await statusPage(t, socket, a.pid)
+  t.same(await rows('Mesh tunnels'), [['No mesh tunnels']], 'none yet')
+
+  const conn = await socks5Connect(a.port('socks'), { host: '127.0.0.1', port: echo.port })
+  const payload = prngBytes(5, 100_000)
+  conn.reader.sock.write(payload)
+  await conn.reader.read(payload.length)
+  // The engine publishes tunnel counters once a second: refresh until they show (bounded).
+  let shown = await rows('Mesh tunnels')
+  for (let i = 0; i < 40 && shown[0]?.[6] !== '97.7 KiB'; i++) {
+    await new Promise((r) => setTimeout(r, 250))
+    await refresh()
+    shown = await rows('Mesh tunnels')
+  }
+  t.same(
+    shown[0]?.slice(0, 8),
+    ['client', 'peer-b', `127.0.0.1:${b.port('mesh')}`, ids.spiffe('b'), 'open', '1 / 1', '97.7 KiB', '97.7 KiB'],
+    'the tunnel: role, upstream, peer, identity, state, streams, bytes',
+  )
+  t.match(shown[0]?.[8], /^(-|[0-9.]+ ms)$/, 'RTT: none before the first PING, then in ms')
+  mkdirSync(join(repoRoot, 'build'), { recursive: true })
+  await page.screenshot({ path: join(repoRoot, 'build', 'luci-status-mesh.png'), fullPage: true })
+  t.same(problems, [], 'no console errors, no page errors, no requests')
+  await browser.close()
+
+  conn.reader.sock.end()
+  await a.waitForLine(/ info conn listener=socks /)
+  checkCleanExit(t, b, await b.stop())
+  await a.waitForLine(/ info hbone-closed /)
+  await finish(t, a, 1)
+})
+
+t.test('the LuCI status page: UDP flows of a tproxy listener (network namespaces)', async (t) => {
+  const { topo, client } = await peers(t)
+  const socket = `${topo.dir}/admin.sock`
+  const ug = await start(t, topo, { admin: socket })
+  const { browser, problems, refresh, rows } = await statusPage(t, socket, ug.pid)
+  t.same(await rows('UDP flows'), [['No live UDP flows']], 'a tproxy listener, no flow yet')
+
+  const port = await client.bind('a', ADDR.client4)
+  const data = prngBytes(3, 1000)
+  t.equal((await exchange(client, 'a', ADDR.server4, ECHO, data)).data, data.toString('hex'), 'echo through ugate')
+  await refresh()
+  const flows = await rows('UDP flows')
+  t.equal(flows.length, 1, 'one flow')
+  t.match(flows[0], [
+    'udp',
+    `${ADDR.client4}:${port}`,
+    `${ADDR.server4}:${ECHO}`,
+    'direct',
+    /s$/,
+    /s$/,
+    '1000 B',
+    '1000 B',
+  ])
+  t.same(problems, [], 'no console errors, no page errors, no requests')
+  await browser.close()
+  checkCleanExit(t, ug, await ug.stop())
+})

@@ -13,11 +13,10 @@
 
 import t from 'tap'
 import type { Test } from 'tap'
-import { spawn } from 'node:child_process'
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { NS_PREFIX, inNs, must, removeLeftovers, requireTools, run } from '../lib/netns.js'
+import { must } from '../lib/netns.js'
+import { type Site, SITE, createSites, runClient, startProgram } from '../lib/nat-sites.js'
 import { MiB, prngBytes, sha256 } from '../lib/servers.js'
 import { type Ugate, checkCleanExit, startUgate, ugateBin } from '../lib/ugate.js'
 
@@ -26,97 +25,8 @@ const UNRULED = 'other.home.test'
 const TD = 'mesh.test'
 const GATE_ID = `spiffe://${TD}/ns/home/sa/gate-a`
 const RELAY_ID = `spiffe://${TD}/ns/vps/sa/relay`
-const A = {
-  home: '10.77.0.2',
-  natIn: '10.77.0.1',
-  natOut: '198.51.100.2',
-  vpsIn: '198.51.100.1',
-  vps: '203.0.113.1',
-  client: '203.0.113.2',
-}
+const A = SITE
 const PAYLOAD = 4 * MiB
-
-interface Site {
-  ns: { home: string; nat: string; vps: string; net: string }
-  dir: string
-  exec(ns: string, argv: string[], opts?: { input?: string; timeoutMs?: number }): ReturnType<typeof run>
-}
-
-let seq = 0
-
-async function createSites(t: Test): Promise<Site> {
-  requireTools()
-  removeLeftovers()
-  const n = ++seq
-  const ns = {
-    home: `${NS_PREFIX}sr${n}-h`,
-    nat: `${NS_PREFIX}sr${n}-n`,
-    vps: `${NS_PREFIX}sr${n}-v`,
-    net: `${NS_PREFIX}sr${n}-c`,
-  }
-  const dir = mkdtempSync(join(tmpdir(), `ugate-capture-${process.pid}-`))
-  const all = Object.values(ns)
-  t.teardown(async () => {
-    for (const x of all) {
-      const pids = (await run(['ip', 'netns', 'pids', x])).stdout.split(/\s+/).filter((p) => /^\d+$/.test(p))
-      for (const p of pids) {
-        try {
-          process.kill(Number(p), 'SIGKILL')
-        } catch {
-          /* gone */
-        }
-      }
-      await run(['ip', 'netns', 'del', x])
-    }
-    rmSync(dir, { recursive: true, force: true })
-  })
-  process.once('exit', () => {
-    for (const x of all) spawn('ip', ['netns', 'del', x], { stdio: 'ignore' })
-  })
-  await must(['ip', '-batch', '-'], {
-    input: all.map((x) => `netns add ${x}\n`).join(''),
-    what: 'network namespaces (needs root)',
-  })
-  const batch = (x: string, lines: string[]) => must(inNs(x, ['ip', '-batch', '-']), { input: lines.join('\n') + '\n' })
-  await must(inNs(ns.nat, ['sh', '-c', 'echo 1 > /proc/sys/net/ipv4/ip_forward']))
-  await batch(ns.nat, [
-    'link set lo up',
-    `link add n-h type veth peer name h-n netns ${ns.home}`,
-    `link add n-v type veth peer name v-n netns ${ns.vps}`,
-    `addr add ${A.natIn}/24 dev n-h`,
-    `addr add ${A.natOut}/24 dev n-v`,
-    'link set n-h up',
-    'link set n-v up',
-    `route add default via ${A.vpsIn}`,
-  ])
-  await batch(ns.vps, [
-    'link set lo up',
-    `link add v-c type veth peer name c-v netns ${ns.net}`,
-    `addr add ${A.vpsIn}/24 dev v-n`,
-    `addr add ${A.vps}/24 dev v-c`,
-    'link set v-n up',
-    'link set v-c up',
-    // A route to the home LAN: only the NAT's drop keeps the VPS out.
-    `route add 10.77.0.0/24 via ${A.natOut}`,
-  ])
-  await batch(ns.home, [
-    'link set lo up',
-    `addr add ${A.home}/24 dev h-n`,
-    'link set h-n up',
-    `route add default via ${A.natIn}`,
-  ])
-  await batch(ns.net, ['link set lo up', `addr add ${A.client}/24 dev c-v`, 'link set c-v up'])
-  // The home NAT: MASQUERADE out, every new inbound connection dropped (no DNAT anywhere).
-  await must(inNs(ns.nat, ['nft', '-f', '-']), {
-    input: `table inet ugt_nat {
-  chain nat_out { type nat hook postrouting priority srcnat; oifname "n-v" masquerade; }
-  chain drop_fwd { type filter hook forward priority filter; iifname "n-v" ct state new counter drop; }
-  chain drop_in { type filter hook input priority filter; iifname "n-v" ct state new counter drop; }
-}
-`,
-  })
-  return { ns, dir, exec: (x, argv, opts) => run(inNs(x, argv), opts) }
-}
 
 // ---- identities ------------------------------------------------------------------
 
@@ -257,30 +167,8 @@ const replayed = await session(() => captured)
 process.stdout.write(JSON.stringify({ first, replayed }) + '\\n')
 `
 
-function startServer(site: Site): Promise<() => void> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(
-      'ip',
-      inNs(site.ns.home, ['node', join(site.dir, 'server.mjs'), site.dir, A.home, '8443']).slice(1),
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    )
-    let err = ''
-    p.stderr!.on('data', (d) => (err += String(d)))
-    p.stdout!.once('data', () => resolve(() => p.kill('SIGKILL')))
-    p.once('exit', (code) => reject(new Error(`TLS server exited ${code}: ${err}`)))
-  })
-}
-
-async function client(site: Site, ...args: string[]): Promise<Record<string, unknown>> {
-  const r = await site.exec(site.ns.net, ['node', join(site.dir, 'client.mjs'), ...args], { timeoutMs: 60_000 })
-  try {
-    return JSON.parse(r.stdout) as Record<string, unknown>
-  } catch {
-    throw new Error(`client ${args.join(' ')}: exit ${r.code}: ${r.stdout} ${r.stderr}`)
-  }
-}
+const startServer = (site: Site) => startProgram(site, site.ns.home, 'server.mjs', [site.dir, A.home, '8443'])
+const client = (site: Site, ...args: string[]) => runClient(site, 'client.mjs', args)
 
 // ---- configs -------------------------------------------------------------------------
 
@@ -351,7 +239,7 @@ async function echoThrough(t: Test, site: Site, what: string, body: Buffer): Pro
 
 t.test('relay over SNI: a home gate behind NAT reached by SNI through the relay; faults', async (t) => {
   const outer = t
-  const site = await createSites(t)
+  const site = await createSites(t, 'sr')
   await identityInit(join(site.dir, 'relay'), TD, 'vps', 'relay')
   await signNode(join(site.dir, 'relay'), join(site.dir, 'gate'), GATE_ID)
   await signNode(join(site.dir, 'relay'), join(site.dir, 'otherdomain'), `spiffe://other.test/ns/home/sa/gate-a`)
@@ -495,7 +383,14 @@ t.test('relay over SNI: a home gate behind NAT reached by SNI through the relay;
     )
     t.match(out.replayed, { error: /bad signature/ }, 'the same frame on a new connection: refused', { r })
     const lines = await relay.waitForLines(replayed, before + 1)
-    t.match(lines[before], /src=198\.51\.100\.2:\d+ why="?bad signature/, 'relay: the replay logged', { lines })
+    t.match(
+      lines[before],
+      new RegExp(`src=198\\.51\\.100\\.2:\\d+ why="?${GATE_ID}: bad signature`),
+      'relay: the replay logged',
+      {
+        lines,
+      },
+    )
   })
 
   await t.test('a flood of unpaired SNI connections: bounded, refused, fds back to baseline', async (t) => {

@@ -4,12 +4,18 @@
 // would not: datagrams from a foreign source, fragments, domain DST.ADDRs,
 // headers that lie about their lengths and garbage. Each is counted in
 // `ctl status` (udp.socks), nothing crashes, the association ends with its
-// control connection and the fds come back to the baseline. Last, ugate A
-// relays a SOCKS client's datagrams through ugate B's socks listener as a
-// socks5 upstream (A's destination routed by a rule).
+// control connection and the fds come back to the baseline. Then: the cap
+// of 64 destinations per association (the least recently used goes, and is
+// routed again when named again), the bounded queue of a destination whose
+// route waits (a socks5 upstream that holds its UDP ASSOCIATE reply), and
+// forward rules (replies carry the destination the client named). Last, ugate
+// A relays a SOCKS client's datagrams through ugate B's socks listener as a
+// socks5 upstream (A's destination routed by a rule), and A's association
+// ends when B closes the control connection of its own.
 
 import { createSocket, type Socket as UdpSocket } from 'node:dgram'
 import { mkdtempSync, rmSync } from 'node:fs'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SocksClient } from 'socks'
@@ -120,6 +126,7 @@ interface SocksUdpStatus {
   associationsTotal: number
   packetsUp: number
   packetsDown: number
+  destsEvicted: number
   drops: Record<string, number>
 }
 function socksStatus(socket: string): SocksUdpStatus {
@@ -325,6 +332,218 @@ t.test('upstream: ugate A relays UDP through ugate B as a socks5 upstream', asyn
   t.match(la!.fields, { pktUp: '6', pktDown: '6' }, 'A counts the datagrams')
   const [lb] = await waitConnsOf(b, 'b', 1)
   t.match(lb!.fields, { pktUp: '6', pktDown: '6', reason: 'eof' }, 'B relayed them, and ended with A')
+  a.baselineFds += 2 // the UDP thread's epoll and eventfd (see warmUp)
+  b.baselineFds += 2
+  await finish(t, a, 1)
+  await finish(t, b, 1)
+})
+
+/** Datagrams on `s` until `n` have come (within 5 s). */
+function messages(s: UdpSocket, n: number, what: string): Promise<Buffer[]> {
+  const got: Buffer[] = []
+  return within(
+    new Promise<Buffer[]>((res) => {
+      const on = (m: Buffer) => {
+        got.push(m)
+        if (got.length < n) return
+        s.off('message', on)
+        res(got)
+      }
+      s.on('message', on)
+    }),
+    5000,
+    `${what} (${got.length} of ${n} so far)`,
+  )
+}
+
+t.test('the cap: 64 destinations per association, the least recently used goes and is routed again', async (t) => {
+  const echo = await udpEcho(t)
+  const socket = withAdmin(t)
+  const ug = await startConfig(t, proxyConfig([listener('s', 'socks')], { admin: { socket }, log: { level: 'debug' } }))
+  await warmUp(t, ug, 's')
+  const client = await udpSocket(t, '127.0.0.1')
+  const a = await associate(ug.port('s'), client.address().port)
+  const to = (host: string, port: number, tag: string) =>
+    client.send(frame(host, port, Buffer.from(tag)), a.relay.port, a.relay.host)
+  const echoed = async (tag: string) => {
+    to('127.0.0.1', echo.port, tag)
+    const m = await nextMessage(client, `the echo of ${tag}`)
+    t.equal(m.subarray(10).toString(), tag, `${tag}: echoed`)
+  }
+  const destLines = (dst: string) => ug.events('socks-udp-dest').filter((l) => l.fields.dst === dst)
+  const first = `127.0.0.1:${echo.port}`
+  const before = socksStatus(socket).destsEvicted
+
+  await echoed('first')
+  // 64 more destinations (127.0.0.2-65: nobody answers there): the 65th of the association.
+  for (let i = 2; i <= 65; i++) to(`127.0.0.${i}`, echo.port, 'sink')
+  // Named again: evicted as the least recently used, so routed again (and it still answers).
+  await echoed('again')
+  t.equal(destLines(first).length, 2, 'the first destination was routed twice: evicted, then new again')
+  // The newest sink is still there: named again, it is not routed again.
+  to('127.0.0.65', echo.port, 'sink')
+  await echoed('last')
+  t.equal(destLines(`127.0.0.65:${echo.port}`).length, 1, 'a recent destination stays')
+  t.equal(destLines(first).length, 2, 'and so does the first one now')
+  const status = socksStatus(socket)
+  // 65 + 1: the first went for 127.0.0.65, then 127.0.0.2 (the oldest) for the first again.
+  t.equal(status.destsEvicted - before, 2, 'two destinations evicted, counted in udp.socks.destsEvicted')
+  a.control.sock.end()
+  const conns = await waitConnsOf(ug, 's', 2)
+  t.match(conns[1]!.fields, { reason: 'eof', dests: '66', pktDown: '3' }, 'access line: 66 destinations routed')
+  await finish(t, ug, 2)
+})
+
+/**
+ * A socks5 server (no auth) that holds its UDP ASSOCIATE reply until
+ * release(): the destinations routed to it wait, their datagrams queued.
+ */
+async function heldSocks5(t: Test) {
+  let requested = () => {}
+  const request = new Promise<void>((r) => (requested = r))
+  let release: (relayPort: number) => void = () => {}
+  const released = new Promise<number>((r) => (release = r))
+  const conns: net.Socket[] = []
+  const server = net.createServer((c) => {
+    conns.push(c)
+    c.on('error', () => {})
+    let buf = Buffer.alloc(0)
+    let state = 'greeting'
+    c.on('data', (d) => {
+      buf = Buffer.concat([buf, d])
+      if (state === 'greeting' && buf.length >= 2 && buf.length >= 2 + buf[1]!) {
+        buf = buf.subarray(2 + buf[1]!)
+        c.write(Buffer.from([5, 0]))
+        state = 'request'
+      }
+      // VER CMD RSV ATYP=1 (0.0.0.0) PORT: 10 bytes, as ugate asks.
+      if (state === 'request' && buf.length >= 10) {
+        t.same([...buf.subarray(0, 4)], [5, 3, 0, 1], 'the upstream got a UDP ASSOCIATE')
+        state = 'held'
+        requested()
+        void released.then((port) => c.write(Buffer.from([5, 0, 0, 1, 127, 0, 0, 1, port >> 8, port & 0xff])))
+      }
+    })
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+  t.teardown(() => {
+    for (const c of conns) c.destroy()
+    server.close()
+  })
+  return { port: (server.address() as net.AddressInfo).port, request, release, conns }
+}
+
+t.test('a destination waiting for its route: at most 32 datagrams / 64 KiB kept, then sent in order', async (t) => {
+  const echo = await udpEcho(t)
+  const held = await heldSocks5(t)
+  const relay = await udpSocket(t, '127.0.0.1') // the held upstream's relay, once released
+  const socket = withAdmin(t)
+  const ug = await startConfig(
+    t,
+    proxyConfig([listener('s', 'socks')], {
+      admin: { socket },
+      upstreams: [{ name: 'held', type: 'socks5', server: `127.0.0.1:${held.port}` }],
+      rules: [{ name: 'via-held', network: ['udp'], dstPort: [9001, 9002], action: 'upstream:held' }],
+    }),
+  )
+  await warmUp(t, ug, 's')
+  const client = await udpSocket(t, '127.0.0.1')
+  const a = await associate(ug.port('s'), client.address().port)
+  const to = (b: Buffer) => client.send(b, a.relay.port, a.relay.host)
+  const before = socksStatus(socket).drops.queueFull!
+  // By count: 40 small datagrams, 32 kept.
+  for (let i = 0; i < 40; i++) to(frame('192.0.2.1', 9001, Buffer.from(`q${i}`)))
+  // By size: 5 of 16 000 bytes, 4 kept (64 000 bytes; a fifth would pass 64 KiB).
+  const big = [0, 1, 2, 3, 4].map((i) => prngBytes(i, 16000))
+  for (const b of big) to(frame('192.0.2.2', 9002, b))
+  // Datagrams are taken in order: once this echo is back, every one above was counted.
+  to(frame('127.0.0.1', echo.port, Buffer.from('marker')))
+  t.equal((await nextMessage(client, 'the marker')).subarray(10).toString(), 'marker')
+  await held.request
+  t.equal(socksStatus(socket).drops.queueFull! - before, 8 + 1, 'queueFull: 8 over the count, 1 over the bytes')
+  held.release(relay.address().port)
+  const got = await messages(relay, 32 + 4, 'the kept datagrams at the upstream relay')
+  const parse = (m: Buffer) => ({ dst: `${m.subarray(4, 8).join('.')}:${m.readUInt16BE(8)}`, data: m.subarray(10) })
+  const small = got.map(parse).filter((m) => m.dst === '192.0.2.1:9001')
+  t.same(
+    small.map((m) => m.data.toString()),
+    Array.from({ length: 32 }, (_, i) => `q${i}`),
+    'the first 32 in order, each behind its SOCKS header',
+  )
+  const large = got.map(parse).filter((m) => m.dst === '192.0.2.2:9002')
+  t.same(
+    large.map((m) => m.data.equals(big[large.indexOf(m)]!)),
+    [true, true, true, true],
+    'the first 4 large ones, exact',
+  )
+  // After the route, nothing is queued: the next datagram goes straight on.
+  to(frame('192.0.2.1', 9001, Buffer.from('live')))
+  t.equal(parse(await nextMessage(relay, 'a datagram after the route')).data.toString(), 'live')
+  a.control.sock.end()
+  const conns = await waitConnsOf(ug, 's', 2)
+  t.match(conns[1]!.fields, { reason: 'eof', dests: '3', pktUp: String(32 + 4 + 1 + 1) })
+  await finish(t, ug, 2)
+})
+
+t.test('forward rules: the target answers, the reply names the destination the client sent to', async (t) => {
+  const echo = await udpEcho(t)
+  const ug = await startConfig(
+    t,
+    proxyConfig([listener('s', 'socks')], {
+      rules: [
+        { name: 'by-port', network: ['udp'], dstPort: [9999], action: `forward:127.0.0.1:${echo.port}` },
+        { name: 'by-name', network: ['udp'], domain: ['fwd.test'], action: `forward:[::1]:${echo.port}` },
+      ],
+    }),
+  )
+  await warmUp(t, ug, 's')
+  const client = await udpSocket(t, '127.0.0.1')
+  const a = await associate(ug.port('s'), client.address().port)
+  for (const [host, port, tag] of [
+    ['127.0.0.1', 9999, 'v4'],
+    ['::1', 9999, 'v6'],
+    ['fwd.test', 5353, 'name'],
+  ] as const) {
+    const sent = frame(host, port, Buffer.from(tag))
+    client.send(sent, a.relay.port, a.relay.host)
+    const m = await nextMessage(client, `the forwarded echo of ${tag}`)
+    const hlen = sent.length - tag.length
+    t.same(m.subarray(0, hlen), sent.subarray(0, hlen), `${tag}: the reply's header is the one the client sent`)
+    t.equal(m.subarray(hlen).toString(), tag, `${tag}: exact payload from the forward target`)
+  }
+  a.control.sock.end()
+  const conns = await waitConnsOf(ug, 's', 2)
+  t.match(conns[1]!.fields, { dests: '3', pktUp: '3', pktDown: '3' })
+  await finish(t, ug, 2)
+})
+
+t.test('the upstream closes its control connection: the association through it ends too', async (t) => {
+  const echo = await udpEcho(t)
+  // B ends an association after 1 s without datagrams, closing its control connection.
+  const b = await startConfig(t, proxyConfig([listener('b', 'socks', { udpIdleTimeout: 1 })]))
+  const a = await startConfig(
+    t,
+    proxyConfig([listener('a', 'socks')], {
+      upstreams: [{ name: 'B', type: 'socks5', server: `127.0.0.1:${b.port('b')}` }],
+      rules: [{ name: 'via-b', network: ['udp'], dstPort: [echo.port], action: 'upstream:B' }],
+    }),
+  )
+  const client = await udpSocket(t, '127.0.0.1')
+  const assoc = await associate(a.port('a'), client.address().port)
+  client.send(frame('127.0.0.1', echo.port, Buffer.from('through B')), assoc.relay.port, assoc.relay.host)
+  t.equal((await nextMessage(client, 'echo through B')).subarray(10).toString(), 'through B')
+  // A's association would idle for 60 s; B's ends after 1 s and takes A's with it.
+  await within(
+    new Promise((r) => assoc.control.sock.once('end', r)),
+    10_000,
+    'A closes the client’s control connection',
+  )
+  assoc.control.sock.end()
+  const [lb] = await waitConnsOf(b, 'b', 1)
+  t.match(lb!.fields, { reason: 'udp-idle' }, 'B: its association idled out')
+  const [la] = await waitConnsOf(a, 'a', 1)
+  t.match(la!.fields, { reason: 'upstream-closed', pktUp: '1', pktDown: '1' }, 'A: reason upstream-closed')
+  t.match(a.events('socks-udp-upstream-closed')[0]?.fields, { listener: 'a', upstream: 'B' }, 'A: a warning names B')
   a.baselineFds += 2 // the UDP thread's epoll and eventfd (see warmUp)
   b.baselineFds += 2
   await finish(t, a, 1)

@@ -2,9 +2,10 @@
 // UBSan and LeakSanitizer by native/build.mk) against openssl s_server and
 // s_client: both roles with data both ways and close_notify, and each
 // refusal with its tls_conn_error: TLS 1.2 only, no client certificate,
-// wrong trust domain, expected identity not matched, expired certificate
-// (at load: the file and the date; from the peer: refused), no ALPN h2, a
-// chain from a CA that is not among the roots. Certificates come from
+// wrong trust domain, expected identity or trust domain not matched,
+// expired certificate (at load: the file and the date; from the peer:
+// refused), no ALPN h2, a chain from a CA that is not among the roots; an
+// expected trust domain other than the config's. Certificates come from
 // `ugate identity init`; the bad ones from openssl with the same CA key.
 
 import { spawn, spawnSync } from 'node:child_process'
@@ -152,6 +153,11 @@ function base(id: { chain: string; key: string; roots: string }): string[] {
   return ['--chain', id.chain, '--key', id.key, '--roots', id.roots]
 }
 
+/** The driver as a client of the good identity (trust domain TD) to port. */
+function clientArgs(port: number, ...extra: string[]): string[] {
+  return ['client', '--port', String(port), ...base(good), '--td', TD, ...extra]
+}
+
 function clean(t: Test, r: Run): void {
   t.notMatch(r.stderr, SANITIZER_RE, 'no sanitizer report (leaks included)')
 }
@@ -171,17 +177,7 @@ const serverTls = (id: { chain: string; key: string; roots: string }) => [
 
 t.test('client: mTLS with s_server, data both ways, close_notify', async (t) => {
   const s = await sServer(t, [...serverTls(good), '-alpn', 'h2', '-rev'])
-  const r = await driverRun([
-    'client',
-    '--port',
-    String(s.port),
-    ...base(good),
-    '--td',
-    TD,
-    '--send',
-    'hello',
-    '--close-after-line',
-  ]).done
+  const r = await driverRun(clientArgs(s.port, '--send', 'hello', '--close-after-line')).done
   t.equal(r.code, 0, 'exit 0')
   t.match(r.lines.join('\n'), /^config ok id=spiffe:\/\/mesh\.test\/ns\/home\/sa\/router1 node=[A-Z2-7]{52}$/m)
   t.ok(
@@ -249,7 +245,7 @@ t.test('server: mTLS with s_client (no SNI), data both ways, close_notify', asyn
 /** Our client against an s_server with `args`: the handshake must fail with `why`. */
 async function clientRefused(t: Test, args: string[], why: RegExp, extra: string[] = []) {
   const s = await sServer(t, args)
-  const r = await driverRun(['client', '--port', String(s.port), ...base(good), '--td', TD, ...extra]).done
+  const r = await driverRun(clientArgs(s.port, ...extra)).done
   t.equal(r.code, 2, 'handshake failed (exit 2)', { lines: r.lines, stderr: r.stderr })
   const line = r.lines.find((l) => l.startsWith('handshake failed: ')) ?? ''
   t.match(line, why)
@@ -305,6 +301,30 @@ t.test('refused: a server that is not the expected identity', (t) =>
     [...serverTls(good), '-alpn', 'h2'],
     /peer is spiffe:\/\/mesh\.test\/ns\/home\/sa\/router1, not the expected spiffe:\/\/mesh\.test\/ns\/x\/sa\/y/,
     ['--expect', 'spiffe://mesh.test/ns/x/sa/y'],
+  ),
+)
+
+t.test('client: "spiffe://TD" expects any id of TD in place of the config\'s trust domain', async (t) => {
+  const s = await sServer(t, [...serverTls({ ...good, chain: wrongTd }), '-alpn', 'h2', '-rev'])
+  const r = await driverRun(
+    clientArgs(s.port, '--expect', 'spiffe://elsewhere.test', '--send', 'hello', '--close-after-line'),
+  ).done
+  t.equal(r.code, 0, 'exit 0', { lines: r.lines, stderr: r.stderr })
+  t.ok(
+    r.lines.some((l) => l.startsWith('handshake ok peer=spiffe://elsewhere.test/ns/home/sa/router1 ')),
+    'a peer of elsewhere.test accepted while the config says mesh.test',
+    { lines: r.lines },
+  )
+  t.ok(r.lines.includes('received: olleh'), 'data both ways')
+  clean(t, r)
+})
+
+t.test('refused: a server outside the expected trust domain ("spiffe://TD")', (t) =>
+  clientRefused(
+    t,
+    [...serverTls(good), '-alpn', 'h2'],
+    /peer spiffe:\/\/mesh\.test\/ns\/home\/sa\/router1 is not in trust domain elsewhere\.test/,
+    ['--expect', 'spiffe://elsewhere.test'],
   ),
 )
 

@@ -5,7 +5,8 @@
 // (minimum 30) for other names, and for BIG_NAME 40 A records: too large
 // for 512 bytes, so over UDP it answers TC=1 with no records (the client
 // must retry over TCP). Every query it receives is printed as a JSON line
-// {name, type, proto, from}, which the tests count.
+// {name, type, proto, from, conn}, which the tests count. With `tls` it also
+// serves DNS over TLS (RFC 7858: TCP's framing in node:tls) on a port of its own.
 
 import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
@@ -24,12 +25,25 @@ export interface Zone {
 export interface SeenQuery {
   name: string
   type: number
-  proto: 'udp' | 'tcp'
+  proto: 'udp' | 'tcp' | 'tls'
   from: string
+  /** tcp and tls: the client's port, one per connection. */
+  conn?: number
+}
+
+export interface DnsStandinTls {
+  certPem: string
+  keyPem: string
+  /** Highest TLS version offered (default TLSv1.3). */
+  maxVersion?: 'TLSv1.2' | 'TLSv1.3'
+  /** The first TLS query for this name closes its connection unanswered (a server's idle close). */
+  closeOnce?: string
 }
 
 export interface DnsStandin {
   port: number
+  /** DNS over TLS (opts.tls), else 0. */
+  tlsPort: number
   queries: SeenQuery[]
   /** Queries for `name` seen so far. */
   seen(name: string): SeenQuery[]
@@ -41,8 +55,10 @@ export interface DnsStandin {
 const SCRIPT = `
 import dgram from 'node:dgram'
 import net from 'node:net'
-const [host, portText, zoneText, big] = process.argv.slice(2)
+import tls from 'node:tls'
+const [host, portText, zoneText, big, tlsText] = process.argv.slice(2)
 const zone = JSON.parse(zoneText)
+const tlsOpts = tlsText ? JSON.parse(tlsText) : null
 const TTL = ${ZONE_TTL}
 const u16 = (v) => [(v >> 8) & 255, v & 255]
 const u32 = (v) => [...u16(Math.floor(v / 65536)), ...u16(v & 65535)]
@@ -90,7 +106,7 @@ function reply(buf, q, tcp) {
   const head = [...u16(q.id), 0x84 | (tc << 1) | q.rd, rcode, ...u16(1), ...u16(answers.length), ...u16(authority.length), ...u16(0)]
   return Buffer.from([...head, ...question, ...answers.flat(), ...authority.flat()])
 }
-const log = (q, proto, from) => process.stdout.write(JSON.stringify({ name: q.name, type: q.type, proto, from }) + '\\n')
+const log = (q, proto, from, conn) => process.stdout.write(JSON.stringify({ name: q.name, type: q.type, proto, from, conn }) + '\\n')
 const udp = dgram.createSocket({ type: 'udp6', ipv6Only: false })
 udp.on('message', (msg, rinfo) => {
   const q = parse(msg)
@@ -98,7 +114,9 @@ udp.on('message', (msg, rinfo) => {
   log(q, 'udp', rinfo.address)
   udp.send(reply(msg, q, false), rinfo.port, rinfo.address)
 })
-const tcp = net.createServer((s) => {
+const closedOnce = new Set()
+// Length-prefixed messages on a stream (RFC 1035 4.2.2), over TCP or TLS.
+const serveStream = (s, proto) => {
   let buf = Buffer.alloc(0)
   s.on('error', () => {})
   s.on('data', (d) => {
@@ -108,15 +126,28 @@ const tcp = net.createServer((s) => {
       buf = buf.subarray(2 + msg.length)
       const q = parse(msg)
       if (!q) continue
-      log(q, 'tcp', s.remoteAddress)
+      log(q, proto, s.remoteAddress, s.remotePort)
+      if (proto === 'tls' && q.name === tlsOpts.closeOnce && !closedOnce.has(q.name)) {
+        closedOnce.add(q.name)
+        s.end()
+        return
+      }
       const r = reply(msg, q, true)
       s.write(Buffer.concat([Buffer.from(u16(r.length)), r]))
     }
   })
-})
+}
+const tcp = net.createServer((s) => serveStream(s, 'tcp'))
+const dot = tlsOpts && tls.createServer(
+  { cert: tlsOpts.certPem, key: tlsOpts.keyPem, minVersion: 'TLSv1.2', maxVersion: tlsOpts.maxVersion || 'TLSv1.3' },
+  (s) => serveStream(s, 'tls'),
+)
 udp.bind(Number(portText), host, () => {
   const port = udp.address().port
-  tcp.listen({ port, host, ipv6Only: false }, () => process.stdout.write('ready ' + port + '\\n'))
+  tcp.listen({ port, host, ipv6Only: false }, () => {
+    if (!dot) return process.stdout.write('ready ' + port + ' 0\\n')
+    dot.listen({ port: 0, host, ipv6Only: false }, () => process.stdout.write('ready ' + port + ' ' + dot.address().port + '\\n'))
+  })
 })
 `
 
@@ -125,13 +156,14 @@ export async function startDnsStandin(
   t: TestLike,
   dir: string,
   zone: Zone,
-  opts: { ns?: string; host?: string; port?: number } = {},
+  opts: { ns?: string; host?: string; port?: number; tls?: DnsStandinTls } = {},
 ): Promise<DnsStandin> {
   const script = join(dir, `dns-standin-${process.pid}-${Math.floor(Math.random() * 1e9)}.mjs`)
   writeFileSync(script, SCRIPT)
   const env = { ...process.env }
   delete env.NODE_OPTIONS
   const argv = [process.execPath, script, opts.host ?? '::', String(opts.port ?? 0), JSON.stringify(zone), BIG_NAME]
+  if (opts.tls) argv.push(JSON.stringify(opts.tls))
   const full = opts.ns === undefined ? argv : inNs(opts.ns, argv)
   const proc: ChildProcess = spawn(full[0]!, full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env })
   const closed = new Promise<void>((res) => proc.once('close', () => res()))
@@ -147,7 +179,7 @@ export async function startDnsStandin(
   proc.stderr!.on('data', (d: string) => (err += d))
   proc.stdout!.setEncoding('utf8')
   let partial = ''
-  const port = await new Promise<number>((resolve, reject) => {
+  const [port, tlsPort] = await new Promise<[number, number]>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`DNS stand-in not ready; stderr: ${err}`)), 15_000)
     proc.once('close', (code) => reject(new Error(`DNS stand-in exited (${code}); stderr: ${err}`)))
     proc.stdout!.on('data', (d: string) => {
@@ -156,10 +188,10 @@ export async function startDnsStandin(
       while ((nl = partial.indexOf('\n')) >= 0) {
         const line = partial.slice(0, nl)
         partial = partial.slice(nl + 1)
-        const ready = /^ready (\d+)$/.exec(line)
+        const ready = /^ready (\d+) (\d+)$/.exec(line)
         if (ready) {
           clearTimeout(timer)
-          resolve(Number(ready[1]))
+          resolve([Number(ready[1]), Number(ready[2])])
         } else if (line.startsWith('{')) {
           queries.push(JSON.parse(line) as SeenQuery)
           for (const w of waiters.splice(0)) w()
@@ -170,6 +202,7 @@ export async function startDnsStandin(
   const seen = (name: string) => queries.filter((q) => q.name === name)
   return {
     port,
+    tlsPort,
     queries,
     seen,
     stop,

@@ -50,10 +50,15 @@ export function makeIdentity(t: TestLike, td: string, sa: string, ns = 'home'): 
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const r = runUgate(['identity', 'init', '--dir', dir, '--trust-domain', td, '--namespace', ns, '--sa', sa])
   if (r.code !== 0) throw new Error(`ugate identity init failed (${r.code}): ${r.stderr.join('\n')}`)
+  return readIdentity(dir, `spiffe://${td}/ns/${ns}/sa/${sa}`)
+}
+
+/** The identity files in dir (Istio's names), for the SPIFFE id `id`. */
+export function readIdentity(dir: string, id: string): Identity {
   const f = (n: string) => join(dir, n)
   return {
     dir,
-    id: `spiffe://${td}/ns/${ns}/sa/${sa}`,
+    id,
     cert: f('cert-chain.pem'),
     key: f('key.pem'),
     root: f('root-cert.pem'),
@@ -134,17 +139,7 @@ export function issueIdentity(
     )
   }
   writeFileSync(join(dir, 'root-cert.pem'), ca.rootPem)
-  const f = (n: string) => join(dir, n)
-  return {
-    dir,
-    id,
-    cert: f('cert-chain.pem'),
-    key: f('key.pem'),
-    root: f('root-cert.pem'),
-    certPem: readFileSync(f('cert-chain.pem'), 'utf8'),
-    keyPem: readFileSync(f('key.pem'), 'utf8'),
-    rootPem: ca.rootPem,
-  }
+  return readIdentity(dir, id)
 }
 
 // ---- the Rust peer ------------------------------------------------------------
@@ -324,11 +319,20 @@ export function uriSans(sock: TLSSocket): string[] {
  * certificate verified against `roots` and in `trustDomain`, ztunnel's
  * windows, PING every `pingMs`; CONNECT ip:port → dial and relay with
  * half-close; 400 non-CONNECT or bad authority, 401 identity not in `allow`
- * (when given), 503 dial failure.
+ * (when given), 503 dial failure. Listens on `host`:`port` (default
+ * 127.0.0.1, any port); bench/hbone-load.ts runs it as the bench's Node peer.
  */
 export async function startNodeHboneServer(
   t: TestLike,
-  o: { id: Identity; roots: string; trustDomain: string; allow?: string[]; pingMs?: number },
+  o: {
+    id: Identity
+    roots: string
+    trustDomain: string
+    allow?: string[]
+    pingMs?: number
+    host?: string
+    port?: number
+  },
 ): Promise<NodeHboneServer> {
   const st: NodeHboneServer = { port: 0, streams: [], refused: [], sni: [], pingAcks: 0 }
   const server = http2.createSecureServer({ ...ztunnelServerTls(o.id, o.roots), settings: ZTUNNEL_SETTINGS })
@@ -381,14 +385,22 @@ export async function startNodeHboneServer(
     })
   })
   server.on('tlsClientError', () => {})
-  st.port = await listenLoopback(t, server, sessions)
+  st.port = await listenLoopback(t, server, sessions, o)
   return st
 }
 
-/** Listen on 127.0.0.1:0 (resolves with the port); on teardown destroy what is in `live`, then close. */
-function listenLoopback(t: TestLike, server: net.Server, live: Set<{ destroy(): unknown }>): Promise<number> {
+/**
+ * Listen on `at` (default 127.0.0.1, any port; resolves with the port); on
+ * teardown destroy what is in `live`, then close.
+ */
+function listenLoopback(
+  t: TestLike,
+  server: net.Server,
+  live: Set<{ destroy(): unknown }>,
+  at: { host?: string; port?: number } = {},
+): Promise<number> {
   return new Promise((res) => {
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(at.port ?? 0, at.host ?? '127.0.0.1', () => {
       t.teardown(
         () =>
           new Promise<void>((done) => {
@@ -408,6 +420,8 @@ function listenLoopback(t: TestLike, server: net.Server, live: Set<{ destroy(): 
  */
 export function connectNodeHbone(o: {
   port: number
+  /** The peer's address (an IP literal: no SNI is sent); default 127.0.0.1. */
+  host?: string
   id: Identity
   roots: string
   expectSan: string
@@ -416,7 +430,8 @@ export function connectNodeHbone(o: {
   anonymous?: boolean
 }): Promise<http2.ClientHttp2Session> {
   return new Promise((res, rej) => {
-    const s = http2.connect(`https://127.0.0.1:${o.port}`, {
+    const host = o.host ?? '127.0.0.1'
+    const s = http2.connect(`https://${host.includes(':') ? `[${host}]` : host}:${o.port}`, {
       ...(o.anonymous ? {} : { key: o.id.keyPem, cert: o.id.certPem }),
       ca: readFileSync(o.roots, 'utf8'),
       minVersion: o.maxVersion ?? 'TLSv1.3',

@@ -31,6 +31,7 @@
 //   string, Select: the chosen key, DynamicList: the items, Checkbox:
 //   checked). A GridSection row is handled as LuCI's modal does (all of its
 //   options rendered and parsed), as if every row had been opened and saved.
+//   A NamedSection with addremove adds and removes its one named section.
 // - Validation as ui.js/validation.js run it: an empty value passes only
 //   when the widget is optional (Value: optional or rmempty; ListValue:
 //   optional), a non-empty value must pass the datatype expression
@@ -1375,6 +1376,15 @@ function makeForm(session: Session, baseclass: Any, uci: Any): Any {
     },
     cfgsections(this: Any) {
       return [this.section]
+    },
+    // As LuCI: "Add" creates the section under its fixed name, "Remove" deletes it; both save.
+    handleAdd(this: Any) {
+      this.map.data.add(this.uciconfig || this.map.config, this.sectiontype, this.section)
+      return this.map.save(null, true).then(() => this.section)
+    },
+    handleRemove(this: Any) {
+      this.map.data.remove(this.uciconfig || this.map.config, this.section)
+      return this.map.save(null, true)
     },
   })
 

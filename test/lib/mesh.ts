@@ -49,12 +49,13 @@ function uriSan(cert: PeerCertificate): string {
   return /URI:([^,\s]+)/.exec(cert.subjectaltname ?? '')?.[1] ?? ''
 }
 
-export function mesh(t: TestLike): Mesh {
+/** `domains`: nodes whose SPIFFE id is in another trust domain (same CA), e.g. `{ x: 'other.test' }`. */
+export function mesh(t: TestLike, domains: Record<string, string> = {}): Mesh {
   const root = mkdtempSync(join(tmpdir(), 'ugate-mesh-'))
   t.teardown(() => rmSync(root, { recursive: true, force: true }))
   const made = new Set<string>()
   const dir = (node: string) => join(root, node)
-  const spiffe = (node: string) => `spiffe://${TRUST_DOMAIN}/ns/test/sa/${node}`
+  const spiffe = (node: string) => `spiffe://${domains[node] ?? TRUST_DOMAIN}/ns/test/sa/${node}`
   const ca = dir('a')
 
   const ensure = (node: string) => {

@@ -271,6 +271,43 @@ export interface Topology {
 }
 
 /**
+ * Empty namespaces for a topology of the test's own (links, addresses and
+ * routes are the test's: ipBatch), named `NS_PREFIX<tag><n>-<name>`, with a
+ * temporary directory; removed with whatever runs in them on teardown, at
+ * exit as a last resort, or by the next run (removeLeftovers).
+ */
+export async function createNamespaces<K extends string>(
+  t: TestLike,
+  tag: string,
+  names: readonly K[],
+): Promise<{ ns: Record<K, string>; dir: string }> {
+  requireTools()
+  const stale = removeLeftovers()
+  if (stale.length > 0) t.comment(`removed what a crashed run left: ${stale.join(' ')}`)
+  registerExitHook()
+  const n = ++seq
+  const ns = Object.fromEntries(names.map((k) => [k, `${NS_PREFIX}${tag}${n}-${k}`])) as Record<K, string>
+  const all = Object.values<string>(ns)
+  const dir = mkdtempSync(join(tmpdir(), `ugate-capture-${process.pid}-`))
+  t.teardown(async () => {
+    for (const x of all.filter((x) => live.has(x))) {
+      deleteNetnsSync(x)
+      live.delete(x)
+    }
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const made = await run(['ip', '-batch', '-'], { input: all.map((x) => `netns add ${x}\n`).join('') })
+  for (const x of listNetns().filter((x) => all.includes(x))) live.add(x)
+  if (made.code !== 0 || all.some((x) => !live.has(x))) {
+    throw new Error(
+      `cannot create the network namespaces ${all.join(' ')} (\`ip netns add\` exit ${made.code}: ` +
+        `${made.stderr.trim()}); this test needs root (CAP_SYS_ADMIN + CAP_NET_ADMIN) and a kernel with network namespaces`,
+    )
+  }
+  return { ns, dir }
+}
+
+/**
  * Build client — router — server with addresses, routes and forwarding,
  * make the test CA and start the HTTP/HTTPS servers. Everything is undone
  * on teardown (LIFO: after ugate, which is started later, is killed).
@@ -438,7 +475,7 @@ export async function createTopology(t: TestLike): Promise<Topology> {
 }
 
 /** Run `ip` commands inside a namespace in one process; throws naming the namespace and ip's error. */
-async function ipBatch(ns: string, commands: string[]): Promise<void> {
+export async function ipBatch(ns: string, commands: string[]): Promise<void> {
   await must(['ip', '-n', ns, '-batch', '-'], { input: commands.join('\n') + '\n', what: `setting up namespace ${ns}` })
 }
 

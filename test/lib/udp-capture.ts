@@ -29,6 +29,10 @@ export interface UdpSettings {
   http?: string
   /** A socks listener on the router's 127.0.0.1:SOCKS_PORT (an upstream for the flows). */
   socks?: boolean
+  /** That socks listener's udpIdleTimeout (its associations end, closing their control connections). */
+  socksIdle?: number
+  /** ubusd's socket (a stand-in's: a unix socket path reaches across namespaces). */
+  ubus?: string
 }
 
 export function udpConfig(s: UdpSettings = {}): Record<string, unknown> {
@@ -42,12 +46,22 @@ export function udpConfig(s: UdpSettings = {}): Record<string, unknown> {
     ...(s.admin !== undefined
       ? { admin: { socket: s.admin, ...(s.http !== undefined ? { listen: '127.0.0.1:0', secret: s.http } : {}) } }
       : {}),
+    ...(s.ubus !== undefined ? { ubus: { socket: s.ubus } } : {}),
     rules: s.rules ?? [],
     upstreams: s.upstreams ?? [],
     listeners: [
       { name: 'cap', type: 'redirect', listen: `[::]:${TCP_PORT}`, allow: TEST_ALLOW },
       tproxy,
-      ...(s.socks ? [{ name: 'socks', type: 'socks', listen: `127.0.0.1:${SOCKS_PORT}` }] : []),
+      ...(s.socks
+        ? [
+            {
+              name: 'socks',
+              type: 'socks',
+              listen: `127.0.0.1:${SOCKS_PORT}`,
+              ...(s.socksIdle !== undefined ? { udpIdleTimeout: s.socksIdle } : {}),
+            },
+          ]
+        : []),
     ],
     capture: {
       enabled: true,

@@ -148,10 +148,21 @@ export interface Agent {
   recv(id: string, count: number, timeoutMs?: number): Promise<Datagram[]>
 }
 
-/** Start an agent in namespace ns; it is killed on teardown. */
-export async function startAgent(t: TestLike, ns: string, dir: string, name: string): Promise<Agent> {
-  const script = join(dir, 'udp-agent.mjs')
-  writeFileSync(script, AGENT_SCRIPT)
+/**
+ * Start an agent in namespace ns; it is killed on teardown. `source`: another
+ * agent program speaking the same protocol (one JSON request and answer a
+ * line, same `seq`; a `{seq: 0, ok: true}` line once ready), e.g. the TCP
+ * agent of test/lib/tcp-agent.ts.
+ */
+export async function startAgent(
+  t: TestLike,
+  ns: string,
+  dir: string,
+  name: string,
+  source: { file: string; script: string } = { file: 'udp-agent.mjs', script: AGENT_SCRIPT },
+): Promise<Agent> {
+  const script = join(dir, source.file)
+  writeFileSync(script, source.script)
   const env = { ...process.env }
   delete env.NODE_OPTIONS
   const proc: ChildProcess = spawn('ip', inNs(ns, [process.execPath, script]).slice(1), {

@@ -34,23 +34,53 @@ static void check(int ok, const char *fmt, ...) {
 }
 
 // ---- the plain transport --------------------------------------------------------------
+// Reverse tunnels: a one-byte stand-in for ALPN. The dialing side sends 'R'
+// and reads the answer; the listener's side answers 'R' (agreed) or 'H' (h2
+// only: what a listener without the opt-in does).
 typedef struct {
   int fd;
+  bool reverse, server, agreed;
+  int step;  // reverse handshake: 0 = first byte to move, 1 = second, 2 = done
 } plain;
-static int cfg_refs;  // the config's references: back to 0 at the end
+static int cfg_refs;        // the config's references: back to 0 at the end
+static bool rev_answer_h2;  // the listener's side answers 'H'
 
 static void *p_new(void *cfg, int fd, bool server, const char *expect) {
-  (void)cfg, (void)server, (void)expect;
-  plain *p = malloc(sizeof *p);
-  if (p) p->fd = fd;
+  (void)cfg, (void)expect;
+  plain *p = calloc(1, sizeof *p);
+  if (p) p->fd = fd, p->server = server, p->step = 2;
+  return p;
+}
+static void *p_new_reverse(void *cfg, int fd, bool server, const char *expect) {
+  plain *p = p_new(cfg, fd, server, expect);
+  if (p) p->reverse = true, p->step = 0;
   return p;
 }
 static void p_free(void *t) {
   free(t);
 }
+static int p_move(plain *p, bool out, char *c) {
+  ssize_t n =
+      out ? send(p->fd, c, 1, MSG_DONTWAIT | MSG_NOSIGNAL) : recv(p->fd, c, 1, MSG_DONTWAIT);
+  if (n == 1) return 0;
+  if (n == 0) return HB_FAILED;
+  return errno == EAGAIN ? (out ? HB_WANT_WRITE : HB_WANT_READ) : HB_FAILED;
+}
 static int p_handshake(void *t) {
-  (void)t;
+  plain *p = t;
+  while (p->step < 2) {
+    char c = 'R';
+    bool out = p->server == (p->step == 1);  // server: read, then write; client: write, then read
+    if (out && p->server) c = p->agreed ? 'R' : 'H';
+    int r = p_move(p, out, &c);
+    if (r) return r;
+    if (!out) p->agreed = c == 'R' && !(p->server && rev_answer_h2);
+    p->step++;
+  }
   return 0;
+}
+static const char *p_alpn(const void *t) {
+  return ((const plain *)t)->agreed ? HB_ALPN_REVERSE : "h2";
 }
 static ssize_t p_read(void *t, uint8_t *buf, size_t cap) {
   ssize_t n = recv(((plain *)t)->fd, buf, cap, MSG_DONTWAIT);
@@ -87,8 +117,9 @@ static void p_unref(void *cfg) {
   (void)cfg;
   __atomic_sub_fetch(&cfg_refs, 1, __ATOMIC_SEQ_CST);
 }
-static const hb_security plain_sec = {p_new,   p_free,    p_handshake, p_read, p_write, p_pending,
-                                      p_error, p_peer_id, p_peer_node, p_ref,  p_unref};
+static const hb_security plain_sec = {p_new,     p_free,        p_handshake, p_read,      p_write,
+                                      p_pending, p_error,       p_peer_id,   p_peer_node, p_ref,
+                                      p_unref,   p_new_reverse, p_alpn};
 
 // ---- sockets ------------------------------------------------------------------------------
 static int listen_any(struct sockaddr_in *out) {
@@ -138,7 +169,9 @@ static uint64_t next_rand(uint64_t *x) {
 // echo: everything back, then FIN after the client's FIN.
 // half: sends "early" and FIN at once, then counts what it reads until EOF.
 // reset: reads one byte, then closes with an RST.
-enum { D_ECHO, D_HALF, D_RESET, D_SILENT, D_N };
+// bulk: sends BULK_N bytes as fast as it can and FIN, then reads until EOF.
+enum { D_ECHO, D_HALF, D_RESET, D_SILENT, D_BULK, D_N };
+#define BULK_N (32 << 20)
 static struct sockaddr_in dest_addr[D_N];
 static int dest_lfd[D_N];
 static uint64_t half_read;  // what `half` read before EOF (under lock)
@@ -173,6 +206,16 @@ static void *dest_conn(void *arg) {
     if (read(c->fd, buf, 1) != 1) goto out;
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  } else if (c->kind == D_BULK) {
+    memset(buf, 'b', sizeof buf);
+    for (size_t off = 0; off < BULK_N;) {
+      ssize_t w = write(c->fd, buf, BULK_N - off < sizeof buf ? BULK_N - off : sizeof buf);
+      if (w <= 0) goto out;
+      off += w;
+    }
+    shutdown(c->fd, SHUT_WR);
+    while (read(c->fd, buf, sizeof buf) > 0) {
+    }
   } else {  // silent: a peer that never answers (reads and drops)
     while (read(c->fd, buf, sizeof buf) > 0) {
     }
@@ -228,6 +271,7 @@ static void sink(hb_report *batch) {
       int kind = !strncmp(r->authority, "echo:", 5)    ? D_ECHO
                  : !strncmp(r->authority, "half:", 5)  ? D_HALF
                  : !strncmp(r->authority, "reset:", 6) ? D_RESET
+                 : !strncmp(r->authority, "bulk:", 5)  ? D_BULK
                                                        : -1;
       if (kind < 0)
         hbone_refuse(r->tunnel, r->stream, 503);
@@ -268,14 +312,15 @@ static hb_report *wait_report(int kind, uint64_t tag, int server) {
   }
 }
 
-static hb_report *wait_closed(uint64_t tunnel) {
+// The first report of kind for tunnel; waits for it.
+static hb_report *wait_tunnel(int kind, uint64_t tunnel) {
   struct timespec dl;
   clock_gettime(CLOCK_REALTIME, &dl);
   dl.tv_sec += 30;
   pthread_mutex_lock(&lock);
   for (;;) {
     for (int i = 0; i < ngot; i++)
-      if (got[i] && got[i]->kind == HB_CLOSED && got[i]->tunnel == tunnel) {
+      if (got[i] && got[i]->kind == kind && got[i]->tunnel == tunnel) {
         hb_report *r = got[i];
         got[i] = NULL;
         pthread_mutex_unlock(&lock);
@@ -286,6 +331,10 @@ static hb_report *wait_closed(uint64_t tunnel) {
       return NULL;
     }
   }
+}
+
+static hb_report *wait_closed(uint64_t tunnel) {
+  return wait_tunnel(HB_CLOSED, tunnel);
 }
 
 static void drop_reports(void) {
@@ -549,7 +598,7 @@ static void test_dead_peer(void) {
 static void test_bad_preface(int lfd) {
   int raw = dial(&server_addr);
   int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-  uint64_t tunnel = hbone_serve(fd, &plain_sec, NULL, "127.0.0.1:1");
+  uint64_t tunnel = hbone_serve(fd, &plain_sec, NULL, "127.0.0.1:1", false);
   const char junk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
   if (write(raw, junk, sizeof junk - 1) < 0) check(0, "write");
   uint8_t buf[4096];
@@ -569,12 +618,198 @@ static void test_bad_preface(int lfd) {
   free(c);
 }
 
+// A pooled connection whose tunnel socket on the server side drains slowly
+// (small SO_SNDBUF): a fast destination fills the server's HTTP/2 output
+// faster than it leaves, while the client PINGs every 20 ms. The output must
+// stay bounded (a PING ACK is refused behind more than 1 MiB of it).
+static int small_sndbuf;  // server_accept sets SO_SNDBUF to this when nonzero
+static void test_backlog(void) {
+  hbone_set_timing(20, 5000, 60000, 5000);
+  __atomic_store_n(&small_sndbuf, 4096, __ATOMIC_SEQ_CST);
+  int a;
+  uint64_t tag = open_stream("slow", &server_addr, "bulk:1", &a);
+  hb_report *o = wait_report(HB_OPENED, tag, 0);
+  check(o && o->status == 200, "backlog: 200");
+  shutdown(a, SHUT_WR);
+  uint8_t buf[65536];
+  size_t total = 0;
+  for (ssize_t n; (n = read(a, buf, sizeof buf)) > 0;) total += n;
+  hb_report *d = wait_report(HB_DONE, tag, 0);
+  check(total == BULK_N && d && !strcmp(d->reason, "eof"),
+        "backlog: 32 MiB through a slow tunnel with PINGs every 20 ms (%zu bytes, %s)", total,
+        d ? d->reason : "?");
+  hb_conn_stats st[8];
+  int n = hbone_stats(st, 8), open = 0;
+  for (int i = 0; i < n && i < 8; i++) open += !st[i].server && !strcmp(st[i].key, "slow");
+  check(open == 1, "backlog: the connection is still open (%d)", open);
+  __atomic_store_n(&small_sndbuf, 0, __ATOMIC_SEQ_CST);
+  hbone_set_timing(300, 600, 60000, 5000);
+  close(a);
+  free(o), free(d);
+}
+
+// ---- reverse tunnels -----------------------------------------------------------------------
+// A public side (hbone_serve with reverse allowed) and a dialing side
+// (hbone_reverse) over one loopback pair; both report HB_REVERSE when up.
+static void reverse_pair(uint64_t *pub, uint64_t *nat, int ping_ms, int ping_timeout_ms) {
+  int a, b;
+  tcp_pair(&a, &b);
+  *pub = hbone_serve(b, &plain_sec, NULL, "127.0.0.1:2", true);
+  *nat = hbone_reverse(a, &plain_sec, NULL, "127.0.0.1:3", NULL,
+                       (hb_ping){.every_ms = ping_ms, .timeout_ms = ping_timeout_ms});
+}
+
+static uint64_t open_on_tunnel(uint64_t tunnel, const char *authority, int *local) {
+  int a, b;
+  tcp_pair(&a, &b);
+  hb_open_args o = {.key = "rev",
+                    .authority = authority,
+                    .baggage = "",
+                    .forwarded = "",
+                    .traceparent = "",
+                    .fd = b,
+                    .tag = next_tag++,
+                    .tunnel = tunnel};
+  hbone_open(&o, &plain_sec, NULL);
+  *local = a;
+  return o.tag;
+}
+
+static const char *state_of(uint64_t tunnel) {
+  static hb_conn_stats st[16];
+  int n = hbone_stats(st, 16);
+  for (int i = 0; i < n && i < 16; i++)
+    if (st[i].id == tunnel) return st[i].reverse ? st[i].state : "not reverse";
+  return "none";
+}
+
+// Whether a report of kind for tunnel is among those not taken yet.
+static bool reported(int kind, uint64_t tunnel) {
+  pthread_mutex_lock(&lock);
+  bool found = false;
+  for (int i = 0; i < ngot && !found; i++)
+    found = got[i] && got[i]->kind == kind && got[i]->tunnel == tunnel;
+  pthread_mutex_unlock(&lock);
+  return found;
+}
+
+static void test_reverse(void) {
+  uint64_t pub, nat;
+  reverse_pair(&pub, &nat, 0, 0);
+  hb_report *rp = wait_tunnel(HB_REVERSE, pub);
+  check(rp && !strcmp(state_of(pub), "pending"),
+        "reverse: the accepting side asks; nothing is sent until it is accepted (%s)",
+        state_of(pub));
+  hbone_reverse_accept(pub);
+  hb_report *rn = wait_tunnel(HB_REVERSE, nat);
+  check(rp && rn, "reverse: accepted, the dialing side hears it is up");
+  check(rp && !strcmp(rp->peer_id, "spiffe://test.local/ns/a/sa/b") &&
+            !strcmp(rp->peer_node, "NODEID"),
+        "reverse: the public side learns the dialing gate's ids (%s %s)", rp ? rp->peer_id : "?",
+        rp ? rp->peer_node : "?");
+  // The public side (TLS server) opens the stream; the dialing side serves it.
+  echo_run e = {.n = 1 << 20, .seed = 77};
+  e.tag = open_on_tunnel(pub, "echo:rev", &e.fd);
+  hb_report *o = wait_report(HB_OPENED, e.tag, 0);
+  check(o && o->status == 200 && o->tunnel == pub,
+        "reverse: CONNECT from the public side answered 200");
+  echo_thread(&e);
+  check(e.total == e.n && e.good == e.n, "reverse: 1 MiB each way, exact (%zu, %zu)", e.total,
+        e.good);
+  hb_report *d = wait_report(HB_DONE, e.tag, 0);
+  check(d && !strcmp(d->reason, "eof"), "reverse: stream ended by EOF both ways (%s)",
+        d ? d->reason : "?");
+  // The dialing side's stream (by tunnel: an earlier test may leave a server stream 1's report).
+  hb_report *sd = wait_tunnel(HB_DONE, nat);
+  check(sd && sd->tunnel == nat && !strcmp(sd->reason, "eof"),
+        "reverse: served on the dialing side");
+  close(e.fd);
+  // Only the public side's end of a reverse tunnel takes client streams.
+  int x, y;
+  uint64_t t1 = open_on_tunnel(nat, "echo:no", &x), t2 = open_on_tunnel(999999, "echo:no", &y);
+  hb_report *o1 = wait_report(HB_OPENED, t1, 0), *o2 = wait_report(HB_OPENED, t2, 0);
+  check(o1 && o2 && !strcmp(o1->reason, "tunnel-gone") && !strcmp(o2->reason, "tunnel-gone"),
+        "reverse: a stream on the dialing side's end or an unknown tunnel: tunnel-gone");
+  close(x), close(y);
+  free(wait_report(HB_DONE, t1, 0)), free(wait_report(HB_DONE, t2, 0));
+  // Replaced: both ends close.
+  hbone_close(pub, 0, false, "replaced");
+  hb_report *cp = wait_closed(pub), *cn = wait_closed(nat);
+  check(cp && cn && !strcmp(cp->reason, "replaced"),
+        "reverse: closed by the accepting side (%s, %s)", cp ? cp->reason : "?",
+        cn ? cn->reason : "?");
+  free(rp), free(rn), free(o), free(d), free(sd), free(o1), free(o2), free(cp), free(cn);
+
+  // The public gate refuses it: GOAWAY(REFUSED_STREAM), both ends say so; never up.
+  reverse_pair(&pub, &nat, 0, 0);
+  free(wait_tunnel(HB_REVERSE, pub));
+  hbone_close(pub, 0x7, false, "reverse-refused");
+  cp = wait_closed(pub), cn = wait_closed(nat);
+  check(cp && !strcmp(cp->reason, "reverse-refused"), "reverse refused: public side closed");
+  check(cn && !strcmp(cn->reason, "reverse-refused"),
+        "reverse refused: the dialing side hears it was refused (%s)", cn ? cn->reason : "?");
+  check(!reported(HB_REVERSE, nat), "reverse refused: the dialing side never reported it up");
+  free(cp), free(cn);
+
+  // A listener that agrees on h2 only.
+  rev_answer_h2 = true;
+  reverse_pair(&pub, &nat, 0, 0);
+  cn = wait_closed(nat);
+  check(cn && !strcmp(cn->reason, "reverse-unsupported"),
+        "reverse unsupported: the dialing side closes (%s)", cn ? cn->reason : "?");
+  cp = wait_closed(pub);
+  check(cp != NULL, "reverse unsupported: the listener's side is closed too (%s)",
+        cp ? cp->reason : "?");
+  rev_answer_h2 = false;
+  free(cp), free(cn);
+
+  // Stopping with a stream open: GOAWAY, the stream finishes, then the tunnel closes.
+  reverse_pair(&pub, &nat, 0, 0);
+  free(wait_tunnel(HB_REVERSE, pub));
+  hbone_reverse_accept(pub);
+  free(wait_tunnel(HB_REVERSE, nat));
+  int a;
+  uint64_t tag = open_on_tunnel(pub, "echo:drain", &a);
+  o = wait_report(HB_OPENED, tag, 0);
+  check(o && o->status == 200, "drain: stream open");
+  hbone_close(nat, 0, true, "stopped");
+  if (write(a, "after", 5) != 5) check(0, "write");
+  shutdown(a, SHUT_WR);
+  char buf[16];
+  size_t n = 0;
+  for (ssize_t k; (k = read(a, buf + n, sizeof buf - n)) > 0;) n += k;
+  check(n == 5 && !memcmp(buf, "after", 5),
+        "drain: the open stream still carries data after GOAWAY");
+  cn = wait_closed(nat), cp = wait_closed(pub);
+  check(cn && cp, "drain: both ends closed once the stream was over (%s, %s)",
+        cn ? cn->reason : "?", cp ? cp->reason : "?");
+  close(a);
+  free(o), free(cn), free(cp), free(wait_report(HB_DONE, tag, 0));
+
+  // The dialing side PINGs with its own timing: a public side that went
+  // silent (reads and drops) is noticed.
+  int s, f;
+  tcp_pair(&s, &f);
+  nat = hbone_reverse(f, &plain_sec, NULL, "127.0.0.1:4", NULL,
+                      (hb_ping){.every_ms = 100, .timeout_ms = 300});
+  char c;
+  if (read(s, &c, 1) != 1 || write(s, "R", 1) != 1) check(0, "fake public side");
+  // A public side that agreed, then went silent: the PINGs go unanswered.
+  cn = wait_closed(nat);
+  check(cn && !strcmp(cn->reason, "ping-timeout"),
+        "dialing side: a silent peer ends in ping-timeout (%s)", cn ? cn->reason : "?");
+  close(s);
+  free(cn);
+}
+
 static void *server_accept(void *arg) {
   int lfd = (int)(intptr_t)arg;
   for (;;) {
     int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0) return NULL;
-    hbone_serve(fd, &plain_sec, NULL, "127.0.0.1:0");
+    int sndbuf = __atomic_load_n(&small_sndbuf, __ATOMIC_SEQ_CST);
+    if (sndbuf) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    hbone_serve(fd, &plain_sec, NULL, "127.0.0.1:0", false);
   }
 }
 
@@ -604,6 +839,8 @@ int main(void) {
   test_client_reset();
   test_refused();
   test_dead_peer();
+  test_backlog();
+  test_reverse();
 
   // Close everything; every connection reports HB_CLOSED. Then the fds are back.
   hb_conn_stats stats[16];

@@ -11,6 +11,7 @@ import {
   matchRoute,
   parseConnId,
   proxiesView,
+  proxyView,
   rulesView,
   ugateLevel,
 } from '../../src/core/clash-api.js'
@@ -80,6 +81,15 @@ t.test('rules in Clash terms, with hit counts and the default as the final Match
     payload: '((IPCIDR,10.0.0.0/8) && ((DstPort,443) || (DstPort,8000-8080)))',
   })
   t.same(clashRule(specs[3]!), { type: 'Match', payload: '' })
+  t.same(
+    clashRule({ srcIdentity: ['spiffe://td/ns/a/sa/b'], action: { type: 'reject' } }),
+    { type: 'SrcIdentity', payload: 'spiffe://td/ns/a/sa/b' },
+    'a mesh peer condition is not a catch-all',
+  )
+  t.same(clashRule({ srcTrustDomain: ['td'], srcNode: ['N'], action: { type: 'reject' } }), {
+    type: 'AND',
+    payload: '((SrcTrustDomain,td) && (SrcNode,N))',
+  })
   const hits = new Map([
     ['ads', { hits: 3, lastMs: Date.UTC(2026, 0, 2, 3, 4, 5) }],
     ['default', { hits: 1, lastMs: Date.UTC(2026, 0, 1) }],
@@ -114,6 +124,35 @@ t.test('proxies: the shape yacd and metacubexd read', async (t) => {
     extra: {},
   })
   t.equal(v.proxies.DIRECT!.alive, true)
+  // A mesh peer: ugate's own type and its tunnels beside the fields dashboards read.
+  const tunnel = {
+    id: 3,
+    state: 'open',
+    peerId: 'spiffe://td/ns/a/sa/b',
+    streams: 1,
+    streamsTotal: 9,
+    bytesOut: 10,
+    bytesIn: 20,
+    rttMs: 0.4,
+    ageMs: 5000,
+  }
+  const peer = proxyView({
+    name: 'b',
+    type: 'Hbone',
+    udp: false,
+    history: [],
+    mesh: { server: '10.0.0.2:15008', identity: '', tunnels: [tunnel] },
+  })
+  t.same(peer, {
+    name: 'b',
+    type: 'Hbone',
+    udp: false,
+    alive: true,
+    history: [],
+    extra: {},
+    mesh: { server: '10.0.0.2:15008', identity: '', tunnels: [tunnel] },
+  })
+  t.notOk('mesh' in v.proxies.up1!, 'no mesh field on other proxies')
 })
 
 t.test('connections: mihomo metadata from a tracked connection', async (t) => {
@@ -234,6 +273,20 @@ t.test('connections: mihomo metadata from a tracked connection', async (t) => {
     },
     'a UDP flow: network udp, its own id space',
   )
+  const meshStream = connectionView(
+    {
+      id: 10,
+      network: 'tcp',
+      listener: 'mesh',
+      listenerType: 'hbone',
+      src: '10.0.0.3:40000',
+      startMs: start,
+      up: 0,
+      down: 0,
+    },
+    specs,
+  )
+  t.match(meshStream, { metadata: { type: 'Hbone', inboundName: 'mesh' } }, 'a stream from a mesh peer')
 })
 
 t.test('connection ids: TCP numbers and udp-N flows, both ways', async (t) => {

@@ -1,10 +1,9 @@
-// The hbone listener and the hbone upstream in the config (JSON and uci):
-// defaults, and every bad value named with its path.
+// The hbone listener and the hbone upstream in the config: defaults, and
+// every bad value named with its path.
 
 import t from 'tap'
 import { validateConfig } from '../../src/core/config.js'
 import { ConfigError } from '../../src/core/errors.js'
-import { configFromUci } from '../../src/core/uci-config.js'
 
 const fwd = { name: 'f', type: 'forward', listen: '127.0.0.1:1000', target: '127.0.0.1:2000' }
 const up = (over: Record<string, unknown> = {}) => ({ name: 'peer', type: 'hbone', server: '10.0.0.2:15008', ...over })
@@ -48,7 +47,7 @@ t.test('hbone upstream', async (t) => {
     [
       up({ server: 'peer.example:15008' }),
       'upstreams[0].server',
-      '"peer.example:15008" is not an IP address: an hbone peer is given as IP:PORT',
+      '"peer.example:15008" is not an IP address: an hbone peer is given as IP or IP:PORT',
     ],
     [up({ identity: 'nope' }), 'upstreams[0].identity', '"nope" is not a SPIFFE id: does not start with "spiffe://"'],
     [
@@ -64,7 +63,7 @@ t.test('hbone upstream', async (t) => {
     [
       up({ username: 'u' }),
       'upstreams[0].username',
-      'unknown key (expected one of: name, type, server, identity, trustDomain, pingInterval, pingTimeout)',
+      'unknown key (expected one of: name, type, server, identity, trustDomain, node, pingInterval, pingTimeout)',
     ],
     [up({ pingInterval: 0 }), 'upstreams[0].pingInterval', '0 is not a number of seconds from 0.1 to 3600'],
     [up({ pingInterval: '5' }), 'upstreams[0].pingInterval', '"5" is not a number of seconds from 0.1 to 3600'],
@@ -79,27 +78,45 @@ t.test('hbone upstream', async (t) => {
   )
 })
 
-t.test('hbone upstream from uci: ping_interval, ping_timeout', async (t) => {
-  const text = `
-config listener 'f'
-	option type 'forward'
-	option address '127.0.0.1'
-	option port '1000'
-	option target '127.0.0.1:2000'
-
-config upstream 'gw'
-	option type 'hbone'
-	option server '10.0.0.2'
-	option port '15008'
-	option ping_interval '2.5'
-	option ping_timeout '5'
-`
-  const c = configFromUci(text, '/etc/config/ugate')
-  t.match(c.upstreams[0], { name: 'gw', type: 'hbone', pingIntervalMs: 2500, pingTimeoutMs: 5000 })
-  t.throws(() => configFromUci(text.replace("'5'", "'0'"), '/etc/config/ugate'), {
-    message: '/etc/config/ugate:8: gw.ping_timeout: 0 is not a number of seconds from 0.1 to 3600',
+t.test('rules on the mesh peer: srcIdentity, srcTrustDomain, srcNode', async (t) => {
+  const node = '7'.repeat(51) + 'Q'
+  const c = validateConfig({
+    listeners: [{ name: 'mesh', type: 'hbone' }],
+    rules: [
+      { srcIdentity: ['spiffe://td/ns/a/sa/b'], action: 'direct' },
+      { srcTrustDomain: ['td'], srcNode: [node.toLowerCase()], action: 'reject' },
+    ],
   })
-  t.throws(() => configFromUci(text.replace("'2.5'", "'soon'"), '/etc/config/ugate'), {
-    message: '/etc/config/ugate:8: gw.ping_interval: "soon" is not a number',
-  })
+  t.same(
+    c.rules.map((r) => [r.srcIdentity, r.srcTrustDomain, r.srcNode]),
+    [
+      [['spiffe://td/ns/a/sa/b'], undefined, undefined],
+      [undefined, ['td'], [node.toLowerCase()]],
+    ],
+    'kept as written (the engine upper-cases node ids)',
+  )
+  const bad: Array<[Record<string, unknown>, string, string]> = [
+    [
+      { srcIdentity: ['spiffe://td/ns/a'], action: 'direct' },
+      'rules[0].srcIdentity[0]',
+      '"spiffe://td/ns/a" is not a SPIFFE id: has no /ns/NAMESPACE/sa/SERVICE-ACCOUNT path',
+    ],
+    [
+      { srcTrustDomain: ['td', 'a b'], action: 'direct' },
+      'rules[0].srcTrustDomain[1]',
+      '"a b" is not a trust domain: it may only hold a-z, 0-9, ".", "-" and "_"',
+    ],
+    [
+      { srcNode: [node.slice(1)], action: 'direct' },
+      'rules[0].srcNode[0]',
+      `"${node.slice(1)}" is not a node id (52 base32 characters, not 51)`,
+    ],
+    [{ srcNode: 'x', action: 'direct' }, 'rules[0].srcNode', 'must be an array, not "x"'],
+  ]
+  for (const [rule, path, detail] of bad)
+    t.throws(
+      () => validateConfig({ listeners: [{ name: 'mesh', type: 'hbone' }], rules: [rule] }),
+      { message: `${path}: ${detail}` },
+      path,
+    )
 })

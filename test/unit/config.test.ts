@@ -1,9 +1,12 @@
 import t from 'tap'
+import { formatEndpoint } from '../../src/core/address.js'
 import {
   type Config,
+  type DnsListenerConfig,
   type TproxyListenerConfig,
   captureOptions,
   captureTcpTproxy,
+  formatDnsServer,
   parseConfigText,
   validateConfig,
 } from '../../src/core/config.js'
@@ -66,6 +69,7 @@ t.test('full example from the docs', async (t) => {
     },
     mesh: null,
     sniRelay: [],
+    reverse: [],
   }
   t.same(config, want)
 })
@@ -95,7 +99,7 @@ t.test('bad configs name the path and the value', async (t) => {
     [[], 'config: expected an object, got []'],
     [
       { listeners: [fwd()], foo: 1 },
-      'foo: unknown key (expected one of: log, relay, dial, limits, sniff, admin, ubus, listeners, upstreams, rules, capture, mesh, sniRelay)',
+      'foo: unknown key (expected one of: log, relay, dial, limits, sniff, admin, ubus, listeners, upstreams, rules, capture, mesh, sniRelay, reverse)',
     ],
     [{ listeners: [fwd()], log: 'info' }, 'log: expected an object, got "info"'],
     [{ listeners: [fwd()], log: { level: 'verbose' } }, 'log.level: "verbose" is not one of error, warn, info, debug'],
@@ -262,23 +266,83 @@ t.test('dns listener and capture.dns', async (t) => {
     backlog: 511,
     allow: ['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],
     servers: [
-      { host: '9.9.9.9', port: 53, kind: 'ipv4' },
-      { host: '2620:fe::fe', port: 5353, kind: 'ipv6' },
-      { host: '127.0.0.1', port: 53, kind: 'ipv4' },
+      { transport: 'udp', endpoint: { host: '9.9.9.9', port: 53, kind: 'ipv4' }, tlsName: '' },
+      { transport: 'udp', endpoint: { host: '2620:fe::fe', port: 5353, kind: 'ipv6' }, tlsName: '' },
+      { transport: 'udp', endpoint: { host: '127.0.0.1', port: 53, kind: 'ipv4' }, tlsName: '' },
     ],
     hosts: { 'nas.lan': ['192.168.1.5'] },
     rejectAddresses: ['0.0.0.0'],
     timeoutMs: 2000,
     cacheSize: 4096,
+    caBundle: '/etc/ssl/certs/ca-certificates.crt',
   })
+  const dot = validateConfig({
+    listeners: [
+      dns({
+        servers: [
+          'tls://9.9.9.9',
+          'tls://Dns.Quad9.net.@9.9.9.9',
+          'tls://dns.quad9.net@[2620:fe::fe]:8853',
+          'tls://2620:fe::9',
+          'tls://1.1.1.1@1.1.1.1:853',
+        ],
+        caBundle: '/etc/ugate/ca.pem',
+      }),
+    ],
+  }).listeners[0] as DnsListenerConfig
+  t.same(
+    dot.servers.map((s) => [s.transport, formatEndpoint(s.endpoint), s.tlsName]),
+    [
+      ['tls', '9.9.9.9:853', ''],
+      ['tls', '9.9.9.9:853', 'dns.quad9.net'],
+      ['tls', '[2620:fe::fe]:8853', 'dns.quad9.net'],
+      ['tls', '[2620:fe::9]:853', ''],
+      ['tls', '1.1.1.1:853', '1.1.1.1'],
+    ],
+    'tls:// resolvers: port 853 by default, the name lower-cased without its root dot',
+  )
+  t.same(
+    dot.servers.map(formatDnsServer),
+    [
+      'tls://9.9.9.9:853',
+      'tls://dns.quad9.net@9.9.9.9:853',
+      'tls://dns.quad9.net@[2620:fe::fe]:8853',
+      'tls://[2620:fe::9]:853',
+      'tls://1.1.1.1@1.1.1.1:853',
+    ],
+    'formatDnsServer writes them back',
+  )
+  t.equal(dot.caBundle, '/etc/ugate/ca.pem')
   t.match(c.capture, { dns: true, dnsListener: 'dns' })
   const bad: Array<[unknown, string]> = [
     [{ listeners: [dns({ servers: undefined })] }, 'listeners[0].servers: missing'],
     [{ listeners: [dns({ servers: [] })] }, 'listeners[0].servers: at least one upstream resolver is required'],
     [
       { listeners: [dns({ servers: ['dns.google:53'] })] },
-      'listeners[0].servers[0]: "dns.google:53" is not an IP address (a resolver is named by its address)',
+      'listeners[0].servers[0]: "dns.google:53" is not an IP address (a resolver is named by its address; DNS over TLS: "tls://[NAME@]IP[:PORT]")',
     ],
+    [
+      { listeners: [dns({ servers: ['tls://dns.quad9.net'] })] },
+      'listeners[0].servers[0]: "tls://dns.quad9.net": "dns.quad9.net" is not an IP address (a resolver is named by its address; a name to verify goes before "@")',
+    ],
+    [
+      { listeners: [dns({ servers: ['tls://dns quad9@9.9.9.9'] })] },
+      'listeners[0].servers[0]: "tls://dns quad9@9.9.9.9": "dns quad9" is not a host name (bad character 0x20 at 3)',
+    ],
+    [
+      { listeners: [dns({ servers: ['tls://@9.9.9.9'] })] },
+      'listeners[0].servers[0]: "tls://@9.9.9.9": "" is not a host name (empty name)',
+    ],
+    [
+      { listeners: [dns({ servers: ['tls://9.9.9.9:99999'] })] },
+      'listeners[0].servers[0]: "tls://9.9.9.9:99999": "9.9.9.9:99999" is not HOST:PORT (port "99999" is not a number 1-65535)',
+    ],
+
+    [
+      { listeners: [dns({ servers: [53] })] },
+      'listeners[0].servers[0]: 53 is not a string "IP[:PORT]" or "tls://[NAME@]IP[:PORT]"',
+    ],
+    [{ listeners: [dns({ caBundle: 'ca.pem' })] }, 'listeners[0].caBundle: "ca.pem" is not an absolute file path'],
     [
       { listeners: [dns({ hosts: { 'a b': ['1.2.3.4'] } })] },
       'listeners[0].hosts.a b: "a b" is not a host name: bad character 0x20 at 1',

@@ -140,6 +140,14 @@ t.test('status, connections, rules, traffic', async (t) => {
   t.same(s, { up: 2048, down: 0, upTotal: 2148, downTotal: 1000 })
   t.equal(formatTraffic(s), 'up 2.0 KiB/s  down 0 B/s  (total up 2.1 KiB, down 1000 B)\n')
   t.match(formatStatus({}), /^ugate -, pid -, up - s\n/, 'missing fields print as "-"')
+  t.notMatch(formatStatus({}), /mesh:/, 'no mesh identity: no mesh line')
+  t.match(
+    formatStatus({
+      mesh: { spiffeId: 'spiffe://td/ns/a/sa/b', nodeId: 'ZE5XIZVEV35CCFLG4RKSNAD2ZKK3X6QMO7XAO4QNDQLJIB2DU3NQ' },
+    }),
+    /\nmesh: spiffe:\/\/td\/ns\/a\/sa\/b, node id ZE5XIZVEV35CCFLG4RKSNAD2ZKK3X6QMO7XAO4QNDQLJIB2DU3NQ\n/,
+    'status: our SPIFFE id and node id',
+  )
   const mesh = formatStatus({
     hbone: [
       {
@@ -161,5 +169,43 @@ t.test('status, connections, rules, traffic', async (t) => {
     mesh,
     /\nTUNNEL +ROLE +PEER +PEER ID +STATE +STREAMS +TOTAL +OUT +IN +RTT\n4 +client +10\.0\.0\.2:15008 +spiffe:\/\/td\/ns\/a\/sa\/b +open +2 +7 +2\.0 KiB +10 B +0\.25 ms\n5 +server +10\.0\.0\.3:40000 +- +handshake +- +- +0 B +0 B +-\n$/,
     'HBONE tunnels: a table after the listeners',
+  )
+  const rev = formatStatus({
+    hbone: [{ id: 9, role: 'server', reverse: true, peer: '198.51.100.2:40001', state: 'open', rttMs: 1 }],
+    reverse: {
+      registered: [
+        {
+          tunnel: 9,
+          listener: 'mesh',
+          identity: 'spiffe://td/ns/home/sa/a',
+          node: 'N'.repeat(52),
+          peer: '198.51.100.2:40001',
+          ageMs: 61_000,
+        },
+      ],
+      links: [
+        {
+          name: 'vps',
+          relay: '203.0.113.1:15008',
+          state: 'up',
+          tunnel: 3,
+          peerId: 'spiffe://td/ns/vps/sa/r',
+          failures: 0,
+          upMs: 5000,
+        },
+        { name: 'b', relay: 'b.example:15008', state: 'waiting', tunnel: null, peerId: '', failures: 4, upMs: 0 },
+      ],
+    },
+  })
+  t.match(rev, /\n9 +server reverse +198\.51\.100\.2:40001 /, 'a reverse tunnel is marked in the tunnel table')
+  t.match(
+    rev,
+    /\nREVERSE +LISTENER +IDENTITY +NODE +PEER +AGE\n9 +mesh +spiffe:\/\/td\/ns\/home\/sa\/a +N{52} +198\.51\.100\.2:40001 +61s\n/,
+    'gates registered here',
+  )
+  t.match(
+    rev,
+    /\nREVERSE LINK +RELAY +STATE +TUNNEL +RELAY ID +FAILURES +UP\nvps +203\.0\.113\.1:15008 +up +3 +spiffe:\/\/td\/ns\/vps\/sa\/r +0 +5s\nb +b\.example:15008 +waiting +- +- +4 +-\n$/,
+    "this gate's own reverse tunnels",
   )
 })

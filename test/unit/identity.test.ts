@@ -1,8 +1,12 @@
+import { createHash } from 'node:crypto'
 import t from 'tap'
 import {
   formatSpiffeId,
   identityPlan,
+  parseNodeId,
   parseSpiffeId,
+  spiffeIdProblem,
+  spiffeTrustDomain,
   segmentProblem,
   trustDomainProblem,
   validityProblem,
@@ -37,6 +41,37 @@ t.test('SPIFFE ids', async (t) => {
   t.equal(trustDomainProblem('a'.repeat(256)), 'is longer than 255 characters')
   t.equal(segmentProblem('.'), 'may not be "." or ".."')
   t.equal(segmentProblem('ok'), null)
+})
+
+t.test('spiffeIdProblem, spiffeTrustDomain', async (t) => {
+  t.equal(spiffeIdProblem('spiffe://td/ns/a/sa/b'), null)
+  t.equal(spiffeIdProblem('td/ns/a/sa/b'), 'is not a SPIFFE id: does not start with "spiffe://"')
+  t.equal(spiffeIdProblem(5), 'is not a SPIFFE id: is not a string')
+  t.equal(spiffeTrustDomain('spiffe://td.test/ns/a/sa/b'), 'td.test')
+  t.equal(spiffeTrustDomain('spiffe://td.test'), '')
+  t.equal(spiffeTrustDomain('https://td.test/x'), '')
+})
+
+t.test('node ids: base32 of a SHA-256, any case in, upper case out', async (t) => {
+  // Encoded here as native/identity.c does (RFC 4648 base32, no padding).
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
+  const base32 = (b: Buffer) => {
+    const bits = Array.from(b, (x) => x.toString(2).padStart(8, '0')).join('')
+    return bits.padEnd(Math.ceil(bits.length / 5) * 5, '0').replace(/.{5}/g, (g) => alphabet[parseInt(g, 2)]!)
+  }
+  for (let i = 0; i < 64; i++) {
+    const id = base32(createHash('sha256').update(String(i)).digest())
+    t.same(parseNodeId(id), { id }, `sha256("${i}") → ${id}`)
+    t.same(parseNodeId(id.toLowerCase()), { id }, 'lower case accepted')
+  }
+  t.same(parseNodeId('A'.repeat(51) + 'B'), {
+    error: 'is not a node id (base32: A-Z and 2-7, the last one A or Q)',
+  })
+  t.same(parseNodeId('A'.repeat(53)), { error: 'is not a node id (52 base32 characters, not 53)' })
+  t.same(parseNodeId('0'.repeat(51) + 'A'), {
+    error: 'is not a node id (base32: A-Z and 2-7, the last one A or Q)',
+  })
+  t.same(parseNodeId(null), { error: 'is not a string' })
 })
 
 t.test('a new identity: names and dates', async (t) => {

@@ -7,8 +7,9 @@
 import { register } from 'node:module'
 import t from 'tap'
 import type { RelayOptions, RelayResult } from 'ugate:native'
-import { validateConfig } from '../../src/core/config.js'
+import { type HboneListenerConfig, validateConfig } from '../../src/core/config.js'
 import { createLogger } from '../../src/core/log.js'
+import type { GatewayContext } from '../../src/io/session.js'
 
 // Resolve `ugate:native` to a module whose functions call the current fake
 // (globalThis.__ugateFake), so each test can install a fresh one. (tap's
@@ -94,6 +95,7 @@ register(
 const { startGateway } = await import('../../src/io/gateway.js')
 const { ugateMethods } = await import('../../src/io/ubus-object.js')
 const { GatewayStats } = await import('../../src/io/session.js')
+const { hboneAcceptor } = await import('../../src/io/hbone.js')
 
 type Behaviour = 'ok' | 'refused' | 'hang' | 'unreachable'
 
@@ -428,6 +430,41 @@ t.test('connect refused: client reset, access line, listener keeps serving', asy
   fake.arrive(40000)
   await fake.run()
   t.equal(fake.relays.length, 1)
+})
+
+t.test('allow list: a source outside it is reset and logged, on a proxy and on an hbone listener', async (t) => {
+  const { fake, lines, log, start } = await setup({
+    listeners: [{ name: 's', type: 'socks', listen: '127.0.0.1:0', allow: ['192.168.0.0/16'] }],
+  })
+  start()
+  fake.arrive(40000)
+  await fake.run()
+  // The hbone listener's accept without a gateway: it needs a mesh identity to start.
+  const ctx = { log } as unknown as GatewayContext
+  const accept = hboneAcceptor({ name: 'h', allow: ['192.168.0.0/16'] } as HboneListenerConfig, ctx)
+  const client = (addr: string, port: number) => ({
+    fd: fake.alloc({ kind: 'client', addr, port }),
+    addr,
+    port,
+    family: 4 as const,
+  })
+  const denied = client('10.0.0.9', 5555)
+  accept(denied)
+  t.same(
+    events(lines, 'denied'),
+    [
+      'warn denied listener=s src=10.0.0.9:5555 why="source not in allow list"',
+      'warn denied listener=h src=10.0.0.9:5555 why="source not in allow list"',
+    ],
+    'one line a listener, naming the source',
+  )
+  t.equal(fake.resets.length, 2, 'both clients got a RST')
+  t.equal(fake.resets[1], denied.fd, "the hbone listener's client")
+  t.same(fake.openKinds(), ['listen'], 'no fd leaked')
+  const allowed = client('192.168.1.2', 6666)
+  accept(allowed)
+  t.match(events(lines, 'hbone-no-identity'), [/listener=h src=192\.168\.1\.2:6666/], 'an allowed source goes on')
+  t.equal(fake.resets.at(-1), allowed.fd, '(and a RST: no identity)')
 })
 
 t.test('connect timeout closes the upstream fd', async (t) => {

@@ -92,7 +92,8 @@ const BASE: Sec[] = [
       type: 'dns',
       address: '::',
       port: '1053',
-      server: ['1.1.1.1', '[2606:4700::1111]:53'],
+      server: ['1.1.1.1', '[2606:4700::1111]:53', 'tls://dns.quad9.net@9.9.9.9'],
+      ca_bundle: '/etc/ssl/certs/ca-certificates.crt',
       host: ['192.168.1.20 printer.lan nas.lan'],
       reject_address: ['0.0.0.0', '::'],
       timeout: '2',
@@ -100,10 +101,31 @@ const BASE: Sec[] = [
     },
   },
   {
+    type: 'listener',
+    options: {
+      name: 'hb',
+      type: 'hbone',
+      address: '::',
+      port: '15008',
+      peers: ['spiffe://home.arpa/ns/routers/sa/gw-a'],
+    },
+  },
+  {
     type: 'upstream',
     options: { name: 'vpn', type: 'socks5', server: '10.0.0.2', port: '1080', username: 'u', password: 'p' },
   },
   { type: 'upstream', options: { name: 'corp', type: 'http', server: 'proxy.example.com', port: '3128' } },
+  {
+    type: 'upstream',
+    options: {
+      name: 'gwb',
+      type: 'hbone',
+      server: '192.0.2.2',
+      port: '15008',
+      identity: 'spiffe://home.arpa/ns/routers/sa/gw-b',
+      trust_domain: 'home.arpa',
+    },
+  },
   {
     type: 'rule',
     options: { name: 'ads', domain_keyword: ['doubleclick'], network: ['tcp', 'udp'], action: 'reject' },
@@ -121,6 +143,17 @@ const BASE: Sec[] = [
       listener: ['redir'],
       proto: ['tls', 'http'],
       action: 'direct',
+    },
+  },
+  {
+    type: 'rule',
+    options: {
+      name: 'gwa',
+      src_identity: ['spiffe://home.arpa/ns/routers/sa/gw-a'],
+      src_trust_domain: ['home.arpa'],
+      src_node: ['ZE5XIZVEV35CCFLG4RKSNAD2ZKK3X6QMO7XAO4QNDQLJIB2DU3NQ'],
+      action: 'upstream',
+      upstream: 'gwb',
     },
   },
   {
@@ -144,6 +177,11 @@ const BASE: Sec[] = [
       exclude_src: ['192.168.1.1'],
       exclude_mac: ['aa:bb:cc:dd:ee:ff'],
     },
+  },
+  {
+    type: 'mesh',
+    name: 'mesh',
+    options: { identity_dir: '/etc/ugate/identity', trust_domain: 'home.arpa', root_cert: '/etc/ugate/mesh-ca.pem' },
   },
 ]
 
@@ -196,9 +234,13 @@ function daemon(text: string): true | string {
 
 const settings = (text: string) => loadView('ugate/settings', { uci: { ugate: text } })
 
+// About 11 000 daemon verdicts and as many form checks: ~40 s of CPU, more than
+// tap's 120 s on a machine shared with builds.
+t.setTimeout(600_000)
+
 /** The form's sid of a located section. */
 function sidOf(page: LuciPage, at: string): string {
-  if (at === 'main' || at === 'capture') return at
+  if (at === 'main' || at === 'capture' || at === 'mesh') return at
   const [type, n] = [at.split(':')[0]!, Number(at.split(':')[1])]
   const sid = page.sids(type)[n]
   if (sid === undefined) throw new Error(`no sid for ${at}`)
@@ -326,7 +368,7 @@ const SCHEMA: Record<
       name: { widget: 'Value', required: true },
       type: {
         widget: 'ListValue',
-        choices: ['forward', 'socks', 'http', 'mixed', 'redirect', 'sni', 'tproxy', 'dns'],
+        choices: ['forward', 'socks', 'http', 'mixed', 'redirect', 'sni', 'tproxy', 'dns', 'hbone'],
         required: true,
       },
       address: { widget: 'Value', datatype: 'ipaddr', required: true },
@@ -338,14 +380,20 @@ const SCHEMA: Record<
       tls_port: { widget: 'Value', datatype: 'port', depends: [{ type: 'sni' }] },
       http_port: { widget: 'Value', datatype: 'port', depends: [{ type: 'sni' }] },
       networks: { widget: 'DynamicList', depends: [{ type: 'tproxy' }] },
-      udp_idle_timeout: { widget: 'Value', datatype: 'ufloat', depends: [{ type: 'tproxy' }] },
+      udp_idle_timeout: {
+        widget: 'Value',
+        datatype: 'ufloat',
+        depends: [{ type: 'tproxy' }, { type: 'socks' }, { type: 'mixed' }],
+      },
       udp_dns_idle_timeout: { widget: 'Value', datatype: 'ufloat', depends: [{ type: 'tproxy' }] },
       max_flows: { widget: 'Value', datatype: 'uinteger', depends: [{ type: 'tproxy' }] },
       server: { widget: 'DynamicList', depends: [{ type: 'dns' }], required: true },
+      ca_bundle: { widget: 'Value', depends: [{ type: 'dns' }] },
       host: { widget: 'DynamicList', depends: [{ type: 'dns' }] },
       reject_address: { widget: 'DynamicList', datatype: 'ipaddr', depends: [{ type: 'dns' }] },
       timeout: { widget: 'Value', datatype: 'ufloat', depends: [{ type: 'dns' }] },
       cache_size: { widget: 'Value', datatype: 'uinteger', depends: [{ type: 'dns' }] },
+      peers: { widget: 'DynamicList', depends: [{ type: 'hbone' }] },
       backlog: { widget: 'Value', datatype: 'uinteger' },
     },
   },
@@ -366,6 +414,9 @@ const SCHEMA: Record<
       listener: { widget: 'DynamicList' },
       proto: { widget: 'MultiValue', choices: ['tls', 'http', 'h2', 'unknown'] },
       network: { widget: 'MultiValue', choices: ['tcp', 'udp'] },
+      src_identity: { widget: 'DynamicList' },
+      src_trust_domain: { widget: 'DynamicList' },
+      src_node: { widget: 'DynamicList' },
       action: { widget: 'ListValue', choices: ['direct', 'reject', 'upstream', 'forward'], required: true },
       upstream: { widget: 'ListValue', depends: [{ action: 'upstream' }], required: true },
       forward: { widget: 'Value', depends: [{ action: 'forward' }], required: true },
@@ -378,11 +429,13 @@ const SCHEMA: Record<
     addremove: true,
     options: {
       name: { widget: 'Value', required: true },
-      type: { widget: 'ListValue', choices: ['socks5', 'http'], required: true },
+      type: { widget: 'ListValue', choices: ['socks5', 'http', 'hbone'], required: true },
       server: { widget: 'Value', datatype: 'host', required: true },
       port: { widget: 'Value', datatype: 'port', required: true },
-      username: { widget: 'Value' },
-      password: { widget: 'Value' },
+      username: { widget: 'Value', depends: [{ type: 'socks5' }, { type: 'http' }] },
+      password: { widget: 'Value', depends: [{ type: 'socks5' }, { type: 'http' }] },
+      identity: { widget: 'Value', depends: [{ type: 'hbone' }] },
+      trust_domain: { widget: 'Value', depends: [{ type: 'hbone' }] },
     },
   },
   capture: {
@@ -410,6 +463,20 @@ const SCHEMA: Record<
       exclude_mac: { widget: 'DynamicList', datatype: 'macaddr' },
     },
   },
+  mesh: {
+    kind: 'NamedSection',
+    type: 'mesh',
+    name: 'mesh',
+    addremove: true,
+    options: {
+      node_id: { widget: 'DummyValue' },
+      identity_dir: { widget: 'Value' },
+      trust_domain: { widget: 'Value' },
+      cert_chain: { widget: 'Value' },
+      key: { widget: 'Value' },
+      root_cert: { widget: 'Value' },
+    },
+  },
 }
 
 t.test('settings: sections, widgets, datatypes and depends', async (t) => {
@@ -421,7 +488,7 @@ t.test('settings: sections, widgets, datatypes and depends', async (t) => {
   const schema = page.schema()
   t.same(
     schema.map((s) => s.name ?? s.type),
-    ['main', 'listener', 'rule', 'upstream', 'capture'],
+    ['main', 'listener', 'rule', 'upstream', 'capture', 'mesh'],
   )
   for (const [key, want] of Object.entries(SCHEMA)) {
     const s = schema.find((x) => (x.name ?? x.type) === key) as SectionInfo
@@ -439,7 +506,7 @@ t.test('settings: sections, widgets, datatypes and depends', async (t) => {
         t.same(JSON.parse(JSON.stringify(o.depends)), exp.depends ?? [], `${name}: depends`)
         if (exp.choices) t.same([...o.choices].sort(), [...exp.choices].sort(), `${name}: choices`)
         if (exp.required) t.equal(o.rmempty || o.optional, false, `${name}: required`)
-        if (o.widget !== 'Flag' && !['type', 'action', 'log_level'].includes(name))
+        if (!['Flag', 'DummyValue'].includes(o.widget) && !['type', 'action', 'log_level'].includes(name))
           t.ok(o.validate, `${name}: has a validator`)
       }
     })
@@ -447,8 +514,8 @@ t.test('settings: sections, widgets, datatypes and depends', async (t) => {
   const password = schema.find((s) => s.type === 'upstream')!.options.find((o) => o.name === 'password')!
   t.equal(password.password, true, 'password widget')
   // the choice lists come from the config
-  t.same(page.option('rule', 'upstream').keylist, ['vpn', 'corp'])
-  t.same(page.option('rule', 'listener').keylist, ['proxy', 'redir', 'fwd', 'sni', 'tp', 'dns'])
+  t.same(page.option('rule', 'upstream').keylist, ['vpn', 'corp', 'gwb'])
+  t.same(page.option('rule', 'listener').keylist, ['proxy', 'redir', 'fwd', 'sni', 'tp', 'dns', 'hb'])
   t.same(page.option('capture', 'listener').keylist, ['redir', 'tp'], 'redirect and tproxy listeners (TPROXY TCP)')
   t.same(page.option('capture', 'udp_listener').keylist, ['tp'], 'only tproxy listeners')
   t.same(page.option('capture', 'dns_listener').keylist, ['dns'], 'only dns listeners')
@@ -475,8 +542,15 @@ t.test('settings: depends show the type-specific options', async (t) => {
   for (const o of ['networks', 'udp_idle_timeout', 'udp_dns_idle_timeout', 'max_flows']) {
     t.equal(page.active(tp!, o), true, `tproxy: ${o}`)
     t.equal(page.active(dns!, o), false, `dns: no ${o}`)
+    // A mixed listener's SOCKS5 UDP ASSOCIATE has the idle timeout, none of the flow options.
+    t.equal(page.active(proxy, o), o === 'udp_idle_timeout', `mixed: ${o === 'udp_idle_timeout' ? '' : 'no '}${o}`)
   }
-  for (const o of ['server', 'host', 'reject_address', 'timeout', 'cache_size']) {
+  page.set(proxy, 'type', 'socks')
+  t.equal(page.active(proxy, 'udp_idle_timeout'), true, 'socks: udp_idle_timeout')
+  page.set(proxy, 'type', 'http')
+  t.equal(page.active(proxy, 'udp_idle_timeout'), false, 'http: no udp_idle_timeout (no UDP)')
+  page.set(proxy, 'type', 'mixed')
+  for (const o of ['server', 'host', 'reject_address', 'timeout', 'cache_size', 'ca_bundle']) {
     t.equal(page.active(dns!, o), true, `dns: ${o}`)
     t.equal(page.active(tp!, o), false, `tproxy: no ${o}`)
   }
@@ -826,6 +900,28 @@ const CASES: Case[] = [
     set: { server: ['dns.example:53'] },
     daemon: false,
   },
+  {
+    what: 'a DNS-over-TLS server given by name only',
+    at: 'listener:5',
+    set: { server: ['tls://dns.quad9.net'] },
+    daemon: false,
+  },
+  {
+    what: 'a DNS-over-TLS server with a name to verify',
+    at: 'listener:5',
+    set: { server: ['tls://dns.quad9.net@[2620:fe::fe]:853'] },
+    daemon: true,
+  },
+  { what: 'a relative CA bundle', at: 'listener:5', set: { ca_bundle: 'ca.pem' }, daemon: false },
+  { what: 'udp_idle_timeout on a mixed listener', at: 'listener:0', set: { udp_idle_timeout: '30' }, daemon: true },
+  {
+    what: 'udp_idle_timeout on an http listener',
+    at: 'listener:0',
+    set: { type: 'http', udp_idle_timeout: '30' },
+    daemon: false,
+    // The form hides the option for http and drops it on save.
+    luci: 'repairs',
+  },
   { what: 'a static name line without a name', at: 'listener:5', set: { host: ['10.0.0.1'] }, daemon: false },
   {
     what: 'a rejected name resolving to a CIDR',
@@ -860,6 +956,90 @@ const CASES: Case[] = [
   },
   { what: 'admin HTTP on [::1] without a secret', at: 'main', set: { admin_listen: '[::1]:9090' }, daemon: true },
   { what: 'admin HTTP on a host name', at: 'main', set: { admin_listen: 'localhost:9090' }, daemon: false },
+  // the mesh: hbone listener (listener:6) and upstream (upstream:2), rules on the peer (rule:4), the mesh section
+  { what: 'a peer that is not a SPIFFE id', at: 'listener:6', set: { peers: ['gw-a'] }, daemon: false },
+  {
+    what: 'peers on a mixed listener',
+    at: 'listener:0',
+    set: { peers: ['spiffe://home.arpa/ns/routers/sa/gw-a'] },
+    daemon: false,
+    luci: 'repairs',
+  },
+  // the daemon takes HBONE's [::]:15008; the form asks for both (as for every listener)
+  {
+    what: 'an hbone listener without address and port',
+    at: 'listener:6',
+    set: { address: null, port: null },
+    daemon: true,
+    luci: 'stricter',
+  },
+  { what: 'an hbone peer given by name', at: 'upstream:2', set: { server: 'gw-b.home.arpa' }, daemon: false },
+  { what: 'an hbone peer on IPv6', at: 'upstream:2', set: { server: 'fd00::2' }, daemon: true },
+  { what: 'a socks5 upstream given by name', at: 'upstream:0', set: { server: 'vpn.example' }, daemon: true },
+  { what: 'an hbone identity without spiffe://', at: 'upstream:2', set: { identity: 'gw-b' }, daemon: false },
+  {
+    what: 'an hbone identity outside its trust domain',
+    at: 'upstream:2',
+    set: { identity: 'spiffe://other.arpa/ns/routers/sa/gw-b' },
+    daemon: false,
+  },
+  {
+    what: 'an hbone trust domain the identity is not in',
+    at: 'upstream:2',
+    set: { trust_domain: 'other.arpa' },
+    daemon: false,
+    errorOn: 'identity',
+  },
+  { what: 'an hbone trust domain in capitals', at: 'upstream:2', set: { trust_domain: 'Home.arpa' }, daemon: false },
+  {
+    what: 'an hbone upstream with a user name',
+    at: 'upstream:2',
+    set: { username: 'u', password: 'p' },
+    daemon: false,
+    luci: 'repairs',
+  },
+  // the daemon takes HBONE's port 15008; the form asks for a port (as for every upstream)
+  { what: 'an hbone upstream without port', at: 'upstream:2', set: { port: null }, daemon: true, luci: 'stricter' },
+  {
+    what: 'an identity on a socks5 upstream',
+    at: 'upstream:0',
+    set: { identity: 'spiffe://a/ns/b/sa/c' },
+    daemon: false,
+    luci: 'repairs',
+  },
+  {
+    what: 'a rule on a peer id without a path',
+    at: 'rule:4',
+    set: { src_identity: ['spiffe://home.arpa'] },
+    daemon: false,
+  },
+  {
+    what: 'a rule on a peer trust domain with a space',
+    at: 'rule:4',
+    set: { src_trust_domain: ['home arpa'] },
+    daemon: false,
+  },
+  {
+    what: 'a rule on a node id in lower case',
+    at: 'rule:4',
+    set: { src_node: ['ze5xizvev35ccflg4rksnad2zkk3x6qmo7xao4qndqljib2du3nq'] },
+    daemon: true,
+  },
+  {
+    what: 'a rule on a node id ending in B',
+    at: 'rule:4',
+    set: { src_node: ['ZE5XIZVEV35CCFLG4RKSNAD2ZKK3X6QMO7XAO4QNDQLJIB2DU3NB'] },
+    daemon: false,
+  },
+  {
+    what: 'a rule on a node id of 51 characters',
+    at: 'rule:4',
+    set: { src_node: ['ZE5XIZVEV35CCFLG4RKSNAD2ZKK3X6QMO7XAO4QNDQLJIB2DU3N'] },
+    daemon: false,
+  },
+  { what: 'a mesh trust domain in capitals', at: 'mesh', set: { trust_domain: 'Home' }, daemon: false },
+  { what: 'a relative identity directory', at: 'mesh', set: { identity_dir: 'etc/ugate' }, daemon: false },
+  { what: 'a key file elsewhere', at: 'mesh', set: { key: '/etc/ugate/router.key' }, daemon: true },
 ]
 
 t.test('settings: validators agree with the daemon', async (t) => {
@@ -1154,8 +1334,26 @@ const FUZZ: Fuzz[] = [
     at: 'listener:5',
     option: 'server',
     list: true,
-    seeds: ['1.1.1.1', '[2606:4700::1111]:53', '9.9.9.9:5353', '::1', 'dns.example:53', '[::1]:1'],
-    alphabet: '0123456789abcdef:.[]x',
+    seeds: [
+      '1.1.1.1',
+      '[2606:4700::1111]:53',
+      '9.9.9.9:5353',
+      '::1',
+      'dns.example:53',
+      '[::1]:1',
+      'tls://9.9.9.9',
+      'tls://dns.quad9.net@9.9.9.9:853',
+      'tls://a_b.@[2620:fe::fe]:853',
+      'tls://1.1.1.1@::1',
+    ],
+    alphabet: '0123456789abcdef:.[]x@/tls_-',
+  },
+  {
+    kind: 'path',
+    at: 'listener:5',
+    option: 'ca_bundle',
+    seeds: ['/etc/ssl/certs/ca-certificates.crt', '/a', '/etc/ugate/ca bundle.pem'],
+    alphabet: '/.abc \t',
   },
   {
     kind: 'hostline',
@@ -1229,6 +1427,61 @@ const FUZZ: Fuzz[] = [
     seeds: ['s3cret', 'x'.repeat(255)],
     alphabet: 'ab:\t ',
   },
+  // the mesh
+  ...(['listener:6.peers', 'rule:4.src_identity'] as const).map((field): Fuzz => ({
+    kind: 'spiffe',
+    at: field.split('.')[0]!,
+    option: field.split('.')[1]!,
+    list: true,
+    seeds: [
+      'spiffe://home.arpa/ns/routers/sa/gw-a',
+      'spiffe://a/ns/B.c/sa/d_e-f',
+      `spiffe://t/ns/n/sa/${'x'.repeat(2020)}`,
+    ],
+    alphabet: 'spife:/.nsa_-Z. ',
+  })),
+  {
+    kind: 'trustdomain',
+    at: 'rule:4',
+    option: 'src_trust_domain',
+    list: true,
+    seeds: ['home.arpa', 'a', 'x_y-z.1', 'd'.repeat(255)],
+    alphabet: 'aZ.-_ 09/',
+  },
+  { kind: 'trustdomain', at: 'mesh', option: 'trust_domain', seeds: ['home.arpa', 'a'], alphabet: 'aZ.-_ 09/' },
+  {
+    kind: 'nodeid',
+    at: 'rule:4',
+    option: 'src_node',
+    list: true,
+    seeds: [
+      'ZE5XIZVEV35CCFLG4RKSNAD2ZKK3X6QMO7XAO4QNDQLJIB2DU3NQ',
+      'ze5xizvev35ccflg4rksnad2zkk3x6qmo7xao4qndqljib2du3na',
+    ],
+    alphabet: 'AQaq27190 ',
+  },
+  {
+    kind: 'spiffe',
+    at: 'upstream:2',
+    option: 'identity',
+    seeds: ['spiffe://home.arpa/ns/routers/sa/gw-b', 'spiffe://home.arpa/ns/a/sa/b'],
+    alphabet: 'spife:/.nsa_-Z. ',
+  },
+  {
+    kind: 'trustdomain',
+    at: 'upstream:2',
+    option: 'trust_domain',
+    seeds: ['home.arpa', 'home', 'home.arpa.x'],
+    alphabet: 'ahome.rp-_ /',
+  },
+  {
+    kind: 'server',
+    at: 'upstream:2',
+    option: 'server',
+    seeds: ['192.0.2.2', 'fd00::2', 'gw.example', '::ffff:1.2.3.4'],
+    alphabet: '0123456789abcdef:.x',
+  },
+  { kind: 'path', at: 'mesh', option: 'identity_dir', seeds: ['/etc/ugate/identity', '/'], alphabet: '/a.\t ' },
 ]
 
 /** BASE's listener named `name` as ug.checkCaptureListener takes it, or null. */
@@ -1245,6 +1498,7 @@ function baseListener(name: string): { type: string; address: string; networks: 
 }
 
 const upstream0 = locate(BASE, 'upstream:0').options
+const upstream2 = locate(BASE, 'upstream:2').options
 
 /** ug's verdict on a value of each fuzzed field (at.option), the other fields as in BASE. */
 const UG_CHECK: Record<string, (ug: Ug, v: string) => true | string> = {
@@ -1298,6 +1552,7 @@ const UG_CHECK: Record<string, (ug: Ug, v: string) => true | string> = {
   'listener:4.udp_dns_idle_timeout': (ug, v) => ug.checkSeconds(v, 'udp_dns_idle_timeout'),
   'listener:4.max_flows': (ug, v) => ug.checkInteger(v, 1, 1000000),
   'listener:5.server': (ug, v) => ug.checkDnsServer(v),
+  'listener:5.ca_bundle': (ug, v) => ug.checkFilePath(v),
   'listener:5.host': (ug, v) => ug.checkHostLine(v),
   'listener:5.reject_address': (ug, v) => ug.checkIp(v),
   'listener:5.timeout': (ug, v) => ug.checkSeconds(v, 'timeout'),
@@ -1310,9 +1565,19 @@ const UG_CHECK: Record<string, (ug: Ug, v: string) => true | string> = {
   'capture.dns_listener': (ug, v) => ug.checkCaptureListener(v, baseListener(v), capture.ipv6 === '1', 'dns'),
   'main.admin_listen': (ug, v) => ug.checkAdminListen(v, ''),
   'main.admin_secret': (ug, v) => ug.checkSecret(v),
+  'listener:6.peers': (ug, v) => ug.checkSpiffeId(v),
+  'rule:4.src_identity': (ug, v) => ug.checkSpiffeId(v),
+  'rule:4.src_trust_domain': (ug, v) => ug.checkTrustDomain(v),
+  'mesh.trust_domain': (ug, v) => ug.checkTrustDomain(v),
+  'rule:4.src_node': (ug, v) => ug.checkNodeId(v),
+  'upstream:2.identity': (ug, v) => ug.checkUpstreamIdentity(v, String(upstream2.trust_domain)),
+  'upstream:2.trust_domain': (ug, v) =>
+    all(ug.checkTrustDomain(v), ug.checkUpstreamIdentity(String(upstream2.identity), v)),
+  'upstream:2.server': (ug, v) => ug.checkUpstreamServer(v, 'hbone'),
+  'mesh.identity_dir': (ug, v) => ug.checkFilePath(v),
 }
 
-const SAMPLES = 200 // per field: 45 fields, 9 000 values
+const SAMPLES = 200 // per field: 55 fields, 11 000 values
 
 /**
  * The generated values of each field (seeded, so failures reproduce), then
@@ -1458,7 +1723,7 @@ t.test('settings: a listener, an upstream and a rule added in the form reach the
   t.ok(config.listeners.some((x) => x.name === 'kids' && x.type === 'socks'))
   t.same(
     config.upstreams.map((x) => x.name),
-    ['vpn', 'corp', 'tor'],
+    ['vpn', 'corp', 'gwb', 'tor'],
   )
   t.same(config.rules.at(-1), { listener: ['kids'], action: { type: 'upstream', name: 'tor' } })
 })
@@ -1505,6 +1770,42 @@ t.test(
     t.match(page.check('capture', 'listener'), /redirect listener/, 'capture needs a redirect listener first')
   },
 )
+
+t.test('settings: the mesh section shows the node id in use, and is added from the form', async (t) => {
+  const mesh = {
+    spiffeId: 'spiffe://home.arpa/ns/routers/sa/gw-b',
+    nodeId: 'ZE5XIZVEV35CCFLG4RKSNAD2ZKK3X6QMO7XAO4QNDQLJIB2DU3NQ',
+  }
+  const acl = JSON.parse(readFileSync(join(luciDir, 'root/usr/share/rpcd/acl.d/luci-app-ugate.json'), 'utf8'))
+  const running = await loadView('ugate/settings', {
+    uci: { ugate: uciText(BASE) },
+    rpc: { 'ugate.status': () => ({ running: true, mesh }) },
+    acl,
+  })
+  t.same(JSON.parse(JSON.stringify(running.declared)), [{ object: 'ugate', method: 'status', expect: { '': {} } }])
+  t.equal(
+    running.option('mesh', 'node_id').cfgvalue('mesh'),
+    `${mesh.nodeId} (${mesh.spiffeId})`,
+    "the node id from the gateway's status (the ACL grants it)",
+  )
+  const stopped = await settings(uciText(BASE))
+  t.equal(stopped.option('mesh', 'node_id').cfgvalue('mesh'), 'not running with a mesh identity', 'no answer: said so')
+  t.same(stopped.errors(), [], 'the form works without the status')
+
+  // A config without the section: none drawn; "Add" makes config mesh 'mesh'.
+  const without = BASE.filter((x) => x.type !== 'mesh')
+  const page = await settings(uciText(without))
+  t.same(page.sids('mesh'), [], 'no mesh section: nothing drawn')
+  t.equal(await page.add('mesh'), 'mesh')
+  t.same(page.sids('mesh'), ['mesh'])
+  page.set('mesh', 'trust_domain', 'Home')
+  t.match(page.check('mesh', 'trust_domain'), /may only hold/)
+  page.set('mesh', 'trust_domain', 'home.arpa')
+  await page.save()
+  const saved = page.uci.export('ugate')
+  t.match(saved, /config mesh 'mesh'\n\toption trust_domain 'home\.arpa'/)
+  t.match(configFromUci(saved, 'saved').mesh, { identityDir: '/etc/ugate/identity', trustDomain: 'home.arpa' })
+})
 
 t.test('settings: loads with only the ACL of luci-app-ugate', async (t) => {
   const acl = JSON.parse(readFileSync(join(luciDir, 'root/usr/share/rpcd/acl.d/luci-app-ugate.json'), 'utf8'))

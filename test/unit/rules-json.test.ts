@@ -95,7 +95,7 @@ t.test('parseRuleJson / parseRulesJson', async (t) => {
     [{ domain: 'example.com', action: 'direct' }, 'rules[3].domain: must be an array, not "example.com"'],
     [
       { host: ['example.com'], action: 'direct' },
-      'rules[3]: unknown field "host" (known: name, domain, domainSuffix, domainKeyword, dstCidr, dstPort, srcCidr, listener, proto, network, action)',
+      'rules[3]: unknown field "host" (known: name, domain, domainSuffix, domainKeyword, dstCidr, dstPort, srcCidr, listener, proto, network, srcIdentity, srcTrustDomain, srcNode, action)',
     ],
     ['reject', 'rules[3]: must be a rule object, not "reject"'],
     [[], 'rules[3]: must be a rule object, not []'],

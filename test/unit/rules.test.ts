@@ -217,6 +217,69 @@ t.test('network: udp, tcp; a query without network is TCP', async (t) => {
   })
 })
 
+// Node ids: 52 base32 characters, the last A or Q (one bit of a SHA-256 left).
+const NODE_A = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'.repeat(2).slice(0, 51) + 'A'
+const NODE_B = '7'.repeat(51) + 'Q'
+
+t.test('srcIdentity, srcTrustDomain, srcNode: the mesh peer; others never match', async (t) => {
+  const alice = 'spiffe://td.test/ns/home/sa/alice'
+  const bob = 'spiffe://td.test/ns/home/sa/bob'
+  const rules: RuleSpec[] = [
+    { srcIdentity: [alice], dstPort: [22], action: up('ssh') },
+    { srcIdentity: [bob], action: REJECT },
+    { srcNode: [NODE_B.toLowerCase()], action: up('node-b') }, // any case; kept upper case
+    { srcTrustDomain: ['other.test', 'td.test'], domainSuffix: ['home.arpa'], action: up('home') },
+    { srcTrustDomain: ['other.test'], action: up('other') },
+  ]
+  const cases: Array<[Partial<RouteQuery>, number]> = [
+    [{ srcIdentity: alice, dstPort: 22 }, 0],
+    [{ srcIdentity: alice, srcNode: NODE_A, dstPort: 443 }, -1],
+    [{ srcIdentity: bob }, 1],
+    [{ srcIdentity: alice, srcNode: NODE_B }, 2],
+    [{ srcNode: NODE_B }, 2],
+    [{ srcIdentity: alice, host: 'nas.home.arpa' }, 3],
+    [{ srcIdentity: 'spiffe://other.test/ns/x/sa/y', host: 'nas.home.arpa' }, 3],
+    [{ srcIdentity: 'spiffe://other.test/ns/x/sa/y' }, 4],
+    [{ srcIdentity: 'spiffe://other.testing/ns/x/sa/y' }, -1], // the domain, not a prefix of it
+    // not from the mesh: no identity, so no identity rule holds
+    [{ dstPort: 22 }, -1],
+    [{ host: 'nas.home.arpa' }, -1],
+    [{ srcIdentity: '', srcNode: '', host: 'nas.home.arpa' }, -1],
+  ]
+  const c = compileRules(rules)
+  for (const [x, want] of cases) t.equal(route(c, q(x)).ruleIndex, want, JSON.stringify(x))
+  const bad: Array<[RuleSpec, string]> = [
+    [
+      { srcIdentity: ['td.test/ns/a/sa/b'], action: REJECT },
+      'rules[0].srcIdentity[0]: "td.test/ns/a/sa/b" is not a SPIFFE id: does not start with "spiffe://"',
+    ],
+    [
+      { srcIdentity: [alice, 'spiffe://td.test/a'], action: REJECT },
+      'rules[0].srcIdentity[1]: "spiffe://td.test/a" is not a SPIFFE id: has no /ns/NAMESPACE/sa/SERVICE-ACCOUNT path',
+    ],
+    [
+      { srcTrustDomain: ['TD.test'], action: REJECT },
+      'rules[0].srcTrustDomain[0]: "TD.test" is not a trust domain: it may only hold a-z, 0-9, ".", "-" and "_"',
+    ],
+    [{ srcTrustDomain: [''], action: REJECT }, 'rules[0].srcTrustDomain[0]: "" is not a trust domain: it is empty'],
+    [{ srcNode: ['ABC'], action: REJECT }, 'rules[0].srcNode[0]: "ABC" is not a node id (52 base32 characters, not 3)'],
+    [
+      { srcNode: [NODE_A.slice(0, 51) + 'B'], action: REJECT },
+      `rules[0].srcNode[0]: "${NODE_A.slice(0, 51)}B" is not a node id (base32: A-Z and 2-7, the last one A or Q)`,
+    ],
+    [
+      { srcNode: ['1' + NODE_A.slice(1)], action: REJECT },
+      `rules[0].srcNode[0]: "1${NODE_A.slice(1)}" is not a node id (base32: A-Z and 2-7, the last one A or Q)`,
+    ],
+    [{ srcNode: [7], action: REJECT } as unknown as RuleSpec, 'rules[0].srcNode[0]: 7 is not a string'],
+    [
+      { srcIdentity: [], action: REJECT },
+      'rules[0].srcIdentity: must not be empty (leave the field out to match anything)',
+    ],
+  ]
+  for (const [spec, message] of bad) t.throws(() => compileRules([spec]), { message }, message)
+})
+
 t.test('dstPort: numbers, ranges and strings', async (t) => {
   const rules: RuleSpec[] = [
     { dstPort: [22, '2222'], action: REJECT },
@@ -443,7 +506,7 @@ t.test('compile errors name the rule, field and value', async (t) => {
     ],
     [
       { domainsuffix: ['x.com'], action: REJECT },
-      'rules[0]: unknown field "domainsuffix" (known: name, domain, domainSuffix, domainKeyword, dstCidr, dstPort, srcCidr, listener, proto, network, action)',
+      'rules[0]: unknown field "domainsuffix" (known: name, domain, domainSuffix, domainKeyword, dstCidr, dstPort, srcCidr, listener, proto, network, srcIdentity, srcTrustDomain, srcNode, action)',
     ],
     [{ domain: ['x.com'] }, 'rules[0].action: is missing'],
     [{ action: { type: 'drop' } }, 'rules[0].action: "drop" is not an action type (direct, reject, upstream, forward)'],
@@ -542,6 +605,10 @@ function naiveRoute(rules: RuleSpec[], x: RouteQuery): number {
     if (r.listener && !r.listener.includes(x.listener)) return false
     if (r.proto && !(x.proto !== undefined && r.proto.includes(x.proto))) return false
     if (r.network && !r.network.includes(x.network ?? 'tcp')) return false
+    const td = x.srcIdentity?.split('/')[2]
+    if (r.srcIdentity && !(x.srcIdentity !== undefined && r.srcIdentity.includes(x.srcIdentity))) return false
+    if (r.srcTrustDomain && !(td !== undefined && r.srcTrustDomain.includes(td))) return false
+    if (r.srcNode && !(x.srcNode !== undefined && r.srcNode.includes(x.srcNode))) return false
     return true
   })
 }
@@ -555,6 +622,7 @@ t.test('random rule sets agree with a naive first-match scan', async (t) => {
   const v6 = () => ['2001', 'db8', pick(['0', '1', 'ff']), '0', '0', '0', '0', pick(['0', '1', '8000'])].join(':')
   const listeners = ['l1', 'l2', 'l3']
   const protos = ['tls', 'http', 'h2', 'unknown'] as const
+  const identities = ['spiffe://td.a/ns/n/sa/x', 'spiffe://td.a/ns/n/sa/y', 'spiffe://td.b/ns/n/sa/x']
   let mismatches = 0
   let checked = 0
   let matched = 0
@@ -587,6 +655,9 @@ t.test('random rule sets agree with a naive first-match scan', async (t) => {
       if (rand() < 0.15) r.listener = many(() => pick(listeners))
       if (rand() < 0.15) r.proto = many(() => pick(protos))
       if (rand() < 0.15) r.network = many(() => pick(['tcp', 'udp'] as const))
+      if (rand() < 0.1) r.srcIdentity = many(() => pick(identities))
+      if (rand() < 0.1) r.srcTrustDomain = many(() => pick(['td.a', 'td.b']))
+      if (rand() < 0.1) r.srcNode = many(() => pick([NODE_A, NODE_B]))
       // mostly selective rules, a few broad ones (port, listener or proto only, or catch-all)
       if (!r.domain && !r.domainSuffix && !r.domainKeyword && !r.dstCidr && !r.srcCidr && rand() < 0.85)
         r.domain = [name()]
@@ -601,6 +672,8 @@ t.test('random rule sets agree with a naive first-match scan', async (t) => {
       if (rand() < 0.8) x.dstIp = rand() < 0.5 ? v4() : v6()
       if (rand() < 0.7) x.proto = pick(protos)
       if (rand() < 0.6) x.network = pick(['tcp', 'udp'] as const)
+      if (rand() < 0.5) x.srcIdentity = pick(identities)
+      if (rand() < 0.5) x.srcNode = pick([NODE_A, NODE_B])
       const want = naiveRoute(rules, x)
       const got = route(c, x).ruleIndex
       checked++

@@ -1,22 +1,30 @@
+import { isDeepStrictEqual } from 'node:util'
 import t from 'tap'
+import { hostNameProblem } from '../../src/core/address.js'
 import {
   MAX_FRAME,
   PoolTarget,
   SniRegistry,
   backoffMs,
+  challengeFrame,
   decodeFrame,
   encodeFrame,
   gateText,
+  helloFrame,
   nameGranted,
   pairFrame,
   parseChallenge,
   parseHello,
   parsePair,
   parseRegister,
+  parseVerdict,
   registeredNames,
+  registerFrame,
   relayText,
   sniNodeLabel,
+  verdictFrame,
 } from '../../src/core/sni-relay.js'
+import { rng } from '../lib/rng.js'
 
 const nonce = (b: number) => new Uint8Array(32).fill(b)
 const CHAIN = '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n'
@@ -55,6 +63,14 @@ t.test('messages: what parses and what is refused, naming the value', async (t) 
   t.match(parseRegister({ chain: CHAIN, names: ['A.Test', 'a.test'], sig: 'AAEC' }), { names: ['a.test'] })
   t.match(parseRegister({ chain: CHAIN, names: ['bad name'], sig: 'AAEC' }), /name "bad name": bad character/)
   t.match(parseRegister({ chain: CHAIN, names: 'a.test', sig: 'AAEC' }), /names is not an array/)
+  t.match(
+    parseRegister({ chain: CHAIN, names: ['中.test'], sig: 'AAEC' }),
+    /name "中.test": bad character U\+4e2d at 0/,
+    'a character above Latin-1 is named as itself, not by its low byte',
+  )
+  const long = parseHello({ v: 'x'.repeat(5000), nonce: hex })
+  t.match(long, /^Error: protocol version "x{60,}\.\.\. \(this gate speaks 1\)$/, 'a long bad value is cut short')
+  t.match(parseRegister({ chain: CHAIN, names: ['y'.repeat(300)], sig: 'AAEC' }), /^Error: name "y+\.\.\.: name longer/)
   t.match(registeredNames(Array.from({ length: 65 }, (_, i) => `n${i}.test`)), /65 names \(at most 64\)/)
   t.same(parsePair({ pair: { src: '1.2.3.4:5', sni: 'x.test' } }), { src: '1.2.3.4:5', sni: 'x.test' })
   t.match(parsePair({ ok: true }), /not a pair frame/)
@@ -156,4 +172,274 @@ t.test('backoff: exponential, capped, jittered within 50-100 %', async (t) => {
   t.equal(backoffMs(3, 500, 30000, 0.999999), 2000)
   t.equal(backoffMs(20, 500, 30000, 0.999999), 30000, 'capped')
   t.equal(backoffMs(1000, 500, 30000, 0), 15000, 'no overflow for many failures')
+})
+
+// ---- seeded fuzz of the frame decoder and the message parsers ------------------------
+
+/** What decodeFrame must answer, from Node's own UTF-8 and JSON: the oracle. */
+function frameOracle(buf: Uint8Array): ReturnType<typeof decodeFrame> {
+  const len = buf.length >= 4 ? Buffer.from(buf.buffer, buf.byteOffset, 4).readUInt32BE(0) : -1
+  if (len === 0 || len > MAX_FRAME) return { status: 'invalid', error: `frame length ${len} (1-${MAX_FRAME})` }
+  if (len < 0 || buf.length < 4 + len) return { status: 'need-more' }
+  // The refusal of the step that failed: each step sets the next one's.
+  let error = 'frame is not UTF-8'
+  try {
+    const text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(buf.subarray(4, 4 + len))
+    error = 'frame is not JSON'
+    const value: unknown = JSON.parse(text)
+    error = 'frame is not a JSON object'
+    if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype)
+      return { status: 'ok', consumed: 4 + len, value: value as Record<string, unknown> }
+  } catch {}
+  return { status: 'invalid', error }
+}
+
+/** Why a message parser's answer breaks its contract, or null. */
+function messageProblem(what: string, r: unknown): string | null {
+  if (r instanceof Error) {
+    // A refusal names the bad value, cut short: it goes to the log and into a verdict frame.
+    if (r.message.length === 0 || r.message.length > 200) return `${what}: error of ${r.message.length} chars`
+    return null
+  }
+  const o = r as Record<string, unknown>
+  const bytes = (v: unknown, min: number, max: number) => v instanceof Uint8Array && v.length >= min && v.length <= max
+  const str = (v: unknown, max: number) => typeof v === 'string' && v.length <= max
+  const ok =
+    what === 'hello'
+      ? bytes(o.nonce, 32, 32)
+      : what === 'challenge'
+        ? bytes(o.nonce, 32, 32) && str(o.chain, MAX_FRAME) && bytes(o.sig, 1, 1024)
+        : what === 'register'
+          ? str(o.chain, MAX_FRAME) &&
+            bytes(o.sig, 1, 1024) &&
+            Array.isArray(o.names) &&
+            o.names.length <= 64 &&
+            new Set(o.names).size === o.names.length &&
+            o.names.every((n) => typeof n === 'string' && hostNameProblem(n) === null && n === n.toLowerCase())
+          : what === 'verdict'
+            ? (o.ok === true && typeof o.node === 'string') || (o.ok === false && str(o.error, 300))
+            : str(o.src, 64) && str(o.sni, 253)
+  return ok ? null : `${what}: ${JSON.stringify(r)}`
+}
+
+const PARSERS = [
+  ['hello', parseHello],
+  ['challenge', parseChallenge],
+  ['register', parseRegister],
+  ['verdict', parseVerdict],
+  ['pair', parsePair],
+] as const
+
+t.test('seeded fuzz: every frame decoded as Node reads it or refused, every message parsed or refused', async (t) => {
+  const r = rng(0x5e1a7)
+  const int = (n: number) => Math.floor(r() * n)
+  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!
+  const randomBytes = (n: number) => Uint8Array.from({ length: n }, () => int(256))
+  const CHARS = ['a', 'Z', '0', '.', '-', '_', ' ', '"', '\\', '\n', '\u0000', 'é', '中', '😀', '\ud800', '\udc00', '=']
+  const str = (max: number) => Array.from({ length: int(max + 1) }, () => pick(CHARS)).join('')
+  const json = (depth: number): unknown => {
+    switch (int(depth > 0 ? 8 : 5)) {
+      case 0:
+        return null
+      case 1:
+        return pick([true, false])
+      case 2:
+        return pick([0, 1, -1, 2, 1.5, 1e308, -0, 2 ** 53])
+      case 3:
+        return str(20)
+      case 4:
+        return 'x'.repeat(pick([0, 64, 253, 254, 300, 5000]))
+      case 5:
+        return Array.from({ length: int(5) }, () => json(depth - 1))
+      default:
+        return Object.fromEntries(
+          Array.from({ length: int(5) }, () => [
+            pick([
+              'v',
+              'nonce',
+              'chain',
+              'sig',
+              'names',
+              'ok',
+              'error',
+              'node',
+              'pair',
+              'src',
+              'sni',
+              '__proto__',
+              str(4),
+            ]),
+            json(depth - 1),
+          ]),
+        )
+    }
+  }
+  const nonceHex = () => Buffer.from(randomBytes(32)).toString('hex')
+  const sig = () => randomBytes(1 + int(pick([3, 64, 1024])))
+  const name = () =>
+    pick([
+      'a.test',
+      'Node.Example',
+      `n${int(100)}.home.test`,
+      'x'.repeat(63) + '.test',
+      'bad name',
+      '-a.test',
+      'é.test',
+      '中.test',
+      '',
+    ])
+  // Valid messages (what the builders write), and the same with a field replaced or removed.
+  const message = (): object => {
+    switch (int(5)) {
+      case 0:
+        return { v: 1, nonce: nonceHex() }
+      case 1:
+        return { v: 1, nonce: nonceHex(), chain: CHAIN, sig: Buffer.from(sig()).toString('base64') }
+      case 2:
+        return {
+          chain: CHAIN,
+          names: Array.from({ length: int(pick([3, 66])) }, name),
+          sig: Buffer.from(sig()).toString('base64'),
+        }
+      case 3:
+        return pick([{ ok: true, node: 'NODE' + int(10) }, { error: str(400) }])
+      default:
+        return { pair: { src: `10.0.0.${int(256)}:${int(65536)}`, sni: pick([name(), 'y'.repeat(300)]) } }
+    }
+  }
+  const mutateMessage = (m: object): object => {
+    const o = structuredClone(m) as Record<string, unknown>
+    const keys = Object.keys(o)
+    const k = int(3)
+    if (k === 0) o[pick(keys)] = json(2)
+    else if (k === 1) delete o[pick(keys)]
+    else o[pick(['v', 'nonce', 'names', 'pair', 'ok'])] = json(2)
+    return o
+  }
+  const frameOf = (value: unknown) => encodeFrame(value as object)
+  const setLen = (f: Uint8Array, len: number) => {
+    const c = Uint8Array.from(f)
+    if (c.length >= 4) new DataView(c.buffer).setUint32(0, len)
+    return c
+  }
+  const BAD_UTF8 = [
+    [0xc0, 0x80],
+    [0xed, 0xa0, 0x80],
+    [0xf5, 0x80, 0x80, 0x80],
+    [0xe2, 0x82],
+    [0xff],
+    [0xef, 0xbb, 0xbf],
+    [0xf4, 0x90, 0x80, 0x80],
+  ]
+  const mutateFrame = (f: Uint8Array): Uint8Array => {
+    const c = Uint8Array.from(f)
+    switch (int(8)) {
+      case 0: // bytes flipped, the length prefix among them
+        for (let k = 1 + int(3); k > 0; k--) c[int(c.length)] = int(256)
+        return c
+      case 1: // truncated
+        return c.subarray(0, int(c.length + 1))
+      case 2: // extended: garbage or another frame after it
+        return new Uint8Array([...c, ...(int(2) ? randomBytes(1 + int(50)) : frameOf(message()))])
+      case 3: // a length that lies
+        return setLen(c, pick([0, 1, c.length - 5, c.length - 3, MAX_FRAME, MAX_FRAME + 1, 0xffffffff, int(2 ** 32)]))
+      case 4: {
+        // bad UTF-8 inside the body
+        const at = 4 + int(Math.max(1, c.length - 4))
+        const bad = pick(BAD_UTF8)
+        const body = [...c.subarray(4, at), ...bad, ...c.subarray(at)]
+        return setLen(new Uint8Array([0, 0, 0, 0, ...body]), body.length)
+      }
+      case 5: // a JSON value that is not an object
+        return frameOf(pick([[1, 2], 'text', 3, null, true, [{}]]))
+      case 6: // not JSON: cut inside, or trailing junk
+        return setLen(new Uint8Array([...c, pick([0x7d, 0x2c, 0x20, 0x00])]), c.length - 3)
+      default: // the largest frames
+        return frameOf({ v: 1, pad: 'p'.repeat(MAX_FRAME - 20 + int(30)) })
+    }
+  }
+
+  let cases = 0
+  let wrong = 0
+  const status = new Map<string, number>()
+  const fail = (what: string) => {
+    if (wrong++ < 20) t.fail(what)
+  }
+  for (let i = 0; i < 20000; i++) {
+    const k = int(10)
+    const m = k < 2 ? message() : mutateMessage(message())
+    const input = k < 4 ? frameOf(m) : k < 9 ? mutateFrame(frameOf(m)) : randomBytes(int(40))
+    cases++
+    // Read as a stream: frame after frame while they decode; each one takes bytes, so this ends.
+    for (let at = 0, steps = 0; steps <= input.length; steps++) {
+      const rest = input.subarray(at)
+      const shown = Buffer.from(rest.subarray(0, 40)).toString('hex')
+      let got: ReturnType<typeof decodeFrame>
+      try {
+        got = decodeFrame(rest)
+      } catch (e) {
+        fail(`decodeFrame threw ${String(e)} on ${shown}`)
+        break
+      }
+      status.set(got.status, (status.get(got.status) ?? 0) + 1)
+      if (!isDeepStrictEqual(got, frameOracle(rest)))
+        fail(`decodeFrame(${shown}…) = ${JSON.stringify(got).slice(0, 200)}`)
+      if (got.status !== 'ok') break
+      for (const [what, parse] of PARSERS) {
+        let res: unknown
+        try {
+          res = parse(got.value)
+        } catch (e) {
+          fail(`${what} threw ${String(e)} on ${JSON.stringify(got.value).slice(0, 200)}`)
+          continue
+        }
+        const problem = messageProblem(what, res)
+        if (problem !== null) fail(problem.slice(0, 300))
+      }
+      if (got.consumed <= 4) fail(`a frame of ${got.consumed} bytes`)
+      at += got.consumed
+    }
+  }
+  t.equal(wrong, 0, `${cases} inputs: each as the oracle says, no throw, messages within their contract`)
+  for (const s of ['ok', 'invalid', 'need-more']) t.ok((status.get(s) ?? 0) >= 1000, `${s}: ${status.get(s) ?? 0}`)
+})
+
+t.test('valid frames of every message round-trip through decode and parse', async (t) => {
+  const r = rng(0xf4a3e)
+  const b = (n: number) => Uint8Array.from({ length: n }, () => Math.floor(r() * 256))
+  for (let i = 0; i < 200; i++) {
+    const nonce = b(32)
+    const sig = b(1 + Math.floor(r() * 1024))
+    const names = Array.from({ length: Math.floor(r() * 65) }, (_, k) => `n${k}.t${i}.test`)
+    const node = `NODE${i}`
+    const frames = [
+      [helloFrame({ nonce }), parseHello, { nonce }],
+      [challengeFrame({ nonce, chain: CHAIN, sig }), parseChallenge, { nonce, chain: CHAIN, sig }],
+      [registerFrame({ chain: CHAIN, names, sig }), parseRegister, { chain: CHAIN, names, sig }],
+      [verdictFrame({ ok: true, node }), parseVerdict, { ok: true, node }],
+      [verdictFrame({ ok: false, error: `no ${i}` }), parseVerdict, { ok: false, error: `no ${i}` }],
+      [
+        pairFrame({ src: `10.0.0.1:${i}`, sni: names[0] ?? 'a.test' }),
+        parsePair,
+        { src: `10.0.0.1:${i}`, sni: names[0] ?? 'a.test' },
+      ],
+    ] as const
+    // All of them in one stream: each decode takes exactly its frame, the last one leaves nothing.
+    const stream = new Uint8Array(frames.flatMap(([f]) => [...f]))
+    let at = 0
+    for (const [f, parse, want] of frames) {
+      const d = decodeFrame(stream.subarray(at))
+      if (
+        d.status !== 'ok' ||
+        d.consumed !== f.length ||
+        !isDeepStrictEqual((parse as (v: Record<string, unknown>) => unknown)(d.value), want)
+      ) {
+        t.fail(`frame ${i} at ${at}: ${JSON.stringify(d).slice(0, 200)}`)
+        return
+      }
+      at += d.consumed
+    }
+    if (at !== stream.length) t.fail(`frame ${i}: ${stream.length - at} bytes left`)
+  }
+  t.pass('200 rounds of six frames')
 })

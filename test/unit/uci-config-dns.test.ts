@@ -16,6 +16,8 @@ config listener 'dns'
 	option port '5353'
 	list server '9.9.9.9'
 	list server '[2620:fe::fe]:53'
+	list server 'tls://dns.quad9.net@9.9.9.9'
+	option ca_bundle '/etc/ugate/ca.pem'
 	list host '192.168.1.5 nas.lan nas'
 	list host 'fd00::5 nas.lan'
 	list reject_address '0.0.0.0'
@@ -34,9 +36,11 @@ t.test('dns listener and capture.dns options', async (t) => {
   t.match(c.listeners[1], {
     type: 'dns',
     servers: [
-      { host: '9.9.9.9', port: 53 },
-      { host: '2620:fe::fe', port: 53 },
+      { transport: 'udp', endpoint: { host: '9.9.9.9', port: 53 } },
+      { transport: 'udp', endpoint: { host: '2620:fe::fe', port: 53 } },
+      { transport: 'tls', endpoint: { host: '9.9.9.9', port: 853 }, tlsName: 'dns.quad9.net' },
     ],
+    caBundle: '/etc/ugate/ca.pem',
     hosts: { 'nas.lan': ['192.168.1.5', 'fd00::5'], nas: ['192.168.1.5'] },
     rejectAddresses: ['0.0.0.0'],
     timeoutMs: 1500,
@@ -51,6 +55,15 @@ t.test('errors name the file, line and uci option', async (t) => {
   })
   t.throws(() => configFromUci(UCI.replace("option cache_size '100'", "option cache_size '-1'"), 'f'), {
     message: /^f:7: dns\.cache_size: -1 is not an integer/,
+  })
+  t.throws(() => configFromUci(UCI.replace("list server '9.9.9.9'", "list server 'tls://dns.quad9.net'"), 'f'), {
+    message: /^f:7: dns\.server\[0\]: "tls:\/\/dns\.quad9\.net": "dns\.quad9\.net" is not an IP address/,
+  })
+  t.throws(() => configFromUci(UCI.replace("list reject_address '0.0.0.0'", "list reject_address 'x'"), 'f'), {
+    message: /^f:7: dns\.reject_address\[0\]: "x" is not an IP address/,
+  })
+  t.throws(() => configFromUci(UCI.replace("option ca_bundle '/etc/ugate/ca.pem'", "option ca_bundle 'ca.pem'"), 'f'), {
+    message: /^f:7: dns\.ca_bundle: "ca\.pem" is not an absolute file path/,
   })
   t.throws(() => configFromUci(UCI.replace("option dns_listener 'dns'", "option dns_listener 'cap'"), 'f'), {
     message: /dns_listener: "cap" is a redirect listener, not a dns listener/,

@@ -4,6 +4,7 @@
 
 import { hostNameProblem, splitHostPort } from '../address.js'
 import { ConfigError, show } from '../errors.js'
+import { parseNodeId, spiffeIdProblem, trustDomainProblem } from '../identity.js'
 import { parseCidr, parseIpInto, type Cidr } from '../ip.js'
 import type { SniffProto } from '../sniff/types.js'
 import { CidrSet } from './cidr-tree.js'
@@ -36,6 +37,9 @@ export const RULE_FIELDS = [
   'listener',
   'proto',
   'network',
+  'srcIdentity',
+  'srcTrustDomain',
+  'srcNode',
   'action',
 ] as const
 const RULE_FIELD_SET: ReadonlySet<string> = new Set(RULE_FIELDS)
@@ -85,6 +89,9 @@ export function compileRule(
   const listener = list('listener', listenerName)
   const proto = list('proto', protoName)
   const network = list('network', networkName)
+  const srcIdentity = list('srcIdentity', spiffeIdValue)
+  const srcTrustDomain = list('srcTrustDomain', trustDomainValue)
+  const srcNode = list('srcNode', nodeIdValue)
   if (spec.action === undefined) fail('action', 'is missing', undefined)
   let action = checkAction(spec.action, `${path}.action`)
 
@@ -125,7 +132,10 @@ export function compileRule(
     needs(K_PORT, dstPort.length) ||
     needs(K_LISTENER, listener.length) ||
     protoMask !== 0 ||
-    networkMask !== 0
+    networkMask !== 0 ||
+    srcIdentity.length > 0 ||
+    srcTrustDomain.length > 0 ||
+    srcNode.length > 0
   ) {
     check = {
       exact: needs(K_DOMAIN, domain.length) ? new StringSet(uniq(domain)) : null,
@@ -137,6 +147,9 @@ export function compileRule(
       listeners: needs(K_LISTENER, listener.length) ? new StringSet(uniq(listener)) : null,
       protoMask,
       networkMask,
+      identities: srcIdentity.length > 0 ? new StringSet(uniq(srcIdentity)) : null,
+      trustDomains: srcTrustDomain.length > 0 ? new StringSet(uniq(srcTrustDomain)) : null,
+      nodes: srcNode.length > 0 ? new StringSet(uniq(srcNode)) : null,
     }
   }
   return {
@@ -218,6 +231,25 @@ function protoName(v: unknown): SniffProto {
 function networkName(v: unknown): 'tcp' | 'udp' {
   if (v !== 'tcp' && v !== 'udp') throw new Why('is not a network (tcp, udp)')
   return v
+}
+
+function spiffeIdValue(v: unknown): string {
+  const problem = spiffeIdProblem(v)
+  if (problem !== null) throw new Why(problem)
+  return v as string
+}
+
+function trustDomainValue(v: unknown): string {
+  if (typeof v !== 'string') throw new Why('is not a string')
+  const problem = trustDomainProblem(v)
+  if (problem !== null) throw new Why(`is not a trust domain: it ${problem}`)
+  return v
+}
+
+function nodeIdValue(v: unknown): string {
+  const p = parseNodeId(v)
+  if ('error' in p) throw new Why(p.error)
+  return p.id
 }
 
 /** 80, [8000, 8080], "80", "8000-8080" → [lo, hi]. */

@@ -6,6 +6,7 @@ import { CidrSet, CidrTree, type ListSink } from './cidr-tree.js'
 import { DomainTrie } from './domain-trie.js'
 import { AddressCache, type Cidr, type Family } from '../ip.js'
 import { KeywordMatcher } from './keywords.js'
+import { spiffeTrustDomain } from '../identity.js'
 import type { RouteQuery, RouteResult, RuleAction } from './types.js'
 
 // Condition kinds (also the primary-index kinds).
@@ -75,6 +76,10 @@ export interface Check {
   listeners: StringSet | null
   protoMask: number // 0 = any
   networkMask: number // 0 = any; NETWORK_BITS
+  // the mesh peer (never indexed: few rules have them)
+  identities: StringSet | null
+  trustDomains: StringSet | null
+  nodes: StringSet | null
 }
 
 /** Bits of the `network` condition; a query without `network` is TCP. */
@@ -91,6 +96,9 @@ class QueryState {
   listener = ''
   protoBit = 0
   networkBit = 0
+  identity: string | null = null
+  trustDomain: string | null = null
+  node: string | null = null
 }
 
 /** Counts for logs and the benchmark. */
@@ -213,6 +221,10 @@ export class CompiledRules implements ListSink {
     q.listener = query.listener
     q.protoBit = protoBit(query.proto)
     q.networkBit = query.network === 'udp' ? NETWORK_BITS.udp : NETWORK_BITS.tcp
+    const id = query.srcIdentity
+    q.identity = typeof id === 'string' && id !== '' ? id : null
+    q.trustDomain = q.identity === null ? null : spiffeTrustDomain(q.identity) || null
+    q.node = typeof query.srcNode === 'string' && query.srcNode !== '' ? query.srcNode : null
     this.best = this.size
     const host = q.host
     if (host !== null) {
@@ -273,6 +285,9 @@ export class CompiledRules implements ListSink {
     if (r.keywords !== null && (host === null || !anyIncluded(host, r.keywords))) return false
     if (r.dst !== null && (q.dstFamily === 0 || !r.dst.matches(q.dstFamily, q.dst))) return false
     if (r.src !== null && (q.srcFamily === 0 || !r.src.matches(q.srcFamily, q.src))) return false
+    if (r.identities !== null && (q.identity === null || !r.identities.has(q.identity))) return false
+    if (r.trustDomains !== null && (q.trustDomain === null || !r.trustDomains.has(q.trustDomain))) return false
+    if (r.nodes !== null && (q.node === null || !r.nodes.has(q.node))) return false
     return true
   }
 }

@@ -27,6 +27,14 @@ export interface RuleSpec {
   proto?: SniffProto[]
   /** "tcp" or "udp"; a rule without it matches both. */
   network?: Array<'tcp' | 'udp'>
+  /**
+   * The mesh peer's SPIFFE id (spiffe://TD/ns/NS/sa/SA), the trust domain of
+   * that id, its node id (52 base32 characters): only connections that came
+   * through an hbone listener have them; others never match these.
+   */
+  srcIdentity?: string[]
+  srcTrustDomain?: string[]
+  srcNode?: string[]
   action: RuleAction
 }
 
@@ -41,6 +49,9 @@ export interface RouteQuery {
   proto?: SniffProto
   /** How the traffic arrived; absent = 'tcp'. */
   network?: 'tcp' | 'udp'
+  /** The mesh peer's SPIFFE id and node id (an hbone listener's streams); absent otherwise. */
+  srcIdentity?: string
+  srcNode?: string
 }
 
 export interface RouteResult {

@@ -26,6 +26,9 @@ const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 const MAC_RE = /^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}$/;
 const NUMBER_RE = /^-?[0-9]+(?:\.[0-9]+)?$/; /* what the uci reader takes as a number */
 const CONTROL_RE = /[\x00-\x1f]/;
+const TRUST_DOMAIN_RE = /^[a-z0-9._-]+$/; /* SPIFFE trust domains, SPIFFE id path segments (identity.ts) */
+const SEGMENT_RE = /^[A-Za-z0-9._-]+$/;
+const NODE_ID_RE = /^[A-Z2-7]{51}[AQ]$/; /* base32 of a SHA-256: one bit left in the last character */
 
 /* Seconds the daemon accepts for each duration (config.ts SECONDS). */
 const SECONDS = {
@@ -600,8 +603,29 @@ function checkCapturePort(v) {
 }
 
 /* A dns listener's upstream resolver (config.ts dnsServers): "IP", "IP:PORT" or "[IPv6]:PORT". */
+/* config.ts dnsServer: "IP", "IP:PORT", "[IPv6]:PORT", or DNS over TLS "tls://[NAME@]" before one of them. */
 function checkDnsServer(v) {
-	return ipFamily(v) ? true : checkEndpoint(v, false, true);
+	const tls = v.indexOf('tls://') === 0;
+	let address = tls ? v.substring(6) : v;
+	const at = address.indexOf('@');
+
+	if (tls && at >= 0) {
+		const name = address.substring(0, at).replace(/\.$/, '');
+
+		if (!ipFamily(name) && !isLabels(name)) return _('"%s" is not a host name').format(name);
+
+		address = address.substring(at + 1);
+	}
+
+	return ipFamily(address) ? true : checkEndpoint(address, false, true);
+}
+
+/* config.ts filePath: an absolute path (a dns listener's ca_bundle). */
+function checkFilePath(v) {
+	if (v.charAt(0) !== '/' || v.length > 4095 || CONTROL_RE.test(v))
+		return _('Expecting: %s').format(_('an absolute file path'));
+
+	return true;
 }
 
 /* An IP address (config.ts ipList: a dns listener's reject_address). */
@@ -680,6 +704,90 @@ function checkMac(v) {
 	return MAC_RE.test(v) ? true : _('Expecting: %s').format('aa:bb:cc:dd:ee:ff');
 }
 
+/* ---- the mesh (identity.ts) ------------------------------------------------------------ */
+
+/* Why a trust domain is not one (identity.ts trustDomainProblem), or null. */
+function trustDomainProblem(td) {
+	if (td === '') return _('is empty');
+
+	if (!TRUST_DOMAIN_RE.test(td)) return _('may only hold a-z, 0-9, ".", "-" and "_"');
+
+	return td.length > 255 ? _('is longer than 255 characters') : null;
+}
+
+/* Why v is not an Istio workload SPIFFE id spiffe://TD/ns/NS/sa/SA (identity.ts parseSpiffeId), or null. */
+function spiffeIdProblem(v) {
+	if (v.length > 2048) return _('is longer than 2048 characters');
+
+	if (v.substring(0, 9) !== 'spiffe://') return _('does not start with "spiffe://"');
+
+	const parts = v.substring(9).split('/'),
+		td = parts.shift(),
+		tdProblem = trustDomainProblem(td);
+
+	if (tdProblem) return _('trust domain "%s" %s').format(td, tdProblem);
+
+	if (parts.length !== 4 || parts[0] !== 'ns' || parts[2] !== 'sa')
+		return _('has no /ns/NAMESPACE/sa/SERVICE-ACCOUNT path');
+
+	for (const seg of [parts[1], parts[3]]) {
+		if (seg === '') return _('path segment "%s" is empty').format(seg);
+
+		if (seg === '.' || seg === '..') return _('path segment "%s" may not be "." or ".."').format(seg);
+
+		if (!SEGMENT_RE.test(seg)) return _('path segment "%s" may only hold A-Z, a-z, 0-9, ".", "-" and "_"').format(seg);
+	}
+
+	return null;
+}
+
+function checkSpiffeId(v) {
+	const p = spiffeIdProblem(v);
+
+	return p ? _('"%s" is not a SPIFFE id: %s').format(v, p) : true;
+}
+
+function checkTrustDomain(v) {
+	const p = trustDomainProblem(v);
+
+	return p ? _('"%s" %s').format(v, p) : true;
+}
+
+/* A node id (identity.ts parseNodeId): 52 base32 characters, the last A or Q; any case. */
+function checkNodeId(v) {
+	const id = v.toUpperCase();
+
+	if (id.length !== 52) return _('"%s" is not a node id (52 base32 characters, not %d)').format(v, id.length);
+
+	return NODE_ID_RE.test(id) ? true : _('"%s" is not a node id (base32: A-Z and 2-7, the last one A or Q)').format(v);
+}
+
+/* An hbone upstream's identity, inside its trust domain `td` when that is set (config.ts hboneUpstream). */
+function checkUpstreamIdentity(v, td) {
+	const r = checkSpiffeId(v);
+
+	if (r !== true) return r;
+
+	return td && trustDomainProblem(td) === null && v.substring(0, 10 + td.length) !== 'spiffe://' + td + '/'
+		? _('"%s" is not in trust domain "%s"').format(v, td)
+		: true;
+}
+
+/* An upstream's server of `type`: an hbone peer is an IP address (config.ts hboneUpstream). */
+function checkUpstreamServer(v, type) {
+	if (type === 'hbone' && !ipFamily(v))
+		return _('"%s" is not an IP address: an hbone peer is given as IP or IP:PORT').format(v);
+
+	return checkServer(v);
+}
+
+/* A file path of the mesh section (config.ts filePath). */
+function checkFilePath(v) {
+	return v.charAt(0) === '/' && v.length <= 4095 && !CONTROL_RE.test(v)
+		? true
+		: _('"%s" is not an absolute file path').format(v);
+}
+
 return baseclass.extend({
 	__name__: 'ugate',
 
@@ -695,6 +803,7 @@ return baseclass.extend({
 	checkDomainName: checkDomainName,
 	checkDomainSuffix: checkDomainSuffix,
 	checkEndpointPort: checkEndpointPort,
+	checkFilePath: checkFilePath,
 	checkForward: checkForward,
 	checkHostLine: checkHostLine,
 	checkIfname: checkIfname,
@@ -708,6 +817,7 @@ return baseclass.extend({
 	checkMark: checkMark,
 	checkName: checkName,
 	checkNetwork: checkNetwork,
+	checkNodeId: checkNodeId,
 	checkPortRange: checkPortRange,
 	checkProto: checkProto,
 	checkRuleName: checkRuleName,
@@ -715,9 +825,13 @@ return baseclass.extend({
 	checkSeconds: checkSeconds,
 	checkServer: checkServer,
 	checkSocketPath: checkSocketPath,
+	checkSpiffeId: checkSpiffeId,
 	checkTarget: checkTarget,
 	checkTproxyMark: checkTproxyMark,
 	checkTproxyNetwork: checkTproxyNetwork,
+	checkTrustDomain: checkTrustDomain,
+	checkUpstreamIdentity: checkUpstreamIdentity,
 	checkUpstreamRef: checkUpstreamRef,
+	checkUpstreamServer: checkUpstreamServer,
 	checkUsers: checkUsers
 });

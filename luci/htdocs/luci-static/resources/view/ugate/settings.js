@@ -2,6 +2,7 @@
 'require view';
 'require form';
 'require uci';
+'require rpc';
 'require ugate as ug';
 
 /*
@@ -26,8 +27,16 @@ const LISTENER_TYPES = [
 	['redirect', _('Transparent (nftables redirect)')],
 	['sni', _('TLS SNI / HTTP Host router')],
 	['tproxy', _('Transparent UDP (nftables TPROXY)')],
-	['dns', _('DNS server')]
+	['dns', _('DNS server')],
+	['hbone', _('HBONE mesh tunnels (mutual TLS)')]
 ];
+
+/* The running gateway's status: the mesh section shows its node id. */
+const callStatus = rpc.declare({
+	object: 'ugate',
+	method: 'status',
+	expect: { '': {} }
+});
 
 /*
  * Wrap a check of one non-empty value as an option validator. Empty values
@@ -104,10 +113,17 @@ function otherNames(map, section_id, type) {
 
 return view.extend({
 	load() {
-		return uci.load('ugate');
+		/* not running (or no ubus object): the form works without the status */
+		return Promise.all([
+			uci.load('ugate'),
+			callStatus().catch(function () {
+				return null;
+			})
+		]);
 	},
 
-	render() {
+	render(loaded) {
+		const status = loaded && loaded[1];
 		const m = new form.Map(
 			'ugate',
 			_('ugate'),
@@ -396,20 +412,28 @@ return view.extend({
 		o.validate = validator(ug.checkTproxyNetwork);
 
 		const listenerSeconds = [
-			['udp_idle_timeout', _('UDP idle timeout'), _('Seconds without traffic before a UDP flow ends.'), '60', 'tproxy'],
+			[
+				'udp_idle_timeout',
+				_('UDP idle timeout'),
+				_('Seconds without traffic before a UDP flow (tproxy) or a SOCKS5 UDP association (socks, mixed) ends.'),
+				'60',
+				['tproxy', 'socks', 'mixed']
+			],
 			[
 				'udp_dns_idle_timeout',
 				_('UDP idle timeout, port 53'),
 				_('Seconds without traffic before a flow to port 53 ends.'),
 				'10',
-				'tproxy'
+				['tproxy']
 			],
-			['timeout', _('Query timeout'), _('Seconds to wait for an upstream resolver.'), '2', 'dns']
+			['timeout', _('Query timeout'), _('Seconds to wait for an upstream resolver.'), '2', ['dns']]
 		];
 
 		listenerSeconds.forEach(function (d) {
 			o = s.option(form.Value, d[0], d[1], d[2]);
-			o.depends('type', d[4]);
+			d[4].forEach(function (type) {
+				o.depends('type', type);
+			});
 			o.datatype = 'ufloat';
 			o.placeholder = d[3];
 			o.modalonly = true;
@@ -424,13 +448,26 @@ return view.extend({
 			form.DynamicList,
 			'server',
 			_('Upstream resolvers'),
-			_('IP, IP:PORT or [IPv6]:PORT (port 53 when not given).')
+			_(
+				'IP, IP:PORT or [IPv6]:PORT (port 53 when not given); DNS over TLS: tls://NAME@IP or tls://IP, with :PORT (853 when not given). NAME (or else the IP) must be in the server certificate.'
+			)
 		);
 		o.depends('type', 'dns');
 		o.rmempty = false;
 		o.modalonly = true;
 		o.placeholder = '1.1.1.1';
 		o.validate = validator(ug.checkDnsServer);
+
+		o = s.option(
+			form.Value,
+			'ca_bundle',
+			_('CA bundle'),
+			_("PEM file of the CAs that tls:// resolvers' certificates must chain to (TLS 1.3 only).")
+		);
+		o.depends('type', 'dns');
+		o.modalonly = true;
+		o.placeholder = '/etc/ssl/certs/ca-certificates.crt';
+		o.validate = validator(ug.checkFilePath);
 
 		o = s.option(form.DynamicList, 'host', _('Static names'), _('"ADDRESS NAME..." lines, as in /etc/hosts.'));
 		o.depends('type', 'dns');
@@ -459,6 +496,17 @@ return view.extend({
 			0,
 			1000000
 		);
+
+		o = s.option(
+			form.DynamicList,
+			'peers',
+			_('Allowed peers'),
+			_('SPIFFE ids that may open tunnels; others get 401. Empty = any peer of the trust domain (Mesh identity).')
+		);
+		o.depends('type', 'hbone');
+		o.modalonly = true;
+		o.placeholder = 'spiffe://cluster.local/ns/default/sa/gw-a';
+		o.validate = validator(ug.checkSpiffeId);
 
 		o = s.option(form.Value, 'backlog', _('Backlog'), _('Pending connections the kernel queues.'));
 		o.datatype = 'uinteger';
@@ -546,6 +594,27 @@ return view.extend({
 		o.modalonly = true;
 		o.validate = validator(ug.checkNetwork);
 
+		/* the peer of a stream from an hbone listener; never matches other connections */
+		[
+			[
+				'src_identity',
+				_('Mesh peer identities'),
+				_('SPIFFE ids of the peer (streams from an HBONE listener only).'),
+				ug.checkSpiffeId
+			],
+			[
+				'src_trust_domain',
+				_('Mesh peer trust domains'),
+				_("The trust domain of the peer's SPIFFE id."),
+				ug.checkTrustDomain
+			],
+			['src_node', _('Mesh peer node ids'), _("52 characters, as 'ugate identity show' prints them."), ug.checkNodeId]
+		].forEach(function (c) {
+			o = s.option(form.DynamicList, c[0], c[1], c[2]);
+			o.modalonly = true;
+			o.validate = validator(c[3]);
+		});
+
 		o = s.option(form.ListValue, 'action', _('Action'));
 		o.value('direct', _('Direct'));
 		o.value('reject', _('Reject'));
@@ -608,13 +677,16 @@ return view.extend({
 		o = s.option(form.ListValue, 'type', _('Type'));
 		o.value('socks5', 'SOCKS5');
 		o.value('http', _('HTTP (CONNECT)'));
+		o.value('hbone', _('HBONE (a mesh peer)'));
 		o.default = 'socks5';
 		o.rmempty = false;
 
-		o = s.option(form.Value, 'server', _('Server'), _('IP address or host name.'));
+		o = s.option(form.Value, 'server', _('Server'), _('IP address or host name (an HBONE peer: an IP address).'));
 		o.datatype = 'host';
 		o.rmempty = false;
-		o.validate = validator(ug.checkServer);
+		o.validate = validator(function (v, section_id) {
+			return ug.checkUpstreamServer(v, liveValue(this.map, section_id, 'type'));
+		});
 
 		o = s.option(form.Value, 'port', _('Port'));
 		o.datatype = 'port';
@@ -634,13 +706,39 @@ return view.extend({
 		};
 
 		o = s.option(form.Value, 'username', _('User name'));
+		o.depends('type', 'socks5');
+		o.depends('type', 'http');
 		o.modalonly = true;
 		o.validate = credential('password');
 
 		o = s.option(form.Value, 'password', _('Password'));
+		o.depends('type', 'socks5');
+		o.depends('type', 'http');
 		o.password = true;
 		o.modalonly = true;
 		o.validate = credential('username');
+
+		o = s.option(
+			form.Value,
+			'identity',
+			_('Peer identity'),
+			_('The SPIFFE id the peer must present. Empty = any id of the trust domain.')
+		);
+		o.depends('type', 'hbone');
+		o.modalonly = true;
+		o.validate = validator(function (v, section_id) {
+			return ug.checkUpstreamIdentity(v, String(this.section.formvalue(section_id, 'trust_domain') || ''));
+		});
+
+		o = s.option(
+			form.Value,
+			'trust_domain',
+			_('Peer trust domain'),
+			_("The peer's id must be in this trust domain. Empty = the mesh identity's.")
+		);
+		o.depends('type', 'hbone');
+		o.modalonly = true;
+		o.validate = validator(ug.checkTrustDomain);
 
 		/* ---- transparent capture ---- */
 
@@ -834,6 +932,53 @@ return view.extend({
 		o = s.option(form.DynamicList, 'exclude_mac', _('Not these MAC addresses'));
 		o.datatype = 'macaddr';
 		o.validate = validator(ug.checkMac);
+
+		/* ---- the mesh identity ---- */
+
+		s = m.section(
+			form.NamedSection,
+			'mesh',
+			'mesh',
+			_('Mesh identity'),
+			_(
+				"Who this router is in the mesh (HBONE listeners and upstreams): Istio's identity files and the trust domain of its peers. 'ugate identity init' makes them for a mesh of routers."
+			)
+		);
+		s.addremove = true;
+
+		o = s.option(form.DummyValue, 'node_id', _('Node id'), _("In use by the running ugate; peers' rules name it."));
+		o.cfgvalue = function () {
+			const mesh = status && status.mesh;
+
+			return mesh && mesh.nodeId ? '%s (%s)'.format(mesh.nodeId, mesh.spiffeId) : _('not running with a mesh identity');
+		};
+
+		o = s.option(
+			form.Value,
+			'identity_dir',
+			_('Identity directory'),
+			_('Holds cert-chain.pem, key.pem and root-cert.pem.')
+		);
+		o.placeholder = '/etc/ugate/identity';
+		o.validate = validator(ug.checkFilePath);
+
+		o = s.option(
+			form.Value,
+			'trust_domain',
+			_('Trust domain'),
+			_("Peers' SPIFFE ids must be in it. Empty = any id the roots vouch for.")
+		);
+		o.placeholder = 'cluster.local';
+		o.validate = validator(ug.checkTrustDomain);
+
+		[
+			['cert_chain', _('Certificate chain'), 'cert-chain.pem'],
+			['key', _('Key'), 'key.pem'],
+			['root_cert', _('Root certificates'), 'root-cert.pem']
+		].forEach(function (f) {
+			o = s.option(form.Value, f[0], f[1], _('Empty = %s in the identity directory.').format(f[2]));
+			o.validate = validator(ug.checkFilePath);
+		});
 
 		return m.render();
 	}

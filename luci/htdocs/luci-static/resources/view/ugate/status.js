@@ -7,7 +7,8 @@
 /*
  * ugate status: the service state from procd, and what the running gateway
  * reports on its ubus object `ugate` (the same JSON as `ugate ctl status`
- * and `ugate ctl connections`). Refreshed every 5 s; the throughput graph
+ * and `ugate ctl connections`): listeners, rule hits, connections, UDP
+ * flows, mesh tunnels, DNS. Refreshed every 5 s; the throughput graph
  * asks for the byte totals every 2 s and draws the last 5 minutes as SVG.
  */
 
@@ -388,6 +389,40 @@ return view.extend({
 				: ''
 		]);
 
+		/* HBONE tunnels (mesh connections): absent on a gateway without the mesh */
+		const tunnels = running && Array.isArray(st.hbone) ? st.hbone : [];
+
+		dom.content(
+			nodes.mesh,
+			table(
+				[
+					_('Role'),
+					_('Upstream / listener'),
+					_('Peer'),
+					_('Identity'),
+					_('State'),
+					_('Streams (live / total)'),
+					_('Sent'),
+					_('Received'),
+					_('RTT')
+				],
+				tunnels.map(function (x) {
+					return [
+						x.role,
+						x.pool || x.listener || null,
+						x.peer,
+						x.peerId || null,
+						x.state,
+						'%d / %d'.format(x.streams || 0, x.streamsTotal || 0),
+						formatBytes(x.bytesOut),
+						formatBytes(x.bytesIn),
+						x.rttMs != null ? '%s ms'.format(x.rttMs) : null
+					];
+				}),
+				running ? _('No mesh tunnels') : _('Not running')
+			)
+		);
+
 		const rows = conns.slice(0, MAX_ROWS).map(function (c) {
 			return [
 				c.listener,
@@ -430,7 +465,8 @@ return view.extend({
 			rules: E('div'),
 			connections: E('div'),
 			dns: E('div'),
-			udpFlows: E('div')
+			udpFlows: E('div'),
+			mesh: E('div')
 		};
 
 		this.samples = [];
@@ -464,6 +500,7 @@ return view.extend({
 			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Rule hits')), nodes.rules]),
 			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Live connections')), nodes.connections]),
 			E('div', { class: 'cbi-section' }, [E('h3', {}, _('UDP flows')), nodes.udpFlows]),
+			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Mesh tunnels')), nodes.mesh]),
 			E('div', { class: 'cbi-section' }, [E('h3', {}, _('DNS')), nodes.dns])
 		]);
 	},

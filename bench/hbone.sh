@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# bench/hbone.sh — HBONE tunnels (HTTP/2 CONNECT over mutual TLS) vs direct (not a test).
+#
+# In network namespaces it creates, cli — gwa — gwb — srv (IPv4, the
+# benchmark ranges), the same hops for every peer, in rotation:
+#   direct       gwa and gwb only forward (no tunnel)
+#   ugate-ugate  ugate in gwa captures the client's connections (nftables
+#                REDIRECT, its own capture) and sends them through an `hbone`
+#                upstream to ugate's `hbone` listener in gwb, which dials srv
+#   ugate-node   the same ugate in gwa; in gwb the ztunnel-like server on
+#                Node's http2 (test/lib/hbone.ts, via bench/hbone-load.ts)
+# Figures:
+#   - iperf3 through one tunnel, 1 and 4 streams (BENCH_STREAMS): Gbit/s,
+#     CPU s per GB of each side (utime+stime of the process, gwa and gwb)
+#   - stream rate: new captured TCP connections per second, each a new
+#     CONNECT stream on the warm pooled connection (connect, 1 byte there
+#     and back, close; BENCH_CONC at a time), CPU µs per stream of each side
+#   - handshake rate: new TLS 1.3 + HTTP/2 connections per second to the
+#     gwb server (Node's http2 client in gwa with a client certificate:
+#     connect, the server's SETTINGS, close; BENCH_CONC_TLS at a time), the
+#     server's CPU ms per handshake
+# Ratios are medians of per-round ratios (same round, same stream count).
+# Targets (issue 12 §4): one tunnel ≥ 0.35 × direct on one stream, ≥ 2 × the
+# Node peer. Prints one report; `make bench` (bench/run.sh) runs it as its
+# hbone section.
+#
+# Environment:
+#   BENCH_SECONDS=10  BENCH_ROUNDS=2  BENCH_STREAMS="1 4"
+#   BENCH_CONC=32     connections in flight for the stream rate
+#   BENCH_CONC_TLS=8  handshakes in flight for the handshake rate
+#   BENCH_DOC=-       a file whose "bench/hbone.sh output" section is rewritten; "-" = none
+#   UGATE_BIN=build/ugate
+#   BENCH_OUT=DIR     also leave results.tsv and report.md there
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_SECONDS=${BENCH_SECONDS:-10}
+BENCH_ROUNDS=${BENCH_ROUNDS:-2}
+BENCH_STREAMS=${BENCH_STREAMS:-"1 4"}
+BENCH_CONC=${BENCH_CONC:-32}
+BENCH_CONC_TLS=${BENCH_CONC_TLS:-8}
+BENCH_DOC=${BENCH_DOC:--}
+UGATE_BIN=${UGATE_BIN:-$ROOT/build/ugate}
+# log, die, need, start_bg, stop_bg, cpu_ticks, wait_listen, wait_ready_line, ...; TMP, CLEANUP
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+[[ $# -eq 0 ]] || bad_arg "$1"
+for v in BENCH_SECONDS BENCH_ROUNDS BENCH_CONC BENCH_CONC_TLS; do
+  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v: '${!v}' is not a positive integer"
+done
+for s in $BENCH_STREAMS; do [[ $s =~ ^[1-9][0-9]*$ ]] || die "BENCH_STREAMS: bad stream count '$s'"; done
+[[ $(id -u) == 0 ]] || die "needs root (network namespaces, nftables)"
+[[ -x $UGATE_BIN ]] || die "$UGATE_BIN not found: run ./build.sh first"
+[[ -x $ROOT/node_modules/.bin/esbuild ]] || die "node_modules missing: run 'npm ci'"
+need iperf3 iperf3
+need jq jq
+need node nodejs
+need nft nftables
+need ip iproute2
+need openssl openssl
+
+LOAD_JS=$TMP/hbone-load.mjs
+"$ROOT/node_modules/.bin/esbuild" "$ROOT/bench/hbone-load.ts" --bundle --platform=node --format=esm \
+  --log-level=warning --outfile="$LOAD_JS"
+
+# ---------------------------------------------------------------- identities
+# `ugate identity init` makes gwb's (and the CA); openssl signs gwa's and the handshake client's.
+TD=bench.test
+ID=$TMP/id
+mkdir -p "$ID/b"
+"$UGATE_BIN" identity init --dir "$ID/b" --trust-domain $TD --namespace bench --sa b >/dev/null
+sign() {  # NAME
+  local d=$ID/$1
+  mkdir -p "$d"
+  cp "$ID/b/root-cert.pem" "$d/"
+  openssl ecparam -name prime256v1 -genkey -noout -out "$d/key.pem"
+  openssl req -new -key "$d/key.pem" -subj "/CN=$1" -out "$d/csr.pem" 2>/dev/null
+  printf 'subjectAltName=URI:spiffe://%s/ns/bench/sa/%s\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n' \
+    $TD "$1" >"$d/ext.cnf"
+  openssl x509 -req -in "$d/csr.pem" -CA "$ID/b/root-cert.pem" -CAkey "$ID/b/ca-key.pem" -CAcreateserial \
+    -days 2 -extfile "$d/ext.cnf" -out "$d/cert-chain.pem" 2>/dev/null
+}
+sign a
+sign n
+B_ID=spiffe://$TD/ns/bench/sa/b
+
+# ---------------------------------------------------------------- namespaces
+NS=uhb$$
+CLI=198.18.21.2 A_LAN=198.18.21.1 A_MESH=198.18.22.1 B_MESH=198.18.22.2 B_LAN=198.18.23.1 SRV=198.18.23.2
+ECHO=7001
+for n in cli gwa gwb srv; do CLEANUP+=("ip netns del $NS-$n 2>/dev/null"); done
+for n in cli gwa gwb srv; do ip netns add "$NS-$n"; nsx "$n" ip link set lo up; done
+ip link add c0 netns "$NS-cli" type veth peer name a1 netns "$NS-gwa"
+ip link add a2 netns "$NS-gwa" type veth peer name b1 netns "$NS-gwb"
+ip link add b2 netns "$NS-gwb" type veth peer name s0 netns "$NS-srv"
+nsx cli ip addr add "$CLI/24" dev c0
+nsx gwa ip addr add "$A_LAN/24" dev a1
+nsx gwa ip addr add "$A_MESH/24" dev a2
+nsx gwb ip addr add "$B_MESH/24" dev b1
+nsx gwb ip addr add "$B_LAN/24" dev b2
+nsx srv ip addr add "$SRV/24" dev s0
+for x in "cli c0" "gwa a1" "gwa a2" "gwb b1" "gwb b2" "srv s0"; do read -r n d <<<"$x"; nsx "$n" ip link set "$d" up; done
+nsx cli ip route add default via "$A_LAN"
+nsx gwa ip route add 198.18.23.0/24 via "$B_MESH"
+nsx gwb ip route add 198.18.21.0/24 via "$A_MESH"
+nsx srv ip route add default via "$B_LAN"
+nsx gwa sysctl -qw net.ipv4.ip_forward=1
+nsx gwb sysctl -qw net.ipv4.ip_forward=1
+
+start_bg "$TMP/iperf3-srv.log" ip netns exec "$NS-srv" iperf3 -s -B "$SRV" -p 5201
+SRV_PID=$BG_PID
+wait_listen 5201 "$SRV_PID" "$TMP/iperf3-srv.log" netns
+start_bg "$TMP/echo.log" ip netns exec "$NS-srv" node "$LOAD_JS" echo "$SRV" "$ECHO"
+ECHO_PID=$BG_PID
+wait_listen "$ECHO" "$ECHO_PID" "$TMP/echo.log" netns
+
+# ---------------------------------------------------------------- peers
+cat >"$TMP/a.json" <<EOF
+{ "limits": { "maxConnections": 20000, "maxPerSource": 20000 },
+  "relay": { "shutdownGrace": 0 },
+  "dial": { "mark": 255 },
+  "mesh": { "identityDir": "$ID/a", "trustDomain": "$TD" },
+  "listeners": [ { "name": "cap", "type": "redirect", "listen": "0.0.0.0:15001", "allow": ["198.18.0.0/15"] } ],
+  "capture": { "enabled": true, "listener": "cap", "lanInterfaces": ["a1"], "ports": [5201, $ECHO], "ipv6": false },
+  "upstreams": [ { "name": "b", "type": "hbone", "server": "$B_MESH", "identity": "$B_ID" } ],
+  "rules": [ { "dstCidr": ["198.18.23.0/24"], "action": "upstream:b" } ] }
+EOF
+cat >"$TMP/b.json" <<EOF
+{ "limits": { "maxConnections": 20000, "maxPerSource": 20000 },
+  "relay": { "shutdownGrace": 0 },
+  "mesh": { "identityDir": "$ID/b", "trustDomain": "$TD" },
+  "listeners": [ { "name": "mesh", "type": "hbone", "listen": "$B_MESH:15008", "allow": ["198.18.0.0/15"] } ] }
+EOF
+A_PID='' B_PID=''
+start_b() {  # SERVER (ugate|node): the HBONE server in gwb; sets B_PID
+  if [[ $1 == ugate ]]; then
+    start_bg "$TMP/b.log" ip netns exec "$NS-gwb" "$UGATE_BIN" run --config "$TMP/b.json"
+    B_PID=$BG_PID
+    wait_ready_line "$B_PID" "$TMP/b.log"
+  else
+    start_bg "$TMP/b.log" ip netns exec "$NS-gwb" node "$LOAD_JS" peer "$ID/b" $TD "$B_MESH" 15008
+    B_PID=$BG_PID
+  fi
+  wait_listen 15008 "$B_PID" "$TMP/b.log" netns
+}
+start_peer() {  # PEER: A_PID, B_PID ("" when none)
+  A_PID='' B_PID=''
+  [[ $1 != direct ]] || return 0
+  start_b "${1#ugate-}"
+  start_bg "$TMP/a.log" ip netns exec "$NS-gwa" "$UGATE_BIN" run --config "$TMP/a.json"
+  A_PID=$BG_PID
+  wait_ready_line "$A_PID" "$TMP/a.log"
+}
+stop_peer() {
+  [[ -z $A_PID ]] || stop_bg "$A_PID"
+  [[ -z $B_PID ]] || stop_bg "$B_PID"
+  A_PID='' B_PID=''
+}
+ticks() { if [[ -z $1 ]]; then echo 0; else cpu_ticks "$1"; fi; }
+
+# ---------------------------------------------------------------- runs
+RESULTS=$TMP/results.tsv # round kind peer metric value
+: >"$RESULTS"
+record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
+per() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6g", (b > 0) ? a / b : 0 }'; }
+cpu_per() {  # TICKS UNITS SCALE: CPU seconds × SCALE per unit
+  awk -v t="$1" -v u="$2" -v k="$3" -v hz="$CLK_TCK" 'BEGIN { printf "%.6g", (u > 0) ? t / hz * k / u : 0 }'
+}
+
+iperf_run() {  # ROUND STREAMS PEER
+  local r=$1 s=$2 peer=$3 json=$TMP/iperf-$1-$2-$3.json a0 b0 a1 b1 gbps bytes
+  start_peer "$peer"
+  a0=$(ticks "$A_PID") b0=$(ticks "$B_PID")
+  timeout $((BENCH_SECONDS + 30)) ip netns exec "$NS-cli" iperf3 -c "$SRV" -p 5201 -P "$s" -t "$BENCH_SECONDS" -J >"$json" 2>&1 ||
+    { cat "$json" >&2; [[ $peer == direct ]] || { show_log "$TMP/a.log"; show_log "$TMP/b.log"; }; die "iperf3 through $peer failed"; }
+  a1=$(ticks "$A_PID") b1=$(ticks "$B_PID")
+  stop_peer
+  kill -0 "$SRV_PID" 2>/dev/null || die "the iperf3 server died"
+  gbps=$(jq -r '.end.sum_received.bits_per_second / 1e9' "$json")
+  bytes=$(jq -r '.end.sum_received.bytes' "$json")
+  record "$r" "P$s" "$peer" gbps "$gbps"
+  if [[ $peer != direct ]]; then
+    record "$r" "P$s" "$peer" a_cpu_s_gb "$(cpu_per $((a1 - a0)) "$bytes" 1e9)"
+    record "$r" "P$s" "$peer" b_cpu_s_gb "$(cpu_per $((b1 - b0)) "$bytes" 1e9)"
+  fi
+  log "$(printf '  hbone round %s -P %s %-12s %6.2f Gbit/s' "$r" "$s" "$peer" "$gbps")"
+}
+
+streams_run() {  # ROUND PEER
+  local r=$1 peer=$2 res=$TMP/conns-$1-$2.json a0 b0 a1 b1 n
+  start_peer "$peer"
+  # the first connection opens the pooled HTTP/2 connection: the run starts warm
+  ip netns exec "$NS-cli" node "$LOAD_JS" conns "$SRV" "$ECHO" 1 0 >/dev/null
+  a0=$(ticks "$A_PID") b0=$(ticks "$B_PID")
+  ip netns exec "$NS-cli" node "$LOAD_JS" conns "$SRV" "$ECHO" "$BENCH_CONC" "$BENCH_SECONDS" >"$res" ||
+    { cat "$res" >&2; die "stream rate through $peer failed"; }
+  a1=$(ticks "$A_PID") b1=$(ticks "$B_PID")
+  stop_peer
+  n=$(jq -r .n "$res")
+  record "$r" streams "$peer" rate "$(jq -r .rate "$res")"
+  record "$r" streams "$peer" errors "$(jq -r .errors "$res")"
+  record "$r" streams "$peer" p50_ms "$(jq -r .p50_ms "$res")"
+  if [[ $peer != direct ]]; then
+    record "$r" streams "$peer" a_cpu_us "$(cpu_per $((a1 - a0)) "$n" 1e6)"
+    record "$r" streams "$peer" b_cpu_us "$(cpu_per $((b1 - b0)) "$n" 1e6)"
+  fi
+  log "$(printf '  hbone round %s streams %-12s %8.0f /s' "$r" "$peer" "$(jq -r .rate "$res")")"
+}
+
+handshakes_run() {  # ROUND SERVER (ugate|node)
+  local r=$1 srv=$2 res=$TMP/tls-$1-$2.json b0 b1 n
+  start_b "$srv"
+  b0=$(ticks "$B_PID")
+  ip netns exec "$NS-gwa" node "$LOAD_JS" handshakes "$B_MESH" 15008 "$ID/n" "$B_ID" "$BENCH_CONC_TLS" "$BENCH_SECONDS" >"$res" ||
+    { cat "$res" >&2; show_log "$TMP/b.log"; die "handshakes with $srv failed"; }
+  b1=$(ticks "$B_PID")
+  stop_bg "$B_PID"
+  B_PID=
+  n=$(jq -r .n "$res")
+  record "$r" handshakes "$srv" rate "$(jq -r .rate "$res")"
+  record "$r" handshakes "$srv" errors "$(jq -r .errors "$res")"
+  record "$r" handshakes "$srv" b_cpu_ms "$(cpu_per $((b1 - b0)) "$n" 1e3)"
+  log "$(printf '  hbone round %s handshakes %-6s %8.0f /s' "$r" "$srv" "$(jq -r .rate "$res")")"
+}
+
+LOAD0=$(load1)
+STARTED=$(date +%s)
+if awk -v l="$LOAD0" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
+  log "warning: load average is $LOAD0 on $(nproc) CPUs: other work will skew the figures"
+fi
+PEERS=(direct ugate-ugate ugate-node)
+SERVERS=(ugate node)
+for ((r = 1; r <= BENCH_ROUNDS; r++)); do
+  for s in $BENCH_STREAMS; do
+    for ((k = 0; k < 3; k++)); do iperf_run "$r" "$s" "${PEERS[$(((k + r - 1) % 3))]}"; done
+  done
+  for ((k = 0; k < 3; k++)); do streams_run "$r" "${PEERS[$(((k + r - 1) % 3))]}"; done
+  for ((k = 0; k < 2; k++)); do handshakes_run "$r" "${SERVERS[$(((k + r - 1) % 2))]}"; done
+done
+LOAD1=$(load1)
+ELAPSED=$(($(date +%s) - STARTED))
+
+# ---------------------------------------------------------------- report
+REPORT=$TMP/report.md
+pratio() {  # KIND METRIC A B: median over the rounds of A / B (same round)
+  awk -F'\t' -v k="$1" -v m="$2" -v a="$3" -v b="$4" '$2 == k && $4 == m { v[$1, $3] = $5; if ($1 > R) R = $1 }
+    END { for (r = 1; r <= R; r++) if ((r, a) in v && (r, b) in v && v[r, b] > 0) x[++n] = v[r, a] / v[r, b]
+      if (!n) { print ""; exit } for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
+      print (n % 2) ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2 }' "$RESULTS"
+}
+verdict() { awk -v v="$1" -v t="$2" 'BEGIN { if (v == "") print "n/a"; else print (v >= t) ? "**PASS**" : "**MISS**" }'; }
+{
+  echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC') — $(machine); load average $LOAD0 before, $LOAD1 after;" \
+    "$((ELAPSED / 60)) min $((ELAPSED % 60)) s; $BENCH_ROUNDS rounds of ${BENCH_SECONDS} s per peer; ugate rev" \
+    "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'); iperf3 $(iperf3 --version | awk 'NR == 1 {print $2}'), Node $(node --version)."
+  echo
+  echo "iperf3 through one tunnel (cli → gwa → gwb → srv):"
+  echo
+  echo "| -P | peer | Gbit/s (median) | per round | × direct | × ugate-node | CPU s/GB gwa | CPU s/GB gwb |"
+  echo "|---:|---|---:|---|---:|---:|---:|---:|"
+  for s in $BENCH_STREAMS; do
+    for p in "${PEERS[@]}"; do
+      echo "| $s | $p | $(fmt "$(med "P$s" "$p" gbps)" '%.2f') | $(rounds_of "P$s" "$p" gbps '%.2f')" \
+        "| $(fmt "$(pratio "P$s" gbps "$p" direct)" '%.2f') | $(fmt "$(pratio "P$s" gbps "$p" ugate-node)" '%.2f')" \
+        "| $(fmt "$(med "P$s" "$p" a_cpu_s_gb)" '%.2f') | $(fmt "$(med "P$s" "$p" b_cpu_s_gb)" '%.2f') |"
+    done
+  done
+  echo
+  echo "New streams on a warm tunnel (captured connections, 1 byte there and back, $BENCH_CONC at a time):"
+  echo
+  echo "| peer | streams/s (median) | per round | × direct | p50 ms | errors | CPU µs/stream gwa | CPU µs/stream gwb |"
+  echo "|---|---:|---|---:|---:|---:|---:|---:|"
+  for p in "${PEERS[@]}"; do
+    echo "| $p | $(fmt "$(med streams "$p" rate)" '%.0f') | $(rounds_of streams "$p" rate '%.0f')" \
+      "| $(fmt "$(pratio streams rate "$p" direct)" '%.2f') | $(fmt "$(med streams "$p" p50_ms)" '%.2f')" \
+      "| $(fmt "$(med streams "$p" errors)" '%.0f') | $(fmt "$(med streams "$p" a_cpu_us)" '%.0f') | $(fmt "$(med streams "$p" b_cpu_us)" '%.0f') |"
+  done
+  echo
+  echo "New TLS 1.3 + HTTP/2 connections to the gwb server (Node's http2 client, $BENCH_CONC_TLS at a time):"
+  echo
+  echo "| server | handshakes/s (median) | per round | errors | server CPU ms/handshake |"
+  echo "|---|---:|---|---:|---:|"
+  for p in "${SERVERS[@]}"; do
+    echo "| $p | $(fmt "$(med handshakes "$p" rate)" '%.0f') | $(rounds_of handshakes "$p" rate '%.0f')" \
+      "| $(fmt "$(med handshakes "$p" errors)" '%.0f') | $(fmt "$(med handshakes "$p" b_cpu_ms)" '%.2f') |"
+  done
+  echo
+  echo "Targets (issue 12 §4), medians of per-round ratios:"
+  x=$(pratio P1 gbps ugate-ugate direct)
+  echo "- $(verdict "$x" 0.35) one tunnel ≥ 0.35 × direct, one stream: $(fmt "$x" '%.2f') ×"
+  for s in $BENCH_STREAMS; do
+    x=$(pratio "P$s" gbps ugate-ugate ugate-node)
+    echo "- $(verdict "$x" 2) ugate → ugate ≥ 2 × ugate → Node peer, -P $s: $(fmt "$x" '%.2f') ×"
+  done
+  echo
+  echo "CPU: utime+stime of the process in gwa (ugate) and in gwb (ugate or node) per 10⁹ bytes iperf3 received,"
+  echo "per stream, per handshake; client, servers and both gateways share the same CPUs."
+} >"$REPORT"
+echo
+cat "$REPORT"
+if [[ -n ${BENCH_OUT:-} ]]; then cp "$RESULTS" "$REPORT" "$BENCH_OUT/"; fi
+if [[ $BENCH_DOC != - ]]; then
+  write_section "$BENCH_DOC" '<!-- BEGIN bench/hbone.sh output (generated) -->' '<!-- END bench/hbone.sh output -->' "$REPORT"
+fi
