@@ -12,6 +12,7 @@
 // positive control beside it: the same peer with only the one property
 // changed completes the handshake (TLS 1.3, ALPN h2, certificates checked) —
 // as a server it even receives ugate's client certificate and HTTP/2 preface.
+// The same alerts for a client offering the reverse-tunnel ALPN ugate-rev.
 
 import t from 'tap'
 import { waitConnsOf, listener, proxyConfig, startConfig } from '../lib/config.js'
@@ -97,6 +98,43 @@ t.test('openssl clients of the hbone listener', async (t) => {
   t.match(h11.line, { reason: 'handshake-error', detail: 'peer does not offer ALPN h2' }, 'ugate logs why')
 
   t.equal(ug.events('conn').length, 0, 'no stream was ever routed')
+  await finish(t, ug, 0)
+})
+
+// The reverse-tunnel ALPN (ugate-rev, offered to a listener with a `reverse`
+// list) takes the same post-handshake certificate check as h2.
+t.test('openssl clients offering ugate-rev to a listener with a reverse list', async (t) => {
+  const ugId = makeIdentity(t, TD, 'ugate')
+  const gate = issueIdentity(t, ugId, TD, 'gate')
+  const stranger = makeIdentity(t, TD, 'stranger') // its own CA
+  const mesh = listener('mesh', 'hbone', { reverse: [gate.id] })
+  const ug = await startConfig(t, proxyConfig([mesh], meshConfig(ugId, TD)))
+  const port = ug.port('mesh')
+  let closed = 0
+  const refused = async (o: Parameters<typeof opensslClient>[1]) => {
+    const r = await opensslClient(port, { ...o, alpn: 'ugate-rev,h2', untilClosed: true })
+    return { r, line: await closedLine(ug, ++closed) }
+  }
+
+  // Control: a gate in the list gets ugate-rev.
+  const good = await opensslClient(port, { id: gate, alpn: 'ugate-rev,h2' })
+  t.same([good.protocol, good.alpn], ['TLSv1.3', 'ugate-rev'], 'control: TLS 1.3 with ALPN ugate-rev', {
+    output: good.output,
+  })
+  t.notOk((await closedLine(ug, ++closed)).detail, 'control: no TLS error logged')
+
+  const ca = await refused({ id: stranger, root: ugId.root })
+  t.match(ca.r.output, /alert unknown ca/, 'a certificate of another CA: unknown_ca alert', { output: ca.r.output })
+  t.match(
+    ca.line,
+    { reason: 'handshake-error', detail: 'peer certificate not signed by the configured roots' },
+    'ugate logs why',
+  )
+  const anon = await refused({ root: ugId.root })
+  t.match(anon.r.output, /alert certificate required/, 'no client certificate: certificate_required alert', {
+    output: anon.r.output,
+  })
+  t.match(anon.line, { reason: 'handshake-error', detail: 'peer sent no client certificate' }, 'ugate logs why')
   await finish(t, ug, 0)
 })
 
