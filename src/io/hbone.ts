@@ -224,6 +224,8 @@ export async function openHbone(
       baggage: me === null ? '' : `k8s.namespace.name=${me[1]},service.name=${me[2]}`,
       forwarded: `for=${JSON.stringify(s.client.addr.includes(':') ? `[${s.client.addr}]` : s.client.addr)}`,
       traceparent: traceparent(),
+      pingIntervalMs: u.pingIntervalMs,
+      pingTimeoutMs: u.pingTimeoutMs,
     },
     mesh.client,
   )

@@ -25,9 +25,19 @@ t.test('hbone upstream', async (t) => {
   const c = validateConfig({ listeners: [fwd], upstreams: [up({ server: '10.0.0.2' })] })
   t.match(
     c.upstreams[0],
-    { name: 'peer', type: 'hbone', server: { host: '10.0.0.2', port: 15008 }, identity: '', trustDomain: '' },
-    'a bare IP: the HBONE port',
+    {
+      name: 'peer',
+      type: 'hbone',
+      server: { host: '10.0.0.2', port: 15008 },
+      identity: '',
+      trustDomain: '',
+      pingIntervalMs: 10_000,
+      pingTimeoutMs: 20_000,
+    },
+    "a bare IP: the HBONE port; ztunnel's PING timing",
   )
+  const ping = validateConfig({ listeners: [fwd], upstreams: [up({ pingInterval: 0.5, pingTimeout: 1 })] })
+  t.match(ping.upstreams[0], { pingIntervalMs: 500, pingTimeoutMs: 1000 }, 'pingInterval, pingTimeout in seconds')
   const v6 = validateConfig({
     listeners: [fwd],
     upstreams: [up({ server: 'fd00::2', identity: 'spiffe://td/ns/a/sa/b', trustDomain: 'td' })],
@@ -53,8 +63,12 @@ t.test('hbone upstream', async (t) => {
     [
       up({ username: 'u' }),
       'upstreams[0].username',
-      'unknown key (expected one of: name, type, server, identity, trustDomain, node)',
+      'unknown key (expected one of: name, type, server, identity, trustDomain, node, pingInterval, pingTimeout)',
     ],
+    [up({ pingInterval: 0 }), 'upstreams[0].pingInterval', '0 is not a number of seconds from 0.1 to 3600'],
+    [up({ pingInterval: '5' }), 'upstreams[0].pingInterval', '"5" is not a number of seconds from 0.1 to 3600'],
+    [up({ pingTimeout: 7200 }), 'upstreams[0].pingTimeout', '7200 is not a number of seconds from 0.1 to 3600'],
+    [up({ pingTimeout: -1 }), 'upstreams[0].pingTimeout', '-1 is not a number of seconds from 0.1 to 3600'],
   ]
   for (const [u, path, detail] of bad)
     t.throws(() => validateConfig({ listeners: [fwd], upstreams: [u] }), new ConfigError(path, detail), path)
