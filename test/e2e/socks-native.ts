@@ -3,8 +3,9 @@
 // or request (the `socks-invalid` line naming the bad value), the replies it
 // refuses with (a rule, a loop, a wrong password), a connection listed and
 // closed by `ugate ctl` in its handshake and in its relay, a reload in the
-// middle of a handshake, and the handshake timeout. At the info level every
-// socks/mixed listener is served in C.
+// middle of a handshake, the handshake timeout, and a host name resolved and
+// dialed in C (its addresses in order, the failures' replies). At the info
+// level every socks/mixed listener is served in C.
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -13,7 +14,7 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
 import { type Reader, connectReader, socks5Address, socks5Connect } from '../lib/proxy.js'
-import { destroyClients, echoServer, within } from '../lib/servers.js'
+import { destroyClients, echoServer, refusedPort, within } from '../lib/servers.js'
 import { checkCleanExit, finish, parseLogLine, runUgate, startUgate } from '../lib/ugate.js'
 
 t.teardown(destroyClients)
@@ -287,3 +288,75 @@ t.test('handshake timeout: half a greeting is reset after handshakeTimeout', asy
   t.ok(Number(line!.fields.ms) >= 1000, 'after the handshake timeout', { ms: line!.fields.ms })
   await finish(t, ug, 1)
 })
+
+/**
+ * ugate in a mount namespace of its own where /etc/hosts and /etc/resolv.conf
+ * are the test's: names resolve without leaving this machine (the name server
+ * is 127.0.0.1:53, where nothing listens: a name not in `hosts` fails at once).
+ */
+function privateResolver(t: Test, hosts: string): { wrap: string[] } {
+  const dir = mkdtempSync(join(tmpdir(), 'ugate-socksn-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  writeFileSync(join(dir, 'hosts'), hosts)
+  writeFileSync(join(dir, 'resolv.conf'), 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n')
+  const script = 'mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
+  return { wrap: ['unshare', '--mount', '--fork', 'sh', '-c', script, join(dir, 'hosts'), join(dir, 'resolv.conf')] }
+}
+
+t.test(
+  "a host name: resolved and dialed in C, its addresses in order; failures get the JS path's replies",
+  async (t) => {
+    const echo = await echoServer(t, '127.0.0.3')
+    const dead = await refusedPort('127.0.0.3')
+    const ug = await startConfig(
+      t,
+      proxyConfig([listener('mix', 'mixed')], {
+        dial: { connectTimeout: 5 },
+        rules: [{ name: 'to-echo', domain: ['fwd.test'], action: `forward:two.test:${echo.port}` }],
+      }),
+      // 127.0.0.2 and 127.0.0.3 sort alike (same prefix with 127.0.0.1): the file's order stays.
+      privateResolver(t, '127.0.0.2 two.test\n127.0.0.3 two.test\n127.0.0.1 self.test me.test\n127.0.0.3 self.test\n'),
+    )
+    const port = ug.port('mix')
+    const through = async (host: string, dstPort: number, payload: string) => {
+      const r = await socks5Connect(port, { host, port: dstPort })
+      t.equal(r.reply![1], 0, `${host}: the CONNECT succeeds`)
+      r.reader.sock.end(payload)
+      t.equal((await r.reader.rest()).data.toString(), payload, `${host}: relayed`)
+    }
+    // 127.0.0.2 refuses: the next address answers.
+    await through('two.test', echo.port, 'second address')
+    t.match((await waitConnsOf(ug, 'mix', 1))[0]!.fields, {
+      dst: `two.test:${echo.port}`,
+      reason: 'eof',
+      rule: 'default',
+      action: 'direct',
+    })
+    // A forward rule to a host name: the same dial, via named.
+    await through('fwd.test', 80, 'forwarded')
+    t.match((await waitConnsOf(ug, 'mix', 2))[1]!.fields, {
+      dst: 'fwd.test:80',
+      reason: 'eof',
+      rule: 'to-echo',
+      action: 'forward',
+      via: `two.test:${echo.port}`,
+    })
+    t.equal(echo.accepted, 2, 'both reached the echo server')
+
+    const refuse = async (host: string, dstPort: number, reply: number, fields: Record<string, unknown>, n: number) => {
+      const r = await socks5Connect(port, { host, port: dstPort })
+      t.same([...r.reply!], [5, reply, 0, 1, 0, 0, 0, 0, 0, 0], `${host}:${dstPort}: reply ${reply}`)
+      t.same((await r.reader.rest()).ended, true, `${host}:${dstPort}: then a FIN`)
+      t.match((await waitConnsOf(ug, 'mix', n))[n - 1]!.fields, { dst: `${host}:${dstPort}`, up: '0', ...fields })
+    }
+    // Every address refuses: the last failure's reply (connection refused).
+    await refuse('two.test', dead, 5, { reason: 'connect-error:ECONNREFUSED' }, 3)
+    // 127.0.0.1:port is ugate itself: skipped; 127.0.0.3:port refuses.
+    await refuse('self.test', port, 5, { reason: 'connect-error:ECONNREFUSED' }, 4)
+    // Only ugate itself: never dialed (loop, not allowed).
+    await refuse('me.test', port, 2, { reason: 'loop' }, 5)
+    // No such name: host unreachable.
+    await refuse('nohost.test', 80, 4, { reason: 'dns-error' }, 6)
+    await finish(t, ug, 6)
+  },
+)
