@@ -587,7 +587,7 @@ static void on_client(JSContext *ctx, int fd, uint32_t events, void *arg);
 // JS's turn for c at the next flush: a route (ASK_ROUTE), or the whole
 // connection with the bytes read so far (ASK_FIRST: not SOCKS5; ASK_REQUEST:
 // a request the native path does not serve). The handshake timer stops (a
-// connection JS takes gets its own).
+// connection JS takes gets the time left: leftMs).
 static void ask(JSContext *ctx, fconn *c, int what) {
   ug_loop_unwatch(ctx, c->client);
   dial_unlink(c);
@@ -837,6 +837,7 @@ static void ask_js(JSContext *ctx) {
   if (!head) return;
   fw.ask_head = fw.ask_tail = NULL;
   JSValue items = JS_NewArray(ctx);
+  double now = ug_now_ms();
   uint32_t n = 0;
   for (fconn *c = head; c; c = c->ask_next) {
     JSValue o = JS_NewObject(ctx);
@@ -851,6 +852,8 @@ static void ask_js(JSContext *ctx) {
     // Handed over (first, request), JS owns the fd from this call on; a route
     // only when JS answers undefined. `data`: the bytes read and not used.
     JS_SetPropertyStr(ctx, o, "fd", JS_NewInt32(ctx, c->client));
+    double left = c->deadline_ms - now;
+    JS_SetPropertyStr(ctx, o, "leftMs", JS_NewFloat64(ctx, left < 1 ? 1 : (double)(int64_t)left));
     if (c->ask != ASK_ROUTE || c->hs->len > 0)
       JS_SetPropertyStr(ctx, o, "data", JS_NewArrayBufferCopy(ctx, c->hs->buf, c->hs->len));
     if (c->ask == ASK_ROUTE) {

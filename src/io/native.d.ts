@@ -692,6 +692,8 @@ declare module 'ugate:native' {
     port: number
     family: 4 | 6
     fd: number
+    /** What is left of the handshake timeout (≥ 1): a connection JS takes runs on from there. */
+    leftMs: number
     user?: string
     data?: ArrayBuffer
     host?: string

@@ -70,8 +70,10 @@ function answerOne(item: native.SocksAsk, ctx: GatewayContext): native.SocksAnsw
     ctx.admission.release(item.addr)
     return undefined
   }
+  // The handshake timer goes on from where C's stopped (not a fresh one).
+  const handshakeLeftMs = item.leftMs
   const take = (handler: Handler, fields?: Fields) =>
-    adopt(handler, l, ctx, client, item.src, item.id, fields !== undefined ? { data, fields } : { data })
+    adopt(handler, l, ctx, client, item.src, item.id, { data, handshakeLeftMs, ...(fields ? { fields } : {}) })
   if (item.kind === 'first') {
     take(l.type === 'mixed' ? serveMixed : serveSocks)
     return undefined
