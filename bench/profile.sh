@@ -19,7 +19,9 @@
 # (wrk -c), PROFILE_COUNT=300 (connections counted with uprobes),
 # PROFILE_VIA=forward|mixed (mixed: a `mixed` listener, one SOCKS5 CONNECT to
 # the origin's IP per request: bench/connload.c for the load, curl --socks5
-# for the counted connections; section 4 stays a forward).
+# for the counted connections; section 4 stays a forward), PROFILE_SOCKS_NAME
+# (mixed: the counted connections CONNECT to this host name instead, say
+# localhost: curl --socks5-hostname; ugate resolves it).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,6 +35,7 @@ COUNT=${PROFILE_COUNT:-300}
 [[ $SECS =~ ^[1-9][0-9]*$ ]] || die "PROFILE_SECONDS: '$SECS' is not a positive integer"
 [[ $CONNS =~ ^[1-9][0-9]*$ ]] || die "PROFILE_CONNS: '$CONNS' is not a positive integer"
 VIA=${PROFILE_VIA:-forward}
+SOCKS_NAME=${PROFILE_SOCKS_NAME:-}
 [[ $VIA == forward || $VIA == mixed ]] || die "PROFILE_VIA: '$VIA' is not forward or mixed"
 [[ -f $ROOT/build/gen/bundle.c && -d $ROOT/build/qjs-src && -d $MBEDTLS ]] || die "build/gen/bundle.c missing: run make first"
 apt_install wrk nginx-light libnginx-mod-stream strace linux-perf gcc curl
@@ -136,12 +139,13 @@ start_ugate probes ""
 fetch_n() {  # N: one request at a time, through the forward or as a SOCKS5 CONNECT to the origin
   local i args=("http://127.0.0.1:$UG_PORT/small")
   [[ $VIA == mixed ]] && args=(--socks5 "127.0.0.1:$UG_PORT" "http://127.0.0.1:$ORIGIN/small")
+  [[ $VIA == mixed && -n $SOCKS_NAME ]] && args=(--socks5-hostname "127.0.0.1:$UG_PORT" "http://$SOCKS_NAME:$ORIGIN/small")
   for ((i = 0; i < $1; i++)); do curl -sf "${args[@]}" >/dev/null || return 1; done
 }
 fetch_n 20 || die "curl through ugate failed"  # warm-up: first-time shapes, atoms and pools are not per connection
 # perf counts on ugate while the command runs (it arms the counters before starting it); one
 # connection at a time, so each is finished (access line written) before the next
-export -f fetch_n; export UG_PORT VIA ORIGIN
+export -f fetch_n; export UG_PORT VIA ORIGIN SOCKS_NAME
 perf stat -x, -e "$GROUP:*" -p "$UG_PID" -o "$TMP/probes.csv" -- bash -c "fetch_n $COUNT" ||
   die "the counted connections failed"
 stop_bg "$UG_PID"

@@ -13,16 +13,18 @@
 #include "ugate.h"
 
 #define MAX_WORKERS 4
-#define MAX_ADDRS 32
+_Static_assert(UG_ADDR_TEXT == INET6_ADDRSTRLEN, "the address text size");
 
 typedef struct lookup {
   ug_job job;  // first: the loop hands this pointer back; job.next links the work queue
   struct lookup *all_prev, *all_next;  // every lookup not yet completed
-  JSValue cb;
+  JSValue cb;                          // a JS caller's, or
+  ug_resolved *c_done;                 // a C caller's (NULL once cancelled)
+  void *c_arg;
   char *host;
   int gai_err;
   int naddrs;
-  char addrs[MAX_ADDRS][INET6_ADDRSTRLEN];
+  char addrs[UG_MAX_ADDRS][INET6_ADDRSTRLEN];
 } lookup;
 
 static struct {
@@ -37,7 +39,7 @@ static struct {
 static void resolve_now(lookup *l) {
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
   l->gai_err = getaddrinfo(l->host, NULL, &hints, &res);
-  for (struct addrinfo *ai = res; ai && l->naddrs < MAX_ADDRS; ai = ai->ai_next) {
+  for (struct addrinfo *ai = res; ai && l->naddrs < UG_MAX_ADDRS; ai = ai->ai_next) {
     char buf[INET6_ADDRSTRLEN];
     if (ai->ai_family == AF_INET)
       inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, buf, sizeof buf);
@@ -93,6 +95,12 @@ static void complete(JSContext *ctx, ug_job *job) {
   lookup *l = (lookup *)job;
   unlink_lookup(l);
   ug_loop_unref();
+  if (JS_IsUndefined(l->cb)) {  // a C caller's
+    if (l->c_done) l->c_done(ctx, l->c_arg, l->gai_err, l->naddrs, l->addrs);
+    free(l->host);
+    free(l);
+    return;
+  }
   JSValue args[2];
   if (l->gai_err || l->naddrs == 0) {
     args[0] = JS_NewString(ctx, l->gai_err ? gai_strerror(l->gai_err) : "no address");
@@ -111,22 +119,9 @@ static void complete(JSContext *ctx, ug_job *job) {
   free(l);
 }
 
-static JSValue js_resolve(UG_JS_PARAMS) {
-  if (!JS_IsFunction(ctx, argv[1]))
-    return JS_ThrowTypeError(ctx, "resolve: callback is not a function");
-  const char *host = JS_ToCString(ctx, argv[0]);
-  if (!host) return JS_EXCEPTION;
-  lookup *l = calloc(1, sizeof *l);
-  char *h = strdup(host);
-  JS_FreeCString(ctx, host);
-  if (!l || !h) {
-    free(l);
-    free(h);
-    return JS_ThrowOutOfMemory(ctx);
-  }
-  l->host = h;
+// Queue l for a worker (starting one if none is idle); the loop stays alive until it completes.
+static void submit(lookup *l) {
   l->job.complete = complete;
-  l->cb = JS_DupValue(ctx, argv[1]);
   l->all_next = resolver.all;
   if (resolver.all) resolver.all->all_prev = l;
   resolver.all = l;
@@ -145,7 +140,46 @@ static JSValue js_resolve(UG_JS_PARAMS) {
   pthread_cond_signal(&resolver.cond);
   pthread_mutex_unlock(&resolver.lock);
   UG_CHECK(!stuck);
+}
+
+static JSValue js_resolve(UG_JS_PARAMS) {
+  if (!JS_IsFunction(ctx, argv[1]))
+    return JS_ThrowTypeError(ctx, "resolve: callback is not a function");
+  const char *host = JS_ToCString(ctx, argv[0]);
+  if (!host) return JS_EXCEPTION;
+  lookup *l = calloc(1, sizeof *l);
+  char *h = strdup(host);
+  JS_FreeCString(ctx, host);
+  if (!l || !h) {
+    free(l);
+    free(h);
+    return JS_ThrowOutOfMemory(ctx);
+  }
+  l->host = h;
+  l->cb = JS_DupValue(ctx, argv[1]);
+  submit(l);
   return JS_UNDEFINED;
+}
+
+ug_lookup *ug_resolve(const char *host, ug_resolved *done, void *arg) {
+  lookup *l = calloc(1, sizeof *l);
+  char *h = strdup(host);
+  if (!l || !h) {
+    free(l);
+    free(h);
+    return NULL;
+  }
+  l->host = h;
+  l->cb = JS_UNDEFINED;
+  l->c_done = done;
+  l->c_arg = arg;
+  submit(l);
+  return l;
+}
+
+void ug_resolve_cancel(ug_lookup *l) {
+  l->c_done = NULL;
+  l->c_arg = NULL;
 }
 
 // At exit: drop callbacks of lookups still running; workers free their own.

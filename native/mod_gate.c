@@ -111,6 +111,13 @@ typedef struct {
   uint8_t net[16];
 } cidr;
 
+// One of ugate's listening sockets, which a native SOCKS dial never connects to.
+typedef struct {
+  uint8_t family;  // AF_INET or AF_INET6
+  uint8_t addr[16];
+  uint16_t port;
+} own_addr;
+
 typedef struct fwd_listener fwd_listener;
 enum { KIND_FORWARD, KIND_SOCKS };
 
@@ -130,10 +137,12 @@ struct fwd_listener {
   // SOCKS: the accounts, "ULEN USER PLEN PASS" records (RFC 1929's own layout)
   uint8_t *users;
   size_t users_len;
+  own_addr *own;  // SOCKS: ugate's listeners (isOwnAddress's list)
+  int nown;
   double resume_ms;  // > 0: paused (out of fds) until then
 };
 
-enum { HANDSHAKE, DIALING, RELAYING, FINISHED };
+enum { HANDSHAKE, RESOLVING, DIALING, RELAYING, FINISHED };
 enum { S_GREET, S_AUTH, S_REQUEST };
 
 // A SOCKS connection's handshake: what it has read and not used yet. Freed
@@ -144,6 +153,14 @@ typedef struct {
   size_t len;
   int state;
   socks5_request req;
+  // The dial: the addresses to try in order (sockaddr_in for IPv4), the next
+  // one, and why the last one failed (the reason if none is left).
+  ug_lookup *lookup;  // while RESOLVING
+  struct sockaddr_in6 addrs[UG_MAX_ADDRS];
+  uint8_t naddrs, next;
+  uint16_t dial_port;
+  const char *why;
+  int why_err;
 } socks_hs;
 
 typedef struct fconn fconn;
@@ -157,12 +174,10 @@ struct fconn {
   socks_hs *hs;  // SOCKS, until the relay (or the end)
   // SOCKS, for the access line and the connection list (NULL: not known / none)
   char *user, *cdst, *rule, *action, *via, *dns_name;
-  uint8_t user_len;        // user may hold a NUL (it is UTF-8)
-  uint8_t ask;             // what JS is asked (ASK_*)
-  struct sockaddr_in6 to;  // SOCKS: the address dialed (or sockaddr_in)
-  socklen_t to_len;
-  uint8_t family;  // the client's, for JS (4 or 6)
-  uint16_t cport;  // the client's port
+  uint8_t user_len;  // user may hold a NUL (it is UTF-8)
+  uint8_t ask;       // what JS is asked (ASK_*)
+  uint8_t family;    // the client's, for JS (4 or 6)
+  uint16_t cport;    // the client's port
   double id, start_ms, deadline_ms;
   int client, upstream;  // owned here while DIALING
   int stage;
@@ -201,6 +216,7 @@ static void listener_unref(fwd_listener *l) {
   free(l->type);
   free(l->allow);
   free(l->users);
+  free(l->own);
   free(l);
 }
 
@@ -234,6 +250,8 @@ static void dial_insert(fconn *c) {
 }
 
 static void on_timer(JSContext *ctx, int fd, uint32_t events, void *arg);
+static void dial(JSContext *ctx, fconn *c, const struct sockaddr *to, socklen_t to_len);
+static void socks_dial_failed(JSContext *ctx, fconn *c, const char *reason, int err);
 
 // The timerfd wakes for the earliest dial deadline or paused listener. It is
 // re-armed only when that moves earlier (no syscall per connection) and
@@ -280,15 +298,21 @@ static void reset_fd(int fd) {
   close(fd);
 }
 
-static void free_socks(fconn *c) {
+// The handshake state goes (a lookup still running is left to finish alone).
+static void free_hs(fconn *c) {
+  if (c->hs && c->hs->lookup) ug_resolve_cancel(c->hs->lookup);
   free(c->hs);
+  c->hs = NULL;
+}
+
+static void free_socks(fconn *c) {
+  free_hs(c);
   free(c->user);
   free(c->cdst);
   free(c->rule);
   free(c->action);
   free(c->via);
   free(c->dns_name);
-  c->hs = NULL;
 }
 
 // A connection ends before its relay: the client gets a RST (reset) or a FIN.
@@ -305,8 +329,7 @@ static void end_conn(JSContext *ctx, fconn *c, const char *reason, int err, bool
   else
     close(c->client);
   c->client = -1;
-  free(c->hs);
-  c->hs = NULL;
+  free_hs(c);
   c->reason = reason;
   c->err = err;
   c->stage = FINISHED;
@@ -330,14 +353,13 @@ static int send_small(int fd, const void *p, size_t n) {
 // the JS path closes after a failure reply).
 static void end_socks_dial(JSContext *ctx, fconn *c, const char *reason, int err) {
   uint8_t rep[22];
-  bool timeout = !strcmp(reason, "connect-timeout");
-  size_t n = socks5_encode_reply(socks5_reply_for_errno(err, timeout), NULL, rep);
+  size_t n = socks5_encode_reply(socks5_reply_for(reason, err), NULL, rep);
   send_small(c->client, rep, n);
   end_conn(ctx, c, reason, err, false);
 }
 
 // End c wherever it is before its relay, as the JS path would for `reason`
-// (handshake-timeout, connect-timeout, closed, shutdown).
+// (handshake-timeout, dns-timeout, connect-timeout, closed, shutdown).
 static void end_early(JSContext *ctx, fconn *c, const char *reason) {
   if (c->stage == HANDSHAKE)
     end_conn(ctx, c, reason, 0, true);
@@ -375,8 +397,7 @@ static void start_relay(JSContext *ctx, fconn *c) {
       memcpy(rest, hs->buf, hs->len);
       nrest = hs->len;
     }
-    free(hs);
-    c->hs = NULL;
+    free_hs(c);
   }
   set_nodelay(c->upstream);
   relay_init(&c->r, c->client, c->upstream, l->splice, l->idle_ms, on_relay_done);
@@ -384,6 +405,78 @@ static void start_relay(JSContext *ctx, fconn *c) {
   c->client = c->upstream = -1;
   c->stage = RELAYING;
   relay_start(&c->r);
+}
+
+static socklen_t sa_len(const struct sockaddr_in6 *a) {
+  return a->sin6_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+// addr (an IPv4 or IPv6 literal) and port as a socket address; false otherwise.
+static bool to_sockaddr(const char *addr, int port, struct sockaddr_in6 *out) {
+  struct sockaddr_in *a4 = (struct sockaddr_in *)out;
+  memset(out, 0, sizeof *out);
+  if (port <= 0 || port > 65535) return false;
+  if (inet_pton(AF_INET, addr, &a4->sin_addr) == 1) {
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons(port);
+    return true;
+  }
+  if (inet_pton(AF_INET6, addr, &out->sin6_addr) == 1) {
+    out->sin6_family = AF_INET6;
+    out->sin6_port = htons(port);
+    return true;
+  }
+  return false;
+}
+
+// As isOwnAddress (src/io/outbound.ts): one of ugate's listeners, a wildcard
+// one matching any local address.
+static bool is_own(const fwd_listener *l, const struct sockaddr_in6 *a) {
+  const struct sockaddr_in *a4 = (const struct sockaddr_in *)a;
+  bool v4 = a->sin6_family == AF_INET;
+  const uint8_t *bytes = v4 ? (const uint8_t *)&a4->sin_addr : a->sin6_addr.s6_addr;
+  size_t len = v4 ? 4 : 16;
+  uint16_t port = ntohs(v4 ? a4->sin_port : a->sin6_port);
+  static const uint8_t zero[16], one6[16] = {[15] = 1};
+  bool local = v4 ? bytes[0] == 127 || !memcmp(bytes, zero, 4)
+                  : !memcmp(bytes, one6, 16) || !memcmp(bytes, zero, 16);
+  for (int i = 0; i < l->nown; i++) {
+    const own_addr *o = &l->own[i];
+    if (o->port != port) continue;
+    bool wildcard = !memcmp(o->addr, zero, o->family == AF_INET ? 4 : 16);
+    if ((o->family == a->sin6_family && !memcmp(o->addr, bytes, len)) || (wildcard && local))
+      return true;
+  }
+  return false;
+}
+
+// The next address of a SOCKS dial, skipping ugate's own listeners (reason
+// loop); none left: the failure reply with the last reason (dial.ts's order).
+static void dial_next(JSContext *ctx, fconn *c) {
+  socks_hs *hs = c->hs;
+  while (hs->next < hs->naddrs) {
+    const struct sockaddr_in6 *a = &hs->addrs[hs->next++];
+    if (!is_own(c->l, a)) {
+      dial(ctx, c, (const struct sockaddr *)a, sa_len(a));
+      return;
+    }
+    hs->why = "loop";
+    hs->why_err = 0;
+  }
+  end_socks_dial(ctx, c, hs->why, hs->why_err);
+}
+
+// One address of a SOCKS dial failed (refused, timed out): try the next.
+static void socks_dial_failed(JSContext *ctx, fconn *c, const char *reason, int err) {
+  dial_unlink(c);
+  if (c->upstream >= 0) {
+    ug_loop_unwatch(ctx, c->upstream);
+    close(c->upstream);
+    c->upstream = -1;
+  }
+  c->hs->why = reason;
+  c->hs->why_err = err;
+  dial_next(ctx, c);
 }
 
 static void on_connected(JSContext *ctx, int fd, uint32_t events, void *arg) {
@@ -394,7 +487,7 @@ static void on_connected(JSContext *ctx, int fd, uint32_t events, void *arg) {
   socklen_t len = sizeof err;
   if (getsockopt(c->upstream, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
   if (err && c->l->kind == KIND_SOCKS)
-    end_socks_dial(ctx, c, "connect-error", err);
+    socks_dial_failed(ctx, c, "connect-error", err);
   else if (err)
     end_dial(ctx, c, "connect-error", err);
   else
@@ -402,12 +495,11 @@ static void on_connected(JSContext *ctx, int fd, uint32_t events, void *arg) {
   flush(ctx);
 }
 
-static void dial(JSContext *ctx, fconn *c) {
+// Connect to `to` (a forward: its target; SOCKS: one of the addresses).
+static void dial(JSContext *ctx, fconn *c, const struct sockaddr *to, socklen_t to_len) {
   fwd_listener *l = c->l;
   bool socks = l->kind == KIND_SOCKS;
-  const struct sockaddr *to = socks ? (struct sockaddr *)&c->to : (struct sockaddr *)&l->target;
-  socklen_t to_len = socks ? c->to_len : l->target_len;
-  void (*fail)(JSContext *, fconn *, const char *, int) = socks ? end_socks_dial : end_dial;
+  void (*fail)(JSContext *, fconn *, const char *, int) = socks ? socks_dial_failed : end_dial;
   c->stage = DIALING;
   int fd = socket(to->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
@@ -495,7 +587,7 @@ static void on_client(JSContext *ctx, int fd, uint32_t events, void *arg);
 // JS's turn for c at the next flush: a route (ASK_ROUTE), or the whole
 // connection with the bytes read so far (ASK_FIRST: not SOCKS5; ASK_REQUEST:
 // a request the native path does not serve). The handshake timer stops (a
-// connection JS takes gets its own).
+// connection JS takes gets the time left: leftMs).
 static void ask(JSContext *ctx, fconn *c, int what) {
   ug_loop_unwatch(ctx, c->client);
   dial_unlink(c);
@@ -675,9 +767,24 @@ static char *dup_prop(JSContext *ctx, JSValueConst o, const char *key) {
   return out;
 }
 
-// JS's answer for a CONNECT: {addr, port, rule, action, via?, dnsName?} (dial),
-// {reply, reason, rule?, action?} (refuse with that SOCKS reply), or
-// undefined (JS took the connection).
+static void on_resolved(JSContext *ctx, void *arg, int gai_err, int naddrs,
+                        const char (*addrs)[UG_ADDR_TEXT]) {
+  fconn *c = arg;
+  socks_hs *hs = c->hs;
+  hs->lookup = NULL;
+  dial_unlink(c);
+  for (int i = 0; !gai_err && i < naddrs; i++)
+    if (to_sockaddr(addrs[i], hs->dial_port, &hs->addrs[hs->naddrs])) hs->naddrs++;
+  if (hs->naddrs == 0)
+    end_socks_dial(ctx, c, "dns-error", 0);
+  else
+    dial_next(ctx, c);
+  flush(ctx);
+}
+
+// JS's answer for a CONNECT: {addr, port, rule, action, via?, dnsName?} (dial
+// addr, an IP or a host name, port), {reply, rule?, action?} (refuse with that
+// SOCKS reply, reason rejected), or undefined (JS took the connection).
 static void answer(JSContext *ctx, fconn *c, JSValueConst d) {
   if (!JS_IsObject(d)) {
     forget_taken(c);
@@ -690,37 +797,36 @@ static void answer(JSContext *ctx, fconn *c, JSValueConst d) {
   int reply = -1, port = 0;
   ug_opt_int(ctx, d, "reply", &reply);
   if (reply >= 0) {
-    char *why = dup_prop(ctx, d, "reason");
-    // Only the reasons a route refuses with (the field is a static string).
-    const char *reason = why && !strcmp(why, "loop") ? "loop" : "rejected";
-    free(why);
     uint8_t rep[22];
     send_small(c->client, rep, socks5_encode_reply((uint8_t)reply, NULL, rep));
-    end_conn(ctx, c, reason, 0, false);
+    end_conn(ctx, c, "rejected", 0, false);
     return;
   }
   char *addr = dup_prop(ctx, d, "addr");
   ug_opt_int(ctx, d, "port", &port);
-  struct sockaddr_in *a4 = (struct sockaddr_in *)&c->to;
-  memset(&c->to, 0, sizeof c->to);
-  if (addr && port > 0 && port < 65536 && inet_pton(AF_INET, addr, &a4->sin_addr) == 1) {
-    a4->sin_family = AF_INET;
-    a4->sin_port = htons(port);
-    c->to_len = sizeof *a4;
-  } else if (addr && port > 0 && port < 65536 && inet_pton(AF_INET6, addr, &c->to.sin6_addr) == 1) {
-    c->to.sin6_family = AF_INET6;
-    c->to.sin6_port = htons(port);
-    c->to_len = sizeof c->to;
-  } else {
-    c->to_len = 0;
+  socks_hs *hs = c->hs;
+  hs->why = "connect-error";
+  if (addr && to_sockaddr(addr, port, &hs->addrs[0])) {
+    free(addr);
+    hs->naddrs = 1;
+    dial_next(ctx, c);
+    return;
   }
+  // A host name: resolved on the DNS workers within the connect timeout
+  // (dns-timeout), then its addresses are dialed in order, as dial.ts does.
+  if (addr && *addr && strlen(addr) < 256 && port > 0 && port <= 65535)
+    hs->lookup = ug_resolve(addr, on_resolved, c);
   free(addr);
-  if (!c->to_len) {
-    fprintf(stderr, "ugate: onSocksRequests: no address to dial for connection %.0f\n", c->id);
+  if (!hs->lookup) {
+    fprintf(stderr, "ugate: onSocksRequests: nothing to dial for connection %.0f\n", c->id);
     end_conn(ctx, c, "internal-error", 0, true);
     return;
   }
-  dial(ctx, c);
+  hs->dial_port = (uint16_t)port;
+  c->stage = RESOLVING;
+  c->deadline_ms = ug_now_ms() + c->l->timeout_ms;
+  dial_insert(c);
+  arm_timer(ctx);
 }
 
 static const char *const ASK_KIND[] = {"", "first", "request", "route"};
@@ -731,6 +837,7 @@ static void ask_js(JSContext *ctx) {
   if (!head) return;
   fw.ask_head = fw.ask_tail = NULL;
   JSValue items = JS_NewArray(ctx);
+  double now = ug_now_ms();
   uint32_t n = 0;
   for (fconn *c = head; c; c = c->ask_next) {
     JSValue o = JS_NewObject(ctx);
@@ -745,6 +852,8 @@ static void ask_js(JSContext *ctx) {
     // Handed over (first, request), JS owns the fd from this call on; a route
     // only when JS answers undefined. `data`: the bytes read and not used.
     JS_SetPropertyStr(ctx, o, "fd", JS_NewInt32(ctx, c->client));
+    double left = c->deadline_ms - now;
+    JS_SetPropertyStr(ctx, o, "leftMs", JS_NewFloat64(ctx, left < 1 ? 1 : (double)(int64_t)left));
     if (c->ask != ASK_ROUTE || c->hs->len > 0)
       JS_SetPropertyStr(ctx, o, "data", JS_NewArrayBufferCopy(ctx, c->hs->buf, c->hs->len));
     if (c->ask == ASK_ROUTE) {
@@ -840,7 +949,7 @@ static void on_accept(JSContext *ctx, int lfd, uint32_t events, void *arg) {
     if (l->kind == KIND_SOCKS)
       socks_start(ctx, c);
     else
-      dial(ctx, c);
+      dial(ctx, c, (struct sockaddr *)&l->target, l->target_len);
   }
   flush(ctx);
 }
@@ -856,7 +965,14 @@ static void on_timer(JSContext *ctx, int fd, uint32_t events, void *arg) {
   double now = ug_now_ms();
   while (fw.dial_head && fw.dial_head->deadline_ms <= now) {
     fconn *c = fw.dial_head;
-    end_early(ctx, c, c->stage == HANDSHAKE ? "handshake-timeout" : "connect-timeout");
+    if (c->stage == HANDSHAKE)
+      end_early(ctx, c, "handshake-timeout");
+    else if (c->stage == RESOLVING)
+      end_early(ctx, c, "dns-timeout");
+    else if (c->l->kind == KIND_SOCKS)
+      socks_dial_failed(ctx, c, "connect-timeout", 0);  // each address has its own timeout
+    else
+      end_early(ctx, c, "connect-timeout");
   }
   for (fwd_listener *l = fw.listeners; l; l = l->next) {
     if (l->resume_ms <= 0 || l->resume_ms > now) continue;
@@ -1020,12 +1136,41 @@ static const char *users_from_js(JSContext *ctx, JSValueConst arr, fwd_listener 
   return NULL;
 }
 
+// ugate's listeners [{addr, port}, ...] (ctx.own); NULL or a reason.
+static const char *own_from_js(JSContext *ctx, JSValueConst arr, fwd_listener *l) {
+  int64_t n = 0;
+  if (JS_IsUndefined(arr)) return NULL;
+  if (!JS_IsArray(arr) || JS_GetLength(ctx, arr, &n) < 0 || n > 100000)
+    return "own must be an array of {addr, port}";
+  if (n > 0 && !(l->own = calloc(n, sizeof *l->own))) return "out of memory";
+  for (int64_t i = 0; i < n; i++) {
+    JSValue v = JS_GetPropertyUint32(ctx, arr, (uint32_t)i);
+    const char *addr = NULL;
+    int port = 0;
+    struct sockaddr_in6 sa;
+    bool ok = JS_IsObject(v) && ug_opt_string(ctx, v, "addr", &addr) > 0 &&
+              ug_opt_int(ctx, v, "port", &port) > 0 && addr && to_sockaddr(addr, port, &sa);
+    if (addr) JS_FreeCString(ctx, addr);
+    JS_FreeValue(ctx, v);
+    if (!ok) return "own: not an {addr, port} with an IP address and a port";
+    own_addr *o = &l->own[l->nown++];
+    o->family = (uint8_t)sa.sin6_family;
+    o->port = (uint16_t)port;
+    if (sa.sin6_family == AF_INET)
+      memcpy(o->addr, &((struct sockaddr_in *)&sa)->sin_addr, 4);
+    else
+      memcpy(o->addr, &sa.sin6_addr, 16);
+  }
+  return NULL;
+}
+
 // forwardServe(fd, {kind, name, type, dst, addr, port, allow, mark, timeoutMs,
-// splice, idleMs, handshakeMs, users}): the listening socket fd is served here
+// splice, idleMs, handshakeMs, users, own}): the listening socket fd is served here
 // from now on (replacing the options of an earlier call: reload); the
 // connections already live keep theirs. kind "forward": every connection to
 // addr:port; kind "socks": the SOCKS5 handshake in C (users: the accounts,
-// flat), JS asked per request (onSocksRequests).
+// flat; own: ugate's listeners, never dialed), JS asked per request
+// (onSocksRequests).
 static JSValue js_forward_serve(UG_JS_PARAMS) {
   int fd, port = 0;
   if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
@@ -1041,7 +1186,7 @@ static JSValue js_forward_serve(UG_JS_PARAMS) {
   l->refs = 1;
   l->fd = fd;
   const char *name = NULL, *dst = NULL, *addr = NULL, *kind = NULL, *type = NULL;
-  JSValue allow = JS_UNDEFINED, users = JS_UNDEFINED;
+  JSValue allow = JS_UNDEFINED, users = JS_UNDEFINED, own = JS_UNDEFINED;
   const char *bad = NULL;
   if (ug_opt_string(ctx, argv[1], "kind", &kind) < 0 ||
       ug_opt_string(ctx, argv[1], "type", &type) < 0 ||
@@ -1084,6 +1229,10 @@ static JSValue js_forward_serve(UG_JS_PARAMS) {
   if (!bad && l->kind == KIND_SOCKS) {
     users = JS_GetPropertyStr(ctx, argv[1], "users");
     bad = users_from_js(ctx, users, l);
+    if (!bad) {
+      own = JS_GetPropertyStr(ctx, argv[1], "own");
+      bad = own_from_js(ctx, own, l);
+    }
   }
   allow = JS_GetPropertyStr(ctx, argv[1], "allow");
   if (!bad) {
@@ -1128,6 +1277,7 @@ static JSValue js_forward_serve(UG_JS_PARAMS) {
   JS_FreeCString(ctx, type);
   JS_FreeValue(ctx, allow);
   JS_FreeValue(ctx, users);
+  JS_FreeValue(ctx, own);
   return JS_UNDEFINED;
 fail:
   if (name) JS_FreeCString(ctx, name);
@@ -1137,6 +1287,7 @@ fail:
   if (type) JS_FreeCString(ctx, type);
   JS_FreeValue(ctx, allow);
   JS_FreeValue(ctx, users);
+  JS_FreeValue(ctx, own);
   listener_unref(l);
   return JS_EXCEPTION;
 }
@@ -1201,7 +1352,7 @@ static JSValue js_forward_close(UG_JS_PARAMS) {
   if (JS_ToFloat64(ctx, &id, argv[0])) return JS_EXCEPTION;
   for (fconn *c = fw.live; c; c = c->next) {
     if (c->id != id || c->stage == FINISHED) continue;
-    if (c->stage == HANDSHAKE || c->stage == DIALING) {
+    if (c->stage != RELAYING) {
       end_early(ctx, c, "closed");
       flush(ctx);
     } else {

@@ -216,10 +216,13 @@ size_t socks5_encode_reply(uint8_t code, const struct sockaddr *bound, uint8_t o
   return 10;
 }
 
-// As socks5ReplyForErrno (src/core/socks.ts) for the reasons a dial to an
-// address can end with: connect-error:<errno> and connect-timeout.
-uint8_t socks5_reply_for_errno(int err, bool timeout) {
-  if (timeout) return 0x06;
+// As socks5Reply (src/io/socks-server.ts) and socks5ReplyForErrno
+// (src/core/socks.ts) for the reasons a native dial ends with.
+uint8_t socks5_reply_for(const char *reason, int err) {
+  if (!strcmp(reason, "loop") || !strcmp(reason, "rejected")) return SOCKS5_REP_NOT_ALLOWED;
+  if (!strcmp(reason, "connect-timeout")) return 0x06;
+  if (!strcmp(reason, "dns-error") || !strcmp(reason, "dns-timeout")) return 0x04;
+  if (strcmp(reason, "connect-error")) return SOCKS5_REP_GENERAL;  // closed, shutdown
   switch (err) {
     case ECONNREFUSED:
       return 0x05;

@@ -57,8 +57,9 @@ void socks5_format_dst(const socks5_request *r, char *out, size_t cap);
 // VER REP RSV ATYP BND.ADDR BND.PORT for an IPv4/IPv6 socket address (NULL:
 // 0.0.0.0:0); returns its length (10 or 22).
 size_t socks5_encode_reply(uint8_t code, const struct sockaddr *bound, uint8_t out[22]);
-// The reply for a failed connect: its errno (0 with timeout = connect-timeout).
-uint8_t socks5_reply_for_errno(int err, bool timeout);
+// The reply for a dial that ended with the access line's reason (loop,
+// dns-error, dns-timeout, connect-timeout, connect-error with err, closed, ...).
+uint8_t socks5_reply_for(const char *reason, int err);
 // Whether p[0, n) is UTF-8 as src/core/bytes.ts utf8Decode accepts it.
 bool socks5_utf8_valid(const uint8_t *p, size_t n);
 

@@ -135,6 +135,18 @@ JSModuleDef *ug_native_module(JSContext *ctx, const char *name);
 void ug_relay_shutdown(JSContext *ctx);
 int ug_relay_init(void);
 void ug_dns_shutdown(JSContext *ctx);
+// getaddrinfo on the DNS worker threads for C callers (as resolve() for JS):
+// done(ctx, arg, gai_err, naddrs, addrs) runs on the loop thread, addrs in
+// getaddrinfo's order as text (at most UG_MAX_ADDRS, duplicates dropped).
+// NULL: out of memory.
+#define UG_MAX_ADDRS 32
+#define UG_ADDR_TEXT 46  // INET6_ADDRSTRLEN
+typedef struct lookup ug_lookup;
+typedef void ug_resolved(JSContext *ctx, void *arg, int gai_err, int naddrs,
+                         const char (*addrs)[UG_ADDR_TEXT]);
+ug_lookup *ug_resolve(const char *host, ug_resolved *done, void *arg);
+// done is not called (the lookup itself runs to its end on its worker).
+void ug_resolve_cancel(ug_lookup *l);
 void ug_dot_shutdown(JSContext *ctx);
 void ug_udp_shutdown(JSContext *ctx);
 int ug_udp_start(void);  // 0 or -errno

@@ -624,6 +624,8 @@ declare module 'ugate:native' {
     handshakeMs: number
     /** The accounts (RFC 1929), flat: user, password, user, password, ... */
     users: string[]
+    /** ugate's listening sockets: an address among them is never dialed (reason loop, reply 0x02). */
+    own: SockAddr[]
   }
   interface GateCommon {
     /** Listener name, for the access line and the connection list. */
@@ -690,16 +692,21 @@ declare module 'ugate:native' {
     port: number
     family: 4 | 6
     fd: number
+    /** What is left of the handshake timeout (≥ 1): a connection JS takes runs on from there. */
+    leftMs: number
     user?: string
     data?: ArrayBuffer
     host?: string
     dstPort?: number
     dst?: string
   }
-  /** Dial addr:port and relay, or refuse with a SOCKS5 reply code (reason: rejected or loop). */
+  /**
+   * Dial addr:port (an IP, or a host name C resolves and whose addresses it
+   * tries in order) and relay, or refuse with a SOCKS5 reply code (reason rejected).
+   */
   export type SocksAnswer =
     | { addr: string; port: number; rule: string; action: string; via?: string; dnsName?: string }
-    | { reply: number; reason: 'rejected' | 'loop'; rule?: string; action?: string; dnsName?: string }
+    | { reply: number; rule?: string; action?: string; dnsName?: string }
     | undefined
   /** cb answers every `route` item (in order; other items' answers are not read). */
   export function onSocksRequests(cb: (items: SocksAsk[]) => SocksAnswer[]): void

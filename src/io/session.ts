@@ -189,6 +189,8 @@ export interface Adopted {
   data?: Uint8Array | undefined
   /** Access-line fields already known, in their order. */
   fields?: Fields
+  /** What is left of the handshake timeout (the native handshake's since accept); default all of it. */
+  handshakeLeftMs?: number
 }
 
 /**
@@ -223,7 +225,7 @@ async function run(
   if (from?.fields !== undefined) for (const key in from.fields) fields[key] = from.fields[key]!
   let timer: number | null = native.setTimeout(
     () => cancel.cancel('handshake-timeout'),
-    ctx.config.limits.handshakeTimeoutMs,
+    from?.handshakeLeftMs ?? ctx.config.limits.handshakeTimeoutMs,
   )
   // Cleared once: by the handler (handshakeDone), before the relay, or at the end.
   const stopTimer = () => {

@@ -2,8 +2,9 @@
 // served by native/mod_gate.c: C greets, authenticates (the accounts are
 // handed over here, at listen and reload time) and reads the request, then
 // asks JS once per batch of CONNECTs for their routes. JS answers each with
-// an address for C to dial, a refusal, or takes the connection itself (a host
-// name to resolve, an upstream proxy or HBONE tunnel). What C does not speak
+// an address or a host name for C to dial (C resolves names on the DNS
+// workers and never dials ugate's own listeners: `own`), a refusal, or takes
+// the connection itself (an upstream proxy or HBONE tunnel). What C does not speak
 // (SOCKS4/4a, HTTP on `mixed`, UDP ASSOCIATE) is handed over with the bytes
 // read so far and runs the JS handlers from there.
 //
@@ -15,11 +16,11 @@
 import * as native from 'ugate:native'
 import { utf8Encode } from '../core/bytes.js'
 import type { ListenerConfig } from '../core/config.js'
-import { formatCidr, isIpLiteral, parseCidr } from '../core/ip.js'
+import { formatCidr, parseCidr } from '../core/ip.js'
 import type { Fields } from '../core/log.js'
 import { formatHostPort } from '../core/address.js'
 import { SOCKS5_REPLY } from '../core/socks.js'
-import { isOwnAddress, routeOf } from './outbound.js'
+import { routeOf } from './outbound.js'
 import { serveMixed } from './mixed-server.js'
 import { type GatewayContext, type Handler, adopt } from './session.js'
 import { serveSocks, socks5Request, socks5Routed } from './socks-server.js'
@@ -45,6 +46,7 @@ export function nativeSocks(l: ListenerConfig, ctx: GatewayContext): native.Sock
     idleMs: ctx.config.relay.idleTimeoutMs,
     handshakeMs: ctx.config.limits.handshakeTimeoutMs,
     users: l.users.filter((u) => fits(u.username) && fits(u.password)).flatMap((u) => [u.username, u.password]),
+    own: ctx.own,
   }
 }
 
@@ -63,13 +65,15 @@ function answerOne(item: native.SocksAsk, ctx: GatewayContext): native.SocksAnsw
   const data = item.data !== undefined ? new Uint8Array(item.data) : undefined
   if (l === undefined) {
     // Its listener left with a reload while C read the handshake: end it.
-    if (item.kind === 'route') return { reply: SOCKS5_REPLY.GENERAL_FAILURE, reason: 'rejected' }
+    if (item.kind === 'route') return { reply: SOCKS5_REPLY.GENERAL_FAILURE }
     resetQuietly(item.fd)
     ctx.admission.release(item.addr)
     return undefined
   }
+  // The handshake timer goes on from where C's stopped (not a fresh one).
+  const handshakeLeftMs = item.leftMs
   const take = (handler: Handler, fields?: Fields) =>
-    adopt(handler, l, ctx, client, item.src, item.id, fields !== undefined ? { data, fields } : { data })
+    adopt(handler, l, ctx, client, item.src, item.id, { data, handshakeLeftMs, ...(fields ? { fields } : {}) })
   if (item.kind === 'first') {
     take(l.type === 'mixed' ? serveMixed : serveSocks)
     return undefined
@@ -86,17 +90,11 @@ function answerOne(item: native.SocksAsk, ctx: GatewayContext): native.SocksAnsw
   const routed = routeOf({ host, port }, { srcIp: item.addr, listener: item.listener }, fields, ctx)
   const a = routed.action
   const known = { rule: routed.rule, action: a.type, ...dnsName(fields) }
-  const to =
-    a.type === 'direct' && routed.ip !== undefined
-      ? { addr: routed.ip, port }
-      : a.type === 'forward' && isIpLiteral(a.host)
-        ? { addr: a.host, port: a.port, via: formatHostPort(a.host, a.port) }
-        : null
-  if (a.type === 'reject') return { reply: SOCKS5_REPLY.NOT_ALLOWED, reason: 'rejected', ...known }
-  if (to !== null && isOwnAddress(ctx.own, to.addr, to.port))
-    return { reply: SOCKS5_REPLY.NOT_ALLOWED, reason: 'loop', ...known, ...(to.via ? { via: to.via } : {}) }
-  if (to !== null) return { ...to, ...known }
-  // A name to resolve, an upstream: JS dials, with the route already taken.
+  // What dial() would be given (outbound.ts routeAndDial): C resolves a name.
+  if (a.type === 'direct') return { addr: routed.ip ?? host, port, ...known }
+  if (a.type === 'forward') return { addr: a.host, port: a.port, via: formatHostPort(a.host, a.port), ...known }
+  if (a.type === 'reject') return { reply: SOCKS5_REPLY.NOT_ALLOWED, ...known }
+  // An upstream: JS dials, with the route already taken.
   take((s) => socks5Routed(s, ctx, { host, port }, routed), fields)
   return undefined
 }
