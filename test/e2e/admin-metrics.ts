@@ -15,7 +15,7 @@ import { connect, destroyClients, echoRoundTrip, echoServer, refusedPort } from 
 import { digArgs, parseDig, requireDig, startDnsStandin } from '../lib/dns-standin.js'
 import { buckets, checkMetrics, histogramQuantile, sample } from '../lib/metrics.js'
 import { startPrometheus } from '../lib/prometheus.js'
-import { run } from '../lib/netns.js'
+import { createNamespaces, inNs, ipBatch, run, setResolvConf } from '../lib/netns.js'
 import { finish, runUgate, settleFds } from '../lib/ugate.js'
 
 const SECRET = 'metrics-s3cret'
@@ -203,4 +203,72 @@ t.test('DNS counters in /metrics and ctl status: cache hits, local answers, upst
   await settleFds(ug)
   await get(admin, '/version')
   await finish(t, ug, 0)
+})
+
+t.test('dial-time name lookups: ugate_resolve_duration_seconds by result', async (t) => {
+  requireCommand('promtool', 'prometheus')
+  requireCommand('curl', 'curl')
+  // ugate in a namespace of its own whose resolv.conf names a DNS stand-in there: getaddrinfo's
+  // answers (and its queries) stay on the namespace's loopback.
+  const { ns, dir } = await createNamespaces(t, 'rs', ['g'] as const)
+  await ipBatch(ns.g, ['link set lo up'])
+  setResolvConf(ns.g, 'nameserver 127.0.0.1\n')
+  const dns = await startDnsStandin(t, dir, { 'svc.example.test': { A: ['127.0.0.1'] } }, { ns: ns.g, port: 53 })
+  const ug = await startConfig(
+    t,
+    {
+      relay: { shutdownGrace: 1 },
+      admin: { listen: '127.0.0.1:0', secret: SECRET },
+      listeners: [
+        listener('svc', 'forward', { target: 'svc.example.test:9' }),
+        listener('nx', 'forward', { target: 'nx.example.test:9' }),
+      ],
+    },
+    { netns: ns.g },
+  )
+  const curl = (port: number, path = '/', auth = false) =>
+    run(
+      inNs(ns.g, [
+        'curl',
+        '-s',
+        '--max-time',
+        '10',
+        ...(auth ? ['-H', `Authorization: Bearer ${SECRET}`] : []),
+        `http://127.0.0.1:${port}${path}`,
+      ]),
+    )
+  // Two lookups that find an address (nothing listens on port 9: connect-error), one NXDOMAIN.
+  for (const l of ['svc', 'svc', 'nx']) await curl(ug.port(l))
+  const lines = await ug.waitForConns(3)
+  t.same(lines.map((c) => `${c.fields.listener} ${c.fields.reason}`).sort(), [
+    'nx dns-error',
+    'svc connect-error:ECONNREFUSED',
+    'svc connect-error:ECONNREFUSED',
+  ])
+  t.ok(dns.seen('svc.example.test').length >= 2 && dns.seen('nx.example.test').length >= 1, 'asked the stand-in')
+
+  const m = await curl(ug.port('admin-http'), '/metrics', true)
+  t.equal(m.code, 0, 'scraped inside the namespace')
+  t.match(m.stdout, /^# TYPE ugate_resolve_duration_seconds histogram$/m)
+  for (const [result, n] of [
+    ['ok', 2],
+    ['error', 1],
+  ] as const) {
+    const labels = `result="${result}"`
+    t.equal(sample(m.stdout, `ugate_resolve_duration_seconds_count{${labels}}`), n, `${result}: count`)
+    const b = buckets(m.stdout, 'ugate_resolve_duration_seconds', labels)
+    t.same(
+      b.map(([le]) => le),
+      [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, Infinity],
+      `${result}: the bounds`,
+    )
+    t.ok(
+      b.every(([, v], i) => i === 0 || v >= b[i - 1]![1]),
+      `${result}: cumulative`,
+    )
+    t.equal(b[b.length - 1]![1], n, `${result}: +Inf = count`)
+    t.ok(sample(m.stdout, `ugate_resolve_duration_seconds_sum{${labels}}`)! > 0, `${result}: a duration`)
+  }
+  checkMetrics(t, m.stdout)
+  await finish(t, ug, 3)
 })
