@@ -114,6 +114,12 @@ export const DNS_BUCKETS: readonly number[] = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 ]
 
+/**
+ * Bucket bounds (seconds) of the dial-time host name lookups: the DNS ones,
+ * then the resolver's retry range (musl: 5 s a try, 2 tries by default).
+ */
+export const RESOLVE_BUCKETS: readonly number[] = [...DNS_BUCKETS, 10, 30]
+
 interface Histogram {
   /** Observations per bucket (not cumulative); the last is above every bound (+Inf). */
   counts: number[]

@@ -27,7 +27,7 @@ import type { UpstreamConfig } from '../core/config.js'
 import { VERSION } from '../core/version.js'
 import { type ListenerView, byteTotals, closeConn, hboneView, liveConns, ruleHits, statusView } from './admin.js'
 import { type Answer, type Reply, type Request, type Stream, errorReply } from './admin-http.js'
-import { dial } from './dial.js'
+import { dial, resolveLatency } from './dial.js'
 import { isOwnAddress } from './outbound.js'
 import { openHbone, tunnelListener } from './hbone.js'
 import type { DnsCounters } from './dns-server.js'
@@ -417,6 +417,12 @@ export class AdminApi {
         type: 'histogram',
         help: 'Seconds from a decoded DNS query to its answer, by dns listener and source (cache, static, reject, invalid, upstream, servfail).',
         samples: st.dnsLatency.samples(['listener', 'source']),
+      },
+      {
+        name: 'ugate_resolve_duration_seconds',
+        type: 'histogram',
+        help: 'Seconds of each host name lookup when dialing (getaddrinfo off the loop), by result (ok, error); counted when the lookup completes, also after the dial stopped waiting for it.',
+        samples: resolveLatency.samples(['result']),
       },
       ...st.mesh.families(native.hboneStats(), tunnelListener),
       {

@@ -5,6 +5,7 @@
 import * as native from 'ugate:native'
 import { formatHostPort } from '../core/address.js'
 import { isIpLiteral } from '../core/ip.js'
+import { Histograms, RESOLVE_BUCKETS } from '../core/metrics.js'
 import { Cancel, CancelledError } from '../core/cancel.js'
 import type { Logger } from '../core/log.js'
 import { cancelAfter, waitWritable } from './loop.js'
@@ -57,6 +58,26 @@ export async function dial(host: string, port: number, opts: DialOptions): Promi
   throw new DialError(reason)
 }
 
+/**
+ * result (ok, error) → seconds from each host name lookup's start to its
+ * answer on the loop (/metrics ugate_resolve_duration_seconds). One per
+ * process, as the resolver's worker threads (native/mod_dns.c).
+ */
+export const resolveLatency = new Histograms(RESOLVE_BUCKETS)
+
+/**
+ * native.resolve, timed: counted when the lookup completes, also when its
+ * caller stopped waiting (dns-timeout, a cancel) — getaddrinfo runs on.
+ */
+export function lookup(host: string, cb: (err: string | null, addrs: string[]) => void): void {
+  const start = native.now()
+  native.resolve(host, (err, addrs) => {
+    const ok = err === null && addrs.length > 0
+    resolveLatency.observe(ok ? 'ok' : 'error', (native.now() - start) / 1000)
+    cb(err, addrs)
+  })
+}
+
 /** All addresses of `host`, in getaddrinfo's order (off the loop, within opts.timeoutMs). */
 export function resolveHost(host: string, opts: Pick<DialOptions, 'timeoutMs' | 'cancel' | 'log'>): Promise<string[]> {
   return new Promise((ok, fail) => {
@@ -76,7 +97,7 @@ export function resolveHost(host: string, opts: Pick<DialOptions, 'timeoutMs' | 
       fail(new DialError('dns-error', error))
     }
     try {
-      native.resolve(host, (err, addrs) => {
+      lookup(host, (err, addrs) => {
         settle(() => (err === null && addrs.length > 0 ? ok(addrs) : failed(err ?? 'no addresses')))
       })
     } catch (e) {

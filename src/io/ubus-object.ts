@@ -24,8 +24,9 @@ export function ugateMethods(
       },
     },
     close: {
-      // The signature says INT32 (a TCP connection, as first registered); a UDP flow's "udp-N" comes as a string.
-      args: { id: ARG.INT32 },
+      // Every id can be written as a string ("17", "udp-17"). The signature only informs (ubusd, the
+      // CLI and uhttpd pass any type through; only an object's owner checks): an integer works too.
+      args: { id: ARG.STRING },
       call: (args) => {
         const ref = connRefOf(args.id)
         if (ref === null) return STATUS.INVALID_ARGUMENT

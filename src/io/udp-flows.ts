@@ -35,7 +35,7 @@ import type { Listener } from './listener.js'
 import type { GatewayContext, UdpFlowRoute } from './session.js'
 import { nativeQuicOpen } from './quic.js'
 import { closeQuietly, describeError, waitEof } from './sockets.js'
-import { dial, resolveHost } from './dial.js'
+import { dial, lookup, resolveHost } from './dial.js'
 import { openUdpAssociate } from './upstream.js'
 import { Cancel } from '../core/cancel.js'
 
@@ -185,7 +185,7 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
     }
     if (r.action.type === 'upstream') return viaUpstream(ev, info, r.action.name)
     const a = r.action as Extract<RuleAction, { type: 'forward' }>
-    native.resolve(a.host, (err, addrs) => {
+    lookup(a.host, (err, addrs) => {
       // The same family as the client: TPROXY cannot turn IPv4 into IPv6.
       const want = ev.family === 6 ? ':' : '.'
       const addr = err === null ? addrs.find((x) => x.includes(want)) : undefined

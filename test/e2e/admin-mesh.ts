@@ -2,13 +2,16 @@
 // gateways (A's hbone upstream "b" → B's hbone listener "mesh"): /proxies
 // lists the peer (type Hbone, its live tunnel), a delay test runs through
 // it, and /metrics on both ends counts tunnels, streams, failures, bytes and
-// the PING round trip with the values of known traffic, promtool-clean. No
-// answer, metric or log line carries key material.
+// the PING round trip with the values of known traffic, promtool-clean; a
+// real Prometheus server scraping both gates answers PromQL over those
+// families with the same values. No answer, metric or log line carries key
+// material.
 
 import { readFileSync } from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
+import { isDeepStrictEqual } from 'node:util'
 import t from 'tap'
 import type { Test } from 'tap'
 import { request } from 'undici'
@@ -16,9 +19,10 @@ import { listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.j
 import { requireCommand } from '../lib/http.js'
 import { mesh } from '../lib/mesh.js'
 import { checkMetrics, sample } from '../lib/metrics.js'
+import { type PromSeries, startPrometheus } from '../lib/prometheus.js'
 import { socks5Connect } from '../lib/proxy.js'
 import { echoServer, prngBytes, refusedPort, sha256 } from '../lib/servers.js'
-import { checkCleanExit, finish, runUgate } from '../lib/ugate.js'
+import { checkCleanExit, finish, runUgate, settleFds } from '../lib/ugate.js'
 
 const ids = mesh(t)
 const SECRET = 'mesh-admin-s3cret'
@@ -90,6 +94,16 @@ t.test('an hbone upstream in /proxies, a delay test through it, mesh metrics on 
   )
   const adminA = a.port('admin-http')
   const adminB = b.port('admin-http')
+  // A Prometheus server scrapes both ends all along: it is asked what the test did below.
+  const prom = await startPrometheus(t, [adminA, adminB], SECRET)
+  const gates: Record<string, string> = { [prom.instance(adminA)]: 'A', [prom.instance(adminB)]: 'B' }
+  const gate = (r: PromSeries) => gates[r.metric.instance ?? ''] ?? 'both'
+  /** `expr`'s answer as "gate labels…" → value, asked until it is `want`. */
+  const promSame = async (expr: string, labels: string[], want: Record<string, number>, what: string) => {
+    const key = (r: PromSeries) => [gate(r), ...labels.map((l) => r.metric[l])].join(' ')
+    const view = (rs: PromSeries[]) => Object.fromEntries(rs.map((r) => [key(r), r.value]))
+    t.same(view(await prom.query(expr, (rs) => isDeepStrictEqual(view(rs), want))), want, `Prometheus: ${what}`)
+  }
 
   // Three streams of known size through the tunnel, echoed exactly.
   const size = 200_000
@@ -152,6 +166,37 @@ t.test('an hbone upstream in /proxies, a delay test through it, mesh metrics on 
   t.equal(sample(mb, 'ugate_mesh_rtt_seconds{role="server",name="mesh",tunnel="1"}'), undefined, 'servers do not PING')
   checkMetrics(t, mb, 'B')
 
+  // The same counters through Prometheus, from both gates, before the delay test adds a stream.
+  const rn = ['role', 'name']
+  const byName = (ab: number, ghost: number, bm: number) => ({
+    'A client b': ab,
+    'A client ghost': ghost,
+    'B server mesh': bm,
+  })
+  // The attempt at ghost counts as a tunnel (and a stream) that carried nothing.
+  const promWant: Array<[string, string[], Record<string, number>, string]> = [
+    ['ugate_mesh_tunnels_active', rn, { 'A client b': 1, 'B server mesh': 1 }, 'tunnels active'],
+    ['ugate_mesh_tunnels_total', rn, byName(1, 1, 1), 'tunnels total'],
+    ['ugate_mesh_streams_active', rn, { 'A client b': 0, 'B server mesh': 0 }, 'streams active'],
+    ['ugate_mesh_streams_total', rn, byName(4, 1, 4), 'streams total'],
+    ['sum by (instance, role, name) (ugate_mesh_stream_failures_total)', rn, byName(1, 1, 1), 'stream failures'],
+    [
+      'ugate_mesh_bytes_total',
+      [...rn, 'direction'],
+      {
+        'A client b sent': sent,
+        'A client b received': sent,
+        'A client ghost sent': 0,
+        'A client ghost received': 0,
+        'B server mesh sent': sent,
+        'B server mesh received': sent,
+      },
+      'payload bytes both ways at both ends',
+    ],
+  ]
+  for (const [expr, labels, want, what] of promWant) await promSame(expr, labels, want, what)
+  await promSame('sum(ugate_mesh_bytes_total{direction="sent"})', [], { both: 2 * sent }, 'summed over gates')
+
   // /proxies: the peer, with its tunnel.
   const proxies = await get(adminA, '/proxies')
   t.same(Object.keys(proxies.body.proxies), ['DIRECT', 'REJECT', 'b', 'ghost'])
@@ -204,6 +249,19 @@ t.test('an hbone upstream in /proxies, a delay test through it, mesh metrics on 
   checkMetrics(t, mr, 'A with RTT')
   const tunnel = (await get(adminA, '/proxies/b')).body.mesh.tunnels[0]
   t.ok(typeof tunnel.rttMs === 'number' && tunnel.rttMs > 0, `/proxies/b: rttMs ${tunnel.rttMs}`)
+  const id = /tunnel="(\d+)"/.exec(rtt(mr)!)![1]
+  const pr = await prom.query('ugate_mesh_rtt_seconds', (r) => r.length > 0)
+  t.match(
+    pr,
+    [{ metric: { instance: prom.instance(adminA), role: 'client', name: 'b', tunnel: id } }],
+    "Prometheus: the RTT of A's tunnel, only",
+  )
+  t.equal(pr.length, 1, "B's server tunnel has none")
+  t.ok(pr[0]!.value > 0 && pr[0]!.value < 20, `Prometheus: RTT ${pr[0]?.value} s`)
+  await promSame('ugate_mesh_streams_total', rn, byName(5, 2, 5), "the delay tests' streams")
+  t.same(await prom.targets(), { [prom.instance(adminA)]: 'up', [prom.instance(adminB)]: 'up' })
+  await prom.stop()
+  await settleFds(a)
 
   // No key material anywhere: answers, metrics, ctl, log lines of both.
   const ctl = runUgate(['ctl', '--json', '--socket', ids.socket('a'), 'status']).stdout

@@ -1,8 +1,8 @@
 // GET /metrics: the counters after known traffic, `promtool check metrics`
 // on the text, and a real Prometheus server (Debian's `prometheus`)
-// scraping ugate with the bearer secret and answering a query about it.
+// scraping ugate with the bearer secret and answering queries about it
+// (bytes; the DNS latency histogram through histogram_quantile).
 
-import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import net from 'node:net'
@@ -11,10 +11,11 @@ import t from 'tap'
 import { request } from 'undici'
 import { requireCommand } from '../lib/http.js'
 import { listener, startConfig } from '../lib/config.js'
-import { connect, destroyClients, echoRoundTrip, echoServer, refusedPort, within } from '../lib/servers.js'
+import { connect, destroyClients, echoRoundTrip, echoServer, refusedPort } from '../lib/servers.js'
 import { digArgs, parseDig, requireDig, startDnsStandin } from '../lib/dns-standin.js'
-import { checkMetrics, sample } from '../lib/metrics.js'
-import { run } from '../lib/netns.js'
+import { buckets, checkMetrics, histogramQuantile, sample } from '../lib/metrics.js'
+import { startPrometheus } from '../lib/prometheus.js'
+import { createNamespaces, inNs, ipBatch, run, setResolvConf } from '../lib/netns.js'
 import { finish, runUgate, settleFds } from '../lib/ugate.js'
 
 const SECRET = 'metrics-s3cret'
@@ -76,65 +77,12 @@ t.test('metrics after known traffic; promtool; a Prometheus server scrapes it', 
   checkMetrics(t, m.text)
 
   // A real server: scrape every second with the bearer secret, then ask it.
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-prom-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const promPort = await refusedPort()
-  writeFileSync(
-    join(dir, 'prometheus.yml'),
-    [
-      'global:',
-      '  scrape_interval: 1s',
-      'scrape_configs:',
-      '  - job_name: ugate',
-      '    authorization:',
-      `      credentials: ${SECRET}`,
-      '    static_configs:',
-      `      - targets: ["127.0.0.1:${admin}"]`,
-      '',
-    ].join('\n'),
-  )
-  const prom = spawn(
-    'prometheus',
-    [
-      `--config.file=${join(dir, 'prometheus.yml')}`,
-      `--storage.tsdb.path=${join(dir, 'data')}`,
-      `--web.listen-address=127.0.0.1:${promPort}`,
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  )
-  const exited = new Promise<void>((r) => prom.once('close', () => r()))
-  t.teardown(async () => {
-    prom.kill('SIGTERM')
-    await exited
-  })
-  let log = ''
-  await within(
-    new Promise<void>((resolve) =>
-      prom.stderr!.on('data', (d: Buffer) => {
-        log += d.toString()
-        if (log.includes('Server is ready to receive web requests')) resolve()
-      }),
-    ),
-    30000,
-    'prometheus ready',
-  )
-  // Scrapes come on Prometheus' own clock: ask until the first one is stored.
-  const query = encodeURIComponent('ugate_bytes_total{listener="fwd",direction="up"}')
-  let answer: any = null
-  const deadline = Date.now() + 30000
-  while (Date.now() < deadline) {
-    const res = await request(`http://127.0.0.1:${promPort}/api/v1/query?query=${query}`)
-    answer = await res.body.json()
-    if (answer.data?.result?.length > 0) break
-    await new Promise((r) => setTimeout(r, 250))
-  }
-  t.equal(answer?.status, 'success', 'Prometheus answered', { log })
-  t.equal(answer?.data?.result?.[0]?.metric?.job, 'ugate')
-  t.equal(Number(answer?.data?.result?.[0]?.value?.[1]), payload.length, 'the value Prometheus scraped')
-  const targets: any = await (await request(`http://127.0.0.1:${promPort}/api/v1/targets`)).body.json()
-  t.equal(targets.data.activeTargets[0].health, 'up')
-  prom.kill('SIGTERM')
-  await exited
+  const prom = await startPrometheus(t, [admin], SECRET)
+  const up = await prom.query('ugate_bytes_total{listener="fwd",direction="up"}', (r) => r.length > 0)
+  t.match(up, [{ metric: { job: 'ugate', instance: prom.instance(admin) } }], 'Prometheus answered')
+  t.equal(up[0]?.value, payload.length, 'the value Prometheus scraped')
+  t.same(await prom.targets(), { [prom.instance(admin)]: 'up' })
+  await prom.stop()
   // Prometheus' scrape connections end with it; ugate closes its side once it reads their EOF.
   await settleFds(ug)
   await finish(t, ug, 3)
@@ -194,12 +142,9 @@ t.test('DNS counters in /metrics and ctl status: cache hits, local answers, upst
     const labels = `listener="${listener}",source="${source}"`
     t.equal(sample(m.text, `ugate_dns_answer_duration_seconds_count{${labels}}`), n, `${listener}/${source}: count`)
     t.equal(sample(m.text, `ugate_dns_answer_duration_seconds_bucket{${labels},le="+Inf"}`), n, '+Inf = count')
-    const buckets = m.text
-      .split('\n')
-      .filter((l) => l.startsWith(`ugate_dns_answer_duration_seconds_bucket{${labels},`))
-      .map((l) => Number(l.split(' ')[1]))
+    const b = buckets(m.text, 'ugate_dns_answer_duration_seconds', labels).map(([, v]) => v)
     t.ok(
-      buckets.length === 14 && buckets.every((v, i) => i === 0 || v >= buckets[i - 1]!),
+      b.length === 14 && b.every((v, i) => i === 0 || v >= b[i - 1]!),
       `${listener}/${source}: 14 cumulative buckets`,
     )
   }
@@ -227,6 +172,103 @@ t.test('DNS counters in /metrics and ctl status: cache hits, local answers, upst
     table,
     /\nDNS +QUERIES +CACHED +LOCAL +FORWARDED +FAILED +MALFORMED +DROPPED\ndns +4 +1 +2 +1 +0 +0 +0\ndead +1 +0 +0 +1 +1 +0 +0\n/,
   )
-  await get(ug.port('admin-http'), '/version')
+
+  // A Prometheus server answers PromQL over the histogram as the scraped buckets say.
+  const admin = ug.port('admin-http')
+  const prom = await startPrometheus(t, [admin], SECRET)
+  const counts = await prom.query('sum by (listener) (ugate_dns_answer_duration_seconds_count)', (r) => r.length > 0)
+  t.same(
+    Object.fromEntries(counts.map((r) => [r.metric.listener, r.value])),
+    { dns: 4, dead: 1 },
+    'answers per listener, summed over sources',
+  )
+  const servfail = buckets(m.text, 'ugate_dns_answer_duration_seconds', 'listener="dead",source="servfail"')
+  const q = await prom.query(
+    'histogram_quantile(0.5, ugate_dns_answer_duration_seconds_bucket{listener="dead",source="servfail"})',
+    (r) => r.length > 0,
+  )
+  t.equal(q[0]?.value, histogramQuantile(0.5, servfail), 'median of the SERVFAIL latency, as the buckets say')
+  t.ok(q[0]!.value > 0.25, `above the 0.25 s bound (${q[0]?.value})`)
+  // Summed over the four sources of listener "dns": one histogram of its 4 answers.
+  const perLe = new Map<number, number>()
+  for (const source of ['upstream', 'cache', 'static', 'reject'])
+    for (const [le, n] of buckets(m.text, 'ugate_dns_answer_duration_seconds', `listener="dns",source="${source}"`))
+      perLe.set(le, (perLe.get(le) ?? 0) + n)
+  const q9 = await prom.query(
+    'histogram_quantile(0.9, sum by (le) (ugate_dns_answer_duration_seconds_bucket{listener="dns"}))',
+    (r) => r.length > 0,
+  )
+  t.equal(q9[0]?.value, histogramQuantile(0.9, [...perLe]), 'p90 over the sources of "dns"')
+  await prom.stop()
+  await settleFds(ug)
+  await get(admin, '/version')
   await finish(t, ug, 0)
+})
+
+t.test('dial-time name lookups: ugate_resolve_duration_seconds by result', async (t) => {
+  requireCommand('promtool', 'prometheus')
+  requireCommand('curl', 'curl')
+  // ugate in a namespace of its own whose resolv.conf names a DNS stand-in there: getaddrinfo's
+  // answers (and its queries) stay on the namespace's loopback.
+  const { ns, dir } = await createNamespaces(t, 'rs', ['g'] as const)
+  await ipBatch(ns.g, ['link set lo up'])
+  setResolvConf(ns.g, 'nameserver 127.0.0.1\n')
+  const dns = await startDnsStandin(t, dir, { 'svc.example.test': { A: ['127.0.0.1'] } }, { ns: ns.g, port: 53 })
+  const ug = await startConfig(
+    t,
+    {
+      relay: { shutdownGrace: 1 },
+      admin: { listen: '127.0.0.1:0', secret: SECRET },
+      listeners: [
+        listener('svc', 'forward', { target: 'svc.example.test:9' }),
+        listener('nx', 'forward', { target: 'nx.example.test:9' }),
+      ],
+    },
+    { netns: ns.g },
+  )
+  const curl = (port: number, path = '/', auth = false) =>
+    run(
+      inNs(ns.g, [
+        'curl',
+        '-s',
+        '--max-time',
+        '10',
+        ...(auth ? ['-H', `Authorization: Bearer ${SECRET}`] : []),
+        `http://127.0.0.1:${port}${path}`,
+      ]),
+    )
+  // Two lookups that find an address (nothing listens on port 9: connect-error), one NXDOMAIN.
+  for (const l of ['svc', 'svc', 'nx']) await curl(ug.port(l))
+  const lines = await ug.waitForConns(3)
+  t.same(lines.map((c) => `${c.fields.listener} ${c.fields.reason}`).sort(), [
+    'nx dns-error',
+    'svc connect-error:ECONNREFUSED',
+    'svc connect-error:ECONNREFUSED',
+  ])
+  t.ok(dns.seen('svc.example.test').length >= 2 && dns.seen('nx.example.test').length >= 1, 'asked the stand-in')
+
+  const m = await curl(ug.port('admin-http'), '/metrics', true)
+  t.equal(m.code, 0, 'scraped inside the namespace')
+  t.match(m.stdout, /^# TYPE ugate_resolve_duration_seconds histogram$/m)
+  for (const [result, n] of [
+    ['ok', 2],
+    ['error', 1],
+  ] as const) {
+    const labels = `result="${result}"`
+    t.equal(sample(m.stdout, `ugate_resolve_duration_seconds_count{${labels}}`), n, `${result}: count`)
+    const b = buckets(m.stdout, 'ugate_resolve_duration_seconds', labels)
+    t.same(
+      b.map(([le]) => le),
+      [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, Infinity],
+      `${result}: the bounds`,
+    )
+    t.ok(
+      b.every(([, v], i) => i === 0 || v >= b[i - 1]![1]),
+      `${result}: cumulative`,
+    )
+    t.equal(b[b.length - 1]![1], n, `${result}: +Inf = count`)
+    t.ok(sample(m.stdout, `ugate_resolve_duration_seconds_sum{${labels}}`)! > 0, `${result}: a duration`)
+  }
+  checkMetrics(t, m.stdout)
+  await finish(t, ug, 3)
 })

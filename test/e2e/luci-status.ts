@@ -8,23 +8,25 @@
 // Checked: no console or page errors, no request anywhere, the tables, and
 // the SVG throughput graph drawn from the status counters as traffic flows
 // through a forward listener (screenshot: build/luci-status.png); a mesh
-// tunnel to a second gateway (build/luci-status-mesh.png); a UDP flow
+// tunnel to a second gateway (build/luci-status-mesh.png); reverse tunnels
+// set up in the settings form (its saved uci run by real gateways after
+// `ugate check`), both sides (build/luci-status-reverse.png); a UDP flow
 // through nftables TPROXY in network namespaces.
 
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
 import { openPage } from '../lib/browser.js'
 import { listener, proxyConfig, startConfig } from '../lib/config.js'
-import { FORMAT_SOURCE, resourcesDir, scanRequires } from '../lib/luci-standin.js'
-import { mesh } from '../lib/mesh.js'
+import { FORMAT_SOURCE, type LuciPage, loadView, resourcesDir, scanRequires } from '../lib/luci-standin.js'
+import { TRUST_DOMAIN, mesh } from '../lib/mesh.js'
 import { ADDR } from '../lib/netns.js'
 import { socks5Connect } from '../lib/proxy.js'
-import { connect, destroyClients, echoServer, prngBytes, within } from '../lib/servers.js'
+import { connect, destroyClients, echoServer, prngBytes, refusedPort, sha256, within } from '../lib/servers.js'
 import { ECHO, exchange, peers, start } from '../lib/udp-capture.js'
-import { checkCleanExit, finish, repoRoot, runUgate } from '../lib/ugate.js'
+import { checkCleanExit, finish, repoRoot, runUgate, startUgate } from '../lib/ugate.js'
 
 t.teardown(destroyClients)
 
@@ -272,6 +274,121 @@ t.test('the LuCI status page: mesh tunnels, with their peer, identity, streams a
   checkCleanExit(t, b, await b.stop())
   await a.waitForLine(/ info hbone-closed /)
   await finish(t, a, 1)
+})
+
+/** The settings form (Node stand-in of LuCI) on `uci` text: `edit` fills it in, the saved text is returned. */
+async function viaForm(uci: string, edit: (page: LuciPage) => Promise<void>): Promise<string> {
+  const page = await loadView('ugate/settings', { uci: { ugate: uci } })
+  await edit(page)
+  await page.save()
+  return page.uci.export('ugate')
+}
+
+/** `ugate check` on uci text in a file of `dir`; the file. */
+function checked(t: Test, dir: string, name: string, text: string): string {
+  const file = join(dir, name)
+  writeFileSync(file, text)
+  const r = runUgate(['check', '--config', file])
+  t.same({ code: r.code, stdout: r.stdout }, { code: 0, stdout: 'config ok\n' }, `ugate check accepts ${name}`, {
+    stderr: r.stderr,
+    text,
+  })
+  return file
+}
+
+t.test('reverse tunnels set up in the LuCI form; both sides on the status page', async (t) => {
+  const ids = mesh(t)
+  const echo = await echoServer(t)
+  const dir = mkdtempSync(join(tmpdir(), 'ugate-luci-rev-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const hbonePort = await refusedPort()
+  const meshSection = (node: string) =>
+    `config mesh 'mesh'\n\toption identity_dir '${ids.dir(node)}'\n\toption trust_domain '${TRUST_DOMAIN}'\n`
+  const main = (node: string) =>
+    `config ugate 'main'\n\toption enabled '1'\n\toption admin_socket '${ids.socket(node)}'\n`
+
+  // The public gate B: its hbone listener lets A register; a proxy listener reaches A's side through it.
+  const bText = await viaForm(
+    [
+      main('b'),
+      `config listener 'gate'\n\toption type 'hbone'\n\toption address '127.0.0.1'\n\toption port '${hbonePort}'\n`,
+      `config listener 'proxy'\n\toption type 'socks'\n\toption address '127.0.0.1'\n\toption port '0'\n`,
+      `config rule\n\tlist listener 'proxy'\n\toption action 'upstream'\n\toption upstream 'home'\n`,
+      meshSection('b'),
+    ].join('\n'),
+    async (page) => {
+      page.set('gate', 'reverse', [ids.spiffe('a')])
+      // The upstream A is reached by: named by its identity, no server (only through its reverse tunnel).
+      const u = await page.add('upstream')
+      page.set(u, 'name', 'home')
+      page.set(u, 'type', 'hbone')
+      page.set(u, 'identity', ids.spiffe('a'))
+      t.equal(page.check(u, 'server'), true, 'no server needed for a peer named by identity')
+      t.equal(page.check(u, 'port'), true)
+    },
+  )
+  t.match(bText, new RegExp(`list reverse '${ids.spiffe('a').replace(/[/.]/g, '\\$&')}'`))
+  // Gate A behind NAT: a reverse entry to B, and the one rule that lets B's streams in.
+  const aText = await viaForm(
+    [
+      main('a'),
+      `config listener 'lan'\n\toption type 'mixed'\n\toption address '127.0.0.1'\n\toption port '0'\n`,
+      `config rule\n\tlist listener 'vps'\n\toption action 'direct'\n`,
+      meshSection('a'),
+    ].join('\n'),
+    async (page) => {
+      const r = await page.add('reverse')
+      page.set(r, 'name', 'vps')
+      page.set(r, 'server', '127.0.0.1')
+      page.set(r, 'port', String(hbonePort))
+      page.set(r, 'relay_id', ids.spiffe('b'))
+      page.set(r, 'retry', '0.001')
+      t.match(page.check(r, 'retry'), /a number of seconds from 0\.01 to 3600/, 'a bad value: the form says so')
+      page.set(r, 'retry', '0.2')
+    },
+  )
+  t.match(aText, /config reverse\n\toption name 'vps'\n\toption server '127\.0\.0\.1'/)
+
+  const b = await startUgate(t, ['run', '--config', checked(t, dir, 'b.uci', bText)])
+  const a = await startUgate(t, ['run', '--config', checked(t, dir, 'a.uci', aText)])
+  await a.waitForLine(/ info reverse-up name=vps /)
+  await b.waitForLine(/ info hbone-reverse-registered listener=gate /)
+
+  // Through B's proxy, the upstream, the reverse tunnel and A's rule: exact data both ways.
+  const payload = prngBytes(9, 50_000)
+  const conn = await socks5Connect(b.port('proxy'), { host: '127.0.0.1', port: echo.port })
+  t.equal(conn.reply?.[1], 0, 'B connected through A')
+  conn.reader.sock.write(payload)
+  t.equal(sha256((await conn.reader.read(payload.length)) as Buffer), sha256(payload), 'echoed through the tunnel')
+
+  const nodeA = JSON.parse(runUgate(['ctl', '--json', '--socket', ids.socket('a'), 'status']).stdout).mesh.nodeId
+  // B, the public gate: the gate registered here, its tunnel marked reverse.
+  const pb = await statusPage(t, ids.socket('b'), b.pid)
+  t.match(await pb.rows('Reverse tunnels'), [
+    ['registered here', 'gate', /^127\.0\.0\.1:[0-9]+$/, ids.spiffe('a'), nodeA, 'up', '-', /s$/],
+  ])
+  t.equal((await pb.rows('Reverse tunnels')).length, 1)
+  t.match(await pb.rows('Mesh tunnels'), [
+    ['server reverse', 'gate', /^127\.0\.0\.1:/, ids.spiffe('a'), 'open', /^1 \/ 1$/],
+  ])
+  mkdirSync(join(repoRoot, 'build'), { recursive: true })
+  await pb.page.screenshot({ path: join(repoRoot, 'build', 'luci-status-reverse.png'), fullPage: true })
+  t.same(pb.problems, [], 'B: no console errors, no page errors, no requests')
+  await pb.browser.close()
+  // A, behind NAT: its link to B, up.
+  const pa = await statusPage(t, ids.socket('a'), a.pid)
+  t.match(await pa.rows('Reverse tunnels'), [
+    ['to a public gate', 'vps', `127.0.0.1:${hbonePort}`, ids.spiffe('b'), '-', 'up', '0', /s$/],
+  ])
+  t.match(await pa.rows('Mesh tunnels'), [['client reverse', '-', `127.0.0.1:${hbonePort}`, ids.spiffe('b'), 'open']])
+  t.same(pa.problems, [], 'A: no console errors, no page errors, no requests')
+  await pa.browser.close()
+
+  conn.reader.sock.end()
+  await b.waitForLine(/ info conn listener=proxy /)
+  checkCleanExit(t, a, await a.stop())
+  await b.waitForLine(/ info hbone-reverse-gone /)
+  await finish(t, b, 1)
 })
 
 t.test('the LuCI status page: UDP flows of a tproxy listener (network namespaces)', async (t) => {

@@ -55,7 +55,7 @@ t.test('the ugate object on ubus', async (t) => {
     ['status', {}],
     ['connections', {}],
     ['reload', {}],
-    ['close', { id: 5 }],
+    ['close', { id: 3 }], // BLOBMSG_TYPE_STRING: "17" or "udp-17"; an integer works too
   ])
 
   const conns = await ubusd.call('connections')
@@ -95,7 +95,11 @@ t.test('the ugate object on ubus', async (t) => {
     live.map((l) => l.stage),
     ['relay'],
   )
-  t.same(await ubusd.call('close', { id: live[0]!.id }), { status: 0, data: { closed: live[0]!.id } })
+  // The id as a string this time, as the signature says.
+  t.same(await ubusd.call('close', { id: String(live[0]!.id) }), {
+    status: 0,
+    data: { closed: String(live[0]!.id) },
+  })
   await relayClosed
   await ug.waitForLine(/ info conn listener=fwd .* reason=closed /)
   t.equal(ug.fdCount(), fdsBefore, 'fds back to what they were before the relayed connection')

@@ -17,3 +17,31 @@ export function checkMetrics(t: AssertLike, text: string, what = ''): void {
   t.equal(check.status, 0, `promtool check metrics${of}`, { stdout: check.stdout, stderr: check.stderr })
   t.equal(check.stdout + check.stderr, '', `no lint findings${of}`)
 }
+
+/** The cumulative buckets [le, count] of histogram `name`'s series `labels` (e.g. `listener="dns"`), in order. */
+export function buckets(text: string, name: string, labels: string): Array<[number, number]> {
+  const prefix = `${name}_bucket{${labels},le="`
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(prefix))
+    .map((l) => {
+      const [le, value] = l.slice(prefix.length).split('"} ')
+      return [le === '+Inf' ? Infinity : Number(le), Number(value)]
+    })
+}
+
+/**
+ * What PromQL's histogram_quantile(q, …) answers for one series' buckets
+ * (Prometheus' bucketQuantile: linear within the bucket that holds rank
+ * q × count; the largest finite bound when that is +Inf).
+ */
+export function histogramQuantile(q: number, b: Array<[number, number]>): number {
+  const observations = b[b.length - 1]![1]
+  if (observations === 0) return NaN
+  const rank = q * observations
+  const i = b.findIndex(([, n]) => n >= rank)
+  if (i === b.length - 1) return b[b.length - 2]![0]
+  const start = i === 0 ? 0 : b[i - 1]![0]
+  const below = i === 0 ? 0 : b[i - 1]![1]
+  return start + (b[i]![0] - start) * ((rank - below) / (b[i]![1] - below))
+}

@@ -15,7 +15,16 @@
 
 import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  accessSync,
+  constants,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { AssertLike, TestLike } from './ugate.js'
@@ -177,6 +186,22 @@ function deleteNetnsSync(name: string): void {
     }
   }
   spawnSync('ip', ['netns', 'del', name])
+  rmSync(netnsEtc(name), { recursive: true, force: true })
+}
+
+/** Files `ip netns exec` binds over /etc for processes of namespace ns (ip-netns(8)). */
+function netnsEtc(ns: string): string {
+  return join('/etc/netns', ns)
+}
+
+/**
+ * The /etc/resolv.conf that getaddrinfo reads in processes started by
+ * `ip netns exec ns` (e.g. a nameserver inside the namespace); removed with
+ * the namespace.
+ */
+export function setResolvConf(ns: string, text: string): void {
+  mkdirSync(netnsEtc(ns), { recursive: true })
+  writeFileSync(join(netnsEtc(ns), 'resolv.conf'), text)
 }
 
 /**

@@ -21,7 +21,7 @@ import {
 } from '../../src/core/ubus/message.js'
 
 /** The ids the real ubusd gave in test/fixtures/ubus/real-ugate.txt. */
-export const REAL_IDS = { client: 0x27cf63f3, object: 0xfc393a93, objtype: 0xbffe59f1, caller: 0x29b82bd1 }
+export const REAL_IDS = { client: 0xef9ef72a, object: 0xcd03638c, objtype: 0x8af4ad2d, caller: 0x7a0e8e08 }
 
 export interface CallResult {
   status: number

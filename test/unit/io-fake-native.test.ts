@@ -148,6 +148,8 @@ class FakeNative {
   routes = new Map<string, Behaviour>()
   /** host → addresses, an error text, or 'hang'. */
   dns = new Map<string, string[] | string>()
+  /** host → ms the lookup takes (default 1). */
+  dnsMs = new Map<string, number>()
   listenError: string | null = null
 
   now = () => this.t
@@ -216,7 +218,7 @@ class FakeNative {
   resolve = (host: string, cb: (err: string | null, addrs: string[]) => void) => {
     const answer = this.dns.get(host) ?? 'Name or service not known'
     if (answer === 'hang') return
-    this.setTimeout(() => (typeof answer === 'string' ? cb(answer, []) : cb(null, answer)), 1)
+    this.setTimeout(() => (typeof answer === 'string' ? cb(answer, []) : cb(null, answer)), this.dnsMs.get(host) ?? 1)
   }
   close = (fd: number) => {
     if (!this.fds.delete(fd)) throw nativeError('EBADF')
@@ -521,6 +523,81 @@ t.test('dns failures', async (t) => {
   )
   t.match(events(lines, 'dns-failed'), [/host=nx\.lan error="Name or service not known"$/])
   t.same(fake.openKinds(), ['listen', 'listen'])
+})
+
+t.test('dial-time lookups in the resolve histogram, counted when they complete', async (t) => {
+  const { resolveLatency } = await import('../../src/io/dial.js')
+  // Earlier tests looked names up too: compare with what was there before.
+  const counts = () =>
+    new Map(
+      resolveLatency.samples(['result']).map((s) => [`${s.suffix} ${s.labels!.result} ${s.labels!.le ?? ''}`, s.value]),
+    )
+  const before = counts()
+  const raw = forward()
+  raw.listeners[0]!.target = 'svc.lan:80'
+  raw.listeners.push(
+    { name: 'nx', type: 'forward', listen: '127.0.0.1:0', target: 'nx.lan:80' },
+    { name: 'slow', type: 'forward', listen: '127.0.0.1:0', target: 'slow.lan:80' },
+  )
+  const { fake, lines, start } = await setup({ ...raw, dial: { connectTimeout: 3 } })
+  fake.dns.set('svc.lan', ['10.0.0.1'])
+  fake.routes.set('10.0.0.1:80', 'ok')
+  fake.dnsMs.set('nx.lan', 30)
+  fake.dns.set('slow.lan', ['10.0.0.2'])
+  fake.dnsMs.set('slow.lan', 4000) // the dial gives up at 3 s; the lookup still ends at 4 s
+  start()
+  fake.arrive(40000)
+  fake.arrive(40001)
+  fake.arrive(40002)
+  await fake.run()
+  t.match(
+    events(lines, 'conn').find((l) => l.includes('listener=slow')),
+    /ms=3000 reason=dns-timeout splice=0$/,
+  )
+  const after = counts()
+  const delta = new Map<string, number>()
+  for (const [k, v] of after) if (v !== (before.get(k) ?? 0)) delta.set(k, v - (before.get(k) ?? 0))
+  const sums = ['_sum ok ', '_sum error '].map((k) => delta.get(k))
+  for (const k of ['_sum ok ', '_sum error ']) delta.delete(k)
+  const bounds = [
+    '0.0005',
+    '0.001',
+    '0.0025',
+    '0.005',
+    '0.01',
+    '0.025',
+    '0.05',
+    '0.1',
+    '0.25',
+    '0.5',
+    '1',
+    '2.5',
+    '5',
+    '10',
+    '30',
+    '+Inf',
+  ]
+  const cumulative = (result: string, at: Record<string, number>) => {
+    const out: Array<[string, number]> = []
+    let n = 0
+    for (const le of bounds) {
+      n += at[le] ?? 0
+      if (n > 0) out.push([`_bucket ${result} ${le}`, n])
+    }
+    return out
+  }
+  t.same(
+    Object.fromEntries(delta),
+    Object.fromEntries([
+      ...cumulative('ok', { '0.001': 1, '5': 1 }),
+      ['_count ok ', 2],
+      ...cumulative('error', { '0.05': 1 }),
+      ['_count error ', 1],
+    ]),
+    'svc.lan in 1 ms and slow.lan in 4 s (ok), nx.lan in 30 ms (error): exact buckets',
+  )
+  t.ok(Math.abs(sums[0]! - 4.001) < 1e-9, `ok: 4.001 s in all (${sums[0]})`)
+  t.ok(Math.abs(sums[1]! - 0.03) < 1e-9, `error: 0.03 s (${sums[1]})`)
 })
 
 t.test('SO_MARK is passed to connect', async (t) => {

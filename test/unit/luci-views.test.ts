@@ -108,6 +108,7 @@ const BASE: Sec[] = [
       address: '::',
       port: '15008',
       peers: ['spiffe://home.arpa/ns/routers/sa/gw-a'],
+      reverse: ['spiffe://home.arpa/ns/home/sa/gate-c'],
     },
   },
   {
@@ -182,6 +183,20 @@ const BASE: Sec[] = [
     type: 'mesh',
     name: 'mesh',
     options: { identity_dir: '/etc/ugate/identity', trust_domain: 'home.arpa', root_cert: '/etc/ugate/mesh-ca.pem' },
+  },
+  // Named, without a name option (as docs/mesh.md writes it): the form shows the section's name.
+  {
+    type: 'reverse',
+    name: 'vps',
+    options: {
+      server: 'vps.example.net',
+      port: '15008',
+      relay_id: 'spiffe://home.arpa/ns/vps/sa/relay',
+      retry: '0.5',
+      retry_max: '30',
+      ping_interval: '10',
+      ping_timeout: '20',
+    },
   },
 ]
 
@@ -394,6 +409,7 @@ const SCHEMA: Record<
       timeout: { widget: 'Value', datatype: 'ufloat', depends: [{ type: 'dns' }] },
       cache_size: { widget: 'Value', datatype: 'uinteger', depends: [{ type: 'dns' }] },
       peers: { widget: 'DynamicList', depends: [{ type: 'hbone' }] },
+      reverse: { widget: 'DynamicList', depends: [{ type: 'hbone' }] },
       backlog: { widget: 'Value', datatype: 'uinteger' },
     },
   },
@@ -430,12 +446,15 @@ const SCHEMA: Record<
     options: {
       name: { widget: 'Value', required: true },
       type: { widget: 'ListValue', choices: ['socks5', 'http', 'hbone'], required: true },
-      server: { widget: 'Value', datatype: 'host', required: true },
-      port: { widget: 'Value', datatype: 'port', required: true },
+      // required but for an hbone peer named by identity or node (its check says so: CASES)
+      server: { widget: 'Value', datatype: 'host' },
+      // required but for an hbone peer (15008)
+      port: { widget: 'Value', datatype: 'port' },
       username: { widget: 'Value', depends: [{ type: 'socks5' }, { type: 'http' }] },
       password: { widget: 'Value', depends: [{ type: 'socks5' }, { type: 'http' }] },
       identity: { widget: 'Value', depends: [{ type: 'hbone' }] },
       trust_domain: { widget: 'Value', depends: [{ type: 'hbone' }] },
+      node: { widget: 'Value', depends: [{ type: 'hbone' }] },
     },
   },
   capture: {
@@ -477,6 +496,22 @@ const SCHEMA: Record<
       root_cert: { widget: 'Value' },
     },
   },
+  reverse: {
+    kind: 'GridSection',
+    type: 'reverse',
+    anonymous: true,
+    addremove: true,
+    options: {
+      name: { widget: 'Value', required: true },
+      server: { widget: 'Value', datatype: 'host', required: true },
+      port: { widget: 'Value', datatype: 'port' },
+      relay_id: { widget: 'Value' },
+      retry: { widget: 'Value', datatype: 'ufloat' },
+      retry_max: { widget: 'Value', datatype: 'ufloat' },
+      ping_interval: { widget: 'Value', datatype: 'ufloat' },
+      ping_timeout: { widget: 'Value', datatype: 'ufloat' },
+    },
+  },
 }
 
 t.test('settings: sections, widgets, datatypes and depends', async (t) => {
@@ -488,7 +523,7 @@ t.test('settings: sections, widgets, datatypes and depends', async (t) => {
   const schema = page.schema()
   t.same(
     schema.map((s) => s.name ?? s.type),
-    ['main', 'listener', 'rule', 'upstream', 'capture', 'mesh'],
+    ['main', 'listener', 'rule', 'upstream', 'capture', 'mesh', 'reverse'],
   )
   for (const [key, want] of Object.entries(SCHEMA)) {
     const s = schema.find((x) => (x.name ?? x.type) === key) as SectionInfo
@@ -998,8 +1033,40 @@ const CASES: Case[] = [
     daemon: false,
     luci: 'repairs',
   },
-  // the daemon takes HBONE's port 15008; the form asks for a port (as for every upstream)
-  { what: 'an hbone upstream without port', at: 'upstream:2', set: { port: null }, daemon: true, luci: 'stricter' },
+  { what: 'an hbone upstream without port (15008)', at: 'upstream:2', set: { port: null }, daemon: true },
+  { what: 'a socks5 upstream without port', at: 'upstream:0', set: { port: null }, daemon: false },
+  // the public gate's side of a reverse tunnel: the peer named, no server
+  {
+    what: 'an hbone upstream named by identity, without server (reverse tunnel only)',
+    at: 'upstream:2',
+    set: { server: null, port: null },
+    daemon: true,
+  },
+  {
+    what: 'an hbone upstream named by node only, without server',
+    at: 'upstream:2',
+    set: { server: null, port: null, identity: null, node: 'ZE5XIZVEV35CCFLG4RKSNAD2ZKK3X6QMO7XAO4QNDQLJIB2DU3NQ' },
+    daemon: true,
+  },
+  {
+    what: 'an hbone upstream with neither server, identity nor node',
+    at: 'upstream:2',
+    set: { server: null, identity: null },
+    daemon: false,
+  },
+  {
+    what: 'an hbone node id of 51 characters',
+    at: 'upstream:2',
+    set: { node: 'ZE5XIZVEV35CCFLG4RKSNAD2ZKK3X6QMO7XAO4QNDQLJIB2DU3N' },
+    daemon: false,
+  },
+  {
+    what: 'a node id on a socks5 upstream',
+    at: 'upstream:0',
+    set: { node: 'ZE5XIZVEV35CCFLG4RKSNAD2ZKK3X6QMO7XAO4QNDQLJIB2DU3NQ' },
+    daemon: false,
+    luci: 'repairs',
+  },
   {
     what: 'an identity on a socks5 upstream',
     at: 'upstream:0',
@@ -1040,6 +1107,36 @@ const CASES: Case[] = [
   { what: 'a mesh trust domain in capitals', at: 'mesh', set: { trust_domain: 'Home' }, daemon: false },
   { what: 'a relative identity directory', at: 'mesh', set: { identity_dir: 'etc/ugate' }, daemon: false },
   { what: 'a key file elsewhere', at: 'mesh', set: { key: '/etc/ugate/router.key' }, daemon: true },
+  // reverse tunnels: the public gate's listener, and the gate behind NAT's entries
+  { what: 'a reverse id that is not a SPIFFE id', at: 'listener:6', set: { reverse: ['gate-c'] }, daemon: false },
+  {
+    what: 'a reverse list on a mixed listener',
+    at: 'listener:0',
+    set: { reverse: ['spiffe://home.arpa/ns/home/sa/gate-c'] },
+    daemon: false,
+    luci: 'repairs',
+  },
+  { what: 'a reverse entry named with a space', at: 'reverse:0', set: { name: 'my vps' }, daemon: false },
+  { what: 'a reverse entry named as a listener', at: 'reverse:0', set: { name: 'proxy' }, daemon: false },
+  { what: 'a reverse entry named explicitly', at: 'reverse:0', set: { name: 'relay-1' }, daemon: true },
+  { what: 'a reverse relay with a "!"', at: 'reverse:0', set: { server: 'bad!host' }, daemon: false },
+  { what: 'a reverse relay by IPv4', at: 'reverse:0', set: { server: '203.0.113.5' }, daemon: true },
+  { what: 'a reverse relay by IPv6', at: 'reverse:0', set: { server: '2001:db8::5' }, daemon: true },
+  { what: 'a reverse relay in brackets', at: 'reverse:0', set: { server: '[2001:db8::5]' }, daemon: false },
+  { what: 'a reverse entry without relay', at: 'reverse:0', set: { server: null }, daemon: false },
+  { what: 'a reverse relay without port (15008)', at: 'reverse:0', set: { port: null }, daemon: true },
+  { what: 'a reverse relay on port 0', at: 'reverse:0', set: { port: '0' }, daemon: false },
+  { what: 'a reverse relay on port 65536', at: 'reverse:0', set: { port: '65536' }, daemon: false },
+  { what: 'a relay id without spiffe://', at: 'reverse:0', set: { relay_id: 'relay' }, daemon: false },
+  { what: 'no relay id (any of the trust domain)', at: 'reverse:0', set: { relay_id: null }, daemon: true },
+  { what: 'retry 0.001', at: 'reverse:0', set: { retry: '0.001' }, daemon: false },
+  { what: 'retry 0.01', at: 'reverse:0', set: { retry: '0.01' }, daemon: true },
+  { what: 'retry_max 3601', at: 'reverse:0', set: { retry_max: '3601' }, daemon: false },
+  { what: 'retry_max below retry (the daemon waits retry)', at: 'reverse:0', set: { retry_max: '0.1' }, daemon: true },
+  { what: 'ping_interval 0.05', at: 'reverse:0', set: { ping_interval: '0.05' }, daemon: false },
+  { what: 'ping_interval 1e1', at: 'reverse:0', set: { ping_interval: '1e1' }, daemon: false },
+  { what: 'ping_timeout 3600', at: 'reverse:0', set: { ping_timeout: '3600' }, daemon: true },
+  { what: 'ping_timeout -1', at: 'reverse:0', set: { ping_timeout: '-1' }, daemon: false },
 ]
 
 t.test('settings: validators agree with the daemon', async (t) => {
@@ -1482,6 +1579,45 @@ const FUZZ: Fuzz[] = [
     alphabet: '0123456789abcdef:.x',
   },
   { kind: 'path', at: 'mesh', option: 'identity_dir', seeds: ['/etc/ugate/identity', '/'], alphabet: '/a.\t ' },
+  {
+    kind: 'spiffe',
+    at: 'listener:6',
+    option: 'reverse',
+    list: true,
+    seeds: ['spiffe://home.arpa/ns/home/sa/gate-c', 'spiffe://a/ns/b/sa/c'],
+    alphabet: 'spife:/.nsa_-Z. ',
+  },
+  {
+    kind: 'nodeid',
+    at: 'upstream:2',
+    option: 'node',
+    seeds: ['ZE5XIZVEV35CCFLG4RKSNAD2ZKK3X6QMO7XAO4QNDQLJIB2DU3NQ'],
+    alphabet: 'AQaq27190 ',
+  },
+  {
+    kind: 'server',
+    at: 'reverse:0',
+    option: 'server',
+    seeds: ['vps.example.net', '203.0.113.5', '2001:db8::5', 'a_b', '::ffff:1.2.3.4'],
+    alphabet: '0123456789abcdef:.x_-[]',
+  },
+  {
+    kind: 'spiffe',
+    at: 'reverse:0',
+    option: 'relay_id',
+    seeds: ['spiffe://home.arpa/ns/vps/sa/relay'],
+    alphabet: 'spife:/.nsa_-Z. ',
+  },
+  { kind: 'number', at: 'reverse:0', option: 'retry', seeds: ['0.01', '3600', '0.5'], alphabet: '0123456789.-e' },
+  { kind: 'number', at: 'reverse:0', option: 'ping_timeout', seeds: ['0.1', '3600', '20'], alphabet: '0123456789.-' },
+  { kind: 'port', at: 'reverse:0', option: 'port', seeds: ['15008', '1', '65535'], alphabet: '0123456789.-+ ' },
+  {
+    kind: 'name',
+    at: 'reverse:0',
+    option: 'name',
+    seeds: ['vps', 'relay_1-b', 'a'.repeat(64), 'proxy'],
+    alphabet: 'az09_-. ',
+  },
 ]
 
 /** BASE's listener named `name` as ug.checkCaptureListener takes it, or null. */
@@ -1575,9 +1711,22 @@ const UG_CHECK: Record<string, (ug: Ug, v: string) => true | string> = {
     all(ug.checkTrustDomain(v), ug.checkUpstreamIdentity(String(upstream2.identity), v)),
   'upstream:2.server': (ug, v) => ug.checkUpstreamServer(v, 'hbone'),
   'mesh.identity_dir': (ug, v) => ug.checkFilePath(v),
+  'listener:6.reverse': (ug, v) => ug.checkSpiffeId(v),
+  'upstream:2.node': (ug, v) => ug.checkUpstreamNode(v),
+  'reverse:0.server': (ug, v) => all(ug.checkServer(v), ug.checkReverseMesh(true)),
+  'reverse:0.relay_id': (ug, v) => ug.checkSpiffeId(v),
+  'reverse:0.retry': (ug, v) => ug.checkSeconds(v, 'retry'),
+  'reverse:0.ping_timeout': (ug, v) => ug.checkSeconds(v, 'ping_timeout'),
+  'reverse:0.port': (ug, v) => ug.checkEndpointPort(v, 1),
+  'reverse:0.name': (ug, v) =>
+    ug.checkName(
+      v,
+      BASE.filter((s) => s.type === 'listener').map((s) => String(s.options.name)),
+      'reverse tunnel or listener',
+    ),
 }
 
-const SAMPLES = 200 // per field: 55 fields, 11 000 values
+const SAMPLES = 200 // per field: 63 fields, 12 600 values
 
 /**
  * The generated values of each field (seeded, so failures reproduce), then
@@ -1807,6 +1956,58 @@ t.test('settings: the mesh section shows the node id in use, and is added from t
   t.match(configFromUci(saved, 'saved').mesh, { identityDir: '/etc/ugate/identity', trustDomain: 'home.arpa' })
 })
 
+t.test('settings: a reverse tunnel added in the form reaches the daemon; without the mesh it is refused', async (t) => {
+  const page = await settings(uciText(BASE))
+  t.same(page.sids('reverse'), ['vps'])
+  t.equal(page.get('vps', 'name'), 'vps', "a named section without a name option shows the daemon's name")
+  const r = await page.add('reverse')
+  t.match(page.check(r, 'name'), /non-empty/, 'a new entry needs a name')
+  t.match(page.check(r, 'server'), /non-empty/, 'and a public gate')
+  page.set(r, 'name', 'vps')
+  t.match(page.check(r, 'name'), /"vps" is already the name of another reverse tunnel or listener/)
+  page.set(r, 'name', 'hb')
+  t.match(page.check(r, 'name'), /already the name/, "a listener's name: the rules could not tell them apart")
+  page.set(r, 'name', 'office')
+  page.set(r, 'server', '2001:db8::7')
+  page.set(r, 'relay_id', 'spiffe://home.arpa/ns/office/sa/relay')
+  page.set(r, 'ping_interval', '0.01')
+  t.match(page.check(r, 'ping_interval'), /from 0\.1 to 3600/)
+  await t.rejects(page.save(), /Keep-alive/, 'a bad value is not saved')
+  page.set(r, 'ping_interval', '5')
+  await page.save()
+  const saved = page.uci.export('ugate')
+  t.equal(daemon(saved), true, 'the daemon accepts what the form saved')
+  t.same(
+    configFromUci(saved, 'saved').reverse.map((x) => ({ ...x, relay: formatHostPort(x.relay.host, x.relay.port) })),
+    [
+      {
+        name: 'vps',
+        relay: 'vps.example.net:15008',
+        relayId: 'spiffe://home.arpa/ns/vps/sa/relay',
+        retryMs: 500,
+        retryMaxMs: 30000,
+        pingIntervalMs: 10000,
+        pingTimeoutMs: 20000,
+      },
+      {
+        name: 'office',
+        relay: '[2001:db8::7]:15008',
+        relayId: 'spiffe://home.arpa/ns/office/sa/relay',
+        retryMs: 500,
+        retryMaxMs: 30000,
+        pingIntervalMs: 5000,
+        pingTimeoutMs: 20000,
+      },
+    ],
+  )
+
+  // Without the mesh identity the daemon refuses any reverse entry: the form says so on each.
+  await t.rejects(page.remove('mesh', 'mesh'), /"Public gate".*needs the mesh identity/, 'removing it is not saved')
+  t.match(daemon(page.uci.export('ugate')), /requires the "mesh" section/, 'the daemon agrees')
+  for (const sid of page.sids('reverse')) t.match(page.check(sid, 'server'), /needs the mesh identity/)
+  await t.rejects(page.save(), /Public gate/)
+})
+
 t.test('settings: loads with only the ACL of luci-app-ugate', async (t) => {
   const acl = JSON.parse(readFileSync(join(luciDir, 'root/usr/share/rpcd/acl.d/luci-app-ugate.json'), 'utf8'))
   const page = await loadView('ugate/settings', { uci: { ugate: uciText(BASE) }, acl })
@@ -1858,6 +2059,13 @@ const CONNECTIONS = {
 
 const SERVICE = {
   ugate: { instances: { instance1: { running: true, pid: 4242, command: ['/usr/bin/ugate', 'run'] } } },
+}
+
+/** The status page of a gateway whose ubus object answers `status` and `connections` so; procd lists it. */
+function statusOf(status: unknown = STATUS, connections: unknown = CONNECTIONS): Promise<LuciPage> {
+  return loadView('ugate/status', {
+    rpc: { 'service.list': () => SERVICE, 'ugate.status': () => status, 'ugate.connections': () => connections },
+  })
 }
 
 t.test('status: declares its rpc calls, polls every 5 s (the graph every 2 s) and has no save buttons', async (t) => {
@@ -2018,9 +2226,7 @@ t.test('status: UDP counters, UDP flows and DNS counters; absent on an older gat
       },
     ],
   }
-  const page = await loadView('ugate/status', {
-    rpc: { 'service.list': () => SERVICE, 'ugate.status': () => status, 'ugate.connections': () => connections },
-  })
+  const page = await statusOf(status, connections)
   for (const s of [
     'on, to listener "redir"; UDP to listener "tp"',
     'UDP flows 2 live, 31 since start',
@@ -2034,14 +2240,94 @@ t.test('status: UDP counters, UDP flows and DNS counters; absent on an older gat
     t.ok(page.text.includes(s), `shows ${JSON.stringify(s)}`)
 
   // A gateway from before UDP and DNS: no udp, dns or udpFlows in its answers.
-  const old = await loadView('ugate/status', {
-    rpc: { 'service.list': () => SERVICE, 'ugate.status': () => STATUS, 'ugate.connections': () => CONNECTIONS },
-  })
+  const old = await statusOf()
   t.notOk(old.text.includes('UDP datagrams'), 'no UDP counters')
   t.notOk(old.text.includes('Names learnt'), 'no DNS names')
   t.ok(old.text.includes('No tproxy listener'), 'the UDP flow list says why it is empty')
   t.ok(old.text.includes('No DNS listener'))
   t.ok(old.text.includes('proxy 127.0.0.1:50000 example.com:443'), 'the TCP connections still show')
+})
+
+t.test('status: mesh tunnels marked reverse; reverse tunnels on both sides; absent on an older gateway', async (t) => {
+  const tunnel = {
+    peer: '198.51.100.7:40000',
+    state: 'open',
+    streams: 1,
+    streamsTotal: 3,
+    bytesOut: 2048,
+    bytesIn: 4096,
+  }
+  const status = {
+    ...STATUS,
+    hbone: [
+      {
+        id: 4,
+        role: 'server',
+        reverse: true,
+        listener: 'mesh',
+        peerId: 'spiffe://home.arpa/ns/home/sa/gate-a',
+        rttMs: 1.5,
+        ...tunnel,
+      },
+      {
+        id: 9,
+        role: 'client',
+        reverse: true,
+        pool: '',
+        peerId: 'spiffe://home.arpa/ns/vps/sa/relay',
+        rttMs: null,
+        ...tunnel,
+      },
+      { id: 11, role: 'client', pool: 'gwb', peerId: 'spiffe://home.arpa/ns/routers/sa/gw-b', rttMs: null, ...tunnel },
+    ],
+    reverse: {
+      registered: [
+        {
+          tunnel: 4,
+          identity: 'spiffe://home.arpa/ns/home/sa/gate-a',
+          node: 'ZE5XIZVEV35CCFLG4RKSNAD2ZKK3X6QMO7XAO4QNDQLJIB2DU3NQ',
+          listener: 'mesh',
+          peer: '198.51.100.7:40000',
+          ageMs: 125000,
+        },
+      ],
+      links: [
+        {
+          name: 'vps',
+          relay: 'vps.example.net:15008',
+          state: 'up',
+          tunnel: 9,
+          peer: '203.0.113.5:15008',
+          peerId: 'spiffe://home.arpa/ns/vps/sa/relay',
+          failures: 0,
+          upMs: 61000,
+        },
+        {
+          name: 'office',
+          relay: '[2001:db8::7]:15008',
+          state: 'waiting',
+          tunnel: null,
+          peer: '',
+          peerId: '',
+          failures: 3,
+          upMs: 0,
+        },
+      ],
+    },
+  }
+  const page = await statusOf(status)
+  for (const s of [
+    'server reverse mesh 198.51.100.7:40000 spiffe://home.arpa/ns/home/sa/gate-a open 1 / 3 2.0 KiB 4.0 KiB 1.5 ms',
+    'client reverse - 198.51.100.7:40000 spiffe://home.arpa/ns/vps/sa/relay open',
+    'client gwb 198.51.100.7:40000',
+    'registered here mesh 198.51.100.7:40000 spiffe://home.arpa/ns/home/sa/gate-a ZE5XIZVEV35CCFLG4RKSNAD2ZKK3X6QMO7XAO4QNDQLJIB2DU3NQ up - 2m 5s',
+    'to a public gate vps vps.example.net:15008 spiffe://home.arpa/ns/vps/sa/relay - up 0 1m 1s',
+    'to a public gate office [2001:db8::7]:15008 - - waiting 3 -',
+  ])
+    t.ok(page.text.includes(s), `shows ${JSON.stringify(s)}`)
+
+  const old = await statusOf()
+  t.ok(old.text.includes('No reverse tunnels'), 'a gateway without reverse tunnels (or from before them)')
 })
 
 t.test('status: ugate not running, or not on ubus', async (t) => {
@@ -2089,9 +2375,7 @@ t.test('status: lists at most 200 connections', async (t) => {
       ms: 1,
     })),
   }
-  const page = await loadView('ugate/status', {
-    rpc: { 'service.list': () => SERVICE, 'ugate.status': () => STATUS, 'ugate.connections': () => many },
-  })
+  const page = await statusOf(STATUS, many)
   t.ok(page.text.includes('50 more connections not shown'))
   const rows = (page.nodes as { querySelectorAll(s: string): unknown[] }).querySelectorAll('tr')
   t.ok(rows.length < 250)

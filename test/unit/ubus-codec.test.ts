@@ -83,6 +83,28 @@ t.test('a reply with data: DATA then STATUS (ugate answering `connections` on th
   t.same(decodeTable(nested(decodeMessage(Buffer.from(out[0]!, 'hex')), ATTR.DATA)!), { connections: [] })
 })
 
+t.test('close with an INT32 and a STRING id against the String signature (real ubusd, conns 18 and 19)', async (t) => {
+  const sig = decodeFields(nested(decodeMessage(find(ugate, 9, 'c2s', MSG.ADD_OBJECT)), ATTR.SIGNATURE)!)
+  t.same(sig.find((f) => f.name === 'close')!.value, { id: ARG.STRING }, 'the signature ugate registered')
+  const closes = ugate.filter((m) => m.conn === 9 && m.dir === 's2c' && m.bytes[1] === MSG.INVOKE).slice(-2)
+  const real = ugate.filter((m) => m.conn === 9 && m.dir === 'c2s').map((m) => hex(m.bytes))
+  for (const [bytes, id] of [
+    [closes[0]!.bytes, 1],
+    [closes[1]!.bytes, '2'],
+  ] as const) {
+    const inv = readInvocation(decodeMessage(bytes))
+    if (typeof inv === 'string') throw new Error(inv)
+    t.same(
+      { method: inv.method, args: inv.args },
+      { method: 'close', args: { id } },
+      `ubusd forwarded ${typeof id} ${id}`,
+    )
+    const out = replyMessages(inv, 0, { closed: id }).map((m) => hex(encodeMessage(m)))
+    const at = real.indexOf(out[0]!)
+    t.ok(at > 0 && real[at + 1] === out[1], `the reply {closed: ${JSON.stringify(id)}} as ugate sent it`)
+  }
+})
+
 t.test('blobmsg values round-trip', async (t) => {
   const v = { s: 'x', i: -5, big: 2 ** 40, d: 1.5, b: true, f: false, a: [1, 'two', { t: [] }], o: { n: null } }
   t.same(decodeTable(encodeTable(v)), { ...v, o: { n: '' } })

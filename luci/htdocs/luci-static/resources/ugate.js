@@ -39,7 +39,11 @@ const SECONDS = {
 	sniff_timeout: [0.001, 60],
 	udp_idle_timeout: [0.001, 86400],
 	udp_dns_idle_timeout: [0.001, 86400],
-	timeout: [0.001, 60] /* a dns listener's (dnsTimeout) */
+	timeout: [0.001, 60] /* a dns listener's (dnsTimeout) */,
+	retry: [0.01, 3600] /* a reverse tunnel's backoff: retry and retry_max */,
+	retry_max: [0.01, 3600],
+	ping_interval: [0.1, 3600] /* keep-alive of a reverse tunnel or an hbone upstream: ping_interval and ping_timeout */,
+	ping_timeout: [0.1, 3600]
 };
 
 /* The protocols a rule's "proto" matches (rules: SniffProto). */
@@ -762,6 +766,15 @@ function checkNodeId(v) {
 	return NODE_ID_RE.test(id) ? true : _('"%s" is not a node id (base32: A-Z and 2-7, the last one A or Q)').format(v);
 }
 
+/*
+ * An hbone upstream's node (config.ts hboneUpstream, identity.ts
+ * nodeIdProblem): 52 characters A-Z and 2-7, upper case — stricter than a
+ * rule's node id about case, looser about the last character.
+ */
+function checkUpstreamNode(v) {
+	return /^[A-Z2-7]{52}$/.test(v) ? true : _('"%s" is not a node id (52 characters A-Z, 2-7)').format(v);
+}
+
 /* An hbone upstream's identity, inside its trust domain `td` when that is set (config.ts hboneUpstream). */
 function checkUpstreamIdentity(v, td) {
 	const r = checkSpiffeId(v);
@@ -779,6 +792,34 @@ function checkUpstreamServer(v, type) {
 		return _('"%s" is not an IP address: an hbone peer is given as IP or IP:PORT').format(v);
 
 	return checkServer(v);
+}
+
+/* A reverse tunnel proves the mesh identity: without a mesh section the daemon refuses it (config.ts). */
+function checkReverseMesh(hasMesh) {
+	return hasMesh ? true : _('A reverse tunnel needs the mesh identity: add the "Mesh identity" section');
+}
+
+/*
+ * An hbone upstream's server (empty: `value` ''): required unless the peer
+ * is named by identity or node, then reached only through its reverse
+ * tunnel (uci-config.ts); other types always need one.
+ */
+function checkUpstreamServerSet(value, type, identity, node) {
+	if (value !== '') return checkUpstreamServer(value, type);
+
+	if (type === 'hbone')
+		return identity !== '' || node !== ''
+			? true
+			: _('Set the server, or name the peer (identity or node) to reach it through its reverse tunnel');
+
+	return _('Expecting: %s').format(_('non-empty value'));
+}
+
+/* An upstream's port (empty: `value` ''): an hbone peer's defaults to 15008, other types need one. */
+function checkUpstreamPort(value, type) {
+	if (value === '') return type === 'hbone' ? true : _('Expecting: %s').format(_('non-empty value'));
+
+	return checkEndpointPort(value, 1);
 }
 
 /* A file path of the mesh section (config.ts filePath). */
@@ -819,6 +860,7 @@ return baseclass.extend({
 	checkNetwork: checkNetwork,
 	checkNodeId: checkNodeId,
 	checkPortRange: checkPortRange,
+	checkReverseMesh: checkReverseMesh,
 	checkProto: checkProto,
 	checkRuleName: checkRuleName,
 	checkSecret: checkSecret,
@@ -832,6 +874,9 @@ return baseclass.extend({
 	checkTrustDomain: checkTrustDomain,
 	checkUpstreamIdentity: checkUpstreamIdentity,
 	checkUpstreamRef: checkUpstreamRef,
+	checkUpstreamNode: checkUpstreamNode,
+	checkUpstreamPort: checkUpstreamPort,
 	checkUpstreamServer: checkUpstreamServer,
+	checkUpstreamServerSet: checkUpstreamServerSet,
 	checkUsers: checkUsers
 });

@@ -109,6 +109,30 @@ function otherNames(map, section_id, type) {
 		});
 }
 
+/*
+ * The required, unique `name` of a listener, upstream or reverse section.
+ * A named section without the option (`config reverse 'vps'`) shows its
+ * section name, the name the daemon gives it; saving then writes it out.
+ * `others(map, section_id)`: the names it must differ from; `what` names
+ * them in the error.
+ */
+function nameOption(s, others, what) {
+	const o = s.option(form.Value, 'name', _('Name'));
+
+	o.rmempty = false;
+	o.load = function (section_id) {
+		const v = uci.get('ugate', section_id, 'name'),
+			sec = uci.get('ugate', section_id);
+
+		return v == null && sec && !sec['.anonymous'] ? section_id : v;
+	};
+	o.validate = function (section_id, value) {
+		return value == null || value === '' ? true : ug.checkName(String(value), others(this.map, section_id), what);
+	};
+
+	return o;
+}
+
 /* ---- the view ---------------------------------------------------------------------- */
 
 return view.extend({
@@ -295,13 +319,13 @@ return view.extend({
 			return _('Listener') + ' ' + (uci.get('ugate', section_id, 'name') || '');
 		};
 
-		o = s.option(form.Value, 'name', _('Name'));
-		o.rmempty = false;
-		o.validate = function (section_id, value) {
-			return value == null || value === ''
-				? true
-				: ug.checkName(String(value), otherNames(this.map, section_id, 'listener'), 'listener');
-		};
+		nameOption(
+			s,
+			function (map, section_id) {
+				return otherNames(map, section_id, 'listener');
+			},
+			'listener'
+		);
 
 		o = s.option(form.ListValue, 'type', _('Type'));
 		LISTENER_TYPES.forEach(function (t) {
@@ -497,16 +521,29 @@ return view.extend({
 			1000000
 		);
 
-		o = s.option(
-			form.DynamicList,
-			'peers',
-			_('Allowed peers'),
-			_('SPIFFE ids that may open tunnels; others get 401. Empty = any peer of the trust domain (Mesh identity).')
-		);
-		o.depends('type', 'hbone');
-		o.modalonly = true;
-		o.placeholder = 'spiffe://cluster.local/ns/default/sa/gw-a';
-		o.validate = validator(ug.checkSpiffeId);
+		/* an hbone listener's SPIFFE id lists */
+		[
+			[
+				'peers',
+				_('Allowed peers'),
+				_('SPIFFE ids that may open tunnels; others get 401. Empty = any peer of the trust domain (Mesh identity).'),
+				'spiffe://cluster.local/ns/default/sa/gw-a'
+			],
+			[
+				'reverse',
+				_('Reverse tunnels from'),
+				_(
+					'SPIFFE ids of gates behind NAT that may keep a reverse tunnel to this listener, to be reached through it (upstreams naming them). Exact ids. Empty = none (never an open relay).'
+				),
+				'spiffe://cluster.local/ns/home/sa/gate-a'
+			]
+		].forEach(function (d) {
+			o = s.option(form.DynamicList, d[0], d[1], d[2]);
+			o.depends('type', 'hbone');
+			o.modalonly = true;
+			o.placeholder = d[3];
+			o.validate = validator(ug.checkSpiffeId);
+		});
 
 		o = s.option(form.Value, 'backlog', _('Backlog'), _('Pending connections the kernel queues.'));
 		o.datatype = 'uinteger';
@@ -666,13 +703,13 @@ return view.extend({
 			return _('Upstream') + ' ' + (uci.get('ugate', section_id, 'name') || '');
 		};
 
-		o = s.option(form.Value, 'name', _('Name'));
-		o.rmempty = false;
-		o.validate = function (section_id, value) {
-			return value == null || value === ''
-				? true
-				: ug.checkName(String(value), otherNames(this.map, section_id, 'upstream'), 'upstream');
-		};
+		nameOption(
+			s,
+			function (map, section_id) {
+				return otherNames(map, section_id, 'upstream');
+			},
+			'upstream'
+		);
 
 		o = s.option(form.ListValue, 'type', _('Type'));
 		o.value('socks5', 'SOCKS5');
@@ -681,19 +718,31 @@ return view.extend({
 		o.default = 'socks5';
 		o.rmempty = false;
 
-		o = s.option(form.Value, 'server', _('Server'), _('IP address or host name (an HBONE peer: an IP address).'));
+		o = s.option(
+			form.Value,
+			'server',
+			_('Server'),
+			_(
+				'IP address or host name (an HBONE peer: an IP address; empty when its identity or node names it: then only through its reverse tunnel to this router).'
+			)
+		);
 		o.datatype = 'host';
-		o.rmempty = false;
-		o.validate = validator(function (v, section_id) {
-			return ug.checkUpstreamServer(v, liveValue(this.map, section_id, 'type'));
-		});
+		o.validate = function (section_id, value) {
+			const f = this.section;
 
-		o = s.option(form.Value, 'port', _('Port'));
+			return ug.checkUpstreamServerSet(
+				value == null ? '' : String(value),
+				liveValue(this.map, section_id, 'type'),
+				String(f.formvalue(section_id, 'identity') || ''),
+				String(f.formvalue(section_id, 'node') || '')
+			);
+		};
+
+		o = s.option(form.Value, 'port', _('Port'), _('An HBONE peer: 15008 when empty.'));
 		o.datatype = 'port';
-		o.rmempty = false;
-		o.validate = validator(function (v) {
-			return ug.checkEndpointPort(v, 1);
-		});
+		o.validate = function (section_id, value) {
+			return ug.checkUpstreamPort(value == null ? '' : String(value), liveValue(this.map, section_id, 'type'));
+		};
 
 		/* config.ts: username and password come together, 1-255 characters each */
 		const credential = function (other) {
@@ -730,15 +779,27 @@ return view.extend({
 			return ug.checkUpstreamIdentity(v, String(this.section.formvalue(section_id, 'trust_domain') || ''));
 		});
 
-		o = s.option(
-			form.Value,
-			'trust_domain',
-			_('Peer trust domain'),
-			_("The peer's id must be in this trust domain. Empty = the mesh identity's.")
-		);
-		o.depends('type', 'hbone');
-		o.modalonly = true;
-		o.validate = validator(ug.checkTrustDomain);
+		[
+			[
+				'trust_domain',
+				_('Peer trust domain'),
+				_("The peer's id must be in this trust domain. Empty = the mesh identity's."),
+				ug.checkTrustDomain
+			],
+			[
+				'node',
+				_('Peer node id'),
+				_(
+					"The peer's node id ('ugate identity show'). Its live reverse tunnel to this router is used when there is one; with neither identity nor node, only the server."
+				),
+				ug.checkUpstreamNode
+			]
+		].forEach(function (d) {
+			o = s.option(form.Value, d[0], d[1], d[2]);
+			o.depends('type', 'hbone');
+			o.modalonly = true;
+			o.validate = validator(d[3]);
+		});
 
 		/* ---- transparent capture ---- */
 
@@ -978,6 +1039,86 @@ return view.extend({
 		].forEach(function (f) {
 			o = s.option(form.Value, f[0], f[1], _('Empty = %s in the identity directory.').format(f[2]));
 			o.validate = validator(ug.checkFilePath);
+		});
+
+		/* ---- reverse tunnels (a gate behind NAT) ---- */
+
+		s = m.section(
+			form.GridSection,
+			'reverse',
+			_('Reverse tunnels'),
+			_(
+				"For a router behind NAT: keep one tunnel to a public gate's HBONE listener (which lists this router's SPIFFE id), so that the mesh reaches this router without an inbound port. Its streams come in as the listener of this name: only a rule naming it routes them (nothing is exposed by default). Needs the mesh identity."
+			)
+		);
+		s.anonymous = true;
+		s.addremove = true;
+		s.nodescriptions = true;
+		s.modaltitle = function (section_id) {
+			return _('Reverse tunnel') + ' ' + (uci.get('ugate', section_id, 'name') || section_id);
+		};
+
+		/* config.ts: unique among reverse entries, and not a listener's name (the rules could not tell them apart) */
+		nameOption(
+			s,
+			function (map, section_id) {
+				return otherNames(map, section_id, 'reverse').concat(
+					namedSections(map, 'listener').map(function (n) {
+						return n.name;
+					})
+				);
+			},
+			_('reverse tunnel or listener')
+		);
+		o = s.option(
+			form.Value,
+			'server',
+			_('Public gate'),
+			_('IP address or host name of the public gate (a name is resolved at each attempt).')
+		);
+		o.datatype = 'host';
+		o.rmempty = false;
+		o.placeholder = 'vps.example.net';
+		o.validate = validator(function (v) {
+			const r = ug.checkServer(v);
+
+			return r !== true ? r : ug.checkReverseMesh(uci.sections('ugate', 'mesh').length > 0);
+		});
+
+		o = s.option(form.Value, 'port', _('Port'), _("The public gate's HBONE port."));
+		o.datatype = 'port';
+		o.placeholder = '15008';
+		o.validate = validator(function (v) {
+			return ug.checkEndpointPort(v, 1);
+		});
+
+		o = s.option(
+			form.Value,
+			'relay_id',
+			_('Public gate identity'),
+			_('The SPIFFE id it must present. Empty = any id of the trust domain (Mesh identity).')
+		);
+		o.placeholder = 'spiffe://cluster.local/ns/vps/sa/relay';
+		o.validate = validator(ug.checkSpiffeId);
+
+		[
+			['retry', _('Retry after'), _('Seconds before the first new attempt; doubled after each failure.'), '0.5'],
+			['retry_max', _('Retry at most after'), _('The longest wait between attempts (jittered to 50-100 %).'), '30'],
+			['ping_interval', _('Keep-alive'), _('Seconds between HTTP/2 PINGs on the tunnel.'), '10'],
+			[
+				'ping_timeout',
+				_('Keep-alive timeout'),
+				_('Seconds without an answer to a PING before the tunnel is dead.'),
+				'20'
+			]
+		].forEach(function (d) {
+			o = s.option(form.Value, d[0], d[1], d[2]);
+			o.datatype = 'ufloat';
+			o.placeholder = d[3];
+			o.modalonly = true;
+			o.validate = validator(function (v) {
+				return ug.checkSeconds(v, d[0]);
+			});
 		});
 
 		return m.render();

@@ -8,7 +8,7 @@
  * ugate status: the service state from procd, and what the running gateway
  * reports on its ubus object `ugate` (the same JSON as `ugate ctl status`
  * and `ugate ctl connections`): listeners, rule hits, connections, UDP
- * flows, mesh tunnels, DNS. Refreshed every 5 s; the throughput graph
+ * flows, mesh tunnels and reverse tunnels, DNS. Refreshed every 5 s; the throughput graph
  * asks for the byte totals every 2 s and draws the last 5 minutes as SVG.
  */
 
@@ -408,7 +408,8 @@ return view.extend({
 				],
 				tunnels.map(function (x) {
 					return [
-						x.role,
+						/* as `ugate ctl status`: a reverse tunnel's roles are swapped (docs/mesh.md) */
+						x.reverse === true ? '%s reverse'.format(x.role) : x.role,
 						x.pool || x.listener || null,
 						x.peer,
 						x.peerId || null,
@@ -420,6 +421,49 @@ return view.extend({
 					];
 				}),
 				running ? _('No mesh tunnels') : _('Not running')
+			)
+		);
+
+		/*
+		 * Reverse tunnels: gates behind NAT registered at this (public) gate, and
+		 * this gate's own links to its public gates. Absent on an older gateway.
+		 */
+		const rev = running && st.reverse ? st.reverse : {},
+			registered = Array.isArray(rev.registered) ? rev.registered : [],
+			links = Array.isArray(rev.links) ? rev.links : [];
+
+		dom.content(
+			nodes.reverse,
+			table(
+				[_('Side'), _('Entry / listener'), _('Address'), _('Identity'), _('Node'), _('State'), _('Failures'), _('For')],
+				registered
+					.map(function (x) {
+						return [
+							_('registered here'),
+							x.listener,
+							x.peer,
+							x.identity,
+							x.node || null,
+							_('up'),
+							null,
+							formatDuration(x.ageMs / 1000)
+						];
+					})
+					.concat(
+						links.map(function (x) {
+							return [
+								_('to a public gate'),
+								x.name,
+								x.relay,
+								x.peerId || null,
+								null,
+								x.state,
+								x.failures,
+								x.state === 'up' ? formatDuration(x.upMs / 1000) : null
+							];
+						})
+					),
+				running ? _('No reverse tunnels') : _('Not running')
 			)
 		);
 
@@ -466,7 +510,8 @@ return view.extend({
 			connections: E('div'),
 			dns: E('div'),
 			udpFlows: E('div'),
-			mesh: E('div')
+			mesh: E('div'),
+			reverse: E('div')
 		};
 
 		this.samples = [];
@@ -501,6 +546,7 @@ return view.extend({
 			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Live connections')), nodes.connections]),
 			E('div', { class: 'cbi-section' }, [E('h3', {}, _('UDP flows')), nodes.udpFlows]),
 			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Mesh tunnels')), nodes.mesh]),
+			E('div', { class: 'cbi-section' }, [E('h3', {}, _('Reverse tunnels')), nodes.reverse]),
 			E('div', { class: 'cbi-section' }, [E('h3', {}, _('DNS')), nodes.dns])
 		]);
 	},
