@@ -124,6 +124,7 @@ const UCI_NAME: Record<string, string> = {
   certChain: 'cert_chain',
   rootCert: 'root_cert',
   trustDomain: 'trust_domain',
+  nodeSuffix: 'node_suffix',
 }
 
 /** The JSON shape of a uci package; `origins` records where each part came from. */
@@ -247,7 +248,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
   root.upstreams = uciSectionsOfType(pkg, 'upstream').map((s, i) => {
     origins.push({ jsonPath: `upstreams[${i}]`, section: s, ref: uciSectionRef(pkg, s) })
     const r = reader(s)
-    r.only(['name', 'type', 'server', 'port', 'username', 'password', 'identity', 'trust_domain', 'node'])
+    r.only(['name', 'type', 'server', 'port', 'username', 'password', 'identity', 'trust_domain', 'node', 'relay'])
     const server = r.str('server')
     const port = r.str('port')
     const u: Obj = { name: r.str('name') ?? s.name ?? `upstream${i + 1}`, type: r.str('type') }
@@ -261,6 +262,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       u.server = port === undefined ? server : `${server.includes(':') ? `[${server}]` : server}:${port}`
     }
     assign(u, { username: r.str('username'), password: r.str('password'), trustDomain: r.str('trust_domain') })
+    assign(u, { relay: r.bool('relay') })
     return u
   })
 
@@ -402,7 +404,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
   if (meshes[0]) {
     origins.push({ jsonPath: 'mesh', section: meshes[0], ref: uciSectionRef(pkg, meshes[0]) })
     const r = reader(meshes[0])
-    r.only(['identity_dir', 'cert_chain', 'key', 'root_cert', 'trust_domain'])
+    r.only(['identity_dir', 'cert_chain', 'key', 'root_cert', 'trust_domain', 'node_suffix'])
     const m: Obj = {}
     assign(m, {
       identityDir: r.str('identity_dir'),
@@ -410,6 +412,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       key: r.str('key'),
       rootCert: r.str('root_cert'),
       trustDomain: r.str('trust_domain'),
+      nodeSuffix: r.str('node_suffix'),
     })
     root.mesh = m
   }

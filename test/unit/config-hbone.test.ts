@@ -28,6 +28,18 @@ t.test('hbone upstream', async (t) => {
     { name: 'peer', type: 'hbone', server: { host: '10.0.0.2', port: 15008 }, identity: '', trustDomain: '' },
     'a bare IP: the HBONE port',
   )
+  t.match(validateConfig({ listeners: [fwd], upstreams: [up({ server: '10.0.0.3', relay: true })] }).upstreams[0], {
+    relay: true,
+  })
+  t.throws(
+    () =>
+      validateConfig({ listeners: [fwd], upstreams: [up({ server: undefined, node: 'A'.repeat(52), relay: true })] }),
+    new ConfigError('upstreams[0].relay', 'a relay needs a server (its streams are dialed, not on a reverse tunnel)'),
+  )
+  t.throws(
+    () => validateConfig({ listeners: [fwd], upstreams: [up({ server: '10.0.0.3', relay: 'yes' })] }),
+    new ConfigError('upstreams[0].relay', '"yes" is not true or false'),
+  )
   const v6 = validateConfig({
     listeners: [fwd],
     upstreams: [up({ server: 'fd00::2', identity: 'spiffe://td/ns/a/sa/b', trustDomain: 'td' })],
@@ -53,7 +65,7 @@ t.test('hbone upstream', async (t) => {
     [
       up({ username: 'u' }),
       'upstreams[0].username',
-      'unknown key (expected one of: name, type, server, identity, trustDomain, node)',
+      'unknown key (expected one of: name, type, server, identity, trustDomain, node, relay)',
     ],
   ]
   for (const [u, path, detail] of bad)

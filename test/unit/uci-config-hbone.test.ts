@@ -56,6 +56,7 @@ t.test('hbone listener, hbone upstreams and mesh-peer rules from uci', async (t)
       node: '',
       identity: 'spiffe://home.arpa/ns/routers/sa/gw-b',
       trustDomain: '',
+      relay: false,
     },
     {
       name: 'ztunnel',
@@ -64,6 +65,7 @@ t.test('hbone listener, hbone upstreams and mesh-peer rules from uci', async (t)
       node: '',
       identity: '',
       trustDomain: 'cluster.local',
+      relay: false,
     },
   ])
   t.same(c.rules, [
@@ -115,7 +117,7 @@ t.test('bad mesh options name the file, line and uci option', async (t) => {
     [
       "option identity 'spiffe://home.arpa/ns/routers/sa/gw-b'",
       "option identity 'spiffe://home.arpa/ns/routers/sa/gw-b'\n\toption username 'me'",
-      `${FILE}:6: gwb.username: unknown key (expected one of: name, type, server, identity, trustDomain, node)`,
+      `${FILE}:6: gwb.username: unknown key (expected one of: name, type, server, identity, trustDomain, node, relay)`,
     ],
     [
       "list src_identity 'spiffe://home.arpa/ns/routers/sa/gw-a'",
