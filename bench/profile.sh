@@ -16,7 +16,10 @@
 #      QuickJS, native/ and libc, and the top symbols with call chains.
 # Needs make (build/ugate, build/gen/bundle.c), wrk, nginx, strace, perf
 # (linux-perf). Environment: PROFILE_SECONDS=5 (each load run), PROFILE_CONNS=50
-# (wrk -c), PROFILE_COUNT=300 (connections counted with uprobes).
+# (wrk -c), PROFILE_COUNT=300 (connections counted with uprobes),
+# PROFILE_VIA=forward|mixed (mixed: a `mixed` listener, one SOCKS5 CONNECT to
+# the origin's IP per request: bench/connload.c for the load, curl --socks5
+# for the counted connections; section 4 stays a forward).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,6 +32,8 @@ COUNT=${PROFILE_COUNT:-300}
 [[ $COUNT =~ ^[1-9][0-9]*$ ]] || die "PROFILE_COUNT: '$COUNT' is not a positive integer"
 [[ $SECS =~ ^[1-9][0-9]*$ ]] || die "PROFILE_SECONDS: '$SECS' is not a positive integer"
 [[ $CONNS =~ ^[1-9][0-9]*$ ]] || die "PROFILE_CONNS: '$CONNS' is not a positive integer"
+VIA=${PROFILE_VIA:-forward}
+[[ $VIA == forward || $VIA == mixed ]] || die "PROFILE_VIA: '$VIA' is not forward or mixed"
 [[ -f $ROOT/build/gen/bundle.c && -d $ROOT/build/qjs-src && -d $MBEDTLS ]] || die "build/gen/bundle.c missing: run make first"
 apt_install wrk nginx-light libnginx-mod-stream strace linux-perf gcc curl
 for c in wrk nginx strace perf gcc; do need "$c" "$c"; done
@@ -45,6 +50,8 @@ NATIVE_OBJS=("$TMP"/obj/native/*.o)
 nm --defined-only "${NATIVE_OBJS[@]}" | awk '$2 ~ /^[tT]$/ {print $3}' | sort -u >"$TMP/native.syms"
 
 start_origin 1
+CONNLOAD=$TMP/connload
+gcc -O2 -Wall -Wextra -pthread -o "$CONNLOAD" "$ROOT/bench/connload.c" || die "cannot compile bench/connload.c"
 
 # ---------------------------------------------------------------- helpers
 thread_ticks() {  # PID: "main relay" utime+stime ticks (the relay thread: every thread but the main one)
@@ -60,13 +67,21 @@ thread_ticks() {  # PID: "main relay" utime+stime ticks (the relay thread: every
 start_ugate() {
   local name=$1 logf=${2:-$TMP/$1.log}; shift 2
   free_port UG_PORT
-  ugate_conf "$TMP/$name.json" "{ \"name\": \"fwd\", \"type\": \"forward\", \"listen\": \"127.0.0.1:$UG_PORT\", \"target\": \"127.0.0.1:$ORIGIN\" }"
+  if [[ $VIA == mixed ]]; then
+    ugate_conf "$TMP/$name.json" "{ \"name\": \"mx\", \"type\": \"mixed\", \"listen\": \"127.0.0.1:$UG_PORT\" }"
+  else
+    ugate_conf "$TMP/$name.json" "{ \"name\": \"fwd\", \"type\": \"forward\", \"listen\": \"127.0.0.1:$UG_PORT\", \"target\": \"127.0.0.1:$ORIGIN\" }"
+  fi
   start_bg "$logf" "$BIN" run --config "$TMP/$name.json" "$@"
   UG_PID=$BG_PID
   wait_listen "$UG_PORT" "$UG_PID" "$logf"
 }
-load() {  # PORT: wrk for SECS seconds; prints the requests done
-  wrk -t2 -c"$CONNS" -d"${SECS}s" -H "Connection: close" "http://127.0.0.1:$1/small" | awk '/requests in/ {print $1}'
+load() {  # PORT: wrk (or connload through SOCKS5) for SECS seconds; prints the requests done
+  if [[ $VIA == mixed ]]; then
+    "$CONNLOAD" http "$1" "127.0.0.1:$ORIGIN" "$CONNS" 2 "$SECS" | sed -n 's/.*requests=\([0-9]*\).*/\1/p'
+  else
+    wrk -t2 -c"$CONNS" -d"${SECS}s" -H "Connection: close" "http://127.0.0.1:$1/small" | awk '/requests in/ {print $1}'
+  fi
 }
 
 # ---------------------------------------------------------------- 1. CPU per connection
@@ -118,11 +133,15 @@ PROBES=(JS_CallInternal js_call_c_function js_arena_malloc ug_call)
 mapfile -t -O ${#PROBES[@]} PROBES < <(grep -E '^js_' "$TMP/native.syms")
 for f in "${PROBES[@]}"; do perf probe -q -x "$BIN" -a "$GROUP:$f=$f" >/dev/null 2>&1 || log "no probe on $f"; done
 start_ugate probes ""
-fetch_n() { local i; for ((i = 0; i < $1; i++)); do curl -sf "http://127.0.0.1:$UG_PORT/small" >/dev/null || return 1; done; }
+fetch_n() {  # N: one request at a time, through the forward or as a SOCKS5 CONNECT to the origin
+  local i args=("http://127.0.0.1:$UG_PORT/small")
+  [[ $VIA == mixed ]] && args=(--socks5 "127.0.0.1:$UG_PORT" "http://127.0.0.1:$ORIGIN/small")
+  for ((i = 0; i < $1; i++)); do curl -sf "${args[@]}" >/dev/null || return 1; done
+}
 fetch_n 20 || die "curl through ugate failed"  # warm-up: first-time shapes, atoms and pools are not per connection
 # perf counts on ugate while the command runs (it arms the counters before starting it); one
 # connection at a time, so each is finished (access line written) before the next
-export -f fetch_n; export UG_PORT
+export -f fetch_n; export UG_PORT VIA ORIGIN
 perf stat -x, -e "$GROUP:*" -p "$UG_PID" -o "$TMP/probes.csv" -- bash -c "fetch_n $COUNT" ||
   die "the counted connections failed"
 stop_bg "$UG_PID"
@@ -133,8 +152,9 @@ perf probe -q -d "$GROUP:*" 2>/dev/null || true
 echo
 
 # ---------------------------------------------------------------- 3. perf
-echo "## 4. perf record -g (cpu-clock, ${SECS} s of load)"
+echo "## 4. perf record -g (cpu-clock, ${SECS} s of load; a forward)"
 echo
+VIA=forward
 start_ugate perf ""
 perf record -q -F 999 -g -p "$UG_PID" -o "$TMP/perf.data" -- \
   wrk -t2 -c"$CONNS" -d"${SECS}s" -H "Connection: close" "http://127.0.0.1:$UG_PORT/small" >"$TMP/perf-wrk.txt" 2>/dev/null

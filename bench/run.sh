@@ -41,6 +41,8 @@
 #   BENCH_STARTS=10         start → accepting measurements per peer
 #   BENCH_DOC=docs/performance.md   "-" = print the report, write no file
 #   UGATE_BIN=build/ugate
+#   UGATE_BASE_BIN=         another ugate (say main's) for the conn section's
+#                           base-forward and base-mixed peers: the same run
 #   LIMIT_RELAY_SRC=../shared/bench/limit_relay.c (relay.sh's yardstick; left out if absent)
 set -euo pipefail
 
@@ -65,6 +67,7 @@ STARTS=${BENCH_STARTS:-10}
 FLOWS=${BENCH_FLOWS:-10000}
 BENCH_DOC=${BENCH_DOC:-$ROOT/docs/performance.md}
 UGATE_BIN=${UGATE_BIN:-$ROOT/build/ugate}
+[[ -z ${UGATE_BASE_BIN:-} || -x $UGATE_BASE_BIN ]] || die "UGATE_BASE_BIN: $UGATE_BASE_BIN is not an executable"
 LIMIT_RELAY_SRC=${LIMIT_RELAY_SRC:-$ROOT/../shared/bench/limit_relay.c}
 for v in ROUNDS SECONDS_RUN CONNS SOCKS_MIB HOLD STARTS FLOWS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "BENCH_${v%_RUN}: '${!v}' is not a positive integer"
@@ -122,16 +125,17 @@ backend be
   server s1 127.0.0.1:$3
 EOF
 }
+ugate_of() { if [[ $1 == base-* ]]; then echo "$UGATE_BASE_BIN"; else echo "$UGATE_BIN"; fi; }
 # start_relay PEER PORT TARGET_PORT : sets PEER_PID (the relay listens on 127.0.0.1:PORT)
 start_relay() {
   local peer=$1 port=$2 target=$3 logf=$TMP/$1.log
   case $peer in
-    ugate-forward)
+    ugate-forward | base-forward)
       ugate_conf "$TMP/$peer.json" "{ \"name\": \"fwd\", \"type\": \"forward\", \"listen\": \"127.0.0.1:$port\", \"target\": \"127.0.0.1:$target\" }"
-      start_bg "$logf" "$UGATE_BIN" run --config "$TMP/$peer.json" ;;
-    ugate-mixed)
+      start_bg "$logf" "$(ugate_of "$peer")" run --config "$TMP/$peer.json" ;;
+    ugate-mixed | base-mixed)
       ugate_conf "$TMP/$peer.json" "{ \"name\": \"mixed\", \"type\": \"mixed\", \"listen\": \"127.0.0.1:$port\" }"
-      start_bg "$logf" "$UGATE_BIN" run --config "$TMP/$peer.json" ;;
+      start_bg "$logf" "$(ugate_of "$peer")" run --config "$TMP/$peer.json" ;;
     haproxy)
       haproxy_conf "$TMP/$peer.cfg" "$port" "$target"
       start_bg "$logf" haproxy -db -f "$TMP/$peer.cfg" ;;
@@ -156,7 +160,7 @@ EOF
     *) die "unknown relay peer '$peer'" ;;
   esac
   PEER_PID=$BG_PID
-  if [[ $peer == ugate-* ]]; then wait_ready_line "$PEER_PID" "$logf"; fi
+  if [[ $peer == ugate-* || $peer == base-* ]]; then wait_ready_line "$PEER_PID" "$logf"; fi
   wait_listen "$port" "$PEER_PID" "$logf"
 }
 
@@ -201,7 +205,7 @@ conn_run() {  # ROUND PEER
     *) free_port port; start_relay "${peer%-connload}" "$port" "$ORIGIN"; pid=$PEER_PID; c0=$(cpu_ticks "$pid") ;;
   esac
   case $peer in
-    ugate-mixed) "$CONNLOAD" http "$port" "127.0.0.1:$ORIGIN" "$CONNS" 2 "$SECONDS_RUN" >"$res" ;;
+    ugate-mixed | base-mixed) "$CONNLOAD" http "$port" "127.0.0.1:$ORIGIN" "$CONNS" 2 "$SECONDS_RUN" >"$res" ;;
     *-connload) "$CONNLOAD" http "$port" - "$CONNS" 2 "$SECONDS_RUN" >"$res" ;;
     *) wrk -t2 -c"$CONNS" -d"${SECONDS_RUN}s" --latency -H "Connection: close" "http://127.0.0.1:$port/small" >"$res" ;;
   esac
@@ -224,7 +228,9 @@ conn_run() {  # ROUND PEER
   log "$(printf '  conn round %s %-22s %8.0f conn/s  p99 %s µs' "$r" "$peer" "$rps" "$p99")"
 }
 section_conn() {
-  rotate conn conn_run direct direct-connload ugate-forward ugate-mixed haproxy haproxy-connload nginx-stream
+  local base=()
+  [[ -z ${UGATE_BASE_BIN:-} ]] || base=(base-forward base-mixed)
+  rotate conn conn_run direct direct-connload ugate-forward ugate-mixed "${base[@]}" haproxy haproxy-connload nginx-stream
 }
 
 # ---------------------------------------------------------------- socks

@@ -58,6 +58,7 @@ NATIVE_SRCS := \
 	pipe \
 	quic \
 	relay \
+	socks5 \
 	socks_udp \
 	tls \
 	udp \

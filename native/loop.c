@@ -101,6 +101,13 @@ static void report_exception(JSContext *ctx, const char *what) {
   ug_loop_request_exit(70);
 }
 
+JSValue ug_call_value(JSContext *ctx, JSValueConst fn, int argc, JSValueConst *argv) {
+  JSValue r = JS_Call(ctx, fn, JS_UNDEFINED, argc, argv);
+  if (!JS_IsException(r)) return r;
+  report_exception(ctx, "uncaught exception");
+  return JS_UNDEFINED;
+}
+
 void ug_call(JSContext *ctx, JSValueConst fn, int argc, JSValueConst *argv) {
   JSValue r = JS_Call(ctx, fn, JS_UNDEFINED, argc, argv);
   if (JS_IsException(r)) report_exception(ctx, "uncaught exception");

@@ -5,6 +5,12 @@
 // connect timeout) and hands the pair to relay.c. JS hears of a connection
 // only once it is over, in batches (one call for every connection finished
 // since the last), for the access line and the stats.
+// The native SOCKS5 handshake: a `socks`/`mixed` listener whose connections
+// C greets, authenticates (RFC 1929 against the users JS handed over) and
+// reads the request of; JS is called once per batch of CONNECT requests for
+// their routes (onSocksRequests) and answers each with a dial, a refusal or
+// "JS takes it"; everything else (SOCKS4, HTTP, UDP ASSOCIATE) is handed to
+// JS with the bytes read so far.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,6 +27,7 @@
 #include <unistd.h>
 
 #include "relay.h"
+#include "socks5.h"
 #include "ugate.h"
 
 // ---- admission: one count for every listener type ----------------------------
@@ -105,21 +112,39 @@ typedef struct {
 } cidr;
 
 typedef struct fwd_listener fwd_listener;
+enum { KIND_FORWARD, KIND_SOCKS };
+
 struct fwd_listener {
   fwd_listener *next;  // the serving ones
   int fd;              // -1 once stopped
   int refs;            // 1 while serving, + 1 per live connection
-  char *name, *dst;    // for the access line and the connection list
-  struct sockaddr_storage target;
+  int kind;
+  char *name, *dst;  // for the access line and the connection list (dst: forward only)
+  char *type;        // the listener's type, for the connection list
+  struct sockaddr_storage target;  // forward only
   socklen_t target_len;
-  int mark, timeout_ms, idle_ms;
+  int mark, timeout_ms, idle_ms, handshake_ms;
   bool splice;
   cidr *allow;
   int nallow;
+  // SOCKS: the accounts, "ULEN USER PLEN PASS" records (RFC 1929's own layout)
+  uint8_t *users;
+  size_t users_len;
   double resume_ms;  // > 0: paused (out of fds) until then
 };
 
-enum { DIALING, RELAYING, FINISHED };
+enum { HANDSHAKE, DIALING, RELAYING, FINISHED };
+enum { S_GREET, S_AUTH, S_REQUEST };
+
+// A SOCKS connection's handshake: what it has read and not used yet. Freed
+// when the handshake is over (a relayed connection keeps none of it).
+#define HS_LIMIT 1024  // as the JS handshake's HANDSHAKE_LIMIT
+typedef struct {
+  uint8_t buf[HS_LIMIT];
+  size_t len;
+  int state;
+  socks5_request req;
+} socks_hs;
 
 typedef struct fconn fconn;
 struct fconn {
@@ -127,7 +152,17 @@ struct fconn {
   fconn *prev, *next;    // live: from accept until JS was told
   fconn *tprev, *tnext;  // dialing, by deadline
   fconn *done_next;      // finished, waiting for the next batch to JS
+  fconn *ask_next;       // SOCKS: waiting for JS (a route, or to take it)
   fwd_listener *l;
+  socks_hs *hs;  // SOCKS, until the relay (or the end)
+  // SOCKS, for the access line and the connection list (NULL: not known / none)
+  char *user, *cdst, *rule, *action, *via, *dns_name;
+  uint8_t user_len;        // user may hold a NUL (it is UTF-8)
+  uint8_t ask;             // what JS is asked (ASK_*)
+  struct sockaddr_in6 to;  // SOCKS: the address dialed (or sockaddr_in)
+  socklen_t to_len;
+  uint8_t family;  // the client's, for JS (4 or 6)
+  uint16_t cport;  // the client's port
   double id, start_ms, deadline_ms;
   int client, upstream;  // owned here while DIALING
   int stage;
@@ -143,8 +178,10 @@ static struct {
   int nlive;
   fconn *dial_head, *dial_tail;
   int timerfd;
-  double armed_ms;  // the timerfd's deadline, 0 = disarmed
-  JSValue cb;       // onForwardEvents: every batch
+  double armed_ms;   // the timerfd's deadline, 0 = disarmed
+  JSValue cb;        // onForwardEvents: every batch
+  JSValue socks_cb;  // onSocksRequests: the SOCKS connections waiting for JS
+  fconn *ask_head, *ask_tail;
   // Finished connections, pushed by both threads; one job posted per batch.
   pthread_mutex_t lock;
   fconn *done_head, *done_tail;
@@ -161,7 +198,9 @@ static void listener_unref(fwd_listener *l) {
   if (--l->refs > 0) return;
   free(l->name);
   free(l->dst);
+  free(l->type);
   free(l->allow);
+  free(l->users);
   free(l);
 }
 
@@ -241,20 +280,71 @@ static void reset_fd(int fd) {
   close(fd);
 }
 
-// A dialing connection ends without a relay: the client gets a RST.
-static void end_dial(JSContext *ctx, fconn *c, const char *reason, int err) {
+static void free_socks(fconn *c) {
+  free(c->hs);
+  free(c->user);
+  free(c->cdst);
+  free(c->rule);
+  free(c->action);
+  free(c->via);
+  free(c->dns_name);
+  c->hs = NULL;
+}
+
+// A connection ends before its relay: the client gets a RST (reset) or a FIN.
+static void end_conn(JSContext *ctx, fconn *c, const char *reason, int err, bool reset) {
   dial_unlink(c);
   if (c->upstream >= 0) {
     ug_loop_unwatch(ctx, c->upstream);
     close(c->upstream);
     c->upstream = -1;
   }
-  reset_fd(c->client);
+  if (c->l->kind == KIND_SOCKS) ug_loop_unwatch(ctx, c->client);
+  if (reset)
+    reset_fd(c->client);
+  else
+    close(c->client);
   c->client = -1;
+  free(c->hs);
+  c->hs = NULL;
   c->reason = reason;
   c->err = err;
   c->stage = FINISHED;
   push_done(c);
+}
+
+static void end_dial(JSContext *ctx, fconn *c, const char *reason, int err) {
+  end_conn(ctx, c, reason, err, true);
+}
+
+// Bytes a SOCKS handshake sends: a few, on a socket that has sent nothing
+// else, so they fit its buffer at once; -1 (errno) otherwise.
+static int send_small(int fd, const void *p, size_t n) {
+  ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (w == (ssize_t)n) return 0;
+  if (w >= 0) errno = EAGAIN;
+  return -1;
+}
+
+// A SOCKS dial failed: the reply says why, then the client gets a FIN (as
+// the JS path closes after a failure reply).
+static void end_socks_dial(JSContext *ctx, fconn *c, const char *reason, int err) {
+  uint8_t rep[22];
+  bool timeout = !strcmp(reason, "connect-timeout");
+  size_t n = socks5_encode_reply(socks5_reply_for_errno(err, timeout), NULL, rep);
+  send_small(c->client, rep, n);
+  end_conn(ctx, c, reason, err, false);
+}
+
+// End c wherever it is before its relay, as the JS path would for `reason`
+// (handshake-timeout, connect-timeout, closed, shutdown).
+static void end_early(JSContext *ctx, fconn *c, const char *reason) {
+  if (c->stage == HANDSHAKE)
+    end_conn(ctx, c, reason, 0, true);
+  else if (c->l->kind == KIND_SOCKS)
+    end_socks_dial(ctx, c, reason, 0);
+  else
+    end_dial(ctx, c, reason, 0);
 }
 
 static void set_nodelay(int fd) {
@@ -265,9 +355,32 @@ static void set_nodelay(int fd) {
 static void start_relay(JSContext *ctx, fconn *c) {
   dial_unlink(c);
   ug_loop_unwatch(ctx, c->upstream);
-  set_nodelay(c->upstream);
   fwd_listener *l = c->l;
+  uint8_t *rest = NULL;
+  size_t nrest = 0;
+  if (l->kind == KIND_SOCKS) {
+    // The success reply names the outbound socket's address, as the JS path's does.
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    uint8_t rep[22];
+    bool named = getsockname(c->upstream, (struct sockaddr *)&ss, &sl) == 0;
+    size_t n = socks5_encode_reply(0, named ? (struct sockaddr *)&ss : NULL, rep);
+    if (send_small(c->client, rep, n) < 0) {
+      end_conn(ctx, c, "client-error", errno, true);
+      return;
+    }
+    // Bytes the client sent after its request: the relay's first ones upstream.
+    socks_hs *hs = c->hs;
+    if (hs->len > 0 && (rest = malloc(hs->len))) {
+      memcpy(rest, hs->buf, hs->len);
+      nrest = hs->len;
+    }
+    free(hs);
+    c->hs = NULL;
+  }
+  set_nodelay(c->upstream);
   relay_init(&c->r, c->client, c->upstream, l->splice, l->idle_ms, on_relay_done);
+  if (rest) relay_set_initial(&c->r.up, rest, nrest);
   c->client = c->upstream = -1;
   c->stage = RELAYING;
   relay_start(&c->r);
@@ -280,7 +393,9 @@ static void on_connected(JSContext *ctx, int fd, uint32_t events, void *arg) {
   int err = 0;
   socklen_t len = sizeof err;
   if (getsockopt(c->upstream, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-  if (err)
+  if (err && c->l->kind == KIND_SOCKS)
+    end_socks_dial(ctx, c, "connect-error", err);
+  else if (err)
     end_dial(ctx, c, "connect-error", err);
   else
     start_relay(ctx, c);
@@ -289,25 +404,30 @@ static void on_connected(JSContext *ctx, int fd, uint32_t events, void *arg) {
 
 static void dial(JSContext *ctx, fconn *c) {
   fwd_listener *l = c->l;
-  int fd = socket(l->target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  bool socks = l->kind == KIND_SOCKS;
+  const struct sockaddr *to = socks ? (struct sockaddr *)&c->to : (struct sockaddr *)&l->target;
+  socklen_t to_len = socks ? c->to_len : l->target_len;
+  void (*fail)(JSContext *, fconn *, const char *, int) = socks ? end_socks_dial : end_dial;
+  c->stage = DIALING;
+  int fd = socket(to->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    end_dial(ctx, c, "connect-error", errno);
+    fail(ctx, c, "connect-error", errno);
     return;
   }
   c->upstream = fd;
   int err = 0;
   if (l->mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &l->mark, sizeof l->mark) < 0)
     err = errno;
-  else if (connect(fd, (struct sockaddr *)&l->target, l->target_len) == 0) {
+  else if (connect(fd, to, to_len) == 0) {
     start_relay(ctx, c);
     return;
   } else if (errno != EINPROGRESS || ug_loop_watch_c(ctx, fd, EPOLLOUT, on_connected, c) < 0)
     err = errno;
   if (err) {
-    end_dial(ctx, c, "connect-error", err);
+    fail(ctx, c, "connect-error", err);
     return;
   }
-  c->deadline_ms = c->start_ms + l->timeout_ms;
+  c->deadline_ms = (socks ? ug_now_ms() : c->start_ms) + l->timeout_ms;
   dial_insert(c);
   arm_timer(ctx);
 }
@@ -367,6 +487,299 @@ static bool allowed(const fwd_listener *l, const struct sockaddr_storage *ss) {
   return false;
 }
 
+// ---- the native SOCKS5 handshake ---------------------------------------------
+enum { ASK_FIRST = 1, ASK_REQUEST, ASK_ROUTE };
+
+static void on_client(JSContext *ctx, int fd, uint32_t events, void *arg);
+
+// JS's turn for c at the next flush: a route (ASK_ROUTE), or the whole
+// connection with the bytes read so far (ASK_FIRST: not SOCKS5; ASK_REQUEST:
+// a request the native path does not serve). The handshake timer stops (a
+// connection JS takes gets its own).
+static void ask(JSContext *ctx, fconn *c, int what) {
+  ug_loop_unwatch(ctx, c->client);
+  dial_unlink(c);
+  c->ask = (uint8_t)what;
+  c->ask_next = NULL;
+  if (fw.ask_tail)
+    fw.ask_tail->ask_next = c;
+  else
+    fw.ask_head = c;
+  fw.ask_tail = c;
+}
+
+// A malformed greeting, RFC 1929 message or request: logged with the bad value.
+static void invalid(JSContext *ctx, fconn *c, const socks5_error *e, bool reset) {
+  add_event(ctx, "invalid", c->l, "src", c->src, "error", e->text);
+  end_conn(ctx, c, "socks5-invalid", 0, reset);
+}
+
+static void consume(socks_hs *hs, size_t n) {
+  memmove(hs->buf, hs->buf + n, hs->len - n);
+  hs->len -= n;
+}
+
+// RFC 1929's bytes against the accounts (as JS compares the decoded strings:
+// for valid UTF-8 the same thing).
+static bool user_ok(const fwd_listener *l, const socks5_userpass *up) {
+  for (size_t i = 0; i + 2 <= l->users_len;) {
+    const uint8_t *u = l->users + i;
+    const uint8_t *p = u + 1 + u[0];
+    if (u[0] == up->ulen && p[0] == up->plen && !memcmp(u + 1, up->user, up->ulen) &&
+        !memcmp(p + 1, up->pass, up->plen))
+      return true;
+    i += 2u + u[0] + p[0];
+  }
+  return false;
+}
+
+// Use what the handshake has read; false while it needs more bytes.
+static bool socks_step(JSContext *ctx, fconn *c) {
+  socks_hs *hs = c->hs;
+  for (;;) {
+    size_t used = 0;
+    socks5_error e;
+    int r;
+    if (hs->state == S_GREET) {
+      if (hs->len > 0 && hs->buf[0] != 5) {
+        ask(ctx, c, ASK_FIRST);  // SOCKS4, HTTP on `mixed`: JS speaks those
+        return true;
+      }
+      uint8_t method = 0;
+      r = socks5_parse_greeting(hs->buf, hs->len, c->l->users_len > 0, &used, &method, &e);
+      if (r == SOCKS5_NEED) return false;
+      if (r == SOCKS5_BAD) return invalid(ctx, c, &e, true), true;
+      consume(hs, used);
+      uint8_t choice[2] = {5, method};
+      if (send_small(c->client, choice, 2) < 0)
+        return end_conn(ctx, c, "client-error", errno, true), true;
+      if (method == 0xff) return end_conn(ctx, c, "auth-required", 0, false), true;
+      hs->state = method == 2 ? S_AUTH : S_REQUEST;
+    } else if (hs->state == S_AUTH) {
+      socks5_userpass up;
+      r = socks5_parse_userpass(hs->buf, hs->len, &used, &up, &e);
+      if (r == SOCKS5_NEED) return false;
+      if (r == SOCKS5_BAD) return invalid(ctx, c, &e, true), true;
+      bool ok = user_ok(c->l, &up);
+      uint8_t status[2] = {1, ok ? 0 : 1};
+      if (send_small(c->client, status, 2) < 0)
+        return end_conn(ctx, c, "client-error", errno, true), true;
+      if (!ok) return end_conn(ctx, c, "auth-failed", 0, false), true;
+      if (!(c->user = malloc(up.ulen + 1u)))
+        return end_conn(ctx, c, "internal-error", 0, true), true;
+      memcpy(c->user, up.user, up.ulen);
+      c->user[up.ulen] = 0;
+      c->user_len = up.ulen;
+      consume(hs, used);
+      hs->state = S_REQUEST;
+    } else {
+      r = socks5_parse_request(hs->buf, hs->len, &used, &hs->req, &e);
+      if (r == SOCKS5_NEED) return false;
+      uint8_t rep[22];
+      if (r == SOCKS5_BAD) {
+        send_small(c->client, rep, socks5_encode_reply(e.reply, NULL, rep));
+        return invalid(ctx, c, &e, false), true;
+      }
+      char dst[300];
+      socks5_format_dst(&hs->req, dst, sizeof dst);
+      if (!(c->cdst = strdup(dst))) return end_conn(ctx, c, "internal-error", 0, true), true;
+      if (hs->req.cmd == 3) {
+        ask(ctx, c, ASK_REQUEST);  // UDP ASSOCIATE: JS reads the request again
+        return true;
+      }
+      if (hs->req.cmd == 2) {  // BIND: refused, as the JS path refuses it
+        send_small(c->client, rep, socks5_encode_reply(SOCKS5_REP_CMD_UNSUPPORTED, NULL, rep));
+        return end_conn(ctx, c, "command-not-supported:2", 0, false), true;
+      }
+      consume(hs, used);  // what is left goes upstream first
+      ask(ctx, c, ASK_ROUTE);
+      return true;
+    }
+  }
+}
+
+// Read what the client sent and use it; watch the client while more is due.
+static void socks_read(JSContext *ctx, fconn *c) {
+  socks_hs *hs = c->hs;
+  for (;;) {
+    const char *why = NULL;
+    int err = 0;
+    ssize_t n = 0;
+    if (hs->len == HS_LIMIT) {
+      why = "too-large";
+    } else if ((n = recv(c->client, hs->buf + hs->len, HS_LIMIT - hs->len, 0)) == 0) {
+      why = "client-eof";
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && errno != EAGAIN) {
+      why = "client-error";
+      err = errno;
+    }
+    if (why) {
+      end_conn(ctx, c, why, err, true);
+      return;
+    }
+    if (n > 0) {
+      hs->len += (size_t)n;
+      if (socks_step(ctx, c)) return;
+      if (hs->len < HS_LIMIT) continue;  // a partial message: the rest may be there
+    }
+    if (ug_loop_watch_c(ctx, c->client, EPOLLIN, on_client, c) < 0)
+      end_conn(ctx, c, "client-error", errno, true);
+    return;
+  }
+}
+
+static void on_client(JSContext *ctx, int fd, uint32_t events, void *arg) {
+  (void)fd;
+  (void)events;
+  socks_read(ctx, arg);
+  flush(ctx);
+}
+
+static void socks_start(JSContext *ctx, fconn *c) {
+  if (!(c->hs = calloc(1, sizeof *c->hs))) {
+    end_conn(ctx, c, "internal-error", 0, true);
+    return;
+  }
+  c->stage = HANDSHAKE;
+  c->deadline_ms = c->start_ms + c->l->handshake_ms;
+  dial_insert(c);
+  arm_timer(ctx);
+  socks_read(ctx, c);  // the greeting is often there already
+}
+
+// c now belongs to JS (its fd, admission and access line): C forgets it.
+static void forget_taken(fconn *c) {
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    fw.live = c->next;
+  if (c->next) c->next->prev = c->prev;
+  fw.nlive--;
+  free_socks(c);
+  listener_unref(c->l);
+  ug_loop_unref();
+  free(c);
+}
+
+static char *dup_prop(JSContext *ctx, JSValueConst o, const char *key) {
+  JSValue v = JS_GetPropertyStr(ctx, o, key);
+  char *out = NULL;
+  if (JS_IsString(v)) {
+    const char *s = JS_ToCString(ctx, v);
+    if (s) out = strdup(s);
+    JS_FreeCString(ctx, s);
+  }
+  JS_FreeValue(ctx, v);
+  return out;
+}
+
+// JS's answer for a CONNECT: {addr, port, rule, action, via?, dnsName?} (dial),
+// {reply, reason, rule?, action?} (refuse with that SOCKS reply), or
+// undefined (JS took the connection).
+static void answer(JSContext *ctx, fconn *c, JSValueConst d) {
+  if (!JS_IsObject(d)) {
+    forget_taken(c);
+    return;
+  }
+  c->rule = dup_prop(ctx, d, "rule");
+  c->action = dup_prop(ctx, d, "action");
+  c->via = dup_prop(ctx, d, "via");
+  c->dns_name = dup_prop(ctx, d, "dnsName");
+  int reply = -1, port = 0;
+  ug_opt_int(ctx, d, "reply", &reply);
+  if (reply >= 0) {
+    char *why = dup_prop(ctx, d, "reason");
+    // Only the reasons a route refuses with (the field is a static string).
+    const char *reason = why && !strcmp(why, "loop") ? "loop" : "rejected";
+    free(why);
+    uint8_t rep[22];
+    send_small(c->client, rep, socks5_encode_reply((uint8_t)reply, NULL, rep));
+    end_conn(ctx, c, reason, 0, false);
+    return;
+  }
+  char *addr = dup_prop(ctx, d, "addr");
+  ug_opt_int(ctx, d, "port", &port);
+  struct sockaddr_in *a4 = (struct sockaddr_in *)&c->to;
+  memset(&c->to, 0, sizeof c->to);
+  if (addr && port > 0 && port < 65536 && inet_pton(AF_INET, addr, &a4->sin_addr) == 1) {
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons(port);
+    c->to_len = sizeof *a4;
+  } else if (addr && port > 0 && port < 65536 && inet_pton(AF_INET6, addr, &c->to.sin6_addr) == 1) {
+    c->to.sin6_family = AF_INET6;
+    c->to.sin6_port = htons(port);
+    c->to_len = sizeof c->to;
+  } else {
+    c->to_len = 0;
+  }
+  free(addr);
+  if (!c->to_len) {
+    fprintf(stderr, "ugate: onSocksRequests: no address to dial for connection %.0f\n", c->id);
+    end_conn(ctx, c, "internal-error", 0, true);
+    return;
+  }
+  dial(ctx, c);
+}
+
+static const char *const ASK_KIND[] = {"", "first", "request", "route"};
+
+// One call into JS for every SOCKS connection waiting for it.
+static void ask_js(JSContext *ctx) {
+  fconn *head = fw.ask_head;
+  if (!head) return;
+  fw.ask_head = fw.ask_tail = NULL;
+  JSValue items = JS_NewArray(ctx);
+  uint32_t n = 0;
+  for (fconn *c = head; c; c = c->ask_next) {
+    JSValue o = JS_NewObject(ctx);
+    JS_SetPropertyStr(ctx, o, "kind", JS_NewString(ctx, ASK_KIND[c->ask]));
+    JS_SetPropertyStr(ctx, o, "id", JS_NewFloat64(ctx, c->id));
+    JS_SetPropertyStr(ctx, o, "listener", JS_NewString(ctx, c->l->name));
+    JS_SetPropertyStr(ctx, o, "src", JS_NewString(ctx, c->src));
+    JS_SetPropertyStr(ctx, o, "addr", JS_NewString(ctx, c->ip));
+    JS_SetPropertyStr(ctx, o, "port", JS_NewInt32(ctx, c->cport));
+    JS_SetPropertyStr(ctx, o, "family", JS_NewInt32(ctx, c->family));
+    if (c->user) JS_SetPropertyStr(ctx, o, "user", JS_NewStringLen(ctx, c->user, c->user_len));
+    // Handed over (first, request), JS owns the fd from this call on; a route
+    // only when JS answers undefined. `data`: the bytes read and not used.
+    JS_SetPropertyStr(ctx, o, "fd", JS_NewInt32(ctx, c->client));
+    if (c->ask != ASK_ROUTE || c->hs->len > 0)
+      JS_SetPropertyStr(ctx, o, "data", JS_NewArrayBufferCopy(ctx, c->hs->buf, c->hs->len));
+    if (c->ask == ASK_ROUTE) {
+      JS_SetPropertyStr(ctx, o, "host", JS_NewString(ctx, c->hs->req.host));
+      JS_SetPropertyStr(ctx, o, "dstPort", JS_NewInt32(ctx, c->hs->req.port));
+      JS_SetPropertyStr(ctx, o, "dst", JS_NewString(ctx, c->cdst));
+    }
+    JS_SetPropertyUint32(ctx, items, n++, o);
+  }
+  JSValue res =
+      JS_IsFunction(ctx, fw.socks_cb) ? ug_call_value(ctx, fw.socks_cb, 1, &items) : JS_UNDEFINED;
+  uint32_t i = 0;
+  for (fconn *c = head, *next; c; c = next, i++) {
+    next = c->ask_next;
+    if (c->ask != ASK_ROUTE) {
+      forget_taken(c);
+      continue;
+    }
+    if (!JS_IsArray(res)) {  // no callback, or it threw (reported)
+      end_conn(ctx, c, "internal-error", 0, true);
+      continue;
+    }
+    JSValue d = JS_GetPropertyUint32(ctx, res, i);
+    if (JS_IsUndefined(d) || JS_IsNull(d)) {
+      // JS took it: it asked for the fd it now owns
+      forget_taken(c);
+    } else {
+      answer(ctx, c, d);
+    }
+    JS_FreeValue(ctx, d);
+  }
+  JS_FreeValue(ctx, res);
+  JS_FreeValue(ctx, items);
+}
+
 static void on_accept(JSContext *ctx, int fd, uint32_t events, void *arg);
 
 // Accept until the backlog is empty (bounded, so other sockets get their turn).
@@ -392,6 +805,9 @@ static void on_accept(JSContext *ctx, int lfd, uint32_t events, void *arg) {
       continue;
     }
     format_src(&ss, c->ip, c->src);
+    c->family = strchr(c->ip, ':') ? 6 : 4;
+    c->cport = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                              : ((struct sockaddr_in *)&ss)->sin_port);
     if (!allowed(l, &ss)) {
       add_event(ctx, "denied", l, "src", c->src, NULL, NULL);
       reset_fd(fd);
@@ -421,7 +837,10 @@ static void on_accept(JSContext *ctx, int lfd, uint32_t events, void *arg) {
     fw.live = c;
     fw.nlive++;
     ug_loop_ref();
-    dial(ctx, c);
+    if (l->kind == KIND_SOCKS)
+      socks_start(ctx, c);
+    else
+      dial(ctx, c);
   }
   flush(ctx);
 }
@@ -435,8 +854,10 @@ static void on_timer(JSContext *ctx, int fd, uint32_t events, void *arg) {
   fw.armed_ms = 0;
   ug_loop_unwatch(ctx, fd);  // arm_timer watches it again when something is pending
   double now = ug_now_ms();
-  while (fw.dial_head && fw.dial_head->deadline_ms <= now)
-    end_dial(ctx, fw.dial_head, "connect-timeout", 0);
+  while (fw.dial_head && fw.dial_head->deadline_ms <= now) {
+    fconn *c = fw.dial_head;
+    end_early(ctx, c, c->stage == HANDSHAKE ? "handshake-timeout" : "connect-timeout");
+  }
   for (fwd_listener *l = fw.listeners; l; l = l->next) {
     if (l->resume_ms <= 0 || l->resume_ms > now) continue;
     l->resume_ms = 0;
@@ -446,7 +867,13 @@ static void on_timer(JSContext *ctx, int fd, uint32_t events, void *arg) {
   flush(ctx);
 }
 
-// The access line's fields, in its order: listener src dst up down ms reason splice.
+static void set_opt_str(JSContext *ctx, JSValueConst o, const char *key, const char *v) {
+  if (v) JS_SetPropertyStr(ctx, o, key, JS_NewString(ctx, v));
+}
+
+// The access line's fields, in its order: listener src dst up down ms reason
+// splice, then a SOCKS connection's as the JS path adds them: user dnsName
+// rule action via.
 static JSValue conn_fields(JSContext *ctx, fconn *c, double now) {
   char reason[64], spare[UG_ERRNO_NAME_MAX];
   const char *why = c->reason ? c->reason : c->r.reason;
@@ -459,12 +886,18 @@ static JSValue conn_fields(JSContext *ctx, fconn *c, double now) {
   JSValue o = JS_NewObject(ctx);
   JS_SetPropertyStr(ctx, o, "listener", JS_NewString(ctx, c->l->name));
   JS_SetPropertyStr(ctx, o, "src", JS_NewString(ctx, c->src));
-  JS_SetPropertyStr(ctx, o, "dst", JS_NewString(ctx, c->l->dst));
+  const char *dst = c->l->kind == KIND_FORWARD ? c->l->dst : c->cdst ? c->cdst : "-";
+  JS_SetPropertyStr(ctx, o, "dst", JS_NewString(ctx, dst));
   JS_SetPropertyStr(ctx, o, "up", JS_NewFloat64(ctx, relayed ? (double)c->r.up.bytes : 0));
   JS_SetPropertyStr(ctx, o, "down", JS_NewFloat64(ctx, relayed ? (double)c->r.down.bytes : 0));
   JS_SetPropertyStr(ctx, o, "ms", JS_NewFloat64(ctx, (double)(int64_t)(now - c->start_ms + 0.5)));
   JS_SetPropertyStr(ctx, o, "reason", JS_NewString(ctx, reason));
   JS_SetPropertyStr(ctx, o, "splice", JS_NewInt32(ctx, relayed && c->r.spliced));
+  if (c->user) JS_SetPropertyStr(ctx, o, "user", JS_NewStringLen(ctx, c->user, c->user_len));
+  set_opt_str(ctx, o, "dnsName", c->dns_name);
+  set_opt_str(ctx, o, "rule", c->rule);
+  set_opt_str(ctx, o, "action", c->action);
+  set_opt_str(ctx, o, "via", c->via);
   return o;
 }
 
@@ -477,29 +910,34 @@ static void forget(fconn *c) {
   fw.nlive--;
   if (!c->reason) relay_release(&c->r);
   release(c->ip);
+  free_socks(c);
   listener_unref(c->l);
   ug_loop_unref();
   free(c);
 }
 
-// Loop thread: one call to JS with every connection finished since the last
-// batch and this turn's events: cb({conns, events}).
+// Loop thread: the SOCKS connections waiting for JS first, then one call to
+// JS with every connection finished since the last batch and this turn's
+// events: cb({conns, relayed, events}).
 static void flush(JSContext *ctx) {
+  ask_js(ctx);
   pthread_mutex_lock(&fw.lock);
   fconn *c = fw.done_head;
   fw.done_head = fw.done_tail = NULL;
   pthread_mutex_unlock(&fw.lock);
   if (!c && JS_IsUndefined(fw.events)) return;
-  JSValue conns = JS_NewArray(ctx);
+  JSValue conns = JS_NewArray(ctx), relayed = JS_NewArray(ctx);
   double now = ug_now_ms();
   for (uint32_t i = 0; c; i++) {
     fconn *next = c->done_next;
     JS_SetPropertyUint32(ctx, conns, i, conn_fields(ctx, c, now));
+    JS_SetPropertyUint32(ctx, relayed, i, JS_NewBool(ctx, !c->reason));
     forget(c);
     c = next;
   }
   JSValue batch = JS_NewObject(ctx);
   JS_SetPropertyStr(ctx, batch, "conns", conns);
+  JS_SetPropertyStr(ctx, batch, "relayed", relayed);
   JS_SetPropertyStr(ctx, batch, "events", JS_IsUndefined(fw.events) ? JS_NewArray(ctx) : fw.events);
   fw.events = JS_UNDEFINED;
   fw.nevents = 0;
@@ -556,9 +994,38 @@ static void stop_listener(JSContext *ctx, fwd_listener *l) {
   listener_unref(l);
 }
 
-// forwardServe(fd, {name, dst, addr, port, allow, mark, timeoutMs, splice, idleMs}):
-// the listening socket fd is served here from now on (replacing the options of
-// an earlier call: reload); the connections already live keep their target.
+// The accounts ["user", "pass", ...] as RFC 1929 records; NULL with a reason.
+static const char *users_from_js(JSContext *ctx, JSValueConst arr, fwd_listener *l) {
+  int64_t n = 0;
+  if (JS_IsUndefined(arr)) return NULL;
+  if (!JS_IsArray(arr) || JS_GetLength(ctx, arr, &n) < 0 || n % 2 || n > 200000)
+    return "users must be an array of user, password pairs";
+  if (n == 0) return NULL;
+  if (!(l->users = malloc((size_t)n * 256))) return "out of memory";
+  for (int64_t i = 0; i < n; i++) {
+    JSValue v = JS_GetPropertyUint32(ctx, arr, (uint32_t)i);
+    size_t len = 0;
+    const char *str = JS_IsString(v) ? JS_ToCStringLen(ctx, &len, v) : NULL;
+    JS_FreeValue(ctx, v);
+    if (!str) return "users: not a string";
+    if (len > 255) {
+      JS_FreeCString(ctx, str);
+      return "users: longer than 255 bytes (RFC 1929)";
+    }
+    l->users[l->users_len++] = (uint8_t)len;
+    memcpy(l->users + l->users_len, str, len);
+    l->users_len += len;
+    JS_FreeCString(ctx, str);
+  }
+  return NULL;
+}
+
+// forwardServe(fd, {kind, name, type, dst, addr, port, allow, mark, timeoutMs,
+// splice, idleMs, handshakeMs, users}): the listening socket fd is served here
+// from now on (replacing the options of an earlier call: reload); the
+// connections already live keep theirs. kind "forward": every connection to
+// addr:port; kind "socks": the SOCKS5 handshake in C (users: the accounts,
+// flat), JS asked per request (onSocksRequests).
 static JSValue js_forward_serve(UG_JS_PARAMS) {
   int fd, port = 0;
   if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
@@ -573,10 +1040,13 @@ static JSValue js_forward_serve(UG_JS_PARAMS) {
   if (!l) return JS_ThrowOutOfMemory(ctx);
   l->refs = 1;
   l->fd = fd;
-  const char *name = NULL, *dst = NULL, *addr = NULL;
-  JSValue allow = JS_UNDEFINED;
+  const char *name = NULL, *dst = NULL, *addr = NULL, *kind = NULL, *type = NULL;
+  JSValue allow = JS_UNDEFINED, users = JS_UNDEFINED;
   const char *bad = NULL;
-  if (ug_opt_string(ctx, argv[1], "name", &name) < 0 ||
+  if (ug_opt_string(ctx, argv[1], "kind", &kind) < 0 ||
+      ug_opt_string(ctx, argv[1], "type", &type) < 0 ||
+      ug_opt_int(ctx, argv[1], "handshakeMs", &l->handshake_ms) < 0 ||
+      ug_opt_string(ctx, argv[1], "name", &name) < 0 ||
       ug_opt_string(ctx, argv[1], "dst", &dst) < 0 ||
       ug_opt_string(ctx, argv[1], "addr", &addr) < 0 ||
       ug_opt_int(ctx, argv[1], "port", &port) < 0 ||
@@ -585,9 +1055,13 @@ static JSValue js_forward_serve(UG_JS_PARAMS) {
       ug_opt_int(ctx, argv[1], "idleMs", &l->idle_ms) < 0 ||
       ug_opt_bool(ctx, argv[1], "splice", &l->splice) < 0)
     goto fail;
+  l->kind = kind && !strcmp(kind, "socks") ? KIND_SOCKS : KIND_FORWARD;
+  if (kind && strcmp(kind, "socks") && strcmp(kind, "forward"))
+    bad = "kind is not forward or socks";
   l->name = strdup(name ? name : "");
   l->dst = strdup(dst ? dst : "");
-  if (!l->name || !l->dst) {
+  l->type = strdup(type ? type : "forward");
+  if (!l->name || !l->dst || !l->type) {
     JS_ThrowOutOfMemory(ctx);
     goto fail;
   }
@@ -603,9 +1077,13 @@ static JSValue js_forward_serve(UG_JS_PARAMS) {
       a6->sin6_family = AF_INET6;
       a6->sin6_port = htons(port);
       l->target_len = sizeof *a6;
-    } else {
+    } else if (l->kind == KIND_FORWARD) {
       bad = "addr/port is not a numeric IP address and port";
     }
+  }
+  if (!bad && l->kind == KIND_SOCKS) {
+    users = JS_GetPropertyStr(ctx, argv[1], "users");
+    bad = users_from_js(ctx, users, l);
   }
   allow = JS_GetPropertyStr(ctx, argv[1], "allow");
   if (!bad) {
@@ -646,13 +1124,19 @@ static JSValue js_forward_serve(UG_JS_PARAMS) {
   JS_FreeCString(ctx, name);
   JS_FreeCString(ctx, dst);
   JS_FreeCString(ctx, addr);
+  JS_FreeCString(ctx, kind);
+  JS_FreeCString(ctx, type);
   JS_FreeValue(ctx, allow);
+  JS_FreeValue(ctx, users);
   return JS_UNDEFINED;
 fail:
   if (name) JS_FreeCString(ctx, name);
   if (dst) JS_FreeCString(ctx, dst);
   if (addr) JS_FreeCString(ctx, addr);
+  if (kind) JS_FreeCString(ctx, kind);
+  if (type) JS_FreeCString(ctx, type);
   JS_FreeValue(ctx, allow);
+  JS_FreeValue(ctx, users);
   listener_unref(l);
   return JS_EXCEPTION;
 }
@@ -674,6 +1158,15 @@ static JSValue js_on_forward_events(UG_JS_PARAMS) {
   return JS_UNDEFINED;
 }
 
+// onSocksRequests(cb): cb(items) is asked about SOCKS connections (ask_js).
+static JSValue js_on_socks_requests(UG_JS_PARAMS) {
+  if (!JS_IsFunction(ctx, argv[0]))
+    return JS_ThrowTypeError(ctx, "onSocksRequests: not a function");
+  JS_FreeValue(ctx, fw.socks_cb);
+  fw.socks_cb = JS_DupValue(ctx, argv[0]);
+  return JS_UNDEFINED;
+}
+
 // The live native connections, as `ugate ctl connections` lists them.
 static JSValue js_forward_connections(UG_JS_PARAMS) {
   JSValue a = JS_NewArray(ctx);
@@ -686,9 +1179,15 @@ static JSValue js_forward_connections(UG_JS_PARAMS) {
     JS_SetPropertyStr(ctx, o, "listener", JS_NewString(ctx, c->l->name));
     JS_SetPropertyStr(ctx, o, "src", JS_NewString(ctx, c->src));
     JS_SetPropertyStr(ctx, o, "stage",
-                      JS_NewString(ctx, c->stage == DIALING ? "handshake" : "relay"));
+                      JS_NewString(ctx, c->stage == RELAYING ? "relay" : "handshake"));
     JS_SetPropertyStr(ctx, o, "ms", JS_NewFloat64(ctx, (double)(int64_t)(now - c->start_ms + 0.5)));
-    JS_SetPropertyStr(ctx, o, "dst", JS_NewString(ctx, c->l->dst));
+    JS_SetPropertyStr(ctx, o, "type", JS_NewString(ctx, c->l->type));
+    set_opt_str(ctx, o, "dst", c->l->kind == KIND_FORWARD ? c->l->dst : c->cdst);
+    if (c->user) JS_SetPropertyStr(ctx, o, "user", JS_NewStringLen(ctx, c->user, c->user_len));
+    set_opt_str(ctx, o, "dnsName", c->dns_name);
+    set_opt_str(ctx, o, "rule", c->rule);
+    set_opt_str(ctx, o, "action", c->action);
+    set_opt_str(ctx, o, "via", c->via);
     // Its live bytes are relayBytes()'s, as for every relay.
     if (c->stage == RELAYING) JS_SetPropertyStr(ctx, o, "relay", JS_NewFloat64(ctx, c->r.id));
     JS_SetPropertyUint32(ctx, a, i++, o);
@@ -702,8 +1201,8 @@ static JSValue js_forward_close(UG_JS_PARAMS) {
   if (JS_ToFloat64(ctx, &id, argv[0])) return JS_EXCEPTION;
   for (fconn *c = fw.live; c; c = c->next) {
     if (c->id != id || c->stage == FINISHED) continue;
-    if (c->stage == DIALING) {
-      end_dial(ctx, c, "closed", 0);
+    if (c->stage == HANDSHAKE || c->stage == DIALING) {
+      end_early(ctx, c, "closed");
       flush(ctx);
     } else {
       relay_abort(&c->r);  // its memory stays until its result reached this thread
@@ -715,7 +1214,7 @@ static JSValue js_forward_close(UG_JS_PARAMS) {
 
 // Shutdown: every native connection still dialing ends (reason "shutdown").
 static JSValue js_forward_cancel_dialing(UG_JS_PARAMS) {
-  while (fw.dial_head) end_dial(ctx, fw.dial_head, "shutdown", 0);
+  while (fw.dial_head) end_early(ctx, fw.dial_head, "shutdown");
   flush(ctx);
   return JS_UNDEFINED;
 }
@@ -736,6 +1235,7 @@ void ug_gate_shutdown(JSContext *ctx) {
     next = c->next;
     if (c->client >= 0) close(c->client);
     if (c->upstream >= 0) close(c->upstream);
+    free_socks(c);
     listener_unref(c->l);
     free(c);
   }
@@ -748,8 +1248,9 @@ void ug_gate_shutdown(JSContext *ctx) {
   if (fw.timerfd >= 0) close(fw.timerfd);
   fw.timerfd = -1;
   JS_FreeValue(ctx, fw.cb);
+  JS_FreeValue(ctx, fw.socks_cb);
   JS_FreeValue(ctx, fw.events);
-  fw.cb = fw.events = JS_UNDEFINED;
+  fw.cb = fw.socks_cb = fw.events = JS_UNDEFINED;
   for (int i = 0; i < SRC_BUCKETS; i++)
     for (src_count *s = adm.bucket[i], *next; s; s = next) {
       next = s->next;
@@ -765,6 +1266,7 @@ static const JSCFunctionListEntry gate_funcs[] = {
     JS_CFUNC_DEF("forwardServe", 2, js_forward_serve),
     JS_CFUNC_DEF("forwardStop", 1, js_forward_stop),
     JS_CFUNC_DEF("onForwardEvents", 1, js_on_forward_events),
+    JS_CFUNC_DEF("onSocksRequests", 1, js_on_socks_requests),
     JS_CFUNC_DEF("forwardConnections", 0, js_forward_connections),
     JS_CFUNC_DEF("forwardClose", 1, js_forward_close),
     JS_CFUNC_DEF("forwardCancelDialing", 0, js_forward_cancel_dialing),
@@ -772,7 +1274,7 @@ static const JSCFunctionListEntry gate_funcs[] = {
 
 ug_exports ug_gate_exports(void) {
   if (!fw.job.complete) {  // once, before any JS runs
-    fw.cb = fw.events = JS_UNDEFINED;
+    fw.cb = fw.socks_cb = fw.events = JS_UNDEFINED;
     fw.job.complete = complete;
   }
   return (ug_exports){gate_funcs, sizeof gate_funcs / sizeof gate_funcs[0]};

@@ -99,6 +99,8 @@ int ug_loop_watch_c(JSContext *ctx, int fd, int events, ug_watch_fn *fn, void *a
 void ug_loop_unwatch(JSContext *ctx, int fd);
 // Run a JS callback; report an uncaught exception and stop the loop.
 void ug_call(JSContext *ctx, JSValueConst fn, int argc, JSValueConst *argv);
+// The same, returning what fn returned (to be freed; undefined after an exception).
+JSValue ug_call_value(JSContext *ctx, JSValueConst fn, int argc, JSValueConst *argv);
 double ug_now_ms(void);
 
 // ---- module pieces ----------------------------------------------------------

@@ -181,8 +181,8 @@ export function connectionsView(ctx: GatewayContext) {
         down: bytes.get(c.id)?.down ?? 0,
         ...c.fields,
       })),
-      // Native forwards (native/mod_gate.c): the same fields, bytes from their relay.
-      ...native.forwardConnections().map(({ relay: _relay, ...f }) => ({
+      // Native connections (native/mod_gate.c): the same fields, bytes from their relay.
+      ...native.forwardConnections().map(({ relay: _relay, type: _type, ...f }) => ({
         ...f,
         up: bytes.get(f.id)?.up ?? 0,
         down: bytes.get(f.id)?.down ?? 0,
@@ -227,20 +227,26 @@ export function liveConns(ctx: GatewayContext): ConnInfo[] {
     }
     return info
   })
-  // Native forwards (native/mod_gate.c): no rules; bytes from their relay, like every relay's.
+  // Native connections (native/mod_gate.c): forwards have no rules; bytes from their relay, like every relay's.
   const forwards = native.forwardConnections().map((f): ConnInfo => {
     const [up, down] = (f.relay !== undefined ? bytes.get(f.relay) : undefined) ?? [0, 0]
-    return {
+    const info: ConnInfo = {
       id: f.id,
       network: 'tcp',
       listener: f.listener,
-      listenerType: 'forward',
+      listenerType: f.type,
       src: f.src,
-      dst: f.dst,
       startMs: wall - f.ms,
       up,
       down,
     }
+    if (f.dst !== undefined) info.dst = f.dst
+    if (f.rule !== undefined) {
+      info.rule = f.rule
+      const action = f.rule === 'default' ? ({ type: 'direct' } as const) : rules.get(f.rule)
+      if (action !== undefined) info.action = action
+    }
+    return info
   })
   // UDP flows (native/udp.c): counters live from the UDP thread, the route from udp-flows.ts.
   const flows =

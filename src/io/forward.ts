@@ -44,6 +44,7 @@ export function nativeForward(l: ListenerConfig, ctx: GatewayContext): native.Fo
   const { host, port } = l.target
   if (!isIpLiteral(host) || isOwnAddress(ctx.own, host, port)) return null
   return {
+    kind: 'forward',
     name: l.name,
     dst: formatEndpoint(l.target),
     addr: host,
@@ -57,22 +58,22 @@ export function nativeForward(l: ListenerConfig, ctx: GatewayContext): native.Fo
   }
 }
 
-/** What JS does with the native forwards' batches: the log lines and the byte counts. */
+/** What JS does with the native connections' batches (forwards, SOCKS): the log lines and the byte counts. */
 export function onForwardBatch(ctx: GatewayContext): Parameters<typeof native.onForwardEvents>[0] {
-  return ({ conns, events }) => {
+  return ({ conns, relayed, events }) => {
     for (const e of events) {
-      if (e.kind === 'denied')
+      if (e.kind === 'invalid') ctx.log.info('socks-invalid', { listener: e.listener, src: e.src!, error: e.error! })
+      else if (e.kind === 'denied')
         ctx.log.warn('denied', { listener: e.listener, src: e.src!, why: 'source not in allow list' })
       else if (e.kind === 'limit') ctx.log.warn('limit-reached', { listener: e.listener, src: e.src!, limit: e.limit! })
       else ctx.log.warn('accept-paused', { name: e.listener, error: e.error!, ms: 1000 })
     }
     const info = ctx.log.enabled('info')
-    for (const c of conns) {
+    for (let i = 0; i < conns.length; i++) {
+      const c = conns[i]!
       ctx.stats.bytesUp += c.up
       ctx.stats.bytesDown += c.down
-      // A native forward fails before its relay only by its connect (connect-error:…, connect-timeout).
-      const relayed = !c.reason.startsWith('connect-')
-      ctx.stats.metrics.closed(c.listener, {}, c.reason, c.up, c.down, relayed, c.splice === 1)
+      ctx.stats.metrics.closed(c.listener, c, c.reason, c.up, c.down, relayed[i]!, c.splice === 1)
       if (info) ctx.log.info('conn', c as unknown as Fields)
     }
     if (conns.length > 0) ctx.conns.recheck()

@@ -24,6 +24,7 @@ import { DnsService } from './dns-server.js'
 import { AddressNames } from '../core/dns/names.js'
 import { Admission, type GatewayContext, GatewayStats, type Handler, serveWith } from './session.js'
 import { serveSocks } from './socks-server.js'
+import { nativeSocks, onSocksAsk } from './socks-native.js'
 import { describeError } from './sockets.js'
 import { serveRedirect, serveRelayed, serveSni, serveTproxy } from './transparent.js'
 import { GatePools, RelayState, servePark } from './sni-relay.js'
@@ -86,9 +87,10 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
   }
   // After ctx.own and ctx.config are current: a forward's target may have become ours.
   const serveNatively = () => {
-    for (const e of entries.values()) e.listener.serveNative(nativeForward(e.config, ctx))
+    for (const e of entries.values()) e.listener.serveNative(nativeForward(e.config, ctx) ?? nativeSocks(e.config, ctx))
   }
   native.onForwardEvents(onForwardBatch(ctx))
+  native.onSocksRequests(onSocksAsk(ctx))
   const onHbone = onHboneBatch(ctx)
   native.onHboneEvents((batch) => {
     ctx.stats.mesh.observe(batch, tunnelListener) // first: a closed tunnel's listener is still known

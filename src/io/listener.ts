@@ -45,10 +45,10 @@ export interface Listener {
   /** The address actually bound (port 0 resolved to the real port). */
   readonly bound: native.SockAddr
   /**
-   * Serve it in C as a native forward (native.forwardServe), or with onAccept
-   * again (null). Called on start and on every reload.
+   * Serve it in C (native.forwardServe: a native forward or SOCKS handshake),
+   * or with onAccept again (null). Called on start and on every reload.
    */
-  serveNative(opts: native.ForwardOptions | null): void
+  serveNative(opts: native.GateOptions | null): void
   /** Stop accepting; pending connections in the backlog are reset by the kernel. */
   close(): void
 }

@@ -13,7 +13,8 @@ import { serveSocks } from './socks-server.js'
 const FIRST_READ = 1024
 
 export async function serveMixed(s: Session, ctx: GatewayContext): Promise<Outcome> {
-  await s.stream.fill(FIRST_READ)
+  // Bytes may be there already: the native handshake hands over what it read.
+  if (s.stream.buffered.length === 0) await s.stream.fill(FIRST_READ)
   const first = s.stream.buffered[0]
   return first === 0x04 || first === 0x05 ? serveSocks(s, ctx) : serveHttp(s, ctx)
 }

@@ -606,13 +606,28 @@ declare module 'ugate:native' {
     forwardLive: number
   }
   export function gateStats(): GateStats
-  export interface ForwardOptions {
-    /** Listener name and target text, for the access line and the connection list. */
-    name: string
+  /** How a listener is served in C: a native forward, or the native SOCKS5 handshake. */
+  export type GateOptions = ForwardOptions | SocksOptions
+  export interface ForwardOptions extends GateCommon {
+    kind: 'forward'
+    /** The target's text, for the access line and the connection list. */
     dst: string
     /** The target: a numeric IP and port. */
     addr: string
     port: number
+  }
+  export interface SocksOptions extends GateCommon {
+    kind: 'socks'
+    /** The listener's type (socks, mixed), for the connection list. */
+    type: string
+    /** The handshake's time limit (reason handshake-timeout). */
+    handshakeMs: number
+    /** The accounts (RFC 1929), flat: user, password, user, password, ... */
+    users: string[]
+  }
+  interface GateCommon {
+    /** Listener name, for the access line and the connection list. */
+    name: string
     /** Source CIDRs admitted ("10.0.0.0/8", "::1/128"); others get a RST. */
     allow: string[]
     /** SO_MARK of the outbound socket; 0 = none. */
@@ -628,28 +643,81 @@ declare module 'ugate:native' {
    * list, admit, dial, relay, with no JS per connection. A second call on the
    * same fd replaces the options (reload); live connections keep theirs.
    */
-  export function forwardServe(fd: number, opts: ForwardOptions): void
+  export function forwardServe(fd: number, opts: GateOptions): void
   /** Stop serving fd (before closing it, or to serve it from JS again); false if not served. */
   export function forwardStop(fd: number): boolean
-  /** An access line's fields, in its order (listener src dst up down ms reason splice); splice 0 or 1. */
-  export type ForwardDone = Omit<import('../core/log.js').AccessRecord, 'splice'> & { splice: number }
-  /** A refused client (`denied`: allow list, `limit`: admission) or a paused listener (out of fds). */
+  /**
+   * An access line's fields, in its order (listener src dst up down ms reason
+   * splice, then a SOCKS connection's user dnsName rule action via when set);
+   * splice 0 or 1.
+   */
+  export type ForwardDone = Omit<import('../core/log.js').AccessRecord, 'splice'> & {
+    splice: number
+    user?: string
+    dnsName?: string
+    rule?: string
+    action?: string
+    via?: string
+  }
+  /**
+   * A refused client (`denied`: allow list, `limit`: admission), a paused
+   * listener (out of fds) or a malformed SOCKS5 message (`invalid`: error names it).
+   */
   export interface ForwardEvent {
-    kind: 'denied' | 'limit' | 'paused'
+    kind: 'denied' | 'limit' | 'paused' | 'invalid'
     listener: string
     src?: string
     limit?: string
     error?: string
   }
-  /** cb gets every native connection finished since its last call, and the events. */
-  export function onForwardEvents(cb: (batch: { conns: ForwardDone[]; events: ForwardEvent[] }) => void): void
-  export interface ForwardConn {
+  /** cb gets every native connection finished since its last call (relayed[i]: conns[i] reached its relay), and the events. */
+  export function onForwardEvents(
+    cb: (batch: { conns: ForwardDone[]; relayed: boolean[]; events: ForwardEvent[] }) => void,
+  ): void
+  /**
+   * A native SOCKS connection JS is asked about. `first`: not SOCKS5 (data:
+   * the bytes read); `request`: a request C does not serve (data starts with
+   * it); JS owns fd (and the admission) from the call on. `route`: a CONNECT
+   * to host:dstPort (data: bytes the client sent after it, if any); JS
+   * answers with a SocksAnswer, or undefined when it takes the connection.
+   */
+  export interface SocksAsk {
+    kind: 'first' | 'request' | 'route'
     id: number
     listener: string
     src: string
+    addr: string
+    port: number
+    family: 4 | 6
+    fd: number
+    user?: string
+    data?: ArrayBuffer
+    host?: string
+    dstPort?: number
+    dst?: string
+  }
+  /** Dial addr:port and relay, or refuse with a SOCKS5 reply code (reason: rejected or loop). */
+  export type SocksAnswer =
+    | { addr: string; port: number; rule: string; action: string; via?: string; dnsName?: string }
+    | { reply: number; reason: 'rejected' | 'loop'; rule?: string; action?: string; dnsName?: string }
+    | undefined
+  /** cb answers every `route` item (in order; other items' answers are not read). */
+  export function onSocksRequests(cb: (items: SocksAsk[]) => SocksAnswer[]): void
+  export interface ForwardConn {
+    id: number
+    listener: string
+    /** The listener's type (forward, socks, mixed). */
+    type: string
+    src: string
     stage: 'handshake' | 'relay'
     ms: number
-    dst: string
+    /** Unknown while a SOCKS handshake reads the request. */
+    dst?: string
+    user?: string
+    dnsName?: string
+    rule?: string
+    action?: string
+    via?: string
     /** Its relay's id once relaying: its bytes so far are in relayBytes(). */
     relay?: number
   }

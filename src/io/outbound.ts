@@ -8,7 +8,8 @@
 import * as native from 'ugate:native'
 import { formatHostPort } from '../core/address.js'
 import { isIpLiteral } from '../core/ip.js'
-import { type RouteQuery, route } from '../core/rules/index.js'
+import { type RouteQuery, type RouteResult, route } from '../core/rules/index.js'
+import type { Fields } from '../core/log.js'
 import type { SniffProto } from '../core/sniff/types.js'
 import { DialError, dial } from './dial.js'
 import type { GatewayContext, Session } from './session.js'
@@ -49,20 +50,46 @@ export interface Outbound {
 /**
  * Route and connect; fills s.fields (rule, action, via). A failed dial (or a
  * RejectedError) is returned, not thrown: every caller answers it in its
- * protocol. Anything else (cancellation) is thrown.
+ * protocol. Anything else (cancellation) is thrown. `routed`: the route
+ * already taken for d (routeOf), so it is neither asked nor counted again.
  */
-export async function connectOut(d: Destination, s: Session, ctx: GatewayContext): Promise<Outbound | DialError> {
+export async function connectOut(
+  d: Destination,
+  s: Session,
+  ctx: GatewayContext,
+  routed?: Routed,
+): Promise<Outbound | DialError> {
   try {
-    return await routeAndDial(d, s, ctx)
+    return await routeAndDial(d, s, ctx, routed)
   } catch (e) {
     if (e instanceof DialError) return e
     throw e
   }
 }
 
-async function routeAndDial(d: Destination, s: Session, ctx: GatewayContext): Promise<Outbound> {
+/** The route of a destination, and what routeOf learnt: the name routed by, the destination IP. */
+export interface Routed {
+  rule: string
+  action: RouteResult['action']
+  name: string | undefined
+  ip: string | undefined
+}
+
+/** Who asks: the client's address, its listener, the mesh peer of an hbone stream. */
+export interface RouteFrom {
+  srcIp: string
+  listener: string
+  peer?: { spiffeId: string; nodeId: string } | undefined
+}
+
+/**
+ * Ask the rules for d (first match wins) and count the hit; fills `fields`
+ * (dnsName, rule, action). A requireRule destination no rule matches is a
+ * RejectedError (thrown).
+ */
+export function routeOf(d: Destination, from: RouteFrom, fields: Fields, ctx: GatewayContext): Routed {
   const name = d.sniffedHost ?? (isIpLiteral(d.host) ? undefined : d.host)
-  const query: RouteQuery = { dstPort: d.port, srcIp: s.client.addr, listener: s.listener.name }
+  const query: RouteQuery = { dstPort: d.port, srcIp: from.srcIp, listener: from.listener }
   if (name !== undefined) query.host = name
   const ip = d.ip ?? (isIpLiteral(d.host) ? d.host : undefined)
   if (ip !== undefined) query.dstIp = ip
@@ -72,23 +99,32 @@ async function routeAndDial(d: Destination, s: Session, ctx: GatewayContext): Pr
   const learnt = nameless && ip !== undefined ? ctx.names.lookup(ip, native.now()) : undefined
   if (learnt !== undefined) {
     query.host = learnt
-    s.fields.dnsName = learnt
+    fields.dnsName = learnt
   }
   if (d.proto !== undefined) query.proto = d.proto
-  if (s.peer !== undefined) {
-    query.srcIdentity = s.peer.spiffeId
-    query.srcNode = s.peer.nodeId
+  if (from.peer !== undefined) {
+    query.srcIdentity = from.peer.spiffeId
+    query.srcNode = from.peer.nodeId
   }
   const r = route(ctx.rules, query)
   const rule = r.ruleIndex < 0 ? 'default' : (r.ruleName ?? `#${r.ruleIndex}`)
-  s.fields.rule = rule
+  fields.rule = rule
   ctx.stats.hit(rule)
   if (d.requireRule === true && r.ruleIndex < 0) {
-    s.fields.action = 'reject'
+    fields.action = 'reject'
     throw new RejectedError('default (no rule matches: nothing is exposed)')
   }
-  const a = r.action
-  s.fields.action = a.type
+  fields.action = r.action.type
+  return { rule, action: r.action, name, ip }
+}
+
+async function routeAndDial(d: Destination, s: Session, ctx: GatewayContext, routed?: Routed): Promise<Outbound> {
+  const {
+    rule,
+    action: a,
+    name,
+    ip,
+  } = routed ?? routeOf(d, { srcIp: s.client.addr, listener: s.listener.name, peer: s.peer }, s.fields, ctx)
   const opts = {
     timeoutMs: ctx.config.dial.connectTimeoutMs,
     mark: ctx.config.dial.mark,

@@ -179,9 +179,33 @@ export function serveWith(handler: Handler, l: ListenerConfig, ctx: GatewayConte
       ctx.log.warn('limit-reached', { listener: l.name, src, limit: id })
       return resetQuietly(client.fd)
     }
-    run(handler, l, ctx, client, src, id).catch((e: unknown) => {
-      ctx.log.error('internal-error', { listener: l.name, src, error: e instanceof Error ? e.message : String(e) })
-    })
+    adopt(handler, l, ctx, client, src, id)
+  })
+}
+
+/** What a connection brings when it starts in JS part-way (the native SOCKS handshake hands it over). */
+export interface Adopted {
+  /** Bytes already read from the client, the handler's first. */
+  data?: Uint8Array | undefined
+  /** Access-line fields already known, in their order. */
+  fields?: Fields
+}
+
+/**
+ * Run `handler` on an admitted connection (id from the admission): every
+ * accepted one, and those the native SOCKS handshake hands to JS.
+ */
+export function adopt(
+  handler: Handler,
+  l: ListenerConfig,
+  ctx: GatewayContext,
+  client: Accepted,
+  src: string,
+  id: number,
+  from?: Adopted,
+): void {
+  run(handler, l, ctx, client, src, id, from).catch((e: unknown) => {
+    ctx.log.error('internal-error', { listener: l.name, src, error: e instanceof Error ? e.message : String(e) })
   })
 }
 
@@ -192,9 +216,11 @@ async function run(
   client: Accepted,
   src: string,
   id: number,
+  from?: Adopted,
 ): Promise<void> {
   const t = track(ctx, l.name, client.addr, src, id)
   const { cancel, fields, live } = t
+  if (from?.fields !== undefined) for (const key in from.fields) fields[key] = from.fields[key]!
   let timer: number | null = native.setTimeout(
     () => cancel.cancel('handshake-timeout'),
     ctx.config.limits.handshakeTimeoutMs,
@@ -212,7 +238,7 @@ async function run(
     src,
     // Made on first use: a forward never reads the client before the relay.
     get stream() {
-      return (stream ??= new HandshakeStream(client.fd, cancel))
+      return (stream ??= new HandshakeStream(client.fd, cancel, from?.data))
     },
     cancel,
     fields,

@@ -23,7 +23,7 @@ import {
   socks5ReplyForErrno,
 } from '../core/socks.js'
 import { DialError } from './dial.js'
-import { RejectedError, connectOut } from './outbound.js'
+import { RejectedError, type Routed, connectOut } from './outbound.js'
 import { serveUdpAssociate } from './socks-udp.js'
 import type { GatewayContext, Outcome, Session } from './session.js'
 
@@ -42,23 +42,43 @@ export async function serveSocks(s: Session, ctx: GatewayContext): Promise<Outco
   }
 }
 
+/** A malformed message: logged with the bad value (native/mod_gate.c logs the same line). */
+function invalid(s: Session, ctx: GatewayContext, error: string): void {
+  ctx.log.info('socks-invalid', { listener: s.listener.name, src: s.src, error })
+}
+
 async function socks5(s: Session, ctx: GatewayContext): Promise<Outcome> {
   const hello = await s.stream.read(parseSocks5Greeting, HANDSHAKE_LIMIT)
-  if (hello.status !== 'ok') return { kind: 'close', reason: 'socks5-invalid', reset: true }
+  if (hello.status !== 'ok') {
+    invalid(s, ctx, hello.error)
+    return { kind: 'close', reason: 'socks5-invalid', reset: true }
+  }
   const accounts = listenerUsers(s.listener)
   const method = chooseSocks5Method(hello.methods, accounts.length > 0)
   await s.stream.writeAll(encodeSocks5MethodChoice(method))
   if (method === SOCKS5_METHOD.NO_ACCEPTABLE) return { kind: 'close', reason: 'auth-required' }
   if (method === SOCKS5_METHOD.USER_PASS) {
     const cred = await s.stream.read(parseSocks5UserPass, HANDSHAKE_LIMIT)
-    if (cred.status !== 'ok') return { kind: 'close', reason: 'socks5-invalid', reset: true }
+    if (cred.status !== 'ok') {
+      invalid(s, ctx, cred.error)
+      return { kind: 'close', reason: 'socks5-invalid', reset: true }
+    }
     const ok = accounts.some((u) => u.username === cred.username && u.password === cred.password)
     await s.stream.writeAll(encodeSocks5UserPassReply(ok))
     if (!ok) return { kind: 'close', reason: 'auth-failed' }
     s.fields.user = cred.username
   }
+  return socks5Request(s, ctx)
+}
+
+/**
+ * From the request on: after the greeting (and authentication), or for a
+ * request the native handshake hands over (UDP ASSOCIATE).
+ */
+export async function socks5Request(s: Session, ctx: GatewayContext): Promise<Outcome> {
   const req = await s.stream.read(parseSocks5Request, HANDSHAKE_LIMIT)
   if (req.status !== 'ok') {
+    invalid(s, ctx, req.error)
     await s.stream.writeAll(encodeSocks5Reply(req.reply))
     return { kind: 'close', reason: 'socks5-invalid' }
   }
@@ -68,10 +88,22 @@ async function socks5(s: Session, ctx: GatewayContext): Promise<Outcome> {
     await s.stream.writeAll(encodeSocks5Reply(SOCKS5_REPLY.COMMAND_NOT_SUPPORTED))
     return { kind: 'close', reason: `command-not-supported:${req.cmd}` }
   }
-  return dialAndReply(s, ctx, req, {
-    ok: (bound) => encodeSocks5Reply(SOCKS5_REPLY.SUCCEEDED, bound.addr, bound.port),
-    failed: (e) => encodeSocks5Reply(socks5Reply(e)),
-  })
+  return dialAndReply(s, ctx, req, SOCKS5_REPLIES)
+}
+
+const SOCKS5_REPLIES: DialReplies = {
+  ok: (bound) => encodeSocks5Reply(SOCKS5_REPLY.SUCCEEDED, bound.addr, bound.port),
+  failed: (e) => encodeSocks5Reply(socks5Reply(e)),
+}
+
+/** A CONNECT the native handshake read and routed, for JS to dial (a host name, an upstream). */
+export function socks5Routed(
+  s: Session,
+  ctx: GatewayContext,
+  target: { host: string; port: number },
+  routed: Routed,
+): Promise<Outcome> {
+  return dialAndReply(s, ctx, target, SOCKS5_REPLIES, routed)
 }
 
 /** Reply code for a failed route or dial. */
@@ -117,9 +149,10 @@ async function dialAndReply(
   ctx: GatewayContext,
   target: { host: string; port: number },
   replies: DialReplies,
+  routed?: Routed,
 ): Promise<Outcome> {
   s.handshakeDone()
-  const out = await connectOut({ host: target.host, port: target.port }, s, ctx)
+  const out = await connectOut({ host: target.host, port: target.port }, s, ctx, routed)
   if (out instanceof DialError) {
     await s.stream.writeAll(replies.failed(out))
     return { kind: 'close', reason: out.reason }

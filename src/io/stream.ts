@@ -26,11 +26,11 @@ export class TooLargeError extends Error {
 }
 
 export class HandshakeStream {
-  private data = new Uint8Array(0)
-
   constructor(
     readonly fd: number,
     private readonly cancel: Cancel,
+    /** Bytes already read from fd by someone else (the native SOCKS handshake). */
+    private data: Uint8Array = new Uint8Array(0),
   ) {}
 
   /** Bytes received and not consumed yet. */

@@ -59,6 +59,7 @@ const FUNCTIONS = [
   'forwardServe',
   'forwardStop',
   'onForwardEvents',
+  'onSocksRequests',
   'forwardConnections',
   'forwardClose',
   'forwardCancelDialing',
@@ -283,6 +284,7 @@ class FakeNative {
   }
   forwardStop = () => false
   onForwardEvents = () => {}
+  onSocksRequests = () => {}
   forwardConnections = () => []
   forwardClose = () => false
   forwardCancelDialing = () => {}
