@@ -66,19 +66,19 @@ struct hb_conn {
   int fd;
   int state;
   bool server;
-  bool goaway;                // no new streams (ours or the peer's GOAWAY)
-  bool full;                  // client: the peer's stream limit was met
-  bool in_recv;               // inside h2_recv: closing waits for it to return
-  bool out_full;              // h2 output above OUT_HIGH
-  bool dead;                  // closed: freed after this round (an event may still name it)
-  bool reverse_ok;            // server: the listener lets a client ask for a reverse tunnel
-  bool reverse;               // a reverse tunnel: HTTP/2 client iff TLS server
-  bool refused;               // reverse, dialing side: the peer refused it (GOAWAY REFUSED_STREAM)
-  bool held;                  // reverse, accepting side: nothing sent until the embedder accepts it
-  bool rev_up;                // reverse, dialing side: HB_REVERSE reported
-  uint32_t goaway_code;       // what conn_close says in its GOAWAY
-  int ping_every, ping_wait;  // this connection's keep-alive; 0 = hb's
-  const char *closing;        // close once out of h2_recv, with this reason
+  bool goaway;           // no new streams (ours or the peer's GOAWAY)
+  bool full;             // client: the peer's stream limit was met
+  bool in_recv;          // inside h2_recv: closing waits for it to return
+  bool out_full;         // h2 output above OUT_HIGH
+  bool dead;             // closed: freed after this round (an event may still name it)
+  bool reverse_ok;       // server: the listener lets a client ask for a reverse tunnel
+  bool reverse;          // a reverse tunnel: HTTP/2 client iff TLS server
+  bool refused;          // reverse, dialing side: the peer refused it (GOAWAY REFUSED_STREAM)
+  bool held;             // reverse, accepting side: nothing sent until the embedder accepts it
+  bool rev_up;           // reverse, dialing side: HB_REVERSE reported
+  uint32_t goaway_code;  // what conn_close says in its GOAWAY
+  hb_ping ping;          // this connection's keep-alive; 0 = hb's
+  const char *closing;   // close once out of h2_recv, with this reason
   const hb_security *sec;
   void *cfg, *t;
   h2_conn *h2;
@@ -103,12 +103,12 @@ typedef struct {
   void *cfg;
   uint8_t *initial;
   size_t len;
-  bool reverse_ok;            // J_SERVE
-  int ping_every, ping_wait;  // J_REVERSE (expect in text)
-  uint32_t code;              // J_CLOSE
-  bool drain;                 // J_CLOSE: let open streams finish
-  const char *reason;         // J_CLOSE (static)
-  hb_open_args open;          // J_OPEN: strings point into text
+  bool reverse_ok;     // J_SERVE
+  hb_ping ping;        // J_REVERSE (expect in text)
+  uint32_t code;       // J_CLOSE
+  bool drain;          // J_CLOSE: let open streams finish
+  const char *reason;  // J_CLOSE (static)
+  hb_open_args open;   // J_OPEN: strings point into text
   char peer_addr[64];
   char text[];
 } job;
@@ -820,6 +820,7 @@ static hb_conn *pool_dial(const hb_open_args *a, const hb_security *sec, void *c
     return NULL;
   }
   snprintf(c->key, sizeof c->key, "%s", a->key);
+  c->ping = a->ping;
   peer_text(&a->peer, c->peer_addr, sizeof c->peer_addr);
   if (a->mark) setsockopt(fd, SOL_SOCKET, SO_MARK, &a->mark, sizeof a->mark);
   c->state = C_CONNECTING;
@@ -914,6 +915,7 @@ static void do_open_via(job *j) {
     return open_failed(a, "out-of-memory", ENOMEM);
   }
   snprintf(in->key, sizeof in->key, "%s", a->key);
+  in->ping = a->ping;
   if (a->expect_node) snprintf(in->expect_node, sizeof in->expect_node, "%s", a->expect_node);
   char relay[48];
   peer_text(&a->via_peer, relay, sizeof relay);
@@ -973,8 +975,7 @@ static void do_reverse(job *j) {
     return;
   }
   snprintf(c->peer_addr, sizeof c->peer_addr, "%s", j->peer_addr);
-  c->ping_every = j->ping_every;
-  c->ping_wait = j->ping_wait;
+  c->ping = j->ping;
   c->state = C_HANDSHAKE;
   if (!c->h2 || !c->t ||
       engine_watch(hb.e, c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->h) < 0)
@@ -1123,11 +1124,11 @@ static void on_tick(engine_owner *o, double now) {
     // The client side PINGs; both ends of a reverse tunnel do (each must notice a dead peer).
     if (c->server && !c->reverse) continue;
     if (h2_ping_pending(c->h2)) {
-      if (now - c->ping_ms >= (c->ping_wait ? c->ping_wait : hb.ping_timeout_ms))
+      if (now - c->ping_ms >= (c->ping.timeout_ms > 0 ? c->ping.timeout_ms : hb.ping_timeout_ms))
         conn_close(c, "ping-timeout");
       continue;
     }
-    if (now - c->ping_ms >= (c->ping_every ? c->ping_every : hb.ping_ms)) {
+    if (now - c->ping_ms >= (c->ping.every_ms > 0 ? c->ping.every_ms : hb.ping_ms)) {
       c->ping_ms = now;
       h2_ping(c->h2, ping_clock_us());
       conn_flush(c);
@@ -1274,13 +1275,12 @@ void hbone_close_all(void) {
 }
 
 uint64_t hbone_reverse(int fd, const hb_security *sec, void *cfg, const char *peer_addr,
-                       const char *expect, int ping_ms, int ping_timeout_ms) {
+                       const char *expect, hb_ping ping) {
   size_t le = expect ? strlen(expect) + 1 : 1;
   job *j = tunnel_job(J_REVERSE, le, fd, sec, cfg, peer_addr);
   if (!j) return 0;
   memcpy(j->text, expect ? expect : "", le);
-  j->ping_every = ping_ms;
-  j->ping_wait = ping_timeout_ms;
+  j->ping = ping;
   uint64_t id = j->tunnel;
   post(j);
   return id;

@@ -107,6 +107,13 @@ void hbone_accept(uint64_t tunnel, uint32_t id, int fd, uint8_t *initial, size_t
 // Server: answer it with status (400, 401, 503...) and end it.
 void hbone_refuse(uint64_t tunnel, uint32_t id, int status);
 
+// A mesh connection's keep-alive: a PING every every_ms; no ACK within
+// timeout_ms: the connection is dead (reason "ping-timeout"). 0: the defaults
+// of hbone_set_timing. Checked on the engine's tick (1 s).
+typedef struct {
+  int every_ms, timeout_ms;
+} hb_ping;
+
 typedef struct {
   const char *key;  // pool key: streams with the same key share connections
   struct sockaddr_storage peer;
@@ -117,8 +124,9 @@ typedef struct {
   const char *baggage, *forwarded, *traceparent;  // NULL or "" = not sent
   int fd;                                         // the local socket bridged to the stream (taken)
   uint64_t tag;                                   // echoed in the reports
-  uint64_t
-      tunnel;  // open on this reverse tunnel (the peer dialed us) instead of the pool; 0 = pool
+  // Open on this reverse tunnel (the peer dialed us) instead of the pool; 0 = pool.
+  uint64_t tunnel;
+  hb_ping ping;  // a connection this dials: its keep-alive (not used on a reverse tunnel)
   // The peer's node id (hbone_open: checked after the handshake, "node-mismatch"); NULL = any.
   const char *expect_node;
   // Double HBONE (docs/mesh.md): with via_key, a new connection to the peer is not dialed but
@@ -145,11 +153,10 @@ void hbone_close_all(void);
 // HB_REQUEST like a listener's. A peer that agrees only on h2 is closed with
 // reason "reverse-unsupported"; a GOAWAY(REFUSED_STREAM) with
 // "reverse-refused"; HB_REVERSE comes once the other gate accepted it (its
-// HTTP/2 SETTINGS arrived). ping_ms/ping_timeout_ms: this tunnel's keep-alive (0:
-// the defaults of hbone_set_timing). Never closed for idleness. Returns the
-// tunnel id; HB_CLOSED when it ends.
+// HTTP/2 SETTINGS arrived). ping: this tunnel's keep-alive. Never closed for
+// idleness. Returns the tunnel id; HB_CLOSED when it ends.
 uint64_t hbone_reverse(int fd, const hb_security *sec, void *cfg, const char *peer_addr,
-                       const char *expect, int ping_ms, int ping_timeout_ms);
+                       const char *expect, hb_ping ping);
 
 // Accepting side: the reverse tunnel's HTTP/2 client starts (its preface and
 // SETTINGS tell the dialing side it is registered); streams may go on it.
@@ -160,9 +167,10 @@ void hbone_reverse_accept(uint64_t tunnel);
 // drain: only the GOAWAY now (no new streams); closed once its streams are over.
 void hbone_close(uint64_t tunnel, uint32_t code, bool drain, const char *reason);
 
-// Timing, before use (tests shorten them): PING interval and the wait for its
-// ACK after which the connection is dead; idle: a connection without streams
-// this long is closed; handshake: TLS + SETTINGS must be done in this time.
+// Timing, before use (tests shorten them): the default PING interval and wait
+// for its ACK after which the connection is dead (see hb_ping); idle: a
+// connection without streams this long is closed; handshake: TLS + SETTINGS
+// must be done in this time.
 void hbone_set_timing(int ping_ms, int ping_timeout_ms, int idle_ms, int handshake_ms);
 
 // ---- monitoring -------------------------------------------------------------------

@@ -251,6 +251,18 @@ static int ip_port(JSContext *ctx, const char *addr, int port, struct sockaddr_s
   return 0;
 }
 
+// A connection's keep-alive from options {pingIntervalMs?, pingTimeoutMs?}
+// into p (absent: left at 0, hbone's defaults); fn names the call in the error.
+static int ping_opts(JSContext *ctx, JSValueConst o, const char *fn, hb_ping *p) {
+  if (ug_opt_int(ctx, o, "pingIntervalMs", &p->every_ms) < 0 ||
+      ug_opt_int(ctx, o, "pingTimeoutMs", &p->timeout_ms) < 0)
+    return -1;
+  if (p->every_ms >= 0 && p->timeout_ms >= 0) return 0;
+  JS_ThrowRangeError(ctx, "%s: pingIntervalMs %d / pingTimeoutMs %d must not be negative", fn,
+                     p->every_ms, p->timeout_ms);
+  return -1;
+}
+
 // hboneOpen(opts, tls): a CONNECT stream on a pooled connection, bridged to one
 // end of a new socket pair. Returns [tag, fd]: fd is the other end, the
 // caller's (connected once the `opened` event says 200). opts.node: the peer's
@@ -270,13 +282,14 @@ static JSValue js_hbone_open(UG_JS_PARAMS) {
                                  "key",     "addr",      "expect",      "authority"};
   int port = 0, mark = 0, via_port = 0;
   double tunnel = 0;
+  hb_ping ping = {0};
   JSValue ret = JS_EXCEPTION;
   JSValue via = JS_GetPropertyStr(ctx, o, "via");
   bool has_via = JS_IsObject(via);
   for (int i = 0; i < (has_via ? 12 : 8); i++)
     if (ug_opt_string(ctx, i < 8 ? o : via, keys[i], &s[i]) < 0) goto out;
   if (ug_opt_int(ctx, o, "port", &port) < 0 || ug_opt_int(ctx, o, "mark", &mark) < 0 ||
-      ug_opt_number(ctx, o, "tunnel", &tunnel) < 0 ||
+      ug_opt_number(ctx, o, "tunnel", &tunnel) < 0 || ping_opts(ctx, o, "hboneOpen", &ping) < 0 ||
       (has_via && ug_opt_int(ctx, via, "port", &via_port) < 0))
     goto out;
   // On a reverse tunnel (tunnel: its id) or through a relay no address is dialed.
@@ -287,7 +300,7 @@ static JSValue js_hbone_open(UG_JS_PARAMS) {
                       "authority are required");
     goto out;
   }
-  hb_open_args a = {.key = s[0], .expect = s[2], .authority = s[3], .mark = mark};
+  hb_open_args a = {.key = s[0], .expect = s[2], .authority = s[3], .mark = mark, .ping = ping};
   a.baggage = s[4] ? s[4] : "";
   a.forwarded = s[5] ? s[5] : "";
   a.traceparent = s[6] ? s[6] : "";
@@ -348,10 +361,11 @@ static JSValue js_hbone_serve_stream(UG_JS_PARAMS) {
   return ret;
 }
 
-// hboneReverse(fd, tls, peerAddr, {expect?, pingMs?, pingTimeoutMs?}): the dialing side of a
-// reverse tunnel on a connected socket; returns the tunnel id.
+// hboneReverse(fd, tls, peerAddr, {expect?, pingIntervalMs?, pingTimeoutMs?}): the dialing
+// side of a reverse tunnel on a connected socket; returns the tunnel id.
 static JSValue js_hbone_reverse(UG_JS_PARAMS) {
-  int fd, ping = 0, wait = 0;
+  int fd;
+  hb_ping ping = {0};
   if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
   tls_config *cfg = tls_of(ctx, argv[1], false);
   if (!cfg) return JS_EXCEPTION;
@@ -360,17 +374,11 @@ static JSValue js_hbone_reverse(UG_JS_PARAMS) {
   const char *peer = JS_ToCString(ctx, argv[2]), *expect = NULL;
   JSValue ret = JS_EXCEPTION;
   if (!peer || ug_opt_string(ctx, argv[3], "expect", &expect) < 0 ||
-      ug_opt_int(ctx, argv[3], "pingMs", &ping) < 0 ||
-      ug_opt_int(ctx, argv[3], "pingTimeoutMs", &wait) < 0)
+      ping_opts(ctx, argv[3], "hboneReverse", &ping) < 0)
     goto out;
-  if (ping < 0 || wait < 0) {
-    JS_ThrowRangeError(ctx, "hboneReverse: pingMs %d / pingTimeoutMs %d must not be negative", ping,
-                       wait);
-    goto out;
-  }
   start();
   ug_loop_forget_fd(ctx, fd);  // the engine thread owns it now
-  ret = JS_NewFloat64(ctx, (double)hbone_reverse(fd, &tls_sec, cfg, peer, expect, ping, wait));
+  ret = JS_NewFloat64(ctx, (double)hbone_reverse(fd, &tls_sec, cfg, peer, expect, ping));
 out:
   if (peer) JS_FreeCString(ctx, peer);
   if (expect) JS_FreeCString(ctx, expect);

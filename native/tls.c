@@ -242,6 +242,11 @@ static int setup_conf(tls_config *c, mbedtls_ssl_config *conf, const char **prot
   // Both ends prove who they are; the configured roots are the only anchors.
   int ret = conf_tls13(c, conf, groups, sig_algs);
   if (ret) return ret;
+  // A mesh server (h2 and ugate-rev alike) checks the client's certificate
+  // itself once the handshake is done (tls_handshake): mbedTLS 3.6 sends an
+  // alert about it still under the handshake keys, which the client, past its
+  // Finished, cannot decrypt. (The web mode is a client only.)
+  if (c->server) mbedtls_ssl_conf_authmode(conf, MBEDTLS_SSL_VERIFY_OPTIONAL);
   if ((ret = mbedtls_ssl_conf_own_cert(conf, &c->chain, &c->key))) return ret;
   return mbedtls_ssl_conf_alpn_protocols(conf, protos);
 }
@@ -604,6 +609,40 @@ static const char *alert_name(unsigned a) {
   }
 }
 
+// Why the peer's certificate (verification flags v) was refused, into t->err.
+static void refused_cert(tls_conn *t, uint32_t v) {
+  if (v & MBEDTLS_X509_BADCERT_EXPIRED)
+    snprintf(t->err, TLS_ERR_MAX, "peer certificate expired");
+  else if (v & MBEDTLS_X509_BADCERT_FUTURE)
+    snprintf(t->err, TLS_ERR_MAX, "peer certificate not yet valid");
+  else if ((v & MBEDTLS_X509_BADCERT_NOT_TRUSTED) && t->cfg->web)
+    snprintf(t->err, TLS_ERR_MAX, "peer certificate not signed by a CA of %.150s", t->cfg->ca_path);
+  else if (v & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+    snprintf(t->err, TLS_ERR_MAX, "peer certificate not signed by the configured roots");
+  else if ((v & MBEDTLS_X509_BADCERT_CN_MISMATCH) && !t->id_err[0])
+    snprintf(t->err, TLS_ERR_MAX, "peer certificate is not for %.150s", t->expect_peer);
+  else if (t->id_err[0])
+    memcpy(t->err, t->id_err, sizeof t->err);
+  else {
+    char why[UG_ID_ERR_MAX];
+    ug_id_verify_text(v, why);
+    snprintf(t->err, TLS_ERR_MAX, "peer certificate refused: %s", why);
+  }
+}
+
+// The alert for a refused client certificate: RFC 8446's for a missing one,
+// else the one mbedTLS would pick for the flags.
+static unsigned char cert_alert(bool missing, uint32_t v) {
+  if (missing) return MBEDTLS_SSL_ALERT_MSG_CERT_REQUIRED;
+  if (v & MBEDTLS_X509_BADCERT_OTHER) return MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED;
+  if (v & (MBEDTLS_X509_BADCERT_KEY_USAGE | MBEDTLS_X509_BADCERT_EXT_KEY_USAGE |
+           MBEDTLS_X509_BADCERT_BAD_PK | MBEDTLS_X509_BADCERT_BAD_KEY))
+    return MBEDTLS_SSL_ALERT_MSG_UNSUPPORTED_CERT;
+  if (v & MBEDTLS_X509_BADCERT_EXPIRED) return MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED;
+  if (v & MBEDTLS_X509_BADCERT_NOT_TRUSTED) return MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA;
+  return MBEDTLS_SSL_ALERT_MSG_CERT_UNKNOWN;
+}
+
 // TLS_FAILED, with why in t->err (the first reason stays).
 static int failed(tls_conn *t, int ret) {
   if (t->err[0]) return TLS_FAILED;
@@ -622,24 +661,7 @@ static int failed(tls_conn *t, int ret) {
       snprintf(t->err, TLS_ERR_MAX, "no TLS 1.3 cipher suite, group or signature in common");
       break;
     case MBEDTLS_ERR_X509_CERT_VERIFY_FAILED:
-      if (v & MBEDTLS_X509_BADCERT_EXPIRED)
-        snprintf(t->err, TLS_ERR_MAX, "peer certificate expired");
-      else if (v & MBEDTLS_X509_BADCERT_FUTURE)
-        snprintf(t->err, TLS_ERR_MAX, "peer certificate not yet valid");
-      else if ((v & MBEDTLS_X509_BADCERT_NOT_TRUSTED) && t->cfg->web)
-        snprintf(t->err, TLS_ERR_MAX, "peer certificate not signed by a CA of %.150s",
-                 t->cfg->ca_path);
-      else if (v & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
-        snprintf(t->err, TLS_ERR_MAX, "peer certificate not signed by the configured roots");
-      else if ((v & MBEDTLS_X509_BADCERT_CN_MISMATCH) && !t->id_err[0])
-        snprintf(t->err, TLS_ERR_MAX, "peer certificate is not for %.150s", t->expect_peer);
-      else if (t->id_err[0])
-        memcpy(t->err, t->id_err, sizeof t->err);
-      else {
-        char why[UG_ID_ERR_MAX];
-        ug_id_verify_text(v, why);
-        snprintf(t->err, TLS_ERR_MAX, "peer certificate refused: %s", why);
-      }
+      refused_cert(t, v);
       break;
     case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: {
       // The alert that ended it is still in the record buffer.
@@ -651,8 +673,9 @@ static int failed(tls_conn *t, int ret) {
       snprintf(t->err, TLS_ERR_MAX, "peer closed the connection during the handshake");
       break;
     case MBEDTLS_ERR_SSL_INVALID_MAC:
-      // TLS 1.3: a server refuses our certificate after our side finished the
-      // handshake; its alert then arrives under keys we no longer read with.
+      // TLS 1.3: a server that refuses our certificate while it still writes
+      // with the handshake keys (mbedTLS 3.6 does; ugate not: tls_handshake)
+      // sends its alert under keys we no longer read with.
       if (t->done && !t->got_data && !t->cfg->server) {
         snprintf(t->err, TLS_ERR_MAX,
                  "peer ended the connection after the handshake (an unreadable alert: it "
@@ -661,7 +684,11 @@ static int failed(tls_conn *t, int ret) {
       }
       __attribute__((fallthrough));
     default:
-      if (t->sock_errno)
+      // A peer that refuses our certificate may close before we read its alert.
+      if (!t->done && (t->sock_errno == EPIPE || t->sock_errno == ECONNRESET))
+        snprintf(t->err, TLS_ERR_MAX, "peer closed the connection during the handshake (%s)",
+                 strerror(t->sock_errno));
+      else if (t->sock_errno)
         snprintf(t->err, TLS_ERR_MAX, "socket error: %s", strerror(t->sock_errno));
       else
         snprintf(t->err, TLS_ERR_MAX, "TLS failed (mbedTLS error -0x%04x)", (unsigned)-ret);
@@ -680,9 +707,25 @@ int tls_handshake(tls_conn *t) {
   int ret = mbedtls_ssl_handshake(&t->ssl);
   if (want(ret)) return want(ret);
   if (ret) return failed(t, ret);
-  if (t->cfg->web) {  // no ALPN in web PKI mode
+  if (t->cfg->web) {  // no ALPN in web PKI mode, and no client certificate to check
     t->done = true;
     return 0;
+  }
+  // A mesh server, either ALPN list: the client's certificate (see
+  // setup_conf); the alert now goes under the application keys, which the
+  // client reads with.
+  if (t->cfg->server) {
+    uint32_t v = mbedtls_ssl_get_verify_result(&t->ssl);
+    bool missing = !mbedtls_ssl_get_peer_cert(&t->ssl);
+    if (missing || v) {
+      mbedtls_ssl_send_alert_message(&t->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
+                                     cert_alert(missing, v));
+      if (missing)
+        snprintf(t->err, TLS_ERR_MAX, "peer sent no client certificate");
+      else
+        refused_cert(t, v);
+      return TLS_FAILED;
+    }
   }
   // A peer that offered no ALPN at all is not refused by mbedTLS itself.
   const char *proto = mbedtls_ssl_get_alpn_protocol(&t->ssl);

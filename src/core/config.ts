@@ -111,7 +111,7 @@ export interface SniRelayConfig {
  * it dials the gate's hbone listener, and the public gate opens CONNECT
  * streams on it that this gate serves like its own hbone listener's.
  */
-export interface ReverseConfig {
+export interface ReverseConfig extends PingTiming {
   /** The `listener` the rules see for streams that come through it. */
   name: string
   /** The public gate's hbone listener (a bare IP: port 15008). */
@@ -121,8 +121,12 @@ export interface ReverseConfig {
   /** Reconnect backoff: first delay, and the cap (each delay jittered to 50-100 %). */
   retryMs: number
   retryMaxMs: number
-  /** Keep-alive PINGs on the tunnel, and the wait for an ACK after which it is dead. */
-  pingMs: number
+}
+
+/** A mesh connection's keep-alive (an hbone upstream's connections, a reverse tunnel). */
+export interface PingTiming {
+  /** A PING this often; no ACK within pingTimeoutMs of one: the connection is dead. */
+  pingIntervalMs: number
   pingTimeoutMs: number
 }
 
@@ -146,7 +150,7 @@ export interface ProxyUpstreamConfig {
  * A peer gate (or ztunnel) reached through HBONE: HTTP/2 CONNECT over mutual
  * TLS with the mesh identity, on pooled connections.
  */
-export interface HboneUpstreamConfig {
+export interface HboneUpstreamConfig extends PingTiming {
   name: string
   type: 'hbone'
   /** The peer's HBONE port: an IP literal (default port 15008); null = only through a reverse tunnel. */
@@ -380,6 +384,7 @@ export const SECONDS: Record<
   udpIdleTimeout: { min: 0.001, max: 86400 },
   pairTimeout: { min: 0.001, max: 60 },
   retry: { min: 0.01, max: 3600 },
+  // HBONE PINGs go out on the relay's 1 s tick: shorter values mean "every tick".
   ping: { min: 0.1, max: 3600 },
 }
 
@@ -526,7 +531,7 @@ function upstreams(value: unknown): UpstreamConfig[] {
 export const HBONE_PORT = 15008
 
 function hboneUpstream(obj: Record<string, unknown>, path: string): HboneUpstreamConfig {
-  checkKeys(obj, path, ['name', 'type', 'server', 'identity', 'trustDomain', 'node', 'relay'])
+  checkKeys(obj, path, ['name', 'type', 'server', 'identity', 'trustDomain', 'node', 'relay', ...PING_KEYS])
   const identity = obj.identity === undefined || obj.identity === '' ? '' : spiffeId(obj.identity, `${path}.identity`)
   const node = given(obj.node, '')
   const nodeProblem = typeof node !== 'string' ? 'is not a string' : node === '' ? null : nodeIdProblem(node)
@@ -554,6 +559,18 @@ function hboneUpstream(obj: Record<string, unknown>, path: string): HboneUpstrea
     identity,
     trustDomain: td,
     relay,
+    ...pingTiming(obj, path),
+  }
+}
+
+const PING_KEYS = ['pingInterval', 'pingTimeout']
+
+/** The keep-alive keys of obj (an hbone upstream, a reverse tunnel) at path. */
+function pingTiming(obj: Record<string, unknown>, path: string): PingTiming {
+  // ztunnel's: a PING every 10 s, dead after 20 s without its ACK.
+  return {
+    pingIntervalMs: ms(given(obj.pingInterval, 10), `${path}.pingInterval`, SECONDS.ping),
+    pingTimeoutMs: ms(given(obj.pingTimeout, 20), `${path}.pingTimeout`, SECONDS.ping),
   }
 }
 
@@ -624,13 +641,11 @@ function reverseTunnels(value: unknown): ReverseConfig[] {
   const list = array(value, 'reverse').map((v, i): ReverseConfig => {
     const path = `reverse[${i}]`
     const obj = object(v, path)
-    checkKeys(obj, path, ['name', 'relay', 'relayId', 'retry', 'retryMax', 'ping', 'pingTimeout'])
+    checkKeys(obj, path, ['name', 'relay', 'relayId', 'retry', 'retryMax', ...PING_KEYS])
     const relayId = given(obj.relayId, '')
     if (relayId !== '') spiffeId(relayId, `${path}.relayId`)
     const text = required(obj, 'relay', path)
     const retryMs = ms(given(obj.retry, 0.5), `${path}.retry`, SECONDS.retry)
-    const pingMs = ms(given(obj.ping, 10), `${path}.ping`, SECONDS.ping)
-    const pingTimeoutMs = ms(given(obj.pingTimeout, 20), `${path}.pingTimeout`, SECONDS.ping)
     return {
       name: name(required(obj, 'name', path), `${path}.name`),
       // A name is resolved at each attempt.
@@ -638,8 +653,7 @@ function reverseTunnels(value: unknown): ReverseConfig[] {
       relayId: relayId as string,
       retryMs,
       retryMaxMs: Math.max(retryMs, ms(given(obj.retryMax, 30), `${path}.retryMax`, SECONDS.retry)),
-      pingMs,
-      pingTimeoutMs,
+      ...pingTiming(obj, path),
     }
   })
   list.forEach((r, i) => {

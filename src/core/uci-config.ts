@@ -120,6 +120,8 @@ const UCI_NAME: Record<string, string> = {
   relayId: 'relay_id',
   maxPool: 'max_pool',
   retryMax: 'retry_max',
+  pingInterval: 'ping_interval',
+  pingTimeout: 'ping_timeout',
   identityDir: 'identity_dir',
   certChain: 'cert_chain',
   rootCert: 'root_cert',
@@ -248,7 +250,20 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
   root.upstreams = uciSectionsOfType(pkg, 'upstream').map((s, i) => {
     origins.push({ jsonPath: `upstreams[${i}]`, section: s, ref: uciSectionRef(pkg, s) })
     const r = reader(s)
-    r.only(['name', 'type', 'server', 'port', 'username', 'password', 'identity', 'trust_domain', 'node', 'relay'])
+    r.only([
+      'name',
+      'type',
+      'server',
+      'port',
+      'username',
+      'password',
+      'identity',
+      'trust_domain',
+      'node',
+      'relay',
+      'ping_interval',
+      'ping_timeout',
+    ])
     const server = r.str('server')
     const port = r.str('port')
     const u: Obj = { name: r.str('name') ?? s.name ?? `upstream${i + 1}`, type: r.str('type') }
@@ -261,7 +276,13 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
         throw new ConfigError(`${at(s)}.${server === undefined ? 'server' : 'port'}`, 'missing')
       u.server = port === undefined ? server : `${server.includes(':') ? `[${server}]` : server}:${port}`
     }
-    assign(u, { username: r.str('username'), password: r.str('password'), trustDomain: r.str('trust_domain') })
+    assign(u, {
+      username: r.str('username'),
+      password: r.str('password'),
+      trustDomain: r.str('trust_domain'),
+      pingInterval: r.num('ping_interval'),
+      pingTimeout: r.num('ping_timeout'),
+    })
     assign(u, { relay: r.bool('relay') })
     return u
   })
@@ -336,7 +357,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
     root.reverse = reverse.map((s, i) => {
       origins.push({ jsonPath: `reverse[${i}]`, section: s, ref: uciSectionRef(pkg, s) })
       const r = reader(s)
-      r.only(['name', 'server', 'port', 'relay_id', 'retry', 'retry_max', 'ping', 'ping_timeout'])
+      r.only(['name', 'server', 'port', 'relay_id', 'retry', 'retry_max', 'ping_interval', 'ping_timeout'])
       const server = r.str('server')
       if (server === undefined) throw new ConfigError(`${at(s)}.server`, 'missing')
       const e: Obj = { name: r.str('name') ?? s.name ?? `reverse${i + 1}` }
@@ -346,7 +367,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
         relayId: r.str('relay_id'),
         retry: r.num('retry'),
         retryMax: r.num('retry_max'),
-        ping: r.num('ping'),
+        pingInterval: r.num('ping_interval'),
         pingTimeout: r.num('ping_timeout'),
       })
       return e

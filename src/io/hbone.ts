@@ -253,6 +253,8 @@ export async function openHbone(
       traceparent: traceparent(),
       // A named node must hold the key its id is the hash of.
       ...(u.node !== '' ? { node: u.node } : {}),
+      pingIntervalMs: u.pingIntervalMs,
+      pingTimeoutMs: u.pingTimeoutMs,
     },
     mesh.client,
   )

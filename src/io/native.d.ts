@@ -744,7 +744,16 @@ declare module 'ugate:native' {
   export function hboneServeStream(tunnel: number, stream: number, tls: TlsHandle, peerAddr: string): number
   /** Answer a `request` with status (400, 401, 503, ...): the stream ends. */
   export function hboneRefuse(tunnel: number, stream: number, status: number): void
-  export interface HboneOpenOptions {
+  /**
+   * A mesh connection's keep-alive (config.ts PingTiming): a PING every
+   * pingIntervalMs, dead without its ACK within pingTimeoutMs (absent or 0:
+   * the engine's 10 s, 20 s). hboneOpen: for a connection it dials.
+   */
+  export interface HbonePingOptions {
+    pingIntervalMs?: number
+    pingTimeoutMs?: number
+  }
+  export interface HboneOpenOptions extends HbonePingOptions {
     /** Pool key: streams with the same key share connections (up to 100 each). */
     key: string
     /** The peer: an IP literal and port (not with `tunnel`). */
@@ -771,12 +780,9 @@ declare module 'ugate:native' {
   /** Open a CONNECT stream; returns [tag, fd]: fd is the stream's local end (a socket pair). */
   export function hboneOpen(opts: HboneOpenOptions, tls: TlsHandle): [number, number]
   export function hboneCloseAll(): void
-  export interface HboneReverseOptions {
+  export interface HboneReverseOptions extends HbonePingOptions {
     /** The public gate's SPIFFE id; '' = any the TLS config trusts. */
     expect: string
-    /** Keep-alive PINGs and the wait for their ACK; 0 = the engine's defaults (10 s, 20 s). */
-    pingMs: number
-    pingTimeoutMs: number
   }
   /**
    * The dialing side of a reverse tunnel on a socket connected to a public

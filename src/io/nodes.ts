@@ -45,6 +45,9 @@ function nodeUpstream(name: NodeName): HboneUpstreamConfig {
     identity: '',
     trustDomain: name.trustDomain,
     relay: false,
+    // 0: the engine's keep-alive (ztunnel's 10 s / 20 s).
+    pingIntervalMs: 0,
+    pingTimeoutMs: 0,
   }
 }
 

@@ -169,7 +169,7 @@ class ReverseLink {
         this.served.src = d.addr // the address dialed: the access lines' src, admission's source
         this.tunnel = native.hboneReverse(d.fd, tls.client, d.addr, {
           expect: this.cfg.relayId,
-          pingMs: this.cfg.pingMs,
+          pingIntervalMs: this.cfg.pingIntervalMs,
           pingTimeoutMs: this.cfg.pingTimeoutMs,
         })
         if (this.tunnel === 0) return this.failed('out-of-memory', '') // C took and closed the fd

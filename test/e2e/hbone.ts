@@ -1,8 +1,9 @@
 // HBONE end to end: ugate's hbone listener against Node's http2 as the mesh
 // client, ugate's hbone upstream against Node's http2 as a ztunnel-like
 // server, and ugate → ugate through one tunnel. Exact data both ways
-// (sha256), half-close both directions, resets passed on, ztunnel's 400 /
-// 401 / 503 answers, garbage instead of HTTP/2, fds back to the baseline.
+// (sha256), half-close both directions, resets passed on (a destination's
+// to the mesh client, a SOCKS client's to the peer), ztunnel's 400 / 401 /
+// 503 answers, garbage instead of HTTP/2, fds back to the baseline.
 
 import { createHash } from 'node:crypto'
 import http2 from 'node:http2'
@@ -170,11 +171,17 @@ t.test('hbone listener: Node http2 as the mesh client', async (t) => {
 
 t.test('hbone upstream: Node http2 as a ztunnel-like server', async (t) => {
   const seen: { authority: string; headers: http2.IncomingHttpHeaders; rst: number }[] = []
+  let resetSeen: (code: number) => void = () => {}
+  const reset = new Promise<number>((ok) => (resetSeen = ok))
   const server = ids.server('server', (stream, headers) => {
     const authority = String(headers[':authority'])
     const rec = { authority, headers, rst: -1 }
     seen.push(rec)
-    stream.on('close', () => (rec.rst = stream.rstCode ?? 0))
+    stream.on('close', () => {
+      rec.rst = stream.rstCode ?? 0
+      if (authority.startsWith('10.9.9.4:')) resetSeen(rec.rst)
+    })
+    stream.on('error', () => {}) // a reset with an error code; its close says which
     if (authority.startsWith('10.9.9.3:')) return stream.respond({ ':status': 503 }, { endStream: true })
     if (authority.startsWith('10.9.9.1:')) return stream.respond({ ':status': 401 }, { endStream: true })
     stream.respond({ ':status': 200 })
@@ -203,11 +210,24 @@ t.test('hbone upstream: Node http2 as a ztunnel-like server', async (t) => {
   const [line] = await waitConnsOf(ug, 'socks', 1)
   t.match(line!.fields, { reason: 'eof', via: 'peer', action: 'upstream' }, 'access line names the upstream')
 
+  // The client's reset: its stream is reset too (the socket pair ugate bridges it through
+  // only shows a close, which ugate takes as a reset while the peer's half still runs),
+  // with CONNECT_ERROR as RFC 9113 8.5 has a proxy signal a TCP reset.
+  const rs = await socks5Connect(ug.port('socks'), { host: '10.9.9.4', port: 80 })
+  rs.reader.sock.write('x')
+  await rs.reader.read(1)
+  rs.reader.sock.resetAndDestroy()
+  t.equal(
+    await reset,
+    http2.constants.NGHTTP2_CONNECT_ERROR,
+    "the client's reset arrives as RST_STREAM (CONNECT_ERROR)",
+  )
+
   const refused = await socks5Connect(ug.port('socks'), { host: '10.9.9.3', port: 80 })
   t.not(refused.reply?.[1], 0, '503 from the peer: the SOCKS CONNECT fails')
   const denied = await socks5Connect(ug.port('socks'), { host: '10.9.9.1', port: 80 })
   t.not(denied.reply?.[1], 0, '401 from the peer: the SOCKS CONNECT fails')
-  const lines = await waitConnsOf(ug, 'socks', 3)
+  const lines = await waitConnsOf(ug, 'socks', 4)
   t.ok(
     lines.some((l) => l.fields.reason === 'upstream-refused:503'),
     'upstream-refused:503 logged',
@@ -220,7 +240,7 @@ t.test('hbone upstream: Node http2 as a ztunnel-like server', async (t) => {
   // The pool keeps its idle connection until the peer's GOAWAY (or the idle timeout).
   server.goaway()
   await ug.waitForLine(/ info hbone-closed .*reason=goaway/)
-  await finish(t, ug, 3)
+  await finish(t, ug, 4)
 })
 
 t.test('ugate → ugate through one tunnel', async (t) => {

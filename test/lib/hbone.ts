@@ -10,7 +10,7 @@ import http2 from 'node:http2'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import type { TLSSocket } from 'node:tls'
+import tls, { type TLSSocket } from 'node:tls'
 import { repoRoot, runUgate, WAIT_MS } from './ugate.js'
 import type { TestLike } from './ugate.js'
 
@@ -66,6 +66,11 @@ export function readIdentity(dir: string, id: string): Identity {
     keyPem: readFileSync(f('key.pem'), 'utf8'),
     rootPem: readFileSync(f('root-cert.pem'), 'utf8'),
   }
+}
+
+/** ugate's `mesh` config section for `id` (its identity directory) in trust domain `td`. */
+export function meshConfig(id: Identity, td: string): { mesh: { identityDir: string; trustDomain: string } } {
+  return { mesh: { identityDir: id.dir, trustDomain: td } }
 }
 
 function openssl(dir: string, args: string[]): void {
@@ -285,6 +290,21 @@ export interface NodeHboneServer {
   pingAcks: number
 }
 
+/** ztunnel's inbound TLS: 1.3 AES-GCM only, ALPN h2, a client certificate verified against `roots`. */
+function ztunnelServerTls(id: Identity, roots: string): tls.TlsOptions {
+  return {
+    key: id.keyPem,
+    cert: id.certPem,
+    ca: readFileSync(roots, 'utf8'),
+    requestCert: true,
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.3',
+    maxVersion: 'TLSv1.3',
+    ciphers: ZTUNNEL_CIPHERS,
+    ALPNProtocols: ['h2'],
+  }
+}
+
 /** The URI SANs of a peer certificate as Node shows them. */
 export function uriSans(sock: TLSSocket): string[] {
   const alt = sock.getPeerCertificate()?.subjectaltname ?? ''
@@ -302,7 +322,7 @@ export function uriSans(sock: TLSSocket): string[] {
  * (when given), 503 dial failure. Listens on `host`:`port` (default
  * 127.0.0.1, any port); bench/hbone-load.ts runs it as the bench's Node peer.
  */
-export function startNodeHboneServer(
+export async function startNodeHboneServer(
   t: TestLike,
   o: {
     id: Identity
@@ -315,18 +335,7 @@ export function startNodeHboneServer(
   },
 ): Promise<NodeHboneServer> {
   const st: NodeHboneServer = { port: 0, streams: [], refused: [], sni: [], pingAcks: 0 }
-  const server = http2.createSecureServer({
-    key: o.id.keyPem,
-    cert: o.id.certPem,
-    ca: readFileSync(o.roots, 'utf8'),
-    requestCert: true,
-    rejectUnauthorized: true,
-    minVersion: 'TLSv1.3',
-    maxVersion: 'TLSv1.3',
-    ciphers: ZTUNNEL_CIPHERS,
-    ALPNProtocols: ['h2'],
-    settings: ZTUNNEL_SETTINGS,
-  })
+  const server = http2.createSecureServer({ ...ztunnelServerTls(o.id, o.roots), settings: ZTUNNEL_SETTINGS })
   const sessions = new Set<http2.ServerHttp2Session>()
   server.on('session', (s) => {
     const sock = s.socket as TLSSocket
@@ -376,17 +385,30 @@ export function startNodeHboneServer(
     })
   })
   server.on('tlsClientError', () => {})
+  st.port = await listenLoopback(t, server, sessions, o)
+  return st
+}
+
+/**
+ * Listen on `at` (default 127.0.0.1, any port; resolves with the port); on
+ * teardown destroy what is in `live`, then close.
+ */
+function listenLoopback(
+  t: TestLike,
+  server: net.Server,
+  live: Set<{ destroy(): unknown }>,
+  at: { host?: string; port?: number } = {},
+): Promise<number> {
   return new Promise((res) => {
-    server.listen(o.port ?? 0, o.host ?? '127.0.0.1', () => {
-      st.port = (server.address() as net.AddressInfo).port
+    server.listen(at.port ?? 0, at.host ?? '127.0.0.1', () => {
       t.teardown(
         () =>
           new Promise<void>((done) => {
-            for (const s of sessions) s.destroy()
+            for (const s of live) s.destroy()
             server.close(() => done())
           }),
       )
-      res(st)
+      res((server.address() as net.AddressInfo).port)
     })
   })
 }
@@ -443,4 +465,95 @@ export function ztunnelHeaders(src: string, i: number): http2.OutgoingHttpHeader
     forwarded: `for="${src}"`,
     traceparent: `00-${'0af7651916cd43dd8448eb211c80319c'}-${(0xb7ad6b7169203331n + BigInt(i)).toString(16).padStart(16, '0')}-01`,
   }
+}
+
+// ---- an HTTP/2 server built by hand (frames written here) ------------------------
+
+/** RFC 9113 frame types and flags used below. */
+const F = { DATA: 0, HEADERS: 1, SETTINGS: 4, PING: 6, WINDOW_UPDATE: 8, ACK: 1, END_STREAM: 1, END_HEADERS: 4 }
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
+
+function h2Frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const head = Buffer.alloc(9)
+  head.writeUIntBE(payload.length, 0, 3)
+  head[3] = type
+  head[4] = flags
+  head.writeUInt32BE(stream & 0x7fffffff, 5)
+  return Buffer.concat([head, payload])
+}
+
+function windowUpdate(stream: number, n: number): Buffer {
+  const p = Buffer.alloc(4)
+  p.writeUInt32BE(n)
+  return h2Frame(F.WINDOW_UPDATE, 0, stream, p)
+}
+
+export interface HandH2Server {
+  port: number
+  /** TLS connections accepted (each a new HTTP/2 connection). */
+  connections: number
+  /** PINGs received, over all connections. */
+  pings: number
+  /** Resolves once `n` PINGs were received in all. */
+  pinged(n: number): Promise<void>
+}
+
+/**
+ * A minimal HBONE server on node:tls with HTTP/2 frames built by hand and
+ * ztunnel's TLS (ztunnelServerTls). It sends an empty SETTINGS, ACKs the
+ * client's, answers every HEADERS (a CONNECT) with `:status 200` (HPACK
+ * static index 8), echoes DATA on its stream (END_STREAM included) and gives
+ * the windows back, and ACKs PINGs only when `ackPing` — without, it is a
+ * peer that never answers PING.
+ */
+export async function startHandH2Server(
+  t: TestLike,
+  o: { id: Identity; roots: string; ackPing: boolean },
+): Promise<HandH2Server> {
+  const waiters: { n: number; done: () => void }[] = []
+  const st: HandH2Server = {
+    port: 0,
+    connections: 0,
+    pings: 0,
+    pinged: (n) => new Promise((done) => (st.pings >= n ? done() : waiters.push({ n, done }))),
+  }
+  const socks = new Set<TLSSocket>()
+  const server = tls.createServer(ztunnelServerTls(o.id, o.roots), (sock) => {
+    st.connections++
+    socks.add(sock)
+    sock.on('close', () => socks.delete(sock))
+    sock.on('error', () => {})
+    sock.write(h2Frame(F.SETTINGS, 0, 0))
+    let buf = Buffer.alloc(0)
+    let preface = false
+    sock.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d])
+      if (!preface) {
+        if (buf.length < PREFACE.length) return
+        if (!buf.subarray(0, PREFACE.length).equals(PREFACE)) return sock.destroy()
+        preface = true
+        buf = buf.subarray(PREFACE.length)
+      }
+      while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
+        const len = buf.readUIntBE(0, 3)
+        const [type, flags, stream] = [buf[3]!, buf[4]!, buf.readUInt32BE(5) & 0x7fffffff]
+        const payload = buf.subarray(9, 9 + len)
+        buf = buf.subarray(9 + len)
+        if (type === F.SETTINGS && !(flags & F.ACK)) sock.write(h2Frame(F.SETTINGS, F.ACK, 0))
+        if (type === F.HEADERS) sock.write(h2Frame(F.HEADERS, F.END_HEADERS, stream, Buffer.from([0x88])))
+        if (type === F.DATA) {
+          sock.write(h2Frame(F.DATA, flags & F.END_STREAM, stream, payload))
+          if (len > 0) sock.write(Buffer.concat([windowUpdate(0, len), windowUpdate(stream, len)]))
+        }
+        if (type === F.PING && !(flags & F.ACK)) {
+          st.pings++
+          for (const w of waiters.splice(0)) st.pings >= w.n ? w.done() : waiters.push(w)
+          if (o.ackPing) sock.write(h2Frame(F.PING, F.ACK, 0, payload))
+        }
+      }
+    })
+  })
+  server.on('tlsClientError', () => {})
+  st.port = await listenLoopback(t, server, socks)
+  return st
 }

@@ -66,10 +66,16 @@ export interface OpensslClientResult {
   output: string
 }
 
-/** openssl s_client, no SNI, stdin closed: handshake, then close. */
+/**
+ * openssl s_client, no SNI. Stdin closed: handshake, then close. With
+ * `untilClosed`, stdin stays open and s_client runs until the server closes
+ * the connection: it then has read (and printed) the server's alert, which
+ * in TLS 1.3 comes after the client's side of the handshake is done (a
+ * refused client certificate). Killed after WAIT_MS.
+ */
 export function opensslClient(
   port: number,
-  o: TlsOpts & { id?: Identity; root?: string } = {},
+  o: TlsOpts & { id?: Identity; root?: string; untilClosed?: boolean } = {},
 ): Promise<OpensslClientResult> {
   requireCommand('openssl', 'openssl')
   const args = ['s_client', '-connect', `127.0.0.1:${port}`, '-noservername', ...version(o.tls)]
@@ -77,17 +83,20 @@ export function opensslClient(
   if (o.id) args.push('-cert', o.id.cert, '-key', o.id.key)
   if (o.root ?? o.id) args.push('-CAfile', o.root ?? o.id!.root)
   return new Promise((res) => {
-    const p = spawn('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const p = spawn('openssl', args, { stdio: ['pipe', 'pipe', 'pipe'] })
+    if (!o.untilClosed) p.stdin.end()
+    const timer = setTimeout(() => p.kill(), WAIT_MS)
     let output = ''
     p.stdout.on('data', (d: Buffer) => (output += d))
     p.stderr.on('data', (d: Buffer) => (output += d))
-    p.on('close', (code) =>
+    p.on('close', (code) => {
+      clearTimeout(timer)
       res({
         code,
         protocol: /^New, (TLSv1\.[23]),/m.exec(output)?.[1],
         alpn: /^ALPN protocol: (\S+)/m.exec(output)?.[1],
         output,
-      }),
-    )
+      })
+    })
   })
 }

@@ -458,13 +458,14 @@ export async function finish(t: AssertLike, ug: Ugate, conns: number): Promise<E
 }
 
 /**
- * Wait (bounded, 10 s) for ugate's fd count to come back to the baseline:
- * for sockets ugate closes after an event of the peer's (an EOF, an idle
- * sweep) that this process cannot observe.
+ * Wait (bounded, 10 s) for ugate's fd count to come back to the baseline
+ * (plus `extra` fds meant to stay, e.g. pooled mesh connections): for
+ * sockets ugate closes after an event of the peer's (an EOF, an idle sweep)
+ * that this process cannot observe.
  */
-export async function settleFds(ug: Ugate): Promise<void> {
+export async function settleFds(ug: Ugate, extra = 0): Promise<void> {
   const deadline = Date.now() + 10_000
-  while (ug.fdCount() !== ug.baselineFds && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200))
+  while (ug.fdCount() !== ug.baselineFds + extra && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200))
 }
 
 /** fd count equals the baseline taken after `ready`. */

@@ -655,7 +655,8 @@ static void reverse_pair(uint64_t *pub, uint64_t *nat, int ping_ms, int ping_tim
   int a, b;
   tcp_pair(&a, &b);
   *pub = hbone_serve(b, &plain_sec, NULL, "127.0.0.1:2", true);
-  *nat = hbone_reverse(a, &plain_sec, NULL, "127.0.0.1:3", NULL, ping_ms, ping_timeout_ms);
+  *nat = hbone_reverse(a, &plain_sec, NULL, "127.0.0.1:3", NULL,
+                       (hb_ping){.every_ms = ping_ms, .timeout_ms = ping_timeout_ms});
 }
 
 static uint64_t open_on_tunnel(uint64_t tunnel, const char *authority, int *local) {
@@ -789,7 +790,8 @@ static void test_reverse(void) {
   // silent (reads and drops) is noticed.
   int s, f;
   tcp_pair(&s, &f);
-  nat = hbone_reverse(f, &plain_sec, NULL, "127.0.0.1:4", NULL, 100, 300);
+  nat = hbone_reverse(f, &plain_sec, NULL, "127.0.0.1:4", NULL,
+                      (hb_ping){.every_ms = 100, .timeout_ms = 300});
   char c;
   if (read(s, &c, 1) != 1 || write(s, "R", 1) != 1) check(0, "fake public side");
   // A public side that agreed, then went silent: the PINGs go unanswered.

@@ -25,8 +25,16 @@ t.test('hbone upstream', async (t) => {
   const c = validateConfig({ listeners: [fwd], upstreams: [up({ server: '10.0.0.2' })] })
   t.match(
     c.upstreams[0],
-    { name: 'peer', type: 'hbone', server: { host: '10.0.0.2', port: 15008 }, identity: '', trustDomain: '' },
-    'a bare IP: the HBONE port',
+    {
+      name: 'peer',
+      type: 'hbone',
+      server: { host: '10.0.0.2', port: 15008 },
+      identity: '',
+      trustDomain: '',
+      pingIntervalMs: 10_000,
+      pingTimeoutMs: 20_000,
+    },
+    "a bare IP: the HBONE port; ztunnel's PING timing",
   )
   t.match(validateConfig({ listeners: [fwd], upstreams: [up({ server: '10.0.0.3', relay: true })] }).upstreams[0], {
     relay: true,
@@ -40,6 +48,8 @@ t.test('hbone upstream', async (t) => {
     () => validateConfig({ listeners: [fwd], upstreams: [up({ server: '10.0.0.3', relay: 'yes' })] }),
     new ConfigError('upstreams[0].relay', '"yes" is not true or false'),
   )
+  const ping = validateConfig({ listeners: [fwd], upstreams: [up({ pingInterval: 0.5, pingTimeout: 1 })] })
+  t.match(ping.upstreams[0], { pingIntervalMs: 500, pingTimeoutMs: 1000 }, 'pingInterval, pingTimeout in seconds')
   const v6 = validateConfig({
     listeners: [fwd],
     upstreams: [up({ server: 'fd00::2', identity: 'spiffe://td/ns/a/sa/b', trustDomain: 'td' })],
@@ -65,8 +75,12 @@ t.test('hbone upstream', async (t) => {
     [
       up({ username: 'u' }),
       'upstreams[0].username',
-      'unknown key (expected one of: name, type, server, identity, trustDomain, node, relay)',
+      'unknown key (expected one of: name, type, server, identity, trustDomain, node, relay, pingInterval, pingTimeout)',
     ],
+    [up({ pingInterval: 0 }), 'upstreams[0].pingInterval', '0 is not a number of seconds from 0.1 to 3600'],
+    [up({ pingInterval: '5' }), 'upstreams[0].pingInterval', '"5" is not a number of seconds from 0.1 to 3600'],
+    [up({ pingTimeout: 7200 }), 'upstreams[0].pingTimeout', '7200 is not a number of seconds from 0.1 to 3600'],
+    [up({ pingTimeout: -1 }), 'upstreams[0].pingTimeout', '-1 is not a number of seconds from 0.1 to 3600'],
   ]
   for (const [u, path, detail] of bad)
     t.throws(() => validateConfig({ listeners: [fwd], upstreams: [u] }), new ConfigError(path, detail), path)

@@ -24,7 +24,7 @@ t.test('reverse entries: defaults and overrides', async (t) => {
       relayId: '',
       retryMs: 500,
       retryMaxMs: 30000,
-      pingMs: 10000,
+      pingIntervalMs: 10000,
       pingTimeoutMs: 20000,
     },
   ])
@@ -32,7 +32,7 @@ t.test('reverse entries: defaults and overrides', async (t) => {
     mesh: MESH,
     listeners: [local],
     reverse: [
-      rev({ relay: 'vps.example.net:443', relayId: VPS, retry: 1, retryMax: 60, ping: 1, pingTimeout: 2 }),
+      rev({ relay: 'vps.example.net:443', relayId: VPS, retry: 1, retryMax: 60, pingInterval: 1, pingTimeout: 2 }),
       rev({ name: 'v6', relay: '2001:db8::1' }),
     ],
   })
@@ -41,7 +41,7 @@ t.test('reverse entries: defaults and overrides', async (t) => {
     relayId: VPS,
     retryMs: 1000,
     retryMaxMs: 60000,
-    pingMs: 1000,
+    pingIntervalMs: 1000,
     pingTimeoutMs: 2000,
   })
   t.match(d.reverse[1], { relay: { host: '2001:db8::1', port: 15008 } }, 'a bare IPv6: the HBONE port')
@@ -55,12 +55,12 @@ t.test('reverse entries: bad values named', async (t) => {
     [[rev({ relay: 'vps.example.net' })], 'reverse[0].relay', ''],
     [[rev({ relayId: 'vps' })], 'reverse[0].relayId', '"vps" is not a SPIFFE id: does not start with "spiffe://"'],
     [[rev({ retry: 0 })], 'reverse[0].retry', ''],
-    [[rev({ ping: 0.01 })], 'reverse[0].ping', ''],
-    [[rev({ pingTimeout: 'x' })], 'reverse[0].pingTimeout', ''],
+    [[rev({ pingInterval: 0.01 })], 'reverse[0].pingInterval', '0.01 is not a number of seconds from 0.1 to 3600'],
+    [[rev({ pingTimeout: 'x' })], 'reverse[0].pingTimeout', '"x" is not a number of seconds from 0.1 to 3600'],
     [
       [rev({ pool: 2 })],
       'reverse[0].pool',
-      'unknown key (expected one of: name, relay, relayId, retry, retryMax, ping, pingTimeout)',
+      'unknown key (expected one of: name, relay, relayId, retry, retryMax, pingInterval, pingTimeout)',
     ],
     [[rev(), rev()], 'reverse[1].name', '"vps" is already the name of reverse[0]'],
     [
@@ -159,7 +159,7 @@ config reverse 'vps'
 	option relay_id '${VPS}'
 	option retry '0.5'
 	option retry_max '30'
-	option ping '10'
+	option ping_interval '10'
 	option ping_timeout '20'
 
 config reverse 'v6'
@@ -189,7 +189,7 @@ t.test('uci: the gate behind NAT (reverse sections)', async (t) => {
       relayId: VPS,
       retryMs: 500,
       retryMaxMs: 30000,
-      pingMs: 10000,
+      pingIntervalMs: 10000,
       pingTimeoutMs: 20000,
     },
     {
@@ -198,7 +198,7 @@ t.test('uci: the gate behind NAT (reverse sections)', async (t) => {
       relayId: '',
       retryMs: 500,
       retryMaxMs: 30000,
-      pingMs: 10000,
+      pingIntervalMs: 10000,
       pingTimeoutMs: 20000,
     },
   ])

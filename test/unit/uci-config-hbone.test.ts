@@ -1,6 +1,6 @@
 // /etc/config/ugate → Config for the mesh: an hbone listener (its peers,
 // HBONE's default address), hbone upstreams (identity, trust domain, the
-// default port) and rules on the mesh peer (src_identity, src_trust_domain,
+// default port, ping_interval / ping_timeout) and rules on the mesh peer (src_identity, src_trust_domain,
 // src_node); errors name the file, line and uci option.
 
 import t from 'tap'
@@ -23,6 +23,8 @@ config upstream 'ztunnel'
 	option server 'fd00::7'
 	option port '15009'
 	option trust_domain 'cluster.local'
+	option ping_interval '2.5'
+	option ping_timeout '5'
 
 config rule 'gwa'
 	list src_identity 'spiffe://home.arpa/ns/routers/sa/gw-a'
@@ -57,6 +59,8 @@ t.test('hbone listener, hbone upstreams and mesh-peer rules from uci', async (t)
       identity: 'spiffe://home.arpa/ns/routers/sa/gw-b',
       trustDomain: '',
       relay: false,
+      pingIntervalMs: 10000,
+      pingTimeoutMs: 20000,
     },
     {
       name: 'ztunnel',
@@ -66,6 +70,8 @@ t.test('hbone listener, hbone upstreams and mesh-peer rules from uci', async (t)
       identity: '',
       trustDomain: 'cluster.local',
       relay: false,
+      pingIntervalMs: 2500,
+      pingTimeoutMs: 5000,
     },
   ])
   t.same(c.rules, [
@@ -115,24 +121,34 @@ t.test('bad mesh options name the file, line and uci option', async (t) => {
       `${FILE}:11: ztunnel.trust_domain: "Cluster" may only hold a-z, 0-9, ".", "-" and "_"`,
     ],
     [
+      "option ping_timeout '5'",
+      "option ping_timeout '0'",
+      `${FILE}:11: ztunnel.ping_timeout: 0 is not a number of seconds from 0.1 to 3600`,
+    ],
+    [
+      "option ping_interval '2.5'",
+      "option ping_interval 'soon'",
+      `${FILE}:11: ztunnel.ping_interval: "soon" is not a number`,
+    ],
+    [
       "option identity 'spiffe://home.arpa/ns/routers/sa/gw-b'",
       "option identity 'spiffe://home.arpa/ns/routers/sa/gw-b'\n\toption username 'me'",
-      `${FILE}:6: gwb.username: unknown key (expected one of: name, type, server, identity, trustDomain, node, relay)`,
+      `${FILE}:6: gwb.username: unknown key (expected one of: name, type, server, identity, trustDomain, node, relay, pingInterval, pingTimeout)`,
     ],
     [
       "list src_identity 'spiffe://home.arpa/ns/routers/sa/gw-a'",
       "list src_identity 'spiffe://home.arpa/gw-a'",
-      `${FILE}:17: gwa.src_identity[0]: "spiffe://home.arpa/gw-a" is not a SPIFFE id: has no /ns/NAMESPACE/sa/SERVICE-ACCOUNT path`,
+      `${FILE}:19: gwa.src_identity[0]: "spiffe://home.arpa/gw-a" is not a SPIFFE id: has no /ns/NAMESPACE/sa/SERVICE-ACCOUNT path`,
     ],
     [
       `list src_node '${NODE.toLowerCase()}'`,
       "list src_node 'gw-a'",
-      `${FILE}:17: gwa.src_node[0]: "gw-a" is not a node id (52 base32 characters, not 4)`,
+      `${FILE}:19: gwa.src_node[0]: "gw-a" is not a node id (52 base32 characters, not 4)`,
     ],
     [
       "list src_trust_domain 'home.arpa'",
       "list src_trust_domain 'home arpa'",
-      `${FILE}:22: others.src_trust_domain[0]: "home arpa" is not a trust domain: it may only hold a-z, 0-9, ".", "-" and "_"`,
+      `${FILE}:24: others.src_trust_domain[0]: "home arpa" is not a trust domain: it may only hold a-z, 0-9, ".", "-" and "_"`,
     ],
   ]
   for (const [from, to, message] of cases) {
