@@ -35,14 +35,21 @@ const NEEDLE = 'ugate-plaintext-canary-5d1e'
 
 // "socks PROXY TARGET FILE" or "connect PROXY TARGET FILE": through the proxy
 // (SOCKS5 with a domain name, or HTTP CONNECT), send the file, half-close,
-// hash what comes back. One JSON line.
+// hash what comes back. "tls ADDR:PORT SNI": a TLS handshake with that SNI
+// (an echo server answers the ClientHello with itself: it fails). One JSON line.
 const CLIENT_JS = `
 import net from 'node:net'
+import tls from 'node:tls'
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 const [mode, proxy, target, file] = process.argv.slice(2)
 const out = (o) => { process.stdout.write(JSON.stringify(o) + '\\n'); process.exit(0) }
 const [phost, pport] = proxy.split(':')
+if (mode === 'tls') {
+  const c = tls.connect({ host: phost, port: Number(pport), servername: target, rejectUnauthorized: false })
+  c.on('secureConnect', () => out({ ok: true }))
+  c.on('error', (e) => out({ ok: false, error: e.code || e.message }))
+} else {
 const i = target.lastIndexOf(':')
 const host = target.slice(0, i), port = Number(target.slice(i + 1))
 const body = readFileSync(file)
@@ -82,6 +89,7 @@ s.on('data', (d) => {
 })
 s.on('end', () => out({ ok: open, status, n, sha: h.digest('hex') }))
 s.on('error', (e) => out({ ok: false, status, error: e.code || e.message, n }))
+}
 `
 
 /** A Node client run to its end in namespace ns: its one JSON line. */
@@ -164,7 +172,11 @@ function homeConfig(site: Site, name: string, id: Identity, relay: string, vpsId
   return write(site, name, {
     mesh: { identityDir: id.dir, trustDomain: TD },
     admin: { socket: join(site.dir, `${name}.sock`) },
-    listeners: [{ name: 'lan', type: 'mixed', listen: `${name === 'a' ? SITE.home : SITE.homeB}:1080` }],
+    listeners: [
+      { name: 'lan', type: 'mixed', listen: `${name === 'a' ? SITE.home : SITE.homeB}:1080` },
+      // Captured TLS by its SNI: the sniffed name, on port 7000.
+      { name: 'tls', type: 'sni', listen: `${name === 'a' ? SITE.home : SITE.homeB}:8443`, tlsPort: 7000 },
+    ],
     reverse: [{ name: 'vps', relay: `${relay}:15008`, relayId: vpsId, retry: 0.2, retryMax: 1 }],
     rules,
   })
@@ -210,7 +222,7 @@ t.test('routing by node name: B reaches A LAN by name through the VPS, double HB
     netns: site.ns.home,
   })
   // B's LAN clients reach every node of the mesh by name.
-  const bRules = [{ listener: ['lan'], domainSuffix: [TD], action: 'mesh' }]
+  const bRules = [{ listener: ['lan', 'tls'], domainSuffix: [TD], action: 'mesh' }]
   const b = await startUgate(t, ['run', '--config', homeConfig(site, 'b', gateB, SITE.vpsInB, vpsId.id, bRules)], {
     netns: homeb,
   })
@@ -248,6 +260,23 @@ t.test('routing by node name: B reaches A LAN by name through the VPS, double HB
     await exact(t, 'HTTP CONNECT', r, body)
     t.equal(cap.hits, 0, `no frame on the VPS holds the payload string (${cap.frames} frames)`)
     t.ok(cap.bytes > 2 * PAYLOAD, 'the capture saw the transfer', { cap })
+  })
+
+  await t.test('a TLS connection by its sniffed SNI goes to the node it names', async (t) => {
+    const r = await client(site, homeb, 'tls', `${SITE.homeB}:8443`, nameA)
+    // The echo server sends the ClientHello back: no TLS server, the handshake fails on it.
+    t.match(r, { ok: false }, 'the ClientHello reached the echo server in A LAN and came back', { r })
+    const al = fieldsOf((await a.waitForLines(/ info conn listener=vps .*action=forward/, 3))[2])
+    t.match(al, { dst: `${nameA}:7000`, identity: gateB.id, via: ECHO }, "A: the SNI's node, its port tlsPort")
+    const bl = fieldsOf(await b.waitForLine(/ info conn listener=tls /))
+    t.match(
+      bl,
+      { host: nameA, dst: `${nameA}:7000`, action: 'mesh', via: 'relay:vps', node: nodeA },
+      'B: routed by the sniffed SNI',
+      {
+        bl,
+      },
+    )
   })
 
   await t.test('control: plaintext that crosses the VPS is found by the same capture', async (t) => {
