@@ -168,7 +168,15 @@ function vpsConfig(site: Site, vps: Identity, a: Identity, b: Identity): string 
   })
 }
 
-function homeConfig(site: Site, name: string, id: Identity, relay: string, vpsId: string, rules: unknown[]): string {
+function homeConfig(
+  site: Site,
+  name: string,
+  id: Identity,
+  relay: string,
+  vpsId: string,
+  rules: unknown[],
+  upstreams: unknown[] = [],
+): string {
   return write(site, name, {
     mesh: { identityDir: id.dir, trustDomain: TD },
     admin: { socket: join(site.dir, `${name}.sock`) },
@@ -178,6 +186,7 @@ function homeConfig(site: Site, name: string, id: Identity, relay: string, vpsId
       { name: 'tls', type: 'sni', listen: `${name === 'a' ? SITE.home : SITE.homeB}:8443`, tlsPort: 7000 },
     ],
     reverse: [{ name: 'vps', relay: `${relay}:15008`, relayId: vpsId, retry: 0.2, retryMax: 1 }],
+    upstreams,
     rules,
   })
 }
@@ -222,10 +231,17 @@ t.test('routing by node name: B reaches A LAN by name through the VPS, double HB
     netns: site.ns.home,
   })
   // B's LAN clients reach every node of the mesh by name.
-  const bRules = [{ listener: ['lan', 'tls'], domainSuffix: [TD], action: 'mesh' }]
-  const b = await startUgate(t, ['run', '--config', homeConfig(site, 'b', gateB, SITE.vpsInB, vpsId.id, bRules)], {
-    netns: homeb,
-  })
+  const bRules = [
+    // An upstream that names a node but points at the VPS, whose key is another.
+    { listener: ['lan'], dstPort: [7002], action: 'upstream:wrong' },
+    { listener: ['lan', 'tls'], domainSuffix: [TD], action: 'mesh' },
+  ]
+  const wrong = [{ name: 'wrong', type: 'hbone', server: SITE.vpsInB, node: `${'M'.repeat(51)}Q` }]
+  const b = await startUgate(
+    t,
+    ['run', '--config', homeConfig(site, 'b', gateB, SITE.vpsInB, vpsId.id, bRules, wrong)],
+    { netns: homeb },
+  )
   await a.waitForLine(/ info reverse-up /)
   await b.waitForLine(/ info reverse-up /)
   await vps.waitForLines(/ info hbone-reverse-registered /, 2)
@@ -298,6 +314,15 @@ t.test('routing by node name: B reaches A LAN by name through the VPS, double HB
     })
     const bl = await b.waitForLine(/ info conn listener=lan .*dst=\S+:7001 /)
     t.match(fieldsOf(bl), { reason: 'upstream-refused:401' }, 'B: the node refused it (401)')
+  })
+
+  await t.test("a peer that is not the node an upstream names is refused (its node id is not the key's)", async (t) => {
+    const r = await client(site, homeb, 'socks', proxyB, 'anything.example:7002', file)
+    t.match(r, { ok: false }, 'refused', { r })
+    const bl = await b.waitForLine(/ info conn listener=lan .*dst=anything.example:7002 /)
+    t.match(fieldsOf(bl), { via: 'wrong', reason: 'node-mismatch' }, 'B: node-mismatch', { bl })
+    const closed = await b.waitForLine(/ info hbone-closed .*reason=node-mismatch/)
+    t.ok(closed, 'B: the connection to the VPS closed after the handshake')
   })
 
   await t.test('the name of an unknown node is refused with a clear log line', async (t) => {
