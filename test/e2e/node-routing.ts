@@ -24,7 +24,16 @@ import { type Identity, issueIdentity, makeIdentity } from '../lib/hbone.js'
 import { inNs } from '../lib/netns.js'
 import { SITE, type Site, createSites, startEcho } from '../lib/nat-sites.js'
 import { MiB, prngBytes, sha256 } from '../lib/servers.js'
-import { type Ugate, checkCleanExit, parseLogLine, repoRoot, runUgate, startUgate } from '../lib/ugate.js'
+import {
+  type Ugate,
+  checkCleanExit,
+  checkFds,
+  parseLogLine,
+  repoRoot,
+  runUgate,
+  settleFds,
+  startUgate,
+} from '../lib/ugate.js'
 
 const TD = 'mesh.test'
 const ECHO = `${SITE.home}:7000`
@@ -245,6 +254,7 @@ t.test('routing by node name: B reaches A LAN by name through the VPS, double HB
   await a.waitForLine(/ info reverse-up /)
   await b.waitForLine(/ info reverse-up /)
   await vps.waitForLines(/ info hbone-reverse-registered /, 2)
+  a.baselineFds = a.fdCount() // its listeners and its reverse tunnel
   const proxyB = `${SITE.homeB}:1080`
 
   await t.test('SOCKS5 to <A-id>.home.mesh.test:7000: exact both ways, the VPS sees only ciphertext', async (t) => {
@@ -358,6 +368,8 @@ t.test('routing by node name: B reaches A LAN by name through the VPS, double HB
       { dst: `${nameA}:15008`, identity: vpsId.id, inner: /^\d+$/ },
       'A: the stream to its own HBONE endpoint served as an HBONE connection',
     )
+    await settleFds(a)
+    checkFds(t, a) // the inner connection's socket pair is gone with it
   })
 
   for (const ug of [a, vps] as Ugate[]) checkCleanExit(t, ug, await ug.stop())
