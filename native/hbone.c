@@ -51,6 +51,10 @@ struct hb_stream {
   size_t out_off, out_len, out_cap;
   uint64_t to_tunnel, to_socket;
   char *req;  // client, until h2_open: authority \0 baggage \0 forwarded \0 traceparent \0
+  // Double HBONE: the id of the inner connection this (outer) stream carries; such a stream
+  // reports nothing itself, its end closes the inner connection (relay_lost). 0 = none.
+  uint64_t inner;
+  int status;  // client: the peer's :status, 0 before it came
 };
 
 enum { C_CONNECTING, C_HANDSHAKE, C_OPEN };
@@ -84,6 +88,7 @@ struct hb_conn {
   double start_ms, active_ms, ping_ms, rtt_ms;
   uint64_t streams_total, to_tunnel, to_socket;
   char key[160], expect[160], peer_addr[64], peer_id[160];
+  char expect_node[64];  // client: the peer's node id must be this ("" = any)
 };
 
 enum { J_SERVE, J_ACCEPT, J_REFUSE, J_OPEN, J_CLOSE_ALL, J_REVERSE, J_CLOSE, J_REVERSE_ACCEPT };
@@ -136,6 +141,7 @@ static bool conn_flush(hb_conn *c);
 static bool stream_pump_in(hb_stream *s);
 static bool stream_pump_out(hb_stream *s);
 static void open_on(hb_conn *c, hb_stream *s);
+static hb_conn *conn_find(uint64_t id);
 
 // ---- reports --------------------------------------------------------------------------
 static hb_report *report_new(int kind, hb_conn *c, hb_stream *s, size_t text) {
@@ -162,6 +168,7 @@ static void report_push(hb_report *r) {
 static void report_opened(hb_stream *s, int status, const char *reason) {
   if (s->responded || !s->client) return;
   s->responded = true;
+  if (s->inner) return;  // an outer stream: its inner connection reports
   hb_report *r = report_new(HB_OPENED, s->c, s, 0);
   if (!r) return;
   r->status = status;
@@ -183,6 +190,19 @@ static void stream_unlink(hb_stream *s) {
   hb.stats_dirty = true;
 }
 
+// An outer stream of double HBONE is over: the inner connection it carried
+// cannot go on; the reason says how the relay answered.
+static void relay_lost(hb_stream *s) {
+  hb_conn *in = conn_find(s->inner);
+  if (!in || in->closing) return;
+  conn_close(in, s->status == 0     ? "relay-unreachable"
+                 : s->status == 200 ? "relay-closed"
+                 : s->status == 400 ? "relay-refused-400"
+                 : s->status == 401 ? "relay-refused-401"
+                 : s->status == 503 ? "relay-refused-503"
+                                    : "relay-refused");
+}
+
 // The stream is over: close its socket (with a reset when rst), reset the
 // HTTP/2 stream if it still lives, give back the window of bytes never
 // written, report and free.
@@ -202,7 +222,8 @@ static void stream_finish(hb_stream *s, const char *reason, int err, bool rst) {
     h2_set_user(c->h2, s->id, NULL);
   }
   report_opened(s, 0, reason);
-  hb_report *r = report_new(HB_DONE, c, s, 0);
+  hb_report *r = s->inner ? NULL : report_new(HB_DONE, c, s, 0);
+  if (s->inner) relay_lost(s);
   if (r) {
     r->up = s->to_tunnel;
     r->down = s->to_socket;
@@ -450,6 +471,7 @@ static void on_response(void *ctx, uint32_t id, int status, const struct h2_head
   hb_conn *c = ctx;
   hb_stream *s = h2_user(c->h2, id);
   if (!s) return;
+  s->status = status;
   report_opened(s, status, status == 200 ? "" : "refused");
   if (status != 200) return stream_finish(s, "refused", 0, true);
   stream_bridge(s);
@@ -668,6 +690,9 @@ static bool conn_reverse(hb_conn *c) {
 
 static bool conn_ready(hb_conn *c) {
   snprintf(c->peer_id, sizeof c->peer_id, "%s", c->sec->peer_id(c->t));
+  // The node a name named (double HBONE): its key, not only a certificate of the mesh.
+  if (c->expect_node[0] && strcmp(c->sec->peer_node(c->t), c->expect_node))
+    return conn_close(c, "node-mismatch"), false;
   if (!conn_reverse(c)) return false;  // before C_OPEN: closed without a GOAWAY
   c->state = C_OPEN;
   c->ping_ms = c->active_ms = engine_now_ms();
@@ -806,34 +831,49 @@ static hb_conn *pool_dial(const hb_open_args *a, const hb_security *sec, void *c
   return c;
 }
 
-static hb_conn *conn_find(uint64_t id);
-
 // A reverse tunnel a client stream may go on: the peer dialed us, roles swapped, open.
 static hb_conn *reverse_find(uint64_t id) {
   hb_conn *c = conn_find(id);
   return c && c->reverse && c->server && c->state == C_OPEN && !c->goaway && !c->closing ? c : NULL;
 }
 
-static void do_open(job *j) {
-  hb_open_args *a = &j->open;
+// No stream object to carry the reports of a->tag: make them here.
+static void open_failed(const hb_open_args *a, const char *why, int err) {
+  hb_report *r = report_new(HB_OPENED, NULL, NULL, 0), *d = report_new(HB_DONE, NULL, NULL, 0);
+  if (r) r->tag = a->tag, r->reason = why, report_push(r);
+  if (d) d->tag = a->tag, d->reason = why, d->err = err, report_push(d);
+  close(a->fd);
+}
+
+// A stream for a: on a reverse tunnel, a pooled connection, or a new one
+// (never dialed for a double HBONE open: its connection is made by
+// do_open_via). inner: the outer stream of that inner connection.
+static void open_stream(const hb_open_args *a, const hb_security *sec, void *cfg, uint64_t inner) {
   hb_conn *c = a->tunnel ? reverse_find(a->tunnel) : pool_find(a->key);
-  bool fresh = !c && !a->tunnel;
-  if (fresh) c = pool_dial(a, j->sec, j->cfg);
-  if (!c) {  // no stream object to carry the reports: make them here
-    const char *why = a->tunnel ? "tunnel-gone" : "tunnel-error";
-    int err = a->tunnel ? 0 : errno;
-    hb_report *r = report_new(HB_OPENED, NULL, NULL, 0), *d = report_new(HB_DONE, NULL, NULL, 0);
-    if (r) r->tag = a->tag, r->reason = why, report_push(r);
-    if (d) d->tag = a->tag, d->reason = why, d->err = err, report_push(d);
-    close(a->fd);
-    return;
+  bool fresh = !c && !a->tunnel && !a->via_key;
+  if (fresh) c = pool_dial(a, sec, cfg);
+  if (!c) {
+    if (inner) {
+      hb_conn *in = conn_find(inner);
+      if (in) conn_close(in, "relay-unreachable");
+      close(a->fd);
+      return;
+    }
+    return open_failed(a,
+                       a->tunnel    ? "tunnel-gone"
+                       : a->via_key ? "relay-unreachable"
+                                    : "tunnel-error",
+                       a->tunnel || a->via_key ? 0 : errno);
   }
   hb_stream *s = stream_new(c);
+  if (s) s->inner = inner;
   size_t la = strlen(a->authority) + 1, lb = strlen(a->baggage) + 1, lf = strlen(a->forwarded) + 1,
          lt = strlen(a->traceparent) + 1;
   char *req = s ? malloc(la + lb + lf + lt) : NULL;
   if (!req) {
     close(a->fd);
+    hb_conn *in = s || !inner ? NULL : conn_find(inner);
+    if (in) conn_close(in, "out-of-memory");
     if (s) stream_fail(s, "out-of-memory", ENOMEM);
     if (fresh) conn_close(c, "out-of-memory");
     return;
@@ -847,6 +887,7 @@ static void do_open(job *j) {
   memcpy(req + la + lb, a->forwarded, lf);
   memcpy(req + la + lb + lf, a->traceparent, lt);
   if (fresh) {
+    if (a->expect_node) snprintf(c->expect_node, sizeof c->expect_node, "%s", a->expect_node);
     int rc = connect(c->fd, (struct sockaddr *)&a->peer, a->peer_len);
     if (rc < 0 && errno != EINPROGRESS) return conn_close(c, "connect-error");
     if (engine_watch(hb.e, c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->h) < 0)
@@ -855,6 +896,54 @@ static void do_open(job *j) {
     open_on(c, s);
     conn_flush(c);
   }
+}
+
+// Double HBONE: unless a connection to the node (pool key a->key) has room,
+// make one whose transport is a socket pair; the pair's other end is bridged
+// to a CONNECT stream on the relay's pool (authority: the node's HBONE
+// endpoint). TLS and HTTP/2 to the node run inside that stream.
+static void do_open_via(job *j) {
+  hb_open_args *a = &j->open;
+  if (pool_find(a->key)) return open_stream(a, j->sec, j->cfg, 0);
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+    return open_failed(a, "tunnel-error", errno);
+  hb_conn *in = conn_new(__atomic_add_fetch(&hb.next_id, 1, __ATOMIC_RELAXED), sv[0], false, j->sec,
+                         j->cfg, a->expect, M_PLAIN);
+  if (!in) {
+    close(sv[0]), close(sv[1]);
+    return open_failed(a, "out-of-memory", ENOMEM);
+  }
+  snprintf(in->key, sizeof in->key, "%s", a->key);
+  in->ping = a->ping;
+  if (a->expect_node) snprintf(in->expect_node, sizeof in->expect_node, "%s", a->expect_node);
+  char relay[48];
+  peer_text(&a->via_peer, relay, sizeof relay);
+  snprintf(in->peer_addr, sizeof in->peer_addr, "via %s", relay);
+  in->state = C_HANDSHAKE;
+  if (!in->h2 || !in->t ||
+      engine_watch(hb.e, in->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &in->h) < 0) {
+    conn_close(in, "tunnel-error");
+    close(sv[1]);
+    return open_failed(a, "tunnel-error", 0);
+  }
+  hb_open_args o = *a;
+  o.key = a->via_key;
+  o.peer = a->via_peer;
+  o.peer_len = a->via_peer_len;
+  o.expect = a->via_expect;
+  o.authority = a->via_authority;
+  o.expect_node = o.via_key = NULL;
+  o.fd = sv[1];
+  o.tag = 0;
+  o.tunnel = 0;
+  open_stream(&o, j->sec, j->cfg, in->id);  // may close `in` at once (relay unreachable)
+  open_stream(a, j->sec, j->cfg, 0);        // on `in`, or refused as relay-unreachable
+}
+
+static void do_open(job *j) {
+  if (j->open.via_key) return do_open_via(j);
+  open_stream(&j->open, j->sec, j->cfg, 0);
 }
 
 // ---- server ---------------------------------------------------------------------------
@@ -1152,9 +1241,11 @@ static char *put(char **p, const char *v) {
 }
 
 void hbone_open(const hb_open_args *a, const hb_security *sec, void *cfg) {
-  const char *strs[6] = {a->key, a->expect, a->authority, a->baggage, a->forwarded, a->traceparent};
+  const char *strs[10] = {a->key,        a->expect,       a->authority,   a->baggage,
+                          a->forwarded,  a->traceparent,  a->expect_node, a->via_key,
+                          a->via_expect, a->via_authority};
   size_t text = 0;
-  for (int i = 0; i < 6; i++) text += (strs[i] ? strlen(strs[i]) : 0) + 1;
+  for (int i = 0; i < 10; i++) text += (strs[i] ? strlen(strs[i]) : 0) + 1;
   job *j = job_new(J_OPEN, text);
   if (!j) {
     close(a->fd);
@@ -1168,6 +1259,10 @@ void hbone_open(const hb_open_args *a, const hb_security *sec, void *cfg) {
   j->open.baggage = put(&p, a->baggage);
   j->open.forwarded = put(&p, a->forwarded);
   j->open.traceparent = put(&p, a->traceparent);
+  // NULL stays NULL: these mean "not set".
+  const char **opt[4] = {&j->open.expect_node, &j->open.via_key, &j->open.via_expect,
+                         &j->open.via_authority};
+  for (int i = 0; i < 4; i++) *opt[i] = *opt[i] ? put(&p, *opt[i]) : NULL;
   j->sec = sec;
   j->cfg = cfg;
   sec->cfg_ref(cfg);

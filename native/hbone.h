@@ -127,9 +127,20 @@ typedef struct {
   // Open on this reverse tunnel (the peer dialed us) instead of the pool; 0 = pool.
   uint64_t tunnel;
   hb_ping ping;  // a connection this dials: its keep-alive (not used on a reverse tunnel)
+  // The peer's node id (hbone_open: checked after the handshake, "node-mismatch"); NULL = any.
+  const char *expect_node;
+  // Double HBONE (docs/mesh.md): with via_key, a new connection to the peer is not dialed but
+  // runs inside a CONNECT stream (authority via_authority) on a pooled connection to the relay
+  // via_peer (its SPIFFE id via_expect, or NULL), so the relay sees only ciphertext. That outer
+  // stream reports nothing of its own: its failure closes the inner connection with reason
+  // "relay-refused-STATUS" (400, 401, 503; "relay-refused" for others) or "relay-unreachable".
+  const char *via_key, *via_expect, *via_authority;
+  struct sockaddr_storage via_peer;
+  socklen_t via_peer_len;
 } hb_open_args;
 // Client: open a CONNECT stream on a pooled connection to args->peer (a new
-// connection when none has room: 100 streams each). Strings are copied.
+// connection when none has room: 100 streams each; through the relay args->via_peer
+// when via_key is set). Strings are copied.
 // Reports: HB_OPENED, then HB_DONE.
 void hbone_open(const hb_open_args *args, const hb_security *sec, void *cfg);
 

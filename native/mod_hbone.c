@@ -231,6 +231,26 @@ static JSValue js_hbone_refuse(UG_JS_PARAMS) {
   return JS_UNDEFINED;
 }
 
+// An IP literal and port as a socket address; -1 with a RangeError thrown.
+static int ip_port(JSContext *ctx, const char *addr, int port, struct sockaddr_storage *ss,
+                   socklen_t *len) {
+  struct sockaddr_in *in = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+  if (inet_pton(AF_INET, addr, &in->sin_addr) == 1) {
+    in->sin_family = AF_INET;
+    in->sin_port = htons(port);
+    *len = sizeof *in;
+  } else if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(port);
+    *len = sizeof *in6;
+  } else {
+    JS_ThrowRangeError(ctx, "hboneOpen: addr %s is not an IP address", addr);
+    return -1;
+  }
+  return 0;
+}
+
 // A connection's keep-alive from options {pingIntervalMs?, pingTimeoutMs?}
 // into p (absent: left at 0, hbone's defaults); fn names the call in the error.
 static int ping_opts(JSContext *ctx, JSValueConst o, const char *fn, hb_ping *p) {
@@ -245,51 +265,58 @@ static int ping_opts(JSContext *ctx, JSValueConst o, const char *fn, hb_ping *p)
 
 // hboneOpen(opts, tls): a CONNECT stream on a pooled connection, bridged to one
 // end of a new socket pair. Returns [tag, fd]: fd is the other end, the
-// caller's (connected once the `opened` event says 200).
+// caller's (connected once the `opened` event says 200). opts.node: the peer's
+// node id; opts.via {key, addr, port, expect?, authority}: double HBONE through
+// that relay (hbone.h), no addr of the peer.
 static JSValue js_hbone_open(UG_JS_PARAMS) {
   static double tags;
   JSValueConst o = argv[0];
   if (!JS_IsObject(o)) return JS_ThrowTypeError(ctx, "hboneOpen: options must be an object");
   tls_config *cfg = tls_of(ctx, argv[1], false);
   if (!cfg) return JS_EXCEPTION;
-  const char *s[7] = {0};  // key, addr, expect, authority, baggage, forwarded, traceparent
-  static const char *keys[7] = {"key",     "addr",      "expect",     "authority",
-                                "baggage", "forwarded", "traceparent"};
-  int port = 0, mark = 0;
+  // key, addr, expect, authority, baggage, forwarded, traceparent, node; via's key, addr, expect,
+  // authority
+  const char *s[12] = {0};
+  static const char *keys[12] = {"key",     "addr",      "expect",      "authority",
+                                 "baggage", "forwarded", "traceparent", "node",
+                                 "key",     "addr",      "expect",      "authority"};
+  int port = 0, mark = 0, via_port = 0;
   double tunnel = 0;
   hb_ping ping = {0};
   JSValue ret = JS_EXCEPTION;
-  for (int i = 0; i < 7; i++)
-    if (ug_opt_string(ctx, o, keys[i], &s[i]) < 0) goto out;
+  JSValue via = JS_GetPropertyStr(ctx, o, "via");
+  bool has_via = JS_IsObject(via);
+  for (int i = 0; i < (has_via ? 12 : 8); i++)
+    if (ug_opt_string(ctx, i < 8 ? o : via, keys[i], &s[i]) < 0) goto out;
   if (ug_opt_int(ctx, o, "port", &port) < 0 || ug_opt_int(ctx, o, "mark", &mark) < 0 ||
-      ug_opt_number(ctx, o, "tunnel", &tunnel) < 0 || ping_opts(ctx, o, "hboneOpen", &ping) < 0)
+      ug_opt_number(ctx, o, "tunnel", &tunnel) < 0 || ping_opts(ctx, o, "hboneOpen", &ping) < 0 ||
+      (has_via && ug_opt_int(ctx, via, "port", &via_port) < 0))
     goto out;
-  // On a reverse tunnel (tunnel: its id) no address is dialed.
-  if (!s[0] || (!s[1] && tunnel <= 0) || !s[3]) {
-    JS_ThrowTypeError(ctx, "hboneOpen: key, addr (or tunnel) and authority are required");
+  // On a reverse tunnel (tunnel: its id) or through a relay no address is dialed.
+  if (!s[0] || (!s[1] && tunnel <= 0 && !has_via) || !s[3] ||
+      (has_via && (!s[8] || !s[9] || !s[11]))) {
+    JS_ThrowTypeError(ctx,
+                      "hboneOpen: key, addr (or tunnel, or via {key, addr, authority}) and "
+                      "authority are required");
     goto out;
   }
   hb_open_args a = {.key = s[0], .expect = s[2], .authority = s[3], .mark = mark, .ping = ping};
   a.baggage = s[4] ? s[4] : "";
   a.forwarded = s[5] ? s[5] : "";
   a.traceparent = s[6] ? s[6] : "";
+  a.expect_node = s[7];
   a.tunnel = tunnel > 0 ? (uint64_t)tunnel : 0;
-  struct sockaddr_in *in = (struct sockaddr_in *)&a.peer;
-  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a.peer;
-  if (a.tunnel) {
-    in->sin_family = AF_INET;  // not dialed
-    a.peer_len = sizeof *in;
-  } else if (inet_pton(AF_INET, s[1], &in->sin_addr) == 1) {
-    in->sin_family = AF_INET;
-    in->sin_port = htons(port);
-    a.peer_len = sizeof *in;
-  } else if (inet_pton(AF_INET6, s[1], &in6->sin6_addr) == 1) {
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(port);
-    a.peer_len = sizeof *in6;
-  } else {
-    JS_ThrowRangeError(ctx, "hboneOpen: addr %s is not an IP address", s[1]);
+  if (a.tunnel || has_via) {
+    a.peer.ss_family = AF_INET;  // not dialed
+    a.peer_len = sizeof(struct sockaddr_in);
+  } else if (ip_port(ctx, s[1], port, &a.peer, &a.peer_len) < 0) {
     goto out;
+  }
+  if (has_via) {
+    if (ip_port(ctx, s[9], via_port, &a.via_peer, &a.via_peer_len) < 0) goto out;
+    a.via_key = s[8];
+    a.via_expect = s[10];
+    a.via_authority = s[11];
   }
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -304,8 +331,33 @@ static JSValue js_hbone_open(UG_JS_PARAMS) {
   JS_SetPropertyUint32(ctx, ret, 0, JS_NewFloat64(ctx, tags));
   JS_SetPropertyUint32(ctx, ret, 1, JS_NewInt32(ctx, sv[0]));
 out:
-  for (int i = 0; i < 7; i++)
+  for (int i = 0; i < 12; i++)
     if (s[i]) JS_FreeCString(ctx, s[i]);
+  JS_FreeValue(ctx, via);
+  return ret;
+}
+
+// hboneServeStream(tunnel, stream, tls, peerAddr): answer a CONNECT with 200 and
+// serve what comes on the stream as a new HBONE connection (the inner one of double
+// HBONE: TLS and HTTP/2 inside the stream); returns that connection's tunnel id.
+static JSValue js_hbone_serve_stream(UG_JS_PARAMS) {
+  uint64_t tunnel;
+  uint32_t id;
+  if (tunnel_stream(ctx, argv, &tunnel, &id)) return JS_EXCEPTION;
+  tls_config *cfg = tls_of(ctx, argv[2], true);
+  if (!cfg) return JS_EXCEPTION;
+  const char *peer = JS_ToCString(ctx, argv[3]);
+  if (!peer) return JS_EXCEPTION;
+  int sv[2];
+  JSValue ret;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+    ret = ug_throw_errno(ctx, "socketpair", errno);
+  } else {
+    start();
+    hbone_accept(tunnel, id, sv[1], NULL, 0);  // jobs run in order: bridged, then served
+    ret = JS_NewFloat64(ctx, (double)hbone_serve(sv[0], &tls_sec, cfg, peer, false));
+  }
+  JS_FreeCString(ctx, peer);
   return ret;
 }
 
@@ -417,6 +469,7 @@ static const JSCFunctionListEntry hbone_funcs[] = {
     JS_CFUNC_DEF("hboneAccept", 4, js_hbone_accept),
     JS_CFUNC_DEF("hboneRefuse", 3, js_hbone_refuse),
     JS_CFUNC_DEF("hboneOpen", 2, js_hbone_open),
+    JS_CFUNC_DEF("hboneServeStream", 4, js_hbone_serve_stream),
     JS_CFUNC_DEF("hboneCloseAll", 0, js_hbone_close_all),
     JS_CFUNC_DEF("hboneReverse", 4, js_hbone_reverse),
     JS_CFUNC_DEF("hboneClose", 2, js_hbone_close),

@@ -185,6 +185,8 @@ function proxyName(a: RuleAction): string {
       return 'REJECT'
     case 'upstream':
       return a.name
+    case 'mesh':
+      return 'MESH'
   }
 }
 

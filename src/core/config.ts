@@ -84,6 +84,8 @@ export interface MeshConfig {
   rootCert: string
   /** Peers' SPIFFE ids must be spiffe://<trustDomain>/...; '' = any id the roots vouch for. */
   trustDomain: string
+  /** The short form of node names, `<NODEID>.<nodeSuffix>` (lower case); '' = only full names. */
+  nodeSuffix: string
 }
 
 /** A public relay this (NAT-ed) gate keeps parked connections at (docs/mesh.md). */
@@ -165,6 +167,11 @@ export interface HboneUpstreamConfig extends PingTiming {
    * peer of another domain whose CA is among the roots); '' = the mesh's own.
    */
   trustDomain: string
+  /**
+   * A relay for routing by node name (docs/mesh.md): a node this gate knows no
+   * other way to is reached with double HBONE through this peer. Needs a server.
+   */
+  relay: boolean
 }
 
 /** Transparent capture with nftables (see src/core/nft.ts). */
@@ -520,10 +527,11 @@ function upstreams(value: unknown): UpstreamConfig[] {
   return list
 }
 
-const HBONE_PORT = 15008
+/** The HBONE port; `<node name>:15008` is also a node's own HBONE endpoint (double HBONE, docs/mesh.md). */
+export const HBONE_PORT = 15008
 
 function hboneUpstream(obj: Record<string, unknown>, path: string): HboneUpstreamConfig {
-  checkKeys(obj, path, ['name', 'type', 'server', 'identity', 'trustDomain', 'node', ...PING_KEYS])
+  checkKeys(obj, path, ['name', 'type', 'server', 'identity', 'trustDomain', 'node', 'relay', ...PING_KEYS])
   const identity = obj.identity === undefined || obj.identity === '' ? '' : spiffeId(obj.identity, `${path}.identity`)
   const node = given(obj.node, '')
   const nodeProblem = typeof node !== 'string' ? 'is not a string' : node === '' ? null : nodeIdProblem(node)
@@ -540,6 +548,9 @@ function hboneUpstream(obj: Record<string, unknown>, path: string): HboneUpstrea
   const td = tdValue as string
   if (identity !== '' && td !== '' && !identity.startsWith(`spiffe://${td}/`))
     throw new ConfigError(`${path}.identity`, `${show(identity)} is not in trustDomain ${show(td)}`)
+  const relay = boolean(given(obj.relay, false), `${path}.relay`)
+  if (relay && server === null)
+    throw new ConfigError(`${path}.relay`, 'a relay needs a server (its streams are dialed, not on a reverse tunnel)')
   return {
     name: name(required(obj, 'name', path), `${path}.name`),
     type: 'hbone',
@@ -547,6 +558,7 @@ function hboneUpstream(obj: Record<string, unknown>, path: string): HboneUpstrea
     node: node as string,
     identity,
     trustDomain: td,
+    relay,
     ...pingTiming(obj, path),
   }
 }
@@ -1088,19 +1100,24 @@ function isLoopback(host: string): boolean {
 
 function mesh(value: unknown): MeshConfig {
   const obj = object(value, 'mesh')
-  checkKeys(obj, 'mesh', ['identityDir', 'certChain', 'key', 'rootCert', 'trustDomain'])
+  checkKeys(obj, 'mesh', ['identityDir', 'certChain', 'key', 'rootCert', 'trustDomain', 'nodeSuffix'])
   const dir = filePath(given(obj.identityDir, IDENTITY_DEFAULTS.dir), 'mesh.identityDir').replace(/(.)\/+$/, '$1')
   const inDir = (file: string): string => `${dir === '/' ? '' : dir}/${file}`
   const td = given(obj.trustDomain, '')
   if (typeof td !== 'string') throw new ConfigError('mesh.trustDomain', `${show(td)} is not a string`)
   const tdProblem = td === '' ? null : trustDomainProblem(td)
   if (tdProblem !== null) throw new ConfigError('mesh.trustDomain', `${show(td)} ${tdProblem}`)
+  const suffix = given(obj.nodeSuffix, '')
+  const suffixProblem = typeof suffix !== 'string' ? 'is not a string' : suffix === '' ? null : hostNameProblem(suffix)
+  if (suffixProblem !== null)
+    throw new ConfigError('mesh.nodeSuffix', `${show(suffix)} is not a host name suffix: ${suffixProblem}`)
   return {
     identityDir: dir,
     certChain: filePath(given(obj.certChain, inDir(IDENTITY_FILES.certChain)), 'mesh.certChain'),
     key: filePath(given(obj.key, inDir(IDENTITY_FILES.key)), 'mesh.key'),
     rootCert: filePath(given(obj.rootCert, inDir(IDENTITY_FILES.rootCert)), 'mesh.rootCert'),
     trustDomain: td,
+    nodeSuffix: (suffix as string).toLowerCase(),
   }
 }
 

@@ -126,6 +126,7 @@ const UCI_NAME: Record<string, string> = {
   certChain: 'cert_chain',
   rootCert: 'root_cert',
   trustDomain: 'trust_domain',
+  nodeSuffix: 'node_suffix',
 }
 
 /** The JSON shape of a uci package; `origins` records where each part came from. */
@@ -259,6 +260,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       'identity',
       'trust_domain',
       'node',
+      'relay',
       'ping_interval',
       'ping_timeout',
     ])
@@ -281,6 +283,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       pingInterval: r.num('ping_interval'),
       pingTimeout: r.num('ping_timeout'),
     })
+    assign(u, { relay: r.bool('relay') })
     return u
   })
 
@@ -422,7 +425,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
   if (meshes[0]) {
     origins.push({ jsonPath: 'mesh', section: meshes[0], ref: uciSectionRef(pkg, meshes[0]) })
     const r = reader(meshes[0])
-    r.only(['identity_dir', 'cert_chain', 'key', 'root_cert', 'trust_domain'])
+    r.only(['identity_dir', 'cert_chain', 'key', 'root_cert', 'trust_domain', 'node_suffix'])
     const m: Obj = {}
     assign(m, {
       identityDir: r.str('identity_dir'),
@@ -430,6 +433,7 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       key: r.str('key'),
       rootCert: r.str('root_cert'),
       trustDomain: r.str('trust_domain'),
+      nodeSuffix: r.str('node_suffix'),
     })
     root.mesh = m
   }

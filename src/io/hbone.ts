@@ -9,12 +9,12 @@
 import * as native from 'ugate:native'
 import { formatHostPort, parseEndpoint } from '../core/address.js'
 import { CancelledError } from '../core/cancel.js'
-import type { HboneListenerConfig, HboneUpstreamConfig } from '../core/config.js'
+import { HBONE_PORT, type HboneListenerConfig, type HboneUpstreamConfig } from '../core/config.js'
 import { DialError } from './dial.js'
 import type { Accepted } from './listener.js'
-import { currentTls } from './mesh-identity.js'
+import { currentTls, namesThisNode } from './mesh-identity.js'
 import { RejectedError, connectOut, type Outbound } from './outbound.js'
-import { onReverseClosed, onReverseUp, reverseServed, reverseTunnelFor } from './reverse.js'
+import { type MeshRelay, onReverseClosed, onReverseUp, reverseServed, reverseTunnelFor } from './reverse.js'
 import { type GatewayContext, type Session, type Tracked, acceptGuard, track } from './session.js'
 import { closeQuietly, resetQuietly } from './sockets.js'
 
@@ -133,6 +133,16 @@ function onRequest(ev: native.HboneEvent, ctx: GatewayContext): void {
   const key = `${ev.tunnel}/${ev.stream}`
   const entry: Served = { t, over: false }
   served.set(key, entry)
+  // Double HBONE (docs/mesh.md): a stream to this node's own HBONE endpoint carries an
+  // HBONE connection of its own, served like one this tunnel's listener accepted: its
+  // CONNECTs go through the rules (with the inner peer's identity), nothing more.
+  if (dest.port === HBONE_PORT && namesThisNode(dest.host, ctx.config.mesh)) {
+    const inner = native.hboneServeStream(ev.tunnel, ev.stream, currentTls()!.server, `via ${ev.peerAddr}`)
+    tunnels.set(inner, { listener: l, src: tunnel.src, requireRule: tunnel.requireRule })
+    f.action = 'hbone'
+    f.inner = inner
+    return t.relaying()
+  }
   const [addr, port] = splitSrc(tunnel.src)
   const session: Session = {
     listener: l,
@@ -190,7 +200,9 @@ function splitSrc(src: string): [string, number] {
  * the client's bytes to it). A refusal is a DialError: upstream-refused:STATUS.
  * When the peer has registered a reverse tunnel here (reverse.ts), the
  * stream goes on it; without one, an upstream without a server fails with
- * no-reverse-tunnel.
+ * no-reverse-tunnel. With `via` (routing by node name), the peer is reached
+ * with double HBONE through that relay: a stream to the peer's HBONE endpoint
+ * (`host`:15008) on the relay, and TLS + HTTP/2 to the peer inside it.
  */
 export async function openHbone(
   u: HboneUpstreamConfig,
@@ -199,13 +211,28 @@ export async function openHbone(
   // fields: the access line's, when a connection asks (not the admin API's delay test).
   s: Pick<Session, 'client' | 'cancel'> & { fields?: Session['fields'] },
   ctx: GatewayContext,
+  via?: MeshRelay,
 ): Promise<Outbound> {
   const mesh = currentTls()
   if (mesh === null) throw new DialError('upstream-error', `${u.name}: no mesh identity`)
   const me = /^spiffe:\/\/[^/]+\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(mesh.spiffeId)
-  const rev = reverseTunnelFor(u)
+  const rev = via === undefined ? reverseTunnelFor(u) : undefined
   const target =
-    rev !== undefined ? { tunnel: rev.tunnel } : u.server !== null ? { addr: u.server.host, port: u.server.port } : null
+    via !== undefined
+      ? {
+          via: {
+            key: via.key,
+            addr: via.addr,
+            port: via.port,
+            expect: via.expect,
+            authority: formatHostPort(host, HBONE_PORT),
+          },
+        }
+      : rev !== undefined
+        ? { tunnel: rev.tunnel }
+        : u.server !== null
+          ? { addr: u.server.host, port: u.server.port }
+          : null
   if (target === null)
     throw new DialError('no-reverse-tunnel', `${u.name}: ${u.node || u.identity} has no reverse tunnel here`)
   if (rev !== undefined && s.fields !== undefined) {
@@ -224,6 +251,8 @@ export async function openHbone(
       baggage: me === null ? '' : `k8s.namespace.name=${me[1]},service.name=${me[2]}`,
       forwarded: `for=${JSON.stringify(s.client.addr.includes(':') ? `[${s.client.addr}]` : s.client.addr)}`,
       traceparent: traceparent(),
+      // A named node must hold the key its id is the hash of.
+      ...(u.node !== '' ? { node: u.node } : {}),
       pingIntervalMs: u.pingIntervalMs,
       pingTimeoutMs: u.pingTimeoutMs,
     },
@@ -244,6 +273,8 @@ export async function openHbone(
   // (cancelled meanwhile: the handler closed fd already, and the promise rejected)
   closeQuietly(fd)
   if (answer.status > 0) throw new DialError(`upstream-refused:${answer.status}`, `${u.name}`)
+  // Double HBONE's own failures (hbone.h) are reasons of their own: the relay's answer, the node's key.
+  if (/^(relay-|node-mismatch$)/.test(answer.reason)) throw new DialError(answer.reason, `${u.name}`)
   throw new DialError('upstream-error', `${u.name}: ${answer.reason}`)
 }
 

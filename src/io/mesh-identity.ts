@@ -8,6 +8,8 @@
 import * as native from 'ugate:native'
 import type { MeshConfig } from '../core/config.js'
 import { StartupError } from '../core/errors.js'
+import { spiffeTrustDomain } from '../core/identity.js'
+import { type NodeNameForms, parseNodeName } from '../core/node-name.js'
 import type { Logger } from '../core/log.js'
 import { describeError } from './sockets.js'
 
@@ -25,6 +27,22 @@ let current: MeshTls | null = null
 /** The identity in use; null when the config has no mesh section. */
 export function currentTls(): MeshTls | null {
   return current
+}
+
+/**
+ * The node names this gate recognises (src/core/node-name.ts): full names in
+ * the mesh's trust domain (else the one of its own id), short names with
+ * mesh.nodeSuffix.
+ */
+export function nodeNameForms(m: MeshConfig | null): NodeNameForms {
+  const own = current === null ? '' : spiffeTrustDomain(current.spiffeId)
+  return { trustDomain: m?.trustDomain || own, suffix: m?.nodeSuffix ?? '' }
+}
+
+/** Whether host names this gate's own node. */
+export function namesThisNode(host: string, m: MeshConfig | null): boolean {
+  if (current === null) return false
+  return parseNodeName(host, nodeNameForms(m))?.node === current.nodeId
 }
 
 function load(m: MeshConfig): MeshTls {

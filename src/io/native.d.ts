@@ -744,6 +744,11 @@ declare module 'ugate:native' {
   export function hboneServe(fd: number, tls: TlsHandle, peerAddr: string, reverseOk?: boolean): number
   /** Answer a `request` with 200 and bridge the stream to fd (taken), `initial` bytes first. */
   export function hboneAccept(tunnel: number, stream: number, fd: number, initial?: Uint8Array): void
+  /**
+   * Answer a `request` with 200 and serve the stream as an HBONE connection of
+   * its own (the inner connection of double HBONE); returns its tunnel id.
+   */
+  export function hboneServeStream(tunnel: number, stream: number, tls: TlsHandle, peerAddr: string): number
   /** Answer a `request` with status (400, 401, 503, ...): the stream ends. */
   export function hboneRefuse(tunnel: number, stream: number, status: number): void
   /**
@@ -770,6 +775,14 @@ declare module 'ugate:native' {
     baggage: string
     forwarded: string
     traceparent: string
+    /** The peer's node id, checked after the handshake (closed as node-mismatch); absent = any. */
+    node?: string
+    /**
+     * Double HBONE: no address of the peer is dialed; its connection (pool `key`)
+     * runs inside a CONNECT to `authority` on the relay's pooled connections.
+     * Refused by the relay: the stream fails with reason relay-refused-STATUS.
+     */
+    via?: { key: string; addr: string; port: number; expect: string; authority: string }
   }
   /** Open a CONNECT stream; returns [tag, fd]: fd is the stream's local end (a socket pair). */
   export function hboneOpen(opts: HboneOpenOptions, tls: TlsHandle): [number, number]

@@ -16,6 +16,8 @@ import type { GatewayContext, Session } from './session.js'
 import { closeQuietly } from './sockets.js'
 import { openTunnel } from './upstream.js'
 import { openHbone } from './hbone.js'
+import { namesThisNode } from './mesh-identity.js'
+import { openNode } from './nodes.js'
 
 export interface Destination {
   /** What the client asked for: a host name or an IP literal. */
@@ -134,10 +136,14 @@ async function routeAndDial(d: Destination, s: Session, ctx: GatewayContext, rou
     case 'reject':
       throw new RejectedError(rule)
     case 'direct': {
-      // A redirected connection goes where the client was going: its original IP.
-      const dialed = await dial(ip ?? d.host, d.port, opts)
+      // A redirected connection goes where the client was going: its original IP. This
+      // node's own name (a stream that came over the mesh) is its own service on loopback.
+      const self = ip === undefined && namesThisNode(d.host, ctx.config.mesh)
+      const dialed = await dial(ip ?? (self ? '127.0.0.1' : d.host), d.port, opts)
       return { fd: dialed.fd, down: new Uint8Array(0) }
     }
+    case 'mesh':
+      return openNode(name ?? d.host, d.port, s, ctx, opts)
     case 'forward': {
       s.fields.via = formatHostPort(a.host, a.port)
       const dialed = await dial(a.host, a.port, opts)

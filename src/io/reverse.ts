@@ -16,6 +16,7 @@
 
 import * as native from 'ugate:native'
 import { formatEndpoint } from '../core/address.js'
+import { isIpLiteral } from '../core/ip.js'
 import { Cancel } from '../core/cancel.js'
 import type { HboneListenerConfig, HboneUpstreamConfig, ReverseConfig } from '../core/config.js'
 import type { Logger } from '../core/log.js'
@@ -65,6 +66,11 @@ function recheckRegistered(ctx: GatewayContext): void {
   }
 }
 
+/** The reverse tunnel node `node` registered here, if any (routing by node name). */
+export function reverseTunnelOfNode(node: string): ReverseEntry | undefined {
+  return registry.find('', node)
+}
+
 /** The registered reverse tunnel an hbone upstream uses now, if any (it must name the gate). */
 export function reverseTunnelFor(u: HboneUpstreamConfig): ReverseEntry | undefined {
   return registry.find(u.identity, u.node)
@@ -111,6 +117,15 @@ class ReverseLink {
 
   private get where(): string {
     return formatEndpoint(this.cfg.relay)
+  }
+
+  /** The relay as a peer for double HBONE: its address (a name: the one last dialed), or null before any. */
+  relay(): MeshRelay | null {
+    const { host, port } = this.cfg.relay
+    const r = { name: this.cfg.name, key: `relay:${this.cfg.name}`, expect: this.cfg.relayId }
+    if (isIpLiteral(host)) return { ...r, addr: host, port }
+    const m = /^\[?(.*?)\]?:(\d+)$/.exec(this.peer)
+    return m === null ? null : { ...r, addr: m[1]!, port: Number(m[2]) }
   }
 
   status() {
@@ -221,6 +236,22 @@ export function configureReverse(ctx: GatewayContext): void {
   stopReverse()
   linksKey = key
   links = ctx.config.reverse.map((r) => new ReverseLink(r, ctx))
+}
+
+/** A gate that routes node names on (double HBONE, docs/mesh.md): a reverse entry's public gate, or an hbone upstream marked relay. */
+export interface MeshRelay {
+  name: string
+  /** The pool its streams share. */
+  key: string
+  addr: string
+  port: number
+  /** Its SPIFFE id; '' = any the mesh trusts. */
+  expect: string
+}
+
+/** The public gates of the reverse entries, as relays (those whose address is known). */
+export function reverseRelays(): MeshRelay[] {
+  return links.map((l) => l.relay()).filter((r) => r !== null)
 }
 
 /** No more attempts; each tunnel closes once its open streams are over. */

@@ -135,6 +135,7 @@ export async function serveUdpAssociate(
       )
     switch (a.type) {
       case 'reject':
+      case 'mesh': // HBONE carries TCP only
         return answer(assoc, ev.dest, { action: 'reject' }, dst)
       case 'direct':
         return to(ev.host, ev.port, 'direct')

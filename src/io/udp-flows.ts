@@ -107,6 +107,8 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
           note: 'only a socks5 upstream relays UDP: the flow is rejected',
         })
         return { action: 'reject' }
+      case 'mesh':
+        return { action: 'reject' } // HBONE carries TCP only
     }
   }
 

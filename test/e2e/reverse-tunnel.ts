@@ -17,7 +17,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { type Identity, issueIdentity, makeIdentity } from '../lib/hbone.js'
 import { inNs, must } from '../lib/netns.js'
-import { SITE, SITE_UPLINK, type Site, createSites, runClient, startProgram } from '../lib/nat-sites.js'
+import { SITE, SITE_UPLINK, type Site, createSites, runClient, startEcho as startEchoAt } from '../lib/nat-sites.js'
 import { MiB, prngBytes, sha256 } from '../lib/servers.js'
 import { type Ugate, checkCleanExit, checkFds, parseLogLine, runUgate, settleFds, startUgate } from '../lib/ugate.js'
 
@@ -28,13 +28,6 @@ const PAYLOAD = 4 * MiB
 const RETRY_MAX_MS = 1000
 
 // ---- helper programs (Node, run inside the namespaces) ------------------------------
-
-const ECHO_JS = `
-import net from 'node:net'
-const [host, port] = process.argv.slice(2)
-const srv = net.createServer((s) => { s.on('error', () => {}); s.pipe(s) })
-srv.listen(Number(port), host, () => process.stdout.write('ready\\n'))
-`
 
 // "through PROXY TARGET FILE": HTTP CONNECT through the proxy, send the file,
 // half-close, hash what comes back. "connect HOST PORT MS": a plain connect.
@@ -71,7 +64,7 @@ if (mode === 'through') {
 }
 `
 
-const startEcho = (site: Site) => startProgram(site, site.ns.home, 'echo.mjs', ECHO.split(':'))
+const startEcho = (site: Site) => startEchoAt(site, site.ns.home, ECHO)
 const client = (site: Site, ...args: string[]) => runClient(site, 'client.mjs', args)
 
 async function echoThrough(t: Test, site: Site, what: string, body: Buffer): Promise<void> {
@@ -157,7 +150,6 @@ t.test('reverse tunnel: a gate behind NAT reached through a public gate; faults'
   // Another CA: it trusts the VPS's CA too (its own chain must verify at start), the VPS does not trust it.
   const other = makeIdentity(t, TD, 'gate-c', 'home')
   writeFileSync(other.root, other.rootPem + vpsId.rootPem)
-  writeFileSync(join(site.dir, 'echo.mjs'), ECHO_JS)
   writeFileSync(join(site.dir, 'client.mjs'), CLIENT_JS)
   const body = prngBytes(0x7e5e, PAYLOAD)
   writeFileSync(join(site.dir, 'body.bin'), body)

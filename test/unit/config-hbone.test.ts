@@ -36,6 +36,18 @@ t.test('hbone upstream', async (t) => {
     },
     "a bare IP: the HBONE port; ztunnel's PING timing",
   )
+  t.match(validateConfig({ listeners: [fwd], upstreams: [up({ server: '10.0.0.3', relay: true })] }).upstreams[0], {
+    relay: true,
+  })
+  t.throws(
+    () =>
+      validateConfig({ listeners: [fwd], upstreams: [up({ server: undefined, node: 'A'.repeat(52), relay: true })] }),
+    new ConfigError('upstreams[0].relay', 'a relay needs a server (its streams are dialed, not on a reverse tunnel)'),
+  )
+  t.throws(
+    () => validateConfig({ listeners: [fwd], upstreams: [up({ server: '10.0.0.3', relay: 'yes' })] }),
+    new ConfigError('upstreams[0].relay', '"yes" is not true or false'),
+  )
   const ping = validateConfig({ listeners: [fwd], upstreams: [up({ pingInterval: 0.5, pingTimeout: 1 })] })
   t.match(ping.upstreams[0], { pingIntervalMs: 500, pingTimeoutMs: 1000 }, 'pingInterval, pingTimeout in seconds')
   const v6 = validateConfig({
@@ -63,7 +75,7 @@ t.test('hbone upstream', async (t) => {
     [
       up({ username: 'u' }),
       'upstreams[0].username',
-      'unknown key (expected one of: name, type, server, identity, trustDomain, node, pingInterval, pingTimeout)',
+      'unknown key (expected one of: name, type, server, identity, trustDomain, node, relay, pingInterval, pingTimeout)',
     ],
     [up({ pingInterval: 0 }), 'upstreams[0].pingInterval', '0 is not a number of seconds from 0.1 to 3600'],
     [up({ pingInterval: '5' }), 'upstreams[0].pingInterval', '"5" is not a number of seconds from 0.1 to 3600'],

@@ -21,7 +21,12 @@ t.test('defaults: /etc/ugate/identity (what `ugate identity init` writes), any t
     key: '/etc/ugate/identity/key.pem',
     rootCert: '/etc/ugate/identity/root-cert.pem',
     trustDomain: '',
+    nodeSuffix: '',
   })
+})
+
+t.test('nodeSuffix: the short form of node names, lower case', async (t) => {
+  t.equal(mesh({ nodeSuffix: 'Mesh.Home' })!.nodeSuffix, 'mesh.home')
 })
 
 t.test('identityDir moves every file; explicit files win; trailing slashes go', async (t) => {
@@ -31,6 +36,7 @@ t.test('identityDir moves every file; explicit files win; trailing slashes go', 
     key: '/data/id/key.pem',
     rootCert: '/etc/mesh/ca.pem',
     trustDomain: 'cluster.local',
+    nodeSuffix: '',
   })
   t.equal(mesh({ identityDir: '/' })!.key, '/key.pem')
 })
@@ -44,7 +50,12 @@ t.test('bad values are named', async (t) => {
     [{ rootCert: '' }, 'mesh.rootCert: "" is not an absolute file path'],
     [{ trustDomain: 'Cluster.Local' }, 'mesh.trustDomain: "Cluster.Local" may only hold a-z, 0-9, ".", "-" and "_"'],
     [{ trustDomain: 7 }, 'mesh.trustDomain: 7 is not a string'],
-    [{ cert: '/x' }, 'mesh.cert: unknown key (expected one of: identityDir, certChain, key, rootCert, trustDomain)'],
+    [
+      { cert: '/x' },
+      'mesh.cert: unknown key (expected one of: identityDir, certChain, key, rootCert, trustDomain, nodeSuffix)',
+    ],
+    [{ nodeSuffix: 'a..b' }, 'mesh.nodeSuffix: "a..b" is not a host name suffix: empty label at 2'],
+    [{ nodeSuffix: 3 }, 'mesh.nodeSuffix: 3 is not a host name suffix: is not a string'],
   ]
   for (const [m, message] of cases) t.throws(() => mesh(m), { message }, message)
 })
@@ -60,6 +71,7 @@ config mesh 'mesh'
 	option identity_dir '/etc/ugate/id'
 	option root_cert '/etc/ugate/ca.pem'
 	option trust_domain 'home.arpa'
+	option node_suffix 'Nodes.Home'
 `
   t.same(configFromUci(text, '/etc/config/ugate').mesh, {
     identityDir: '/etc/ugate/id',
@@ -67,6 +79,10 @@ config mesh 'mesh'
     key: '/etc/ugate/id/key.pem',
     rootCert: '/etc/ugate/ca.pem',
     trustDomain: 'home.arpa',
+    nodeSuffix: 'nodes.home',
+  })
+  t.throws(() => configFromUci(text.replace("'Nodes.Home'", "'-x'"), '/etc/config/ugate'), {
+    message: /^\/etc\/config\/ugate:7: mesh\.node_suffix: "-x" is not a host name suffix/,
   })
   t.throws(() => configFromUci(text.replace("'home.arpa'", "'Home'"), '/etc/config/ugate'), {
     message: '/etc/config/ugate:7: mesh.trust_domain: "Home" may only hold a-z, 0-9, ".", "-" and "_"',

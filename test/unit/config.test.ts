@@ -602,6 +602,7 @@ t.test('relay over SNI: a relay and a gate config, with defaults', async (t) => 
     key: '/srv/id/key.pem',
     rootCert: '/srv/id/root-cert.pem',
     trustDomain: 'mesh.test',
+    nodeSuffix: '',
   })
   t.match(relay.listeners[0], {
     type: 'park',

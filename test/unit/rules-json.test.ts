@@ -28,11 +28,11 @@ t.test('parseActionString: good', async (t) => {
 
 t.test('parseActionString: bad', async (t) => {
   const cases: Array<[unknown, string]> = [
-    ['drop', '"drop" is not an action ("direct", "reject", "upstream:NAME" or "forward:HOST:PORT")'],
-    ['Direct', '"Direct" is not an action ("direct", "reject", "upstream:NAME" or "forward:HOST:PORT")'],
+    ['drop', '"drop" is not an action ("direct", "reject", "mesh", "upstream:NAME" or "forward:HOST:PORT")'],
+    ['Direct', '"Direct" is not an action ("direct", "reject", "mesh", "upstream:NAME" or "forward:HOST:PORT")'],
     [
       { type: 'direct' },
-      '{"type":"direct"} is not an action ("direct", "reject", "upstream:NAME" or "forward:HOST:PORT")',
+      '{"type":"direct"} is not an action ("direct", "reject", "mesh", "upstream:NAME" or "forward:HOST:PORT")',
     ],
     ['upstream:', '"upstream:" is not an action (upstream NAME is 1-64 of A-Z a-z 0-9 _ . -)'],
     ['upstream:a b', '"upstream:a b" is not an action (upstream NAME is 1-64 of A-Z a-z 0-9 _ . -)'],
@@ -105,7 +105,8 @@ t.test('parseRuleJson / parseRulesJson', async (t) => {
   }
   t.throws(() => parseRulesJson({}, 'gw.rules'), { message: 'gw.rules: must be an array of rules, not {}' })
   t.throws(() => parseRulesJson([{ action: 'direct' }, { action: 'nope' }], 'gw.rules'), {
-    message: 'gw.rules[1].action: "nope" is not an action ("direct", "reject", "upstream:NAME" or "forward:HOST:PORT")',
+    message:
+      'gw.rules[1].action: "nope" is not an action ("direct", "reject", "mesh", "upstream:NAME" or "forward:HOST:PORT")',
   })
 })
 

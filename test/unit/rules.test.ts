@@ -509,7 +509,10 @@ t.test('compile errors name the rule, field and value', async (t) => {
       'rules[0]: unknown field "domainsuffix" (known: name, domain, domainSuffix, domainKeyword, dstCidr, dstPort, srcCidr, listener, proto, network, srcIdentity, srcTrustDomain, srcNode, action)',
     ],
     [{ domain: ['x.com'] }, 'rules[0].action: is missing'],
-    [{ action: { type: 'drop' } }, 'rules[0].action: "drop" is not an action type (direct, reject, upstream, forward)'],
+    [
+      { action: { type: 'drop' } },
+      'rules[0].action: "drop" is not an action type (direct, reject, upstream, forward, mesh)',
+    ],
     [
       { action: { type: 'upstream', name: '' } },
       'rules[0].action: upstream name "" is not a name (1-64 of A-Z a-z 0-9 _ . -)',

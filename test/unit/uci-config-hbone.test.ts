@@ -58,6 +58,7 @@ t.test('hbone listener, hbone upstreams and mesh-peer rules from uci', async (t)
       node: '',
       identity: 'spiffe://home.arpa/ns/routers/sa/gw-b',
       trustDomain: '',
+      relay: false,
       pingIntervalMs: 10000,
       pingTimeoutMs: 20000,
     },
@@ -68,6 +69,7 @@ t.test('hbone listener, hbone upstreams and mesh-peer rules from uci', async (t)
       node: '',
       identity: '',
       trustDomain: 'cluster.local',
+      relay: false,
       pingIntervalMs: 2500,
       pingTimeoutMs: 5000,
     },
@@ -131,7 +133,7 @@ t.test('bad mesh options name the file, line and uci option', async (t) => {
     [
       "option identity 'spiffe://home.arpa/ns/routers/sa/gw-b'",
       "option identity 'spiffe://home.arpa/ns/routers/sa/gw-b'\n\toption username 'me'",
-      `${FILE}:6: gwb.username: unknown key (expected one of: name, type, server, identity, trustDomain, node, pingInterval, pingTimeout)`,
+      `${FILE}:6: gwb.username: unknown key (expected one of: name, type, server, identity, trustDomain, node, relay, pingInterval, pingTimeout)`,
     ],
     [
       "list src_identity 'spiffe://home.arpa/ns/routers/sa/gw-a'",

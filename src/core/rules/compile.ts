@@ -283,6 +283,7 @@ export function checkAction(a: unknown, path: string): RuleAction {
   switch (o.type) {
     case 'direct':
     case 'reject':
+    case 'mesh':
       extra(['type'])
       return Object.freeze({ type: o.type })
     case 'upstream':
@@ -301,7 +302,7 @@ export function checkAction(a: unknown, path: string): RuleAction {
       return Object.freeze({ type: 'forward', host: host!, port: o.port as number })
     }
     default:
-      return fail(`${show(o.type)} is not an action type (direct, reject, upstream, forward)`)
+      return fail(`${show(o.type)} is not an action type (direct, reject, upstream, forward, mesh)`)
   }
 }
 

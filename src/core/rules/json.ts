@@ -6,15 +6,15 @@ import { NAME, RULE_FIELDS, checkAction, compileRule, forwardTarget } from './co
 import type { RuleAction, RuleSpec } from './types.js'
 
 /**
- * Parse an action string: "direct", "reject", "upstream:NAME",
+ * Parse an action string: "direct", "reject", "mesh", "upstream:NAME",
  * "forward:HOST:PORT" (IPv6 hosts in brackets: "forward:[2001:db8::1]:443").
  */
 export function parseActionString(text: unknown, path: string): RuleAction {
   const fail = (why: string): never => {
     throw new ConfigError(path, `${show(text)} is not an action (${why})`, text)
   }
-  if (typeof text !== 'string') return fail('"direct", "reject", "upstream:NAME" or "forward:HOST:PORT"')
-  if (text === 'direct' || text === 'reject') return Object.freeze({ type: text })
+  if (typeof text !== 'string') return fail('"direct", "reject", "mesh", "upstream:NAME" or "forward:HOST:PORT"')
+  if (text === 'direct' || text === 'reject' || text === 'mesh') return Object.freeze({ type: text })
   if (text.startsWith('upstream:')) {
     const name = text.slice('upstream:'.length)
     if (!NAME.test(name)) fail('upstream NAME is 1-64 of A-Z a-z 0-9 _ . -')
@@ -25,7 +25,7 @@ export function parseActionString(text: unknown, path: string): RuleAction {
     if (typeof hp === 'string') return fail(hp)
     return checkAction({ type: 'forward', host: hp[0], port: hp[1] }, path)
   }
-  return fail('"direct", "reject", "upstream:NAME" or "forward:HOST:PORT"')
+  return fail('"direct", "reject", "mesh", "upstream:NAME" or "forward:HOST:PORT"')
 }
 
 /**

@@ -7,6 +7,8 @@ export type RuleAction =
   | { type: 'reject' }
   | { type: 'upstream'; name: string }
   | { type: 'forward'; host: string; port: number }
+  /** To the mesh node the host names (docs/mesh.md, routing by node name); never the default. */
+  | { type: 'mesh' }
 
 /** A port, an inclusive range, or text: "80", "8000-8080". */
 export type PortSpec = number | [number, number] | string
