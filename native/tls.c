@@ -247,13 +247,14 @@ bool tls_aes_in_hardware(void) {
   unsigned a, b, c, d;
   return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_AES) && (c & bit_PCLMUL);
 #elif defined(MBEDTLS_AESCE_C) && defined(__aarch64__)
-  // mbedTLS takes HWCAP_AES alone to mean PMULL too (every such CPU has both).
+  // mbedTLS's GCM runs PMULL on HWCAP_AES alone (CPUs with AES have both).
   unsigned long hw = getauxval(AT_HWCAP);
   return (hw & HWCAP_AES) && (hw & HWCAP_PMULL);
 #else
   return false;
 #endif
 }
+
 static const uint16_t groups[] = {MBEDTLS_SSL_IANA_TLS_GROUP_X25519,
                                   MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
                                   MBEDTLS_SSL_IANA_TLS_GROUP_NONE};
