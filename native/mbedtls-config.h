@@ -78,7 +78,7 @@
 #elif defined(__aarch64__)
 #define MBEDTLS_AESCE_C
 #endif
-/* TLS_CHACHA20_POLY1305_SHA256: in portable C, several times faster than
+/* TLS_CHACHA20_POLY1305_SHA256: in portable C about twice as fast as
  * portable AES-GCM (bench/aead.sh), so the suite of the targets without AES
  * instructions (MIPS, ARMv7), and understood by every target so that a
  * router can have it from any peer (native/tls.c orders the suites). */

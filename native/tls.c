@@ -218,7 +218,7 @@ static const char *expected_trust_domain(const char *expect) {
 
 // TLS 1.3 suites, fastest first: AES-128-GCM (10 rounds to AES-256's 14)
 // where AES and GCM's multiply are CPU instructions, else ChaCha20-Poly1305,
-// several times faster than portable AES-GCM (docs/performance.md). ztunnel
+// about twice as fast as portable AES-GCM (docs/performance.md). ztunnel
 // offers and accepts the two AES-GCM suites only (mesh-notes).
 static const int suites_aes[N_SUITES + 1] = {MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
                                              MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
