@@ -9,6 +9,8 @@
 #                upstream to ugate's `hbone` listener in gwb, which dials srv
 #   ugate-node   the same ugate in gwa; in gwb the ztunnel-like server on
 #                Node's http2 (test/lib/hbone.ts, via bench/hbone-load.ts)
+#   base-base    with BENCH_BASE only: ugate-ugate with that other binary at
+#                both ends (a build before a change, in the same run)
 # Figures:
 #   - iperf3 through one tunnel, 1 and 4 streams (BENCH_STREAMS): Gbit/s,
 #     CPU s per GB of each side (utime+stime of the process, gwa and gwb)
@@ -30,6 +32,7 @@
 #   BENCH_CONC_TLS=8  handshakes in flight for the handshake rate
 #   BENCH_DOC=-       a file whose "bench/hbone.sh output" section is rewritten; "-" = none
 #   UGATE_BIN=build/ugate
+#   BENCH_BASE=FILE   another ugate binary to compare with (the base-base peer)
 #   BENCH_OUT=DIR     also leave results.tsv and report.md there
 set -euo pipefail
 
@@ -51,6 +54,8 @@ done
 for s in $BENCH_STREAMS; do [[ $s =~ ^[1-9][0-9]*$ ]] || die "BENCH_STREAMS: bad stream count '$s'"; done
 [[ $(id -u) == 0 ]] || die "needs root (network namespaces, nftables)"
 [[ -x $UGATE_BIN ]] || die "$UGATE_BIN not found: run ./build.sh first"
+BENCH_BASE=${BENCH_BASE:-}
+[[ -z $BENCH_BASE || -x $BENCH_BASE ]] || die "BENCH_BASE: '$BENCH_BASE' is not an executable"
 [[ -x $ROOT/node_modules/.bin/esbuild ]] || die "node_modules missing: run 'npm ci'"
 need iperf3 iperf3
 need jq jq
@@ -132,9 +137,10 @@ cat >"$TMP/b.json" <<EOF
   "listeners": [ { "name": "mesh", "type": "hbone", "listen": "$B_MESH:15008", "allow": ["198.18.0.0/15"] } ] }
 EOF
 A_PID='' B_PID=''
-start_b() {  # SERVER (ugate|node): the HBONE server in gwb; sets B_PID
-  if [[ $1 == ugate ]]; then
-    start_bg "$TMP/b.log" ip netns exec "$NS-gwb" "$UGATE_BIN" run --config "$TMP/b.json"
+bin_of() { if [[ $1 == base ]]; then echo "$BENCH_BASE"; else echo "$UGATE_BIN"; fi; }  # ugate|base
+start_b() {  # SERVER (ugate|base|node): the HBONE server in gwb; sets B_PID
+  if [[ $1 != node ]]; then
+    start_bg "$TMP/b.log" ip netns exec "$NS-gwb" "$(bin_of "$1")" run --config "$TMP/b.json"
     B_PID=$BG_PID
     wait_ready_line "$B_PID" "$TMP/b.log"
   else
@@ -143,11 +149,11 @@ start_b() {  # SERVER (ugate|node): the HBONE server in gwb; sets B_PID
   fi
   wait_listen 15008 "$B_PID" "$TMP/b.log" netns
 }
-start_peer() {  # PEER: A_PID, B_PID ("" when none)
+start_peer() {  # PEER (direct|A-B): A_PID, B_PID ("" when none)
   A_PID='' B_PID=''
   [[ $1 != direct ]] || return 0
-  start_b "${1#ugate-}"
-  start_bg "$TMP/a.log" ip netns exec "$NS-gwa" "$UGATE_BIN" run --config "$TMP/a.json"
+  start_b "${1#*-}"
+  start_bg "$TMP/a.log" ip netns exec "$NS-gwa" "$(bin_of "${1%%-*}")" run --config "$TMP/a.json"
   A_PID=$BG_PID
   wait_ready_line "$A_PID" "$TMP/a.log"
 }
@@ -207,7 +213,7 @@ streams_run() {  # ROUND PEER
   log "$(printf '  hbone round %s streams %-12s %8.0f /s' "$r" "$peer" "$(jq -r .rate "$res")")"
 }
 
-handshakes_run() {  # ROUND SERVER (ugate|node)
+handshakes_run() {  # ROUND SERVER (ugate|base|node)
   local r=$1 srv=$2 res=$TMP/tls-$1-$2.json b0 b1 n
   start_b "$srv"
   b0=$(ticks "$B_PID")
@@ -230,12 +236,14 @@ if awk -v l="$LOAD0" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
 fi
 PEERS=(direct ugate-ugate ugate-node)
 SERVERS=(ugate node)
+if [[ -n $BENCH_BASE ]]; then PEERS+=(base-base); SERVERS+=(base); fi
+NP=${#PEERS[@]} NS_=${#SERVERS[@]}
 for ((r = 1; r <= BENCH_ROUNDS; r++)); do
   for s in $BENCH_STREAMS; do
-    for ((k = 0; k < 3; k++)); do iperf_run "$r" "$s" "${PEERS[$(((k + r - 1) % 3))]}"; done
+    for ((k = 0; k < NP; k++)); do iperf_run "$r" "$s" "${PEERS[$(((k + r - 1) % NP))]}"; done
   done
-  for ((k = 0; k < 3; k++)); do streams_run "$r" "${PEERS[$(((k + r - 1) % 3))]}"; done
-  for ((k = 0; k < 2; k++)); do handshakes_run "$r" "${SERVERS[$(((k + r - 1) % 2))]}"; done
+  for ((k = 0; k < NP; k++)); do streams_run "$r" "${PEERS[$(((k + r - 1) % NP))]}"; done
+  for ((k = 0; k < NS_; k++)); do handshakes_run "$r" "${SERVERS[$(((k + r - 1) % NS_))]}"; done
 done
 LOAD1=$(load1)
 ELAPSED=$(($(date +%s) - STARTED))
@@ -253,6 +261,7 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { if (v == "") print "n/a"; else prin
   echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC') — $(machine); load average $LOAD0 before, $LOAD1 after;" \
     "$((ELAPSED / 60)) min $((ELAPSED % 60)) s; $BENCH_ROUNDS rounds of ${BENCH_SECONDS} s per peer; ugate rev" \
     "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'); iperf3 $(iperf3 --version | awk 'NR == 1 {print $2}'), Node $(node --version)."
+  [[ -z $BENCH_BASE ]] || echo "base: $BENCH_BASE ($(stat -c %s "$BENCH_BASE") bytes)."
   echo
   echo "iperf3 through one tunnel (cli → gwa → gwb → srv):"
   echo
@@ -292,6 +301,12 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { if (v == "") print "n/a"; else prin
     x=$(pratio "P$s" gbps ugate-ugate ugate-node)
     echo "- $(verdict "$x" 2) ugate → ugate ≥ 2 × ugate → Node peer, -P $s: $(fmt "$x" '%.2f') ×"
   done
+  if [[ -n $BENCH_BASE ]]; then
+    echo
+    for s in $BENCH_STREAMS; do
+      echo "ugate-ugate ÷ base-base, -P $s: $(fmt "$(pratio "P$s" gbps ugate-ugate base-base)" '%.2f') × the Gbit/s."
+    done
+  fi
   echo
   echo "CPU: utime+stime of the process in gwa (ugate) and in gwb (ugate or node) per 10⁹ bytes iperf3 received,"
   echo "per stream, per handshake; client, servers and both gateways share the same CPUs."

@@ -7,7 +7,8 @@
 #
 # Targets: $(BIN) (the executable), $(JSC) (the bytecode compiler), $(BUNDLE),
 # O/mbedtls/libmbedcrypto.a (test/native programs link the asan one: h2.test.ts),
-# $(O)/tls-test (test/native/tls-test.c with tls.c, for test/e2e/tls.ts).
+# $(O)/tls-test (test/native/tls-test.c with tls.c, for test/e2e/tls.ts),
+# $(O)/aead-bench (bench/aead.c, for bench/aead.sh).
 #   CC       the compiler, with any target flags that belong to it
 #   CFLAGS   the target's flags, on every compile and link (--sysroot, arch,
 #            an SDK's TARGET_CFLAGS)
@@ -220,6 +221,14 @@ $(O)/tools/tls-test.o: test/native/tls-test.c $(OUR_DEPS)
 	$(CC) $(OUR_CFLAGS) -c $< -o $@
 
 $(O)/tls-test: $(O)/tools/tls-test.o $(O)/native/tls.o $(O)/native/identity.o $(MBEDLIBS)
+	$(CC) $(LINK_ARGS) -o $@ $^ $(LDLIBS)
+
+# bench/aead.c: each AEAD's cost per TLS record with this target's mbedTLS (bench/aead.sh).
+$(O)/tools/aead.o: bench/aead.c $(OUR_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(OUR_CFLAGS) -c $< -o $@
+
+$(O)/aead-bench: $(O)/tools/aead.o $(O)/native/tls.o $(O)/native/identity.o $(MBEDLIBS)
 	$(CC) $(LINK_ARGS) -o $@ $^ $(LDLIBS)
 
 $(JSC): $(O)/tools/jsc.o $(JSC_QJS_OBJS)

@@ -13,10 +13,11 @@
  *     RSA), SHA-384, a CTR-DRBG seeded from getrandom(2).
  *   Mutual TLS 1.3 for the mesh (native/tls.c, HBONE): the SSL library
  *     (libmbedtls), TLS 1.3 client and server only, ephemeral X25519 or
- *     P-256 key exchange, TLS_AES_128_GCM_SHA256 and TLS_AES_256_GCM_SHA384,
- *     ALPN; PSA crypto, which 3.6's TLS 1.3 requires (its key derivation,
- *     AEAD and signatures go through PSA). No TLS 1.2, tickets, PSK,
- *     renegotiation or early data: ztunnel uses none of them.
+ *     P-256 key exchange, TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384
+ *     and TLS_CHACHA20_POLY1305_SHA256, ALPN; PSA crypto, which 3.6's
+ *     TLS 1.3 requires (its key derivation, AEAD and signatures go through
+ *     PSA). No TLS 1.2, tickets, PSK, renegotiation or early data: ztunnel
+ *     uses none of them.
  *   DNS over TLS to public resolvers (native/tls.c's web PKI mode): the
  *     same TLS 1.3 client with SNI, and P-384 (the keys of many public CAs
  *     and of some servers). */
@@ -24,11 +25,9 @@
 #define UGATE_MBEDTLS_CONFIG_H
 
 /* ---- platform ---------------------------------------------------------- */
-/* No MBEDTLS_HAVE_ASM: bignum's portable C serves the few signatures an
- * identity or a handshake needs, on every target alike. No
- * MBEDTLS_PLATFORM_C: libc's calloc/free/snprintf are used as they are. No
- * AES-NI/AESCE: the sniffer decrypts one packet per flow, and the portable
- * code keeps every target's build the same. */
+/* No MBEDTLS_PLATFORM_C: libc's calloc/free/snprintf are used as they are.
+ * No MBEDTLS_HAVE_ASM but on x86-64 (below): bignum's portable C serves the
+ * few signatures an identity or a handshake needs. */
 /* Certificate validity is checked against the clock (gmtime_r). */
 #define MBEDTLS_HAVE_TIME
 #define MBEDTLS_HAVE_TIME_DATE
@@ -57,10 +56,35 @@
 /* GCM and header protection only ever encrypt with the block cipher: no
  * decryption tables or code. (Also leaves out CBC, XTS, DES: none wanted.) */
 #define MBEDTLS_BLOCK_CIPHER_NO_DECRYPT
-/* AES-256 stays: the CTR-DRBG's key is AES-256 (and TLS 1.3 will use
- * TLS_AES_256_GCM_SHA384). */
+/* AES-256 stays: the CTR-DRBG's key is AES-256, and TLS_AES_256_GCM_SHA384
+ * is ztunnel's first suite. */
 /* 2 KB of AES tables (computed at start-up, in .bss) instead of 8 KB. */
 #define MBEDTLS_AES_FEWER_TABLES
+/* AES and GCM's multiply in CPU instructions where the target may have them,
+ * chosen per target by the compiler's own macros; at run time mbedTLS asks
+ * the CPU (cpuid on x86-64, getauxval(AT_HWCAP) on aarch64: HWCAP_AES) and
+ * falls back to the portable code, so a CPU without them (Cortex-A53 SoCs
+ * built without the crypto option) runs the same binary. AES-GCM is what an
+ * HBONE tunnel spends its CPU on (docs/performance.md); the QUIC sniffer's
+ * AES goes the same way.
+ * x86-64: AES-NI and PCLMULQDQ. Without -maes -mpclmul (which the whole
+ * build would then assume) mbedTLS has them as inline assembly only, which
+ * MBEDTLS_HAVE_ASM enables (and with it bignum's x86-64 assembly). */
+#if defined(__x86_64__)
+#define MBEDTLS_HAVE_ASM
+#define MBEDTLS_AESNI_C
+/* aarch64: the ARMv8 crypto extension (AESE/AESMC, PMULL), compiled for it
+ * whatever -march says. */
+#elif defined(__aarch64__)
+#define MBEDTLS_AESCE_C
+#endif
+/* TLS_CHACHA20_POLY1305_SHA256: in portable C about twice as fast as
+ * portable AES-GCM (bench/aead.sh), so the suite of the targets without AES
+ * instructions (MIPS, ARMv7), and understood by every target so that a
+ * router can have it from any peer (native/tls.c orders the suites). */
+#define MBEDTLS_CHACHA20_C
+#define MBEDTLS_POLY1305_C
+#define MBEDTLS_CHACHAPOLY_C
 
 /* ---- random numbers ----------------------------------------------------- */
 /* The platform source is getrandom(2) (entropy_poll.c, Linux). */

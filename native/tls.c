@@ -19,18 +19,30 @@
 #include "mbedtls/psa_util.h"
 #include "mbedtls/ssl.h"
 #include "mbedtls/x509_crt.h"
+#if defined(MBEDTLS_AESNI_C) && defined(__x86_64__)
+#include <cpuid.h>
+#elif defined(MBEDTLS_AESCE_C) && defined(__aarch64__)
+#include <sys/auxv.h>
+#endif
 
 // Identity files are a few KB; anything far bigger is not one.
 #define MAX_PEM (256 * 1024)
 // A system CA bundle is ~220 KB (Debian, OpenWrt's ca-bundle) and grows slowly.
 #define MAX_BUNDLE (4 * 1024 * 1024)
 #define SPIFFE_MAX 2048  // SPIFFE ID standard 2.3: the longest id a peer must accept
+#define N_SUITES 3
+
+enum { ALPN_H2, ALPN_REV };  // the configs' ALPN lists: alpn, alpn_rev
 
 struct tls_config {
   int refs;  // atomic: connections are freed on the relay thread
   bool server;
-  mbedtls_ssl_config conf;
-  mbedtls_ssl_config conf_rev;  // the same, with ALPN ugate-rev before h2 (reverse tunnels)
+  const int *suites;  // ours, fastest first on this CPU (0-terminated)
+  // [ALPN_H2 or ALPN_REV (ugate-rev before h2: reverse tunnels)][0]: every
+  // suite in our order (a client's offer; a server's when server_setup
+  // cannot read the ClientHello). A server's [..][1 + k]: suites[k] alone,
+  // for the connections server_setup gave it to. A web config: conf[0][0].
+  mbedtls_ssl_config conf[2][1 + N_SUITES];
   mbedtls_x509_crt chain, roots;
   mbedtls_pk_context key;
   char *trust_domain;  // NULL: any trusted peer
@@ -44,6 +56,7 @@ struct tls_config {
 struct tls_conn {
   tls_config *cfg;
   int fd;
+  bool ready;      // mbedtls_ssl_setup done (a server's waits for the ClientHello)
   bool done;       // handshake finished
   bool reverse;    // ALPN ugate-rev offered (client) or accepted (server) before h2
   bool got_data;   // application data was read
@@ -203,9 +216,45 @@ static const char *expected_trust_domain(const char *expect) {
   return *td && !strchr(td, '/') ? td : NULL;
 }
 
-// What a mesh peer speaks (mesh-notes: ztunnel's TLS).
-static const int ciphersuites[] = {MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
-                                   MBEDTLS_TLS1_3_AES_128_GCM_SHA256, 0};
+// TLS 1.3 suites, fastest first: AES-128-GCM (10 rounds to AES-256's 14)
+// where AES and GCM's multiply are CPU instructions, else ChaCha20-Poly1305,
+// about twice as fast as portable AES-GCM (docs/performance.md). ztunnel
+// offers and accepts the two AES-GCM suites only (mesh-notes).
+static const int suites_aes[N_SUITES + 1] = {MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
+                                             MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
+                                             MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256, 0};
+static const int suites_chacha[N_SUITES + 1] = {MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
+                                                MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
+                                                MBEDTLS_TLS1_3_AES_256_GCM_SHA384, 0};
+// Each suite alone (a server's per-suite configs), with its IANA name.
+static const struct {
+  int list[2];
+  const char *name;
+} suite_alone[N_SUITES] = {
+    {{MBEDTLS_TLS1_3_AES_128_GCM_SHA256, 0}, "TLS_AES_128_GCM_SHA256"},
+    {{MBEDTLS_TLS1_3_AES_256_GCM_SHA384, 0}, "TLS_AES_256_GCM_SHA384"},
+    {{MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256, 0}, "TLS_CHACHA20_POLY1305_SHA256"},
+};
+
+static int suite_index(int id) {
+  for (int k = 0; k < N_SUITES; k++)
+    if (suite_alone[k].list[0] == id) return k;
+  return -1;
+}
+
+bool tls_aes_in_hardware(void) {
+#if defined(MBEDTLS_AESNI_C) && defined(__x86_64__)
+  unsigned a, b, c, d;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_AES) && (c & bit_PCLMUL);
+#elif defined(MBEDTLS_AESCE_C) && defined(__aarch64__)
+  // mbedTLS's GCM runs PMULL on HWCAP_AES alone (CPUs with AES have both).
+  unsigned long hw = getauxval(AT_HWCAP);
+  return (hw & HWCAP_AES) && (hw & HWCAP_PMULL);
+#else
+  return false;
+#endif
+}
+
 static const uint16_t groups[] = {MBEDTLS_SSL_IANA_TLS_GROUP_X25519,
                                   MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
                                   MBEDTLS_SSL_IANA_TLS_GROUP_NONE};
@@ -221,15 +270,15 @@ static const char *alpn[] = {"h2", NULL};
 static const char *alpn_rev[] = {TLS_ALPN_REVERSE, "h2", NULL};
 
 // TLS 1.3 only, the peer's certificate required and checked against c's roots (both modes).
-static int conf_tls13(tls_config *c, mbedtls_ssl_config *conf, const uint16_t *grps,
-                      const uint16_t *algs) {
+static int conf_tls13(tls_config *c, mbedtls_ssl_config *conf, const int *suites,
+                      const uint16_t *grps, const uint16_t *algs) {
   int ret =
       mbedtls_ssl_config_defaults(conf, c->server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
                                   MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
   if (ret) return ret;
   mbedtls_ssl_conf_min_tls_version(conf, MBEDTLS_SSL_VERSION_TLS1_3);
   mbedtls_ssl_conf_max_tls_version(conf, MBEDTLS_SSL_VERSION_TLS1_3);
-  mbedtls_ssl_conf_ciphersuites(conf, ciphersuites);
+  mbedtls_ssl_conf_ciphersuites(conf, suites);
   mbedtls_ssl_conf_groups(conf, grps);
   mbedtls_ssl_conf_sig_algs(conf, algs);
   mbedtls_ssl_conf_rng(conf, mbedtls_psa_get_random, MBEDTLS_PSA_RANDOM_STATE);
@@ -238,9 +287,10 @@ static int conf_tls13(tls_config *c, mbedtls_ssl_config *conf, const uint16_t *g
   return 0;
 }
 
-static int setup_conf(tls_config *c, mbedtls_ssl_config *conf, const char **protos) {
+static int setup_conf(tls_config *c, mbedtls_ssl_config *conf, const int *suites,
+                      const char **protos) {
   // Both ends prove who they are; the configured roots are the only anchors.
-  int ret = conf_tls13(c, conf, groups, sig_algs);
+  int ret = conf_tls13(c, conf, suites, groups, sig_algs);
   if (ret) return ret;
   // A mesh server (h2 and ugate-rev alike) checks the client's certificate
   // itself once the handshake is done (tls_handshake): mbedTLS 3.6 sends an
@@ -252,8 +302,8 @@ static int setup_conf(tls_config *c, mbedtls_ssl_config *conf, const char **prot
 }
 
 static void config_free(tls_config *c) {
-  mbedtls_ssl_config_free(&c->conf);
-  mbedtls_ssl_config_free(&c->conf_rev);
+  for (int a = 0; a < 2; a++)
+    for (int k = 0; k <= N_SUITES; k++) mbedtls_ssl_config_free(&c->conf[a][k]);
   mbedtls_x509_crt_free(&c->chain);
   mbedtls_x509_crt_free(&c->roots);
   mbedtls_pk_free(&c->key);
@@ -285,8 +335,9 @@ static tls_config *config_alloc(char err[TLS_ERR_MAX]) {
     return NULL;
   }
   c->refs = 1;
-  mbedtls_ssl_config_init(&c->conf);
-  mbedtls_ssl_config_init(&c->conf_rev);
+  c->suites = tls_aes_in_hardware() ? suites_aes : suites_chacha;
+  for (int a = 0; a < 2; a++)
+    for (int k = 0; k <= N_SUITES; k++) mbedtls_ssl_config_init(&c->conf[a][k]);
   mbedtls_x509_crt_init(&c->chain);
   mbedtls_x509_crt_init(&c->roots);
   mbedtls_pk_init(&c->key);
@@ -340,8 +391,12 @@ tls_config *tls_config_new(const tls_config_opts *o, char err[TLS_ERR_MAX]) {
     goto fail;
   }
   ug_id_node_id(pub, pub_len, c->node_id);
-  int ret = setup_conf(c, &c->conf, alpn);
-  if (!ret) ret = setup_conf(c, &c->conf_rev, alpn_rev);
+  int ret = 0;
+  for (int a = ALPN_H2; a <= ALPN_REV && !ret; a++)
+    for (int k = 0; k <= (c->server ? N_SUITES : 0) && !ret; k++)
+      ret = setup_conf(c, &c->conf[a][k],
+                       k ? suite_alone[suite_index(c->suites[k - 1])].list : c->suites,
+                       a == ALPN_REV ? alpn_rev : alpn);
   return setup_done(c, ret, err);
 fail:
   config_free(c);
@@ -412,7 +467,7 @@ tls_config *tls_config_new_web(const char *ca_path, char err[TLS_ERR_MAX]) {
     goto fail;
   }
   // A client only: the server's chain against the bundle, no certificate of ours.
-  return setup_done(c, conf_tls13(c, &c->conf, web_groups, web_sig_algs), err);
+  return setup_done(c, conf_tls13(c, &c->conf[0][0], c->suites, web_groups, web_sig_algs), err);
 fail:
   config_free(c);
   return NULL;
@@ -489,6 +544,19 @@ static int verify_peer(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *fl
   return 0;
 }
 
+// mbedTLS's side of a mesh connection, on conf.
+static int ssl_setup(tls_conn *t, const mbedtls_ssl_config *conf) {
+  int ret = mbedtls_ssl_setup(&t->ssl, conf);
+  // No SNI: a mesh peer is named by its SPIFFE id, checked in verify_peer
+  // (an explicit NULL, or 3.6 refuses a client without a host name).
+  if (!ret && !t->cfg->server) ret = mbedtls_ssl_set_hostname(&t->ssl, NULL);
+  if (ret) return ret;
+  mbedtls_ssl_set_verify(&t->ssl, verify_peer, t);
+  mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
+  t->ready = true;
+  return 0;
+}
+
 static tls_conn *conn_new(tls_config *c, int fd, const char *expect_peer, bool reverse) {
   tls_conn *t = calloc(1, sizeof *t);
   if (!t) return NULL;
@@ -498,16 +566,58 @@ static tls_conn *conn_new(tls_config *c, int fd, const char *expect_peer, bool r
   tls_config_ref(c);
   mbedtls_ssl_init(&t->ssl);
   if (expect_peer && *expect_peer && !(t->expect_peer = strdup(expect_peer))) goto fail;
-  if (mbedtls_ssl_setup(&t->ssl, reverse ? &c->conf_rev : &c->conf)) goto fail;
-  // No SNI: a mesh peer is named by its SPIFFE id, checked in verify_peer
-  // (an explicit NULL, or 3.6 refuses a client without a host name).
-  if (!c->server && mbedtls_ssl_set_hostname(&t->ssl, NULL)) goto fail;
-  mbedtls_ssl_set_verify(&t->ssl, verify_peer, t);
-  mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
+  // A server's waits for the ClientHello (server_setup).
+  if (!c->server && ssl_setup(t, &c->conf[reverse ? ALPN_REV : ALPN_H2][0])) goto fail;
   return t;
 fail:
   tls_conn_free(t);
   return NULL;
+}
+
+// Which of suites (ours, in order) a server takes for a ClientHello whose
+// first n bytes are p: ChaCha20-Poly1305 when it is the first of ours in the
+// client's list (a client that puts it first has no AES instructions, as
+// OpenSSL's "prioritize ChaCha" reads it), else the first of ours the
+// client offers. -1: no list of suites whole in p, or none in common.
+static int server_pick(const uint8_t *p, size_t n, const int *suites) {
+  // Record header (type 22, version, length), handshake header (type 1,
+  // length), legacy_version, random, then the session id (length first).
+  size_t at = 5 + 4 + 2 + 32;
+  if (n < at + 1 || p[0] != 22 || p[5] != 1) return -1;
+  at += 1 + p[at];
+  if (n < at + 2) return -1;
+  size_t len = (size_t)p[at] << 8 | p[at + 1], rec_end = 5 + ((size_t)p[3] << 8 | p[4]);
+  at += 2;
+  if (len % 2 || at + len > n || at + len > rec_end) return -1;
+  int first = -1, best = -1;
+  for (size_t i = 0; i < len; i += 2) {
+    int id = p[at + i] << 8 | p[at + i + 1];
+    for (int k = 0; suites[k]; k++)
+      if (suites[k] == id) {
+        if (first < 0) first = k;
+        if (best < 0 || k < best) best = k;
+      }
+  }
+  return first >= 0 && suites[first] == MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256 ? first : best;
+}
+
+// mbedTLS 3.6's TLS 1.3 server takes the first suite of the client's list
+// that it has: the client's preference, not ours. So a server's connection
+// is set up at its first handshake step, once the ClientHello can be peeked
+// at, on the config that holds only the suite server_pick chose.
+static int server_setup(tls_conn *t) {
+  uint8_t hello[512];
+  ssize_t n;
+  while ((n = recv(t->fd, hello, sizeof hello, MSG_PEEK)) < 0 && errno == EINTR) {
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return TLS_WANT_READ;
+  // EOF, an error, or a ClientHello that came in pieces: every suite in our
+  // order (the client's preference then), and mbedTLS reads what came.
+  int k = n > 0 ? server_pick(hello, (size_t)n, t->cfg->suites) : -1;
+  int ret = ssl_setup(t, &t->cfg->conf[t->reverse ? ALPN_REV : ALPN_H2][k + 1]);
+  if (!ret) return 0;
+  snprintf(t->err, TLS_ERR_MAX, "TLS setup failed (mbedTLS error -0x%04x)", (unsigned)-ret);
+  return TLS_FAILED;
 }
 
 tls_conn *tls_conn_new(tls_config *c, int fd, const char *expect_peer) {
@@ -541,7 +651,7 @@ tls_conn *tls_conn_new_web(tls_config *c, int fd, const char *host) {
   t->cfg = c;
   tls_config_ref(c);
   mbedtls_ssl_init(&t->ssl);
-  if (!(t->expect_peer = strdup(host)) || mbedtls_ssl_setup(&t->ssl, &c->conf)) goto fail;
+  if (!(t->expect_peer = strdup(host)) || mbedtls_ssl_setup(&t->ssl, &c->conf[0][0])) goto fail;
   if (inet_pton(AF_INET, host, t->ip) == 1)
     t->ip_len = 4;
   else if (inet_pton(AF_INET6, host, t->ip) == 1)
@@ -550,6 +660,7 @@ tls_conn *tls_conn_new_web(tls_config *c, int fd, const char *host) {
   if (mbedtls_ssl_set_hostname(&t->ssl, t->ip_len ? NULL : host)) goto fail;
   mbedtls_ssl_set_verify(&t->ssl, verify_web, t);
   mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
+  t->ready = true;
   return t;
 fail:
   tls_conn_free(t);
@@ -704,6 +815,10 @@ static int want(int ret) {
 
 int tls_handshake(tls_conn *t) {
   if (t->done) return 0;
+  if (!t->ready) {
+    int r = server_setup(t);
+    if (r) return r;
+  }
   int ret = mbedtls_ssl_handshake(&t->ssl);
   if (want(ret)) return want(ret);
   if (ret) return failed(t, ret);
@@ -769,6 +884,11 @@ int tls_close_notify(tls_conn *t) {
 const char *tls_alpn(const tls_conn *t) {
   const char *proto = t->done ? mbedtls_ssl_get_alpn_protocol(&t->ssl) : NULL;
   return proto ? proto : "";
+}
+
+const char *tls_suite(const tls_conn *t) {
+  int k = t->done ? suite_index(mbedtls_ssl_get_ciphersuite_id_from_ssl(&t->ssl)) : -1;
+  return k < 0 ? "" : suite_alone[k].name;
 }
 
 const char *tls_conn_error(const tls_conn *t) {

@@ -82,6 +82,16 @@ const char *tls_conn_error(const tls_conn *t);      // "" or why it failed
 const char *tls_alpn(const tls_conn *t);            // the agreed protocol; "" before the handshake
 const char *tls_peer_spiffe_id(const tls_conn *t);  // after the handshake; "" when none
 const char *tls_peer_node_id(const tls_conn *t);
+// The agreed suite's IANA name (TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384,
+// TLS_CHACHA20_POLY1305_SHA256); "" before the handshake.
+const char *tls_suite(const tls_conn *t);
+
+// Whether this build runs AES and GCM's multiply as CPU instructions on this
+// CPU (AES-NI + PCLMULQDQ, ARMv8 AES + PMULL), as mbedTLS finds them at run
+// time. Decides the suites' order: AES-128-GCM first when it does,
+// ChaCha20-Poly1305 first when not. A server takes its own order, except
+// that a client offering ChaCha20-Poly1305 first gets it (docs/mesh.md).
+bool tls_aes_in_hardware(void);
 
 // The JS side (mod_tls.c): native.tlsConfig({...}) returns an opaque object
 // holding one reference. Another module's binding gets the tls_config* from

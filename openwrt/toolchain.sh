@@ -5,6 +5,9 @@
 #   openwrt/toolchain.sh ARCH...     build build/cross/ARCH/ugate (and jsc)
 #   openwrt/toolchain.sh all         every arch below
 #   openwrt/toolchain.sh list        print the archs
+#   openwrt/toolchain.sh qemu ARCH   print the qemu-user binary that runs ARCH
+#   --also NAME (before the archs)   also build native/build.mk's O/NAME
+#                                    (build/cross/ARCH/obj/NAME: aead-bench)
 #
 # Route (Debian packages only): clang + lld for every target; musl built per
 # arch from Debian's `musl` source package; compiler-rt builtins (64-bit
@@ -258,8 +261,10 @@ check_elf() {  # check_elf FILE
   done
 }
 
+ALSO=()  # --also: more native/build.mk targets, under each arch's obj/
 build_ugate() {  # the selected arch's ugate and jsc in build/cross/ARCH
-  local d=$X/$A bundle=$B/gen/bundle.c own=()
+  local d=$X/$A bundle=$B/gen/bundle.c own=() also=() n
+  for n in "${ALSO[@]}"; do also+=("$d/obj/$n"); done
   if [ "$ENDIAN" = big ]; then
     # Bytecode in the target's byte order, written by the target's own jsc.
     command -v "$QEMU" >/dev/null 2>&1 || apt_install qemu-user-static
@@ -275,7 +280,7 @@ build_ugate() {  # the selected arch's ugate and jsc in build/cross/ARCH
   native_make O="$d/obj" CC="$TCC" AR=llvm-ar OBJCOPY=llvm-objcopy CFLAGS="--sysroot=$S -fno-pic" DEPS="$S/.builtins" QJS="$QJS" MBEDTLS="$MBEDTLS" \
     LDFLAGS="-fuse-ld=lld -nostdlib -Wl,--build-id=none $S/usr/lib/crt1.o $S/usr/lib/crti.o" \
     LDLIBS="$S/usr/lib/libc.a $S/usr/lib/libclang_rt.builtins.a $S/usr/lib/crtn.o" \
-    BIN="$d/ugate" JSC="$d/jsc" BUNDLE="$bundle" "${own[@]}" "$d/ugate" "$d/jsc" \
+    BIN="$d/ugate" JSC="$d/jsc" BUNDLE="$bundle" "${own[@]}" "$d/ugate" "$d/jsc" "${also[@]}" \
     || die "$A: build failed"
   check_elf "$d/ugate"
   local size
@@ -285,7 +290,18 @@ build_ugate() {  # the selected arch's ugate and jsc in build/cross/ARCH
 }
 
 main() {
-  [ $# -gt 0 ] || die "usage: openwrt/toolchain.sh ARCH...|all|list (archs: ${ARCHS[*]})"
+  [ $# -gt 0 ] || die "usage: openwrt/toolchain.sh [--also NAME]... ARCH...|all|list|qemu ARCH (archs: ${ARCHS[*]})"
+  if [ "$1" = qemu ]; then
+    [ $# -eq 2 ] || die "usage: openwrt/toolchain.sh qemu ARCH"
+    use_arch "$2"
+    echo "$QEMU"
+    return
+  fi
+  while [ "${1:-}" = --also ]; do
+    [ $# -ge 2 ] || die "--also needs a target name"
+    ALSO+=("$2")
+    shift 2
+  done
   local want=() a
   for a in "$@"; do
     case $a in

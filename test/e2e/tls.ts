@@ -1,6 +1,11 @@
-// Mutual TLS 1.3 of native/tls.c (test/native/tls-test.c, built with ASan +
-// UBSan and LeakSanitizer by native/build.mk) against openssl s_server and
-// s_client: both roles with data both ways and close_notify, and each
+// Mutual TLS 1.3 of native/tls.c (test/native/tls-test.c, built by
+// native/build.mk as the binary under test is: release with musl, or ASan +
+// UBSan and LeakSanitizer for ugate-asan) against openssl s_server and
+// s_client: both roles with data both ways and close_notify; every suite
+// (AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305) forced by the peer in both
+// roles, and which one each side's order picks (ours: AES-128-GCM first with
+// AES instructions, ChaCha20-Poly1305 first without; as a server our order,
+// but ChaCha20-Poly1305 for a client that puts it first); and each
 // refusal with its tls_conn_error: TLS 1.2 only, no client certificate,
 // wrong trust domain, expected identity or trust domain not matched,
 // expired certificate (at load: the file and the date; from the peer:
@@ -12,17 +17,20 @@ import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
-import { repoRoot, runUgate, SANITIZER_RE } from '../lib/ugate.js'
+import { repoRoot, runUgate, SANITIZER_RE, ugateBin } from '../lib/ugate.js'
 
 const TD = 'mesh.test'
 const ID = `spiffe://${TD}/ns/home/sa/router1`
 const sanEnv = { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0', UBSAN_OPTIONS: 'print_stacktrace=1' }
 
-// The driver: same objects and flags as build/ugate-asan (./build.sh asan).
-const obj = join(repoRoot, 'build/obj/asan')
+// The driver: the objects and flags of the binary under test, by the same
+// make call as ./build.sh (build/ugate) or ./build.sh asan (build/ugate-asan),
+// so nothing is rebuilt when that build is current.
+const asan = basename(ugateBin).includes('asan')
+const obj = join(repoRoot, asan ? 'build/obj/asan' : 'build/obj/musl')
 const driver = join(obj, 'tls-test')
 const made = spawnSync(
   'make',
@@ -31,10 +39,9 @@ const made = spawnSync(
     '-f',
     'native/build.mk',
     `O=${obj}`,
-    'CC=gcc',
-    'PROFILE=asan',
-    'QJS=build/qjs-src',
-    'MBEDTLS=build/mbedtls-src',
+    ...(asan ? ['CC=gcc', 'PROFILE=asan'] : ['CC=musl-gcc']),
+    `QJS=${join(repoRoot, 'build/qjs-src')}`,
+    `MBEDTLS=${join(repoRoot, 'build/mbedtls-src')}`,
     driver,
   ],
   { cwd: repoRoot, encoding: 'utf8' },
@@ -193,7 +200,8 @@ t.test('client: mTLS with s_server, data both ways, close_notify', async (t) => 
   clean(t, r)
 })
 
-t.test('server: mTLS with s_client (no SNI), data both ways, close_notify', async (t) => {
+/** s_client (extra: more of its options) against our server: a line each way, then its close_notify. */
+async function serverExchange(t: Test, extra: string[] = []): Promise<{ r: Run; out: string }> {
   const d = driverRun(['server', '--port', '0', ...base(good), '--td', TD, '--send', 'pong'])
   const port = await d.port
   const c = spawn(
@@ -213,9 +221,11 @@ t.test('server: mTLS with s_client (no SNI), data both ways, close_notify', asyn
       '-alpn',
       'h2',
       '-noservername',
+      ...extra,
     ],
     { stdio: ['pipe', 'pipe', 'pipe'] },
   )
+  t.teardown(() => c.kill())
   let out = ''
   let onPong: () => void = () => {}
   const pong = new Promise<void>((res) => (onPong = res))
@@ -229,6 +239,11 @@ t.test('server: mTLS with s_client (no SNI), data both ways, close_notify', asyn
   c.stdin.end('ping\n')
   const r = await d.done
   await cDone
+  return { r, out }
+}
+
+t.test('server: mTLS with s_client (no SNI), data both ways, close_notify', async (t) => {
+  const { r, out } = await serverExchange(t)
   t.equal(r.code, 0, 'exit 0', { lines: r.lines, stderr: r.stderr })
   t.ok(r.lines.includes(`handshake ok peer=${ID} node=${/node=(\w+)/.exec(r.lines[0]!)![1]}`), 'client verified', {
     lines: r.lines,
@@ -240,6 +255,74 @@ t.test('server: mTLS with s_client (no SNI), data both ways, close_notify', asyn
   t.match(out, /ALPN protocol: h2/, 'h2 negotiated')
   t.match(out, /Verify return code: 0 \(ok\)/, 's_client verified us against the roots')
   clean(t, r)
+})
+
+const AES128 = 'TLS_AES_128_GCM_SHA256'
+const AES256 = 'TLS_AES_256_GCM_SHA384'
+const CHACHA = 'TLS_CHACHA20_POLY1305_SHA256'
+
+/** Whether the driver found AES instructions (its suites' order: AES-128-GCM or ChaCha20-Poly1305 first). */
+function aesHw(t: Test, r: Run): boolean {
+  const l = r.lines.find((x) => x.startsWith('aes in hardware: '))
+  t.ok(l === 'aes in hardware: yes' || l === 'aes in hardware: no', `the driver says: ${l}`)
+  return l === 'aes in hardware: yes'
+}
+
+for (const suite of [AES128, AES256, CHACHA]) {
+  t.test(`client: ${suite}, the only suite of s_server`, async (t) => {
+    const s = await sServer(t, [...serverTls(good), '-alpn', 'h2', '-rev', '-ciphersuites', suite])
+    const r = await driverRun(clientArgs(s.port, '--send', 'hello', '--close-after-line')).done
+    t.equal(r.code, 0, 'exit 0', { lines: r.lines, stderr: r.stderr })
+    t.ok(r.lines.includes(`suite ${suite}`), `we agreed on ${suite}`, { lines: r.lines })
+    t.ok(r.lines.includes('received: olleh'), "s_server's reply: records both ways")
+    t.match(s.out(), new RegExp(`^Ciphersuite: ${suite}$`, 'm'), `s_server agreed on ${suite}`)
+    clean(t, r)
+  })
+
+  t.test(`server: ${suite}, the only suite s_client offers`, async (t) => {
+    const { r, out } = await serverExchange(t, ['-ciphersuites', suite])
+    t.equal(r.code, 0, 'exit 0', { lines: r.lines, stderr: r.stderr })
+    t.ok(r.lines.includes(`suite ${suite}`), `we agreed on ${suite}`, { lines: r.lines })
+    t.ok(r.lines.includes('received: ping'), "s_client's line")
+    t.match(out, /^pong$/m, 'our line reached s_client')
+    t.match(out, new RegExp(`Cipher is ${suite}`), `s_client agreed on ${suite}`)
+    clean(t, r)
+  })
+}
+
+t.test("client: our order, with a server that takes the client's (s_server, all suites)", async (t) => {
+  const s = await sServer(t, [
+    ...serverTls(good),
+    '-alpn',
+    'h2',
+    '-rev',
+    '-ciphersuites',
+    [AES256, CHACHA, AES128].join(':'),
+  ])
+  const r = await driverRun(clientArgs(s.port, '--send', 'hello', '--close-after-line')).done
+  t.equal(r.code, 0, 'exit 0', { lines: r.lines, stderr: r.stderr })
+  const order = aesHw(t, r) ? [AES128, AES256, CHACHA] : [CHACHA, AES128, AES256]
+  t.match(s.out(), new RegExp(`^Client cipher list: ${order.join(':')}(:|$)`, 'm'), `we offered ${order.join(':')}`)
+  t.ok(r.lines.includes(`suite ${order[0]}`), `our first: ${order[0]}`, { lines: r.lines })
+  clean(t, r)
+})
+
+t.test("server: our order over the client's, but ChaCha20-Poly1305 for a client that puts it first", async (t) => {
+  const cases: [string[], string, string][] = [
+    // [what s_client offers, in its order; with AES instructions; without]
+    [[AES256, AES128], AES128, AES128], // ztunnel's offer
+    [[AES256, AES128, CHACHA], AES128, CHACHA],
+    [[AES256, CHACHA], AES256, CHACHA],
+    [[CHACHA, AES128, AES256], CHACHA, CHACHA], // a client without AES instructions
+  ]
+  for (const [offer, withHw, without] of cases) {
+    const { r, out } = await serverExchange(t, ['-ciphersuites', offer.join(':')])
+    t.equal(r.code, 0, `${offer.join(':')}: exit 0`, { lines: r.lines, stderr: r.stderr })
+    const want = aesHw(t, r) ? withHw : without
+    t.ok(r.lines.includes(`suite ${want}`), `${offer.join(':')} → ${want}`, { lines: r.lines })
+    t.match(out, new RegExp(`Cipher is ${want}`), `s_client agreed on ${want}`)
+    clean(t, r)
+  }
 })
 
 /** Our client against an s_server with `args`: the handshake must fail with `why`. */

@@ -16,6 +16,8 @@ export interface TlsOpts {
   tls?: '1.2' | '1.3'
   /** ALPN to offer (client) or accept (server); none when absent. */
   alpn?: string
+  /** TLS 1.3 suites to offer or accept, as -ciphersuites takes them (default: openssl's). */
+  ciphersuites?: string
 }
 
 export interface OpensslServer {
@@ -25,21 +27,24 @@ export interface OpensslServer {
 }
 
 const version = (v?: '1.2' | '1.3') => (v ? [v === '1.2' ? '-tls1_2' : '-tls1_3'] : [])
+const suites = (o: TlsOpts) => (o.ciphersuites ? ['-ciphersuites', o.ciphersuites] : [])
 
 /**
  * openssl s_server on 127.0.0.1 with `id`'s certificate; `requireClientCert`
- * makes it demand one verified against `id`'s root (-Verify). Its stdin
- * stays open: s_server stops at end of input.
+ * makes it demand one verified against `id`'s root (-Verify); `reverse`
+ * answers each line reversed (-rev). Its stdin stays open: s_server stops at
+ * end of input.
  */
 export async function opensslServer(
   t: TestLike,
   id: Identity,
-  o: TlsOpts & { requireClientCert?: boolean } = {},
+  o: TlsOpts & { requireClientCert?: boolean; reverse?: boolean } = {},
 ): Promise<OpensslServer> {
   requireCommand('openssl', 'openssl')
   const port = await refusedPort()
   const args = ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', id.cert, '-key', id.key, '-CAfile', id.root]
-  args.push(...version(o.tls))
+  args.push(...version(o.tls), ...suites(o))
+  if (o.reverse) args.push('-rev')
   if (o.alpn) args.push('-alpn', o.alpn)
   if (o.requireClientCert) args.push('-Verify', '1')
   const p = spawn('openssl', args, { stdio: ['pipe', 'pipe', 'pipe'] })
@@ -78,7 +83,7 @@ export function opensslClient(
   o: TlsOpts & { id?: Identity; root?: string; untilClosed?: boolean } = {},
 ): Promise<OpensslClientResult> {
   requireCommand('openssl', 'openssl')
-  const args = ['s_client', '-connect', `127.0.0.1:${port}`, '-noservername', ...version(o.tls)]
+  const args = ['s_client', '-connect', `127.0.0.1:${port}`, '-noservername', ...version(o.tls), ...suites(o)]
   if (o.alpn) args.push('-alpn', o.alpn)
   if (o.id) args.push('-cert', o.id.cert, '-key', o.id.key)
   if (o.root ?? o.id) args.push('-CAfile', o.root ?? o.id!.root)

@@ -1,14 +1,16 @@
-// Drives native/tls.c for test/unit/tls.test.ts: one mTLS connection as
-// client or server on 127.0.0.1, against openssl s_server / s_client.
+// Drives native/tls.c for test/e2e/tls.ts: one mTLS connection as client or
+// server on 127.0.0.1, against openssl s_server / s_client.
 //
 //   tls-test client|server --port P --chain F --key F --roots F
 //            [--td TD] [--expect SPIFFE] [--send TEXT] [--close-after-line]
 //
 // Prints, one line each: "listening PORT" (server, port 0 = any), "config
 // failed: MSG" (exit 3), "handshake ok peer=ID node=NODEID" or "handshake
-// failed: MSG" (exit 2), "received: TEXT" per line read, "close_notify sent",
-// "peer closed" (TLS_CLOSED), "read failed: MSG" (exit 4). Everything is freed
-// before exit, so ASan's leak check covers tls.c.
+// failed: MSG" (exit 2), "suite NAME" (the agreed one), "aes in hardware:
+// yes|no" (which order our suites are in), "received: TEXT" per line read,
+// "close_notify sent", "peer closed" (TLS_CLOSED), "read failed: MSG"
+// (exit 4). Everything is freed before exit, so ASan's leak check covers
+// tls.c.
 #define _GNU_SOURCE  // accept4
 #include "tls.h"
 
@@ -124,6 +126,8 @@ int main(int argc, char **argv) {
     goto out;
   }
   printf("handshake ok peer=%s node=%s\n", tls_peer_spiffe_id(t), tls_peer_node_id(t));
+  printf("suite %s\n", tls_suite(t));
+  printf("aes in hardware: %s\n", tls_aes_in_hardware() ? "yes" : "no");
   if (send_text) {
     char line[4096];
     size_t n = (size_t)snprintf(line, sizeof line, "%s\n", send_text), off = 0;

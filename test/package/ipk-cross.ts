@@ -2,8 +2,10 @@
 // qemu-user: ELF header and float-ABI attributes, `--version`, `check` of the
 // shipped uci config, one forward transfer each way (splice and copy mode,
 // sha256 both directions) against a Node server on 127.0.0.1, QUIC Initial
-// decryption (mbedTLS) against node:crypto, and the bytecode each target's
-// own jsc writes compared with what its ugate embeds.
+// decryption (mbedTLS) against node:crypto, mutual TLS 1.3 in each suite
+// (native/tls.c and mbedTLS on this ABI: AES instructions where it has them,
+// ChaCha20-Poly1305) against openssl s_server, and the bytecode each
+// target's own jsc writes compared with what its ugate embeds.
 //
 //   UGATE_CROSS_ARCHS="mipsel_24kc mips_24kc"   only these archs (default: all)
 //   UGATE_CROSS_DIR=build/cross                  where toolchain.sh put them
@@ -22,6 +24,8 @@ import type { Test } from 'tap'
 import { connect, dataServer, destroyClients, hashIncoming, MiB, sendPrng, within } from '../lib/servers.js'
 import { parseLogLine, repoRoot, WAIT_MS } from '../lib/ugate.js'
 import { sniffQuicPacketLines } from '../lib/quic.js'
+import { issueIdentity, makeIdentity } from '../lib/hbone.js'
+import { opensslServer } from '../lib/openssl.js'
 
 t.setTimeout(60 * 60_000)
 
@@ -201,10 +205,8 @@ if (process.env.UGATE_BIN && resolve(repoRoot, process.env.UGATE_BIN) !== resolv
   t.fail(`test/package/ tests the packaged binaries, not UGATE_BIN=${process.env.UGATE_BIN}: run it without UGATE_BIN`)
 } else {
   t.test('openwrt/toolchain.sh builds every arch', async (t) => {
-    const r = await build(
-      'openwrt/toolchain.sh',
-      ARCHS.map((a) => a.name),
-    )
+    // tls-test: test/native/tls-test.c with native/tls.c, for the TLS test below.
+    const r = await build('openwrt/toolchain.sh', ['--also', 'tls-test', ...ARCHS.map((a) => a.name)])
     t.equal(r.status, 0, 'toolchain.sh exits 0', { stderr: r.stderr.split('\n').slice(-30) })
     for (const l of r.stderr.split('\n').filter((x) => /: \d+ bytes/.test(x))) t.comment(l)
   })
@@ -255,6 +257,28 @@ if (process.env.UGATE_BIN && resolve(repoRoot, process.env.UGATE_BIN) !== resolv
           want,
           'every packet decrypted to the same frames',
         )
+      })
+
+      t.test('mutual TLS 1.3 under qemu, each suite, against openssl s_server', async (t) => {
+        const driver = join(CROSS, arch.name, 'obj/tls-test')
+        const srv = makeIdentity(t, 'cross.test', 'srv')
+        const cli = issueIdentity(t, srv, 'cross.test', 'cli')
+        for (const suite of ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256']) {
+          const s = await opensslServer(t, srv, {
+            tls: '1.3',
+            alpn: 'h2',
+            requireClientCert: true,
+            ciphersuites: suite,
+            reverse: true,
+          })
+          const args = ['client', '--port', String(s.port), '--chain', cli.cert, '--key', cli.key, '--roots', cli.root]
+          const r = run(arch.qemu, [driver, ...args, '--send', 'hello', '--close-after-line'], 120_000)
+          t.equal(r.status, 0, `${suite}: exit 0`, { stdout: r.stdout, stderr: r.stderr })
+          const lines = r.stdout.split('\n')
+          t.ok(lines.includes(`suite ${suite}`), `${suite} agreed`, { lines })
+          t.ok(lines.includes('received: olleh'), `${suite}: records both ways (s_server's reversed line)`)
+          if (suite === 'TLS_CHACHA20_POLY1305_SHA256') t.comment(lines.find((l) => l.startsWith('aes in hardware')))
+        }
       })
 
       t.test('forward 8 MiB each way, splice', (t) => forward(t, arch, bin, 'splice'))
