@@ -8,6 +8,7 @@
 # Targets: $(BIN) (the executable), $(JSC) (the bytecode compiler), $(BUNDLE),
 # O/mbedtls/libmbedcrypto.a (test/native programs link the asan one: h2.test.ts),
 # $(O)/tls-test (test/native/tls-test.c with tls.c, for test/e2e/tls.ts),
+# $(O)/tls-pick-test (test/native/tls-pick-test.c, for test/unit/tls-pick.test.ts),
 # $(O)/aead-bench (bench/aead.c, for bench/aead.sh).
 #   CC       the compiler, with any target flags that belong to it
 #   CFLAGS   the target's flags, on every compile and link (--sysroot, arch,
@@ -216,11 +217,13 @@ $(BIN): $(NATIVE_OBJS) $(QJS_OBJS) $(MBEDLIBS)
 	$(if $(OBJCOPY),$(OBJCOPY) $(UNLOADED:%=--remove-section=%) $@.tmp)
 	mv $@.tmp $@
 
-$(O)/tools/tls-test.o: test/native/tls-test.c $(OUR_DEPS)
+TLS_TESTS := $(O)/tls-test $(O)/tls-pick-test
+
+$(TLS_TESTS:$(O)/%=$(O)/tools/%.o): $(O)/tools/%.o: test/native/%.c $(OUR_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(OUR_CFLAGS) -c $< -o $@
 
-$(O)/tls-test: $(O)/tools/tls-test.o $(O)/native/tls.o $(O)/native/identity.o $(MBEDLIBS)
+$(TLS_TESTS): $(O)/%: $(O)/tools/%.o $(O)/native/tls.o $(O)/native/identity.o $(MBEDLIBS)
 	$(CC) $(LINK_ARGS) -o $@ $^ $(LDLIBS)
 
 # bench/aead.c: each AEAD's cost per TLS record with this target's mbedTLS (bench/aead.sh).

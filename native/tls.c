@@ -579,7 +579,7 @@ fail:
 // client's list (a client that puts it first has no AES instructions, as
 // OpenSSL's "prioritize ChaCha" reads it), else the first of ours the
 // client offers. -1: no list of suites whole in p, or none in common.
-static int server_pick(const uint8_t *p, size_t n, const int *suites) {
+int tls_server_pick(const uint8_t *p, size_t n, const int *suites) {
   // Record header (type 22, version, length), handshake header (type 1,
   // length), legacy_version, random, then the session id (length first).
   size_t at = 5 + 4 + 2 + 32;
@@ -604,7 +604,7 @@ static int server_pick(const uint8_t *p, size_t n, const int *suites) {
 // mbedTLS 3.6's TLS 1.3 server takes the first suite of the client's list
 // that it has: the client's preference, not ours. So a server's connection
 // is set up at its first handshake step, once the ClientHello can be peeked
-// at, on the config that holds only the suite server_pick chose.
+// at, on the config that holds only the suite tls_server_pick chose.
 static int server_setup(tls_conn *t) {
   uint8_t hello[512];
   ssize_t n;
@@ -613,7 +613,7 @@ static int server_setup(tls_conn *t) {
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return TLS_WANT_READ;
   // EOF, an error, or a ClientHello that came in pieces: every suite in our
   // order (the client's preference then), and mbedTLS reads what came.
-  int k = n > 0 ? server_pick(hello, (size_t)n, t->cfg->suites) : -1;
+  int k = n > 0 ? tls_server_pick(hello, (size_t)n, t->cfg->suites) : -1;
   int ret = ssl_setup(t, &t->cfg->conf[t->reverse ? ALPN_REV : ALPN_H2][k + 1]);
   if (!ret) return 0;
   snprintf(t->err, TLS_ERR_MAX, "TLS setup failed (mbedTLS error -0x%04x)", (unsigned)-ret);

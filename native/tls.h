@@ -93,6 +93,11 @@ const char *tls_suite(const tls_conn *t);
 // that a client offering ChaCha20-Poly1305 first gets it (docs/mesh.md).
 bool tls_aes_in_hardware(void);
 
+// Which of suites (0-terminated: ours, in order) a server takes for the
+// ClientHello whose first n bytes are p (tls.c says how); -1: none. Not
+// static only for test/unit/tls-pick.test.ts's fuzz.
+int tls_server_pick(const uint8_t *p, size_t n, const int *suites);
+
 // The JS side (mod_tls.c): native.tlsConfig({...}) returns an opaque object
 // holding one reference. Another module's binding gets the tls_config* from
 // it with this (borrowed: tls_config_ref it to keep it past the object's
