@@ -433,7 +433,7 @@ const SCHEMA: Record<
       src_identity: { widget: 'DynamicList' },
       src_trust_domain: { widget: 'DynamicList' },
       src_node: { widget: 'DynamicList' },
-      action: { widget: 'ListValue', choices: ['direct', 'reject', 'upstream', 'forward'], required: true },
+      action: { widget: 'ListValue', choices: ['direct', 'reject', 'upstream', 'forward', 'mesh'], required: true },
       upstream: { widget: 'ListValue', depends: [{ action: 'upstream' }], required: true },
       forward: { widget: 'Value', depends: [{ action: 'forward' }], required: true },
     },
@@ -455,6 +455,8 @@ const SCHEMA: Record<
       identity: { widget: 'Value', depends: [{ type: 'hbone' }] },
       trust_domain: { widget: 'Value', depends: [{ type: 'hbone' }] },
       node: { widget: 'Value', depends: [{ type: 'hbone' }] },
+      // its check is on server (a relay needs one): a Flag has no validator
+      relay: { widget: 'Flag', depends: [{ type: 'hbone' }] },
     },
   },
   capture: {
@@ -491,6 +493,7 @@ const SCHEMA: Record<
       node_id: { widget: 'DummyValue' },
       identity_dir: { widget: 'Value' },
       trust_domain: { widget: 'Value' },
+      node_suffix: { widget: 'Value' },
       cert_chain: { widget: 'Value' },
       key: { widget: 'Value' },
       root_cert: { widget: 'Value' },
@@ -1107,6 +1110,37 @@ const CASES: Case[] = [
   { what: 'a mesh trust domain in capitals', at: 'mesh', set: { trust_domain: 'Home' }, daemon: false },
   { what: 'a relative identity directory', at: 'mesh', set: { identity_dir: 'etc/ugate' }, daemon: false },
   { what: 'a key file elsewhere', at: 'mesh', set: { key: '/etc/ugate/router.key' }, daemon: true },
+  // routing by node name (docs/mesh.md): the node suffix, the mesh action, hbone relays
+  { what: 'a node suffix', at: 'mesh', set: { node_suffix: 'mesh' }, daemon: true },
+  { what: 'a node suffix in capitals (lower-cased)', at: 'mesh', set: { node_suffix: 'Nodes.Home' }, daemon: true },
+  { what: 'a node suffix of digits', at: 'mesh', set: { node_suffix: '123' }, daemon: true },
+  { what: 'a node suffix with an empty label', at: 'mesh', set: { node_suffix: 'a..b' }, daemon: false },
+  { what: 'a node suffix starting with "-"', at: 'mesh', set: { node_suffix: '-x' }, daemon: false },
+  { what: 'a node suffix with a leading dot', at: 'mesh', set: { node_suffix: '.mesh' }, daemon: false },
+  { what: 'a node suffix with a trailing dot', at: 'mesh', set: { node_suffix: 'mesh.' }, daemon: false },
+  { what: 'a node suffix label of 64', at: 'mesh', set: { node_suffix: `${'a'.repeat(64)}.mesh` }, daemon: false },
+  { what: 'a node suffix not in ASCII', at: 'mesh', set: { node_suffix: 'mésh' }, daemon: false },
+  { what: 'a rule with the mesh action', at: 'rule:2', set: { action: 'mesh', forward: null }, daemon: true },
+  // the daemon reads upstream only for action upstream; the form hides it and drops it on save
+  { what: 'a mesh rule with a leftover upstream', at: 'rule:1', set: { action: 'mesh' }, daemon: true },
+  { what: 'an hbone relay', at: 'upstream:2', set: { relay: '1' }, daemon: true },
+  { what: 'an hbone relay written "yes"', at: 'upstream:2', set: { relay: 'yes' }, daemon: true },
+  // shown unchecked, dropped on save
+  { what: 'an hbone relay flag "maybe"', at: 'upstream:2', set: { relay: 'maybe' }, daemon: false, luci: 'repairs' },
+  {
+    what: 'an hbone relay without server',
+    at: 'upstream:2',
+    set: { relay: '1', server: null, port: null },
+    daemon: false,
+    errorOn: 'server',
+  },
+  {
+    what: 'an hbone upstream not a relay, without server',
+    at: 'upstream:2',
+    set: { relay: '0', server: null, port: null },
+    daemon: true,
+  },
+  { what: 'a relay flag on a socks5 upstream', at: 'upstream:0', set: { relay: '1' }, daemon: false, luci: 'repairs' },
   // reverse tunnels: the public gate's listener, and the gate behind NAT's entries
   { what: 'a reverse id that is not a SPIFFE id', at: 'listener:6', set: { reverse: ['gate-c'] }, daemon: false },
   {
@@ -1578,6 +1612,19 @@ const FUZZ: Fuzz[] = [
     seeds: ['192.0.2.2', 'fd00::2', 'gw.example', '::ffff:1.2.3.4'],
     alphabet: '0123456789abcdef:.x',
   },
+  {
+    kind: 'suffix',
+    at: 'mesh',
+    option: 'node_suffix',
+    seeds: [
+      'mesh',
+      'nodes.home',
+      'a_b',
+      'x'.repeat(63),
+      `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`,
+    ],
+    alphabet: 'amesh.-_09Z ',
+  },
   { kind: 'path', at: 'mesh', option: 'identity_dir', seeds: ['/etc/ugate/identity', '/'], alphabet: '/a.\t ' },
   {
     kind: 'spiffe',
@@ -1711,6 +1758,7 @@ const UG_CHECK: Record<string, (ug: Ug, v: string) => true | string> = {
     all(ug.checkTrustDomain(v), ug.checkUpstreamIdentity(String(upstream2.identity), v)),
   'upstream:2.server': (ug, v) => ug.checkUpstreamServer(v, 'hbone'),
   'mesh.identity_dir': (ug, v) => ug.checkFilePath(v),
+  'mesh.node_suffix': (ug, v) => ug.checkNodeSuffix(v),
   'listener:6.reverse': (ug, v) => ug.checkSpiffeId(v),
   'upstream:2.node': (ug, v) => ug.checkUpstreamNode(v),
   'reverse:0.server': (ug, v) => all(ug.checkServer(v), ug.checkReverseMesh(true)),
@@ -1917,6 +1965,26 @@ t.test(
     )
     page.set('capture', 'enabled', true)
     t.match(page.check('capture', 'listener'), /redirect listener/, 'capture needs a redirect listener first')
+
+    // Its commented mesh example, uncommented, is a config the daemon and the form accept.
+    const mesh = text.replace(/^#(config |\t|$)/gm, '$1')
+    t.equal(daemon(mesh), true, 'the daemon accepts the mesh example')
+    const config = configFromUci(mesh, 'shipped')
+    t.equal(config.mesh?.nodeSuffix, 'mesh')
+    t.match(config.upstreams, [{ name: 'vps', type: 'hbone', relay: true }])
+    t.match(config.rules, [{ name: 'nodes', listener: ['lan'], action: { type: 'mesh' } }])
+    const meshPage = await settings(mesh)
+    const hbone = meshPage.sids('listener')[1]!
+    t.same(
+      meshPage.errors().map((e) => `${e.sid}.${e.option}`),
+      [`${hbone}.address`, `${hbone}.port`],
+      "the form asks only for the hbone listener's address and port (stricter: CASES)",
+    )
+    meshPage.set(hbone, 'address', '::')
+    meshPage.set(hbone, 'port', '15008')
+    t.same(meshPage.errors(), [], 'then it accepts it')
+    await meshPage.save()
+    t.same(configFromUci(meshPage.uci.export('ugate'), 'saved'), config, 'saving it unchanged changes nothing')
   },
 )
 
@@ -2006,6 +2074,41 @@ t.test('settings: a reverse tunnel added in the form reaches the daemon; without
   t.match(daemon(page.uci.export('ugate')), /requires the "mesh" section/, 'the daemon agrees')
   for (const sid of page.sids('reverse')) t.match(page.check(sid, 'server'), /needs the mesh identity/)
   await t.rejects(page.save(), /Public gate/)
+})
+
+t.test('settings: routing by node name set up in the form reaches the daemon', async (t) => {
+  const page = await settings(uciText(BASE))
+  const gwb = page.sids('upstream')[2]!
+  t.equal(page.active(page.sids('upstream')[0]!, 'relay'), false, 'a socks5 upstream has no relay flag')
+  t.equal(page.active(gwb, 'relay'), true)
+  page.set(gwb, 'relay', true)
+  page.set(gwb, 'server', '')
+  t.match(page.check(gwb, 'server'), /A relay needs a server/, 'a relay without server')
+  await t.rejects(page.save(), /Server/, 'is not saved')
+  page.set(gwb, 'server', '192.0.2.2')
+  page.set('mesh', 'node_suffix', 'a..b')
+  t.match(page.check('mesh', 'node_suffix'), /"a\.\.b" is not a host name suffix/)
+  page.set('mesh', 'node_suffix', 'Mesh')
+  const r = await page.add('rule')
+  page.set(r, 'domain_suffix', ['mesh'])
+  page.set(r, 'action', 'mesh')
+  t.equal(page.active(r, 'upstream'), false, 'a mesh rule has no upstream')
+  t.equal(page.active(r, 'forward'), false, 'nor a forward target')
+  await page.save()
+  const saved = page.uci.export('ugate')
+  t.match(saved, /option relay '1'/)
+  t.match(saved, /option node_suffix 'Mesh'/)
+  t.match(saved, /option action 'mesh'/)
+  t.equal(daemon(saved), true, 'the daemon accepts what the form saved')
+  const config = configFromUci(saved, 'saved')
+  t.match(config.upstreams[2], { name: 'gwb', type: 'hbone', relay: true })
+  t.equal(config.mesh?.nodeSuffix, 'mesh', 'lower-cased by the daemon')
+  t.same(config.rules.at(-1), { domainSuffix: ['mesh'], action: { type: 'mesh' } })
+  // unchecked again: the option goes, the daemon's default (no relay)
+  page.set(gwb, 'relay', false)
+  await page.save()
+  t.notMatch(page.uci.export('ugate'), /option relay '/)
+  t.match(configFromUci(page.uci.export('ugate'), 'saved').upstreams[2], { relay: false })
 })
 
 t.test('settings: loads with only the ACL of luci-app-ugate', async (t) => {

@@ -794,6 +794,15 @@ function checkUpstreamServer(v, type) {
 	return checkServer(v);
 }
 
+/* The mesh section's node_suffix (config.ts mesh: address.ts hostNameProblem), any case. */
+function checkNodeSuffix(v) {
+	return isLabels(v)
+		? true
+		: _(
+				'"%s" is not a host name suffix: labels of 1-63 A-Z a-z 0-9 _ -, without "-" at either end, 253 characters at most'
+			).format(v);
+}
+
 /* A reverse tunnel proves the mesh identity: without a mesh section the daemon refuses it (config.ts). */
 function checkReverseMesh(hasMesh) {
 	return hasMesh ? true : _('A reverse tunnel needs the mesh identity: add the "Mesh identity" section');
@@ -802,10 +811,13 @@ function checkReverseMesh(hasMesh) {
 /*
  * An hbone upstream's server (empty: `value` ''): required unless the peer
  * is named by identity or node, then reached only through its reverse
- * tunnel (uci-config.ts); other types always need one.
+ * tunnel (uci-config.ts), and always for a relay (config.ts hboneUpstream);
+ * other types always need one.
  */
-function checkUpstreamServerSet(value, type, identity, node) {
+function checkUpstreamServerSet(value, type, identity, node, relay) {
 	if (value !== '') return checkUpstreamServer(value, type);
+
+	if (type === 'hbone' && relay) return _('A relay needs a server (its streams are dialed, not on a reverse tunnel)');
 
 	if (type === 'hbone')
 		return identity !== '' || node !== ''
@@ -859,6 +871,7 @@ return baseclass.extend({
 	checkName: checkName,
 	checkNetwork: checkNetwork,
 	checkNodeId: checkNodeId,
+	checkNodeSuffix: checkNodeSuffix,
 	checkPortRange: checkPortRange,
 	checkReverseMesh: checkReverseMesh,
 	checkProto: checkProto,

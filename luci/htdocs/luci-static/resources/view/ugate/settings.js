@@ -657,6 +657,8 @@ return view.extend({
 		o.value('reject', _('Reject'));
 		o.value('upstream', _('Upstream proxy'));
 		o.value('forward', _('Forward to'));
+		/* routing by node name (docs/mesh.md): only a rule with this action routes names to nodes */
+		o.value('mesh', _('Mesh node (the host names it)'));
 		o.default = 'direct';
 		o.rmempty = false;
 
@@ -734,7 +736,8 @@ return view.extend({
 				value == null ? '' : String(value),
 				liveValue(this.map, section_id, 'type'),
 				String(f.formvalue(section_id, 'identity') || ''),
-				String(f.formvalue(section_id, 'node') || '')
+				String(f.formvalue(section_id, 'node') || ''),
+				ug.isTrue(f.formvalue(section_id, 'relay'))
 			);
 		};
 
@@ -800,6 +803,24 @@ return view.extend({
 			o.modalonly = true;
 			o.validate = validator(d[3]);
 		});
+
+		/* its server's check refuses a relay without server (config.ts hboneUpstream) */
+		o = s.option(
+			form.Flag,
+			'relay',
+			_('Relay for node names'),
+			_(
+				'Rules with the action "Mesh node" reach nodes this router knows no other way to through this peer (double HBONE). Needs a server.'
+			)
+		);
+		o.depends('type', 'hbone');
+		o.modalonly = true;
+		o.cfgvalue = function (section_id) {
+			const v = uci.get('ugate', section_id, 'relay');
+
+			/* the daemon also reads yes, true, on, enabled (uci-config.ts bool): checked, saved as 1 */
+			return v == null ? null : ug.isTrue(v) ? '1' : '0';
+		};
 
 		/* ---- transparent capture ---- */
 
@@ -1031,6 +1052,15 @@ return view.extend({
 		);
 		o.placeholder = 'cluster.local';
 		o.validate = validator(ug.checkTrustDomain);
+
+		o = s.option(
+			form.Value,
+			'node_suffix',
+			_('Node name suffix'),
+			_('Node names NODEID.SUFFIX too (lower case), e.g. mesh. Empty = only NODEID.NAMESPACE.TRUST-DOMAIN.')
+		);
+		o.placeholder = 'mesh';
+		o.validate = validator(ug.checkNodeSuffix);
 
 		[
 			['cert_chain', _('Certificate chain'), 'cert-chain.pem'],
