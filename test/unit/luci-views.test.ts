@@ -17,7 +17,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { formatHostPort, listenAddressesClash, parseEndpoint } from '../../src/core/address.js'
 import { configFromUci } from '../../src/core/uci-config.js'
-import { type UciPackage, writeUci } from '../../src/core/uci.js'
+import { parseUci, type UciPackage, writeUci } from '../../src/core/uci.js'
 import {
   checkDatatype,
   compileDatatype,
@@ -2109,6 +2109,73 @@ t.test('settings: routing by node name set up in the form reaches the daemon', a
   await page.save()
   t.notMatch(page.uci.export('ugate'), /option relay '/)
   t.match(configFromUci(page.uci.export('ugate'), 'saved').upstreams[2], { relay: false })
+})
+
+// The daemon reads these as booleans (uci-config.ts bool); a form.Flag ticks only '1'.
+const TRUE_WORDS = ['1', 'yes', 'on', 'true', 'enabled']
+const FALSE_WORDS = ['0', 'no', 'off', 'false', 'disabled']
+// where each section's flags are tried: the hbone upstream has the relay flag
+const FLAG_AT: Record<string, string> = { main: 'main', capture: 'capture', upstream: 'upstream:2' }
+
+t.test("settings: every flag shows and saves all the daemon's boolean spellings", async (t) => {
+  const flags = (await settings(uciText(BASE)))
+    .schema()
+    .flatMap((s) => s.options.filter((o) => o.widget === 'Flag').map((o) => ({ key: s.name ?? s.type, o })))
+  t.same(
+    flags.map((f) => `${f.key}.${f.o.name}`),
+    [
+      'main.enabled',
+      'main.splice',
+      'upstream.relay',
+      'capture.enabled',
+      'capture.udp',
+      'capture.dns',
+      'capture.router_self',
+      'capture.ipv6',
+    ],
+    'these flags (a new one needs a FLAG_AT entry)',
+  )
+  for (const { key, o } of flags) {
+    const at = FLAG_AT[key]!
+    t.test(`${key}.${o.name}`, async (t) => {
+      // the form with '1' / '0': what "yes" / "no" must behave as
+      const saveWith = async (word: string) => {
+        const given = uciText(edited(at, { [o.name]: word }))
+        t.equal(daemon(given), true, `the daemon reads ${o.name} '${word}'`)
+        const page = await settings(given)
+        const shown = page.get(sidOf(page, at), o.name)
+        await page.save()
+        const saved = page.uci.export('ugate')
+        const pkg = parseUci(saved, 'saved')
+        const sec = locate(
+          pkg.sections.map((x) => ({
+            type: x.type,
+            name: x.name ?? undefined,
+            options: Object.fromEntries(x.options),
+          })),
+          at,
+        )
+        return { shown, saved, written: sec.options[o.name], config: configFromUci(saved, 'saved') }
+      }
+      const on = await saveWith('1')
+      const off = await saveWith('0')
+      t.equal(on.shown, '1')
+      t.equal(off.shown, '0')
+      for (const word of TRUE_WORDS.slice(1)) {
+        const r = await saveWith(word)
+        t.equal(r.shown, '1', `'${word}' shows ticked`)
+        t.equal(r.written, '1', `'${word}' is saved as 1`)
+        t.same(r.config, on.config, `the daemon reads the saved '${word}' as on`)
+      }
+      for (const word of FALSE_WORDS.slice(1)) {
+        const r = await saveWith(word)
+        t.equal(r.shown, '0', `'${word}' shows unticked`)
+        t.equal(r.written, off.written, `'${word}' is saved as '0' is`)
+        t.same(r.config, off.config, `the daemon reads the saved '${word}' as off`)
+      }
+      t.not(on.written, off.written, 'on and off differ in the file')
+    })
+  }
 })
 
 t.test('settings: loads with only the ACL of luci-app-ugate', async (t) => {

@@ -386,8 +386,21 @@ function checkPortRange(v) {
 	return true;
 }
 
+/* the daemon's boolean spellings (src/core/uci-config.ts bool) */
+const TRUE_WORDS = ['1', 'true', 'yes', 'on', 'enabled'];
+const FALSE_WORDS = ['0', 'false', 'no', 'off', 'disabled'];
+
 function isTrue(v) {
-	return ['1', 'true', 'yes', 'on', 'enabled'].indexOf(String(v)) >= 0;
+	return TRUE_WORDS.indexOf(String(v)) >= 0;
+}
+
+/* A uci boolean as a form.Flag shows it: '1' or '0' for any spelling the daemon reads, so "yes" is
+ * ticked and saved back as 1; null (the option's default) and unknown words as they are (unticked). */
+function flagValue(v) {
+	if (v == null) return v;
+	if (TRUE_WORDS.indexOf(String(v)) >= 0) return '1';
+	if (FALSE_WORDS.indexOf(String(v)) >= 0) return '0';
+	return v;
 }
 
 /* ---- the checks of single fields ------------------------------------------------------- */
@@ -845,6 +858,7 @@ return baseclass.extend({
 	__name__: 'ugate',
 
 	isTrue: isTrue,
+	flagValue: flagValue,
 
 	checkCapturePort: checkCapturePort,
 	checkCaptureCidr: checkCaptureCidr,

@@ -69,6 +69,19 @@ function liveValue(map, sid, opt) {
 }
 
 /*
+ * Every form.Flag goes through this: the daemon reads yes/no, on/off, true/false,
+ * enabled/disabled too (ug.flagValue), and a Flag ticks only '1', so "yes" would
+ * show unticked and saving would turn the setting off.
+ */
+function flag(o) {
+	o.cfgvalue = function (section_id) {
+		return ug.flagValue(form.Flag.prototype.cfgvalue.apply(this, arguments));
+	};
+
+	return o;
+}
+
+/*
  * The listeners or upstreams with the names the daemon gives them: the
  * `name` option, else the section's own name, else listener1, listener2, ...
  * `map` null: uci values only (before the map has rendered).
@@ -165,7 +178,7 @@ return view.extend({
 		s.tab('general', _('General'));
 		s.tab('limits', _('Limits and timeouts'));
 
-		o = s.taboption('general', form.Flag, 'enabled', _('Enabled'));
+		o = flag(s.taboption('general', form.Flag, 'enabled', _('Enabled')));
 		o.rmempty = false;
 
 		o = s.taboption('general', form.ListValue, 'log_level', _('Log level'));
@@ -175,12 +188,14 @@ return view.extend({
 		o.value('debug', _('Debug'));
 		o.default = 'info';
 
-		o = s.taboption(
-			'general',
-			form.Flag,
-			'splice',
-			_('Relay with splice()'),
-			_('Relay payload inside the kernel. Turn off only to debug.')
+		o = flag(
+			s.taboption(
+				'general',
+				form.Flag,
+				'splice',
+				_('Relay with splice()'),
+				_('Relay payload inside the kernel. Turn off only to debug.')
+			)
 		);
 		o.default = '1';
 		o.rmempty = false;
@@ -805,22 +820,18 @@ return view.extend({
 		});
 
 		/* its server's check refuses a relay without server (config.ts hboneUpstream) */
-		o = s.option(
-			form.Flag,
-			'relay',
-			_('Relay for node names'),
-			_(
-				'Rules with the action "Mesh node" reach nodes this router knows no other way to through this peer (double HBONE). Needs a server.'
+		o = flag(
+			s.option(
+				form.Flag,
+				'relay',
+				_('Relay for node names'),
+				_(
+					'Rules with the action "Mesh node" reach nodes this router knows no other way to through this peer (double HBONE). Needs a server.'
+				)
 			)
 		);
 		o.depends('type', 'hbone');
 		o.modalonly = true;
-		o.cfgvalue = function (section_id) {
-			const v = uci.get('ugate', section_id, 'relay');
-
-			/* the daemon also reads yes, true, on, enabled (uci-config.ts bool): checked, saved as 1 */
-			return v == null ? null : ug.isTrue(v) ? '1' : '0';
-		};
 
 		/* ---- transparent capture ---- */
 
@@ -835,7 +846,7 @@ return view.extend({
 		);
 		s.addremove = false;
 
-		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o = flag(s.option(form.Flag, 'enabled', _('Enabled')));
 		o.rmempty = false;
 
 		/* a capture listener picker: only listeners of `type` (the redirect, tproxy or dns listener) */
@@ -903,7 +914,9 @@ return view.extend({
 			)
 		);
 
-		o = s.option(form.Flag, 'udp', _('Capture UDP'), _('All UDP ports but 53, with TPROXY to a tproxy listener.'));
+		o = flag(
+			s.option(form.Flag, 'udp', _('Capture UDP'), _('All UDP ports but 53, with TPROXY to a tproxy listener.'))
+		);
 		o.rmempty = false;
 
 		captureListener(
@@ -944,7 +957,9 @@ return view.extend({
 			return ug.checkInteger(v, 1, 2147483647);
 		});
 
-		o = s.option(form.Flag, 'dns', _('Capture DNS'), _("LAN clients' DNS (port 53, UDP and TCP) to a dns listener."));
+		o = flag(
+			s.option(form.Flag, 'dns', _('Capture DNS'), _("LAN clients' DNS (port 53, UDP and TCP) to a dns listener."))
+		);
 		o.rmempty = false;
 
 		captureListener(
@@ -969,15 +984,17 @@ return view.extend({
 		o.datatype = 'port';
 		o.validate = validator(ug.checkCapturePort);
 
-		o = s.option(
-			form.Flag,
-			'router_self',
-			_("Capture the router's own traffic"),
-			_('Needs a non-zero firewall mark (General).')
+		o = flag(
+			s.option(
+				form.Flag,
+				'router_self',
+				_("Capture the router's own traffic"),
+				_('Needs a non-zero firewall mark (General).')
+			)
 		);
 		o.rmempty = false;
 
-		o = s.option(form.Flag, 'ipv6', _('Capture IPv6'));
+		o = flag(s.option(form.Flag, 'ipv6', _('Capture IPv6')));
 		o.default = '1';
 		o.rmempty = false;
 
