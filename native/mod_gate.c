@@ -742,6 +742,7 @@ static void socks_start(JSContext *ctx, fconn *c) {
 }
 
 // c now belongs to JS (its fd, admission and access line): C forgets it.
+// Also the end of forget().
 static void forget_taken(fconn *c) {
   if (c->prev)
     c->prev->next = c->next;
@@ -1017,19 +1018,11 @@ static JSValue conn_fields(JSContext *ctx, fconn *c, double now) {
   return o;
 }
 
+// c is finished (its access line sent): its relay state and address go too.
 static void forget(fconn *c) {
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    fw.live = c->next;
-  if (c->next) c->next->prev = c->prev;
-  fw.nlive--;
   if (!c->reason) relay_release(&c->r);
   release(c->ip);
-  free_socks(c);
-  listener_unref(c->l);
-  ug_loop_unref();
-  free(c);
+  forget_taken(c);
 }
 
 // Loop thread: the SOCKS connections waiting for JS first, then one call to
