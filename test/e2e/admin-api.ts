@@ -13,6 +13,7 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { WebSocket, request } from 'undici'
 import { connsOf, listener, startConfig } from '../lib/config.js'
+import { rawUntilClose } from '../lib/http.js'
 import { startMicrosocks, socks5Connect } from '../lib/proxy.js'
 import { connect, destroyClients, echoServer, refusedPort, within } from '../lib/servers.js'
 import { finish, startUgate, type Ugate } from '../lib/ugate.js'
@@ -155,23 +156,11 @@ async function openConn(api: { ug: Ugate; echo: number }, host = '127.0.0.1') {
  */
 async function done(t: Test, api: Api, conns: number): Promise<void> {
   await api.closeAll()
-  await raw(
+  await rawUntilClose(
     api.port,
     `GET /version HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${SECRET}\r\nConnection: close\r\n\r\n`,
   )
   await finish(t, api.ug, conns)
-}
-
-/** Raw bytes to the admin port; resolves with everything until the server closes. */
-function raw(port: number, bytes: string | Buffer): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(port, '127.0.0.1', () => s.write(bytes))
-    let out = ''
-    s.setEncoding('latin1')
-    s.on('data', (d: string) => (out += d))
-    s.on('close', () => resolve(out))
-    s.on('error', reject)
-  })
 }
 
 /** Raw bytes; resolves with what arrived once it matches `until`, after closing and seeing the close. */
@@ -441,25 +430,25 @@ t.test('traffic, memory and logs streams; WebSocket rules', async (t) => {
   t.match(JSON.parse(plain.split('\r\n')[plain.split('\r\n').indexOf('') + 2]!), { up: Number, down: Number })
 
   // Errors of the handshake: wrong token, bad level, not a stream.
-  const refused = await raw(
+  const refused = await rawUntilClose(
     api.port,
     `GET /traffic?token=wrong HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
   )
   t.match(refused, /^HTTP\/1.1 401 [^]*Connection: close/)
   t.match(await api.get('/logs?level=verbose'), { status: 400, body: { message: /level "verbose"/ } })
-  const notStream = await raw(
+  const notStream = await rawUntilClose(
     api.port,
     `GET /version HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${SECRET}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
   )
   t.match(notStream, /^HTTP\/1.1 400 [^]*not a stream/)
-  const badVersion = await raw(
+  const badVersion = await rawUntilClose(
     api.port,
     `GET /traffic HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${SECRET}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
   )
   t.match(badVersion, /^HTTP\/1.1 400 [^]*Sec-WebSocket-Version must be 13/)
 
   // An unmasked client frame: close 1002 (RFC 6455 §5.1).
-  const unmasked = await raw(
+  const unmasked = await rawUntilClose(
     api.port,
     Buffer.concat([
       Buffer.from(
@@ -480,25 +469,28 @@ t.test('traffic, memory and logs streams; WebSocket rules', async (t) => {
 t.test('hardening: keep-alive, malformed input, limits', async (t) => {
   const api = await start(t)
   const auth = `Authorization: Bearer ${SECRET}\r\n`
-  const two = await raw(
+  const two = await rawUntilClose(
     api.port,
     `GET /version HTTP/1.1\r\nHost: x\r\n${auth}\r\nGET /configs HTTP/1.1\r\nHost: x\r\n${auth}Connection: close\r\n\r\n`,
   )
   t.equal(two.match(/HTTP\/1.1 200 OK/g)?.length, 2, 'two answers on one connection')
   t.match(two, /"version"[^]*"mixed-port"/)
-  t.match(await raw(api.port, 'GARBAGE\r\n\r\n'), /^HTTP\/1.1 400 [^]*"message":"http: bad request line/)
-  t.match(await raw(api.port, `GET /version HTTP/1.1\nHost: x\n\n`), /^HTTP\/1.1 400 [^]*bare LF/)
-  t.match(await raw(api.port, `GET /version HTTP/1.1\r\nX: ${'a'.repeat(20000)}\r\n\r\n`), /^HTTP\/1.1 431 /)
+  t.match(await rawUntilClose(api.port, 'GARBAGE\r\n\r\n'), /^HTTP\/1.1 400 [^]*"message":"http: bad request line/)
+  t.match(await rawUntilClose(api.port, `GET /version HTTP/1.1\nHost: x\n\n`), /^HTTP\/1.1 400 [^]*bare LF/)
+  t.match(await rawUntilClose(api.port, `GET /version HTTP/1.1\r\nX: ${'a'.repeat(20000)}\r\n\r\n`), /^HTTP\/1.1 431 /)
   t.match(
-    await raw(api.port, `PATCH /configs HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 70000\r\n\r\n`),
+    await rawUntilClose(api.port, `PATCH /configs HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 70000\r\n\r\n`),
     /^HTTP\/1.1 413 [^]*over the 65536-byte limit/,
   )
   t.match(
-    await raw(api.port, `PATCH /configs HTTP/1.1\r\nHost: x\r\n${auth}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n`),
+    await rawUntilClose(
+      api.port,
+      `PATCH /configs HTTP/1.1\r\nHost: x\r\n${auth}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+    ),
     /^HTTP\/1.1 411 /,
   )
-  t.match(await raw(api.port, `GET /version HTTP/2.0\r\n\r\n`), /^HTTP\/1.1 505 /)
-  t.match(await raw(api.port, Buffer.from([0, 1, 2, 3, 0xff, 13, 10, 13, 10])), /^HTTP\/1.1 400 /)
+  t.match(await rawUntilClose(api.port, `GET /version HTTP/2.0\r\n\r\n`), /^HTTP\/1.1 505 /)
+  t.match(await rawUntilClose(api.port, Buffer.from([0, 1, 2, 3, 0xff, 13, 10, 13, 10])), /^HTTP\/1.1 400 /)
   // Still serving.
   t.equal((await api.get('/version')).status, 200)
   await done(t, api, 0)
@@ -586,7 +578,7 @@ t.test('SIGHUP: a new secret applies at once, a new address reopens the server',
   const ug = await startUgate(t, ['run', '--config', file])
   const port = ug.port('admin-http')
   const version = (p: number, secret: string) =>
-    raw(p, `GET /version HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${secret}\r\nConnection: close\r\n\r\n`)
+    rawUntilClose(p, `GET /version HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${secret}\r\nConnection: close\r\n\r\n`)
   t.match(await version(port, 'first'), /^HTTP\/1.1 200 /)
 
   // Ping → pong with the same payload (RFC 6455 §5.5.3), on a raw upgraded socket.

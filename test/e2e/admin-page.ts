@@ -7,11 +7,11 @@
 // saved as build/admin-page.png. With a mesh peer, the tunnel to it shows in
 // the mesh table (peer, identity, streams, bytes, RTT): build/admin-page-mesh.png.
 
-import net from 'node:net'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { openPage } from '../lib/browser.js'
+import { rawUntilClose } from '../lib/http.js'
 import { listener, proxyConfig, startConfig } from '../lib/config.js'
 import { socks5Connect } from '../lib/proxy.js'
 import { destroyClients, echoServer, prngBytes } from '../lib/servers.js'
@@ -82,14 +82,10 @@ t.test('the live page: a connection shows up and its Close button closes it', as
 
   await browser.close()
   // One request whose close the client sees: every earlier admin connection is closed by then.
-  await new Promise<void>((resolve, reject) => {
-    const s = net.connect(port, '127.0.0.1', () =>
-      s.write(`GET /version HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${SECRET}\r\nConnection: close\r\n\r\n`),
-    )
-    s.resume()
-    s.on('close', () => resolve())
-    s.on('error', reject)
-  })
+  await rawUntilClose(
+    port,
+    `GET /version HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${SECRET}\r\nConnection: close\r\n\r\n`,
+  )
   await finish(t, ug, 1)
 })
 

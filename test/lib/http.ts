@@ -441,3 +441,20 @@ export function dechunk(b: Buffer): Buffer {
  * Either is a correct report of what happened.
  */
 export const TLS_TUNNEL_REASON = /^(eof|client-error:(EPIPE|ECONNRESET))$/
+
+/**
+ * Raw bytes to 127.0.0.1:port; resolves with everything received once the
+ * server closes. A request with `Connection: close` through this is a sync
+ * point: ugate has closed that connection (and, as it closes each one in the
+ * turn it writes the answer, every earlier one) when it resolves.
+ */
+export function rawUntilClose(port: number, bytes: string | Buffer): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write(bytes))
+    let out = ''
+    s.setEncoding('latin1')
+    s.on('data', (d: string) => (out += d))
+    s.on('close', () => resolve(out))
+    s.on('error', reject)
+  })
+}

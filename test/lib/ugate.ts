@@ -109,6 +109,8 @@ export class Ugate {
   listeners: Listener[] = []
   /** fd count of the ugate process right after `ready`. */
   baselineFds = -1
+  /** What the baseline fds were (for failure messages). */
+  baselineList: string[] = []
   /** Pid of ugate itself (differs from proc.pid when wrapped, e.g. by strace). */
   pid = -1
   exitResult: ExitResult | null = null
@@ -267,6 +269,7 @@ export class Ugate {
     if (this.wrapped) this.pid = findDescendant(this.proc.pid!, ugateBin)
     if (this.netns !== undefined) this.pid = execedPid(this.proc.pid!, ugateBin)
     this.baselineFds = this.fdCount()
+    this.baselineList = this.fdList()
   }
 
   /** Port of a listener by name (default: the first one). */
@@ -283,13 +286,17 @@ export class Ugate {
     return readdirSync(`/proc/${this.pid}/fd`).length
   }
 
-  /** Targets of the open fds (for failure messages). */
+  /** Targets of the open fds, sockets with their addresses (for failure messages). */
   fdList(): string[] {
     const dir = `/proc/${this.pid}/fd`
     try {
+      const sockets = socketTable(this.pid)
       return readdirSync(dir).map((fd) => {
         try {
-          return `${fd} -> ${readlinkSync(`${dir}/${fd}`)}`
+          const target = readlinkSync(`${dir}/${fd}`)
+          const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1]
+          const what = inode === undefined ? undefined : sockets.get(inode)
+          return `${fd} -> ${target}${what === undefined ? '' : ` ${what}`}`
         } catch {
           return fd
         }
@@ -468,11 +475,51 @@ export async function settleFds(ug: Ugate, extra = 0): Promise<void> {
   while (ug.fdCount() !== ug.baselineFds + extra && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200))
 }
 
+/** hex "0100007F:1F90" of /proc/net/tcp (or its 32-hex IPv6 form) as "127.0.0.1:8080". */
+function procAddress(hex: string): string {
+  const [ip, port] = hex.split(':') as [string, string]
+  const words = ip.match(/.{8}/g) ?? []
+  // Each 32-bit word is in host (little-endian) order.
+  const bytes = words.flatMap((w) => [6, 4, 2, 0].map((i) => parseInt(w.slice(i, i + 2), 16)))
+  const addr =
+    bytes.length === 4
+      ? bytes.join('.')
+      : `[${Array.from({ length: 8 }, (_, i) => ((bytes[2 * i]! << 8) | bytes[2 * i + 1]!).toString(16)).join(':')}]`
+  return `${addr}:${parseInt(port, 16)}`
+}
+
+/** inode → "tcp 127.0.0.1:1 → 127.0.0.1:2 st 01" for the sockets of a process' namespace. */
+function socketTable(pid: number): Map<string, string> {
+  const table = new Map<string, string>()
+  for (const proto of ['tcp', 'tcp6', 'udp', 'udp6', 'raw', 'raw6']) {
+    let text = ''
+    try {
+      text = readFileSync(`/proc/${pid}/net/${proto}`, 'utf8')
+    } catch {
+      continue
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/)
+      if (f.length < 10) continue
+      table.set(f[9]!, `${proto} ${procAddress(f[1]!)} → ${procAddress(f[2]!)} st ${f[3]}`)
+    }
+  }
+  try {
+    for (const line of readFileSync(`/proc/${pid}/net/unix`, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/)
+      if (f.length >= 7) table.set(f[6]!, `unix ${f[7] ?? '(unnamed)'}`)
+    }
+  } catch {}
+  return table
+}
+
 /** fd count equals the baseline taken after `ready`. */
 export function checkFds(t: AssertLike, ug: Ugate): boolean {
   const now = ug.fdCount()
   return t.equal(now, ug.baselineFds, `ugate fd count back to baseline (${ug.baselineFds})`, {
     fds: ug.fdList(),
+    baseline: ug.baselineList,
+    lastLines: ug.lines.slice(-30),
   })
 }
 
