@@ -4,36 +4,21 @@
 // stop (posted jobs run, stop hook, fds back to baseline).
 
 import { spawnSync } from 'node:child_process'
-import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import t from 'tap'
+import { SANITIZER_RE, compileSanitized, sanitizerEnv } from '../lib/sanitized.js'
 import { repoRoot } from '../lib/ugate.js'
 
 const outDir = resolve(repoRoot, 'build/engine-test')
-const SAN = ['-g', '-O1', '-fsanitize=address,undefined', '-fno-sanitize-recover=undefined']
 
 t.test('engine: jobs, handlers, ticks, stop (ASan/UBSan)', async (t) => {
-  mkdirSync(outDir, { recursive: true })
   const bin = resolve(outDir, 'engine-test')
-  const args = [
-    ...SAN,
-    '-Wall',
-    '-Wextra',
-    '-Werror',
-    '-o',
-    bin,
-    'test/native/engine-test.c',
-    'native/engine.c',
-    '-lpthread',
-  ]
-  const c = spawnSync('gcc', args, { cwd: repoRoot, encoding: 'utf8' })
-  t.equal(c.status, 0, `gcc: ${c.stderr}`)
-  const env = { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0', UBSAN_OPTIONS: 'print_stacktrace=1' }
-  const r = spawnSync(bin, [], { env, encoding: 'utf8' })
+  compileSanitized(bin, ['test/native/engine-test.c', 'native/engine.c', '-lpthread'])
+  const r = spawnSync(bin, [], { env: sanitizerEnv, encoding: 'utf8' })
   const lines = r.stdout.split('\n').filter((l) => /^(not )?ok \d+ - /.test(l))
   t.equal(r.stdout.match(/^1\.\.(\d+)$/m)?.[1], String(lines.length), 'the driver ran to its end')
   t.ok(lines.length >= 15, `checks reported (${lines.length})`)
   for (const l of lines) t.ok(l.startsWith('ok '), l.replace(/^(not )?ok \d+ - /, ''))
   t.equal(r.status, 0, 'exit 0')
-  t.notMatch(r.stderr, /AddressSanitizer|LeakSanitizer|runtime error:/, 'no sanitizer report')
+  t.notMatch(r.stderr, SANITIZER_RE, 'no sanitizer report')
 })

@@ -4,49 +4,33 @@
 //  - h2-peer against Node's http2 (nghttp2: Huffman, dynamic table) over
 //    cleartext TCP, as client of a Node server and as server for a Node client.
 
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync } from 'node:fs'
 import http2 from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { resolve } from 'node:path'
 import t from 'tap'
+import { ASAN_OBJ, MBEDTLS_SRC, SANITIZER_RE, compileSanitized, makeAsan, sanitizerEnv } from '../lib/sanitized.js'
 import { repoRoot } from '../lib/ugate.js'
 
 const outDir = resolve(repoRoot, 'build/h2-test')
-const SAN = ['-g', '-O1', '-fsanitize=address,undefined', '-fno-sanitize-recover=undefined']
 const ENGINE = ['native/h2.c', 'native/hpack.c']
-const sanEnv = { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0', UBSAN_OPTIONS: 'print_stacktrace=1' }
-const SANITIZER_RE = /AddressSanitizer|LeakSanitizer|runtime error:/
 
 // mbedTLS's crypto library as the ASan build has it (h2-peer hashes payloads
-// with its SHA-256): the same make call as `./build.sh asan`, so nothing is
-// rebuilt when that build is current.
-const MBEDTLS = resolve(repoRoot, 'build/mbedtls-src')
-const OBJ = resolve(repoRoot, 'build/obj/asan')
-const MBEDCRYPTO = resolve(OBJ, 'mbedtls/libmbedcrypto.a')
-const MBEDTLS_FLAGS = ['-Inative', `-I${MBEDTLS}/include`, `-DMBEDTLS_CONFIG_FILE="mbedtls-config.h"`]
-
-function buildMbedcrypto() {
-  if (!existsSync(resolve(MBEDTLS, 'include'))) throw new Error(`${MBEDTLS} is missing: run ./build.sh asan first`)
-  const vars = [`O=${OBJ}`, 'CC=gcc', 'PROFILE=asan', `QJS=${resolve(repoRoot, 'build/qjs-src')}`, `MBEDTLS=${MBEDTLS}`]
-  const r = spawnSync('make', ['-s', '-f', 'native/build.mk', ...vars, MBEDCRYPTO], { cwd: repoRoot, encoding: 'utf8' })
-  if (r.status !== 0) throw new Error(`make ${MBEDCRYPTO}: ${r.stderr}`)
-}
+// with its SHA-256).
+const MBEDCRYPTO = resolve(ASAN_OBJ, 'mbedtls/libmbedcrypto.a')
+const MBEDTLS_FLAGS = ['-Inative', `-I${MBEDTLS_SRC}/include`, `-DMBEDTLS_CONFIG_FILE="mbedtls-config.h"`]
 
 function compile(name: string, extra: string[] = []): string {
-  mkdirSync(outDir, { recursive: true })
   const bin = resolve(outDir, name)
-  const args = [...SAN, '-Wall', '-Wextra', '-Werror', '-o', bin, `test/native/${name}.c`, ...ENGINE, ...extra]
-  const r = spawnSync('gcc', args, { cwd: repoRoot, encoding: 'utf8' })
-  if (r.status !== 0) throw new Error(`gcc ${name}: ${r.stderr}`)
+  compileSanitized(bin, [`test/native/${name}.c`, ...ENGINE, ...extra])
   return bin
 }
 
 /** Run a driver; resolves with its stdout, stderr and exit code. */
 function run(bin: string, args: string[], onLine?: (line: string) => void) {
   return new Promise<{ out: string; err: string; code: number | null }>((done) => {
-    const p = spawn(bin, args, { env: sanEnv, stdio: ['ignore', 'pipe', 'pipe'] })
+    const p = spawn(bin, args, { env: sanitizerEnv, stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     let err = ''
     let partial = ''
@@ -63,7 +47,7 @@ function run(bin: string, args: string[], onLine?: (line: string) => void) {
 }
 
 const testBin = compile('h2-test')
-buildMbedcrypto()
+makeAsan(MBEDCRYPTO)
 const peerBin = compile('h2-peer', [...MBEDTLS_FLAGS, MBEDCRYPTO])
 
 t.test('engine: RFC 7541 examples, pairs, error paths, fuzz (ASan/UBSan)', async (t) => {

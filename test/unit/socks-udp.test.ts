@@ -7,34 +7,23 @@
 // exactly its size, so a read past it is an ASan report.
 
 import { spawnSync } from 'node:child_process'
-import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import t from 'tap'
 import { rng } from '../lib/rng.js'
+import { SANITIZER_RE, compileSanitized, sanitizerEnv } from '../lib/sanitized.js'
 import { repoRoot } from '../lib/ugate.js'
 
 const outDir = resolve(repoRoot, 'build/socks-udp-test')
-const SAN = ['-g', '-O1', '-fsanitize=address,undefined', '-fno-sanitize-recover=undefined']
 const SOURCES = ['test/native/socks-udp-test.c', 'native/socks_udp.c', 'native/udp.c', 'native/engine.c']
-const SANITIZER_RE = /AddressSanitizer|LeakSanitizer|runtime error:/
-
-function compile(): string {
-  mkdirSync(outDir, { recursive: true })
-  const bin = resolve(outDir, 'socks-udp-test')
-  const args = [...SAN, '-Wall', '-Wextra', '-Werror', '-o', bin, ...SOURCES, '-lpthread']
-  const c = spawnSync('gcc', args, { cwd: repoRoot, encoding: 'utf8' })
-  if (c.status !== 0) throw new Error(`gcc: ${c.stderr}`)
-  return bin
-}
-const bin = compile()
+const bin = resolve(outDir, 'socks-udp-test')
+compileSanitized(bin, [...SOURCES, '-lpthread'])
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
 
 /** The driver's answer to each datagram, and what the sanitizers said. */
 function parseAll(datagrams: Uint8Array[]): { answers: string[]; stderr: string; status: number | null } {
-  const env = { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0', UBSAN_OPTIONS: 'print_stacktrace=1' }
   const input = datagrams.map((d) => hex(d) + '\n').join('')
-  const r = spawnSync(bin, [], { env, input, encoding: 'utf8', maxBuffer: 64 << 20 })
+  const r = spawnSync(bin, [], { env: sanitizerEnv, input, encoding: 'utf8', maxBuffer: 64 << 20 })
   return { answers: r.stdout.split('\n').slice(0, -1), stderr: r.stderr, status: r.status }
 }
 

@@ -8,7 +8,6 @@
 // buffer of exactly its size (a read past it is an ASan report).
 
 import { spawnSync } from 'node:child_process'
-import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import t from 'tap'
 import { formatHostPort } from '../../src/core/address.js'
@@ -20,30 +19,20 @@ import {
   parseSocks5UserPass,
 } from '../../src/core/socks.js'
 import { rng } from '../lib/rng.js'
+import { SANITIZER_RE, compileSanitized, sanitizerEnv } from '../lib/sanitized.js'
 import { repoRoot } from '../lib/ugate.js'
 
 const outDir = resolve(repoRoot, 'build/socks5-test')
-const SAN = ['-g', '-O1', '-fsanitize=address,undefined', '-fno-sanitize-recover=undefined']
-const SANITIZER_RE = /AddressSanitizer|LeakSanitizer|runtime error:/
-
-function compile(): string {
-  mkdirSync(outDir, { recursive: true })
-  const bin = resolve(outDir, 'socks5-test')
-  const args = [...SAN, '-Wall', '-Wextra', '-Werror', '-o', bin, 'test/native/socks5-test.c', 'native/socks5.c']
-  const c = spawnSync('gcc', args, { cwd: repoRoot, encoding: 'utf8' })
-  if (c.status !== 0) throw new Error(`gcc: ${c.stderr}`)
-  return bin
-}
-const bin = compile()
+const bin = resolve(outDir, 'socks5-test')
+compileSanitized(bin, ['test/native/socks5-test.c', 'native/socks5.c'])
 
 type Kind = 'g' | 'G' | 'u' | 'r'
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
 const hexOrDash = (b: Uint8Array) => (b.length === 0 ? '-' : hex(b))
 
 function runAll(inputs: Array<[Kind, Uint8Array]>): { answers: string[]; stderr: string; status: number | null } {
-  const env = { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0', UBSAN_OPTIONS: 'print_stacktrace=1' }
   const input = inputs.map(([k, d]) => `${k} ${hex(d)}\n`).join('')
-  const r = spawnSync(bin, [], { env, input, encoding: 'utf8', maxBuffer: 64 << 20 })
+  const r = spawnSync(bin, [], { env: sanitizerEnv, input, encoding: 'utf8', maxBuffer: 64 << 20 })
   return { answers: r.stdout.split('\n').slice(0, -1), stderr: r.stderr, status: r.status }
 }
 

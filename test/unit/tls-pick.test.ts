@@ -12,30 +12,10 @@ import { spawnSync } from 'node:child_process'
 import { resolve } from 'node:path'
 import t from 'tap'
 import { rng } from '../lib/rng.js'
-import { repoRoot } from '../lib/ugate.js'
+import { ASAN_OBJ, SANITIZER_RE, makeAsan, sanitizerEnv } from '../lib/sanitized.js'
 
-const OBJ = resolve(repoRoot, 'build/obj/asan')
-const MBEDTLS = resolve(repoRoot, 'build/mbedtls-src')
-const bin = resolve(OBJ, 'tls-pick-test')
-const SANITIZER_RE = /AddressSanitizer|LeakSanitizer|runtime error:/
-
-// By the same make call as ./build.sh asan: nothing is rebuilt when that build is current.
-const made = spawnSync(
-  'make',
-  [
-    '-s',
-    '-f',
-    'native/build.mk',
-    `O=${OBJ}`,
-    'CC=gcc',
-    'PROFILE=asan',
-    `QJS=${resolve(repoRoot, 'build/qjs-src')}`,
-    `MBEDTLS=${MBEDTLS}`,
-    bin,
-  ],
-  { cwd: repoRoot, encoding: 'utf8' },
-)
-if (made.status !== 0) throw new Error(`building tls-pick-test (run ./build.sh asan first): ${made.stderr}`)
+const bin = resolve(ASAN_OBJ, 'tls-pick-test')
+makeAsan(bin)
 
 // The TLS 1.3 suites' IANA ids (RFC 8446 B.4).
 const AES128 = 0x1301
@@ -50,11 +30,10 @@ const u16 = (v: number) => [(v >> 8) & 0xff, v & 0xff]
 
 /** The driver's answer to each input, and what the sanitizers said. */
 function pickAll(inputs: Input[]): { answers: string[]; stderr: string; status: number | null } {
-  const env = { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0', UBSAN_OPTIONS: 'print_stacktrace=1' }
   const line = ({ suites, hello }: Input) =>
     suites.map((s) => s.toString(16).padStart(4, '0')).join('') + ' ' + hex(hello)
   const input = inputs.map((i) => line(i) + '\n').join('')
-  const r = spawnSync(bin, [], { env, input, encoding: 'utf8', maxBuffer: 64 << 20 })
+  const r = spawnSync(bin, [], { env: sanitizerEnv, input, encoding: 'utf8', maxBuffer: 64 << 20 })
   return { answers: r.stdout.split('\n').slice(0, -1), stderr: r.stderr, status: r.status }
 }
 
