@@ -961,6 +961,7 @@ static void do_serve(job *j) {
     return;
   }
   snprintf(c->peer_addr, sizeof c->peer_addr, "%s", j->peer_addr);
+  c->ping = j->ping;
   c->state = C_HANDSHAKE;
   if (!c->h2 || !c->t ||
       engine_watch(hb.e, c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->h) < 0)
@@ -1198,10 +1199,11 @@ static job *tunnel_job(int kind, size_t text, int fd, const hb_security *sec, vo
 }
 
 uint64_t hbone_serve(int fd, const hb_security *sec, void *cfg, const char *peer_addr,
-                     bool reverse_ok) {
+                     bool reverse_ok, hb_ping ping) {
   job *j = tunnel_job(J_SERVE, 0, fd, sec, cfg, peer_addr);
   if (!j) return 0;
   j->reverse_ok = reverse_ok;
+  j->ping = ping;
   uint64_t id = j->tunnel;
   post(j);  // j belongs to the engine thread now
   return id;

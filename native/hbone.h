@@ -93,26 +93,26 @@ typedef void hb_sink_fn(hb_report *batch);
 // Join the engine (relay_engine()); sink receives every report.
 void hbone_init(engine *e, hb_sink_fn *sink);
 
-// Server: serve the accepted socket fd with sec/cfg (cfg is referenced while
-// the connection lives). reverse_ok: a client may ask for a reverse tunnel
-// (HB_REVERSE reports it; nothing is sent on it until the embedder accepts it
-// with hbone_reverse_accept, or refuses it with hbone_close). Returns the
-// tunnel id.
-uint64_t hbone_serve(int fd, const hb_security *sec, void *cfg, const char *peer_addr,
-                     bool reverse_ok);
-// Server: answer stream (tunnel, id)'s CONNECT with 200 and bridge it to fd
-// (owned by hbone from here: closed if the stream is gone), after first
-// sending `initial` (malloc'd, taken; may be NULL) into the tunnel.
-void hbone_accept(uint64_t tunnel, uint32_t id, int fd, uint8_t *initial, size_t len);
-// Server: answer it with status (400, 401, 503...) and end it.
-void hbone_refuse(uint64_t tunnel, uint32_t id, int status);
-
 // A mesh connection's keep-alive: a PING every every_ms; no ACK within
 // timeout_ms: the connection is dead (reason "ping-timeout"). 0: the defaults
 // of hbone_set_timing. Checked on the engine's tick (1 s).
 typedef struct {
   int every_ms, timeout_ms;
 } hb_ping;
+
+// Server: serve the accepted socket fd with sec/cfg (cfg is referenced while
+// the connection lives). reverse_ok: a client may ask for a reverse tunnel
+// (HB_REVERSE reports it; nothing is sent on it until the embedder accepts it
+// with hbone_reverse_accept, or refuses it with hbone_close). ping: its
+// keep-alive (the listener's). Returns the tunnel id.
+uint64_t hbone_serve(int fd, const hb_security *sec, void *cfg, const char *peer_addr,
+                     bool reverse_ok, hb_ping ping);
+// Server: answer stream (tunnel, id)'s CONNECT with 200 and bridge it to fd
+// (owned by hbone from here: closed if the stream is gone), after first
+// sending `initial` (malloc'd, taken; may be NULL) into the tunnel.
+void hbone_accept(uint64_t tunnel, uint32_t id, int fd, uint8_t *initial, size_t len);
+// Server: answer it with status (400, 401, 503...) and end it.
+void hbone_refuse(uint64_t tunnel, uint32_t id, int status);
 
 typedef struct {
   const char *key;  // pool key: streams with the same key share connections

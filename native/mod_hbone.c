@@ -173,18 +173,33 @@ static tls_config *tls_of(JSContext *ctx, JSValueConst v, bool server) {
   return c;
 }
 
-// hboneServe(fd, tls, peerAddr, reverseOk?): serve an accepted socket; returns the tunnel id.
+// A connection's keep-alive from options {pingIntervalMs?, pingTimeoutMs?}
+// into p (absent: left at 0, hbone's defaults); fn names the call in the error.
+static int ping_opts(JSContext *ctx, JSValueConst o, const char *fn, hb_ping *p) {
+  if (ug_opt_int(ctx, o, "pingIntervalMs", &p->every_ms) < 0 ||
+      ug_opt_int(ctx, o, "pingTimeoutMs", &p->timeout_ms) < 0)
+    return -1;
+  if (p->every_ms >= 0 && p->timeout_ms >= 0) return 0;
+  JS_ThrowRangeError(ctx, "%s: pingIntervalMs %d / pingTimeoutMs %d must not be negative", fn,
+                     p->every_ms, p->timeout_ms);
+  return -1;
+}
+
+// hboneServe(fd, tls, peerAddr, reverseOk?, {pingIntervalMs?, pingTimeoutMs?}): serve an
+// accepted socket; returns the tunnel id.
 static JSValue js_hbone_serve(UG_JS_PARAMS) {
   int fd;
   if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
   bool reverse_ok = argc > 3 && JS_ToBool(ctx, argv[3]) > 0;
+  hb_ping ping = {0};
+  if (argc > 4 && ping_opts(ctx, argv[4], "hboneServe", &ping) < 0) return JS_EXCEPTION;
   tls_config *cfg = tls_of(ctx, argv[1], true);
   if (!cfg) return JS_EXCEPTION;
   const char *peer = JS_ToCString(ctx, argv[2]);
   if (!peer) return JS_EXCEPTION;
   start();
   ug_loop_forget_fd(ctx, fd);  // the engine thread owns it now
-  uint64_t id = hbone_serve(fd, &tls_sec, cfg, peer, reverse_ok);
+  uint64_t id = hbone_serve(fd, &tls_sec, cfg, peer, reverse_ok, ping);
   JS_FreeCString(ctx, peer);
   return JS_NewFloat64(ctx, (double)id);
 }
@@ -249,18 +264,6 @@ static int ip_port(JSContext *ctx, const char *addr, int port, struct sockaddr_s
     return -1;
   }
   return 0;
-}
-
-// A connection's keep-alive from options {pingIntervalMs?, pingTimeoutMs?}
-// into p (absent: left at 0, hbone's defaults); fn names the call in the error.
-static int ping_opts(JSContext *ctx, JSValueConst o, const char *fn, hb_ping *p) {
-  if (ug_opt_int(ctx, o, "pingIntervalMs", &p->every_ms) < 0 ||
-      ug_opt_int(ctx, o, "pingTimeoutMs", &p->timeout_ms) < 0)
-    return -1;
-  if (p->every_ms >= 0 && p->timeout_ms >= 0) return 0;
-  JS_ThrowRangeError(ctx, "%s: pingIntervalMs %d / pingTimeoutMs %d must not be negative", fn,
-                     p->every_ms, p->timeout_ms);
-  return -1;
 }
 
 // hboneOpen(opts, tls): a CONNECT stream on a pooled connection, bridged to one
@@ -340,6 +343,7 @@ out:
 // hboneServeStream(tunnel, stream, tls, peerAddr): answer a CONNECT with 200 and
 // serve what comes on the stream as a new HBONE connection (the inner one of double
 // HBONE: TLS and HTTP/2 inside the stream); returns that connection's tunnel id.
+// Its client PINGs it (a served connection does not).
 static JSValue js_hbone_serve_stream(UG_JS_PARAMS) {
   uint64_t tunnel;
   uint32_t id;
@@ -355,7 +359,7 @@ static JSValue js_hbone_serve_stream(UG_JS_PARAMS) {
   } else {
     start();
     hbone_accept(tunnel, id, sv[1], NULL, 0);  // jobs run in order: bridged, then served
-    ret = JS_NewFloat64(ctx, (double)hbone_serve(sv[0], &tls_sec, cfg, peer, false));
+    ret = JS_NewFloat64(ctx, (double)hbone_serve(sv[0], &tls_sec, cfg, peer, false, (hb_ping){0}));
   }
   JS_FreeCString(ctx, peer);
   return ret;

@@ -123,7 +123,7 @@ export interface ReverseConfig extends PingTiming {
   retryMaxMs: number
 }
 
-/** A mesh connection's keep-alive (an hbone upstream's connections, a reverse tunnel). */
+/** A mesh connection's keep-alive (an hbone listener's or upstream's connections, a reverse tunnel). */
 export interface PingTiming {
   /** A PING this often; no ACK within pingTimeoutMs of one: the connection is dead. */
   pingIntervalMs: number
@@ -226,7 +226,7 @@ export interface ProxyListenerConfig extends ListenerCommon {
  * HBONE (Istio ambient's HTTP/2 CONNECT over mutual TLS, port 15008): each
  * CONNECT's :authority is routed like any connection.
  */
-export interface HboneListenerConfig extends ListenerCommon {
+export interface HboneListenerConfig extends ListenerCommon, PingTiming {
   type: 'hbone'
   /** When non-empty, only these peer SPIFFE ids may open streams (others get 401). */
   peers: string[]
@@ -565,7 +565,7 @@ function hboneUpstream(obj: Record<string, unknown>, path: string): HboneUpstrea
 
 const PING_KEYS = ['pingInterval', 'pingTimeout']
 
-/** The keep-alive keys of obj (an hbone upstream, a reverse tunnel) at path. */
+/** The keep-alive keys of obj (an hbone listener or upstream, a reverse tunnel) at path. */
 function pingTiming(obj: Record<string, unknown>, path: string): PingTiming {
   // ztunnel's: a PING every 10 s, dead after 20 s without its ACK.
   return {
@@ -984,10 +984,12 @@ const LISTENER_SPECS: { [T in ListenerType]: ListenerSpec<T> } = {
     }),
   },
   hbone: {
-    keys: ['peers', 'reverse'],
+    keys: ['peers', 'reverse', ...PING_KEYS],
     parse: (obj, path, common) => ({
       ...common,
       type: 'hbone',
+      // The keep-alive of the reverse tunnels it accepts (clients PING their own connections).
+      ...pingTiming(obj, path),
       peers: array(given(obj.peers, []), `${path}.peers`).map((v, i) => spiffeId(v, `${path}.peers[${i}]`)),
       // Exact ids only: never an open relay.
       reverse: array(given(obj.reverse, []), `${path}.reverse`).map((v, i) => spiffeId(v, `${path}.reverse[${i}]`)),

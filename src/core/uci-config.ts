@@ -209,6 +209,8 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       'max_parked',
       'peers',
       'reverse',
+      'ping_interval',
+      'ping_timeout',
     ])
     const l: Obj = { name: r.str('name') ?? s.name ?? `listener${i + 1}`, type: r.str('type') }
     const address = r.str('address')
@@ -243,6 +245,8 @@ function uciToJson(pkg: UciPackage, file: string, origins: Origin[] = []): Obj {
       maxParked: r.num('max_parked'),
       peers: r.list('peers'),
       reverse: r.list('reverse'),
+      pingInterval: r.num('ping_interval'),
+      pingTimeout: r.num('ping_timeout'),
     })
     return l
   })

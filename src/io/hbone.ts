@@ -54,7 +54,7 @@ export function hboneAcceptor(l: HboneListenerConfig, ctx: GatewayContext): (cli
       ctx.log.error('hbone-no-identity', { listener: l.name, src })
       return resetQuietly(client.fd)
     }
-    const id = native.hboneServe(client.fd, tls, src, l.reverse.length > 0)
+    const id = native.hboneServe(client.fd, tls, src, l.reverse.length > 0, l)
     tunnels.set(id, { listener: l, src })
   })
 }

@@ -740,8 +740,15 @@ declare module 'ugate:native' {
   /**
    * Serve an accepted socket as an HBONE tunnel (mTLS + HTTP/2 in C); returns the tunnel id.
    * reverseOk: the client may ask for a reverse tunnel (ALPN ugate-rev; a `reverse` event says so).
+   * ping: the keep-alive of a reverse tunnel it accepts (a plain served connection is PINGed by its client).
    */
-  export function hboneServe(fd: number, tls: TlsHandle, peerAddr: string, reverseOk?: boolean): number
+  export function hboneServe(
+    fd: number,
+    tls: TlsHandle,
+    peerAddr: string,
+    reverseOk?: boolean,
+    ping?: HbonePingOptions,
+  ): number
   /** Answer a `request` with 200 and bridge the stream to fd (taken), `initial` bytes first. */
   export function hboneAccept(tunnel: number, stream: number, fd: number, initial?: Uint8Array): void
   /**

@@ -91,6 +91,9 @@ function reverseListener(r: ReverseConfig): HboneListenerConfig {
     allow: ['0.0.0.0/0', '::/0'],
     peers: [],
     reverse: [],
+    // For the type only: this pseudo listener accepts no connection to PING.
+    pingIntervalMs: r.pingIntervalMs,
+    pingTimeoutMs: r.pingTimeoutMs,
   }
 }
 

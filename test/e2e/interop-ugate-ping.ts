@@ -6,14 +6,16 @@
 // frames built by hand (test/lib/hbone.ts: startHandH2Server) so that it can
 // leave PINGs unanswered. Positive control beside it: the same server
 // answering PINGs keeps its one connection across several PING rounds, and
-// streams go on it.
+// streams go on it. The same on a public gate: an hbone listener with
+// `pingInterval` / `pingTimeout` drops a reverse tunnel whose gate leaves
+// its PINGs unanswered, and keeps one that answers.
 
 import t from 'tap'
 import { listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
-import { issueIdentity, makeIdentity, meshConfig, startHandH2Server } from '../lib/hbone.js'
+import { connectHandReverse, issueIdentity, makeIdentity, meshConfig, startHandH2Server } from '../lib/hbone.js'
 import { socks5Connect } from '../lib/proxy.js'
 import { prngBytes, sha256 } from '../lib/servers.js'
-import { checkCleanExit, parseLogLine, settleFds } from '../lib/ugate.js'
+import { checkCleanExit, finish, parseLogLine, settleFds } from '../lib/ugate.js'
 
 const TD = 'mesh.test'
 
@@ -84,3 +86,43 @@ t.test('a peer that never answers PING is replaced; one that answers is kept', a
   t.equal(ug.fdCount(), ug.baselineFds + 2, 'fds: the baseline and the two pooled connections', { fds: ug.fdList() })
   checkCleanExit(t, ug, await ug.stop())
 })
+
+t.test(
+  "an hbone listener's keep-alive on reverse tunnels: a silent gate is dropped, one that answers is kept",
+  async (t) => {
+    const ugId = makeIdentity(t, TD, 'ugate')
+    const silentId = issueIdentity(t, ugId, TD, 'silent')
+    const answeringId = issueIdentity(t, ugId, TD, 'answering')
+    const ug = await startConfig(t, {
+      listeners: [
+        listener('hb', 'hbone', { reverse: [silentId.id, answeringId.id], pingInterval: 0.5, pingTimeout: 1 }),
+      ],
+      ...meshConfig(ugId, TD),
+    })
+    const dial = (id: typeof ugId, ackPing: boolean) =>
+      connectHandReverse({ port: ug.port('hb'), id, roots: ugId.root, ackPing })
+    const answering = await dial(answeringId, true)
+    const silent = await dial(silentId, false)
+    const port = (c: typeof silent) => c.sock.localPort
+    const line = parseLogLine(
+      await ug.waitForLine(
+        new RegExp(` info hbone-closed .*peer=127\\.0\\.0\\.1:${port(silent)} .*reason=ping-timeout`),
+      ),
+    )!
+    t.match(line.fields, { reason: 'ping-timeout', streams: '0' }, 'ugate logs the silent gate: ping-timeout')
+    await ug.waitForLine(new RegExp(` info hbone-reverse-gone identity=${silentId.id} .*reason=ping-timeout`))
+    await silent.closed
+    t.ok(silent.pings >= 1, `the silent gate got PINGs (${silent.pings}) and answered none`)
+    // Four more rounds outlast the 1 s timeout.
+    await answering.pinged(silent.pings + 4)
+    t.notOk(answering.sock.closed, 'control: the answering gate is still connected')
+    t.notOk(
+      ug.lines.some((l) => l.includes(`peer=127.0.0.1:${port(answering)}`) && / hbone-closed /.test(l)),
+      'control: no hbone-closed for it',
+    )
+    answering.sock.end()
+    await answering.closed
+    await ug.waitForLine(new RegExp(` info hbone-reverse-gone identity=${answeringId.id} `))
+    await finish(t, ug, 0)
+  },
+)

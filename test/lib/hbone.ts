@@ -488,34 +488,88 @@ function windowUpdate(stream: number, n: number): Buffer {
   return h2Frame(F.WINDOW_UPDATE, 0, stream, p)
 }
 
-export interface HandH2Server {
-  port: number
-  /** TLS connections accepted (each a new HTTP/2 connection). */
-  connections: number
+/** PINGs a hand-written HTTP/2 end received, and a wait for their count. */
+export interface PingCount {
   /** PINGs received, over all connections. */
   pings: number
   /** Resolves once `n` PINGs were received in all. */
   pinged(n: number): Promise<void>
 }
 
+function pingCount(): PingCount & { add(): void } {
+  const waiters: { n: number; done: () => void }[] = []
+  const c = {
+    pings: 0,
+    pinged: (n: number) => new Promise<void>((done) => (c.pings >= n ? done() : waiters.push({ n, done }))),
+    add() {
+      c.pings++
+      for (const w of waiters.splice(0)) c.pings >= w.n ? w.done() : waiters.push(w)
+    },
+  }
+  return c
+}
+
+/**
+ * One end of a hand-written HTTP/2 connection on `sock`: sends an empty
+ * SETTINGS (after the client preface when `client`), checks the client
+ * preface when not, ACKs the peer's SETTINGS, counts PINGs in `pings` and
+ * ACKs them only when `ackPing` — without, it is a peer that never answers
+ * PING. Every other frame goes to `onFrame`.
+ */
+function handH2(
+  sock: TLSSocket,
+  o: { client: boolean; ackPing: boolean; pings: { add(): void } },
+  onFrame: (type: number, flags: number, stream: number, payload: Buffer) => void = () => {},
+): void {
+  sock.write(Buffer.concat([o.client ? PREFACE : Buffer.alloc(0), h2Frame(F.SETTINGS, 0, 0)]))
+  let buf = Buffer.alloc(0)
+  let preface = o.client
+  sock.on('data', (d: Buffer) => {
+    buf = Buffer.concat([buf, d])
+    if (!preface) {
+      if (buf.length < PREFACE.length) return
+      if (!buf.subarray(0, PREFACE.length).equals(PREFACE)) return sock.destroy()
+      preface = true
+      buf = buf.subarray(PREFACE.length)
+    }
+    while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
+      const len = buf.readUIntBE(0, 3)
+      const [type, flags, stream] = [buf[3]!, buf[4]!, buf.readUInt32BE(5) & 0x7fffffff]
+      const payload = buf.subarray(9, 9 + len)
+      buf = buf.subarray(9 + len)
+      if (type === F.SETTINGS && !(flags & F.ACK)) sock.write(h2Frame(F.SETTINGS, F.ACK, 0))
+      else if (type === F.PING && !(flags & F.ACK)) {
+        o.pings.add()
+        if (o.ackPing) sock.write(h2Frame(F.PING, F.ACK, 0, payload))
+      } else onFrame(type, flags, stream, payload)
+    }
+  })
+}
+
+export interface HandH2Server extends PingCount {
+  port: number
+  /** TLS connections accepted (each a new HTTP/2 connection). */
+  connections: number
+}
+
 /**
  * A minimal HBONE server on node:tls with HTTP/2 frames built by hand and
- * ztunnel's TLS (ztunnelServerTls). It sends an empty SETTINGS, ACKs the
- * client's, answers every HEADERS (a CONNECT) with `:status 200` (HPACK
- * static index 8), echoes DATA on its stream (END_STREAM included) and gives
- * the windows back, and ACKs PINGs only when `ackPing` — without, it is a
- * peer that never answers PING.
+ * ztunnel's TLS (ztunnelServerTls). It answers every HEADERS (a CONNECT)
+ * with `:status 200` (HPACK static index 8), echoes DATA on its stream
+ * (END_STREAM included) and gives the windows back; PINGs as handH2 says.
  */
 export async function startHandH2Server(
   t: TestLike,
   o: { id: Identity; roots: string; ackPing: boolean },
 ): Promise<HandH2Server> {
-  const waiters: { n: number; done: () => void }[] = []
+  const pings = pingCount()
   const st: HandH2Server = {
     port: 0,
     connections: 0,
-    pings: 0,
-    pinged: (n) => new Promise((done) => (st.pings >= n ? done() : waiters.push({ n, done }))),
+    get pings() {
+      return pings.pings
+    },
+    pinged: pings.pinged,
   }
   const socks = new Set<TLSSocket>()
   const server = tls.createServer(ztunnelServerTls(o.id, o.roots), (sock) => {
@@ -523,37 +577,67 @@ export async function startHandH2Server(
     socks.add(sock)
     sock.on('close', () => socks.delete(sock))
     sock.on('error', () => {})
-    sock.write(h2Frame(F.SETTINGS, 0, 0))
-    let buf = Buffer.alloc(0)
-    let preface = false
-    sock.on('data', (d: Buffer) => {
-      buf = Buffer.concat([buf, d])
-      if (!preface) {
-        if (buf.length < PREFACE.length) return
-        if (!buf.subarray(0, PREFACE.length).equals(PREFACE)) return sock.destroy()
-        preface = true
-        buf = buf.subarray(PREFACE.length)
-      }
-      while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
-        const len = buf.readUIntBE(0, 3)
-        const [type, flags, stream] = [buf[3]!, buf[4]!, buf.readUInt32BE(5) & 0x7fffffff]
-        const payload = buf.subarray(9, 9 + len)
-        buf = buf.subarray(9 + len)
-        if (type === F.SETTINGS && !(flags & F.ACK)) sock.write(h2Frame(F.SETTINGS, F.ACK, 0))
-        if (type === F.HEADERS) sock.write(h2Frame(F.HEADERS, F.END_HEADERS, stream, Buffer.from([0x88])))
-        if (type === F.DATA) {
-          sock.write(h2Frame(F.DATA, flags & F.END_STREAM, stream, payload))
-          if (len > 0) sock.write(Buffer.concat([windowUpdate(0, len), windowUpdate(stream, len)]))
-        }
-        if (type === F.PING && !(flags & F.ACK)) {
-          st.pings++
-          for (const w of waiters.splice(0)) st.pings >= w.n ? w.done() : waiters.push(w)
-          if (o.ackPing) sock.write(h2Frame(F.PING, F.ACK, 0, payload))
-        }
+    handH2(sock, { client: false, ackPing: o.ackPing, pings }, (type, flags, stream, payload) => {
+      if (type === F.HEADERS) sock.write(h2Frame(F.HEADERS, F.END_HEADERS, stream, Buffer.from([0x88])))
+      if (type === F.DATA) {
+        sock.write(h2Frame(F.DATA, flags & F.END_STREAM, stream, payload))
+        if (payload.length > 0)
+          sock.write(Buffer.concat([windowUpdate(0, payload.length), windowUpdate(stream, payload.length)]))
       }
     })
   })
   server.on('tlsClientError', () => {})
   st.port = await listenLoopback(t, server, socks)
   return st
+}
+
+export interface HandReverseClient extends PingCount {
+  sock: TLSSocket
+  /** Resolves when the public gate closed the tunnel. */
+  closed: Promise<void>
+}
+
+/**
+ * A gate behind NAT written by hand: dials ugate's hbone listener on
+ * 127.0.0.1:port with ALPN ugate-rev (ztunnel's client TLS, `id`'s
+ * certificate) and takes HTTP/2's server role on it, as a reverse tunnel's
+ * dialing side does; it serves no stream, only holds the tunnel. PINGs as
+ * handH2 says. Resolves once the TLS handshake is done.
+ */
+export function connectHandReverse(o: {
+  port: number
+  id: Identity
+  roots: string
+  ackPing: boolean
+}): Promise<HandReverseClient> {
+  return new Promise((res, rej) => {
+    const pings = pingCount()
+    const sock = tls.connect({
+      host: '127.0.0.1',
+      port: o.port,
+      key: o.id.keyPem,
+      cert: o.id.certPem,
+      ca: readFileSync(o.roots, 'utf8'),
+      minVersion: 'TLSv1.3',
+      ciphers: ZTUNNEL_CIPHERS,
+      ALPNProtocols: ['ugate-rev'],
+      checkServerIdentity: () => undefined,
+    })
+    const closed = new Promise<void>((done) => sock.once('close', () => done()))
+    sock.once('error', rej)
+    sock.once('secureConnect', () => {
+      if (sock.alpnProtocol !== 'ugate-rev') return rej(new Error(`ALPN ${String(sock.alpnProtocol)}, not ugate-rev`))
+      sock.removeListener('error', rej)
+      sock.on('error', () => {})
+      handH2(sock, { client: false, ackPing: o.ackPing, pings })
+      res({
+        sock,
+        closed,
+        get pings() {
+          return pings.pings
+        },
+        pinged: pings.pinged,
+      })
+    })
+  })
 }

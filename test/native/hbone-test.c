@@ -598,7 +598,7 @@ static void test_dead_peer(void) {
 static void test_bad_preface(int lfd) {
   int raw = dial(&server_addr);
   int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-  uint64_t tunnel = hbone_serve(fd, &plain_sec, NULL, "127.0.0.1:1", false);
+  uint64_t tunnel = hbone_serve(fd, &plain_sec, NULL, "127.0.0.1:1", false, (hb_ping){0});
   const char junk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
   if (write(raw, junk, sizeof junk - 1) < 0) check(0, "write");
   uint8_t buf[4096];
@@ -654,7 +654,7 @@ static void test_backlog(void) {
 static void reverse_pair(uint64_t *pub, uint64_t *nat, int ping_ms, int ping_timeout_ms) {
   int a, b;
   tcp_pair(&a, &b);
-  *pub = hbone_serve(b, &plain_sec, NULL, "127.0.0.1:2", true);
+  *pub = hbone_serve(b, &plain_sec, NULL, "127.0.0.1:2", true, (hb_ping){0});
   *nat = hbone_reverse(a, &plain_sec, NULL, "127.0.0.1:3", NULL,
                        (hb_ping){.every_ms = ping_ms, .timeout_ms = ping_timeout_ms});
 }
@@ -809,7 +809,7 @@ static void *server_accept(void *arg) {
     if (fd < 0) return NULL;
     int sndbuf = __atomic_load_n(&small_sndbuf, __ATOMIC_SEQ_CST);
     if (sndbuf) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
-    hbone_serve(fd, &plain_sec, NULL, "127.0.0.1:0", false);
+    hbone_serve(fd, &plain_sec, NULL, "127.0.0.1:0", false, (hb_ping){0});
   }
 }
 

@@ -11,6 +11,13 @@ const up = (over: Record<string, unknown> = {}) => ({ name: 'peer', type: 'hbone
 t.test('hbone listener', async (t) => {
   const c = validateConfig({ listeners: [{ name: 'mesh', type: 'hbone' }] })
   t.match(c.listeners[0], { type: 'hbone', listen: { host: '::', port: 15008 }, peers: [] }, 'default: [::]:15008')
+  t.match(c.listeners[0], { pingIntervalMs: 10_000, pingTimeoutMs: 20_000 }, "keep-alive: ztunnel's 10 s / 20 s")
+  const p = validateConfig({ listeners: [{ name: 'mesh', type: 'hbone', pingInterval: 0.5, pingTimeout: 1 }] })
+  t.match(p.listeners[0], { pingIntervalMs: 500, pingTimeoutMs: 1000 }, 'pingInterval, pingTimeout in seconds')
+  t.throws(
+    () => validateConfig({ listeners: [{ name: 'mesh', type: 'hbone', pingTimeout: 0.05 }] }),
+    new ConfigError('listeners[0].pingTimeout', '0.05 is not a number of seconds from 0.1 to 3600'),
+  )
   const d = validateConfig({
     listeners: [{ name: 'mesh', type: 'hbone', listen: '127.0.0.1:0', peers: ['spiffe://td/ns/a/sa/b'] }],
   })

@@ -410,6 +410,8 @@ const SCHEMA: Record<
       cache_size: { widget: 'Value', datatype: 'uinteger', depends: [{ type: 'dns' }] },
       peers: { widget: 'DynamicList', depends: [{ type: 'hbone' }] },
       reverse: { widget: 'DynamicList', depends: [{ type: 'hbone' }] },
+      ping_interval: { widget: 'Value', datatype: 'ufloat', depends: [{ type: 'hbone' }] },
+      ping_timeout: { widget: 'Value', datatype: 'ufloat', depends: [{ type: 'hbone' }] },
       backlog: { widget: 'Value', datatype: 'uinteger' },
     },
   },
@@ -457,6 +459,8 @@ const SCHEMA: Record<
       node: { widget: 'Value', depends: [{ type: 'hbone' }] },
       // its check is on server (a relay needs one): a Flag has no validator
       relay: { widget: 'Flag', depends: [{ type: 'hbone' }] },
+      ping_interval: { widget: 'Value', datatype: 'ufloat', depends: [{ type: 'hbone' }] },
+      ping_timeout: { widget: 'Value', datatype: 'ufloat', depends: [{ type: 'hbone' }] },
     },
   },
   capture: {
@@ -1171,6 +1175,12 @@ const CASES: Case[] = [
   { what: 'ping_interval 1e1', at: 'reverse:0', set: { ping_interval: '1e1' }, daemon: false },
   { what: 'ping_timeout 3600', at: 'reverse:0', set: { ping_timeout: '3600' }, daemon: true },
   { what: 'ping_timeout -1', at: 'reverse:0', set: { ping_timeout: '-1' }, daemon: false },
+  // the same keep-alive on an hbone listener (listener:6) and an hbone upstream (upstream:2)
+  { what: 'a listener ping_interval 0.5', at: 'listener:6', set: { ping_interval: '0.5' }, daemon: true },
+  { what: 'a listener ping_interval 0.05', at: 'listener:6', set: { ping_interval: '0.05' }, daemon: false },
+  { what: 'a listener ping_timeout 3601', at: 'listener:6', set: { ping_timeout: '3601' }, daemon: false },
+  { what: 'an upstream ping_timeout 1', at: 'upstream:2', set: { ping_timeout: '1' }, daemon: true },
+  { what: 'an upstream ping_interval "ten"', at: 'upstream:2', set: { ping_interval: 'ten' }, daemon: false },
 ]
 
 t.test('settings: validators agree with the daemon', async (t) => {

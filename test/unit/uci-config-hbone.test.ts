@@ -49,6 +49,8 @@ t.test('hbone listener, hbone upstreams and mesh-peer rules from uci', async (t)
     type: 'hbone',
     listen: { host: '::', port: 15008 },
     peers: ['spiffe://home.arpa/ns/routers/sa/gw-a', 'spiffe://home.arpa/ns/routers/sa/gw-c'],
+    pingIntervalMs: 10000,
+    pingTimeoutMs: 20000,
   })
   t.same(c.upstreams, [
     {
@@ -160,5 +162,13 @@ t.test('bad mesh options name the file, line and uci option', async (t) => {
   t.throws(() => configFromUci(`${BASE}\n${socks}`, FILE), { message: /vpn\.port: missing/ })
   t.throws(() => configFromUci(`${BASE}\n${socks}\toption port '1080'\n\toption identity 'x'\n`, FILE), {
     message: /vpn\.identity: unknown key/,
+  })
+})
+
+t.test("an hbone listener's keep-alive: ping_interval / ping_timeout", async (t) => {
+  const text = "config listener 'hb'\n\toption type 'hbone'\n\toption ping_interval '3'\n\toption ping_timeout '7.5'\n"
+  t.match(configFromUci(text, FILE).listeners[0], { pingIntervalMs: 3000, pingTimeoutMs: 7500 })
+  t.throws(() => configFromUci(text.replace("'7.5'", "'0'"), FILE), {
+    message: `${FILE}:1: hb.ping_timeout: 0 is not a number of seconds from 0.1 to 3600`,
   })
 })

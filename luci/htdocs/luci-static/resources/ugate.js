@@ -42,7 +42,8 @@ const SECONDS = {
 	timeout: [0.001, 60] /* a dns listener's (dnsTimeout) */,
 	retry: [0.01, 3600] /* a reverse tunnel's backoff: retry and retry_max */,
 	retry_max: [0.01, 3600],
-	ping_interval: [0.1, 3600] /* keep-alive of a reverse tunnel or an hbone upstream: ping_interval and ping_timeout */,
+	/* keep-alive of an hbone listener or upstream, a reverse tunnel */
+	ping_interval: [0.1, 3600],
 	ping_timeout: [0.1, 3600]
 };
 

@@ -86,6 +86,32 @@ function flag(o) {
  * `name` option, else the section's own name, else listener1, listener2, ...
  * `map` null: uci values only (before the map has rendered).
  */
+/*
+ * The two keep-alive options of a mesh connection (config.ts pingTiming) on
+ * section s: an hbone listener's, an hbone upstream's (hbone: only for that
+ * type) or a reverse tunnel's; `what` names the connection in the help text.
+ */
+function keepAlive(s, what, hbone) {
+	[
+		['ping_interval', _('Keep-alive'), _('Seconds between HTTP/2 PINGs on %s.').format(what), '10'],
+		[
+			'ping_timeout',
+			_('Keep-alive timeout'),
+			_('Seconds without an answer to a PING before %s is dead.').format(what),
+			'20'
+		]
+	].forEach(function (d) {
+		const o = s.option(form.Value, d[0], d[1], d[2]);
+		o.datatype = 'ufloat';
+		o.placeholder = d[3];
+		o.modalonly = true;
+		if (hbone) o.depends('type', 'hbone');
+		o.validate = validator(function (v) {
+			return ug.checkSeconds(v, d[0]);
+		});
+	});
+}
+
 function namedSections(map, type) {
 	return uci.sections('ugate', type).map(function (s, i) {
 		const name = liveValue(map, s['.name'], 'name');
@@ -559,6 +585,7 @@ return view.extend({
 			o.placeholder = d[3];
 			o.validate = validator(ug.checkSpiffeId);
 		});
+		keepAlive(s, _('each reverse tunnel it holds'), true);
 
 		o = s.option(form.Value, 'backlog', _('Backlog'), _('Pending connections the kernel queues.'));
 		o.datatype = 'uinteger';
@@ -832,6 +859,7 @@ return view.extend({
 		);
 		o.depends('type', 'hbone');
 		o.modalonly = true;
+		keepAlive(s, _('each pooled connection'), true);
 
 		/* ---- transparent capture ---- */
 
@@ -1150,14 +1178,7 @@ return view.extend({
 
 		[
 			['retry', _('Retry after'), _('Seconds before the first new attempt; doubled after each failure.'), '0.5'],
-			['retry_max', _('Retry at most after'), _('The longest wait between attempts (jittered to 50-100 %).'), '30'],
-			['ping_interval', _('Keep-alive'), _('Seconds between HTTP/2 PINGs on the tunnel.'), '10'],
-			[
-				'ping_timeout',
-				_('Keep-alive timeout'),
-				_('Seconds without an answer to a PING before the tunnel is dead.'),
-				'20'
-			]
+			['retry_max', _('Retry at most after'), _('The longest wait between attempts (jittered to 50-100 %).'), '30']
 		].forEach(function (d) {
 			o = s.option(form.Value, d[0], d[1], d[2]);
 			o.datatype = 'ufloat';
@@ -1167,6 +1188,7 @@ return view.extend({
 				return ug.checkSeconds(v, d[0]);
 			});
 		});
+		keepAlive(s, _('the tunnel'), false);
 
 		return m.render();
 	}
