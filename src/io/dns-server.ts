@@ -33,10 +33,10 @@ import {
   typeName,
   udpLimit,
 } from '../core/dns/message.js'
-import { ipKey, parseCidr, parseIpInto } from '../core/ip.js'
+import { ipKey } from '../core/ip.js'
 import type { Fields } from '../core/log.js'
 import { labelKey } from '../core/metrics.js'
-import { CidrSet } from '../core/rules/cidr-tree.js'
+import { allowList } from '../core/rules/cidr-tree.js'
 import { DialError, dial } from './dial.js'
 import { DotResolver } from './dns-tls.js'
 import { cancelAfter, waitReadable } from './loop.js'
@@ -71,8 +71,7 @@ export class DnsService {
   private readonly counters: DnsCounters
   private readonly cache: DnsCache
   private readonly hosts: StaticHosts
-  private readonly allow: CidrSet
-  private readonly scratch = new Int32Array(4)
+  private readonly allowed: (addr: string) => boolean
   private pending = 0
   /** The tls:// resolvers' connections. */
   private readonly dot = new Map<DnsServer, DotResolver>()
@@ -83,7 +82,7 @@ export class DnsService {
   ) {
     this.cache = new DnsCache({ ...DEFAULT_CACHE_LIMITS, maxEntries: l.cacheSize })
     this.hosts = new StaticHosts(l.hosts)
-    this.allow = new CidrSet(l.allow.map((c) => parseCidr(c)!))
+    this.allowed = allowList(l.allow)
     const known = ctx.stats.dns.get(l.name)
     this.counters = known ?? { queries: 0, cached: 0, local: 0, forwarded: 0, failed: 0, malformed: 0, dropped: 0 }
     if (!known) ctx.stats.dns.set(l.name, this.counters)
@@ -123,8 +122,7 @@ export class DnsService {
 
   private datagram(sock: DatagramSocket, d: native.Datagram): void {
     const src = formatHostPort(d.addr, d.port)
-    const family = parseIpInto(d.addr, this.scratch, true)
-    if (family === 0 || !this.allow.matches(family, this.scratch)) {
+    if (!this.allowed(d.addr)) {
       this.counters.dropped++
       this.ctx.log.debug('denied', { listener: this.l.name, src, why: 'source not in allow list' })
       return

@@ -13,8 +13,7 @@ import type { AddressNames } from '../core/dns/names.js'
 import type { DnsCounters } from './dns-server.js'
 import type { CompiledRules } from '../core/rules/index.js'
 import type { SniffProto } from '../core/sniff/types.js'
-import { CidrSet } from '../core/rules/cidr-tree.js'
-import { parseCidr, parseIpInto } from '../core/ip.js'
+import { allowList } from '../core/rules/cidr-tree.js'
 import { DialError } from './dial.js'
 import { ClosedCounters, DNS_BUCKETS, Histograms, MeshCounters } from '../core/metrics.js'
 import type { Accepted } from './listener.js'
@@ -158,12 +157,10 @@ export function acceptGuard(
   ctx: GatewayContext,
   next: (client: Accepted, src: string) => void,
 ): (client: Accepted) => void {
-  const allow = new CidrSet(l.allow.map((c) => parseCidr(c)!))
-  const scratch = new Int32Array(4)
+  const allowed = allowList(l.allow)
   return (client) => {
     const src = formatHostPort(client.addr, client.port)
-    const family = parseIpInto(client.addr, scratch, true)
-    if (family === 0 || !allow.matches(family, scratch)) {
+    if (!allowed(client.addr)) {
       ctx.log.warn('denied', { listener: l.name, src, why: 'source not in allow list' })
       return resetQuietly(client.fd)
     }

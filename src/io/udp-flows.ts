@@ -20,10 +20,10 @@
 import * as native from 'ugate:native'
 import { formatHostPort } from '../core/address.js'
 import type { TproxyListenerConfig } from '../core/config.js'
-import { isIpLiteral, parseCidr, parseIpInto } from '../core/ip.js'
+import { isIpLiteral } from '../core/ip.js'
 import type { Fields } from '../core/log.js'
 import { type RouteQuery, type RuleAction, route } from '../core/rules/index.js'
-import { CidrSet } from '../core/rules/cidr-tree.js'
+import { allowList } from '../core/rules/cidr-tree.js'
 import {
   type DatagramSniff,
   INCOMPLETE,
@@ -66,7 +66,7 @@ function listenerOptions(l: TproxyListenerConfig, ctx: GatewayContext): native.U
 /** Open a tproxy listener; throws NativeError when the address cannot be bound. */
 export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContext): UdpListener {
   let l = config
-  let allow = allowSet(l)
+  let allowed = allowList(l.allow)
   // How each live flow was routed: shared with the connection list (admin.ts).
   const flows = ctx.stats.udpFlows
   // Flows routed to a socks5 upstream: their control connection, closed with the flow.
@@ -123,9 +123,7 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
   }
 
   function newFlow(ev: native.UdpNewFlow): void {
-    const scratch = new Int32Array(4)
-    const family = parseIpInto(ev.src, scratch)
-    if (family === 0 || !allow.matches(family, scratch)) {
+    if (!allowed(ev.src)) {
       flows.set(ev.id, { rule: 'allow', action: 'deny' })
       answer(ev.id, { action: 'reject' })
       return
@@ -278,7 +276,7 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
     serveNative: () => {},
     update(next: TproxyListenerConfig) {
       l = next
-      allow = allowSet(next)
+      allowed = allowList(next.allow)
       try {
         native.udpListenerSet(opened.id, listenerOptions(next, ctx))
       } catch (e) {
@@ -286,10 +284,6 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
       }
     },
   }
-}
-
-function allowSet(l: TproxyListenerConfig): CidrSet {
-  return new CidrSet(l.allow.map((c) => parseCidr(c)!))
 }
 
 /** The live flows, for the `connections` answer; listener ids → names. */

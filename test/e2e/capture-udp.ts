@@ -16,7 +16,7 @@ import { ADDR, type Topology, checkTableGone } from '../lib/netns.js'
 import { ECHO, SOCKS_PORT, TABLE, UDP_PORT, WHOAMI, exchange, peers, start, udpConfig } from '../lib/udp-capture.js'
 import { prngBytes } from '../lib/servers.js'
 import { type Agent, type Datagram, startAgent } from '../lib/udp.js'
-import { type Ugate, checkCleanExit, checkFds, repoRoot, settleFds, ugateBin } from '../lib/ugate.js'
+import { type Ugate, checkCleanExit, checkFds, parseLogLine, repoRoot, settleFds, ugateBin } from '../lib/ugate.js'
 
 /** What whoami answered: the source address and port the server saw. */
 async function seenBy(c: Agent, id: string, dst: string): Promise<{ addr: string; port: number; from: string }> {
@@ -192,6 +192,26 @@ t.test('flow expiry, flow cap, bypass and exclude', async (t) => {
   checkFds(t, ug)
   const res = await ug.stop()
   checkCleanExit(t, ug, res)
+})
+
+t.test("the tproxy listener's allow list: a source outside it is refused, nothing relayed", async (t) => {
+  const { topo, client } = await peers(t)
+  const ug = await start(t, topo, { idle: 1, allow: [`${ADDR.client4}/32`] })
+  await client.bind('in', ADDR.client4)
+  const m = await exchange(client, 'in', ADDR.server4, ECHO, Buffer.from('allowed'))
+  t.equal(Buffer.from(m.data, 'hex').toString(), 'allowed', 'a source in the list: echoed')
+  const port = await client.bind('out', ADDR.client6)
+  await client.send('out', ADDR.server6, ECHO, Buffer.from('refused'))
+  const line = parseLogLine(await ug.waitForLine(new RegExp(` info udp .*src=\\[${ADDR.client6}\\]:${port} `)))!
+  t.match(
+    line.fields,
+    { rule: 'allow', action: 'deny', pktDown: '0' },
+    'its flow: rule allow, action deny, nothing back',
+  )
+  await ug.waitForLines(/ info udp .*reason=idle/, 2)
+  await settleFds(ug)
+  checkFds(t, ug)
+  checkCleanExit(t, ug, await ug.stop())
 })
 
 t.test('bad input: empty, largest and flooding datagrams are counted, nothing leaks', async (t) => {

@@ -22,6 +22,8 @@ export interface UdpSettings {
   upstreams?: unknown[]
   idle?: number
   maxFlows?: number
+  /** The tproxy listener's allow list (default TEST_ALLOW). */
+  allow?: string[]
   bypass?: string[]
   excludeSrc?: string[]
   admin?: string
@@ -36,7 +38,12 @@ export interface UdpSettings {
 }
 
 export function udpConfig(s: UdpSettings = {}): Record<string, unknown> {
-  const tproxy: Record<string, unknown> = { name: 'udp', type: 'tproxy', listen: `[::]:${UDP_PORT}`, allow: TEST_ALLOW }
+  const tproxy: Record<string, unknown> = {
+    name: 'udp',
+    type: 'tproxy',
+    listen: `[::]:${UDP_PORT}`,
+    allow: s.allow ?? TEST_ALLOW,
+  }
   if (s.idle !== undefined) tproxy.udpIdleTimeout = s.idle
   if (s.maxFlows !== undefined) tproxy.maxFlows = s.maxFlows
   return {

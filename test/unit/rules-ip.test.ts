@@ -1,5 +1,5 @@
 import t from 'tap'
-import { CidrTree } from '../../src/core/rules/cidr-tree.js'
+import { CidrTree, allowList } from '../../src/core/rules/cidr-tree.js'
 import { AddressCache, formatCidr, formatIp, parseCidr, parseIpInto } from '../../src/core/ip.js'
 
 const words = (s: string, query = false): [number, number[]] => {
@@ -164,4 +164,18 @@ t.test('AddressCache returns what parseIpInto returns', async (t) => {
     if (f1 === 4) t.equal(a[0], b[0], `${s} word`)
     if (f1 === 6) t.same([...a], [...b], `${s} words`)
   }
+})
+
+t.test("allowList: a listener's allow list as a test of peer addresses", async (t) => {
+  const lan = allowList(['192.168.1.0/24', 'fd00::/8'])
+  t.ok(lan('192.168.1.7'))
+  t.notOk(lan('192.168.2.7'))
+  t.ok(lan('::ffff:192.168.1.7'), 'an IPv4-mapped peer of a dual-stack socket counts as IPv4')
+  t.ok(lan('fd12::1'))
+  t.notOk(lan('fe80::1'))
+  t.notOk(lan('not-an-ip'), 'unparsable: refused')
+  t.notOk(lan(''), 'empty: refused')
+  const any = allowList(['0.0.0.0/0', '::/0'])
+  t.ok(any('203.0.113.9') && any('2001:db8::1'))
+  t.notOk(allowList([])('127.0.0.1'), 'an empty list allows no one')
 })

@@ -9,7 +9,7 @@
 // and allocates nothing. The id lists stay plain arrays: most hold one or two
 // ids, and a small typed array costs several objects in QuickJS.
 
-import { bitAt, commonPrefixLength, type Cidr, type Words } from '../ip.js'
+import { bitAt, commonPrefixLength, parseCidr, parseIpInto, type Cidr, type Words } from '../ip.js'
 
 /** Receives the id lists found by a lookup (see CompiledRules). */
 export interface ListSink {
@@ -273,5 +273,19 @@ export class CidrSet {
       }
     }
     return false
+  }
+}
+
+/**
+ * A listener's `allow` list (validated CIDR texts) as a test of a peer's
+ * address text: an IPv4-mapped IPv6 peer counts as IPv4, anything
+ * unparsable is refused. Allocation-free per call.
+ */
+export function allowList(cidrs: readonly string[]): (addr: string) => boolean {
+  const set = new CidrSet(cidrs.map((c) => parseCidr(c)!))
+  const scratch = new Int32Array(4)
+  return (addr) => {
+    const family = parseIpInto(addr, scratch, true)
+    return family !== 0 && set.matches(family, scratch)
   }
 }
