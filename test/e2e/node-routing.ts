@@ -39,6 +39,9 @@ const TD = 'mesh.test'
 const ECHO = `${SITE.home}:7000`
 const PAYLOAD = 4 * MiB
 const NEEDLE = 'ugate-plaintext-canary-5d1e'
+/** The VPS's relay over SNI: where gates park, where TLS clients come in. */
+const PARK_PORT = 15009
+const SNI_PORT = 8443
 
 // ---- helper programs (Node, run inside the namespaces) ------------------------------
 
@@ -159,13 +162,19 @@ function write(site: Site, name: string, cfg: unknown): string {
   return file
 }
 
-function vpsConfig(site: Site, vps: Identity, a: Identity, b: Identity): string {
+/** sni: also relay over SNI (a park listener, and an sni listener pairing with it: docs/mesh.md). */
+function vpsConfig(site: Site, vps: Identity, a: Identity, b: Identity, sni = false): string {
+  const pairing = [
+    { name: 'park', type: 'park', listen: `0.0.0.0:${PARK_PORT}`, allow: ['0.0.0.0/0'] },
+    { name: 'tls', type: 'sni', listen: `0.0.0.0:${SNI_PORT}`, allow: ['0.0.0.0/0'], pair: 'park' },
+  ]
   return write(site, 'vps', {
     mesh: { identityDir: vps.dir, trustDomain: TD },
     admin: { socket: join(site.dir, 'vps.sock') },
     listeners: [
       { name: 'mesh', type: 'hbone', listen: '0.0.0.0:15008', allow: ['0.0.0.0/0'], reverse: [a.id, b.id] },
       { name: 'proxy', type: 'mixed', listen: `${SITE.vps}:1080`, allow: ['203.0.113.0/24'] },
+      ...(sni ? pairing : []),
     ],
     rules: [
       // Only gate B may route node names through the VPS's hbone listener.
@@ -185,8 +194,10 @@ function homeConfig(
   vpsId: string,
   rules: unknown[],
   upstreams: unknown[] = [],
+  extra: Record<string, unknown> = {},
 ): string {
   return write(site, name, {
+    ...extra,
     mesh: { identityDir: id.dir, trustDomain: TD },
     admin: { socket: join(site.dir, `${name}.sock`) },
     listeners: [
@@ -255,20 +266,27 @@ async function meshSites(t: Test, tag: string, size: number, mark?: string): Pro
 
 /**
  * The VPS, gate A (its echo server under its own name's port 7000, nothing
- * else) and gate B (bRules, its upstreams), both homes registered.
+ * else) and gate B (bRules, its upstreams), both homes registered. sni: the
+ * VPS relays over SNI too, A parks there (registering no name: its node id
+ * is enough) and sends its own name's TLS to the echo server.
  */
 async function startMesh(
   t: Test,
   m: Mesh,
   bRules: unknown[],
   bUpstreams: unknown[],
+  sni = false,
 ): Promise<Record<'vps' | 'a' | 'b', Ugate>> {
   const { site, vpsId, gateA, gateB } = m
-  const vps = await startUgate(t, ['run', '--config', vpsConfig(site, vpsId, gateA, gateB)], { netns: site.ns.vps })
-  const aRules = [{ listener: ['vps'], domain: [m.nameA], dstPort: [7000], action: `forward:${ECHO}` }]
-  const a = await startUgate(t, ['run', '--config', homeConfig(site, 'a', gateA, SITE.vpsIn, vpsId.id, aRules)], {
-    netns: site.ns.home,
+  const vps = await startUgate(t, ['run', '--config', vpsConfig(site, vpsId, gateA, gateB, sni)], {
+    netns: site.ns.vps,
   })
+  const aRules = [{ listener: ['vps'], domain: [m.nameA], dstPort: [7000], action: `forward:${ECHO}` }]
+  const park = { name: 'park', relay: `${SITE.vpsIn}:${PARK_PORT}`, relayId: vpsId.id, retry: 0.2, retryMax: 1 }
+  if (sni) aRules.push({ listener: ['park'], domain: [m.nameA], dstPort: [443], action: `forward:${ECHO}` })
+  const aConfig = homeConfig(site, 'a', gateA, SITE.vpsIn, vpsId.id, aRules, [], sni ? { sniRelay: [park] } : {})
+  const a = await startUgate(t, ['run', '--config', aConfig], { netns: site.ns.home })
+  if (sni) await a.waitForLine(/ info sni-relay-registered /)
   const b = await startUgate(
     t,
     ['run', '--config', homeConfig(site, 'b', gateB, SITE.vpsInB, vpsId.id, bRules, bUpstreams)],
@@ -434,8 +452,12 @@ t.test('relays tried in turn: the first ones down, the node still reached; all d
     { name: 'noroute', type: 'hbone', server: '192.0.2.1', relay: true },
   ]
 
-  const bRules = [{ listener: ['lan'], domainSuffix: [TD], action: 'mesh' }]
-  const { vps, a, b } = await startMesh(t, m, bRules, down)
+  const bRules = [
+    { listener: ['lan'], domainSuffix: [TD], action: 'mesh' },
+    // Captured TLS naming a node: as it is, to the VPS's SNI relay (no double HBONE).
+    { listener: ['tls'], domainSuffix: [TD], action: `forward:${SITE.vpsInB}:${SNI_PORT}` },
+  ]
+  const { vps, a, b } = await startMesh(t, m, bRules, down, true)
   const proxyB = `${SITE.homeB}:1080`
 
   await t.test('B: refused, then no route, then the VPS: exact both ways, each failure logged', async (t) => {
@@ -473,6 +495,38 @@ t.test('relays tried in turn: the first ones down, the node still reached; all d
     t.match(bl, { via: 'relay:vps', node: nodeA, reason: 'eof' }, 'B: through the VPS')
     t.equal(b.lines.filter((l) => / warn mesh-relay-failed /.test(l)).length, 2, 'B: no relay tried before it')
   })
+
+  await t.test(
+    "a node name through the VPS's SNI pairing: paired with A's parked connection by the node id",
+    async (t) => {
+      // The echo server sends the ClientHello back: no TLS server, the handshake fails on it.
+      const r = await client(site, site.ns.net, 'tls', `${SITE.vps}:${SNI_PORT}`, nameA)
+      t.match(r, { ok: false }, "an internet client's ClientHello reached the echo server in A's LAN and came back", {
+        r,
+      })
+      const vl = fieldsOf(await vps.waitForLine(/ info conn listener=tls /))
+      t.match(
+        vl,
+        { host: nameA, node: nodeA, via: /^park:/ },
+        "VPS: paired by the name's node id, A registered no name",
+        {
+          vl,
+        },
+      )
+      const al = fieldsOf(await a.waitForLine(/ info conn listener=park /))
+      t.match(al, { host: nameA, action: 'forward', via: ECHO }, 'A: its rule for its own name', { al })
+      const rb = await client(site, homeb, 'tls', `${SITE.homeB}:8443`, nameA)
+      t.match(rb, { ok: false }, "from B's LAN: B's captured TLS, forwarded to the VPS's sni listener", { rb })
+      const bl = fieldsOf(await b.waitForLine(/ info conn listener=tls /))
+      t.match(bl, { host: nameA, action: 'forward', via: `${SITE.vpsInB}:${SNI_PORT}` }, 'B: sent on as it is', { bl })
+      const vl2 = fieldsOf((await vps.waitForLines(/ info conn listener=tls /, 2))[1])
+      t.match(vl2, { host: nameA, node: nodeA, src: new RegExp(`^${SITE.natBOut}:`) }, "VPS: B's NAT address, paired", {
+        vl2,
+      })
+      const al2 = fieldsOf((await a.waitForLines(/ info conn listener=park /, 2))[1])
+      t.match(al2, { host: nameA, action: 'forward', via: ECHO }, 'A: the same rule')
+    },
+  )
 
   await t.test('C: every relay down → relay-unreachable, SOCKS 4 (host unreachable), HTTP 502, fds back', async (t) => {
     const cfg = write(site, 'c', {
