@@ -121,6 +121,9 @@ RES=${BENCH_OUT:-$TMP}/results.tsv   # round path metric value
 rec() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$RES"; }
 per_gb() { awk -v c="$1" -v t="$CLK_TCK" -v b="$2" 'BEGIN { printf "%.4g", (b > 0) ? (c / t) / (b / 1e9) : 0 }'; }
 ticks() { if [[ -z $1 ]]; then echo 0; else cpu_ticks "$1"; fi; }
+# One untimed bulk run first (fresh processes, Node warming up): in trial runs the first timed
+# run was the slowest of its path.
+node "$LOAD" bulk "$SINK" "$NAME" 1 >/dev/null
 LOAD0=$(load1)
 PATHS=(direct mesh-relay sni-relay)
 [[ -z $LIMIT ]] || PATHS+=(limit_relay)
