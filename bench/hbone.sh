@@ -74,17 +74,7 @@ TD=bench.test
 ID=$TMP/id
 mkdir -p "$ID/b"
 "$UGATE_BIN" identity init --dir "$ID/b" --trust-domain $TD --namespace bench --sa b >/dev/null
-sign() {  # NAME
-  local d=$ID/$1
-  mkdir -p "$d"
-  cp "$ID/b/root-cert.pem" "$d/"
-  openssl ecparam -name prime256v1 -genkey -noout -out "$d/key.pem"
-  openssl req -new -key "$d/key.pem" -subj "/CN=$1" -out "$d/csr.pem" 2>/dev/null
-  printf 'subjectAltName=URI:spiffe://%s/ns/bench/sa/%s\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n' \
-    $TD "$1" >"$d/ext.cnf"
-  openssl x509 -req -in "$d/csr.pem" -CA "$ID/b/root-cert.pem" -CAkey "$ID/b/ca-key.pem" -CAcreateserial \
-    -days 2 -extfile "$d/ext.cnf" -out "$d/cert-chain.pem" 2>/dev/null
-}
+sign() { sign_identity "$ID/$1" "$ID/b" "spiffe://$TD/ns/bench/sa/$1"; }  # NAME
 sign a
 sign n
 B_ID=spiffe://$TD/ns/bench/sa/b

@@ -120,6 +120,38 @@ machine() {  # one line: CPUs, model, kernel
   echo "$(nproc) CPUs, ${m:-$(uname -m)}, kernel $(uname -r)"
 }
 
+# ---------------------------------------------------------------- settings
+# relay_bench_settings: SECS ROUNDS SETUPS UGATE_BIN LIMIT_RELAY_SRC from the
+# environment, checked (bench/sni-relay.sh, bench/mesh-relay.sh: their headers say the defaults)
+# shellcheck disable=SC2034  # the settings are for the calling script
+relay_bench_settings() {
+  SECS=${BENCH_SECONDS:-5}
+  ROUNDS=${BENCH_ROUNDS:-2}
+  SETUPS=${BENCH_SETUPS:-200}
+  UGATE_BIN=${UGATE_BIN:-$ROOT/build/ugate}
+  LIMIT_RELAY_SRC=${LIMIT_RELAY_SRC:-$ROOT/../shared/bench/limit_relay.c}
+  local v
+  for v in SECS ROUNDS SETUPS; do [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v: '${!v}' is not a positive integer"; done
+  [[ -x $UGATE_BIN ]] || die "$UGATE_BIN not found: run ./build.sh first"
+  need node nodejs
+  need openssl openssl
+}
+
+# ---------------------------------------------------------------- identities
+# sign_identity DIR CA_DIR SPIFFE_ID : a mesh identity in DIR (key.pem, cert-chain.pem,
+# root-cert.pem) signed by the CA of CA_DIR (`ugate identity init` made it;
+# ugate has no signing command): P-256, the SPIFFE id as URI SAN, server and client use
+sign_identity() {
+  local d=$1
+  mkdir -p "$d"
+  cp "$2/root-cert.pem" "$d/"
+  openssl ecparam -name prime256v1 -genkey -noout -out "$d/key.pem"
+  openssl req -new -key "$d/key.pem" -subj "/CN=${3##*/}" -out "$d/csr.pem" 2>/dev/null
+  printf 'subjectAltName=URI:%s\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n' "$3" >"$d/ext.cnf"
+  openssl x509 -req -in "$d/csr.pem" -CA "$2/root-cert.pem" -CAkey "$2/ca-key.pem" -CAcreateserial \
+    -days 2 -extfile "$d/ext.cnf" -out "$d/cert-chain.pem" 2>/dev/null
+}
+
 # ---------------------------------------------------------------- namespaces
 # netns_trio CLI GW_LAN GW_WAN SRV : network namespaces $NS-cli — $NS-gw —
 # $NS-srv (veths c0—g1 and g2—s0, /24s, IPv4), the gw routing between them,

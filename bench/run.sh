@@ -22,6 +22,10 @@
 #   snirelay     relay over SNI vs direct vs limit_relay: throughput, relay CPU
 #                per GB, connection setup time (bench/sni-relay.sh; its table
 #                goes into the report as printed)
+#   meshrelay    gate B → gate A by node name through a relay (double HBONE)
+#                vs through the SNI relay vs direct vs limit_relay: iperf3 and
+#                bulk throughput, relay CPU per GB, setup time (bench/mesh-relay.sh;
+#                its table goes into the report as printed)
 #   hbone        HBONE tunnels in network namespaces (bench/hbone.sh): iperf3
 #                through one tunnel ugate → ugate vs direct vs ugate → the
 #                Node ztunnel-like peer, CPU per GB of each side, new streams/s
@@ -31,7 +35,7 @@
 # in docs/img/ (gnuplot). Installs the peers it needs (Debian packages) first.
 #
 # Environment (defaults; BENCH_QUICK=1 makes every size small, ~2 min):
-#   BENCH_SECTIONS="relay conn socks transparent udp memory footprint snirelay hbone"
+#   BENCH_SECTIONS="relay conn socks transparent udp memory footprint snirelay meshrelay hbone"
 #   BENCH_ROUNDS=3          rounds of every section (relay.sh: 2)
 #   BENCH_SECONDS=10        seconds per timed run (conn, transparent, relay)
 #   BENCH_CONNS=50          concurrent connections of the conn load (wrk -c)
@@ -53,7 +57,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [[ $# -eq 0 ]] || bad_arg "$1"
 
 QUICK=${BENCH_QUICK:-0}
-ALL_SECTIONS="relay conn socks transparent udp memory footprint snirelay hbone"
+ALL_SECTIONS="relay conn socks transparent udp memory footprint snirelay meshrelay hbone"
 if [[ $QUICK == 1 ]]; then
   : "${BENCH_ROUNDS:=2}" "${BENCH_SECONDS:=2}" "${BENCH_SOCKS_MIB:=128}" "${BENCH_HOLD:=200}" "${BENCH_STARTS:=3}" "${BENCH_FLOWS:=1000}"
 fi
@@ -184,6 +188,12 @@ section_relay() {
 section_snirelay() {
   BENCH_SECONDS=$SECONDS_RUN BENCH_ROUNDS=$ROUNDS UGATE_BIN=$UGATE_BIN LIMIT_RELAY_SRC=$LIMIT_RELAY_SRC \
     "$ROOT/bench/sni-relay.sh" >"$TMP/snirelay.out" || { cat "$TMP/snirelay.out" >&2; die "bench/sni-relay.sh failed"; }
+}
+
+# ---------------------------------------------------------------- relay by node name
+section_meshrelay() {
+  BENCH_SECONDS=$SECONDS_RUN BENCH_ROUNDS=$ROUNDS UGATE_BIN=$UGATE_BIN LIMIT_RELAY_SRC=$LIMIT_RELAY_SRC \
+    "$ROOT/bench/mesh-relay.sh" >"$TMP/meshrelay.out" || { cat "$TMP/meshrelay.out" >&2; die "bench/mesh-relay.sh failed"; }
 }
 
 # ---------------------------------------------------------------- hbone
@@ -416,6 +426,11 @@ REPORT=$TMP/report.md
   if [[ -f $TMP/snirelay.out ]]; then
     printf '\n### Relay over SNI (bench/sni-relay.sh)\n\n```\n'
     cat "$TMP/snirelay.out"
+    printf '```\n'
+  fi
+  if [[ -f $TMP/meshrelay.out ]]; then
+    printf '\n### Gate to gate through a relay, by node name (bench/mesh-relay.sh)\n\n```\n'
+    cat "$TMP/meshrelay.out"
     printf '```\n'
   fi
   if [[ -f $TMP/hbone/report.md ]]; then

@@ -25,28 +25,15 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 [[ $# -eq 0 ]] || bad_arg "$1"
-SECS=${BENCH_SECONDS:-5}
-ROUNDS=${BENCH_ROUNDS:-2}
-SETUPS=${BENCH_SETUPS:-200}
-UGATE_BIN=${UGATE_BIN:-$ROOT/build/ugate}
-LIMIT_RELAY_SRC=${LIMIT_RELAY_SRC:-$ROOT/../shared/bench/limit_relay.c}
-for v in SECS ROUNDS SETUPS; do [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v: '${!v}' is not a positive integer"; done
-[[ -x $UGATE_BIN ]] || die "$UGATE_BIN not found: run ./build.sh first"
-need node nodejs
-need openssl openssl
+relay_bench_settings
 LOAD=$ROOT/bench/sni-load.mjs
 NAME=app.bench.test
 
 # ---------------------------------------------------------------- identities
 ID=$TMP/id
-mkdir -p "$ID/relay" "$ID/gate"
+mkdir -p "$ID/relay"
 "$UGATE_BIN" identity init --dir "$ID/relay" --trust-domain bench.test --namespace vps --sa relay >/dev/null
-cp "$ID/relay/root-cert.pem" "$ID/gate/"
-openssl ecparam -name prime256v1 -genkey -noout -out "$ID/gate/key.pem"
-openssl req -new -key "$ID/gate/key.pem" -subj /CN=gate -out "$ID/gate.csr" 2>/dev/null
-printf 'subjectAltName=URI:spiffe://bench.test/ns/home/sa/gate\nkeyUsage=digitalSignature\n' >"$ID/ext.cnf"
-openssl x509 -req -in "$ID/gate.csr" -CA "$ID/relay/root-cert.pem" -CAkey "$ID/relay/ca-key.pem" -CAcreateserial \
-  -days 2 -extfile "$ID/ext.cnf" -out "$ID/gate/cert-chain.pem" 2>/dev/null
+sign_identity "$ID/gate" "$ID/relay" spiffe://bench.test/ns/home/sa/gate
 
 # ---------------------------------------------------------------- processes
 free_port SINK; TAKEN+="$SINK "; free_port PARK; TAKEN+="$PARK "; free_port SNI; TAKEN+="$SNI "; free_port LIM

@@ -187,7 +187,8 @@ export function encodeSocks5Reply(code: number, bindAddr = '0.0.0.0', bindPort =
 /**
  * The reply code for a failed dial, from an errno name ("ECONNREFUSED") or
  * an access-log reason ("connect-error:ECONNREFUSED", "connect-timeout",
- * "dns-error", "dns-timeout").
+ * "dns-error", "dns-timeout"; a mesh node no relay reaches, docs/mesh.md:
+ * "unknown-node", "relay-unreachable", "relay-refused-503").
  */
 export function socks5ReplyForErrno(name: string): number {
   const n = name.slice(name.lastIndexOf(':') + 1).toUpperCase()
@@ -207,6 +208,9 @@ export function socks5ReplyForErrno(name: string): number {
     case 'EAI_ADDRFAMILY':
     case 'DNS-ERROR':
     case 'DNS-TIMEOUT':
+    case 'UNKNOWN-NODE':
+    case 'RELAY-UNREACHABLE':
+    case 'RELAY-REFUSED-503':
       return SOCKS5_REPLY.HOST_UNREACHABLE
     case 'ETIMEDOUT':
     case 'CONNECT-TIMEOUT':

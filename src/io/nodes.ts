@@ -51,6 +51,9 @@ function nodeUpstream(name: NodeName): HboneUpstreamConfig {
   }
 }
 
+/** Node id → the name of the relay that last reached it (one entry per node reached). */
+const lastRelay = new Map<string, string>()
+
 /** The relays this gate may route a node name through, in the order tried. */
 function relays(ctx: GatewayContext): MeshRelay[] {
   const own: MeshRelay[] = []
@@ -122,14 +125,27 @@ export async function openNode(
       'unknown-node',
       `node ${name.node} has no reverse tunnel here and no hbone upstream names it${s.peer !== undefined ? '' : ', and no relay is configured'}`,
     )
+  // The relay that last reached the node goes first: the node's pooled inner
+  // connection (if still open) runs through it, and the others may be down.
+  const good = lastRelay.get(name.node)
+  hops.sort((x, y) => Number(y.name === good) - Number(x.name === good))
   let last: DialError | undefined
   for (const relay of hops) {
     s.fields.via = `relay:${relay.name}`
     try {
-      return await openHbone(nodeUpstream(name), canonical(name, host, ''), port, s, ctx, relay)
+      const out = await openHbone(nodeUpstream(name), canonical(name, host, ''), port, s, ctx, relay)
+      lastRelay.set(name.node, relay.name)
+      return out
     } catch (e) {
       // Refused or unreachable there: the next relay may have it.
       if (!(e instanceof DialError) || !e.reason.startsWith('relay-')) throw e
+      ctx.log.warn('mesh-relay-failed', {
+        listener: s.listener.name,
+        src: s.src,
+        host,
+        relay: relay.name,
+        reason: e.reason,
+      })
       last = e
     }
   }

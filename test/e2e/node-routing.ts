@@ -39,6 +39,9 @@ const TD = 'mesh.test'
 const ECHO = `${SITE.home}:7000`
 const PAYLOAD = 4 * MiB
 const NEEDLE = 'ugate-plaintext-canary-5d1e'
+/** The VPS's relay over SNI: where gates park, where TLS clients come in. */
+const PARK_PORT = 15009
+const SNI_PORT = 8443
 
 // ---- helper programs (Node, run inside the namespaces) ------------------------------
 
@@ -159,13 +162,19 @@ function write(site: Site, name: string, cfg: unknown): string {
   return file
 }
 
-function vpsConfig(site: Site, vps: Identity, a: Identity, b: Identity): string {
+/** sni: also relay over SNI (a park listener, and an sni listener pairing with it: docs/mesh.md). */
+function vpsConfig(site: Site, vps: Identity, a: Identity, b: Identity, sni = false): string {
+  const pairing = [
+    { name: 'park', type: 'park', listen: `0.0.0.0:${PARK_PORT}`, allow: ['0.0.0.0/0'] },
+    { name: 'tls', type: 'sni', listen: `0.0.0.0:${SNI_PORT}`, allow: ['0.0.0.0/0'], pair: 'park' },
+  ]
   return write(site, 'vps', {
     mesh: { identityDir: vps.dir, trustDomain: TD },
     admin: { socket: join(site.dir, 'vps.sock') },
     listeners: [
       { name: 'mesh', type: 'hbone', listen: '0.0.0.0:15008', allow: ['0.0.0.0/0'], reverse: [a.id, b.id] },
       { name: 'proxy', type: 'mixed', listen: `${SITE.vps}:1080`, allow: ['203.0.113.0/24'] },
+      ...(sni ? pairing : []),
     ],
     rules: [
       // Only gate B may route node names through the VPS's hbone listener.
@@ -185,8 +194,10 @@ function homeConfig(
   vpsId: string,
   rules: unknown[],
   upstreams: unknown[] = [],
+  extra: Record<string, unknown> = {},
 ): string {
   return write(site, name, {
+    ...extra,
     mesh: { identityDir: id.dir, trustDomain: TD },
     admin: { socket: join(site.dir, `${name}.sock`) },
     listeners: [
@@ -211,34 +222,91 @@ async function exact(t: Test, what: string, r: Record<string, unknown>, body: Bu
   )
 }
 
-t.test('routing by node name: B reaches A LAN by name through the VPS, double HBONE', async (t) => {
-  const site = await createSites(t, 'nr', { homeB: true })
-  const homeb = site.ns.homeb!
+interface Mesh {
+  site: Site
+  homeb: string
+  vpsId: Identity
+  gateA: Identity
+  gateB: Identity
+  nodeA: string
+  /** A's full node name. */
+  nameA: string
+  /** The client's payload file, and its bytes. */
+  file: string
+  body: Buffer
+}
+
+/** Two homes and a VPS (tag names the namespaces), their identities, the echo server in A's LAN, a payload of size bytes. */
+async function meshSites(t: Test, tag: string, size: number, mark?: string): Promise<Mesh> {
+  const site = await createSites(t, tag, { homeB: true })
   const vpsId = makeIdentity(t, TD, 'relay', 'vps')
   const gateA = issueIdentity(t, vpsId, TD, 'gate-a')
   const gateB = issueIdentity(t, vpsId, TD, 'gate-b')
   const nodeA = nodeIdOf(gateA)
-  const nameA = `${nodeA.toLowerCase()}.home.${TD}`
+  writeFileSync(join(site.dir, 'client.mjs'), CLIENT_JS)
+  const body = prngBytes(0x40de, size)
+  if (mark !== undefined)
+    for (let off = 0; off + mark.length < body.length; off += 64 * 1024) body.write(mark, off, 'latin1')
+  const file = join(site.dir, 'body.bin')
+  writeFileSync(file, body)
+  const stopEcho = await startEcho(site, site.ns.home, ECHO)
+  t.teardown(stopEcho)
+  return {
+    site,
+    homeb: site.ns.homeb!,
+    vpsId,
+    gateA,
+    gateB,
+    nodeA,
+    nameA: `${nodeA.toLowerCase()}.home.${TD}`,
+    file,
+    body,
+  }
+}
+
+/**
+ * The VPS, gate A (its echo server under its own name's port 7000, nothing
+ * else) and gate B (bRules, its upstreams), both homes registered. sni: the
+ * VPS relays over SNI too, A parks there (registering no name: its node id
+ * is enough) and sends its own name's TLS to the echo server.
+ */
+async function startMesh(
+  t: Test,
+  m: Mesh,
+  bRules: unknown[],
+  bUpstreams: unknown[],
+  sni = false,
+): Promise<Record<'vps' | 'a' | 'b', Ugate>> {
+  const { site, vpsId, gateA, gateB } = m
+  const vps = await startUgate(t, ['run', '--config', vpsConfig(site, vpsId, gateA, gateB, sni)], {
+    netns: site.ns.vps,
+  })
+  const aRules = [{ listener: ['vps'], domain: [m.nameA], dstPort: [7000], action: `forward:${ECHO}` }]
+  const park = { name: 'park', relay: `${SITE.vpsIn}:${PARK_PORT}`, relayId: vpsId.id, retry: 0.2, retryMax: 1 }
+  if (sni) aRules.push({ listener: ['park'], domain: [m.nameA], dstPort: [443], action: `forward:${ECHO}` })
+  const aConfig = homeConfig(site, 'a', gateA, SITE.vpsIn, vpsId.id, aRules, [], sni ? { sniRelay: [park] } : {})
+  const a = await startUgate(t, ['run', '--config', aConfig], { netns: site.ns.home })
+  if (sni) await a.waitForLine(/ info sni-relay-registered /)
+  const b = await startUgate(
+    t,
+    ['run', '--config', homeConfig(site, 'b', gateB, SITE.vpsInB, vpsId.id, bRules, bUpstreams)],
+    { netns: m.homeb },
+  )
+  await a.waitForLine(/ info reverse-up /)
+  await b.waitForLine(/ info reverse-up /)
+  await vps.waitForLines(/ info hbone-reverse-registered /, 2)
+  return { vps, a, b }
+}
+
+t.test('routing by node name: B reaches A LAN by name through the VPS, double HBONE', async (t) => {
+  const m = await meshSites(t, 'nr', PAYLOAD, NEEDLE)
+  const { site, homeb, vpsId, gateB, nodeA, nameA, file, body } = m
   const cc = spawnSync(
     'gcc',
     ['-O1', '-Wall', '-o', join(site.dir, 'packet-capture'), join(repoRoot, 'test/native/packet-capture.c')],
     { encoding: 'utf8' },
   )
   if (cc.status !== 0) throw new Error(`building packet-capture: ${cc.stderr}`)
-  writeFileSync(join(site.dir, 'client.mjs'), CLIENT_JS)
-  const body = prngBytes(0x40de, PAYLOAD)
-  for (let off = 0; off + NEEDLE.length < body.length; off += 64 * 1024) body.write(NEEDLE, off, 'latin1')
-  const file = join(site.dir, 'body.bin')
-  writeFileSync(file, body)
-  const stopEcho = await startEcho(site, site.ns.home, ECHO)
-  t.teardown(stopEcho)
-
-  const vps = await startUgate(t, ['run', '--config', vpsConfig(site, vpsId, gateA, gateB)], { netns: site.ns.vps })
-  // A exposes its echo server to its own name's port 7000, nothing else.
-  const aRules = [{ listener: ['vps'], domain: [nameA], dstPort: [7000], action: `forward:${ECHO}` }]
-  const a = await startUgate(t, ['run', '--config', homeConfig(site, 'a', gateA, SITE.vpsIn, vpsId.id, aRules)], {
-    netns: site.ns.home,
-  })
   // B's LAN clients reach every node of the mesh by name.
   const bRules = [
     // An upstream that names a node but points at the VPS, whose key is another.
@@ -246,14 +314,7 @@ t.test('routing by node name: B reaches A LAN by name through the VPS, double HB
     { listener: ['lan', 'tls'], domainSuffix: [TD], action: 'mesh' },
   ]
   const wrong = [{ name: 'wrong', type: 'hbone', server: SITE.vpsInB, node: `${'M'.repeat(51)}Q` }]
-  const b = await startUgate(
-    t,
-    ['run', '--config', homeConfig(site, 'b', gateB, SITE.vpsInB, vpsId.id, bRules, wrong)],
-    { netns: homeb },
-  )
-  await a.waitForLine(/ info reverse-up /)
-  await b.waitForLine(/ info reverse-up /)
-  await vps.waitForLines(/ info hbone-reverse-registered /, 2)
+  const { vps, a, b } = await startMesh(t, m, bRules, wrong)
   a.baselineFds = a.fdCount() // its listeners and its reverse tunnel
   const proxyB = `${SITE.homeB}:1080`
 
@@ -373,4 +434,136 @@ t.test('routing by node name: B reaches A LAN by name through the VPS, double HB
   })
 
   for (const ug of [a, vps] as Ugate[]) checkCleanExit(t, ug, await ug.stop())
+})
+
+// Relays tried in turn (docs/mesh.md, "The `mesh` action"): B's own relays
+// come first, and both are down — one refuses the port (the connect fails
+// later, on the event loop), one has no route (connect fails at once) — so
+// B reaches A through the third, the VPS of its reverse entry, and logs each
+// failure with its reason. A gate C in B's LAN whose relays are all down
+// gives its clients the error the docs name.
+t.test('relays tried in turn: the first ones down, the node still reached; all down: relay-unreachable', async (t) => {
+  const m = await meshSites(t, 'nq', 64 * 1024)
+  const { site, homeb, gateB, nodeA, nameA, file, body } = m
+  // No route from B's LAN to TEST-NET-1: connect() fails with EHOSTUNREACH at once.
+  await site.exec(homeb, ['ip', 'route', 'add', 'unreachable', '192.0.2.0/24'])
+  const down = [
+    { name: 'refused', type: 'hbone', server: `${SITE.vpsInB}:15099`, relay: true },
+    { name: 'noroute', type: 'hbone', server: '192.0.2.1', relay: true },
+  ]
+
+  const bRules = [
+    { listener: ['lan'], domainSuffix: [TD], action: 'mesh' },
+    // Captured TLS naming a node: as it is, to the VPS's SNI relay (no double HBONE).
+    { listener: ['tls'], domainSuffix: [TD], action: `forward:${SITE.vpsInB}:${SNI_PORT}` },
+  ]
+  const { vps, a, b } = await startMesh(t, m, bRules, down, true)
+  const proxyB = `${SITE.homeB}:1080`
+
+  await t.test('B: refused, then no route, then the VPS: exact both ways, each failure logged', async (t) => {
+    const r = await client(site, homeb, 'socks', proxyB, `${nameA}:7000`, file)
+    await exact(t, 'SOCKS5 through the third relay', r, body)
+    const failed = (await b.waitForLines(/ warn mesh-relay-failed /, 2)).map(fieldsOf)
+    t.match(
+      failed,
+      [
+        { listener: 'lan', host: `${nameA}`, relay: 'refused', reason: 'relay-unreachable' },
+        { listener: 'lan', host: `${nameA}`, relay: 'noroute', reason: 'relay-unreachable' },
+      ],
+      'B: each relay that failed, in the order tried, with its reason',
+      { failed },
+    )
+    const outer = (await b.waitForLines(/ info hbone-closed .*reason=connect-error/, 2)).map(fieldsOf)
+    t.match(
+      outer.map((f) => f?.peer).sort(),
+      ['192.0.2.1:15008', `${SITE.vpsInB}:15099`],
+      "B: the outer connections' own failures (connect-error) name the relays' addresses",
+      { outer },
+    )
+    const bl = fieldsOf(await b.waitForLine(/ info conn listener=lan /))
+    t.match(
+      bl,
+      { action: 'mesh', via: 'relay:vps', node: nodeA, reason: 'eof' },
+      'B: the access line names the relay that carried it',
+    )
+  })
+
+  await t.test('B: the next connection goes first to the relay that reached the node', async (t) => {
+    const r = await client(site, homeb, 'connect', proxyB, `${nameA}:7000`, file)
+    await exact(t, 'HTTP CONNECT', r, body)
+    const bl = fieldsOf((await b.waitForLines(/ info conn listener=lan /, 2))[1])
+    t.match(bl, { via: 'relay:vps', node: nodeA, reason: 'eof' }, 'B: through the VPS')
+    t.equal(b.lines.filter((l) => / warn mesh-relay-failed /.test(l)).length, 2, 'B: no relay tried before it')
+  })
+
+  await t.test(
+    "a node name through the VPS's SNI pairing: paired with A's parked connection by the node id",
+    async (t) => {
+      // The echo server sends the ClientHello back: no TLS server, the handshake fails on it.
+      const r = await client(site, site.ns.net, 'tls', `${SITE.vps}:${SNI_PORT}`, nameA)
+      t.match(r, { ok: false }, "an internet client's ClientHello reached the echo server in A's LAN and came back", {
+        r,
+      })
+      const vl = fieldsOf(await vps.waitForLine(/ info conn listener=tls /))
+      t.match(
+        vl,
+        { host: nameA, node: nodeA, via: /^park:/ },
+        "VPS: paired by the name's node id, A registered no name",
+        {
+          vl,
+        },
+      )
+      const al = fieldsOf(await a.waitForLine(/ info conn listener=park /))
+      t.match(al, { host: nameA, action: 'forward', via: ECHO }, 'A: its rule for its own name', { al })
+      const rb = await client(site, homeb, 'tls', `${SITE.homeB}:8443`, nameA)
+      t.match(rb, { ok: false }, "from B's LAN: B's captured TLS, forwarded to the VPS's sni listener", { rb })
+      const bl = fieldsOf(await b.waitForLine(/ info conn listener=tls /))
+      t.match(bl, { host: nameA, action: 'forward', via: `${SITE.vpsInB}:${SNI_PORT}` }, 'B: sent on as it is', { bl })
+      const vl2 = fieldsOf((await vps.waitForLines(/ info conn listener=tls /, 2))[1])
+      t.match(vl2, { host: nameA, node: nodeA, src: new RegExp(`^${SITE.natBOut}:`) }, "VPS: B's NAT address, paired", {
+        vl2,
+      })
+      const al2 = fieldsOf((await a.waitForLines(/ info conn listener=park /, 2))[1])
+      t.match(al2, { host: nameA, action: 'forward', via: ECHO }, 'A: the same rule')
+    },
+  )
+
+  await t.test('C: every relay down → relay-unreachable, SOCKS 4 (host unreachable), HTTP 502, fds back', async (t) => {
+    const cfg = write(site, 'c', {
+      mesh: { identityDir: gateB.dir, trustDomain: TD },
+      listeners: [{ name: 'lan', type: 'mixed', listen: `${SITE.homeB}:1081` }],
+      upstreams: down,
+      rules: bRules,
+    })
+    const c = await startUgate(t, ['run', '--config', cfg], { netns: homeb })
+    const proxyC = `${SITE.homeB}:1081`
+    const socks = await client(site, homeb, 'socks', proxyC, `${nameA}:7000`, file)
+    t.match(socks, { ok: false, status: '4' }, 'SOCKS5: reply 4, host unreachable', { socks })
+    const http = await client(site, homeb, 'connect', proxyC, `${nameA}:7000`, file)
+    t.match(http, { ok: false, status: '502' }, 'HTTP CONNECT: 502', { http })
+    const failed = (await c.waitForLines(/ warn mesh-relay-failed /, 4)).map((l) => fieldsOf(l)?.relay)
+    t.same(failed, ['refused', 'noroute', 'refused', 'noroute'], 'C: both relays tried for each request')
+    const w = (await c.waitForLines(/ warn mesh-node-unreachable /, 2)).map(fieldsOf)
+    t.match(
+      w,
+      [
+        {
+          listener: 'lan',
+          host: nameA,
+          reason: 'relay-unreachable',
+          why: `no relay reached node ${nodeA} (${nameA}:7000)`,
+        },
+        { reason: 'relay-unreachable' },
+      ],
+      'C: the error the docs name, and why',
+      { w },
+    )
+    const lines = (await c.waitForLines(/ info conn listener=lan /, 2)).map(fieldsOf)
+    t.match(lines, [{ reason: 'relay-unreachable' }, { reason: 'relay-unreachable' }], 'C: the access lines say it')
+    await settleFds(c)
+    checkFds(t, c)
+    checkCleanExit(t, c, await c.stop())
+  })
+
+  for (const ug of [b, a, vps] as Ugate[]) checkCleanExit(t, ug, await ug.stop())
 })
