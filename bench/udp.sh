@@ -6,6 +6,8 @@
 #   kernel   the gw only forwards: the ceiling (no proxy)
 #   ugate    ugate in the gw captures the client's UDP with TPROXY (its own
 #            capture: `capture.udp` to a tproxy listener) and relays it
+#   base     with UGATE_BASE_BIN only: the ugate peer with that other binary
+#            (say main's), for a before/after in the same run
 #   socat    socat's UDP relay in the gw (UDP4-LISTEN,fork → the server; the
 #            client sends to the gw's address, iperf3's TCP control through
 #            a second socat)
@@ -20,10 +22,11 @@
 #   BENCH_SECONDS=10     iperf3 duration per run
 #   BENCH_ROUNDS=2       rounds; every peer runs once per round and size
 #   BENCH_SIZES="1400 64" datagram sizes (iperf3 -l)
-#   BENCH_PEERS="kernel ugate socat"
+#   BENCH_PEERS="kernel ugate socat" (and base with UGATE_BASE_BIN)
 #   BENCH_FLOWS=10000    idle flows held for the memory figure (0 = skip)
 #   BENCH_DOC=-          a file whose "bench/udp.sh output" section is rewritten; "-" = none
 #   UGATE_BIN=build/ugate
+#   UGATE_BASE_BIN=      another ugate binary: the base peer
 #   BENCH_OUT=DIR        also leave results.tsv and report.md there (bench/run.sh uses them)
 set -euo pipefail
 
@@ -31,7 +34,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_ROUNDS=${BENCH_ROUNDS:-2}
 BENCH_SIZES=${BENCH_SIZES:-"1400 64"}
-ALL_PEERS="kernel ugate socat"
+UGATE_BASE_BIN=${UGATE_BASE_BIN:-}
+ALL_PEERS="kernel ugate socat${UGATE_BASE_BIN:+ base}"
 BENCH_PEERS=${BENCH_PEERS:-$ALL_PEERS}
 BENCH_FLOWS=${BENCH_FLOWS:-10000}
 BENCH_DOC=${BENCH_DOC:--}
@@ -48,6 +52,7 @@ for s in $BENCH_SIZES; do if ! [[ $s =~ ^[1-9][0-9]*$ ]] || ((s > 65507)); then 
 for p in $BENCH_PEERS; do [[ " $ALL_PEERS " == *" $p "* ]] || die "BENCH_PEERS: unknown peer '$p' (known: $ALL_PEERS)"; done
 [[ $(id -u) == 0 ]] || die "needs root (network namespaces, nftables, policy routing)"
 [[ -x $UGATE_BIN ]] || die "$UGATE_BIN not found: run ./build.sh first"
+[[ -z $UGATE_BASE_BIN || -x $UGATE_BASE_BIN ]] || die "UGATE_BASE_BIN: $UGATE_BASE_BIN is not an executable"
 need iperf3 iperf3
 need socat socat
 need jq jq
@@ -87,9 +92,11 @@ start_peer() {  # PEER: sets PEER_PIDS (processes whose CPU is counted) and TARG
   TARGET="$SRV 5201"
   case $peer in
     kernel) ;;
-    ugate)
+    ugate | base)
+      local bin=$UGATE_BIN
+      [[ $peer == ugate ]] || bin=$UGATE_BASE_BIN
       ugate_udp_conf "$TMP/ugate.json"
-      start_bg "$logf" ip netns exec "$NS-gw" "$UGATE_BIN" run --config "$TMP/ugate.json"
+      start_bg "$logf" ip netns exec "$NS-gw" "$bin" run --config "$TMP/ugate.json"
       PEER_PIDS=("$BG_PID")
       wait_ready_line "$BG_PID" "$logf" ;;
     socat)
@@ -209,6 +216,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
   echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC') — $(machine); load average $LOAD0 before, $LOAD1 after;" \
     "$((ELAPSED / 60)) min $((ELAPSED % 60)) s; $BENCH_ROUNDS rounds of ${BENCH_SECONDS} s per peer and size;" \
     "iperf3 $(iperf3 --version | awk 'NR == 1 {print $2}'), socat $(socat -V 2>/dev/null | awk '/socat version/ {print $3; exit}')."
+  [[ -z $UGATE_BASE_BIN ]] || echo "base: $UGATE_BASE_BIN ($(stat -c %s "$UGATE_BASE_BIN") bytes)."
   echo
   echo "| size | peer | packets/s (median) | per round | Gbit/s | loss % | CPU s per 10⁶ packets | × kernel pkt/s | × socat pkt/s |"
   echo "|---:|---|---:|---|---:|---:|---:|---:|---:|"
@@ -232,6 +240,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
     k=$(ratio "$(med "$size" ugate pps)" "$(med "$size" kernel pps)")
     s=$(ratio "$(med "$size" ugate pps)" "$(med "$size" socat pps)")
     echo "- $size B: ugate packets/s = $k × kernel forwarding (target ≥ 0.5), $s × socat (target ≥ 3)"
+    [[ " $BENCH_PEERS " != *" base "* ]] || echo "  ugate ÷ base: $(ratio "$(med "$size" ugate pps)" "$(med "$size" base pps)") × the packets/s," \
+      "$(ratio "$(med "$size" ugate cpu_s_mpk)" "$(med "$size" base cpu_s_mpk)") × the CPU per packet"
   done
   ((BENCH_FLOWS == 0)) || echo "- memory per idle flow: $(med idle ugate flow_bytes) B (target ≤ 1 KB)"
 } >"$REPORT"
