@@ -74,9 +74,9 @@
 #define UDP_SEGMENT 103
 #endif
 
-#define BATCH 16            // datagrams per recvmmsg/sendmmsg
+#define BATCH 64            // datagrams per recvmmsg/sendmmsg
 #define DGRAM_MAX 65536     // a whole UDP payload fits: nothing is truncated
-#define BATCHES_PER_WAKE 8  // then other sockets get their turn (level-triggered)
+#define BATCHES_PER_WAKE 2  // then other sockets get their turn (level-triggered)
 #define SWEEP_MS 1000       // idle flows and reply sockets are checked this often (the tick)
 #define QUEUE_MAX 32        // datagrams kept per flow while JS decides
 #define QUEUE_BYTES (64 * 1024)
