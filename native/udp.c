@@ -10,6 +10,9 @@
 //   client ─► listener ─► flow's outbound socket (SO_MARK) ─► remote
 //   client ◄─ reply socket bound to the remote (IP_TRANSPARENT) ◄─ outbound socket
 //
+// A batch goes out in one sendmmsg system call, a run of same-size datagrams
+// to one destination as one UDP_SEGMENT message (see tx_add).
+//
 // NAT behaviour is "full cone" (endpoint-independent mapping and filtering):
 // one outbound socket per flow whatever the destination, and a datagram from
 // ANY remote to it goes back to the client, from that remote's address (a
