@@ -143,6 +143,7 @@ struct reply_sock {
 static struct {
   engine *e;    // NULL while stopped
   bool kicked;  // `kick` is posted and has not run yet
+  bool gso;     // the kernel knows UDP_SEGMENT (4.18+; an older one would ignore the cmsg)
   pthread_mutex_t lock;
   udp_hooks hooks;
   listener *listeners;
@@ -536,8 +537,9 @@ static void tx_add(bool gso, bool same_dst, void *name, socklen_t name_len, uint
                    size_t hlen, uint8_t *buf, size_t len) {
   size_t seg = hlen + len;
   int last = tx_n - 1;
-  if (gso && same_dst && last >= 0 && !tx_meta[last].closed && seg <= tx_meta[last].seg &&
-      tx_meta[last].n < GSO_SEGS && tx_meta[last].bytes + seg <= GSO_BYTES) {
+  if (gso && udp.gso && same_dst && last >= 0 && !tx_meta[last].closed &&
+      seg <= tx_meta[last].seg && tx_meta[last].n < GSO_SEGS &&
+      tx_meta[last].bytes + seg <= GSO_BYTES) {
     // The last message's iovecs end the array: this one's follow them.
     if (hlen) tx_iovs[tx_niov++] = (struct iovec){hdr, hlen};
     tx_iovs[tx_niov++] = (struct iovec){buf, len};
@@ -946,9 +948,23 @@ static void kick(void) {
   engine_post(udp.e, &kick_job);
 }
 
+// Whether sends may carry UDP_SEGMENT. A kernel before 4.18 would not refuse
+// the control message but ignore it, and send a run as one big datagram: the
+// socket option of the same name, which came with it, tells.
+static bool gso_known(void) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  int v = 0;
+  socklen_t len = sizeof v;
+  bool ok = getsockopt(fd, SOL_UDP, UDP_SEGMENT, &v, &len) == 0;
+  close(fd);
+  return ok;
+}
+
 int udp_engine_start(const udp_hooks *hooks) {
   if (udp.e) return 0;
   udp.hooks = *hooks;
+  udp.gso = gso_known();
   udp.kicked = false;
   owner.next = NULL;
   udp.e = engine_start("udp", SWEEP_MS);
