@@ -6,24 +6,29 @@
 #   kernel   the gw only forwards: the ceiling (no proxy)
 #   ugate    ugate in the gw captures the client's UDP with TPROXY (its own
 #            capture: `capture.udp` to a tproxy listener) and relays it
+#   base     with UGATE_BASE_BIN only: the ugate peer with that other binary
+#            (say main's), for a before/after in the same run
 #   socat    socat's UDP relay in the gw (UDP4-LISTEN,fork → the server; the
 #            client sends to the gw's address, iperf3's TCP control through
 #            a second socat)
 # at 1 400-byte and 64-byte datagrams (iperf3 -l, unlimited rate -b 0):
 # received Gbit/s and packets/s, loss, CPU of the relay per million packets
-# received. Then ugate's memory per idle flow: RSS with BENCH_FLOWS flows
-# held (one datagram each, from as many source ports) minus the RSS before,
-# over the flows ugate reports live. Prints a table and the ratios;
+# received and per datagram it read (the gw's UDP InDatagrams: on a busy
+# machine the server loses many a datagram the relay moved). Then ugate's
+# memory per idle flow: RSS with BENCH_FLOWS flows held (one datagram each,
+# from as many source ports) minus the RSS before, over the flows ugate
+# reports live. Prints a table and the ratios;
 # `make bench` (bench/run.sh) runs it as its udp section.
 #
 # Environment:
 #   BENCH_SECONDS=10     iperf3 duration per run
 #   BENCH_ROUNDS=2       rounds; every peer runs once per round and size
 #   BENCH_SIZES="1400 64" datagram sizes (iperf3 -l)
-#   BENCH_PEERS="kernel ugate socat"
+#   BENCH_PEERS="kernel ugate socat" (and base with UGATE_BASE_BIN)
 #   BENCH_FLOWS=10000    idle flows held for the memory figure (0 = skip)
 #   BENCH_DOC=-          a file whose "bench/udp.sh output" section is rewritten; "-" = none
 #   UGATE_BIN=build/ugate
+#   UGATE_BASE_BIN=      another ugate binary: the base peer
 #   BENCH_OUT=DIR        also leave results.tsv and report.md there (bench/run.sh uses them)
 set -euo pipefail
 
@@ -31,7 +36,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_ROUNDS=${BENCH_ROUNDS:-2}
 BENCH_SIZES=${BENCH_SIZES:-"1400 64"}
-ALL_PEERS="kernel ugate socat"
+UGATE_BASE_BIN=${UGATE_BASE_BIN:-}
+ALL_PEERS="kernel ugate socat${UGATE_BASE_BIN:+ base}"
 BENCH_PEERS=${BENCH_PEERS:-$ALL_PEERS}
 BENCH_FLOWS=${BENCH_FLOWS:-10000}
 BENCH_DOC=${BENCH_DOC:--}
@@ -48,6 +54,7 @@ for s in $BENCH_SIZES; do if ! [[ $s =~ ^[1-9][0-9]*$ ]] || ((s > 65507)); then 
 for p in $BENCH_PEERS; do [[ " $ALL_PEERS " == *" $p "* ]] || die "BENCH_PEERS: unknown peer '$p' (known: $ALL_PEERS)"; done
 [[ $(id -u) == 0 ]] || die "needs root (network namespaces, nftables, policy routing)"
 [[ -x $UGATE_BIN ]] || die "$UGATE_BIN not found: run ./build.sh first"
+[[ -z $UGATE_BASE_BIN || -x $UGATE_BASE_BIN ]] || die "UGATE_BASE_BIN: $UGATE_BASE_BIN is not an executable"
 need iperf3 iperf3
 need socat socat
 need jq jq
@@ -87,9 +94,11 @@ start_peer() {  # PEER: sets PEER_PIDS (processes whose CPU is counted) and TARG
   TARGET="$SRV 5201"
   case $peer in
     kernel) ;;
-    ugate)
+    ugate | base)
+      local bin=$UGATE_BIN
+      [[ $peer == ugate ]] || bin=$UGATE_BASE_BIN
       ugate_udp_conf "$TMP/ugate.json"
-      start_bg "$logf" ip netns exec "$NS-gw" "$UGATE_BIN" run --config "$TMP/ugate.json"
+      start_bg "$logf" ip netns exec "$NS-gw" "$bin" run --config "$TMP/ugate.json"
       PEER_PIDS=("$BG_PID")
       wait_ready_line "$BG_PID" "$logf" ;;
     socat)
@@ -108,16 +117,23 @@ RESULTS=$TMP/results.tsv # round size peer metric value
 : >"$RESULTS"
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
 per() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6g", (b > 0) ? a / b : 0 }'; }
+# Datagrams the gw's sockets handed to their reader: what a relay read, also
+# those the server then lost for want of CPU on a busy machine.
+# shellcheck disable=SC2016  # awk's fields
+gw_udp_read() { ip netns exec "$NS-gw" awk '$1 == "Udp:" && $2 ~ /^[0-9]+$/ { print $2 }' /proc/net/snmp; }
 
 run_one() {  # ROUND SIZE PEER
   local r=$1 size=$2 peer=$3 json=$TMP/iperf-$1-$2-$3.json c0=0 c1=0 host port
   start_peer "$peer"
   read -r host port <<<"$TARGET"
   ((${#PEER_PIDS[@]} == 0)) || c0=$(cpu_ticks "${PEER_PIDS[@]}")
+  local u0 u1
+  u0=$(gw_udp_read)
   timeout $((BENCH_SECONDS + 30)) ip netns exec "$NS-cli" \
     iperf3 -c "$host" -p "$port" -u -b 0 -l "$size" -t "$BENCH_SECONDS" -J >"$json" 2>&1 ||
     { cat "$json" >&2; [[ ! -f $TMP/$peer.log ]] || show_log "$TMP/$peer.log"; die "iperf3 -u through $peer failed"; }
   ((${#PEER_PIDS[@]} == 0)) || c1=$(cpu_ticks "${PEER_PIDS[@]}")
+  u1=$(gw_udp_read)
   stop_peer
   kill -0 "$SRV_PID" 2>/dev/null || die "the iperf3 server died"
   # end.sum: the server's view of the stream (packets sent, lost); received = packets - lost
@@ -132,6 +148,7 @@ run_one() {  # ROUND SIZE PEER
   record "$r" "$size" "$peer" gbps "$gbps"
   record "$r" "$size" "$peer" loss_pct "$lpct"
   [[ $peer == kernel ]] || record "$r" "$size" "$peer" cpu_s_mpk "$(per "$(per "$((c1 - c0))" "$CLK_TCK")" "$(per "$rx" 1000000)")"
+  [[ $peer == kernel ]] || record "$r" "$size" "$peer" cpu_us_read "$(per "$(per "$((c1 - c0))" "$CLK_TCK")" "$(per "$((u1 - u0))" 1000000)")"
   log "$(printf '  udp round %s %5s B %-7s %9.0f pkt/s %6.3f Gbit/s loss %5.1f%%' "$r" "$size" "$peer" "$(per "$rx" "$secs")" "$gbps" "$lpct")"
 }
 
@@ -209,14 +226,15 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
   echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC') — $(machine); load average $LOAD0 before, $LOAD1 after;" \
     "$((ELAPSED / 60)) min $((ELAPSED % 60)) s; $BENCH_ROUNDS rounds of ${BENCH_SECONDS} s per peer and size;" \
     "iperf3 $(iperf3 --version | awk 'NR == 1 {print $2}'), socat $(socat -V 2>/dev/null | awk '/socat version/ {print $3; exit}')."
+  [[ -z $UGATE_BASE_BIN ]] || echo "base: $UGATE_BASE_BIN ($(stat -c %s "$UGATE_BASE_BIN") bytes)."
   echo
-  echo "| size | peer | packets/s (median) | per round | Gbit/s | loss % | CPU s per 10⁶ packets | × kernel pkt/s | × socat pkt/s |"
-  echo "|---:|---|---:|---|---:|---:|---:|---:|---:|"
+  echo "| size | peer | packets/s (median) | per round | Gbit/s | loss % | CPU s per 10⁶ packets | CPU µs per datagram read | × kernel pkt/s | × socat pkt/s |"
+  echo "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|"
   for size in $BENCH_SIZES; do
     for p in $BENCH_PEERS; do
       pps=$(med "$size" "$p" pps)
       echo "| $size | $p | $(fmt "$pps" '%.0f') | $(rounds_of "$size" "$p" pps '%.0f') | $(fmt "$(med "$size" "$p" gbps)" '%.3f')" \
-        "| $(fmt "$(med "$size" "$p" loss_pct)" '%.1f') | $(fmt "$(med "$size" "$p" cpu_s_mpk)" '%.2f')" \
+        "| $(fmt "$(med "$size" "$p" loss_pct)" '%.1f') | $(fmt "$(med "$size" "$p" cpu_s_mpk)" '%.2f') | $(fmt "$(med "$size" "$p" cpu_us_read)" '%.2f')" \
         "| $(ratio "$pps" "$(med "$size" kernel pps)") | $(ratio "$pps" "$(med "$size" socat pps)") |"
     done
   done
@@ -232,6 +250,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
     k=$(ratio "$(med "$size" ugate pps)" "$(med "$size" kernel pps)")
     s=$(ratio "$(med "$size" ugate pps)" "$(med "$size" socat pps)")
     echo "- $size B: ugate packets/s = $k × kernel forwarding (target ≥ 0.5), $s × socat (target ≥ 3)"
+    [[ " $BENCH_PEERS " != *" base "* ]] || echo "  ugate ÷ base: $(ratio "$(med "$size" ugate pps)" "$(med "$size" base pps)") × the packets/s," \
+      "$(ratio "$(med "$size" ugate cpu_us_read)" "$(med "$size" base cpu_us_read)") × the CPU per datagram read"
   done
   ((BENCH_FLOWS == 0)) || echo "- memory per idle flow: $(med idle ugate flow_bytes) B (target ≤ 1 KB)"
 } >"$REPORT"

@@ -109,6 +109,63 @@ t.test('captured UDP: echo from the right source (IPv4, IPv6), 200 concurrent fl
   t.same(routing(topo), { rules4: 0, rules6: 0, routes4: '', routes6: '' }, 'rules and routes gone after SIGTERM')
 })
 
+t.test(
+  'runs of one flow: segmented sends (GSO) and their fallback over the MTU keep every datagram and count',
+  async (t) => {
+    const { topo, client } = await peers(t)
+    const admin = `${topo.dir}/admin.sock`
+    const ug = await start(t, topo, { admin })
+    type Udp = {
+      packetsUp: number
+      bytesUp: number
+      packetsDown: number
+      bytesDown: number
+      drops: Record<string, number>
+    }
+    const udp = () => (ctl(topo, admin, 'status') as { udp: Udp }).udp
+    // 1000 bytes: under the veths' MTU of 1500, a run goes out as one
+    // UDP_SEGMENT send. 3000 bytes: the kernel refuses to segment above the
+    // MTU, and the run goes again one (fragmented) datagram at a time.
+    for (const size of [1000, 3000]) {
+      const before = udp()
+      const count = 33
+      const burst = await client.call(
+        {
+          op: 'burst',
+          addr: ADDR.client4,
+          flows: 1,
+          count,
+          size,
+          warm: true,
+          to: ADDR.server4,
+          port: ECHO,
+          seed: size,
+        },
+        60_000,
+      )
+      t.same(
+        burst,
+        { seq: burst.seq, ok: true, flows: 1, wrongSource: 0, unexpected: 0 },
+        `${size} B: ${count} datagrams of one routed flow, every echo exact`,
+      )
+      const after = udp()
+      t.same(
+        {
+          packetsUp: after.packetsUp - before.packetsUp,
+          bytesUp: after.bytesUp - before.bytesUp,
+          packetsDown: after.packetsDown - before.packetsDown,
+          bytesDown: after.bytesDown - before.bytesDown,
+          sendFailed: after.drops.sendFailed,
+        },
+        { packetsUp: count, bytesUp: count * size, packetsDown: count, bytesDown: count * size, sendFailed: 0 },
+        `${size} B: the counters count each datagram and its bytes, both ways`,
+      )
+    }
+    const res = await ug.stop()
+    checkCleanExit(t, ug, res)
+  },
+)
+
 t.test('full cone: one mapping per client source, and a server never contacted reaches it', async (t) => {
   const { topo, client, server } = await peers(t)
   const ug = await start(t, topo)

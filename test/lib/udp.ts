@@ -92,7 +92,9 @@ async function handle(m) {
       return {}
     case 'burst': {
       // m.flows sockets from m.addr, m.count datagrams each to m.to:m.port;
-      // every echo must come back exactly, from m.to:m.port.
+      // every echo must come back exactly, from m.to:m.port. m.warm: each
+      // flow's first echo comes back before the others leave (the flow is
+      // routed: they are relayed in batches, not queued).
       const results = await Promise.all(Array.from({ length: m.flows }, async (_, f) => {
         const want = new Map()
         for (let i = 0; i < m.count; i++) want.set(bytes(m.seed + f, i, m.size).toString('hex'), true)
@@ -100,14 +102,22 @@ async function handle(m) {
         let unexpected = 0
         const s = await open(undefined, m.addr, 0, () => {})
         s.removeAllListeners('message')
+        let first
+        const warm = new Promise((res) => { first = res })
         const done = new Promise((res) => {
           s.on('message', (data, r) => {
             if (plain(r.address) !== m.to || r.port !== m.port) wrongSource++
             if (!want.delete(data.toString('hex'))) unexpected++
+            first()
             if (want.size === 0) res()
           })
         })
-        for (let i = 0; i < m.count; i++) s.send(bytes(m.seed + f, i, m.size), m.port, m.to)
+        let i = 0
+        if (m.warm) {
+          s.send(bytes(m.seed + f, i++, m.size), m.port, m.to)
+          await warm
+        }
+        for (; i < m.count; i++) s.send(bytes(m.seed + f, i, m.size), m.port, m.to)
         await done
         s.close()
         return { wrongSource, unexpected }
