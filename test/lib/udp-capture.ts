@@ -3,10 +3,11 @@
 // side (udp.ts), echo and whoami servers, and ugate with a tproxy listener
 // and capture.udp on.
 
+import { spawnSync } from 'node:child_process'
 import type { Test } from 'tap'
 import { ADDR, IFACE, TEST_ALLOW, UGATE_MARK, type Topology, createTopology } from './netns.js'
 import { type Agent, startAgent } from './udp.js'
-import { type Ugate, startUgate } from './ugate.js'
+import { type Ugate, startUgate, ugateBin } from './ugate.js'
 
 export const TCP_PORT = 15080
 export const UDP_PORT = 15090
@@ -116,4 +117,36 @@ export async function exchange(c: Agent, id: string, dst: string, port: number, 
   await c.send(id, dst, port, data)
   const [m] = await c.recv(id, 1)
   return m!
+}
+
+/** What whoami answered: the source address and port the server saw. */
+export async function seenBy(c: Agent, id: string, dst: string): Promise<{ addr: string; port: number; from: string }> {
+  const m = await exchange(c, id, dst, WHOAMI, Buffer.from('who'))
+  const [addr, port] = Buffer.from(m.data, 'hex').toString().split(' ')
+  return { addr: addr!, port: Number(port), from: `${m.from} ${m.port}` }
+}
+
+/** ip rule / ip route state of the policy routing, per family. */
+export function routing(topo: Topology): { rules4: number; rules6: number; routes4: string; routes6: string } {
+  const ip = (args: string[]) =>
+    spawnSync('ip', ['netns', 'exec', topo.router, 'ip', ...args], { encoding: 'utf8' }).stdout ?? ''
+  const count = (out: string) => out.split('\n').filter((l) => /fwmark 0x7567 lookup 30055/.test(l)).length
+  return {
+    rules4: count(ip(['rule', 'show'])),
+    rules6: count(ip(['-6', 'rule', 'show'])),
+    routes4: ip(['route', 'show', 'table', String(TABLE)]).trim(),
+    routes6: ip(['-6', 'route', 'show', 'table', String(TABLE)]).trim(),
+  }
+}
+
+/** `ugate ctl --json METHOD` in the router namespace, parsed. */
+export function ctl(topo: Topology, socket: string, method: string): Record<string, unknown> {
+  const r = spawnSync('ip', ['netns', 'exec', topo.router, ugateBin, 'ctl', '--json', '--socket', socket, method], {
+    encoding: 'utf8',
+  })
+  try {
+    return JSON.parse(r.stdout) as Record<string, unknown>
+  } catch {
+    throw new Error(`ugate ctl ${method}: exit ${r.status}, stdout ${r.stdout}, stderr ${r.stderr}`)
+  }
 }
