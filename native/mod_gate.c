@@ -205,6 +205,7 @@ static struct {
   bool job_posted;
   // Refusals and pauses of this loop turn, told with the next batch.
   JSValue events;
+  JSValue empty;  // [], every batch's empty list
   uint32_t nevents;
 } fw = {.timerfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -1165,7 +1166,9 @@ static bool group_add(conn_group *g, int *ng, const fconn *c) {
 
 // Loop thread: the SOCKS connections waiting for JS first, then one call to
 // JS with every connection finished since the last batch and this turn's
-// events: cb({lines, counts, conns, relayed, events}).
+// events: cb(lines, counts, conns, relayed, events). An empty list is one
+// array kept for every batch (JS only reads them): most batches need only
+// the lines and the counts.
 static void flush(JSContext *ctx) {
   ask_js(ctx);
   pthread_mutex_lock(&fw.lock);
@@ -1173,7 +1176,8 @@ static void flush(JSContext *ctx) {
   fw.done_head = fw.done_tail = NULL;
   pthread_mutex_unlock(&fw.lock);
   if (!done && JS_IsUndefined(fw.events)) return;
-  JSValue conns = JS_NewArray(ctx), relayed = JS_NewArray(ctx), counts = JS_NewArray(ctx);
+  if (JS_IsUndefined(fw.empty)) fw.empty = JS_NewArray(ctx);
+  JSValue conns = JS_UNDEFINED, relayed = JS_UNDEFINED;
   double now = ug_now_ms();
   char stamp[32];
   iso_now(stamp);
@@ -1186,10 +1190,12 @@ static void flush(JSContext *ctx) {
     size_t mark = acc.len;
     if (access_line(c, stamp, now) && group_add(groups, &ng, c)) continue;
     acc.len = mark;
+    if (i == 0) conns = JS_NewArray(ctx), relayed = JS_NewArray(ctx);
     JS_SetPropertyUint32(ctx, conns, i, conn_fields(ctx, c, now));
     JS_SetPropertyUint32(ctx, relayed, i++, JS_NewBool(ctx, !c->reason));
   }
   uint32_t k = 0;
+  JSValue counts = ng ? JS_NewArray(ctx) : JS_DupValue(ctx, fw.empty);
   for (conn_group *g = groups; g < groups + ng; g++) {
     JS_SetPropertyUint32(ctx, counts, k++, JS_NewString(ctx, g->l->name));
     JS_SetPropertyUint32(ctx, counts, k++, JS_NewString(ctx, g->action));
@@ -1206,16 +1212,13 @@ static void flush(JSContext *ctx) {
     forget(c);
     c = next;
   }
-  JSValue batch = JS_NewObject(ctx);
-  JS_SetPropertyStr(ctx, batch, "lines", lines);
-  JS_SetPropertyStr(ctx, batch, "counts", counts);
-  JS_SetPropertyStr(ctx, batch, "conns", conns);
-  JS_SetPropertyStr(ctx, batch, "relayed", relayed);
-  JS_SetPropertyStr(ctx, batch, "events", JS_IsUndefined(fw.events) ? JS_NewArray(ctx) : fw.events);
+  JSValue args[5] = {lines, counts, i ? conns : JS_DupValue(ctx, fw.empty),
+                     i ? relayed : JS_DupValue(ctx, fw.empty),
+                     JS_IsUndefined(fw.events) ? JS_DupValue(ctx, fw.empty) : fw.events};
   fw.events = JS_UNDEFINED;
   fw.nevents = 0;
-  if (JS_IsFunction(ctx, fw.cb)) ug_call(ctx, fw.cb, 1, &batch);
-  JS_FreeValue(ctx, batch);
+  if (JS_IsFunction(ctx, fw.cb)) ug_call(ctx, fw.cb, 5, args);
+  for (int a = 0; a < 5; a++) JS_FreeValue(ctx, args[a]);
 }
 
 static void complete(JSContext *ctx, ug_job *job) {
@@ -1558,7 +1561,8 @@ void ug_gate_shutdown(JSContext *ctx) {
   JS_FreeValue(ctx, fw.cb);
   JS_FreeValue(ctx, fw.socks_cb);
   JS_FreeValue(ctx, fw.events);
-  fw.cb = fw.socks_cb = fw.events = JS_UNDEFINED;
+  JS_FreeValue(ctx, fw.empty);
+  fw.cb = fw.socks_cb = fw.events = fw.empty = JS_UNDEFINED;
   free(acc.p);
   acc.p = NULL;
   acc.len = acc.cap = 0;
@@ -1585,7 +1589,7 @@ static const JSCFunctionListEntry gate_funcs[] = {
 
 ug_exports ug_gate_exports(void) {
   if (!fw.job.complete) {  // once, before any JS runs
-    fw.cb = fw.socks_cb = fw.events = JS_UNDEFINED;
+    fw.cb = fw.socks_cb = fw.events = fw.empty = JS_UNDEFINED;
     fw.job.complete = complete;
   }
   return (ug_exports){gate_funcs, sizeof gate_funcs / sizeof gate_funcs[0]};

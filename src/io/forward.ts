@@ -60,8 +60,9 @@ export function nativeForward(l: ListenerConfig, ctx: GatewayContext): native.Fo
 
 /** What JS does with the native connections' batches (forwards, SOCKS): the log lines and the byte counts. */
 export function onForwardBatch(ctx: GatewayContext): Parameters<typeof native.onForwardEvents>[0] {
-  return ({ lines, counts, conns, relayed, events }) => {
-    for (const e of events) {
+  return (lines, counts, conns, relayed, events) => {
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i]!
       if (e.kind === 'invalid') ctx.log.info('socks-invalid', { listener: e.listener, src: e.src!, error: e.error! })
       else if (e.kind === 'denied')
         ctx.log.warn('denied', { listener: e.listener, src: e.src!, why: 'source not in allow list' })

@@ -673,23 +673,25 @@ declare module 'ugate:native' {
     error?: string
   }
   /**
-   * A batch: every native connection finished since the last one, and the
-   * events. `lines`: their access lines as C formatted them (whole lines,
-   * level info, each ending in "\n"; '' if none). `counts`: what they add to
-   * /metrics, one group of alike connections per 8 entries: listener, action
-   * ('none' if not routed), reason, connections, relayed (0/1), splice (0/1),
-   * bytes up, bytes down. `conns`: the few whose fields C does not format
-   * (a byte ≥ 0x80 in a field, or more groups than C keeps), for JS to log
-   * and count (relayed[i]: conns[i] reached its relay).
+   * cb gets a batch: every native connection finished since the last one,
+   * and the events. `lines`: their access lines as C formatted them (whole
+   * lines, level info, each ending in "\n"; '' if none). `counts`: what they
+   * add to /metrics, one group of alike connections per 8 entries: listener,
+   * action ('none' if not routed), reason, connections, relayed (0/1), splice
+   * (0/1), bytes up, bytes down. `conns`: the few whose fields C does not
+   * format (a byte ≥ 0x80 in a field, or more groups than C keeps), for JS to
+   * log and count (relayed[i]: conns[i] reached its relay). Read only: an
+   * empty list is one array shared by every batch.
    */
-  export interface ForwardBatch {
-    lines: string
-    counts: Array<string | number>
-    conns: ForwardDone[]
-    relayed: boolean[]
-    events: ForwardEvent[]
-  }
-  export function onForwardEvents(cb: (batch: ForwardBatch) => void): void
+  export function onForwardEvents(
+    cb: (
+      lines: string,
+      counts: ReadonlyArray<string | number>,
+      conns: readonly ForwardDone[],
+      relayed: readonly boolean[],
+      events: readonly ForwardEvent[],
+    ) => void,
+  ): void
   /**
    * A native SOCKS connection JS is asked about. `first`: not SOCKS5 (data:
    * the bytes read); `request`: a request C does not serve (data starts with
