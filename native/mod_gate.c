@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -204,6 +205,7 @@ static struct {
   bool job_posted;
   // Refusals and pauses of this loop turn, told with the next batch.
   JSValue events;
+  JSValue empty;  // [], every batch's empty list
   uint32_t nevents;
 } fw = {.timerfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -988,26 +990,39 @@ static void set_opt_str(JSContext *ctx, JSValueConst o, const char *key, const c
   if (v) JS_SetPropertyStr(ctx, o, key, JS_NewString(ctx, v));
 }
 
+// The access line's reason: 'client-error:ECONNRESET' (relayReason).
+static void conn_reason(const fconn *c, char out[64]) {
+  char spare[UG_ERRNO_NAME_MAX];
+  const char *why = c->reason ? c->reason : c->r.reason;
+  int err = c->reason ? c->err : c->r.err;
+  if (err)
+    snprintf(out, 64, "%s:%s", why, ug_errno_name(err, spare));
+  else
+    snprintf(out, 64, "%s", why);
+}
+
+static uint64_t conn_ms(const fconn *c, double now) {
+  return (uint64_t)(int64_t)(now - c->start_ms + 0.5);
+}
+
+static const char *conn_dst(const fconn *c) {
+  return c->l->kind == KIND_FORWARD ? c->l->dst : c->cdst ? c->cdst : "-";
+}
+
 // The access line's fields, in its order: listener src dst up down ms reason
 // splice, then a SOCKS connection's as the JS path adds them: user dnsName
 // rule action via.
 static JSValue conn_fields(JSContext *ctx, fconn *c, double now) {
-  char reason[64], spare[UG_ERRNO_NAME_MAX];
-  const char *why = c->reason ? c->reason : c->r.reason;
-  int err = c->reason ? c->err : c->r.err;
-  if (err)
-    snprintf(reason, sizeof reason, "%s:%s", why, ug_errno_name(err, spare));
-  else
-    snprintf(reason, sizeof reason, "%s", why);
+  char reason[64];
+  conn_reason(c, reason);
   bool relayed = !c->reason;
   JSValue o = JS_NewObject(ctx);
   JS_SetPropertyStr(ctx, o, "listener", JS_NewString(ctx, c->l->name));
   JS_SetPropertyStr(ctx, o, "src", JS_NewString(ctx, c->src));
-  const char *dst = c->l->kind == KIND_FORWARD ? c->l->dst : c->cdst ? c->cdst : "-";
-  JS_SetPropertyStr(ctx, o, "dst", JS_NewString(ctx, dst));
+  JS_SetPropertyStr(ctx, o, "dst", JS_NewString(ctx, conn_dst(c)));
   JS_SetPropertyStr(ctx, o, "up", JS_NewFloat64(ctx, relayed ? (double)c->r.up.bytes : 0));
   JS_SetPropertyStr(ctx, o, "down", JS_NewFloat64(ctx, relayed ? (double)c->r.down.bytes : 0));
-  JS_SetPropertyStr(ctx, o, "ms", JS_NewFloat64(ctx, (double)(int64_t)(now - c->start_ms + 0.5)));
+  JS_SetPropertyStr(ctx, o, "ms", JS_NewFloat64(ctx, (double)conn_ms(c, now)));
   JS_SetPropertyStr(ctx, o, "reason", JS_NewString(ctx, reason));
   JS_SetPropertyStr(ctx, o, "splice", JS_NewInt32(ctx, relayed && c->r.spliced));
   if (c->user) JS_SetPropertyStr(ctx, o, "user", JS_NewStringLen(ctx, c->user, c->user_len));
@@ -1025,33 +1040,185 @@ static void forget(fconn *c) {
   forget_taken(c);
 }
 
+// ---- the access line, formatted here for every native connection ----------------
+// Byte for byte what src/core/log.ts formatLine writes for the same fields
+// (formatValue's quoting and escapes), so that JS is told once per batch: the
+// lines as one string, and the metrics as groups of alike connections. A
+// field with a byte >= 0x80 (a non-ASCII user or name) goes to JS as fields
+// instead: formatValue also quotes Unicode spaces, which only it tells apart.
+static struct {
+  char *p;
+  size_t len, cap;
+} acc;  // the batch's lines; kept between batches
+
+static bool acc_put(const char *s, size_t n) {
+  if (acc.len + n > acc.cap) {
+    size_t cap = acc.cap ? acc.cap * 2 : 4096;
+    while (cap < acc.len + n) cap *= 2;
+    char *p = realloc(acc.p, cap);
+    if (!p) return false;
+    acc.p = p;
+    acc.cap = cap;
+  }
+  memcpy(acc.p + acc.len, s, n);
+  acc.len += n;
+  return true;
+}
+
+// " key=value", the value bare when formatValue leaves it bare, else quoted.
+static bool acc_field(const char *key, const char *v, size_t n) {
+  bool bare = n > 0;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t c = (uint8_t)v[i];
+    if (c >= 0x80) return false;
+    if (c <= 0x20 || c == '"' || c == '=' || c == '\\' || c == 0x7f) bare = false;
+  }
+  char head[40];
+  int h = snprintf(head, sizeof head, " %s=", key);
+  if (!acc_put(head, (size_t)h)) return false;
+  if (bare) return acc_put(v, n);
+  if (!acc_put("\"", 1)) return false;
+  for (size_t i = 0; i < n; i++) {
+    char esc[8];
+    uint8_t c = (uint8_t)v[i];
+    const char *e = c == '\\'   ? "\\\\"
+                    : c == '"'  ? "\\\""
+                    : c == '\n' ? "\\n"
+                    : c == '\r' ? "\\r"
+                    : c == '\t' ? "\\t"
+                                : NULL;
+    if (!e && (c < 0x20 || c == 0x7f)) snprintf(esc, sizeof esc, "\\u%04x", c), e = esc;
+    if (!(e ? acc_put(e, strlen(e)) : acc_put(v + i, 1))) return false;
+  }
+  return acc_put("\"", 1);
+}
+
+static bool acc_str(const char *key, const char *v) {
+  return !v || acc_field(key, v, strlen(v));
+}
+
+static bool acc_num(const char *key, uint64_t v) {
+  char num[24];
+  int n = snprintf(num, sizeof num, "%" PRIu64, v);
+  return acc_field(key, num, (size_t)n);
+}
+
+// c's access line appended to acc, stamped `stamp`; false (acc as it was) if
+// JS formats it. Its fields in the JS path's order: listener src dst up down
+// ms reason splice, then a SOCKS connection's user dnsName rule action via.
+static bool access_line(const fconn *c, const char *stamp, double now) {
+  size_t mark = acc.len;
+  char reason[64];
+  conn_reason(c, reason);
+  bool relayed = !c->reason;
+  bool ok = acc_put(stamp, strlen(stamp)) && acc_put(" info conn", 10) &&
+            acc_str("listener", c->l->name) && acc_str("src", c->src) &&
+            acc_str("dst", conn_dst(c)) && acc_num("up", relayed ? c->r.up.bytes : 0) &&
+            acc_num("down", relayed ? c->r.down.bytes : 0) && acc_num("ms", conn_ms(c, now)) &&
+            acc_str("reason", reason) && acc_num("splice", relayed && c->r.spliced) &&
+            (!c->user || acc_field("user", c->user, c->user_len)) &&
+            acc_str("dnsName", c->dns_name) && acc_str("rule", c->rule) &&
+            acc_str("action", c->action) && acc_str("via", c->via) && acc_put("\n", 1);
+  if (!ok) acc.len = mark;
+  return ok;
+}
+
+// new Date(ms).toISOString() of now's wall clock (whole ms, as js_wall_clock).
+static void iso_now(char out[32]) {
+  struct timespec ts;
+  struct tm tm;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out + n, 32 - n, ".%03dZ", (int)(ts.tv_nsec / 1000000));
+}
+
+// What a batch's alike connections add to /metrics (ClosedCounters.closedMany).
+#define MAX_GROUPS 16
+typedef struct {
+  const fwd_listener *l;
+  const char *action;  // "none" when not routed
+  char reason[64];
+  bool relayed, splice;
+  uint32_t n;
+  uint64_t up, down;
+} conn_group;
+
+static bool group_add(conn_group *g, int *ng, const fconn *c) {
+  char reason[64];
+  conn_reason(c, reason);
+  bool relayed = !c->reason, splice = relayed && c->r.spliced;
+  const char *action = c->action ? c->action : "none";
+  conn_group *x = g;
+  while (x < g + *ng && !(x->l == c->l && x->relayed == relayed && x->splice == splice &&
+                          !strcmp(x->action, action) && !strcmp(x->reason, reason)))
+    x++;
+  if (x == g + *ng) {
+    if (*ng == MAX_GROUPS) return false;
+    *x = (conn_group){.l = c->l, .action = action, .relayed = relayed, .splice = splice};
+    memcpy(x->reason, reason, sizeof reason);
+    (*ng)++;
+  }
+  x->n++;
+  if (relayed) x->up += c->r.up.bytes, x->down += c->r.down.bytes;
+  return true;
+}
+
 // Loop thread: the SOCKS connections waiting for JS first, then one call to
 // JS with every connection finished since the last batch and this turn's
-// events: cb({conns, relayed, events}).
+// events: cb(lines, counts, conns, relayed, events). An empty list is one
+// array kept for every batch (JS only reads them): most batches need only
+// the lines and the counts.
 static void flush(JSContext *ctx) {
   ask_js(ctx);
   pthread_mutex_lock(&fw.lock);
-  fconn *c = fw.done_head;
+  fconn *done = fw.done_head;
   fw.done_head = fw.done_tail = NULL;
   pthread_mutex_unlock(&fw.lock);
-  if (!c && JS_IsUndefined(fw.events)) return;
-  JSValue conns = JS_NewArray(ctx), relayed = JS_NewArray(ctx);
+  if (!done && JS_IsUndefined(fw.events)) return;
+  if (JS_IsUndefined(fw.empty)) fw.empty = JS_NewArray(ctx);
+  JSValue conns = JS_UNDEFINED, relayed = JS_UNDEFINED;
   double now = ug_now_ms();
-  for (uint32_t i = 0; c; i++) {
-    fconn *next = c->done_next;
+  char stamp[32];
+  iso_now(stamp);
+  conn_group groups[MAX_GROUPS];
+  int ng = 0;
+  acc.len = 0;
+  uint32_t i = 0;
+  // The groups point at their listeners and actions: forget after they are sent.
+  for (fconn *c = done; c; c = c->done_next) {
+    size_t mark = acc.len;
+    if (access_line(c, stamp, now) && group_add(groups, &ng, c)) continue;
+    acc.len = mark;
+    if (i == 0) conns = JS_NewArray(ctx), relayed = JS_NewArray(ctx);
     JS_SetPropertyUint32(ctx, conns, i, conn_fields(ctx, c, now));
-    JS_SetPropertyUint32(ctx, relayed, i, JS_NewBool(ctx, !c->reason));
+    JS_SetPropertyUint32(ctx, relayed, i++, JS_NewBool(ctx, !c->reason));
+  }
+  uint32_t k = 0;
+  JSValue counts = ng ? JS_NewArray(ctx) : JS_DupValue(ctx, fw.empty);
+  for (conn_group *g = groups; g < groups + ng; g++) {
+    JS_SetPropertyUint32(ctx, counts, k++, JS_NewString(ctx, g->l->name));
+    JS_SetPropertyUint32(ctx, counts, k++, JS_NewString(ctx, g->action));
+    JS_SetPropertyUint32(ctx, counts, k++, JS_NewString(ctx, g->reason));
+    JS_SetPropertyUint32(ctx, counts, k++, JS_NewInt32(ctx, (int32_t)g->n));
+    JS_SetPropertyUint32(ctx, counts, k++, JS_NewInt32(ctx, g->relayed));
+    JS_SetPropertyUint32(ctx, counts, k++, JS_NewInt32(ctx, g->splice));
+    JS_SetPropertyUint32(ctx, counts, k++, JS_NewFloat64(ctx, (double)g->up));
+    JS_SetPropertyUint32(ctx, counts, k++, JS_NewFloat64(ctx, (double)g->down));
+  }
+  JSValue lines = JS_NewStringLen(ctx, acc.p ? acc.p : "", acc.len);
+  for (fconn *c = done; c;) {
+    fconn *next = c->done_next;
     forget(c);
     c = next;
   }
-  JSValue batch = JS_NewObject(ctx);
-  JS_SetPropertyStr(ctx, batch, "conns", conns);
-  JS_SetPropertyStr(ctx, batch, "relayed", relayed);
-  JS_SetPropertyStr(ctx, batch, "events", JS_IsUndefined(fw.events) ? JS_NewArray(ctx) : fw.events);
+  JSValue args[5] = {lines, counts, i ? conns : JS_DupValue(ctx, fw.empty),
+                     i ? relayed : JS_DupValue(ctx, fw.empty),
+                     JS_IsUndefined(fw.events) ? JS_DupValue(ctx, fw.empty) : fw.events};
   fw.events = JS_UNDEFINED;
   fw.nevents = 0;
-  if (JS_IsFunction(ctx, fw.cb)) ug_call(ctx, fw.cb, 1, &batch);
-  JS_FreeValue(ctx, batch);
+  if (JS_IsFunction(ctx, fw.cb)) ug_call(ctx, fw.cb, 5, args);
+  for (int a = 0; a < 5; a++) JS_FreeValue(ctx, args[a]);
 }
 
 static void complete(JSContext *ctx, ug_job *job) {
@@ -1324,7 +1491,7 @@ static JSValue js_forward_connections(UG_JS_PARAMS) {
     JS_SetPropertyStr(ctx, o, "src", JS_NewString(ctx, c->src));
     JS_SetPropertyStr(ctx, o, "stage",
                       JS_NewString(ctx, c->stage == RELAYING ? "relay" : "handshake"));
-    JS_SetPropertyStr(ctx, o, "ms", JS_NewFloat64(ctx, (double)(int64_t)(now - c->start_ms + 0.5)));
+    JS_SetPropertyStr(ctx, o, "ms", JS_NewFloat64(ctx, (double)conn_ms(c, now)));
     JS_SetPropertyStr(ctx, o, "type", JS_NewString(ctx, c->l->type));
     set_opt_str(ctx, o, "dst", c->l->kind == KIND_FORWARD ? c->l->dst : c->cdst);
     if (c->user) JS_SetPropertyStr(ctx, o, "user", JS_NewStringLen(ctx, c->user, c->user_len));
@@ -1394,7 +1561,11 @@ void ug_gate_shutdown(JSContext *ctx) {
   JS_FreeValue(ctx, fw.cb);
   JS_FreeValue(ctx, fw.socks_cb);
   JS_FreeValue(ctx, fw.events);
-  fw.cb = fw.socks_cb = fw.events = JS_UNDEFINED;
+  JS_FreeValue(ctx, fw.empty);
+  fw.cb = fw.socks_cb = fw.events = fw.empty = JS_UNDEFINED;
+  free(acc.p);
+  acc.p = NULL;
+  acc.len = acc.cap = 0;
   for (int i = 0; i < SRC_BUCKETS; i++)
     for (src_count *s = adm.bucket[i], *next; s; s = next) {
       next = s->next;
@@ -1418,7 +1589,7 @@ static const JSCFunctionListEntry gate_funcs[] = {
 
 ug_exports ug_gate_exports(void) {
   if (!fw.job.complete) {  // once, before any JS runs
-    fw.cb = fw.socks_cb = fw.events = JS_UNDEFINED;
+    fw.cb = fw.socks_cb = fw.events = fw.empty = JS_UNDEFINED;
     fw.job.complete = complete;
   }
   return (ug_exports){gate_funcs, sizeof gate_funcs / sizeof gate_funcs[0]};

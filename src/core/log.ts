@@ -133,6 +133,11 @@ export interface Logger {
   warn(event: string, fields?: Fields): void
   info(event: string, fields?: Fields): void
   debug(event: string, fields?: Fields): void
+  /**
+   * Whole lines formatted elsewhere (native/mod_gate.c's access lines), each
+   * `TIME LEVEL event key=value…` and ending in "\n", written as they are.
+   */
+  lines(level: LogLevel, text: string): void
 }
 
 /** A logger whose level can change while it runs, and whose lines can be watched (admin API). */
@@ -146,11 +151,14 @@ export interface ControlledLogger extends Logger {
  * A logger writing whole lines (no newline) to `write`, dropping those below
  * `threshold`. `write` also gets the level and the line without time and
  * level (`event key=value…`), for sinks that carry those themselves (syslog).
+ * `writeText`, if given, takes a batch of lines as one text (newlines
+ * included) while no one watches: one write for a batch of access lines.
  */
 export function createLogger(
   threshold: LogLevel,
   wallClock: () => number,
   write: (line: string, level: LogLevel, message: string) => void,
+  writeText?: (text: string) => void,
 ): ControlledLogger {
   // Decided per level change: every call (one access line per connection) tests a boolean.
   const on = { error: true, warn: true, info: true, debug: true }
@@ -161,12 +169,13 @@ export function createLogger(
   }
   setLevel(threshold)
   let watchers: Array<(level: LogLevel, message: string) => void> = []
-  const emit = (lvl: LogLevel) => (event: string, fields?: Fields) => {
-    if (!on[lvl]) return
-    const line = formatLine(wallClock(), lvl, event, fields)
+  const out = (line: string, lvl: LogLevel) => {
     const message = line.slice(line.indexOf(' ', line.indexOf(' ') + 1) + 1)
     write(line, lvl, message)
     for (const w of watchers) w(lvl, message)
+  }
+  const emit = (lvl: LogLevel) => (event: string, fields?: Fields) => {
+    if (on[lvl]) out(formatLine(wallClock(), lvl, event, fields), lvl)
   }
   return {
     get level() {
@@ -177,6 +186,12 @@ export function createLogger(
     warn: emit('warn'),
     info: emit('info'),
     debug: emit('debug'),
+    lines(lvl, text) {
+      if (!on[lvl] || text === '') return
+      if (writeText && watchers.length === 0) return writeText(text)
+      const lines = text.split('\n')
+      for (let i = 0; i < lines.length - 1; i++) out(lines[i]!, lvl)
+    },
     setLevel,
     subscribe(fn) {
       watchers = [...watchers, fn]

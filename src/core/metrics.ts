@@ -99,9 +99,23 @@ export class ClosedCounters {
     splice: boolean,
   ): void {
     const action = typeof fields.action === 'string' ? fields.action : 'none'
-    count(this.connections, labelKey(listener, action, reason))
-    if (!relayed && reason !== 'rejected') count(this.handshakeFailures, labelKey(listener, reason))
-    if (relayed) count(this.relayModes, splice ? 'splice' : 'copy')
+    this.closedMany(listener, action, reason, 1, relayed, splice, up, down)
+  }
+
+  /** `n` connections alike closed (a native batch's group), with their bytes summed. */
+  closedMany(
+    listener: string,
+    action: string,
+    reason: string,
+    n: number,
+    relayed: boolean,
+    splice: boolean,
+    up: number,
+    down: number,
+  ): void {
+    count(this.connections, labelKey(listener, action, reason), n)
+    if (!relayed && reason !== 'rejected') count(this.handshakeFailures, labelKey(listener, reason), n)
+    if (relayed) count(this.relayModes, splice ? 'splice' : 'copy', n)
     count(this.bytes, labelKey(listener, 'up'), up)
     count(this.bytes, labelKey(listener, 'down'), down)
   }

@@ -60,13 +60,32 @@ export function nativeForward(l: ListenerConfig, ctx: GatewayContext): native.Fo
 
 /** What JS does with the native connections' batches (forwards, SOCKS): the log lines and the byte counts. */
 export function onForwardBatch(ctx: GatewayContext): Parameters<typeof native.onForwardEvents>[0] {
-  return ({ conns, relayed, events }) => {
-    for (const e of events) {
+  return (lines, counts, conns, relayed, events) => {
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i]!
       if (e.kind === 'invalid') ctx.log.info('socks-invalid', { listener: e.listener, src: e.src!, error: e.error! })
       else if (e.kind === 'denied')
         ctx.log.warn('denied', { listener: e.listener, src: e.src!, why: 'source not in allow list' })
       else if (e.kind === 'limit') ctx.log.warn('limit-reached', { listener: e.listener, src: e.src!, limit: e.limit! })
       else ctx.log.warn('accept-paused', { name: e.listener, error: e.error!, ms: 1000 })
+    }
+    ctx.log.lines('info', lines)
+    const m = ctx.stats.metrics
+    for (let i = 0; i < counts.length; i += 8) {
+      const up = counts[i + 6] as number
+      const down = counts[i + 7] as number
+      ctx.stats.bytesUp += up
+      ctx.stats.bytesDown += down
+      m.closedMany(
+        counts[i] as string,
+        counts[i + 1] as string,
+        counts[i + 2] as string,
+        counts[i + 3] as number,
+        counts[i + 4] === 1,
+        counts[i + 5] === 1,
+        up,
+        down,
+      )
     }
     const info = ctx.log.enabled('info')
     for (let i = 0; i < conns.length; i++) {
@@ -76,6 +95,6 @@ export function onForwardBatch(ctx: GatewayContext): Parameters<typeof native.on
       ctx.stats.metrics.closed(c.listener, c, c.reason, c.up, c.down, relayed[i]!, c.splice === 1)
       if (info) ctx.log.info('conn', c as unknown as Fields)
     }
-    if (conns.length > 0) ctx.conns.recheck()
+    if (counts.length > 0 || conns.length > 0) ctx.conns.recheck()
   }
 }

@@ -9,7 +9,12 @@ import { syslogDatagram } from '../core/syslog.js'
 import { closeQuietly, describeError } from './sockets.js'
 
 export function stderrLogger(level: LogLevel): ControlledLogger {
-  return createLogger(level, native.wallClock, (line) => native.writeStderr(line + '\n'))
+  return createLogger(
+    level,
+    native.wallClock,
+    (line) => native.writeStderr(line + '\n'),
+    (text) => native.writeStderr(text),
+  )
 }
 
 /**

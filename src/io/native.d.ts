@@ -672,9 +672,25 @@ declare module 'ugate:native' {
     limit?: string
     error?: string
   }
-  /** cb gets every native connection finished since its last call (relayed[i]: conns[i] reached its relay), and the events. */
+  /**
+   * cb gets a batch: every native connection finished since the last one,
+   * and the events. `lines`: their access lines as C formatted them (whole
+   * lines, level info, each ending in "\n"; '' if none). `counts`: what they
+   * add to /metrics, one group of alike connections per 8 entries: listener,
+   * action ('none' if not routed), reason, connections, relayed (0/1), splice
+   * (0/1), bytes up, bytes down. `conns`: the few whose fields C does not
+   * format (a byte ≥ 0x80 in a field, or more groups than C keeps), for JS to
+   * log and count (relayed[i]: conns[i] reached its relay). Read only: an
+   * empty list is one array shared by every batch.
+   */
   export function onForwardEvents(
-    cb: (batch: { conns: ForwardDone[]; relayed: boolean[]; events: ForwardEvent[] }) => void,
+    cb: (
+      lines: string,
+      counts: ReadonlyArray<string | number>,
+      conns: readonly ForwardDone[],
+      relayed: readonly boolean[],
+      events: readonly ForwardEvent[],
+    ) => void,
   ): void
   /**
    * A native SOCKS connection JS is asked about. `first`: not SOCKS5 (data:

@@ -15,6 +15,7 @@ import type { Test } from 'tap'
 import { listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
 import { type Reader, connectReader, socks5Address, socks5Connect } from '../lib/proxy.js'
 import { destroyClients, echoServer, refusedPort, within } from '../lib/servers.js'
+import { formatValue } from '../../src/core/log.js'
 import { checkCleanExit, finish, parseLogLine, runUgate, startUgate } from '../lib/ugate.js'
 
 t.teardown(destroyClients)
@@ -146,13 +147,23 @@ t.test('malformed messages: a socks-invalid line names the bad value', async (t)
   await finish(t, ug, BAD.length)
 })
 
+// Account names the access line has to quote or escape, and one not ASCII.
+const ODD = [
+  { username: 'we "i\\rd=\x7f', password: 'p' },
+  { username: 'a b', password: 'p' },
+  { username: 'üser', password: 'p' },
+]
+
 t.test('refusals: a rule (0x02), a loop to ugate itself (0x02), a wrong password (0x01)', async (t) => {
   const echo = await echoServer(t)
   const ug = await startConfig(
     t,
-    proxyConfig([listener('open', 'mixed'), listener('auth', 'socks', { users: [{ username: 'u', password: 'p' }] })], {
-      rules: [{ name: 'no-discard', dstPort: [9], action: 'reject' }],
-    }),
+    proxyConfig(
+      [listener('open', 'mixed'), listener('auth', 'socks', { users: [{ username: 'u', password: 'p' }, ...ODD] })],
+      {
+        rules: [{ name: 'no-discard', dstPort: [9], action: 'reject' }],
+      },
+    ),
   )
   const open = ug.port('open')
 
@@ -192,7 +203,18 @@ t.test('refusals: a rule (0x02), a loop to ugate itself (0x02), a wrong password
   right.reader.sock.end('hi')
   t.equal((await right.reader.rest()).data.toString(), 'hi', 'relayed')
   t.match((await waitConnsOf(ug, 'auth', 2))[1]!.fields, { user: 'u', reason: 'eof', up: '2', down: '2' })
-  await finish(t, ug, 4)
+
+  // C formats the access line (ASCII fields, quoted and escaped) or hands the
+  // fields to JS (a byte >= 0x80): either way formatValue's bytes.
+  for (const [i, odd] of ODD.entries()) {
+    const c = await socks5Connect(ug.port('auth'), echo, { user: odd.username, pass: odd.password })
+    t.same([...c.auth!, c.reply![1]], [1, 0, 0], `${JSON.stringify(odd.username)} logs in and connects`)
+    c.reader.sock.end()
+    await c.reader.rest()
+    const line = (await waitConnsOf(ug, 'auth', 3 + i))[2 + i]!
+    t.ok(line.raw.includes(` user=${formatValue(odd.username)} `), `its user field: ${line.raw}`)
+  }
+  await finish(t, ug, 4 + ODD.length)
 })
 
 type Live = { id: number; listener: string; stage: string; dst?: string; rule?: string }

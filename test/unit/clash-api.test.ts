@@ -307,8 +307,22 @@ t.test('metrics: exposition text, escaping, counters of closed connections', asy
   c.closed('mix', { action: 'direct' }, 'eof', 1, 2, true, false)
   c.closed('mix', {}, 'handshake-timeout', 0, 0, false, false)
   c.closed('mix', { action: 'reject' }, 'rejected', 0, 0, false, false)
+  const g = new ClosedCounters()
+  g.closedMany('fwd', 'none', 'eof', 3, true, true, 30, 60)
+  g.closedMany('fwd', 'none', 'connect-error:ECONNREFUSED', 2, false, false, 0, 0)
   t.same(c.connections.get(labelKey('mix', 'direct', 'eof')), 2)
   t.same(c.handshakeFailures.get(labelKey('mix', 'handshake-timeout')), 1)
+  t.same(
+    [
+      g.connections.get(labelKey('fwd', 'none', 'eof')),
+      g.handshakeFailures.get(labelKey('fwd', 'connect-error:ECONNREFUSED')),
+      g.bytes.get(labelKey('fwd', 'up')),
+      g.bytes.get(labelKey('fwd', 'down')),
+      g.relayModes.get('splice'),
+    ],
+    [3, 2, 30, 60, 3],
+    'a group of alike connections counts as many',
+  )
   t.equal(c.handshakeFailures.get(labelKey('mix', 'rejected')), undefined, 'a rejected connection did not fail')
   t.same(
     [...c.relayModes],

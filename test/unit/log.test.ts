@@ -10,6 +10,7 @@ import {
 } from '../../src/core/log.js'
 
 const T = Date.UTC(2026, 10, 25, 7, 30, 0, 123)
+const ISO = '2026-11-25T07:30:00.123Z'
 
 t.test('formatValue', async (t) => {
   const cases: Array<[string | number | boolean, string]> = [
@@ -124,4 +125,31 @@ t.test('createLogger honors the level', async (t) => {
   t.equal(log.level, 'warn')
   t.ok(log.enabled('error'))
   t.notOk(log.enabled('info'))
+})
+
+t.test('createLogger: lines formatted elsewhere, one write while unwatched', async (t) => {
+  const writes: string[] = []
+  const texts: string[] = []
+  const log = createLogger(
+    'info',
+    () => T,
+    (l, lvl, m) => writes.push(`${lvl}|${m}|${l}`),
+    (text) => texts.push(text),
+  )
+  const batch = `${ISO} info conn a=1\n${ISO} info conn b="x y"\n`
+  log.lines('info', batch)
+  log.lines('info', '')
+  log.lines('debug', batch)
+  t.same([texts, writes], [[batch], []], 'the batch as one text; nothing below the level or empty')
+  const seen: string[] = []
+  const stop = log.subscribe((lvl, m) => seen.push(`${lvl}|${m}`))
+  log.lines('info', batch)
+  stop()
+  t.same(seen, ['info|conn a=1', 'info|conn b="x y"'], 'a watcher gets each line')
+  t.same(
+    writes,
+    [`info|conn a=1|${ISO} info conn a=1`, `info|conn b="x y"|${ISO} info conn b="x y"`],
+    'written line by line',
+  )
+  t.same(texts, [batch], 'not as one text while watched')
 })
