@@ -9,7 +9,8 @@
 # O/mbedtls/libmbedcrypto.a (test/native programs link the asan one: h2.test.ts),
 # $(O)/tls-test (test/native/tls-test.c with tls.c, for test/e2e/tls.ts),
 # $(O)/tls-pick-test (test/native/tls-pick-test.c, for test/unit/tls-pick.test.ts),
-# $(O)/aead-bench (bench/aead.c, for bench/aead.sh).
+# $(O)/aead-bench (bench/aead.c, for bench/aead.sh),
+# $(O)/aesgcm-test (test/native/aesgcm-test.c, for test/unit/aesgcm.test.ts).
 #   CC       the compiler, with any target flags that belong to it
 #   CFLAGS   the target's flags, on every compile and link (--sysroot, arch,
 #            an SDK's TARGET_CFLAGS)
@@ -35,6 +36,7 @@
 
 # native/*.c linked into ugate, in link order: a new source is one more line.
 NATIVE_SRCS := \
+	aesgcm \
 	engine \
 	h2 \
 	hbone \
@@ -141,6 +143,9 @@ QJS_CFLAGS = $(CFLAGS) $(OPT) -D_GNU_SOURCE $(QJS_WARN)
 MBEDTLS_CFLAGS = $(CFLAGS) $(OPT) $(OUR_OPT) $(MBEDTLS_CONFIG) -I$(MBEDTLS)/library -w
 OUR_CFLAGS = $(CFLAGS) $(OPT) $(OUR_OPT) -I$(QJS) $(MBEDTLS_CONFIG) $(WARN)
 LINK_ARGS = $(CFLAGS) $(LINK) $(LDFLAGS)
+# mbedTLS's one-shot GCM calls go to native/aesgcm.c first (its bulk AES-GCM
+# with CPU instructions, else mbedTLS's code): every link of aesgcm.o has them.
+GCM_WRAP := -Wl,--wrap=mbedtls_gcm_crypt_and_tag -Wl,--wrap=mbedtls_gcm_auth_decrypt
 
 QJS_OBJS := $(QJS_SRCS:%=$(O)/qjs/%.o)
 JSC_QJS_OBJS := $(filter-out $(O)/qjs/quickjs.o,$(QJS_OBJS)) $(O)/qjs/quickjs-parser.o
@@ -213,26 +218,26 @@ $(O)/tools/jsc.o: native/tools/jsc.c $(OUR_DEPS)
 
 # Linked to a temporary name first: a test may be running the old one.
 $(BIN): $(NATIVE_OBJS) $(QJS_OBJS) $(MBEDLIBS)
-	$(CC) $(LINK_ARGS) -o $@.tmp $(NATIVE_OBJS) $(QJS_OBJS) $(MBEDLIBS) $(LDLIBS)
+	$(CC) $(LINK_ARGS) $(GCM_WRAP) -o $@.tmp $(NATIVE_OBJS) $(QJS_OBJS) $(MBEDLIBS) $(LDLIBS)
 	$(if $(OBJCOPY),$(OBJCOPY) $(UNLOADED:%=--remove-section=%) $@.tmp)
 	mv $@.tmp $@
 
-TLS_TESTS := $(O)/tls-test $(O)/tls-pick-test
+TLS_TESTS := $(O)/tls-test $(O)/tls-pick-test $(O)/aesgcm-test
 
 $(TLS_TESTS:$(O)/%=$(O)/tools/%.o): $(O)/tools/%.o: test/native/%.c $(OUR_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(OUR_CFLAGS) -c $< -o $@
 
-$(TLS_TESTS): $(O)/%: $(O)/tools/%.o $(O)/native/tls.o $(O)/native/identity.o $(MBEDLIBS)
-	$(CC) $(LINK_ARGS) -o $@ $^ $(LDLIBS)
+$(TLS_TESTS): $(O)/%: $(O)/tools/%.o $(O)/native/tls.o $(O)/native/identity.o $(O)/native/aesgcm.o $(MBEDLIBS)
+	$(CC) $(LINK_ARGS) $(GCM_WRAP) -o $@ $^ $(LDLIBS)
 
 # bench/aead.c: each AEAD's cost per TLS record with this target's mbedTLS (bench/aead.sh).
 $(O)/tools/aead.o: bench/aead.c $(OUR_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(OUR_CFLAGS) -c $< -o $@
 
-$(O)/aead-bench: $(O)/tools/aead.o $(O)/native/tls.o $(O)/native/identity.o $(MBEDLIBS)
-	$(CC) $(LINK_ARGS) -o $@ $^ $(LDLIBS)
+$(O)/aead-bench: $(O)/tools/aead.o $(O)/native/tls.o $(O)/native/identity.o $(O)/native/aesgcm.o $(MBEDLIBS)
+	$(CC) $(LINK_ARGS) $(GCM_WRAP) -o $@ $^ $(LDLIBS)
 
 $(JSC): $(O)/tools/jsc.o $(JSC_QJS_OBJS)
 	$(CC) $(LINK_ARGS) -o $@.tmp $(O)/tools/jsc.o $(JSC_QJS_OBJS) $(LDLIBS)

@@ -69,7 +69,10 @@
  * AES goes the same way.
  * x86-64: AES-NI and PCLMULQDQ. Without -maes -mpclmul (which the whole
  * build would then assume) mbedTLS has them as inline assembly only, which
- * MBEDTLS_HAVE_ASM enables (and with it bignum's x86-64 assembly). */
+ * MBEDTLS_HAVE_ASM enables (and with it bignum's x86-64 assembly).
+ * mbedTLS's GCM takes one block at a time: on both archs the one-shot GCM
+ * calls (TLS records, QUIC Initials) go to native/aesgcm.c first, eight
+ * blocks at a time, with the key schedule mbedTLS's AES made here. */
 #if defined(__x86_64__)
 #define MBEDTLS_HAVE_ASM
 #define MBEDTLS_AESNI_C

@@ -14,16 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "aesgcm.h"
 #include "identity.h"
 #include "mbedtls/error.h"
 #include "mbedtls/psa_util.h"
 #include "mbedtls/ssl.h"
 #include "mbedtls/x509_crt.h"
-#if defined(MBEDTLS_AESNI_C) && defined(__x86_64__)
-#include <cpuid.h>
-#elif defined(MBEDTLS_AESCE_C) && defined(__aarch64__)
-#include <sys/auxv.h>
-#endif
 
 // Identity files are a few KB; anything far bigger is not one.
 #define MAX_PEM (256 * 1024)
@@ -242,17 +238,10 @@ static int suite_index(int id) {
   return -1;
 }
 
+// native/aesgcm.c's bulk path: AES and carry-less multiply instructions
+// (x86-64: AES-NI, PCLMULQDQ; aarch64: AES, PMULL), asked of the CPU once.
 bool tls_aes_in_hardware(void) {
-#if defined(MBEDTLS_AESNI_C) && defined(__x86_64__)
-  unsigned a, b, c, d;
-  return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_AES) && (c & bit_PCLMUL);
-#elif defined(MBEDTLS_AESCE_C) && defined(__aarch64__)
-  // mbedTLS's GCM runs PMULL on HWCAP_AES alone (CPUs with AES have both).
-  unsigned long hw = getauxval(AT_HWCAP);
-  return (hw & HWCAP_AES) && (hw & HWCAP_PMULL);
-#else
-  return false;
-#endif
+  return aesgcm_fast();
 }
 
 static const uint16_t groups[] = {MBEDTLS_SSL_IANA_TLS_GROUP_X25519,

@@ -87,10 +87,9 @@ const char *tls_peer_node_id(const tls_conn *t);
 const char *tls_suite(const tls_conn *t);
 
 // Whether this build runs AES and GCM's multiply as CPU instructions on this
-// CPU (AES-NI + PCLMULQDQ, ARMv8 AES + PMULL), as mbedTLS finds them at run
-// time. Decides the suites' order: AES-128-GCM first when it does,
-// ChaCha20-Poly1305 first when not. A server takes its own order, except
-// that a client offering ChaCha20-Poly1305 first gets it (docs/mesh.md).
+// CPU (AES-NI + PCLMULQDQ, ARMv8 AES + PMULL): aesgcm_fast (native/aesgcm.h). Decides the suites'
+// order: AES-128-GCM first when it does, ChaCha20-Poly1305 first when not. A server takes its own
+// order, except that a client offering ChaCha20-Poly1305 first gets it (docs/mesh.md).
 bool tls_aes_in_hardware(void);
 
 // Which of suites (0-terminated: ours, in order) a server takes for the

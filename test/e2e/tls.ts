@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
-import { repoRoot, runUgate, SANITIZER_RE, ugateBin } from '../lib/ugate.js'
+import { makeNative, runUgate, SANITIZER_RE, ugateBin } from '../lib/ugate.js'
 
 const TD = 'mesh.test'
 const ID = `spiffe://${TD}/ns/home/sa/router1`
@@ -30,22 +30,8 @@ const sanEnv = { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0'
 // make call as ./build.sh (build/ugate) or ./build.sh asan (build/ugate-asan),
 // so nothing is rebuilt when that build is current.
 const asan = basename(ugateBin).includes('asan')
-const obj = join(repoRoot, asan ? 'build/obj/asan' : 'build/obj/musl')
-const driver = join(obj, 'tls-test')
-const made = spawnSync(
-  'make',
-  [
-    '-s',
-    '-f',
-    'native/build.mk',
-    `O=${obj}`,
-    ...(asan ? ['CC=gcc', 'PROFILE=asan'] : ['CC=musl-gcc']),
-    `QJS=${join(repoRoot, 'build/qjs-src')}`,
-    `MBEDTLS=${join(repoRoot, 'build/mbedtls-src')}`,
-    driver,
-  ],
-  { cwd: repoRoot, encoding: 'utf8' },
-)
+const made = makeNative('tls-test', asan)
+const driver = made.path
 if (made.status !== 0) throw new Error(`building tls-test: ${made.stderr}`)
 
 // About 40 processes (the ASan driver, openssl, ugate identity init) one after another.
