@@ -7,6 +7,8 @@
 // must retry over TCP). Every query it receives is printed as a JSON line
 // {name, type, proto, from, conn}, which the tests count. With `tls` it also
 // serves DNS over TLS (RFC 7858: TCP's framing in node:tls) on a port of its own.
+// Names in `silent` are seen (printed) and never answered: a name server that
+// does not respond, for the timeouts of the clients that ask it.
 
 import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
@@ -56,9 +58,11 @@ const SCRIPT = `
 import dgram from 'node:dgram'
 import net from 'node:net'
 import tls from 'node:tls'
-const [host, portText, zoneText, big, tlsText] = process.argv.slice(2)
+const [host, portText, zoneText, big, extraText] = process.argv.slice(2)
 const zone = JSON.parse(zoneText)
-const tlsOpts = tlsText ? JSON.parse(tlsText) : null
+const extra = JSON.parse(extraText)
+const tlsOpts = extra.tls ?? null
+const silent = new Set(extra.silent)
 const TTL = ${ZONE_TTL}
 const u16 = (v) => [(v >> 8) & 255, v & 255]
 const u32 = (v) => [...u16(Math.floor(v / 65536)), ...u16(v & 65535)]
@@ -107,11 +111,12 @@ function reply(buf, q, tcp) {
   return Buffer.from([...head, ...question, ...answers.flat(), ...authority.flat()])
 }
 const log = (q, proto, from, conn) => process.stdout.write(JSON.stringify({ name: q.name, type: q.type, proto, from, conn }) + '\\n')
-const udp = dgram.createSocket({ type: 'udp6', ipv6Only: false })
+const udp = dgram.createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', ipv6Only: false })
 udp.on('message', (msg, rinfo) => {
   const q = parse(msg)
   if (!q) return
   log(q, 'udp', rinfo.address)
+  if (silent.has(q.name)) return
   udp.send(reply(msg, q, false), rinfo.port, rinfo.address)
 })
 const closedOnce = new Set()
@@ -127,6 +132,7 @@ const serveStream = (s, proto) => {
       const q = parse(msg)
       if (!q) continue
       log(q, proto, s.remoteAddress, s.remotePort)
+      if (silent.has(q.name)) continue
       if (proto === 'tls' && q.name === tlsOpts.closeOnce && !closedOnce.has(q.name)) {
         closedOnce.add(q.name)
         s.end()
@@ -151,19 +157,31 @@ udp.bind(Number(portText), host, () => {
 })
 `
 
-/** Start the stand-in on host:port (port 0: any free port) in namespace `ns` (or here). */
+/**
+ * Start the stand-in on host:port (port 0: any free port; host an IPv6 or
+ * IPv4 address, default `::`) in namespace `ns` (or here). Queries for the
+ * names in `silent` get no answer.
+ */
 export async function startDnsStandin(
   t: TestLike,
   dir: string,
   zone: Zone,
-  opts: { ns?: string; host?: string; port?: number; tls?: DnsStandinTls } = {},
+  opts: { ns?: string; host?: string; port?: number; tls?: DnsStandinTls; silent?: string[] } = {},
 ): Promise<DnsStandin> {
   const script = join(dir, `dns-standin-${process.pid}-${Math.floor(Math.random() * 1e9)}.mjs`)
   writeFileSync(script, SCRIPT)
   const env = { ...process.env }
   delete env.NODE_OPTIONS
-  const argv = [process.execPath, script, opts.host ?? '::', String(opts.port ?? 0), JSON.stringify(zone), BIG_NAME]
-  if (opts.tls) argv.push(JSON.stringify(opts.tls))
+  const extra = { tls: opts.tls, silent: opts.silent ?? [] }
+  const argv = [
+    process.execPath,
+    script,
+    opts.host ?? '::',
+    String(opts.port ?? 0),
+    JSON.stringify(zone),
+    BIG_NAME,
+    JSON.stringify(extra),
+  ]
   const full = opts.ns === undefined ? argv : inNs(opts.ns, argv)
   const proc: ChildProcess = spawn(full[0]!, full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env })
   const closed = new Promise<void>((res) => proc.once('close', () => res()))
