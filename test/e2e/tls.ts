@@ -20,7 +20,8 @@ import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
-import { makeNative, runUgate, SANITIZER_RE, ugateBin } from '../lib/ugate.js'
+import { SANITIZER_RE, makeNative } from '../lib/drivers.js'
+import { runUgate, ugateBin } from '../lib/ugate.js'
 
 const TD = 'mesh.test'
 const ID = `spiffe://${TD}/ns/home/sa/router1`

@@ -21,31 +21,6 @@ export const ugateBin = (() => {
   return isAbsolute(p) ? p : resolve(repoRoot, p)
 })()
 
-/**
- * A target of native/build.mk (a test driver) built with the objects and flags
- * of ./build.sh asan (`asan`) or ./build.sh: the same make call, so nothing is
- * rebuilt when that build is current. Returns the driver's path.
- */
-export function makeNative(target: string, asan: boolean): { path: string; status: number | null; stderr: string } {
-  const obj = resolve(repoRoot, asan ? 'build/obj/asan' : 'build/obj/musl')
-  const path = resolve(obj, target)
-  const made = spawnSync(
-    'make',
-    [
-      '-s',
-      '-f',
-      'native/build.mk',
-      `O=${obj}`,
-      ...(asan ? ['CC=gcc', 'PROFILE=asan'] : ['CC=musl-gcc']),
-      `QJS=${resolve(repoRoot, 'build/qjs-src')}`,
-      `MBEDTLS=${resolve(repoRoot, 'build/mbedtls-src')}`,
-      path,
-    ],
-    { cwd: repoRoot, encoding: 'utf8' },
-  )
-  return { path, status: made.status, stderr: made.stderr }
-}
-
 /** Stderr markers that mean the sanitizer build found a bug. */
 export const SANITIZER_RE = /AddressSanitizer|LeakSanitizer|runtime error:/
 

@@ -12,7 +12,7 @@ import { createCipheriv } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { rng } from '../lib/rng.js'
-import { makeNative, SANITIZER_RE } from '../lib/ugate.js'
+import { SANITIZER_RE, makeNative, sanitizerEnv } from '../lib/drivers.js'
 
 type Case = { enc: boolean; off: number; inplace: boolean; tagLen: number; key: Buffer; iv: Buffer; aad: Buffer }
 
@@ -71,8 +71,12 @@ for (const asan of [true, false]) {
     const bin = made.path
     t.equal(made.status, 0, `aesgcm-test builds (${name})`, { stderr: made.stderr })
     if (made.status !== 0) return
-    const env = { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0', UBSAN_OPTIONS: 'print_stacktrace=1' }
-    const res = spawnSync(bin, [], { env, input: lines.join('\n') + '\n', encoding: 'utf8', maxBuffer: 64 << 20 })
+    const res = spawnSync(bin, [], {
+      env: sanitizerEnv,
+      input: lines.join('\n') + '\n',
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    })
     t.equal(res.status, 0, 'driver exits 0', { stderr: res.stderr.slice(0, 4000) })
     t.notMatch(res.stderr, SANITIZER_RE, 'no sanitizer report')
     const out = res.stdout.split('\n')

@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process'
 import { resolve } from 'node:path'
 import t from 'tap'
-import { SANITIZER_RE, compileSanitized, sanitizerEnv } from '../lib/sanitized.js'
+import { SANITIZER_RE, compileSanitized, sanitizerEnv } from '../lib/drivers.js'
 import { repoRoot } from '../lib/ugate.js'
 
 const outDir = resolve(repoRoot, 'build/engine-test')

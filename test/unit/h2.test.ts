@@ -10,7 +10,7 @@ import http2 from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { resolve } from 'node:path'
 import t from 'tap'
-import { ASAN_OBJ, MBEDTLS_SRC, SANITIZER_RE, compileSanitized, makeAsan, sanitizerEnv } from '../lib/sanitized.js'
+import { MBEDTLS_SRC, SANITIZER_RE, compileSanitized, mustMakeNative, sanitizerEnv } from '../lib/drivers.js'
 import { repoRoot } from '../lib/ugate.js'
 
 const outDir = resolve(repoRoot, 'build/h2-test')
@@ -18,7 +18,6 @@ const ENGINE = ['native/h2.c', 'native/hpack.c']
 
 // mbedTLS's crypto library as the ASan build has it (h2-peer hashes payloads
 // with its SHA-256).
-const MBEDCRYPTO = resolve(ASAN_OBJ, 'mbedtls/libmbedcrypto.a')
 const MBEDTLS_FLAGS = ['-Inative', `-I${MBEDTLS_SRC}/include`, `-DMBEDTLS_CONFIG_FILE="mbedtls-config.h"`]
 
 function compile(name: string, extra: string[] = []): string {
@@ -47,7 +46,7 @@ function run(bin: string, args: string[], onLine?: (line: string) => void) {
 }
 
 const testBin = compile('h2-test')
-makeAsan(MBEDCRYPTO)
+const MBEDCRYPTO = mustMakeNative('mbedtls/libmbedcrypto.a', true)
 const peerBin = compile('h2-peer', [...MBEDTLS_FLAGS, MBEDCRYPTO])
 
 t.test('engine: RFC 7541 examples, pairs, error paths, fuzz (ASan/UBSan)', async (t) => {

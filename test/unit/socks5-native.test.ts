@@ -19,7 +19,7 @@ import {
   parseSocks5UserPass,
 } from '../../src/core/socks.js'
 import { rng } from '../lib/rng.js'
-import { SANITIZER_RE, compileSanitized, sanitizerEnv } from '../lib/sanitized.js'
+import { SANITIZER_RE, compileSanitized, sanitizerEnv } from '../lib/drivers.js'
 import { repoRoot } from '../lib/ugate.js'
 
 const outDir = resolve(repoRoot, 'build/socks5-test')

@@ -9,13 +9,11 @@
 // ASan report.
 
 import { spawnSync } from 'node:child_process'
-import { resolve } from 'node:path'
 import t from 'tap'
 import { rng } from '../lib/rng.js'
-import { ASAN_OBJ, SANITIZER_RE, makeAsan, sanitizerEnv } from '../lib/sanitized.js'
+import { SANITIZER_RE, mustMakeNative, sanitizerEnv } from '../lib/drivers.js'
 
-const bin = resolve(ASAN_OBJ, 'tls-pick-test')
-makeAsan(bin)
+const bin = mustMakeNative('tls-pick-test', true)
 
 // The TLS 1.3 suites' IANA ids (RFC 8446 B.4).
 const AES128 = 0x1301
