@@ -66,6 +66,7 @@ NATIVE_SRCS := \
 	socks_udp \
 	tls \
 	udp \
+	udp_send \
 	util
 
 # QuickJS-ng, from its source directory; no qjs/qjsc/libc: ugate has its own.

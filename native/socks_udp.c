@@ -8,6 +8,12 @@
 // datagram's). Fragments (FRAG ≠ 0) are dropped: clients do not send them
 // and reassembly is a memory sink. Datagrams are received at an offset of
 // HDR_MAX so a reply's header is written in front of its payload, no copy.
+// Each way, a batch's datagrams to one socket leave in one sendmmsg, runs of
+// same-size ones to one destination as one UDP_SEGMENT message (udp_send.h):
+// up, after the header is stripped (or the client's header in front, to an
+// upstream relay); down, each with its header, all to the client (the
+// header's length is constant per source, so one remote's same-size
+// payloads make same-size datagrams).
 //
 // Threading: an owner on the UDP engine's thread (udp_engine()): handlers,
 // tick and round run there; open, route and close on the loop thread; all of
@@ -26,13 +32,16 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "udp_send.h"
 
 #define HDR_MAX 262  // RSV(2) FRAG ATYP LEN NAME(255) PORT(2)
 #define DGRAM_MAX 65536
-#define BATCH 8
-#define BATCHES_PER_WAKE 8
-#define DESTS_MAX 64  // per association; over it the least recently used goes
-#define QUEUE_MAX 32  // datagrams kept per destination while JS routes it
+#define BATCH UDP_TX_BATCH  // datagrams per recvmmsg/sendmmsg
+#define BATCHES_PER_WAKE 2  // then other sockets get their turn (level-triggered)
+#define GSO_UP 1            // su_assoc.gso_off: the kernel refused a segmented send up
+#define GSO_DOWN 2          // ... or down (to the client)
+#define DESTS_MAX 64        // per association; over it the least recently used goes
+#define QUEUE_MAX 32        // datagrams kept per destination while JS routes it
 #define QUEUE_BYTES (64 * 1024)
 #define UPSTREAMS_MAX 4  // upstream relays per association
 
@@ -92,6 +101,7 @@ struct su_assoc {
   int ndests;
   uint32_t next_dest;
   bool dead, relay_v6;
+  uint8_t gso_off;  // GSO_UP | GSO_DOWN: send that way one datagram at a time
   double start_ms, last_ms;
   uint64_t pk_up, by_up, pk_down, by_down;
 };
@@ -359,6 +369,51 @@ static su_dest *dest_new(su_assoc *a, const uint8_t *hdr, size_t hlen, double no
   return d;
 }
 
+static udp_tx tx;         // the UDP thread's send batch (under su.lock)
+static int tx_fd = -1;    // where it goes
+static su_dest *tx_last;  // the destination of its last datagram
+
+// Send the batch built since the last flush (up, or down to the client).
+static void tx_flush(su_assoc *a, bool down) {
+  if (tx_fd < 0) return;
+  udp_tx_result r;
+  udp_tx_send(&tx, tx_fd, &r);
+  tx_fd = -1;
+  tx_last = NULL;
+  if (r.gso_refused) a->gso_off |= down ? GSO_DOWN : GSO_UP;
+  su.c.drop_send_failed += r.failed;
+  if (down) {
+    a->pk_down += r.pk;
+    a->by_down += r.by;
+    su.c.pk_down += r.pk;
+    su.c.by_down += r.by;
+  } else {
+    a->pk_up += r.pk;
+    a->by_up += r.by;
+    su.c.pk_up += r.pk;
+    su.c.by_up += r.by;
+  }
+}
+
+// Add a datagram of an active destination to the batch (sent on a change of socket).
+static void tx_up(su_dest *d, uint8_t *data, size_t len) {
+  su_assoc *a = d->a;
+  int fd = d->mode == SU_DIRECT    ? a->dfd[d->target.ss_family == AF_INET6]
+           : d->mode == SU_FORWARD ? d->fd
+                                   : d->up->fd;
+  if (fd != tx_fd || udp_tx_full(&tx)) tx_flush(a, false);
+  tx_fd = fd;
+  bool same = tx_last == d;
+  tx_last = d;
+  bool gso = !(a->gso_off & GSO_UP);
+  if (d->mode == SU_DIRECT)
+    udp_tx_add(&tx, gso, same, &d->target, d->target_len, NULL, 0, data, len);
+  else if (d->mode == SU_FORWARD)
+    udp_tx_add(&tx, gso, same, NULL, 0, NULL, 0, data, len);
+  else  // the upstream's relay reads the same header the client wrote
+    udp_tx_add(&tx, gso, same, NULL, 0, d->hdr, d->hlen, data, len);
+}
+
 static void drain_relay(su_assoc *a) {
   if (a->dead) return;
   double now = engine_now_ms();
@@ -372,7 +427,7 @@ static void drain_relay(su_assoc *a) {
         su.c.drop_foreign++;
         continue;
       }
-      const uint8_t *p = rbuf[i] + HDR_MAX;
+      uint8_t *p = rbuf[i] + HDR_MAX;
       size_t len = rmsgs[i].msg_len;
       int h = (rmsgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? 0 : socks_udp_parse_header(p, len);
       if (h <= 0) {
@@ -385,41 +440,37 @@ static void drain_relay(su_assoc *a) {
       if (a->client.port == 0) a->client.port = src.port;
       a->last_ms = now;
       su_dest *d = dest_find(a, p, (size_t)h);
-      if (!d && !(d = dest_new(a, p, (size_t)h, now))) continue;
+      if (!d) {
+        tx_flush(a, false);  // a new destination may evict one the batch sends to
+        if (!(d = dest_new(a, p, (size_t)h, now))) continue;
+      }
       d->last_ms = now;
       if (d->state == D_PENDING)
         enqueue(d, p + h, len - h);
       else if (d->state == D_REJECT)
         su.c.drop_rejected++;
       else
-        send_up(d, p + h, len - h);
+        tx_up(d, p + h, len - h);
     }
+    tx_flush(a, false);
     if (n < BATCH) return;
   }
 }
 
 // ---- destination → client -----------------------------------------------------------------
 
-static void send_down(su_assoc *a, const uint8_t *dgram, size_t len) {
-  struct sockaddr_storage ss;
-  socklen_t sl = udp_key_to_sockaddr(&a->client, &ss);
+// The client's address as the relay socket sends to it.
+static socklen_t client_name(su_assoc *a, struct sockaddr_storage *ss) {
+  socklen_t sl = udp_key_to_sockaddr(&a->client, ss);
   if (a->relay_v6 && a->client.family == 4) {
     // A relay socket on "::ffff:a.b.c.d" (a dual-stack listener) sends to the client v4-mapped.
     struct sockaddr_in6 m = {.sin6_family = AF_INET6, .sin6_port = htons(a->client.port)};
     m.sin6_addr.s6_addr[10] = m.sin6_addr.s6_addr[11] = 0xff;
     memcpy(&m.sin6_addr.s6_addr[12], a->client.addr, 4);
-    memcpy(&ss, &m, sizeof m);
+    memcpy(ss, &m, sizeof m);
     sl = sizeof m;
   }
-  ssize_t n = sendto(a->fd, dgram, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&ss, sl);
-  if (n < 0) {
-    su.c.drop_send_failed++;
-    return;
-  }
-  a->pk_down++;
-  a->by_down += len;
-  su.c.pk_down++;
-  su.c.by_down += len;
+  return sl;
 }
 
 // Replies on fd: a direct socket's (d NULL, pass false: the header names
@@ -427,9 +478,14 @@ static void send_down(su_assoc *a, const uint8_t *dgram, size_t len) {
 // relay's (pass: the upstream's header, checked, as it is).
 static void drain_out(su_assoc *a, su_dest *d, int fd, bool pass) {
   double now = engine_now_ms();
+  struct sockaddr_storage client;
+  socklen_t client_len = client_name(a, &client);
   for (int b = 0; b < BATCHES_PER_WAKE && !a->dead; b++) {
     int n = recv_batch(fd);
     if (n <= 0) return;
+    // Every datagram goes to the client: same-size ones (whatever their
+    // source) in one segmented message.
+    bool gso = !(a->gso_off & GSO_DOWN);
     for (int i = 0; i < n; i++) {
       uint8_t *p = rbuf[i] + HDR_MAX;
       size_t len = rmsgs[i].msg_len;
@@ -443,19 +499,23 @@ static void drain_out(su_assoc *a, su_dest *d, int fd, bool pass) {
           su.c.drop_malformed++;
           continue;
         }
-        send_down(a, p, len);
       } else if (!d) {
         udp_key from;
         udp_key_from_sockaddr(&from, &rnames[i]);
         size_t h = put_header(p, &from);
-        send_down(a, p - h, len + h);
+        p -= h;
+        len += h;
       } else {
         memcpy(p - d->hlen, d->hdr, d->hlen);
-        send_down(a, p - d->hlen, len + d->hlen);
+        p -= d->hlen;
+        len += d->hlen;
       }
+      tx_fd = a->fd;
+      udp_tx_add(&tx, gso, true, &client, client_len, NULL, 0, p, len);
       a->last_ms = now;
       if (d) d->last_ms = now;
     }
+    tx_flush(a, true);
     if (n < BATCH) return;
   }
 }

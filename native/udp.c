@@ -11,7 +11,7 @@
 //   client ◄─ reply socket bound to the remote (IP_TRANSPARENT) ◄─ outbound socket
 //
 // A batch goes out in one sendmmsg system call, a run of same-size datagrams
-// to one destination as one UDP_SEGMENT message (see tx_add).
+// to one destination as one UDP_SEGMENT message (udp_send.h).
 //
 // NAT behaviour is "full cone" (endpoint-independent mapping and filtering):
 // one outbound socket per flow whatever the destination, and a datagram from
@@ -36,20 +36,18 @@
 #include "udp.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <netinet/in.h>
-#include <netinet/udp.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cmsg.h"
 #include "engine.h"
 #include "socks_udp.h"
+#include "udp_send.h"
 
 // musl toolchains ship without the kernel headers that define these.
 #ifndef IP_TRANSPARENT
@@ -70,14 +68,8 @@
 #ifndef IPV6_ORIGDSTADDR
 #define IPV6_ORIGDSTADDR IPV6_RECVORIGDSTADDR
 #endif
-#ifndef SOL_UDP
-#define SOL_UDP 17
-#endif
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
 
-#define BATCH 64            // datagrams per recvmmsg/sendmmsg
+#define BATCH UDP_TX_BATCH  // datagrams per recvmmsg/sendmmsg
 #define DGRAM_MAX 65536     // a whole UDP payload fits: nothing is truncated
 #define BATCHES_PER_WAKE 2  // then other sockets get their turn (level-triggered)
 #define SWEEP_MS 1000       // idle flows and reply sockets are checked this often (the tick)
@@ -86,8 +78,6 @@
 #define PENDING_MAX 256  // flows waiting for JS at once; more new flows are dropped
 #define REPLY_MAX 4096   // cached reply sockets
 #define HASH_SIZE 4096   // buckets of the flow and reply tables (power of two)
-#define GSO_SEGS 64      // datagrams per UDP_SEGMENT send (the kernel's limit before 6.9)
-#define GSO_BYTES 65000  // and their bytes: one IPv4 packet's worth, headers aside
 #define GSO_UP 1         // udp_flow.gso_off: the kernel refused a segmented send up
 #define GSO_DOWN 2       // ... or down (to the client)
 
@@ -143,7 +133,6 @@ struct reply_sock {
 static struct {
   engine *e;    // NULL while stopped
   bool kicked;  // `kick` is posted and has not run yet
-  bool gso;     // the kernel knows UDP_SEGMENT (4.18+; an older one would ignore the cmsg)
   pthread_mutex_t lock;
   udp_hooks hooks;
   listener *listeners;
@@ -506,144 +495,21 @@ static reply_sock *reply_get(const udp_key *remote, uint32_t mark, double now) {
 
 // ---- sending ------------------------------------------------------------------------------
 
-// A send batch, built in msgs[] (the receive batch's datagrams are read from
-// bufs, never from msgs, once it is being built): consecutive datagrams of one
-// destination become one message with UDP_SEGMENT (GSO) when they have the
-// same size (the last may be shorter), so the kernel routes, filters and
-// queues them once and splits them at the device; others go one per message.
-// All messages leave in one sendmmsg.
-static struct iovec tx_iovs[2 * BATCH];  // a SOCKS datagram takes two: header, payload
-static union {
-  char buf[CMSG_SPACE(sizeof(uint16_t))];
-  struct cmsghdr align;
-} tx_ctrl[BATCH];
-static struct {
-  size_t seg;      // bytes per datagram (SOCKS header included): the first one's
-  size_t bytes;    // all datagrams' bytes
-  size_t payload;  // what the counters count (no SOCKS header)
-  int n;           // datagrams
-  bool closed;     // a shorter one ended it
-} tx_meta[BATCH];
-static int tx_n, tx_niov;
+static udp_tx tx;  // the UDP thread's send batch (udp_send.h)
 
-static void tx_reset(void) {
-  tx_n = tx_niov = 0;
-}
-
-// Add a datagram: `hdr` (hlen bytes, SOCKS) then `buf` to `name` (NULL on a
-// connected socket). same_dst: it goes where the previous one went; gso:
-// that direction may segment.
-static void tx_add(bool gso, bool same_dst, void *name, socklen_t name_len, uint8_t *hdr,
-                   size_t hlen, uint8_t *buf, size_t len) {
-  size_t seg = hlen + len;
-  int last = tx_n - 1;
-  if (gso && udp.gso && same_dst && last >= 0 && !tx_meta[last].closed &&
-      seg <= tx_meta[last].seg && tx_meta[last].n < GSO_SEGS &&
-      tx_meta[last].bytes + seg <= GSO_BYTES) {
-    // The last message's iovecs end the array: this one's follow them.
-    if (hlen) tx_iovs[tx_niov++] = (struct iovec){hdr, hlen};
-    tx_iovs[tx_niov++] = (struct iovec){buf, len};
-    msgs[last].msg_hdr.msg_iovlen += hlen ? 2 : 1;
-    tx_meta[last].n++;
-    tx_meta[last].bytes += seg;
-    tx_meta[last].payload += len;
-    tx_meta[last].closed = seg < tx_meta[last].seg;
-    return;
-  }
-  struct iovec *iov = &tx_iovs[tx_niov];
-  if (hlen) tx_iovs[tx_niov++] = (struct iovec){hdr, hlen};
-  tx_iovs[tx_niov++] = (struct iovec){buf, len};
-  msgs[tx_n].msg_hdr = (struct msghdr){
-      .msg_name = name, .msg_namelen = name_len, .msg_iov = iov, .msg_iovlen = hlen ? 2 : 1};
-  tx_meta[tx_n].seg = seg;
-  tx_meta[tx_n].bytes = seg;
-  tx_meta[tx_n].payload = len;
-  tx_meta[tx_n].n = 1;
-  tx_meta[tx_n].closed = seg == 0;  // a segment size of 0 means no segmenting
-  tx_n++;
-}
-
-// musl's sendmmsg is, on 64-bit targets, a loop of sendmsg: one system call
-// per datagram, the very cost a batch is for. The kernel's own reads musl's
-// msghdr and cmsghdr right when their padding is zero, as in every one built
-// here (compound literals, a zeroed control buffer).
-static int sendmmsg_batch(int fd, struct mmsghdr *m, unsigned n, int flags) {
-#if LONG_MAX > INT_MAX && defined(SYS_sendmmsg)
-  return (int)syscall(SYS_sendmmsg, fd, m, n, flags);
-#else
-  return sendmmsg(fd, m, n, flags);
-#endif
-}
-
-// Why a segmented send fails where one datagram at a time may not: no GSO in
-// this kernel or on this route (checksum offload, xfrm), a segment above the
-// route's MTU (a plain datagram is fragmented instead).
-static bool gso_refused(int err) {
-  return err == EIO || err == EINVAL || err == EMSGSIZE || err == ENOPROTOOPT || err == EOPNOTSUPP;
-}
-
-// Message i's datagrams one by one (after its segmented send was refused).
-static void tx_split(int fd, int i, uint64_t *pk, uint64_t *by, uint64_t *all_pk,
-                     uint64_t *all_by) {
-  struct msghdr *m = &msgs[i].msg_hdr;
-  int per = m->msg_iovlen / tx_meta[i].n;  // 1, or 2 with a SOCKS header
-  for (int k = 0; k < tx_meta[i].n; k++) {
-    struct msghdr one = {.msg_name = m->msg_name,
-                         .msg_namelen = m->msg_namelen,
-                         .msg_iov = m->msg_iov + k * per,
-                         .msg_iovlen = per};
-    if (sendmsg(fd, &one, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-      udp.c.drop_send_failed++;
-      continue;
-    }
-    size_t b = one.msg_iov[per - 1].iov_len;
-    *pk += 1;
-    *all_pk += 1;
-    *by += b;
-    *all_by += b;
-  }
-}
-
-// Send the batch built since tx_reset(); a refused datagram is dropped and
-// counted (UDP has no retry: the application's own does). What went out is
-// added to the flow's counters (pk, by) and the engine's (all_pk, all_by).
-// A refused segmented send goes again one datagram at a time, and `gso_bit`
-// is set in *gso_off: that way of the flow no longer segments.
-static void tx_send(int fd, uint8_t *gso_off, uint8_t gso_bit, uint64_t *pk, uint64_t *by,
+// Send the batch built since the last send; what went out is added to the
+// flow's counters (pk, by) and the engine's; a refused segmented send sets
+// `gso_bit` in the flow's gso_off: that way no longer segments.
+static void tx_send(udp_flow *f, int fd, uint8_t gso_bit, uint64_t *pk, uint64_t *by,
                     uint64_t *all_pk, uint64_t *all_by) {
-  for (int i = 0; i < tx_n; i++) {
-    if (tx_meta[i].n < 2) continue;
-    memset(&tx_ctrl[i], 0, sizeof tx_ctrl[i]);
-    struct cmsghdr *c = &tx_ctrl[i].align;
-    c->cmsg_level = SOL_UDP;
-    c->cmsg_type = UDP_SEGMENT;
-    c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-    uint16_t seg = (uint16_t)tx_meta[i].seg;
-    memcpy(CMSG_DATA(c), &seg, sizeof seg);
-    msgs[i].msg_hdr.msg_control = tx_ctrl[i].buf;
-    msgs[i].msg_hdr.msg_controllen = sizeof tx_ctrl[i].buf;
-  }
-  for (int i = 0; i < tx_n;) {
-    int k = sendmmsg_batch(fd, &msgs[i], tx_n - i, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) {
-      if (tx_meta[i].n > 1 && gso_refused(errno)) {
-        *gso_off |= gso_bit;
-        tx_split(fd, i, pk, by, all_pk, all_by);
-      } else {
-        udp.c.drop_send_failed += tx_meta[i].n;
-      }
-      i++;
-      continue;
-    }
-    for (int j = i; j < i + k; j++) {
-      *pk += tx_meta[j].n;
-      *all_pk += tx_meta[j].n;
-      *by += tx_meta[j].payload;
-      *all_by += tx_meta[j].payload;
-    }
-    i += k;
-  }
+  udp_tx_result r;
+  udp_tx_send(&tx, fd, &r);
+  if (r.gso_refused) f->gso_off |= gso_bit;
+  *pk += r.pk;
+  *all_pk += r.pk;
+  *by += r.by;
+  *all_by += r.by;
+  udp.c.drop_send_failed += r.failed;
 }
 
 // The datagram's destination through the flow's outbound socket.
@@ -752,11 +618,7 @@ static void drain_listener(listener *l) {
       else
         rx_flow[i] = f;
     }
-    // Pass 2: runs of one active flow go out in one sendmmsg. msgs is
-    // rebuilt from index 0 while later datagrams are still to come: only
-    // bufs, lens and rx_* are read from here on, never msgs.
-    static uint32_t lens[BATCH];
-    for (int i = 0; i < n; i++) lens[i] = msgs[i].msg_len;
+    // Pass 2: runs of one active flow go out in one sendmmsg.
     for (int i = 0; i < n;) {
       udp_flow *f = rx_flow[i];
       int j = i + 1;
@@ -766,23 +628,22 @@ static void drain_listener(listener *l) {
         bool gso = !(f->gso_off & GSO_UP);
         void *name = NULL;
         socklen_t name_len = 0;
-        tx_reset();
         for (int k = i; k < j; k++) {
           // A forwarded flow's datagrams all go to its target.
           bool same = k > i && (f->mode == UDP_FORWARD || key_eq(&rx_dst[k], &rx_dst[k - 1]));
           if (f->mode == UDP_SOCKS) {
             // Connected to the relay; the header names the destination.
             size_t hl = socks_udp_put_header(socks_hdrs[k], &rx_dst[k]);
-            tx_add(gso, same, NULL, 0, socks_hdrs[k], hl, bufs[k], lens[k]);
+            udp_tx_add(&tx, gso, same, NULL, 0, socks_hdrs[k], hl, bufs[k], msgs[k].msg_len);
           } else {
             if (!same) {
               name = &tx_names[k];
               name_len = out_address(f, &rx_dst[k], &tx_names[k]);
             }
-            tx_add(gso, same, name, name_len, NULL, 0, bufs[k], lens[k]);
+            udp_tx_add(&tx, gso, same, name, name_len, NULL, 0, bufs[k], msgs[k].msg_len);
           }
         }
-        tx_send(f->out_fd, &f->gso_off, GSO_UP, &f->pk_up, &f->by_up, &udp.c.pk_up, &udp.c.by_up);
+        tx_send(f, f->out_fd, GSO_UP, &f->pk_up, &f->by_up, &udp.c.pk_up, &udp.c.by_up);
       }
       i = j;
     }
@@ -842,11 +703,10 @@ static void drain_out(udp_flow *f) {
         i = j;
         continue;
       }
-      tx_reset();
       for (int k = i; k < j; k++)
-        tx_add(!(f->gso_off & GSO_DOWN), k > i, &client, client_len, NULL, 0, bufs[k], lens[k]);
-      tx_send(r->fd, &f->gso_off, GSO_DOWN, &f->pk_down, &f->by_down, &udp.c.pk_down,
-              &udp.c.by_down);
+        udp_tx_add(&tx, !(f->gso_off & GSO_DOWN), k > i, &client, client_len, NULL, 0, bufs[k],
+                   lens[k]);
+      tx_send(f, r->fd, GSO_DOWN, &f->pk_down, &f->by_down, &udp.c.pk_down, &udp.c.by_down);
       i = j;
     }
     if (n < BATCH) return;
@@ -948,23 +808,10 @@ static void kick(void) {
   engine_post(udp.e, &kick_job);
 }
 
-// Whether sends may carry UDP_SEGMENT. A kernel before 4.18 would not refuse
-// the control message but ignore it, and send a run as one big datagram: the
-// socket option of the same name, which came with it, tells.
-static bool gso_known(void) {
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  int v = 0;
-  socklen_t len = sizeof v;
-  bool ok = getsockopt(fd, SOL_UDP, UDP_SEGMENT, &v, &len) == 0;
-  close(fd);
-  return ok;
-}
-
 int udp_engine_start(const udp_hooks *hooks) {
   if (udp.e) return 0;
   udp.hooks = *hooks;
-  udp.gso = gso_known();
+  udp_tx_init();
   udp.kicked = false;
   owner.next = NULL;
   udp.e = engine_start("udp", SWEEP_MS);

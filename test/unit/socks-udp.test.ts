@@ -14,7 +14,13 @@ import { SANITIZER_RE, compileSanitized, sanitizerEnv } from '../lib/drivers.js'
 import { repoRoot } from '../lib/ugate.js'
 
 const outDir = resolve(repoRoot, 'build/socks-udp-test')
-const SOURCES = ['test/native/socks-udp-test.c', 'native/socks_udp.c', 'native/udp.c', 'native/engine.c']
+const SOURCES = [
+  'test/native/socks-udp-test.c',
+  'native/socks_udp.c',
+  'native/udp.c',
+  'native/udp_send.c',
+  'native/engine.c',
+]
 const bin = resolve(outDir, 'socks-udp-test')
 compileSanitized(bin, [...SOURCES, '-lpthread'])
 
