@@ -8,10 +8,22 @@
 // destination, and a remote the client never contacted reaches it.
 
 import t from 'tap'
+import type { Test } from 'tap'
 import { ADDR, checkTableGone } from '../lib/netns.js'
-import { ECHO, WHOAMI, ctl, exchange, peers, routing, seenBy, start, udpConfig } from '../lib/udp-capture.js'
+import {
+  ECHO,
+  SOCKS_PORT,
+  WHOAMI,
+  ctl,
+  exchange,
+  peers,
+  routing,
+  seenBy,
+  start,
+  udpConfig,
+} from '../lib/udp-capture.js'
 import { prngBytes } from '../lib/servers.js'
-import { type Datagram } from '../lib/udp.js'
+import { type Agent, type Datagram } from '../lib/udp.js'
 import { checkCleanExit, checkFds, parseLogLine, settleFds } from '../lib/ugate.js'
 
 t.test('captured UDP: echo from the right source (IPv4, IPv6), 200 concurrent flows, status, clean stop', async (t) => {
