@@ -199,7 +199,7 @@ export interface CaptureConfig {
   dnsListener: string
 }
 
-interface ListenerCommon {
+export interface ListenerCommon {
   name: string
   listen: Endpoint
   backlog: number

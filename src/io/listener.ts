@@ -5,11 +5,22 @@
 
 import * as native from 'ugate:native'
 import { type Endpoint, formatEndpoint, formatHostPort } from '../core/address.js'
+import type { ListenerCommon } from '../core/config.js'
 import { StartupError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { closeQuietly, describeError, errorCode } from './sockets.js'
 
 /** An accepted client socket: the handler owns `fd` from here on. */
+/**
+ * The fields every pseudo listener shares: connections this gate dialed to a
+ * relay (a reverse tunnel's streams, an SNI relay's parked connections)
+ * belong to one for the rules and the access line. It listens nowhere:
+ * `listen` names the relay, and any source is allowed.
+ */
+export function dialedListener(name: string, relay: Endpoint): ListenerCommon {
+  return { name, listen: relay, backlog: 1, allow: ['0.0.0.0/0', '::/0'] }
+}
+
 export interface Accepted {
   fd: number
   addr: string

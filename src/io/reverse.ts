@@ -23,6 +23,7 @@ import type { Logger } from '../core/log.js'
 import { ReverseBackoff, type ReverseEntry, ReverseRegistry, reverseRefusal } from '../core/reverse.js'
 import { DialError, dial } from './dial.js'
 import type { Tunnel } from './hbone.js'
+import { dialedListener } from './listener.js'
 import { currentTls } from './mesh-identity.js'
 import type { GatewayContext } from './session.js'
 import { closeQuietly, describeError } from './sockets.js'
@@ -84,11 +85,8 @@ const dialed = new Map<number, ReverseLink>()
 /** The listener a reverse tunnel's streams belong to: what the rules and the access line see. */
 function reverseListener(r: ReverseConfig): HboneListenerConfig {
   return {
-    name: r.name,
+    ...dialedListener(r.name, r.relay),
     type: 'hbone',
-    listen: r.relay,
-    backlog: 1,
-    allow: ['0.0.0.0/0', '::/0'],
     peers: [],
     reverse: [],
     // For the type only: this pseudo listener accepts no connection to PING.

@@ -42,6 +42,7 @@ import { concatBytes } from '../core/bytes.js'
 import { DialError, dial } from './dial.js'
 import { cancelAfter, waitReadable, waitWritable } from './loop.js'
 import type { GatewayContext, Outcome, Session } from './session.js'
+import { dialedListener } from './listener.js'
 import { serveWith } from './session.js'
 import { closeQuietly, describeError } from './sockets.js'
 
@@ -340,11 +341,8 @@ export async function pairIncoming(
 /** The pseudo listener a relayed connection belongs to: what the rules and the access line see. */
 function relayedListener(r: SniRelayConfig): SniListenerConfig {
   return {
-    name: r.name,
+    ...dialedListener(r.name, r.relay),
     type: 'sni',
-    listen: r.relay,
-    backlog: 1,
-    allow: ['0.0.0.0/0', '::/0'],
     tlsPort: 443,
     httpPort: 80,
     pair: '',
