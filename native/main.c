@@ -17,7 +17,7 @@ static JSModuleDef *load_module(JSContext *ctx, const char *name, void *opaque) 
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);  // a write to a closed socket is an error code, not a death
   ug_sys_set_argv(argc, argv);
-  JSRuntime *rt = JS_NewRuntime();
+  JSRuntime *rt = ug_js_runtime();
   JSContext *ctx = rt ? JS_NewContext(rt) : NULL;
   if (!ctx || ug_loop_init(ctx) < 0 || ug_relay_init() < 0) {
     fprintf(stderr, "ugate: cannot start the runtime\n");

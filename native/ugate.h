@@ -16,6 +16,10 @@
 #define UG_JS_PARAMS \
   JSContext *ctx, UG_UNUSED JSValueConst this_val, UG_UNUSED int argc, UG_UNUSED JSValueConst *argv
 
+// ---- jsheap.c ----
+// The runtime, on jsheap.c's allocator (malloc's in an ASan build).
+JSRuntime *ug_js_runtime(void);
+
 // ---- util.c ----------------------------------------------------------------
 // Invariants that must hold; a broken one is a bug, so stop loudly.
 #define UG_CHECK(x)                             \
