@@ -1,5 +1,5 @@
 // QuickJS's backing allocator (JSMallocFunctions): size classes carved from
-// 256 KiB chunks mapped pre-faulted (MAP_POPULATE), each class a free list.
+// 64 KiB chunks mapped pre-faulted (MAP_POPULATE), each class a free list.
 // QuickJS serves its small objects from 4 KiB arenas of its own; what reaches
 // this allocator is those arenas and the larger blocks (function bytecode,
 // atom and shape tables). Why not musl's malloc: reading the bundle at start
@@ -27,7 +27,7 @@ JSRuntime *ug_js_runtime(void) {
 }
 #else
 
-#define CHUNK (256 * 1024)
+#define CHUNK (64 * 1024)
 #define HDR 8u           // before every block: its class, or BIG
 #define BIG 0xffffffffu  // a malloc'd block
 #define NCLASS 64
