@@ -358,7 +358,7 @@ section_memory() {
 
 # ---------------------------------------------------------------- footprint
 start_run() {  # ROUND PEER
-  local r=$1 peer=$2 port i ms cmd
+  local r=$1 peer=$2 port i ms cpu out cmd
   free_port port
   case $peer in
     ugate | base-ugate) cmd=("$(ugate_of "$peer")" run --forward "127.0.0.1:$port=127.0.0.1:$ORIGIN") ;;
@@ -369,8 +369,10 @@ start_run() {  # ROUND PEER
     microsocks) cmd=(microsocks -i 127.0.0.1 -p "$port") ;;
   esac
   for ((i = 1; i <= STARTS; i++)); do
-    ms=$("$CONNLOAD" startup "$port" 10000 "${cmd[@]}") || die "footprint: $peer did not start"
+    out=$("$CONNLOAD" startup "$port" 10000 "${cmd[@]}") || die "footprint: $peer did not start"
+    read -r ms cpu <<<"$out"
     record footprint "$r" "$peer" start_ms "$ms"
+    record footprint "$r" "$peer" start_cpu_ms "$cpu"
   done
 }
 section_footprint() {
