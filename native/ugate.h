@@ -17,8 +17,9 @@
   JSContext *ctx, UG_UNUSED JSValueConst this_val, UG_UNUSED int argc, UG_UNUSED JSValueConst *argv
 
 // ---- jsheap.c ----
-// The runtime, on jsheap.c's allocator (malloc's in an ASan build).
-JSRuntime *ug_js_runtime(void);
+// QuickJS's backing allocator for JS_NewRuntime2; NULL in an ASan build
+// (malloc's then, so the sanitizer sees every block).
+const JSMallocFunctions *ug_jsheap(void);
 
 // ---- util.c ----------------------------------------------------------------
 // Invariants that must hold; a broken one is a bug, so stop loudly.
