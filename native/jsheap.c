@@ -6,7 +6,8 @@
 // makes thousands of them, and musl mapped a small group for many (and
 // unmapped it again), so nearly every page of the JS heap cost a page fault:
 // 420 faults and about 40 % of the CPU from exec to accepting. Here the
-// heap's pages come in a few system calls. Blocks above 32 KiB go to malloc.
+// heap's pages come in a few system calls. Blocks of more than 32 KiB
+// (header included) go to malloc.
 //
 // Loop thread only, as QuickJS itself. A freed block stays on its class's
 // list (chunks are never unmapped): the heap keeps its high-water mark, as
@@ -43,13 +44,14 @@ static uint8_t *cur, *end;  // the chunk being carved
 
 static void classes_init(void) {
   uint32_t s = 32;
-  while (nclass < NCLASS && s <= 32768) {
+  while (nclass < NCLASS - 1 && s < 32768) {
     class_size[nclass++] = s;
     uint32_t step = s < 4096 ? s / 8 : s / 4;
     s = (s + (step < 16 ? 16 : step) + 15) & ~15u;
   }
+  class_size[nclass++] = 32768;  // the last step is shorter: the classes end at 32 KiB
   // QuickJS's arena: JS_ARENA_SIZE (4096) of payload plus our header would
-  // land in the next class and waste a quarter: make one class fit it.
+  // land in the 4512 class and waste 400 bytes each: make that class fit it.
   for (int i = 0; i < nclass; i++)
     if (class_size[i] >= 4096) {
       class_size[i] = 4096 + HDR;
