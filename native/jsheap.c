@@ -86,7 +86,7 @@ static void *heap_malloc(void *opaque, size_t size) {
     free_list[c] = *(void **)free_list[c];
   } else {
     if ((size_t)(end - cur) < class_size[c]) {
-      // The rest of the old chunk is lost (under one block of the class asked).
+      // The old chunk's rest (smaller than this block) stays unused.
       void *m = mmap(NULL, CHUNK, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
       if (m == MAP_FAILED) return NULL;
