@@ -151,17 +151,19 @@ END {
     }
     if (!ipk) print "| .ipk packages: not built (`make ipk`) | – |"
     print ""
-    print "Start → accepting: from fork to the first accepted connect() (bench/connload polls every 100 µs)."
+    print "Start → accepting: from fork to the first accepted connect() (bench/connload polls every 100 µs);" \
+      " CPU: what the started process's threads had used by then (schedstat; a forked worker's not counted), which other work on the machine barely moves."
     print ""
     chart("bench-start", "footprint", "start_ms")
-    print "| peer | start → accepting ms (median) | per round (median) | × ugate |"
-    print "|---|---:|---|---:|"
+    print "| peer | start → accepting ms (median) | per round (median) | × ugate | CPU ms (median) | per round (median) |"
+    print "|---|---:|---|---:|---:|---|"
     x = med("footprint", "ugate", "start_ms")
     for (i = 1; i <= NP["footprint"]; i++) {
       p = PEER["footprint", i]
       if (!(("footprint", p, "start_ms") in L)) continue
-      printf "| %s | %s | %s | %s |\n", p, f(med("footprint", p, "start_ms"), "%.1f"), rounds_of("footprint", p, "start_ms", "%.1f"), \
-        f(x > 0 ? med("footprint", p, "start_ms") / x : "", "%.2f")
+      printf "| %s | %s | %s | %s | %s | %s |\n", p, f(med("footprint", p, "start_ms"), "%.1f"), rounds_of("footprint", p, "start_ms", "%.1f"), \
+        f(x > 0 ? med("footprint", p, "start_ms") / x : "", "%.2f"), f(med("footprint", p, "start_cpu_ms"), "%.1f"), \
+        rounds_of("footprint", p, "start_cpu_ms", "%.1f")
     }
   }
 }

@@ -45,8 +45,9 @@
 #   BENCH_STARTS=10         start → accepting measurements per peer
 #   BENCH_DOC=docs/performance.md   "-" = print the report, write no file
 #   UGATE_BIN=build/ugate
-#   UGATE_BASE_BIN=         another ugate (say main's) for the conn section's
-#                           base-forward and base-mixed peers: the same run
+#   UGATE_BASE_BIN=         another ugate (say main's), measured in the same run:
+#                           base-forward and base-mixed in conn, base-forward in
+#                           memory, base-ugate in footprint
 #   LIMIT_RELAY_SRC=../shared/bench/limit_relay.c (relay.sh's yardstick; left out if absent)
 set -euo pipefail
 
@@ -350,15 +351,17 @@ section_memory() {
   free_port ECHO
   start_bg "$TMP/echo.log" "$CONNLOAD" echo "$ECHO"
   wait_listen "$ECHO" "$BG_PID" "$TMP/echo.log"
-  rotate memory memory_run ugate-forward haproxy nginx-stream
+  local base=()
+  [[ -z ${UGATE_BASE_BIN:-} ]] || base=(base-forward)
+  rotate memory memory_run ugate-forward "${base[@]}" haproxy nginx-stream
 }
 
 # ---------------------------------------------------------------- footprint
 start_run() {  # ROUND PEER
-  local r=$1 peer=$2 port i ms cmd
+  local r=$1 peer=$2 port i ms cpu out cmd
   free_port port
   case $peer in
-    ugate) cmd=("$UGATE_BIN" run --forward "127.0.0.1:$port=127.0.0.1:$ORIGIN") ;;
+    ugate | base-ugate) cmd=("$(ugate_of "$peer")" run --forward "127.0.0.1:$port=127.0.0.1:$ORIGIN") ;;
     haproxy) haproxy_conf "$TMP/start.cfg" "$port" "$ORIGIN"; cmd=(haproxy -db -f "$TMP/start.cfg") ;;
     nginx-stream)
       nginx_conf "$TMP/start.conf" start "stream { server { listen 127.0.0.1:$port; proxy_pass 127.0.0.1:$ORIGIN; } }"
@@ -366,8 +369,10 @@ start_run() {  # ROUND PEER
     microsocks) cmd=(microsocks -i 127.0.0.1 -p "$port") ;;
   esac
   for ((i = 1; i <= STARTS; i++)); do
-    ms=$("$CONNLOAD" startup "$port" 10000 "${cmd[@]}") || die "footprint: $peer did not start"
+    out=$("$CONNLOAD" startup "$port" 10000 "${cmd[@]}") || die "footprint: $peer did not start"
+    read -r ms cpu <<<"$out"
     record footprint "$r" "$peer" start_ms "$ms"
+    record footprint "$r" "$peer" start_cpu_ms "$cpu"
   done
 }
 section_footprint() {
@@ -381,7 +386,9 @@ section_footprint() {
     size=$(tar -xzOf "$f" ./data.tar.gz 2>/dev/null | tar -tvzf - 2>/dev/null | awk '$NF ~ /bin\/ugate$/ {print $3}')
     [[ -z $size ]] || record footprint 1 "usr/bin/ugate $arch" binary_kib "$(per_sec "$size" 1024)"
   done
-  rotate footprint start_run ugate haproxy nginx-stream microsocks
+  local base=()
+  [[ -z ${UGATE_BASE_BIN:-} ]] || base=(base-ugate)
+  rotate footprint start_run ugate "${base[@]}" haproxy nginx-stream microsocks
 }
 
 # ---------------------------------------------------------------- run

@@ -42,6 +42,7 @@ NATIVE_SRCS := \
 	hbone \
 	hpack \
 	identity \
+	jsheap \
 	loop \
 	main \
 	mod_dns \

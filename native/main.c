@@ -17,7 +17,8 @@ static JSModuleDef *load_module(JSContext *ctx, const char *name, void *opaque) 
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);  // a write to a closed socket is an error code, not a death
   ug_sys_set_argv(argc, argv);
-  JSRuntime *rt = JS_NewRuntime();
+  const JSMallocFunctions *heap = ug_jsheap();
+  JSRuntime *rt = heap ? JS_NewRuntime2(heap, NULL) : JS_NewRuntime();
   JSContext *ctx = rt ? JS_NewContext(rt) : NULL;
   if (!ctx || ug_loop_init(ctx) < 0 || ug_relay_init() < 0) {
     fprintf(stderr, "ugate: cannot start the runtime\n");

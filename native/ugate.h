@@ -16,6 +16,11 @@
 #define UG_JS_PARAMS \
   JSContext *ctx, UG_UNUSED JSValueConst this_val, UG_UNUSED int argc, UG_UNUSED JSValueConst *argv
 
+// ---- jsheap.c ----
+// QuickJS's backing allocator for JS_NewRuntime2; NULL in an ASan build
+// (malloc's then, so the sanitizer sees every block).
+const JSMallocFunctions *ug_jsheap(void);
+
 // ---- util.c ----------------------------------------------------------------
 // Invariants that must hold; a broken one is a bug, so stop loudly.
 #define UG_CHECK(x)                             \

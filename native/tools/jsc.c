@@ -72,6 +72,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, "jsc: cannot serialize bytecode\n");
     return 1;
   }
+  // Bytes 1-4 are a checksum of the rest, which JS_ReadObject recomputes over
+  // the whole bundle at every start; UINT32_MAX is QuickJS-ng's "not checked".
+  // The bytecode is linked into the executable it checks: nothing to catch.
+  if (outlen < 5) {
+    fprintf(stderr, "jsc: bytecode without its header\n");
+    return 1;
+  }
+  memset(out + 1, 0xff, 4);
   FILE *f = fopen(argv[2], "w");
   if (!f) {
     perror(argv[2]);
