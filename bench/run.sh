@@ -324,8 +324,8 @@ section_udp() {
   mkdir -p "$TMP/udp"
   BENCH_SECONDS=$SECONDS_RUN BENCH_ROUNDS=$ROUNDS BENCH_FLOWS=$FLOWS BENCH_DOC=- BENCH_OUT=$TMP/udp UGATE_BIN=$UGATE_BIN \
     "$ROOT/bench/udp.sh" >"$TMP/udp.out" || { cat "$TMP/udp.out" >&2; die "bench/udp.sh failed"; }
-  # udp.sh's rows: round size peer metric value (size "idle": the memory run)
-  awk -F'\t' '$2 != "idle" && ($4 == "pps" || $4 == "cpu_s_mpk") { printf "udp\t%s\t%s %s B\t%s\t%s\n", $1, $3, $2, $4, $5 }' \
+  # udp.sh's rows: round size peer metric value (size "idle": the memory run; "held": 1 400 B with the flows held)
+  awk -F'\t' '$2 != "idle" && ($4 == "pps" || $4 == "cpu_s_mpk") { k = $2 == "held" ? "1400 B, flows held" : $2 " B"; printf "udp\t%s\t%s %s\t%s\t%s\n", $1, $3, k, $4, $5 }' \
     "$TMP/udp/results.tsv" >>"$RESULTS"
 }
 

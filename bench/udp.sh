@@ -12,12 +12,15 @@
 #            client sends to the gw's address, iperf3's TCP control through
 #            a second socat)
 # at 1 400-byte and 64-byte datagrams (iperf3 -l, unlimited rate -b 0):
-# received Gbit/s and packets/s, loss, CPU of the relay per million packets
-# received and per datagram it read (the gw's UDP InDatagrams: on a busy
-# machine the server loses many a datagram the relay moved). Then ugate's
-# memory per idle flow: RSS with BENCH_FLOWS flows held (one datagram each,
-# from as many source ports) minus the RSS before, over the flows ugate
-# reports live. Prints a table and the ratios;
+# received Gbit/s and packets/s, loss, where datagrams were dropped (full
+# receive buffers of the gw's sockets, or of the server's: RcvbufErrors), CPU
+# of the relay per million packets received and per datagram it read (the
+# gw's UDP InDatagrams: on a busy machine the server loses many a datagram
+# the relay moved). Then BENCH_FLOWS flows held (one datagram each, from as
+# many source ports): ugate's memory per idle flow (RSS with them minus the
+# RSS before, over the flows ugate reports live), and one 1 400-byte run
+# through ugate and through the kernel with them held. Prints a table and the
+# ratios;
 # `make bench` (bench/run.sh) runs it as its udp section.
 #
 # Environment:
@@ -25,7 +28,7 @@
 #   BENCH_ROUNDS=2       rounds; every peer runs once per round and size
 #   BENCH_SIZES="1400 64" datagram sizes (iperf3 -l)
 #   BENCH_PEERS="kernel ugate socat" (and base with UGATE_BASE_BIN)
-#   BENCH_FLOWS=10000    idle flows held for the memory figure (0 = skip)
+#   BENCH_FLOWS=10000    flows held for the memory figure and the held run (0 = skip)
 #   BENCH_DOC=-          a file whose "bench/udp.sh output" section is rewritten; "-" = none
 #   UGATE_BIN=build/ugate
 #   UGATE_BASE_BIN=      another ugate binary: the base peer
@@ -117,24 +120,28 @@ RESULTS=$TMP/results.tsv # round size peer metric value
 : >"$RESULTS"
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
 per() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6g", (b > 0) ? a / b : 0 }'; }
-# Datagrams the gw's sockets handed to their reader: what a relay read, also
-# those the server then lost for want of CPU on a busy machine.
+# UDP counters of a namespace's /proc/net/snmp: InDatagrams (what its sockets
+# handed to their reader: what a relay read, also those the server then lost
+# for want of CPU on a busy machine) and RcvbufErrors (datagrams dropped at a
+# full socket receive buffer: where the loss is).
 # shellcheck disable=SC2016  # awk's fields
-gw_udp_read() { ip netns exec "$NS-gw" awk '$1 == "Udp:" && $2 ~ /^[0-9]+$/ { print $2 }' /proc/net/snmp; }
+udp_snmp() { ip netns exec "$NS-$1" awk '$1 == "Udp:" && $2 ~ /^[0-9]+$/ { print $2, $6 }' /proc/net/snmp; }
 
-run_one() {  # ROUND SIZE PEER
-  local r=$1 size=$2 peer=$3 json=$TMP/iperf-$1-$2-$3.json c0=0 c1=0 host port
-  start_peer "$peer"
+# iperf3 -u through the running peer (start_peer); KEY is the results' size
+# column (the size, or "held" for the run with BENCH_FLOWS flows held).
+iperf_run() {  # ROUND SIZE PEER KEY
+  local r=$1 size=$2 peer=$3 key=$4 json=$TMP/iperf-$1-$4-$3.json c0=0 c1=0 host port
   read -r host port <<<"$TARGET"
   ((${#PEER_PIDS[@]} == 0)) || c0=$(cpu_ticks "${PEER_PIDS[@]}")
-  local u0 u1
-  u0=$(gw_udp_read)
+  local g0 g1 gd0 gd1 sd0 sd1
+  read -r g0 gd0 <<<"$(udp_snmp gw)"
+  read -r _ sd0 <<<"$(udp_snmp srv)"
   timeout $((BENCH_SECONDS + 30)) ip netns exec "$NS-cli" \
     iperf3 -c "$host" -p "$port" -u -b 0 -l "$size" -t "$BENCH_SECONDS" -J >"$json" 2>&1 ||
     { cat "$json" >&2; [[ ! -f $TMP/$peer.log ]] || show_log "$TMP/$peer.log"; die "iperf3 -u through $peer failed"; }
   ((${#PEER_PIDS[@]} == 0)) || c1=$(cpu_ticks "${PEER_PIDS[@]}")
-  u1=$(gw_udp_read)
-  stop_peer
+  read -r g1 gd1 <<<"$(udp_snmp gw)"
+  read -r _ sd1 <<<"$(udp_snmp srv)"
   kill -0 "$SRV_PID" 2>/dev/null || die "the iperf3 server died"
   # end.sum: the server's view of the stream (packets sent, lost); received = packets - lost
   local secs pk lost lpct rx gbps
@@ -144,18 +151,31 @@ run_one() {  # ROUND SIZE PEER
   lpct=$(jq -r '.end.sum.lost_percent' "$json")
   rx=$((pk - lost))
   gbps=$(awk -v n="$rx" -v s="$size" -v t="$secs" 'BEGIN { printf "%.4g", n * s * 8 / t / 1e9 }')
-  record "$r" "$size" "$peer" pps "$(per "$rx" "$secs")"
-  record "$r" "$size" "$peer" gbps "$gbps"
-  record "$r" "$size" "$peer" loss_pct "$lpct"
-  [[ $peer == kernel ]] || record "$r" "$size" "$peer" cpu_s_mpk "$(per "$(per "$((c1 - c0))" "$CLK_TCK")" "$(per "$rx" 1000000)")"
-  [[ $peer == kernel ]] || record "$r" "$size" "$peer" cpu_us_read "$(per "$(per "$((c1 - c0))" "$CLK_TCK")" "$(per "$((u1 - u0))" 1000000)")"
-  log "$(printf '  udp round %s %5s B %-7s %9.0f pkt/s %6.3f Gbit/s loss %5.1f%%' "$r" "$size" "$peer" "$(per "$rx" "$secs")" "$gbps" "$lpct")"
+  record "$r" "$key" "$peer" pps "$(per "$rx" "$secs")"
+  record "$r" "$key" "$peer" gbps "$gbps"
+  record "$r" "$key" "$peer" loss_pct "$lpct"
+  # Where the datagrams were lost, in % of those sent: a full receive buffer in the gw (the relay's) or at the server.
+  record "$r" "$key" "$peer" gw_drop_pct "$(per "$((100 * (gd1 - gd0)))" "$pk")"
+  record "$r" "$key" "$peer" srv_drop_pct "$(per "$((100 * (sd1 - sd0)))" "$pk")"
+  [[ $peer == kernel ]] || record "$r" "$key" "$peer" cpu_s_mpk "$(per "$(per "$((c1 - c0))" "$CLK_TCK")" "$(per "$rx" 1000000)")"
+  [[ $peer == kernel ]] || record "$r" "$key" "$peer" cpu_us_read "$(per "$(per "$((c1 - c0))" "$CLK_TCK")" "$(per "$((g1 - g0))" 1000000)")"
+  local tag=
+  [[ $key != held ]] || tag=" ($BENCH_FLOWS flows held)"
+  log "$(printf '  udp round %s %5s B %-7s %9.0f pkt/s %6.3f Gbit/s loss %5.1f%%%s' "$r" "$size" "$peer" "$(per "$rx" "$secs")" "$gbps" "$lpct" "$tag")"
 }
 
-# Memory per idle flow: BENCH_FLOWS client sockets send one datagram each
-# (paced: 20 every 2 ms), then each one more (a flow whose first datagram was
-# dropped while too many waited for their route opens then), to a UDP sink
-# in the server namespace; then ugate's RSS and live flow count.
+run_one() {  # ROUND SIZE PEER
+  start_peer "$3"
+  iperf_run "$1" "$2" "$3" "$2"
+  stop_peer
+}
+
+# Flows held: BENCH_FLOWS client sockets send one datagram each (paced: 20
+# every 2 ms), then each one more (a flow whose first datagram was dropped
+# while too many waited for their route opens then), to a UDP sink in the
+# server namespace. Then, with them held, ugate's RSS and live flow count
+# (memory per flow), and one iperf3 run at 1 400 B through ugate and through
+# the kernel (its conntrack holds as many entries).
 FLOWS_JS='
 const dgram = require("node:dgram")
 const [to, port, n] = [process.argv[1], +process.argv[2], +process.argv[3]]
@@ -179,26 +199,38 @@ const next = () => {
 process.stdin.on("end", () => process.exit(0))
 next()
 '
-memory_run() {
-  local idle held live fifo=$TMP/flows.fifo holder=$TMP/flows.out fp
-  start_bg "$TMP/sink.log" ip netns exec "$NS-srv" socat -u UDP4-RECV:9999,bind="$SRV" /dev/null
-  start_peer ugate
-  idle=$(group_rss_kb "${PEER_PIDS[0]}")
-  rm -f "$fifo"; mkfifo "$fifo"
+HOLDER_PID=
+hold_flows() {  # start the holder of BENCH_FLOWS flows and wait until they are held
+  local fifo=$TMP/flows.fifo holder=$TMP/flows.out
+  rm -f "$fifo" "$holder"; mkfifo "$fifo"
   # shellcheck disable=SC2016  # expanded by the inner bash
   start_bg "$holder" bash -c 'ulimit -n $(( $4 + 1000 )); exec ip netns exec "$1" node -e "$2" "$3" 9999 "$4" <"$5"' \
     flows "$NS-cli" "$FLOWS_JS" "$SRV" "$BENCH_FLOWS" "$fifo"
-  fp=$BG_PID
+  HOLDER_PID=$BG_PID
   exec 9>"$fifo"
-  wait_held "$fp" "$holder" 120 "udp memory: $BENCH_FLOWS flows"
-  local st busy
+  wait_held "$HOLDER_PID" "$holder" 120 "udp: $BENCH_FLOWS flows"
+}
+release_flows() { exec 9>&-; stop_bg "$HOLDER_PID"; }
+
+flows_run() {
+  local idle held live st busy sink
+  start_bg "$TMP/sink.log" ip netns exec "$NS-srv" socat -u UDP4-RECV:9999,bind="$SRV" /dev/null
+  sink=$BG_PID
+  start_peer ugate
+  idle=$(group_rss_kb "${PEER_PIDS[0]}")
+  hold_flows
   st=$(ip netns exec "$NS-gw" "$UGATE_BIN" ctl --json --socket "$ADMIN" status)
   live=$(jq -r '.udp.flowsLive' <<<"$st")
   busy=$(jq -r '.udp.drops.busy' <<<"$st")
   held=$(group_rss_kb "${PEER_PIDS[0]}")
-  exec 9>&-
-  stop_bg "$fp"
+  iperf_run 1 1400 ugate held
+  release_flows
   stop_peer
+  start_peer kernel
+  hold_flows
+  iperf_run 1 1400 kernel held
+  release_flows
+  stop_bg "$sink"
   record 1 idle ugate flows_live "$live"
   record 1 idle ugate busy "$busy"
   record 1 idle ugate idle_kb "$idle"
@@ -215,7 +247,7 @@ for ((r = 1; r <= BENCH_ROUNDS; r++)); do
     for ((k = 0; k < n; k++)); do run_one "$r" "$size" "${peers[$(((k + r - 1) % n))]}"; done
   done
 done
-if ((BENCH_FLOWS > 0)) && [[ " $BENCH_PEERS " == *" ugate "* ]]; then memory_run; fi
+if ((BENCH_FLOWS > 0)) && [[ " $BENCH_PEERS " == *" ugate "* ]]; then flows_run; fi
 LOAD1=$(load1)
 ELAPSED=$(($(date +%s) - STARTED))
 
@@ -228,18 +260,26 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
     "iperf3 $(iperf3 --version | awk 'NR == 1 {print $2}'), socat $(socat -V 2>/dev/null | awk '/socat version/ {print $3; exit}')."
   [[ -z $UGATE_BASE_BIN ]] || echo "base: $UGATE_BASE_BIN ($(stat -c %s "$UGATE_BASE_BIN") bytes)."
   echo
-  echo "| size | peer | packets/s (median) | per round | Gbit/s | loss % | CPU s per 10⁶ packets | CPU µs per datagram read | × kernel pkt/s | × socat pkt/s |"
-  echo "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|"
-  for size in $BENCH_SIZES; do
-    for p in $BENCH_PEERS; do
-      pps=$(med "$size" "$p" pps)
-      echo "| $size | $p | $(fmt "$pps" '%.0f') | $(rounds_of "$size" "$p" pps '%.0f') | $(fmt "$(med "$size" "$p" gbps)" '%.3f')" \
-        "| $(fmt "$(med "$size" "$p" loss_pct)" '%.1f') | $(fmt "$(med "$size" "$p" cpu_s_mpk)" '%.2f') | $(fmt "$(med "$size" "$p" cpu_us_read)" '%.2f')" \
-        "| $(ratio "$pps" "$(med "$size" kernel pps)") | $(ratio "$pps" "$(med "$size" socat pps)") |"
-    done
-  done
+  echo "| size | peer | packets/s (median) | per round | Gbit/s | loss % | dropped at gw sockets % | dropped at server socket % | CPU s per 10⁶ packets | CPU µs per datagram read | × kernel pkt/s | × socat pkt/s |"
+  echo "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  row() {  # KEY PEER
+    local pps
+    pps=$(med "$1" "$2" pps)
+    echo "| $1 | $2 | $(fmt "$pps" '%.0f') | $(rounds_of "$1" "$2" pps '%.0f') | $(fmt "$(med "$1" "$2" gbps)" '%.3f')" \
+      "| $(fmt "$(med "$1" "$2" loss_pct)" '%.1f') | $(fmt "$(med "$1" "$2" gw_drop_pct)" '%.1f') | $(fmt "$(med "$1" "$2" srv_drop_pct)" '%.1f')" \
+      "| $(fmt "$(med "$1" "$2" cpu_s_mpk)" '%.2f') | $(fmt "$(med "$1" "$2" cpu_us_read)" '%.2f')" \
+      "| $(ratio "$pps" "$(med "$1" kernel pps)") | $(ratio "$pps" "$(med "$1" socat pps)") |"
+  }
+  for size in $BENCH_SIZES; do for p in $BENCH_PEERS; do row "$size" "$p"; done; done
   echo
   if ((BENCH_FLOWS > 0)) && [[ " $BENCH_PEERS " == *" ugate "* ]]; then
+    echo "With $BENCH_FLOWS flows held (1 400 B, one run each; the kernel's conntrack holds as many entries):"
+    echo
+    echo "| size | peer | packets/s | run | Gbit/s | loss % | dropped at gw sockets % | dropped at server socket % | CPU s per 10⁶ packets | CPU µs per datagram read | × kernel pkt/s | × socat pkt/s |"
+    echo "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    row held ugate
+    row held kernel
+    echo
     echo "Idle flows: $(med idle ugate flows_live) live of $BENCH_FLOWS sent ($(med idle ugate busy) first datagrams dropped as \`busy\`:" \
       "more than 256 new flows waited for their route at once); ugate RSS $(fmt "$(med idle ugate idle_kb)" '%.0f') kB" \
       "before them; **$(med idle ugate flow_bytes) bytes of RSS per idle flow** (user space: the kernel's socket memory is not in it)."
@@ -253,7 +293,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
     [[ " $BENCH_PEERS " != *" base "* ]] || echo "  ugate ÷ base: $(ratio "$(med "$size" ugate pps)" "$(med "$size" base pps)") × the packets/s," \
       "$(ratio "$(med "$size" ugate cpu_us_read)" "$(med "$size" base cpu_us_read)") × the CPU per datagram read"
   done
-  ((BENCH_FLOWS == 0)) || echo "- memory per idle flow: $(med idle ugate flow_bytes) B (target ≤ 1 KB)"
+  ((BENCH_FLOWS == 0)) || echo "- memory per idle flow: $(med idle ugate flow_bytes) B (target ≤ 1 KB);" \
+    "with $BENCH_FLOWS flows held ugate's packets/s = $(ratio "$(med held ugate pps)" "$(med held kernel pps)") × the kernel's," \
+    "$(ratio "$(med held ugate pps)" "$(med 1400 ugate pps)") × its own without them"
 } >"$REPORT"
 echo
 cat "$REPORT"

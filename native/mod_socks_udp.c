@@ -182,6 +182,7 @@ static JSValue js_stats(UG_JS_PARAMS) {
   SET(o, "packetsDown", c.pk_down);
   SET(o, "bytesDown", c.by_down);
   SET(o, "destsEvicted", c.dests_evicted);
+  SET(o, "gsoRefused", c.gso_refused);
   SET(d, "foreign", c.drop_foreign);
   SET(d, "fragment", c.drop_fragment);
   SET(d, "malformed", c.drop_malformed);

@@ -380,7 +380,10 @@ static void tx_flush(su_assoc *a, bool down) {
   udp_tx_send(&tx, tx_fd, &r);
   tx_fd = -1;
   tx_last = NULL;
-  if (r.gso_refused) a->gso_off |= down ? GSO_DOWN : GSO_UP;
+  if (r.gso_refused) {
+    a->gso_off |= down ? GSO_DOWN : GSO_UP;
+    su.c.gso_refused++;
+  }
   su.c.drop_send_failed += r.failed;
   if (down) {
     a->pk_down += r.pk;

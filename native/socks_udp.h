@@ -47,6 +47,7 @@ typedef struct {
   uint64_t drop_rejected;    // to a destination the rules reject
   uint64_t drop_queue_full;  // while a destination waits for its route, over the bound
   uint64_t drop_send_failed;
+  uint64_t gso_refused;  // segmented sends the kernel refused (sent again one datagram at a time)
 } socks_udp_counters;
 
 // After udp_engine_start (hooks of the loop thread's side): joins the UDP

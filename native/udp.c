@@ -521,28 +521,46 @@ static socklen_t out_address(udp_flow *f, const udp_key *dst, struct sockaddr_st
   return udp_key_to_sockaddr(dst, ss);
 }
 
-// Send one datagram up (used for the queue; the batched path is drain_listener's).
-static void send_one_up(udp_flow *f, const udp_key *dst, const uint8_t *data, size_t len) {
-  struct sockaddr_storage ss;
-  socklen_t sl = out_address(f, dst, &ss);
-  ssize_t n;
+// Add one datagram up to the batch. prev: the destination of the datagram
+// added before it for this flow in this batch (NULL: none); hdr and name: its
+// buffers for a SOCKS header and a destination address, living until the
+// send; *name and *name_len carry the run's address from one call to the next.
+static void add_up(udp_flow *f, const udp_key *dst, const udp_key *prev, uint8_t *hdr,
+                   struct sockaddr_storage *name_buf, void **name, socklen_t *name_len,
+                   uint8_t *data, size_t len) {
+  bool gso = !(f->gso_off & GSO_UP);
+  // A forwarded flow's datagrams all go to its target.
+  bool same = prev && (f->mode == UDP_FORWARD || key_eq(dst, prev));
   if (f->mode == UDP_SOCKS) {
-    uint8_t h[22];
-    struct iovec iov[2] = {{h, socks_udp_put_header(h, dst)}, {(void *)data, len}};
-    struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
-    n = sendmsg(f->out_fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n > 0) n -= (ssize_t)iov[0].iov_len;
-  } else {
-    n = sendto(f->out_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&ss, sl);
-  }
-  if (n < 0) {
-    udp.c.drop_send_failed++;
+    // Connected to the relay; the header names the destination.
+    size_t hl = socks_udp_put_header(hdr, dst);
+    udp_tx_add(&tx, gso, same, NULL, 0, hdr, hl, data, len);
     return;
   }
-  f->pk_up++;
-  f->by_up += n;
-  udp.c.pk_up++;
-  udp.c.by_up += n;
+  if (!same) {
+    *name = name_buf;
+    *name_len = out_address(f, dst, name_buf);
+  }
+  udp_tx_add(&tx, gso, same, *name, *name_len, NULL, 0, data, len);
+}
+
+static void send_up(udp_flow *f) {
+  tx_send(f, f->out_fd, GSO_UP, &f->pk_up, &f->by_up, &udp.c.pk_up, &udp.c.by_up);
+}
+
+// The datagrams queued while JS decided, once the route is there: one batch
+// (on the loop thread: the thread's batch is free whenever udp.lock is).
+_Static_assert(QUEUE_MAX <= UDP_TX_BATCH, "a flow's queue fits in one batch");
+static void send_queue(udp_flow *f) {
+  uint8_t hdrs[QUEUE_MAX][22];
+  struct sockaddr_storage names_q[QUEUE_MAX];
+  void *name = NULL;
+  socklen_t name_len = 0;
+  const udp_key *prev = NULL;
+  int k = 0;
+  for (queued *q = f->qhead; q && k < QUEUE_MAX; prev = &q->dst, q = q->next, k++)
+    add_up(f, &q->dst, prev, hdrs[k], &names_q[k], &name, &name_len, q->data, q->len);
+  if (k > 0) send_up(f);
 }
 
 // ---- the listener: client → remote --------------------------------------------------------
@@ -625,25 +643,12 @@ static void drain_listener(listener *l) {
       while (j < n && rx_flow[j] == f) j++;
       // An eviction later in the batch may have ended it (its memory is still valid).
       if (f && f->state == ST_ACTIVE) {
-        bool gso = !(f->gso_off & GSO_UP);
         void *name = NULL;
         socklen_t name_len = 0;
-        for (int k = i; k < j; k++) {
-          // A forwarded flow's datagrams all go to its target.
-          bool same = k > i && (f->mode == UDP_FORWARD || key_eq(&rx_dst[k], &rx_dst[k - 1]));
-          if (f->mode == UDP_SOCKS) {
-            // Connected to the relay; the header names the destination.
-            size_t hl = socks_udp_put_header(socks_hdrs[k], &rx_dst[k]);
-            udp_tx_add(&tx, gso, same, NULL, 0, socks_hdrs[k], hl, bufs[k], msgs[k].msg_len);
-          } else {
-            if (!same) {
-              name = &tx_names[k];
-              name_len = out_address(f, &rx_dst[k], &tx_names[k]);
-            }
-            udp_tx_add(&tx, gso, same, name, name_len, NULL, 0, bufs[k], msgs[k].msg_len);
-          }
-        }
-        tx_send(f, f->out_fd, GSO_UP, &f->pk_up, &f->by_up, &udp.c.pk_up, &udp.c.by_up);
+        for (int k = i; k < j; k++)
+          add_up(f, &rx_dst[k], k > i ? &rx_dst[k - 1] : NULL, socks_hdrs[k], &tx_names[k], &name,
+                 &name_len, bufs[k], msgs[k].msg_len);
+        send_up(f);
       }
       i = j;
     }
@@ -965,7 +970,7 @@ int udp_route(uint64_t id, const udp_route_spec *r) {
       udp.c.drop_rejected += f->qn;
     } else {
       f->state = ST_ACTIVE;
-      for (queued *q = f->qhead; q; q = q->next) send_one_up(f, &q->dst, q->data, q->len);
+      send_queue(f);
     }
     free_queue(f);
   }

@@ -575,6 +575,8 @@ declare module 'ugate:native' {
     bytesDown: number
     /** Destinations retired over an association's cap (64), least recently used first. */
     destsEvicted: number
+    /** Segmented (UDP_SEGMENT) sends the kernel refused: sent again one datagram at a time. */
+    gsoRefused: number
     /** Datagrams dropped, by reason. */
     drops: {
       foreign: number
