@@ -119,7 +119,7 @@ static void p_unref(void *cfg) {
 }
 static const hb_security plain_sec = {p_new,     p_free,        p_handshake, p_read,      p_write,
                                       p_pending, p_error,       p_peer_id,   p_peer_node, p_ref,
-                                      p_unref,   p_new_reverse, p_alpn};
+                                      p_unref,   p_new_reverse, p_alpn,      NULL};
 
 // ---- sockets ------------------------------------------------------------------------------
 static int listen_any(struct sockaddr_in *out) {
