@@ -5,7 +5,7 @@
 //                                     prints "ready"
 //   echo HOST PORT                    TCP echo (half-close passed on); prints "ready"
 //   conns HOST PORT CONC SECONDS      new TCP connections for SECONDS, CONC at a
-//                                     time: connect, 1 byte there and back, close
+//                                     time: connect, 1 byte (NUL) there and back, close
 //                                     (through capture each is a new HBONE stream)
 //   handshakes HOST PORT DIR EXPECT CONC SECONDS
 //                                     new TLS 1.3 + HTTP/2 connections (client
@@ -48,7 +48,9 @@ function roundTrip(host: string, port: number): Promise<void> {
   return new Promise((ok, fail) => {
     const s = net.connect({ host, port })
     s.once('error', fail)
-    s.once('connect', () => s.write('x'))
+    // A NUL: the capture's sniffer knows at once it is neither TLS nor HTTP. A letter could
+    // start an HTTP method, and the sniffer would wait for more up to its timeout (0.3 s).
+    s.once('connect', () => s.write('\0'))
     s.once('data', () => s.end())
     s.once('close', (hadError) => (hadError ? fail(new Error('closed with an error')) : ok()))
     s.resume()

@@ -12,6 +12,8 @@
 // PCLMULQDQ and SSSE3 on x86-64, cpuid; AES and PMULL on aarch64,
 // AT_HWCAP); when not, mbedTLS's own code runs them. Asked once.
 bool aesgcm_fast(void);
+// How many one-shot calls the bulk path has run (0 where aesgcm_fast is false).
+unsigned long aesgcm_bulk_calls(void);
 
 // mbedTLS's own one-shot GCM (the linker's name for the unwrapped symbol):
 // where the bulk path does not apply, and for tests to compare with.

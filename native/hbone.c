@@ -9,6 +9,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,7 @@
 
 #define SCRATCH_SIZE (64 * 1024)
 #define RECORD_MAX 16384        // one TLS record: a write is never bigger
+#define READ_MAX (64 * 1024)    // what one h2_recv takes at most: several records
 #define OUT_HIGH (256 * 1024)   // h2 output above this: stop reading stream sockets
 #define MAX_CLIENT_STREAMS 100  // per pooled connection, as ztunnel pools
 #define STATS_MAX 256           // connections published for monitoring
@@ -597,6 +600,7 @@ static void conn_close(hb_conn *c, const char *reason) {
     size_t len;
     const uint8_t *p = h2_output(c->h2, &len);
     if (len > 0) c->sec->write(c->t, p, len < RECORD_MAX ? len : RECORD_MAX);  // best effort
+    if (c->sec->flush) c->sec->flush(c->t);
   }
   conn_free(c);
 }
@@ -619,6 +623,10 @@ static bool conn_flush(hb_conn *c) {
       if (w <= 0) return conn_close(c, "tunnel-error"), false;
       c->retry_len = 0;
       h2_output_done(c->h2, (size_t)w);
+    }
+    if (c->sec->flush) {
+      int r = c->sec->flush(c->t);
+      if (r < 0 && r != HB_WANT_WRITE) return conn_close(c, "tunnel-error"), false;
     }
     bool was_full = c->out_full;
     c->out_full = len > OUT_HIGH;
@@ -646,28 +654,36 @@ static const char *goaway_reason(const hb_conn *c) {
 
 // Read and process until the transport waits; false once c is closed (freed).
 static bool conn_read(hb_conn *c) {
-  static uint8_t buf[RECORD_MAX];
+  static uint8_t buf[READ_MAX];
   for (;;) {
-    ssize_t n = c->sec->read(c->t, buf, sizeof buf);
+    // Several records at once: a DATA frame's bytes then go to its socket in one send.
+    size_t got = 0;
+    ssize_t n = 0;
+    while (got < sizeof buf && (n = c->sec->read(c->t, buf + got, sizeof buf - got)) > 0)
+      got += (size_t)n;
+    // What ended the reads (n: a wait, EOF, an error) is handled after the bytes before it.
+    if (got > 0) {
+      c->in_recv = true;
+      int err = h2_recv(c->h2, buf, got);
+      c->in_recv = false;
+      if (c->closing) return conn_close(c, c->closing), false;
+      if (err) {
+        conn_flush(c);  // the GOAWAY h2 queued, best effort
+        return conn_close(c, "protocol-error"), false;
+      }
+      // Streams opened or ended in this read may have finished the last one after a GOAWAY.
+      if (c->goaway && c->nstreams == 0) return conn_close(c, goaway_reason(c)), false;
+      // The dialing side of a reverse tunnel is up once the accepting side speaks HTTP/2: it
+      // sends nothing until it accepted the registration (a refusal comes with its GOAWAY).
+      if (c->reverse && !c->server && !c->rev_up && !c->goaway && h2_peer_settings(c->h2)) {
+        c->rev_up = true;
+        report_reverse(c);
+      }
+    }
+    if (n > 0) continue;  // the buffer was full
     if (n == HB_WANT_READ || n == HB_WANT_WRITE) return true;
     if (n == HB_EOF || n == 0) return conn_close(c, "tunnel-closed"), false;
-    if (n < 0) return conn_close(c, "tunnel-error"), false;
-    c->in_recv = true;
-    int err = h2_recv(c->h2, buf, (size_t)n);
-    c->in_recv = false;
-    if (c->closing) return conn_close(c, c->closing), false;
-    if (err) {
-      conn_flush(c);  // the GOAWAY h2 queued, best effort
-      return conn_close(c, "protocol-error"), false;
-    }
-    // Streams opened or ended in this read may have finished the last one after a GOAWAY.
-    if (c->goaway && c->nstreams == 0) return conn_close(c, goaway_reason(c)), false;
-    // The dialing side of a reverse tunnel is up once the accepting side speaks HTTP/2: it
-    // sends nothing until it accepted the registration (a refusal comes with its GOAWAY).
-    if (c->reverse && !c->server && !c->rev_up && !c->goaway && h2_peer_settings(c->h2)) {
-      c->rev_up = true;
-      report_reverse(c);
-    }
+    return conn_close(c, "tunnel-error"), false;
   }
 }
 
@@ -823,6 +839,10 @@ static hb_conn *pool_dial(const hb_open_args *a, const hb_security *sec, void *c
   c->ping = a->ping;
   peer_text(&a->peer, c->peer_addr, sizeof c->peer_addr);
   if (a->mark) setsockopt(fd, SOL_SOCKET, SO_MARK, &a->mark, sizeof a->mark);
+  // As every socket of ours: the records are batched here (tls_batch), and a
+  // flush's tail must not wait for an ACK.
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   c->state = C_CONNECTING;
   if (!c->h2 || !c->t) {
     conn_free(c);

@@ -47,6 +47,10 @@ typedef struct hb_security {
   // protocol the handshake agreed on.
   void *(*conn_new_reverse)(void *cfg, int fd, bool server, const char *expect);
   const char *(*alpn)(const void *t);
+  // Optional (NULL: writes go out as they are made): send what write kept;
+  // 0 when all went, HB_WANT_WRITE, HB_FAILED. Called at the end of every
+  // flush of the connection's output.
+  int (*flush)(void *t);
 } hb_security;
 
 // A reverse tunnel (docs/mesh.md): a gate behind NAT dials a public gate and

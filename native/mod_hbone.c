@@ -28,7 +28,11 @@ static void t_free(void *t) {
   tls_conn_free(t);
 }
 static int t_handshake(void *t) {
-  return tls_handshake(t);
+  int r = tls_handshake(t);
+  return r ? r : tls_batch(t);  // bulk from here: records batched both ways
+}
+static int t_flush(void *t) {
+  return tls_flush(t);
 }
 static ssize_t t_read(void *t, uint8_t *b, size_t n) {
   return tls_read(t, b, n);
@@ -63,7 +67,7 @@ static void t_unref(void *cfg) {
 }
 static const hb_security tls_sec = {t_new,     t_free,        t_handshake, t_read,      t_write,
                                     t_pending, t_error,       t_peer_id,   t_peer_node, t_ref,
-                                    t_unref,   t_new_reverse, t_alpn};
+                                    t_unref,   t_new_reverse, t_alpn,      t_flush};
 
 // ---- reports → JS --------------------------------------------------------------------------
 static struct {

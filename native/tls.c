@@ -65,7 +65,18 @@ struct tls_conn {
   char peer_node[UG_ID_NODE_ID_LEN + 1];
   uint8_t ip[16];  // web mode, host an IP literal: the address its certificate must name
   size_t ip_len;   // 4, 16, or 0 for a DNS name (checked by mbedTLS)
+  // tls_batch: raw bytes received but not yet taken by mbedTLS, and whole
+  // records written but not yet sent (NULL: none, every record its own send).
+  uint8_t *in, *out;
+  size_t in_off, in_len, out_off, out_len;
 };
+
+// tls_batch's buffers. mbedTLS asks its BIO for a record's 5-byte header and
+// then for its body, and hands each record to the socket alone: 2 recv per
+// record in, 1 send per 16 KiB out. On a veth or LAN the kernel's cost per
+// call and per packet is most of a tunnel end's CPU (docs/performance.md).
+#define BATCH_IN (64 * 1024)
+#define BATCH_OUT (4 * (16384 + 5 + 256))  // four full records and their overhead
 
 // ---- loading ---------------------------------------------------------------------
 
@@ -472,8 +483,40 @@ int tls_config_web_roots(const tls_config *c) {
 
 // ---- connections -------------------------------------------------------------------
 
+// Send the batched records: 0 when all went, MBEDTLS_ERR_SSL_WANT_WRITE, or an error.
+static int out_drain(tls_conn *t) {
+  while (t->out_off < t->out_len) {
+    ssize_t n = send(t->fd, t->out + t->out_off, t->out_len - t->out_off, MSG_NOSIGNAL);
+    if (n >= 0) {
+      t->out_off += (size_t)n;
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return MBEDTLS_ERR_SSL_WANT_WRITE;
+    t->sock_errno = errno;
+    return MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+  }
+  t->out_off = t->out_len = 0;
+  return 0;
+}
+
 static int bio_send(void *arg, const unsigned char *buf, size_t len) {
   tls_conn *t = arg;
+  if (t->out) {  // batched: taken now, sent when full or at tls_flush
+    if (t->out_len + len > BATCH_OUT) {
+      int r = out_drain(t);
+      if (r && r != MBEDTLS_ERR_SSL_WANT_WRITE) return r;
+      if (t->out_off > 0) {  // a partial send: keep what is left at the front
+        memmove(t->out, t->out + t->out_off, t->out_len - t->out_off);
+        t->out_len -= t->out_off;
+        t->out_off = 0;
+      }
+      if (t->out_len + len > BATCH_OUT) return MBEDTLS_ERR_SSL_WANT_WRITE;
+    }
+    memcpy(t->out + t->out_len, buf, len);
+    t->out_len += len;
+    return (int)len;
+  }
   for (;;) {
     ssize_t n = send(t->fd, buf, len, MSG_NOSIGNAL);
     if (n >= 0) return (int)n;
@@ -486,6 +529,25 @@ static int bio_send(void *arg, const unsigned char *buf, size_t len) {
 
 static int bio_recv(void *arg, unsigned char *buf, size_t len) {
   tls_conn *t = arg;
+  if (t->in) {  // batched: as much as the socket has, handed out as mbedTLS asks
+    while (t->in_off == t->in_len) {
+      ssize_t n = recv(t->fd, t->in, BATCH_IN, 0);
+      if (n == 0) return 0;
+      if (n > 0) {
+        t->in_off = 0;
+        t->in_len = (size_t)n;
+        break;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return MBEDTLS_ERR_SSL_WANT_READ;
+      t->sock_errno = errno;
+      return MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+    }
+    size_t k = t->in_len - t->in_off < len ? t->in_len - t->in_off : len;
+    memcpy(buf, t->in + t->in_off, k);
+    t->in_off += k;
+    return (int)k;
+  }
   for (;;) {
     ssize_t n = recv(t->fd, buf, len, 0);
     if (n >= 0) return (int)n;  // 0: EOF
@@ -661,6 +723,8 @@ void tls_conn_free(tls_conn *t) {
   mbedtls_ssl_free(&t->ssl);
   tls_config_unref(t->cfg);
   free(t->expect_peer);
+  free(t->in);
+  free(t->out);
   free(t);
 }
 
@@ -861,11 +925,31 @@ ssize_t tls_write(tls_conn *t, const uint8_t *p, size_t n) {
 }
 
 size_t tls_pending(const tls_conn *t) {
-  return mbedtls_ssl_get_bytes_avail(&t->ssl);
+  return mbedtls_ssl_get_bytes_avail(&t->ssl) + (t->in_len - t->in_off);
+}
+
+int tls_batch(tls_conn *t) {
+  if (!t->done) return TLS_FAILED;
+  if (t->out) return 0;
+  t->in = malloc(BATCH_IN);
+  t->out = malloc(BATCH_OUT);
+  if (t->in && t->out) return 0;
+  free(t->in);
+  free(t->out);
+  t->in = t->out = NULL;
+  return TLS_FAILED;
+}
+
+int tls_flush(tls_conn *t) {
+  if (!t->out) return 0;
+  int r = out_drain(t);
+  if (!r) return 0;
+  return r == MBEDTLS_ERR_SSL_WANT_WRITE ? TLS_WANT_WRITE : failed(t, r);
 }
 
 int tls_close_notify(tls_conn *t) {
   int ret = mbedtls_ssl_close_notify(&t->ssl);
+  if (!ret && t->out) return tls_flush(t);
   if (ret == MBEDTLS_ERR_SSL_WANT_WRITE || ret == MBEDTLS_ERR_SSL_WANT_READ) return TLS_WANT_WRITE;
   return ret ? failed(t, ret) : 0;
 }

@@ -75,8 +75,18 @@ int tls_handshake(tls_conn *t);   // 0 done, TLS_WANT_*, TLS_FAILED
 ssize_t tls_read(tls_conn *t, uint8_t *buf, size_t cap);
 // Bytes taken (>0), TLS_WANT_* (repeat with the same bytes), TLS_FAILED.
 ssize_t tls_write(tls_conn *t, const uint8_t *p, size_t n);
-// Decrypted bytes buffered inside: read again before waiting for the socket.
+// Bytes buffered inside (decrypted, or received and not yet decrypted): read
+// again before waiting for the socket.
 size_t tls_pending(const tls_conn *t);
+// After the handshake, for bulk transfer: the socket is read up to 64 KiB at a
+// time, and written records are kept (up to four full ones) until the buffer
+// is full or tls_flush. An owner that batches calls tls_flush once it has
+// written what it had (and after reads, which may answer the peer), and
+// again on EPOLLOUT while it returns TLS_WANT_WRITE. 0, or TLS_FAILED (out of
+// memory, or before the handshake: nothing changed).
+int tls_batch(tls_conn *t);
+// Send the records tls_batch kept: 0 when all are sent, TLS_WANT_WRITE, TLS_FAILED.
+int tls_flush(tls_conn *t);
 int tls_close_notify(tls_conn *t);                  // 0 sent, TLS_WANT_WRITE, TLS_FAILED
 const char *tls_conn_error(const tls_conn *t);      // "" or why it failed
 const char *tls_alpn(const tls_conn *t);            // the agreed protocol; "" before the handshake

@@ -1,6 +1,8 @@
 // Driver of mbedTLS's one-shot GCM calls as ugate links them (native/aesgcm.c
 // in front of mbedTLS's own code) for test/unit/aesgcm.test.ts, which holds
-// each answer to Node's crypto. First line out: "fast yes|no" (aesgcm_fast).
+// each answer to Node's crypto. First lines out: "fast yes|no" (aesgcm_fast),
+// "cpu aes+pclmul yes|no" (cpuid as this CPU answers it; "-" off x86-64);
+// last: "bulk N", the calls native/aesgcm.c's bulk path ran (aesgcm_bulk_calls).
 // One case a line on stdin, fields separated by one space, bytes in hex
 // ("-" when empty):
 //   e OFF INPLACE TAGLEN KEY IV AAD PLAINTEXT        -> "CIPHERTEXT TAG"
@@ -15,6 +17,9 @@
 #include <string.h>
 
 #include "mbedtls/gcm.h"
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 struct bytes {
   uint8_t *mem, *p;  // p: OFF bytes into mem
@@ -109,11 +114,19 @@ out:
 int main(void) {
   static char line[1 << 16];
   printf("fast %s\n", aesgcm_fast() ? "yes" : "no");
+#if defined(__x86_64__)
+  unsigned a, b, c, d;
+  bool aes = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_AES) && (c & bit_PCLMUL);
+  printf("cpu aes+pclmul %s\n", aes ? "yes" : "no");
+#else
+  printf("cpu aes+pclmul -\n");
+#endif
   while (fgets(line, sizeof line, stdin)) {
     line[strcspn(line, "\n")] = 0;
     int rc = one(line);
     if (rc == 1) fprintf(stderr, "bad line: %s\n", line);
     if (rc) return rc;
   }
+  printf("bulk %lu\n", aesgcm_bulk_calls());
   return 0;
 }

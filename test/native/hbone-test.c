@@ -37,10 +37,16 @@ static void check(int ok, const char *fmt, ...) {
 // Reverse tunnels: a one-byte stand-in for ALPN. The dialing side sends 'R'
 // and reads the answer; the listener's side answers 'R' (agreed) or 'H' (h2
 // only: what a listener without the opt-in does).
+// Writes are batched as tls.c's tls_batch does (kept until p_flush or full,
+// with a small buffer so that it fills often): every test also checks that
+// hbone.c flushes what it wrote and resumes a flush on EPOLLOUT.
+#define PLAIN_BATCH 20000
 typedef struct {
   int fd;
   bool reverse, server, agreed;
   int step;  // reverse handshake: 0 = first byte to move, 1 = second, 2 = done
+  uint8_t out[PLAIN_BATCH];
+  size_t out_off, out_len;
 } plain;
 static int cfg_refs;        // the config's references: back to 0 at the end
 static bool rev_answer_h2;  // the listener's side answers 'H'
@@ -88,10 +94,32 @@ static ssize_t p_read(void *t, uint8_t *buf, size_t cap) {
   if (n == 0) return HB_EOF;
   return errno == EAGAIN || errno == EINTR ? HB_WANT_READ : HB_FAILED;
 }
-static ssize_t p_write(void *t, const uint8_t *p, size_t n) {
-  ssize_t w = send(((plain *)t)->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-  if (w >= 0) return w;
-  return errno == EAGAIN || errno == EINTR ? HB_WANT_WRITE : HB_FAILED;
+static int p_flush(void *t) {
+  plain *p = t;
+  while (p->out_off < p->out_len) {
+    ssize_t w =
+        send(p->fd, p->out + p->out_off, p->out_len - p->out_off, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w < 0) return errno == EAGAIN || errno == EINTR ? HB_WANT_WRITE : HB_FAILED;
+    p->out_off += (size_t)w;
+  }
+  p->out_off = p->out_len = 0;
+  return 0;
+}
+static ssize_t p_write(void *t, const uint8_t *b, size_t n) {
+  plain *p = t;
+  if (p->out_len == PLAIN_BATCH) {
+    int r = p_flush(p);
+    if (r) return r;
+  }
+  if (p->out_off) {
+    memmove(p->out, p->out + p->out_off, p->out_len - p->out_off);
+    p->out_len -= p->out_off;
+    p->out_off = 0;
+  }
+  size_t k = PLAIN_BATCH - p->out_len < n ? PLAIN_BATCH - p->out_len : n;
+  memcpy(p->out + p->out_len, b, k);
+  p->out_len += k;
+  return (ssize_t)k;
 }
 static size_t p_pending(const void *t) {
   (void)t;
@@ -119,7 +147,7 @@ static void p_unref(void *cfg) {
 }
 static const hb_security plain_sec = {p_new,     p_free,        p_handshake, p_read,      p_write,
                                       p_pending, p_error,       p_peer_id,   p_peer_node, p_ref,
-                                      p_unref,   p_new_reverse, p_alpn};
+                                      p_unref,   p_new_reverse, p_alpn,      p_flush};
 
 // ---- sockets ------------------------------------------------------------------------------
 static int listen_any(struct sockaddr_in *out) {
