@@ -111,14 +111,17 @@ function reply(buf, q, tcp) {
   return Buffer.from([...head, ...question, ...answers.flat(), ...authority.flat()])
 }
 const log = (q, proto, from, conn) => process.stdout.write(JSON.stringify({ name: q.name, type: q.type, proto, from, conn }) + '\\n')
-const udp = dgram.createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', ipv6Only: false })
-udp.on('message', (msg, rinfo) => {
-  const q = parse(msg)
-  if (!q) return
-  log(q, 'udp', rinfo.address)
-  if (silent.has(q.name)) return
-  udp.send(reply(msg, q, false), rinfo.port, rinfo.address)
-})
+const udpSocket = () => {
+  const udp = dgram.createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', ipv6Only: false })
+  udp.on('message', (msg, rinfo) => {
+    const q = parse(msg)
+    if (!q) return
+    log(q, 'udp', rinfo.address)
+    if (silent.has(q.name)) return
+    udp.send(reply(msg, q, false), rinfo.port, rinfo.address)
+  })
+  return udp
+}
 const closedOnce = new Set()
 // Length-prefixed messages on a stream (RFC 1035 4.2.2), over TCP or TLS.
 const serveStream = (s, proto) => {
@@ -148,13 +151,24 @@ const dot = tlsOpts && tls.createServer(
   { cert: tlsOpts.certPem, key: tlsOpts.keyPem, minVersion: 'TLSv1.2', maxVersion: tlsOpts.maxVersion || 'TLSv1.3' },
   (s) => serveStream(s, 'tls'),
 )
-udp.bind(Number(portText), host, () => {
-  const port = udp.address().port
-  tcp.listen({ port, host, ipv6Only: false }, () => {
-    if (!dot) return process.stdout.write('ready ' + port + ' 0\\n')
-    dot.listen({ port: 0, host, ipv6Only: false }, () => process.stdout.write('ready ' + port + ' ' + dot.address().port + '\\n'))
+// Port 0: the UDP port the kernel picks may be taken for TCP (by another
+// test's connection), so a refused TCP listen tries another UDP port.
+function start(udp, tries) {
+  udp.bind(Number(portText), host, () => {
+    const port = udp.address().port
+    const retry = (e) => {
+      if (e.code !== 'EADDRINUSE' || portText !== '0' || tries <= 1) throw e
+      udp.close(() => start(udpSocket(), tries - 1))
+    }
+    tcp.once('error', retry)
+    tcp.listen({ port, host, ipv6Only: false }, () => {
+      tcp.off('error', retry)
+      if (!dot) return process.stdout.write('ready ' + port + ' 0\\n')
+      dot.listen({ port: 0, host, ipv6Only: false }, () => process.stdout.write('ready ' + port + ' ' + dot.address().port + '\\n'))
+    })
   })
-})
+}
+start(udpSocket(), 20)
 `
 
 /**
