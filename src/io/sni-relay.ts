@@ -216,8 +216,9 @@ export class RelayState {
         0,
       )
       const reg = this.registries.get(p.name)
-      if (reg) reg.setLimits(p.maxParked, waiting)
-      else this.registries.set(p.name, new SniRegistry<Parked>(p.maxParked, waiting))
+      const suffix = mesh?.nodeSuffix ?? ''
+      if (reg) reg.setLimits(p.maxParked, waiting, suffix)
+      else this.registries.set(p.name, new SniRegistry<Parked>(p.maxParked, waiting, suffix))
     }
     for (const [name, reg] of this.registries) {
       if (parks.some((p) => p.name === name)) continue
@@ -306,14 +307,23 @@ export async function pairIncoming(
   sni: string,
 ): Promise<Outcome> {
   const reg = ctx.relayState.registry(l.pair)!
+  const unpaired = (why: string): Outcome => {
+    ctx.log.warn('sni-relay-unpaired', { listener: l.name, src: s.src, sni, why })
+    s.fields.why = why
+    return { kind: 'close', reason: 'unpaired', reset: true }
+  }
   let got = reg.take(sni)
   if (got === undefined) {
     const wait = new Cancel(s.cancel)
     const stopTimer = cancelAfter(wait, l.pairTimeoutMs, 'pair-timeout')
     let stopWaiting: (() => void) | null = null
     try {
-      got = await new Promise<{ conn: Parked; gate: GateId } | undefined>((resolve, reject) => {
-        stopWaiting = reg.wait(sni, (conn, gate) => resolve({ conn, gate }))
+      got = await new Promise<{ conn: Parked; gate: GateId } | { refused: string } | undefined>((resolve, reject) => {
+        stopWaiting = reg.wait(
+          sni,
+          (conn, gate) => resolve({ conn, gate }),
+          (refused) => resolve({ refused }),
+        )
         if (stopWaiting === null) return resolve(undefined)
         wait.onCancel((reason) => (reason === 'pair-timeout' ? resolve(undefined) : reject(new CancelledError(reason))))
       })
@@ -322,12 +332,10 @@ export async function pairIncoming(
       stopTimer()
       wait.release()
     }
-    if (got === undefined) {
-      const why = stopWaiting === null ? `${l.maxWaiting} already waiting` : `none within ${l.pairTimeoutMs} ms`
-      ctx.log.warn('sni-relay-unpaired', { listener: l.name, src: s.src, sni, why })
-      return { kind: 'close', reason: 'unpaired', reset: true }
-    }
+    if (got === undefined)
+      return unpaired(stopWaiting === null ? `${l.maxWaiting} already waiting` : `none within ${l.pairTimeoutMs} ms`)
   }
+  if ('refused' in got) return unpaired(got.refused)
   got.conn.claim()
   s.fields.node = got.gate.nodeId
   s.fields.via = `park:${got.conn.src}`
