@@ -53,6 +53,9 @@ import { closeQuietly, describeError } from './sockets.js'
  */
 const KEEPALIVE_S = 60
 
+/** A gate's pool refills after this long without a pairing (RelayPool.refillWhenQuiet). */
+const REFILL_QUIET_MS = 50
+
 // ---- identity -------------------------------------------------------------------
 
 /** This node's identity as the relay protocol uses it: PEM texts and names. */
@@ -95,6 +98,16 @@ function loadMeshIdentity(m: MeshConfig): MeshIdentity {
 }
 
 /**
+ * Chains that verified against our trust anchors, by anchors and chain: a
+ * gate registers again after each pairing, with the same chain, and
+ * verifying it again (an ECDSA verification on the loop thread, the thread
+ * that also pairs) delayed the next pairing on both ends (docs/mesh.md,
+ * Benchmark). Dates are checked on each use; bounded (valid chains only).
+ */
+const trustedChains = new Map<string, native.CertInfo[]>()
+const MAX_TRUSTED_CHAINS = 256
+
+/**
  * A peer's chain and signature, checked against our trust anchors only:
  * the chain verifies and is valid now, its SPIFFE id is in our trust domain
  * (any the roots vouch for when that is '') and is `expect` when given, and
@@ -107,14 +120,21 @@ function verifyPeer(
   sig: Uint8Array,
   expect: string,
 ): { spiffe: string; nodeId: string } | Error {
-  const r = native.identityInspect(chain, me.roots)
-  if ('error' in r) return new Error(`chain: ${r.message}`)
-  if (r.verify !== '') return new Error(`chain not trusted: ${r.verify}`)
-  for (const c of r.certs) {
+  const key = `${me.roots}\n${chain}`
+  let certs = trustedChains.get(key)
+  if (certs === undefined) {
+    const r = native.identityInspect(chain, me.roots)
+    if ('error' in r) return new Error(`chain: ${r.message}`)
+    if (r.verify !== '') return new Error(`chain not trusted: ${r.verify}`)
+    certs = r.certs
+    if (trustedChains.size >= MAX_TRUSTED_CHAINS) trustedChains.clear()
+    trustedChains.set(key, certs)
+  }
+  for (const c of certs) {
     const problem = validityProblem('chain', c.notBefore, c.notAfter, native.wallClock())
     if (problem !== null) return new Error(problem)
   }
-  const leaf = r.certs[0]!
+  const leaf = certs[0]!
   const ids = leaf.uris.flatMap((u) => {
     const p = parseSpiffeId(u)
     return 'id' in p ? [{ u, td: p.id.trustDomain }] : []
@@ -366,6 +386,7 @@ class RelayPool {
   private failures = 0
   private retryTimer: number | null = null
   private tickTimer: number | null = null
+  private refillTimer: number | null = null
   private up = false
   private stopped = false
   readonly target: PoolTarget
@@ -417,6 +438,7 @@ class RelayPool {
     this.stopped = true
     if (this.retryTimer !== null) native.clearTimeout(this.retryTimer)
     if (this.tickTimer !== null) native.clearTimeout(this.tickTimer)
+    if (this.refillTimer !== null) native.clearTimeout(this.refillTimer)
     for (const p of this.parked) p.cancel.cancel('stopped')
   }
 
@@ -508,10 +530,27 @@ class RelayPool {
     this.parked.delete(entry)
     cancel.release()
     this.target.paired(this.parked.size, native.now())
-    this.fill()
     this.pairs.set(fd, pair)
     const peer = native.peerAddress(fd)
     this.accept({ fd, addr: peer.addr, port: peer.port, family: peer.family })
+    this.refillWhenQuiet()
+  }
+
+  /**
+   * After a pairing: refill once pairings pause for REFILL_QUIET_MS, or at
+   * once when none is left parked. A registration costs ECDSA signatures and
+   * verifications on the loop threads of both ends, the threads that pair
+   * the next connection: refilled after each pairing, it held up the next
+   * setup by 20-30 ms (bench/mesh-relay.sh, docs/mesh.md).
+   */
+  private refillWhenQuiet(): void {
+    if (this.refillTimer !== null) native.clearTimeout(this.refillTimer)
+    this.refillTimer = null
+    if (this.parked.size + this.connecting === 0) return this.fill()
+    this.refillTimer = native.setTimeout(() => {
+      this.refillTimer = null
+      this.fill()
+    }, REFILL_QUIET_MS)
   }
 }
 
