@@ -328,6 +328,18 @@ t.test('relay over SNI: a home gate behind NAT reached by SNI through the relay;
       'gate: routed by its rule, the client named',
       { g },
     )
+    // The paired connection is replaced once pairings pause (RelayPool.refillWhenQuiet);
+    // the kernel has no event for "registered", so look again.
+    const parked = async () =>
+      (await site.exec(site.ns.vps, ['ss', '-tnH', 'state', 'established', '( sport = :15009 )'])).stdout
+        .split('\n')
+        .filter((l) => l.trim() !== '').length
+    let n = await parked()
+    for (let i = 0; i < 50 && n !== 2; i++) {
+      await new Promise((res) => setTimeout(res, 100))
+      n = await parked()
+    }
+    t.equal(n, 2, 'gate: the pool is refilled to its 2 parked connections after the pairing')
   })
 
   await t.test('a registered name no rule of the gate names is not exposed', async (t) => {
