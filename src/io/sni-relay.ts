@@ -99,10 +99,10 @@ function loadMeshIdentity(m: MeshConfig): MeshIdentity {
 
 /**
  * Chains that verified against our trust anchors, by anchors and chain: a
- * gate registers again after each pairing, with the same chain, and
- * verifying it again (an ECDSA verification on the loop thread, the thread
- * that also pairs) delayed the next pairing on both ends (docs/mesh.md,
- * Benchmark). Dates are checked on each use; bounded (valid chains only).
+ * gate registers every connection it parks with the same chain, and each
+ * verification is ECDSA on the loop thread, the thread that also pairs
+ * (docs/mesh.md, Benchmark). Dates are checked on each use; bounded (valid
+ * chains only).
  */
 const trustedChains = new Map<string, native.CertInfo[]>()
 const MAX_TRUSTED_CHAINS = 256
