@@ -223,16 +223,24 @@ export interface ProxyListenerConfig extends ListenerCommon {
 }
 
 /**
- * HBONE (Istio ambient's HTTP/2 CONNECT over mutual TLS, port 15008): each
- * CONNECT's :authority is routed like any connection.
+ * What serving an HBONE tunnel's CONNECTs reads: each :authority is routed
+ * like any connection. An hbone listener's tunnels, and the reverse tunnels
+ * this gate dialed (src/io/reverse.ts: a pseudo listener, whose keep-alive
+ * is its ReverseConfig's).
  */
-export interface HboneListenerConfig extends ListenerCommon, PingTiming {
+export interface HboneServedConfig extends ListenerCommon {
   type: 'hbone'
   /** When non-empty, only these peer SPIFFE ids may open streams (others get 401). */
   peers: string[]
   /** SPIFFE ids that may register a reverse tunnel here (ALPN ugate-rev); [] = none: off. */
   reverse: string[]
 }
+
+/**
+ * HBONE (Istio ambient's HTTP/2 CONNECT over mutual TLS, port 15008): also
+ * the keep-alive of the connections it accepts.
+ */
+export interface HboneListenerConfig extends HboneServedConfig, PingTiming {}
 
 /** Transparent TCP: the destination comes from SO_ORIGINAL_DST (nftables REDIRECT). */
 export interface RedirectListenerConfig extends ListenerCommon {
@@ -322,7 +330,7 @@ export type ListenerConfig =
 export type ListenerType = ListenerConfig['type']
 
 /** The accounts a listener asks clients for; none for types without authentication. */
-export function listenerUsers(l: ListenerConfig): readonly User[] {
+export function listenerUsers(l: ListenerConfig | HboneServedConfig): readonly User[] {
   return l.type === 'socks' || l.type === 'http' || l.type === 'mixed' ? l.users : []
 }
 

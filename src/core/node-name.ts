@@ -8,6 +8,7 @@
 // node's public key), in either case; the namespace is the one of the node's
 // SPIFFE id. Host names are case-blind, so names are compared in lower case.
 
+import { show } from './errors.js'
 import { parseNodeId, parseSpiffeId, segmentProblem } from './identity.js'
 
 /** What makes a host a node name at this gate. */
@@ -60,4 +61,20 @@ export function nodeNameMismatch(name: NodeName, id: string): string | null {
   if (p.id.namespace.toLowerCase() !== name.namespace || p.id.trustDomain !== name.trustDomain)
     return `node ${name.node} is ${id}, not in namespace ${name.namespace} of ${name.trustDomain}`
   return null
+}
+
+/**
+ * Why `host` is not a name of node `node` whose SPIFFE id is `id`, or null
+ * when it is: its full name (the namespace and trust domain of `id`) or, when
+ * `suffix` is set, its short name. A relay pairing by name checks the whole
+ * name against what the node proved, not only the node id in front.
+ */
+export function nodeNameProblem(host: string, node: string, id: string, suffix: string): string | null {
+  const p = parseSpiffeId(id)
+  if ('error' in p) return `node ${node} has no SPIFFE id to check the name against`
+  const name = parseNodeName(host, { trustDomain: p.id.trustDomain, suffix })
+  if (name !== null && name.node === node && nodeNameMismatch(name, id) === null) return null
+  const forms = [formatNodeName(node, p.id.namespace, p.id.trustDomain)]
+  if (suffix !== '') forms.push(`${node.toLowerCase()}.${suffix}`)
+  return `${show(host)} is not a name of node ${node} (${id}): ${forms.join(' or ')}`
 }

@@ -21,6 +21,7 @@
 import { hostNameProblem } from './address.js'
 import { base64Decode, base64Encode, utf8Decode, utf8Encode } from './bytes.js'
 import { show } from './errors.js'
+import { nodeNameProblem } from './node-name.js'
 import type { Invalid, NeedMore, Parsed } from './parse-result.js'
 
 const PROTOCOL_VERSION = 1
@@ -215,13 +216,15 @@ interface Gate<C> {
 interface Waiter<C> {
   sni: string
   give: (conn: C, gate: GateId) => void
+  /** A gate registered whose node id the SNI names, but the rest of it is not that gate's. */
+  refuse: (why: string) => void
 }
 
 export type ParkResult = 'parked' | 'paired' | { refused: string }
 
 /**
  * Parked connections by gate, found by SNI: an exact registered name, or the
- * node id as the first label. Oldest parked first (the freshest stay: a NAT
+ * gate's node name (gateFor). Oldest parked first (the freshest stay: a NAT
  * forgets idle connections first). Incoming connections that found none wait
  * in a bounded list until a registration arrives or their time is up.
  */
@@ -230,21 +233,38 @@ export class SniRegistry<C> {
   private readonly byName = new Map<string, string>()
   private readonly waiters = new Set<Waiter<C>>()
 
+  /** nodeSuffix: the short form of node names (mesh.nodeSuffix), '' = none. */
   constructor(
     private maxParkedPerGate: number,
     private maxWaiting: number,
+    private nodeSuffix = '',
   ) {}
 
-  setLimits(maxParkedPerGate: number, maxWaiting: number): void {
+  setLimits(maxParkedPerGate: number, maxWaiting: number, nodeSuffix = ''): void {
     this.maxParkedPerGate = maxParkedPerGate
     this.maxWaiting = maxWaiting
+    this.nodeSuffix = nodeSuffix
   }
 
-  /** The gate an SNI names, if registered. */
-  gateFor(sni: string): GateId | undefined {
+  /**
+   * The gate an SNI names, if registered: by a registered name, else by its
+   * node name, which must be the whole name (namespace and trust domain of
+   * the gate's SPIFFE id, or the short form): a name whose first label is a
+   * gate's node id but whose rest is not that gate's is refused.
+   */
+  gateFor(sni: string): GateId | { refused: string } | undefined {
+    const g = this.find(sni)
+    return g === undefined || 'refused' in g ? g : g.id
+  }
+
+  private find(sni: string): Gate<C> | { refused: string } | undefined {
     const lower = sni.toLowerCase()
-    const node = this.byName.get(lower) ?? sniNodeLabel(lower)
-    return this.gates.get(node)?.id
+    const named = this.byName.get(lower)
+    if (named !== undefined) return this.gates.get(named)
+    const g = this.gates.get(sniNodeLabel(lower))
+    if (g === undefined) return undefined
+    const problem = nodeNameProblem(lower, g.id.nodeId, g.id.spiffe, this.nodeSuffix)
+    return problem === null ? g : { refused: problem }
   }
 
   /** A connection of `gate` is registered: given to a waiter, or parked. */
@@ -263,12 +283,20 @@ export class SniRegistry<C> {
       g.id = gate
     }
     for (const name of gate.names) this.byName.set(name, gate.nodeId)
+    let paired = false
     for (const w of this.waiters) {
-      if (this.gateFor(w.sni)?.nodeId !== gate.nodeId) continue
-      this.waiters.delete(w)
-      w.give(conn, gate)
-      return 'paired'
+      const found = this.gateFor(w.sni)
+      if (found !== undefined && 'refused' in found) {
+        // It names this gate's node id, but not as this gate proved it.
+        this.waiters.delete(w)
+        w.refuse(found.refused)
+      } else if (!paired && found?.nodeId === gate.nodeId) {
+        this.waiters.delete(w)
+        w.give(conn, gate)
+        paired = true
+      }
     }
+    if (paired) return 'paired'
     if (g.parked.length >= this.maxParkedPerGate) {
       return { refused: `node ${gate.nodeId} already has ${this.maxParkedPerGate} parked connections` }
     }
@@ -276,12 +304,12 @@ export class SniRegistry<C> {
     return 'parked'
   }
 
-  /** A parked connection for this SNI, taken out of the registry. */
-  take(sni: string): { conn: C; gate: GateId } | undefined {
-    const id = this.gateFor(sni)
-    const g = id && this.gates.get(id.nodeId)
-    const conn = g?.parked.shift()
-    if (g === undefined || conn === undefined) return undefined
+  /** A parked connection for this SNI, taken out of the registry; refused when it names a gate wrongly (gateFor). */
+  take(sni: string): { conn: C; gate: GateId } | { refused: string } | undefined {
+    const g = this.find(sni)
+    if (g === undefined || 'refused' in g) return g
+    const conn = g.parked.shift()
+    if (conn === undefined) return undefined
     if (g.parked.length === 0) this.drop(g)
     return { conn, gate: g.id }
   }
@@ -299,12 +327,13 @@ export class SniRegistry<C> {
   }
 
   /**
-   * Wait for a registration whose gate this SNI names. Returns a function
+   * Wait for a registration whose gate this SNI names (`refuse` when one
+   * registers whose node id it names wrongly). Returns a function
    * that stops waiting, or null when maxWaiting are already waiting.
    */
-  wait(sni: string, give: (conn: C, gate: GateId) => void): (() => void) | null {
+  wait(sni: string, give: (conn: C, gate: GateId) => void, refuse: (why: string) => void): (() => void) | null {
     if (this.waiters.size >= this.maxWaiting) return null
-    const w: Waiter<C> = { sni: sni.toLowerCase(), give }
+    const w: Waiter<C> = { sni: sni.toLowerCase(), give, refuse }
     this.waiters.add(w)
     return () => this.waiters.delete(w)
   }

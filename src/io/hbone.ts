@@ -9,7 +9,12 @@
 import * as native from 'ugate:native'
 import { formatHostPort, parseEndpoint } from '../core/address.js'
 import { CancelledError } from '../core/cancel.js'
-import { HBONE_PORT, type HboneListenerConfig, type HboneUpstreamConfig } from '../core/config.js'
+import {
+  HBONE_PORT,
+  type HboneListenerConfig,
+  type HboneServedConfig,
+  type HboneUpstreamConfig,
+} from '../core/config.js'
 import { DialError } from './dial.js'
 import type { Accepted } from './listener.js'
 import { currentTls, namesThisNode } from './mesh-identity.js'
@@ -20,7 +25,7 @@ import { closeQuietly, resetQuietly } from './sockets.js'
 
 /** A tunnel whose CONNECTs this gate serves: a listener's, or a reverse tunnel it dialed (reverse.ts). */
 export interface Tunnel {
-  listener: HboneListenerConfig
+  listener: HboneServedConfig
   src: string
   /** Only an explicit rule routes its streams (a reverse tunnel exposes nothing by default). */
   requireRule?: boolean

@@ -18,7 +18,7 @@ import * as native from 'ugate:native'
 import { formatEndpoint } from '../core/address.js'
 import { isIpLiteral } from '../core/ip.js'
 import { Cancel } from '../core/cancel.js'
-import type { HboneListenerConfig, HboneUpstreamConfig, ReverseConfig } from '../core/config.js'
+import type { HboneServedConfig, HboneUpstreamConfig, ReverseConfig } from '../core/config.js'
 import type { Logger } from '../core/log.js'
 import { ReverseBackoff, type ReverseEntry, ReverseRegistry, reverseRefusal } from '../core/reverse.js'
 import { DialError, dial } from './dial.js'
@@ -83,16 +83,8 @@ export function reverseTunnelFor(u: HboneUpstreamConfig): ReverseEntry | undefin
 const dialed = new Map<number, ReverseLink>()
 
 /** The listener a reverse tunnel's streams belong to: what the rules and the access line see. */
-function reverseListener(r: ReverseConfig): HboneListenerConfig {
-  return {
-    ...dialedListener(r.name, r.relay),
-    type: 'hbone',
-    peers: [],
-    reverse: [],
-    // For the type only: this pseudo listener accepts no connection to PING.
-    pingIntervalMs: r.pingIntervalMs,
-    pingTimeoutMs: r.pingTimeoutMs,
-  }
+function reverseListener(r: ReverseConfig): HboneServedConfig {
+  return { ...dialedListener(r.name, r.relay), type: 'hbone', peers: [], reverse: [] }
 }
 
 /** One `reverse` entry: a tunnel to its public gate, dialed again whenever it ends. */

@@ -6,7 +6,7 @@
 import * as native from 'ugate:native'
 import { formatHostPort } from '../core/address.js'
 import { Cancel, CancelledError } from '../core/cancel.js'
-import type { Config, ListenerConfig, UpstreamConfig } from '../core/config.js'
+import type { Config, HboneServedConfig, ListenerConfig, UpstreamConfig } from '../core/config.js'
 import type { ConnTracker } from '../core/conn-tracker.js'
 import { type Fields, type Logger, relayReason } from '../core/log.js'
 import type { AddressNames } from '../core/dns/names.js'
@@ -106,7 +106,8 @@ export class GatewayStats {
 }
 
 export interface Session {
-  readonly listener: ListenerConfig
+  /** A configured listener, or the pseudo listener of a reverse tunnel this gate dialed (reverse.ts). */
+  readonly listener: ListenerConfig | HboneServedConfig
   readonly client: Accepted
   /** Client IP:PORT. */
   readonly src: string

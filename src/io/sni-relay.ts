@@ -53,6 +53,9 @@ import { closeQuietly, describeError } from './sockets.js'
  */
 const KEEPALIVE_S = 60
 
+/** A gate's pool refills after this long without a pairing (RelayPool.refillWhenQuiet). */
+const REFILL_QUIET_MS = 50
+
 // ---- identity -------------------------------------------------------------------
 
 /** This node's identity as the relay protocol uses it: PEM texts and names. */
@@ -95,6 +98,16 @@ function loadMeshIdentity(m: MeshConfig): MeshIdentity {
 }
 
 /**
+ * Chains that verified against our trust anchors, by anchors and chain: a
+ * gate registers every connection it parks with the same chain, and each
+ * verification is ECDSA on the loop thread, the thread that also pairs
+ * (docs/mesh.md, Benchmark). Dates are checked on each use; bounded (valid
+ * chains only).
+ */
+const trustedChains = new Map<string, native.CertInfo[]>()
+const MAX_TRUSTED_CHAINS = 256
+
+/**
  * A peer's chain and signature, checked against our trust anchors only:
  * the chain verifies and is valid now, its SPIFFE id is in our trust domain
  * (any the roots vouch for when that is '') and is `expect` when given, and
@@ -107,14 +120,21 @@ function verifyPeer(
   sig: Uint8Array,
   expect: string,
 ): { spiffe: string; nodeId: string } | Error {
-  const r = native.identityInspect(chain, me.roots)
-  if ('error' in r) return new Error(`chain: ${r.message}`)
-  if (r.verify !== '') return new Error(`chain not trusted: ${r.verify}`)
-  for (const c of r.certs) {
+  const key = `${me.roots}\n${chain}`
+  let certs = trustedChains.get(key)
+  if (certs === undefined) {
+    const r = native.identityInspect(chain, me.roots)
+    if ('error' in r) return new Error(`chain: ${r.message}`)
+    if (r.verify !== '') return new Error(`chain not trusted: ${r.verify}`)
+    certs = r.certs
+    if (trustedChains.size >= MAX_TRUSTED_CHAINS) trustedChains.clear()
+    trustedChains.set(key, certs)
+  }
+  for (const c of certs) {
     const problem = validityProblem('chain', c.notBefore, c.notAfter, native.wallClock())
     if (problem !== null) return new Error(problem)
   }
-  const leaf = r.certs[0]!
+  const leaf = certs[0]!
   const ids = leaf.uris.flatMap((u) => {
     const p = parseSpiffeId(u)
     return 'id' in p ? [{ u, td: p.id.trustDomain }] : []
@@ -216,8 +236,9 @@ export class RelayState {
         0,
       )
       const reg = this.registries.get(p.name)
-      if (reg) reg.setLimits(p.maxParked, waiting)
-      else this.registries.set(p.name, new SniRegistry<Parked>(p.maxParked, waiting))
+      const suffix = mesh?.nodeSuffix ?? ''
+      if (reg) reg.setLimits(p.maxParked, waiting, suffix)
+      else this.registries.set(p.name, new SniRegistry<Parked>(p.maxParked, waiting, suffix))
     }
     for (const [name, reg] of this.registries) {
       if (parks.some((p) => p.name === name)) continue
@@ -306,14 +327,23 @@ export async function pairIncoming(
   sni: string,
 ): Promise<Outcome> {
   const reg = ctx.relayState.registry(l.pair)!
+  const unpaired = (why: string): Outcome => {
+    ctx.log.warn('sni-relay-unpaired', { listener: l.name, src: s.src, sni, why })
+    s.fields.why = why
+    return { kind: 'close', reason: 'unpaired', reset: true }
+  }
   let got = reg.take(sni)
   if (got === undefined) {
     const wait = new Cancel(s.cancel)
     const stopTimer = cancelAfter(wait, l.pairTimeoutMs, 'pair-timeout')
     let stopWaiting: (() => void) | null = null
     try {
-      got = await new Promise<{ conn: Parked; gate: GateId } | undefined>((resolve, reject) => {
-        stopWaiting = reg.wait(sni, (conn, gate) => resolve({ conn, gate }))
+      got = await new Promise<{ conn: Parked; gate: GateId } | { refused: string } | undefined>((resolve, reject) => {
+        stopWaiting = reg.wait(
+          sni,
+          (conn, gate) => resolve({ conn, gate }),
+          (refused) => resolve({ refused }),
+        )
         if (stopWaiting === null) return resolve(undefined)
         wait.onCancel((reason) => (reason === 'pair-timeout' ? resolve(undefined) : reject(new CancelledError(reason))))
       })
@@ -322,12 +352,10 @@ export async function pairIncoming(
       stopTimer()
       wait.release()
     }
-    if (got === undefined) {
-      const why = stopWaiting === null ? `${l.maxWaiting} already waiting` : `none within ${l.pairTimeoutMs} ms`
-      ctx.log.warn('sni-relay-unpaired', { listener: l.name, src: s.src, sni, why })
-      return { kind: 'close', reason: 'unpaired', reset: true }
-    }
+    if (got === undefined)
+      return unpaired(stopWaiting === null ? `${l.maxWaiting} already waiting` : `none within ${l.pairTimeoutMs} ms`)
   }
+  if ('refused' in got) return unpaired(got.refused)
   got.conn.claim()
   s.fields.node = got.gate.nodeId
   s.fields.via = `park:${got.conn.src}`
@@ -358,6 +386,7 @@ class RelayPool {
   private failures = 0
   private retryTimer: number | null = null
   private tickTimer: number | null = null
+  private refillTimer: number | null = null
   private up = false
   private stopped = false
   readonly target: PoolTarget
@@ -409,6 +438,7 @@ class RelayPool {
     this.stopped = true
     if (this.retryTimer !== null) native.clearTimeout(this.retryTimer)
     if (this.tickTimer !== null) native.clearTimeout(this.tickTimer)
+    if (this.refillTimer !== null) native.clearTimeout(this.refillTimer)
     for (const p of this.parked) p.cancel.cancel('stopped')
   }
 
@@ -500,10 +530,27 @@ class RelayPool {
     this.parked.delete(entry)
     cancel.release()
     this.target.paired(this.parked.size, native.now())
-    this.fill()
     this.pairs.set(fd, pair)
     const peer = native.peerAddress(fd)
     this.accept({ fd, addr: peer.addr, port: peer.port, family: peer.family })
+    this.refillWhenQuiet()
+  }
+
+  /**
+   * After a pairing: refill once pairings pause for REFILL_QUIET_MS, or at
+   * once when none is left parked. A registration costs ECDSA signatures and
+   * verifications on the loop threads of both ends, the threads that pair
+   * the next connection: refilled after each pairing, it held up the next
+   * setup by 20-30 ms (bench/mesh-relay.sh, docs/mesh.md).
+   */
+  private refillWhenQuiet(): void {
+    if (this.refillTimer !== null) native.clearTimeout(this.refillTimer)
+    this.refillTimer = null
+    if (this.parked.size + this.connecting === 0) return this.fill()
+    this.refillTimer = native.setTimeout(() => {
+      this.refillTimer = null
+      this.fill()
+    }, REFILL_QUIET_MS)
   }
 }
 

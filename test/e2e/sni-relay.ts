@@ -328,6 +328,18 @@ t.test('relay over SNI: a home gate behind NAT reached by SNI through the relay;
       'gate: routed by its rule, the client named',
       { g },
     )
+    // The paired connection is replaced once pairings pause (RelayPool.refillWhenQuiet);
+    // the kernel has no event for "registered", so look again.
+    const parked = async () =>
+      (await site.exec(site.ns.vps, ['ss', '-tnH', 'state', 'established', '( sport = :15009 )'])).stdout
+        .split('\n')
+        .filter((l) => l.trim() !== '').length
+    let n = await parked()
+    for (let i = 0; i < 50 && n !== 2; i++) {
+      await new Promise((res) => setTimeout(res, 100))
+      n = await parked()
+    }
+    t.equal(n, 2, 'gate: the pool is refilled to its 2 parked connections after the pairing')
   })
 
   await t.test('a registered name no rule of the gate names is not exposed', async (t) => {
@@ -335,6 +347,41 @@ t.test('relay over SNI: a home gate behind NAT reached by SNI through the relay;
     t.equal(r.ok, false, 'the client gets no answer', { r })
     const lines = await gate.waitForLines(/ info conn listener=vps /, 2)
     t.match(lines[1], /host=other\.home\.test rule=default action=reject/, 'gate: rejected by default', { lines })
+  })
+
+  await t.test("a node name is paired only when all of it is the gate's: its namespace and trust domain", async (t) => {
+    const [registered] = await gate.waitForLines(/ info sni-relay-registered /, 1)
+    const node = /node=([A-Z2-7]{52})/.exec(registered!)![1]!.toLowerCase()
+    const toGate = / info conn listener=vps /
+    const gateBefore = lineCount(gate, toGate)
+    for (const [what, sni] of [
+      ['another namespace', `${node}.office.${TD}`],
+      ['another trust domain', `${node}.home.other.test`],
+    ] as const) {
+      const unpaired = / warn sni-relay-unpaired /
+      const before = lineCount(relay, unpaired)
+      const r = await client(site, 'echo', A.vps, '443', sni, join(site.dir, 'body.bin'))
+      t.equal(r.ok, false, `${what}: the client gets no answer`, { r })
+      const lines = await relay.waitForLines(unpaired, before + 1)
+      t.match(
+        lines[before],
+        new RegExp(
+          `sni=${sni.replace(/\./g, '\\.')} why=".*is not a name of node ${node.toUpperCase()} \\(${GATE_ID}\\)`,
+        ),
+        `${what}: refused by the relay, saying why`,
+        { line: lines[before] },
+      )
+    }
+    // The gate's own full name pairs (and the gate, with no rule for it, rejects it).
+    const r = await client(site, 'echo', A.vps, '443', `${node}.home.${TD}`, join(site.dir, 'body.bin'))
+    t.equal(r.ok, false, 'the right name: paired, then rejected by the gate (no rule)', { r })
+    const lines = await gate.waitForLines(toGate, gateBefore + 1)
+    t.match(
+      lines[gateBefore],
+      new RegExp(`host=${node}\\.home\\.mesh\\.test rule=default action=reject`),
+      'only the right name reached the gate',
+      { lines },
+    )
   })
 
   await t.test('wrong identities are refused by the relay, with a log line', async (t) => {

@@ -4,7 +4,13 @@
 // A seeded fuzz compares the parser with an independent regex oracle.
 
 import t from 'tap'
-import { type NodeName, formatNodeName, nodeNameMismatch, parseNodeName } from '../../src/core/node-name.js'
+import {
+  type NodeName,
+  formatNodeName,
+  nodeNameMismatch,
+  nodeNameProblem,
+  parseNodeName,
+} from '../../src/core/node-name.js'
 import { rng } from '../lib/rng.js'
 
 const ID = 'NW4QXGYRBDI7NJX5TTQAS44KC52PSDW5MM5QTK3PBCFJXSXQDC6Q'
@@ -72,6 +78,30 @@ t.test('the name sent on, and the check against the node SPIFFE id', async (t) =
   t.equal(nodeNameMismatch(name, ''), null, 'an id not known: the node id alone names it')
   t.equal(nodeNameMismatch(short(ID), 'spiffe://mesh.test/ns/office/sa/x'), null, 'a short name has no namespace')
   t.match(nodeNameMismatch(name, 'not-an-id'), /has no SPIFFE id/)
+})
+
+t.test('whether a host is a name of a node with a given SPIFFE id (the SNI relay pairing)', async (t) => {
+  const id = 'spiffe://mesh.test/ns/home/sa/gate-a'
+  const lower = ID.toLowerCase()
+  t.equal(nodeNameProblem(`${lower}.home.mesh.test`, ID, id, ''), null, 'its full name')
+  t.equal(nodeNameProblem(`${ID}.HOME.mesh.test.`, ID, id, ''), null, 'any case, a trailing dot')
+  t.equal(nodeNameProblem(`${lower}.mesh`, ID, id, 'mesh'), null, 'its short name, when configured')
+  t.equal(nodeNameProblem(`${lower}.home.mesh.test`, ID, 'spiffe://mesh.test/ns/Home/sa/x', ''), null)
+  const want = `is not a name of node ${ID} (${id}): ${lower}.home.mesh.test`
+  t.equal(
+    nodeNameProblem(`${lower}.office.mesh.test`, ID, id, 'mesh'),
+    `"${lower}.office.mesh.test" ${want} or ${lower}.mesh`,
+    'another namespace',
+  )
+  t.match(
+    nodeNameProblem(`${lower}.home.other.test`, ID, id, 'mesh'),
+    `${want} or ${lower}.mesh`,
+    'another trust domain',
+  )
+  t.match(nodeNameProblem(`${lower}.mesh`, ID, id, ''), want, 'the short form, not configured')
+  t.match(nodeNameProblem(`${lower}.home.mesh.test.x`, ID, id, ''), want, 'more after the name')
+  t.match(nodeNameProblem(`${'B'.repeat(51)}A.home.mesh.test`, ID, id, ''), want, 'another node id')
+  t.match(nodeNameProblem(`${lower}.home.mesh.test`, ID, 'not-an-id', ''), /has no SPIFFE id/)
 })
 
 // The oracle: the same grammar written as regular expressions.

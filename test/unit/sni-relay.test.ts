@@ -106,26 +106,31 @@ t.test('names granted, node labels', async (t) => {
   t.equal(sniNodeLabel('abcd'), 'ABCD')
 })
 
-t.test('registry: park, take by name or node id, waiters, limits, conflicts', async (t) => {
+const NODE_A = 'NW4QXGYRBDI7NJX5TTQAS44KC52PSDW5MM5QTK3PBCFJXSXQDC6Q'
+const NODE_B = 'B'.repeat(51) + 'A'
+const a = { spiffe: 'spiffe://td.test/ns/h/sa/a', nodeId: NODE_A, names: ['a.test'] }
+const b = { spiffe: 'spiffe://td.test/ns/h/sa/b', nodeId: NODE_B, names: ['b.test'] }
+const aName = `${NODE_A.toLowerCase()}.h.td.test`
+
+t.test('registry: park, take by name or node name, waiters, limits, conflicts', async (t) => {
   const reg = new SniRegistry<string>(2, 2)
-  const a = { spiffe: 'spiffe://td/ns/h/sa/a', nodeId: 'NODEA', names: ['a.test'] }
-  const b = { spiffe: 'spiffe://td/ns/h/sa/b', nodeId: 'NODEB', names: ['b.test'] }
   t.equal(reg.park(a, 'a1'), 'parked')
   t.equal(reg.park(a, 'a2'), 'parked')
   t.match(reg.park(a, 'a3'), { refused: /already has 2 parked/ }, 'maxParked per gate')
   t.match(reg.park(b, 'b1'), 'parked')
-  t.match(reg.park({ ...b, names: ['a.test'] }, 'b2'), { refused: 'name a.test is registered by node NODEA' })
+  t.match(reg.park({ ...b, names: ['a.test'] }, 'b2'), { refused: `name a.test is registered by node ${NODE_A}` })
   t.same(reg.take('A.TEST'), { conn: 'a1', gate: a }, 'by name, case-blind, oldest first')
-  t.same(reg.take('nodea.ns.td'), { conn: 'a2', gate: a }, 'by node id as the first label')
+  t.same(reg.take(aName.toUpperCase()), { conn: 'a2', gate: a }, 'by its full node name, case-blind')
   t.equal(reg.take('a.test'), undefined, 'none left: the gate is forgotten')
   t.equal(reg.gateFor('a.test'), undefined)
   t.equal(reg.take('nobody.test'), undefined)
 
   const got: string[] = []
-  const stop1 = reg.wait('a.test', (c) => got.push(`w1:${c}`))
-  const stop2 = reg.wait('nodea.x', (c) => got.push(`w2:${c}`))
+  const refuse = (why: string) => got.push(`refused:${why}`)
+  const stop1 = reg.wait('a.test', (c) => got.push(`w1:${c}`), refuse)
+  const stop2 = reg.wait(aName, (c) => got.push(`w2:${c}`), refuse)
   t.equal(
-    reg.wait('a.test', () => {}),
+    reg.wait('a.test', () => {}, refuse),
     null,
     'maxWaiting reached: refused',
   )
@@ -140,12 +145,61 @@ t.test('registry: park, take by name or node id, waiters, limits, conflicts', as
   t.same(reg.all(), ['b1'])
   t.same(
     reg.snapshot().map((g) => [g.nodeId, g.parked]),
-    [['NODEB', 1]],
+    [[NODE_B, 1]],
   )
   // A new registration with other names drops the old ones.
   t.equal(reg.park({ ...b, names: ['c.test'] }, 'b3'), 'parked')
   t.equal(reg.gateFor('b.test'), undefined, 'old name forgotten')
-  t.equal(reg.gateFor('c.test')?.nodeId, 'NODEB')
+  t.match(reg.gateFor('c.test'), { nodeId: NODE_B })
+})
+
+t.test("registry: a node name pairs only when all of it is the gate's", async (t) => {
+  const reg = new SniRegistry<string>(8, 4, 'mesh')
+  t.equal(reg.park(a, 'a1'), 'parked')
+  const id = NODE_A.toLowerCase()
+  const wrong: Array<[string, string]> = [
+    [`${id}.other.td.test`, 'another namespace'],
+    [`${id}.h.other.test`, 'another trust domain'],
+    [`${id}.h.td.test.evil.example`, 'the right name with more after it'],
+    [`${id}.td.test`, 'no namespace'],
+    [`${id}.mesh.example`, 'another short suffix'],
+    [`${id}`, 'the node id alone'],
+  ]
+  for (const [sni, what] of wrong) {
+    t.match(reg.gateFor(sni), { refused: `is not a name of node ${NODE_A} (${a.spiffe})` }, `${what}: refused`)
+    t.match(reg.take(sni), { refused: /h\.td\.test or .*\.mesh$/ }, `${what}: nothing taken, the names it wants said`)
+  }
+  t.match(reg.gateFor(`${id}.H.TD.test.`), { nodeId: NODE_A }, 'the full name, any case, a trailing dot')
+  t.match(reg.gateFor(`${id}.mesh`), { nodeId: NODE_A }, 'the short form, when configured')
+  reg.setLimits(8, 4, '')
+  t.match(
+    reg.gateFor(`${id}.mesh`),
+    { refused: /\(spiffe:\/\/td\.test\/ns\/h\/sa\/a\): [a-z2-7]+\.h\.td\.test$/ },
+    'no short form configured',
+  )
+  t.same(reg.take(aName), { conn: 'a1', gate: a }, 'still parked after the refusals')
+
+  // Waiting: a registration refuses the waiters that name its node id wrongly, pairs the right one.
+  const got: string[] = []
+  reg.wait(
+    `${id}.other.td.test`,
+    (c) => got.push(`bad:${c}`),
+    (why) => got.push(`refused ${why}`),
+  )
+  reg.wait(
+    aName,
+    (c) => got.push(`good:${c}`),
+    (why) => got.push(`refused ${why}`),
+  )
+  reg.wait(
+    'b.test',
+    (c) => got.push(`b:${c}`),
+    (why) => got.push(`refused ${why}`),
+  )
+  t.equal(reg.park(a, 'a2'), 'paired')
+  t.match(got, [/^refused .*other\.td\.test" is not a name of node/, 'good:a2'])
+  t.equal(reg.waiting, 1, 'the waiter for another gate still waits')
+  t.match(reg.gateFor(`${NODE_B.toLowerCase()}.h.td.test`), undefined, 'a node not registered: nothing to refuse yet')
 })
 
 t.test('pool target grows when demand outruns it, shrinks when quiet', async (t) => {
