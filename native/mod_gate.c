@@ -515,7 +515,8 @@ static void dial(JSContext *ctx, fconn *c, const struct sockaddr *to, socklen_t 
   else if (connect(fd, to, to_len) == 0) {
     start_relay(ctx, c);
     return;
-  } else if (errno != EINPROGRESS || ug_loop_watch_c(ctx, fd, EPOLLOUT, on_connected, c) < 0)
+  } else if (errno != EINPROGRESS ||
+             ug_loop_watch_c(ctx, fd, EPOLLOUT | EPOLLONESHOT, on_connected, c) < 0)
     err = errno;
   if (err) {
     fail(ctx, c, "connect-error", err);
@@ -723,7 +724,9 @@ static void socks_read(JSContext *ctx, fconn *c) {
       // next, without a read that would find nothing.
       if ((size_t)n == room) continue;
     }
-    if (ug_loop_watch_c(ctx, c->client, EPOLLIN, on_client, c) < 0)
+    // One-shot: the watch ends when it fires (the client is read, then
+    // watched again or handed on), with no EPOLL_CTL_DEL per connection.
+    if (ug_loop_watch_c(ctx, c->client, EPOLLIN | EPOLLONESHOT, on_client, c) < 0)
       end_conn(ctx, c, "client-error", errno, true);
     return;
   }
