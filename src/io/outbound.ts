@@ -87,15 +87,16 @@ export type RouteQueryOf = RouteQuery & { learnt?: string }
 
 /** What the rules are asked for d, from `from` (routeOf's first half). */
 export function routeQuery(d: Destination, from: RouteFrom, ctx: GatewayContext): RouteQueryOf {
-  const name = d.sniffedHost ?? (isIpLiteral(d.host) ? undefined : d.host)
+  const literal = isIpLiteral(d.host) // parsed once: on QuickJS a parse is a call per character
+  const name = d.sniffedHost ?? (literal ? undefined : d.host)
   const query: RouteQueryOf = { dstPort: d.port, srcIp: from.srcIp, listener: from.listener }
   if (name !== undefined) query.host = name
-  const ip = d.ip ?? (isIpLiteral(d.host) ? d.host : undefined)
+  const ip = d.ip ?? (literal ? d.host : undefined)
   if (ip !== undefined) query.dstIp = ip
   // No name (or only an address as the Host), but the client got this address
   // from ugate's DNS: route by the name it asked for.
-  const nameless = name === undefined || isIpLiteral(name)
-  const learnt = nameless && ip !== undefined ? ctx.names.lookup(ip, native.now()) : undefined
+  const nameless = name === undefined || (name === d.host ? literal : isIpLiteral(name))
+  const learnt = nameless && ip !== undefined && ctx.names.size > 0 ? ctx.names.lookup(ip, native.now()) : undefined
   if (learnt !== undefined) {
     query.host = learnt
     query.learnt = learnt
@@ -130,7 +131,9 @@ export function routeOf(
     throw new RejectedError('default (no rule matches: nothing is exposed)')
   }
   fields.action = r.action.type
-  return { rule, action: r.action, name: d.sniffedHost ?? (isIpLiteral(d.host) ? undefined : d.host), ip: query.dstIp }
+  // The name routeQuery routed by, unless it routed by a learnt one (then d had none but a sniffed one).
+  const name = query.learnt === undefined ? query.host : d.sniffedHost
+  return { rule, action: r.action, name, ip: query.dstIp }
 }
 
 async function routeAndDial(d: Destination, s: Session, ctx: GatewayContext, routed?: Routed): Promise<Outbound> {
