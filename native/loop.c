@@ -302,13 +302,15 @@ static watcher *watcher_for(int fd) {
 // A one-shot watch that fired stays registered, disabled (no EPOLL_CTL_DEL
 // is made for it: close removes it): watching that fd again re-arms it.
 #define WATCH_EVENTS ((int)(EPOLLIN | EPOLLOUT | EPOLLONESHOT))
-static int watch_events(watcher *w, int fd, int events) {
+// `fired`: the caller knows fd holds such a registration (ug_loop_rearm_c).
+static int watch_events(watcher *w, int fd, int events, bool fired) {
   int ev = events & WATCH_EVENTS;
   bool was = w->active;
   if (!was) w->gen++;
   struct epoll_event e = {.events = ev, .data.u64 = ((uint64_t)w->gen << 32) | (uint32_t)fd};
-  if (epoll_ctl(loop.ep, was ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &e) < 0 &&
-      (was || errno != EEXIST || epoll_ctl(loop.ep, EPOLL_CTL_MOD, fd, &e) < 0))
+  bool mod = was || fired;
+  if (epoll_ctl(loop.ep, mod ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &e) < 0 &&
+      (mod || errno != EEXIST || epoll_ctl(loop.ep, EPOLL_CTL_MOD, fd, &e) < 0))
     return -1;
   w->events = ev;
   if (!was) loop.w_active++;
@@ -316,16 +318,24 @@ static int watch_events(watcher *w, int fd, int events) {
   return 0;
 }
 
-int ug_loop_watch_c(JSContext *ctx, int fd, int events, ug_watch_fn *fn, void *arg) {
+static int watch_c(JSContext *ctx, int fd, int events, ug_watch_fn *fn, void *arg, bool fired) {
   watcher *w = watcher_for(fd);
   if (w->events == (events & WATCH_EVENTS) && w->active && w->cfn == fn && w->carg == arg)
     return 0;  // unchanged: no epoll_ctl
-  if (watch_events(w, fd, events) < 0) return -1;
+  if (watch_events(w, fd, events, fired) < 0) return -1;
   JS_FreeValue(ctx, w->cb);
   w->cb = JS_UNDEFINED;
   w->cfn = fn;
   w->carg = arg;
   return 0;
+}
+
+int ug_loop_watch_c(JSContext *ctx, int fd, int events, ug_watch_fn *fn, void *arg) {
+  return watch_c(ctx, fd, events, fn, arg, false);
+}
+
+int ug_loop_rearm_c(JSContext *ctx, int fd, int events, ug_watch_fn *fn, void *arg) {
+  return watch_c(ctx, fd, events, fn, arg, true);
 }
 
 void ug_loop_unwatch(JSContext *ctx, int fd) {
@@ -343,7 +353,7 @@ static JSValue js_watch(UG_JS_PARAMS) {
   if (!JS_IsFunction(ctx, argv[2]))
     return JS_ThrowTypeError(ctx, "watch: callback is not a function");
   watcher *w = watcher_for(fd);
-  if (watch_events(w, fd, events & (EPOLLIN | EPOLLOUT)) < 0)
+  if (watch_events(w, fd, events & (EPOLLIN | EPOLLOUT), false) < 0)
     return ug_throw_errno(ctx, "epoll_ctl", errno);
   JS_FreeValue(ctx, w->cb);
   w->cb = JS_DupValue(ctx, argv[2]);

@@ -159,6 +159,7 @@ typedef struct {
   ug_lookup *lookup;  // while RESOLVING
   struct sockaddr_in6 addrs[UG_MAX_ADDRS];
   uint8_t naddrs, next;
+  bool watched;  // the client's one-shot watch was set (and fired: socks_read runs)
   uint16_t dial_port;
   const char *why;
   int why_err;
@@ -720,14 +721,17 @@ static void socks_read(JSContext *ctx, fconn *c) {
       if (socks_step(ctx, c)) return;
       // A full read may have left more behind (or filled the buffer: too
       // large); a short one emptied the socket (the client waits for the
-      // answer just sent): the watch (level-triggered) reports what comes
+      // answer just sent): the watch reports what comes
       // next, without a read that would find nothing.
       if ((size_t)n == room) continue;
     }
     // One-shot: the watch ends when it fires (the client is read, then
     // watched again or handed on), with no EPOLL_CTL_DEL per connection.
-    if (ug_loop_watch_c(ctx, c->client, EPOLLIN | EPOLLONESHOT, on_client, c) < 0)
+    int events = EPOLLIN | EPOLLONESHOT;
+    if ((hs->watched ? ug_loop_rearm_c : ug_loop_watch_c)(ctx, c->client, events, on_client, c) < 0)
       end_conn(ctx, c, "client-error", errno, true);
+    else
+      hs->watched = true;
     return;
   }
 }

@@ -98,6 +98,9 @@ void ug_loop_request_exit(int code);
 // epoll_ctl to end it: a connection's sockets are watched once each).
 typedef void ug_watch_fn(JSContext *ctx, int fd, uint32_t events, void *arg);
 int ug_loop_watch_c(JSContext *ctx, int fd, int events, ug_watch_fn *fn, void *arg);
+// The same for an fd whose one-shot watch fired (and which is still open): one
+// EPOLL_CTL_MOD re-arms its registration.
+int ug_loop_rearm_c(JSContext *ctx, int fd, int events, ug_watch_fn *fn, void *arg);
 void ug_loop_unwatch(JSContext *ctx, int fd);
 // Run a JS callback; report an uncaught exception and stop the loop.
 void ug_call(JSContext *ctx, JSValueConst fn, int argc, JSValueConst *argv);
