@@ -299,28 +299,43 @@ static watcher *watcher_for(int fd) {
 }
 
 // Register (or change) fd's epoll events; -1 with errno when epoll_ctl fails.
-static int watch_events(watcher *w, int fd, int events) {
-  int ev = events & (EPOLLIN | EPOLLOUT);
+// A one-shot watch that fired stays registered, disabled (no EPOLL_CTL_DEL
+// is made for it: close removes it): watching that fd again re-arms it.
+#define WATCH_EVENTS ((int)(EPOLLIN | EPOLLOUT | EPOLLONESHOT))
+// `fired`: the caller knows fd holds such a registration (ug_loop_rearm_c).
+static int watch_events(watcher *w, int fd, int events, bool fired) {
+  int ev = events & WATCH_EVENTS;
   bool was = w->active;
   if (!was) w->gen++;
   struct epoll_event e = {.events = ev, .data.u64 = ((uint64_t)w->gen << 32) | (uint32_t)fd};
-  if (epoll_ctl(loop.ep, was ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &e) < 0) return -1;
+  bool mod = was || fired;
+  if (epoll_ctl(loop.ep, mod ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &e) < 0 &&
+      (mod || errno != EEXIST || epoll_ctl(loop.ep, EPOLL_CTL_MOD, fd, &e) < 0))
+    return -1;
   w->events = ev;
   if (!was) loop.w_active++;
   w->active = true;
   return 0;
 }
 
-int ug_loop_watch_c(JSContext *ctx, int fd, int events, ug_watch_fn *fn, void *arg) {
+static int watch_c(JSContext *ctx, int fd, int events, ug_watch_fn *fn, void *arg, bool fired) {
   watcher *w = watcher_for(fd);
-  if (w->events == (events & (EPOLLIN | EPOLLOUT)) && w->active && w->cfn == fn && w->carg == arg)
+  if (w->events == (events & WATCH_EVENTS) && w->active && w->cfn == fn && w->carg == arg)
     return 0;  // unchanged: no epoll_ctl
-  if (watch_events(w, fd, events) < 0) return -1;
+  if (watch_events(w, fd, events, fired) < 0) return -1;
   JS_FreeValue(ctx, w->cb);
   w->cb = JS_UNDEFINED;
   w->cfn = fn;
   w->carg = arg;
   return 0;
+}
+
+int ug_loop_watch_c(JSContext *ctx, int fd, int events, ug_watch_fn *fn, void *arg) {
+  return watch_c(ctx, fd, events, fn, arg, false);
+}
+
+int ug_loop_rearm_c(JSContext *ctx, int fd, int events, ug_watch_fn *fn, void *arg) {
+  return watch_c(ctx, fd, events, fn, arg, true);
 }
 
 void ug_loop_unwatch(JSContext *ctx, int fd) {
@@ -338,7 +353,8 @@ static JSValue js_watch(UG_JS_PARAMS) {
   if (!JS_IsFunction(ctx, argv[2]))
     return JS_ThrowTypeError(ctx, "watch: callback is not a function");
   watcher *w = watcher_for(fd);
-  if (watch_events(w, fd, events) < 0) return ug_throw_errno(ctx, "epoll_ctl", errno);
+  if (watch_events(w, fd, events & (EPOLLIN | EPOLLOUT), false) < 0)
+    return ug_throw_errno(ctx, "epoll_ctl", errno);
   JS_FreeValue(ctx, w->cb);
   w->cb = JS_DupValue(ctx, argv[2]);
   w->cfn = NULL;
@@ -357,7 +373,10 @@ static void dispatch_fd(JSContext *ctx, uint64_t tag, uint32_t events) {
   uint32_t gen = (uint32_t)(tag >> 32);
   if (fd >= loop.w_cap || !loop.w[fd].active || loop.w[fd].gen != gen) return;  // stale event
   if (loop.w[fd].cfn) {
-    loop.w[fd].cfn(ctx, fd, events, loop.w[fd].carg);
+    ug_watch_fn *fn = loop.w[fd].cfn;
+    void *arg = loop.w[fd].carg;
+    if (loop.w[fd].events & EPOLLONESHOT) unwatch(ctx, fd, false);  // disabled by the kernel
+    fn(ctx, fd, events, arg);
     return;
   }
   JSValue cb = JS_DupValue(ctx, loop.w[fd].cb);  // the callback may unwatch itself

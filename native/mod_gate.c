@@ -159,6 +159,7 @@ typedef struct {
   ug_lookup *lookup;  // while RESOLVING
   struct sockaddr_in6 addrs[UG_MAX_ADDRS];
   uint8_t naddrs, next;
+  bool watched;  // the client's one-shot watch was set (and fired: socks_read runs)
   uint16_t dial_port;
   const char *why;
   int why_err;
@@ -515,7 +516,8 @@ static void dial(JSContext *ctx, fconn *c, const struct sockaddr *to, socklen_t 
   else if (connect(fd, to, to_len) == 0) {
     start_relay(ctx, c);
     return;
-  } else if (errno != EINPROGRESS || ug_loop_watch_c(ctx, fd, EPOLLOUT, on_connected, c) < 0)
+  } else if (errno != EINPROGRESS ||
+             ug_loop_watch_c(ctx, fd, EPOLLOUT | EPOLLONESHOT, on_connected, c) < 0)
     err = errno;
   if (err) {
     fail(ctx, c, "connect-error", err);
@@ -714,12 +716,22 @@ static void socks_read(JSContext *ctx, fconn *c) {
       return;
     }
     if (n > 0) {
+      size_t room = HS_LIMIT - hs->len;
       hs->len += (size_t)n;
       if (socks_step(ctx, c)) return;
-      if (hs->len < HS_LIMIT) continue;  // a partial message: the rest may be there
+      // A full read may have left more behind (or filled the buffer: too
+      // large); a short one emptied the socket (the client waits for the
+      // answer just sent): the watch reports what comes
+      // next, without a read that would find nothing.
+      if ((size_t)n == room) continue;
     }
-    if (ug_loop_watch_c(ctx, c->client, EPOLLIN, on_client, c) < 0)
+    // One-shot: the watch ends when it fires (the client is read, then
+    // watched again or handed on), with no EPOLL_CTL_DEL per connection.
+    int events = EPOLLIN | EPOLLONESHOT;
+    if ((hs->watched ? ug_loop_rearm_c : ug_loop_watch_c)(ctx, c->client, events, on_client, c) < 0)
       end_conn(ctx, c, "client-error", errno, true);
+    else
+      hs->watched = true;
     return;
   }
 }
@@ -1009,27 +1021,63 @@ static const char *conn_dst(const fconn *c) {
   return c->l->kind == KIND_FORWARD ? c->l->dst : c->cdst ? c->cdst : "-";
 }
 
-// The access line's fields, in its order: listener src dst up down ms reason
-// splice, then a SOCKS connection's as the JS path adds them: user dnsName
-// rule action via.
-static JSValue conn_fields(JSContext *ctx, fconn *c, double now) {
-  char reason[64];
+// One field of a connection's access line: text (s, n bytes; s NULL: the
+// field is left out) or a number.
+typedef struct {
+  const char *key;
+  bool text;
+  const char *s;
+  size_t n;
+  uint64_t num;
+} conn_field;
+
+#define CONN_FIELDS 13
+#define TEXT(k, v) \
+  { .key = k, .text = true, .s = v, .n = (v) ? strlen(v) : 0 }
+#define NUM(k, v) \
+  { .key = k, .num = v }
+
+// The access line's fields in the JS path's order: listener src dst up down
+// ms reason splice, then a SOCKS connection's user dnsName rule action via.
+// The one list both the C line (access_line) and the JS fallback
+// (conn_fields) are made from; `reason` holds the reason's text.
+static void conn_field_list(const fconn *c, double now, char reason[64],
+                            conn_field f[CONN_FIELDS]) {
   conn_reason(c, reason);
   bool relayed = !c->reason;
+  const conn_field all[CONN_FIELDS] = {
+      TEXT("listener", c->l->name),
+      TEXT("src", c->src),
+      TEXT("dst", conn_dst(c)),
+      NUM("up", relayed ? c->r.up.bytes : 0),
+      NUM("down", relayed ? c->r.down.bytes : 0),
+      NUM("ms", conn_ms(c, now)),
+      {.key = "reason", .text = true, .s = reason, .n = strlen(reason)},
+      NUM("splice", relayed && c->r.spliced),
+      {.key = "user", .text = true, .s = c->user, .n = c->user_len},  // UTF-8: may hold a NUL
+      TEXT("dnsName", c->dns_name),
+      TEXT("rule", c->rule),
+      TEXT("action", c->action),
+      TEXT("via", c->via),
+  };
+  memcpy(f, all, sizeof all);
+}
+
+#undef TEXT
+#undef NUM
+
+// The access line's fields as an object, for JS to format (log.ts).
+static JSValue conn_fields(JSContext *ctx, const fconn *c, double now) {
+  char reason[64];
+  conn_field f[CONN_FIELDS];
+  conn_field_list(c, now, reason, f);
   JSValue o = JS_NewObject(ctx);
-  JS_SetPropertyStr(ctx, o, "listener", JS_NewString(ctx, c->l->name));
-  JS_SetPropertyStr(ctx, o, "src", JS_NewString(ctx, c->src));
-  JS_SetPropertyStr(ctx, o, "dst", JS_NewString(ctx, conn_dst(c)));
-  JS_SetPropertyStr(ctx, o, "up", JS_NewFloat64(ctx, relayed ? (double)c->r.up.bytes : 0));
-  JS_SetPropertyStr(ctx, o, "down", JS_NewFloat64(ctx, relayed ? (double)c->r.down.bytes : 0));
-  JS_SetPropertyStr(ctx, o, "ms", JS_NewFloat64(ctx, (double)conn_ms(c, now)));
-  JS_SetPropertyStr(ctx, o, "reason", JS_NewString(ctx, reason));
-  JS_SetPropertyStr(ctx, o, "splice", JS_NewInt32(ctx, relayed && c->r.spliced));
-  if (c->user) JS_SetPropertyStr(ctx, o, "user", JS_NewStringLen(ctx, c->user, c->user_len));
-  set_opt_str(ctx, o, "dnsName", c->dns_name);
-  set_opt_str(ctx, o, "rule", c->rule);
-  set_opt_str(ctx, o, "action", c->action);
-  set_opt_str(ctx, o, "via", c->via);
+  for (int i = 0; i < CONN_FIELDS; i++) {
+    if (f[i].text && !f[i].s) continue;
+    JS_SetPropertyStr(
+        ctx, o, f[i].key,
+        f[i].text ? JS_NewStringLen(ctx, f[i].s, f[i].n) : JS_NewFloat64(ctx, (double)f[i].num));
+  }
   return o;
 }
 
@@ -1093,10 +1141,6 @@ static bool acc_field(const char *key, const char *v, size_t n) {
   return acc_put("\"", 1);
 }
 
-static bool acc_str(const char *key, const char *v) {
-  return !v || acc_field(key, v, strlen(v));
-}
-
 static bool acc_num(const char *key, uint64_t v) {
   char num[24];
   int n = snprintf(num, sizeof num, "%" PRIu64, v);
@@ -1104,23 +1148,20 @@ static bool acc_num(const char *key, uint64_t v) {
 }
 
 // c's access line appended to acc, stamped `stamp`; false (acc as it was) if
-// JS formats it. Its fields in the JS path's order: listener src dst up down
-// ms reason splice, then a SOCKS connection's user dnsName rule action via.
+// JS formats it (conn_fields).
 static bool access_line(const fconn *c, const char *stamp, double now) {
   size_t mark = acc.len;
   char reason[64];
-  conn_reason(c, reason);
-  bool relayed = !c->reason;
-  bool ok = acc_put(stamp, strlen(stamp)) && acc_put(" info conn", 10) &&
-            acc_str("listener", c->l->name) && acc_str("src", c->src) &&
-            acc_str("dst", conn_dst(c)) && acc_num("up", relayed ? c->r.up.bytes : 0) &&
-            acc_num("down", relayed ? c->r.down.bytes : 0) && acc_num("ms", conn_ms(c, now)) &&
-            acc_str("reason", reason) && acc_num("splice", relayed && c->r.spliced) &&
-            (!c->user || acc_field("user", c->user, c->user_len)) &&
-            acc_str("dnsName", c->dns_name) && acc_str("rule", c->rule) &&
-            acc_str("action", c->action) && acc_str("via", c->via) && acc_put("\n", 1);
-  if (!ok) acc.len = mark;
-  return ok;
+  conn_field f[CONN_FIELDS];
+  conn_field_list(c, now, reason, f);
+  bool ok = acc_put(stamp, strlen(stamp)) && acc_put(" info conn", 10);
+  for (int i = 0; ok && i < CONN_FIELDS; i++)
+    ok = f[i].text ? !f[i].s || acc_field(f[i].key, f[i].s, f[i].n) : acc_num(f[i].key, f[i].num);
+  if (!(ok && acc_put("\n", 1))) {
+    acc.len = mark;
+    return false;
+  }
+  return true;
 }
 
 // new Date(ms).toISOString() of now's wall clock (whole ms, as js_wall_clock).

@@ -99,8 +99,13 @@ void ug_loop_forget_fd(JSContext *ctx, int fd);
 void ug_loop_request_exit(int code);
 // A watch that calls C instead of JS (the native forward): fn(ctx, fd, events, arg)
 // while fd is ready (level-triggered). Replaces any watch of fd; -1 with errno.
+// With EPOLLONESHOT in events: once, and the watch is over when fn runs (no
+// epoll_ctl to end it: a connection's sockets are watched once each).
 typedef void ug_watch_fn(JSContext *ctx, int fd, uint32_t events, void *arg);
 int ug_loop_watch_c(JSContext *ctx, int fd, int events, ug_watch_fn *fn, void *arg);
+// The same for an fd whose one-shot watch fired (and which is still open): one
+// EPOLL_CTL_MOD re-arms its registration.
+int ug_loop_rearm_c(JSContext *ctx, int fd, int events, ug_watch_fn *fn, void *arg);
 void ug_loop_unwatch(JSContext *ctx, int fd);
 // Run a JS callback; report an uncaught exception and stop the loop.
 void ug_call(JSContext *ctx, JSValueConst fn, int argc, JSValueConst *argv);

@@ -82,30 +82,46 @@ export interface RouteFrom {
   peer?: { spiffeId: string; nodeId: string } | undefined
 }
 
-/**
- * Ask the rules for d (first match wins) and count the hit; fills `fields`
- * (dnsName, rule, action). A requireRule destination no rule matches is a
- * RejectedError (thrown).
- */
-export function routeOf(d: Destination, from: RouteFrom, fields: Fields, ctx: GatewayContext): Routed {
-  const name = d.sniffedHost ?? (isIpLiteral(d.host) ? undefined : d.host)
-  const query: RouteQuery = { dstPort: d.port, srcIp: from.srcIp, listener: from.listener }
+/** The rules' query for d; `learnt`: the name ugate's DNS answered d's address for, which it routes by. */
+export type RouteQueryOf = RouteQuery & { learnt?: string }
+
+/** What the rules are asked for d, from `from` (routeOf's first half). */
+export function routeQuery(d: Destination, from: RouteFrom, ctx: GatewayContext): RouteQueryOf {
+  const literal = isIpLiteral(d.host) // parsed once: on QuickJS a parse is a call per character
+  const name = d.sniffedHost ?? (literal ? undefined : d.host)
+  const query: RouteQueryOf = { dstPort: d.port, srcIp: from.srcIp, listener: from.listener }
   if (name !== undefined) query.host = name
-  const ip = d.ip ?? (isIpLiteral(d.host) ? d.host : undefined)
+  const ip = d.ip ?? (literal ? d.host : undefined)
   if (ip !== undefined) query.dstIp = ip
   // No name (or only an address as the Host), but the client got this address
   // from ugate's DNS: route by the name it asked for.
-  const nameless = name === undefined || isIpLiteral(name)
-  const learnt = nameless && ip !== undefined ? ctx.names.lookup(ip, native.now()) : undefined
+  const nameless = name === undefined || (name === d.host ? literal : isIpLiteral(name))
+  const learnt = nameless && ip !== undefined && ctx.names.size > 0 ? ctx.names.lookup(ip, native.now()) : undefined
   if (learnt !== undefined) {
     query.host = learnt
-    fields.dnsName = learnt
+    query.learnt = learnt
   }
   if (d.proto !== undefined) query.proto = d.proto
   if (from.peer !== undefined) {
     query.srcIdentity = from.peer.spiffeId
     query.srcNode = from.peer.nodeId
   }
+  return query
+}
+
+/**
+ * Ask the rules for d (first match wins) and count the hit; fills `fields`
+ * (dnsName, rule, action). A requireRule destination no rule matches is a
+ * RejectedError (thrown). `query`: routeQuery's for d, when already made.
+ */
+export function routeOf(
+  d: Destination,
+  from: RouteFrom,
+  fields: Fields,
+  ctx: GatewayContext,
+  query = routeQuery(d, from, ctx),
+): Routed {
+  if (query.learnt !== undefined) fields.dnsName = query.learnt
   const r = route(ctx.rules, query)
   const rule = r.ruleIndex < 0 ? 'default' : (r.ruleName ?? `#${r.ruleIndex}`)
   fields.rule = rule
@@ -115,7 +131,9 @@ export function routeOf(d: Destination, from: RouteFrom, fields: Fields, ctx: Ga
     throw new RejectedError('default (no rule matches: nothing is exposed)')
   }
   fields.action = r.action.type
-  return { rule, action: r.action, name, ip }
+  // The name routeQuery routed by, unless it routed by a learnt one (then d had none but a sniffed one).
+  const name = query.learnt === undefined ? query.host : d.sniffedHost
+  return { rule, action: r.action, name, ip: query.dstIp }
 }
 
 async function routeAndDial(d: Destination, s: Session, ctx: GatewayContext, routed?: Routed): Promise<Outbound> {

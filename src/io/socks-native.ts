@@ -20,7 +20,8 @@ import { formatCidr, parseCidr } from '../core/ip.js'
 import type { Fields } from '../core/log.js'
 import { formatHostPort } from '../core/address.js'
 import { SOCKS5_REPLY } from '../core/socks.js'
-import { routeOf } from './outbound.js'
+import { routeOf, routeQuery } from './outbound.js'
+import { RouteCache } from '../core/rules/route-cache.js'
 import { serveMixed } from './mixed-server.js'
 import { type GatewayContext, type Handler, adopt } from './session.js'
 import { serveSocks, socks5Request, socks5Routed } from './socks-server.js'
@@ -54,15 +55,13 @@ export function nativeSocks(l: ListenerConfig, ctx: GatewayContext): native.Sock
 export function onSocksAsk(ctx: GatewayContext): Parameters<typeof native.onSocksRequests>[0] {
   return (items) => {
     const answers: native.SocksAnswer[] = []
-    for (const item of items) answers.push(answerOne(item, ctx))
+    for (let i = 0; i < items.length; i++) answers.push(answerOne(items[i]!, ctx))
     return answers
   }
 }
 
 function answerOne(item: native.SocksAsk, ctx: GatewayContext): native.SocksAnswer {
-  const l = ctx.config.listeners.find((x) => x.name === item.listener)
-  const client = { fd: item.fd, addr: item.addr, port: item.port, family: item.family }
-  const data = item.data !== undefined ? new Uint8Array(item.data) : undefined
+  const l = listenerNamed(ctx, item.listener)
   if (l === undefined) {
     // Its listener left with a reload while C read the handshake: end it.
     if (item.kind === 'route') return { reply: SOCKS5_REPLY.GENERAL_FAILURE }
@@ -70,32 +69,64 @@ function answerOne(item: native.SocksAsk, ctx: GatewayContext): native.SocksAnsw
     ctx.admission.release(item.addr)
     return undefined
   }
-  // The handshake timer goes on from where C's stopped (not a fresh one).
-  const handshakeLeftMs = item.leftMs
-  const take = (handler: Handler, fields?: Fields) =>
-    adopt(handler, l, ctx, client, item.src, item.id, { data, handshakeLeftMs, ...(fields ? { fields } : {}) })
-  if (item.kind === 'first') {
-    take(l.type === 'mixed' ? serveMixed : serveSocks)
-    return undefined
+  if (item.kind === 'route') return routeAnswer(item, l, ctx)
+  if (item.kind === 'first') take(item, l, l.type === 'mixed' ? serveMixed : serveSocks, {}, ctx)
+  else take(item, l, socks5Request, userFields(item), ctx)
+  return undefined
+}
+
+// The answers of past CONNECTs, by route query (RouteCache: exact, emptied by
+// a new rule set). Only answers that are a function of the query alone are
+// kept: a dial or a refusal; a connection JS takes is not an answer.
+const routeAnswers = new RouteCache<Exclude<native.SocksAnswer, undefined>>()
+
+function routeAnswer(item: native.SocksAsk, l: ListenerConfig, ctx: GatewayContext): native.SocksAnswer {
+  const d = { host: item.host!, port: item.dstPort! }
+  const from = { srcIp: item.addr, listener: item.listener }
+  const query = routeQuery(d, from, ctx)
+  const key = routeAnswers.key(ctx.rules, query)
+  const known = routeAnswers.get(key)
+  if (known !== undefined) {
+    ctx.stats.hit(known.rule!)
+    return known
   }
-  const fields: Fields = {}
-  if (item.user !== undefined) fields.user = item.user
-  if (item.kind === 'request') {
-    take(socks5Request, fields)
-    return undefined
-  }
-  const host = item.host!
-  const port = item.dstPort!
+  const fields = userFields(item)
   fields.dst = item.dst!
-  const routed = routeOf({ host, port }, { srcIp: item.addr, listener: item.listener }, fields, ctx)
+  const routed = routeOf(d, from, fields, ctx, query)
   const a = routed.action
-  const known = { rule: routed.rule, action: a.type, ...dnsName(fields) }
+  const rule = { rule: routed.rule, action: a.type, ...dnsName(fields) }
+  let answer: native.SocksAnswer
   // What dial() would be given (outbound.ts routeAndDial): C resolves a name.
-  if (a.type === 'direct') return { addr: routed.ip ?? host, port, ...known }
-  if (a.type === 'forward') return { addr: a.host, port: a.port, via: formatHostPort(a.host, a.port), ...known }
-  if (a.type === 'reject') return { reply: SOCKS5_REPLY.NOT_ALLOWED, ...known }
-  // An upstream: JS dials, with the route already taken.
-  take((s) => socks5Routed(s, ctx, { host, port }, routed), fields)
+  if (a.type === 'direct') answer = { addr: routed.ip ?? d.host, port: d.port, ...rule }
+  else if (a.type === 'forward') answer = { addr: a.host, port: a.port, via: formatHostPort(a.host, a.port), ...rule }
+  else if (a.type === 'reject') answer = { reply: SOCKS5_REPLY.NOT_ALLOWED, ...rule }
+  else {
+    // An upstream: JS dials, with the route already taken.
+    take(item, l, (s) => socks5Routed(s, ctx, d, routed), fields, ctx)
+    return undefined
+  }
+  routeAnswers.set(key, Object.freeze(answer))
+  return answer
+}
+
+function userFields(item: native.SocksAsk): Fields {
+  return item.user !== undefined ? { user: item.user } : {}
+}
+
+/** JS takes the connection from here: handler runs the JS session, the handshake timer goes on from C's. */
+function take(item: native.SocksAsk, l: ListenerConfig, handler: Handler, fields: Fields, ctx: GatewayContext): void {
+  const client = { fd: item.fd, addr: item.addr, port: item.port, family: item.family }
+  const data = item.data !== undefined ? new Uint8Array(item.data) : undefined
+  adopt(handler, l, ctx, client, item.src, item.id, {
+    data,
+    handshakeLeftMs: item.leftMs,
+    fields,
+  })
+}
+
+function listenerNamed(ctx: GatewayContext, name: string): ListenerConfig | undefined {
+  const ls = ctx.config.listeners
+  for (let i = 0; i < ls.length; i++) if (ls[i]!.name === name) return ls[i]
   return undefined
 }
 

@@ -298,6 +298,53 @@ t.test('a reload in the middle of handshakes: they complete, or are refused when
   checkCleanExit(t, ug, await ug.stop())
 })
 
+t.test(
+  'kept answers stay exact: per client under a source rule, new rules at a reload, every hit counted',
+  async (t) => {
+    const echo = await echoServer(t)
+    const dir = mkdtempSync(join(tmpdir(), 'ugate-socksn-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    const file = join(dir, 'ugate.json')
+    const socket = join(dir, 'admin.sock')
+    const config = (rules: unknown[]) =>
+      JSON.stringify({ ...proxyConfig([listener('mix', 'mixed')], { rules }), admin: { socket } })
+    writeFileSync(file, config([{ name: 'from-two', srcCidr: ['127.0.0.2/32'], action: 'reject' }]))
+    const ug = await startUgate(t, ['run', '--config', file])
+    const request = Buffer.concat([b(5, 1, 0), socks5Address('127.0.0.1', echo.port)])
+    /** The reply code of a CONNECT to the echo server from `from`. */
+    const reply = async (from: string) => {
+      const r = await connectReader(ug.port('mix'), '127.0.0.1', from)
+      r.sock.write(noAuth)
+      t.same([...(await r.read(2))], [5, 0])
+      r.sock.write(request)
+      const code = (await r.read(10))[1]
+      r.sock.end()
+      await within(r.rest(), 10_000, 'closed')
+      return code
+    }
+    t.same(
+      [await reply('127.0.0.1'), await reply('127.0.0.1'), await reply('127.0.0.2'), await reply('127.0.0.1')],
+      [0, 0, 2, 0],
+      'the same destination: dialed for 127.0.0.1 each time, refused for 127.0.0.2 (srcCidr)',
+    )
+    const hits = () =>
+      (
+        JSON.parse(runUgate(['ctl', '--socket', socket, '--json', 'rules']).stdout) as {
+          rules: Array<{ extra: { hitCount: number } }>
+        }
+      ).rules.map((r) => r.extra.hitCount)
+    t.same(hits(), [1, 3], 'every connection counted, kept answers too')
+
+    writeFileSync(file, config([{ name: 'now-no', dstPort: [echo.port], action: 'reject' }]))
+    ug.signal('SIGHUP')
+    await ug.waitForLine(/ info reloaded /)
+    t.equal(await reply('127.0.0.1'), 2, 'after the reload: the new rule refuses what was dialed before')
+    t.match((await waitConnsOf(ug, 'mix', 5))[4]!.fields, { rule: 'now-no', action: 'reject', reason: 'rejected' })
+    t.equal(echo.accepted, 3)
+    await finish(t, ug, 5)
+  },
+)
+
 t.test('handshake timeout: half a greeting is reset after handshakeTimeout', async (t) => {
   const ug = await startConfig(t, proxyConfig([listener('mix', 'mixed')], { limits: { handshakeTimeout: 1 } }))
   const half = await connectReader(ug.port('mix'))

@@ -85,9 +85,9 @@ export class Reader {
 }
 
 /** Connect (allowHalfOpen, tracked, Nagle off) and wrap in a Reader. */
-export function connectReader(port: number, host = '127.0.0.1'): Promise<Reader> {
+export function connectReader(port: number, host = '127.0.0.1', localAddress?: string): Promise<Reader> {
   return new Promise<Reader>((resolve, reject) => {
-    const s = track(net.connect({ port, host, allowHalfOpen: true }))
+    const s = track(net.connect({ port, host, allowHalfOpen: true, ...(localAddress ? { localAddress } : {}) }))
     s.setNoDelay(true)
     const r = new Reader(s)
     s.once('connect', () => {

@@ -123,6 +123,12 @@ export class CompiledRules implements ListSink {
   /** Listener names the rules use. */
   readonly listeners: ReadonlySet<string>
   readonly stats: RuleStats
+  /**
+   * Whether a rule looks at who connects (srcCidr, or the mesh peer's
+   * srcIdentity, srcTrustDomain, srcNode): without one, the answer for a
+   * query does not depend on its srcIp, srcIdentity or srcNode (RouteCache).
+   */
+  readonly bySource: boolean
   private readonly checks: Array<Check | null>
   private readonly results: RouteResult[]
   private readonly defaultResult: RouteResult
@@ -196,6 +202,9 @@ export class CompiledRules implements ListSink {
     this.scanList = scan
     this.needDst = needDst
     this.needSrc = needSrc
+    this.bySource =
+      needSrc ||
+      this.checks.some((c) => c !== null && (c.identities !== null || c.trustDomains !== null || c.nodes !== null))
     this.upstreams = upstreams
     this.listeners = listeners
     this.stats = {
