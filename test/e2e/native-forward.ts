@@ -143,23 +143,26 @@ t.test('dial failure: the client is reset, the access line names the reason', as
 
 /**
  * A port whose connects hang: a listening socket (backlog 1) held by a child
- * that never accepts, its queue filled. SYNs beyond it are dropped.
+ * that does not accept, its queue filled. SYNs beyond it are dropped, until
+ * `release` makes the child accept (and echo, FIN included): a dial that
+ * waits, then completes (the SYN is resent).
  */
-async function hangingPort(t: { teardown(fn: () => void): void }): Promise<number> {
+async function hangingPort(t: { teardown(fn: () => void): void }): Promise<{ port: number; release: () => void }> {
   const srv = net.createServer()
   await new Promise<void>((res) => srv.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => res()))
   const port = (srv.address() as net.AddressInfo).port
   const fd = (srv as unknown as { _handle: { fd: number } })._handle.fd
-  const holder = spawn('sleep', ['600'], { stdio: ['ignore', 'ignore', 'ignore', fd] })
+  const script = "process.stdin.once('data', () => require('net').createServer((s) => s.pipe(s)).listen({ fd: 3 }))"
+  const holder = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'ignore', 'ignore', fd] })
   t.teardown(() => holder.kill())
   await new Promise<void>((res) => srv.close(() => res()))
   // Backlog 1 queues two; a third connect stays in SYN-SENT.
   for (let i = 0; i < 2; i++) await connect(port)
-  return port
+  return { port, release: () => holder.stdin!.write('go\n') }
 }
 
 t.test('connect timeout: the client is reset, the access line says connect-timeout', async (t) => {
-  const port = await hangingPort(t)
+  const { port } = await hangingPort(t)
   const adminSock = join(mkdtempSync(join(tmpdir(), 'ugate-nf-')), 'admin.sock')
   const ug = await startConfig(t, {
     ...proxyConfig([listener('slow', 'forward', { target: `127.0.0.1:${port}` })]),
@@ -174,28 +177,11 @@ t.test('connect timeout: the client is reset, the access line says connect-timeo
   await finish(t, ug, 1)
 })
 
-/**
- * hangingPort's, with a holder that starts accepting (and echoing, FIN
- * included) when told: a dial that waits, then completes (the SYN is resent).
- */
-async function latePort(t: { teardown(fn: () => void): void }): Promise<{ port: number; release: () => void }> {
-  const srv = net.createServer()
-  await new Promise<void>((res) => srv.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => res()))
-  const port = (srv.address() as net.AddressInfo).port
-  const fd = (srv as unknown as { _handle: { fd: number } })._handle.fd
-  const script = "process.stdin.once('data', () => require('net').createServer((s) => s.pipe(s)).listen({ fd: 3 }))"
-  const holder = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'ignore', 'ignore', fd] })
-  t.teardown(() => holder.kill())
-  await new Promise<void>((res) => srv.close(() => res()))
-  for (let i = 0; i < 2; i++) await connect(port)
-  return { port, release: () => holder.stdin!.write('go\n') }
-}
-
 t.test(
   'the client hangs up while dialing: client-eof at once, slot and fds freed; a half-close with data is relayed',
   async (t) => {
-    const hanging = await hangingPort(t)
-    const late = await latePort(t)
+    const { port: hanging } = await hangingPort(t)
+    const late = await hangingPort(t)
     const srv = await echoServer(t)
     // A connect timeout far beyond the test: only the hang-up can end the dial.
     const ug = await startConfig(t, {
@@ -234,7 +220,7 @@ t.test(
 )
 
 t.test('a dialing native connection is listed and ended by shutdown', async (t) => {
-  const port = await hangingPort(t)
+  const { port } = await hangingPort(t)
   const adminSock = join(mkdtempSync(join(tmpdir(), 'ugate-nf-')), 'admin.sock')
   // A connect timeout far beyond the test: the connection is still dialing when listed and stopped.
   const ug = await startConfig(t, {
