@@ -199,6 +199,11 @@ t.test(
     gone.destroy()
     const [line] = await waitConnsOf(ug, 'slow', 1)
     t.match(line!.fields, { dst: `127.0.0.1:${hanging}`, up: '0', down: '0', reason: 'client-eof' })
+    // A RST instead of a FIN: client-error with its errno.
+    const reset = await connect(ug.port('slow'))
+    reset.resetAndDestroy()
+    const [, resetLine] = await waitConnsOf(ug, 'slow', 2)
+    t.match(resetLine!.fields, { up: '0', down: '0', reason: 'client-error:ECONNRESET' })
     // maxConnections=1: the slot is free again.
     t.equal((await echoRoundTrip(ug.port('echo'), Buffer.from('next'))).toString(), 'next', 'the slot is free')
     await waitConnsOf(ug, 'echo', 1)
