@@ -301,7 +301,7 @@ static watcher *watcher_for(int fd) {
 // Register (or change) fd's epoll events; -1 with errno when epoll_ctl fails.
 // A one-shot watch that fired stays registered, disabled (no EPOLL_CTL_DEL
 // is made for it: close removes it): watching that fd again re-arms it.
-#define WATCH_EVENTS ((int)(EPOLLIN | EPOLLOUT | EPOLLONESHOT))
+#define WATCH_EVENTS ((int)(EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLONESHOT))
 // `fired`: the caller knows fd holds such a registration (ug_loop_rearm_c).
 static int watch_events(watcher *w, int fd, int events, bool fired) {
   int ev = events & WATCH_EVENTS;
@@ -340,6 +340,10 @@ int ug_loop_rearm_c(JSContext *ctx, int fd, int events, ug_watch_fn *fn, void *a
 
 void ug_loop_unwatch(JSContext *ctx, int fd) {
   unwatch(ctx, fd, true);
+}
+
+void ug_loop_drop(JSContext *ctx, int fd) {
+  unwatch(ctx, fd, false);
 }
 
 static JSValue js_watch(UG_JS_PARAMS) {

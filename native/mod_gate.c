@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -183,6 +184,7 @@ struct fconn {
   double id, start_ms, deadline_ms;
   int client, upstream;  // owned here while DIALING
   int stage;
+  bool hup_watched;                // the client's hang-up watch was set (watch_hangup)
   int err;                         // dial failure's errno (reason "connect-error")
   const char *reason;              // set when the connection ended before the relay
   char src[INET6_ADDRSTRLEN + 8];  // IP:PORT ([v6]:PORT)
@@ -326,7 +328,7 @@ static void end_conn(JSContext *ctx, fconn *c, const char *reason, int err, bool
     close(c->upstream);
     c->upstream = -1;
   }
-  if (c->l->kind == KIND_SOCKS) ug_loop_unwatch(ctx, c->client);
+  ug_loop_drop(ctx, c->client);  // close ends its registration
   if (reset)
     reset_fd(c->client);
   else
@@ -380,6 +382,9 @@ static void set_nodelay(int fd) {
 static void start_relay(JSContext *ctx, fconn *c) {
   dial_unlink(c);
   ug_loop_unwatch(ctx, c->upstream);
+  // The hang-up watch, if it has not fired, stays registered (one-shot): no
+  // epoll_ctl to end it; if it fires during the relay, the loop ignores it.
+  ug_loop_drop(ctx, c->client);
   fwd_listener *l = c->l;
   uint8_t *rest = NULL;
   size_t nrest = 0;
@@ -498,6 +503,40 @@ static void on_connected(JSContext *ctx, int fd, uint32_t events, void *arg) {
   flush(ctx);
 }
 
+// The client hung up while ugate dials or resolves: the attempt ends at once
+// (client-eof, as the JS paths name an EOF before the relay; a RST:
+// client-error), not at the dial's end or timeout. A FIN after bytes
+// not yet relayed is a half-close: the dial goes on and the relay delivers
+// them (the one-shot watch is over: the dial's end or timeout decides).
+static void on_hangup(JSContext *ctx, int fd, uint32_t events, void *arg) {
+  fconn *c = arg;
+  int err = 0, queued = 0;
+  socklen_t len = sizeof err;
+  if ((events & (EPOLLERR | EPOLLHUP)) && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+    err = errno;
+  if (!err && ((c->hs && c->hs->len > 0) || (ioctl(fd, FIONREAD, &queued) == 0 && queued > 0)))
+    return;
+  if (err)
+    end_conn(ctx, c, "client-error", err, true);
+  else
+    end_early(ctx, c, "client-eof");
+  flush(ctx);
+}
+
+// Once per connection, when its dial (or lookup) has to wait: a one-shot
+// EPOLLRDHUP watch of the client. A SOCKS client's handshake registration
+// is re-armed (one EPOLL_CTL_MOD); a forward's client gets its first (one
+// ADD). A failure only loses the early notice (the dial's end still comes).
+static void watch_hangup(JSContext *ctx, fconn *c) {
+  if (c->hup_watched) return;
+  c->hup_watched = true;
+  int ev = EPOLLRDHUP | EPOLLONESHOT;
+  if (c->hs && c->hs->watched)
+    ug_loop_rearm_c(ctx, c->client, ev, on_hangup, c);
+  else
+    ug_loop_watch_c(ctx, c->client, ev, on_hangup, c);
+}
+
 // Connect to `to` (a forward: its target; SOCKS: one of the addresses).
 static void dial(JSContext *ctx, fconn *c, const struct sockaddr *to, socklen_t to_len) {
   fwd_listener *l = c->l;
@@ -526,6 +565,7 @@ static void dial(JSContext *ctx, fconn *c, const struct sockaddr *to, socklen_t 
   c->deadline_ms = (socks ? ug_now_ms() : c->start_ms) + l->timeout_ms;
   dial_insert(c);
   arm_timer(ctx);
+  watch_hangup(ctx, c);
 }
 
 // An event JS logs (denied, limit, paused), sent with the next batch.
@@ -842,6 +882,7 @@ static void answer(JSContext *ctx, fconn *c, JSValueConst d) {
   c->deadline_ms = ug_now_ms() + c->l->timeout_ms;
   dial_insert(c);
   arm_timer(ctx);
+  watch_hangup(ctx, c);
 }
 
 static const char *const ASK_KIND[] = {"", "first", "request", "route"};

@@ -107,6 +107,9 @@ int ug_loop_watch_c(JSContext *ctx, int fd, int events, ug_watch_fn *fn, void *a
 // EPOLL_CTL_MOD re-arms its registration.
 int ug_loop_rearm_c(JSContext *ctx, int fd, int events, ug_watch_fn *fn, void *arg);
 void ug_loop_unwatch(JSContext *ctx, int fd);
+// The watch of fd ends here, with no epoll_ctl: for an fd about to be closed,
+// or one whose one-shot registration may fire once more (then ignored).
+void ug_loop_drop(JSContext *ctx, int fd);
 // Run a JS callback; report an uncaught exception and stop the loop.
 void ug_call(JSContext *ctx, JSValueConst fn, int argc, JSValueConst *argv);
 // The same, returning what fn returned (to be freed; undefined after an exception).

@@ -157,6 +157,7 @@ t.test('closed while its name resolves: ctl close, the client leaving; the late 
     fwdClose: hang('fwd-close'),
     socksGone: hang('socks-gone'),
     fwdGone: hang('fwd-gone'),
+    socksHalf: hang('socks-half'),
   }
   // The resolver gives up after 5 s, ugate (connect timeout) after 2 s: time for ctl to close first.
   const { dns, wrap, dir } = await silentResolver(t, Object.values(names), 5)
@@ -197,27 +198,39 @@ t.test('closed while its name resolves: ctl close, the client leaving; the late 
   t.has((await waitConnsOf(ug, 'fwd-close', 1))[0]!.fields, { reason: 'closed', up: '0', down: '0' })
   t.same(list(), [], 'nothing listed after the closes')
 
-  // The client leaves while its name resolves: noticed when the lookup ends
-  // (ugate does not read the client while it dials): dns-timeout, logged once.
+  // The client leaves while its name resolves. Native SOCKS watches it for
+  // the hang-up: client-eof at once, the lookup abandoned. A forward to a
+  // host name (JS) notices when the lookup ends: dns-timeout. Each logged once.
   const gone = await socksRequest(t, ug.port('mix'), names.socksGone)
   await dns.waitFor(names.socksGone, 1)
   gone.sock.destroy()
+  const [, sg] = await waitConnsOf(ug, 'mix', 2)
+  t.has(sg!.fields, { dst: `${names.socksGone}:80`, reason: 'client-eof', up: '0', down: '0' })
+  t.same(list(), [], 'the SOCKS connection is gone at once')
   const gf = await connectReader(ug.port('fwd-gone'))
   await dns.waitFor(names.fwdGone, 1)
   gf.sock.destroy()
-  const [, sg] = await waitConnsOf(ug, 'mix', 2)
-  t.has(sg!.fields, { dst: `${names.socksGone}:80`, reason: 'dns-timeout', up: '0', down: '0' })
   t.has((await waitConnsOf(ug, 'fwd-gone', 1))[0]!.fields, { reason: 'dns-timeout', up: '0', down: '0' })
+
+  // Bytes after the request, then a FIN: a half-close, not a hang-up; the
+  // lookup goes on to its timeout (the reply, then a FIN).
+  const half = await socksRequest(t, ug.port('mix'), names.socksHalf)
+  half.sock.end('payload')
+  await dns.waitFor(names.socksHalf, 1)
+  const halfEnd = await within(half.rest(), 10_000, 'the half-closed client answered')
+  t.same([...halfEnd.data], [5, 4, 0, 1, 0, 0, 0, 0, 0, 0], 'SOCKS5 reply 0x04')
+  const [, , sh] = await waitConnsOf(ug, 'mix', 3)
+  t.has(sh!.fields, { dst: `${names.socksHalf}:80`, reason: 'dns-timeout', up: '0' })
 
   // Every lookup fails later (the resolver's own timeout): the JS ones are
   // counted; no connection is logged again, nothing stays open.
   t.equal(await lateFailures(ug, 2), 2, 'both JS lookups failed later')
   t.same(
     ['mix', 'fwd-close', 'fwd-gone'].map((l) => connsOf(ug, l).length),
-    [2, 1, 1],
+    [3, 1, 1],
     'one access line per connection, also after the late failures',
   )
   t.same(list(), [], 'nothing listed')
   await settleFds(ug)
-  await finish(t, ug, 4)
+  await finish(t, ug, 5)
 })

@@ -22,7 +22,7 @@ import {
   waitClose,
   within,
 } from '../lib/servers.js'
-import { checkFds, finish, parseLogLine, runUgate } from '../lib/ugate.js'
+import { checkFds, finish, parseLogLine, runUgate, settleFds } from '../lib/ugate.js'
 
 /** Connect without waiting for 'connect' (ugate may reset at once); resolves with how it closed. */
 function tryConnect(port: number) {
@@ -143,23 +143,26 @@ t.test('dial failure: the client is reset, the access line names the reason', as
 
 /**
  * A port whose connects hang: a listening socket (backlog 1) held by a child
- * that never accepts, its queue filled. SYNs beyond it are dropped.
+ * that does not accept, its queue filled. SYNs beyond it are dropped, until
+ * `release` makes the child accept (and echo, FIN included): a dial that
+ * waits, then completes (the SYN is resent).
  */
-async function hangingPort(t: { teardown(fn: () => void): void }): Promise<number> {
+async function hangingPort(t: { teardown(fn: () => void): void }): Promise<{ port: number; release: () => void }> {
   const srv = net.createServer()
   await new Promise<void>((res) => srv.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => res()))
   const port = (srv.address() as net.AddressInfo).port
   const fd = (srv as unknown as { _handle: { fd: number } })._handle.fd
-  const holder = spawn('sleep', ['600'], { stdio: ['ignore', 'ignore', 'ignore', fd] })
+  const script = "process.stdin.once('data', () => require('net').createServer((s) => s.pipe(s)).listen({ fd: 3 }))"
+  const holder = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'ignore', 'ignore', fd] })
   t.teardown(() => holder.kill())
   await new Promise<void>((res) => srv.close(() => res()))
   // Backlog 1 queues two; a third connect stays in SYN-SENT.
   for (let i = 0; i < 2; i++) await connect(port)
-  return port
+  return { port, release: () => holder.stdin!.write('go\n') }
 }
 
 t.test('connect timeout: the client is reset, the access line says connect-timeout', async (t) => {
-  const port = await hangingPort(t)
+  const { port } = await hangingPort(t)
   const adminSock = join(mkdtempSync(join(tmpdir(), 'ugate-nf-')), 'admin.sock')
   const ug = await startConfig(t, {
     ...proxyConfig([listener('slow', 'forward', { target: `127.0.0.1:${port}` })]),
@@ -174,8 +177,55 @@ t.test('connect timeout: the client is reset, the access line says connect-timeo
   await finish(t, ug, 1)
 })
 
+t.test(
+  'the client hangs up while dialing: client-eof at once, slot and fds freed; a half-close with data is relayed',
+  async (t) => {
+    const { port: hanging } = await hangingPort(t)
+    const late = await hangingPort(t)
+    const srv = await echoServer(t)
+    // A connect timeout far beyond the test: only the hang-up can end the dial.
+    const ug = await startConfig(t, {
+      ...proxyConfig(
+        [
+          listener('slow', 'forward', { target: `127.0.0.1:${hanging}` }),
+          listener('late', 'forward', { target: `127.0.0.1:${late.port}` }),
+          listener('echo', 'forward', { target: srv.target }),
+        ],
+        { limits: { maxConnections: 1 } },
+      ),
+      dial: { connectTimeout: 60 },
+    })
+    const gone = await connect(ug.port('slow'))
+    gone.destroy()
+    const [line] = await waitConnsOf(ug, 'slow', 1)
+    t.match(line!.fields, { dst: `127.0.0.1:${hanging}`, up: '0', down: '0', reason: 'client-eof' })
+    // A RST instead of a FIN: client-error with its errno.
+    const reset = await connect(ug.port('slow'))
+    reset.resetAndDestroy()
+    const [, resetLine] = await waitConnsOf(ug, 'slow', 2)
+    t.match(resetLine!.fields, { up: '0', down: '0', reason: 'client-error:ECONNRESET' })
+    // maxConnections=1: the slot is free again.
+    t.equal((await echoRoundTrip(ug.port('echo'), Buffer.from('next'))).toString(), 'next', 'the slot is free')
+    await waitConnsOf(ug, 'echo', 1)
+    await settleFds(ug)
+    checkFds(t, ug)
+
+    // Request and FIN while the dial waits: not a hang-up; relayed once it connects.
+    const half = track(net.connect({ port: ug.port('late'), host: '127.0.0.1', allowHalfOpen: true }))
+    const closed = waitClose(half)
+    half.end('request')
+    late.release()
+    const got = await within(closed, 20_000, 'the half-closed client answered')
+    t.same([got.bytes, got.ended, got.error], [7, true, null], 'echoed, then a FIN')
+    const [relayed] = await waitConnsOf(ug, 'late', 1)
+    t.match(relayed!.fields, { up: '7', down: '7', reason: 'eof' })
+    await settleFds(ug)
+    await finish(t, ug, 3)
+  },
+)
+
 t.test('a dialing native connection is listed and ended by shutdown', async (t) => {
-  const port = await hangingPort(t)
+  const { port } = await hangingPort(t)
   const adminSock = join(mkdtempSync(join(tmpdir(), 'ugate-nf-')), 'admin.sock')
   // A connect timeout far beyond the test: the connection is still dialing when listed and stopped.
   const ug = await startConfig(t, {
