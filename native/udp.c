@@ -402,16 +402,17 @@ static udp_flow *flow_new(listener *l, const udp_key *src, const udp_key *dst, c
   return f;
 }
 
-static void enqueue(udp_flow *f, const udp_key *dst, const uint8_t *data, size_t len) {
+// False: dropped (counted).
+static bool enqueue(udp_flow *f, const udp_key *dst, const uint8_t *data, size_t len) {
   if (f->qn >= QUEUE_MAX || f->qbytes + len > QUEUE_BYTES ||
       udp.pending_bytes + len > PENDING_BYTES) {
     udp.c.drop_queue_full++;
-    return;
+    return false;
   }
   queued *q = malloc(sizeof *q + len);
   if (!q) {
     udp.c.drop_no_memory++;
-    return;
+    return false;
   }
   q->next = NULL;
   q->dst = *dst;
@@ -425,6 +426,7 @@ static void enqueue(udp_flow *f, const udp_key *dst, const uint8_t *data, size_t
   f->qn++;
   f->qbytes += len;
   udp.pending_bytes += len;
+  return true;
 }
 
 // A later datagram of a flow waiting for its route, copied to JS for its
@@ -656,8 +658,8 @@ static void drain_listener(listener *l) {
       touch(f, now);
       f->last_dst = rx_dst[i];
       if (f->state == ST_PENDING) {
-        enqueue(f, &rx_dst[i], bufs[i], len);
-        if (!fresh) copy_to_js(f, bufs[i], len);
+        // Only a queued datagram is copied: the copies stay within PENDING_BYTES too.
+        if (enqueue(f, &rx_dst[i], bufs[i], len) && !fresh) copy_to_js(f, bufs[i], len);
       } else if (f->state == ST_REJECT)
         udp.c.drop_rejected++;
       else
