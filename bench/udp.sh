@@ -212,30 +212,31 @@ hold_flows() {  # start the holder of BENCH_FLOWS flows and wait until they are 
 }
 release_flows() { exec 9>&-; stop_bg "$HOLDER_PID"; }
 
-flows_run() {
-  local idle held live st busy sink
-  start_bg "$TMP/sink.log" ip netns exec "$NS-srv" socat -u UDP4-RECV:9999,bind="$SRV" /dev/null
-  sink=$BG_PID
-  start_peer ugate
+flows_run() {  # PEER (ugate, base or kernel)
+  local peer=$1 idle held live st busy peak
+  start_peer "$peer"
+  if [[ $peer == kernel ]]; then
+    hold_flows
+    iperf_run 1 1400 kernel held
+    release_flows
+    return
+  fi
   idle=$(group_rss_kb "${PEER_PIDS[0]}")
   hold_flows
   st=$(ip netns exec "$NS-gw" "$UGATE_BIN" ctl --json --socket "$ADMIN" status)
   live=$(jq -r '.udp.flowsLive' <<<"$st")
   busy=$(jq -r '.udp.drops.busy' <<<"$st")
+  peak=$(jq -r '.udp.flowsPendingPeak // "–"' <<<"$st") # "–": a base binary without the counter
   held=$(group_rss_kb "${PEER_PIDS[0]}")
-  iperf_run 1 1400 ugate held
+  iperf_run 1 1400 "$peer" held
   release_flows
   stop_peer
-  start_peer kernel
-  hold_flows
-  iperf_run 1 1400 kernel held
-  release_flows
-  stop_bg "$sink"
-  record 1 idle ugate flows_live "$live"
-  record 1 idle ugate busy "$busy"
-  record 1 idle ugate idle_kb "$idle"
-  record 1 idle ugate flow_bytes "$(((held - idle) * 1024 / (live > 0 ? live : 1)))"
-  log "  udp memory: $live flows live of $BENCH_FLOWS sent ($busy first datagrams dropped while too many flows waited for their route), RSS $idle → $held kB: $(((held - idle) * 1024 / (live > 0 ? live : 1))) B per flow"
+  record 1 idle "$peer" flows_live "$live"
+  record 1 idle "$peer" busy "$busy"
+  record 1 idle "$peer" pending_peak "$peak"
+  record 1 idle "$peer" idle_kb "$idle"
+  record 1 idle "$peer" flow_bytes "$(((held - idle) * 1024 / (live > 0 ? live : 1)))"
+  log "  udp memory ($peer): $live flows live of $BENCH_FLOWS sent ($busy first datagrams dropped while too many flows waited for their route, at most $peak waited at once), RSS $idle → $held kB: $(((held - idle) * 1024 / (live > 0 ? live : 1))) B per flow"
 }
 
 LOAD0=$(load1)
@@ -247,7 +248,13 @@ for ((r = 1; r <= BENCH_ROUNDS; r++)); do
     for ((k = 0; k < n; k++)); do run_one "$r" "$size" "${peers[$(((k + r - 1) % n))]}"; done
   done
 done
-if ((BENCH_FLOWS > 0)) && [[ " $BENCH_PEERS " == *" ugate "* ]]; then flows_run; fi
+if ((BENCH_FLOWS > 0)) && [[ " $BENCH_PEERS " == *" ugate "* ]]; then
+  start_bg "$TMP/sink.log" ip netns exec "$NS-srv" socat -u UDP4-RECV:9999,bind="$SRV" /dev/null
+  sink=$BG_PID
+  # base (UGATE_BASE_BIN) too: the burst of new flows before/after in one run.
+  for p in ugate base kernel; do if [[ $p == kernel || " $BENCH_PEERS " == *" $p "* ]]; then flows_run "$p"; fi; done
+  stop_bg "$sink"
+fi
 LOAD1=$(load1)
 ELAPSED=$(($(date +%s) - STARTED))
 
@@ -278,11 +285,15 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
     echo "| size | peer | packets/s | run | Gbit/s | loss % | dropped at gw sockets % | dropped at server socket % | CPU s per 10⁶ packets | CPU µs per datagram read | × kernel pkt/s | × socat pkt/s |"
     echo "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     row held ugate
+    [[ " $BENCH_PEERS " != *" base "* ]] || row held base
     row held kernel
     echo
-    echo "Idle flows: $(med idle ugate flows_live) live of $BENCH_FLOWS sent ($(med idle ugate busy) first datagrams dropped as \`busy\`:" \
-      "more than 256 new flows waited for their route at once); ugate RSS $(fmt "$(med idle ugate idle_kb)" '%.0f') kB" \
-      "before them; **$(med idle ugate flow_bytes) bytes of RSS per idle flow** (user space: the kernel's socket memory is not in it)."
+    for p in ugate base; do
+      [[ " $BENCH_PEERS " == *" $p "* ]] || continue
+      echo "Idle flows ($p): $(med idle "$p" flows_live) live of $BENCH_FLOWS sent ($(med idle "$p" busy) first datagrams dropped as \`busy\`:" \
+        "too many new flows waited for their route; at most $(med idle "$p" pending_peak) waited at once); RSS $(fmt "$(med idle "$p" idle_kb)" '%.0f') kB" \
+        "before them; **$(med idle "$p" flow_bytes) bytes of RSS per idle flow** (user space: the kernel's socket memory is not in it)."
+    done
     echo
   fi
   echo "Targets (issue 11 §5), medians of this run:"

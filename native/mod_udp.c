@@ -49,7 +49,14 @@ static void complete(JSContext *ctx, ug_job *job) {
   udp_event *ev = &j->ev;
   // A reference of its own: the callback may close its own listener.
   JSValue cb = ev->kind != 0 ? ug_cb_get(ctx, &callbacks, (uint64_t)ev->listener) : JS_UNDEFINED;
-  if (!JS_IsUndefined(cb)) {
+  if (!JS_IsUndefined(cb) && ev->kind == UDP_EV_BUSY) {
+    JSValue o = JS_NewObject(ctx);
+    JS_SetPropertyStr(ctx, o, "type", JS_NewString(ctx, "busy"));
+    JS_SetPropertyStr(ctx, o, "dropped", JS_NewFloat64(ctx, (double)ev->dropped));
+    ug_call(ctx, cb, 1, &o);
+    JS_FreeValue(ctx, cb);
+    JS_FreeValue(ctx, o);
+  } else if (!JS_IsUndefined(cb)) {
     JSValue o = JS_NewObject(ctx);
     const char *type = ev->kind == UDP_EV_NEW ? "new" : ev->kind == UDP_EV_MORE ? "more" : "end";
     JS_SetPropertyStr(ctx, o, "type", JS_NewString(ctx, type));
@@ -235,6 +242,7 @@ static JSValue js_udp_stats(UG_JS_PARAMS) {
 #define SET(obj, name, v) JS_SetPropertyStr(ctx, obj, name, JS_NewFloat64(ctx, (double)(v)))
   SET(o, "flowsLive", c.flows_live);
   SET(o, "flowsPending", c.flows_pending);
+  SET(o, "flowsPendingPeak", c.flows_pending_peak);
   SET(o, "flowsTotal", c.flows_total);
   SET(o, "flowsExpired", c.flows_expired);
   SET(o, "flowsEvicted", c.flows_evicted);

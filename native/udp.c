@@ -75,11 +75,17 @@
 #define SWEEP_MS 1000       // idle flows and reply sockets are checked this often (the tick)
 #define QUEUE_MAX 32        // datagrams kept per flow while JS decides
 #define QUEUE_BYTES (64 * 1024)
-#define PENDING_MAX 256  // flows waiting for JS at once; more new flows are dropped
-#define REPLY_MAX 4096   // cached reply sockets
-#define HASH_SIZE 4096   // buckets of the flow and reply tables (power of two)
-#define GSO_UP 1         // udp_flow.gso_off: the kernel refused a segmented send up
-#define GSO_DOWN 2       // ... or down (to the client)
+// Flows waiting for JS at once, and the bytes their queues hold together:
+// a burst of a few thousand new flows (the loop thread stalls for a GC or an
+// `nft -f` while 10 000 flows/s open) waits instead of being dropped, within
+// bounded memory. Over either cap a new flow's first datagram is dropped
+// (counted as busy, logged once per tick per listener).
+#define PENDING_MAX 4096
+#define PENDING_BYTES (4 * 1024 * 1024)
+#define REPLY_MAX 4096  // cached reply sockets
+#define HASH_SIZE 4096  // buckets of the flow and reply tables (power of two)
+#define GSO_UP 1        // udp_flow.gso_off: the kernel refused a segmented send up
+#define GSO_DOWN 2      // ... or down (to the client)
 
 enum { ST_PENDING, ST_ACTIVE, ST_REJECT, ST_DEAD };
 
@@ -101,10 +107,12 @@ struct listener {
   udp_listener_opts opts;
   udp_flow *lru_head, *lru_tail;  // least recently active first
   int flows;
+  uint64_t busy;  // new flows dropped as busy since the last tick reported them
 };
 
 struct udp_flow {
   udp_flow *hnext;          // hash chain (by listener + client)
+  udp_flow *inext;          // hash chain by id (routes and closes from JS)
   udp_flow *prev, *next;    // the listener's LRU list
   udp_flow *pprev, *pnext;  // pending list (waiting for JS)
   listener *l;
@@ -139,7 +147,9 @@ static struct {
   int next_listener;
   uint64_t next_flow;
   udp_flow *flows[HASH_SIZE];
+  udp_flow *by_id[HASH_SIZE];
   udp_flow *pending;
+  size_t pending_bytes;      // queued by pending flows (PENDING_BYTES)
   udp_flow *dead;            // freed after the current batch of events
   listener *dead_listeners;  // the same for closed listeners
   reply_sock *replies[HASH_SIZE];
@@ -254,6 +264,13 @@ static void pending_unlink(udp_flow *f) {
   udp.c.flows_pending--;
 }
 
+// A live flow by id (udp.lock held).
+static udp_flow *flow_by_id(uint64_t id) {
+  udp_flow *f = udp.by_id[id & (HASH_SIZE - 1)];
+  while (f && f->id != id) f = f->inext;
+  return f;
+}
+
 static udp_flow *flow_find(listener *l, const udp_key *src) {
   for (udp_flow *f = udp.flows[key_hash(src, l->id)]; f; f = f->hnext)
     if (f->l == l && key_eq(&f->src, src)) return f;
@@ -272,6 +289,7 @@ static void free_queue(udp_flow *f) {
     free(q);
   }
   f->qhead = f->qtail = NULL;
+  udp.pending_bytes -= f->qbytes;
   f->qn = 0;
   f->qbytes = 0;
 }
@@ -304,6 +322,9 @@ static void flow_end(udp_flow *f, const char *reason, bool report) {
   udp_flow **pp = &udp.flows[key_hash(&f->src, f->l->id)];
   while (*pp && *pp != f) pp = &(*pp)->hnext;
   if (*pp) *pp = f->hnext;
+  pp = &udp.by_id[f->id & (HASH_SIZE - 1)];
+  while (*pp && *pp != f) pp = &(*pp)->inext;
+  if (*pp) *pp = f->inext;
   lru_unlink(f);
   pending_unlink(f);
   f->l->flows--;
@@ -331,8 +352,9 @@ static void free_dead(void) {
 
 static udp_flow *flow_new(listener *l, const udp_key *src, const udp_key *dst, const uint8_t *data,
                           size_t len, double now) {
-  if (udp.c.flows_pending >= PENDING_MAX) {
+  if (udp.c.flows_pending >= PENDING_MAX || udp.pending_bytes + len > PENDING_BYTES) {
     udp.c.drop_busy++;
+    l->busy++;
     return NULL;
   }
   if (l->flows >= l->opts.max_flows && l->lru_head) {
@@ -361,11 +383,14 @@ static udp_flow *flow_new(listener *l, const udp_key *src, const udp_key *dst, c
   unsigned h = key_hash(src, l->id);
   f->hnext = udp.flows[h];
   udp.flows[h] = f;
+  f->inext = udp.by_id[f->id & (HASH_SIZE - 1)];
+  udp.by_id[f->id & (HASH_SIZE - 1)] = f;
   lru_append(f);
   f->pnext = udp.pending;
   if (udp.pending) udp.pending->pprev = f;
   udp.pending = f;
-  udp.c.flows_pending++;
+  if (++udp.c.flows_pending > udp.c.flows_pending_peak)
+    udp.c.flows_pending_peak = udp.c.flows_pending;
   l->flows++;
   udp.c.flows_live++;
   udp.c.flows_total++;
@@ -377,15 +402,17 @@ static udp_flow *flow_new(listener *l, const udp_key *src, const udp_key *dst, c
   return f;
 }
 
-static void enqueue(udp_flow *f, const udp_key *dst, const uint8_t *data, size_t len) {
-  if (f->qn >= QUEUE_MAX || f->qbytes + len > QUEUE_BYTES) {
+// False: dropped (counted).
+static bool enqueue(udp_flow *f, const udp_key *dst, const uint8_t *data, size_t len) {
+  if (f->qn >= QUEUE_MAX || f->qbytes + len > QUEUE_BYTES ||
+      udp.pending_bytes + len > PENDING_BYTES) {
     udp.c.drop_queue_full++;
-    return;
+    return false;
   }
   queued *q = malloc(sizeof *q + len);
   if (!q) {
     udp.c.drop_no_memory++;
-    return;
+    return false;
   }
   q->next = NULL;
   q->dst = *dst;
@@ -398,6 +425,8 @@ static void enqueue(udp_flow *f, const udp_key *dst, const uint8_t *data, size_t
   f->qtail = q;
   f->qn++;
   f->qbytes += len;
+  udp.pending_bytes += len;
+  return true;
 }
 
 // A later datagram of a flow waiting for its route, copied to JS for its
@@ -629,8 +658,8 @@ static void drain_listener(listener *l) {
       touch(f, now);
       f->last_dst = rx_dst[i];
       if (f->state == ST_PENDING) {
-        enqueue(f, &rx_dst[i], bufs[i], len);
-        if (!fresh) copy_to_js(f, bufs[i], len);
+        // Only a queued datagram is copied: the copies stay within PENDING_BYTES too.
+        if (enqueue(f, &rx_dst[i], bufs[i], len) && !fresh) copy_to_js(f, bufs[i], len);
       } else if (f->state == ST_REJECT)
         udp.c.drop_rejected++;
       else
@@ -737,6 +766,21 @@ static void sweep(double now) {
   while (udp.reply_head && now - udp.reply_head->last_ms >= reply_idle) reply_free(udp.reply_head);
 }
 
+// Overload is logged (by JS), once per tick per listener that dropped new
+// flows, not once per datagram.
+static void report_busy(void) {
+  for (listener *l = udp.listeners; l; l = l->next) {
+    if (l->busy == 0) continue;
+    udp_event *ev = udp.hooks.alloc();
+    if (!ev) return;  // the next tick tries again
+    ev->kind = UDP_EV_BUSY;
+    ev->listener = l->id;
+    ev->dropped = l->busy;
+    l->busy = 0;
+    udp.hooks.emit(ev);
+  }
+}
+
 static void on_listener(engine_handler *h, uint32_t events) {
   (void)events;
   listener *l = (listener *)((char *)h - offsetof(listener, h));
@@ -757,6 +801,7 @@ static void tick(engine_owner *o, double now) {
   (void)o;
   pthread_mutex_lock(&udp.lock);
   sweep(now);
+  report_busy();
   pthread_mutex_unlock(&udp.lock);
 }
 
@@ -941,10 +986,9 @@ static int flow_out_socket(udp_flow *f) {
 
 int udp_route(uint64_t id, const udp_route_spec *r) {
   pthread_mutex_lock(&udp.lock);
-  udp_flow *f = udp.pending;
-  while (f && f->id != id) f = f->pnext;
+  udp_flow *f = flow_by_id(id);
   int res = 0;
-  if (!f) {
+  if (!f || f->state != ST_PENDING) {
     res = -ENOENT;
   } else {
     pending_unlink(f);
@@ -976,14 +1020,6 @@ int udp_route(uint64_t id, const udp_route_spec *r) {
   }
   pthread_mutex_unlock(&udp.lock);
   return res;
-}
-
-// udp.lock held.
-static udp_flow *flow_by_id(uint64_t id) {
-  for (listener *l = udp.listeners; l; l = l->next)
-    for (udp_flow *f = l->lru_head; f; f = f->next)
-      if (f->id == id) return f;
-  return NULL;
 }
 
 int udp_flow_close(uint64_t id) {

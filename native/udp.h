@@ -18,13 +18,15 @@ typedef struct {
   uint8_t addr[16];
 } udp_key;
 
-enum udp_event_kind { UDP_EV_NEW = 1, UDP_EV_END = 2, UDP_EV_MORE = 3 };
+enum udp_event_kind { UDP_EV_NEW = 1, UDP_EV_END = 2, UDP_EV_MORE = 3, UDP_EV_BUSY = 4 };
 
 // What the engine reports to the loop thread. For UDP_EV_NEW `data` holds a
 // copy of the flow's first datagram (malloc'd, owned by the event); for
 // UDP_EV_MORE a copy of a later one while the flow still waits for its route
 // (at most sniff_datagrams - 1 of them: a QUIC ClientHello may span several
-// datagrams); for UDP_EV_END the counters and reason are final.
+// datagrams); for UDP_EV_END the counters and reason are final; UDP_EV_BUSY
+// (flow 0, no endpoints) counts the listener's new flows dropped since the
+// last one because too many flows waited for their route.
 typedef struct udp_event {
   int kind;
   int listener;  // the id udp_listen returned
@@ -36,6 +38,7 @@ typedef struct udp_event {
   const char *action;  // END: "direct", "forward", "reject", "pending"
   uint64_t pk_up, by_up, pk_down, by_down;
   double ms;
+  uint64_t dropped;  // BUSY
 } udp_event;
 
 typedef struct {
@@ -68,6 +71,7 @@ typedef struct {
 typedef struct {
   uint64_t flows_total, flows_evicted, flows_expired;
   int flows_live, flows_pending, reply_sockets;
+  int flows_pending_peak;  // the most flows that waited for JS at once (PENDING_MAX caps it)
   uint64_t pk_up, by_up, pk_down, by_down;
   uint64_t drop_queue_full;    // datagrams of a flow still waiting for its route, over the bound
   uint64_t drop_rejected;      // datagrams of a rejected flow

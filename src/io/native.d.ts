@@ -465,7 +465,12 @@ declare module 'ugate:native' {
     type: 'end'
     reason: 'idle' | 'evicted' | 'closed' | 'shutdown'
   }
-  export type UdpEvent = UdpNewFlow | UdpMoreData | UdpEndedFlow
+  /** New flows of this listener dropped since the last such event (at most one a second): too many waited for their route. */
+  export interface UdpBusy {
+    type: 'busy'
+    dropped: number
+  }
+  export type UdpEvent = UdpNewFlow | UdpMoreData | UdpEndedFlow | UdpBusy
   /**
    * A transparent UDP listener (IP_TRANSPARENT, original destinations;
    * "::" takes IPv4 too). The UDP thread starts with the first one. Keeps the
@@ -497,6 +502,8 @@ declare module 'ugate:native' {
   export interface UdpStats {
     flowsLive: number
     flowsPending: number
+    /** The most flows that waited for their route at once since start. */
+    flowsPendingPeak: number
     flowsTotal: number
     flowsExpired: number
     flowsEvicted: number

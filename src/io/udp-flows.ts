@@ -75,6 +75,12 @@ export function openUdpListener(config: TproxyListenerConfig, ctx: GatewayContex
   const onEvent = (ev: native.UdpEvent) => {
     if (ev.type === 'new') newFlow(ev)
     else if (ev.type === 'more') moreData(ev)
+    else if (ev.type === 'busy')
+      ctx.log.warn('udp-busy', {
+        listener: l.name,
+        dropped: ev.dropped,
+        note: 'too many new flows waited for their route: their first datagrams were dropped',
+      })
     else endFlow(ev)
   }
   const opened = native.udpListen(l.listen.host, l.listen.port, listenerOptions(l, ctx), onEvent)

@@ -2368,6 +2368,7 @@ t.test('status: UDP counters, UDP flows and DNS counters; absent on an older gat
     udp: {
       flowsLive: 2,
       flowsPending: 0,
+      flowsPendingPeak: 0,
       flowsTotal: 31,
       flowsExpired: 29,
       flowsEvicted: 0,
