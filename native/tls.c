@@ -72,6 +72,7 @@ struct tls_conn {
   uint8_t *in, *out;
   size_t in_off, in_len, out_off, out_len;
   size_t in_moved, out_moved;  // since the last wait for input / the last whole flush
+  int64_t in_last, out_last;   // when that wake ended (ms, CLOCK_MONOTONIC_COARSE)
 };
 
 // tls_batch's buffers. mbedTLS asks its BIO for a record's 5-byte header and
@@ -79,12 +80,17 @@ struct tls_conn {
 // record in, 1 send per 16 KiB out. On a veth or LAN the kernel's cost per
 // call and per packet is most of a tunnel end's CPU (docs/performance.md).
 // They are held only while bytes move: a wake that moved less than a full
-// record (an idle tunnel's PING and its ACK) ends with them freed, so many
-// mostly idle tunnels (a gate's reverse tunnels) hold none; one under load
-// keeps them between wakes, as a busy CPU finds a record or more waiting.
+// record and came a second or more after the one before (an idle tunnel's
+// PING and its ACK) ends with them freed, so many mostly idle tunnels (a
+// gate's reverse tunnels) hold none. One under load keeps them between
+// wakes: freeing after each small wake of a bulk transfer (a wake often
+// finds only part of a record) halved a tunnel's throughput in
+// bench/hbone.sh (the sender's CPU per GB 1.25 → 2.81 s: a malloc and free
+// of 64 KiB per wake).
 #define BATCH_IN (64 * 1024)
 #define BATCH_OUT (4 * (16384 + 5 + 256))  // four full records and their overhead
 #define BATCH_KEEP 16384
+static unsigned batch_quiet_ms = 1000;
 
 // ---- loading ---------------------------------------------------------------------
 
@@ -493,12 +499,20 @@ int tls_config_web_roots(const tls_config *c) {
 
 // A batch buffer just drained at the end of a wake: freed unless the wake
 // moved a record's worth or more (bulk, which would allocate it again soon).
-static void batch_idle(uint8_t **buf, size_t *moved) {
-  if (*moved < BATCH_KEEP) {
+static void batch_idle(uint8_t **buf, size_t *moved, int64_t *last) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);  // vDSO: no system call
+  int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  if (*moved < BATCH_KEEP && now - *last >= (int64_t)batch_quiet_ms) {
     free(*buf);
     *buf = NULL;
   }
   *moved = 0;
+  *last = now;
+}
+
+void tls_batch_quiet_ms(unsigned ms) {
+  batch_quiet_ms = ms;
 }
 
 // Send the batched records: 0 when all went, MBEDTLS_ERR_SSL_WANT_WRITE, or an error.
@@ -562,7 +576,7 @@ static int bio_recv(void *arg, unsigned char *buf, size_t len) {
       }
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        batch_idle(&t->in, &t->in_moved);  // drained: the wake ends here
+        batch_idle(&t->in, &t->in_moved, &t->in_last);  // drained: the wake ends here
         t->in_off = t->in_len = 0;
         return MBEDTLS_ERR_SSL_WANT_READ;
       }
@@ -967,7 +981,7 @@ size_t tls_batch_held(const tls_conn *t) {
 int tls_flush(tls_conn *t) {
   if (!t->out) return 0;
   int r = out_drain(t);
-  if (!r) return batch_idle(&t->out, &t->out_moved), 0;
+  if (!r) return batch_idle(&t->out, &t->out_moved, &t->out_last), 0;
   return r == MBEDTLS_ERR_SSL_WANT_WRITE ? TLS_WANT_WRITE : failed(t, r);
 }
 

@@ -87,6 +87,9 @@ size_t tls_pending(const tls_conn *t);
 // 0, or TLS_FAILED (before the handshake: nothing changed).
 int tls_batch(tls_conn *t);
 size_t tls_batch_held(const tls_conn *t);  // bytes of batch buffers allocated now
+// How long after the wake before a small wake must come for it to free them
+// (1000 ms; tests: 0).
+void tls_batch_quiet_ms(unsigned ms);
 // Send the records tls_batch kept: 0 when all are sent, TLS_WANT_WRITE, TLS_FAILED.
 int tls_flush(tls_conn *t);
 int tls_close_notify(tls_conn *t);                  // 0 sent, TLS_WANT_WRITE, TLS_FAILED
