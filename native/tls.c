@@ -66,17 +66,31 @@ struct tls_conn {
   uint8_t ip[16];  // web mode, host an IP literal: the address its certificate must name
   size_t ip_len;   // 4, 16, or 0 for a DNS name (checked by mbedTLS)
   // tls_batch: raw bytes received but not yet taken by mbedTLS, and whole
-  // records written but not yet sent (NULL: none, every record its own send).
+  // records written but not yet sent. Allocated when bytes must be held, and
+  // NULL again once drained after a quiet wake (batch_idle).
+  bool batch;
   uint8_t *in, *out;
   size_t in_off, in_len, out_off, out_len;
+  size_t in_moved, out_moved;  // since the last wait for input / the last whole flush
+  int64_t in_last, out_last;   // when that wake ended (ms, CLOCK_MONOTONIC_COARSE)
 };
 
 // tls_batch's buffers. mbedTLS asks its BIO for a record's 5-byte header and
 // then for its body, and hands each record to the socket alone: 2 recv per
 // record in, 1 send per 16 KiB out. On a veth or LAN the kernel's cost per
 // call and per packet is most of a tunnel end's CPU (docs/performance.md).
+// They are held only while bytes move: a wake that moved less than a full
+// record and came a second or more after the one before (an idle tunnel's
+// PING and its ACK) ends with them freed, so many mostly idle tunnels (a
+// gate's reverse tunnels) hold none. One under load keeps them between
+// wakes: freeing after each small wake of a bulk transfer (a wake often
+// finds only part of a record) halved a tunnel's throughput in
+// bench/hbone.sh (the sender's CPU per GB 1.25 → 2.81 s: a malloc and free
+// of 64 KiB per wake).
 #define BATCH_IN (64 * 1024)
 #define BATCH_OUT (4 * (16384 + 5 + 256))  // four full records and their overhead
+#define BATCH_KEEP 16384
+static unsigned batch_quiet_ms = 1000;
 
 // ---- loading ---------------------------------------------------------------------
 
@@ -483,6 +497,24 @@ int tls_config_web_roots(const tls_config *c) {
 
 // ---- connections -------------------------------------------------------------------
 
+// A batch buffer just drained at the end of a wake: freed unless the wake
+// moved a record's worth or more (bulk, which would allocate it again soon).
+static void batch_idle(uint8_t **buf, size_t *moved, int64_t *last) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);  // vDSO: no system call
+  int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  if (*moved < BATCH_KEEP && now - *last >= (int64_t)batch_quiet_ms) {
+    free(*buf);
+    *buf = NULL;
+  }
+  *moved = 0;
+  *last = now;
+}
+
+void tls_batch_quiet_ms(unsigned ms) {
+  batch_quiet_ms = ms;
+}
+
 // Send the batched records: 0 when all went, MBEDTLS_ERR_SSL_WANT_WRITE, or an error.
 static int out_drain(tls_conn *t) {
   while (t->out_off < t->out_len) {
@@ -502,6 +534,7 @@ static int out_drain(tls_conn *t) {
 
 static int bio_send(void *arg, const unsigned char *buf, size_t len) {
   tls_conn *t = arg;
+  if (t->batch && !t->out) t->out = malloc(BATCH_OUT);  // none: each record its own send
   if (t->out) {  // batched: taken now, sent when full or at tls_flush
     if (t->out_len + len > BATCH_OUT) {
       int r = out_drain(t);
@@ -515,6 +548,7 @@ static int bio_send(void *arg, const unsigned char *buf, size_t len) {
     }
     memcpy(t->out + t->out_len, buf, len);
     t->out_len += len;
+    t->out_moved += len;
     return (int)len;
   }
   for (;;) {
@@ -529,6 +563,7 @@ static int bio_send(void *arg, const unsigned char *buf, size_t len) {
 
 static int bio_recv(void *arg, unsigned char *buf, size_t len) {
   tls_conn *t = arg;
+  if (t->batch && !t->in) t->in = malloc(BATCH_IN);  // none: read as mbedTLS asks
   if (t->in) {  // batched: as much as the socket has, handed out as mbedTLS asks
     while (t->in_off == t->in_len) {
       ssize_t n = recv(t->fd, t->in, BATCH_IN, 0);
@@ -536,10 +571,15 @@ static int bio_recv(void *arg, unsigned char *buf, size_t len) {
       if (n > 0) {
         t->in_off = 0;
         t->in_len = (size_t)n;
+        t->in_moved += (size_t)n;
         break;
       }
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return MBEDTLS_ERR_SSL_WANT_READ;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        batch_idle(&t->in, &t->in_moved, &t->in_last);  // drained: the wake ends here
+        t->in_off = t->in_len = 0;
+        return MBEDTLS_ERR_SSL_WANT_READ;
+      }
       t->sock_errno = errno;
       return MBEDTLS_ERR_SSL_INTERNAL_ERROR;
     }
@@ -930,26 +970,24 @@ size_t tls_pending(const tls_conn *t) {
 
 int tls_batch(tls_conn *t) {
   if (!t->done) return TLS_FAILED;
-  if (t->out) return 0;
-  t->in = malloc(BATCH_IN);
-  t->out = malloc(BATCH_OUT);
-  if (t->in && t->out) return 0;
-  free(t->in);
-  free(t->out);
-  t->in = t->out = NULL;
-  return TLS_FAILED;
+  t->batch = true;
+  return 0;
+}
+
+size_t tls_batch_held(const tls_conn *t) {
+  return (t->in ? BATCH_IN : 0) + (t->out ? BATCH_OUT : 0);
 }
 
 int tls_flush(tls_conn *t) {
   if (!t->out) return 0;
   int r = out_drain(t);
-  if (!r) return 0;
+  if (!r) return batch_idle(&t->out, &t->out_moved, &t->out_last), 0;
   return r == MBEDTLS_ERR_SSL_WANT_WRITE ? TLS_WANT_WRITE : failed(t, r);
 }
 
 int tls_close_notify(tls_conn *t) {
   int ret = mbedtls_ssl_close_notify(&t->ssl);
-  if (!ret && t->out) return tls_flush(t);
+  if (!ret && t->batch) return tls_flush(t);
   if (ret == MBEDTLS_ERR_SSL_WANT_WRITE || ret == MBEDTLS_ERR_SSL_WANT_READ) return TLS_WANT_WRITE;
   return ret ? failed(t, ret) : 0;
 }

@@ -82,9 +82,14 @@ size_t tls_pending(const tls_conn *t);
 // time, and written records are kept (up to four full ones) until the buffer
 // is full or tls_flush. An owner that batches calls tls_flush once it has
 // written what it had (and after reads, which may answer the peer), and
-// again on EPOLLOUT while it returns TLS_WANT_WRITE. 0, or TLS_FAILED (out of
-// memory, or before the handshake: nothing changed).
+// again on EPOLLOUT while it returns TLS_WANT_WRITE. The buffers exist only
+// while bytes move (an idle connection holds none; out of memory: unbatched).
+// 0, or TLS_FAILED (before the handshake: nothing changed).
 int tls_batch(tls_conn *t);
+size_t tls_batch_held(const tls_conn *t);  // bytes of batch buffers allocated now
+// How long after the wake before a small wake must come for it to free them
+// (1000 ms; tests: 0).
+void tls_batch_quiet_ms(unsigned ms);
 // Send the records tls_batch kept: 0 when all are sent, TLS_WANT_WRITE, TLS_FAILED.
 int tls_flush(tls_conn *t);
 int tls_close_notify(tls_conn *t);                  // 0 sent, TLS_WANT_WRITE, TLS_FAILED

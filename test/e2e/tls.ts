@@ -12,6 +12,8 @@
 // refused), no ALPN h2, a chain from a CA that is not among the roots; an
 // expected trust domain other than the config's. Certificates come from
 // `ugate identity init`; the bad ones from openssl with the same CA key.
+// And tls_batch's buffers, client and server of one identity in the driver
+// (`pair`): allocated only while bytes move.
 
 import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
@@ -184,6 +186,24 @@ t.test('client: mTLS with s_server, data both ways, close_notify', async (t) => 
   t.ok(r.lines.includes('received: olleh'), "s_server's reply (our line reversed)")
   const sent = r.lines.indexOf('close_notify sent')
   t.ok(sent > 0 && r.lines.indexOf('peer closed') > sent, 'close_notify sent, then the peer closed')
+  clean(t, r)
+})
+
+// tls_batch's buffers exist while bytes move: an idle connection (a gate's
+// reverse tunnels, mostly idle) holds none, one under load keeps them.
+t.test('batched: buffers only while bytes move, kept after bulk, freed after a quiet exchange', async (t) => {
+  const r = await driverRun(['pair', ...base(good)]).done
+  t.equal(r.code, 0, 'exit 0')
+  t.same(
+    r.lines,
+    [
+      'handshake held 0/0',
+      'small sent 5 held 66580/0 read 5 held 0',
+      'bulk sent 65536 held 66580/66580 read 65536 held 65536',
+      'small sent 5 held 66580/0 read 5 held 0',
+    ],
+    'none after the handshake and after small exchanges (flushed, read dry); both kept after bulk',
+  )
   clean(t, r)
 })
 

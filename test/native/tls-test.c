@@ -3,6 +3,13 @@
 //
 //   tls-test client|server --port P --chain F --key F --roots F
 //            [--td TD] [--expect SPIFFE] [--send TEXT] [--close-after-line]
+//   tls-test pair --chain F --key F --roots F
+//
+// pair: a client and a server of that identity over a socket pair, batched
+// (tls_batch), send small, bulk (64 KiB), small again client → server; per
+// step one line "STEP sent N held C/F read M held S": the client's batch
+// buffers before and after tls_flush, the plaintext the server read until
+// the pair ran dry and its buffers then (bytes, tls_batch_held).
 //
 // Prints, one line each: "listening PORT" (server, port 0 = any), "config
 // failed: MSG" (exit 3), "handshake ok peer=ID node=NODEID" or "handshake
@@ -63,13 +70,81 @@ static int connect_or_accept(bool server, int port) {
   return c;
 }
 
+// The server reads until the pair is dry: the plaintext bytes, or -1.
+static long drain(tls_conn *s) {
+  static uint8_t buf[16384];
+  long got = 0;
+  ssize_t n;
+  while ((n = tls_read(s, buf, sizeof buf)) > 0) got += n;
+  return n == TLS_WANT_READ ? got : -1;
+}
+
+static int pair(const tls_config_opts *o) {
+  tls_batch_quiet_ms(0);  // every small step frees: no waiting out the quiet second
+  char err[TLS_ERR_MAX];
+  tls_config_opts so = *o, co = *o;
+  so.server = true;
+  co.server = false;
+  tls_config *scfg = tls_config_new(&so, err), *ccfg = scfg ? tls_config_new(&co, err) : NULL;
+  int sv[2] = {-1, -1}, rc = 1;
+  tls_conn *s = NULL, *c = NULL;
+  if (!ccfg || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv)) {
+    printf("pair failed: %s\n", ccfg ? strerror(errno) : err);
+    goto out;
+  }
+  s = tls_conn_new(scfg, sv[0], NULL);
+  c = tls_conn_new(ccfg, sv[1], NULL);
+  int rs = TLS_WANT_READ, rcl = TLS_WANT_READ;
+  // One process plays both ends: each step moves the other on; a handful suffice.
+  for (int i = 0; i < 50 && (rs || rcl) && rs != TLS_FAILED && rcl != TLS_FAILED; i++) {
+    if (rcl) rcl = tls_handshake(c);
+    if (rs) rs = tls_handshake(s);
+  }
+  if (rs || rcl || tls_batch(s) || tls_batch(c)) {
+    printf("handshake failed: %s%s\n", tls_conn_error(c), tls_conn_error(s));
+    goto out;
+  }
+  printf("handshake held %zu/%zu\n", tls_batch_held(c), tls_batch_held(s));
+  static uint8_t data[65536];
+  memset(data, 'x', sizeof data);
+  const struct {
+    const char *name;
+    size_t n;
+  } steps[] = {{"small", 5}, {"bulk", sizeof data}, {"small", 5}};
+  for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+    size_t off = 0;
+    ssize_t w = 0;
+    while (off < steps[k].n && (w = tls_write(c, data + off, steps[k].n - off)) > 0)
+      off += (size_t)w;
+    size_t before = tls_batch_held(c);
+    if (w < 0 || tls_flush(c)) {
+      printf("%s write failed: %s\n", steps[k].name, tls_conn_error(c));
+      goto out;
+    }
+    printf("%s sent %zu held %zu/%zu", steps[k].name, off, before, tls_batch_held(c));
+    long got = drain(s);
+    printf(" read %ld held %zu\n", got, tls_batch_held(s));
+  }
+  rc = 0;
+out:
+  tls_conn_free(c);
+  tls_conn_free(s);
+  tls_config_unref(ccfg);
+  tls_config_unref(scfg);
+  if (sv[0] >= 0) close(sv[0]), close(sv[1]);
+  mbedtls_psa_crypto_free();
+  return rc;
+}
+
 int main(int argc, char **argv) {
   tls_config_opts o = {0};
   const char *expect = NULL, *send_text = NULL;
   int port = 0;
   bool close_after_line = false;
-  if (argc < 2 || (strcmp(argv[1], "client") && strcmp(argv[1], "server"))) {
-    fprintf(stderr, "usage: tls-test client|server --port P --chain F --key F --roots F ...\n");
+  if (argc < 2 ||
+      (strcmp(argv[1], "client") && strcmp(argv[1], "server") && strcmp(argv[1], "pair"))) {
+    fprintf(stderr,
+            "usage: tls-test client|server|pair --port P --chain F --key F --roots F ...\n");
     return 1;
   }
   o.server = !strcmp(argv[1], "server");
@@ -99,6 +174,7 @@ int main(int argc, char **argv) {
     i++;
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
+  if (!strcmp(argv[1], "pair")) return pair(&o);
   char err[TLS_ERR_MAX];
   tls_config *cfg = tls_config_new(&o, err);
   if (!cfg) {
