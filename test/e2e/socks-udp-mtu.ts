@@ -22,13 +22,17 @@ const CLIENT = '198.18.7.2'
 const MTU = 1280
 const SOCKS_PORT = 15110
 const COUNT = 48
+// The relay makes a segmented send only of replies it reads in one batch;
+// whether the echo's back-to-back replies meet in one is the scheduler's
+// choice, so bursts repeat (each checked whole) until one was refused.
+const MAX_BURSTS = 10
 const SIZE = 1400 // + the 10-byte SOCKS header: above the MTU, one segment each
 
 // The client, in its namespace: UDP ASSOCIATE on the control connection;
 // on `warm` (a stdin line) one datagram to the echo and its reply (the
 // destination is routed: the burst is not held in its queue of 32); on
 // `burst` COUNT framed datagrams (hex, a line each in a file), then every
-// reply (hex, without its header) on one JSON line. The control connection
+// reply of that burst (hex, without its header) on one JSON line. The control connection
 // stays open until stdin ends (the association lives as long).
 const CLIENT_SCRIPT = `
 import dgram from 'node:dgram'
@@ -71,6 +75,7 @@ process.stdin.setEncoding('utf8').on('data', (d) => {
   for (const cmd of d.split('\\n')) {
     if (cmd === 'warm') send(Buffer.from('warm'))
     if (cmd === 'burst') {
+      got.length = 0
       for (const p of payloads) send(Buffer.from(p, 'hex'))
       say({ sent: payloads.length })
     }
@@ -155,32 +160,38 @@ t.test('replies above the MTU: the refused segmented send goes again one by one,
   const [warm] = await echo.recv('echo', 1)
   await echo.send('echo', warm!.from, warm!.port, Buffer.from(warm!.data, 'hex'))
   t.same(await line(1), { warm: true }, 'the destination is routed: its echo came back')
-  client.stdin.write('burst\n')
-  t.same(await line(2), { sent: COUNT }, 'the client sent the burst')
-  const arrived = await echo.recv('echo', COUNT)
-  t.same(
-    arrived.map((m) => m.data),
-    payloads.map((p) => p.toString('hex')),
-    'the echo got every datagram, exact, in order',
-  )
-  const relayed = arrived[0]!
-  await echo.send(
-    'echo',
-    relayed.from,
-    relayed.port,
-    arrived.map((m) => Buffer.from(m.data, 'hex')),
-  )
-  // Bounded: a reply lost (a broken fallback) fails here, not at tap's timeout.
-  const { got } = (await within(line(3), 15_000, 'every reply at the client')) as { got: string[] }
-  t.same(
-    [...got].sort(),
-    payloads.map((p) => p.toString('hex')).sort(),
-    'the client got every reply, exact (each fragmented on the small MTU)',
-  )
-  const s = status()
-  t.ok(s.gsoRefused! >= 1, `the kernel refused a segmented send (gsoRefused ${s.gsoRefused})`)
-  t.equal(s.packetsUp, COUNT + 1, 'packetsUp counts every datagram')
-  t.equal(s.packetsDown, COUNT + 1, 'packetsDown counts every reply, sent one by one after the refusal')
+  let bursts = 0
+  let s = status()
+  while (bursts < MAX_BURSTS && !(s.gsoRefused! >= 1)) {
+    const n = ++bursts
+    client.stdin.write('burst\n')
+    t.same(await line(lines.length), { sent: COUNT }, `burst ${n}: the client sent it`)
+    const arrived = await echo.recv('echo', COUNT)
+    t.same(
+      arrived.map((m) => m.data),
+      payloads.map((p) => p.toString('hex')),
+      `burst ${n}: the echo got every datagram, exact, in order`,
+    )
+    const relayed = arrived[0]!
+    const replies = line(lines.length)
+    await echo.send(
+      'echo',
+      relayed.from,
+      relayed.port,
+      arrived.map((m) => Buffer.from(m.data, 'hex')),
+    )
+    // Bounded: a reply lost (a broken fallback) fails here, not at tap's timeout.
+    const { got } = (await within(replies, 15_000, 'every reply at the client')) as { got: string[] }
+    t.same(
+      [...got].sort(),
+      payloads.map((p) => p.toString('hex')).sort(),
+      `burst ${n}: the client got every reply, exact (each fragmented on the small MTU)`,
+    )
+    s = status()
+  }
+  t.ok(s.gsoRefused! >= 1, `the kernel refused a segmented send (gsoRefused ${s.gsoRefused}, ${bursts} bursts)`)
+  t.equal(s.packetsUp, bursts * COUNT + 1, 'packetsUp counts every datagram')
+  t.equal(s.packetsDown, bursts * COUNT + 1, 'packetsDown counts every reply, sent one by one after the refusal')
   t.equal(s.drops.sendFailed, 0, 'no datagram failed')
 
   client.stdin.end()
@@ -188,7 +199,7 @@ t.test('replies above the MTU: the refused segmented send goes again one by one,
   const conns = await waitConnsOf(ug, 's', 1)
   t.match(
     conns[0]!.fields,
-    { reason: 'eof', pktUp: String(COUNT + 1), pktDown: String(COUNT + 1) },
+    { reason: 'eof', pktUp: String(bursts * COUNT + 1), pktDown: String(bursts * COUNT + 1) },
     'the access line counts them',
   )
   // The first association starts the UDP thread: its epoll and eventfd stay.
