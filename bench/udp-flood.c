@@ -8,8 +8,8 @@
 //     Prints "sent N".
 //   udp-flood recv ADDR PORT
 //     Counts the datagrams arriving on ADDR:PORT until none came for 1 s
-//     after the first. Prints "received N bytes B seconds S" (S: first to
-//     last datagram).
+//     after the first (fails when none came within 60 s). Prints "received N bytes B seconds S" (S:
+//     first to last datagram).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <poll.h>
@@ -85,7 +85,12 @@ static int do_recv(struct sockaddr_in at) {
   double first = 0, last = 0;
   struct pollfd p = {.fd = fd, .events = POLLIN};
   for (;;) {
-    int r = poll(&p, 1, got ? 1000 : -1);
+    // Before the first datagram: at most 60 s (a peer that relays nothing fails the run).
+    int r = poll(&p, 1, got ? 1000 : 60000);
+    if (r == 0 && got == 0) {
+      fprintf(stderr, "udp-flood recv: no datagram within 60 s\n");
+      return 1;
+    }
     if (r == 0) break;
     if (r < 0) die("poll");
     int n = recvmmsg(fd, mm, BATCH, MSG_DONTWAIT, NULL);
