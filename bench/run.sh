@@ -14,8 +14,9 @@
 #   transparent  iperf3 captured by nftables REDIRECT, in network namespaces
 #                the suite creates: ugate vs redsocks → microsocks
 #   udp          iperf3 -u captured by TPROXY (bench/udp.sh): ugate vs kernel
-#                forwarding vs socat, 1 400- and 64-byte datagrams; memory per
-#                idle flow (BENCH_FLOWS of them)
+#                forwarding vs socat, 1 400- and 64-byte datagrams; the same
+#                through bench/udp-flood.c (flood mode: the relay the limit);
+#                memory per idle flow (BENCH_FLOWS of them)
 #   memory       idle RSS, and the RSS delta per idle relayed connection
 #                (BENCH_HOLD of them): ugate vs haproxy vs nginx stream
 #   footprint    binary and .ipk sizes (build/ipk if built), start → accepting
@@ -324,8 +325,11 @@ section_udp() {
   mkdir -p "$TMP/udp"
   BENCH_SECONDS=$SECONDS_RUN BENCH_ROUNDS=$ROUNDS BENCH_FLOWS=$FLOWS BENCH_DOC=- BENCH_OUT=$TMP/udp UGATE_BIN=$UGATE_BIN \
     "$ROOT/bench/udp.sh" >"$TMP/udp.out" || { cat "$TMP/udp.out" >&2; die "bench/udp.sh failed"; }
-  # udp.sh's rows: round size peer metric value (size "idle": the memory run; "held": 1 400 B with the flows held)
-  awk -F'\t' '$2 != "idle" && ($4 == "pps" || $4 == "cpu_s_mpk") { k = $2 == "held" ? "1400 B, flows held" : $2 " B"; printf "udp\t%s\t%s %s\t%s\t%s\n", $1, $3, k, $4, $5 }' \
+  # udp.sh's rows: round size peer metric value (size "idle": the memory run; "held": 1 400 B with the flows held;
+  # "fFLOWS:SIZE": flood mode)
+  awk -F'\t' '$2 != "idle" && ($4 == "pps" || $4 == "cpu_s_mpk") { k = $2 == "held" ? "1400 B, flows held" : $2 " B"
+      if ($2 ~ /^f/) { split(substr($2, 2), a, ":"); k = a[2] " B flood, " a[1] " flows" }
+      printf "udp\t%s\t%s %s\t%s\t%s\n", $1, $3, k, $4, $5 }' \
     "$TMP/udp/results.tsv" >>"$RESULTS"
 }
 

@@ -22,6 +22,12 @@
 # through ugate and through the kernel with them held. Prints a table and the
 # ratios;
 # `make bench` (bench/run.sh) runs it as its udp section.
+# Flood mode (BENCH_FLOOD_FLOWS): the same peers in rotation with
+# bench/udp-flood.c (compiled here) instead of iperf3: a sendmmsg sender of
+# FLOWS flows (as many sockets, in turn) and a recvmmsg receiver that only
+# counts, both cheap per datagram, so that the relay rather than the
+# single-threaded iperf3 server is the limit; socat's fork gives it one
+# process per flow.
 #
 # Environment:
 #   BENCH_SECONDS=10     iperf3 duration per run
@@ -29,6 +35,7 @@
 #   BENCH_SIZES="1400 64" datagram sizes (iperf3 -l)
 #   BENCH_PEERS="kernel ugate socat" (and base with UGATE_BASE_BIN)
 #   BENCH_FLOWS=10000    flows held for the memory figure and the held run (0 = skip)
+#   BENCH_FLOOD_FLOWS="1 4" flood mode: flows per run ("" = skip the mode)
 #   BENCH_DOC=-          a file whose "bench/udp.sh output" section is rewritten; "-" = none
 #   UGATE_BIN=build/ugate
 #   UGATE_BASE_BIN=      another ugate binary: the base peer
@@ -43,6 +50,7 @@ UGATE_BASE_BIN=${UGATE_BASE_BIN:-}
 ALL_PEERS="kernel ugate socat${UGATE_BASE_BIN:+ base}"
 BENCH_PEERS=${BENCH_PEERS:-$ALL_PEERS}
 BENCH_FLOWS=${BENCH_FLOWS:-10000}
+BENCH_FLOOD_FLOWS=${BENCH_FLOOD_FLOWS-"1 4"}
 BENCH_DOC=${BENCH_DOC:--}
 UGATE_BIN=${UGATE_BIN:-$ROOT/build/ugate}
 # log, die, need, start_bg, stop_bg, cpu_ticks, group_rss_kb, ...; TMP, PIDS, CLEANUP
@@ -53,6 +61,7 @@ UGATE_BIN=${UGATE_BIN:-$ROOT/build/ugate}
 [[ $BENCH_SECONDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a positive integer"
 [[ $BENCH_ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
 [[ $BENCH_FLOWS =~ ^[0-9]+$ ]] || die "BENCH_FLOWS must be a number"
+for f in $BENCH_FLOOD_FLOWS; do if ! [[ $f =~ ^[1-9][0-9]*$ ]] || ((f > 4096)); then die "BENCH_FLOOD_FLOWS: bad flow count '$f' (1-4096)"; fi; done
 for s in $BENCH_SIZES; do if ! [[ $s =~ ^[1-9][0-9]*$ ]] || ((s > 65507)); then die "BENCH_SIZES: bad size '$s'"; fi; done
 for p in $BENCH_PEERS; do [[ " $ALL_PEERS " == *" $p "* ]] || die "BENCH_PEERS: unknown peer '$p' (known: $ALL_PEERS)"; done
 [[ $(id -u) == 0 ]] || die "needs root (network namespaces, nftables, policy routing)"
@@ -64,6 +73,11 @@ need jq jq
 need node nodejs
 need nft nftables
 need ip iproute2
+FLOOD=$TMP/udp-flood
+if [[ -n $BENCH_FLOOD_FLOWS ]]; then
+  need gcc gcc
+  gcc -O2 -Wall -Wextra -Werror -o "$FLOOD" "$ROOT/bench/udp-flood.c" || die "bench/udp-flood.c does not compile"
+fi
 
 # ---------------------------------------------------------------- namespaces
 # cli 198.18.11.2 — gw 198.18.11.1 | 198.19.12.1 — srv 198.19.12.2 (the
@@ -91,10 +105,10 @@ ugate_udp_conf() {  # FILE: capture of the client's UDP to a tproxy listener; TC
 EOF
 }
 PEER_PIDS=()
-start_peer() {  # PEER: sets PEER_PIDS (processes whose CPU is counted) and TARGET (host port the client sends to)
-  local peer=$1 logf=$TMP/$1.log
+start_peer() {  # PEER [PORT]: sets PEER_PIDS (processes whose CPU is counted) and TARGET (host port the client sends to)
+  local peer=$1 dport=${2:-5201} logf=$TMP/$1.log
   PEER_PIDS=()
-  TARGET="$SRV 5201"
+  TARGET="$SRV $dport"
   case $peer in
     kernel) ;;
     ugate | base)
@@ -105,7 +119,7 @@ start_peer() {  # PEER: sets PEER_PIDS (processes whose CPU is counted) and TARG
       PEER_PIDS=("$BG_PID")
       wait_ready_line "$BG_PID" "$logf" ;;
     socat)
-      start_bg "$TMP/socat-udp.log" ip netns exec "$NS-gw" socat -b 65536 UDP4-LISTEN:5301,bind="$GW_LAN",reuseaddr,fork "UDP4:$SRV:5201"
+      start_bg "$TMP/socat-udp.log" ip netns exec "$NS-gw" socat -b 65536 UDP4-LISTEN:5301,bind="$GW_LAN",reuseaddr,fork "UDP4:$SRV:$dport"
       PEER_PIDS=("$BG_PID")
       start_bg "$TMP/socat-tcp.log" ip netns exec "$NS-gw" socat TCP4-LISTEN:5301,bind="$GW_LAN",reuseaddr,fork "TCP4:$SRV:5201"
       PEER_PIDS+=("$BG_PID")
@@ -168,6 +182,43 @@ run_one() {  # ROUND SIZE PEER
   start_peer "$3"
   iperf_run "$1" "$2" "$3" "$2"
   stop_peer
+}
+
+# Flood mode: udp-flood's receiver in srv (port 5202), its sender in cli
+# through the running peer for BENCH_SECONDS; the receiver stops 1 s after
+# the last datagram. packets/s: received over first to last datagram; loss:
+# of those sent.
+flood_run() {  # ROUND SIZE PEER FLOWS
+  local r=$1 size=$2 peer=$3 flows=$4 key="f$4:$2" fo=$TMP/flood-$1-$2-$3-$4 c0=0 c1=0 host port rpid
+  start_peer "$peer" 5202
+  read -r host port <<<"$TARGET"
+  start_bg "$fo.recv" ip netns exec "$NS-srv" "$FLOOD" recv "$SRV" 5202
+  rpid=$BG_PID
+  wait_held "$rpid" "$fo.recv" 10 "udp-flood receiver"
+  local g0 g1 gd0 gd1 sd0 sd1
+  ((${#PEER_PIDS[@]} == 0)) || c0=$(cpu_ticks "${PEER_PIDS[@]}")
+  read -r g0 gd0 <<<"$(udp_snmp gw)"
+  read -r _ sd0 <<<"$(udp_snmp srv)"
+  timeout $((BENCH_SECONDS + 30)) ip netns exec "$NS-cli" "$FLOOD" send "$host" "$port" "$size" "$BENCH_SECONDS" "$flows" >"$fo.send" 2>&1 ||
+    { cat "$fo.send" >&2; die "udp-flood through $peer failed"; }
+  wait "$rpid" || { cat "$fo.recv" >&2; die "the udp-flood receiver failed"; }
+  forget_pid "$rpid"
+  ((${#PEER_PIDS[@]} == 0)) || c1=$(cpu_ticks "${PEER_PIDS[@]}")
+  read -r g1 gd1 <<<"$(udp_snmp gw)"
+  read -r _ sd1 <<<"$(udp_snmp srv)"
+  stop_peer
+  local sent rx secs
+  sent=$(awk '$1 == "sent" {print $2}' "$fo.send")
+  read -r rx secs <<<"$(awk '$1 == "received" {print $2, $6}' "$fo.recv")"
+  record "$r" "$key" "$peer" pps "$(per "$rx" "$secs")"
+  record "$r" "$key" "$peer" sent_pps "$(per "$sent" "$BENCH_SECONDS")"
+  record "$r" "$key" "$peer" gbps "$(awk -v n="$rx" -v s="$size" -v t="$secs" 'BEGIN { printf "%.4g", (t > 0) ? n * s * 8 / t / 1e9 : 0 }')"
+  record "$r" "$key" "$peer" loss_pct "$(per "$((100 * (sent - rx)))" "$sent")"
+  record "$r" "$key" "$peer" gw_drop_pct "$(per "$((100 * (gd1 - gd0)))" "$sent")"
+  record "$r" "$key" "$peer" srv_drop_pct "$(per "$((100 * (sd1 - sd0)))" "$sent")"
+  [[ $peer == kernel ]] || record "$r" "$key" "$peer" cpu_s_mpk "$(per "$(per "$((c1 - c0))" "$CLK_TCK")" "$(per "$rx" 1000000)")"
+  [[ $peer == kernel ]] || record "$r" "$key" "$peer" cpu_us_read "$(per "$(per "$((c1 - c0))" "$CLK_TCK")" "$(per "$((g1 - g0))" 1000000)")"
+  log "$(printf '  udp flood round %s %5s B %2s flows %-7s %9.0f pkt/s (sent %9.0f/s) loss %5.1f%%' "$r" "$size" "$flows" "$peer" "$(per "$rx" "$secs")" "$(per "$sent" "$BENCH_SECONDS")" "$(per "$((100 * (sent - rx)))" "$sent")")"
 }
 
 # Flows held: BENCH_FLOWS client sockets send one datagram each (paced: 20
@@ -246,6 +297,9 @@ n=${#peers[@]}
 for ((r = 1; r <= BENCH_ROUNDS; r++)); do
   for size in $BENCH_SIZES; do
     for ((k = 0; k < n; k++)); do run_one "$r" "$size" "${peers[$(((k + r - 1) % n))]}"; done
+    for f in $BENCH_FLOOD_FLOWS; do
+      for ((k = 0; k < n; k++)); do flood_run "$r" "$size" "${peers[$(((k + r - 1) % n))]}" "$f"; done
+    done
   done
 done
 if ((BENCH_FLOWS > 0)) && [[ " $BENCH_PEERS " == *" ugate "* ]]; then
@@ -296,11 +350,33 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
     done
     echo
   fi
+  if [[ -n $BENCH_FLOOD_FLOWS ]]; then
+    echo "Flood mode (bench/udp-flood.c: sendmmsg sender of FLOWS flows, recvmmsg receiver that only counts; ${BENCH_SECONDS} s per run):"
+    echo
+    echo "| size | flows | peer | packets/s received (median) | per round | offered packets/s | Gbit/s | loss % | dropped at gw sockets % | dropped at receiver socket % | CPU s per 10⁶ packets | CPU µs per datagram read | × kernel pkt/s | × socat pkt/s |"
+    echo "|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for size in $BENCH_SIZES; do
+      for f in $BENCH_FLOOD_FLOWS; do
+        for p in $BENCH_PEERS; do
+          key="f$f:$size" pps=$(med "f$f:$size" "$p" pps)
+          echo "| $size | $f | $p | $(fmt "$pps" '%.0f') | $(rounds_of "$key" "$p" pps '%.0f') | $(fmt "$(med "$key" "$p" sent_pps)" '%.0f')" \
+            "| $(fmt "$(med "$key" "$p" gbps)" '%.3f') | $(fmt "$(med "$key" "$p" loss_pct)" '%.1f') | $(fmt "$(med "$key" "$p" gw_drop_pct)" '%.1f')" \
+            "| $(fmt "$(med "$key" "$p" srv_drop_pct)" '%.1f') | $(fmt "$(med "$key" "$p" cpu_s_mpk)" '%.2f') | $(fmt "$(med "$key" "$p" cpu_us_read)" '%.2f')" \
+            "| $(ratio "$pps" "$(med "$key" kernel pps)") | $(ratio "$pps" "$(med "$key" socat pps)") |"
+        done
+      done
+    done
+    echo
+  fi
   echo "Targets (issue 11 §5), medians of this run:"
   for size in $BENCH_SIZES; do
     k=$(ratio "$(med "$size" ugate pps)" "$(med "$size" kernel pps)")
     s=$(ratio "$(med "$size" ugate pps)" "$(med "$size" socat pps)")
     echo "- $size B: ugate packets/s = $k × kernel forwarding (target ≥ 0.5), $s × socat (target ≥ 3)"
+    for f in $BENCH_FLOOD_FLOWS; do
+      echo "  flood, $f flow(s): ugate packets/s = $(ratio "$(med "f$f:$size" ugate pps)" "$(med "f$f:$size" kernel pps)") × kernel forwarding," \
+        "$(ratio "$(med "f$f:$size" ugate pps)" "$(med "f$f:$size" socat pps)") × socat"
+    done
     [[ " $BENCH_PEERS " != *" base "* ]] || echo "  ugate ÷ base: $(ratio "$(med "$size" ugate pps)" "$(med "$size" base pps)") × the packets/s," \
       "$(ratio "$(med "$size" ugate cpu_us_read)" "$(med "$size" base cpu_us_read)") × the CPU per datagram read"
   done

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,8 +91,21 @@ static void emit_event(udp_event *ev) {
 }
 
 // The engine's thread, started by the first listener or SOCKS association.
+// UGATE_TEST_UDP_PENDING_MAX (tests only: test/e2e/capture-udp-burst.ts)
+// lowers how many new flows may wait for their route, so that a test reaches
+// the busy drop and its log line without a burst deeper than 4096 flows.
 int ug_udp_start(void) {
   static const udp_hooks hooks = {alloc_event, emit_event};
+  const char *cap = getenv("UGATE_TEST_UDP_PENDING_MAX");
+  if (cap) {
+    char *end;
+    unsigned long n = strtoul(cap, &end, 10);
+    if (*cap == '\0' || *end != '\0' || n > 4096) {
+      fprintf(stderr, "ugate: UGATE_TEST_UDP_PENDING_MAX: bad value '%s' (0-4096)\n", cap);
+      return -EINVAL;
+    }
+    udp_pending_caps((unsigned)n, 4 * 1024 * 1024);
+  }
   return udp_engine_start(&hooks);
 }
 

@@ -79,9 +79,12 @@
 // a burst of a few thousand new flows (the loop thread stalls for a GC or an
 // `nft -f` while 10 000 flows/s open) waits instead of being dropped, within
 // bounded memory. Over either cap a new flow's first datagram is dropped
-// (counted as busy, logged once per tick per listener).
+// (counted as busy, logged once per tick per listener). Tests lower them
+// (udp_pending_caps).
 #define PENDING_MAX 4096
 #define PENDING_BYTES (4 * 1024 * 1024)
+static unsigned pending_max = PENDING_MAX;
+static size_t pending_bytes_max = PENDING_BYTES;
 #define REPLY_MAX 4096  // cached reply sockets
 #define HASH_SIZE 4096  // buckets of the flow and reply tables (power of two)
 #define GSO_UP 1        // udp_flow.gso_off: the kernel refused a segmented send up
@@ -352,7 +355,7 @@ static void free_dead(void) {
 
 static udp_flow *flow_new(listener *l, const udp_key *src, const udp_key *dst, const uint8_t *data,
                           size_t len, double now) {
-  if (udp.c.flows_pending >= PENDING_MAX || udp.pending_bytes + len > PENDING_BYTES) {
+  if ((unsigned)udp.c.flows_pending >= pending_max || udp.pending_bytes + len > pending_bytes_max) {
     udp.c.drop_busy++;
     l->busy++;
     return NULL;
@@ -405,7 +408,7 @@ static udp_flow *flow_new(listener *l, const udp_key *src, const udp_key *dst, c
 // False: dropped (counted).
 static bool enqueue(udp_flow *f, const udp_key *dst, const uint8_t *data, size_t len) {
   if (f->qn >= QUEUE_MAX || f->qbytes + len > QUEUE_BYTES ||
-      udp.pending_bytes + len > PENDING_BYTES) {
+      udp.pending_bytes + len > pending_bytes_max) {
     udp.c.drop_queue_full++;
     return false;
   }
@@ -764,6 +767,13 @@ static void sweep(double now) {
   for (listener *l = udp.listeners; l; l = l->next)
     if (l->opts.idle_ms > reply_idle) reply_idle = l->opts.idle_ms;
   while (udp.reply_head && now - udp.reply_head->last_ms >= reply_idle) reply_free(udp.reply_head);
+}
+
+void udp_pending_caps(unsigned flows, size_t bytes) {
+  pthread_mutex_lock(&udp.lock);
+  pending_max = flows;
+  pending_bytes_max = bytes;
+  pthread_mutex_unlock(&udp.lock);
 }
 
 // Overload is logged (by JS), once per tick per listener that dropped new

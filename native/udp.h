@@ -97,6 +97,10 @@ typedef struct {
 int udp_engine_start(const udp_hooks *hooks);
 // Stop the thread; every flow is freed without being reported.
 void udp_engine_stop(void);
+// At most how many flows wait for their route at once, their queued datagrams
+// holding at most how many bytes together (4096, 4 MiB; tests: fewer, to
+// reach the busy drop and its log line).
+void udp_pending_caps(unsigned flows, size_t bytes);
 
 // A transparent UDP socket at addr (IP_TRANSPARENT, original destination
 // ancillary data, IPv4 and IPv6 on "::"). Returns an id > 0, or -errno.

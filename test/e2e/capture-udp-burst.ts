@@ -58,3 +58,46 @@ t.test('1 000 new flows in one burst: every first datagram through, none dropped
   const res = await ug.stop()
   checkCleanExit(t, ug, res)
 })
+
+t.test('over the pending cap: first datagrams dropped as busy, warned once per tick, the counts agree', async (t) => {
+  const { topo, client } = await peers(t)
+  const admin = `${topo.dir}/admin.sock`
+  // No flow may wait for its route (native/mod_udp.c's test setting): every new flow is over the cap.
+  const ug = await start(t, topo, { admin, env: { UGATE_TEST_UDP_PENDING_MAX: '0' } })
+  const SENT = 300
+  await client.call(
+    {
+      op: 'spray',
+      addr: ADDR.client4,
+      flows: SENT,
+      basePort: 21000,
+      size: SIZE,
+      to: ADDR.server4,
+      port: ECHO,
+      seed: 13,
+    },
+    60_000,
+  )
+  // The tick reports what was dropped since the last one: wait for warnings until they account for every datagram.
+  const busyLine = / warn udp-busy /
+  const warned = () => ug.events('udp-busy').reduce((n, l) => n + Number(l.fields.dropped), 0)
+  while (warned() < SENT) await ug.waitForLines(busyLine, ug.matching(busyLine).length + 1)
+  const lines = ug.events('udp-busy')
+  t.equal(warned(), SENT, 'the warnings count every dropped first datagram, none twice')
+  t.ok(
+    lines.every((l) => l.fields.listener === 'udp' && Number(l.fields.dropped) >= 1),
+    'each warning names the listener and a positive count',
+  )
+  t.ok(lines.length < SENT, `rate-limited: ${lines.length} warnings for ${SENT} drops, not one per datagram`)
+
+  const st = ctl(topo, admin, 'status') as {
+    udp: { flowsTotal: number; flowsLive: number; packetsUp: number; drops: Record<string, number> }
+  }
+  t.match(
+    st.udp,
+    { flowsTotal: 0, flowsLive: 0, packetsUp: 0, drops: { busy: SENT, queueFull: 0, noMemory: 0 } },
+    'every datagram counted as busy, no flow opened, nothing relayed',
+  )
+  const res = await ug.stop()
+  checkCleanExit(t, ug, res)
+})

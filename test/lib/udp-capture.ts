@@ -36,6 +36,8 @@ export interface UdpSettings {
   socksIdle?: number
   /** ubusd's socket (a stand-in's: a unix socket path reaches across namespaces). */
   ubus?: string
+  /** Extra environment of the ugate process (not config). */
+  env?: NodeJS.ProcessEnv
 }
 
 export function udpConfig(s: UdpSettings = {}): Record<string, unknown> {
@@ -107,7 +109,7 @@ export async function peers(t: Test): Promise<Peers> {
 
 export async function start(t: Test, topo: Topology, s: UdpSettings = {}): Promise<Ugate> {
   const cfg = topo.writeJson('ugate.json', udpConfig(s))
-  const ug = await startUgate(t, ['run', '--config', cfg], { netns: topo.router })
+  const ug = await startUgate(t, ['run', '--config', cfg], { netns: topo.router, env: s.env })
   t.match(ug.events('capture-on')[0]?.fields, { udpPort: String(UDP_PORT) }, 'capture-on names the UDP port')
   return ug
 }
