@@ -144,6 +144,8 @@ struct fwd_listener {
   double resume_ms;  // > 0: paused (out of fds) until then
 };
 
+#define HUP_WATCH_MS 50  // a forward's dial waiting this long: watch its client for a hang-up
+
 enum { HANDSHAKE, RESOLVING, DIALING, RELAYING, FINISHED };
 enum { S_GREET, S_AUTH, S_REQUEST };
 
@@ -185,6 +187,7 @@ struct fconn {
   int client, upstream;  // owned here while DIALING
   int stage;
   bool hup_watched;                // the client's hang-up watch was set (watch_hangup)
+  double hup_ms;                   // forward: set the hang-up watch then if still dialing (0: no)
   int err;                         // dial failure's errno (reason "connect-error")
   const char *reason;              // set when the connection ended before the relay
   char src[INET6_ADDRSTRLEN + 8];  // IP:PORT ([v6]:PORT)
@@ -198,6 +201,7 @@ static struct {
   fconn *dial_head, *dial_tail;
   int timerfd;
   double armed_ms;   // the timerfd's deadline, 0 = disarmed
+  double hup_next;   // no forward's hup_ms is earlier (0 = none pending)
   JSValue cb;        // onForwardEvents: every batch
   JSValue socks_cb;  // onSocksRequests: the SOCKS connections waiting for JS
   fconn *ask_head, *ask_tail;
@@ -263,6 +267,7 @@ static void socks_dial_failed(JSContext *ctx, fconn *c, const char *reason, int 
 // watched only while armed (an idle gateway has nothing pending here).
 static void arm_timer(JSContext *ctx) {
   double next = fw.dial_head ? fw.dial_head->deadline_ms : 0;
+  if (fw.hup_next > 0 && (next == 0 || fw.hup_next < next)) next = fw.hup_next;
   for (fwd_listener *l = fw.listeners; l; l = l->next)
     if (l->resume_ms > 0 && (next == 0 || l->resume_ms < next)) next = l->resume_ms;
   if (next == 0 || (fw.armed_ms > 0 && fw.armed_ms <= next)) return;
@@ -489,11 +494,14 @@ static void socks_dial_failed(JSContext *ctx, fconn *c, const char *reason, int 
 
 static void on_connected(JSContext *ctx, int fd, uint32_t events, void *arg) {
   (void)fd;
-  (void)events;
   fconn *c = arg;
   int err = 0;
   socklen_t len = sizeof err;
-  if (getsockopt(c->upstream, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+  // EPOLLOUT alone means connected: a failed connect also raises EPOLLERR,
+  // so only then is SO_ERROR read (one syscall less per connection).
+  if ((events & (EPOLLERR | EPOLLHUP)) &&
+      getsockopt(c->upstream, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+    err = errno;
   if (err && c->l->kind == KIND_SOCKS)
     socks_dial_failed(ctx, c, "connect-error", err);
   else if (err)
@@ -564,8 +572,36 @@ static void dial(JSContext *ctx, fconn *c, const struct sockaddr *to, socklen_t 
   }
   c->deadline_ms = (socks ? ug_now_ms() : c->start_ms) + l->timeout_ms;
   dial_insert(c);
+  if (socks) {
+    arm_timer(ctx);
+    watch_hangup(ctx, c);
+    return;
+  }
+  // A forward's dial mostly completes within a few ms (LAN, loopback): its
+  // client gets the hang-up watch only if the dial is still waiting after
+  // HUP_WATCH_MS. Watched at once, every connection paid an epoll_ctl ADD
+  // and, the one-shot registration outliving the dial, a loop wake-up for
+  // nothing when the client closed during the relay.
+  if (!c->hup_watched) {
+    c->hup_ms = c->start_ms + HUP_WATCH_MS;
+    if (fw.hup_next == 0 || c->hup_ms < fw.hup_next) fw.hup_next = c->hup_ms;
+  }
   arm_timer(ctx);
-  watch_hangup(ctx, c);
+}
+
+// The forwards still dialing at their hup_ms get their hang-up watch; the
+// earliest hup_ms still to come is the next one.
+static void watch_late_hangups(JSContext *ctx, double now) {
+  fw.hup_next = 0;
+  for (fconn *c = fw.dial_head; c; c = c->tnext) {
+    if (c->hup_ms <= 0) continue;
+    if (c->hup_ms <= now) {
+      c->hup_ms = 0;
+      watch_hangup(ctx, c);
+    } else if (fw.hup_next == 0 || c->hup_ms < fw.hup_next) {
+      fw.hup_next = c->hup_ms;
+    }
+  }
 }
 
 // An event JS logs (denied, limit, paused), sent with the next batch.
@@ -1030,6 +1066,7 @@ static void on_timer(JSContext *ctx, int fd, uint32_t events, void *arg) {
     else
       end_early(ctx, c, "connect-timeout");
   }
+  if (fw.hup_next > 0 && fw.hup_next <= now) watch_late_hangups(ctx, now);
   for (fwd_listener *l = fw.listeners; l; l = l->next) {
     if (l->resume_ms <= 0 || l->resume_ms > now) continue;
     l->resume_ms = 0;

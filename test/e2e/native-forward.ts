@@ -5,7 +5,7 @@
 // reason, and no fd left behind after a burst of short connections.
 
 import { spawn } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, readFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -223,6 +223,38 @@ t.test(
     await finish(t, ug, 3)
   },
 )
+
+t.test('a dial that completes at once costs no watch of its client and no SO_ERROR read', async (t) => {
+  const srv = await echoServer(t)
+  const dir = mkdtempSync(join(tmpdir(), 'ugate-nf-'))
+  const out = join(dir, 'strace')
+  // LeakSanitizer cannot run under ptrace; everything else of ASan still does.
+  const asan = process.env.ASAN_OPTIONS ? `${process.env.ASAN_OPTIONS}:detect_leaks=0` : 'detect_leaks=0'
+  const ug = await startConfig(t, proxyConfig([listener('fwd', 'forward', { target: srv.target })]), {
+    wrap: ['strace', '-f', '-q', '-e', 'trace=epoll_ctl,getsockopt', '-o', out],
+    env: { ASAN_OPTIONS: asan },
+  })
+  const N = 4
+  for (let i = 0; i < N; i++) {
+    const payload = Buffer.from(`ping ${i}`)
+    t.same(await echoRoundTrip(ug.port('fwd'), payload), payload, `connection ${i} echoed`)
+  }
+  await waitConnsOf(ug, 'fwd', N)
+  await finish(t, ug, N)
+  const trace = readFileSync(out, 'utf8').split('\n')
+  t.ok(
+    trace.some((l) => /\+\+\+ exited with 0 \+\+\+/.test(l)),
+    'strace saw ugate exit 0',
+  )
+  // The client's hang-up watch (EPOLLRDHUP one-shot) is set only for a dial
+  // still waiting after a while; a dial to loopback rarely is (a loaded
+  // machine may delay one, not all four).
+  const hup = trace.filter((l) => /epoll_ctl\(.*\{events=EPOLLRDHUP\|EPOLLONESHOT/.test(l))
+  t.ok(hup.length < N, `hang-up watches: ${hup.length} for ${N} connections`, { sample: hup })
+  // EPOLLOUT alone says connected: no getsockopt(SO_ERROR) per dial.
+  const soError = trace.filter((l) => /getsockopt\(.*SO_ERROR/.test(l))
+  t.equal(soError.length, 0, 'no SO_ERROR read for a successful connect', { sample: soError })
+})
 
 t.test('a dialing native connection is listed and ended by shutdown', async (t) => {
   const { port } = await hangingPort(t)
