@@ -217,7 +217,7 @@ t.test('native SOCKS5 (info level): an answer C kept for an address goes once th
       listener('dns', 'dns', { servers: [`127.0.0.1:${dead}`], hosts: { 'kept.example.test': ['127.0.0.1'] } }),
       listener('proxy', 'mixed'),
     ],
-    rules: [{ name: 'by-name', domain: ['kept.example.test'], action: 'reject' }],
+    rules: [{ name: 'by-name', domain: ['kept.example.test'], listener: ['proxy'], action: 'reject' }],
   })
   const connect = async () => {
     const c = await socks5Connect(ug.port('proxy'), { host: '127.0.0.1', port: echo.port })
