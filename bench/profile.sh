@@ -19,7 +19,7 @@
 # (wrk -c), PROFILE_COUNT=300 (connections counted with uprobes),
 # PROFILE_VIA=forward|mixed (mixed: a `mixed` listener, one SOCKS5 CONNECT to
 # the origin's IP per request: bench/connload.c for the load, curl --socks5
-# for the counted connections; section 4 stays a forward), PROFILE_SOCKS_NAME
+# for the counted connections and section 4's load), PROFILE_SOCKS_NAME
 # (mixed: the counted connections CONNECT to this host name instead, say
 # localhost: curl --socks5-hostname; ugate resolves it).
 set -euo pipefail
@@ -156,13 +156,10 @@ perf probe -q -d "$GROUP:*" 2>/dev/null || true
 echo
 
 # ---------------------------------------------------------------- 3. perf
-echo "## 4. perf record -g (cpu-clock, ${SECS} s of load; a forward)"
+echo "## 4. perf record -g (cpu-clock, ${SECS} s of load; through the $VIA listener)"
 echo
-VIA=forward
 start_ugate perf ""
-perf record -q -F 999 -g -p "$UG_PID" -o "$TMP/perf.data" -- \
-  wrk -t2 -c"$CONNS" -d"${SECS}s" -H "Connection: close" "http://127.0.0.1:$UG_PORT/small" >"$TMP/perf-wrk.txt" 2>/dev/null
-n=$(awk '/requests in/ {print $1}' "$TMP/perf-wrk.txt")
+perf record -q -F 999 -g -p "$UG_PID" -o "$TMP/perf.data" -- bash -c "$(declare -f load); $(declare -p VIA CONNLOAD ORIGIN CONNS SECS); load $UG_PORT" >"$TMP/perf-load.txt" 2>/dev/null
 stop_bg "$UG_PID"
 perf report -i "$TMP/perf.data" --no-children --sort pid,dso,sym --stdio -g none 2>/dev/null |
   awk -v pid="$UG_PID" -v syms="$TMP/native.syms" '

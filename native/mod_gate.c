@@ -168,6 +168,16 @@ typedef struct {
   int why_err;
 } socks_hs;
 
+// A CONNECT's route as JS answered it: shared (refs) by the connections it
+// routed and, when JS said it may be kept, by the kept routes (below).
+typedef struct {
+  int refs;
+  int reply;  // >= 0: refuse with this SOCKS reply (reason rejected); -1: dial addr
+  int port;
+  int hit;  // kept: its rule's slot in kr.hits
+  char *addr, *rule, *action, *via, *dns_name;
+} socks_route;
+
 typedef struct fconn fconn;
 struct fconn {
   relay r;
@@ -176,9 +186,12 @@ struct fconn {
   fconn *done_next;      // finished, waiting for the next batch to JS
   fconn *ask_next;       // SOCKS: waiting for JS (a route, or to take it)
   fwd_listener *l;
-  socks_hs *hs;  // SOCKS, until the relay (or the end)
-  // SOCKS, for the access line and the connection list (NULL: not known / none)
-  char *user, *cdst, *rule, *action, *via, *dns_name;
+  socks_hs *hs;        // SOCKS, until the relay (or the end)
+  socks_route *route;  // SOCKS, once routed
+  // SOCKS, for the access line and the connection list (NULL: not known /
+  // none); rule, action, via and dns_name are route's
+  char *user, *cdst;
+  const char *rule, *action, *via, *dns_name;
   uint8_t user_len;  // user may hold a NUL (it is UTF-8)
   uint8_t ask;       // what JS is asked (ASK_*)
   uint8_t family;    // the client's, for JS (4 or 6)
@@ -315,14 +328,21 @@ static void free_hs(fconn *c) {
   c->hs = NULL;
 }
 
+static void route_unref(socks_route *r) {
+  if (!r || --r->refs > 0) return;
+  free(r->addr);
+  free(r->rule);
+  free(r->action);
+  free(r->via);
+  free(r->dns_name);
+  free(r);
+}
+
 static void free_socks(fconn *c) {
   free_hs(c);
   free(c->user);
   free(c->cdst);
-  free(c->rule);
-  free(c->action);
-  free(c->via);
-  free(c->dns_name);
+  route_unref(c->route);
 }
 
 // A connection ends before its relay: the client gets a RST (reset) or a FIN.
@@ -667,9 +687,12 @@ static void on_client(JSContext *ctx, int fd, uint32_t events, void *arg);
 // JS's turn for c at the next flush: a route (ASK_ROUTE), or the whole
 // connection with the bytes read so far (ASK_FIRST: not SOCKS5; ASK_REQUEST:
 // a request the native path does not serve). The handshake timer stops (a
-// connection JS takes gets the time left: leftMs).
+// connection JS takes gets the time left: leftMs). The client's one-shot
+// watch has fired (or was never set): dropping it needs no EPOLL_CTL_DEL, and
+// the registration left disabled is what watch_hangup re-arms (JS watching
+// the fd it took turns the EEXIST of its ADD into a MOD).
 static void ask(JSContext *ctx, fconn *c, int what) {
-  ug_loop_unwatch(ctx, c->client);
+  ug_loop_drop(ctx, c->client);
   dial_unlink(c);
   c->ask = (uint8_t)what;
   c->ask_next = NULL;
@@ -704,6 +727,8 @@ static bool user_ok(const fwd_listener *l, const socks5_userpass *up) {
   }
   return false;
 }
+
+static bool kept_answer(JSContext *ctx, fconn *c);
 
 // Use what the handshake has read; false while it needs more bytes.
 static bool socks_step(JSContext *ctx, fconn *c) {
@@ -764,7 +789,7 @@ static bool socks_step(JSContext *ctx, fconn *c) {
         return end_conn(ctx, c, "command-not-supported:2", 0, false), true;
       }
       consume(hs, used);  // what is left goes upstream first
-      ask(ctx, c, ASK_ROUTE);
+      if (!kept_answer(ctx, c)) ask(ctx, c, ASK_ROUTE);
       return true;
     }
   }
@@ -873,52 +898,261 @@ static void on_resolved(JSContext *ctx, void *arg, int gai_err, int naddrs,
   flush(ctx);
 }
 
-// JS's answer for a CONNECT: {addr, port, rule, action, via?, dnsName?} (dial
-// addr, an IP or a host name, port), {reply, rule?, action?} (refuse with that
-// SOCKS reply, reason rejected), or undefined (JS took the connection).
-static void answer(JSContext *ctx, fconn *c, JSValueConst d) {
-  if (!JS_IsObject(d)) {
-    forget_taken(c);
-    return;
-  }
-  c->rule = dup_prop(ctx, d, "rule");
-  c->action = dup_prop(ctx, d, "action");
-  c->via = dup_prop(ctx, d, "via");
-  c->dns_name = dup_prop(ctx, d, "dnsName");
-  int reply = -1, port = 0;
-  ug_opt_int(ctx, d, "reply", &reply);
-  if (reply >= 0) {
+// JS's answer for a CONNECT: {addr, port, rule, action, via?, dnsName?, keep?}
+// (dial addr, an IP or a host name, port), {reply, rule?, action?, keep?}
+// (refuse with that SOCKS reply, reason rejected); NULL when out of memory.
+static socks_route *route_from_js(JSContext *ctx, JSValueConst d) {
+  socks_route *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->refs = 1;
+  r->reply = -1;
+  r->hit = -1;
+  r->rule = dup_prop(ctx, d, "rule");
+  r->action = dup_prop(ctx, d, "action");
+  r->via = dup_prop(ctx, d, "via");
+  r->dns_name = dup_prop(ctx, d, "dnsName");
+  r->addr = dup_prop(ctx, d, "addr");
+  ug_opt_int(ctx, d, "reply", &r->reply);
+  ug_opt_int(ctx, d, "port", &r->port);
+  return r;
+}
+
+// Route c as r says: refuse, dial an address, or resolve a name and dial.
+static void route_apply(JSContext *ctx, fconn *c, socks_route *r) {
+  r->refs++;
+  c->route = r;
+  c->rule = r->rule;
+  c->action = r->action;
+  c->via = r->via;
+  c->dns_name = r->dns_name;
+  if (r->reply >= 0) {
     uint8_t rep[22];
-    send_small(c->client, rep, socks5_encode_reply((uint8_t)reply, NULL, rep));
+    send_small(c->client, rep, socks5_encode_reply((uint8_t)r->reply, NULL, rep));
     end_conn(ctx, c, "rejected", 0, false);
     return;
   }
-  char *addr = dup_prop(ctx, d, "addr");
-  ug_opt_int(ctx, d, "port", &port);
   socks_hs *hs = c->hs;
   hs->why = "connect-error";
-  if (addr && to_sockaddr(addr, port, &hs->addrs[0])) {
-    free(addr);
+  if (r->addr && to_sockaddr(r->addr, r->port, &hs->addrs[0])) {
     hs->naddrs = 1;
     dial_next(ctx, c);
     return;
   }
   // A host name: resolved on the DNS workers within the connect timeout
   // (dns-timeout), then its addresses are dialed in order, as dial.ts does.
-  if (addr && *addr && strlen(addr) < 256 && port > 0 && port <= 65535)
-    hs->lookup = ug_resolve(addr, on_resolved, c);
-  free(addr);
+  if (r->addr && *r->addr && strlen(r->addr) < 256 && r->port > 0 && r->port <= 65535)
+    hs->lookup = ug_resolve(r->addr, on_resolved, c);
   if (!hs->lookup) {
     fprintf(stderr, "ugate: onSocksRequests: nothing to dial for connection %.0f\n", c->id);
     end_conn(ctx, c, "internal-error", 0, true);
     return;
   }
-  hs->dial_port = (uint16_t)port;
+  hs->dial_port = (uint16_t)r->port;
   c->stage = RESOLVING;
   c->deadline_ms = ug_now_ms() + c->l->timeout_ms;
   dial_insert(c);
   arm_timer(ctx);
   watch_hangup(ctx, c);
+}
+
+// ---- kept routes: CONNECTs C answers without asking JS --------------------------
+// JS marks an answer `keep` when it is a function of the request alone under
+// the rule set it came from (a dial or a refusal that RouteCache keeps, not
+// routed by a name ugate's DNS learnt): the listener, the host as the client
+// sent it, the port, and the client's address when a rule matches on the
+// source (socksKeep's bySource). A later CONNECT with the same request is
+// answered here; JS hears of it only in the access line and the metrics of
+// the finished batch, and its rule's hit count in socksKeptHits (read when
+// the hits are). socksKeep empties the table at every new rule set (a new
+// generation); socksKeptForget drops a host when ugate's DNS learns a name
+// for that address. Bounded: KEPT_CHAIN per bucket, the oldest goes first.
+typedef struct kept kept;
+struct kept {
+  kept *next;
+  socks_route *route;
+  uint16_t port;
+  char *listener, *host, *src;  // in this allocation; src NULL unless by source
+};
+#define KEPT_BUCKETS 512
+#define KEPT_CHAIN 8  // one bucket holds one host's ports, sources, listeners
+
+static struct {
+  bool on, by_source;
+  double gen;  // rule sets JS handed over (socksKeep calls)
+  kept *bucket[KEPT_BUCKETS];
+  uint32_t n;
+  struct kept_hit {
+    char *label;
+    uint32_t n;      // hits not yet read by JS
+    double last_ms;  // the latest one's wall clock
+  } * hits;
+  int nhits, cap_hits;
+  double asked, answered;  // CONNECTs whose route JS was asked for / C answered
+} kr;
+
+static kept **kept_bucket(const char *host) {
+  uint32_t h = 2166136261u;  // FNV-1a
+  for (const char *p = host; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+  return &kr.bucket[h % KEPT_BUCKETS];
+}
+
+static bool kept_is(const kept *k, const fconn *c) {
+  const socks5_request *q = &c->hs->req;
+  return k->port == q->port && !strcmp(k->host, q->host) && !strcmp(k->listener, c->l->name) &&
+         (!k->src || !strcmp(k->src, c->ip));
+}
+
+static void kept_free(kept *k) {
+  route_unref(k->route);
+  free(k);
+  kr.n--;
+}
+
+// The slot of label in kr.hits (added when new); -1 when out of memory.
+static int hit_slot(const char *label) {
+  for (int i = 0; i < kr.nhits; i++)
+    if (!strcmp(kr.hits[i].label, label)) return i;
+  if (kr.nhits == kr.cap_hits) {
+    int cap = kr.cap_hits ? kr.cap_hits * 2 : 8;
+    struct kept_hit *h = realloc(kr.hits, cap * sizeof *h);
+    if (!h) return -1;
+    kr.hits = h;
+    kr.cap_hits = cap;
+  }
+  char *copy = strdup(label);
+  if (!copy) return -1;
+  kr.hits[kr.nhits] = (struct kept_hit){.label = copy};
+  return kr.nhits++;
+}
+
+// Keep r as the answer for c's request.
+static void kept_put(const fconn *c, socks_route *r) {
+  if (!kr.on || !r->rule || (r->hit = hit_slot(r->rule)) < 0) return;
+  const socks5_request *q = &c->hs->req;
+  const char *src = kr.by_source ? c->ip : NULL;
+  size_t lh = strlen(q->host) + 1, ll = strlen(c->l->name) + 1, ls = src ? strlen(src) + 1 : 0;
+  kept *k = malloc(sizeof *k + lh + ll + ls);
+  if (!k) return;
+  k->host = memcpy((char *)(k + 1), q->host, lh);
+  k->listener = memcpy(k->host + lh, c->l->name, ll);
+  k->src = src ? memcpy(k->listener + ll, src, ls) : NULL;
+  k->port = q->port;
+  k->route = r;
+  r->refs++;
+  kept **b = kept_bucket(q->host);
+  // The same request asked twice in one batch: the later answer stays. A
+  // full chain loses its oldest (the last).
+  int len = 0;
+  for (kept **p = b; *p;) {
+    kept *x = *p;
+    if (kept_is(x, c) || ++len >= KEPT_CHAIN) {
+      *p = x->next;
+      kept_free(x);
+    } else {
+      p = &x->next;
+    }
+  }
+  k->next = *b;
+  *b = k;
+  kr.n++;
+}
+
+// c's request was answered before and kept: answer it the same way (the
+// handshake timer stops, as when JS is asked). False when it was not.
+static bool kept_answer(JSContext *ctx, fconn *c) {
+  if (!kr.on) return false;
+  kept *k = *kept_bucket(c->hs->req.host);
+  while (k && !kept_is(k, c)) k = k->next;
+  if (!k) return false;
+  struct kept_hit *h = &kr.hits[k->route->hit];
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);  // the rule's last hit, as js_wall_clock
+  h->n++;
+  h->last_ms = ts.tv_sec * 1e3 + (double)(ts.tv_nsec / 1000000);
+  kr.answered++;
+  ug_loop_drop(ctx, c->client);  // as ask(): fired, left disabled
+  dial_unlink(c);
+  route_apply(ctx, c, k->route);
+  return true;
+}
+
+// The hits since the last call, [label, n, lastMs, ...], and their counts reset.
+static JSValue kept_hits(JSContext *ctx) {
+  JSValue a = JS_NewArray(ctx);
+  uint32_t k = 0;
+  for (int i = 0; i < kr.nhits; i++) {
+    struct kept_hit *h = &kr.hits[i];
+    if (!h->n) continue;
+    JS_SetPropertyUint32(ctx, a, k++, JS_NewString(ctx, h->label));
+    JS_SetPropertyUint32(ctx, a, k++, JS_NewInt32(ctx, (int32_t)h->n));
+    JS_SetPropertyUint32(ctx, a, k++, JS_NewFloat64(ctx, h->last_ms));
+    h->n = 0;
+  }
+  return a;
+}
+
+static void kept_clear(void) {
+  for (int i = 0; i < KEPT_BUCKETS; i++)
+    for (kept *k = kr.bucket[i], *next; k; k = next) {
+      next = k->next;
+      kept_free(k);
+    }
+  memset(kr.bucket, 0, sizeof kr.bucket);
+  for (int i = 0; i < kr.nhits; i++) free(kr.hits[i].label);
+  kr.nhits = 0;
+}
+
+// socksKeep(bySource): a new rule set (start, reload). Every kept route goes
+// and answers are kept again from here, keyed by the source too when
+// bySource. Returns the hits not yet read (socksKeptHits), which were the
+// old rule set's.
+static JSValue js_socks_keep(UG_JS_PARAMS) {
+  JSValue hits = kept_hits(ctx);
+  kept_clear();
+  kr.on = true;
+  kr.by_source = JS_ToBool(ctx, argv[0]);
+  kr.gen++;
+  return hits;
+}
+
+static JSValue js_socks_kept_hits(UG_JS_PARAMS) {
+  return kept_hits(ctx);
+}
+
+// socksKeptForget(host): ugate's DNS learnt a name for this address (its
+// one spelling, ipKey): a CONNECT to it may route by that name from now on.
+static JSValue js_socks_kept_forget(UG_JS_PARAMS) {
+  const char *host = JS_ToCString(ctx, argv[0]);
+  if (!host) return JS_EXCEPTION;
+  for (kept **p = kept_bucket(host); *p;) {
+    kept *k = *p;
+    if (!strcmp(k->host, host)) {
+      *p = k->next;
+      kept_free(k);
+    } else {
+      p = &k->next;
+    }
+  }
+  JS_FreeCString(ctx, host);
+  return JS_UNDEFINED;
+}
+
+// JS's answer d for c: a route (kept when d says so), or undefined (JS took c).
+static void answer(JSContext *ctx, fconn *c, JSValueConst d) {
+  if (!JS_IsObject(d)) {
+    forget_taken(c);
+    return;
+  }
+  socks_route *r = route_from_js(ctx, d);
+  if (!r) {
+    end_conn(ctx, c, "internal-error", 0, true);
+    return;
+  }
+  bool keep = false;
+  ug_opt_bool(ctx, d, "keep", &keep);
+  if (keep) kept_put(c, r);
+  route_apply(ctx, c, r);
+  route_unref(r);
 }
 
 static const char *const ASK_KIND[] = {"", "first", "request", "route"};
@@ -949,6 +1183,7 @@ static void ask_js(JSContext *ctx) {
     if (c->ask != ASK_ROUTE || c->hs->len > 0)
       JS_SetPropertyStr(ctx, o, "data", JS_NewArrayBufferCopy(ctx, c->hs->buf, c->hs->len));
     if (c->ask == ASK_ROUTE) {
+      kr.asked++;
       JS_SetPropertyStr(ctx, o, "host", JS_NewString(ctx, c->hs->req.host));
       JS_SetPropertyStr(ctx, o, "dstPort", JS_NewInt32(ctx, c->hs->req.port));
       JS_SetPropertyStr(ctx, o, "dst", JS_NewString(ctx, c->cdst));
@@ -1649,13 +1884,19 @@ static JSValue js_forward_cancel_dialing(UG_JS_PARAMS) {
   return JS_UNDEFINED;
 }
 
-// {total, live, forwardLive}: connections admitted since start and now (all
-// listeners), and the live native forwards (relayStats counts their relays).
+// {total, live, forwardLive, socks*}: connections admitted since start and
+// now (all listeners), the live native forwards (relayStats counts their
+// relays), and the native SOCKS5 routes: asked of JS, answered from kept
+// ones, kept now, rule sets handed over.
 static JSValue js_gate_stats(UG_JS_PARAMS) {
   JSValue o = JS_NewObject(ctx);
   JS_SetPropertyStr(ctx, o, "total", JS_NewFloat64(ctx, adm.total));
   JS_SetPropertyStr(ctx, o, "live", JS_NewInt32(ctx, adm.live));
   JS_SetPropertyStr(ctx, o, "forwardLive", JS_NewInt32(ctx, fw.nlive));
+  JS_SetPropertyStr(ctx, o, "socksAsked", JS_NewFloat64(ctx, kr.asked));
+  JS_SetPropertyStr(ctx, o, "socksKept", JS_NewFloat64(ctx, kr.answered));
+  JS_SetPropertyStr(ctx, o, "socksKeptRoutes", JS_NewInt32(ctx, (int32_t)kr.n));
+  JS_SetPropertyStr(ctx, o, "socksRuleSets", JS_NewFloat64(ctx, kr.gen));
   return o;
 }
 
@@ -1670,6 +1911,10 @@ void ug_gate_shutdown(JSContext *ctx) {
     free(c);
   }
   fw.live = NULL;
+  kept_clear();
+  free(kr.hits);
+  kr.hits = NULL;
+  kr.cap_hits = 0;
   while (fw.listeners) {
     fwd_listener *l = fw.listeners;
     fw.listeners = l->next;
@@ -1701,6 +1946,9 @@ static const JSCFunctionListEntry gate_funcs[] = {
     JS_CFUNC_DEF("forwardStop", 1, js_forward_stop),
     JS_CFUNC_DEF("onForwardEvents", 1, js_on_forward_events),
     JS_CFUNC_DEF("onSocksRequests", 1, js_on_socks_requests),
+    JS_CFUNC_DEF("socksKeep", 1, js_socks_keep),
+    JS_CFUNC_DEF("socksKeptHits", 0, js_socks_kept_hits),
+    JS_CFUNC_DEF("socksKeptForget", 1, js_socks_kept_forget),
     JS_CFUNC_DEF("forwardConnections", 0, js_forward_connections),
     JS_CFUNC_DEF("forwardClose", 1, js_forward_close),
     JS_CFUNC_DEF("forwardCancelDialing", 0, js_forward_cancel_dialing),

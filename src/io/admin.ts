@@ -121,6 +121,8 @@ export function statusView(ctx: GatewayContext, listeners: ListenerView) {
     uptime: Math.round((now - st.startedAt) / 1000),
     listeners: listeners().map((l) => ({ name: l.name, type: l.type, addr: formatAddr(l.bound) })),
     connections: { live: g.live, total: g.total },
+    // Native SOCKS5 CONNECTs: routes JS was asked for, and those C answered from kept answers.
+    socksRoutes: { asked: g.socksAsked, kept: g.socksKept, entries: g.socksKeptRoutes, ruleSets: g.socksRuleSets },
     relays: {
       active: r.active,
       total: r.total,

@@ -24,7 +24,7 @@ import { DnsService } from './dns-server.js'
 import { AddressNames } from '../core/dns/names.js'
 import { Admission, type GatewayContext, GatewayStats, type Handler, serveWith } from './session.js'
 import { serveSocks } from './socks-server.js'
-import { nativeSocks, onSocksAsk } from './socks-native.js'
+import { forgetKeptRoute, keepSocksRoutes, nativeSocks, onSocksAsk } from './socks-native.js'
 import { describeError } from './sockets.js'
 import { serveRedirect, serveRelayed, serveSni, serveTproxy } from './transparent.js'
 import { GatePools, RelayState, servePark } from './sni-relay.js'
@@ -68,7 +68,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     own: [],
     admission: new Admission(config.limits.maxConnections, config.limits.maxPerSource),
     stats: new GatewayStats(),
-    names: new AddressNames(),
+    names: new AddressNames(undefined, forgetKeptRoute),
     udpNames: new Map(),
     relayState: new RelayState(),
   }
@@ -91,6 +91,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
   }
   native.onForwardEvents(onForwardBatch(ctx))
   native.onSocksRequests(onSocksAsk(ctx))
+  keepSocksRoutes(ctx)
   const onHbone = onHboneBatch(ctx)
   native.onHboneEvents((batch) => {
     ctx.stats.mesh.observe(batch, tunnelListener) // first: a closed tunnel's listener is still known
@@ -230,6 +231,7 @@ export function startGateway(config: Config, log: ControlledLogger, readConfig?:
     const before = ctx.config
     ctx.config = next
     ctx.rules = compileRules(next.rules)
+    keepSocksRoutes(ctx)
     ctx.upstreams = new Map(next.upstreams.map((u) => [u.name, u]))
     ctx.own = listeners().map((l) => l.bound)
     serveNatively()

@@ -613,6 +613,12 @@ declare module 'ugate:native' {
     live: number
     /** Of those, native forwards not yet reported to onForwardEvents (their relays are in relayStats). */
     forwardLive: number
+    /** Native SOCKS5 CONNECTs whose route JS was asked for, and those C answered from a kept answer. */
+    socksAsked: number
+    socksKept: number
+    /** Kept answers now, and rule sets handed over (socksKeep calls). */
+    socksKeptRoutes: number
+    socksRuleSets: number
   }
   export function gateStats(): GateStats
   /** How a listener is served in C: a native forward, or the native SOCKS5 handshake. */
@@ -728,13 +734,27 @@ declare module 'ugate:native' {
   /**
    * Dial addr:port (an IP, or a host name C resolves and whose addresses it
    * tries in order) and relay, or refuse with a SOCKS5 reply code (reason rejected).
+   * keep: the answer is a function of the request alone (listener, host, port;
+   * the source too under socksKeep(true)) until the next socksKeep: C answers
+   * the same request again itself, counting the rule's hit (socksKeptHits).
    */
   export type SocksAnswer =
-    | { addr: string; port: number; rule: string; action: string; via?: string; dnsName?: string }
-    | { reply: number; rule?: string; action?: string; dnsName?: string }
+    | { addr: string; port: number; rule: string; action: string; via?: string; dnsName?: string; keep?: boolean }
+    | { reply: number; rule?: string; action?: string; dnsName?: string; keep?: boolean }
     | undefined
   /** cb answers every `route` item (in order; other items' answers are not read). */
   export function onSocksRequests(cb: (items: SocksAsk[]) => SocksAnswer[]): void
+  /**
+   * A new rule set: the kept answers go, and answers are kept (keyed by the
+   * client's address too when bySource) from here. Returns the hits
+   * socksKeptHits had not returned yet (the old rule set's).
+   */
+  export function socksKeep(bySource: boolean): KeptHits
+  /** Rule hits of CONNECTs C answered from kept answers since the last call: [rule, hits, last hit's wallClock, ...]. */
+  export function socksKeptHits(): KeptHits
+  export type KeptHits = Array<string | number>
+  /** ugate's DNS learnt a name for this address (its ipKey): kept answers for it as a host go. */
+  export function socksKeptForget(host: string): void
   export interface ForwardConn {
     id: number
     listener: string

@@ -79,10 +79,8 @@ export class GatewayStats {
   bytesDown = 0
   /** The JS-handled connections not yet closed (native forwards: native.forwardConnections). */
   readonly live = new Set<LiveConn>()
-  /** Rule ('default', '#3' or its name) → connections it routed. */
-  readonly ruleHits = new Map<string, number>()
-  /** Rule → wall clock of its last hit (ms). */
-  readonly ruleLastHit = new Map<string, number>()
+  private readonly hits = new Map<string, number>()
+  private readonly lastHit = new Map<string, number>()
   /** Counters of /metrics, keyed by labelKey(...) of their labels. */
   readonly metrics = new ClosedCounters()
   /** dns listener, source (cache, static, reject, upstream, servfail) → seconds to answer. */
@@ -99,9 +97,30 @@ export class GatewayStats {
     return native.gateStats().total
   }
 
+  /** Rule ('default', '#3' or its name) → connections it routed (C's kept SOCKS answers' hits too). */
+  get ruleHits(): ReadonlyMap<string, number> {
+    this.addHits(native.socksKeptHits())
+    return this.hits
+  }
+
+  /** Rule → wall clock of its last hit (ms). */
+  get ruleLastHit(): ReadonlyMap<string, number> {
+    this.addHits(native.socksKeptHits())
+    return this.lastHit
+  }
+
   hit(rule: string): void {
-    this.ruleHits.set(rule, (this.ruleHits.get(rule) ?? 0) + 1)
-    this.ruleLastHit.set(rule, native.wallClock())
+    this.hits.set(rule, (this.hits.get(rule) ?? 0) + 1)
+    this.lastHit.set(rule, native.wallClock())
+  }
+
+  /** Hits C counted (native.socksKeptHits: rule, hits, last hit's wall clock, ...). */
+  addHits(flat: native.KeptHits): void {
+    for (let i = 0; i + 2 < flat.length; i += 3) {
+      const rule = flat[i] as string
+      this.hits.set(rule, (this.hits.get(rule) ?? 0) + (flat[i + 1] as number))
+      this.lastHit.set(rule, Math.max(this.lastHit.get(rule) ?? 0, flat[i + 2] as number))
+    }
   }
 }
 

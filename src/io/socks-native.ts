@@ -4,7 +4,10 @@
 // asks JS once per batch of CONNECTs for their routes. JS answers each with
 // an address or a host name for C to dial (C resolves names on the DNS
 // workers and never dials ugate's own listeners: `own`), a refusal, or takes
-// the connection itself (an upstream proxy or HBONE tunnel). What C does not speak
+// the connection itself (an upstream proxy or HBONE tunnel). A dial or refusal
+// that depends on the request alone is kept by C too (`keep`): the same
+// request later is answered there without JS (keepSocksRoutes empties it at a
+// new rule set, forgetKeptRoute when ugate's DNS names an address). What C does not speak
 // (SOCKS4/4a, HTTP on `mixed`, UDP ASSOCIATE) is handed over with the bytes
 // read so far and runs the JS handlers from there.
 //
@@ -16,7 +19,7 @@
 import * as native from 'ugate:native'
 import { utf8Encode } from '../core/bytes.js'
 import type { ListenerConfig } from '../core/config.js'
-import { formatCidr, parseCidr } from '../core/ip.js'
+import { formatCidr, ipKey, parseCidr } from '../core/ip.js'
 import type { Fields } from '../core/log.js'
 import { formatHostPort } from '../core/address.js'
 import { SOCKS5_REPLY } from '../core/socks.js'
@@ -80,6 +83,20 @@ function answerOne(item: native.SocksAsk, ctx: GatewayContext): native.SocksAnsw
 // kept: a dial or a refusal; a connection JS takes is not an answer.
 const routeAnswers = new RouteCache<Exclude<native.SocksAnswer, undefined>>()
 
+/**
+ * ctx.rules is a new rule set (start, reload): C's kept answers go at once
+ * (the hits they counted are the old set's, added to the stats first), and C
+ * keeps answers again, by source too when a rule matches on it.
+ */
+export function keepSocksRoutes(ctx: GatewayContext): void {
+  ctx.stats.addHits(native.socksKeep(ctx.rules.bySource))
+}
+
+/** ugate's DNS learnt a name for `address` (its ipKey): C's kept answers for it go (routeQuery's learnt name). */
+export function forgetKeptRoute(address: string): void {
+  native.socksKeptForget(address)
+}
+
 function routeAnswer(item: native.SocksAsk, l: ListenerConfig, ctx: GatewayContext): native.SocksAnswer {
   const d = { host: item.host!, port: item.dstPort! }
   const from = { srcIp: item.addr, listener: item.listener }
@@ -105,6 +122,10 @@ function routeAnswer(item: native.SocksAsk, l: ListenerConfig, ctx: GatewayConte
     take(item, l, (s) => socks5Routed(s, ctx, d, routed), fields, ctx)
     return undefined
   }
+  // C may keep it too, keyed by the host as C read it: not when routed by a
+  // learnt name (it expires; an address's name is forgotten by its one
+  // spelling, so only that spelling is kept).
+  if (query.learnt === undefined && (query.dstIp === undefined || ipKey(d.host) === d.host)) answer.keep = true
   routeAnswers.set(key, Object.freeze(answer))
   return answer
 }

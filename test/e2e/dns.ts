@@ -209,6 +209,33 @@ t.test('a later SOCKS5 / HTTP CONNECT to an answered address is routed by its na
   await finish(t, ug, 3)
 })
 
+t.test('native SOCKS5 (info level): an answer C kept for an address goes once the dns listener names it', async (t) => {
+  const echo = await echoServer(t)
+  const dead = await refusedPort()
+  const ug = await startConfig(t, {
+    listeners: [
+      listener('dns', 'dns', { servers: [`127.0.0.1:${dead}`], hosts: { 'kept.example.test': ['127.0.0.1'] } }),
+      listener('proxy', 'mixed'),
+    ],
+    rules: [{ name: 'by-name', domain: ['kept.example.test'], listener: ['proxy'], action: 'reject' }],
+  })
+  const connect = async () => {
+    const c = await socks5Connect(ug.port('proxy'), { host: '127.0.0.1', port: echo.port })
+    c.reader.sock.destroy()
+    return c.reply?.[1]
+  }
+  t.same([await connect(), await connect()], [0, 0], 'no name yet: dialed (the second by the kept answer)')
+  const r = await dig(ug.port('dns'), 'kept.example.test', 'A')
+  t.same(
+    r.answers.map((a) => a.data),
+    ['127.0.0.1'],
+  )
+  t.equal(await connect(), 2, 'then routed by the name the answer taught: refused')
+  const conns = await waitConnsOf(ug, 'proxy', 3)
+  t.match(conns[2]?.fields, { rule: 'by-name', dnsName: 'kept.example.test', reason: 'rejected' })
+  await finish(t, ug, 3)
+})
+
 /** Send one datagram from a fresh socket; resolves with the reply, or null when none comes in `ms`. */
 function udpAsk(port: number, payload: Buffer, ms = 1000): Promise<Buffer | null> {
   return new Promise((resolve) => {

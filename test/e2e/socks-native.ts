@@ -334,14 +334,34 @@ t.test(
         }
       ).rules.map((r) => r.extra.hitCount)
     t.same(hits(), [1, 3], 'every connection counted, kept answers too')
+    const routes = () =>
+      (
+        JSON.parse(runUgate(['ctl', '--socket', socket, '--json', 'status']).stdout) as {
+          socksRoutes: { asked: number; kept: number; ruleSets: number }
+        }
+      ).socksRoutes
+    t.match(routes(), { asked: 2, kept: 2, ruleSets: 1 }, 'JS asked once per client, C answered the repeats')
+    t.same(
+      (await waitConnsOf(ug, 'mix', 4)).map((c) => [c.fields.rule, c.fields.action]),
+      [
+        ['default', 'direct'],
+        ['default', 'direct'],
+        ['from-two', 'reject'],
+        ['default', 'direct'],
+      ],
+      'the access lines of kept answers name their rule as JS did',
+    )
 
     writeFileSync(file, config([{ name: 'now-no', dstPort: [echo.port], action: 'reject' }]))
     ug.signal('SIGHUP')
     await ug.waitForLine(/ info reloaded /)
     t.equal(await reply('127.0.0.1'), 2, 'after the reload: the new rule refuses what was dialed before')
-    t.match((await waitConnsOf(ug, 'mix', 5))[4]!.fields, { rule: 'now-no', action: 'reject', reason: 'rejected' })
+    t.equal(await reply('127.0.0.2'), 2, 'no source rule now: one kept answer for every client')
+    t.match(routes(), { asked: 3, kept: 3, ruleSets: 2 }, 'the reload asked JS again, once')
+    t.same(hits(), [2, 3], 'the new rule counts its hits, kept ones too (default keeps its 3)')
+    t.match((await waitConnsOf(ug, 'mix', 6))[4]!.fields, { rule: 'now-no', action: 'reject', reason: 'rejected' })
     t.equal(echo.accepted, 3)
-    await finish(t, ug, 5)
+    await finish(t, ug, 6)
   },
 )
 

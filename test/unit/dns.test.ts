@@ -308,6 +308,16 @@ t.test('address → name: learnt from answers, TTL, bounded, question name', asy
   t.equal(n.lookup('not an ip', 0), undefined)
 })
 
+t.test('address → name: onLearn hears each address taught, by its one spelling', async (t) => {
+  const heard: string[] = []
+  const n = new AddressNames(4, (key) => heard.push(key))
+  n.add('2001:db8:0::1', 'a.example', 60, 0)
+  n.add('192.0.2.1', 'b.example', 60, 0)
+  n.add('192.0.2.9', 'c.example', 0, 0) // TTL 0: not learnt
+  n.add('not an ip', 'd.example', 60, 0)
+  t.same(heard, ['2001:db8::1', '192.0.2.1'])
+})
+
 t.test('static hosts: A and AAAA by family, others not static', async (t) => {
   const h = new StaticHosts({ 'Router.lan.': ['192.168.1.1', 'fd00::1'], 'v4.only': ['10.0.0.1'] })
   t.same(

@@ -14,7 +14,11 @@ const DEFAULT_NAME_ENTRIES = 16384
 export class AddressNames {
   private readonly map: ExpiringMap<string>
 
-  constructor(maxEntries = DEFAULT_NAME_ENTRIES) {
+  /** onLearn(key): an address (its ipKey) is about to route by a name it may not have routed by before. */
+  constructor(
+    maxEntries = DEFAULT_NAME_ENTRIES,
+    private readonly onLearn?: (key: string) => void,
+  ) {
     this.map = new ExpiringMap(maxEntries)
   }
 
@@ -25,7 +29,9 @@ export class AddressNames {
   /** Remember `address` → `name` for `ttl` seconds (a later answer replaces an earlier one). */
   add(address: string, name: string, ttl: number, nowMs: number): void {
     if (ttl <= 0 || name === '' || !isIpLiteral(address)) return
-    this.map.set(ipKey(address), name.toLowerCase(), nowMs + ttl * 1000)
+    const key = ipKey(address)
+    this.onLearn?.(key)
+    this.map.set(key, name.toLowerCase(), nowMs + ttl * 1000)
   }
 
   /** Every A/AAAA answer of a NOERROR reply, under the question's name; returns how many. */
