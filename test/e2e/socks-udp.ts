@@ -14,9 +14,7 @@
 // ends when B closes the control connection of its own.
 
 import { createSocket, type Socket as UdpSocket } from 'node:dgram'
-import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SocksClient } from 'socks'
 import t from 'tap'
@@ -26,6 +24,7 @@ import { Reader, connectReader, socks5Address } from '../lib/proxy.js'
 import { destroyClients, prngBytes, within } from '../lib/servers.js'
 import { finish, runUgate } from '../lib/ugate.js'
 import type { Ugate } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 t.teardown(destroyClients)
 
@@ -116,9 +115,7 @@ function frame(host: string, port: number, data: Buffer, frag = 0): Buffer {
 }
 
 function withAdmin(t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-socksudp-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return join(dir, 'ugate.sock')
+  return join(tempDir(t, 'ugate-socksudp-'), 'ugate.sock')
 }
 
 interface SocksUdpStatus {
