@@ -3,20 +3,18 @@
 // SIGINT, and a clear message when no daemon answers.
 
 import { spawn } from 'node:child_process'
-import { join } from 'node:path'
 import t from 'tap'
 import { listener, startConfig } from '../lib/config.js'
 import { socks5Connect } from '../lib/proxy.js'
 import { destroyClients, echoServer } from '../lib/servers.js'
 import { finish, requireBinary, runUgate, ugateBin } from '../lib/ugate.js'
-import { tempDir } from '../lib/temp.js'
+import { tempSocket } from '../lib/temp.js'
 
 t.teardown(destroyClients)
 
 t.test('ctl status, connections, rules, close, traffic; tables and --json', async (t) => {
   requireBinary()
-  const dir = tempDir(t, 'ugate-ctl-')
-  const socket = join(dir, 'ugate.sock')
+  const socket = tempSocket(t, 'ugate-ctl-')
   const echo = await echoServer(t)
   const ug = await startConfig(t, {
     relay: { shutdownGrace: 1 },

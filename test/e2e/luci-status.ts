@@ -26,7 +26,7 @@ import { socks5Connect } from '../lib/proxy.js'
 import { connect, destroyClients, echoServer, prngBytes, refusedPort, sha256, within } from '../lib/servers.js'
 import { ECHO, exchange, peers, start } from '../lib/udp-capture.js'
 import { checkCleanExit, finish, repoRoot, runUgate, startUgate } from '../lib/ugate.js'
-import { tempDir } from '../lib/temp.js'
+import { tempDir, tempSocket } from '../lib/temp.js'
 
 t.teardown(destroyClients)
 
@@ -142,8 +142,7 @@ t.test(
   'the LuCI status page in Chromium: no errors, tables, and the throughput graph rises with traffic',
   async (t) => {
     const echo = await echoServer(t)
-    const dir = tempDir(t, 'ugate-luci-')
-    const socket = join(dir, 'admin.sock')
+    const socket = tempSocket(t, 'ugate-luci-')
     const ug = await startConfig(t, {
       relay: { shutdownGrace: 1 },
       admin: { socket },

@@ -16,7 +16,7 @@ import { type Reader, connectReader, socks5Address, socks5Connect } from '../lib
 import { destroyClients, echoServer, refusedPort, within } from '../lib/servers.js'
 import { formatValue } from '../../src/core/log.js'
 import { checkCleanExit, finish, parseLogLine, runUgate, startUgate } from '../lib/ugate.js'
-import { tempDir } from '../lib/temp.js'
+import { tempDir, tempSocket } from '../lib/temp.js'
 
 t.teardown(destroyClients)
 
@@ -219,13 +219,9 @@ t.test('refusals: a rule (0x02), a loop to ugate itself (0x02), a wrong password
 
 type Live = { id: number; listener: string; stage: string; dst?: string; rule?: string }
 
-function adminSocket(t: Test): string {
-  return join(tempDir(t, 'ugate-socksn-'), 'admin.sock')
-}
-
 t.test('ugate ctl lists a native SOCKS connection in its handshake and in its relay, and closes it', async (t) => {
   const echo = await echoServer(t)
-  const socket = adminSocket(t)
+  const socket = tempSocket(t, 'ugate-socksn-')
   const ug = await startConfig(t, { ...proxyConfig([listener('mix', 'mixed')]), admin: { socket } })
   const ctl = (...args: string[]) => runUgate(['ctl', '--socket', socket, ...args])
   const list = () => (JSON.parse(ctl('--json', 'connections').stdout) as { connections: Live[] }).connections

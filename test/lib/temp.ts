@@ -21,3 +21,8 @@ export function tempFile(t: TestLike, name: string, data: Buffer): string {
   writeFileSync(f, data)
   return f
 }
+
+/** A path for ugate's admin socket (`admin.sock`) in a fresh temp dir removed on teardown. */
+export function tempSocket(t: TestLike, prefix: string): string {
+  return join(tempDir(t, prefix), 'admin.sock')
+}
