@@ -92,5 +92,5 @@ t.test('ctl status, connections, rules, close, traffic; tables and --json', asyn
   t.equal(gone.code, 1)
   t.equal(gone.stdout, '')
   t.match(gone.stderr.join('\n'), new RegExp(`^ugate: not running\\? cannot ask ${socket}: `))
-  t.match(JSON.parse(ctl('--json', 'status').stdout), { running: false, error: /ugate\.sock/ })
+  t.match(JSON.parse(ctl('--json', 'status').stdout), { running: false, error: /admin\.sock/ })
 })
