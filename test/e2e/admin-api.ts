@@ -4,10 +4,9 @@
 // input, and that no credential ever shows in an answer, a metric or a log
 // line.
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
@@ -17,6 +16,7 @@ import { rawUntilClose } from '../lib/http.js'
 import { startMicrosocks, socks5Connect } from '../lib/proxy.js'
 import { connect, destroyClients, echoServer, refusedPort, within } from '../lib/servers.js'
 import { finish, startUgate, type Ugate } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 const SECRET = 'admin-s3cret-XYZ'
 const USER = { user: 'alice', pass: 'proxy-pa55-QRS' }
@@ -569,8 +569,7 @@ t.test('credentials never appear in answers, metrics or log lines', async (t) =>
 })
 
 t.test('SIGHUP: a new secret applies at once, a new address reopens the server', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-admin-reload-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'ugate-admin-reload-')
   const file = join(dir, 'ugate.json')
   const config = (admin: Record<string, unknown>) =>
     JSON.stringify({ relay: { shutdownGrace: 1 }, admin, listeners: [listener('mix', 'mixed')] })

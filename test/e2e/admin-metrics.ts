@@ -3,8 +3,6 @@
 // scraping ugate with the bearer secret and answering queries about it
 // (bytes; the DNS latency histogram through histogram_quantile).
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import net from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
@@ -17,6 +15,7 @@ import { buckets, checkMetrics, histogramQuantile, sample } from '../lib/metrics
 import { startPrometheus } from '../lib/prometheus.js'
 import { createNamespaces, inNs, ipBatch, run, setResolvConf } from '../lib/netns.js'
 import { finish, runUgate, settleFds } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 const SECRET = 'metrics-s3cret'
 t.teardown(destroyClients)
@@ -91,8 +90,7 @@ t.test('metrics after known traffic; promtool; a Prometheus server scrapes it', 
 t.test('DNS counters in /metrics and ctl status: cache hits, local answers, upstream failures', async (t) => {
   requireCommand('promtool', 'prometheus')
   requireDig()
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-dnsm-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'ugate-dnsm-')
   const up = await startDnsStandin(t, dir, { 'www.example.test': { A: ['192.0.2.10'] } }, { host: '::1' })
   const dead = await refusedPort()
   const socket = join(dir, 'ugate.sock')

@@ -1,13 +1,13 @@
 // Command-line handling: bad input exits 2 naming the bad value;
 // --version and --help exit 0.
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
 import { runUgate, SANITIZER_RE } from '../lib/ugate.js'
 import type { ExitResult } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 function noSanitizer(t: Test, r: ExitResult) {
   t.same(
@@ -47,8 +47,7 @@ for (const [name, args, value] of bad) {
 }
 
 t.test('config file with invalid JSON', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-cli-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'ugate-cli-')
   const file = join(dir, 'broken.json')
   writeFileSync(file, '{ "listeners": [ ')
   const r = runUgate(['run', '--config', file])

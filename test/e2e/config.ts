@@ -1,21 +1,10 @@
 // `ugate run --config FILE.json` (format as in README.md): listeners from
 // the file, flags overriding file values, bad values exit 2.
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
-import type { Test } from 'tap'
+import { writeConfigFile } from '../lib/config.js'
 import { echoRoundTrip, echoServer, prngBytes, sha256, within } from '../lib/servers.js'
 import { finish, runUgate, SANITIZER_RE, startUgate } from '../lib/ugate.js'
-
-function writeConfig(t: Test, config: unknown): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-config-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const file = join(dir, 'ugate.json')
-  writeFileSync(file, typeof config === 'string' ? config : JSON.stringify(config, null, 2))
-  return file
-}
 
 function forwardConfig(target: string, splice: boolean) {
   return {
@@ -32,7 +21,7 @@ for (const [name, splice, flags, want] of [
 ] as const) {
   t.test(name, async (t) => {
     const srv = await echoServer(t)
-    const file = writeConfig(t, forwardConfig(srv.target, splice))
+    const file = writeConfigFile(t, forwardConfig(srv.target, splice))
     const ug = await startUgate(t, ['run', '--config', file, ...flags])
     t.match(ug.listeners, [{ name: 'cfg-fwd', type: 'forward', host: '127.0.0.1' }], 'listener named as in the file')
     const payload = prngBytes(0xc0f, 200_000)
@@ -67,7 +56,7 @@ const badConfigs: Array<[string, unknown, string]> = [
 
 for (const [name, config, value] of badConfigs) {
   t.test(name, async (t) => {
-    const file = writeConfig(t, config)
+    const file = writeConfigFile(t, config)
     const r = runUgate(['run', '--config', file])
     t.same({ code: r.code, signal: r.signal }, { code: 2, signal: null }, 'exit status 2', { stderr: r.stderr })
     t.ok(

@@ -3,22 +3,18 @@
 // SIGINT, and a clear message when no daemon answers.
 
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
 import { listener, startConfig } from '../lib/config.js'
 import { socks5Connect } from '../lib/proxy.js'
 import { destroyClients, echoServer } from '../lib/servers.js'
 import { finish, requireBinary, runUgate, ugateBin } from '../lib/ugate.js'
+import { tempSocket } from '../lib/temp.js'
 
 t.teardown(destroyClients)
 
 t.test('ctl status, connections, rules, close, traffic; tables and --json', async (t) => {
   requireBinary()
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-ctl-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const socket = join(dir, 'ugate.sock')
+  const socket = tempSocket(t, 'ugate-ctl-')
   const echo = await echoServer(t)
   const ug = await startConfig(t, {
     relay: { shutdownGrace: 1 },
@@ -96,5 +92,5 @@ t.test('ctl status, connections, rules, close, traffic; tables and --json', asyn
   t.equal(gone.code, 1)
   t.equal(gone.stdout, '')
   t.match(gone.stderr.join('\n'), new RegExp(`^ugate: not running\\? cannot ask ${socket}: `))
-  t.match(JSON.parse(ctl('--json', 'status').stdout), { running: false, error: /ugate\.sock/ })
+  t.match(JSON.parse(ctl('--json', 'status').stdout), { running: false, error: /admin\.sock/ })
 })

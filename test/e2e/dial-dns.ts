@@ -11,8 +11,7 @@
 // change nothing (no second line, no fd, no crash; ASan at exit). Fields are
 // compared with t.has (equal values), not t.match (a string matches a longer one).
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
@@ -23,6 +22,7 @@ import { sample } from '../lib/metrics.js'
 import { type Reader, connectReader, socks5Address, socks5Connect } from '../lib/proxy.js'
 import { destroyClients, within } from '../lib/servers.js'
 import { type Ugate, finish, runUgate, settleFds } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 t.teardown(destroyClients)
 
@@ -46,8 +46,7 @@ interface Resolver {
  * (musl: in all; glibc: per try, one try here).
  */
 async function silentResolver(t: Test, silent: string[], resolverTimeout: number): Promise<Resolver> {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-dialdns-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'ugate-dialdns-')
   const host = `127.53.${1 + (process.pid % 250)}.${1 + Math.floor(Math.random() * 250)}`
   const dns = await startDnsStandin(t, dir, {}, { host, port: 53, silent })
   const conf = join(dir, 'resolv.conf')

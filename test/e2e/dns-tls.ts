@@ -9,8 +9,7 @@
 // closes the connection; the system's CA bundle loads whole; a missing one
 // stops the start with its name.
 
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
@@ -19,6 +18,7 @@ import { type DnsStandinTls, digArgs, parseDig, requireDig, startDnsStandin } fr
 import { run } from '../lib/netns.js'
 import { makePki } from '../lib/tls.js'
 import { finish, runUgate, settleFds } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 requireDig()
 
@@ -36,16 +36,10 @@ async function dig(port: number, name: string, type = 'A') {
   return parseDig(r.code, r.stdout + r.stderr)
 }
 
-function tempDir(t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-dot-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
-
 /** The stand-in with DNS over TLS, its certificate for dns.example.test and 127.0.0.1 only. */
 async function dotServer(t: Test, tls: Partial<DnsStandinTls> = {}) {
   const pki = makePki(t, ['dns.example.test'], ['127.0.0.1'])
-  const up = await startDnsStandin(t, tempDir(t), ZONE, {
+  const up = await startDnsStandin(t, tempDir(t, 'ugate-dot-'), ZONE, {
     host: '::',
     tls: { certPem: pki.certPem, keyPem: pki.keyPem, ...tls },
   })
@@ -214,7 +208,7 @@ t.test('the system CA bundle (the default caBundle): every certificate in it is 
 })
 
 t.test('config: a missing CA bundle stops the start, naming the file; bad resolvers are refused', async (t) => {
-  const missing = join(tempDir(t), 'none.pem')
+  const missing = join(tempDir(t, 'ugate-dot-'), 'none.pem')
   const file = writeConfigFile(t, {
     listeners: [listener('dns', 'dns', { servers: ['tls://127.0.0.1'], caBundle: missing })],
   })

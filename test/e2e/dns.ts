@@ -8,8 +8,6 @@
 
 import dgram from 'node:dgram'
 import net from 'node:net'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
@@ -20,6 +18,7 @@ import { connectReader, socks5Connect } from '../lib/proxy.js'
 import { echoServer, refusedPort } from '../lib/servers.js'
 import { rng } from '../lib/rng.js'
 import { type Ugate, finish, runUgate } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 requireDig()
 
@@ -33,19 +32,13 @@ async function dig(port: number, name: string, type: string, extra: string[] = [
   return parseDig(r.code, r.stdout + r.stderr)
 }
 
-function tempDir(t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-dns-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
-
 /** Debug `dns` lines of ugate with this name. */
 function dnsLines(ug: Ugate, name: string) {
   return ug.events('dns').filter((l) => l.fields.name?.toLowerCase() === name)
 }
 
 async function startDns(t: Test, extraListeners: unknown[] = [], rules: unknown[] = []) {
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'ugate-dns-')
   const up = await startDnsStandin(t, dir, ZONE, { host: '::1' })
   const socket = join(dir, 'ugate.sock')
   const ug = await startConfig(
@@ -162,7 +155,7 @@ t.test('upstream down: SERVFAIL and a warning naming the resolver', async (t) =>
 
 t.test('a resolver that fails is skipped: the next one answers', async (t) => {
   const dead = await refusedPort()
-  const up = await startDnsStandin(t, tempDir(t), ZONE, { host: '::1' })
+  const up = await startDnsStandin(t, tempDir(t, 'ugate-dns-'), ZONE, { host: '::1' })
   const ug = await startConfig(t, {
     log: { level: 'debug' },
     listeners: [listener('dns', 'dns', { servers: [`127.0.0.1:${dead}`, `[::1]:${up.port}`], timeout: 0.3 })],

@@ -7,23 +7,17 @@
 
 import { spawnSync } from 'node:child_process'
 import { X509Certificate, createHash } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
 import { rng } from '../lib/rng.js'
 import { runUgate, SANITIZER_RE } from '../lib/ugate.js'
 import type { ExitResult } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 const FILES = ['root-cert.pem', 'cert-chain.pem', 'key.pem', 'ca-key.pem']
 const SPIFFE = 'spiffe://mesh.test/ns/home/sa/router1'
-
-function tempDir(t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-identity-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
 
 function openssl(t: Test, args: string[], input?: string): string {
   const r = spawnSync('openssl', args, { encoding: 'utf8', input })
@@ -83,7 +77,7 @@ function field(out: string, name: string): string | undefined {
 }
 
 t.test('init, then show; openssl agrees', async (t) => {
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'ugate-identity-')
   const r = init(t, dir, '--days', '30')
   t.equal(r.code, 0, 'init exits 0', { stderr: r.stderr })
   const chain = readFileSync(join(dir, 'cert-chain.pem'), 'utf8')
@@ -122,13 +116,13 @@ t.test('init, then show; openssl agrees', async (t) => {
 })
 
 t.test('existing files are kept unless --force', async (t) => {
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'ugate-identity-')
   t.equal(init(t, dir).code, 0)
   const before = Object.fromEntries(FILES.map((f) => [f, readFileSync(join(dir, f), 'utf8')]))
   refused(t, init(t, dir), new RegExp(`${join(dir, 'root-cert.pem')}: already exists \\(--force`))
   for (const f of FILES) t.equal(readFileSync(join(dir, f), 'utf8'), before[f], `${f} unchanged`)
   // One file left from an earlier identity is enough to refuse.
-  const dir2 = tempDir(t)
+  const dir2 = tempDir(t, 'ugate-identity-')
   writeFileSync(join(dir2, 'key.pem'), 'old')
   refused(t, init(t, dir2), new RegExp(`${join(dir2, 'key.pem')}: already exists`))
   t.equal(readFileSync(join(dir2, 'key.pem'), 'utf8'), 'old')
@@ -171,7 +165,7 @@ function signDated(t: Test, dir: string, start: string, end: string): void {
 }
 
 t.test('expired and not-yet-valid certificates are refused with the file and the date', async (t) => {
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'ugate-identity-')
   t.equal(init(t, dir).code, 0)
   signDated(t, dir, '20200101000000Z', '20210102030405Z')
   t.match(openssl(t, ['x509', '-in', join(dir, 'cert-chain.pem'), '-noout', '-enddate']), /Jan  2 03:04:05 2021 GMT/)
@@ -195,7 +189,7 @@ t.test('expired and not-yet-valid certificates are refused with the file and the
 
 t.test('RSA roots: PKCS#1 v1.5 and PSS signatures verify', async (t) => {
   for (const pss of [false, true]) {
-    const dir = tempDir(t)
+    const dir = tempDir(t, 'ugate-identity-')
     openssl(t, [
       'req',
       '-x509',
@@ -243,8 +237,8 @@ t.test('RSA roots: PKCS#1 v1.5 and PSS signatures verify', async (t) => {
 })
 
 t.test('untrusted chain, wrong key, bad PEM, missing file', async (t) => {
-  const dir = tempDir(t)
-  const other = tempDir(t)
+  const dir = tempDir(t, 'ugate-identity-')
+  const other = tempDir(t, 'ugate-identity-')
   t.equal(init(t, dir).code, 0)
   t.equal(init(t, other).code, 0)
   const file = (d: string, f: string) => join(d, f)
@@ -287,7 +281,7 @@ t.test('untrusted chain, wrong key, bad PEM, missing file', async (t) => {
 })
 
 t.test('damaged files (fixed seed): refused or accepted, never a crash', async (t) => {
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'ugate-identity-')
   t.equal(init(t, dir).code, 0)
   const good = Object.fromEntries(FILES.map((f) => [f, readFileSync(join(dir, f), 'utf8')]))
   const next = rng(0x1de717)

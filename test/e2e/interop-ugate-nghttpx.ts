@@ -14,8 +14,7 @@
 // reset their connection, which ugate passes on as RST_STREAM (nghttpx then
 // frees the backend connection for the next queued CONNECT).
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
@@ -24,6 +23,7 @@ import { startNghttpx } from '../lib/nghttpx.js'
 import { socks5Connect } from '../lib/proxy.js'
 import { echoServer, prngBytes, sha256 } from '../lib/servers.js'
 import { checkCleanExit, finish, parseLogLine, settleFds } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 const TD = 'mesh.test'
 
@@ -43,8 +43,7 @@ async function echoThrough(port: number, dst: { host: string; port: number }, pa
 
 /** An identity directory with `id`'s certificate and key, trusting `id`'s root and `also`'s. */
 function withExtraRoot(t: Parameters<typeof makeIdentity>[0], id: Identity, also: Identity): Identity {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-id-two-roots-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'ugate-id-two-roots-')
   writeFileSync(join(dir, 'cert-chain.pem'), id.certPem)
   writeFileSync(join(dir, 'key.pem'), id.keyPem, { mode: 0o600 })
   writeFileSync(join(dir, 'root-cert.pem'), id.rootPem + also.rootPem)

@@ -13,8 +13,7 @@
 // `ugate check`), both sides (build/luci-status-reverse.png); a UDP flow
 // through nftables TPROXY in network namespaces.
 
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
@@ -27,6 +26,7 @@ import { socks5Connect } from '../lib/proxy.js'
 import { connect, destroyClients, echoServer, prngBytes, refusedPort, sha256, within } from '../lib/servers.js'
 import { ECHO, exchange, peers, start } from '../lib/udp-capture.js'
 import { checkCleanExit, finish, repoRoot, runUgate, startUgate } from '../lib/ugate.js'
+import { tempDir, tempSocket } from '../lib/temp.js'
 
 t.teardown(destroyClients)
 
@@ -142,9 +142,7 @@ t.test(
   'the LuCI status page in Chromium: no errors, tables, and the throughput graph rises with traffic',
   async (t) => {
     const echo = await echoServer(t)
-    const dir = mkdtempSync(join(tmpdir(), 'ugate-luci-'))
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-    const socket = join(dir, 'admin.sock')
+    const socket = tempSocket(t, 'ugate-luci-')
     const ug = await startConfig(t, {
       relay: { shutdownGrace: 1 },
       admin: { socket },
@@ -299,8 +297,7 @@ function checked(t: Test, dir: string, name: string, text: string): string {
 t.test('reverse tunnels set up in the LuCI form; both sides on the status page', async (t) => {
   const ids = mesh(t)
   const echo = await echoServer(t)
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-luci-rev-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'ugate-luci-rev-')
   const hbonePort = await refusedPort()
   const meshSection = (node: string) =>
     `config mesh 'mesh'\n\toption identity_dir '${ids.dir(node)}'\n\toption trust_domain '${TRUST_DOMAIN}'\n`

@@ -5,18 +5,12 @@
 // and SIGHUP with a new identity switches to it. No fd or memory leak (ASan).
 
 import { spawnSync } from 'node:child_process'
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
 import { checkCleanExit, runUgate, startUgate } from '../lib/ugate.js'
-
-function tempDir(t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-mesh-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
+import { tempDir } from '../lib/temp.js'
 
 /** `ugate identity init` into dir/name; returns the directory and the node id it printed. */
 function init(t: Test, dir: string, name: string, sa: string): { dir: string; nodeId: string } {
@@ -38,7 +32,7 @@ function config(file: string, identityDir: string, more: Record<string, unknown>
 }
 
 t.test('an expired certificate stops the start, naming the file and the date', async (t) => {
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'ugate-mesh-')
   const id = init(t, dir, 'id', 'router1')
   const expired = join(dir, 'expired.pem')
   const csr = spawnSync('openssl', ['req', '-new', '-key', join(id.dir, 'key.pem'), '-subj', '/CN=x'], {
@@ -83,7 +77,7 @@ t.test('an expired certificate stops the start, naming the file and the date', a
 })
 
 t.test('SIGHUP: a broken identity keeps the one in use; a new one replaces it', async (t) => {
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'ugate-mesh-')
   const a = init(t, dir, 'a', 'router1')
   const b = init(t, dir, 'b', 'router2')
   const live = join(dir, 'live')

@@ -5,9 +5,8 @@
 // reason, and no fd left behind after a burst of short connections.
 
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { connsOf, listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
@@ -23,6 +22,7 @@ import {
   within,
 } from '../lib/servers.js'
 import { checkFds, finish, parseLogLine, runUgate, settleFds } from '../lib/ugate.js'
+import { tempDir, tempSocket } from '../lib/temp.js'
 
 /** Connect without waiting for 'connect' (ugate may reset at once); resolves with how it closed. */
 function tryConnect(port: number) {
@@ -163,7 +163,7 @@ async function hangingPort(t: { teardown(fn: () => void): void }): Promise<{ por
 
 t.test('connect timeout: the client is reset, the access line says connect-timeout', async (t) => {
   const { port } = await hangingPort(t)
-  const adminSock = join(mkdtempSync(join(tmpdir(), 'ugate-nf-')), 'admin.sock')
+  const adminSock = tempSocket(t, 'ugate-nf-')
   const ug = await startConfig(t, {
     ...proxyConfig([listener('slow', 'forward', { target: `127.0.0.1:${port}` })]),
     dial: { connectTimeout: 1 },
@@ -226,7 +226,7 @@ t.test(
 
 t.test('a dial that completes at once costs no watch of its client and no SO_ERROR read', async (t) => {
   const srv = await echoServer(t)
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-nf-'))
+  const dir = tempDir(t, 'ugate-nf-')
   const out = join(dir, 'strace')
   // LeakSanitizer cannot run under ptrace; everything else of ASan still does.
   const asan = process.env.ASAN_OPTIONS ? `${process.env.ASAN_OPTIONS}:detect_leaks=0` : 'detect_leaks=0'
@@ -258,7 +258,7 @@ t.test('a dial that completes at once costs no watch of its client and no SO_ERR
 
 t.test('a dialing native connection is listed and ended by shutdown', async (t) => {
   const { port } = await hangingPort(t)
-  const adminSock = join(mkdtempSync(join(tmpdir(), 'ugate-nf-')), 'admin.sock')
+  const adminSock = tempSocket(t, 'ugate-nf-')
   // A connect timeout far beyond the test: the connection is still dialing when listed and stopped.
   const ug = await startConfig(t, {
     ...proxyConfig([listener('slow', 'forward', { target: `127.0.0.1:${port}` })]),

@@ -19,12 +19,12 @@ import {
   recordingEchoServer,
   recordingServer,
   splitHead,
-  tempFile,
 } from '../lib/http.js'
 import { connectReader } from '../lib/proxy.js'
 import { prngBytes, refusedPort, sha256, within } from '../lib/servers.js'
 import { makePki, parseClientHello } from '../lib/tls.js'
 import { finish } from '../lib/ugate.js'
+import { tempFile } from '../lib/temp.js'
 
 t.test('absolute-URI requests through an http listener', async (t) => {
   const origin = await httpOrigin(t, { name: 'web' })

@@ -17,13 +17,13 @@ import {
   originSummary,
   recordingEchoServer,
   splitHead,
-  tempFile,
 } from '../lib/http.js'
 import type { Origin } from '../lib/http.js'
 import { connectReader, socks5Connect } from '../lib/proxy.js'
 import { prngBytes, sha256, within } from '../lib/servers.js'
 import { finish } from '../lib/ugate.js'
 import type { Ugate } from '../lib/ugate.js'
+import { tempFile } from '../lib/temp.js'
 
 const USERS = [
   { username: 'alice', password: 's3cret pass' },

@@ -4,8 +4,7 @@
 // on the fixtures and on damaged copies, and the binary's sniff result is
 // the one sniffQuic gives on Node.
 
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
@@ -13,45 +12,42 @@ import { sniffQuic } from '../../src/core/sniff/quic.js'
 import { nodeQuicOpen, sniffQuicPacketLines } from '../lib/quic.js'
 import { rng } from '../lib/rng.js'
 import { runUgate, SANITIZER_RE } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 const FIXTURES = new URL('../fixtures/quic/', import.meta.url).pathname
 /** Run `ugate sniff-quic --packets` on the datagrams (as files); check it against Node. */
 function agree(t: Test, name: string, datagrams: Uint8Array[]): void {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-quic-'))
-  try {
-    const files = datagrams.map((d, i) => {
-      const f = join(dir, `${i}.bin`)
-      writeFileSync(f, d)
-      return f
-    })
-    const r = runUgate(['sniff-quic', '--packets', ...files])
-    const lines = r.stdout
-      .split('\n')
-      .filter((l) => l !== '')
-      .map((l) => JSON.parse(l) as Record<string, unknown>)
-    const result = lines.pop()
-    // The native message names the error in its own words; the kind must agree.
-    const packets = lines.map((l) => ('error' in l ? { datagram: l.datagram, error: l.error } : l))
-    t.same(packets, sniffQuicPacketLines(datagrams), `${name}: every packet opened alike`)
-    const want = sniffQuic(datagrams, nodeQuicOpen)
-    t.same(
-      { status: result?.status, host: result?.host, alpn: result?.alpn },
-      {
-        status: want.status,
-        host: 'host' in want ? want.host : undefined,
-        alpn: 'alpn' in want ? want.alpn : undefined,
-      },
-      `${name}: same sniff result (${want.status})`,
-    )
-    t.equal(r.code, want.status === 'ok' ? 0 : 1, `${name}: exit status`)
-    t.same(
-      r.stderr.filter((l) => SANITIZER_RE.test(l)),
-      [],
-      `${name}: no sanitizer reports`,
-    )
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
+  const dir = tempDir(t, 'ugate-quic-')
+  const files = datagrams.map((d, i) => {
+    const f = join(dir, `${i}.bin`)
+    writeFileSync(f, d)
+    return f
+  })
+  const r = runUgate(['sniff-quic', '--packets', ...files])
+  const lines = r.stdout
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+  const result = lines.pop()
+  // The native message names the error in its own words; the kind must agree.
+  const packets = lines.map((l) => ('error' in l ? { datagram: l.datagram, error: l.error } : l))
+  t.same(packets, sniffQuicPacketLines(datagrams), `${name}: every packet opened alike`)
+  const want = sniffQuic(datagrams, nodeQuicOpen)
+  t.same(
+    { status: result?.status, host: result?.host, alpn: result?.alpn },
+    {
+      status: want.status,
+      host: 'host' in want ? want.host : undefined,
+      alpn: 'alpn' in want ? want.alpn : undefined,
+    },
+    `${name}: same sniff result (${want.status})`,
+  )
+  t.equal(r.code, want.status === 'ok' ? 0 : 1, `${name}: exit status`)
+  t.same(
+    r.stderr.filter((l) => SANITIZER_RE.test(l)),
+    [],
+    `${name}: no sanitizer reports`,
+  )
 }
 
 const read = (name: string): Uint8Array => new Uint8Array(readFileSync(join(FIXTURES, `${name}.bin`)))

@@ -2,19 +2,12 @@
 // reload that keeps live relays and survives a broken file, and `ugate ctl`
 // over the admin socket.
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import type { Test } from 'tap'
 import { connect, echoRoundTrip, echoServer, prngBytes, sha256, waitClose, within } from '../lib/servers.js'
 import { checkCleanExit, finish, runUgate, startUgate } from '../lib/ugate.js'
-
-function tempDir(t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-reload-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
+import { tempDir } from '../lib/temp.js'
 
 /** A uci file with one forward listener on port 0 and an admin socket. */
 function uci(target: string, socket: string, extra = ''): string {
@@ -35,7 +28,7 @@ ${extra}`
 }
 
 t.test('uci config: a forward works, ctl status and connections answer', async (t) => {
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'ugate-reload-')
   const srv = await echoServer(t)
   const socket = join(dir, 'ugate.sock')
   const file = join(dir, 'ugate')
@@ -73,7 +66,7 @@ t.test('uci config: a forward works, ctl status and connections answer', async (
 })
 
 t.test('uci errors name file and line', async (t) => {
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'ugate-reload-')
   const file = join(dir, 'ugate')
   writeFileSync(
     file,
@@ -97,7 +90,7 @@ t.test('uci errors name file and line', async (t) => {
 })
 
 t.test('SIGHUP reload: new listener set, live relay kept, broken file keeps the old config', async (t) => {
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'ugate-reload-')
   const a = await echoServer(t)
   const b = await echoServer(t)
   const socket = join(dir, 'ugate.sock')
@@ -167,7 +160,7 @@ t.test('SIGHUP reload: new listener set, live relay kept, broken file keeps the 
 })
 
 t.test('ugate nft prints the capture ruleset of a config', async (t) => {
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'ugate-reload-')
   const file = join(dir, 'cap.json')
   const config = {
     dial: { mark: 255 },

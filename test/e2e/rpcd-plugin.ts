@@ -3,12 +3,12 @@
 // a running ugate and its admin socket, under sh and under busybox sh.
 
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import t from 'tap'
 import { connect, echoServer, waitClose } from '../lib/servers.js'
 import { finish, repoRoot, startUgate, ugateBin } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 const plugin = resolve(repoRoot, 'luci/root/usr/libexec/rpcd/luci.ugate')
 
@@ -33,8 +33,7 @@ if (spawnSync('busybox', ['true']).status === 0) shells.push(['busybox', 'sh'])
 else t.fail('busybox is not installed (Debian package busybox): the plugin must run under busybox sh as on OpenWrt')
 
 t.test('rpcd plugin against a running ugate', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-rpcd-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'ugate-rpcd-')
   const socket = join(dir, 'ugate.sock')
   const srv = await echoServer(t)
   const file = join(dir, 'ugate.json')

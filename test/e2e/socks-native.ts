@@ -7,8 +7,7 @@
 // dialed in C (its addresses in order, the failures' replies). At the info
 // level every socks/mixed listener is served in C.
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
@@ -17,6 +16,7 @@ import { type Reader, connectReader, socks5Address, socks5Connect } from '../lib
 import { destroyClients, echoServer, refusedPort, within } from '../lib/servers.js'
 import { formatValue } from '../../src/core/log.js'
 import { checkCleanExit, finish, parseLogLine, runUgate, startUgate } from '../lib/ugate.js'
+import { tempDir, tempSocket } from '../lib/temp.js'
 
 t.teardown(destroyClients)
 
@@ -219,15 +219,9 @@ t.test('refusals: a rule (0x02), a loop to ugate itself (0x02), a wrong password
 
 type Live = { id: number; listener: string; stage: string; dst?: string; rule?: string }
 
-function adminSocket(t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-socksn-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return join(dir, 'admin.sock')
-}
-
 t.test('ugate ctl lists a native SOCKS connection in its handshake and in its relay, and closes it', async (t) => {
   const echo = await echoServer(t)
-  const socket = adminSocket(t)
+  const socket = tempSocket(t, 'ugate-socksn-')
   const ug = await startConfig(t, { ...proxyConfig([listener('mix', 'mixed')]), admin: { socket } })
   const ctl = (...args: string[]) => runUgate(['ctl', '--socket', socket, ...args])
   const list = () => (JSON.parse(ctl('--json', 'connections').stdout) as { connections: Live[] }).connections
@@ -259,8 +253,7 @@ t.test('ugate ctl lists a native SOCKS connection in its handshake and in its re
 
 t.test('a reload in the middle of handshakes: they complete, or are refused when their listener left', async (t) => {
   const echo = await echoServer(t)
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-socksn-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'ugate-socksn-')
   const file = join(dir, 'ugate.json')
   const config = (listeners: unknown[]) => JSON.stringify(proxyConfig(listeners))
   writeFileSync(file, config([listener('keep', 'mixed'), listener('gone', 'socks')]))
@@ -302,8 +295,7 @@ t.test(
   'kept answers stay exact: per client under a source rule, new rules at a reload, every hit counted',
   async (t) => {
     const echo = await echoServer(t)
-    const dir = mkdtempSync(join(tmpdir(), 'ugate-socksn-'))
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    const dir = tempDir(t, 'ugate-socksn-')
     const file = join(dir, 'ugate.json')
     const socket = join(dir, 'admin.sock')
     const config = (rules: unknown[]) =>
@@ -384,8 +376,7 @@ t.test('handshake timeout: half a greeting is reset after handshakeTimeout', asy
  * is 127.0.0.1:53, where nothing listens: a name not in `hosts` fails at once).
  */
 function privateResolver(t: Test, hosts: string): { wrap: string[] } {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-socksn-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'ugate-socksn-')
   writeFileSync(join(dir, 'hosts'), hosts)
   writeFileSync(join(dir, 'resolv.conf'), 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n')
   const script = 'mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'

@@ -14,10 +14,7 @@
 // ends when B closes the control connection of its own.
 
 import { createSocket, type Socket as UdpSocket } from 'node:dgram'
-import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { SocksClient } from 'socks'
 import t from 'tap'
 import type { Test } from 'tap'
@@ -26,6 +23,7 @@ import { Reader, connectReader, socks5Address } from '../lib/proxy.js'
 import { destroyClients, prngBytes, within } from '../lib/servers.js'
 import { finish, runUgate } from '../lib/ugate.js'
 import type { Ugate } from '../lib/ugate.js'
+import { tempSocket } from '../lib/temp.js'
 
 t.teardown(destroyClients)
 
@@ -113,12 +111,6 @@ async function associate(proxyPort: number, port: number, user?: [string, string
 /** RSV FRAG ATYP DST.ADDR DST.PORT DATA. */
 function frame(host: string, port: number, data: Buffer, frag = 0): Buffer {
   return Buffer.concat([Buffer.from([0, 0, frag]), socks5Address(host, port), data])
-}
-
-function withAdmin(t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-socksudp-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return join(dir, 'ugate.sock')
 }
 
 interface SocksUdpStatus {
@@ -227,7 +219,7 @@ t.test(
   'our client: foreign sources, fragments, lies, garbage, domains; the end with the control connection',
   async (t) => {
     const echo = await udpEcho(t)
-    const socket = withAdmin(t)
+    const socket = tempSocket(t, 'ugate-socksudp-')
     const ug = await startConfig(t, proxyConfig([listener('s', 'socks')], { admin: { socket } }))
     await warmUp(t, ug, 's')
     const client = await udpSocket(t, '127.0.0.1')
@@ -358,7 +350,7 @@ function messages(s: UdpSocket, n: number, what: string): Promise<Buffer[]> {
 
 t.test('the cap: 64 destinations per association, the least recently used goes and is routed again', async (t) => {
   const echo = await udpEcho(t)
-  const socket = withAdmin(t)
+  const socket = tempSocket(t, 'ugate-socksudp-')
   const ug = await startConfig(t, proxyConfig([listener('s', 'socks')], { admin: { socket }, log: { level: 'debug' } }))
   await warmUp(t, ug, 's')
   const client = await udpSocket(t, '127.0.0.1')
@@ -437,7 +429,7 @@ t.test('a destination waiting for its route: at most 32 datagrams / 64 KiB kept,
   const echo = await udpEcho(t)
   const held = await heldSocks5(t)
   const relay = await udpSocket(t, '127.0.0.1') // the held upstream's relay, once released
-  const socket = withAdmin(t)
+  const socket = tempSocket(t, 'ugate-socksudp-')
   const ug = await startConfig(
     t,
     proxyConfig([listener('s', 'socks')], {

@@ -4,8 +4,7 @@
 // exchange makes no splice call at all, a bulk transfer does.
 
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
@@ -23,6 +22,7 @@ import {
 } from '../lib/servers.js'
 import { finish, fwd, parseLogLine, startUgate } from '../lib/ugate.js'
 import type { StartOptions, Ugate } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 const SIZE = 4 * MiB
 const SHORT = 300 // bytes each way of a short exchange: far below one bulk read
@@ -151,8 +151,7 @@ t.test('strace cross-check', async (t) => {
     )
     return
   }
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-strace-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'ugate-strace-')
   // LeakSanitizer cannot run under ptrace; everything else of ASan still does.
   const asan = process.env.ASAN_OPTIONS ? `${process.env.ASAN_OPTIONS}:detect_leaks=0` : 'detect_leaks=0'
 

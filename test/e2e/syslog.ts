@@ -4,11 +4,11 @@
 // datagram sockets: a python3 receiver prints each datagram as a JSON line).
 
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { checkCleanExit, startUgate } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 const RECEIVER = `
 import json, socket, sys
@@ -20,8 +20,7 @@ while True:
 `
 
 t.test('lines reach the syslog socket at their own priority', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-syslog-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'ugate-syslog-')
   const sock = join(dir, 'log')
   const rx = spawn('python3', ['-c', RECEIVER, sock], { stdio: ['ignore', 'pipe', 'inherit'] })
   t.teardown(() => rx.kill())
@@ -78,8 +77,7 @@ t.test('lines reach the syslog socket at their own priority', async (t) => {
 })
 
 t.test('no syslog socket: one notice, then the lines on stderr', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-syslog-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'ugate-syslog-')
   const file = join(dir, 'ugate.json')
   writeFileSync(
     file,
@@ -94,8 +92,7 @@ t.test('no syslog socket: one notice, then the lines on stderr', async (t) => {
 })
 
 t.test('--log-syslog (what the init script passes) selects syslog for a config without log.syslog', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-syslog-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'ugate-syslog-')
   const file = join(dir, 'ugate.json')
   writeFileSync(file, JSON.stringify({ listeners: [{ name: 'lan', type: 'mixed', listen: '127.0.0.1:0' }] }))
   const ug = await startUgate(t, ['run', '--config', file, '--log-syslog', join(dir, 'absent')])

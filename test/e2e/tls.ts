@@ -17,13 +17,13 @@
 
 import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
 import { SANITIZER_RE, makeNative } from '../lib/drivers.js'
 import { runUgate, ugateBin } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 const TD = 'mesh.test'
 const ID = `spiffe://${TD}/ns/home/sa/router1`
@@ -40,8 +40,7 @@ if (made.status !== 0) throw new Error(`building tls-test: ${made.stderr}`)
 // About 40 processes (the ASan driver, openssl, ugate identity init) one after another.
 t.setTimeout(300_000)
 
-const dir = mkdtempSync(join(tmpdir(), 'ugate-tls-'))
-t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+const dir = tempDir(t, 'ugate-tls-')
 
 function sh(args: string[], input?: string): string {
   const r = spawnSync(args[0]!, args.slice(1), { encoding: 'utf8', input, cwd: dir })

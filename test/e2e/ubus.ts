@@ -5,9 +5,7 @@
 // ids are the real ubusd's from the capture, so ugate's bytes are compared
 // with what it sent to the real ubusd (test/fixtures/ubus/real-ugate.txt).
 
-import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
@@ -17,13 +15,13 @@ import { echoServer } from '../lib/servers.js'
 import { captured } from '../lib/ubus-fixtures.js'
 import { UbusdStandin } from '../lib/ubusd-standin.js'
 import { checkCleanExit, finish, runUgate, startUgate } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
 const real = captured('real-ugate').filter((m) => m.conn === 9 && m.dir === 'c2s')
 
 function setup(t: Test) {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-ubus-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'ugate-ubus-')
   const ubusd = new UbusdStandin(join(dir, 'ubus.sock'))
   t.teardown(() => ubusd.stop())
   return { dir, ubusd }

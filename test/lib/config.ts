@@ -2,16 +2,15 @@
 // write a JSON config to a temp file, start ugate with it, and read the
 // access lines of one listener.
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { startUgate } from './ugate.js'
 import type { LogLine, StartOptions, TestLike, Ugate } from './ugate.js'
+import { tempDir } from './temp.js'
 
 /** Write `config` (a JSON value, or text as is) to a fresh temp dir removed on teardown; returns the file. */
 export function writeConfigFile(t: TestLike, config: unknown): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-config-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'ugate-config-')
   const file = join(dir, 'ugate.json')
   writeFileSync(file, typeof config === 'string' ? config : JSON.stringify(config, null, 2))
   return file

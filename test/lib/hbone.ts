@@ -5,14 +5,14 @@
 // tests that point ugate's hbone listener/upstream at these peers.
 
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import http2 from 'node:http2'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import tls, { type TLSSocket } from 'node:tls'
 import { repoRoot, runUgate, WAIT_MS } from './ugate.js'
 import type { TestLike } from './ugate.js'
+import { tempDir } from './temp.js'
 
 export const MiB = 1024 * 1024
 /** ztunnel's HTTP/2 settings (mesh-notes.md). */
@@ -46,8 +46,7 @@ export interface Identity {
 
 /** A fresh standalone-mesh identity (own CA) from `ugate identity init`. */
 export function makeIdentity(t: TestLike, td: string, sa: string, ns = 'home'): Identity {
-  const dir = mkdtempSync(join(tmpdir(), `ugate-id-${sa}-`))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, `ugate-id-${sa}-`)
   const r = runUgate(['identity', 'init', '--dir', dir, '--trust-domain', td, '--namespace', ns, '--sa', sa])
   if (r.code !== 0) throw new Error(`ugate identity init failed (${r.code}): ${r.stderr.join('\n')}`)
   return readIdentity(dir, `spiffe://${td}/ns/${ns}/sa/${sa}`)
@@ -93,8 +92,7 @@ export function issueIdentity(
 ): Identity {
   const ns = o.ns ?? 'home'
   const id = `spiffe://${td}/ns/${ns}/sa/${sa}`
-  const dir = mkdtempSync(join(tmpdir(), `ugate-id-${sa}-`))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, `ugate-id-${sa}-`)
   openssl(dir, ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'key.pem'])
   openssl(dir, ['req', '-new', '-key', 'key.pem', '-subj', `/O=${td}`, '-out', 'leaf.csr'])
   writeFileSync(

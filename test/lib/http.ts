@@ -10,13 +10,10 @@
 // into a failure.
 
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import type { IncomingHttpHeaders } from 'node:http'
 import net from 'node:net'
 import type { AddressInfo, Server, Socket } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import { prngBytes, sha256, within } from './servers.js'
@@ -31,15 +28,6 @@ export function requireCommand(cmd: string, debPackage: string): void {
   if (r.status !== 0) {
     throw new Error(`'${cmd}' not found: install the Debian package ${debPackage} (./build.sh deps installs it)`)
   }
-}
-
-/** Write `data` to a file in a fresh temp dir removed on teardown (a body for curl --data-binary @FILE). */
-export function tempFile(t: TestLike, name: string, data: Buffer): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-body-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const f = join(dir, name)
-  writeFileSync(f, data)
-  return f
 }
 
 // ---------------------------------------------------------------------------

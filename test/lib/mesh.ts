@@ -5,13 +5,13 @@
 // SPIFFE id checked, ztunnel's window and frame settings.
 
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import http2 from 'node:http2'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { PeerCertificate, TLSSocket } from 'node:tls'
 import { type TestLike, runUgate } from './ugate.js'
+import { tempDir } from './temp.js'
 
 export const TRUST_DOMAIN = 'td.test'
 
@@ -51,8 +51,7 @@ function uriSan(cert: PeerCertificate): string {
 
 /** `domains`: nodes whose SPIFFE id is in another trust domain (same CA), e.g. `{ x: 'other.test' }`. */
 export function mesh(t: TestLike, domains: Record<string, string> = {}): Mesh {
-  const root = mkdtempSync(join(tmpdir(), 'ugate-mesh-'))
-  t.teardown(() => rmSync(root, { recursive: true, force: true }))
+  const root = tempDir(t, 'ugate-mesh-')
   const made = new Set<string>()
   const dir = (node: string) => join(root, node)
   const spiffe = (node: string) => `spiffe://${domains[node] ?? TRUST_DOMAIN}/ns/test/sa/${node}`

@@ -15,19 +15,11 @@
 
 import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import {
-  accessSync,
-  constants,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs'
+import { accessSync, constants, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { AssertLike, TestLike } from './ugate.js'
+import { tempDir } from './temp.js'
 
 // ---------------------------------------------------------------------------
 // addresses (they exist only inside the namespaces)
@@ -313,13 +305,12 @@ export async function createNamespaces<K extends string>(
   const n = ++seq
   const ns = Object.fromEntries(names.map((k) => [k, `${NS_PREFIX}${tag}${n}-${k}`])) as Record<K, string>
   const all = Object.values<string>(ns)
-  const dir = mkdtempSync(join(tmpdir(), `ugate-capture-${process.pid}-`))
+  const dir = tempDir(t, `ugate-capture-${process.pid}-`)
   t.teardown(async () => {
     for (const x of all.filter((x) => live.has(x))) {
       deleteNetnsSync(x)
       live.delete(x)
     }
-    rmSync(dir, { recursive: true, force: true })
   })
   const made = await run(['ip', '-batch', '-'], { input: all.map((x) => `netns add ${x}\n`).join('') })
   for (const x of listNetns().filter((x) => all.includes(x))) live.add(x)
@@ -348,7 +339,7 @@ export async function createTopology(t: TestLike): Promise<Topology> {
   const client = `${NS_PREFIX}${n}-c`
   const router = `${NS_PREFIX}${n}-r`
   const server = `${NS_PREFIX}${n}-s`
-  const dir = mkdtempSync(join(tmpdir(), `ugate-capture-${process.pid}-`))
+  const dir = tempDir(t, `ugate-capture-${process.pid}-`)
   const children: Child[] = []
 
   t.teardown(async () => {
@@ -363,7 +354,6 @@ export async function createTopology(t: TestLike): Promise<Topology> {
     }
     const left = listNetns().filter((x) => x === client || x === router || x === server)
     for (const ns of left) deleteNetnsSync(ns)
-    rmSync(dir, { recursive: true, force: true })
   })
 
   const caFile = join(dir, 'ca.crt')

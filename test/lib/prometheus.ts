@@ -2,13 +2,13 @@
 // every second with the bearer secret, asked through its HTTP API.
 
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { requireCommand } from './http.js'
 import { refusedPort, within } from './servers.js'
 import type { TestLike } from './ugate.js'
+import { tempDir } from './temp.js'
 
 /** One series of an instant query's answer. */
 export interface PromSeries {
@@ -34,8 +34,7 @@ export interface Prometheus {
 /** Starts a server scraping 127.0.0.1:PORT/metrics of each admin port (job "ugate"); stopped on teardown. */
 export async function startPrometheus(t: TestLike, adminPorts: number[], secret: string): Promise<Prometheus> {
   requireCommand('prometheus', 'prometheus')
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-prom-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'ugate-prom-')
   const port = await refusedPort()
   const instance = (p: number) => `127.0.0.1:${p}`
   writeFileSync(

@@ -4,14 +4,14 @@
 
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import net from 'node:net'
 import type { Socket } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { refusedPort, track, within } from './servers.js'
 import { requireCommand } from './http.js'
 import type { TestLike } from './ugate.js'
+import { tempDir } from './temp.js'
 
 // ---------------------------------------------------------------------------
 // reading a socket by byte counts
@@ -261,8 +261,7 @@ export async function startMicrosocks(t: TestLike, auth?: { user: string; pass: 
  */
 export async function startTinyproxy(t: TestLike, connectPorts: number[]): Promise<Daemon> {
   requireCommand('tinyproxy', 'tinyproxy-bin')
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-tinyproxy-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'ugate-tinyproxy-')
   const port = await refusedPort()
   const conf = [
     `Port ${port}`,

@@ -4,15 +4,15 @@
 // client that records the exact bytes it sends and receives.
 
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import tls from 'node:tls'
 import { track } from './servers.js'
 import { duplexOver, requireCommand } from './http.js'
 import type { RawConn } from './http.js'
 import type { TestLike } from './ugate.js'
+import { tempDir } from './temp.js'
 
 export interface Pki {
   dir: string
@@ -36,8 +36,7 @@ function openssl(dir: string, args: string[]): void {
  */
 export function makePki(t: TestLike, names: string[], ips: string[] = ['127.0.0.1', '::1']): Pki {
   requireCommand('openssl', 'openssl')
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-pki-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'ugate-pki-')
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
   openssl(dir, [
     'req',

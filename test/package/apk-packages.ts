@@ -6,8 +6,7 @@
 
 import { spawnSync } from 'node:child_process'
 import { createHash, generateKeyPairSync } from 'node:crypto'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
@@ -16,6 +15,7 @@ import type { Apk } from '../lib/apk-reader.js'
 import { readIpk } from '../lib/ipk-reader.js'
 import { runBuild, sourceDateEpoch } from '../lib/packages.js'
 import { repoRoot } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 t.setTimeout(60 * 60_000)
 
@@ -88,8 +88,7 @@ function sameAsIpk(t: Test, apk: Apk, ipkFile: string) {
 if (process.env.UGATE_BIN && resolve(repoRoot, process.env.UGATE_BIN) !== resolve(repoRoot, 'build/ugate')) {
   t.fail(`test/package/ tests the packaged binaries, not UGATE_BIN=${process.env.UGATE_BIN}: run it without UGATE_BIN`)
 } else {
-  const work = mkdtempSync(join(tmpdir(), 'apk-packages-'))
-  t.teardown(() => rmSync(work, { recursive: true, force: true }))
+  const work = tempDir(t, 'apk-packages-')
   const out = resolve(repoRoot, 'build/apk')
   const epoch = sourceDateEpoch()
   // luci/ as it is (ipk-packages.ts substitutes a placeholder only for an empty luci/).

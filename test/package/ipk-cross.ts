@@ -16,8 +16,7 @@
 
 import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
@@ -26,6 +25,7 @@ import { parseLogLine, repoRoot, WAIT_MS } from '../lib/ugate.js'
 import { sniffQuicPacketLines } from '../lib/quic.js'
 import { issueIdentity, makeIdentity } from '../lib/hbone.js'
 import { opensslServer } from '../lib/openssl.js'
+import { tempDir } from '../lib/temp.js'
 
 t.setTimeout(60 * 60_000)
 
@@ -285,8 +285,7 @@ if (process.env.UGATE_BIN && resolve(repoRoot, process.env.UGATE_BIN) !== resolv
       t.test('forward 8 MiB each way, copy (--no-splice)', (t) => forward(t, arch, bin, 'copy'))
 
       t.test("the target's own jsc writes the bytecode its ugate embeds", async (t) => {
-        const dir = mkdtempSync(join(tmpdir(), 'ipk-jsc-'))
-        t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+        const dir = tempDir(t, 'ipk-jsc-')
         const out = join(dir, 'bundle.c')
         const r = run(arch.qemu, [join(CROSS, arch.name, 'jsc'), resolve(repoRoot, 'build/ugate.js'), out], 120_000)
         t.equal(r.status, 0, 'jsc runs under qemu', { stderr: r.stderr })

@@ -9,8 +9,7 @@
 
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join, relative, resolve } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
@@ -18,6 +17,7 @@ import { readIpk } from '../lib/ipk-reader.js'
 import type { Ipk } from '../lib/ipk-reader.js'
 import { runBuild, sourceDateEpoch } from '../lib/packages.js'
 import { repoRoot } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 t.setTimeout(60 * 60_000)
 
@@ -87,8 +87,7 @@ function commonChecks(t: Test, ipk: Ipk, epoch: number) {
 if (process.env.UGATE_BIN && resolve(repoRoot, process.env.UGATE_BIN) !== resolve(repoRoot, 'build/ugate')) {
   t.fail(`test/package/ tests the packaged binaries, not UGATE_BIN=${process.env.UGATE_BIN}: run it without UGATE_BIN`)
 } else {
-  const work = mkdtempSync(join(tmpdir(), 'ipk-packages-'))
-  t.teardown(() => rmSync(work, { recursive: true, force: true }))
+  const work = tempDir(t, 'ipk-packages-')
 
   // The LuCI tree: luci/ when it has files, else a placeholder.
   let luciDir = resolve(repoRoot, 'luci')

@@ -4,8 +4,7 @@
 // fuzz (truncations, bit flips) only ever gets ApkError.
 
 import { generateKeyPairSync } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { deflateRawSync, inflateRawSync } from 'node:zlib'
 import t from 'tap'
@@ -14,9 +13,9 @@ import { ApkError, readApk, readApkStream, SCHEMAS } from '../lib/apk-reader.js'
 import type { AdbNode, AdbObject, Apk } from '../lib/apk-reader.js'
 import { SAMPLE_EPOCH, sampleSpec } from '../lib/apk-sample.js'
 import { repoRoot } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
-const work = mkdtempSync(join(tmpdir(), 'apk-reader-'))
-t.teardown(() => rmSync(work, { recursive: true, force: true }))
+const work = tempDir(t, 'apk-reader-')
 let n = 0
 const fresh = () => join(work, `t${n++}`)
 const sample = writeApk(sampleSpec(fresh()))

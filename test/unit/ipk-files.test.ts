@@ -5,11 +5,12 @@
 // on every stop path, the triggers, and that uci-defaults is idempotent.
 
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import t from 'tap'
 import { repoRoot } from '../lib/ugate.js'
+import type { TestLike } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 const INIT = resolve(repoRoot, 'files/etc/init.d/ugate')
 const DEFAULTS = resolve(repoRoot, 'files/etc/uci-defaults/99-ugate')
@@ -55,29 +56,26 @@ stop() {
 `
 
 function runInit(
+  t: TestLike,
   shell: string[],
   action: string,
   env: Record<string, string> = {},
 ): { lines: string[]; code: number | null; stderr: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'ipk-init-'))
-  try {
-    const log = join(dir, 'log')
-    writeFileSync(log, '')
-    const harness = join(dir, 'harness.sh')
-    writeFileSync(harness, `${STUBS}\n. "$1"\n"$2"\n`)
-    const r = spawnSync(shell[0]!, [...shell.slice(1), harness, INIT, action], {
-      encoding: 'utf8',
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LOG: log, ...env },
-    })
-    return {
-      lines: readFileSync(log, 'utf8')
-        .split('\n')
-        .filter((l) => l !== ''),
-      code: r.status,
-      stderr: r.stderr,
-    }
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
+  const dir = tempDir(t, 'ipk-init-')
+  const log = join(dir, 'log')
+  writeFileSync(log, '')
+  const harness = join(dir, 'harness.sh')
+  writeFileSync(harness, `${STUBS}\n. "$1"\n"$2"\n`)
+  const r = spawnSync(shell[0]!, [...shell.slice(1), harness, INIT, action], {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LOG: log, ...env },
+  })
+  return {
+    lines: readFileSync(log, 'utf8')
+      .split('\n')
+      .filter((l) => l !== ''),
+    code: r.status,
+    stderr: r.stderr,
   }
 }
 
@@ -105,7 +103,7 @@ for (const shell of SHELLS) {
   const sh = shell.join(' ')
 
   t.test(`${sh}: start (enabled) registers one procd instance`, async (t) => {
-    const r = runInit(shell, 'start')
+    const r = runInit(t, shell, 'start')
     t.equal(r.code, 0, 'exit 0', { stderr: r.stderr })
     t.same(r.lines, [
       'start',
@@ -125,18 +123,18 @@ for (const shell of SHELLS) {
 
   t.test(`${sh}: term_timeout follows shutdown_grace`, async (t) => {
     t.ok(
-      runInit(shell, 'start', { UGATE_GRACE: '30' }).lines.includes('procd_set_param [term_timeout] [32]'),
+      runInit(t, shell, 'start', { UGATE_GRACE: '30' }).lines.includes('procd_set_param [term_timeout] [32]'),
       'grace 30 → 32',
     )
     t.ok(
-      runInit(shell, 'start', { UGATE_GRACE: 'soon' }).lines.includes('procd_set_param [term_timeout] [7]'),
+      runInit(t, shell, 'start', { UGATE_GRACE: 'soon' }).lines.includes('procd_set_param [term_timeout] [7]'),
       'junk → default 5 + 2',
     )
   })
 
   t.test(`${sh}: option log_syslog picks the socket passed as --log-syslog`, async (t) => {
     t.ok(
-      runInit(shell, 'start', { UGATE_SYSLOG: '/tmp/log.sock' }).lines.some((l) =>
+      runInit(t, shell, 'start', { UGATE_SYSLOG: '/tmp/log.sock' }).lines.some((l) =>
         l.endsWith('[--log-syslog] [/tmp/log.sock]'),
       ),
       'log_syslog /tmp/log.sock → --log-syslog /tmp/log.sock',
@@ -144,7 +142,7 @@ for (const shell of SHELLS) {
   })
 
   t.test(`${sh}: enabled '0' starts nothing and drops the nft table`, async (t) => {
-    const r = runInit(shell, 'start', { UGATE_ENABLED: '0' })
+    const r = runInit(t, shell, 'start', { UGATE_ENABLED: '0' })
     t.equal(r.code, 0, 'exit 0', { stderr: r.stderr })
     t.notOk(
       r.lines.some((l) => l.startsWith('procd_open_instance')),
@@ -154,19 +152,19 @@ for (const shell of SHELLS) {
   })
 
   t.test(`${sh}: stop drops the nft table (stop_service and service_stopped)`, async (t) => {
-    const r = runInit(shell, 'stop')
+    const r = runInit(t, shell, 'stop')
     t.equal(r.code, 0, 'exit 0', { stderr: r.stderr })
     t.same(r.lines, [DROP, 'procd_kill [ugate]', DROP])
   })
 
   t.test(`${sh}: reload while running sends SIGHUP, nothing else`, async (t) => {
-    const r = runInit(shell, 'reload_service', { UGATE_RUNNING: '1' })
+    const r = runInit(t, shell, 'reload_service', { UGATE_RUNNING: '1' })
     t.equal(r.code, 0, 'exit 0', { stderr: r.stderr })
     t.same(r.lines, ['config_load [ugate]', 'procd_send_signal [ugate] [*] [HUP]'])
   })
 
   t.test(`${sh}: reload while stopped starts it`, async (t) => {
-    const r = runInit(shell, 'reload_service', { UGATE_RUNNING: '0' })
+    const r = runInit(t, shell, 'reload_service', { UGATE_RUNNING: '0' })
     t.ok(r.lines.includes('start') && r.lines.includes('procd_open_instance'), 'started', { lines: r.lines })
     t.notOk(
       r.lines.some((l) => l.startsWith('procd_send_signal')),
@@ -175,7 +173,7 @@ for (const shell of SHELLS) {
   })
 
   t.test(`${sh}: reload after enabled '0' stops it and drops the table`, async (t) => {
-    const r = runInit(shell, 'reload_service', { UGATE_RUNNING: '1', UGATE_ENABLED: '0' })
+    const r = runInit(t, shell, 'reload_service', { UGATE_RUNNING: '1', UGATE_ENABLED: '0' })
     t.ok(r.lines.includes('procd_kill [ugate]'), 'stopped', { lines: r.lines })
     t.ok(r.lines.includes(DROP), 'table dropped')
     t.notOk(
@@ -185,7 +183,7 @@ for (const shell of SHELLS) {
   })
 
   t.test(`${sh}: triggers: config change, WAN and LAN up`, async (t) => {
-    const r = runInit(shell, 'service_triggers')
+    const r = runInit(t, shell, 'service_triggers')
     t.same(r.lines, [
       'procd_add_reload_trigger [ugate]',
       'procd_add_reload_interface_trigger [wan]',
@@ -216,30 +214,27 @@ uci() {
 `
 
 function runDefaults(
+  t: TestLike,
   shell: string[],
   db: string[],
 ): { code: number | null; db: string[]; log: string[]; stderr: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'ipk-defaults-'))
-  try {
-    const dbFile = join(dir, 'db')
-    const log = join(dir, 'log')
-    writeFileSync(dbFile, db.map((l) => `${l}\n`).join(''))
-    writeFileSync(log, '')
-    const harness = join(dir, 'harness.sh')
-    // As default_postinst runs it: sourced in a subshell, deleted on status 0.
-    writeFileSync(harness, `${UCI}\n( . "$1" )\n`)
-    const r = spawnSync(shell[0]!, [...shell.slice(1), harness, DEFAULTS], {
-      encoding: 'utf8',
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', DB: dbFile, LOG: log },
-    })
-    const lines = (f: string) =>
-      readFileSync(f, 'utf8')
-        .split('\n')
-        .filter((l) => l !== '')
-    return { code: r.status, db: lines(dbFile).sort(), log: lines(log), stderr: r.stderr }
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
+  const dir = tempDir(t, 'ipk-defaults-')
+  const dbFile = join(dir, 'db')
+  const log = join(dir, 'log')
+  writeFileSync(dbFile, db.map((l) => `${l}\n`).join(''))
+  writeFileSync(log, '')
+  const harness = join(dir, 'harness.sh')
+  // As default_postinst runs it: sourced in a subshell, deleted on status 0.
+  writeFileSync(harness, `${UCI}\n( . "$1" )\n`)
+  const r = spawnSync(shell[0]!, [...shell.slice(1), harness, DEFAULTS], {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', DB: dbFile, LOG: log },
+  })
+  const lines = (f: string) =>
+    readFileSync(f, 'utf8')
+      .split('\n')
+      .filter((l) => l !== '')
+  return { code: r.status, db: lines(dbFile).sort(), log: lines(log), stderr: r.stderr }
 }
 
 const LISTENERS = [
@@ -255,11 +250,11 @@ for (const shell of SHELLS) {
   const sh = shell.join(' ')
 
   t.test(`${sh}: uci-defaults moves the 'lan' listener to network.lan.ipaddr, once`, async (t) => {
-    const first = runDefaults(shell, ['network.lan.ipaddr=192.168.8.1/24', ...LISTENERS])
+    const first = runDefaults(t, shell, ['network.lan.ipaddr=192.168.8.1/24', ...LISTENERS])
     t.equal(first.code, 0, 'exit 0', { stderr: first.stderr })
     t.same(first.log, ['set ugate.@listener[1].address=192.168.8.1', 'commit ugate'], 'only the lan listener changes')
     t.ok(first.db.includes('ugate.@listener[0].address=192.168.1.1'), "the 'guest' listener keeps its address")
-    const second = runDefaults(shell, first.db)
+    const second = runDefaults(t, shell, first.db)
     t.equal(second.code, 0, 'second run: exit 0')
     t.same(second.log, [], 'second run changes nothing (idempotent)')
     t.same(second.db, first.db, 'same config after the second run')
@@ -280,14 +275,14 @@ for (const shell of SHELLS) {
       ['no listeners', ['network.lan.ipaddr=10.0.0.1']],
     ]
     for (const [what, db] of cases) {
-      const r = runDefaults(shell, db)
+      const r = runDefaults(t, shell, db)
       t.equal(r.code, 0, `${what}: exit 0`, { stderr: r.stderr })
       t.same(r.log, [], `${what}: nothing set, nothing committed`)
     }
   })
 
   t.test(`${sh}: uci-defaults takes the first address of a list`, async (t) => {
-    const r = runDefaults(shell, ['network.lan.ipaddr=10.1.1.1/24 10.2.2.2/24', ...LISTENERS])
+    const r = runDefaults(t, shell, ['network.lan.ipaddr=10.1.1.1/24 10.2.2.2/24', ...LISTENERS])
     t.same(r.log, ['set ugate.@listener[1].address=10.1.1.1', 'commit ugate'])
   })
 }

@@ -4,14 +4,14 @@
 // memory, and with the system's GNU tar for a cross-check.
 
 import { spawnSync } from 'node:child_process'
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import t from 'tap'
 import type { Test } from 'tap'
 import { IpkError, checkVersion, readIpk, tarArchive } from '../lib/ipk-reader.js'
 import type { TarSpec } from '../lib/ipk-reader.js'
+import { tempDir } from '../lib/temp.js'
 
 const POSTINST = `#!/bin/sh
 [ "\${IPKG_NO_SCRIPT}" = "1" ] && exit 0
@@ -416,8 +416,7 @@ t.test('packages made by GNU tar', async (t) => {
     t.fail('GNU tar is needed for this test')
     return
   }
-  const dir = mkdtempSync(join(tmpdir(), 'ipk-reader-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir(t, 'ipk-reader-')
   const sh = (cmd: string) => {
     const r = spawnSync('sh', ['-ec', cmd], { cwd: dir, encoding: 'utf8' })
     if (r.status !== 0) throw new Error(`${cmd}: ${r.stderr}`)

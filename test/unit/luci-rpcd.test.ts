@@ -7,16 +7,15 @@
 // only busybox applets on PATH, as on OpenWrt.
 
 import { spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { chmodSync, existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import t, { type Test } from 'tap'
 import { luciDir, repoRoot } from '../lib/luci-standin.js'
+import { tempDir } from '../lib/temp.js'
 
 const PLUGIN = join(luciDir, 'root/usr/libexec/rpcd/luci.ugate')
 
-const dir = mkdtempSync(join(tmpdir(), 'luci-rpcd-'))
-t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+const dir = tempDir(t, 'luci-rpcd-')
 
 /** A fake ugate: logs its arguments, prints $FAKE_ERR to stderr and $FAKE_OUT to stdout, exits $FAKE_RC. */
 const FAKE = join(dir, 'ugate')

@@ -1,6 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import {
@@ -11,6 +10,7 @@ import {
   policyRoutingScript,
   type CaptureOptions,
 } from '../../src/core/nft.js'
+import { tempDir } from '../lib/temp.js'
 
 /** A typical router: LAN bridge, the router's own traffic, IPv6, one excluded device. */
 const TYPICAL: CaptureOptions = {
@@ -401,11 +401,8 @@ t.test('loads into nftables, twice, and is deleted (network namespace)', async (
     t.fail(`cannot create network namespace ${ns} (needs root and CAP_SYS_ADMIN): ${add.out.trim()}`)
     return
   }
-  const dir = mkdtempSync(join(tmpdir(), 'ugate-nft-'))
-  t.teardown(() => {
-    run('ip', ['netns', 'del', ns])
-    rmSync(dir, { recursive: true, force: true })
-  })
+  const dir = tempDir(t, 'ugate-nft-')
+  t.teardown(() => run('ip', ['netns', 'del', ns]))
   const inNs = (args: string[], input?: string) => run('ip', ['netns', 'exec', ns, 'nft', ...args], input)
   const list = () => inNs(['list', 'table', 'inet', 'ugate'])
 
