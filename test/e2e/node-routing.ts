@@ -223,11 +223,17 @@ function homeConfig(
 
 const fieldsOf = (line: string | undefined) => (line ? parseLogLine(line)?.fields : undefined)
 
-async function exact(t: Test, what: string, r: Record<string, unknown>, body: Buffer): Promise<void> {
+async function exact(
+  t: Test,
+  what: string,
+  r: Record<string, unknown>,
+  body: Buffer,
+  where = "the server in A's LAN",
+): Promise<void> {
   t.same(
     { ok: r.ok, n: r.n, sha: r.sha },
     { ok: true, n: body.length, sha: sha256(body) },
-    `${what}: ${body.length} bytes to the server in A's LAN and back, exact`,
+    `${what}: ${body.length} bytes to ${where} and back, exact`,
     { r },
   )
 }
@@ -324,7 +330,12 @@ t.test('routing by node name: B reaches A LAN by name through the VPS, double HB
     { listener: ['lan', 'tls'], domainSuffix: [TD], action: 'mesh' },
   ]
   const wrong = [{ name: 'wrong', type: 'hbone', server: SITE.vpsInB, node: `${'M'.repeat(51)}Q` }]
-  const { vps, a, b } = await startMesh(t, m, bRules, wrong)
+  // An upstream that names the VPS's node with its address: HBONE straight to it.
+  const nodeVps = nodeIdOf(vpsId)
+  const toVps = { name: 'tovps', type: 'hbone', server: SITE.vpsInB, node: nodeVps }
+  const stopVpsEcho = await startEcho(site, site.ns.vps, '127.0.0.1:7000')
+  t.teardown(stopVpsEcho)
+  const { vps, a, b } = await startMesh(t, m, bRules, [...wrong, toVps])
   a.baselineFds = a.fdCount() // its listeners and its reverse tunnel
   const proxyB = `${SITE.homeB}:1080`
 
@@ -409,6 +420,21 @@ t.test('routing by node name: B reaches A LAN by name through the VPS, double HB
     t.match(vl, { action: 'mesh', via: 'reverse', node: nodeA, reason: 'eof' }, 'VPS: the short name, on the tunnel')
     const al = fieldsOf((await a.waitForLines(/ info conn listener=vps .*action=forward/, 4))[3])
     t.match(al, { dst: `${nameA}:7000`, identity: m.vpsId.id, via: ECHO }, "A: its full name, by A's rule")
+  })
+
+  await t.test('a node an hbone upstream names with its address: HBONE straight to it', async (t) => {
+    // The VPS's own name: its own service on loopback (an echo server there).
+    const nameVps = `${nodeVps.toLowerCase()}.vps.${TD}`
+    const r = await client(site, homeb, 'socks', proxyB, `${nameVps}:7000`, file)
+    await exact(t, "SOCKS5 to the VPS's node name", r, body, "the VPS's own echo server")
+    const bl = fieldsOf(await b.waitForLine(new RegExp(` info conn listener=lan .*dst=${nameVps}:7000 `)))
+    t.match(bl, { action: 'mesh', via: 'tovps', node: nodeVps, reason: 'eof' }, 'B: by the upstream that names it')
+    const vl = fieldsOf(await vps.waitForLine(new RegExp(` info conn listener=mesh .*dst=${nameVps}:7000 `)))
+    t.match(
+      vl,
+      { identity: gateB.id, action: 'mesh', via: 'self', reason: 'eof' },
+      'VPS: its own name, its own service',
+    )
   })
 
   await t.test('A exposes nothing without a rule', async (t) => {
