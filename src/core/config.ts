@@ -247,9 +247,18 @@ export interface RedirectListenerConfig extends ListenerCommon {
   type: 'redirect'
 }
 
-/** TLS passthrough routed by SNI, plain HTTP routed by Host. */
-export interface SniListenerConfig extends ListenerCommon {
+/**
+ * What serving a TLS connection routed by its sniffed server name reads: an
+ * sni listener's, and the connections an SNI relay paired with this gate's
+ * parked ones (src/io/sni-relay.ts: a pseudo listener, which pairs nothing
+ * and dials port 443).
+ */
+export interface SniServedConfig extends ListenerCommon {
   type: 'sni'
+}
+
+/** TLS passthrough routed by SNI, plain HTTP routed by Host. */
+export interface SniListenerConfig extends SniServedConfig {
   /** Port dialed for a TLS name (default 443) and for an HTTP Host without a port (default 80). */
   tlsPort: number
   httpPort: number
@@ -329,8 +338,11 @@ export type ListenerConfig =
   | ParkListenerConfig
 export type ListenerType = ListenerConfig['type']
 
+/** What a connection's listener is: a configured one, or the pseudo listener of a relay this gate dialed. */
+export type ServedListener = ListenerConfig | HboneServedConfig | SniServedConfig
+
 /** The accounts a listener asks clients for; none for types without authentication. */
-export function listenerUsers(l: ListenerConfig | HboneServedConfig): readonly User[] {
+export function listenerUsers(l: ServedListener): readonly User[] {
   return l.type === 'socks' || l.type === 'http' || l.type === 'mixed' ? l.users : []
 }
 

@@ -420,7 +420,7 @@ function handlerFor(l: Exclude<ListenerConfig, { type: 'dns' }>): Handler {
     case 'redirect':
       return serveRedirect
     case 'sni':
-      return serveSni
+      return (s, ctx) => serveSni(s, ctx, l)
     case 'park':
       return servePark
     case 'tproxy':

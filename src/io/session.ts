@@ -6,7 +6,7 @@
 import * as native from 'ugate:native'
 import { formatHostPort } from '../core/address.js'
 import { Cancel, CancelledError } from '../core/cancel.js'
-import type { Config, HboneServedConfig, ListenerConfig, UpstreamConfig } from '../core/config.js'
+import type { Config, ListenerCommon, ServedListener, UpstreamConfig } from '../core/config.js'
 import type { ConnTracker } from '../core/conn-tracker.js'
 import { type Fields, type Logger, relayReason } from '../core/log.js'
 import type { AddressNames } from '../core/dns/names.js'
@@ -125,8 +125,8 @@ export class GatewayStats {
 }
 
 export interface Session {
-  /** A configured listener, or the pseudo listener of a reverse tunnel this gate dialed (reverse.ts). */
-  readonly listener: ListenerConfig | HboneServedConfig
+  /** A configured listener, or the pseudo listener of a reverse tunnel or an SNI relay this gate dialed. */
+  readonly listener: ServedListener
   readonly client: Accepted
   /** Client IP:PORT. */
   readonly src: string
@@ -173,7 +173,7 @@ function relayOptions(ctx: GatewayContext, out: Extract<Outcome, { kind: 'relay'
  * their "addr:port" text.
  */
 export function acceptGuard(
-  l: Pick<ListenerConfig, 'name' | 'allow'>,
+  l: Pick<ListenerCommon, 'name' | 'allow'>,
   ctx: GatewayContext,
   next: (client: Accepted, src: string) => void,
 ): (client: Accepted) => void {
@@ -189,7 +189,7 @@ export function acceptGuard(
 }
 
 /** The accept callback of a listener running `handler`. */
-export function serveWith(handler: Handler, l: ListenerConfig, ctx: GatewayContext): (client: Accepted) => void {
+export function serveWith(handler: Handler, l: ServedListener, ctx: GatewayContext): (client: Accepted) => void {
   return acceptGuard(l, ctx, (client, src) => {
     const id = ctx.admission.admit(client.addr)
     if (typeof id === 'string') {
@@ -216,7 +216,7 @@ export interface Adopted {
  */
 export function adopt(
   handler: Handler,
-  l: ListenerConfig,
+  l: ServedListener,
   ctx: GatewayContext,
   client: Accepted,
   src: string,
@@ -230,7 +230,7 @@ export function adopt(
 
 async function run(
   handler: Handler,
-  l: ListenerConfig,
+  l: ServedListener,
   ctx: GatewayContext,
   client: Accepted,
   src: string,

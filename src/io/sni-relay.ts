@@ -13,7 +13,13 @@
 import * as native from 'ugate:native'
 import { formatEndpoint } from '../core/address.js'
 import { Cancel, CancelledError } from '../core/cancel.js'
-import type { MeshConfig, SniListenerConfig, SniRelayConfig, ParkListenerConfig } from '../core/config.js'
+import type {
+  MeshConfig,
+  SniListenerConfig,
+  SniRelayConfig,
+  SniServedConfig,
+  ParkListenerConfig,
+} from '../core/config.js'
 import { StartupError } from '../core/errors.js'
 import { parseSpiffeId, validityProblem } from '../core/identity.js'
 import {
@@ -367,16 +373,8 @@ export async function pairIncoming(
 // ---- gate side ----------------------------------------------------------------------
 
 /** The pseudo listener a relayed connection belongs to: what the rules and the access line see. */
-function relayedListener(r: SniRelayConfig): SniListenerConfig {
-  return {
-    ...dialedListener(r.name, r.relay),
-    type: 'sni',
-    tlsPort: 443,
-    httpPort: 80,
-    pair: '',
-    pairTimeoutMs: 0,
-    maxWaiting: 0,
-  }
+function relayedListener(r: SniRelayConfig): SniServedConfig {
+  return { ...dialedListener(r.name, r.relay), type: 'sni' }
 }
 
 /** One relay's pool of parked connections. */

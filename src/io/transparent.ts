@@ -8,6 +8,7 @@
 
 import * as native from 'ugate:native'
 import { formatHostPort } from '../core/address.js'
+import type { SniListenerConfig } from '../core/config.js'
 import { Cancel, CancelledError } from '../core/cancel.js'
 import { ipKey, isWildcard } from '../core/ip.js'
 import { type SniffOutcome, sniff } from '../core/sniff/index.js'
@@ -105,9 +106,8 @@ async function serveCaptured(s: Session, ctx: GatewayContext, orig: native.SockA
   return relayOrReset(await connectOut(sniffedHost === undefined ? dest : { ...dest, sniffedHost }, s, ctx), s)
 }
 
-export async function serveSni(s: Session, ctx: GatewayContext): Promise<Outcome> {
-  const l = s.listener
-  if (l.type !== 'sni') throw new Error(`serveSni on a ${l.type} listener`)
+/** An sni listener's handler (its config `l`: the pseudo listener of a relayed connection has none of its settings). */
+export async function serveSni(s: Session, ctx: GatewayContext, l: SniListenerConfig): Promise<Outcome> {
   // Without a name there is nowhere to go, so wait as long as a handshake may take.
   const r = await sniffFirstBytes(s, ctx, ctx.config.limits.handshakeTimeoutMs, false)
   noteSniff(s, r)

@@ -61,6 +61,15 @@ if (mode === 'tls') {
   const c = tls.connect({ host: phost, port: Number(pport), servername: target, rejectUnauthorized: false })
   c.on('secureConnect', () => out({ ok: true }))
   c.on('error', (e) => out({ ok: false, error: e.code || e.message }))
+} else if (mode === 'get') {
+  // A plain proxy request (absolute URI) to TARGET: the head that comes back
+  // (an echo server: it waits for an end the proxy never sends after a request without body).
+  let got = ''
+  const s = net.connect(Number(pport), phost, () =>
+    s.write('GET http://' + target + '/node-name HTTP/1.1\\r\\nHost: ' + target + '\\r\\n\\r\\n'))
+  s.on('data', (d) => { got += d; if (got.includes('\\r\\n\\r\\n')) out({ ok: true, got }) })
+  s.on('end', () => out({ ok: false, got }))
+  s.on('error', (e) => out({ ok: false, error: e.code || e.message, got }))
 } else {
 const i = target.lastIndexOf(':')
 const host = target.slice(0, i), port = Number(target.slice(i + 1))
@@ -169,7 +178,8 @@ function vpsConfig(site: Site, vps: Identity, a: Identity, b: Identity, sni = fa
     { name: 'tls', type: 'sni', listen: `0.0.0.0:${SNI_PORT}`, allow: ['0.0.0.0/0'], pair: 'park' },
   ]
   return write(site, 'vps', {
-    mesh: { identityDir: vps.dir, trustDomain: TD },
+    // The short form too (its proxy clients: <NODEID>.mesh).
+    mesh: { identityDir: vps.dir, trustDomain: TD, nodeSuffix: 'mesh' },
     admin: { socket: join(site.dir, 'vps.sock') },
     listeners: [
       { name: 'mesh', type: 'hbone', listen: '0.0.0.0:15008', allow: ['0.0.0.0/0'], reverse: [a.id, b.id] },
@@ -181,7 +191,7 @@ function vpsConfig(site: Site, vps: Identity, a: Identity, b: Identity, sni = fa
       { listener: ['mesh'], srcIdentity: [b.id], action: 'mesh' },
       { listener: ['mesh'], action: 'reject' },
       // The control path: the VPS's own proxy clients, single HBONE to the node.
-      { listener: ['proxy'], domainSuffix: [TD], action: 'mesh' },
+      { listener: ['proxy'], domainSuffix: [TD, 'mesh'], action: 'mesh' },
     ],
   })
 }
@@ -213,11 +223,17 @@ function homeConfig(
 
 const fieldsOf = (line: string | undefined) => (line ? parseLogLine(line)?.fields : undefined)
 
-async function exact(t: Test, what: string, r: Record<string, unknown>, body: Buffer): Promise<void> {
+async function exact(
+  t: Test,
+  what: string,
+  r: Record<string, unknown>,
+  body: Buffer,
+  where = "the server in A's LAN",
+): Promise<void> {
   t.same(
     { ok: r.ok, n: r.n, sha: r.sha },
     { ok: true, n: body.length, sha: sha256(body) },
-    `${what}: ${body.length} bytes to the server in A's LAN and back, exact`,
+    `${what}: ${body.length} bytes to ${where} and back, exact`,
     { r },
   )
 }
@@ -314,7 +330,12 @@ t.test('routing by node name: B reaches A LAN by name through the VPS, double HB
     { listener: ['lan', 'tls'], domainSuffix: [TD], action: 'mesh' },
   ]
   const wrong = [{ name: 'wrong', type: 'hbone', server: SITE.vpsInB, node: `${'M'.repeat(51)}Q` }]
-  const { vps, a, b } = await startMesh(t, m, bRules, wrong)
+  // An upstream that names the VPS's node with its address: HBONE straight to it.
+  const nodeVps = nodeIdOf(vpsId)
+  const toVps = { name: 'tovps', type: 'hbone', server: SITE.vpsInB, node: nodeVps }
+  const stopVpsEcho = await startEcho(site, site.ns.vps, '127.0.0.1:7000')
+  t.teardown(stopVpsEcho)
+  const { vps, a, b } = await startMesh(t, m, bRules, [...wrong, toVps])
   a.baselineFds = a.fdCount() // its listeners and its reverse tunnel
   const proxyB = `${SITE.homeB}:1080`
 
@@ -366,6 +387,20 @@ t.test('routing by node name: B reaches A LAN by name through the VPS, double HB
     )
   })
 
+  await t.test('a plain HTTP proxy request naming the node goes to it', async (t) => {
+    const r = await client(site, homeb, 'get', proxyB, `${nameA}:7000`)
+    // The echo server in A's LAN (which B cannot reach but through the mesh) sends the
+    // request back as it received it, in origin-form. (Its access lines come when the
+    // connection ends: the proxy stops reading the client after a request, and the echo
+    // server waits for an end, so that is when B stops.)
+    t.match(
+      r,
+      { ok: true, got: /^GET \/node-name HTTP\/1\.1\r\n(.*\r\n)*Connection: close\r\n/ },
+      "the request reached the server in A's LAN and came back",
+      { r },
+    )
+  })
+
   await t.test('control: plaintext that crosses the VPS is found by the same capture', async (t) => {
     const [r, cap] = await captured(site, site.ns.vps, () =>
       client(site, site.ns.net, 'connect', `${SITE.vps}:1080`, `${nameA}:7000`, file),
@@ -374,6 +409,32 @@ t.test('routing by node name: B reaches A LAN by name through the VPS, double HB
     t.ok(cap.hits > 0, `the payload string is seen (${cap.hits} frames): the check can fail`, { cap })
     const vl = fieldsOf((await vps.waitForLines(/ info conn listener=proxy /, 1))[0])
     t.match(vl, { action: 'mesh', via: 'reverse', node: nodeA }, 'VPS: the proxy client routed on the reverse tunnel')
+  })
+
+  await t.test('the short form <A-id>.mesh (nodeSuffix) at a gate that knows the node', async (t) => {
+    // The VPS has A's reverse tunnel: it sends A's full name on, which A's rule names.
+    const short = `${nodeA.toLowerCase()}.mesh`
+    const r = await client(site, site.ns.net, 'connect', `${SITE.vps}:1080`, `${short}:7000`, file)
+    await exact(t, "an internet client through the VPS's proxy by the short name", r, body)
+    const vl = fieldsOf(await vps.waitForLine(new RegExp(` info conn listener=proxy .*dst=${short}:7000 `)))
+    t.match(vl, { action: 'mesh', via: 'reverse', node: nodeA, reason: 'eof' }, 'VPS: the short name, on the tunnel')
+    const al = fieldsOf((await a.waitForLines(/ info conn listener=vps .*action=forward/, 4))[3])
+    t.match(al, { dst: `${nameA}:7000`, identity: m.vpsId.id, via: ECHO }, "A: its full name, by A's rule")
+  })
+
+  await t.test('a node an hbone upstream names with its address: HBONE straight to it', async (t) => {
+    // The VPS's own name: its own service on loopback (an echo server there).
+    const nameVps = `${nodeVps.toLowerCase()}.vps.${TD}`
+    const r = await client(site, homeb, 'socks', proxyB, `${nameVps}:7000`, file)
+    await exact(t, "SOCKS5 to the VPS's node name", r, body, "the VPS's own echo server")
+    const bl = fieldsOf(await b.waitForLine(new RegExp(` info conn listener=lan .*dst=${nameVps}:7000 `)))
+    t.match(bl, { action: 'mesh', via: 'tovps', node: nodeVps, reason: 'eof' }, 'B: by the upstream that names it')
+    const vl = fieldsOf(await vps.waitForLine(new RegExp(` info conn listener=mesh .*dst=${nameVps}:7000 `)))
+    t.match(
+      vl,
+      { identity: gateB.id, action: 'mesh', via: 'self', reason: 'eof' },
+      'VPS: its own name, its own service',
+    )
   })
 
   await t.test('A exposes nothing without a rule', async (t) => {

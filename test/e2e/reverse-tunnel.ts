@@ -25,6 +25,7 @@ const TD = 'mesh.test'
 const ECHO = `${SITE.home}:7000`
 const CLOSED_PORT = `${SITE.home}:7001`
 const PAYLOAD = 4 * MiB
+const RETRY_MS = 200
 const RETRY_MAX_MS = 1000
 
 // ---- helper programs (Node, run inside the namespaces) ------------------------------
@@ -115,7 +116,7 @@ function gateConfig(site: Site, name: string, id: Identity, relayId: string, por
           name: 'vps',
           relay: `${SITE.vpsIn}:${port}`,
           relayId,
-          retry: 0.2,
+          retry: RETRY_MS / 1000,
           retryMax: RETRY_MAX_MS / 1000,
           pingInterval: 1,
           pingTimeout: 2,
@@ -328,6 +329,37 @@ t.test('reverse tunnel: a gate behind NAT reached through a public gate; faults'
     checkFds(t, a)
   })
 
-  checkCleanExit(t, a, await a.stop())
+  await t.test('every retry delay is the backoff of its attempt, jittered to 50-100 %', async (t) => {
+    const lines = [...a.events('reverse-down'), ...a.events('reverse-retry')]
+    const off: string[] = []
+    let jittered = 0
+    for (const l of lines) {
+      const attempt = Number(l.fields.attempt)
+      const full = Math.min(RETRY_MAX_MS, RETRY_MS * 2 ** (attempt - 1))
+      const d = Number(l.fields.retryMs)
+      if (!(attempt >= 1 && d >= full / 2 && d <= full)) off.push(`attempt ${attempt}: ${d} ms of ${full}`)
+      if (d !== full) jittered++
+    }
+    t.same(off, [], `${lines.length} delays, each within 50-100 % of min(retry × 2^(attempt-1), retryMax)`)
+    // Each delay is drawn from about full/2 values: all of them at full would mean no jitter.
+    t.ok(jittered > 0, `jittered: ${jittered} of ${lines.length} below their full delay`)
+  })
+
+  await t.test('A stops: the VPS forgets its tunnel at once, a stream for A finds none', async (t) => {
+    const before = ctlStatus(site, 'vps') as { reverse: { registered: Array<{ tunnel: number }> } }
+    t.equal(before.reverse.registered.length, 1, 'VPS: A registered before')
+    checkCleanExit(t, a, await a.stop())
+    const tunnel = before.reverse.registered[0]!.tunnel
+    const line = await vps.waitForLine(new RegExp(` info hbone-reverse-gone .*tunnel=${tunnel} `))
+    t.match(parseLogLine(line)?.fields, { identity: gateA.id, node: nodeA }, 'VPS: hbone-reverse-gone for that tunnel')
+    const sv = ctlStatus(site, 'vps') as { reverse: { registered: unknown[] } }
+    t.same(sv.reverse.registered, [], 'VPS: no reverse tunnel listed')
+    const r = await client(site, 'through', `${SITE.vps}:1080`, ECHO, join(site.dir, 'body.bin'))
+    t.match(r, { ok: false }, 'the client gets no tunnel', { r })
+    t.not(r.status, '200')
+    const lines = await vps.waitForLines(/ info conn listener=proxy /, 4)
+    t.match(lines[3], / reason=no-reverse-tunnel /, 'VPS: the upstream has no reverse tunnel to A', { lines })
+  })
+
   checkCleanExit(t, vps, await vps.stop())
 })

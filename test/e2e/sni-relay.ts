@@ -119,6 +119,19 @@ if (mode === 'echo') {
     s.on('error', (e) => end(e.code || e.message))
     s.on('close', () => end('closed'))
   }
+} else if (mode === 'burst') {
+  // N connections at once, each echoing a line: counts those that got it back.
+  const total = Number(arg)
+  let echoed = 0, done = 0
+  for (let i = 0; i < total; i++) {
+    const line = 'burst ' + i + '\\n'
+    let got = ''
+    const s = tls.connect({ host, port: Number(port), servername: name, rejectUnauthorized: false }, () => s.end(line))
+    const end = () => { if (s.ended) return; s.ended = true; if (got === line) echoed++; if (++done === total) out({ echoed }) }
+    s.on('data', (d) => { got += d })
+    s.on('error', end)
+    s.on('close', end)
+  }
 } else if (mode === 'connect') {
   const s = net.connect({ host, port: Number(port), timeout: Number(arg) })
   s.on('connect', () => out({ connected: true }))
@@ -227,6 +240,23 @@ function gateConfig(site: Site, name: string, identity: string, trustDomain = TD
 
 const lineCount = (ug: Ugate, re: RegExp) => ug.matching(re).length
 
+/**
+ * Connections parked at the relay (established on :15009), once `ok` holds
+ * or after 5 s: the kernel has no event for "registered", so look again.
+ */
+async function parkedAtRelay(site: Site, ok: (n: number) => boolean): Promise<number> {
+  const count = async () =>
+    (await site.exec(site.ns.vps, ['ss', '-tnH', 'state', 'established', '( sport = :15009 )'])).stdout
+      .split('\n')
+      .filter((l) => l.trim() !== '').length
+  let n = await count()
+  for (let i = 0; i < 50 && !ok(n); i++) {
+    await new Promise((res) => setTimeout(res, 100))
+    n = await count()
+  }
+  return n
+}
+
 async function echoThrough(t: Test, site: Site, what: string, body: Buffer): Promise<void> {
   const r = await client(site, 'echo', A.vps, '443', NAME, join(site.dir, 'body.bin'))
   t.same(
@@ -328,17 +358,8 @@ t.test('relay over SNI: a home gate behind NAT reached by SNI through the relay;
       'gate: routed by its rule, the client named',
       { g },
     )
-    // The paired connection is replaced once pairings pause (RelayPool.refillWhenQuiet);
-    // the kernel has no event for "registered", so look again.
-    const parked = async () =>
-      (await site.exec(site.ns.vps, ['ss', '-tnH', 'state', 'established', '( sport = :15009 )'])).stdout
-        .split('\n')
-        .filter((l) => l.trim() !== '').length
-    let n = await parked()
-    for (let i = 0; i < 50 && n !== 2; i++) {
-      await new Promise((res) => setTimeout(res, 100))
-      n = await parked()
-    }
+    // The paired connection is replaced once pairings pause (RelayPool.refillWhenQuiet).
+    const n = await parkedAtRelay(site, (n) => n === 2)
     t.equal(n, 2, 'gate: the pool is refilled to its 2 parked connections after the pairing')
   })
 
@@ -450,8 +471,22 @@ t.test('relay over SNI: a home gate behind NAT reached by SNI through the relay;
     const lines = await relay.waitForLines(/ warn sni-relay-unpaired /, before + N)
     const over = lines.slice(before).filter((l) => /already waiting/.test(l)).length
     t.ok(over > 0, `connections over maxWaiting were refused at once (${over} of ${N})`)
+    const waited = lines.slice(before).filter((l) => /why="?none within 500 ms/.test(l)).length
+    t.equal(waited + over, N, 'each was refused at once or after waiting pairTimeout (500 ms)', { lines })
+    t.ok(waited > 0, `connections within maxWaiting waited, then were refused (${waited})`)
     await relay.waitForLines(/ info conn listener=tls .*reason=unpaired/, N)
     t.equal(relay.fdCount(), base, 'relay fd count back to its baseline', { fds: relay.fdList() })
+  })
+
+  await t.test('the pool grows when demand outruns it', async (t) => {
+    const N = 6
+    t.equal(await parkedAtRelay(site, (n) => n === 2), 2, 'two parked before')
+    const r = await client(site, 'burst', A.vps, '443', NAME, String(N))
+    // Two pair at once; taking the last parked one doubles the target and refills at once,
+    // so the others can pair with fresh registrations within pairTimeout (not asserted: the load's call).
+    t.ok((r.echoed as number) >= 2, `connections echoed through the relay: ${String(r.echoed)} of ${N}`, { r })
+    const n = await parkedAtRelay(site, (n) => n > 2)
+    t.ok(n > 2, `the gate keeps more parked connections after the burst (${n}, pool 2)`)
   })
 
   await t.test('the relay restarts: the gate registers again and new connections work', async (t) => {
