@@ -60,6 +60,9 @@ const FUNCTIONS = [
   'forwardStop',
   'onForwardEvents',
   'onSocksRequests',
+  'socksKeep',
+  'socksKeptHits',
+  'socksKeptForget',
   'forwardConnections',
   'forwardClose',
   'forwardCancelDialing',
@@ -280,7 +283,16 @@ class FakeNative {
     total: this.admitted,
     live: this.admittedLive(),
     forwardLive: 0,
+    socksAsked: 0,
+    socksKept: 0,
+    socksKeptRoutes: 0,
+    socksRuleSets: this.ruleSets,
   })
+  // No native SOCKS5 in the fake: C keeps no answers, so it has no hits to hand back.
+  ruleSets = 0
+  socksKeep = () => (this.ruleSets++, [])
+  socksKeptHits = () => []
+  socksKeptForget = () => {}
   forwardServe = () => {
     throw new Error('the fake has no native forward')
   }
