@@ -478,17 +478,6 @@ t.test('relay over SNI: a home gate behind NAT reached by SNI through the relay;
     t.equal(relay.fdCount(), base, 'relay fd count back to its baseline', { fds: relay.fdList() })
   })
 
-  await t.test('the pool grows when demand outruns it', async (t) => {
-    const N = 6
-    t.equal(await parkedAtRelay(site, (n) => n === 2), 2, 'two parked before')
-    const r = await client(site, 'burst', A.vps, '443', NAME, String(N))
-    // Two pair at once; taking the last parked one doubles the target and refills at once,
-    // so the others can pair with fresh registrations within pairTimeout (not asserted: the load's call).
-    t.ok((r.echoed as number) >= 2, `connections echoed through the relay: ${String(r.echoed)} of ${N}`, { r })
-    const n = await parkedAtRelay(site, (n) => n > 2)
-    t.ok(n > 2, `the gate keeps more parked connections after the burst (${n}, pool 2)`)
-  })
-
   await t.test('the relay restarts: the gate registers again and new connections work', async (t) => {
     const registered = lineCount(gate, / info sni-relay-registered /)
     const res = await relay.stop()
@@ -499,6 +488,20 @@ t.test('relay over SNI: a home gate behind NAT reached by SNI through the relay;
     await gate.waitForLines(/ info sni-relay-registered /, registered + 1)
     t.pass('the gate registered again (retryMax 1 s)')
     await echoThrough(t, site, 'after the restart', body)
+  })
+
+  // After the restart test: there, a grown pool (15 parked) re-registering at once made the
+  // echo after the restart fail once under ASan in CI (ECONNRESET; not reproduced in 10 runs,
+  // cause unknown), so the restart runs with the configured pool of 2, as it always had.
+  await t.test('the pool grows when demand outruns it', async (t) => {
+    const N = 6
+    t.equal(await parkedAtRelay(site, (n) => n === 2), 2, 'two parked before')
+    const r = await client(site, 'burst', A.vps, '443', NAME, String(N))
+    // Two pair at once; taking the last parked one doubles the target and refills at once,
+    // so the others can pair with fresh registrations within pairTimeout (not asserted: the load's call).
+    t.ok((r.echoed as number) >= 2, `connections echoed through the relay: ${String(r.echoed)} of ${N}`, { r })
+    const n = await parkedAtRelay(site, (n) => n > 2)
+    t.ok(n > 2, `the gate keeps more parked connections after the burst (${n}, pool 2)`)
   })
 
   const res = await gate.stop()
