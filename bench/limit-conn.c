@@ -155,6 +155,7 @@ static int socks_reply(conn *c, uint8_t rep) {
 static int handshake(conn *c) {
   size_t room = sizeof c->hs - c->hlen;
   ssize_t n = recv(c->fd[0], c->hs + c->hlen, room, 0);
+  if (n < 0 && errno == EAGAIN) c->rd[0] = 0;
   if (n < 0) return errno == EAGAIN ? 0 : -1;
   if (n == 0) return -1;
   if ((size_t)n < room) c->rd[0] = 0;  // drained (as in pump)
@@ -200,7 +201,7 @@ static void on_event(conn *c, int side, uint32_t ev) {
   if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->rd[side] = 1;
   if (ev & (EPOLLRDHUP | EPOLLHUP)) c->hup[side] = 1;
   if (c->state == C_GREET || c->state == C_REQUEST) {
-    r = handshake(c);
+    if (c->rd[0]) r = handshake(c);  // not on the first, writable-only edge
   } else if (c->state == C_CONNECTING) {
     if (side == 0) return;  // the client's bytes wait in its socket
     if (ev & (EPOLLERR | EPOLLHUP)) {
