@@ -56,7 +56,7 @@ function bulk_table(sec, ref1, ref2,   i, p) {
 }
 function heading(title, text) { print "### " title; print ""; if (text != "") { print text; print "" } }
 function verdict(ok, x) { return x == "" ? "n/a" : (ok ? "**PASS**" : "**MISS**") }
-# " (limit-forward 1.52 ×)": a conn target's yardstick, the same ratio of bench/limit-conn ("" when not measured)
+# " (yardstick limit-forward: 1.52 ×)": a conn target's yardstick, the same ratio of bench/limit-conn ("" when not measured)
 function yard(peer, y, fmt, extra) { return y == "" ? "" : sprintf(" (yardstick %s: %s%s)", peer, sprintf(fmt, y), extra) }
 END {
   heading("Targets (issue 8, section 2)", "")
