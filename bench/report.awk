@@ -56,17 +56,23 @@ function bulk_table(sec, ref1, ref2,   i, p) {
 }
 function heading(title, text) { print "### " title; print ""; if (text != "") { print text; print "" } }
 function verdict(ok, x) { return x == "" ? "n/a" : (ok ? "**PASS**" : "**MISS**") }
+# " (yardstick limit-forward: 1.52 ×)": a conn target's yardstick, the same ratio of bench/limit-conn ("" when not measured)
+function yard(peer, y, fmt, extra) { return y == "" ? "" : sprintf(" (yardstick %s: %s%s)", peer, sprintf(fmt, y), extra) }
 END {
   heading("Targets (issue 8, section 2)", "")
   x = ratio("conn", "ugate-forward", "haproxy", "rps")
-  printf "- %s connections/s through a forward ≥ 1.2 × haproxy mode tcp: %s\n", verdict(x >= 1.2, x), f(x, "%.2f ×")
+  printf "- %s connections/s through a forward ≥ 1.2 × haproxy mode tcp: %s%s\n", verdict(x >= 1.2, x), f(x, "%.2f ×"), \
+    yard("limit-forward", ratio("conn", "limit-forward", "haproxy", "rps"), "%.2f ×", "")
   x = ratio("conn", "ugate-forward", "haproxy", "cpu_us")
-  printf "- %s CPU per connection ≤ 0.8 × haproxy's: %s (%s vs %s µs)\n", verdict(x != "" && x <= 0.8, x), f(x, "%.2f ×"), \
-    f(med("conn", "ugate-forward", "cpu_us"), "%.0f"), f(med("conn", "haproxy", "cpu_us"), "%.0f")
+  printf "- %s CPU per connection ≤ 0.8 × haproxy's: %s (%s vs %s µs)%s\n", verdict(x != "" && x <= 0.8, x), f(x, "%.2f ×"), \
+    f(med("conn", "ugate-forward", "cpu_us"), "%.0f"), f(med("conn", "haproxy", "cpu_us"), "%.0f"), \
+    yard("limit-forward", ratio("conn", "limit-forward", "haproxy", "cpu_us"), "%.2f ×", ", " f(med("conn", "limit-forward", "cpu_us"), "%.0f") " µs")
   x = ratio("conn", "ugate-mixed", "haproxy-connload", "rps")
-  printf "- %s SOCKS5 through mixed ≥ 1.0 × haproxy forward (same client, bench/connload): %s\n", verdict(x >= 1.0, x), f(x, "%.2f ×")
+  printf "- %s SOCKS5 through mixed ≥ 1.0 × haproxy forward (same client, bench/connload): %s%s\n", verdict(x >= 1.0, x), f(x, "%.2f ×"), \
+    yard("limit-socks", ratio("conn", "limit-socks", "haproxy-connload", "rps"), "%.2f ×", "")
   x = ratio("conn", "ugate-forward", "haproxy", "p99_ms")
-  printf "- %s p99 latency ≤ haproxy's: %s\n", verdict(x != "" && x <= 1.0, x), f(x, "%.2f ×")
+  printf "- %s p99 latency ≤ haproxy's: %s%s\n", verdict(x != "" && x <= 1.0, x), f(x, "%.2f ×"), \
+    yard("limit-forward", ratio("conn", "limit-forward", "haproxy", "p99_ms"), "%.2f ×", "")
   x = med("memory", "ugate-forward", "conn_bytes")
   printf "- %s memory per idle relayed connection ≤ 3 KB: %s B (haproxy %s B)\n", verdict(x != "" && x <= 3072, x), \
     f(x, "%.0f"), f(med("memory", "haproxy", "conn_bytes"), "%.0f")
@@ -89,13 +95,14 @@ END {
     heading("Connection rate and latency", "One HTTP request per connection (`Connection: close`, a 6-byte file from nginx), " \
       "the relay a fresh process per run. Clients: wrk, or bench/connload (SOCKS5, and the `-connload` rows: " \
       "the same peers with connload, so the SOCKS5 row has a same-client yardstick; `direct-connload` vs `direct` shows " \
-      "whether connload keeps up with wrk). × haproxy: per-round ratio to haproxy with the same client.")
+      "whether connload keeps up with wrk). limit-forward and limit-socks: bench/limit-conn, about the least a relay " \
+      "can do per connection (the yardsticks of the targets). × haproxy: per-round ratio to haproxy with the same client.")
     chart("bench-conn", "conn", "rps")
     chart("bench-conn-cpu", "conn", "cpu_us")
     print "| peer | conn/s (median) | per round | × haproxy | CPU µs/conn | × haproxy | p50 ms | p99 ms | × haproxy p99 | errors |"
     print "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
     for (i = 1; i <= NP["conn"]; i++) {
-      p = PEER["conn", i]; ref = (p ~ /connload|mixed/) ? "haproxy-connload" : "haproxy"
+      p = PEER["conn", i]; ref = (p ~ /connload|mixed|socks/) ? "haproxy-connload" : "haproxy"
       printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p, f(med("conn", p, "rps"), "%.0f"), \
         rounds_of("conn", p, "rps", "%.0f"), f(p == ref ? 1 : ratio("conn", p, ref, "rps"), "%.2f"), \
         f(med("conn", p, "cpu_us"), "%.0f"), f(p == ref ? 1 : ratio("conn", p, ref, "cpu_us"), "%.2f"), \
@@ -103,6 +110,15 @@ END {
         f(p == ref ? 1 : ratio("conn", p, ref, "p99_ms"), "%.2f"), f(med("conn", p, "errors"), "%d")
     }
     print ""
+    if (("conn", "limit-forward", "rps") in L) {
+      printf "Against the yardstick (per-round ratios): ugate-forward / limit-forward %s conn/s, %s CPU per connection", \
+        f(ratio("conn", "ugate-forward", "limit-forward", "rps"), "%.2f ×"), f(ratio("conn", "ugate-forward", "limit-forward", "cpu_us"), "%.2f ×")
+      if (("conn", "limit-socks", "rps") in L)
+        printf "; ugate-mixed / limit-socks %s conn/s, %s CPU per connection", \
+          f(ratio("conn", "ugate-mixed", "limit-socks", "rps"), "%.2f ×"), f(ratio("conn", "ugate-mixed", "limit-socks", "cpu_us"), "%.2f ×")
+      print "."
+      print ""
+    }
   }
   if (NP["socks"]) {
     heading("SOCKS5 bulk", "`curl --socks5-hostname` downloading one file from nginx through each SOCKS5 server.")

@@ -8,7 +8,9 @@
 #   conn         connections/s, CPU per connection and latency, one HTTP
 #                request per connection (wrk -H "Connection: close"; SOCKS5
 #                through bench/connload.c): ugate forward, ugate mixed
-#                (SOCKS5), haproxy mode tcp, nginx stream
+#                (SOCKS5), haproxy mode tcp, nginx stream, and the yardsticks
+#                limit-forward and limit-socks (bench/limit-conn.c: about the
+#                least a relay can do per connection)
 #   socks        SOCKS5 bulk: curl --socks5-hostname, one file from nginx:
 #                ugate vs microsocks vs dante-server
 #   transparent  iperf3 captured by nftables REDIRECT, in network namespaces
@@ -91,6 +93,8 @@ apt_install wrk haproxy nginx-light libnginx-mod-stream dante-server redsocks mi
 for c in wrk haproxy nginx danted redsocks microsocks gnuplot iperf3 jq curl gcc nft ip; do need "$c" "$c"; done
 CONNLOAD=$TMP/connload
 gcc -O2 -Wall -Wextra -pthread -o "$CONNLOAD" "$ROOT/bench/connload.c" || die "cannot compile bench/connload.c"
+LIMIT_CONN=$TMP/limit-conn
+gcc -O2 -Wall -Wextra -o "$LIMIT_CONN" "$ROOT/bench/limit-conn.c" || die "cannot compile bench/limit-conn.c"
 ulimit -n "$(ulimit -Hn)"  # BENCH_HOLD connections: two descriptors each in a relay
 HAPROXY_MAXCONN=$((($(ulimit -n) - 100) / 2))  # haproxy refuses a maxconn its descriptors cannot hold
 ((HAPROXY_MAXCONN <= 8000)) || HAPROXY_MAXCONN=8000
@@ -148,6 +152,8 @@ start_relay() {
     nginx-stream)
       nginx_conf "$TMP/$peer.conf" "$peer" "stream { server { listen 127.0.0.1:$port; proxy_pass 127.0.0.1:$target; } }"
       start_bg "$logf" nginx -c "$TMP/$peer.conf" -p "$TMP/$peer" ;;
+    limit-forward) start_bg "$logf" "$LIMIT_CONN" forward "$port" "$target" ;;
+    limit-socks) start_bg "$logf" "$LIMIT_CONN" socks "$port" ;;
     microsocks) start_bg "$logf" microsocks -i 127.0.0.1 -p "$port" ;;
     dante)
       cat >"$TMP/$peer.conf" <<EOF
@@ -217,7 +223,7 @@ conn_run() {  # ROUND PEER
     *) free_port port; start_relay "${peer%-connload}" "$port" "$ORIGIN"; pid=$PEER_PID; c0=$(cpu_ticks "$pid") ;;
   esac
   case $peer in
-    ugate-mixed | base-mixed) "$CONNLOAD" http "$port" "127.0.0.1:$ORIGIN" "$CONNS" 2 "$SECONDS_RUN" >"$res" ;;
+    ugate-mixed | base-mixed | limit-socks) "$CONNLOAD" http "$port" "127.0.0.1:$ORIGIN" "$CONNS" 2 "$SECONDS_RUN" >"$res" ;;
     *-connload) "$CONNLOAD" http "$port" - "$CONNS" 2 "$SECONDS_RUN" >"$res" ;;
     *) wrk -t2 -c"$CONNS" -d"${SECONDS_RUN}s" --latency -H "Connection: close" "http://127.0.0.1:$port/small" >"$res" ;;
   esac
@@ -242,7 +248,8 @@ conn_run() {  # ROUND PEER
 section_conn() {
   local base=()
   [[ -z ${UGATE_BASE_BIN:-} ]] || base=(base-forward base-mixed)
-  rotate conn conn_run direct direct-connload ugate-forward ugate-mixed "${base[@]}" haproxy haproxy-connload nginx-stream
+  rotate conn conn_run direct direct-connload ugate-forward ugate-mixed "${base[@]}" haproxy haproxy-connload nginx-stream \
+    limit-forward limit-socks
 }
 
 # ---------------------------------------------------------------- socks
