@@ -144,7 +144,7 @@ struct fwd_listener {
   double resume_ms;  // > 0: paused (out of fds) until then
 };
 
-#define HUP_WATCH_MS 50  // a forward's dial waiting this long: watch its client for a hang-up
+#define HUP_WATCH_MS 50  // a dial or lookup waiting this long: watch its client for a hang-up
 
 enum { HANDSHAKE, RESOLVING, DIALING, RELAYING, FINISHED };
 enum { S_GREET, S_AUTH, S_REQUEST };
@@ -200,7 +200,7 @@ struct fconn {
   int client, upstream;  // owned here while DIALING
   int stage;
   bool hup_watched;                // the client's hang-up watch was set (watch_hangup)
-  double hup_ms;                   // forward: set the hang-up watch then if still dialing (0: no)
+  double hup_ms;                   // set the hang-up watch then if still dialing (0: no)
   int err;                         // dial failure's errno (reason "connect-error")
   const char *reason;              // set when the connection ended before the relay
   char src[INET6_ADDRSTRLEN + 8];  // IP:PORT ([v6]:PORT)
@@ -214,7 +214,7 @@ static struct {
   fconn *dial_head, *dial_tail;
   int timerfd;
   double armed_ms;   // the timerfd's deadline, 0 = disarmed
-  double hup_next;   // no forward's hup_ms is earlier (0 = none pending)
+  double hup_next;   // no connection's hup_ms is earlier (0 = none pending)
   JSValue cb;        // onForwardEvents: every batch
   JSValue socks_cb;  // onSocksRequests: the SOCKS connections waiting for JS
   fconn *ask_head, *ask_tail;
@@ -565,6 +565,19 @@ static void watch_hangup(JSContext *ctx, fconn *c) {
     ug_loop_watch_c(ctx, c->client, ev, on_hangup, c);
 }
 
+// A dial or lookup mostly completes within a few ms (LAN, loopback): its
+// client gets the hang-up watch (watch_hangup) only if it still waits
+// HUP_WATCH_MS after `since` (the dial timerfd wakes for it:
+// watch_late_hangups). Watched at once, every connection paid an epoll_ctl
+// (a forward's ADD, a SOCKS client's MOD) and, the one-shot registration
+// outliving the dial, a loop wake-up for nothing when the client closed
+// during the relay. A SOCKS dial's next address keeps the first deadline.
+static void watch_hangup_later(fconn *c, double since) {
+  if (c->hup_watched || c->hup_ms > 0) return;
+  c->hup_ms = since + HUP_WATCH_MS;
+  if (fw.hup_next == 0 || c->hup_ms < fw.hup_next) fw.hup_next = c->hup_ms;
+}
+
 // Connect to `to` (a forward: its target; SOCKS: one of the addresses).
 static void dial(JSContext *ctx, fconn *c, const struct sockaddr *to, socklen_t to_len) {
   fwd_listener *l = c->l;
@@ -590,26 +603,14 @@ static void dial(JSContext *ctx, fconn *c, const struct sockaddr *to, socklen_t 
     fail(ctx, c, "connect-error", err);
     return;
   }
-  c->deadline_ms = (socks ? ug_now_ms() : c->start_ms) + l->timeout_ms;
+  double now = ug_now_ms();
+  c->deadline_ms = (socks ? now : c->start_ms) + l->timeout_ms;
   dial_insert(c);
-  if (socks) {
-    arm_timer(ctx);
-    watch_hangup(ctx, c);
-    return;
-  }
-  // A forward's dial mostly completes within a few ms (LAN, loopback): its
-  // client gets the hang-up watch only if the dial is still waiting after
-  // HUP_WATCH_MS. Watched at once, every connection paid an epoll_ctl ADD
-  // and, the one-shot registration outliving the dial, a loop wake-up for
-  // nothing when the client closed during the relay.
-  if (!c->hup_watched) {
-    c->hup_ms = c->start_ms + HUP_WATCH_MS;
-    if (fw.hup_next == 0 || c->hup_ms < fw.hup_next) fw.hup_next = c->hup_ms;
-  }
+  watch_hangup_later(c, socks ? now : c->start_ms);
   arm_timer(ctx);
 }
 
-// The forwards still dialing at their hup_ms get their hang-up watch; the
+// The connections still dialing (or resolving) at their hup_ms get their hang-up watch; the
 // earliest hup_ms still to come is the next one.
 static void watch_late_hangups(JSContext *ctx, double now) {
   fw.hup_next = 0;
@@ -949,10 +950,11 @@ static void route_apply(JSContext *ctx, fconn *c, socks_route *r) {
   }
   hs->dial_port = (uint16_t)r->port;
   c->stage = RESOLVING;
-  c->deadline_ms = ug_now_ms() + c->l->timeout_ms;
+  double now = ug_now_ms();
+  c->deadline_ms = now + c->l->timeout_ms;
   dial_insert(c);
+  watch_hangup_later(c, now);
   arm_timer(ctx);
-  watch_hangup(ctx, c);
 }
 
 // ---- kept routes: CONNECTs C answers without asking JS --------------------------
