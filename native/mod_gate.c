@@ -229,7 +229,11 @@ static struct {
   uint32_t nevents;
 } fw = {.timerfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
-static void flush(JSContext *ctx);
+static void flush_batch(JSContext *ctx, bool take_done);
+// After a loop event: the SOCKS asks and the events (the finished connections wait for the job).
+static inline void flush(JSContext *ctx) {
+  flush_batch(ctx, false);
+}
 
 static void listener_unref(fwd_listener *l) {
   if (--l->refs > 0) return;
@@ -1521,16 +1525,24 @@ static bool group_add(conn_group *g, int *ng, const fconn *c) {
 }
 
 // Loop thread: the SOCKS connections waiting for JS first, then one call to
-// JS with every connection finished since the last batch and this turn's
-// events: cb(lines, counts, conns, relayed, events). An empty list is one
-// array kept for every batch (JS only reads them): most batches need only
-// the lines and the counts.
-static void flush(JSContext *ctx) {
+// JS with this turn's events and, when `take_done`, every connection
+// finished since the last batch: cb(lines, counts, conns, relayed, events).
+// An empty list is one array kept for every batch (JS only reads them): most
+// batches need only the lines and the counts. The finished connections go
+// to JS from the batch job (complete), which every push_done has posted,
+// and not from the flush after each loop event: that flush found the relay
+// thread's latest ones too, so JS was called once per event instead of once
+// per loop turn (JS calls from a JS call, forwardClose and
+// forwardCancelDialing, take them at once, as JS expects them gone).
+static void flush_batch(JSContext *ctx, bool take_done) {
   ask_js(ctx);
-  pthread_mutex_lock(&fw.lock);
-  fconn *done = fw.done_head;
-  fw.done_head = fw.done_tail = NULL;
-  pthread_mutex_unlock(&fw.lock);
+  fconn *done = NULL;
+  if (take_done) {
+    pthread_mutex_lock(&fw.lock);
+    done = fw.done_head;
+    fw.done_head = fw.done_tail = NULL;
+    pthread_mutex_unlock(&fw.lock);
+  }
   if (!done && JS_IsUndefined(fw.events)) return;
   if (JS_IsUndefined(fw.empty)) fw.empty = JS_NewArray(ctx);
   JSValue conns = JS_UNDEFINED, relayed = JS_UNDEFINED;
@@ -1582,7 +1594,7 @@ static void complete(JSContext *ctx, ug_job *job) {
   pthread_mutex_lock(&fw.lock);
   fw.job_posted = false;  // from here a new result posts again
   pthread_mutex_unlock(&fw.lock);
-  flush(ctx);
+  flush_batch(ctx, true);
 }
 
 // "10.0.0.0/8", "::1/128", or a bare address (all its bits).
@@ -1870,7 +1882,7 @@ static JSValue js_forward_close(UG_JS_PARAMS) {
     if (c->id != id || c->stage == FINISHED) continue;
     if (c->stage != RELAYING) {
       end_early(ctx, c, "closed");
-      flush(ctx);
+      flush_batch(ctx, true);
     } else {
       relay_abort(&c->r);  // its memory stays until its result reached this thread
     }
@@ -1882,7 +1894,7 @@ static JSValue js_forward_close(UG_JS_PARAMS) {
 // Shutdown: every native connection still dialing ends (reason "shutdown").
 static JSValue js_forward_cancel_dialing(UG_JS_PARAMS) {
   while (fw.dial_head) end_early(ctx, fw.dial_head, "shutdown");
-  flush(ctx);
+  flush_batch(ctx, true);
   return JS_UNDEFINED;
 }
 
