@@ -22,6 +22,12 @@
 # for the counted connections and section 4's load), PROFILE_SOCKS_NAME
 # (mixed: the counted connections CONNECT to this host name instead, say
 # localhost: curl --socks5-hostname; ugate resolves it).
+# PROFILE_BASE_BIN=PATH adds section 5: that binary against build/ugate
+# (both as shipped, no symbols), alternating, PROFILE_ROUNDS=3 rounds of
+# PROFILE_SECONDS: conn/s, CPU per connection, and per connection the
+# syscalls, epoll_ctl, batches to JS (writes to stderr: one per batch of
+# access lines) and context switches, counted by perf's tracepoints (which,
+# unlike strace, leave the load as it is). PROFILE_AB_ONLY=1: section 5 only.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -37,12 +43,20 @@ COUNT=${PROFILE_COUNT:-300}
 VIA=${PROFILE_VIA:-forward}
 SOCKS_NAME=${PROFILE_SOCKS_NAME:-}
 [[ $VIA == forward || $VIA == mixed ]] || die "PROFILE_VIA: '$VIA' is not forward or mixed"
+BASE_BIN=${PROFILE_BASE_BIN:-}
+AB_ONLY=${PROFILE_AB_ONLY:-}
+AB_ROUNDS=${PROFILE_ROUNDS:-3}
+[[ $AB_ROUNDS =~ ^[1-9][0-9]*$ ]] || die "PROFILE_ROUNDS: '$AB_ROUNDS' is not a positive integer"
+[[ -z $BASE_BIN || -x $BASE_BIN ]] || die "PROFILE_BASE_BIN: '$BASE_BIN' is not an executable"
+[[ -z $AB_ONLY || -n $BASE_BIN ]] || die "PROFILE_AB_ONLY needs PROFILE_BASE_BIN"
+[[ -x $ROOT/build/ugate ]] || die "build/ugate missing: run make first"
 [[ -f $ROOT/build/gen/bundle.c && -d $ROOT/build/qjs-src && -d $MBEDTLS ]] || die "build/gen/bundle.c missing: run make first"
 apt_install wrk nginx-light libnginx-mod-stream strace linux-perf gcc curl
 for c in wrk nginx strace perf gcc; do need "$c" "$c"; done
 
 # ---------------------------------------------------------------- the build with symbols
 BIN=$TMP/ugate-sym
+if [[ -z $AB_ONLY ]]; then
 log "building $BIN (glibc, -O2 -g -fno-omit-frame-pointer)"
 # native/build.mk as for every build, with the tool profile (-O2) and symbols.
 native_make O="$TMP/obj" CC=gcc PROFILE=tool CFLAGS="-g -fno-omit-frame-pointer -DNDEBUG" \
@@ -51,6 +65,7 @@ native_make O="$TMP/obj" CC=gcc PROFILE=tool CFLAGS="-g -fno-omit-frame-pointer 
 NATIVE_OBJS=("$TMP"/obj/native/*.o)
 # native/'s function names, to tell them from QuickJS's in the profile
 nm --defined-only "${NATIVE_OBJS[@]}" | awk '$2 ~ /^[tT]$/ {print $3}' | sort -u >"$TMP/native.syms"
+fi
 
 start_origin 1
 CONNLOAD=$TMP/connload
@@ -75,7 +90,7 @@ start_ugate() {
   else
     ugate_conf "$TMP/$name.json" "{ \"name\": \"fwd\", \"type\": \"forward\", \"listen\": \"127.0.0.1:$UG_PORT\", \"target\": \"127.0.0.1:$ORIGIN\" }"
   fi
-  start_bg "$logf" "$BIN" run --config "$TMP/$name.json" "$@"
+  start_bg "$logf" "${UG_BIN:-$BIN}" run --config "$TMP/$name.json" "$@"
   UG_PID=$BG_PID
   wait_listen "$UG_PORT" "$UG_PID" "$logf"
 }
@@ -86,6 +101,44 @@ load() {  # PORT: wrk (or connload through SOCKS5) for SECS seconds; prints the 
     wrk -t2 -c"$CONNS" -d"${SECS}s" -H "Connection: close" "http://127.0.0.1:$1/small" | awk '/requests in/ {print $1}'
   fi
 }
+
+# ---------------------------------------------------------------- 5. A/B (PROFILE_BASE_BIN)
+ab_section() {
+  local r name pid n c0 c1
+  echo "## 5. Same run: $BASE_BIN (base) against build/ugate (new), alternating, ${SECS} s of load each"
+  echo
+  echo "| round | binary | conn/s | CPU µs/conn | syscalls | epoll_ctl | batches to JS | context switches |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|"
+  for r in $(seq "$AB_ROUNDS"); do
+    for name in base new; do
+      UG_BIN=$ROOT/build/ugate
+      [[ $name == base ]] && UG_BIN=$BASE_BIN
+      start_ugate ab-$name ""
+      pid=$UG_PID
+      c0=$(cpu_ticks "$pid")
+      # the load as load() runs it, under perf stat's tracepoint counts
+      perf stat -x, -o "$TMP/ab.csv" -e context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_epoll_ctl \
+        -e syscalls:sys_enter_write --filter 'fd == 2' -p "$pid" -- \
+        bash -c "$(declare -f load); $(declare -p VIA CONNLOAD ORIGIN CONNS SECS); load $UG_PORT" >"$TMP/ab-load.txt"
+      c1=$(cpu_ticks "$pid")
+      stop_bg "$pid"
+      n=$(cat "$TMP/ab-load.txt")
+      [[ $n =~ ^[1-9][0-9]*$ ]] || die "A/B: no requests completed through $name"
+      awk -F, -v n="$n" -v r="$r" -v name="$name" -v secs="$SECS" -v cpu=$(((c1 - c0) * 1000000 / CLK_TCK)) '
+        /context-switches/ { cs = $1 } /raw_syscalls:sys_enter/ { sc = $1 }
+        /sys_enter_epoll_ctl/ { ec = $1 } /sys_enter_write/ { w = $1 }
+        END { printf "| %s | %s | %.0f | %.0f | %.2f | %.2f | %.3f | %.2f |\n", r, name, n / secs, cpu / n, sc / n, ec / n, w / n, cs / n }' "$TMP/ab.csv"
+    done
+  done
+  UG_BIN=
+  echo
+  echo "(CPU: utime+stime of the process from /proc over the load; the rest per connection, all threads)"
+  echo
+}
+if [[ -n $BASE_BIN ]]; then
+  ab_section
+  [[ -z $AB_ONLY ]] || exit 0
+fi
 
 # ---------------------------------------------------------------- 1. CPU per connection
 echo "## 1. CPU per connection (µs; utime+stime of each thread / connections; ${SECS} s of wrk -c$CONNS)"

@@ -144,7 +144,7 @@ struct fwd_listener {
   double resume_ms;  // > 0: paused (out of fds) until then
 };
 
-#define HUP_WATCH_MS 50  // a forward's dial waiting this long: watch its client for a hang-up
+#define HUP_WATCH_MS 50  // a dial or lookup waiting this long: watch its client for a hang-up
 
 enum { HANDSHAKE, RESOLVING, DIALING, RELAYING, FINISHED };
 enum { S_GREET, S_AUTH, S_REQUEST };
@@ -200,7 +200,7 @@ struct fconn {
   int client, upstream;  // owned here while DIALING
   int stage;
   bool hup_watched;                // the client's hang-up watch was set (watch_hangup)
-  double hup_ms;                   // forward: set the hang-up watch then if still dialing (0: no)
+  double hup_ms;                   // set the hang-up watch then if still dialing (0: no)
   int err;                         // dial failure's errno (reason "connect-error")
   const char *reason;              // set when the connection ended before the relay
   char src[INET6_ADDRSTRLEN + 8];  // IP:PORT ([v6]:PORT)
@@ -214,7 +214,7 @@ static struct {
   fconn *dial_head, *dial_tail;
   int timerfd;
   double armed_ms;   // the timerfd's deadline, 0 = disarmed
-  double hup_next;   // no forward's hup_ms is earlier (0 = none pending)
+  double hup_next;   // no connection's hup_ms is earlier (0 = none pending)
   JSValue cb;        // onForwardEvents: every batch
   JSValue socks_cb;  // onSocksRequests: the SOCKS connections waiting for JS
   fconn *ask_head, *ask_tail;
@@ -229,7 +229,11 @@ static struct {
   uint32_t nevents;
 } fw = {.timerfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
-static void flush(JSContext *ctx);
+static void flush_batch(JSContext *ctx, bool take_done);
+// After a loop event: the SOCKS asks and the events (the finished connections wait for the job).
+static inline void flush(JSContext *ctx) {
+  flush_batch(ctx, false);
+}
 
 static void listener_unref(fwd_listener *l) {
   if (--l->refs > 0) return;
@@ -565,6 +569,19 @@ static void watch_hangup(JSContext *ctx, fconn *c) {
     ug_loop_watch_c(ctx, c->client, ev, on_hangup, c);
 }
 
+// A dial or lookup mostly completes within a few ms (LAN, loopback): its
+// client gets the hang-up watch (watch_hangup) only if it still waits
+// HUP_WATCH_MS after `since` (the dial timerfd wakes for it:
+// watch_late_hangups). Watched at once, every connection paid an epoll_ctl
+// (a forward's ADD, a SOCKS client's MOD) and, the one-shot registration
+// outliving the dial, a loop wake-up for nothing when the client closed
+// during the relay. A SOCKS dial's next address keeps the first deadline.
+static void watch_hangup_later(fconn *c, double since) {
+  if (c->hup_watched || c->hup_ms > 0) return;
+  c->hup_ms = since + HUP_WATCH_MS;
+  if (fw.hup_next == 0 || c->hup_ms < fw.hup_next) fw.hup_next = c->hup_ms;
+}
+
 // Connect to `to` (a forward: its target; SOCKS: one of the addresses).
 static void dial(JSContext *ctx, fconn *c, const struct sockaddr *to, socklen_t to_len) {
   fwd_listener *l = c->l;
@@ -590,26 +607,14 @@ static void dial(JSContext *ctx, fconn *c, const struct sockaddr *to, socklen_t 
     fail(ctx, c, "connect-error", err);
     return;
   }
-  c->deadline_ms = (socks ? ug_now_ms() : c->start_ms) + l->timeout_ms;
+  double now = ug_now_ms();
+  c->deadline_ms = (socks ? now : c->start_ms) + l->timeout_ms;
   dial_insert(c);
-  if (socks) {
-    arm_timer(ctx);
-    watch_hangup(ctx, c);
-    return;
-  }
-  // A forward's dial mostly completes within a few ms (LAN, loopback): its
-  // client gets the hang-up watch only if the dial is still waiting after
-  // HUP_WATCH_MS. Watched at once, every connection paid an epoll_ctl ADD
-  // and, the one-shot registration outliving the dial, a loop wake-up for
-  // nothing when the client closed during the relay.
-  if (!c->hup_watched) {
-    c->hup_ms = c->start_ms + HUP_WATCH_MS;
-    if (fw.hup_next == 0 || c->hup_ms < fw.hup_next) fw.hup_next = c->hup_ms;
-  }
+  watch_hangup_later(c, socks ? now : c->start_ms);
   arm_timer(ctx);
 }
 
-// The forwards still dialing at their hup_ms get their hang-up watch; the
+// The connections still dialing (or resolving) at their hup_ms get their hang-up watch; the
 // earliest hup_ms still to come is the next one.
 static void watch_late_hangups(JSContext *ctx, double now) {
   fw.hup_next = 0;
@@ -949,10 +954,11 @@ static void route_apply(JSContext *ctx, fconn *c, socks_route *r) {
   }
   hs->dial_port = (uint16_t)r->port;
   c->stage = RESOLVING;
-  c->deadline_ms = ug_now_ms() + c->l->timeout_ms;
+  double now = ug_now_ms();
+  c->deadline_ms = now + c->l->timeout_ms;
   dial_insert(c);
+  watch_hangup_later(c, now);
   arm_timer(ctx);
-  watch_hangup(ctx, c);
 }
 
 // ---- kept routes: CONNECTs C answers without asking JS --------------------------
@@ -1519,16 +1525,24 @@ static bool group_add(conn_group *g, int *ng, const fconn *c) {
 }
 
 // Loop thread: the SOCKS connections waiting for JS first, then one call to
-// JS with every connection finished since the last batch and this turn's
-// events: cb(lines, counts, conns, relayed, events). An empty list is one
-// array kept for every batch (JS only reads them): most batches need only
-// the lines and the counts.
-static void flush(JSContext *ctx) {
+// JS with this turn's events and, when `take_done`, every connection
+// finished since the last batch: cb(lines, counts, conns, relayed, events).
+// An empty list is one array kept for every batch (JS only reads them): most
+// batches need only the lines and the counts. The finished connections go
+// to JS from the batch job (complete), which every push_done has posted,
+// and not from the flush after each loop event: that flush found the relay
+// thread's latest ones too, so JS was called once per event instead of once
+// per loop turn (JS calls from a JS call, forwardClose and
+// forwardCancelDialing, take them at once, as JS expects them gone).
+static void flush_batch(JSContext *ctx, bool take_done) {
   ask_js(ctx);
-  pthread_mutex_lock(&fw.lock);
-  fconn *done = fw.done_head;
-  fw.done_head = fw.done_tail = NULL;
-  pthread_mutex_unlock(&fw.lock);
+  fconn *done = NULL;
+  if (take_done) {
+    pthread_mutex_lock(&fw.lock);
+    done = fw.done_head;
+    fw.done_head = fw.done_tail = NULL;
+    pthread_mutex_unlock(&fw.lock);
+  }
   if (!done && JS_IsUndefined(fw.events)) return;
   if (JS_IsUndefined(fw.empty)) fw.empty = JS_NewArray(ctx);
   JSValue conns = JS_UNDEFINED, relayed = JS_UNDEFINED;
@@ -1580,7 +1594,7 @@ static void complete(JSContext *ctx, ug_job *job) {
   pthread_mutex_lock(&fw.lock);
   fw.job_posted = false;  // from here a new result posts again
   pthread_mutex_unlock(&fw.lock);
-  flush(ctx);
+  flush_batch(ctx, true);
 }
 
 // "10.0.0.0/8", "::1/128", or a bare address (all its bits).
@@ -1868,7 +1882,7 @@ static JSValue js_forward_close(UG_JS_PARAMS) {
     if (c->id != id || c->stage == FINISHED) continue;
     if (c->stage != RELAYING) {
       end_early(ctx, c, "closed");
-      flush(ctx);
+      flush_batch(ctx, true);
     } else {
       relay_abort(&c->r);  // its memory stays until its result reached this thread
     }
@@ -1880,7 +1894,7 @@ static JSValue js_forward_close(UG_JS_PARAMS) {
 // Shutdown: every native connection still dialing ends (reason "shutdown").
 static JSValue js_forward_cancel_dialing(UG_JS_PARAMS) {
   while (fw.dial_head) end_early(ctx, fw.dial_head, "shutdown");
-  flush(ctx);
+  flush_batch(ctx, true);
   return JS_UNDEFINED;
 }
 
