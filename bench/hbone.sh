@@ -11,6 +11,13 @@
 #                Node's http2 (test/lib/hbone.ts, via bench/hbone-load.ts)
 #   base-base    with BENCH_BASE only: ugate-ugate with that other binary at
 #                both ends (a build before a change, in the same run)
+#   relay-copy   the yardstick (iperf3 only): no TLS, no HTTP/2; ugate in gwa
+#                captures as for ugate-ugate and forwards (a `forward:` rule)
+#                to a `forward` listener of ugate in gwb, which dials srv;
+#                both with relay.splice false: recv/send through a 64 KiB
+#                buffer. What any user-space relay pair without kTLS costs on
+#                these hops; a TLS relay copies at least as much, plus AES-GCM
+#   relay-splice the same pair with splice (ugate's default relay)
 # Figures:
 #   - iperf3 through one tunnel, 1 and 4 streams (BENCH_STREAMS): Gbit/s,
 #     CPU s per GB of each side (utime+stime of the process, gwa and gwb)
@@ -126,6 +133,25 @@ cat >"$TMP/b.json" <<EOF
   "mesh": { "identityDir": "$ID/b", "trustDomain": "$TD" },
   "listeners": [ { "name": "mesh", "type": "hbone", "listen": "$B_MESH:15008", "allow": ["198.18.0.0/15"] } ] }
 EOF
+# The yardstick: a plain relay pair, copy or splice (relay-copy, relay-splice)
+RELAY_PORT=15009
+for m in copy splice; do
+  sp=false; [[ $m == copy ]] || sp=true
+  cat >"$TMP/ra-$m.json" <<EOF
+{ "limits": { "maxConnections": 20000, "maxPerSource": 20000 },
+  "relay": { "shutdownGrace": 0, "splice": $sp },
+  "dial": { "mark": 255 },
+  "listeners": [ { "name": "cap", "type": "redirect", "listen": "0.0.0.0:15001", "allow": ["198.18.0.0/15"] } ],
+  "capture": { "enabled": true, "listener": "cap", "lanInterfaces": ["a1"], "ports": [5201], "ipv6": false },
+  "rules": [ { "dstCidr": ["198.18.23.0/24"], "action": "forward:$B_MESH:$RELAY_PORT" } ] }
+EOF
+  cat >"$TMP/rb-$m.json" <<EOF
+{ "limits": { "maxConnections": 20000, "maxPerSource": 20000 },
+  "relay": { "shutdownGrace": 0, "splice": $sp },
+  "listeners": [ { "name": "fwd", "type": "forward", "listen": "$B_MESH:$RELAY_PORT", "target": "$SRV:5201",
+    "allow": ["198.18.0.0/15"] } ] }
+EOF
+done
 A_PID='' B_PID=''
 bin_of() { if [[ $1 == base ]]; then echo "$BENCH_BASE"; else echo "$UGATE_BIN"; fi; }  # ugate|base
 start_b() {  # SERVER (ugate|base|node): the HBONE server in gwb; sets B_PID
@@ -139,9 +165,19 @@ start_b() {  # SERVER (ugate|base|node): the HBONE server in gwb; sets B_PID
   fi
   wait_listen 15008 "$B_PID" "$TMP/b.log" netns
 }
-start_peer() {  # PEER (direct|A-B): A_PID, B_PID ("" when none)
+start_relay() {  # MODE (copy|splice): the plain relay pair; sets A_PID, B_PID
+  start_bg "$TMP/b.log" ip netns exec "$NS-gwb" "$UGATE_BIN" run --config "$TMP/rb-$1.json"
+  B_PID=$BG_PID
+  wait_ready_line "$B_PID" "$TMP/b.log"
+  wait_listen $RELAY_PORT "$B_PID" "$TMP/b.log" netns
+  start_bg "$TMP/a.log" ip netns exec "$NS-gwa" "$UGATE_BIN" run --config "$TMP/ra-$1.json"
+  A_PID=$BG_PID
+  wait_ready_line "$A_PID" "$TMP/a.log"
+}
+start_peer() {  # PEER (direct|relay-MODE|A-B): A_PID, B_PID ("" when none)
   A_PID='' B_PID=''
   [[ $1 != direct ]] || return 0
+  if [[ $1 == relay-* ]]; then start_relay "${1#relay-}"; return 0; fi
   start_b "${1#*-}"
   start_bg "$TMP/a.log" ip netns exec "$NS-gwa" "$(bin_of "${1%%-*}")" run --config "$TMP/a.json"
   A_PID=$BG_PID
@@ -227,10 +263,11 @@ fi
 PEERS=(direct ugate-ugate ugate-node)
 SERVERS=(ugate node)
 if [[ -n $BENCH_BASE ]]; then PEERS+=(base-base); SERVERS+=(base); fi
-NP=${#PEERS[@]} NS_=${#SERVERS[@]}
+IPEERS=("${PEERS[@]}" relay-copy relay-splice) # the relay pair forwards iperf3's port only
+NP=${#PEERS[@]} NI=${#IPEERS[@]} NS_=${#SERVERS[@]}
 for ((r = 1; r <= BENCH_ROUNDS; r++)); do
   for s in $BENCH_STREAMS; do
-    for ((k = 0; k < NP; k++)); do iperf_run "$r" "$s" "${PEERS[$(((k + r - 1) % NP))]}"; done
+    for ((k = 0; k < NI; k++)); do iperf_run "$r" "$s" "${IPEERS[$(((k + r - 1) % NI))]}"; done
   done
   for ((k = 0; k < NP; k++)); do streams_run "$r" "${PEERS[$(((k + r - 1) % NP))]}"; done
   for ((k = 0; k < NS_; k++)); do handshakes_run "$r" "${SERVERS[$(((k + r - 1) % NS_))]}"; done
@@ -258,7 +295,7 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { if (v == "") print "n/a"; else prin
   echo "| -P | peer | Gbit/s (median) | per round | × direct | × ugate-node | CPU s/GB gwa | CPU s/GB gwb |"
   echo "|---:|---|---:|---|---:|---:|---:|---:|"
   for s in $BENCH_STREAMS; do
-    for p in "${PEERS[@]}"; do
+    for p in "${IPEERS[@]}"; do
       echo "| $s | $p | $(fmt "$(med "P$s" "$p" gbps)" '%.2f') | $(rounds_of "P$s" "$p" gbps '%.2f')" \
         "| $(fmt "$(pratio "P$s" gbps "$p" direct)" '%.2f') | $(fmt "$(pratio "P$s" gbps "$p" ugate-node)" '%.2f')" \
         "| $(fmt "$(med "P$s" "$p" a_cpu_s_gb)" '%.2f') | $(fmt "$(med "P$s" "$p" b_cpu_s_gb)" '%.2f') |"
@@ -291,6 +328,13 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { if (v == "") print "n/a"; else prin
     x=$(pratio "P$s" gbps ugate-ugate ugate-node)
     echo "- $(verdict "$x" 2) ugate → ugate ≥ 2 × ugate → Node peer, -P $s: $(fmt "$x" '%.2f') ×"
   done
+  echo
+  echo "The yardstick: a plain relay pair (no TLS, no HTTP/2) on the same hops, same rounds:"
+  for s in $BENCH_STREAMS; do
+    echo "- -P $s: relay-copy $(fmt "$(pratio "P$s" gbps relay-copy direct)" '%.2f') ×," \
+      "relay-splice $(fmt "$(pratio "P$s" gbps relay-splice direct)" '%.2f') × direct;" \
+      "ugate-ugate $(fmt "$(pratio "P$s" gbps ugate-ugate relay-copy)" '%.2f') × relay-copy"
+  done
   if [[ -n $BENCH_BASE ]]; then
     echo
     for s in $BENCH_STREAMS; do
@@ -298,7 +342,7 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { if (v == "") print "n/a"; else prin
     done
   fi
   echo
-  echo "CPU: utime+stime of the process in gwa (ugate) and in gwb (ugate or node) per 10⁹ bytes iperf3 received,"
+  echo "CPU: utime+stime of the process in gwa (ugate) and in gwb (ugate, node or the relay) per 10⁹ bytes iperf3 received,"
   echo "per stream, per handshake; client, servers and both gateways share the same CPUs."
 } >"$REPORT"
 echo

@@ -39,15 +39,16 @@ struct hb_stream {
   uint32_t id;             // 0 until h2_open (client)
   int fd;                  // -1 until hbone_accept (server)
   uint64_t tag;
-  bool watched;      // fd is in the engine's epoll set: bridging
-  bool responded;    // client: the response came (HB_OPENED reported)
-  bool rd_eof;       // the socket's EOF was read and END_STREAM sent
-  bool rd_blocked;   // stopped reading the socket for lack of room in the tunnel
-  bool peer_end;     // END_STREAM received
-  bool wr_shut;      // shutdown(SHUT_WR) done after peer_end
-  bool h2_gone;      // the HTTP/2 stream is closed
-  bool client;       // opened by hbone_open (reports HB_OPENED)
-  bool dead;         // finished: freed after this round (an event may still name it)
+  bool watched;     // fd is in the engine's epoll set: bridging
+  bool responded;   // client: the response came (HB_OPENED reported)
+  bool rd_eof;      // the socket's EOF was read and END_STREAM sent
+  bool rd_blocked;  // stopped reading the socket for lack of room in the tunnel
+  bool drain;       // a FIN, error or urgent byte was seen: read to EAGAIN, even after a short read
+  bool peer_end;    // END_STREAM received
+  bool wr_shut;     // shutdown(SHUT_WR) done after peer_end
+  bool h2_gone;     // the HTTP/2 stream is closed
+  bool client;      // opened by hbone_open (reports HB_OPENED)
+  bool dead;        // finished: freed after this round (an event may still name it)
   uint8_t *initial;  // server: bytes to send into the tunnel first (upstream proxy's rest)
   size_t initial_off, initial_len;
   uint8_t *out;  // tunnel → socket bytes not yet written (h2_consumed once written)
@@ -279,6 +280,7 @@ static void stream_event(engine_handler *h, uint32_t events) {
     conn_flush(c);
     return;
   }
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI)) s->drain = true;
   // Out first: a write error ends the stream before reading matters.
   bool alive = true;
   if (s->out_len > s->out_off || (s->peer_end && !s->wr_shut)) alive = stream_pump_out(s);
@@ -289,7 +291,7 @@ static void stream_event(engine_handler *h, uint32_t events) {
 // Register the socket: the engine reports its first readiness at once.
 static bool stream_bridge(hb_stream *s) {
   s->h.on_event = stream_event;
-  if (engine_watch(hb.e, s->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &s->h) < 0)
+  if (engine_watch(hb.e, s->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET, &s->h) < 0)
     return stream_fail(s, "socket-error", errno);
   s->watched = true;
   return true;
@@ -397,6 +399,10 @@ static bool stream_pump_in(hb_stream *s) {
       return stream_fail(s, "tunnel-error", 0);
     s->to_tunnel += n;
     c->to_tunnel += n;
+    // A short read emptied the socket: bytes arriving later raise a new edge, so
+    // no recv is needed just to see EAGAIN (as relay.c's copy). Not so once a FIN,
+    // error or urgent byte was seen: a recv stops short of those and must go on.
+    if ((size_t)n < want && !s->drain) return true;
   }
 }
 

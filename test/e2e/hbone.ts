@@ -5,6 +5,7 @@
 // to the mesh client, a SOCKS client's to the peer), ztunnel's 400 / 401 /
 // 503 answers, garbage instead of HTTP/2, fds back to the baseline.
 
+import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import http2 from 'node:http2'
 import net from 'node:net'
@@ -168,6 +169,51 @@ t.test('hbone listener: Node http2 as the mesh client', async (t) => {
   checkFds(t, ug)
   await finish(t, ug, 0)
 })
+
+// A stream's socket is not read again after a short read (bytes arriving later
+// raise a new edge), unless a FIN or an urgent byte came with it: a read stops
+// short at an urgent mark (MSG_OOB, not inline: never part of the stream), and
+// data with the FIN behind it may be all one edge. The destination sends
+// everything at once and closes before ugate reads: every byte and the EOF
+// must still reach the mesh client.
+for (const [flow, lead] of [
+  ['short', 3],
+  ['bulk', 200 * 1024],
+] as const) {
+  t.test(`hbone listener: urgent data and a FIN behind a short read (${flow})`, async (t) => {
+    const server = `
+import socket, sys
+l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(1)
+print(l.getsockname()[1], flush=True)
+c, _ = l.accept()
+c.sendall(b'a' * int(sys.argv[1])); c.send(b'!', socket.MSG_OOB); c.sendall(b'def')
+c.shutdown(socket.SHUT_WR); c.recv(1); c.close()
+`
+    const py = spawn('python3', ['-c', server, String(lead)], { stdio: ['ignore', 'pipe', 'inherit'] })
+    t.teardown(() => py.kill())
+    const port = await within(
+      new Promise<number>((ok) => py.stdout.once('data', (d: Buffer) => ok(Number(d.toString().trim())))),
+      10_000,
+      'python server port',
+    )
+    const ug = await startConfig(t, proxyConfig([listener('mesh', 'hbone')], ids.config('b')))
+    const client = ids.connect('client', ug.port('mesh'))
+    t.teardown(() => client.destroy())
+    const s = client.request({ ':method': 'CONNECT', ':authority': `127.0.0.1:${port}` }, { endStream: false })
+    let tail = ''
+    s.on('data', (d: Buffer) => (tail = (tail + d.toString('latin1')).slice(-3)))
+    const back = collect(s)
+    const ended = new Promise((ok) => s.once('end', ok))
+    await within(ended, 10_000, 'END_STREAM after the last byte')
+    s.end()
+    const b = await back
+    t.equal(b.status, 200, 'CONNECT answered 200')
+    t.equal(b.bytes, lead + 3, 'every byte came, the urgent one left out')
+    t.equal(tail, 'def', 'the bytes behind the urgent mark last')
+    await new Promise<void>((ok) => client.close(ok))
+    await finish(t, ug, 0)
+  })
+}
 
 t.test('hbone upstream: Node http2 as a ztunnel-like server', async (t) => {
   const seen: { authority: string; headers: http2.IncomingHttpHeaders; rst: number }[] = []
