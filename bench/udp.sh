@@ -11,6 +11,11 @@
 #   socat    socat's UDP relay in the gw (UDP4-LISTEN,fork → the server; the
 #            client sends to the gw's address, iperf3's TCP control through
 #            a second socat)
+#   minimal  the yardstick of a user-space relay: bench/udp-flood.c's relay
+#            mode in the gw (one flow, no TPROXY: the client sends to the
+#            gw's address as to socat; a thread per direction, blocking
+#            recvmmsg then one sendmmsg: 2 system calls per wake, nothing
+#            else), iperf3's TCP control through socat
 # at 1 400-byte and 64-byte datagrams (iperf3 -l, unlimited rate -b 0):
 # received Gbit/s and packets/s, loss, where datagrams were dropped (full
 # receive buffers of the gw's sockets, or of the server's: RcvbufErrors), CPU
@@ -33,7 +38,7 @@
 #   BENCH_SECONDS=10     iperf3 duration per run
 #   BENCH_ROUNDS=2       rounds; every peer runs once per round and size
 #   BENCH_SIZES="1400 64" datagram sizes (iperf3 -l)
-#   BENCH_PEERS="kernel ugate socat" (and base with UGATE_BASE_BIN)
+#   BENCH_PEERS="kernel ugate socat minimal" (and base with UGATE_BASE_BIN)
 #   BENCH_FLOWS=10000    flows held for the memory figure and the held run (0 = skip)
 #   BENCH_FLOOD_FLOWS="1 4" flood mode: flows per run ("" = skip the mode)
 #   BENCH_DOC=-          a file whose "bench/udp.sh output" section is rewritten; "-" = none
@@ -47,7 +52,7 @@ BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_ROUNDS=${BENCH_ROUNDS:-2}
 BENCH_SIZES=${BENCH_SIZES:-"1400 64"}
 UGATE_BASE_BIN=${UGATE_BASE_BIN:-}
-ALL_PEERS="kernel ugate socat${UGATE_BASE_BIN:+ base}"
+ALL_PEERS="kernel ugate socat minimal${UGATE_BASE_BIN:+ base}"
 BENCH_PEERS=${BENCH_PEERS:-$ALL_PEERS}
 BENCH_FLOWS=${BENCH_FLOWS:-10000}
 BENCH_FLOOD_FLOWS=${BENCH_FLOOD_FLOWS-"1 4"}
@@ -74,7 +79,7 @@ need node nodejs
 need nft nftables
 need ip iproute2
 FLOOD=$TMP/udp-flood
-if [[ -n $BENCH_FLOOD_FLOWS ]]; then
+if [[ -n $BENCH_FLOOD_FLOWS || " $BENCH_PEERS " == *" minimal "* ]]; then
   need gcc gcc
   gcc -O2 -Wall -Wextra -Werror -o "$FLOOD" "$ROOT/bench/udp-flood.c" || die "bench/udp-flood.c does not compile"
 fi
@@ -121,6 +126,14 @@ start_peer() {  # PEER [PORT]: sets PEER_PIDS (processes whose CPU is counted) a
     socat)
       start_bg "$TMP/socat-udp.log" ip netns exec "$NS-gw" socat -b 65536 UDP4-LISTEN:5301,bind="$GW_LAN",reuseaddr,fork "UDP4:$SRV:$dport"
       PEER_PIDS=("$BG_PID")
+      start_bg "$TMP/socat-tcp.log" ip netns exec "$NS-gw" socat TCP4-LISTEN:5301,bind="$GW_LAN",reuseaddr,fork "TCP4:$SRV:5201"
+      PEER_PIDS+=("$BG_PID")
+      wait_listen 5301 "$BG_PID" "$TMP/socat-tcp.log" netns
+      TARGET="$GW_LAN 5301" ;;
+    minimal)
+      start_bg "$logf" ip netns exec "$NS-gw" "$FLOOD" relay "$GW_LAN" 5301 "$SRV" "$dport"
+      PEER_PIDS=("$BG_PID")
+      wait_held "$BG_PID" "$logf" 10 "minimal relay"
       start_bg "$TMP/socat-tcp.log" ip netns exec "$NS-gw" socat TCP4-LISTEN:5301,bind="$GW_LAN",reuseaddr,fork "TCP4:$SRV:5201"
       PEER_PIDS+=("$BG_PID")
       wait_listen 5301 "$BG_PID" "$TMP/socat-tcp.log" netns
@@ -377,6 +390,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
       echo "  flood, $f flow(s): ugate packets/s = $(ratio "$(med "f$f:$size" ugate pps)" "$(med "f$f:$size" kernel pps)") × kernel forwarding," \
         "$(ratio "$(med "f$f:$size" ugate pps)" "$(med "f$f:$size" socat pps)") × socat"
     done
+    [[ " $BENCH_PEERS " != *" minimal "* ]] || echo "  minimal relay (yardstick): $(ratio "$(med "$size" minimal pps)" "$(med "$size" kernel pps)") × kernel forwarding," \
+      "$(ratio "$(med "$size" minimal pps)" "$(med "$size" socat pps)") × socat; ugate ÷ minimal: $(ratio "$(med "$size" ugate pps)" "$(med "$size" minimal pps)") × the packets/s," \
+      "$(ratio "$(med "$size" ugate cpu_us_read)" "$(med "$size" minimal cpu_us_read)") × the CPU per datagram read"
     [[ " $BENCH_PEERS " != *" base "* ]] || echo "  ugate ÷ base: $(ratio "$(med "$size" ugate pps)" "$(med "$size" base pps)") × the packets/s," \
       "$(ratio "$(med "$size" ugate cpu_us_read)" "$(med "$size" base cpu_us_read)") × the CPU per datagram read"
   done
