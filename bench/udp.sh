@@ -16,7 +16,7 @@
 #            gw's address as to socat; a thread per direction, blocking
 #            recvmmsg then one sendmmsg: 2 system calls per wake, nothing
 #            else), iperf3's TCP control through socat
-# at 1 400-byte and 64-byte datagrams (iperf3 -l, unlimited rate -b 0):
+# at 1 400-byte and 64-byte datagrams (iperf3 -l, unlimited rate -b 0 unless BENCH_RATE):
 # received Gbit/s and packets/s, loss, where datagrams were dropped (full
 # receive buffers of the gw's sockets, or of the server's: RcvbufErrors), CPU
 # of the relay per million packets received and per datagram it read (the
@@ -38,6 +38,9 @@
 #   BENCH_SECONDS=10     iperf3 duration per run
 #   BENCH_ROUNDS=2       rounds; every peer runs once per round and size
 #   BENCH_SIZES="1400 64" datagram sizes (iperf3 -l)
+#   BENCH_RATE=0         iperf3 -b (0: unlimited); a rate the server keeps up
+#                        with (say 50M) gives the relay about one datagram per
+#                        wake: its cost per wake, whatever the machine's load
 #   BENCH_PEERS="kernel ugate socat minimal" (and base with UGATE_BASE_BIN)
 #   BENCH_FLOWS=10000    flows held for the memory figure and the held run (0 = skip)
 #   BENCH_FLOOD_FLOWS="1 4" flood mode: flows per run ("" = skip the mode)
@@ -51,6 +54,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_ROUNDS=${BENCH_ROUNDS:-2}
 BENCH_SIZES=${BENCH_SIZES:-"1400 64"}
+BENCH_RATE=${BENCH_RATE:-0}
 UGATE_BASE_BIN=${UGATE_BASE_BIN:-}
 ALL_PEERS="kernel ugate socat minimal${UGATE_BASE_BIN:+ base}"
 BENCH_PEERS=${BENCH_PEERS:-$ALL_PEERS}
@@ -67,6 +71,7 @@ UGATE_BIN=${UGATE_BIN:-$ROOT/build/ugate}
 [[ $BENCH_ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
 [[ $BENCH_FLOWS =~ ^[0-9]+$ ]] || die "BENCH_FLOWS must be a number"
 for f in $BENCH_FLOOD_FLOWS; do if ! [[ $f =~ ^[1-9][0-9]*$ ]] || ((f > 4096)); then die "BENCH_FLOOD_FLOWS: bad flow count '$f' (1-4096)"; fi; done
+[[ $BENCH_RATE =~ ^[0-9]+[KMG]?$ ]] || die "BENCH_RATE: bad rate '$BENCH_RATE' (iperf3 -b: 0, 50M, ...)"
 for s in $BENCH_SIZES; do if ! [[ $s =~ ^[1-9][0-9]*$ ]] || ((s > 65507)); then die "BENCH_SIZES: bad size '$s'"; fi; done
 for p in $BENCH_PEERS; do [[ " $ALL_PEERS " == *" $p "* ]] || die "BENCH_PEERS: unknown peer '$p' (known: $ALL_PEERS)"; done
 [[ $(id -u) == 0 ]] || die "needs root (network namespaces, nftables, policy routing)"
@@ -164,7 +169,7 @@ iperf_run() {  # ROUND SIZE PEER KEY
   read -r g0 gd0 <<<"$(udp_snmp gw)"
   read -r _ sd0 <<<"$(udp_snmp srv)"
   timeout $((BENCH_SECONDS + 30)) ip netns exec "$NS-cli" \
-    iperf3 -c "$host" -p "$port" -u -b 0 -l "$size" -t "$BENCH_SECONDS" -J >"$json" 2>&1 ||
+    iperf3 -c "$host" -p "$port" -u -b "$BENCH_RATE" -l "$size" -t "$BENCH_SECONDS" -J >"$json" 2>&1 ||
     { cat "$json" >&2; [[ ! -f $TMP/$peer.log ]] || show_log "$TMP/$peer.log"; die "iperf3 -u through $peer failed"; }
   ((${#PEER_PIDS[@]} == 0)) || c1=$(cpu_ticks "${PEER_PIDS[@]}")
   read -r g1 gd1 <<<"$(udp_snmp gw)"
