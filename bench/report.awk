@@ -136,7 +136,8 @@ END {
   }
   if (NP["udp"]) {
     heading("Transparent UDP (bench/udp.sh)", "iperf3 -u from a client namespace to a server namespace through a router " \
-      "namespace: forwarded by the kernel (the ceiling), captured by ugate (TPROXY), or relayed by socat.")
+      "namespace: forwarded by the kernel (the ceiling), captured by ugate (TPROXY), or relayed by socat or by " \
+      "a minimal user-space relay (bench/udp-flood.c relay: the yardstick).")
     chart("bench-udp", "udp", "pps")
     print "@UDP_REPORT@"
     print ""

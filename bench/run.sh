@@ -16,7 +16,8 @@
 #   transparent  iperf3 captured by nftables REDIRECT, in network namespaces
 #                the suite creates: ugate vs redsocks → microsocks
 #   udp          iperf3 -u captured by TPROXY (bench/udp.sh): ugate vs kernel
-#                forwarding vs socat, 1 400- and 64-byte datagrams; the same
+#                forwarding vs socat vs a minimal user-space relay (the
+#                yardstick), 1 400- and 64-byte datagrams; the same
 #                through bench/udp-flood.c (flood mode: the relay the limit);
 #                memory per idle flow (BENCH_FLOWS of them)
 #   memory       idle RSS, and the RSS delta per idle relayed connection
@@ -422,7 +423,7 @@ declare -A CHART=(
   [bench-conn-cpu]="relay CPU per connection|µs per connection"
   [bench-socks]="SOCKS5 bulk download (curl --socks5-hostname)|Gbit/s"
   [bench-transparent]="iperf3 captured by nftables REDIRECT (namespaces)|Gbit/s"
-  [bench-udp]="iperf3 -u: kernel forwarding, ugate (TPROXY), socat (namespaces)|packets/s"
+  [bench-udp]="iperf3 -u: kernel forwarding, ugate (TPROXY), socat, minimal relay (namespaces)|packets/s"
   [bench-memory]="RSS per idle relayed connection|bytes"
   [bench-start]="start → accepting|ms"
 )

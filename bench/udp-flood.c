@@ -10,9 +10,19 @@
 //     Counts the datagrams arriving on ADDR:PORT until none came for 1 s
 //     after the first (fails when none came within 60 s). Prints "received N bytes B seconds S" (S:
 //     first to last datagram).
+//   udp-flood relay ADDR PORT TO_ADDR TO_PORT
+//     The yardstick of a user-space relay (bench/udp.sh's minimal peer): one
+//     flow, no TPROXY. Datagrams arriving on ADDR:PORT go to TO_ADDR:TO_PORT
+//     from one connected socket, the replies back to the client that sent
+//     last. Each direction is a thread blocked in recvmmsg (MSG_WAITFORONE,
+//     64 at a time) that passes what it got on in one sendmmsg: two system
+//     calls per wake, no event loop, no flow table, no GSO. Prints "held:
+//     relaying" once bound; runs until killed.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +114,79 @@ static int do_recv(struct sockaddr_in at) {
   return 0;
 }
 
+// relay: the client's address, written by the up thread when it changes,
+// read by the down thread per batch.
+static pthread_mutex_t client_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sockaddr_in client;
+static int listen_fd, out_fd;
+static uint8_t down_buf[BATCH][DGRAM_MAX];
+
+// Receive up to BATCH datagrams on `from` (blocking until one), send them on
+// `to` (to `dst`, or connected when NULL); forever.
+static void relay_loop(int from, int to, uint8_t (*b)[DGRAM_MAX], bool up) {
+  struct mmsghdr rm[BATCH], sm[BATCH];
+  struct iovec riov[BATCH], siov[BATCH];
+  struct sockaddr_in src[BATCH], dst;
+  for (int i = 0; i < BATCH; i++) riov[i] = (struct iovec){b[i], DGRAM_MAX};
+  for (;;) {
+    for (int i = 0; i < BATCH; i++)
+      rm[i].msg_hdr = (struct msghdr){
+          .msg_name = &src[i], .msg_namelen = sizeof src[i], .msg_iov = &riov[i], .msg_iovlen = 1};
+    int n = recvmmsg(from, rm, BATCH, MSG_WAITFORONE, NULL);
+    if (n <= 0) continue;
+    if (up) {
+      struct sockaddr_in *last = &src[n - 1];
+      if (last->sin_port != client.sin_port || last->sin_addr.s_addr != client.sin_addr.s_addr) {
+        pthread_mutex_lock(&client_lock);
+        client = *last;
+        pthread_mutex_unlock(&client_lock);
+      }
+    } else {
+      pthread_mutex_lock(&client_lock);
+      dst = client;
+      pthread_mutex_unlock(&client_lock);
+      if (dst.sin_port == 0) continue;  // no client yet
+    }
+    for (int i = 0; i < n; i++) {
+      siov[i] = (struct iovec){b[i], rm[i].msg_len};
+      sm[i].msg_hdr = (struct msghdr){.msg_name = up ? NULL : &dst,
+                                      .msg_namelen = up ? 0 : sizeof dst,
+                                      .msg_iov = &siov[i],
+                                      .msg_iovlen = 1};
+    }
+    // A refused datagram (say ECONNREFUSED from an ICMP error) is dropped, as by any relay.
+    for (int k = 0; k < n;) {
+      int m = sendmmsg(to, sm + k, (unsigned)(n - k), 0);
+      k += m > 0 ? m : 1;
+    }
+  }
+}
+
+static void *relay_down(void *arg) {
+  (void)arg;
+  relay_loop(out_fd, listen_fd, down_buf, false);
+  return NULL;
+}
+
+static int do_relay(struct sockaddr_in at, struct sockaddr_in to) {
+  listen_fd = socket(AF_INET, SOCK_DGRAM, 0);
+  out_fd = socket(AF_INET, SOCK_DGRAM, 0);
+  int one = 1, big = 4 << 20;  // ugate's listener has 4 MiB too
+  if (listen_fd < 0 || out_fd < 0 ||
+      setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+      bind(listen_fd, (struct sockaddr *)&at, sizeof at) < 0 ||
+      connect(out_fd, (struct sockaddr *)&to, sizeof to) < 0)
+    die("relay: socket");
+  if (setsockopt(listen_fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big) < 0)
+    setsockopt(listen_fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+  pthread_t t;
+  if (pthread_create(&t, NULL, relay_down, NULL) != 0) die("pthread_create");
+  printf("held: relaying\n");  // bench/lib.sh wait_held waits for it
+  fflush(stdout);
+  relay_loop(listen_fd, out_fd, buf, true);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc == 7 && strcmp(argv[1], "send") == 0) {
     long size = atol(argv[4]), seconds = atol(argv[5]), flows = atol(argv[6]);
@@ -114,7 +197,10 @@ int main(int argc, char **argv) {
     return do_send(addr_of(argv[2], argv[3]), size, seconds, flows);
   }
   if (argc == 4 && strcmp(argv[1], "recv") == 0) return do_recv(addr_of(argv[2], argv[3]));
+  if (argc == 6 && strcmp(argv[1], "relay") == 0)
+    return do_relay(addr_of(argv[2], argv[3]), addr_of(argv[4], argv[5]));
   fprintf(stderr,
-          "usage: udp-flood send ADDR PORT SIZE SECONDS FLOWS | udp-flood recv ADDR PORT\n");
+          "usage: udp-flood send ADDR PORT SIZE SECONDS FLOWS | udp-flood recv ADDR PORT |"
+          " udp-flood relay ADDR PORT TO_ADDR TO_PORT\n");
   return 2;
 }

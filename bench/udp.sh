@@ -11,7 +11,12 @@
 #   socat    socat's UDP relay in the gw (UDP4-LISTEN,fork → the server; the
 #            client sends to the gw's address, iperf3's TCP control through
 #            a second socat)
-# at 1 400-byte and 64-byte datagrams (iperf3 -l, unlimited rate -b 0):
+#   minimal  the yardstick of a user-space relay: bench/udp-flood.c's relay
+#            mode in the gw (one flow, no TPROXY: the client sends to the
+#            gw's address as to socat; a thread per direction, blocking
+#            recvmmsg then one sendmmsg: 2 system calls per wake, nothing
+#            else), iperf3's TCP control through socat
+# at 1 400-byte and 64-byte datagrams (iperf3 -l, unlimited rate -b 0 unless BENCH_RATE):
 # received Gbit/s and packets/s, loss, where datagrams were dropped (full
 # receive buffers of the gw's sockets, or of the server's: RcvbufErrors), CPU
 # of the relay per million packets received and per datagram it read (the
@@ -33,7 +38,10 @@
 #   BENCH_SECONDS=10     iperf3 duration per run
 #   BENCH_ROUNDS=2       rounds; every peer runs once per round and size
 #   BENCH_SIZES="1400 64" datagram sizes (iperf3 -l)
-#   BENCH_PEERS="kernel ugate socat" (and base with UGATE_BASE_BIN)
+#   BENCH_RATE=0         iperf3 -b (0: unlimited); a rate the server keeps up
+#                        with (say 50M) gives the relay about one datagram per
+#                        wake: its cost per wake, whatever the machine's load
+#   BENCH_PEERS="kernel ugate socat minimal" (and base with UGATE_BASE_BIN)
 #   BENCH_FLOWS=10000    flows held for the memory figure and the held run (0 = skip)
 #   BENCH_FLOOD_FLOWS="1 4" flood mode: flows per run ("" = skip the mode)
 #   BENCH_DOC=-          a file whose "bench/udp.sh output" section is rewritten; "-" = none
@@ -46,8 +54,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_ROUNDS=${BENCH_ROUNDS:-2}
 BENCH_SIZES=${BENCH_SIZES:-"1400 64"}
+BENCH_RATE=${BENCH_RATE:-0}
 UGATE_BASE_BIN=${UGATE_BASE_BIN:-}
-ALL_PEERS="kernel ugate socat${UGATE_BASE_BIN:+ base}"
+ALL_PEERS="kernel ugate socat minimal${UGATE_BASE_BIN:+ base}"
 BENCH_PEERS=${BENCH_PEERS:-$ALL_PEERS}
 BENCH_FLOWS=${BENCH_FLOWS:-10000}
 BENCH_FLOOD_FLOWS=${BENCH_FLOOD_FLOWS-"1 4"}
@@ -62,6 +71,7 @@ UGATE_BIN=${UGATE_BIN:-$ROOT/build/ugate}
 [[ $BENCH_ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
 [[ $BENCH_FLOWS =~ ^[0-9]+$ ]] || die "BENCH_FLOWS must be a number"
 for f in $BENCH_FLOOD_FLOWS; do if ! [[ $f =~ ^[1-9][0-9]*$ ]] || ((f > 4096)); then die "BENCH_FLOOD_FLOWS: bad flow count '$f' (1-4096)"; fi; done
+[[ $BENCH_RATE =~ ^[0-9]+[KMG]?$ ]] || die "BENCH_RATE: bad rate '$BENCH_RATE' (iperf3 -b: 0, 50M, ...)"
 for s in $BENCH_SIZES; do if ! [[ $s =~ ^[1-9][0-9]*$ ]] || ((s > 65507)); then die "BENCH_SIZES: bad size '$s'"; fi; done
 for p in $BENCH_PEERS; do [[ " $ALL_PEERS " == *" $p "* ]] || die "BENCH_PEERS: unknown peer '$p' (known: $ALL_PEERS)"; done
 [[ $(id -u) == 0 ]] || die "needs root (network namespaces, nftables, policy routing)"
@@ -74,7 +84,7 @@ need node nodejs
 need nft nftables
 need ip iproute2
 FLOOD=$TMP/udp-flood
-if [[ -n $BENCH_FLOOD_FLOWS ]]; then
+if [[ -n $BENCH_FLOOD_FLOWS || " $BENCH_PEERS " == *" minimal "* ]]; then
   need gcc gcc
   gcc -O2 -Wall -Wextra -Werror -o "$FLOOD" "$ROOT/bench/udp-flood.c" || die "bench/udp-flood.c does not compile"
 fi
@@ -125,6 +135,14 @@ start_peer() {  # PEER [PORT]: sets PEER_PIDS (processes whose CPU is counted) a
       PEER_PIDS+=("$BG_PID")
       wait_listen 5301 "$BG_PID" "$TMP/socat-tcp.log" netns
       TARGET="$GW_LAN 5301" ;;
+    minimal)
+      start_bg "$logf" ip netns exec "$NS-gw" "$FLOOD" relay "$GW_LAN" 5301 "$SRV" "$dport"
+      PEER_PIDS=("$BG_PID")
+      wait_held "$BG_PID" "$logf" 10 "minimal relay"
+      start_bg "$TMP/socat-tcp.log" ip netns exec "$NS-gw" socat TCP4-LISTEN:5301,bind="$GW_LAN",reuseaddr,fork "TCP4:$SRV:5201"
+      PEER_PIDS+=("$BG_PID")
+      wait_listen 5301 "$BG_PID" "$TMP/socat-tcp.log" netns
+      TARGET="$GW_LAN 5301" ;;
   esac
 }
 stop_peer() { local p; for p in "${PEER_PIDS[@]}"; do stop_bg "$p"; done; PEER_PIDS=(); }
@@ -151,7 +169,7 @@ iperf_run() {  # ROUND SIZE PEER KEY
   read -r g0 gd0 <<<"$(udp_snmp gw)"
   read -r _ sd0 <<<"$(udp_snmp srv)"
   timeout $((BENCH_SECONDS + 30)) ip netns exec "$NS-cli" \
-    iperf3 -c "$host" -p "$port" -u -b 0 -l "$size" -t "$BENCH_SECONDS" -J >"$json" 2>&1 ||
+    iperf3 -c "$host" -p "$port" -u -b "$BENCH_RATE" -l "$size" -t "$BENCH_SECONDS" -J >"$json" 2>&1 ||
     { cat "$json" >&2; [[ ! -f $TMP/$peer.log ]] || show_log "$TMP/$peer.log"; die "iperf3 -u through $peer failed"; }
   ((${#PEER_PIDS[@]} == 0)) || c1=$(cpu_ticks "${PEER_PIDS[@]}")
   read -r g1 gd1 <<<"$(udp_snmp gw)"
@@ -377,6 +395,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
       echo "  flood, $f flow(s): ugate packets/s = $(ratio "$(med "f$f:$size" ugate pps)" "$(med "f$f:$size" kernel pps)") × kernel forwarding," \
         "$(ratio "$(med "f$f:$size" ugate pps)" "$(med "f$f:$size" socat pps)") × socat"
     done
+    [[ " $BENCH_PEERS " != *" minimal "* ]] || echo "  minimal relay (yardstick): $(ratio "$(med "$size" minimal pps)" "$(med "$size" kernel pps)") × kernel forwarding," \
+      "$(ratio "$(med "$size" minimal pps)" "$(med "$size" socat pps)") × socat; ugate ÷ minimal: $(ratio "$(med "$size" ugate pps)" "$(med "$size" minimal pps)") × the packets/s," \
+      "$(ratio "$(med "$size" ugate cpu_us_read)" "$(med "$size" minimal cpu_us_read)") × the CPU per datagram read"
     [[ " $BENCH_PEERS " != *" base "* ]] || echo "  ugate ÷ base: $(ratio "$(med "$size" ugate pps)" "$(med "$size" base pps)") × the packets/s," \
       "$(ratio "$(med "$size" ugate cpu_us_read)" "$(med "$size" base cpu_us_read)") × the CPU per datagram read"
   done

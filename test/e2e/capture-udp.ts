@@ -7,6 +7,9 @@
 // sent to. Full cone: one mapping per client source whatever the
 // destination, and a remote the client never contacted reaches it.
 
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
 import { ADDR, checkTableGone } from '../lib/netns.js'
@@ -195,6 +198,80 @@ t.test(
     )
     const res = await ug.stop()
     checkCleanExit(t, ug, res)
+  },
+)
+
+/**
+ * Attach strace to a running ugate (all its threads: netns and StartOptions.wrap
+ * do not combine) for `trace`; resolves once every thread is attached. `stop`
+ * detaches (SIGINT) and returns the trace's lines.
+ */
+async function straceAttach(t: Test, pid: number, dir: string, trace: string) {
+  const out = join(dir, `strace-${pid}`)
+  const st = spawn('strace', ['-f', '-e', `trace=${trace}`, '-o', out, '-p', String(pid)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
+  const exited = new Promise<number | null>((res) => st.on('exit', (code) => res(code)))
+  t.teardown(() => {
+    if (st.exitCode === null) st.kill('SIGKILL')
+  })
+  let err = ''
+  await new Promise<void>((res, rej) => {
+    st.stderr.on('data', (d: Buffer) => {
+      err += d.toString()
+      // "Process N attached with K threads" (or "Process N attached": one thread)
+      if (/Process \d+ attached/.test(err)) res()
+    })
+    void exited.then((code) => rej(new Error(`strace exited (${code}) before attaching: ${err}`)))
+  })
+  return {
+    async stop() {
+      st.kill('SIGINT')
+      await exited
+      return readFileSync(out, 'utf8')
+        .split('\n')
+        .filter((l) => l.length > 0)
+    },
+  }
+}
+
+t.test(
+  'one datagram per wake: one recvmmsg and one sendmmsg each way, no read that finds nothing, no epoll_ctl',
+  async (t) => {
+    const { topo, client } = await peers(t)
+    const ug = await start(t, topo, {})
+    await client.bind('c', ADDR.client4)
+    // The flow opens first (its route and its outbound socket's registration).
+    const first = await exchange(client, 'c', ADDR.server4, ECHO, Buffer.from('open'))
+    t.equal(first.data, Buffer.from('open').toString('hex'), 'the flow is open')
+    const st = await straceAttach(t, ug.pid!, topo.dir, 'recvmmsg,sendmmsg,epoll_ctl')
+    // Each datagram waits for its echo: every wake of the UDP thread has one.
+    const N = 20
+    for (let i = 0; i < N; i++) {
+      const payload = Buffer.from(`ping ${i}`)
+      const m = await exchange(client, 'c', ADDR.server4, ECHO, payload)
+      t.equal(m.data, payload.toString('hex'), `echo ${i}`)
+    }
+    const trace = await st.stop()
+    // A call other threads interrupted is split in two lines: count its "resumed" half.
+    const done = (name: string) => trace.filter((l) => l.includes(name) && !l.includes('<unfinished'))
+    const recv = done('recvmmsg')
+    const send = done('sendmmsg')
+    // A read that returned less than its batch drained the socket (level-triggered):
+    // no second read to find it empty.
+    t.same(
+      recv.filter((l) => /= -1 EAGAIN/.test(l)),
+      [],
+      'no recvmmsg finds the socket empty',
+    )
+    t.equal(recv.length, 2 * N, `${2 * N} recvmmsg: one per datagram each way`, { sample: recv.slice(0, 4) })
+    t.equal(send.length, 2 * N, `${2 * N} sendmmsg: one per datagram each way`, { sample: send.slice(0, 4) })
+    t.same(
+      trace.filter((l) => /epoll_ctl\(/.test(l)),
+      [],
+      'no epoll_ctl for the datagrams of an open flow',
+    )
+    checkCleanExit(t, ug, await ug.stop())
   },
 )
 
