@@ -5,9 +5,7 @@
 // reason, and no fd left behind after a burst of short connections.
 
 import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
 import net from 'node:net'
-import { join } from 'node:path'
 import t from 'tap'
 import { connsOf, listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
 import {
@@ -22,7 +20,8 @@ import {
   within,
 } from '../lib/servers.js'
 import { checkFds, finish, parseLogLine, runUgate, settleFds } from '../lib/ugate.js'
-import { tempDir, tempSocket } from '../lib/temp.js'
+import { straced } from '../lib/strace.js'
+import { tempSocket } from '../lib/temp.js'
 
 /** Connect without waiting for 'connect' (ugate may reset at once); resolves with how it closed. */
 function tryConnect(port: number) {
@@ -226,14 +225,8 @@ t.test(
 
 t.test('a dial that completes at once costs no watch of its client and no SO_ERROR read', async (t) => {
   const srv = await echoServer(t)
-  const dir = tempDir(t, 'ugate-nf-')
-  const out = join(dir, 'strace')
-  // LeakSanitizer cannot run under ptrace; everything else of ASan still does.
-  const asan = process.env.ASAN_OPTIONS ? `${process.env.ASAN_OPTIONS}:detect_leaks=0` : 'detect_leaks=0'
-  const ug = await startConfig(t, proxyConfig([listener('fwd', 'forward', { target: srv.target })]), {
-    wrap: ['strace', '-f', '-q', '-e', 'trace=epoll_ctl,getsockopt', '-o', out],
-    env: { ASAN_OPTIONS: asan },
-  })
+  const st = straced(t, 'epoll_ctl,getsockopt')
+  const ug = await startConfig(t, proxyConfig([listener('fwd', 'forward', { target: srv.target })]), st.opts)
   const N = 4
   for (let i = 0; i < N; i++) {
     const payload = Buffer.from(`ping ${i}`)
@@ -241,11 +234,7 @@ t.test('a dial that completes at once costs no watch of its client and no SO_ERR
   }
   await waitConnsOf(ug, 'fwd', N)
   await finish(t, ug, N)
-  const trace = readFileSync(out, 'utf8').split('\n')
-  t.ok(
-    trace.some((l) => /\+\+\+ exited with 0 \+\+\+/.test(l)),
-    'strace saw ugate exit 0',
-  )
+  const trace = st.lines(t)
   // The client's hang-up watch (EPOLLRDHUP one-shot) is set only for a dial
   // still waiting after a while; a dial to loopback rarely is (a loaded
   // machine may delay one, not all four).

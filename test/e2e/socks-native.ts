@@ -8,7 +8,7 @@
 // that completes at once with no hang-up watch of its client (strace). At
 // the info level every socks/mixed listener is served in C.
 
-import { readFileSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
@@ -17,6 +17,7 @@ import { type Reader, connectReader, socks5Address, socks5Connect } from '../lib
 import { destroyClients, echoServer, refusedPort, within } from '../lib/servers.js'
 import { formatValue } from '../../src/core/log.js'
 import { checkCleanExit, finish, parseLogLine, runUgate, startUgate } from '../lib/ugate.js'
+import { straced } from '../lib/strace.js'
 import { tempDir, tempSocket } from '../lib/temp.js'
 
 t.teardown(destroyClients)
@@ -444,14 +445,8 @@ t.test(
 
 t.test('a CONNECT whose dial completes at once costs no hang-up watch of its client', async (t) => {
   const echo = await echoServer(t)
-  const dir = tempDir(t, 'ugate-sn-')
-  const out = join(dir, 'strace')
-  // LeakSanitizer cannot run under ptrace; everything else of ASan still does.
-  const asan = process.env.ASAN_OPTIONS ? `${process.env.ASAN_OPTIONS}:detect_leaks=0` : 'detect_leaks=0'
-  const ug = await startConfig(t, proxyConfig([listener('mix', 'mixed')]), {
-    wrap: ['strace', '-f', '-q', '-e', 'trace=epoll_ctl', '-o', out],
-    env: { ASAN_OPTIONS: asan },
-  })
+  const st = straced(t, 'epoll_ctl')
+  const ug = await startConfig(t, proxyConfig([listener('mix', 'mixed')]), st.opts)
   const N = 4
   for (let i = 0; i < N; i++) {
     const r = await socks5Connect(ug.port('mix'), { host: '127.0.0.1', port: echo.port })
@@ -461,11 +456,7 @@ t.test('a CONNECT whose dial completes at once costs no hang-up watch of its cli
   }
   await waitConnsOf(ug, 'mix', N)
   await finish(t, ug, N)
-  const trace = readFileSync(out, 'utf8').split('\n')
-  t.ok(
-    trace.some((l) => /\+\+\+ exited with 0 \+\+\+/.test(l)),
-    'strace saw ugate exit 0',
-  )
+  const trace = st.lines(t)
   // The client's hang-up watch (EPOLLRDHUP one-shot, re-armed on the
   // handshake's registration) is set only for a dial or lookup still waiting
   // after a while; a dial to loopback rarely is (a loaded machine may delay
