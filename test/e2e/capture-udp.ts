@@ -7,12 +7,10 @@
 // sent to. Full cone: one mapping per client source whatever the
 // destination, and a remote the client never contacted reaches it.
 
-import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
 import { ADDR, checkTableGone } from '../lib/netns.js'
+import { straceAttach } from '../lib/strace.js'
 import {
   ECHO,
   SOCKS_PORT,
@@ -200,40 +198,6 @@ t.test(
     checkCleanExit(t, ug, res)
   },
 )
-
-/**
- * Attach strace to a running ugate (all its threads: netns and StartOptions.wrap
- * do not combine) for `trace`; resolves once every thread is attached. `stop`
- * detaches (SIGINT) and returns the trace's lines.
- */
-async function straceAttach(t: Test, pid: number, dir: string, trace: string) {
-  const out = join(dir, `strace-${pid}`)
-  const st = spawn('strace', ['-f', '-e', `trace=${trace}`, '-o', out, '-p', String(pid)], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  })
-  const exited = new Promise<number | null>((res) => st.on('exit', (code) => res(code)))
-  t.teardown(() => {
-    if (st.exitCode === null) st.kill('SIGKILL')
-  })
-  let err = ''
-  await new Promise<void>((res, rej) => {
-    st.stderr.on('data', (d: Buffer) => {
-      err += d.toString()
-      // "Process N attached with K threads" (or "Process N attached": one thread)
-      if (/Process \d+ attached/.test(err)) res()
-    })
-    void exited.then((code) => rej(new Error(`strace exited (${code}) before attaching: ${err}`)))
-  })
-  return {
-    async stop() {
-      st.kill('SIGINT')
-      await exited
-      return readFileSync(out, 'utf8')
-        .split('\n')
-        .filter((l) => l.length > 0)
-    },
-  }
-}
 
 t.test(
   'one datagram per wake: one recvmmsg and one sendmmsg each way, no read that finds nothing, no epoll_ctl',

@@ -1,7 +1,9 @@
-// ugate under strace(1): the start options that wrap it, and the trace once it
-// has exited. Syscall-count checks (a hang-up watch per dial, splice calls,
+// ugate under strace(1): started wrapped by it (straced), or attached to a
+// running ugate (straceAttach, where StartOptions.wrap cannot be used: netns).
+// Syscall-count checks (a hang-up watch per dial, splice calls,
 // reads per datagram) use it where ugate's own counters cannot tell.
 
+import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Test } from 'tap'
@@ -29,6 +31,40 @@ export function straced(t: Test, syscalls: string): Straced {
         'strace saw ugate exit 0',
       )
       return trace
+    },
+  }
+}
+
+/**
+ * Attach strace to a running ugate (all its threads: netns and StartOptions.wrap
+ * do not combine) for `trace`; resolves once every thread is attached. `stop`
+ * detaches (SIGINT) and returns the trace's lines.
+ */
+export async function straceAttach(t: Test, pid: number, dir: string, trace: string) {
+  const out = join(dir, `strace-${pid}`)
+  const st = spawn('strace', ['-f', '-e', `trace=${trace}`, '-o', out, '-p', String(pid)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
+  const exited = new Promise<number | null>((res) => st.on('exit', (code) => res(code)))
+  t.teardown(() => {
+    if (st.exitCode === null) st.kill('SIGKILL')
+  })
+  let err = ''
+  await new Promise<void>((res, rej) => {
+    st.stderr.on('data', (d: Buffer) => {
+      err += d.toString()
+      // "Process N attached with K threads" (or "Process N attached": one thread)
+      if (/Process \d+ attached/.test(err)) res()
+    })
+    void exited.then((code) => rej(new Error(`strace exited (${code}) before attaching: ${err}`)))
+  })
+  return {
+    async stop() {
+      st.kill('SIGINT')
+      await exited
+      return readFileSync(out, 'utf8')
+        .split('\n')
+        .filter((l) => l.length > 0)
     },
   }
 }
