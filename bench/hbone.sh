@@ -18,6 +18,16 @@
 #                buffer. What any user-space relay pair without kTLS costs on
 #                these hops; a TLS relay copies at least as much, plus AES-GCM
 #   relay-splice the same pair with splice (ugate's default relay)
+#   relay-tls    a third-party TLS relay pair (iperf3 only): stunnel4 (OpenSSL)
+#                in gwa as TLS client, in gwb as TLS server, which dials srv;
+#                TLS 1.3 only, TLS_AES_128_GCM_SHA256, mutual certificates (the
+#                bench's gwa and gwb identities), each side verifying the
+#                other's chain against the bench CA (stunnel cannot check a
+#                URI SAN: no identity pinning). In gwa an nftables table of the
+#                bench's own (prerouting, iif a1, tcp dport 5201 → REDIRECT to
+#                stunnel's port) captures the client's connection as ugate's
+#                capture does; it exists only while relay-tls runs. What a
+#                user-space TLS relay pair with OpenSSL's AES-GCM reaches here
 # Figures:
 #   - iperf3 through one tunnel, 1 and 4 streams (BENCH_STREAMS): Gbit/s,
 #     CPU s per GB of each side (utime+stime of the process, gwa and gwb)
@@ -70,6 +80,8 @@ need node nodejs
 need nft nftables
 need ip iproute2
 need openssl openssl
+apt_install stunnel4 # the relay-tls peer
+need stunnel4 stunnel4
 
 LOAD_JS=$TMP/hbone-load.mjs
 "$ROOT/node_modules/.bin/esbuild" "$ROOT/bench/hbone-load.ts" --bundle --platform=node --format=esm \
@@ -152,6 +164,22 @@ EOF
     "allow": ["198.18.0.0/15"] } ] }
 EOF
 done
+# The TLS yardstick: stunnel4 in gwa (client) and gwb (server) (relay-tls)
+TLS_PORT=15010 TLS_CAP=15011
+stunnel_conf() {  # FILE SIDE(a|b) SERVICE-LINES...: TLS 1.3, AES-128-GCM, mutual certificates
+  local f=$1 side=$2
+  shift 2
+  {
+    printf 'foreground = yes\npid =\ndebug = 4\n[tls]\n'
+    printf '%s\n' "$@"
+    printf 'cert = %s\nkey = %s\nCAfile = %s\n' "$ID/$side/cert-chain.pem" "$ID/$side/key.pem" "$ID/$side/root-cert.pem"
+    printf 'verifyChain = yes\nrequireCert = yes\nsslVersionMin = TLSv1.3\nsslVersionMax = TLSv1.3\n'
+    printf 'ciphersuites = TLS_AES_128_GCM_SHA256\n'
+  } >"$f"
+}
+stunnel_conf "$TMP/ta.conf" a "client = yes" "accept = 0.0.0.0:$TLS_CAP" "connect = $B_MESH:$TLS_PORT"
+stunnel_conf "$TMP/tb.conf" b "accept = $B_MESH:$TLS_PORT" "connect = $SRV:5201"
+TLS_NFT=''
 A_PID='' B_PID=''
 bin_of() { if [[ $1 == base ]]; then echo "$BENCH_BASE"; else echo "$UGATE_BIN"; fi; }  # ugate|base
 start_b() {  # SERVER (ugate|base|node): the HBONE server in gwb; sets B_PID
@@ -174,9 +202,24 @@ start_relay() {  # MODE (copy|splice): the plain relay pair; sets A_PID, B_PID
   A_PID=$BG_PID
   wait_ready_line "$A_PID" "$TMP/a.log"
 }
-start_peer() {  # PEER (direct|relay-MODE|A-B): A_PID, B_PID ("" when none)
+start_tls_relay() {  # the stunnel pair and gwa's REDIRECT to it; sets A_PID, B_PID
+  start_bg "$TMP/b.log" ip netns exec "$NS-gwb" stunnel4 "$TMP/tb.conf"
+  B_PID=$BG_PID
+  wait_listen $TLS_PORT "$B_PID" "$TMP/b.log" netns
+  start_bg "$TMP/a.log" ip netns exec "$NS-gwa" stunnel4 "$TMP/ta.conf"
+  A_PID=$BG_PID
+  wait_listen $TLS_CAP "$A_PID" "$TMP/a.log" netns
+  nsx gwa nft -f - <<EOF
+table ip uhb_tls {
+  chain pre { type nat hook prerouting priority dstnat; iifname "a1" tcp dport 5201 redirect to :$TLS_CAP; }
+}
+EOF
+  TLS_NFT=1
+}
+start_peer() {  # PEER (direct|relay-tls|relay-MODE|A-B): A_PID, B_PID ("" when none)
   A_PID='' B_PID=''
   [[ $1 != direct ]] || return 0
+  if [[ $1 == relay-tls ]]; then start_tls_relay; return 0; fi
   if [[ $1 == relay-* ]]; then start_relay "${1#relay-}"; return 0; fi
   start_b "${1#*-}"
   start_bg "$TMP/a.log" ip netns exec "$NS-gwa" "$(bin_of "${1%%-*}")" run --config "$TMP/a.json"
@@ -184,6 +227,8 @@ start_peer() {  # PEER (direct|relay-MODE|A-B): A_PID, B_PID ("" when none)
   wait_ready_line "$A_PID" "$TMP/a.log"
 }
 stop_peer() {
+  [[ -z $TLS_NFT ]] || nsx gwa nft delete table ip uhb_tls
+  TLS_NFT=''
   [[ -z $A_PID ]] || stop_bg "$A_PID"
   [[ -z $B_PID ]] || stop_bg "$B_PID"
   A_PID='' B_PID=''
@@ -263,7 +308,7 @@ fi
 PEERS=(direct ugate-ugate ugate-node)
 SERVERS=(ugate node)
 if [[ -n $BENCH_BASE ]]; then PEERS+=(base-base); SERVERS+=(base); fi
-IPEERS=("${PEERS[@]}" relay-copy relay-splice) # the relay pair forwards iperf3's port only
+IPEERS=("${PEERS[@]}" relay-copy relay-splice relay-tls) # the relay pairs forward iperf3's port only
 NP=${#PEERS[@]} NI=${#IPEERS[@]} NS_=${#SERVERS[@]}
 for ((r = 1; r <= BENCH_ROUNDS; r++)); do
   for s in $BENCH_STREAMS; do
@@ -329,11 +374,14 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { if (v == "") print "n/a"; else prin
     echo "- $(verdict "$x" 2) ugate → ugate ≥ 2 × ugate → Node peer, -P $s: $(fmt "$x" '%.2f') ×"
   done
   echo
-  echo "The yardstick: a plain relay pair (no TLS, no HTTP/2) on the same hops, same rounds:"
+  echo "The yardsticks: a plain relay pair (no TLS, no HTTP/2) and a stunnel4 TLS relay pair (TLS 1.3, AES-128-GCM," \
+    "mutual certificates, no HTTP/2) on the same hops, same rounds:"
   for s in $BENCH_STREAMS; do
     echo "- -P $s: relay-copy $(fmt "$(pratio "P$s" gbps relay-copy direct)" '%.2f') ×," \
-      "relay-splice $(fmt "$(pratio "P$s" gbps relay-splice direct)" '%.2f') × direct;" \
-      "ugate-ugate $(fmt "$(pratio "P$s" gbps ugate-ugate relay-copy)" '%.2f') × relay-copy"
+      "relay-splice $(fmt "$(pratio "P$s" gbps relay-splice direct)" '%.2f') ×," \
+      "relay-tls $(fmt "$(pratio "P$s" gbps relay-tls direct)" '%.2f') × direct;" \
+      "ugate-ugate $(fmt "$(pratio "P$s" gbps ugate-ugate relay-copy)" '%.2f') × relay-copy," \
+      "$(fmt "$(pratio "P$s" gbps ugate-ugate relay-tls)" '%.2f') × relay-tls"
   done
   if [[ -n $BENCH_BASE ]]; then
     echo
@@ -342,7 +390,7 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { if (v == "") print "n/a"; else prin
     done
   fi
   echo
-  echo "CPU: utime+stime of the process in gwa (ugate) and in gwb (ugate, node or the relay) per 10⁹ bytes iperf3 received,"
+  echo "CPU: utime+stime of the process in gwa (ugate or stunnel) and in gwb (ugate, node or the relay) per 10⁹ bytes iperf3 received,"
   echo "per stream, per handshake; client, servers and both gateways share the same CPUs."
 } >"$REPORT"
 echo
