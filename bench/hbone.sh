@@ -28,6 +28,12 @@
 #                stunnel's port) captures the client's connection as ugate's
 #                capture does; it exists only while relay-tls runs. What a
 #                user-space TLS relay pair with OpenSSL's AES-GCM reaches here
+#                (stunnel copies through its own 18 KiB buffers)
+#   relay-socat  the same with socat (OPENSSL addresses, -b 65536, a process
+#                per connection): TLS 1.3 and the cipher suite from an
+#                OPENSSL_CONF file of the bench's, the same certificates and
+#                CA, the client also checking the server's CN; the same
+#                REDIRECT in gwa
 # Figures:
 #   - iperf3 through one tunnel, 1 and 4 streams (BENCH_STREAMS): Gbit/s,
 #     CPU s per GB of each side (utime+stime of the process, gwa and gwb)
@@ -80,8 +86,9 @@ need node nodejs
 need nft nftables
 need ip iproute2
 need openssl openssl
-apt_install stunnel4 # the relay-tls peer
+apt_install stunnel4 socat # the relay-tls and relay-socat peers
 need stunnel4 stunnel4
+need socat socat
 
 LOAD_JS=$TMP/hbone-load.mjs
 "$ROOT/node_modules/.bin/esbuild" "$ROOT/bench/hbone-load.ts" --bundle --platform=node --format=esm \
@@ -179,6 +186,18 @@ stunnel_conf() {  # FILE SIDE(a|b) SERVICE-LINES...: TLS 1.3, AES-128-GCM, mutua
 }
 stunnel_conf "$TMP/ta.conf" a "client = yes" "accept = 0.0.0.0:$TLS_CAP" "connect = $B_MESH:$TLS_PORT"
 stunnel_conf "$TMP/tb.conf" b "accept = $B_MESH:$TLS_PORT" "connect = $SRV:5201"
+# socat: TLS 1.3 only and the cipher suite through OpenSSL's configuration (socat has no option for them)
+cat >"$TMP/openssl.cnf" <<'EOF'
+openssl_conf = conf
+[conf]
+ssl_conf = ssl
+[ssl]
+system_default = sys
+[sys]
+MinProtocol = TLSv1.3
+Ciphersuites = TLS_AES_128_GCM_SHA256
+EOF
+B_CN=$(openssl x509 -in "$ID/b/cert-chain.pem" -noout -subject -nameopt sep_multiline | sed -n 's/^ *CN=//p')
 TLS_NFT=''
 A_PID='' B_PID=''
 bin_of() { if [[ $1 == base ]]; then echo "$BENCH_BASE"; else echo "$UGATE_BIN"; fi; }  # ugate|base
@@ -202,11 +221,23 @@ start_relay() {  # MODE (copy|splice): the plain relay pair; sets A_PID, B_PID
   A_PID=$BG_PID
   wait_ready_line "$A_PID" "$TMP/a.log"
 }
-start_tls_relay() {  # the stunnel pair and gwa's REDIRECT to it; sets A_PID, B_PID
-  start_bg "$TMP/b.log" ip netns exec "$NS-gwb" stunnel4 "$TMP/tb.conf"
+start_tls_relay() {  # TOOL (tls|socat): the TLS relay pair and gwa's REDIRECT to it; sets A_PID, B_PID
+  local o=$TMP/openssl.cnf
+  if [[ $1 == tls ]]; then
+    start_bg "$TMP/b.log" ip netns exec "$NS-gwb" stunnel4 "$TMP/tb.conf"
+  else
+    start_bg "$TMP/b.log" ip netns exec "$NS-gwb" env OPENSSL_CONF="$o" socat -b 65536 \
+      "OPENSSL-LISTEN:$TLS_PORT,bind=$B_MESH,reuseaddr,fork,cert=$ID/b/cert-chain.pem,key=$ID/b/key.pem,cafile=$ID/b/root-cert.pem,verify=1" \
+      "TCP:$SRV:5201"
+  fi
   B_PID=$BG_PID
   wait_listen $TLS_PORT "$B_PID" "$TMP/b.log" netns
-  start_bg "$TMP/a.log" ip netns exec "$NS-gwa" stunnel4 "$TMP/ta.conf"
+  if [[ $1 == tls ]]; then
+    start_bg "$TMP/a.log" ip netns exec "$NS-gwa" stunnel4 "$TMP/ta.conf"
+  else
+    start_bg "$TMP/a.log" ip netns exec "$NS-gwa" env OPENSSL_CONF="$o" socat -b 65536 "TCP-LISTEN:$TLS_CAP,reuseaddr,fork" \
+      "OPENSSL:$B_MESH:$TLS_PORT,cert=$ID/a/cert-chain.pem,key=$ID/a/key.pem,cafile=$ID/a/root-cert.pem,verify=1,cn=$B_CN,nosni=1"
+  fi
   A_PID=$BG_PID
   wait_listen $TLS_CAP "$A_PID" "$TMP/a.log" netns
   nsx gwa nft -f - <<EOF
@@ -216,10 +247,10 @@ table ip uhb_tls {
 EOF
   TLS_NFT=1
 }
-start_peer() {  # PEER (direct|relay-tls|relay-MODE|A-B): A_PID, B_PID ("" when none)
+start_peer() {  # PEER (direct|relay-tls|relay-socat|relay-MODE|A-B): A_PID, B_PID ("" when none)
   A_PID='' B_PID=''
   [[ $1 != direct ]] || return 0
-  if [[ $1 == relay-tls ]]; then start_tls_relay; return 0; fi
+  if [[ $1 == relay-tls || $1 == relay-socat ]]; then start_tls_relay "${1#relay-}"; return 0; fi
   if [[ $1 == relay-* ]]; then start_relay "${1#relay-}"; return 0; fi
   start_b "${1#*-}"
   start_bg "$TMP/a.log" ip netns exec "$NS-gwa" "$(bin_of "${1%%-*}")" run --config "$TMP/a.json"
@@ -308,7 +339,7 @@ fi
 PEERS=(direct ugate-ugate ugate-node)
 SERVERS=(ugate node)
 if [[ -n $BENCH_BASE ]]; then PEERS+=(base-base); SERVERS+=(base); fi
-IPEERS=("${PEERS[@]}" relay-copy relay-splice relay-tls) # the relay pairs forward iperf3's port only
+IPEERS=("${PEERS[@]}" relay-copy relay-splice relay-tls relay-socat) # the relay pairs forward iperf3's port only
 NP=${#PEERS[@]} NI=${#IPEERS[@]} NS_=${#SERVERS[@]}
 for ((r = 1; r <= BENCH_ROUNDS; r++)); do
   for s in $BENCH_STREAMS; do
@@ -374,14 +405,16 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { if (v == "") print "n/a"; else prin
     echo "- $(verdict "$x" 2) ugate → ugate ≥ 2 × ugate → Node peer, -P $s: $(fmt "$x" '%.2f') ×"
   done
   echo
-  echo "The yardsticks: a plain relay pair (no TLS, no HTTP/2) and a stunnel4 TLS relay pair (TLS 1.3, AES-128-GCM," \
-    "mutual certificates, no HTTP/2) on the same hops, same rounds:"
+  echo "The yardsticks: a plain relay pair (no TLS, no HTTP/2) and TLS relay pairs of stunnel4 (relay-tls) and socat" \
+    "(relay-socat; TLS 1.3, AES-128-GCM, mutual certificates, no HTTP/2) on the same hops, same rounds:"
   for s in $BENCH_STREAMS; do
     echo "- -P $s: relay-copy $(fmt "$(pratio "P$s" gbps relay-copy direct)" '%.2f') ×," \
       "relay-splice $(fmt "$(pratio "P$s" gbps relay-splice direct)" '%.2f') ×," \
-      "relay-tls $(fmt "$(pratio "P$s" gbps relay-tls direct)" '%.2f') × direct;" \
+      "relay-tls $(fmt "$(pratio "P$s" gbps relay-tls direct)" '%.2f') ×," \
+      "relay-socat $(fmt "$(pratio "P$s" gbps relay-socat direct)" '%.2f') × direct;" \
       "ugate-ugate $(fmt "$(pratio "P$s" gbps ugate-ugate relay-copy)" '%.2f') × relay-copy," \
-      "$(fmt "$(pratio "P$s" gbps ugate-ugate relay-tls)" '%.2f') × relay-tls"
+      "$(fmt "$(pratio "P$s" gbps ugate-ugate relay-tls)" '%.2f') × relay-tls," \
+      "$(fmt "$(pratio "P$s" gbps ugate-ugate relay-socat)" '%.2f') × relay-socat"
   done
   if [[ -n $BENCH_BASE ]]; then
     echo
@@ -390,7 +423,7 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { if (v == "") print "n/a"; else prin
     done
   fi
   echo
-  echo "CPU: utime+stime of the process in gwa (ugate or stunnel) and in gwb (ugate, node or the relay) per 10⁹ bytes iperf3 received,"
+  echo "CPU: utime+stime of the process in gwa (ugate, stunnel or socat) and in gwb (ugate, node or the relay) per 10⁹ bytes iperf3 received,"
   echo "per stream, per handshake; client, servers and both gateways share the same CPUs."
 } >"$REPORT"
 echo

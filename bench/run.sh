@@ -32,8 +32,9 @@
 #                its table goes into the report as printed)
 #   hbone        HBONE tunnels in network namespaces (bench/hbone.sh): iperf3
 #                through one tunnel ugate → ugate vs direct vs ugate → the
-#                Node ztunnel-like peer vs a plain relay pair (copy, splice:
-#                the yardstick), CPU per GB of each side, new streams/s
+#                Node ztunnel-like peer vs a plain relay pair (copy, splice)
+#                and TLS relay pairs (stunnel4, socat): the yardsticks), CPU
+#                per GB of each side, new streams/s
 #                on a warm tunnel, TLS + HTTP/2 handshakes/s (its report goes
 #                into this one as printed)
 # Then it rewrites the generated section of docs/performance.md and the charts
