@@ -26,9 +26,9 @@
 #                URI SAN: no identity pinning). In gwa an nftables table of the
 #                bench's own (prerouting, iif a1, tcp dport 5201 → REDIRECT to
 #                stunnel's port) captures the client's connection as ugate's
-#                capture does; it exists only while relay-tls runs. What a
-#                user-space TLS relay pair with OpenSSL's AES-GCM reaches here
-#                (stunnel copies through its own 18 KiB buffers)
+#                capture does; it exists only while relay-tls (or relay-socat)
+#                runs. What a user-space TLS relay pair with OpenSSL's AES-GCM
+#                reaches here (stunnel copies through its own 18 KiB buffers)
 #   relay-socat  the same with socat (OPENSSL addresses, -b 65536, a process
 #                per connection): TLS 1.3 and the cipher suite from an
 #                OPENSSL_CONF file of the bench's, the same certificates and
