@@ -153,7 +153,6 @@ enum { S_GREET, S_AUTH, S_REQUEST };
 // when the handshake is over (a relayed connection keeps none of it).
 #define HS_LIMIT 1024  // as the JS handshake's HANDSHAKE_LIMIT
 typedef struct {
-  uint8_t buf[HS_LIMIT];
   size_t len;
   int state;
   socks5_request req;
@@ -166,6 +165,7 @@ typedef struct {
   uint16_t dial_port;
   const char *why;
   int why_err;
+  uint8_t buf[HS_LIMIT];  // last: a reused state zeroes all but this (new_hs)
 } socks_hs;
 
 // A CONNECT's route as JS answered it: shared (refs) by the connections it
@@ -325,10 +325,30 @@ static void reset_fd(int fd) {
   close(fd);
 }
 
+// Freed handshake states are kept (up to HS_SPARE, ≤ 72 KB) for the next
+// connections. Each is ≈ 2.2 KB, a size musl's malloc serves from groups of
+// a few slots that it maps and unmaps as they fill and empty: an mmap +
+// munmap pair per connection one at a time, and every 5-6 connections under
+// load (50 at once), on the loop thread. 32 covers the handshakes that
+// overlap at that load (8 left 0.08 pairs per connection; 64: 0.03).
+#define HS_SPARE 32
+static socks_hs *hs_spare[HS_SPARE];
+static int hs_nspare;
+
+static socks_hs *new_hs(void) {
+  if (!hs_nspare) return calloc(1, sizeof(socks_hs));
+  socks_hs *hs = hs_spare[--hs_nspare];
+  memset(hs, 0, offsetof(socks_hs, buf));  // buf's bytes count only up to len
+  return hs;
+}
+
 // The handshake state goes (a lookup still running is left to finish alone).
 static void free_hs(fconn *c) {
   if (c->hs && c->hs->lookup) ug_resolve_cancel(c->hs->lookup);
-  free(c->hs);
+  if (c->hs && hs_nspare < HS_SPARE)
+    hs_spare[hs_nspare++] = c->hs;
+  else
+    free(c->hs);
   c->hs = NULL;
 }
 
@@ -782,8 +802,8 @@ static bool socks_step(JSContext *ctx, fconn *c) {
         send_small(c->client, rep, socks5_encode_reply(e.reply, NULL, rep));
         return invalid(ctx, c, &e, false), true;
       }
-      char dst[300];
-      socks5_format_dst(&hs->req, dst, sizeof dst);
+      char dst[SOCKS5_DST_MAX];
+      socks5_format_dst(&hs->req, dst);
       if (!(c->cdst = strdup(dst))) return end_conn(ctx, c, "internal-error", 0, true), true;
       if (hs->req.cmd == 3) {
         ask(ctx, c, ASK_REQUEST);  // UDP ASSOCIATE: JS reads the request again
@@ -850,7 +870,7 @@ static void on_client(JSContext *ctx, int fd, uint32_t events, void *arg) {
 }
 
 static void socks_start(JSContext *ctx, fconn *c) {
-  if (!(c->hs = calloc(1, sizeof *c->hs))) {
+  if (!(c->hs = new_hs())) {
     end_conn(ctx, c, "internal-error", 0, true);
     return;
   }
@@ -1925,6 +1945,7 @@ void ug_gate_shutdown(JSContext *ctx) {
     free(c);
   }
   fw.live = NULL;
+  while (hs_nspare) free(hs_spare[--hs_nspare]);
   kept_clear();
   free(kr.hits);
   kr.hits = NULL;

@@ -52,8 +52,10 @@ int socks5_parse_request(const uint8_t *p, size_t n, size_t *used, socks5_reques
 
 // IPv6 text as src/core/ip.ts formatIPv6 writes it; out holds 46 bytes.
 void socks5_format_ipv6(const uint8_t a[16], char *out);
-// "host:port", "[v6]:port" as formatHostPort writes it; out holds 264 bytes.
-void socks5_format_dst(const socks5_request *r, char *out, size_t cap);
+// "host:port", "[v6]:port" as formatHostPort writes it; out holds
+// SOCKS5_DST_MAX bytes (a 255-byte host, brackets, ":65535", NUL).
+#define SOCKS5_DST_MAX 264
+void socks5_format_dst(const socks5_request *r, char *out);
 // VER REP RSV ATYP BND.ADDR BND.PORT for an IPv4/IPv6 socket address (NULL:
 // 0.0.0.0:0); returns its length (10 or 22).
 size_t socks5_encode_reply(uint8_t code, const struct sockaddr *bound, uint8_t out[22]);

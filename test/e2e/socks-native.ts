@@ -5,7 +5,8 @@
 // closed by `ugate ctl` in its handshake and in its relay, a reload in the
 // middle of a handshake, the handshake timeout, and a host name resolved and
 // dialed in C (its addresses in order, the failures' replies), and a dial
-// that completes at once with no hang-up watch of its client (strace). At
+// that completes at once with no hang-up watch of its client, and handshakes
+// one after another that map no memory (strace). At
 // the info level every socks/mixed listener is served in C.
 
 import { writeFileSync } from 'node:fs'
@@ -463,4 +464,31 @@ t.test('a CONNECT whose dial completes at once costs no hang-up watch of its cli
   // one, not all four).
   const hup = trace.filter((l) => /epoll_ctl\(.*\{events=EPOLLRDHUP\|EPOLLONESHOT/.test(l))
   t.ok(hup.length < N, `hang-up watches: ${hup.length} for ${N} connections`, { sample: hup })
+})
+
+t.test('SOCKS5 handshakes one after another map and unmap no memory', async (t) => {
+  const echo = await echoServer(t)
+  const st = straced(t, 'accept4,mmap,munmap')
+  const ug = await startConfig(t, proxyConfig([listener('mix', 'mixed')]), st.opts)
+  const N = 8
+  // The first connection may map what every later one reuses.
+  for (let i = 0; i <= N; i++) {
+    const r = await socks5Connect(ug.port('mix'), { host: '127.0.0.1', port: echo.port })
+    t.equal(r.reply![1], 0, `connection ${i}: the CONNECT succeeds`)
+    r.reader.sock.end(`ping ${i}`)
+    t.equal((await within(r.reader.rest(), 10_000, 'echoed')).data.toString(), `ping ${i}`, `connection ${i} echoed`)
+  }
+  await waitConnsOf(ug, 'mix', N + 1)
+  // A last connection (no handshake) marks the end of the N in the trace.
+  const marker = await connectReader(ug.port('mix'))
+  marker.sock.destroy()
+  await waitConnsOf(ug, 'mix', N + 2)
+  await finish(t, ug, N + 2)
+  const trace = st.lines(t)
+  const accepts = trace.flatMap((l, i) => (/accept4\(.*\) = \d+$/.test(l) ? [i] : []))
+  t.equal(accepts.length, N + 2, 'every connection accepted')
+  // A freed handshake state is reused (native/mod_gate.c new_hs): musl's
+  // malloc had mapped and unmapped its group for every connection.
+  const maps = trace.slice(accepts[1], accepts[N + 1]).filter((l) => /\b(mmap|munmap)\(/.test(l))
+  t.same(maps, [], `mmap/munmap during connections 1-${N}`)
 })

@@ -66,8 +66,8 @@ int main(void) {
       socks5_request req;
       r = socks5_parse_request(p, n, &used, &req, &e);
       if (r == SOCKS5_OK) {
-        char dst[300];
-        socks5_format_dst(&req, dst, sizeof dst);
+        char dst[SOCKS5_DST_MAX];
+        socks5_format_dst(&req, dst);
         printf("ok %zu %u %u %u %s %s\n", used, req.cmd, req.atyp, req.port, dst, req.host);
       }
     } else {
