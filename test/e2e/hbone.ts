@@ -80,9 +80,10 @@ t.test('hbone listener: Node http2 as the mesh client', async (t) => {
       ...ids.config('b'),
     }),
   )
-  const client = ids.connect('client', ug.port('mesh'))
+  // ugate's SPIFFE id pinned, as ztunnel's client pins its destination's.
+  const client = ids.connect('client', ug.port('mesh'), 'b')
   t.teardown(() => client.destroy())
-  await within(new Promise((ok) => client.once('remoteSettings', ok)), 10_000, 'SETTINGS from ugate')
+  await within(new Promise((ok) => client.once('remoteSettings', ok)), 10_000, 'SETTINGS from ugate (its id pinned)')
   const connect = (authority: string, extra: http2.OutgoingHttpHeaders = {}) =>
     client.request({ ':method': 'CONNECT', ':authority': authority, ...extra })
 

@@ -39,8 +39,12 @@ export interface Mesh {
   config(node: string): { mesh: { identityDir: string; trustDomain: string } }
   /** An admin socket path for node. */
   socket(node: string): string
-  /** Node's http2 client (as node) to an HBONE port on 127.0.0.1. */
-  connect(node: string, port: number): http2.ClientHttp2Session
+  /**
+   * Node's http2 client (as node) to an HBONE port on 127.0.0.1; with `peer`,
+   * the server's SPIFFE id must be exactly peer's (pinned, as ztunnel's
+   * client pins its destination's), else any id of the trust domain.
+   */
+  connect(node: string, port: number, peer?: string): http2.ClientHttp2Session
   /** Node's http2 server (as node), like ztunnel's inbound: client certificates of the trust domain. */
   server(node: string, onStream: (s: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders) => void): MeshServer
 }
@@ -136,13 +140,15 @@ export function mesh(t: TestLike, domains: Record<string, string> = {}): Mesh {
     spiffe,
     config: (node) => ({ mesh: { identityDir: ensure(node), trustDomain: TRUST_DOMAIN } }),
     socket: (node) => join(root, `${node}.sock`),
-    connect(node, port) {
+    connect(node, port, peer) {
       const s = http2.connect(`https://127.0.0.1:${port}`, {
         ...tlsOptions(node),
         servername: '', // no SNI, as ztunnel
         // The peer's name is its SPIFFE id, not a host name.
         checkServerIdentity: (_host, cert) =>
-          uriSan(cert).startsWith(`spiffe://${TRUST_DOMAIN}/`) ? undefined : new Error(`peer id ${uriSan(cert)}`),
+          (peer === undefined ? uriSan(cert).startsWith(`spiffe://${TRUST_DOMAIN}/`) : uriSan(cert) === spiffe(peer))
+            ? undefined
+            : new Error(`peer id ${uriSan(cert)}`),
         settings: ZTUNNEL_SETTINGS,
       })
       s.once('connect', () => s.setLocalWindowSize(ZTUNNEL_CONN_WINDOW))
