@@ -3,19 +3,24 @@
 // server, and ugate → ugate through one tunnel. Exact data both ways
 // (sha256), half-close both directions, resets passed on (a destination's
 // to the mesh client, a SOCKS client's to the peer), ztunnel's 400 / 401 /
-// 503 answers, garbage instead of HTTP/2, fds back to the baseline.
+// 503 answers, garbage instead of HTTP/2, fds back to the baseline; a
+// SIGHUP with a new identity keeps live tunnels.
 
 import { spawn } from 'node:child_process'
+import { copyFileSync, mkdirSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import http2 from 'node:http2'
 import net from 'node:net'
+import { join } from 'node:path'
+import type { TLSSocket } from 'node:tls'
 import t from 'tap'
 import type { Test } from 'tap'
 import { listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
-import { mesh, type Mesh } from '../lib/mesh.js'
+import { mesh, type Mesh, TRUST_DOMAIN } from '../lib/mesh.js'
 import { socks5Connect } from '../lib/proxy.js'
 import { echoServer, prngBytes, sha256, within } from '../lib/servers.js'
 import { checkCleanExit, checkFds, finish, runUgate } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 const ids = mesh(t)
 
@@ -324,4 +329,65 @@ t.test('ugate → ugate through one tunnel', async (t) => {
   checkCleanExit(t, b, await b.stop())
   await a.waitForLine(/ info hbone-closed .*reason=(goaway|tunnel-closed)/)
   await finish(t, a, 4)
+})
+
+// Issue 12: certificates are reloaded (SIGHUP) without dropping tunnels. A's
+// identity files are replaced by another node's while a stream through A →
+// B is open: both reload, the stream goes on over the same tunnel, and a
+// new TLS connection to A's own listener gets the new certificate.
+t.test('SIGHUP with a new identity keeps live tunnels; new connections get the new one', async (t) => {
+  const echo = await echoServer(t)
+  const live = join(tempDir(t, 'ugate-live-id-'), 'id')
+  mkdirSync(live)
+  const use = (node: string) => {
+    for (const f of ['cert-chain.pem', 'key.pem', 'root-cert.pem']) copyFileSync(join(ids.dir(node), f), join(live, f))
+  }
+  use('c')
+  const b = await startConfig(t, proxyConfig([listener('mesh', 'hbone')], ids.config('b')))
+  const a = await startConfig(
+    t,
+    proxyConfig([listener('socks', 'socks'), listener('in', 'hbone')], {
+      upstreams: [{ name: 'b', type: 'hbone', server: `127.0.0.1:${b.port('mesh')}`, identity: ids.spiffe('b') }],
+      rules: [{ name: 'mesh', listener: ['socks'], action: 'upstream:b' }],
+      admin: { socket: ids.socket('a') },
+      mesh: { identityDir: live, trustDomain: TRUST_DOMAIN },
+    }),
+  )
+  const payload = prngBytes(7, 4 << 20)
+  const half = payload.length / 2
+  const s = await socks5Connect(a.port('socks'), { host: '127.0.0.1', port: echo.port })
+  s.reader.sock.write(payload.subarray(0, half))
+  const first = await s.reader.read(half)
+
+  use('d')
+  a.signal('SIGHUP')
+  b.signal('SIGHUP')
+  const now = await a.waitForLine(/ info mesh-identity .*reloaded=true/)
+  t.match(now, `spiffeId=${ids.spiffe('d')} `, 'A: the new identity is in use')
+  await b.waitForLine(/ info mesh-identity .*reloaded=true/)
+  await a.waitForLine(/ info reloaded /)
+  await b.waitForLine(/ info reloaded /)
+
+  s.reader.sock.end(payload.subarray(half))
+  const back = await s.reader.rest()
+  t.ok(
+    back.ended && sha256(Buffer.concat([first, back.data])) === sha256(payload),
+    '4 MiB echoed exactly, half before and half after both reloads',
+  )
+  t.equal(a.matching(/ info hbone-closed /).length + b.matching(/ info hbone-closed /).length, 0, 'no tunnel closed')
+  const st = runUgate(['ctl', '--socket', ids.socket('a'), '--json', 'status'])
+  const status = JSON.parse(st.stdout) as { hbone: { role: string; streamsTotal: number }[] }
+  t.match(status.hbone, [{ role: 'client', streamsTotal: 1 }], "A's one tunnel, the stream it carried")
+  const [line] = await waitConnsOf(b, 'mesh', 1)
+  t.equal(line!.fields.identity, ids.spiffe('c'), 'the live tunnel kept the identity it started with')
+
+  // A new connection to A's listener: A presents the new certificate.
+  const client = ids.connect('client', a.port('in'))
+  await within(new Promise((ok) => client.once('remoteSettings', ok)), 10_000, "SETTINGS from A's listener")
+  const san = (client.socket as TLSSocket).getPeerCertificate().subjectaltname
+  t.equal(san, `URI:${ids.spiffe('d')}`, "A's listener presents the new identity")
+  await new Promise<void>((ok) => client.close(ok))
+  checkCleanExit(t, b, await b.stop())
+  await a.waitForLine(/ info hbone-closed .*reason=(goaway|tunnel-closed)/)
+  await finish(t, a, 1)
 })
