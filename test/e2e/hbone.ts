@@ -289,6 +289,15 @@ t.test('hbone upstream: Node http2 as a ztunnel-like server', async (t) => {
     'upstream-refused:401 logged',
   )
   t.equal(server.sessions(), 1, 'one pooled connection carried all streams')
+  const [peer] = server.peers()
+  t.match(
+    peer?.settings,
+    { initialWindowSize: 4 << 20, maxFrameSize: 1 << 20, enablePush: false },
+    "ugate's SETTINGS: ztunnel's 4 MiB stream window and 1 MiB frames, no push",
+  )
+  // Consumed bytes are given back once they reach half the window: 8-16 MiB of 16, 65535 without ztunnel's.
+  const win = peer?.window ?? 0
+  t.ok(win > 8 << 20 && win <= 16 << 20, `ugate's connection window: ztunnel's 16 MiB (${win} left open)`)
   // The pool keeps its idle connection until the peer's GOAWAY (or the idle timeout).
   server.goaway()
   await ug.waitForLine(/ info hbone-closed .*reason=goaway/)

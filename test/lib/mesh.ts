@@ -30,6 +30,8 @@ export interface MeshServer {
   sessions(): number
   /** GOAWAY on every session (the peer's pooled connection then closes). */
   goaway(): void
+  /** Each session's peer: the SETTINGS it sent, and the connection window it gives us now. */
+  peers(): { settings: http2.Settings | null; window: number }[]
 }
 
 export interface Mesh {
@@ -158,6 +160,7 @@ export function mesh(t: TestLike, domains: Record<string, string> = {}): Mesh {
     server(node, onStream) {
       let sessions = 0
       const live = new Set<http2.ServerHttp2Session>()
+      const all: { session: http2.ServerHttp2Session; settings: http2.Settings | null }[] = []
       const srv = http2.createSecureServer({
         ...tlsOptions(node),
         requestCert: true,
@@ -170,6 +173,9 @@ export function mesh(t: TestLike, domains: Record<string, string> = {}): Mesh {
         if (!uriSan(peer).startsWith(`spiffe://${TRUST_DOMAIN}/`)) return s.destroy()
         sessions++
         live.add(s)
+        const seen = { session: s, settings: null as http2.Settings | null }
+        all.push(seen)
+        s.once('remoteSettings', (st) => (seen.settings = st))
         s.on('close', () => live.delete(s))
         s.setLocalWindowSize(ZTUNNEL_CONN_WINDOW)
       })
@@ -182,6 +188,7 @@ export function mesh(t: TestLike, domains: Record<string, string> = {}): Mesh {
         goaway: () => {
           for (const s of live) s.close()
         },
+        peers: () => all.map((p) => ({ settings: p.settings, window: p.session.state.remoteWindowSize ?? 0 })),
       }
     },
   }
