@@ -298,6 +298,7 @@ t.test('hbone upstream: Node http2 as a ztunnel-like server', async (t) => {
   // Consumed bytes are given back once they reach half the window: 8-16 MiB of 16, 65535 without ztunnel's.
   const win = peer?.window ?? 0
   t.ok(win > 8 << 20 && win <= 16 << 20, `ugate's connection window: ztunnel's 16 MiB (${win} left open)`)
+  t.same(await within(server.ping(), 10_000, 'PING ACK'), [true], "the server's PING is ACKed by ugate's client")
   // The pool keeps its idle connection until the peer's GOAWAY (or the idle timeout).
   server.goaway()
   await ug.waitForLine(/ info hbone-closed .*reason=goaway/)

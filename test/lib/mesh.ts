@@ -2,7 +2,7 @@
 // for node "a"), more nodes signed with its key by openssl, every node's
 // root-cert.pem that CA. Node's http2 speaks to ugate as ztunnel would: TLS
 // 1.3 only, AES-GCM only, ALPN h2, client certificates, no SNI, the peer's
-// SPIFFE id checked, ztunnel's window and frame settings.
+// SPIFFE id checked, ztunnel's window and frame settings, a PING every 10 s.
 
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -30,6 +30,8 @@ export interface MeshServer {
   sessions(): number
   /** GOAWAY on every session (the peer's pooled connection then closes). */
   goaway(): void
+  /** A PING on every live session now: whether each was ACKed. */
+  ping(): Promise<boolean[]>
   /** Each session's peer: the SETTINGS it sent, and the connection window it gives us now. */
   peers(): { settings: http2.Settings | null; window: number }[]
 }
@@ -176,6 +178,10 @@ export function mesh(t: TestLike, domains: Record<string, string> = {}): Mesh {
         const seen = { session: s, settings: null as http2.Settings | null }
         all.push(seen)
         s.once('remoteSettings', (st) => (seen.settings = st))
+        // ztunnel PINGs every 10 s (an unanswered one would end the session).
+        const keepAlive = setInterval(() => s.ping(() => {}), 10_000)
+        keepAlive.unref()
+        s.on('close', () => clearInterval(keepAlive))
         s.on('close', () => live.delete(s))
         s.setLocalWindowSize(ZTUNNEL_CONN_WINDOW)
       })
@@ -188,6 +194,7 @@ export function mesh(t: TestLike, domains: Record<string, string> = {}): Mesh {
         goaway: () => {
           for (const s of live) s.close()
         },
+        ping: () => Promise.all([...live].map((s) => new Promise<boolean>((ok) => s.ping((err) => ok(err === null))))),
         peers: () => all.map((p) => ({ settings: p.settings, window: p.session.state.remoteWindowSize ?? 0 })),
       }
     },
