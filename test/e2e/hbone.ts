@@ -17,7 +17,7 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
 import { mesh, type Mesh, TRUST_DOMAIN } from '../lib/mesh.js'
-import { socks5Connect } from '../lib/proxy.js'
+import { connectReader, socks5Connect } from '../lib/proxy.js'
 import { echoServer, prngBytes, sha256, within } from '../lib/servers.js'
 import { checkCleanExit, checkFds, finish, runUgate } from '../lib/ugate.js'
 import { tempDir } from '../lib/temp.js'
@@ -310,13 +310,21 @@ t.test('ugate → ugate through one tunnel', async (t) => {
   const b = await startConfig(t, proxyConfig([listener('mesh', 'hbone')], ids.config('b')))
   const a = await startConfig(
     t,
-    proxyConfig([listener('socks', 'socks')], {
+    proxyConfig([listener('socks', 'socks'), listener('web', 'http')], {
       upstreams: [{ name: 'b', type: 'hbone', server: `127.0.0.1:${b.port('mesh')}`, identity: ids.spiffe('b') }],
       rules: [{ name: 'mesh', action: 'upstream:b' }],
       admin: { socket: ids.socket('a') },
       ...ids.config('a'),
     }),
   )
+  // An HTTP proxy client's CONNECT takes the same tunnel (issue 12: SOCKS/HTTP clients).
+  const web = await connectReader(a.port('web'))
+  web.sock.write(`CONNECT ${echo.target} HTTP/1.1\r\nHost: ${echo.target}\r\n\r\n`)
+  t.equal((await web.read(39)).toString(), 'HTTP/1.1 200 Connection established\r\n\r\n', 'HTTP CONNECT: 200')
+  const webPayload = prngBytes(20, 1 << 20)
+  web.sock.end(webPayload)
+  const webBack = await web.rest()
+  t.ok(webBack.ended && sha256(webBack.data) === sha256(webPayload), 'HTTP CONNECT: 1 MiB each way, exact')
   const runs = [1, 2, 3, 4].map(async (i) => {
     const payload = prngBytes(20 + i, 2 << 20)
     const s = await socks5Connect(a.port('socks'), { host: '127.0.0.1', port: echo.port })
@@ -325,7 +333,7 @@ t.test('ugate → ugate through one tunnel', async (t) => {
     return back.ended && sha256(back.data) === sha256(payload)
   })
   t.same(await Promise.all(runs), [true, true, true, true], '4 streams of 2 MiB each way, exact')
-  const bl = await waitConnsOf(b, 'mesh', 4)
+  const bl = await waitConnsOf(b, 'mesh', 5)
   t.ok(
     bl.every((l) => l.fields.identity === ids.spiffe('a') && l.fields.reason === 'eof'),
     "B's access lines carry A's identity",
@@ -333,12 +341,12 @@ t.test('ugate → ugate through one tunnel', async (t) => {
   const st = runUgate(['ctl', '--socket', ids.socket('a'), '--json', 'status'])
   const status = JSON.parse(st.stdout) as { hbone: { role: string; streamsTotal: number; peerId: string }[] }
   t.equal(status.hbone.length, 1, 'one tunnel in ctl status')
-  t.match(status.hbone[0], { role: 'client', streamsTotal: 4 }, 'with its stream count')
+  t.match(status.hbone[0], { role: 'client', streamsTotal: 5 }, 'with its stream count')
   // B stops first (its tunnel from A lives as long as A's pool keeps it): A's pooled
   // connection closes with it, and A's fds are back to the baseline.
   checkCleanExit(t, b, await b.stop())
   await a.waitForLine(/ info hbone-closed .*reason=(goaway|tunnel-closed)/)
-  await finish(t, a, 4)
+  await finish(t, a, 5)
 })
 
 // Issue 12: certificates are reloaded (SIGHUP) without dropping tunnels. A's
