@@ -3,19 +3,24 @@
 // server, and ugate → ugate through one tunnel. Exact data both ways
 // (sha256), half-close both directions, resets passed on (a destination's
 // to the mesh client, a SOCKS client's to the peer), ztunnel's 400 / 401 /
-// 503 answers, garbage instead of HTTP/2, fds back to the baseline.
+// 503 answers, garbage instead of HTTP/2, fds back to the baseline; a
+// SIGHUP with a new identity keeps live tunnels.
 
 import { spawn } from 'node:child_process'
+import { copyFileSync, mkdirSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import http2 from 'node:http2'
 import net from 'node:net'
+import { join } from 'node:path'
+import type { TLSSocket } from 'node:tls'
 import t from 'tap'
 import type { Test } from 'tap'
 import { listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
-import { mesh, type Mesh } from '../lib/mesh.js'
-import { socks5Connect } from '../lib/proxy.js'
+import { mesh, type Mesh, TRUST_DOMAIN } from '../lib/mesh.js'
+import { connectReader, socks5Connect } from '../lib/proxy.js'
 import { echoServer, prngBytes, sha256, within } from '../lib/servers.js'
 import { checkCleanExit, checkFds, finish, runUgate } from '../lib/ugate.js'
+import { tempDir } from '../lib/temp.js'
 
 const ids = mesh(t)
 
@@ -80,9 +85,10 @@ t.test('hbone listener: Node http2 as the mesh client', async (t) => {
       ...ids.config('b'),
     }),
   )
-  const client = ids.connect('client', ug.port('mesh'))
+  // ugate's SPIFFE id pinned, as ztunnel's client pins its destination's.
+  const client = ids.connect('client', ug.port('mesh'), 'b')
   t.teardown(() => client.destroy())
-  await within(new Promise((ok) => client.once('remoteSettings', ok)), 10_000, 'SETTINGS from ugate')
+  await within(new Promise((ok) => client.once('remoteSettings', ok)), 10_000, 'SETTINGS from ugate (its id pinned)')
   const connect = (authority: string, extra: http2.OutgoingHttpHeaders = {}) =>
     client.request({ ':method': 'CONNECT', ':authority': authority, ...extra })
 
@@ -283,6 +289,16 @@ t.test('hbone upstream: Node http2 as a ztunnel-like server', async (t) => {
     'upstream-refused:401 logged',
   )
   t.equal(server.sessions(), 1, 'one pooled connection carried all streams')
+  const [peer] = server.peers()
+  t.match(
+    peer?.settings,
+    { initialWindowSize: 4 << 20, maxFrameSize: 1 << 20, enablePush: false },
+    "ugate's SETTINGS: ztunnel's 4 MiB stream window and 1 MiB frames, no push",
+  )
+  // Consumed bytes are given back once they reach half the window: 8-16 MiB of 16, 65535 without ztunnel's.
+  const win = peer?.window ?? 0
+  t.ok(win > 8 << 20 && win <= 16 << 20, `ugate's connection window: ztunnel's 16 MiB (${win} left open)`)
+  t.same(await within(server.ping(), 10_000, 'PING ACK'), [true], "the server's PING is ACKed by ugate's client")
   // The pool keeps its idle connection until the peer's GOAWAY (or the idle timeout).
   server.goaway()
   await ug.waitForLine(/ info hbone-closed .*reason=goaway/)
@@ -294,13 +310,21 @@ t.test('ugate → ugate through one tunnel', async (t) => {
   const b = await startConfig(t, proxyConfig([listener('mesh', 'hbone')], ids.config('b')))
   const a = await startConfig(
     t,
-    proxyConfig([listener('socks', 'socks')], {
+    proxyConfig([listener('socks', 'socks'), listener('web', 'http')], {
       upstreams: [{ name: 'b', type: 'hbone', server: `127.0.0.1:${b.port('mesh')}`, identity: ids.spiffe('b') }],
       rules: [{ name: 'mesh', action: 'upstream:b' }],
       admin: { socket: ids.socket('a') },
       ...ids.config('a'),
     }),
   )
+  // An HTTP proxy client's CONNECT takes the same tunnel (issue 12: SOCKS/HTTP clients).
+  const web = await connectReader(a.port('web'))
+  web.sock.write(`CONNECT ${echo.target} HTTP/1.1\r\nHost: ${echo.target}\r\n\r\n`)
+  t.equal((await web.read(39)).toString(), 'HTTP/1.1 200 Connection established\r\n\r\n', 'HTTP CONNECT: 200')
+  const webPayload = prngBytes(20, 1 << 20)
+  web.sock.end(webPayload)
+  const webBack = await web.rest()
+  t.ok(webBack.ended && sha256(webBack.data) === sha256(webPayload), 'HTTP CONNECT: 1 MiB each way, exact')
   const runs = [1, 2, 3, 4].map(async (i) => {
     const payload = prngBytes(20 + i, 2 << 20)
     const s = await socks5Connect(a.port('socks'), { host: '127.0.0.1', port: echo.port })
@@ -309,7 +333,7 @@ t.test('ugate → ugate through one tunnel', async (t) => {
     return back.ended && sha256(back.data) === sha256(payload)
   })
   t.same(await Promise.all(runs), [true, true, true, true], '4 streams of 2 MiB each way, exact')
-  const bl = await waitConnsOf(b, 'mesh', 4)
+  const bl = await waitConnsOf(b, 'mesh', 5)
   t.ok(
     bl.every((l) => l.fields.identity === ids.spiffe('a') && l.fields.reason === 'eof'),
     "B's access lines carry A's identity",
@@ -317,10 +341,71 @@ t.test('ugate → ugate through one tunnel', async (t) => {
   const st = runUgate(['ctl', '--socket', ids.socket('a'), '--json', 'status'])
   const status = JSON.parse(st.stdout) as { hbone: { role: string; streamsTotal: number; peerId: string }[] }
   t.equal(status.hbone.length, 1, 'one tunnel in ctl status')
-  t.match(status.hbone[0], { role: 'client', streamsTotal: 4 }, 'with its stream count')
+  t.match(status.hbone[0], { role: 'client', streamsTotal: 5 }, 'with its stream count')
   // B stops first (its tunnel from A lives as long as A's pool keeps it): A's pooled
   // connection closes with it, and A's fds are back to the baseline.
   checkCleanExit(t, b, await b.stop())
   await a.waitForLine(/ info hbone-closed .*reason=(goaway|tunnel-closed)/)
-  await finish(t, a, 4)
+  await finish(t, a, 5)
+})
+
+// Issue 12: certificates are reloaded (SIGHUP) without dropping tunnels. A's
+// identity files are replaced by another node's while a stream through A →
+// B is open: both reload, the stream goes on over the same tunnel, and a
+// new TLS connection to A's own listener gets the new certificate.
+t.test('SIGHUP with a new identity keeps live tunnels; new connections get the new one', async (t) => {
+  const echo = await echoServer(t)
+  const live = join(tempDir(t, 'ugate-live-id-'), 'id')
+  mkdirSync(live)
+  const use = (node: string) => {
+    for (const f of ['cert-chain.pem', 'key.pem', 'root-cert.pem']) copyFileSync(join(ids.dir(node), f), join(live, f))
+  }
+  use('c')
+  const b = await startConfig(t, proxyConfig([listener('mesh', 'hbone')], ids.config('b')))
+  const a = await startConfig(
+    t,
+    proxyConfig([listener('socks', 'socks'), listener('in', 'hbone')], {
+      upstreams: [{ name: 'b', type: 'hbone', server: `127.0.0.1:${b.port('mesh')}`, identity: ids.spiffe('b') }],
+      rules: [{ name: 'mesh', listener: ['socks'], action: 'upstream:b' }],
+      admin: { socket: ids.socket('a') },
+      mesh: { identityDir: live, trustDomain: TRUST_DOMAIN },
+    }),
+  )
+  const payload = prngBytes(7, 4 << 20)
+  const half = payload.length / 2
+  const s = await socks5Connect(a.port('socks'), { host: '127.0.0.1', port: echo.port })
+  s.reader.sock.write(payload.subarray(0, half))
+  const first = await s.reader.read(half)
+
+  use('d')
+  a.signal('SIGHUP')
+  b.signal('SIGHUP')
+  const now = await a.waitForLine(/ info mesh-identity .*reloaded=true/)
+  t.match(now, `spiffeId=${ids.spiffe('d')} `, 'A: the new identity is in use')
+  await b.waitForLine(/ info mesh-identity .*reloaded=true/)
+  await a.waitForLine(/ info reloaded /)
+  await b.waitForLine(/ info reloaded /)
+
+  s.reader.sock.end(payload.subarray(half))
+  const back = await s.reader.rest()
+  t.ok(
+    back.ended && sha256(Buffer.concat([first, back.data])) === sha256(payload),
+    '4 MiB echoed exactly, half before and half after both reloads',
+  )
+  t.equal(a.matching(/ info hbone-closed /).length + b.matching(/ info hbone-closed /).length, 0, 'no tunnel closed')
+  const st = runUgate(['ctl', '--socket', ids.socket('a'), '--json', 'status'])
+  const status = JSON.parse(st.stdout) as { hbone: { role: string; streamsTotal: number }[] }
+  t.match(status.hbone, [{ role: 'client', streamsTotal: 1 }], "A's one tunnel, the stream it carried")
+  const [line] = await waitConnsOf(b, 'mesh', 1)
+  t.equal(line!.fields.identity, ids.spiffe('c'), 'the live tunnel kept the identity it started with')
+
+  // A new connection to A's listener: A presents the new certificate.
+  const client = ids.connect('client', a.port('in'))
+  await within(new Promise((ok) => client.once('remoteSettings', ok)), 10_000, "SETTINGS from A's listener")
+  const san = (client.socket as TLSSocket).getPeerCertificate().subjectaltname
+  t.equal(san, `URI:${ids.spiffe('d')}`, "A's listener presents the new identity")
+  await new Promise<void>((ok) => client.close(ok))
+  checkCleanExit(t, b, await b.stop())
+  await a.waitForLine(/ info hbone-closed .*reason=(goaway|tunnel-closed)/)
+  await finish(t, a, 1)
 })

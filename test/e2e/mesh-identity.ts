@@ -1,7 +1,8 @@
 // `ugate run` with a mesh section: the identity is loaded at start (its
 // SPIFFE id and node id logged), an expired certificate stops the start with
-// a message naming the file and the date, SIGHUP with a broken identity file
-// keeps the identity in use (logged) while the rest of the config applies,
+// a message naming the file and the date, SIGHUP with a broken or expired
+// identity file keeps the identity in use (logged, the expired one with its
+// file and date) while the rest of the config applies,
 // and SIGHUP with a new identity switches to it. No fd or memory leak (ASan).
 
 import { spawnSync } from 'node:child_process'
@@ -31,10 +32,9 @@ function config(file: string, identityDir: string, more: Record<string, unknown>
   )
 }
 
-t.test('an expired certificate stops the start, naming the file and the date', async (t) => {
-  const dir = tempDir(t, 'ugate-mesh-')
-  const id = init(t, dir, 'id', 'router1')
-  const expired = join(dir, 'expired.pem')
+/** A certificate for id's key, signed by its CA, expired yesterday; returns the file and its end date as ugate words it. */
+function expiredCert(t: Test, dir: string, id: { dir: string }, name: string): { file: string; notAfter: string } {
+  const expired = join(dir, name)
   const csr = spawnSync('openssl', ['req', '-new', '-key', join(id.dir, 'key.pem'), '-subj', '/CN=x'], {
     encoding: 'utf8',
   })
@@ -60,7 +60,16 @@ t.test('an expired certificate stops the start, naming the file and the date', a
   )
   t.equal(x.status, 0, 'openssl made an expired certificate', { stderr: x.stderr })
   const enddate = spawnSync('openssl', ['x509', '-in', expired, '-noout', '-enddate'], { encoding: 'utf8' }).stdout
-  const notAfter = new Date(enddate.trim().replace('notAfter=', '')).toISOString().replace('.000', '')
+  return {
+    file: expired,
+    notAfter: new Date(enddate.trim().replace('notAfter=', '')).toISOString().replace('.000', ''),
+  }
+}
+
+t.test('an expired certificate stops the start, naming the file and the date', async (t) => {
+  const dir = tempDir(t, 'ugate-mesh-')
+  const id = init(t, dir, 'id', 'router1')
+  const { file: expired, notAfter } = expiredCert(t, dir, id, 'expired.pem')
   const file = join(dir, 'ugate.json')
   config(file, id.dir, { certChain: expired })
   const r = runUgate(['run', '--config', file])
@@ -111,11 +120,24 @@ t.test('SIGHUP: a broken identity keeps the one in use; a new one replaces it', 
   await ug.waitForLine(/ info reloaded listeners=2 /)
   t.equal(ug.matching(/ info mesh-identity /).length, 1, 'no new identity logged')
 
+  // Expired: refused on reload as at start, naming the file and the date.
+  const { file: expired, notAfter } = expiredCert(t, dir, a, 'expired.pem')
+  copyFileSync(expired, join(live, 'cert-chain.pem'))
+  ug.signal('SIGHUP')
+  const [, late] = await ug.waitForLines(/ error mesh-reload-failed /, 2)
+  t.match(
+    late,
+    `error="${live}/cert-chain.pem: certificate expired on ${notAfter} (now `,
+    'an expired certificate on reload: the file and the date',
+  )
+  t.match(late, /kept=spiffe:\/\/mesh\.test\/ns\/default\/sa\/router1/, 'the identity in use is kept')
+  await ug.waitForLines(/ info reloaded listeners=2 /, 2)
+
   // A new identity (b): logged as reloaded.
   for (const f of ['cert-chain.pem', 'key.pem', 'root-cert.pem']) copyFileSync(join(b.dir, f), join(live, f))
   ug.signal('SIGHUP')
   const now = await ug.waitForLine(/ info mesh-identity .*reloaded=true/)
   t.match(now, `spiffeId=spiffe://mesh.test/ns/default/sa/router2 nodeId=${b.nodeId}`)
-  await ug.waitForLines(/ info reloaded listeners=2 /, 2)
+  await ug.waitForLines(/ info reloaded listeners=2 /, 3)
   checkCleanExit(t, ug, await ug.stop())
 })

@@ -5,7 +5,8 @@
 // (AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305) forced by the peer in both
 // roles, and which one each side's order picks (ours: AES-128-GCM first with
 // AES instructions, ChaCha20-Poly1305 first without; as a server our order,
-// but ChaCha20-Poly1305 for a client that puts it first); and each
+// but ChaCha20-Poly1305 for a client that puts it first); each key exchange
+// group (X25519, P-256) as the peer's only one, in both roles; and each
 // refusal with its tls_conn_error: TLS 1.2 only, no client certificate,
 // wrong trust domain, expected identity or trust domain not matched,
 // expired certificate (at load: the file and the date; from the peer:
@@ -292,6 +293,29 @@ for (const suite of [AES128, AES256, CHACHA]) {
     t.ok(r.lines.includes('received: ping'), "s_client's line")
     t.match(out, /^pong$/m, 'our line reached s_client')
     t.match(out, new RegExp(`Cipher is ${suite}`), `s_client agreed on ${suite}`)
+    clean(t, r)
+  })
+}
+
+// Key exchange: X25519 (our key share) and P-256 (a peer that takes only
+// P-256 makes us answer a HelloRetryRequest), each the only group of the peer.
+for (const [group, temp] of [
+  ['X25519', /Server Temp Key: X25519/],
+  ['P-256', /Server Temp Key: ECDH, prime256v1/],
+] as const) {
+  t.test(`client: ${group}, the only group of s_server`, async (t) => {
+    const s = await sServer(t, [...serverTls(good), '-alpn', 'h2', '-rev', '-groups', group])
+    const r = await driverRun(clientArgs(s.port, '--send', 'hello', '--close-after-line')).done
+    t.equal(r.code, 0, 'exit 0', { lines: r.lines, stderr: r.stderr })
+    t.ok(r.lines.includes('received: olleh'), `handshake over ${group}, records both ways`)
+    clean(t, r)
+  })
+
+  t.test(`server: ${group}, the only group s_client offers`, async (t) => {
+    const { r, out } = await serverExchange(t, ['-groups', group])
+    t.equal(r.code, 0, 'exit 0', { lines: r.lines, stderr: r.stderr })
+    t.ok(r.lines.includes('received: ping'), "s_client's line")
+    t.match(out, temp, `s_client agreed on ${group}`)
     clean(t, r)
   })
 }

@@ -2,7 +2,7 @@
 // for node "a"), more nodes signed with its key by openssl, every node's
 // root-cert.pem that CA. Node's http2 speaks to ugate as ztunnel would: TLS
 // 1.3 only, AES-GCM only, ALPN h2, client certificates, no SNI, the peer's
-// SPIFFE id checked, ztunnel's window and frame settings.
+// SPIFFE id checked, ztunnel's window and frame settings, a PING every 10 s.
 
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -30,6 +30,10 @@ export interface MeshServer {
   sessions(): number
   /** GOAWAY on every session (the peer's pooled connection then closes). */
   goaway(): void
+  /** A PING on every live session now: whether each was ACKed. */
+  ping(): Promise<boolean[]>
+  /** Each session's peer: the SETTINGS it sent, and the connection window it gives us now. */
+  peers(): { settings: http2.Settings | null; window: number }[]
 }
 
 export interface Mesh {
@@ -39,8 +43,12 @@ export interface Mesh {
   config(node: string): { mesh: { identityDir: string; trustDomain: string } }
   /** An admin socket path for node. */
   socket(node: string): string
-  /** Node's http2 client (as node) to an HBONE port on 127.0.0.1. */
-  connect(node: string, port: number): http2.ClientHttp2Session
+  /**
+   * Node's http2 client (as node) to an HBONE port on 127.0.0.1; with `peer`,
+   * the server's SPIFFE id must be exactly peer's (pinned, as ztunnel's
+   * client pins its destination's), else any id of the trust domain.
+   */
+  connect(node: string, port: number, peer?: string): http2.ClientHttp2Session
   /** Node's http2 server (as node), like ztunnel's inbound: client certificates of the trust domain. */
   server(node: string, onStream: (s: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders) => void): MeshServer
 }
@@ -136,13 +144,15 @@ export function mesh(t: TestLike, domains: Record<string, string> = {}): Mesh {
     spiffe,
     config: (node) => ({ mesh: { identityDir: ensure(node), trustDomain: TRUST_DOMAIN } }),
     socket: (node) => join(root, `${node}.sock`),
-    connect(node, port) {
+    connect(node, port, peer) {
       const s = http2.connect(`https://127.0.0.1:${port}`, {
         ...tlsOptions(node),
         servername: '', // no SNI, as ztunnel
         // The peer's name is its SPIFFE id, not a host name.
         checkServerIdentity: (_host, cert) =>
-          uriSan(cert).startsWith(`spiffe://${TRUST_DOMAIN}/`) ? undefined : new Error(`peer id ${uriSan(cert)}`),
+          (peer === undefined ? uriSan(cert).startsWith(`spiffe://${TRUST_DOMAIN}/`) : uriSan(cert) === spiffe(peer))
+            ? undefined
+            : new Error(`peer id ${uriSan(cert)}`),
         settings: ZTUNNEL_SETTINGS,
       })
       s.once('connect', () => s.setLocalWindowSize(ZTUNNEL_CONN_WINDOW))
@@ -152,6 +162,7 @@ export function mesh(t: TestLike, domains: Record<string, string> = {}): Mesh {
     server(node, onStream) {
       let sessions = 0
       const live = new Set<http2.ServerHttp2Session>()
+      const all: { session: http2.ServerHttp2Session; settings: http2.Settings | null }[] = []
       const srv = http2.createSecureServer({
         ...tlsOptions(node),
         requestCert: true,
@@ -164,6 +175,13 @@ export function mesh(t: TestLike, domains: Record<string, string> = {}): Mesh {
         if (!uriSan(peer).startsWith(`spiffe://${TRUST_DOMAIN}/`)) return s.destroy()
         sessions++
         live.add(s)
+        const seen = { session: s, settings: null as http2.Settings | null }
+        all.push(seen)
+        s.once('remoteSettings', (st) => (seen.settings = st))
+        // ztunnel PINGs every 10 s (an unanswered one would end the session).
+        const keepAlive = setInterval(() => s.ping(() => {}), 10_000)
+        keepAlive.unref()
+        s.on('close', () => clearInterval(keepAlive))
         s.on('close', () => live.delete(s))
         s.setLocalWindowSize(ZTUNNEL_CONN_WINDOW)
       })
@@ -176,6 +194,8 @@ export function mesh(t: TestLike, domains: Record<string, string> = {}): Mesh {
         goaway: () => {
           for (const s of live) s.close()
         },
+        ping: () => Promise.all([...live].map((s) => new Promise<boolean>((ok) => s.ping((err) => ok(err === null))))),
+        peers: () => all.map((p) => ({ settings: p.settings, window: p.session.state.remoteWindowSize ?? 0 })),
       }
     },
   }

@@ -1,7 +1,8 @@
-// docs/mesh.md's setups (issue 13: a VPS and home routers behind NAT) are
-// configs a reader copies: each JSON block must validate, each uci block
-// must parse, and the uci shown as "the same" must give the same Config as
-// its JSON.
+// docs/mesh.md's setups (issue 13: a VPS and home routers behind NAT) and
+// roles (issue 12: egress sidecar, ingress and egress gateway, ingress
+// sidecar) are configs a reader copies: each JSON block must validate, each
+// uci block must parse, and the uci shown as "the same" must give the same
+// Config as its JSON.
 
 import t from 'tap'
 import { readFileSync } from 'node:fs'
@@ -82,6 +83,12 @@ t.test('every setup: its JSON configs validate and its uci gives the same Config
     })
   }
   t.same([...seen].sort(), [...setups].sort(), 'both setups were found in docs/mesh.md')
+})
+
+t.test('every role: its JSON config validates', async (t) => {
+  const roles = blocks(md).filter((b) => b.section === 'Roles' && b.lang === 'json')
+  t.equal(roles.length, 4, 'one config for each of the four roles')
+  for (const b of roles) t.doesNotThrow(() => validateConfig(JSON.parse(b.text)), `Roles @${b.line}: JSON validates`)
 })
 
 /** The parts of a Config the setups show; rule names differ (uci names sections, JSON numbers rules). */
