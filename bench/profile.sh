@@ -25,7 +25,7 @@
 # PROFILE_BASE_BIN=PATH adds section 5: that binary against build/ugate
 # (both as shipped, no symbols), alternating, PROFILE_ROUNDS=3 rounds of
 # PROFILE_SECONDS: conn/s, CPU per connection, and per connection the
-# syscalls, epoll_ctl, batches to JS (writes to stderr: one per batch of
+# syscalls, epoll_ctl, recvfrom, batches to JS (writes to stderr: one per batch of
 # access lines) and context switches, counted by perf's tracepoints (which,
 # unlike strace, leave the load as it is). PROFILE_AB_ONLY=1: section 5 only.
 set -euo pipefail
@@ -107,8 +107,8 @@ ab_section() {
   local r name pid n c0 c1
   echo "## 5. Same run: $BASE_BIN (base) against build/ugate (new), alternating, ${SECS} s of load each"
   echo
-  echo "| round | binary | conn/s | CPU µs/conn | syscalls | epoll_ctl | batches to JS | context switches |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|"
+  echo "| round | binary | conn/s | CPU µs/conn | syscalls | epoll_ctl | recvfrom | batches to JS | context switches |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
   for r in $(seq "$AB_ROUNDS"); do
     for name in base new; do
       UG_BIN=$ROOT/build/ugate
@@ -118,7 +118,7 @@ ab_section() {
       c0=$(cpu_ticks "$pid")
       # the load as load() runs it, under perf stat's tracepoint counts
       perf stat -x, -o "$TMP/ab.csv" -e context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_epoll_ctl \
-        -e syscalls:sys_enter_write --filter 'fd == 2' -p "$pid" -- \
+        -e syscalls:sys_enter_recvfrom -e syscalls:sys_enter_write --filter 'fd == 2' -p "$pid" -- \
         bash -c "$(declare -f load); $(declare -p VIA CONNLOAD ORIGIN CONNS SECS); load $UG_PORT" >"$TMP/ab-load.txt"
       c1=$(cpu_ticks "$pid")
       stop_bg "$pid"
@@ -126,8 +126,8 @@ ab_section() {
       [[ $n =~ ^[1-9][0-9]*$ ]] || die "A/B: no requests completed through $name"
       awk -F, -v n="$n" -v r="$r" -v name="$name" -v secs="$SECS" -v cpu=$(((c1 - c0) * 1000000 / CLK_TCK)) '
         /context-switches/ { cs = $1 } /raw_syscalls:sys_enter/ { sc = $1 }
-        /sys_enter_epoll_ctl/ { ec = $1 } /sys_enter_write/ { w = $1 }
-        END { printf "| %s | %s | %.0f | %.0f | %.2f | %.2f | %.3f | %.2f |\n", r, name, n / secs, cpu / n, sc / n, ec / n, w / n, cs / n }' "$TMP/ab.csv"
+        /sys_enter_epoll_ctl/ { ec = $1 } /sys_enter_recvfrom/ { rf = $1 } /sys_enter_write/ { w = $1 }
+        END { printf "| %s | %s | %.0f | %.0f | %.2f | %.2f | %.2f | %.3f | %.2f |\n", r, name, n / secs, cpu / n, sc / n, ec / n, rf / n, w / n, cs / n }' "$TMP/ab.csv"
     done
   done
   UG_BIN=
