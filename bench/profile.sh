@@ -24,8 +24,8 @@
 # localhost: curl --socks5-hostname; ugate resolves it).
 # PROFILE_BASE_BIN=PATH adds section 5: that binary against build/ugate
 # (both as shipped, no symbols), alternating, PROFILE_ROUNDS=3 rounds of
-# PROFILE_SECONDS: conn/s, CPU per connection, and per connection the
-# syscalls, epoll_ctl, batches to JS (writes to stderr: one per batch of
+# PROFILE_SECONDS: conn/s, CPU (and user) per connection, and per connection the
+# syscalls, epoll_ctl, recvfrom, batches to JS (writes to stderr: one per batch of
 # access lines) and context switches, counted by perf's tracepoints (which,
 # unlike strace, leave the load as it is). PROFILE_AB_ONLY=1: section 5 only.
 set -euo pipefail
@@ -103,12 +103,13 @@ load() {  # PORT: wrk (or connload through SOCKS5) for SECS seconds; prints the 
 }
 
 # ---------------------------------------------------------------- 5. A/B (PROFILE_BASE_BIN)
+utime_ticks() { sed 's/^[0-9]* (.*) //' "/proc/$1/stat" | awk '{ print $12 }'; }  # PID: its utime
 ab_section() {
-  local r name pid n c0 c1
+  local r name pid n c0 c1 u0 u1
   echo "## 5. Same run: $BASE_BIN (base) against build/ugate (new), alternating, ${SECS} s of load each"
   echo
-  echo "| round | binary | conn/s | CPU µs/conn | syscalls | epoll_ctl | batches to JS | context switches |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|"
+  echo "| round | binary | conn/s | CPU µs/conn | user µs/conn | syscalls | epoll_ctl | recvfrom | batches to JS | context switches |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   for r in $(seq "$AB_ROUNDS"); do
     for name in base new; do
       UG_BIN=$ROOT/build/ugate
@@ -116,18 +117,21 @@ ab_section() {
       start_ugate ab-$name ""
       pid=$UG_PID
       c0=$(cpu_ticks "$pid")
+      u0=$(utime_ticks "$pid")
       # the load as load() runs it, under perf stat's tracepoint counts
       perf stat -x, -o "$TMP/ab.csv" -e context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_epoll_ctl \
-        -e syscalls:sys_enter_write --filter 'fd == 2' -p "$pid" -- \
+        -e syscalls:sys_enter_recvfrom -e syscalls:sys_enter_write --filter 'fd == 2' -p "$pid" -- \
         bash -c "$(declare -f load); $(declare -p VIA CONNLOAD ORIGIN CONNS SECS); load $UG_PORT" >"$TMP/ab-load.txt"
       c1=$(cpu_ticks "$pid")
+      u1=$(utime_ticks "$pid")
       stop_bg "$pid"
       n=$(cat "$TMP/ab-load.txt")
       [[ $n =~ ^[1-9][0-9]*$ ]] || die "A/B: no requests completed through $name"
-      awk -F, -v n="$n" -v r="$r" -v name="$name" -v secs="$SECS" -v cpu=$(((c1 - c0) * 1000000 / CLK_TCK)) '
+      awk -F, -v n="$n" -v r="$r" -v name="$name" -v secs="$SECS" -v cpu=$(((c1 - c0) * 1000000 / CLK_TCK)) \
+        -v user=$(((u1 - u0) * 1000000 / CLK_TCK)) '
         /context-switches/ { cs = $1 } /raw_syscalls:sys_enter/ { sc = $1 }
-        /sys_enter_epoll_ctl/ { ec = $1 } /sys_enter_write/ { w = $1 }
-        END { printf "| %s | %s | %.0f | %.0f | %.2f | %.2f | %.3f | %.2f |\n", r, name, n / secs, cpu / n, sc / n, ec / n, w / n, cs / n }' "$TMP/ab.csv"
+        /sys_enter_epoll_ctl/ { ec = $1 } /sys_enter_recvfrom/ { rf = $1 } /sys_enter_write/ { w = $1 }
+        END { printf "| %s | %s | %.0f | %.0f | %.1f | %.2f | %.2f | %.2f | %.3f | %.2f |\n", r, name, n / secs, cpu / n, user / n, sc / n, ec / n, rf / n, w / n, cs / n }' "$TMP/ab.csv"
     done
   done
   UG_BIN=

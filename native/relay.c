@@ -175,10 +175,16 @@ static int pump_copy(relay *r, relay_dir *d, int *err) {
       return PUMP_OK;
     }
     // A short read emptied the socket: bytes arriving later raise a new edge,
-    // so no recv is needed just to see EAGAIN. Not so once EOF or an error was
-    // reported (recv must still see it), nor after urgent data (a read stops
-    // short at its mark).
-    if ((size_t)n < want && !d->drain) return PUMP_OK;
+    // so no recv is needed just to see EAGAIN. If the FIN had arrived before
+    // this read, the read stopped at it (TCP and unix sockets queue a FIN
+    // behind all its data): a recv now could only return 0, so this is EOF.
+    // Not so after an error (recv must still see it) nor after urgent data
+    // (a read stops short at its mark): read on.
+    if ((size_t)n < want && !d->drain) {
+      if (!d->fin) return PUMP_OK;
+      d->eof = true;
+      break;
+    }
   }
   return PUMP_OK;
 }
@@ -262,7 +268,11 @@ static void on_event(relay *r, int side, uint32_t events) {
   }
   if (engine_unix_aborted(in->from, events, out->shut))  // an HBONE stream reset by the tunnel
     return finish(r, side ? "server-error" : "client-error", ECONNRESET);
-  if (failed || (events & (EPOLLRDHUP | EPOLLPRI))) in->drain = true;
+  // A HUP that comes with RDHUP is the normal end of a socket whose two FINs
+  // are through; without RDHUP it is an error or a reset: read to the end.
+  if (events & EPOLLRDHUP) in->fin = true;
+  if ((events & (EPOLLERR | EPOLLPRI)) || (events & (EPOLLHUP | EPOLLRDHUP)) == EPOLLHUP)
+    in->drain = true;
   if (events & EPOLLPRI) in->urgent = true;
   bool pump_in = failed || (events & (EPOLLIN | EPOLLRDHUP | EPOLLPRI));
   bool pump_out = failed || ((events & EPOLLOUT) && waits_for_room(out));

@@ -31,7 +31,8 @@ typedef struct {
   bool may_splice : 1;  // copy for now: switch to splice after a bulk read
   bool limited : 1;
   bool nofin : 1;     // finished by the limit: `to` gets no FIN
-  bool drain : 1;     // read `from` until recv says EAGAIN: see pump_copy
+  bool drain : 1;     // read `from` until recv says EAGAIN or 0: see pump_copy
+  bool fin : 1;       // `from` got the peer's FIN (EPOLLRDHUP): see pump_copy
   bool urgent : 1;    // `from` got urgent data: see pump_splice
   bool eof : 1;       // `from` reached EOF
   bool shut : 1;      // shutdown(to, SHUT_WR) done: the direction is finished

@@ -20,7 +20,7 @@ import {
   within,
 } from '../lib/servers.js'
 import { checkFds, finish, parseLogLine, runUgate, settleFds } from '../lib/ugate.js'
-import { straced } from '../lib/strace.js'
+import { joinResumed, straced } from '../lib/strace.js'
 import { tempSocket } from '../lib/temp.js'
 
 /** Connect without waiting for 'connect' (ugate may reset at once); resolves with how it closed. */
@@ -243,6 +243,63 @@ t.test('a dial that completes at once costs no watch of its client and no SO_ERR
   // EPOLLOUT alone says connected: no getsockopt(SO_ERROR) per dial.
   const soError = trace.filter((l) => /getsockopt\(.*SO_ERROR/.test(l))
   t.equal(soError.length, 0, 'no SO_ERROR read for a successful connect', { sample: soError })
+})
+
+// A read shorter than the buffer after the peer's FIN was reported
+// (EPOLLRDHUP) has reached that FIN: the relay takes it as EOF and makes no
+// recv that could only return 0. The client sends its bytes and FIN in one
+// segment (TCP_CORK, then shutdown), so the relay thread always sees them in
+// one event: its recv of the client's socket returns the bytes and no recv of
+// it returns 0.
+t.test('a short read after the FIN is EOF: no recv of the client returns 0', async (t) => {
+  const srv = await echoServer(t)
+  const st = straced(t, 'accept4,recvfrom,close')
+  const ug = await startConfig(t, proxyConfig([listener('fwd', 'forward', { target: srv.target })]), st.opts)
+  const N = 6
+  const client = `
+import socket, sys
+for i in range(int(sys.argv[2])):
+    s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+    s.settimeout(10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    s.sendall(b'ping %d' % i)
+    s.shutdown(socket.SHUT_WR)
+    got = b''
+    while True:
+        d = s.recv(65536)
+        if not d: break
+        got += d
+    s.close()
+    sys.stdout.write(got.decode() + ';')
+`
+  const py = spawn('python3', ['-c', client, String(ug.port('fwd')), String(N)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  let out = ''
+  py.stdout.on('data', (d: Buffer) => (out += d.toString()))
+  const code = await within(new Promise<number | null>((res) => py.once('close', res)), 30_000, 'python client')
+  t.equal(code, 0, 'python client exit 0')
+  t.equal(out, Array.from({ length: N }, (_, i) => `ping ${i};`).join(''), 'every connection echoed')
+  await waitConnsOf(ug, 'fwd', N)
+  await finish(t, ug, N)
+  // The accepted sockets, in order (one connection at a time, so an fd
+  // number names one client from its accept4 to its close).
+  const clients = new Set<string>()
+  const reads: string[] = []
+  const zero: string[] = []
+  for (const l of joinResumed(st.lines(t))) {
+    const acc = /accept4\(.*\) = (\d+)$/.exec(l)
+    if (acc) clients.add(acc[1]!)
+    const cl = /close\((\d+)\)/.exec(l)
+    if (cl) clients.delete(cl[1]!)
+    const rd = /recvfrom\((\d+),.*\) = (-?\d+)/.exec(l)
+    if (rd && clients.has(rd[1]!)) {
+      reads.push(l)
+      if (rd[2] === '0') zero.push(l)
+    }
+  }
+  t.equal(reads.length, N, 'one recv of each client', { sample: reads })
+  t.equal(zero.length, 0, 'no recv of a client returned 0', { sample: zero })
 })
 
 t.test('a dialing native connection is listed and ended by shutdown', async (t) => {

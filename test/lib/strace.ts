@@ -68,3 +68,26 @@ export async function straceAttach(t: Test, pid: number, dir: string, trace: str
     },
   }
 }
+
+/**
+ * A trace of several threads, each call on one line: strace -f splits a call
+ * another thread interrupted into `NAME(args <unfinished ...>` and
+ * `<... NAME resumed>rest`; this joins the halves (by pid) where the first stood.
+ */
+export function joinResumed(lines: string[]): string[] {
+  const out: string[] = []
+  const open = new Map<string, number>() // pid → index in out of its unfinished call
+  for (const l of lines) {
+    const pid = /^(\d+)\s/.exec(l)?.[1] ?? ''
+    const resumed = /^\d+\s+<\.\.\. \w+ resumed>\s?(.*)$/.exec(l)
+    const at = open.get(pid)
+    if (resumed && at !== undefined) {
+      out[at] = out[at]!.replace(/\s*<unfinished \.\.\.>$/, '') + resumed[1]!
+      open.delete(pid)
+      continue
+    }
+    if (/<unfinished \.\.\.>$/.test(l)) open.set(pid, out.length)
+    out.push(l)
+  }
+  return out
+}
