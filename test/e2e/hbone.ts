@@ -4,7 +4,7 @@
 // (sha256), half-close both directions, resets passed on (a destination's
 // to the mesh client, a SOCKS client's to the peer), ztunnel's 400 / 401 /
 // 503 answers, garbage instead of HTTP/2, fds back to the baseline; a
-// SIGHUP with a new identity keeps live tunnels.
+// reload (SIGHUP or ubus) with a new identity keeps live tunnels.
 
 import { spawn } from 'node:child_process'
 import { copyFileSync, mkdirSync } from 'node:fs'
@@ -19,8 +19,9 @@ import { listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.j
 import { mesh, type Mesh, TRUST_DOMAIN } from '../lib/mesh.js'
 import { connectReader, socks5Connect } from '../lib/proxy.js'
 import { echoServer, prngBytes, sha256, within } from '../lib/servers.js'
-import { checkCleanExit, checkFds, finish, runUgate } from '../lib/ugate.js'
+import { checkCleanExit, checkFds, finish, runUgate, type Ugate } from '../lib/ugate.js'
 import { tempDir } from '../lib/temp.js'
+import { UbusdStandin } from '../lib/ubusd-standin.js'
 
 const ids = mesh(t)
 
@@ -349,63 +350,92 @@ t.test('ugate → ugate through one tunnel', async (t) => {
   await finish(t, a, 5)
 })
 
-// Issue 12: certificates are reloaded (SIGHUP) without dropping tunnels. A's
-// identity files are replaced by another node's while a stream through A →
-// B is open: both reload, the stream goes on over the same tunnel, and a
-// new TLS connection to A's own listener gets the new certificate.
-t.test('SIGHUP with a new identity keeps live tunnels; new connections get the new one', async (t) => {
-  const echo = await echoServer(t)
-  const live = join(tempDir(t, 'ugate-live-id-'), 'id')
-  mkdirSync(live)
-  const use = (node: string) => {
-    for (const f of ['cert-chain.pem', 'key.pem', 'root-cert.pem']) copyFileSync(join(ids.dir(node), f), join(live, f))
-  }
-  use('c')
-  const b = await startConfig(t, proxyConfig([listener('mesh', 'hbone')], ids.config('b')))
-  const a = await startConfig(
-    t,
-    proxyConfig([listener('socks', 'socks'), listener('in', 'hbone')], {
-      upstreams: [{ name: 'b', type: 'hbone', server: `127.0.0.1:${b.port('mesh')}`, identity: ids.spiffe('b') }],
-      rules: [{ name: 'mesh', listener: ['socks'], action: 'upstream:b' }],
-      admin: { socket: ids.socket('a') },
-      mesh: { identityDir: live, trustDomain: TRUST_DOMAIN },
-    }),
-  )
-  const payload = prngBytes(7, 4 << 20)
-  const half = payload.length / 2
-  const s = await socks5Connect(a.port('socks'), { host: '127.0.0.1', port: echo.port })
-  s.reader.sock.write(payload.subarray(0, half))
-  const first = await s.reader.read(half)
+// Issue 12: certificates are reloaded (SIGHUP, and ubus reload) without
+// dropping tunnels. A's identity files are replaced by another node's while a
+// stream through A → B is open: both reload, the stream goes on over the same
+// tunnel, and a new TLS connection to A's own listener gets the new certificate.
 
-  use('d')
-  a.signal('SIGHUP')
-  b.signal('SIGHUP')
-  const now = await a.waitForLine(/ info mesh-identity .*reloaded=true/)
-  t.match(now, `spiffeId=${ids.spiffe('d')} `, 'A: the new identity is in use')
-  await b.waitForLine(/ info mesh-identity .*reloaded=true/)
-  await a.waitForLine(/ info reloaded /)
-  await b.waitForLine(/ info reloaded /)
+/** How a test asks a ugate to reload: the config it adds, and the reload once ugate is up. */
+interface Reloader {
+  config: Record<string, unknown>
+  ready(ug: Ugate): Promise<void>
+  reload(ug: Ugate): Promise<void>
+}
 
-  s.reader.sock.end(payload.subarray(half))
-  const back = await s.reader.rest()
-  t.ok(
-    back.ended && sha256(Buffer.concat([first, back.data])) === sha256(payload),
-    '4 MiB echoed exactly, half before and half after both reloads',
-  )
-  t.equal(a.matching(/ info hbone-closed /).length + b.matching(/ info hbone-closed /).length, 0, 'no tunnel closed')
-  const st = runUgate(['ctl', '--socket', ids.socket('a'), '--json', 'status'])
-  const status = JSON.parse(st.stdout) as { hbone: { role: string; streamsTotal: number }[] }
-  t.match(status.hbone, [{ role: 'client', streamsTotal: 1 }], "A's one tunnel, the stream it carried")
-  const [line] = await waitConnsOf(b, 'mesh', 1)
-  t.equal(line!.fields.identity, ids.spiffe('c'), 'the live tunnel kept the identity it started with')
+const reloaders: Record<string, (t: Test) => Promise<Reloader>> = {
+  SIGHUP: async () => ({ config: {}, ready: async () => {}, reload: async (ug) => void ug.signal('SIGHUP') }),
+  // The ugate object's reload method, through the ubusd stand-in (one per node: both register `ugate`).
+  ubus: async (t) => {
+    const ubusd = new UbusdStandin(join(tempDir(t, 'ugate-ubus-'), 'ubus.sock'))
+    t.teardown(() => ubusd.stop())
+    await ubusd.start()
+    return {
+      config: { ubus: { socket: ubusd.path } },
+      ready: async (ug) => void (await ug.waitForLine(/ info ubus-registered object=ugate /)),
+      reload: async () => void t.same(await ubusd.call('reload'), { status: 0, data: {} }, 'ubus reload answered'),
+    }
+  },
+}
 
-  // A new connection to A's listener: A presents the new certificate.
-  const client = ids.connect('client', a.port('in'))
-  await within(new Promise((ok) => client.once('remoteSettings', ok)), 10_000, "SETTINGS from A's listener")
-  const san = (client.socket as TLSSocket).getPeerCertificate().subjectaltname
-  t.equal(san, `URI:${ids.spiffe('d')}`, "A's listener presents the new identity")
-  await new Promise<void>((ok) => client.close(ok))
-  checkCleanExit(t, b, await b.stop())
-  await a.waitForLine(/ info hbone-closed .*reason=(goaway|tunnel-closed)/)
-  await finish(t, a, 1)
-})
+for (const [via, reloader] of Object.entries(reloaders))
+  t.test(`${via} with a new identity keeps live tunnels; new connections get the new one`, async (t) => {
+    const [ra, rb] = [await reloader(t), await reloader(t)]
+    const echo = await echoServer(t)
+    const live = join(tempDir(t, 'ugate-live-id-'), 'id')
+    mkdirSync(live)
+    const use = (node: string) => {
+      for (const f of ['cert-chain.pem', 'key.pem', 'root-cert.pem'])
+        copyFileSync(join(ids.dir(node), f), join(live, f))
+    }
+    use('c')
+    const b = await startConfig(t, proxyConfig([listener('mesh', 'hbone')], { ...ids.config('b'), ...rb.config }))
+    const a = await startConfig(
+      t,
+      proxyConfig([listener('socks', 'socks'), listener('in', 'hbone')], {
+        upstreams: [{ name: 'b', type: 'hbone', server: `127.0.0.1:${b.port('mesh')}`, identity: ids.spiffe('b') }],
+        rules: [{ name: 'mesh', listener: ['socks'], action: 'upstream:b' }],
+        admin: { socket: ids.socket('a') },
+        mesh: { identityDir: live, trustDomain: TRUST_DOMAIN },
+        ...ra.config,
+      }),
+    )
+    await ra.ready(a)
+    await rb.ready(b)
+    const payload = prngBytes(7, 4 << 20)
+    const half = payload.length / 2
+    const s = await socks5Connect(a.port('socks'), { host: '127.0.0.1', port: echo.port })
+    s.reader.sock.write(payload.subarray(0, half))
+    const first = await s.reader.read(half)
+
+    use('d')
+    await ra.reload(a)
+    await rb.reload(b)
+    const now = await a.waitForLine(/ info mesh-identity .*reloaded=true/)
+    t.match(now, `spiffeId=${ids.spiffe('d')} `, 'A: the new identity is in use')
+    await b.waitForLine(/ info mesh-identity .*reloaded=true/)
+    await a.waitForLine(/ info reloaded /)
+    await b.waitForLine(/ info reloaded /)
+
+    s.reader.sock.end(payload.subarray(half))
+    const back = await s.reader.rest()
+    t.ok(
+      back.ended && sha256(Buffer.concat([first, back.data])) === sha256(payload),
+      '4 MiB echoed exactly, half before and half after both reloads',
+    )
+    t.equal(a.matching(/ info hbone-closed /).length + b.matching(/ info hbone-closed /).length, 0, 'no tunnel closed')
+    const st = runUgate(['ctl', '--socket', ids.socket('a'), '--json', 'status'])
+    const status = JSON.parse(st.stdout) as { hbone: { role: string; streamsTotal: number }[] }
+    t.match(status.hbone, [{ role: 'client', streamsTotal: 1 }], "A's one tunnel, the stream it carried")
+    const [line] = await waitConnsOf(b, 'mesh', 1)
+    t.equal(line!.fields.identity, ids.spiffe('c'), 'the live tunnel kept the identity it started with')
+
+    // A new connection to A's listener: A presents the new certificate.
+    const client = ids.connect('client', a.port('in'))
+    await within(new Promise((ok) => client.once('remoteSettings', ok)), 10_000, "SETTINGS from A's listener")
+    const san = (client.socket as TLSSocket).getPeerCertificate().subjectaltname
+    t.equal(san, `URI:${ids.spiffe('d')}`, "A's listener presents the new identity")
+    await new Promise<void>((ok) => client.close(ok))
+    checkCleanExit(t, b, await b.stop())
+    await a.waitForLine(/ info hbone-closed .*reason=(goaway|tunnel-closed)/)
+    await finish(t, a, 1)
+  })

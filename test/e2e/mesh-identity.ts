@@ -1,15 +1,16 @@
 // `ugate run` with a mesh section: the identity is loaded at start (its
 // SPIFFE id and node id logged), an expired certificate stops the start with
-// a message naming the file and the date, SIGHUP with a broken or expired
-// identity file keeps the identity in use (logged, the expired one with its
-// file and date) while the rest of the config applies,
+// a message naming the file and the date, and so does a not yet valid one;
+// SIGHUP with a broken, expired or not yet valid identity file keeps the
+// identity in use (logged, the dated ones with their file and date) while the
+// rest of the config applies,
 // and SIGHUP with a new identity switches to it. No fd or memory leak (ASan).
 
-import { spawnSync } from 'node:child_process'
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
+import { EXPIRED_ON, NOT_VALID_BEFORE, issueIdentity, readIdentity } from '../lib/hbone.js'
 import { checkCleanExit, runUgate, startUgate } from '../lib/ugate.js'
 import { tempDir } from '../lib/temp.js'
 
@@ -32,58 +33,39 @@ function config(file: string, identityDir: string, more: Record<string, unknown>
   )
 }
 
-/** A certificate for id's key, signed by its CA, expired yesterday; returns the file and its end date as ugate words it. */
-function expiredCert(t: Test, dir: string, id: { dir: string }, name: string): { file: string; notAfter: string } {
-  const expired = join(dir, name)
-  const csr = spawnSync('openssl', ['req', '-new', '-key', join(id.dir, 'key.pem'), '-subj', '/CN=x'], {
-    encoding: 'utf8',
-  })
-  const ext = join(dir, 'ext')
-  writeFileSync(ext, 'subjectAltName=URI:spiffe://mesh.test/ns/default/sa/router1\n')
-  const x = spawnSync(
-    'openssl',
-    [
-      'x509',
-      '-req',
-      '-CA',
-      join(id.dir, 'root-cert.pem'),
-      '-CAkey',
-      join(id.dir, 'ca-key.pem'),
-      '-days',
-      '-1',
-      '-out',
-      expired,
-      '-extfile',
-      ext,
-    ],
-    { input: csr.stdout, encoding: 'utf8' },
-  )
-  t.equal(x.status, 0, 'openssl made an expired certificate', { stderr: x.stderr })
-  const enddate = spawnSync('openssl', ['x509', '-in', expired, '-noout', '-enddate'], { encoding: 'utf8' }).stdout
-  return {
-    file: expired,
-    notAfter: new Date(enddate.trim().replace('notAfter=', '')).toISOString().replace('.000', ''),
-  }
-}
+/** `identity init`'s CA (in id.dir) as issueIdentity takes it. */
+const caOf = (id: { dir: string }) => readIdentity(id.dir, 'spiffe://mesh.test/ns/default/sa/router1')
 
-t.test('an expired certificate stops the start, naming the file and the date', async (t) => {
-  const dir = tempDir(t, 'ugate-mesh-')
-  const id = init(t, dir, 'id', 'router1')
-  const { file: expired, notAfter } = expiredCert(t, dir, id, 'expired.pem')
-  const file = join(dir, 'ugate.json')
-  config(file, id.dir, { certChain: expired })
-  const r = runUgate(['run', '--config', file])
-  t.equal(r.code, 1, 'exit 1')
-  t.ok(
-    r.stderr.some((l) => l.includes(`ugate: mesh identity: ${expired}: certificate expired on ${notAfter} (now `)),
-    'the message names the file and the date',
-    { stderr: r.stderr },
-  )
-  t.notOk(
-    r.stderr.some((l) => / info ready /.test(l)),
-    'never ready',
-  )
-})
+/** The dated identities issueIdentity makes, and the message ugate gives for each (its date in it). */
+const dated = [
+  { what: 'an expired', opts: { expired: true }, says: `certificate expired on ${EXPIRED_ON} (now ` },
+  {
+    what: 'a not yet valid',
+    opts: { notYetValid: true },
+    says: `certificate is not valid before ${NOT_VALID_BEFORE} (now `,
+  },
+]
+
+for (const d of dated)
+  t.test(`${d.what} certificate stops the start, naming the file and the date`, async (t) => {
+    const dir = tempDir(t, 'ugate-mesh-')
+    const ca = init(t, dir, 'id', 'router1')
+    const id = issueIdentity(t, caOf(ca), 'mesh.test', 'router1', { ns: 'default', ...d.opts })
+    const file = join(dir, 'ugate.json')
+    // The files named one by one (outside identityDir): the message names the one given.
+    config(file, ca.dir, { certChain: id.cert, key: id.key, rootCert: id.root })
+    const r = runUgate(['run', '--config', file])
+    t.equal(r.code, 1, 'exit 1')
+    t.ok(
+      r.stderr.some((l) => l.includes(`ugate: mesh identity: ${id.cert}: ${d.says}`)),
+      'the message names the file and the date',
+      { stderr: r.stderr },
+    )
+    t.notOk(
+      r.stderr.some((l) => / info ready /.test(l)),
+      'never ready',
+    )
+  })
 
 t.test('SIGHUP: a broken identity keeps the one in use; a new one replaces it', async (t) => {
   const dir = tempDir(t, 'ugate-mesh-')
@@ -120,24 +102,25 @@ t.test('SIGHUP: a broken identity keeps the one in use; a new one replaces it', 
   await ug.waitForLine(/ info reloaded listeners=2 /)
   t.equal(ug.matching(/ info mesh-identity /).length, 1, 'no new identity logged')
 
-  // Expired: refused on reload as at start, naming the file and the date.
-  const { file: expired, notAfter } = expiredCert(t, dir, a, 'expired.pem')
-  copyFileSync(expired, join(live, 'cert-chain.pem'))
-  ug.signal('SIGHUP')
-  const [, late] = await ug.waitForLines(/ error mesh-reload-failed /, 2)
-  t.match(
-    late,
-    `error="${live}/cert-chain.pem: certificate expired on ${notAfter} (now `,
-    'an expired certificate on reload: the file and the date',
-  )
-  t.match(late, /kept=spiffe:\/\/mesh\.test\/ns\/default\/sa\/router1/, 'the identity in use is kept')
-  await ug.waitForLines(/ info reloaded listeners=2 /, 2)
+  // Expired, then not yet valid: refused on reload as at start, naming the file and the date.
+  let failures = 1
+  for (const d of dated) {
+    const id = issueIdentity(t, caOf(a), 'mesh.test', 'router1', { ns: 'default', ...d.opts })
+    for (const f of ['cert-chain.pem', 'key.pem', 'root-cert.pem']) copyFileSync(join(id.dir, f), join(live, f))
+    ug.signal('SIGHUP')
+    const late = (await ug.waitForLines(/ error mesh-reload-failed /, ++failures))[failures - 1]!
+    t.match(late, `error="${live}/cert-chain.pem: ${d.says}`, `${d.what} certificate on reload: the file and the date`)
+    t.match(late, /kept=spiffe:\/\/mesh\.test\/ns\/default\/sa\/router1/, 'the identity in use is kept')
+    await ug.waitForLines(/ info reloaded listeners=2 /, failures)
+  }
+  t.equal(ug.matching(/ info mesh-identity /).length, 1, 'no new identity logged')
+  t.equal(ug.exitResult, null, 'still running, on the identity it had')
 
   // A new identity (b): logged as reloaded.
   for (const f of ['cert-chain.pem', 'key.pem', 'root-cert.pem']) copyFileSync(join(b.dir, f), join(live, f))
   ug.signal('SIGHUP')
   const now = await ug.waitForLine(/ info mesh-identity .*reloaded=true/)
   t.match(now, `spiffeId=spiffe://mesh.test/ns/default/sa/router2 nodeId=${b.nodeId}`)
-  await ug.waitForLines(/ info reloaded listeners=2 /, 3)
+  await ug.waitForLines(/ info reloaded listeners=2 /, failures + 1)
   checkCleanExit(t, ug, await ug.stop())
 })

@@ -72,6 +72,15 @@ export function meshConfig(id: Identity, td: string): { mesh: { identityDir: str
   return { mesh: { identityDir: id.dir, trustDomain: td } }
 }
 
+/** The dates of issueIdentity's dated certificates, as ugate's messages write them. */
+const EXPIRED_FROM = '2020-01-01T00:00:00Z'
+export const EXPIRED_ON = '2020-01-02T00:00:00Z'
+export const NOT_VALID_BEFORE = '2099-01-01T00:00:00Z'
+const NOT_VALID_UNTIL = '2099-01-02T00:00:00Z'
+
+/** 2020-01-02T00:00:00Z → 20200102000000Z, as `openssl ca -startdate` takes it. */
+const asn1Time = (iso: string) => iso.replace(/[-:T]/g, '')
+
 function openssl(dir: string, args: string[]): void {
   const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' })
   if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed (${r.status}): ${r.stderr}`)
@@ -81,14 +90,15 @@ function openssl(dir: string, args: string[]): void {
  * Another identity under `ca`'s root (each `identity init` makes its own CA,
  * all named alike, so a peer needs one CA for both ends): a P-256 leaf signed
  * with openssl by ca-key.pem, SPIFFE URI SAN `spiffe://td/ns/ns/sa/sa`.
- * `expired`: valid for one day in 2020 only.
+ * `expired`: valid for one day in 2020 only (until EXPIRED_ON); `notYetValid`:
+ * for one day from NOT_VALID_BEFORE only.
  */
 export function issueIdentity(
   t: TestLike,
   ca: Identity,
   td: string,
   sa: string,
-  o: { ns?: string; expired?: boolean } = {},
+  o: { ns?: string; expired?: boolean; notYetValid?: boolean } = {},
 ): Identity {
   const ns = o.ns ?? 'home'
   const id = `spiffe://${td}/ns/${ns}/sa/${sa}`
@@ -101,8 +111,9 @@ export function issueIdentity(
       `extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=URI:${id}\n`,
   )
   const caKey = join(ca.dir, 'ca-key.pem')
-  if (o.expired) {
-    // x509 -req cannot date a certificate in the past; `openssl ca` can.
+  const dates = o.expired ? [EXPIRED_FROM, EXPIRED_ON] : o.notYetValid ? [NOT_VALID_BEFORE, NOT_VALID_UNTIL] : null
+  if (dates) {
+    // x509 -req (openssl 3.0) cannot choose a certificate's dates; `openssl ca` can.
     writeFileSync(join(dir, 'index.txt'), '')
     writeFileSync(join(dir, 'serial'), '1000\n')
     writeFileSync(
@@ -116,9 +127,9 @@ export function issueIdentity(
         'cert-chain.pem',
         '-notext',
         '-startdate',
-        '20200101000000Z',
+        asn1Time(dates[0]!),
         '-enddate',
-        '20200102000000Z',
+        asn1Time(dates[1]!),
         '-extfile',
         'leaf.ext',
       ]),
