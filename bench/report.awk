@@ -166,7 +166,7 @@ END {
       if (p != "ugate" && (("footprint", p, "binary_kib") in L)) printf "| %s | %s |\n", p, f(med("footprint", p, "binary_kib"), "%.0f")
       if ((("footprint", p, "ipk_kib") in L)) { printf "| %s | %s |\n", p, f(med("footprint", p, "ipk_kib"), "%.0f"); ipk = 1 }
     }
-    if (!ipk) print "| .ipk packages: not built (`make ipk`) | – |"
+    if (!ipk) print "| .ipk packages: not built (BENCH_QUICK does not run `build.sh ipk`) | – |"
     print ""
     print "Start → accepting: from fork to the first accepted connect() (bench/connload polls every 100 µs);" \
       " CPU: what the started process's threads had used by then (schedstat; a forked worker's not counted), which other work on the machine barely moves."

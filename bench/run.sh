@@ -22,7 +22,8 @@
 #                memory per idle flow (BENCH_FLOWS of them)
 #   memory       idle RSS, and the RSS delta per idle relayed connection
 #                (BENCH_HOLD of them): ugate vs haproxy vs nginx stream
-#   footprint    binary and .ipk sizes (build/ipk if built), start → accepting
+#   footprint    binary and .ipk sizes (runs build.sh ipk; BENCH_QUICK: build/ipk
+#                if built), start → accepting
 #   snirelay     relay over SNI vs direct vs limit_relay: throughput, relay CPU
 #                per GB, connection setup time (bench/sni-relay.sh; its table
 #                goes into the report as printed)
@@ -392,6 +393,17 @@ start_run() {  # ROUND PEER
 section_footprint() {
   local f arch size
   record footprint 1 ugate binary_kib "$(per_sec "$(stat -c %s "$UGATE_BIN")" 1024)"
+  # the .ipk of every arch, from this tree (build.sh caches: the first run
+  # builds the cross toolchains, later ones only what changed)
+  if [[ $QUICK == 1 ]]; then
+    log "footprint: BENCH_QUICK: .ipk sizes only from an existing build/ipk (build.sh ipk not run)"
+  else
+    log "footprint: build.sh ipk (the first time it builds the cross toolchains: several minutes per arch)"
+    "$ROOT/build.sh" ipk >"$TMP/ipk.log" 2>&1 || {
+      tail -20 "$TMP/ipk.log" >&2
+      die "footprint: build.sh ipk failed (its log's end above)"
+    }
+  fi
   for f in "$ROOT"/build/ipk/ugate_*.ipk; do
     [[ -f $f ]] || continue
     arch=$(basename "$f" .ipk); arch=${arch#ugate_*_}
