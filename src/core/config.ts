@@ -211,6 +211,8 @@ export interface ListenerCommon {
 export interface ForwardListenerConfig extends ListenerCommon {
   type: 'forward'
   target: Endpoint
+  /** The upstream (upstreams[].name) the target is dialed through, as a rule's "upstream:NAME"; '' = directly. */
+  upstream: string
 }
 
 /** SOCKS4/4a/5 (`socks`), HTTP proxy (`http`), or both on one port (`mixed`). */
@@ -785,14 +787,16 @@ export function captureOptions(config: Config, redirectPort: number, dnsPort = 0
 
 /** Names that point elsewhere in the config must exist; capture must build a valid ruleset. */
 function checkReferences(config: Config): void {
+  const upstreamExists = (wanted: string, path: string): void => {
+    if (config.upstreams.some((u) => u.name === wanted)) return
+    const known = config.upstreams.map((u) => u.name).join(', ') || 'none configured'
+    throw new ConfigError(path, `upstream ${show(wanted)} is not in upstreams (known: ${known})`)
+  }
   config.rules.forEach((r, i) => {
-    if (r.action.type === 'upstream') {
-      const wanted = r.action.name
-      if (!config.upstreams.some((u) => u.name === wanted)) {
-        const known = config.upstreams.map((u) => u.name).join(', ') || 'none configured'
-        throw new ConfigError(`rules[${i}].action`, `upstream ${show(wanted)} is not in upstreams (known: ${known})`)
-      }
-    }
+    if (r.action.type === 'upstream') upstreamExists(r.action.name, `rules[${i}].action`)
+  })
+  config.listeners.forEach((l, i) => {
+    if (l.type === 'forward' && l.upstream !== '') upstreamExists(l.upstream, `listeners[${i}].upstream`)
   })
   config.listeners.forEach((l, i) => {
     if (l.type !== 'sni' || l.pair === '') return
@@ -952,11 +956,12 @@ const proxySpec = <T extends 'socks' | 'http' | 'mixed'>(type: T): ListenerSpec<
 
 const LISTENER_SPECS: { [T in ListenerType]: ListenerSpec<T> } = {
   forward: {
-    keys: ['target'],
+    keys: ['target', 'upstream'],
     parse: (obj, path, common) => ({
       ...common,
       type: 'forward',
       target: endpoint(required(obj, 'target', path), `${path}.target`, 'target'),
+      upstream: obj.upstream === undefined ? '' : name(obj.upstream, `${path}.upstream`),
     }),
   },
   socks: proxySpec('socks'),

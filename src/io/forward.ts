@@ -1,6 +1,8 @@
 // The forward listener: every client goes to one fixed target. No routing
-// rules apply (the target is the route); the relay starts once it connects.
-// A forward to a numeric IP runs natively (native/mod_gate.c: no JS per
+// rules apply (the target is the route), but the target may be dialed
+// through an upstream (an HBONE peer gate, a SOCKS5 or HTTP proxy), as a
+// rule's upstream:NAME would; the relay starts once it connects. A direct
+// forward to a numeric IP runs natively (native/mod_gate.c: no JS per
 // connection); JS then only logs the finished connections in batches.
 
 import * as native from 'ugate:native'
@@ -9,7 +11,7 @@ import type { ListenerConfig } from '../core/config.js'
 import type { Fields } from '../core/log.js'
 import { formatCidr, isIpLiteral, parseCidr } from '../core/ip.js'
 import { dial } from './dial.js'
-import { isOwnAddress } from './outbound.js'
+import { dialOptions, dialUpstream, isOwnAddress } from './outbound.js'
 import type { GatewayContext, Outcome, Session } from './session.js'
 
 export async function serveForward(s: Session, ctx: GatewayContext): Promise<Outcome> {
@@ -19,13 +21,17 @@ export async function serveForward(s: Session, ctx: GatewayContext): Promise<Out
   s.handshakeDone()
   const debug = ctx.log.enabled('debug')
   const startedAt = debug ? native.now() : 0
-  const dialed = await dial(l.target.host, l.target.port, {
-    timeoutMs: ctx.config.dial.connectTimeoutMs,
-    mark: ctx.config.dial.mark,
-    cancel: s.cancel,
-    log: ctx.log,
-    refuse: (addr, port) => isOwnAddress(ctx.own, addr, port),
-  })
+  if (l.upstream !== '') {
+    // The access line as for a rule's upstream route: action=upstream via=NAME.
+    s.fields.action = 'upstream'
+    const out = await dialUpstream(l.upstream, l.target.host, l.target.port, s, ctx)
+    if (debug) {
+      const ms = Math.round(native.now() - startedAt)
+      ctx.log.debug('connected', { listener: l.name, src: s.src, dst: s.fields.dst, via: l.upstream, ms })
+    }
+    return { kind: 'relay', upstream: out.fd, down: out.down }
+  }
+  const dialed = await dial(l.target.host, l.target.port, dialOptions(s, ctx))
   if (debug) {
     const ms = Math.round(native.now() - startedAt)
     ctx.log.debug('connected', { listener: l.name, src: s.src, dst: s.fields.dst, addr: dialed.addr, ms })
@@ -35,12 +41,13 @@ export async function serveForward(s: Session, ctx: GatewayContext): Promise<Out
 
 /**
  * The options of a native forward for `l`, or null when it stays in JS: other
- * types; a target host name (resolved per connection by dial()); a target that
+ * types; a forward through an upstream (its handshake is JS's: dialUpstream);
+ * a target host name (resolved per connection by dial()); a target that
  * is ugate's own listener (dial() refuses it: reason `loop`); the debug level
  * (its per-connection lines come from the JS path).
  */
 export function nativeForward(l: ListenerConfig, ctx: GatewayContext): native.ForwardOptions | null {
-  if (l.type !== 'forward' || ctx.log.enabled('debug')) return null
+  if (l.type !== 'forward' || l.upstream !== '' || ctx.log.enabled('debug')) return null
   const { host, port } = l.target
   if (!isIpLiteral(host) || isOwnAddress(ctx.own, host, port)) return null
   return {

@@ -11,7 +11,7 @@ import { isIpLiteral } from '../core/ip.js'
 import { type RouteQuery, type RouteResult, route } from '../core/rules/index.js'
 import type { Fields } from '../core/log.js'
 import type { SniffProto } from '../core/sniff/types.js'
-import { DialError, dial } from './dial.js'
+import { DialError, type DialOptions, dial } from './dial.js'
 import type { GatewayContext, Session } from './session.js'
 import { closeQuietly } from './sockets.js'
 import { openTunnel } from './upstream.js'
@@ -143,13 +143,7 @@ async function routeAndDial(d: Destination, s: Session, ctx: GatewayContext, rou
     name,
     ip,
   } = routed ?? routeOf(d, { srcIp: s.client.addr, listener: s.listener.name, peer: s.peer }, s.fields, ctx)
-  const opts = {
-    timeoutMs: ctx.config.dial.connectTimeoutMs,
-    mark: ctx.config.dial.mark,
-    cancel: s.cancel,
-    log: ctx.log,
-    refuse: (addr: string, port: number) => isOwnAddress(ctx.own, addr, port),
-  }
+  const opts = dialOptions(s, ctx)
   switch (a.type) {
     case 'reject':
       throw new RejectedError(rule)
@@ -167,20 +161,46 @@ async function routeAndDial(d: Destination, s: Session, ctx: GatewayContext, rou
       const dialed = await dial(a.host, a.port, opts)
       return { fd: dialed.fd, down: new Uint8Array(0) }
     }
-    case 'upstream': {
-      const u = ctx.upstreams.get(a.name)!
-      s.fields.via = a.name
-      if (u.type === 'hbone') return openHbone(u, name ?? ip ?? d.host, d.port, s, ctx)
-      const dialed = await dial(u.server.host, u.server.port, opts)
-      try {
-        // The upstream resolves names itself: pass the name when there is one.
-        const down = await openTunnel(u, dialed.fd, name ?? ip ?? d.host, d.port, s.cancel)
-        return { fd: dialed.fd, down }
-      } catch (e) {
-        closeQuietly(dialed.fd)
-        throw e
-      }
-    }
+    case 'upstream':
+      // The upstream resolves names itself: pass the name when there is one.
+      return dialUpstream(a.name, name ?? ip ?? d.host, d.port, s, ctx, opts)
+  }
+}
+
+/** How s dials: the configured timeout and mark, its cancel, never one of ugate's own listeners. */
+export function dialOptions(s: Session, ctx: GatewayContext): DialOptions {
+  return {
+    timeoutMs: ctx.config.dial.connectTimeoutMs,
+    mark: ctx.config.dial.mark,
+    cancel: s.cancel,
+    log: ctx.log,
+    refuse: (addr: string, port: number) => isOwnAddress(ctx.own, addr, port),
+  }
+}
+
+/**
+ * host:port through the upstream named `upstream` (a rule's upstream:NAME, a
+ * forward listener's upstream): a CONNECT stream on a pooled HBONE
+ * connection, or a SOCKS5 / HTTP CONNECT tunnel. Sets s.fields.via.
+ */
+export async function dialUpstream(
+  upstream: string,
+  host: string,
+  port: number,
+  s: Session,
+  ctx: GatewayContext,
+  opts = dialOptions(s, ctx),
+): Promise<Outbound> {
+  const u = ctx.upstreams.get(upstream)!
+  s.fields.via = upstream
+  if (u.type === 'hbone') return openHbone(u, host, port, s, ctx)
+  const dialed = await dial(u.server.host, u.server.port, opts)
+  try {
+    const down = await openTunnel(u, dialed.fd, host, port, s.cancel)
+    return { fd: dialed.fd, down }
+  } catch (e) {
+    closeQuietly(dialed.fd)
+    throw e
   }
 }
 

@@ -139,3 +139,33 @@ t.test('rules on the mesh peer: srcIdentity, srcTrustDomain, srcNode', async (t)
       path,
     )
 })
+
+t.test('a forward listener through an upstream', async (t) => {
+  const direct = validateConfig({ listeners: [fwd] })
+  t.match(direct.listeners[0], { type: 'forward', upstream: '' }, 'no upstream: dialed directly')
+  const c = validateConfig({ listeners: [{ ...fwd, upstream: 'peer' }], upstreams: [up()] })
+  t.match(c.listeners[0], { type: 'forward', target: { host: '127.0.0.1', port: 2000 }, upstream: 'peer' })
+  t.throws(
+    () => validateConfig({ listeners: [{ ...fwd, upstream: 'gw-b' }], upstreams: [up()] }),
+    new ConfigError('listeners[0].upstream', 'upstream "gw-b" is not in upstreams (known: peer)'),
+    'an unknown name is refused, with the names there are',
+  )
+  t.throws(
+    () => validateConfig({ listeners: [{ ...fwd, upstream: 'peer' }] }),
+    new ConfigError('listeners[0].upstream', 'upstream "peer" is not in upstreams (known: none configured)'),
+  )
+  t.throws(
+    () => validateConfig({ listeners: [{ ...fwd, upstream: 'upstream:peer' }], upstreams: [up()] }),
+    new ConfigError('listeners[0].upstream', '"upstream:peer" is not a name of 1-64 letters, digits, "_" or "-"'),
+    "the name alone, not a rule's action",
+  )
+  t.throws(
+    () => validateConfig({ listeners: [{ ...fwd, upstream: 7 }], upstreams: [up()] }),
+    new ConfigError('listeners[0].upstream', '7 is not a name of 1-64 letters, digits, "_" or "-"'),
+  )
+  t.throws(
+    () => validateConfig({ listeners: [{ name: 's', type: 'socks', listen: '127.0.0.1:1', upstream: 'peer' }] }),
+    /listeners\[0\]\.upstream: unknown key/,
+    'only forward listeners have one (the others route by rules)',
+  )
+})

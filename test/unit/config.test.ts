@@ -42,6 +42,7 @@ t.test('full example from the docs', async (t) => {
         type: 'forward',
         listen: { host: '127.0.0.1', port: 6000, kind: 'ipv4' },
         target: { host: '127.0.0.1', port: 5201, kind: 'ipv4' },
+        upstream: '',
         backlog: 128,
         allow: ['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],
       },

@@ -93,6 +93,21 @@ t.test('hbone listener, hbone upstreams and mesh-peer rules from uci', async (t)
     FILE,
   )
   t.match(own.listeners[0], { listen: { host: '127.0.0.1', port: 15010 } }, 'address and port when given')
+  const fwd = `config listener 'web'
+	option type 'forward'
+	option address '127.0.0.1'
+	option port '8080'
+	option target '10.1.0.5:80'
+	option upstream 'gwb'
+
+`
+  const f = configFromUci(fwd + BASE, FILE)
+  t.match(f.listeners[0], { name: 'web', type: 'forward', upstream: 'gwb' }, 'a forward through an upstream')
+  t.throws(
+    () => configFromUci(fwd.replace("'gwb'", "'gwx'") + BASE, FILE),
+    { message: `${FILE}:1: web.upstream: upstream "gwx" is not in upstreams (known: gwb, ztunnel)` },
+    'an unknown upstream is named',
+  )
 })
 
 t.test('bad mesh options name the file, line and uci option', async (t) => {
