@@ -4,7 +4,8 @@
 // (sha256), half-close both directions, resets passed on (a destination's
 // to the mesh client, a SOCKS client's to the peer), ztunnel's 400 / 401 /
 // 503 answers, garbage instead of HTTP/2, fds back to the baseline; a
-// reload (SIGHUP or ubus) with a new identity keeps live tunnels.
+// forward listener through the hbone upstream; a reload (SIGHUP or ubus)
+// with a new identity keeps live tunnels.
 
 import { spawn } from 'node:child_process'
 import { copyFileSync, mkdirSync } from 'node:fs'
@@ -18,7 +19,7 @@ import type { Test } from 'tap'
 import { listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
 import { mesh, type Mesh, TRUST_DOMAIN } from '../lib/mesh.js'
 import { connectReader, socks5Connect } from '../lib/proxy.js'
-import { echoServer, prngBytes, sha256, within } from '../lib/servers.js'
+import { dataServer, echoServer, prngBytes, sha256, within } from '../lib/servers.js'
 import { checkCleanExit, checkFds, finish, runUgate, type Ugate } from '../lib/ugate.js'
 import { tempDir } from '../lib/temp.js'
 import { UbusdStandin } from '../lib/ubusd-standin.js'
@@ -348,6 +349,71 @@ t.test('ugate → ugate through one tunnel', async (t) => {
   checkCleanExit(t, b, await b.stop())
   await a.waitForLine(/ info hbone-closed .*reason=(goaway|tunnel-closed)/)
   await finish(t, a, 5)
+})
+
+// Issue 12: a `forward` listener reaches its target through a peer gate too:
+// `upstream` names an hbone upstream, and every connection is a CONNECT
+// stream to the fixed target on A's pooled tunnel to B. Half-close both ways:
+// the client's FIN first (the server answers only after it), and the
+// server's FIN first (the client sends only after it).
+t.test('a forward listener through an hbone upstream', async (t) => {
+  const late = await dataServer(t, { bytes: 3 << 20, seed: 31, mode: 'after-eof' })
+  const early = await dataServer(t, { bytes: 1 << 20, seed: 32, mode: 'simultaneous' })
+  const b = await startConfig(t, proxyConfig([listener('mesh', 'hbone')], ids.config('b')))
+  const a = await startConfig(
+    t,
+    proxyConfig(
+      [
+        listener('late', 'forward', { target: late.target, upstream: 'b' }),
+        listener('early', 'forward', { target: early.target, upstream: 'b' }),
+      ],
+      {
+        upstreams: [{ name: 'b', type: 'hbone', server: `127.0.0.1:${b.port('mesh')}`, identity: ids.spiffe('b') }],
+        admin: { socket: ids.socket('a') },
+        ...ids.config('a'),
+      },
+    ),
+  )
+  // The client's FIN first: the server sends its 3 MiB only once it has seen it.
+  const up = prngBytes(33, 2 << 20)
+  const c1 = await connectReader(a.port('late'))
+  c1.sock.end(up)
+  const back1 = await c1.rest()
+  const got1 = await late.conn(0)
+  t.same(await got1.received, { hash: sha256(up), bytes: up.length }, "client's FIN first: 2 MiB up, exact")
+  t.ok(back1.ended, "the server's FIN after it reaches the client")
+  t.equal(sha256(back1.data), sha256(prngBytes(31, 3 << 20)), '3 MiB down after the half-close, exact')
+  // The server's FIN first: the client reads to it, then sends and ends.
+  const c2 = await connectReader(a.port('early'))
+  const down2 = await c2.rest()
+  t.ok(down2.ended && sha256(down2.data) === sha256(prngBytes(32, 1 << 20)), "server's FIN first: 1 MiB down, exact")
+  const up2 = prngBytes(34, 1 << 20)
+  c2.sock.end(up2)
+  t.same(await (await early.conn(0)).received, { hash: sha256(up2), bytes: up2.length }, '1 MiB up after it, exact')
+  const al = [...(await waitConnsOf(a, 'late', 1)), ...(await waitConnsOf(a, 'early', 1))]
+  t.same(
+    al.map((l) => [l.fields.dst, l.fields.action, l.fields.via]),
+    [
+      [late.target, 'upstream', 'b'],
+      [early.target, 'upstream', 'b'],
+    ],
+    "A's access lines name the upstream",
+  )
+  const bl = await waitConnsOf(b, 'mesh', 2)
+  t.same(
+    bl.map((l) => [l.fields.dst, l.fields.identity]).sort(),
+    [
+      [early.target, ids.spiffe('a')],
+      [late.target, ids.spiffe('a')],
+    ].sort(),
+    "B served both as CONNECT streams from A's identity",
+  )
+  const st = runUgate(['ctl', '--socket', ids.socket('a'), '--json', 'status'])
+  const status = JSON.parse(st.stdout) as { hbone: { role: string; streamsTotal: number }[] }
+  t.match(status.hbone, [{ role: 'client', streamsTotal: 2 }], 'both streams on one pooled tunnel')
+  checkCleanExit(t, b, await b.stop())
+  await a.waitForLine(/ info hbone-closed .*reason=(goaway|tunnel-closed)/)
+  await finish(t, a, 2)
 })
 
 // Issue 12: certificates are reloaded (SIGHUP, and ubus reload) without
