@@ -206,7 +206,7 @@ t.test('bad configs name the path and the value', async (t) => {
     [{ listeners: [fwd({ name: 7 })] }, 'listeners[0].name: 7 is not a name of 1-64 letters, digits, "_" or "-"'],
     [
       { listeners: [fwd({ extra: true })] },
-      'listeners[0].extra: unknown key (expected one of: name, type, listen, backlog, allow, target)',
+      'listeners[0].extra: unknown key (expected one of: name, type, listen, backlog, allow, target, upstream)',
     ],
     [{ listeners: [fwd({ listen: undefined })] }, 'listeners[0].listen: missing'],
     [{ listeners: [fwd({ listen: 6000 })] }, 'listeners[0].listen: 6000 is not a string "IP:PORT"'],
