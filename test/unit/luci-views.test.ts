@@ -392,6 +392,7 @@ const SCHEMA: Record<
       allow: { widget: 'DynamicList', datatype: 'ipaddr' },
       users: { widget: 'DynamicList', depends: [{ type: 'mixed' }, { type: 'socks' }, { type: 'http' }] },
       target: { widget: 'Value', depends: [{ type: 'forward' }], required: true },
+      upstream: { widget: 'ListValue', depends: [{ type: 'forward' }] },
       tls_port: { widget: 'Value', datatype: 'port', depends: [{ type: 'sni' }] },
       http_port: { widget: 'Value', datatype: 'port', depends: [{ type: 'sni' }] },
       networks: { widget: 'DynamicList', depends: [{ type: 'tproxy' }] },

@@ -137,6 +137,39 @@ function setChoices(option, choices) {
 	});
 }
 
+/*
+ * Option `o` (a ListValue `upstream` of a rule or a forward listener) names
+ * one of the upstream sections; `first`: choices before the names (none).
+ */
+function upstreamRef(o, type, first) {
+	o.load = function (section_id) {
+		const names = namedSections(null, 'upstream').map(function (n) {
+				return n.name;
+			}),
+			choices = first.concat(
+				names.map(function (n) {
+					return [n];
+				})
+			);
+
+		/* a reference to a missing upstream stays visible, so that its check can report it */
+		uci.sections('ugate', type).forEach(function (r) {
+			if (r.upstream != null && r.upstream !== '' && names.indexOf(r.upstream) < 0)
+				choices.push([r.upstream, _('%s (not configured)').format(r.upstream)]);
+		});
+
+		setChoices(this, choices);
+		return this.super('load', [section_id]);
+	};
+	o.validate = validator(function (v) {
+		const names = namedSections(this.map, 'upstream').map(function (n) {
+			return n.name;
+		});
+
+		return ug.checkUpstreamRef(v, names);
+	});
+}
+
 /* The names of the other sections of one type (config.ts checkUnique, upstreams). */
 function otherNames(map, section_id, type) {
 	return namedSections(map, type)
@@ -439,6 +472,16 @@ return view.extend({
 		o.placeholder = '192.168.1.10:80';
 		o.validate = validator(ug.checkTarget);
 
+		o = s.option(
+			form.ListValue,
+			'upstream',
+			_('Through upstream'),
+			_('Dial the target through this upstream (a proxy, or a peer gate over HBONE); none: directly.')
+		);
+		o.depends('type', 'forward');
+		o.modalonly = true;
+		upstreamRef(o, 'listener', [['', _('none (direct)')]]);
+
 		/* a whole-number option of one listener type, in the daemon's range */
 		const typeInteger = function (name, title, description, type, datatype, placeholder, min, max) {
 			o = s.option(form.Value, name, title, description);
@@ -707,30 +750,7 @@ return view.extend({
 		o = s.option(form.ListValue, 'upstream', _('Upstream'));
 		o.depends('action', 'upstream');
 		o.rmempty = false;
-		o.load = function (section_id) {
-			const names = namedSections(null, 'upstream').map(function (n) {
-					return n.name;
-				}),
-				choices = names.map(function (n) {
-					return [n];
-				});
-
-			/* a reference to a missing upstream stays visible, so that its check can report it */
-			uci.sections('ugate', 'rule').forEach(function (r) {
-				if (r.upstream != null && names.indexOf(r.upstream) < 0)
-					choices.push([r.upstream, _('%s (not configured)').format(r.upstream)]);
-			});
-
-			setChoices(this, choices);
-			return this.super('load', [section_id]);
-		};
-		o.validate = validator(function (v) {
-			const names = namedSections(this.map, 'upstream').map(function (n) {
-				return n.name;
-			});
-
-			return ug.checkUpstreamRef(v, names);
-		});
+		upstreamRef(o, 'rule', []);
 
 		o = s.option(form.Value, 'forward', _('Forward to'), _('HOST:PORT; IPv6 in brackets: [2001:db8::5]:22.'));
 		o.depends('action', 'forward');
