@@ -1,6 +1,6 @@
 // docs/mesh.md's setups (issue 13: a VPS and home routers behind NAT) and
 // roles (issue 12: egress sidecar, ingress and egress gateway, ingress
-// sidecar) are configs a reader copies: each JSON block must validate, each
+// sidecar; and a forward listener into the mesh) are configs a reader copies: each JSON block must validate, each
 // uci block must parse, and the uci shown as "the same" must give the same
 // Config as its JSON.
 
@@ -87,7 +87,7 @@ t.test('every setup: its JSON configs validate and its uci gives the same Config
 
 t.test('every role: its JSON config validates', async (t) => {
   const roles = blocks(md).filter((b) => b.section === 'Roles' && b.lang === 'json')
-  t.equal(roles.length, 4, 'one config for each of the four roles')
+  t.equal(roles.length, 5, 'one config for each of the four roles, and a forward through an hbone upstream')
   for (const b of roles) t.doesNotThrow(() => validateConfig(JSON.parse(b.text)), `Roles @${b.line}: JSON validates`)
 })
 
