@@ -8,6 +8,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
 passed=0 failed=0 status=0
+failures=$(mktemp)  # "suite: not ok ..." lines, repeated after the closing line's count
+trap 'rm -f "$failures"' EXIT
 
 suite() {  # suite NAME ENV... -- TAP-ARGS...
   local name=$1; shift
@@ -24,6 +26,11 @@ suite() {  # suite NAME ENV... -- TAP-ARGS...
   summary=$(grep -E '^# \{ total: ' "$out" | tail -n 1)
   p=$(sed -nE 's/.*pass: ([0-9]+).*/\1/p' <<<"$summary")
   f=$(sed -nE 's/.*fail: ([0-9]+).*/\1/p' <<<"$summary")
+  # Every failing assertion with its enclosing subtests, so the tail of a long log names it.
+  awk -v suite="$name" '
+    /^ *# Subtest: / { d = match($0, /[^ ]/); t[int((d - 1) / 4)] = substr($0, d + 11); next }
+    /^ *not ok / { d = int((match($0, /[^ ]/) - 1) / 4); p = ""; for (i = 0; i < d; i++) p = p t[i] " > "; print suite ": " p substr($0, d * 4 + 1) }
+  ' "$out" >>"$failures"
   rm -f "$out"
   passed=$((passed + ${p:-0}))
   failed=$((failed + ${f:-0}))
@@ -31,13 +38,14 @@ suite() {  # suite NAME ENV... -- TAP-ARGS...
     status=1
     [ "${f:-0}" -gt 0 ] || failed=$((failed + 1))  # a crash or a bail-out counts as a failure
     echo "### $name: FAILED (tap exit $rc)" >&2
+    echo "$name: tap exited $rc" >>"$failures"
   fi
 }
 
 check() {  # check NAME COMMAND...: a failing check counts as one failure
   local name=$1; shift
   echo "### $name" >&2
-  if "$@"; then passed=$((passed + 1)); else status=1; failed=$((failed + 1)); echo "### $name: FAILED" >&2; fi
+  if "$@"; then passed=$((passed + 1)); else status=1; failed=$((failed + 1)); echo "### $name: FAILED" >&2; echo "check: $name" >>"$failures"; fi
 }
 
 check "type check of the tests" npx tsc --noEmit -p test
@@ -58,5 +66,9 @@ esac
 case $what in
   all | package) suite package -- test/package ;;
 esac
+if [ -s "$failures" ]; then
+  echo "### what failed"
+  cat "$failures"
+fi
 echo "$passed passed, $failed failed"
 exit $status
