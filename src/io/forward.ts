@@ -21,22 +21,24 @@ export async function serveForward(s: Session, ctx: GatewayContext): Promise<Out
   s.handshakeDone()
   const debug = ctx.log.enabled('debug')
   const startedAt = debug ? native.now() : 0
+  let outcome: Outcome
+  let how: Fields
   if (l.upstream !== '') {
     // The access line as for a rule's upstream route: action=upstream via=NAME.
     s.fields.action = 'upstream'
     const out = await dialUpstream(l.upstream, l.target.host, l.target.port, s, ctx)
-    if (debug) {
-      const ms = Math.round(native.now() - startedAt)
-      ctx.log.debug('connected', { listener: l.name, src: s.src, dst: s.fields.dst, via: l.upstream, ms })
-    }
-    return { kind: 'relay', upstream: out.fd, down: out.down }
+    outcome = { kind: 'relay', upstream: out.fd, down: out.down }
+    how = { via: l.upstream }
+  } else {
+    const dialed = await dial(l.target.host, l.target.port, dialOptions(s, ctx))
+    outcome = { kind: 'relay', upstream: dialed.fd }
+    how = { addr: dialed.addr }
   }
-  const dialed = await dial(l.target.host, l.target.port, dialOptions(s, ctx))
   if (debug) {
     const ms = Math.round(native.now() - startedAt)
-    ctx.log.debug('connected', { listener: l.name, src: s.src, dst: s.fields.dst, addr: dialed.addr, ms })
+    ctx.log.debug('connected', { listener: l.name, src: s.src, dst: s.fields.dst, ...how, ms })
   }
-  return { kind: 'relay', upstream: dialed.fd }
+  return outcome
 }
 
 /**
