@@ -17,13 +17,16 @@ export interface Straced {
   lines(t: Test): string[]
 }
 
-/** Trace `syscalls` (strace's `-e trace=` list) of a ugate started with `.opts`. */
-export function straced(t: Test, syscalls: string): Straced {
+/**
+ * Trace `syscalls` (strace's `-e trace=` list) of a ugate started with `.opts`;
+ * `flags`: more of strace's options (`-yy`: every fd with its socket's addresses).
+ */
+export function straced(t: Test, syscalls: string, flags: string[] = []): Straced {
   const out = join(tempDir(t, 'ugate-strace-'), 'strace')
   // LeakSanitizer cannot run under ptrace; everything else of ASan still does.
   const asan = process.env.ASAN_OPTIONS ? `${process.env.ASAN_OPTIONS}:detect_leaks=0` : 'detect_leaks=0'
   return {
-    opts: { wrap: ['strace', '-f', '-q', '-e', `trace=${syscalls}`, '-o', out], env: { ASAN_OPTIONS: asan } },
+    opts: { wrap: ['strace', '-f', '-q', ...flags, '-e', `trace=${syscalls}`, '-o', out], env: { ASAN_OPTIONS: asan } },
     lines(t) {
       const trace = readFileSync(out, 'utf8').split('\n')
       t.ok(
