@@ -434,6 +434,8 @@ t.test('relay over SNI: a home gate behind NAT reached by SNI through the relay;
     // Counted by reason: the refused gates of the test before may still be retrying.
     const replayed = / warn sni-relay-refused .*bad signature/
     const before = lineCount(relay, replayed)
+    const gateClosed = / info conn listener=park .*reason=gate-closed/
+    const closedBefore = lineCount(relay, gateClosed)
     const r = await site.exec(site.ns.home, [
       'node',
       join(site.dir, 'replay.mjs'),
@@ -459,9 +461,18 @@ t.test('relay over SNI: a home gate behind NAT reached by SNI through the relay;
         lines,
       },
     )
+    // The first connection, accepted and parked, ends with the replayer.
+    await relay.waitForLines(gateClosed, closedBefore + 1)
   })
 
   await t.test('a flood of unpaired SNI connections: bounded, refused, fds back to baseline', async (t) => {
+    // Each connection refused so far is closed (the relay logs the refusal
+    // first, then closes it) before the baseline is taken.
+    await relay.waitForLines(
+      / info conn listener=park .*reason=registration-refused/,
+      lineCount(relay, / warn sni-relay-refused /),
+    )
+    await relay.waitForLines(/ info conn listener=tls .*reason=unpaired/, lineCount(relay, / warn sni-relay-unpaired /))
     const base = relay.fdCount()
     const before = lineCount(relay, / warn sni-relay-unpaired /)
     const N = 60
