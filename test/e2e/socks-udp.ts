@@ -139,7 +139,7 @@ function npmAssociate(proxyPort: number, user?: { userId: string; password: stri
     client.once('error', rej)
   })
   client.connect()
-  return within(p, 5000, 'the npm client associates')
+  return within(p, 20_000, 'the npm client associates')
 }
 
 /** The `socks` package's client (associate + createUDPFrame/parseUDPFrame) through proxyPort. */
