@@ -6,7 +6,7 @@
 // middle of a handshake, the handshake timeout, and a host name resolved and
 // dialed in C (its addresses in order, the failures' replies), and a dial
 // that completes at once with no hang-up watch of its client, and handshakes
-// one after another that map no memory (strace). At
+// one after another that unmap nothing and seldom map (strace). At
 // the info level every socks/mixed listener is served in C.
 
 import { writeFileSync } from 'node:fs'
@@ -466,7 +466,7 @@ t.test('a CONNECT whose dial completes at once costs no hang-up watch of its cli
   t.ok(hup.length < N, `hang-up watches: ${hup.length} for ${N} connections`, { sample: hup })
 })
 
-t.test('SOCKS5 handshakes one after another map and unmap no memory', async (t) => {
+t.test('SOCKS5 handshakes one after another unmap nothing and seldom map', async (t) => {
   const echo = await echoServer(t)
   const st = straced(t, 'accept4,mmap,munmap')
   const ug = await startConfig(t, proxyConfig([listener('mix', 'mixed')]), st.opts)
@@ -488,7 +488,12 @@ t.test('SOCKS5 handshakes one after another map and unmap no memory', async (t) 
   const accepts = trace.flatMap((l, i) => (/accept4\(.*\) = \d+$/.test(l) ? [i] : []))
   t.equal(accepts.length, N + 2, 'every connection accepted')
   // A freed handshake state is reused (native/mod_gate.c new_hs): musl's
-  // malloc had mapped and unmapped its group for every connection.
-  const maps = trace.slice(accepts[1], accepts[N + 1]).filter((l) => /\b(mmap|munmap)\(/.test(l))
-  t.same(maps, [], `mmap/munmap during connections 1-${N}`)
+  // malloc had mapped and unmapped its group for every connection. A heap
+  // that grows may still map a group now and then (seen once in CI: 16 KiB),
+  // and keeps it.
+  const during = trace.slice(accepts[1], accepts[N + 1])
+  const unmaps = during.filter((l) => /\bmunmap\(/.test(l))
+  const maps = during.filter((l) => /\bmmap\(/.test(l))
+  t.same(unmaps, [], `no munmap during connections 1-${N}`)
+  t.ok(maps.length < N / 2, `mmap during connections 1-${N}: ${maps.length}`, { maps })
 })
