@@ -77,12 +77,16 @@ t.test('ctl status, connections, rules, close, traffic; tables and --json', asyn
   tr.kill('SIGINT')
   t.match(await exited, /^(SIGINT|130)$/, 'runs until interrupted')
 
+  const connsBefore = ug.events('conn').length
   const closed = ctl('close', String(id))
   t.same([closed.code, closed.stdout], [0, `closed ${id}\n`])
   await new Promise<void>((r) => {
     live.once('end', () => r())
     live.once('close', () => r())
   })
+  // The relay thread closes the sockets before the loop thread takes the
+  // connection off the live list: its access line says it has.
+  await ug.waitForConns(connsBefore + 1)
   const again = ctl('close', String(id))
   t.same([again.code, again.stdout, again.stderr], [1, '', [`ugate: no live connection ${id}`]])
   t.match(JSON.parse(ctl('--json', 'close', String(id)).stdout), { error: `no live connection ${id}` })
