@@ -6,7 +6,7 @@
 // frames built by hand (test/lib/hbone.ts: startHandH2Server) so that it can
 // leave PINGs unanswered. Positive control beside it: the same server
 // answering PINGs keeps its one connection across several PING rounds, and
-// streams go on it. The same on a public gate: an hbone listener with
+// streams go on it (its timeout 3 s). The same on a public gate: an hbone listener with
 // `pingInterval` / `pingTimeout` drops a reverse tunnel whose gate leaves
 // its PINGs unanswered, and keeps one that answers.
 
@@ -25,12 +25,15 @@ t.test('a peer that never answers PING is replaced; one that answers is kept', a
   const silent = await startHandH2Server(t, { id: peerId, roots: peerId.root, ackPing: false })
   const answering = await startHandH2Server(t, { id: peerId, roots: peerId.root, ackPing: true })
   const ping = { pingInterval: 0.5, pingTimeout: 1 }
+  // The control's timeout is 3 s: its PINGs are answered by this test's own
+  // process, which a loaded machine may hold up for over a second.
+  const controlPing = { pingInterval: 0.5, pingTimeout: 3 }
   const ug = await startConfig(
     t,
     proxyConfig([listener('socks', 'socks')], {
       upstreams: [
         { name: 'silent', type: 'hbone', server: `127.0.0.1:${silent.port}`, ...ping },
-        { name: 'answering', type: 'hbone', server: `127.0.0.1:${answering.port}`, ...ping },
+        { name: 'answering', type: 'hbone', server: `127.0.0.1:${answering.port}`, ...controlPing },
       ],
       rules: [
         { name: 'silent', dstPort: ['1'], action: 'upstream:silent' },
@@ -49,11 +52,11 @@ t.test('a peer that never answers PING is replaced; one that answers is kept', a
     return s
   }
 
-  // Control: PINGs answered, the connection stays (four rounds outlast the 1 s timeout).
+  // Control: PINGs answered, the connection stays (eight rounds outlast its 3 s timeout).
   const a1 = await open(2, 1)
-  await answering.pinged(4)
+  await answering.pinged(8)
   const a2 = await open(2, 2)
-  t.equal(answering.connections, 1, 'control: both streams on the one connection, kept across 4 PINGs')
+  t.equal(answering.connections, 1, 'control: both streams on the one connection, kept across 8 PINGs')
 
   // The silent peer: its connection dies with the stream on it.
   const s1 = await open(1, 3)
@@ -95,7 +98,9 @@ t.test(
     const answeringId = issueIdentity(t, ugId, TD, 'answering')
     const ug = await startConfig(t, {
       listeners: [
-        listener('hb', 'hbone', { reverse: [silentId.id, answeringId.id], pingInterval: 0.5, pingTimeout: 1 }),
+        // 3 s: the gates' PINGs are answered by this test's own process, which a
+        // loaded machine may hold up for over a second.
+        listener('hb', 'hbone', { reverse: [silentId.id, answeringId.id], pingInterval: 0.5, pingTimeout: 3 }),
       ],
       ...meshConfig(ugId, TD),
     })
@@ -113,8 +118,8 @@ t.test(
     await ug.waitForLine(new RegExp(` info hbone-reverse-gone identity=${silentId.id} .*reason=ping-timeout`))
     await silent.closed
     t.ok(silent.pings >= 1, `the silent gate got PINGs (${silent.pings}) and answered none`)
-    // Four more rounds outlast the 1 s timeout.
-    await answering.pinged(silent.pings + 4)
+    // Eight more rounds outlast the 3 s timeout.
+    await answering.pinged(silent.pings + 8)
     t.notOk(answering.sock.closed, 'control: the answering gate is still connected')
     t.notOk(
       ug.lines.some((l) => l.includes(`peer=127.0.0.1:${port(answering)}`) && / hbone-closed /.test(l)),
