@@ -18,8 +18,9 @@ t.test(
   async (t) => {
     const { topo, client } = await peers(t)
     // The socks5 upstream is this ugate's own socks listener on the router: its UDP ASSOCIATE relays directly.
+    // idle 3 s: the upstream flow's three exchanges must stay one flow on a loaded machine.
     const ug = await start(t, topo, {
-      idle: 1,
+      idle: 3,
       upstreams: [
         { name: 'up', type: 'socks5', server: `127.0.0.1:${SOCKS_PORT}` },
         { name: 'web', type: 'http', server: '127.0.0.1:3128' },

@@ -158,8 +158,9 @@ t.test('closed while its name resolves: ctl close, the client leaving; the late 
     fwdGone: hang('fwd-gone'),
     socksHalf: hang('socks-half'),
   }
-  // The resolver gives up after 5 s, ugate (connect timeout) after 2 s: time for ctl to close first.
-  const { dns, wrap, dir } = await silentResolver(t, Object.values(names), 5)
+  // The resolver gives up after 12 s, ugate (connect timeout) after 8 s: time
+  // for ctl (two runs of it, slow under ASan on a loaded machine) to close first.
+  const { dns, wrap, dir } = await silentResolver(t, Object.values(names), 12)
   const socket = join(dir, 'admin.sock')
   const ug = await startConfig(
     t,
@@ -169,7 +170,7 @@ t.test('closed while its name resolves: ctl close, the client leaving; the late 
         listener('fwd-close', 'forward', { target: `${names.fwdClose}:80` }),
         listener('fwd-gone', 'forward', { target: `${names.fwdGone}:80` }),
       ],
-      { dial: { connectTimeout: 2 }, admin: { socket, listen: '127.0.0.1:0', secret: SECRET } },
+      { dial: { connectTimeout: 8 }, admin: { socket, listen: '127.0.0.1:0', secret: SECRET } },
     ),
     { wrap },
   )
@@ -216,7 +217,7 @@ t.test('closed while its name resolves: ctl close, the client leaving; the late 
   const half = await socksRequest(t, ug.port('mix'), names.socksHalf)
   half.sock.end('payload')
   await dns.waitFor(names.socksHalf, 1)
-  const halfEnd = await within(half.rest(), 10_000, 'the half-closed client answered')
+  const halfEnd = await within(half.rest(), 20_000, 'the half-closed client answered')
   t.same([...halfEnd.data], [5, 4, 0, 1, 0, 0, 0, 0, 0, 0], 'SOCKS5 reply 0x04')
   const [, , sh] = await waitConnsOf(ug, 'mix', 3)
   t.has(sh!.fields, { dst: `${names.socksHalf}:80`, reason: 'dns-timeout', up: '0' })

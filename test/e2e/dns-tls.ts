@@ -122,6 +122,7 @@ t.test('the resolver named by its address: checked against the IP address SANs',
   const ug6 = await startDot(t, [`tls://[::1]:${up.tlsPort}`], pki.caFile)
   const bad = await dig(ug6.port('dns'), 'two.example.test')
   t.equal(bad.status, 'SERVFAIL', '::1 is not in the certificate: SERVFAIL')
+  await ug6.waitForLine(/ warn dns-failed /) // read from ugate's stderr, maybe after dig's answer
   t.match(
     ug6.events('dns-failed')[0]?.fields.error,
     /^tls:\/\/\[::1\]:\d+ tls handshake: peer certificate is not for ::1 \(no such IP address SAN\)$/,
@@ -162,6 +163,7 @@ t.test('refused: a wrong name, an untrusted CA, a TLS 1.2 server — SERVFAIL an
     const ug = await startDot(t, [server], ca)
     const r = await dig(ug.port('dns'), 'www.example.test')
     t.equal(r.status, 'SERVFAIL', `${what}: SERVFAIL`, { raw: r.raw })
+    await ug.waitForLine(/ dns-failed /) // read from ugate's stderr, maybe after dig's answer
     const warn = ug.events('dns-failed')[0]
     t.equal(warn?.level, 'warn', `${what}: a dns-failed warning`)
     t.ok(warn?.fields.error?.startsWith(`${server} `), `${what}: it names the resolver`, { warn: warn?.raw })
