@@ -253,11 +253,12 @@ t.test('captured on A, through one HBONE tunnel to B: 64 MiB each way, half-clos
   const { server: watched } = await exchange(net, { op: 'abort', port: PORT.watch }, 60_000)
   t.equal(watched.how, 'error:ECONNRESET', "the client's RST reaches the server")
 
+  // Both ends have logged the last connection: its stream is off A's count.
+  await connLine(a, 'cap', PORT.watch)
+  await connLine(b, 'mesh', PORT.watch)
   const after = tunnels('a')
   t.equal(after.length, 1, 'A: still one tunnel')
   t.match(after[0], { id: ta!.id, streamsTotal: 5, streams: 0 }, 'A: the same tunnel carried all five connections')
-  await connLine(a, 'cap', PORT.watch)
-  await connLine(b, 'mesh', PORT.watch)
   // Each side holds its tunnel socket and nothing else of the five connections.
   await settleFds(a)
   t.equal(a.fdCount(), a.baselineFds + 1, "A's fds: the baseline and the pooled tunnel", { fds: a.fdList() })
