@@ -189,6 +189,12 @@ t.test(
           .filter(Boolean)
           .map((xy) => Number(xy.split(',')[1])),
       )
+    /** The gateway's up total, as the graph's samples read it (ugate.status). */
+    const upTotal = () => {
+      const st = JSON.parse(runUgate(['ctl', '--json', '--socket', socket, 'status']).stdout)
+      return Number((st.traffic ?? st.bytes)?.up ?? 0)
+    }
+    const base = upTotal()
     let sent = 0
     for (let i = 0; i < 4; i++) {
       sock.write(Buffer.alloc(64 * 1024, i))
@@ -196,15 +202,13 @@ t.test(
       await echoed(sent)
       await graphTick()
     }
-    // The relay publishes its counts once a second: tick until a sample saw bytes (bounded).
-    let ys = await upPoints()
-    for (let i = 0; i < 20 && !ys.some((y) => y < 150); i++) {
-      sock.write(Buffer.alloc(1024, 9))
-      sent += 1024
-      await echoed(sent)
-      await graphTick()
-      ys = await upPoints()
-    }
+    // The relay publishes its counts once a second, and the ticks above may all
+    // come before it does: wait until the total has moved (no event tells it),
+    // then one more sample follows one that had seen less.
+    for (const end = Date.now() + 10_000; upTotal() <= base && Date.now() < end;)
+      await new Promise((r) => setTimeout(r, 100))
+    await graphTick()
+    const ys = await upPoints()
     t.ok(ys.length >= 4, `one rate per pair of samples (${ys.length})`)
     t.ok(
       ys.some((y) => y < 150),
