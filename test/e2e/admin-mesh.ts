@@ -21,7 +21,7 @@ import { mesh } from '../lib/mesh.js'
 import { checkMetrics, sample } from '../lib/metrics.js'
 import { type PromSeries, startPrometheus } from '../lib/prometheus.js'
 import { socks5Connect } from '../lib/proxy.js'
-import { echoServer, prngBytes, refusedPort, sha256 } from '../lib/servers.js'
+import { echoServer, pollUntil, prngBytes, refusedPort, sha256 } from '../lib/servers.js'
 import { checkCleanExit, finish, runUgate, settleFds } from '../lib/ugate.js'
 
 const ids = mesh(t)
@@ -48,15 +48,14 @@ async function get(port: number, path: string): Promise<{ status: number; text: 
 
 /** Scrape until `ok` holds (bounded): the engine publishes tunnel counters once a second, PINGs every 10 s. */
 async function scrapeUntil(t: Test, port: number, ok: (text: string) => boolean, what: string): Promise<string> {
-  const deadline = Date.now() + 20_000
-  for (;;) {
-    const m = await get(port, '/metrics')
-    if (ok(m.text) || Date.now() > deadline) {
-      t.ok(ok(m.text), what)
-      return m.text
-    }
-    await new Promise((r) => setTimeout(r, 250))
-  }
+  const m = await pollUntil(
+    () => get(port, '/metrics'),
+    (m) => ok(m.text),
+    20_000,
+    250,
+  )
+  t.ok(ok(m.text), what)
+  return m.text
 }
 
 t.test('an hbone upstream in /proxies, a delay test through it, mesh metrics on both ends', async (t) => {

@@ -29,7 +29,7 @@ import {
 } from '../lib/netns.js'
 import { KiB, prngBytes } from '../lib/servers.js'
 import { startAgent } from '../lib/udp.js'
-import { type Ugate, finish, startUgate } from '../lib/ugate.js'
+import { type Ugate, finish, settleFds, startUgate } from '../lib/ugate.js'
 
 const PORT = 15090
 const BODY = 64 * KiB
@@ -134,8 +134,7 @@ t.test('TPROXY TCP and UDP on one listener: original destination, sniffed name, 
   )
   // The UDP flow ends idle; its sockets close with it (reply sockets at the next sweep, within a second).
   await ug.waitForLine(/ info udp .*reason=idle/)
-  const deadline = Date.now() + 10_000
-  while (ug.fdCount() !== ug.baselineFds && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200))
+  await settleFds(ug)
   await finish(t, ug, probes.length + 1)
   await checkTableGone(t, topo, 'after SIGTERM')
   t.same(fwmarkRules(topo), [0, 0], 'policy routing removed')

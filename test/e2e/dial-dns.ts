@@ -20,7 +20,7 @@ import { connsOf, listener, proxyConfig, startConfig, waitConnsOf } from '../lib
 import { type DnsStandin, startDnsStandin } from '../lib/dns-standin.js'
 import { sample } from '../lib/metrics.js'
 import { type Reader, connectReader, socks5Address } from '../lib/proxy.js'
-import { destroyClients, within } from '../lib/servers.js'
+import { destroyClients, pollUntil, within } from '../lib/servers.js'
 import { type Ugate, finish, runUgate, settleFds } from '../lib/ugate.js'
 import { tempDir } from '../lib/temp.js'
 
@@ -72,13 +72,11 @@ async function resolveCount(ug: Ugate, result: 'ok' | 'error'): Promise<number> 
  * resolver timeout is over when the JS one is (the same worker pool, the same wait).
  */
 async function lateFailures(ug: Ugate, n: number): Promise<number> {
-  const deadline = Date.now() + 20_000
-  let seen = await resolveCount(ug, 'error')
-  while (seen < n && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 200))
-    seen = await resolveCount(ug, 'error')
-  }
-  return seen
+  return pollUntil(
+    () => resolveCount(ug, 'error'),
+    (seen) => seen >= n,
+    20_000,
+  )
 }
 
 /** A SOCKS5 CONNECT to `host`, not waiting for the reply. */

@@ -23,7 +23,16 @@ import { FORMAT_SOURCE, type LuciPage, loadView, resourcesDir, scanRequires } fr
 import { TRUST_DOMAIN, mesh } from '../lib/mesh.js'
 import { ADDR } from '../lib/netns.js'
 import { socks5Connect } from '../lib/proxy.js'
-import { connect, destroyClients, echoServer, prngBytes, refusedPort, sha256, within } from '../lib/servers.js'
+import {
+  connect,
+  destroyClients,
+  echoServer,
+  pollUntil,
+  prngBytes,
+  refusedPort,
+  sha256,
+  within,
+} from '../lib/servers.js'
 import { ECHO, exchange, peers, start } from '../lib/udp-capture.js'
 import { checkCleanExit, finish, repoRoot, runUgate, startUgate } from '../lib/ugate.js'
 import { tempDir, tempSocket } from '../lib/temp.js'
@@ -205,8 +214,7 @@ t.test(
     // The relay publishes its counts once a second, and the ticks above may all
     // come before it does: wait until the total has moved (no event tells it),
     // then one more sample follows one that had seen less.
-    for (const end = Date.now() + 10_000; upTotal() <= base && Date.now() < end;)
-      await new Promise((r) => setTimeout(r, 100))
+    await pollUntil(upTotal, (up) => up > base, 10_000, 100)
     await graphTick()
     const ys = await upPoints()
     t.ok(ys.length >= 4, `one rate per pair of samples (${ys.length})`)

@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { requireCommand } from './http.js'
-import { refusedPort, within } from './servers.js'
+import { pollUntil, refusedPort, within } from './servers.js'
 import type { TestLike } from './ugate.js'
 import { tempDir } from './temp.js'
 
@@ -85,14 +85,12 @@ export async function startPrometheus(t: TestLike, adminPorts: number[], secret:
   return {
     instance,
     async query(expr, ok) {
-      const deadline = Date.now() + 30000
-      for (;;) {
+      const series = async (): Promise<PromSeries[]> => {
         const data = await api(`query?query=${encodeURIComponent(expr)}`)
         if (data.resultType !== 'vector') throw new Error(`prometheus ${expr}: a ${data.resultType}, not a vector`)
-        const series: PromSeries[] = data.result.map((r: any) => ({ metric: r.metric, value: Number(r.value[1]) }))
-        if (ok(series) || Date.now() > deadline) return series
-        await new Promise((r) => setTimeout(r, 250))
+        return data.result.map((r: any) => ({ metric: r.metric, value: Number(r.value[1]) }))
       }
+      return pollUntil(series, ok, 30_000, 250)
     },
     async targets() {
       const data = await api('targets')

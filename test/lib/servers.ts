@@ -158,6 +158,25 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, guard]).finally(() => clearTimeout(timer))
 }
 
+/**
+ * Read `get` every `everyMs` until `ok` holds of it or `ms` have passed, for
+ * state no event announces (fd counts, counters published once a second).
+ * Returns the last value either way: the caller asserts on it.
+ */
+export async function pollUntil<T>(
+  get: () => T | Promise<T>,
+  ok: (value: T) => boolean,
+  ms: number,
+  everyMs = 200,
+): Promise<T> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const value = await get()
+    if (ok(value) || Date.now() > deadline) return value
+    await new Promise((r) => setTimeout(r, everyMs))
+  }
+}
+
 // ---------------------------------------------------------------------------
 // clients
 

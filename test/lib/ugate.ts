@@ -7,7 +7,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import type { Test } from 'tap'
-import { destroyClients } from './servers.js'
+import { destroyClients, pollUntil } from './servers.js'
 import { existsSync, readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -471,8 +471,11 @@ export async function finish(t: AssertLike, ug: Ugate, conns: number): Promise<E
  * that this process cannot observe.
  */
 export async function settleFds(ug: Ugate, extra = 0): Promise<void> {
-  const deadline = Date.now() + 10_000
-  while (ug.fdCount() !== ug.baselineFds + extra && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200))
+  await pollUntil(
+    () => ug.fdCount(),
+    (n) => n === ug.baselineFds + extra,
+    10_000,
+  )
 }
 
 /** hex "0100007F:1F90" of /proc/net/tcp (or its 32-hex IPv6 form) as "127.0.0.1:8080". */
