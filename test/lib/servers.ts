@@ -2,7 +2,8 @@
 // deterministic data and stream hashing. Everything binds to loopback,
 // port 0, and is closed on test teardown.
 
-import { createHash } from 'node:crypto'
+import { createHash, randomInt } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import net from 'node:net'
 import type { Server, Socket } from 'node:net'
 import type { TestLike } from './ugate.js'
@@ -360,15 +361,28 @@ export async function resetServer(
   return rf
 }
 
-/** A loopback port with nothing listening: listen on port 0, then close. */
-export function refusedPort(host = '127.0.0.1'): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
+/**
+ * A loopback port with nothing listening (or free for a server the test
+ * starts later). Taken at random below the kernel's ephemeral range
+ * (net.ipv4.ip_local_port_range), where no listen(0) of a test running in
+ * parallel can take it before it is used, and checked free by listening on
+ * it and closing.
+ */
+export async function refusedPort(host = '127.0.0.1'): Promise<number> {
+  const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0])
+  for (let i = 0; i < 100; i++) {
+    const port = randomInt(1024, low)
+    if (await freeNow(port, host)) return port
+  }
+  throw new Error(`refusedPort: no free port on ${host} in 1024-${low - 1} after 100 tries`)
+}
+
+/** Whether a listen on host:port succeeds now (the socket is closed again). */
+function freeNow(port: number, host: string): Promise<boolean> {
+  return new Promise<boolean>((resolve, reject) => {
     const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, host, () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
+    s.once('error', (e: NodeJS.ErrnoException) => (e.code === 'EADDRINUSE' ? resolve(false) : reject(e)))
+    s.listen(port, host, () => s.close(() => resolve(true)))
   })
 }
 
