@@ -1,6 +1,6 @@
 // Node TCP fixtures for the end-to-end tests: upstream servers, clients,
-// deterministic data and stream hashing. Everything binds to loopback,
-// port 0, and is closed on test teardown.
+// deterministic data and stream hashing. Everything binds to loopback (port
+// 0, or refusedPort's checked free one) and is closed on test teardown.
 
 import { createHash, randomInt } from 'node:crypto'
 import { readFileSync } from 'node:fs'
