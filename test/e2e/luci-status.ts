@@ -198,11 +198,10 @@ t.test(
           .filter(Boolean)
           .map((xy) => Number(xy.split(',')[1])),
       )
-    /** The gateway's up total, as the graph's samples read it (ugate.status). */
-    const upTotal = () => {
-      const st = JSON.parse(runUgate(['ctl', '--json', '--socket', socket, 'status']).stdout)
-      return Number((st.traffic ?? st.bytes)?.up ?? 0)
-    }
+    /** The gateway's up total, as the graph's samples read it (ugate.status's `traffic`). */
+    const upTotal = () =>
+      (JSON.parse(runUgate(['ctl', '--json', '--socket', socket, 'status']).stdout) as { traffic: { up: number } })
+        .traffic.up
     const base = upTotal()
     let sent = 0
     for (let i = 0; i < 4; i++) {
