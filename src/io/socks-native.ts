@@ -118,7 +118,7 @@ function routeAnswer(item: native.SocksAsk, l: ListenerConfig, ctx: GatewayConte
   else if (a.type === 'forward') answer = { addr: a.host, port: a.port, via: formatHostPort(a.host, a.port), ...rule }
   else if (a.type === 'reject') answer = { reply: SOCKS5_REPLY.NOT_ALLOWED, ...rule }
   else {
-    // An upstream: JS dials, with the route already taken.
+    // An upstream or a mesh route: JS dials, with the route already taken.
     take(item, l, (s) => socks5Routed(s, ctx, d, routed), fields, ctx)
     return undefined
   }
