@@ -14,7 +14,7 @@ import { AddressError, ConfigError, show } from './errors.js'
 import { LOG_LEVELS, type LogLevel, isLogLevel } from './log.js'
 import { type CaptureOptions, nftRuleset } from './nft.js'
 import { type RuleSpec, compileRules, parseRulesJson } from './rules/index.js'
-import { ipKey, isIpLiteral, isWildcard, parseCidr } from './ip.js'
+import { ipKey, isIPv6, isIpLiteral, isWildcard, parseCidr } from './ip.js'
 import { IDENTITY_DEFAULTS, IDENTITY_FILES, nodeIdProblem, spiffeIdProblem, trustDomainProblem } from './identity.js'
 
 export interface Config {
@@ -613,11 +613,14 @@ function hboneServer(text: unknown, path: string): Endpoint {
 
 /** A bare IP means the HBONE port. */
 function withHbonePort(text: unknown): unknown {
-  return typeof text === 'string' && isIpLiteral(text.replace(/^\[|\]$/g, '')) ? hostPort(text) : text
+  return typeof text === 'string' ? withDefaultPort(text, HBONE_PORT) : text
 }
 
-function hostPort(ip: string): string {
-  return ip.startsWith('[') ? `${ip}:${HBONE_PORT}` : ip.includes(':') ? `[${ip}]:${HBONE_PORT}` : `${ip}:${HBONE_PORT}`
+/** A bare IP ("9.9.9.9", "2620:fe::fe" or "[2620:fe::fe]") with `port`; any other text as it is. */
+function withDefaultPort(text: string, port: number): string {
+  const bracketed = text.startsWith('[') && text.endsWith(']')
+  const ip = bracketed ? text.slice(1, -1) : text
+  return (bracketed ? isIPv6(ip) : isIpLiteral(ip)) ? formatHostPort(ip, port) : text
 }
 
 /** spiffe://TD/ns/NS/sa/SA, as peers present it in their certificate's URI SAN. */
@@ -1221,7 +1224,7 @@ function dnsServer(v: unknown, path: string): DnsServer {
       : new ConfigError(path, `${show(v)} is not an IP address (${why}; DNS over TLS: "tls://[NAME@]IP[:PORT]")`)
   let ep: Endpoint
   try {
-    ep = parseEndpoint(isIpLiteral(address) ? formatHostPort(address, port) : address, 'target')
+    ep = parseEndpoint(withDefaultPort(address, port), 'target')
   } catch (e) {
     if (!(e instanceof AddressError)) throw e
     if (!address.includes(':')) throw notIp()

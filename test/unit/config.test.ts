@@ -252,7 +252,7 @@ t.test('dns listener and capture.dns', async (t) => {
     name: 'dns',
     type: 'dns',
     listen: '[::]:5353',
-    servers: ['9.9.9.9', '[2620:fe::fe]:5353', '127.0.0.1:53'],
+    servers: ['9.9.9.9', '[2620:fe::fe]:5353', '127.0.0.1:53', '[2620:fe::9]'],
     ...extra,
   })
   const redirect = { name: 'cap', type: 'redirect', listen: '[::]:15080' }
@@ -270,6 +270,7 @@ t.test('dns listener and capture.dns', async (t) => {
       { transport: 'udp', endpoint: { host: '9.9.9.9', port: 53, kind: 'ipv4' }, tlsName: '' },
       { transport: 'udp', endpoint: { host: '2620:fe::fe', port: 5353, kind: 'ipv6' }, tlsName: '' },
       { transport: 'udp', endpoint: { host: '127.0.0.1', port: 53, kind: 'ipv4' }, tlsName: '' },
+      { transport: 'udp', endpoint: { host: '2620:fe::9', port: 53, kind: 'ipv6' }, tlsName: '' },
     ],
     hosts: { 'nas.lan': ['192.168.1.5'] },
     rejectAddresses: ['0.0.0.0'],
@@ -286,6 +287,7 @@ t.test('dns listener and capture.dns', async (t) => {
           'tls://dns.quad9.net@[2620:fe::fe]:8853',
           'tls://2620:fe::9',
           'tls://1.1.1.1@1.1.1.1:853',
+          'tls://dns.quad9.net@[2620:fe::fe]',
         ],
         caBundle: '/etc/ugate/ca.pem',
       }),
@@ -299,8 +301,9 @@ t.test('dns listener and capture.dns', async (t) => {
       ['tls', '[2620:fe::fe]:8853', 'dns.quad9.net'],
       ['tls', '[2620:fe::9]:853', ''],
       ['tls', '1.1.1.1:853', '1.1.1.1'],
+      ['tls', '[2620:fe::fe]:853', 'dns.quad9.net'],
     ],
-    'tls:// resolvers: port 853 by default, the name lower-cased without its root dot',
+    'tls:// resolvers: port 853 by default (a bracketed IPv6 too), the name lower-cased without its root dot',
   )
   t.same(
     dot.servers.map(formatDnsServer),
@@ -310,6 +313,7 @@ t.test('dns listener and capture.dns', async (t) => {
       'tls://dns.quad9.net@[2620:fe::fe]:8853',
       'tls://[2620:fe::9]:853',
       'tls://1.1.1.1@1.1.1.1:853',
+      'tls://dns.quad9.net@[2620:fe::fe]:853',
     ],
     'formatDnsServer writes them back',
   )
@@ -339,6 +343,10 @@ t.test('dns listener and capture.dns', async (t) => {
       'listeners[0].servers[0]: "tls://9.9.9.9:99999": "9.9.9.9:99999" is not HOST:PORT (port "99999" is not a number 1-65535)',
     ],
 
+    [
+      { listeners: [dns({ servers: ['[9.9.9.9]'] })] },
+      'listeners[0].servers[0]: "[9.9.9.9]" is not an IP address (a resolver is named by its address; DNS over TLS: "tls://[NAME@]IP[:PORT]")',
+    ],
     [
       { listeners: [dns({ servers: [53] })] },
       'listeners[0].servers[0]: 53 is not a string "IP[:PORT]" or "tls://[NAME@]IP[:PORT]"',
