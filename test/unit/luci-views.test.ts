@@ -955,6 +955,13 @@ const CASES: Case[] = [
     set: { server: ['tls://dns.quad9.net@[2620:fe::fe]:853'] },
     daemon: true,
   },
+  {
+    what: 'a DNS-over-TLS server at a bracketed IPv6, no port',
+    at: 'listener:5',
+    set: { server: ['tls://dns.quad9.net@[2620:fe::fe]', '[2620:fe::9]'] },
+    daemon: true,
+  },
+  { what: 'a resolver at a bracketed IPv4', at: 'listener:5', set: { server: ['[9.9.9.9]'] }, daemon: false },
   { what: 'a relative CA bundle', at: 'listener:5', set: { ca_bundle: 'ca.pem' }, daemon: false },
   { what: 'udp_idle_timeout on a mixed listener', at: 'listener:0', set: { udp_idle_timeout: '30' }, daemon: true },
   {

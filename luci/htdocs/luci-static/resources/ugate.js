@@ -620,8 +620,7 @@ function checkCapturePort(v) {
 		: _('Expecting: %s').format(_('a port from 1 to 65535'));
 }
 
-/* A dns listener's upstream resolver (config.ts dnsServers): "IP", "IP:PORT" or "[IPv6]:PORT". */
-/* config.ts dnsServer: "IP", "IP:PORT", "[IPv6]:PORT", or DNS over TLS "tls://[NAME@]" before one of them. */
+/* config.ts dnsServer: "IP", "[IPv6]", "IP:PORT", "[IPv6]:PORT", or DNS over TLS "tls://[NAME@]" before one of them. */
 function checkDnsServer(v) {
 	const tls = v.indexOf('tls://') === 0;
 	let address = tls ? v.substring(6) : v;
@@ -635,7 +634,11 @@ function checkDnsServer(v) {
 		address = address.substring(at + 1);
 	}
 
-	return ipFamily(address) ? true : checkEndpoint(address, false, true);
+	const bracketed = /^\[.*\]$/.test(address);
+
+	if (bracketed ? ipFamily(address.slice(1, -1)) === 6 : ipFamily(address)) return true;
+
+	return checkEndpoint(address, false, true);
 }
 
 /* config.ts filePath: an absolute path (a dns listener's ca_bundle). */
