@@ -1,10 +1,12 @@
 // identityCreate / identityInspect: identity.c for `ugate identity`
 // (src/io/identity.ts); randomBytes / identitySign / identityVerifySignature
-// for the SNI relay's registration (src/io/sni-relay.ts). Decisions (names,
-// dates, files, what is signed) are the caller's.
+// for the SNI relay's registration (src/io/sni-relay.ts); sha1 for the admin
+// WebSocket's accept key (src/io/admin-http.ts). Decisions (names, dates,
+// files, what is signed) are the caller's.
 #include <stdlib.h>
 
 #include "identity.h"
+#include "mbedtls/sha1.h"
 #include "ugate.h"
 
 static JSValue throw_msg(JSContext *ctx, const char *msg) {
@@ -106,6 +108,16 @@ static JSValue js_random_bytes(UG_JS_PARAMS) {
   return JS_NewUint8ArrayCopy(ctx, buf, n);
 }
 
+// RFC 6455 asks SHA-1 of the handshake; mbedTLS has it anyway (a CA bundle's roots).
+static JSValue js_sha1(UG_JS_PARAMS) {
+  const uint8_t *data;
+  size_t len;
+  if (ug_get_bytes(ctx, argv[0], &data, &len)) return JS_EXCEPTION;
+  uint8_t out[20];
+  if (mbedtls_sha1(data, len, out)) return throw_msg(ctx, "sha1 failed");
+  return JS_NewUint8ArrayCopy(ctx, out, sizeof out);
+}
+
 static JSValue js_identity_sign(UG_JS_PARAMS) {
   const uint8_t *data;
   size_t len;
@@ -137,6 +149,7 @@ static const JSCFunctionListEntry identity_funcs[] = {
     JS_CFUNC_DEF("identityCreate", 1, js_identity_create),
     JS_CFUNC_DEF("identityInspect", 3, js_identity_inspect),
     JS_CFUNC_DEF("randomBytes", 1, js_random_bytes),
+    JS_CFUNC_DEF("sha1", 1, js_sha1),
     JS_CFUNC_DEF("identitySign", 2, js_identity_sign),
     JS_CFUNC_DEF("identityVerifySignature", 3, js_identity_verify_signature),
 };

@@ -123,69 +123,7 @@ export function isWebSocketKey(key: string): boolean {
   return raw !== null && raw.length === 16
 }
 
-/** Sec-WebSocket-Accept for a client's Sec-WebSocket-Key (§4.2.2). */
-export function acceptKey(key: string): string {
+/** Sec-WebSocket-Accept for a client's Sec-WebSocket-Key (§4.2.2); `sha1` is the runtime's. */
+export function acceptKey(key: string, sha1: (b: Uint8Array) => Uint8Array): string {
   return base64Encode(sha1(latin1Encode(key + WS_GUID)))
-}
-
-/** SHA-1 (RFC 3174); only for the handshake above, where the RFC asks for it. */
-export function sha1(msg: Uint8Array): Uint8Array {
-  const bitLen = msg.length * 8
-  const total = (((msg.length + 8) >> 6) + 1) * 64
-  const m = new Uint8Array(total)
-  m.set(msg)
-  m[msg.length] = 0x80
-  const dv = new DataView(m.buffer)
-  dv.setUint32(total - 8, Math.floor(bitLen / 0x100000000))
-  dv.setUint32(total - 4, bitLen >>> 0)
-  let h0 = 0x67452301
-  let h1 = 0xefcdab89
-  let h2 = 0x98badcfe
-  let h3 = 0x10325476
-  let h4 = 0xc3d2e1f0
-  const w = new Int32Array(80)
-  for (let off = 0; off < total; off += 64) {
-    for (let i = 0; i < 16; i++) w[i] = dv.getInt32(off + i * 4)
-    for (let i = 16; i < 80; i++) {
-      const x = w[i - 3]! ^ w[i - 8]! ^ w[i - 14]! ^ w[i - 16]!
-      w[i] = (x << 1) | (x >>> 31)
-    }
-    let a = h0
-    let b = h1
-    let c = h2
-    let d = h3
-    let e = h4
-    for (let i = 0; i < 80; i++) {
-      let f: number
-      let k: number
-      if (i < 20) {
-        f = (b & c) | (~b & d)
-        k = 0x5a827999
-      } else if (i < 40) {
-        f = b ^ c ^ d
-        k = 0x6ed9eba1
-      } else if (i < 60) {
-        f = (b & c) | (b & d) | (c & d)
-        k = 0x8f1bbcdc
-      } else {
-        f = b ^ c ^ d
-        k = 0xca62c1d6
-      }
-      const t = (((a << 5) | (a >>> 27)) + f + e + k + w[i]!) | 0
-      e = d
-      d = c
-      c = (b << 30) | (b >>> 2)
-      b = a
-      a = t
-    }
-    h0 = (h0 + a) | 0
-    h1 = (h1 + b) | 0
-    h2 = (h2 + c) | 0
-    h3 = (h3 + d) | 0
-    h4 = (h4 + e) | 0
-  }
-  const out = new Uint8Array(20)
-  const ov = new DataView(out.buffer)
-  ;[h0, h1, h2, h3, h4].forEach((h, i) => ov.setInt32(i * 4, h))
-  return out
 }

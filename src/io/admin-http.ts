@@ -347,7 +347,7 @@ class AdminConn {
       this.sendHead(101, [
         ['Upgrade', 'websocket'],
         ['Connection', 'Upgrade'],
-        ['Sec-WebSocket-Accept', acceptKey(key)],
+        ['Sec-WebSocket-Accept', acceptKey(key, native.sha1)],
       ])
       this.mode = 'ws'
       this.stop = s.start((m) => this.send(encodeFrame(OP.TEXT, m)))

@@ -269,6 +269,8 @@ declare module 'ugate:native' {
   ): { certs: CertInfo[]; verify: string; keyMatches?: boolean } | { error: 'chain' | 'root' | 'key'; message: string }
   /** n (1-256) bytes from mbedTLS's CTR-DRBG seeded by getrandom(2). */
   export function randomBytes(n: number): Uint8Array
+  /** SHA-1 of data (20 bytes; mbedTLS): only for the WebSocket handshake. */
+  export function sha1(data: ArrayBuffer | Uint8Array): Uint8Array
   /** The DER signature (ECDSA for a P-256 key) of SHA-256(data) with a PEM private key; throws when it does not parse. */
   export function identitySign(keyPem: string, data: ArrayBuffer | Uint8Array): Uint8Array
   /**
