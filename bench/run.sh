@@ -54,7 +54,7 @@
 #   UGATE_BIN=build/ugate
 #   UGATE_BASE_BIN=         another ugate (say main's), measured in the same run:
 #                           base-forward and base-mixed in conn, base-forward in
-#                           memory, base-ugate in footprint
+#                           memory, base-ugate in footprint, base in udp (udp.sh)
 #   LIMIT_RELAY_SRC=../shared/bench/limit_relay.c (relay.sh's yardstick; left out if absent)
 set -euo pipefail
 
