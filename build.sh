@@ -25,7 +25,7 @@ SIZE_BUDGET=$((1280 * 1024))  # 1.25 MiB (the OpenWrt builds: 1.6 MiB, openwrt/t
 
 # ---- dependencies ------------------------------------------------------------
 # Debian packages for building (musl-tools, gcc, make) and for the tests' real
-# clients and peers: curl, iperf3, strace, openssl; nftables + iproute2 for
+# clients and peers: curl, strace, openssl; nftables + iproute2 for
 # the capture tests in network namespaces; microsocks and tinyproxy as
 # upstream proxies; busybox for the rpcd plugin test; qemu-system-x86 and cpio
 # for the router-image test; clang/lld/llvm/dpkg-dev for the OpenWrt cross
@@ -37,7 +37,7 @@ SIZE_BUDGET=$((1280 * 1024))  # 1.25 MiB (the OpenWrt builds: 1.6 MiB, openwrt/t
 # nghttp2-proxy (nghttpx as a third-party HTTP/2 CONNECT server).
 RUST_CRATES=(librust-h2-dev librust-http-dev librust-bytes-dev librust-rustls-dev librust-rustls-pemfile-dev
   librust-tokio-rustls-dev librust-tokio-dev librust-webpki-dev librust-ring-dev)
-DEB_PKGS=(musl-tools gcc make curl iperf3 strace openssl ca-certificates debian-archive-keyring
+DEB_PKGS=(musl-tools gcc make curl strace openssl ca-certificates debian-archive-keyring
   nftables iproute2 microsocks tinyproxy-bin busybox qemu-system-x86 cpio
   clang lld llvm dpkg-dev qemu-user-static shellcheck clang-format python3
   bind9-dnsutils prometheus chromium cargo "${RUST_CRATES[@]}" nghttp2-proxy)

@@ -4,6 +4,8 @@
 # Every section runs its peers in rotation (the start peer moves each round),
 # BENCH_ROUNDS times, each peer a fresh process, so drift shows in the
 # per-round figures; ratios are per round against a peer of the same round.
+# (snirelay keeps one order and one relay/gate pair for all rounds; meshrelay
+# rotates but starts its three gates once.)
 #   relay        iperf3 throughput through TCP relays (bench/relay.sh)
 #   conn         connections/s, CPU per connection and latency, one HTTP
 #                request per connection (wrk -H "Connection: close"; SOCKS5

@@ -18,7 +18,7 @@
 #   BENCH_SECONDS=5   BENCH_ROUNDS=2   BENCH_SETUPS=200
 #   UGATE_BIN=build/ugate
 #   LIMIT_RELAY_SRC=../shared/bench/limit_relay.c (left out if absent)
-#   BENCH_OUT=DIR     also leave results.tsv there (bench/run.sh uses it)
+#   BENCH_OUT=DIR     also leave results.tsv there (bench/run.sh reads the printed table instead)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

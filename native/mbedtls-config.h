@@ -43,10 +43,11 @@
 /* The same for SHA-384 (a handshake's transcript, a signature): 3 KB less on
  * 32-bit MIPS, where its 64-bit rounds are long. */
 #define MBEDTLS_SHA512_SMALLER
-/* Only so that a CA bundle's roots self-signed with SHA-1 (30 of Debian's 144,
+/* So that a CA bundle's roots self-signed with SHA-1 (30 of Debian's 144,
  * among them DigiCert Global Root CA and GlobalSign Root CA) or SHA-512 (2)
  * parse at all: a root's own signature is never checked, and the default
- * verification profile still refuses SHA-1 in a chain. */
+ * verification profile still refuses SHA-1 in a chain. SHA-1 also makes the
+ * WebSocket accept key (mod_identity.c's sha1). */
 #define MBEDTLS_SHA1_C
 #define MBEDTLS_SHA512_C
 

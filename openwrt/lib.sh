@@ -146,7 +146,7 @@ unpack_debian_source() {  # unpack_debian_source PKG PIN DEST ORIG ORIG-SHA256 D
   say "$pkg sources: Debian $pkg $v"
 }
 
-# mbedTLS (crypto for QUIC sniffing; later TLS 1.3): Debian trixie's source
+# mbedTLS (TLS 1.3 for HBONE and DNS over TLS, X.509 identities, QUIC's crypto): Debian trixie's source
 # package, unpacked in build/mbedtls-src. native/build.mk builds it per target
 # with our own configuration, native/mbedtls-config.h.
 MBEDTLS_PIN=3.6.6-0.1~deb13u1

@@ -48,7 +48,7 @@ LLVM_PIN=1:14.0.6-12
 LLVM_ORIG_SHA256=d9bce5f42381d781e273c724db1ab0acd66259bf2782b79891664dbf1953d22c      # llvm-toolchain-14_14.0.6.orig.tar.xz
 
 # ---- the targets -----------------------------------------------------------------
-# One row an arch, the only place that knows one:
+# One row an arch, the only place the build knows one (the package tests list the archs too):
 #   arch     OpenWrt package arch
 #   triple   clang target (musl libc)
 #   endian   byte order (big: the bytecode comes from the target's own jsc)

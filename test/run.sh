@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the test suites and print one closing line "N passed, N failed".
 #   test/run.sh          unit, e2e against build/ugate and build/ugate-asan, package
-#   test/run.sh unit     unit tests only (Node, no binary needed)
+#   test/run.sh unit     unit tests only (Node; three compile C against build/mbedtls-src: ./build.sh first)
 #   test/run.sh e2e      e2e suites only
 #   test/run.sh package  cross builds, .ipk and .apk files, the QEMU router image (needs ./build.sh packages)
 set -uo pipefail
