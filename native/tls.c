@@ -888,9 +888,17 @@ static int failed(tls_conn *t, int ret) {
       }
       __attribute__((fallthrough));
     default:
-      // A peer that refuses our certificate may close before we read its alert.
+      // A peer that refuses our certificate may close before we read its alert:
+      // during our handshake, or (TLS 1.3: a client is done first) as our first
+      // write after it hits the closed socket.
       if (!t->done && (t->sock_errno == EPIPE || t->sock_errno == ECONNRESET))
         snprintf(t->err, TLS_ERR_MAX, "peer closed the connection during the handshake (%s)",
+                 strerror(t->sock_errno));
+      else if (t->done && !t->got_data && !t->cfg->server &&
+               (t->sock_errno == EPIPE || t->sock_errno == ECONNRESET))
+        snprintf(t->err, TLS_ERR_MAX,
+                 "peer ended the connection after the handshake (%s: it probably refused our "
+                 "certificate)",
                  strerror(t->sock_errno));
       else if (t->sock_errno)
         snprintf(t->err, TLS_ERR_MAX, "socket error: %s", strerror(t->sock_errno));

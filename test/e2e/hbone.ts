@@ -11,16 +11,16 @@ import { spawn } from 'node:child_process'
 import { copyFileSync, mkdirSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import http2 from 'node:http2'
-import net from 'node:net'
+import net, { type AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import type { TLSSocket } from 'node:tls'
+import tls, { type TLSSocket } from 'node:tls'
 import t from 'tap'
 import type { Test } from 'tap'
 import { listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
 import { mesh, type Mesh, TRUST_DOMAIN } from '../lib/mesh.js'
 import { connectReader, socks5Connect } from '../lib/proxy.js'
 import { dataServer, echoServer, prngBytes, sha256, within } from '../lib/servers.js'
-import { checkCleanExit, checkFds, finish, runUgate, type Ugate } from '../lib/ugate.js'
+import { checkCleanExit, checkFds, finish, parseLogLine, runUgate, type Ugate } from '../lib/ugate.js'
 import { tempDir } from '../lib/temp.js'
 import { UbusdStandin } from '../lib/ubusd-standin.js'
 
@@ -312,6 +312,45 @@ t.test('hbone upstream: Node http2 as a ztunnel-like server', async (t) => {
   server.goaway()
   await ug.waitForLine(/ info hbone-closed .*reason=goaway/)
   await finish(t, ug, 4)
+})
+
+t.test('hbone upstream: a peer that resets right after the handshake is named', async (t) => {
+  // As a server that refuses our certificate once our TLS 1.3 handshake is done (the client
+  // is done first) and closes before we read its alert: our next read or write fails.
+  const context = tls.createSecureContext(ids.tlsOptions('server'))
+  const srv = net.createServer((raw) => {
+    raw.on('error', () => {})
+    const s = new tls.TLSSocket(raw, {
+      isServer: true,
+      secureContext: context,
+      ALPNProtocols: ['h2'],
+      requestCert: true,
+      rejectUnauthorized: false,
+    })
+    s.on('error', () => {})
+    s.on('secure', () => raw.resetAndDestroy())
+  })
+  t.teardown(() => srv.close())
+  const port = await new Promise<number>((ok) =>
+    srv.listen(0, '127.0.0.1', () => ok((srv.address() as AddressInfo).port)),
+  )
+  const ug = await startConfig(
+    t,
+    proxyConfig([listener('socks', 'socks')], {
+      upstreams: [{ name: 'peer', type: 'hbone', server: `127.0.0.1:${port}` }],
+      rules: [{ name: 'mesh', action: 'upstream:peer' }],
+      ...ids.config('a'),
+    }),
+  )
+  const s = await socks5Connect(ug.port('socks'), { host: '10.9.9.2', port: 80 })
+  t.not(s.reply?.[1], 0, 'the SOCKS CONNECT fails')
+  const closed = parseLogLine(await ug.waitForLine(/ info hbone-closed .*detail=/))!
+  t.match(
+    closed.fields.detail,
+    /^peer ended the connection after the handshake \((Connection reset by peer|Broken pipe): it probably refused our certificate\)$/,
+    'the tunnel error says the peer ended it after the handshake',
+  )
+  await finish(t, ug, 1)
 })
 
 t.test('ugate → ugate through one tunnel', async (t) => {

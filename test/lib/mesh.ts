@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import http2 from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import type { PeerCertificate, TLSSocket } from 'node:tls'
+import type { PeerCertificate, TLSSocket, TlsOptions } from 'node:tls'
 import { type TestLike, runUgate } from './ugate.js'
 import { tempDir } from './temp.js'
 
@@ -49,6 +49,8 @@ export interface Mesh {
    * client pins its destination's), else any id of the trust domain.
    */
   connect(node: string, port: number, peer?: string): http2.ClientHttp2Session
+  /** Node's TLS options as node: its key and chain, the roots, TLS 1.3 only, ALPN h2. */
+  tlsOptions(node: string): TlsOptions
   /** Node's http2 server (as node), like ztunnel's inbound: client certificates of the trust domain. */
   server(node: string, onStream: (s: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders) => void): MeshServer
 }
@@ -142,6 +144,7 @@ export function mesh(t: TestLike, domains: Record<string, string> = {}): Mesh {
   return {
     dir: ensure,
     spiffe,
+    tlsOptions,
     config: (node) => ({ mesh: { identityDir: ensure(node), trustDomain: TRUST_DOMAIN } }),
     socket: (node) => join(root, `${node}.sock`),
     connect(node, port, peer) {
