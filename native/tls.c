@@ -880,7 +880,7 @@ static int failed(tls_conn *t, int ret) {
       // TLS 1.3: a server that refuses our certificate while it still writes
       // with the handshake keys (mbedTLS 3.6 does; ugate not: tls_handshake)
       // sends its alert under keys we no longer read with.
-      if (t->done && !t->got_data && !t->cfg->server) {
+      if (t->done && !t->got_data && !t->cfg->server && !t->cfg->web) {
         snprintf(t->err, TLS_ERR_MAX,
                  "peer ended the connection after the handshake (an unreadable alert: it "
                  "probably refused our certificate)");
@@ -889,12 +889,12 @@ static int failed(tls_conn *t, int ret) {
       __attribute__((fallthrough));
     default:
       // A peer that refuses our certificate may close before we read its alert:
-      // during our handshake, or (TLS 1.3: a client is done first) as our first
-      // write after it hits the closed socket.
+      // during our handshake, or (TLS 1.3: a client is done first) after it, where
+      // our first read or write finds the socket closed (a web client sends none).
       if (!t->done && (t->sock_errno == EPIPE || t->sock_errno == ECONNRESET))
         snprintf(t->err, TLS_ERR_MAX, "peer closed the connection during the handshake (%s)",
                  strerror(t->sock_errno));
-      else if (t->done && !t->got_data && !t->cfg->server &&
+      else if (t->done && !t->got_data && !t->cfg->server && !t->cfg->web &&
                (t->sock_errno == EPIPE || t->sock_errno == ECONNRESET))
         snprintf(t->err, TLS_ERR_MAX,
                  "peer ended the connection after the handshake (%s: it probably refused our "
