@@ -851,6 +851,10 @@ static unsigned char cert_alert(bool missing, uint32_t v) {
 static int failed(tls_conn *t, int ret) {
   if (t->err[0]) return TLS_FAILED;
   uint32_t v = mbedtls_ssl_get_verify_result(&t->ssl);
+  // A mesh client done with its handshake that has read nothing since: a server
+  // that refused its certificate ends it that way (a web client sends none).
+  bool unanswered = t->done && !t->got_data && !t->cfg->server && !t->cfg->web;
+  bool peer_closed = t->sock_errno == EPIPE || t->sock_errno == ECONNRESET;
   switch (ret) {
     case MBEDTLS_ERR_SSL_BAD_PROTOCOL_VERSION:
       snprintf(t->err, TLS_ERR_MAX, "peer does not speak TLS 1.3");
@@ -880,7 +884,7 @@ static int failed(tls_conn *t, int ret) {
       // TLS 1.3: a server that refuses our certificate while it still writes
       // with the handshake keys (mbedTLS 3.6 does; ugate not: tls_handshake)
       // sends its alert under keys we no longer read with.
-      if (t->done && !t->got_data && !t->cfg->server && !t->cfg->web) {
+      if (unanswered) {
         snprintf(t->err, TLS_ERR_MAX,
                  "peer ended the connection after the handshake (an unreadable alert: it "
                  "probably refused our certificate)");
@@ -890,12 +894,11 @@ static int failed(tls_conn *t, int ret) {
     default:
       // A peer that refuses our certificate may close before we read its alert:
       // during our handshake, or (TLS 1.3: a client is done first) after it, where
-      // our first read or write finds the socket closed (a web client sends none).
-      if (!t->done && (t->sock_errno == EPIPE || t->sock_errno == ECONNRESET))
+      // our first read or write finds the socket closed.
+      if (!t->done && peer_closed)
         snprintf(t->err, TLS_ERR_MAX, "peer closed the connection during the handshake (%s)",
                  strerror(t->sock_errno));
-      else if (t->done && !t->got_data && !t->cfg->server && !t->cfg->web &&
-               (t->sock_errno == EPIPE || t->sock_errno == ECONNRESET))
+      else if (unanswered && peer_closed)
         snprintf(t->err, TLS_ERR_MAX,
                  "peer ended the connection after the handshake (%s: it probably refused our "
                  "certificate)",
