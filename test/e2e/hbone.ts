@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process'
 import { copyFileSync, mkdirSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import http2 from 'node:http2'
-import net, { type AddressInfo } from 'node:net'
+import net from 'node:net'
 import { join } from 'node:path'
 import tls, { type TLSSocket } from 'node:tls'
 import t from 'tap'
@@ -19,7 +19,7 @@ import type { Test } from 'tap'
 import { listener, proxyConfig, startConfig, waitConnsOf } from '../lib/config.js'
 import { mesh, type Mesh, TRUST_DOMAIN } from '../lib/mesh.js'
 import { connectReader, socks5Connect } from '../lib/proxy.js'
-import { dataServer, echoServer, prngBytes, sha256, within } from '../lib/servers.js'
+import { dataServer, echoServer, listenFixture, prngBytes, sha256, within } from '../lib/servers.js'
 import { checkCleanExit, checkFds, finish, parseLogLine, runUgate, type Ugate } from '../lib/ugate.js'
 import { tempDir } from '../lib/temp.js'
 import { UbusdStandin } from '../lib/ubusd-standin.js'
@@ -318,8 +318,7 @@ t.test('hbone upstream: a peer that resets right after the handshake is named', 
   // As a server that refuses our certificate once our TLS 1.3 handshake is done (the client
   // is done first) and closes before we read its alert: our next read or write fails.
   const context = tls.createSecureContext(ids.tlsOptions('server'))
-  const srv = net.createServer((raw) => {
-    raw.on('error', () => {})
+  const { port } = await listenFixture(t, '127.0.0.1', (raw) => {
     const s = new tls.TLSSocket(raw, {
       isServer: true,
       secureContext: context,
@@ -330,10 +329,6 @@ t.test('hbone upstream: a peer that resets right after the handshake is named', 
     s.on('error', () => {})
     s.on('secure', () => raw.resetAndDestroy())
   })
-  t.teardown(() => srv.close())
-  const port = await new Promise<number>((ok) =>
-    srv.listen(0, '127.0.0.1', () => ok((srv.address() as AddressInfo).port)),
-  )
   const ug = await startConfig(
     t,
     proxyConfig([listener('socks', 'socks')], {

@@ -238,7 +238,8 @@ export interface Fixture {
   close(): Promise<void>
 }
 
-function listenFixture(t: TestLike, host: string, onConn: (s: Socket, f: Fixture) => void): Promise<Fixture> {
+/** A TCP server on host, port 0, closed at teardown: onConn gets each accepted socket (errors ignored). */
+export function listenFixture(t: TestLike, host: string, onConn: (s: Socket, f: Fixture) => void): Promise<Fixture> {
   return new Promise<Fixture>((resolve, reject) => {
     const sockets = new Set<Socket>()
     const server = net.createServer({ allowHalfOpen: true })
